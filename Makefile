@@ -1,0 +1,62 @@
+# Outpost — top-level driver.  `make demo` and `make test` do all set-up on a
+# fresh Debian 12 machine (as root): packages, build, then the demo or tests.
+BUILD   ?= build
+JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE_FLAGS ?=
+
+# Debian 12 packages: build, libraries, and the real peers the tests use.
+PACKAGES = build-essential cmake pkg-config clang libclang-rt-14-dev \
+	libevent-dev libssl-dev openssl libopendkim-dev libc-ares-dev \
+	libsodium-dev liblmdb-dev lmdb-utils libconfuse-dev libpsl-dev \
+	publicsuffix libcmocka-dev \
+	python3 python3-aiosmtpd python3-dkim python3-nacl \
+	libmail-dkim-perl swaks dnsmasq-base procps iproute2 curl
+
+.PHONY: all deps build test demo bench install fuzz clean format
+
+all: build
+
+deps:
+	@missing=$$(for p in $(PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
+		grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then \
+			echo "make deps: missing packages (run as root): $$missing" >&2; exit 1; fi; \
+		echo "make deps: installing $$missing"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y --no-install-recommends $$missing || \
+		{ apt-get update && apt-get install -y --no-install-recommends $$missing; }; \
+	fi
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DOUTPOST_WERROR=ON $(CMAKE_FLAGS)
+
+build: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: deps
+	$(MAKE) build
+	t/run-ctest $(BUILD)
+
+demo: deps
+	$(MAKE) build
+	t/tools/demo.sh $(BUILD)
+
+bench: deps
+	$(MAKE) build
+	t/bench/run.sh $(BUILD)
+
+install: build
+	cmake --install $(BUILD)
+
+fuzz: deps
+	cmake -S . -B $(BUILD)-fuzz -DCMAKE_C_COMPILER=clang -DOUTPOST_FUZZ=ON \
+		-DOUTPOST_ASAN_SUITE=OFF
+	cmake --build $(BUILD)-fuzz -j $(JOBS)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(BUILD)-fuzz

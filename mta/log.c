@@ -1,0 +1,213 @@
+/*
+ * log.c — diagnostics stream (stderr).
+ *
+ * Owns: the level/trace mask and the line formatter.  Each message is built in
+ * a local buffer and written with one write(2), so lines from several threads
+ * never interleave.  Must not: print peer text that did not go through
+ * log_escape() (no address in clear, no control bytes).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mta/log.h"
+
+#define LOG_LINE_BYTES 2048
+
+static enum log_level log_level = LOG_LEVEL_INFO;
+static unsigned log_trace_mask;
+
+void
+log_init(enum log_level level, unsigned trace_mask)
+{
+	log_level = level;
+	log_trace_mask = trace_mask;
+}
+
+int
+log_trace_enabled(unsigned mask)
+{
+	return (log_trace_mask & mask) != 0;
+}
+
+static void
+log_vwrite(const char *tag, int errnum, const char *fmt, va_list ap)
+{
+	char line[LOG_LINE_BYTES];
+	struct timespec ts;
+	struct tm tm;
+	size_t n;
+	int r;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
+	r = snprintf(line + n, sizeof(line) - n, ".%03ldZ outpostd: %s",
+	    ts.tv_nsec / 1000000, tag);
+	if (r > 0)
+		n += (size_t)r;
+	r = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+	if (r < 0)
+		r = 0;
+	n = (size_t)r >= sizeof(line) - n ? sizeof(line) - 1 : n + (size_t)r;
+	if (errnum != 0) {
+		r = snprintf(line + n, sizeof(line) - n, ": %s",
+		    strerror(errnum));
+		if (r > 0)
+			n = (size_t)r >= sizeof(line) - n ? sizeof(line) - 1
+							 : n + (size_t)r;
+	}
+	if (n >= sizeof(line) - 1)
+		n = sizeof(line) - 2;
+	line[n++] = '\n';
+	(void)!write(STDERR_FILENO, line, n);
+}
+
+#define LOG_BODY(tag, errnum)                      \
+	do {                                       \
+		va_list ap;                        \
+		va_start(ap, fmt);                 \
+		log_vwrite((tag), (errnum), fmt, ap); \
+		va_end(ap);                        \
+	} while (0)
+
+void
+log_warn(const char *fmt, ...)
+{
+	int saved = errno;
+
+	LOG_BODY("warning: ", saved);
+	errno = saved;
+}
+
+void
+log_warnx(const char *fmt, ...)
+{
+	LOG_BODY("warning: ", 0);
+}
+
+void
+log_info(const char *fmt, ...)
+{
+	if (log_level < LOG_LEVEL_INFO)
+		return;
+	LOG_BODY("", 0);
+}
+
+void
+log_debug(const char *fmt, ...)
+{
+	if (log_level < LOG_LEVEL_DEBUG)
+		return;
+	LOG_BODY("debug: ", 0);
+}
+
+void
+log_trace(unsigned mask, const char *fmt, ...)
+{
+	if ((log_trace_mask & mask) == 0)
+		return;
+	LOG_BODY("trace: ", 0);
+}
+
+void
+fatal(const char *fmt, ...)
+{
+	int saved = errno;
+
+	LOG_BODY("fatal: ", saved);
+	exit(1);
+}
+
+void
+fatalx(const char *fmt, ...)
+{
+	LOG_BODY("fatal: ", 0);
+	exit(1);
+}
+
+void
+log_panic(const char *func, const char *fmt, ...)
+{
+	char tag[128];
+
+	snprintf(tag, sizeof(tag), "panic: %s: ", func);
+	LOG_BODY(tag, 0);
+	abort();
+}
+
+/* Bytes that may be part of an address token around an '@'. */
+static bool
+log_addr_byte(unsigned char c)
+{
+	if (c <= ' ' || c == 0x7f)
+		return false;
+	return strchr("<>()[],;:'`", c) == NULL;
+}
+
+/* Append SRC (LEN bytes) to DST at *O; false when it no longer fits. */
+static bool
+log_put(char *dst, size_t dstlen, size_t *o, const char *src, size_t len)
+{
+	if (*o + len + 4 >= dstlen) {
+		/* Truncate with an ellipsis (UTF-8 "…" is 3 bytes). */
+		if (*o + 4 <= dstlen) {
+			memcpy(dst + *o, "\xe2\x80\xa6", 3);
+			*o += 3;
+		}
+		return false;
+	}
+	memcpy(dst + *o, src, len);
+	*o += len;
+	return true;
+}
+
+char *
+log_escape(char *dst, size_t dstlen, const char *src, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	static const char scrub[] = "<address>";
+	size_t i = 0, o = 0, end;
+
+	if (dstlen == 0)
+		return dst;
+	while (i < len) {
+		end = i;
+		while (end < len && log_addr_byte((unsigned char)src[end]))
+			end++;
+		if (end > i && memchr(src + i, '@', end - i) != NULL) {
+			/* An address-shaped token: never copied. */
+			if (!log_put(dst, dstlen, &o, scrub, sizeof(scrub) - 1))
+				break;
+			i = end;
+			continue;
+		}
+		if (end == i)
+			end = i + 1; /* one separator byte */
+		for (; i < end; i++) {
+			unsigned char c = (unsigned char)src[i];
+			char tmp[4];
+			size_t n = 1;
+
+			if (c >= 0x20 && c < 0x7f && c != '\\') {
+				tmp[0] = (char)c;
+			} else {
+				tmp[0] = '\\';
+				tmp[1] = 'x';
+				tmp[2] = hex[c >> 4];
+				tmp[3] = hex[c & 15];
+				n = 4;
+			}
+			if (!log_put(dst, dstlen, &o, tmp, n))
+				goto done;
+		}
+	}
+done:
+	dst[o < dstlen ? o : dstlen - 1] = '\0';
+	return dst;
+}

@@ -1,0 +1,48 @@
+/*
+ * loop.h — an I/O loop: one thread, one libevent base, and a mailbox through
+ * which other threads (queue writer, worker pool, main) hand it work.
+ *
+ * Sessions belong to exactly one loop and are only touched by its thread;
+ * everything another thread wants done to them goes through loop_post().
+ */
+#ifndef OUTPOST_MTA_LOOP_H
+#define OUTPOST_MTA_LOOP_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+struct event_base;
+
+typedef void loop_fn(void *arg);
+
+struct loop_msg {
+	loop_fn *fn;
+	void *arg;
+	struct loop_msg *next;
+};
+
+struct loop {
+	struct event_base *base;
+	unsigned index;
+	pthread_t thread;
+	bool threaded; /* runs on its own thread (else on main) */
+	pthread_mutex_t mu;
+	struct loop_msg *head, *tail; /* mailbox, FIFO */
+	struct event *wake;
+	void *sessions; /* owned by smtp_server.c: this loop's sessions */
+};
+
+/* loop_init — create the base and the mailbox.  0 ok, -1 fail. Main thread. */
+int loop_init(struct loop *l, unsigned index);
+/* loop_start — run the loop on a new thread until loop_stop(). */
+int loop_start(struct loop *l);
+/* loop_post — run FN(ARG) on L's thread, soon, in FIFO order.  Any thread.
+ * Never fails (allocation failure aborts: losing a completion would strand
+ * a message). */
+void loop_post(struct loop *l, loop_fn *fn, void *arg);
+/* loop_stop — ask L to leave its event loop.  Any thread. */
+void loop_stop(struct loop *l);
+/* loop_join — wait for a threaded loop to end, then free it.  Main. */
+void loop_join(struct loop *l);
+
+#endif

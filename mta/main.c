@@ -1,0 +1,348 @@
+/*
+ * main.c — outpostd: start-up, threads, signals, orderly shutdown.
+ *
+ * Owns: the process: configuration, keys, TLS contexts, the queue, the I/O
+ * loops, the worker pool.  The main thread only runs signal handling; every
+ * session lives on a loop thread.  Shutdown order: stop accepting, let the
+ * loops finish (every queued message answered), stop the pool, drain the
+ * queue writer, exit.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <netinet/in.h>
+#include <openssl/ssl.h>
+#include <sodium.h>
+
+#include "conf/conf.h"
+#include "queue/queue.h"
+#include "mta/auth.h"
+#include "mta/listen.h"
+#include "mta/log.h"
+#include "mta/loop.h"
+#include "mta/smtp_server.h"
+#include "mta/stats.h"
+#include "mta/tls.h"
+#include "mta/worker.h"
+
+#define SHUTDOWN_DEADLINE_MS 10000
+
+struct stats stats;
+
+static struct conf *conf;
+static struct queue *queue;
+static struct loop *loops;
+static unsigned nloops;
+static struct smtp_server_listener *listeners;
+static struct event_base *main_base;
+static int shutting_down;
+
+static void
+usage(void)
+{
+	fprintf(stderr,
+	    "usage: outpostd [-t] [-v] [-T trace] [-c file]\n"
+	    "  -c file   configuration (default: embedded defaults)\n"
+	    "  -t        check the configuration and exit\n"
+	    "  -v        verbose (debug) diagnostics\n"
+	    "  -T list   trace: smtp,queue,dns,tls,auth (comma separated)\n");
+	exit(2);
+}
+
+static unsigned
+parse_trace(const char *s)
+{
+	static const struct {
+		const char *name;
+		unsigned bit;
+	} t[] = { { "smtp", TRACE_SMTP }, { "queue", TRACE_QUEUE },
+		{ "dns", TRACE_DNS }, { "tls", TRACE_TLS },
+		{ "auth", TRACE_AUTH }, { "all", ~0u } };
+	char *copy, *tok, *save = NULL;
+	unsigned mask = 0;
+	size_t i;
+
+	if ((copy = strdup(s)) == NULL)
+		fatal("strdup");
+	for (tok = strtok_r(copy, ",", &save); tok != NULL;
+	     tok = strtok_r(NULL, ",", &save)) {
+		for (i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+			if (strcmp(tok, t[i].name) == 0)
+				break;
+		if (i == sizeof(t) / sizeof(t[0]))
+			fatalx("unknown trace flag \"%s\"", tok);
+		mask |= t[i].bit;
+	}
+	free(copy);
+	return mask;
+}
+
+/* mkdir -p with MODE for every component created. */
+static int
+mkdir_p(const char *path, mode_t mode)
+{
+	char buf[PATH_MAX];
+	char *p;
+
+	if ((size_t)snprintf(buf, sizeof(buf), "%s", path) >= sizeof(buf)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	for (p = buf + 1; *p != '\0'; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, mode) != 0 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	if (mkdir(buf, mode) != 0 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
+static int
+mkdir_parent(const char *file)
+{
+	char buf[PATH_MAX];
+	char *slash;
+
+	if ((size_t)snprintf(buf, sizeof(buf), "%s", file) >= sizeof(buf))
+		return -1;
+	if ((slash = strrchr(buf, '/')) == NULL || slash == buf)
+		return 0;
+	*slash = '\0';
+	return mkdir_p(buf, 0700);
+}
+
+static bool
+addr_is_loopback(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+
+		return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+	}
+	if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 =
+		    (const struct sockaddr_in6 *)ss;
+
+		return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
+	}
+	return false;
+}
+
+/* TLS contexts and listener descriptions for the SMTP server. */
+static void
+setup_listeners(void)
+{
+	char err[512];
+	size_t i;
+
+	listeners = calloc(conf->nlisteners, sizeof(*listeners));
+	if (listeners == NULL)
+		fatal("calloc");
+	for (i = 0; i < conf->nlisteners; i++) {
+		const struct conf_listener *cl = &conf->listeners[i];
+		struct smtp_server_listener *li = &listeners[i];
+		const char *cert = cl->cert_file ? cl->cert_file
+						 : conf->tls.cert_file;
+		const char *key = cl->key_file ? cl->key_file
+					       : conf->tls.key_file;
+
+		li->conf = cl;
+		li->loopback = addr_is_loopback(&cl->addr);
+		li->auth_plain_ok = cl->auth_without_tls && li->loopback;
+		if (cl->tls == CONF_TLS_NONE)
+			continue;
+		if (conf->tls.generate && cl->cert_file == NULL) {
+			if (mkdir_parent(cert) != 0 || mkdir_parent(key) != 0)
+				fatal("creating the directory of %s", cert);
+			if (tls_selfsigned_ensure(cert, key, conf->hostname,
+				err, sizeof(err)) != 0)
+				fatalx("%s", err);
+		}
+		li->ssl_ctx = tls_server_ctx_new(cert, key,
+		    conf->tls.min_version, conf->tls.ciphers, err,
+		    sizeof(err));
+		if (li->ssl_ctx == NULL)
+			fatalx("listener %s: %s", cl->name, err);
+	}
+}
+
+static void
+raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			log_warn("setrlimit(RLIMIT_NOFILE)");
+	}
+}
+
+/* On each loop: stop accepting, then wind the sessions down. */
+static void
+shutdown_on_loop(void *arg)
+{
+	struct loop *l = arg;
+
+	listen_close(l);
+	smtp_server_shutdown(l, SHUTDOWN_DEADLINE_MS);
+}
+
+static void
+signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	unsigned i;
+
+	(void)what;
+	(void)arg;
+	if (shutting_down++) {
+		log_warnx("signal %d again: exiting at once", (int)sig);
+		_exit(1);
+	}
+	log_info("signal %d: shutting down (in-flight transactions get %d s)",
+	    (int)sig, SHUTDOWN_DEADLINE_MS / 1000);
+	for (i = 0; i < nloops; i++)
+		loop_post(&loops[i], shutdown_on_loop, &loops[i]);
+	event_base_loopexit(main_base, NULL);
+}
+
+int
+main(int argc, char *argv[])
+{
+	const char *file = NULL;
+	struct queue_config qc;
+	struct event *ev_term, *ev_int;
+	uint8_t hash_key[QUEUE_KEY_BYTES];
+	char err[1024];
+	bool check = false;
+	enum log_level level = LOG_LEVEL_INFO;
+	unsigned trace = 0, i;
+	size_t j;
+	int ch;
+
+	while ((ch = getopt(argc, argv, "c:tvT:h")) != -1) {
+		switch (ch) {
+		case 'c':
+			file = optarg;
+			break;
+		case 't':
+			check = true;
+			break;
+		case 'v':
+			level = LOG_LEVEL_DEBUG;
+			break;
+		case 'T':
+			trace = parse_trace(optarg);
+			break;
+		default:
+			usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+	log_init(level, trace);
+	if (conf_load(&conf, file, err, sizeof(err)) != 0) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	if (check) {
+		printf("outpostd: configuration %s is valid\n", conf->file);
+		conf_free(conf);
+		return 0;
+	}
+
+	signal(SIGPIPE, SIG_IGN);
+	umask(077);
+	raise_nofile();
+	if (evthread_use_pthreads() != 0)
+		fatalx("evthread_use_pthreads failed");
+	if (sodium_init() < 0 || auth_init() != 0)
+		fatalx("libsodium initialisation failed");
+	if (mkdir_p(conf->data_dir, 0700) != 0)
+		fatal("%s", conf->data_dir);
+	if (queue_keyfile_load(conf->hash_key_file, true, hash_key, err,
+		sizeof(err)) != 0)
+		fatalx("%s", err);
+	sodium_memzero(hash_key, sizeof(hash_key));
+	setup_listeners();
+
+	memset(&qc, 0, sizeof(qc));
+	qc.path = conf->queue.path;
+	qc.key_file = conf->queue.key_file;
+	qc.map_size = conf->queue.map_size;
+	qc.commit_interval_us = conf->queue.commit_interval_us;
+	qc.commit_max_batch = conf->queue.commit_max_batch;
+	if (queue_open(&queue, &qc, 0, err, sizeof(err)) != 0)
+		fatalx("queue: %s", err);
+	smtp_server_init(conf, queue);
+	if (worker_start(conf->worker_threads) != 0)
+		fatal("starting worker threads");
+
+	nloops = conf->smtp_threads;
+	if ((loops = calloc(nloops, sizeof(*loops))) == NULL)
+		fatal("calloc");
+	for (i = 0; i < nloops; i++)
+		if (loop_init(&loops[i], i) != 0)
+			fatalx("cannot create event loop %u", i);
+	if (listen_open(loops, nloops, listeners, conf->nlisteners, err,
+		sizeof(err)) != 0)
+		fatalx("%s", err);
+
+	if ((main_base = event_base_new()) == NULL)
+		fatalx("event_base_new failed");
+	ev_term = evsignal_new(main_base, SIGTERM, signal_cb, NULL);
+	ev_int = evsignal_new(main_base, SIGINT, signal_cb, NULL);
+	if (ev_term == NULL || ev_int == NULL || evsignal_add(ev_term, NULL) ||
+	    evsignal_add(ev_int, NULL))
+		fatalx("cannot install signal handlers");
+	for (i = 0; i < nloops; i++)
+		if (loop_start(&loops[i]) != 0)
+			fatal("starting loop thread %u", i);
+	for (j = 0; j < conf->nlisteners; j++)
+		log_info("listening on %s (%s%s)", conf->listeners[j].name,
+		    conf->listeners[j].tls == CONF_TLS_IMPLICIT ? "implicit TLS"
+		    : conf->listeners[j].tls == CONF_TLS_STARTTLS
+			? "STARTTLS"
+			: "no TLS",
+		    listeners[j].ssl_ctx != NULL || conf->listeners[j].auth
+			? (conf->listeners[j].auth ? ", AUTH" : "")
+			: "");
+	log_info("outpostd %s ready: %s, queue %s, %u loops, %u workers",
+	    OUTPOST_VERSION, conf->file, conf->queue.path, nloops,
+	    conf->worker_threads);
+
+	event_base_dispatch(main_base);
+
+	/* Orderly shutdown. */
+	for (i = 0; i < nloops; i++)
+		loop_join(&loops[i]);
+	worker_stop();
+	queue_close(queue);
+	log_info("outpostd stopped: %llu messages accepted, %llu sessions",
+	    (unsigned long long)STATS_GET(messages_accepted),
+	    (unsigned long long)STATS_GET(sessions));
+	event_free(ev_term);
+	event_free(ev_int);
+	event_base_free(main_base);
+	for (j = 0; j < conf->nlisteners; j++)
+		SSL_CTX_free(listeners[j].ssl_ctx);
+	free(listeners);
+	free(loops);
+	conf_free(conf);
+	return 0;
+}

@@ -1,0 +1,1947 @@
+/*
+ * smtp_server.c — SMTP submission sessions: one state machine per session.
+ *
+ * Owns: the session (bufferevent, state, transaction, body buffer).  Runs on
+ * the session's loop thread only; work for other threads (password checks,
+ * the queue commit) leaves through auth_verify()/queue_submit() and comes
+ * back through loop_post().  smtp_server_enter() is the only writer of
+ * s->state.  Invariants: "250 … queued" only from the commit completion;
+ * no bare CR or LF is ever accepted in message data; nothing read before a
+ * STARTTLS handshake survives it; no address is ever logged in clear.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/err.h>
+#include <sodium.h>
+
+#include "conf/conf.h"
+#include "queue/queue.h"
+#include "mta/addr.h"
+#include "mta/auth.h"
+#include "mta/client.h"
+#include "mta/log.h"
+#include "mta/loop.h"
+#include "mta/smtp_server.h"
+#include "mta/stats.h"
+
+#define SMTP_CMD_LINE_MAX   512   /* RFC 5321 4.5.3.1.4, with CRLF */
+#define SMTP_AUTH_LINE_MAX  12288 /* RFC 4954 4 */
+#define SMTP_TEXT_LINE_MAX  1000  /* RFC 5321 4.5.3.1.6, with CRLF */
+#define SMTP_OUTPUT_MAX     (256 * 1024) /* stop reading past this */
+#define SMTP_INPUT_MAX      (1024 * 1024)
+#define SMTP_HELO_MAX       255
+#define SMTP_BODY_INITIAL   8192
+
+enum smtp_server_state {
+	SS_TLS,      /* implicit TLS or STARTTLS handshake in progress */
+	SS_GREETING, /* greeting sent; EHLO/HELO expected */
+	SS_READY,    /* after EHLO: MAIL expected */
+	SS_MAIL,     /* MAIL accepted: RCPT expected */
+	SS_RCPT,     /* a recipient accepted: more RCPT, DATA or BDAT */
+	SS_DATA,     /* reading DATA text up to CRLF.CRLF */
+	SS_BDAT,     /* reading a BDAT chunk's octets */
+	SS_AUTH,     /* a SASL exchange waiting for the client's line */
+	SS_BUSY,     /* waiting for a worker, the queue, or a delay */
+	SS_CLOSING,  /* flushing the last reply, then closing */
+	SS__COUNT
+};
+
+/* Command bits, for the states' allowed-command masks. */
+enum {
+	CMD_EHLO = 1u << 0,
+	CMD_HELO = 1u << 1,
+	CMD_MAIL = 1u << 2,
+	CMD_RCPT = 1u << 3,
+	CMD_DATA = 1u << 4,
+	CMD_BDAT = 1u << 5,
+	CMD_RSET = 1u << 6,
+	CMD_NOOP = 1u << 7,
+	CMD_QUIT = 1u << 8,
+	CMD_VRFY = 1u << 9,
+	CMD_HELP = 1u << 10,
+	CMD_STARTTLS = 1u << 11,
+	CMD_AUTH = 1u << 12,
+	CMD_EXPN = 1u << 13,
+};
+#define CMD_ALWAYS (CMD_RSET | CMD_NOOP | CMD_QUIT | CMD_VRFY | CMD_HELP | \
+	CMD_EXPN | CMD_EHLO | CMD_HELO)
+
+enum smtp_timeout { TO_NONE, TO_COMMAND, TO_DATA, TO_TLS };
+
+static const struct ss_info {
+	const char *name;
+	enum smtp_timeout timeout;
+	uint32_t cmds_ok;
+} ss_info[SS__COUNT] = {
+	[SS_TLS] = { "tls", TO_TLS, 0 },
+	[SS_GREETING] = { "greeting", TO_COMMAND,
+	    CMD_ALWAYS | CMD_STARTTLS },
+	[SS_READY] = { "ready", TO_COMMAND,
+	    CMD_ALWAYS | CMD_MAIL | CMD_STARTTLS | CMD_AUTH | CMD_BDAT },
+	[SS_MAIL] = { "mail", TO_COMMAND, CMD_ALWAYS | CMD_RCPT | CMD_BDAT },
+	[SS_RCPT] = { "rcpt", TO_COMMAND,
+	    CMD_ALWAYS | CMD_RCPT | CMD_DATA | CMD_BDAT },
+	[SS_DATA] = { "data", TO_DATA, 0 },
+	[SS_BDAT] = { "bdat", TO_DATA, 0 },
+	[SS_AUTH] = { "auth", TO_COMMAND, 0 },
+	[SS_BUSY] = { "busy", TO_NONE, 0 },
+	[SS_CLOSING] = { "closing", TO_NONE, 0 },
+};
+
+/* Session flags. */
+#define SF_TLS          0x0001u /* TLS established */
+#define SF_EHLO         0x0002u /* EHLO (not HELO) was used */
+#define SF_LONGLINE     0x0004u /* discarding the rest of a long line */
+#define SF_STARTTLS     0x0008u /* switch to TLS once 220 is flushed */
+#define SF_CLOSE        0x0010u /* free at the end of this callback */
+#define SF_ZOMBIE       0x0020u /* connection gone, async work pending */
+#define SF_SHUTDOWN     0x0040u /* daemon stopping: close after this txn */
+#define SF_READ_OFF     0x0080u /* reading disabled for back-pressure */
+#define SF_BDAT_USED    0x0100u /* this transaction uses BDAT */
+
+/* Message data problems, found while scanning (DATA and BDAT). */
+#define BAD_BARE    0x01u /* bare CR or bare LF */
+#define BAD_NUL     0x02u
+#define BAD_LONG    0x04u /* a line over 998 octets */
+#define BAD_SIZE    0x08u /* over max_message_size */
+
+/* The scanner's state between chunks of input. */
+enum data_scan { DS_BOL, DS_LINE, DS_CR, DS_DOT, DS_DOTCR };
+
+enum auth_mech { AM_NONE, AM_PLAIN, AM_LOGIN_USER, AM_LOGIN_PASS };
+
+struct smtp_server_session {
+	uint64_t id;
+	struct loop *loop;
+	struct smtp_server_listener *listener;
+	evutil_socket_t fd;
+	struct bufferevent *bev;
+	struct event *timer; /* the state's deadline */
+	struct event *delay; /* an answer held back (AUTH failure) */
+	enum smtp_server_state state;
+	unsigned flags;
+	unsigned pending; /* async operations holding the session */
+	unsigned errors;
+	struct client_key client;
+	char client_str[48];
+	bool client_trusted; /* inside a relay network */
+	char helo[SMTP_HELO_MAX + 1];
+	const struct conf_user *user;
+	struct auth_request *auth;
+	enum auth_mech auth_mech;
+	/* transaction */
+	uint64_t msg_id;
+	struct addr_path sender;
+	bool smtputf8, body8bit;
+	uint64_t declared_size;
+	char **rcpts;
+	unsigned nrcpts, rcpts_cap;
+	uint8_t *body;
+	size_t body_len, body_cap;
+	enum data_scan scan;
+	size_t line_len;
+	unsigned bad;
+	bool saw8bit;
+	uint64_t bdat_left;
+	bool bdat_last;
+	struct queue_op *op; /* handed back by the queue writer */
+	/* per session totals, for the summary line */
+	unsigned msgs, rcpts_total;
+	struct smtp_server_session *prev, *next;
+};
+
+static const struct conf *smtp_conf;
+static struct queue *smtp_queue;
+static _Atomic uint64_t smtp_session_seq;
+
+static void smtp_server_input(struct smtp_server_session *);
+static void smtp_server_settle(struct smtp_server_session *);
+static void smtp_server_close(struct smtp_server_session *, const char *);
+static void smtp_server_bev_setup(struct smtp_server_session *);
+
+void
+smtp_server_init(const struct conf *conf, struct queue *queue)
+{
+	smtp_conf = conf;
+	smtp_queue = queue;
+}
+
+static int64_t
+smtp_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Replies ------------------------------------------------------------- */
+
+static void smtp_server_reply(struct smtp_server_session *s, const char *fmt,
+    ...) __attribute__((format(printf, 2, 3)));
+
+static void
+smtp_server_reply(struct smtp_server_session *s, const char *fmt, ...)
+{
+	struct evbuffer *out;
+	va_list ap;
+
+	if (s->bev == NULL)
+		return;
+	out = bufferevent_get_output(s->bev);
+	va_start(ap, fmt);
+	evbuffer_add_vprintf(out, fmt, ap);
+	va_end(ap);
+	evbuffer_add(out, "\r\n", 2);
+	if (log_trace_enabled(TRACE_SMTP)) {
+		char buf[256], esc[512];
+
+		va_start(ap, fmt);
+		vsnprintf(buf, sizeof(buf), fmt, ap);
+		va_end(ap);
+		log_trace(TRACE_SMTP, "%016" PRIx64 " smtp >>> %s", s->id,
+		    log_escape(esc, sizeof(esc), buf, strlen(buf)));
+	}
+}
+
+/* Close after the reply is flushed. */
+static void
+smtp_server_close_after(struct smtp_server_session *s)
+{
+	s->state = SS_CLOSING;
+	if (s->timer != NULL)
+		evtimer_del(s->timer);
+	if (s->bev != NULL) {
+		bufferevent_disable(s->bev, EV_READ);
+		if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+			s->flags |= SF_CLOSE;
+	} else {
+		s->flags |= SF_CLOSE;
+	}
+}
+
+/* A refused command: count it; past max_errors, hang up (421). */
+static void
+smtp_server_error(struct smtp_server_session *s)
+{
+	STATS_INC(protocol_errors);
+	if (++s->errors > smtp_conf->limits.max_errors) {
+		log_info("%016" PRIx64 " smtp too many errors from %s", s->id,
+		    s->client_str);
+		smtp_server_reply(s, "421 4.7.0 %s Error: too many errors",
+		    smtp_conf->hostname);
+		smtp_server_close_after(s);
+	}
+}
+
+/* State --------------------------------------------------------------- */
+
+static void
+smtp_server_timer_arm(struct smtp_server_session *s)
+{
+	struct timeval tv;
+	unsigned ms;
+
+	switch (ss_info[s->state].timeout) {
+	case TO_COMMAND:
+		ms = smtp_conf->limits.command_timeout_ms;
+		break;
+	case TO_DATA:
+		ms = smtp_conf->limits.data_timeout_ms;
+		break;
+	case TO_TLS:
+		ms = smtp_conf->limits.tls_handshake_timeout_ms;
+		break;
+	default:
+		evtimer_del(s->timer);
+		return;
+	}
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	evtimer_add(s->timer, &tv);
+}
+
+static void
+smtp_server_enter(struct smtp_server_session *s, enum smtp_server_state st)
+{
+	if (s->state == SS_CLOSING)
+		return; /* nothing leaves CLOSING */
+	if (s->state != st)
+		log_trace(TRACE_SMTP, "%016" PRIx64 " smtp %s -> %s", s->id,
+		    ss_info[s->state].name, ss_info[st].name);
+	s->state = st;
+	smtp_server_timer_arm(s);
+}
+
+static void
+smtp_server_txn_reset(struct smtp_server_session *s)
+{
+	unsigned i;
+
+	for (i = 0; i < s->nrcpts; i++)
+		free(s->rcpts[i]);
+	s->nrcpts = 0;
+	free(s->body);
+	s->body = NULL;
+	s->body_len = s->body_cap = 0;
+	s->msg_id = 0;
+	memset(&s->sender, 0, sizeof(s->sender));
+	s->smtputf8 = s->body8bit = false;
+	s->declared_size = 0;
+	s->bad = 0;
+	s->saw8bit = false;
+	s->flags &= ~SF_BDAT_USED;
+}
+
+/* Back to where a new transaction may start. */
+static void
+smtp_server_idle(struct smtp_server_session *s)
+{
+	smtp_server_txn_reset(s);
+	if (s->flags & SF_SHUTDOWN) {
+		smtp_server_reply(s, "421 4.3.2 %s Service shutting down",
+		    smtp_conf->hostname);
+		smtp_server_close_after(s);
+		return;
+	}
+	smtp_server_enter(s, s->helo[0] != '\0' ? SS_READY : SS_GREETING);
+}
+
+/* Pause reading while async work is in flight (back-pressure). */
+static void
+smtp_server_busy(struct smtp_server_session *s)
+{
+	smtp_server_enter(s, SS_BUSY);
+	if (s->bev != NULL && !(s->flags & SF_READ_OFF)) {
+		bufferevent_disable(s->bev, EV_READ);
+		s->flags |= SF_READ_OFF;
+	}
+}
+
+/* Leave BUSY: enable reading and handle what was pipelined meanwhile. */
+static void
+smtp_server_resume(struct smtp_server_session *s)
+{
+	if (s->bev == NULL || s->state == SS_CLOSING)
+		return;
+	if (s->flags & SF_READ_OFF) {
+		s->flags &= ~SF_READ_OFF;
+		bufferevent_enable(s->bev, EV_READ);
+	}
+	smtp_server_input(s);
+}
+
+/* Message body -------------------------------------------------------- */
+
+static int
+smtp_server_body_reserve(struct smtp_server_session *s, size_t more)
+{
+	size_t cap = s->body_cap ? s->body_cap : SMTP_BODY_INITIAL;
+	uint8_t *nb;
+
+	if (s->body_len + more <= s->body_cap)
+		return 0;
+	while (cap < s->body_len + more)
+		cap *= 2;
+	if ((nb = realloc(s->body, cap)) == NULL)
+		return -1;
+	s->body = nb;
+	s->body_cap = cap;
+	return 0;
+}
+
+static void
+smtp_server_body_add(struct smtp_server_session *s, const void *p, size_t n)
+{
+	if (s->bad & BAD_SIZE)
+		return;
+	if (s->body_len + n > smtp_conf->limits.max_message_size) {
+		s->bad |= BAD_SIZE;
+		return;
+	}
+	if (smtp_server_body_reserve(s, n) != 0) {
+		s->bad |= BAD_SIZE; /* out of memory: refuse, don't crash */
+		return;
+	}
+	memcpy(s->body + s->body_len, p, n);
+	s->body_len += n;
+}
+
+/* The trace header (RFC 5321 4.4), first line of the queued message. */
+static void
+smtp_server_body_begin(struct smtp_server_session *s)
+{
+	char hdr[768], date[64], helo[SMTP_HELO_MAX + 1], qid[QUEUE_ID_HEX_BYTES];
+	const char *proto;
+	struct tm tm;
+	time_t now = time(NULL);
+	size_t i;
+	int n;
+
+	if (s->declared_size > 0 &&
+	    s->declared_size <= smtp_conf->limits.max_message_size)
+		(void)smtp_server_body_reserve(s, s->declared_size + 512);
+	/* The HELO name went through command-line checks (no CR, LF, NUL);
+	 * keep only printable ASCII in a header. */
+	for (i = 0; s->helo[i] != '\0'; i++)
+		helo[i] = s->helo[i] > ' ' && s->helo[i] < 0x7f ? s->helo[i]
+								 : '?';
+	helo[i] = '\0';
+	if (s->user != NULL)
+		proto = s->flags & SF_TLS ? "ESMTPSA" : "ESMTPA";
+	else if (s->flags & SF_EHLO)
+		proto = s->flags & SF_TLS ? "ESMTPS" : "ESMTP";
+	else
+		proto = "SMTP";
+	gmtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+	queue_id_format(s->msg_id, qid);
+	n = snprintf(hdr, sizeof(hdr),
+	    "Received: from %s ([%s])\r\n\tby %s (Outpost) with %s id %s;\r\n"
+	    "\t%s\r\n",
+	    helo[0] ? helo : "unknown", s->client_str, smtp_conf->hostname,
+	    proto, qid, date);
+	if (n > 0 && (size_t)n < sizeof(hdr))
+		smtp_server_body_add(s, hdr, (size_t)n);
+	s->scan = DS_BOL;
+	s->line_len = 0;
+}
+
+/*
+ * smtp_server_scan — check and copy message octets P[0..N).  DOT: DATA mode
+ * (dot-stuffing, CRLF.CRLF ends the message).  Strict: CR only before LF, LF
+ * only after CR; a violation sets BAD_BARE and, in DATA mode, stops at once
+ * (the caller hangs up: after a bare LF the end of data is ambiguous, which
+ * is what SMTP smuggling exploits).  Returns the octets consumed; *END is set
+ * when CRLF.CRLF was consumed.
+ */
+static size_t
+smtp_server_scan(struct smtp_server_session *s, const uint8_t *p, size_t n,
+    bool dot, bool *end)
+{
+	size_t i = 0, span;
+
+	*end = false;
+	while (i < n) {
+		switch (s->scan) {
+		case DS_BOL:
+			if (dot && p[i] == '.') {
+				s->scan = DS_DOT;
+				i++;
+				continue;
+			}
+			s->scan = DS_LINE;
+			continue;
+		case DS_DOT:
+			if (p[i] == '\r') {
+				s->scan = DS_DOTCR;
+				i++;
+				continue;
+			}
+			/* A stuffed dot: dropped (RFC 5321 4.5.2). */
+			s->line_len = 1;
+			s->scan = DS_LINE;
+			continue;
+		case DS_DOTCR:
+			if (p[i] == '\n') {
+				*end = true;
+				return i + 1;
+			}
+			s->bad |= BAD_BARE;
+			if (dot)
+				return i;
+			s->scan = DS_LINE;
+			continue;
+		case DS_CR:
+			if (p[i] != '\n') {
+				s->bad |= BAD_BARE;
+				if (dot)
+					return i;
+				s->scan = DS_LINE;
+				continue;
+			}
+			smtp_server_body_add(s, "\r\n", 2);
+			s->line_len = 0;
+			s->scan = DS_BOL;
+			i++;
+			continue;
+		case DS_LINE:
+			break;
+		}
+		/* DS_LINE: copy the run up to the next CR, LF or NUL. */
+		for (span = i; span < n; span++) {
+			uint8_t c = p[span];
+
+			if (c == '\r' || c == '\n' || c == '\0')
+				break;
+			if (c & 0x80)
+				s->saw8bit = true;
+		}
+		if (span > i) {
+			smtp_server_body_add(s, p + i, span - i);
+			s->line_len += span - i;
+			if (s->line_len > SMTP_TEXT_LINE_MAX - 2)
+				s->bad |= BAD_LONG;
+			i = span;
+			continue;
+		}
+		if (p[i] == '\0') {
+			s->bad |= BAD_NUL;
+			i++;
+		} else if (p[i] == '\r') {
+			s->scan = DS_CR;
+			i++;
+		} else {
+			s->bad |= BAD_BARE; /* LF without CR */
+			if (dot)
+				return i;
+			i++;
+		}
+	}
+	return i;
+}
+
+/* Queueing ------------------------------------------------------------ */
+
+static void smtp_server_on_queued(void *arg);
+
+/* Writer thread: hand the result back to the session's loop. */
+static void
+smtp_server_queued_cb(struct queue_op *op, int status, void *arg)
+{
+	struct smtp_server_session *s = arg;
+
+	(void)status;
+	s->op = op;
+	loop_post(s->loop, smtp_server_on_queued, s);
+}
+
+static void
+smtp_server_on_queued(void *arg)
+{
+	struct smtp_server_session *s = arg;
+	struct queue_op *op = s->op;
+	char qid[QUEUE_ID_HEX_BYTES];
+
+	s->op = NULL;
+	s->pending--;
+	queue_id_format(op->env.id, qid);
+	if (s->flags & SF_ZOMBIE) {
+		/* The client left before the reply: the message is queued
+		 * (or not) all the same; it simply never heard. */
+		log_info("%016" PRIx64 " smtp %s %s but the client is gone",
+		    s->id, qid, op->status == 0 ? "queued" : "failed");
+	} else if (op->status == 0) {
+		STATS_INC(messages_accepted);
+		STATS_ADD(recipients_accepted, op->env.nrcpts);
+		s->msgs++;
+		s->rcpts_total += op->env.nrcpts;
+		log_debug("%016" PRIx64 " smtp queued %s size=%" PRIu64
+			  " rcpts=%" PRIu32,
+		    s->id, qid, op->env.size, op->env.nrcpts);
+		smtp_server_reply(s, "250 2.0.0 %s queued", qid);
+		smtp_server_idle(s);
+	} else {
+		STATS_INC(queue_failures);
+		log_warnx("%016" PRIx64 " smtp queue write failed for %s: %s",
+		    s->id, qid, op->err);
+		if (op->map_full)
+			smtp_server_reply(s,
+			    "452 4.3.1 Insufficient system storage");
+		else
+			smtp_server_reply(s, "451 4.3.0 Queue write failed, "
+					     "try again later");
+		smtp_server_idle(s);
+	}
+	queue_op_free(op);
+	smtp_server_resume(s);
+	smtp_server_settle(s);
+}
+
+/* End of message data: check, then hand the message to the queue. */
+static void
+smtp_server_message_end(struct smtp_server_session *s)
+{
+	struct queue_op *op;
+	unsigned i;
+
+	if (s->bad != 0) {
+		STATS_INC(messages_rejected);
+		if (s->bad & BAD_SIZE)
+			smtp_server_reply(s, "552 5.3.4 Message size exceeds "
+					     "fixed maximum message size");
+		else if (s->bad & BAD_BARE) {
+			STATS_INC(rejected_smuggling);
+			smtp_server_reply(s, "550 5.6.0 Message refused: bare "
+					     "CR or LF in message data");
+		} else if (s->bad & BAD_NUL)
+			smtp_server_reply(s, "550 5.6.0 Message refused: NUL "
+					     "character in message data");
+		else
+			smtp_server_reply(s, "550 5.6.0 Message refused: line "
+					     "longer than 998 characters");
+		log_info("%016" PRIx64 " smtp message refused from %s "
+			 "(bad=0x%x)",
+		    s->id, s->client_str, s->bad);
+		smtp_server_error(s);
+		smtp_server_idle(s);
+		return;
+	}
+	if ((op = queue_op_new(QOP_INSERT)) == NULL)
+		goto oom;
+	op->env.id = s->msg_id;
+	op->env.created_ms = smtp_now_ms();
+	op->env.next_attempt_ms = op->env.created_ms;
+	if (s->body8bit || s->saw8bit)
+		op->env.flags |= QUEUE_F_8BITMIME;
+	if (s->smtputf8)
+		op->env.flags |= QUEUE_F_SMTPUTF8;
+	op->env.size = s->body_len;
+	op->env.sender = strdup(s->sender.null ? "" : s->sender.mailbox);
+	op->env.user = s->user != NULL ? strdup(s->user->name) : NULL;
+	op->env.client = strdup(s->client_str);
+	op->env.helo = strdup(s->helo);
+	op->env.rcpts = calloc(s->nrcpts, sizeof(*op->env.rcpts));
+	if (op->env.sender == NULL || op->env.client == NULL ||
+	    op->env.helo == NULL || op->env.rcpts == NULL ||
+	    (s->user != NULL && op->env.user == NULL)) {
+		queue_op_free(op);
+		goto oom;
+	}
+	/* Ownership of the recipients and the body moves to the op. */
+	for (i = 0; i < s->nrcpts; i++)
+		op->env.rcpts[i].addr = s->rcpts[i];
+	op->env.nrcpts = s->nrcpts;
+	s->nrcpts = 0;
+	op->body = s->body;
+	op->body_len = s->body_len;
+	s->body = NULL;
+	s->body_len = s->body_cap = 0;
+	s->pending++;
+	smtp_server_busy(s);
+	queue_submit(smtp_queue, op, smtp_server_queued_cb, s);
+	return;
+oom:
+	log_warnx("%016" PRIx64 " smtp out of memory queueing a message",
+	    s->id);
+	smtp_server_reply(s, "451 4.3.0 Temporary failure, try again later");
+	smtp_server_idle(s);
+}
+
+/* DATA and BDAT input ------------------------------------------------- */
+
+/* Feed input to the scanner without pulling it into one contiguous block. */
+static int
+smtp_server_data(struct smtp_server_session *s, struct evbuffer *in,
+    bool dot, size_t limit, size_t *used)
+{
+	struct evbuffer_iovec v[16];
+	size_t total = 0, got;
+	bool end = false;
+	int i, n;
+
+	n = evbuffer_peek(in, (ev_ssize_t)limit, NULL, v, 16);
+	if (n > 16)
+		n = 16;
+	for (i = 0; i < n && !end; i++) {
+		size_t len = v[i].iov_len;
+
+		if (total + len > limit)
+			len = limit - total;
+		got = smtp_server_scan(s, v[i].iov_base, len, dot, &end);
+		total += got;
+		if (got < len && !end)
+			break; /* DATA stopped on a bare CR/LF */
+	}
+	evbuffer_drain(in, total);
+	*used = total;
+	return end;
+}
+
+/* Returns 1 if progress was made, 0 when more input is needed. */
+static int
+smtp_server_input_data(struct smtp_server_session *s, struct evbuffer *in)
+{
+	size_t avail = evbuffer_get_length(in), used;
+	int end;
+
+	if (avail == 0)
+		return 0;
+	end = smtp_server_data(s, in, true, avail, &used);
+	if (s->bad & BAD_BARE) {
+		/* Hang up: the client and we disagree on where the message
+		 * ends, so nothing after this may be read as commands. */
+		STATS_INC(messages_rejected);
+		STATS_INC(rejected_smuggling);
+		log_info("%016" PRIx64 " smtp bare CR or LF in DATA from %s; "
+			 "closing",
+		    s->id, s->client_str);
+		smtp_server_reply(s, "521 5.5.2 %s Error: bare CR or LF in "
+				     "message data (RFC 5321 2.3.8)",
+		    smtp_conf->hostname);
+		smtp_server_close_after(s);
+		return 0;
+	}
+	smtp_server_timer_arm(s);
+	if (end)
+		smtp_server_message_end(s);
+	return 1;
+}
+
+static int
+smtp_server_input_bdat(struct smtp_server_session *s, struct evbuffer *in)
+{
+	size_t avail = evbuffer_get_length(in), used;
+	bool in_txn = s->nrcpts > 0;
+
+	if (s->bdat_left > 0) {
+		if (avail == 0)
+			return 0;
+		if (in_txn) {
+			smtp_server_data(s, in, false,
+			    avail < s->bdat_left ? avail : s->bdat_left, &used);
+		} else {
+			used = avail < s->bdat_left ? avail : s->bdat_left;
+			evbuffer_drain(in, used);
+		}
+		s->bdat_left -= used;
+		smtp_server_timer_arm(s);
+		if (s->bdat_left > 0)
+			return 1;
+	}
+	/* The whole chunk is in. */
+	if (!in_txn) {
+		smtp_server_reply(s, "503 5.5.1 Error: no valid transaction "
+				     "for this BDAT chunk");
+		smtp_server_error(s);
+		smtp_server_idle(s);
+		return 1;
+	}
+	if (s->bad & BAD_BARE) {
+		smtp_server_message_end(s); /* refuses with the reason */
+		return 1;
+	}
+	if (!s->bdat_last) {
+		smtp_server_reply(s, "250 2.0.0 Ok: %zu octets", s->body_len);
+		smtp_server_enter(s, SS_RCPT);
+		return 1;
+	}
+	/* A message must end with CRLF: complete a last unterminated line,
+	 * but a final bare CR stays an error. */
+	if (s->scan == DS_CR || s->scan == DS_DOTCR)
+		s->bad |= BAD_BARE;
+	else if (s->scan != DS_BOL)
+		smtp_server_body_add(s, "\r\n", 2);
+	smtp_server_message_end(s);
+	return 1;
+}
+
+/* Commands ------------------------------------------------------------ */
+
+static bool
+smtp_server_auth_offered(const struct smtp_server_session *s)
+{
+	const struct conf_listener *li = s->listener->conf;
+
+	if (!li->auth || smtp_conf->nusers == 0)
+		return false;
+	return (s->flags & SF_TLS) || s->listener->auth_plain_ok;
+}
+
+static bool
+smtp_server_starttls_offered(const struct smtp_server_session *s)
+{
+	return !(s->flags & SF_TLS) && s->listener->ssl_ctx != NULL &&
+	    s->listener->conf->tls == CONF_TLS_STARTTLS;
+}
+
+static bool
+smtp_server_check_helo(const char *arg)
+{
+	size_t n = strlen(arg), i;
+
+	if (n == 0 || n > SMTP_HELO_MAX)
+		return false;
+	for (i = 0; i < n; i++)
+		if (arg[i] == ' ' || (unsigned char)arg[i] < 0x21)
+			return false;
+	return true;
+}
+
+static void
+cmd_ehlo(struct smtp_server_session *s, char *arg, bool ehlo)
+{
+	if (!smtp_server_check_helo(arg)) {
+		smtp_server_reply(s, "501 5.5.4 Syntax: %s hostname",
+		    ehlo ? "EHLO" : "HELO");
+		smtp_server_error(s);
+		return;
+	}
+	smtp_server_txn_reset(s);
+	snprintf(s->helo, sizeof(s->helo), "%s", arg);
+	if (ehlo)
+		s->flags |= SF_EHLO;
+	else
+		s->flags &= ~SF_EHLO;
+	if (!ehlo) {
+		smtp_server_reply(s, "250 %s", smtp_conf->hostname);
+		smtp_server_enter(s, SS_READY);
+		return;
+	}
+	smtp_server_reply(s, "250-%s Hello [%s]", smtp_conf->hostname,
+	    s->client_str);
+	smtp_server_reply(s, "250-PIPELINING");
+	smtp_server_reply(s, "250-SIZE %" PRIu64,
+	    smtp_conf->limits.max_message_size);
+	if (smtp_server_starttls_offered(s))
+		smtp_server_reply(s, "250-STARTTLS");
+	if (smtp_server_auth_offered(s))
+		smtp_server_reply(s, "250-AUTH PLAIN LOGIN");
+	smtp_server_reply(s, "250-ENHANCEDSTATUSCODES");
+	smtp_server_reply(s, "250-8BITMIME");
+	smtp_server_reply(s, "250-SMTPUTF8");
+	smtp_server_reply(s, "250 CHUNKING");
+	smtp_server_enter(s, SS_READY);
+}
+
+/* Next "KEY[=VALUE]" parameter from *P (space separated). */
+static bool
+smtp_server_param(char **p, char **key, char **val)
+{
+	char *q = *p, *eq;
+
+	while (*q == ' ')
+		q++;
+	if (*q == '\0')
+		return false;
+	*key = q;
+	while (*q != '\0' && *q != ' ')
+		q++;
+	if (*q != '\0')
+		*q++ = '\0';
+	*p = q;
+	if ((eq = strchr(*key, '=')) != NULL) {
+		*eq = '\0';
+		*val = eq + 1;
+	} else {
+		*val = NULL;
+	}
+	return true;
+}
+
+static bool
+smtp_server_user_may_null(const struct conf_user *u)
+{
+	size_t i;
+
+	for (i = 0; i < u->nsender_domains; i++)
+		if (strcmp(u->sender_domains[i], "*") == 0)
+			return true;
+	return false;
+}
+
+static void
+cmd_mail(struct smtp_server_session *s, char *arg)
+{
+	char *rest, *key, *val, *end;
+	enum addr_result ar;
+	bool body_seen = false, size_seen = false;
+	uint64_t size = 0;
+
+	if (strncasecmp(arg, "FROM:", 5) != 0) {
+		smtp_server_reply(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
+		smtp_server_error(s);
+		return;
+	}
+	if (s->listener->conf->require_auth && s->user == NULL) {
+		smtp_server_reply(s, "530 5.7.0 Authentication required");
+		smtp_server_error(s);
+		return;
+	}
+	/* UTF-8 is allowed in the path only with SMTPUTF8, which comes
+	 * after it: parse leniently, check once the parameters are known. */
+	ar = addr_path_parse(arg + 5, true, true, &s->sender,
+	    (const char **)&rest);
+	if (ar != ADDR_OK) {
+		smtp_server_reply(s, "553 5.1.7 Bad sender address: %s",
+		    addr_result_str(ar));
+		smtp_server_error(s);
+		return;
+	}
+	if (*rest != '\0' && *rest != ' ') {
+		smtp_server_reply(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
+		smtp_server_error(s);
+		return;
+	}
+	while (smtp_server_param(&rest, &key, &val)) {
+		if (strcasecmp(key, "SIZE") == 0 && val != NULL && !size_seen) {
+			errno = 0;
+			size = strtoull(val, &end, 10);
+			if (*val < '0' || *val > '9' || *end != '\0' ||
+			    errno != 0) {
+				smtp_server_reply(s, "501 5.5.4 Bad SIZE "
+						     "parameter");
+				smtp_server_error(s);
+				return;
+			}
+			size_seen = true;
+		} else if (strcasecmp(key, "BODY") == 0 && val != NULL &&
+		    !body_seen) {
+			if (strcasecmp(val, "8BITMIME") == 0)
+				s->body8bit = true;
+			else if (strcasecmp(val, "7BIT") != 0) {
+				smtp_server_reply(s, "501 5.5.4 Bad BODY "
+						     "parameter");
+				smtp_server_error(s);
+				return;
+			}
+			body_seen = true;
+		} else if (strcasecmp(key, "SMTPUTF8") == 0 && val == NULL) {
+			s->smtputf8 = true;
+		} else if (strcasecmp(key, "AUTH") == 0 && val != NULL) {
+			/* RFC 4954 5: accepted, not trusted. */
+		} else {
+			smtp_server_reply(s, "555 5.5.4 Unsupported MAIL FROM "
+					     "parameter");
+			smtp_server_error(s);
+			memset(&s->sender, 0, sizeof(s->sender));
+			return;
+		}
+	}
+	if (s->sender.utf8 && !s->smtputf8) {
+		smtp_server_reply(s, "553 5.6.7 Bad sender address: %s",
+		    addr_result_str(ADDR_UTF8));
+		smtp_server_error(s);
+		smtp_server_txn_reset(s);
+		return;
+	}
+	if (size_seen && size > smtp_conf->limits.max_message_size) {
+		smtp_server_reply(s, "552 5.3.4 Message size exceeds fixed "
+				     "maximum message size");
+		smtp_server_error(s);
+		smtp_server_txn_reset(s);
+		return;
+	}
+	if (s->user != NULL &&
+	    (s->sender.null ? !smtp_server_user_may_null(s->user)
+			    : !conf_user_may_send(s->user, s->sender.domain))) {
+		STATS_INC(rejected_sender);
+		log_info("%016" PRIx64 " smtp sender domain %s refused for "
+			 "user %s",
+		    s->id, s->sender.null ? "<>" : s->sender.domain,
+		    s->user->name);
+		smtp_server_reply(s, "550 5.7.1 Sender address not allowed "
+				     "for this user");
+		smtp_server_error(s);
+		smtp_server_txn_reset(s);
+		return;
+	}
+	s->declared_size = size;
+	s->msg_id = queue_id_next(smtp_queue);
+	smtp_server_reply(s, "250 2.1.0 Ok");
+	smtp_server_enter(s, SS_MAIL);
+}
+
+static void
+cmd_rcpt(struct smtp_server_session *s, char *arg)
+{
+	struct addr_path rcpt;
+	const char *rest;
+	enum addr_result ar;
+	char *copy, **nr;
+
+	if (strncasecmp(arg, "TO:", 3) != 0) {
+		smtp_server_reply(s, "501 5.5.4 Syntax: RCPT TO:<address>");
+		smtp_server_error(s);
+		return;
+	}
+	/* Relay decision before anything else: an outsider learns nothing
+	 * from us about addresses, whatever trick they are written with. */
+	if (s->user == NULL && !s->client_trusted) {
+		STATS_INC(rejected_relay);
+		log_info("%016" PRIx64 " smtp relay denied for %s", s->id,
+		    s->client_str);
+		smtp_server_reply(s, "554 5.7.1 Relay access denied");
+		smtp_server_error(s);
+		return;
+	}
+	ar = addr_path_parse(arg + 3, false, s->smtputf8, &rcpt, &rest);
+	if (ar != ADDR_OK) {
+		smtp_server_reply(s, "553 5.1.3 Bad recipient address: %s",
+		    addr_result_str(ar));
+		smtp_server_error(s);
+		return;
+	}
+	while (*rest == ' ')
+		rest++;
+	if (*rest != '\0') {
+		/* DSN (NOTIFY/ORCPT) is not offered, so no parameter is. */
+		smtp_server_reply(s, "555 5.5.4 Unsupported RCPT TO "
+				     "parameter");
+		smtp_server_error(s);
+		return;
+	}
+	if (s->nrcpts >= smtp_conf->limits.max_recipients) {
+		/* Flow control, not an error (RFC 5321 4.5.3.1.10). */
+		smtp_server_reply(s, "452 4.5.3 Error: too many recipients");
+		return;
+	}
+	if (s->nrcpts == s->rcpts_cap) {
+		unsigned cap = s->rcpts_cap ? s->rcpts_cap * 2 : 8;
+
+		if ((nr = realloc(s->rcpts, cap * sizeof(*nr))) == NULL)
+			goto oom;
+		s->rcpts = nr;
+		s->rcpts_cap = cap;
+	}
+	if ((copy = strdup(rcpt.mailbox)) == NULL)
+		goto oom;
+	s->rcpts[s->nrcpts++] = copy;
+	smtp_server_reply(s, "250 2.1.5 Ok");
+	smtp_server_enter(s, SS_RCPT);
+	return;
+oom:
+	smtp_server_reply(s, "452 4.3.1 Insufficient system resources");
+}
+
+static void
+cmd_data(struct smtp_server_session *s, char *arg)
+{
+	if (*arg != '\0') {
+		smtp_server_reply(s, "501 5.5.4 Syntax: DATA");
+		smtp_server_error(s);
+		return;
+	}
+	if (s->flags & SF_BDAT_USED) {
+		smtp_server_reply(s, "503 5.5.1 Error: DATA after BDAT");
+		smtp_server_error(s);
+		return;
+	}
+	smtp_server_body_begin(s);
+	smtp_server_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+	smtp_server_enter(s, SS_DATA);
+}
+
+static void
+cmd_bdat(struct smtp_server_session *s, char *arg)
+{
+	char *end;
+	uint64_t size;
+
+	errno = 0;
+	size = strtoull(arg, &end, 10);
+	if (*arg < '0' || *arg > '9' || errno != 0 ||
+	    (*end != '\0' && *end != ' ') ||
+	    (*end == ' ' && strcasecmp(end + 1, "LAST") != 0)) {
+		/* Without a size we cannot find the end of the chunk: any
+		 * byte of it could be taken for a command.  Hang up. */
+		smtp_server_reply(s, "501 5.5.4 Syntax: BDAT size [LAST]; "
+				     "closing");
+		smtp_server_close_after(s);
+		return;
+	}
+	s->bdat_left = size;
+	s->bdat_last = *end == ' ';
+	if (s->nrcpts > 0 && !(s->flags & SF_BDAT_USED)) {
+		s->flags |= SF_BDAT_USED;
+		smtp_server_body_begin(s);
+	}
+	smtp_server_enter(s, SS_BDAT);
+}
+
+static void
+cmd_rset(struct smtp_server_session *s, char *arg)
+{
+	(void)arg;
+	smtp_server_txn_reset(s);
+	smtp_server_reply(s, "250 2.0.0 Ok");
+	smtp_server_enter(s, s->helo[0] != '\0' ? SS_READY : SS_GREETING);
+}
+
+static void
+cmd_noop(struct smtp_server_session *s, char *arg)
+{
+	(void)arg;
+	smtp_server_reply(s, "250 2.0.0 Ok");
+}
+
+static void
+cmd_quit(struct smtp_server_session *s, char *arg)
+{
+	(void)arg;
+	smtp_server_reply(s, "221 2.0.0 Bye");
+	smtp_server_close_after(s);
+}
+
+static void
+cmd_vrfy(struct smtp_server_session *s, char *arg)
+{
+	(void)arg;
+	smtp_server_reply(s, "252 2.5.0 Cannot VRFY user");
+}
+
+static void
+cmd_expn(struct smtp_server_session *s, char *arg)
+{
+	(void)arg;
+	smtp_server_reply(s, "502 5.5.1 EXPN not available");
+}
+
+static void
+cmd_help(struct smtp_server_session *s, char *arg)
+{
+	(void)arg;
+	smtp_server_reply(s, "214 2.0.0 Outpost: see RFC 5321");
+}
+
+static void
+cmd_starttls(struct smtp_server_session *s, char *arg)
+{
+	if (!smtp_server_starttls_offered(s)) {
+		smtp_server_reply(s, "503 5.5.1 Error: STARTTLS not "
+				     "available");
+		smtp_server_error(s);
+		return;
+	}
+	if (*arg != '\0') {
+		smtp_server_reply(s, "501 5.5.4 Syntax: STARTTLS");
+		smtp_server_error(s);
+		return;
+	}
+	smtp_server_reply(s, "220 2.0.0 Ready to start TLS");
+	/* Whatever the client pipelined after STARTTLS is dropped now
+	 * (CVE-2011-0411); we read nothing more until the handshake. */
+	evbuffer_drain(bufferevent_get_input(s->bev),
+	    evbuffer_get_length(bufferevent_get_input(s->bev)));
+	bufferevent_disable(s->bev, EV_READ);
+	s->flags |= SF_STARTTLS;
+	smtp_server_enter(s, SS_TLS);
+}
+
+/* AUTH ---------------------------------------------------------------- */
+
+static void smtp_server_auth_done(struct auth_request *req);
+
+static void
+smtp_server_auth_reset(struct smtp_server_session *s)
+{
+	if (s->auth != NULL) {
+		sodium_memzero(s->auth, sizeof(*s->auth));
+		free(s->auth);
+		s->auth = NULL;
+	}
+	s->auth_mech = AM_NONE;
+}
+
+static void
+smtp_server_auth_fail(struct smtp_server_session *s, const char *reply)
+{
+	smtp_server_auth_reset(s);
+	smtp_server_reply(s, "%s", reply);
+	smtp_server_error(s);
+	smtp_server_enter(s, SS_READY);
+}
+
+/* Credentials complete: verify them on the worker pool. */
+static void
+smtp_server_auth_verify(struct smtp_server_session *s)
+{
+	s->auth->conf = smtp_conf;
+	s->auth->done = smtp_server_auth_done;
+	s->auth->arg = s;
+	s->pending++;
+	smtp_server_busy(s);
+	auth_verify(s->loop, s->auth);
+}
+
+static void
+smtp_server_auth_step(struct smtp_server_session *s, const char *resp)
+{
+	char dec[AUTH_USER_MAX + AUTH_PASS_MAX + 4];
+	size_t n;
+
+	if (strcmp(resp, "*") == 0) {
+		smtp_server_auth_fail(s, "501 5.7.0 Authentication cancelled");
+		return;
+	}
+	if (auth_b64_decode(resp, dec, sizeof(dec), &n) != 0) {
+		smtp_server_auth_fail(s, "501 5.5.2 Invalid base64 data");
+		return;
+	}
+	switch (s->auth_mech) {
+	case AM_PLAIN:
+		if (auth_plain_split(dec, n, s->auth->user,
+			sizeof(s->auth->user), s->auth->pass,
+			sizeof(s->auth->pass)) != 0) {
+			sodium_memzero(dec, sizeof(dec));
+			smtp_server_auth_fail(s, "501 5.5.2 Malformed PLAIN "
+						 "response");
+			return;
+		}
+		break;
+	case AM_LOGIN_USER:
+		if (n == 0 || n >= sizeof(s->auth->user) ||
+		    memchr(dec, '\0', n) != NULL) {
+			smtp_server_auth_fail(s, "501 5.5.2 Malformed user "
+						 "name");
+			return;
+		}
+		memcpy(s->auth->user, dec, n + 1);
+		s->auth_mech = AM_LOGIN_PASS;
+		smtp_server_reply(s, "334 UGFzc3dvcmQ6"); /* "Password:" */
+		smtp_server_enter(s, SS_AUTH);
+		return;
+	case AM_LOGIN_PASS:
+		if (n >= sizeof(s->auth->pass) ||
+		    memchr(dec, '\0', n) != NULL) {
+			sodium_memzero(dec, sizeof(dec));
+			smtp_server_auth_fail(s, "501 5.5.2 Malformed "
+						 "password");
+			return;
+		}
+		memcpy(s->auth->pass, dec, n + 1);
+		break;
+	case AM_NONE:
+		panic("AUTH step without a mechanism");
+	}
+	sodium_memzero(dec, sizeof(dec));
+	smtp_server_auth_verify(s);
+}
+
+static void
+cmd_auth(struct smtp_server_session *s, char *arg)
+{
+	char *mech = arg, *resp;
+	uint64_t left;
+	int64_t now = smtp_now_ms();
+
+	if (!smtp_server_auth_offered(s)) {
+		if (s->listener->conf->auth && smtp_conf->nusers > 0 &&
+		    smtp_server_starttls_offered(s))
+			smtp_server_reply(s, "530 5.7.0 Must issue a STARTTLS "
+					     "command first");
+		else
+			smtp_server_reply(s, "503 5.5.1 Error: "
+					     "authentication not enabled");
+		smtp_server_error(s);
+		return;
+	}
+	if (s->user != NULL) {
+		smtp_server_reply(s, "503 5.5.1 Error: already "
+				     "authenticated");
+		smtp_server_error(s);
+		return;
+	}
+	left = client_auth_blocked(&s->client, now, &smtp_conf->auth_limit);
+	if (left > 0) {
+		STATS_INC(auth_blocked);
+		smtp_server_reply(s, "454 4.7.0 Too many failed "
+				     "authentication attempts; try again in "
+				     "%" PRIu64 " seconds",
+		    (left + 999) / 1000);
+		smtp_server_error(s);
+		return;
+	}
+	if ((resp = strchr(mech, ' ')) != NULL)
+		*resp++ = '\0';
+	if ((s->auth = calloc(1, sizeof(*s->auth))) == NULL) {
+		smtp_server_reply(s, "454 4.3.0 Temporary failure");
+		return;
+	}
+	if (strcasecmp(mech, "PLAIN") == 0) {
+		s->auth_mech = AM_PLAIN;
+		if (resp != NULL) {
+			smtp_server_auth_step(s, resp);
+			return;
+		}
+		smtp_server_reply(s, "334 ");
+	} else if (strcasecmp(mech, "LOGIN") == 0) {
+		s->auth_mech = AM_LOGIN_USER;
+		if (resp != NULL) {
+			smtp_server_auth_step(s, resp);
+			return;
+		}
+		smtp_server_reply(s, "334 VXNlcm5hbWU6"); /* "Username:" */
+	} else {
+		smtp_server_auth_reset(s);
+		smtp_server_reply(s, "504 5.5.4 Unrecognized authentication "
+				     "type");
+		smtp_server_error(s);
+		return;
+	}
+	smtp_server_enter(s, SS_AUTH);
+}
+
+static void
+smtp_server_auth_delay_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_server_session *s = arg;
+
+	(void)fd;
+	(void)what;
+	s->pending--;
+	if (!(s->flags & SF_ZOMBIE)) {
+		smtp_server_reply(s, "535 5.7.8 Authentication credentials "
+				     "invalid");
+		smtp_server_error(s);
+		smtp_server_enter(s, SS_READY);
+		smtp_server_resume(s);
+	}
+	smtp_server_settle(s);
+}
+
+static void
+smtp_server_auth_done(struct auth_request *req)
+{
+	struct smtp_server_session *s = req->arg;
+	bool ok = req->ok, blocked = false;
+	const struct conf_user *u = req->u;
+	uint64_t delay;
+	struct timeval tv;
+
+	s->pending--;
+	smtp_server_auth_reset(s);
+	if (s->flags & SF_ZOMBIE) {
+		smtp_server_settle(s);
+		return;
+	}
+	if (ok) {
+		STATS_INC(auth_success);
+		client_auth_succeeded(&s->client);
+		s->user = u;
+		log_info("%016" PRIx64 " smtp AUTH success user=%s from %s",
+		    s->id, u->name, s->client_str);
+		smtp_server_reply(s, "235 2.7.0 Authentication successful");
+		smtp_server_enter(s, SS_READY);
+		smtp_server_resume(s);
+		smtp_server_settle(s);
+		return;
+	}
+	STATS_INC(auth_failures);
+	delay = client_auth_failed(&s->client, smtp_now_ms(),
+	    &smtp_conf->auth_limit, &blocked);
+	/* Only a configured name may appear in the log; a typed one could
+	 * be anything, an address included. */
+	log_info("%016" PRIx64 " smtp AUTH failure user=%s from %s%s", s->id,
+	    u != NULL ? u->name : "(unknown)", s->client_str,
+	    blocked ? "; client blocked" : "");
+	if (blocked) {
+		STATS_INC(auth_blocked);
+		smtp_server_reply(s, "421 4.7.0 %s Too many failed "
+				     "authentication attempts; closing",
+		    smtp_conf->hostname);
+		smtp_server_close_after(s);
+		smtp_server_settle(s);
+		return;
+	}
+	/* Answer only after a growing delay (brute-force throttling); the
+	 * session stays busy meanwhile. */
+	if (s->delay == NULL &&
+	    (s->delay = evtimer_new(s->loop->base, smtp_server_auth_delay_cb,
+		 s)) == NULL) {
+		smtp_server_close_after(s);
+		smtp_server_settle(s);
+		return;
+	}
+	s->pending++;
+	tv.tv_sec = (time_t)(delay / 1000);
+	tv.tv_usec = (suseconds_t)(delay % 1000) * 1000;
+	evtimer_add(s->delay, &tv);
+}
+
+/* Command dispatch ---------------------------------------------------- */
+
+static const struct smtp_cmd {
+	const char *verb;
+	uint32_t bit;
+	void (*fn)(struct smtp_server_session *, char *);
+} smtp_cmds[] = {
+	{ "MAIL", CMD_MAIL, cmd_mail },
+	{ "RCPT", CMD_RCPT, cmd_rcpt },
+	{ "DATA", CMD_DATA, cmd_data },
+	{ "BDAT", CMD_BDAT, cmd_bdat },
+	{ "RSET", CMD_RSET, cmd_rset },
+	{ "NOOP", CMD_NOOP, cmd_noop },
+	{ "QUIT", CMD_QUIT, cmd_quit },
+	{ "VRFY", CMD_VRFY, cmd_vrfy },
+	{ "EXPN", CMD_EXPN, cmd_expn },
+	{ "HELP", CMD_HELP, cmd_help },
+	{ "STARTTLS", CMD_STARTTLS, cmd_starttls },
+	{ "AUTH", CMD_AUTH, cmd_auth },
+	{ "EHLO", CMD_EHLO, NULL },
+	{ "HELO", CMD_HELO, NULL },
+};
+
+static void smtp_server_timer_cb(evutil_socket_t, short, void *);
+
+static void
+smtp_server_command(struct smtp_server_session *s, char *line)
+{
+	const struct smtp_cmd *c = NULL;
+	char *arg;
+	size_t i, vlen;
+
+	for (vlen = 0; line[vlen] != '\0' && line[vlen] != ' '; vlen++)
+		;
+	arg = line + vlen;
+	while (*arg == ' ')
+		arg++;
+	for (i = 0; i < sizeof(smtp_cmds) / sizeof(smtp_cmds[0]); i++) {
+		if (strlen(smtp_cmds[i].verb) == vlen &&
+		    strncasecmp(line, smtp_cmds[i].verb, vlen) == 0) {
+			c = &smtp_cmds[i];
+			break;
+		}
+	}
+	if (c == NULL) {
+		/* A web client talking to the SMTP port: not one more byte. */
+		if (strncmp(line, "GET ", 4) == 0 ||
+		    strncmp(line, "POST ", 5) == 0 ||
+		    strncmp(line, "CONNECT ", 8) == 0 ||
+		    strncmp(line, "HEAD ", 5) == 0 ||
+		    strncmp(line, "PUT ", 4) == 0) {
+			log_info("%016" PRIx64 " smtp HTTP request from %s; "
+				 "closing",
+			    s->id, s->client_str);
+			smtp_server_reply(s, "521 5.7.0 %s Error: this is an "
+					     "SMTP service",
+			    smtp_conf->hostname);
+			smtp_server_close_after(s);
+			return;
+		}
+		smtp_server_reply(s, "500 5.5.2 Error: command not "
+				     "recognized");
+		smtp_server_error(s);
+		return;
+	}
+	if (!(ss_info[s->state].cmds_ok & c->bit)) {
+		if (c->bit & (CMD_MAIL | CMD_AUTH))
+			smtp_server_reply(s, s->state == SS_GREETING
+				? "503 5.5.1 Error: send EHLO/HELO first"
+				: "503 5.5.1 Error: nested MAIL command");
+		else if (c->bit == CMD_RCPT)
+			smtp_server_reply(s, "503 5.5.1 Error: need MAIL "
+					     "command");
+		else if (c->bit == CMD_DATA)
+			smtp_server_reply(s, s->state == SS_MAIL
+				? "554 5.5.1 Error: no valid recipients"
+				: "503 5.5.1 Error: need RCPT command");
+		else
+			smtp_server_reply(s, "503 5.5.1 Error: bad sequence "
+					     "of commands");
+		smtp_server_error(s);
+		return;
+	}
+	if (c->bit == CMD_EHLO || c->bit == CMD_HELO)
+		cmd_ehlo(s, arg, c->bit == CMD_EHLO);
+	else
+		c->fn(s, arg);
+}
+
+/*
+ * One CRLF-terminated line from the input.  Returns 1 when a line was
+ * handled, 0 when more input is needed.
+ */
+static int
+smtp_server_input_line(struct smtp_server_session *s, struct evbuffer *in)
+{
+	char line[SMTP_AUTH_LINE_MAX + 1], esc[256];
+	struct evbuffer_ptr eol;
+	size_t avail = evbuffer_get_length(in), limit = SMTP_CMD_LINE_MAX, n;
+	unsigned char head[5];
+
+	if (avail == 0)
+		return 0;
+	if (s->state == SS_AUTH ||
+	    (evbuffer_copyout(in, head, 5) == 5 &&
+		strncasecmp((char *)head, "AUTH ", 5) == 0))
+		limit = SMTP_AUTH_LINE_MAX;
+	eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF);
+	if (eol.pos < 0) {
+		if (avail > limit) {
+			if (!(s->flags & SF_LONGLINE)) {
+				smtp_server_reply(s, "500 5.5.2 Error: line "
+						     "too long");
+				smtp_server_error(s);
+			}
+			s->flags |= SF_LONGLINE;
+			evbuffer_drain(in, avail);
+		}
+		return 0;
+	}
+	n = (size_t)eol.pos + 1;
+	if ((s->flags & SF_LONGLINE) || n > limit) {
+		/* The tail of an over-long line, or a whole one. */
+		evbuffer_drain(in, n);
+		if (!(s->flags & SF_LONGLINE)) {
+			smtp_server_reply(s, "500 5.5.2 Error: line too long");
+			smtp_server_error(s);
+		}
+		s->flags &= ~SF_LONGLINE;
+		return 1;
+	}
+	evbuffer_remove(in, line, n);
+	smtp_server_timer_arm(s);
+	if (n < 2 || line[n - 2] != '\r') {
+		smtp_server_reply(s, "500 5.5.2 Error: bare LF received; "
+				     "lines must end with CRLF");
+		smtp_server_error(s);
+		return 1;
+	}
+	n -= 2;
+	line[n] = '\0';
+	if (memchr(line, '\0', n) != NULL || memchr(line, '\r', n) != NULL) {
+		smtp_server_reply(s, "500 5.5.2 Error: NUL or bare CR in "
+				     "command");
+		smtp_server_error(s);
+		return 1;
+	}
+	if (log_trace_enabled(TRACE_SMTP))
+		log_trace(TRACE_SMTP, "%016" PRIx64 " smtp <<< %s", s->id,
+		    s->state == SS_AUTH ? "(sasl response)"
+					: log_escape(esc, sizeof(esc), line, n));
+	if (s->state == SS_AUTH) {
+		smtp_server_auth_step(s, line);
+		sodium_memzero(line, n);
+		return 1;
+	}
+	smtp_server_command(s, line);
+	if (strncasecmp(line, "AUTH ", 5) == 0)
+		sodium_memzero(line, n);
+	return 1;
+}
+
+/* Process buffered input for as long as the state allows. */
+static void
+smtp_server_input(struct smtp_server_session *s)
+{
+	struct evbuffer *in;
+	int progress = 1;
+
+	while (progress && s->bev != NULL && !(s->flags & SF_CLOSE)) {
+		in = bufferevent_get_input(s->bev);
+		switch (s->state) {
+		case SS_DATA:
+			progress = smtp_server_input_data(s, in);
+			break;
+		case SS_BDAT:
+			progress = smtp_server_input_bdat(s, in);
+			break;
+		case SS_GREETING:
+		case SS_READY:
+		case SS_MAIL:
+		case SS_RCPT:
+		case SS_AUTH:
+			progress = smtp_server_input_line(s, in);
+			break;
+		default:
+			progress = 0;
+			break;
+		}
+		/* Back-pressure: a client that does not read its replies
+		 * gets no more of its input read. */
+		if (s->bev != NULL && evbuffer_get_length(bufferevent_get_output(
+					  s->bev)) > SMTP_OUTPUT_MAX &&
+		    !(s->flags & SF_READ_OFF)) {
+			bufferevent_disable(s->bev, EV_READ);
+			s->flags |= SF_READ_OFF;
+			break;
+		}
+	}
+}
+
+/* Session lifetime ---------------------------------------------------- */
+
+static void
+smtp_server_list_add(struct smtp_server_session *s)
+{
+	struct smtp_server_session *head = s->loop->sessions;
+
+	s->prev = NULL;
+	s->next = head;
+	if (head != NULL)
+		head->prev = s;
+	s->loop->sessions = s;
+}
+
+static void
+smtp_server_list_del(struct smtp_server_session *s)
+{
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		s->loop->sessions = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+}
+
+static void
+smtp_server_free(struct smtp_server_session *s)
+{
+	if (s->bev != NULL) {
+		bufferevent_free(s->bev);
+		s->bev = NULL;
+	}
+	if (s->fd >= 0) {
+		evutil_closesocket(s->fd);
+		s->fd = -1;
+	}
+	smtp_server_txn_reset(s);
+	smtp_server_auth_reset(s);
+	free(s->rcpts);
+	if (s->timer != NULL)
+		event_free(s->timer);
+	if (s->delay != NULL)
+		event_free(s->delay);
+	smtp_server_list_del(s);
+	client_session_release(&s->client);
+	free(s);
+}
+
+/* Drop the connection now.  If async work holds the session, it lingers as
+ * a zombie until the last completion. */
+static void
+smtp_server_close(struct smtp_server_session *s, const char *why)
+{
+	if (!(s->flags & SF_ZOMBIE))
+		log_info("%016" PRIx64 " smtp disconnect from %s: %s "
+			 "(messages=%u recipients=%u errors=%u)",
+		    s->id, s->client_str, why, s->msgs, s->rcpts_total,
+		    s->errors);
+	if (s->bev != NULL) {
+		bufferevent_free(s->bev);
+		s->bev = NULL;
+	}
+	if (s->fd >= 0) {
+		evutil_closesocket(s->fd);
+		s->fd = -1;
+	}
+	if (s->timer != NULL)
+		evtimer_del(s->timer);
+	s->state = SS_CLOSING;
+	s->flags |= SF_ZOMBIE | SF_CLOSE;
+}
+
+/* Called at the end of every entry point: free what is finished. */
+static void
+smtp_server_settle(struct smtp_server_session *s)
+{
+	struct loop *l = s->loop;
+	bool shutdown = s->flags & SF_SHUTDOWN;
+
+	if (!(s->flags & SF_CLOSE))
+		return;
+	if (!(s->flags & SF_ZOMBIE))
+		smtp_server_close(s, "closed");
+	if (s->pending > 0)
+		return;
+	smtp_server_free(s);
+	if (shutdown && l->sessions == NULL)
+		loop_stop(l);
+}
+
+static void
+smtp_server_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct smtp_server_session *s = arg;
+
+	(void)bev;
+	smtp_server_input(s);
+	smtp_server_settle(s);
+}
+
+static void smtp_server_tls_begin(struct smtp_server_session *s);
+
+static void
+smtp_server_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct smtp_server_session *s = arg;
+	size_t left = evbuffer_get_length(bufferevent_get_output(bev));
+
+	if (left == 0 && (s->flags & SF_STARTTLS)) {
+		s->flags &= ~SF_STARTTLS;
+		smtp_server_tls_begin(s);
+	} else if (left == 0 && s->state == SS_CLOSING) {
+		s->flags |= SF_CLOSE;
+	} else if ((s->flags & SF_READ_OFF) && s->state != SS_BUSY &&
+	    s->state != SS_TLS && s->state != SS_CLOSING) {
+		/* The client read its replies: read its input again. */
+		s->flags &= ~SF_READ_OFF;
+		bufferevent_enable(bev, EV_READ);
+		smtp_server_input(s);
+	}
+	smtp_server_settle(s);
+}
+
+static void
+smtp_server_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct smtp_server_session *s = arg;
+	char e[256];
+
+	if (what & BEV_EVENT_CONNECTED) {
+		SSL *ssl = bufferevent_openssl_get_ssl(bev);
+
+		STATS_INC(tls_handshakes);
+		s->flags |= SF_TLS;
+		log_debug("%016" PRIx64 " smtp TLS %s %s with %s", s->id,
+		    SSL_get_version(ssl), SSL_get_cipher_name(ssl),
+		    s->client_str);
+		/* RFC 3207 4.2: forget everything learnt before TLS. */
+		s->helo[0] = '\0';
+		s->flags &= ~SF_EHLO;
+		smtp_server_txn_reset(s);
+		smtp_server_enter(s, SS_GREETING);
+		if (s->listener->conf->tls == CONF_TLS_IMPLICIT)
+			smtp_server_reply(s, "220 %s ESMTP Outpost",
+			    smtp_conf->hostname);
+		return;
+	}
+	if (what & BEV_EVENT_ERROR) {
+		unsigned long err = bufferevent_get_openssl_error(bev);
+
+		if (err != 0) {
+			STATS_INC(tls_failures);
+			ERR_error_string_n(err, e, sizeof(e));
+			log_info("%016" PRIx64 " smtp TLS failure with %s: %s",
+			    s->id, s->client_str, e);
+			smtp_server_close(s, "TLS failure");
+		} else {
+			smtp_server_close(s, errno ? strerror(errno)
+						   : "connection error");
+		}
+	} else if (what & BEV_EVENT_EOF) {
+		smtp_server_close(s, s->state == SS_CLOSING
+			? "closed" : "connection lost");
+	} else if (what & BEV_EVENT_TIMEOUT) {
+		STATS_INC(timeouts);
+		smtp_server_close(s, "write timeout");
+	}
+	smtp_server_settle(s);
+}
+
+static void
+smtp_server_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_server_session *s = arg;
+	bool tls = s->state == SS_TLS;
+
+	(void)fd;
+	(void)what;
+	STATS_INC(timeouts);
+	log_info("%016" PRIx64 " smtp timeout in state %s from %s", s->id,
+	    ss_info[s->state].name, s->client_str);
+	if (tls) {
+		/* Nothing can be said in the middle of a handshake. */
+		smtp_server_close(s, "TLS handshake timeout");
+	} else {
+		smtp_server_reply(s, "421 4.4.2 %s Error: timeout exceeded",
+		    smtp_conf->hostname);
+		smtp_server_close_after(s);
+	}
+	smtp_server_settle(s);
+}
+
+static void
+smtp_server_bev_setup(struct smtp_server_session *s)
+{
+	struct timeval wt;
+	unsigned ms = smtp_conf->limits.command_timeout_ms;
+
+	bufferevent_setcb(s->bev, smtp_server_read_cb, smtp_server_write_cb,
+	    smtp_server_event_cb, s);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_INPUT_MAX);
+	bufferevent_setwatermark(s->bev, EV_WRITE, SMTP_OUTPUT_MAX / 4, 0);
+	wt.tv_sec = ms / 1000;
+	wt.tv_usec = (ms % 1000) * 1000;
+	bufferevent_set_timeouts(s->bev, NULL, &wt);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}
+
+/* The 220 was flushed: hand the socket to OpenSSL. */
+static void
+smtp_server_tls_begin(struct smtp_server_session *s)
+{
+	SSL *ssl;
+
+	if ((ssl = SSL_new(s->listener->ssl_ctx)) == NULL) {
+		smtp_server_close(s, "SSL_new failed");
+		return;
+	}
+	/* The plain bufferevent does not own the socket; the TLS one will.
+	 * Bytes it had read are discarded with it. */
+	bufferevent_free(s->bev);
+	s->bev = bufferevent_openssl_socket_new(s->loop->base, s->fd, ssl,
+	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	if (s->bev == NULL) {
+		SSL_free(ssl);
+		smtp_server_close(s, "TLS set-up failed");
+		return;
+	}
+	s->fd = -1; /* owned by the bufferevent now */
+	bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
+	s->flags &= ~SF_READ_OFF;
+	smtp_server_bev_setup(s);
+	smtp_server_enter(s, SS_TLS);
+}
+
+void
+smtp_server_accept(struct loop *l, struct smtp_server_listener *li,
+    evutil_socket_t fd, const struct sockaddr *sa, int salen)
+{
+	struct smtp_server_session *s;
+	struct client_key key;
+	enum client_admit adm;
+	char addr[48];
+	const char *msg;
+	ssize_t w = 0;
+
+	(void)salen;
+	if (client_key_from(&key, sa) != 0) {
+		evutil_closesocket(fd);
+		return;
+	}
+	client_key_format(&key, addr, sizeof(addr));
+	adm = client_session_acquire(&key, smtp_conf->limits.max_sessions,
+	    smtp_conf->limits.max_sessions_per_client);
+	if (adm != CLIENT_ADMIT_OK) {
+		STATS_INC(sessions_refused);
+		log_info("smtp refused connection from %s: %s", addr,
+		    adm == CLIENT_ADMIT_TOTAL ? "too many sessions"
+					      : "too many sessions from "
+						"this client");
+		/* A short courtesy reply, best effort, never blocking; a
+		 * TLS listener's client would not understand it. */
+		msg = "421 4.7.0 Too many connections, try again later\r\n";
+		if (li->conf->tls != CONF_TLS_IMPLICIT)
+			w = write(fd, msg, strlen(msg));
+		(void)w;
+		evutil_closesocket(fd);
+		return;
+	}
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		client_session_release(&key);
+		evutil_closesocket(fd);
+		return;
+	}
+	STATS_INC(sessions);
+	s->id = ((uint64_t)l->index << 56) |
+	    (atomic_fetch_add(&smtp_session_seq, 1) & 0x00ffffffffffffffull);
+	s->loop = l;
+	s->listener = li;
+	s->fd = fd;
+	s->client = key;
+	memcpy(s->client_str, addr, sizeof(s->client_str));
+	s->client_trusted = conf_network_match(smtp_conf, key.family,
+	    key.addr);
+	s->state = SS_GREETING;
+	smtp_server_list_add(s);
+	s->timer = evtimer_new(l->base, smtp_server_timer_cb, s);
+	if (li->conf->tls == CONF_TLS_IMPLICIT) {
+		SSL *ssl = SSL_new(li->ssl_ctx);
+
+		s->bev = ssl == NULL ? NULL : bufferevent_openssl_socket_new(
+		    l->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+		    BEV_OPT_CLOSE_ON_FREE);
+		if (s->bev == NULL && ssl != NULL)
+			SSL_free(ssl);
+		if (s->bev != NULL) {
+			s->fd = -1;
+			bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
+		}
+	} else {
+		s->bev = bufferevent_socket_new(l->base, fd, 0);
+	}
+	if (s->bev == NULL || s->timer == NULL) {
+		log_warnx("smtp cannot set up a session for %s", addr);
+		s->flags |= SF_CLOSE | SF_ZOMBIE;
+		smtp_server_settle(s);
+		return;
+	}
+	log_info("%016" PRIx64 " smtp connect from %s on %s%s", s->id, addr,
+	    li->conf->name, s->client_trusted ? " (relay network)" : "");
+	smtp_server_bev_setup(s);
+	if (li->conf->tls == CONF_TLS_IMPLICIT) {
+		smtp_server_enter(s, SS_TLS);
+	} else {
+		smtp_server_reply(s, "220 %s ESMTP Outpost",
+		    smtp_conf->hostname);
+		smtp_server_enter(s, SS_GREETING);
+	}
+}
+
+/* The shutdown deadline passed: whoever is left is cut off now. */
+static void
+smtp_server_shutdown_force_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct loop *l = arg;
+	struct smtp_server_session *s, *next;
+
+	(void)fd;
+	(void)what;
+	for (s = l->sessions; s != NULL; s = next) {
+		next = s->next;
+		if (s->flags & SF_ZOMBIE)
+			continue;
+		if (s->state != SS_TLS && s->bev != NULL)
+			smtp_server_reply(s, "421 4.3.2 %s Service shutting "
+					     "down",
+			    smtp_conf->hostname);
+		smtp_server_close(s, "shutdown");
+		smtp_server_settle(s);
+	}
+	if (l->sessions == NULL)
+		loop_stop(l);
+}
+
+void
+smtp_server_shutdown(struct loop *l, unsigned deadline_ms)
+{
+	struct smtp_server_session *s, *next;
+	struct timeval tv;
+
+	for (s = l->sessions; s != NULL; s = next) {
+		next = s->next;
+		s->flags |= SF_SHUTDOWN;
+		switch (s->state) {
+		case SS_GREETING:
+		case SS_READY:
+		case SS_AUTH:
+			smtp_server_reply(s, "421 4.3.2 %s Service shutting "
+					     "down",
+			    smtp_conf->hostname);
+			smtp_server_close_after(s);
+			smtp_server_settle(s);
+			break;
+		case SS_TLS:
+			smtp_server_close(s, "shutdown");
+			smtp_server_settle(s);
+			break;
+		default:
+			/* In a transaction: it may finish (smtp_server_idle()
+			 * then closes) until the deadline. */
+			break;
+		}
+	}
+	if (l->sessions == NULL) {
+		loop_stop(l);
+		return;
+	}
+	tv.tv_sec = deadline_ms / 1000;
+	tv.tv_usec = (deadline_ms % 1000) * 1000;
+	event_base_once(l->base, -1, EV_TIMEOUT, smtp_server_shutdown_force_cb,
+	    l, &tv);
+}

@@ -1,0 +1,39 @@
+/*
+ * stats.h — process-wide counters (atomics), read by the metrics endpoint
+ * and the shutdown summary.  Increment with STATS_INC(); any thread.
+ */
+#ifndef OUTPOST_MTA_STATS_H
+#define OUTPOST_MTA_STATS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+struct stats {
+	_Atomic uint64_t sessions;          /* accepted connections */
+	_Atomic uint64_t sessions_refused;  /* over a session limit */
+	_Atomic uint64_t tls_handshakes;
+	_Atomic uint64_t tls_failures;
+	_Atomic uint64_t messages_accepted; /* 250 after commit */
+	_Atomic uint64_t recipients_accepted;
+	_Atomic uint64_t messages_rejected; /* refused at end of data */
+	_Atomic uint64_t queue_failures;    /* 4xx because the commit failed */
+	_Atomic uint64_t rejected_relay;
+	_Atomic uint64_t rejected_sender;
+	_Atomic uint64_t rejected_smuggling; /* bare CR/LF */
+	_Atomic uint64_t auth_success;
+	_Atomic uint64_t auth_failures;
+	_Atomic uint64_t auth_blocked;
+	_Atomic uint64_t timeouts;
+	_Atomic uint64_t protocol_errors;
+};
+
+extern struct stats stats;
+
+#define STATS_INC(field) \
+	atomic_fetch_add_explicit(&stats.field, 1, memory_order_relaxed)
+#define STATS_ADD(field, n) \
+	atomic_fetch_add_explicit(&stats.field, (n), memory_order_relaxed)
+#define STATS_GET(field) \
+	atomic_load_explicit(&stats.field, memory_order_relaxed)
+
+#endif

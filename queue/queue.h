@@ -1,0 +1,212 @@
+/*
+ * queue.h — Outpost's durable queue: an LMDB environment whose records are
+ * sealed with an AEAD (libsodium), written by one writer thread in group
+ * commits.
+ *
+ * Databases (all keys big-endian, so key order is time order):
+ *   "env"    id(8)            -> sealed envelope (sender, recipients, state)
+ *   "body"   id(8) chunk(4)   -> sealed body chunk (<= QUEUE_CHUNK_BYTES)
+ *   "sched"  due_ms(8) id(8)  -> empty: the schedule index (no secrets)
+ *   "meta"   name             -> format version, key ids
+ * A sealed record is: version(1) alg(1) key_id(4) salt(24) ciphertext tag(16);
+ * its additional data binds it to its database and key, so records cannot be
+ * swapped.  AES-256-GCM (with a per-record key derived from the salt) where
+ * the CPU has AES-NI, XChaCha20-Poly1305 (salt = nonce) otherwise.
+ *
+ * Threads: queue_open()/queue_close() from the main thread.  Every write goes
+ * through queue_submit() to the writer thread (one write transaction per
+ * batch); `done` callbacks run on the writer thread after mdb_txn_commit()
+ * returned, and must only hand the result over to the caller's own thread.
+ * Readers (queue_walk, queue_envelope_get, queue_body_read) may run on any
+ * thread; each uses its own read transaction (MDB_NOTLS).
+ */
+#ifndef OUTPOST_QUEUE_H
+#define OUTPOST_QUEUE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define QUEUE_FORMAT_VERSION 1
+#define QUEUE_CHUNK_BYTES    (256 * 1024)
+#define QUEUE_KEY_BYTES      32
+#define QUEUE_HASH_HEX_BYTES 33 /* 16-byte keyed hash as hex, plus NUL */
+#define QUEUE_ID_HEX_BYTES   17 /* 16 hex digits, plus NUL */
+
+struct queue; /* opaque: environment, databases, keys, writer thread */
+
+struct queue_config {
+	const char *path;     /* environment directory; created 0700 */
+	const char *key_file; /* hex key, 0600; created if absent (and not
+				 read-only) */
+	uint64_t map_size;
+	unsigned commit_interval_us; /* linger for more ops before a commit;
+					0 = commit whatever is pending at once */
+	unsigned commit_max_batch;   /* ops per write transaction */
+};
+
+#define QUEUE_RDONLY 0x1 /* open for reading only (the CLI while the daemon
+			    runs); no writer thread, no key creation */
+
+enum queue_rcpt_state {
+	QR_PENDING = 0, /* still to be delivered (or retried) */
+	QR_DELIVERED,
+	QR_BOUNCED,  /* permanent failure; a DSN was (or will be) made */
+	QR_EXPIRED,  /* gave up after the maximum age */
+};
+
+struct queue_rcpt {
+	char *addr; /* as given in RCPT TO, without the angle brackets */
+	uint8_t state; /* enum queue_rcpt_state */
+	uint16_t attempts;
+	uint16_t last_code; /* last SMTP reply code, 0 = none yet */
+	char *last_reply;   /* last reply text (sealed at rest), or NULL */
+};
+
+#define QUEUE_F_8BITMIME 0x0001u /* BODY=8BITMIME */
+#define QUEUE_F_SMTPUTF8 0x0002u /* SMTPUTF8 on MAIL FROM */
+#define QUEUE_F_HELD     0x0004u /* held by an operator or policy */
+#define QUEUE_F_DSN      0x0008u /* this message is a DSN: never bounce it */
+
+struct queue_envelope {
+	uint64_t id;
+	int64_t created_ms;      /* Unix time, ms */
+	int64_t next_attempt_ms; /* also the "sched" key */
+	uint32_t flags;          /* QUEUE_F_* */
+	uint64_t size;           /* body bytes (the message as queued) */
+	uint32_t nchunks;        /* body chunks in "body" */
+	char *sender;            /* envelope sender; "" = null sender <> */
+	char *user;              /* authenticated user, or NULL */
+	char *client;            /* client IP address as text */
+	char *helo;              /* the client's EHLO/HELO name */
+	struct queue_rcpt *rcpts;
+	uint32_t nrcpts;
+};
+
+/* queue_envelope_clear — free what the members point to; zero the struct. */
+void queue_envelope_clear(struct queue_envelope *env);
+
+/*
+ * queue_open — open (creating if needed) the environment at cfg->path and load
+ * (or create) the queue key.  flags: QUEUE_RDONLY.  A key file readable by
+ * group or others is refused.  Starts the writer thread unless read-only.
+ * Returns 0 with *qp set, or -1 with a message in err.
+ */
+int queue_open(struct queue **qp, const struct queue_config *cfg,
+    unsigned flags, char *err, size_t errlen);
+
+/* queue_close — stop the writer after it has committed every submitted op,
+ * then close the environment.  Main thread. */
+void queue_close(struct queue *q);
+
+/* queue_id_next — a new, unique, time-ordered message id.  Any thread. */
+uint64_t queue_id_next(struct queue *q);
+
+/* queue_id_format — 16 lower-case hex digits. */
+void queue_id_format(uint64_t id, char out[QUEUE_ID_HEX_BYTES]);
+/* queue_id_parse — the reverse; 0 ok, -1 malformed. */
+int queue_id_parse(const char *s, uint64_t *id);
+
+/*
+ * A write operation for the writer thread.  Allocate with queue_op_new(), fill
+ * the fields its kind needs, hand it to queue_submit(); ownership passes to
+ * the queue until `done` is called, then back to the caller, who frees it
+ * with queue_op_free() (also freeing env members and body).
+ */
+enum queue_op_kind {
+	QOP_INSERT, /* a new message: env (id set) and body */
+	QOP_UPDATE, /* replace the envelope of env.id; move its sched entry from
+		       old_due_ms to env.next_attempt_ms */
+	QOP_DELETE, /* remove env.id: envelope, body chunks and sched entry
+		       (env.next_attempt_ms must be its current due time) */
+};
+
+struct queue_op;
+typedef void queue_done_fn(struct queue_op *op, int status, void *arg);
+
+struct queue_op {
+	enum queue_op_kind kind;
+	struct queue_envelope env;
+	uint8_t *body; /* QOP_INSERT: owned, freed by queue_op_free() */
+	size_t body_len;
+	int64_t old_due_ms; /* QOP_UPDATE */
+	/* result, set before done(): 0 committed, -1 failed (err says why;
+	 * map_full set when the failure was MDB_MAP_FULL) */
+	int status;
+	bool map_full;
+	char err[160];
+	/* private to the queue */
+	queue_done_fn *done;
+	void *arg;
+	void *sealed; /* records sealed ahead of the write transaction */
+	struct queue_op *next;
+};
+
+struct queue_op *queue_op_new(enum queue_op_kind kind);
+void queue_op_free(struct queue_op *op);
+
+/*
+ * queue_op_seal — encrypt the op's records now, on the calling thread (e.g. a
+ * worker pool), so the writer only copies them.  Optional: queue_submit()
+ * seals what is not sealed yet.  0 ok, -1 with op->err set.
+ */
+int queue_op_seal(struct queue *q, struct queue_op *op);
+
+/*
+ * queue_submit — queue OP for the writer thread.  DONE(op, status, arg) is
+ * called on the writer thread once the write transaction holding OP has been
+ * committed to disk (status 0) or has failed (-1; every op of that batch
+ * fails, the daemon goes on).  Never blocks on disk.  Any thread.
+ */
+void queue_submit(struct queue *q, struct queue_op *op, queue_done_fn *done,
+    void *arg);
+
+/*
+ * Readers.  Each call uses its own read transaction.  Envelopes handed to a
+ * walk callback are only valid during the call.
+ */
+typedef int queue_walk_fn(const struct queue_envelope *env, void *arg);
+/* queue_walk — every envelope in id (time) order; fn returns non-zero to
+ * stop (that value is returned).  -1 on error (err set). */
+int queue_walk(struct queue *q, queue_walk_fn *fn, void *arg, char *err,
+    size_t errlen);
+/* queue_envelope_get — 0 found (env filled, clear it after), 1 not found,
+ * -1 error. */
+int queue_envelope_get(struct queue *q, uint64_t id,
+    struct queue_envelope *env, char *err, size_t errlen);
+typedef int queue_chunk_fn(const uint8_t *data, size_t len, void *arg);
+/* queue_body_read — the body in order, chunk by chunk, decrypted; fn
+ * returns non-zero to stop.  0 ok, 1 not found, -1 error. */
+int queue_body_read(struct queue *q, uint64_t id, queue_chunk_fn *fn,
+    void *arg, char *err, size_t errlen);
+
+struct queue_stats {
+	uint64_t commits;       /* write transactions committed */
+	uint64_t ops;           /* ops committed */
+	uint64_t failed_ops;
+	uint64_t last_batch;    /* ops in the last transaction */
+	uint64_t max_batch;
+	uint64_t commit_us_total; /* time spent in mdb_txn_commit */
+};
+void queue_stats_get(struct queue *q, struct queue_stats *st);
+
+/*
+ * Key files (queue key, log-hash key): 32 bytes as 64 hex digits and a newline.
+ * queue_keyfile_load — read PATH; if it is absent and CREATE is set, make it
+ * (0600, parent directories 0700) from random bytes.  A file readable or
+ * writable by group/other is refused ("PATH: mode 0644, must not be readable
+ * by group or others").  0 ok, -1 with err set.
+ */
+int queue_keyfile_load(const char *path, bool create,
+    uint8_t key[QUEUE_KEY_BYTES], char *err, size_t errlen);
+
+/*
+ * queue_addr_hash — keyed BLAKE2b-128 of the normalised address (surrounding
+ * <> and white space removed, ASCII lower-cased throughout, as receivers treat
+ * local parts case-insensitively in practice), as 32 hex digits.  The same
+ * function backs the delivery log and `outpost hash`.
+ */
+void queue_addr_hash(const uint8_t key[QUEUE_KEY_BYTES], const char *addr,
+    char out[QUEUE_HASH_HEX_BYTES]);
+
+#endif

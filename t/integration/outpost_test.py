@@ -1,0 +1,350 @@
+"""outpost_test — harness for integration tests against the real outpostd.
+
+Every test here talks to loopback only: the daemon listens on 127.0.0.1
+ports picked by the kernel, and any DNS or receiver a test needs is started
+by the test itself on loopback.
+
+Usage in a test script:
+
+    from outpost_test import Daemon, run_tests
+    def test_something(t):
+        with Daemon() as d:
+            ...
+    run_tests(globals())
+
+Environment: OUTPOST_BIN (outpostd, outpost), OUTPOST_TOOLS (outpost-load,
+sink), OUTPOST_ASAN=1 when the binaries are the ASan+UBSan flavour (the
+daemon's stderr is then checked for sanitizer reports at stop).
+"""
+
+import os
+import re
+import shutil
+import signal
+import smtplib
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+SRC = os.environ.get(
+    "OUTPOST_SRC",
+    os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+BIN = os.environ.get("OUTPOST_BIN", os.path.join(SRC, "build", "bin"))
+TOOLS = os.environ.get("OUTPOST_TOOLS", os.path.join(SRC, "build", "tools"))
+ASAN = os.environ.get("OUTPOST_ASAN") == "1"
+# Sanitized binaries are slower; timing-based expectations scale by this.
+SLOW = 3.0 if ASAN else 1.0
+
+OUTPOSTD = os.path.join(BIN, "outpostd")
+OUTPOST = os.path.join(BIN, "outpost")
+LOAD = os.path.join(TOOLS, "outpost-load")
+
+
+class TestFailure(Exception):
+    pass
+
+
+def check(cond, msg="check failed"):
+    if not cond:
+        raise TestFailure(msg)
+
+
+def eq(got, want, what="value"):
+    if got != want:
+        raise TestFailure("%s: got %r, want %r" % (what, got, want))
+
+
+def free_port(host="127.0.0.1"):
+    """A port that was free a moment ago (bound to 0 and released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_port(host, port, timeout=10.0, proc=None):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise TestFailure("process exited with %s while starting"
+                              % proc.returncode)
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise TestFailure("nothing listens on %s:%d after %.0fs"
+                      % (host, port, timeout))
+
+
+def passwd_hash(password):
+    """An Argon2id hash made by `outpost passwd` (the operator's tool)."""
+    r = subprocess.run([OUTPOST, "passwd"], input=password + "\n",
+                       capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise TestFailure("outpost passwd failed: " + r.stderr)
+    h = r.stdout.strip().splitlines()[-1].strip()
+    check(h.startswith("$argon2id$"), "not an argon2id hash: %r" % h)
+    return h
+
+
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                   "runtime error:", "SUMMARY: UndefinedBehaviorSanitizer")
+
+
+class Daemon:
+    """A private outpostd: its own data_dir, config and ports.
+
+    config: text appended to a generated base config (data_dir, one
+    listener).  listeners: list of (name, text) where text is the body of a
+    `listener "127.0.0.1:PORT" { … }` block; the first is `self.port`.
+    """
+
+    def __init__(self, config="", listeners=None, relay_loopback=True,
+                 workdir=None, args=()):
+        self.tmp = workdir or tempfile.mkdtemp(prefix="outpost-t-")
+        self.own_tmp = workdir is None
+        self.data = os.path.join(self.tmp, "var")
+        self.conf_path = os.path.join(self.tmp, "outpost.conf")
+        self.log_path = os.path.join(self.tmp, "outpostd.log")
+        self.ports = {}
+        self.args = list(args)
+        self.proc = None
+        self.logf = None
+        if listeners is None:
+            listeners = [("main", 'tls = "starttls"')]
+        blocks = []
+        for name, body in listeners:
+            port = free_port()
+            self.ports[name] = port
+            blocks.append('listener "127.0.0.1:%d" {\n  %s\n}\n'
+                          % (port, body))
+        self.port = self.ports[listeners[0][0]]
+        relay = ('relay { networks = { "127.0.0.0/8", "::1/128" } }\n'
+                 if relay_loopback else "")
+        text = ('hostname = "outpost.test"\n'
+                'data_dir = "%s"\n'
+                'tls { generate = true }\n'
+                '%s%s%s\n' % (self.data, "".join(blocks), relay, config))
+        with open(self.conf_path, "w") as f:
+            f.write(text)
+
+    # -- process --
+    def start(self, wait=True):
+        self.logf = open(self.log_path, "ab")
+        env = dict(os.environ)
+        self.proc = subprocess.Popen(
+            [OUTPOSTD, "-c", self.conf_path] + self.args,
+            stdout=self.logf, stderr=subprocess.STDOUT, cwd=self.tmp,
+            env=env)
+        if wait:
+            for port in self.ports.values():
+                wait_port("127.0.0.1", port, 20 * SLOW, self.proc)
+        return self
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        """Stop the daemon; with SIGTERM, require a clean exit."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout=timeout * SLOW)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise TestFailure("outpostd did not stop within %ds" % timeout)
+        self.proc = None
+        self.logf.close()
+        self.check_sanitizers()
+        if sig == signal.SIGTERM and rc != 0:
+            raise TestFailure("outpostd exited %d on SIGTERM; log:\n%s"
+                              % (rc, self.log()[-3000:]))
+        return rc
+
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.proc = None
+        self.logf.close()
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def check_sanitizers(self):
+        text = self.log()
+        for mark in SANITIZER_MARKS:
+            if mark in text:
+                raise TestFailure("sanitizer report in outpostd log:\n"
+                                  + text[text.index(mark) - 200:][:4000])
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, et, ev, tb):
+        try:
+            if self.proc is not None:
+                self.stop()
+        finally:
+            if et is not None:
+                sys.stderr.write("--- outpostd log (tail) ---\n%s\n"
+                                 % self.log()[-4000:])
+            if self.own_tmp and et is None and not os.environ.get(
+                    "OUTPOST_KEEP"):
+                shutil.rmtree(self.tmp, ignore_errors=True)
+        return False
+
+    # -- tools --
+    def cli(self, *args, check_rc=True, input=None):
+        r = subprocess.run([OUTPOST, "-c", self.conf_path] + list(args),
+                           capture_output=True, text=True, timeout=120,
+                           input=input, cwd=self.tmp)
+        if check_rc and r.returncode != 0:
+            raise TestFailure("outpost %s failed (%d): %s"
+                              % (" ".join(args), r.returncode, r.stderr))
+        return r
+
+    def queue_ids(self):
+        """Ids of the queued messages, from `outpost queue list --json`."""
+        import json
+        r = self.cli("queue", "list", "--json")
+        ids = []
+        for line in r.stdout.splitlines():
+            if line.strip():
+                ids.append(json.loads(line)["id"])
+        return ids
+
+    def smtp(self, port=None, timeout=10):
+        s = smtplib.SMTP("127.0.0.1", port or self.port,
+                         timeout=timeout * SLOW,
+                         local_hostname="client.test")
+        return s
+
+    def smtps(self, port, timeout=10):
+        return smtplib.SMTP_SSL("127.0.0.1", port, timeout=timeout * SLOW,
+                                context=insecure_tls(),
+                                local_hostname="client.test")
+
+    def load(self, *args, timeout=600, port=None):
+        """Run outpost-load against this daemon; returns (rc, json)."""
+        import json
+        cmd = [LOAD, "--host", "127.0.0.1", "--port",
+               str(port or self.port), "--json"] + [str(a) for a in args]
+        r = subprocess.run(cmd, capture_output=True, text=True,
+                           timeout=timeout * SLOW)
+        try:
+            report = json.loads(r.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise TestFailure("outpost-load gave no report (rc %d): %s %s"
+                              % (r.returncode, r.stdout, r.stderr))
+        return r.returncode, report
+
+    def files_bytes(self):
+        """Every file the daemon wrote under its work directory."""
+        out = {}
+        for root, _, files in os.walk(self.tmp):
+            for fn in files:
+                p = os.path.join(root, fn)
+                with open(p, "rb") as f:
+                    out[p] = f.read()
+        return out
+
+
+def insecure_tls():
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class Raw:
+    """A raw SMTP connection: exact bytes out, replies in."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=10):
+        self.sock = socket.create_connection((host, port),
+                                             timeout=timeout * SLOW)
+        self.buf = b""
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def reply(self):
+        """One (possibly multi-line) reply: (code, text).  (None, '') at
+        EOF."""
+        lines = []
+        while True:
+            while b"\r\n" not in self.buf:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return (None, "\n".join(lines))
+                self.buf += chunk
+            line, self.buf = self.buf.split(b"\r\n", 1)
+            line = line.decode("utf-8", "replace")
+            lines.append(line)
+            if len(line) < 4 or line[3] != "-":
+                return (int(line[:3]), "\n".join(lines))
+
+    def cmd(self, line):
+        self.send(line + "\r\n")
+        return self.reply()
+
+    def closed(self, timeout=5):
+        """True if the server closed the connection (EOF) in time."""
+        self.sock.settimeout(timeout * SLOW)
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return True
+                self.buf += chunk
+        except (socket.timeout, TimeoutError):
+            return False
+        except OSError:
+            return True
+
+    def starttls(self):
+        code, _ = self.cmd("STARTTLS")
+        eq(code, 220, "STARTTLS reply")
+        self.sock = insecure_tls().wrap_socket(self.sock)
+        self.buf = b""
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def run_tests(namespace):
+    """Run every test_* function of the calling module, TAP style."""
+    only = os.environ.get("OUTPOST_ONLY")
+    tests = [(n, f) for n, f in sorted(namespace.items())
+             if n.startswith("test_") and callable(f)
+             and (not only or only in n)]
+    # Keep the order of definition, not alphabetical.
+    tests.sort(key=lambda nf: nf[1].__code__.co_firstlineno)
+    print("1..%d" % len(tests))
+    failed = 0
+    for i, (name, fn) in enumerate(tests, 1):
+        t0 = time.time()
+        try:
+            fn()
+            print("ok %d - %s (%.1fs)" % (i, name, time.time() - t0))
+        except Exception:
+            failed += 1
+            print("not ok %d - %s" % (i, name))
+            for line in traceback.format_exc().splitlines():
+                print("# " + line)
+        sys.stdout.flush()
+    if failed:
+        print("# %d of %d failed" % (failed, len(tests)))
+    sys.exit(1 if failed else 0)

@@ -1,0 +1,232 @@
+/*
+ * mta_test.c — unit tests for mta/ pieces that need no socket: SMTP path
+ * parsing (addr.c), log escaping and address scrubbing (log.c), SASL
+ * decoding (auth.c), the per-client table (client.c).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "conf/conf.h"
+#include "mta/addr.h"
+#include "mta/auth.h"
+#include "mta/client.h"
+#include "mta/log.h"
+
+static const struct addr_case {
+	const char *name;
+	const char *input;
+	bool null_ok, utf8_ok;
+	enum addr_result want;
+	const char *mailbox, *domain, *rest;
+} addr_cases[] = {
+	{ "simple", "<a@example.org>", false, false, ADDR_OK, "a@example.org",
+	    "example.org", "" },
+	{ "params kept", "<a@Example.ORG> SIZE=10", false, false, ADDR_OK,
+	    "a@Example.ORG", "example.org", " SIZE=10" },
+	{ "leading space", " <a@b.c>", false, false, ADDR_OK, "a@b.c", "b.c",
+	    "" },
+	{ "null", "<>", true, false, ADDR_OK, "", "", "" },
+	{ "null refused", "<>", false, false, ADDR_SYNTAX, NULL, NULL, NULL },
+	{ "no brackets", "a@b.c", false, false, ADDR_SYNTAX, NULL, NULL, NULL },
+	{ "unclosed", "<a@b.c", false, false, ADDR_SYNTAX, NULL, NULL, NULL },
+	{ "quoted", "<\"john doe\"@example.org>", false, false, ADDR_OK,
+	    "\"john doe\"@example.org", "example.org", "" },
+	{ "quoted with >", "<\"a>b\"@example.org>", false, false, ADDR_OK,
+	    "\"a>b\"@example.org", "example.org", "" },
+	{ "quoted no domain", "<\"a@b.c\">", false, false, ADDR_NO_DOMAIN,
+	    NULL, NULL, NULL },
+	{ "source route", "<@x.y:a@b.c>", false, false, ADDR_SOURCE_ROUTE,
+	    NULL, NULL, NULL },
+	{ "literal", "<a@[127.0.0.1]>", false, false, ADDR_LITERAL, NULL,
+	    NULL, NULL },
+	{ "bang", "<b.c!a>", false, false, ADDR_NO_DOMAIN, NULL, NULL, NULL },
+	{ "percent", "<a%b.c@d.e>", false, false, ADDR_OK, "a%b.c@d.e", "d.e",
+	    "" },
+	{ "double dot", "<a..b@c.d>", false, false, ADDR_SYNTAX, NULL, NULL,
+	    NULL },
+	{ "trailing dot", "<a@c.d.>", false, false, ADDR_SYNTAX, NULL, NULL,
+	    NULL },
+	{ "hyphen label", "<a@-c.d>", false, false, ADDR_SYNTAX, NULL, NULL,
+	    NULL },
+	{ "two @", "<a@b@c.d>", false, false, ADDR_SYNTAX, NULL, NULL, NULL },
+	{ "utf8 refused", "<j\xc3\xb6rg@b.c>", false, false, ADDR_UTF8, NULL,
+	    NULL, NULL },
+	{ "utf8 ok", "<j\xc3\xb6rg@b.c>", false, true, ADDR_OK,
+	    "j\xc3\xb6rg@b.c", "b.c", "" },
+	{ "bad utf8", "<j\xc3(rg@b.c>", false, true, ADDR_UTF8, NULL, NULL,
+	    NULL },
+	{ "overlong utf8", "<j\xc0\xafrg@b.c>", false, true, ADDR_UTF8, NULL,
+	    NULL, NULL },
+	{ "local 65", "<aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		      "@b.c>",
+	    false, false, ADDR_TOO_LONG, NULL, NULL, NULL },
+};
+
+static void
+test_addr_path_parse(void **state)
+{
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(addr_cases) / sizeof(addr_cases[0]); i++) {
+		const struct addr_case *c = &addr_cases[i];
+		struct addr_path p;
+		const char *rest = NULL;
+		enum addr_result r;
+
+		r = addr_path_parse(c->input, c->null_ok, c->utf8_ok, &p, &rest);
+		if (r != c->want)
+			fail_msg("%s: %s: got %s, want %s", c->name, c->input,
+			    addr_result_str(r), addr_result_str(c->want));
+		if (r != ADDR_OK)
+			continue;
+		if (strcmp(p.mailbox, c->mailbox) != 0 ||
+		    strcmp(p.domain, c->domain) != 0 ||
+		    strcmp(rest, c->rest) != 0)
+			fail_msg("%s: got mailbox=%s domain=%s rest=%s", c->name,
+			    p.mailbox, p.domain, rest);
+	}
+}
+
+static void
+test_log_escape(void **state)
+{
+	static const struct {
+		const char *in;
+		const char *want;
+	} cases[] = {
+		{ "550 5.1.1 <jane@example.org>: user unknown",
+		    "550 5.1.1 <<address>>: user unknown" },
+		{ "user jane.doe+x@example.org unknown",
+		    "user <address> unknown" },
+		{ "quoted \"jane\"@example.org gone", "quoted <address> gone" },
+		{ "ctl\r\n\x01", "ctl\\x0d\\x0a\\x01" },
+		{ "8bit \xc3\xa9", "8bit \\xc3\\xa9" },
+		{ "plain text, no address", "plain text, no address" },
+		{ "back\\slash", "back\\x5cslash" },
+	};
+	char out[256];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		log_escape(out, sizeof(out), cases[i].in, strlen(cases[i].in));
+		if (strcmp(out, cases[i].want) != 0)
+			fail_msg("log_escape(%s): got \"%s\", want \"%s\"",
+			    cases[i].in, out, cases[i].want);
+	}
+	/* Truncation never splits the output past the buffer. */
+	log_escape(out, 12, "0123456789abcdefghij", 20);
+	assert_true(strlen(out) < 12);
+	/* A token holding '@' is scrubbed even when truncated around it. */
+	log_escape(out, sizeof(out), "x@y", 3);
+	assert_string_equal(out, "<address>");
+}
+
+static void
+test_auth_decoding(void **state)
+{
+	char dec[64], user[32], pass[32];
+	size_t n;
+
+	(void)state;
+	/* "\0campaign\0secret" */
+	assert_int_equal(auth_b64_decode("AGNhbXBhaWduAHNlY3JldA==", dec,
+			     sizeof(dec), &n),
+	    0);
+	assert_int_equal(n, 16);
+	assert_int_equal(auth_plain_split(dec, n, user, sizeof(user), pass,
+			     sizeof(pass)),
+	    0);
+	assert_string_equal(user, "campaign");
+	assert_string_equal(pass, "secret");
+	assert_int_equal(auth_b64_decode("=", dec, sizeof(dec), &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(auth_b64_decode("!!", dec, sizeof(dec), &n), -1);
+	/* authzid differs from authcid */
+	assert_int_equal(auth_plain_split("x\0campaign\0secret", 17, user,
+			     sizeof(user), pass, sizeof(pass)),
+	    -1);
+	/* authzid equal is fine */
+	assert_int_equal(auth_plain_split("campaign\0campaign\0s", 19, user,
+			     sizeof(user), pass, sizeof(pass)),
+	    0);
+	/* missing parts, empty password */
+	assert_int_equal(auth_plain_split("\0campaign", 9, user, sizeof(user),
+			     pass, sizeof(pass)),
+	    -1);
+	assert_int_equal(auth_plain_split("\0campaign\0", 10, user,
+			     sizeof(user), pass, sizeof(pass)),
+	    -1);
+	/* too long for the buffer */
+	assert_int_equal(auth_b64_decode("AGNhbXBhaWduAHNlY3JldA==", dec, 8,
+			     &n),
+	    -1);
+}
+
+static void
+test_client_limits(void **state)
+{
+	struct conf_auth_limit lim = { .max_failures = 3,
+		.window_ms = 60000,
+		.block_ms = 30000,
+		.delay_base_ms = 100,
+		.delay_max_ms = 250 };
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	struct sockaddr_in6 m = { .sin6_family = AF_INET6 };
+	struct client_key k, km;
+	bool blocked;
+
+	(void)state;
+	a.sin_addr.s_addr = htonl(0x7f000005);
+	assert_int_equal(client_key_from(&k, (struct sockaddr *)&a), 0);
+	/* ::ffff:127.0.0.5 is the same client. */
+	m.sin6_addr.s6_addr[10] = m.sin6_addr.s6_addr[11] = 0xff;
+	m.sin6_addr.s6_addr[12] = 127;
+	m.sin6_addr.s6_addr[15] = 5;
+	assert_int_equal(client_key_from(&km, (struct sockaddr *)&m), 0);
+	assert_memory_equal(&k, &km, sizeof(k));
+
+	assert_int_equal(client_session_acquire(&k, 10, 2), CLIENT_ADMIT_OK);
+	assert_int_equal(client_session_acquire(&km, 10, 2), CLIENT_ADMIT_OK);
+	assert_int_equal(client_session_acquire(&k, 10, 2),
+	    CLIENT_ADMIT_PER_CLIENT);
+	assert_int_equal(client_sessions_total(), 2);
+	assert_int_equal(client_session_acquire(&k, 2, 5), CLIENT_ADMIT_TOTAL);
+	client_session_release(&k);
+	client_session_release(&k);
+	assert_int_equal(client_sessions_total(), 0);
+
+	assert_int_equal(client_auth_failed(&k, 1000, &lim, &blocked), 100);
+	assert_false(blocked);
+	assert_int_equal(client_auth_failed(&k, 1100, &lim, &blocked), 200);
+	assert_int_equal(client_auth_failed(&k, 1200, &lim, &blocked), 250);
+	assert_true(blocked);
+	assert_int_equal(client_auth_blocked(&k, 1300, &lim), 29900);
+	assert_int_equal(client_auth_blocked(&k, 31200, &lim), 0);
+	/* A new window after the old one expired starts from the base. */
+	assert_int_equal(client_auth_failed(&k, 200000, &lim, &blocked), 100);
+	client_auth_succeeded(&k);
+	assert_int_equal(client_auth_failed(&k, 200100, &lim, &blocked), 100);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_addr_path_parse),
+		cmocka_unit_test(test_log_escape),
+		cmocka_unit_test(test_auth_decoding),
+		cmocka_unit_test(test_client_limits),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

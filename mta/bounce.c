@@ -1,0 +1,221 @@
+/*
+ * bounce.c — building DSNs.
+ *
+ * Owns: the text of the report.  Pure (no I/O); any thread.  Remote reply
+ * text is untrusted: it is reduced to printable ASCII and folded before it
+ * goes into a header field.  A DSN is itself never bounced (the scheduler
+ * marks it QUEUE_F_DSN and sends it with a null sender).
+ */
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sodium.h>
+
+#include "mta/bounce.h"
+
+struct bounce_buf {
+	uint8_t *p;
+	size_t len, cap;
+	bool oom;
+};
+
+static void
+bounce_add(struct bounce_buf *b, const void *data, size_t n)
+{
+	uint8_t *np;
+	size_t cap;
+
+	if (b->oom)
+		return;
+	if (b->len + n > b->cap) {
+		cap = b->cap ? b->cap : 4096;
+		while (cap < b->len + n)
+			cap *= 2;
+		if ((np = realloc(b->p, cap)) == NULL) {
+			b->oom = true;
+			return;
+		}
+		b->p = np;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, data, n);
+	b->len += n;
+}
+
+static void bounce_printf(struct bounce_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+bounce_printf(struct bounce_buf *b, const char *fmt, ...)
+{
+	char line[2048];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof(line))
+		n = sizeof(line) - 1;
+	bounce_add(b, line, (size_t)n);
+}
+
+/* Untrusted text as one folded header-safe value (printable ASCII). */
+static void
+bounce_add_text(struct bounce_buf *b, const char *s, size_t col)
+{
+	size_t i;
+
+	for (i = 0; s != NULL && s[i] != '\0' && i < 4000; i++) {
+		char c = s[i];
+
+		if ((unsigned char)c < 0x20 || (unsigned char)c > 0x7e)
+			c = ' ';
+		if (col >= 76 && c == ' ') {
+			bounce_add(b, "\r\n ", 3);
+			col = 1;
+			continue;
+		}
+		if (col >= 990) {
+			bounce_add(b, "\r\n ", 3);
+			col = 1;
+		}
+		bounce_add(b, &c, 1);
+		col++;
+	}
+}
+
+static bool
+bounce_is_ascii(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s >= 0x80)
+			return false;
+	return true;
+}
+
+size_t
+bounce_headers_len(const uint8_t *msg, size_t len)
+{
+	size_t i;
+
+	if (len >= 2 && msg[0] == '\r' && msg[1] == '\n')
+		return 2;
+	for (i = 0; i + 3 < len; i++)
+		if (msg[i] == '\r' && msg[i + 1] == '\n' && msg[i + 2] == '\r' &&
+		    msg[i + 3] == '\n')
+			return i + 4;
+	return len;
+}
+
+int
+bounce_dsn_build(const struct bounce_input *in, uint8_t **out,
+    size_t *outlen)
+{
+	struct bounce_buf b = { 0 };
+	char date[64], arrival[64], boundary[40];
+	unsigned char rnd[12];
+	time_t now = time(NULL), arr = (time_t)(in->arrival_ms / 1000);
+	struct tm tm;
+	size_t i;
+
+	gmtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+	gmtime_r(&arr, &tm);
+	strftime(arrival, sizeof(arrival), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+	randombytes_buf(rnd, sizeof(rnd));
+	sodium_bin2hex(boundary, sizeof(boundary), rnd, sizeof(rnd));
+
+	bounce_printf(&b, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n",
+	    in->hostname);
+	bounce_printf(&b, "To: <%s>\r\n", in->sender);
+	bounce_printf(&b, "Subject: Undelivered Mail Returned to Sender\r\n");
+	bounce_printf(&b, "Date: %s\r\n", date);
+	bounce_printf(&b, "Message-ID: <%s.%lld.dsn@%s>\r\n", in->qid,
+	    (long long)now, in->hostname);
+	bounce_printf(&b, "Auto-Submitted: auto-replied\r\n");
+	bounce_printf(&b, "MIME-Version: 1.0\r\n");
+	bounce_printf(&b, "Content-Type: multipart/report; "
+			  "report-type=delivery-status;\r\n"
+			  "\tboundary=\"%s\"\r\n",
+	    boundary);
+	bounce_printf(&b, "\r\nThis is a MIME-encapsulated message.\r\n\r\n");
+
+	/* 1. For people. */
+	bounce_printf(&b, "--%s\r\nContent-Type: text/plain; "
+			  "charset=utf-8\r\n\r\n",
+	    boundary);
+	bounce_printf(&b, "This is the mail system at %s.\r\n\r\n",
+	    in->hostname);
+	bounce_printf(&b, "Your message could not be delivered to %s of its "
+			  "recipients:\r\n",
+	    in->nrcpts == 1 ? "one" : "some");
+	bounce_printf(&b, "%s.\r\n\r\n", in->reason ? in->reason
+						   : "permanent failure");
+	for (i = 0; i < in->nrcpts; i++) {
+		const struct bounce_rcpt *r = &in->rcpts[i];
+
+		bounce_printf(&b, "<%s>: ", r->addr);
+		if (r->remote_mta != NULL)
+			bounce_printf(&b, "host %s said: ", r->remote_mta);
+		if (r->code != 0)
+			bounce_printf(&b, "%d ", r->code);
+		bounce_add_text(&b, r->diag ? r->diag : r->status, 40);
+		bounce_printf(&b, "\r\n");
+	}
+
+	/* 2. For machines (RFC 3464). */
+	bounce_printf(&b, "\r\n--%s\r\nContent-Type: "
+			  "message/delivery-status\r\n\r\n",
+	    boundary);
+	bounce_printf(&b, "Reporting-MTA: dns; %s\r\n", in->hostname);
+	bounce_printf(&b, "X-Outpost-Queue-ID: %s\r\n", in->qid);
+	bounce_printf(&b, "Arrival-Date: %s\r\n", arrival);
+	for (i = 0; i < in->nrcpts; i++) {
+		const struct bounce_rcpt *r = &in->rcpts[i];
+
+		bounce_printf(&b, "\r\nFinal-Recipient: %s; %s\r\n",
+		    bounce_is_ascii(r->addr) ? "rfc822" : "utf-8", r->addr);
+		bounce_printf(&b, "Action: failed\r\n");
+		bounce_printf(&b, "Status: %s\r\n", r->status);
+		if (r->remote_mta != NULL)
+			bounce_printf(&b, "Remote-MTA: dns; %s\r\n",
+			    r->remote_mta);
+		if (r->code != 0) {
+			bounce_printf(&b, "Diagnostic-Code: smtp; %d ",
+			    r->code);
+			bounce_add_text(&b, r->diag, 26);
+			bounce_printf(&b, "\r\n");
+		} else if (r->diag != NULL) {
+			bounce_printf(&b, "Diagnostic-Code: X-Outpost; ");
+			bounce_add_text(&b, r->diag, 28);
+			bounce_printf(&b, "\r\n");
+		}
+		bounce_printf(&b, "Last-Attempt-Date: %s\r\n", date);
+	}
+
+	/* 3. What was sent. */
+	bounce_printf(&b, "\r\n--%s\r\nContent-Type: "
+			  "text/rfc822-headers\r\n\r\n",
+	    boundary);
+	if (in->headers != NULL && in->headers_len > 0) {
+		bounce_add(&b, in->headers, in->headers_len);
+		if (in->headers_len < 2 ||
+		    memcmp(in->headers + in->headers_len - 2, "\r\n", 2) != 0)
+			bounce_add(&b, "\r\n", 2);
+	}
+	bounce_printf(&b, "\r\n--%s--\r\n", boundary);
+	if (b.oom) {
+		free(b.p);
+		return -1;
+	}
+	*out = b.p;
+	*outlen = b.len;
+	return 0;
+}

@@ -1,0 +1,44 @@
+/*
+ * bounce.h — delivery status notifications (RFC 3464 multipart/report,
+ * RFC 3462) for recipients that failed permanently or expired.
+ */
+#ifndef OUTPOST_MTA_BOUNCE_H
+#define OUTPOST_MTA_BOUNCE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct bounce_rcpt {
+	const char *addr;       /* the recipient, as queued */
+	const char *status;     /* enhanced status, "5.1.1" */
+	const char *remote_mta; /* the host that answered, or NULL */
+	int code;               /* its reply code, 0 if none */
+	const char *diag;       /* its reply text (or our reason), or NULL */
+};
+
+struct bounce_input {
+	const char *hostname; /* the reporting MTA (us) */
+	const char *qid;      /* the original message's queue id */
+	const char *sender;   /* the original envelope sender: the DSN's
+				 recipient */
+	int64_t arrival_ms;
+	const struct bounce_rcpt *rcpts;
+	size_t nrcpts;
+	const uint8_t *headers; /* the original header block, or NULL */
+	size_t headers_len;
+	const char *reason; /* one line for the human-readable part */
+};
+
+/*
+ * bounce_dsn_build — the whole DSN message (headers and body, CRLF lines,
+ * every line <= 998 octets, 7-bit except for UTF-8 addresses).  Returns 0
+ * and a malloc'd buffer in *OUT (caller frees), or -1 (out of memory).
+ */
+int bounce_dsn_build(const struct bounce_input *in, uint8_t **out,
+    size_t *outlen);
+
+/* bounce_headers_len — length of the header block at the start of a
+ * message (up to and including the empty line), or LEN if none. */
+size_t bounce_headers_len(const uint8_t *msg, size_t len);
+
+#endif

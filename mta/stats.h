@@ -25,6 +25,11 @@ struct stats {
 	_Atomic uint64_t auth_blocked;
 	_Atomic uint64_t timeouts;
 	_Atomic uint64_t protocol_errors;
+	/* delivery, per recipient */
+	_Atomic uint64_t delivered;
+	_Atomic uint64_t deferred;
+	_Atomic uint64_t bounced;
+	_Atomic uint64_t expired;
 };
 
 extern struct stats stats;

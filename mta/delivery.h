@@ -1,0 +1,167 @@
+/*
+ * delivery.h — the delivery half: the scheduler (scheduler.c) and the SMTP
+ * client (smtp_client.c), which work as a pair on the delivery loop.
+ *
+ * Vocabulary (KumoMTA/Postfix qmgr):
+ *   message  a queued message (struct sched_msg), with its envelope
+ *   dest     a recipient domain; it resolves to a site
+ *   site     the set of MX hosts (or a route); domains with the same MX set
+ *            share one site, hence its connections (MX roll-up)
+ *   path     a site as seen from one source pool: connections, limits,
+ *            rate, back-off and the FIFO of jobs live here
+ *   job      one transaction's worth: a message and some of its recipients
+ *            (all of one dest, at most max_recipients_per_transaction)
+ *
+ * Everything here belongs to the delivery loop's thread.
+ */
+#ifndef OUTPOST_MTA_DELIVERY_H
+#define OUTPOST_MTA_DELIVERY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <openssl/ssl.h>
+
+#include "conf/conf.h"
+#include "queue/queue.h"
+#include "mta/outcome.h"
+
+struct loop;
+struct dns_resolver;
+struct smtp_client;
+
+struct sched_msg {
+	uint64_t id;
+	struct queue_envelope env; /* owned; the source of QOP_UPDATE */
+	const struct conf_pool *pool;
+	unsigned inflight;   /* jobs not finished (or waiting for DNS) */
+	unsigned loading;    /* body loads in flight */
+	uint8_t *body;       /* when loaded / cached; freed when idle */
+	size_t body_len;
+	bool writing;        /* a queue op for it is in flight */
+	bool deleted;        /* final: freed when the last op returns */
+	bool round_failed;   /* this round bounced something (DSN due) */
+	size_t heap_idx;     /* in the retry heap, or SIZE_MAX */
+	struct sched_job *wait_body; /* jobs waiting for the body */
+	uint32_t *round_bounced; /* rcpt indexes that failed this round */
+	unsigned nround_bounced;
+	char **reply;        /* per rcpt: the last remote host, for DSNs */
+	struct sched_msg *all_prev, *all_next; /* every message in memory */
+};
+
+struct sched_rcpt_result {
+	enum outcome_stage stage;
+	int code;   /* 0 = no reply (connection failure, timeout) */
+	char *text; /* the reply text (malloc'd) or our reason */
+};
+
+struct sched_job {
+	struct sched_msg *msg;
+	struct sched_dest *dest;
+	struct sched_path *path;
+	uint32_t *rcpt; /* indexes into msg->env.rcpts */
+	unsigned nrcpt;
+	struct sched_rcpt_result *res; /* nrcpt results, filled by the client */
+	char remote[300];  /* "host [ip]" that answered */
+	char tls[64];      /* "TLSv1.3 TLS_AES_256_GCM_SHA384 verified" or "" */
+	struct sched_job *next;
+};
+
+struct sched_host {
+	char *name;   /* MX host name or route host; IP literal for routes */
+	uint16_t pref;
+	int64_t notls_until_ms; /* tls=may: a handshake failed, go in clear */
+	SSL_SESSION *session;   /* for resumption */
+};
+
+struct sched_site {
+	char *key;
+	struct sched_host *hosts;
+	unsigned nhosts;
+	unsigned port;
+	bool implicit; /* the domain itself, no MX */
+	unsigned refs;
+	struct sched_path **paths; /* one per pool in use */
+	unsigned npaths;
+};
+
+struct sched_path {
+	struct sched_site *site;
+	const struct conf_pool *pool; /* NULL: no source binding */
+	const struct conf_destination *cfg;
+	struct sched_job *head, *tail;
+	unsigned njobs;
+	unsigned nconn;              /* connections open or opening */
+	unsigned nbusy;              /* connections running a job */
+	struct smtp_client *idle;    /* idle connections, a list */
+	unsigned source_next;        /* round robin over pool sources */
+	int64_t paused_until_ms;     /* back-off or suspension */
+	unsigned backoff_level;
+	unsigned conn_failures;      /* consecutive */
+	bool suspended;              /* by a reply pattern */
+	int64_t next_send_ms;        /* rate limit: next message allowed */
+	int64_t next_send_hour_ms;
+	struct event *timer;         /* wake-up for pause / rate */
+};
+
+/* Scheduler ----------------------------------------------------------- */
+
+/* sched_init — main thread, before the delivery loop runs.  0 or -1. */
+int sched_init(struct loop *l, const struct conf *c, struct queue *q,
+    char *err, size_t errlen);
+/* sched_start — post the start-up work (load the queue) to the loop. */
+void sched_start(void);
+/* sched_message_add — a message just committed (QOP_INSERT done): the
+ * scheduler takes OP (envelope and body) and frees it.  Any thread. */
+void sched_message_add(struct queue_op *op);
+/* sched_shutdown — on the delivery loop: stop starting transactions; let
+ * those in flight end (or cut them at the deadline); stop the loop once every
+ * result is committed. */
+void sched_shutdown(unsigned deadline_ms);
+/* sched_free — release everything; main thread, after the loop ended. */
+void sched_free(void);
+
+/* Called by the SMTP client (delivery loop). */
+/* sched_conn_ready — C is connected and idle: it gets a job
+ * (smtp_client_send) or is told to quit (smtp_client_quit / keep idle). */
+void sched_conn_ready(struct smtp_client *c);
+/* sched_conn_done — C finished JOB (results filled in job->res). */
+void sched_conn_done(struct smtp_client *c, struct sched_job *job);
+/* sched_conn_closed — C is gone.  If it never became usable (every host
+ * failed), FAILED is set, and STAGE/CODE/TEXT say why. */
+void sched_conn_closed(struct smtp_client *c, bool failed,
+    enum outcome_stage stage, int code, const char *text);
+
+/* SMTP client --------------------------------------------------------- */
+
+struct smtp_client_env {
+	struct loop *loop;
+	struct dns_resolver *dns;
+	SSL_CTX *ssl_ctx;
+	const struct conf *conf;
+	bool loopback_only; /* refuse any other destination address */
+};
+
+/* smtp_client_new — open a connection for PATH (its site's hosts in order;
+ * SOURCE: the address to bind, or NULL).  Reports through sched_conn_*. */
+struct smtp_client *smtp_client_new(const struct smtp_client_env *env,
+    struct sched_path *path, const struct sockaddr_storage *source);
+/* smtp_client_send — run JOB on idle C. */
+void smtp_client_send(struct smtp_client *c, struct sched_job *job);
+/* smtp_client_quit — QUIT and close idle C (sched_conn_closed follows). */
+void smtp_client_quit(struct smtp_client *c);
+/* smtp_client_park — keep idle C for reuse until idle_timeout. */
+void smtp_client_park(struct smtp_client *c);
+/* The path C serves, and the list link for a path's idle list. */
+struct sched_path *smtp_client_path(struct smtp_client *c);
+struct smtp_client **smtp_client_next(struct smtp_client *c);
+/* smtp_client_msgs — transactions started on C so far. */
+unsigned smtp_client_msgs(const struct smtp_client *c);
+/* smtp_client_abort — close at once (shutdown deadline); the job in
+ * flight, if any, is reported with code 0 (deferred). */
+void smtp_client_abort(struct smtp_client *c);
+/* smtp_client_abort_all — smtp_client_abort() every client alive. */
+void smtp_client_abort_all(void);
+
+#endif

@@ -1,0 +1,1743 @@
+/*
+ * scheduler.c — the delivery scheduler: which recipient goes where, when,
+ * over which connection (Postfix qmgr / KumoMTA ready queues in spirit).
+ *
+ * Owns: every queued message in memory (envelopes; bodies only while a
+ * round of attempts needs them), destinations and their DNS state, sites
+ * (MX roll-up), paths (pool × site: connections, limits, rate, back-off),
+ * the retry heap, and every state change written back to the queue.
+ * Delivery loop thread only.  Invariants: a round of attempts for a message
+ * settles once (one queue write); a finished message leaves LMDB; nothing
+ * about a recipient is logged but its domain and position.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <openssl/err.h>
+#include <sodium.h>
+
+#include "dns/dns.h"
+#include "mta/bounce.h"
+#include "mta/delivery.h"
+#include "mta/htab.h"
+#include "mta/log.h"
+#include "mta/loop.h"
+#include "mta/stats.h"
+#include "mta/worker.h"
+
+#define SCHED_ROUND_BATCH   2000  /* rounds started per loop turn */
+#define SCHED_DEST_MIN_TTL  5     /* seconds an MX answer is kept at least */
+#define SCHED_DEST_FAIL_TTL 30    /* seconds a failed lookup is kept */
+#define SCHED_BACKOFF_LEVELS 8
+
+enum dest_state { DEST_NEW, DEST_RESOLVING, DEST_READY, DEST_FAILED };
+
+struct sched_dest {
+	char *domain;
+	const struct conf_destination *cfg;
+	enum dest_state state;
+	int64_t expires_ms;
+	struct sched_site *site;
+	int fail_code;        /* DEST_FAILED: 451 (retry) or 550 (bounce) */
+	char fail_text[200];
+	struct sched_job *waiting;
+	struct dns_query *q;
+};
+
+/* A queue write in flight, and what to do when it is committed. */
+struct sched_write {
+	struct queue_op *op;
+	struct sched_msg *msg; /* NULL for a DSN insert */
+};
+
+static struct {
+	struct loop *loop;
+	const struct conf *conf;
+	struct queue *queue;
+	struct dns_resolver *dns;
+	SSL_CTX *ssl;
+	struct smtp_client_env cenv;
+	struct htab dests, sites;
+	struct sched_msg **heap;
+	size_t nheap, capheap;
+	struct event *retry_timer;
+	unsigned nconn;
+	unsigned writes;
+	uint64_t nmsgs;
+	bool stopping;
+	struct event *stop_timer;
+	struct sched_msg *all; /* every message in memory */
+	struct outcome_pattern *patterns; /* per destination config: built
+					     lazily, see sched_patterns() */
+} S;
+
+static void sched_round_start(struct sched_msg *m);
+static void sched_settle(struct sched_msg *m);
+static void sched_path_kick(struct sched_path *p);
+static void sched_job_results(struct sched_job *job);
+static void sched_maybe_stop(void);
+
+static int64_t
+sched_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+sched_timer_ms(struct event *ev, int64_t delay_ms)
+{
+	struct timeval tv;
+
+	if (delay_ms < 0)
+		delay_ms = 0;
+	tv.tv_sec = (time_t)(delay_ms / 1000);
+	tv.tv_usec = (suseconds_t)(delay_ms % 1000) * 1000;
+	evtimer_add(ev, &tv);
+}
+
+/* The domain of an address, lower-cased, into BUF. */
+static const char *
+sched_rcpt_domain(const char *addr, char *buf, size_t len)
+{
+	const char *at = strrchr(addr, '@');
+	size_t i;
+
+	if (at == NULL)
+		at = addr - 1;
+	for (i = 0; at[1 + i] != '\0' && i + 1 < len; i++) {
+		char ch = at[1 + i];
+
+		buf[i] = ch >= 'A' && ch <= 'Z' ? (char)(ch + 32) : ch;
+	}
+	buf[i] = '\0';
+	return buf;
+}
+
+/* Messages and envelopes ------------------------------------------------ */
+
+static char *
+sched_strdup(const char *s)
+{
+	return s == NULL ? NULL : strdup(s);
+}
+
+/* Deep copy of SRC into DST.  0 or -1 (DST then cleared). */
+static int
+sched_env_copy(struct queue_envelope *dst, const struct queue_envelope *src)
+{
+	uint32_t i;
+
+	*dst = *src;
+	dst->sender = sched_strdup(src->sender);
+	dst->user = sched_strdup(src->user);
+	dst->client = sched_strdup(src->client);
+	dst->helo = sched_strdup(src->helo);
+	dst->rcpts = calloc(src->nrcpts ? src->nrcpts : 1,
+	    sizeof(*dst->rcpts));
+	if (dst->rcpts == NULL || (src->sender && !dst->sender)) {
+		dst->nrcpts = 0;
+		queue_envelope_clear(dst);
+		return -1;
+	}
+	for (i = 0; i < src->nrcpts; i++) {
+		dst->rcpts[i] = src->rcpts[i];
+		dst->rcpts[i].addr = sched_strdup(src->rcpts[i].addr);
+		dst->rcpts[i].last_reply = sched_strdup(src->rcpts[i].last_reply);
+		if (dst->rcpts[i].addr == NULL) {
+			queue_envelope_clear(dst);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static const struct conf_pool *
+sched_pool_for(const struct queue_envelope *env)
+{
+	const struct conf_user *u;
+
+	if (env->user != NULL && (u = conf_user_find(S.conf, env->user)) &&
+	    u->pool != NULL)
+		return u->pool;
+	if (env->user == NULL && S.conf->relay_pool != NULL)
+		return S.conf->relay_pool;
+	return S.conf->default_pool;
+}
+
+static struct sched_msg *
+sched_msg_new(void)
+{
+	struct sched_msg *m = calloc(1, sizeof(*m));
+
+	if (m != NULL) {
+		m->heap_idx = SIZE_MAX;
+		S.nmsgs++;
+		m->all_next = S.all;
+		if (S.all != NULL)
+			S.all->all_prev = m;
+		S.all = m;
+	}
+	return m;
+}
+
+static void
+sched_msg_free(struct sched_msg *m)
+{
+	uint32_t i;
+
+	if (m->reply != NULL)
+		for (i = 0; i < m->env.nrcpts; i++)
+			free(m->reply[i]);
+	free(m->reply);
+	free(m->round_bounced);
+	free(m->body);
+	queue_envelope_clear(&m->env);
+	if (m->all_prev != NULL)
+		m->all_prev->all_next = m->all_next;
+	else
+		S.all = m->all_next;
+	if (m->all_next != NULL)
+		m->all_next->all_prev = m->all_prev;
+	free(m);
+	S.nmsgs--;
+}
+
+static void
+sched_body_drop(struct sched_msg *m)
+{
+	free(m->body);
+	m->body = NULL;
+	m->body_len = 0;
+}
+
+/* Retry heap (min-heap on next_attempt_ms) ------------------------------ */
+
+static bool
+sched_heap_less(size_t a, size_t b)
+{
+	return S.heap[a]->env.next_attempt_ms < S.heap[b]->env.next_attempt_ms;
+}
+
+static void
+sched_heap_swap(size_t a, size_t b)
+{
+	struct sched_msg *t = S.heap[a];
+
+	S.heap[a] = S.heap[b];
+	S.heap[b] = t;
+	S.heap[a]->heap_idx = a;
+	S.heap[b]->heap_idx = b;
+}
+
+static void
+sched_heap_up(size_t i)
+{
+	while (i > 0 && sched_heap_less(i, (i - 1) / 2)) {
+		sched_heap_swap(i, (i - 1) / 2);
+		i = (i - 1) / 2;
+	}
+}
+
+static void
+sched_heap_down(size_t i)
+{
+	for (;;) {
+		size_t l = 2 * i + 1, r = l + 1, m = i;
+
+		if (l < S.nheap && sched_heap_less(l, m))
+			m = l;
+		if (r < S.nheap && sched_heap_less(r, m))
+			m = r;
+		if (m == i)
+			return;
+		sched_heap_swap(i, m);
+		i = m;
+	}
+}
+
+static void
+sched_retry_arm(void)
+{
+	if (S.nheap == 0 || S.stopping) {
+		evtimer_del(S.retry_timer);
+		return;
+	}
+	sched_timer_ms(S.retry_timer,
+	    S.heap[0]->env.next_attempt_ms - sched_now_ms());
+}
+
+static void
+sched_heap_push(struct sched_msg *m)
+{
+	struct sched_msg **nh;
+
+	if (m->heap_idx != SIZE_MAX)
+		return;
+	if (S.nheap == S.capheap) {
+		size_t cap = S.capheap ? S.capheap * 2 : 1024;
+
+		if ((nh = realloc(S.heap, cap * sizeof(*nh))) == NULL)
+			panic("out of memory growing the retry heap");
+		S.heap = nh;
+		S.capheap = cap;
+	}
+	S.heap[S.nheap] = m;
+	m->heap_idx = S.nheap++;
+	sched_heap_up(m->heap_idx);
+	if (m->heap_idx == 0)
+		sched_retry_arm();
+}
+
+static struct sched_msg *
+sched_heap_pop(void)
+{
+	struct sched_msg *m = S.heap[0];
+
+	S.nheap--;
+	if (S.nheap > 0) {
+		S.heap[0] = S.heap[S.nheap];
+		S.heap[0]->heap_idx = 0;
+		sched_heap_down(0);
+	}
+	m->heap_idx = SIZE_MAX;
+	return m;
+}
+
+static void
+sched_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	int64_t now = sched_now_ms();
+	unsigned n = 0;
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	while (S.nheap > 0 && S.heap[0]->env.next_attempt_ms <= now &&
+	    n++ < SCHED_ROUND_BATCH && !S.stopping)
+		sched_round_start(sched_heap_pop());
+	if (S.nheap > 0 && S.heap[0]->env.next_attempt_ms <= now)
+		sched_timer_ms(S.retry_timer, 0); /* yield, then go on */
+	else
+		sched_retry_arm();
+}
+
+/* Queue writes ---------------------------------------------------------- */
+
+static void sched_on_written(void *arg);
+
+/* Writer thread. */
+static void
+sched_write_done_cb(struct queue_op *op, int status, void *arg)
+{
+	(void)op;
+	(void)status;
+	loop_post(S.loop, sched_on_written, arg);
+}
+
+static void
+sched_on_written(void *arg)
+{
+	struct sched_write *w = arg;
+	struct sched_msg *m = w->msg;
+	char qid[QUEUE_ID_HEX_BYTES];
+
+	S.writes--;
+	queue_id_format(w->op->env.id, qid);
+	if (w->op->status != 0)
+		log_warnx("%s queue write failed: %s (the message stays as "
+			  "it was on disk and is retried)",
+		    qid, w->op->err);
+	if (m != NULL) {
+		m->writing = false;
+		if (m->deleted && m->inflight == 0 && m->loading == 0)
+			sched_msg_free(m);
+	}
+	queue_op_free(w->op);
+	free(w);
+	sched_maybe_stop();
+}
+
+/* Write M's envelope (QOP_UPDATE) or remove M (QOP_DELETE). */
+static void
+sched_write(struct sched_msg *m, enum queue_op_kind kind, int64_t old_due)
+{
+	struct sched_write *w = calloc(1, sizeof(*w));
+	struct queue_op *op = queue_op_new(kind);
+
+	if (w == NULL || op == NULL ||
+	    sched_env_copy(&op->env, &m->env) != 0) {
+		/* The state stays as it is on disk: the message is retried
+		 * from there after a restart.  Better than crashing. */
+		log_warnx("out of memory writing a queue update");
+		free(w);
+		if (op != NULL)
+			queue_op_free(op);
+		return;
+	}
+	op->old_due_ms = old_due;
+	w->op = op;
+	w->msg = m;
+	m->writing = true;
+	S.writes++;
+	queue_submit(S.queue, op, sched_write_done_cb, w);
+}
+
+/* DSNs ------------------------------------------------------------------ */
+
+static void sched_on_dsn_written(void *arg);
+
+static void
+sched_dsn_done_cb(struct queue_op *op, int status, void *arg)
+{
+	(void)op;
+	(void)status;
+	loop_post(S.loop, sched_on_dsn_written, arg);
+}
+
+static void
+sched_on_dsn_written(void *arg)
+{
+	struct sched_write *w = arg;
+	struct queue_op *op = w->op;
+	char qid[QUEUE_ID_HEX_BYTES];
+
+	S.writes--;
+	free(w);
+	queue_id_format(op->env.id, qid);
+	if (op->status != 0) {
+		log_warnx("DSN %s could not be queued: %s", qid, op->err);
+		queue_op_free(op);
+	} else {
+		log_info("%s DSN queued", qid);
+		sched_message_add(op);
+	}
+	sched_maybe_stop();
+}
+
+/* Queue a DSN for the recipients of M that failed this round. */
+static void
+sched_dsn(struct sched_msg *m)
+{
+	struct bounce_rcpt *br;
+	char(*st)[12] = NULL;
+	struct bounce_input in;
+	struct queue_op *op;
+	struct sched_write *w;
+	char qid[QUEUE_ID_HEX_BYTES];
+	int64_t now = sched_now_ms();
+	unsigned i;
+
+	if (m->env.sender == NULL || m->env.sender[0] == '\0' ||
+	    (m->env.flags & QUEUE_F_DSN) || m->nround_bounced == 0)
+		return;
+	br = calloc(m->nround_bounced, sizeof(*br));
+	st = calloc(m->nround_bounced, sizeof(*st));
+	if (br == NULL || st == NULL) {
+		free(br);
+		free(st);
+		return;
+	}
+	queue_id_format(m->id, qid);
+	for (i = 0; i < m->nround_bounced; i++) {
+		const struct queue_rcpt *r = &m->env.rcpts[m->round_bounced[i]];
+		const char *text = r->last_reply ? r->last_reply : "";
+
+		br[i].addr = r->addr;
+		br[i].code = r->last_code >= 200 ? r->last_code : 0;
+		br[i].diag = text;
+		br[i].remote_mta = m->reply ? m->reply[m->round_bounced[i]]
+					    : NULL;
+		/* The status: the reply's enhanced code, else by state. */
+		br[i].status = r->state == QR_EXPIRED ? "4.4.7" : "5.0.0";
+		if ((text[0] == '5' || text[0] == '4') && text[1] == '.') {
+			size_t k = strcspn(text, " ");
+
+			if (k < sizeof(st[0])) {
+				memcpy(st[i], text, k);
+				st[i][k] = '\0';
+				br[i].status = st[i];
+			}
+		}
+	}
+	memset(&in, 0, sizeof(in));
+	in.hostname = S.conf->hostname;
+	in.qid = qid;
+	in.sender = m->env.sender;
+	in.arrival_ms = m->env.created_ms;
+	in.rcpts = br;
+	in.nrcpts = m->nround_bounced;
+	if (m->body != NULL) {
+		in.headers = m->body;
+		in.headers_len = bounce_headers_len(m->body, m->body_len);
+	}
+	in.reason = m->env.rcpts[m->round_bounced[0]].state == QR_EXPIRED
+	    ? "delivery was given up after the maximum time in the queue"
+	    : "the receiving server refused it permanently";
+	op = queue_op_new(QOP_INSERT);
+	w = calloc(1, sizeof(*w));
+	if (op == NULL || w == NULL ||
+	    bounce_dsn_build(&in, &op->body, &op->body_len) != 0)
+		goto oom;
+	free(br);
+	br = NULL;
+	free(st);
+	st = NULL;
+	op->env.id = queue_id_next(S.queue);
+	op->env.created_ms = op->env.next_attempt_ms = now;
+	op->env.flags = QUEUE_F_DSN;
+	for (i = 0; m->env.sender[i] != '\0'; i++)
+		if ((unsigned char)m->env.sender[i] >= 0x80)
+			op->env.flags |= QUEUE_F_SMTPUTF8 | QUEUE_F_8BITMIME;
+	op->env.size = op->body_len;
+	op->env.sender = strdup("");
+	op->env.client = strdup("127.0.0.1");
+	op->env.helo = strdup(S.conf->hostname);
+	op->env.rcpts = calloc(1, sizeof(*op->env.rcpts));
+	if (op->env.sender == NULL || op->env.client == NULL ||
+	    op->env.helo == NULL || op->env.rcpts == NULL)
+		goto oom;
+	op->env.nrcpts = 1;
+	if ((op->env.rcpts[0].addr = strdup(m->env.sender)) == NULL)
+		goto oom;
+	w->op = op;
+	S.writes++;
+	queue_submit(S.queue, op, sched_dsn_done_cb, w);
+	return;
+oom:
+	log_warnx("%s out of memory building a DSN", qid);
+	free(br);
+	free(st);
+	free(w);
+	if (op != NULL)
+		queue_op_free(op);
+}
+
+/* Settling a round ------------------------------------------------------ */
+
+static uint64_t
+sched_retry_delay_ms(unsigned attempts)
+{
+	const struct conf_delivery *d = &S.conf->delivery;
+	uint64_t base, jit;
+	size_t k;
+
+	if (d->nretry_intervals == 0)
+		return 300000;
+	k = attempts == 0 ? 0 : attempts - 1;
+	if (k >= d->nretry_intervals)
+		k = d->nretry_intervals - 1;
+	base = d->retry_intervals_ms[k];
+	if (d->retry_jitter_pct == 0 || base < 10)
+		return base;
+	/* ± jitter%, so retries of a burst do not come back as a burst. */
+	jit = base * d->retry_jitter_pct / 100;
+	return base - jit + randombytes_uniform((uint32_t)(jit * 2 + 1 >
+	    UINT32_MAX ? UINT32_MAX : jit * 2 + 1));
+}
+
+/* Every job of M's round is back: write down what happened, once. */
+static void
+sched_settle(struct sched_msg *m)
+{
+	int64_t now = sched_now_ms(), old_due = m->env.next_attempt_ms;
+	int64_t expiry = m->env.created_ms + (int64_t)S.conf->delivery.max_age_ms;
+	unsigned pending = 0, attempts = 0;
+	char qid[QUEUE_ID_HEX_BYTES];
+	uint32_t i;
+
+	sched_dsn(m);
+	for (i = 0; i < m->env.nrcpts; i++) {
+		if (m->env.rcpts[i].state != QR_PENDING)
+			continue;
+		pending++;
+		if (m->env.rcpts[i].attempts > attempts)
+			attempts = m->env.rcpts[i].attempts;
+	}
+	free(m->round_bounced);
+	m->round_bounced = NULL;
+	m->nround_bounced = 0;
+	if (m->reply != NULL) {
+		for (i = 0; i < m->env.nrcpts; i++)
+			free(m->reply[i]);
+		free(m->reply);
+		m->reply = NULL;
+	}
+	sched_body_drop(m);
+	queue_id_format(m->id, qid);
+	if (pending == 0) {
+		log_debug("%s done: removed from the queue", qid);
+		m->deleted = true;
+		sched_write(m, QOP_DELETE, old_due);
+		if (!m->writing)
+			sched_msg_free(m);
+		return;
+	}
+	m->env.next_attempt_ms = now + (int64_t)sched_retry_delay_ms(attempts);
+	if (m->env.next_attempt_ms > expiry)
+		m->env.next_attempt_ms = expiry > now ? expiry : now;
+	log_debug("%s %u recipient(s) deferred; next attempt in %" PRId64
+		  " s",
+	    qid, pending, (m->env.next_attempt_ms - now + 999) / 1000);
+	sched_write(m, QOP_UPDATE, old_due);
+	sched_heap_push(m);
+}
+
+/* Record one recipient's result. */
+static void
+sched_rcpt_result(struct sched_msg *m, uint32_t ri,
+    const struct sched_rcpt_result *r, const struct outcome *o,
+    const char *remote)
+{
+	struct queue_rcpt *rc = &m->env.rcpts[ri];
+	uint32_t *nb;
+
+	if (r->stage != OS_LOCAL || r->code != 0)
+		rc->attempts++;
+	rc->last_code = (uint16_t)r->code;
+	free(rc->last_reply);
+	rc->last_reply = r->text != NULL ? strdup(r->text) : NULL;
+	if (remote != NULL && remote[0] != '\0') {
+		if (m->reply == NULL)
+			m->reply = calloc(m->env.nrcpts, sizeof(*m->reply));
+		if (m->reply != NULL) {
+			free(m->reply[ri]);
+			m->reply[ri] = strdup(remote);
+		}
+	}
+	switch (o->action) {
+	case OA_DELIVERED:
+		rc->state = QR_DELIVERED;
+		STATS_INC(delivered);
+		break;
+	case OA_BOUNCE:
+		rc->state = QR_BOUNCED;
+		STATS_INC(bounced);
+		nb = realloc(m->round_bounced,
+		    (m->nround_bounced + 1) * sizeof(*nb));
+		if (nb != NULL) {
+			m->round_bounced = nb;
+			m->round_bounced[m->nround_bounced++] = ri;
+		}
+		break;
+	case OA_DEFER:
+		STATS_INC(deferred);
+		break;
+	}
+}
+
+/* Jobs ------------------------------------------------------------------ */
+
+static void
+sched_job_free(struct sched_job *job)
+{
+	unsigned i;
+
+	if (job->res != NULL)
+		for (i = 0; i < job->nrcpt; i++)
+			free(job->res[i].text);
+	free(job->res);
+	free(job->rcpt);
+	free(job);
+}
+
+static struct sched_job *
+sched_job_new(struct sched_msg *m, struct sched_dest *d, unsigned n)
+{
+	struct sched_job *job = calloc(1, sizeof(*job));
+
+	if (job == NULL)
+		return NULL;
+	job->msg = m;
+	job->dest = d;
+	job->rcpt = calloc(n, sizeof(*job->rcpt));
+	job->res = calloc(n, sizeof(*job->res));
+	if (job->rcpt == NULL || job->res == NULL) {
+		sched_job_free(job);
+		return NULL;
+	}
+	return job;
+}
+
+/* Fail every recipient of JOB the same way (DNS failure, dead host). */
+static void
+sched_job_fail(struct sched_job *job, enum outcome_stage stage, int code,
+    const char *text)
+{
+	unsigned i;
+
+	for (i = 0; i < job->nrcpt; i++) {
+		if (job->res[i].text != NULL || job->res[i].code != 0)
+			continue;
+		job->res[i].stage = stage;
+		job->res[i].code = code;
+		job->res[i].text = strdup(text != NULL ? text : "");
+	}
+	sched_job_results(job);
+}
+
+static const struct outcome_pattern *
+sched_patterns(const struct conf_destination *cfg, unsigned *n)
+{
+	/* The destination's compiled suspend_on regexes. */
+	static struct outcome_pattern pats[32];
+	const regex_t *re = cfg->suspend_re;
+	size_t i;
+
+	*n = 0;
+	for (i = 0; i < cfg->nsuspend_on && i < 32; i++) {
+		pats[i].re = (void *)&re[i];
+		pats[i].suspend_ms = cfg->suspend_for_ms;
+	}
+	*n = (unsigned)i;
+	return pats;
+}
+
+static void
+sched_path_backoff(struct sched_path *p, const char *why)
+{
+	const struct conf_destination *cfg = p->cfg;
+	uint64_t pause;
+	char esc[200];
+
+	if (p->backoff_level < SCHED_BACKOFF_LEVELS)
+		p->backoff_level++;
+	pause = cfg->backoff_pause_ms << (p->backoff_level - 1);
+	if (pause > cfg->backoff_max_ms)
+		pause = cfg->backoff_max_ms;
+	p->paused_until_ms = sched_now_ms() + (int64_t)pause;
+	log_info("destination %s backed off for %" PRIu64 " s (level %u): %s",
+	    p->site->key, pause / 1000, p->backoff_level,
+	    log_escape(esc, sizeof(esc), why, strlen(why)));
+}
+
+static void
+sched_path_suspend(struct sched_path *p, uint64_t ms, const char *why)
+{
+	char esc[200];
+
+	p->suspended = true;
+	p->paused_until_ms = sched_now_ms() + (int64_t)ms;
+	log_info("destination %s suspended for %" PRIu64 " s: reply matched a "
+		 "suspend_on pattern: %s",
+	    p->site->key, ms / 1000,
+	    log_escape(esc, sizeof(esc), why, strlen(why)));
+}
+
+/* A job is back with results: apply them; settle the round when the
+ * message has no job left. */
+static void
+sched_job_results(struct sched_job *job)
+{
+	struct sched_msg *m = job->msg;
+	struct sched_path *p = job->path;
+	const struct conf_destination *cfg = p ? p->cfg : job->dest->cfg;
+	const struct outcome_pattern *pats;
+	struct sched_job *again = NULL;
+	struct outcome o;
+	char qid[QUEUE_ID_HEX_BYTES], esc[300];
+	bool delivered = false, backoff = false;
+	const char *backoff_why = NULL;
+	unsigned i, npats;
+
+	queue_id_format(m->id, qid);
+	pats = sched_patterns(cfg, &npats);
+	for (i = 0; i < job->nrcpt; i++) {
+		struct sched_rcpt_result *r = &job->res[i];
+
+		outcome_classify(r->stage, r->code, r->text, pats, npats, &o);
+		if (o.retry_now && p != NULL) {
+			/* Too many recipients for that server in one go:
+			 * these go again in a new transaction, now. */
+			if (again == NULL &&
+			    (again = sched_job_new(m, job->dest,
+				 job->nrcpt)) == NULL)
+				o.retry_now = false;
+			if (again != NULL) {
+				again->rcpt[again->nrcpt++] = job->rcpt[i];
+				continue;
+			}
+		}
+		sched_rcpt_result(m, job->rcpt[i], r, &o, job->remote);
+		if (o.action == OA_DELIVERED) {
+			delivered = true;
+			log_debug("%s rcpt %u to %s via %s: delivered%s%s: %d %s",
+			    qid, job->rcpt[i], job->dest->domain, job->remote,
+			    job->tls[0] ? " over " : "", job->tls, r->code,
+			    log_escape(esc, sizeof(esc), r->text,
+				strlen(r->text)));
+		} else {
+			log_info("%s rcpt %u to %s%s%s: %s at %s: %d %s", qid,
+			    job->rcpt[i], job->dest->domain,
+			    job->remote[0] ? " via " : "", job->remote,
+			    o.action == OA_BOUNCE ? "bounced" : "deferred",
+			    outcome_stage_name(r->stage), r->code,
+			    log_escape(esc, sizeof(esc), r->text,
+				strlen(r->text)));
+		}
+		if (o.site_backoff) {
+			backoff = true;
+			backoff_why = r->text;
+		}
+		if (o.suspend && p != NULL)
+			sched_path_suspend(p, o.suspend_ms, r->text);
+	}
+	if (p != NULL && delivered) {
+		p->backoff_level = 0;
+		p->conn_failures = 0;
+	}
+	if (p != NULL && backoff)
+		sched_path_backoff(p, backoff_why);
+	if (again != NULL) {
+		/* Same round: the message does not settle yet. */
+		again->path = p;
+		m->inflight++;
+		if (p != NULL) {
+			again->next = p->head;
+			p->head = again;
+			if (p->tail == NULL)
+				p->tail = again;
+			p->njobs++;
+		}
+	}
+	m->inflight--;
+	sched_job_free(job);
+	if (m->inflight == 0)
+		sched_settle(m);
+}
+
+/* Paths and connections ------------------------------------------------- */
+
+static void
+sched_path_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sched_path *p = arg;
+
+	(void)fd;
+	(void)what;
+	if (p->paused_until_ms <= sched_now_ms())
+		p->suspended = false;
+	sched_path_kick(p);
+}
+
+static struct sched_path *
+sched_path_get(struct sched_site *site, const struct conf_pool *pool,
+    const struct conf_destination *cfg)
+{
+	struct sched_path *p, **np;
+	unsigned i;
+
+	for (i = 0; i < site->npaths; i++)
+		if (site->paths[i]->pool == pool)
+			return site->paths[i];
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return NULL;
+	np = realloc(site->paths, (site->npaths + 1) * sizeof(*np));
+	p->timer = evtimer_new(S.loop->base, sched_path_timer_cb, p);
+	if (np == NULL || p->timer == NULL) {
+		if (p->timer != NULL)
+			event_free(p->timer);
+		free(p);
+		if (np != NULL)
+			site->paths = np;
+		return NULL;
+	}
+	site->paths = np;
+	p->site = site;
+	p->pool = pool;
+	p->cfg = cfg;
+	site->paths[site->npaths++] = p;
+	return p;
+}
+
+static unsigned
+sched_path_idle_count(struct sched_path *p)
+{
+	struct smtp_client *c;
+	unsigned n = 0;
+
+	for (c = p->idle; c != NULL; c = *smtp_client_next(c))
+		n++;
+	return n;
+}
+
+/* Connections that are opening (not yet asked for a job). */
+static unsigned
+sched_path_opening(struct sched_path *p)
+{
+	return p->nconn - p->nbusy - sched_path_idle_count(p);
+}
+
+static unsigned
+sched_path_conn_limit(const struct sched_path *p)
+{
+	unsigned lim = p->cfg->max_connections;
+
+	/* Backed off: fewer connections (halved per level, at least 1). */
+	if (p->backoff_level > 0)
+		lim >>= p->backoff_level;
+	return lim == 0 ? 1 : lim;
+}
+
+/* May P send one more message now (rate limits)?  If not, when. */
+static bool
+sched_path_rate_ok(struct sched_path *p, int64_t now, int64_t *when)
+{
+	if (p->next_send_ms > now) {
+		*when = p->next_send_ms;
+		return false;
+	}
+	if (p->next_send_hour_ms > now) {
+		*when = p->next_send_hour_ms;
+		return false;
+	}
+	return true;
+}
+
+static void
+sched_path_rate_take(struct sched_path *p, int64_t now)
+{
+	const struct conf_destination *cfg = p->cfg;
+
+	/* Smooth spacing: N per minute is one every 60/N s. */
+	if (cfg->max_messages_per_minute > 0)
+		p->next_send_ms = (p->next_send_ms > now ? p->next_send_ms : now) +
+		    60000 / cfg->max_messages_per_minute;
+	if (cfg->max_messages_per_hour > 0)
+		p->next_send_hour_ms = (p->next_send_hour_ms > now
+						? p->next_send_hour_ms
+						: now) +
+		    3600000 / cfg->max_messages_per_hour;
+}
+
+static struct sched_job *
+sched_path_pop(struct sched_path *p)
+{
+	struct sched_job *job = p->head;
+
+	if (job == NULL)
+		return NULL;
+	p->head = job->next;
+	if (p->head == NULL)
+		p->tail = NULL;
+	p->njobs--;
+	job->next = NULL;
+	return job;
+}
+
+static void
+sched_idle_remove(struct sched_path *p, struct smtp_client *c)
+{
+	struct smtp_client **pp;
+
+	for (pp = &p->idle; *pp != NULL; pp = smtp_client_next(*pp)) {
+		if (*pp == c) {
+			*pp = *smtp_client_next(c);
+			*smtp_client_next(c) = NULL;
+			return;
+		}
+	}
+}
+
+static void
+sched_dispatch(struct sched_path *p, struct smtp_client *c,
+    struct sched_job *job)
+{
+	sched_path_rate_take(p, sched_now_ms());
+	p->nbusy++;
+	smtp_client_send(c, job);
+}
+
+static const struct sockaddr_storage *
+sched_path_source(struct sched_path *p)
+{
+	const struct conf_pool *pool = p->pool;
+
+	if (pool == NULL || pool->nsources == 0)
+		return NULL;
+	return &pool->sources[p->source_next++ % pool->nsources];
+}
+
+/* Start as much work on P as its limits allow. */
+static void
+sched_path_kick(struct sched_path *p)
+{
+	int64_t now = sched_now_ms(), when;
+	struct smtp_client *c;
+
+	if (S.stopping)
+		return;
+	if (p->paused_until_ms > now) {
+		sched_timer_ms(p->timer, p->paused_until_ms - now);
+		return;
+	}
+	while (p->njobs > 0) {
+		if (!sched_path_rate_ok(p, now, &when)) {
+			sched_timer_ms(p->timer, when - now);
+			return;
+		}
+		if ((c = p->idle) != NULL) {
+			sched_idle_remove(p, c);
+			sched_dispatch(p, c, sched_path_pop(p));
+			continue;
+		}
+		if (p->njobs <= sched_path_opening(p) ||
+		    p->nconn >= sched_path_conn_limit(p) ||
+		    S.nconn >= S.conf->delivery.max_connections)
+			return;
+		c = smtp_client_new(&S.cenv, p, sched_path_source(p));
+		if (c == NULL)
+			return;
+		p->nconn++;
+		S.nconn++;
+	}
+}
+
+void
+sched_conn_ready(struct smtp_client *c)
+{
+	struct sched_path *p = smtp_client_path(c);
+	int64_t now = sched_now_ms(), when;
+
+	if (S.stopping || p->paused_until_ms > now ||
+	    smtp_client_msgs(c) >= p->cfg->max_messages_per_connection) {
+		smtp_client_quit(c);
+		return;
+	}
+	if (p->njobs > 0 && sched_path_rate_ok(p, now, &when)) {
+		sched_dispatch(p, c, sched_path_pop(p));
+		return;
+	}
+	/* Nothing to do now: keep it for a while. */
+	*smtp_client_next(c) = p->idle;
+	p->idle = c;
+	smtp_client_park(c);
+	if (p->njobs > 0)
+		sched_path_kick(p); /* arms the rate timer */
+}
+
+void
+sched_conn_done(struct smtp_client *c, struct sched_job *job)
+{
+	struct sched_path *p = smtp_client_path(c);
+
+	p->nbusy--;
+	sched_job_results(job);
+}
+
+void
+sched_conn_closed(struct smtp_client *c, bool failed,
+    enum outcome_stage stage, int code, const char *text)
+{
+	struct sched_path *p = smtp_client_path(c);
+	struct sched_job *job;
+
+	sched_idle_remove(p, c);
+	p->nconn--;
+	S.nconn--;
+	if (failed) {
+		/* No host of the site could be used.  If no other connection
+		 * is working for this path, its queued jobs are deferred
+		 * (they would wait on a dead site) and the path backs off. */
+		p->conn_failures++;
+		if (p->nconn == 0) {
+			sched_path_backoff(p, text ? text : "connection failed");
+			while ((job = sched_path_pop(p)) != NULL)
+				sched_job_fail(job, stage, code,
+				    text ? text : "connection failed");
+		}
+	}
+	sched_path_kick(p);
+	sched_maybe_stop();
+}
+
+/* Destinations and sites ------------------------------------------------ */
+
+static struct sched_site *
+sched_site_get(const char *key, const struct dns_mx_host *hosts, size_t n,
+    unsigned port, bool implicit)
+{
+	struct sched_site *s = htab_get(&S.sites, key);
+	size_t i;
+
+	if (s != NULL)
+		return s;
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return NULL;
+	s->key = strdup(key);
+	s->hosts = calloc(n, sizeof(*s->hosts));
+	if (s->key == NULL || s->hosts == NULL)
+		goto fail;
+	for (i = 0; i < n; i++) {
+		s->hosts[i].pref = hosts[i].pref;
+		if ((s->hosts[i].name = strdup(hosts[i].name)) == NULL)
+			goto fail;
+		s->nhosts++;
+	}
+	s->port = port;
+	s->implicit = implicit;
+	if (htab_put(&S.sites, key, s) != 0)
+		goto fail;
+	return s;
+fail:
+	for (i = 0; i < s->nhosts; i++)
+		free(s->hosts[i].name);
+	free(s->hosts);
+	free(s->key);
+	free(s);
+	return NULL;
+}
+
+/* Hand JOB to the path of its destination's site. */
+static void
+sched_dest_route_job(struct sched_dest *d, struct sched_job *job)
+{
+	struct sched_path *p;
+
+	p = sched_path_get(d->site, job->msg->pool, d->cfg);
+	if (p == NULL) {
+		sched_job_fail(job, OS_LOCAL, 451, "4.3.0 out of memory");
+		return;
+	}
+	job->path = p;
+	job->next = NULL;
+	if (p->tail != NULL)
+		p->tail->next = job;
+	else
+		p->head = job;
+	p->tail = job;
+	p->njobs++;
+	sched_path_kick(p);
+}
+
+static void
+sched_dest_flush(struct sched_dest *d)
+{
+	struct sched_job *job, *next;
+
+	job = d->waiting;
+	d->waiting = NULL;
+	for (; job != NULL; job = next) {
+		next = job->next;
+		job->next = NULL;
+		if (d->state == DEST_READY)
+			sched_dest_route_job(d, job);
+		else
+			sched_job_fail(job, OS_LOCAL, d->fail_code,
+			    d->fail_text);
+	}
+}
+
+static int
+sched_host_cmp(const void *a, const void *b)
+{
+	const struct dns_mx_host *x = a, *y = b;
+
+	return strcmp(x->name, y->name);
+}
+
+static void
+sched_mx_cb(const struct dns_mx_reply *reply, void *arg)
+{
+	struct sched_dest *d = arg;
+	struct dns_mx_host *sorted;
+	char key[2048];
+	size_t i, off = 0;
+	int64_t now = sched_now_ms();
+	uint32_t ttl;
+
+	d->q = NULL;
+	switch (reply->result) {
+	case DNS_OK:
+		/* The site key is the set of hosts (order-free) and port. */
+		if ((sorted = malloc(reply->nhosts * sizeof(*sorted))) == NULL)
+			goto tempfail;
+		memcpy(sorted, reply->hosts, reply->nhosts * sizeof(*sorted));
+		qsort(sorted, reply->nhosts, sizeof(*sorted), sched_host_cmp);
+		for (i = 0; i < reply->nhosts && off < sizeof(key); i++)
+			off += (size_t)snprintf(key + off, sizeof(key) - off,
+			    "%s%s", i ? "," : "", sorted[i].name);
+		free(sorted);
+		if (off < sizeof(key))
+			snprintf(key + off, sizeof(key) - off, ":%u",
+			    S.conf->delivery.port);
+		d->site = sched_site_get(key, reply->hosts, reply->nhosts,
+		    S.conf->delivery.port, reply->implicit);
+		if (d->site == NULL)
+			goto tempfail;
+		d->state = DEST_READY;
+		ttl = reply->ttl < SCHED_DEST_MIN_TTL ? SCHED_DEST_MIN_TTL
+						      : reply->ttl;
+		d->expires_ms = now + (int64_t)ttl * 1000;
+		break;
+	case DNS_NULLMX:
+		d->state = DEST_FAILED;
+		d->fail_code = 550;
+		snprintf(d->fail_text, sizeof(d->fail_text),
+		    "5.1.10 the recipient domain accepts no mail (null MX, "
+		    "RFC 7505)");
+		d->expires_ms = now + (int64_t)(reply->ttl ? reply->ttl : 300) *
+		    1000;
+		break;
+	case DNS_NXDOMAIN:
+	case DNS_BADNAME:
+		d->state = DEST_FAILED;
+		d->fail_code = 550;
+		snprintf(d->fail_text, sizeof(d->fail_text),
+		    "5.1.2 the recipient domain does not exist (%s)",
+		    dns_result_str(reply->result));
+		d->expires_ms = now + SCHED_DEST_FAIL_TTL * 1000;
+		break;
+	case DNS_NODATA:
+		d->state = DEST_FAILED;
+		d->fail_code = 550;
+		snprintf(d->fail_text, sizeof(d->fail_text),
+		    "5.4.4 no usable mail exchanger: %s",
+		    reply->err[0] ? reply->err : "no MX");
+		d->expires_ms = now + SCHED_DEST_FAIL_TTL * 1000;
+		break;
+	default:
+	tempfail:
+		d->state = DEST_FAILED;
+		d->fail_code = 451;
+		snprintf(d->fail_text, sizeof(d->fail_text),
+		    "4.4.3 DNS lookup of the mail exchanger failed: %s",
+		    reply->err[0] ? reply->err : dns_result_str(reply->result));
+		d->expires_ms = now + SCHED_DEST_FAIL_TTL * 1000;
+		break;
+	}
+	if (d->state == DEST_FAILED) {
+		char esc[300];
+
+		log_info("destination %s: %s", d->domain,
+		    log_escape(esc, sizeof(esc), d->fail_text,
+			strlen(d->fail_text)));
+	}
+	sched_dest_flush(d);
+}
+
+static struct sched_dest *
+sched_dest_get(const char *domain)
+{
+	struct sched_dest *d = htab_get(&S.dests, domain);
+	const struct conf_route *route;
+	struct dns_mx_host h;
+	char key[600];
+
+	if (d != NULL)
+		return d;
+	if ((d = calloc(1, sizeof(*d))) == NULL)
+		return NULL;
+	if ((d->domain = strdup(domain)) == NULL ||
+	    htab_put(&S.dests, domain, d) != 0) {
+		free(d->domain);
+		free(d);
+		return NULL;
+	}
+	d->cfg = conf_destination_find(S.conf, domain);
+	/* A route, or the relay host: a fixed site, no MX lookup. */
+	route = conf_route_find(S.conf, domain);
+	if (route != NULL || S.conf->delivery.relay_host != NULL) {
+		h.name = route ? route->host : S.conf->delivery.relay_host;
+		h.pref = 0;
+		snprintf(key, sizeof(key), "route:%s:%u", h.name,
+		    route ? route->port : S.conf->delivery.relay_port);
+		d->site = sched_site_get(key, &h, 1,
+		    route ? route->port : S.conf->delivery.relay_port, false);
+		if (d->site != NULL) {
+			d->state = DEST_READY;
+			d->expires_ms = INT64_MAX;
+		}
+	}
+	return d;
+}
+
+static void
+sched_dest_submit(struct sched_dest *d, struct sched_job *job)
+{
+	int64_t now = sched_now_ms();
+
+	if ((d->state == DEST_READY || d->state == DEST_FAILED) &&
+	    d->expires_ms <= now)
+		d->state = DEST_NEW; /* the answer expired: ask again */
+	switch (d->state) {
+	case DEST_READY:
+		sched_dest_route_job(d, job);
+		return;
+	case DEST_FAILED:
+		sched_job_fail(job, OS_LOCAL, d->fail_code, d->fail_text);
+		return;
+	case DEST_NEW:
+		d->state = DEST_RESOLVING;
+		job->next = d->waiting;
+		d->waiting = job;
+		d->q = dns_mx_lookup(S.dns, d->domain, sched_mx_cb, d);
+		return;
+	case DEST_RESOLVING:
+		job->next = d->waiting;
+		d->waiting = job;
+		return;
+	}
+}
+
+/* Rounds ---------------------------------------------------------------- */
+
+struct sched_load {
+	struct sched_msg *msg;
+	int status;
+	uint8_t *buf;
+	size_t len, cap;
+};
+
+static int
+sched_load_chunk(const uint8_t *data, size_t len, void *arg)
+{
+	struct sched_load *l = arg;
+	uint8_t *nb;
+
+	if (l->len + len > l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 65536;
+
+		while (cap < l->len + len)
+			cap *= 2;
+		if ((nb = realloc(l->buf, cap)) == NULL)
+			return -1;
+		l->buf = nb;
+		l->cap = cap;
+	}
+	memcpy(l->buf + l->len, data, len);
+	l->len += len;
+	return 0;
+}
+
+/* Worker thread: read and decrypt the body from the queue. */
+static void
+sched_load_run(void *arg)
+{
+	struct sched_load *l = arg;
+	char err[200];
+
+	l->status = queue_body_read(S.queue, l->msg->id, sched_load_chunk, l,
+	    err, sizeof(err));
+	if (l->status != 0) {
+		char qid[QUEUE_ID_HEX_BYTES];
+
+		queue_id_format(l->msg->id, qid);
+		log_warnx("%s body could not be read: %s", qid,
+		    l->status == 1 ? "not found" : err);
+	}
+}
+
+static void
+sched_load_done(void *arg)
+{
+	struct sched_load *l = arg;
+	struct sched_msg *m = l->msg;
+
+	m->loading--;
+	if (l->status == 0) {
+		m->body = l->buf;
+		m->body_len = l->len;
+	} else {
+		free(l->buf);
+	}
+	free(l);
+	if (m->deleted) {
+		if (!m->writing && m->inflight == 0)
+			sched_msg_free(m);
+		return;
+	}
+	if (m->body == NULL) {
+		/* Unreadable: try again later rather than lose it. */
+		m->env.next_attempt_ms = sched_now_ms() + 60000;
+		sched_heap_push(m);
+		return;
+	}
+	sched_round_start(m);
+}
+
+/* Recipients whose time in the queue is over. */
+static bool
+sched_expire(struct sched_msg *m, int64_t now)
+{
+	uint32_t i, *nb;
+	bool any = false;
+
+	if (now < m->env.created_ms + (int64_t)S.conf->delivery.max_age_ms)
+		return false;
+	for (i = 0; i < m->env.nrcpts; i++) {
+		struct queue_rcpt *r = &m->env.rcpts[i];
+		char text[400];
+
+		if (r->state != QR_PENDING)
+			continue;
+		snprintf(text, sizeof(text), "4.4.7 delivery time expired; "
+		    "last attempt: %d %s", r->last_code,
+		    r->last_reply ? r->last_reply : "no answer");
+		free(r->last_reply);
+		r->last_reply = strdup(text);
+		r->state = QR_EXPIRED;
+		STATS_INC(expired);
+		nb = realloc(m->round_bounced,
+		    (m->nround_bounced + 1) * sizeof(*nb));
+		if (nb != NULL) {
+			m->round_bounced = nb;
+			m->round_bounced[m->nround_bounced++] = i;
+		}
+		any = true;
+	}
+	if (any) {
+		char qid[QUEUE_ID_HEX_BYTES];
+
+		queue_id_format(m->id, qid);
+		log_info("%s expired after %" PRIu64 " s in the queue", qid,
+		    (uint64_t)(now - m->env.created_ms) / 1000);
+	}
+	return any;
+}
+
+struct sched_pending {
+	char domain[256];
+	uint32_t idx;
+};
+
+static int
+sched_pending_cmp(const void *a, const void *b)
+{
+	const struct sched_pending *x = a, *y = b;
+	int c = strcmp(x->domain, y->domain);
+
+	if (c != 0)
+		return c;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* Start a round of attempts: one job per destination (and per
+ * max_recipients_per_transaction recipients). */
+static void
+sched_round_start(struct sched_msg *m)
+{
+	int64_t now = sched_now_ms();
+	struct sched_pending *pend;
+	struct sched_dest *d;
+	struct sched_job *job;
+	uint32_t i, j, n;
+	unsigned per, k;
+
+	if (S.stopping || (m->env.flags & QUEUE_F_HELD)) {
+		if (S.stopping)
+			sched_heap_push(m);
+		return;
+	}
+	if (m->body == NULL) {
+		struct sched_load *l = calloc(1, sizeof(*l));
+
+		if (l == NULL)
+			goto later;
+		l->msg = m;
+		m->loading++;
+		worker_submit(S.loop, sched_load_run, sched_load_done, l);
+		return;
+	}
+	if (sched_expire(m, now)) {
+		sched_settle(m);
+		return;
+	}
+	/* Pending recipients, grouped by domain. */
+	if ((pend = malloc((m->env.nrcpts + 1) * sizeof(*pend))) == NULL)
+		goto later;
+	for (i = n = 0; i < m->env.nrcpts; i++) {
+		if (m->env.rcpts[i].state != QR_PENDING)
+			continue;
+		sched_rcpt_domain(m->env.rcpts[i].addr, pend[n].domain,
+		    sizeof(pend[n].domain));
+		pend[n++].idx = i;
+	}
+	qsort(pend, n, sizeof(*pend), sched_pending_cmp);
+	m->inflight++; /* hold the round open while jobs are made */
+	for (i = 0; i < n; i = j) {
+		for (j = i; j < n && strcmp(pend[j].domain, pend[i].domain) == 0;
+		     j++)
+			;
+		d = sched_dest_get(pend[i].domain);
+		per = d != NULL ? d->cfg->max_recipients_per_transaction : 0;
+		if (per == 0)
+			per = 1;
+		for (k = i; k < j;) {
+			unsigned c = 0;
+
+			job = d != NULL ? sched_job_new(m, d, per) : NULL;
+			if (job == NULL) {
+				/* What is left of the round is retried. */
+				log_warnx("out of memory making delivery jobs");
+				j = n;
+				break;
+			}
+			while (k < j && c < per)
+				job->rcpt[c++] = pend[k++].idx;
+			job->nrcpt = c;
+			m->inflight++;
+			sched_dest_submit(d, job);
+		}
+	}
+	free(pend);
+	if (--m->inflight == 0)
+		sched_settle(m);
+	return;
+later:
+	log_warnx("out of memory starting a delivery round; retrying later");
+	m->env.next_attempt_ms = now + 60000;
+	sched_heap_push(m);
+}
+
+/* Entry points ---------------------------------------------------------- */
+
+static void
+sched_on_new(void *arg)
+{
+	struct queue_op *op = arg;
+	struct sched_msg *m = sched_msg_new();
+
+	if (m == NULL) {
+		/* It is safe on disk: the next start picks it up. */
+		log_warnx("out of memory scheduling a new message");
+		queue_op_free(op);
+		return;
+	}
+	m->id = op->env.id;
+	m->env = op->env;
+	memset(&op->env, 0, sizeof(op->env));
+	m->body = op->body;
+	m->body_len = op->body_len;
+	op->body = NULL;
+	queue_op_free(op);
+	m->pool = sched_pool_for(&m->env);
+	sched_round_start(m);
+}
+
+void
+sched_message_add(struct queue_op *op)
+{
+	loop_post(S.loop, sched_on_new, op);
+}
+
+static int
+sched_walk_cb(const struct queue_envelope *env, void *arg)
+{
+	struct sched_msg *m = sched_msg_new();
+	uint64_t *n = arg;
+
+	if (m == NULL || sched_env_copy(&m->env, env) != 0) {
+		if (m != NULL)
+			sched_msg_free(m);
+		return -1;
+	}
+	m->id = env->id;
+	m->pool = sched_pool_for(&m->env);
+	if (!(m->env.flags & QUEUE_F_HELD))
+		sched_heap_push(m);
+	(*n)++;
+	return 0;
+}
+
+static void
+sched_load_queue(void *arg)
+{
+	char err[256];
+	uint64_t n = 0;
+	int rc;
+
+	(void)arg;
+	rc = queue_walk(S.queue, sched_walk_cb, &n, err, sizeof(err));
+	if (rc != 0)
+		log_warnx("queue scan stopped after %" PRIu64 " messages: %s",
+		    n, rc == -1 ? err : "out of memory");
+	log_info("scheduler: %" PRIu64 " queued message(s) loaded", n);
+	sched_retry_arm();
+}
+
+void
+sched_start(void)
+{
+	loop_post(S.loop, sched_load_queue, NULL);
+}
+
+int
+sched_init(struct loop *l, const struct conf *c, struct queue *q, char *err,
+    size_t errlen)
+{
+	struct dns_config dc;
+	const char *lo = getenv("OUTPOST_LOOPBACK_ONLY");
+	char e[256];
+
+	memset(&S, 0, sizeof(S));
+	S.loop = l;
+	S.conf = c;
+	S.queue = q;
+	if (htab_init(&S.dests) != 0 || htab_init(&S.sites) != 0) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	memset(&dc, 0, sizeof(dc));
+	dc.servers = c->dns.servers;
+	dc.timeout_ms = c->dns.timeout_ms;
+	dc.tries = c->dns.tries;
+	dc.cache_max = c->dns.cache_size;
+	dc.min_ttl = c->dns.min_ttl_s;
+	dc.max_ttl = c->dns.max_ttl_s;
+	dc.negative_ttl_max = c->dns.negative_ttl_max_s;
+	/* Tests export OUTPOST_LOOPBACK_ONLY=1: no byte may leave loopback. */
+	dc.loopback_only = lo != NULL && strcmp(lo, "1") == 0;
+	S.dns = dns_resolver_new(l->base, &dc, err, errlen);
+	if (S.dns == NULL)
+		return -1;
+	if ((S.ssl = SSL_CTX_new(TLS_client_method())) == NULL) {
+		snprintf(err, errlen, "SSL_CTX_new failed");
+		return -1;
+	}
+	SSL_CTX_set_min_proto_version(S.ssl, TLS1_2_VERSION);
+	SSL_CTX_set_options(S.ssl, SSL_OP_NO_COMPRESSION |
+	    SSL_OP_NO_RENEGOTIATION);
+	/* Verification is recorded, and required only under tls=verify. */
+	SSL_CTX_set_verify(S.ssl, SSL_VERIFY_NONE, NULL);
+	SSL_CTX_set_session_cache_mode(S.ssl, SSL_SESS_CACHE_CLIENT);
+	if ((c->delivery.tls_ca_file != NULL || c->delivery.tls_ca_path != NULL)
+		? SSL_CTX_load_verify_locations(S.ssl, c->delivery.tls_ca_file,
+		      c->delivery.tls_ca_path) != 1
+		: SSL_CTX_set_default_verify_paths(S.ssl) != 1) {
+		ERR_error_string_n(ERR_get_error(), e, sizeof(e));
+		snprintf(err, errlen, "TLS trust store: %s", e);
+		return -1;
+	}
+	S.cenv.loop = l;
+	S.cenv.dns = S.dns;
+	S.cenv.ssl_ctx = S.ssl;
+	S.cenv.conf = c;
+	S.cenv.loopback_only = dc.loopback_only;
+	S.retry_timer = evtimer_new(l->base, sched_retry_cb, NULL);
+	S.stop_timer = NULL;
+	if (S.retry_timer == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+/* Shutdown -------------------------------------------------------------- */
+
+static void
+sched_maybe_stop(void)
+{
+	if (S.stopping && S.nconn == 0 && S.writes == 0)
+		loop_stop(S.loop);
+}
+
+static void
+sched_stop_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	/* Cut what is still running; its recipients are deferred. */
+	smtp_client_abort_all();
+	sched_maybe_stop();
+}
+
+void
+sched_shutdown(unsigned deadline_ms)
+{
+	struct htab_entry *e;
+	struct timeval tv;
+	size_t it;
+	unsigned i;
+
+	S.stopping = true;
+	evtimer_del(S.retry_timer);
+	for (e = htab_first(&S.sites, &it); e != NULL;
+	     e = htab_next(&S.sites, e, &it)) {
+		struct sched_site *s = e->value;
+
+		for (i = 0; i < s->npaths; i++) {
+			struct sched_path *p = s->paths[i];
+
+			evtimer_del(p->timer);
+			while (p->idle != NULL) {
+				struct smtp_client *c = p->idle;
+
+				sched_idle_remove(p, c);
+				smtp_client_quit(c);
+			}
+		}
+	}
+	tv.tv_sec = deadline_ms / 1000;
+	tv.tv_usec = (deadline_ms % 1000) * 1000;
+	event_base_once(S.loop->base, -1, EV_TIMEOUT, sched_stop_deadline_cb,
+	    NULL, &tv);
+	sched_maybe_stop();
+}
+
+/* Main thread, after the delivery loop has ended: free everything. */
+void
+sched_free(void)
+{
+	struct htab_entry *e;
+	struct sched_job *job, *next;
+	size_t it;
+	unsigned i, k;
+
+	for (e = htab_first(&S.dests, &it); e != NULL;
+	     e = htab_next(&S.dests, e, &it)) {
+		struct sched_dest *d = e->value;
+
+		for (job = d->waiting; job != NULL; job = next) {
+			next = job->next;
+			sched_job_free(job);
+		}
+		if (d->q != NULL)
+			dns_cancel(d->q);
+		free(d->domain);
+		free(d);
+	}
+	for (e = htab_first(&S.sites, &it); e != NULL;
+	     e = htab_next(&S.sites, e, &it)) {
+		struct sched_site *s = e->value;
+
+		for (i = 0; i < s->npaths; i++) {
+			struct sched_path *p = s->paths[i];
+
+			for (job = p->head; job != NULL; job = next) {
+				next = job->next;
+				sched_job_free(job);
+			}
+			event_free(p->timer);
+			free(p);
+		}
+		for (k = 0; k < s->nhosts; k++) {
+			free(s->hosts[k].name);
+			if (s->hosts[k].session != NULL)
+				SSL_SESSION_free(s->hosts[k].session);
+		}
+		free(s->hosts);
+		free(s->paths);
+		free(s->key);
+		free(s);
+	}
+	htab_free(&S.dests);
+	htab_free(&S.sites);
+	while (S.all != NULL)
+		sched_msg_free(S.all);
+	free(S.heap);
+	if (S.retry_timer != NULL)
+		event_free(S.retry_timer);
+	if (S.dns != NULL)
+		dns_resolver_free(S.dns);
+	SSL_CTX_free(S.ssl);
+}

@@ -1,0 +1,1335 @@
+/*
+ * smtp_client.c — outbound SMTP sessions (RFC 5321, 2920, 3030, 3207, 6152,
+ * 6531), one per connection to a remote host.
+ *
+ * Owns: the connection (socket, bufferevent, TLS), the walk through a
+ * site's hosts and addresses, and the pipelined transaction: commands go out
+ * ahead of replies (send cursor ahead of reply cursor, Postfix smtp_proto.c)
+ * and each reply is matched to its command in order.  Never decides what a
+ * reply means for a recipient: it records stage, code and text, and the
+ * scheduler asks outcome.c.  Delivery loop thread only.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include "dns/dns.h"
+#include "mta/delivery.h"
+#include "mta/log.h"
+#include "mta/loop.h"
+#include "mta/stats.h"
+
+#define SC_REPLY_LINE_MAX  4096 /* longer reply lines are a protocol error */
+#define SC_REPLY_TEXT_MAX  1024 /* text kept from a (multi-line) reply */
+#define SC_REPLY_LINES_MAX 100
+#define SC_NOTLS_MS        (3600 * 1000) /* tls=may fallback memory */
+
+enum sc_state {
+	SC_RESOLVE,  /* looking up the current host's addresses */
+	SC_CONNECT,  /* TCP connect in progress */
+	SC_GREETING, /* waiting for the banner */
+	SC_EHLO,
+	SC_HELO,
+	SC_STARTTLS,
+	SC_TLS,      /* handshake in progress */
+	SC_IDLE,     /* usable, no transaction */
+	SC_TXN,      /* a transaction in flight */
+	SC_RSET,
+	SC_QUIT,
+	SC_DEAD,
+	SC__COUNT
+};
+
+static const char *const sc_names[SC__COUNT] = {
+	[SC_RESOLVE] = "resolve",
+	[SC_CONNECT] = "connect",
+	[SC_GREETING] = "greeting",
+	[SC_EHLO] = "ehlo",
+	[SC_HELO] = "helo",
+	[SC_STARTTLS] = "starttls",
+	[SC_TLS] = "tls",
+	[SC_IDLE] = "idle",
+	[SC_TXN] = "txn",
+	[SC_RSET] = "rset",
+	[SC_QUIT] = "quit",
+	[SC_DEAD] = "dead",
+};
+
+/* Capabilities from EHLO. */
+#define CAP_PIPELINING 0x01u
+#define CAP_8BITMIME   0x02u
+#define CAP_SMTPUTF8   0x04u
+#define CAP_STARTTLS   0x08u
+#define CAP_CHUNKING   0x10u
+#define CAP_SIZE       0x20u
+
+/* Steps of a transaction, in the order replies come back. */
+enum sc_step { ST_MAIL, ST_RCPT, ST_DATA, ST_EOM };
+
+struct smtp_client {
+	const struct smtp_client_env *env;
+	struct sched_path *path;
+	struct sched_site *site;
+	struct sockaddr_storage source;
+	bool has_source;
+	enum sc_state state;
+	unsigned host_idx;
+	struct sockaddr_storage *addrs;
+	size_t naddrs, addr_idx;
+	struct dns_query *dq;
+	evutil_socket_t fd;
+	struct bufferevent *bev;
+	struct event *timer;
+	char ip[48];
+	char remote[300]; /* "host [ip]" */
+	bool tls, tls_verified, in_clear;
+	bool usable; /* reached IDLE at least once */
+	bool need_rset;
+	unsigned caps;
+	uint64_t size_max;
+	unsigned msgs;
+	/* the reply being read */
+	int rcode;
+	char rtext[SC_REPLY_TEXT_MAX];
+	size_t rlen;
+	unsigned rlines;
+	/* the transaction */
+	struct sched_job *job;
+	bool bdat;
+	unsigned sent;    /* commands sent (send cursor) */
+	unsigned replied; /* replies read (reply cursor) */
+	unsigned ncmds;   /* MAIL + RCPTs + DATA/BDAT (+ EOM for DATA) */
+	bool mail_ok;
+	unsigned rcpt_ok;
+	bool *accepted;
+	/* why the last host failed, for sched_conn_closed */
+	enum outcome_stage fail_stage;
+	int fail_code;
+	char fail_text[SC_REPLY_TEXT_MAX];
+	struct smtp_client *next_idle;
+	struct event *kick;  /* "ready" on the next loop turn */
+	unsigned depth;      /* entry points on the stack; free at 0 */
+	struct smtp_client *prev, *next; /* every client alive */
+};
+
+static struct smtp_client *sc_all;
+
+static void sc_connect_next(struct smtp_client *c);
+static void sc_kick(struct smtp_client *c);
+static void sc_connect_addr(struct smtp_client *c);
+static void sc_host_failed(struct smtp_client *c, enum outcome_stage stage,
+    int code, const char *text);
+static void sc_send_next(struct smtp_client *c);
+
+struct sched_path *
+smtp_client_path(struct smtp_client *c)
+{
+	return c->path;
+}
+
+unsigned
+smtp_client_msgs(const struct smtp_client *c)
+{
+	return c->msgs;
+}
+
+struct smtp_client **
+smtp_client_next(struct smtp_client *c)
+{
+	return &c->next_idle;
+}
+
+static int64_t
+sc_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static const char *
+sc_host(const struct smtp_client *c)
+{
+	return c->site->hosts[c->host_idx].name;
+}
+
+static void
+sc_timer(struct smtp_client *c, unsigned ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	evtimer_add(c->timer, &tv);
+}
+
+static void
+sc_enter(struct smtp_client *c, enum sc_state st)
+{
+	const struct conf_delivery *d = &c->env->conf->delivery;
+
+	log_trace(TRACE_SMTP, "smtp-out %s %s -> %s", c->remote,
+	    sc_names[c->state], sc_names[st]);
+	c->state = st;
+	switch (st) {
+	case SC_CONNECT:
+	case SC_TLS:
+		sc_timer(c, d->connect_timeout_ms);
+		break;
+	case SC_GREETING:
+		sc_timer(c, d->greeting_timeout_ms);
+		break;
+	case SC_IDLE:
+		evtimer_del(c->timer);
+		break;
+	case SC_RESOLVE:
+	case SC_DEAD:
+		evtimer_del(c->timer);
+		break;
+	default:
+		sc_timer(c, d->command_timeout_ms);
+		break;
+	}
+}
+
+static void
+sc_write(struct smtp_client *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+sc_write(struct smtp_client *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	evbuffer_add_vprintf(bufferevent_get_output(c->bev), fmt, ap);
+	va_end(ap);
+	if (log_trace_enabled(TRACE_SMTP)) {
+		char buf[512], esc[600];
+
+		va_start(ap, fmt);
+		vsnprintf(buf, sizeof(buf), fmt, ap);
+		va_end(ap);
+		log_trace(TRACE_SMTP, "smtp-out %s >>> %s", c->remote,
+		    log_escape(esc, sizeof(esc), buf, strlen(buf)));
+	}
+}
+
+static void
+sc_close_socket(struct smtp_client *c)
+{
+	if (c->bev != NULL) {
+		bufferevent_free(c->bev);
+		c->bev = NULL;
+	}
+	if (c->fd >= 0) {
+		evutil_closesocket(c->fd);
+		c->fd = -1;
+	}
+	c->tls = false;
+	c->tls_verified = false;
+}
+
+static void
+sc_free(struct smtp_client *c)
+{
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		sc_all = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	sc_close_socket(c);
+	if (c->dq != NULL)
+		dns_cancel(c->dq);
+	if (c->timer != NULL)
+		event_free(c->timer);
+	if (c->kick != NULL)
+		event_free(c->kick);
+	free(c->addrs);
+	free(c->accepted);
+	free(c);
+}
+
+/*
+ * Every entry point (libevent callback, DNS callback, scheduler call) is
+ * bracketed by sc_hold()/sc_release(): a client that dies inside one is
+ * only freed when the outermost returns, so no frame touches freed memory.
+ */
+static void
+sc_hold(struct smtp_client *c)
+{
+	c->depth++;
+}
+
+static void
+sc_release(struct smtp_client *c)
+{
+	if (--c->depth == 0 && c->state == SC_DEAD)
+		sc_free(c);
+}
+
+/* The end: tell the scheduler, close.  FAILED: never became usable. */
+static void
+sc_finish(struct smtp_client *c, bool failed)
+{
+	if (c->state == SC_DEAD)
+		return;
+	c->state = SC_DEAD;
+	evtimer_del(c->timer);
+	evtimer_del(c->kick);
+	sc_close_socket(c);
+	if (c->dq != NULL) {
+		dns_cancel(c->dq);
+		c->dq = NULL;
+	}
+	sched_conn_closed(c, failed, c->fail_stage, c->fail_code,
+	    c->fail_text[0] ? c->fail_text : NULL);
+}
+
+/* The outcome stage a failure in the current state belongs to. */
+static enum outcome_stage
+sc_stage(const struct smtp_client *c)
+{
+	switch (c->state) {
+	case SC_RESOLVE:
+	case SC_CONNECT:
+		return OS_CONNECT;
+	case SC_GREETING:
+		return OS_GREETING;
+	case SC_STARTTLS:
+		return OS_STARTTLS;
+	case SC_TLS:
+		return OS_TLS;
+	case SC_TXN:
+		return c->replied == 0 ? OS_MAIL
+		    : c->replied <= c->ncmds - 2 ? OS_RCPT
+						 : OS_EOM;
+	default:
+		return OS_EHLO;
+	}
+}
+
+/* Results ------------------------------------------------------------- */
+
+static void
+sc_result(struct sched_job *job, unsigned i, enum outcome_stage stage,
+    int code, const char *text)
+{
+	struct sched_rcpt_result *r = &job->res[i];
+
+	if (r->code != 0 || r->text != NULL)
+		return; /* the first answer for a recipient stands */
+	r->stage = stage;
+	r->code = code;
+	r->text = strdup(text != NULL ? text : "");
+}
+
+/* Give every recipient still without a result this one. */
+static void
+sc_result_rest(struct sched_job *job, enum outcome_stage stage, int code,
+    const char *text)
+{
+	unsigned i;
+
+	for (i = 0; i < job->nrcpt; i++)
+		sc_result(job, i, stage, code, text);
+}
+
+/* The transaction is over: hand the job back. */
+static void
+sc_job_finish(struct smtp_client *c)
+{
+	struct sched_job *job = c->job;
+
+	c->job = NULL;
+	snprintf(job->remote, sizeof(job->remote), "%s", c->remote);
+	if (c->tls)
+		snprintf(job->tls, sizeof(job->tls), "%s %s%s",
+		    SSL_get_version(bufferevent_openssl_get_ssl(c->bev)),
+		    SSL_get_cipher_name(bufferevent_openssl_get_ssl(c->bev)),
+		    c->tls_verified ? " verified" : "");
+	else
+		job->tls[0] = '\0';
+	free(c->accepted);
+	c->accepted = NULL;
+	sched_conn_done(c, job);
+}
+
+/* A failure that ends the connection.  A job in flight gets the failure
+ * as its result; a connection not yet usable moves on to the next target. */
+static void
+sc_fail(struct smtp_client *c, enum outcome_stage stage, int code,
+    const char *text)
+{
+	if (c->job != NULL) {
+		sc_result_rest(c->job, stage, code, text);
+		sc_job_finish(c);
+	}
+	if (!c->usable || c->state == SC_STARTTLS || c->state == SC_TLS) {
+		sc_host_failed(c, stage, code, text);
+		return;
+	}
+	c->fail_stage = stage;
+	c->fail_code = code;
+	snprintf(c->fail_text, sizeof(c->fail_text), "%s", text);
+	sc_finish(c, false);
+}
+
+/* Connecting ---------------------------------------------------------- */
+
+static bool
+sc_addr_loopback(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >>
+			   24) == 127;
+	if (ss->ss_family == AF_INET6)
+		return IN6_IS_ADDR_LOOPBACK(
+		    &((const struct sockaddr_in6 *)ss)->sin6_addr);
+	return false;
+}
+
+/* This host cannot be used: remember why, try the next one. */
+static void
+sc_host_failed(struct smtp_client *c, enum outcome_stage stage, int code,
+    const char *text)
+{
+	char esc[300];
+
+	if (code != 0)
+		log_info("smtp-out %s: %s failed: %d %s", c->remote,
+		    outcome_stage_name(stage), code,
+		    log_escape(esc, sizeof(esc), text, strlen(text)));
+	else
+		log_info("smtp-out %s: %s failed: %s", c->remote,
+		    outcome_stage_name(stage),
+		    log_escape(esc, sizeof(esc), text, strlen(text)));
+	c->fail_stage = stage;
+	c->fail_code = code;
+	snprintf(c->fail_text, sizeof(c->fail_text), "%s", text);
+	sc_close_socket(c);
+	c->addr_idx++;
+	c->usable = false;
+	sc_connect_next(c);
+}
+
+static void sc_event_cb(struct bufferevent *bev, short what, void *arg);
+static void sc_read_cb(struct bufferevent *bev, void *arg);
+
+static void
+sc_connect_addr(struct smtp_client *c)
+{
+	struct sockaddr_storage sa = c->addrs[c->addr_idx];
+	socklen_t len;
+	evutil_socket_t fd;
+	char err[200];
+
+	if (sa.ss_family == AF_INET) {
+		((struct sockaddr_in *)&sa)->sin_port = htons(c->site->port);
+		len = sizeof(struct sockaddr_in);
+	} else {
+		((struct sockaddr_in6 *)&sa)->sin6_port = htons(c->site->port);
+		len = sizeof(struct sockaddr_in6);
+	}
+	inet_ntop(sa.ss_family,
+	    sa.ss_family == AF_INET
+		? (void *)&((struct sockaddr_in *)&sa)->sin_addr
+		: (void *)&((struct sockaddr_in6 *)&sa)->sin6_addr,
+	    c->ip, sizeof(c->ip));
+	snprintf(c->remote, sizeof(c->remote), "%s[%s]:%u", sc_host(c), c->ip,
+	    c->site->port);
+	if (c->env->loopback_only && !sc_addr_loopback(&sa)) {
+		/* Test safety: this build is pointed at loopback only. */
+		sc_host_failed(c, OS_CONNECT, 0,
+		    "non-loopback destination refused (loopback_only)");
+		return;
+	}
+	fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
+	if (fd < 0) {
+		snprintf(err, sizeof(err), "socket: %s", strerror(errno));
+		sc_host_failed(c, OS_CONNECT, 0, err);
+		return;
+	}
+	if (c->has_source && c->source.ss_family == sa.ss_family &&
+	    bind(fd, (struct sockaddr *)&c->source,
+		c->source.ss_family == AF_INET ? sizeof(struct sockaddr_in)
+					       : sizeof(struct sockaddr_in6)) !=
+		0) {
+		snprintf(err, sizeof(err), "bind to the pool source: %s",
+		    strerror(errno));
+		evutil_closesocket(fd);
+		sc_host_failed(c, OS_CONNECT, 0, err);
+		return;
+	}
+	c->fd = fd;
+	c->bev = bufferevent_socket_new(c->env->loop->base, fd, 0);
+	if (c->bev == NULL) {
+		sc_host_failed(c, OS_CONNECT, 0, "out of memory");
+		return;
+	}
+	bufferevent_setcb(c->bev, sc_read_cb, NULL, sc_event_cb, c);
+	sc_enter(c, SC_CONNECT);
+	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&sa,
+		(int)len) != 0) {
+		snprintf(err, sizeof(err), "connect: %s", strerror(errno));
+		sc_host_failed(c, OS_CONNECT, 0, err);
+		return;
+	}
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+static void sc_addr_result(struct smtp_client *c,
+    const struct dns_addr_reply *reply);
+
+static void
+sc_addr_cb(const struct dns_addr_reply *reply, void *arg)
+{
+	struct smtp_client *c = arg;
+
+	sc_hold(c);
+	sc_addr_result(c, reply);
+	sc_release(c);
+}
+
+static void
+sc_addr_result(struct smtp_client *c, const struct dns_addr_reply *reply)
+{
+	char err[200];
+
+	c->dq = NULL;
+	free(c->addrs);
+	c->addrs = NULL;
+	c->naddrs = 0;
+	c->addr_idx = 0;
+	if (reply->result != DNS_OK || reply->naddrs == 0) {
+		snprintf(c->remote, sizeof(c->remote), "%s", sc_host(c));
+		snprintf(err, sizeof(err), "address lookup: %s%s%s",
+		    dns_result_str(reply->result), reply->err[0] ? ": " : "",
+		    reply->err);
+		c->fail_stage = OS_CONNECT;
+		c->fail_code = 0;
+		snprintf(c->fail_text, sizeof(c->fail_text), "%s", err);
+		c->host_idx++;
+		sc_connect_next(c);
+		return;
+	}
+	c->addrs = malloc(reply->naddrs * sizeof(*c->addrs));
+	if (c->addrs == NULL) {
+		c->host_idx++;
+		sc_connect_next(c);
+		return;
+	}
+	memcpy(c->addrs, reply->addrs, reply->naddrs * sizeof(*c->addrs));
+	c->naddrs = reply->naddrs;
+	sc_connect_addr(c);
+}
+
+/* A route's host given as an IP address: no lookup.  True if handled. */
+static bool
+sc_literal(struct smtp_client *c, const char *host)
+{
+	struct sockaddr_storage ss;
+	char buf[64];
+	size_t n = strlen(host);
+
+	memset(&ss, 0, sizeof(ss));
+	if (n >= 2 && host[0] == '[' && host[n - 1] == ']' &&
+	    n - 2 < sizeof(buf)) {
+		memcpy(buf, host + 1, n - 2);
+		buf[n - 2] = '\0';
+		host = buf;
+	}
+	if (inet_pton(AF_INET, host,
+		&((struct sockaddr_in *)&ss)->sin_addr) == 1)
+		ss.ss_family = AF_INET;
+	else if (inet_pton(AF_INET6, host,
+		     &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1)
+		ss.ss_family = AF_INET6;
+	else
+		return false;
+	free(c->addrs);
+	if ((c->addrs = malloc(sizeof(*c->addrs))) == NULL) {
+		c->naddrs = 0;
+		c->host_idx++;
+		sc_connect_next(c);
+		return true;
+	}
+	c->addrs[0] = ss;
+	c->naddrs = 1;
+	c->addr_idx = 0;
+	sc_connect_addr(c);
+	return true;
+}
+
+/* The next address of this host, or the next host, or give up. */
+static void
+sc_connect_next(struct smtp_client *c)
+{
+	if (c->addrs != NULL && c->addr_idx < c->naddrs) {
+		sc_connect_addr(c);
+		return;
+	}
+	if (c->addrs != NULL) {
+		free(c->addrs);
+		c->addrs = NULL;
+		c->naddrs = 0;
+		c->host_idx++;
+	}
+	if (c->host_idx >= c->site->nhosts) {
+		sc_finish(c, true);
+		return;
+	}
+	c->in_clear = false;
+	if (sc_literal(c, sc_host(c)))
+		return;
+	sc_enter(c, SC_RESOLVE);
+	c->dq = dns_addr_lookup(c->env->dns, sc_host(c), AF_UNSPEC,
+	    sc_addr_cb, c);
+}
+
+/* Session set-up ------------------------------------------------------ */
+
+static void
+sc_ehlo(struct smtp_client *c)
+{
+	const char *name = c->path->pool != NULL && c->path->pool->ehlo != NULL
+	    ? c->path->pool->ehlo
+	    : c->env->conf->delivery.ehlo;
+
+	c->caps = 0;
+	c->size_max = 0;
+	sc_write(c, "EHLO %s\r\n", name);
+	sc_enter(c, SC_EHLO);
+}
+
+static void
+sc_parse_caps(struct smtp_client *c)
+{
+	char *line, *save = NULL, *kw;
+	char buf[SC_REPLY_TEXT_MAX];
+
+	snprintf(buf, sizeof(buf), "%s", c->rtext);
+	/* The first line is the greeting; each further line a keyword. */
+	line = strtok_r(buf, "\n", &save);
+	while ((line = strtok_r(NULL, "\n", &save)) != NULL) {
+		kw = line;
+		if (strcasecmp(kw, "PIPELINING") == 0)
+			c->caps |= CAP_PIPELINING;
+		else if (strcasecmp(kw, "8BITMIME") == 0)
+			c->caps |= CAP_8BITMIME;
+		else if (strcasecmp(kw, "SMTPUTF8") == 0)
+			c->caps |= CAP_SMTPUTF8;
+		else if (strcasecmp(kw, "STARTTLS") == 0)
+			c->caps |= CAP_STARTTLS;
+		else if (strcasecmp(kw, "CHUNKING") == 0)
+			c->caps |= CAP_CHUNKING;
+		else if (strncasecmp(kw, "SIZE", 4) == 0 &&
+		    (kw[4] == '\0' || kw[4] == ' ')) {
+			c->caps |= CAP_SIZE;
+			c->size_max = strtoull(kw + 4, NULL, 10);
+		}
+	}
+}
+
+static enum conf_tls_policy
+sc_policy(const struct smtp_client *c)
+{
+	return c->path->cfg->tls;
+}
+
+static void
+sc_ready(struct smtp_client *c)
+{
+	c->usable = true;
+	sc_enter(c, SC_IDLE);
+	sched_conn_ready(c);
+}
+
+/* EHLO answered 250: STARTTLS if we should, else ready. */
+static void
+sc_after_ehlo(struct smtp_client *c)
+{
+	enum conf_tls_policy pol = sc_policy(c);
+	struct sched_host *h = &c->site->hosts[c->host_idx];
+
+	sc_parse_caps(c);
+	if (c->tls || pol == CONF_TLSP_NONE || c->in_clear) {
+		sc_ready(c);
+		return;
+	}
+	if (!(c->caps & CAP_STARTTLS)) {
+		if (pol == CONF_TLSP_MAY) {
+			sc_ready(c);
+			return;
+		}
+		sc_write(c, "QUIT\r\n");
+		sc_host_failed(c, OS_STARTTLS, 0,
+		    "TLS required by policy but STARTTLS not offered");
+		return;
+	}
+	if (pol == CONF_TLSP_MAY && h->notls_until_ms > sc_now_ms()) {
+		sc_ready(c);
+		return;
+	}
+	sc_write(c, "STARTTLS\r\n");
+	sc_enter(c, SC_STARTTLS);
+}
+
+static void
+sc_tls_begin(struct smtp_client *c)
+{
+	struct sched_host *h = &c->site->hosts[c->host_idx];
+	SSL *ssl;
+
+	if ((ssl = SSL_new(c->env->ssl_ctx)) == NULL) {
+		sc_fail(c, OS_TLS, 0, "SSL_new failed");
+		return;
+	}
+	/* SNI and the name to verify: the MX host name (RFC 7672 style
+	 * would want DANE; here verification is recorded, per policy). */
+	SSL_set_tlsext_host_name(ssl, h->name);
+	SSL_set1_host(ssl, h->name);
+	if (h->session != NULL)
+		SSL_set_session(ssl, h->session);
+	/* Anything the server sent after 220 and before the handshake is
+	 * dropped with the plain bufferevent (mirror of CVE-2011-0411). */
+	bufferevent_free(c->bev);
+	c->bev = bufferevent_openssl_socket_new(c->env->loop->base, c->fd,
+	    ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+	if (c->bev == NULL) {
+		SSL_free(ssl);
+		sc_fail(c, OS_TLS, 0, "TLS set-up failed");
+		return;
+	}
+	c->fd = -1;
+	bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+	bufferevent_setcb(c->bev, sc_read_cb, NULL, sc_event_cb, c);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	sc_enter(c, SC_TLS);
+}
+
+static void
+sc_tls_done(struct smtp_client *c)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+	struct sched_host *h = &c->site->hosts[c->host_idx];
+	SSL_SESSION *sess;
+
+	c->tls = true;
+	c->tls_verified = SSL_get_verify_result(ssl) == X509_V_OK;
+	STATS_INC(tls_handshakes);
+	if ((sess = SSL_get1_session(ssl)) != NULL) {
+		if (h->session != NULL)
+			SSL_SESSION_free(h->session);
+		h->session = sess;
+	}
+	log_debug("smtp-out %s: %s %s%s%s", c->remote, SSL_get_version(ssl),
+	    SSL_get_cipher_name(ssl),
+	    c->tls_verified ? ", certificate verified" : ", not verified",
+	    SSL_session_reused(ssl) ? ", resumed" : "");
+	if (sc_policy(c) == CONF_TLSP_VERIFY && !c->tls_verified) {
+		char why[200];
+
+		snprintf(why, sizeof(why), "certificate verification failed: "
+		    "%s", X509_verify_cert_error_string(
+			SSL_get_verify_result(ssl)));
+		sc_write(c, "QUIT\r\n");
+		sc_host_failed(c, OS_TLS, 0, why);
+		return;
+	}
+	sc_ehlo(c);
+}
+
+/* tls=may and the handshake failed: this host goes in clear for a while;
+ * reconnect to the same address without STARTTLS. */
+static void
+sc_tls_failed(struct smtp_client *c, const char *why)
+{
+	struct sched_host *h = &c->site->hosts[c->host_idx];
+
+	STATS_INC(tls_failures);
+	if (sc_policy(c) != CONF_TLSP_MAY) {
+		sc_host_failed(c, OS_TLS, 0, why);
+		return;
+	}
+	log_info("smtp-out %s: TLS handshake failed (%s); retrying in clear "
+		 "text (tls=may)",
+	    c->remote, why);
+	h->notls_until_ms = sc_now_ms() + SC_NOTLS_MS;
+	sc_close_socket(c);
+	c->in_clear = true;
+	sc_connect_addr(c);
+}
+
+/* The transaction ----------------------------------------------------- */
+
+/* The body, dot-stuffed, then the final dot (DATA). */
+static void
+sc_write_body_data(struct smtp_client *c, const uint8_t *p, size_t len)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	const uint8_t *end = p + len, *line = p, *nl;
+
+	while (line < end) {
+		nl = memchr(line, '\n', (size_t)(end - line));
+		nl = nl == NULL ? end : nl + 1;
+		if (*line == '.')
+			evbuffer_add(out, ".", 1);
+		evbuffer_add(out, line, (size_t)(nl - line));
+		line = nl;
+	}
+	if (len < 2 || p[len - 2] != '\r' || p[len - 1] != '\n')
+		evbuffer_add(out, "\r\n", 2);
+	evbuffer_add(out, ".\r\n", 3);
+}
+
+/* Send the command at the send cursor (and, pipelining, the ones after). */
+static void
+sc_send_next(struct smtp_client *c)
+{
+	struct sched_job *job = c->job;
+	struct sched_msg *m = job->msg;
+	const struct queue_envelope *env = &m->env;
+	unsigned n = job->nrcpt;
+
+	while (c->sent < c->ncmds) {
+		unsigned i = c->sent;
+
+		if (i == 0) {
+			sc_write(c, "MAIL FROM:<%s>", env->sender);
+			if (c->caps & CAP_SIZE)
+				sc_write(c, " SIZE=%zu", m->body_len);
+			if ((env->flags & QUEUE_F_8BITMIME) &&
+			    (c->caps & CAP_8BITMIME))
+				sc_write(c, " BODY=8BITMIME");
+			if (env->flags & QUEUE_F_SMTPUTF8)
+				sc_write(c, " SMTPUTF8");
+			sc_write(c, "\r\n");
+		} else if (i <= n) {
+			sc_write(c, "RCPT TO:<%s>\r\n",
+			    env->rcpts[job->rcpt[i - 1]].addr);
+		} else if (i == n + 1 && c->bdat) {
+			sc_write(c, "BDAT %zu LAST\r\n", m->body_len);
+			evbuffer_add(bufferevent_get_output(c->bev), m->body,
+			    m->body_len);
+		} else if (i == n + 1) {
+			sc_write(c, "DATA\r\n");
+		} else {
+			/* EOM: only once DATA got its 354. */
+			if (c->replied < n + 2)
+				return;
+			sc_write_body_data(c, m->body, m->body_len);
+		}
+		c->sent++;
+		/* Without PIPELINING, one command at a time; with it, up to
+		 * DATA (RFC 2920 3.1), the body only after the 354. */
+		if (!(c->caps & CAP_PIPELINING) && c->sent > c->replied)
+			return;
+	}
+}
+
+static void smtp_client_start(struct smtp_client *c,
+    struct sched_job *job);
+
+void
+smtp_client_send(struct smtp_client *c, struct sched_job *job)
+{
+	sc_hold(c);
+	smtp_client_start(c, job);
+	sc_release(c);
+}
+
+static void
+smtp_client_start(struct smtp_client *c, struct sched_job *job)
+{
+	struct sched_msg *m = job->msg;
+	const struct queue_envelope *env = &m->env;
+	char why[200];
+
+	c->job = job;
+	c->msgs++;
+	/* What this host cannot take is decided here, before sending. */
+	if ((env->flags & QUEUE_F_SMTPUTF8) && !(c->caps & CAP_SMTPUTF8)) {
+		sc_result_rest(job, OS_LOCAL, 554,
+		    "5.6.7 the receiving host does not support SMTPUTF8, "
+		    "which this message needs");
+		sc_job_finish(c);
+		sc_kick(c);
+		return;
+	}
+	if ((env->flags & QUEUE_F_8BITMIME) && !(c->caps & CAP_8BITMIME)) {
+		sc_result_rest(job, OS_LOCAL, 554,
+		    "5.6.3 the receiving host does not support 8BITMIME and "
+		    "the message has 8-bit content");
+		sc_job_finish(c);
+		sc_kick(c);
+		return;
+	}
+	if ((c->caps & CAP_SIZE) && c->size_max > 0 &&
+	    m->body_len > c->size_max) {
+		snprintf(why, sizeof(why), "5.3.4 message size %zu exceeds the "
+		    "receiving host's limit of %" PRIu64, m->body_len,
+		    c->size_max);
+		sc_result_rest(job, OS_LOCAL, 554, why);
+		sc_job_finish(c);
+		sc_kick(c);
+		return;
+	}
+	c->accepted = calloc(job->nrcpt, sizeof(*c->accepted));
+	if (c->accepted == NULL) {
+		sc_result_rest(job, OS_LOCAL, 451, "4.3.0 out of memory");
+		sc_job_finish(c);
+		sc_kick(c);
+		return;
+	}
+	c->bdat = (c->caps & CAP_CHUNKING) != 0;
+	c->ncmds = 1 + job->nrcpt + 1 + (c->bdat ? 0 : 1);
+	c->sent = c->replied = 0;
+	c->mail_ok = false;
+	c->rcpt_ok = 0;
+	sc_enter(c, SC_TXN);
+	sc_send_next(c);
+}
+
+/* One reply of the transaction, at the reply cursor. */
+static void
+sc_txn_reply(struct smtp_client *c)
+{
+	struct sched_job *job = c->job;
+	unsigned n = job->nrcpt, i = c->replied++;
+	bool ok = c->rcode >= 200 && c->rcode < 300;
+	unsigned k;
+
+	if (i == 0) {
+		c->mail_ok = ok;
+		if (!ok)
+			sc_result_rest(job, OS_MAIL, c->rcode, c->rtext);
+	} else if (i <= n) {
+		if (c->mail_ok && ok) {
+			c->accepted[i - 1] = true;
+			c->rcpt_ok++;
+		} else if (c->mail_ok) {
+			sc_result(job, i - 1, OS_RCPT, c->rcode, c->rtext);
+		}
+	} else if (i == n + 1 && !c->bdat) {
+		/* The reply to DATA. */
+		if (c->rcode == 354 && c->rcpt_ok > 0) {
+			sc_timer(c, c->env->conf->delivery.data_timeout_ms);
+			sc_send_next(c);
+			return;
+		}
+		if (c->rcode == 354) {
+			/* Nobody to deliver to, yet the server wants data:
+			 * send an empty message end, ignore the result. */
+			evbuffer_add(bufferevent_get_output(c->bev), ".\r\n", 3);
+			c->sent++;
+			c->need_rset = true;
+			return;
+		}
+		if (c->rcpt_ok > 0)
+			sc_result_rest(job, OS_DATA, c->rcode, c->rtext);
+		c->need_rset = true;
+		c->replied = c->ncmds; /* no EOM reply will come */
+	} else {
+		/* End of data (or BDAT LAST). */
+		if (c->rcpt_ok > 0) {
+			for (k = 0; k < n; k++)
+				if (c->accepted[k])
+					sc_result(job, k, OS_EOM, c->rcode,
+					    c->rtext);
+		} else {
+			c->need_rset = true;
+		}
+	}
+	if (c->replied < c->ncmds) {
+		sc_send_next(c);
+		return;
+	}
+	/* Every recipient without an answer (refused MAIL etc.) has one. */
+	sc_result_rest(job, OS_EOM, c->rcode, c->rtext);
+	sc_job_finish(c);
+	if (c->state == SC_DEAD)
+		return;
+	if (c->need_rset) {
+		c->need_rset = false;
+		sc_write(c, "RSET\r\n");
+		sc_enter(c, SC_RSET);
+		return;
+	}
+	sc_enter(c, SC_IDLE);
+	sched_conn_ready(c);
+}
+
+/* Replies ------------------------------------------------------------- */
+
+static void
+sc_reply(struct smtp_client *c)
+{
+	bool ok = c->rcode >= 200 && c->rcode < 300;
+
+	switch (c->state) {
+	case SC_GREETING:
+		if (c->rcode != 220) {
+			sc_write(c, "QUIT\r\n");
+			sc_host_failed(c, OS_GREETING, c->rcode, c->rtext);
+			return;
+		}
+		sc_ehlo(c);
+		return;
+	case SC_EHLO:
+		if (ok) {
+			sc_after_ehlo(c);
+			return;
+		}
+		if (c->rcode == 421) {
+			sc_host_failed(c, OS_EHLO, c->rcode, c->rtext);
+			return;
+		}
+		/* An old server: HELO, and no extension at all. */
+		sc_write(c, "HELO %s\r\n", c->env->conf->delivery.ehlo);
+		sc_enter(c, SC_HELO);
+		return;
+	case SC_HELO:
+		if (!ok) {
+			sc_write(c, "QUIT\r\n");
+			sc_host_failed(c, OS_EHLO, c->rcode, c->rtext);
+			return;
+		}
+		c->caps = 0;
+		if (sc_policy(c) == CONF_TLSP_ENCRYPT ||
+		    sc_policy(c) == CONF_TLSP_VERIFY) {
+			sc_write(c, "QUIT\r\n");
+			sc_host_failed(c, OS_STARTTLS, 0,
+			    "TLS required by policy but the server has no "
+			    "ESMTP");
+			return;
+		}
+		sc_ready(c);
+		return;
+	case SC_STARTTLS:
+		if (c->rcode == 220) {
+			sc_tls_begin(c);
+			return;
+		}
+		if (sc_policy(c) == CONF_TLSP_MAY) {
+			/* Refused: carry on in clear on this connection. */
+			c->site->hosts[c->host_idx].notls_until_ms =
+			    sc_now_ms() + SC_NOTLS_MS;
+			sc_ready(c);
+			return;
+		}
+		sc_write(c, "QUIT\r\n");
+		sc_host_failed(c, OS_STARTTLS, c->rcode, c->rtext);
+		return;
+	case SC_TXN:
+		sc_txn_reply(c);
+		return;
+	case SC_RSET:
+		if (!ok) {
+			c->fail_stage = OS_MAIL;
+			sc_fail(c, OS_MAIL, c->rcode, c->rtext);
+			return;
+		}
+		sc_enter(c, SC_IDLE);
+		sched_conn_ready(c);
+		return;
+	case SC_QUIT:
+		sc_finish(c, false);
+		return;
+	case SC_IDLE:
+		/* Unsolicited (e.g. 421 before closing an idle connection). */
+		sc_finish(c, false);
+		return;
+	default:
+		return;
+	}
+}
+
+/* Read complete replies; returns when more input is needed. */
+static void
+sc_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct smtp_client *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	char line[SC_REPLY_LINE_MAX + 1];
+	struct evbuffer_ptr eol;
+	size_t n;
+	int code;
+
+	sc_hold(c);
+	while (c->state != SC_DEAD && c->bev == bev) {
+		eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF);
+		if (eol.pos < 0) {
+			if (evbuffer_get_length(in) > SC_REPLY_LINE_MAX)
+				sc_fail(c, sc_stage(c), 0, "reply line too long");
+			break;
+		}
+		n = (size_t)eol.pos + 1;
+		if (n > SC_REPLY_LINE_MAX) {
+			sc_fail(c, sc_stage(c), 0, "reply line too long");
+			break;
+		}
+		evbuffer_remove(in, line, n);
+		n--; /* LF */
+		if (n > 0 && line[n - 1] == '\r')
+			n--;
+		line[n] = '\0';
+		if (log_trace_enabled(TRACE_SMTP)) {
+			char esc[600];
+
+			log_trace(TRACE_SMTP, "smtp-out %s <<< %s", c->remote,
+			    log_escape(esc, sizeof(esc), line, n));
+		}
+		if (n < 3 || line[0] < '2' || line[0] > '5' || line[1] < '0' ||
+		    line[1] > '9' || line[2] < '0' || line[2] > '9' ||
+		    (n > 3 && line[3] != ' ' && line[3] != '-')) {
+			sc_fail(c, sc_stage(c), 0,
+			    "malformed reply from server");
+			break;
+		}
+		code = (line[0] - '0') * 100 + (line[1] - '0') * 10 +
+		    (line[2] - '0');
+		if (c->rlines == 0) {
+			c->rcode = code;
+			c->rlen = 0;
+			c->rtext[0] = '\0';
+		} else if (code != c->rcode ||
+		    ++c->rlines > SC_REPLY_LINES_MAX) {
+			sc_fail(c, sc_stage(c), 0,
+			    "inconsistent multi-line reply");
+			break;
+		}
+		c->rlines++;
+		/* Keep the text, lines joined with \n (for EHLO keywords). */
+		if (n > 4) {
+			int w = snprintf(c->rtext + c->rlen,
+			    sizeof(c->rtext) - c->rlen, "%s%s",
+			    c->rlen ? "\n" : "", line + 4);
+
+			if (w > 0)
+				c->rlen = c->rlen + (size_t)w >= sizeof(c->rtext)
+				    ? sizeof(c->rtext) - 1
+				    : c->rlen + (size_t)w;
+		}
+		if (n > 3 && line[3] == '-')
+			continue;
+		c->rlines = 0;
+		sc_reply(c);
+	}
+	sc_release(c);
+}
+
+static void sc_event(struct smtp_client *c, struct bufferevent *bev,
+    short what);
+
+static void
+sc_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct smtp_client *c = arg;
+
+	sc_hold(c);
+	sc_event(c, bev, what);
+	sc_release(c);
+}
+
+static void
+sc_event(struct smtp_client *c, struct bufferevent *bev, short what)
+{
+	unsigned long e;
+	char why[256];
+
+	if (what & BEV_EVENT_CONNECTED) {
+		if (c->state == SC_TLS) {
+			sc_tls_done(c);
+			return;
+		}
+		sc_enter(c, SC_GREETING);
+		return;
+	}
+	e = bufferevent_get_openssl_error(bev);
+	if (e != 0)
+		ERR_error_string_n(e, why, sizeof(why));
+	else if (what & BEV_EVENT_EOF)
+		snprintf(why, sizeof(why), "connection closed by the server");
+	else
+		snprintf(why, sizeof(why), "%s", strerror(errno ? errno
+							      : ECONNRESET));
+	switch (c->state) {
+	case SC_CONNECT:
+		sc_host_failed(c, OS_CONNECT, 0, why);
+		return;
+	case SC_TLS:
+		sc_tls_failed(c, why);
+		return;
+	case SC_IDLE:
+	case SC_QUIT:
+		sc_finish(c, false);
+		return;
+	default:
+		break;
+	}
+	sc_fail(c, sc_stage(c), 0, why);
+}
+
+static void
+sc_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_client *c = arg;
+	char why[128];
+
+	(void)fd;
+	(void)what;
+	sc_hold(c);
+	STATS_INC(timeouts);
+	snprintf(why, sizeof(why), "timeout in state %s", sc_names[c->state]);
+	switch (c->state) {
+	case SC_CONNECT:
+		sc_host_failed(c, OS_CONNECT, 0, why);
+		break;
+	case SC_TLS:
+		sc_tls_failed(c, why);
+		break;
+	case SC_GREETING:
+		sc_host_failed(c, OS_GREETING, 0, why);
+		break;
+	case SC_IDLE:
+		/* Parked long enough: leave politely. */
+		sc_write(c, "QUIT\r\n");
+		sc_enter(c, SC_QUIT);
+		break;
+	case SC_QUIT:
+	case SC_RSET:
+		sc_finish(c, false);
+		break;
+	default:
+		sc_fail(c, sc_stage(c), 0, why);
+		break;
+	}
+	sc_release(c);
+}
+
+/* The scheduler's side ------------------------------------------------ */
+
+static void
+sc_kick(struct smtp_client *c)
+{
+	struct timeval tv = { 0, 0 };
+
+	evtimer_add(c->kick, &tv);
+}
+
+static void
+sc_kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_client *c = arg;
+
+	(void)fd;
+	(void)what;
+	sc_hold(c);
+	if (c->state == SC_RESOLVE && c->dq == NULL && c->addrs == NULL)
+		sc_connect_next(c);
+	else if (c->state == SC_IDLE)
+		sched_conn_ready(c);
+	sc_release(c);
+}
+
+struct smtp_client *
+smtp_client_new(const struct smtp_client_env *env, struct sched_path *path,
+    const struct sockaddr_storage *source)
+{
+	struct smtp_client *c;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return NULL;
+	c->env = env;
+	c->path = path;
+	c->site = path->site;
+	c->fd = -1;
+	if (source != NULL) {
+		c->source = *source;
+		c->has_source = true;
+	}
+	if ((c->timer = evtimer_new(env->loop->base, sc_timer_cb, c)) ==
+	    NULL) {
+		free(c);
+		return NULL;
+	}
+	if ((c->kick = evtimer_new(env->loop->base, sc_kick_cb, c)) == NULL) {
+		event_free(c->timer);
+		free(c);
+		return NULL;
+	}
+	c->next = sc_all;
+	if (sc_all != NULL)
+		sc_all->prev = c;
+	sc_all = c;
+	/* Hosts in preference order; DNS shuffled equal preferences. */
+	c->host_idx = 0;
+	c->state = SC_RESOLVE;
+	snprintf(c->remote, sizeof(c->remote), "%s", sc_host(c));
+	snprintf(c->fail_text, sizeof(c->fail_text), "no host could be "
+						     "reached");
+	/* Start on the next loop turn: the scheduler hears of this client
+	 * only through callbacks made after it has recorded it. */
+	sc_kick(c);
+	return c;
+}
+
+void
+smtp_client_quit(struct smtp_client *c)
+{
+	sc_hold(c);
+	if (c->state != SC_IDLE || c->bev == NULL) {
+		sc_finish(c, false);
+	} else {
+		sc_write(c, "QUIT\r\n");
+		sc_enter(c, SC_QUIT);
+	}
+	sc_release(c);
+}
+
+void
+smtp_client_park(struct smtp_client *c)
+{
+	sc_enter(c, SC_IDLE);
+	sc_timer(c, c->env->conf->delivery.idle_timeout_ms);
+}
+
+void
+smtp_client_abort(struct smtp_client *c)
+{
+	sc_hold(c);
+	if (c->job != NULL) {
+		sc_result_rest(c->job, sc_stage(c), 0, "shutting down");
+		sc_job_finish(c);
+	}
+	sc_finish(c, false);
+	sc_release(c);
+}
+
+void
+smtp_client_abort_all(void)
+{
+	struct smtp_client *c, *next;
+
+	for (c = sc_all; c != NULL; c = next) {
+		next = c->next;
+		if (c->state != SC_DEAD)
+			smtp_client_abort(c);
+	}
+}

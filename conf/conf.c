@@ -1,6 +1,8 @@
 /*
  * conf.c — libconfuse schema, parse-time validation of every value, the
  * build of the immutable struct conf tree, conf_free(), and lookups on it.
+ * The delivery sections (dns, delivery, destination, pool, route) live in
+ * conf_deliver.c; their ranges are in conf_nums below with all the others.
  * Thread: conf_load()/conf_free() on the main thread; conf_load() holds
  * conf_mutex throughout (libconfuse's lexer is global state, and callbacks
  * reach the load in progress through conf_cur).  Lookups: any thread.
@@ -25,7 +27,6 @@
 
 #define CONF_EMBEDDED_LABEL  "(embedded defaults)"
 #define CONF_MSG_MAX         1024
-#define CONF_KEY_MAX         160
 #define CONF_THREADS_MAX     64
 #define CONF_USER_NAME_MAX   255
 #define CONF_PWHASH_MAX      127 /* crypto_pwhash_STRBYTES - 1 */
@@ -38,23 +39,15 @@
 #define CONF_TLS1_2_VERSION 0x0303
 #define CONF_TLS1_3_VERSION 0x0304
 
-/*
- * A hidden option in every titled section.  Its default is parsed by
- * libconfuse when the section opens, so its callback sees the line of the
- * "{" — which libconfuse does not keep (a section's own line ends up at its
- * closing brace).  A file that writes the name anyway is told there is no
- * such option (conf_line_cb).
- */
-#define CONF_LINE_OPT "|line"
-
-#define KIB(n)  ((uint64_t)(n) << 10)
-#define MIB(n)  ((uint64_t)(n) << 20)
-#define GIB(n)  ((uint64_t)(n) << 30)
-#define TIB(n)  ((uint64_t)(n) << 40)
-#define US_S(n) ((uint64_t)(n)*1000000)
-#define US_M(n) (US_S(n) * 60)
-#define US_H(n) (US_M(n) * 60)
-#define US_D(n) (US_H(n) * 24)
+#define KIB(n)   ((uint64_t)(n) << 10)
+#define MIB(n)   ((uint64_t)(n) << 20)
+#define GIB(n)   ((uint64_t)(n) << 30)
+#define TIB(n)   ((uint64_t)(n) << 40)
+#define US_MS(n) ((uint64_t)(n)*1000)
+#define US_S(n)  ((uint64_t)(n)*1000000)
+#define US_M(n)  (US_S(n) * 60)
+#define US_H(n)  (US_M(n) * 60)
+#define US_D(n)  (US_H(n) * 24)
 
 /*
  * The defaults with no file: parsed like a file, on top of the schema's
@@ -77,6 +70,7 @@ enum conf_kind {
 	CK_SIZE,  /* bytes: "25M" */
 	CK_MS,    /* a duration, kept in milliseconds */
 	CK_US,    /* a duration, kept in microseconds */
+	CK_S,     /* a duration in whole seconds, kept in seconds */
 };
 
 static const char *const conf_kind_hint[] = {
@@ -84,6 +78,7 @@ static const char *const conf_kind_hint[] = {
 	[CK_SIZE] = "a size (use e.g. 25M)",
 	[CK_MS] = "a duration (use e.g. 30s, 5m, 250ms)",
 	[CK_US] = "a duration (use e.g. 5ms, 500us)",
+	[CK_S] = "a duration (use e.g. 30s, 5m, 1h)",
 };
 
 /* Every numeric key and its range; durations' bounds in microseconds. */
@@ -112,31 +107,35 @@ static const struct conf_num {
 	{ "auth_limit", "delay_base", CK_MS, 0, US_M(1) },
 	{ "auth_limit", "delay_max", CK_MS, 0, US_M(10) },
 	{ "auth_limit", "cache_ttl", CK_MS, 0, US_D(1) },
-};
-
-/* Where a value was set, for checks that involve more than one value. */
-struct conf_line {
-	const cfg_t *sec;
-	const char *key; /* libconfuse's copy of the option name */
-	unsigned line;   /* buffer line, see conf_src_where() */
-};
-
-/* One conf_load() in progress. */
-struct conf_ctx {
-	struct conf_src src;
-	char *err;
-	size_t errlen;
-	bool failed;
-	struct conf_line *lines;
-	size_t nlines, linecap;
-	char norm[256]; /* a normalised value on its way into libconfuse */
+	{ "dns", "timeout", CK_MS, US_MS(100), US_M(1) },
+	{ "dns", "tries", CK_COUNT, 1, 10 },
+	{ "dns", "cache_size", CK_COUNT, 0, 10000000 },
+	{ "dns", "min_ttl", CK_S, 0, US_D(1) },
+	{ "dns", "max_ttl", CK_S, US_S(1), US_D(7) },
+	{ "dns", "negative_ttl_max", CK_S, 0, US_D(1) },
+	{ "delivery", "port", CK_COUNT, 1, 65535 },
+	{ "delivery", "connect_timeout", CK_MS, US_S(1), US_M(10) },
+	{ "delivery", "greeting_timeout", CK_MS, US_S(1), US_H(1) },
+	{ "delivery", "command_timeout", CK_MS, US_S(1), US_H(1) },
+	{ "delivery", "data_timeout", CK_MS, US_S(1), US_H(1) },
+	{ "delivery", "idle_timeout", CK_MS, 0, US_M(10) },
+	{ "delivery", "max_age", CK_MS, US_S(1), US_D(30) },
+	{ "delivery", "retry_intervals", CK_MS, US_S(1), US_D(7) },
+	{ "delivery", "retry_jitter", CK_COUNT, 0, 50 },
+	{ "delivery", "max_connections", CK_COUNT, 1, 1000000 },
+	{ "destination", "max_connections", CK_COUNT, 1, 100000 },
+	{ "destination", "max_messages_per_connection", CK_COUNT, 1, 1000000 },
+	{ "destination", "max_recipients_per_transaction", CK_COUNT, 1,
+	  100000 },
+	{ "destination", "max_messages_per_minute", CK_COUNT, 0, 1000000 },
+	{ "destination", "max_messages_per_hour", CK_COUNT, 0, 100000000 },
+	{ "destination", "suspend_for", CK_MS, US_S(1), US_D(7) },
+	{ "destination", "backoff_pause", CK_MS, US_S(1), US_D(1) },
+	{ "destination", "backoff_max", CK_MS, US_S(1), US_D(7) },
 };
 
 static pthread_mutex_t conf_mutex = PTHREAD_MUTEX_INITIALIZER;
-static struct conf_ctx *conf_cur; /* the load in progress; conf_mutex */
-
-static void conf_fail(struct conf_ctx *, unsigned, const char *, ...)
-    __attribute__((format(printf, 3, 4)));
+struct conf_ctx *conf_cur; /* the load in progress; conf_mutex */
 
 /* Control characters would break the one-line message: show them as '?'. */
 static void
@@ -156,7 +155,7 @@ conf_err_clean(char *err, size_t errlen)
  * Record the first error as "file:line: message" (BUFLINE 0: "file:
  * message", the main file).  Later errors are consequences: dropped.
  */
-static void
+void
 conf_fail(struct conf_ctx *x, unsigned bufline, const char *fmt, ...)
 {
 	char msg[CONF_MSG_MAX];
@@ -184,14 +183,13 @@ conf_fail(struct conf_ctx *x, unsigned bufline, const char *fmt, ...)
 	conf_err_clean(x->err, x->errlen);
 }
 
-static unsigned
+unsigned
 conf_cfg_line(const cfg_t *cfg)
 {
 	return cfg != NULL && cfg->line > 0 ? (unsigned)cfg->line : 0;
 }
 
-/* "hostname", "limits.max_errors", "listener \"[::1]:25\".tls" */
-static void
+void
 conf_key_name(const cfg_t *sec, const char *key, char *buf, size_t len)
 {
 	int n;
@@ -230,7 +228,7 @@ conf_confuse_err_cb(cfg_t *cfg, const char *fmt, va_list ap)
 			  msg);
 }
 
-static void
+void
 conf_line_note(struct conf_ctx *x, const cfg_t *sec, const char *key,
 	       unsigned line)
 {
@@ -249,8 +247,7 @@ conf_line_note(struct conf_ctx *x, const cfg_t *sec, const char *key,
 	x->nlines++;
 }
 
-/* The line KEY of SEC was last set on, or 0 if it holds its default. */
-static unsigned
+unsigned
 conf_line_of(const struct conf_ctx *x, const cfg_t *sec, const char *key)
 {
 	size_t i;
@@ -264,10 +261,7 @@ conf_line_of(const struct conf_ctx *x, const cfg_t *sec, const char *key)
 	return 0;
 }
 
-/* The line KEY was set on, else the line of SEC's "{", else 0. */
-static unsigned conf_sec_line(cfg_t *sec);
-
-static unsigned
+unsigned
 conf_where(const struct conf_ctx *x, cfg_t *sec, const char *key)
 {
 	unsigned line = key != NULL ? conf_line_of(x, sec, key) : 0;
@@ -275,7 +269,7 @@ conf_where(const struct conf_ctx *x, cfg_t *sec, const char *key)
 	return line != 0 ? line : conf_sec_line(sec);
 }
 
-static unsigned
+unsigned
 conf_sec_line(cfg_t *sec)
 {
 	unsigned i;
@@ -287,11 +281,23 @@ conf_sec_line(cfg_t *sec)
 	return 0;
 }
 
+/*
+ * libconfuse marks an option modified when the file assigns it, even "= { }"
+ * (and clears the mark after setting a default).
+ */
+bool
+conf_is_set(cfg_t *sec, const char *key)
+{
+	cfg_opt_t *opt = cfg_getopt(sec, key);
+
+	return opt != NULL && (opt->flags & CFGF_MODIFIED) != 0;
+}
+
 /* ---- parse callbacks: one value each, with the line it is on ---- */
 
-static char conf_line_magic[] = "0";
+char conf_line_magic[] = "0";
 
-static int
+int
 conf_line_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
 	if (value == NULL || strcmp(value, conf_line_magic) != 0) {
@@ -328,6 +334,7 @@ conf_num_format(enum conf_kind kind, uint64_t v, char *buf, size_t len)
 		break;
 	case CK_MS:
 	case CK_US:
+	case CK_S:
 		conf_duration_format(v, buf, len);
 		break;
 	}
@@ -356,6 +363,7 @@ conf_num_check(struct conf_ctx *x, const cfg_t *sec, const struct conf_num *n,
 		break;
 	case CK_MS:
 	case CK_US:
+	case CK_S:
 		rc = conf_duration_scan(value, &v, n->kind == CK_US);
 		break;
 	}
@@ -376,11 +384,17 @@ conf_num_check(struct conf_ctx *x, const cfg_t *sec, const struct conf_num *n,
 			  key, value, bound);
 		return -1;
 	}
+	if (n->kind == CK_S && v % US_S(1) != 0) {
+		conf_fail(x, bufline,
+			  "%s: \"%s\" is not a whole number of seconds", key,
+			  value);
+		return -1;
+	}
 	*out = v;
 	return 0;
 }
 
-static int
+int
 conf_num_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
 	const struct conf_num *n = conf_num_find(cfg->name, opt->name);
@@ -399,8 +413,7 @@ conf_num_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	return 0;
 }
 
-/* A numeric value of SEC in its unit: bytes, count, ms (CK_MS), µs (CK_US). */
-static uint64_t
+uint64_t
 conf_num_get(struct conf_ctx *x, cfg_t *sec, const char *key)
 {
 	const struct conf_num *n = conf_num_find(sec->name, key);
@@ -414,7 +427,9 @@ conf_num_get(struct conf_ctx *x, cfg_t *sec, const char *key)
 	if (conf_num_check(x, sec, n, cfg_getstr(sec, key),
 			   conf_where(x, sec, key), &v) != 0)
 		return 0;
-	return n->kind == CK_MS ? v / 1000 : v;
+	if (n->kind == CK_MS)
+		return v / 1000;
+	return n->kind == CK_S ? v / US_S(1) : v;
 }
 
 /* Printable text: paths, cipher lists. */
@@ -446,7 +461,7 @@ conf_text_check(struct conf_ctx *x, cfg_t *cfg, cfg_opt_t *opt,
 	return 0;
 }
 
-static int
+int
 conf_text_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
 	if (conf_text_check(conf_cur, cfg, opt, value) != 0)
@@ -455,14 +470,17 @@ conf_text_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	return 0;
 }
 
-static int
+/* hostname, and the EHLO names of delivery and pools */
+int
 conf_hostname_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
+	char key[CONF_KEY_MAX];
 	const char *why;
 
 	if (conf_domain_check(value, false, &why) != 0) {
-		conf_fail(conf_cur, conf_cfg_line(cfg), "%s: \"%s\" %s",
-			  opt->name, value != NULL ? value : "", why);
+		conf_key_name(cfg, opt->name, key, sizeof(key));
+		conf_fail(conf_cur, conf_cfg_line(cfg), "%s: \"%s\" %s", key,
+			  value != NULL ? value : "", why);
 		return -1;
 	}
 	conf_line_note(conf_cur, cfg, opt->name, conf_cfg_line(cfg));
@@ -471,7 +489,7 @@ conf_hostname_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 }
 
 /* VALUE (case-insensitive) in the NULL-terminated list ONEOF, else fail. */
-static int
+int
 conf_choice_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result,
 	       const char *const *oneof, const char *list)
 {
@@ -602,13 +620,7 @@ conf_password_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	return 0;
 }
 
-/* ---- schema ---- */
-
-#define CONF_OPT_LINE                                                          \
-	{                                                                      \
-		.name = CONF_LINE_OPT, .type = CFGT_INT, .flags = CFGF_NONE,   \
-		.def = { .parsed = conf_line_magic }, .parsecb = conf_line_cb, \
-	}
+/* ---- schema (the delivery sections are in conf_deliver.c) ---- */
 
 static cfg_opt_t conf_tls_opts[] = {
 	CFG_STR_CB("cert_file", "keys/tls.crt", CFGF_NONE, conf_text_cb),
@@ -652,6 +664,7 @@ static cfg_opt_t conf_auth_limit_opts[] = {
 
 static cfg_opt_t conf_relay_opts[] = {
 	CFG_STR_LIST_CB("networks", NULL, CFGF_NONE, conf_cidr_cb),
+	CFG_STR_CB("pool", NULL, CFGF_NONE, conf_text_cb),
 	CFG_END(),
 };
 
@@ -670,6 +683,7 @@ static cfg_opt_t conf_user_opts[] = {
 	CONF_OPT_LINE,
 	CFG_STR_CB("password", NULL, CFGF_NONE, conf_password_cb),
 	CFG_STR_LIST_CB("sender_domains", NULL, CFGF_NONE, conf_domain_list_cb),
+	CFG_STR_CB("pool", NULL, CFGF_NONE, conf_text_cb),
 	CFG_END(),
 };
 
@@ -688,6 +702,14 @@ static cfg_opt_t conf_opts[] = {
 	CFG_SEC("listener", conf_listener_opts,
 		CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 	CFG_SEC("user", conf_user_opts,
+		CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+	CFG_SEC("dns", conf_dns_opts, CFGF_NONE),
+	CFG_SEC("delivery", conf_delivery_opts, CFGF_NONE),
+	CFG_SEC("destination", conf_destination_opts,
+		CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+	CFG_SEC("pool", conf_pool_opts,
+		CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+	CFG_SEC("route", conf_route_opts,
 		CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 	CFG_END(),
 };
@@ -771,8 +793,7 @@ conf_path_abs(struct conf_ctx *x, cfg_t *sec, const char *key, const char *base,
 	return out;
 }
 
-/* A path option of SEC resolved against data_dir; NULL stays NULL. */
-static int
+int
 conf_path_get(struct conf_ctx *x, const struct conf *c, cfg_t *sec,
 	      const char *key, char **out)
 {
@@ -785,7 +806,7 @@ conf_path_get(struct conf_ctx *x, const struct conf *c, cfg_t *sec,
 	return *out != NULL ? 0 : -1;
 }
 
-static char *
+char *
 conf_strdup(struct conf_ctx *x, const char *s)
 {
 	char *d = strdup(s);
@@ -869,11 +890,7 @@ conf_build_queue(struct conf_ctx *x, cfg_t *cfg, struct conf *c)
 	return x->failed ? -1 : 0;
 }
 
-/*
- * LO must not exceed HI (both keys of SEC); the error goes on the line of
- * whichever of the two was written last in the file.
- */
-static int
+int
 conf_order_check(struct conf_ctx *x, cfg_t *sec, const char *lo, uint64_t lov,
 		 const char *hi, uint64_t hiv)
 {
@@ -1150,7 +1167,8 @@ conf_build(struct conf_ctx *x, cfg_t *cfg, struct conf *c, bool embedded)
 	    conf_build_auth_limit(x, cfg, c) != 0 ||
 	    conf_build_listeners(x, cfg, c, embedded) != 0 ||
 	    conf_build_networks(x, cfg, c) != 0 ||
-	    conf_build_users(x, cfg, c) != 0)
+	    conf_build_users(x, cfg, c) != 0 ||
+	    conf_deliver_build(x, cfg, c) != 0)
 		return -1;
 	return x->failed ? -1 : 0;
 }
@@ -1259,6 +1277,7 @@ conf_free(struct conf *c)
 		free(u->sender_domains);
 	}
 	free(c->users);
+	conf_deliver_free(c);
 	free(c);
 }
 

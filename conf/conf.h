@@ -45,12 +45,16 @@ struct conf_network {
 	unsigned prefix; /* bits */
 };
 
+struct conf_pool;
+
 /* `user "NAME" { password = "$argon2id$…"; sender_domains = { … } }` */
 struct conf_user {
 	char *name;
 	char *password_hash; /* an Argon2id encoded string (crypto_pwhash_str) */
 	char **sender_domains; /* lower-case; "*" = any; NULL-terminated */
 	size_t nsender_domains;
+	const struct conf_pool *pool; /* `pool = "NAME"`; NULL: the default
+					 pool (struct conf.default_pool) */
 };
 
 struct conf_limits {
@@ -75,8 +79,9 @@ struct conf_auth_limit {
 };
 
 struct conf_tls {
-	char *cert_file; /* PEM chain; NULL with generate = self-signed */
-	char *key_file;
+	char *cert_file; /* PEM chain; never NULL: resolved against data_dir
+			    (default keys/tls.crt) */
+	char *key_file;  /* never NULL (default keys/tls.key) */
 	bool generate;   /* create a self-signed pair at cert/key paths if
 			    absent (embedded defaults do) */
 	char *ciphers;   /* OpenSSL cipher list for TLS 1.2; NULL = default */
@@ -90,6 +95,103 @@ struct conf_queue {
 	unsigned commit_interval_us; /* group commit: wait at most this long
 					for more messages before committing */
 	unsigned commit_max_batch;   /* messages per write transaction */
+};
+
+/*
+ * ---- Delivery ----
+ * Every duration below is kept in the unit its name says; every name is
+ * lower-case ASCII without a trailing dot.
+ */
+
+/* `dns { … }`: the c-ares resolver and its cache. */
+struct conf_dns {
+	char *servers; /* "ADDR:PORT,[ADDR6]:PORT,…", each port written out
+			  (53 when the file left it out), ready for
+			  ares_set_servers_ports_csv(); NULL = the system
+			  resolver (/etc/resolv.conf) */
+	unsigned timeout_ms; /* per try */
+	unsigned tries;
+	unsigned cache_size;         /* answers kept; 0 = no cache */
+	uint32_t min_ttl_s;          /* TTLs are raised to at least this */
+	uint32_t max_ttl_s;          /* … and cut to at most this */
+	uint32_t negative_ttl_max_s; /* NXDOMAIN / NODATA: at most this
+					(0 = not cached) */
+};
+
+/* `delivery { … }`: the SMTP client, retries and expiry. */
+struct conf_delivery {
+	unsigned port; /* of MX hosts, and of relay_host / routes without one */
+	unsigned connect_timeout_ms;
+	unsigned greeting_timeout_ms; /* for the 220 */
+	unsigned command_timeout_ms;  /* EHLO, MAIL, RCPT, DATA, QUIT, … */
+	unsigned data_timeout_ms;     /* for the reply to the final "." */
+	unsigned idle_timeout_ms;     /* keep an idle connection for reuse
+					 this long (0 = QUIT at once) */
+	uint64_t max_age_ms;          /* then a deferred recipient bounces */
+	uint64_t *retry_intervals_ms; /* wait after the Nth failed attempt;
+					 the last repeats; never decreasing */
+	size_t nretry_intervals;      /* >= 1 */
+	unsigned retry_jitter_pct;    /* +/- this % on each wait, 0..50 */
+	char *relay_host;    /* smarthost for every domain without a route:
+				a host name or an IP literal (v6 without
+				brackets); NULL = deliver by MX */
+	unsigned relay_port; /* 0 when relay_host is NULL */
+	char *ehlo;          /* never NULL (default: struct conf.hostname) */
+	unsigned max_connections; /* outbound, all destinations together */
+	char *tls_ca_file;        /* PEM bundle; NULL = the system store */
+	char *tls_ca_path; /* hashed directory; NULL = the system store */
+};
+
+/* Outbound TLS per destination (RFC 3207 STARTTLS). */
+enum conf_tls_policy {
+	CONF_TLSP_NONE,    /* never STARTTLS */
+	CONF_TLSP_MAY,     /* STARTTLS when offered, unverified; fall back to
+			      clear text if it fails (default) */
+	CONF_TLSP_ENCRYPT, /* STARTTLS required, certificate not checked */
+	CONF_TLSP_VERIFY,  /* STARTTLS required, certificate verified against
+			      the MX host name */
+};
+
+/*
+ * `destination "DOMAIN" { … }`: limits and manners per recipient domain.
+ * "*" sets the defaults (dest_default); a listed destination takes every
+ * key it leaves out from "*", and "*" from the built-in defaults.
+ */
+struct conf_destination {
+	char *domain; /* "example.com", ".example.com" (its subdomains), or
+			 NULL for dest_default */
+	unsigned max_connections; /* at once, to this destination */
+	unsigned max_messages_per_connection;
+	unsigned max_recipients_per_transaction;
+	unsigned max_messages_per_minute; /* 0 = unlimited */
+	unsigned max_messages_per_hour;   /* 0 = unlimited */
+	enum conf_tls_policy tls;
+	char **suspend_on; /* extended regexes, case-insensitive, matched
+			      against a reply's whole text ("421 4.7.0 …") */
+	size_t nsuspend_on;
+	void *suspend_re; /* regex_t[nsuspend_on], compiled from suspend_on
+			     with REG_EXTENDED | REG_ICASE | REG_NOSUB;
+			     owned by the tree (freed by conf_free) */
+	uint64_t suspend_for_ms;   /* a matching reply pauses this long */
+	uint64_t backoff_pause_ms; /* pause after repeated connection
+				      failures or 421s; doubles each time */
+	uint64_t backoff_max_ms;   /* … up to this; >= backoff_pause_ms */
+};
+
+/* `pool "NAME" { source = { "192.0.2.1", … }; ehlo = "…" }` */
+struct conf_pool {
+	char *name;
+	struct sockaddr_storage *sources; /* port 0; bind() in turn */
+	size_t nsources;                  /* >= 1 */
+	char *ehlo;                       /* NULL: delivery.ehlo */
+};
+
+/* `route "DOMAIN" { host = "HOST[:PORT]" }`: deliver there, not by MX. */
+struct conf_route {
+	char *domain;  /* "example.com" or ".example.com" (its subdomains) */
+	char *host;    /* a host name (A/AAAA, no MX) or an IP literal (v6
+			  without brackets) */
+	unsigned port; /* default: delivery.port */
 };
 
 struct conf {
@@ -111,6 +213,21 @@ struct conf {
 	size_t nnetworks;
 	struct conf_user *users;
 	size_t nusers;
+
+	struct conf_dns dns;
+	struct conf_delivery delivery;
+	struct conf_destination dest_default;  /* "*", or built-in defaults */
+	struct conf_destination *destinations; /* listed, in file order */
+	size_t ndestinations;
+	struct conf_pool *pools; /* in file order */
+	size_t npools;
+	const struct conf_pool *default_pool; /* pool "default", or NULL (no
+						 source binding) */
+	const struct conf_pool *relay_pool;   /* relay { pool = … }, for
+						 clients without AUTH; NULL:
+						 default_pool */
+	struct conf_route *routes;            /* in file order */
+	size_t nroutes;
 };
 
 /*
@@ -149,6 +266,26 @@ bool conf_network_match(const struct conf *c, int family, const void *addr);
  */
 int conf_parse_size(const char *s, uint64_t *out);
 int conf_parse_duration(const char *s, uint64_t *out_ms);
+
+/*
+ * conf_destination_find — the limits for recipient DOMAIN (any case; a
+ * trailing dot is ignored): the destination listed with exactly that name,
+ * else the one listed as ".PARENT" for the nearest parent domain
+ * (".example.com" covers a.example.com and a.b.example.com, not
+ * example.com), else &c->dest_default.  Never NULL when C is not NULL.
+ * Linear in the number of destinations: call it once per domain and keep
+ * the pointer (valid as long as the tree).  Any thread.
+ */
+const struct conf_destination *conf_destination_find(const struct conf *c,
+						     const char *domain);
+
+/*
+ * conf_route_find — the route for recipient DOMAIN, matched as
+ * conf_destination_find() does (exact, then ".PARENT"), or NULL: deliver
+ * by MX (or to delivery.relay_host when set).  Any thread.
+ */
+const struct conf_route *conf_route_find(const struct conf *c,
+					 const char *domain);
 
 /* conf_addr_parse — "1.2.3.4:25", "[::1]:25".  0 ok, -1 malformed. */
 int conf_addr_parse(const char *s, struct sockaddr_storage *ss,

@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include <confuse.h>
+
 #include "conf/conf.h"
 
 #pragma GCC poison strcpy strcat sprintf vsprintf
@@ -103,5 +105,116 @@ int conf_cidr_parse(const char *s, struct conf_network *n, const char **why,
  * With ALLOW_WILD also "*" and ".example.com".  0 ok, -1 with *why set.
  */
 int conf_domain_check(const char *s, bool allow_wild, const char **why);
+
+/*
+ * conf_hostport_scan — "HOST[:PORT]" with HOST an IPv4 address, an IPv6
+ * address in brackets, or (when NAMES) a host name.  Sets host (IPv6
+ * canonical, without brackets; a name lower-cased; HOSTLEN >=
+ * INET6_ADDRSTRLEN), *port (0 when absent) and, for an
+ * address, *ss with that port (the family is AF_UNSPEC for a name).
+ * 0 ok, -1 with *why set to a phrase that follows the quoted value.
+ */
+int conf_hostport_scan(const char *s, bool names, char *host, size_t hostlen,
+		       unsigned *port, struct sockaddr_storage *ss,
+		       const char **why);
+
+/* conf_ip_scan — a bare IPv4 or IPv6 address, port 0.  0, or -1 + *why. */
+int conf_ip_scan(const char *s, struct sockaddr_storage *ss, socklen_t *len,
+		 const char **why);
+
+/*
+ * ---- shared by conf.c and conf_deliver.c ----
+ * conf.c owns the load in progress (struct conf_ctx, conf_cur under its
+ * mutex), the error messages, the range table and the generic callbacks;
+ * conf_deliver.c owns the delivery sections (dns, delivery, destination,
+ * pool, route) and the pool references of user and relay.
+ */
+#define CONF_KEY_MAX 160
+
+/* Where a value was set, for checks that involve more than one value. */
+struct conf_line {
+	const cfg_t *sec;
+	const char *key; /* libconfuse's copy of the option name */
+	unsigned line;   /* buffer line, see conf_src_where() */
+};
+
+/* One conf_load() in progress. */
+struct conf_ctx {
+	struct conf_src src;
+	char *err;
+	size_t errlen;
+	bool failed;
+	struct conf_line *lines;
+	size_t nlines, linecap;
+	char norm[256]; /* a normalised value on its way into libconfuse */
+};
+
+extern struct conf_ctx *conf_cur; /* the load in progress; conf.c's mutex */
+
+/*
+ * A hidden option in every titled section.  Its default is parsed by
+ * libconfuse when the section opens, so its callback sees the line of the
+ * "{" — which libconfuse does not keep (a section's own line ends up at its
+ * closing brace).  conf_sec_line() reads it.  A file that writes the name
+ * anyway is told there is no such option (conf_line_cb).
+ */
+#define CONF_LINE_OPT "|line"
+extern char conf_line_magic[];
+int conf_line_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result);
+#define CONF_OPT_LINE                                                          \
+	{                                                                      \
+		.name = CONF_LINE_OPT, .type = CFGT_INT, .flags = CFGF_NONE,   \
+		.def = { .parsed = conf_line_magic }, .parsecb = conf_line_cb, \
+	}
+
+/* "file:line: message"; the first error wins. */
+void conf_fail(struct conf_ctx *x, unsigned bufline, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+unsigned conf_cfg_line(const cfg_t *cfg);
+/* "hostname", "limits.max_errors", "listener \"[::1]:25\".tls" */
+void conf_key_name(const cfg_t *sec, const char *key, char *buf, size_t len);
+void conf_line_note(struct conf_ctx *x, const cfg_t *sec, const char *key,
+		    unsigned line);
+/* The line KEY of SEC was last set on, or 0 if it holds its default. */
+unsigned conf_line_of(const struct conf_ctx *x, const cfg_t *sec,
+		      const char *key);
+/* The line KEY was set on, else the line of SEC's "{", else 0. */
+unsigned conf_where(const struct conf_ctx *x, cfg_t *sec, const char *key);
+unsigned conf_sec_line(cfg_t *sec);
+/* Did the file set KEY of SEC (even to an empty list)? */
+bool conf_is_set(cfg_t *sec, const char *key);
+
+/* Parse callbacks (libconfuse's cfg_callback_t). */
+int conf_num_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result);
+int conf_text_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result);
+int conf_hostname_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value,
+		     void *result);
+int conf_choice_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result,
+		   const char *const *oneof, const char *list);
+
+/*
+ * A numeric value of SEC from the range table, in its unit: bytes, a count,
+ * ms (CK_MS), µs (CK_US) or seconds (CK_S).  0 with the error recorded.
+ */
+uint64_t conf_num_get(struct conf_ctx *x, cfg_t *sec, const char *key);
+/*
+ * LO must not exceed HI (both numeric keys of SEC); the error goes on the
+ * line of whichever of the two was written last in the file.
+ */
+int conf_order_check(struct conf_ctx *x, cfg_t *sec, const char *lo,
+		     uint64_t lov, const char *hi, uint64_t hiv);
+char *conf_strdup(struct conf_ctx *x, const char *s);
+/* A path option of SEC resolved against data_dir; NULL stays NULL. */
+int conf_path_get(struct conf_ctx *x, const struct conf *c, cfg_t *sec,
+		  const char *key, char **out);
+
+/* conf_deliver.c: its sections, the build and the release of its part. */
+extern cfg_opt_t conf_dns_opts[];
+extern cfg_opt_t conf_delivery_opts[];
+extern cfg_opt_t conf_destination_opts[];
+extern cfg_opt_t conf_pool_opts[];
+extern cfg_opt_t conf_route_opts[];
+int conf_deliver_build(struct conf_ctx *x, cfg_t *cfg, struct conf *c);
+void conf_deliver_free(struct conf *c);
 
 #endif

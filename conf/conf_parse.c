@@ -1,7 +1,8 @@
 /*
  * conf_parse.c — scanners for the values a configuration holds: counts,
- * sizes, durations, "ADDR:PORT", CIDR networks and domain names; and the
- * public conf_parse_size(), conf_parse_duration(), conf_addr_parse().
+ * sizes, durations, "ADDR:PORT", "HOST[:PORT]", IP addresses, CIDR networks
+ * and domain names; and the public conf_parse_size(), conf_parse_duration(),
+ * conf_addr_parse().
  *
  * Owns no state.  Pure functions of their arguments: any thread.
  * Invariants: overflow is detected before it happens (never wraps); no
@@ -444,4 +445,140 @@ conf_domain_check(const char *s, bool allow_wild, const char **why)
 		}
 		label++;
 	}
+}
+
+/* HOST, not an address, as a host name: checked, then lower-cased. */
+static int
+conf_hostname_scan(char *host, const char **why)
+{
+	const char *dot;
+	size_t i;
+
+	if (conf_domain_check(host, false, why) != 0)
+		return -1;
+	/* "192.0.2.300": no top-level domain is all digits (RFC 3696 2) */
+	dot = strrchr(host, '.');
+	for (i = dot != NULL ? (size_t)(dot - host) + 1 : 0; host[i] != '\0';
+	     i++) {
+		if (host[i] < '0' || host[i] > '9')
+			break;
+	}
+	if (host[i] == '\0') {
+		*why = "is neither an IPv4 address nor a host name";
+		return -1;
+	}
+	for (i = 0; host[i] != '\0'; i++) {
+		if (host[i] >= 'A' && host[i] <= 'Z')
+			host[i] = (char)(host[i] - 'A' + 'a');
+	}
+	return 0;
+}
+
+int
+conf_hostport_scan(const char *s, bool names, char *host, size_t hostlen,
+		   unsigned *port, struct sockaddr_storage *ss,
+		   const char **why)
+{
+	const char *hs, *he, *ps = NULL, *end;
+	uint64_t p;
+	size_t hl;
+
+	*why = names ? "is not HOST[:PORT] (use e.g. \"mx.example.net:25\", "
+		       "\"192.0.2.1\" or \"[2001:db8::1]:25\")"
+		     : "is not ADDR[:PORT] (use e.g. \"127.0.0.1:53\" or "
+		       "\"[::1]:53\")";
+	if (s == NULL || *s == '\0') {
+		*why = "is empty";
+		return -1;
+	}
+	memset(ss, 0, sizeof(*ss));
+	*port = 0;
+	if (*s == '[') {
+		hs = s + 1;
+		if ((he = strchr(hs, ']')) == NULL) {
+			*why = "has a [ without its ]";
+			return -1;
+		}
+		if (he[1] == ':')
+			ps = he + 2;
+		else if (he[1] != '\0')
+			return -1;
+	} else {
+		hs = s;
+		if ((he = strchr(s, ':')) != NULL) {
+			if (strchr(he + 1, ':') != NULL) {
+				*why = "is an IPv6 address without brackets "
+				       "(write e.g. \"[2001:db8::1]\")";
+				return -1;
+			}
+			ps = he + 1;
+		} else {
+			he = s + strlen(s);
+		}
+	}
+	hl = (size_t)(he - hs);
+	if (hl == 0 || hl >= hostlen)
+		return -1;
+	memcpy(host, hs, hl);
+	host[hl] = '\0';
+	if (ps != NULL) {
+		if (conf_digits_scan(ps, &p, &end) != 0 || *end != '\0' ||
+		    p < 1 || p > 65535) {
+			*why = "has a bad port (use 1..65535)";
+			return -1;
+		}
+		*port = (unsigned)p;
+	}
+	if (*s == '[') {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+
+		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1) {
+			*why = "has [ ] around something that is not an IPv6 "
+			       "address";
+			return -1;
+		}
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)*port);
+		/* the canonical form: "2001:DB8:0::1" -> "2001:db8::1" */
+		if (inet_ntop(AF_INET6, &sin6->sin6_addr, host,
+			      (socklen_t)hostlen) == NULL)
+			return -1;
+		return 0;
+	}
+	if (inet_pton(AF_INET, host, &((struct sockaddr_in *)ss)->sin_addr) ==
+	    1) {
+		((struct sockaddr_in *)ss)->sin_family = AF_INET;
+		((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)*port);
+		return 0;
+	}
+	if (!names) {
+		*why = "is not an IP address (names are not resolved here)";
+		return -1;
+	}
+	return conf_hostname_scan(host, why);
+}
+
+int
+conf_ip_scan(const char *s, struct sockaddr_storage *ss, socklen_t *len,
+	     const char **why)
+{
+	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+
+	*why = "is not an IP address (use e.g. \"192.0.2.1\" or "
+	       "\"2001:db8::1\", without a port)";
+	memset(ss, 0, sizeof(*ss));
+	if (s == NULL)
+		return -1;
+	if (inet_pton(AF_INET, s, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		*len = sizeof(*sin);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, s, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		*len = sizeof(*sin6);
+		return 0;
+	}
+	return -1;
 }

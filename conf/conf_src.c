@@ -527,7 +527,7 @@ src_scan_text(struct conf_src *src, unsigned file, const char *text, size_t len,
 			return -1;
 		case '\n':
 			st.line++;
-			/* FALLTHROUGH */
+			__attribute__((fallthrough)); /* gcc and clang */
 		case ' ':
 		case '\t':
 		case '\r':

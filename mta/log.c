@@ -35,35 +35,41 @@ log_trace_enabled(unsigned mask)
 	return (log_trace_mask & mask) != 0;
 }
 
+/* Append SRC to LINE (length *N, capacity CAP - 1 for the newline). */
+static void
+log_append(char *line, size_t cap, size_t *n, const char *src)
+{
+	size_t len = strlen(src);
+
+	if (*n + len > cap - 2)
+		len = cap - 2 - *n;
+	memcpy(line + *n, src, len);
+	*n += len;
+}
+
 static void
 log_vwrite(const char *tag, int errnum, const char *fmt, va_list ap)
 {
-	char line[LOG_LINE_BYTES];
+	char line[LOG_LINE_BYTES], msg[LOG_LINE_BYTES], stamp[64];
 	struct timespec ts;
 	struct tm tm;
-	size_t n;
-	int r;
+	size_t n = 0;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
-	n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-	r = snprintf(line + n, sizeof(line) - n, ".%03ldZ outpostd: %s",
-	    ts.tv_nsec / 1000000, tag);
-	if (r > 0)
-		n += (size_t)r;
-	r = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
-	if (r < 0)
-		r = 0;
-	n = (size_t)r >= sizeof(line) - n ? sizeof(line) - 1 : n + (size_t)r;
+	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+	log_append(line, sizeof(line), &n, stamp);
+	snprintf(stamp, sizeof(stamp), ".%03ldZ outpostd: ",
+	    ts.tv_nsec / 1000000);
+	log_append(line, sizeof(line), &n, stamp);
+	log_append(line, sizeof(line), &n, tag);
+	if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
+		msg[0] = '\0';
+	log_append(line, sizeof(line), &n, msg);
 	if (errnum != 0) {
-		r = snprintf(line + n, sizeof(line) - n, ": %s",
-		    strerror(errnum));
-		if (r > 0)
-			n = (size_t)r >= sizeof(line) - n ? sizeof(line) - 1
-							 : n + (size_t)r;
+		log_append(line, sizeof(line), &n, ": ");
+		log_append(line, sizeof(line), &n, strerror(errnum));
 	}
-	if (n >= sizeof(line) - 1)
-		n = sizeof(line) - 2;
 	line[n++] = '\n';
 	(void)!write(STDERR_FILENO, line, n);
 }

@@ -108,6 +108,12 @@ loop_join(struct loop *l)
 {
 	if (l->threaded)
 		pthread_join(l->thread, NULL);
+	l->threaded = false;
+}
+
+void
+loop_free(struct loop *l)
+{
 	/* Run what is left in the mailbox (completions must not be lost). */
 	loop_wake_cb(-1, 0, l);
 	event_free(l->wake);

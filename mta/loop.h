@@ -42,7 +42,10 @@ int loop_start(struct loop *l);
 void loop_post(struct loop *l, loop_fn *fn, void *arg);
 /* loop_stop — ask L to leave its event loop.  Any thread. */
 void loop_stop(struct loop *l);
-/* loop_join — wait for a threaded loop to end, then free it.  Main. */
+/* loop_join — wait for a threaded loop to end.  Main. */
 void loop_join(struct loop *l);
+/* loop_free — run what is left in the mailbox, then free.  Main, after
+ * loop_join() and after every thread that posts to L has stopped. */
+void loop_free(struct loop *l);
 
 #endif

@@ -28,6 +28,7 @@
 #include "conf/conf.h"
 #include "queue/queue.h"
 #include "mta/auth.h"
+#include "mta/delivery.h"
 #include "mta/listen.h"
 #include "mta/log.h"
 #include "mta/loop.h"
@@ -44,6 +45,7 @@ static struct conf *conf;
 static struct queue *queue;
 static struct loop *loops;
 static unsigned nloops;
+static struct loop dloop; /* the delivery loop */
 static struct smtp_server_listener *listeners;
 static struct event_base *main_base;
 static int shutting_down;
@@ -204,6 +206,13 @@ shutdown_on_loop(void *arg)
 }
 
 static void
+sched_shutdown_on_loop(void *arg)
+{
+	(void)arg;
+	sched_shutdown(SHUTDOWN_DEADLINE_MS);
+}
+
+static void
 signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	unsigned i;
@@ -226,6 +235,7 @@ main(int argc, char *argv[])
 {
 	const char *file = NULL;
 	struct queue_config qc;
+	struct queue_stats qs;
 	struct event *ev_term, *ev_int;
 	uint8_t hash_key[QUEUE_KEY_BYTES];
 	char err[1024];
@@ -299,6 +309,10 @@ main(int argc, char *argv[])
 	for (i = 0; i < nloops; i++)
 		if (loop_init(&loops[i], i) != 0)
 			fatalx("cannot create event loop %u", i);
+	if (loop_init(&dloop, nloops) != 0)
+		fatalx("cannot create the delivery loop");
+	if (sched_init(&dloop, conf, queue, err, sizeof(err)) != 0)
+		fatalx("delivery: %s", err);
 	if (listen_open(loops, nloops, listeners, conf->nlisteners, err,
 		sizeof(err)) != 0)
 		fatalx("%s", err);
@@ -313,6 +327,9 @@ main(int argc, char *argv[])
 	for (i = 0; i < nloops; i++)
 		if (loop_start(&loops[i]) != 0)
 			fatal("starting loop thread %u", i);
+	if (loop_start(&dloop) != 0)
+		fatal("starting the delivery loop");
+	sched_start();
 	for (j = 0; j < conf->nlisteners; j++)
 		log_info("listening on %s (%s%s)", conf->listeners[j].name,
 		    conf->listeners[j].tls == CONF_TLS_IMPLICIT ? "implicit TLS"
@@ -328,14 +345,28 @@ main(int argc, char *argv[])
 
 	event_base_dispatch(main_base);
 
-	/* Orderly shutdown. */
+	/* Orderly shutdown: submission first (every message it accepted is
+	 * answered and handed over), then delivery (transactions end, results
+	 * are committed), then the pool and the queue writer. */
 	for (i = 0; i < nloops; i++)
 		loop_join(&loops[i]);
+	loop_post(&dloop, sched_shutdown_on_loop, NULL);
+	loop_join(&dloop);
 	worker_stop();
+	for (i = 0; i < nloops; i++)
+		loop_free(&loops[i]);
+	loop_free(&dloop);
+	queue_stats_get(queue, &qs);
 	queue_close(queue);
-	log_info("outpostd stopped: %llu messages accepted, %llu sessions",
+	sched_free();
+	log_info("outpostd stopped: %llu messages accepted in %llu sessions; "
+		 "queue: %llu ops in %llu commits (largest %llu), %.3f ms per "
+		 "commit",
 	    (unsigned long long)STATS_GET(messages_accepted),
-	    (unsigned long long)STATS_GET(sessions));
+	    (unsigned long long)STATS_GET(sessions),
+	    (unsigned long long)qs.ops, (unsigned long long)qs.commits,
+	    (unsigned long long)qs.max_batch,
+	    qs.commits ? (double)qs.commit_us_total / qs.commits / 1000 : 0.0);
 	event_free(ev_term);
 	event_free(ev_int);
 	event_base_free(main_base);

@@ -1276,6 +1276,12 @@ sched_dest_submit(struct sched_dest *d, struct sched_job *job)
 		sched_job_fail(job, OS_LOCAL, d->fail_code, d->fail_text);
 		return;
 	case DEST_NEW:
+		if (S.dns == NULL) {
+			sched_job_fail(job, OS_LOCAL, 451,
+			    "4.4.3 no DNS resolver (loopback_only without dns "
+			    "servers)");
+			return;
+		}
 		d->state = DEST_RESOLVING;
 		job->next = d->waiting;
 		d->waiting = job;
@@ -1596,9 +1602,15 @@ sched_init(struct loop *l, const struct conf *c, struct queue *q, char *err,
 	dc.negative_ttl_max = c->dns.negative_ttl_max_s;
 	/* Tests export OUTPOST_LOOPBACK_ONLY=1: no byte may leave loopback. */
 	dc.loopback_only = lo != NULL && strcmp(lo, "1") == 0;
-	S.dns = dns_resolver_new(l->base, &dc, err, errlen);
-	if (S.dns == NULL)
+	if (dc.loopback_only && dc.servers == NULL) {
+		/* Test mode without a DNS server of its own: never fall back
+		 * to the system resolver; every lookup fails (deferred). */
+		log_info("delivery: loopback_only and no dns servers: DNS "
+			 "lookups disabled");
+	} else if ((S.dns = dns_resolver_new(l->base, &dc, err, errlen)) ==
+	    NULL) {
 		return -1;
+	}
 	if ((S.ssl = SSL_CTX_new(TLS_client_method())) == NULL) {
 		snprintf(err, errlen, "SSL_CTX_new failed");
 		return -1;

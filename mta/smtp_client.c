@@ -597,6 +597,15 @@ sc_connect_next(struct smtp_client *c)
 	c->in_clear = false;
 	if (sc_literal(c, sc_host(c)))
 		return;
+	if (c->env->dns == NULL) {
+		c->fail_stage = OS_CONNECT;
+		c->fail_code = 0;
+		snprintf(c->fail_text, sizeof(c->fail_text),
+		    "no DNS resolver to look up %s", sc_host(c));
+		c->host_idx++;
+		sc_connect_next(c);
+		return;
+	}
 	sc_enter(c, SC_RESOLVE);
 	c->dq = dns_addr_lookup(c->env->dns, sc_host(c), AF_UNSPEC,
 	    sc_addr_cb, c);

@@ -32,6 +32,7 @@
 #include "mta/addr.h"
 #include "mta/auth.h"
 #include "mta/client.h"
+#include "mta/delivery.h"
 #include "mta/log.h"
 #include "mta/loop.h"
 #include "mta/smtp_server.h"
@@ -554,6 +555,9 @@ smtp_server_on_queued(void *arg)
 		    s->id, qid, op->env.size, op->env.nrcpts);
 		smtp_server_reply(s, "250 2.0.0 %s queued", qid);
 		smtp_server_idle(s);
+		/* The scheduler takes the op (envelope and body) from here. */
+		sched_message_add(op);
+		op = NULL;
 	} else {
 		STATS_INC(queue_failures);
 		log_warnx("%016" PRIx64 " smtp queue write failed for %s: %s",
@@ -566,7 +570,8 @@ smtp_server_on_queued(void *arg)
 					     "try again later");
 		smtp_server_idle(s);
 	}
-	queue_op_free(op);
+	if (op != NULL)
+		queue_op_free(op);
 	smtp_server_resume(s);
 	smtp_server_settle(s);
 }
@@ -791,7 +796,7 @@ cmd_ehlo(struct smtp_server_session *s, char *arg, bool ehlo)
 		return;
 	}
 	smtp_server_txn_reset(s);
-	snprintf(s->helo, sizeof(s->helo), "%s", arg);
+	memcpy(s->helo, arg, strlen(arg) + 1); /* checked: <= SMTP_HELO_MAX */
 	if (ehlo)
 		s->flags |= SF_EHLO;
 	else
@@ -876,8 +881,8 @@ cmd_mail(struct smtp_server_session *s, char *arg)
 	ar = addr_path_parse(arg + 5, true, true, &s->sender,
 	    (const char **)&rest);
 	if (ar != ADDR_OK) {
-		smtp_server_reply(s, "553 5.1.7 Bad sender address: %s",
-		    addr_result_str(ar));
+		smtp_server_reply(s, "%s 5.1.7 Bad sender address: %s",
+		    ar == ADDR_SYNTAX ? "501" : "553", addr_result_str(ar));
 		smtp_server_error(s);
 		return;
 	}
@@ -980,8 +985,8 @@ cmd_rcpt(struct smtp_server_session *s, char *arg)
 	}
 	ar = addr_path_parse(arg + 3, false, s->smtputf8, &rcpt, &rest);
 	if (ar != ADDR_OK) {
-		smtp_server_reply(s, "553 5.1.3 Bad recipient address: %s",
-		    addr_result_str(ar));
+		smtp_server_reply(s, "%s 5.1.3 Bad recipient address: %s",
+		    ar == ADDR_SYNTAX ? "501" : "553", addr_result_str(ar));
 		smtp_server_error(s);
 		return;
 	}

@@ -44,7 +44,7 @@ def test_errors_carry_file_and_line():
         ('listener "127.0.0.1:99999" { }\n', 1),
         ('listener "10.1.2.3:25" { auth_without_tls = true }\n', 1),
         ('listener "127.0.0.1:25" { }\nuser "x" {\n  password = "plain"\n'
-         '  sender_domains = { "example.com" }\n}\n', 2),
+         '  sender_domains = { "example.com" }\n}\n', 3),
     ]
     for text, line in cases:
         r, name = outpostd_t(text)
@@ -63,8 +63,9 @@ def test_embedded_defaults():
         pass
     tmp = tempfile.mkdtemp(prefix="outpost-defaults-")
     log = open(os.path.join(tmp, "log"), "wb")
+    env = dict(os.environ, OUTPOST_LOOPBACK_ONLY="1")
     p = subprocess.Popen([OUTPOSTD], cwd=tmp, stdout=log,
-                         stderr=subprocess.STDOUT)
+                         stderr=subprocess.STDOUT, env=env)
     try:
         wait_port("127.0.0.1", 2525, 20 * SLOW, p)
         import smtplib

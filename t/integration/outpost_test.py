@@ -136,6 +136,9 @@ class Daemon:
     def start(self, wait=True):
         self.logf = open(self.log_path, "ab")
         env = dict(os.environ)
+        # Network safety: the daemon refuses every non-loopback address
+        # and never falls back to the system resolver.
+        env["OUTPOST_LOOPBACK_ONLY"] = "1"
         self.proc = subprocess.Popen(
             [OUTPOSTD, "-c", self.conf_path] + self.args,
             stdout=self.logf, stderr=subprocess.STDOUT, cwd=self.tmp,

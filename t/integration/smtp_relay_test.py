@@ -37,7 +37,8 @@ def session(port):
 
 def test_outsider_is_refused_for_every_trick():
     # Only 10.0.0.0/8 may relay: a loopback client is an outsider.
-    cfg = 'relay { networks = { "10.0.0.0/8" } }\n'
+    cfg = ('relay { networks = { "10.0.0.0/8" } }\n'
+           'limits { max_errors = 100 }\n')
     with Daemon(config=cfg, relay_loopback=False) as d:
         r = session(d.port)
         eq(r.cmd("MAIL FROM:<news@example.com>")[0], 250, "MAIL")
@@ -52,7 +53,7 @@ def test_outsider_is_refused_for_every_trick():
 
 
 def test_network_client_may_relay_but_syntax_is_strict():
-    with Daemon() as d:
+    with Daemon(config="limits { max_errors = 100 }") as d:
         r = session(d.port)
         eq(r.cmd("MAIL FROM:<news@example.com>")[0], 250, "MAIL")
         good = ["victim@example.org", '"john doe"@example.org',

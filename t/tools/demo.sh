@@ -23,7 +23,7 @@ fi
 
 echo "== outpostd on its embedded defaults (in $work)"
 cd "$work"
-"$BUILD/bin/outpostd" 2>"$work/outpostd.log" &
+OUTPOST_LOOPBACK_ONLY=1 "$BUILD/bin/outpostd" 2>"$work/outpostd.log" &
 pid=$!
 i=0
 until (exec 3<>/dev/tcp/127.0.0.1/2525) 2>/dev/null; do

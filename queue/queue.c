@@ -1,0 +1,1214 @@
+/*
+ * queue.c — the LMDB environment, the writer thread (group commit) and the
+ * readers.
+ * Owns: the environment, its four databases, the queue key, the id counter
+ * and the pending-op list.  Threads: open/close on the main thread; one
+ * writer thread runs every write transaction; readers on any thread, each
+ * with its own read transaction (MDB_NOTLS).  Invariants: an op's done() is
+ * called exactly once, on the writer thread, after its transaction committed
+ * or failed; ids only grow; nothing is stored in "env" or "body" unsealed.
+ */
+#include <sys/stat.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lmdb.h>
+#include <sodium.h>
+
+#include "queue/crypt_int.h"
+#include "queue/record_int.h"
+
+#define QUEUE_MAXDBS          4
+#define QUEUE_BATCH_DEFAULT   4096 /* commit_max_batch = 0 */
+#define QUEUE_ENV_KEY_BYTES   8    /* id */
+#define QUEUE_BODY_KEY_BYTES  12   /* id, chunk */
+#define QUEUE_SCHED_KEY_BYTES 16   /* due_ms, id */
+#define QUEUE_META_VERSION    "version"
+#define QUEUE_META_KEY_ID     "key_id"
+
+struct queue {
+	MDB_env *env;
+	MDB_dbi db_env, db_body, db_sched, db_meta;
+	struct crypt_key *key;
+	unsigned flags;
+	char *path;
+	unsigned commit_interval_us;
+	unsigned commit_max_batch;
+	_Atomic uint64_t last_id;
+
+	/* Pending ops, guarded by mu; the writer waits on cv. */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct queue_op *head, **tailp;
+	size_t npending;
+	bool stopping;      /* queue_close() called */
+	bool writer_exited; /* no op will be taken any more */
+	bool writer_started;
+	pthread_t writer;
+
+	pthread_mutex_t stats_mu;
+	struct queue_stats stats;
+};
+
+/* Records sealed ahead of the write transaction: the envelope, then each
+ * body chunk, back to back in one buffer. */
+struct queue_sealed {
+	uint8_t *buf;
+	size_t env_len;
+	uint32_t nchunks;
+	size_t body_len;
+};
+
+static void queue_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+queue_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	/* A truncated diagnostic is still a diagnostic. */
+	(void)vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+static int64_t
+queue_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint64_t
+queue_mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static void
+queue_env_key(uint8_t k[QUEUE_ENV_KEY_BYTES], uint64_t id)
+{
+	record_be64_put(k, id);
+}
+
+static void
+queue_body_key(uint8_t k[QUEUE_BODY_KEY_BYTES], uint64_t id, uint32_t chunk)
+{
+	record_be64_put(k, id);
+	record_be32_put(k + 8, chunk);
+}
+
+static void
+queue_sched_key(uint8_t k[QUEUE_SCHED_KEY_BYTES], int64_t due_ms, uint64_t id)
+{
+	record_be64_put(k, (uint64_t)due_ms);
+	record_be64_put(k + 8, id);
+}
+
+static uint32_t
+queue_nchunks(size_t body_len)
+{
+	return (uint32_t)((body_len + QUEUE_CHUNK_BYTES - 1) /
+			  QUEUE_CHUNK_BYTES);
+}
+
+/* Ids ----------------------------------------------------------------- */
+
+uint64_t
+queue_id_next(struct queue *q)
+{
+	uint64_t now = (uint64_t)queue_now_ms() << 20;
+	uint64_t last = atomic_load(&q->last_id), next;
+
+	/* Never below the last id, even when the clock steps back. */
+	do {
+		next = now > last ? now : last + 1;
+	} while (!atomic_compare_exchange_weak(&q->last_id, &last, next));
+	return next;
+}
+
+void
+queue_id_format(uint64_t id, char out[QUEUE_ID_HEX_BYTES])
+{
+	if (snprintf(out, QUEUE_ID_HEX_BYTES, "%016" PRIx64, id) >=
+	    QUEUE_ID_HEX_BYTES)
+		out[0] = '\0'; /* cannot happen: 16 digits always fit */
+}
+
+int
+queue_id_parse(const char *s, uint64_t *id)
+{
+	uint64_t v = 0;
+	int i, d;
+
+	for (i = 0; i < QUEUE_ID_HEX_BYTES - 1; i++) {
+		if (s[i] >= '0' && s[i] <= '9')
+			d = s[i] - '0';
+		else if (s[i] >= 'a' && s[i] <= 'f')
+			d = s[i] - 'a' + 10;
+		else if (s[i] >= 'A' && s[i] <= 'F')
+			d = s[i] - 'A' + 10;
+		else
+			return -1;
+		v = v << 4 | (uint64_t)d;
+	}
+	if (s[i] != '\0')
+		return -1;
+	*id = v;
+	return 0;
+}
+
+/* Ops ----------------------------------------------------------------- */
+
+struct queue_op *
+queue_op_new(enum queue_op_kind kind)
+{
+	struct queue_op *op;
+
+	if ((op = calloc(1, sizeof(*op))) == NULL)
+		return NULL;
+	op->kind = kind;
+	return op;
+}
+
+static void
+queue_sealed_free(struct queue_op *op)
+{
+	struct queue_sealed *s = op->sealed;
+
+	if (s == NULL)
+		return;
+	free(s->buf);
+	free(s);
+	op->sealed = NULL;
+}
+
+void
+queue_op_free(struct queue_op *op)
+{
+	if (op == NULL)
+		return;
+	queue_envelope_clear(&op->env);
+	free(op->body);
+	queue_sealed_free(op);
+	free(op);
+}
+
+/*
+ * Seal the envelope (and, for an insert, every body chunk) into one buffer.
+ * An insert's nchunks and size are the queue's to set: they describe the
+ * body it is given.
+ */
+int
+queue_op_seal(struct queue *q, struct queue_op *op)
+{
+	struct queue_sealed *s = NULL;
+	uint8_t *plain = NULL, k[QUEUE_BODY_KEY_BYTES], *p;
+	size_t plen = 0, total, off, n;
+	uint32_t i;
+	char why[128];
+
+	if (op->sealed != NULL || op->kind == QOP_DELETE)
+		return 0;
+	if (op->kind == QOP_INSERT) {
+		if (op->body_len > (size_t)UINT32_MAX * QUEUE_CHUNK_BYTES) {
+			queue_err(op->err, sizeof(op->err), "body too large");
+			goto fail;
+		}
+		op->env.nchunks = queue_nchunks(op->body_len);
+		op->env.size = op->body_len;
+	}
+	if (record_envelope_encode(&op->env, &plain, &plen, why, sizeof(why)) !=
+	    0) {
+		queue_err(op->err, sizeof(op->err), "envelope: %s", why);
+		goto fail;
+	}
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		queue_err(op->err, sizeof(op->err), "out of memory sealing");
+		goto fail;
+	}
+	s->env_len = crypt_sealed_len(plen);
+	total = s->env_len;
+	if (op->kind == QOP_INSERT) {
+		s->nchunks = op->env.nchunks;
+		s->body_len = op->body_len;
+		total +=
+		    op->body_len + (size_t)s->nchunks * CRYPT_OVERHEAD_BYTES;
+	}
+	if ((s->buf = malloc(total)) == NULL) {
+		queue_err(op->err, sizeof(op->err), "out of memory sealing");
+		goto fail;
+	}
+	queue_env_key(k, op->env.id);
+	if (crypt_seal(q->key, CRYPT_DB_ENV, k, QUEUE_ENV_KEY_BYTES, plain,
+		       plen, s->buf, why, sizeof(why)) != 0) {
+		queue_err(op->err, sizeof(op->err), "seal: %s", why);
+		goto fail;
+	}
+	p = s->buf + s->env_len;
+	for (i = 0, off = 0; i < s->nchunks; i++, off += n) {
+		n = op->body_len - off < QUEUE_CHUNK_BYTES ? op->body_len - off
+							   : QUEUE_CHUNK_BYTES;
+		queue_body_key(k, op->env.id, i);
+		if (crypt_seal(q->key, CRYPT_DB_BODY, k, QUEUE_BODY_KEY_BYTES,
+			       op->body + off, n, p, why, sizeof(why)) != 0) {
+			queue_err(op->err, sizeof(op->err), "seal: %s", why);
+			goto fail;
+		}
+		p += crypt_sealed_len(n);
+	}
+	sodium_memzero(plain, plen);
+	free(plain);
+	op->sealed = s;
+	return 0;
+fail:
+	if (plain != NULL) {
+		sodium_memzero(plain, plen);
+		free(plain);
+	}
+	if (s != NULL) {
+		free(s->buf);
+		free(s);
+	}
+	return -1;
+}
+
+/* The writer ---------------------------------------------------------- */
+
+/* An error that fails one op without touching the transaction. */
+#define QUEUE_OP_LOCAL 1
+
+/* Put every sealed body chunk of an insert. */
+static int
+queue_body_put(struct queue *q, MDB_txn *txn, const struct queue_op *op)
+{
+	const struct queue_sealed *s = op->sealed;
+	const uint8_t *p = s->buf + s->env_len;
+	uint8_t k[QUEUE_BODY_KEY_BYTES];
+	MDB_val key = { sizeof(k), k }, val;
+	size_t off, n;
+	uint32_t i;
+	int rc;
+
+	for (i = 0, off = 0; i < s->nchunks; i++, off += n) {
+		n = s->body_len - off < QUEUE_CHUNK_BYTES ? s->body_len - off
+							  : QUEUE_CHUNK_BYTES;
+		queue_body_key(k, op->env.id, i);
+		val.mv_data = (void *)p;
+		val.mv_size = crypt_sealed_len(n);
+		if ((rc = mdb_put(txn, q->db_body, &key, &val, 0)) != 0)
+			return rc;
+		p += val.mv_size;
+	}
+	return 0;
+}
+
+/* Delete every chunk under ID, whatever its envelope says. */
+static int
+queue_body_del(struct queue *q, MDB_txn *txn, uint64_t id)
+{
+	uint8_t k[QUEUE_BODY_KEY_BYTES];
+	MDB_cursor *cur;
+	MDB_val key, val;
+	int rc;
+
+	if ((rc = mdb_cursor_open(txn, q->db_body, &cur)) != 0)
+		return rc;
+	for (;;) {
+		queue_body_key(k, id, 0);
+		key.mv_data = k;
+		key.mv_size = sizeof(k);
+		rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+		if (rc == MDB_NOTFOUND ||
+		    (rc == 0 && (key.mv_size != sizeof(k) ||
+				 memcmp(key.mv_data, k, 8) != 0))) {
+			rc = 0;
+			break;
+		}
+		if (rc != 0 || (rc = mdb_cursor_del(cur, 0)) != 0)
+			break;
+	}
+	mdb_cursor_close(cur);
+	return rc;
+}
+
+/* Add (PUT) or remove the schedule entry (DUE, ID).  Removing a missing
+ * entry is tolerated: the entry written next is the right one. */
+static int
+queue_sched_set(struct queue *q, MDB_txn *txn, int64_t due, uint64_t id,
+		bool put)
+{
+	uint8_t k[QUEUE_SCHED_KEY_BYTES];
+	MDB_val key = { sizeof(k), k }, val = { 0, NULL };
+	int rc;
+
+	queue_sched_key(k, due, id);
+	if (put)
+		return mdb_put(txn, q->db_sched, &key, &val, 0);
+	rc = mdb_del(txn, q->db_sched, &key, NULL);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/*
+ * Apply one op inside TXN.  0 done; QUEUE_OP_LOCAL when the op alone fails
+ * before it changed anything (err set in the op); an LMDB error code (rc > 1)
+ * that poisons the batch, with *what naming the call.
+ */
+static int
+queue_op_apply(struct queue *q, MDB_txn *txn, struct queue_op *op,
+	       const char **what)
+{
+	uint8_t k[QUEUE_ENV_KEY_BYTES];
+	char qid[QUEUE_ID_HEX_BYTES];
+	MDB_val key = { sizeof(k), k }, val;
+	int rc;
+
+	queue_env_key(k, op->env.id);
+	queue_id_format(op->env.id, qid);
+	if (op->kind != QOP_INSERT) {
+		*what = "mdb_get(env)";
+		if ((rc = mdb_get(txn, q->db_env, &key, &val)) ==
+		    MDB_NOTFOUND) {
+			queue_err(op->err, sizeof(op->err),
+				  "record %s: not in the queue", qid);
+			return QUEUE_OP_LOCAL;
+		}
+		if (rc != 0)
+			return rc;
+	}
+	if (op->kind == QOP_DELETE) {
+		*what = "mdb_del(env)";
+		if ((rc = mdb_del(txn, q->db_env, &key, NULL)) != 0)
+			return rc;
+		*what = "mdb_del(body)";
+		if ((rc = queue_body_del(q, txn, op->env.id)) != 0)
+			return rc;
+		*what = "mdb_del(sched)";
+		return queue_sched_set(q, txn, op->env.next_attempt_ms,
+				       op->env.id, false);
+	}
+	*what = "mdb_put(env)";
+	val.mv_data = ((struct queue_sealed *)op->sealed)->buf;
+	val.mv_size = ((struct queue_sealed *)op->sealed)->env_len;
+	rc = mdb_put(txn, q->db_env, &key, &val,
+		     op->kind == QOP_INSERT ? MDB_NOOVERWRITE : 0);
+	if (rc == MDB_KEYEXIST) {
+		queue_err(op->err, sizeof(op->err),
+			  "record %s: id already queued", qid);
+		return QUEUE_OP_LOCAL;
+	}
+	if (rc != 0)
+		return rc;
+	if (op->kind == QOP_INSERT) {
+		*what = "mdb_put(body)";
+		if ((rc = queue_body_put(q, txn, op)) != 0)
+			return rc;
+	} else {
+		*what = "mdb_del(sched)";
+		if ((rc = queue_sched_set(q, txn, op->old_due_ms, op->env.id,
+					  false)) != 0)
+			return rc;
+	}
+	*what = "mdb_put(sched)";
+	return queue_sched_set(q, txn, op->env.next_attempt_ms, op->env.id,
+			       true);
+}
+
+/*
+ * The write transaction of a batch: every op still standing (status 0) is
+ * applied, then committed.  Returns 0, or the LMDB error (with *what naming
+ * the call) after aborting.  *commit_us: time spent in mdb_txn_commit().
+ */
+static int
+queue_batch_txn(struct queue *q, struct queue_op *batch, const char **what,
+		uint64_t *commit_us)
+{
+	struct queue_op *op;
+	MDB_txn *txn = NULL;
+	uint64_t t0;
+	int rc;
+
+	*what = "mdb_txn_begin";
+	if ((rc = mdb_txn_begin(q->env, NULL, 0, &txn)) != 0)
+		goto fail;
+	for (op = batch; op != NULL; op = op->next) {
+		if (op->status != 0)
+			continue;
+		rc = queue_op_apply(q, txn, op, what);
+		if (rc == QUEUE_OP_LOCAL) {
+			op->status = -1;
+			rc = 0;
+		} else if (rc != 0)
+			goto fail;
+	}
+	*what = "mdb_txn_commit";
+	t0 = queue_mono_us();
+	rc = mdb_txn_commit(txn); /* frees txn, committed or not */
+	*commit_us = queue_mono_us() - t0;
+	return rc;
+fail:
+	if (txn != NULL)
+		mdb_txn_abort(txn);
+	return rc;
+}
+
+/*
+ * One batch: seal, one write transaction, stats, then every done().  Ops
+ * that cannot be sealed or do not apply fail alone; an LMDB error fails
+ * every other op of the batch (map_full when it was MDB_MAP_FULL).
+ */
+static void
+queue_batch_commit(struct queue *q, struct queue_op *batch)
+{
+	struct queue_op *op, *next;
+	const char *what = "";
+	uint64_t commit_us = 0, ok = 0, failed = 0;
+	size_t live = 0;
+	int rc = 0;
+
+	for (op = batch; op != NULL; op = op->next) {
+		op->status = 0;
+		op->map_full = false;
+		op->err[0] = '\0';
+		if (queue_op_seal(q, op) != 0)
+			op->status = -1;
+		else
+			live++;
+	}
+	if (live > 0)
+		rc = queue_batch_txn(q, batch, &what, &commit_us);
+	for (op = batch; op != NULL; op = op->next) {
+		queue_sealed_free(op);
+		if (rc != 0 && op->status == 0) {
+			op->status = -1;
+			op->map_full = rc == MDB_MAP_FULL;
+			queue_err(op->err, sizeof(op->err),
+				  "queue write failed: %s: %s", what,
+				  mdb_strerror(rc));
+		}
+		if (op->status == 0)
+			ok++;
+		else
+			failed++;
+	}
+	pthread_mutex_lock(&q->stats_mu);
+	if (rc == 0 && live > 0) {
+		q->stats.commits++;
+		q->stats.commit_us_total += commit_us;
+		q->stats.last_batch = ok;
+		if (ok > q->stats.max_batch)
+			q->stats.max_batch = ok;
+	}
+	q->stats.ops += ok;
+	q->stats.failed_ops += failed;
+	pthread_mutex_unlock(&q->stats_mu);
+	/* done() may free the op: read next first. */
+	for (op = batch; op != NULL; op = next) {
+		next = op->next;
+		op->next = NULL;
+		op->done(op, op->status, op->arg);
+	}
+}
+
+/* Wait until DEADLINE_US (CLOCK_MONOTONIC) unless the batch fills first. */
+static void
+queue_writer_linger(struct queue *q, uint64_t deadline_us)
+{
+	struct timespec ts;
+
+	ts.tv_sec = (time_t)(deadline_us / 1000000);
+	ts.tv_nsec = (long)(deadline_us % 1000000) * 1000;
+	while (!q->stopping && q->npending < q->commit_max_batch &&
+	       queue_mono_us() < deadline_us)
+		if (pthread_cond_timedwait(&q->cv, &q->mu, &ts) == ETIMEDOUT)
+			break;
+}
+
+static void *
+queue_writer_main(void *arg)
+{
+	struct queue *q = arg;
+	struct queue_op *batch, *last;
+	size_t n;
+
+	pthread_mutex_lock(&q->mu);
+	for (;;) {
+		while (q->head == NULL && !q->stopping)
+			pthread_cond_wait(&q->cv, &q->mu);
+		if (q->head == NULL)
+			break; /* stopping, and everything committed */
+		if (q->commit_interval_us > 0)
+			queue_writer_linger(q, queue_mono_us() +
+						   q->commit_interval_us);
+		/* Take everything pending, up to one batch. */
+		batch = last = q->head;
+		for (n = 1; n < q->commit_max_batch && last->next != NULL; n++)
+			last = last->next;
+		q->head = last->next;
+		last->next = NULL;
+		if (q->head == NULL)
+			q->tailp = &q->head;
+		q->npending -= n;
+		pthread_mutex_unlock(&q->mu);
+		queue_batch_commit(q, batch);
+		pthread_mutex_lock(&q->mu);
+	}
+	q->writer_exited = true;
+	pthread_mutex_unlock(&q->mu);
+	return NULL;
+}
+
+void
+queue_submit(struct queue *q, struct queue_op *op, queue_done_fn *done,
+	     void *arg)
+{
+	bool wake, refused;
+
+	op->done = done;
+	op->arg = arg;
+	op->next = NULL;
+	pthread_mutex_lock(&q->mu);
+	refused = !q->writer_started || q->writer_exited;
+	if (!refused) {
+		wake =
+		    q->head == NULL || q->npending + 1 == q->commit_max_batch;
+		*q->tailp = op;
+		q->tailp = &op->next;
+		q->npending++;
+		if (wake)
+			pthread_cond_signal(&q->cv);
+	}
+	pthread_mutex_unlock(&q->mu);
+	if (refused) {
+		op->status = -1;
+		op->map_full = false;
+		queue_err(op->err, sizeof(op->err), "queue %s",
+			  q->writer_started ? "closed" : "opened read-only");
+		pthread_mutex_lock(&q->stats_mu);
+		q->stats.failed_ops++;
+		pthread_mutex_unlock(&q->stats_mu);
+		done(op, -1, arg);
+	}
+}
+
+void
+queue_stats_get(struct queue *q, struct queue_stats *st)
+{
+	pthread_mutex_lock(&q->stats_mu);
+	*st = q->stats;
+	pthread_mutex_unlock(&q->stats_mu);
+}
+
+/* Open and close ------------------------------------------------------ */
+
+static int
+queue_meta_u32_get(MDB_txn *txn, MDB_dbi db, const char *name, uint32_t *v,
+		   bool *found)
+{
+	MDB_val key = { strlen(name), (void *)name }, val;
+	int rc;
+
+	*found = false;
+	if ((rc = mdb_get(txn, db, &key, &val)) == MDB_NOTFOUND)
+		return 0;
+	if (rc != 0)
+		return rc;
+	if (val.mv_size != 4)
+		return MDB_CORRUPTED;
+	*v = record_be32_get(val.mv_data);
+	*found = true;
+	return 0;
+}
+
+static int
+queue_meta_u32_put(MDB_txn *txn, MDB_dbi db, const char *name, uint32_t v)
+{
+	uint8_t buf[4];
+	MDB_val key = { strlen(name), (void *)name }, val = { 4, buf };
+
+	record_be32_put(buf, v);
+	return mdb_put(txn, db, &key, &val, 0);
+}
+
+/*
+ * The format version and key id in "meta": a newer format or another key is
+ * refused; a new environment gets both.  0 ok, -1 with err set.
+ */
+static int
+queue_meta_check(struct queue *q, MDB_txn *txn, char *err, size_t errlen)
+{
+	uint32_t version = 0, key_id = 0, ours = crypt_key_id(q->key);
+	bool found_version, found_key;
+	int rc;
+
+	if ((rc = queue_meta_u32_get(txn, q->db_meta, QUEUE_META_VERSION,
+				     &version, &found_version)) != 0 ||
+	    (rc = queue_meta_u32_get(txn, q->db_meta, QUEUE_META_KEY_ID,
+				     &key_id, &found_key)) != 0) {
+		queue_err(err, errlen, "%s: reading meta: %s", q->path,
+			  mdb_strerror(rc));
+		return -1;
+	}
+	if (found_version && version > QUEUE_FORMAT_VERSION) {
+		queue_err(
+		    err, errlen,
+		    "%s: queue format version %" PRIu32
+		    " is newer than this Outpost supports (%d); refusing to "
+		    "open it",
+		    q->path, version, QUEUE_FORMAT_VERSION);
+		return -1;
+	}
+	if (found_key && key_id != ours) {
+		queue_err(err, errlen,
+			  "%s: queue sealed with key id %08" PRIx32
+			  ", but the key file holds key id %08" PRIx32
+			  " (wrong key file?)",
+			  q->path, key_id, ours);
+		return -1;
+	}
+	if (found_version && found_key)
+		return 0;
+	if (q->flags & QUEUE_RDONLY) {
+		queue_err(err, errlen,
+			  "%s: no format version or key id in "
+			  "meta",
+			  q->path);
+		return -1;
+	}
+	if ((!found_version &&
+	     (rc = queue_meta_u32_put(txn, q->db_meta, QUEUE_META_VERSION,
+				      QUEUE_FORMAT_VERSION)) != 0) ||
+	    (!found_key &&
+	     (rc = queue_meta_u32_put(txn, q->db_meta, QUEUE_META_KEY_ID,
+				      ours)) != 0)) {
+		queue_err(err, errlen, "%s: writing meta: %s", q->path,
+			  mdb_strerror(rc));
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Open (or, read-write, create) the databases, check "meta", and find the
+ * highest id so that new ids are above it.  0 ok, -1 with err set.
+ */
+static int
+queue_dbs_open(struct queue *q, char *err, size_t errlen)
+{
+	bool ro = (q->flags & QUEUE_RDONLY) != 0;
+	unsigned dbflags = ro ? 0 : MDB_CREATE;
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	MDB_val key, val;
+	const char *what = "mdb_txn_begin";
+	int rc;
+
+	if ((rc = mdb_txn_begin(q->env, NULL, ro ? MDB_RDONLY : 0, &txn)) != 0)
+		goto fail;
+	what = "opening the databases";
+	if ((rc = mdb_dbi_open(txn, "meta", dbflags, &q->db_meta)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "env", dbflags, &q->db_env)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "body", dbflags, &q->db_body)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "sched", dbflags, &q->db_sched)) != 0)
+		goto fail;
+	if (queue_meta_check(q, txn, err, errlen) != 0) {
+		rc = 0; /* err is set */
+		goto fail;
+	}
+	what = "reading env";
+	if ((rc = mdb_cursor_open(txn, q->db_env, &cur)) != 0)
+		goto fail;
+	rc = mdb_cursor_get(cur, &key, &val, MDB_LAST);
+	if (rc == 0 && key.mv_size == QUEUE_ENV_KEY_BYTES)
+		atomic_store(&q->last_id, record_be64_get(key.mv_data));
+	else if (rc != 0 && rc != MDB_NOTFOUND)
+		goto fail;
+	mdb_cursor_close(cur);
+	cur = NULL;
+	/* Commit (read-only too) so the handles outlive this transaction. */
+	what = "mdb_txn_commit";
+	rc = mdb_txn_commit(txn);
+	txn = NULL;
+	if (rc != 0)
+		goto fail;
+	return 0;
+fail:
+	if (rc == MDB_NOTFOUND)
+		queue_err(err, errlen,
+			  "%s: not an Outpost queue (has outpostd run?)",
+			  q->path);
+	else if (rc != 0)
+		queue_err(err, errlen, "%s: %s: %s", q->path, what,
+			  mdb_strerror(rc));
+	if (cur != NULL)
+		mdb_cursor_close(cur);
+	if (txn != NULL)
+		mdb_txn_abort(txn);
+	return -1;
+}
+
+static void
+queue_free(struct queue *q)
+{
+	if (q->env != NULL)
+		mdb_env_close(q->env);
+	crypt_key_free(q->key);
+	pthread_mutex_destroy(&q->mu);
+	pthread_cond_destroy(&q->cv);
+	pthread_mutex_destroy(&q->stats_mu);
+	free(q->path);
+	free(q);
+}
+
+/* A closed queue: settings and locks, nothing opened yet.  NULL: no memory. */
+static struct queue *
+queue_new(const struct queue_config *cfg, unsigned flags)
+{
+	struct queue *q;
+	pthread_condattr_t ca;
+
+	if ((q = calloc(1, sizeof(*q))) == NULL)
+		return NULL;
+	if ((q->path = strdup(cfg->path)) == NULL) {
+		free(q);
+		return NULL;
+	}
+	q->flags = flags;
+	q->commit_interval_us = cfg->commit_interval_us;
+	q->commit_max_batch = cfg->commit_max_batch != 0 ? cfg->commit_max_batch
+							 : QUEUE_BATCH_DEFAULT;
+	q->tailp = &q->head;
+	pthread_mutex_init(&q->mu, NULL);
+	pthread_mutex_init(&q->stats_mu, NULL);
+	/* The linger is timed on the monotonic clock: immune to clock steps. */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&q->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	return q;
+}
+
+/* fsync the directory PATH SUFFIX ("" or "/.."). */
+static int
+queue_dir_sync(const char *path, const char *suffix)
+{
+	char buf[PATH_MAX];
+	int fd, rc;
+
+	if (snprintf(buf, sizeof(buf), "%s%s", path, suffix) >=
+	    (int)sizeof(buf)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	if ((fd = open(buf, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return -1;
+	rc = fsync(fd);
+	close(fd);
+	return rc;
+}
+
+/* The LMDB environment and its databases.  0 ok, -1 with err set. */
+static int
+queue_env_open(struct queue *q, uint64_t map_size, char *err, size_t errlen)
+{
+	bool ro = (q->flags & QUEUE_RDONLY) != 0;
+	int rc;
+
+	if ((rc = mdb_env_create(&q->env)) != 0) {
+		q->env = NULL;
+		goto fail;
+	}
+	if ((rc = mdb_env_set_maxdbs(q->env, QUEUE_MAXDBS)) != 0)
+		goto fail;
+	/* Read-only: keep the map size the writer chose. */
+	if (!ro && map_size != 0 &&
+	    (rc = mdb_env_set_mapsize(q->env, (size_t)map_size)) != 0)
+		goto fail;
+	if ((rc = mdb_env_open(q->env, q->path,
+			       MDB_NOTLS | (ro ? MDB_RDONLY : 0), 0600)) != 0)
+		goto fail;
+	/* LMDB syncs its files, not the directories naming them. */
+	if (!ro && (queue_dir_sync(q->path, "") != 0 ||
+		    queue_dir_sync(q->path, "/..") != 0)) {
+		rc = errno;
+		goto fail;
+	}
+	return queue_dbs_open(q, err, errlen);
+fail:
+	queue_err(err, errlen, "%s: %s", q->path, mdb_strerror(rc));
+	return -1;
+}
+
+int
+queue_open(struct queue **qp, const struct queue_config *cfg, unsigned flags,
+	   char *err, size_t errlen)
+{
+	struct queue *q = NULL;
+	uint8_t raw[QUEUE_KEY_BYTES];
+	struct stat st;
+	bool ro = (flags & QUEUE_RDONLY) != 0;
+	mode_t old = umask(077); /* every file and directory made: 0600/0700 */
+	int rc;
+
+	*qp = NULL;
+	if (cfg->path == NULL || *cfg->path == '\0') {
+		queue_err(err, errlen, "no queue path configured");
+		goto fail;
+	}
+	if ((q = queue_new(cfg, flags)) == NULL) {
+		queue_err(err, errlen, "out of memory");
+		goto fail;
+	}
+	if (ro && stat(q->path, &st) != 0) {
+		queue_err(err, errlen, "%s: %s (has outpostd run?)", q->path,
+			  strerror(errno));
+		goto fail;
+	}
+	if (!ro && crypt_dir_make(q->path, err, errlen) != 0)
+		goto fail;
+	rc = queue_keyfile_load(cfg->key_file, !ro, raw, err, errlen);
+	if (rc == 0)
+		rc = crypt_key_new(&q->key, raw, err, errlen);
+	sodium_memzero(raw, sizeof(raw));
+	if (rc != 0 || queue_env_open(q, cfg->map_size, err, errlen) != 0)
+		goto fail;
+	if (!ro) {
+		if ((rc = pthread_create(&q->writer, NULL, queue_writer_main,
+					 q)) != 0) {
+			queue_err(err, errlen, "cannot start the writer: %s",
+				  strerror(rc));
+			goto fail;
+		}
+		q->writer_started = true;
+	}
+	umask(old);
+	*qp = q;
+	return 0;
+fail:
+	if (q != NULL)
+		queue_free(q);
+	umask(old);
+	return -1;
+}
+
+void
+queue_close(struct queue *q)
+{
+	if (q == NULL)
+		return;
+	pthread_mutex_lock(&q->mu);
+	q->stopping = true;
+	pthread_cond_broadcast(&q->cv);
+	pthread_mutex_unlock(&q->mu);
+	if (q->writer_started)
+		pthread_join(q->writer, NULL);
+	queue_free(q);
+}
+
+/* Readers ------------------------------------------------------------- */
+
+/* A read transaction; adopts a map grown by the writer process. */
+static int
+queue_txn_read(struct queue *q, MDB_txn **txn, char *err, size_t errlen)
+{
+	int rc;
+
+	rc = mdb_txn_begin(q->env, NULL, MDB_RDONLY, txn);
+	if (rc == MDB_MAP_RESIZED) {
+		if ((rc = mdb_env_set_mapsize(q->env, 0)) == 0)
+			rc = mdb_txn_begin(q->env, NULL, MDB_RDONLY, txn);
+	}
+	if (rc != 0) {
+		queue_err(err, errlen, "%s: read transaction: %s", q->path,
+			  mdb_strerror(rc));
+		return -1;
+	}
+	return 0;
+}
+
+/* A reusable plaintext buffer, wiped when done. */
+struct queue_plain {
+	uint8_t *p;
+	size_t cap;
+};
+
+static int
+queue_plain_reserve(struct queue_plain *b, size_t n)
+{
+	uint8_t *np;
+
+	if (n <= b->cap)
+		return 0;
+	if ((np = malloc(n)) == NULL)
+		return -1;
+	if (b->p != NULL) {
+		sodium_memzero(b->p, b->cap);
+		free(b->p);
+	}
+	b->p = np;
+	b->cap = n;
+	return 0;
+}
+
+static void
+queue_plain_free(struct queue_plain *b)
+{
+	if (b->p != NULL) {
+		sodium_memzero(b->p, b->cap);
+		free(b->p);
+	}
+	b->p = NULL;
+	b->cap = 0;
+}
+
+/* Open and decode one "env" value; errors read "record ID: why". */
+static int
+queue_env_decode(struct queue *q, const MDB_val *key, const MDB_val *val,
+		 struct queue_plain *buf, struct queue_envelope *env, char *err,
+		 size_t errlen)
+{
+	char qid[QUEUE_ID_HEX_BYTES], why[128];
+	uint64_t id;
+	size_t plen;
+
+	memset(env, 0, sizeof(*env));
+	if (key->mv_size != QUEUE_ENV_KEY_BYTES) {
+		queue_err(err, errlen, "%s: env key of %zu bytes", q->path,
+			  key->mv_size);
+		return -1;
+	}
+	id = record_be64_get(key->mv_data);
+	queue_id_format(id, qid);
+	if (val->mv_size < CRYPT_OVERHEAD_BYTES) {
+		queue_err(err, errlen, "record %s: truncated (%zu bytes)", qid,
+			  val->mv_size);
+		return -1;
+	}
+	if (queue_plain_reserve(buf, val->mv_size - CRYPT_OVERHEAD_BYTES) !=
+	    0) {
+		queue_err(err, errlen, "record %s: out of memory", qid);
+		return -1;
+	}
+	if (crypt_open(q->key, CRYPT_DB_ENV, key->mv_data, key->mv_size,
+		       val->mv_data, val->mv_size, buf->p, &plen, why,
+		       sizeof(why)) != 0 ||
+	    record_envelope_decode(buf->p, plen, env, why, sizeof(why)) != 0) {
+		queue_err(err, errlen, "record %s: %s", qid, why);
+		return -1;
+	}
+	if (env->id != id) {
+		queue_err(err, errlen, "record %s: holds id %016" PRIx64, qid,
+			  env->id);
+		queue_envelope_clear(env);
+		return -1;
+	}
+	return 0;
+}
+
+int
+queue_walk(struct queue *q, queue_walk_fn *fn, void *arg, char *err,
+	   size_t errlen)
+{
+	struct queue_plain buf = { 0 };
+	struct queue_envelope env;
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	MDB_val key, val;
+	MDB_cursor_op how = MDB_FIRST;
+	int rc, ret = -1;
+
+	if (queue_txn_read(q, &txn, err, errlen) != 0)
+		return -1;
+	if ((rc = mdb_cursor_open(txn, q->db_env, &cur)) != 0) {
+		queue_err(err, errlen, "%s: cursor: %s", q->path,
+			  mdb_strerror(rc));
+		goto done;
+	}
+	for (;; how = MDB_NEXT) {
+		if ((rc = mdb_cursor_get(cur, &key, &val, how)) ==
+		    MDB_NOTFOUND) {
+			ret = 0;
+			break;
+		}
+		if (rc != 0) {
+			queue_err(err, errlen, "%s: reading env: %s", q->path,
+				  mdb_strerror(rc));
+			break;
+		}
+		if (queue_env_decode(q, &key, &val, &buf, &env, err, errlen) !=
+		    0)
+			break;
+		rc = fn(&env, arg);
+		queue_envelope_clear(&env);
+		if (rc != 0) {
+			ret = rc;
+			break;
+		}
+	}
+done:
+	if (cur != NULL)
+		mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	queue_plain_free(&buf);
+	return ret;
+}
+
+/* Look up and decode the envelope of ID in TXN: 0, 1 not found, -1. */
+static int
+queue_env_get(struct queue *q, MDB_txn *txn, uint64_t id,
+	      struct queue_plain *buf, struct queue_envelope *env, char *err,
+	      size_t errlen)
+{
+	uint8_t k[QUEUE_ENV_KEY_BYTES];
+	MDB_val key = { sizeof(k), k }, val;
+	int rc;
+
+	memset(env, 0, sizeof(*env));
+	queue_env_key(k, id);
+	if ((rc = mdb_get(txn, q->db_env, &key, &val)) == MDB_NOTFOUND)
+		return 1;
+	if (rc != 0) {
+		queue_err(err, errlen, "%s: reading env: %s", q->path,
+			  mdb_strerror(rc));
+		return -1;
+	}
+	return queue_env_decode(q, &key, &val, buf, env, err, errlen);
+}
+
+int
+queue_envelope_get(struct queue *q, uint64_t id, struct queue_envelope *env,
+		   char *err, size_t errlen)
+{
+	struct queue_plain buf = { 0 };
+	MDB_txn *txn;
+	int rc;
+
+	memset(env, 0, sizeof(*env));
+	if (queue_txn_read(q, &txn, err, errlen) != 0)
+		return -1;
+	rc = queue_env_get(q, txn, id, &buf, env, err, errlen);
+	mdb_txn_abort(txn);
+	queue_plain_free(&buf);
+	return rc;
+}
+
+/* Check that KEY is chunk I and decrypt it into BUF.  0, or -1 with err. */
+static int
+queue_chunk_open(struct queue *q, const MDB_val *key, const MDB_val *val,
+		 uint32_t i, struct queue_plain *buf, size_t *plen, char *err,
+		 size_t errlen)
+{
+	char qid[QUEUE_ID_HEX_BYTES], why[128];
+
+	queue_id_format(record_be64_get(key->mv_data), qid);
+	if (record_be32_get((const uint8_t *)key->mv_data + 8) != i) {
+		queue_err(err, errlen,
+			  "record %s: body chunk %" PRIu32 " missing", qid, i);
+		return -1;
+	}
+	if (val->mv_size < CRYPT_OVERHEAD_BYTES ||
+	    queue_plain_reserve(buf, val->mv_size - CRYPT_OVERHEAD_BYTES) !=
+		0) {
+		queue_err(err, errlen,
+			  "record %s: body chunk %" PRIu32
+			  ": truncated or out of memory",
+			  qid, i);
+		return -1;
+	}
+	if (crypt_open(q->key, CRYPT_DB_BODY, key->mv_data, key->mv_size,
+		       val->mv_data, val->mv_size, buf->p, plen, why,
+		       sizeof(why)) != 0) {
+		queue_err(err, errlen, "record %s: body chunk %" PRIu32 ": %s",
+			  qid, i, why);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The body chunk by chunk.  The envelope is read first (in the same
+ * transaction) so that a missing message is "not found" even when its body
+ * is empty, and a body with missing or extra chunks is an error.
+ */
+int
+queue_body_read(struct queue *q, uint64_t id, queue_chunk_fn *fn, void *arg,
+		char *err, size_t errlen)
+{
+	struct queue_plain buf = { 0 };
+	struct queue_envelope env;
+	uint8_t k[QUEUE_BODY_KEY_BYTES];
+	char qid[QUEUE_ID_HEX_BYTES];
+	MDB_txn *txn;
+	MDB_cursor *cur = NULL;
+	MDB_val key, val;
+	uint64_t total = 0;
+	uint32_t i = 0;
+	size_t plen;
+	int rc, ret = -1;
+
+	queue_id_format(id, qid);
+	if (queue_txn_read(q, &txn, err, errlen) != 0)
+		return -1;
+	if ((ret = queue_env_get(q, txn, id, &buf, &env, err, errlen)) != 0)
+		goto done;
+	ret = -1;
+	if ((rc = mdb_cursor_open(txn, q->db_body, &cur)) != 0) {
+		queue_err(err, errlen, "%s: cursor: %s", q->path,
+			  mdb_strerror(rc));
+		goto done;
+	}
+	queue_body_key(k, id, 0);
+	key.mv_data = k;
+	key.mv_size = sizeof(k);
+	for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT), i++) {
+		if (key.mv_size != sizeof(k) || memcmp(key.mv_data, k, 8) != 0)
+			break;
+		if (queue_chunk_open(q, &key, &val, i, &buf, &plen, err,
+				     errlen) != 0)
+			goto done;
+		total += plen;
+		if (fn(buf.p, plen, arg) != 0) {
+			ret = 0; /* stopped by the caller */
+			goto done;
+		}
+	}
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		queue_err(err, errlen, "%s: reading body: %s", q->path,
+			  mdb_strerror(rc));
+		goto done;
+	}
+	if (i != env.nchunks || total != env.size) {
+		queue_err(err, errlen,
+			  "record %s: body has %" PRIu32 " chunks, %" PRIu64
+			  " bytes; the envelope says %" PRIu32 ", %" PRIu64,
+			  qid, i, total, env.nchunks, env.size);
+		goto done;
+	}
+	ret = 0;
+done:
+	if (cur != NULL)
+		mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	queue_envelope_clear(&env);
+	queue_plain_free(&buf);
+	return ret;
+}

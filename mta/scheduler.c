@@ -497,6 +497,12 @@ sched_dsn(struct sched_msg *m)
 	for (i = 0; m->env.sender[i] != '\0'; i++)
 		if ((unsigned char)m->env.sender[i] >= 0x80)
 			op->env.flags |= QUEUE_F_SMTPUTF8 | QUEUE_F_8BITMIME;
+	for (i = 0; i < op->body_len; i++)
+		if (op->body[i] >= 0x80) {
+			/* The original headers may be 8-bit. */
+			op->env.flags |= QUEUE_F_8BITMIME;
+			break;
+		}
 	op->env.size = op->body_len;
 	op->env.sender = strdup("");
 	op->env.client = strdup("127.0.0.1");

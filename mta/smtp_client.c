@@ -1081,6 +1081,9 @@ sc_read_cb(struct bufferevent *bev, void *arg)
 	int code;
 
 	sc_hold(c);
+	/* The banner can be read before the "connected" event is seen. */
+	if (c->state == SC_CONNECT)
+		sc_enter(c, SC_GREETING);
 	while (c->state != SC_DEAD && c->bev == bev) {
 		eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF);
 		if (eol.pos < 0) {
@@ -1167,7 +1170,8 @@ sc_event(struct smtp_client *c, struct bufferevent *bev, short what)
 			sc_tls_done(c);
 			return;
 		}
-		sc_enter(c, SC_GREETING);
+		if (c->state == SC_CONNECT)
+			sc_enter(c, SC_GREETING);
 		return;
 	}
 	e = bufferevent_get_openssl_error(bev);

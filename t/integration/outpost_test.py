@@ -351,3 +351,207 @@ def run_tests(namespace):
     if failed:
         print("# %d of %d failed" % (failed, len(tests)))
     sys.exit(1 if failed else 0)
+
+
+# --- peers for delivery tests: a DNS server and receivers of our own ------
+
+SINK = os.path.join(TOOLS, "outpost-sink")
+
+
+class Dns:
+    """dnsmasq on a free loopback UDP port, answering only what it is told
+    (--no-resolv --no-hosts: never forwards, never reads /etc/hosts).
+
+    mx: list of (domain, host, pref); host "." is a null MX.
+    a: list of (name, "127.0.0.x").  txt: list of (name, text)."""
+
+    def __init__(self, mx=(), a=(), txt=(), ttl=60):
+        self.port = free_udp_port()
+        self.tmp = tempfile.mkdtemp(prefix="outpost-dns-")
+        self.log_path = os.path.join(self.tmp, "dnsmasq.log")
+        args = ["dnsmasq", "--keep-in-foreground", "--no-daemon",
+                "--port=%d" % self.port, "--listen-address=127.0.0.1",
+                "--bind-interfaces", "--no-resolv", "--no-hosts",
+                "--conf-file=/dev/null", "--user=root",
+                "--pid-file=" + os.path.join(self.tmp, "pid"),
+                "--local-ttl=%d" % ttl, "--local=/test/",
+                "--log-facility=" + self.log_path]
+        for domain, host, pref in mx:
+            args.append("--mx-host=%s,%s,%d" % (domain, host, pref))
+        for name, addr in a:
+            args.append("--host-record=%s,%s" % (name, addr))
+        for name, text in txt:
+            args.append("--txt-record=%s,%s" % (name, text))
+        self.args = args
+        self.proc = None
+        self.servers = "127.0.0.1:%d" % self.port
+
+    def __enter__(self):
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        # Ready when it answers a query.
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise TestFailure("dnsmasq exited: %s"
+                                  % self.proc.stderr.read().decode())
+            if self._answers():
+                return self
+            time.sleep(0.05)
+        raise TestFailure("dnsmasq does not answer")
+
+    def _answers(self):
+        q = (b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+             b"\x05probe\x04test\x00\x00\x01\x00\x01")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(0.2)
+            try:
+                s.sendto(q, ("127.0.0.1", self.port))
+                return s.recv(512)[:2] == b"\x12\x34"
+            except OSError:
+                return False
+
+    def __exit__(self, et, ev, tb):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        return False
+
+
+def free_udp_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_port_on(hosts):
+    """A TCP port free on every one of HOSTS (all MX hosts share the
+    delivery port, as on the Internet they share 25)."""
+    for _ in range(100):
+        port = free_port()
+        ok = True
+        for h in hosts:
+            try:
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                    s.bind((h, port))
+            except OSError:
+                ok = False
+                break
+        if ok:
+            return port
+    raise TestFailure("no common free port")
+
+
+class Sink:
+    """outpost-sink playing remote MX hosts: one process listening on each
+    of HOSTS (127.0.0.x) at PORT.  Extra ARGS go to the sink as they are."""
+
+    def __init__(self, hosts=("127.0.0.1",), port=None, args=(),
+                 maildir=True):
+        self.tmp = tempfile.mkdtemp(prefix="outpost-sink-")
+        self.hosts = list(hosts)
+        self.port = port or free_port_on(self.hosts)
+        self.stats_path = os.path.join(self.tmp, "stats.json")
+        self.ready = os.path.join(self.tmp, "ready")
+        self.maildir = os.path.join(self.tmp, "maildir") if maildir else None
+        self.log_path = os.path.join(self.tmp, "sink.log")
+        self.args = []
+        for h in self.hosts:
+            self.args += ["--listen", "%s:%d" % (h, self.port)]
+        self.args += ["--stats", self.stats_path, "--ready-file", self.ready]
+        if self.maildir:
+            self.args += ["--maildir", self.maildir]
+        self.args += [str(a) for a in args]
+        self.proc = None
+
+    def __enter__(self):
+        self.logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([SINK] + self.args, stdout=self.logf,
+                                     stderr=subprocess.STDOUT)
+        deadline = time.time() + 10 * SLOW
+        while not os.path.exists(self.ready):
+            if self.proc.poll() is not None:
+                raise TestFailure("outpost-sink exited at start: %s"
+                                  % self.log())
+            if time.time() > deadline:
+                raise TestFailure("outpost-sink not ready")
+            time.sleep(0.01)
+        return self
+
+    def stop(self):
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20 * SLOW)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+        self.logf.close()
+
+    def __exit__(self, et, ev, tb):
+        self.stop()
+        if et is not None:
+            sys.stderr.write("--- sink log ---\n%s\n" % self.log()[-2000:])
+        elif not os.environ.get("OUTPOST_KEEP"):
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        return False
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def stats(self):
+        try:
+            with open(self.stats_path) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return {}
+
+    def wait(self, pred, timeout=30, what="sink condition"):
+        """Wait until pred(stats) holds; returns the stats."""
+        deadline = time.time() + timeout * SLOW
+        while True:
+            st = self.stats()
+            if st and pred(st):
+                return st
+            if time.time() > deadline:
+                raise TestFailure("%s not met in %ds; stats: %s"
+                                  % (what, timeout, json.dumps(st)[:1500]))
+            time.sleep(0.05)
+
+    def wait_messages(self, n, timeout=30):
+        return self.wait(lambda s: s.get("messages", 0) >= n, timeout,
+                         "%d messages at the sink" % n)
+
+    def messages(self):
+        """Stored messages, in arrival order, as bytes."""
+        if not self.maildir or not os.path.isdir(self.maildir):
+            return []
+        out = []
+        for name in sorted(os.listdir(self.maildir)):
+            if name.endswith(".eml"):
+                with open(os.path.join(self.maildir, name), "rb") as f:
+                    out.append(f.read())
+        return out
+
+
+import json  # noqa: E402  (used by the helpers above)
+
+
+def delivery_config(dns=None, port=None, extra=""):
+    """Config text for a daemon that delivers through DNS and PORT."""
+    text = ""
+    if dns is not None:
+        text += 'dns { servers = "%s" timeout = 1s tries = 1 }\n' % dns.servers
+    text += ('delivery {\n  port = %d\n  retry_intervals = { "1s" }\n'
+             '  retry_jitter = 0\n  idle_timeout = 2s\n}\n' % (port or 25))
+    return text + extra

@@ -1,6 +1,10 @@
 # dns/ unit tests.  The test program starts its own DNS servers on 127.0.0.1
 # (t/unit/dns_fake_server.py, and dnsmasq when installed) and never uses the
 # system resolver.
+if(NOT TARGET outpost_dns)
+	message(WARNING "t/unit/dns.cmake: no outpost_dns (add_subdirectory(dns) missing?): dns_test not built")
+	return()
+endif()
 outpost_unit_test(dns_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/dns_test.c
 	DEPS outpost_dns)
 foreach(v "" ${OUTPOST_VARIANTS})

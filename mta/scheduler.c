@@ -82,6 +82,7 @@ static void sched_settle(struct sched_msg *m);
 static void sched_path_kick(struct sched_path *p);
 static void sched_job_results(struct sched_job *job);
 static void sched_maybe_stop(void);
+static struct sched_job *sched_path_pop(struct sched_path *p);
 
 static int64_t
 sched_now_ms(void)
@@ -707,6 +708,18 @@ sched_patterns(const struct conf_destination *cfg, unsigned *n)
 	return pats;
 }
 
+/* P may not send until UNTIL: what waits on it is deferred now (without
+ * counting an attempt) rather than held, so rounds settle and expiry is
+ * not delayed by a pause. */
+static void
+sched_path_defer_queue(struct sched_path *p, const char *why)
+{
+	struct sched_job *job;
+
+	while ((job = sched_path_pop(p)) != NULL)
+		sched_job_fail(job, OS_LOCAL, 0, why);
+}
+
 static void
 sched_path_backoff(struct sched_path *p, const char *why)
 {
@@ -723,6 +736,8 @@ sched_path_backoff(struct sched_path *p, const char *why)
 	log_info("destination %s backed off for %" PRIu64 " s (level %u): %s",
 	    p->site->key, pause / 1000, p->backoff_level,
 	    log_escape(esc, sizeof(esc), why, strlen(why)));
+	sched_path_defer_queue(p, "4.4.2 destination backed off after "
+				  "failures");
 }
 
 static void
@@ -736,6 +751,7 @@ sched_path_suspend(struct sched_path *p, uint64_t ms, const char *why)
 		 "suspend_on pattern: %s",
 	    p->site->key, ms / 1000,
 	    log_escape(esc, sizeof(esc), why, strlen(why)));
+	sched_path_defer_queue(p, "4.4.2 destination suspended");
 }
 
 /* A job is back with results: apply them; settle the round when the
@@ -749,9 +765,9 @@ sched_job_results(struct sched_job *job)
 	const struct outcome_pattern *pats;
 	struct sched_job *again = NULL;
 	struct outcome o;
-	char qid[QUEUE_ID_HEX_BYTES], esc[300];
-	bool delivered = false, backoff = false;
-	const char *backoff_why = NULL;
+	char qid[QUEUE_ID_HEX_BYTES], esc[300], why[300] = "";
+	bool delivered = false, backoff = false, suspend = false;
+	uint64_t suspend_ms = 0;
 	unsigned i, npats;
 
 	queue_id_format(m->id, qid);
@@ -789,19 +805,20 @@ sched_job_results(struct sched_job *job)
 			    log_escape(esc, sizeof(esc), r->text,
 				strlen(r->text)));
 		}
-		if (o.site_backoff) {
+		if (o.site_backoff && !backoff) {
 			backoff = true;
-			backoff_why = r->text;
+			snprintf(why, sizeof(why), "%d %s", r->code, r->text);
 		}
-		if (o.suspend && p != NULL)
-			sched_path_suspend(p, o.suspend_ms, r->text);
+		if (o.suspend && !suspend) {
+			suspend = true;
+			suspend_ms = o.suspend_ms;
+			snprintf(why, sizeof(why), "%d %s", r->code, r->text);
+		}
 	}
 	if (p != NULL && delivered) {
 		p->backoff_level = 0;
 		p->conn_failures = 0;
 	}
-	if (p != NULL && backoff)
-		sched_path_backoff(p, backoff_why);
 	if (again != NULL) {
 		/* Same round: the message does not settle yet. */
 		again->path = p;
@@ -818,6 +835,11 @@ sched_job_results(struct sched_job *job)
 	sched_job_free(job);
 	if (m->inflight == 0)
 		sched_settle(m);
+	/* Last: pausing defers what is queued on P, other messages too. */
+	if (p != NULL && suspend)
+		sched_path_suspend(p, suspend_ms, why);
+	else if (p != NULL && backoff)
+		sched_path_backoff(p, why);
 }
 
 /* Paths and connections ------------------------------------------------- */
@@ -1054,11 +1076,17 @@ sched_conn_closed(struct smtp_client *c, bool failed,
 		 * is working for this path, its queued jobs are deferred
 		 * (they would wait on a dead site) and the path backs off. */
 		p->conn_failures++;
-		if (p->nconn == 0) {
-			sched_path_backoff(p, text ? text : "connection failed");
+		if (p->nconn == 0 && p->njobs > 0) {
+			/* The first job carries the failure (its outcome backs
+			 * the path off, which defers the rest). */
+			job = sched_path_pop(p);
+			sched_job_fail(job, stage, code,
+			    text ? text : "connection failed");
 			while ((job = sched_path_pop(p)) != NULL)
 				sched_job_fail(job, stage, code,
 				    text ? text : "connection failed");
+		} else if (p->nconn == 0) {
+			sched_path_backoff(p, text ? text : "connection failed");
 		}
 	}
 	sched_path_kick(p);
@@ -1115,6 +1143,12 @@ sched_dest_route_job(struct sched_dest *d, struct sched_job *job)
 	}
 	job->path = p;
 	job->next = NULL;
+	if (p->paused_until_ms > sched_now_ms()) {
+		sched_job_fail(job, OS_LOCAL, 0, p->suspended
+			? "4.4.2 destination suspended"
+			: "4.4.2 destination backed off after failures");
+		return;
+	}
 	if (p->tail != NULL)
 		p->tail->next = job;
 	else

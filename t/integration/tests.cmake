@@ -10,3 +10,4 @@ outpost_integration_test(smtp_dos t/integration/smtp_dos_test.py SERIAL
 outpost_integration_test(queue_durability t/integration/queue_durability_test.py
 	SERIAL TIMEOUT 900)
 outpost_integration_test(delivery t/integration/delivery_test.py TIMEOUT 600)
+outpost_integration_test(delivery_shaping t/integration/delivery_shaping_test.py TIMEOUT 600)

@@ -1,0 +1,236 @@
+#!/usr/bin/python3
+"""Per-destination shaping through the real outpostd, measured at the
+receiver: connection cap, rate limit, MX roll-up, source-address pools,
+421 back-off, reply-pattern suspension, expiry with a DSN, a third-party
+receiver (aiosmtpd with STARTTLS).  Loopback only."""
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from outpost_test import (SLOW, Daemon, Dns, Sink, check,  # noqa: E402
+                          delivery_config, eq, free_port, free_port_on,
+                          run_tests, wait_port)
+
+
+def pipeline(d, rcpts, sender="news@sender.test", per_msg=1):
+    """Submit one message per recipient group over one pipelined session."""
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=30 * SLOW)
+    f = s.makefile("rb")
+
+    def reply():
+        while True:
+            line = f.readline()
+            if not line:
+                raise AssertionError("connection closed")
+            if line[3:4] != b"-":
+                return int(line[:3])
+
+    eq(reply(), 220, "greeting")
+    s.sendall(b"EHLO client.test\r\n")
+    eq(reply(), 250, "EHLO")
+    groups = [rcpts[i:i + per_msg] for i in range(0, len(rcpts), per_msg)]
+    batch = b""
+    for i, g in enumerate(groups):
+        batch += b"MAIL FROM:<%s>\r\n" % sender.encode()
+        for r in g:
+            batch += b"RCPT TO:<%s>\r\n" % r.encode()
+        batch += b"DATA\r\n"
+        batch += (b"From: <%s>\r\nSubject: m%d\r\nMessage-ID: <m%d@x.test>"
+                  b"\r\n\r\nbody %d\r\n.\r\n" % (sender.encode(), i, i, i))
+    s.sendall(batch)
+    for g in groups:
+        eq(reply(), 250, "MAIL")
+        for _ in g:
+            eq(reply(), 250, "RCPT")
+        eq(reply(), 354, "DATA")
+        eq(reply(), 250, "queued")
+    s.sendall(b"QUIT\r\n")
+    s.close()
+
+
+def wait_empty(d, timeout=60):
+    deadline = time.time() + timeout * SLOW
+    while time.time() < deadline:
+        if not d.queue_ids():
+            return
+        time.sleep(0.2)
+    raise AssertionError("queue not empty: %d left" % len(d.queue_ids()))
+
+
+def test_connection_cap_and_mx_rollup():
+    # a.test and b.test share one MX host: one site, one connection cap.
+    hosts = ["127.0.0.30"]
+    port = free_port_on(hosts)
+    dns = Dns(mx=[("a.test", "mx.shared.test", 10),
+                  ("b.test", "mx.shared.test", 10)],
+              a=[("mx.shared.test", "127.0.0.30")])
+    cfg = delivery_config(dns, port, '''
+destination "*" {
+  max_connections = 2
+  max_messages_per_connection = 5
+  max_recipients_per_transaction = 1
+}''')
+    with dns, Sink(hosts, port, ["--reply-delay-ms", "20"],
+                   maildir=False) as sink, Daemon(config=cfg) as d:
+        rcpts = ["u%d@%s" % (i, "a.test" if i % 2 else "b.test")
+                 for i in range(60)]
+        pipeline(d, rcpts)
+        st = sink.wait_messages(60, timeout=60)
+        check(st["connections_max"] <= 2,
+              "at most 2 connections at once, saw %d"
+              % st["connections_max"])
+        check(st["connections_total"] >= 12,
+              "at most 5 messages per connection: %d connections"
+              % st["connections_total"])
+        wait_empty(d)
+
+
+def test_rate_limit():
+    hosts = ["127.0.0.31"]
+    port = free_port_on(hosts)
+    dns = Dns(mx=[("slow.test", "mx.slow.test", 10)],
+              a=[("mx.slow.test", "127.0.0.31")])
+    cfg = delivery_config(dns, port, '''
+destination "slow.test" { max_messages_per_minute = 240 }''')
+    with dns, Sink(hosts, port, maildir=False) as sink, \
+            Daemon(config=cfg) as d:
+        pipeline(d, ["r%d@slow.test" % i for i in range(12)])
+        st = sink.wait_messages(12, timeout=30)
+        spread = st["last_message_time"] - st["first_message_time"]
+        # 240/min is one every 250 ms: 12 messages need >= 2.75 s.
+        check(spread >= 2.5, "12 messages in %.2fs despite 4/s" % spread)
+        for sec, n in st["messages_per_second"]:
+            check(n <= 5, "%d messages in one second" % n)
+
+
+def test_source_address_pool():
+    hosts = ["127.0.0.32"]
+    port = free_port_on(hosts)
+    dns = Dns(mx=[("pool.test", "mx.pool.test", 10)],
+              a=[("mx.pool.test", "127.0.0.32")])
+    cfg = delivery_config(dns, port, '''
+pool "bulk" { source = { "127.0.0.2", "127.0.0.3" } ehlo = "bulk1.outpost.test" }
+relay { networks = { "127.0.0.0/8" } pool = "bulk" }
+destination "*" { max_messages_per_connection = 1 }''')
+    with dns, Sink(hosts, port) as sink, \
+            Daemon(config=cfg, relay_loopback=False) as d:
+        pipeline(d, ["r%d@pool.test" % i for i in range(6)])
+        st = sink.wait_messages(6, timeout=30)
+        clients = set(st["clients"].keys())
+        eq(clients, {"127.0.0.2", "127.0.0.3"}, "source addresses used")
+        helos = {m.split(b"helo=")[1].split(b"\r\n")[0].split(b" ")[0]
+                 for m in sink.messages()}
+        eq(helos, {b"bulk1.outpost.test"}, "pool EHLO name")
+
+
+def test_421_backs_off_and_pattern_suspends():
+    hosts = ["127.0.0.33", "127.0.0.34"]
+    port = free_port_on(hosts)
+    dns = Dns(mx=[("busy.test", "mx.busy.test", 10),
+                  ("pat.test", "mx.pat.test", 10)],
+              a=[("mx.busy.test", "127.0.0.33"),
+                 ("mx.pat.test", "127.0.0.34")])
+    rules = tempfile.NamedTemporaryFile("w", suffix=".rules", delete=False)
+    rules.write("blocked rcpt 451 4.7.1 Rate limited: try again later\n")
+    rules.close()
+    cfg = delivery_config(dns, port, '''
+destination "*" { backoff_pause = 5s }
+destination "pat.test" {
+  suspend_on = { "rate limited" }
+  suspend_for = 30s
+}''')
+    with dns, Sink(hosts, port, ["--rules", rules.name]) as sink, \
+            Daemon(config=cfg) as d:
+        pipeline(d, ["close421-x@busy.test", "blocked-y@pat.test",
+                     "fine@pat.test"])
+        time.sleep(2 * SLOW)
+        log = d.log()
+        check("destination mx.busy.test:%d backed off" % port in log,
+              "421 backed the destination off")
+        check("suspended for 30 s" in log, "pattern suspended pat.test")
+    os.unlink(rules.name)
+
+
+def test_expiry_sends_dsn():
+    hosts = ["127.0.0.35"]
+    port = free_port_on(hosts)
+    dns = Dns(mx=[("gone.test", "mx.gone.test", 10),
+                  ("sender.test", "mx.sender.test", 10)],
+              a=[("mx.gone.test", "127.0.0.36"),   # nobody listens
+                 ("mx.sender.test", "127.0.0.35")])
+    cfg = delivery_config(dns, port).replace(
+        "delivery {", 'delivery {\n  max_age = 3s\n  connect_timeout = 1s')
+    with dns, Sink(hosts, port) as sink, Daemon(config=cfg) as d:
+        pipeline(d, ["x@gone.test"])
+        sink.wait_messages(1, timeout=30)
+        dsn = sink.messages()[0].decode()
+        check("Status: 4.4.7" in dsn, "expiry status in the DSN")
+        check("Action: failed" in dsn, "action failed")
+        wait_empty(d)
+
+
+AIOSMTPD_SERVER = r'''
+import asyncio, ssl, sys, os
+from aiosmtpd.controller import Controller
+host, port, cert, key, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+ctx.load_cert_chain(cert, key)
+class H:
+    async def handle_DATA(self, server, session, envelope):
+        tls = session.ssl is not None
+        with open(out, "a") as f:
+            f.write("%s %s %d\n" % ("tls" if tls else "clear",
+                    ",".join(envelope.rcpt_tos), len(envelope.content)))
+        return "250 2.0.0 OK aiosmtpd"
+c = Controller(H(), hostname=host, port=port, tls_context=ctx,
+               require_starttls=True)
+c.start()
+print("ready", flush=True)
+try:
+    asyncio.get_event_loop().run_forever()
+except KeyboardInterrupt:
+    pass
+'''
+
+
+def test_aiosmtpd_receiver_with_starttls():
+    tmp = tempfile.mkdtemp(prefix="outpost-aio-")
+    cert, key = os.path.join(tmp, "c.pem"), os.path.join(tmp, "k.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec",
+                    "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", key, "-out", cert, "-days", "1",
+                    "-subj", "/CN=mx.aio.test"], check=True,
+                   capture_output=True)
+    script = os.path.join(tmp, "srv.py")
+    with open(script, "w") as f:
+        f.write(AIOSMTPD_SERVER)
+    out = os.path.join(tmp, "received")
+    port = free_port_on(["127.0.0.37"])
+    srv = subprocess.Popen(["/usr/bin/python3", script, "127.0.0.37",
+                            str(port), cert, key, out],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        eq(srv.stdout.readline().strip(), b"ready", "aiosmtpd started")
+        dns = Dns(mx=[("aio.test", "mx.aio.test", 10)],
+                  a=[("mx.aio.test", "127.0.0.37")])
+        with dns, Daemon(config=delivery_config(dns, port)) as d:
+            pipeline(d, ["one@aio.test", "two@aio.test"], per_msg=2)
+            deadline = time.time() + 30 * SLOW
+            while not os.path.exists(out) and time.time() < deadline:
+                time.sleep(0.1)
+            with open(out) as f:
+                lines = f.read().split()
+            eq(lines[0], "tls", "aiosmtpd received over STARTTLS")
+            eq(lines[1], "one@aio.test,two@aio.test", "both recipients")
+            wait_empty(d)
+    finally:
+        srv.terminate()
+        srv.wait()
+
+
+run_tests(globals())

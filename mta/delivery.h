@@ -31,23 +31,36 @@ struct loop;
 struct dns_resolver;
 struct smtp_client;
 
+/*
+ * What a message costs while it waits: this stub (about 40 bytes and a heap
+ * slot).  Its envelope and body are read back from the queue only for a
+ * round of attempts (struct sched_round) and dropped when it settles, so a
+ * queue of a million recipients stays small in memory.
+ */
 struct sched_msg {
 	uint64_t id;
-	struct queue_envelope env; /* owned; the source of QOP_UPDATE */
+	int64_t due_ms;         /* next attempt; also its key in "sched" */
+	struct sched_round *r;  /* during a round, else NULL */
+	uint32_t heap_idx;      /* in the retry heap, or UINT32_MAX */
+	uint8_t flags;          /* SM_* */
+	uint8_t writes;         /* queue ops in flight */
+};
+
+#define SM_LOADING 0x01u /* envelope/body being read by a worker */
+#define SM_DELETED 0x02u /* final: freed when the last op returns */
+#define SM_HELD    0x04u /* held: not scheduled */
+#define SM_WAITING 0x08u /* due, waiting for a free round slot */
+
+struct sched_round {
+	struct queue_envelope env;
 	const struct conf_pool *pool;
-	unsigned inflight;   /* jobs not finished (or waiting for DNS) */
-	unsigned loading;    /* body loads in flight */
-	uint8_t *body;       /* when loaded / cached; freed when idle */
+	uint8_t *body;
 	size_t body_len;
-	bool writing;        /* a queue op for it is in flight */
-	bool deleted;        /* final: freed when the last op returns */
-	bool round_failed;   /* this round bounced something (DSN due) */
-	size_t heap_idx;     /* in the retry heap, or SIZE_MAX */
-	struct sched_job *wait_body; /* jobs waiting for the body */
-	uint32_t *round_bounced; /* rcpt indexes that failed this round */
-	unsigned nround_bounced;
-	char **reply;        /* per rcpt: the last remote host, for DSNs */
-	struct sched_msg *all_prev, *all_next; /* every message in memory */
+	unsigned inflight;      /* jobs not finished */
+	uint32_t *bounced;      /* rcpt indexes that failed this round */
+	unsigned nbounced;
+	char **remote;          /* per rcpt: the host that answered */
+	struct sched_msg *prev, *next; /* the active list */
 };
 
 struct sched_rcpt_result {

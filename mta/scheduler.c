@@ -35,6 +35,9 @@
 #define SCHED_DEST_MIN_TTL  5     /* seconds an MX answer is kept at least */
 #define SCHED_DEST_FAIL_TTL 30    /* seconds a failed lookup is kept */
 #define SCHED_BACKOFF_LEVELS 8
+/* Rounds in flight at once (envelopes and bodies in memory): a restart with
+ * a million due messages must not read them all at once. */
+#define SCHED_MAX_ACTIVE     20000
 
 enum dest_state { DEST_NEW, DEST_RESOLVING, DEST_READY, DEST_FAILED };
 
@@ -72,7 +75,9 @@ static struct {
 	uint64_t nmsgs;
 	bool stopping;
 	struct event *stop_timer;
-	struct sched_msg *all; /* every message in memory */
+	struct sched_msg *active;  /* messages in a round (with r) */
+	unsigned nactive, nloading;
+	struct sched_msg *waiting; /* due, held back by max_active (FIFO) */
 	struct outcome_pattern *patterns; /* per destination config: built
 					     lazily, see sched_patterns() */
 } S;
@@ -175,17 +180,15 @@ sched_pool_for(const struct queue_envelope *env)
 }
 
 static struct sched_msg *
-sched_msg_new(void)
+sched_msg_new(uint64_t id, int64_t due)
 {
 	struct sched_msg *m = calloc(1, sizeof(*m));
 
 	if (m != NULL) {
-		m->heap_idx = SIZE_MAX;
+		m->id = id;
+		m->due_ms = due;
+		m->heap_idx = UINT32_MAX;
 		S.nmsgs++;
-		m->all_next = S.all;
-		if (S.all != NULL)
-			S.all->all_prev = m;
-		S.all = m;
 	}
 	return m;
 }
@@ -193,31 +196,58 @@ sched_msg_new(void)
 static void
 sched_msg_free(struct sched_msg *m)
 {
-	uint32_t i;
-
-	if (m->reply != NULL)
-		for (i = 0; i < m->env.nrcpts; i++)
-			free(m->reply[i]);
-	free(m->reply);
-	free(m->round_bounced);
-	free(m->body);
-	queue_envelope_clear(&m->env);
-	if (m->all_prev != NULL)
-		m->all_prev->all_next = m->all_next;
-	else
-		S.all = m->all_next;
-	if (m->all_next != NULL)
-		m->all_next->all_prev = m->all_prev;
 	free(m);
 	S.nmsgs--;
 }
 
-static void
-sched_body_drop(struct sched_msg *m)
+/* Give M a round: ENV (moved in, zeroed at the source) and BODY (owned). */
+static int
+sched_round_new(struct sched_msg *m, struct queue_envelope *env,
+    uint8_t *body, size_t body_len)
 {
-	free(m->body);
-	m->body = NULL;
-	m->body_len = 0;
+	struct sched_round *r = calloc(1, sizeof(*r));
+
+	if (r == NULL)
+		return -1;
+	r->env = *env;
+	memset(env, 0, sizeof(*env));
+	r->body = body;
+	r->body_len = body_len;
+	r->pool = sched_pool_for(&r->env);
+	m->r = r;
+	r->next = S.active;
+	if (S.active != NULL)
+		S.active->r->prev = m;
+	S.active = m;
+	S.nactive++;
+	return 0;
+}
+
+/* The round is over: drop everything but the stub. */
+static void
+sched_round_free(struct sched_msg *m)
+{
+	struct sched_round *r = m->r;
+	uint32_t i;
+
+	if (r == NULL)
+		return;
+	if (r->remote != NULL)
+		for (i = 0; i < r->env.nrcpts; i++)
+			free(r->remote[i]);
+	free(r->remote);
+	free(r->bounced);
+	free(r->body);
+	queue_envelope_clear(&r->env);
+	if (r->prev != NULL)
+		r->prev->r->next = r->next;
+	else
+		S.active = r->next;
+	if (r->next != NULL)
+		r->next->r->prev = r->prev;
+	free(r);
+	m->r = NULL;
+	S.nactive--;
 }
 
 /* Retry heap (min-heap on next_attempt_ms) ------------------------------ */
@@ -225,7 +255,7 @@ sched_body_drop(struct sched_msg *m)
 static bool
 sched_heap_less(size_t a, size_t b)
 {
-	return S.heap[a]->env.next_attempt_ms < S.heap[b]->env.next_attempt_ms;
+	return S.heap[a]->due_ms < S.heap[b]->due_ms;
 }
 
 static void
@@ -235,8 +265,8 @@ sched_heap_swap(size_t a, size_t b)
 
 	S.heap[a] = S.heap[b];
 	S.heap[b] = t;
-	S.heap[a]->heap_idx = a;
-	S.heap[b]->heap_idx = b;
+	S.heap[a]->heap_idx = (uint32_t)a;
+	S.heap[b]->heap_idx = (uint32_t)b;
 }
 
 static void
@@ -272,8 +302,7 @@ sched_retry_arm(void)
 		evtimer_del(S.retry_timer);
 		return;
 	}
-	sched_timer_ms(S.retry_timer,
-	    S.heap[0]->env.next_attempt_ms - sched_now_ms());
+	sched_timer_ms(S.retry_timer, S.heap[0]->due_ms - sched_now_ms());
 }
 
 static void
@@ -281,7 +310,7 @@ sched_heap_push(struct sched_msg *m)
 {
 	struct sched_msg **nh;
 
-	if (m->heap_idx != SIZE_MAX)
+	if (m->heap_idx != UINT32_MAX)
 		return;
 	if (S.nheap == S.capheap) {
 		size_t cap = S.capheap ? S.capheap * 2 : 1024;
@@ -292,7 +321,7 @@ sched_heap_push(struct sched_msg *m)
 		S.capheap = cap;
 	}
 	S.heap[S.nheap] = m;
-	m->heap_idx = S.nheap++;
+	m->heap_idx = (uint32_t)S.nheap++;
 	sched_heap_up(m->heap_idx);
 	if (m->heap_idx == 0)
 		sched_retry_arm();
@@ -309,10 +338,11 @@ sched_heap_pop(void)
 		S.heap[0]->heap_idx = 0;
 		sched_heap_down(0);
 	}
-	m->heap_idx = SIZE_MAX;
+	m->heap_idx = UINT32_MAX;
 	return m;
 }
 
+/* Start the rounds that are due, as far as SCHED_MAX_ACTIVE allows. */
 static void
 sched_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -322,13 +352,27 @@ sched_retry_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	(void)arg;
-	while (S.nheap > 0 && S.heap[0]->env.next_attempt_ms <= now &&
-	    n++ < SCHED_ROUND_BATCH && !S.stopping)
+	while (S.nheap > 0 && S.heap[0]->due_ms <= now &&
+	    n++ < SCHED_ROUND_BATCH && !S.stopping &&
+	    S.nactive + S.nloading < SCHED_MAX_ACTIVE)
 		sched_round_start(sched_heap_pop());
-	if (S.nheap > 0 && S.heap[0]->env.next_attempt_ms <= now)
+	if (S.nheap > 0 && S.heap[0]->due_ms <= now &&
+	    S.nactive + S.nloading < SCHED_MAX_ACTIVE)
 		sched_timer_ms(S.retry_timer, 0); /* yield, then go on */
+	else if (S.nheap > 0 && S.heap[0]->due_ms <= now)
+		; /* a settling round re-arms (sched_round_done) */
 	else
 		sched_retry_arm();
+}
+
+/* A round ended (or a load failed): room for a due one. */
+static void
+sched_round_done(void)
+{
+	if (!S.stopping && S.nheap > 0 &&
+	    S.heap[0]->due_ms <= sched_now_ms() &&
+	    S.nactive + S.nloading < SCHED_MAX_ACTIVE)
+		sched_timer_ms(S.retry_timer, 0);
 }
 
 /* Queue writes ---------------------------------------------------------- */
@@ -358,8 +402,9 @@ sched_on_written(void *arg)
 			  "it was on disk and is retried)",
 		    qid, w->op->err);
 	if (m != NULL) {
-		m->writing = false;
-		if (m->deleted && m->inflight == 0 && m->loading == 0)
+		m->writes--;
+		if ((m->flags & SM_DELETED) && m->writes == 0 &&
+		    !(m->flags & SM_LOADING) && m->r == NULL)
 			sched_msg_free(m);
 	}
 	queue_op_free(w->op);
@@ -375,7 +420,7 @@ sched_write(struct sched_msg *m, enum queue_op_kind kind, int64_t old_due)
 	struct queue_op *op = queue_op_new(kind);
 
 	if (w == NULL || op == NULL ||
-	    sched_env_copy(&op->env, &m->env) != 0) {
+	    sched_env_copy(&op->env, &m->r->env) != 0) {
 		/* The state stays as it is on disk: the message is retried
 		 * from there after a restart.  Better than crashing. */
 		log_warnx("out of memory writing a queue update");
@@ -387,7 +432,7 @@ sched_write(struct sched_msg *m, enum queue_op_kind kind, int64_t old_due)
 	op->old_due_ms = old_due;
 	w->op = op;
 	w->msg = m;
-	m->writing = true;
+	m->writes++;
 	S.writes++;
 	queue_submit(S.queue, op, sched_write_done_cb, w);
 }
@@ -437,25 +482,25 @@ sched_dsn(struct sched_msg *m)
 	int64_t now = sched_now_ms();
 	unsigned i;
 
-	if (m->env.sender == NULL || m->env.sender[0] == '\0' ||
-	    (m->env.flags & QUEUE_F_DSN) || m->nround_bounced == 0)
+	if (m->r->env.sender == NULL || m->r->env.sender[0] == '\0' ||
+	    (m->r->env.flags & QUEUE_F_DSN) || m->r->nbounced == 0)
 		return;
-	br = calloc(m->nround_bounced, sizeof(*br));
-	st = calloc(m->nround_bounced, sizeof(*st));
+	br = calloc(m->r->nbounced, sizeof(*br));
+	st = calloc(m->r->nbounced, sizeof(*st));
 	if (br == NULL || st == NULL) {
 		free(br);
 		free(st);
 		return;
 	}
 	queue_id_format(m->id, qid);
-	for (i = 0; i < m->nround_bounced; i++) {
-		const struct queue_rcpt *r = &m->env.rcpts[m->round_bounced[i]];
+	for (i = 0; i < m->r->nbounced; i++) {
+		const struct queue_rcpt *r = &m->r->env.rcpts[m->r->bounced[i]];
 		const char *text = r->last_reply ? r->last_reply : "";
 
 		br[i].addr = r->addr;
 		br[i].code = r->last_code >= 200 ? r->last_code : 0;
 		br[i].diag = text;
-		br[i].remote_mta = m->reply ? m->reply[m->round_bounced[i]]
+		br[i].remote_mta = m->r->remote ? m->r->remote[m->r->bounced[i]]
 					    : NULL;
 		/* The status: the reply's enhanced code, else by state. */
 		br[i].status = r->state == QR_EXPIRED ? "4.4.7" : "5.0.0";
@@ -472,15 +517,15 @@ sched_dsn(struct sched_msg *m)
 	memset(&in, 0, sizeof(in));
 	in.hostname = S.conf->hostname;
 	in.qid = qid;
-	in.sender = m->env.sender;
-	in.arrival_ms = m->env.created_ms;
+	in.sender = m->r->env.sender;
+	in.arrival_ms = m->r->env.created_ms;
 	in.rcpts = br;
-	in.nrcpts = m->nround_bounced;
-	if (m->body != NULL) {
-		in.headers = m->body;
-		in.headers_len = bounce_headers_len(m->body, m->body_len);
+	in.nrcpts = m->r->nbounced;
+	if (m->r->body != NULL) {
+		in.headers = m->r->body;
+		in.headers_len = bounce_headers_len(m->r->body, m->r->body_len);
 	}
-	in.reason = m->env.rcpts[m->round_bounced[0]].state == QR_EXPIRED
+	in.reason = m->r->env.rcpts[m->r->bounced[0]].state == QR_EXPIRED
 	    ? "delivery was given up after the maximum time in the queue"
 	    : "the receiving server refused it permanently";
 	op = queue_op_new(QOP_INSERT);
@@ -495,8 +540,8 @@ sched_dsn(struct sched_msg *m)
 	op->env.id = queue_id_next(S.queue);
 	op->env.created_ms = op->env.next_attempt_ms = now;
 	op->env.flags = QUEUE_F_DSN;
-	for (i = 0; m->env.sender[i] != '\0'; i++)
-		if ((unsigned char)m->env.sender[i] >= 0x80)
+	for (i = 0; m->r->env.sender[i] != '\0'; i++)
+		if ((unsigned char)m->r->env.sender[i] >= 0x80)
 			op->env.flags |= QUEUE_F_SMTPUTF8 | QUEUE_F_8BITMIME;
 	for (i = 0; i < op->body_len; i++)
 		if (op->body[i] >= 0x80) {
@@ -513,7 +558,7 @@ sched_dsn(struct sched_msg *m)
 	    op->env.helo == NULL || op->env.rcpts == NULL)
 		goto oom;
 	op->env.nrcpts = 1;
-	if ((op->env.rcpts[0].addr = strdup(m->env.sender)) == NULL)
+	if ((op->env.rcpts[0].addr = strdup(m->r->env.sender)) == NULL)
 		goto oom;
 	w->op = op;
 	S.writes++;
@@ -551,51 +596,49 @@ sched_retry_delay_ms(unsigned attempts)
 	    UINT32_MAX ? UINT32_MAX : jit * 2 + 1));
 }
 
-/* Every job of M's round is back: write down what happened, once. */
+/* Every job of M's round is back: write down what happened, once, and
+ * drop the round (envelope, body) from memory. */
 static void
 sched_settle(struct sched_msg *m)
 {
-	int64_t now = sched_now_ms(), old_due = m->env.next_attempt_ms;
-	int64_t expiry = m->env.created_ms + (int64_t)S.conf->delivery.max_age_ms;
+	struct queue_envelope *env = &m->r->env;
+	int64_t now = sched_now_ms(), old_due = m->due_ms;
+	int64_t expiry = env->created_ms + (int64_t)S.conf->delivery.max_age_ms;
 	unsigned pending = 0, attempts = 0;
 	char qid[QUEUE_ID_HEX_BYTES];
 	uint32_t i;
 
 	sched_dsn(m);
-	for (i = 0; i < m->env.nrcpts; i++) {
-		if (m->env.rcpts[i].state != QR_PENDING)
+	for (i = 0; i < env->nrcpts; i++) {
+		if (env->rcpts[i].state != QR_PENDING)
 			continue;
 		pending++;
-		if (m->env.rcpts[i].attempts > attempts)
-			attempts = m->env.rcpts[i].attempts;
+		if (env->rcpts[i].attempts > attempts)
+			attempts = env->rcpts[i].attempts;
 	}
-	free(m->round_bounced);
-	m->round_bounced = NULL;
-	m->nround_bounced = 0;
-	if (m->reply != NULL) {
-		for (i = 0; i < m->env.nrcpts; i++)
-			free(m->reply[i]);
-		free(m->reply);
-		m->reply = NULL;
-	}
-	sched_body_drop(m);
 	queue_id_format(m->id, qid);
 	if (pending == 0) {
 		log_debug("%s done: removed from the queue", qid);
-		m->deleted = true;
+		env->next_attempt_ms = old_due;
+		m->flags |= SM_DELETED;
 		sched_write(m, QOP_DELETE, old_due);
-		if (!m->writing)
+		sched_round_free(m);
+		if (m->writes == 0)
 			sched_msg_free(m);
+		sched_round_done();
 		return;
 	}
-	m->env.next_attempt_ms = now + (int64_t)sched_retry_delay_ms(attempts);
-	if (m->env.next_attempt_ms > expiry)
-		m->env.next_attempt_ms = expiry > now ? expiry : now;
+	m->due_ms = now + (int64_t)sched_retry_delay_ms(attempts);
+	if (m->due_ms > expiry)
+		m->due_ms = expiry > now ? expiry : now;
+	env->next_attempt_ms = m->due_ms;
 	log_debug("%s %u recipient(s) deferred; next attempt in %" PRId64
 		  " s",
-	    qid, pending, (m->env.next_attempt_ms - now + 999) / 1000);
+	    qid, pending, (m->due_ms - now + 999) / 1000);
 	sched_write(m, QOP_UPDATE, old_due);
+	sched_round_free(m);
 	sched_heap_push(m);
+	sched_round_done();
 }
 
 /* Record one recipient's result. */
@@ -604,7 +647,7 @@ sched_rcpt_result(struct sched_msg *m, uint32_t ri,
     const struct sched_rcpt_result *r, const struct outcome *o,
     const char *remote)
 {
-	struct queue_rcpt *rc = &m->env.rcpts[ri];
+	struct queue_rcpt *rc = &m->r->env.rcpts[ri];
 	uint32_t *nb;
 
 	if (r->stage != OS_LOCAL || r->code != 0)
@@ -613,11 +656,11 @@ sched_rcpt_result(struct sched_msg *m, uint32_t ri,
 	free(rc->last_reply);
 	rc->last_reply = r->text != NULL ? strdup(r->text) : NULL;
 	if (remote != NULL && remote[0] != '\0') {
-		if (m->reply == NULL)
-			m->reply = calloc(m->env.nrcpts, sizeof(*m->reply));
-		if (m->reply != NULL) {
-			free(m->reply[ri]);
-			m->reply[ri] = strdup(remote);
+		if (m->r->remote == NULL)
+			m->r->remote = calloc(m->r->env.nrcpts, sizeof(*m->r->remote));
+		if (m->r->remote != NULL) {
+			free(m->r->remote[ri]);
+			m->r->remote[ri] = strdup(remote);
 		}
 	}
 	switch (o->action) {
@@ -628,11 +671,11 @@ sched_rcpt_result(struct sched_msg *m, uint32_t ri,
 	case OA_BOUNCE:
 		rc->state = QR_BOUNCED;
 		STATS_INC(bounced);
-		nb = realloc(m->round_bounced,
-		    (m->nround_bounced + 1) * sizeof(*nb));
+		nb = realloc(m->r->bounced,
+		    (m->r->nbounced + 1) * sizeof(*nb));
 		if (nb != NULL) {
-			m->round_bounced = nb;
-			m->round_bounced[m->nround_bounced++] = ri;
+			m->r->bounced = nb;
+			m->r->bounced[m->r->nbounced++] = ri;
 		}
 		break;
 	case OA_DEFER:
@@ -822,7 +865,7 @@ sched_job_results(struct sched_job *job)
 	if (again != NULL) {
 		/* Same round: the message does not settle yet. */
 		again->path = p;
-		m->inflight++;
+		m->r->inflight++;
 		if (p != NULL) {
 			again->next = p->head;
 			p->head = again;
@@ -831,9 +874,9 @@ sched_job_results(struct sched_job *job)
 			p->njobs++;
 		}
 	}
-	m->inflight--;
+	m->r->inflight--;
 	sched_job_free(job);
-	if (m->inflight == 0)
+	if (m->r->inflight == 0)
 		sched_settle(m);
 	/* Last: pausing defers what is queued on P, other messages too. */
 	if (p != NULL && suspend)
@@ -1136,7 +1179,7 @@ sched_dest_route_job(struct sched_dest *d, struct sched_job *job)
 {
 	struct sched_path *p;
 
-	p = sched_path_get(d->site, job->msg->pool, d->cfg);
+	p = sched_path_get(d->site, job->msg->r->pool, d->cfg);
 	if (p == NULL) {
 		sched_job_fail(job, OS_LOCAL, 451, "4.3.0 out of memory");
 		return;
@@ -1339,6 +1382,7 @@ sched_dest_submit(struct sched_dest *d, struct sched_job *job)
 struct sched_load {
 	struct sched_msg *msg;
 	int status;
+	struct queue_envelope env;
 	uint8_t *buf;
 	size_t len, cap;
 };
@@ -1364,20 +1408,21 @@ sched_load_chunk(const uint8_t *data, size_t len, void *arg)
 	return 0;
 }
 
-/* Worker thread: read and decrypt the body from the queue. */
+/* Worker thread: read and decrypt the envelope and body from the queue. */
 static void
 sched_load_run(void *arg)
 {
 	struct sched_load *l = arg;
-	char err[200];
+	char err[200], qid[QUEUE_ID_HEX_BYTES];
 
-	l->status = queue_body_read(S.queue, l->msg->id, sched_load_chunk, l,
-	    err, sizeof(err));
+	l->status = queue_envelope_get(S.queue, l->msg->id, &l->env, err,
+	    sizeof(err));
+	if (l->status == 0)
+		l->status = queue_body_read(S.queue, l->msg->id,
+		    sched_load_chunk, l, err, sizeof(err));
 	if (l->status != 0) {
-		char qid[QUEUE_ID_HEX_BYTES];
-
 		queue_id_format(l->msg->id, qid);
-		log_warnx("%s body could not be read: %s", qid,
+		log_warnx("%s could not be read from the queue: %s", qid,
 		    l->status == 1 ? "not found" : err);
 	}
 }
@@ -1387,24 +1432,35 @@ sched_load_done(void *arg)
 {
 	struct sched_load *l = arg;
 	struct sched_msg *m = l->msg;
+	int status = l->status;
 
-	m->loading--;
-	if (l->status == 0) {
-		m->body = l->buf;
-		m->body_len = l->len;
-	} else {
-		free(l->buf);
-	}
+	m->flags &= ~SM_LOADING;
+	S.nloading--;
+	if (status == 0 && !(m->flags & SM_DELETED) &&
+	    sched_round_new(m, &l->env, l->buf, l->len) == 0)
+		l->buf = NULL;
+	else
+		status = status ? status : -1;
+	queue_envelope_clear(&l->env);
+	free(l->buf);
 	free(l);
-	if (m->deleted) {
-		if (!m->writing && m->inflight == 0)
+	if (m->flags & SM_DELETED) {
+		if (m->writes == 0 && m->r == NULL)
 			sched_msg_free(m);
+		sched_round_done();
 		return;
 	}
-	if (m->body == NULL) {
-		/* Unreadable: try again later rather than lose it. */
-		m->env.next_attempt_ms = sched_now_ms() + 60000;
+	if (status == 1) {
+		/* Gone from the queue (deleted behind our back): forget it. */
+		sched_msg_free(m);
+		sched_round_done();
+		return;
+	}
+	if (status != 0) {
+		/* Unreadable now: try again later rather than lose it. */
+		m->due_ms = sched_now_ms() + 60000;
 		sched_heap_push(m);
+		sched_round_done();
 		return;
 	}
 	sched_round_start(m);
@@ -1417,10 +1473,10 @@ sched_expire(struct sched_msg *m, int64_t now)
 	uint32_t i, *nb;
 	bool any = false;
 
-	if (now < m->env.created_ms + (int64_t)S.conf->delivery.max_age_ms)
+	if (now < m->r->env.created_ms + (int64_t)S.conf->delivery.max_age_ms)
 		return false;
-	for (i = 0; i < m->env.nrcpts; i++) {
-		struct queue_rcpt *r = &m->env.rcpts[i];
+	for (i = 0; i < m->r->env.nrcpts; i++) {
+		struct queue_rcpt *r = &m->r->env.rcpts[i];
 		char text[400];
 
 		if (r->state != QR_PENDING)
@@ -1432,11 +1488,11 @@ sched_expire(struct sched_msg *m, int64_t now)
 		r->last_reply = strdup(text);
 		r->state = QR_EXPIRED;
 		STATS_INC(expired);
-		nb = realloc(m->round_bounced,
-		    (m->nround_bounced + 1) * sizeof(*nb));
+		nb = realloc(m->r->bounced,
+		    (m->r->nbounced + 1) * sizeof(*nb));
 		if (nb != NULL) {
-			m->round_bounced = nb;
-			m->round_bounced[m->nround_bounced++] = i;
+			m->r->bounced = nb;
+			m->r->bounced[m->r->nbounced++] = i;
 		}
 		any = true;
 	}
@@ -1445,7 +1501,7 @@ sched_expire(struct sched_msg *m, int64_t now)
 
 		queue_id_format(m->id, qid);
 		log_info("%s expired after %" PRIu64 " s in the queue", qid,
-		    (uint64_t)(now - m->env.created_ms) / 1000);
+		    (uint64_t)(now - m->r->env.created_ms) / 1000);
 	}
 	return any;
 }
@@ -1478,18 +1534,25 @@ sched_round_start(struct sched_msg *m)
 	uint32_t i, j, n;
 	unsigned per, k;
 
-	if (S.stopping || (m->env.flags & QUEUE_F_HELD)) {
-		if (S.stopping)
-			sched_heap_push(m);
+	if (S.stopping) {
+		if (m->r != NULL)
+			sched_round_free(m);
+		sched_heap_push(m);
 		return;
 	}
-	if (m->body == NULL) {
+	if (m->flags & SM_HELD) {
+		if (m->r != NULL)
+			sched_round_free(m);
+		return;
+	}
+	if (m->r == NULL) {
 		struct sched_load *l = calloc(1, sizeof(*l));
 
 		if (l == NULL)
 			goto later;
 		l->msg = m;
-		m->loading++;
+		m->flags |= SM_LOADING;
+		S.nloading++;
 		worker_submit(S.loop, sched_load_run, sched_load_done, l);
 		return;
 	}
@@ -1498,17 +1561,17 @@ sched_round_start(struct sched_msg *m)
 		return;
 	}
 	/* Pending recipients, grouped by domain. */
-	if ((pend = malloc((m->env.nrcpts + 1) * sizeof(*pend))) == NULL)
+	if ((pend = malloc((m->r->env.nrcpts + 1) * sizeof(*pend))) == NULL)
 		goto later;
-	for (i = n = 0; i < m->env.nrcpts; i++) {
-		if (m->env.rcpts[i].state != QR_PENDING)
+	for (i = n = 0; i < m->r->env.nrcpts; i++) {
+		if (m->r->env.rcpts[i].state != QR_PENDING)
 			continue;
-		sched_rcpt_domain(m->env.rcpts[i].addr, pend[n].domain,
+		sched_rcpt_domain(m->r->env.rcpts[i].addr, pend[n].domain,
 		    sizeof(pend[n].domain));
 		pend[n++].idx = i;
 	}
 	qsort(pend, n, sizeof(*pend), sched_pending_cmp);
-	m->inflight++; /* hold the round open while jobs are made */
+	m->r->inflight++; /* hold the round open while jobs are made */
 	for (i = 0; i < n; i = j) {
 		for (j = i; j < n && strcmp(pend[j].domain, pend[i].domain) == 0;
 		     j++)
@@ -1530,17 +1593,19 @@ sched_round_start(struct sched_msg *m)
 			while (k < j && c < per)
 				job->rcpt[c++] = pend[k++].idx;
 			job->nrcpt = c;
-			m->inflight++;
+			m->r->inflight++;
 			sched_dest_submit(d, job);
 		}
 	}
 	free(pend);
-	if (--m->inflight == 0)
+	if (--m->r->inflight == 0)
 		sched_settle(m);
 	return;
 later:
 	log_warnx("out of memory starting a delivery round; retrying later");
-	m->env.next_attempt_ms = now + 60000;
+	if (m->r != NULL)
+		sched_round_free(m);
+	m->due_ms = now + 60000;
 	sched_heap_push(m);
 }
 
@@ -1550,22 +1615,28 @@ static void
 sched_on_new(void *arg)
 {
 	struct queue_op *op = arg;
-	struct sched_msg *m = sched_msg_new();
+	struct sched_msg *m = sched_msg_new(op->env.id,
+	    op->env.next_attempt_ms);
 
-	if (m == NULL) {
+	if (m == NULL || sched_round_new(m, &op->env, op->body,
+			     op->body_len) != 0) {
 		/* It is safe on disk: the next start picks it up. */
 		log_warnx("out of memory scheduling a new message");
+		if (m != NULL)
+			sched_msg_free(m);
 		queue_op_free(op);
 		return;
 	}
-	m->id = op->env.id;
-	m->env = op->env;
-	memset(&op->env, 0, sizeof(op->env));
-	m->body = op->body;
-	m->body_len = op->body_len;
 	op->body = NULL;
 	queue_op_free(op);
-	m->pool = sched_pool_for(&m->env);
+	if (S.stopping || S.nactive + S.nloading > SCHED_MAX_ACTIVE) {
+		/* Over the limit: wait in the heap, due now, without the
+		 * round (it is read back from the queue when its turn
+		 * comes). */
+		sched_round_free(m);
+		sched_heap_push(m);
+		return;
+	}
 	sched_round_start(m);
 }
 
@@ -1576,24 +1647,23 @@ sched_message_add(struct queue_op *op)
 }
 
 static int
-sched_walk_cb(const struct queue_envelope *env, void *arg)
+sched_walk_cb(int64_t due_ms, uint64_t id, unsigned flags, void *arg)
 {
-	struct sched_msg *m = sched_msg_new();
+	struct sched_msg *m = sched_msg_new(id, due_ms);
 	uint64_t *n = arg;
 
-	if (m == NULL || sched_env_copy(&m->env, env) != 0) {
-		if (m != NULL)
-			sched_msg_free(m);
+	if (m == NULL)
 		return -1;
-	}
-	m->id = env->id;
-	m->pool = sched_pool_for(&m->env);
-	if (!(m->env.flags & QUEUE_F_HELD))
+	if (flags & QUEUE_F_HELD)
+		m->flags |= SM_HELD; /* known, not scheduled */
+	else
 		sched_heap_push(m);
 	(*n)++;
 	return 0;
 }
 
+/* Start-up: the schedule index only (due time and id: no decryption, no
+ * envelope), so a large queue is ready in moments. */
 static void
 sched_load_queue(void *arg)
 {
@@ -1602,7 +1672,7 @@ sched_load_queue(void *arg)
 	int rc;
 
 	(void)arg;
-	rc = queue_walk(S.queue, sched_walk_cb, &n, err, sizeof(err));
+	rc = queue_sched_walk(S.queue, sched_walk_cb, &n, err, sizeof(err));
 	if (rc != 0)
 		log_warnx("queue scan stopped after %" PRIu64 " messages: %s",
 		    n, rc == -1 ? err : "out of memory");
@@ -1784,8 +1854,14 @@ sched_free(void)
 	}
 	htab_free(&S.dests);
 	htab_free(&S.sites);
-	while (S.all != NULL)
-		sched_msg_free(S.all);
+	while (S.active != NULL) {
+		struct sched_msg *m = S.active;
+
+		sched_round_free(m);
+		sched_msg_free(m);
+	}
+	while (S.nheap > 0)
+		sched_msg_free(sched_heap_pop());
 	free(S.heap);
 	if (S.retry_timer != NULL)
 		event_free(S.retry_timer);

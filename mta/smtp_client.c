@@ -813,7 +813,7 @@ sc_send_next(struct smtp_client *c)
 {
 	struct sched_job *job = c->job;
 	struct sched_msg *m = job->msg;
-	const struct queue_envelope *env = &m->env;
+	const struct queue_envelope *env = &m->r->env;
 	unsigned n = job->nrcpt;
 
 	while (c->sent < c->ncmds) {
@@ -822,7 +822,7 @@ sc_send_next(struct smtp_client *c)
 		if (i == 0) {
 			sc_write(c, "MAIL FROM:<%s>", env->sender);
 			if (c->caps & CAP_SIZE)
-				sc_write(c, " SIZE=%zu", m->body_len);
+				sc_write(c, " SIZE=%zu", m->r->body_len);
 			if ((env->flags & QUEUE_F_8BITMIME) &&
 			    (c->caps & CAP_8BITMIME))
 				sc_write(c, " BODY=8BITMIME");
@@ -833,16 +833,16 @@ sc_send_next(struct smtp_client *c)
 			sc_write(c, "RCPT TO:<%s>\r\n",
 			    env->rcpts[job->rcpt[i - 1]].addr);
 		} else if (i == n + 1 && c->bdat) {
-			sc_write(c, "BDAT %zu LAST\r\n", m->body_len);
-			evbuffer_add(bufferevent_get_output(c->bev), m->body,
-			    m->body_len);
+			sc_write(c, "BDAT %zu LAST\r\n", m->r->body_len);
+			evbuffer_add(bufferevent_get_output(c->bev), m->r->body,
+			    m->r->body_len);
 		} else if (i == n + 1) {
 			sc_write(c, "DATA\r\n");
 		} else {
 			/* EOM: only once DATA got its 354. */
 			if (c->replied < n + 2)
 				return;
-			sc_write_body_data(c, m->body, m->body_len);
+			sc_write_body_data(c, m->r->body, m->r->body_len);
 		}
 		c->sent++;
 		/* Without PIPELINING, one command at a time; with it, up to
@@ -867,7 +867,7 @@ static void
 smtp_client_start(struct smtp_client *c, struct sched_job *job)
 {
 	struct sched_msg *m = job->msg;
-	const struct queue_envelope *env = &m->env;
+	const struct queue_envelope *env = &m->r->env;
 	char why[200];
 
 	c->job = job;
@@ -890,9 +890,9 @@ smtp_client_start(struct smtp_client *c, struct sched_job *job)
 		return;
 	}
 	if ((c->caps & CAP_SIZE) && c->size_max > 0 &&
-	    m->body_len > c->size_max) {
+	    m->r->body_len > c->size_max) {
 		snprintf(why, sizeof(why), "5.3.4 message size %zu exceeds the "
-		    "receiving host's limit of %" PRIu64, m->body_len,
+		    "receiving host's limit of %" PRIu64, m->r->body_len,
 		    c->size_max);
 		sc_result_rest(job, OS_LOCAL, 554, why);
 		sc_job_finish(c);

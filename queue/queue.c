@@ -354,12 +354,18 @@ queue_body_del(struct queue *q, MDB_txn *txn, uint64_t id)
  * entry is tolerated: the entry written next is the right one. */
 static int
 queue_sched_set(struct queue *q, MDB_txn *txn, int64_t due, uint64_t id,
-		bool put)
+		bool put, uint32_t flags)
 {
-	uint8_t k[QUEUE_SCHED_KEY_BYTES];
+	uint8_t k[QUEUE_SCHED_KEY_BYTES], v = 0;
 	MDB_val key = { sizeof(k), k }, val = { 0, NULL };
 	int rc;
 
+	/* The value is the held bit only: nothing secret in "sched". */
+	if (flags & QUEUE_F_HELD) {
+		v = 1;
+		val.mv_size = 1;
+		val.mv_data = &v;
+	}
 	queue_sched_key(k, due, id);
 	if (put)
 		return mdb_put(txn, q->db_sched, &key, &val, 0);
@@ -403,7 +409,7 @@ queue_op_apply(struct queue *q, MDB_txn *txn, struct queue_op *op,
 			return rc;
 		*what = "mdb_del(sched)";
 		return queue_sched_set(q, txn, op->env.next_attempt_ms,
-				       op->env.id, false);
+				       op->env.id, false, 0);
 	}
 	*what = "mdb_put(env)";
 	val.mv_data = ((struct queue_sealed *)op->sealed)->buf;
@@ -424,12 +430,12 @@ queue_op_apply(struct queue *q, MDB_txn *txn, struct queue_op *op,
 	} else {
 		*what = "mdb_del(sched)";
 		if ((rc = queue_sched_set(q, txn, op->old_due_ms, op->env.id,
-					  false)) != 0)
+					  false, 0)) != 0)
 			return rc;
 	}
 	*what = "mdb_put(sched)";
 	return queue_sched_set(q, txn, op->env.next_attempt_ms, op->env.id,
-			       true);
+			       true, op->env.flags);
 }
 
 /*
@@ -1068,6 +1074,63 @@ done:
 		mdb_cursor_close(cur);
 	mdb_txn_abort(txn);
 	queue_plain_free(&buf);
+	return ret;
+}
+
+int
+queue_sched_walk(struct queue *q, queue_sched_fn *fn, void *arg, char *err,
+		 size_t errlen)
+{
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	MDB_val key, val;
+	MDB_cursor_op how = MDB_FIRST;
+	const uint8_t *k;
+	uint64_t due, id;
+	int rc, ret = -1, i;
+
+	if (queue_txn_read(q, &txn, err, errlen) != 0)
+		return -1;
+	if ((rc = mdb_cursor_open(txn, q->db_sched, &cur)) != 0) {
+		queue_err(err, errlen, "%s: cursor: %s", q->path,
+			  mdb_strerror(rc));
+		goto done;
+	}
+	for (;; how = MDB_NEXT) {
+		if ((rc = mdb_cursor_get(cur, &key, &val, how)) ==
+		    MDB_NOTFOUND) {
+			ret = 0;
+			break;
+		}
+		if (rc != 0) {
+			queue_err(err, errlen, "%s: reading sched: %s",
+				  q->path, mdb_strerror(rc));
+			break;
+		}
+		if (key.mv_size != QUEUE_SCHED_KEY_BYTES) {
+			queue_err(err, errlen, "%s: sched key of %zu bytes",
+				  q->path, key.mv_size);
+			break;
+		}
+		k = key.mv_data;
+		for (due = id = 0, i = 0; i < 8; i++) {
+			due = due << 8 | k[i];
+			id = id << 8 | k[8 + i];
+		}
+		rc = fn((int64_t)due, id,
+			val.mv_size >= 1 && ((const uint8_t *)val.mv_data)[0]
+			    ? QUEUE_F_HELD
+			    : 0,
+			arg);
+		if (rc != 0) {
+			ret = rc;
+			break;
+		}
+	}
+done:
+	if (cur != NULL)
+		mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
 	return ret;
 }
 

@@ -170,6 +170,13 @@ typedef int queue_walk_fn(const struct queue_envelope *env, void *arg);
  * stop (that value is returned).  -1 on error (err set). */
 int queue_walk(struct queue *q, queue_walk_fn *fn, void *arg, char *err,
     size_t errlen);
+/* queue_sched_walk — every entry of the schedule index in due order:
+ * FN(due_ms, id, flags (QUEUE_F_HELD or 0), arg).  No decryption: this is
+ * what start-up reads.  Returns as queue_walk(). */
+typedef int queue_sched_fn(int64_t due_ms, uint64_t id, unsigned flags,
+    void *arg);
+int queue_sched_walk(struct queue *q, queue_sched_fn *fn, void *arg,
+    char *err, size_t errlen);
 /* queue_envelope_get — 0 found (env filled, clear it after), 1 not found,
  * -1 error. */
 int queue_envelope_get(struct queue *q, uint64_t id,

@@ -14,52 +14,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from outpost_test import (SLOW, Daemon, Dns, Sink, check,  # noqa: E402
                           delivery_config, eq, free_port, free_port_on,
-                          run_tests, wait_port)
-
-
-def pipeline(d, rcpts, sender="news@sender.test", per_msg=1):
-    """Submit one message per recipient group over one pipelined session."""
-    s = socket.create_connection(("127.0.0.1", d.port), timeout=30 * SLOW)
-    f = s.makefile("rb")
-
-    def reply():
-        while True:
-            line = f.readline()
-            if not line:
-                raise AssertionError("connection closed")
-            if line[3:4] != b"-":
-                return int(line[:3])
-
-    eq(reply(), 220, "greeting")
-    s.sendall(b"EHLO client.test\r\n")
-    eq(reply(), 250, "EHLO")
-    groups = [rcpts[i:i + per_msg] for i in range(0, len(rcpts), per_msg)]
-    batch = b""
-    for i, g in enumerate(groups):
-        batch += b"MAIL FROM:<%s>\r\n" % sender.encode()
-        for r in g:
-            batch += b"RCPT TO:<%s>\r\n" % r.encode()
-        batch += b"DATA\r\n"
-        batch += (b"From: <%s>\r\nSubject: m%d\r\nMessage-ID: <m%d@x.test>"
-                  b"\r\n\r\nbody %d\r\n.\r\n" % (sender.encode(), i, i, i))
-    s.sendall(batch)
-    for g in groups:
-        eq(reply(), 250, "MAIL")
-        for _ in g:
-            eq(reply(), 250, "RCPT")
-        eq(reply(), 354, "DATA")
-        eq(reply(), 250, "queued")
-    s.sendall(b"QUIT\r\n")
-    s.close()
-
-
-def wait_empty(d, timeout=60):
-    deadline = time.time() + timeout * SLOW
-    while time.time() < deadline:
-        if not d.queue_ids():
-            return
-        time.sleep(0.2)
-    raise AssertionError("queue not empty: %d left" % len(d.queue_ids()))
+                          pipeline, run_tests, wait_empty, wait_port)
 
 
 def test_connection_cap_and_mx_rollup():

@@ -132,6 +132,9 @@ void sched_message_add(struct queue_op *op);
  * those in flight end (or cut them at the deadline); stop the loop once every
  * result is committed. */
 void sched_shutdown(unsigned deadline_ms);
+/* sched_queued — messages the scheduler knows of (waiting or in a round);
+ * main thread after the loop ended, or the loop's thread. */
+uint64_t sched_queued(void);
 /* sched_free — release everything; main thread, after the loop ended. */
 void sched_free(void);
 

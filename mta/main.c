@@ -358,15 +358,21 @@ main(int argc, char *argv[])
 	loop_free(&dloop);
 	queue_stats_get(queue, &qs);
 	queue_close(queue);
-	sched_free();
 	log_info("outpostd stopped: %llu messages accepted in %llu sessions; "
 		 "queue: %llu ops in %llu commits (largest %llu), %.3f ms per "
-		 "commit",
+		 "commit; delivery: %llu delivered, %llu deferred, %llu "
+		 "bounced, %llu expired; queued=%llu",
 	    (unsigned long long)STATS_GET(messages_accepted),
 	    (unsigned long long)STATS_GET(sessions),
 	    (unsigned long long)qs.ops, (unsigned long long)qs.commits,
 	    (unsigned long long)qs.max_batch,
-	    qs.commits ? (double)qs.commit_us_total / qs.commits / 1000 : 0.0);
+	    qs.commits ? (double)qs.commit_us_total / qs.commits / 1000 : 0.0,
+	    (unsigned long long)STATS_GET(delivered),
+	    (unsigned long long)STATS_GET(deferred),
+	    (unsigned long long)STATS_GET(bounced),
+	    (unsigned long long)STATS_GET(expired),
+	    (unsigned long long)sched_queued());
+	sched_free();
 	event_free(ev_term);
 	event_free(ev_int);
 	event_base_free(main_base);

@@ -1806,6 +1806,12 @@ sched_shutdown(unsigned deadline_ms)
 	sched_maybe_stop();
 }
 
+uint64_t
+sched_queued(void)
+{
+	return S.nmsgs;
+}
+
 /* Main thread, after the delivery loop has ended: free everything. */
 void
 sched_free(void)

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -476,6 +477,10 @@ sc_connect_addr(struct smtp_client *c)
 		sc_host_failed(c, OS_CONNECT, 0, err);
 		return;
 	}
+	/* Replies and pipelined commands are small writes; without this,
+	 * Nagle and the peer's delayed ACK stall every TLS transaction. */
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 },
+	    sizeof(int));
 	c->fd = fd;
 	c->bev = bufferevent_socket_new(c->env->loop->base, fd, 0);
 	if (c->bev == NULL) {

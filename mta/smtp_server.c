@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1843,6 +1844,9 @@ smtp_server_accept(struct loop *l, struct smtp_server_listener *li,
 		return;
 	}
 	STATS_INC(sessions);
+	/* Small replies must not wait for the client's delayed ACK. */
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 },
+	    sizeof(int));
 	s->id = ((uint64_t)l->index << 56) |
 	    (atomic_fetch_add(&smtp_session_seq, 1) & 0x00ffffffffffffffull);
 	s->loop = l;

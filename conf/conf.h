@@ -50,7 +50,8 @@ struct conf_pool;
 /* `user "NAME" { password = "$argon2id$…"; sender_domains = { … } }` */
 struct conf_user {
 	char *name;
-	char *password_hash; /* an Argon2id encoded string (crypto_pwhash_str) */
+	char
+	    *password_hash; /* an Argon2id encoded string (crypto_pwhash_str) */
 	char **sender_domains; /* lower-case; "*" = any; NULL-terminated */
 	size_t nsender_domains;
 	const struct conf_pool *pool; /* `pool = "NAME"`; NULL: the default
@@ -58,13 +59,13 @@ struct conf_user {
 };
 
 struct conf_limits {
-	uint64_t max_message_size;       /* bytes, advertised in SIZE */
-	unsigned max_recipients;         /* per transaction */
-	unsigned max_errors;             /* per session, then 421 */
-	unsigned max_sessions;           /* all listeners together */
+	uint64_t max_message_size;        /* bytes, advertised in SIZE */
+	unsigned max_recipients;          /* per transaction */
+	unsigned max_errors;              /* per session, then 421 */
+	unsigned max_sessions;            /* all listeners together */
 	unsigned max_sessions_per_client; /* per client address */
-	unsigned command_timeout_ms;     /* RFC 5321 4.5.3.2: 5 min */
-	unsigned data_timeout_ms;        /* between data chunks: 3 min */
+	unsigned command_timeout_ms;      /* RFC 5321 4.5.3.2: 5 min */
+	unsigned data_timeout_ms;         /* between data chunks: 3 min */
 	unsigned tls_handshake_timeout_ms;
 };
 
@@ -195,11 +196,11 @@ struct conf_route {
 };
 
 struct conf {
-	char *file; /* the file loaded, or "(embedded defaults)" */
-	char *hostname; /* banner and EHLO name */
-	char *data_dir; /* absolute */
-	char *hash_key_file; /* key of the keyed address hash for logs */
-	unsigned smtp_threads; /* I/O loops; resolved (never 0) */
+	char *file;              /* the file loaded, or "(embedded defaults)" */
+	char *hostname;          /* banner and EHLO name */
+	char *data_dir;          /* absolute */
+	char *hash_key_file;     /* key of the keyed address hash for logs */
+	unsigned smtp_threads;   /* I/O loops; resolved (never 0) */
 	unsigned worker_threads; /* CPU pool (Argon2id, signing); resolved */
 
 	struct conf_tls tls;
@@ -288,7 +289,6 @@ const struct conf_route *conf_route_find(const struct conf *c,
 					 const char *domain);
 
 /* conf_addr_parse — "1.2.3.4:25", "[::1]:25".  0 ok, -1 malformed. */
-int conf_addr_parse(const char *s, struct sockaddr_storage *ss,
-    socklen_t *len);
+int conf_addr_parse(const char *s, struct sockaddr_storage *ss, socklen_t *len);
 
 #endif

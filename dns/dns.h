@@ -27,16 +27,17 @@ struct dns_resolver;
 struct dns_query; /* a pending lookup, for dns_cancel() */
 
 struct dns_config {
-	const char *servers;  /* "127.0.0.1:5300,[::1]:5300"; NULL = system */
-	unsigned timeout_ms;  /* per try (default 2000) */
-	unsigned tries;       /* default 2 */
-	unsigned cache_max;   /* entries; 0 = default 100000 */
-	uint32_t min_ttl;     /* clamp positive TTLs up to this (s), default 0 */
-	uint32_t max_ttl;     /* and down to this, default 86400 */
+	const char *servers; /* "127.0.0.1:5300,[::1]:5300"; NULL = system */
+	unsigned timeout_ms; /* per try (default 2000) */
+	unsigned tries;      /* default 2 */
+	unsigned cache_max;  /* entries; 0 = default 100000 */
+	uint32_t min_ttl;    /* clamp positive TTLs up to this (s), default 0 */
+	uint32_t max_ttl;    /* and down to this, default 86400 */
 	uint32_t negative_ttl_max; /* cap for NXDOMAIN/NODATA caching, default
 				      3600; the SOA minimum is used below it */
-	uint32_t tempfail_ttl; /* cache SERVFAIL/timeouts this long, default 5 */
-	bool loopback_only;    /* see above */
+	uint32_t
+	    tempfail_ttl;   /* cache SERVFAIL/timeouts this long, default 5 */
+	bool loopback_only; /* see above */
 };
 
 enum dns_result {
@@ -55,14 +56,15 @@ const char *dns_result_str(enum dns_result r);
  * server list, loopback_only violated, c-ares failure).  Loop thread.
  */
 struct dns_resolver *dns_resolver_new(struct event_base *base,
-    const struct dns_config *cfg, char *err, size_t errlen);
+				      const struct dns_config *cfg, char *err,
+				      size_t errlen);
 /* dns_resolver_free — cancel everything pending (no callbacks), free. */
 void dns_resolver_free(struct dns_resolver *r);
 
 /* MX ------------------------------------------------------------------ */
 
 struct dns_mx_host {
-	char *name;     /* lower-case, no trailing dot */
+	char *name; /* lower-case, no trailing dot */
 	uint16_t pref;
 };
 
@@ -86,12 +88,14 @@ struct dns_mx_reply {
  * valid during the call.  Returns a handle for dns_cancel().  Loop thread.
  */
 struct dns_query *dns_mx_lookup(struct dns_resolver *r, const char *domain,
-    void (*cb)(const struct dns_mx_reply *reply, void *arg), void *arg);
+				void (*cb)(const struct dns_mx_reply *reply,
+					   void *arg),
+				void *arg);
 
 /* Addresses (A and AAAA) ---------------------------------------------- */
 
 struct dns_addr_reply {
-	enum dns_result result; /* DNS_OK when at least one address */
+	enum dns_result result;         /* DNS_OK when at least one address */
 	struct sockaddr_storage *addrs; /* port 0; IPv6 first if any (as
 					   received), then IPv4 */
 	size_t naddrs;
@@ -101,30 +105,33 @@ struct dns_addr_reply {
 
 /* dns_addr_lookup — A and AAAA of HOST (CNAMEs followed; /etc/hosts never
  * read).  FAMILY: AF_UNSPEC, AF_INET or AF_INET6. */
-struct dns_query *dns_addr_lookup(struct dns_resolver *r, const char *host,
-    int family, void (*cb)(const struct dns_addr_reply *reply, void *arg),
-    void *arg);
+struct dns_query *
+dns_addr_lookup(struct dns_resolver *r, const char *host, int family,
+		void (*cb)(const struct dns_addr_reply *reply, void *arg),
+		void *arg);
 
 /* TXT ----------------------------------------------------------------- */
 
 struct dns_txt_reply {
 	enum dns_result result;
-	char **txts;    /* one per TXT record, its character-strings joined */
-	size_t *lens;   /* byte lengths (a TXT may hold NUL bytes) */
+	char **txts;  /* one per TXT record, its character-strings joined */
+	size_t *lens; /* byte lengths (a TXT may hold NUL bytes) */
 	size_t ntxts;
 	uint32_t ttl;
 	char err[128];
 };
 
 struct dns_query *dns_txt_lookup(struct dns_resolver *r, const char *name,
-    void (*cb)(const struct dns_txt_reply *reply, void *arg), void *arg);
+				 void (*cb)(const struct dns_txt_reply *reply,
+					    void *arg),
+				 void *arg);
 
 /* dns_cancel — the callback of Q will not be called.  Q must be pending
  * (not yet called back). */
 void dns_cancel(struct dns_query *q);
 
 struct dns_stats {
-	uint64_t queries;   /* sent to servers */
+	uint64_t queries; /* sent to servers */
 	uint64_t cache_hits;
 	uint64_t cache_misses;
 	uint64_t timeouts;

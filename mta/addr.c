@@ -44,8 +44,8 @@ addr_utf8_len(const unsigned char *p, size_t n)
 /* Local part at P..END: Dot-string or Quoted-string.  Returns its length
  * or 0 when invalid; sets *utf8 when 8-bit bytes were seen. */
 static size_t
-addr_local_part(const unsigned char *p, const unsigned char *end,
-    bool utf8_ok, bool *utf8, enum addr_result *why)
+addr_local_part(const unsigned char *p, const unsigned char *end, bool utf8_ok,
+		bool *utf8, enum addr_result *why)
 {
 	const unsigned char *q = p;
 	size_t u;
@@ -58,7 +58,9 @@ addr_local_part(const unsigned char *p, const unsigned char *end,
 					return 0;
 				q += 2;
 			} else if (*q >= 0x80) {
-				if (!utf8_ok || (u = addr_utf8_len(q, (size_t)(end - q))) == 0) {
+				if (!utf8_ok ||
+				    (u = addr_utf8_len(q, (size_t)(end - q))) ==
+					0) {
 					*why = ADDR_UTF8;
 					return 0;
 				}
@@ -81,7 +83,9 @@ addr_local_part(const unsigned char *p, const unsigned char *end,
 			if (addr_atext(*q)) {
 				q++;
 			} else if (*q >= 0x80) {
-				if (!utf8_ok || (u = addr_utf8_len(q, (size_t)(end - q))) == 0) {
+				if (!utf8_ok ||
+				    (u = addr_utf8_len(q, (size_t)(end - q))) ==
+					0) {
 					*why = ADDR_UTF8;
 					return 0;
 				}
@@ -92,7 +96,8 @@ addr_local_part(const unsigned char *p, const unsigned char *end,
 			}
 		}
 		if (q == atom)
-			return 0; /* empty atom: leading, trailing or double dot */
+			return 0; /* empty atom: leading, trailing or double dot
+				   */
 		if (q < end && *q == '.') {
 			q++;
 			continue;
@@ -104,7 +109,7 @@ addr_local_part(const unsigned char *p, const unsigned char *end,
 /* Domain at P..END (LDH labels, or U-labels with SMTPUTF8). */
 static bool
 addr_domain(const unsigned char *p, const unsigned char *end, bool utf8_ok,
-    bool *utf8, enum addr_result *why)
+	    bool *utf8, enum addr_result *why)
 {
 	const unsigned char *q = p, *label;
 	size_t u;
@@ -114,11 +119,14 @@ addr_domain(const unsigned char *p, const unsigned char *end, bool utf8_ok,
 	for (;;) {
 		label = q;
 		while (q < end && *q != '.') {
-			if ((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') ||
+			if ((*q >= 'a' && *q <= 'z') ||
+			    (*q >= 'A' && *q <= 'Z') ||
 			    (*q >= '0' && *q <= '9') || *q == '-') {
 				q++;
 			} else if (*q >= 0x80) {
-				if (!utf8_ok || (u = addr_utf8_len(q, (size_t)(end - q))) == 0) {
+				if (!utf8_ok ||
+				    (u = addr_utf8_len(q, (size_t)(end - q))) ==
+					0) {
 					*why = ADDR_UTF8;
 					return false;
 				}
@@ -128,7 +136,8 @@ addr_domain(const unsigned char *p, const unsigned char *end, bool utf8_ok,
 				return false;
 			}
 		}
-		if (q == label || q - label > 63 || *label == '-' || q[-1] == '-')
+		if (q == label || q - label > 63 || *label == '-' ||
+		    q[-1] == '-')
 			return false;
 		if (q == end)
 			return true;
@@ -138,7 +147,7 @@ addr_domain(const unsigned char *p, const unsigned char *end, bool utf8_ok,
 
 enum addr_result
 addr_path_parse(const char *s, bool null_ok, bool utf8_ok,
-    struct addr_path *out, const char **rest)
+		struct addr_path *out, const char **rest)
 {
 	const unsigned char *p = (const unsigned char *)s, *close, *at, *end;
 	enum addr_result why = ADDR_SYNTAX;

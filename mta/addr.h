@@ -15,7 +15,7 @@
 
 enum addr_result {
 	ADDR_OK,
-	ADDR_SYNTAX,       /* not a valid path */
+	ADDR_SYNTAX, /* not a valid path */
 	ADDR_TOO_LONG,
 	ADDR_SOURCE_ROUTE, /* <@a,@b:user@c>: refused, never relayed through */
 	ADDR_LITERAL,      /* user@[1.2.3.4]: refused for relay */
@@ -24,10 +24,10 @@ enum addr_result {
 };
 
 struct addr_path {
-	bool null;                     /* <> */
-	char mailbox[ADDR_PATH_MAX + 1]; /* local@domain as written */
+	bool null;                        /* <> */
+	char mailbox[ADDR_PATH_MAX + 1];  /* local@domain as written */
 	char domain[ADDR_DOMAIN_MAX + 1]; /* lower-cased (ASCII) */
-	bool utf8;                     /* holds 8-bit bytes */
+	bool utf8;                        /* holds 8-bit bytes */
 };
 
 /*
@@ -36,7 +36,7 @@ struct addr_path {
  * and domain (SMTPUTF8).  On ADDR_OK, *REST points just after '>'.
  */
 enum addr_result addr_path_parse(const char *s, bool null_ok, bool utf8_ok,
-    struct addr_path *out, const char **rest);
+				 struct addr_path *out, const char **rest);
 
 /* addr_result_str — a short reason for replies and logs. */
 const char *addr_result_str(enum addr_result r);

@@ -52,8 +52,8 @@ auth_init(void)
 	randombytes_buf(auth_cache_key, crypto_generichash_KEYBYTES);
 	randombytes_buf(pw, sizeof(pw));
 	if (crypto_pwhash_str(auth_dummy_hash, pw, sizeof(pw),
-		crypto_pwhash_OPSLIMIT_INTERACTIVE,
-		crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0)
+			      crypto_pwhash_OPSLIMIT_INTERACTIVE,
+			      crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0)
 		return -1;
 	sodium_memzero(pw, sizeof(pw));
 	return 0;
@@ -73,8 +73,8 @@ auth_b64_decode(const char *src, char *dst, size_t dstlen, size_t *outlen)
 		dst[0] = '\0';
 		return 0;
 	}
-	if (sodium_base642bin((unsigned char *)dst, dstlen - 1, src, slen,
-		NULL, &n, &end, sodium_base64_VARIANT_ORIGINAL) != 0 ||
+	if (sodium_base642bin((unsigned char *)dst, dstlen - 1, src, slen, NULL,
+			      &n, &end, sodium_base64_VARIANT_ORIGINAL) != 0 ||
 	    end != src + slen)
 		return -1;
 	dst[n] = '\0';
@@ -84,7 +84,7 @@ auth_b64_decode(const char *src, char *dst, size_t dstlen, size_t *outlen)
 
 int
 auth_plain_split(const char *resp, size_t len, char *user, size_t userlen,
-    char *pass, size_t passlen)
+		 char *pass, size_t passlen)
 {
 	const char *authz = resp, *authc, *pw, *nul;
 	size_t zlen, clen, plen;
@@ -113,19 +113,20 @@ auth_plain_split(const char *resp, size_t len, char *user, size_t userlen,
 
 static void
 auth_digest(const struct auth_request *req, const char *hash,
-    unsigned char out[crypto_generichash_BYTES])
+	    unsigned char out[crypto_generichash_BYTES])
 {
 	crypto_generichash_state st;
 
 	crypto_generichash_init(&st, auth_cache_key,
-	    crypto_generichash_KEYBYTES, crypto_generichash_BYTES);
+				crypto_generichash_KEYBYTES,
+				crypto_generichash_BYTES);
 	crypto_generichash_update(&st, (const unsigned char *)req->user,
-	    strlen(req->user) + 1);
+				  strlen(req->user) + 1);
 	crypto_generichash_update(&st, (const unsigned char *)req->pass,
-	    strlen(req->pass) + 1);
+				  strlen(req->pass) + 1);
 	/* The stored hash too: a changed password invalidates the entry. */
 	crypto_generichash_update(&st, (const unsigned char *)hash,
-	    strlen(hash));
+				  strlen(hash));
 	crypto_generichash_final(&st, out, crypto_generichash_BYTES);
 }
 
@@ -138,8 +139,8 @@ auth_cache_hit(const unsigned char *digest, int64_t now)
 	pthread_mutex_lock(&auth_mu);
 	for (i = 0; i < AUTH_CACHE_SLOTS && !hit; i++)
 		hit = auth_cache[i].expires_ms > now &&
-		    sodium_memcmp(auth_cache[i].digest, digest,
-			crypto_generichash_BYTES) == 0;
+		      sodium_memcmp(auth_cache[i].digest, digest,
+				    crypto_generichash_BYTES) == 0;
 	pthread_mutex_unlock(&auth_mu);
 	return hit;
 }

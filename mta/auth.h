@@ -27,16 +27,15 @@ int auth_init(void);
  * NUL-terminated; the decoded data may itself hold NULs, *OUTLEN says how
  * many).  0 ok, -1 malformed or too long.
  */
-int auth_b64_decode(const char *src, char *dst, size_t dstlen,
-    size_t *outlen);
+int auth_b64_decode(const char *src, char *dst, size_t dstlen, size_t *outlen);
 
 /*
  * auth_plain_split — split a decoded PLAIN response "authzid\0authcid\0passwd"
  * into USER and PASS.  An authzid must be empty or equal authcid.  0 ok, -1
  * malformed.
  */
-int auth_plain_split(const char *resp, size_t len, char *user,
-    size_t userlen, char *pass, size_t passlen);
+int auth_plain_split(const char *resp, size_t len, char *user, size_t userlen,
+		     char *pass, size_t passlen);
 
 struct auth_request {
 	/* in */

@@ -108,15 +108,14 @@ bounce_headers_len(const uint8_t *msg, size_t len)
 	if (len >= 2 && msg[0] == '\r' && msg[1] == '\n')
 		return 2;
 	for (i = 0; i + 3 < len; i++)
-		if (msg[i] == '\r' && msg[i + 1] == '\n' && msg[i + 2] == '\r' &&
-		    msg[i + 3] == '\n')
+		if (msg[i] == '\r' && msg[i + 1] == '\n' &&
+		    msg[i + 2] == '\r' && msg[i + 3] == '\n')
 			return i + 4;
 	return len;
 }
 
 int
-bounce_dsn_build(const struct bounce_input *in, uint8_t **out,
-    size_t *outlen)
+bounce_dsn_build(const struct bounce_input *in, uint8_t **out, size_t *outlen)
 {
 	struct bounce_buf b = { 0 };
 	char date[64], arrival[64], boundary[40];
@@ -133,31 +132,34 @@ bounce_dsn_build(const struct bounce_input *in, uint8_t **out,
 	sodium_bin2hex(boundary, sizeof(boundary), rnd, sizeof(rnd));
 
 	bounce_printf(&b, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n",
-	    in->hostname);
+		      in->hostname);
 	bounce_printf(&b, "To: <%s>\r\n", in->sender);
 	bounce_printf(&b, "Subject: Undelivered Mail Returned to Sender\r\n");
 	bounce_printf(&b, "Date: %s\r\n", date);
 	bounce_printf(&b, "Message-ID: <%s.%lld.dsn@%s>\r\n", in->qid,
-	    (long long)now, in->hostname);
+		      (long long)now, in->hostname);
 	bounce_printf(&b, "Auto-Submitted: auto-replied\r\n");
 	bounce_printf(&b, "MIME-Version: 1.0\r\n");
-	bounce_printf(&b, "Content-Type: multipart/report; "
-			  "report-type=delivery-status;\r\n"
-			  "\tboundary=\"%s\"\r\n",
-	    boundary);
+	bounce_printf(&b,
+		      "Content-Type: multipart/report; "
+		      "report-type=delivery-status;\r\n"
+		      "\tboundary=\"%s\"\r\n",
+		      boundary);
 	bounce_printf(&b, "\r\nThis is a MIME-encapsulated message.\r\n\r\n");
 
 	/* 1. For people. */
-	bounce_printf(&b, "--%s\r\nContent-Type: text/plain; "
-			  "charset=utf-8\r\n\r\n",
-	    boundary);
+	bounce_printf(&b,
+		      "--%s\r\nContent-Type: text/plain; "
+		      "charset=utf-8\r\n\r\n",
+		      boundary);
 	bounce_printf(&b, "This is the mail system at %s.\r\n\r\n",
-	    in->hostname);
-	bounce_printf(&b, "Your message could not be delivered to %s of its "
-			  "recipients:\r\n",
-	    in->nrcpts == 1 ? "one" : "some");
-	bounce_printf(&b, "%s.\r\n\r\n", in->reason ? in->reason
-						   : "permanent failure");
+		      in->hostname);
+	bounce_printf(&b,
+		      "Your message could not be delivered to %s of its "
+		      "recipients:\r\n",
+		      in->nrcpts == 1 ? "one" : "some");
+	bounce_printf(&b, "%s.\r\n\r\n",
+		      in->reason ? in->reason : "permanent failure");
 	for (i = 0; i < in->nrcpts; i++) {
 		const struct bounce_rcpt *r = &in->rcpts[i];
 
@@ -171,9 +173,10 @@ bounce_dsn_build(const struct bounce_input *in, uint8_t **out,
 	}
 
 	/* 2. For machines (RFC 3464). */
-	bounce_printf(&b, "\r\n--%s\r\nContent-Type: "
-			  "message/delivery-status\r\n\r\n",
-	    boundary);
+	bounce_printf(&b,
+		      "\r\n--%s\r\nContent-Type: "
+		      "message/delivery-status\r\n\r\n",
+		      boundary);
 	bounce_printf(&b, "Reporting-MTA: dns; %s\r\n", in->hostname);
 	bounce_printf(&b, "X-Outpost-Queue-ID: %s\r\n", in->qid);
 	bounce_printf(&b, "Arrival-Date: %s\r\n", arrival);
@@ -181,15 +184,16 @@ bounce_dsn_build(const struct bounce_input *in, uint8_t **out,
 		const struct bounce_rcpt *r = &in->rcpts[i];
 
 		bounce_printf(&b, "\r\nFinal-Recipient: %s; %s\r\n",
-		    bounce_is_ascii(r->addr) ? "rfc822" : "utf-8", r->addr);
+			      bounce_is_ascii(r->addr) ? "rfc822" : "utf-8",
+			      r->addr);
 		bounce_printf(&b, "Action: failed\r\n");
 		bounce_printf(&b, "Status: %s\r\n", r->status);
 		if (r->remote_mta != NULL)
 			bounce_printf(&b, "Remote-MTA: dns; %s\r\n",
-			    r->remote_mta);
+				      r->remote_mta);
 		if (r->code != 0) {
 			bounce_printf(&b, "Diagnostic-Code: smtp; %d ",
-			    r->code);
+				      r->code);
 			bounce_add_text(&b, r->diag, 26);
 			bounce_printf(&b, "\r\n");
 		} else if (r->diag != NULL) {
@@ -201,9 +205,10 @@ bounce_dsn_build(const struct bounce_input *in, uint8_t **out,
 	}
 
 	/* 3. What was sent. */
-	bounce_printf(&b, "\r\n--%s\r\nContent-Type: "
-			  "text/rfc822-headers\r\n\r\n",
-	    boundary);
+	bounce_printf(&b,
+		      "\r\n--%s\r\nContent-Type: "
+		      "text/rfc822-headers\r\n\r\n",
+		      boundary);
 	if (in->headers != NULL && in->headers_len > 0) {
 		bounce_add(&b, in->headers, in->headers_len);
 		if (in->headers_len < 2 ||

@@ -35,7 +35,7 @@ struct bounce_input {
  * and a malloc'd buffer in *OUT (caller frees), or -1 (out of memory).
  */
 int bounce_dsn_build(const struct bounce_input *in, uint8_t **out,
-    size_t *outlen);
+		     size_t *outlen);
 
 /* bounce_headers_len — length of the header block at the start of a
  * message (up to and including the empty line), or LEN if none. */

@@ -35,8 +35,8 @@ static unsigned client_total;
 int
 client_key_from(struct client_key *k, const struct sockaddr *sa)
 {
-	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-		0xff, 0xff };
+	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0,    0,
+					    0, 0, 0, 0, 0xff, 0xff };
 
 	memset(k, 0, sizeof(*k));
 	if (sa->sa_family == AF_INET) {
@@ -81,7 +81,7 @@ client_hash(const struct client_key *k)
 
 static bool
 client_idle(const struct client_entry *e, int64_t now_ms,
-    const struct conf_auth_limit *lim)
+	    const struct conf_auth_limit *lim)
 {
 	if (e->sessions > 0 || e->blocked_until_ms > now_ms)
 		return false;
@@ -95,7 +95,7 @@ client_idle(const struct client_entry *e, int64_t now_ms,
  * Called with client_mu held. */
 static struct client_entry *
 client_lookup(const struct client_key *k, bool create, int64_t now_ms,
-    const struct conf_auth_limit *lim)
+	      const struct conf_auth_limit *lim)
 {
 	struct client_entry **pp, *e, *found = NULL;
 	unsigned b = client_hash(k);
@@ -144,7 +144,7 @@ client_maybe_drop(struct client_entry *e)
 
 enum client_admit
 client_session_acquire(const struct client_key *k, unsigned max_total,
-    unsigned max_per_client)
+		       unsigned max_per_client)
 {
 	struct client_entry *e;
 	enum client_admit r = CLIENT_ADMIT_OK;
@@ -192,7 +192,7 @@ client_sessions_total(void)
 
 uint64_t
 client_auth_blocked(const struct client_key *k, int64_t now_ms,
-    const struct conf_auth_limit *lim)
+		    const struct conf_auth_limit *lim)
 {
 	struct client_entry *e;
 	uint64_t left = 0;
@@ -207,7 +207,7 @@ client_auth_blocked(const struct client_key *k, int64_t now_ms,
 
 uint64_t
 client_auth_failed(const struct client_key *k, int64_t now_ms,
-    const struct conf_auth_limit *lim, bool *blocked)
+		   const struct conf_auth_limit *lim, bool *blocked)
 {
 	struct client_entry *e;
 	uint64_t delay;

@@ -30,7 +30,8 @@ enum client_admit {
 /* client_session_acquire — count a new session of K unless a limit is hit.
  * Any thread. */
 enum client_admit client_session_acquire(const struct client_key *k,
-    unsigned max_total, unsigned max_per_client);
+					 unsigned max_total,
+					 unsigned max_per_client);
 /* client_session_release — the session of K ended.  Any thread. */
 void client_session_release(const struct client_key *k);
 /* client_sessions_total — sessions open now. */
@@ -41,19 +42,19 @@ unsigned client_sessions_total(void);
  * milliseconds left, or 0.
  */
 uint64_t client_auth_blocked(const struct client_key *k, int64_t now_ms,
-    const struct conf_auth_limit *lim);
+			     const struct conf_auth_limit *lim);
 /*
  * client_auth_failed — record a failure of K.  Returns the delay (ms) to
  * wait before answering; sets *blocked when this failure reached the limit
  * (the session should then be closed with 421).
  */
 uint64_t client_auth_failed(const struct client_key *k, int64_t now_ms,
-    const struct conf_auth_limit *lim, bool *blocked);
+			    const struct conf_auth_limit *lim, bool *blocked);
 /* client_auth_succeeded — forget K's failures. */
 void client_auth_succeeded(const struct client_key *k);
 
 /* client_key_format — the address as text (INET6_ADDRSTRLEN). */
 const char *client_key_format(const struct client_key *k, char *buf,
-    size_t len);
+			      size_t len);
 
 #endif

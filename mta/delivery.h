@@ -39,11 +39,11 @@ struct smtp_client;
  */
 struct sched_msg {
 	uint64_t id;
-	int64_t due_ms;         /* next attempt; also its key in "sched" */
-	struct sched_round *r;  /* during a round, else NULL */
-	uint32_t heap_idx;      /* in the retry heap, or UINT32_MAX */
-	uint8_t flags;          /* SM_* */
-	uint8_t writes;         /* queue ops in flight */
+	int64_t due_ms;        /* next attempt; also its key in "sched" */
+	struct sched_round *r; /* during a round, else NULL */
+	uint32_t heap_idx;     /* in the retry heap, or UINT32_MAX */
+	uint8_t flags;         /* SM_* */
+	uint8_t writes;        /* queue ops in flight */
 };
 
 #define SM_LOADING 0x01u /* envelope/body being read by a worker */
@@ -56,10 +56,10 @@ struct sched_round {
 	const struct conf_pool *pool;
 	uint8_t *body;
 	size_t body_len;
-	unsigned inflight;      /* jobs not finished */
-	uint32_t *bounced;      /* rcpt indexes that failed this round */
+	unsigned inflight; /* jobs not finished */
+	uint32_t *bounced; /* rcpt indexes that failed this round */
 	unsigned nbounced;
-	char **remote;          /* per rcpt: the host that answered */
+	char **remote;                 /* per rcpt: the host that answered */
 	struct sched_msg *prev, *next; /* the active list */
 };
 
@@ -76,13 +76,13 @@ struct sched_job {
 	uint32_t *rcpt; /* indexes into msg->env.rcpts */
 	unsigned nrcpt;
 	struct sched_rcpt_result *res; /* nrcpt results, filled by the client */
-	char remote[300];  /* "host [ip]" that answered */
-	char tls[64];      /* "TLSv1.3 TLS_AES_256_GCM_SHA384 verified" or "" */
+	char remote[300];              /* "host [ip]" that answered */
+	char tls[64]; /* "TLSv1.3 TLS_AES_256_GCM_SHA384 verified" or "" */
 	struct sched_job *next;
 };
 
 struct sched_host {
-	char *name;   /* MX host name or route host; IP literal for routes */
+	char *name; /* MX host name or route host; IP literal for routes */
 	uint16_t pref;
 	int64_t notls_until_ms; /* tls=may: a handshake failed, go in clear */
 	SSL_SESSION *session;   /* for resumption */
@@ -105,24 +105,24 @@ struct sched_path {
 	const struct conf_destination *cfg;
 	struct sched_job *head, *tail;
 	unsigned njobs;
-	unsigned nconn;              /* connections open or opening */
-	unsigned nbusy;              /* connections running a job */
-	struct smtp_client *idle;    /* idle connections, a list */
-	unsigned source_next;        /* round robin over pool sources */
-	int64_t paused_until_ms;     /* back-off or suspension */
+	unsigned nconn;           /* connections open or opening */
+	unsigned nbusy;           /* connections running a job */
+	struct smtp_client *idle; /* idle connections, a list */
+	unsigned source_next;     /* round robin over pool sources */
+	int64_t paused_until_ms;  /* back-off or suspension */
 	unsigned backoff_level;
-	unsigned conn_failures;      /* consecutive */
-	bool suspended;              /* by a reply pattern */
-	int64_t next_send_ms;        /* rate limit: next message allowed */
+	unsigned conn_failures; /* consecutive */
+	bool suspended;         /* by a reply pattern */
+	int64_t next_send_ms;   /* rate limit: next message allowed */
 	int64_t next_send_hour_ms;
-	struct event *timer;         /* wake-up for pause / rate */
+	struct event *timer; /* wake-up for pause / rate */
 };
 
 /* Scheduler ----------------------------------------------------------- */
 
 /* sched_init — main thread, before the delivery loop runs.  0 or -1. */
-int sched_init(struct loop *l, const struct conf *c, struct queue *q,
-    char *err, size_t errlen);
+int sched_init(struct loop *l, const struct conf *c, struct queue *q, char *err,
+	       size_t errlen);
 /* sched_start — post the start-up work (load the queue) to the loop. */
 void sched_start(void);
 /* sched_message_add — a message just committed (QOP_INSERT done): the
@@ -147,7 +147,7 @@ void sched_conn_done(struct smtp_client *c, struct sched_job *job);
 /* sched_conn_closed — C is gone.  If it never became usable (every host
  * failed), FAILED is set, and STAGE/CODE/TEXT say why. */
 void sched_conn_closed(struct smtp_client *c, bool failed,
-    enum outcome_stage stage, int code, const char *text);
+		       enum outcome_stage stage, int code, const char *text);
 
 /* SMTP client --------------------------------------------------------- */
 
@@ -162,7 +162,8 @@ struct smtp_client_env {
 /* smtp_client_new — open a connection for PATH (its site's hosts in order;
  * SOURCE: the address to bind, or NULL).  Reports through sched_conn_*. */
 struct smtp_client *smtp_client_new(const struct smtp_client_env *env,
-    struct sched_path *path, const struct sockaddr_storage *source);
+				    struct sched_path *path,
+				    const struct sockaddr_storage *source);
 /* smtp_client_send — run JOB on idle C. */
 void smtp_client_send(struct smtp_client *c, struct sched_job *job);
 /* smtp_client_quit — QUIT and close idle C (sched_conn_closed follows). */

@@ -31,6 +31,6 @@ void htab_free(struct htab *h);
 /* Iteration: for (e = htab_first(h, &i); e; e = htab_next(h, e, &i)). */
 struct htab_entry *htab_first(const struct htab *h, size_t *i);
 struct htab_entry *htab_next(const struct htab *h, struct htab_entry *e,
-    size_t *i);
+			     size_t *i);
 
 #endif

@@ -24,8 +24,8 @@
 #include "mta/loop.h"
 #include "mta/smtp_server.h"
 
-#define LISTEN_BACKLOG     1024
-#define LISTEN_PAUSE_MS    100
+#define LISTEN_BACKLOG  1024
+#define LISTEN_PAUSE_MS 100
 
 struct listen_entry {
 	struct loop *loop;
@@ -39,7 +39,7 @@ static size_t listen_n;
 
 static void
 listen_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
-    struct sockaddr *sa, int salen, void *arg)
+		 struct sockaddr *sa, int salen, void *arg)
 {
 	struct listen_entry *e = arg;
 
@@ -66,7 +66,7 @@ listen_error_cb(struct evconnlistener *lev, void *arg)
 	int err = EVUTIL_SOCKET_ERROR();
 
 	log_warnx("listener %s: accept: %s; pausing %d ms", e->li->conf->name,
-	    strerror(err), LISTEN_PAUSE_MS);
+		  strerror(err), LISTEN_PAUSE_MS);
 	evconnlistener_disable(lev);
 	evtimer_add(e->pause, &tv);
 }
@@ -76,8 +76,8 @@ listen_socket(const struct conf_listener *cl, char *err, size_t errlen)
 {
 	int fd, one = 1;
 
-	fd = socket(cl->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
-	    SOCK_CLOEXEC, 0);
+	fd = socket(cl->addr.ss_family,
+		    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		goto fail;
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
@@ -99,7 +99,8 @@ fail:
 
 int
 listen_open(struct loop *loops, unsigned nloops,
-    struct smtp_server_listener *li, size_t nli, char *err, size_t errlen)
+	    struct smtp_server_listener *li, size_t nli, char *err,
+	    size_t errlen)
 {
 	size_t i, k = 0;
 	unsigned j;
@@ -119,13 +120,16 @@ listen_open(struct loop *loops, unsigned nloops,
 				return -1;
 			e->loop = &loops[j];
 			e->li = &li[i];
-			e->lev = evconnlistener_new(loops[j].base,
-			    listen_accept_cb, e, LEV_OPT_CLOSE_ON_FREE, -1, fd);
-			e->pause = evtimer_new(loops[j].base, listen_resume_cb,
-			    e);
+			e->lev = evconnlistener_new(
+			    loops[j].base, listen_accept_cb, e,
+			    LEV_OPT_CLOSE_ON_FREE, -1, fd);
+			e->pause =
+			    evtimer_new(loops[j].base, listen_resume_cb, e);
 			if (e->lev == NULL || e->pause == NULL) {
-				snprintf(err, errlen, "listener %s: set-up "
-				    "failed", li[i].conf->name);
+				snprintf(err, errlen,
+					 "listener %s: set-up "
+					 "failed",
+					 li[i].conf->name);
 				if (e->lev == NULL)
 					close(fd);
 				return -1;

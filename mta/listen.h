@@ -14,7 +14,8 @@ struct smtp_server_listener;
  * ("127.0.0.1:25: Address already in use").  Main thread, before the loops
  * run. */
 int listen_open(struct loop *loops, unsigned nloops,
-    struct smtp_server_listener *li, size_t nli, char *err, size_t errlen);
+		struct smtp_server_listener *li, size_t nli, char *err,
+		size_t errlen);
 
 /* listen_close — on loop L's thread: stop accepting on L. */
 void listen_close(struct loop *l);

@@ -59,8 +59,8 @@ log_vwrite(const char *tag, int errnum, const char *fmt, va_list ap)
 	gmtime_r(&ts.tv_sec, &tm);
 	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
 	log_append(line, sizeof(line), &n, stamp);
-	snprintf(stamp, sizeof(stamp), ".%03ldZ outpostd: ",
-	    ts.tv_nsec / 1000000);
+	snprintf(stamp, sizeof(stamp),
+		 ".%03ldZ outpostd: ", ts.tv_nsec / 1000000);
 	log_append(line, sizeof(line), &n, stamp);
 	log_append(line, sizeof(line), &n, tag);
 	if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
@@ -74,12 +74,12 @@ log_vwrite(const char *tag, int errnum, const char *fmt, va_list ap)
 	(void)!write(STDERR_FILENO, line, n);
 }
 
-#define LOG_BODY(tag, errnum)                      \
-	do {                                       \
-		va_list ap;                        \
-		va_start(ap, fmt);                 \
-		log_vwrite((tag), (errnum), fmt, ap); \
-		va_end(ap);                        \
+#define LOG_BODY(tag, errnum)                                                  \
+	do {                                                                   \
+		va_list ap;                                                    \
+		va_start(ap, fmt);                                             \
+		log_vwrite((tag), (errnum), fmt, ap);                          \
+		va_end(ap);                                                    \
 	} while (0)
 
 void

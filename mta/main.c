@@ -53,7 +53,8 @@ static int shutting_down;
 static void
 usage(void)
 {
-	fprintf(stderr,
+	fprintf(
+	    stderr,
 	    "usage: outpostd [-t] [-v] [-T trace] [-c file]\n"
 	    "  -c file   configuration (default: embedded defaults)\n"
 	    "  -t        check the configuration and exit\n"
@@ -69,8 +70,8 @@ parse_trace(const char *s)
 		const char *name;
 		unsigned bit;
 	} t[] = { { "smtp", TRACE_SMTP }, { "queue", TRACE_QUEUE },
-		{ "dns", TRACE_DNS }, { "tls", TRACE_TLS },
-		{ "auth", TRACE_AUTH }, { "all", ~0u } };
+		  { "dns", TRACE_DNS },   { "tls", TRACE_TLS },
+		  { "auth", TRACE_AUTH }, { "all", ~0u } };
 	char *copy, *tok, *save = NULL;
 	unsigned mask = 0;
 	size_t i;
@@ -158,10 +159,10 @@ setup_listeners(void)
 	for (i = 0; i < conf->nlisteners; i++) {
 		const struct conf_listener *cl = &conf->listeners[i];
 		struct smtp_server_listener *li = &listeners[i];
-		const char *cert = cl->cert_file ? cl->cert_file
-						 : conf->tls.cert_file;
-		const char *key = cl->key_file ? cl->key_file
-					       : conf->tls.key_file;
+		const char *cert =
+		    cl->cert_file ? cl->cert_file : conf->tls.cert_file;
+		const char *key =
+		    cl->key_file ? cl->key_file : conf->tls.key_file;
 
 		li->conf = cl;
 		li->loopback = addr_is_loopback(&cl->addr);
@@ -172,12 +173,12 @@ setup_listeners(void)
 			if (mkdir_parent(cert) != 0 || mkdir_parent(key) != 0)
 				fatal("creating the directory of %s", cert);
 			if (tls_selfsigned_ensure(cert, key, conf->hostname,
-				err, sizeof(err)) != 0)
+						  err, sizeof(err)) != 0)
 				fatalx("%s", err);
 		}
-		li->ssl_ctx = tls_server_ctx_new(cert, key,
-		    conf->tls.min_version, conf->tls.ciphers, err,
-		    sizeof(err));
+		li->ssl_ctx =
+		    tls_server_ctx_new(cert, key, conf->tls.min_version,
+				       conf->tls.ciphers, err, sizeof(err));
 		if (li->ssl_ctx == NULL)
 			fatalx("listener %s: %s", cl->name, err);
 	}
@@ -224,7 +225,7 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 		_exit(1);
 	}
 	log_info("signal %d: shutting down (in-flight transactions get %d s)",
-	    (int)sig, SHUTDOWN_DEADLINE_MS / 1000);
+		 (int)sig, SHUTDOWN_DEADLINE_MS / 1000);
 	for (i = 0; i < nloops; i++)
 		loop_post(&loops[i], shutdown_on_loop, &loops[i]);
 	event_base_loopexit(main_base, NULL);
@@ -286,7 +287,7 @@ main(int argc, char *argv[])
 	if (mkdir_p(conf->data_dir, 0700) != 0)
 		fatal("%s", conf->data_dir);
 	if (queue_keyfile_load(conf->hash_key_file, true, hash_key, err,
-		sizeof(err)) != 0)
+			       sizeof(err)) != 0)
 		fatalx("%s", err);
 	sodium_memzero(hash_key, sizeof(hash_key));
 	setup_listeners();
@@ -314,7 +315,7 @@ main(int argc, char *argv[])
 	if (sched_init(&dloop, conf, queue, err, sizeof(err)) != 0)
 		fatalx("delivery: %s", err);
 	if (listen_open(loops, nloops, listeners, conf->nlisteners, err,
-		sizeof(err)) != 0)
+			sizeof(err)) != 0)
 		fatalx("%s", err);
 
 	if ((main_base = event_base_new()) == NULL)
@@ -331,17 +332,17 @@ main(int argc, char *argv[])
 		fatal("starting the delivery loop");
 	sched_start();
 	for (j = 0; j < conf->nlisteners; j++)
-		log_info("listening on %s (%s%s)", conf->listeners[j].name,
+		log_info(
+		    "listening on %s (%s%s)", conf->listeners[j].name,
 		    conf->listeners[j].tls == CONF_TLS_IMPLICIT ? "implicit TLS"
-		    : conf->listeners[j].tls == CONF_TLS_STARTTLS
-			? "STARTTLS"
-			: "no TLS",
+		    : conf->listeners[j].tls == CONF_TLS_STARTTLS ? "STARTTLS"
+								  : "no TLS",
 		    listeners[j].ssl_ctx != NULL || conf->listeners[j].auth
 			? (conf->listeners[j].auth ? ", AUTH" : "")
 			: "");
 	log_info("outpostd %s ready: %s, queue %s, %u loops, %u workers",
-	    OUTPOST_VERSION, conf->file, conf->queue.path, nloops,
-	    conf->worker_threads);
+		 OUTPOST_VERSION, conf->file, conf->queue.path, nloops,
+		 conf->worker_threads);
 
 	event_base_dispatch(main_base);
 
@@ -358,14 +359,14 @@ main(int argc, char *argv[])
 	loop_free(&dloop);
 	queue_stats_get(queue, &qs);
 	queue_close(queue);
-	log_info("outpostd stopped: %llu messages accepted in %llu sessions; "
-		 "queue: %llu ops in %llu commits (largest %llu), %.3f ms per "
-		 "commit; delivery: %llu delivered, %llu deferred, %llu "
-		 "bounced, %llu expired; queued=%llu",
+	log_info(
+	    "outpostd stopped: %llu messages accepted in %llu sessions; "
+	    "queue: %llu ops in %llu commits (largest %llu), %.3f ms per "
+	    "commit; delivery: %llu delivered, %llu deferred, %llu "
+	    "bounced, %llu expired; queued=%llu",
 	    (unsigned long long)STATS_GET(messages_accepted),
-	    (unsigned long long)STATS_GET(sessions),
-	    (unsigned long long)qs.ops, (unsigned long long)qs.commits,
-	    (unsigned long long)qs.max_batch,
+	    (unsigned long long)STATS_GET(sessions), (unsigned long long)qs.ops,
+	    (unsigned long long)qs.commits, (unsigned long long)qs.max_batch,
 	    qs.commits ? (double)qs.commit_us_total / qs.commits / 1000 : 0.0,
 	    (unsigned long long)STATS_GET(delivered),
 	    (unsigned long long)STATS_GET(deferred),

@@ -12,16 +12,11 @@
 #include "mta/outcome.h"
 
 static const char *const outcome_stage_names[OS__COUNT] = {
-	[OS_CONNECT] = "connect",
-	[OS_GREETING] = "greeting",
-	[OS_EHLO] = "ehlo",
-	[OS_STARTTLS] = "starttls",
-	[OS_TLS] = "tls",
-	[OS_MAIL] = "mail",
-	[OS_RCPT] = "rcpt",
-	[OS_DATA] = "data",
-	[OS_EOM] = "eom",
-	[OS_LOCAL] = "local",
+	[OS_CONNECT] = "connect", [OS_GREETING] = "greeting",
+	[OS_EHLO] = "ehlo",       [OS_STARTTLS] = "starttls",
+	[OS_TLS] = "tls",         [OS_MAIL] = "mail",
+	[OS_RCPT] = "rcpt",       [OS_DATA] = "data",
+	[OS_EOM] = "eom",         [OS_LOCAL] = "local",
 };
 
 const char *
@@ -57,13 +52,13 @@ static bool
 outcome_host_stage(enum outcome_stage stage)
 {
 	return stage == OS_CONNECT || stage == OS_GREETING ||
-	    stage == OS_EHLO || stage == OS_STARTTLS || stage == OS_TLS;
+	       stage == OS_EHLO || stage == OS_STARTTLS || stage == OS_TLS;
 }
 
 void
 outcome_classify(enum outcome_stage stage, int code, const char *text,
-    const struct outcome_pattern *patterns, unsigned npatterns,
-    struct outcome *out)
+		 const struct outcome_pattern *patterns, unsigned npatterns,
+		 struct outcome *out)
 {
 	char line[600];
 	unsigned i;
@@ -73,10 +68,9 @@ outcome_classify(enum outcome_stage stage, int code, const char *text,
 		/* No reply: refused, timed out, reset, TLS failure. */
 		out->action = OA_DEFER;
 		out->next_host = outcome_host_stage(stage);
-		out->site_backoff = stage == OS_CONNECT ||
-		    stage == OS_GREETING;
+		out->site_backoff = stage == OS_CONNECT || stage == OS_GREETING;
 		snprintf(out->status, sizeof(out->status), "%s",
-		    stage == OS_CONNECT ? "4.4.1" : "4.4.2");
+			 stage == OS_CONNECT ? "4.4.1" : "4.4.2");
 		return;
 	}
 	if (code >= 200 && code < 400) {
@@ -87,15 +81,15 @@ outcome_classify(enum outcome_stage stage, int code, const char *text,
 	}
 	if (!outcome_enhanced(code, text, out->status))
 		snprintf(out->status, sizeof(out->status), "%d.0.0",
-		    code >= 500 ? 5 : 4);
+			 code >= 500 ? 5 : 4);
 	if (code == 421) {
 		/* The server is closing: the host is unwell or throttling. */
 		out->action = OA_DEFER;
 		out->next_host = outcome_host_stage(stage);
 		out->site_backoff = true;
 	} else if (stage == OS_RCPT && (code == 452 || code == 552) &&
-	    (strcmp(out->status + 1, ".5.3") == 0 ||
-		strcmp(out->status + 1, ".0.0") == 0)) {
+		   (strcmp(out->status + 1, ".5.3") == 0 ||
+		    strcmp(out->status + 1, ".0.0") == 0)) {
 		out->action = OA_DEFER;
 		out->retry_now = true;
 	} else if (code < 500) {
@@ -115,7 +109,7 @@ outcome_classify(enum outcome_stage stage, int code, const char *text,
 	snprintf(line, sizeof(line), "%d %s", code, text ? text : "");
 	for (i = 0; i < npatterns; i++) {
 		if (regexec((const regex_t *)patterns[i].re, line, 0, NULL,
-			0) == 0) {
+			    0) == 0) {
 			out->suspend = true;
 			out->suspend_ms = patterns[i].suspend_ms;
 			break;

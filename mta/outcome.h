@@ -16,12 +16,12 @@ enum outcome_stage {
 	OS_GREETING, /* the banner */
 	OS_EHLO,
 	OS_STARTTLS,
-	OS_TLS,      /* the handshake itself */
+	OS_TLS, /* the handshake itself */
 	OS_MAIL,
 	OS_RCPT,
-	OS_DATA,     /* the reply to DATA (354 expected) */
-	OS_EOM,      /* end of data, or BDAT LAST */
-	OS_LOCAL,    /* decided here: 8-bit body to a 7-bit host, expiry … */
+	OS_DATA,  /* the reply to DATA (354 expected) */
+	OS_EOM,   /* end of data, or BDAT LAST */
+	OS_LOCAL, /* decided here: 8-bit body to a 7-bit host, expiry … */
 	OS__COUNT
 };
 
@@ -41,7 +41,7 @@ struct outcome {
 			      transaction at once, not on the back-off clock */
 	bool suspend;      /* a configured reply pattern matched */
 	uint64_t suspend_ms;
-	char status[12];   /* enhanced status code, e.g. "5.1.1" */
+	char status[12]; /* enhanced status code, e.g. "5.1.1" */
 };
 
 /* A configured reply pattern: `destination … { suspend_on = { … } }`. */
@@ -59,8 +59,8 @@ struct outcome_pattern {
  * Pure; any thread.
  */
 void outcome_classify(enum outcome_stage stage, int code, const char *text,
-    const struct outcome_pattern *patterns, unsigned npatterns,
-    struct outcome *out);
+		      const struct outcome_pattern *patterns,
+		      unsigned npatterns, struct outcome *out);
 
 /* outcome_stage_name — "rcpt", "eom" … for logs and DSN diagnostics. */
 const char *outcome_stage_name(enum outcome_stage stage);

@@ -31,13 +31,13 @@
 #include "mta/stats.h"
 #include "mta/worker.h"
 
-#define SCHED_ROUND_BATCH   2000  /* rounds started per loop turn */
-#define SCHED_DEST_MIN_TTL  5     /* seconds an MX answer is kept at least */
-#define SCHED_DEST_FAIL_TTL 30    /* seconds a failed lookup is kept */
+#define SCHED_ROUND_BATCH    2000 /* rounds started per loop turn */
+#define SCHED_DEST_MIN_TTL   5    /* seconds an MX answer is kept at least */
+#define SCHED_DEST_FAIL_TTL  30   /* seconds a failed lookup is kept */
 #define SCHED_BACKOFF_LEVELS 8
 /* Rounds in flight at once (envelopes and bodies in memory): a restart with
  * a million due messages must not read them all at once. */
-#define SCHED_MAX_ACTIVE     20000
+#define SCHED_MAX_ACTIVE 20000
 
 enum dest_state { DEST_NEW, DEST_RESOLVING, DEST_READY, DEST_FAILED };
 
@@ -47,7 +47,7 @@ struct sched_dest {
 	enum dest_state state;
 	int64_t expires_ms;
 	struct sched_site *site;
-	int fail_code;        /* DEST_FAILED: 451 (retry) or 550 (bounce) */
+	int fail_code; /* DEST_FAILED: 451 (retry) or 550 (bounce) */
 	char fail_text[200];
 	struct sched_job *waiting;
 	struct dns_query *q;
@@ -75,7 +75,7 @@ static struct {
 	uint64_t nmsgs;
 	bool stopping;
 	struct event *stop_timer;
-	struct sched_msg *active;  /* messages in a round (with r) */
+	struct sched_msg *active; /* messages in a round (with r) */
 	unsigned nactive, nloading;
 	struct sched_msg *waiting; /* due, held back by max_active (FIFO) */
 	struct outcome_pattern *patterns; /* per destination config: built
@@ -147,8 +147,7 @@ sched_env_copy(struct queue_envelope *dst, const struct queue_envelope *src)
 	dst->user = sched_strdup(src->user);
 	dst->client = sched_strdup(src->client);
 	dst->helo = sched_strdup(src->helo);
-	dst->rcpts = calloc(src->nrcpts ? src->nrcpts : 1,
-	    sizeof(*dst->rcpts));
+	dst->rcpts = calloc(src->nrcpts ? src->nrcpts : 1, sizeof(*dst->rcpts));
 	if (dst->rcpts == NULL || (src->sender && !dst->sender)) {
 		dst->nrcpts = 0;
 		queue_envelope_clear(dst);
@@ -157,7 +156,8 @@ sched_env_copy(struct queue_envelope *dst, const struct queue_envelope *src)
 	for (i = 0; i < src->nrcpts; i++) {
 		dst->rcpts[i] = src->rcpts[i];
 		dst->rcpts[i].addr = sched_strdup(src->rcpts[i].addr);
-		dst->rcpts[i].last_reply = sched_strdup(src->rcpts[i].last_reply);
+		dst->rcpts[i].last_reply =
+		    sched_strdup(src->rcpts[i].last_reply);
 		if (dst->rcpts[i].addr == NULL) {
 			queue_envelope_clear(dst);
 			return -1;
@@ -202,8 +202,8 @@ sched_msg_free(struct sched_msg *m)
 
 /* Give M a round: ENV (moved in, zeroed at the source) and BODY (owned). */
 static int
-sched_round_new(struct sched_msg *m, struct queue_envelope *env,
-    uint8_t *body, size_t body_len)
+sched_round_new(struct sched_msg *m, struct queue_envelope *env, uint8_t *body,
+		size_t body_len)
 {
 	struct sched_round *r = calloc(1, sizeof(*r));
 
@@ -353,8 +353,8 @@ sched_retry_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	(void)arg;
 	while (S.nheap > 0 && S.heap[0]->due_ms <= now &&
-	    n++ < SCHED_ROUND_BATCH && !S.stopping &&
-	    S.nactive + S.nloading < SCHED_MAX_ACTIVE)
+	       n++ < SCHED_ROUND_BATCH && !S.stopping &&
+	       S.nactive + S.nloading < SCHED_MAX_ACTIVE)
 		sched_round_start(sched_heap_pop());
 	if (S.nheap > 0 && S.heap[0]->due_ms <= now &&
 	    S.nactive + S.nloading < SCHED_MAX_ACTIVE)
@@ -369,8 +369,7 @@ sched_retry_cb(evutil_socket_t fd, short what, void *arg)
 static void
 sched_round_done(void)
 {
-	if (!S.stopping && S.nheap > 0 &&
-	    S.heap[0]->due_ms <= sched_now_ms() &&
+	if (!S.stopping && S.nheap > 0 && S.heap[0]->due_ms <= sched_now_ms() &&
 	    S.nactive + S.nloading < SCHED_MAX_ACTIVE)
 		sched_timer_ms(S.retry_timer, 0);
 }
@@ -400,7 +399,7 @@ sched_on_written(void *arg)
 	if (w->op->status != 0)
 		log_warnx("%s queue write failed: %s (the message stays as "
 			  "it was on disk and is retried)",
-		    qid, w->op->err);
+			  qid, w->op->err);
 	if (m != NULL) {
 		m->writes--;
 		if ((m->flags & SM_DELETED) && m->writes == 0 &&
@@ -500,8 +499,8 @@ sched_dsn(struct sched_msg *m)
 		br[i].addr = r->addr;
 		br[i].code = r->last_code >= 200 ? r->last_code : 0;
 		br[i].diag = text;
-		br[i].remote_mta = m->r->remote ? m->r->remote[m->r->bounced[i]]
-					    : NULL;
+		br[i].remote_mta =
+		    m->r->remote ? m->r->remote[m->r->bounced[i]] : NULL;
 		/* The status: the reply's enhanced code, else by state. */
 		br[i].status = r->state == QR_EXPIRED ? "4.4.7" : "5.0.0";
 		if ((text[0] == '5' || text[0] == '4') && text[1] == '.') {
@@ -525,9 +524,10 @@ sched_dsn(struct sched_msg *m)
 		in.headers = m->r->body;
 		in.headers_len = bounce_headers_len(m->r->body, m->r->body_len);
 	}
-	in.reason = m->r->env.rcpts[m->r->bounced[0]].state == QR_EXPIRED
-	    ? "delivery was given up after the maximum time in the queue"
-	    : "the receiving server refused it permanently";
+	in.reason =
+	    m->r->env.rcpts[m->r->bounced[0]].state == QR_EXPIRED
+		? "delivery was given up after the maximum time in the queue"
+		: "the receiving server refused it permanently";
 	op = queue_op_new(QOP_INSERT);
 	w = calloc(1, sizeof(*w));
 	if (op == NULL || w == NULL ||
@@ -592,8 +592,10 @@ sched_retry_delay_ms(unsigned attempts)
 		return base;
 	/* ± jitter%, so retries of a burst do not come back as a burst. */
 	jit = base * d->retry_jitter_pct / 100;
-	return base - jit + randombytes_uniform((uint32_t)(jit * 2 + 1 >
-	    UINT32_MAX ? UINT32_MAX : jit * 2 + 1));
+	return base - jit +
+	       randombytes_uniform((uint32_t)(jit * 2 + 1 > UINT32_MAX
+						  ? UINT32_MAX
+						  : jit * 2 + 1));
 }
 
 /* Every job of M's round is back: write down what happened, once, and
@@ -632,9 +634,8 @@ sched_settle(struct sched_msg *m)
 	if (m->due_ms > expiry)
 		m->due_ms = expiry > now ? expiry : now;
 	env->next_attempt_ms = m->due_ms;
-	log_debug("%s %u recipient(s) deferred; next attempt in %" PRId64
-		  " s",
-	    qid, pending, (m->due_ms - now + 999) / 1000);
+	log_debug("%s %u recipient(s) deferred; next attempt in %" PRId64 " s",
+		  qid, pending, (m->due_ms - now + 999) / 1000);
 	sched_write(m, QOP_UPDATE, old_due);
 	sched_round_free(m);
 	sched_heap_push(m);
@@ -644,8 +645,8 @@ sched_settle(struct sched_msg *m)
 /* Record one recipient's result. */
 static void
 sched_rcpt_result(struct sched_msg *m, uint32_t ri,
-    const struct sched_rcpt_result *r, const struct outcome *o,
-    const char *remote)
+		  const struct sched_rcpt_result *r, const struct outcome *o,
+		  const char *remote)
 {
 	struct queue_rcpt *rc = &m->r->env.rcpts[ri];
 	uint32_t *nb;
@@ -657,7 +658,8 @@ sched_rcpt_result(struct sched_msg *m, uint32_t ri,
 	rc->last_reply = r->text != NULL ? strdup(r->text) : NULL;
 	if (remote != NULL && remote[0] != '\0') {
 		if (m->r->remote == NULL)
-			m->r->remote = calloc(m->r->env.nrcpts, sizeof(*m->r->remote));
+			m->r->remote =
+			    calloc(m->r->env.nrcpts, sizeof(*m->r->remote));
 		if (m->r->remote != NULL) {
 			free(m->r->remote[ri]);
 			m->r->remote[ri] = strdup(remote);
@@ -671,8 +673,7 @@ sched_rcpt_result(struct sched_msg *m, uint32_t ri,
 	case OA_BOUNCE:
 		rc->state = QR_BOUNCED;
 		STATS_INC(bounced);
-		nb = realloc(m->r->bounced,
-		    (m->r->nbounced + 1) * sizeof(*nb));
+		nb = realloc(m->r->bounced, (m->r->nbounced + 1) * sizeof(*nb));
 		if (nb != NULL) {
 			m->r->bounced = nb;
 			m->r->bounced[m->r->nbounced++] = ri;
@@ -720,7 +721,7 @@ sched_job_new(struct sched_msg *m, struct sched_dest *d, unsigned n)
 /* Fail every recipient of JOB the same way (DNS failure, dead host). */
 static void
 sched_job_fail(struct sched_job *job, enum outcome_stage stage, int code,
-    const char *text)
+	       const char *text)
 {
 	unsigned i;
 
@@ -777,8 +778,8 @@ sched_path_backoff(struct sched_path *p, const char *why)
 		pause = cfg->backoff_max_ms;
 	p->paused_until_ms = sched_now_ms() + (int64_t)pause;
 	log_info("destination %s backed off for %" PRIu64 " s (level %u): %s",
-	    p->site->key, pause / 1000, p->backoff_level,
-	    log_escape(esc, sizeof(esc), why, strlen(why)));
+		 p->site->key, pause / 1000, p->backoff_level,
+		 log_escape(esc, sizeof(esc), why, strlen(why)));
 	sched_path_defer_queue(p, "4.4.2 destination backed off after "
 				  "failures");
 }
@@ -792,8 +793,8 @@ sched_path_suspend(struct sched_path *p, uint64_t ms, const char *why)
 	p->paused_until_ms = sched_now_ms() + (int64_t)ms;
 	log_info("destination %s suspended for %" PRIu64 " s: reply matched a "
 		 "suspend_on pattern: %s",
-	    p->site->key, ms / 1000,
-	    log_escape(esc, sizeof(esc), why, strlen(why)));
+		 p->site->key, ms / 1000,
+		 log_escape(esc, sizeof(esc), why, strlen(why)));
 	sched_path_defer_queue(p, "4.4.2 destination suspended");
 }
 
@@ -823,8 +824,8 @@ sched_job_results(struct sched_job *job)
 			/* Too many recipients for that server in one go:
 			 * these go again in a new transaction, now. */
 			if (again == NULL &&
-			    (again = sched_job_new(m, job->dest,
-				 job->nrcpt)) == NULL)
+			    (again = sched_job_new(m, job->dest, job->nrcpt)) ==
+				NULL)
 				o.retry_now = false;
 			if (again != NULL) {
 				again->rcpt[again->nrcpt++] = job->rcpt[i];
@@ -834,19 +835,20 @@ sched_job_results(struct sched_job *job)
 		sched_rcpt_result(m, job->rcpt[i], r, &o, job->remote);
 		if (o.action == OA_DELIVERED) {
 			delivered = true;
-			log_debug("%s rcpt %u to %s via %s: delivered%s%s: %d %s",
+			log_debug(
+			    "%s rcpt %u to %s via %s: delivered%s%s: %d %s",
 			    qid, job->rcpt[i], job->dest->domain, job->remote,
 			    job->tls[0] ? " over " : "", job->tls, r->code,
 			    log_escape(esc, sizeof(esc), r->text,
-				strlen(r->text)));
+				       strlen(r->text)));
 		} else {
 			log_info("%s rcpt %u to %s%s%s: %s at %s: %d %s", qid,
-			    job->rcpt[i], job->dest->domain,
-			    job->remote[0] ? " via " : "", job->remote,
-			    o.action == OA_BOUNCE ? "bounced" : "deferred",
-			    outcome_stage_name(r->stage), r->code,
-			    log_escape(esc, sizeof(esc), r->text,
-				strlen(r->text)));
+				 job->rcpt[i], job->dest->domain,
+				 job->remote[0] ? " via " : "", job->remote,
+				 o.action == OA_BOUNCE ? "bounced" : "deferred",
+				 outcome_stage_name(r->stage), r->code,
+				 log_escape(esc, sizeof(esc), r->text,
+					    strlen(r->text)));
 		}
 		if (o.site_backoff && !backoff) {
 			backoff = true;
@@ -901,7 +903,7 @@ sched_path_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 static struct sched_path *
 sched_path_get(struct sched_site *site, const struct conf_pool *pool,
-    const struct conf_destination *cfg)
+	       const struct conf_destination *cfg)
 {
 	struct sched_path *p, **np;
 	unsigned i;
@@ -980,12 +982,12 @@ sched_path_rate_take(struct sched_path *p, int64_t now)
 
 	/* Smooth spacing: N per minute is one every 60/N s. */
 	if (cfg->max_messages_per_minute > 0)
-		p->next_send_ms = (p->next_send_ms > now ? p->next_send_ms : now) +
+		p->next_send_ms =
+		    (p->next_send_ms > now ? p->next_send_ms : now) +
 		    60000 / cfg->max_messages_per_minute;
 	if (cfg->max_messages_per_hour > 0)
-		p->next_send_hour_ms = (p->next_send_hour_ms > now
-						? p->next_send_hour_ms
-						: now) +
+		p->next_send_hour_ms =
+		    (p->next_send_hour_ms > now ? p->next_send_hour_ms : now) +
 		    3600000 / cfg->max_messages_per_hour;
 }
 
@@ -1020,7 +1022,7 @@ sched_idle_remove(struct sched_path *p, struct smtp_client *c)
 
 static void
 sched_dispatch(struct sched_path *p, struct smtp_client *c,
-    struct sched_job *job)
+	       struct sched_job *job)
 {
 	sched_path_rate_take(p, sched_now_ms());
 	p->nbusy++;
@@ -1105,8 +1107,8 @@ sched_conn_done(struct smtp_client *c, struct sched_job *job)
 }
 
 void
-sched_conn_closed(struct smtp_client *c, bool failed,
-    enum outcome_stage stage, int code, const char *text)
+sched_conn_closed(struct smtp_client *c, bool failed, enum outcome_stage stage,
+		  int code, const char *text)
 {
 	struct sched_path *p = smtp_client_path(c);
 	struct sched_job *job;
@@ -1124,12 +1126,14 @@ sched_conn_closed(struct smtp_client *c, bool failed,
 			 * the path off, which defers the rest). */
 			job = sched_path_pop(p);
 			sched_job_fail(job, stage, code,
-			    text ? text : "connection failed");
+				       text ? text : "connection failed");
 			while ((job = sched_path_pop(p)) != NULL)
 				sched_job_fail(job, stage, code,
-				    text ? text : "connection failed");
+					       text ? text
+						    : "connection failed");
 		} else if (p->nconn == 0) {
-			sched_path_backoff(p, text ? text : "connection failed");
+			sched_path_backoff(p,
+					   text ? text : "connection failed");
 		}
 	}
 	sched_path_kick(p);
@@ -1140,7 +1144,7 @@ sched_conn_closed(struct smtp_client *c, bool failed,
 
 static struct sched_site *
 sched_site_get(const char *key, const struct dns_mx_host *hosts, size_t n,
-    unsigned port, bool implicit)
+	       unsigned port, bool implicit)
 {
 	struct sched_site *s = htab_get(&S.sites, key);
 	size_t i;
@@ -1187,7 +1191,9 @@ sched_dest_route_job(struct sched_dest *d, struct sched_job *job)
 	job->path = p;
 	job->next = NULL;
 	if (p->paused_until_ms > sched_now_ms()) {
-		sched_job_fail(job, OS_LOCAL, 0, p->suspended
+		sched_job_fail(
+		    job, OS_LOCAL, 0,
+		    p->suspended
 			? "4.4.2 destination suspended"
 			: "4.4.2 destination backed off after failures");
 		return;
@@ -1215,7 +1221,7 @@ sched_dest_flush(struct sched_dest *d)
 			sched_dest_route_job(d, job);
 		else
 			sched_job_fail(job, OS_LOCAL, d->fail_code,
-			    d->fail_text);
+				       d->fail_text);
 	}
 }
 
@@ -1247,13 +1253,15 @@ sched_mx_cb(const struct dns_mx_reply *reply, void *arg)
 		qsort(sorted, reply->nhosts, sizeof(*sorted), sched_host_cmp);
 		for (i = 0; i < reply->nhosts && off < sizeof(key); i++)
 			off += (size_t)snprintf(key + off, sizeof(key) - off,
-			    "%s%s", i ? "," : "", sorted[i].name);
+						"%s%s", i ? "," : "",
+						sorted[i].name);
 		free(sorted);
 		if (off < sizeof(key))
 			snprintf(key + off, sizeof(key) - off, ":%u",
-			    S.conf->delivery.port);
-		d->site = sched_site_get(key, reply->hosts, reply->nhosts,
-		    S.conf->delivery.port, reply->implicit);
+				 S.conf->delivery.port);
+		d->site =
+		    sched_site_get(key, reply->hosts, reply->nhosts,
+				   S.conf->delivery.port, reply->implicit);
 		if (d->site == NULL)
 			goto tempfail;
 		d->state = DEST_READY;
@@ -1264,27 +1272,28 @@ sched_mx_cb(const struct dns_mx_reply *reply, void *arg)
 	case DNS_NULLMX:
 		d->state = DEST_FAILED;
 		d->fail_code = 550;
-		snprintf(d->fail_text, sizeof(d->fail_text),
+		snprintf(
+		    d->fail_text, sizeof(d->fail_text),
 		    "5.1.10 the recipient domain accepts no mail (null MX, "
 		    "RFC 7505)");
-		d->expires_ms = now + (int64_t)(reply->ttl ? reply->ttl : 300) *
-		    1000;
+		d->expires_ms =
+		    now + (int64_t)(reply->ttl ? reply->ttl : 300) * 1000;
 		break;
 	case DNS_NXDOMAIN:
 	case DNS_BADNAME:
 		d->state = DEST_FAILED;
 		d->fail_code = 550;
 		snprintf(d->fail_text, sizeof(d->fail_text),
-		    "5.1.2 the recipient domain does not exist (%s)",
-		    dns_result_str(reply->result));
+			 "5.1.2 the recipient domain does not exist (%s)",
+			 dns_result_str(reply->result));
 		d->expires_ms = now + SCHED_DEST_FAIL_TTL * 1000;
 		break;
 	case DNS_NODATA:
 		d->state = DEST_FAILED;
 		d->fail_code = 550;
 		snprintf(d->fail_text, sizeof(d->fail_text),
-		    "5.4.4 no usable mail exchanger: %s",
-		    reply->err[0] ? reply->err : "no MX");
+			 "5.4.4 no usable mail exchanger: %s",
+			 reply->err[0] ? reply->err : "no MX");
 		d->expires_ms = now + SCHED_DEST_FAIL_TTL * 1000;
 		break;
 	default:
@@ -1292,8 +1301,9 @@ sched_mx_cb(const struct dns_mx_reply *reply, void *arg)
 		d->state = DEST_FAILED;
 		d->fail_code = 451;
 		snprintf(d->fail_text, sizeof(d->fail_text),
-		    "4.4.3 DNS lookup of the mail exchanger failed: %s",
-		    reply->err[0] ? reply->err : dns_result_str(reply->result));
+			 "4.4.3 DNS lookup of the mail exchanger failed: %s",
+			 reply->err[0] ? reply->err
+				       : dns_result_str(reply->result));
 		d->expires_ms = now + SCHED_DEST_FAIL_TTL * 1000;
 		break;
 	}
@@ -1301,8 +1311,8 @@ sched_mx_cb(const struct dns_mx_reply *reply, void *arg)
 		char esc[300];
 
 		log_info("destination %s: %s", d->domain,
-		    log_escape(esc, sizeof(esc), d->fail_text,
-			strlen(d->fail_text)));
+			 log_escape(esc, sizeof(esc), d->fail_text,
+				    strlen(d->fail_text)));
 	}
 	sched_dest_flush(d);
 }
@@ -1332,8 +1342,9 @@ sched_dest_get(const char *domain)
 		h.name = route ? route->host : S.conf->delivery.relay_host;
 		h.pref = 0;
 		snprintf(key, sizeof(key), "route:%s:%u", h.name,
-		    route ? route->port : S.conf->delivery.relay_port);
-		d->site = sched_site_get(key, &h, 1,
+			 route ? route->port : S.conf->delivery.relay_port);
+		d->site = sched_site_get(
+		    key, &h, 1,
 		    route ? route->port : S.conf->delivery.relay_port, false);
 		if (d->site != NULL) {
 			d->state = DEST_READY;
@@ -1360,7 +1371,8 @@ sched_dest_submit(struct sched_dest *d, struct sched_job *job)
 		return;
 	case DEST_NEW:
 		if (S.dns == NULL) {
-			sched_job_fail(job, OS_LOCAL, 451,
+			sched_job_fail(
+			    job, OS_LOCAL, 451,
 			    "4.4.3 no DNS resolver (loopback_only without dns "
 			    "servers)");
 			return;
@@ -1415,15 +1427,15 @@ sched_load_run(void *arg)
 	struct sched_load *l = arg;
 	char err[200], qid[QUEUE_ID_HEX_BYTES];
 
-	l->status = queue_envelope_get(S.queue, l->msg->id, &l->env, err,
-	    sizeof(err));
+	l->status =
+	    queue_envelope_get(S.queue, l->msg->id, &l->env, err, sizeof(err));
 	if (l->status == 0)
-		l->status = queue_body_read(S.queue, l->msg->id,
-		    sched_load_chunk, l, err, sizeof(err));
+		l->status = queue_body_read(
+		    S.queue, l->msg->id, sched_load_chunk, l, err, sizeof(err));
 	if (l->status != 0) {
 		queue_id_format(l->msg->id, qid);
 		log_warnx("%s could not be read from the queue: %s", qid,
-		    l->status == 1 ? "not found" : err);
+			  l->status == 1 ? "not found" : err);
 	}
 }
 
@@ -1481,15 +1493,16 @@ sched_expire(struct sched_msg *m, int64_t now)
 
 		if (r->state != QR_PENDING)
 			continue;
-		snprintf(text, sizeof(text), "4.4.7 delivery time expired; "
-		    "last attempt: %d %s", r->last_code,
-		    r->last_reply ? r->last_reply : "no answer");
+		snprintf(text, sizeof(text),
+			 "4.4.7 delivery time expired; "
+			 "last attempt: %d %s",
+			 r->last_code,
+			 r->last_reply ? r->last_reply : "no answer");
 		free(r->last_reply);
 		r->last_reply = strdup(text);
 		r->state = QR_EXPIRED;
 		STATS_INC(expired);
-		nb = realloc(m->r->bounced,
-		    (m->r->nbounced + 1) * sizeof(*nb));
+		nb = realloc(m->r->bounced, (m->r->nbounced + 1) * sizeof(*nb));
 		if (nb != NULL) {
 			m->r->bounced = nb;
 			m->r->bounced[m->r->nbounced++] = i;
@@ -1501,7 +1514,7 @@ sched_expire(struct sched_msg *m, int64_t now)
 
 		queue_id_format(m->id, qid);
 		log_info("%s expired after %" PRIu64 " s in the queue", qid,
-		    (uint64_t)(now - m->r->env.created_ms) / 1000);
+			 (uint64_t)(now - m->r->env.created_ms) / 1000);
 	}
 	return any;
 }
@@ -1567,14 +1580,14 @@ sched_round_start(struct sched_msg *m)
 		if (m->r->env.rcpts[i].state != QR_PENDING)
 			continue;
 		sched_rcpt_domain(m->r->env.rcpts[i].addr, pend[n].domain,
-		    sizeof(pend[n].domain));
+				  sizeof(pend[n].domain));
 		pend[n++].idx = i;
 	}
 	qsort(pend, n, sizeof(*pend), sched_pending_cmp);
 	m->r->inflight++; /* hold the round open while jobs are made */
 	for (i = 0; i < n; i = j) {
-		for (j = i; j < n && strcmp(pend[j].domain, pend[i].domain) == 0;
-		     j++)
+		for (j = i;
+		     j < n && strcmp(pend[j].domain, pend[i].domain) == 0; j++)
 			;
 		d = sched_dest_get(pend[i].domain);
 		per = d != NULL ? d->cfg->max_recipients_per_transaction : 0;
@@ -1615,11 +1628,11 @@ static void
 sched_on_new(void *arg)
 {
 	struct queue_op *op = arg;
-	struct sched_msg *m = sched_msg_new(op->env.id,
-	    op->env.next_attempt_ms);
+	struct sched_msg *m =
+	    sched_msg_new(op->env.id, op->env.next_attempt_ms);
 
-	if (m == NULL || sched_round_new(m, &op->env, op->body,
-			     op->body_len) != 0) {
+	if (m == NULL ||
+	    sched_round_new(m, &op->env, op->body, op->body_len) != 0) {
 		/* It is safe on disk: the next start picks it up. */
 		log_warnx("out of memory scheduling a new message");
 		if (m != NULL)
@@ -1675,7 +1688,7 @@ sched_load_queue(void *arg)
 	rc = queue_sched_walk(S.queue, sched_walk_cb, &n, err, sizeof(err));
 	if (rc != 0)
 		log_warnx("queue scan stopped after %" PRIu64 " messages: %s",
-		    n, rc == -1 ? err : "out of memory");
+			  n, rc == -1 ? err : "out of memory");
 	log_info("scheduler: %" PRIu64 " queued message(s) loaded", n);
 	sched_retry_arm();
 }
@@ -1688,7 +1701,7 @@ sched_start(void)
 
 int
 sched_init(struct loop *l, const struct conf *c, struct queue *q, char *err,
-    size_t errlen)
+	   size_t errlen)
 {
 	struct dns_config dc;
 	const char *lo = getenv("OUTPOST_LOOPBACK_ONLY");
@@ -1718,7 +1731,7 @@ sched_init(struct loop *l, const struct conf *c, struct queue *q, char *err,
 		log_info("delivery: loopback_only and no dns servers: DNS "
 			 "lookups disabled");
 	} else if ((S.dns = dns_resolver_new(l->base, &dc, err, errlen)) ==
-	    NULL) {
+		   NULL) {
 		return -1;
 	}
 	if ((S.ssl = SSL_CTX_new(TLS_client_method())) == NULL) {
@@ -1726,14 +1739,14 @@ sched_init(struct loop *l, const struct conf *c, struct queue *q, char *err,
 		return -1;
 	}
 	SSL_CTX_set_min_proto_version(S.ssl, TLS1_2_VERSION);
-	SSL_CTX_set_options(S.ssl, SSL_OP_NO_COMPRESSION |
-	    SSL_OP_NO_RENEGOTIATION);
+	SSL_CTX_set_options(S.ssl,
+			    SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
 	/* Verification is recorded, and required only under tls=verify. */
 	SSL_CTX_set_verify(S.ssl, SSL_VERIFY_NONE, NULL);
 	SSL_CTX_set_session_cache_mode(S.ssl, SSL_SESS_CACHE_CLIENT);
 	if ((c->delivery.tls_ca_file != NULL || c->delivery.tls_ca_path != NULL)
 		? SSL_CTX_load_verify_locations(S.ssl, c->delivery.tls_ca_file,
-		      c->delivery.tls_ca_path) != 1
+						c->delivery.tls_ca_path) != 1
 		: SSL_CTX_set_default_verify_paths(S.ssl) != 1) {
 		ERR_error_string_n(ERR_get_error(), e, sizeof(e));
 		snprintf(err, errlen, "TLS trust store: %s", e);
@@ -1802,7 +1815,7 @@ sched_shutdown(unsigned deadline_ms)
 	tv.tv_sec = deadline_ms / 1000;
 	tv.tv_usec = (deadline_ms % 1000) * 1000;
 	event_base_once(S.loop->base, -1, EV_TIMEOUT, sched_stop_deadline_cb,
-	    NULL, &tv);
+			NULL, &tv);
 	sched_maybe_stop();
 }
 

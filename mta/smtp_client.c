@@ -46,9 +46,9 @@ enum sc_state {
 	SC_EHLO,
 	SC_HELO,
 	SC_STARTTLS,
-	SC_TLS,      /* handshake in progress */
-	SC_IDLE,     /* usable, no transaction */
-	SC_TXN,      /* a transaction in flight */
+	SC_TLS,  /* handshake in progress */
+	SC_IDLE, /* usable, no transaction */
+	SC_TXN,  /* a transaction in flight */
 	SC_RSET,
 	SC_QUIT,
 	SC_DEAD,
@@ -56,18 +56,12 @@ enum sc_state {
 };
 
 static const char *const sc_names[SC__COUNT] = {
-	[SC_RESOLVE] = "resolve",
-	[SC_CONNECT] = "connect",
-	[SC_GREETING] = "greeting",
-	[SC_EHLO] = "ehlo",
-	[SC_HELO] = "helo",
-	[SC_STARTTLS] = "starttls",
-	[SC_TLS] = "tls",
-	[SC_IDLE] = "idle",
-	[SC_TXN] = "txn",
-	[SC_RSET] = "rset",
-	[SC_QUIT] = "quit",
-	[SC_DEAD] = "dead",
+	[SC_RESOLVE] = "resolve",   [SC_CONNECT] = "connect",
+	[SC_GREETING] = "greeting", [SC_EHLO] = "ehlo",
+	[SC_HELO] = "helo",         [SC_STARTTLS] = "starttls",
+	[SC_TLS] = "tls",           [SC_IDLE] = "idle",
+	[SC_TXN] = "txn",           [SC_RSET] = "rset",
+	[SC_QUIT] = "quit",         [SC_DEAD] = "dead",
 };
 
 /* Capabilities from EHLO. */
@@ -122,8 +116,8 @@ struct smtp_client {
 	int fail_code;
 	char fail_text[SC_REPLY_TEXT_MAX];
 	struct smtp_client *next_idle;
-	struct event *kick;  /* "ready" on the next loop turn */
-	unsigned depth;      /* entry points on the stack; free at 0 */
+	struct event *kick; /* "ready" on the next loop turn */
+	unsigned depth;     /* entry points on the stack; free at 0 */
 	struct smtp_client *prev, *next; /* every client alive */
 };
 
@@ -133,7 +127,7 @@ static void sc_connect_next(struct smtp_client *c);
 static void sc_kick(struct smtp_client *c);
 static void sc_connect_addr(struct smtp_client *c);
 static void sc_host_failed(struct smtp_client *c, enum outcome_stage stage,
-    int code, const char *text);
+			   int code, const char *text);
 static void sc_send_next(struct smtp_client *c);
 
 struct sched_path *
@@ -183,7 +177,7 @@ sc_enter(struct smtp_client *c, enum sc_state st)
 	const struct conf_delivery *d = &c->env->conf->delivery;
 
 	log_trace(TRACE_SMTP, "smtp-out %s %s -> %s", c->remote,
-	    sc_names[c->state], sc_names[st]);
+		  sc_names[c->state], sc_names[st]);
 	c->state = st;
 	switch (st) {
 	case SC_CONNECT:
@@ -206,8 +200,7 @@ sc_enter(struct smtp_client *c, enum sc_state st)
 	}
 }
 
-static void
-sc_write(struct smtp_client *c, const char *fmt, ...)
+static void sc_write(struct smtp_client *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 static void
@@ -225,7 +218,7 @@ sc_write(struct smtp_client *c, const char *fmt, ...)
 		vsnprintf(buf, sizeof(buf), fmt, ap);
 		va_end(ap);
 		log_trace(TRACE_SMTP, "smtp-out %s >>> %s", c->remote,
-		    log_escape(esc, sizeof(esc), buf, strlen(buf)));
+			  log_escape(esc, sizeof(esc), buf, strlen(buf)));
 	}
 }
 
@@ -298,7 +291,7 @@ sc_finish(struct smtp_client *c, bool failed)
 		c->dq = NULL;
 	}
 	sched_conn_closed(c, failed, c->fail_stage, c->fail_code,
-	    c->fail_text[0] ? c->fail_text : NULL);
+			  c->fail_text[0] ? c->fail_text : NULL);
 }
 
 /* The outcome stage a failure in the current state belongs to. */
@@ -316,9 +309,9 @@ sc_stage(const struct smtp_client *c)
 	case SC_TLS:
 		return OS_TLS;
 	case SC_TXN:
-		return c->replied == 0 ? OS_MAIL
-		    : c->replied <= c->ncmds - 2 ? OS_RCPT
-						 : OS_EOM;
+		return c->replied == 0              ? OS_MAIL
+		       : c->replied <= c->ncmds - 2 ? OS_RCPT
+						    : OS_EOM;
 	default:
 		return OS_EHLO;
 	}
@@ -327,8 +320,8 @@ sc_stage(const struct smtp_client *c)
 /* Results ------------------------------------------------------------- */
 
 static void
-sc_result(struct sched_job *job, unsigned i, enum outcome_stage stage,
-    int code, const char *text)
+sc_result(struct sched_job *job, unsigned i, enum outcome_stage stage, int code,
+	  const char *text)
 {
 	struct sched_rcpt_result *r = &job->res[i];
 
@@ -342,7 +335,7 @@ sc_result(struct sched_job *job, unsigned i, enum outcome_stage stage,
 /* Give every recipient still without a result this one. */
 static void
 sc_result_rest(struct sched_job *job, enum outcome_stage stage, int code,
-    const char *text)
+	       const char *text)
 {
 	unsigned i;
 
@@ -359,7 +352,8 @@ sc_job_finish(struct smtp_client *c)
 	c->job = NULL;
 	snprintf(job->remote, sizeof(job->remote), "%s", c->remote);
 	if (c->tls)
-		snprintf(job->tls, sizeof(job->tls), "%s %s%s",
+		snprintf(
+		    job->tls, sizeof(job->tls), "%s %s%s",
 		    SSL_get_version(bufferevent_openssl_get_ssl(c->bev)),
 		    SSL_get_cipher_name(bufferevent_openssl_get_ssl(c->bev)),
 		    c->tls_verified ? " verified" : "");
@@ -374,7 +368,7 @@ sc_job_finish(struct smtp_client *c)
  * as its result; a connection not yet usable moves on to the next target. */
 static void
 sc_fail(struct smtp_client *c, enum outcome_stage stage, int code,
-    const char *text)
+	const char *text)
 {
 	if (c->job != NULL) {
 		sc_result_rest(c->job, stage, code, text);
@@ -396,8 +390,9 @@ static bool
 sc_addr_loopback(const struct sockaddr_storage *ss)
 {
 	if (ss->ss_family == AF_INET)
-		return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >>
-			   24) == 127;
+		return (ntohl(((const struct sockaddr_in *)ss)
+				  ->sin_addr.s_addr) >>
+			24) == 127;
 	if (ss->ss_family == AF_INET6)
 		return IN6_IS_ADDR_LOOPBACK(
 		    &((const struct sockaddr_in6 *)ss)->sin6_addr);
@@ -407,18 +402,18 @@ sc_addr_loopback(const struct sockaddr_storage *ss)
 /* This host cannot be used: remember why, try the next one. */
 static void
 sc_host_failed(struct smtp_client *c, enum outcome_stage stage, int code,
-    const char *text)
+	       const char *text)
 {
 	char esc[300];
 
 	if (code != 0)
 		log_info("smtp-out %s: %s failed: %d %s", c->remote,
-		    outcome_stage_name(stage), code,
-		    log_escape(esc, sizeof(esc), text, strlen(text)));
+			 outcome_stage_name(stage), code,
+			 log_escape(esc, sizeof(esc), text, strlen(text)));
 	else
 		log_info("smtp-out %s: %s failed: %s", c->remote,
-		    outcome_stage_name(stage),
-		    log_escape(esc, sizeof(esc), text, strlen(text)));
+			 outcome_stage_name(stage),
+			 log_escape(esc, sizeof(esc), text, strlen(text)));
 	c->fail_stage = stage;
 	c->fail_code = code;
 	snprintf(c->fail_text, sizeof(c->fail_text), "%s", text);
@@ -447,20 +442,21 @@ sc_connect_addr(struct smtp_client *c)
 		len = sizeof(struct sockaddr_in6);
 	}
 	inet_ntop(sa.ss_family,
-	    sa.ss_family == AF_INET
-		? (void *)&((struct sockaddr_in *)&sa)->sin_addr
-		: (void *)&((struct sockaddr_in6 *)&sa)->sin6_addr,
-	    c->ip, sizeof(c->ip));
+		  sa.ss_family == AF_INET
+		      ? (void *)&((struct sockaddr_in *)&sa)->sin_addr
+		      : (void *)&((struct sockaddr_in6 *)&sa)->sin6_addr,
+		  c->ip, sizeof(c->ip));
 	snprintf(c->remote, sizeof(c->remote), "%s[%s]:%u", sc_host(c), c->ip,
-	    c->site->port);
+		 c->site->port);
 	if (c->env->loopback_only && !sc_addr_loopback(&sa)) {
 		/* Test safety: this build is pointed at loopback only. */
-		sc_host_failed(c, OS_CONNECT, 0,
+		sc_host_failed(
+		    c, OS_CONNECT, 0,
 		    "non-loopback destination refused (loopback_only)");
 		return;
 	}
-	fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-	    0);
+	fd =
+	    socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		snprintf(err, sizeof(err), "socket: %s", strerror(errno));
 		sc_host_failed(c, OS_CONNECT, 0, err);
@@ -468,11 +464,11 @@ sc_connect_addr(struct smtp_client *c)
 	}
 	if (c->has_source && c->source.ss_family == sa.ss_family &&
 	    bind(fd, (struct sockaddr *)&c->source,
-		c->source.ss_family == AF_INET ? sizeof(struct sockaddr_in)
-					       : sizeof(struct sockaddr_in6)) !=
-		0) {
+		 c->source.ss_family == AF_INET
+		     ? sizeof(struct sockaddr_in)
+		     : sizeof(struct sockaddr_in6)) != 0) {
 		snprintf(err, sizeof(err), "bind to the pool source: %s",
-		    strerror(errno));
+			 strerror(errno));
 		evutil_closesocket(fd);
 		sc_host_failed(c, OS_CONNECT, 0, err);
 		return;
@@ -480,7 +476,7 @@ sc_connect_addr(struct smtp_client *c)
 	/* Replies and pipelined commands are small writes; without this,
 	 * Nagle and the peer's delayed ACK stall every TLS transaction. */
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 },
-	    sizeof(int));
+			 sizeof(int));
 	c->fd = fd;
 	c->bev = bufferevent_socket_new(c->env->loop->base, fd, 0);
 	if (c->bev == NULL) {
@@ -490,7 +486,7 @@ sc_connect_addr(struct smtp_client *c)
 	bufferevent_setcb(c->bev, sc_read_cb, NULL, sc_event_cb, c);
 	sc_enter(c, SC_CONNECT);
 	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&sa,
-		(int)len) != 0) {
+				       (int)len) != 0) {
 		snprintf(err, sizeof(err), "connect: %s", strerror(errno));
 		sc_host_failed(c, OS_CONNECT, 0, err);
 		return;
@@ -499,7 +495,7 @@ sc_connect_addr(struct smtp_client *c)
 }
 
 static void sc_addr_result(struct smtp_client *c,
-    const struct dns_addr_reply *reply);
+			   const struct dns_addr_reply *reply);
 
 static void
 sc_addr_cb(const struct dns_addr_reply *reply, void *arg)
@@ -524,8 +520,8 @@ sc_addr_result(struct smtp_client *c, const struct dns_addr_reply *reply)
 	if (reply->result != DNS_OK || reply->naddrs == 0) {
 		snprintf(c->remote, sizeof(c->remote), "%s", sc_host(c));
 		snprintf(err, sizeof(err), "address lookup: %s%s%s",
-		    dns_result_str(reply->result), reply->err[0] ? ": " : "",
-		    reply->err);
+			 dns_result_str(reply->result),
+			 reply->err[0] ? ": " : "", reply->err);
 		c->fail_stage = OS_CONNECT;
 		c->fail_code = 0;
 		snprintf(c->fail_text, sizeof(c->fail_text), "%s", err);
@@ -559,11 +555,11 @@ sc_literal(struct smtp_client *c, const char *host)
 		buf[n - 2] = '\0';
 		host = buf;
 	}
-	if (inet_pton(AF_INET, host,
-		&((struct sockaddr_in *)&ss)->sin_addr) == 1)
+	if (inet_pton(AF_INET, host, &((struct sockaddr_in *)&ss)->sin_addr) ==
+	    1)
 		ss.ss_family = AF_INET;
 	else if (inet_pton(AF_INET6, host,
-		     &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1)
+			   &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1)
 		ss.ss_family = AF_INET6;
 	else
 		return false;
@@ -606,14 +602,14 @@ sc_connect_next(struct smtp_client *c)
 		c->fail_stage = OS_CONNECT;
 		c->fail_code = 0;
 		snprintf(c->fail_text, sizeof(c->fail_text),
-		    "no DNS resolver to look up %s", sc_host(c));
+			 "no DNS resolver to look up %s", sc_host(c));
 		c->host_idx++;
 		sc_connect_next(c);
 		return;
 	}
 	sc_enter(c, SC_RESOLVE);
-	c->dq = dns_addr_lookup(c->env->dns, sc_host(c), AF_UNSPEC,
-	    sc_addr_cb, c);
+	c->dq =
+	    dns_addr_lookup(c->env->dns, sc_host(c), AF_UNSPEC, sc_addr_cb, c);
 }
 
 /* Session set-up ------------------------------------------------------ */
@@ -622,8 +618,8 @@ static void
 sc_ehlo(struct smtp_client *c)
 {
 	const char *name = c->path->pool != NULL && c->path->pool->ehlo != NULL
-	    ? c->path->pool->ehlo
-	    : c->env->conf->delivery.ehlo;
+			       ? c->path->pool->ehlo
+			       : c->env->conf->delivery.ehlo;
 
 	c->caps = 0;
 	c->size_max = 0;
@@ -653,7 +649,7 @@ sc_parse_caps(struct smtp_client *c)
 		else if (strcasecmp(kw, "CHUNKING") == 0)
 			c->caps |= CAP_CHUNKING;
 		else if (strncasecmp(kw, "SIZE", 4) == 0 &&
-		    (kw[4] == '\0' || kw[4] == ' ')) {
+			 (kw[4] == '\0' || kw[4] == ' ')) {
 			c->caps |= CAP_SIZE;
 			c->size_max = strtoull(kw + 4, NULL, 10);
 		}
@@ -692,7 +688,8 @@ sc_after_ehlo(struct smtp_client *c)
 			return;
 		}
 		sc_write(c, "QUIT\r\n");
-		sc_host_failed(c, OS_STARTTLS, 0,
+		sc_host_failed(
+		    c, OS_STARTTLS, 0,
 		    "TLS required by policy but STARTTLS not offered");
 		return;
 	}
@@ -723,8 +720,9 @@ sc_tls_begin(struct smtp_client *c)
 	/* Anything the server sent after 220 and before the handshake is
 	 * dropped with the plain bufferevent (mirror of CVE-2011-0411). */
 	bufferevent_free(c->bev);
-	c->bev = bufferevent_openssl_socket_new(c->env->loop->base, c->fd,
-	    ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+	c->bev = bufferevent_openssl_socket_new(c->env->loop->base, c->fd, ssl,
+						BUFFEREVENT_SSL_CONNECTING,
+						BEV_OPT_CLOSE_ON_FREE);
 	if (c->bev == NULL) {
 		SSL_free(ssl);
 		sc_fail(c, OS_TLS, 0, "TLS set-up failed");
@@ -753,15 +751,17 @@ sc_tls_done(struct smtp_client *c)
 		h->session = sess;
 	}
 	log_debug("smtp-out %s: %s %s%s%s", c->remote, SSL_get_version(ssl),
-	    SSL_get_cipher_name(ssl),
-	    c->tls_verified ? ", certificate verified" : ", not verified",
-	    SSL_session_reused(ssl) ? ", resumed" : "");
+		  SSL_get_cipher_name(ssl),
+		  c->tls_verified ? ", certificate verified" : ", not verified",
+		  SSL_session_reused(ssl) ? ", resumed" : "");
 	if (sc_policy(c) == CONF_TLSP_VERIFY && !c->tls_verified) {
 		char why[200];
 
-		snprintf(why, sizeof(why), "certificate verification failed: "
-		    "%s", X509_verify_cert_error_string(
-			SSL_get_verify_result(ssl)));
+		snprintf(
+		    why, sizeof(why),
+		    "certificate verification failed: "
+		    "%s",
+		    X509_verify_cert_error_string(SSL_get_verify_result(ssl)));
 		sc_write(c, "QUIT\r\n");
 		sc_host_failed(c, OS_TLS, 0, why);
 		return;
@@ -783,7 +783,7 @@ sc_tls_failed(struct smtp_client *c, const char *why)
 	}
 	log_info("smtp-out %s: TLS handshake failed (%s); retrying in clear "
 		 "text (tls=may)",
-	    c->remote, why);
+		 c->remote, why);
 	h->notls_until_ms = sc_now_ms() + SC_NOTLS_MS;
 	sc_close_socket(c);
 	c->in_clear = true;
@@ -836,11 +836,11 @@ sc_send_next(struct smtp_client *c)
 			sc_write(c, "\r\n");
 		} else if (i <= n) {
 			sc_write(c, "RCPT TO:<%s>\r\n",
-			    env->rcpts[job->rcpt[i - 1]].addr);
+				 env->rcpts[job->rcpt[i - 1]].addr);
 		} else if (i == n + 1 && c->bdat) {
 			sc_write(c, "BDAT %zu LAST\r\n", m->r->body_len);
 			evbuffer_add(bufferevent_get_output(c->bev), m->r->body,
-			    m->r->body_len);
+				     m->r->body_len);
 		} else if (i == n + 1) {
 			sc_write(c, "DATA\r\n");
 		} else {
@@ -857,8 +857,7 @@ sc_send_next(struct smtp_client *c)
 	}
 }
 
-static void smtp_client_start(struct smtp_client *c,
-    struct sched_job *job);
+static void smtp_client_start(struct smtp_client *c, struct sched_job *job);
 
 void
 smtp_client_send(struct smtp_client *c, struct sched_job *job)
@@ -879,7 +878,8 @@ smtp_client_start(struct smtp_client *c, struct sched_job *job)
 	c->msgs++;
 	/* What this host cannot take is decided here, before sending. */
 	if ((env->flags & QUEUE_F_SMTPUTF8) && !(c->caps & CAP_SMTPUTF8)) {
-		sc_result_rest(job, OS_LOCAL, 554,
+		sc_result_rest(
+		    job, OS_LOCAL, 554,
 		    "5.6.7 the receiving host does not support SMTPUTF8, "
 		    "which this message needs");
 		sc_job_finish(c);
@@ -887,7 +887,8 @@ smtp_client_start(struct smtp_client *c, struct sched_job *job)
 		return;
 	}
 	if ((env->flags & QUEUE_F_8BITMIME) && !(c->caps & CAP_8BITMIME)) {
-		sc_result_rest(job, OS_LOCAL, 554,
+		sc_result_rest(
+		    job, OS_LOCAL, 554,
 		    "5.6.3 the receiving host does not support 8BITMIME and "
 		    "the message has 8-bit content");
 		sc_job_finish(c);
@@ -896,9 +897,10 @@ smtp_client_start(struct smtp_client *c, struct sched_job *job)
 	}
 	if ((c->caps & CAP_SIZE) && c->size_max > 0 &&
 	    m->r->body_len > c->size_max) {
-		snprintf(why, sizeof(why), "5.3.4 message size %zu exceeds the "
-		    "receiving host's limit of %" PRIu64, m->r->body_len,
-		    c->size_max);
+		snprintf(why, sizeof(why),
+			 "5.3.4 message size %zu exceeds the "
+			 "receiving host's limit of %" PRIu64,
+			 m->r->body_len, c->size_max);
 		sc_result_rest(job, OS_LOCAL, 554, why);
 		sc_job_finish(c);
 		sc_kick(c);
@@ -950,7 +952,8 @@ sc_txn_reply(struct smtp_client *c)
 		if (c->rcode == 354) {
 			/* Nobody to deliver to, yet the server wants data:
 			 * send an empty message end, ignore the result. */
-			evbuffer_add(bufferevent_get_output(c->bev), ".\r\n", 3);
+			evbuffer_add(bufferevent_get_output(c->bev), ".\r\n",
+				     3);
 			c->sent++;
 			c->need_rset = true;
 			return;
@@ -965,7 +968,7 @@ sc_txn_reply(struct smtp_client *c)
 			for (k = 0; k < n; k++)
 				if (c->accepted[k])
 					sc_result(job, k, OS_EOM, c->rcode,
-					    c->rtext);
+						  c->rtext);
 		} else {
 			c->need_rset = true;
 		}
@@ -1028,7 +1031,8 @@ sc_reply(struct smtp_client *c)
 		if (sc_policy(c) == CONF_TLSP_ENCRYPT ||
 		    sc_policy(c) == CONF_TLSP_VERIFY) {
 			sc_write(c, "QUIT\r\n");
-			sc_host_failed(c, OS_STARTTLS, 0,
+			sc_host_failed(
+			    c, OS_STARTTLS, 0,
 			    "TLS required by policy but the server has no "
 			    "ESMTP");
 			return;
@@ -1093,7 +1097,8 @@ sc_read_cb(struct bufferevent *bev, void *arg)
 		eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF);
 		if (eol.pos < 0) {
 			if (evbuffer_get_length(in) > SC_REPLY_LINE_MAX)
-				sc_fail(c, sc_stage(c), 0, "reply line too long");
+				sc_fail(c, sc_stage(c), 0,
+					"reply line too long");
 			break;
 		}
 		n = (size_t)eol.pos + 1;
@@ -1110,38 +1115,39 @@ sc_read_cb(struct bufferevent *bev, void *arg)
 			char esc[600];
 
 			log_trace(TRACE_SMTP, "smtp-out %s <<< %s", c->remote,
-			    log_escape(esc, sizeof(esc), line, n));
+				  log_escape(esc, sizeof(esc), line, n));
 		}
 		if (n < 3 || line[0] < '2' || line[0] > '5' || line[1] < '0' ||
 		    line[1] > '9' || line[2] < '0' || line[2] > '9' ||
 		    (n > 3 && line[3] != ' ' && line[3] != '-')) {
 			sc_fail(c, sc_stage(c), 0,
-			    "malformed reply from server");
+				"malformed reply from server");
 			break;
 		}
 		code = (line[0] - '0') * 100 + (line[1] - '0') * 10 +
-		    (line[2] - '0');
+		       (line[2] - '0');
 		if (c->rlines == 0) {
 			c->rcode = code;
 			c->rlen = 0;
 			c->rtext[0] = '\0';
 		} else if (code != c->rcode ||
-		    ++c->rlines > SC_REPLY_LINES_MAX) {
+			   ++c->rlines > SC_REPLY_LINES_MAX) {
 			sc_fail(c, sc_stage(c), 0,
-			    "inconsistent multi-line reply");
+				"inconsistent multi-line reply");
 			break;
 		}
 		c->rlines++;
 		/* Keep the text, lines joined with \n (for EHLO keywords). */
 		if (n > 4) {
 			int w = snprintf(c->rtext + c->rlen,
-			    sizeof(c->rtext) - c->rlen, "%s%s",
-			    c->rlen ? "\n" : "", line + 4);
+					 sizeof(c->rtext) - c->rlen, "%s%s",
+					 c->rlen ? "\n" : "", line + 4);
 
 			if (w > 0)
-				c->rlen = c->rlen + (size_t)w >= sizeof(c->rtext)
-				    ? sizeof(c->rtext) - 1
-				    : c->rlen + (size_t)w;
+				c->rlen =
+				    c->rlen + (size_t)w >= sizeof(c->rtext)
+					? sizeof(c->rtext) - 1
+					: c->rlen + (size_t)w;
 		}
 		if (n > 3 && line[3] == '-')
 			continue;
@@ -1152,7 +1158,7 @@ sc_read_cb(struct bufferevent *bev, void *arg)
 }
 
 static void sc_event(struct smtp_client *c, struct bufferevent *bev,
-    short what);
+		     short what);
 
 static void
 sc_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -1185,8 +1191,8 @@ sc_event(struct smtp_client *c, struct bufferevent *bev, short what)
 	else if (what & BEV_EVENT_EOF)
 		snprintf(why, sizeof(why), "connection closed by the server");
 	else
-		snprintf(why, sizeof(why), "%s", strerror(errno ? errno
-							      : ECONNRESET));
+		snprintf(why, sizeof(why), "%s",
+			 strerror(errno ? errno : ECONNRESET));
 	switch (c->state) {
 	case SC_CONNECT:
 		sc_host_failed(c, OS_CONNECT, 0, why);
@@ -1268,7 +1274,7 @@ sc_kick_cb(evutil_socket_t fd, short what, void *arg)
 
 struct smtp_client *
 smtp_client_new(const struct smtp_client_env *env, struct sched_path *path,
-    const struct sockaddr_storage *source)
+		const struct sockaddr_storage *source)
 {
 	struct smtp_client *c;
 
@@ -1282,8 +1288,7 @@ smtp_client_new(const struct smtp_client_env *env, struct sched_path *path,
 		c->source = *source;
 		c->has_source = true;
 	}
-	if ((c->timer = evtimer_new(env->loop->base, sc_timer_cb, c)) ==
-	    NULL) {
+	if ((c->timer = evtimer_new(env->loop->base, sc_timer_cb, c)) == NULL) {
 		free(c);
 		return NULL;
 	}
@@ -1300,8 +1305,9 @@ smtp_client_new(const struct smtp_client_env *env, struct sched_path *path,
 	c->host_idx = 0;
 	c->state = SC_RESOLVE;
 	snprintf(c->remote, sizeof(c->remote), "%s", sc_host(c));
-	snprintf(c->fail_text, sizeof(c->fail_text), "no host could be "
-						     "reached");
+	snprintf(c->fail_text, sizeof(c->fail_text),
+		 "no host could be "
+		 "reached");
 	/* Start on the next loop turn: the scheduler hears of this client
 	 * only through callbacks made after it has recorded it. */
 	sc_kick(c);

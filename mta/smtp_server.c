@@ -39,13 +39,13 @@
 #include "mta/smtp_server.h"
 #include "mta/stats.h"
 
-#define SMTP_CMD_LINE_MAX   512   /* RFC 5321 4.5.3.1.4, with CRLF */
-#define SMTP_AUTH_LINE_MAX  12288 /* RFC 4954 4 */
-#define SMTP_TEXT_LINE_MAX  1000  /* RFC 5321 4.5.3.1.6, with CRLF */
-#define SMTP_OUTPUT_MAX     (256 * 1024) /* stop reading past this */
-#define SMTP_INPUT_MAX      (1024 * 1024)
-#define SMTP_HELO_MAX       255
-#define SMTP_BODY_INITIAL   8192
+#define SMTP_CMD_LINE_MAX  512          /* RFC 5321 4.5.3.1.4, with CRLF */
+#define SMTP_AUTH_LINE_MAX 12288        /* RFC 4954 4 */
+#define SMTP_TEXT_LINE_MAX 1000         /* RFC 5321 4.5.3.1.6, with CRLF */
+#define SMTP_OUTPUT_MAX    (256 * 1024) /* stop reading past this */
+#define SMTP_INPUT_MAX     (1024 * 1024)
+#define SMTP_HELO_MAX      255
+#define SMTP_BODY_INITIAL  8192
 
 enum smtp_server_state {
 	SS_TLS,      /* implicit TLS or STARTTLS handshake in progress */
@@ -78,8 +78,9 @@ enum {
 	CMD_AUTH = 1u << 12,
 	CMD_EXPN = 1u << 13,
 };
-#define CMD_ALWAYS (CMD_RSET | CMD_NOOP | CMD_QUIT | CMD_VRFY | CMD_HELP | \
-	CMD_EXPN | CMD_EHLO | CMD_HELO)
+#define CMD_ALWAYS                                                             \
+	(CMD_RSET | CMD_NOOP | CMD_QUIT | CMD_VRFY | CMD_HELP | CMD_EXPN |     \
+	 CMD_EHLO | CMD_HELO)
 
 enum smtp_timeout { TO_NONE, TO_COMMAND, TO_DATA, TO_TLS };
 
@@ -89,13 +90,13 @@ static const struct ss_info {
 	uint32_t cmds_ok;
 } ss_info[SS__COUNT] = {
 	[SS_TLS] = { "tls", TO_TLS, 0 },
-	[SS_GREETING] = { "greeting", TO_COMMAND,
-	    CMD_ALWAYS | CMD_STARTTLS },
+	[SS_GREETING] = { "greeting", TO_COMMAND, CMD_ALWAYS | CMD_STARTTLS },
 	[SS_READY] = { "ready", TO_COMMAND,
-	    CMD_ALWAYS | CMD_MAIL | CMD_STARTTLS | CMD_AUTH | CMD_BDAT },
+		       CMD_ALWAYS | CMD_MAIL | CMD_STARTTLS | CMD_AUTH |
+			   CMD_BDAT },
 	[SS_MAIL] = { "mail", TO_COMMAND, CMD_ALWAYS | CMD_RCPT | CMD_BDAT },
 	[SS_RCPT] = { "rcpt", TO_COMMAND,
-	    CMD_ALWAYS | CMD_RCPT | CMD_DATA | CMD_BDAT },
+		      CMD_ALWAYS | CMD_RCPT | CMD_DATA | CMD_BDAT },
 	[SS_DATA] = { "data", TO_DATA, 0 },
 	[SS_BDAT] = { "bdat", TO_DATA, 0 },
 	[SS_AUTH] = { "auth", TO_COMMAND, 0 },
@@ -104,21 +105,21 @@ static const struct ss_info {
 };
 
 /* Session flags. */
-#define SF_TLS          0x0001u /* TLS established */
-#define SF_EHLO         0x0002u /* EHLO (not HELO) was used */
-#define SF_LONGLINE     0x0004u /* discarding the rest of a long line */
-#define SF_STARTTLS     0x0008u /* switch to TLS once 220 is flushed */
-#define SF_CLOSE        0x0010u /* free at the end of this callback */
-#define SF_ZOMBIE       0x0020u /* connection gone, async work pending */
-#define SF_SHUTDOWN     0x0040u /* daemon stopping: close after this txn */
-#define SF_READ_OFF     0x0080u /* reading disabled for back-pressure */
-#define SF_BDAT_USED    0x0100u /* this transaction uses BDAT */
+#define SF_TLS       0x0001u /* TLS established */
+#define SF_EHLO      0x0002u /* EHLO (not HELO) was used */
+#define SF_LONGLINE  0x0004u /* discarding the rest of a long line */
+#define SF_STARTTLS  0x0008u /* switch to TLS once 220 is flushed */
+#define SF_CLOSE     0x0010u /* free at the end of this callback */
+#define SF_ZOMBIE    0x0020u /* connection gone, async work pending */
+#define SF_SHUTDOWN  0x0040u /* daemon stopping: close after this txn */
+#define SF_READ_OFF  0x0080u /* reading disabled for back-pressure */
+#define SF_BDAT_USED 0x0100u /* this transaction uses BDAT */
 
 /* Message data problems, found while scanning (DATA and BDAT). */
-#define BAD_BARE    0x01u /* bare CR or bare LF */
-#define BAD_NUL     0x02u
-#define BAD_LONG    0x04u /* a line over 998 octets */
-#define BAD_SIZE    0x08u /* over max_message_size */
+#define BAD_BARE 0x01u /* bare CR or bare LF */
+#define BAD_NUL  0x02u
+#define BAD_LONG 0x04u /* a line over 998 octets */
+#define BAD_SIZE 0x08u /* over max_message_size */
 
 /* The scanner's state between chunks of input. */
 enum data_scan { DS_BOL, DS_LINE, DS_CR, DS_DOT, DS_DOTCR };
@@ -193,7 +194,7 @@ smtp_now_ms(void)
 /* Replies ------------------------------------------------------------- */
 
 static void smtp_server_reply(struct smtp_server_session *s, const char *fmt,
-    ...) __attribute__((format(printf, 2, 3)));
+			      ...) __attribute__((format(printf, 2, 3)));
 
 static void
 smtp_server_reply(struct smtp_server_session *s, const char *fmt, ...)
@@ -215,7 +216,7 @@ smtp_server_reply(struct smtp_server_session *s, const char *fmt, ...)
 		vsnprintf(buf, sizeof(buf), fmt, ap);
 		va_end(ap);
 		log_trace(TRACE_SMTP, "%016" PRIx64 " smtp >>> %s", s->id,
-		    log_escape(esc, sizeof(esc), buf, strlen(buf)));
+			  log_escape(esc, sizeof(esc), buf, strlen(buf)));
 	}
 }
 
@@ -242,9 +243,9 @@ smtp_server_error(struct smtp_server_session *s)
 	STATS_INC(protocol_errors);
 	if (++s->errors > smtp_conf->limits.max_errors) {
 		log_info("%016" PRIx64 " smtp too many errors from %s", s->id,
-		    s->client_str);
+			 s->client_str);
 		smtp_server_reply(s, "421 4.7.0 %s Error: too many errors",
-		    smtp_conf->hostname);
+				  smtp_conf->hostname);
 		smtp_server_close_after(s);
 	}
 }
@@ -283,7 +284,7 @@ smtp_server_enter(struct smtp_server_session *s, enum smtp_server_state st)
 		return; /* nothing leaves CLOSING */
 	if (s->state != st)
 		log_trace(TRACE_SMTP, "%016" PRIx64 " smtp %s -> %s", s->id,
-		    ss_info[s->state].name, ss_info[st].name);
+			  ss_info[s->state].name, ss_info[st].name);
 	s->state = st;
 	smtp_server_timer_arm(s);
 }
@@ -315,7 +316,7 @@ smtp_server_idle(struct smtp_server_session *s)
 	smtp_server_txn_reset(s);
 	if (s->flags & SF_SHUTDOWN) {
 		smtp_server_reply(s, "421 4.3.2 %s Service shutting down",
-		    smtp_conf->hostname);
+				  smtp_conf->hostname);
 		smtp_server_close_after(s);
 		return;
 	}
@@ -386,7 +387,8 @@ smtp_server_body_add(struct smtp_server_session *s, const void *p, size_t n)
 static void
 smtp_server_body_begin(struct smtp_server_session *s)
 {
-	char hdr[768], date[64], helo[SMTP_HELO_MAX + 1], qid[QUEUE_ID_HEX_BYTES];
+	char hdr[768], date[64], helo[SMTP_HELO_MAX + 1],
+	    qid[QUEUE_ID_HEX_BYTES];
 	const char *proto;
 	struct tm tm;
 	time_t now = time(NULL);
@@ -399,8 +401,8 @@ smtp_server_body_begin(struct smtp_server_session *s)
 	/* The HELO name went through command-line checks (no CR, LF, NUL);
 	 * keep only printable ASCII in a header. */
 	for (i = 0; s->helo[i] != '\0'; i++)
-		helo[i] = s->helo[i] > ' ' && s->helo[i] < 0x7f ? s->helo[i]
-								 : '?';
+		helo[i] =
+		    s->helo[i] > ' ' && s->helo[i] < 0x7f ? s->helo[i] : '?';
 	helo[i] = '\0';
 	if (s->user != NULL)
 		proto = s->flags & SF_TLS ? "ESMTPSA" : "ESMTPA";
@@ -411,7 +413,8 @@ smtp_server_body_begin(struct smtp_server_session *s)
 	gmtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
 	queue_id_format(s->msg_id, qid);
-	n = snprintf(hdr, sizeof(hdr),
+	n = snprintf(
+	    hdr, sizeof(hdr),
 	    "Received: from %s ([%s])\r\n\tby %s (Outpost) with %s id %s;\r\n"
 	    "\t%s\r\n",
 	    helo[0] ? helo : "unknown", s->client_str, smtp_conf->hostname,
@@ -432,7 +435,7 @@ smtp_server_body_begin(struct smtp_server_session *s)
  */
 static size_t
 smtp_server_scan(struct smtp_server_session *s, const uint8_t *p, size_t n,
-    bool dot, bool *end)
+		 bool dot, bool *end)
 {
 	size_t i = 0, span;
 
@@ -545,7 +548,7 @@ smtp_server_on_queued(void *arg)
 		/* The client left before the reply: the message is queued
 		 * (or not) all the same; it simply never heard. */
 		log_info("%016" PRIx64 " smtp %s %s but the client is gone",
-		    s->id, qid, op->status == 0 ? "queued" : "failed");
+			 s->id, qid, op->status == 0 ? "queued" : "failed");
 	} else if (op->status == 0) {
 		STATS_INC(messages_accepted);
 		STATS_ADD(recipients_accepted, op->env.nrcpts);
@@ -553,7 +556,7 @@ smtp_server_on_queued(void *arg)
 		s->rcpts_total += op->env.nrcpts;
 		log_debug("%016" PRIx64 " smtp queued %s size=%" PRIu64
 			  " rcpts=%" PRIu32,
-		    s->id, qid, op->env.size, op->env.nrcpts);
+			  s->id, qid, op->env.size, op->env.nrcpts);
 		smtp_server_reply(s, "250 2.0.0 %s queued", qid);
 		smtp_server_idle(s);
 		/* The scheduler takes the op (envelope and body) from here. */
@@ -562,10 +565,10 @@ smtp_server_on_queued(void *arg)
 	} else {
 		STATS_INC(queue_failures);
 		log_warnx("%016" PRIx64 " smtp queue write failed for %s: %s",
-		    s->id, qid, op->err);
+			  s->id, qid, op->err);
 		if (op->map_full)
-			smtp_server_reply(s,
-			    "452 4.3.1 Insufficient system storage");
+			smtp_server_reply(
+			    s, "452 4.3.1 Insufficient system storage");
 		else
 			smtp_server_reply(s, "451 4.3.0 Queue write failed, "
 					     "try again later");
@@ -601,7 +604,7 @@ smtp_server_message_end(struct smtp_server_session *s)
 					     "longer than 998 characters");
 		log_info("%016" PRIx64 " smtp message refused from %s "
 			 "(bad=0x%x)",
-		    s->id, s->client_str, s->bad);
+			 s->id, s->client_str, s->bad);
 		smtp_server_error(s);
 		smtp_server_idle(s);
 		return;
@@ -642,7 +645,7 @@ smtp_server_message_end(struct smtp_server_session *s)
 	return;
 oom:
 	log_warnx("%016" PRIx64 " smtp out of memory queueing a message",
-	    s->id);
+		  s->id);
 	smtp_server_reply(s, "451 4.3.0 Temporary failure, try again later");
 	smtp_server_idle(s);
 }
@@ -651,8 +654,8 @@ oom:
 
 /* Feed input to the scanner without pulling it into one contiguous block. */
 static int
-smtp_server_data(struct smtp_server_session *s, struct evbuffer *in,
-    bool dot, size_t limit, size_t *used)
+smtp_server_data(struct smtp_server_session *s, struct evbuffer *in, bool dot,
+		 size_t limit, size_t *used)
 {
 	struct evbuffer_iovec v[16];
 	size_t total = 0, got;
@@ -694,10 +697,11 @@ smtp_server_input_data(struct smtp_server_session *s, struct evbuffer *in)
 		STATS_INC(rejected_smuggling);
 		log_info("%016" PRIx64 " smtp bare CR or LF in DATA from %s; "
 			 "closing",
-		    s->id, s->client_str);
-		smtp_server_reply(s, "521 5.5.2 %s Error: bare CR or LF in "
-				     "message data (RFC 5321 2.3.8)",
-		    smtp_conf->hostname);
+			 s->id, s->client_str);
+		smtp_server_reply(s,
+				  "521 5.5.2 %s Error: bare CR or LF in "
+				  "message data (RFC 5321 2.3.8)",
+				  smtp_conf->hostname);
 		smtp_server_close_after(s);
 		return 0;
 	}
@@ -717,7 +721,8 @@ smtp_server_input_bdat(struct smtp_server_session *s, struct evbuffer *in)
 		if (avail == 0)
 			return 0;
 		if (in_txn) {
-			smtp_server_data(s, in, false,
+			smtp_server_data(
+			    s, in, false,
 			    avail < s->bdat_left ? avail : s->bdat_left, &used);
 		} else {
 			used = avail < s->bdat_left ? avail : s->bdat_left;
@@ -771,7 +776,7 @@ static bool
 smtp_server_starttls_offered(const struct smtp_server_session *s)
 {
 	return !(s->flags & SF_TLS) && s->listener->ssl_ctx != NULL &&
-	    s->listener->conf->tls == CONF_TLS_STARTTLS;
+	       s->listener->conf->tls == CONF_TLS_STARTTLS;
 }
 
 static bool
@@ -792,7 +797,7 @@ cmd_ehlo(struct smtp_server_session *s, char *arg, bool ehlo)
 {
 	if (!smtp_server_check_helo(arg)) {
 		smtp_server_reply(s, "501 5.5.4 Syntax: %s hostname",
-		    ehlo ? "EHLO" : "HELO");
+				  ehlo ? "EHLO" : "HELO");
 		smtp_server_error(s);
 		return;
 	}
@@ -808,10 +813,10 @@ cmd_ehlo(struct smtp_server_session *s, char *arg, bool ehlo)
 		return;
 	}
 	smtp_server_reply(s, "250-%s Hello [%s]", smtp_conf->hostname,
-	    s->client_str);
+			  s->client_str);
 	smtp_server_reply(s, "250-PIPELINING");
 	smtp_server_reply(s, "250-SIZE %" PRIu64,
-	    smtp_conf->limits.max_message_size);
+			  smtp_conf->limits.max_message_size);
 	if (smtp_server_starttls_offered(s))
 		smtp_server_reply(s, "250-STARTTLS");
 	if (smtp_server_auth_offered(s))
@@ -880,10 +885,11 @@ cmd_mail(struct smtp_server_session *s, char *arg)
 	/* UTF-8 is allowed in the path only with SMTPUTF8, which comes
 	 * after it: parse leniently, check once the parameters are known. */
 	ar = addr_path_parse(arg + 5, true, true, &s->sender,
-	    (const char **)&rest);
+			     (const char **)&rest);
 	if (ar != ADDR_OK) {
 		smtp_server_reply(s, "%s 5.1.7 Bad sender address: %s",
-		    ar == ADDR_SYNTAX ? "501" : "553", addr_result_str(ar));
+				  ar == ADDR_SYNTAX ? "501" : "553",
+				  addr_result_str(ar));
 		smtp_server_error(s);
 		return;
 	}
@@ -905,7 +911,7 @@ cmd_mail(struct smtp_server_session *s, char *arg)
 			}
 			size_seen = true;
 		} else if (strcasecmp(key, "BODY") == 0 && val != NULL &&
-		    !body_seen) {
+			   !body_seen) {
 			if (strcasecmp(val, "8BITMIME") == 0)
 				s->body8bit = true;
 			else if (strcasecmp(val, "7BIT") != 0) {
@@ -929,7 +935,7 @@ cmd_mail(struct smtp_server_session *s, char *arg)
 	}
 	if (s->sender.utf8 && !s->smtputf8) {
 		smtp_server_reply(s, "553 5.6.7 Bad sender address: %s",
-		    addr_result_str(ADDR_UTF8));
+				  addr_result_str(ADDR_UTF8));
 		smtp_server_error(s);
 		smtp_server_txn_reset(s);
 		return;
@@ -947,8 +953,8 @@ cmd_mail(struct smtp_server_session *s, char *arg)
 		STATS_INC(rejected_sender);
 		log_info("%016" PRIx64 " smtp sender domain %s refused for "
 			 "user %s",
-		    s->id, s->sender.null ? "<>" : s->sender.domain,
-		    s->user->name);
+			 s->id, s->sender.null ? "<>" : s->sender.domain,
+			 s->user->name);
 		smtp_server_reply(s, "550 5.7.1 Sender address not allowed "
 				     "for this user");
 		smtp_server_error(s);
@@ -979,7 +985,7 @@ cmd_rcpt(struct smtp_server_session *s, char *arg)
 	if (s->user == NULL && !s->client_trusted) {
 		STATS_INC(rejected_relay);
 		log_info("%016" PRIx64 " smtp relay denied for %s", s->id,
-		    s->client_str);
+			 s->client_str);
 		smtp_server_reply(s, "554 5.7.1 Relay access denied");
 		smtp_server_error(s);
 		return;
@@ -987,7 +993,8 @@ cmd_rcpt(struct smtp_server_session *s, char *arg)
 	ar = addr_path_parse(arg + 3, false, s->smtputf8, &rcpt, &rest);
 	if (ar != ADDR_OK) {
 		smtp_server_reply(s, "%s 5.1.3 Bad recipient address: %s",
-		    ar == ADDR_SYNTAX ? "501" : "553", addr_result_str(ar));
+				  ar == ADDR_SYNTAX ? "501" : "553",
+				  addr_result_str(ar));
 		smtp_server_error(s);
 		return;
 	}
@@ -1131,7 +1138,7 @@ cmd_starttls(struct smtp_server_session *s, char *arg)
 	/* Whatever the client pipelined after STARTTLS is dropped now
 	 * (CVE-2011-0411); we read nothing more until the handshake. */
 	evbuffer_drain(bufferevent_get_input(s->bev),
-	    evbuffer_get_length(bufferevent_get_input(s->bev)));
+		       evbuffer_get_length(bufferevent_get_input(s->bev)));
 	bufferevent_disable(s->bev, EV_READ);
 	s->flags |= SF_STARTTLS;
 	smtp_server_enter(s, SS_TLS);
@@ -1190,8 +1197,8 @@ smtp_server_auth_step(struct smtp_server_session *s, const char *resp)
 	switch (s->auth_mech) {
 	case AM_PLAIN:
 		if (auth_plain_split(dec, n, s->auth->user,
-			sizeof(s->auth->user), s->auth->pass,
-			sizeof(s->auth->pass)) != 0) {
+				     sizeof(s->auth->user), s->auth->pass,
+				     sizeof(s->auth->pass)) != 0) {
 			sodium_memzero(dec, sizeof(dec));
 			smtp_server_auth_fail(s, "501 5.5.2 Malformed PLAIN "
 						 "response");
@@ -1254,10 +1261,11 @@ cmd_auth(struct smtp_server_session *s, char *arg)
 	left = client_auth_blocked(&s->client, now, &smtp_conf->auth_limit);
 	if (left > 0) {
 		STATS_INC(auth_blocked);
-		smtp_server_reply(s, "454 4.7.0 Too many failed "
-				     "authentication attempts; try again in "
-				     "%" PRIu64 " seconds",
-		    (left + 999) / 1000);
+		smtp_server_reply(s,
+				  "454 4.7.0 Too many failed "
+				  "authentication attempts; try again in "
+				  "%" PRIu64 " seconds",
+				  (left + 999) / 1000);
 		smtp_server_error(s);
 		return;
 	}
@@ -1329,7 +1337,7 @@ smtp_server_auth_done(struct auth_request *req)
 		client_auth_succeeded(&s->client);
 		s->user = u;
 		log_info("%016" PRIx64 " smtp AUTH success user=%s from %s",
-		    s->id, u->name, s->client_str);
+			 s->id, u->name, s->client_str);
 		smtp_server_reply(s, "235 2.7.0 Authentication successful");
 		smtp_server_enter(s, SS_READY);
 		smtp_server_resume(s);
@@ -1338,17 +1346,18 @@ smtp_server_auth_done(struct auth_request *req)
 	}
 	STATS_INC(auth_failures);
 	delay = client_auth_failed(&s->client, smtp_now_ms(),
-	    &smtp_conf->auth_limit, &blocked);
+				   &smtp_conf->auth_limit, &blocked);
 	/* Only a configured name may appear in the log; a typed one could
 	 * be anything, an address included. */
 	log_info("%016" PRIx64 " smtp AUTH failure user=%s from %s%s", s->id,
-	    u != NULL ? u->name : "(unknown)", s->client_str,
-	    blocked ? "; client blocked" : "");
+		 u != NULL ? u->name : "(unknown)", s->client_str,
+		 blocked ? "; client blocked" : "");
 	if (blocked) {
 		STATS_INC(auth_blocked);
-		smtp_server_reply(s, "421 4.7.0 %s Too many failed "
-				     "authentication attempts; closing",
-		    smtp_conf->hostname);
+		smtp_server_reply(s,
+				  "421 4.7.0 %s Too many failed "
+				  "authentication attempts; closing",
+				  smtp_conf->hostname);
 		smtp_server_close_after(s);
 		smtp_server_settle(s);
 		return;
@@ -1357,7 +1366,7 @@ smtp_server_auth_done(struct auth_request *req)
 	 * session stays busy meanwhile. */
 	if (s->delay == NULL &&
 	    (s->delay = evtimer_new(s->loop->base, smtp_server_auth_delay_cb,
-		 s)) == NULL) {
+				    s)) == NULL) {
 		smtp_server_close_after(s);
 		smtp_server_settle(s);
 		return;
@@ -1421,10 +1430,11 @@ smtp_server_command(struct smtp_server_session *s, char *line)
 		    strncmp(line, "PUT ", 4) == 0) {
 			log_info("%016" PRIx64 " smtp HTTP request from %s; "
 				 "closing",
-			    s->id, s->client_str);
-			smtp_server_reply(s, "521 5.7.0 %s Error: this is an "
-					     "SMTP service",
-			    smtp_conf->hostname);
+				 s->id, s->client_str);
+			smtp_server_reply(s,
+					  "521 5.7.0 %s Error: this is an "
+					  "SMTP service",
+					  smtp_conf->hostname);
 			smtp_server_close_after(s);
 			return;
 		}
@@ -1435,16 +1445,18 @@ smtp_server_command(struct smtp_server_session *s, char *line)
 	}
 	if (!(ss_info[s->state].cmds_ok & c->bit)) {
 		if (c->bit & (CMD_MAIL | CMD_AUTH))
-			smtp_server_reply(s, s->state == SS_GREETING
-				? "503 5.5.1 Error: send EHLO/HELO first"
-				: "503 5.5.1 Error: nested MAIL command");
+			smtp_server_reply(
+			    s, s->state == SS_GREETING
+				   ? "503 5.5.1 Error: send EHLO/HELO first"
+				   : "503 5.5.1 Error: nested MAIL command");
 		else if (c->bit == CMD_RCPT)
 			smtp_server_reply(s, "503 5.5.1 Error: need MAIL "
 					     "command");
 		else if (c->bit == CMD_DATA)
-			smtp_server_reply(s, s->state == SS_MAIL
-				? "554 5.5.1 Error: no valid recipients"
-				: "503 5.5.1 Error: need RCPT command");
+			smtp_server_reply(
+			    s, s->state == SS_MAIL
+				   ? "554 5.5.1 Error: no valid recipients"
+				   : "503 5.5.1 Error: need RCPT command");
 		else
 			smtp_server_reply(s, "503 5.5.1 Error: bad sequence "
 					     "of commands");
@@ -1471,9 +1483,8 @@ smtp_server_input_line(struct smtp_server_session *s, struct evbuffer *in)
 
 	if (avail == 0)
 		return 0;
-	if (s->state == SS_AUTH ||
-	    (evbuffer_copyout(in, head, 5) == 5 &&
-		strncasecmp((char *)head, "AUTH ", 5) == 0))
+	if (s->state == SS_AUTH || (evbuffer_copyout(in, head, 5) == 5 &&
+				    strncasecmp((char *)head, "AUTH ", 5) == 0))
 		limit = SMTP_AUTH_LINE_MAX;
 	eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF);
 	if (eol.pos < 0) {
@@ -1517,8 +1528,9 @@ smtp_server_input_line(struct smtp_server_session *s, struct evbuffer *in)
 	}
 	if (log_trace_enabled(TRACE_SMTP))
 		log_trace(TRACE_SMTP, "%016" PRIx64 " smtp <<< %s", s->id,
-		    s->state == SS_AUTH ? "(sasl response)"
-					: log_escape(esc, sizeof(esc), line, n));
+			  s->state == SS_AUTH
+			      ? "(sasl response)"
+			      : log_escape(esc, sizeof(esc), line, n));
 	if (s->state == SS_AUTH) {
 		smtp_server_auth_step(s, line);
 		sodium_memzero(line, n);
@@ -1559,8 +1571,9 @@ smtp_server_input(struct smtp_server_session *s)
 		}
 		/* Back-pressure: a client that does not read its replies
 		 * gets no more of its input read. */
-		if (s->bev != NULL && evbuffer_get_length(bufferevent_get_output(
-					  s->bev)) > SMTP_OUTPUT_MAX &&
+		if (s->bev != NULL &&
+		    evbuffer_get_length(bufferevent_get_output(s->bev)) >
+			SMTP_OUTPUT_MAX &&
 		    !(s->flags & SF_READ_OFF)) {
 			bufferevent_disable(s->bev, EV_READ);
 			s->flags |= SF_READ_OFF;
@@ -1625,8 +1638,8 @@ smtp_server_close(struct smtp_server_session *s, const char *why)
 	if (!(s->flags & SF_ZOMBIE))
 		log_info("%016" PRIx64 " smtp disconnect from %s: %s "
 			 "(messages=%u recipients=%u errors=%u)",
-		    s->id, s->client_str, why, s->msgs, s->rcpts_total,
-		    s->errors);
+			 s->id, s->client_str, why, s->msgs, s->rcpts_total,
+			 s->errors);
 	if (s->bev != NULL) {
 		bufferevent_free(s->bev);
 		s->bev = NULL;
@@ -1683,7 +1696,7 @@ smtp_server_write_cb(struct bufferevent *bev, void *arg)
 	} else if (left == 0 && s->state == SS_CLOSING) {
 		s->flags |= SF_CLOSE;
 	} else if ((s->flags & SF_READ_OFF) && s->state != SS_BUSY &&
-	    s->state != SS_TLS && s->state != SS_CLOSING) {
+		   s->state != SS_TLS && s->state != SS_CLOSING) {
 		/* The client read its replies: read its input again. */
 		s->flags &= ~SF_READ_OFF;
 		bufferevent_enable(bev, EV_READ);
@@ -1704,8 +1717,8 @@ smtp_server_event_cb(struct bufferevent *bev, short what, void *arg)
 		STATS_INC(tls_handshakes);
 		s->flags |= SF_TLS;
 		log_debug("%016" PRIx64 " smtp TLS %s %s with %s", s->id,
-		    SSL_get_version(ssl), SSL_get_cipher_name(ssl),
-		    s->client_str);
+			  SSL_get_version(ssl), SSL_get_cipher_name(ssl),
+			  s->client_str);
 		/* RFC 3207 4.2: forget everything learnt before TLS. */
 		s->helo[0] = '\0';
 		s->flags &= ~SF_EHLO;
@@ -1713,7 +1726,7 @@ smtp_server_event_cb(struct bufferevent *bev, short what, void *arg)
 		smtp_server_enter(s, SS_GREETING);
 		if (s->listener->conf->tls == CONF_TLS_IMPLICIT)
 			smtp_server_reply(s, "220 %s ESMTP Outpost",
-			    smtp_conf->hostname);
+					  smtp_conf->hostname);
 		return;
 	}
 	if (what & BEV_EVENT_ERROR) {
@@ -1723,15 +1736,15 @@ smtp_server_event_cb(struct bufferevent *bev, short what, void *arg)
 			STATS_INC(tls_failures);
 			ERR_error_string_n(err, e, sizeof(e));
 			log_info("%016" PRIx64 " smtp TLS failure with %s: %s",
-			    s->id, s->client_str, e);
+				 s->id, s->client_str, e);
 			smtp_server_close(s, "TLS failure");
 		} else {
 			smtp_server_close(s, errno ? strerror(errno)
 						   : "connection error");
 		}
 	} else if (what & BEV_EVENT_EOF) {
-		smtp_server_close(s, s->state == SS_CLOSING
-			? "closed" : "connection lost");
+		smtp_server_close(
+		    s, s->state == SS_CLOSING ? "closed" : "connection lost");
 	} else if (what & BEV_EVENT_TIMEOUT) {
 		STATS_INC(timeouts);
 		smtp_server_close(s, "write timeout");
@@ -1749,13 +1762,13 @@ smtp_server_timer_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	STATS_INC(timeouts);
 	log_info("%016" PRIx64 " smtp timeout in state %s from %s", s->id,
-	    ss_info[s->state].name, s->client_str);
+		 ss_info[s->state].name, s->client_str);
 	if (tls) {
 		/* Nothing can be said in the middle of a handshake. */
 		smtp_server_close(s, "TLS handshake timeout");
 	} else {
 		smtp_server_reply(s, "421 4.4.2 %s Error: timeout exceeded",
-		    smtp_conf->hostname);
+				  smtp_conf->hostname);
 		smtp_server_close_after(s);
 	}
 	smtp_server_settle(s);
@@ -1768,7 +1781,7 @@ smtp_server_bev_setup(struct smtp_server_session *s)
 	unsigned ms = smtp_conf->limits.command_timeout_ms;
 
 	bufferevent_setcb(s->bev, smtp_server_read_cb, smtp_server_write_cb,
-	    smtp_server_event_cb, s);
+			  smtp_server_event_cb, s);
 	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_INPUT_MAX);
 	bufferevent_setwatermark(s->bev, EV_WRITE, SMTP_OUTPUT_MAX / 4, 0);
 	wt.tv_sec = ms / 1000;
@@ -1791,7 +1804,8 @@ smtp_server_tls_begin(struct smtp_server_session *s)
 	 * Bytes it had read are discarded with it. */
 	bufferevent_free(s->bev);
 	s->bev = bufferevent_openssl_socket_new(s->loop->base, s->fd, ssl,
-	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+						BUFFEREVENT_SSL_ACCEPTING,
+						BEV_OPT_CLOSE_ON_FREE);
 	if (s->bev == NULL) {
 		SSL_free(ssl);
 		smtp_server_close(s, "TLS set-up failed");
@@ -1806,7 +1820,7 @@ smtp_server_tls_begin(struct smtp_server_session *s)
 
 void
 smtp_server_accept(struct loop *l, struct smtp_server_listener *li,
-    evutil_socket_t fd, const struct sockaddr *sa, int salen)
+		   evutil_socket_t fd, const struct sockaddr *sa, int salen)
 {
 	struct smtp_server_session *s;
 	struct client_key key;
@@ -1822,13 +1836,13 @@ smtp_server_accept(struct loop *l, struct smtp_server_listener *li,
 	}
 	client_key_format(&key, addr, sizeof(addr));
 	adm = client_session_acquire(&key, smtp_conf->limits.max_sessions,
-	    smtp_conf->limits.max_sessions_per_client);
+				     smtp_conf->limits.max_sessions_per_client);
 	if (adm != CLIENT_ADMIT_OK) {
 		STATS_INC(sessions_refused);
 		log_info("smtp refused connection from %s: %s", addr,
-		    adm == CLIENT_ADMIT_TOTAL ? "too many sessions"
-					      : "too many sessions from "
-						"this client");
+			 adm == CLIENT_ADMIT_TOTAL ? "too many sessions"
+						   : "too many sessions from "
+						     "this client");
 		/* A short courtesy reply, best effort, never blocking; a
 		 * TLS listener's client would not understand it. */
 		msg = "421 4.7.0 Too many connections, try again later\r\n";
@@ -1846,25 +1860,27 @@ smtp_server_accept(struct loop *l, struct smtp_server_listener *li,
 	STATS_INC(sessions);
 	/* Small replies must not wait for the client's delayed ACK. */
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 },
-	    sizeof(int));
-	s->id = ((uint64_t)l->index << 56) |
+			 sizeof(int));
+	s->id =
+	    ((uint64_t)l->index << 56) |
 	    (atomic_fetch_add(&smtp_session_seq, 1) & 0x00ffffffffffffffull);
 	s->loop = l;
 	s->listener = li;
 	s->fd = fd;
 	s->client = key;
 	memcpy(s->client_str, addr, sizeof(s->client_str));
-	s->client_trusted = conf_network_match(smtp_conf, key.family,
-	    key.addr);
+	s->client_trusted = conf_network_match(smtp_conf, key.family, key.addr);
 	s->state = SS_GREETING;
 	smtp_server_list_add(s);
 	s->timer = evtimer_new(l->base, smtp_server_timer_cb, s);
 	if (li->conf->tls == CONF_TLS_IMPLICIT) {
 		SSL *ssl = SSL_new(li->ssl_ctx);
 
-		s->bev = ssl == NULL ? NULL : bufferevent_openssl_socket_new(
-		    l->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-		    BEV_OPT_CLOSE_ON_FREE);
+		s->bev = ssl == NULL
+			     ? NULL
+			     : bufferevent_openssl_socket_new(
+				   l->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+				   BEV_OPT_CLOSE_ON_FREE);
 		if (s->bev == NULL && ssl != NULL)
 			SSL_free(ssl);
 		if (s->bev != NULL) {
@@ -1881,13 +1897,13 @@ smtp_server_accept(struct loop *l, struct smtp_server_listener *li,
 		return;
 	}
 	log_info("%016" PRIx64 " smtp connect from %s on %s%s", s->id, addr,
-	    li->conf->name, s->client_trusted ? " (relay network)" : "");
+		 li->conf->name, s->client_trusted ? " (relay network)" : "");
 	smtp_server_bev_setup(s);
 	if (li->conf->tls == CONF_TLS_IMPLICIT) {
 		smtp_server_enter(s, SS_TLS);
 	} else {
 		smtp_server_reply(s, "220 %s ESMTP Outpost",
-		    smtp_conf->hostname);
+				  smtp_conf->hostname);
 		smtp_server_enter(s, SS_GREETING);
 	}
 }
@@ -1906,9 +1922,10 @@ smtp_server_shutdown_force_cb(evutil_socket_t fd, short what, void *arg)
 		if (s->flags & SF_ZOMBIE)
 			continue;
 		if (s->state != SS_TLS && s->bev != NULL)
-			smtp_server_reply(s, "421 4.3.2 %s Service shutting "
-					     "down",
-			    smtp_conf->hostname);
+			smtp_server_reply(s,
+					  "421 4.3.2 %s Service shutting "
+					  "down",
+					  smtp_conf->hostname);
 		smtp_server_close(s, "shutdown");
 		smtp_server_settle(s);
 	}
@@ -1929,9 +1946,10 @@ smtp_server_shutdown(struct loop *l, unsigned deadline_ms)
 		case SS_GREETING:
 		case SS_READY:
 		case SS_AUTH:
-			smtp_server_reply(s, "421 4.3.2 %s Service shutting "
-					     "down",
-			    smtp_conf->hostname);
+			smtp_server_reply(s,
+					  "421 4.3.2 %s Service shutting "
+					  "down",
+					  smtp_conf->hostname);
 			smtp_server_close_after(s);
 			smtp_server_settle(s);
 			break;
@@ -1952,5 +1970,5 @@ smtp_server_shutdown(struct loop *l, unsigned deadline_ms)
 	tv.tv_sec = deadline_ms / 1000;
 	tv.tv_usec = (deadline_ms % 1000) * 1000;
 	event_base_once(l->base, -1, EV_TIMEOUT, smtp_server_shutdown_force_cb,
-	    l, &tv);
+			l, &tv);
 }

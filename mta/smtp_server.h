@@ -18,8 +18,8 @@ struct queue;
 /* One per configured listener; shared read-only by every loop. */
 struct smtp_server_listener {
 	const struct conf_listener *conf;
-	SSL_CTX *ssl_ctx; /* NULL when the listener has no TLS at all */
-	bool loopback;    /* bound to a loopback address */
+	SSL_CTX *ssl_ctx;   /* NULL when the listener has no TLS at all */
+	bool loopback;      /* bound to a loopback address */
 	bool auth_plain_ok; /* AUTH may be offered without TLS */
 };
 
@@ -32,7 +32,8 @@ void smtp_server_init(const struct conf *conf, struct queue *queue);
  * Loop thread.
  */
 void smtp_server_accept(struct loop *l, struct smtp_server_listener *li,
-    evutil_socket_t fd, const struct sockaddr *sa, int salen);
+			evutil_socket_t fd, const struct sockaddr *sa,
+			int salen);
 
 /*
  * smtp_server_shutdown — on L's thread: refuse new work; close idle sessions

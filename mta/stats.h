@@ -9,8 +9,8 @@
 #include <stdint.h>
 
 struct stats {
-	_Atomic uint64_t sessions;          /* accepted connections */
-	_Atomic uint64_t sessions_refused;  /* over a session limit */
+	_Atomic uint64_t sessions;         /* accepted connections */
+	_Atomic uint64_t sessions_refused; /* over a session limit */
 	_Atomic uint64_t tls_handshakes;
 	_Atomic uint64_t tls_failures;
 	_Atomic uint64_t messages_accepted; /* 250 after commit */
@@ -34,11 +34,11 @@ struct stats {
 
 extern struct stats stats;
 
-#define STATS_INC(field) \
+#define STATS_INC(field)                                                       \
 	atomic_fetch_add_explicit(&stats.field, 1, memory_order_relaxed)
-#define STATS_ADD(field, n) \
+#define STATS_ADD(field, n)                                                    \
 	atomic_fetch_add_explicit(&stats.field, (n), memory_order_relaxed)
-#define STATS_GET(field) \
+#define STATS_GET(field)                                                       \
 	atomic_load_explicit(&stats.field, memory_order_relaxed)
 
 #endif

@@ -35,8 +35,8 @@ tls_error(char *buf, size_t len)
 }
 
 SSL_CTX *
-tls_server_ctx_new(const char *cert_file, const char *key_file,
-    int min_version, const char *ciphers, char *err, size_t errlen)
+tls_server_ctx_new(const char *cert_file, const char *key_file, int min_version,
+		   const char *ciphers, char *err, size_t errlen)
 {
 	SSL_CTX *ctx = NULL;
 	struct stat st;
@@ -47,7 +47,8 @@ tls_server_ctx_new(const char *cert_file, const char *key_file,
 		return NULL;
 	}
 	if ((st.st_mode & 077) != 0) {
-		snprintf(err, errlen,
+		snprintf(
+		    err, errlen,
 		    "%s: mode %04o, must not be accessible by group or others",
 		    key_file, (unsigned)(st.st_mode & 07777));
 		return NULL;
@@ -56,24 +57,25 @@ tls_server_ctx_new(const char *cert_file, const char *key_file,
 		goto fail;
 	SSL_CTX_set_min_proto_version(ctx, min_version);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION |
-	    SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+				     SSL_OP_NO_RENEGOTIATION |
+				     SSL_OP_CIPHER_SERVER_PREFERENCE);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	if (ciphers != NULL && SSL_CTX_set_cipher_list(ctx, ciphers) != 1) {
 		snprintf(err, errlen, "tls ciphers \"%s\": %s", ciphers,
-		    tls_error(e, sizeof(e)));
+			 tls_error(e, sizeof(e)));
 		SSL_CTX_free(ctx);
 		return NULL;
 	}
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
 		snprintf(err, errlen, "%s: %s", cert_file,
-		    tls_error(e, sizeof(e)));
+			 tls_error(e, sizeof(e)));
 		SSL_CTX_free(ctx);
 		return NULL;
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1 ||
 	    SSL_CTX_check_private_key(ctx) != 1) {
 		snprintf(err, errlen, "%s: %s", key_file,
-		    tls_error(e, sizeof(e)));
+			 tls_error(e, sizeof(e)));
 		SSL_CTX_free(ctx);
 		return NULL;
 	}
@@ -87,13 +89,13 @@ fail:
 /* Write PEM output of WRITE(fp, obj) to PATH created with MODE. */
 static int
 tls_write_pem(const char *path, mode_t mode, int (*write)(FILE *, void *),
-    void *obj, char *err, size_t errlen)
+	      void *obj, char *err, size_t errlen)
 {
 	FILE *fp;
 	int fd;
 
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-	    mode);
+		  mode);
 	if (fd < 0) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
@@ -127,7 +129,7 @@ tls_write_cert(FILE *fp, void *obj)
 
 int
 tls_selfsigned_ensure(const char *cert_file, const char *key_file,
-    const char *hostname, char *err, size_t errlen)
+		      const char *hostname, char *err, size_t errlen)
 {
 	bool have_cert = access(cert_file, F_OK) == 0;
 	bool have_key = access(key_file, F_OK) == 0;
@@ -143,8 +145,8 @@ tls_selfsigned_ensure(const char *cert_file, const char *key_file,
 		return 0;
 	if (have_cert || have_key) {
 		snprintf(err, errlen, "%s exists but %s does not",
-		    have_cert ? cert_file : key_file,
-		    have_cert ? key_file : cert_file);
+			 have_cert ? cert_file : key_file,
+			 have_cert ? key_file : cert_file);
 		return -1;
 	}
 	if ((pkey = EVP_EC_gen("P-256")) == NULL || (x = X509_new()) == NULL)
@@ -156,7 +158,7 @@ tls_selfsigned_ensure(const char *cert_file, const char *key_file,
 	X509_set_pubkey(x, pkey);
 	name = X509_get_subject_name(x);
 	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
-	    (const unsigned char *)hostname, -1, -1, 0);
+				   (const unsigned char *)hostname, -1, -1, 0);
 	X509_set_issuer_name(x, name);
 	if ((size_t)snprintf(san, sizeof(san), "DNS:%s", hostname) >=
 	    sizeof(san)) {
@@ -164,8 +166,8 @@ tls_selfsigned_ensure(const char *cert_file, const char *key_file,
 		goto out;
 	}
 	X509V3_set_ctx(&v3, x, x, NULL, NULL, 0);
-	if ((ext = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name,
-		 san)) == NULL ||
+	if ((ext = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, san)) ==
+		NULL ||
 	    X509_add_ext(x, ext, -1) != 1)
 		goto ossl;
 	if (X509_sign(x, pkey, EVP_sha256()) == 0)
@@ -182,7 +184,7 @@ tls_selfsigned_ensure(const char *cert_file, const char *key_file,
 	goto out;
 ossl:
 	snprintf(err, errlen, "generating a certificate: %s",
-	    tls_error(e, sizeof(e)));
+		 tls_error(e, sizeof(e)));
 out:
 	X509_EXTENSION_free(ext);
 	X509_free(x);

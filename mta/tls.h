@@ -15,7 +15,8 @@
  * or others.  Returns NULL with err set.  Main thread.
  */
 SSL_CTX *tls_server_ctx_new(const char *cert_file, const char *key_file,
-    int min_version, const char *ciphers, char *err, size_t errlen);
+			    int min_version, const char *ciphers, char *err,
+			    size_t errlen);
 
 /*
  * tls_selfsigned_ensure — when neither file exists, write a new self-signed
@@ -23,7 +24,7 @@ SSL_CTX *tls_server_ctx_new(const char *cert_file, const char *key_file,
  * do nothing.  0 ok, -1 with err set (also when only one of them exists).
  */
 int tls_selfsigned_ensure(const char *cert_file, const char *key_file,
-    const char *hostname, char *err, size_t errlen);
+			  const char *hostname, char *err, size_t errlen);
 
 /* tls_error — the last OpenSSL error as text (into BUF). */
 const char *tls_error(char *buf, size_t len);

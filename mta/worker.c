@@ -62,7 +62,7 @@ worker_start(unsigned n)
 		return -1;
 	for (i = 0; i < n; i++) {
 		if (pthread_create(&worker_threads[i], NULL, worker_main,
-			NULL) != 0)
+				   NULL) != 0)
 			return -1;
 		worker_n++;
 	}

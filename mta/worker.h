@@ -21,7 +21,6 @@ void worker_stop(void);
  * ARG is owned by the caller throughout; it must stay valid until DONE runs.
  * Any thread.
  */
-void worker_submit(struct loop *l, worker_fn *run, worker_fn *done,
-    void *arg);
+void worker_submit(struct loop *l, worker_fn *run, worker_fn *done, void *arg);
 
 #endif

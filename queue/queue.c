@@ -1103,8 +1103,8 @@ queue_sched_walk(struct queue *q, queue_sched_fn *fn, void *arg, char *err,
 			break;
 		}
 		if (rc != 0) {
-			queue_err(err, errlen, "%s: reading sched: %s",
-				  q->path, mdb_strerror(rc));
+			queue_err(err, errlen, "%s: reading sched: %s", q->path,
+				  mdb_strerror(rc));
 			break;
 		}
 		if (key.mv_size != QUEUE_SCHED_KEY_BYTES) {

@@ -40,23 +40,25 @@ struct queue_config {
 	const char *key_file; /* hex key, 0600; created if absent (and not
 				 read-only) */
 	uint64_t map_size;
-	unsigned commit_interval_us; /* linger for more ops before a commit;
-					0 = commit whatever is pending at once */
-	unsigned commit_max_batch;   /* ops per write transaction */
+	unsigned
+	    commit_interval_us;    /* linger for more ops before a commit;
+				      0 = commit whatever is pending at once */
+	unsigned commit_max_batch; /* ops per write transaction */
 };
 
-#define QUEUE_RDONLY 0x1 /* open for reading only (the CLI while the daemon
-			    runs); no writer thread, no key creation */
+#define QUEUE_RDONLY                                                           \
+	0x1 /* open for reading only (the CLI while the daemon                 \
+	       runs); no writer thread, no key creation */
 
 enum queue_rcpt_state {
 	QR_PENDING = 0, /* still to be delivered (or retried) */
 	QR_DELIVERED,
-	QR_BOUNCED,  /* permanent failure; a DSN was (or will be) made */
-	QR_EXPIRED,  /* gave up after the maximum age */
+	QR_BOUNCED, /* permanent failure; a DSN was (or will be) made */
+	QR_EXPIRED, /* gave up after the maximum age */
 };
 
 struct queue_rcpt {
-	char *addr; /* as given in RCPT TO, without the angle brackets */
+	char *addr;    /* as given in RCPT TO, without the angle brackets */
 	uint8_t state; /* enum queue_rcpt_state */
 	uint16_t attempts;
 	uint16_t last_code; /* last SMTP reply code, 0 = none yet */
@@ -93,7 +95,7 @@ void queue_envelope_clear(struct queue_envelope *env);
  * Returns 0 with *qp set, or -1 with a message in err.
  */
 int queue_open(struct queue **qp, const struct queue_config *cfg,
-    unsigned flags, char *err, size_t errlen);
+	       unsigned flags, char *err, size_t errlen);
 
 /* queue_close — stop the writer after it has committed every submitted op,
  * then close the environment.  Main thread. */
@@ -159,7 +161,7 @@ int queue_op_seal(struct queue *q, struct queue_op *op);
  * fails, the daemon goes on).  Never blocks on disk.  Any thread.
  */
 void queue_submit(struct queue *q, struct queue_op *op, queue_done_fn *done,
-    void *arg);
+		  void *arg);
 
 /*
  * Readers.  Each call uses its own read transaction.  Envelopes handed to a
@@ -169,29 +171,29 @@ typedef int queue_walk_fn(const struct queue_envelope *env, void *arg);
 /* queue_walk — every envelope in id (time) order; fn returns non-zero to
  * stop (that value is returned).  -1 on error (err set). */
 int queue_walk(struct queue *q, queue_walk_fn *fn, void *arg, char *err,
-    size_t errlen);
+	       size_t errlen);
 /* queue_sched_walk — every entry of the schedule index in due order:
  * FN(due_ms, id, flags (QUEUE_F_HELD or 0), arg).  No decryption: this is
  * what start-up reads.  Returns as queue_walk(). */
 typedef int queue_sched_fn(int64_t due_ms, uint64_t id, unsigned flags,
-    void *arg);
-int queue_sched_walk(struct queue *q, queue_sched_fn *fn, void *arg,
-    char *err, size_t errlen);
+			   void *arg);
+int queue_sched_walk(struct queue *q, queue_sched_fn *fn, void *arg, char *err,
+		     size_t errlen);
 /* queue_envelope_get — 0 found (env filled, clear it after), 1 not found,
  * -1 error. */
-int queue_envelope_get(struct queue *q, uint64_t id,
-    struct queue_envelope *env, char *err, size_t errlen);
+int queue_envelope_get(struct queue *q, uint64_t id, struct queue_envelope *env,
+		       char *err, size_t errlen);
 typedef int queue_chunk_fn(const uint8_t *data, size_t len, void *arg);
 /* queue_body_read — the body in order, chunk by chunk, decrypted; fn
  * returns non-zero to stop.  0 ok, 1 not found, -1 error. */
-int queue_body_read(struct queue *q, uint64_t id, queue_chunk_fn *fn,
-    void *arg, char *err, size_t errlen);
+int queue_body_read(struct queue *q, uint64_t id, queue_chunk_fn *fn, void *arg,
+		    char *err, size_t errlen);
 
 struct queue_stats {
-	uint64_t commits;       /* write transactions committed */
-	uint64_t ops;           /* ops committed */
+	uint64_t commits; /* write transactions committed */
+	uint64_t ops;     /* ops committed */
 	uint64_t failed_ops;
-	uint64_t last_batch;    /* ops in the last transaction */
+	uint64_t last_batch; /* ops in the last transaction */
 	uint64_t max_batch;
 	uint64_t commit_us_total; /* time spent in mdb_txn_commit */
 };
@@ -205,7 +207,7 @@ void queue_stats_get(struct queue *q, struct queue_stats *st);
  * by group or others").  0 ok, -1 with err set.
  */
 int queue_keyfile_load(const char *path, bool create,
-    uint8_t key[QUEUE_KEY_BYTES], char *err, size_t errlen);
+		       uint8_t key[QUEUE_KEY_BYTES], char *err, size_t errlen);
 
 /*
  * queue_addr_hash — keyed BLAKE2b-128 of the normalised address (surrounding
@@ -214,6 +216,6 @@ int queue_keyfile_load(const char *path, bool create,
  * function backs the delivery log and `outpost hash`.
  */
 void queue_addr_hash(const uint8_t key[QUEUE_KEY_BYTES], const char *addr,
-    char out[QUEUE_HASH_HEX_BYTES]);
+		     char out[QUEUE_HASH_HEX_BYTES]);
 
 #endif

@@ -28,46 +28,47 @@ static const struct addr_case {
 	const char *mailbox, *domain, *rest;
 } addr_cases[] = {
 	{ "simple", "<a@example.org>", false, false, ADDR_OK, "a@example.org",
-	    "example.org", "" },
+	  "example.org", "" },
 	{ "params kept", "<a@Example.ORG> SIZE=10", false, false, ADDR_OK,
-	    "a@Example.ORG", "example.org", " SIZE=10" },
+	  "a@Example.ORG", "example.org", " SIZE=10" },
 	{ "leading space", " <a@b.c>", false, false, ADDR_OK, "a@b.c", "b.c",
-	    "" },
+	  "" },
 	{ "null", "<>", true, false, ADDR_OK, "", "", "" },
 	{ "null refused", "<>", false, false, ADDR_SYNTAX, NULL, NULL, NULL },
 	{ "no brackets", "a@b.c", false, false, ADDR_SYNTAX, NULL, NULL, NULL },
 	{ "unclosed", "<a@b.c", false, false, ADDR_SYNTAX, NULL, NULL, NULL },
 	{ "quoted", "<\"john doe\"@example.org>", false, false, ADDR_OK,
-	    "\"john doe\"@example.org", "example.org", "" },
+	  "\"john doe\"@example.org", "example.org", "" },
 	{ "quoted with >", "<\"a>b\"@example.org>", false, false, ADDR_OK,
-	    "\"a>b\"@example.org", "example.org", "" },
-	{ "quoted no domain", "<\"a@b.c\">", false, false, ADDR_NO_DOMAIN,
-	    NULL, NULL, NULL },
-	{ "source route", "<@x.y:a@b.c>", false, false, ADDR_SOURCE_ROUTE,
-	    NULL, NULL, NULL },
-	{ "literal", "<a@[127.0.0.1]>", false, false, ADDR_LITERAL, NULL,
-	    NULL, NULL },
+	  "\"a>b\"@example.org", "example.org", "" },
+	{ "quoted no domain", "<\"a@b.c\">", false, false, ADDR_NO_DOMAIN, NULL,
+	  NULL, NULL },
+	{ "source route", "<@x.y:a@b.c>", false, false, ADDR_SOURCE_ROUTE, NULL,
+	  NULL, NULL },
+	{ "literal", "<a@[127.0.0.1]>", false, false, ADDR_LITERAL, NULL, NULL,
+	  NULL },
 	{ "bang", "<b.c!a>", false, false, ADDR_NO_DOMAIN, NULL, NULL, NULL },
 	{ "percent", "<a%b.c@d.e>", false, false, ADDR_OK, "a%b.c@d.e", "d.e",
-	    "" },
+	  "" },
 	{ "double dot", "<a..b@c.d>", false, false, ADDR_SYNTAX, NULL, NULL,
-	    NULL },
+	  NULL },
 	{ "trailing dot", "<a@c.d.>", false, false, ADDR_SYNTAX, NULL, NULL,
-	    NULL },
+	  NULL },
 	{ "hyphen label", "<a@-c.d>", false, false, ADDR_SYNTAX, NULL, NULL,
-	    NULL },
+	  NULL },
 	{ "two @", "<a@b@c.d>", false, false, ADDR_SYNTAX, NULL, NULL, NULL },
 	{ "utf8 refused", "<j\xc3\xb6rg@b.c>", false, false, ADDR_UTF8, NULL,
-	    NULL, NULL },
+	  NULL, NULL },
 	{ "utf8 ok", "<j\xc3\xb6rg@b.c>", false, true, ADDR_OK,
-	    "j\xc3\xb6rg@b.c", "b.c", "" },
+	  "j\xc3\xb6rg@b.c", "b.c", "" },
 	{ "bad utf8", "<j\xc3(rg@b.c>", false, true, ADDR_UTF8, NULL, NULL,
-	    NULL },
+	  NULL },
 	{ "overlong utf8", "<j\xc0\xafrg@b.c>", false, true, ADDR_UTF8, NULL,
-	    NULL, NULL },
-	{ "local 65", "<aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-		      "@b.c>",
-	    false, false, ADDR_TOO_LONG, NULL, NULL, NULL },
+	  NULL, NULL },
+	{ "local 65",
+	  "<aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	  "@b.c>",
+	  false, false, ADDR_TOO_LONG, NULL, NULL, NULL },
 };
 
 static void
@@ -82,17 +83,18 @@ test_addr_path_parse(void **state)
 		const char *rest = NULL;
 		enum addr_result r;
 
-		r = addr_path_parse(c->input, c->null_ok, c->utf8_ok, &p, &rest);
+		r = addr_path_parse(c->input, c->null_ok, c->utf8_ok, &p,
+				    &rest);
 		if (r != c->want)
 			fail_msg("%s: %s: got %s, want %s", c->name, c->input,
-			    addr_result_str(r), addr_result_str(c->want));
+				 addr_result_str(r), addr_result_str(c->want));
 		if (r != ADDR_OK)
 			continue;
 		if (strcmp(p.mailbox, c->mailbox) != 0 ||
 		    strcmp(p.domain, c->domain) != 0 ||
 		    strcmp(rest, c->rest) != 0)
-			fail_msg("%s: got mailbox=%s domain=%s rest=%s", c->name,
-			    p.mailbox, p.domain, rest);
+			fail_msg("%s: got mailbox=%s domain=%s rest=%s",
+				 c->name, p.mailbox, p.domain, rest);
 	}
 }
 
@@ -104,9 +106,9 @@ test_log_escape(void **state)
 		const char *want;
 	} cases[] = {
 		{ "550 5.1.1 <jane@example.org>: user unknown",
-		    "550 5.1.1 <<address>>: user unknown" },
+		  "550 5.1.1 <<address>>: user unknown" },
 		{ "user jane.doe+x@example.org unknown",
-		    "user <address> unknown" },
+		  "user <address> unknown" },
 		{ "quoted \"jane\"@example.org gone", "quoted <address> gone" },
 		{ "ctl\r\n\x01", "ctl\\x0d\\x0a\\x01" },
 		{ "8bit \xc3\xa9", "8bit \\xc3\\xa9" },
@@ -121,7 +123,7 @@ test_log_escape(void **state)
 		log_escape(out, sizeof(out), cases[i].in, strlen(cases[i].in));
 		if (strcmp(out, cases[i].want) != 0)
 			fail_msg("log_escape(%s): got \"%s\", want \"%s\"",
-			    cases[i].in, out, cases[i].want);
+				 cases[i].in, out, cases[i].want);
 	}
 	/* Truncation never splits the output past the buffer. */
 	log_escape(out, 12, "0123456789abcdefghij", 20);
@@ -139,12 +141,12 @@ test_auth_decoding(void **state)
 
 	(void)state;
 	/* "\0campaign\0secret" */
-	assert_int_equal(auth_b64_decode("AGNhbXBhaWduAHNlY3JldA==", dec,
-			     sizeof(dec), &n),
+	assert_int_equal(
+	    auth_b64_decode("AGNhbXBhaWduAHNlY3JldA==", dec, sizeof(dec), &n),
 	    0);
 	assert_int_equal(n, 16);
-	assert_int_equal(auth_plain_split(dec, n, user, sizeof(user), pass,
-			     sizeof(pass)),
+	assert_int_equal(
+	    auth_plain_split(dec, n, user, sizeof(user), pass, sizeof(pass)),
 	    0);
 	assert_string_equal(user, "campaign");
 	assert_string_equal(pass, "secret");
@@ -153,33 +155,32 @@ test_auth_decoding(void **state)
 	assert_int_equal(auth_b64_decode("!!", dec, sizeof(dec), &n), -1);
 	/* authzid differs from authcid */
 	assert_int_equal(auth_plain_split("x\0campaign\0secret", 17, user,
-			     sizeof(user), pass, sizeof(pass)),
-	    -1);
+					  sizeof(user), pass, sizeof(pass)),
+			 -1);
 	/* authzid equal is fine */
 	assert_int_equal(auth_plain_split("campaign\0campaign\0s", 19, user,
-			     sizeof(user), pass, sizeof(pass)),
-	    0);
+					  sizeof(user), pass, sizeof(pass)),
+			 0);
 	/* missing parts, empty password */
 	assert_int_equal(auth_plain_split("\0campaign", 9, user, sizeof(user),
-			     pass, sizeof(pass)),
-	    -1);
+					  pass, sizeof(pass)),
+			 -1);
 	assert_int_equal(auth_plain_split("\0campaign\0", 10, user,
-			     sizeof(user), pass, sizeof(pass)),
-	    -1);
+					  sizeof(user), pass, sizeof(pass)),
+			 -1);
 	/* too long for the buffer */
-	assert_int_equal(auth_b64_decode("AGNhbXBhaWduAHNlY3JldA==", dec, 8,
-			     &n),
-	    -1);
+	assert_int_equal(
+	    auth_b64_decode("AGNhbXBhaWduAHNlY3JldA==", dec, 8, &n), -1);
 }
 
 static void
 test_client_limits(void **state)
 {
 	struct conf_auth_limit lim = { .max_failures = 3,
-		.window_ms = 60000,
-		.block_ms = 30000,
-		.delay_base_ms = 100,
-		.delay_max_ms = 250 };
+				       .window_ms = 60000,
+				       .block_ms = 30000,
+				       .delay_base_ms = 100,
+				       .delay_max_ms = 250 };
 	struct sockaddr_in a = { .sin_family = AF_INET };
 	struct sockaddr_in6 m = { .sin6_family = AF_INET6 };
 	struct client_key k, km;
@@ -198,7 +199,7 @@ test_client_limits(void **state)
 	assert_int_equal(client_session_acquire(&k, 10, 2), CLIENT_ADMIT_OK);
 	assert_int_equal(client_session_acquire(&km, 10, 2), CLIENT_ADMIT_OK);
 	assert_int_equal(client_session_acquire(&k, 10, 2),
-	    CLIENT_ADMIT_PER_CLIENT);
+			 CLIENT_ADMIT_PER_CLIENT);
 	assert_int_equal(client_sessions_total(), 2);
 	assert_int_equal(client_session_acquire(&k, 2, 5), CLIENT_ADMIT_TOTAL);
 	client_session_release(&k);

@@ -51,8 +51,9 @@ load_args=(--host 127.0.0.1 --size "$SIZE" --pipelining --json
 	--from news@sender.test --to 'rcpt%u@sink.test' --timeout 60)
 
 # measure LABEL PORT ROOT_PID...: warm-up, then the measured load, with the
-# CPU of the process trees sampled around it and their RSS sampled during it.
-# Leaves LABEL.json (load report) and LABEL.meas (cpu0 cpu1 peak_rss_kib).
+# CPU of the process trees sampled around it and their memory during it.
+# Leaves LABEL.json (load report), LABEL.cpu ("cpu0 cpu1") and LABEL.mem
+# (peaks, JSON).
 measure() {
 	local label=$1 port=$2 rc=0 cpu0 cpu1 wsess
 	shift 2
@@ -69,13 +70,13 @@ measure() {
 	[ -n "${WARMUP_WAIT:-}" ] && $WARMUP_WAIT
 	sleep 1
 	cpu0=$( [ $# -gt 0 ] && tree_cpu "$@" || echo 0)
-	[ $# -gt 0 ] && rss_sampler_start "$work/$label.rss" "$@"
+	[ $# -gt 0 ] && rss_sampler_start "$work/$label.mem" "$@"
 	echo "acceptance: $label: $N messages, $SESSIONS sessions, $SIZE bytes, pipelining" >&2
 	"$LOAD" "${load_args[@]}" --port "$port" --sessions "$SESSIONS" --count "$N" \
 	    --max-time "$MAX_TIME" >"$work/$label.json" 2>"$work/$label-load.log" || rc=$?
 	cpu1=$( [ $# -gt 0 ] && tree_cpu "$@" || echo 0)
 	rss_sampler_stop
-	echo "$cpu0 $cpu1 $(cat "$work/$label.rss" 2>/dev/null || echo 0)" >"$work/$label.meas"
+	echo "$cpu0 $cpu1" >"$work/$label.cpu"
 	if [ ! -s "$work/$label.json" ]; then
 		note "$label: outpost-load gave no report (exit $rc): $(cat "$work/$label-load.log")"
 		return 1
@@ -141,12 +142,17 @@ EOF
 }
 
 # ------------------------------------------------------------ postfix
+# Postfix relays as it accepts: let the warm-up drain to the sink (≤ 30 s)
+# so that its backlog does not weigh on the measured run.
 pf_wait_warmup() {
-	local i=0
-	while [ "$(sink_count "$work/postfix-sink.log")" -lt "$WARMUP" ] 2>/dev/null && [ $i -lt 600 ]; do
+	local i=0 c
+	while [ $i -lt 600 ]; do
+		c=$(sink_count "$work/postfix-sink.log")
+		[ "${c:-0}" -ge "$WARMUP" ] && return 0
 		sleep 0.05
 		i=$((i + 1))
 	done
+	note "postfix: only ${c:-0} of $WARMUP warm-up messages reached the sink in 30 s"
 }
 
 postfix_run() {
@@ -207,10 +213,11 @@ def row(label, hwm_file=None):
     if not rep:
         return None
     r = json.loads(rep)
-    cpu0, cpu1, rss = (read(label + ".meas") or "0 0 0").split()
+    cpu0, cpu1 = (read(label + ".cpu") or "0 0").split()
     cpu = float(cpu1) - float(cpu0)
     acc = r["accepted"]
-    peak_kib = int(read(hwm_file) or 0) if hwm_file else int(rss)
+    m = json.loads(read(label + ".mem") or "{}")
+    peak_kib = int(read(hwm_file) or 0) if hwm_file else m.get("peak_rss_kib", 0)
     return {
         "accepted": acc, "count": r["count"], "exit": r["exit"],
         "refused": r["rejected_4xx"] + r["rejected_5xx"], "failed": r["failed"],
@@ -221,6 +228,8 @@ def row(label, hwm_file=None):
         "cpu_s_per_1000": round(1000 * cpu / acc, 3) if acc and label != "ceiling" else None,
         "peak_rss_mib": round(peak_kib / 1024, 1) if peak_kib else None,
         "rss_kind": "VmHWM" if hwm_file else "peak of summed VmRSS over the process tree",
+        "peak_pss_mib": round(m["peak_pss_kib"] / 1024, 1) if m.get("peak_pss_kib") else None,
+        "peak_procs": m.get("peak_procs"),
         "load_tool_cpu_s": r["cpu_s"],
         "load_report": r,
     }
@@ -257,6 +266,8 @@ for key, name, fmt in [
         ("p99_ms", "acceptance latency p99 (ms)", "{:.2f}"),
         ("cpu_s_per_1000", "MTA CPU s per 1,000 messages", "{:.3f}"),
         ("peak_rss_mib", "MTA peak RSS (MiB)", "{:.1f}"),
+        ("peak_pss_mib", "MTA peak PSS (MiB, all processes)", "{:.1f}"),
+        ("peak_procs", "MTA processes (peak)", "{}"),
         ("accepted", "accepted", "{}"),
         ("refused", "refused", "{}"),
         ("failed", "failed (connection lost)", "{}"),
@@ -269,9 +280,10 @@ else:
     lines.append("**Outpost / Postfix acceptance rate: n/a** (one side has no figures)")
 lines += ["", "Latency: from writing the final \".\" to reading its reply. "
           "Outpost's RSS is VmHWM of outpostd; Postfix's is the peak of the "
-          "summed RSS of its ~dozens of processes (shared pages counted per "
-          "process), and its CPU covers the whole tree, including qmgr/smtp "
-          "relaying to the sink during the run."]
+          "summed RSS of its processes (shared pages counted once per "
+          "process: PSS is the fairer figure there). CPU covers each MTA's "
+          "whole process tree, for Postfix including qmgr/smtp relaying to "
+          "the sink during the run."]
 if p and p.get("delivered_during_run") is not None:
     lines.append("Postfix delivered %d messages to the sink by the end of the run."
                  % p["delivered_during_run"])

@@ -2,7 +2,6 @@
 # Everything here talks to 127.0.0.1 only, and stops processes by PID only.
 
 PY=${PYTHON:-/usr/bin/python3}
-CLK_TCK=$(getconf CLK_TCK)
 
 # free_port: a TCP port on 127.0.0.1 that was free a moment ago.
 free_port() {
@@ -24,76 +23,30 @@ wait_port() {
 	return 0
 }
 
-# tree_pids PID...: the PIDs and every live descendant.
-tree_pids() {
-	ps -e -o pid=,ppid= | awk -v roots="$*" '
-		BEGIN { n = split(roots, r, " "); for (i = 1; i <= n; i++) want[r[i]] = 1 }
-		{ parent[$1] = $2; pids[NR] = $1 }
-		END {
-			do {
-				added = 0
-				for (i in pids) {
-					p = pids[i]
-					if (!(p in want) && (parent[p] in want)) { want[p] = 1; added = 1 }
-				}
-			} while (added)
-			for (p in want) print p
-		}'
-}
+PROCSTAT=$(dirname "${BASH_SOURCE[0]}")/procstat.py
 
-# tree_cpu PID...: CPU seconds (utime+stime, plus cutime+cstime of children
-# already reaped) of the process trees, threads included.
+# tree_cpu PID...: CPU seconds of the process trees (procstat.py cpu).
 tree_cpu() {
-	local p ticks=0 f
-	for p in $(tree_pids "$@"); do
-		# fields after "(comm)": state=1 ... utime=12 stime=13 cutime=14 cstime=15
-		f=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null) || continue
-		[ -n "$f" ] || continue
-		set -- $f
-		ticks=$((ticks + ${12} + ${13} + ${14} + ${15}))
-	done
-	awk -v t="$ticks" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }'
+	"$PY" "$PROCSTAT" cpu "$@"
 }
 
-# tree_rss_kib PID...: the sum of VmRSS over the process trees (shared pages
-# counted once per process).
-tree_rss_kib() {
-	local p sum=0 v
-	for p in $(tree_pids "$@"); do
-		v=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null)
-		sum=$((sum + ${v:-0}))
-	done
-	echo "$sum"
-}
-
-# hwm_kib PID: peak resident set of one process (VmHWM).
+# hwm_kib PID: peak resident set of one process (VmHWM), KiB.
 hwm_kib() {
-	awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null
+	"$PY" "$PROCSTAT" hwm "$1"
 }
 
-# rss_sampler_start FILE PID...: sample tree_rss_kib every 0.25 s, keeping
-# the peak in FILE; sets RSS_SAMPLER (its PID).
+# rss_sampler_start FILE PID...: one background sampler of the trees' summed
+# RSS and PSS, peaks written to FILE as JSON; sets RSS_SAMPLER (its PID).
 rss_sampler_start() {
 	local file=$1
 	shift
-	echo 0 >"$file"
-	(
-		peak=0
-		while :; do
-			v=$(tree_rss_kib "$@")
-			if [ "$v" -gt "$peak" ]; then
-				peak=$v
-				echo "$peak" >"$file"
-			fi
-			sleep 0.25
-		done
-	) &
+	"$PY" "$PROCSTAT" sample "$file" "$@" &
 	RSS_SAMPLER=$!
 }
 
 rss_sampler_stop() {
 	if [ -n "${RSS_SAMPLER:-}" ]; then
-		kill "$RSS_SAMPLER" 2>/dev/null || true
+		kill -TERM "$RSS_SAMPLER" 2>/dev/null || true
 		wait "$RSS_SAMPLER" 2>/dev/null || true
 		RSS_SAMPLER=
 	fi

@@ -58,11 +58,24 @@ def eq(got, want, what="value"):
         raise TestFailure("%s: got %r, want %r" % (what, got, want))
 
 
+def _random_port(kind, host="127.0.0.1"):
+    """A port that was free a moment ago.  Picked at random below the
+    kernel's ephemeral range (32768+), so the source ports of outgoing
+    connections (ours, c-ares') never take it before its owner binds it."""
+    import random
+    for _ in range(200):
+        port = random.randint(10000, 30999)
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind((host, port))
+                return port
+            except OSError:
+                continue
+    raise TestFailure("no free port")
+
+
 def free_port(host="127.0.0.1"):
-    """A port that was free a moment ago (bound to 0 and released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    return _random_port(socket.SOCK_STREAM, host)
 
 
 def wait_port(host, port, timeout=10.0, proc=None):
@@ -366,9 +379,14 @@ class Dns:
     a: list of (name, "127.0.0.x").  txt: list of (name, text)."""
 
     def __init__(self, mx=(), a=(), txt=(), ttl=60):
-        self.port = free_udp_port()
+        self.spec = (mx, a, txt, ttl)
         self.tmp = tempfile.mkdtemp(prefix="outpost-dns-")
         self.log_path = os.path.join(self.tmp, "dnsmasq.log")
+        self._configure(free_udp_port())
+
+    def _configure(self, port):
+        mx, a, txt, ttl = self.spec
+        self.port = port
         args = ["dnsmasq", "--keep-in-foreground", "--no-daemon",
                 "--port=%d" % self.port, "--listen-address=127.0.0.1",
                 "--bind-interfaces", "--no-resolv", "--no-hosts",
@@ -387,18 +405,28 @@ class Dns:
         self.servers = "127.0.0.1:%d" % self.port
 
     def __enter__(self):
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
-        # Ready when it answers a query.
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise TestFailure("dnsmasq exited: %s"
-                                  % self.proc.stderr.read().decode())
-            if self._answers():
-                return self
-            time.sleep(0.05)
-        raise TestFailure("dnsmasq does not answer")
+        # The port was free a moment ago; another test may take it first
+        # (parallel ctest): pick another one and try again.
+        for attempt in range(8):
+            self.proc = subprocess.Popen(self.args,
+                                         stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.PIPE)
+            deadline = time.time() + 10
+            while time.time() < deadline:
+                if self.proc.poll() is not None:
+                    break
+                if self._answers():
+                    return self
+                time.sleep(0.05)
+            err = self.proc.stderr.read().decode() \
+                if self.proc.poll() is not None else "no answer"
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            if "in use" not in err:
+                raise TestFailure("dnsmasq failed: %s" % err)
+            self._configure(free_udp_port())
+        raise TestFailure("dnsmasq: no free port")
 
     def _answers(self):
         q = (b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
@@ -423,9 +451,7 @@ class Dns:
 
 
 def free_udp_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return _random_port(socket.SOCK_DGRAM)
 
 
 def free_port_on(hosts):
@@ -454,6 +480,7 @@ class Sink:
                  maildir=True):
         self.tmp = tempfile.mkdtemp(prefix="outpost-sink-")
         self.hosts = list(hosts)
+        self.extra = [str(a) for a in args]
         self.port = port or free_port_on(self.hosts)
         self.stats_path = os.path.join(self.tmp, "stats.json")
         self.ready = os.path.join(self.tmp, "ready")
@@ -475,6 +502,9 @@ class Sink:
         deadline = time.time() + 10 * SLOW
         while not os.path.exists(self.ready):
             if self.proc.poll() is not None:
+                # The tests pick the port before the daemon's config is
+                # written, so a clash (parallel ctest) cannot be dodged
+                # here: say so clearly.
                 raise TestFailure("outpost-sink exited at start: %s"
                                   % self.log())
             if time.time() > deadline:

@@ -1,0 +1,213 @@
+/*
+ * dkim.h — DKIM signing (RFC 6376; RSA-SHA256 and Ed25519-SHA256, RFC 8463)
+ * and DMARC alignment (RFC 7489) for Outpost.
+ *
+ * Signing: a message is parsed once (dkim_msg_parse); the body hash is
+ * computed once per body canonicalization and shared by every signature of
+ * the message; keys are parsed once at start-up and kept in locked memory
+ * (libsodium secure memory for Ed25519, OpenSSL's secure heap for RSA).
+ * RSA signatures are made with OpenSSL on the parsed-once key and are byte-
+ * identical to libopendkim's (the oracle in the tests).
+ *
+ * Threads: keys and the signer are built on the main thread and then read-
+ * only; dkim_sign() and friends are pure and may run on any thread (the
+ * worker pool).  The DMARC policy lookup runs on the caller's loop through
+ * the dns/ resolver and calls back on that loop.
+ */
+#ifndef OUTPOST_DKIM_H
+#define OUTPOST_DKIM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct dns_resolver;
+
+enum dkim_alg { DKIM_ALG_RSA_SHA256, DKIM_ALG_ED25519_SHA256 };
+enum dkim_canon { DKIM_CANON_SIMPLE, DKIM_CANON_RELAXED };
+
+/* Keys ------------------------------------------------------------------ */
+
+struct dkim_key; /* opaque; one private key */
+
+/*
+ * dkim_key_load — read a PEM private key (PKCS#8 or traditional RSA;
+ * Ed25519 as PKCS#8 "BEGIN PRIVATE KEY").  Refuses a file readable or
+ * writable by group or others ("PATH: mode 0644, must not be accessible by
+ * group or others"), RSA keys under 1024 bits, and anything else.  Returns
+ * 0 and *out (free with dkim_key_free), or -1 with err set.  Main thread.
+ */
+int dkim_key_load(const char *path, struct dkim_key **out, char *err,
+    size_t errlen);
+void dkim_key_free(struct dkim_key *k);
+enum dkim_alg dkim_key_alg(const struct dkim_key *k);
+unsigned dkim_key_bits(const struct dkim_key *k); /* 256 for Ed25519 */
+
+/*
+ * dkim_key_generate — a new key written to PATH (0600, O_EXCL; parent
+ * directories 0700), RSA of BITS (1024..8192) or Ed25519 (BITS ignored).
+ * TXT receives the DNS record to publish: "v=DKIM1; k=rsa; p=…" or
+ * "v=DKIM1; k=ed25519; p=…" (malloc'd, caller frees).  0 or -1 with err.
+ */
+int dkim_key_generate(const char *path, enum dkim_alg alg, unsigned bits,
+    char **txt, char *err, size_t errlen);
+
+/* dkim_key_txt — the DNS TXT record of an existing key (malloc'd). */
+char *dkim_key_txt(const struct dkim_key *k);
+
+/* Messages -------------------------------------------------------------- */
+
+struct dkim_header {
+	const char *field; /* the whole field as it is in the message: name,
+			      colon, value, folding CRLFs kept; no final CRLF */
+	size_t len;
+	size_t name_len;   /* length of the name (before the colon, trailing
+			      WSP excluded) */
+};
+
+struct dkim_msg {
+	const uint8_t *data; /* the message (CRLF lines), not owned */
+	size_t len;
+	struct dkim_header *hdrs; /* in order, owned */
+	size_t nhdrs;
+	size_t body_off; /* offset of the body (after the empty line), or
+			    len when there is no body */
+};
+
+/*
+ * dkim_msg_parse — split DATA (LEN octets, CRLF line ends as queued by
+ * Outpost) into header fields and body.  Fails (-1, err set) on a malformed
+ * header block: a line that is not a field nor a continuation, a field
+ * without a colon, an empty field name.  0 ok (clear with dkim_msg_clear).
+ */
+int dkim_msg_parse(const uint8_t *data, size_t len, struct dkim_msg *m,
+    char *err, size_t errlen);
+void dkim_msg_clear(struct dkim_msg *m);
+
+/*
+ * dkim_header_find — the Nth (0-based) field called NAME (case-insensitive),
+ * or NULL.  dkim_header_count — how many fields are called NAME.
+ */
+const struct dkim_header *dkim_header_find(const struct dkim_msg *m,
+    const char *name, size_t nth);
+size_t dkim_header_count(const struct dkim_msg *m, const char *name);
+
+/* Signing --------------------------------------------------------------- */
+
+/* The headers signed when present (issue "Sign and align"), and those
+ * over-signed (listed once more than they occur, so that another cannot be
+ * added without breaking the signature). */
+extern const char *const dkim_default_sign_headers[];
+extern const char *const dkim_default_oversign_headers[];
+
+struct dkim_sign_params {
+	const char *domain;   /* d= */
+	const char *selector; /* s= */
+	const struct dkim_key *key;
+	enum dkim_canon hcanon, bcanon;
+	int64_t timestamp;    /* t= (Unix seconds); -1: no t= */
+	uint64_t expire_s;    /* x= = t + expire_s; 0: no x= */
+	const char *const *sign_headers;     /* NULL: the defaults */
+	const char *const *oversign_headers; /* NULL: the defaults */
+};
+
+/*
+ * dkim_body_hash — SHA-256 of the canonicalized body (RFC 6376 3.4.3/3.4.4,
+ * no l= ever), base64, into OUT (at least 45 bytes).  Compute it once per
+ * canonicalization and pass it to every dkim_sign() of the message.
+ */
+void dkim_body_hash(const struct dkim_msg *m, enum dkim_canon bcanon,
+    char out[45]);
+
+/*
+ * dkim_sign — one DKIM-Signature header field for M, with BH the body hash
+ * from dkim_body_hash() (same bcanon).  Produces the whole field, folded as
+ * libopendkim folds it, ending in CRLF, ready to be prepended to the
+ * message; *out is malloc'd (caller frees).  The tag order and folding are
+ * those of libopendkim 2.11 (v a c d s t x h bh b), so that an RSA signature
+ * is byte-identical to the reference.  0 ok, -1 with err.  Any thread.
+ */
+int dkim_sign(const struct dkim_msg *m, const char *bh,
+    const struct dkim_sign_params *p, char **out, size_t *outlen,
+    char *err, size_t errlen);
+
+/* DMARC ----------------------------------------------------------------- */
+
+enum dmarc_policy { DMARC_P_NONE, DMARC_P_QUARANTINE, DMARC_P_REJECT };
+
+struct dmarc_record {
+	enum dmarc_policy p;
+	enum dmarc_policy sp; /* = p when absent */
+	bool sp_set;
+	bool adkim_strict, aspf_strict; /* default relaxed */
+	unsigned pct;                   /* 0..100, default 100 */
+};
+
+/*
+ * dmarc_record_parse — a "v=DMARC1; p=…" TXT record.  0 ok; -1 when it is
+ * not a DMARC record or p= is missing or invalid (RFC 7489 6.6.3: then there
+ * is no policy).  Unknown tags are ignored; bad optional tags get their
+ * defaults.
+ */
+int dmarc_record_parse(const char *txt, size_t len, struct dmarc_record *r);
+
+/*
+ * dmarc_from_domain — the domain of the single address in From:.  Refuses
+ * (-1, err says why) no From field, several From fields, a From holding no
+ * or several addresses (RFC 7489 6.6.1), an address without a domain.  The
+ * domain is lower-cased into DOMAIN (at least 256 bytes).
+ */
+int dmarc_from_domain(const struct dkim_msg *m, char *domain, size_t len,
+    char *err, size_t errlen);
+
+/* dmarc_init — load the public suffix list: PSL_FILE (a .dat or .dafsa;
+ * NULL = the newest of libpsl's built-in and Debian's list).  Main thread,
+ * once.  0 or -1 with err. */
+int dmarc_init(const char *psl_file, char *err, size_t errlen);
+void dmarc_done(void);
+
+/* dmarc_org_domain — the organizational domain (registrable domain) of
+ * DOMAIN, into OUT; DOMAIN itself when it is a public suffix or unknown. */
+void dmarc_org_domain(const char *domain, char *out, size_t len);
+
+/* dmarc_aligned — do A and B align (strict: equal; relaxed: same
+ * organizational domain)?  Both lower-case. */
+bool dmarc_aligned(const char *a, const char *b, bool strict);
+
+enum dmarc_lookup {
+	DMARC_FOUND,    /* record holds the policy */
+	DMARC_NONE,     /* no record at the domain nor its org domain */
+	DMARC_TEMPFAIL, /* DNS trouble: try later (451 4.4.3) */
+};
+
+struct dmarc_policy_reply {
+	enum dmarc_lookup result;
+	struct dmarc_record record;
+	bool from_org;    /* found at the organizational domain: sp= applies
+			     when the From domain is a subdomain */
+	char where[256];  /* the _dmarc name that held it */
+	char err[128];
+};
+
+/*
+ * dmarc_policy_lookup — _dmarc.FROM_DOMAIN TXT, then _dmarc.<org domain>
+ * (RFC 7489 6.6.3), through resolver R on its loop; CB(reply, arg) later,
+ * never inline.  Several TXT records of which more than one is DMARC count
+ * as none.  Returns a handle for dmarc_policy_cancel(), or NULL (out of
+ * memory; no callback).
+ */
+struct dmarc_query;
+struct dmarc_query *dmarc_policy_lookup(struct dns_resolver *r,
+    const char *from_domain,
+    void (*cb)(const struct dmarc_policy_reply *reply, void *arg), void *arg);
+void dmarc_policy_cancel(struct dmarc_query *q);
+
+/*
+ * dmarc_effective — the policy that applies to mail From FROM_DOMAIN under
+ * REPLY (sp= for a subdomain when the record came from the org domain).
+ */
+enum dmarc_policy dmarc_effective(const struct dmarc_policy_reply *reply);
+
+const char *dmarc_policy_str(enum dmarc_policy p);
+
+#endif

@@ -35,6 +35,10 @@ $(BUILD)/CMakeCache.txt:
 build: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
+# Tests, the demo and benchmarks talk to loopback only: the daemon refuses any
+# other address and never falls back to the system resolver.
+test demo bench: export OUTPOST_LOOPBACK_ONLY = 1
+
 test: deps
 	$(MAKE) build
 	t/run-ctest $(BUILD)

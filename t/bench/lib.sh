@@ -3,6 +3,10 @@
 
 PY=${PYTHON:-/usr/bin/python3}
 
+# Network safety: every outpostd a benchmark starts refuses non-loopback
+# addresses and never falls back to the system resolver.
+export OUTPOST_LOOPBACK_ONLY=1
+
 # free_port: a TCP port on 127.0.0.1 that was free a moment ago.
 free_port() {
 	"$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'

@@ -18,7 +18,10 @@ BENCHES=${BENCHES:-acceptance}
 OUT=${BENCH_OUT:-$HERE/results/$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-exec > >(tee -a "$OUT/run.log") 2>&1
+# tee ignores SIGINT: it must outlive a Ctrl-C so the clean-ups can still
+# write (a dead pipe would SIGPIPE them); it ends when its input closes.
+exec > >(trap '' INT TERM; exec tee -a "$OUT/run.log") 2>&1
+trap 'echo "run.sh: interrupted"; exit 130' INT TERM
 
 echo "== outpost benchmarks: $BUILD -> $OUT"
 if [ ! -x "$BUILD/tools/outpost-load" ]; then

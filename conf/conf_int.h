@@ -15,7 +15,13 @@
 
 #include "conf/conf.h"
 
-#pragma GCC poison strcpy strcat sprintf vsprintf
+#ifndef OUTPOST_CONF_POISON /* once: naming a poisoned word is an error */
+#define OUTPOST_CONF_POISON
+#pragma GCC poison strcpy strcat vsprintf
+#ifndef sprintf /* a macro in clang's fortified stdio: cannot be poisoned */
+#pragma GCC poison sprintf
+#endif
+#endif
 
 /*
  * The preprocessor turns a configuration file and everything it include()s

@@ -47,6 +47,9 @@ log_append(char *line, size_t cap, size_t *n, const char *src)
 	*n += len;
 }
 
+static void log_vwrite(const char *tag, int errnum, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
 static void
 log_vwrite(const char *tag, int errnum, const char *fmt, va_list ap)
 {

@@ -11,6 +11,18 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Every mta/ file includes this header: the unbounded string calls are
+ * banned here (STYLE.md). */
+#ifndef OUTPOST_MTA_POISON
+#define OUTPOST_MTA_POISON
+#pragma GCC poison strcpy strcat vsprintf
+#ifndef sprintf /* a macro in clang's fortified stdio: cannot be poisoned */
+#pragma GCC poison sprintf
+#endif
+#endif
 
 enum log_level { LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
 

@@ -101,3 +101,126 @@ except (OSError, ValueError, KeyError, TypeError):
     print("")
 EOF
 }
+
+# free_dns_port: a port on 127.0.0.1 free for UDP and TCP a moment ago
+# (dnsmasq binds both).
+free_dns_port() {
+	"$PY" - <<'PYEOF'
+import socket
+for _ in range(100):
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind(("127.0.0.1", 0))
+    port = u.getsockname()[1]
+    t = socket.socket()
+    try:
+        t.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    print(port)
+    break
+PYEOF
+}
+
+# dns_start DIR ADDR DOMAIN...: dnsmasq on a free 127.0.0.1 port answering
+# "DOMAIN MX 10 mx.sink.test" for each DOMAIN and "mx.sink.test A ADDR",
+# NXDOMAIN for anything else under .test; it never forwards (--no-resolv)
+# and never reads /etc/hosts.  Flags as t/integration/outpost_test.py's Dns.
+# Sets DNS_PID and DNS_PORT; log in DIR/dnsmasq.log.  Retries on a port clash.
+dns_start() {
+	local dir=$1 addr=$2 d args user=()
+	shift 2
+	[ "$(id -u)" = 0 ] && user=(--user=root)
+	args=()
+	for d in "$@"; do
+		args+=("--mx-host=$d,mx.sink.test,10")
+	done
+	for _ in 1 2 3 4 5 6 7 8; do
+		DNS_PORT=$(free_dns_port)
+		dnsmasq --keep-in-foreground --no-daemon "--port=$DNS_PORT" \
+		    --listen-address=127.0.0.1 --bind-interfaces --no-resolv \
+		    --no-hosts --conf-file=/dev/null "${user[@]}" \
+		    "--pid-file=$dir/dnsmasq.pid" --local-ttl=3600 --local=/test/ \
+		    "--log-facility=$dir/dnsmasq.log" \
+		    "--host-record=mx.sink.test,$addr" "${args[@]}" \
+		    >/dev/null 2>"$dir/dnsmasq.err" &
+		DNS_PID=$!
+		for _ in $(seq 100); do
+			kill -0 "$DNS_PID" 2>/dev/null || break
+			if dns_answers "$DNS_PORT"; then
+				return 0
+			fi
+			sleep 0.05
+		done
+		stop_pid "$DNS_PID" 5
+		DNS_PID=
+		grep -q "in use" "$dir/dnsmasq.err" 2>/dev/null || return 1
+	done
+	return 1
+}
+
+# dns_answers PORT [NAME]: the DNS server on 127.0.0.1:PORT answers an A
+# query for NAME (default probe.test) at all (any rcode).
+dns_answers() {
+	"$PY" - "$1" "${2:-probe.test}" <<'PYEOF'
+import socket, sys
+q = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+q += b"".join(bytes([len(p)]) + p.encode() for p in sys.argv[2].split("."))
+q += b"\x00\x00\x01\x00\x01"
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(0.2)
+try:
+    s.sendto(q, ("127.0.0.1", int(sys.argv[1])))
+    sys.exit(0 if s.recv(512)[:2] == b"\x12\x34" else 1)
+except OSError:
+    sys.exit(1)
+PYEOF
+}
+
+# osink_start PORT STATSFILE [OUTPOST-SINK OPTION...]: build/tools/outpost-sink
+# (BUILD must be set) on 127.0.0.1:PORT, --count-only, counters in
+# STATSFILE (JSON, rewritten every 100 ms); log STATSFILE.log.  Sets
+# OSINK_PID; returns once it is ready.
+osink_start() {
+	local port=$1 stats=$2
+	shift 2
+	rm -f "$stats" "$stats.ready"
+	"$BUILD/tools/outpost-sink" --listen "127.0.0.1:$port" --count-only \
+	    --stats "$stats" --ready-file "$stats.ready" "$@" >"$stats.log" 2>&1 &
+	OSINK_PID=$!
+	for _ in $(seq 200); do
+		[ -s "$stats.ready" ] && return 0
+		kill -0 "$OSINK_PID" 2>/dev/null || return 1
+		sleep 0.05
+	done
+	return 1
+}
+
+# osink_wait STATSFILE TARGET TIMEOUT [STALL]: until the sink's stats count
+# TARGET messages; fails after TIMEOUT seconds, or after STALL seconds
+# (default 60) without a new message.  Prints the last count.  One poller
+# process (every 20 ms), so waiting costs the measured MTA little.
+osink_wait() {
+	"$PY" - "$@" <<'PYEOF'
+import json, sys, time
+path, target, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+stall = float(sys.argv[4]) if len(sys.argv) > 4 else 60.0
+start = last_change = time.time()
+n = last = -1
+while True:
+    try:
+        with open(path) as f:
+            n = json.load(f).get("messages", 0)
+    except (OSError, ValueError):
+        pass
+    now = time.time()
+    if n != last:
+        last, last_change = n, now
+    if n >= target:
+        print(n)
+        sys.exit(0)
+    if now - start > timeout or now - last_change > stall:
+        print(max(n, 0))
+        sys.exit(1)
+    time.sleep(0.02)
+PYEOF
+}

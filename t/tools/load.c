@@ -41,7 +41,10 @@
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 
-#pragma GCC poison strcpy strcat sprintf
+#pragma GCC poison strcpy strcat vsprintf
+#ifndef sprintf /* a macro in clang's fortified stdio: cannot be poisoned */
+#pragma GCC poison sprintf
+#endif
 
 #define LOAD_EXIT_OK          0
 #define LOAD_EXIT_REFUSED     1

@@ -30,7 +30,10 @@
 
 #include "t/tools/sink_int.h"
 
-#pragma GCC poison strcpy strcat sprintf
+#pragma GCC poison strcpy strcat vsprintf
+#ifndef sprintf /* a macro in clang's fortified stdio: cannot be poisoned */
+#pragma GCC poison sprintf
+#endif
 
 #define SESSION_CMD_MAX    4096 /* a command line, CRLF included */
 #define SESSION_PATH_MAX   1024 /* an address between < and > */

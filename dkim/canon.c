@@ -1,0 +1,441 @@
+/*
+ * canon.c — RFC 6376 3.4 canonicalization (simple, relaxed) of header
+ * fields and bodies, the streaming body hash, SHA-256 and base64.
+ * Owns: nothing beyond each call (the SHA-256 method is fetched once and
+ * kept).  Must not: copy a body (it streams through a fixed buffer), read
+ * outside the given ranges, depend on the locale.
+ * Thread: any; the one shared object (the fetched EVP_MD) is set up once
+ * under pthread_once and then only read.
+ * Invariants: the result equals libopendkim 2.11's for CRLF input without
+ * NUL, bare CR/LF, VT or FF in header values (where it departs from the
+ * RFC; we follow the RFC there, as python3-dkim and Mail::DKIM do).
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "dkim/canon_int.h"
+
+#pragma GCC poison strcpy strcat vsprintf
+#ifndef sprintf /* a macro in clang's fortified stdio: cannot be poisoned */
+#pragma GCC poison sprintf
+#endif
+
+#define CANON_CHUNK_BYTES (64 * 1024) /* relaxed body output, then hashed */
+#define CANON_BUF_START   256
+
+/* ---------------------------------------------------------------------- */
+/* Small helpers                                                           */
+
+static int
+canon_ascii_lower(int c)
+{
+	return c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c;
+}
+
+int
+dkim_ascii_casecmp(const char *a, const char *b, size_t n)
+{
+	size_t i;
+	int d;
+
+	for (i = 0; i < n; i++)
+		if ((d = canon_ascii_lower((unsigned char)a[i]) -
+			canon_ascii_lower((unsigned char)b[i])) != 0)
+			return d;
+	return 0;
+}
+
+int
+dkim_buf_add(struct dkim_buf *b, const void *p, size_t n)
+{
+	uint8_t *nd;
+	size_t ncap;
+
+	if (n > SIZE_MAX - b->len - 1)
+		return -1;
+	if (b->len + n + 1 > b->cap) {
+		ncap = b->cap == 0 ? CANON_BUF_START : b->cap;
+		while (ncap < b->len + n + 1) {
+			if (ncap > SIZE_MAX / 2)
+				return -1;
+			ncap *= 2;
+		}
+		if ((nd = realloc(b->data, ncap)) == NULL)
+			return -1;
+		b->data = nd;
+		b->cap = ncap;
+	}
+	if (n > 0)
+		memcpy(b->data + b->len, p, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+	return 0;
+}
+
+int
+dkim_buf_addc(struct dkim_buf *b, uint8_t c)
+{
+	return dkim_buf_add(b, &c, 1);
+}
+
+int
+dkim_buf_adds(struct dkim_buf *b, const char *s)
+{
+	return dkim_buf_add(b, s, strlen(s));
+}
+
+void
+dkim_buf_free(struct dkim_buf *b)
+{
+	free(b->data);
+	b->data = NULL;
+	b->len = b->cap = 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* SHA-256 and base64                                                      */
+
+static pthread_once_t canon_md_once = PTHREAD_ONCE_INIT;
+static EVP_MD *canon_md;
+
+static void
+canon_md_fetch(void)
+{
+	/* An explicit fetch, once: EVP_sha256() would look the provider up
+	 * again (under a lock) on every digest. */
+	canon_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+static const EVP_MD *
+canon_sha256_md(void)
+{
+	(void)pthread_once(&canon_md_once, canon_md_fetch);
+	return canon_md;
+}
+
+/* A streaming SHA-256: out of memory is sticky and reported at the end. */
+struct canon_sha {
+	EVP_MD_CTX *ctx;
+	int failed;
+};
+
+static void
+canon_sha_init(struct canon_sha *s)
+{
+	const EVP_MD *md = canon_sha256_md();
+
+	s->failed = 0;
+	if (md == NULL || (s->ctx = EVP_MD_CTX_new()) == NULL ||
+	    EVP_DigestInit_ex2(s->ctx, md, NULL) != 1)
+		s->failed = 1;
+}
+
+static void
+canon_sha_update(struct canon_sha *s, const void *p, size_t n)
+{
+	if (!s->failed && n > 0 && EVP_DigestUpdate(s->ctx, p, n) != 1)
+		s->failed = 1;
+}
+
+static int
+canon_sha_final(struct canon_sha *s, uint8_t digest[DKIM_SHA256_BYTES])
+{
+	unsigned int n = 0;
+
+	if (!s->failed && (EVP_DigestFinal_ex(s->ctx, digest, &n) != 1 ||
+			      n != DKIM_SHA256_BYTES))
+		s->failed = 1;
+	EVP_MD_CTX_free(s->ctx);
+	s->ctx = NULL;
+	return s->failed ? -1 : 0;
+}
+
+int
+dkim_sha256(const void *p, size_t n, uint8_t digest[DKIM_SHA256_BYTES])
+{
+	struct canon_sha s;
+
+	canon_sha_init(&s);
+	canon_sha_update(&s, p, n);
+	return canon_sha_final(&s, digest);
+}
+
+int
+dkim_base64(const uint8_t *in, size_t n, char *out, size_t outlen)
+{
+	size_t need;
+	int w;
+
+	if (n > (SIZE_MAX / 4 - 1) * 3 || n > 0x3fffffff)
+		return -1;
+	need = 4 * ((n + 2) / 3) + 1;
+	if (outlen < need)
+		return -1;
+	w = EVP_EncodeBlock((unsigned char *)out, in, (int)n);
+	if (w < 0 || (size_t)w + 1 != need)
+		return -1;
+	return w;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Header fields                                                           */
+
+int
+dkim_canon_header(struct dkim_buf *out, enum dkim_canon c, const char *field,
+    size_t len, size_t name_len)
+{
+	const uint8_t *f = (const uint8_t *)field;
+	size_t i, start, colon;
+	int space = 0, started = 0;
+	uint8_t ch;
+
+	if (c == DKIM_CANON_SIMPLE)
+		return dkim_buf_add(out, field, len);
+
+	for (colon = name_len; colon < len && f[colon] != ':'; colon++)
+		if (!DKIM_IS_WSP(f[colon]))
+			return -1;
+	if (colon >= len)
+		return -1;
+	/* Relaxed: name lower-cased, WSP around the colon deleted, folding
+	 * CRLFs removed, WSP runs to one SP, trailing WSP deleted. */
+	start = out->len;
+	for (i = 0; i < name_len; i++)
+		if (dkim_buf_addc(out, (uint8_t)canon_ascii_lower(f[i])) != 0)
+			goto fail;
+	if (dkim_buf_addc(out, ':') != 0)
+		goto fail;
+	for (i = colon + 1; i < len; i++) {
+		ch = f[i];
+		if (DKIM_IS_WSP(ch) || ch == '\r' || ch == '\n') {
+			space = 1;
+			continue;
+		}
+		/* A run before the first octet of the value is deleted. */
+		if (space && started && dkim_buf_addc(out, ' ') != 0)
+			goto fail;
+		space = 0;
+		started = 1;
+		if (dkim_buf_addc(out, ch) != 0)
+			goto fail;
+	}
+	return 0;
+fail:
+	out->len = start;
+	if (out->data != NULL)
+		out->data[start] = '\0';
+	return -1;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Bodies                                                                  */
+
+/*
+ * The relaxed body goes through a fixed chunk that is hashed (or appended
+ * to a buffer) when full: no copy of the body, no allocation per line.
+ */
+struct canon_sink {
+	uint8_t chunk[CANON_CHUNK_BYTES];
+	size_t used;
+	struct canon_sha *sha;   /* one of these two */
+	struct dkim_buf *buf;
+	int failed;
+};
+
+static void
+canon_sink_flush(struct canon_sink *k)
+{
+	if (k->used == 0)
+		return;
+	if (k->sha != NULL)
+		canon_sha_update(k->sha, k->chunk, k->used);
+	else if (dkim_buf_add(k->buf, k->chunk, k->used) != 0)
+		k->failed = 1;
+	k->used = 0;
+}
+
+static void
+canon_sink_put(struct canon_sink *k, const uint8_t *p, size_t n)
+{
+	size_t take;
+
+	while (n > 0) {
+		if (k->used == sizeof(k->chunk))
+			canon_sink_flush(k);
+		take = sizeof(k->chunk) - k->used;
+		if (take > n)
+			take = n;
+		memcpy(k->chunk + k->used, p, take);
+		k->used += take;
+		p += take;
+		n -= take;
+	}
+}
+
+/*
+ * The simple body is a prefix of the body, plus a CRLF when the body does
+ * not end in one: *KEEP octets of BODY, then *ADD_CRLF.
+ */
+static void
+canon_body_simple_span(const uint8_t *body, size_t len, size_t *keep,
+    int *add_crlf)
+{
+	size_t e = len;
+
+	if (e == 0) {
+		*keep = 0;
+		*add_crlf = 1;
+		return;
+	}
+	if (e < 2 || body[e - 2] != '\r' || body[e - 1] != '\n') {
+		/* Unterminated last line: no empty line can end the body. */
+		*keep = e;
+		*add_crlf = 1;
+		return;
+	}
+	/* Ends in CRLF: drop the empty lines at the end. */
+	while (e >= 4 && memcmp(body + e - 4, "\r\n\r\n", 4) == 0)
+		e -= 2;
+	if (e == 2) {
+		/* Only empty lines: the body is one CRLF. */
+		*keep = 0;
+		*add_crlf = 1;
+		return;
+	}
+	*keep = e;
+	*add_crlf = 0;
+}
+
+/*
+ * The relaxed body: each line with WSP runs reduced to one SP and trailing
+ * WSP deleted; empty lines are held back and written only when a non-empty
+ * line follows (so those at the end vanish).  Lines end at CRLF; a lone CR
+ * or LF is an ordinary octet (Outpost never queues one).
+ */
+static void
+canon_body_relaxed(struct canon_sink *k, const uint8_t *body, size_t len)
+{
+	const uint8_t *p = body, *end = body + len, *nl, *eol, *q, *run;
+	size_t blanks = 0;
+
+	while (p < end) {
+		/* Find the next CRLF (an LF preceded by CR). */
+		eol = end;
+		nl = p;
+		while ((nl = memchr(nl, '\n', (size_t)(end - nl))) != NULL) {
+			if (nl > p && nl[-1] == '\r') {
+				eol = nl - 1;
+				break;
+			}
+			nl++;
+		}
+		q = eol;
+		while (q > p && DKIM_IS_WSP(q[-1]))
+			q--;
+		if (q == p) {
+			blanks++;
+		} else {
+			for (; blanks > 0; blanks--)
+				canon_sink_put(k, (const uint8_t *)"\r\n", 2);
+			while (p < q) {
+				if (DKIM_IS_WSP(*p)) {
+					while (DKIM_IS_WSP(*p))
+						p++;
+					canon_sink_put(k,
+					    (const uint8_t *)" ", 1);
+					continue;
+				}
+				run = p;
+				while (p < q && !DKIM_IS_WSP(*p))
+					p++;
+				canon_sink_put(k, run, (size_t)(p - run));
+			}
+			canon_sink_put(k, (const uint8_t *)"\r\n", 2);
+		}
+		p = eol == end ? end : eol + 2;
+	}
+}
+
+int
+dkim_canon_body_sha256(const uint8_t *body, size_t len, enum dkim_canon c,
+    uint8_t digest[DKIM_SHA256_BYTES])
+{
+	struct canon_sha sha;
+	struct canon_sink *k;
+	size_t keep;
+	int add_crlf;
+
+	canon_sha_init(&sha);
+	if (c == DKIM_CANON_SIMPLE) {
+		canon_body_simple_span(body, len, &keep, &add_crlf);
+		canon_sha_update(&sha, body, keep);
+		if (add_crlf)
+			canon_sha_update(&sha, "\r\n", 2);
+		return canon_sha_final(&sha, digest);
+	}
+	/* 64 KB is too much stack for a worker thread: one malloc. */
+	if ((k = malloc(sizeof(*k))) == NULL) {
+		sha.failed = 1;
+		return canon_sha_final(&sha, digest);
+	}
+	k->used = 0;
+	k->sha = &sha;
+	k->buf = NULL;
+	k->failed = 0;
+	canon_body_relaxed(k, body, len);
+	canon_sink_flush(k);
+	free(k);
+	return canon_sha_final(&sha, digest);
+}
+
+int
+dkim_canon_body_write(struct dkim_buf *out, const uint8_t *body, size_t len,
+    enum dkim_canon c)
+{
+	struct canon_sink *k;
+	size_t keep;
+	int add_crlf, failed;
+
+	if (c == DKIM_CANON_SIMPLE) {
+		canon_body_simple_span(body, len, &keep, &add_crlf);
+		if (dkim_buf_add(out, body, keep) != 0 ||
+		    (add_crlf && dkim_buf_add(out, "\r\n", 2) != 0))
+			return -1;
+		return 0;
+	}
+	if ((k = malloc(sizeof(*k))) == NULL)
+		return -1;
+	k->used = 0;
+	k->sha = NULL;
+	k->buf = out;
+	k->failed = 0;
+	canon_body_relaxed(k, body, len);
+	canon_sink_flush(k);
+	failed = k->failed;
+	free(k);
+	return failed ? -1 : 0;
+}
+
+void
+dkim_body_hash(const struct dkim_msg *m, enum dkim_canon bcanon, char out[45])
+{
+	uint8_t digest[DKIM_SHA256_BYTES];
+	const uint8_t *body = (const uint8_t *)"";
+	size_t len = 0;
+
+	out[0] = '\0';
+	if (m->body_off > m->len)
+		return;
+	if (m->data != NULL) {
+		body = m->data + m->body_off;
+		len = m->len - m->body_off;
+	}
+	if (dkim_canon_body_sha256(body, len, bcanon, digest) != 0)
+		return;
+	if (dkim_base64(digest, sizeof(digest), out, 45) != DKIM_BH_B64_BYTES)
+		out[0] = '\0';
+}

@@ -1,0 +1,5 @@
+# mta/addr.c (SMTP paths) and mta/log.c (escaping, address scrubbing).
+outpost_fuzz(addr
+	SOURCES ${CMAKE_CURRENT_LIST_DIR}/addr_fuzz.c
+		${PROJECT_SOURCE_DIR}/mta/addr.c ${PROJECT_SOURCE_DIR}/mta/log.c
+	CORPUS ${CMAKE_CURRENT_LIST_DIR}/corpus/addr)

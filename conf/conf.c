@@ -2,7 +2,8 @@
  * conf.c — libconfuse schema, parse-time validation of every value, the
  * build of the immutable struct conf tree, conf_free(), and lookups on it.
  * The delivery sections (dns, delivery, destination, pool, route) live in
- * conf_deliver.c; their ranges are in conf_nums below with all the others.
+ * conf_deliver.c, the signing ones (dkim, dkim_sign, dmarc) in conf_dkim.c;
+ * their ranges are in conf_nums below with all the others.
  * Thread: conf_load()/conf_free() on the main thread; conf_load() holds
  * conf_mutex throughout (libconfuse's lexer is global state, and callbacks
  * reach the load in progress through conf_cur).  Lookups: any thread.
@@ -132,6 +133,8 @@ static const struct conf_num {
 	{ "destination", "suspend_for", CK_MS, US_S(1), US_D(7) },
 	{ "destination", "backoff_pause", CK_MS, US_S(1), US_D(1) },
 	{ "destination", "backoff_max", CK_MS, US_S(1), US_D(7) },
+	/* 0 = no x=; 1s..1m is refused too, by conf_expire_cb */
+	{ "dkim_sign", "expire", CK_S, 0, US_D(365) },
 };
 
 static pthread_mutex_t conf_mutex = PTHREAD_MUTEX_INITIALIZER;
@@ -528,7 +531,7 @@ conf_tls_version_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 			      "TLSv1.2, TLSv1.3");
 }
 
-static int
+int
 conf_bool_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
 	char key[CONF_KEY_MAX];
@@ -665,6 +668,8 @@ static cfg_opt_t conf_auth_limit_opts[] = {
 static cfg_opt_t conf_relay_opts[] = {
 	CFG_STR_LIST_CB("networks", NULL, CFGF_NONE, conf_cidr_cb),
 	CFG_STR_CB("pool", NULL, CFGF_NONE, conf_text_cb),
+	CFG_STR_CB("dkim_domain", NULL, CFGF_NONE, conf_dkim_domain_cb),
+	CFG_BOOL_CB("allow_unaligned", cfg_false, CFGF_NONE, conf_bool_cb),
 	CFG_END(),
 };
 
@@ -684,6 +689,8 @@ static cfg_opt_t conf_user_opts[] = {
 	CFG_STR_CB("password", NULL, CFGF_NONE, conf_password_cb),
 	CFG_STR_LIST_CB("sender_domains", NULL, CFGF_NONE, conf_domain_list_cb),
 	CFG_STR_CB("pool", NULL, CFGF_NONE, conf_text_cb),
+	CFG_STR_CB("dkim_domain", NULL, CFGF_NONE, conf_dkim_domain_cb),
+	CFG_BOOL_CB("allow_unaligned", cfg_false, CFGF_NONE, conf_bool_cb),
 	CFG_END(),
 };
 
@@ -711,6 +718,10 @@ static cfg_opt_t conf_opts[] = {
 		CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 	CFG_SEC("route", conf_route_opts,
 		CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+	CFG_SEC("dkim", conf_dkim_opts,
+		CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+	CFG_SEC("dkim_sign", conf_dkim_sign_opts, CFGF_NONE),
+	CFG_SEC("dmarc", conf_dmarc_opts, CFGF_NONE),
 	CFG_END(),
 };
 
@@ -1168,7 +1179,8 @@ conf_build(struct conf_ctx *x, cfg_t *cfg, struct conf *c, bool embedded)
 	    conf_build_listeners(x, cfg, c, embedded) != 0 ||
 	    conf_build_networks(x, cfg, c) != 0 ||
 	    conf_build_users(x, cfg, c) != 0 ||
-	    conf_deliver_build(x, cfg, c) != 0)
+	    conf_deliver_build(x, cfg, c) != 0 ||
+	    conf_dkim_build(x, cfg, c) != 0)
 		return -1;
 	return x->failed ? -1 : 0;
 }
@@ -1278,6 +1290,7 @@ conf_free(struct conf *c)
 	}
 	free(c->users);
 	conf_deliver_free(c);
+	conf_dkim_free(c);
 	free(c);
 }
 

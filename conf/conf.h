@@ -46,6 +46,7 @@ struct conf_network {
 };
 
 struct conf_pool;
+struct conf_dkim;
 
 /* `user "NAME" { password = "$argon2id$…"; sender_domains = { … } }` */
 struct conf_user {
@@ -56,6 +57,14 @@ struct conf_user {
 	size_t nsender_domains;
 	const struct conf_pool *pool; /* `pool = "NAME"`; NULL: the default
 					 pool (struct conf.default_pool) */
+	/*
+	 * `dkim_domain = "DOMAIN"`: the signing domain of mail From a domain
+	 * without a dkim section of its own; NULL: none.  Used only where it
+	 * aligns with the From domain, unless allow_unaligned (`allow_unaligned
+	 * = true`; default false).
+	 */
+	const struct conf_dkim *dkim_fallback;
+	bool allow_unaligned;
 };
 
 struct conf_limits {
@@ -195,6 +204,79 @@ struct conf_route {
 	unsigned port; /* default: delivery.port */
 };
 
+/*
+ * ---- Signing and alignment (issue "Sign and align") ----
+ */
+
+/*
+ * `dkim "DOMAIN" { selector = …; rsa_key = …; ed25519_selector = …;
+ * ed25519_key = … }`: the keys that sign as d=DOMAIN.  At least one key;
+ * each key has its own selector (one TXT record per selector).  The key
+ * files are not opened at load: the daemon loads and mode-checks them.
+ */
+struct conf_dkim {
+	char *domain;           /* lower-case, no trailing dot */
+	char *selector;         /* s= of the RSA key; NULL iff rsa_key is */
+	char *rsa_key;          /* PEM, resolved against data_dir; or NULL */
+	char *ed25519_selector; /* s= of the Ed25519 key; NULL iff
+				   ed25519_key is */
+	char *ed25519_key;      /* PEM (PKCS#8), resolved; or NULL */
+};
+
+/* DKIM canonicalization (RFC 6376 3.4); the values of enum dkim_canon. */
+enum conf_canon {
+	CONF_CANON_SIMPLE,
+	CONF_CANON_RELAXED,
+};
+
+/* `dkim_sign { … }`: how every signature is made. */
+struct conf_dkim_sign {
+	enum conf_canon hcanon; /* header; default relaxed */
+	enum conf_canon bcanon; /* body; default relaxed */
+	/*
+	 * Header field names signed when present, as written, "From" always
+	 * among them; NULL-terminated.  NULL: the signer's built-in list
+	 * (dkim_default_sign_headers).
+	 */
+	char **headers;
+	size_t nheaders; /* 0 when headers is NULL */
+	/*
+	 * Names signed once more than they occur (so that none can be added),
+	 * NULL-terminated.  NULL: the built-in list
+	 * (dkim_default_oversign_headers); a list of only the NULL (the file
+	 * said "oversign = { }"): over-sign nothing.
+	 */
+	char **oversign;
+	size_t noversign;
+	uint64_t expire_ms; /* x= = signing time + this, whole seconds
+			       (1m..365d); 0 = no x= (default) */
+	bool timestamp;     /* add t= (default true) */
+};
+
+/* What to do with a message that would fail DMARC at the receiver. */
+enum conf_dmarc_action {
+	CONF_DMARC_REJECT, /* refuse it at submission (default) */
+	CONF_DMARC_HOLD,   /* accept it and queue it on hold, for an
+			      operator to release or delete */
+	CONF_DMARC_ACCEPT, /* accept and deliver it as it is */
+};
+
+/* `dmarc { … }`: the alignment check at submission. */
+struct conf_dmarc {
+	bool check; /* false: no check at all, messages are still signed
+		       (default true) */
+	/*
+	 * For a message that would not align when the From domain publishes
+	 * p=quarantine or p=reject (sp= for a subdomain); default reject.
+	 */
+	enum conf_dmarc_action action;
+	/*
+	 * The public suffix list (.dat or .dafsa), resolved against data_dir;
+	 * NULL: libpsl's built-in or Debian's list.
+	 */
+	char *psl_file;
+};
+
 struct conf {
 	char *file;              /* the file loaded, or "(embedded defaults)" */
 	char *hostname;          /* banner and EHLO name */
@@ -229,6 +311,17 @@ struct conf {
 						 default_pool */
 	struct conf_route *routes;            /* in file order */
 	size_t nroutes;
+
+	struct conf_dkim *dkims; /* in file order; one per domain */
+	size_t ndkims;
+	/* The same, sorted by domain: the index of conf_dkim_find(). */
+	const struct conf_dkim **dkims_by_domain;
+	struct conf_dkim_sign dkim_sign;
+	struct conf_dmarc dmarc;
+	/* relay { dkim_domain; allow_unaligned }: as in struct conf_user,
+	   for relay clients (networks, no AUTH) */
+	const struct conf_dkim *relay_dkim_fallback;
+	bool relay_allow_unaligned; /* relay { allow_unaligned = … } */
 };
 
 /*
@@ -290,5 +383,15 @@ const struct conf_route *conf_route_find(const struct conf *c,
 
 /* conf_addr_parse — "1.2.3.4:25", "[::1]:25".  0 ok, -1 malformed. */
 int conf_addr_parse(const char *s, struct sockaddr_storage *ss, socklen_t *len);
+
+/*
+ * conf_dkim_find — the dkim section of signing domain DOMAIN (any case; a
+ * trailing dot is ignored), or NULL.  Exact: a section for example.com
+ * does not cover a.example.com (DMARC's relaxed alignment is the caller's
+ * business).  O(log n) in the number of dkim sections.  The pointer is
+ * valid as long as the tree.  Any thread.
+ */
+const struct conf_dkim *conf_dkim_find(const struct conf *c,
+				       const char *domain);
 
 #endif

@@ -129,11 +129,13 @@ int conf_ip_scan(const char *s, struct sockaddr_storage *ss, socklen_t *len,
 		 const char **why);
 
 /*
- * ---- shared by conf.c and conf_deliver.c ----
+ * ---- shared by conf.c, conf_deliver.c and conf_dkim.c ----
  * conf.c owns the load in progress (struct conf_ctx, conf_cur under its
  * mutex), the error messages, the range table and the generic callbacks;
  * conf_deliver.c owns the delivery sections (dns, delivery, destination,
- * pool, route) and the pool references of user and relay.
+ * pool, route) and the pool references of user and relay; conf_dkim.c the
+ * signing sections (dkim, dkim_sign, dmarc) and the dkim_domain references
+ * of user and relay.
  */
 #define CONF_KEY_MAX 160
 
@@ -197,6 +199,7 @@ int conf_hostname_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value,
 		     void *result);
 int conf_choice_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result,
 		   const char *const *oneof, const char *list);
+int conf_bool_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result);
 
 /*
  * A numeric value of SEC from the range table, in its unit: bytes, a count,
@@ -222,5 +225,18 @@ extern cfg_opt_t conf_pool_opts[];
 extern cfg_opt_t conf_route_opts[];
 int conf_deliver_build(struct conf_ctx *x, cfg_t *cfg, struct conf *c);
 void conf_deliver_free(struct conf *c);
+
+/*
+ * conf_dkim.c: the sections dkim, dkim_sign and dmarc, and the dkim_domain
+ * references of user and relay (conf_dkim_domain_cb checks the value as it
+ * is read; conf_dkim_build() resolves it once every section is known).
+ */
+extern cfg_opt_t conf_dkim_opts[];
+extern cfg_opt_t conf_dkim_sign_opts[];
+extern cfg_opt_t conf_dmarc_opts[];
+int conf_dkim_domain_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value,
+			void *result);
+int conf_dkim_build(struct conf_ctx *x, cfg_t *cfg, struct conf *c);
+void conf_dkim_free(struct conf *c);
 
 #endif

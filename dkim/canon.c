@@ -44,7 +44,7 @@ dkim_ascii_casecmp(const char *a, const char *b, size_t n)
 
 	for (i = 0; i < n; i++)
 		if ((d = canon_ascii_lower((unsigned char)a[i]) -
-			canon_ascii_lower((unsigned char)b[i])) != 0)
+			 canon_ascii_lower((unsigned char)b[i])) != 0)
 			return d;
 	return 0;
 }
@@ -147,7 +147,7 @@ canon_sha_final(struct canon_sha *s, uint8_t digest[DKIM_SHA256_BYTES])
 	unsigned int n = 0;
 
 	if (!s->failed && (EVP_DigestFinal_ex(s->ctx, digest, &n) != 1 ||
-			      n != DKIM_SHA256_BYTES))
+			   n != DKIM_SHA256_BYTES))
 		s->failed = 1;
 	EVP_MD_CTX_free(s->ctx);
 	s->ctx = NULL;
@@ -186,7 +186,7 @@ dkim_base64(const uint8_t *in, size_t n, char *out, size_t outlen)
 
 int
 dkim_canon_header(struct dkim_buf *out, enum dkim_canon c, const char *field,
-    size_t len, size_t name_len)
+		  size_t len, size_t name_len)
 {
 	const uint8_t *f = (const uint8_t *)field;
 	size_t i, start, colon;
@@ -241,7 +241,7 @@ fail:
 struct canon_sink {
 	uint8_t chunk[CANON_CHUNK_BYTES];
 	size_t used;
-	struct canon_sha *sha;   /* one of these two */
+	struct canon_sha *sha; /* one of these two */
 	struct dkim_buf *buf;
 	int failed;
 };
@@ -282,7 +282,7 @@ canon_sink_put(struct canon_sink *k, const uint8_t *p, size_t n)
  */
 static void
 canon_body_simple_span(const uint8_t *body, size_t len, size_t *keep,
-    int *add_crlf)
+		       int *add_crlf)
 {
 	size_t e = len;
 
@@ -345,8 +345,8 @@ canon_body_relaxed(struct canon_sink *k, const uint8_t *body, size_t len)
 				if (DKIM_IS_WSP(*p)) {
 					while (DKIM_IS_WSP(*p))
 						p++;
-					canon_sink_put(k,
-					    (const uint8_t *)" ", 1);
+					canon_sink_put(k, (const uint8_t *)" ",
+						       1);
 					continue;
 				}
 				run = p;
@@ -362,7 +362,7 @@ canon_body_relaxed(struct canon_sink *k, const uint8_t *body, size_t len)
 
 int
 dkim_canon_body_sha256(const uint8_t *body, size_t len, enum dkim_canon c,
-    uint8_t digest[DKIM_SHA256_BYTES])
+		       uint8_t digest[DKIM_SHA256_BYTES])
 {
 	struct canon_sha sha;
 	struct canon_sink *k;
@@ -394,7 +394,7 @@ dkim_canon_body_sha256(const uint8_t *body, size_t len, enum dkim_canon c,
 
 int
 dkim_canon_body_write(struct dkim_buf *out, const uint8_t *body, size_t len,
-    enum dkim_canon c)
+		      enum dkim_canon c)
 {
 	struct canon_sink *k;
 	size_t keep;

@@ -46,7 +46,7 @@ void dkim_buf_free(struct dkim_buf *b);
  * of memory, or no colon after the name).
  */
 int dkim_canon_header(struct dkim_buf *out, enum dkim_canon c,
-    const char *field, size_t len, size_t name_len);
+		      const char *field, size_t len, size_t name_len);
 
 /*
  * dkim_canon_body_sha256 — SHA-256 of the canonical body BODY (LEN octets;
@@ -55,14 +55,14 @@ int dkim_canon_header(struct dkim_buf *out, enum dkim_canon c,
  * Streams: no copy of the body is made.  0 or -1 (OpenSSL out of memory).
  */
 int dkim_canon_body_sha256(const uint8_t *body, size_t len, enum dkim_canon c,
-    uint8_t digest[DKIM_SHA256_BYTES]);
+			   uint8_t digest[DKIM_SHA256_BYTES]);
 
 /*
  * dkim_canon_body_write — the canonical body itself, appended to OUT
  * (for tests and the fuzz harness; signing never materialises it).
  */
-int dkim_canon_body_write(struct dkim_buf *out, const uint8_t *body,
-    size_t len, enum dkim_canon c);
+int dkim_canon_body_write(struct dkim_buf *out, const uint8_t *body, size_t len,
+			  enum dkim_canon c);
 
 /* dkim_sha256 — one-shot SHA-256 (OpenSSL, SHA-NI/AVX2 when present). */
 int dkim_sha256(const void *p, size_t n, uint8_t digest[DKIM_SHA256_BYTES]);

@@ -31,11 +31,25 @@ enum dkim_canon { DKIM_CANON_SIMPLE, DKIM_CANON_RELAXED };
 struct dkim_key; /* opaque; one private key */
 
 /*
+ * dkim_keys_init — set up locked memory for private keys: OpenSSL's secure
+ * heap of SECURE_HEAP_BYTES (rounded up to a power of two; 0 = 2 MiB, room
+ * for about 1,200 RSA-2048 keys at ~1.7 KB each) for RSA, libsodium's for
+ * Ed25519.  Call once on the main thread, before dkim_key_load() (which
+ * refuses to run without it) and before threads start.  Returns 0; 1 when
+ * it works but the memory could not be locked (RLIMIT_MEMLOCK): err says
+ * so, log it as a warning; -1 with err on failure.  (Not "dkim_init":
+ * libopendkim exports that name.)
+ */
+int dkim_keys_init(size_t secure_heap_bytes, char *err, size_t errlen);
+
+/*
  * dkim_key_load — read a PEM private key (PKCS#8 or traditional RSA;
  * Ed25519 as PKCS#8 "BEGIN PRIVATE KEY").  Refuses a file readable or
  * writable by group or others ("PATH: mode 0644, must not be accessible by
- * group or others"), RSA keys under 1024 bits, and anything else.  Returns
- * 0 and *out (free with dkim_key_free), or -1 with err set.  Main thread.
+ * group or others"), RSA keys under 1024 or over 8192 bits, encrypted
+ * keys (it never prompts), and anything else.  Returns 0 and *out (free
+ * with dkim_key_free), or -1 with err set.  Main thread, after
+ * dkim_keys_init().
  */
 int dkim_key_load(const char *path, struct dkim_key **out, char *err,
     size_t errlen);
@@ -115,6 +129,8 @@ struct dkim_sign_params {
  * dkim_body_hash — SHA-256 of the canonicalized body (RFC 6376 3.4.3/3.4.4,
  * no l= ever), base64, into OUT (at least 45 bytes).  Compute it once per
  * canonicalization and pass it to every dkim_sign() of the message.
+ * OUT is "" when OpenSSL runs out of memory (dkim_sign() then fails).
+ * Any thread.
  */
 void dkim_body_hash(const struct dkim_msg *m, enum dkim_canon bcanon,
     char out[45]);
@@ -124,7 +140,7 @@ void dkim_body_hash(const struct dkim_msg *m, enum dkim_canon bcanon,
  * from dkim_body_hash() (same bcanon).  Produces the whole field, folded as
  * libopendkim folds it, ending in CRLF, ready to be prepended to the
  * message; *out is malloc'd (caller frees).  The tag order and folding are
- * those of libopendkim 2.11 (v a c d s t x h bh b), so that an RSA signature
+ * those of libopendkim 2.11 (v a c d s t x bh h b), so that an RSA signature
  * is byte-identical to the reference.  0 ok, -1 with err.  Any thread.
  */
 int dkim_sign(const struct dkim_msg *m, const char *bh,

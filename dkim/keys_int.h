@@ -11,8 +11,8 @@
 
 #include "dkim/dkim.h"
 
-#define DKIM_RSA_MIN_BITS 1024
-#define DKIM_RSA_MAX_BITS 8192
+#define DKIM_RSA_MIN_BITS  1024
+#define DKIM_RSA_MAX_BITS  8192
 #define DKIM_SIG_MAX_BYTES (DKIM_RSA_MAX_BITS / 8)
 
 /*
@@ -24,8 +24,8 @@
  * the key is only read.
  */
 int dkim_key_sign_digest(const struct dkim_key *k, const uint8_t digest[32],
-    uint8_t sig[DKIM_SIG_MAX_BYTES], size_t *siglen, char *err,
-    size_t errlen);
+			 uint8_t sig[DKIM_SIG_MAX_BYTES], size_t *siglen,
+			 char *err, size_t errlen);
 
 /*
  * dkim_key_ed25519_from_seed — an Ed25519 key from its RFC 8032 seed (the
@@ -33,6 +33,6 @@ int dkim_key_sign_digest(const struct dkim_key *k, const uint8_t digest[32],
  * memory (mlock'd, read-only).  Needs dkim_keys_init().  0 or -1 with err.
  */
 int dkim_key_ed25519_from_seed(const uint8_t seed[32], struct dkim_key **out,
-    char *err, size_t errlen);
+			       char *err, size_t errlen);
 
 #endif

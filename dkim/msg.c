@@ -85,7 +85,7 @@ msg_reader_line(struct msg_reader *r, size_t *line_len, const char **why)
 
 static int
 msg_hdr_append(struct dkim_msg *m, size_t *cap, const uint8_t *start,
-    size_t name_len)
+	       size_t name_len)
 {
 	struct dkim_header *n;
 	size_t ncap;
@@ -113,7 +113,7 @@ msg_hdr_append(struct dkim_msg *m, size_t *cap, const uint8_t *start,
  */
 static int
 msg_name_len(const uint8_t *line, size_t len, size_t *name_len,
-    const char **why)
+	     const char **why)
 {
 	size_t i, end;
 
@@ -140,8 +140,8 @@ msg_name_len(const uint8_t *line, size_t len, size_t *name_len,
 }
 
 int
-dkim_msg_parse(const uint8_t *data, size_t len, struct dkim_msg *m,
-    char *err, size_t errlen)
+dkim_msg_parse(const uint8_t *data, size_t len, struct dkim_msg *m, char *err,
+	       size_t errlen)
 {
 	struct msg_reader r = { data, len, 0 };
 	struct dkim_header *cur = NULL;
@@ -174,7 +174,7 @@ dkim_msg_parse(const uint8_t *data, size_t len, struct dkim_msg *m,
 			}
 			/* Folding: the field grows to this line's end. */
 			cur->len = line_off + line_len -
-			    (size_t)((const uint8_t *)cur->field - data);
+				   (size_t)((const uint8_t *)cur->field - data);
 			continue;
 		}
 		if (msg_name_len(data + line_off, line_len, &name_len, &why) !=
@@ -191,7 +191,7 @@ dkim_msg_parse(const uint8_t *data, size_t len, struct dkim_msg *m,
 fail:
 	if (err != NULL && errlen > 0)
 		(void)snprintf(err, errlen, "%s (line at offset %zu)", why,
-		    line_off);
+			       line_off);
 	dkim_msg_clear(m);
 	return -1;
 }
@@ -210,7 +210,7 @@ static int
 msg_name_is(const struct dkim_header *h, const char *name, size_t len)
 {
 	return h->name_len == len &&
-	    dkim_ascii_casecmp(h->field, name, len) == 0;
+	       dkim_ascii_casecmp(h->field, name, len) == 0;
 }
 
 const struct dkim_header *

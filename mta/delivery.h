@@ -120,6 +120,11 @@ struct sched_path {
 
 /* Scheduler ----------------------------------------------------------- */
 
+struct dns_config;
+/* sched_dns_config — the resolver settings from the configuration (and the
+ * OUTPOST_LOOPBACK_ONLY test switch).  False: no DNS may be used at all
+ * (loopback-only without servers of its own). */
+bool sched_dns_config(const struct conf *c, struct dns_config *dc);
 /* sched_init — main thread, before the delivery loop runs.  0 or -1. */
 int sched_init(struct loop *l, const struct conf *c, struct queue *q, char *err,
 	       size_t errlen);

@@ -40,6 +40,7 @@ loop_init(struct loop *l, unsigned index)
 	l->index = index;
 	l->head = l->tail = NULL;
 	l->sessions = NULL;
+	l->dns = NULL;
 	l->threaded = false;
 	if (pthread_mutex_init(&l->mu, NULL) != 0)
 		return -1;

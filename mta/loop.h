@@ -12,6 +12,7 @@
 #include <stdbool.h>
 
 struct event_base;
+struct dns_resolver;
 
 typedef void loop_fn(void *arg);
 
@@ -30,6 +31,7 @@ struct loop {
 	struct loop_msg *head, *tail; /* mailbox, FIFO */
 	struct event *wake;
 	void *sessions; /* owned by smtp_server.c: this loop's sessions */
+	struct dns_resolver *dns; /* this loop's resolver (DMARC), or NULL */
 };
 
 /* loop_init — create the base and the mailbox.  0 ok, -1 fail. Main thread. */

@@ -26,9 +26,11 @@
 #include <sodium.h>
 
 #include "conf/conf.h"
+#include "dns/dns.h"
 #include "queue/queue.h"
 #include "mta/auth.h"
 #include "mta/delivery.h"
+#include "mta/intake.h"
 #include "mta/listen.h"
 #include "mta/log.h"
 #include "mta/loop.h"
@@ -300,6 +302,8 @@ main(int argc, char *argv[])
 	qc.commit_max_batch = conf->queue.commit_max_batch;
 	if (queue_open(&queue, &qc, 0, err, sizeof(err)) != 0)
 		fatalx("queue: %s", err);
+	if (intake_init(conf, queue, err, sizeof(err)) != 0)
+		fatalx("%s", err);
 	smtp_server_init(conf, queue);
 	if (worker_start(conf->worker_threads) != 0)
 		fatal("starting worker threads");
@@ -307,9 +311,17 @@ main(int argc, char *argv[])
 	nloops = conf->smtp_threads;
 	if ((loops = calloc(nloops, sizeof(*loops))) == NULL)
 		fatal("calloc");
-	for (i = 0; i < nloops; i++)
+	for (i = 0; i < nloops; i++) {
+		struct dns_config dc;
+
 		if (loop_init(&loops[i], i) != 0)
 			fatalx("cannot create event loop %u", i);
+		/* Each loop resolves on its own (DMARC policies). */
+		if (sched_dns_config(conf, &dc) &&
+		    (loops[i].dns = dns_resolver_new(loops[i].base, &dc, err,
+						     sizeof(err))) == NULL)
+			fatalx("dns: %s", err);
+	}
 	if (loop_init(&dloop, nloops) != 0)
 		fatalx("cannot create the delivery loop");
 	if (sched_init(&dloop, conf, queue, err, sizeof(err)) != 0)
@@ -354,8 +366,11 @@ main(int argc, char *argv[])
 	loop_post(&dloop, sched_shutdown_on_loop, NULL);
 	loop_join(&dloop);
 	worker_stop();
-	for (i = 0; i < nloops; i++)
+	for (i = 0; i < nloops; i++) {
+		if (loops[i].dns != NULL)
+			dns_resolver_free(loops[i].dns);
 		loop_free(&loops[i]);
+	}
 	loop_free(&dloop);
 	queue_stats_get(queue, &qs);
 	queue_close(queue);
@@ -374,6 +389,7 @@ main(int argc, char *argv[])
 	    (unsigned long long)STATS_GET(expired),
 	    (unsigned long long)sched_queued());
 	sched_free();
+	intake_free();
 	event_free(ev_term);
 	event_free(ev_int);
 	event_base_free(main_base);

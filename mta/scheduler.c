@@ -1699,12 +1699,30 @@ sched_start(void)
 	loop_post(S.loop, sched_load_queue, NULL);
 }
 
+bool
+sched_dns_config(const struct conf *c, struct dns_config *dc)
+{
+	const char *lo = getenv("OUTPOST_LOOPBACK_ONLY");
+
+	memset(dc, 0, sizeof(*dc));
+	dc->servers = c->dns.servers;
+	dc->timeout_ms = c->dns.timeout_ms;
+	dc->tries = c->dns.tries;
+	dc->cache_max = c->dns.cache_size;
+	dc->min_ttl = c->dns.min_ttl_s;
+	dc->max_ttl = c->dns.max_ttl_s;
+	dc->negative_ttl_max = c->dns.negative_ttl_max_s;
+	/* Tests export OUTPOST_LOOPBACK_ONLY=1: no byte may leave loopback,
+	 * and without servers of their own there is no DNS at all. */
+	dc->loopback_only = lo != NULL && strcmp(lo, "1") == 0;
+	return !(dc->loopback_only && dc->servers == NULL);
+}
+
 int
 sched_init(struct loop *l, const struct conf *c, struct queue *q, char *err,
 	   size_t errlen)
 {
 	struct dns_config dc;
-	const char *lo = getenv("OUTPOST_LOOPBACK_ONLY");
 	char e[256];
 
 	memset(&S, 0, sizeof(S));
@@ -1715,17 +1733,7 @@ sched_init(struct loop *l, const struct conf *c, struct queue *q, char *err,
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	memset(&dc, 0, sizeof(dc));
-	dc.servers = c->dns.servers;
-	dc.timeout_ms = c->dns.timeout_ms;
-	dc.tries = c->dns.tries;
-	dc.cache_max = c->dns.cache_size;
-	dc.min_ttl = c->dns.min_ttl_s;
-	dc.max_ttl = c->dns.max_ttl_s;
-	dc.negative_ttl_max = c->dns.negative_ttl_max_s;
-	/* Tests export OUTPOST_LOOPBACK_ONLY=1: no byte may leave loopback. */
-	dc.loopback_only = lo != NULL && strcmp(lo, "1") == 0;
-	if (dc.loopback_only && dc.servers == NULL) {
+	if (!sched_dns_config(c, &dc)) {
 		/* Test mode without a DNS server of its own: never fall back
 		 * to the system resolver; every lookup fails (deferred). */
 		log_info("delivery: loopback_only and no dns servers: DNS "

@@ -34,6 +34,7 @@
 #include "mta/auth.h"
 #include "mta/client.h"
 #include "mta/delivery.h"
+#include "mta/intake.h"
 #include "mta/log.h"
 #include "mta/loop.h"
 #include "mta/smtp_server.h"
@@ -160,7 +161,7 @@ struct smtp_server_session {
 	bool saw8bit;
 	uint64_t bdat_left;
 	bool bdat_last;
-	struct queue_op *op; /* handed back by the queue writer */
+	struct intake_req intake; /* the message on its way to the queue */
 	/* per session totals, for the summary line */
 	unsigned msgs, rcpts_total;
 	struct smtp_server_session *prev, *next;
@@ -521,43 +522,45 @@ smtp_server_scan(struct smtp_server_session *s, const uint8_t *p, size_t n,
 
 /* Queueing ------------------------------------------------------------ */
 
-static void smtp_server_on_queued(void *arg);
-
-/* Writer thread: hand the result back to the session's loop. */
+/* The intake is over (refused, queued or failed): answer the client. */
 static void
-smtp_server_queued_cb(struct queue_op *op, int status, void *arg)
+smtp_server_on_intake(struct intake_req *req)
 {
-	struct smtp_server_session *s = arg;
-
-	(void)status;
-	s->op = op;
-	loop_post(s->loop, smtp_server_on_queued, s);
-}
-
-static void
-smtp_server_on_queued(void *arg)
-{
-	struct smtp_server_session *s = arg;
-	struct queue_op *op = s->op;
+	struct smtp_server_session *s = req->arg;
+	struct queue_op *op = req->op;
 	char qid[QUEUE_ID_HEX_BYTES];
 
-	s->op = NULL;
+	req->op = NULL;
 	s->pending--;
 	queue_id_format(op->env.id, qid);
 	if (s->flags & SF_ZOMBIE) {
 		/* The client left before the reply: the message is queued
 		 * (or not) all the same; it simply never heard. */
 		log_info("%016" PRIx64 " smtp %s %s but the client is gone",
-			 s->id, qid, op->status == 0 ? "queued" : "failed");
+			 s->id, qid,
+			 req->code == 0 && op->status == 0 ? "queued"
+							   : "refused");
+		if (req->code == 0 && op->status == 0) {
+			sched_message_add(op);
+			op = NULL;
+		}
+	} else if (req->code != 0) {
+		STATS_INC(messages_rejected);
+		smtp_server_reply(s, "%d %s", req->code, req->reply);
+		if (req->code >= 500)
+			smtp_server_error(s);
+		smtp_server_idle(s);
 	} else if (op->status == 0) {
 		STATS_INC(messages_accepted);
 		STATS_ADD(recipients_accepted, op->env.nrcpts);
 		s->msgs++;
 		s->rcpts_total += op->env.nrcpts;
 		log_debug("%016" PRIx64 " smtp queued %s size=%" PRIu64
-			  " rcpts=%" PRIu32,
-			  s->id, qid, op->env.size, op->env.nrcpts);
-		smtp_server_reply(s, "250 2.0.0 %s queued", qid);
+			  " rcpts=%" PRIu32 " %s%s",
+			  s->id, qid, op->env.size, op->env.nrcpts, req->result,
+			  req->held ? " (held)" : "");
+		smtp_server_reply(s, "250 2.0.0 %s queued%s", qid,
+				  req->held ? " (held by policy)" : "");
 		smtp_server_idle(s);
 		/* The scheduler takes the op (envelope and body) from here. */
 		sched_message_add(op);
@@ -641,7 +644,14 @@ smtp_server_message_end(struct smtp_server_session *s)
 	s->body_len = s->body_cap = 0;
 	s->pending++;
 	smtp_server_busy(s);
-	queue_submit(smtp_queue, op, smtp_server_queued_cb, s);
+	memset(&s->intake, 0, sizeof(s->intake));
+	s->intake.loop = s->loop;
+	s->intake.dns = s->loop->dns;
+	s->intake.user = s->user;
+	s->intake.op = op;
+	s->intake.done = smtp_server_on_intake;
+	s->intake.arg = s;
+	intake_submit(&s->intake);
 	return;
 oom:
 	log_warnx("%016" PRIx64 " smtp out of memory queueing a message",

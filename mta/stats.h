@@ -20,6 +20,8 @@ struct stats {
 	_Atomic uint64_t rejected_relay;
 	_Atomic uint64_t rejected_sender;
 	_Atomic uint64_t rejected_smuggling; /* bare CR/LF */
+	_Atomic uint64_t rejected_dmarc;     /* would fail DMARC, or 451 */
+	_Atomic uint64_t dkim_signatures;
 	_Atomic uint64_t auth_success;
 	_Atomic uint64_t auth_failures;
 	_Atomic uint64_t auth_blocked;

@@ -125,7 +125,8 @@ PYEOF
 # "DOMAIN MX 10 mx.sink.test" for each DOMAIN and "mx.sink.test A ADDR",
 # NXDOMAIN for anything else under .test; it never forwards (--no-resolv)
 # and never reads /etc/hosts.  Flags as t/integration/outpost_test.py's Dns.
-# Sets DNS_PID and DNS_PORT; log in DIR/dnsmasq.log.  Retries on a port clash.
+# Sets DNS_PID and DNS_PORT; log in DIR/dnsmasq.log.  Retries on a port
+# clash, unless DNS_FIXED_PORT names the port to use.
 dns_start() {
 	local dir=$1 addr=$2 d args user=()
 	shift 2
@@ -135,7 +136,7 @@ dns_start() {
 		args+=("--mx-host=$d,mx.sink.test,10")
 	done
 	for _ in 1 2 3 4 5 6 7 8; do
-		DNS_PORT=$(free_dns_port)
+		DNS_PORT=${DNS_FIXED_PORT:-$(free_dns_port)}
 		dnsmasq --keep-in-foreground --no-daemon "--port=$DNS_PORT" \
 		    --listen-address=127.0.0.1 --bind-interfaces --no-resolv \
 		    --no-hosts --conf-file=/dev/null "${user[@]}" \
@@ -153,7 +154,9 @@ dns_start() {
 		done
 		stop_pid "$DNS_PID" 5
 		DNS_PID=
-		grep -q "in use" "$dir/dnsmasq.err" 2>/dev/null || return 1
+		if [ -n "${DNS_FIXED_PORT:-}" ] || ! grep -q "in use" "$dir/dnsmasq.err" 2>/dev/null; then
+			return 1
+		fi
 	done
 	return 1
 }

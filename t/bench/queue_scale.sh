@@ -6,13 +6,16 @@
 #   1. outpostd, fresh data_dir under /tmp; a dnsmasq of ours on a loopback
 #      port answers dN.sink.test MX mx.sink.test → 127.0.0.1, and
 #      delivery { port } is a loopback port where nothing listens
-#      (connection refused).  RSS idle, right after start.
+#      (connection refused).  BENCH_QS_DOWN=dns instead: DNS points at a
+#      loopback port where nothing listens (every lookup fails: 4xx), and
+#      dnsmasq starts there only for the restart.  RSS idle, after start.
 #   2. outpost-load injects the messages (~1 KB, 50 pipelining sessions, 50
-#      domains); then wait until each recipient has been deferred once (the
-#      daemon's log), and read RSS, VmHWM and the size of the LMDB queue.
-#   3. SIGTERM (timed); wait until every message is due again (single retry
-#      interval BENCH_QS_RETRY, no jitter); start an outpost-sink on the port
-#      the MX points at; exec outpostd again and time "scheduler: N queued
+#      domains); wait until each recipient has been deferred once (the
+#      daemon's log) or no deferral came for BENCH_QS_STALL s, then read
+#      RSS, VmHWM and the size of the LMDB queue.
+#   3. SIGTERM (timed); wait until every message is due again (one retry
+#      interval, BENCH_QS_RETRY s, no jitter); start an outpost-sink where
+#      the MX points; exec outpostd again and time "scheduler: N queued
 #      message(s) loaded", the first message at the sink and, with
 #      BENCH_QS_DRAIN=1, the last.
 # Goals (the issue): ≤ 300 bytes of RSS per queued recipient; with 1M queued
@@ -22,6 +25,7 @@
 # process it starts is stopped by PID on exit.
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$HERE/lib.sh"
 BUILD=${BENCH_BUILD:?BENCH_BUILD is not set (run t/bench/run.sh)}
 OUT=${BENCH_OUT:?BENCH_OUT is not set (run t/bench/run.sh)}
@@ -32,16 +36,19 @@ N=${BENCH_QS_N:-1000000}
 RCPTS=${BENCH_QS_RCPTS:-1}
 SIZE=${BENCH_QS_SIZE:-1024}
 SESSIONS=${BENCH_SESSIONS:-50}
+DOWN=${BENCH_QS_DOWN:-refused}  # refused | dns
 RETRY=${BENCH_QS_RETRY:-300}    # seconds: longer than injection + settling
+STALL=${BENCH_QS_STALL:-30}     # seconds without a new deferral: settled
 DRAIN=${BENCH_QS_DRAIN:-0}
 MAX_TIME=${BENCH_MAX_TIME:-900}
 DOMAINS=50
 # Free space needed under /tmp: 8 GB for 1M recipients, pro rata (≥ 1 GB).
-NEED_KIB=$(( (N * RCPTS / 1000 * 8 * 1024 * 1024 / 1000) ))
+NEED_KIB=$((N * RCPTS * 8 * 1024 * 1024 / 1000000))
 [ "$NEED_KIB" -lt 1048576 ] && NEED_KIB=1048576
 
 work=$(mktemp -d /tmp/outpost-bench-queue_scale.XXXXXX)
 OPD_PID='' OSINK_PID='' DNS_PID='' RSS_SAMPLER=''
+# shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {
 	rss_sampler_stop
 	stop_pid "$OPD_PID" 120
@@ -49,7 +56,7 @@ cleanup() {
 	stop_pid "$DNS_PID" 5
 	mkdir -p "$OUT/queue_scale-logs"
 	cp "$work"/*.json "$work"/*.conf "$OUT/queue_scale-logs/" 2>/dev/null || true
-	# The daemon's logs hold a line per deferral: keep their heads and tails.
+	# The daemon's log may hold a line per attempt: keep its head and tail.
 	for f in "$work"/*.log; do
 		[ -f "$f" ] || continue
 		if [ "$(wc -l <"$f")" -gt 400 ]; then
@@ -65,7 +72,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 note() { echo "queue_scale: $*" >&2; echo "$*" >>"$work/notes.txt"; }
-# put KEY VALUE: one figure for the report (work/figures, "KEY VALUE" lines).
+# put KEY VALUE: one figure for the report ("KEY VALUE" lines).
 put() { echo "$1 $2" >>"$work/figures"; }
 : >"$work/figures"
 
@@ -78,7 +85,7 @@ mem() {
 # log_time FILE PATTERN: unix time (float) of the first line of FILE
 # matching PATTERN (outpostd stamps each line "YYYY-MM-DDTHH:MM:SS.mmmZ").
 log_time() {
-	"$PY" - "$1" "$2" <<'EOF'
+	"$PY" - "$1" "$2" <<'PYEOF'
 import datetime, re, sys
 pat = re.compile(sys.argv[2])
 with open(sys.argv[1], errors="replace") as f:
@@ -87,20 +94,71 @@ with open(sys.argv[1], errors="replace") as f:
             t = datetime.datetime.strptime(line[:23], "%Y-%m-%dT%H:%M:%S.%f")
             print("%.3f" % t.replace(tzinfo=datetime.timezone.utc).timestamp())
             break
-EOF
+PYEOF
 }
 
-# last_time FILE PATTERN: the same for the last matching line.
-last_time() {
-	local line
-	line=$(grep -- "$2" "$1" | tail -n 1)
-	[ -n "$line" ] || return 0
-	printf '%s\n' "$line" >"$work/last-line.tmp"
-	log_time "$work/last-line.tmp" .
+# logwatch STATE LOG TARGET STALL TIMEOUT: follow outpostd's LOG from where
+# the last call stopped (STATE, JSON: offset, counts of ": deferred at ",
+# connection and greeting failures, back-offs, first and last deferral
+# time) until TARGET deferrals, or STALL seconds without a new one, or
+# TIMEOUT (STALL 0: one pass).  Reads each byte once (the log may grow to
+# gigabytes).  Fails if it stopped short of TARGET.
+logwatch() {
+	"$PY" - "$@" <<'PYEOF'
+import datetime, json, sys, time
+state, log = sys.argv[1], sys.argv[2]
+target, stall, timeout = int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
+try:
+    with open(state) as f:
+        st = json.load(f)
+except (OSError, ValueError):
+    st = {"offset": 0, "lines": 0, "deferred": 0, "connect_failed": 0,
+          "greeting_failed": 0, "backoffs": 0, "first_deferral": None,
+          "last_deferral": None}
+def when(line):
+    try:
+        t = datetime.datetime.strptime(line[:23].decode(), "%Y-%m-%dT%H:%M:%S.%f")
+        return round(t.replace(tzinfo=datetime.timezone.utc).timestamp(), 3)
+    except ValueError:
+        return None
+start = last_change = time.time()
+with open(log, "rb") as f:
+    f.seek(st["offset"])
+    while True:
+        n0 = st["deferred"]
+        for line in iter(f.readline, b""):
+            if not line.endswith(b"\n"):
+                break  # a partial line: read again on the next turn
+            st["offset"] += len(line)
+            st["lines"] += 1
+            if b": deferred at " in line:
+                st["deferred"] += 1
+                t = when(line)
+                if st["first_deferral"] is None:
+                    st["first_deferral"] = t
+                st["last_deferral"] = t
+            elif b": connect failed: " in line:
+                st["connect_failed"] += 1
+            elif b": greeting failed: " in line:
+                st["greeting_failed"] += 1
+            elif b" backed off for " in line:
+                st["backoffs"] += 1
+        f.seek(st["offset"])
+        now = time.time()
+        if st["deferred"] != n0:
+            last_change = now
+        if (st["deferred"] >= target or stall <= 0 or now - last_change > stall
+                or now - start > timeout):
+            break
+        time.sleep(1)
+with open(state, "w") as f:
+    json.dump(st, f)
+sys.exit(0 if st["deferred"] >= target else 1)
+PYEOF
 }
 
-# start_outpostd LOG: exec outpostd (its exec time in T_EXEC), wait until it
-# listens; sets OPD_PID.
+# start_outpostd LOG: exec outpostd (the time in T_EXEC), wait until it
+# listens (T_LISTEN); sets OPD_PID.
 start_outpostd() {
 	local log=$1 rc=0
 	T_EXEC=$EPOCHREALTIME
@@ -121,7 +179,7 @@ start_outpostd() {
 	T_LISTEN=$EPOCHREALTIME
 }
 
-# stop_outpostd: SIGTERM, timed; SIGKILL after 300 s.  Sets T_STOP (seconds).
+# stop_outpostd: SIGTERM, timed (T_STOP, seconds); SIGKILL after 300 s.
 stop_outpostd() {
 	local t0 i=0
 	t0=$EPOCHREALTIME
@@ -136,50 +194,53 @@ stop_outpostd() {
 		sleep 0.01
 	done
 	wait "$OPD_PID" 2>/dev/null || true
-	T_STOP=$("$PY" -c "import sys; print('%.3f' % (float(sys.argv[2]) - float(sys.argv[1])))" "$t0" "$EPOCHREALTIME")
+	T_STOP=$("$PY" -c 'import sys; print("%.3f" % (float(sys.argv[2]) - float(sys.argv[1])))' "$t0" "$EPOCHREALTIME")
 	OPD_PID=
 }
 
-# count LOG PATTERN: matching lines (0 when none).
-count() {
-	grep -c -- "$2" "$1" 2>/dev/null || true
-}
-
 run() {
-	local avail dp m rcpts deferred last_n stall_t t_first t_last wait_s
-	local t_loaded t_due loaded rc=0
+	local avail dp dnsport m rcpts t_last t_due wait_s t_loaded loaded got x rc=0
 	for x in "$OUTPOSTD" "$LOAD" "$OSINK"; do
 		[ -x "$x" ] || { note "$x is not built: no figures"; return 1; }
 	done
+	case $DOWN in
+	refused | dns) ;;
+	*) note "BENCH_QS_DOWN=$DOWN: expected refused or dns"; return 1 ;;
+	esac
 	command -v dnsmasq >/dev/null || { note "dnsmasq missing (apt-get install dnsmasq-base): Outpost routes by MX"; return 1; }
 	avail=$(df -Pk /tmp | awk 'NR == 2 { print $4 }')
 	put tmp_free_gib "$((avail / 1048576))"
 	if [ "$avail" -lt "$NEED_KIB" ]; then
-		note "skipped: /tmp has $((avail / 1024)) MiB free, $((NEED_KIB / 1024)) MiB needed for $N × $RCPTS queued recipients (BENCH_QS_N)"
+		note "skipped: /tmp has $((avail / 1024)) MiB free, $((NEED_KIB / 1024)) MiB needed for $N × $RCPTS queued recipients (set BENCH_QS_N lower)"
 		return 1
 	fi
 	domains=()
-	for i in $(seq 0 $((DOMAINS - 1))); do
-		domains+=("d$i.sink.test")
+	for x in $(seq 0 $((DOMAINS - 1))); do
+		domains+=("d$x.sink.test")
 	done
-	dns_start "$work" 127.0.0.1 "${domains[@]}" || { note "dnsmasq did not start: $(tail -n 3 "$work/dnsmasq.err")"; return 1; }
+	if [ "$DOWN" = refused ]; then
+		dns_start "$work" 127.0.0.1 "${domains[@]}" || { note "dnsmasq did not start: $(tail -n 3 "$work/dnsmasq.err")"; return 1; }
+		dnsport=$DNS_PORT
+	else
+		dnsport=$(free_dns_port) # nothing listens here until the restart
+	fi
 	port=$(free_port)
 	dp=$(free_port) # nothing listens here until the restart
 	d=$work/outpost
 	mkdir -p "$d"
 	cat >"$d/outpost.conf" <<EOF
-# written by t/bench/queue_scale.sh: loopback only
+# written by t/bench/queue_scale.sh ($DOWN): loopback only
 data_dir = "$d/var"
 listener "127.0.0.1:$port" { tls = "none" }
 relay { networks = { "127.0.0.0/8" } }
-dns { servers = "127.0.0.1:$DNS_PORT" timeout = 1s tries = 2 }
+dns { servers = "127.0.0.1:$dnsport" timeout = 1s tries = 2 }
 delivery {
 	port = $dp
 	retry_intervals = { "${RETRY}s" }
 	retry_jitter = 0
 }
-# One refused connection pauses the site for longer than the injection:
-# every other message is deferred at once, without a connection.
+# A site that fails is paused for longer than the injection: what waits on
+# it is deferred at once, without a connection.
 destination "*" {
 	backoff_pause = 20m
 	backoff_max = 1h
@@ -198,11 +259,10 @@ EOF
 	read -r -a m <<<"$(mem "$OPD_PID")"
 	put idle_rss_kib "${m[0]}"
 	put idle_anon_kib "${m[1]}"
-	put idle_file_kib "${m[2]}"
 	put idle_hwm_kib "${m[3]}"
 
 	# ---- 2. inject, then settle
-	echo "queue_scale: injecting $N messages × $RCPTS recipient(s) of $SIZE bytes, $SESSIONS sessions" >&2
+	echo "queue_scale: injecting $N messages × $RCPTS recipient(s) of $SIZE bytes, $SESSIONS sessions; receiver down: $DOWN" >&2
 	rss_sampler_start "$work/inject.mem" "$OPD_PID"
 	put inject_cpu0 "$(tree_cpu "$OPD_PID")"
 	"$LOAD" --host 127.0.0.1 --port "$port" --size "$SIZE" --pipelining --json \
@@ -210,6 +270,7 @@ EOF
 	    --rcpts "$RCPTS" --sessions "$SESSIONS" --count "$N" --timeout 60 \
 	    --max-time "$MAX_TIME" >"$work/inject.json" 2>"$work/inject-load.log" || rc=$?
 	put inject_cpu1 "$(tree_cpu "$OPD_PID")"
+	put inject_end_time "$EPOCHREALTIME"
 	if [ ! -s "$work/inject.json" ]; then
 		note "outpost-load gave no report (exit $rc): $(tail -n 3 "$work/inject-load.log")"
 		return 1
@@ -217,26 +278,19 @@ EOF
 	[ "$rc" = 0 ] || note "outpost-load exit $rc (not every message accepted)"
 	rcpts=$(json_get "$work/inject.json" rcpts_accepted)
 	echo "queue_scale: $(json_get "$work/inject.json" accepted) accepted at $(json_get "$work/inject.json" accepted_per_s) msg/s; waiting for $rcpts first deferrals" >&2
-	deferred=0 last_n=-1 stall_t=$SECONDS
-	while :; do
-		deferred=$(count "$work/outpostd-1.log" ': deferred at ')
-		[ "$deferred" -ge "$rcpts" ] && break
-		[ "$deferred" != "$last_n" ] && { last_n=$deferred; stall_t=$SECONDS; }
-		if [ $((SECONDS - stall_t)) -gt 120 ]; then
-			note "only $deferred of $rcpts recipients deferred, no progress for 120 s: measuring anyway"
-			break
-		fi
-		kill -0 "$OPD_PID" 2>/dev/null || { note "outpostd died while settling: $(tail -n 3 "$work/outpostd-1.log")"; return 1; }
-		sleep 2
-	done
-	put settle_deferred "$deferred"
-	t_last=$(last_time "$work/outpostd-1.log" ': deferred at ')
-	t_first=$(log_time "$work/outpostd-1.log" ': deferred at ')
-	put first_deferral_time "${t_first:-}"
-	put last_deferral_time "${t_last:-}"
-	put settled_time "$EPOCHREALTIME"
+	put settle_cpu0 "$(tree_cpu "$OPD_PID")"
+	logwatch "$work/watch-1.json" "$work/outpostd-1.log" 0 0 0 || true
+	cp "$work/watch-1.json" "$work/watch-injected.json"
+	if ! logwatch "$work/watch-1.json" "$work/outpostd-1.log" "$rcpts" "$STALL" "$MAX_TIME"; then
+		note "only $(json_get "$work/watch-1.json" deferred) of $rcpts recipients deferred after the injection, none for the last $STALL s (BENCH_QS_STALL): measured as it is"
+	fi
+	kill -0 "$OPD_PID" 2>/dev/null || { note "outpostd died while settling: $(tail -n 3 "$work/outpostd-1.log")"; OPD_PID=; return 1; }
 	sleep 5 # the last updates committed, the allocator at rest
+	put settle_cpu1 "$(tree_cpu "$OPD_PID")"
+	put settled_time "$EPOCHREALTIME"
 	rss_sampler_stop
+	logwatch "$work/watch-1.json" "$work/outpostd-1.log" 0 0 0 || true
+	cp "$work/watch-1.json" "$work/watch-settled.json"
 	read -r -a m <<<"$(mem "$OPD_PID")"
 	put queued_rss_kib "${m[0]}"
 	put queued_anon_kib "${m[1]}"
@@ -244,22 +298,28 @@ EOF
 	put queued_hwm_kib "${m[3]}"
 	put queue_du_kib "$(du -sk "$d/var/queue" | cut -f1)"
 	put queue_apparent_kib "$(du -sk --apparent-size "$d/var/queue" | cut -f1)"
-	put log_lines_1 "$(wc -l <"$work/outpostd-1.log")"
 
 	# ---- 3. stop, wait until due, restart
 	echo "queue_scale: stopping outpostd (SIGTERM)" >&2
 	stop_outpostd
 	put stop_s "$T_STOP"
 	grep 'outpostd stopped' "$work/outpostd-1.log" | tail -n 1 >"$work/stopped-1.txt" || true
-	put queue_du_after_stop_kib "$(du -sk "$d/var/queue" | cut -f1)"
-	if [ -n "$t_first" ] && [ "$(count "$work/outpostd-1.log" ': deferred at ')" -gt "$rcpts" ]; then
-		note "some recipients were tried a second time before the stop (retry interval $RETRY s shorter than injection + settling): they are not all due at the restart"
+	put log1_bytes "$(stat -c %s "$work/outpostd-1.log")"
+	logwatch "$work/watch-1.json" "$work/outpostd-1.log" 0 0 0 || true
+	if [ "$(json_get "$work/watch-1.json" deferred)" -gt "$rcpts" ]; then
+		note "more deferrals ($(json_get "$work/watch-1.json" deferred)) than recipients ($rcpts): some were tried twice before the stop (BENCH_QS_RETRY $RETRY s shorter than injection + settling?)"
 	fi
-	t_due=$("$PY" -c "import sys; print('%.3f' % (float(sys.argv[1] or 0) + float(sys.argv[2]) + 2))" "${t_last:-}" "$RETRY")
-	wait_s=$("$PY" -c "import sys, time; print(max(0, int(float(sys.argv[1]) - time.time() + 0.999)))" "$t_due")
+	# A message deferred at time T is due at T + RETRY (no jitter).
+	t_last=$(json_get "$work/watch-1.json" last_deferral)
+	t_due=$("$PY" -c 'import sys; print("%.3f" % (float(sys.argv[1] or 0) + float(sys.argv[2]) + 2))' "${t_last:-}" "$RETRY")
+	wait_s=$("$PY" -c 'import sys, time; print(max(0, int(float(sys.argv[1]) - time.time() + 0.999)))' "$t_due")
 	put wait_until_due_s "$wait_s"
 	echo "queue_scale: waiting $wait_s s until every message is due" >&2
 	sleep "$wait_s"
+	if [ "$DOWN" = dns ]; then
+		DNS_FIXED_PORT=$dnsport dns_start "$work" 127.0.0.1 "${domains[@]}" ||
+		    { note "dnsmasq did not start on 127.0.0.1:$dnsport for the restart: $(tail -n 3 "$work/dnsmasq.err")"; return 1; }
+	fi
 	osink_start "$dp" "$work/sink.json" || { note "outpost-sink did not start on 127.0.0.1:$dp: $(tail -n 3 "$work/sink.json.log")"; return 1; }
 	echo "queue_scale: restarting outpostd" >&2
 	start_outpostd "$work/outpostd-2.log" || return 1
@@ -287,15 +347,12 @@ EOF
 	cp "$work/sink.json" "$work/sink-first.json"
 	read -r -a m <<<"$(mem "$OPD_PID")"
 	put restart_rss_kib "${m[0]}"
-	put restart_anon_kib "${m[1]}"
 	if [ "$DRAIN" = 1 ]; then
 		echo "queue_scale: waiting until all $N messages are delivered" >&2
 		if ! got=$(osink_wait "$work/sink.json" "$N" "$MAX_TIME" 60); then
 			note "drain: $got of $N messages at the sink when the wait gave up (BENCH_MAX_TIME $MAX_TIME s, or 60 s without progress)"
 		fi
 		cp "$work/sink.json" "$work/sink-drain.json"
-		read -r -a m <<<"$(mem "$OPD_PID")"
-		put drain_hwm_kib "${m[3]}"
 	fi
 	put restart_hwm_kib "$(hwm_kib "$OPD_PID")"
 	stop_outpostd
@@ -304,19 +361,26 @@ EOF
 	return 0
 }
 
+cut -d' ' -f1-3 /proc/loadavg >"$work/loadavg"
 status=0
 run || status=1
 
 # ------------------------------------------------------------ report
-"$PY" - "$work" "$OUT" "$N" "$RCPTS" "$SIZE" "$SESSIONS" "$RETRY" "$DRAIN" "$DOMAINS" <<'EOF'
+"$PY" - "$work" "$OUT" "$N" "$RCPTS" "$SIZE" "$SESSIONS" "$RETRY" "$DRAIN" "$DOMAINS" "$STALL" "$DOWN" <<'EOF'
 import json, os, sys
 work, out = sys.argv[1:3]
-n, rcpts, size, sessions, retry, drain, domains = (int(a) for a in sys.argv[3:10])
+n, rcpts, size, sessions, retry, drain, domains, stall = (int(a) for a in sys.argv[3:11])
+down = sys.argv[11]
 def read(name):
     try:
         with open(os.path.join(work, name)) as f:
             return f.read().strip()
     except OSError:
+        return None
+def j(name):
+    try:
+        return json.loads(read(name) or "")
+    except ValueError:
         return None
 fig = {}
 for line in (read("figures") or "").splitlines():
@@ -325,115 +389,134 @@ for line in (read("figures") or "").splitlines():
         fig[k] = float(v) if "." in v else int(v)
     except ValueError:
         fig[k] = v or None
-def j(name):
-    try:
-        return json.loads(read(name) or "")
-    except ValueError:
+def diff(a, b, nd=3):
+    if fig.get(a) is None or fig.get(b) is None:
         return None
+    return round(fig[a] - fig[b], nd)
+def mib(k):
+    return round(fig[k] / 1024, 1) if fig.get(k) else None
 inj = j("inject.json")
 mem = j("inject.mem") or {}
+injected = j("watch-injected.json") or {}
+settled = j("watch-settled.json") or {}
+whole = j("watch-1.json") or {}
 first = j("sink-first.json") or {}
 drained = j("sink-drain.json")
-def d(a, b, nd=3):
-    return round(fig[a] - fig[b], nd) if fig.get(a) is not None and fig.get(b) is not None else None
 res = {"benchmark": "queue_scale", "messages": n, "rcpts_per_message": rcpts,
        "size": size, "sessions": sessions, "domains": domains,
-       "retry_interval_s": retry,
+       "receiver_down": down, "retry_interval_s": retry,
+       "loadavg_before": (read("loadavg") or "").split(),
        "loadavg_after": open("/proc/loadavg").read().split()[:3],
+       "inject": None, "queued": None, "restart": None,
        "figures": fig, "notes": (read("notes.txt") or "").splitlines()}
-q = res["queued"] = None
 if inj:
-    acc_r = inj["rcpts_accepted"]
-    res["inject"] = {"accepted": inj["accepted"], "rcpts_accepted": acc_r,
-                     "refused": inj["rejected_4xx"] + inj["rejected_5xx"],
-                     "failed": inj["failed"], "elapsed_s": inj["elapsed_s"],
-                     "msg_per_s": inj["accepted_per_s"],
-                     "cpu_s": d("inject_cpu1", "inject_cpu0", 2),
-                     "peak_rss_sampled_mib": round(mem.get("peak_rss_kib", 0) / 1024, 1) or None,
-                     "load_report": inj}
-    if fig.get("queued_rss_kib"):
-        q = res["queued"] = {
-            "recipients": acc_r,
-            "deferred_once": fig.get("settle_deferred"),
-            "settle_s": d("settled_time", "first_deferral_time", 1),
-            "idle_rss_mib": round(fig["idle_rss_kib"] / 1024, 1),
-            "rss_mib": round(fig["queued_rss_kib"] / 1024, 1),
-            "anon_mib": round(fig["queued_anon_kib"] / 1024, 1),
-            "file_mib": round(fig["queued_file_kib"] / 1024, 1),
-            "hwm_mib": round(fig["queued_hwm_kib"] / 1024, 1),
-            "rss_bytes_per_rcpt": round((fig["queued_rss_kib"] - fig["idle_rss_kib"]) * 1024 / acc_r, 1) if acc_r else None,
-            "anon_bytes_per_rcpt": round((fig["queued_anon_kib"] - fig["idle_anon_kib"]) * 1024 / acc_r, 1) if acc_r else None,
-            "hwm_bytes_per_rcpt": round((fig["queued_hwm_kib"] - fig["idle_rss_kib"]) * 1024 / acc_r, 1) if acc_r else None,
-            "lmdb_du_mib": round(fig["queue_du_kib"] / 1024, 1),
-            "lmdb_apparent_mib": round(fig["queue_apparent_kib"] / 1024, 1),
-            "lmdb_bytes_per_rcpt": round(fig["queue_du_kib"] * 1024 / acc_r) if acc_r else None,
-            "stopped_line": read("stopped-1.txt"),
-        }
-r = res["restart"] = None
+    res["inject"] = {
+        "accepted": inj["accepted"], "rcpts_accepted": inj["rcpts_accepted"],
+        "refused": inj["rejected_4xx"] + inj["rejected_5xx"],
+        "failed": inj["failed"], "elapsed_s": inj["elapsed_s"],
+        "msg_per_s": inj["accepted_per_s"],
+        "outpostd_cpu_s": diff("inject_cpu1", "inject_cpu0", 2),
+        "outpostd_peak_rss_sampled_mib": round(mem.get("peak_rss_kib", 0) / 1024, 1) or None,
+        "load_report": inj}
+if inj and fig.get("queued_rss_kib"):
+    r = inj["rcpts_accepted"]
+    win = diff("settled_time", "inject_end_time")
+    cpu = diff("settle_cpu1", "settle_cpu0", 2)
+    res["queued"] = {
+        "recipients": r,
+        "deferred_once_before_measure": settled.get("deferred"),
+        "connect_failures_until_measure": settled.get("connect_failed"),
+        "connect_failures_after_injection": (settled.get("connect_failed") or 0) - (injected.get("connect_failed") or 0),
+        "deferred_during_injection": injected.get("deferred"),
+        "log_lines_until_measure": settled.get("lines"),
+        "after_injection_s": win,
+        "outpostd_cpu_pct_after_injection": round(100 * cpu / win, 1) if cpu is not None and win else None,
+        "idle_rss_mib": mib("idle_rss_kib"),
+        "rss_mib": mib("queued_rss_kib"), "anon_mib": mib("queued_anon_kib"),
+        "file_mib": mib("queued_file_kib"), "hwm_mib": mib("queued_hwm_kib"),
+        "rss_bytes_per_rcpt": round((fig["queued_rss_kib"] - fig["idle_rss_kib"]) * 1024 / r, 1) if r else None,
+        "anon_bytes_per_rcpt": round((fig["queued_anon_kib"] - fig["idle_anon_kib"]) * 1024 / r, 1) if r else None,
+        "hwm_bytes_per_rcpt": round((fig["queued_hwm_kib"] - fig["idle_rss_kib"]) * 1024 / r, 1) if r else None,
+        "lmdb_du_mib": mib("queue_du_kib"), "lmdb_apparent_mib": mib("queue_apparent_kib"),
+        "lmdb_bytes_per_rcpt": round(fig["queue_du_kib"] * 1024 / r) if r else None,
+        "stop_s": fig.get("stop_s"),
+        "deferred_by_stop": whole.get("deferred"),
+        "connect_failures_total": whole.get("connect_failed"),
+        "log_mib": round(fig["log1_bytes"] / 1048576, 1) if fig.get("log1_bytes") else None,
+        "stopped_line": read("stopped-1.txt")}
 if fig.get("restart_exec_time"):
     ft = first.get("first_message_time")
-    r = res["restart"] = {
-        "stop_s": fig.get("stop_s"),
+    rs = res["restart"] = {
         "wait_until_due_s": fig.get("wait_until_due_s"),
         "loaded_n": fig.get("restart_loaded_n"),
-        "listen_s": d("restart_listen_time", "restart_exec_time"),
-        "loaded_s": d("restart_loaded_time", "restart_exec_time"),
+        "listen_s": diff("restart_listen_time", "restart_exec_time"),
+        "loaded_s": diff("restart_loaded_time", "restart_exec_time"),
         "first_delivery_s": round(ft - fig["restart_exec_time"], 3) if ft else None,
-        "rss_after_load_mib": round(fig["restart_rss_kib"] / 1024, 1) if fig.get("restart_rss_kib") else None,
-        "hwm_mib": round(fig["restart_hwm_kib"] / 1024, 1) if fig.get("restart_hwm_kib") else None,
-        "stop2_s": fig.get("stop2_s"),
-        "stopped_line": read("stopped-2.txt"),
-    }
+        "rss_after_first_delivery_mib": mib("restart_rss_kib"),
+        "hwm_mib": mib("restart_hwm_kib"),
+        "stop_s": fig.get("stop2_s"),
+        "stopped_line": read("stopped-2.txt")}
     if drained:
         lt = drained.get("last_message_time")
-        r["drain_delivered"] = drained.get("messages")
-        r["drain_connections"] = drained.get("connections_total")
-        r["drain_s"] = round(lt - fig["restart_exec_time"], 2) if lt and drained.get("messages", 0) >= n else None
-        r["drain_msg_per_s"] = round(n / r["drain_s"], 1) if r["drain_s"] else None
+        rs["drain_delivered"] = drained.get("messages")
+        rs["drain_s"] = round(lt - fig["restart_exec_time"], 2) if lt and drained.get("messages", 0) >= n else None
+        rs["drain_msg_per_s"] = round(n / rs["drain_s"], 1) if rs["drain_s"] else None
+q = res["queued"]
+if q and (q["deferred_once_before_measure"] or 0) < q["recipients"] and q["after_injection_s"]:
+    res["notes"].insert(0, (
+        "outpostd did not settle: %s of %s recipients deferred %.0f s after "
+        "the injection, while in that time %s connection attempts failed (%.0f/s) and "
+        "outpostd used %s%% CPU; the queue was measured in that state "
+        "(rounds in progress count in its RSS)" % (
+            q["deferred_once_before_measure"], q["recipients"],
+            q["after_injection_s"], "{:,}".format(q["connect_failures_after_injection"]),
+            q["connect_failures_after_injection"] / q["after_injection_s"],
+            q["outpostd_cpu_pct_after_injection"])))
 with open(os.path.join(out, "queue_scale.json"), "w") as f:
     json.dump(res, f, indent=1)
     f.write("\n")
 
 def c(v, fmt="{}"):
     return "n/a" if v is None else fmt.format(v)
-i = res.get("inject") or {}
-q = q or {}
-r = r or {}
-total = n * rcpts
-lines = ["## Queue scale: %s messages × %d recipient(s) queued, receiver down" % ("{:,}".format(n), rcpts), "",
+i, q, r = res["inject"] or {}, res["queued"] or {}, res["restart"] or {}
+how = {"refused": "MX → 127.0.0.1, nothing listening on the delivery port (connection refused)",
+       "dns": "DNS server down (every MX lookup fails, 4xx)"}[down]
+lines = ["## Queue scale: %s messages × %d recipient(s) queued, receiver down (%s)" % ("{:,}".format(n), rcpts, down), "",
          "| | Outpost | goal |", "|---|---|---|",
          "| injection msg/s (%d bytes, %d pipelining sessions) | %s | |" % (size, sessions, c(i.get("msg_per_s"), "{:,.0f}")),
          "| injection time (s) | %s | |" % c(i.get("elapsed_s"), "{:.1f}"),
          "| accepted / refused / failed | %s / %s / %s | |" % (c(i.get("accepted")), c(i.get("refused")), c(i.get("failed"))),
-         "| outpostd CPU s during injection | %s | |" % c(i.get("cpu_s"), "{:.1f}"),
-         "| recipients deferred once (log) | %s | |" % c(q.get("deferred_once")),
+         "| recipients deferred once when measured | %s of %s | all |" % (c(q.get("deferred_once_before_measure")), c(q.get("recipients"))),
+         "| connection attempts that failed, by then | %s | |" % c(q.get("connect_failures_until_measure"), "{:,}"),
+         "| outpostd CPU after the injection (%%, %s s) | %s | ~0 |" % (c(q.get("after_injection_s"), "{:.0f}"), c(q.get("outpostd_cpu_pct_after_injection"), "{:.0f}")),
          "| RSS idle, empty queue (MiB) | %s | |" % c(q.get("idle_rss_mib"), "{:.1f}"),
          "| RSS with all queued (MiB): VmRSS / anon / file | %s / %s / %s | |" % (c(q.get("rss_mib"), "{:.1f}"), c(q.get("anon_mib"), "{:.1f}"), c(q.get("file_mib"), "{:.1f}")),
-         "| VmHWM after injection (MiB) | %s | |" % c(q.get("hwm_mib"), "{:.1f}"),
+         "| VmHWM by then (MiB) | %s | |" % c(q.get("hwm_mib"), "{:.1f}"),
          "| **RSS bytes per queued recipient** (VmRSS − idle) | **%s** | ≤ 300 |" % c(q.get("rss_bytes_per_rcpt"), "{:,.0f}"),
-         "| anon bytes per queued recipient | %s | |" % c(q.get("anon_bytes_per_rcpt"), "{:,.0f}"),
-         "| peak (VmHWM − idle) bytes per recipient | %s | |" % c(q.get("hwm_bytes_per_rcpt"), "{:,.0f}"),
-         "| LMDB on disk (MiB; bytes per recipient) | %s (%s) | |" % (c(q.get("lmdb_du_mib"), "{:,.1f}"), c(q.get("lmdb_bytes_per_rcpt"), "{:,}")),
-         "| stop with all queued: SIGTERM → exit (s) | %s | |" % c(r.get("stop_s"), "{:.2f}"),
+         "| of which anonymous (heap) | %s | |" % c(q.get("anon_bytes_per_rcpt"), "{:,.0f}"),
+         "| peak: (VmHWM − idle) per recipient | %s | |" % c(q.get("hwm_bytes_per_rcpt"), "{:,.0f}"),
+         "| LMDB on disk, MiB (bytes per recipient) | %s (%s) | |" % (c(q.get("lmdb_du_mib"), "{:,.1f}"), c(q.get("lmdb_bytes_per_rcpt"), "{:,}")),
+         "| daemon log by the stop (MiB) | %s | |" % c(q.get("log_mib"), "{:,.1f}"),
+         "| stop: SIGTERM → exit (s) | %s | |" % c(q.get("stop_s"), "{:.2f}"),
          "| restart: exec → listening (s) | %s | |" % c(r.get("listen_s"), "{:.3f}"),
          "| **restart: exec → \"%s queued message(s) loaded\" (s)** | **%s** | ≤ 5 |" % (c(r.get("loaded_n")), c(r.get("loaded_s"), "{:.3f}")),
          "| **restart: exec → first message at the sink (s)** | **%s** | ≤ 5 |" % c(r.get("first_delivery_s"), "{:.3f}"),
-         "| RSS after the restart, queue loaded (MiB) | %s | |" % c(r.get("rss_after_load_mib"), "{:.1f}")]
+         "| RSS at the first delivery (MiB) | %s | |" % c(r.get("rss_after_first_delivery_mib"), "{:.1f}")]
 if drain:
     lines += ["| restart: exec → all %s delivered (s) | %s | |" % ("{:,}".format(n), c(r.get("drain_s"), "{:.1f}")),
               "| drain rate (msg/s) | %s | |" % c(r.get("drain_msg_per_s"), "{:,.0f}"),
               "| VmHWM by the end of the drain (MiB) | %s | |" % c(r.get("hwm_mib"), "{:.1f}")]
 lines += ["",
-          "The receiver: dnsmasq on loopback answers dN.sink.test MX → "
-          "127.0.0.1, delivery port = a loopback port where nothing listens "
-          "(connection refused; destination \"*\" backoff_pause 20m, so all "
-          "but the first attempts are deferred without a connection), "
-          "retry_intervals = { \"%ds\" }, retry_jitter = 0. The daemon is "
-          "stopped only once every recipient was deferred once; the restart "
-          "waits until every message is due, with an outpost-sink listening "
-          "where the MX points. RSS is read 5 s after the last first "
-          "deferral (VmRSS; anon = heap, file = LMDB pages mapped). "
-          "Load average after the run: %s." % (retry, " ".join(res["loadavg_after"]))]
+          "Receiver down: %s; retry_intervals = { \"%ds\" }, retry_jitter = 0, "
+          "destination \"*\" backoff_pause 20m. RSS is read once every "
+          "recipient was deferred once (the daemon's log), or %s s after the "
+          "last deferral if that never happens, + 5 s (anon = heap, file = "
+          "LMDB pages mapped). The restart comes once every message is due "
+          "again, with an outpost-sink where the MX points. outpostd's "
+          "VmHWM includes its start-up peak (idle: %s MiB). Load average "
+          "before / after the run: %s / %s." % (
+              how, retry, stall, c(mib("idle_hwm_kib")),
+              " ".join(res["loadavg_before"]), " ".join(res["loadavg_after"]))]
 for line in (q.get("stopped_line"), r.get("stopped_line")):
     if line:
         lines.append("- `%s`" % line.split("outpostd: ", 1)[-1])

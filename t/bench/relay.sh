@@ -20,6 +20,7 @@
 # is stopped by PID (or the adapter's stop) on exit.
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$HERE/lib.sh"
 BUILD=${BENCH_BUILD:?BENCH_BUILD is not set (run t/bench/run.sh)}
 OUT=${BENCH_OUT:?BENCH_OUT is not set (run t/bench/run.sh)}
@@ -42,6 +43,7 @@ PF_SUBDOMAINS="parent_domain_matches_subdomains = debug_peer_list,fast_flush_dom
 work=$(mktemp -d /tmp/outpost-bench-relay.XXXXXX)
 chmod 755 "$work" # Postfix's unprivileged processes read below it
 OPD_PID='' OSINK_PID='' DNS_PID='' PF_W='' RSS_SAMPLER=''
+# shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {
 	rss_sampler_stop
 	stop_pid "$OPD_PID" 30
@@ -228,6 +230,7 @@ $POSTFIX_EXTRA_MAIN_CF}" "$PF_ADAPTER" start "$PF_W" "$lp" "$sp" 0 0 >"$work/pos
 	[ -s "$work/postfix.json" ]
 }
 
+cut -d' ' -f1-3 /proc/loadavg >"$work/loadavg"
 status=0
 outpost_run outpost || status=1
 outpost_run outpost_tls --starttls || status=1
@@ -272,6 +275,7 @@ def row(label, hwm_file=None):
         "cpu_s_per_1000": round(1000 * cpu / got, 3) if got > 0 else None,
         "peak_rss_mib": round(peak_kib / 1024, 1) if peak_kib else None,
         "rss_kind": "VmHWM" if hwm_file else "peak of summed VmRSS over the process tree",
+        "peak_rss_sampled_mib": round(m["peak_rss_kib"] / 1024, 1) if m.get("peak_rss_kib") else None,
         "peak_pss_mib": round(m["peak_pss_kib"] / 1024, 1) if m.get("peak_pss_kib") else None,
         "peak_procs": m.get("peak_procs"),
         "sink_connections": conns,
@@ -284,6 +288,7 @@ def row(label, hwm_file=None):
 res = {"benchmark": "relay", "n": n, "sessions": int(sessions),
        "size": int(size), "warmup": warmup, "domains": int(domains),
        "pipelining": True,
+       "loadavg_before": (read("loadavg") or "").split(),
        "loadavg_after": open("/proc/loadavg").read().split()[:3],
        "outpost": row("outpost", "outpost.hwm"),
        "outpost_tls": row("outpost_tls", "outpost_tls.hwm"),
@@ -322,7 +327,8 @@ for key, name, fmt in [
         ("end_to_end_s", "end-to-end time (s)", "{:.2f}"),
         ("injection_msg_per_s", "injection msg/s (outpost-load)", "{:,.0f}"),
         ("cpu_s_per_1000", "MTA CPU s per 1,000 messages", "{:.3f}"),
-        ("peak_rss_mib", "MTA peak RSS (MiB)", "{:.1f}"),
+        ("peak_rss_mib", "MTA peak RSS (MiB; Outpost: VmHWM)", "{:.1f}"),
+        ("peak_rss_sampled_mib", "MTA peak RSS during the measured load (MiB, sampled)", "{:.1f}"),
         ("peak_pss_mib", "MTA peak PSS (MiB, all processes)", "{:.1f}"),
         ("peak_procs", "MTA processes (peak)", "{}"),
         ("accepted", "accepted", "{}"),
@@ -346,9 +352,12 @@ lines += ["", "End to end: N / (the sink's time of the last of the N measured "
           "its subdomains → the sink), without DNS and without TLS. "
           "Receiver: outpost-sink --count-only. CPU covers the MTA's whole "
           "process tree from the start of the measured load until the sink "
-          "had every message. Outpost's RSS is VmHWM of outpostd; Postfix's "
-          "the peak of the summed RSS of its processes (PSS is the fairer "
-          "figure there). Load average after the run: %s." % " ".join(res["loadavg_after"])]
+          "had every message. Outpost's peak RSS is VmHWM of outpostd "
+          "(it includes start-up: the sampled row shows the load alone); "
+          "Postfix's the peak of the summed RSS of its processes (PSS is "
+          "the fairer figure there). Load average before / after the run: "
+          "%s / %s (2-minute runs: other work on the machine shows "
+          "there)." % (" ".join(res["loadavg_before"]), " ".join(res["loadavg_after"]))]
 if p is not None:
     lines.append("Postfix maillog: %d deliveries of dN.sink.test to the sink, %d "
                  "other delivery statuses." % (p["maillog_sent_to_sink"], p["maillog_other_status"]))

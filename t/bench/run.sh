@@ -5,16 +5,17 @@
 #      shared harness does (services kept from starting); BENCH_SETUP=0 skips
 #   2. check-load.sh: outpost-load's figures against smtp-sink's counter
 #      (BENCH_CHECK=0 skips); a disagreement stops the run
-#   3. every benchmark in BENCHES (default "acceptance"): t/bench/NAME.sh,
-#      run with BENCH_BUILD and BENCH_OUT set, writes NAME.json and NAME.md
+#   3. every benchmark in BENCHES (default "acceptance relay queue_scale"):
+#      t/bench/NAME.sh, run with BENCH_BUILD and BENCH_OUT set, writes
+#      NAME.json and NAME.md
 #   4. results.json (machine + every benchmark) and summary.md
-# A new benchmark (end-to-end relay, signing …) is a script t/bench/NAME.sh
+# A new benchmark (signing …) is a script t/bench/NAME.sh
 # with that contract, added to the default BENCHES below.  Loopback only.
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
 BUILD=$(cd "${1:-build}" && pwd)
-BENCHES=${BENCHES:-acceptance}
+BENCHES=${BENCHES:-acceptance relay queue_scale}
 OUT=${BENCH_OUT:-$HERE/results/$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)

@@ -71,7 +71,7 @@ def test_embedded_defaults():
         import smtplib
         s = smtplib.SMTP("127.0.0.1", 2525, timeout=10 * SLOW)
         s.sendmail("a@example.com", ["b@example.org"],
-                   b"Subject: defaults\r\n\r\nx\r\n")
+                   b"From: <a@example.com>\r\nSubject: defaults\r\n\r\nx\r\n")
         s.quit()
         for key in ("queue.key", "loghash.key", "tls.key"):
             path = os.path.join(tmp, "var", "keys", key)

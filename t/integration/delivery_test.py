@@ -186,7 +186,7 @@ def test_8bit_to_7bit_receiver_bounces():
                   ("sender.test", "mx.sender.test", 10)],
               a=[("mx.dest.test", "127.0.0.20"),
                  ("mx.sender.test", "127.0.0.21")])
-    body = ("Subject: caf\u00e9\r\n\r\nCaf\u00e9 cr\u00e8me\r\n").encode()
+    body = ("From: <news@sender.test>\r\nSubject: caf\u00e9\r\n\r\nCaf\u00e9 cr\u00e8me\r\n").encode()
     with dns, Sink(hosts, port, ["--no-8bitmime"]) as seven, \
             Sink(["127.0.0.21"], port) as sink, \
             Daemon(config=delivery_config(dns, port)) as d:

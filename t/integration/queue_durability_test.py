@@ -23,10 +23,10 @@ def test_encryption_grep():
     with Daemon() as d:
         s = d.smtp()
         s.sendmail(sender, [rcpt],
-                   ("Subject: grep me\r\nX-Helo-Check: yes\r\n\r\n" +
+                   ("From: <" + sender + ">\r\nSubject: grep me\r\nX-Helo-Check: yes\r\n\r\n" +
                     (marker + "\r\n") * 50).encode())
         big = (marker + " big\r\n") * 40000  # over one 256 KiB chunk
-        s.sendmail(sender, [rcpt], ("Subject: big\r\n\r\n" + big).encode())
+        s.sendmail(sender, [rcpt], ("From: <" + sender + ">\r\nSubject: big\r\n\r\n" + big).encode())
         s.quit()
         eq(len(d.queue_ids()), 2, "queued")
         files = d.files_bytes()
@@ -81,7 +81,7 @@ def test_kill9_during_load():
         # The restarted daemon accepts mail again, with fresh ids.
         s = d.smtp()
         code, msg = s.sendmail("a@example.com", ["b@example.org"],
-                               b"Subject: after\r\n\r\nx\r\n") or (250, b"")
+                               b"From: <a@example.com>\r\nSubject: after\r\n\r\nx\r\n") or (250, b"")
         s.quit()
         eq(len(set(d.queue_ids())), len(queued) + 1, "one more queued")
 

@@ -52,7 +52,7 @@ def test_auth_plain_and_login_over_starttls():
                              initial_response_ok=(mech == "PLAIN"))
             eq(code, 235, "AUTH " + mech)
             s.sendmail("news@example.com", ["jane@example.org"],
-                       b"Subject: a\r\n\r\nauth\r\n")
+                       b"From: <news@example.com>\r\nSubject: a\r\n\r\nauth\r\n")
             s.quit()
         eq(len(d.queue_ids()), 2, "queued by authenticated users")
         check(PASSWORD not in d.log(), "password in the log")
@@ -98,7 +98,7 @@ def test_auth_without_tls_on_loopback():
         check(s.has_extn("auth"), "AUTH offered in clear on loopback")
         s.login("campaign", PASSWORD)
         s.sendmail("news@example.com", ["jane@example.org"],
-                   b"Subject: a\r\n\r\nx\r\n")
+                   b"From: <news@example.com>\r\nSubject: a\r\n\r\nx\r\n")
         s.quit()
 
 

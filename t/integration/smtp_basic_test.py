@@ -71,7 +71,7 @@ def test_pipelined_transactions():
         for i in range(5):
             batch += ("MAIL FROM:<news@example.com>\r\n"
                       "RCPT TO:<r%d@example.org>\r\nDATA\r\n" % i)
-            batch += ("Subject: %d\r\n\r\nbody %d\r\n.\r\n" % (i, i))
+            batch += ("From: <news@example.com>\r\nSubject: %d\r\n\r\nbody %d\r\n.\r\n" % (i, i))
         batch += "QUIT\r\n"
         r.send(batch)
         ids = []
@@ -101,7 +101,7 @@ def test_swaks_pipelining_and_bdat():
         r.cmd("EHLO client.test")
         r.cmd("MAIL FROM:<news@example.com>")
         r.cmd("RCPT TO:<jane@example.org>")
-        part1 = "Subject: chunked\r\n\r\nfirst "
+        part1 = "From: <news@example.com>\r\nSubject: chunked\r\n\r\nfirst "
         part2 = "chunk\r\nsecond line\r\n"
         r.send("BDAT %d\r\n%s" % (len(part1), part1))
         eq(r.reply()[0], 250, "BDAT 1")
@@ -123,7 +123,7 @@ def test_reply_waits_for_commit():
                "DATA\r\n")
         for want in (250, 250, 354):
             eq(r.reply()[0], want, "reply")
-        r.send("x\r\n.\r\nNOOP\r\n")
+        r.send("From: <a@example.com>\r\n\r\nx\r\n.\r\nNOOP\r\n")
         code, text = r.reply()
         eq(code, 250, "end of data")
         check("queued" in text, "first reply after data is the 250 queued")

@@ -50,7 +50,7 @@ def test_slowloris_does_not_block_others():
             for i in range(10):
                 s = d.smtp()
                 s.sendmail("news@example.com", ["jane@example.org"],
-                           b"Subject: %d\r\n\r\nbody\r\n" % i)
+                           b"From: <news@example.com>\r\nSubject: %d\r\n\r\nbody\r\n" % i)
                 s.quit()
             eq(len(d.queue_ids()), 10, "others served meanwhile")
             # The drip never completes a line: the per-command deadline
@@ -78,7 +78,7 @@ def test_500_idle_connections():
             check(dt < 1.0, "greeting took %.3fs with 500 idle" % dt)
             s = d.smtp()
             s.sendmail("news@example.com", ["jane@example.org"],
-                       b"Subject: x\r\n\r\nx\r\n")
+                       b"From: <news@example.com>\r\nSubject: x\r\n\r\nx\r\n")
             s.quit()
         finally:
             for s in idle:

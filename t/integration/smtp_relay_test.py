@@ -80,7 +80,7 @@ def test_network_client_may_relay_but_syntax_is_strict():
         eq(r.cmd("RCPT TO:victim@example.org")[0], 501,
            "RCPT without brackets")
         eq(r.cmd("DATA")[0], 354, "DATA")
-        r.send("Subject: ok\r\n\r\nok\r\n.\r\n")
+        r.send("From: <news@example.com>\r\nSubject: ok\r\n\r\nok\r\n.\r\n")
         eq(r.reply()[0], 250, "queued")
 
 

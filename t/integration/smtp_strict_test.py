@@ -101,7 +101,7 @@ def test_overlong_lines():
         r.send("Subject: long\r\n\r\n" + "y" * 999 + "\r\n.\r\n")
         eq(r.reply()[0], 550, "text line of 999 characters")
         open_data(r)
-        r.send("Subject: ok\r\n\r\n" + "y" * 998 + "\r\n.\r\n")
+        r.send("From: <news@example.com>\r\nSubject: ok\r\n\r\n" + "y" * 998 + "\r\n.\r\n")
         eq(r.reply()[0], 250, "text line of 998 characters")
         # A command line that never ends: refused, then the session goes
         # on once a line end comes.
@@ -132,7 +132,7 @@ def test_ten_thousand_rcpts():
         eq(codes.count(250), 1000, "accepted recipients")
         eq(codes.count(452), 9000, "deferred recipients")
         eq(r.cmd("DATA")[0], 354, "DATA")
-        r.send("Subject: many\r\n\r\nhi\r\n.\r\n")
+        r.send("From: <news@example.com>\r\nSubject: many\r\n\r\nhi\r\n.\r\n")
         code, text = r.reply()
         eq(code, 250, "queued")
         qid = text.split()[2]
@@ -147,7 +147,7 @@ def test_ten_thousand_rcpts():
         codes = [r.reply()[0] for _ in range(10000)]
         eq(codes.count(250), 10000, "all 10,000 accepted")
         r.cmd("DATA")
-        r.send("Subject: many\r\n\r\nhi\r\n.\r\n")
+        r.send("From: <news@example.com>\r\nSubject: many\r\n\r\nhi\r\n.\r\n")
         eq(r.reply()[0], 250, "queued with 10,000 recipients")
 
 

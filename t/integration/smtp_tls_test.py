@@ -13,7 +13,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from outpost_test import (Daemon, Raw, SLOW, check, eq,  # noqa: E402
                           insecure_tls, run_tests, OUTPOSTD)
 
-MSG = b"Subject: tls\r\n\r\nover TLS\r\n"
+MSG = b"From: <news@example.com>\r\nSubject: tls\r\n\r\nover TLS\r\n"
 
 
 def test_starttls_smtplib():

@@ -1,0 +1,60 @@
+/*
+ * intake.h — what happens to a message between its end of data and its
+ * "250 … queued": the header block is checked (exactly one From address,
+ * a From domain the user may use), DMARC alignment is decided against the
+ * From domain's published policy, the message is DKIM-signed (worker pool),
+ * sealed and handed to the queue writer.
+ */
+#ifndef OUTPOST_MTA_INTAKE_H
+#define OUTPOST_MTA_INTAKE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct conf;
+struct conf_user;
+struct dns_resolver;
+struct loop;
+struct queue;
+struct queue_op;
+
+/*
+ * intake_init — load every configured DKIM key (mode-checked, into locked
+ * memory) and the public suffix list.  Main thread, before the loops run.
+ * 0, or -1 with err ("dkim \"example.com\": /path: mode 0644, …").
+ */
+int intake_init(const struct conf *c, struct queue *q, char *err,
+		size_t errlen);
+void intake_free(void);
+
+struct intake_req {
+	/* in */
+	struct loop *loop;
+	struct dns_resolver *dns;     /* the loop's resolver, or NULL */
+	const struct conf_user *user; /* NULL: a relay-network client */
+	struct queue_op *op;          /* QOP_INSERT, envelope and body set */
+	void (*done)(struct intake_req *req); /* on LOOP, once */
+	void *arg;
+	/* out, when done runs */
+	int code; /* 0: handed to the queue (see op->status); else the
+		     SMTP reply code of a refusal, reply its text */
+	char reply[300];
+	char result[200]; /* "dmarc=pass (dkim d=example.com) p=reject
+			     action=none; dkim=rsa-sha256,ed25519-sha256" */
+	bool held;        /* queued, but held by the DMARC policy action */
+	/* private */
+	char from_domain[256];
+	char sign_domain[256];
+	const void *keys; /* the signing keys chosen */
+	void *query;      /* a DMARC lookup in flight */
+	struct dkim_msg *msg;
+};
+
+/*
+ * intake_submit — run REQ; REQ->done(REQ) follows on REQ->loop (never
+ * inline).  The op belongs to the intake until then; after done, the caller
+ * owns it again (queued or not).  Loop thread.
+ */
+void intake_submit(struct intake_req *req);
+
+#endif

@@ -311,6 +311,76 @@ canon_body_simple_span(const uint8_t *body, size_t len, size_t *keep,
 }
 
 /*
+ * canon_zero_bytes — 0x80 in each byte of X that is zero, exactly (no
+ * borrow from a neighbour: the top bit is handled apart).
+ */
+static uint64_t
+canon_zero_bytes(uint64_t x)
+{
+	uint64_t y = (x & 0x7f7f7f7f7f7f7f7fULL) + 0x7f7f7f7f7f7f7f7fULL;
+
+	return ~(y | x | 0x7f7f7f7f7f7f7f7fULL);
+}
+
+/*
+ * canon_relaxed_line — one non-empty line [P, Q) (trailing WSP already
+ * cut) with each WSP run as one SP, then CRLF, straight into the chunk.
+ * Ordinary text (single spaces, no TAB) is already canonical: 8 octets
+ * at a time are checked (SWAR) and copied whole; a block with a TAB or two
+ * WSP in a row goes through the octet loop, which is branch-free (the
+ * text/space pattern defeats the predictor): every octet is stored, the
+ * cursor advances unless it is WSP after WSP.  Output never outgrows input.
+ */
+static void
+canon_relaxed_line(struct canon_sink *k, const uint8_t *p, const uint8_t *q)
+{
+	uint8_t *dst, c;
+	const uint8_t *lim, *stop;
+	uint64_t w, sp;
+	unsigned ws = 0, is_ws;
+	size_t n;
+
+	while (p < q) {
+		if (k->used == sizeof(k->chunk))
+			canon_sink_flush(k);
+		dst = k->chunk + k->used;
+		n = sizeof(k->chunk) - k->used;
+		if (n > (size_t)(q - p))
+			n = (size_t)(q - p);
+		lim = p + n;
+		while (p < lim) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+			while (lim - p >= 8) {
+				memcpy(&w, p, 8);
+				sp =
+				    canon_zero_bytes(w ^ 0x2020202020202020ULL);
+				if (canon_zero_bytes(
+					w ^ 0x0909090909090909ULL) != 0 ||
+				    (sp & (sp << 8)) != 0 ||
+				    (ws && (sp & 0x80)))
+					break;
+				memcpy(dst, &w, 8);
+				dst += 8;
+				p += 8;
+				ws = (unsigned)(sp >> 63);
+			}
+#endif
+			stop = lim - p > 8 ? p + 8 : lim;
+			while (p < stop) {
+				c = *p++;
+				is_ws = (unsigned)(c == ' ') |
+					(unsigned)(c == '\t');
+				*dst = is_ws ? ' ' : c;
+				dst += 1 - (is_ws & ws);
+				ws = is_ws;
+			}
+		}
+		k->used = (size_t)(dst - k->chunk);
+	}
+	canon_sink_put(k, (const uint8_t *)"\r\n", 2);
+}
+
+/*
  * The relaxed body: each line with WSP runs reduced to one SP and trailing
  * WSP deleted; empty lines are held back and written only when a non-empty
  * line follows (so those at the end vanish).  Lines end at CRLF; a lone CR
@@ -319,7 +389,7 @@ canon_body_simple_span(const uint8_t *body, size_t len, size_t *keep,
 static void
 canon_body_relaxed(struct canon_sink *k, const uint8_t *body, size_t len)
 {
-	const uint8_t *p = body, *end = body + len, *nl, *eol, *q, *run;
+	const uint8_t *p = body, *end = body + len, *nl, *eol, *q;
 	size_t blanks = 0;
 
 	while (p < end) {
@@ -341,20 +411,7 @@ canon_body_relaxed(struct canon_sink *k, const uint8_t *body, size_t len)
 		} else {
 			for (; blanks > 0; blanks--)
 				canon_sink_put(k, (const uint8_t *)"\r\n", 2);
-			while (p < q) {
-				if (DKIM_IS_WSP(*p)) {
-					while (DKIM_IS_WSP(*p))
-						p++;
-					canon_sink_put(k, (const uint8_t *)" ",
-						       1);
-					continue;
-				}
-				run = p;
-				while (p < q && !DKIM_IS_WSP(*p))
-					p++;
-				canon_sink_put(k, run, (size_t)(p - run));
-			}
-			canon_sink_put(k, (const uint8_t *)"\r\n", 2);
+			canon_relaxed_line(k, p, q);
 		}
 		p = eol == end ? end : eol + 2;
 	}

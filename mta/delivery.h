@@ -110,6 +110,7 @@ struct sched_path {
 	struct smtp_client *idle; /* idle connections, a list */
 	unsigned source_next;     /* round robin over pool sources */
 	int64_t paused_until_ms;  /* back-off or suspension */
+	int64_t connect_after_ms; /* no new connection before (failures) */
 	unsigned backoff_level;
 	unsigned conn_failures; /* consecutive */
 	bool suspended;         /* by a reply pattern */

@@ -841,6 +841,14 @@ sched_job_results(struct sched_job *job)
 			    job->tls[0] ? " over " : "", job->tls, r->code,
 			    log_escape(esc, sizeof(esc), r->text,
 				       strlen(r->text)));
+		} else if (o.action == OA_DEFER) {
+			log_debug("%s rcpt %u to %s%s%s: %s at %s: %d %s", qid,
+				  job->rcpt[i], job->dest->domain,
+				  job->remote[0] ? " via " : "", job->remote,
+				  "deferred", outcome_stage_name(r->stage),
+				  r->code,
+				  log_escape(esc, sizeof(esc), r->text,
+					     strlen(r->text)));
 		} else {
 			log_info("%s rcpt %u to %s%s%s: %s at %s: %d %s", qid,
 				 job->rcpt[i], job->dest->domain,
@@ -1066,6 +1074,10 @@ sched_path_kick(struct sched_path *p)
 		    p->nconn >= sched_path_conn_limit(p) ||
 		    S.nconn >= S.conf->delivery.max_connections)
 			return;
+		if (p->connect_after_ms > now) {
+			sched_timer_ms(p->timer, p->connect_after_ms - now);
+			return;
+		}
 		c = smtp_client_new(&S.cenv, p, sched_path_source(p));
 		if (c == NULL)
 			return;
@@ -1121,7 +1133,8 @@ sched_conn_closed(struct smtp_client *c, bool failed, enum outcome_stage stage,
 		 * is working for this path, its queued jobs are deferred
 		 * (they would wait on a dead site) and the path backs off. */
 		p->conn_failures++;
-		if (p->nconn == 0 && p->njobs > 0) {
+		if (p->nbusy == 0 && sched_path_idle_count(p) == 0 &&
+		    p->njobs > 0) {
 			/* The first job carries the failure (its outcome backs
 			 * the path off, which defers the rest). */
 			job = sched_path_pop(p);
@@ -1131,9 +1144,18 @@ sched_conn_closed(struct smtp_client *c, bool failed, enum outcome_stage stage,
 				sched_job_fail(job, stage, code,
 					       text ? text
 						    : "connection failed");
-		} else if (p->nconn == 0) {
+		} else if (p->nbusy == 0 && sched_path_idle_count(p) == 0) {
 			sched_path_backoff(p,
 					   text ? text : "connection failed");
+		} else {
+			/* Other connections work: the host is only partly
+			 * unwell.  Open no new one for a while (never a
+			 * reconnect loop). */
+			int64_t wait = 1000 * (int64_t)(p->conn_failures < 30
+							    ? p->conn_failures
+							    : 30);
+
+			p->connect_after_ms = sched_now_ms() + wait;
 		}
 	}
 	sched_path_kick(p);

@@ -8,6 +8,8 @@
  * called exactly once, on the writer thread, after its transaction committed
  * or failed; ids only grow; nothing is stored in "env" or "body" unsealed.
  */
+#define _DEFAULT_SOURCE /* madvise(MADV_DONTNEED) */
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -548,13 +550,36 @@ queue_writer_linger(struct queue *q, uint64_t deadline_us)
 			break;
 }
 
+/*
+ * Every few seconds, unmap the pages of the LMDB map this process has
+ * touched (MADV_DONTNEED on a shared file mapping only drops our page table
+ * entries: the pages stay in the page cache and fault back in cheaply).
+ * Otherwise every B-tree page ever read stays counted in our RSS, and a
+ * large queue looks like gigabytes of process memory that the kernel would
+ * in fact reclaim at will.  Safe with concurrent readers.
+ */
+#define QUEUE_TRIM_US (5 * 1000000ull)
+
+static void
+queue_writer_trim(struct queue *q, uint64_t *last_us)
+{
+	MDB_envinfo info;
+	uint64_t now = queue_mono_us();
+
+	if (now - *last_us < QUEUE_TRIM_US)
+		return;
+	*last_us = now;
+	if (mdb_env_info(q->env, &info) == 0 && info.me_mapaddr != NULL)
+		(void)madvise(info.me_mapaddr, info.me_mapsize, MADV_DONTNEED);
+}
+
 static void *
 queue_writer_main(void *arg)
 {
 	struct queue *q = arg;
 	struct queue_op *batch, *last;
+	uint64_t trimmed = queue_mono_us();
 	size_t n;
-
 	pthread_mutex_lock(&q->mu);
 	for (;;) {
 		while (q->head == NULL && !q->stopping)
@@ -575,6 +600,7 @@ queue_writer_main(void *arg)
 		q->npending -= n;
 		pthread_mutex_unlock(&q->mu);
 		queue_batch_commit(q, batch);
+		queue_writer_trim(q, &trimmed);
 		pthread_mutex_lock(&q->mu);
 	}
 	q->writer_exited = true;
@@ -848,8 +874,11 @@ queue_env_open(struct queue *q, uint64_t map_size, char *err, size_t errlen)
 	if (!ro && map_size != 0 &&
 	    (rc = mdb_env_set_mapsize(q->env, (size_t)map_size)) != 0)
 		goto fail;
-	if ((rc = mdb_env_open(q->env, q->path,
-			       MDB_NOTLS | (ro ? MDB_RDONLY : 0), 0600)) != 0)
+	/* MDB_NORDAHEAD: no read-ahead nor fault-around in the map, so that
+	 * only pages really touched are mapped (see queue_writer_trim). */
+	if ((rc = mdb_env_open(
+		 q->env, q->path,
+		 MDB_NOTLS | MDB_NORDAHEAD | (ro ? MDB_RDONLY : 0), 0600)) != 0)
 		goto fail;
 	/* LMDB syncs its files, not the directories naming them. */
 	if (!ro && (queue_dir_sync(q->path, "") != 0 ||

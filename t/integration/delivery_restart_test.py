@@ -42,7 +42,7 @@ destination "*" {
                              for i in range(k, k + 2500)])
             deadline = time.time() + 60 * SLOW
             while time.time() < deadline:
-                if d.log().count("deferred") >= 1 and queued(d) == n:
+                if "backed off" in d.log() and queued(d) == n:
                     break
                 time.sleep(0.5)
             eq(queued(d), n, "all deferred and queued")

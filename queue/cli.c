@@ -23,6 +23,7 @@
 #include <sodium.h>
 
 #include "conf/conf.h"
+#include "dkim/dkim.h"
 #include "queue/queue.h"
 
 #pragma GCC poison strcpy strcat vsprintf
@@ -48,6 +49,10 @@ struct cli {
 	struct queue *queue;
 	uint8_t hash_key[QUEUE_KEY_BYTES];
 	bool json;
+	/* dkim keygen */
+	bool ed25519;
+	unsigned rsa_bits;
+	const char *key_path, *txt_path;
 	int argc; /* positional arguments after the command words */
 	char *argv[CLI_ARGS_MAX];
 };
@@ -59,6 +64,7 @@ struct cli_cmd {
 	const char *help;
 	unsigned needs;
 	bool json_ok; /* accepts --json */
+	bool keygen_opts; /* accepts --rsa BITS, --ed25519, --key F, --txt F */
 	int min_args, max_args;
 	int (*run)(struct cli *c);
 };
@@ -67,6 +73,7 @@ static int cli_queue_list(struct cli *c);
 static int cli_queue_show(struct cli *c);
 static int cli_passwd(struct cli *c);
 static int cli_hash(struct cli *c);
+static int cli_dkim_keygen(struct cli *c);
 
 /*
  * The commands.  Later: queue summary|hold|release|delete|bounce|retry and
@@ -75,17 +82,24 @@ static int cli_hash(struct cli *c);
 static const struct cli_cmd cli_cmds[] = {
 	{ "queue", "list", "[--json]",
 	  "list queued messages (addresses as keyed hash and domain)",
-	  CLI_NEED_QUEUE | CLI_NEED_HASH_KEY, true, 0, 0, cli_queue_list },
+	  CLI_NEED_QUEUE | CLI_NEED_HASH_KEY, true, false, 0, 0,
+	  cli_queue_list },
 	{ "queue", "show", "ID [--json]",
 	  "show one message's envelope and recipients",
-	  CLI_NEED_QUEUE | CLI_NEED_HASH_KEY, true, 1, 1, cli_queue_show },
+	  CLI_NEED_QUEUE | CLI_NEED_HASH_KEY, true, false, 1, 1,
+	  cli_queue_show },
 	{ "passwd", NULL, "[USER [DOMAIN ...]]",
 	  "read a password on stdin, print its Argon2id hash (with USER: a "
 	  "user block for the configuration)",
-	  0, false, 0, CLI_ARGS_MAX, cli_passwd },
+	  0, false, false, 0, CLI_ARGS_MAX, cli_passwd },
 	{ "hash", NULL, "ADDRESS",
 	  "print the keyed hash of ADDRESS, as the logs and queue show it",
-	  CLI_NEED_HASH_KEY, false, 1, 1, cli_hash },
+	  CLI_NEED_HASH_KEY, false, false, 1, 1, cli_hash },
+	{ "dkim", "keygen",
+	  "DOMAIN SELECTOR [--rsa BITS | --ed25519] [--key FILE] [--txt FILE]",
+	  "make a DKIM key (RSA-2048 by default; 0600), print the DNS TXT "
+	  "record to publish and the configuration block",
+	  CLI_NEED_CONF, false, true, 2, 2, cli_dkim_keygen },
 };
 
 #define CLI_NCMDS (sizeof(cli_cmds) / sizeof(cli_cmds[0]))
@@ -830,6 +844,84 @@ cli_hash(struct cli *c)
 	return fflush(stdout) == 0 ? CLI_OK : CLI_ERR;
 }
 
+/* DKIM keys ----------------------------------------------------------- */
+
+/* Print VALUE as a zone-file TXT record split in strings of <= 255. */
+static void
+cli_txt_zone(const char *name, const char *value)
+{
+	size_t n = strlen(value), i;
+
+	printf("%s. IN TXT (", name);
+	for (i = 0; i < n; i += 250)
+		printf("\n\t\"%.*s\"", (int)(n - i < 250 ? n - i : 250),
+		       value + i);
+	printf(" )\n");
+}
+
+static int
+cli_dkim_keygen(struct cli *c)
+{
+	const char *domain = c->argv[0], *sel = c->argv[1];
+	enum dkim_alg alg = c->ed25519 ? DKIM_ALG_ED25519_SHA256
+				       : DKIM_ALG_RSA_SHA256;
+	char path[PATH_MAX], name[600], err[600], *txt = NULL;
+	FILE *f;
+	int rc;
+
+	if (c->ed25519 && c->rsa_bits != 0) {
+		cli_errx("--rsa and --ed25519 exclude each other");
+		return CLI_USAGE;
+	}
+	if (strchr(domain, '/') != NULL || strchr(sel, '/') != NULL ||
+	    domain[0] == '.' || sel[0] == '.') {
+		cli_errx("bad domain or selector");
+		return CLI_USAGE;
+	}
+	if (c->key_path != NULL)
+		snprintf(path, sizeof(path), "%s", c->key_path);
+	else if ((size_t)snprintf(path, sizeof(path), "%s/keys/dkim/%s.%s.key",
+				  c->conf->data_dir, domain, sel) >=
+		 sizeof(path)) {
+		cli_errx("path too long");
+		return CLI_ERR;
+	}
+	rc = dkim_keys_init(0, err, sizeof(err));
+	if (rc < 0) {
+		cli_errx("%s", err);
+		return CLI_ERR;
+	}
+	if (dkim_key_generate(path, alg, c->rsa_bits ? c->rsa_bits : 2048,
+			      &txt, err, sizeof(err)) != 0) {
+		cli_errx("%s", err);
+		return CLI_ERR;
+	}
+	if (c->txt_path != NULL) {
+		if ((f = fopen(c->txt_path, "w")) == NULL ||
+		    fprintf(f, "%s\n", txt) < 0 || fclose(f) != 0) {
+			cli_errx("%s: %s", c->txt_path, strerror(errno));
+			free(txt);
+			return CLI_ERR;
+		}
+	}
+	snprintf(name, sizeof(name), "%s._domainkey.%s", sel, domain);
+	printf("# %s key written to %s (mode 0600).\n",
+	       c->ed25519 ? "Ed25519" : "RSA", path);
+	printf("# Publish this DNS record:\n");
+	cli_txt_zone(name, txt);
+	printf("# And in outpost.conf:\n");
+	if (c->ed25519)
+		printf("dkim \"%s\" { ed25519_selector = \"%s\" "
+		       "ed25519_key = \"%s\" }\n",
+		       domain, sel, path);
+	else
+		printf("dkim \"%s\" { selector = \"%s\" rsa_key = \"%s\" "
+		       "}\n",
+		       domain, sel, path);
+	free(txt);
+	return fflush(stdout) == 0 ? CLI_OK : CLI_ERR;
+}
+
 /* Dispatch ------------------------------------------------------------ */
 
 /* The command named by ARGV[0] (and ARGV[1]); *words = words it used. */
@@ -882,6 +974,33 @@ cli_args_parse(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv,
 		else if (opts && (strcmp(argv[i], "--help") == 0 ||
 				  strcmp(argv[i], "-h") == 0))
 			*help = true;
+		else if (opts && cmd->keygen_opts &&
+			 strcmp(argv[i], "--ed25519") == 0)
+			c->ed25519 = true;
+		else if (opts && cmd->keygen_opts &&
+			 (strcmp(argv[i], "--rsa") == 0 ||
+			  strcmp(argv[i], "--key") == 0 ||
+			  strcmp(argv[i], "--txt") == 0)) {
+			char *end;
+
+			if (i + 1 == argc) {
+				cli_errx("option %s needs a value", argv[i]);
+				return CLI_USAGE;
+			}
+			if (strcmp(argv[i], "--key") == 0) {
+				c->key_path = argv[++i];
+			} else if (strcmp(argv[i], "--txt") == 0) {
+				c->txt_path = argv[++i];
+			} else {
+				c->rsa_bits =
+				    (unsigned)strtoul(argv[++i], &end, 10);
+				if (*end != '\0' || c->rsa_bits < 1024 ||
+				    c->rsa_bits > 8192) {
+					cli_errx("--rsa: 1024 to 8192 bits");
+					return CLI_USAGE;
+				}
+			}
+		}
 		else if (opts && argv[i][0] == '-' && argv[i][1] != '\0') {
 			cli_errx("unknown option %s", argv[i]);
 			return CLI_USAGE;

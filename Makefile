@@ -10,7 +10,7 @@ PACKAGES = build-essential cmake pkg-config clang libclang-rt-14-dev \
 	libsodium-dev liblmdb-dev lmdb-utils libconfuse-dev libpsl-dev \
 	publicsuffix libcmocka-dev \
 	python3 python3-aiosmtpd python3-dkim python3-nacl \
-	libmail-dkim-perl swaks dnsmasq-base procps iproute2 curl
+	libmail-dkim-perl libcryptx-perl libnet-dns-perl python3-dnspython swaks dnsmasq-base procps iproute2 curl
 
 .PHONY: all deps build test demo bench install fuzz clean format
 

@@ -1664,6 +1664,12 @@ sched_on_new(void *arg)
 	}
 	op->body = NULL;
 	queue_op_free(op);
+	if (m->r->env.flags & QUEUE_F_HELD) {
+		/* Held (by policy or an operator): known, not scheduled. */
+		m->flags |= SM_HELD;
+		sched_round_free(m);
+		return;
+	}
 	if (S.stopping || S.nactive + S.nloading > SCHED_MAX_ACTIVE) {
 		/* Over the limit: wait in the heap, due now, without the
 		 * round (it is read back from the queue when its turn

@@ -67,6 +67,7 @@ static struct {
 	SSL_CTX *ssl;
 	struct smtp_client_env cenv;
 	struct htab dests, sites;
+	struct htab held; /* queue id (hex) -> held message stub */
 	struct sched_msg **heap;
 	size_t nheap, capheap;
 	struct event *retry_timer;
@@ -248,6 +249,18 @@ sched_round_free(struct sched_msg *m)
 	free(r);
 	m->r = NULL;
 	S.nactive--;
+}
+
+/* A held message waits here, outside the heap, until released. */
+static void
+sched_hold(struct sched_msg *m)
+{
+	char qid[QUEUE_ID_HEX_BYTES];
+
+	m->flags |= SM_HELD;
+	queue_id_format(m->id, qid);
+	if (htab_put(&S.held, qid, m) != 0)
+		log_warnx("%s held, but out of memory remembering it", qid);
 }
 
 /* Retry heap (min-heap on next_attempt_ms) ------------------------------ */
@@ -1666,8 +1679,8 @@ sched_on_new(void *arg)
 	queue_op_free(op);
 	if (m->r->env.flags & QUEUE_F_HELD) {
 		/* Held (by policy or an operator): known, not scheduled. */
-		m->flags |= SM_HELD;
 		sched_round_free(m);
+		sched_hold(m);
 		return;
 	}
 	if (S.stopping || S.nactive + S.nloading > SCHED_MAX_ACTIVE) {
@@ -1696,7 +1709,7 @@ sched_walk_cb(int64_t due_ms, uint64_t id, unsigned flags, void *arg)
 	if (m == NULL)
 		return -1;
 	if (flags & QUEUE_F_HELD)
-		m->flags |= SM_HELD; /* known, not scheduled */
+		sched_hold(m); /* known, not scheduled */
 	else
 		sched_heap_push(m);
 	(*n)++;
@@ -1757,7 +1770,8 @@ sched_init(struct loop *l, const struct conf *c, struct queue *q, char *err,
 	S.loop = l;
 	S.conf = c;
 	S.queue = q;
-	if (htab_init(&S.dests) != 0 || htab_init(&S.sites) != 0) {
+	if (htab_init(&S.dests) != 0 || htab_init(&S.sites) != 0 ||
+	    htab_init(&S.held) != 0) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
@@ -1907,6 +1921,10 @@ sched_free(void)
 		free(s->key);
 		free(s);
 	}
+	for (e = htab_first(&S.held, &it); e != NULL;
+	     e = htab_next(&S.held, e, &it))
+		sched_msg_free(e->value);
+	htab_free(&S.held);
 	htab_free(&S.dests);
 	htab_free(&S.sites);
 	while (S.active != NULL) {

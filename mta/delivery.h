@@ -46,10 +46,13 @@ struct sched_msg {
 	uint8_t writes;        /* queue ops in flight */
 };
 
-#define SM_LOADING 0x01u /* envelope/body being read by a worker */
-#define SM_DELETED 0x02u /* final: freed when the last op returns */
-#define SM_HELD    0x04u /* held: not scheduled */
-#define SM_WAITING 0x08u /* due, waiting for a free round slot */
+#define SM_LOADING    0x01u /* envelope/body being read by a worker */
+#define SM_DELETED    0x02u /* final: freed when the last op returns */
+#define SM_HELD       0x04u /* held: not scheduled */
+#define SM_WAITING    0x08u /* due, waiting for a free round slot */
+#define SM_HOLD_REQ   0x10u /* operator: hold once the round settles */
+#define SM_DELETE_REQ 0x20u /* operator: delete (no DSN) at settle */
+#define SM_BOUNCE_REQ 0x40u /* operator: bounce every pending recipient */
 
 struct sched_round {
 	struct queue_envelope env;
@@ -138,6 +141,54 @@ void sched_message_add(struct queue_op *op);
  * those in flight end (or cut them at the deadline); stop the loop once every
  * result is committed. */
 void sched_shutdown(unsigned deadline_ms);
+/* Operators' changes (the control socket) ------------------------------ */
+
+enum sched_admin_op {
+	SA_HOLD,    /* stop delivery attempts until released */
+	SA_RELEASE, /* undo hold: due now */
+	SA_DELETE,  /* remove from the queue, no DSN */
+	SA_BOUNCE,  /* fail every pending recipient (DSN to the sender), then
+		       remove */
+	SA_RETRY,   /* due now (deferred or not) */
+};
+
+enum sched_admin_sel {
+	SAS_ID,     /* ARG: one queue id (16 hex digits) */
+	SAS_DOMAIN, /* ARG: messages with a pending recipient in this domain */
+	SAS_USER,   /* ARG: messages submitted by this user */
+	SAS_ALL,    /* every message (ARG ignored) */
+};
+
+/* Called on the delivery loop: COUNT messages changed, or ERR (NULL on
+ * success). */
+typedef void sched_admin_fn(unsigned count, const char *err, void *arg);
+
+/*
+ * sched_admin — apply OP to the messages SEL/ARG selects.  Every change is
+ * applied in memory and its queue write submitted (group-committed within
+ * milliseconds) before CB runs; a message in the middle of a round of
+ * attempts takes the change when the round settles.  Selecting by domain or
+ * user reads the envelopes on the worker pool (never on the loop).
+ * Delivery loop thread; CB later on the same loop.
+ */
+void sched_admin(enum sched_admin_op op, enum sched_admin_sel sel,
+		 const char *arg, sched_admin_fn *cb, void *cbarg);
+
+/*
+ * sched_suspend — suspend deliveries to DOMAIN for MS milliseconds (0 =
+ * resume), whatever its reply patterns say; REASON is shown by `outpost
+ * queue summary`.  0, or -1 with err.  Delivery loop thread.
+ */
+int sched_suspend(const char *domain, uint64_t ms, const char *reason,
+		  char *err, size_t errlen);
+
+/*
+ * sched_suspensions — the suspended destinations as text lines
+ * "DOMAIN UNTIL_MS REASON\n" into BUF (NUL-terminated); returns the length
+ * it needed.  Delivery loop thread.
+ */
+size_t sched_suspensions(char *buf, size_t len);
+
 /* sched_queued — messages the scheduler knows of (waiting or in a round);
  * main thread after the loop ended, or the loop's thread. */
 uint64_t sched_queued(void);

@@ -137,3 +137,120 @@ htab_next(const struct htab *h, struct htab_entry *e, size_t *i)
 			return h->b[*i];
 	return NULL;
 }
+
+/* idmap ----------------------------------------------------------------- */
+
+#define IDMAP_DEL UINT64_MAX
+
+static size_t
+idmap_slot(uint64_t key, size_t cap)
+{
+	/* Ids are time-ordered: mix the bits before masking. */
+	key ^= key >> 33;
+	key *= 0xff51afd7ed558ccdull;
+	key ^= key >> 33;
+	return (size_t)key & (cap - 1);
+}
+
+int
+idmap_init(struct idmap *m)
+{
+	m->cap = 1024;
+	m->n = m->tomb = 0;
+	m->keys = calloc(m->cap, sizeof(*m->keys));
+	m->vals = calloc(m->cap, sizeof(*m->vals));
+	return m->keys == NULL || m->vals == NULL ? -1 : 0;
+}
+
+void *
+idmap_get(const struct idmap *m, uint64_t key)
+{
+	size_t i = idmap_slot(key, m->cap);
+
+	while (m->keys[i] != 0) {
+		if (m->keys[i] == key)
+			return m->vals[i];
+		i = (i + 1) & (m->cap - 1);
+	}
+	return NULL;
+}
+
+static int
+idmap_grow(struct idmap *m)
+{
+	struct idmap g;
+	size_t i, cap = m->n * 4 > m->cap ? m->cap * 2 : m->cap;
+
+	g.cap = cap;
+	g.n = g.tomb = 0;
+	g.keys = calloc(cap, sizeof(*g.keys));
+	g.vals = calloc(cap, sizeof(*g.vals));
+	if (g.keys == NULL || g.vals == NULL) {
+		free(g.keys);
+		free(g.vals);
+		return -1;
+	}
+	for (i = 0; i < m->cap; i++)
+		if (m->keys[i] != 0 && m->keys[i] != IDMAP_DEL)
+			(void)idmap_put(&g, m->keys[i], m->vals[i]);
+	free(m->keys);
+	free(m->vals);
+	*m = g;
+	return 0;
+}
+
+int
+idmap_put(struct idmap *m, uint64_t key, void *val)
+{
+	size_t i, first = SIZE_MAX;
+
+	if ((m->n + m->tomb + 1) * 10 > m->cap * 7 && idmap_grow(m) != 0)
+		return -1;
+	for (i = idmap_slot(key, m->cap); m->keys[i] != 0;
+	     i = (i + 1) & (m->cap - 1)) {
+		if (m->keys[i] == key) {
+			m->vals[i] = val;
+			return 0;
+		}
+		if (m->keys[i] == IDMAP_DEL && first == SIZE_MAX)
+			first = i;
+	}
+	if (first != SIZE_MAX) {
+		i = first;
+		m->tomb--;
+	}
+	m->keys[i] = key;
+	m->vals[i] = val;
+	m->n++;
+	return 0;
+}
+
+void *
+idmap_del(struct idmap *m, uint64_t key)
+{
+	size_t i = idmap_slot(key, m->cap);
+	void *v;
+
+	while (m->keys[i] != 0) {
+		if (m->keys[i] == key) {
+			v = m->vals[i];
+			m->keys[i] = IDMAP_DEL;
+			m->vals[i] = NULL;
+			m->n--;
+			m->tomb++;
+			return v;
+		}
+		i = (i + 1) & (m->cap - 1);
+	}
+	return NULL;
+}
+
+void
+idmap_free(struct idmap *m)
+{
+	free(m->keys);
+	free(m->vals);
+	m->keys = NULL;
+	m->vals = NULL;
+	m->cap = m->n = m->tomb = 0;
+}

@@ -6,6 +6,7 @@
 #define OUTPOST_MTA_HTAB_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct htab_entry {
 	char *key; /* owned by the table */
@@ -34,3 +35,20 @@ struct htab_entry *htab_next(const struct htab *h, struct htab_entry *e,
 			     size_t *i);
 
 #endif
+
+/*
+ * idmap — uint64 key → pointer, open addressing (linear probing, tombstones);
+ * 16 bytes a slot, kept at most 70% full.  Key 0 is reserved.  One thread.
+ */
+struct idmap {
+	uint64_t *keys; /* 0 = empty, UINT64_MAX = deleted */
+	void **vals;
+	size_t cap, n, tomb;
+};
+
+int idmap_init(struct idmap *m);
+void *idmap_get(const struct idmap *m, uint64_t key);
+/* idmap_put — insert or replace.  0, or -1 (out of memory: not inserted). */
+int idmap_put(struct idmap *m, uint64_t key, void *val);
+void *idmap_del(struct idmap *m, uint64_t key);
+void idmap_free(struct idmap *m);

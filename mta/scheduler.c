@@ -51,6 +51,8 @@ struct sched_dest {
 	char fail_text[200];
 	struct sched_job *waiting;
 	struct dns_query *q;
+	int64_t suspended_until_ms; /* by an operator */
+	char *suspend_reason;
 };
 
 /* A queue write in flight, and what to do when it is committed. */
@@ -67,7 +69,8 @@ static struct {
 	SSL_CTX *ssl;
 	struct smtp_client_env cenv;
 	struct htab dests, sites;
-	struct htab held; /* queue id (hex) -> held message stub */
+	struct idmap ids; /* every message in memory, by queue id */
+	uint64_t nheld;
 	struct sched_msg **heap;
 	size_t nheap, capheap;
 	struct event *retry_timer;
@@ -88,6 +91,7 @@ static void sched_settle(struct sched_msg *m);
 static void sched_path_kick(struct sched_path *p);
 static void sched_job_results(struct sched_job *job);
 static void sched_maybe_stop(void);
+static void sched_bounce_pending(struct sched_msg *m);
 static struct sched_job *sched_path_pop(struct sched_path *p);
 
 static int64_t
@@ -189,6 +193,10 @@ sched_msg_new(uint64_t id, int64_t due)
 		m->id = id;
 		m->due_ms = due;
 		m->heap_idx = UINT32_MAX;
+		if (idmap_put(&S.ids, id, m) != 0) {
+			free(m);
+			return NULL;
+		}
 		S.nmsgs++;
 	}
 	return m;
@@ -197,6 +205,9 @@ sched_msg_new(uint64_t id, int64_t due)
 static void
 sched_msg_free(struct sched_msg *m)
 {
+	idmap_del(&S.ids, m->id);
+	if (m->flags & SM_HELD)
+		S.nheld--;
 	free(m);
 	S.nmsgs--;
 }
@@ -255,12 +266,10 @@ sched_round_free(struct sched_msg *m)
 static void
 sched_hold(struct sched_msg *m)
 {
-	char qid[QUEUE_ID_HEX_BYTES];
-
-	m->flags |= SM_HELD;
-	queue_id_format(m->id, qid);
-	if (htab_put(&S.held, qid, m) != 0)
-		log_warnx("%s held, but out of memory remembering it", qid);
+	if (!(m->flags & SM_HELD)) {
+		m->flags |= SM_HELD;
+		S.nheld++;
+	}
 }
 
 /* Retry heap (min-heap on next_attempt_ms) ------------------------------ */
@@ -356,6 +365,24 @@ sched_heap_pop(void)
 }
 
 /* Start the rounds that are due, as far as SCHED_MAX_ACTIVE allows. */
+/* Take M out of the heap, wherever it is. */
+static void
+sched_heap_remove(struct sched_msg *m)
+{
+	size_t i = m->heap_idx;
+
+	if (i == UINT32_MAX)
+		return;
+	S.nheap--;
+	if (i != S.nheap) {
+		S.heap[i] = S.heap[S.nheap];
+		S.heap[i]->heap_idx = (uint32_t)i;
+		sched_heap_up(i);
+		sched_heap_down(S.heap[i]->heap_idx);
+	}
+	m->heap_idx = UINT32_MAX;
+}
+
 static void
 sched_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -611,6 +638,32 @@ sched_retry_delay_ms(unsigned attempts)
 						  : jit * 2 + 1));
 }
 
+/* An operator bounced M: every pending recipient fails now. */
+static void
+sched_bounce_pending(struct sched_msg *m)
+{
+	struct queue_envelope *env = &m->r->env;
+	uint32_t i, *nb;
+
+	m->flags &= ~SM_BOUNCE_REQ;
+	for (i = 0; i < env->nrcpts; i++) {
+		struct queue_rcpt *r = &env->rcpts[i];
+
+		if (r->state != QR_PENDING)
+			continue;
+		r->state = QR_BOUNCED;
+		r->last_code = 0;
+		free(r->last_reply);
+		r->last_reply = strdup("5.0.0 bounced by an administrator");
+		STATS_INC(bounced);
+		nb = realloc(m->r->bounced, (m->r->nbounced + 1) * sizeof(*nb));
+		if (nb != NULL) {
+			m->r->bounced = nb;
+			m->r->bounced[m->r->nbounced++] = i;
+		}
+	}
+}
+
 /* Every job of M's round is back: write down what happened, once, and
  * drop the round (envelope, body) from memory. */
 static void
@@ -623,10 +676,15 @@ sched_settle(struct sched_msg *m)
 	char qid[QUEUE_ID_HEX_BYTES];
 	uint32_t i;
 
-	sched_dsn(m);
+	if (m->flags & SM_BOUNCE_REQ)
+		sched_bounce_pending(m);
+	if (!(m->flags & SM_DELETE_REQ))
+		sched_dsn(m);
 	for (i = 0; i < env->nrcpts; i++) {
 		if (env->rcpts[i].state != QR_PENDING)
 			continue;
+		if (m->flags & SM_DELETE_REQ)
+			continue; /* deleted by an operator: no DSN, gone */
 		pending++;
 		if (env->rcpts[i].attempts > attempts)
 			attempts = env->rcpts[i].attempts;
@@ -647,6 +705,16 @@ sched_settle(struct sched_msg *m)
 	if (m->due_ms > expiry)
 		m->due_ms = expiry > now ? expiry : now;
 	env->next_attempt_ms = m->due_ms;
+	if (m->flags & SM_HOLD_REQ) {
+		/* Held by an operator while it was being attempted. */
+		m->flags &= ~SM_HOLD_REQ;
+		env->flags |= QUEUE_F_HELD;
+		sched_write(m, QOP_UPDATE, old_due);
+		sched_round_free(m);
+		sched_hold(m);
+		sched_round_done();
+		return;
+	}
 	log_debug("%s %u recipient(s) deferred; next attempt in %" PRId64 " s",
 		  qid, pending, (m->due_ms - now + 999) / 1000);
 	sched_write(m, QOP_UPDATE, old_due);
@@ -1394,6 +1462,11 @@ sched_dest_submit(struct sched_dest *d, struct sched_job *job)
 {
 	int64_t now = sched_now_ms();
 
+	if (d->suspended_until_ms > now) {
+		sched_job_fail(job, OS_LOCAL, 0,
+			       "4.4.2 destination suspended by an operator");
+		return;
+	}
 	if ((d->state == DEST_READY || d->state == DEST_FAILED) &&
 	    d->expires_ms <= now)
 		d->state = DEST_NEW; /* the answer expired: ask again */
@@ -1604,7 +1677,11 @@ sched_round_start(struct sched_msg *m)
 		worker_submit(S.loop, sched_load_run, sched_load_done, l);
 		return;
 	}
-	if (sched_expire(m, now)) {
+	/* A round only starts for a message that is not held (a hold set
+	 * by the DMARC action is lifted by `queue release`). */
+	m->r->env.flags &= ~QUEUE_F_HELD;
+	if ((m->flags & (SM_BOUNCE_REQ | SM_DELETE_REQ)) ||
+	    sched_expire(m, now)) {
 		sched_settle(m);
 		return;
 	}
@@ -1771,7 +1848,7 @@ sched_init(struct loop *l, const struct conf *c, struct queue *q, char *err,
 	S.conf = c;
 	S.queue = q;
 	if (htab_init(&S.dests) != 0 || htab_init(&S.sites) != 0 ||
-	    htab_init(&S.held) != 0) {
+	    idmap_init(&S.ids) != 0) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
@@ -1869,6 +1946,394 @@ sched_shutdown(unsigned deadline_ms)
 	sched_maybe_stop();
 }
 
+/* Operators' changes ---------------------------------------------------- */
+
+/* Move M's schedule entry only (due time, held bit): no envelope rewrite. */
+static void
+sched_write_resched(struct sched_msg *m, int64_t old_due, bool held)
+{
+	struct sched_write *w = calloc(1, sizeof(*w));
+	struct queue_op *op = queue_op_new(QOP_RESCHED);
+
+	if (w == NULL || op == NULL) {
+		log_warnx("out of memory writing a queue change");
+		free(w);
+		if (op != NULL)
+			queue_op_free(op);
+		return;
+	}
+	op->env.id = m->id;
+	op->env.next_attempt_ms = m->due_ms;
+	op->env.flags = held ? QUEUE_F_HELD : 0;
+	op->old_due_ms = old_due;
+	w->op = op;
+	w->msg = m;
+	m->writes++;
+	S.writes++;
+	queue_submit(S.queue, op, sched_write_done_cb, w);
+}
+
+/* Remove a waiting (or held) M from the queue: no round, no DSN. */
+static void
+sched_delete_stub(struct sched_msg *m)
+{
+	struct sched_write *w = calloc(1, sizeof(*w));
+	struct queue_op *op = queue_op_new(QOP_DELETE);
+
+	if (w == NULL || op == NULL) {
+		log_warnx("out of memory writing a queue change");
+		free(w);
+		if (op != NULL)
+			queue_op_free(op);
+		return;
+	}
+	op->env.id = m->id;
+	op->env.next_attempt_ms = m->due_ms;
+	w->op = op;
+	w->msg = m;
+	m->writes++;
+	S.writes++;
+	m->flags |= SM_DELETED;
+	queue_submit(S.queue, op, sched_write_done_cb, w);
+}
+
+/* In a round (or being read for one): changes wait for the settle. */
+static bool
+sched_msg_busy(const struct sched_msg *m)
+{
+	return m->r != NULL || (m->flags & SM_LOADING);
+}
+
+/* Apply OP to M; true when M changed. */
+static bool
+sched_admin_apply(enum sched_admin_op op, struct sched_msg *m)
+{
+	int64_t old = m->due_ms, now = sched_now_ms();
+	bool held = (m->flags & SM_HELD) != 0;
+
+	if (m->flags & SM_DELETED)
+		return false;
+	switch (op) {
+	case SA_HOLD:
+		if (held || (m->flags & SM_HOLD_REQ))
+			return false;
+		if (sched_msg_busy(m)) {
+			m->flags |= SM_HOLD_REQ;
+			return true;
+		}
+		sched_heap_remove(m);
+		sched_write_resched(m, old, true);
+		sched_hold(m);
+		return true;
+	case SA_RELEASE:
+		if (m->flags & SM_HOLD_REQ) {
+			m->flags &= ~SM_HOLD_REQ;
+			return true;
+		}
+		if (!held)
+			return false;
+		m->flags &= ~SM_HELD;
+		S.nheld--;
+		m->due_ms = now;
+		sched_write_resched(m, old, false);
+		sched_heap_push(m);
+		sched_retry_arm();
+		return true;
+	case SA_RETRY:
+		if (held)
+			return false;
+		if (sched_msg_busy(m))
+			return true; /* being attempted right now */
+		sched_heap_remove(m);
+		m->due_ms = now;
+		sched_write_resched(m, old, false);
+		sched_heap_push(m);
+		sched_retry_arm();
+		return true;
+	case SA_DELETE:
+		if (sched_msg_busy(m)) {
+			m->flags |= SM_DELETE_REQ;
+			return true;
+		}
+		sched_heap_remove(m);
+		if (held) {
+			m->flags &= ~SM_HELD;
+			S.nheld--;
+		}
+		sched_delete_stub(m);
+		return true;
+	case SA_BOUNCE:
+		m->flags |= SM_BOUNCE_REQ;
+		if (sched_msg_busy(m))
+			return true;
+		/* Read it back and settle it at once: a DSN, then gone. */
+		sched_heap_remove(m);
+		if (held) {
+			m->flags &= ~SM_HELD;
+			S.nheld--;
+		}
+		sched_round_start(m);
+		return true;
+	}
+	return false;
+}
+
+struct sched_admin_job {
+	enum sched_admin_op op;
+	enum sched_admin_sel sel;
+	char arg[256];
+	sched_admin_fn *cb;
+	void *cbarg;
+	uint64_t *ids;
+	size_t nids, capids;
+	int status;
+	char err[200];
+};
+
+static bool
+sched_admin_match(const struct sched_admin_job *j,
+		  const struct queue_envelope *env)
+{
+	char dom[256];
+	uint32_t i;
+
+	switch (j->sel) {
+	case SAS_ALL:
+		return true;
+	case SAS_USER:
+		return env->user != NULL && strcmp(env->user, j->arg) == 0;
+	case SAS_DOMAIN:
+		for (i = 0; i < env->nrcpts; i++) {
+			if (env->rcpts[i].state != QR_PENDING)
+				continue;
+			sched_rcpt_domain(env->rcpts[i].addr, dom, sizeof(dom));
+			if (strcmp(dom, j->arg) == 0)
+				return true;
+		}
+		return false;
+	case SAS_ID:
+		break;
+	}
+	return false;
+}
+
+static int
+sched_admin_walk_cb(const struct queue_envelope *env, void *arg)
+{
+	struct sched_admin_job *j = arg;
+	uint64_t *n;
+
+	if (!sched_admin_match(j, env))
+		return 0;
+	if (j->nids == j->capids) {
+		size_t cap = j->capids ? j->capids * 2 : 256;
+
+		if ((n = realloc(j->ids, cap * sizeof(*n))) == NULL)
+			return -2;
+		j->ids = n;
+		j->capids = cap;
+	}
+	j->ids[j->nids++] = env->id;
+	return 0;
+}
+
+/* Worker thread: which messages does the selector pick? */
+static void
+sched_admin_walk_run(void *arg)
+{
+	struct sched_admin_job *j = arg;
+
+	j->status =
+	    queue_walk(S.queue, sched_admin_walk_cb, j, j->err, sizeof(j->err));
+	if (j->status == -2)
+		snprintf(j->err, sizeof(j->err), "out of memory");
+}
+
+static void
+sched_admin_walk_done(void *arg)
+{
+	struct sched_admin_job *j = arg;
+	struct sched_msg *m;
+	unsigned count = 0;
+	size_t i;
+
+	if (j->status != 0) {
+		j->cb(0, j->err[0] ? j->err : "queue walk failed", j->cbarg);
+	} else {
+		for (i = 0; i < j->nids; i++)
+			if ((m = idmap_get(&S.ids, j->ids[i])) != NULL &&
+			    sched_admin_apply(j->op, m))
+				count++;
+		j->cb(count, NULL, j->cbarg);
+	}
+	free(j->ids);
+	free(j);
+}
+
+static void
+sched_admin_id_done(void *arg)
+{
+	struct sched_admin_job *j = arg;
+	struct sched_msg *m;
+	uint64_t id;
+
+	if (queue_id_parse(j->arg, &id) != 0)
+		j->cb(0, "malformed queue id", j->cbarg);
+	else if ((m = idmap_get(&S.ids, id)) == NULL || (m->flags & SM_DELETED))
+		j->cb(0, "no such message", j->cbarg);
+	else
+		j->cb(sched_admin_apply(j->op, m) ? 1 : 0, NULL, j->cbarg);
+	free(j);
+}
+
+void
+sched_admin(enum sched_admin_op op, enum sched_admin_sel sel, const char *arg,
+	    sched_admin_fn *cb, void *cbarg)
+{
+	struct sched_admin_job *j = calloc(1, sizeof(*j));
+	size_t i;
+
+	if (j == NULL) {
+		cb(0, "out of memory", cbarg);
+		return;
+	}
+	j->op = op;
+	j->sel = sel;
+	j->cb = cb;
+	j->cbarg = cbarg;
+	/* Domains are compared lower-case. */
+	for (i = 0; arg != NULL && arg[i] != '\0' && i + 1 < sizeof(j->arg);
+	     i++)
+		j->arg[i] = sel == SAS_DOMAIN && arg[i] >= 'A' && arg[i] <= 'Z'
+				? (char)(arg[i] + 32)
+				: arg[i];
+	j->arg[i] = '\0';
+	if (sel == SAS_ID)
+		loop_post(S.loop, sched_admin_id_done, j);
+	else
+		worker_submit(S.loop, sched_admin_walk_run,
+			      sched_admin_walk_done, j);
+}
+
+int
+sched_suspend(const char *domain, uint64_t ms, const char *reason, char *err,
+	      size_t errlen)
+{
+	struct sched_dest *d;
+	struct sched_job *job, **pp;
+	char dom[256];
+	unsigned i;
+	size_t k;
+
+	for (k = 0; domain[k] != '\0' && k + 1 < sizeof(dom); k++)
+		dom[k] = domain[k] >= 'A' && domain[k] <= 'Z'
+			     ? (char)(domain[k] + 32)
+			     : domain[k];
+	dom[k] = '\0';
+	if (k == 0 || domain[k] != '\0') {
+		snprintf(err, errlen, "bad domain");
+		return -1;
+	}
+	if ((d = sched_dest_get(dom)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	free(d->suspend_reason);
+	d->suspend_reason = NULL;
+	if (ms == 0) {
+		/* Resume: the operator's suspension, and a reply-pattern
+		 * suspension or back-off of its site as well. */
+		d->suspended_until_ms = 0;
+		for (i = 0; d->site != NULL && i < d->site->npaths; i++) {
+			struct sched_path *p = d->site->paths[i];
+
+			p->paused_until_ms = 0;
+			p->suspended = false;
+			p->backoff_level = 0;
+			sched_path_kick(p);
+		}
+		log_info("destination %s resumed by an operator", dom);
+		return 0;
+	}
+	d->suspended_until_ms = sched_now_ms() + (int64_t)ms;
+	d->suspend_reason = strdup(reason != NULL ? reason : "");
+	log_info("destination %s suspended by an operator for %" PRIu64 " s",
+		 dom, ms / 1000);
+	/* What waits on its site for this domain goes back now. */
+	for (i = 0; d->site != NULL && i < d->site->npaths; i++) {
+		struct sched_path *p = d->site->paths[i];
+		struct sched_job *defer = NULL;
+
+		for (pp = &p->head; (job = *pp) != NULL;) {
+			if (job->dest != d) {
+				pp = &job->next;
+				continue;
+			}
+			*pp = job->next;
+			p->njobs--;
+			job->next = defer;
+			defer = job;
+		}
+		p->tail = NULL;
+		for (job = p->head; job != NULL; job = job->next)
+			p->tail = job;
+		while ((job = defer) != NULL) {
+			defer = job->next;
+			job->next = NULL;
+			sched_job_fail(job, OS_LOCAL, 0,
+				       "4.4.2 destination suspended by an "
+				       "operator");
+		}
+	}
+	return 0;
+}
+
+size_t
+sched_suspensions(char *buf, size_t len)
+{
+	struct htab_entry *e;
+	int64_t now = sched_now_ms();
+	size_t it, off = 0;
+	unsigned i;
+	int n;
+
+	if (len > 0)
+		buf[0] = '\0';
+	for (e = htab_first(&S.dests, &it); e != NULL;
+	     e = htab_next(&S.dests, e, &it)) {
+		struct sched_dest *d = e->value;
+
+		if (d->suspended_until_ms <= now)
+			continue;
+		n = snprintf(buf + (off < len ? off : len),
+			     off < len ? len - off : 0, "%s %" PRId64 " %s\n",
+			     d->domain, d->suspended_until_ms,
+			     d->suspend_reason && d->suspend_reason[0]
+				 ? d->suspend_reason
+				 : "suspended by an operator");
+		off += n > 0 ? (size_t)n : 0;
+	}
+	for (e = htab_first(&S.sites, &it); e != NULL;
+	     e = htab_next(&S.sites, e, &it)) {
+		struct sched_site *st = e->value;
+
+		for (i = 0; i < st->npaths; i++) {
+			struct sched_path *p = st->paths[i];
+
+			if (p->paused_until_ms <= now)
+				continue;
+			n = snprintf(buf + (off < len ? off : len),
+				     off < len ? len - off : 0,
+				     "%s %" PRId64 " %s\n", st->key,
+				     p->paused_until_ms,
+				     p->suspended ? "reply pattern"
+						  : "back-off after failures");
+			off += n > 0 ? (size_t)n : 0;
+		}
+	}
+	return off;
+}
+
 uint64_t
 sched_queued(void)
 {
@@ -1894,6 +2359,7 @@ sched_free(void)
 		}
 		if (d->q != NULL)
 			dns_cancel(d->q);
+		free(d->suspend_reason);
 		free(d->domain);
 		free(d);
 	}
@@ -1921,20 +2387,20 @@ sched_free(void)
 		free(s->key);
 		free(s);
 	}
-	for (e = htab_first(&S.held, &it); e != NULL;
-	     e = htab_next(&S.held, e, &it))
-		sched_msg_free(e->value);
-	htab_free(&S.held);
+
 	htab_free(&S.dests);
 	htab_free(&S.sites);
-	while (S.active != NULL) {
-		struct sched_msg *m = S.active;
+	/* Every message is in the id map, whatever its state. */
+	for (k = 0; k < S.ids.cap; k++) {
+		struct sched_msg *m = S.ids.vals[k];
 
-		sched_round_free(m);
-		sched_msg_free(m);
+		if (m == NULL)
+			continue;
+		if (m->r != NULL)
+			sched_round_free(m);
+		free(m);
 	}
-	while (S.nheap > 0)
-		sched_msg_free(sched_heap_pop());
+	idmap_free(&S.ids);
 	free(S.heap);
 	if (S.retry_timer != NULL)
 		event_free(S.retry_timer);

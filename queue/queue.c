@@ -228,7 +228,8 @@ queue_op_seal(struct queue *q, struct queue_op *op)
 	uint32_t i;
 	char why[128];
 
-	if (op->sealed != NULL || op->kind == QOP_DELETE)
+	if (op->sealed != NULL || op->kind == QOP_DELETE ||
+	    op->kind == QOP_RESCHED)
 		return 0;
 	if (op->kind == QOP_INSERT) {
 		if (op->body_len > (size_t)UINT32_MAX * QUEUE_CHUNK_BYTES) {
@@ -401,6 +402,17 @@ queue_op_apply(struct queue *q, MDB_txn *txn, struct queue_op *op,
 		}
 		if (rc != 0)
 			return rc;
+	}
+	if (op->kind == QOP_RESCHED) {
+		/* Only the schedule entry moves (due time, held bit); the
+		 * sealed envelope is left as it is. */
+		*what = "mdb_del(sched)";
+		if ((rc = queue_sched_set(q, txn, op->old_due_ms, op->env.id,
+					  false, 0)) != 0)
+			return rc;
+		*what = "mdb_put(sched)";
+		return queue_sched_set(q, txn, op->env.next_attempt_ms,
+				       op->env.id, true, op->env.flags);
 	}
 	if (op->kind == QOP_DELETE) {
 		*what = "mdb_del(env)";

@@ -121,6 +121,10 @@ enum queue_op_kind {
 		       old_due_ms to env.next_attempt_ms */
 	QOP_DELETE, /* remove env.id: envelope, body chunks and sched entry
 		       (env.next_attempt_ms must be its current due time) */
+	QOP_RESCHED, /* move only the sched entry of env.id from old_due_ms to
+			env.next_attempt_ms, with env.flags' QUEUE_F_HELD as
+			its held bit; the envelope is not rewritten (it must
+			exist) */
 };
 
 struct queue_op;

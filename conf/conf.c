@@ -2,8 +2,9 @@
  * conf.c — libconfuse schema, parse-time validation of every value, the
  * build of the immutable struct conf tree, conf_free(), and lookups on it.
  * The delivery sections (dns, delivery, destination, pool, route) live in
- * conf_deliver.c, the signing ones (dkim, dkim_sign, dmarc) in conf_dkim.c;
- * their ranges are in conf_nums below with all the others.
+ * conf_deliver.c, the signing ones (dkim, dkim_sign, dmarc) in conf_dkim.c,
+ * log, metrics and control in conf_observe.c; their ranges are in conf_nums
+ * below with all the others.
  * Thread: conf_load()/conf_free() on the main thread; conf_load() holds
  * conf_mutex throughout (libconfuse's lexer is global state, and callbacks
  * reach the load in progress through conf_cur).  Lookups: any thread.
@@ -192,6 +193,27 @@ conf_cfg_line(const cfg_t *cfg)
 	return cfg != NULL && cfg->line > 0 ? (unsigned)cfg->line : 0;
 }
 
+/*
+ * "control." for a section inside another ("control.access \"root\""):
+ * libconfuse keeps no link to the parent, and each such name is unique.
+ */
+static const char *
+conf_sec_parent(const cfg_t *sec)
+{
+	static const struct {
+		const char *sec, *parent;
+	} nested[] = {
+		{ "access", "control." },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(nested) / sizeof(nested[0]); i++) {
+		if (strcmp(sec->name, nested[i].sec) == 0)
+			return nested[i].parent;
+	}
+	return "";
+}
+
 void
 conf_key_name(const cfg_t *sec, const char *key, char *buf, size_t len)
 {
@@ -200,10 +222,11 @@ conf_key_name(const cfg_t *sec, const char *key, char *buf, size_t len)
 	if (sec == NULL || sec->name == NULL || strcmp(sec->name, "root") == 0)
 		n = snprintf(buf, len, "%s", key);
 	else if (sec->title != NULL)
-		n = snprintf(buf, len, "%s \"%s\".%s", sec->name, sec->title,
-			     key);
+		n = snprintf(buf, len, "%s%s \"%s\".%s", conf_sec_parent(sec),
+			     sec->name, sec->title, key);
 	else
-		n = snprintf(buf, len, "%s.%s", sec->name, key);
+		n = snprintf(buf, len, "%s%s.%s", conf_sec_parent(sec),
+			     sec->name, key);
 	if (n < 0)
 		snprintf(buf, len, "%s", key);
 	/* n >= len: a long title is cut short, the message stays useful */
@@ -224,11 +247,11 @@ conf_confuse_err_cb(cfg_t *cfg, const char *fmt, va_list ap)
 	if (cfg == NULL || cfg->name == NULL || strcmp(cfg->name, "root") == 0)
 		conf_fail(conf_cur, conf_cfg_line(cfg), "%s", msg);
 	else if (cfg->title != NULL)
-		conf_fail(conf_cur, conf_cfg_line(cfg), "%s \"%s\": %s",
-			  cfg->name, cfg->title, msg);
+		conf_fail(conf_cur, conf_cfg_line(cfg), "%s%s \"%s\": %s",
+			  conf_sec_parent(cfg), cfg->name, cfg->title, msg);
 	else
-		conf_fail(conf_cur, conf_cfg_line(cfg), "%s: %s", cfg->name,
-			  msg);
+		conf_fail(conf_cur, conf_cfg_line(cfg), "%s%s: %s",
+			  conf_sec_parent(cfg), cfg->name, msg);
 }
 
 void
@@ -623,7 +646,10 @@ conf_password_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	return 0;
 }
 
-/* ---- schema (the delivery sections are in conf_deliver.c) ---- */
+/*
+ * ---- schema (the delivery sections are in conf_deliver.c, the signing
+ * ones in conf_dkim.c, log, metrics and control in conf_observe.c) ----
+ */
 
 static cfg_opt_t conf_tls_opts[] = {
 	CFG_STR_CB("cert_file", "keys/tls.crt", CFGF_NONE, conf_text_cb),
@@ -722,6 +748,9 @@ static cfg_opt_t conf_opts[] = {
 		CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 	CFG_SEC("dkim_sign", conf_dkim_sign_opts, CFGF_NONE),
 	CFG_SEC("dmarc", conf_dmarc_opts, CFGF_NONE),
+	CFG_SEC("log", conf_log_opts, CFGF_NONE),
+	CFG_SEC("metrics", conf_metrics_opts, CFGF_NONE),
+	CFG_SEC("control", conf_control_opts, CFGF_NONE),
 	CFG_END(),
 };
 
@@ -1180,7 +1209,8 @@ conf_build(struct conf_ctx *x, cfg_t *cfg, struct conf *c, bool embedded)
 	    conf_build_networks(x, cfg, c) != 0 ||
 	    conf_build_users(x, cfg, c) != 0 ||
 	    conf_deliver_build(x, cfg, c) != 0 ||
-	    conf_dkim_build(x, cfg, c) != 0)
+	    conf_dkim_build(x, cfg, c) != 0 ||
+	    conf_observe_build(x, cfg, c) != 0)
 		return -1;
 	return x->failed ? -1 : 0;
 }
@@ -1291,6 +1321,7 @@ conf_free(struct conf *c)
 	free(c->users);
 	conf_deliver_free(c);
 	conf_dkim_free(c);
+	conf_observe_free(c);
 	free(c);
 }
 

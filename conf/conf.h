@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 enum conf_tls_mode {
 	CONF_TLS_NONE,     /* plain text, STARTTLS not offered */
@@ -277,6 +278,60 @@ struct conf_dmarc {
 	char *psl_file;
 };
 
+/*
+ * ---- Observe (issue "Observe"): logs, metrics, the control socket ----
+ */
+
+/*
+ * `log { … }`: the delivery and audit logs.  Paths are absolute (resolved
+ * against data_dir); NULL: that log is not written ("" in the file).  The
+ * two are different files, and neither is control.socket.
+ */
+struct conf_log {
+	char *delivery_file; /* one JSON object per line per message event
+				(default data_dir/log/delivery.log) */
+	char *audit_file;    /* what operators did through the control
+				socket (default data_dir/log/audit.log) */
+};
+
+/* `metrics { listen = "ADDR:PORT" }`: the HTTP listener of GET /metrics. */
+struct conf_metrics {
+	char *listen; /* as written, e.g. "127.0.0.1:9025" (the default);
+			 NULL: no metrics listener ("" in the file), and then
+			 addr is zeroed and addrlen 0 */
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+};
+
+/* Rights on the control socket: bits of struct conf_access.rights. */
+#define CONF_RIGHT_READ   0x1u /* look at the queue */
+#define CONF_RIGHT_WRITE  0x2u /* change it: hold, release, retry, … */
+#define CONF_RIGHT_DELETE 0x4u /* destroy messages: delete, bounce */
+#define CONF_RIGHT_EXPORT 0x8u /* read message contents */
+#define CONF_RIGHTS_ALL                                                        \
+	(CONF_RIGHT_READ | CONF_RIGHT_WRITE | CONF_RIGHT_DELETE |              \
+	 CONF_RIGHT_EXPORT)
+
+/* `access "NAME" { rights = { "read", … } }` inside control { }. */
+struct conf_access {
+	char *name;      /* the title as written: a user name or a uid */
+	uid_t uid;       /* resolved at load (getpwnam_r) */
+	unsigned rights; /* CONF_RIGHT_* bits; 0: none */
+};
+
+/* `control { socket = …; access … }`: the CLI's way into the daemon. */
+struct conf_control {
+	char *socket; /* Unix socket path, absolute, shorter than sun_path;
+			 never NULL (default data_dir/control.sock) */
+	/*
+	 * In file order, each uid once.  Without any access section: one
+	 * entry, "root" (uid 0) with CONF_RIGHTS_ALL.  With access sections:
+	 * exactly those (uid 0 has no right it is not given).
+	 */
+	struct conf_access *access;
+	size_t naccess; /* >= 1 */
+};
+
 struct conf {
 	char *file;              /* the file loaded, or "(embedded defaults)" */
 	char *hostname;          /* banner and EHLO name */
@@ -322,6 +377,10 @@ struct conf {
 	   for relay clients (networks, no AUTH) */
 	const struct conf_dkim *relay_dkim_fallback;
 	bool relay_allow_unaligned; /* relay { allow_unaligned = … } */
+
+	struct conf_log log;
+	struct conf_metrics metrics;
+	struct conf_control control;
 };
 
 /*
@@ -393,5 +452,20 @@ int conf_addr_parse(const char *s, struct sockaddr_storage *ss, socklen_t *len);
  */
 const struct conf_dkim *conf_dkim_find(const struct conf *c,
 				       const char *domain);
+
+/*
+ * conf_rights_for_uid — the CONF_RIGHT_* bits of UID on the control socket:
+ * those of its access entry, or 0 when it has none (or C is NULL).  UID is
+ * the peer's, as the kernel reports it (SO_PEERCRED), never one the client
+ * claims.  Linear in the number of access entries.  Any thread.
+ */
+unsigned conf_rights_for_uid(const struct conf *c, uid_t uid);
+
+/*
+ * conf_right_name — "read", "write", "delete" or "export" for one
+ * CONF_RIGHT_* bit; NULL for 0, for several bits at once, or for an unknown
+ * bit.  A static string.  Any thread.
+ */
+const char *conf_right_name(unsigned right);
 
 #endif

@@ -129,13 +129,13 @@ int conf_ip_scan(const char *s, struct sockaddr_storage *ss, socklen_t *len,
 		 const char **why);
 
 /*
- * ---- shared by conf.c, conf_deliver.c and conf_dkim.c ----
+ * ---- shared by conf.c, conf_deliver.c, conf_dkim.c and conf_observe.c ----
  * conf.c owns the load in progress (struct conf_ctx, conf_cur under its
  * mutex), the error messages, the range table and the generic callbacks;
  * conf_deliver.c owns the delivery sections (dns, delivery, destination,
  * pool, route) and the pool references of user and relay; conf_dkim.c the
  * signing sections (dkim, dkim_sign, dmarc) and the dkim_domain references
- * of user and relay.
+ * of user and relay; conf_observe.c the sections log, metrics and control.
  */
 #define CONF_KEY_MAX 160
 
@@ -238,5 +238,16 @@ int conf_dkim_domain_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value,
 			void *result);
 int conf_dkim_build(struct conf_ctx *x, cfg_t *cfg, struct conf *c);
 void conf_dkim_free(struct conf *c);
+
+/*
+ * conf_observe.c: the sections log, metrics and control (with its access
+ * sections).  conf_observe_build() runs last: it checks metrics.listen
+ * against the listeners and the paths against each other.
+ */
+extern cfg_opt_t conf_log_opts[];
+extern cfg_opt_t conf_metrics_opts[];
+extern cfg_opt_t conf_control_opts[];
+int conf_observe_build(struct conf_ctx *x, cfg_t *cfg, struct conf *c);
+void conf_observe_free(struct conf *c);
 
 #endif

@@ -80,7 +80,11 @@ struct sched_job {
 	unsigned nrcpt;
 	struct sched_rcpt_result *res; /* nrcpt results, filled by the client */
 	char remote[300];              /* "host [ip]" that answered */
-	char tls[64]; /* "TLSv1.3 TLS_AES_256_GCM_SHA384 verified" or "" */
+	char tls[100]; /* "TLSv1.3 TLS_AES_256_GCM_SHA384 verified" or "" */
+	/* the same, field by field, for the delivery log */
+	char mx_host[256], mx_ip[48], source[48];
+	char tls_version[16], tls_cipher[64];
+	int tls_verified; /* -1: no TLS */
 	struct sched_job *next;
 };
 
@@ -189,6 +193,10 @@ int sched_suspend(const char *domain, uint64_t ms, const char *reason,
  */
 size_t sched_suspensions(char *buf, size_t len);
 
+/* sched_metrics_text — the scheduler's gauges (queue by state, outbound
+ * connections, busiest destinations) as exposition text, refreshed every
+ * second; a metrics_text_fn.  Any thread. */
+size_t sched_metrics_text(char *buf, size_t len);
 /* sched_queued — messages the scheduler knows of (waiting or in a round);
  * main thread after the loop ended, or the loop's thread. */
 uint64_t sched_queued(void);

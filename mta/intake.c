@@ -218,6 +218,9 @@ intake_work(void *arg)
 	int failed = 0;
 
 	if (k != NULL) {
+		struct timespec t0, t1;
+
+		clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
 		dkim_body_hash(req->msg, intake_canon(ds->bcanon), bh);
 		if (k->rsa != NULL) {
 			use[n] = k->rsa;
@@ -252,6 +255,15 @@ intake_work(void *arg)
 			failed = 1;
 		for (i = 0; i < n; i++)
 			free(sigs[i]);
+		clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
+		req->sign_s = (double)(t1.tv_sec - t0.tv_sec) +
+			      (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+		snprintf(req->dkim, sizeof(req->dkim), "d=%s%s%s%s%s%s%s",
+			 k->cfg->domain, k->rsa ? " s=" : "",
+			 k->rsa ? k->cfg->selector : "",
+			 k->rsa ? " rsa-sha256" : "", k->ed ? " s=" : "",
+			 k->ed ? k->cfg->ed25519_selector : "",
+			 k->ed ? " ed25519-sha256" : "");
 		if (failed) {
 			req->code = 451;
 			snprintf(req->reply, sizeof(req->reply),
@@ -439,7 +451,8 @@ intake_submit(struct intake_req *req)
 	char err[200];
 
 	req->code = 0;
-	req->reply[0] = req->result[0] = '\0';
+	req->reply[0] = req->result[0] = req->dkim[0] = '\0';
+	req->sign_s = 0;
 	req->held = false;
 	req->keys = NULL;
 	req->query = NULL;

@@ -42,6 +42,9 @@ struct intake_req {
 	char result[200]; /* "dmarc=pass (dkim d=example.com) p=reject
 			     action=none; dkim=rsa-sha256,ed25519-sha256" */
 	bool held;        /* queued, but held by the DMARC policy action */
+	char dkim[200];   /* the signatures made: "d=ex.com s=s1 rsa-sha256,
+			     s=e1 ed25519-sha256", or "" */
+	double sign_s;    /* CPU time spent signing (seconds) */
 	/* private */
 	char from_domain[256];
 	char sign_domain[256];

@@ -30,10 +30,12 @@
 #include "queue/queue.h"
 #include "mta/auth.h"
 #include "mta/delivery.h"
+#include "mta/evlog.h"
 #include "mta/intake.h"
 #include "mta/listen.h"
 #include "mta/log.h"
 #include "mta/loop.h"
+#include "mta/metrics.h"
 #include "mta/smtp_server.h"
 #include "mta/stats.h"
 #include "mta/tls.h"
@@ -215,6 +217,25 @@ sched_shutdown_on_loop(void *arg)
 	sched_shutdown(SHUTDOWN_DEADLINE_MS);
 }
 
+/* SIGUSR1: logrotate moved the delivery log; open a new one. */
+static void
+reopen_cb(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig;
+	(void)what;
+	(void)arg;
+	log_info("SIGUSR1: reopening the delivery log");
+	evlog_reopen();
+}
+
+/* Queue writer thread: every committed batch, for the histograms. */
+static void
+commit_observed(unsigned ops, uint64_t commit_us)
+{
+	metrics_observe(&metrics_commit_batch, (double)ops);
+	(void)commit_us;
+}
+
 static void
 signal_cb(evutil_socket_t sig, short what, void *arg)
 {
@@ -239,7 +260,7 @@ main(int argc, char *argv[])
 	const char *file = NULL;
 	struct queue_config qc;
 	struct queue_stats qs;
-	struct event *ev_term, *ev_int;
+	struct event *ev_term, *ev_int, *ev_usr1;
 	uint8_t hash_key[QUEUE_KEY_BYTES];
 	char err[1024];
 	bool check = false;
@@ -291,6 +312,15 @@ main(int argc, char *argv[])
 	if (queue_keyfile_load(conf->hash_key_file, true, hash_key, err,
 			       sizeof(err)) != 0)
 		fatalx("%s", err);
+	if (conf->log.delivery_file != NULL &&
+	    mkdir_parent(conf->log.delivery_file) != 0)
+		fatal("creating the directory of %s", conf->log.delivery_file);
+	if (conf->log.audit_file != NULL &&
+	    mkdir_parent(conf->log.audit_file) != 0)
+		fatal("creating the directory of %s", conf->log.audit_file);
+	if (evlog_open(conf->log.delivery_file, hash_key, err, sizeof(err)) !=
+	    0)
+		fatalx("delivery log: %s", err);
 	sodium_memzero(hash_key, sizeof(hash_key));
 	setup_listeners();
 
@@ -332,6 +362,15 @@ main(int argc, char *argv[])
 
 	if ((main_base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");
+	if (conf->metrics.listen != NULL &&
+	    metrics_start(main_base, (struct sockaddr *)&conf->metrics.addr,
+			  conf->metrics.addrlen, queue, err, sizeof(err)) != 0)
+		fatalx("metrics %s: %s", conf->metrics.listen, err);
+	metrics_add_text(sched_metrics_text);
+	queue_commit_hook(queue, commit_observed);
+	ev_usr1 = evsignal_new(main_base, SIGUSR1, reopen_cb, NULL);
+	if (ev_usr1 == NULL || evsignal_add(ev_usr1, NULL) != 0)
+		fatalx("cannot install the SIGUSR1 handler");
 	ev_term = evsignal_new(main_base, SIGTERM, signal_cb, NULL);
 	ev_int = evsignal_new(main_base, SIGINT, signal_cb, NULL);
 	if (ev_term == NULL || ev_int == NULL || evsignal_add(ev_term, NULL) ||
@@ -392,7 +431,10 @@ main(int argc, char *argv[])
 	intake_free();
 	event_free(ev_term);
 	event_free(ev_int);
+	event_free(ev_usr1);
+	metrics_stop();
 	event_base_free(main_base);
+	evlog_close();
 	for (j = 0; j < conf->nlisteners; j++)
 		SSL_CTX_free(listeners[j].ssl_ctx);
 	free(listeners);

@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,8 @@
 #include "dns/dns.h"
 #include "mta/bounce.h"
 #include "mta/delivery.h"
+#include "mta/evlog.h"
+#include "mta/metrics.h"
 #include "mta/htab.h"
 #include "mta/log.h"
 #include "mta/loop.h"
@@ -71,6 +74,9 @@ static struct {
 	struct htab dests, sites;
 	struct idmap ids; /* every message in memory, by queue id */
 	uint64_t nheld;
+	struct event *gauge_timer; /* refreshes the metrics snapshot */
+	pthread_mutex_t gauge_mu;
+	char *gauges; /* exposition text of the scheduler's gauges */
 	struct sched_msg **heap;
 	size_t nheap, capheap;
 	struct event *retry_timer;
@@ -92,6 +98,7 @@ static void sched_path_kick(struct sched_path *p);
 static void sched_job_results(struct sched_job *job);
 static void sched_maybe_stop(void);
 static void sched_bounce_pending(struct sched_msg *m);
+static void sched_gauge_cb(evutil_socket_t fd, short what, void *arg);
 static struct sched_job *sched_path_pop(struct sched_path *p);
 
 static int64_t
@@ -790,6 +797,7 @@ sched_job_new(struct sched_msg *m, struct sched_dest *d, unsigned n)
 		return NULL;
 	job->msg = m;
 	job->dest = d;
+	job->tls_verified = -1;
 	job->rcpt = calloc(n, sizeof(*job->rcpt));
 	job->res = calloc(n, sizeof(*job->res));
 	if (job->rcpt == NULL || job->res == NULL) {
@@ -879,6 +887,45 @@ sched_path_suspend(struct sched_path *p, uint64_t ms, const char *why)
 	sched_path_defer_queue(p, "4.4.2 destination suspended");
 }
 
+/* The delivery-log event of one recipient's result. */
+static void
+sched_log_result(struct sched_msg *m, const struct sched_job *job, uint32_t ri,
+		 const struct sched_rcpt_result *r, const struct outcome *o)
+{
+	const struct queue_envelope *env = &m->r->env;
+	struct evlog_event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.type = o->action == OA_DELIVERED ? EV_DELIVERY
+		  : o->action == OA_BOUNCE  ? EV_BOUNCE
+					    : EV_TRANSIENT;
+	ev.id = m->id;
+	ev.user = env->user;
+	ev.pool = m->r->pool != NULL ? m->r->pool->name : NULL;
+	ev.source_addr = job->source[0] ? job->source : NULL;
+	ev.destination = job->dest->domain;
+	ev.mx_host = job->mx_host[0] ? job->mx_host : NULL;
+	ev.mx_ip = job->mx_ip[0] ? job->mx_ip : NULL;
+	ev.rcpt = env->rcpts[ri].addr;
+	ev.sender = env->sender;
+	ev.size = env->size;
+	ev.nrcpts = -1;
+	ev.attempt = env->rcpts[ri].attempts;
+	ev.queue_time_ms = sched_now_ms() - env->created_ms;
+	ev.code = r->code;
+	ev.enhanced = o->status;
+	ev.reply = r->text;
+	ev.stage = outcome_stage_name(r->stage);
+	ev.tls_version = job->tls_version[0] ? job->tls_version : NULL;
+	ev.tls_cipher = job->tls_cipher[0] ? job->tls_cipher : NULL;
+	ev.tls_verified = job->tls_version[0] ? job->tls_verified : -1;
+	ev.count = -1;
+	evlog_write(&ev);
+	if (o->action == OA_DELIVERED && ev.queue_time_ms >= 0)
+		metrics_observe(&metrics_delivery_latency,
+				(double)ev.queue_time_ms / 1000.0);
+}
+
 /* A job is back with results: apply them; settle the round when the
  * message has no job left. */
 static void
@@ -914,6 +961,7 @@ sched_job_results(struct sched_job *job)
 			}
 		}
 		sched_rcpt_result(m, job->rcpt[i], r, &o, job->remote);
+		sched_log_result(m, job, job->rcpt[i], r, &o);
 		if (o.action == OA_DELIVERED) {
 			delivered = true;
 			log_debug(
@@ -1610,6 +1658,25 @@ sched_expire(struct sched_msg *m, int64_t now)
 		r->last_reply = strdup(text);
 		r->state = QR_EXPIRED;
 		STATS_INC(expired);
+		{
+			struct evlog_event ev;
+
+			memset(&ev, 0, sizeof(ev));
+			ev.type = EV_EXPIRATION;
+			ev.id = m->id;
+			ev.user = m->r->env.user;
+			ev.rcpt = r->addr;
+			ev.sender = m->r->env.sender;
+			ev.size = m->r->env.size;
+			ev.nrcpts = -1;
+			ev.attempt = r->attempts;
+			ev.queue_time_ms = now - m->r->env.created_ms;
+			ev.enhanced = "4.4.7";
+			ev.reply = r->last_reply;
+			ev.tls_verified = -1;
+			ev.count = -1;
+			evlog_write(&ev);
+		}
 		nb = realloc(m->r->bounced, (m->r->nbounced + 1) * sizeof(*nb));
 		if (nb != NULL) {
 			m->r->bounced = nb;
@@ -1841,6 +1908,7 @@ sched_init(struct loop *l, const struct conf *c, struct queue *q, char *err,
 	   size_t errlen)
 {
 	struct dns_config dc;
+	struct timeval gauge_now;
 	char e[256];
 
 	memset(&S, 0, sizeof(S));
@@ -1885,6 +1953,11 @@ sched_init(struct loop *l, const struct conf *c, struct queue *q, char *err,
 	S.cenv.conf = c;
 	S.cenv.loopback_only = dc.loopback_only;
 	S.retry_timer = evtimer_new(l->base, sched_retry_cb, NULL);
+	gauge_now.tv_sec = gauge_now.tv_usec = 0;
+	S.gauge_timer = evtimer_new(l->base, sched_gauge_cb, NULL);
+	pthread_mutex_init(&S.gauge_mu, NULL);
+	if (S.gauge_timer != NULL)
+		evtimer_add(S.gauge_timer, &gauge_now);
 	S.stop_timer = NULL;
 	if (S.retry_timer == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -1923,6 +1996,7 @@ sched_shutdown(unsigned deadline_ms)
 
 	S.stopping = true;
 	evtimer_del(S.retry_timer);
+	evtimer_del(S.gauge_timer);
 	for (e = htab_first(&S.sites, &it); e != NULL;
 	     e = htab_next(&S.sites, e, &it)) {
 		struct sched_site *s = e->value;
@@ -2334,6 +2408,101 @@ sched_suspensions(char *buf, size_t len)
 	return off;
 }
 
+/* Metrics -------------------------------------------------------------- */
+
+struct sched_top {
+	const char *name;
+	unsigned conns;
+};
+
+/* Once a second on the loop: the gauges, as exposition text, for scrapes
+ * on the main thread (sched_metrics_text). */
+static void
+sched_gauge_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sched_top top[10];
+	struct htab_entry *e;
+	struct timeval tv = { 1, 0 };
+	char *buf;
+	size_t it, len = 4096, off = 0, ntop = 0, j;
+	unsigned i;
+	int n;
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	memset(top, 0, sizeof(top));
+	for (e = htab_first(&S.sites, &it); e != NULL;
+	     e = htab_next(&S.sites, e, &it)) {
+		struct sched_site *st = e->value;
+		unsigned c = 0;
+
+		for (i = 0; i < st->npaths; i++)
+			c += st->paths[i]->nconn;
+		if (c == 0 || st->nhosts == 0)
+			continue;
+		/* Keep the ten busiest, sorted, by insertion. */
+		if (ntop == 10 && top[9].conns >= c)
+			continue;
+		j = ntop < 10 ? ntop++ : 9;
+		while (j > 0 && top[j - 1].conns < c) {
+			top[j] = top[j - 1];
+			j--;
+		}
+		top[j].name = st->hosts[0].name;
+		top[j].conns = c;
+	}
+	if ((buf = malloc(len)) == NULL)
+		goto rearm;
+#define GAUGE(...)                                                             \
+	do {                                                                   \
+		n = snprintf(buf + off, len - off, __VA_ARGS__);               \
+		if (n > 0 && (size_t)n < len - off)                            \
+			off += (size_t)n;                                      \
+	} while (0)
+	GAUGE("# HELP outpost_queue_messages Messages in the queue, by "
+	      "state.\n# TYPE outpost_queue_messages gauge\n");
+	GAUGE("outpost_queue_messages{state=\"waiting\"} %" PRIu64 "\n",
+	      (uint64_t)S.nheap);
+	GAUGE("outpost_queue_messages{state=\"active\"} %u\n",
+	      S.nactive + S.nloading);
+	GAUGE("outpost_queue_messages{state=\"held\"} %" PRIu64 "\n", S.nheld);
+	GAUGE("# HELP outpost_delivery_connections Outbound SMTP connections "
+	      "open.\n# TYPE outpost_delivery_connections gauge\n"
+	      "outpost_delivery_connections %u\n",
+	      S.nconn);
+	GAUGE("# HELP outpost_destination_connections Outbound connections "
+	      "of the ten busiest destinations (first MX host).\n"
+	      "# TYPE outpost_destination_connections gauge\n");
+	for (j = 0; j < ntop; j++)
+		GAUGE("outpost_destination_connections{destination=\"%s\"} "
+		      "%u\n",
+		      top[j].name, top[j].conns);
+#undef GAUGE
+	pthread_mutex_lock(&S.gauge_mu);
+	free(S.gauges);
+	S.gauges = buf;
+	pthread_mutex_unlock(&S.gauge_mu);
+rearm:
+	if (!S.stopping)
+		evtimer_add(S.gauge_timer, &tv);
+}
+
+size_t
+sched_metrics_text(char *buf, size_t len)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&S.gauge_mu);
+	if (S.gauges != NULL) {
+		n = strlen(S.gauges);
+		if (n < len)
+			memcpy(buf, S.gauges, n + 1);
+	}
+	pthread_mutex_unlock(&S.gauge_mu);
+	return n;
+}
+
 uint64_t
 sched_queued(void)
 {
@@ -2404,6 +2573,10 @@ sched_free(void)
 	free(S.heap);
 	if (S.retry_timer != NULL)
 		event_free(S.retry_timer);
+	if (S.gauge_timer != NULL)
+		event_free(S.gauge_timer);
+	free(S.gauges);
+	pthread_mutex_destroy(&S.gauge_mu);
 	if (S.dns != NULL)
 		dns_resolver_free(S.dns);
 	SSL_CTX_free(S.ssl);

@@ -343,6 +343,25 @@ sc_result_rest(struct sched_job *job, enum outcome_stage stage, int code,
 		sc_result(job, i, stage, code, text);
 }
 
+/* The local address of C's socket, as text ("" if unknown). */
+static void
+sc_local_addr(struct smtp_client *c, char *buf, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	evutil_socket_t fd = c->bev != NULL ? bufferevent_getfd(c->bev) : -1;
+
+	buf[0] = '\0';
+	if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
+		return;
+	if (ss.ss_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, buf,
+			  (socklen_t)len);
+	else if (ss.ss_family == AF_INET6)
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr,
+			  buf, (socklen_t)len);
+}
+
 /* The transaction is over: hand the job back. */
 static void
 sc_job_finish(struct smtp_client *c)
@@ -351,14 +370,25 @@ sc_job_finish(struct smtp_client *c)
 
 	c->job = NULL;
 	snprintf(job->remote, sizeof(job->remote), "%s", c->remote);
-	if (c->tls)
-		snprintf(
-		    job->tls, sizeof(job->tls), "%s %s%s",
-		    SSL_get_version(bufferevent_openssl_get_ssl(c->bev)),
-		    SSL_get_cipher_name(bufferevent_openssl_get_ssl(c->bev)),
-		    c->tls_verified ? " verified" : "");
-	else
+	snprintf(job->mx_host, sizeof(job->mx_host), "%s", sc_host(c));
+	snprintf(job->mx_ip, sizeof(job->mx_ip), "%s", c->ip);
+	sc_local_addr(c, job->source, sizeof(job->source));
+	job->tls_verified = -1;
+	job->tls_version[0] = job->tls_cipher[0] = '\0';
+	if (c->tls && c->bev != NULL) {
+		SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+
+		snprintf(job->tls_version, sizeof(job->tls_version), "%s",
+			 SSL_get_version(ssl));
+		snprintf(job->tls_cipher, sizeof(job->tls_cipher), "%s",
+			 SSL_get_cipher_name(ssl));
+		job->tls_verified = c->tls_verified;
+		snprintf(job->tls, sizeof(job->tls), "%s %s%s",
+			 job->tls_version, job->tls_cipher,
+			 c->tls_verified ? " verified" : "");
+	} else {
 		job->tls[0] = '\0';
+	}
 	free(c->accepted);
 	c->accepted = NULL;
 	sched_conn_done(c, job);

@@ -34,7 +34,9 @@
 #include "mta/auth.h"
 #include "mta/client.h"
 #include "mta/delivery.h"
+#include "mta/evlog.h"
 #include "mta/intake.h"
+#include "mta/metrics.h"
 #include "mta/log.h"
 #include "mta/loop.h"
 #include "mta/smtp_server.h"
@@ -162,6 +164,7 @@ struct smtp_server_session {
 	uint64_t bdat_left;
 	bool bdat_last;
 	struct intake_req intake; /* the message on its way to the queue */
+	struct timespec eod;      /* when its end of data was read */
 	/* per session totals, for the summary line */
 	unsigned msgs, rcpts_total;
 	struct smtp_server_session *prev, *next;
@@ -520,6 +523,81 @@ smtp_server_scan(struct smtp_server_session *s, const uint8_t *p, size_t n,
 	return i;
 }
 
+/* Delivery log ---------------------------------------------------------- */
+
+/* A refusal at submission: REASON (the reply we gave), CODE; RCPT is the
+ * refused recipient when there is one. */
+static void
+smtp_server_log_reject(struct smtp_server_session *s, int code,
+		       const char *reason, const char *rcpt, const char *dmarc)
+{
+	struct evlog_event ev;
+	char sid[QUEUE_ID_HEX_BYTES];
+
+	memset(&ev, 0, sizeof(ev));
+	queue_id_format(s->id, sid);
+	ev.type = EV_REJECTION;
+	ev.id = s->msg_id;
+	ev.session = sid;
+	ev.user = s->user != NULL ? s->user->name : NULL;
+	ev.client = s->client_str;
+	ev.rcpt = rcpt;
+	ev.sender = s->sender.null || s->sender.mailbox[0]
+			? (s->sender.null ? "" : s->sender.mailbox)
+			: NULL;
+	ev.nrcpts = rcpt != NULL ? -1 : (int)s->nrcpts;
+	ev.attempt = -1;
+	ev.queue_time_ms = -1;
+	ev.code = code;
+	ev.reason = reason;
+	ev.dmarc = dmarc;
+	ev.tls_verified = -1;
+	ev.count = -1;
+	evlog_write(&ev);
+}
+
+/* The message is queued: one reception line per recipient (so that
+ * `outpost log --rcpt` finds it), and the acceptance latency. */
+static void
+smtp_server_log_reception(struct smtp_server_session *s,
+			  const struct intake_req *req,
+			  const struct queue_op *op)
+{
+	struct evlog_event ev;
+	struct timespec now;
+	char sid[QUEUE_ID_HEX_BYTES];
+	uint32_t i;
+
+	memset(&ev, 0, sizeof(ev));
+	queue_id_format(s->id, sid);
+	ev.type = EV_RECEPTION;
+	ev.id = op->env.id;
+	ev.session = sid;
+	ev.user = s->user != NULL ? s->user->name : NULL;
+	ev.client = s->client_str;
+	ev.sender = op->env.sender;
+	ev.size = op->env.size;
+	ev.nrcpts = (int)op->env.nrcpts;
+	ev.attempt = -1;
+	ev.queue_time_ms = -1;
+	ev.tls_version = NULL;
+	ev.tls_verified = -1;
+	ev.dkim = req->dkim[0] ? req->dkim : NULL;
+	ev.dmarc = req->result[0] ? req->result : NULL;
+	ev.reason = req->held ? "held by the DMARC policy action" : NULL;
+	ev.count = -1;
+	for (i = 0; i < op->env.nrcpts; i++) {
+		ev.rcpt = op->env.rcpts[i].addr;
+		evlog_write(&ev);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	metrics_observe(&metrics_accept_latency,
+			(double)(now.tv_sec - s->eod.tv_sec) +
+			    (double)(now.tv_nsec - s->eod.tv_nsec) / 1e9);
+	if (req->dkim[0])
+		metrics_observe(&metrics_sign_seconds, req->sign_s);
+}
+
 /* Queueing ------------------------------------------------------------ */
 
 /* The intake is over (refused, queued or failed): answer the client. */
@@ -546,6 +624,8 @@ smtp_server_on_intake(struct intake_req *req)
 		}
 	} else if (req->code != 0) {
 		STATS_INC(messages_rejected);
+		smtp_server_log_reject(s, req->code, req->reply, NULL,
+				       req->result[0] ? req->result : NULL);
 		smtp_server_reply(s, "%d %s", req->code, req->reply);
 		if (req->code >= 500)
 			smtp_server_error(s);
@@ -559,6 +639,7 @@ smtp_server_on_intake(struct intake_req *req)
 			  " rcpts=%" PRIu32 " %s%s",
 			  s->id, qid, op->env.size, op->env.nrcpts, req->result,
 			  req->held ? " (held)" : "");
+		smtp_server_log_reception(s, req, op);
 		smtp_server_reply(s, "250 2.0.0 %s queued%s", qid,
 				  req->held ? " (held by policy)" : "");
 		smtp_server_idle(s);
@@ -608,6 +689,13 @@ smtp_server_message_end(struct smtp_server_session *s)
 		log_info("%016" PRIx64 " smtp message refused from %s "
 			 "(bad=0x%x)",
 			 s->id, s->client_str, s->bad);
+		smtp_server_log_reject(
+		    s, s->bad & BAD_SIZE ? 552 : 550,
+		    s->bad & BAD_SIZE   ? "message too large"
+		    : s->bad & BAD_BARE ? "bare CR or LF in message data"
+		    : s->bad & BAD_NUL  ? "NUL in message data"
+					: "line longer than 998 characters",
+		    NULL, NULL);
 		smtp_server_error(s);
 		smtp_server_idle(s);
 		return;
@@ -644,6 +732,7 @@ smtp_server_message_end(struct smtp_server_session *s)
 	s->body_len = s->body_cap = 0;
 	s->pending++;
 	smtp_server_busy(s);
+	clock_gettime(CLOCK_MONOTONIC, &s->eod);
 	memset(&s->intake, 0, sizeof(s->intake));
 	s->intake.loop = s->loop;
 	s->intake.dns = s->loop->dns;
@@ -708,6 +797,10 @@ smtp_server_input_data(struct smtp_server_session *s, struct evbuffer *in)
 		log_info("%016" PRIx64 " smtp bare CR or LF in DATA from %s; "
 			 "closing",
 			 s->id, s->client_str);
+		smtp_server_log_reject(s, 521,
+				       "bare CR or LF in message data "
+				       "(SMTP smuggling)",
+				       NULL, NULL);
 		smtp_server_reply(s,
 				  "521 5.5.2 %s Error: bare CR or LF in "
 				  "message data (RFC 5321 2.3.8)",
@@ -961,6 +1054,10 @@ cmd_mail(struct smtp_server_session *s, char *arg)
 	    (s->sender.null ? !smtp_server_user_may_null(s->user)
 			    : !conf_user_may_send(s->user, s->sender.domain))) {
 		STATS_INC(rejected_sender);
+		smtp_server_log_reject(s, 550,
+				       "sender domain not allowed for "
+				       "this user",
+				       NULL, NULL);
 		log_info("%016" PRIx64 " smtp sender domain %s refused for "
 			 "user %s",
 			 s->id, s->sender.null ? "<>" : s->sender.domain,
@@ -996,6 +1093,8 @@ cmd_rcpt(struct smtp_server_session *s, char *arg)
 		STATS_INC(rejected_relay);
 		log_info("%016" PRIx64 " smtp relay denied for %s", s->id,
 			 s->client_str);
+		smtp_server_log_reject(s, 554, "relay access denied", NULL,
+				       NULL);
 		smtp_server_reply(s, "554 5.7.1 Relay access denied");
 		smtp_server_error(s);
 		return;

@@ -1,6 +1,9 @@
 /*
  * stats.h — process-wide counters (atomics), read by the metrics endpoint
- * and the shutdown summary.  Increment with STATS_INC(); any thread.
+ * (mta/metrics.c renders every field; a new field needs a line in its
+ * table) and the shutdown summary.  Increment with STATS_INC(); any thread.
+ * Counters only ever grow.  The rejected_* fields are disjoint reasons
+ * (outpost_messages_rejected_total{reason=…}): bump exactly one per refusal.
  */
 #ifndef OUTPOST_MTA_STATS_H
 #define OUTPOST_MTA_STATS_H
@@ -21,6 +24,10 @@ struct stats {
 	_Atomic uint64_t rejected_sender;
 	_Atomic uint64_t rejected_smuggling; /* bare CR/LF */
 	_Atomic uint64_t rejected_dmarc;     /* would fail DMARC, or 451 */
+	_Atomic uint64_t rejected_size;      /* over the size limit: at MAIL
+						(SIZE=) or at the end of data */
+	_Atomic uint64_t rejected_content;   /* NUL, line > 998, malformed
+						header, not one From: address */
 	_Atomic uint64_t dkim_signatures;
 	_Atomic uint64_t auth_success;
 	_Atomic uint64_t auth_failures;

@@ -41,6 +41,7 @@
 struct queue {
 	MDB_env *env;
 	MDB_dbi db_env, db_body, db_sched, db_meta;
+	queue_commit_fn *commit_hook; /* set before ops flow; read-only then */
 	struct crypt_key *key;
 	unsigned flags;
 	char *path;
@@ -540,6 +541,8 @@ queue_batch_commit(struct queue *q, struct queue_op *batch)
 	q->stats.ops += ok;
 	q->stats.failed_ops += failed;
 	pthread_mutex_unlock(&q->stats_mu);
+	if (rc == 0 && live > 0 && q->commit_hook != NULL)
+		q->commit_hook((unsigned)ok, commit_us);
 	/* done() may free the op: read next first. */
 	for (op = batch; op != NULL; op = next) {
 		next = op->next;
@@ -651,6 +654,12 @@ queue_submit(struct queue *q, struct queue_op *op, queue_done_fn *done,
 		pthread_mutex_unlock(&q->stats_mu);
 		done(op, -1, arg);
 	}
+}
+
+void
+queue_commit_hook(struct queue *q, queue_commit_fn *fn)
+{
+	q->commit_hook = fn;
 }
 
 void
@@ -1074,14 +1083,26 @@ int
 queue_walk(struct queue *q, queue_walk_fn *fn, void *arg, char *err,
 	   size_t errlen)
 {
+	return queue_walk_range(q, 0, UINT64_MAX, fn, arg, err, errlen);
+}
+
+/* One read transaction from the first key >= FIRST while the id is <= LAST:
+ * several threads can each walk a slice of "env" (queue summary). */
+int
+queue_walk_range(struct queue *q, uint64_t first, uint64_t last,
+		 queue_walk_fn *fn, void *arg, char *err, size_t errlen)
+{
 	struct queue_plain buf = { 0 };
 	struct queue_envelope env;
+	uint8_t k[QUEUE_ENV_KEY_BYTES];
 	MDB_txn *txn = NULL;
 	MDB_cursor *cur = NULL;
 	MDB_val key, val;
-	MDB_cursor_op how = MDB_FIRST;
+	MDB_cursor_op how = MDB_SET_RANGE;
 	int rc, ret = -1;
 
+	if (first > last)
+		return 0;
 	if (queue_txn_read(q, &txn, err, errlen) != 0)
 		return -1;
 	if ((rc = mdb_cursor_open(txn, q->db_env, &cur)) != 0) {
@@ -1089,6 +1110,9 @@ queue_walk(struct queue *q, queue_walk_fn *fn, void *arg, char *err,
 			  mdb_strerror(rc));
 		goto done;
 	}
+	queue_env_key(k, first);
+	key.mv_data = k;
+	key.mv_size = sizeof(k);
 	for (;; how = MDB_NEXT) {
 		if ((rc = mdb_cursor_get(cur, &key, &val, how)) ==
 		    MDB_NOTFOUND) {
@@ -1098,6 +1122,11 @@ queue_walk(struct queue *q, queue_walk_fn *fn, void *arg, char *err,
 		if (rc != 0) {
 			queue_err(err, errlen, "%s: reading env: %s", q->path,
 				  mdb_strerror(rc));
+			break;
+		}
+		if (key.mv_size == QUEUE_ENV_KEY_BYTES &&
+		    record_be64_get(key.mv_data) > last) {
+			ret = 0;
 			break;
 		}
 		if (queue_env_decode(q, &key, &val, &buf, &env, err, errlen) !=

@@ -176,6 +176,11 @@ typedef int queue_walk_fn(const struct queue_envelope *env, void *arg);
  * stop (that value is returned).  -1 on error (err set). */
 int queue_walk(struct queue *q, queue_walk_fn *fn, void *arg, char *err,
 	       size_t errlen);
+/* queue_walk_range — as queue_walk(), over the envelopes whose id is in
+ * [FIRST, LAST] only, in its own read transaction: threads may each walk a
+ * slice of the queue at once (`outpost queue summary`). */
+int queue_walk_range(struct queue *q, uint64_t first, uint64_t last,
+		     queue_walk_fn *fn, void *arg, char *err, size_t errlen);
 /* queue_sched_walk — every entry of the schedule index in due order:
  * FN(due_ms, id, flags (QUEUE_F_HELD or 0), arg).  No decryption: this is
  * what start-up reads.  Returns as queue_walk(). */
@@ -202,6 +207,15 @@ struct queue_stats {
 	uint64_t commit_us_total; /* time spent in mdb_txn_commit */
 };
 void queue_stats_get(struct queue *q, struct queue_stats *st);
+
+/*
+ * queue_commit_hook — FN(ops, commit_us) is called on the writer thread
+ * after every committed write transaction (for the metrics' batch-size and
+ * commit-time histograms).  It must be quick and thread-safe.  Set it before
+ * submitting ops; NULL removes it.
+ */
+typedef void queue_commit_fn(unsigned ops, uint64_t commit_us);
+void queue_commit_hook(struct queue *q, queue_commit_fn *fn);
 
 /*
  * Key files (queue key, log-hash key): 32 bytes as 64 hex digits and a newline.

@@ -138,10 +138,14 @@ class Daemon:
         self.port = self.ports[listeners[0][0]]
         relay = ('relay { networks = { "127.0.0.0/8", "::1/128" } }\n'
                  if relay_loopback else "")
+        # Metrics on a port of its own (parallel daemons must not clash).
+        self.metrics_port = free_port()
         text = ('hostname = "outpost.test"\n'
                 'data_dir = "%s"\n'
                 'tls { generate = true }\n'
-                '%s%s%s\n' % (self.data, "".join(blocks), relay, config))
+                'metrics { listen = "127.0.0.1:%d" }\n'
+                '%s%s%s\n' % (self.data, self.metrics_port,
+                               "".join(blocks), relay, config))
         with open(self.conf_path, "w") as f:
             f.write(text)
 

@@ -1,0 +1,1162 @@
+/*
+ * control.c — the control socket (protocol: control.h).
+ * Owns: the listening socket, its sessions (one command each) and the audit
+ * log.  Must not: change the queue itself (every change goes through the
+ * scheduler: sched_admin, sched_suspend), trust anything the client says
+ * about who it is (SO_PEERCRED only), or write an address in clear.
+ * Threads: the delivery loop; audit records are written on the worker pool
+ * (worker_submit) and the answer is sent from the completion.
+ * Invariants: a session answers exactly once; a session waiting for the
+ * scheduler or the audit log is freed by that completion, never before.
+ */
+#define _GNU_SOURCE /* struct ucred (SO_PEERCRED) */
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "conf/conf.h"
+#include "queue/queue.h"
+#include "mta/control.h"
+#include "mta/delivery.h"
+#include "mta/evlog.h"
+#include "mta/log.h"
+#include "mta/loop.h"
+#include "mta/worker.h"
+
+#define CONTROL_ARG_MAX       256 /* id, domain or user, NUL included */
+#define CONTROL_DOMAIN_MAX    253
+#define CONTROL_REASON_MAX    200 /* bytes of a suspension reason */
+#define CONTROL_RESULT_MAX    320 /* the final answer line */
+#define CONTROL_COMMAND_MAX   (2 * CONTROL_LINE_MAX) /* scrubbed command */
+#define CONTROL_AUDIT_MAX     (CONTROL_COMMAND_MAX + 1024)
+#define CONTROL_BACKLOG       16
+#define CONTROL_ACCEPT_PAUSE_MS 1000 /* after accept() failed (EMFILE) */
+
+enum control_state {
+	CS_READ,  /* waiting for the command line */
+	CS_RUN,   /* handed to the scheduler */
+	CS_AUDIT, /* the audit record is being written (worker pool) */
+	CS_WRITE, /* the answer is being flushed; then the session ends */
+	CS__COUNT
+};
+
+static const struct cs_info {
+	const char *name;
+	int read_timeout_ms;  /* 0: not reading */
+	int write_timeout_ms; /* 0: not writing */
+} cs_info[CS__COUNT] = {
+	[CS_READ] = { "read", CONTROL_TIMEOUT_MS, CONTROL_TIMEOUT_MS },
+	[CS_RUN] = { "run", 0, 0 },
+	[CS_AUDIT] = { "audit", 0, 0 },
+	[CS_WRITE] = { "write", 0, CONTROL_TIMEOUT_MS },
+};
+
+struct control_session;
+
+#define CCF_AUDIT 0x1u /* recorded in the audit log, also when it works */
+
+struct control_cmd {
+	const char *verb;
+	unsigned right;         /* CONF_RIGHT_* needed */
+	unsigned flags;         /* CCF_* */
+	enum sched_admin_op op; /* control_run_admin */
+	int (*parse)(struct control_session *s, char *args);
+	void (*run)(struct control_session *s);
+};
+
+struct control_session {
+	struct bufferevent *bev; /* NULL once dropped while a completion is due */
+	enum control_state state;
+	uid_t uid;
+	pid_t pid;
+	const struct control_cmd *cmd;
+	bool refused; /* lacked the right: recorded, answered with err */
+	/* the request */
+	enum sched_admin_sel sel;
+	char arg[CONTROL_ARG_MAX]; /* queue id (hex), domain or user */
+	uint64_t id;               /* SAS_ID */
+	uint64_t seconds;          /* suspend */
+	char reason[CONTROL_REASON_MAX * 2];
+	char command[CONTROL_COMMAND_MAX]; /* as received, scrubbed */
+	/* the result */
+	bool ok;
+	int count; /* -1: none */
+	char result[CONTROL_RESULT_MAX];
+	int audit_status; /* 0 written (or no audit log), -1 failed */
+	char audit_err[160];
+	struct control_session *prev, *next;
+};
+
+static struct {
+	bool started, stopped;
+	const struct conf *conf;
+	struct loop *loop;
+	struct evconnlistener *listener;
+	struct event *resume_ev; /* re-enable accepting after EMFILE */
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	dev_t dev; /* of the socket file we made, to remove only ours */
+	ino_t ino;
+	char audit_path[PATH_MAX]; /* "" = no audit log */
+	struct control_session *sessions;
+	unsigned nsessions;
+} C;
+
+static int control_parse_none(struct control_session *s, char *args);
+static int control_parse_check(struct control_session *s, char *args);
+static int control_parse_sel(struct control_session *s, char *args);
+static int control_parse_suspend(struct control_session *s, char *args);
+static int control_parse_resume(struct control_session *s, char *args);
+static void control_run_ping(struct control_session *s);
+static void control_run_suspensions(struct control_session *s);
+static void control_run_check(struct control_session *s);
+static void control_run_admin(struct control_session *s);
+static void control_run_suspend(struct control_session *s);
+
+static const struct control_cmd control_cmds[] = {
+	{ "ping", CONF_RIGHT_READ, 0, 0, control_parse_none, control_run_ping },
+	{ "suspensions", CONF_RIGHT_READ, 0, 0, control_parse_none,
+	  control_run_suspensions },
+	{ "check", CONF_RIGHT_EXPORT, CCF_AUDIT, 0, control_parse_check,
+	  control_run_check },
+	{ "hold", CONF_RIGHT_WRITE, CCF_AUDIT, SA_HOLD, control_parse_sel,
+	  control_run_admin },
+	{ "release", CONF_RIGHT_WRITE, CCF_AUDIT, SA_RELEASE,
+	  control_parse_sel, control_run_admin },
+	{ "retry", CONF_RIGHT_WRITE, CCF_AUDIT, SA_RETRY, control_parse_sel,
+	  control_run_admin },
+	{ "delete", CONF_RIGHT_DELETE, CCF_AUDIT, SA_DELETE, control_parse_sel,
+	  control_run_admin },
+	{ "bounce", CONF_RIGHT_DELETE, CCF_AUDIT, SA_BOUNCE, control_parse_sel,
+	  control_run_admin },
+	{ "suspend", CONF_RIGHT_WRITE, CCF_AUDIT, 0, control_parse_suspend,
+	  control_run_suspend },
+	{ "resume", CONF_RIGHT_WRITE, CCF_AUDIT, 0, control_parse_resume,
+	  control_run_suspend },
+};
+
+#define CONTROL_NCMDS (sizeof(control_cmds) / sizeof(control_cmds[0]))
+
+static const struct control_cmd *
+control_cmd_find(const char *verb)
+{
+	size_t i;
+
+	for (i = 0; i < CONTROL_NCMDS; i++)
+		if (strcmp(verb, control_cmds[i].verb) == 0)
+			return &control_cmds[i];
+	return NULL;
+}
+
+static void control_result(struct control_session *s, bool ok,
+			   const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* The final answer line ("ok …" / "err …"), without its LF. */
+static void
+control_result(struct control_session *s, bool ok, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	s->ok = ok;
+	va_start(ap, fmt);
+	n = vsnprintf(s->result, sizeof(s->result), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		snprintf(s->result, sizeof(s->result), "err internal error");
+	/* A truncated "err …" is still an answer. */
+}
+
+/* Sessions ------------------------------------------------------------- */
+
+static void
+control_session_free(struct control_session *s)
+{
+	if (s->bev != NULL)
+		bufferevent_free(s->bev);
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		C.sessions = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	C.nsessions--;
+	free(s);
+}
+
+static void
+control_timeouts(struct bufferevent *bev, int read_ms, int write_ms)
+{
+	struct timeval r = { read_ms / 1000, (read_ms % 1000) * 1000 };
+	struct timeval w = { write_ms / 1000, (write_ms % 1000) * 1000 };
+
+	bufferevent_set_timeouts(bev, read_ms > 0 ? &r : NULL,
+				 write_ms > 0 ? &w : NULL);
+}
+
+/* The only writer of s->state. */
+static void
+control_enter(struct control_session *s, enum control_state st)
+{
+	if (s->state != st)
+		log_debug("control uid %u: %s -> %s", (unsigned)s->uid,
+			  cs_info[s->state].name, cs_info[st].name);
+	s->state = st;
+	if (s->bev == NULL)
+		return;
+	if (cs_info[st].read_timeout_ms > 0)
+		bufferevent_enable(s->bev, EV_READ);
+	else
+		bufferevent_disable(s->bev, EV_READ);
+	control_timeouts(s->bev, cs_info[st].read_timeout_ms,
+			 cs_info[st].write_timeout_ms);
+}
+
+/* Send s->result and end the session once it is flushed. */
+static void
+control_answer(struct control_session *s)
+{
+	if (s->bev == NULL) { /* the client (or the daemon) left meanwhile */
+		control_session_free(s);
+		return;
+	}
+	control_enter(s, CS_WRITE);
+	if (evbuffer_add_printf(bufferevent_get_output(s->bev), "%s\n",
+				s->result) < 0) {
+		control_session_free(s);
+		return;
+	}
+	/* control_write_cb frees the session once the output drained. */
+}
+
+/* Audit ---------------------------------------------------------------- */
+
+/* Append S as a JSON string (quoted) to BUF at *off; truncates quietly. */
+static void
+control_json_str(char *buf, size_t size, size_t *off, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = (const unsigned char *)s;
+	char esc[8];
+	size_t n;
+
+	if (*off + 1 < size)
+		buf[(*off)++] = '"';
+	for (; *p != '\0'; p++) {
+		if (*p == '"' || *p == '\\') {
+			esc[0] = '\\';
+			esc[1] = (char)*p;
+			n = 2;
+		} else if (*p < 0x20 || *p == 0x7f) {
+			memcpy(esc, "\\u00", 4);
+			esc[4] = hex[*p >> 4];
+			esc[5] = hex[*p & 0xf];
+			n = 6;
+		} else {
+			esc[0] = (char)*p;
+			n = 1;
+		}
+		if (*off + n + 2 > size)
+			break;
+		memcpy(buf + *off, esc, n);
+		*off += n;
+	}
+	if (*off + 1 < size)
+		buf[(*off)++] = '"';
+	buf[*off < size ? *off : size - 1] = '\0';
+}
+
+static void control_cat(char *buf, size_t size, size_t *off, const char *fmt,
+			...) __attribute__((format(printf, 4, 5)));
+
+static void
+control_cat(char *buf, size_t size, size_t *off, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (*off >= size)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(buf + *off, size - *off, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		*off = (size_t)n < size - *off ? *off + (size_t)n : size - 1;
+}
+
+/* The caller's name: from the password database, else the uid. */
+static void
+control_user_name(uid_t uid, char *out, size_t outlen)
+{
+	struct passwd pw, *res = NULL;
+	char buf[4096];
+
+	if (getpwuid_r(uid, &pw, buf, sizeof(buf), &res) == 0 && res != NULL &&
+	    pw.pw_name != NULL && pw.pw_name[0] != '\0')
+		log_escape(out, outlen, pw.pw_name, strlen(pw.pw_name));
+	else
+		snprintf(out, outlen, "%u", (unsigned)uid);
+}
+
+/* Write one record: O_APPEND, then fsync.  0, or -1 with s->audit_err. */
+static int
+control_audit_append(struct control_session *s, const char *line, size_t len)
+{
+	int fd;
+	ssize_t w;
+
+	fd = open(C.audit_path,
+		  O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		goto fail;
+	/* One write(2) of a whole line: records of concurrent writers never
+	 * interleave (O_APPEND on a local file). */
+	while ((w = write(fd, line, len)) < 0 && errno == EINTR)
+		;
+	if (w < 0 || (size_t)w != len) {
+		if (w >= 0)
+			errno = EIO;
+		goto fail_fd;
+	}
+	if (fsync(fd) != 0)
+		goto fail_fd;
+	if (close(fd) != 0)
+		goto fail;
+	return 0;
+fail_fd:
+	w = errno;
+	close(fd);
+	errno = (int)w;
+fail:
+	snprintf(s->audit_err, sizeof(s->audit_err), "%s", strerror(errno));
+	return -1;
+}
+
+/*
+ * Worker pool (or the loop, after control_stop): the audit record and the
+ * EV_ADMIN event.  Reads only the request and result fields of S, which the
+ * loop leaves alone while the session is in CS_AUDIT.
+ */
+static void
+control_audit_run(void *arg)
+{
+	struct control_session *s = arg;
+	struct evlog_event ev;
+	struct timespec ts;
+	struct tm tm;
+	char user[128], admin[160], when[40], line[CONTROL_AUDIT_MAX];
+	int64_t now_ms;
+	size_t off = 0;
+	time_t t;
+
+	control_user_name(s->uid, user, sizeof(user));
+	clock_gettime(CLOCK_REALTIME, &ts);
+	now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	t = ts.tv_sec;
+	if (gmtime_r(&t, &tm) == NULL ||
+	    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+		when[0] = '\0';
+	control_cat(line, sizeof(line), &off, "{\"time\":\"%s.%03dZ\"", when,
+		    (int)(now_ms % 1000));
+	control_cat(line, sizeof(line), &off,
+		    ",\"time_ms\":%" PRId64 ",\"uid\":%u,\"pid\":%ld,\"user\":",
+		    now_ms, (unsigned)s->uid, (long)s->pid);
+	control_json_str(line, sizeof(line), &off, user);
+	control_cat(line, sizeof(line), &off, ",\"command\":");
+	control_json_str(line, sizeof(line), &off, s->command);
+	control_cat(line, sizeof(line), &off, ",\"result\":");
+	control_json_str(line, sizeof(line), &off, s->result);
+	/* Leave room for the closing brace and LF even when truncated. */
+	if (off > sizeof(line) - 3)
+		off = sizeof(line) - 3;
+	line[off++] = '}';
+	line[off++] = '\n';
+	line[off] = '\0';
+	s->audit_status = 0;
+	if (C.audit_path[0] != '\0')
+		s->audit_status = control_audit_append(s, line, off);
+
+	snprintf(admin, sizeof(admin), "%s (uid %u)", user, (unsigned)s->uid);
+	memset(&ev, 0, sizeof(ev));
+	ev.type = EV_ADMIN;
+	ev.time_ms = now_ms;
+	ev.nrcpts = ev.attempt = ev.tls_verified = -1;
+	ev.queue_time_ms = -1;
+	ev.admin = admin;
+	ev.command = s->command;
+	ev.count = s->ok ? s->count : -1;
+	if (!s->ok)
+		ev.reason = strncmp(s->result, "err ", 4) == 0 ? s->result + 4
+							      : s->result;
+	else if (s->reason[0] != '\0')
+		ev.reason = s->reason;
+	if (s->cmd != NULL && s->cmd->parse == control_parse_sel &&
+	    s->sel == SAS_ID)
+		ev.id = s->id;
+	if (s->arg[0] != '\0' && s->cmd != NULL &&
+	    ((s->cmd->parse == control_parse_sel && s->sel == SAS_DOMAIN) ||
+	     s->cmd->run == control_run_suspend))
+		ev.destination = s->arg;
+	evlog_write(&ev);
+	log_info("control: %s (uid %u): %s: %s", user, (unsigned)s->uid,
+		 s->command, s->result);
+}
+
+/* Delivery loop: the record is written (or not); answer. */
+static void
+control_audit_done(void *arg)
+{
+	struct control_session *s = arg;
+
+	if (s->audit_status != 0) {
+		log_warnx("control: audit log %s: %s; not recorded there: "
+			  "uid %u: %s: %s",
+			  C.audit_path, s->audit_err, (unsigned)s->uid,
+			  s->command, s->result);
+		/* Contents are only shown when the look is on record. */
+		if (s->cmd != NULL && s->cmd->run == control_run_check &&
+		    s->ok && !s->refused)
+			control_result(s, false, "err audit log unavailable");
+	}
+	control_answer(s);
+}
+
+/* The result is known: record it if it must be, then answer. */
+static void
+control_finish(struct control_session *s)
+{
+	if (s->refused || (s->cmd != NULL && (s->cmd->flags & CCF_AUDIT))) {
+		control_enter(s, CS_AUDIT);
+		if (C.stopped) {
+			/* Shutting down: the pool may be gone already. */
+			control_audit_run(s);
+			control_audit_done(s);
+			return;
+		}
+		worker_submit(C.loop, control_audit_run, control_audit_done, s);
+		return;
+	}
+	control_answer(s);
+}
+
+/* Parsing ---------------------------------------------------------------- */
+
+/* The next space-separated word of *P (NUL-terminated in place), or NULL. */
+static char *
+control_word(char **p)
+{
+	char *w = *p, *sp;
+
+	if (w == NULL || *w == '\0')
+		return NULL;
+	if ((sp = strchr(w, ' ')) != NULL) {
+		*sp = '\0';
+		*p = sp + 1;
+	} else
+		*p = w + strlen(w);
+	return w;
+}
+
+/* Is S a host name (letters, digits, '-', '_', dots between labels)?  Copy
+ * it lower-case, without a trailing dot, into OUT. */
+static bool
+control_domain_ok(const char *s, char *out, size_t outlen)
+{
+	size_t n = strlen(s), i;
+
+	if (n > 0 && s[n - 1] == '.')
+		n--;
+	if (n == 0 || n > CONTROL_DOMAIN_MAX || n >= outlen || s[0] == '.')
+		return false;
+	for (i = 0; i < n; i++) {
+		char ch = s[i];
+
+		if (ch == '.' && s[i + 1] == '.')
+			return false;
+		if (ch >= 'A' && ch <= 'Z')
+			ch = (char)(ch - 'A' + 'a');
+		else if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+			   ch == '-' || ch == '.' || ch == '_'))
+			return false;
+		out[i] = ch;
+	}
+	out[n] = '\0';
+	return true;
+}
+
+static int
+control_parse_none(struct control_session *s, char *args)
+{
+	if (*args != '\0') {
+		control_result(s, false, "err \"%s\" takes no argument",
+			       s->cmd->verb);
+		return -1;
+	}
+	return 0;
+}
+
+/* check export [id HEX16] */
+static int
+control_parse_check(struct control_session *s, char *args)
+{
+	char *what = control_word(&args), *kw, *id;
+
+	if (what == NULL || strcmp(what, "export") != 0) {
+		control_result(s, false, "err usage: check export [id HEX16]");
+		return -1;
+	}
+	if (*args == '\0')
+		return 0;
+	kw = control_word(&args);
+	id = control_word(&args);
+	if (kw == NULL || strcmp(kw, "id") != 0 || id == NULL ||
+	    *args != '\0' || strlen(id) != QUEUE_ID_HEX_BYTES - 1 ||
+	    queue_id_parse(id, &s->id) != 0) {
+		control_result(s, false, "err usage: check export [id HEX16]");
+		return -1;
+	}
+	snprintf(s->arg, sizeof(s->arg), "%s", id);
+	return 0;
+}
+
+/* SEL = id HEX16 | domain DOMAIN | user USER | all */
+static int
+control_parse_sel(struct control_session *s, char *args)
+{
+	char *kw = control_word(&args), *v = NULL;
+
+	if (kw != NULL && strcmp(kw, "all") == 0 && *args == '\0') {
+		s->sel = SAS_ALL;
+		return 0;
+	}
+	if (kw != NULL)
+		v = control_word(&args);
+	if (kw == NULL || v == NULL || *args != '\0')
+		goto usage;
+	if (strcmp(kw, "id") == 0) {
+		if (strlen(v) != QUEUE_ID_HEX_BYTES - 1 ||
+		    queue_id_parse(v, &s->id) != 0) {
+			control_result(s, false,
+				       "err bad queue id (16 hex digits)");
+			return -1;
+		}
+		s->sel = SAS_ID;
+		queue_id_format(s->id, s->arg);
+		return 0;
+	}
+	if (strcmp(kw, "domain") == 0) {
+		if (!control_domain_ok(v, s->arg, sizeof(s->arg))) {
+			control_result(s, false, "err bad domain");
+			return -1;
+		}
+		s->sel = SAS_DOMAIN;
+		return 0;
+	}
+	if (strcmp(kw, "user") == 0) {
+		if (strlen(v) >= sizeof(s->arg)) {
+			control_result(s, false, "err user name too long");
+			return -1;
+		}
+		snprintf(s->arg, sizeof(s->arg), "%s", v);
+		s->sel = SAS_USER;
+		return 0;
+	}
+usage:
+	control_result(s, false,
+		       "err usage: %s id HEX16 | domain DOMAIN | user USER | "
+		       "all",
+		       s->cmd->verb);
+	return -1;
+}
+
+/* suspend DOMAIN SECONDS [REASON…] */
+static int
+control_parse_suspend(struct control_session *s, char *args)
+{
+	char *dom = control_word(&args), *secs = control_word(&args), *end;
+	unsigned long long v;
+
+	if (dom == NULL || secs == NULL) {
+		control_result(s, false,
+			       "err usage: suspend DOMAIN SECONDS [REASON]");
+		return -1;
+	}
+	if (!control_domain_ok(dom, s->arg, sizeof(s->arg))) {
+		control_result(s, false, "err bad domain");
+		return -1;
+	}
+	errno = 0;
+	v = strtoull(secs, &end, 10);
+	if (secs[0] < '0' || secs[0] > '9' || *end != '\0' || errno != 0 ||
+	    v == 0 || v > CONTROL_SUSPEND_MAX_S) {
+		control_result(s, false, "err SECONDS: 1 to %d",
+			       CONTROL_SUSPEND_MAX_S);
+		return -1;
+	}
+	s->seconds = v;
+	if (strlen(args) > CONTROL_REASON_MAX) {
+		control_result(s, false, "err reason longer than %d bytes",
+			       CONTROL_REASON_MAX);
+		return -1;
+	}
+	/* Shown by `queue summary` and logged: no address in clear. */
+	log_escape(s->reason, sizeof(s->reason), args, strlen(args));
+	return 0;
+}
+
+/* resume DOMAIN */
+static int
+control_parse_resume(struct control_session *s, char *args)
+{
+	char *dom = control_word(&args);
+
+	if (dom == NULL || *args != '\0') {
+		control_result(s, false, "err usage: resume DOMAIN");
+		return -1;
+	}
+	if (!control_domain_ok(dom, s->arg, sizeof(s->arg))) {
+		control_result(s, false, "err bad domain");
+		return -1;
+	}
+	s->seconds = 0;
+	return 0;
+}
+
+/* Commands --------------------------------------------------------------- */
+
+static void
+control_run_ping(struct control_session *s)
+{
+	control_result(s, true, "ok");
+	control_finish(s);
+}
+
+static void
+control_run_check(struct control_session *s)
+{
+	control_result(s, true, "ok");
+	control_finish(s);
+}
+
+static void
+control_run_suspensions(struct control_session *s)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	size_t len = 4096, need, i, start;
+	unsigned n = 0;
+	char *buf, *nb;
+
+	if ((buf = malloc(len)) == NULL)
+		goto oom;
+	need = sched_suspensions(buf, len);
+	if (need >= len) {
+		len = need + 1;
+		if ((nb = realloc(buf, len)) == NULL)
+			goto oom;
+		buf = nb;
+		need = sched_suspensions(buf, len);
+		if (need >= len)
+			need = len - 1;
+	}
+	for (start = i = 0; i < need; i++) {
+		if (buf[i] != '\n') {
+			/* Nothing but printable ASCII goes out. */
+			if ((unsigned char)buf[i] < 0x20 ||
+			    (unsigned char)buf[i] > 0x7e)
+				buf[i] = '?';
+			continue;
+		}
+		if (i > start) {
+			evbuffer_add_printf(out, "suspended %.*s\n",
+					    (int)(i - start), buf + start);
+			n++;
+		}
+		start = i + 1;
+	}
+	free(buf);
+	control_result(s, true, "ok %u", n);
+	control_finish(s);
+	return;
+oom:
+	free(buf);
+	control_result(s, false, "err out of memory");
+	control_finish(s);
+}
+
+/* Delivery loop, from the scheduler (possibly from within sched_admin). */
+static void
+control_admin_cb(unsigned count, const char *err, void *arg)
+{
+	struct control_session *s = arg;
+
+	if (err != NULL) {
+		char esc[200];
+
+		log_escape(esc, sizeof(esc), err, strlen(err));
+		control_result(s, false, "err %s", esc);
+	} else {
+		s->count = count > INT_MAX ? INT_MAX : (int)count;
+		control_result(s, true, "ok %u", count);
+	}
+	control_finish(s);
+}
+
+static void
+control_run_admin(struct control_session *s)
+{
+	control_enter(s, CS_RUN);
+	/* S may be gone when this returns: CB can run at once. */
+	sched_admin(s->cmd->op, s->sel, s->sel == SAS_ALL ? "" : s->arg,
+		    control_admin_cb, s);
+}
+
+/* suspend and resume */
+static void
+control_run_suspend(struct control_session *s)
+{
+	char err[200];
+
+	if (sched_suspend(s->arg, s->seconds * 1000,
+			  s->reason[0] != '\0' ? s->reason : NULL, err,
+			  sizeof(err)) != 0)
+		control_result(s, false, "err %s", err);
+	else {
+		s->count = 1;
+		control_result(s, true, "ok 1");
+	}
+	control_finish(s);
+}
+
+/* One command line (LEN bytes, NUL-terminated, without its LF). */
+static void
+control_command(struct control_session *s, char *line, size_t len)
+{
+	const struct control_cmd *cmd;
+	const char *need;
+	unsigned rights;
+	char *p = line, *verb;
+	size_t i;
+
+	log_escape(s->command, sizeof(s->command), line, len);
+	for (i = 0; i < len; i++)
+		if ((unsigned char)line[i] < 0x20 ||
+		    (unsigned char)line[i] > 0x7e ||
+		    (line[i] == ' ' &&
+		     (i == 0 || i + 1 == len || line[i + 1] == ' ')))
+			break;
+	if (len == 0 || i < len) {
+		control_result(s, false,
+			       "err malformed command (printable ASCII words "
+			       "separated by single spaces)");
+		control_answer(s);
+		return;
+	}
+	verb = control_word(&p);
+	if (verb == NULL || (cmd = control_cmd_find(verb)) == NULL) {
+		control_result(s, false, "err unknown command \"%.40s\"",
+			       verb != NULL ? verb : "");
+		control_answer(s);
+		return;
+	}
+	s->cmd = cmd;
+	rights = conf_rights_for_uid(C.conf, s->uid);
+	if ((rights & cmd->right) == 0) {
+		need = conf_right_name(cmd->right);
+		s->refused = true;
+		control_result(s, false,
+			       "err permission denied: \"%s\" right needed "
+			       "(uid %u)",
+			       need != NULL ? need : "?", (unsigned)s->uid);
+		control_finish(s);
+		return;
+	}
+	if (cmd->parse(s, p) != 0) {
+		control_answer(s);
+		return;
+	}
+	cmd->run(s);
+}
+
+/* libevent callbacks ------------------------------------------------------ */
+
+static void
+control_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct control_session *s = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	struct evbuffer_ptr lf;
+	size_t len = evbuffer_get_length(in);
+	char line[CONTROL_LINE_MAX];
+
+	if (s->state != CS_READ)
+		return;
+	lf = evbuffer_search(in, "\n", 1, NULL);
+	if (lf.pos < 0) {
+		if (len >= CONTROL_LINE_MAX) {
+			control_result(s, false,
+				       "err command longer than %d bytes",
+				       CONTROL_LINE_MAX - 1);
+			control_answer(s);
+		}
+		return;
+	}
+	if ((size_t)lf.pos >= CONTROL_LINE_MAX) {
+		control_result(s, false, "err command longer than %d bytes",
+			       CONTROL_LINE_MAX - 1);
+		control_answer(s);
+		return;
+	}
+	if (len > (size_t)lf.pos + 1) {
+		control_result(s, false, "err one command per connection");
+		control_answer(s);
+		return;
+	}
+	if (evbuffer_remove(in, line, (size_t)lf.pos + 1) !=
+	    (int)lf.pos + 1) {
+		control_session_free(s);
+		return;
+	}
+	line[lf.pos] = '\0';
+	control_command(s, line, (size_t)lf.pos);
+}
+
+static void
+control_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct control_session *s = arg;
+
+	if (s->state == CS_WRITE &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		control_session_free(s);
+}
+
+static void
+control_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct control_session *s = arg;
+
+	(void)bev;
+	if (s->state == CS_READ && (what & BEV_EVENT_EOF) &&
+	    !(what & BEV_EVENT_ERROR) &&
+	    evbuffer_get_length(bufferevent_get_input(s->bev)) > 0) {
+		/* Half-closed after a line without its LF: say so. */
+		control_result(s, false, "err command not ended by a newline");
+		control_answer(s);
+		return;
+	}
+	if (s->state == CS_RUN || s->state == CS_AUDIT) {
+		/* The completion still owns S: let it free it. */
+		bufferevent_free(s->bev);
+		s->bev = NULL;
+		return;
+	}
+	if ((what & BEV_EVENT_TIMEOUT) && s->state == CS_READ)
+		log_debug("control uid %u: no command within %d s, dropped",
+			  (unsigned)s->uid, CONTROL_TIMEOUT_MS / 1000);
+	control_session_free(s);
+}
+
+static void
+control_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
+		  struct sockaddr *sa, int salen, void *arg)
+{
+	static const char busy[] = "err busy\n";
+	struct control_session *s;
+	struct ucred cr;
+	socklen_t crlen = sizeof(cr);
+
+	(void)l;
+	(void)sa;
+	(void)salen;
+	(void)arg;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) != 0 ||
+	    crlen != sizeof(cr)) {
+		log_warn("control: SO_PEERCRED");
+		close(fd);
+		return;
+	}
+	if (C.nsessions >= CONTROL_SESSIONS_MAX ||
+	    (s = calloc(1, sizeof(*s))) == NULL) {
+		/* Non-blocking, best effort: the answer fits any buffer. */
+		(void)!send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL);
+		close(fd);
+		return;
+	}
+	s->uid = cr.uid;
+	s->pid = cr.pid;
+	s->count = -1;
+	s->bev = bufferevent_socket_new(evconnlistener_get_base(C.listener),
+					fd, BEV_OPT_CLOSE_ON_FREE);
+	if (s->bev == NULL) {
+		close(fd);
+		free(s);
+		return;
+	}
+	s->next = C.sessions;
+	if (C.sessions != NULL)
+		C.sessions->prev = s;
+	C.sessions = s;
+	C.nsessions++;
+	/* Never hold more than one line (and a byte to tell it is longer). */
+	bufferevent_setwatermark(s->bev, EV_READ, 0, CONTROL_LINE_MAX);
+	bufferevent_setcb(s->bev, control_read_cb, control_write_cb,
+			  control_event_cb, s);
+	s->state = CS_READ;
+	control_enter(s, CS_READ);
+}
+
+static void
+control_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (C.listener != NULL)
+		evconnlistener_enable(C.listener);
+}
+
+/* accept() failed (out of descriptors): pause rather than spin. */
+static void
+control_error_cb(struct evconnlistener *l, void *arg)
+{
+	struct timeval tv = { CONTROL_ACCEPT_PAUSE_MS / 1000,
+			      (CONTROL_ACCEPT_PAUSE_MS % 1000) * 1000 };
+
+	(void)arg;
+	log_warn("control: accept");
+	evconnlistener_disable(l);
+	if (C.resume_ev != NULL)
+		evtimer_add(C.resume_ev, &tv);
+}
+
+/* Start and stop ----------------------------------------------------------- */
+
+/* Remove a stale socket at PATH; refuse a live one or any other file. */
+static int
+control_path_clear(const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un sun;
+	struct stat st;
+	int fd, rc;
+
+	if (lstat(path, &st) != 0) {
+		if (errno == ENOENT)
+			return 0;
+		snprintf(err, errlen, "control socket %s: %s", path,
+			 strerror(errno));
+		return -1;
+	}
+	if (!S_ISSOCK(st.st_mode)) {
+		snprintf(err, errlen,
+			 "control socket %s: exists and is not a socket", path);
+		return -1;
+	}
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+		snprintf(err, errlen, "control socket: %s", strerror(errno));
+		return -1;
+	}
+	rc = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
+	close(fd);
+	if (rc == 0) {
+		snprintf(err, errlen,
+			 "control socket %s: in use (another outpostd?)",
+			 path);
+		return -1;
+	}
+	if (unlink(path) != 0 && errno != ENOENT) {
+		snprintf(err, errlen, "control socket %s: unlink: %s", path,
+			 strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* mkdir -p of the directory that holds FILE (0700 for what it creates). */
+static int
+control_parent_make(const char *file, char *err, size_t errlen)
+{
+	char buf[PATH_MAX], *p;
+	bool last;
+
+	if ((size_t)snprintf(buf, sizeof(buf), "%s", file) >= sizeof(buf)) {
+		snprintf(err, errlen, "%s: path too long", file);
+		return -1;
+	}
+	if ((p = strrchr(buf, '/')) == NULL || p == buf)
+		return 0;
+	*p = '\0';
+	for (p = buf + 1;; p++) {
+		if (*p != '/' && *p != '\0')
+			continue;
+		last = *p == '\0';
+		*p = '\0';
+		if (mkdir(buf, 0700) != 0 && errno != EEXIST) {
+			snprintf(err, errlen, "%s: %s", buf, strerror(errno));
+			return -1;
+		}
+		if (last)
+			return 0;
+		*p = '/';
+	}
+}
+
+/* Create, bind and listen; the socket file is 0660 from the start. */
+static int
+control_socket_open(const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un sun;
+	struct stat st;
+	int fd;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "control socket: %s", strerror(errno));
+		return -1;
+	}
+	/* Linux gives the file the mode of the socket inode (less the
+	 * umask): never wider than 0600 between bind() and chmod(). */
+	(void)fchmod(fd, 0600);
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
+		snprintf(err, errlen, "control socket %s: bind: %s", path,
+			 strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (chmod(path, 0660) != 0 || lstat(path, &st) != 0 ||
+	    listen(fd, CONTROL_BACKLOG) != 0) {
+		snprintf(err, errlen, "control socket %s: %s", path,
+			 strerror(errno));
+		unlink(path);
+		close(fd);
+		return -1;
+	}
+	C.dev = st.st_dev;
+	C.ino = st.st_ino;
+	return fd;
+}
+
+int
+control_start(struct loop *dloop, const struct conf *c, char *err,
+	      size_t errlen)
+{
+	const char *path = c->control.socket;
+	int fd;
+
+	if (C.started) {
+		snprintf(err, errlen, "control socket: started twice");
+		return -1;
+	}
+	if (path == NULL || path[0] == '\0' || strlen(path) >= sizeof(C.path)) {
+		snprintf(err, errlen, "control socket %s: path too long",
+			 path != NULL ? path : "(none)");
+		return -1;
+	}
+	C.audit_path[0] = '\0';
+	if (c->log.audit_file != NULL && c->log.audit_file[0] != '\0') {
+		int afd;
+
+		if ((size_t)snprintf(C.audit_path, sizeof(C.audit_path), "%s",
+				     c->log.audit_file) >=
+		    sizeof(C.audit_path)) {
+			snprintf(err, errlen, "audit log %s: path too long",
+				 c->log.audit_file);
+			return -1;
+		}
+		if (control_parent_make(C.audit_path, err, errlen) != 0)
+			return -1;
+		afd = open(C.audit_path,
+			   O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC |
+			       O_NOFOLLOW,
+			   0600);
+		if (afd < 0) {
+			snprintf(err, errlen, "audit log %s: %s", C.audit_path,
+				 strerror(errno));
+			return -1;
+		}
+		close(afd);
+	}
+	if (control_path_clear(path, err, errlen) != 0 ||
+	    (fd = control_socket_open(path, err, errlen)) < 0)
+		return -1;
+	memcpy(C.path, path, strlen(path) + 1);
+	C.resume_ev = evtimer_new(dloop->base, control_resume_cb, NULL);
+	C.listener = evconnlistener_new(
+	    dloop->base, control_accept_cb, NULL,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	if (C.listener == NULL || C.resume_ev == NULL) {
+		snprintf(err, errlen, "control socket %s: libevent failed",
+			 path);
+		if (C.listener != NULL)
+			evconnlistener_free(C.listener);
+		else
+			close(fd);
+		if (C.resume_ev != NULL)
+			event_free(C.resume_ev);
+		C.listener = NULL;
+		C.resume_ev = NULL;
+		unlink(path);
+		return -1;
+	}
+	evconnlistener_set_error_cb(C.listener, control_error_cb);
+	C.conf = c;
+	C.loop = dloop;
+	C.started = true;
+	C.stopped = false;
+	log_info("control socket %s (mode 0660)%s%s", path,
+		 C.audit_path[0] != '\0' ? ", audit log " : ", no audit log",
+		 C.audit_path);
+	return 0;
+}
+
+void
+control_stop(void)
+{
+	struct control_session *s, *next;
+	struct stat st;
+
+	if (!C.started || C.stopped)
+		return;
+	C.stopped = true;
+	evconnlistener_free(C.listener);
+	C.listener = NULL;
+	event_free(C.resume_ev);
+	C.resume_ev = NULL;
+	/* Only our own socket file: a newer daemon may have replaced it. */
+	if (lstat(C.path, &st) == 0 && st.st_dev == C.dev &&
+	    st.st_ino == C.ino)
+		unlink(C.path);
+	for (s = C.sessions; s != NULL; s = next) {
+		next = s->next;
+		if (s->state == CS_RUN || s->state == CS_AUDIT) {
+			if (s->bev != NULL)
+				bufferevent_free(s->bev);
+			s->bev = NULL; /* freed by its completion */
+		} else
+			control_session_free(s);
+	}
+}

@@ -1,0 +1,93 @@
+/*
+ * control.h — outpostd's control socket: how `outpost` (and operators'
+ * scripts) change the queue while the daemon runs, so that the scheduler
+ * stays the only writer of what it schedules (Postfix showq, KumoMTA's
+ * admin API).
+ *
+ * Transport: a Unix stream socket at conf->control.socket, mode 0660
+ * (owner and group of the daemon; give operators the group, or chown it).
+ * The caller is identified by the kernel (SO_PEERCRED), never by what it
+ * says; its uid's rights come from conf_rights_for_uid().
+ *
+ * Protocol: one command per connection.  The client writes ONE line: at most
+ * CONTROL_LINE_MAX bytes including the LF that ends it, printable ASCII
+ * words separated by single spaces (no CR, no tab, no leading, trailing or
+ * double space), and nothing after the LF.  The server answers with zero or
+ * more data lines, then one final line, and closes:
+ *     ok              done (ping, check)
+ *     ok COUNT        done; COUNT = messages (or destinations) changed, or
+ *                     data lines sent (suspensions)
+ *     err TEXT        refused or failed; TEXT is for people
+ * A client that has not sent its line within CONTROL_TIMEOUT_MS is dropped.
+ *
+ *   command                           right   answer
+ *   ping                              read    ok
+ *   suspensions                       read    "suspended DOMAIN UNTIL_MS
+ *                                             REASON" lines, then ok N
+ *   check export [id HEX16]           export  ok  (the CLI asks before it
+ *                                             shows message contents)
+ *   hold SEL | release SEL | retry SEL  write ok COUNT
+ *   delete SEL | bounce SEL           delete  ok COUNT
+ *   suspend DOMAIN SECONDS [REASON…]  write   ok 1 (SECONDS 1..31536000;
+ *                                             REASON: the rest of the line)
+ *   resume DOMAIN                     write   ok 1
+ *   SEL = id HEX16 | domain DOMAIN | user USER | all
+ *
+ * DOMAIN is a host name (letters, digits, '-', '.', '_'; any case; compared
+ * lower-case); USER the authenticated submission user; HEX16 a queue id.
+ * COUNT counts the messages the change applies to, including those in the
+ * middle of a delivery attempt, which take it when the attempt settles
+ * (delivery.h, sched_admin).  A caller without the right gets
+ *     err permission denied: "delete" right needed (uid 1001)
+ *
+ * Audit: every change command, every `check export` and every refusal is
+ * appended to conf->log.audit_file (0600, O_APPEND, fsync'd; one JSON
+ * object per line: time, time_ms, uid, user, command, result), before the
+ * answer is sent, and emits an EV_ADMIN event to the delivery log.  The
+ * command is recorded as received but scrubbed (log_escape: no address in
+ * clear).  The file is opened for each record (changes are rare), so
+ * logrotate needs no signal.  Reads (ping, suspensions) are not recorded.
+ *
+ * Threads: everything runs on the delivery loop (the scheduler's); the
+ * audit record (getpwuid_r, write, fsync) is written on the worker pool, so
+ * the loop never waits for the disk.
+ */
+#ifndef OUTPOST_MTA_CONTROL_H
+#define OUTPOST_MTA_CONTROL_H
+
+#include <stddef.h>
+
+#define CONTROL_LINE_MAX     4096  /* bytes of a command, LF included */
+#define CONTROL_TIMEOUT_MS   10000 /* to send the command; to take the answer */
+#define CONTROL_SESSIONS_MAX 64    /* at once; more are answered "err busy" */
+#define CONTROL_SUSPEND_MAX_S                                                  \
+	31536000 /* longest suspension, seconds (365 days) */
+
+struct loop;
+struct conf;
+
+/*
+ * control_start — create the control socket at c->control.socket (a stale
+ * socket there is removed; a live one — another outpostd — or a file that
+ * is not a socket is an error; its directory must exist), make the parent
+ * directory of c->log.audit_file (0700) and check that the audit file can be
+ * opened (created 0600), and serve the socket on DLOOP's event base.
+ * C must stay valid until control_stop() (and, for commands still in flight
+ * then, until the delivery loop is freed).  Call once, on DLOOP's thread,
+ * after sched_init() and with the worker pool running.  Returns 0, or -1
+ * with a message in err.
+ */
+int control_start(struct loop *dloop, const struct conf *c, char *err,
+		  size_t errlen);
+
+/*
+ * control_stop — stop listening, remove the socket file, drop the sessions
+ * that wait for nothing.  A change already handed to the scheduler is still
+ * recorded in the audit log when it completes (its session is freed then;
+ * loop_free() of the delivery loop runs what is left).  Delivery loop
+ * thread, at shutdown, before sched_shutdown(); a no-op if control_start()
+ * did not succeed.
+ */
+void control_stop(void);
+
+#endif

@@ -467,7 +467,7 @@ intake_submit(struct intake_req *req)
 			   sizeof(err)) != 0) {
 		free(req->msg);
 		req->msg = NULL;
-		STATS_INC(messages_rejected);
+		STATS_INC(rejected_content);
 		intake_refuse(req, 554, "5.6.0 Malformed header: %s", err);
 		return;
 	}
@@ -476,7 +476,7 @@ intake_submit(struct intake_req *req)
 		if (dmarc_from_domain(req->msg, req->from_domain,
 				      sizeof(req->from_domain), err,
 				      sizeof(err)) != 0) {
-			STATS_INC(messages_rejected);
+			STATS_INC(rejected_content);
 			intake_refuse(req, 550,
 				      "5.7.1 %s (RFC 5322 3.6.2, RFC "
 				      "7489 6.6.1)",

@@ -673,19 +673,23 @@ smtp_server_message_end(struct smtp_server_session *s)
 
 	if (s->bad != 0) {
 		STATS_INC(messages_rejected);
-		if (s->bad & BAD_SIZE)
+		if (s->bad & BAD_SIZE) {
+			STATS_INC(rejected_size);
 			smtp_server_reply(s, "552 5.3.4 Message size exceeds "
 					     "fixed maximum message size");
-		else if (s->bad & BAD_BARE) {
+		} else if (s->bad & BAD_BARE) {
 			STATS_INC(rejected_smuggling);
 			smtp_server_reply(s, "550 5.6.0 Message refused: bare "
 					     "CR or LF in message data");
-		} else if (s->bad & BAD_NUL)
+		} else if (s->bad & BAD_NUL) {
+			STATS_INC(rejected_content);
 			smtp_server_reply(s, "550 5.6.0 Message refused: NUL "
 					     "character in message data");
-		else
+		} else {
+			STATS_INC(rejected_content);
 			smtp_server_reply(s, "550 5.6.0 Message refused: line "
 					     "longer than 998 characters");
+		}
 		log_info("%016" PRIx64 " smtp message refused from %s "
 			 "(bad=0x%x)",
 			 s->id, s->client_str, s->bad);
@@ -1044,6 +1048,7 @@ cmd_mail(struct smtp_server_session *s, char *arg)
 		return;
 	}
 	if (size_seen && size > smtp_conf->limits.max_message_size) {
+		STATS_INC(rejected_size);
 		smtp_server_reply(s, "552 5.3.4 Message size exceeds fixed "
 				     "maximum message size");
 		smtp_server_error(s);

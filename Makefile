@@ -8,7 +8,7 @@ CMAKE_FLAGS ?=
 # (prometheus for promtool only: its service is kept from starting).
 PACKAGES = build-essential cmake pkg-config clang libclang-rt-14-dev \
 	libevent-dev libssl-dev openssl libopendkim-dev libc-ares-dev \
-	libsodium-dev liblmdb-dev lmdb-utils libconfuse-dev libpsl-dev \
+	libsodium-dev liblmdb-dev lmdb-utils libconfuse-dev libpsl-dev libidn2-dev \
 	publicsuffix libcmocka-dev \
 	python3 python3-aiosmtpd python3-dkim python3-nacl \
 	libmail-dkim-perl libcryptx-perl libnet-dns-perl python3-dnspython \

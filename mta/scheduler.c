@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include <event2/event.h>
+#include <idn2.h>
 #include <openssl/err.h>
 #include <sodium.h>
 
@@ -56,6 +57,8 @@ struct sched_dest {
 	struct dns_query *q;
 	int64_t suspended_until_ms; /* by an operator */
 	char *suspend_reason;
+	char *ace; /* the A-label form of an internationalized domain, for
+		      DNS (the U-label form is what the recipient carries) */
 };
 
 /* A queue write in flight, and what to do when it is committed. */
@@ -1474,7 +1477,8 @@ sched_dest_get(const char *domain)
 	struct sched_dest *d = htab_get(&S.dests, domain);
 	const struct conf_route *route;
 	struct dns_mx_host h;
-	char key[600];
+	char key[600], *ace = NULL;
+	size_t k;
 
 	if (d != NULL)
 		return d;
@@ -1487,6 +1491,17 @@ sched_dest_get(const char *domain)
 		return NULL;
 	}
 	d->cfg = conf_destination_find(S.conf, domain);
+	/* An internationalized domain (SMTPUTF8) is looked up by its
+	 * A-labels (IDNA2008, RFC 5891). */
+	for (k = 0; domain[k] != '\0'; k++) {
+		if ((unsigned char)domain[k] < 0x80)
+			continue;
+		if (idn2_to_ascii_8z(domain, &ace,
+				     IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL) ==
+		    IDN2_OK)
+			d->ace = ace;
+		break;
+	}
 	/* A route, or the relay host: a fixed site, no MX lookup. */
 	route = conf_route_find(S.conf, domain);
 	if (route != NULL || S.conf->delivery.relay_host != NULL) {
@@ -1536,7 +1551,8 @@ sched_dest_submit(struct sched_dest *d, struct sched_job *job)
 		d->state = DEST_RESOLVING;
 		job->next = d->waiting;
 		d->waiting = job;
-		d->q = dns_mx_lookup(S.dns, d->domain, sched_mx_cb, d);
+		d->q = dns_mx_lookup(S.dns, d->ace ? d->ace : d->domain,
+				     sched_mx_cb, d);
 		return;
 	case DEST_RESOLVING:
 		job->next = d->waiting;
@@ -2529,6 +2545,7 @@ sched_free(void)
 		if (d->q != NULL)
 			dns_cancel(d->q);
 		free(d->suspend_reason);
+		free(d->ace);
 		free(d->domain);
 		free(d);
 	}

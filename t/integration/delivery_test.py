@@ -205,4 +205,29 @@ def test_8bit_to_7bit_receiver_bounces():
         wait_queue_empty(d)
 
 
+def test_internationalized_domain():
+    """SMTPUTF8: the MX of b\u00fccher.test is found by its A-labels and
+    the message goes out with SMTPUTF8 to a receiver that offers it."""
+    hosts = ["127.0.0.22"]
+    port = free_port_on(hosts)
+    dns = Dns(mx=[("xn--bcher-kva.test", "mx.xn--bcher-kva.test", 10)],
+              a=[("mx.xn--bcher-kva.test", "127.0.0.22")])
+    with dns, Sink(hosts, port) as sink, \
+            Daemon(config=delivery_config(dns, port)) as d:
+        s = d.smtp()
+        s.ehlo("client.test")
+        s.mail("news@sender.test", ["SMTPUTF8", "BODY=8BITMIME"])
+        eq(s.rcpt("j\u00fcrgen@b\u00fccher.test")[0], 250, "RCPT")
+        code, _ = s.data(("From: <news@sender.test>\r\nSubject: idn\r\n"
+                          "\r\nGr\u00fc\u00dfe\r\n").encode())
+        eq(code, 250, "queued")
+        s.quit()
+        sink.wait_messages(1, timeout=20)
+        env = envelope(sink.messages()[0])
+        eq(env.get("smtputf8"), "yes", "SMTPUTF8 used: %r" % env)
+        check("b\u00fccher.test".encode() in sink.messages()[0],
+              "the U-label address was kept")
+        wait_queue_empty(d)
+
+
 run_tests(globals())

@@ -108,6 +108,22 @@ done
 echo
 "$BUILD/bin/outpost" -c "$work/demo.conf" queue list | head -5
 
+echo
+echo "== the delivery log: one JSON object per event, no address in clear"
+log="$work/var/log/delivery.log"
+for _ in $(seq 40); do [ -s "$log" ] && break; sleep 0.1; done
+grep -m 2 '"event":"delivery"' "$log" | sed 's/^/   /'
+grep -m 1 '"event":"bounce"' "$log" | sed 's/^/   /'
+echo
+rcpt=user42@d2.demo.test
+h=$("$BUILD/bin/outpost" -c "$work/demo.conf" hash "$rcpt")
+echo "== one recipient's lines: grep \$(outpost hash $rcpt) delivery.log"
+echo "   (outpost hash $rcpt = $h)"
+grep "$h" "$log" | cut -c1-160 | sed 's/^/   /'
+echo
+echo "== outpost queue summary"
+"$BUILD/bin/outpost" -c "$work/demo.conf" queue summary 2>&1 | head -12 | sed 's/^/   /'
+
 kill -TERM $opid
 wait $opid || true
 

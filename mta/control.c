@@ -42,13 +42,13 @@
 #include "mta/loop.h"
 #include "mta/worker.h"
 
-#define CONTROL_ARG_MAX       256 /* id, domain or user, NUL included */
-#define CONTROL_DOMAIN_MAX    253
-#define CONTROL_REASON_MAX    200 /* bytes of a suspension reason */
-#define CONTROL_RESULT_MAX    320 /* the final answer line */
-#define CONTROL_COMMAND_MAX   (2 * CONTROL_LINE_MAX) /* scrubbed command */
-#define CONTROL_AUDIT_MAX     (CONTROL_COMMAND_MAX + 1024)
-#define CONTROL_BACKLOG       16
+#define CONTROL_ARG_MAX         256 /* id, domain or user, NUL included */
+#define CONTROL_DOMAIN_MAX      253
+#define CONTROL_REASON_MAX      200 /* bytes of a suspension reason */
+#define CONTROL_RESULT_MAX      320 /* the final answer line */
+#define CONTROL_COMMAND_MAX     (2 * CONTROL_LINE_MAX) /* scrubbed command */
+#define CONTROL_AUDIT_MAX       (CONTROL_COMMAND_MAX + 1024)
+#define CONTROL_BACKLOG         16
 #define CONTROL_ACCEPT_PAUSE_MS 1000 /* after accept() failed (EMFILE) */
 
 enum control_state {
@@ -72,7 +72,10 @@ static const struct cs_info {
 
 struct control_session;
 
-#define CCF_AUDIT 0x1u /* recorded in the audit log, also when it works */
+#define CCF_AUDIT  0x1u /* recorded in the audit log, also when it works */
+#define CCF_SEL    0x2u /* takes a selector (sched_admin) */
+#define CCF_DEST   0x4u /* its argument is a destination domain */
+#define CCF_EXPORT 0x8u /* shows contents: only once it is on record */
 
 struct control_cmd {
 	const char *verb;
@@ -84,7 +87,8 @@ struct control_cmd {
 };
 
 struct control_session {
-	struct bufferevent *bev; /* NULL once dropped while a completion is due */
+	struct bufferevent
+	    *bev; /* NULL once dropped while a completion is due */
 	enum control_state state;
 	uid_t uid;
 	pid_t pid;
@@ -135,22 +139,22 @@ static const struct control_cmd control_cmds[] = {
 	{ "ping", CONF_RIGHT_READ, 0, 0, control_parse_none, control_run_ping },
 	{ "suspensions", CONF_RIGHT_READ, 0, 0, control_parse_none,
 	  control_run_suspensions },
-	{ "check", CONF_RIGHT_EXPORT, CCF_AUDIT, 0, control_parse_check,
-	  control_run_check },
-	{ "hold", CONF_RIGHT_WRITE, CCF_AUDIT, SA_HOLD, control_parse_sel,
-	  control_run_admin },
-	{ "release", CONF_RIGHT_WRITE, CCF_AUDIT, SA_RELEASE,
+	{ "check", CONF_RIGHT_EXPORT, CCF_AUDIT | CCF_EXPORT, 0,
+	  control_parse_check, control_run_check },
+	{ "hold", CONF_RIGHT_WRITE, CCF_AUDIT | CCF_SEL, SA_HOLD,
 	  control_parse_sel, control_run_admin },
-	{ "retry", CONF_RIGHT_WRITE, CCF_AUDIT, SA_RETRY, control_parse_sel,
-	  control_run_admin },
-	{ "delete", CONF_RIGHT_DELETE, CCF_AUDIT, SA_DELETE, control_parse_sel,
-	  control_run_admin },
-	{ "bounce", CONF_RIGHT_DELETE, CCF_AUDIT, SA_BOUNCE, control_parse_sel,
-	  control_run_admin },
-	{ "suspend", CONF_RIGHT_WRITE, CCF_AUDIT, 0, control_parse_suspend,
-	  control_run_suspend },
-	{ "resume", CONF_RIGHT_WRITE, CCF_AUDIT, 0, control_parse_resume,
-	  control_run_suspend },
+	{ "release", CONF_RIGHT_WRITE, CCF_AUDIT | CCF_SEL, SA_RELEASE,
+	  control_parse_sel, control_run_admin },
+	{ "retry", CONF_RIGHT_WRITE, CCF_AUDIT | CCF_SEL, SA_RETRY,
+	  control_parse_sel, control_run_admin },
+	{ "delete", CONF_RIGHT_DELETE, CCF_AUDIT | CCF_SEL, SA_DELETE,
+	  control_parse_sel, control_run_admin },
+	{ "bounce", CONF_RIGHT_DELETE, CCF_AUDIT | CCF_SEL, SA_BOUNCE,
+	  control_parse_sel, control_run_admin },
+	{ "suspend", CONF_RIGHT_WRITE, CCF_AUDIT | CCF_DEST, 0,
+	  control_parse_suspend, control_run_suspend },
+	{ "resume", CONF_RIGHT_WRITE, CCF_AUDIT | CCF_DEST, 0,
+	  control_parse_resume, control_run_suspend },
 };
 
 #define CONTROL_NCMDS (sizeof(control_cmds) / sizeof(control_cmds[0]))
@@ -166,9 +170,8 @@ control_cmd_find(const char *verb)
 	return NULL;
 }
 
-static void control_result(struct control_session *s, bool ok,
-			   const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+static void control_result(struct control_session *s, bool ok, const char *fmt,
+			   ...) __attribute__((format(printf, 3, 4)));
 
 /* The final answer line ("ok …" / "err …"), without its LF. */
 static void
@@ -406,15 +409,14 @@ control_audit_run(void *arg)
 	ev.count = s->ok ? s->count : -1;
 	if (!s->ok)
 		ev.reason = strncmp(s->result, "err ", 4) == 0 ? s->result + 4
-							      : s->result;
+							       : s->result;
 	else if (s->reason[0] != '\0')
 		ev.reason = s->reason;
-	if (s->cmd != NULL && s->cmd->parse == control_parse_sel &&
-	    s->sel == SAS_ID)
+	if (s->cmd != NULL && (s->cmd->flags & CCF_SEL) && s->sel == SAS_ID)
 		ev.id = s->id;
 	if (s->arg[0] != '\0' && s->cmd != NULL &&
-	    ((s->cmd->parse == control_parse_sel && s->sel == SAS_DOMAIN) ||
-	     s->cmd->run == control_run_suspend))
+	    (((s->cmd->flags & CCF_SEL) && s->sel == SAS_DOMAIN) ||
+	     (s->cmd->flags & CCF_DEST)))
 		ev.destination = s->arg;
 	evlog_write(&ev);
 	log_info("control: %s (uid %u): %s: %s", user, (unsigned)s->uid,
@@ -433,8 +435,8 @@ control_audit_done(void *arg)
 			  C.audit_path, s->audit_err, (unsigned)s->uid,
 			  s->command, s->result);
 		/* Contents are only shown when the look is on record. */
-		if (s->cmd != NULL && s->cmd->run == control_run_check &&
-		    s->ok && !s->refused)
+		if (s->cmd != NULL && (s->cmd->flags & CCF_EXPORT) && s->ok &&
+		    !s->refused)
 			control_result(s, false, "err audit log unavailable");
 	}
 	control_answer(s);
@@ -494,8 +496,9 @@ control_domain_ok(const char *s, char *out, size_t outlen)
 			return false;
 		if (ch >= 'A' && ch <= 'Z')
 			ch = (char)(ch - 'A' + 'a');
-		else if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-			   ch == '-' || ch == '.' || ch == '_'))
+		else if (!((ch >= 'a' && ch <= 'z') ||
+			   (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' ||
+			   ch == '_'))
 			return false;
 		out[i] = ch;
 	}
@@ -830,8 +833,7 @@ control_read_cb(struct bufferevent *bev, void *arg)
 		control_answer(s);
 		return;
 	}
-	if (evbuffer_remove(in, line, (size_t)lf.pos + 1) !=
-	    (int)lf.pos + 1) {
+	if (evbuffer_remove(in, line, (size_t)lf.pos + 1) != (int)lf.pos + 1) {
 		control_session_free(s);
 		return;
 	}
@@ -904,8 +906,8 @@ control_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	s->uid = cr.uid;
 	s->pid = cr.pid;
 	s->count = -1;
-	s->bev = bufferevent_socket_new(evconnlistener_get_base(C.listener),
-					fd, BEV_OPT_CLOSE_ON_FREE);
+	s->bev = bufferevent_socket_new(evconnlistener_get_base(C.listener), fd,
+					BEV_OPT_CLOSE_ON_FREE);
 	if (s->bev == NULL) {
 		close(fd);
 		free(s);
@@ -981,8 +983,7 @@ control_path_clear(const char *path, char *err, size_t errlen)
 	close(fd);
 	if (rc == 0) {
 		snprintf(err, errlen,
-			 "control socket %s: in use (another outpostd?)",
-			 path);
+			 "control socket %s: in use (another outpostd?)", path);
 		return -1;
 	}
 	if (unlink(path) != 0 && errno != ENOENT) {
@@ -1089,10 +1090,10 @@ control_start(struct loop *dloop, const struct conf *c, char *err,
 		}
 		if (control_parent_make(C.audit_path, err, errlen) != 0)
 			return -1;
-		afd = open(C.audit_path,
-			   O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC |
-			       O_NOFOLLOW,
-			   0600);
+		afd =
+		    open(C.audit_path,
+			 O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
+			 0600);
 		if (afd < 0) {
 			snprintf(err, errlen, "audit log %s: %s", C.audit_path,
 				 strerror(errno));
@@ -1147,8 +1148,7 @@ control_stop(void)
 	event_free(C.resume_ev);
 	C.resume_ev = NULL;
 	/* Only our own socket file: a newer daemon may have replaced it. */
-	if (lstat(C.path, &st) == 0 && st.st_dev == C.dev &&
-	    st.st_ino == C.ino)
+	if (lstat(C.path, &st) == 0 && st.st_dev == C.dev && st.st_ino == C.ino)
 		unlink(C.path);
 	for (s = C.sessions; s != NULL; s = next) {
 		next = s->next;

@@ -29,6 +29,7 @@
 #include "dns/dns.h"
 #include "queue/queue.h"
 #include "mta/auth.h"
+#include "mta/control.h"
 #include "mta/delivery.h"
 #include "mta/evlog.h"
 #include "mta/intake.h"
@@ -214,7 +215,19 @@ static void
 sched_shutdown_on_loop(void *arg)
 {
 	(void)arg;
+	control_stop();
 	sched_shutdown(SHUTDOWN_DEADLINE_MS);
+}
+
+/* On the delivery loop: the control socket (outpost queue …). */
+static void
+control_start_on_loop(void *arg)
+{
+	char err[512];
+
+	(void)arg;
+	if (control_start(&dloop, conf, err, sizeof(err)) != 0)
+		fatalx("control socket: %s", err);
 }
 
 /* SIGUSR1: logrotate moved the delivery log; open a new one. */
@@ -382,6 +395,7 @@ main(int argc, char *argv[])
 	if (loop_start(&dloop) != 0)
 		fatal("starting the delivery loop");
 	sched_start();
+	loop_post(&dloop, control_start_on_loop, NULL);
 	for (j = 0; j < conf->nlisteners; j++)
 		log_info(
 		    "listening on %s (%s%s)", conf->listeners[j].name,

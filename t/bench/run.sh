@@ -1,21 +1,24 @@
 #!/bin/bash
 # t/bench/run.sh BUILD_DIR — `make bench`: the benchmarks of t/bench, in
 # sequence, into t/bench/results/<UTC date>/ (gitignored).  Builds nothing.
-#   1. set-up: installs Postfix (smtp-sink, and the peer) if missing, as the
-#      shared harness does (services kept from starting); BENCH_SETUP=0 skips
+#   1. set-up: installs Postfix (smtp-sink, and the peer), OpenDKIM and
+#      python3-dkim (signing's peer and verifier) if missing, as the shared
+#      harness does (services kept from starting); BENCH_SETUP=0 skips
 #   2. check-load.sh: outpost-load's figures against smtp-sink's counter
 #      (BENCH_CHECK=0 skips); a disagreement stops the run
-#   3. every benchmark in BENCHES (default "acceptance relay queue_scale"):
+#   3. every benchmark in BENCHES (default "acceptance relay queue_scale
+#      signing"):
 #      t/bench/NAME.sh, run with BENCH_BUILD and BENCH_OUT set, writes
 #      NAME.json and NAME.md
 #   4. results.json (machine + every benchmark) and summary.md
-# A new benchmark (signing …) is a script t/bench/NAME.sh
-# with that contract, added to the default BENCHES below.  Loopback only.
+# A new benchmark is a script t/bench/NAME.sh with that contract, added to
+# the default BENCHES below.  Loopback only.
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$HERE/lib.sh"
 BUILD=$(cd "${1:-build}" && pwd)
-BENCHES=${BENCHES:-acceptance relay queue_scale}
+BENCHES=${BENCHES:-acceptance relay queue_scale signing}
 OUT=${BENCH_OUT:-$HERE/results/$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -31,11 +34,16 @@ if [ ! -x "$BUILD/tools/outpost-load" ]; then
 fi
 
 # ---------------------------------------------------------------- set-up
-if [ "${BENCH_SETUP:-1}" = 1 ] && { ! command -v smtp-sink >/dev/null || ! command -v postfix >/dev/null; }; then
+need=()
+{ command -v smtp-sink >/dev/null && command -v postfix >/dev/null; } || need+=(postfix)
+command -v opendkim >/dev/null || need+=(opendkim)
+command -v opendkim-genkey >/dev/null || need+=(opendkim-tools)
+"$PY" -c 'import dkim, nacl' 2>/dev/null || need+=(python3-dkim python3-nacl)
+if [ "${BENCH_SETUP:-1}" = 1 ] && [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" != 0 ]; then
-		echo "run.sh: Postfix (smtp-sink, and the peer) is missing; run as root to install it" >&2
+		echo "run.sh: ${need[*]} missing; run as root to install" >&2
 	else
-		echo "== installing postfix (services are not started: policy-rc.d)"
+		echo "== installing ${need[*]} (services are not started: policy-rc.d)"
 		pol=0
 		if [ ! -e /usr/sbin/policy-rc.d ]; then
 			printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
@@ -43,9 +51,9 @@ if [ "${BENCH_SETUP:-1}" = 1 ] && { ! command -v smtp-sink >/dev/null || ! comma
 			pol=1
 		fi
 		echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix ||
-		    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix; } ||
-		    echo "run.sh: postfix install failed: no ceiling, no peer" >&2
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" ||
+		    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"; } ||
+		    echo "run.sh: installing ${need[*]} failed: no ceiling, no peer, or no signing verifier" >&2
 		[ "$pol" = 1 ] && rm -f /usr/sbin/policy-rc.d
 	fi
 fi

@@ -50,8 +50,14 @@ destination "*" {
             with Sink(hosts, port, maildir=False) as sink:
                 t0 = time.time()
                 d.start()
-                loaded = re.findall(r"scheduler: (\d+) queued message",
-                                    d.log())
+                # The scheduler loads the queue after the listeners are
+                # up: wait for the second start's line, not the first's.
+                loaded = []
+                deadline = time.time() + 30 * SLOW
+                while len(loaded) < 2 and time.time() < deadline:
+                    loaded = re.findall(r"scheduler: (\d+) queued message",
+                                        d.log())
+                    time.sleep(0.1)
                 eq(loaded[-1], str(n), "loaded at restart")
                 sink.wait_messages(n, timeout=180)
                 print("# 10,000 delivered %.1fs after the restart"

@@ -5,11 +5,15 @@
 #   outpost.sh stop WORKDIR
 # Loopback only: sink.test is routed to 127.0.0.1:SINK_PORT, DNS points at a
 # loopback port where nothing listens, and OUTPOST_LOOPBACK_ONLY=1 makes the
-# daemon refuse any other address.  OUTPOSTD selects the binary.
+# daemon refuse any other address.  OUTPOSTD selects the binary (the CLI
+# that makes the DKIM key is the `outpost` next to it).  SIGN=1: an RSA-2048
+# key for sender.test (selector "bench"), its bare TXT value in
+# WORKDIR/dkim.txt, as ../shared/bench's --verify-dkim reads it.
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 TOP=$(cd "$HERE/../../.." && pwd)
 OUTPOSTD=${OUTPOSTD:-$TOP/build/bin/outpostd}
+OUTPOST_CLI=$(dirname "$OUTPOSTD")/outpost
 export OUTPOST_LOOPBACK_ONLY=1
 
 cmd=${1:?start|stop}
@@ -26,9 +30,12 @@ start)
 		echo "dns { servers = \"127.0.0.1:$dead\" timeout = 1s tries = 1 }"
 		echo "route \"sink.test\" { host = \"127.0.0.1:$sink\" }"
 		echo "route \"sender.test\" { host = \"127.0.0.1:$sink\" }"
+		# no metrics listener: its default port is fixed, and would clash
+		# with any other outpostd on the machine
+		echo 'metrics { listen = "" }'
 		[ "$tls" = 1 ] || echo 'destination "*" { tls = "none" }'
 		if [ "$sign" = 1 ]; then
-			"$TOP/build/bin/outpost" dkim keygen sender.test bench \
+			"$OUTPOST_CLI" dkim keygen sender.test bench \
 			    --rsa 2048 --key "$w/var/dkim-bench.key" \
 			    --txt "$w/dkim.txt" >/dev/null
 			echo "dkim \"sender.test\" { selector = \"bench\"" \

@@ -272,6 +272,8 @@ class Daemon:
         for root, _, files in os.walk(self.tmp):
             for fn in files:
                 p = os.path.join(root, fn)
+                if not os.path.isfile(p):  # the control socket
+                    continue
                 with open(p, "rb") as f:
                     out[p] = f.read()
         return out

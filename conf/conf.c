@@ -95,6 +95,7 @@ static const struct conf_num {
 	{ "queue", "map_size", CK_SIZE, MIB(1), TIB(16) },
 	{ "queue", "commit_interval", CK_US, 0, US_S(1) },
 	{ "queue", "commit_max_batch", CK_COUNT, 1, 100000 },
+	{ "queue", "prepare_wait", CK_US, 0, US_S(1) },
 	{ "limits", "max_message_size", CK_SIZE, KIB(64), GIB(1) },
 	{ "limits", "max_recipients", CK_COUNT, 1, 100000 },
 	{ "limits", "max_errors", CK_COUNT, 1, 1000 },
@@ -666,6 +667,7 @@ static cfg_opt_t conf_queue_opts[] = {
 	CFG_STR_CB("map_size", "16G", CFGF_NONE, conf_num_cb),
 	CFG_STR_CB("commit_interval", "0ms", CFGF_NONE, conf_num_cb),
 	CFG_STR_CB("commit_max_batch", "1024", CFGF_NONE, conf_num_cb),
+	CFG_STR_CB("prepare_wait", "2ms", CFGF_NONE, conf_num_cb),
 	CFG_END(),
 };
 
@@ -927,6 +929,8 @@ conf_build_queue(struct conf_ctx *x, cfg_t *cfg, struct conf *c)
 	    (unsigned)conf_num_get(x, sec, "commit_interval");
 	c->queue.commit_max_batch =
 	    (unsigned)conf_num_get(x, sec, "commit_max_batch");
+	c->queue.prepare_wait_us =
+	    (unsigned)conf_num_get(x, sec, "prepare_wait");
 	return x->failed ? -1 : 0;
 }
 

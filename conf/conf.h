@@ -105,6 +105,8 @@ struct conf_queue {
 	uint64_t map_size;
 	unsigned commit_interval_us; /* group commit: wait at most this long
 					for more messages before committing */
+	unsigned prepare_wait_us;    /* wait at most this long for messages
+					being signed before a commit */
 	unsigned commit_max_batch;   /* messages per write transaction */
 };
 

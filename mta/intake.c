@@ -265,6 +265,7 @@ intake_work(void *arg)
 			 k->ed ? k->cfg->ed25519_selector : "",
 			 k->ed ? " ed25519-sha256" : "");
 		if (failed) {
+			queue_expect(I.queue, -1);
 			req->code = 451;
 			snprintf(req->reply, sizeof(req->reply),
 				 "4.3.0 Signing failed, try again later");
@@ -275,12 +276,15 @@ intake_work(void *arg)
 	}
 	/* Seal here, in parallel, rather than on the single writer. */
 	(void)queue_op_seal(I.queue, req->op);
+	queue_expect(I.queue, -1);
 	queue_submit(I.queue, req->op, intake_queued_cb, req);
 }
 
 static void
 intake_sign_and_queue(struct intake_req *req)
 {
+	/* The writer may hold its next commit for this one (queue_expect). */
+	queue_expect(I.queue, +1);
 	worker_submit(req->loop, intake_work, NULL, req);
 }
 

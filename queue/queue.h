@@ -44,6 +44,8 @@ struct queue_config {
 	    commit_interval_us;    /* linger for more ops before a commit;
 				      0 = commit whatever is pending at once */
 	unsigned commit_max_batch; /* ops per write transaction */
+	unsigned prepare_wait_us;  /* longest wait for expected ops (see
+				      queue_expect); 0 = none */
 };
 
 #define QUEUE_RDONLY                                                           \
@@ -166,6 +168,16 @@ int queue_op_seal(struct queue *q, struct queue_op *op);
  */
 void queue_submit(struct queue *q, struct queue_op *op, queue_done_fn *done,
 		  void *arg);
+
+/*
+ * queue_expect — DELTA = +1: a message is on its way to queue_submit() (a
+ * worker is signing or sealing it); -1: it has been submitted (call this
+ * just before queue_submit) or given up.  Every +1 needs its -1.  Before a
+ * commit the writer waits, at most prepare_wait_us, for the messages
+ * expected when the batch began, so that they share one commit.  Any
+ * thread; lock-free.
+ */
+void queue_expect(struct queue *q, int delta);
 
 /*
  * Readers.  Each call uses its own read transaction.  Envelopes handed to a

@@ -3,7 +3,8 @@
  * from 4 threads group-committed, read back after a reopen (bodies over a
  * chunk included); updates and deletes move and remove schedule entries;
  * nothing in clear in data.mdb; a map-full batch fails alone; close drains;
- * format version and key checks; read-only opens; ids.
+ * format version and key checks; read-only opens; ids; the writer waits
+ * for expected ops (queue_expect) and only for them.
  */
 #include <sys/stat.h>
 #include <inttypes.h>
@@ -79,6 +80,8 @@ teardown_tmp(void **state)
 	return 0;
 }
 
+static unsigned open_prepare_wait_us;
+
 static struct queue *
 open_queue(uint64_t map_size, unsigned interval_us, unsigned flags)
 {
@@ -91,6 +94,7 @@ open_queue(uint64_t map_size, unsigned interval_us, unsigned flags)
 	cfg.map_size = map_size;
 	cfg.commit_interval_us = interval_us;
 	cfg.commit_max_batch = 1024;
+	cfg.prepare_wait_us = open_prepare_wait_us;
 	if (queue_open(&q, &cfg, flags, err, sizeof(err)) != 0)
 		fail_msg("queue_open: %s", err);
 	return q;
@@ -742,6 +746,64 @@ test_close_drains(void **state)
 	queue_close(q);
 }
 
+/* Waiting for expected ops --------------------------------------------- */
+
+/*
+ * Two messages announced (queue_expect +1 each, as intake does before a
+ * worker signs them): the first submitted waits for the second, 100 ms
+ * later, and both share one commit.  A lone op with nothing expected is
+ * committed at once, long before the 2 s wait could end; and an expected
+ * op given up (-1 without a submit) ends the wait at the deadline.
+ */
+static void
+test_expect_wait(void **state)
+{
+	struct queue_stats st;
+	struct waiter w;
+	struct queue *q;
+	uint64_t t0, dt;
+
+	(void)state;
+	open_prepare_wait_us = 2000000;
+	q = open_queue(64 << 20, 0, 0);
+	open_prepare_wait_us = 0;
+	waiter_init(&w, NULL);
+
+	queue_expect(q, +1);
+	queue_expect(q, +1);
+	queue_expect(q, -1);
+	submit(q, &w, insert_op(q, 1, 100, now_ms()), 10);
+	nanosleep(&(struct timespec){ 0, 100 * 1000 * 1000 }, NULL);
+	pthread_mutex_lock(&w.mu);
+	assert_int_equal(w.done, 0); /* still waiting for the second */
+	pthread_mutex_unlock(&w.mu);
+	queue_expect(q, -1);
+	submit(q, &w, insert_op(q, 2, 100, now_ms()), 10);
+	wait_all(&w, 2);
+	queue_stats_get(q, &st);
+	assert_int_equal(st.commits, 1);
+	assert_int_equal(st.ops, 2);
+
+	t0 = mono_us();
+	submit(q, &w, insert_op(q, 3, 100, now_ms()), 10);
+	wait_all(&w, 3);
+	dt = mono_us() - t0;
+	if (dt > 1000000)
+		fail_msg("a lone op waited %" PRIu64 " us", dt);
+
+	/* One expected, then given up: the wait ends at its deadline. */
+	queue_expect(q, +1);
+	t0 = mono_us();
+	submit(q, &w, insert_op(q, 4, 100, now_ms()), 10);
+	queue_expect(q, -1);
+	wait_all(&w, 4);
+	queue_stats_get(q, &st);
+	assert_int_equal(st.commits, 3);
+	assert_int_equal(w.failed, 0);
+	queue_close(q);
+	waiter_fini(&w);
+}
+
 /* Opening: read-only, versions, keys ---------------------------------- */
 
 static void
@@ -997,6 +1059,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_update_delete, setup_tmp,
 						teardown_tmp),
 		cmocka_unit_test_setup_teardown(test_map_full, setup_tmp,
+						teardown_tmp),
+		cmocka_unit_test_setup_teardown(test_expect_wait, setup_tmp,
 						teardown_tmp),
 		cmocka_unit_test_setup_teardown(test_close_drains, setup_tmp,
 						teardown_tmp),

@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -926,6 +927,7 @@ evlog_writer_main(void *arg)
 	bool reopen, stop;
 
 	(void)arg;
+	(void)prctl(PR_SET_NAME, (unsigned long)"evlog-writer", 0, 0, 0);
 	pthread_mutex_lock(&evl.mu);
 	for (;;) {
 		if (!evl.stop && !evl.reopen && evl.len < EVLOG_FLUSH_BYTES) {

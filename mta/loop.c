@@ -5,6 +5,7 @@
  * FIFO plus one libevent event made active from the posting thread
  * (evthread_use_pthreads() is called in main before any base exists).
  */
+#include <sys/prctl.h>
 #include <stdlib.h>
 
 #include <event2/event.h>
@@ -58,11 +59,19 @@ loop_init(struct loop *l, unsigned index)
 	return 0;
 }
 
+void
+thread_name_set(const char *name)
+{
+	(void)prctl(PR_SET_NAME, (unsigned long)name, 0, 0, 0);
+}
+
 static void *
 loop_main(void *arg)
 {
 	struct loop *l = arg;
 
+	if (l->name[0] != '\0')
+		thread_name_set(l->name);
 	event_base_loop(l->base, EVLOOP_NO_EXIT_ON_EMPTY);
 	return NULL;
 }
@@ -82,6 +91,7 @@ void
 loop_post(struct loop *l, loop_fn *fn, void *arg)
 {
 	struct loop_msg *m;
+	bool first;
 
 	if ((m = malloc(sizeof(*m))) == NULL)
 		panic("out of memory posting to loop %u", l->index);
@@ -89,13 +99,18 @@ loop_post(struct loop *l, loop_fn *fn, void *arg)
 	m->arg = arg;
 	m->next = NULL;
 	pthread_mutex_lock(&l->mu);
+	first = l->head == NULL;
 	if (l->tail != NULL)
 		l->tail->next = m;
 	else
 		l->head = m;
 	l->tail = m;
 	pthread_mutex_unlock(&l->mu);
-	event_active(l->wake, EV_READ, 0);
+	/* Only the first message of a batch wakes the loop: the others find
+	 * the wake-up pending (loop_wake_cb empties the whole mailbox), and
+	 * each wake-up costs the base's lock and a write to its eventfd. */
+	if (first)
+		event_active(l->wake, EV_READ, 0);
 }
 
 void

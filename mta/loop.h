@@ -32,7 +32,11 @@ struct loop {
 	struct event *wake;
 	void *sessions; /* owned by smtp_server.c: this loop's sessions */
 	struct dns_resolver *dns; /* this loop's resolver (DMARC), or NULL */
+	char name[16]; /* its thread's name (top -H, perf), set before start */
 };
+
+/* thread_name_set — name the calling thread (at most 15 bytes shown). */
+void thread_name_set(const char *name);
 
 /* loop_init — create the base and the mailbox.  0 ok, -1 fail. Main thread. */
 int loop_init(struct loop *l, unsigned index);

@@ -390,9 +390,13 @@ main(int argc, char *argv[])
 	if (ev_term == NULL || ev_int == NULL || evsignal_add(ev_term, NULL) ||
 	    evsignal_add(ev_int, NULL))
 		fatalx("cannot install signal handlers");
-	for (i = 0; i < nloops; i++)
+	for (i = 0; i < nloops; i++) {
+		(void)snprintf(loops[i].name, sizeof(loops[i].name), "smtp%u",
+			       i);
 		if (loop_start(&loops[i]) != 0)
 			fatal("starting loop thread %u", i);
+	}
+	(void)snprintf(dloop.name, sizeof(dloop.name), "deliver");
 	if (loop_start(&dloop) != 0)
 		fatal("starting the delivery loop");
 	sched_start();

@@ -479,6 +479,9 @@ sched_write(struct sched_msg *m, enum queue_op_kind kind, int64_t old_due)
 		return;
 	}
 	op->old_due_ms = old_due;
+	/* A settle gates no reply: it may share the next commit.  A crash
+	 * before then delivers the message again (at least once). */
+	op->lazy = true;
 	w->op = op;
 	w->msg = m;
 	m->writes++;

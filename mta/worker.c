@@ -7,6 +7,8 @@
  */
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "mta/log.h"
@@ -31,8 +33,11 @@ static void *
 worker_main(void *arg)
 {
 	struct worker_job *j;
+	char name[16];
 
-	(void)arg;
+	(void)snprintf(name, sizeof(name), "worker%u",
+		       (unsigned)(uintptr_t)arg);
+	thread_name_set(name);
 	for (;;) {
 		pthread_mutex_lock(&worker_mu);
 		while (worker_head == NULL && !worker_stopping)
@@ -62,7 +67,7 @@ worker_start(unsigned n)
 		return -1;
 	for (i = 0; i < n; i++) {
 		if (pthread_create(&worker_threads[i], NULL, worker_main,
-				   NULL) != 0)
+				   (void *)(uintptr_t)i) != 0)
 			return -1;
 		worker_n++;
 	}

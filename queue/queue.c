@@ -10,6 +10,7 @@
  */
 #define _DEFAULT_SOURCE /* madvise(MADV_DONTNEED) */
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -31,10 +32,11 @@
 #include "queue/record_int.h"
 
 #define QUEUE_MAXDBS          4
-#define QUEUE_BATCH_DEFAULT   4096 /* commit_max_batch = 0 */
-#define QUEUE_ENV_KEY_BYTES   8    /* id */
-#define QUEUE_BODY_KEY_BYTES  12   /* id, chunk */
-#define QUEUE_SCHED_KEY_BYTES 16   /* due_ms, id */
+#define QUEUE_BATCH_DEFAULT   4096  /* commit_max_batch = 0 */
+#define QUEUE_LAZY_US         10000 /* lazy_wait_us = 0 */
+#define QUEUE_ENV_KEY_BYTES   8     /* id */
+#define QUEUE_BODY_KEY_BYTES  12    /* id, chunk */
+#define QUEUE_SCHED_KEY_BYTES 16    /* due_ms, id */
 #define QUEUE_META_VERSION    "version"
 #define QUEUE_META_KEY_ID     "key_id"
 
@@ -47,6 +49,7 @@ struct queue {
 	char *path;
 	unsigned commit_interval_us;
 	unsigned prepare_wait_us;
+	unsigned lazy_wait_us;
 	unsigned commit_max_batch;
 	_Atomic uint64_t last_id;
 	/* Messages on their way to queue_submit() (queue_expect): announced
@@ -58,9 +61,13 @@ struct queue {
 	pthread_cond_t cv;
 	struct queue_op *head, **tailp;
 	size_t npending;
-	bool lingering;     /* the writer waits for expected ops */
-	bool stopping;      /* queue_close() called */
-	bool writer_exited; /* no op will be taken any more */
+	size_t nurgent;         /* pending ops that are not lazy */
+	uint64_t lazy_since_us; /* when the oldest pending op came */
+	bool lazy_waiting;      /* the writer waits with lazy ops only */
+	bool lingering;         /* the writer waits for expected ops ... */
+	uint64_t linger_target; /* ... until expect_done reaches this */
+	bool stopping;          /* queue_close() called */
+	bool writer_exited;     /* no op will be taken any more */
 	bool writer_started;
 	pthread_t writer;
 
@@ -586,6 +593,7 @@ queue_writer_wait_expected(struct queue *q, uint64_t deadline_us)
 
 	ts.tv_sec = (time_t)(deadline_us / 1000000);
 	ts.tv_nsec = (long)(deadline_us % 1000000) * 1000;
+	q->linger_target = target;
 	q->lingering = true;
 	while (!q->stopping && q->npending < q->commit_max_batch &&
 	       atomic_load(&q->expect_done) < target &&
@@ -627,17 +635,49 @@ queue_writer_trim(struct queue *q, uint64_t *last_us)
 		(void)madvise(info.me_mapaddr, info.me_mapsize, MADV_DONTNEED);
 }
 
+/*
+ * Until there is something to commit: an op that gates a reply (not lazy),
+ * a full batch, lazy ops that have waited lazy_wait_us (a delivered
+ * message's removal rides along with the next commit rather than paying for
+ * one of its own), or the end.  Called with q->mu held.
+ */
+
+static void
+queue_writer_wait(struct queue *q)
+{
+	uint64_t deadline, now;
+	struct timespec ts;
+
+	while (!q->stopping) {
+		if (q->head == NULL) {
+			pthread_cond_wait(&q->cv, &q->mu);
+			continue;
+		}
+		if (q->nurgent > 0 || q->npending >= q->commit_max_batch)
+			return;
+		deadline = q->lazy_since_us + q->lazy_wait_us;
+		if ((now = queue_mono_us()) >= deadline)
+			return;
+		ts.tv_sec = (time_t)(deadline / 1000000);
+		ts.tv_nsec = (long)(deadline % 1000000) * 1000;
+		q->lazy_waiting = true;
+		(void)pthread_cond_timedwait(&q->cv, &q->mu, &ts);
+		q->lazy_waiting = false;
+	}
+}
+
 static void *
 queue_writer_main(void *arg)
 {
 	struct queue *q = arg;
 	struct queue_op *batch, *last;
 	uint64_t trimmed = queue_mono_us();
-	size_t n;
+	size_t n, urgent;
+
+	(void)prctl(PR_SET_NAME, (unsigned long)"queue-writer", 0, 0, 0);
 	pthread_mutex_lock(&q->mu);
 	for (;;) {
-		while (q->head == NULL && !q->stopping)
-			pthread_cond_wait(&q->cv, &q->mu);
+		queue_writer_wait(q);
 		if (q->head == NULL)
 			break; /* stopping, and everything committed */
 		if (q->commit_interval_us > 0)
@@ -649,8 +689,13 @@ queue_writer_main(void *arg)
 							  q->prepare_wait_us);
 		/* Take everything pending, up to one batch. */
 		batch = last = q->head;
-		for (n = 1; n < q->commit_max_batch && last->next != NULL; n++)
+		urgent = !last->lazy;
+		for (n = 1; n < q->commit_max_batch && last->next != NULL;
+		     n++) {
 			last = last->next;
+			urgent += !last->lazy;
+		}
+		q->nurgent -= urgent;
 		q->head = last->next;
 		last->next = NULL;
 		if (q->head == NULL)
@@ -679,7 +724,14 @@ queue_submit(struct queue *q, struct queue_op *op, queue_done_fn *done,
 	refused = !q->writer_started || q->writer_exited;
 	if (!refused) {
 		wake = q->head == NULL ||
-		       q->npending + 1 == q->commit_max_batch || q->lingering;
+		       q->npending + 1 == q->commit_max_batch ||
+		       (q->lingering &&
+			atomic_load(&q->expect_done) >= q->linger_target) ||
+		       (q->lazy_waiting && !op->lazy);
+		if (q->head == NULL)
+			q->lazy_since_us = queue_mono_us();
+		if (!op->lazy)
+			q->nurgent++;
 		*q->tailp = op;
 		q->tailp = &op->next;
 		q->npending++;
@@ -890,6 +942,8 @@ queue_new(const struct queue_config *cfg, unsigned flags)
 	q->flags = flags;
 	q->commit_interval_us = cfg->commit_interval_us;
 	q->prepare_wait_us = cfg->prepare_wait_us;
+	q->lazy_wait_us =
+	    cfg->lazy_wait_us != 0 ? cfg->lazy_wait_us : QUEUE_LAZY_US;
 	q->commit_max_batch = cfg->commit_max_batch != 0 ? cfg->commit_max_batch
 							 : QUEUE_BATCH_DEFAULT;
 	q->tailp = &q->head;

@@ -46,6 +46,8 @@ struct queue_config {
 	unsigned commit_max_batch; /* ops per write transaction */
 	unsigned prepare_wait_us;  /* longest wait for expected ops (see
 				      queue_expect); 0 = none */
+	unsigned lazy_wait_us;     /* longest wait of a lazy op for company;
+				      0 = 10 ms */
 };
 
 #define QUEUE_RDONLY                                                           \
@@ -138,6 +140,10 @@ struct queue_op {
 	uint8_t *body; /* QOP_INSERT: owned, freed by queue_op_free() */
 	size_t body_len;
 	int64_t old_due_ms; /* QOP_UPDATE */
+	/* Set by the caller: the op gates no reply (a delivered message's
+	 * removal, a deferral): it may wait up to lazy_wait_us to share a
+	 * commit. */
+	bool lazy;
 	/* result, set before done(): 0 committed, -1 failed (err says why;
 	 * map_full set when the failure was MDB_MAP_FULL) */
 	int status;

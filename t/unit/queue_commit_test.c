@@ -80,7 +80,7 @@ teardown_tmp(void **state)
 	return 0;
 }
 
-static unsigned open_prepare_wait_us;
+static unsigned open_prepare_wait_us, open_lazy_wait_us;
 
 static struct queue *
 open_queue(uint64_t map_size, unsigned interval_us, unsigned flags)
@@ -95,6 +95,7 @@ open_queue(uint64_t map_size, unsigned interval_us, unsigned flags)
 	cfg.commit_interval_us = interval_us;
 	cfg.commit_max_batch = 1024;
 	cfg.prepare_wait_us = open_prepare_wait_us;
+	cfg.lazy_wait_us = open_lazy_wait_us;
 	if (queue_open(&q, &cfg, flags, err, sizeof(err)) != 0)
 		fail_msg("queue_open: %s", err);
 	return q;
@@ -804,6 +805,52 @@ test_expect_wait(void **state)
 	waiter_fini(&w);
 }
 
+/*
+ * A lazy op (a settle) waits for company: with an urgent op 50 ms later
+ * both share one commit; alone, it is committed when its wait (here 500 ms)
+ * is over, not before.
+ */
+static void
+test_lazy_ops(void **state)
+{
+	struct queue_stats st;
+	struct queue_op *op;
+	struct waiter w;
+	struct queue *q;
+	uint64_t t0, dt;
+
+	(void)state;
+	open_lazy_wait_us = 500000;
+	q = open_queue(64 << 20, 0, 0);
+	open_lazy_wait_us = 0;
+	waiter_init(&w, NULL);
+
+	op = insert_op(q, 1, 100, now_ms());
+	op->lazy = true;
+	submit(q, &w, op, 10);
+	nanosleep(&(struct timespec){ 0, 50 * 1000 * 1000 }, NULL);
+	pthread_mutex_lock(&w.mu);
+	assert_int_equal(w.done, 0); /* waits for company */
+	pthread_mutex_unlock(&w.mu);
+	submit(q, &w, insert_op(q, 2, 100, now_ms()), 10);
+	wait_all(&w, 2);
+	queue_stats_get(q, &st);
+	assert_int_equal(st.commits, 1);
+	assert_int_equal(st.ops, 2);
+
+	op = insert_op(q, 3, 100, now_ms());
+	op->lazy = true;
+	t0 = mono_us();
+	submit(q, &w, op, 10);
+	wait_all(&w, 3);
+	dt = mono_us() - t0;
+	if (dt < 400000 || dt > 5000000)
+		fail_msg("a lone lazy op was committed after %" PRIu64 " us",
+			 dt);
+	queue_close(q);
+	waiter_fini(&w);
+}
+
 /* Opening: read-only, versions, keys ---------------------------------- */
 
 static void
@@ -1061,6 +1108,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_map_full, setup_tmp,
 						teardown_tmp),
 		cmocka_unit_test_setup_teardown(test_expect_wait, setup_tmp,
+						teardown_tmp),
+		cmocka_unit_test_setup_teardown(test_lazy_ops, setup_tmp,
 						teardown_tmp),
 		cmocka_unit_test_setup_teardown(test_close_drains, setup_tmp,
 						teardown_tmp),

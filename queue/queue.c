@@ -641,7 +641,6 @@ queue_writer_trim(struct queue *q, uint64_t *last_us)
  * message's removal rides along with the next commit rather than paying for
  * one of its own), or the end.  Called with q->mu held.
  */
-
 static void
 queue_writer_wait(struct queue *q)
 {

@@ -97,8 +97,9 @@ with open(sys.argv[1], errors="replace") as f:
 PYEOF
 }
 
-# logwatch STATE LOG TARGET STALL TIMEOUT: follow outpostd's LOG from where
-# the last call stopped (STATE, JSON: offset, counts of ": deferred at ",
+# logwatch STATE LOG TARGET STALL TIMEOUT: follow outpostd's delivery LOG
+# from where the last call stopped (STATE, JSON: offset, counts of
+# "transient" events (deferrals),
 # connection and greeting failures, back-offs, first and last deferral
 # time) until TARGET deferrals, or STALL seconds without a new one, or
 # TIMEOUT (STALL 0: one pass).  Reads each byte once (the log may grow to
@@ -116,6 +117,9 @@ except (OSError, ValueError):
           "greeting_failed": 0, "backoffs": 0, "first_deferral": None,
           "last_deferral": None}
 def when(line):
+    if line.startswith(b"{"):  # a delivery-log event: its "time" field
+        i = line.find(b'"time":"')
+        line = line[i + 8:] if i >= 0 else b""
     try:
         t = datetime.datetime.strptime(line[:23].decode(), "%Y-%m-%dT%H:%M:%S.%f")
         return round(t.replace(tzinfo=datetime.timezone.utc).timestamp(), 3)
@@ -131,7 +135,7 @@ with open(log, "rb") as f:
                 break  # a partial line: read again on the next turn
             st["offset"] += len(line)
             st["lines"] += 1
-            if b": deferred at " in line:
+            if b'"event":"transient"' in line or b": deferred at " in line:
                 st["deferred"] += 1
                 t = when(line)
                 if st["first_deferral"] is None:
@@ -254,6 +258,7 @@ EOF
 	fi
 
 	# ---- 1. idle
+	DLOG=$d/var/log/delivery.log # one "transient" event per deferral
 	start_outpostd "$work/outpostd-1.log" || return 1
 	sleep 2
 	read -r -a m <<<"$(mem "$OPD_PID")"
@@ -279,9 +284,9 @@ EOF
 	rcpts=$(json_get "$work/inject.json" rcpts_accepted)
 	echo "queue_scale: $(json_get "$work/inject.json" accepted) accepted at $(json_get "$work/inject.json" accepted_per_s) msg/s; waiting for $rcpts first deferrals" >&2
 	put settle_cpu0 "$(tree_cpu "$OPD_PID")"
-	logwatch "$work/watch-1.json" "$work/outpostd-1.log" 0 0 0 || true
+	logwatch "$work/watch-1.json" "$DLOG" 0 0 0 || true
 	cp "$work/watch-1.json" "$work/watch-injected.json"
-	if ! logwatch "$work/watch-1.json" "$work/outpostd-1.log" "$rcpts" "$STALL" "$MAX_TIME"; then
+	if ! logwatch "$work/watch-1.json" "$DLOG" "$rcpts" "$STALL" "$MAX_TIME"; then
 		note "only $(json_get "$work/watch-1.json" deferred) of $rcpts recipients deferred after the injection, none for the last $STALL s (BENCH_QS_STALL): measured as it is"
 	fi
 	kill -0 "$OPD_PID" 2>/dev/null || { note "outpostd died while settling: $(tail -n 3 "$work/outpostd-1.log")"; OPD_PID=; return 1; }
@@ -289,7 +294,7 @@ EOF
 	put settle_cpu1 "$(tree_cpu "$OPD_PID")"
 	put settled_time "$EPOCHREALTIME"
 	rss_sampler_stop
-	logwatch "$work/watch-1.json" "$work/outpostd-1.log" 0 0 0 || true
+	logwatch "$work/watch-1.json" "$DLOG" 0 0 0 || true
 	cp "$work/watch-1.json" "$work/watch-settled.json"
 	read -r -a m <<<"$(mem "$OPD_PID")"
 	put queued_rss_kib "${m[0]}"
@@ -305,7 +310,7 @@ EOF
 	put stop_s "$T_STOP"
 	grep 'outpostd stopped' "$work/outpostd-1.log" | tail -n 1 >"$work/stopped-1.txt" || true
 	put log1_bytes "$(stat -c %s "$work/outpostd-1.log")"
-	logwatch "$work/watch-1.json" "$work/outpostd-1.log" 0 0 0 || true
+	logwatch "$work/watch-1.json" "$DLOG" 0 0 0 || true
 	if [ "$(json_get "$work/watch-1.json" deferred)" -gt "$rcpts" ]; then
 		note "more deferrals ($(json_get "$work/watch-1.json" deferred)) than recipients ($rcpts): some were tried twice before the stop (BENCH_QS_RETRY $RETRY s shorter than injection + settling?)"
 	fi

@@ -642,14 +642,25 @@ queue_writer_trim(struct queue *q, uint64_t *last_us)
  * one of its own), or the end.  Called with q->mu held.
  */
 static void
-queue_writer_wait(struct queue *q)
+queue_writer_wait(struct queue *q, uint64_t *trimmed)
 {
 	uint64_t deadline, now;
 	struct timespec ts;
 
 	while (!q->stopping) {
 		if (q->head == NULL) {
-			pthread_cond_wait(&q->cv, &q->mu);
+			/* Idle: still trim the map now and then, since the
+			 * scheduler and the CLI's walks read through it. */
+			deadline = *trimmed + QUEUE_TRIM_US;
+			if (queue_mono_us() >= deadline) {
+				pthread_mutex_unlock(&q->mu);
+				queue_writer_trim(q, trimmed);
+				pthread_mutex_lock(&q->mu);
+				continue;
+			}
+			ts.tv_sec = (time_t)(deadline / 1000000);
+			ts.tv_nsec = (long)(deadline % 1000000) * 1000;
+			(void)pthread_cond_timedwait(&q->cv, &q->mu, &ts);
 			continue;
 		}
 		if (q->nurgent > 0 || q->npending >= q->commit_max_batch)
@@ -676,7 +687,7 @@ queue_writer_main(void *arg)
 	(void)prctl(PR_SET_NAME, (unsigned long)"queue-writer", 0, 0, 0);
 	pthread_mutex_lock(&q->mu);
 	for (;;) {
-		queue_writer_wait(q);
+		queue_writer_wait(q, &trimmed);
 		if (q->head == NULL)
 			break; /* stopping, and everything committed */
 		if (q->commit_interval_us > 0)

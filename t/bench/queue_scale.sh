@@ -99,7 +99,7 @@ PYEOF
 
 # logwatch STATE LOG TARGET STALL TIMEOUT: follow outpostd's delivery LOG
 # from where the last call stopped (STATE, JSON: offset, counts of
-# "transient" events (deferrals),
+# "transient_failure" events (deferrals),
 # connection and greeting failures, back-offs, first and last deferral
 # time) until TARGET deferrals, or STALL seconds without a new one, or
 # TIMEOUT (STALL 0: one pass).  Reads each byte once (the log may grow to
@@ -135,7 +135,7 @@ with open(log, "rb") as f:
                 break  # a partial line: read again on the next turn
             st["offset"] += len(line)
             st["lines"] += 1
-            if b'"event":"transient"' in line or b": deferred at " in line:
+            if b'"event":"transient_failure"' in line or b": deferred at " in line:
                 st["deferred"] += 1
                 t = when(line)
                 if st["first_deferral"] is None:
@@ -258,7 +258,7 @@ EOF
 	fi
 
 	# ---- 1. idle
-	DLOG=$d/var/log/delivery.log # one "transient" event per deferral
+	DLOG=$d/var/log/delivery.log # one "transient_failure" event per deferral
 	start_outpostd "$work/outpostd-1.log" || return 1
 	sleep 2
 	read -r -a m <<<"$(mem "$OPD_PID")"

@@ -50,6 +50,8 @@ struct queue {
 	unsigned commit_interval_us;
 	unsigned prepare_wait_us;
 	unsigned lazy_wait_us;
+	void *map_addr; /* the LMDB map, for the trim (queue_map_find) */
+	size_t map_len;
 	unsigned commit_max_batch;
 	_Atomic uint64_t last_id;
 	/* Messages on their way to queue_submit() (queue_expect): announced
@@ -625,14 +627,52 @@ queue_expect(struct queue *q, int delta)
 static void
 queue_writer_trim(struct queue *q, uint64_t *last_us)
 {
-	MDB_envinfo info;
 	uint64_t now = queue_mono_us();
 
 	if (now - *last_us < QUEUE_TRIM_US)
 		return;
 	*last_us = now;
-	if (mdb_env_info(q->env, &info) == 0 && info.me_mapaddr != NULL)
-		(void)madvise(info.me_mapaddr, info.me_mapsize, MADV_DONTNEED);
+	if (q->map_addr != NULL)
+		(void)madvise(q->map_addr, q->map_len, MADV_DONTNEED);
+}
+
+/*
+ * Find the LMDB map (for the trim): LMDB does not say where it is
+ * (mdb_env_info's me_mapaddr is only set with MDB_FIXEDMAP), so take a
+ * value's address, which points into the map, and look it up in
+ * /proc/self/maps.  Without it (no /proc), no trim: only RSS is at stake.
+ */
+static void
+queue_map_find(struct queue *q)
+{
+	MDB_val key = { sizeof(QUEUE_META_VERSION) - 1, QUEUE_META_VERSION },
+		val;
+	unsigned long lo, hi, at;
+	MDB_txn *txn;
+	char line[512];
+	bool bol = true;
+	FILE *f;
+
+	if (mdb_txn_begin(q->env, NULL, MDB_RDONLY, &txn) != 0)
+		return;
+	at = mdb_get(txn, q->db_meta, &key, &val) == 0
+		 ? (unsigned long)(uintptr_t)val.mv_data
+		 : 0;
+	mdb_txn_abort(txn);
+	if (at == 0 || (f = fopen("/proc/self/maps", "r")) == NULL)
+		return;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		/* Only at the start of a line (a long path is read in
+		 * pieces). */
+		if (bol && sscanf(line, "%lx-%lx", &lo, &hi) == 2 && lo <= at &&
+		    at < hi) {
+			q->map_addr = (void *)(uintptr_t)lo;
+			q->map_len = hi - lo;
+			break;
+		}
+		bol = strchr(line, '\n') != NULL;
+	}
+	fclose(f);
 }
 
 /*
@@ -1055,6 +1095,7 @@ queue_open(struct queue **qp, const struct queue_config *cfg, unsigned flags,
 	if (rc != 0 || queue_env_open(q, cfg->map_size, err, errlen) != 0)
 		goto fail;
 	if (!ro) {
+		queue_map_find(q);
 		if ((rc = pthread_create(&q->writer, NULL, queue_writer_main,
 					 q)) != 0) {
 			queue_err(err, errlen, "cannot start the writer: %s",

@@ -73,6 +73,7 @@ static _Atomic int evl_state = EVL_CLOSED;
 /* Callers between their state check and the end of their call: evlog_close
  * waits for none before it tears down. */
 static _Atomic int evl_inflight;
+static _Atomic unsigned evl_key_gen; /* one more at every evlog_open() */
 static pthread_once_t evl_once = PTHREAD_ONCE_INIT;
 
 /* Byte classes, filled once by evlog_once_init(). */
@@ -526,23 +527,28 @@ tok_encoded(const char *s, size_t n)
 	return false;
 }
 
-/* Mark every stand-alone occurrence of LOCAL (case-insensitive) in S. */
+/*
+ * Mark every stand-alone occurrence of LOCAL (case-insensitive) in S, given
+ * LOWER, S in lower case (mk->n bytes): memchr finds the candidates, so a
+ * line costs a few vector scans rather than a compare per byte per local.
+ */
 static void
-mask_local(struct scrub_mask *mk, const char *s, const char *local, size_t m)
+mask_local(struct scrub_mask *mk, const char *s, const char *lower,
+	   const char *local, size_t m)
 {
 	char c0 = ascii_lower(local[0]);
+	const char *p;
 	size_t i, k, n = mk->n;
 
 	for (i = 0; i + m <= n; i++) {
-		if (ascii_lower(s[i]) != c0)
-			continue;
+		if ((p = memchr(lower + i, c0, n - m + 1 - i)) == NULL)
+			break;
+		i = (size_t)(p - lower);
 		if (i > 0 && CLS(s[i - 1], C_WORD))
 			continue;
 		if (i + m < n && CLS(s[i + m], C_WORD))
 			continue;
-		for (k = 1;
-		     k < m && ascii_lower(s[i + k]) == ascii_lower(local[k]);
-		     k++)
+		for (k = 1; k < m && lower[i + k] == ascii_lower(local[k]); k++)
 			;
 		if (k == m)
 			mask_set(mk, i, i + m);
@@ -566,6 +572,7 @@ evlog_scrub(const char *in, const struct evlog_locals *loc, unsigned flags,
 	    char *out, size_t outcap, size_t *len)
 {
 	struct scrub_mask mk;
+	char lower[EVLOG_SCAN_BYTES];
 	size_t full, n, i, j, from, to, o = 0;
 	const char *at;
 	bool cut;
@@ -594,11 +601,15 @@ evlog_scrub(const char *in, const struct evlog_locals *loc, unsigned flags,
 				j++;
 		}
 	}
-	if ((flags & SCRUB_LOCALS) && loc != NULL)
+	if ((flags & SCRUB_LOCALS) && loc != NULL) {
+		for (i = 0; i < n; i++)
+			lower[i] = ascii_lower(in[i]);
 		for (i = 0; i < 3; i++)
 			if (loc->p[i] != NULL && loc->n[i] >= 2 &&
 			    loc->n[i] <= EVLOG_LOCAL_MAX_BYTES)
-				mask_local(&mk, in, loc->p[i], loc->n[i]);
+				mask_local(&mk, in, lower, loc->p[i],
+					   loc->n[i]);
+	}
 	if (!mk.used && !cut) {
 		*len = n;
 		return in;
@@ -669,6 +680,32 @@ jw_text(struct jw *w, const char *name, const char *s,
 
 /* Addresses ---------------------------------------------------------- */
 
+/*
+ * queue_addr_hash(KEY, ADDR) into HEX.  With MEMO (the sender), the last
+ * answer of this thread is kept: campaign mail comes from a few senders,
+ * and a keyed BLAKE2b is two compressions, worth saving on every line.
+ */
+static void
+evlog_addr_hash(const uint8_t *key, const char *addr, bool memo,
+		char hex[QUEUE_HASH_HEX_BYTES])
+{
+	static _Thread_local char m_addr[256], m_hex[QUEUE_HASH_HEX_BYTES];
+	static _Thread_local unsigned m_gen; /* 0: empty */
+	unsigned gen = atomic_load(&evl_key_gen);
+	size_t n;
+
+	if (memo && m_gen == gen && strcmp(m_addr, addr) == 0) {
+		memcpy(hex, m_hex, sizeof(m_hex));
+		return;
+	}
+	queue_addr_hash(key, addr, hex);
+	if (memo && (n = strlen(addr)) < sizeof(m_addr)) {
+		memcpy(m_addr, addr, n + 1);
+		memcpy(m_hex, hex, sizeof(m_hex));
+		m_gen = gen;
+	}
+}
+
 /* ADDR without surrounding white space and <> (as queue_addr_hash sees it),
  * as [*s, *e). */
 static void
@@ -730,7 +767,7 @@ jw_addr(struct jw *w, const char *hname, const char *dname, const char *addr,
 
 	addr_trim(addr, &s, &e);
 	if (s < e) {
-		queue_addr_hash(key, addr, hex);
+		evlog_addr_hash(key, addr, slot == 1, hex);
 		jw_str(w, hname, hex, strlen(hex));
 	}
 	for (at = e; at > s && at[-1] != '@'; at--)
@@ -1076,6 +1113,7 @@ evlog_open(const char *path, const uint8_t hash_key[32], char *err,
 	}
 	memcpy(evl.key, hash_key, QUEUE_KEY_BYTES);
 	sodium_mprotect_readonly(evl.key);
+	atomic_fetch_add(&evl_key_gen, 1); /* forget every thread's memo */
 	evl.cap = evl.spare_cap = EVLOG_BUF_INIT_BYTES;
 	evl.len = 0;
 	evl.fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);

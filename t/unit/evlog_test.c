@@ -289,12 +289,12 @@ ev_full(void)
 	ev.id = UINT64_C(0x0123456789abcdef);
 	ev.session = "a1b2c3d4";
 	ev.user = "campaigns";
-	ev.client = "192.0.2.10";
+	ev.client = "127.0.0.10";
 	ev.pool = "pool-a";
-	ev.source_addr = "198.51.100.7";
+	ev.source_addr = "127.0.0.7";
 	ev.destination = "example.org";
 	ev.mx_host = "mx1.example.org";
-	ev.mx_ip = "203.0.113.25";
+	ev.mx_ip = "127.0.0.25";
 	ev.rcpt = "<Jane@Example.ORG>";
 	ev.sender = "bounces@esp.test";
 	ev.size = 12345;
@@ -394,10 +394,10 @@ test_golden(void **state)
 	const char *want_full =
 	    "{\"time\":\"2026-11-29T05:12:33.123Z\",\"event\":\"delivery\","
 	    "\"id\":\"0123456789abcdef\",\"session\":\"a1b2c3d4\","
-	    "\"user\":\"campaigns\",\"client\":\"192.0.2.10\","
-	    "\"pool\":\"pool-a\",\"source_addr\":\"198.51.100.7\","
+	    "\"user\":\"campaigns\",\"client\":\"127.0.0.10\","
+	    "\"pool\":\"pool-a\",\"source_addr\":\"127.0.0.7\","
 	    "\"destination\":\"example.org\",\"mx_host\":\"mx1.example.org\","
-	    "\"mx_ip\":\"203.0.113.25\",\"rcpt_hash\":\"" HASH_JANE "\","
+	    "\"mx_ip\":\"127.0.0.25\",\"rcpt_hash\":\"" HASH_JANE "\","
 	    "\"rcpt_domain\":\"example.org\",\"sender_hash\":\"" HASH_BOUNCES
 	    "\",\"sender_domain\":\"esp.test\",\"size\":12345,\"nrcpts\":3,"
 	    "\"attempt\":2,\"queue_time_s\":61.234,\"code\":250,"
@@ -694,7 +694,7 @@ static const struct privacy_case privacy_cases[] = {
 	  { "j\xc3\xa4ne", "xa4ne" } },
 	{ NULL,
 	  NULL,
-	  "550 5.1.1 marjorie@[192.0.2.1] unknown",
+	  "550 5.1.1 marjorie@[127.0.0.2] unknown",
 	  false,
 	  { "marjorie" } },
 	{ NULL,
@@ -852,9 +852,9 @@ test_scrub_exact(void **state)
 		  "452 4.2.2 over quota, version=3.5",
 		  "452 4.2.2 over quota, version=3.5" },
 		{ "reply", "jane@example.org",
-		  "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily "
+		  "421 4.7.0 [TSS04] Messages from 127.0.0.2 temporarily "
 		  "deferred; see https://postmaster.example/errors?code=421",
-		  "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily "
+		  "421 4.7.0 [TSS04] Messages from 127.0.0.2 temporarily "
 		  "deferred; see https://postmaster.example/errors?code=421" },
 		{ "reply", "jane@example.org",
 		  "550 5.1.1 <jane@example.org>: unknown",
@@ -1316,10 +1316,10 @@ bench_main(void *arg)
 
 	ev.id = UINT64_C(0x00000188f0c2a7b1);
 	ev.pool = "pool-a";
-	ev.source_addr = "198.51.100.7";
+	ev.source_addr = "127.0.0.7";
 	ev.destination = "example.org";
 	ev.mx_host = "mx1.example.org";
-	ev.mx_ip = "203.0.113.25";
+	ev.mx_ip = "127.0.0.25";
 	ev.rcpt = "jane.doe@example.org";
 	ev.sender = "bounces+c123=esp.test@mail.esp.test";
 	ev.size = 48213;

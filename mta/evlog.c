@@ -10,6 +10,8 @@
  * field goes through evlog_scrub() then log_escape()); make a caller wait for
  * the disk; emit a line that is not one valid JSON object in valid UTF-8.
  */
+/* For PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP (glibc): see evl.mu. */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/prctl.h>
@@ -67,7 +69,12 @@ static struct {
 	char *path;
 	uint8_t *key;
 	pthread_t thread;
-} evl = { .mu = PTHREAD_MUTEX_INITIALIZER, .fd = -1 };
+} evl = {
+	/* Held for a memcpy of one line: three loops append at every event,
+	 * and spinning a moment is cheaper than sleeping in the kernel. */
+	.mu = PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP,
+	.fd = -1,
+};
 
 static _Atomic int evl_state = EVL_CLOSED;
 /* Callers between their state check and the end of their call: evlog_close

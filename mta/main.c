@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -274,6 +275,7 @@ main(int argc, char *argv[])
 	struct queue_config qc;
 	struct queue_stats qs;
 	struct event *ev_term, *ev_int, *ev_usr1;
+	sigset_t early;
 	uint8_t hash_key[QUEUE_KEY_BYTES];
 	char err[1024];
 	bool check = false;
@@ -314,6 +316,16 @@ main(int argc, char *argv[])
 	}
 
 	signal(SIGPIPE, SIG_IGN);
+	/* Until the main loop handles them (below), SIGTERM, SIGINT and
+	 * SIGUSR1 wait: a stop asked for during start-up (the listeners
+	 * accept before the loops run) is then a clean stop, not a kill.
+	 * Every thread started meanwhile inherits the mask, so they reach
+	 * the main thread only. */
+	sigemptyset(&early);
+	sigaddset(&early, SIGTERM);
+	sigaddset(&early, SIGINT);
+	sigaddset(&early, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &early, NULL);
 	umask(077);
 	raise_nofile();
 	if (evthread_use_pthreads() != 0)
@@ -390,6 +402,7 @@ main(int argc, char *argv[])
 	if (ev_term == NULL || ev_int == NULL || evsignal_add(ev_term, NULL) ||
 	    evsignal_add(ev_int, NULL))
 		fatalx("cannot install signal handlers");
+	/* Loop threads start with the early mask, so signals come here. */
 	for (i = 0; i < nloops; i++) {
 		(void)snprintf(loops[i].name, sizeof(loops[i].name), "smtp%u",
 			       i);
@@ -414,6 +427,7 @@ main(int argc, char *argv[])
 		 OUTPOST_VERSION, conf->file, conf->queue.path, nloops,
 		 conf->worker_threads);
 
+	pthread_sigmask(SIG_UNBLOCK, &early, NULL);
 	event_base_dispatch(main_base);
 
 	/* Orderly shutdown: submission first (every message it accepted is

@@ -229,6 +229,9 @@ struct smtp_client_env {
 struct smtp_client *smtp_client_new(const struct smtp_client_env *env,
 				    struct sched_path *path,
 				    const struct sockaddr_storage *source);
+/* smtp_client_tls_init — set CTX (the client context) up to keep each MX
+ * host's TLS session for resumption.  Delivery thread, at start. */
+void smtp_client_tls_init(SSL_CTX *ctx);
 /* smtp_client_send — run JOB on idle C. */
 void smtp_client_send(struct smtp_client *c, struct sched_job *job);
 /* smtp_client_quit — QUIT and close idle C (sched_conn_closed follows). */

@@ -1958,6 +1958,7 @@ sched_init(struct loop *l, const struct conf *c, struct queue *q, char *err,
 	/* Verification is recorded, and required only under tls=verify. */
 	SSL_CTX_set_verify(S.ssl, SSL_VERIFY_NONE, NULL);
 	SSL_CTX_set_session_cache_mode(S.ssl, SSL_SESS_CACHE_CLIENT);
+	smtp_client_tls_init(S.ssl);
 	if ((c->delivery.tls_ca_file != NULL || c->delivery.tls_ca_path != NULL)
 		? SSL_CTX_load_verify_locations(S.ssl, c->delivery.tls_ca_file,
 						c->delivery.tls_ca_path) != 1

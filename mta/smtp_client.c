@@ -225,7 +225,16 @@ sc_write(struct smtp_client *c, const char *fmt, ...)
 static void
 sc_close_socket(struct smtp_client *c)
 {
+	SSL *ssl;
+
 	if (c->bev != NULL) {
+		/* A close_notify (once, never waited for): OpenSSL marks the
+		 * session of a TLS connection freed without one as not
+		 * resumable, and that session is the one kept for the next
+		 * connection to this host (sc_tls_session_cb). */
+		if (c->tls &&
+		    (ssl = bufferevent_openssl_get_ssl(c->bev)) != NULL)
+			(void)SSL_shutdown(ssl);
 		bufferevent_free(c->bev);
 		c->bev = NULL;
 	}
@@ -747,6 +756,7 @@ sc_tls_begin(struct smtp_client *c)
 	SSL_set1_host(ssl, h->name);
 	if (h->session != NULL)
 		SSL_set_session(ssl, h->session);
+	SSL_set_app_data(ssl, c); /* for sc_tls_session_cb */
 	/* Anything the server sent after 220 and before the handshake is
 	 * dropped with the plain bufferevent (mirror of CVE-2011-0411). */
 	bufferevent_free(c->bev);
@@ -765,21 +775,41 @@ sc_tls_begin(struct smtp_client *c)
 	sc_enter(c, SC_TLS);
 }
 
+/*
+ * A session the server lets us resume: kept per MX host for the next
+ * connection.  TLS 1.3 sends its tickets after the handshake (read with the
+ * EHLO reply), so they are taken here, not at the handshake's end.  Returns
+ * 1: the session is ours (OpenSSL's reference passes to the host).
+ */
+static int
+sc_tls_session_cb(SSL *ssl, SSL_SESSION *sess)
+{
+	struct smtp_client *c = SSL_get_app_data(ssl);
+	struct sched_host *h;
+
+	if (c == NULL || c->site == NULL || c->host_idx >= c->site->nhosts)
+		return 0;
+	h = &c->site->hosts[c->host_idx];
+	if (h->session != NULL)
+		SSL_SESSION_free(h->session);
+	h->session = sess;
+	return 1;
+}
+
+void
+smtp_client_tls_init(SSL_CTX *ctx)
+{
+	SSL_CTX_sess_set_new_cb(ctx, sc_tls_session_cb);
+}
+
 static void
 sc_tls_done(struct smtp_client *c)
 {
 	SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
-	struct sched_host *h = &c->site->hosts[c->host_idx];
-	SSL_SESSION *sess;
 
 	c->tls = true;
 	c->tls_verified = SSL_get_verify_result(ssl) == X509_V_OK;
 	STATS_INC(tls_handshakes);
-	if ((sess = SSL_get1_session(ssl)) != NULL) {
-		if (h->session != NULL)
-			SSL_SESSION_free(h->session);
-		h->session = sess;
-	}
 	log_debug("smtp-out %s: %s %s%s%s", c->remote, SSL_get_version(ssl),
 		  SSL_get_cipher_name(ssl),
 		  c->tls_verified ? ", certificate verified" : ", not verified",

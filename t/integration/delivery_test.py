@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Delivery through the real outpostd: MX lookup at a dnsmasq of our own,
 delivery to outpost-sink playing the MX hosts, TLS negotiated (the sink
-says so), clear-text fallback under tls=may, deferral under tls=encrypt,
+says so), TLS session resumption, clear-text fallback under tls=may,
+deferral under tls=encrypt,
 retry after 4xx, 5xx -> DSN to the sender's domain, null MX, implicit MX,
 MX fail-over, 8-bit to a 7-bit receiver.  Loopback only."""
 
@@ -63,6 +64,27 @@ def test_delivery_over_starttls():
         check(b"\r\n.a line with a leading dot\r\n" in msgs[0],
               "dot-stuffing undone correctly by the receiver")
         eq(sink.stats()["tls_connections"] >= 1, True, "sink counted TLS")
+        wait_queue_empty(d)
+
+
+def test_tls_session_resumed():
+    """A second connection to the same MX resumes the TLS session of the
+    first (one message per connection forces two)."""
+    hosts = ["127.0.0.16"]
+    port = free_port_on(hosts)
+    dns = Dns(mx=[("resume.test", "mx1.resume.test", 10)],
+              a=[("mx1.resume.test", "127.0.0.16")])
+    cfg = delivery_config(dns, port, '''
+destination "*" { max_messages_per_connection = 1  max_connections = 1 }''')
+    with dns, Sink(hosts, port, ["--starttls"]) as sink, \
+            Daemon(config=cfg) as d:
+        submit(d, ["first@resume.test"])
+        sink.wait_messages(1)
+        submit(d, ["second@resume.test"])
+        sink.wait_messages(2)
+        st = sink.stats()
+        eq(st["tls_connections"], 2, "two TLS connections")
+        eq(st["tls_resumed"], 1, "the second resumed the first's session")
         wait_queue_empty(d)
 
 

@@ -80,6 +80,7 @@ struct sink_stats {
 	uint64_t connections_max;     /* peak of connections_now */
 	uint64_t connections_refused; /* --max-connections */
 	uint64_t tls_connections;     /* completed TLS handshakes */
+	uint64_t tls_resumed;         /* ... of which resumed a session */
 	uint64_t tls_failures;
 	uint64_t tls_broken; /* sessions --tls-broken misbehaved on */
 	uint64_t messages;   /* accepted messages */

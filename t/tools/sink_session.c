@@ -1328,6 +1328,8 @@ session_tls_up(struct sink_session *s)
 	s->flags |= SF_TLS_UP;
 	s->tls_version = ssl != NULL ? SSL_get_version(ssl) : "unknown";
 	sink.stats.tls_connections++;
+	if (ssl != NULL && SSL_session_reused(ssl))
+		sink.stats.tls_resumed++;
 	if (sink.conf.verbose)
 		sink_log("%" PRIu64 " TLS %s %s", s->id, s->tls_version,
 			 ssl != NULL ? SSL_get_cipher_name(ssl) : "");

@@ -149,6 +149,7 @@ stats_json(void)
 	U(connections_max);
 	U(connections_refused);
 	U(tls_connections);
+	U(tls_resumed);
 	U(tls_failures);
 	U(tls_broken);
 	U(messages);

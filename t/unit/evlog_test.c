@@ -483,7 +483,8 @@ test_hash_normalised(void **state)
 		assert_string_equal(dom, "example.org");
 		free(line);
 	}
-	/* Another key, another hash (the key is really used). */
+	/* Another key, another hash (the key is really used).  The sender
+	 * is the last variant, hashed (and memoized) with key_a above. */
 	ev.rcpt = "jane@example.org";
 	{
 		char path[128], *s;
@@ -499,6 +500,11 @@ test_hash_normalised(void **state)
 		queue_addr_hash(key_b, "jane@example.org", want);
 		assert_string_equal(got, want);
 		assert_string_not_equal(got, HASH_JANE);
+		/* The sender's hash is memoized per thread: a new key (a new
+		 * evlog_open) must not reuse the old one's. */
+		assert_true(field(s, "sender_hash", got, sizeof(got)));
+		queue_addr_hash(key_b, ev.sender, want);
+		assert_string_equal(got, want);
 		free(s);
 		unlink(path);
 	}

@@ -33,7 +33,14 @@ deps:
 		apt-get install -y --no-install-recommends $$missing || \
 		{ apt-get update && apt-get install -y --no-install-recommends $$missing; }; \
 		rc=$$?; [ -n "$$pol" ] && rm -f /usr/sbin/policy-rc.d; \
-		exit $$rc; \
+		[ $$rc = 0 ] || exit $$rc; \
+	fi
+	@# outpostd started as root runs as this account (run_as).
+	@if ! getent passwd outpost >/dev/null; then \
+		if [ "$$(id -u)" != 0 ]; then \
+			echo "make deps: no user 'outpost' (outpostd started as root needs it)" >&2; \
+		else echo "make deps: creating the system user outpost"; \
+		useradd --system --no-create-home --shell /usr/sbin/nologin outpost; fi; \
 	fi
 
 $(BUILD)/CMakeCache.txt:

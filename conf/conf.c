@@ -725,6 +725,8 @@ static cfg_opt_t conf_user_opts[] = {
 static cfg_opt_t conf_opts[] = {
 	CFG_STR_CB("hostname", NULL, CFGF_NONE, conf_hostname_cb),
 	CFG_STR_CB("data_dir", "./var", CFGF_NONE, conf_text_cb),
+	CFG_STR_CB("run_as", "outpost", CFGF_NONE, conf_text_cb),
+	CFG_BOOL_CB("allow_root", cfg_false, CFGF_NONE, conf_bool_cb),
 	CFG_STR_CB("hash_key_file", "keys/loghash.key", CFGF_NONE,
 		   conf_text_cb),
 	CFG_STR_CB("smtp_threads", "0", CFGF_NONE, conf_num_cb),
@@ -883,8 +885,14 @@ conf_build_top(struct conf_ctx *x, cfg_t *cfg, struct conf *c)
 		name[sizeof(name) - 1] = '\0';
 		host = name;
 	}
-	if ((c->hostname = conf_strdup(x, host)) == NULL)
+	if ((c->hostname = conf_strdup(x, host)) == NULL ||
+	    (c->user = conf_strdup(x, cfg_getstr(cfg, "run_as"))) == NULL)
 		return -1;
+	c->allow_root = cfg_getbool(cfg, "allow_root");
+	if (strcmp(c->user, "root") == 0 && !c->allow_root)
+		conf_fail(x, conf_line_of(x, cfg, "run_as"),
+			  "run_as = \"root\" needs allow_root = true: outpostd "
+			  "parses untrusted input and should not keep root");
 	c->data_dir = conf_path_abs(x, cfg, "data_dir", NULL,
 				    cfg_getstr(cfg, "data_dir"));
 	if (c->data_dir == NULL ||
@@ -1300,6 +1308,7 @@ conf_free(struct conf *c)
 	free(c->file);
 	free(c->hostname);
 	free(c->data_dir);
+	free(c->user);
 	free(c->hash_key_file);
 	free(c->tls.cert_file);
 	free(c->tls.key_file);

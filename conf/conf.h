@@ -335,10 +335,18 @@ struct conf_control {
 };
 
 struct conf {
-	char *file;              /* the file loaded, or "(embedded defaults)" */
-	char *hostname;          /* banner and EHLO name */
-	char *data_dir;          /* absolute */
-	char *hash_key_file;     /* key of the keyed address hash for logs */
+	char *file;          /* the file loaded, or "(embedded defaults)" */
+	char *hostname;      /* banner and EHLO name */
+	char *data_dir;      /* absolute */
+	char *hash_key_file; /* key of the keyed address hash for logs */
+	/*
+	 * The account outpostd runs as once its sockets, keys, queue and logs
+	 * are open, when started as root (never NULL; default "outpost").
+	 * allow_root: stay root instead (tests and special set-ups only;
+	 * `user = "root"` needs it too).
+	 */
+	char *user;
+	bool allow_root;
 	unsigned smtp_threads;   /* I/O loops; resolved (never 0) */
 	unsigned worker_threads; /* CPU pool (Argon2id, signing); resolved */
 

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -38,6 +39,7 @@
 #include "mta/log.h"
 #include "mta/loop.h"
 #include "mta/metrics.h"
+#include "mta/priv.h"
 #include "mta/smtp_server.h"
 #include "mta/stats.h"
 #include "mta/tls.h"
@@ -220,15 +222,55 @@ sched_shutdown_on_loop(void *arg)
 	sched_shutdown(SHUTDOWN_DEADLINE_MS);
 }
 
-/* On the delivery loop: the control socket (outpost queue …). */
-static void
-control_start_on_loop(void *arg)
+/*
+ * Started as root: the account to become once everything that needs root is
+ * open, looked up before anything is created so that a missing account
+ * stops the daemon before it leaves files behind.  False: no change of
+ * credentials (not root, or allow_root).
+ */
+static bool
+privilege_plan(struct priv *p)
 {
 	char err[512];
 
-	(void)arg;
-	if (control_start(&dloop, conf, err, sizeof(err)) != 0)
-		fatalx("control socket: %s", err);
+	/* outpostd never executes anything: no thread, started now or
+	 * later, may gain privileges through exec (per thread, so before
+	 * the first thread). */
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+		fatal("prctl(PR_SET_NO_NEW_PRIVS)");
+	if (geteuid() != 0 || conf->allow_root)
+		return false;
+	if (priv_lookup(conf->user, p, err, sizeof(err)) != 0)
+		fatalx("%s: %s", conf->file, err);
+	return true;
+}
+
+/*
+ * Hand the daemon's own files to its account, then become it.  Everything
+ * under data_dir is the daemon's; files configured elsewhere (logs, the
+ * queue, the control socket) are handed over themselves, not their
+ * directories.  Main thread, before the loops serve anyone.
+ */
+static void
+privilege_drop(const struct priv *p)
+{
+	const char *own[] = { conf->data_dir,          conf->queue.path,
+			      conf->queue.key_file,    conf->hash_key_file,
+			      conf->log.delivery_file, conf->log.audit_file,
+			      conf->control.socket };
+	char err[512];
+	size_t i;
+
+	for (i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+		if (own[i] != NULL && own[i][0] != '\0' &&
+		    priv_chown_tree(own[i], p, err, sizeof(err)) != 0)
+			fatalx("%s", err);
+	if (priv_drop(p, err, sizeof(err)) != 0)
+		fatalx("%s", err);
+	if (priv_dir_usable(conf->data_dir, err, sizeof(err)) != 0)
+		fatalx("data_dir %s", err);
+	log_info("running as user %s (uid %u, gid %u)", p->name,
+		 (unsigned)p->uid, (unsigned)p->gid);
 }
 
 /* SIGUSR1: logrotate moved the delivery log; open a new one. */
@@ -278,7 +320,8 @@ main(int argc, char *argv[])
 	sigset_t early;
 	uint8_t hash_key[QUEUE_KEY_BYTES];
 	char err[1024];
-	bool check = false;
+	struct priv pv;
+	bool check = false, drop;
 	enum log_level level = LOG_LEVEL_INFO;
 	unsigned trace = 0, i;
 	size_t j;
@@ -310,6 +353,12 @@ main(int argc, char *argv[])
 		return 1;
 	}
 	if (check) {
+		if (geteuid() == 0 && !conf->allow_root &&
+		    priv_lookup(conf->user, &pv, err, sizeof(err)) != 0) {
+			fprintf(stderr, "%s: %s\n", conf->file, err);
+			conf_free(conf);
+			return 1;
+		}
 		printf("outpostd: configuration %s is valid\n", conf->file);
 		conf_free(conf);
 		return 0;
@@ -327,6 +376,9 @@ main(int argc, char *argv[])
 	sigaddset(&early, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &early, NULL);
 	umask(077);
+	drop = privilege_plan(&pv);
+	if (!drop && geteuid() == 0)
+		log_warnx("allow_root = true: outpostd keeps running as root");
 	raise_nofile();
 	if (evthread_use_pthreads() != 0)
 		fatalx("evthread_use_pthreads failed");
@@ -402,6 +454,13 @@ main(int argc, char *argv[])
 	if (ev_term == NULL || ev_int == NULL || evsignal_add(ev_term, NULL) ||
 	    evsignal_add(ev_int, NULL))
 		fatalx("cannot install signal handlers");
+	/* The queue is loaded first (its job is the delivery loop's first),
+	 * then the control socket opens; both before root is given up. */
+	sched_start();
+	if (control_start(&dloop, conf, err, sizeof(err)) != 0)
+		fatalx("control socket: %s", err);
+	if (drop)
+		privilege_drop(&pv);
 	/* Loop threads start with the early mask, so signals come here. */
 	for (i = 0; i < nloops; i++) {
 		(void)snprintf(loops[i].name, sizeof(loops[i].name), "smtp%u",
@@ -412,8 +471,6 @@ main(int argc, char *argv[])
 	(void)snprintf(dloop.name, sizeof(dloop.name), "deliver");
 	if (loop_start(&dloop) != 0)
 		fatal("starting the delivery loop");
-	sched_start();
-	loop_post(&dloop, control_start_on_loop, NULL);
 	for (j = 0; j < conf->nlisteners; j++)
 		log_info(
 		    "listening on %s (%s%s)", conf->listeners[j].name,

@@ -30,6 +30,8 @@ PEERS=${BENCH_PEERS:-1}
 PF_ADAPTER=${BENCH_POSTFIX_ADAPTER:-/work/shared/bench/peers/postfix.sh}
 
 work=$(mktemp -d /tmp/outpost-bench-acceptance.XXXXXX)
+# outpostd started as root becomes user outpost: let it reach its data_dir.
+chmod 711 "$work"
 chmod 755 "$work" # Postfix's unprivileged processes read below it
 OPD_PID='' SINK_PID='' PF_W='' RSS_SAMPLER=''
 cleanup() {

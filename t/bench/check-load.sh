@@ -18,6 +18,8 @@ command -v smtp-sink >/dev/null || { echo "check-load: smtp-sink missing (apt-ge
 [ -x "$LOAD" ] || { echo "check-load: $LOAD not built" >&2; exit 2; }
 
 work=$(mktemp -d /tmp/outpost-check-load.XXXXXX)
+# outpostd started as root becomes user outpost: let it reach its data_dir.
+chmod 711 "$work"
 SINK_PID=
 cleanup() {
 	stop_pid "$SINK_PID" 5

@@ -25,6 +25,8 @@ N=${BENCH_N:-20000}
 WARMUP=${BENCH_WARMUP:-200}
 
 work=$(mktemp -d /tmp/outpost-bench-observe.XXXXXX)
+# outpostd started as root becomes user outpost: let it reach its data_dir.
+chmod 711 "$work"
 SCRAPER=''
 # shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {

@@ -47,6 +47,8 @@ NEED_KIB=$((N * RCPTS * 8 * 1024 * 1024 / 1000000))
 [ "$NEED_KIB" -lt 1048576 ] && NEED_KIB=1048576
 
 work=$(mktemp -d /tmp/outpost-bench-queue_scale.XXXXXX)
+# outpostd started as root becomes user outpost: let it reach its data_dir.
+chmod 711 "$work"
 OPD_PID='' OSINK_PID='' DNS_PID='' RSS_SAMPLER=''
 # shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {

@@ -41,6 +41,8 @@ PF_ADAPTER=${BENCH_POSTFIX_ADAPTER:-/work/shared/bench/peers/postfix.sh}
 PF_SUBDOMAINS="parent_domain_matches_subdomains = debug_peer_list,fast_flush_domains,mynetworks,permit_mx_backup_networks,qmqpd_authorized_clients,relay_domains,smtpd_access_maps,transport_maps"
 
 work=$(mktemp -d /tmp/outpost-bench-relay.XXXXXX)
+# outpostd started as root becomes user outpost: let it reach its data_dir.
+chmod 711 "$work"
 chmod 755 "$work" # Postfix's unprivileged processes read below it
 OPD_PID='' OSINK_PID='' DNS_PID='' PF_W='' RSS_SAMPLER=''
 # shellcheck disable=SC2317 # run by the EXIT trap

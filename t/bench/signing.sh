@@ -51,6 +51,8 @@ KINDS="none rsa ed25519 dual"
 
 mkdir -p "$OUT"
 work=$(mktemp -d /tmp/outpost-bench-signing.XXXXXX)
+# outpostd started as root becomes user outpost: let it reach its data_dir.
+chmod 711 "$work"
 chmod 755 "$work" # Postfix's unprivileged processes read below it
 KEYS=$work/keys
 OPD_PID='' OSINK_PID='' RSS_SAMPLER='' MS_PID=''

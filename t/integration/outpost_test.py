@@ -104,6 +104,30 @@ def passwd_hash(password):
     return h
 
 
+DAEMON_USER = "outpost"
+
+
+def ensure_daemon_user():
+    """outpostd started as root becomes DAEMON_USER (`make deps` creates
+    it; a bare ctest run on a new machine creates it here)."""
+    import pwd
+    try:
+        return pwd.getpwnam(DAEMON_USER)
+    except KeyError:
+        if os.geteuid() != 0:
+            raise
+    subprocess.run(["useradd", "--system", "--no-create-home", "--shell",
+                    "/usr/sbin/nologin", DAEMON_USER], check=True)
+    return pwd.getpwnam(DAEMON_USER)
+
+
+def open_to_daemon(path):
+    """Let the daemon's user search PATH (a test's private directory,
+    0700 from mkdtemp) so that it can reach data_dir after giving up
+    root; nothing in it becomes readable by others."""
+    os.chmod(path, 0o711)
+
+
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
                    "runtime error:", "SUMMARY: UndefinedBehaviorSanitizer")
 
@@ -120,6 +144,9 @@ class Daemon:
                  workdir=None, args=()):
         self.tmp = workdir or tempfile.mkdtemp(prefix="outpost-t-")
         self.own_tmp = workdir is None
+        if os.geteuid() == 0:
+            ensure_daemon_user()
+            open_to_daemon(self.tmp)
         self.data = os.path.join(self.tmp, "var")
         self.conf_path = os.path.join(self.tmp, "outpost.conf")
         self.log_path = os.path.join(self.tmp, "outpostd.log")

@@ -12,6 +12,8 @@ set -eu
 BUILD=$(cd "${1:-build}" && pwd)
 N=${DEMO_N:-5000}
 work=$(mktemp -d /tmp/outpost-demo.XXXXXX)
+# outpostd started as root becomes user outpost: let it reach its data_dir.
+chmod 711 "$work"
 pids=()
 cleanup() {
 	for p in "${pids[@]}"; do

@@ -209,6 +209,8 @@ check_common_defaults(const struct conf *c)
 	assert_string_equal(c->hash_key_file, want);
 	assert_int_equal(c->smtp_threads, cpus());
 	assert_int_equal(c->worker_threads, cpus());
+	assert_string_equal(c->user, "outpost");
+	assert_false(c->allow_root);
 
 	cwd_join("var/keys/tls.crt", want, sizeof(want));
 	assert_string_equal(c->tls.cert_file, want);
@@ -571,6 +573,10 @@ static const struct {
 	  "2: auth_limit.delay_base (250ms) is more than auth_limit.delay_max "
 	  "(100ms)" },
 
+	{ "run_as root without allow_root", "\nrun_as = root\n",
+	  "2: run_as = \"root\" needs allow_root = true: outpostd parses "
+	  "untrusted input and should not keep root" },
+
 	{ "hostname: underscore", "hostname = mta_1.example.com\n",
 	  "1: hostname: \"mta_1.example.com\" may hold only letters, digits, "
 	  "'-' and '.' (use the xn-- form for international names)" },
@@ -776,6 +782,7 @@ test_good(void **state)
 		"hostname = \"MTA-1.Example.com\"\n"
 		"data_dir = \"/srv//outpost/./x/\"\n"
 		"hash_key_file = \"/etc/outpost/loghash.key\"\n"
+		"run_as = root  allow_root = true\n"
 		"smtp_threads = 3  worker_threads = \"64\"\n"
 		"tls {\n"
 		"  cert_file = certs/a.pem  key_file = ../k.pem\n"
@@ -809,6 +816,8 @@ test_good(void **state)
 	assert_string_equal(c->hostname, "MTA-1.Example.com");
 	assert_string_equal(c->data_dir, "/srv/outpost/x");
 	assert_string_equal(c->hash_key_file, "/etc/outpost/loghash.key");
+	assert_string_equal(c->user, "root");
+	assert_true(c->allow_root);
 	assert_int_equal(c->smtp_threads, 3);
 	assert_int_equal(c->worker_threads, 64);
 	assert_string_equal(c->tls.cert_file, "/srv/outpost/x/certs/a.pem");

@@ -13,7 +13,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from outpost_test import (OUTPOSTD, SLOW, SRC, Daemon, check, eq,  # noqa
-                          run_tests, wait_port)
+                          open_to_daemon, run_tests, wait_port)
 
 
 def outpostd_t(text):
@@ -62,6 +62,7 @@ def test_embedded_defaults():
     except OSError:
         pass
     tmp = tempfile.mkdtemp(prefix="outpost-defaults-")
+    open_to_daemon(tmp)
     log = open(os.path.join(tmp, "log"), "wb")
     env = dict(os.environ, OUTPOST_LOOPBACK_ONLY="1")
     p = subprocess.Popen([OUTPOSTD], cwd=tmp, stdout=log,

@@ -1007,6 +1007,11 @@ conf_build_auth_limit(struct conf_ctx *x, cfg_t *cfg, struct conf *c)
 	if (conf_order_check(x, sec, "delay_base", a->delay_base_ms,
 			     "delay_max", a->delay_max_ms) != 0)
 		return -1;
+	/* Unset, the per-network cap follows a max_failures set above it
+	 * (files written before the key existed keep working). */
+	if (conf_line_of(x, sec, "max_failures_per_address") == 0 &&
+	    a->max_failures_per_address < a->max_failures)
+		a->max_failures_per_address = a->max_failures;
 	return conf_order_check(x, sec, "max_failures", a->max_failures,
 				"max_failures_per_address",
 				a->max_failures_per_address);

@@ -2364,14 +2364,14 @@ cli_auth_block_print(const struct cli *c, char *line)
 		fputc('\n', stdout);
 		return;
 	}
-	printf("%-43s  ", net);
+	printf("%-43s  %-19s  ", net, when);
 	if (user != NULL)
 		cli_text_put(stdout, user, false);
 	else if (hash != NULL)
 		printf("(not a user: hash %.16s)", hash);
 	else
-		printf("* (every user)");
-	printf("  %s\n", when);
+		printf("* (every name)");
+	fputc('\n', stdout);
 }
 
 static int
@@ -2390,7 +2390,7 @@ cli_auth_blocks(struct cli *c)
 		return CLI_ERR;
 	}
 	if (!c->json)
-		printf("%-43s  %s  %s\n", "NETWORK", "USER", "UNTIL (UTC)");
+		printf("%-43s  %-19s  %s\n", "NETWORK", "UNTIL (UTC)", "USER");
 	for (line = strtok_r(r.lines, "\n", &save); line != NULL;
 	     line = strtok_r(NULL, "\n", &save))
 		if (strncmp(line, "block ", 6) == 0)

@@ -344,7 +344,7 @@ def test_cli_blocks_and_unblock():
            "an unknown name blocked")
         s.close()
         r = cli(d, "auth", "blocks")
-        check(re.search(r"127\.0\.0\.1/32\s+campaign\s", r.stdout),
+        check(re.search(r"^127\.0\.0\.1/32 .* campaign$", r.stdout, re.M),
               "campaign's block listed:\n" + r.stdout)
         check("127.0.0.4/32" in r.stdout, "the unknown name's block "
               "listed:\n" + r.stdout)

@@ -1488,6 +1488,14 @@ smtp_server_auth_done(struct auth_request *req)
 	s->pending--;
 	smtp_server_auth_reset(s);
 	if (s->flags & SF_ZOMBIE) {
+		if (!ok) {
+			STATS_INC(auth_failures);
+			log_info(
+			    "%016" PRIx64 " smtp AUTH failure user=%s from "
+			    "%s; client gone%s",
+			    s->id, smtp_server_auth_name(u, name, sizeof(name)),
+			    s->client_str, blocked ? "; client blocked" : "");
+		}
 		smtp_server_settle(s);
 		return;
 	}

@@ -326,6 +326,28 @@ def test_ipv4_prefix_groups_neighbours():
            "another /24")
 
 
+def test_hanging_up_does_not_escape_the_count():
+    """A client that sends its guess and hangs up before the answer is
+    still counted (else it could make Argon2id run without end)."""
+    with LimitDaemon(limits(max_failures=3, delay_base='"0"',
+                            delay_max='"0"')) as d:
+        for i in range(8):
+            s = session(d)
+            token = base64.b64encode(b"\0campaign\0guess %d" % i).decode()
+            s.sock.sendall(b"AUTH PLAIN " + token.encode() + b"\r\n")
+            s.close()
+        deadline = time.time() + 30 * SLOW
+        while d.log().count("smtp AUTH ") < 8 and time.time() < deadline:
+            time.sleep(0.1)
+        ran = verified(d)
+        check(ran <= 3, "%d verifications for 8 hung-up guesses; "
+              "max_failures = 3" % ran)
+        eq(metric(d, "outpost_auth_verifications_total"), ran,
+           "Argon2id runs (metric)")
+        code, text = attempt(d, "campaign", PASSWORD)
+        eq(code, 454, "blocked by the hung-up guesses: " + text)
+
+
 def test_cli_blocks_and_unblock():
     access = ('  access "root" { rights = { "read", "write" } }\n'
               '  access "nobody" { rights = { "read" } }\n')

@@ -42,7 +42,7 @@ def users():
                    '  sender_domains = { "example.com" }\n}\n'
                    % (name, hashed(pw)) for name, pw in
                    (("campaign", PASSWORD), ("other", OTHER_PASSWORD),
-                    ("ops@example.com", PASSWORD)))
+                    ("ops@example.com", PASSWORD), ("jürgen", PASSWORD)))
 
 
 def limits(**kw):
@@ -392,12 +392,65 @@ def test_cli_blocks_and_unblock():
         r = cli(d, "auth", "blocks", "--json")
         eq(r.stdout.strip(), "", "no block left")
         cli(d, "auth", "unblock", "127.0.0.0/33", rc=2)
+        # A name outside printable ASCII travels as hex.
+        s = session(d)
+        eq([s.auth("jürgen", "x")[0] for _ in range(2)], [535, 421],
+           "jürgen blocked")
+        s.close()
+        r = cli(d, "auth", "blocks")
+        check("jürgen" in r.stdout, r.stdout)
+        r = cli(d, "auth", "unblock", "jürgen", "--json")
+        eq(json.loads(r.stdout)["lifted"], 1, r.stdout)
+        eq(attempt(d, "jürgen", PASSWORD)[0], 235, "jürgen lifted")
         rec = [(a["uid"], a["command"], a["result"].split(" ")[0])
                for a in audit(d)]
         eq(rec, [(NOBODY.pw_uid, "auth-unblock user campaign", "err"),
                  (0, "auth-unblock user campaign", "ok"),
-                 (0, "auth-unblock address 127.0.0.4", "ok")],
+                 (0, "auth-unblock address 127.0.0.4", "ok"),
+                 (0, "auth-unblock user-hex "
+                  + "jürgen".encode().hex(), "ok")],
            "audit records")
+
+
+def ctl_raw(d, data):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(30 * SLOW)
+    s.connect(d.sock)
+    s.sendall(data)
+    s.shutdown(socket.SHUT_WR)
+    out = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        out += b
+    s.close()
+    return out.decode()
+
+
+def test_control_protocol():
+    with LimitDaemon(limits(max_failures=2)) as d:
+        eq(ctl_raw(d, b"auth-blocks\n"), "ok 0\n", "no block")
+        for bad in (b"auth-blocks now\n", b"auth-unblock\n",
+                    b"auth-unblock address\n", b"auth-unblock all x\n",
+                    b"auth-unblock address 127.0.0.1/33\n",
+                    b"auth-unblock address ::1/129\n",
+                    b"auth-unblock address 127.0.0.1 x\n",
+                    b"auth-unblock address localhost\n",
+                    b"auth-unblock user-hex zz\n",
+                    b"auth-unblock user-hex 610\n",
+                    b"auth-unblock user-hex 6100\n",
+                    b"auth-unblock user " + b"x" * 300 + b"\n",
+                    b"auth-unblock frob x\n"):
+            check(ctl_raw(d, bad).startswith("err "), "%r refused" % bad)
+        for good in (b"auth-unblock all\n", b"auth-unblock address ::1\n",
+                     b"auth-unblock address ::1/64\n",
+                     b"auth-unblock address ::ffff:127.0.0.1/120\n",
+                     b"auth-unblock address 127.0.0.0/8\n",
+                     b"auth-unblock user two words\n",
+                     b"auth-unblock user-hex 6a\n"):
+            eq(ctl_raw(d, good), "ok 0\n", good)
+        eq(ctl_raw(d, b"ping\n"), "ok\n", "still whole")
 
 
 run_tests(globals())

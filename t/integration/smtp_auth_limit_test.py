@@ -23,7 +23,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from outpost_test import (OUTPOST, SLOW, Daemon, TestFailure,  # noqa: E402
-                          check, eq, insecure_tls, passwd_hash, run_tests)
+                          check, eq, passwd_hash, run_tests)
 
 NOBODY = pwd.getpwnam("nobody")
 PASSWORD = "correct horse battery staple"

@@ -110,6 +110,11 @@ static const struct conf_num {
 	{ "auth_limit", "delay_base", CK_MS, 0, US_M(1) },
 	{ "auth_limit", "delay_max", CK_MS, 0, US_M(10) },
 	{ "auth_limit", "cache_ttl", CK_MS, 0, US_D(1) },
+	{ "auth_limit", "max_failures_per_address", CK_COUNT, 1, 100000 },
+	{ "auth_limit", "success_exempt", CK_MS, 0, US_D(7) },
+	{ "auth_limit", "ipv4_prefix", CK_COUNT, 8, 32 },
+	{ "auth_limit", "ipv6_prefix", CK_COUNT, 16, 128 },
+	{ "auth_limit", "max_entries", CK_COUNT, 100, 10000000 },
 	{ "dns", "timeout", CK_MS, US_MS(100), US_M(1) },
 	{ "dns", "tries", CK_COUNT, 1, 10 },
 	{ "dns", "cache_size", CK_COUNT, 0, 10000000 },
@@ -690,6 +695,11 @@ static cfg_opt_t conf_auth_limit_opts[] = {
 	CFG_STR_CB("delay_base", "250ms", CFGF_NONE, conf_num_cb),
 	CFG_STR_CB("delay_max", "4s", CFGF_NONE, conf_num_cb),
 	CFG_STR_CB("cache_ttl", "10m", CFGF_NONE, conf_num_cb),
+	CFG_STR_CB("max_failures_per_address", "30", CFGF_NONE, conf_num_cb),
+	CFG_STR_CB("success_exempt", "1d", CFGF_NONE, conf_num_cb),
+	CFG_STR_CB("ipv4_prefix", "32", CFGF_NONE, conf_num_cb),
+	CFG_STR_CB("ipv6_prefix", "64", CFGF_NONE, conf_num_cb),
+	CFG_STR_CB("max_entries", "100000", CFGF_NONE, conf_num_cb),
 	CFG_END(),
 };
 
@@ -994,10 +1004,25 @@ conf_build_auth_limit(struct conf_ctx *x, cfg_t *cfg, struct conf *c)
 	a->delay_base_ms = (unsigned)conf_num_get(x, sec, "delay_base");
 	a->delay_max_ms = (unsigned)conf_num_get(x, sec, "delay_max");
 	a->cache_ttl_ms = (unsigned)conf_num_get(x, sec, "cache_ttl");
+	a->max_failures_per_address =
+	    (unsigned)conf_num_get(x, sec, "max_failures_per_address");
+	a->success_exempt_ms = (unsigned)conf_num_get(x, sec, "success_exempt");
+	a->ipv4_prefix = (unsigned)conf_num_get(x, sec, "ipv4_prefix");
+	a->ipv6_prefix = (unsigned)conf_num_get(x, sec, "ipv6_prefix");
+	a->max_entries = (unsigned)conf_num_get(x, sec, "max_entries");
 	if (x->failed)
 		return -1;
-	return conf_order_check(x, sec, "delay_base", a->delay_base_ms,
-				"delay_max", a->delay_max_ms);
+	if (conf_order_check(x, sec, "delay_base", a->delay_base_ms,
+			     "delay_max", a->delay_max_ms) != 0)
+		return -1;
+	/* Unset, the per-network cap follows a max_failures set above it
+	 * (files written before the key existed keep working). */
+	if (conf_line_of(x, sec, "max_failures_per_address") == 0 &&
+	    a->max_failures_per_address < a->max_failures)
+		a->max_failures_per_address = a->max_failures;
+	return conf_order_check(x, sec, "max_failures", a->max_failures,
+				"max_failures_per_address",
+				a->max_failures_per_address);
 }
 
 /*

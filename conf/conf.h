@@ -80,13 +80,22 @@ struct conf_limits {
 };
 
 struct conf_auth_limit {
-	unsigned max_failures; /* per client address within window */
+	unsigned max_failures; /* per (client network, user name) within
+				  window, attempts in flight included */
+	unsigned max_failures_per_address; /* per client network, all names;
+					      >= max_failures */
 	unsigned window_ms;
-	unsigned block_ms;      /* refusal (454 / 421) once max_failures hit */
+	unsigned block_ms;      /* refusal (454 / 421) once a limit is hit */
 	unsigned delay_base_ms; /* first failure delay; doubles each time */
 	unsigned delay_max_ms;
 	unsigned cache_ttl_ms; /* remember a verified password this long (0 =
 				  always run Argon2id) */
+	unsigned success_exempt_ms; /* a user who authenticated from a network
+				       is exempt from its per-address block
+				       this long (0 = never) */
+	unsigned ipv4_prefix;       /* client network: IPv4 /N (8..32) */
+	unsigned ipv6_prefix;       /* client network: IPv6 /N (16..128) */
+	unsigned max_entries;       /* limiter table size (bounded memory) */
 };
 
 struct conf_tls {

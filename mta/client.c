@@ -1,10 +1,8 @@
 /*
  * client.c — the per-client-address table.
  *
- * Owns: session counts and AUTH failure history per address.  An entry lives
- * while it has sessions or unexpired AUTH state; expired entries are dropped
- * on the next touch of their bucket, so the table cannot grow without bound
- * beyond the connected clients plus recently failing ones.
+ * Owns: session counts per address.  An entry lives while it has sessions,
+ * so the table never holds more than the connected clients.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -22,9 +20,6 @@
 struct client_entry {
 	struct client_key key;
 	unsigned sessions;
-	unsigned failures;       /* within the current window */
-	int64_t window_start_ms; /* first failure of the window */
-	int64_t blocked_until_ms;
 	struct client_entry *next;
 };
 
@@ -79,44 +74,18 @@ client_hash(const struct client_key *k)
 	return h % CLIENT_BUCKETS;
 }
 
-static bool
-client_idle(const struct client_entry *e, int64_t now_ms,
-	    const struct conf_auth_limit *lim)
-{
-	if (e->sessions > 0 || e->blocked_until_ms > now_ms)
-		return false;
-	if (e->failures > 0 && lim != NULL &&
-	    now_ms - e->window_start_ms < (int64_t)lim->window_ms)
-		return false;
-	return e->failures == 0 || lim != NULL;
-}
-
-/* Find K (creating it if CREATE); drops idle entries met on the way.
- * Called with client_mu held. */
+/* Find K (creating it if CREATE).  Called with client_mu held. */
 static struct client_entry *
-client_lookup(const struct client_key *k, bool create, int64_t now_ms,
-	      const struct conf_auth_limit *lim)
+client_lookup(const struct client_key *k, bool create)
 {
-	struct client_entry **pp, *e, *found = NULL;
+	struct client_entry *e;
 	unsigned b = client_hash(k);
 
-	for (pp = &client_buckets[b]; (e = *pp) != NULL;) {
+	for (e = client_buckets[b]; e != NULL; e = e->next)
 		if (e->key.family == k->family &&
-		    memcmp(e->key.addr, k->addr, 16) == 0) {
-			found = e;
-			pp = &e->next;
-			continue;
-		}
-		if (client_idle(e, now_ms, lim)) {
-			*pp = e->next;
-			free(e);
-			continue;
-		}
-		pp = &e->next;
-	}
-	if (found != NULL || !create)
-		return found;
-	if ((e = calloc(1, sizeof(*e))) == NULL)
+		    memcmp(e->key.addr, k->addr, 16) == 0)
+			return e;
+	if (!create || (e = calloc(1, sizeof(*e))) == NULL)
 		return NULL;
 	e->key = *k;
 	e->next = client_buckets[b];
@@ -124,13 +93,13 @@ client_lookup(const struct client_key *k, bool create, int64_t now_ms,
 	return e;
 }
 
-/* Unlink E if it holds nothing any more.  client_mu held. */
+/* Unlink E once it has no session left.  client_mu held. */
 static void
 client_maybe_drop(struct client_entry *e)
 {
 	struct client_entry **pp;
 
-	if (e->sessions > 0 || e->failures > 0 || e->blocked_until_ms != 0)
+	if (e->sessions > 0)
 		return;
 	for (pp = &client_buckets[client_hash(&e->key)]; *pp != NULL;
 	     pp = &(*pp)->next) {
@@ -152,7 +121,7 @@ client_session_acquire(const struct client_key *k, unsigned max_total,
 	pthread_mutex_lock(&client_mu);
 	if (client_total >= max_total) {
 		r = CLIENT_ADMIT_TOTAL;
-	} else if ((e = client_lookup(k, true, 0, NULL)) == NULL) {
+	} else if ((e = client_lookup(k, true)) == NULL) {
 		r = CLIENT_ADMIT_TOTAL; /* out of memory: refuse, don't crash */
 	} else if (e->sessions >= max_per_client) {
 		r = CLIENT_ADMIT_PER_CLIENT;
@@ -170,7 +139,7 @@ client_session_release(const struct client_key *k)
 	struct client_entry *e;
 
 	pthread_mutex_lock(&client_mu);
-	e = client_lookup(k, false, 0, NULL);
+	e = client_lookup(k, false);
 	if (e == NULL || e->sessions == 0)
 		panic("session release without acquire");
 	e->sessions--;
@@ -188,68 +157,4 @@ client_sessions_total(void)
 	n = client_total;
 	pthread_mutex_unlock(&client_mu);
 	return n;
-}
-
-uint64_t
-client_auth_blocked(const struct client_key *k, int64_t now_ms,
-		    const struct conf_auth_limit *lim)
-{
-	struct client_entry *e;
-	uint64_t left = 0;
-
-	pthread_mutex_lock(&client_mu);
-	e = client_lookup(k, false, now_ms, lim);
-	if (e != NULL && e->blocked_until_ms > now_ms)
-		left = (uint64_t)(e->blocked_until_ms - now_ms);
-	pthread_mutex_unlock(&client_mu);
-	return left;
-}
-
-uint64_t
-client_auth_failed(const struct client_key *k, int64_t now_ms,
-		   const struct conf_auth_limit *lim, bool *blocked)
-{
-	struct client_entry *e;
-	uint64_t delay;
-	unsigned shift;
-
-	*blocked = false;
-	pthread_mutex_lock(&client_mu);
-	if ((e = client_lookup(k, true, now_ms, lim)) == NULL) {
-		pthread_mutex_unlock(&client_mu);
-		*blocked = true;
-		return lim->delay_max_ms;
-	}
-	if (e->failures == 0 ||
-	    now_ms - e->window_start_ms >= (int64_t)lim->window_ms) {
-		e->failures = 0;
-		e->window_start_ms = now_ms;
-	}
-	e->failures++;
-	/* Growing delay: base, 2×base, 4×base … capped. */
-	shift = e->failures - 1 > 16 ? 16 : e->failures - 1;
-	delay = (uint64_t)lim->delay_base_ms << shift;
-	if (delay > lim->delay_max_ms)
-		delay = lim->delay_max_ms;
-	if (lim->max_failures > 0 && e->failures >= lim->max_failures) {
-		e->blocked_until_ms = now_ms + (int64_t)lim->block_ms;
-		e->failures = 0;
-		*blocked = true;
-	}
-	pthread_mutex_unlock(&client_mu);
-	return delay;
-}
-
-void
-client_auth_succeeded(const struct client_key *k)
-{
-	struct client_entry *e;
-
-	pthread_mutex_lock(&client_mu);
-	if ((e = client_lookup(k, false, 0, NULL)) != NULL) {
-		e->failures = 0;
-		e->window_start_ms = 0;
-		client_maybe_drop(e);
-	}
-	pthread_mutex_unlock(&client_mu);
 }

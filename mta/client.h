@@ -1,8 +1,8 @@
 /*
  * client.h — per-client-address state shared by every loop: concurrent
- * session counts (anti-DoS limits) and failed-AUTH history (brute-force
- * throttling).  One mutex-guarded table; called at connect, disconnect and
- * on AUTH results only, never per byte.
+ * session counts (anti-DoS limits).  One mutex-guarded table; called at
+ * connect and disconnect only, never per byte.  AUTH failures are counted
+ * by the limiter (auth_limit.h), per client network and user name.
  */
 #ifndef OUTPOST_MTA_CLIENT_H
 #define OUTPOST_MTA_CLIENT_H
@@ -10,8 +10,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
-
-struct conf_auth_limit;
 
 struct client_key {
 	uint8_t family; /* AF_INET or AF_INET6 (v4-mapped folded to v4) */
@@ -36,22 +34,6 @@ enum client_admit client_session_acquire(const struct client_key *k,
 void client_session_release(const struct client_key *k);
 /* client_sessions_total — sessions open now. */
 unsigned client_sessions_total(void);
-
-/*
- * client_auth_blocked — is K refused AUTH until some time?  Returns the
- * milliseconds left, or 0.
- */
-uint64_t client_auth_blocked(const struct client_key *k, int64_t now_ms,
-			     const struct conf_auth_limit *lim);
-/*
- * client_auth_failed — record a failure of K.  Returns the delay (ms) to
- * wait before answering; sets *blocked when this failure reached the limit
- * (the session should then be closed with 421).
- */
-uint64_t client_auth_failed(const struct client_key *k, int64_t now_ms,
-			    const struct conf_auth_limit *lim, bool *blocked);
-/* client_auth_succeeded — forget K's failures. */
-void client_auth_succeeded(const struct client_key *k);
 
 /* client_key_format — the address as text (INET6_ADDRSTRLEN). */
 const char *client_key_format(const struct client_key *k, char *buf,

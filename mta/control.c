@@ -14,6 +14,8 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/un.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -32,9 +34,12 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <sodium.h>
 
 #include "conf/conf.h"
 #include "queue/queue.h"
+#include "mta/auth.h"
+#include "mta/auth_limit.h"
 #include "mta/control.h"
 #include "mta/delivery.h"
 #include "mta/evlog.h"
@@ -134,6 +139,9 @@ static void control_run_suspensions(struct control_session *s);
 static void control_run_check(struct control_session *s);
 static void control_run_admin(struct control_session *s);
 static void control_run_suspend(struct control_session *s);
+static int control_parse_auth_unblock(struct control_session *s, char *args);
+static void control_run_auth_blocks(struct control_session *s);
+static void control_run_auth_unblock(struct control_session *s);
 
 static const struct control_cmd control_cmds[] = {
 	{ "ping", CONF_RIGHT_READ, 0, 0, control_parse_none, control_run_ping },
@@ -155,6 +163,10 @@ static const struct control_cmd control_cmds[] = {
 	  control_parse_suspend, control_run_suspend },
 	{ "resume", CONF_RIGHT_WRITE, CCF_AUDIT | CCF_DEST, 0,
 	  control_parse_resume, control_run_suspend },
+	{ "auth-blocks", CONF_RIGHT_READ, 0, 0, control_parse_none,
+	  control_run_auth_blocks },
+	{ "auth-unblock", CONF_RIGHT_WRITE, CCF_AUDIT, 0,
+	  control_parse_auth_unblock, control_run_auth_unblock },
 };
 
 #define CONTROL_NCMDS (sizeof(control_cmds) / sizeof(control_cmds[0]))
@@ -746,6 +758,175 @@ control_run_suspend(struct control_session *s)
 		s->count = 1;
 		control_result(s, true, "ok 1");
 	}
+	control_finish(s);
+}
+
+/* AUTH limits -------------------------------------------------------- */
+
+/* Parse "ADDR" or "ADDR/LEN" into K and *PREFIX (-1 without /LEN). */
+static int
+control_net_parse(const char *text, struct client_key *k, int *prefix)
+{
+	char addr[INET6_ADDRSTRLEN + 1], *end;
+	const char *slash = strchr(text, '/');
+	size_t n = slash != NULL ? (size_t)(slash - text) : strlen(text);
+	struct sockaddr_storage ss;
+	unsigned long v;
+	int max;
+
+	if (n == 0 || n >= sizeof(addr))
+		return -1;
+	memcpy(addr, text, n);
+	addr[n] = '\0';
+	memset(&ss, 0, sizeof(ss));
+	if (inet_pton(AF_INET, addr, &((struct sockaddr_in *)&ss)->sin_addr) ==
+	    1) {
+		ss.ss_family = AF_INET;
+		max = 32;
+	} else if (inet_pton(AF_INET6, addr,
+			     &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
+		ss.ss_family = AF_INET6;
+		max = 128;
+	} else
+		return -1;
+	if (client_key_from(k, (struct sockaddr *)&ss) != 0)
+		return -1;
+	*prefix = -1;
+	if (slash == NULL)
+		return 0;
+	errno = 0;
+	v = strtoul(slash + 1, &end, 10);
+	if (slash[1] < '0' || slash[1] > '9' || *end != '\0' || errno != 0 ||
+	    v > (unsigned long)max)
+		return -1;
+	/* ::ffff:a.b.c.d/LEN counts LEN over 128 bits; the key is IPv4. */
+	if (ss.ss_family == AF_INET6 && k->family == AF_INET)
+		v = v > 96 ? v - 96 : 0;
+	*prefix = (int)v;
+	return 0;
+}
+
+/*
+ * auth-unblock address ADDR[/LEN] | user NAME… | user-hex HEX | all
+ * S->sel says which: SAS_DOMAIN (ARG: a network), SAS_USER (ARG: the name,
+ * which may hold spaces, or any byte but NUL with user-hex), SAS_ALL.
+ */
+static int
+control_parse_auth_unblock(struct control_session *s, char *args)
+{
+	char *kw = control_word(&args);
+	struct client_key k;
+	size_t n, i;
+	int prefix;
+
+	if (kw != NULL && strcmp(kw, "all") == 0 && *args == '\0') {
+		s->sel = SAS_ALL;
+		return 0;
+	}
+	if (kw == NULL || *args == '\0')
+		goto usage;
+	if (strcmp(kw, "address") == 0) {
+		if (strchr(args, ' ') != NULL ||
+		    control_net_parse(args, &k, &prefix) != 0) {
+			control_result(s, false,
+				       "err bad address (ADDRESS or "
+				       "ADDRESS/LEN)");
+			return -1;
+		}
+		s->sel = SAS_DOMAIN;
+		snprintf(s->arg, sizeof(s->arg), "%s", args);
+		return 0;
+	}
+	if (strcmp(kw, "user") == 0 || strcmp(kw, "user-hex") == 0) {
+		n = strlen(args);
+		if (kw[4] == '-') {
+			if (n % 2 != 0 || n / 2 >= sizeof(s->arg) ||
+			    sodium_hex2bin((unsigned char *)s->arg,
+					   sizeof(s->arg) - 1, args, n, NULL,
+					   &i, NULL) != 0 ||
+			    i != n / 2 || memchr(s->arg, '\0', i) != NULL) {
+				control_result(s, false,
+					       "err bad user-hex (hex digits "
+					       "of a user name)");
+				return -1;
+			}
+			s->arg[i] = '\0';
+		} else if (n >= sizeof(s->arg)) {
+			control_result(s, false, "err user name too long");
+			return -1;
+		} else
+			memcpy(s->arg, args, n + 1);
+		s->sel = SAS_USER;
+		return 0;
+	}
+usage:
+	control_result(s, false,
+		       "err usage: auth-unblock address ADDRESS[/LEN] | user "
+		       "NAME | user-hex HEX | all");
+	return -1;
+}
+
+/* One block as a data line: "block SCOPE NETWORK UNTIL_MS WHO", WHO being
+ * "-" (the network), "name:HEX" (a configured user's name, hex: any byte
+ * goes through) or "hash:HEX" (a name that is no user's, as hashed). */
+static void
+control_auth_block_cb(const struct auth_limit_block *b, void *arg)
+{
+	struct evbuffer *out = arg;
+	char hex[2 * 255 + 1];
+
+	evbuffer_add_printf(out, "block %s %s %" PRId64 " ",
+			    b->user_scope ? "user" : "address", b->network,
+			    b->until_ms);
+	if (!b->user_scope)
+		evbuffer_add_printf(out, "-\n");
+	else if (b->user != NULL && strlen(b->user) <= 255)
+		evbuffer_add_printf(
+		    out, "name:%s\n",
+		    sodium_bin2hex(hex, sizeof(hex),
+				   (const unsigned char *)b->user,
+				   strlen(b->user)));
+	else
+		evbuffer_add_printf(out, "hash:%s\n",
+				    sodium_bin2hex(hex, sizeof(hex), b->name,
+						   AUTH_LIMIT_NAME_BYTES));
+}
+
+/* The limiter is shared with the SMTP loops: auth_limit_* lock it. */
+static void
+control_run_auth_blocks(struct control_session *s)
+{
+	unsigned n;
+
+	n = auth_limit_blocks(auth_wall_ms(), control_auth_block_cb,
+			      bufferevent_get_output(s->bev));
+	control_result(s, true, "ok %u", n);
+	control_finish(s);
+}
+
+static void
+control_run_auth_unblock(struct control_session *s)
+{
+	const struct conf_auth_limit *lim = &C.conf->auth_limit;
+	int64_t now = auth_wall_ms();
+	struct client_key k;
+	unsigned n = 0;
+	int prefix;
+
+	if (s->sel == SAS_USER)
+		n = auth_limit_unblock_user(s->arg, now);
+	else if (s->sel == SAS_DOMAIN) {
+		(void)control_net_parse(s->arg, &k, &prefix);
+		n = auth_limit_unblock_net(lim, &k, prefix, now);
+	} else {
+		memset(&k, 0, sizeof(k));
+		k.family = AF_INET;
+		n = auth_limit_unblock_net(lim, &k, 0, now);
+		k.family = AF_INET6;
+		n += auth_limit_unblock_net(lim, &k, 0, now);
+	}
+	s->count = (int)(n > INT_MAX ? INT_MAX : n);
+	control_result(s, true, "ok %u", n);
 	control_finish(s);
 }
 

@@ -31,6 +31,14 @@
  *   suspend DOMAIN SECONDS [REASON…]  write   ok 1 (SECONDS 1..31536000;
  *                                             REASON: the rest of the line)
  *   resume DOMAIN                     write   ok 1
+ *   auth-blocks                       read    "block SCOPE NETWORK UNTIL_MS
+ *                                             WHO" lines (SCOPE address or
+ *                                             user; WHO "-", name:HEX of a
+ *                                             configured user's name, or
+ *                                             hash:HEX of another), ok N
+ *   auth-unblock address ADDR[/LEN] | user NAME | user-hex HEX | all
+ *                                     write   ok COUNT (blocks lifted;
+ *                                             NAME: the rest of the line)
  *   SEL = id HEX16 | domain DOMAIN | user USER | all
  *
  * DOMAIN is a host name (letters, digits, '-', '.', '_'; any case; compared

@@ -167,6 +167,10 @@ static const struct stats_metric {
 	   "SMTP AUTH refused or sessions closed because the client failed "
 	   "too often.",
 	   auth_blocked),
+	SM("outpost_auth_verifications_total", "",
+	   "SMTP AUTH passwords checked with Argon2id (a remembered "
+	   "password, or an attempt refused by the limits, is not).",
+	   auth_verifications),
 	SM("outpost_smtp_timeouts_total", "",
 	   "SMTP sessions ended by a timeout, inbound and outbound.", timeouts),
 	SM("outpost_smtp_protocol_errors_total", "",

@@ -1282,16 +1282,70 @@ smtp_server_auth_fail(struct smtp_server_session *s, const char *reply)
 	smtp_server_enter(s, SS_READY);
 }
 
-/* Credentials complete: verify them on the worker pool. */
+/* The user name as the log may show it: a configured one, scrubbed (a
+ * name can look like an address); a typed one could be anything. */
+static const char *
+smtp_server_auth_name(const struct conf_user *u, char *buf, size_t len)
+{
+	if (u == NULL)
+		return "(unknown)";
+	return log_escape(buf, len, u->name, strlen(u->name));
+}
+
+/* The limits refused the attempt before its password was checked.  The
+ * reply is the same whether the name is a user or not. */
+static void
+smtp_server_auth_refused(struct smtp_server_session *s,
+			 enum auth_limit_verdict v, uint64_t left_ms)
+{
+	static const char *const why[] = {
+		[AUTH_LIMIT_USER_BLOCKED] = "user blocked from this address",
+		[AUTH_LIMIT_ADDR_BLOCKED] = "address blocked",
+		[AUTH_LIMIT_BUSY] = "limit reached by attempts in flight",
+		[AUTH_LIMIT_FULL] = "limiter table full",
+	};
+	char name[320];
+
+	STATS_INC(auth_blocked);
+	log_info("%016" PRIx64 " smtp AUTH refused user=%s from %s: %s", s->id,
+		 smtp_server_auth_name(conf_user_find(smtp_conf, s->auth->user),
+				       name, sizeof(name)),
+		 s->client_str, why[v]);
+	smtp_server_auth_reset(s);
+	if (v == AUTH_LIMIT_USER_BLOCKED || v == AUTH_LIMIT_ADDR_BLOCKED)
+		smtp_server_reply(s,
+				  "454 4.7.0 Too many failed "
+				  "authentication attempts; try again in "
+				  "%" PRIu64 " seconds",
+				  (left_ms + 999) / 1000);
+	else if (v == AUTH_LIMIT_BUSY)
+		smtp_server_reply(s, "454 4.7.0 Too many authentication "
+				     "attempts; try again later");
+	else
+		smtp_server_reply(s, "454 4.7.0 Temporary authentication "
+				     "failure");
+	smtp_server_error(s);
+	smtp_server_enter(s, SS_READY);
+}
+
+/* Credentials complete: reserve a place in the limits, then verify them
+ * on the worker pool. */
 static void
 smtp_server_auth_verify(struct smtp_server_session *s)
 {
+	enum auth_limit_verdict v;
+	uint64_t left = 0;
+
 	s->auth->conf = smtp_conf;
+	s->auth->client = s->client;
 	s->auth->done = smtp_server_auth_done;
 	s->auth->arg = s;
+	if ((v = auth_verify(s->loop, s->auth, &left)) != AUTH_LIMIT_OK) {
+		smtp_server_auth_refused(s, v, left);
+		return;
+	}
 	s->pending++;
 	smtp_server_busy(s);
-	auth_verify(s->loop, s->auth);
 }
 
 static void
@@ -1352,8 +1406,6 @@ static void
 cmd_auth(struct smtp_server_session *s, char *arg)
 {
 	char *mech = arg, *resp;
-	uint64_t left;
-	int64_t now = smtp_now_ms();
 
 	if (!smtp_server_auth_offered(s)) {
 		if (s->listener->conf->auth && smtp_conf->nusers > 0 &&
@@ -1372,17 +1424,7 @@ cmd_auth(struct smtp_server_session *s, char *arg)
 		smtp_server_error(s);
 		return;
 	}
-	left = client_auth_blocked(&s->client, now, &smtp_conf->auth_limit);
-	if (left > 0) {
-		STATS_INC(auth_blocked);
-		smtp_server_reply(s,
-				  "454 4.7.0 Too many failed "
-				  "authentication attempts; try again in "
-				  "%" PRIu64 " seconds",
-				  (left + 999) / 1000);
-		smtp_server_error(s);
-		return;
-	}
+	/* The limits are judged once the name is known (auth_verify). */
 	if ((resp = strchr(mech, ' ')) != NULL)
 		*resp++ = '\0';
 	if ((s->auth = calloc(1, sizeof(*s->auth))) == NULL) {
@@ -1435,23 +1477,34 @@ static void
 smtp_server_auth_done(struct auth_request *req)
 {
 	struct smtp_server_session *s = req->arg;
-	bool ok = req->ok, blocked = false;
+	bool ok = req->ok, blocked = req->blocked;
 	const struct conf_user *u = req->u;
-	uint64_t delay;
+	uint64_t delay = req->delay_ms;
 	struct timeval tv;
+	char name[320];
 
+	/* The limiter has counted the outcome already (auth_verify), also
+	 * for a client that left meanwhile. */
 	s->pending--;
 	smtp_server_auth_reset(s);
 	if (s->flags & SF_ZOMBIE) {
+		if (!ok) {
+			STATS_INC(auth_failures);
+			log_info(
+			    "%016" PRIx64 " smtp AUTH failure user=%s from "
+			    "%s; client gone%s",
+			    s->id, smtp_server_auth_name(u, name, sizeof(name)),
+			    s->client_str, blocked ? "; client blocked" : "");
+		}
 		smtp_server_settle(s);
 		return;
 	}
 	if (ok) {
 		STATS_INC(auth_success);
-		client_auth_succeeded(&s->client);
 		s->user = u;
 		log_info("%016" PRIx64 " smtp AUTH success user=%s from %s",
-			 s->id, u->name, s->client_str);
+			 s->id, smtp_server_auth_name(u, name, sizeof(name)),
+			 s->client_str);
 		smtp_server_reply(s, "235 2.7.0 Authentication successful");
 		smtp_server_enter(s, SS_READY);
 		smtp_server_resume(s);
@@ -1459,12 +1512,8 @@ smtp_server_auth_done(struct auth_request *req)
 		return;
 	}
 	STATS_INC(auth_failures);
-	delay = client_auth_failed(&s->client, smtp_now_ms(),
-				   &smtp_conf->auth_limit, &blocked);
-	/* Only a configured name may appear in the log; a typed one could
-	 * be anything, an address included. */
 	log_info("%016" PRIx64 " smtp AUTH failure user=%s from %s%s", s->id,
-		 u != NULL ? u->name : "(unknown)", s->client_str,
+		 smtp_server_auth_name(u, name, sizeof(name)), s->client_str,
 		 blocked ? "; client blocked" : "");
 	if (blocked) {
 		STATS_INC(auth_blocked);

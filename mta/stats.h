@@ -32,6 +32,7 @@ struct stats {
 	_Atomic uint64_t auth_success;
 	_Atomic uint64_t auth_failures;
 	_Atomic uint64_t auth_blocked;
+	_Atomic uint64_t auth_verifications; /* Argon2id runs */
 	_Atomic uint64_t timeouts;
 	_Atomic uint64_t protocol_errors;
 	/* delivery, per recipient */

@@ -1,7 +1,7 @@
 /*
  * cli.c — `outpost`, the operator's command-line tool: queue summary, list,
- * show; hold, release, delete, bounce, retry; suspend, resume; the delivery
- * log; passwd, hash, dkim keygen.
+ * show; hold, release, delete, bounce, retry; suspend, resume; AUTH blocks
+ * and unblock; the delivery log; passwd, hash, dkim keygen.
  * Owns: command dispatch (one table, cli_cmds[]; options in cli_opts[]) and
  * output formats (a table for people, JSON Lines with --json).  Must not:
  * write to the queue (it opens LMDB read-only; every change goes through the
@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -126,6 +127,8 @@ static int cli_queue_change(struct cli *c);
 static int cli_suspend(struct cli *c);
 static int cli_resume(struct cli *c);
 static int cli_suspensions(struct cli *c);
+static int cli_auth_blocks(struct cli *c);
+static int cli_auth_unblock(struct cli *c);
 static int cli_log(struct cli *c);
 static int cli_passwd(struct cli *c);
 static int cli_hash(struct cli *c);
@@ -181,6 +184,15 @@ static const struct cli_cmd cli_cmds[] = {
 	  "list suspended destinations (operators', reply patterns, "
 	  "back-off)",
 	  CLI_NEED_CONF, CLI_O_JSON, 0, 0, cli_suspensions, NULL, NULL },
+	{ "auth", "blocks", "[--json]",
+	  "list the SMTP AUTH blocks in force: a user name from a client "
+	  "network, or a whole network (auth_limit)",
+	  CLI_NEED_CONF, CLI_O_JSON, 0, 0, cli_auth_blocks, NULL, NULL },
+	{ "auth", "unblock", "ADDRESS[/LEN] | USER | --user USER | --all",
+	  "lift the AUTH blocks of a client address or network, or of a "
+	  "user name from anywhere (needs the write right; audited)",
+	  CLI_NEED_CONF, CLI_O_SELECT | CLI_O_JSON, 0, 1, cli_auth_unblock,
+	  NULL, NULL },
 	{ "log", NULL, "[--rcpt ADDRESS] [--event E[,E…]] [-f] [FILE]",
 	  "print the delivery log's lines (FILE: log.delivery_file) of one "
 	  "recipient and/or of some events; -f: follow it, across rotations",
@@ -2309,6 +2321,184 @@ cli_suspensions(struct cli *c)
 		}
 	}
 	cli_reply_free(&r);
+	return fflush(stdout) == 0 ? CLI_OK : CLI_ERR;
+}
+
+/* auth blocks, auth unblock ---------------------------------------------- */
+
+/* Print one "block SCOPE NETWORK UNTIL_MS WHO" line of the daemon. */
+static void
+cli_auth_block_print(const struct cli *c, char *line)
+{
+	char *scope, *net, *until, *who, *save = NULL, when[40], name[256];
+	const char *user = NULL, *hash = NULL;
+	size_t n = 0;
+	int64_t ms;
+	struct cli_json j;
+
+	if (strtok_r(line, " ", &save) == NULL ||
+	    (scope = strtok_r(NULL, " ", &save)) == NULL ||
+	    (net = strtok_r(NULL, " ", &save)) == NULL ||
+	    (until = strtok_r(NULL, " ", &save)) == NULL ||
+	    (who = strtok_r(NULL, " ", &save)) == NULL)
+		return;
+	ms = strtoll(until, NULL, 10);
+	if (strncmp(who, "name:", 5) == 0 &&
+	    sodium_hex2bin((unsigned char *)name, sizeof(name) - 1, who + 5,
+			   strlen(who + 5), NULL, &n, NULL) == 0) {
+		name[n] = '\0';
+		user = name;
+	} else if (strncmp(who, "hash:", 5) == 0)
+		hash = who + 5;
+	cli_time_fmt(ms, c->json, when, sizeof(when));
+	if (c->json) {
+		cli_json_begin(&j, stdout);
+		cli_json_str(&j, "scope", scope);
+		cli_json_str(&j, "network", net);
+		cli_json_str(&j, "user", user);
+		if (hash != NULL)
+			cli_json_str(&j, "user_hash", hash);
+		cli_json_str(&j, "until", when);
+		cli_json_i64(&j, "until_ms", ms);
+		cli_json_end(&j);
+		fputc('\n', stdout);
+		return;
+	}
+	printf("%-43s  %-19s  ", net, when);
+	if (user != NULL)
+		cli_text_put(stdout, user, false);
+	else if (hash != NULL)
+		printf("(not a user: hash %.16s)", hash);
+	else
+		printf("* (every name)");
+	fputc('\n', stdout);
+}
+
+static int
+cli_auth_blocks(struct cli *c)
+{
+	struct cli_reply r;
+	char err[600], *line, *save = NULL;
+
+	if (cli_ctl(c, "auth-blocks", &r, err, sizeof(err)) != 0) {
+		cli_errx("auth blocks: %s", err);
+		return CLI_ERR;
+	}
+	if (!r.ok) {
+		cli_errx("auth blocks: %s", r.final + 4);
+		cli_reply_free(&r);
+		return CLI_ERR;
+	}
+	if (!c->json)
+		printf("%-43s  %-19s  %s\n", "NETWORK", "UNTIL (UTC)", "USER");
+	for (line = strtok_r(r.lines, "\n", &save); line != NULL;
+	     line = strtok_r(NULL, "\n", &save))
+		if (strncmp(line, "block ", 6) == 0)
+			cli_auth_block_print(c, line);
+	cli_reply_free(&r);
+	return fflush(stdout) == 0 ? CLI_OK : CLI_ERR;
+}
+
+/* Is ARG an address, or ADDRESS/LEN?  1 yes, 0 no (a user name), -1 an
+ * address with a bad LEN. */
+static int
+cli_auth_is_net(const char *arg)
+{
+	char addr[INET6_ADDRSTRLEN + 1], *end;
+	unsigned char bin[16];
+	const char *slash = strchr(arg, '/');
+	size_t n = slash != NULL ? (size_t)(slash - arg) : strlen(arg);
+	unsigned long v;
+	int max;
+
+	if (n == 0 || n >= sizeof(addr))
+		return 0;
+	memcpy(addr, arg, n);
+	addr[n] = '\0';
+	if (inet_pton(AF_INET, addr, bin) == 1)
+		max = 32;
+	else if (inet_pton(AF_INET6, addr, bin) == 1)
+		max = 128;
+	else
+		return 0;
+	if (slash == NULL)
+		return 1;
+	errno = 0;
+	v = strtoul(slash + 1, &end, 10);
+	return slash[1] >= '0' && slash[1] <= '9' && *end == '\0' &&
+		       errno == 0 && v <= (unsigned long)max
+		   ? 1
+		   : -1;
+}
+
+/* A user name as the protocol carries it: as is when it is printable
+ * ASCII words with single spaces, else hex. */
+static void
+cli_auth_user_line(const char *user, char *line, size_t size)
+{
+	size_t i, n = strlen(user);
+	bool plain = n > 0 && user[0] != ' ' && user[n - 1] != ' ';
+	char hex[2 * 255 + 1];
+
+	for (i = 0; plain && i < n; i++)
+		if ((unsigned char)user[i] < 0x20 ||
+		    (unsigned char)user[i] > 0x7e ||
+		    (user[i] == ' ' && user[i + 1] == ' '))
+			plain = false;
+	if (plain)
+		snprintf(line, size, "auth-unblock user %s", user);
+	else
+		snprintf(line, size, "auth-unblock user-hex %s",
+			 sodium_bin2hex(hex, sizeof(hex),
+					(const unsigned char *)user, n));
+}
+
+static int
+cli_auth_unblock(struct cli *c)
+{
+	char line[CLI_CTL_LINE_MAX];
+	const char *user = c->user;
+	struct cli_json j;
+	long count;
+	int net = 0;
+
+	if (c->domain != NULL ||
+	    (c->argc > 0) + (c->user != NULL) + c->all != 1) {
+		cli_errx("auth unblock: give one of ADDRESS, USER, --user "
+			 "USER or --all");
+		return CLI_USAGE;
+	}
+	if (c->argc > 0 && (net = cli_auth_is_net(c->argv[0])) < 0) {
+		cli_errx("auth unblock: %s: the length after / is 0..32 "
+			 "(IPv4) or 0..128 (IPv6)",
+			 c->argv[0]);
+		return CLI_USAGE;
+	}
+	if (c->argc > 0 && net == 0)
+		user = c->argv[0];
+	if (user != NULL && (user[0] == '\0' || strlen(user) > 255)) {
+		cli_errx("auth unblock: a user name is 1..255 bytes");
+		return CLI_USAGE;
+	}
+	if (c->all)
+		snprintf(line, sizeof(line), "auth-unblock all");
+	else if (user != NULL)
+		cli_auth_user_line(user, line, sizeof(line));
+	else
+		snprintf(line, sizeof(line), "auth-unblock address %s",
+			 c->argv[0]);
+	if (cli_ctl_change(c, "auth unblock", line, &count) != 0)
+		return CLI_ERR;
+	if (count < 0)
+		count = 0;
+	if (c->json) {
+		cli_json_begin(&j, stdout);
+		cli_json_str(&j, "command", "auth unblock");
+		cli_json_i64(&j, "lifted", count);
+		cli_json_end(&j);
+		fputc('\n', stdout);
+	} else
+		printf("%ld block%s lifted\n", count, count == 1 ? "" : "s");
 	return fflush(stdout) == 0 ? CLI_OK : CLI_ERR;
 }
 

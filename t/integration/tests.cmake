@@ -3,6 +3,7 @@ outpost_integration_test(config t/integration/config_test.py SERIAL)
 outpost_integration_test(smtp_basic t/integration/smtp_basic_test.py)
 outpost_integration_test(smtp_tls t/integration/smtp_tls_test.py)
 outpost_integration_test(smtp_auth t/integration/smtp_auth_test.py)
+outpost_integration_test(smtp_auth_limit t/integration/smtp_auth_limit_test.py)
 outpost_integration_test(smtp_relay t/integration/smtp_relay_test.py)
 outpost_integration_test(smtp_strict t/integration/smtp_strict_test.py)
 outpost_integration_test(smtp_dos t/integration/smtp_dos_test.py SERIAL

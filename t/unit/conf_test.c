@@ -242,6 +242,11 @@ check_common_defaults(const struct conf *c)
 	assert_int_equal(c->auth_limit.delay_base_ms, 250);
 	assert_int_equal(c->auth_limit.delay_max_ms, 4000);
 	assert_int_equal(c->auth_limit.cache_ttl_ms, 600000);
+	assert_int_equal(c->auth_limit.max_failures_per_address, 30);
+	assert_int_equal(c->auth_limit.success_exempt_ms, 86400000);
+	assert_int_equal(c->auth_limit.ipv4_prefix, 32);
+	assert_int_equal(c->auth_limit.ipv6_prefix, 64);
+	assert_int_equal(c->auth_limit.max_entries, 100000);
 
 	assert_int_equal(c->nlisteners, 1);
 	assert_string_equal(c->listeners[0].name, "127.0.0.1:2525");
@@ -572,6 +577,15 @@ static const struct {
 	{ "delay base above max", "auth_limit {\n\tdelay_max = 100ms\n}\n",
 	  "2: auth_limit.delay_base (250ms) is more than auth_limit.delay_max "
 	  "(100ms)" },
+	{ "per-user failures above per-address",
+	  "auth_limit {\n\tmax_failures = 20\n\tmax_failures_per_address = "
+	  "10\n}\n",
+	  "3: auth_limit.max_failures (20) is more than "
+	  "auth_limit.max_failures_per_address (10)" },
+	{ "ipv6 prefix too short", "auth_limit { ipv6_prefix = 8 }\n",
+	  "1: auth_limit.ipv6_prefix: \"8\" is less than the minimum, 16" },
+	{ "ipv4 prefix too long", "auth_limit { ipv4_prefix = 33 }\n",
+	  "1: auth_limit.ipv4_prefix: \"33\" is more than the maximum, 32" },
 
 	{ "run_as root without allow_root", "\nrun_as = root\n",
 	  "2: run_as = \"root\" needs allow_root = true: outpostd parses "
@@ -801,6 +815,7 @@ test_good(void **state)
 		"auth_limit {\n"
 		"  max_failures = 1000  window = 1d  block = 7d\n"
 		"  delay_max = 0  delay_base = 0ms  cache_ttl = 0\n"
+		"  ipv6_prefix = 56  success_exempt = 0\n"
 		"}\n"
 		"listener \"[::ffff:127.0.0.1]:25\" {\n"
 		"  tls = NONE  auth_without_tls = true  require_auth = on\n"
@@ -842,6 +857,10 @@ test_good(void **state)
 	assert_int_equal(c->auth_limit.delay_base_ms, 0);
 	assert_int_equal(c->auth_limit.delay_max_ms, 0);
 	assert_int_equal(c->auth_limit.cache_ttl_ms, 0);
+	/* Unset: follows a larger max_failures. */
+	assert_int_equal(c->auth_limit.max_failures_per_address, 1000);
+	assert_int_equal(c->auth_limit.ipv6_prefix, 56);
+	assert_int_equal(c->auth_limit.success_exempt_ms, 0);
 
 	assert_int_equal(c->nlisteners, 3);
 	assert_int_equal(c->listeners[0].addr.ss_family, AF_INET6);

@@ -38,16 +38,19 @@ static struct {
 	bool psl;
 } I;
 
+/* AT: "file:line" of the key in the configuration, for the message. */
 static int
-intake_key_load(const char *domain, const char *path, struct dkim_key **out,
-		char *err, size_t errlen)
+intake_key_load(const char *at, const char *domain, const char *path,
+		struct dkim_key **out, char *err, size_t errlen)
 {
 	char e[400];
 
 	if (path == NULL)
 		return 0;
 	if (dkim_key_load(path, out, e, sizeof(e)) != 0) {
-		snprintf(err, errlen, "dkim \"%s\": %s", domain, e);
+		snprintf(err, errlen, "%s%sdkim \"%s\": %s",
+			 at != NULL ? at : "", at != NULL ? ": " : "", domain,
+			 e);
 		return -1;
 	}
 	return 0;
@@ -78,23 +81,24 @@ intake_init(const struct conf *c, struct queue *q, char *err, size_t errlen)
 		const struct conf_dkim *d = &c->dkims[i];
 
 		I.keys[i].cfg = d;
-		if (intake_key_load(d->domain, d->rsa_key, &I.keys[i].rsa, err,
-				    errlen) != 0 ||
-		    intake_key_load(d->domain, d->ed25519_key, &I.keys[i].ed,
-				    err, errlen) != 0)
+		if (intake_key_load(d->rsa_key_at, d->domain, d->rsa_key,
+				    &I.keys[i].rsa, err, errlen) != 0 ||
+		    intake_key_load(d->ed25519_key_at, d->domain,
+				    d->ed25519_key, &I.keys[i].ed, err,
+				    errlen) != 0)
 			return -1;
 		if (I.keys[i].rsa != NULL &&
 		    dkim_key_alg(I.keys[i].rsa) != DKIM_ALG_RSA_SHA256) {
 			snprintf(err, errlen,
-				 "dkim \"%s\": %s is not an RSA key", d->domain,
-				 d->rsa_key);
+				 "%s: dkim \"%s\": %s is not an RSA key",
+				 d->rsa_key_at, d->domain, d->rsa_key);
 			return -1;
 		}
 		if (I.keys[i].ed != NULL &&
 		    dkim_key_alg(I.keys[i].ed) != DKIM_ALG_ED25519_SHA256) {
 			snprintf(err, errlen,
-				 "dkim \"%s\": %s is not an Ed25519 key",
-				 d->domain, d->ed25519_key);
+				 "%s: dkim \"%s\": %s is not an Ed25519 key",
+				 d->ed25519_key_at, d->domain, d->ed25519_key);
 			return -1;
 		}
 		log_info("dkim: %s signs with%s%s%s%s", d->domain,

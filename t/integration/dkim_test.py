@@ -17,7 +17,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from outpost_test import (OUTPOST, SLOW, Daemon, Dns, Raw, Sink,  # noqa
-                          check, delivery_config, eq, free_port_on,
+                          TestFailure, check, delivery_config, eq, free_port_on,
                           free_udp_port, run_tests)
 
 import dkim  # python3-dkim
@@ -334,6 +334,25 @@ def test_policy_lookup_timeout_is_451():
         expect(d, "a@elsewhere.test", "<b@elsewhere.test>", 250,
                "aligned, no lookup needed")
     mute.close()
+
+
+def test_two_from_addresses_reply_cites_once():
+    """A From holding two addresses is refused with one RFC citation, not
+    the same one twice (smtplib, the reply text as a client sees it)."""
+    with Daemon() as d:
+        s = d.smtp()
+        try:
+            s.sendmail("a@sender.test", ["x@dest.test"],
+                       b"From: <a@sender.test>, <b@sender.test>\r\n"
+                       b"Subject: two authors\r\n\r\nbody\r\n")
+            raise TestFailure("accepted")
+        except smtplib.SMTPDataError as e:
+            eq(e.smtp_code, 550, "code")
+            text = e.smtp_error.decode()
+        s.quit()
+        check("2 addresses" in text, "reason given: " + text)
+        eq(text.count("RFC 7489 6.6.1"), 1, "citations of 6.6.1 in " + text)
+        eq(text.count("RFC 5322 3.6.2"), 1, "citations of 3.6.2 in " + text)
 
 
 run_tests(globals())

@@ -12,3 +12,7 @@ set_tests_properties(unit/dmarc_test PROPERTIES TIMEOUT 120)
 if(OUTPOST_ASAN_SUITE)
 	set_tests_properties(asan/unit/dmarc_test PROPERTIES TIMEOUT 120)
 endif()
+
+# dkim/spf.c: the SPF record parser and macro expander (pure, table-driven).
+outpost_unit_test(spf_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/spf_test.c
+	DEPS outpost_dkim outpost_dns)

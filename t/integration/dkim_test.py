@@ -322,17 +322,25 @@ def test_policy_lookup_timeout_is_451():
     # A DNS "server" that never answers.
     mute = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     mute.bind(("127.0.0.1", free_udp_port()))
+    key, _ = keygen(tmp, "signed.test", "s1")
     cfg = ('dns { servers = "127.0.0.1:%d" timeout = 1s tries = 1 }\n'
-           % mute.getsockname()[1])
+           'dkim "signed.test" { selector = "s1" rsa_key = "%s" }\n'
+           % (mute.getsockname()[1], key))
     with Daemon(config=cfg) as d:
         t0 = time.time()
         text = expect(d, "bounce@esp.test", "<a@elsewhere.test>", 451,
                       "policy lookup timed out")
         check("4.4.3" in text, text)
         check(time.time() - t0 < 20 * SLOW, "answered in time")
-        # Aligned mail does not need the policy: accepted.
-        expect(d, "a@elsewhere.test", "<b@elsewhere.test>", 250,
-               "aligned, no lookup needed")
+        # Signed by the From domain itself (DKIM identical): the policy
+        # is not needed, accepted.
+        expect(d, "a@elsewhere.test", "<b@signed.test>", 250,
+               "DKIM-aligned, no lookup needed")
+        # The same envelope domain is no proof: SPF unknown (no source
+        # address to evaluate), so the policy is needed, and cannot be
+        # had.
+        expect(d, "a@elsewhere.test", "<b@elsewhere.test>", 451,
+               "envelope domain alone, policy unknown")
     mute.close()
 
 

@@ -31,12 +31,14 @@
 #pragma GCC poison sprintf
 #endif
 
-#define SPF_LOOKUPS_MAX  10 /* RFC 7208 4.6.4 */
-#define SPF_VOIDS_MAX    2
-#define SPF_MX_HOSTS_MAX 10
-#define SPF_DEPTH_MAX    (SPF_LOOKUPS_MAX + 1)
-#define SPF_NAME_MAX     253
-#define SPF_TERMS_MAX    4096 /* a TXT answer is at most 64 KiB */
+#define SPF_LOOKUPS_MAX    10 /* RFC 7208 4.6.4 */
+#define SPF_VOIDS_MAX      2
+#define SPF_MX_HOSTS_MAX   10
+#define SPF_DEPTH_MAX      (SPF_LOOKUPS_MAX + 1)
+#define SPF_NAME_MAX       253
+#define SPF_TERMS_MAX      4096 /* a TXT answer is at most 64 KiB */
+#define SPF_NEGATIVE_TTL_S 60
+#define SPF_TTL_MAX_S      3600 /* results are kept at most this long */
 
 static void spf_err(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -694,6 +696,9 @@ struct spf_frame {
 	bool via_redirect;        /* none then means permerror (6.1) */
 	enum spf_result inc_qual; /* the include's qualifier (depth > 0) */
 	size_t next;              /* the next term */
+	/* Hashes of the domains this frame left by redirect=, for loops. */
+	uint64_t left[SPF_LOOKUPS_MAX];
+	size_t nleft;
 };
 
 struct spf_query {
@@ -720,9 +725,14 @@ struct spf_query {
 
 static void spf_step(struct spf_query *q);
 
+/* An answer of TTL seconds was used.  A negative answer without an SOA
+ * (TTL 0) counts as SPF_NEGATIVE_TTL_S rather than making the whole
+ * result uncacheable. */
 static void
-spf_ttl(struct spf_query *q, uint32_t ttl)
+spf_ttl(struct spf_query *q, uint32_t ttl, bool negative)
 {
+	if (negative && ttl == 0)
+		ttl = SPF_NEGATIVE_TTL_S;
 	if (ttl < q->reply.ttl)
 		q->reply.ttl = ttl;
 }
@@ -732,8 +742,10 @@ spf_frames_clear(struct spf_query *q)
 {
 	size_t i;
 
-	for (i = 0; i < q->depth; i++)
+	for (i = 0; i < q->depth; i++) {
 		spf_record_clear(&q->frames[i].rec);
+		memset(&q->frames[i], 0, sizeof(q->frames[i]));
+	}
 	q->depth = 0;
 	free(q->mx);
 	q->mx = NULL;
@@ -751,6 +763,8 @@ spf_free(struct spf_query *q)
 static void
 spf_deliver(struct spf_query *q)
 {
+	if (q->reply.ttl > SPF_TTL_MAX_S)
+		q->reply.ttl = SPF_TTL_MAX_S;
 	q->in_callback = true;
 	q->cb(&q->reply, q->arg);
 	spf_free(q);
@@ -949,14 +963,30 @@ spf_match(struct spf_query *q, const struct spf_term *t)
 	spf_frame_done(q, t->qual);
 }
 
+static uint64_t
+spf_name_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ull; /* FNV-1a, case folded */
+
+	for (; *s != '\0'; s++)
+		h = (h ^ (uint8_t)spf_lower(*s)) * 1099511628211ull;
+	return h;
+}
+
+/* Is DOMAIN being evaluated, or left by redirect=, on the way here? */
 static bool
 spf_on_stack(const struct spf_query *q, const char *domain)
 {
-	size_t i;
+	uint64_t h = spf_name_hash(domain);
+	size_t i, j;
 
-	for (i = 0; i < q->depth; i++)
+	for (i = 0; i < q->depth; i++) {
 		if (strcasecmp(q->frames[i].domain, domain) == 0)
 			return true;
+		for (j = 0; j < q->frames[i].nleft; j++)
+			if (q->frames[i].left[j] == h)
+				return true;
+	}
 	return false;
 }
 
@@ -996,6 +1026,8 @@ spf_step(struct spf_query *q)
 					  "redirect loop at %s", target);
 				return;
 			}
+			if (f->nleft < SPF_LOOKUPS_MAX)
+				f->left[f->nleft++] = spf_name_hash(f->domain);
 			spf_record_clear(&f->rec);
 			f->have_rec = false;
 			f->via_redirect = true;
@@ -1084,7 +1116,7 @@ spf_txt_cb(const struct dns_txt_reply *rep, void *arg)
 	q->wait = SW_NONE;
 	switch (rep->result) {
 	case DNS_OK:
-		spf_ttl(q, rep->ttl);
+		spf_ttl(q, rep->ttl, false);
 		for (i = 0; i < rep->ntxts; i++)
 			if (spf_record_is(rep->txts[i], rep->lens[i])) {
 				n++;
@@ -1116,7 +1148,7 @@ spf_txt_cb(const struct dns_txt_reply *rep, void *arg)
 	case DNS_NODATA:
 	case DNS_NULLMX:
 	case DNS_BADNAME:
-		spf_ttl(q, rep->ttl);
+		spf_ttl(q, rep->ttl, true);
 		break;
 	case DNS_TEMPFAIL:
 	default:
@@ -1142,7 +1174,7 @@ spf_addr_cb(const struct dns_addr_reply *rep, void *arg)
 			  rep->err[0] ? rep->err : "temporary failure");
 		return;
 	}
-	spf_ttl(q, rep->ttl);
+	spf_ttl(q, rep->ttl, rep->result != DNS_OK);
 	if (rep->result != DNS_OK || rep->naddrs == 0) {
 		if (w != SW_MXA && spf_count_void(q) != 0)
 			return;
@@ -1180,7 +1212,7 @@ spf_mx_cb(const struct dns_mx_reply *rep, void *arg)
 			  rep->err[0] ? rep->err : "temporary failure");
 		return;
 	}
-	spf_ttl(q, rep->ttl);
+	spf_ttl(q, rep->ttl, rep->result != DNS_OK || rep->implicit);
 	if (rep->result != DNS_OK || rep->implicit || rep->nhosts == 0) {
 		if (rep->result != DNS_NULLMX && spf_count_void(q) != 0)
 			return;

@@ -2,7 +2,8 @@
 """SPF in the DMARC pre-check, through the real outpostd and a dnsmasq of
 our own publishing SPF records (--txt-record).  A MAIL FROM domain equal to
 the From domain counts as aligned only when its SPF record authorizes every
-source address of the pool the message leaves from (here 127.0.0.2);
+source address of the pool the message leaves from (here 127.0.0.2 and
+127.0.0.3);
 otherwise DKIM alone decides.  The delivery log's dmarc field says which
 alignment decided (align=spf|dkim|none) and the SPF result.  Loopback
 only: the records name 127.0.0.x, nothing is delivered off the box."""
@@ -16,14 +17,17 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from outpost_test import (SLOW, Daemon, Dns, Raw, check, eq,  # noqa
                           run_tests)
 
-POOL = 'pool "default" {\n  source = { "127.0.0.2" }\n}\n'
+POOL = 'pool "default" {\n  source = { "127.0.0.2", "127.0.0.3" }\n}\n'
 
 RECORDS = [
     # Authorizes 127.0.0.99 only: not the pool's address.
     ("spf-fail.test", "v=spf1 ip4:127.0.0.99 -all"),
     ("_dmarc.spf-fail.test", "v=DMARC1; p=reject"),
+    # Authorizes one of the pool's two addresses: not enough.
+    ("spf-half.test", "v=spf1 ip4:127.0.0.2 -all"),
+    ("_dmarc.spf-half.test", "v=DMARC1; p=reject"),
     # Through include and a/24: out.esp.test is 127.0.0.1, so 127.0.0.2
-    # passes.
+    # and 127.0.0.3 pass.
     ("spf-pass.test", "v=spf1 include:_spf.esp.test -all"),
     ("_spf.esp.test", "v=spf1 a:out.esp.test/24 -all"),
     ("_dmarc.spf-pass.test", "v=DMARC1; p=reject"),
@@ -100,7 +104,7 @@ def last_dmarc(d, kind):
 def test_spf_decides_alignment_of_identical_domains():
     with dns() as dd, Daemon(config=config(dd)) as d:
         code, text = submit(d, "news@spf-fail.test", "news@spf-fail.test")
-        eq(code, 550, "SPF does not authorize 127.0.0.2, no DKIM, "
+        eq(code, 550, "SPF does not authorize the pool, no DKIM, "
            "p=reject: " + text)
         check("DMARC" in text, "reason: " + text)
         field = last_dmarc(d, "rejection")
@@ -108,7 +112,7 @@ def test_spf_decides_alignment_of_identical_domains():
               "rejection dmarc field: %r" % field)
 
         code, text = submit(d, "news@spf-pass.test", "news@spf-pass.test")
-        eq(code, 250, "SPF authorizes 127.0.0.2 (include, a/24): " + text)
+        eq(code, 250, "SPF authorizes the pool (include, a/24): " + text)
         field = last_dmarc(d, "reception")
         check("align=spf" in field and "spf=pass" in field,
               "reception dmarc field: %r" % field)
@@ -123,7 +127,8 @@ def test_spf_decides_alignment_of_identical_domains():
         eq(code, 250, "redirect, relaxed alignment: " + text)
         check("align=spf" in last_dmarc(d, "reception"), "redirect")
 
-        for dom, res in (("spf-soft.test", "softfail"),
+        for dom, res in (("spf-half.test", "fail"),
+                         ("spf-soft.test", "softfail"),
                          ("spf-two.test", "permerror"),
                          ("spf-loop.test", "permerror")):
             code, text = submit(d, "a@" + dom, "a@" + dom)

@@ -1,18 +1,17 @@
 /*
  * spf.c — SPF (RFC 7208) for the DMARC pre-check: the record parser and
- * the macro expander (pure), check_host() on the dns/ resolver (never the
- * system resolver, never blocking), and a cache of results.
- * Owns: struct spf_query (one evaluation over a set of addresses), struct
- * spf_cache.  Must not: block, call back from inside spf_check(), read
+ * the macro expander (pure), and check_host() on the dns/ resolver (never
+ * the system resolver, never blocking).  The cache is in spf_cache.c.
+ * Owns: struct spf_query (one evaluation over a set of addresses).
+ * Must not: block, call back from inside spf_check(), read
  * outside given lengths, exceed 10 DNS-querying terms or 2 void lookups
  * per check_host().  Thread: parsing and expansion on any thread; a query
- * on its resolver's loop; the cache from any thread (its own mutex).
+ * on its resolver's loop.
  * Invariants: a query waits on at most one dns_query; it is freed exactly
  * once (after its callback, or on cancel).
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -21,9 +20,9 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <time.h>
 
 #include "dkim/dkim.h"
+#include "dkim/spf_int.h"
 #include "dns/dns.h"
 
 #pragma GCC poison strcpy strcat vsprintf
@@ -53,12 +52,6 @@ spf_err(char *err, size_t errlen, const char *fmt, ...)
 	va_start(ap, fmt);
 	(void)vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
-}
-
-static char
-spf_lower(char c)
-{
-	return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
 }
 
 static bool
@@ -928,15 +921,6 @@ spf_addr_in(const struct sockaddr_storage *ss, int family, const uint8_t *net,
 	    ((const struct sockaddr_in6 *)ss)->sin6_addr.s6_addr, net, cidr6);
 }
 
-static const uint8_t *
-spf_sa_bytes(const struct sockaddr_storage *ss)
-{
-	if (ss->ss_family == AF_INET)
-		return (const uint8_t *)&((const struct sockaddr_in *)ss)
-		    ->sin_addr;
-	return ((const struct sockaddr_in6 *)ss)->sin6_addr.s6_addr;
-}
-
 static bool
 spf_addrs_match(struct spf_query *q, const struct dns_addr_reply *rep,
 		const struct spf_term *t)
@@ -993,7 +977,9 @@ spf_on_stack(const struct spf_query *q, const char *domain)
 /*
  * spf_step — run the top frame until it needs DNS or ends.  Each pass
  * either returns after starting one lookup, or ends a frame (which may
- * call spf_step again, bounded by the lookup limit).
+ * call spf_step again, bounded by the lookup limit).  Longer than most:
+ * one switch over the mechanisms, in the order of RFC 7208 5, so that
+ * each can be read against its section.
  */
 static void
 spf_step(struct spf_query *q)
@@ -1315,214 +1301,4 @@ spf_cancel(struct spf_query *q)
 	if (q->dq != NULL)
 		dns_cancel(q->dq);
 	spf_free(q);
-}
-
-/* ---------------------------------------------------------------------- */
-/* The cache: (domain, helo, addresses) -> result until the TTL runs out.  */
-
-struct spf_cache_ent {
-	struct spf_cache_ent *hnext;       /* hash chain */
-	struct spf_cache_ent *prev, *next; /* newest first; the oldest goes
-					      when the cache is full */
-	uint64_t hash;
-	int64_t expires_ms;
-	enum spf_result result;
-	size_t keylen;
-	unsigned char key[]; /* domain NUL helo NUL addresses */
-};
-
-struct spf_cache {
-	pthread_mutex_t mu;
-	struct spf_cache_ent **buckets;
-	size_t nbuckets, n, max;
-	struct spf_cache_ent *head, *tail;
-	uint64_t hits, misses;
-};
-
-static int64_t
-spf_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* The key of (DOMAIN, HELO, ADDRS) into BUF; its length or 0. */
-static size_t
-spf_cache_key(const struct spf_check_params *p, unsigned char *buf, size_t len)
-{
-	size_t o = 0, n, i;
-	const char *s[2] = { p->domain, p->helo != NULL ? p->helo : "" };
-
-	for (i = 0; i < 2; i++) {
-		n = strlen(s[i]) + 1;
-		if (o + n > len)
-			return 0;
-		for (size_t k = 0; k < n; k++)
-			buf[o + k] = (unsigned char)spf_lower(s[i][k]);
-		o += n;
-	}
-	for (i = 0; i < p->naddrs; i++) {
-		n = p->addrs[i].ss_family == AF_INET ? 4 : 16;
-		if (o + 1 + n > len)
-			return 0;
-		buf[o++] = (unsigned char)n;
-		memcpy(buf + o, spf_sa_bytes(&p->addrs[i]), n);
-		o += n;
-	}
-	return o;
-}
-
-static uint64_t
-spf_hash(const unsigned char *k, size_t n)
-{
-	uint64_t h = 1469598103934665603ull; /* FNV-1a */
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		h = (h ^ k[i]) * 1099511628211ull;
-	return h;
-}
-
-struct spf_cache *
-spf_cache_new(size_t max_entries)
-{
-	struct spf_cache *c = calloc(1, sizeof(*c));
-
-	if (c == NULL)
-		return NULL;
-	c->max = max_entries > 0 ? max_entries : 1;
-	for (c->nbuckets = 64; c->nbuckets < c->max; c->nbuckets *= 2)
-		;
-	if ((c->buckets = calloc(c->nbuckets, sizeof(*c->buckets))) == NULL ||
-	    pthread_mutex_init(&c->mu, NULL) != 0) {
-		free(c->buckets);
-		free(c);
-		return NULL;
-	}
-	return c;
-}
-
-static void
-spf_cache_unlink(struct spf_cache *c, struct spf_cache_ent *e)
-{
-	struct spf_cache_ent **pp = &c->buckets[e->hash & (c->nbuckets - 1)];
-
-	while (*pp != e)
-		pp = &(*pp)->hnext;
-	*pp = e->hnext;
-	if (e->prev != NULL)
-		e->prev->next = e->next;
-	else
-		c->head = e->next;
-	if (e->next != NULL)
-		e->next->prev = e->prev;
-	else
-		c->tail = e->prev;
-	c->n--;
-}
-
-void
-spf_cache_free(struct spf_cache *c)
-{
-	struct spf_cache_ent *e, *next;
-
-	if (c == NULL)
-		return;
-	for (e = c->head; e != NULL; e = next) {
-		next = e->next;
-		free(e);
-	}
-	pthread_mutex_destroy(&c->mu);
-	free(c->buckets);
-	free(c);
-}
-
-static struct spf_cache_ent *
-spf_cache_find(struct spf_cache *c, const unsigned char *key, size_t n,
-	       uint64_t h)
-{
-	struct spf_cache_ent *e;
-
-	for (e = c->buckets[h & (c->nbuckets - 1)]; e != NULL; e = e->hnext)
-		if (e->hash == h && e->keylen == n &&
-		    memcmp(e->key, key, n) == 0)
-			return e;
-	return NULL;
-}
-
-int
-spf_cache_get(struct spf_cache *c, const struct spf_check_params *p,
-	      enum spf_result *out)
-{
-	unsigned char key[1024];
-	struct spf_cache_ent *e;
-	size_t n;
-	uint64_t h;
-	int rc = -1;
-
-	if (c == NULL || (n = spf_cache_key(p, key, sizeof(key))) == 0)
-		return -1;
-	h = spf_hash(key, n);
-	pthread_mutex_lock(&c->mu);
-	if ((e = spf_cache_find(c, key, n, h)) != NULL) {
-		if (e->expires_ms <= spf_now_ms()) {
-			spf_cache_unlink(c, e);
-			free(e);
-		} else {
-			*out = e->result;
-			rc = 0;
-		}
-	}
-	if (rc == 0)
-		c->hits++;
-	else
-		c->misses++;
-	pthread_mutex_unlock(&c->mu);
-	return rc;
-}
-
-void
-spf_cache_put(struct spf_cache *c, const struct spf_check_params *p,
-	      const struct spf_check_reply *reply)
-{
-	unsigned char key[1024];
-	struct spf_cache_ent *e, *old;
-	size_t n;
-	uint64_t h;
-
-	if (c == NULL || reply->result == SPF_TEMPERROR ||
-	    reply->sender_dependent || reply->ttl == 0 ||
-	    (n = spf_cache_key(p, key, sizeof(key))) == 0)
-		return;
-	if ((e = malloc(sizeof(*e) + n)) == NULL)
-		return; /* the next message evaluates again */
-	h = spf_hash(key, n);
-	memset(e, 0, sizeof(*e));
-	e->hash = h;
-	e->keylen = n;
-	memcpy(e->key, key, n);
-	e->result = reply->result;
-	e->expires_ms = spf_now_ms() + (int64_t)reply->ttl * 1000;
-	pthread_mutex_lock(&c->mu);
-	if ((old = spf_cache_find(c, key, n, h)) != NULL) {
-		spf_cache_unlink(c, old);
-		free(old);
-	}
-	while (c->n >= c->max && c->tail != NULL) {
-		old = c->tail;
-		spf_cache_unlink(c, old);
-		free(old);
-	}
-	e->hnext = c->buckets[h & (c->nbuckets - 1)];
-	c->buckets[h & (c->nbuckets - 1)] = e;
-	e->next = c->head;
-	if (c->head != NULL)
-		c->head->prev = e;
-	c->head = e;
-	if (c->tail == NULL)
-		c->tail = e;
-	c->n++;
-	pthread_mutex_unlock(&c->mu);
 }

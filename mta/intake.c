@@ -40,7 +40,8 @@ static struct {
 	size_t nkeys;
 	bool psl;
 	struct spf_cache *spf_cache;
-	bool spf_warned; /* "not evaluated" said once at info level */
+	bool spf_warned;   /* "not evaluated" said once at info level */
+	bool nodns_warned; /* "no DNS resolver" said once */
 } I;
 
 /* AT: "file:line" of the key in the configuration, for the message. */
@@ -708,6 +709,21 @@ intake_submit(struct intake_req *req)
 		req->keys = intake_keys_for(req);
 	if (!I.conf->dmarc.check) {
 		snprintf(req->result, sizeof(req->result), "dmarc=unchecked");
+		intake_sign_and_queue(req);
+		return;
+	}
+	if (req->dns == NULL) {
+		/* No resolver at all: only the test mode has none (loopback
+		 * only, no dns servers of its own; production always has
+		 * one).  Neither SPF nor a policy can be had: the check
+		 * cannot run, and says so rather than pretend. */
+		if (!__atomic_exchange_n(&I.nodns_warned, true,
+					 __ATOMIC_RELAXED))
+			log_info(
+			    "dmarc: no DNS resolver (loopback_only without "
+			    "dns servers): the DMARC check is skipped");
+		snprintf(req->result, sizeof(req->result),
+			 "dmarc=unchecked (no DNS)");
 		intake_sign_and_queue(req);
 		return;
 	}

@@ -389,6 +389,20 @@ intake_dmarc_decide(struct intake_req *req,
 		intake_sign_and_queue(req);
 		return;
 	}
+	if (req->spf == SPF_TEMPERROR &&
+	    I.conf->dmarc.action != CONF_DMARC_ACCEPT) {
+		/* SPF might have aligned it: DNS trouble is no reason to
+		 * refuse for good (nor to hold for an operator). */
+		STATS_INC(rejected_dmarc);
+		snprintf(req->result, sizeof(req->result),
+			 "dmarc=temperror align=none p=%s spf=temperror",
+			 dmarc_policy_str(pol));
+		intake_refuse(req, 451,
+			      "4.4.3 SPF of %s could not be evaluated; try "
+			      "again later",
+			      mdom);
+		return;
+	}
 	why = req->sign_domain[0] == '\0' ? "no DKIM key aligned with it"
 	      : adkim_s                   ? "DKIM domain not equal (adkim=s)"
 					  : "DKIM domain not aligned";
@@ -533,13 +547,16 @@ intake_spf_cb(const struct spf_check_reply *reply, void *arg)
 	intake_spf_params(req, pool, mdom, local, sizeof(local), &p);
 	spf_cache_put(I.spf_cache, &p, reply);
 	intake_spf_set(req, reply->result);
+	/* The reason may hold names built from the sender's local-part
+	 * (%{l}): then only the result is logged. */
 	if (reply->result != SPF_PASS)
-		log_info("spf: %s for source %zu of %zu of pool %s%s%s; DKIM "
+		log_info("spf: %s for source %zu of %zu of pool %s: %s; DKIM "
 			 "alone decides alignment",
 			 mdom, reply->addr_index + 1, pool->nsources,
-			 pool->name, reply->err[0] ? ": " : "",
-			 reply->err[0] ? reply->err
-				       : spf_result_str(reply->result));
+			 pool->name,
+			 reply->err[0] != '\0' && !reply->sender_dependent
+			     ? reply->err
+			     : spf_result_str(reply->result));
 	intake_policy(req);
 }
 

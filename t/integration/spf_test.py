@@ -43,6 +43,10 @@ RECORDS = [
     # An include loop: permerror, not a hang.
     ("spf-loop.test", "v=spf1 include:spf-loop.test -all"),
     ("_dmarc.spf-loop.test", "v=DMARC1; p=reject"),
+    # The include's name is outside the zone dnsmasq serves and it has no
+    # upstream (--no-resolv): REFUSED, a temperror.  451, not 550.
+    ("spf-temp.test", "v=spf1 include:spf.unserved.invalid -all"),
+    ("_dmarc.spf-temp.test", "v=DMARC1; p=reject"),
     # Passes, but the policy is none: accepted either way.
     ("_dmarc.spf-none.test", "v=DMARC1; p=none"),
     ("spf-none.test", "v=spf1 -all"),
@@ -135,6 +139,11 @@ def test_spf_decides_alignment_of_identical_domains():
             eq(code, 550, "%s: %s" % (dom, text))
             field = last_dmarc(d, "rejection")
             check("spf=" + res in field, "%s: %r" % (dom, field))
+
+        code, text = submit(d, "a@spf-temp.test", "a@spf-temp.test")
+        eq(code, 451, "SPF temperror under p=reject: " + text)
+        check("4.4.3" in text, text)
+        check("spf=temperror" in last_dmarc(d, "rejection"), "temperror")
 
         code, text = submit(d, "a@spf-none.test", "a@spf-none.test")
         eq(code, 250, "p=none: " + text)

@@ -323,6 +323,55 @@ spf_directive(const char *p, size_t n, struct spf_term *t, char *buf,
 }
 
 /*
+ * spf_modifier — if the term P (N octets) is a modifier (name "=" value,
+ * name = ALPHA *(ALPHA / DIGIT / "-" / "_" / ".")), take it: redirect= is
+ * kept in R (its domain-spec copied into r->buf at *OFF), exp= is checked
+ * only, others are ignored (RFC 7208 6).  1: taken; 0: not a modifier;
+ * -1 with err: a bad value, or redirect= or exp= a second time.
+ */
+static int
+spf_modifier(const char *p, size_t n, struct spf_record *r, size_t *off,
+	     bool *seen_exp, char *err, size_t errlen)
+{
+	const char *v;
+	size_t k = 0, vn;
+
+	if (n > 0 && spf_is_alpha(p[0]))
+		for (k = 1;
+		     k < n && (spf_is_alpha(p[k]) || spf_is_digit(p[k]) ||
+			       p[k] == '-' || p[k] == '_' || p[k] == '.');
+		     k++)
+			;
+	if (k == 0 || k == n || p[k] != '=')
+		return 0;
+	v = p + k + 1;
+	vn = n - k - 1;
+	if (!spf_macro_string_ok(v, vn)) {
+		spf_err(err, errlen, "%.*s: bad value", (int)k, p);
+		return -1;
+	}
+	if (spf_token_is(p, k, "redirect")) {
+		if (r->redirect != NULL || !spf_domain_spec_ok(v, vn)) {
+			spf_err(err, errlen, "redirect= %s",
+				r->redirect != NULL ? "twice"
+						    : "without a domain");
+			return -1;
+		}
+		memcpy(r->buf + *off, v, vn);
+		r->buf[*off + vn] = '\0';
+		r->redirect = r->buf + *off;
+		*off += vn + 1;
+	} else if (spf_token_is(p, k, "exp")) {
+		if (*seen_exp) {
+			spf_err(err, errlen, "exp= twice");
+			return -1;
+		}
+		*seen_exp = true;
+	}
+	return 1;
+}
+
+/*
  * spf_record_parse — see dkim.h.  Terms are separated by one or more
  * spaces (4.6.1).  Unknown modifiers are ignored (6); redirect= and exp=
  * at most once each (6: otherwise permerror).  exp= is checked but not
@@ -364,54 +413,11 @@ spf_record_parse(const char *txt, size_t len, struct spf_record *r, char *err,
 			i++;
 		p = txt + start;
 		n = i - start;
-		/* A modifier: name "=" … with name = ALPHA *(ALPHA / DIGIT /
-		 * "-" / "_" / "."). */
-		{
-			size_t k = 0;
-
-			if (spf_is_alpha(p[0])) {
-				for (k = 1;
-				     k < n &&
-				     (spf_is_alpha(p[k]) ||
-				      spf_is_digit(p[k]) || p[k] == '-' ||
-				      p[k] == '_' || p[k] == '.');
-				     k++)
-					;
-			}
-			if (k > 0 && k < n && p[k] == '=') {
-				if (!spf_macro_string_ok(p + k + 1,
-							 n - k - 1)) {
-					spf_err(err, errlen, "%.*s: bad value",
-						(int)k, p);
-					goto fail;
-				}
-				if (spf_token_is(p, k, "redirect")) {
-					if (r->redirect != NULL ||
-					    !spf_domain_spec_ok(p + k + 1,
-								n - k - 1)) {
-						spf_err(err, errlen,
-							"redirect= %s",
-							r->redirect != NULL
-							    ? "twice"
-							    : "without a "
-							      "domain");
-						goto fail;
-					}
-					memcpy(r->buf + off, p + k + 1,
-					       n - k - 1);
-					r->buf[off + n - k - 1] = '\0';
-					r->redirect = r->buf + off;
-					off += n - k;
-				} else if (spf_token_is(p, k, "exp")) {
-					if (seen_exp) {
-						spf_err(err, errlen,
-							"exp= twice");
-						goto fail;
-					}
-					seen_exp = true;
-				}
-				continue;
-			}
+		switch (spf_modifier(p, n, r, &off, &seen_exp, err, errlen)) {
+		case 1:
+			continue;
+		case -1:
+			goto fail;
 		}
 		if (r->nterms == nterms ||
 		    spf_directive(p, n, &r->terms[r->nterms], r->buf, &off, err,

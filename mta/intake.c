@@ -334,6 +334,13 @@ intake_pol_str(const struct dmarc_policy_reply *reply, enum dmarc_policy pol)
 		   : "-";
 }
 
+/*
+ * intake_dmarc_decide — the outcome once SPF and the policy are known.
+ * Longer than most: it is one decision table (aligned, no policy, policy
+ * unknown, p=none, SPF unknown, then the configured action), each row
+ * with its dmarc= field for the delivery log, kept in one place so that
+ * the order of the rows can be read.
+ */
 static void
 intake_dmarc_decide(struct intake_req *req,
 		    const struct dmarc_policy_reply *reply)

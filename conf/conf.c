@@ -1247,6 +1247,7 @@ conf_build(struct conf_ctx *x, cfg_t *cfg, struct conf *c, bool embedded)
 	    conf_build_users(x, cfg, c) != 0 ||
 	    conf_deliver_build(x, cfg, c) != 0 ||
 	    conf_dkim_build(x, cfg, c) != 0 ||
+	    conf_host_build(x, cfg, c) != 0 ||
 	    conf_observe_build(x, cfg, c) != 0)
 		return -1;
 	return x->failed ? -1 : 0;
@@ -1357,6 +1358,7 @@ conf_free(struct conf *c)
 		free(u->sender_domains);
 	}
 	free(c->users);
+	conf_host_free(c);
 	conf_deliver_free(c);
 	conf_dkim_free(c);
 	conf_observe_free(c);

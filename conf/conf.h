@@ -206,6 +206,7 @@ struct conf_pool {
 	struct sockaddr_storage *sources; /* port 0; bind() in turn */
 	size_t nsources;                  /* >= 1 */
 	char *ehlo;                       /* NULL: delivery.ehlo */
+	char *source_at; /* "file:line" of source, for messages */
 };
 
 /* `route "DOMAIN" { host = "HOST[:PORT]" }`: deliver there, not by MX. */
@@ -233,6 +234,9 @@ struct conf_dkim {
 	char *ed25519_selector; /* s= of the Ed25519 key; NULL iff
 				   ed25519_key is */
 	char *ed25519_key;      /* PEM (PKCS#8), resolved; or NULL */
+	char *rsa_key_at;       /* "file:line" of rsa_key, for messages;
+				   NULL when rsa_key is */
+	char *ed25519_key_at;   /* the same for ed25519_key */
 };
 
 /* DKIM canonicalization (RFC 6376 3.4); the values of enum dkim_canon. */
@@ -414,6 +418,15 @@ int conf_load(struct conf **out, const char *file, char *err, size_t errlen);
 
 /* conf_free — release a tree from conf_load(); NULL is allowed. */
 void conf_free(struct conf *c);
+
+/*
+ * conf_check_host — the checks that depend on the host, not the text: every
+ * DKIM key file exists, is a regular file and has no group or other mode
+ * bits; every pool source address is assigned to this host (bind() on port
+ * 0; nothing is sent).  outpostd runs it for -t and at start-up.  0, or -1
+ * with "file:line: message" in err.  Main thread.
+ */
+int conf_check_host(const struct conf *c, char *err, size_t errlen);
 
 /* conf_user_find — the user called NAME, or NULL.  Case-sensitive. */
 const struct conf_user *conf_user_find(const struct conf *c, const char *name);

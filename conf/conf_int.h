@@ -239,6 +239,11 @@ int conf_dkim_domain_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value,
 int conf_dkim_build(struct conf_ctx *x, cfg_t *cfg, struct conf *c);
 void conf_dkim_free(struct conf *c);
 
+/* conf_host.c: where key files and pool sources were written (for
+ * conf_check_host()); after the dkim and pool sections are built. */
+int conf_host_build(struct conf_ctx *x, cfg_t *cfg, struct conf *c);
+void conf_host_free(struct conf *c);
+
 /*
  * conf_observe.c: the sections log, metrics and control (with its access
  * sections).  conf_observe_build() runs last: it checks metrics.listen

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 struct dns_resolver;
+struct sockaddr_storage;
 
 enum dkim_alg { DKIM_ALG_RSA_SHA256, DKIM_ALG_ED25519_SHA256 };
 enum dkim_canon { DKIM_CANON_SIMPLE, DKIM_CANON_RELAXED };
@@ -225,5 +226,142 @@ void dmarc_policy_cancel(struct dmarc_query *q);
 enum dmarc_policy dmarc_effective(const struct dmarc_policy_reply *reply);
 
 const char *dmarc_policy_str(enum dmarc_policy p);
+
+/* SPF (RFC 7208) --------------------------------------------------------- */
+
+enum spf_result {
+	SPF_NONE,
+	SPF_NEUTRAL,
+	SPF_PASS,
+	SPF_FAIL,
+	SPF_SOFTFAIL,
+	SPF_TEMPERROR,
+	SPF_PERMERROR,
+};
+
+/* spf_result_str — "pass", "fail", … (static). */
+const char *spf_result_str(enum spf_result r);
+
+enum spf_kind {
+	SPF_T_ALL,
+	SPF_T_INCLUDE,
+	SPF_T_A,
+	SPF_T_MX,
+	SPF_T_PTR,
+	SPF_T_IP4,
+	SPF_T_IP6,
+	SPF_T_EXISTS,
+};
+
+/* One directive of a record. */
+struct spf_term {
+	enum spf_kind kind;
+	enum spf_result qual; /* PASS (+), FAIL (-), SOFTFAIL (~), NEUTRAL (?) */
+	const char *spec;     /* the domain-spec as written (macros not
+				 expanded), or NULL: the current domain */
+	unsigned cidr4;       /* a, mx, ip4: prefix length (32 when absent) */
+	unsigned cidr6;       /* a, mx, ip6: prefix length (128 when absent) */
+	uint8_t ip[16];       /* ip4 (first 4 bytes) or ip6: the network */
+};
+
+struct spf_record {
+	struct spf_term *terms; /* in order; owned */
+	size_t nterms;
+	const char *redirect; /* redirect= domain-spec, or NULL */
+	char *buf;            /* owns the strings */
+};
+
+/*
+ * spf_record_is — does TXT (LEN octets) start an SPF record ("v=spf1",
+ * any case, then a space or the end)?  Any thread.
+ */
+bool spf_record_is(const char *txt, size_t len);
+
+/*
+ * spf_record_parse — an SPF record (RFC 7208 4.6, 12) into R: mechanisms
+ * all, include, a, mx, ptr, ip4, ip6, exists with qualifiers and CIDR
+ * lengths ("a/24", "mx//64", "a:%{d}/24//64"); modifiers redirect= (kept)
+ * and exp= (checked, not kept); unknown modifiers ignored.  0 ok (clear R
+ * with spf_record_clear); -1 with err: not an SPF record, or a syntax
+ * error (which makes check_host() a permerror).  Pure; any thread.
+ */
+int spf_record_parse(const char *txt, size_t len, struct spf_record *r,
+    char *err, size_t errlen);
+void spf_record_clear(struct spf_record *r);
+
+/* What macros expand to (RFC 7208 7.3). */
+struct spf_macro_env {
+	const char *local;         /* %{l}; "" or NULL: "postmaster" */
+	const char *sender_domain; /* %{o} */
+	const char *domain;        /* %{d}: the domain being checked */
+	const struct sockaddr_storage *ip; /* %{i}, %{v} */
+	const char *helo;          /* %{h} */
+};
+
+/*
+ * spf_macro_expand — SPEC (a domain-spec) with its macros expanded into
+ * OUT (LEN bytes): %{s l o d i h v p} with digit and "r" transformers and
+ * delimiters, upper-case letters URL-escaped, "%%", "%_", "%-".  %{p} is
+ * "unknown" (no PTR validation is done); %{c}, %{r}, %{t} (exp= only) and
+ * any syntax error give -1 (permerror).  A result over 253 octets loses
+ * labels on the left (4.8).  *USES_SENDER (may be NULL) is set when %{s}
+ * or %{l} was used.  0 or -1.  Pure; any thread.
+ */
+int spf_macro_expand(const char *spec, const struct spf_macro_env *e,
+    char *out, size_t len, bool *uses_sender);
+
+struct spf_check_params {
+	const char *domain; /* the MAIL FROM domain */
+	const char *local;  /* its local-part (%{l}, %{s}), may be NULL */
+	const char *helo;   /* the EHLO name mail leaves with (%{h}) */
+	const struct sockaddr_storage *addrs; /* every address it may leave
+						 from (port ignored) */
+	size_t naddrs;      /* >= 1 */
+};
+
+struct spf_check_reply {
+	/* PASS when check_host() passes for every address; otherwise the
+	 * result for the first address that did not pass. */
+	enum spf_result result;
+	size_t addr_index;     /* the address that decided */
+	uint32_t ttl;          /* the smallest TTL of the answers used */
+	bool sender_dependent; /* %{s} or %{l} was expanded: the result holds
+				  for this sender only (not cached) */
+	char err[160];         /* why, for temperror and permerror */
+};
+
+/*
+ * spf_check — check_host() (RFC 7208 4) for DOMAIN and each address in
+ * turn, through resolver R on its loop (dns/: never the system resolver,
+ * never blocking), stopping at the first address that does not pass.
+ * Limits: 10 terms that query DNS (include, a, mx, ptr, exists,
+ * redirect), 2 void lookups, 10 MX hosts per mx; include and redirect
+ * loops are permerrors.  ptr is counted and never matches (RFC 7208 5.5:
+ * "SHOULD NOT be used"; no reverse lookups).  mx uses no implicit MX.
+ * CB(reply, arg) later on R's loop, never inline.  Returns a handle for
+ * spf_cancel(), or NULL (out of memory; no callback).  Loop thread of R.
+ */
+struct spf_query;
+struct spf_query *spf_check(struct dns_resolver *r,
+    const struct spf_check_params *p,
+    void (*cb)(const struct spf_check_reply *reply, void *arg), void *arg);
+/* spf_cancel — no callback after it; a no-op from inside the callback. */
+void spf_cancel(struct spf_query *q);
+
+/*
+ * The results of spf_check() by (domain, helo, address set) until the
+ * smallest TTL of the answers they came from runs out, so that a campaign
+ * is evaluated once, not once per message.  Temperrors and sender-
+ * dependent results are not kept.  At most MAX_ENTRIES; the oldest goes
+ * first.  Any thread (a mutex inside).
+ */
+struct spf_cache;
+struct spf_cache *spf_cache_new(size_t max_entries);
+void spf_cache_free(struct spf_cache *c);
+/* 0 and *OUT on a live entry for P (helo, domain, addrs), -1 otherwise. */
+int spf_cache_get(struct spf_cache *c, const struct spf_check_params *p,
+    enum spf_result *out);
+void spf_cache_put(struct spf_cache *c, const struct spf_check_params *p,
+    const struct spf_check_reply *reply);
 
 #endif

@@ -760,8 +760,7 @@ dmarc_from_domain(const struct dkim_msg *m, char *domain, size_t len, char *err,
 		if (n == 0)
 			dmarc_err(err, errlen, "%s", "no From field");
 		else
-			dmarc_err(err, errlen,
-				  "%zu From fields (RFC 7489 6.6.1)", n);
+			dmarc_err(err, errlen, "%zu From fields", n);
 		return -1;
 	}
 	for (colon = h->name_len; colon < h->len && (h->field[colon] == ' ' ||
@@ -782,11 +781,9 @@ dmarc_from_domain(const struct dkim_msg *m, char *domain, size_t len, char *err,
 	}
 	if (p.naddrs != 1) {
 		if (p.naddrs == 0)
-			dmarc_err(err, errlen, "%s",
-				  "From holds no address (RFC 7489 6.6.1)");
+			dmarc_err(err, errlen, "%s", "From holds no address");
 		else
-			dmarc_err(err, errlen,
-				  "From holds %zu addresses (RFC 7489 6.6.1)",
+			dmarc_err(err, errlen, "From holds %zu addresses",
 				  p.naddrs);
 		return -1;
 	}

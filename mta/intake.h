@@ -50,6 +50,9 @@ struct intake_req {
 	char sign_domain[256];
 	const void *keys; /* the signing keys chosen */
 	void *query;      /* a DMARC lookup in flight */
+	void *spf_query;  /* an SPF evaluation in flight */
+	int spf;          /* enum spf_result of the envelope domain */
+	char spf_note[16]; /* "pass", "fail", …, "unevaluated", "not-aligned" */
 	struct dkim_msg *msg;
 };
 

@@ -352,6 +352,12 @@ main(int argc, char *argv[])
 		fprintf(stderr, "%s\n", err);
 		return 1;
 	}
+	/* What the text cannot tell: key files and source addresses. */
+	if (conf_check_host(conf, err, sizeof(err)) != 0) {
+		fprintf(stderr, "%s\n", err);
+		conf_free(conf);
+		return 1;
+	}
 	if (check) {
 		if (geteuid() == 0 && !conf->allow_root &&
 		    priv_lookup(conf->user, &pv, err, sizeof(err)) != 0) {
@@ -359,6 +365,14 @@ main(int argc, char *argv[])
 			conf_free(conf);
 			return 1;
 		}
+		/* Load the keys as the daemon would (format, type, size). */
+		if (intake_init(conf, NULL, err, sizeof(err)) != 0) {
+			fprintf(stderr, "%s\n", err);
+			intake_free();
+			conf_free(conf);
+			return 1;
+		}
+		intake_free();
 		printf("outpostd: configuration %s is valid\n", conf->file);
 		conf_free(conf);
 		return 0;

@@ -121,6 +121,10 @@ dns { servers = "127.0.0.1:$dns" timeout = 1s tries = 1 }
 delivery { relay_host = "127.0.0.1:$sp" }
 route "sink.test" { host = "127.0.0.1:$sp" }
 route "sender.test" { host = "127.0.0.1:$sp" }
+# No DNS here, so no DMARC policy and no SPF can be had: an identical
+# envelope domain no longer counts as aligned without SPF, and every
+# message would wait for a dead server.  Measure intake without the check.
+dmarc { check = false }
 ${BENCH_OUTPOST_EXTRA_CONF:-}
 EOF
 	cp "$d/outpost.conf" "$work/outpost.conf.log"

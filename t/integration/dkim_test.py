@@ -17,7 +17,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from outpost_test import (OUTPOST, SLOW, Daemon, Dns, Raw, Sink,  # noqa
-                          check, delivery_config, eq, free_port_on,
+                          TestFailure, check, delivery_config, eq, free_port_on,
                           free_udp_port, run_tests)
 
 import dkim  # python3-dkim
@@ -322,18 +322,45 @@ def test_policy_lookup_timeout_is_451():
     # A DNS "server" that never answers.
     mute = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     mute.bind(("127.0.0.1", free_udp_port()))
+    key, _ = keygen(tmp, "signed.test", "s1")
     cfg = ('dns { servers = "127.0.0.1:%d" timeout = 1s tries = 1 }\n'
-           % mute.getsockname()[1])
+           'dkim "signed.test" { selector = "s1" rsa_key = "%s" }\n'
+           % (mute.getsockname()[1], key))
     with Daemon(config=cfg) as d:
         t0 = time.time()
         text = expect(d, "bounce@esp.test", "<a@elsewhere.test>", 451,
                       "policy lookup timed out")
         check("4.4.3" in text, text)
         check(time.time() - t0 < 20 * SLOW, "answered in time")
-        # Aligned mail does not need the policy: accepted.
-        expect(d, "a@elsewhere.test", "<b@elsewhere.test>", 250,
-               "aligned, no lookup needed")
+        # Signed by the From domain itself (DKIM identical): the policy
+        # is not needed, accepted.
+        expect(d, "a@elsewhere.test", "<b@signed.test>", 250,
+               "DKIM-aligned, no lookup needed")
+        # The same envelope domain is no proof: SPF unknown (no source
+        # address to evaluate), so the policy is needed, and cannot be
+        # had.
+        expect(d, "a@elsewhere.test", "<b@elsewhere.test>", 451,
+               "envelope domain alone, policy unknown")
     mute.close()
+
+
+def test_two_from_addresses_reply_cites_once():
+    """A From holding two addresses is refused with one RFC citation, not
+    the same one twice (smtplib, the reply text as a client sees it)."""
+    with Daemon() as d:
+        s = d.smtp()
+        try:
+            s.sendmail("a@sender.test", ["x@dest.test"],
+                       b"From: <a@sender.test>, <b@sender.test>\r\n"
+                       b"Subject: two authors\r\n\r\nbody\r\n")
+            raise TestFailure("accepted")
+        except smtplib.SMTPDataError as e:
+            eq(e.smtp_code, 550, "code")
+            text = e.smtp_error.decode()
+        s.quit()
+        check("2 addresses" in text, "reason given: " + text)
+        eq(text.count("RFC 7489 6.6.1"), 1, "citations of 6.6.1 in " + text)
+        eq(text.count("RFC 5322 3.6.2"), 1, "citations of 3.6.2 in " + text)
 
 
 run_tests(globals())

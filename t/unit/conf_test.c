@@ -1151,6 +1151,79 @@ test_include(void **state)
 
 /* ---- robustness ---- */
 
+/* conf_check_host: key files and pool addresses, with file:line. */
+static void
+test_check_host(void **state)
+{
+	static const struct {
+		const char *name;
+		const char *key;  /* the key file's name under tmpdir */
+		mode_t mode;      /* 0: not created */
+		const char *addr; /* the pool's second source */
+		const char *want; /* NULL: passes; else a piece of err */
+		unsigned line;    /* of the error */
+	} rows[] = {
+		{ "good", "good.key", 0600, "127.0.0.2", NULL, 0 },
+		{ "key 0644", "open.key", 0644, "127.0.0.2", "mode 0644", 4 },
+		{ "key 0640", "group.key", 0640, "127.0.0.2", "mode 0640", 4 },
+		{ "key missing", "missing.key", 0, "127.0.0.2", "No such file",
+		  4 },
+		/* RFC 3849 documentation address: never on this host; bind()
+		 * fails, nothing is sent. */
+		{ "address not here", "good.key", 0600, "2001:db8::1",
+		  "not an address of this host", 8 },
+	};
+	char text[PATH_MAX + 1024], err[1024], path[PATH_MAX],
+	    key[PATH_MAX + 64], want[64];
+	struct conf *c;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		if (snprintf(key, sizeof(key), "%s/%s", tmpdir, rows[i].key) >=
+		    (int)sizeof(key))
+			fail_msg("path too long");
+		if (rows[i].mode != 0) {
+			write_file(rows[i].key, "not checked here\n", key,
+				   sizeof(key));
+			assert_int_equal(chmod(key, rows[i].mode), 0);
+		}
+		if (snprintf(text, sizeof(text),
+			     LISTENER "dkim \"example.com\" {\n"
+				      "\tselector = \"s1\"\n"
+				      "\trsa_key = \"%s\"\n"
+				      "}\n"
+				      "pool \"default\" {\n"
+				      "\tehlo = \"out.example.com\"\n"
+				      "\tsource = { \"127.0.0.1\", \"%s\" }\n"
+				      "}\n",
+			     key, rows[i].addr) >= (int)sizeof(text))
+			fail_msg("config too long");
+		c = NULL;
+		if (load_text(text, &c, err, sizeof(err), path, sizeof(path)) !=
+		    0)
+			fail_msg("row %s: %s", rows[i].name, err);
+		snprintf(want, sizeof(want), ":%u", 4u);
+		assert_non_null(c->dkims[0].rsa_key_at);
+		assert_non_null(strstr(c->dkims[0].rsa_key_at, want));
+		err[0] = '\0';
+		if (rows[i].want == NULL) {
+			if (conf_check_host(c, err, sizeof(err)) != 0)
+				fail_msg("row %s: %s", rows[i].name, err);
+		} else {
+			assert_int_equal(conf_check_host(c, err, sizeof(err)),
+					 -1);
+			snprintf(want, sizeof(want),
+				 "test.conf:%u: ", rows[i].line);
+			if (strstr(err, want) == NULL ||
+			    strstr(err, rows[i].want) == NULL)
+				fail_msg("row %s: \"%s\" lacks %s or %s",
+					 rows[i].name, err, want, rows[i].want);
+		}
+		conf_free(c);
+	}
+}
+
 static void
 test_missing_file(void **state)
 {
@@ -3816,6 +3889,7 @@ main(void)
 		cmocka_unit_test(test_networks),
 		cmocka_unit_test(test_users),
 		cmocka_unit_test(test_include),
+		cmocka_unit_test(test_check_host),
 		cmocka_unit_test(test_missing_file),
 		cmocka_unit_test(test_garbage),
 		cmocka_unit_test(test_example),

@@ -12,3 +12,16 @@ set_tests_properties(unit/dmarc_test PROPERTIES TIMEOUT 120)
 if(OUTPOST_ASAN_SUITE)
 	set_tests_properties(asan/unit/dmarc_test PROPERTIES TIMEOUT 120)
 endif()
+
+# dkim/spf.c: the SPF record parser and macro expander (pure, table-driven).
+outpost_unit_test(spf_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/spf_test.c
+	DEPS outpost_dkim outpost_dns)
+
+# dkim/spf.c: check_host() against a dnsmasq the test starts on 127.0.0.1
+# (rows skip without it) and a loopback socket that never answers.
+outpost_unit_test(spf_eval_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/spf_eval_test.c
+	DEPS outpost_dkim outpost_dns LIBS PkgConfig::LIBEVENT)
+set_tests_properties(unit/spf_eval_test PROPERTIES TIMEOUT 120)
+if(OUTPOST_ASAN_SUITE)
+	set_tests_properties(asan/unit/spf_eval_test PROPERTIES TIMEOUT 120)
+endif()

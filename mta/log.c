@@ -8,7 +8,6 @@
  */
 #include <errno.h>
 #include <stdarg.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +15,7 @@
 #include <unistd.h>
 
 #include "mta/log.h"
+#include "mta/scrub.h"
 
 #define LOG_LINE_BYTES 2048
 
@@ -150,73 +150,13 @@ log_panic(const char *func, const char *fmt, ...)
 	abort();
 }
 
-/* Bytes that may be part of an address token around an '@'. */
-static bool
-log_addr_byte(unsigned char c)
-{
-	if (c <= ' ' || c == 0x7f)
-		return false;
-	return strchr("<>()[],;:'`", c) == NULL;
-}
-
-/* Append SRC (LEN bytes) to DST at *O; false when it no longer fits. */
-static bool
-log_put(char *dst, size_t dstlen, size_t *o, const char *src, size_t len)
-{
-	if (*o + len + 4 >= dstlen) {
-		/* Truncate with an ellipsis (UTF-8 "…" is 3 bytes). */
-		if (*o + 4 <= dstlen) {
-			memcpy(dst + *o, "\xe2\x80\xa6", 3);
-			*o += 3;
-		}
-		return false;
-	}
-	memcpy(dst + *o, src, len);
-	*o += len;
-	return true;
-}
-
 char *
 log_escape(char *dst, size_t dstlen, const char *src, size_t len)
 {
-	static const char hex[] = "0123456789abcdef";
-	static const char scrub[] = "<address>";
-	size_t i = 0, o = 0, end;
+	char out[SCRUB_OUT_BYTES];
+	const char *t;
+	size_t n;
 
-	if (dstlen == 0)
-		return dst;
-	while (i < len) {
-		end = i;
-		while (end < len && log_addr_byte((unsigned char)src[end]))
-			end++;
-		if (end > i && memchr(src + i, '@', end - i) != NULL) {
-			/* An address-shaped token: never copied. */
-			if (!log_put(dst, dstlen, &o, scrub, sizeof(scrub) - 1))
-				break;
-			i = end;
-			continue;
-		}
-		if (end == i)
-			end = i + 1; /* one separator byte */
-		for (; i < end; i++) {
-			unsigned char c = (unsigned char)src[i];
-			char tmp[4];
-			size_t n = 1;
-
-			if (c >= 0x20 && c < 0x7f && c != '\\') {
-				tmp[0] = (char)c;
-			} else {
-				tmp[0] = '\\';
-				tmp[1] = 'x';
-				tmp[2] = hex[c >> 4];
-				tmp[3] = hex[c & 15];
-				n = 4;
-			}
-			if (!log_put(dst, dstlen, &o, tmp, n))
-				goto done;
-		}
-	}
-done:
-	dst[o < dstlen ? o : dstlen - 1] = '\0';
-	return dst;
+	t = scrub_text(src, len, NULL, 0, SCRUB_KNOWN, out, sizeof(out), &n);
+	return scrub_escape(dst, dstlen, t, n);
 }

@@ -872,7 +872,7 @@ test_scrub_exact(void **state)
 		{ "reply", "janet@example.org", "550 janet unknown, jane ok",
 		  "550 <address> unknown, jane ok" },
 		{ "reply", "jane@example.org", "550 janet unknown, jane.",
-		  "550 janet unknown, <address>." },
+		  "550 <address> unknown, <address>." },
 		{ "reply", NULL,
 		  "550 caf\xc3\xa9 \x01 \\", /* log_escape's form */
 		  "550 caf\\\\xc3\\\\xa9 \\\\x01 \\\\x5c" },

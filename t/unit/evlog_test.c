@@ -27,6 +27,8 @@
 #include <cmocka.h>
 
 #include "mta/evlog.h"
+#include "mta/log.h"
+#include "mta/scrub.h"
 #include "queue/queue.h"
 
 #ifndef EVLOG_TEST_PYTHON
@@ -909,6 +911,153 @@ test_scrub_exact(void **state)
 	}
 }
 
+/* Echo forms: the diagnostics (log_escape, with the thread's context) and
+ * the delivery log (the event's addresses) both leave no trace of them. */
+static const char *const echo_rcpts[] = { "zqalpha.secret@evil.test",
+					  "\"zqdelta zqepsilon\"@evil.test",
+					  "ZqMixedCase@evil.test",
+					  "zqcutsecretlocal@evil.test" };
+
+static const char *
+echo_ctx_addr(const void *arg, size_t i)
+{
+	(void)arg;
+	return echo_rcpts[i];
+}
+
+static const struct {
+	const char *text;
+	bool needs_ctx; /* only the transaction's addresses tell */
+	const char *forbidden[2];
+} echo_cases[] = {
+	{ "550 5.1.1 <zqalpha.secret@evil.test> unknown",
+	  false,
+	  { "zqalpha", "secret" } },
+	{ "550 zqalpha.secret%40evil.test rejected", false, { "zqalpha" } },
+	{ "550 zqalpha.secret%2540evil.test rejected", false, { "zqalpha" } },
+	{ "550 see bounce+zqalpha.secret=evil.test@mx.evil.test",
+	  false,
+	  { "zqalpha" } },
+	{ "550 bounce+zqalpha.secret=evil.test rejected",
+	  false,
+	  { "zqalpha" } },
+	{ "550 user zqalpha.secret at evil.test unknown",
+	  false,
+	  { "zqalpha" } },
+	{ "550 user zqalpha.secret (AT) evil.test unknown",
+	  false,
+	  { "zqalpha" } },
+	{ "550 \"zqdelta zqepsilon\"@evil.test unknown",
+	  false,
+	  { "zqdelta", "zqepsilon" } },
+	{ "550 \"zqdelta x\"@evil.test quoted", false, { "zqdelta" } },
+	{ "550 zqalpha.secret&#64;evil.test html", false, { "zqalpha" } },
+	{ "550 &lt;zqalpha.secret&#x40;evil.test&gt;", false, { "zqalpha" } },
+	{ "550 ZQALPHA.SECRET@EVIL.TEST upper", false, { "zqalpha" } },
+	{ "550 qw.echo_bare_local.zqalpha.secret", true, { "zqalpha" } },
+	{ "550 zqalpha.secret... User unknown", true, { "zqalpha" } },
+	{ "550 mailbox 'ZQALPHA.SECRET' unavailable", true, { "zqalpha" } },
+	{ "550 no such user: zqdelta zqepsilon",
+	  true,
+	  { "zqdelta", "zqepsilon" } },
+	{ "550 no such user zqepsilon", true, { "zqepsilon" } },
+	{ "550 zqmixedcase unknown", true, { "zqmixedcase" } },
+	{ "550 xxzqmixedcase99 unknown", true, { "zqmixedcase" } },
+	/* A reply cut by a buffer, the address straddling the cut. */
+	{ "550 5.1.1 user unknown: zqcutsec", true, { "zqcutsec" } },
+};
+
+static char *
+lower_str(const char *s)
+{
+	return lower_dup(s, strlen(s));
+}
+
+static void
+test_echo_forms_log_escape(void **state)
+{
+	const struct scrub_ctx ctx = { echo_ctx_addr, NULL, 4 }, *prev;
+	char out[1024], *low;
+	size_t i, k;
+	int with;
+
+	(void)state;
+	for (i = 0; i < sizeof(echo_cases) / sizeof(echo_cases[0]); i++) {
+		for (with = 0; with < 2; with++) {
+			if (!with && echo_cases[i].needs_ctx)
+				continue;
+			prev = scrub_ctx_enter(with ? &ctx : NULL);
+			log_escape(out, sizeof(out), echo_cases[i].text,
+				   strlen(echo_cases[i].text));
+			scrub_ctx_leave(prev);
+			low = lower_str(out);
+			if (strchr(out, '@') != NULL)
+				fail_msg("case %zu: '@' in %s", i, out);
+			for (k = 0; k < 2; k++)
+				if (echo_cases[i].forbidden[k] != NULL &&
+				    strstr(low, echo_cases[i].forbidden[k]))
+					fail_msg("case %zu (ctx %d): \"%s\" "
+						 "in %s",
+						 i, with,
+						 echo_cases[i].forbidden[k],
+						 out);
+			free(low);
+		}
+	}
+	/* The context is the thread's: left, it no longer applies. */
+	log_escape(out, sizeof(out), "550 zqmixedcase", 15);
+	assert_string_equal(out, "550 zqmixedcase");
+	/* A quoted local part, whole (it used to keep its first word). */
+	log_escape(out, sizeof(out), "550 \"jane doe\"@example.org", 26);
+	assert_string_equal(out, "550 <address>");
+}
+
+/* Is F part of recipient R's own address? */
+static bool
+own_form(size_t r, const char *f)
+{
+	char *low = lower_str(echo_rcpts[r]);
+	bool own = strstr(low, f) != NULL;
+
+	free(low);
+	return own;
+}
+
+static void
+test_echo_forms_evlog(void **state)
+{
+	struct evlog_event ev;
+	char *line, *low;
+	size_t i, k, r;
+
+	(void)state;
+	for (i = 0; i < sizeof(echo_cases) / sizeof(echo_cases[0]); i++) {
+		for (r = 0; r < 4; r++) {
+			ev = ev_none(EV_BOUNCE);
+			ev.rcpt = echo_rcpts[r];
+			ev.sender = "bounces+x=evil.test@esp.test";
+			ev.code = 550;
+			ev.reply = echo_cases[i].text;
+			line = one_line(&ev, "echo");
+			low = lower_str(line);
+			/* The forms of another recipient's local part stay
+			 * unless address-shaped. */
+			for (k = 0; k < 2; k++) {
+				const char *f = echo_cases[i].forbidden[k];
+
+				if (f == NULL || strstr(low, f) == NULL)
+					continue;
+				if (!echo_cases[i].needs_ctx || own_form(r, f))
+					fail_msg("case %zu rcpt %zu: \"%s\" in "
+						 "%s",
+						 i, r, f, line);
+			}
+			free(low);
+			free(line);
+		}
+	}
+}
+
 /* Files ---------------------------------------------------------------- */
 
 static void
@@ -1427,6 +1576,8 @@ main(void)
 		cmocka_unit_test(test_json_adversarial),
 		cmocka_unit_test(test_privacy),
 		cmocka_unit_test(test_scrub_exact),
+		cmocka_unit_test(test_echo_forms_log_escape),
+		cmocka_unit_test(test_echo_forms_evlog),
 		cmocka_unit_test(test_reopen_after_rename),
 		cmocka_unit_test(test_reopen_fails),
 		cmocka_unit_test(test_flush_without_close),

@@ -97,6 +97,8 @@ static const struct conf_num {
 	{ "queue", "commit_max_batch", CK_COUNT, 1, 100000 },
 	{ "queue", "prepare_wait", CK_US, 0, US_S(1) },
 	{ "limits", "max_message_size", CK_SIZE, KIB(64), GIB(1) },
+	{ "log", "disk_reserve", CK_SIZE, 0, TIB(1) },
+	{ "log", "disk_reserve_percent", CK_COUNT, 0, 50 },
 	{ "limits", "max_recipients", CK_COUNT, 1, 100000 },
 	{ "limits", "max_errors", CK_COUNT, 1, 1000 },
 	{ "limits", "max_sessions", CK_COUNT, 1, 1000000 },

@@ -30,6 +30,7 @@
 
 #include "mta/evlog.h"
 #include "mta/log.h"
+#include "mta/logspace.h"
 #include "mta/scrub.h"
 #include "queue/queue.h"
 
@@ -595,6 +596,9 @@ evlog_flush(const char *p, size_t len)
 
 	if (len == 0)
 		return;
+	if (logspace_admit(LOGSPACE_DELIVERY, evl.fd, len,
+			   (unsigned)count_lines(p, len)) != 0)
+		goto count; /* the queue's reserve: dropped, counted there */
 	while (off < len) {
 		r = write(evl.fd, p + off, len - off);
 		if (r < 0 && errno == EINTR)
@@ -611,6 +615,7 @@ evlog_flush(const char *p, size_t len)
 		log_info("evlog: writing %s again", evl.path);
 		evl.failing = false;
 	}
+count:
 	done = count_lines(p, off);
 	lost = count_lines(p + off, len - off);
 	pthread_mutex_lock(&evl.mu);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "mta/log.h"
+#include "mta/logspace.h"
 #include "mta/scrub.h"
 
 #define LOG_LINE_BYTES 2048
@@ -50,6 +51,9 @@ log_append(char *line, size_t cap, size_t *n, const char *src)
 static void log_vwrite(const char *tag, int errnum, const char *fmt, va_list ap)
     __attribute__((format(printf, 3, 0)));
 
+/* TAG and the message as one line on stderr; unless it is a last word
+ * (fatal, panic), only when stderr's file leaves the queue its reserve
+ * (mta/logspace.h). */
 static void
 log_vwrite(const char *tag, int errnum, const char *fmt, va_list ap)
 {
@@ -74,6 +78,9 @@ log_vwrite(const char *tag, int errnum, const char *fmt, va_list ap)
 		log_append(line, sizeof(line), &n, strerror(errnum));
 	}
 	line[n++] = '\n';
+	if (strncmp(tag, "fatal", 5) != 0 && strncmp(tag, "panic", 5) != 0 &&
+	    logspace_admit(LOGSPACE_DIAG, STDERR_FILENO, n, 1) != 0)
+		return;
 	(void)!write(STDERR_FILENO, line, n);
 }
 

@@ -26,7 +26,9 @@
 struct logspace_state {
 	_Atomic int64_t checked_ms; /* last fstatvfs (monotonic), 0 never */
 	_Atomic uint64_t avail;     /* free bytes it found, minus the reserve */
-	_Atomic uint64_t since;     /* bytes admitted since */
+	_Atomic uint64_t since;     /* bytes admitted since, by any log on
+				       the same filesystem */
+	_Atomic unsigned long fsid; /* of that filesystem */
 	_Atomic bool regular;       /* a regular file: guarded */
 	_Atomic bool dropping;
 	_Atomic uint64_t dropped;     /* lines, since start */
@@ -86,6 +88,7 @@ logspace_check(struct logspace_state *s, int fd)
 		reserve = pct;
 	atomic_store(&s->avail, avail > reserve ? avail - reserve : 0);
 	atomic_store(&s->since, 0);
+	atomic_store(&s->fsid, vfs.f_fsid);
 	atomic_store(&s->regular, true);
 }
 
@@ -111,6 +114,21 @@ logspace_say(enum logspace_log log, bool start, uint64_t n, int64_t now)
 			  logspace_names[log], n);
 }
 
+/* LEN bytes are written to S's filesystem: every log there has that much
+ * less than at its last reading (three logs on one filesystem must not each
+ * spend the same room). */
+static void
+logspace_spent(const struct logspace_state *s, size_t len)
+{
+	unsigned long fsid = atomic_load(&s->fsid);
+	int i;
+
+	for (i = 0; i < LOGSPACE__COUNT; i++)
+		if (atomic_load(&ls[i].regular) &&
+		    atomic_load(&ls[i].fsid) == fsid)
+			atomic_fetch_add(&ls[i].since, len);
+}
+
 int
 logspace_admit(enum logspace_log log, int fd, size_t len, unsigned lines)
 {
@@ -130,9 +148,8 @@ logspace_admit(enum logspace_log log, int fd, size_t len, unsigned lines)
 		logspace_check(s, fd);
 	if (!atomic_load(&s->regular))
 		return 0;
-	below = atomic_fetch_add(&s->since, len) + len > atomic_load(&s->avail);
+	below = atomic_load(&s->since) + len > atomic_load(&s->avail);
 	if (below) {
-		atomic_fetch_sub(&s->since, len); /* not written after all */
 		atomic_fetch_add(&s->dropped, lines);
 		atomic_fetch_add(&s->run_dropped, lines);
 		was = atomic_exchange(&s->dropping, true);
@@ -141,6 +158,7 @@ logspace_admit(enum logspace_log log, int fd, size_t len, unsigned lines)
 		errno = ENOSPC;
 		return -1;
 	}
+	logspace_spent(s, len);
 	if (atomic_load(&s->dropping) && atomic_exchange(&s->dropping, false)) {
 		n = atomic_exchange(&s->run_dropped, 0);
 		logspace_say(log, false, n, now);

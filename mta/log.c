@@ -3,7 +3,8 @@
  *
  * Owns: the level/trace mask and the line formatter.  Each message is built in
  * a local buffer and written with one write(2), so lines from several threads
- * never interleave.  Must not: print peer text that did not go through
+ * never interleave, after the whole message went through the scrubber
+ * (mta/scrub.h).  Must not: print peer text that did not go through
  * log_escape() (no address in clear, no control bytes).
  */
 #include <errno.h>
@@ -58,6 +59,9 @@ static void
 log_vwrite(const char *tag, int errnum, const char *fmt, va_list ap)
 {
 	char line[LOG_LINE_BYTES], msg[LOG_LINE_BYTES], stamp[64];
+	char out[SCRUB_OUT_BYTES];
+	const char *t;
+	size_t len;
 	struct timespec ts;
 	struct tm tm;
 	size_t n = 0;
@@ -72,7 +76,15 @@ log_vwrite(const char *tag, int errnum, const char *fmt, va_list ap)
 	log_append(line, sizeof(line), &n, tag);
 	if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
 		msg[0] = '\0';
-	log_append(line, sizeof(line), &n, msg);
+	/* The whole message, not only the peer text log_escape() saw: a
+	 * configured user name, a path or a From domain may be an address,
+	 * and the thread's transaction says which local parts to drop. */
+	t = scrub_text(msg, strlen(msg), NULL, 0, SCRUB_KNOWN, out, sizeof(out),
+		       &len);
+	if (t == msg)
+		log_append(line, sizeof(line), &n, msg);
+	else
+		log_append(line, sizeof(line), &n, out);
 	if (errnum != 0) {
 		log_append(line, sizeof(line), &n, ": ");
 		log_append(line, sizeof(line), &n, strerror(errnum));

@@ -27,7 +27,13 @@ PLAIN = {"zqalphasecret": 550, "zqbetasecret": 450, "zqgammasecret": 550}
 QUOTED = '"zqdeltasecret zqepsilonsecret"'
 CUT = "zqcutsecretlocal"
 FORBIDDEN = [k for k in PLAIN] + ["zqdeltasecret", "zqepsilonsecret",
-                                  "zqcut"]
+                                  "zqcut", "zqaudit"]
+# Operator commands naming addresses in encoded forms: the audit log, the
+# delivery log's admin events and the diagnostics see them.
+AUDIT_ARGS = [["queue", "hold", "--user", "zqaudit1%40evil.test"],
+              ["queue", "hold", "--domain", "bounce+zqaudit2=evil.test"],
+              ["queue", "release", "--user", "zqaudit3 at evil.test"],
+              ["queue", "hold", "--user", '"zqaudit4 x"@evil.test']]
 
 
 def echo_forms(local):
@@ -160,6 +166,8 @@ def test_no_local_part_in_any_output():
             time.sleep(0.2)
         check(len(seen) >= len(rcpts) + 1,
               "the MX saw %d of the recipients" % len(seen))
+        for args in AUDIT_ARGS:
+            d.cli(*args, check_rc=False)
         time.sleep(1.5)  # the delivery log's writer flushes every second
         d.stop()
         files = d.files_bytes()
@@ -167,6 +175,8 @@ def test_no_local_part_in_any_output():
           "no delivery log written")
     check(b"trace: smtp-out" in files[d.log_path],
           "the -T smtp trace is on")
+    check(any(p.endswith("audit.log") for p in files),
+          "no audit log written")
     leaks = []
     for path, data in sorted(files.items()):
         low = data.lower()

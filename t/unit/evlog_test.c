@@ -28,6 +28,7 @@
 
 #include "mta/evlog.h"
 #include "mta/log.h"
+#include "mta/logspace.h"
 #include "mta/scrub.h"
 #include "queue/queue.h"
 
@@ -1058,6 +1059,76 @@ test_echo_forms_evlog(void **state)
 	}
 }
 
+/* The free-space reserve (mta/logspace.h): a reserve of the whole
+ * filesystem drops every line of a regular file (counted), never those to
+ * a pipe; the delivery log then writes nothing; no reserve, all written. */
+static void
+test_logspace_reserve(void **state)
+{
+	struct timespec fresh = { 1, 100000000 }; /* past the 1 s cache */
+	struct evlog_event ev = ev_none(EV_DELIVERY);
+	char path[128], metrics[1024], want[128], *s;
+	uint64_t before;
+	size_t len;
+	int fd, p[2];
+
+	(void)state;
+	tpath(path, sizeof(path), "space");
+	unlink(path);
+	fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(pipe(p), 0);
+
+	logspace_init(0, 100); /* nothing is ever free enough */
+	nanosleep(&fresh, NULL);
+	before = logspace_dropped(LOGSPACE_AUDIT);
+	errno = 0;
+	assert_int_equal(logspace_admit(LOGSPACE_AUDIT, fd, 10, 1), -1);
+	assert_int_equal(errno, ENOSPC);
+	assert_int_equal(logspace_admit(LOGSPACE_AUDIT, fd, 10, 3), -1);
+	assert_true(logspace_dropped(LOGSPACE_AUDIT) == before + 4);
+	assert_int_equal(logspace_admit(LOGSPACE_DIAG, p[1], 10, 1), 0);
+
+	before = logspace_dropped(LOGSPACE_DELIVERY);
+	log_open_at(path, key_a);
+	ev.rcpt = "jane@example.org";
+	evlog_write(&ev);
+	evlog_write(&ev);
+	evlog_close();
+	s = slurp(path, &len);
+	assert_non_null(s);
+	assert_int_equal(len, 0);
+	free(s);
+	assert_true(logspace_dropped(LOGSPACE_DELIVERY) == before + 2);
+	len = logspace_metrics_text(metrics, sizeof(metrics));
+	assert_true(len < sizeof(metrics));
+	metrics[len] = '\0';
+	snprintf(want, sizeof(want),
+		 "outpost_log_reserve_dropped_lines_total{log=\"delivery\"} "
+		 "%llu\n",
+		 (unsigned long long)logspace_dropped(LOGSPACE_DELIVERY));
+	assert_non_null(strstr(metrics, want));
+
+	logspace_init(0, 0); /* no reserve */
+	nanosleep(&fresh, NULL);
+	assert_int_equal(logspace_admit(LOGSPACE_AUDIT, fd, 10, 1), 0);
+	log_open_at(path, key_a);
+	evlog_write(&ev);
+	evlog_close();
+	s = slurp(path, &len);
+	assert_non_null(s);
+	assert_true(len > 0);
+	free(s);
+	/* Back to the defaults for the tests that follow. */
+	logspace_init(LOGSPACE_RESERVE_DEFAULT_BYTES,
+		      LOGSPACE_RESERVE_DEFAULT_PERCENT);
+	nanosleep(&fresh, NULL);
+	close(fd);
+	close(p[0]);
+	close(p[1]);
+	unlink(path);
+}
+
 /* Files ---------------------------------------------------------------- */
 
 static void
@@ -1578,6 +1649,7 @@ main(void)
 		cmocka_unit_test(test_scrub_exact),
 		cmocka_unit_test(test_echo_forms_log_escape),
 		cmocka_unit_test(test_echo_forms_evlog),
+		cmocka_unit_test(test_logspace_reserve),
 		cmocka_unit_test(test_reopen_after_rename),
 		cmocka_unit_test(test_reopen_fails),
 		cmocka_unit_test(test_flush_without_close),

@@ -524,6 +524,26 @@ scrub_text(const char *in, size_t len, const char *const *addrs, size_t naddrs,
 	return out;
 }
 
+size_t
+scrub_cut(char *s, size_t len)
+{
+	size_t e = len;
+
+	while (e > 0 && CLS(s[e - 1], C_TOK))
+		e--;
+	if (e + 3 > len) { /* no room for the mark: cut further back */
+		e = len >= 3 ? len - 3 : 0;
+		while (e > 0 && CLS(s[e - 1], C_TOK))
+			e--;
+	}
+	if (e + 3 <= len) {
+		memcpy(s + e, "...", 3);
+		e += 3;
+	}
+	s[e] = '\0';
+	return e;
+}
+
 char *
 scrub_escape(char *dst, size_t dstlen, const char *src, size_t len)
 {

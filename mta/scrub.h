@@ -68,6 +68,15 @@ const char *scrub_text(const char *in, size_t len, const char *const *addrs,
 		       size_t *outlen);
 
 /*
+ * scrub_cut — S (LEN bytes, NUL-terminated) was cut short by its producer
+ * (a fixed buffer): drop the token the cut went through — it may be the
+ * start of an address whose '@' was lost — and end S with "...".  Returns
+ * the new length (<= LEN).  For producers that cut before the scrubber
+ * runs (a reply buffer).
+ */
+size_t scrub_cut(char *s, size_t len);
+
+/*
  * scrub_escape — SRC (LEN bytes) as printable ASCII into DST: control and
  * 8-bit bytes and '\' become \xNN.  No scrubbing: SRC went through
  * scrub_text().  Cut with "…" when it does not fit; always NUL-terminated.

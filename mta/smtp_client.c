@@ -1226,6 +1226,10 @@ sc_read_cb(struct bufferevent *bev, void *arg)
 					 sizeof(c->rtext) - c->rlen, "%s%s",
 					 c->rlen ? "\n" : "", line + 4);
 
+			/* Cut here: never keep the start of an address. */
+			if (w > 0 && c->rlen < sizeof(c->rtext) - 1 &&
+			    c->rlen + (size_t)w >= sizeof(c->rtext))
+				(void)scrub_cut(c->rtext, sizeof(c->rtext) - 1);
 			if (w > 0)
 				c->rlen =
 				    c->rlen + (size_t)w >= sizeof(c->rtext)

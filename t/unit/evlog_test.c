@@ -1059,6 +1059,34 @@ test_echo_forms_evlog(void **state)
 	}
 }
 
+/* A text cut by its producer loses the token the cut went through. */
+static void
+test_scrub_cut(void **state)
+{
+	static const struct {
+		const char *in, *want;
+	} cases[] = {
+		{ "550 unknown user zqcutsec", "550 unknown user ..." },
+		{ "550 unknown <\"zq x", "550 unknown <..." },
+		{ "550 done ", "550 ..." }, /* no room for the mark */
+		{ "550 ab", "..." },
+		{ "zqcutsec", "..." },
+		{ "ab", "" },
+	};
+	char buf[64];
+	size_t i, n;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(buf, sizeof(buf), "%s", cases[i].in);
+		n = scrub_cut(buf, strlen(buf));
+		assert_int_equal(n, strlen(buf));
+		if (strcmp(buf, cases[i].want) != 0)
+			fail_msg("case %zu: got \"%s\" want \"%s\"", i, buf,
+				 cases[i].want);
+	}
+}
+
 /* The free-space reserve (mta/logspace.h): a reserve of the whole
  * filesystem drops every line of a regular file (counted), never those to
  * a pipe; the delivery log then writes nothing; no reserve, all written. */
@@ -1649,6 +1677,7 @@ main(void)
 		cmocka_unit_test(test_scrub_exact),
 		cmocka_unit_test(test_echo_forms_log_escape),
 		cmocka_unit_test(test_echo_forms_evlog),
+		cmocka_unit_test(test_scrub_cut),
 		cmocka_unit_test(test_logspace_reserve),
 		cmocka_unit_test(test_reopen_after_rename),
 		cmocka_unit_test(test_reopen_fails),

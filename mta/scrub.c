@@ -224,6 +224,27 @@ has_prefix_ci(const char *s, size_t n, const char *p)
 	return true;
 }
 
+/* "&#64;", "&#064;", "&#x40;", "&#X0040;", "&commat;" at S (N bytes). */
+static bool
+html_at(const char *s, size_t n)
+{
+	size_t i = 2;
+	bool hex;
+
+	if (has_prefix_ci(s, n, "&commat"))
+		return true;
+	if (n < 4 || s[1] != '#')
+		return false;
+	hex = lower(s[2]) == 'x';
+	if (hex)
+		i++;
+	while (i < n && s[i] == '0')
+		i++;
+	return has_prefix_ci(s + i, n - i, hex ? "40" : "64") &&
+	       (i + 2 == n || !CLS(s[i + 2], C_WORD) ||
+		(hex && s[i + 2] == ';'));
+}
+
 /* A token that encodes an address without '@': a VERP form
  * ("bounces+jane=example.org"), the percent hack ("jane%example.org"), a
  * URL-encoded '@' ("jane%40example.org", "%2540") or an HTML one
@@ -234,9 +255,7 @@ tok_encoded(const char *s, size_t n)
 	size_t i;
 
 	for (i = 0; i + 1 < n; i++) {
-		if (s[i] == '&' && (has_prefix_ci(s + i, n - i, "&#64") ||
-				    has_prefix_ci(s + i, n - i, "&#x40") ||
-				    has_prefix_ci(s + i, n - i, "&commat")))
+		if (s[i] == '&' && html_at(s + i, n - i))
 			return true;
 		if (s[i] != '=' && s[i] != '%')
 			continue;
@@ -250,19 +269,56 @@ tok_encoded(const char *s, size_t n)
 	return false;
 }
 
-/* Every token with '@': the whole address around it. */
+/* Length of an at-sign at S (N bytes): '@', or the full-width and small
+ * forms of RFC 6531 text (U+FF20, U+FE6B); 0 if none. */
+static size_t
+at_len(const char *s, size_t n)
+{
+	if (s[0] == '@')
+		return 1;
+	if (n >= 3 && (unsigned char)s[0] == 0xef &&
+	    (((unsigned char)s[1] == 0xbc && (unsigned char)s[2] == 0xa0) ||
+	     ((unsigned char)s[1] == 0xb9 && (unsigned char)s[2] == 0xab)))
+		return 3;
+	return 0;
+}
+
+/* Every at-sign: the whole address around it.  A spaced one ("jane @
+ * example.org") takes the words on both sides. */
 static void
 mask_at(struct scrub_in *t)
 {
-	const char *s = t->s, *at;
-	size_t i, to, a;
+	const char *s = t->s, *p, *q;
+	size_t i, k, a, from, to;
 
-	for (i = 0;
-	     i < t->full && (at = memchr(s + i, '@', t->full - i)) != NULL;
-	     i = to > a ? to : a + 1) {
-		a = (size_t)(at - s);
-		to = domain_end(s, t->full, a + 1);
-		mask_set(t, local_start(s, a), to);
+	/* Two memchr scans, not a loop per byte: this runs on every field
+	 * of every delivery-log line. */
+	p = memchr(s, '@', t->full);
+	q = memchr(s, 0xef, t->full);
+	for (i = 0; i < t->full; i++) {
+		if (p != NULL && p < s + i)
+			p = memchr(s + i, '@', t->full - i);
+		if (q != NULL && q < s + i)
+			q = memchr(s + i, 0xef, t->full - i);
+		if (p == NULL && q == NULL)
+			break;
+		i = (size_t)((q == NULL || (p != NULL && p < q) ? p : q) - s);
+		if ((k = at_len(s + i, t->full - i)) == 0)
+			continue;
+		a = i;
+		from = local_start(s, a);
+		while (from == a && from > 0 && s[from - 1] == ' ')
+			from = local_start(s, --a);
+		to = i + k;
+		while (to < t->full && s[to] == ' ')
+			to++;
+		if (to == i + k || domain_like(s + to, t->full - to))
+			to = domain_end(s, t->full, to);
+		else
+			to = i + k;
+		mask_set(t, from, to);
+		if (to > i + 1)
+			i = to - 1;
 	}
 }
 

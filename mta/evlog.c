@@ -5,7 +5,8 @@
  * hash key (sodium_malloc'd, read-only once loaded, wiped at close).  Callers
  * (any thread) format a line on their own stack, then append it to the
  * pending buffer under one mutex; the writer thread swaps that buffer out and
- * write(2)s it at least once a second, sooner past EVLOG_FLUSH_BYTES.
+ * write(2)s it at least once a second, sooner past EVLOG_FLUSH_BYTES, unless
+ * the filesystem is down to the queue's reserve (mta/logspace.h: dropped).
  * Must not: write an address, a local part or a VERP form in clear (every text
  * field goes through scrub_text() then scrub_escape(), mta/scrub.h); make a
  * caller wait for the disk; emit a line that is not one valid JSON object in
@@ -83,7 +84,7 @@ static pthread_once_t evl_once = PTHREAD_ONCE_INIT;
 
 /* Byte classes, filled once by evlog_once_init(). */
 #define C_PLAIN 0x20 /* copied as is into a JSON string */
-#define C_SAFE  0x40 /* copied as is by log_escape() */
+#define C_SAFE  0x40 /* copied as is by scrub_escape() */
 static uint8_t evl_cls[256];
 #define CLS(c, m) ((evl_cls[(unsigned char)(c)] & (m)) != 0)
 
@@ -360,7 +361,7 @@ evlog_cls_init(void)
 	}
 }
 
-/* Would log_escape() copy T (N bytes) unchanged?  Then it need not run. */
+/* Would scrub_escape() copy T (N bytes) unchanged?  Then it need not run. */
 static bool
 escape_identity(const char *t, size_t n)
 {

@@ -104,6 +104,8 @@ static const struct conf_num {
 	{ "limits", "command_timeout", CK_MS, US_S(1), US_H(1) },
 	{ "limits", "data_timeout", CK_MS, US_S(1), US_H(1) },
 	{ "limits", "tls_handshake_timeout", CK_MS, US_S(1), US_M(10) },
+	{ "log", "disk_reserve", CK_SIZE, 0, TIB(1) },
+	{ "log", "disk_reserve_percent", CK_COUNT, 0, 50 },
 	{ "auth_limit", "max_failures", CK_COUNT, 1, 1000 },
 	{ "auth_limit", "window", CK_MS, US_S(1), US_D(1) },
 	{ "auth_limit", "block", CK_MS, US_S(1), US_D(7) },

@@ -307,6 +307,11 @@ struct conf_log {
 				(default data_dir/log/delivery.log) */
 	char *audit_file;    /* what operators did through the control
 				socket (default data_dir/log/audit.log) */
+	/* The logs stop writing (and count what they drop) when the free
+	 * space of their filesystem falls below the larger of these: it is
+	 * the queue's, to accept and settle mail. */
+	uint64_t disk_reserve;         /* bytes (default 256M) */
+	unsigned disk_reserve_percent; /* of the filesystem (default 1) */
 };
 
 /* `metrics { listen = "ADDR:PORT" }`: the HTTP listener of GET /metrics. */

@@ -174,6 +174,9 @@ cfg_opt_t conf_log_opts[] = {
 	CFG_STR_CB("delivery_file", "log/delivery.log", CFGF_NONE,
 		   conf_log_file_cb),
 	CFG_STR_CB("audit_file", "log/audit.log", CFGF_NONE, conf_log_file_cb),
+	/* Free space the logs leave to the queue (mta/logspace.h). */
+	CFG_STR_CB("disk_reserve", "256M", CFGF_NONE, conf_num_cb),
+	CFG_STR_CB("disk_reserve_percent", "1", CFGF_NONE, conf_num_cb),
 	CFG_END(),
 };
 
@@ -213,6 +216,9 @@ conf_build_log(struct conf_ctx *x, cfg_t *cfg, struct conf *c)
 		if (conf_path_get(x, c, sec, keys[i], out[i]) != 0)
 			return -1;
 	}
+	c->log.disk_reserve = conf_num_get(x, sec, "disk_reserve");
+	c->log.disk_reserve_percent =
+	    (unsigned)conf_num_get(x, sec, "disk_reserve_percent");
 	return 0;
 }
 

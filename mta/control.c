@@ -44,6 +44,7 @@
 #include "mta/delivery.h"
 #include "mta/evlog.h"
 #include "mta/log.h"
+#include "mta/logspace.h"
 #include "mta/loop.h"
 #include "mta/worker.h"
 
@@ -343,6 +344,8 @@ control_audit_append(struct control_session *s, const char *line, size_t len)
 		  O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		goto fail;
+	if (logspace_admit(LOGSPACE_AUDIT, fd, len, 1) != 0)
+		goto fail_fd; /* the queue's reserve (ENOSPC) */
 	/* One write(2) of a whole line: records of concurrent writers never
 	 * interleave (O_APPEND on a local file). */
 	while ((w = write(fd, line, len)) < 0 && errno == EINTR)

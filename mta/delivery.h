@@ -213,6 +213,12 @@ void sched_conn_done(struct smtp_client *c, struct sched_job *job);
  * failed), FAILED is set, and STAGE/CODE/TEXT say why. */
 void sched_conn_closed(struct smtp_client *c, bool failed,
 		       enum outcome_stage stage, int code, const char *text);
+/* sched_job_scrub_ctx — CTX names JOB's addresses (its recipients and
+ * sender) for the scrubber (mta/scrub.h: scrub_ctx_enter), so that
+ * diagnostics about the transaction leave their local parts out.  JOB NULL:
+ * an empty context.  Valid while JOB is; whichever thread holds JOB. */
+struct scrub_ctx;
+void sched_job_scrub_ctx(const struct sched_job *job, struct scrub_ctx *ctx);
 
 /* SMTP client --------------------------------------------------------- */
 

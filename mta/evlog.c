@@ -5,10 +5,12 @@
  * hash key (sodium_malloc'd, read-only once loaded, wiped at close).  Callers
  * (any thread) format a line on their own stack, then append it to the
  * pending buffer under one mutex; the writer thread swaps that buffer out and
- * write(2)s it at least once a second, sooner past EVLOG_FLUSH_BYTES.
+ * write(2)s it at least once a second, sooner past EVLOG_FLUSH_BYTES, unless
+ * the filesystem is down to the queue's reserve (mta/logspace.h: dropped).
  * Must not: write an address, a local part or a VERP form in clear (every text
- * field goes through evlog_scrub() then log_escape()); make a caller wait for
- * the disk; emit a line that is not one valid JSON object in valid UTF-8.
+ * field goes through scrub_text() then scrub_escape(), mta/scrub.h); make a
+ * caller wait for the disk; emit a line that is not one valid JSON object in
+ * valid UTF-8.
  */
 /* For PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP (glibc): see evl.mu. */
 #define _GNU_SOURCE
@@ -29,23 +31,20 @@
 
 #include "mta/evlog.h"
 #include "mta/log.h"
+#include "mta/logspace.h"
+#include "mta/scrub.h"
 #include "queue/queue.h"
 
 _Static_assert(QUEUE_KEY_BYTES == 32, "evlog.h takes a 32-byte hash key");
 
-#define EVLOG_LINE_BYTES (16 * 1024) /* one formatted line, at most */
-#define EVLOG_SCAN_BYTES 2048        /* of one text field; the rest is cut */
-/* Past the cut, for an '@' whose local part starts before it. */
-#define EVLOG_LOOKAHEAD_BYTES   1024
-#define EVLOG_TEXT_BYTES        4096 /* one field, scrubbed or escaped */
+#define EVLOG_LINE_BYTES        (16 * 1024) /* one formatted line, at most */
+#define EVLOG_TEXT_BYTES        4096        /* one field, scrubbed or escaped */
 #define EVLOG_DOMAIN_BYTES      512
-#define EVLOG_LOCAL_MAX_BYTES   256 /* known local parts longer: not searched */
 #define EVLOG_FLUSH_BYTES       (64 * 1024)        /* wake the writer early */
 #define EVLOG_PENDING_MAX_BYTES (16 * 1024 * 1024) /* past this, drop */
 #define EVLOG_BUF_INIT_BYTES    (128 * 1024)
 #define EVLOG_BUF_KEEP_BYTES    (1024 * 1024) /* a bigger spare is shrunk */
 #define EVLOG_FLUSH_MS          1000
-#define EVLOG_SCRUB             "<address>"
 /* Room always kept at the end of a line: '…', closing '"', "}\n". */
 #define JW_TAIL 8
 
@@ -84,13 +83,8 @@ static _Atomic unsigned evl_key_gen; /* one more at every evlog_open() */
 static pthread_once_t evl_once = PTHREAD_ONCE_INIT;
 
 /* Byte classes, filled once by evlog_once_init(). */
-#define C_TOK    0x01 /* of an address-shaped token, as log_escape() sees it */
-#define C_LOCAL  0x02 /* of a local part outside quotes and comments */
-#define C_DOMAIN 0x04 /* of a domain after '@' */
-#define C_LABEL  0x08 /* of a domain label */
-#define C_WORD   0x10 /* of a word (local parts stand alone between others) */
-#define C_PLAIN  0x20 /* copied as is into a JSON string */
-#define C_SAFE   0x40 /* copied as is by log_escape() */
+#define C_PLAIN 0x20 /* copied as is into a JSON string */
+#define C_SAFE  0x40 /* copied as is by scrub_escape() */
 static uint8_t evl_cls[256];
 #define CLS(c, m) ((evl_cls[(unsigned char)(c)] & (m)) != 0)
 
@@ -349,40 +343,16 @@ evlog_time(char out[24], int64_t ms)
 	out[23] = 'Z';
 }
 
-/* Scrubbing ---------------------------------------------------------- */
-
-/* The event's own local parts (rcpt, sender, and the recipient's inside a
- * VERP sender): searched for in free text. */
-struct evlog_locals {
-	const char *p[3];
-	size_t n[3];
-};
+/* Text fields ------------------------------------------------------ */
 
 static void
 evlog_cls_init(void)
 {
 	unsigned c;
 	uint8_t m;
-	bool alnum;
 
 	for (c = 0; c < 256; c++) {
 		m = 0;
-		alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-			(c >= '0' && c <= '9');
-		/* As log_addr_byte() in mta/log.c. */
-		if (c > ' ' && c != 0x7f &&
-		    strchr("<>()[],;:'`", (int)c) == NULL)
-			m |= C_TOK;
-		/* RFC 5322 atext, '.' and a stray '@'; 8-bit (RFC 6531). */
-		if (c > ' ' && c != 0x7f &&
-		    strchr("<>()[],;:\"", (int)c) == NULL)
-			m |= C_LOCAL;
-		if ((m & C_TOK) && c != '"')
-			m |= C_DOMAIN;
-		if (alnum || c == '-' || c == '_' || c >= 0x80)
-			m |= C_LABEL;
-		if (alnum || c >= 0x80)
-			m |= C_WORD;
 		if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\')
 			m |= C_PLAIN;
 		if (c >= 0x20 && c < 0x7f && c != '\\' && c != '@')
@@ -391,267 +361,7 @@ evlog_cls_init(void)
 	}
 }
 
-/* The scrubber's marks over its input, cleared on first use. */
-struct scrub_mask {
-	uint8_t m[EVLOG_SCAN_BYTES];
-	size_t n;
-	bool used;
-};
-
-static void
-mask_set(struct scrub_mask *mk, size_t from, size_t to)
-{
-	if (to > mk->n)
-		to = mk->n;
-	if (from >= to)
-		return;
-	if (!mk->used) {
-		memset(mk->m, 0, mk->n);
-		mk->used = true;
-	}
-	memset(mk->m + from, 1, to - from);
-}
-
-/* The extent [*from, *to) of the address around the '@' at S[AT]: back over
- * the local part, jumping over quoted strings ("jane doe"@) and comments
- * (jane(x)@); forward over the domain, or a [literal].  An unbalanced quote
- * or comment takes everything before it: better too much than a name. */
-static void
-addr_extent(const char *s, size_t len, size_t at, size_t *from, size_t *to)
-{
-	size_t i = at, j, depth;
-
-	while (i > 0) {
-		unsigned char c = (unsigned char)s[i - 1];
-
-		if (c == '"') {
-			for (j = i - 1; j > 0; j--)
-				if (s[j - 1] == '"' &&
-				    (j < 2 || s[j - 2] != '\\'))
-					break;
-			i = j > 0 ? j - 1 : 0;
-		} else if (c == ')') {
-			for (j = i - 1, depth = 1; j > 0 && depth > 0; j--)
-				if (s[j - 1] == ')')
-					depth++;
-				else if (s[j - 1] == '(')
-					depth--;
-			i = depth == 0 ? j : 0;
-		} else if (CLS(c, C_LOCAL)) {
-			i--;
-		} else {
-			break;
-		}
-	}
-	*from = i;
-	j = at + 1;
-	if (j < len && s[j] == '[') {
-		while (j < len && s[j] != ']')
-			j++;
-		if (j < len)
-			j++;
-	}
-	while (j < len && CLS(s[j], C_DOMAIN))
-		j++;
-	*to = j;
-}
-
-/* Does S[0..N) start with something like a domain: two or more labels, the
- * last holding a letter ("example.org", not "3.5")? */
-static bool
-domain_like(const char *s, size_t n)
-{
-	size_t i = 0, labels = 0;
-	bool alpha = false;
-
-	for (;;) {
-		size_t start = i;
-
-		alpha = false;
-		while (i < n && CLS(s[i], C_LABEL)) {
-			if (!(s[i] >= '0' && s[i] <= '9') && s[i] != '-' &&
-			    s[i] != '_')
-				alpha = true;
-			i++;
-		}
-		if (i == start)
-			break;
-		labels++;
-		if (i + 1 < n && s[i] == '.' && CLS(s[i + 1], C_LABEL))
-			i++;
-		else
-			break;
-	}
-	return labels >= 2 && alpha;
-}
-
-/* "tag=example.org" forms that name a domain, not an encoded address: DKIM
- * and Authentication-Results tags, and command-line options (--domain=). */
-static bool
-tag_exempt(const char *s, size_t n)
-{
-	static const char *const tags[] = { "d",           "s",
-					    "header.d",    "header.s",
-					    "header.from", "smtp.mailfrom",
-					    "smtp.helo",   "domain" };
-	size_t t, i;
-
-	if (n > 0 && s[0] == '-')
-		return true;
-	for (t = 0; t < sizeof(tags) / sizeof(tags[0]); t++) {
-		if (strlen(tags[t]) != n)
-			continue;
-		for (i = 0; i < n && ascii_lower(s[i]) == tags[t][i]; i++)
-			;
-		if (i == n)
-			return true;
-	}
-	return false;
-}
-
-/* A token that encodes an address without '@': a VERP form
- * ("bounces+jane=example.org"), the percent hack ("jane%example.org"), a
- * URL-encoded '@' ("jane%40example.org") or an HTML one ("jane&#64"). */
-static bool
-tok_encoded(const char *s, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i + 1 < n; i++) {
-		if (s[i] == '&' && i + 3 < n && s[i + 1] == '#' &&
-		    (memcmp(s + i + 2, "64", 2) == 0 ||
-		     (i + 4 < n && memcmp(s + i + 2, "x40", 3) == 0)))
-			return true;
-		if (s[i] != '=' && s[i] != '%')
-			continue;
-		if (s[i] == '%' && i + 2 < n && s[i + 1] == '4' &&
-		    s[i + 2] == '0')
-			return true;
-		if (domain_like(s + i + 1, n - i - 1) &&
-		    (s[i] == '%' || !tag_exempt(s, i)))
-			return true;
-	}
-	return false;
-}
-
-/*
- * Mark every stand-alone occurrence of LOCAL (case-insensitive) in S, given
- * LOWER, S in lower case (mk->n bytes): memchr finds the candidates, so a
- * line costs a few vector scans rather than a compare per byte per local.
- */
-static void
-mask_local(struct scrub_mask *mk, const char *s, const char *lower,
-	   const char *local, size_t m)
-{
-	char c0 = ascii_lower(local[0]);
-	const char *p;
-	size_t i, k, n = mk->n;
-
-	for (i = 0; i + m <= n; i++) {
-		if ((p = memchr(lower + i, c0, n - m + 1 - i)) == NULL)
-			break;
-		i = (size_t)(p - lower);
-		if (i > 0 && CLS(s[i - 1], C_WORD))
-			continue;
-		if (i + m < n && CLS(s[i + m], C_WORD))
-			continue;
-		for (k = 1; k < m && lower[i + k] == ascii_lower(local[k]); k++)
-			;
-		if (k == m)
-			mask_set(mk, i, i + m);
-	}
-}
-
-#define SCRUB_LOCALS 0x1 /* free text: also the event's own local parts */
-
-/*
- * evlog_scrub — IN (NUL-terminated, any bytes) with every address-shaped run
- * replaced by "<address>" (bytes otherwise as they were, for log_escape() to
- * make printable).  Beyond what log_escape() catches (any token with '@'),
- * this takes quoted local parts with spaces and comments, encoded forms
- * without '@' (tok_encoded) and, with SCRUB_LOCALS, the event's own local
- * parts standing alone.  Only the first EVLOG_SCAN_BYTES are kept ("..."
- * marks the cut, which never splits a token).  Returns IN itself when it
- * needs no change, else OUT (OUTCAP bytes); its length in *LEN.
- */
-static const char *
-evlog_scrub(const char *in, const struct evlog_locals *loc, unsigned flags,
-	    char *out, size_t outcap, size_t *len)
-{
-	struct scrub_mask mk;
-	char lower[EVLOG_SCAN_BYTES];
-	size_t full, n, i, j, from, to, o = 0;
-	const char *at;
-	bool cut;
-
-	full = strnlen(in, EVLOG_SCAN_BYTES + EVLOG_LOOKAHEAD_BYTES);
-	n = full < EVLOG_SCAN_BYTES ? full : EVLOG_SCAN_BYTES;
-	cut = n < full;
-	if (cut) /* never keep half a token */
-		while (n > 0 && CLS(in[n - 1], C_TOK))
-			n--;
-	mk.n = n;
-	mk.used = false;
-	for (i = 0; i < full && (at = memchr(in + i, '@', full - i)) != NULL;
-	     i = to > (size_t)(at - in) ? to : (size_t)(at - in) + 1) {
-		addr_extent(in, full, (size_t)(at - in), &from, &to);
-		mask_set(&mk, from, to);
-	}
-	if (memchr(in, '=', n) != NULL || memchr(in, '%', n) != NULL ||
-	    memchr(in, '&', n) != NULL) {
-		for (i = 0; i < n; i = j) {
-			for (j = i; j < n && CLS(in[j], C_TOK); j++)
-				;
-			if (j > i && tok_encoded(in + i, j - i))
-				mask_set(&mk, i, j);
-			if (j == i)
-				j++;
-		}
-	}
-	if ((flags & SCRUB_LOCALS) && loc != NULL) {
-		for (i = 0; i < n; i++)
-			lower[i] = ascii_lower(in[i]);
-		for (i = 0; i < 3; i++)
-			if (loc->p[i] != NULL && loc->n[i] >= 2 &&
-			    loc->n[i] <= EVLOG_LOCAL_MAX_BYTES)
-				mask_local(&mk, in, lower, loc->p[i],
-					   loc->n[i]);
-	}
-	if (!mk.used && !cut) {
-		*len = n;
-		return in;
-	}
-	for (i = 0; i < n; i = j) {
-		if (!mk.used || !mk.m[i]) {
-			for (j = i; j < n && (!mk.used || !mk.m[j]); j++)
-				;
-			if (o + (j - i) >= outcap) {
-				cut = true;
-				break;
-			}
-			memcpy(out + o, in + i, j - i);
-			o += j - i;
-		} else {
-			for (j = i; j < n && mk.m[j]; j++)
-				;
-			if (o + sizeof(EVLOG_SCRUB) - 1 >= outcap) {
-				cut = true;
-				break;
-			}
-			memcpy(out + o, EVLOG_SCRUB, sizeof(EVLOG_SCRUB) - 1);
-			o += sizeof(EVLOG_SCRUB) - 1;
-		}
-	}
-	if (cut && o + 3 < outcap) {
-		memcpy(out + o, "...", 3);
-		o += 3;
-	}
-	out[o] = '\0';
-	*len = o;
-	return out;
-}
-
-/* Would log_escape() copy T (N bytes) unchanged?  Then it need not run. */
+/* Would scrub_escape() copy T (N bytes) unchanged?  Then it need not run. */
 static bool
 escape_identity(const char *t, size_t n)
 {
@@ -665,23 +375,27 @@ escape_identity(const char *t, size_t n)
 	return true;
 }
 
-/* A text field: scrubbed, then log_escape()d, then JSON-escaped. */
+/* A text field: scrubbed (with SCRUB_KNOWN, also of the event's own
+ * addresses ADDRS[2] and the thread's transaction), escaped as log_escape()
+ * does, then JSON-escaped. */
 static void
-jw_text(struct jw *w, const char *name, const char *s,
-	const struct evlog_locals *loc, unsigned flags)
+jw_text(struct jw *w, const char *name, const char *s, const char *const *addrs,
+	unsigned flags)
 {
-	char scrubbed[EVLOG_TEXT_BYTES], esc[EVLOG_TEXT_BYTES];
+	char scrubbed[SCRUB_OUT_BYTES], esc[EVLOG_TEXT_BYTES];
 	const char *t;
 	size_t n;
 
 	if (s == NULL)
 		return;
-	t = evlog_scrub(s, loc, flags, scrubbed, sizeof(scrubbed), &n);
+	n = strnlen(s, SCRUB_SCAN_BYTES + SCRUB_LOOKAHEAD_BYTES + 1);
+	t = scrub_text(s, n, addrs, addrs != NULL ? 2 : 0, flags, scrubbed,
+		       sizeof(scrubbed), &n);
 	if (escape_identity(t, n)) {
 		jw_str(w, name, t, n);
 		return;
 	}
-	log_escape(esc, sizeof(esc), t, n);
+	scrub_escape(esc, sizeof(esc), t, n);
 	jw_str(w, name, esc, strlen(esc));
 }
 
@@ -737,44 +451,20 @@ addr_trim(const char *addr, const char **s, const char **e)
 	*e = q;
 }
 
-/* The recipient's local part inside a VERP local part L..LE
- * ("bounces+jane=example.org": "jane"), into LOC slot 2. */
-static void
-verp_local(const char *l, const char *le, struct evlog_locals *loc)
-{
-	const char *eq, *p;
-
-	for (eq = le; eq > l; eq--)
-		if (eq[-1] == '=' && domain_like(eq, (size_t)(le - eq)))
-			break;
-	if (eq == l)
-		return;
-	eq--;
-	for (p = l; p < eq && *p != '+'; p++)
-		;
-	if (p == eq)
-		for (p = l; p < eq && *p != '-'; p++)
-			;
-	if (p < eq) {
-		loc->p[2] = p + 1;
-		loc->n[2] = (size_t)(eq - p - 1);
-	}
-}
-
 /* HNAME (keyed hash, left out for the null sender) and DNAME (domain, lower
- * case, "" without '@') for ADDR; its local part (quotes stripped) into LOC
- * slot SLOT, for scrubbing the free text. */
+ * case, "" without '@') for ADDR.  MEMO: ADDR is the sender (a few per
+ * campaign): its hash is memoized. */
 static void
 jw_addr(struct jw *w, const char *hname, const char *dname, const char *addr,
-	const uint8_t *key, struct evlog_locals *loc, int slot)
+	const uint8_t *key, bool memo)
 {
 	char hex[QUEUE_HASH_HEX_BYTES], dom[EVLOG_DOMAIN_BYTES];
-	const char *s, *e, *at, *l, *le;
+	const char *s, *e, *at;
 	size_t i, n = 0;
 
 	addr_trim(addr, &s, &e);
 	if (s < e) {
-		evlog_addr_hash(key, addr, slot == 1, hex);
+		evlog_addr_hash(key, addr, memo, hex);
 		jw_str(w, hname, hex, strlen(hex));
 	}
 	for (at = e; at > s && at[-1] != '@'; at--)
@@ -784,17 +474,7 @@ jw_addr(struct jw *w, const char *hname, const char *dname, const char *addr,
 			dom[i] = ascii_lower(at[i]);
 		n = i;
 	}
-	l = s;
-	le = at > s ? at - 1 : e;
 	jw_str(w, dname, dom, n);
-	if (le - l >= 2 && *l == '"' && le[-1] == '"') {
-		l++;
-		le--;
-	}
-	loc->p[slot] = l;
-	loc->n[slot] = (size_t)(le - l);
-	if (slot == 1)
-		verp_local(l, le, loc);
 }
 
 /* Formatting --------------------------------------------------------- */
@@ -820,7 +500,8 @@ evlog_format(const struct evlog_event *ev, const uint8_t *key, char *line,
 {
 	static const char hex[] = "0123456789abcdef";
 	struct jw w = { line, 0, cap };
-	struct evlog_locals loc = { { NULL, NULL, NULL }, { 0, 0, 0 } };
+	/* Their local parts, for the free text. */
+	const char *const addrs[2] = { ev->rcpt, ev->sender };
 	const char *name = evlog_type_name(ev->type);
 	char id[16];
 	int i;
@@ -844,12 +525,11 @@ evlog_format(const struct evlog_event *ev, const uint8_t *key, char *line,
 	jw_text(&w, "destination", ev->destination, NULL, 0);
 	jw_text(&w, "mx_host", ev->mx_host, NULL, 0);
 	jw_text(&w, "mx_ip", ev->mx_ip, NULL, 0);
-	/* Their local parts, for the free text that follows. */
 	if (ev->rcpt != NULL)
-		jw_addr(&w, "rcpt_hash", "rcpt_domain", ev->rcpt, key, &loc, 0);
+		jw_addr(&w, "rcpt_hash", "rcpt_domain", ev->rcpt, key, false);
 	if (ev->sender != NULL)
 		jw_addr(&w, "sender_hash", "sender_domain", ev->sender, key,
-			&loc, 1);
+			true);
 	if (ev->size != 0)
 		jw_u64(&w, "size", ev->size);
 	if (ev->nrcpts >= 0)
@@ -861,17 +541,17 @@ evlog_format(const struct evlog_event *ev, const uint8_t *key, char *line,
 	if (ev->code > 0)
 		jw_u64(&w, "code", (uint64_t)ev->code);
 	jw_text(&w, "enhanced_status", ev->enhanced, NULL, 0);
-	jw_text(&w, "reply", ev->reply, &loc, SCRUB_LOCALS);
+	jw_text(&w, "reply", ev->reply, addrs, SCRUB_KNOWN);
 	jw_text(&w, "stage", ev->stage, NULL, 0);
 	jw_text(&w, "tls_version", ev->tls_version, NULL, 0);
 	jw_text(&w, "tls_cipher", ev->tls_cipher, NULL, 0);
 	if (ev->tls_verified >= 0)
 		jw_bool(&w, "tls_verified", ev->tls_verified != 0);
 	jw_text(&w, "dkim", ev->dkim, NULL, 0);
-	jw_text(&w, "dmarc", ev->dmarc, &loc, SCRUB_LOCALS);
-	jw_text(&w, "reason", ev->reason, &loc, SCRUB_LOCALS);
+	jw_text(&w, "dmarc", ev->dmarc, addrs, SCRUB_KNOWN);
+	jw_text(&w, "reason", ev->reason, addrs, SCRUB_KNOWN);
 	jw_text(&w, "admin", ev->admin, NULL, 0);
-	jw_text(&w, "command", ev->command, &loc, SCRUB_LOCALS);
+	jw_text(&w, "command", ev->command, addrs, SCRUB_KNOWN);
 	if (ev->count >= 0)
 		jw_u64(&w, "count", (uint64_t)ev->count);
 	w.p[w.n++] = '}';
@@ -917,6 +597,9 @@ evlog_flush(const char *p, size_t len)
 
 	if (len == 0)
 		return;
+	if (logspace_admit(LOGSPACE_DELIVERY, evl.fd, len,
+			   (unsigned)count_lines(p, len)) != 0)
+		goto count; /* the queue's reserve: dropped, counted there */
 	while (off < len) {
 		r = write(evl.fd, p + off, len - off);
 		if (r < 0 && errno == EINTR)
@@ -933,6 +616,7 @@ evlog_flush(const char *p, size_t len)
 		log_info("evlog: writing %s again", evl.path);
 		evl.failing = false;
 	}
+count:
 	done = count_lines(p, off);
 	lost = count_lines(p + off, len - off);
 	pthread_mutex_lock(&evl.mu);

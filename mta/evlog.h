@@ -33,36 +33,36 @@ enum evlog_type {
  * left out of the line. */
 struct evlog_event {
 	enum evlog_type type;
-	int64_t time_ms;          /* 0 = now */
-	uint64_t id;              /* queue id, 0 = none */
-	const char *session;      /* SMTP session id (hex), reception side */
-	const char *user;         /* authenticated user */
-	const char *client;       /* submitting client's IP */
-	const char *pool;         /* source pool name */
-	const char *source_addr;  /* local address of the outbound connection */
-	const char *destination;  /* recipient domain (delivery side) */
-	const char *mx_host;      /* the host that answered */
+	int64_t time_ms;         /* 0 = now */
+	uint64_t id;             /* queue id, 0 = none */
+	const char *session;     /* SMTP session id (hex), reception side */
+	const char *user;        /* authenticated user */
+	const char *client;      /* submitting client's IP */
+	const char *pool;        /* source pool name */
+	const char *source_addr; /* local address of the outbound connection */
+	const char *destination; /* recipient domain (delivery side) */
+	const char *mx_host;     /* the host that answered */
 	const char *mx_ip;
-	const char *rcpt;         /* ADDRESS: written as rcpt_hash + rcpt_domain */
-	const char *sender;       /* ADDRESS: sender_hash + sender_domain ("" =
-				     the null sender: sender_domain "") */
-	uint64_t size;            /* message bytes */
-	int nrcpts;               /* recipients (reception), -1 none */
-	int attempt;              /* attempt number, -1 none */
-	int64_t queue_time_ms;    /* time in the queue, -1 none */
-	int code;                 /* SMTP reply code, 0 none */
-	const char *enhanced;     /* "5.1.1" */
-	const char *reply;        /* reply text: scrubbed and escaped here */
-	const char *stage;        /* where: "rcpt", "eom", "connect" … */
-	const char *tls_version;  /* "TLSv1.3" */
+	const char *rcpt;      /* ADDRESS: written as rcpt_hash + rcpt_domain */
+	const char *sender;    /* ADDRESS: sender_hash + sender_domain ("" =
+				  the null sender: sender_domain "") */
+	uint64_t size;         /* message bytes */
+	int nrcpts;            /* recipients (reception), -1 none */
+	int attempt;           /* attempt number, -1 none */
+	int64_t queue_time_ms; /* time in the queue, -1 none */
+	int code;              /* SMTP reply code, 0 none */
+	const char *enhanced;  /* "5.1.1" */
+	const char *reply;     /* reply text: scrubbed and escaped here */
+	const char *stage;     /* where: "rcpt", "eom", "connect" … */
+	const char *tls_version; /* "TLSv1.3" */
 	const char *tls_cipher;
-	int tls_verified;         /* 1, 0, or -1 unknown */
-	const char *dkim;         /* signatures: "d=ex.com s=s1 rsa-sha256, …" */
-	const char *dmarc;        /* DMARC result summary */
-	const char *reason;       /* rejection/admin: short reason */
-	const char *admin;        /* admin: who ("root (uid 0)") */
-	const char *command;      /* admin: what ("hold --domain example.com") */
-	int count;                /* admin: messages affected, -1 none */
+	int tls_verified;    /* 1, 0, or -1 unknown */
+	const char *dkim;    /* signatures: "d=ex.com s=s1 rsa-sha256, …" */
+	const char *dmarc;   /* DMARC result summary */
+	const char *reason;  /* rejection/admin: short reason */
+	const char *admin;   /* admin: who ("root (uid 0)") */
+	const char *command; /* admin: what ("hold --domain example.com") */
+	int count;           /* admin: messages affected, -1 none */
 };
 
 /*
@@ -72,10 +72,13 @@ struct evlog_event {
  * before other threads log.
  */
 int evlog_open(const char *path, const uint8_t hash_key[32], char *err,
-    size_t errlen);
+	       size_t errlen);
 
 /* evlog_write — format EV and queue the line.  Any thread; never blocks on
- * disk (if the writer falls far behind, lines are dropped and counted). */
+ * disk (if the writer falls far behind, or the filesystem is down to the
+ * queue's reserve (mta/logspace.h), lines are dropped and counted).  Text
+ * fields are scrubbed (mta/scrub.h) of EV's own addresses and of those of
+ * the calling thread's transaction (scrub_ctx_enter). */
 void evlog_write(const struct evlog_event *ev);
 
 /* evlog_reopen — reopen the file (after logrotate moved it).  Any thread

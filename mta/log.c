@@ -3,12 +3,12 @@
  *
  * Owns: the level/trace mask and the line formatter.  Each message is built in
  * a local buffer and written with one write(2), so lines from several threads
- * never interleave.  Must not: print peer text that did not go through
+ * never interleave, after the whole message went through the scrubber
+ * (mta/scrub.h).  Must not: print peer text that did not go through
  * log_escape() (no address in clear, no control bytes).
  */
 #include <errno.h>
 #include <stdarg.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include "mta/log.h"
+#include "mta/logspace.h"
+#include "mta/scrub.h"
 
 #define LOG_LINE_BYTES 2048
 
@@ -50,10 +52,16 @@ log_append(char *line, size_t cap, size_t *n, const char *src)
 static void log_vwrite(const char *tag, int errnum, const char *fmt, va_list ap)
     __attribute__((format(printf, 3, 0)));
 
+/* TAG and the message as one line on stderr; unless it is a last word
+ * (fatal, panic), only when stderr's file leaves the queue its reserve
+ * (mta/logspace.h). */
 static void
 log_vwrite(const char *tag, int errnum, const char *fmt, va_list ap)
 {
 	char line[LOG_LINE_BYTES], msg[LOG_LINE_BYTES], stamp[64];
+	char out[SCRUB_OUT_BYTES];
+	const char *t;
+	size_t len;
 	struct timespec ts;
 	struct tm tm;
 	size_t n = 0;
@@ -68,12 +76,23 @@ log_vwrite(const char *tag, int errnum, const char *fmt, va_list ap)
 	log_append(line, sizeof(line), &n, tag);
 	if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
 		msg[0] = '\0';
-	log_append(line, sizeof(line), &n, msg);
+	/* The whole message, not only the peer text log_escape() saw: a
+	 * configured user name, a path or a From domain may be an address,
+	 * and the thread's transaction says which local parts to drop. */
+	t = scrub_text(msg, strlen(msg), NULL, 0, SCRUB_KNOWN, out, sizeof(out),
+		       &len);
+	if (t == msg)
+		log_append(line, sizeof(line), &n, msg);
+	else
+		log_append(line, sizeof(line), &n, out);
 	if (errnum != 0) {
 		log_append(line, sizeof(line), &n, ": ");
 		log_append(line, sizeof(line), &n, strerror(errnum));
 	}
 	line[n++] = '\n';
+	if (strncmp(tag, "fatal", 5) != 0 && strncmp(tag, "panic", 5) != 0 &&
+	    logspace_admit(LOGSPACE_DIAG, STDERR_FILENO, n, 1) != 0)
+		return;
 	(void)!write(STDERR_FILENO, line, n);
 }
 
@@ -150,73 +169,13 @@ log_panic(const char *func, const char *fmt, ...)
 	abort();
 }
 
-/* Bytes that may be part of an address token around an '@'. */
-static bool
-log_addr_byte(unsigned char c)
-{
-	if (c <= ' ' || c == 0x7f)
-		return false;
-	return strchr("<>()[],;:'`", c) == NULL;
-}
-
-/* Append SRC (LEN bytes) to DST at *O; false when it no longer fits. */
-static bool
-log_put(char *dst, size_t dstlen, size_t *o, const char *src, size_t len)
-{
-	if (*o + len + 4 >= dstlen) {
-		/* Truncate with an ellipsis (UTF-8 "…" is 3 bytes). */
-		if (*o + 4 <= dstlen) {
-			memcpy(dst + *o, "\xe2\x80\xa6", 3);
-			*o += 3;
-		}
-		return false;
-	}
-	memcpy(dst + *o, src, len);
-	*o += len;
-	return true;
-}
-
 char *
 log_escape(char *dst, size_t dstlen, const char *src, size_t len)
 {
-	static const char hex[] = "0123456789abcdef";
-	static const char scrub[] = "<address>";
-	size_t i = 0, o = 0, end;
+	char out[SCRUB_OUT_BYTES];
+	const char *t;
+	size_t n;
 
-	if (dstlen == 0)
-		return dst;
-	while (i < len) {
-		end = i;
-		while (end < len && log_addr_byte((unsigned char)src[end]))
-			end++;
-		if (end > i && memchr(src + i, '@', end - i) != NULL) {
-			/* An address-shaped token: never copied. */
-			if (!log_put(dst, dstlen, &o, scrub, sizeof(scrub) - 1))
-				break;
-			i = end;
-			continue;
-		}
-		if (end == i)
-			end = i + 1; /* one separator byte */
-		for (; i < end; i++) {
-			unsigned char c = (unsigned char)src[i];
-			char tmp[4];
-			size_t n = 1;
-
-			if (c >= 0x20 && c < 0x7f && c != '\\') {
-				tmp[0] = (char)c;
-			} else {
-				tmp[0] = '\\';
-				tmp[1] = 'x';
-				tmp[2] = hex[c >> 4];
-				tmp[3] = hex[c & 15];
-				n = 4;
-			}
-			if (!log_put(dst, dstlen, &o, tmp, n))
-				goto done;
-		}
-	}
-done:
-	dst[o < dstlen ? o : dstlen - 1] = '\0';
-	return dst;
+	t = scrub_text(src, len, NULL, 0, SCRUB_KNOWN, out, sizeof(out), &n);
+	return scrub_escape(dst, dstlen, t, n);
 }

@@ -55,10 +55,12 @@ void log_panic(const char *func, const char *fmt, ...)
 
 /*
  * log_escape — copy peer text SRC (LEN bytes, may hold any byte) into DST as
- * printable ASCII: control and 8-bit bytes become \xNN, and every run that
- * looks like an e-mail address (…@…) is replaced by "<address>".  DST is
- * always NUL-terminated; output is truncated with "…" when it does not fit.
- * Returns DST.
+ * printable ASCII: control and 8-bit bytes become \xNN, and everything
+ * scrub_text() (mta/scrub.h) finds — address-shaped runs, and the local parts
+ * of the calling thread's transaction (scrub_ctx_enter) — becomes
+ * "<address>".  Scrubbing comes first, so a cut never leaves part of an
+ * address.  DST is always NUL-terminated; output is cut with "…" when it
+ * does not fit.  Returns DST.
  */
 char *log_escape(char *dst, size_t dstlen, const char *src, size_t len);
 

@@ -37,6 +37,7 @@
 #include "mta/intake.h"
 #include "mta/listen.h"
 #include "mta/log.h"
+#include "mta/logspace.h"
 #include "mta/loop.h"
 #include "mta/metrics.h"
 #include "mta/priv.h"
@@ -409,6 +410,7 @@ main(int argc, char *argv[])
 	if (conf->log.audit_file != NULL &&
 	    mkdir_parent(conf->log.audit_file) != 0)
 		fatal("creating the directory of %s", conf->log.audit_file);
+	logspace_init(conf->log.disk_reserve, conf->log.disk_reserve_percent);
 	if (evlog_open(conf->log.delivery_file, hash_key, err, sizeof(err)) !=
 	    0)
 		fatalx("delivery log: %s", err);
@@ -459,6 +461,7 @@ main(int argc, char *argv[])
 			  conf->metrics.addrlen, queue, err, sizeof(err)) != 0)
 		fatalx("metrics %s: %s", conf->metrics.listen, err);
 	metrics_add_text(sched_metrics_text);
+	metrics_add_text(logspace_metrics_text);
 	queue_commit_hook(queue, commit_observed);
 	ev_usr1 = evsignal_new(main_base, SIGUSR1, reopen_cb, NULL);
 	if (ev_usr1 == NULL || evsignal_add(ev_usr1, NULL) != 0)

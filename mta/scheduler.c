@@ -32,6 +32,7 @@
 #include "mta/htab.h"
 #include "mta/log.h"
 #include "mta/loop.h"
+#include "mta/scrub.h"
 #include "mta/stats.h"
 #include "mta/worker.h"
 
@@ -932,8 +933,44 @@ sched_log_result(struct sched_msg *m, const struct sched_job *job, uint32_t ri,
 				(double)ev.queue_time_ms / 1000.0);
 }
 
+/* The job's addresses for the scrubber (mta/scrub.h): its recipients,
+ * then the sender.  Valid while the job and its round are. */
+static const char *
+sched_job_scrub_addr(const void *arg, size_t i)
+{
+	const struct sched_job *job = arg;
+	const struct queue_envelope *env = &job->msg->r->env;
+
+	return i < job->nrcpt ? env->rcpts[job->rcpt[i]].addr : env->sender;
+}
+
+void
+sched_job_scrub_ctx(const struct sched_job *job, struct scrub_ctx *ctx)
+{
+	ctx->addr = sched_job_scrub_addr;
+	ctx->arg = job;
+	ctx->n = job != NULL && job->msg != NULL && job->msg->r != NULL
+		     ? (size_t)job->nrcpt + 1
+		     : 0;
+}
+
+/* "CODE TEXT" into WHY for a log line written after the job is gone:
+ * scrubbed now, while the transaction's addresses are known. */
+static void
+sched_why(char *why, size_t len, int code, const char *text)
+{
+	char out[SCRUB_OUT_BYTES];
+	const char *t;
+	size_t n;
+
+	t = scrub_text(text, strlen(text), NULL, 0, SCRUB_KNOWN, out,
+		       sizeof(out), &n);
+	snprintf(why, len, "%d %.*s", code, (int)n, t);
+}
+
 /* A job is back with results: apply them; settle the round when the
- * message has no job left. */
+ * message has no job left.  Its diagnostics and delivery-log lines are
+ * scrubbed of every address of the transaction (scrub_ctx). */
 static void
 sched_job_results(struct sched_job *job)
 {
@@ -947,9 +984,13 @@ sched_job_results(struct sched_job *job)
 	bool delivered = false, backoff = false, suspend = false;
 	uint64_t suspend_ms = 0;
 	unsigned i, npats;
+	struct scrub_ctx ctx;
+	const struct scrub_ctx *prev_ctx;
 
 	queue_id_format(m->id, qid);
 	pats = sched_patterns(cfg, &npats);
+	sched_job_scrub_ctx(job, &ctx);
+	prev_ctx = scrub_ctx_enter(&ctx);
 	for (i = 0; i < job->nrcpt; i++) {
 		struct sched_rcpt_result *r = &job->res[i];
 
@@ -995,14 +1036,15 @@ sched_job_results(struct sched_job *job)
 		}
 		if (o.site_backoff && !backoff) {
 			backoff = true;
-			snprintf(why, sizeof(why), "%d %s", r->code, r->text);
+			sched_why(why, sizeof(why), r->code, r->text);
 		}
 		if (o.suspend && !suspend) {
 			suspend = true;
 			suspend_ms = o.suspend_ms;
-			snprintf(why, sizeof(why), "%d %s", r->code, r->text);
+			sched_why(why, sizeof(why), r->code, r->text);
 		}
 	}
+	scrub_ctx_leave(prev_ctx);
 	if (p != NULL && delivered) {
 		p->backoff_level = 0;
 		p->conn_failures = 0;

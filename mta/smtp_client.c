@@ -31,6 +31,7 @@
 #include "dns/dns.h"
 #include "mta/delivery.h"
 #include "mta/log.h"
+#include "mta/scrub.h"
 #include "mta/loop.h"
 #include "mta/stats.h"
 
@@ -200,6 +201,16 @@ sc_enter(struct smtp_client *c, enum sc_state st)
 	}
 }
 
+/* Diagnostics about C leave out its transaction's addresses (mta/scrub.h):
+ * enter that context into CTX; scrub_ctx_leave(*PREV) after the line. */
+static void
+sc_log_enter(const struct smtp_client *c, struct scrub_ctx *ctx,
+	     const struct scrub_ctx **prev)
+{
+	sched_job_scrub_ctx(c->job, ctx);
+	*prev = scrub_ctx_enter(ctx);
+}
+
 static void sc_write(struct smtp_client *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -213,12 +224,16 @@ sc_write(struct smtp_client *c, const char *fmt, ...)
 	va_end(ap);
 	if (log_trace_enabled(TRACE_SMTP)) {
 		char buf[512], esc[600];
+		struct scrub_ctx ctx;
+		const struct scrub_ctx *prev;
 
 		va_start(ap, fmt);
 		vsnprintf(buf, sizeof(buf), fmt, ap);
 		va_end(ap);
+		sc_log_enter(c, &ctx, &prev);
 		log_trace(TRACE_SMTP, "smtp-out %s >>> %s", c->remote,
 			  log_escape(esc, sizeof(esc), buf, strlen(buf)));
+		scrub_ctx_leave(prev);
 	}
 }
 
@@ -444,7 +459,10 @@ sc_host_failed(struct smtp_client *c, enum outcome_stage stage, int code,
 	       const char *text)
 {
 	char esc[300];
+	struct scrub_ctx ctx;
+	const struct scrub_ctx *prev;
 
+	sc_log_enter(c, &ctx, &prev);
 	if (code != 0)
 		log_info("smtp-out %s: %s failed: %d %s", c->remote,
 			 outcome_stage_name(stage), code,
@@ -453,6 +471,7 @@ sc_host_failed(struct smtp_client *c, enum outcome_stage stage, int code,
 		log_info("smtp-out %s: %s failed: %s", c->remote,
 			 outcome_stage_name(stage),
 			 log_escape(esc, sizeof(esc), text, strlen(text)));
+	scrub_ctx_leave(prev);
 	c->fail_stage = stage;
 	c->fail_code = code;
 	snprintf(c->fail_text, sizeof(c->fail_text), "%s", text);
@@ -1173,9 +1192,13 @@ sc_read_cb(struct bufferevent *bev, void *arg)
 		line[n] = '\0';
 		if (log_trace_enabled(TRACE_SMTP)) {
 			char esc[600];
+			struct scrub_ctx ctx;
+			const struct scrub_ctx *prev;
 
+			sc_log_enter(c, &ctx, &prev);
 			log_trace(TRACE_SMTP, "smtp-out %s <<< %s", c->remote,
 				  log_escape(esc, sizeof(esc), line, n));
+			scrub_ctx_leave(prev);
 		}
 		if (n < 3 || line[0] < '2' || line[0] > '5' || line[1] < '0' ||
 		    line[1] > '9' || line[2] < '0' || line[2] > '9' ||
@@ -1203,6 +1226,10 @@ sc_read_cb(struct bufferevent *bev, void *arg)
 					 sizeof(c->rtext) - c->rlen, "%s%s",
 					 c->rlen ? "\n" : "", line + 4);
 
+			/* Cut here: never keep the start of an address. */
+			if (w > 0 && c->rlen < sizeof(c->rtext) - 1 &&
+			    c->rlen + (size_t)w >= sizeof(c->rtext))
+				(void)scrub_cut(c->rtext, sizeof(c->rtext) - 1);
 			if (w > 0)
 				c->rlen =
 				    c->rlen + (size_t)w >= sizeof(c->rtext)

@@ -3335,6 +3335,8 @@ check_observe_defaults(const struct conf *c)
 	assert_string_equal(c->log.delivery_file, want);
 	cwd_join("var/log/audit.log", want, sizeof(want));
 	assert_string_equal(c->log.audit_file, want);
+	assert_true(c->log.disk_reserve == 256u << 20);
+	assert_int_equal(c->log.disk_reserve_percent, 1);
 
 	assert_string_equal(c->metrics.listen, "127.0.0.1:9025");
 	assert_int_equal(c->metrics.addr.ss_family, AF_INET);
@@ -3393,6 +3395,11 @@ static const struct {
 	/* log */
 	{ "log: unknown key", L "log {\n\tfile = x\n}\n",
 	  "3: log: no such option 'file'" },
+	{ "log.disk_reserve: not a size", L "log {\n\tdisk_reserve = lots\n}\n",
+	  "3: log.disk_reserve: \"lots\" is not a size (use e.g. 25M)" },
+	{ "log.disk_reserve_percent: above maximum",
+	  L "log { disk_reserve_percent = 60 }\n",
+	  "2: log.disk_reserve_percent: \"60\" is more than the maximum, 50" },
 	{ "log: titled", L "log \"x\" { }\n",
 	  "2: missing opening brace for section 'log'" },
 	{ "log.delivery_file: a directory",
@@ -3594,6 +3601,8 @@ test_observe_good(void **state)
 		      "log {\n"
 		      "  delivery_file = \"/var/log/outpost//delivery.json\"\n"
 		      "  audit_file = \"audit/./ops.log\"\n"
+		      "  disk_reserve = 8M\n"
+		      "  disk_reserve_percent = 0\n"
 		      "}\n"
 		      "metrics { listen = \"[::1]:9100\" }\n"
 		      "control {\n"
@@ -3612,6 +3621,8 @@ test_observe_good(void **state)
 	assert_string_equal(c->log.delivery_file,
 			    "/var/log/outpost/delivery.json");
 	assert_string_equal(c->log.audit_file, "/srv/outpost/audit/ops.log");
+	assert_true(c->log.disk_reserve == 8u << 20);
+	assert_int_equal(c->log.disk_reserve_percent, 0);
 	assert_string_equal(c->metrics.listen, "[::1]:9100");
 	assert_int_equal(c->metrics.addr.ss_family, AF_INET6);
 	assert_int_equal(c->metrics.addrlen, sizeof(struct sockaddr_in6));

@@ -27,6 +27,9 @@
 #include <cmocka.h>
 
 #include "mta/evlog.h"
+#include "mta/log.h"
+#include "mta/logspace.h"
+#include "mta/scrub.h"
 #include "queue/queue.h"
 
 #ifndef EVLOG_TEST_PYTHON
@@ -872,7 +875,7 @@ test_scrub_exact(void **state)
 		{ "reply", "janet@example.org", "550 janet unknown, jane ok",
 		  "550 <address> unknown, jane ok" },
 		{ "reply", "jane@example.org", "550 janet unknown, jane.",
-		  "550 janet unknown, <address>." },
+		  "550 <address> unknown, <address>." },
 		{ "reply", NULL,
 		  "550 caf\xc3\xa9 \x01 \\", /* log_escape's form */
 		  "550 caf\\\\xc3\\\\xa9 \\\\x01 \\\\x5c" },
@@ -907,6 +910,260 @@ test_scrub_exact(void **state)
 				 cases[i].in, got, cases[i].want);
 		free(line);
 	}
+}
+
+/* Echo forms: the diagnostics (log_escape, with the thread's context) and
+ * the delivery log (the event's addresses) both leave no trace of them. */
+static const char *const echo_rcpts[] = { "zqalpha.secret@evil.test",
+					  "\"zqdelta zqepsilon\"@evil.test",
+					  "ZqMixedCase@evil.test",
+					  "zqcutsecretlocal@evil.test" };
+
+static const char *
+echo_ctx_addr(const void *arg, size_t i)
+{
+	(void)arg;
+	return echo_rcpts[i];
+}
+
+static const struct {
+	const char *text;
+	bool needs_ctx; /* only the transaction's addresses tell */
+	const char *forbidden[2];
+} echo_cases[] = {
+	{ "550 5.1.1 <zqalpha.secret@evil.test> unknown",
+	  false,
+	  { "zqalpha", "secret" } },
+	{ "550 zqalpha.secret%40evil.test rejected", false, { "zqalpha" } },
+	{ "550 zqalpha.secret%2540evil.test rejected", false, { "zqalpha" } },
+	{ "550 see bounce+zqalpha.secret=evil.test@mx.evil.test",
+	  false,
+	  { "zqalpha" } },
+	{ "550 bounce+zqalpha.secret=evil.test rejected",
+	  false,
+	  { "zqalpha" } },
+	{ "550 user zqalpha.secret at evil.test unknown",
+	  false,
+	  { "zqalpha" } },
+	{ "550 user zqalpha.secret (AT) evil.test unknown",
+	  false,
+	  { "zqalpha" } },
+	{ "550 \"zqdelta zqepsilon\"@evil.test unknown",
+	  false,
+	  { "zqdelta", "zqepsilon" } },
+	{ "550 \"zqdelta x\"@evil.test quoted", false, { "zqdelta" } },
+	{ "550 zqalpha.secret&#64;evil.test html", false, { "zqalpha" } },
+	{ "550 &lt;zqalpha.secret&#x40;evil.test&gt;", false, { "zqalpha" } },
+	{ "550 ZQALPHA.SECRET@EVIL.TEST upper", false, { "zqalpha" } },
+	{ "550 zqalpha.secret\xef\xbc\xa0"
+	  "evil.test full-width",
+	  false,
+	  { "zqalpha" } },
+	{ "550 zqalpha.secret @ evil.test spaced", false, { "zqalpha" } },
+	{ "550 zqalpha.secret&#064;evil.test", false, { "zqalpha" } },
+	{ "550 zqalpha.secret=40evil.test (quoted-printable)",
+	  false,
+	  { "zqalpha" } },
+	{ "550 qw.echo_bare_local.zqalpha.secret", true, { "zqalpha" } },
+	{ "550 zqalpha.secret... User unknown", true, { "zqalpha" } },
+	{ "550 mailbox 'ZQALPHA.SECRET' unavailable", true, { "zqalpha" } },
+	{ "550 no such user: zqdelta zqepsilon",
+	  true,
+	  { "zqdelta", "zqepsilon" } },
+	{ "550 no such user zqepsilon", true, { "zqepsilon" } },
+	{ "550 zqmixedcase unknown", true, { "zqmixedcase" } },
+	{ "550 xxzqmixedcase99 unknown", true, { "zqmixedcase" } },
+	/* A reply cut by a buffer, the address straddling the cut. */
+	{ "550 5.1.1 user unknown: zqcutsec", true, { "zqcutsec" } },
+};
+
+static char *
+lower_str(const char *s)
+{
+	return lower_dup(s, strlen(s));
+}
+
+static void
+test_echo_forms_log_escape(void **state)
+{
+	const struct scrub_ctx ctx = { echo_ctx_addr, NULL, 4 }, *prev;
+	char out[1024], *low;
+	size_t i, k;
+	int with;
+
+	(void)state;
+	for (i = 0; i < sizeof(echo_cases) / sizeof(echo_cases[0]); i++) {
+		for (with = 0; with < 2; with++) {
+			if (!with && echo_cases[i].needs_ctx)
+				continue;
+			prev = scrub_ctx_enter(with ? &ctx : NULL);
+			log_escape(out, sizeof(out), echo_cases[i].text,
+				   strlen(echo_cases[i].text));
+			scrub_ctx_leave(prev);
+			low = lower_str(out);
+			if (strchr(out, '@') != NULL)
+				fail_msg("case %zu: '@' in %s", i, out);
+			for (k = 0; k < 2; k++)
+				if (echo_cases[i].forbidden[k] != NULL &&
+				    strstr(low, echo_cases[i].forbidden[k]))
+					fail_msg("case %zu (ctx %d): \"%s\" "
+						 "in %s",
+						 i, with,
+						 echo_cases[i].forbidden[k],
+						 out);
+			free(low);
+		}
+	}
+	/* The context is the thread's: left, it no longer applies. */
+	log_escape(out, sizeof(out), "550 zqmixedcase", 15);
+	assert_string_equal(out, "550 zqmixedcase");
+	/* A quoted local part, whole (it used to keep its first word). */
+	log_escape(out, sizeof(out), "550 \"jane doe\"@example.org", 26);
+	assert_string_equal(out, "550 <address>");
+}
+
+/* Is F part of recipient R's own address? */
+static bool
+own_form(size_t r, const char *f)
+{
+	char *low = lower_str(echo_rcpts[r]);
+	bool own = strstr(low, f) != NULL;
+
+	free(low);
+	return own;
+}
+
+static void
+test_echo_forms_evlog(void **state)
+{
+	struct evlog_event ev;
+	char *line, *low;
+	size_t i, k, r;
+
+	(void)state;
+	for (i = 0; i < sizeof(echo_cases) / sizeof(echo_cases[0]); i++) {
+		for (r = 0; r < 4; r++) {
+			ev = ev_none(EV_BOUNCE);
+			ev.rcpt = echo_rcpts[r];
+			ev.sender = "bounces+x=evil.test@esp.test";
+			ev.code = 550;
+			ev.reply = echo_cases[i].text;
+			line = one_line(&ev, "echo");
+			low = lower_str(line);
+			/* The forms of another recipient's local part stay
+			 * unless address-shaped. */
+			for (k = 0; k < 2; k++) {
+				const char *f = echo_cases[i].forbidden[k];
+
+				if (f == NULL || strstr(low, f) == NULL)
+					continue;
+				if (!echo_cases[i].needs_ctx || own_form(r, f))
+					fail_msg("case %zu rcpt %zu: \"%s\" in "
+						 "%s",
+						 i, r, f, line);
+			}
+			free(low);
+			free(line);
+		}
+	}
+}
+
+/* A text cut by its producer loses the token the cut went through. */
+static void
+test_scrub_cut(void **state)
+{
+	static const struct {
+		const char *in, *want;
+	} cases[] = {
+		{ "550 unknown user zqcutsec", "550 unknown user ..." },
+		{ "550 unknown <\"zq x", "550 unknown <..." },
+		{ "550 done ", "550 ..." }, /* no room for the mark */
+		{ "550 ab", "..." },
+		{ "zqcutsec", "..." },
+		{ "ab", "" },
+	};
+	char buf[64];
+	size_t i, n;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(buf, sizeof(buf), "%s", cases[i].in);
+		n = scrub_cut(buf, strlen(buf));
+		assert_int_equal(n, strlen(buf));
+		if (strcmp(buf, cases[i].want) != 0)
+			fail_msg("case %zu: got \"%s\" want \"%s\"", i, buf,
+				 cases[i].want);
+	}
+}
+
+/* The free-space reserve (mta/logspace.h): a reserve of the whole
+ * filesystem drops every line of a regular file (counted), never those to
+ * a pipe; the delivery log then writes nothing; no reserve, all written. */
+static void
+test_logspace_reserve(void **state)
+{
+	struct timespec fresh = { 1, 100000000 }; /* past the 1 s cache */
+	struct evlog_event ev = ev_none(EV_DELIVERY);
+	char path[128], metrics[1024], want[128], *s;
+	uint64_t before;
+	size_t len;
+	int fd, p[2];
+
+	(void)state;
+	tpath(path, sizeof(path), "space");
+	unlink(path);
+	fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(pipe(p), 0);
+
+	logspace_init(0, 100); /* nothing is ever free enough */
+	nanosleep(&fresh, NULL);
+	before = logspace_dropped(LOGSPACE_AUDIT);
+	errno = 0;
+	assert_int_equal(logspace_admit(LOGSPACE_AUDIT, fd, 10, 1), -1);
+	assert_int_equal(errno, ENOSPC);
+	assert_int_equal(logspace_admit(LOGSPACE_AUDIT, fd, 10, 3), -1);
+	assert_true(logspace_dropped(LOGSPACE_AUDIT) == before + 4);
+	assert_int_equal(logspace_admit(LOGSPACE_DIAG, p[1], 10, 1), 0);
+
+	before = logspace_dropped(LOGSPACE_DELIVERY);
+	log_open_at(path, key_a);
+	ev.rcpt = "jane@example.org";
+	evlog_write(&ev);
+	evlog_write(&ev);
+	evlog_close();
+	s = slurp(path, &len);
+	assert_non_null(s);
+	assert_int_equal(len, 0);
+	free(s);
+	assert_true(logspace_dropped(LOGSPACE_DELIVERY) == before + 2);
+	len = logspace_metrics_text(metrics, sizeof(metrics));
+	assert_true(len < sizeof(metrics));
+	metrics[len] = '\0';
+	snprintf(want, sizeof(want),
+		 "outpost_log_reserve_dropped_lines_total{log=\"delivery\"} "
+		 "%llu\n",
+		 (unsigned long long)logspace_dropped(LOGSPACE_DELIVERY));
+	assert_non_null(strstr(metrics, want));
+
+	logspace_init(0, 0); /* no reserve */
+	nanosleep(&fresh, NULL);
+	assert_int_equal(logspace_admit(LOGSPACE_AUDIT, fd, 10, 1), 0);
+	log_open_at(path, key_a);
+	evlog_write(&ev);
+	evlog_close();
+	s = slurp(path, &len);
+	assert_non_null(s);
+	assert_true(len > 0);
+	free(s);
+	/* Back to the defaults for the tests that follow. */
+	logspace_init(LOGSPACE_RESERVE_DEFAULT_BYTES,
+		      LOGSPACE_RESERVE_DEFAULT_PERCENT);
+	nanosleep(&fresh, NULL);
+	close(fd);
+	close(p[0]);
+	close(p[1]);
+	unlink(path);
 }
 
 /* Files ---------------------------------------------------------------- */
@@ -1427,6 +1684,10 @@ main(void)
 		cmocka_unit_test(test_json_adversarial),
 		cmocka_unit_test(test_privacy),
 		cmocka_unit_test(test_scrub_exact),
+		cmocka_unit_test(test_echo_forms_log_escape),
+		cmocka_unit_test(test_echo_forms_evlog),
+		cmocka_unit_test(test_scrub_cut),
+		cmocka_unit_test(test_logspace_reserve),
 		cmocka_unit_test(test_reopen_after_rename),
 		cmocka_unit_test(test_reopen_fails),
 		cmocka_unit_test(test_flush_without_close),

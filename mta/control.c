@@ -11,6 +11,8 @@
  */
 #define _GNU_SOURCE /* struct ucred (SO_PEERCRED) */
 #include <sys/socket.h>
+#include <grp.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/un.h>
@@ -36,6 +38,7 @@
 #include "conf/conf.h"
 #include "queue/queue.h"
 #include "mta/control.h"
+#include "mta/control_int.h"
 #include "mta/delivery.h"
 #include "mta/evlog.h"
 #include "mta/log.h"
@@ -55,6 +58,7 @@ enum control_state {
 	CS_READ,  /* waiting for the command line */
 	CS_RUN,   /* handed to the scheduler */
 	CS_AUDIT, /* the audit record is being written (worker pool) */
+	CS_VIEW,  /* a view thread writes to the socket (control_view.c) */
 	CS_WRITE, /* the answer is being flushed; then the session ends */
 	CS__COUNT
 };
@@ -67,15 +71,16 @@ static const struct cs_info {
 	[CS_READ] = { "read", CONTROL_TIMEOUT_MS, CONTROL_TIMEOUT_MS },
 	[CS_RUN] = { "run", 0, 0 },
 	[CS_AUDIT] = { "audit", 0, 0 },
+	[CS_VIEW] = { "view", 0, 0 },
 	[CS_WRITE] = { "write", 0, CONTROL_TIMEOUT_MS },
 };
 
 struct control_session;
 
-#define CCF_AUDIT  0x1u /* recorded in the audit log, also when it works */
-#define CCF_SEL    0x2u /* takes a selector (sched_admin) */
-#define CCF_DEST   0x4u /* its argument is a destination domain */
-#define CCF_EXPORT 0x8u /* shows contents: only once it is on record */
+#define CCF_AUDIT 0x1u /* recorded in the audit log, also when it works */
+#define CCF_SEL   0x2u /* takes a selector (sched_admin) */
+#define CCF_DEST  0x4u /* its argument is a destination domain */
+#define CCF_VIEW  0x8u /* a view of the queue (control_view.c) */
 
 struct control_cmd {
 	const char *verb;
@@ -105,7 +110,12 @@ struct control_session {
 	bool ok;
 	int count; /* -1: none */
 	char result[CONTROL_RESULT_MAX];
-	int audit_status; /* 0 written (or no audit log), -1 failed */
+	bool audit; /* this request is recorded (show … headers) */
+	struct control_view *view; /* CCF_VIEW: the request, then result */
+	pthread_t thread;          /* the view's */
+	bool joined;               /* its thread is joined already */
+	int view_rc;               /* control_view_run()'s */
+	int audit_status;          /* 0 written (or no audit log), -1 failed */
 	char audit_err[160];
 	struct control_session *prev, *next;
 };
@@ -113,6 +123,7 @@ struct control_session {
 static struct {
 	bool started, stopped;
 	const struct conf *conf;
+	struct queue *queue;
 	struct loop *loop;
 	struct evconnlistener *listener;
 	struct event *resume_ev; /* re-enable accepting after EMFILE */
@@ -122,16 +133,20 @@ static struct {
 	char audit_path[PATH_MAX]; /* "" = no audit log */
 	struct control_session *sessions;
 	unsigned nsessions;
+	unsigned nviews; /* view threads running */
 } C;
 
 static int control_parse_none(struct control_session *s, char *args);
-static int control_parse_check(struct control_session *s, char *args);
+static int control_parse_view(struct control_session *s, char *args);
 static int control_parse_sel(struct control_session *s, char *args);
 static int control_parse_suspend(struct control_session *s, char *args);
 static int control_parse_resume(struct control_session *s, char *args);
 static void control_run_ping(struct control_session *s);
 static void control_run_suspensions(struct control_session *s);
-static void control_run_check(struct control_session *s);
+static void control_run_view(struct control_session *s);
+static void control_view_start(struct control_session *s);
+static void control_view_done(void *arg);
+static char *control_suspensions_text(void);
 static void control_run_admin(struct control_session *s);
 static void control_run_suspend(struct control_session *s);
 
@@ -139,8 +154,12 @@ static const struct control_cmd control_cmds[] = {
 	{ "ping", CONF_RIGHT_READ, 0, 0, control_parse_none, control_run_ping },
 	{ "suspensions", CONF_RIGHT_READ, 0, 0, control_parse_none,
 	  control_run_suspensions },
-	{ "check", CONF_RIGHT_EXPORT, CCF_AUDIT | CCF_EXPORT, 0,
-	  control_parse_check, control_run_check },
+	{ "summary", CONF_RIGHT_READ, CCF_VIEW, 0, control_parse_view,
+	  control_run_view },
+	{ "list", CONF_RIGHT_READ, CCF_VIEW, 0, control_parse_view,
+	  control_run_view },
+	{ "show", CONF_RIGHT_READ, CCF_VIEW, 0, control_parse_view,
+	  control_run_view },
 	{ "hold", CONF_RIGHT_WRITE, CCF_AUDIT | CCF_SEL, SA_HOLD,
 	  control_parse_sel, control_run_admin },
 	{ "release", CONF_RIGHT_WRITE, CCF_AUDIT | CCF_SEL, SA_RELEASE,
@@ -196,6 +215,10 @@ control_session_free(struct control_session *s)
 {
 	if (s->bev != NULL)
 		bufferevent_free(s->bev);
+	if (s->view != NULL) {
+		free(s->view->suspensions);
+		free(s->view);
+	}
 	if (s->prev != NULL)
 		s->prev->next = s->next;
 	else
@@ -435,9 +458,12 @@ control_audit_done(void *arg)
 			  C.audit_path, s->audit_err, (unsigned)s->uid,
 			  s->command, s->result);
 		/* Contents are only shown when the look is on record. */
-		if (s->cmd != NULL && (s->cmd->flags & CCF_EXPORT) && s->ok &&
-		    !s->refused)
+		if (s->view != NULL && s->ok && !s->refused)
 			control_result(s, false, "err audit log unavailable");
+	}
+	if (s->view != NULL && s->ok && !s->refused && s->audit_status == 0) {
+		control_view_start(s);
+		return;
 	}
 	control_answer(s);
 }
@@ -446,7 +472,8 @@ control_audit_done(void *arg)
 static void
 control_finish(struct control_session *s)
 {
-	if (s->refused || (s->cmd != NULL && (s->cmd->flags & CCF_AUDIT))) {
+	if (s->refused || s->audit ||
+	    (s->cmd != NULL && (s->cmd->flags & CCF_AUDIT))) {
 		control_enter(s, CS_AUDIT);
 		if (C.stopped) {
 			/* Shutting down: the pool may be gone already. */
@@ -517,27 +544,67 @@ control_parse_none(struct control_session *s, char *args)
 	return 0;
 }
 
-/* check export [id HEX16] */
+/*
+ * summary [json]
+ * list [json] [held] [deferred] [domain DOMAIN]
+ * show HEX16 [json] [headers]
+ * Words after the verb in any order; each once.
+ */
 static int
-control_parse_check(struct control_session *s, char *args)
+control_parse_view(struct control_session *s, char *args)
 {
-	char *what = control_word(&args), *kw, *id;
+	struct control_view *v;
+	const char *verb = s->cmd->verb;
+	char *w;
 
-	if (what == NULL || strcmp(what, "export") != 0) {
-		control_result(s, false, "err usage: check export [id HEX16]");
+	if ((v = calloc(1, sizeof(*v))) == NULL) {
+		control_result(s, false, "err out of memory");
 		return -1;
 	}
-	if (*args == '\0')
-		return 0;
-	kw = control_word(&args);
-	id = control_word(&args);
-	if (kw == NULL || strcmp(kw, "id") != 0 || id == NULL ||
-	    *args != '\0' || strlen(id) != QUEUE_ID_HEX_BYTES - 1 ||
-	    queue_id_parse(id, &s->id) != 0) {
-		control_result(s, false, "err usage: check export [id HEX16]");
-		return -1;
+	s->view = v;
+	atomic_init(&v->cancel, false);
+	v->kind = verb[0] == 's' && verb[1] == 'u' ? CVK_SUMMARY
+		  : verb[0] == 'l'                 ? CVK_LIST
+						   : CVK_SHOW;
+	if (v->kind == CVK_SHOW) {
+		w = control_word(&args);
+		if (w == NULL || strlen(w) != QUEUE_ID_HEX_BYTES - 1 ||
+		    queue_id_parse(w, &v->id) != 0) {
+			control_result(
+			    s, false, "err usage: show HEX16 [json] [headers]");
+			return -1;
+		}
+		queue_id_format(v->id, s->arg);
 	}
-	snprintf(s->arg, sizeof(s->arg), "%s", id);
+	while ((w = control_word(&args)) != NULL) {
+		if (strcmp(w, "json") == 0 && !v->json)
+			v->json = true;
+		else if (v->kind == CVK_LIST && strcmp(w, "held") == 0 &&
+			 !v->held)
+			v->held = true;
+		else if (v->kind == CVK_LIST && strcmp(w, "deferred") == 0 &&
+			 !v->deferred)
+			v->deferred = true;
+		else if (v->kind == CVK_LIST && strcmp(w, "domain") == 0 &&
+			 v->domain[0] == '\0') {
+			if ((w = control_word(&args)) == NULL ||
+			    !control_domain_ok(w, v->domain,
+					       sizeof(v->domain))) {
+				control_result(s, false, "err bad domain");
+				return -1;
+			}
+		} else if (v->kind == CVK_SHOW && strcmp(w, "headers") == 0 &&
+			   !v->headers)
+			v->headers = s->audit = true;
+		else {
+			control_result(
+			    s, false,
+			    "err usage: summary [json] | list [json] "
+			    "[held] [deferred] [domain DOMAIN] | "
+			    "show HEX16 [json] [headers]");
+			return -1;
+		}
+	}
 	return 0;
 }
 
@@ -653,55 +720,130 @@ control_run_ping(struct control_session *s)
 	control_finish(s);
 }
 
-static void
-control_run_check(struct control_session *s)
+/* A view thread: the walk, then the completion back on the loop. */
+static void *
+control_view_thread(void *arg)
 {
-	control_result(s, true, "ok");
-	control_finish(s);
+	struct control_session *s = arg;
+
+	s->view_rc = control_view_run(C.queue, C.conf,
+				      bufferevent_getfd(s->bev), s->view);
+	loop_post(C.loop, control_view_done, s);
+	return NULL;
+}
+
+/* Delivery loop: the view is written; send its final line. */
+static void
+control_view_done(void *arg)
+{
+	struct control_session *s = arg;
+
+	if (!s->joined)
+		pthread_join(s->thread, NULL);
+	s->joined = true;
+	C.nviews--;
+	if (s->view_rc != 0) { /* the client stopped reading or left */
+		control_session_free(s);
+		return;
+	}
+	control_result(s, strncmp(s->view->result, "ok", 2) == 0, "%s",
+		       s->view->result);
+	control_answer(s);
+}
+
+/* Start the view's thread (its right is checked, its look on record). */
+static void
+control_view_start(struct control_session *s)
+{
+	if (s->bev == NULL || C.stopped) {
+		control_result(s, false, "err outpostd stopping");
+		control_answer(s);
+		return;
+	}
+	if (C.nviews >= CONTROL_VIEWS_MAX) {
+		control_result(s, false,
+			       "err busy: %d listings running, try again",
+			       CONTROL_VIEWS_MAX);
+		control_answer(s);
+		return;
+	}
+	/* The summary's suspensions are the scheduler's: read them here. */
+	if (s->view->kind == CVK_SUMMARY &&
+	    (s->view->suspensions = control_suspensions_text()) == NULL) {
+		control_result(s, false, "err out of memory");
+		control_answer(s);
+		return;
+	}
+	control_enter(s, CS_VIEW);
+	s->joined = false;
+	if (pthread_create(&s->thread, NULL, control_view_thread, s) != 0) {
+		s->joined = true;
+		control_result(s, false, "err cannot start a thread");
+		control_answer(s);
+		return;
+	}
+	C.nviews++;
+}
+
+static void
+control_run_view(struct control_session *s)
+{
+	if (s->audit) { /* headers: on record first (control_audit_done) */
+		control_result(s, true, "ok");
+		control_finish(s);
+		return;
+	}
+	control_view_start(s);
+}
+
+/* sched_suspensions()'s lines, printable ASCII only; malloc'd, or NULL. */
+static char *
+control_suspensions_text(void)
+{
+	size_t len = 4096, need, i;
+	char *buf, *nb;
+
+	if ((buf = malloc(len)) == NULL)
+		return NULL;
+	need = sched_suspensions(buf, len);
+	if (need >= len) {
+		len = need + 1;
+		if ((nb = realloc(buf, len)) == NULL) {
+			free(buf);
+			return NULL;
+		}
+		buf = nb;
+		need = sched_suspensions(buf, len);
+		if (need >= len)
+			need = len - 1;
+	}
+	buf[need] = '\0';
+	for (i = 0; i < need; i++)
+		if (buf[i] != '\n' && ((unsigned char)buf[i] < 0x20 ||
+				       (unsigned char)buf[i] > 0x7e))
+			buf[i] = '?';
+	return buf;
 }
 
 static void
 control_run_suspensions(struct control_session *s)
 {
 	struct evbuffer *out = bufferevent_get_output(s->bev);
-	size_t len = 4096, need, i, start;
+	char *buf, *line, *save = NULL;
 	unsigned n = 0;
-	char *buf, *nb;
 
-	if ((buf = malloc(len)) == NULL)
-		goto oom;
-	need = sched_suspensions(buf, len);
-	if (need >= len) {
-		len = need + 1;
-		if ((nb = realloc(buf, len)) == NULL)
-			goto oom;
-		buf = nb;
-		need = sched_suspensions(buf, len);
-		if (need >= len)
-			need = len - 1;
+	if ((buf = control_suspensions_text()) == NULL) {
+		control_result(s, false, "err out of memory");
+		control_finish(s);
+		return;
 	}
-	for (start = i = 0; i < need; i++) {
-		if (buf[i] != '\n') {
-			/* Nothing but printable ASCII goes out. */
-			if ((unsigned char)buf[i] < 0x20 ||
-			    (unsigned char)buf[i] > 0x7e)
-				buf[i] = '?';
-			continue;
-		}
-		if (i > start) {
-			evbuffer_add_printf(out, "suspended %.*s\n",
-					    (int)(i - start), buf + start);
-			n++;
-		}
-		start = i + 1;
+	for (line = strtok_r(buf, "\n", &save); line != NULL;
+	     line = strtok_r(NULL, "\n", &save)) {
+		evbuffer_add_printf(out, "suspended %s\n", line);
+		n++;
 	}
 	free(buf);
 	control_result(s, true, "ok %u", n);
-	control_finish(s);
-	return;
-oom:
-	free(buf);
-	control_result(s, false, "err out of memory");
 	control_finish(s);
 }
 
@@ -796,6 +938,17 @@ control_command(struct control_session *s, char *line, size_t len)
 		control_answer(s);
 		return;
 	}
+	/* A header block is message contents. */
+	if (s->view != NULL && s->view->headers &&
+	    (rights & CONF_RIGHT_EXPORT) == 0) {
+		s->refused = true;
+		control_result(s, false,
+			       "err permission denied: \"export\" right needed "
+			       "(uid %u)",
+			       (unsigned)s->uid);
+		control_finish(s);
+		return;
+	}
 	cmd->run(s);
 }
 
@@ -857,6 +1010,8 @@ control_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct control_session *s = arg;
 
 	(void)bev;
+	if (s->state == CS_VIEW)
+		return; /* the view's thread owns the socket until it is done */
 	if (s->state == CS_READ && (what & BEV_EVENT_EOF) &&
 	    !(what & BEV_EVENT_ERROR) &&
 	    evbuffer_get_length(bufferevent_get_input(s->bev)) > 0) {
@@ -1023,9 +1178,11 @@ control_parent_make(const char *file, char *err, size_t errlen)
 	}
 }
 
-/* Create, bind and listen; the socket file is 0660 from the start. */
+/* Create, bind and listen; the socket file is 0660 from the start, in
+ * group GID if GROUP_SET (control.group, set at every start). */
 static int
-control_socket_open(const char *path, char *err, size_t errlen)
+control_socket_open(const char *path, bool group_set, gid_t gid, char *err,
+		    size_t errlen)
 {
 	struct sockaddr_un sun;
 	struct stat st;
@@ -1048,7 +1205,8 @@ control_socket_open(const char *path, char *err, size_t errlen)
 		close(fd);
 		return -1;
 	}
-	if (chmod(path, 0660) != 0 || lstat(path, &st) != 0 ||
+	if ((group_set && lchown(path, (uid_t)-1, gid) != 0) ||
+	    chmod(path, 0660) != 0 || lstat(path, &st) != 0 ||
 	    listen(fd, CONTROL_BACKLOG) != 0) {
 		snprintf(err, errlen, "control socket %s: %s", path,
 			 strerror(errno));
@@ -1062,8 +1220,8 @@ control_socket_open(const char *path, char *err, size_t errlen)
 }
 
 int
-control_start(struct loop *dloop, const struct conf *c, char *err,
-	      size_t errlen)
+control_start(struct loop *dloop, const struct conf *c, struct queue *q,
+	      char *err, size_t errlen)
 {
 	const char *path = c->control.socket;
 	int fd;
@@ -1102,7 +1260,8 @@ control_start(struct loop *dloop, const struct conf *c, char *err,
 		close(afd);
 	}
 	if (control_path_clear(path, err, errlen) != 0 ||
-	    (fd = control_socket_open(path, err, errlen)) < 0)
+	    (fd = control_socket_open(path, c->control.group_set,
+				      c->control.gid, err, errlen)) < 0)
 		return -1;
 	memcpy(C.path, path, strlen(path) + 1);
 	C.resume_ev = evtimer_new(dloop->base, control_resume_cb, NULL);
@@ -1125,6 +1284,7 @@ control_start(struct loop *dloop, const struct conf *c, char *err,
 	}
 	evconnlistener_set_error_cb(C.listener, control_error_cb);
 	C.conf = c;
+	C.queue = q;
 	C.loop = dloop;
 	C.started = true;
 	C.stopped = false;
@@ -1152,6 +1312,15 @@ control_stop(void)
 		unlink(C.path);
 	for (s = C.sessions; s != NULL; s = next) {
 		next = s->next;
+		if (s->state == CS_VIEW) {
+			/* The queue closes after us: wait for the walk, which
+			 * stops at its next record.  Its completion (posted)
+			 * frees the session. */
+			atomic_store(&s->view->cancel, true);
+			pthread_join(s->thread, NULL);
+			s->joined = true;
+			continue;
+		}
 		if (s->state == CS_RUN || s->state == CS_AUDIT) {
 			if (s->bev != NULL)
 				bufferevent_free(s->bev);

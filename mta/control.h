@@ -60,11 +60,13 @@
 #define CONTROL_LINE_MAX     4096  /* bytes of a command, LF included */
 #define CONTROL_TIMEOUT_MS   10000 /* to send the command; to take the answer */
 #define CONTROL_SESSIONS_MAX 64    /* at once; more are answered "err busy" */
+#define CONTROL_VIEWS_MAX    4     /* summary/list/show threads at once */
 #define CONTROL_SUSPEND_MAX_S                                                  \
 	31536000 /* longest suspension, seconds (365 days) */
 
 struct loop;
 struct conf;
+struct queue;
 
 /*
  * control_start — create the control socket at c->control.socket (a stale
@@ -77,8 +79,8 @@ struct conf;
  * after sched_init() and with the worker pool running.  Returns 0, or -1
  * with a message in err.
  */
-int control_start(struct loop *dloop, const struct conf *c, char *err,
-		  size_t errlen);
+int control_start(struct loop *dloop, const struct conf *c, struct queue *q,
+		  char *err, size_t errlen);
 
 /*
  * control_stop — stop listening, remove the socket file, drop the sessions

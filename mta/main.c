@@ -227,7 +227,7 @@ control_start_on_loop(void *arg)
 	char err[512];
 
 	(void)arg;
-	if (control_start(&dloop, conf, err, sizeof(err)) != 0)
+	if (control_start(&dloop, conf, queue, err, sizeof(err)) != 0)
 		fatalx("control socket: %s", err);
 }
 

@@ -1246,6 +1246,14 @@ int
 queue_walk_range(struct queue *q, uint64_t first, uint64_t last,
 		 queue_walk_fn *fn, void *arg, char *err, size_t errlen)
 {
+	return queue_walk_checked(q, first, last, fn, NULL, arg, err, errlen);
+}
+
+int
+queue_walk_checked(struct queue *q, uint64_t first, uint64_t last,
+		   queue_walk_fn *fn, queue_bad_fn *bad, void *arg, char *err,
+		   size_t errlen)
+{
 	struct queue_plain buf = { 0 };
 	struct queue_envelope env;
 	uint8_t k[QUEUE_ENV_KEY_BYTES];
@@ -1284,8 +1292,16 @@ queue_walk_range(struct queue *q, uint64_t first, uint64_t last,
 			break;
 		}
 		if (queue_env_decode(q, &key, &val, &buf, &env, err, errlen) !=
-		    0)
-			break;
+		    0) {
+			if (bad == NULL || key.mv_size != QUEUE_ENV_KEY_BYTES)
+				break;
+			if ((rc = bad(record_be64_get(key.mv_data), err,
+				      arg)) != 0) {
+				ret = rc;
+				break;
+			}
+			continue;
+		}
 		rc = fn(&env, arg);
 		queue_envelope_clear(&env);
 		if (rc != 0) {

@@ -199,6 +199,14 @@ int queue_walk(struct queue *q, queue_walk_fn *fn, void *arg, char *err,
  * slice of the queue at once (`outpost queue summary`). */
 int queue_walk_range(struct queue *q, uint64_t first, uint64_t last,
 		     queue_walk_fn *fn, void *arg, char *err, size_t errlen);
+/* queue_walk_checked — as queue_walk_range(), but an envelope that cannot
+ * be opened (unsealing or decoding fails: a corrupt record) is handed to
+ * BAD(id, why, arg) and the walk goes on; BAD returns non-zero to stop.
+ * Failures of LMDB itself still end the walk with -1. */
+typedef int queue_bad_fn(uint64_t id, const char *why, void *arg);
+int queue_walk_checked(struct queue *q, uint64_t first, uint64_t last,
+		       queue_walk_fn *fn, queue_bad_fn *bad, void *arg,
+		       char *err, size_t errlen);
 /* queue_sched_walk — every entry of the schedule index in due order:
  * FN(due_ms, id, flags (QUEUE_F_HELD or 0), arg).  No decryption: this is
  * what start-up reads.  Returns as queue_walk(). */

@@ -45,14 +45,23 @@
 #include "mta/loop.h"
 #include "mta/worker.h"
 
-#define CONTROL_ARG_MAX         256 /* id, domain or user, NUL included */
-#define CONTROL_DOMAIN_MAX      253
-#define CONTROL_REASON_MAX      200 /* bytes of a suspension reason */
-#define CONTROL_RESULT_MAX      320 /* the final answer line */
-#define CONTROL_COMMAND_MAX     (2 * CONTROL_LINE_MAX) /* scrubbed command */
-#define CONTROL_AUDIT_MAX       (CONTROL_COMMAND_MAX + 1024)
-#define CONTROL_BACKLOG         16
-#define CONTROL_ACCEPT_PAUSE_MS 1000 /* after accept() failed (EMFILE) */
+#define CONTROL_ARG_MAX          256 /* id, domain or user, NUL included */
+#define CONTROL_DOMAIN_MAX       253
+#define CONTROL_REASON_MAX       200 /* bytes of a suspension reason */
+#define CONTROL_RESULT_MAX       320 /* the final answer line */
+#define CONTROL_COMMAND_MAX      (2 * CONTROL_LINE_MAX) /* scrubbed command */
+#define CONTROL_AUDIT_MAX        (CONTROL_COMMAND_MAX + 1024)
+#define CONTROL_BACKLOG          16
+#define CONTROL_ACCEPT_PAUSE_MS  1000 /* after accept() failed (EMFILE) */
+#define CONTROL_UID_SESSIONS_MAX 8    /* sessions of one uid at once */
+#define CONTROL_RESERVE_SESSIONS 16   /* kept for uids with write/delete */
+#define CONTROL_REFUSALS_MAX                                                   \
+	10 /* refused commands recorded per uid per                            \
+	      window; more are answered, not kept */
+#define CONTROL_WINDOW_MS 60000
+#define CONTROL_UIDS_MAX                                                       \
+	256 /* uids followed for refusals; past that, the one least recently   \
+	       seen is forgotten (it is counted again from zero) */
 
 enum control_state {
 	CS_READ,  /* waiting for the command line */
@@ -134,6 +143,14 @@ static struct {
 	struct control_session *sessions;
 	unsigned nsessions;
 	unsigned nviews; /* view threads running */
+	/* Refusals by uid, for rate limits and coalesced audit records. */
+	struct control_uid {
+		uid_t uid;
+		int64_t window_ms; /* start of its current window; 0 unused */
+		int64_t seen_ms;
+		unsigned refused;    /* in the window: recorded one by one */
+		unsigned suppressed; /* in the window: answered, not recorded */
+	} uids[CONTROL_UIDS_MAX];
 } C;
 
 static int control_parse_none(struct control_session *s, char *args);
@@ -485,6 +502,88 @@ control_finish(struct control_session *s)
 		return;
 	}
 	control_answer(s);
+}
+
+/* Limits by uid ----------------------------------------------------------- */
+
+static int64_t
+control_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* UID's entry (made, or taken from the uid seen least recently). */
+static struct control_uid *
+control_uid_get(uid_t uid, int64_t now)
+{
+	struct control_uid *u, *old = &C.uids[0];
+	size_t i;
+
+	for (i = 0; i < CONTROL_UIDS_MAX; i++) {
+		u = &C.uids[i];
+		if (u->window_ms != 0 && u->uid == uid) {
+			u->seen_ms = now;
+			return u;
+		}
+		if (u->window_ms == 0 || u->seen_ms < old->seen_ms)
+			old = u;
+	}
+	memset(old, 0, sizeof(*old));
+	old->uid = uid;
+	old->seen_ms = now;
+	return old;
+}
+
+/*
+ * One audit record (and EV_ADMIN event) that stands for many refusals of
+ * UID: COMMAND and RESULT say what and how many.  No session is behind it
+ * (bev NULL): control_audit_done frees it.
+ */
+static void control_audit_coalesced(uid_t uid, const char *command,
+				    const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+control_audit_coalesced(uid_t uid, const char *command, const char *fmt, ...)
+{
+	struct control_session *s;
+	va_list ap;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return;
+	s->uid = uid;
+	s->count = -1;
+	s->refused = true;
+	snprintf(s->command, sizeof(s->command), "%s", command);
+	va_start(ap, fmt);
+	vsnprintf(s->result, sizeof(s->result), fmt, ap);
+	va_end(ap);
+	s->next = C.sessions;
+	if (C.sessions != NULL)
+		C.sessions->prev = s;
+	C.sessions = s;
+	C.nsessions++;
+	control_finish(s);
+}
+
+/* Start UID's next window if its last one is over; the refusals left out
+ * of the record in the last one are recorded now, as one line. */
+static void
+control_uid_roll(struct control_uid *u, int64_t now, const char *what)
+{
+	if (u->window_ms != 0 && now - u->window_ms < CONTROL_WINDOW_MS)
+		return;
+	if (u->suppressed > 0)
+		control_audit_coalesced(u->uid, what,
+					"err %u more refused in %d s, not "
+					"recorded one by one",
+					u->suppressed,
+					CONTROL_WINDOW_MS / 1000);
+	u->window_ms = now;
+	u->refused = u->suppressed = 0;
 }
 
 /* Parsing ---------------------------------------------------------------- */
@@ -891,6 +990,94 @@ control_run_suspend(struct control_session *s)
 	control_finish(s);
 }
 
+/*
+ * What the audit log and the delivery log record of S's command: rebuilt
+ * from what was parsed (PARSED), never the line as received, so that no
+ * address is written in clear: a user (often an address, or a VERP
+ * sender) as "hash:" and its keyed hash (evlog_hash, as the delivery log
+ * writes addresses); ids, domains and numbers as they are.  A line that
+ * did not parse is recorded by its verb alone.
+ */
+static void
+control_record_make(struct control_session *s, bool parsed)
+{
+	const struct control_cmd *cmd = s->cmd;
+	char hex[QUEUE_HASH_HEX_BYTES];
+	size_t off = 0;
+
+	control_cat(s->command, sizeof(s->command), &off, "%s", cmd->verb);
+	if (!parsed) {
+		control_cat(s->command, sizeof(s->command), &off,
+			    " (bad "
+			    "arguments)");
+		return;
+	}
+	if (cmd->flags & CCF_SEL) {
+		switch (s->sel) {
+		case SAS_ALL:
+			control_cat(s->command, sizeof(s->command), &off,
+				    " all");
+			break;
+		case SAS_ID:
+			control_cat(s->command, sizeof(s->command), &off,
+				    " id %s", s->arg);
+			break;
+		case SAS_DOMAIN:
+			control_cat(s->command, sizeof(s->command), &off,
+				    " domain %s", s->arg);
+			break;
+		case SAS_USER:
+			evlog_hash(s->arg, hex);
+			control_cat(s->command, sizeof(s->command), &off,
+				    " user hash:%s", hex);
+			break;
+		}
+	} else if (cmd->flags & CCF_DEST) {
+		control_cat(s->command, sizeof(s->command), &off, " %s",
+			    s->arg);
+		if (s->seconds > 0)
+			control_cat(s->command, sizeof(s->command), &off,
+				    " %" PRIu64, s->seconds);
+		if (s->reason[0] != '\0')
+			control_cat(s->command, sizeof(s->command), &off, " %s",
+				    s->reason);
+	} else if (s->view != NULL && s->view->kind == CVK_SHOW) {
+		control_cat(s->command, sizeof(s->command), &off, " %s%s%s",
+			    s->arg, s->view->json ? " json" : "",
+			    s->view->headers ? " headers" : "");
+	}
+}
+
+/*
+ * S lacks the right NEED: answer so, recorded.  Past CONTROL_REFUSALS_MAX
+ * refusals of its uid in a window, the answer says to slow down and the
+ * rest of the window's refusals become one record when it ends: a loop
+ * of refused commands costs a bounded number of lines and fsyncs.
+ */
+static void
+control_refuse(struct control_session *s, const char *need)
+{
+	int64_t now = control_now_ms();
+	struct control_uid *u = control_uid_get(s->uid, now);
+
+	control_uid_roll(u, now, "(refused commands)");
+	s->refused = true;
+	if (u->refused >= CONTROL_REFUSALS_MAX) {
+		u->suppressed++;
+		control_result(s, false,
+			       "err too many refused commands (uid %u); "
+			       "permission denied: \"%s\" right needed",
+			       (unsigned)s->uid, need != NULL ? need : "?");
+		control_answer(s);
+		return;
+	}
+	u->refused++;
+	control_result(s, false,
+		       "err permission denied: \"%s\" right needed (uid %u)",
+		       need != NULL ? need : "?", (unsigned)s->uid);
+	control_finish(s);
+}
+
 /* One command line (LEN bytes, NUL-terminated, without its LF). */
 static void
 control_command(struct control_session *s, char *line, size_t len)
@@ -899,9 +1086,10 @@ control_command(struct control_session *s, char *line, size_t len)
 	const char *need;
 	unsigned rights;
 	char *p = line, *verb;
+	bool parsed;
 	size_t i;
 
-	log_escape(s->command, sizeof(s->command), line, len);
+	snprintf(s->command, sizeof(s->command), "(malformed)");
 	for (i = 0; i < len; i++)
 		if ((unsigned char)line[i] < 0x20 ||
 		    (unsigned char)line[i] > 0x7e ||
@@ -917,36 +1105,28 @@ control_command(struct control_session *s, char *line, size_t len)
 	}
 	verb = control_word(&p);
 	if (verb == NULL || (cmd = control_cmd_find(verb)) == NULL) {
-		control_result(s, false, "err unknown command \"%.40s\"",
-			       verb != NULL ? verb : "");
+		/* Not echoed: it may be anything, an address too. */
+		control_result(s, false, "err unknown command");
 		control_answer(s);
 		return;
 	}
 	s->cmd = cmd;
 	rights = conf_rights_for_uid(C.conf, s->uid);
+	parsed = cmd->parse(s, p) == 0;
+	control_record_make(s, parsed);
 	if ((rights & cmd->right) == 0) {
 		need = conf_right_name(cmd->right);
-		s->refused = true;
-		control_result(s, false,
-			       "err permission denied: \"%s\" right needed "
-			       "(uid %u)",
-			       need != NULL ? need : "?", (unsigned)s->uid);
-		control_finish(s);
+		control_refuse(s, need);
 		return;
 	}
-	if (cmd->parse(s, p) != 0) {
+	if (!parsed) {
 		control_answer(s);
 		return;
 	}
 	/* A header block is message contents. */
 	if (s->view != NULL && s->view->headers &&
 	    (rights & CONF_RIGHT_EXPORT) == 0) {
-		s->refused = true;
-		control_result(s, false,
-			       "err permission denied: \"export\" right needed "
-			       "(uid %u)",
-			       (unsigned)s->uid);
-		control_finish(s);
+		control_refuse(s, "export");
 		return;
 	}
 	cmd->run(s);
@@ -1032,12 +1212,44 @@ control_event_cb(struct bufferevent *bev, short what, void *arg)
 	control_session_free(s);
 }
 
+/*
+ * A uid with no right at all: answered and closed at once, never a
+ * session.  Recorded once per uid per CONTROL_WINDOW_MS (the first, then
+ * how many more when the window is over), so a loop of connections costs
+ * neither sessions nor disk.
+ */
+static void
+control_refuse_uid(int fd, uid_t uid)
+{
+	int64_t now = control_now_ms();
+	struct control_uid *u = control_uid_get(uid, now);
+	char msg[128];
+	int n;
+
+	n = snprintf(msg, sizeof(msg),
+		     "err permission denied: uid %u has no right on this "
+		     "socket\n",
+		     (unsigned)uid);
+	(void)!send(fd, msg, (size_t)n, MSG_NOSIGNAL);
+	/* What it sent already is read, so that the close is not a reset
+	 * that could overtake the answer (best effort). */
+	(void)!recv(fd, msg, sizeof(msg), MSG_DONTWAIT);
+	close(fd);
+	control_uid_roll(u, now, "(connect)");
+	if (u->refused++ == 0)
+		control_audit_coalesced(uid, "(connect)",
+					"err permission denied: no right");
+	else
+		u->suppressed++;
+}
+
 static void
 control_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		  struct sockaddr *sa, int salen, void *arg)
 {
 	static const char busy[] = "err busy\n";
 	struct control_session *s;
+	unsigned rights, mine;
 	struct ucred cr;
 	socklen_t crlen = sizeof(cr);
 
@@ -1051,7 +1263,18 @@ control_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		close(fd);
 		return;
 	}
+	rights = conf_rights_for_uid(C.conf, cr.uid);
+	if (rights == 0) {
+		control_refuse_uid(fd, cr.uid);
+		return;
+	}
+	for (mine = 0, s = C.sessions; s != NULL; s = s->next)
+		mine += s->uid == cr.uid && s->bev != NULL;
+	/* The last sessions are kept for those who can stop a disaster. */
 	if (C.nsessions >= CONTROL_SESSIONS_MAX ||
+	    mine >= CONTROL_UID_SESSIONS_MAX ||
+	    ((rights & (CONF_RIGHT_WRITE | CONF_RIGHT_DELETE)) == 0 &&
+	     C.nsessions >= CONTROL_SESSIONS_MAX - CONTROL_RESERVE_SESSIONS) ||
 	    (s = calloc(1, sizeof(*s))) == NULL) {
 		/* Non-blocking, best effort: the answer fits any buffer. */
 		(void)!send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL);

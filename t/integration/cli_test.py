@@ -344,7 +344,7 @@ def test_suspend_resume():
         eq(jsonl(cli(d, "suspensions", "--json").stdout), [],
            "no suspension left")
         eq([a["command"] for a in audit(d)],
-           ["suspend S.test 7200 asked by <address>", "resume s.test"],
+           ["suspend s.test 7200 asked by <address>", "resume s.test"],
            "audited (scrubbed)")
 
 

@@ -24,8 +24,14 @@
  *   ping                              read    ok
  *   suspensions                       read    "suspended DOMAIN UNTIL_MS
  *                                             REASON" lines, then ok N
- *   check export [id HEX16]           export  ok  (the CLI asks before it
- *                                             shows message contents)
+ *   summary [json]                    read    the `queue summary` table (or
+ *                                             JSON Lines), then ok ROWS
+ *   list [json] [held] [deferred] [domain DOMAIN]
+ *                                     read    the `queue list` rows, ok N
+ *   show HEX16 [json] [headers]       read    the `queue show` text, ok 1;
+ *                                     +export with headers (recorded first)
+ *   (views run on a thread of their own and stream; a corrupt record is
+ *   listed as corrupt with its id; at most CONTROL_VIEWS_MAX at once)
  *   hold SEL | release SEL | retry SEL  write ok COUNT
  *   delete SEL | bounce SEL           delete  ok COUNT
  *   suspend DOMAIN SECONDS [REASON…]  write   ok 1 (SECONDS 1..31536000;
@@ -40,12 +46,18 @@
  * (delivery.h, sched_admin).  A caller without the right gets
  *     err permission denied: "delete" right needed (uid 1001)
  *
- * Audit: every change command, every `check export` and every refusal is
+ * Limits: a uid with no right is answered "err permission denied" and
+ * closed at accept; one uid holds at most 8 sessions; the last 16 of the
+ * CONTROL_SESSIONS_MAX are kept for uids with write or delete; past 10
+ * refused commands a minute, a uid is answered "err too many refused
+ * commands" and the rest of the minute is recorded as one line.
+ *
+ * Audit: every change command, every `show … headers` and every refusal is
  * appended to conf->log.audit_file (0600, O_APPEND, fsync'd; one JSON
  * object per line: time, time_ms, uid, user, command, result), before the
  * answer is sent, and emits an EV_ADMIN event to the delivery log.  The
- * command is recorded as received but scrubbed (log_escape: no address in
- * clear).  The file is opened for each record (changes are rare), so
+ * command is recorded as parsed, never as received: a user (an address,
+ * a VERP sender) as hash:HASH (evlog_hash), an unparsable line by its verb.  The file is opened for each record (changes are rare), so
  * logrotate needs no signal.  Reads (ping, suspensions) are not recorded.
  *
  * Threads: everything runs on the delivery loop (the scheduler's); the

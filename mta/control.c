@@ -54,6 +54,7 @@
 #define CONTROL_BACKLOG          16
 #define CONTROL_ACCEPT_PAUSE_MS  1000 /* after accept() failed (EMFILE) */
 #define CONTROL_UID_SESSIONS_MAX 8    /* sessions of one uid at once */
+#define CONTROL_UID_VIEWS_MAX    2    /* views of one uid at once */
 #define CONTROL_RESERVE_SESSIONS 16   /* kept for uids with write/delete */
 #define CONTROL_REFUSALS_MAX                                                   \
 	10 /* refused commands recorded per uid per                            \
@@ -850,6 +851,26 @@ control_view_done(void *arg)
 	control_answer(s);
 }
 
+/* May S start a view?  At most CONTROL_VIEWS_MAX at once, 2 per uid, and
+ * the last one kept for uids with write or delete (a slow reader of a big
+ * listing holds a thread until it is done). */
+static bool
+control_view_room(const struct control_session *s)
+{
+	const struct control_session *o;
+	unsigned mine = 0;
+
+	if (C.nviews >= CONTROL_VIEWS_MAX)
+		return false;
+	for (o = C.sessions; o != NULL; o = o->next)
+		mine += o->state == CS_VIEW && o->uid == s->uid;
+	if (mine >= CONTROL_UID_VIEWS_MAX)
+		return false;
+	return C.nviews + 1 < CONTROL_VIEWS_MAX ||
+	       (conf_rights_for_uid(C.conf, s->uid) &
+		(CONF_RIGHT_WRITE | CONF_RIGHT_DELETE)) != 0;
+}
+
 /* Start the view's thread (its right is checked, its look on record). */
 static void
 control_view_start(struct control_session *s)
@@ -859,10 +880,9 @@ control_view_start(struct control_session *s)
 		control_answer(s);
 		return;
 	}
-	if (C.nviews >= CONTROL_VIEWS_MAX) {
+	if (!control_view_room(s)) {
 		control_result(s, false,
-			       "err busy: %d listings running, try again",
-			       CONTROL_VIEWS_MAX);
+			       "err busy: listings running, try again");
 		control_answer(s);
 		return;
 	}
@@ -1540,6 +1560,9 @@ control_stop(void)
 			 * stops at its next record.  Its completion (posted)
 			 * frees the session. */
 			atomic_store(&s->view->cancel, true);
+			/* A write waiting for a slow reader ends now. */
+			if (s->bev != NULL)
+				shutdown(bufferevent_getfd(s->bev), SHUT_RDWR);
 			pthread_join(s->thread, NULL);
 			s->joined = true;
 			continue;

@@ -57,8 +57,9 @@
  * object per line: time, time_ms, uid, user, command, result), before the
  * answer is sent, and emits an EV_ADMIN event to the delivery log.  The
  * command is recorded as parsed, never as received: a user (an address,
- * a VERP sender) as hash:HASH (evlog_hash), an unparsable line by its verb.  The file is opened for each record (changes are rare), so
- * logrotate needs no signal.  Reads (ping, suspensions) are not recorded.
+ * a VERP sender) as hash:HASH (evlog_hash), an unparsable line by its verb. The
+ * file is opened for each record (changes are rare), so logrotate needs no
+ * signal.  Reads (ping, suspensions) are not recorded.
  *
  * Threads: everything runs on the delivery loop (the scheduler's); the
  * audit record (getpwuid_r, write, fsync) is written on the worker pool, so
@@ -73,6 +74,8 @@
 #define CONTROL_TIMEOUT_MS   10000 /* to send the command; to take the answer */
 #define CONTROL_SESSIONS_MAX 64    /* at once; more are answered "err busy" */
 #define CONTROL_VIEWS_MAX    4     /* summary/list/show threads at once */
+#define CONTROL_VIEW_TIME_MAX_MS                                               \
+	600000 /* a view's whole answer; its read transaction is open */
 #define CONTROL_SUSPEND_MAX_S                                                  \
 	31536000 /* longest suspension, seconds (365 days) */
 

@@ -81,17 +81,39 @@ cv_stopped(const struct cv *c)
 	return ferror(c->f) || atomic_load(&c->v->cancel);
 }
 
+/* The client's socket and the view's deadline (CLOCK_MONOTONIC ms). */
+struct cv_sock {
+	int fd;
+	int64_t deadline_ms;
+};
+
+static int64_t
+cv_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* fopencookie: every write reaches the socket, waiting at most
- * CONTROL_TIMEOUT_MS each time it is full. */
+ * CONTROL_TIMEOUT_MS each time it is full, and all of them together
+ * CONTROL_VIEW_TIME_MAX_MS (a reader too slow holds a read transaction
+ * open, and LMDB cannot reuse pages meanwhile). */
 static ssize_t
 cv_sock_write(void *cookie, const char *buf, size_t len)
 {
-	int fd = *(int *)cookie;
+	const struct cv_sock *sk = cookie;
+	int fd = sk->fd;
 	struct pollfd p = { .fd = fd, .events = POLLOUT };
 	size_t off = 0;
 	ssize_t w;
 
 	while (off < len) {
+		if (cv_mono_ms() > sk->deadline_ms) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
 		w = send(fd, buf + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (w > 0) {
 			off += (size_t)w;
@@ -1718,8 +1740,9 @@ control_view_run(struct queue *q, const struct conf *conf, int fd,
 {
 	static const cookie_io_functions_t io = { .write = cv_sock_write,
 						  .close = cv_sock_close };
+	struct cv_sock sock = { fd, cv_mono_ms() + CONTROL_VIEW_TIME_MAX_MS };
 	struct cv c;
-	int sock = fd, rc;
+	int rc;
 	bool broken;
 
 	memset(&c, 0, sizeof(c));

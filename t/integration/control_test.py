@@ -321,6 +321,49 @@ def test_reader_sessions_leave_a_reserve():
             os.waitpid(pid, 0)
 
 
+def test_stalled_views_leave_room():
+    """A uid with "read" starts listings of a big queue and never reads
+    them: it holds at most two view threads, and root still lists."""
+    with CtlDaemon(ACCESS) as d:
+        pipeline(d, ["r%d@example.test" % i for i in range(3000)])
+        rfd, wfd = os.pipe()
+        gr, gw = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(rfd)
+            os.close(gw)
+            try:
+                os.setgroups([])
+                os.setgid(GID)
+                os.setuid(READER)
+                socks = []
+                for _ in range(3):
+                    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    s.connect(d.sock)
+                    s.sendall(b"list json\n")
+                    socks.append(s)
+                    time.sleep(0.3 * SLOW)
+                socks[2].settimeout(10 * SLOW)
+                os.write(wfd, socks[2].recv(200)[:200])
+                os.read(gr, 1)
+            finally:
+                os._exit(0)
+        os.close(wfd)
+        os.close(gr)
+        try:
+            third = os.read(rfd, 200).decode()
+            check(third.startswith("err busy"), "third view: %r" % third)
+            rows = jsonl(cli(d, "queue", "list", "--json").stdout)
+            eq(len(rows), 3000, "root lists meanwhile")
+            r = cli(d, "queue", "summary", "--json")
+            eq(jsonl(r.stdout)[0]["recipients"], 3000, "summary")
+        finally:
+            os.write(gw, b"x")
+            os.close(gw)
+            os.close(rfd)
+            os.waitpid(pid, 0)
+
+
 def test_refusals_bounded():
     """A loop of commands by a uid with no rights, and of refused
     commands by a uid with some: the audit log and the delivery log grow

@@ -125,6 +125,7 @@ struct control_session {
 	pthread_t thread;          /* the view's */
 	bool joined;               /* its thread is joined already */
 	int view_rc;               /* control_view_run()'s */
+	int view_fd;               /* the socket, written by the view */
 	int audit_status;          /* 0 written (or no audit log), -1 failed */
 	char audit_err[160];
 	struct control_session *prev, *next;
@@ -826,8 +827,7 @@ control_view_thread(void *arg)
 {
 	struct control_session *s = arg;
 
-	s->view_rc = control_view_run(C.queue, C.conf,
-				      bufferevent_getfd(s->bev), s->view);
+	s->view_rc = control_view_run(C.queue, C.conf, s->view_fd, s->view);
 	loop_post(C.loop, control_view_done, s);
 	return NULL;
 }
@@ -894,6 +894,7 @@ control_view_start(struct control_session *s)
 		return;
 	}
 	control_enter(s, CS_VIEW);
+	s->view_fd = bufferevent_getfd(s->bev);
 	s->joined = false;
 	if (pthread_create(&s->thread, NULL, control_view_thread, s) != 0) {
 		s->joined = true;

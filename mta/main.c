@@ -356,7 +356,7 @@ main(int argc, char *argv[])
 	qc.commit_interval_us = conf->queue.commit_interval_us;
 	qc.commit_max_batch = conf->queue.commit_max_batch;
 	qc.prepare_wait_us = conf->queue.prepare_wait_us;
-	if (queue_open(&queue, &qc, 0, err, sizeof(err)) != 0)
+	if (queue_open(&queue, &qc, err, sizeof(err)) != 0)
 		fatalx("queue: %s", err);
 	if (intake_init(conf, queue, err, sizeof(err)) != 0)
 		fatalx("%s", err);

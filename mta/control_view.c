@@ -1486,8 +1486,8 @@ cv_sum_walk(struct cv *c, const struct cv_sched_index *idx,
 	return rc;
 }
 
-/* The daemon's suspensions, each onto its domain's line.  -1: unknown
- * (a note says why). */
+/* The scheduler's suspensions (read on the loop: control.c), each onto
+ * its domain's line.  -1: out of memory. */
 static int
 cv_sum_suspensions(struct cv *c, struct cv_sum_tab *t)
 {
@@ -1495,7 +1495,7 @@ cv_sum_suspensions(struct cv *c, struct cv_sum_tab *t)
 	char *line, *save = NULL, *dom, *until, *reason, *end, *q;
 
 	if (c->v->suspensions == NULL)
-		return -1;
+		return 0;
 	for (line = strtok_r(c->v->suspensions, "\n", &save); line != NULL;
 	     line = strtok_r(NULL, "\n", &save)) {
 		for (q = line; *q != '\0'; q++)
@@ -1510,10 +1510,12 @@ cv_sum_suspensions(struct cv *c, struct cv_sum_tab *t)
 		if (reason != NULL)
 			*reason++ = '\0';
 		if ((s = cv_sum_get(t, dom)) == NULL)
-			break;
+			return -1;
 		s->susp_until_ms = strtoll(until, &end, 10);
 		free(s->susp_reason);
-		s->susp_reason = strdup(reason != NULL ? reason : "");
+		if ((s->susp_reason = strdup(reason != NULL ? reason : "")) ==
+		    NULL)
+			return -1;
 	}
 	return 0;
 }
@@ -1563,7 +1565,7 @@ cv_sum_cmp(const void *a, const void *b)
 }
 
 static void
-cv_sum_print_json(FILE *f, const struct cv_sum *s, int64_t now, bool susp_known)
+cv_sum_print_json(FILE *f, const struct cv_sum *s, int64_t now)
 {
 	struct cv_json j, o;
 
@@ -1587,11 +1589,8 @@ cv_sum_print_json(FILE *f, const struct cv_sum *s, int64_t now, bool susp_known)
 			    s->err_status[0] != '\0' ? s->err_status : NULL);
 		cv_json_end(&o);
 	}
-	/* null: unknown (no answer from outpostd); false: not suspended. */
 	cv_json_key(&j, "suspended");
-	if (!susp_known)
-		fputs("null", f);
-	else if (s->susp_until_ms == 0)
+	if (s->susp_until_ms == 0)
 		fputs("false", f);
 	else {
 		cv_json_begin(&o, f);
@@ -1604,8 +1603,7 @@ cv_sum_print_json(FILE *f, const struct cv_sum *s, int64_t now, bool susp_known)
 }
 
 static void
-cv_sum_print_text(FILE *f, const struct cv_sum *s, int w, int64_t now,
-		  bool susp_known)
+cv_sum_print_text(FILE *f, const struct cv_sum *s, int w, int64_t now)
 {
 	char age[32], errs[32], until[40];
 
@@ -1625,9 +1623,7 @@ cv_sum_print_text(FILE *f, const struct cv_sum *s, int w, int64_t now,
 		"  %7s  %-15s  ",
 		w, s->domain[0] != '\0' ? s->domain : "(none)", s->msgs,
 		s->rcpts, s->deferred, s->held, age, errs);
-	if (!susp_known)
-		fputs("?", f);
-	else if (s->susp_until_ms == 0)
+	if (s->susp_until_ms == 0)
 		fputs("-", f);
 	else {
 		cv_time_fmt(s->susp_until_ms, false, until, sizeof(until));
@@ -1646,7 +1642,7 @@ cv_sum_print_text(FILE *f, const struct cv_sum *s, int w, int64_t now,
  * (and per suspended destination).  The schedule index first (held bits,
  * due times, the ids to split the walk by), then every envelope, on up to
  * CV_SUMMARY_THREADS threads.  This function is long because it is the
- * command's whole sequence: load, walk, merge, ask the daemon, print.
+ * command's whole sequence: load, walk, merge, add suspensions, print.
  */
 static int
 cv_queue_summary(struct cv *c)
@@ -1661,7 +1657,6 @@ cv_queue_summary(struct cv *c)
 	unsigned nparts, k;
 	size_t i, n = 0;
 	int w = 6, rc = CV_ERR;
-	bool susp_known;
 
 	if (cv_sched_load(c, &idx, "queue summary") != 0)
 		return CV_ERR;
@@ -1689,8 +1684,8 @@ cv_queue_summary(struct cv *c)
 			goto done;
 		}
 	}
-	susp_known = cv_sum_suspensions(c, all) == 0;
-	if ((rows = calloc(all->n + 1, sizeof(*rows))) == NULL) {
+	if (cv_sum_suspensions(c, all) != 0 ||
+	    (rows = calloc(all->n + 1, sizeof(*rows))) == NULL) {
 		cv_errx(c, "queue summary: out of memory");
 		goto done;
 	}
@@ -1709,9 +1704,9 @@ cv_queue_summary(struct cv *c)
 			"LAST ERROR", "SUSPENDED");
 	for (i = 0; i < n; i++) {
 		if (c->json)
-			cv_sum_print_json(c->f, rows[i], now, susp_known);
+			cv_sum_print_json(c->f, rows[i], now);
 		else
-			cv_sum_print_text(c->f, rows[i], w, now, susp_known);
+			cv_sum_print_text(c->f, rows[i], w, now);
 	}
 	if (!c->json)
 		fprintf(c->f,

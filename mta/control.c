@@ -842,7 +842,9 @@ control_view_done(void *arg)
 		pthread_join(s->thread, NULL);
 	s->joined = true;
 	C.nviews--;
-	if (s->view_rc != 0) { /* the client stopped reading or left */
+	/* The client stopped reading or left, or the daemon is stopping
+	 * (the loop may not run again to flush an answer). */
+	if (s->view_rc != 0 || C.stopped) {
 		control_session_free(s);
 		return;
 	}

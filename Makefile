@@ -6,7 +6,7 @@ CMAKE_FLAGS ?=
 
 # Debian 12 packages: build, libraries, and the real peers the tests use
 # (prometheus for promtool only: its service is kept from starting).
-PACKAGES = build-essential cmake pkg-config clang libclang-rt-14-dev \
+PACKAGES = python3-lmdb build-essential cmake pkg-config clang libclang-rt-14-dev \
 	libevent-dev libssl-dev openssl libopendkim-dev libc-ares-dev \
 	libsodium-dev liblmdb-dev lmdb-utils libconfuse-dev libpsl-dev libidn2-dev \
 	publicsuffix libcmocka-dev \

@@ -341,8 +341,10 @@ struct conf_access {
 
 /* `control { socket = …; access … }`: the CLI's way into the daemon. */
 struct conf_control {
-	char *socket; /* Unix socket path, absolute, shorter than sun_path;
-			 never NULL (default data_dir/control.sock) */
+	char *socket;   /* Unix socket path, absolute, shorter than sun_path;
+			   never NULL (default data_dir/control.sock) */
+	bool group_set; /* control.group given: the socket's group is gid */
+	gid_t gid;
 	/*
 	 * In file order, each uid once.  Without any access section: one
 	 * entry, "root" (uid 0) with CONF_RIGHTS_ALL.  With access sections:

@@ -11,6 +11,7 @@
  * the socket); access titles become uids once, at load; each uid once.
  */
 #include <errno.h>
+#include <grp.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -193,6 +194,7 @@ static cfg_opt_t conf_access_opts[] = {
 
 cfg_opt_t conf_control_opts[] = {
 	CFG_STR_CB("socket", "control.sock", CFGF_NONE, conf_socket_cb),
+	CFG_STR_CB("group", NULL, CFGF_NONE, conf_text_cb),
 	CFG_SEC("access", conf_access_opts,
 		CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 	CFG_END(),
@@ -378,6 +380,50 @@ conf_build_access(struct conf_ctx *x, cfg_t *sec, struct conf_control *ctl,
  * control.socket must fit in sun_path once resolved: the error goes on the
  * socket's line, or on data_dir's when the socket is the default.
  */
+/*
+ * control.group: the socket's group (its mode is 0660), a decimal gid as it
+ * is, else a local group's name, looked up once, at load.
+ */
+static int
+conf_control_group(struct conf_ctx *x, cfg_t *sec, struct conf_control *ctl)
+{
+	const char *name = cfg_getstr(sec, "group");
+	unsigned line = conf_line_of(x, sec, "group");
+	struct group gr, *res = NULL;
+	char buf[CONF_PW_BUF_BYTES];
+	uint64_t v;
+	int rc;
+
+	if (name == NULL)
+		return 0;
+	rc = conf_count_scan(name, &v);
+	if (rc != -1) {
+		if (rc != 0 || v > CONF_UID_MAX) {
+			conf_fail(x, line,
+				  "control.group: a gid is at most %llu",
+				  (unsigned long long)CONF_UID_MAX);
+			return -1;
+		}
+		ctl->gid = (gid_t)v;
+		ctl->group_set = true;
+		return 0;
+	}
+	rc = getgrnam_r(name, &gr, buf, sizeof(buf), &res);
+	if (res == NULL) {
+		conf_fail(x, line,
+			  "control.group \"%s\": %s (a local group name, or a "
+			  "gid such as \"1001\")",
+			  name,
+			  rc == 0 || rc == ENOENT || rc == ESRCH
+			      ? "no such group"
+			      : strerror(rc));
+		return -1;
+	}
+	ctl->gid = gr.gr_gid;
+	ctl->group_set = true;
+	return 0;
+}
+
 static int
 conf_build_control(struct conf_ctx *x, cfg_t *cfg, struct conf *c)
 {
@@ -404,6 +450,8 @@ conf_build_control(struct conf_ctx *x, cfg_t *cfg, struct conf *c)
 			  cfg_getstr(sec, "socket"), len, CONF_SOCKET_PATH_MAX);
 		return -1;
 	}
+	if (conf_control_group(x, sec, ctl) != 0)
+		return -1;
 	if ((ctl->access = calloc(n > 0 ? n : 1, sizeof(*ctl->access))) ==
 	    NULL) {
 		conf_fail(x, 0, "out of memory");

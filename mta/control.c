@@ -11,6 +11,8 @@
  */
 #define _GNU_SOURCE /* struct ucred (SO_PEERCRED) */
 #include <sys/socket.h>
+#include <grp.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/un.h>
@@ -41,6 +43,7 @@
 #include "mta/auth.h"
 #include "mta/auth_limit.h"
 #include "mta/control.h"
+#include "mta/control_int.h"
 #include "mta/delivery.h"
 #include "mta/evlog.h"
 #include "mta/log.h"
@@ -48,19 +51,30 @@
 #include "mta/loop.h"
 #include "mta/worker.h"
 
-#define CONTROL_ARG_MAX         256 /* id, domain or user, NUL included */
-#define CONTROL_DOMAIN_MAX      253
-#define CONTROL_REASON_MAX      200 /* bytes of a suspension reason */
-#define CONTROL_RESULT_MAX      320 /* the final answer line */
-#define CONTROL_COMMAND_MAX     (2 * CONTROL_LINE_MAX) /* scrubbed command */
-#define CONTROL_AUDIT_MAX       (CONTROL_COMMAND_MAX + 1024)
-#define CONTROL_BACKLOG         16
-#define CONTROL_ACCEPT_PAUSE_MS 1000 /* after accept() failed (EMFILE) */
+#define CONTROL_ARG_MAX          256 /* id, domain or user, NUL included */
+#define CONTROL_DOMAIN_MAX       253
+#define CONTROL_REASON_MAX       200 /* bytes of a suspension reason */
+#define CONTROL_RESULT_MAX       320 /* the final answer line */
+#define CONTROL_COMMAND_MAX      (2 * CONTROL_LINE_MAX) /* scrubbed command */
+#define CONTROL_AUDIT_MAX        (CONTROL_COMMAND_MAX + 1024)
+#define CONTROL_BACKLOG          16
+#define CONTROL_ACCEPT_PAUSE_MS  1000 /* after accept() failed (EMFILE) */
+#define CONTROL_UID_SESSIONS_MAX 8    /* sessions of one uid at once */
+#define CONTROL_UID_VIEWS_MAX    2    /* views of one uid at once */
+#define CONTROL_RESERVE_SESSIONS 16   /* kept for uids with write/delete */
+#define CONTROL_REFUSALS_MAX                                                   \
+	10 /* refused commands recorded per uid per                            \
+	      window; more are answered, not kept */
+#define CONTROL_WINDOW_MS 60000
+#define CONTROL_UIDS_MAX                                                       \
+	256 /* uids followed for refusals; past that, the one least recently   \
+	       seen is forgotten (it is counted again from zero) */
 
 enum control_state {
 	CS_READ,  /* waiting for the command line */
 	CS_RUN,   /* handed to the scheduler */
 	CS_AUDIT, /* the audit record is being written (worker pool) */
+	CS_VIEW,  /* a view thread writes to the socket (control_view.c) */
 	CS_WRITE, /* the answer is being flushed; then the session ends */
 	CS__COUNT
 };
@@ -73,15 +87,16 @@ static const struct cs_info {
 	[CS_READ] = { "read", CONTROL_TIMEOUT_MS, CONTROL_TIMEOUT_MS },
 	[CS_RUN] = { "run", 0, 0 },
 	[CS_AUDIT] = { "audit", 0, 0 },
+	[CS_VIEW] = { "view", 0, 0 },
 	[CS_WRITE] = { "write", 0, CONTROL_TIMEOUT_MS },
 };
 
 struct control_session;
 
-#define CCF_AUDIT  0x1u /* recorded in the audit log, also when it works */
-#define CCF_SEL    0x2u /* takes a selector (sched_admin) */
-#define CCF_DEST   0x4u /* its argument is a destination domain */
-#define CCF_EXPORT 0x8u /* shows contents: only once it is on record */
+#define CCF_AUDIT 0x1u /* recorded in the audit log, also when it works */
+#define CCF_SEL   0x2u /* takes a selector (sched_admin) */
+#define CCF_DEST  0x4u /* its argument is a destination domain */
+#define CCF_VIEW  0x8u /* a view of the queue (control_view.c) */
 
 struct control_cmd {
 	const char *verb;
@@ -111,7 +126,13 @@ struct control_session {
 	bool ok;
 	int count; /* -1: none */
 	char result[CONTROL_RESULT_MAX];
-	int audit_status; /* 0 written (or no audit log), -1 failed */
+	bool audit; /* this request is recorded (show … headers) */
+	struct control_view *view; /* CCF_VIEW: the request, then result */
+	pthread_t thread;          /* the view's */
+	bool joined;               /* its thread is joined already */
+	int view_rc;               /* control_view_run()'s */
+	int view_fd;               /* the socket, written by the view */
+	int audit_status;          /* 0 written (or no audit log), -1 failed */
 	char audit_err[160];
 	struct control_session *prev, *next;
 };
@@ -119,6 +140,7 @@ struct control_session {
 static struct {
 	bool started, stopped;
 	const struct conf *conf;
+	struct queue *queue;
 	struct loop *loop;
 	struct evconnlistener *listener;
 	struct event *resume_ev; /* re-enable accepting after EMFILE */
@@ -128,16 +150,28 @@ static struct {
 	char audit_path[PATH_MAX]; /* "" = no audit log */
 	struct control_session *sessions;
 	unsigned nsessions;
+	unsigned nviews; /* view threads running */
+	/* Refusals by uid, for rate limits and coalesced audit records. */
+	struct control_uid {
+		uid_t uid;
+		int64_t window_ms; /* start of its current window; 0 unused */
+		int64_t seen_ms;
+		unsigned refused;    /* in the window: recorded one by one */
+		unsigned suppressed; /* in the window: answered, not recorded */
+	} uids[CONTROL_UIDS_MAX];
 } C;
 
 static int control_parse_none(struct control_session *s, char *args);
-static int control_parse_check(struct control_session *s, char *args);
+static int control_parse_view(struct control_session *s, char *args);
 static int control_parse_sel(struct control_session *s, char *args);
 static int control_parse_suspend(struct control_session *s, char *args);
 static int control_parse_resume(struct control_session *s, char *args);
 static void control_run_ping(struct control_session *s);
 static void control_run_suspensions(struct control_session *s);
-static void control_run_check(struct control_session *s);
+static void control_run_view(struct control_session *s);
+static void control_view_start(struct control_session *s);
+static void control_view_done(void *arg);
+static char *control_suspensions_text(void);
 static void control_run_admin(struct control_session *s);
 static void control_run_suspend(struct control_session *s);
 static int control_parse_auth_unblock(struct control_session *s, char *args);
@@ -148,8 +182,12 @@ static const struct control_cmd control_cmds[] = {
 	{ "ping", CONF_RIGHT_READ, 0, 0, control_parse_none, control_run_ping },
 	{ "suspensions", CONF_RIGHT_READ, 0, 0, control_parse_none,
 	  control_run_suspensions },
-	{ "check", CONF_RIGHT_EXPORT, CCF_AUDIT | CCF_EXPORT, 0,
-	  control_parse_check, control_run_check },
+	{ "summary", CONF_RIGHT_READ, CCF_VIEW, 0, control_parse_view,
+	  control_run_view },
+	{ "list", CONF_RIGHT_READ, CCF_VIEW, 0, control_parse_view,
+	  control_run_view },
+	{ "show", CONF_RIGHT_READ, CCF_VIEW, 0, control_parse_view,
+	  control_run_view },
 	{ "hold", CONF_RIGHT_WRITE, CCF_AUDIT | CCF_SEL, SA_HOLD,
 	  control_parse_sel, control_run_admin },
 	{ "release", CONF_RIGHT_WRITE, CCF_AUDIT | CCF_SEL, SA_RELEASE,
@@ -209,6 +247,10 @@ control_session_free(struct control_session *s)
 {
 	if (s->bev != NULL)
 		bufferevent_free(s->bev);
+	if (s->view != NULL) {
+		free(s->view->suspensions);
+		free(s->view);
+	}
 	if (s->prev != NULL)
 		s->prev->next = s->next;
 	else
@@ -450,9 +492,12 @@ control_audit_done(void *arg)
 			  C.audit_path, s->audit_err, (unsigned)s->uid,
 			  s->command, s->result);
 		/* Contents are only shown when the look is on record. */
-		if (s->cmd != NULL && (s->cmd->flags & CCF_EXPORT) && s->ok &&
-		    !s->refused)
+		if (s->view != NULL && s->ok && !s->refused)
 			control_result(s, false, "err audit log unavailable");
+	}
+	if (s->view != NULL && s->ok && !s->refused && s->audit_status == 0) {
+		control_view_start(s);
+		return;
 	}
 	control_answer(s);
 }
@@ -461,7 +506,8 @@ control_audit_done(void *arg)
 static void
 control_finish(struct control_session *s)
 {
-	if (s->refused || (s->cmd != NULL && (s->cmd->flags & CCF_AUDIT))) {
+	if (s->refused || s->audit ||
+	    (s->cmd != NULL && (s->cmd->flags & CCF_AUDIT))) {
 		control_enter(s, CS_AUDIT);
 		if (C.stopped) {
 			/* Shutting down: the pool may be gone already. */
@@ -473,6 +519,88 @@ control_finish(struct control_session *s)
 		return;
 	}
 	control_answer(s);
+}
+
+/* Limits by uid ----------------------------------------------------------- */
+
+static int64_t
+control_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* UID's entry (made, or taken from the uid seen least recently). */
+static struct control_uid *
+control_uid_get(uid_t uid, int64_t now)
+{
+	struct control_uid *u, *old = &C.uids[0];
+	size_t i;
+
+	for (i = 0; i < CONTROL_UIDS_MAX; i++) {
+		u = &C.uids[i];
+		if (u->window_ms != 0 && u->uid == uid) {
+			u->seen_ms = now;
+			return u;
+		}
+		if (u->window_ms == 0 || u->seen_ms < old->seen_ms)
+			old = u;
+	}
+	memset(old, 0, sizeof(*old));
+	old->uid = uid;
+	old->seen_ms = now;
+	return old;
+}
+
+/*
+ * One audit record (and EV_ADMIN event) that stands for many refusals of
+ * UID: COMMAND and RESULT say what and how many.  No session is behind it
+ * (bev NULL): control_audit_done frees it.
+ */
+static void control_audit_coalesced(uid_t uid, const char *command,
+				    const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+control_audit_coalesced(uid_t uid, const char *command, const char *fmt, ...)
+{
+	struct control_session *s;
+	va_list ap;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return;
+	s->uid = uid;
+	s->count = -1;
+	s->refused = true;
+	snprintf(s->command, sizeof(s->command), "%s", command);
+	va_start(ap, fmt);
+	vsnprintf(s->result, sizeof(s->result), fmt, ap);
+	va_end(ap);
+	s->next = C.sessions;
+	if (C.sessions != NULL)
+		C.sessions->prev = s;
+	C.sessions = s;
+	C.nsessions++;
+	control_finish(s);
+}
+
+/* Start UID's next window if its last one is over; the refusals left out
+ * of the record in the last one are recorded now, as one line. */
+static void
+control_uid_roll(struct control_uid *u, int64_t now, const char *what)
+{
+	if (u->window_ms != 0 && now - u->window_ms < CONTROL_WINDOW_MS)
+		return;
+	if (u->suppressed > 0)
+		control_audit_coalesced(u->uid, what,
+					"err %u more refused in %d s, not "
+					"recorded one by one",
+					u->suppressed,
+					CONTROL_WINDOW_MS / 1000);
+	u->window_ms = now;
+	u->refused = u->suppressed = 0;
 }
 
 /* Parsing ---------------------------------------------------------------- */
@@ -532,27 +660,67 @@ control_parse_none(struct control_session *s, char *args)
 	return 0;
 }
 
-/* check export [id HEX16] */
+/*
+ * summary [json]
+ * list [json] [held] [deferred] [domain DOMAIN]
+ * show HEX16 [json] [headers]
+ * Words after the verb in any order; each once.
+ */
 static int
-control_parse_check(struct control_session *s, char *args)
+control_parse_view(struct control_session *s, char *args)
 {
-	char *what = control_word(&args), *kw, *id;
+	struct control_view *v;
+	const char *verb = s->cmd->verb;
+	char *w;
 
-	if (what == NULL || strcmp(what, "export") != 0) {
-		control_result(s, false, "err usage: check export [id HEX16]");
+	if ((v = calloc(1, sizeof(*v))) == NULL) {
+		control_result(s, false, "err out of memory");
 		return -1;
 	}
-	if (*args == '\0')
-		return 0;
-	kw = control_word(&args);
-	id = control_word(&args);
-	if (kw == NULL || strcmp(kw, "id") != 0 || id == NULL ||
-	    *args != '\0' || strlen(id) != QUEUE_ID_HEX_BYTES - 1 ||
-	    queue_id_parse(id, &s->id) != 0) {
-		control_result(s, false, "err usage: check export [id HEX16]");
-		return -1;
+	s->view = v;
+	atomic_init(&v->cancel, false);
+	v->kind = verb[0] == 's' && verb[1] == 'u' ? CVK_SUMMARY
+		  : verb[0] == 'l'                 ? CVK_LIST
+						   : CVK_SHOW;
+	if (v->kind == CVK_SHOW) {
+		w = control_word(&args);
+		if (w == NULL || strlen(w) != QUEUE_ID_HEX_BYTES - 1 ||
+		    queue_id_parse(w, &v->id) != 0) {
+			control_result(
+			    s, false, "err usage: show HEX16 [json] [headers]");
+			return -1;
+		}
+		queue_id_format(v->id, s->arg);
 	}
-	snprintf(s->arg, sizeof(s->arg), "%s", id);
+	while ((w = control_word(&args)) != NULL) {
+		if (strcmp(w, "json") == 0 && !v->json)
+			v->json = true;
+		else if (v->kind == CVK_LIST && strcmp(w, "held") == 0 &&
+			 !v->held)
+			v->held = true;
+		else if (v->kind == CVK_LIST && strcmp(w, "deferred") == 0 &&
+			 !v->deferred)
+			v->deferred = true;
+		else if (v->kind == CVK_LIST && strcmp(w, "domain") == 0 &&
+			 v->domain[0] == '\0') {
+			if ((w = control_word(&args)) == NULL ||
+			    !control_domain_ok(w, v->domain,
+					       sizeof(v->domain))) {
+				control_result(s, false, "err bad domain");
+				return -1;
+			}
+		} else if (v->kind == CVK_SHOW && strcmp(w, "headers") == 0 &&
+			   !v->headers)
+			v->headers = s->audit = true;
+		else {
+			control_result(
+			    s, false,
+			    "err usage: summary [json] | list [json] "
+			    "[held] [deferred] [domain DOMAIN] | "
+			    "show HEX16 [json] [headers]");
+			return -1;
+		}
+	}
 	return 0;
 }
 
@@ -668,55 +836,151 @@ control_run_ping(struct control_session *s)
 	control_finish(s);
 }
 
-static void
-control_run_check(struct control_session *s)
+/* A view thread: the walk, then the completion back on the loop. */
+static void *
+control_view_thread(void *arg)
 {
-	control_result(s, true, "ok");
-	control_finish(s);
+	struct control_session *s = arg;
+
+	s->view_rc = control_view_run(C.queue, C.conf, s->view_fd, s->view);
+	loop_post(C.loop, control_view_done, s);
+	return NULL;
+}
+
+/* Delivery loop: the view is written; send its final line. */
+static void
+control_view_done(void *arg)
+{
+	struct control_session *s = arg;
+
+	if (!s->joined)
+		pthread_join(s->thread, NULL);
+	s->joined = true;
+	C.nviews--;
+	/* The client stopped reading or left, or the daemon is stopping
+	 * (the loop may not run again to flush an answer). */
+	if (s->view_rc != 0 || C.stopped) {
+		control_session_free(s);
+		return;
+	}
+	control_result(s, strncmp(s->view->result, "ok", 2) == 0, "%s",
+		       s->view->result);
+	control_answer(s);
+}
+
+/* May S start a view?  At most CONTROL_VIEWS_MAX at once, 2 per uid, and
+ * the last one kept for uids with write or delete (a slow reader of a big
+ * listing holds a thread until it is done). */
+static bool
+control_view_room(const struct control_session *s)
+{
+	const struct control_session *o;
+	unsigned mine = 0;
+
+	if (C.nviews >= CONTROL_VIEWS_MAX)
+		return false;
+	for (o = C.sessions; o != NULL; o = o->next)
+		mine += o->state == CS_VIEW && o->uid == s->uid;
+	if (mine >= CONTROL_UID_VIEWS_MAX)
+		return false;
+	return C.nviews + 1 < CONTROL_VIEWS_MAX ||
+	       (conf_rights_for_uid(C.conf, s->uid) &
+		(CONF_RIGHT_WRITE | CONF_RIGHT_DELETE)) != 0;
+}
+
+/* Start the view's thread (its right is checked, its look on record). */
+static void
+control_view_start(struct control_session *s)
+{
+	if (s->bev == NULL || C.stopped) {
+		control_result(s, false, "err outpostd stopping");
+		control_answer(s);
+		return;
+	}
+	if (!control_view_room(s)) {
+		control_result(s, false,
+			       "err busy: listings running, try again");
+		control_answer(s);
+		return;
+	}
+	/* The summary's suspensions are the scheduler's: read them here. */
+	if (s->view->kind == CVK_SUMMARY &&
+	    (s->view->suspensions = control_suspensions_text()) == NULL) {
+		control_result(s, false, "err out of memory");
+		control_answer(s);
+		return;
+	}
+	control_enter(s, CS_VIEW);
+	s->view_fd = bufferevent_getfd(s->bev);
+	s->joined = false;
+	if (pthread_create(&s->thread, NULL, control_view_thread, s) != 0) {
+		s->joined = true;
+		control_result(s, false, "err cannot start a thread");
+		control_answer(s);
+		return;
+	}
+	C.nviews++;
+}
+
+static void
+control_run_view(struct control_session *s)
+{
+	if (s->audit) { /* headers: on record first (control_audit_done) */
+		control_result(s, true, "ok");
+		control_finish(s);
+		return;
+	}
+	control_view_start(s);
+}
+
+/* sched_suspensions()'s lines, printable ASCII only; malloc'd, or NULL. */
+static char *
+control_suspensions_text(void)
+{
+	size_t len = 4096, need, i;
+	char *buf, *nb;
+
+	if ((buf = malloc(len)) == NULL)
+		return NULL;
+	need = sched_suspensions(buf, len);
+	if (need >= len) {
+		len = need + 1;
+		if ((nb = realloc(buf, len)) == NULL) {
+			free(buf);
+			return NULL;
+		}
+		buf = nb;
+		need = sched_suspensions(buf, len);
+		if (need >= len)
+			need = len - 1;
+	}
+	buf[need] = '\0';
+	for (i = 0; i < need; i++)
+		if (buf[i] != '\n' && ((unsigned char)buf[i] < 0x20 ||
+				       (unsigned char)buf[i] > 0x7e))
+			buf[i] = '?';
+	return buf;
 }
 
 static void
 control_run_suspensions(struct control_session *s)
 {
 	struct evbuffer *out = bufferevent_get_output(s->bev);
-	size_t len = 4096, need, i, start;
+	char *buf, *line, *save = NULL;
 	unsigned n = 0;
-	char *buf, *nb;
 
-	if ((buf = malloc(len)) == NULL)
-		goto oom;
-	need = sched_suspensions(buf, len);
-	if (need >= len) {
-		len = need + 1;
-		if ((nb = realloc(buf, len)) == NULL)
-			goto oom;
-		buf = nb;
-		need = sched_suspensions(buf, len);
-		if (need >= len)
-			need = len - 1;
+	if ((buf = control_suspensions_text()) == NULL) {
+		control_result(s, false, "err out of memory");
+		control_finish(s);
+		return;
 	}
-	for (start = i = 0; i < need; i++) {
-		if (buf[i] != '\n') {
-			/* Nothing but printable ASCII goes out. */
-			if ((unsigned char)buf[i] < 0x20 ||
-			    (unsigned char)buf[i] > 0x7e)
-				buf[i] = '?';
-			continue;
-		}
-		if (i > start) {
-			evbuffer_add_printf(out, "suspended %.*s\n",
-					    (int)(i - start), buf + start);
-			n++;
-		}
-		start = i + 1;
+	for (line = strtok_r(buf, "\n", &save); line != NULL;
+	     line = strtok_r(NULL, "\n", &save)) {
+		evbuffer_add_printf(out, "suspended %s\n", line);
+		n++;
 	}
 	free(buf);
 	control_result(s, true, "ok %u", n);
-	control_finish(s);
-	return;
-oom:
-	free(buf);
-	control_result(s, false, "err out of memory");
 	control_finish(s);
 }
 
@@ -933,6 +1197,104 @@ control_run_auth_unblock(struct control_session *s)
 	control_finish(s);
 }
 
+/*
+ * What the audit log and the delivery log record of S's command: rebuilt
+ * from what was parsed (PARSED), never the line as received, so that no
+ * address is written in clear: a user (often an address, or a VERP
+ * sender) as "hash:" and its keyed hash (evlog_hash, as the delivery log
+ * writes addresses); ids, domains and numbers as they are.  A line that
+ * did not parse is recorded by its verb alone.
+ */
+static void
+control_record_make(struct control_session *s, bool parsed)
+{
+	const struct control_cmd *cmd = s->cmd;
+	char hex[QUEUE_HASH_HEX_BYTES];
+	size_t off = 0;
+
+	control_cat(s->command, sizeof(s->command), &off, "%s", cmd->verb);
+	if (!parsed) {
+		control_cat(s->command, sizeof(s->command), &off,
+			    " (bad "
+			    "arguments)");
+		return;
+	}
+	if (cmd->flags & CCF_SEL) {
+		switch (s->sel) {
+		case SAS_ALL:
+			control_cat(s->command, sizeof(s->command), &off,
+				    " all");
+			break;
+		case SAS_ID:
+			control_cat(s->command, sizeof(s->command), &off,
+				    " id %s", s->arg);
+			break;
+		case SAS_DOMAIN:
+			control_cat(s->command, sizeof(s->command), &off,
+				    " domain %s", s->arg);
+			break;
+		case SAS_USER:
+			evlog_hash(s->arg, hex);
+			control_cat(s->command, sizeof(s->command), &off,
+				    " user hash:%s", hex);
+			break;
+		}
+	} else if (cmd->flags & CCF_DEST) {
+		control_cat(s->command, sizeof(s->command), &off, " %s",
+			    s->arg);
+		if (s->seconds > 0)
+			control_cat(s->command, sizeof(s->command), &off,
+				    " %" PRIu64, s->seconds);
+		if (s->reason[0] != '\0')
+			control_cat(s->command, sizeof(s->command), &off, " %s",
+				    s->reason);
+	} else if (cmd->parse == control_parse_auth_unblock) {
+		/* A user name may be an address: hashed like any user. */
+		if (s->sel == SAS_USER) {
+			evlog_hash(s->arg, hex);
+			control_cat(s->command, sizeof(s->command), &off,
+				    " user hash:%s", hex);
+		} else
+			control_cat(s->command, sizeof(s->command), &off,
+				    s->sel == SAS_ALL ? " all" : " address %s",
+				    s->arg);
+	} else if (s->view != NULL && s->view->kind == CVK_SHOW) {
+		control_cat(s->command, sizeof(s->command), &off, " %s%s%s",
+			    s->arg, s->view->json ? " json" : "",
+			    s->view->headers ? " headers" : "");
+	}
+}
+
+/*
+ * S lacks the right NEED: answer so, recorded.  Past CONTROL_REFUSALS_MAX
+ * refusals of its uid in a window, the answer says to slow down and the
+ * rest of the window's refusals become one record when it ends: a loop
+ * of refused commands costs a bounded number of lines and fsyncs.
+ */
+static void
+control_refuse(struct control_session *s, const char *need)
+{
+	int64_t now = control_now_ms();
+	struct control_uid *u = control_uid_get(s->uid, now);
+
+	control_uid_roll(u, now, "(refused commands)");
+	s->refused = true;
+	if (u->refused >= CONTROL_REFUSALS_MAX) {
+		u->suppressed++;
+		control_result(s, false,
+			       "err too many refused commands (uid %u); "
+			       "permission denied: \"%s\" right needed",
+			       (unsigned)s->uid, need != NULL ? need : "?");
+		control_answer(s);
+		return;
+	}
+	u->refused++;
+	control_result(s, false,
+		       "err permission denied: \"%s\" right needed (uid %u)",
+		       need != NULL ? need : "?", (unsigned)s->uid);
+	control_finish(s);
+}
+
 /* One command line (LEN bytes, NUL-terminated, without its LF). */
 static void
 control_command(struct control_session *s, char *line, size_t len)
@@ -941,9 +1303,10 @@ control_command(struct control_session *s, char *line, size_t len)
 	const char *need;
 	unsigned rights;
 	char *p = line, *verb;
+	bool parsed;
 	size_t i;
 
-	log_escape(s->command, sizeof(s->command), line, len);
+	snprintf(s->command, sizeof(s->command), "(malformed)");
 	for (i = 0; i < len; i++)
 		if ((unsigned char)line[i] < 0x20 ||
 		    (unsigned char)line[i] > 0x7e ||
@@ -959,25 +1322,28 @@ control_command(struct control_session *s, char *line, size_t len)
 	}
 	verb = control_word(&p);
 	if (verb == NULL || (cmd = control_cmd_find(verb)) == NULL) {
-		control_result(s, false, "err unknown command \"%.40s\"",
-			       verb != NULL ? verb : "");
+		/* Not echoed: it may be anything, an address too. */
+		control_result(s, false, "err unknown command");
 		control_answer(s);
 		return;
 	}
 	s->cmd = cmd;
 	rights = conf_rights_for_uid(C.conf, s->uid);
+	parsed = cmd->parse(s, p) == 0;
+	control_record_make(s, parsed);
 	if ((rights & cmd->right) == 0) {
 		need = conf_right_name(cmd->right);
-		s->refused = true;
-		control_result(s, false,
-			       "err permission denied: \"%s\" right needed "
-			       "(uid %u)",
-			       need != NULL ? need : "?", (unsigned)s->uid);
-		control_finish(s);
+		control_refuse(s, need);
 		return;
 	}
-	if (cmd->parse(s, p) != 0) {
+	if (!parsed) {
 		control_answer(s);
+		return;
+	}
+	/* A header block is message contents. */
+	if (s->view != NULL && s->view->headers &&
+	    (rights & CONF_RIGHT_EXPORT) == 0) {
+		control_refuse(s, "export");
 		return;
 	}
 	cmd->run(s);
@@ -1041,6 +1407,8 @@ control_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct control_session *s = arg;
 
 	(void)bev;
+	if (s->state == CS_VIEW)
+		return; /* the view's thread owns the socket until it is done */
 	if (s->state == CS_READ && (what & BEV_EVENT_EOF) &&
 	    !(what & BEV_EVENT_ERROR) &&
 	    evbuffer_get_length(bufferevent_get_input(s->bev)) > 0) {
@@ -1061,12 +1429,44 @@ control_event_cb(struct bufferevent *bev, short what, void *arg)
 	control_session_free(s);
 }
 
+/*
+ * A uid with no right at all: answered and closed at once, never a
+ * session.  Recorded once per uid per CONTROL_WINDOW_MS (the first, then
+ * how many more when the window is over), so a loop of connections costs
+ * neither sessions nor disk.
+ */
+static void
+control_refuse_uid(int fd, uid_t uid)
+{
+	int64_t now = control_now_ms();
+	struct control_uid *u = control_uid_get(uid, now);
+	char msg[128];
+	int n;
+
+	n = snprintf(msg, sizeof(msg),
+		     "err permission denied: uid %u has no right on this "
+		     "socket\n",
+		     (unsigned)uid);
+	(void)!send(fd, msg, (size_t)n, MSG_NOSIGNAL);
+	/* What it sent already is read, so that the close is not a reset
+	 * that could overtake the answer (best effort). */
+	(void)!recv(fd, msg, sizeof(msg), MSG_DONTWAIT);
+	close(fd);
+	control_uid_roll(u, now, "(connect)");
+	if (u->refused++ == 0)
+		control_audit_coalesced(uid, "(connect)",
+					"err permission denied: no right");
+	else
+		u->suppressed++;
+}
+
 static void
 control_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		  struct sockaddr *sa, int salen, void *arg)
 {
 	static const char busy[] = "err busy\n";
 	struct control_session *s;
+	unsigned rights, mine;
 	struct ucred cr;
 	socklen_t crlen = sizeof(cr);
 
@@ -1080,7 +1480,18 @@ control_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		close(fd);
 		return;
 	}
+	rights = conf_rights_for_uid(C.conf, cr.uid);
+	if (rights == 0) {
+		control_refuse_uid(fd, cr.uid);
+		return;
+	}
+	for (mine = 0, s = C.sessions; s != NULL; s = s->next)
+		mine += s->uid == cr.uid && s->bev != NULL;
+	/* The last sessions are kept for those who can stop a disaster. */
 	if (C.nsessions >= CONTROL_SESSIONS_MAX ||
+	    mine >= CONTROL_UID_SESSIONS_MAX ||
+	    ((rights & (CONF_RIGHT_WRITE | CONF_RIGHT_DELETE)) == 0 &&
+	     C.nsessions >= CONTROL_SESSIONS_MAX - CONTROL_RESERVE_SESSIONS) ||
 	    (s = calloc(1, sizeof(*s))) == NULL) {
 		/* Non-blocking, best effort: the answer fits any buffer. */
 		(void)!send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL);
@@ -1207,9 +1618,11 @@ control_parent_make(const char *file, char *err, size_t errlen)
 	}
 }
 
-/* Create, bind and listen; the socket file is 0660 from the start. */
+/* Create, bind and listen; the socket file is 0660 from the start, in
+ * group GID if GROUP_SET (control.group, set at every start). */
 static int
-control_socket_open(const char *path, char *err, size_t errlen)
+control_socket_open(const char *path, bool group_set, gid_t gid, char *err,
+		    size_t errlen)
 {
 	struct sockaddr_un sun;
 	struct stat st;
@@ -1232,7 +1645,8 @@ control_socket_open(const char *path, char *err, size_t errlen)
 		close(fd);
 		return -1;
 	}
-	if (chmod(path, 0660) != 0 || lstat(path, &st) != 0 ||
+	if ((group_set && lchown(path, (uid_t)-1, gid) != 0) ||
+	    chmod(path, 0660) != 0 || lstat(path, &st) != 0 ||
 	    listen(fd, CONTROL_BACKLOG) != 0) {
 		snprintf(err, errlen, "control socket %s: %s", path,
 			 strerror(errno));
@@ -1246,8 +1660,8 @@ control_socket_open(const char *path, char *err, size_t errlen)
 }
 
 int
-control_start(struct loop *dloop, const struct conf *c, char *err,
-	      size_t errlen)
+control_start(struct loop *dloop, const struct conf *c, struct queue *q,
+	      char *err, size_t errlen)
 {
 	const char *path = c->control.socket;
 	int fd;
@@ -1286,7 +1700,8 @@ control_start(struct loop *dloop, const struct conf *c, char *err,
 		close(afd);
 	}
 	if (control_path_clear(path, err, errlen) != 0 ||
-	    (fd = control_socket_open(path, err, errlen)) < 0)
+	    (fd = control_socket_open(path, c->control.group_set,
+				      c->control.gid, err, errlen)) < 0)
 		return -1;
 	memcpy(C.path, path, strlen(path) + 1);
 	C.resume_ev = evtimer_new(dloop->base, control_resume_cb, NULL);
@@ -1309,6 +1724,7 @@ control_start(struct loop *dloop, const struct conf *c, char *err,
 	}
 	evconnlistener_set_error_cb(C.listener, control_error_cb);
 	C.conf = c;
+	C.queue = q;
 	C.loop = dloop;
 	C.started = true;
 	C.stopped = false;
@@ -1336,6 +1752,18 @@ control_stop(void)
 		unlink(C.path);
 	for (s = C.sessions; s != NULL; s = next) {
 		next = s->next;
+		if (s->state == CS_VIEW) {
+			/* The queue closes after us: wait for the walk, which
+			 * stops at its next record.  Its completion (posted)
+			 * frees the session. */
+			atomic_store(&s->view->cancel, true);
+			/* A write waiting for a slow reader ends now. */
+			if (s->bev != NULL)
+				shutdown(bufferevent_getfd(s->bev), SHUT_RDWR);
+			pthread_join(s->thread, NULL);
+			s->joined = true;
+			continue;
+		}
 		if (s->state == CS_RUN || s->state == CS_AUDIT) {
 			if (s->bev != NULL)
 				bufferevent_free(s->bev);

@@ -24,8 +24,14 @@
  *   ping                              read    ok
  *   suspensions                       read    "suspended DOMAIN UNTIL_MS
  *                                             REASON" lines, then ok N
- *   check export [id HEX16]           export  ok  (the CLI asks before it
- *                                             shows message contents)
+ *   summary [json]                    read    the `queue summary` table (or
+ *                                             JSON Lines), then ok ROWS
+ *   list [json] [held] [deferred] [domain DOMAIN]
+ *                                     read    the `queue list` rows, ok N
+ *   show HEX16 [json] [headers]       read    the `queue show` text, ok 1;
+ *                                     +export with headers (recorded first)
+ *   (views run on a thread of their own and stream; a corrupt record is
+ *   listed as corrupt with its id; at most CONTROL_VIEWS_MAX at once)
  *   hold SEL | release SEL | retry SEL  write ok COUNT
  *   delete SEL | bounce SEL           delete  ok COUNT
  *   suspend DOMAIN SECONDS [REASON…]  write   ok 1 (SECONDS 1..31536000;
@@ -48,13 +54,20 @@
  * (delivery.h, sched_admin).  A caller without the right gets
  *     err permission denied: "delete" right needed (uid 1001)
  *
- * Audit: every change command, every `check export` and every refusal is
+ * Limits: a uid with no right is answered "err permission denied" and
+ * closed at accept; one uid holds at most 8 sessions; the last 16 of the
+ * CONTROL_SESSIONS_MAX are kept for uids with write or delete; past 10
+ * refused commands a minute, a uid is answered "err too many refused
+ * commands" and the rest of the minute is recorded as one line.
+ *
+ * Audit: every change command, every `show … headers` and every refusal is
  * appended to conf->log.audit_file (0600, O_APPEND, fsync'd; one JSON
  * object per line: time, time_ms, uid, user, command, result), before the
  * answer is sent, and emits an EV_ADMIN event to the delivery log.  The
- * command is recorded as received but scrubbed (log_escape: no address in
- * clear).  The file is opened for each record (changes are rare), so
- * logrotate needs no signal.  Reads (ping, suspensions) are not recorded.
+ * command is recorded as parsed, never as received: a user (an address,
+ * a VERP sender) as hash:HASH (evlog_hash), an unparsable line by its verb. The
+ * file is opened for each record (changes are rare), so logrotate needs no
+ * signal.  Reads (ping, suspensions) are not recorded.
  *
  * Threads: everything runs on the delivery loop (the scheduler's); the
  * audit record (getpwuid_r, write, fsync) is written on the worker pool, so
@@ -68,11 +81,15 @@
 #define CONTROL_LINE_MAX     4096  /* bytes of a command, LF included */
 #define CONTROL_TIMEOUT_MS   10000 /* to send the command; to take the answer */
 #define CONTROL_SESSIONS_MAX 64    /* at once; more are answered "err busy" */
+#define CONTROL_VIEWS_MAX    4     /* summary/list/show threads at once */
+#define CONTROL_VIEW_TIME_MAX_MS                                               \
+	600000 /* a view's whole answer; its read transaction is open */
 #define CONTROL_SUSPEND_MAX_S                                                  \
 	31536000 /* longest suspension, seconds (365 days) */
 
 struct loop;
 struct conf;
+struct queue;
 
 /*
  * control_start — create the control socket at c->control.socket (a stale
@@ -85,8 +102,8 @@ struct conf;
  * after sched_init() and with the worker pool running.  Returns 0, or -1
  * with a message in err.
  */
-int control_start(struct loop *dloop, const struct conf *c, char *err,
-		  size_t errlen);
+int control_start(struct loop *dloop, const struct conf *c, struct queue *q,
+		  char *err, size_t errlen);
 
 /*
  * control_stop — stop listening, remove the socket file, drop the sessions

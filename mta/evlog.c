@@ -427,6 +427,16 @@ evlog_addr_hash(const uint8_t *key, const char *addr, bool memo,
 	}
 }
 
+void
+evlog_hash(const char *addr, char hex[QUEUE_HASH_HEX_BYTES])
+{
+	if (evl.key == NULL) {
+		hex[0] = '\0';
+		return;
+	}
+	evlog_addr_hash(evl.key, addr, false, hex);
+}
+
 /* ADDR without surrounding white space and <> (as queue_addr_hash sees it),
  * as [*s, *e). */
 static void

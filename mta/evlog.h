@@ -81,6 +81,11 @@ int evlog_open(const char *path, const uint8_t hash_key[32], char *err,
  * the calling thread's transaction (scrub_ctx_enter). */
 void evlog_write(const struct evlog_event *ev);
 
+/* evlog_hash — the keyed hash of ADDR (or of any word that must not be
+ * written in clear: a user name), as the delivery log writes it (32 hex
+ * digits and a NUL into HEX).  "" before evlog_open().  Any thread. */
+void evlog_hash(const char *addr, char hex[33]);
+
 /* evlog_reopen — reopen the file (after logrotate moved it).  Any thread
  * (async-signal-unsafe: call from the main loop's signal event). */
 void evlog_reopen(void);

@@ -424,7 +424,7 @@ main(int argc, char *argv[])
 	qc.commit_interval_us = conf->queue.commit_interval_us;
 	qc.commit_max_batch = conf->queue.commit_max_batch;
 	qc.prepare_wait_us = conf->queue.prepare_wait_us;
-	if (queue_open(&queue, &qc, 0, err, sizeof(err)) != 0)
+	if (queue_open(&queue, &qc, err, sizeof(err)) != 0)
 		fatalx("queue: %s", err);
 	if (intake_init(conf, queue, err, sizeof(err)) != 0)
 		fatalx("%s", err);
@@ -474,7 +474,7 @@ main(int argc, char *argv[])
 	/* The queue is loaded first (its job is the delivery loop's first),
 	 * then the control socket opens; both before root is given up. */
 	sched_start();
-	if (control_start(&dloop, conf, err, sizeof(err)) != 0)
+	if (control_start(&dloop, conf, queue, err, sizeof(err)) != 0)
 		fatalx("control socket: %s", err);
 	if (drop)
 		privilege_drop(&pv);

@@ -71,15 +71,19 @@ static int
 priv_chown_one(const char *path, const struct stat *st, int flag,
 	       struct FTW *ftw)
 {
+	gid_t gid;
+
 	(void)ftw;
 	if (flag == FTW_NS || flag == FTW_DNR) {
 		chown_errno = EACCES;
 		snprintf(chown_path, sizeof(chown_path), "%s", path);
 		return 1;
 	}
-	if (st->st_uid == chown_to->uid && st->st_gid == chown_to->gid)
+	/* A socket keeps its group: control { group } chose who may call. */
+	gid = S_ISSOCK(st->st_mode) ? st->st_gid : chown_to->gid;
+	if (st->st_uid == chown_to->uid && st->st_gid == gid)
 		return 0;
-	if (lchown(path, chown_to->uid, chown_to->gid) != 0) {
+	if (lchown(path, chown_to->uid, gid) != 0) {
 		chown_errno = errno;
 		snprintf(chown_path, sizeof(chown_path), "%s", path);
 		return 1;

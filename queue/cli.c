@@ -1,16 +1,14 @@
 /*
  * cli.c — `outpost`, the operator's command-line tool: queue summary, list,
- * show; hold, release, delete, bounce, retry; suspend, resume; AUTH blocks
- * and unblock; the delivery log; passwd, hash, dkim keygen.
- * Owns: command dispatch (one table, cli_cmds[]; options in cli_opts[]) and
- * output formats (a table for people, JSON Lines with --json).  Must not:
- * write to the queue (it opens LMDB read-only; every change goes through the
- * daemon's control socket, mta/control.h, so the scheduler stays
- * consistent), create keys, or print an e-mail address in clear — addresses
- * are shown as their keyed hash (queue_addr_hash) and their domain.
- * Commands that only talk to the socket open neither LMDB nor a key, so an
- * operator without access to the queue files can run them.  One thread,
- * but `queue summary` walks the queue with a few (queue_walk_range).
+ * show; hold, release, delete, bounce, retry; suspend, resume; AUTH blocks and
+ * unblock; the delivery log; passwd, hash, dkim keygen.
+ * Owns: command dispatch (one table, cli_cmds[]; options in cli_opts[]).
+ * Must not: open the queue or its key — every view (summary, list, show,
+ * computed by outpostd: mta/control_view.c, which prints the table or the
+ * JSON Lines) and every change goes through the daemon's control socket
+ * (mta/control.h), which checks the caller's rights; create keys; or print
+ * an e-mail address in clear.  Only `hash` and `log --rcpt` read the
+ * log-hash key.  One thread.
  * Exit status: 0 ok, 1 runtime error, 2 usage error.
  */
 #include <sys/socket.h>
@@ -23,7 +21,6 @@
 #include <limits.h>
 #include <poll.h>
 #include <stddef.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -59,19 +56,17 @@
 #define CLI_CTL_TIMEOUT_MS                                                     \
 	120000 /* for the answer (a change over                                \
 		  a large queue takes a while) */
-#define CLI_SUSPEND_MAX_S      31536000
-#define CLI_SUSPEND_DEFAULT    "1h"
-#define CLI_REASON_MAX         200
-#define CLI_SUMMARY_THREADS    8          /* at most */
-#define CLI_SUMMARY_PER_THREAD 20000      /* messages, before a second thread */
-#define CLI_HEADERS_MAX        (1u << 20) /* bytes of a header block shown */
-#define CLI_LOG_POLL_MS        250 /* -f: look for more (or a new file) */
-#define CLI_LOG_EVENTS_MAX     16
+#define CLI_CTL_CONNECT_WAIT_MS                                                \
+	3000 /* a socket not there yet: outpostd may be starting */
+#define CLI_SUSPEND_MAX_S   31536000
+#define CLI_SUSPEND_DEFAULT "1h"
+#define CLI_REASON_MAX      200
+#define CLI_LOG_POLL_MS     250 /* -f: look for more (or a new file) */
+#define CLI_LOG_EVENTS_MAX  16
 
 /* What a command needs before it runs. */
 #define CLI_NEED_CONF     0x1u
 #define CLI_NEED_HASH_KEY 0x2u /* implies CLI_NEED_CONF */
-#define CLI_NEED_QUEUE    0x4u /* implies CLI_NEED_CONF */
 
 /* Option groups a command accepts (struct cli_cmd.opts). */
 #define CLI_O_JSON    0x01u /* --json */
@@ -86,7 +81,6 @@ struct cli {
 	const char *conf_file; /* -c; NULL = embedded defaults */
 	const struct cli_cmd *cmd;
 	struct conf *conf;
-	struct queue *queue;
 	uint8_t hash_key[QUEUE_KEY_BYTES];
 	bool json;
 	/* dkim keygen */
@@ -141,17 +135,17 @@ static const struct cli_cmd cli_cmds[] = {
 	{ "queue", "summary", "[--json]",
 	  "per recipient domain: queued, deferred and held recipients, the "
 	  "oldest, the last error (code and status), suspensions",
-	  CLI_NEED_QUEUE, CLI_O_JSON, 0, 0, cli_queue_summary, NULL, NULL },
+	  CLI_NEED_CONF, CLI_O_JSON, 0, 0, cli_queue_summary, NULL, NULL },
 	{ "queue", "list", "[--domain D] [--held] [--deferred] [--json]",
 	  "list queued messages (addresses as keyed hash and domain)",
-	  CLI_NEED_QUEUE | CLI_NEED_HASH_KEY, CLI_O_JSON | CLI_O_FILTER, 0, 0,
-	  cli_queue_list, NULL, NULL },
+	  CLI_NEED_CONF, CLI_O_JSON | CLI_O_FILTER, 0, 0, cli_queue_list, NULL,
+	  NULL },
 	{ "queue", "show", "ID [--headers] [--json]",
 	  "show one message's envelope and recipients; --headers: its "
 	  "header block, every address as hash:HASH@domain (needs the export "
 	  "right)",
-	  CLI_NEED_QUEUE | CLI_NEED_HASH_KEY, CLI_O_JSON | CLI_O_HEADERS, 1, 1,
-	  cli_queue_show, NULL, NULL },
+	  CLI_NEED_CONF, CLI_O_JSON | CLI_O_HEADERS, 1, 1, cli_queue_show, NULL,
+	  NULL },
 	{ "queue", "hold", CLI_SEL_ARGS,
 	  "stop delivery attempts of the messages selected", CLI_NEED_CONF,
 	  CLI_O_SELECT | CLI_O_JSON, 0, CLI_ARGS_MAX, cli_queue_change, "hold",
@@ -407,13 +401,6 @@ cli_json_str(struct cli_json *j, const char *key, const char *v)
 }
 
 static void
-cli_json_u64(struct cli_json *j, const char *key, uint64_t v)
-{
-	cli_json_key(j, key);
-	fprintf(j->f, "%" PRIu64, v);
-}
-
-static void
 cli_json_i64(struct cli_json *j, const char *key, int64_t v)
 {
 	cli_json_key(j, key);
@@ -449,112 +436,6 @@ cli_time_fmt(int64_t ms, bool precise, char *buf, size_t size)
 		buf[0] = '\0';
 }
 
-/* An address shown without the address: keyed hash, lower-case domain. */
-struct cli_addr {
-	char hash[QUEUE_HASH_HEX_BYTES];
-	char *domain; /* malloc'd; "" when the address has no '@' */
-};
-
-static int
-cli_addr_make(const struct cli *c, const char *addr, struct cli_addr *a)
-{
-	const char *at = strrchr(addr, '@');
-	char *p;
-
-	queue_addr_hash(c->hash_key, addr, a->hash);
-	if ((a->domain = strdup(at != NULL ? at + 1 : "")) == NULL)
-		return -1;
-	for (p = a->domain; *p != '\0'; p++)
-		if (*p >= 'A' && *p <= 'Z')
-			*p = (char)(*p - 'A' + 'a');
-	/* "<jane@example.org>" as given: drop the closing bracket. */
-	if ((p = strrchr(a->domain, '>')) != NULL && p[1] == '\0')
-		*p = '\0';
-	return 0;
-}
-
-/* "key": {"hash": "…", "domain": "…"}, or null for the null sender. */
-static int
-cli_json_addr(const struct cli *c, struct cli_json *j, const char *key,
-	      const char *addr)
-{
-	struct cli_addr a;
-	struct cli_json o;
-
-	cli_json_key(j, key);
-	if (addr == NULL || *addr == '\0') {
-		fputs("null", j->f);
-		return 0;
-	}
-	if (cli_addr_make(c, addr, &a) != 0)
-		return -1;
-	cli_json_begin(&o, j->f);
-	cli_json_str(&o, "hash", a.hash);
-	cli_json_str(&o, "domain", a.domain);
-	cli_json_end(&o);
-	free(a.domain);
-	return 0;
-}
-
-/* Table form: "HASH  DOMAIN", or "<>" for the null sender. */
-static int
-cli_text_addr(const struct cli *c, FILE *f, const char *addr)
-{
-	struct cli_addr a;
-
-	if (addr == NULL || *addr == '\0') {
-		fputs("<>", f);
-		return 0;
-	}
-	if (cli_addr_make(c, addr, &a) != 0)
-		return -1;
-	fprintf(f, "%s  ", a.hash);
-	cli_text_put(f, a.domain, false);
-	free(a.domain);
-	return 0;
-}
-
-static const char *
-cli_state_name(bool held)
-{
-	return held ? "held" : "pending";
-}
-
-static const char *
-cli_rcpt_state_name(uint8_t state)
-{
-	static const char *names[] = { [QR_PENDING] = "pending",
-				       [QR_DELIVERED] = "delivered",
-				       [QR_BOUNCED] = "bounced",
-				       [QR_EXPIRED] = "expired" };
-
-	return state < sizeof(names) / sizeof(names[0]) ? names[state]
-							: "unknown";
-}
-
-/* The authenticated user, unless it is address-shaped (then hashed). */
-static int
-cli_json_user(const struct cli *c, struct cli_json *j, const char *user)
-{
-	if (user != NULL && strchr(user, '@') != NULL)
-		return cli_json_addr(c, j, "user", user);
-	cli_json_str(j, "user", user);
-	return 0;
-}
-
-static int
-cli_text_user(const struct cli *c, FILE *f, const char *user)
-{
-	if (user == NULL) {
-		fputs("-", f);
-		return 0;
-	}
-	if (strchr(user, '@') != NULL)
-		return cli_text_addr(c, f, user);
-	cli_text_put(f, user, false);
-	return 0;
-}
-
 /* Setup --------------------------------------------------------------- */
 
 static int
@@ -574,25 +455,13 @@ cli_hash_key_load(struct cli *c)
 static int
 cli_setup(struct cli *c, unsigned needs)
 {
-	struct queue_config qc;
 	char err[1024];
 
-	if (needs & (CLI_NEED_QUEUE | CLI_NEED_HASH_KEY))
+	if (needs & CLI_NEED_HASH_KEY)
 		needs |= CLI_NEED_CONF;
 	if (needs & CLI_NEED_CONF) {
 		if (conf_load(&c->conf, c->conf_file, err, sizeof(err)) != 0) {
 			cli_errx("%s", err);
-			return -1;
-		}
-	}
-	if (needs & CLI_NEED_QUEUE) {
-		memset(&qc, 0, sizeof(qc));
-		qc.path = c->conf->queue.path;
-		qc.key_file = c->conf->queue.key_file;
-		qc.map_size = c->conf->queue.map_size;
-		if (queue_open(&c->queue, &qc, QUEUE_RDONLY, err,
-			       sizeof(err)) != 0) {
-			cli_errx("queue: %s", err);
 			return -1;
 		}
 	}
@@ -604,150 +473,8 @@ cli_setup(struct cli *c, unsigned needs)
 static void
 cli_teardown(struct cli *c)
 {
-	if (c->queue != NULL)
-		queue_close(c->queue);
 	conf_free(c->conf);
 	sodium_memzero(c->hash_key, sizeof(c->hash_key));
-}
-
-/* The schedule index ---------------------------------------------------- */
-
-/*
- * Where a message stands is in the schedule index, not in its envelope: the
- * daemon moves only the index entry when it holds, releases or reschedules
- * (QOP_RESCHED), so an envelope's flags and next attempt may be stale.
- */
-struct cli_sched {
-	uint64_t id;
-	int64_t due_ms;
-	bool held;
-};
-
-struct cli_sched_index {
-	struct cli_sched *v; /* sorted by id */
-	size_t n, cap;
-};
-
-static int
-cli_sched_cb(int64_t due_ms, uint64_t id, unsigned flags, void *arg)
-{
-	struct cli_sched_index *x = arg;
-	struct cli_sched *nv;
-
-	if (x->n == x->cap) {
-		size_t cap = x->cap ? x->cap * 2 : 4096;
-
-		if ((nv = realloc(x->v, cap * sizeof(*nv))) == NULL)
-			return -2;
-		x->v = nv;
-		x->cap = cap;
-	}
-	x->v[x->n].id = id;
-	x->v[x->n].due_ms = due_ms;
-	x->v[x->n].held = (flags & QUEUE_F_HELD) != 0;
-	x->n++;
-	return 0;
-}
-
-static int
-cli_sched_cmp(const void *a, const void *b)
-{
-	const struct cli_sched *x = a, *y = b;
-
-	return x->id < y->id ? -1 : x->id > y->id;
-}
-
-/*
- * Sort the index by id: LSD radix sort, 16 bits a pass, passes in which
- * every id has the same digit skipped (ids are time-ordered: their high
- * bits rarely differ).  A million entries take a few tens of ms, a third
- * of what qsort() takes.  -1: out of memory.
- */
-static int
-cli_sched_sort(struct cli_sched_index *x)
-{
-	struct cli_sched *tmp, *src = x->v, *dst, *t;
-	size_t *count, i, pos, sum;
-	unsigned shift, d;
-
-	if ((tmp = malloc(x->n * sizeof(*tmp))) == NULL)
-		return -1;
-	if ((count = malloc(65536 * sizeof(*count))) == NULL) {
-		free(tmp);
-		return -1;
-	}
-	dst = tmp;
-	for (shift = 0; shift < 64; shift += 16) {
-		memset(count, 0, 65536 * sizeof(*count));
-		for (i = 0; i < x->n; i++)
-			count[(src[i].id >> shift) & 0xffff]++;
-		if (count[(src[0].id >> shift) & 0xffff] == x->n)
-			continue; /* one digit for all: nothing to do */
-		for (sum = 0, d = 0; d < 65536; d++) {
-			pos = count[d];
-			count[d] = sum;
-			sum += pos;
-		}
-		for (i = 0; i < x->n; i++)
-			dst[count[(src[i].id >> shift) & 0xffff]++] = src[i];
-		t = src;
-		src = dst;
-		dst = t;
-	}
-	if (src != x->v)
-		memcpy(x->v, src, x->n * sizeof(*src));
-	free(count);
-	free(tmp);
-	return 0;
-}
-
-/* Read the schedule index (no decryption: fast), sorted by id. */
-static int
-cli_sched_load(struct cli *c, struct cli_sched_index *x, const char *what)
-{
-	char err[512] = "";
-	size_t i;
-	int rc;
-
-	memset(x, 0, sizeof(*x));
-	if ((rc = queue_sched_walk(c->queue, cli_sched_cb, x, err,
-				   sizeof(err))) != 0) {
-		cli_errx("%s: %s", what,
-			 rc == -2 || err[0] == '\0' ? "out of memory" : err);
-		free(x->v);
-		x->v = NULL;
-		return -1;
-	}
-	for (i = 1; i < x->n; i++)
-		if (x->v[i - 1].id > x->v[i].id)
-			break;
-	if (i < x->n && cli_sched_sort(x) != 0) {
-		cli_errx("%s: out of memory", what);
-		free(x->v);
-		x->v = NULL;
-		return -1;
-	}
-	return 0;
-}
-
-/* The entry of ID, or NULL (a message the index does not know yet). */
-static const struct cli_sched *
-cli_sched_find(const struct cli_sched_index *x, uint64_t id)
-{
-	struct cli_sched key = { .id = id };
-
-	if (x->n == 0)
-		return NULL;
-	return bsearch(&key, x->v, x->n, sizeof(*x->v), cli_sched_cmp);
-}
-
-/* Held and due time of ENV: the index's, else the envelope's own. */
-static void
-cli_env_state(const struct queue_envelope *env, const struct cli_sched *e,
-	      bool *held, int64_t *due_ms)
-{
-	*held = e != NULL ? e->held : (env->flags & QUEUE_F_HELD) != 0;
-	*due_ms = e != NULL ? e->due_ms : env->next_attempt_ms;
 }
 
 /* The control socket (mta/control.h) ------------------------------------ */
@@ -789,6 +516,15 @@ cli_ctl_wait(int fd, short events, int64_t deadline_ms)
 		if (rc < 0 && errno != EINTR)
 			return -1;
 	}
+}
+
+static int64_t
+cli_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static int64_t
@@ -838,25 +574,24 @@ cli_reply_parse(struct cli_reply *r, size_t len, char *err, size_t errlen)
 }
 
 /*
- * cli_ctl — send LINE (one command, without its LF) to the daemon and read
- * the whole answer.  0: R is filled (r->ok says ok or err; free it with
- * cli_reply_free); -1: no answer (why in ERR: not running, no access, …).
- * One sequence — connect, write, read to EOF, all under one deadline — so
- * one function, longer than most.
+ * Connect to the daemon and send LINE (one command, without its LF), by
+ * DEADLINE.  A socket that is not there yet (the daemon makes it a moment
+ * after it starts listening) is tried again for CLI_CTL_CONNECT_WAIT_MS.
+ * A daemon that answers and closes before reading (a refusal at accept)
+ * is not an error here: its answer is read next.  The socket, or -1 (ERR).
  */
 static int
-cli_ctl(const struct cli *c, const char *line, struct cli_reply *r, char *err,
-	size_t errlen)
+cli_ctl_open(const struct cli *c, const char *line, int64_t deadline, char *err,
+	     size_t errlen)
 {
 	const char *path = c->conf->control.socket;
+	int64_t give_up = cli_mono_ms() + CLI_CTL_CONNECT_WAIT_MS;
 	struct sockaddr_un sun;
-	int64_t deadline = cli_mono_ms() + CLI_CTL_TIMEOUT_MS;
-	size_t len = 0, cap = 0, off = 0, n = strlen(line);
-	char *msg = NULL, *nd;
+	size_t off, n = strlen(line);
+	char *msg = NULL;
 	ssize_t w;
 	int fd;
 
-	memset(r, 0, sizeof(*r));
 	if (n + 1 > CLI_CTL_LINE_MAX) {
 		snprintf(err, errlen, "command too long");
 		return -1;
@@ -868,33 +603,73 @@ cli_ctl(const struct cli *c, const char *line, struct cli_reply *r, char *err,
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
 	memcpy(sun.sun_path, path, strlen(path) + 1);
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
-	    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
+	for (;;) {
+		if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+			break;
+		if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0)
+			break;
+		close(fd);
+		fd = -1;
+		if ((errno != ENOENT && errno != ECONNREFUSED) ||
+		    cli_mono_ms() >= give_up)
+			break;
+		poll(NULL, 0, 50);
+	}
+	if (fd < 0) {
 		snprintf(err, errlen, "control socket %s: %s%s", path,
 			 strerror(errno),
 			 errno == ENOENT || errno == ECONNREFUSED
 			     ? " (is outpostd running?)"
 			     : "");
-		if (fd >= 0)
-			close(fd);
 		return -1;
 	}
 	if ((msg = malloc(n + 1)) == NULL)
-		goto fail_errno;
+		goto fail;
 	memcpy(msg, line, n);
 	msg[n] = '\n';
 	for (off = 0; off < n + 1; off += (size_t)w) {
 		if (cli_ctl_wait(fd, POLLOUT, deadline) != 0)
-			goto fail_errno;
+			goto fail;
 		w = send(fd, msg + off, n + 1 - off,
 			 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w < 0 && (errno == EPIPE || errno == ECONNRESET))
+			break; /* answered and closed: read the answer */
 		if (w < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				w = 0;
 			else
-				goto fail_errno;
+				goto fail;
 		}
 	}
+	free(msg);
+	return fd;
+fail:
+	snprintf(err, errlen, "control socket %s: %s", path,
+		 errno == ETIMEDOUT ? "no answer in time" : strerror(errno));
+	free(msg);
+	close(fd);
+	return -1;
+}
+
+/*
+ * cli_ctl — send LINE (one command, without its LF) to the daemon and read
+ * the whole answer.  0: R is filled (r->ok says ok or err; free it with
+ * cli_reply_free); -1: no answer (why in ERR: not running, no access, …).
+ */
+static int
+cli_ctl(const struct cli *c, const char *line, struct cli_reply *r, char *err,
+	size_t errlen)
+{
+	const char *path = c->conf->control.socket;
+	int64_t deadline = cli_mono_ms() + CLI_CTL_TIMEOUT_MS;
+	size_t len = 0, cap = 0;
+	char *nd;
+	ssize_t w;
+	int fd;
+
+	memset(r, 0, sizeof(*r));
+	if ((fd = cli_ctl_open(c, line, deadline, err, errlen)) < 0)
+		return -1;
 	for (;;) {
 		if (len + 4096 + 1 > cap) {
 			cap = cap ? cap * 2 : 8192;
@@ -911,15 +686,14 @@ cli_ctl(const struct cli *c, const char *line, struct cli_reply *r, char *err,
 		w = recv(fd, r->data + len, cap - len - 1, MSG_DONTWAIT);
 		if (w < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
+		if (w == 0 || (w < 0 && errno == ECONNRESET))
+			break; /* a refusal closes without reading */
 		if (w < 0)
 			goto fail_errno;
-		if (w == 0)
-			break;
 		len += (size_t)w;
 	}
 	r->data[len] = '\0';
 	close(fd);
-	free(msg);
 	if (cli_reply_parse(r, len, err, errlen) != 0) {
 		cli_reply_free(r);
 		return -1;
@@ -930,7 +704,6 @@ fail_errno:
 		 errno == ETIMEDOUT ? "no answer in time" : strerror(errno));
 fail:
 	close(fd);
-	free(msg);
 	cli_reply_free(r);
 	return -1;
 }
@@ -963,585 +736,126 @@ cli_domain_ok(const char *s)
 	return true;
 }
 
-/* The recipient domain of ADDR, lower-case, without '>' or a final dot. */
-static void
-cli_domain_of(const char *addr, char *out, size_t outlen)
+/* Views: summary, list, show (computed by outpostd) ------------------------ */
+
+/*
+ * Send LINE and copy the answer's data lines to stdout as they come (a
+ * listing of a big queue streams; it is never held here); the last line
+ * is the final "ok N" / "err TEXT", held back until the end.  WHAT
+ * prefixes errors.  CLI_OK, or CLI_ERR (said on stderr).
+ */
+static int
+cli_ctl_view(struct cli *c, const char *what, const char *line)
 {
-	const char *at = strrchr(addr, '@');
-	size_t n = 0;
+	char err[600], *buf = NULL, *nb, *nl;
+	size_t len = 0, cap = 0, start = 0, last = 0;
+	bool have_last = false;
+	ssize_t w;
+	int fd, rc = CLI_ERR;
 
-	if (at != NULL)
-		for (at++; *at != '\0' && *at != '>' && n + 1 < outlen; at++)
-			out[n++] = *at >= 'A' && *at <= 'Z'
-				       ? (char)(*at - 'A' + 'a')
-				       : *at;
-	if (n > 0 && out[n - 1] == '.')
-		n--;
-	out[n] = '\0';
-}
-
-/* DOMAIN lower-case, without a final dot. */
-static void
-cli_domain_lower(const char *domain, char *out, size_t outlen)
-{
-	size_t n;
-
-	for (n = 0; domain[n] != '\0' && n + 1 < outlen; n++)
-		out[n] = domain[n] >= 'A' && domain[n] <= 'Z'
-			     ? (char)(domain[n] - 'A' + 'a')
-			     : domain[n];
-	if (n > 0 && out[n - 1] == '.')
-		n--;
-	out[n] = '\0';
-}
-
-/* "45s", "12m", "3h05m", "2d04h" */
-static void
-cli_age_fmt(int64_t ms, char *buf, size_t size)
-{
-	int64_t s = ms > 0 ? ms / 1000 : 0;
-
-	if (s < 60)
-		snprintf(buf, size, "%" PRId64 "s", s);
-	else if (s < 3600)
-		snprintf(buf, size, "%" PRId64 "m", s / 60);
-	else if (s < 86400)
-		snprintf(buf, size, "%" PRId64 "h%02" PRId64 "m", s / 3600,
-			 s / 60 % 60);
-	else
-		snprintf(buf, size, "%" PRId64 "d%02" PRId64 "h", s / 86400,
-			 s / 3600 % 24);
-}
-
-static int64_t
-cli_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* queue list ---------------------------------------------------------- */
-
-struct cli_list {
-	struct cli *c;
-	struct cli_sched_index idx;
-	size_t pos; /* cursor into idx: the walk goes in id order too */
-	char domain[CLI_DOMAIN_MAX + 1]; /* --domain, lower-case */
-};
-
-/* Does ENV pass --domain and --deferred? */
-static bool
-cli_list_match(const struct cli_list *l, const struct queue_envelope *env)
-{
-	char dom[CLI_DOMAIN_MAX + 1];
-	bool dom_ok = l->c->domain == NULL, deferred = false;
-	uint32_t i;
-
-	for (i = 0; i < env->nrcpts; i++) {
-		if (env->rcpts[i].state != QR_PENDING)
+	if ((fd = cli_ctl_open(c, line, cli_mono_ms() + CLI_CTL_TIMEOUT_MS, err,
+			       sizeof(err))) < 0) {
+		cli_errx("%s: %s", what, err);
+		return CLI_ERR;
+	}
+	for (;;) {
+		if (len + 65536 + 1 > cap) {
+			cap = len + 65536 + 1;
+			if (cap > CLI_CTL_REPLY_MAX + 65536 + 1) {
+				cli_errx("%s: a line of the answer is too "
+					 "long",
+					 what);
+				goto done;
+			}
+			if ((nb = realloc(buf, cap)) == NULL) {
+				cli_errx("%s: out of memory", what);
+				goto done;
+			}
+			buf = nb;
+		}
+		/* A deadline per read: a listing may take long in all. */
+		if (cli_ctl_wait(fd, POLLIN,
+				 cli_mono_ms() + CLI_CTL_TIMEOUT_MS) != 0) {
+			cli_errx("%s: control socket: %s", what,
+				 errno == ETIMEDOUT ? "no answer in time"
+						    : strerror(errno));
+			goto done;
+		}
+		w = recv(fd, buf + len, cap - len - 1, MSG_DONTWAIT);
+		if (w < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
-		if (env->rcpts[i].attempts > 0)
-			deferred = true;
-		if (!dom_ok) {
-			cli_domain_of(env->rcpts[i].addr, dom, sizeof(dom));
-			dom_ok = strcmp(dom, l->domain) == 0;
+		if (w == 0 || (w < 0 && errno == ECONNRESET))
+			break;
+		if (w < 0) {
+			cli_errx("%s: control socket: %s", what,
+				 strerror(errno));
+			goto done;
+		}
+		len += (size_t)w;
+		/* Every complete line but the newest goes out. */
+		while ((nl = memchr(buf + start, '\n', len - start)) != NULL) {
+			if (have_last && fwrite(buf + last, 1, start - last,
+						stdout) != start - last)
+				goto done;
+			last = start;
+			have_last = true;
+			start = (size_t)(nl - buf) + 1;
+		}
+		if (have_last && last > 0) {
+			memmove(buf, buf + last, len - last);
+			len -= last;
+			start -= last;
+			last = 0;
 		}
 	}
-	return dom_ok && (deferred || !l->c->deferred);
+	if (!have_last || start != len) {
+		cli_errx("%s: outpostd closed without an answer", what);
+		goto done;
+	}
+	buf[start - 1] = '\0';
+	if (strncmp(buf + last, "ok", 2) == 0 &&
+	    (buf[last + 2] == '\0' || buf[last + 2] == ' '))
+		rc = fflush(stdout) == 0 ? CLI_OK : CLI_ERR;
+	else if (strncmp(buf + last, "err ", 4) == 0) {
+		fflush(stdout);
+		cli_errx("%s: %s", what, buf + last + 4);
+	} else
+		cli_errx("%s: unexpected answer from outpostd", what);
+done:
+	free(buf);
+	close(fd);
+	return rc;
 }
 
 static int
-cli_list_cb(const struct queue_envelope *env, void *arg)
+cli_queue_summary(struct cli *c)
 {
-	struct cli_list *l = arg;
-	struct cli *c = l->c;
-	const struct cli_sched *e = NULL;
-	struct cli_json j;
-	char id[QUEUE_ID_HEX_BYTES], created[40], next[40];
-	int64_t due;
-	bool held;
-
-	while (l->pos < l->idx.n && l->idx.v[l->pos].id < env->id)
-		l->pos++;
-	if (l->pos < l->idx.n && l->idx.v[l->pos].id == env->id)
-		e = &l->idx.v[l->pos];
-	cli_env_state(env, e, &held, &due);
-	if ((c->held && !held) || !cli_list_match(l, env))
-		return 0;
-	queue_id_format(env->id, id);
-	cli_time_fmt(env->created_ms, c->json, created, sizeof(created));
-	cli_time_fmt(due, c->json, next, sizeof(next));
-	if (c->json) {
-		cli_json_begin(&j, stdout);
-		cli_json_str(&j, "id", id);
-		cli_json_str(&j, "created", created);
-		cli_json_i64(&j, "created_ms", env->created_ms);
-		cli_json_u64(&j, "size", env->size);
-		cli_json_u64(&j, "nrcpts", env->nrcpts);
-		cli_json_str(&j, "state", cli_state_name(held));
-		cli_json_str(&j, "next_attempt", next);
-		cli_json_i64(&j, "next_attempt_ms", due);
-		if (cli_json_addr(c, &j, "sender", env->sender) != 0)
-			return -1;
-		cli_json_end(&j);
-		fputc('\n', stdout);
-		return 0;
-	}
-	printf("%-16s  %-19s  %10" PRIu64 "  %5" PRIu32 "  %-7s  %-19s  ", id,
-	       created, env->size, env->nrcpts, cli_state_name(held), next);
-	if (cli_text_addr(c, stdout, env->sender) != 0)
-		return -1;
-	fputc('\n', stdout);
-	return 0;
+	return cli_ctl_view(c, "queue summary",
+			    c->json ? "summary json" : "summary");
 }
 
 static int
 cli_queue_list(struct cli *c)
 {
-	struct cli_list l;
-	char err[512] = "";
-	int rc;
+	char line[CLI_DOMAIN_MAX + 64];
 
-	memset(&l, 0, sizeof(l));
-	l.c = c;
-	if (c->domain != NULL) {
-		if (!cli_domain_ok(c->domain)) {
-			cli_errx("queue list: --domain %s: not a domain name",
-				 c->domain);
-			return CLI_USAGE;
-		}
-		cli_domain_lower(c->domain, l.domain, sizeof(l.domain));
+	if (c->domain != NULL && !cli_domain_ok(c->domain)) {
+		cli_errx("queue list: --domain %s: not a domain name",
+			 c->domain);
+		return CLI_USAGE;
 	}
-	if (cli_sched_load(c, &l.idx, "queue list") != 0)
-		return CLI_ERR;
-	if (!c->json)
-		printf("%-16s  %-19s  %10s  %5s  %-7s  %-19s  %s\n", "ID",
-		       "CREATED (UTC)", "SIZE", "RCPTS", "STATE",
-		       "NEXT ATTEMPT", "SENDER (HASH  DOMAIN)");
-	rc = queue_walk(c->queue, cli_list_cb, &l, err, sizeof(err));
-	free(l.idx.v);
-	if (rc != 0) {
-		cli_errx("queue list: %s",
-			 err[0] != '\0' ? err : "out of memory");
-		return CLI_ERR;
-	}
-	return fflush(stdout) == 0 ? CLI_OK : CLI_ERR;
-}
-
-/* queue show ---------------------------------------------------------- */
-
-/* The header block of a message, read from its body. */
-struct cli_hdrs {
-	char *buf;
-	size_t len, cap;
-	bool truncated; /* longer than CLI_HEADERS_MAX */
-};
-
-/* Body chunks until the empty line that ends the header block. */
-static int
-cli_hdrs_chunk(const uint8_t *data, size_t len, void *arg)
-{
-	struct cli_hdrs *h = arg;
-	size_t from = h->len > 3 ? h->len - 3 : 0, i;
-	char *nb;
-
-	if (len > CLI_HEADERS_MAX - h->len) {
-		len = CLI_HEADERS_MAX - h->len;
-		h->truncated = true;
-	}
-	if (h->len + len + 1 > h->cap) {
-		size_t cap = h->len + len + 1 + 4096;
-
-		if ((nb = realloc(h->buf, cap)) == NULL)
-			return -1;
-		h->buf = nb;
-		h->cap = cap;
-	}
-	memcpy(h->buf + h->len, data, len);
-	h->len += len;
-	h->buf[h->len] = '\0';
-	/* An empty first line: no header at all. */
-	if (h->len >= 1 &&
-	    (h->buf[0] == '\n' ||
-	     (h->buf[0] == '\r' && h->len >= 2 && h->buf[1] == '\n'))) {
-		h->len = 0;
-		h->buf[0] = '\0';
-		return 1;
-	}
-	for (i = from; i + 1 < h->len; i++) {
-		if (h->buf[i] != '\n')
-			continue;
-		if (h->buf[i + 1] == '\n' ||
-		    (h->buf[i + 1] == '\r' && i + 2 < h->len &&
-		     h->buf[i + 2] == '\n')) {
-			h->len = i + 1; /* keep the last field's line end */
-			h->buf[h->len] = '\0';
-			return 1;
-		}
-	}
-	return h->truncated ? 1 : 0;
-}
-
-/* May C appear in the local part of an address (dot-atom, UTF-8)? */
-static bool
-cli_atext(unsigned char ch)
-{
-	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-	       (ch >= '0' && ch <= '9') || ch >= 0x80 ||
-	       strchr("!#$%&'*+-/=?^_`{|}~.", ch) != NULL;
-}
-
-static bool
-cli_dtext(unsigned char ch)
-{
-	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-	       (ch >= '0' && ch <= '9') || ch >= 0x80 || ch == '-' ||
-	       ch == '.' || ch == '_';
-}
-
-struct cli_str {
-	char *p;
-	size_t len, cap;
-	bool oom;
-};
-
-static void
-cli_str_add(struct cli_str *s, const char *p, size_t n)
-{
-	char *np;
-
-	if (s->oom)
-		return;
-	if (s->len + n + 1 > s->cap) {
-		size_t cap = (s->len + n + 1) * 2;
-
-		if ((np = realloc(s->p, cap)) == NULL) {
-			s->oom = true;
-			return;
-		}
-		s->p = np;
-		s->cap = cap;
-	}
-	memcpy(s->p + s->len, p, n);
-	s->len += n;
-	s->p[s->len] = '\0';
-}
-
-/*
- * S (LEN bytes of header text) with every address-shaped run — a local part
- * (dot-atom or quoted string) '@' a domain (or [literal]) — replaced by
- * "hash:HASH@domain", HASH as `outpost hash` and the logs make it.  Errs on
- * the side of hiding (a Message-ID is hidden too).  Returns a malloc'd
- * string, or NULL (out of memory).
- */
-static char *
-cli_scrub(const struct cli *c, const char *s, size_t len)
-{
-	struct cli_str out = { 0 };
-	char hash[QUEUE_HASH_HEX_BYTES], dom[CLI_DOMAIN_MAX + 1], *addr;
-	const char *at;
-	size_t i = 0, a, ls, de, k;
-
-	cli_str_add(&out, "", 0);
-	while (i < len && (at = memchr(s + i, '@', len - i)) != NULL) {
-		a = (size_t)(at - s);
-		ls = a;
-		if (ls > i && s[ls - 1] == '"') {
-			for (k = ls - 1; k > i && s[k - 1] != '"'; k--)
-				;
-			ls = k > i ? k - 1 : ls;
-		} else
-			while (ls > i && cli_atext((unsigned char)s[ls - 1]))
-				ls--;
-		de = a + 1;
-		if (de < len && s[de] == '[') {
-			while (de < len && s[de] != ']' && s[de] != '\n')
-				de++;
-			de += de < len && s[de] == ']';
-		} else
-			while (de < len && cli_dtext((unsigned char)s[de]))
-				de++;
-		while (de > a + 1 && s[de - 1] == '.')
-			de--;
-		if (ls == a || de == a + 1) {
-			cli_str_add(&out, s + i, a + 1 - i);
-			i = a + 1;
-			continue;
-		}
-		cli_str_add(&out, s + i, ls - i);
-		if ((addr = strndup(s + ls, de - ls)) == NULL) {
-			out.oom = true;
-			break;
-		}
-		queue_addr_hash(c->hash_key, addr, hash);
-		cli_domain_of(addr, dom, sizeof(dom));
-		free(addr);
-		cli_str_add(&out, "hash:", 5);
-		cli_str_add(&out, hash, strlen(hash));
-		cli_str_add(&out, "@", 1);
-		cli_str_add(&out, dom, strlen(dom));
-		i = de;
-	}
-	if (i < len)
-		cli_str_add(&out, s + i, len - i);
-	if (out.oom) {
-		free(out.p);
-		return NULL;
-	}
-	return out.p;
-}
-
-/* The header block, scrubbed: physical lines (text) or unfolded fields
- * (a JSON array).  0, or -1 out of memory. */
-static int
-cli_hdrs_print(const struct cli *c, const struct cli_hdrs *h, bool json)
-{
-	struct cli_str field = { 0 };
-	const char *p = h->buf, *end = h->buf + h->len, *nl;
-	size_t n;
-	bool first = true;
-	char *line, *q;
-
-	if (json)
-		fputc('[', stdout);
-	while (p < end) {
-		nl = memchr(p, '\n', (size_t)(end - p));
-		n = nl != NULL ? (size_t)(nl - p) : (size_t)(end - p);
-		if (n > 0 && p[n - 1] == '\r')
-			n--;
-		if (json) {
-			/* A line starting with white space continues the
-			 * field (RFC 5322 unfolding). */
-			if (field.len > 0 && n > 0 && p[0] != ' ' &&
-			    p[0] != '\t') {
-				if ((line = cli_scrub(c, field.p, field.len)) ==
-				    NULL)
-					goto oom;
-				fputs(first ? "" : ",", stdout);
-				cli_text_put(stdout, line, true);
-				free(line);
-				first = false;
-				field.len = 0;
-			}
-			cli_str_add(&field, p, n);
-		} else {
-			if ((line = cli_scrub(c, p, n)) == NULL)
-				goto oom;
-			for (q = line; *q != '\0'; q++)
-				if (*q == '\t')
-					*q = ' ';
-			fputs("  ", stdout);
-			cli_text_put(stdout, line, false);
-			fputc('\n', stdout);
-			free(line);
-		}
-		p = nl != NULL ? nl + 1 : end;
-	}
-	if (json && field.len > 0) {
-		if ((line = cli_scrub(c, field.p, field.len)) == NULL)
-			goto oom;
-		fputs(first ? "" : ",", stdout);
-		cli_text_put(stdout, line, true);
-		free(line);
-	}
-	if (json)
-		fputc(']', stdout);
-	if (field.oom)
-		goto oom;
-	free(field.p);
-	return 0;
-oom:
-	free(field.p);
-	return -1;
-}
-
-static void
-cli_json_flags(struct cli_json *j, uint32_t flags)
-{
-	static const struct {
-		uint32_t bit;
-		const char *name;
-	} names[] = { { QUEUE_F_8BITMIME, "8bitmime" },
-		      { QUEUE_F_SMTPUTF8, "smtputf8" },
-		      { QUEUE_F_HELD, "held" },
-		      { QUEUE_F_DSN, "dsn" } };
-	size_t i;
-	bool first = true;
-
-	cli_json_key(j, "flags");
-	fputc('[', j->f);
-	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		if (!(flags & names[i].bit))
-			continue;
-		fprintf(j->f, "%s\"%s\"", first ? "" : ",", names[i].name);
-		first = false;
-	}
-	fputc(']', j->f);
-}
-
-/* The envelope as shown: the held bit and due time from the index. */
-struct cli_show {
-	const struct queue_envelope *env;
-	bool held;
-	int64_t due_ms;
-	const struct cli_hdrs *hdrs; /* --headers, else NULL */
-};
-
-static int
-cli_show_json(struct cli *c, const struct cli_show *sh)
-{
-	const struct queue_envelope *env = sh->env;
-	struct cli_json j, r;
-	struct cli_addr a;
-	char id[QUEUE_ID_HEX_BYTES], created[40], next[40];
-	uint32_t i, flags;
-
-	queue_id_format(env->id, id);
-	cli_time_fmt(env->created_ms, true, created, sizeof(created));
-	cli_time_fmt(sh->due_ms, true, next, sizeof(next));
-	flags = (env->flags & ~QUEUE_F_HELD) | (sh->held ? QUEUE_F_HELD : 0);
-	cli_json_begin(&j, stdout);
-	cli_json_str(&j, "id", id);
-	cli_json_str(&j, "created", created);
-	cli_json_i64(&j, "created_ms", env->created_ms);
-	cli_json_u64(&j, "size", env->size);
-	cli_json_u64(&j, "chunks", env->nchunks);
-	cli_json_str(&j, "state", cli_state_name(sh->held));
-	cli_json_flags(&j, flags);
-	cli_json_str(&j, "next_attempt", next);
-	cli_json_i64(&j, "next_attempt_ms", sh->due_ms);
-	if (cli_json_addr(c, &j, "sender", env->sender) != 0 ||
-	    cli_json_user(c, &j, env->user) != 0)
-		return -1;
-	cli_json_str(&j, "client", env->client);
-	cli_json_str(&j, "helo", env->helo);
-	cli_json_u64(&j, "nrcpts", env->nrcpts);
-	cli_json_key(&j, "recipients");
-	fputc('[', stdout);
-	for (i = 0; i < env->nrcpts; i++) {
-		if (i > 0)
-			fputc(',', stdout);
-		cli_json_begin(&r, stdout);
-		if (cli_addr_make(c, env->rcpts[i].addr, &a) != 0)
-			return -1;
-		cli_json_str(&r, "hash", a.hash);
-		cli_json_str(&r, "domain", a.domain);
-		free(a.domain);
-		cli_json_str(&r, "state",
-			     cli_rcpt_state_name(env->rcpts[i].state));
-		cli_json_u64(&r, "attempts", env->rcpts[i].attempts);
-		cli_json_u64(&r, "last_code", env->rcpts[i].last_code);
-		cli_json_end(&r);
-	}
-	fputc(']', stdout);
-	if (sh->hdrs != NULL) {
-		cli_json_key(&j, "headers");
-		if (cli_hdrs_print(c, sh->hdrs, true) != 0)
-			return -1;
-		if (sh->hdrs->truncated) {
-			cli_json_key(&j, "headers_truncated");
-			fputs("true", stdout);
-		}
-	}
-	cli_json_end(&j);
-	fputc('\n', stdout);
-	return 0;
-}
-
-static int
-cli_show_text(struct cli *c, const struct cli_show *sh)
-{
-	const struct queue_envelope *env = sh->env;
-	char id[QUEUE_ID_HEX_BYTES], created[40], next[40];
-	uint32_t i;
-
-	queue_id_format(env->id, id);
-	cli_time_fmt(env->created_ms, true, created, sizeof(created));
-	cli_time_fmt(sh->due_ms, true, next, sizeof(next));
-	printf("id:            %s\n"
-	       "created:       %s\n"
-	       "size:          %" PRIu64 " bytes in %" PRIu32 " chunk%s\n"
-	       "state:         %s\n"
-	       "flags:        %s%s%s%s%s\n"
-	       "next attempt:  %s\n"
-	       "sender:        ",
-	       id, created, env->size, env->nchunks,
-	       env->nchunks == 1 ? "" : "s", cli_state_name(sh->held),
-	       env->flags & QUEUE_F_8BITMIME ? " 8bitmime" : "",
-	       env->flags & QUEUE_F_SMTPUTF8 ? " smtputf8" : "",
-	       sh->held ? " held" : "", env->flags & QUEUE_F_DSN ? " dsn" : "",
-	       (env->flags & ~QUEUE_F_HELD) == 0 && !sh->held ? " -" : "",
-	       next);
-	if (cli_text_addr(c, stdout, env->sender) != 0)
-		return -1;
-	fputs("\nuser:          ", stdout);
-	if (cli_text_user(c, stdout, env->user) != 0)
-		return -1;
-	fputs("\nclient:        ", stdout);
-	cli_text_put(stdout, env->client != NULL ? env->client : "-", false);
-	fputs("\nhelo:          ", stdout);
-	cli_text_put(stdout, env->helo != NULL ? env->helo : "-", false);
-	printf("\nrecipients:    %" PRIu32 "\n", env->nrcpts);
-	if (env->nrcpts > 0)
-		printf("  %-9s  %8s  %4s  %-32s  %s\n", "STATE", "ATTEMPTS",
-		       "LAST", "HASH", "DOMAIN");
-	for (i = 0; i < env->nrcpts; i++) {
-		printf("  %-9s  %8u  ",
-		       cli_rcpt_state_name(env->rcpts[i].state),
-		       env->rcpts[i].attempts);
-		if (env->rcpts[i].last_code != 0)
-			printf("%4u  ", env->rcpts[i].last_code);
-		else
-			printf("%4s  ", "-");
-		if (cli_text_addr(c, stdout, env->rcpts[i].addr) != 0)
-			return -1;
-		fputc('\n', stdout);
-	}
-	if (sh->hdrs != NULL) {
-		printf("headers%s:\n",
-		       sh->hdrs->truncated ? " (truncated)" : "");
-		if (cli_hdrs_print(c, sh->hdrs, false) != 0)
-			return -1;
-	}
-	return 0;
-}
-
-/* --headers shows message contents: the daemon checks (and records) that
- * the caller has the export right. */
-static int
-cli_export_check(struct cli *c, const char *id)
-{
-	struct cli_reply r;
-	char line[64], err[600];
-
-	snprintf(line, sizeof(line), "check export id %s", id);
-	if (cli_ctl(c, line, &r, err, sizeof(err)) != 0) {
-		cli_errx("queue show --headers: the export right is checked "
-			 "by outpostd: %s",
-			 err);
-		return -1;
-	}
-	if (!r.ok) {
-		cli_errx("queue show --headers: %s", r.final + 4);
-		cli_reply_free(&r);
-		return -1;
-	}
-	cli_reply_free(&r);
-	return 0;
+	snprintf(line, sizeof(line), "list%s%s%s%s%s", c->json ? " json" : "",
+		 c->held ? " held" : "", c->deferred ? " deferred" : "",
+		 c->domain != NULL ? " domain " : "",
+		 c->domain != NULL ? c->domain : "");
+	return cli_ctl_view(c, "queue list", line);
 }
 
 static int
 cli_queue_show(struct cli *c)
 {
-	struct cli_sched_index idx;
-	struct queue_envelope env;
-	struct cli_hdrs hdrs = { 0 };
-	struct cli_show sh;
-	char err[512], id_hex[QUEUE_ID_HEX_BYTES];
+	char line[128], id_hex[QUEUE_ID_HEX_BYTES];
 	uint64_t id;
-	int rc;
 
 	if (queue_id_parse(c->argv[0], &id) != 0) {
 		cli_errx("queue show: \"%s\" is not a queue id (16 hex "
@@ -1550,551 +864,9 @@ cli_queue_show(struct cli *c)
 		return CLI_USAGE;
 	}
 	queue_id_format(id, id_hex);
-	if (c->headers && cli_export_check(c, id_hex) != 0)
-		return CLI_ERR;
-	if (cli_sched_load(c, &idx, "queue show") != 0)
-		return CLI_ERR;
-	if ((rc = queue_envelope_get(c->queue, id, &env, err, sizeof(err))) ==
-	    1) {
-		cli_errx("queue show: %s: no such message", c->argv[0]);
-		free(idx.v);
-		return CLI_ERR;
-	}
-	if (rc != 0) {
-		cli_errx("queue show: %s", err);
-		free(idx.v);
-		return CLI_ERR;
-	}
-	memset(&sh, 0, sizeof(sh));
-	sh.env = &env;
-	cli_env_state(&env, cli_sched_find(&idx, id), &sh.held, &sh.due_ms);
-	free(idx.v);
-	if (c->headers) {
-		rc = queue_body_read(c->queue, id, cli_hdrs_chunk, &hdrs, err,
-				     sizeof(err));
-		if (rc != 0 || hdrs.buf == NULL) {
-			cli_errx("queue show: %s", rc == 1   ? "no such message"
-						   : rc != 0 ? err
-							     : "empty message");
-			queue_envelope_clear(&env);
-			free(hdrs.buf);
-			return CLI_ERR;
-		}
-		sh.hdrs = &hdrs;
-	}
-	rc = c->json ? cli_show_json(c, &sh) : cli_show_text(c, &sh);
-	queue_envelope_clear(&env);
-	if (hdrs.buf != NULL) {
-		sodium_memzero(hdrs.buf, hdrs.cap);
-		free(hdrs.buf);
-	}
-	if (rc != 0) {
-		cli_errx("queue show: out of memory");
-		return CLI_ERR;
-	}
-	return fflush(stdout) == 0 ? CLI_OK : CLI_ERR;
-}
-/* queue summary --------------------------------------------------------- */
-
-/* One recipient domain's line. */
-struct cli_sum {
-	char *domain; /* NULL: a free slot */
-	uint64_t msgs, rcpts, deferred, held;
-	uint64_t last_msg;   /* the last message counted in msgs */
-	int64_t oldest_ms;   /* created_ms of the oldest; INT64_MAX none */
-	int64_t err_at_ms;   /* when the last error came (estimated) */
-	unsigned err_code;   /* its reply code, 0 = none */
-	char err_status[12]; /* its enhanced status, "" = none */
-	bool has_err;
-	int64_t susp_until_ms; /* 0: not suspended */
-	char *susp_reason;
-};
-
-struct cli_sum_tab {
-	struct cli_sum *v;
-	size_t cap, n;
-};
-
-/* One thread's share of the walk: envelopes with ids [first, last]. */
-struct cli_sum_part {
-	const struct cli *c;
-	const struct cli_sched_index *idx;
-	size_t pos; /* cursor into idx */
-	uint64_t first, last;
-	struct cli_sum_tab tab;
-	uint64_t msgs, rcpts, deferred, held;
-	int rc;
-	char err[512];
-	pthread_t thread;
-};
-
-static uint64_t
-cli_fnv(const char *s)
-{
-	uint64_t h = 0xcbf29ce484222325ull;
-
-	for (; *s != '\0'; s++)
-		h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
-	return h;
-}
-
-/* The entry of DOMAIN, made if need be; NULL: out of memory. */
-static struct cli_sum *
-cli_sum_get(struct cli_sum_tab *t, const char *domain)
-{
-	struct cli_sum *e, *old;
-	size_t i, oldcap;
-
-	if ((t->n + 1) * 2 > t->cap) {
-		old = t->v;
-		oldcap = t->cap;
-		t->cap = t->cap ? t->cap * 2 : 64;
-		if ((t->v = calloc(t->cap, sizeof(*t->v))) == NULL) {
-			t->v = old;
-			t->cap = oldcap;
-			return NULL;
-		}
-		for (i = 0; i < oldcap; i++) {
-			if (old[i].domain == NULL)
-				continue;
-			for (e = &t->v[cli_fnv(old[i].domain) & (t->cap - 1)];
-			     e->domain != NULL;
-			     e = e + 1 == t->v + t->cap ? t->v : e + 1)
-				;
-			*e = old[i];
-		}
-		free(old);
-	}
-	for (e = &t->v[cli_fnv(domain) & (t->cap - 1)]; e->domain != NULL;
-	     e = e + 1 == t->v + t->cap ? t->v : e + 1)
-		if (strcmp(e->domain, domain) == 0)
-			return e;
-	if ((e->domain = strdup(domain)) == NULL)
-		return NULL;
-	e->oldest_ms = INT64_MAX;
-	t->n++;
-	return e;
-}
-
-static void
-cli_sum_tab_free(struct cli_sum_tab *t)
-{
-	size_t i;
-
-	for (i = 0; i < t->cap; i++) {
-		free(t->v[i].domain);
-		free(t->v[i].susp_reason);
-	}
-	free(t->v);
-	memset(t, 0, sizeof(*t));
-}
-
-/* "4.7.1" at the start of a reply text (after its code, if given). */
-static void
-cli_enhanced_of(const char *text, char *out, size_t outlen)
-{
-	const char *p = text;
-	size_t n = 0, dots = 0, run = 0;
-
-	out[0] = '\0';
-	if (p == NULL)
-		return;
-	if (p[0] >= '2' && p[0] <= '5' && p[1] >= '0' && p[1] <= '9' &&
-	    p[2] >= '0' && p[2] <= '9' && (p[3] == ' ' || p[3] == '-'))
-		p += 4;
-	if (!(p[0] == '2' || p[0] == '4' || p[0] == '5') || p[1] != '.')
-		return;
-	for (; p[n] != '\0' && p[n] != ' '; n++) {
-		if (p[n] == '.') {
-			if (run == 0 || ++dots > 2)
-				return;
-			run = 0;
-		} else if (p[n] >= '0' && p[n] <= '9') {
-			if (++run > 3)
-				return;
-		} else
-			return;
-	}
-	if (dots != 2 || run == 0 || n >= outlen)
-		return;
-	memcpy(out, p, n);
-	out[n] = '\0';
-}
-
-/* When did the last attempt of a recipient with ATTEMPTS end, given that
- * the next one is due at DUE_MS?  The retry interval before it, taken
- * back (jitter aside). */
-static int64_t
-cli_attempt_at(const struct conf *conf, int64_t due_ms, unsigned attempts)
-{
-	size_t n = conf->delivery.nretry_intervals, k;
-
-	if (attempts == 0 || n == 0)
-		return due_ms;
-	k = attempts < n ? attempts - 1 : n - 1;
-	return due_ms - (int64_t)conf->delivery.retry_intervals_ms[k];
-}
-
-static int
-cli_sum_cb(const struct queue_envelope *env, void *arg)
-{
-	struct cli_sum_part *p = arg;
-	const struct cli_sched *e = NULL;
-	struct cli_sum *s;
-	char dom[CLI_DOMAIN_MAX + 1];
-	int64_t due, at;
-	bool held, any = false;
-	uint32_t i;
-
-	while (p->pos < p->idx->n && p->idx->v[p->pos].id < env->id)
-		p->pos++;
-	if (p->pos < p->idx->n && p->idx->v[p->pos].id == env->id)
-		e = &p->idx->v[p->pos];
-	cli_env_state(env, e, &held, &due);
-	for (i = 0; i < env->nrcpts; i++) {
-		const struct queue_rcpt *r = &env->rcpts[i];
-
-		if (r->state != QR_PENDING)
-			continue;
-		cli_domain_of(r->addr, dom, sizeof(dom));
-		if ((s = cli_sum_get(&p->tab, dom)) == NULL)
-			return -2;
-		any = true;
-		if (s->last_msg != env->id || s->msgs == 0) {
-			s->msgs++;
-			s->last_msg = env->id;
-		}
-		s->rcpts++;
-		p->rcpts++;
-		if (held) {
-			s->held++;
-			p->held++;
-		}
-		if (r->attempts > 0) {
-			s->deferred++;
-			p->deferred++;
-		}
-		if (env->created_ms < s->oldest_ms)
-			s->oldest_ms = env->created_ms;
-		if (r->last_code == 0 && r->last_reply == NULL)
-			continue; /* never tried yet */
-		at = cli_attempt_at(p->c->conf, due, r->attempts);
-		if (!s->has_err || at > s->err_at_ms) {
-			s->has_err = true;
-			s->err_at_ms = at;
-			s->err_code = r->last_code;
-			cli_enhanced_of(r->last_reply, s->err_status,
-					sizeof(s->err_status));
-		}
-	}
-	if (any)
-		p->msgs++;
-	return 0;
-}
-
-static void *
-cli_sum_thread(void *arg)
-{
-	struct cli_sum_part *p = arg;
-
-	p->rc = queue_walk_range(p->c->queue, p->first, p->last, cli_sum_cb, p,
-				 p->err, sizeof(p->err));
-	if (p->rc == -2)
-		snprintf(p->err, sizeof(p->err), "out of memory");
-	return NULL;
-}
-
-/* Fold FROM into TO. */
-static int
-cli_sum_merge(struct cli_sum_tab *to, const struct cli_sum_tab *from)
-{
-	struct cli_sum *d;
-	size_t i;
-
-	for (i = 0; i < from->cap; i++) {
-		const struct cli_sum *s = &from->v[i];
-
-		if (s->domain == NULL)
-			continue;
-		if ((d = cli_sum_get(to, s->domain)) == NULL)
-			return -1;
-		/* A message split between two parts is counted in both
-		 * only if it were in both ranges: ranges do not overlap. */
-		d->msgs += s->msgs;
-		d->rcpts += s->rcpts;
-		d->deferred += s->deferred;
-		d->held += s->held;
-		if (s->oldest_ms < d->oldest_ms)
-			d->oldest_ms = s->oldest_ms;
-		if (s->has_err &&
-		    (!d->has_err || s->err_at_ms > d->err_at_ms)) {
-			d->has_err = true;
-			d->err_at_ms = s->err_at_ms;
-			d->err_code = s->err_code;
-			memcpy(d->err_status, s->err_status,
-			       sizeof(d->err_status));
-		}
-	}
-	return 0;
-}
-
-/*
- * Walk the queue in NPARTS slices at once, each with its own read
- * transaction (decrypting every envelope is what costs).  Slices split
- * the schedule index's ids evenly; the first and last reach to the ends of
- * the id space, so a message the index does not know yet is still seen.
- */
-static int
-cli_sum_walk(struct cli *c, const struct cli_sched_index *idx,
-	     struct cli_sum_part *parts, unsigned nparts)
-{
-	unsigned k, started = 0;
-	int rc = 0;
-
-	for (k = 0; k < nparts; k++) {
-		size_t lo = idx->n * k / nparts, hi = idx->n * (k + 1) / nparts;
-
-		parts[k].c = c;
-		parts[k].idx = idx;
-		parts[k].pos = lo;
-		parts[k].first = k == 0 ? 0 : idx->v[lo].id;
-		parts[k].last =
-		    k + 1 == nparts ? UINT64_MAX : idx->v[hi].id - 1;
-	}
-	for (k = 1; k < nparts; k++) {
-		if (pthread_create(&parts[k].thread, NULL, cli_sum_thread,
-				   &parts[k]) != 0)
-			break;
-		started++;
-	}
-	cli_sum_thread(&parts[0]);
-	/* Threads that could not start: their slices run here. */
-	for (k = started + 1; k < nparts; k++)
-		cli_sum_thread(&parts[k]);
-	for (k = 1; k <= started; k++)
-		pthread_join(parts[k].thread, NULL);
-	for (k = 0; k < nparts; k++)
-		if (parts[k].rc != 0) {
-			cli_errx("queue summary: %s", parts[k].err[0] != '\0'
-							  ? parts[k].err
-							  : "walk failed");
-			rc = -1;
-		}
-	return rc;
-}
-
-/* The daemon's suspensions, each onto its domain's line.  -1: unknown
- * (a note says why). */
-static int
-cli_sum_suspensions(struct cli *c, struct cli_sum_tab *t)
-{
-	struct cli_reply r;
-	struct cli_sum *s;
-	char err[600], *line, *save = NULL, *dom, *until, *reason, *end;
-
-	if (cli_ctl(c, "suspensions", &r, err, sizeof(err)) != 0) {
-		cli_errx("note: suspensions unknown: %s", err);
-		return -1;
-	}
-	if (!r.ok) {
-		cli_errx("note: suspensions unknown: outpostd: %s",
-			 r.final + 4);
-		cli_reply_free(&r);
-		return -1;
-	}
-	for (line = strtok_r(r.lines, "\n", &save); line != NULL;
-	     line = strtok_r(NULL, "\n", &save)) {
-		if (strncmp(line, "suspended ", 10) != 0)
-			continue;
-		dom = line + 10;
-		if ((until = strchr(dom, ' ')) == NULL)
-			continue;
-		*until++ = '\0';
-		reason = strchr(until, ' ');
-		if (reason != NULL)
-			*reason++ = '\0';
-		if ((s = cli_sum_get(t, dom)) == NULL)
-			break;
-		s->susp_until_ms = strtoll(until, &end, 10);
-		free(s->susp_reason);
-		s->susp_reason = strdup(reason != NULL ? reason : "");
-	}
-	cli_reply_free(&r);
-	return 0;
-}
-
-static int
-cli_sum_cmp(const void *a, const void *b)
-{
-	const struct cli_sum *x = *(const struct cli_sum *const *)a;
-	const struct cli_sum *y = *(const struct cli_sum *const *)b;
-
-	if (x->rcpts != y->rcpts)
-		return x->rcpts > y->rcpts ? -1 : 1;
-	return strcmp(x->domain, y->domain);
-}
-
-static void
-cli_sum_print_json(const struct cli_sum *s, int64_t now, bool susp_known)
-{
-	struct cli_json j, o;
-
-	cli_json_begin(&j, stdout);
-	cli_json_str(&j, "domain", s->domain);
-	cli_json_u64(&j, "messages", s->msgs);
-	cli_json_u64(&j, "recipients", s->rcpts);
-	cli_json_u64(&j, "deferred", s->deferred);
-	cli_json_u64(&j, "held", s->held);
-	if (s->oldest_ms != INT64_MAX) {
-		cli_json_i64(&j, "oldest_ms", s->oldest_ms);
-		cli_json_i64(&j, "oldest_age_s",
-			     now > s->oldest_ms ? (now - s->oldest_ms) / 1000
-						: 0);
-	}
-	if (s->has_err) {
-		cli_json_key(&j, "last_error");
-		cli_json_begin(&o, stdout);
-		cli_json_u64(&o, "code", s->err_code);
-		cli_json_str(&o, "status",
-			     s->err_status[0] != '\0' ? s->err_status : NULL);
-		cli_json_end(&o);
-	}
-	/* null: unknown (no answer from outpostd); false: not suspended. */
-	cli_json_key(&j, "suspended");
-	if (!susp_known)
-		fputs("null", stdout);
-	else if (s->susp_until_ms == 0)
-		fputs("false", stdout);
-	else {
-		cli_json_begin(&o, stdout);
-		cli_json_i64(&o, "until_ms", s->susp_until_ms);
-		cli_json_str(&o, "reason", s->susp_reason);
-		cli_json_end(&o);
-	}
-	cli_json_end(&j);
-	fputc('\n', stdout);
-}
-
-static void
-cli_sum_print_text(const struct cli_sum *s, int w, int64_t now, bool susp_known)
-{
-	char age[32], errs[32], until[40];
-
-	if (s->oldest_ms != INT64_MAX)
-		cli_age_fmt(now - s->oldest_ms, age, sizeof(age));
-	else
-		snprintf(age, sizeof(age), "-");
-	if (!s->has_err)
-		snprintf(errs, sizeof(errs), "-");
-	else if (s->err_code != 0)
-		snprintf(errs, sizeof(errs), "%u %s", s->err_code,
-			 s->err_status);
-	else
-		snprintf(errs, sizeof(errs), "no reply %s", s->err_status);
-	printf("%-*s  %8" PRIu64 "  %8" PRIu64 "  %8" PRIu64 "  %8" PRIu64
-	       "  %7s  %-15s  ",
-	       w, s->domain[0] != '\0' ? s->domain : "(none)", s->msgs,
-	       s->rcpts, s->deferred, s->held, age, errs);
-	if (!susp_known)
-		fputs("?", stdout);
-	else if (s->susp_until_ms == 0)
-		fputs("-", stdout);
-	else {
-		cli_time_fmt(s->susp_until_ms, false, until, sizeof(until));
-		printf("until %s UTC", until);
-		if (s->susp_reason != NULL && s->susp_reason[0] != '\0') {
-			fputs(" (", stdout);
-			cli_text_put(stdout, s->susp_reason, false);
-			fputc(')', stdout);
-		}
-	}
-	fputc('\n', stdout);
-}
-
-/*
- * queue summary — one line per recipient domain with pending recipients
- * (and per suspended destination).  The schedule index first (held bits,
- * due times, the ids to split the walk by), then every envelope, on up to
- * CLI_SUMMARY_THREADS threads.  This function is long because it is the
- * command's whole sequence: load, walk, merge, ask the daemon, print.
- */
-static int
-cli_queue_summary(struct cli *c)
-{
-	struct cli_sched_index idx;
-	struct cli_sum_part *parts = NULL;
-	struct cli_sum **rows = NULL;
-	struct cli_sum_tab *all;
-	uint64_t msgs = 0, rcpts = 0, deferred = 0, held = 0;
-	int64_t now = cli_now_ms();
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	unsigned nparts, k;
-	size_t i, n = 0;
-	int w = 6, rc = CLI_ERR;
-	bool susp_known;
-
-	if (cli_sched_load(c, &idx, "queue summary") != 0)
-		return CLI_ERR;
-	nparts = (unsigned)(idx.n / CLI_SUMMARY_PER_THREAD + 1);
-	if (nparts > CLI_SUMMARY_THREADS)
-		nparts = CLI_SUMMARY_THREADS;
-	if (ncpu > 0 && nparts > (unsigned)ncpu)
-		nparts = (unsigned)ncpu;
-	if (nparts == 0 || idx.n < nparts)
-		nparts = 1;
-	if ((parts = calloc(nparts, sizeof(*parts))) == NULL) {
-		cli_errx("queue summary: out of memory");
-		goto done;
-	}
-	if (cli_sum_walk(c, &idx, parts, nparts) != 0)
-		goto done;
-	all = &parts[0].tab;
-	for (k = 0; k < nparts; k++) {
-		msgs += parts[k].msgs;
-		rcpts += parts[k].rcpts;
-		deferred += parts[k].deferred;
-		held += parts[k].held;
-		if (k > 0 && cli_sum_merge(all, &parts[k].tab) != 0) {
-			cli_errx("queue summary: out of memory");
-			goto done;
-		}
-	}
-	susp_known = cli_sum_suspensions(c, all) == 0;
-	if ((rows = calloc(all->n + 1, sizeof(*rows))) == NULL) {
-		cli_errx("queue summary: out of memory");
-		goto done;
-	}
-	for (i = 0; i < all->cap; i++)
-		if (all->v[i].domain != NULL) {
-			rows[n++] = &all->v[i];
-			if ((int)strlen(all->v[i].domain) > w)
-				w = (int)strlen(all->v[i].domain);
-		}
-	qsort(rows, n, sizeof(*rows), cli_sum_cmp);
-	if (w > 40)
-		w = 40;
-	if (!c->json)
-		printf("%-*s  %8s  %8s  %8s  %8s  %7s  %-15s  %s\n", w,
-		       "DOMAIN", "MSGS", "RCPTS", "DEFERRED", "HELD", "OLDEST",
-		       "LAST ERROR", "SUSPENDED");
-	for (i = 0; i < n; i++) {
-		if (c->json)
-			cli_sum_print_json(rows[i], now, susp_known);
-		else
-			cli_sum_print_text(rows[i], w, now, susp_known);
-	}
-	if (!c->json)
-		printf("%-*s  %8" PRIu64 "  %8" PRIu64 "  %8" PRIu64
-		       "  %8" PRIu64 "\n",
-		       w, "TOTAL", msgs, rcpts, deferred, held);
-	rc = fflush(stdout) == 0 ? CLI_OK : CLI_ERR;
-done:
-	for (k = 0; parts != NULL && k < nparts; k++)
-		cli_sum_tab_free(&parts[k].tab);
-	free(parts);
-	free(rows);
-	free(idx.v);
-	return rc;
+	snprintf(line, sizeof(line), "show %s%s%s", id_hex,
+		 c->json ? " json" : "", c->headers ? " headers" : "");
+	return cli_ctl_view(c, "queue show", line);
 }
 
 /* Changes through the control socket ------------------------------------- */

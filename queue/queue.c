@@ -45,7 +45,6 @@ struct queue {
 	MDB_dbi db_env, db_body, db_sched, db_meta;
 	queue_commit_fn *commit_hook; /* set before ops flow; read-only then */
 	struct crypt_key *key;
-	unsigned flags;
 	char *path;
 	unsigned commit_interval_us;
 	unsigned prepare_wait_us;
@@ -690,7 +689,8 @@ queue_writer_wait(struct queue *q, uint64_t *trimmed)
 	while (!q->stopping) {
 		if (q->head == NULL) {
 			/* Idle: still trim the map now and then, since the
-			 * scheduler and the CLI's walks read through it. */
+			 * scheduler and the control socket's views read
+			 * through it. */
 			deadline = *trimmed + QUEUE_TRIM_US;
 			if (queue_mono_us() >= deadline) {
 				pthread_mutex_unlock(&q->mu);
@@ -792,8 +792,7 @@ queue_submit(struct queue *q, struct queue_op *op, queue_done_fn *done,
 	if (refused) {
 		op->status = -1;
 		op->map_full = false;
-		queue_err(op->err, sizeof(op->err), "queue %s",
-			  q->writer_started ? "closed" : "opened read-only");
+		queue_err(op->err, sizeof(op->err), "queue %s", "closed");
 		pthread_mutex_lock(&q->stats_mu);
 		q->stats.failed_ops++;
 		pthread_mutex_unlock(&q->stats_mu);
@@ -884,13 +883,6 @@ queue_meta_check(struct queue *q, MDB_txn *txn, char *err, size_t errlen)
 	}
 	if (found_version && found_key)
 		return 0;
-	if (q->flags & QUEUE_RDONLY) {
-		queue_err(err, errlen,
-			  "%s: no format version or key id in "
-			  "meta",
-			  q->path);
-		return -1;
-	}
 	if ((!found_version &&
 	     (rc = queue_meta_u32_put(txn, q->db_meta, QUEUE_META_VERSION,
 				      QUEUE_FORMAT_VERSION)) != 0) ||
@@ -911,15 +903,14 @@ queue_meta_check(struct queue *q, MDB_txn *txn, char *err, size_t errlen)
 static int
 queue_dbs_open(struct queue *q, char *err, size_t errlen)
 {
-	bool ro = (q->flags & QUEUE_RDONLY) != 0;
-	unsigned dbflags = ro ? 0 : MDB_CREATE;
+	unsigned dbflags = MDB_CREATE;
 	MDB_txn *txn = NULL;
 	MDB_cursor *cur = NULL;
 	MDB_val key, val;
 	const char *what = "mdb_txn_begin";
 	int rc;
 
-	if ((rc = mdb_txn_begin(q->env, NULL, ro ? MDB_RDONLY : 0, &txn)) != 0)
+	if ((rc = mdb_txn_begin(q->env, NULL, 0, &txn)) != 0)
 		goto fail;
 	what = "opening the databases";
 	if ((rc = mdb_dbi_open(txn, "meta", dbflags, &q->db_meta)) != 0 ||
@@ -978,7 +969,7 @@ queue_free(struct queue *q)
 
 /* A closed queue: settings and locks, nothing opened yet.  NULL: no memory. */
 static struct queue *
-queue_new(const struct queue_config *cfg, unsigned flags)
+queue_new(const struct queue_config *cfg)
 {
 	struct queue *q;
 	pthread_condattr_t ca;
@@ -989,7 +980,6 @@ queue_new(const struct queue_config *cfg, unsigned flags)
 		free(q);
 		return NULL;
 	}
-	q->flags = flags;
 	q->commit_interval_us = cfg->commit_interval_us;
 	q->prepare_wait_us = cfg->prepare_wait_us;
 	q->lazy_wait_us =
@@ -1030,7 +1020,6 @@ queue_dir_sync(const char *path, const char *suffix)
 static int
 queue_env_open(struct queue *q, uint64_t map_size, char *err, size_t errlen)
 {
-	bool ro = (q->flags & QUEUE_RDONLY) != 0;
 	int rc;
 
 	if ((rc = mdb_env_create(&q->env)) != 0) {
@@ -1039,19 +1028,17 @@ queue_env_open(struct queue *q, uint64_t map_size, char *err, size_t errlen)
 	}
 	if ((rc = mdb_env_set_maxdbs(q->env, QUEUE_MAXDBS)) != 0)
 		goto fail;
-	/* Read-only: keep the map size the writer chose. */
-	if (!ro && map_size != 0 &&
+	if (map_size != 0 &&
 	    (rc = mdb_env_set_mapsize(q->env, (size_t)map_size)) != 0)
 		goto fail;
 	/* MDB_NORDAHEAD: no read-ahead nor fault-around in the map, so that
 	 * only pages really touched are mapped (see queue_writer_trim). */
-	if ((rc = mdb_env_open(
-		 q->env, q->path,
-		 MDB_NOTLS | MDB_NORDAHEAD | (ro ? MDB_RDONLY : 0), 0600)) != 0)
+	if ((rc = mdb_env_open(q->env, q->path, MDB_NOTLS | MDB_NORDAHEAD,
+			       0600)) != 0)
 		goto fail;
 	/* LMDB syncs its files, not the directories naming them. */
-	if (!ro && (queue_dir_sync(q->path, "") != 0 ||
-		    queue_dir_sync(q->path, "/..") != 0)) {
+	if (queue_dir_sync(q->path, "") != 0 ||
+	    queue_dir_sync(q->path, "/..") != 0) {
 		rc = errno;
 		goto fail;
 	}
@@ -1062,13 +1049,11 @@ fail:
 }
 
 int
-queue_open(struct queue **qp, const struct queue_config *cfg, unsigned flags,
-	   char *err, size_t errlen)
+queue_open(struct queue **qp, const struct queue_config *cfg, char *err,
+	   size_t errlen)
 {
 	struct queue *q = NULL;
 	uint8_t raw[QUEUE_KEY_BYTES];
-	struct stat st;
-	bool ro = (flags & QUEUE_RDONLY) != 0;
 	mode_t old = umask(077); /* every file and directory made: 0600/0700 */
 	int rc;
 
@@ -1077,33 +1062,26 @@ queue_open(struct queue **qp, const struct queue_config *cfg, unsigned flags,
 		queue_err(err, errlen, "no queue path configured");
 		goto fail;
 	}
-	if ((q = queue_new(cfg, flags)) == NULL) {
+	if ((q = queue_new(cfg)) == NULL) {
 		queue_err(err, errlen, "out of memory");
 		goto fail;
 	}
-	if (ro && stat(q->path, &st) != 0) {
-		queue_err(err, errlen, "%s: %s (has outpostd run?)", q->path,
-			  strerror(errno));
+	if (crypt_dir_make(q->path, err, errlen) != 0)
 		goto fail;
-	}
-	if (!ro && crypt_dir_make(q->path, err, errlen) != 0)
-		goto fail;
-	rc = queue_keyfile_load(cfg->key_file, !ro, raw, err, errlen);
+	rc = queue_keyfile_load(cfg->key_file, true, raw, err, errlen);
 	if (rc == 0)
 		rc = crypt_key_new(&q->key, raw, err, errlen);
 	sodium_memzero(raw, sizeof(raw));
 	if (rc != 0 || queue_env_open(q, cfg->map_size, err, errlen) != 0)
 		goto fail;
-	if (!ro) {
-		queue_map_find(q);
-		if ((rc = pthread_create(&q->writer, NULL, queue_writer_main,
-					 q)) != 0) {
-			queue_err(err, errlen, "cannot start the writer: %s",
-				  strerror(rc));
-			goto fail;
-		}
-		q->writer_started = true;
+	queue_map_find(q);
+	if ((rc = pthread_create(&q->writer, NULL, queue_writer_main, q)) !=
+	    0) {
+		queue_err(err, errlen, "cannot start the writer: %s",
+			  strerror(rc));
+		goto fail;
 	}
+	q->writer_started = true;
 	umask(old);
 	*qp = q;
 	return 0;
@@ -1246,6 +1224,14 @@ int
 queue_walk_range(struct queue *q, uint64_t first, uint64_t last,
 		 queue_walk_fn *fn, void *arg, char *err, size_t errlen)
 {
+	return queue_walk_checked(q, first, last, fn, NULL, arg, err, errlen);
+}
+
+int
+queue_walk_checked(struct queue *q, uint64_t first, uint64_t last,
+		   queue_walk_fn *fn, queue_bad_fn *bad, void *arg, char *err,
+		   size_t errlen)
+{
 	struct queue_plain buf = { 0 };
 	struct queue_envelope env;
 	uint8_t k[QUEUE_ENV_KEY_BYTES];
@@ -1284,8 +1270,16 @@ queue_walk_range(struct queue *q, uint64_t first, uint64_t last,
 			break;
 		}
 		if (queue_env_decode(q, &key, &val, &buf, &env, err, errlen) !=
-		    0)
-			break;
+		    0) {
+			if (bad == NULL || key.mv_size != QUEUE_ENV_KEY_BYTES)
+				break;
+			if ((rc = bad(record_be64_get(key.mv_data), err,
+				      arg)) != 0) {
+				ret = rc;
+				break;
+			}
+			continue;
+		}
 		rc = fn(&env, arg);
 		queue_envelope_clear(&env);
 		if (rc != 0) {

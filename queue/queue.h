@@ -37,8 +37,7 @@ struct queue; /* opaque: environment, databases, keys, writer thread */
 
 struct queue_config {
 	const char *path;     /* environment directory; created 0700 */
-	const char *key_file; /* hex key, 0600; created if absent (and not
-				 read-only) */
+	const char *key_file; /* hex key, 0600; created if absent */
 	uint64_t map_size;
 	unsigned
 	    commit_interval_us;    /* linger for more ops before a commit;
@@ -49,10 +48,6 @@ struct queue_config {
 	unsigned lazy_wait_us;     /* longest wait of a lazy op for company;
 				      0 = 10 ms */
 };
-
-#define QUEUE_RDONLY                                                           \
-	0x1 /* open for reading only (the CLI while the daemon                 \
-	       runs); no writer thread, no key creation */
 
 enum queue_rcpt_state {
 	QR_PENDING = 0, /* still to be delivered (or retried) */
@@ -94,12 +89,13 @@ void queue_envelope_clear(struct queue_envelope *env);
 
 /*
  * queue_open — open (creating if needed) the environment at cfg->path and load
- * (or create) the queue key.  flags: QUEUE_RDONLY.  A key file readable by
- * group or others is refused.  Starts the writer thread unless read-only.
+ * (or create) the queue key.  A key file readable by group or others is
+ * refused.  Starts the writer thread.  Only outpostd opens the queue (the
+ * CLI asks it: mta/control.h).
  * Returns 0 with *qp set, or -1 with a message in err.
  */
-int queue_open(struct queue **qp, const struct queue_config *cfg,
-	       unsigned flags, char *err, size_t errlen);
+int queue_open(struct queue **qp, const struct queue_config *cfg, char *err,
+	       size_t errlen);
 
 /* queue_close — stop the writer after it has committed every submitted op,
  * then close the environment.  Main thread. */
@@ -199,6 +195,14 @@ int queue_walk(struct queue *q, queue_walk_fn *fn, void *arg, char *err,
  * slice of the queue at once (`outpost queue summary`). */
 int queue_walk_range(struct queue *q, uint64_t first, uint64_t last,
 		     queue_walk_fn *fn, void *arg, char *err, size_t errlen);
+/* queue_walk_checked — as queue_walk_range(), but an envelope that cannot
+ * be opened (unsealing or decoding fails: a corrupt record) is handed to
+ * BAD(id, why, arg) and the walk goes on; BAD returns non-zero to stop.
+ * Failures of LMDB itself still end the walk with -1. */
+typedef int queue_bad_fn(uint64_t id, const char *why, void *arg);
+int queue_walk_checked(struct queue *q, uint64_t first, uint64_t last,
+		       queue_walk_fn *fn, queue_bad_fn *bad, void *arg,
+		       char *err, size_t errlen);
 /* queue_sched_walk — every entry of the schedule index in due order:
  * FN(due_ms, id, flags (QUEUE_F_HELD or 0), arg).  No decryption: this is
  * what start-up reads.  Returns as queue_walk(). */

@@ -344,7 +344,7 @@ def test_suspend_resume():
         eq(jsonl(cli(d, "suspensions", "--json").stdout), [],
            "no suspension left")
         eq([a["command"] for a in audit(d)],
-           ["suspend S.test 7200 asked by <address>", "resume s.test"],
+           ["suspend s.test 7200 asked by <address>", "resume s.test"],
            "audited (scrubbed)")
 
 
@@ -398,10 +398,10 @@ def test_rights_refused_and_audited():
         check('"delete" right needed' in r.stderr, r.stderr)
         r = cli(d, "suspend", "x.test", rc=1, as_nobody=True)
         check('"write" right needed' in r.stderr, r.stderr)
-        # The queue itself stays closed to others (0600 files): an error,
-        # not a crash.
-        r = cli(d, "queue", "summary", rc=1, as_nobody=True)
-        check("queue" in r.stderr, r.stderr)
+        # Views go through outpostd: "read" is enough, no queue file or
+        # key is opened by the CLI.
+        r = cli(d, "queue", "summary", as_nobody=True)
+        check("TOTAL" in r.stdout, r.stdout)
         # Root lacks "export" here: no headers.
         r = cli(d, "queue", "show", qid, "--headers", rc=1)
         check('"export" right needed (uid 0)' in r.stderr, r.stderr)
@@ -411,7 +411,7 @@ def test_rights_refused_and_audited():
            [(NOBODY.pw_uid, "nobody", "hold all"),
             (NOBODY.pw_uid, "nobody", "delete id " + qid),
             (NOBODY.pw_uid, "nobody", "suspend x.test 3600"),
-            (0, "root", "check export id " + qid)], "audit records")
+            (0, "root", "show %s headers" % qid)], "audit records")
         check(all(a["result"].startswith("err permission denied")
                   for a in rec), "refusals recorded")
         st = os.stat(d.audit_path)
@@ -442,7 +442,8 @@ def test_show_headers():
         eq(j["recipients"][0]["domain"], "example.test", "recipient domain")
         rec = audit(d)
         eq([(a["command"], a["result"]) for a in rec],
-           [("check export id " + qid, "ok")] * 2, "each look recorded")
+           [("show %s headers" % qid, "ok"),
+            ("show %s json headers" % qid, "ok")], "each look recorded")
 
 
 def test_log_rcpt_and_follow():
@@ -546,7 +547,7 @@ def log_follow(d):
 def test_summary_speed():
     """Not asserted: how long `queue summary` takes over a large queue
     (OUTPOST_CLI_PERF_N messages of one recipient each, 1000 domains),
-    with the daemon stopped so that it does not compete for the CPU."""
+    computed by the daemon (idle: no DNS server, every message waits)."""
     n = int(os.environ.get("OUTPOST_CLI_PERF_N",
                            "20000" if ASAN else "200000"))
     if n <= 0:
@@ -561,7 +562,6 @@ def test_summary_speed():
         eq(rc, 0, "load: %s" % rep)
         print("# summary speed: %d messages queued in %.1f s"
               % (n, time.time() - t0))
-        d.stop()
         for _ in range(2):  # the second run: the queue in the page cache
             t0 = time.time()
             r = cli(d, "queue", "summary", "--json", rc=None, timeout=600)

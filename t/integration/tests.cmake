@@ -19,3 +19,6 @@ outpost_integration_test(privilege t/integration/privilege_test.py)
 outpost_integration_test(spf t/integration/spf_test.py TIMEOUT 600)
 outpost_integration_test(privacy t/integration/privacy_test.py TIMEOUT 600)
 outpost_integration_test(logspace t/integration/logspace_test.py SERIAL TIMEOUT 600)
+# The control socket against callers with few or no rights: read/export
+# through the daemon, corrupt records listed, abuse bounded, audit hashed.
+outpost_integration_test(control t/integration/control_test.py TIMEOUT 600)

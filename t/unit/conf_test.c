@@ -3495,6 +3495,15 @@ static const struct {
 	  L "control {\n\taccess \"no-such-user.outpost\" {\n"
 	    "\t\trights = read\n\t}\n}\n",
 	  "3: control.access \"no-such-user.outpost\": no such user" WHO },
+	{ "control.group: unknown group",
+	  L "control {\n\tgroup = \"no-such-group.outpost\"\n}\n",
+	  "3: control.group \"no-such-group.outpost\": no such group (a local "
+	  "group name, or a gid such as \"1001\")" },
+	{ "control.group: gid (gid_t)-1",
+	  L "control { group = \"4294967295\" }\n",
+	  "2: control.group: a gid is at most 4294967294" },
+	{ "control.group: empty", L "control { group = \"\" }\n",
+	  "2: control.group: must not be empty" },
 	{ "access: a negative uid", L "control { access \"-1\" { } }\n",
 	  "2: control.access \"-1\": no such user" WHO },
 	{ "access: uid (uid_t)-1",

@@ -282,7 +282,7 @@ setup(void **state)
 	qc.key_file = key;
 	qc.map_size = 16u << 20;
 	qc.commit_max_batch = 64;
-	if (queue_open(&T.queue, &qc, 0, err, sizeof(err)) != 0) {
+	if (queue_open(&T.queue, &qc, err, sizeof(err)) != 0) {
 		fprintf(stderr, "queue_open: %s\n", err);
 		return -1;
 	}

@@ -83,7 +83,7 @@ teardown_tmp(void **state)
 static unsigned open_prepare_wait_us, open_lazy_wait_us;
 
 static struct queue *
-open_queue(uint64_t map_size, unsigned interval_us, unsigned flags)
+open_queue(uint64_t map_size, unsigned interval_us)
 {
 	struct queue_config cfg = { 0 };
 	struct queue *q = NULL;
@@ -96,7 +96,7 @@ open_queue(uint64_t map_size, unsigned interval_us, unsigned flags)
 	cfg.commit_max_batch = 1024;
 	cfg.prepare_wait_us = open_prepare_wait_us;
 	cfg.lazy_wait_us = open_lazy_wait_us;
-	if (queue_open(&q, &cfg, flags, err, sizeof(err)) != 0)
+	if (queue_open(&q, &cfg, err, sizeof(err)) != 0)
 		fail_msg("queue_open: %s", err);
 	return q;
 }
@@ -427,7 +427,7 @@ test_group_commit(void **state)
 	unsigned i;
 
 	(void)state;
-	q = open_queue(1ull << 30, 0, 0);
+	q = open_queue(1ull << 30, 0);
 	t0 = mono_us();
 	for (i = 0; i < NTHREADS; i++) {
 		prod[i].q = q;
@@ -476,7 +476,7 @@ test_group_commit(void **state)
 
 	/* Reopen: every message, in id order, with its body. */
 	qsort(expects, NOPS, sizeof(expects[0]), expect_cmp);
-	q = open_queue(1ull << 30, 0, 0);
+	q = open_queue(1ull << 30, 0);
 	if (queue_walk(q, walk_check, &ws, err, sizeof(err)) != 0)
 		fail_msg("walk: %s", err);
 	assert_int_equal(ws.count, NOPS);
@@ -591,7 +591,7 @@ test_update_delete(void **state)
 	char err[256];
 
 	(void)state;
-	q = open_queue(64 << 20, 0, 0);
+	q = open_queue(64 << 20, 0);
 	due_a = now_ms() + 1000;
 	due_b = due_a + 1;
 	due_c = due_a + 2;
@@ -691,7 +691,7 @@ test_map_full(void **state)
 
 	(void)state;
 	/* A 2 MiB map; a linger so both ops share one batch. */
-	q = open_queue(2 << 20, 200000, 0);
+	q = open_queue(2 << 20, 200000);
 	waiter_init(&w, keep);
 	big = insert_op(q, 10, 4 << 20, now_ms());
 	small = insert_op(q, 11, 100, now_ms());
@@ -733,7 +733,7 @@ test_close_drains(void **state)
 	char err[256];
 
 	(void)state;
-	q = open_queue(64 << 20, 20000, 0);
+	q = open_queue(64 << 20, 20000);
 	waiter_init(&w, NULL);
 	for (i = 0; i < 200; i++)
 		submit(q, &w, insert_op(q, i, 100, now_ms()), 1000);
@@ -741,7 +741,7 @@ test_close_drains(void **state)
 	assert_int_equal(w.done, 200);
 	assert_int_equal(w.failed, 0);
 	waiter_fini(&w);
-	q = open_queue(64 << 20, 0, QUEUE_RDONLY);
+	q = open_queue(64 << 20, 0);
 	assert_int_equal(queue_walk(q, count_cb, &n, err, sizeof(err)), 0);
 	assert_int_equal(n, 200);
 	queue_close(q);
@@ -766,7 +766,7 @@ test_expect_wait(void **state)
 
 	(void)state;
 	open_prepare_wait_us = 2000000;
-	q = open_queue(64 << 20, 0, 0);
+	q = open_queue(64 << 20, 0);
 	open_prepare_wait_us = 0;
 	waiter_init(&w, NULL);
 
@@ -821,7 +821,7 @@ test_lazy_ops(void **state)
 
 	(void)state;
 	open_lazy_wait_us = 500000;
-	q = open_queue(64 << 20, 0, 0);
+	q = open_queue(64 << 20, 0);
 	open_lazy_wait_us = 0;
 	waiter_init(&w, NULL);
 
@@ -874,48 +874,23 @@ meta_version_set(uint32_t v)
 }
 
 static void
-on_done_count(struct queue_op *op, int status, void *arg)
-{
-	(void)op;
-	*(int *)arg = status;
-}
-
-static void
 test_open_checks(void **state)
 {
 	struct queue_config cfg = { 0 };
 	struct queue *q = NULL;
-	struct queue_op *op;
-	struct stat sb;
 	char err[512];
 	FILE *f;
-	int status = 1;
 
 	(void)state;
 	cfg.path = qpath;
 	cfg.key_file = kpath;
 	cfg.map_size = 16 << 20;
-	/* Read-only on nothing: an error, and no key made. */
-	assert_int_equal(queue_open(&q, &cfg, QUEUE_RDONLY, err, sizeof(err)),
-			 -1);
-	assert_null(q);
-	assert_non_null(strstr(err, qpath));
-	assert_int_equal(stat(kpath, &sb), -1);
-
-	q = open_queue(16 << 20, 0, 0);
-	queue_close(q);
-	/* Read-only: writes are refused through done(). */
-	q = open_queue(0, 0, QUEUE_RDONLY);
-	op = insert_op(q, 1, 10, now_ms());
-	queue_submit(q, op, on_done_count, &status);
-	assert_int_equal(status, -1);
-	assert_non_null(strstr(op->err, "read-only"));
-	queue_op_free(op);
+	q = open_queue(16 << 20, 0);
 	queue_close(q);
 
 	/* A newer format is refused with a clear message. */
 	meta_version_set(QUEUE_FORMAT_VERSION + 1);
-	assert_int_equal(queue_open(&q, &cfg, 0, err, sizeof(err)), -1);
+	assert_int_equal(queue_open(&q, &cfg, err, sizeof(err)), -1);
 	if (strstr(err, "newer") == NULL)
 		fail_msg("err: %s", err);
 	meta_version_set(QUEUE_FORMAT_VERSION);
@@ -929,20 +904,35 @@ test_open_checks(void **state)
 	      f);
 	fclose(f);
 	assert_int_equal(chmod(kpath, 0600), 0);
-	assert_int_equal(queue_open(&q, &cfg, 0, err, sizeof(err)), -1);
+	assert_int_equal(queue_open(&q, &cfg, err, sizeof(err)), -1);
 	if (strstr(err, "key id") == NULL)
 		fail_msg("err: %s", err);
 	/* A key file readable by others: refused. */
 	assert_int_equal(chmod(kpath, 0644), 0);
-	assert_int_equal(queue_open(&q, &cfg, 0, err, sizeof(err)), -1);
+	assert_int_equal(queue_open(&q, &cfg, err, sizeof(err)), -1);
 	if (strstr(err, "mode 0644") == NULL)
 		fail_msg("err: %s", err);
 }
 
-/* A record that fails to open makes the walk fail with its id. */
+static unsigned bad_n;
+static uint64_t bad_id;
+
+static int
+bad_cb(uint64_t id, const char *why, void *arg)
+{
+	(void)arg;
+	assert_non_null(strstr(why, "authentication failed"));
+	bad_n++;
+	bad_id = id;
+	return 0;
+}
+
+/* A record that fails to open makes the walk fail with its id;
+ * queue_walk_checked hands it over and goes on. */
 static void
 test_walk_bad_record(void **state)
 {
+	uint64_t op_id;
 	struct queue_op *op;
 	struct queue *q;
 	MDB_env *env;
@@ -954,10 +944,11 @@ test_walk_bad_record(void **state)
 	unsigned n = 0;
 
 	(void)state;
-	q = open_queue(16 << 20, 0, 0);
+	q = open_queue(16 << 20, 0);
 	op = run_op(q, insert_op(q, 5, 10, now_ms()));
 	assert_int_equal(op->status, 0);
 	queue_id_format(op->env.id, qid);
+	op_id = op->env.id;
 	queue_op_free(op);
 	queue_close(q);
 
@@ -984,10 +975,19 @@ test_walk_bad_record(void **state)
 	assert_int_equal(mdb_txn_commit(txn), 0);
 	mdb_env_close(env);
 
-	q = open_queue(16 << 20, 0, QUEUE_RDONLY);
+	q = open_queue(16 << 20, 0);
 	assert_int_equal(queue_walk(q, count_cb, &n, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, qid));
 	assert_non_null(strstr(err, "authentication failed (wrong key?)"));
+	/* queue_walk_checked: the bad one is handed over, the walk goes on. */
+	n = 0;
+	bad_n = 0;
+	assert_int_equal(queue_walk_checked(q, 0, UINT64_MAX, count_cb, bad_cb,
+					    &n, err, sizeof(err)),
+			 0);
+	assert_int_equal(bad_n, 1);
+	assert_int_equal(n, 0);
+	assert_int_equal(bad_id, op_id);
 	queue_close(q);
 }
 
@@ -1053,7 +1053,7 @@ test_ids(void **state)
 	queue_id_format(0xabcULL, hex);
 	assert_string_equal(hex, "0000000000000abc");
 
-	q = open_queue(16 << 20, 0, 0);
+	q = open_queue(16 << 20, 0);
 	all = calloc(ID_THREADS * ID_EACH, sizeof(*all));
 	assert_non_null(all);
 	for (i = 0; i < ID_THREADS; i++) {
@@ -1091,7 +1091,7 @@ test_ids(void **state)
 		queue_op_free(op);
 	}
 	queue_close(q);
-	q = open_queue(16 << 20, 0, 0);
+	q = open_queue(16 << 20, 0);
 	assert_true(queue_id_next(q) > id);
 	assert_true(queue_id_next(q) > id + 1);
 	queue_close(q);

@@ -213,26 +213,38 @@ sc_enter(struct smtp_client *c, enum sc_state st)
 	}
 }
 
+static void sc_vwrite(struct smtp_client *c, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+
+static void
+sc_vwrite(struct smtp_client *c, const char *fmt, va_list ap)
+{
+	va_list ap2;
+
+	va_copy(ap2, ap);
+	evbuffer_add_vprintf(bufferevent_get_output(c->bev), fmt, ap);
+	if (log_trace_enabled(TRACE_SMTP)) {
+		char buf[512], esc[600];
+
+		vsnprintf(buf, sizeof(buf), fmt, ap2);
+		log_trace(TRACE_SMTP, "smtp-out %s >>> %s", c->remote,
+			  log_escape(esc, sizeof(esc), buf, strlen(buf)));
+	}
+	va_end(ap2);
+}
+
 static void sc_write(struct smtp_client *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Write bytes no reply answers (QUIT as we hang up, the body). */
 static void
 sc_write(struct smtp_client *c, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	evbuffer_add_vprintf(bufferevent_get_output(c->bev), fmt, ap);
+	sc_vwrite(c, fmt, ap);
 	va_end(ap);
-	if (log_trace_enabled(TRACE_SMTP)) {
-		char buf[512], esc[600];
-
-		va_start(ap, fmt);
-		vsnprintf(buf, sizeof(buf), fmt, ap);
-		va_end(ap);
-		log_trace(TRACE_SMTP, "smtp-out %s >>> %s", c->remote,
-			  log_escape(esc, sizeof(esc), buf, strlen(buf)));
-	}
 }
 
 /* Room for N more commands awaiting replies.  0, or -1 (out of memory). */
@@ -293,16 +305,11 @@ static void sc_send(struct smtp_client *c, enum outcome_stage stage,
 static void
 sc_send(struct smtp_client *c, enum outcome_stage stage, const char *fmt, ...)
 {
-	char buf[1100];
 	va_list ap;
-	int n;
 
 	va_start(ap, fmt);
-	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	sc_vwrite(c, fmt, ap);
 	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof(buf))
-		panic("command longer than %zu bytes", sizeof(buf));
-	sc_write(c, "%s", buf);
 	sc_pend_push(c, stage, 0);
 }
 

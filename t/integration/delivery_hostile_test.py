@@ -264,7 +264,8 @@ def submit(d, rcpts=("someone@hostile.test",)):
 
 
 def hostile_case(script, extra="", hostile_conns=1, starttls=False,
-                 ehlo=None, want_stage=None, want_tls=None):
+                 ehlo=None, want_stage=None, want_tls=None,
+                 rcpts=("someone@hostile.test",)):
     """Run SCRIPT on the receiver's first connection(s); assert the message
     was deferred (not delivered, not bounced) and then arrived intact."""
     host = "127.0.0.70"
@@ -274,7 +275,7 @@ def hostile_case(script, extra="", hostile_conns=1, starttls=False,
     cfg = delivery_config(dns, port, extra)
     with dns, ScriptedMX(host, port, script, hostile_conns, starttls,
                          ehlo) as mx, Daemon(config=cfg) as d:
-        submit(d)
+        submit(d, rcpts)
         try:
             mx.wait_messages(1, timeout=30)
         except TestFailure:
@@ -284,17 +285,20 @@ def hostile_case(script, extra="", hostile_conns=1, starttls=False,
         # The message settles a moment after the receiver's 250.
         deadline = time.time() + 10 * SLOW
         while time.time() < deadline:
-            if any(e["event"] == "delivery" for e in events(d)):
+            if [e["event"] for e in events(d)].count("delivery") \
+                    >= len(rcpts):
                 break
             time.sleep(0.05)
         evs = [e for e in events(d)
                if e["event"] in ("delivery", "bounce", "transient_failure")]
         kinds = [e["event"] for e in evs]
-        check(len(evs) >= 2 and kinds[0] == "transient_failure",
+        n = len(rcpts)
+        check(len(evs) >= 2 * n and
+              kinds[:n] == ["transient_failure"] * n,
               "the hostile attempt is a transient failure first: %s"
               % json.dumps(evs)[:2000])
-        eq(kinds[-1], "delivery", "delivered at last")
-        eq(kinds.count("delivery"), 1, "one delivery event")
+        eq(kinds[-n:], ["delivery"] * n, "delivered at last")
+        eq(kinds.count("delivery"), n, "one delivery event per recipient")
         check("bounce" not in kinds, "never bounced: %s" % kinds)
         if want_stage is not None:
             eq(evs[0].get("stage"), want_stage, "stage of the failure")
@@ -377,6 +381,26 @@ def test_reply_line_over_limit():
 
 
 # --- unsolicited replies (they would pair with the wrong commands) ----------
+
+def test_two_replies_to_one_rcpt():
+    # Pipelined, the extra reply shifts every later one onto the wrong
+    # command: the second RCPT gets it, DATA gets a 250.
+    hostile_case({"rcpt": b"250 2.1.5 ok\r\n250 2.1.5 ok too\r\n"},
+                 rcpts=("one@hostile.test", "two@hostile.test"))
+
+
+def test_rcpt_refusal_then_out_of_step():
+    # A 550 to the first RCPT, then DATA answered 250: once out of step,
+    # the 550 cannot be trusted either: both recipients are deferred
+    # (not bounced), and both get the message on the next attempt.
+    replies = iter([b"550 5.1.1 no such user\r\n", b"250 2.1.5 ok\r\n"])
+
+    def rcpt(c):
+        c.send(next(replies, b"250 2.1.5 ok\r\n"))
+
+    hostile_case({"rcpt": rcpt, "data": b"250 2.0.0 thanks\r\n"},
+                 rcpts=("one@hostile.test", "two@hostile.test"))
+
 
 def test_extra_250_after_ehlo():
     hostile_case({"ehlo": EHLO_OK + b"250 2.0.0 ok\r\n" * 6})

@@ -22,8 +22,30 @@ enum outcome_stage {
 	OS_DATA,  /* the reply to DATA (354 expected) */
 	OS_EOM,   /* end of data, or BDAT LAST */
 	OS_LOCAL, /* decided here: 8-bit body to a 7-bit host, expiry … */
+	OS_HELO,  /* the fallback when EHLO is refused */
+	OS_RSET,
+	OS_QUIT,
 	OS__COUNT
 };
+
+/*
+ * What one reply means for the command it answers (STAGE): the success that
+ * command expects (220 to the banner and STARTTLS, 250 to EHLO/HELO, 354 to
+ * DATA, any 2xx to MAIL, RCPT, RSET, QUIT, end of data and BDAT), a
+ * temporary or permanent refusal, or none of these: a reply that command
+ * cannot get (a 250 to DATA, a 334 to MAIL, a 1xx, a code out of range).
+ * That last is a protocol error: the dialogue is out of step, so the
+ * connection is closed and what was in flight deferred (4.5.0).
+ */
+enum outcome_reply {
+	OR_OK,
+	OR_TEMP,     /* 4xx */
+	OR_PERM,     /* 5xx */
+	OR_PROTOCOL, /* not a reply this command can get */
+};
+
+/* The enhanced status of every protocol error (RFC 3463: 4.5.0). */
+#define OUTCOME_PROTOCOL_STATUS "4.5.0"
 
 enum outcome_action {
 	OA_DELIVERED,
@@ -51,11 +73,24 @@ struct outcome_pattern {
 };
 
 /*
- * outcome_classify — decide what a result means.
- *   stage: where it arrived; code: the SMTP reply code (0 when there was no
- *   reply: connection failure, timeout, TLS failure); text: the reply text
- *   (may be NULL); patterns (npatterns): suspend rules checked against
- *   "CODE TEXT".
+ * outcome_reply — what CODE means as the reply to the command of STAGE (see
+ * enum outcome_reply).  The SMTP client asks this for every reply, and
+ * outcome_classify() uses the same rules: nowhere else decides which codes
+ * a command may get.  Pure; any thread.
+ */
+enum outcome_reply outcome_reply(enum outcome_stage stage, int code);
+
+/*
+ * outcome_classify — decide what a result means for a recipient.
+ *   stage: the command the reply answered (or where the attempt failed);
+ *   code: the SMTP reply code (0 when there was no usable reply: connection
+ *   failure, timeout, TLS failure, a protocol error without a code); text:
+ *   the reply text, or for code 0 our reason, which may start with the
+ *   enhanced status to report ("4.5.0 …"; only class 4 is taken); may be
+ *   NULL; patterns (npatterns): suspend rules checked against "CODE TEXT".
+ * Only a 2xx to the end of data (OS_EOM) delivers.  Any other success (a
+ * 250 to RCPT, a 354 to DATA) means the transaction never ended: deferred,
+ * as is a reply outcome_reply() calls a protocol error (4.5.0).
  * Pure; any thread.
  */
 void outcome_classify(enum outcome_stage stage, int code, const char *text,

@@ -5,9 +5,14 @@
  * Owns: the connection (socket, bufferevent, TLS), the walk through a
  * site's hosts and addresses, and the pipelined transaction: commands go out
  * ahead of replies (send cursor ahead of reply cursor, Postfix smtp_proto.c)
- * and each reply is matched to its command in order.  Never decides what a
- * reply means for a recipient: it records stage, code and text, and the
- * scheduler asks outcome.c.  Delivery loop thread only.
+ * and each reply is matched to its command in order: every command sent
+ * waits in a FIFO with its stage, so a reply, a timeout or a lost connection
+ * belongs to the command it answers or was awaited for.  A reply with
+ * nothing outstanding is unsolicited: a protocol error, as is any code
+ * outcome_reply() says that command cannot get; both close the connection
+ * and defer what was in flight.  Never decides what a reply means for a
+ * recipient: it records stage, code and text, and the scheduler asks
+ * outcome.c.  Delivery loop thread only.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -35,9 +40,9 @@
 #include "mta/loop.h"
 #include "mta/stats.h"
 
-#define SC_REPLY_LINE_MAX  4096 /* longer reply lines are a protocol error */
-#define SC_REPLY_TEXT_MAX  1024 /* text kept from a (multi-line) reply */
-#define SC_REPLY_LINES_MAX 100
+#define SC_REPLY_LINE_MAX  4096  /* longer reply lines are a protocol error */
+#define SC_REPLY_TEXT_MAX  1024  /* text kept from a (multi-line) reply */
+#define SC_REPLY_MAX_BYTES 65536 /* a longer reply (EHLO…) is an error */
 #define SC_NOTLS_MS        (3600 * 1000) /* tls=may fallback memory */
 
 enum sc_state {
@@ -73,8 +78,11 @@ static const char *const sc_names[SC__COUNT] = {
 #define CAP_CHUNKING   0x10u
 #define CAP_SIZE       0x20u
 
-/* Steps of a transaction, in the order replies come back. */
-enum sc_step { ST_MAIL, ST_RCPT, ST_DATA, ST_EOM };
+/* A command sent and not yet answered: the reply cursor's queue. */
+struct sc_cmd {
+	enum outcome_stage stage;
+	unsigned rcpt; /* OS_RCPT: index into the job's recipients */
+};
 
 struct smtp_client {
 	const struct smtp_client_env *env;
@@ -103,12 +111,17 @@ struct smtp_client {
 	char rtext[SC_REPLY_TEXT_MAX];
 	size_t rlen;
 	unsigned rlines;
+	size_t rbytes;  /* the whole reply so far (SC_REPLY_MAX_BYTES) */
+	unsigned rcaps; /* EHLO keywords seen in this reply */
+	uint64_t rsize; /* its SIZE */
+	/* commands sent, not yet answered (a FIFO: pend[head .. head+len)) */
+	struct sc_cmd *pend;
+	unsigned pend_head, pend_len, pend_cap;
 	/* the transaction */
 	struct sched_job *job;
 	bool bdat;
-	unsigned sent;    /* commands sent (send cursor) */
-	unsigned replied; /* replies read (reply cursor) */
-	unsigned ncmds;   /* MAIL + RCPTs + DATA/BDAT (+ EOM for DATA) */
+	unsigned sent;  /* transaction commands sent (send cursor) */
+	unsigned ncmds; /* MAIL + RCPTs + DATA/BDAT (the body comes after) */
 	bool mail_ok;
 	unsigned rcpt_ok;
 	bool *accepted;
@@ -211,30 +224,108 @@ sc_log_enter(const struct smtp_client *c, struct scrub_ctx *ctx,
 	*prev = scrub_ctx_enter(ctx);
 }
 
+static void sc_vwrite(struct smtp_client *c, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+
+static void
+sc_vwrite(struct smtp_client *c, const char *fmt, va_list ap)
+{
+	va_list ap2;
+
+	va_copy(ap2, ap);
+	evbuffer_add_vprintf(bufferevent_get_output(c->bev), fmt, ap);
+	if (log_trace_enabled(TRACE_SMTP)) {
+		char buf[512], esc[600];
+		struct scrub_ctx ctx;
+		const struct scrub_ctx *prev;
+
+		vsnprintf(buf, sizeof(buf), fmt, ap2);
+		sc_log_enter(c, &ctx, &prev);
+		log_trace(TRACE_SMTP, "smtp-out %s >>> %s", c->remote,
+			  log_escape(esc, sizeof(esc), buf, strlen(buf)));
+		scrub_ctx_leave(prev);
+	}
+	va_end(ap2);
+}
+
 static void sc_write(struct smtp_client *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Write bytes no reply answers (QUIT as we hang up, the body). */
 static void
 sc_write(struct smtp_client *c, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	evbuffer_add_vprintf(bufferevent_get_output(c->bev), fmt, ap);
+	sc_vwrite(c, fmt, ap);
 	va_end(ap);
-	if (log_trace_enabled(TRACE_SMTP)) {
-		char buf[512], esc[600];
-		struct scrub_ctx ctx;
-		const struct scrub_ctx *prev;
+}
 
-		va_start(ap, fmt);
-		vsnprintf(buf, sizeof(buf), fmt, ap);
-		va_end(ap);
-		sc_log_enter(c, &ctx, &prev);
-		log_trace(TRACE_SMTP, "smtp-out %s >>> %s", c->remote,
-			  log_escape(esc, sizeof(esc), buf, strlen(buf)));
-		scrub_ctx_leave(prev);
+/* Room for N more commands awaiting replies.  0, or -1 (out of memory). */
+static int
+sc_pend_reserve(struct smtp_client *c, unsigned n)
+{
+	struct sc_cmd *p;
+	unsigned cap;
+
+	if (c->pend_len == 0)
+		c->pend_head = 0;
+	if (c->pend_head + c->pend_len + n <= c->pend_cap)
+		return 0;
+	if (c->pend_head > 0) {
+		memmove(c->pend, c->pend + c->pend_head,
+			c->pend_len * sizeof(*c->pend));
+		c->pend_head = 0;
+		if (c->pend_len + n <= c->pend_cap)
+			return 0;
 	}
+	cap = c->pend_len + n + 4;
+	if ((p = realloc(c->pend, cap * sizeof(*p))) == NULL)
+		return -1;
+	c->pend = p;
+	c->pend_cap = cap;
+	return 0;
+}
+
+/* The command of STAGE was just written: its reply is now awaited.  Room
+ * was reserved (sc_pend_reserve) before the transaction or is the spare
+ * kept for the one command of a session step. */
+static void
+sc_pend_push(struct smtp_client *c, enum outcome_stage stage, unsigned rcpt)
+{
+	if (sc_pend_reserve(c, 1) != 0)
+		panic("no room for a command reserved in advance");
+	c->pend[c->pend_head + c->pend_len].stage = stage;
+	c->pend[c->pend_head + c->pend_len].rcpt = rcpt;
+	c->pend_len++;
+}
+
+/* The command the reply being read answers (the queue is not empty). */
+static struct sc_cmd
+sc_pend_pop(struct smtp_client *c)
+{
+	struct sc_cmd cmd = c->pend[c->pend_head];
+
+	c->pend_head++;
+	if (--c->pend_len == 0)
+		c->pend_head = 0;
+	return cmd;
+}
+
+static void sc_send(struct smtp_client *c, enum outcome_stage stage,
+		    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Write a command whose reply will be awaited (one line, CRLF in FMT). */
+static void
+sc_send(struct smtp_client *c, enum outcome_stage stage, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	sc_vwrite(c, fmt, ap);
+	va_end(ap);
+	sc_pend_push(c, stage, 0);
 }
 
 static void
@@ -259,6 +350,9 @@ sc_close_socket(struct smtp_client *c)
 	}
 	c->tls = false;
 	c->tls_verified = false;
+	/* Nothing is awaited from a connection that is gone. */
+	c->pend_len = c->pend_head = 0;
+	c->rlines = 0;
 }
 
 static void
@@ -279,6 +373,7 @@ sc_free(struct smtp_client *c)
 		event_free(c->kick);
 	free(c->addrs);
 	free(c->accepted);
+	free(c->pend);
 	free(c);
 }
 
@@ -318,10 +413,13 @@ sc_finish(struct smtp_client *c, bool failed)
 			  c->fail_text[0] ? c->fail_text : NULL);
 }
 
-/* The outcome stage a failure in the current state belongs to. */
+/* The outcome stage a failure now belongs to: the command whose reply is
+ * awaited, else what the state is doing. */
 static enum outcome_stage
 sc_stage(const struct smtp_client *c)
 {
+	if (c->pend_len > 0)
+		return c->pend[c->pend_head].stage;
 	switch (c->state) {
 	case SC_RESOLVE:
 	case SC_CONNECT:
@@ -332,10 +430,16 @@ sc_stage(const struct smtp_client *c)
 		return OS_STARTTLS;
 	case SC_TLS:
 		return OS_TLS;
+	case SC_HELO:
+		return OS_HELO;
 	case SC_TXN:
-		return c->replied == 0              ? OS_MAIL
-		       : c->replied <= c->ncmds - 2 ? OS_RCPT
-						    : OS_EOM;
+		return OS_EOM;
+	case SC_RSET:
+		return OS_RSET;
+	case SC_QUIT:
+	case SC_IDLE:
+	case SC_DEAD:
+		return OS_QUIT;
 	default:
 		return OS_EHLO;
 	}
@@ -365,6 +469,20 @@ sc_result_rest(struct sched_job *job, enum outcome_stage stage, int code,
 
 	for (i = 0; i < job->nrcpt; i++)
 		sc_result(job, i, stage, code, text);
+}
+
+/* Forget every result of JOB's transaction: once the dialogue is out of
+ * step, no reply of it can be trusted to answer the command it seemed to. */
+static void
+sc_result_reset(struct sched_job *job)
+{
+	unsigned i;
+
+	for (i = 0; i < job->nrcpt; i++) {
+		free(job->res[i].text);
+		job->res[i].text = NULL;
+		job->res[i].code = 0;
+	}
 }
 
 /* The local address of C's socket, as text ("" if unknown). */
@@ -436,6 +554,33 @@ sc_fail(struct smtp_client *c, enum outcome_stage stage, int code,
 	c->fail_code = code;
 	snprintf(c->fail_text, sizeof(c->fail_text), "%s", text);
 	sc_finish(c, false);
+}
+
+/*
+ * The dialogue is out of step (a reply the command cannot get, a reply
+ * with nothing outstanding, a malformed or oversized reply): close the
+ * connection; what was in flight is deferred (outcome_classify says 4.5.0
+ * for STAGE/CODE, or for code 0 the "4.5.0" that starts our text).
+ */
+static void
+sc_protocol_error(struct smtp_client *c, enum outcome_stage stage, int code,
+		  const char *why)
+{
+	char text[SC_REPLY_TEXT_MAX + 64], esc[600];
+
+	log_warnx("smtp-out %s: protocol error at %s: %s%s%s", c->remote,
+		  outcome_stage_name(stage), why, code != 0 ? ": " : "",
+		  code != 0
+		      ? log_escape(esc, sizeof(esc), c->rtext, strlen(c->rtext))
+		      : "");
+	if (code != 0)
+		snprintf(text, sizeof(text), "%s", c->rtext);
+	else
+		snprintf(text, sizeof(text),
+			 OUTCOME_PROTOCOL_STATUS " protocol error: %s", why);
+	if (c->job != NULL)
+		sc_result_reset(c->job);
+	sc_fail(c, stage, code, text);
 }
 
 /* Connecting ---------------------------------------------------------- */
@@ -543,6 +688,7 @@ sc_connect_addr(struct smtp_client *c)
 	}
 	bufferevent_setcb(c->bev, sc_read_cb, NULL, sc_event_cb, c);
 	sc_enter(c, SC_CONNECT);
+	sc_pend_push(c, OS_GREETING, 0); /* the banner is the first reply */
 	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&sa,
 				       (int)len) != 0) {
 		snprintf(err, sizeof(err), "connect: %s", strerror(errno));
@@ -672,45 +818,64 @@ sc_connect_next(struct smtp_client *c)
 
 /* Session set-up ------------------------------------------------------ */
 
-static void
-sc_ehlo(struct smtp_client *c)
+/* The name we greet with: the pool's, else the delivery default. */
+static const char *
+sc_helo_name(const struct smtp_client *c)
 {
-	const char *name = c->path->pool != NULL && c->path->pool->ehlo != NULL
-			       ? c->path->pool->ehlo
-			       : c->env->conf->delivery.ehlo;
-
-	c->caps = 0;
-	c->size_max = 0;
-	sc_write(c, "EHLO %s\r\n", name);
-	sc_enter(c, SC_EHLO);
+	return c->path->pool != NULL && c->path->pool->ehlo != NULL
+		   ? c->path->pool->ehlo
+		   : c->env->conf->delivery.ehlo;
 }
 
 static void
-sc_parse_caps(struct smtp_client *c)
+sc_ehlo(struct smtp_client *c)
 {
-	char *line, *save = NULL, *kw;
-	char buf[SC_REPLY_TEXT_MAX];
+	c->caps = 0;
+	c->size_max = 0;
+	sc_send(c, OS_EHLO, "EHLO %s\r\n", sc_helo_name(c));
+	sc_enter(c, SC_EHLO);
+}
 
-	snprintf(buf, sizeof(buf), "%s", c->rtext);
-	/* The first line is the greeting; each further line a keyword. */
-	line = strtok_r(buf, "\n", &save);
-	while ((line = strtok_r(NULL, "\n", &save)) != NULL) {
-		kw = line;
-		if (strcasecmp(kw, "PIPELINING") == 0)
-			c->caps |= CAP_PIPELINING;
-		else if (strcasecmp(kw, "8BITMIME") == 0)
-			c->caps |= CAP_8BITMIME;
-		else if (strcasecmp(kw, "SMTPUTF8") == 0)
-			c->caps |= CAP_SMTPUTF8;
-		else if (strcasecmp(kw, "STARTTLS") == 0)
-			c->caps |= CAP_STARTTLS;
-		else if (strcasecmp(kw, "CHUNKING") == 0)
-			c->caps |= CAP_CHUNKING;
-		else if (strncasecmp(kw, "SIZE", 4) == 0 &&
-			 (kw[4] == '\0' || kw[4] == ' ')) {
-			c->caps |= CAP_SIZE;
-			c->size_max = strtoull(kw + 4, NULL, 10);
-		}
+static const struct sc_keyword {
+	const char *name;
+	unsigned cap;
+} sc_keywords[] = {
+	{ "PIPELINING", CAP_PIPELINING }, { "8BITMIME", CAP_8BITMIME },
+	{ "SMTPUTF8", CAP_SMTPUTF8 },     { "STARTTLS", CAP_STARTTLS },
+	{ "CHUNKING", CAP_CHUNKING },     { "SIZE", CAP_SIZE },
+};
+
+/* "SIZE 12345": the limit, 0 if none is given or it is not a number. */
+static uint64_t
+sc_size_param(const char *p)
+{
+	uint64_t v = 0;
+
+	if (*p++ != ' ')
+		return 0;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (v > (UINT64_MAX - 9) / 10)
+			return 0;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	return *p == '\0' || *p == ' ' ? v : 0;
+}
+
+/* One keyword line of an EHLO reply (every line after the first, however
+ * long the reply: SC_REPLY_MAX_BYTES bounds it). */
+static void
+sc_ehlo_keyword(struct smtp_client *c, const char *kw)
+{
+	size_t n = strcspn(kw, " "), i;
+
+	for (i = 0; i < sizeof(sc_keywords) / sizeof(sc_keywords[0]); i++) {
+		if (strlen(sc_keywords[i].name) != n ||
+		    strncasecmp(kw, sc_keywords[i].name, n) != 0)
+			continue;
+		c->rcaps |= sc_keywords[i].cap;
+		if (sc_keywords[i].cap == CAP_SIZE)
+			c->rsize = sc_size_param(kw + n);
+		return;
 	}
 }
 
@@ -735,7 +900,6 @@ sc_after_ehlo(struct smtp_client *c)
 	enum conf_tls_policy pol = sc_policy(c);
 	struct sched_host *h = &c->site->hosts[c->host_idx];
 
-	sc_parse_caps(c);
 	if (c->tls || pol == CONF_TLSP_NONE || c->in_clear) {
 		sc_ready(c);
 		return;
@@ -755,7 +919,7 @@ sc_after_ehlo(struct smtp_client *c)
 		sc_ready(c);
 		return;
 	}
-	sc_write(c, "STARTTLS\r\n");
+	sc_send(c, OS_STARTTLS, "STARTTLS\r\n");
 	sc_enter(c, SC_STARTTLS);
 }
 
@@ -891,49 +1055,70 @@ sc_write_body_data(struct smtp_client *c, const uint8_t *p, size_t len)
 	evbuffer_add(out, ".\r\n", 3);
 }
 
-/* Send the command at the send cursor (and, pipelining, the ones after). */
+/* Send the command at the send cursor (and, pipelining, the ones after, up
+ * to DATA or BDAT LAST: RFC 2920 3.1).  The body of DATA goes only after
+ * its 354 (sc_send_body). */
 static void
 sc_send_next(struct smtp_client *c)
 {
 	struct sched_job *job = c->job;
 	struct sched_msg *m = job->msg;
 	const struct queue_envelope *env = &m->r->env;
+	bool pipelining = (c->caps & CAP_PIPELINING) != 0;
 	unsigned n = job->nrcpt;
 
 	while (c->sent < c->ncmds) {
 		unsigned i = c->sent;
 
+		if (!pipelining && c->pend_len > 0)
+			return; /* one command at a time */
+		if (!pipelining && i > 0 &&
+		    (!c->mail_ok || (i == n + 1 && c->rcpt_ok == 0))) {
+			/* Nothing left worth sending in this transaction. */
+			c->sent = c->ncmds;
+			c->need_rset = true;
+			return;
+		}
 		if (i == 0) {
-			sc_write(c, "MAIL FROM:<%s>", env->sender);
+			char size[40] = "";
+
 			if (c->caps & CAP_SIZE)
-				sc_write(c, " SIZE=%zu", m->r->body_len);
-			if ((env->flags & QUEUE_F_8BITMIME) &&
-			    (c->caps & CAP_8BITMIME))
-				sc_write(c, " BODY=8BITMIME");
-			if (env->flags & QUEUE_F_SMTPUTF8)
-				sc_write(c, " SMTPUTF8");
-			sc_write(c, "\r\n");
+				snprintf(size, sizeof(size), " SIZE=%zu",
+					 m->r->body_len);
+			sc_send(c, OS_MAIL, "MAIL FROM:<%s>%s%s%s\r\n",
+				env->sender, size,
+				(env->flags & QUEUE_F_8BITMIME) &&
+					(c->caps & CAP_8BITMIME)
+				    ? " BODY=8BITMIME"
+				    : "",
+				env->flags & QUEUE_F_SMTPUTF8 ? " SMTPUTF8"
+							      : "");
 		} else if (i <= n) {
-			sc_write(c, "RCPT TO:<%s>\r\n",
-				 env->rcpts[job->rcpt[i - 1]].addr);
-		} else if (i == n + 1 && c->bdat) {
-			sc_write(c, "BDAT %zu LAST\r\n", m->r->body_len);
+			sc_send(c, OS_RCPT, "RCPT TO:<%s>\r\n",
+				env->rcpts[job->rcpt[i - 1]].addr);
+			/* its reply is this recipient's */
+			c->pend[c->pend_head + c->pend_len - 1].rcpt = i - 1;
+		} else if (c->bdat) {
+			sc_send(c, OS_EOM, "BDAT %zu LAST\r\n", m->r->body_len);
 			evbuffer_add(bufferevent_get_output(c->bev), m->r->body,
 				     m->r->body_len);
-		} else if (i == n + 1) {
-			sc_write(c, "DATA\r\n");
 		} else {
-			/* EOM: only once DATA got its 354. */
-			if (c->replied < n + 2)
-				return;
-			sc_write_body_data(c, m->r->body, m->r->body_len);
+			sc_send(c, OS_DATA, "DATA\r\n");
 		}
 		c->sent++;
-		/* Without PIPELINING, one command at a time; with it, up to
-		 * DATA (RFC 2920 3.1), the body only after the 354. */
-		if (!(c->caps & CAP_PIPELINING) && c->sent > c->replied)
-			return;
 	}
+}
+
+/* DATA got its 354: the body, then the end of data, whose reply is the one
+ * that delivers. */
+static void
+sc_send_body(struct smtp_client *c)
+{
+	struct sched_msg *m = c->job->msg;
+
+	sc_write_body_data(c, m->r->body, m->r->body_len);
+	sc_pend_push(c, OS_EOM, 0);
+	sc_timer(c, c->env->conf->delivery.data_timeout_ms);
 }
 
 static void smtp_client_start(struct smtp_client *c, struct sched_job *job);
@@ -986,84 +1171,93 @@ smtp_client_start(struct smtp_client *c, struct sched_job *job)
 		return;
 	}
 	c->accepted = calloc(job->nrcpt, sizeof(*c->accepted));
-	if (c->accepted == NULL) {
+	if (c->accepted == NULL || sc_pend_reserve(c, job->nrcpt + 3) != 0) {
 		sc_result_rest(job, OS_LOCAL, 451, "4.3.0 out of memory");
 		sc_job_finish(c);
 		sc_kick(c);
 		return;
 	}
 	c->bdat = (c->caps & CAP_CHUNKING) != 0;
-	c->ncmds = 1 + job->nrcpt + 1 + (c->bdat ? 0 : 1);
-	c->sent = c->replied = 0;
+	c->ncmds = 1 + job->nrcpt + 1;
+	c->sent = 0;
 	c->mail_ok = false;
 	c->rcpt_ok = 0;
 	sc_enter(c, SC_TXN);
 	sc_send_next(c);
 }
 
-/* One reply of the transaction, at the reply cursor. */
+/* One reply of the transaction: CMD is the command it answers, KIND what
+ * outcome_reply() made of it (never OR_PROTOCOL: handled before). */
 static void
-sc_txn_reply(struct smtp_client *c)
+sc_txn_reply(struct smtp_client *c, const struct sc_cmd *cmd,
+	     enum outcome_reply kind)
 {
 	struct sched_job *job = c->job;
-	unsigned n = job->nrcpt, i = c->replied++;
-	bool ok = c->rcode >= 200 && c->rcode < 300;
+	bool ok = kind == OR_OK;
 	unsigned k;
 
-	if (i == 0) {
+	switch (cmd->stage) {
+	case OS_MAIL:
 		c->mail_ok = ok;
 		if (!ok)
 			sc_result_rest(job, OS_MAIL, c->rcode, c->rtext);
-	} else if (i <= n) {
-		if (c->mail_ok && ok) {
-			c->accepted[i - 1] = true;
+		break;
+	case OS_RCPT:
+		if (!c->mail_ok)
+			break; /* every recipient has MAIL's answer */
+		if (ok) {
+			c->accepted[cmd->rcpt] = true;
 			c->rcpt_ok++;
-		} else if (c->mail_ok) {
-			sc_result(job, i - 1, OS_RCPT, c->rcode, c->rtext);
+		} else {
+			sc_result(job, cmd->rcpt, OS_RCPT, c->rcode, c->rtext);
 		}
-	} else if (i == n + 1 && !c->bdat) {
-		/* The reply to DATA. */
-		if (c->rcode == 354 && c->rcpt_ok > 0) {
-			sc_timer(c, c->env->conf->delivery.data_timeout_ms);
-			sc_send_next(c);
+		break;
+	case OS_DATA:
+		if (ok && c->rcpt_ok > 0) {
+			sc_send_body(c);
 			return;
 		}
-		if (c->rcode == 354) {
+		if (ok) {
 			/* Nobody to deliver to, yet the server wants data:
-			 * send an empty message end, ignore the result. */
+			 * an empty message end, its result ignored. */
 			evbuffer_add(bufferevent_get_output(c->bev), ".\r\n",
 				     3);
-			c->sent++;
+			sc_pend_push(c, OS_EOM, 0);
 			c->need_rset = true;
 			return;
 		}
 		if (c->rcpt_ok > 0)
 			sc_result_rest(job, OS_DATA, c->rcode, c->rtext);
 		c->need_rset = true;
-		c->replied = c->ncmds; /* no EOM reply will come */
-	} else {
-		/* End of data (or BDAT LAST). */
-		if (c->rcpt_ok > 0) {
-			for (k = 0; k < n; k++)
-				if (c->accepted[k])
-					sc_result(job, k, OS_EOM, c->rcode,
-						  c->rtext);
-		} else {
+		break;
+	case OS_EOM:
+		if (c->rcpt_ok == 0) {
 			c->need_rset = true;
+			break;
 		}
+		for (k = 0; k < job->nrcpt; k++)
+			if (c->accepted[k])
+				sc_result(job, k, OS_EOM, c->rcode, c->rtext);
+		break;
+	default:
+		panic("stage %s in a transaction",
+		      outcome_stage_name(cmd->stage));
 	}
-	if (c->replied < c->ncmds) {
-		sc_send_next(c);
+	sc_send_next(c);
+	if (c->pend_len > 0) {
+		sc_timer(c, c->env->conf->delivery.command_timeout_ms);
 		return;
 	}
-	/* Every recipient without an answer (refused MAIL etc.) has one. */
-	sc_result_rest(job, OS_EOM, c->rcode, c->rtext);
+	/* Every recipient has its answer; one without would be a bug of
+	 * ours, and it is deferred, never taken as delivered. */
+	sc_result_rest(job, OS_EOM, 0,
+		       OUTCOME_PROTOCOL_STATUS " no reply for this recipient");
 	sc_job_finish(c);
 	if (c->state == SC_DEAD)
 		return;
 	if (c->need_rset) {
 		c->need_rset = false;
-		sc_write(c, "RSET\r\n");
+		sc_send(c, OS_RSET, "RSET\r\n");
 		sc_enter(c, SC_RSET);
 		return;
 	}
@@ -1073,22 +1267,26 @@ sc_txn_reply(struct smtp_client *c)
 
 /* Replies ------------------------------------------------------------- */
 
+/* A complete reply to CMD, not a protocol error (KIND).  One switch over
+ * every command outside a transaction, kept whole so that what each reply
+ * leads to reads in one place (80 lines). */
 static void
-sc_reply(struct smtp_client *c)
+sc_reply(struct smtp_client *c, const struct sc_cmd *cmd,
+	 enum outcome_reply kind)
 {
-	bool ok = c->rcode >= 200 && c->rcode < 300;
-
-	switch (c->state) {
-	case SC_GREETING:
-		if (c->rcode != 220) {
+	switch (cmd->stage) {
+	case OS_GREETING:
+		if (kind != OR_OK) {
 			sc_write(c, "QUIT\r\n");
 			sc_host_failed(c, OS_GREETING, c->rcode, c->rtext);
 			return;
 		}
 		sc_ehlo(c);
 		return;
-	case SC_EHLO:
-		if (ok) {
+	case OS_EHLO:
+		if (kind == OR_OK) {
+			c->caps = c->rcaps;
+			c->size_max = c->rsize;
 			sc_after_ehlo(c);
 			return;
 		}
@@ -1097,13 +1295,13 @@ sc_reply(struct smtp_client *c)
 			return;
 		}
 		/* An old server: HELO, and no extension at all. */
-		sc_write(c, "HELO %s\r\n", c->env->conf->delivery.ehlo);
+		sc_send(c, OS_HELO, "HELO %s\r\n", sc_helo_name(c));
 		sc_enter(c, SC_HELO);
 		return;
-	case SC_HELO:
-		if (!ok) {
+	case OS_HELO:
+		if (kind != OR_OK) {
 			sc_write(c, "QUIT\r\n");
-			sc_host_failed(c, OS_EHLO, c->rcode, c->rtext);
+			sc_host_failed(c, OS_HELO, c->rcode, c->rtext);
 			return;
 		}
 		c->caps = 0;
@@ -1118,8 +1316,8 @@ sc_reply(struct smtp_client *c)
 		}
 		sc_ready(c);
 		return;
-	case SC_STARTTLS:
-		if (c->rcode == 220) {
+	case OS_STARTTLS:
+		if (kind == OR_OK) {
 			sc_tls_begin(c);
 			return;
 		}
@@ -1133,31 +1331,155 @@ sc_reply(struct smtp_client *c)
 		sc_write(c, "QUIT\r\n");
 		sc_host_failed(c, OS_STARTTLS, c->rcode, c->rtext);
 		return;
-	case SC_TXN:
-		sc_txn_reply(c);
+	case OS_MAIL:
+	case OS_RCPT:
+	case OS_DATA:
+	case OS_EOM:
+		sc_txn_reply(c, cmd, kind);
 		return;
-	case SC_RSET:
-		if (!ok) {
-			c->fail_stage = OS_MAIL;
-			sc_fail(c, OS_MAIL, c->rcode, c->rtext);
+	case OS_RSET:
+		if (kind != OR_OK) {
+			sc_fail(c, OS_RSET, c->rcode, c->rtext);
 			return;
 		}
 		sc_enter(c, SC_IDLE);
 		sched_conn_ready(c);
 		return;
-	case SC_QUIT:
-		sc_finish(c, false);
-		return;
-	case SC_IDLE:
-		/* Unsolicited (e.g. 421 before closing an idle connection). */
+	case OS_QUIT:
 		sc_finish(c, false);
 		return;
 	default:
-		return;
+		panic("reply to stage %s", outcome_stage_name(cmd->stage));
 	}
 }
 
-/* Read complete replies; returns when more input is needed. */
+/* The last line of a reply is in: match it to the command it answers. */
+static void
+sc_reply_done(struct smtp_client *c, struct evbuffer *in)
+{
+	struct sc_cmd cmd = sc_pend_pop(c);
+	enum outcome_reply kind = outcome_reply(cmd.stage, c->rcode);
+	char why[100];
+
+	if (c->pend_len == 0 && evbuffer_get_length(in) > 0) {
+		/* Nothing else was asked: what follows answers nothing, and
+		 * would pair with the next command (or, after STARTTLS, be
+		 * taken for the encrypted server's words). */
+		snprintf(why, sizeof(why),
+			 "unsolicited data after the reply "
+			 "to %s",
+			 outcome_stage_name(cmd.stage));
+		sc_protocol_error(c, cmd.stage, 0, why);
+		return;
+	}
+	if (kind == OR_PROTOCOL) {
+		snprintf(why, sizeof(why), "reply %03d cannot answer %s",
+			 c->rcode, outcome_stage_name(cmd.stage));
+		sc_protocol_error(c, cmd.stage, c->rcode, why);
+		return;
+	}
+	if (cmd.stage == OS_EOM && kind == OR_OK && c->bev != NULL &&
+	    evbuffer_get_length(bufferevent_get_output(c->bev)) > 0) {
+		/* Accepted before the end of the message left us. */
+		sc_protocol_error(c, cmd.stage, 0,
+				  "end of data accepted before it was sent");
+		return;
+	}
+	sc_reply(c, &cmd, kind);
+}
+
+/*
+ * One line of a reply (LINE, N bytes with its CRLF).  Strict: CRLF only,
+ * three digits then ' ', '-' or the end, one code for every line of a
+ * reply, the reply within SC_REPLY_MAX_BYTES, and a command awaiting it.
+ * Returns false once the connection is given up.
+ */
+static bool
+sc_reply_line(struct smtp_client *c, char *line, size_t n, struct evbuffer *in)
+{
+	int code;
+
+	if (n < 2 || line[n - 2] != '\r') {
+		sc_protocol_error(c, sc_stage(c), 0, "bare LF in a reply");
+		return false;
+	}
+	n -= 2;
+	line[n] = '\0';
+	if (log_trace_enabled(TRACE_SMTP)) {
+		char esc[600];
+		struct scrub_ctx ctx;
+		const struct scrub_ctx *prev;
+
+		sc_log_enter(c, &ctx, &prev);
+		log_trace(TRACE_SMTP, "smtp-out %s <<< %s", c->remote,
+			  log_escape(esc, sizeof(esc), line, n));
+		scrub_ctx_leave(prev);
+	}
+	if (memchr(line, '\r', n) != NULL || memchr(line, '\0', n) != NULL) {
+		sc_protocol_error(c, sc_stage(c), 0,
+				  "bare CR or NUL in a reply");
+		return false;
+	}
+	if (c->pend_len == 0) {
+		if (c->state == SC_IDLE || c->state == SC_QUIT) {
+			/* Typically a 421 before the server closes an idle
+			 * connection: nothing is in flight. */
+			sc_finish(c, false);
+			return false;
+		}
+		sc_protocol_error(c, sc_stage(c), 0,
+				  "unsolicited reply (no command awaits one)");
+		return false;
+	}
+	if (n < 3 || line[0] < '0' || line[0] > '9' || line[1] < '0' ||
+	    line[1] > '9' || line[2] < '0' || line[2] > '9' ||
+	    (n > 3 && line[3] != ' ' && line[3] != '-')) {
+		sc_protocol_error(c, sc_stage(c), 0, "malformed reply line");
+		return false;
+	}
+	code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
+	if (c->rlines == 0) {
+		c->rcode = code;
+		c->rlen = 0;
+		c->rtext[0] = '\0';
+		c->rbytes = 0;
+		c->rcaps = 0;
+		c->rsize = 0;
+	} else if (code != c->rcode) {
+		sc_protocol_error(c, sc_stage(c), 0,
+				  "multi-line reply with different codes");
+		return false;
+	}
+	c->rbytes += n + 2;
+	if (c->rbytes > SC_REPLY_MAX_BYTES) {
+		sc_protocol_error(c, sc_stage(c), 0, "reply too long");
+		return false;
+	}
+	/* Keywords: every line of an EHLO reply after the first. */
+	if (c->rlines > 0 && n > 4 && c->pend[c->pend_head].stage == OS_EHLO)
+		sc_ehlo_keyword(c, line + 4);
+	c->rlines++;
+	/* Keep the text, lines joined with \n, as far as it fits. */
+	if (n > 4 && c->rlen + 1 < sizeof(c->rtext)) {
+		int w = snprintf(c->rtext + c->rlen, sizeof(c->rtext) - c->rlen,
+				 "%s%s", c->rlen ? "\n" : "", line + 4);
+
+		/* Cut here: never keep the start of an address. */
+		if (w > 0 && c->rlen + (size_t)w >= sizeof(c->rtext))
+			(void)scrub_cut(c->rtext, sizeof(c->rtext) - 1);
+		if (w > 0)
+			c->rlen = c->rlen + (size_t)w >= sizeof(c->rtext)
+				      ? sizeof(c->rtext) - 1
+				      : c->rlen + (size_t)w;
+	}
+	if (n > 3 && line[3] == '-')
+		return true;
+	c->rlines = 0;
+	sc_reply_done(c, in);
+	return true;
+}
+
+/* Read complete reply lines; returns when more input is needed. */
 static void
 sc_read_cb(struct bufferevent *bev, void *arg)
 {
@@ -1166,7 +1488,6 @@ sc_read_cb(struct bufferevent *bev, void *arg)
 	char line[SC_REPLY_LINE_MAX + 1];
 	struct evbuffer_ptr eol;
 	size_t n;
-	int code;
 
 	sc_hold(c);
 	/* The banner can be read before the "connected" event is seen. */
@@ -1175,71 +1496,21 @@ sc_read_cb(struct bufferevent *bev, void *arg)
 	while (c->state != SC_DEAD && c->bev == bev) {
 		eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF);
 		if (eol.pos < 0) {
+			/* The limit holds before waiting for more. */
 			if (evbuffer_get_length(in) > SC_REPLY_LINE_MAX)
-				sc_fail(c, sc_stage(c), 0,
-					"reply line too long");
+				sc_protocol_error(c, sc_stage(c), 0,
+						  "reply line too long");
 			break;
 		}
 		n = (size_t)eol.pos + 1;
 		if (n > SC_REPLY_LINE_MAX) {
-			sc_fail(c, sc_stage(c), 0, "reply line too long");
+			sc_protocol_error(c, sc_stage(c), 0,
+					  "reply line too long");
 			break;
 		}
 		evbuffer_remove(in, line, n);
-		n--; /* LF */
-		if (n > 0 && line[n - 1] == '\r')
-			n--;
-		line[n] = '\0';
-		if (log_trace_enabled(TRACE_SMTP)) {
-			char esc[600];
-			struct scrub_ctx ctx;
-			const struct scrub_ctx *prev;
-
-			sc_log_enter(c, &ctx, &prev);
-			log_trace(TRACE_SMTP, "smtp-out %s <<< %s", c->remote,
-				  log_escape(esc, sizeof(esc), line, n));
-			scrub_ctx_leave(prev);
-		}
-		if (n < 3 || line[0] < '2' || line[0] > '5' || line[1] < '0' ||
-		    line[1] > '9' || line[2] < '0' || line[2] > '9' ||
-		    (n > 3 && line[3] != ' ' && line[3] != '-')) {
-			sc_fail(c, sc_stage(c), 0,
-				"malformed reply from server");
+		if (!sc_reply_line(c, line, n, in))
 			break;
-		}
-		code = (line[0] - '0') * 100 + (line[1] - '0') * 10 +
-		       (line[2] - '0');
-		if (c->rlines == 0) {
-			c->rcode = code;
-			c->rlen = 0;
-			c->rtext[0] = '\0';
-		} else if (code != c->rcode ||
-			   ++c->rlines > SC_REPLY_LINES_MAX) {
-			sc_fail(c, sc_stage(c), 0,
-				"inconsistent multi-line reply");
-			break;
-		}
-		c->rlines++;
-		/* Keep the text, lines joined with \n (for EHLO keywords). */
-		if (n > 4) {
-			int w = snprintf(c->rtext + c->rlen,
-					 sizeof(c->rtext) - c->rlen, "%s%s",
-					 c->rlen ? "\n" : "", line + 4);
-
-			/* Cut here: never keep the start of an address. */
-			if (w > 0 && c->rlen < sizeof(c->rtext) - 1 &&
-			    c->rlen + (size_t)w >= sizeof(c->rtext))
-				(void)scrub_cut(c->rtext, sizeof(c->rtext) - 1);
-			if (w > 0)
-				c->rlen =
-				    c->rlen + (size_t)w >= sizeof(c->rtext)
-					? sizeof(c->rtext) - 1
-					: c->rlen + (size_t)w;
-		}
-		if (n > 3 && line[3] == '-')
-			continue;
-		c->rlines = 0;
-		sc_reply(c);
 	}
 	sc_release(c);
 }
@@ -1320,7 +1591,7 @@ sc_timer_cb(evutil_socket_t fd, short what, void *arg)
 		break;
 	case SC_IDLE:
 		/* Parked long enough: leave politely. */
-		sc_write(c, "QUIT\r\n");
+		sc_send(c, OS_QUIT, "QUIT\r\n");
 		sc_enter(c, SC_QUIT);
 		break;
 	case SC_QUIT:
@@ -1379,8 +1650,12 @@ smtp_client_new(const struct smtp_client_env *env, struct sched_path *path,
 		free(c);
 		return NULL;
 	}
-	if ((c->kick = evtimer_new(env->loop->base, sc_kick_cb, c)) == NULL) {
+	if ((c->kick = evtimer_new(env->loop->base, sc_kick_cb, c)) == NULL ||
+	    sc_pend_reserve(c, 4) != 0) {
+		if (c->kick != NULL)
+			event_free(c->kick);
 		event_free(c->timer);
+		free(c->pend);
 		free(c);
 		return NULL;
 	}
@@ -1408,7 +1683,7 @@ smtp_client_quit(struct smtp_client *c)
 	if (c->state != SC_IDLE || c->bev == NULL) {
 		sc_finish(c, false);
 	} else {
-		sc_write(c, "QUIT\r\n");
+		sc_send(c, OS_QUIT, "QUIT\r\n");
 		sc_enter(c, SC_QUIT);
 	}
 	sc_release(c);

@@ -22,3 +22,4 @@ outpost_integration_test(logspace t/integration/logspace_test.py SERIAL TIMEOUT 
 # The control socket against callers with few or no rights: read/export
 # through the daemon, corrupt records listed, abuse bounded, audit hashed.
 outpost_integration_test(control t/integration/control_test.py TIMEOUT 600)
+outpost_integration_test(delivery_hostile t/integration/delivery_hostile_test.py TIMEOUT 900)

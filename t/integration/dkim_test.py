@@ -336,4 +336,5 @@ def test_policy_lookup_timeout_is_451():
     mute.close()
 
 
-run_tests(globals())
+if __name__ == "__main__":
+    run_tests(globals())

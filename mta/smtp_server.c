@@ -670,7 +670,15 @@ smtp_server_message_end(struct smtp_server_session *s)
 {
 	struct queue_op *op;
 	unsigned i;
+	bool long_lines = false;
 
+	/* A line over 998 octets: re-encoded before signing (on the worker
+	 * pool, by the intake), unless the configuration refuses it. */
+	if ((s->bad & BAD_LONG) &&
+	    smtp_conf->limits.long_lines == CONF_LONG_LINES_REENCODE) {
+		s->bad &= ~BAD_LONG;
+		long_lines = true;
+	}
 	if (s->bad != 0) {
 		STATS_INC(messages_rejected);
 		if (s->bad & BAD_SIZE) {
@@ -742,6 +750,7 @@ smtp_server_message_end(struct smtp_server_session *s)
 	s->intake.dns = s->loop->dns;
 	s->intake.user = s->user;
 	s->intake.op = op;
+	s->intake.long_lines = long_lines;
 	s->intake.done = smtp_server_on_intake;
 	s->intake.arg = s;
 	intake_submit(&s->intake);

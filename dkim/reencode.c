@@ -598,7 +598,9 @@ re_qp_rewrap(struct re_ctx *c, const uint8_t *p, size_t n)
 		l = p + off;
 		for (end = len; end > 0 && RE_IS_WSP(l[end - 1]); end--)
 			;
-		soft = end > 0 && l[end - 1] == '=';
+		/* "=" at the end of an unterminated last line (the CRLF
+		 * before a boundary is the boundary's) is no soft break. */
+		soft = term && end > 0 && l[end - 1] == '=';
 		end = soft ? end - 1 : len;
 		col = 0;
 		for (i = 0; i < end; i += used) {

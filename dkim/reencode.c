@@ -262,12 +262,15 @@ re_token(const uint8_t *p, size_t e, size_t *i)
 	return *i - s;
 }
 
-/* A parameter value (token or quoted string) into OUT; -1 if too long. */
+/* A parameter value (token or quoted string), consumed whole; into OUT
+ * when it fits (-1 when not: a value is never cut short, nor is the rest of
+ * a quoted string read as more parameters). */
 static int
 re_param_value(const uint8_t *p, size_t e, size_t *i, char *out, size_t cap,
 	       size_t *olen)
 {
 	size_t n = 0, s;
+	bool fits = true;
 
 	if (*i < e && p[*i] == '"') {
 		for ((*i)++; *i < e && p[*i] != '"'; (*i)++) {
@@ -276,17 +279,24 @@ re_param_value(const uint8_t *p, size_t e, size_t *i, char *out, size_t cap,
 			if (p[*i] == '\r' || p[*i] == '\n')
 				continue; /* folding inside the string */
 			if (n + 1 >= cap)
-				return -1;
-			out[n++] = (char)p[*i];
+				fits = false;
+			else
+				out[n++] = (char)p[*i];
 		}
 		if (*i < e)
 			(*i)++;
 	} else {
 		s = *i;
-		if (re_token(p, e, i) + 1 >= cap)
-			return -1;
-		n = *i - s;
-		memcpy(out, p + s, n);
+		n = re_token(p, e, i);
+		if (n + 1 >= cap)
+			fits = false;
+		else
+			memcpy(out, p + s, n);
+	}
+	if (!fits) {
+		*olen = 0;
+		out[0] = '\0';
+		return -1;
 	}
 	while (n > 0 && RE_IS_WSP(out[n - 1]))
 		n--; /* a boundary never ends in space (RFC 2046 5.1.1) */

@@ -81,7 +81,7 @@ b64_line(struct buf *b, size_t n)
 }
 
 /* The template with @L (long line), @Q (long QP line), @B (long base64),
- * @S (spaces) of N octets expanded. */
+ * @S (spaces) of N octets, and @A (250 'a') expanded. */
 static struct buf
 expand(const char *t, size_t n)
 {
@@ -93,6 +93,10 @@ expand(const char *t, size_t n)
 			t++;
 		} else if (t[0] == '@' && t[1] == 'Q') {
 			qp_line(&b, n);
+			t++;
+		} else if (t[0] == '@' && t[1] == 'A') {
+			for (size_t i = 0; i < 250; i++)
+				buf_put(&b, "a", 1);
 			t++;
 		} else if (t[0] == '@' && t[1] == 'S') {
 			for (size_t i = 0; i < n; i++)
@@ -369,6 +373,10 @@ static const struct row {
 	{ "boundary line padded past 998",
 	  H "Content-Type: multipart/mixed; boundary=BB\r\n\r\n--BB\r\n\r\n"
 	    "short\r\n--BB@S\r\n\r\nshort\r\n--BB--@S\r\n",
+	  REENCODE_OK, NULL },
+	{ "over-long parameter hiding a boundary",
+	  H "Content-Type: multipart/mixed; x=\"@A; boundary=CC\"; "
+	    "boundary=BB\r\n\r\n--BB\r\n\r\n@L\r\n--BB--\r\n",
 	  REENCODE_OK, NULL },
 	{ "no long line", H "\r\nshort\r\n", REENCODE_UNCHANGED, NULL },
 	{ "unfoldable header", "Subject: @B\r\n\r\nx\r\n", REENCODE_REFUSED,

@@ -2,9 +2,9 @@
  * intake.h — what happens to a message between its end of data and its
  * "250 … queued": the header block is checked (exactly one From address,
  * a From domain the user may use), DMARC alignment is decided against the
- * From domain's published policy, lines over 998 octets are re-encoded and
- * the message is DKIM-signed (worker pool),
- * sealed and handed to the queue writer.
+ * From domain's published policy, lines over 998 octets are re-encoded,
+ * the message is DKIM-signed (worker pool), sealed and handed to the queue
+ * writer.
  */
 #ifndef OUTPOST_MTA_INTAKE_H
 #define OUTPOST_MTA_INTAKE_H

@@ -121,7 +121,7 @@ static const struct ss_info {
 /* Message data problems, found while scanning (DATA and BDAT). */
 #define BAD_BARE 0x01u /* bare CR or bare LF */
 #define BAD_NUL  0x02u
-#define BAD_LONG 0x04u /* a line over 998 octets */
+#define BAD_LONG 0x04u /* a line over 998 octets (long_lines = reject) */
 #define BAD_SIZE 0x08u /* over max_message_size */
 
 /* The scanner's state between chunks of input. */

@@ -423,33 +423,32 @@ re_head_parse(const uint8_t *p, size_t n, bool digest_part, struct re_head *h)
 
 /*
  * re_fold_line — one physical header line P[0..N) of over 998 octets, cut
- * before whitespace (RFC 5322 2.2.3: unfolding removes only the CRLF, so the
- * field means the same), each piece within the limit and holding a non-WSP
- * octet.  FROM: the first octet after which a cut may fall (past the colon
- * on a field's first line).  -1 when no such cut exists.
+ * before whitespace (RFC 5322 2.2.3, 3.2.2: unfolding removes only the
+ * CRLF, so the field means the same), each piece within the limit and
+ * holding a non-WSP octet.  Each cut is the last legal one within the
+ * limit (which makes the fewest pieces and never fails where another
+ * choice would succeed); it may fall inside a run of whitespace.  FROM:
+ * the first octet a cut may fall before (past the colon on a field's first
+ * line).  -1 when no such cut exists (a token longer than the limit).
  */
 static int
 re_fold_line(struct re_ctx *c, const uint8_t *p, size_t n, size_t from)
 {
-	size_t seg = 0, i, j, best;
+	size_t seg = 0, i, first, last;
 
+	for (last = n; last > 0 && RE_IS_WSP(p[last - 1]); last--)
+		;
 	while (n - seg > REENCODE_LINE_MAX) {
-		best = 0;
-		for (i = seg + REENCODE_LINE_MAX; i > seg && i >= from; i--) {
-			if (!RE_IS_WSP(p[i]) || RE_IS_WSP(p[i - 1]))
-				continue;
-			for (j = i; j < n && RE_IS_WSP(p[j]); j++)
-				;
-			if (j < n) {
-				best = i;
+		for (first = seg; first < n && RE_IS_WSP(p[first]); first++)
+			;
+		for (i = seg + REENCODE_LINE_MAX; i > first; i--)
+			if (RE_IS_WSP(p[i]) && i < last && i >= from)
 				break;
-			}
-		}
-		if (best == 0)
+		if (i <= first)
 			return -1;
-		re_put(c, p + seg, best - seg);
+		re_put(c, p + seg, i - seg);
 		re_puts(c, "\r\n");
-		seg = best;
+		seg = i;
 	}
 	re_put(c, p + seg, n - seg);
 	return 0;

@@ -81,7 +81,7 @@ b64_line(struct buf *b, size_t n)
 }
 
 /* The template with @L (long line), @Q (long QP line), @B (long base64),
- * @S (spaces) of N octets, and @A (250 'a') expanded. */
+ * @S (spaces) of N octets, @A (250 'a') and @W (1,200 spaces) expanded. */
 static struct buf
 expand(const char *t, size_t n)
 {
@@ -97,6 +97,10 @@ expand(const char *t, size_t n)
 		} else if (t[0] == '@' && t[1] == 'A') {
 			for (size_t i = 0; i < 250; i++)
 				buf_put(&b, "a", 1);
+			t++;
+		} else if (t[0] == '@' && t[1] == 'W') {
+			for (size_t i = 0; i < 1200; i++)
+				buf_put(&b, " ", 1);
 			t++;
 		} else if (t[0] == '@' && t[1] == 'S') {
 			for (size_t i = 0; i < n; i++)
@@ -214,7 +218,7 @@ has_long(const uint8_t *p, size_t n)
 	return 0;
 }
 
-static void leaves_of(struct leaves *l, const uint8_t *p, size_t n);
+static void leaves_of(struct leaves *l, const uint8_t *p, size_t n, int digest);
 
 /* "--BB", "--CC" or "--DD", maybe "--" after, then only WSP. */
 static int
@@ -236,7 +240,7 @@ is_delim(const uint8_t *p, size_t len, int *close)
 
 /* One segment: header, body; decode per its CTE, or descend. */
 static void
-segment(struct leaves *l, const uint8_t *p, size_t n)
+segment(struct leaves *l, const uint8_t *p, size_t n, int digest)
 {
 	const uint8_t *sep, *b, *cte, *ct;
 	size_t hn, bn, i;
@@ -257,10 +261,14 @@ segment(struct leaves *l, const uint8_t *p, size_t n)
 	if (ct != NULL &&
 	    find_ci(ct, hn - (size_t)(ct - p), "multipart/") != NULL &&
 	    find_ci(ct, hn - (size_t)(ct - p), "multipart/") < ct + 40)
-		return leaves_of(l, b, bn);
+		return leaves_of(l, b, bn,
+				 find_ci(ct, hn - (size_t)(ct - p),
+					 "multipart/digest") != NULL);
 	if (ct != NULL &&
 	    find_ci(ct, hn - (size_t)(ct - p), "message/rfc822") != NULL)
-		return segment(l, b, bn);
+		return segment(l, b, bn, 0);
+	if (ct == NULL && digest)
+		return segment(l, b, bn, 0); /* RFC 2046 5.1.5 */
 	assert_true(l->n < NELEM(l->v));
 	f = &l->v[l->n++];
 	memset(f, 0, sizeof(*f));
@@ -287,7 +295,7 @@ segment(struct leaves *l, const uint8_t *p, size_t n)
 /* The leaves of a multipart body (boundaries BB, CC, DD: "--X" lines), or
  * of a whole message. */
 static void
-leaves_of(struct leaves *l, const uint8_t *p, size_t n)
+leaves_of(struct leaves *l, const uint8_t *p, size_t n, int digest)
 {
 	size_t off = 0, start = 0, end;
 	int inpart = 0, any = 0;
@@ -302,7 +310,7 @@ leaves_of(struct leaves *l, const uint8_t *p, size_t n)
 			any = 1;
 			end = off >= start + 2 ? off - 2 : start;
 			if (inpart)
-				segment(l, p + start, end - start);
+				segment(l, p + start, end - start, digest);
 			inpart = !close;
 			start = next;
 			if (!inpart)
@@ -311,9 +319,9 @@ leaves_of(struct leaves *l, const uint8_t *p, size_t n)
 		off = next;
 	}
 	if (!any)
-		segment(l, p, n);
+		segment(l, p, n, 0);
 	else if (inpart)
-		segment(l, p + start, n - start);
+		segment(l, p + start, n - start, digest);
 }
 
 static void
@@ -378,6 +386,13 @@ static const struct row {
 	  H "Content-Type: multipart/mixed; x=\"@A; boundary=CC\"; "
 	    "boundary=BB\r\n\r\n--BB\r\n\r\n@L\r\n--BB--\r\n",
 	  REENCODE_OK, NULL },
+	{ "long part header folded, CTE with a comment, digest default",
+	  H "Content-Type: multipart/digest; boundary=BB\r\n\r\n--BB\r\n"
+	    "X-Words: a b c d e f g h i j k l m n o p q r s t u v w x y z @W"
+	    "word\r\nContent-Transfer-Encoding: (old) 8BIT (really)\r\n"
+	    "Content-Type: text/plain\r\n\r\n@L\r\n--BB\r\n\r\n"
+	    "Subject: digest\r\n\r\n@L\r\n--BB--\r\n",
+	  REENCODE_OK, NULL },
 	{ "no long line", H "\r\nshort\r\n", REENCODE_UNCHANGED, NULL },
 	{ "unfoldable header", "Subject: @B\r\n\r\nx\r\n", REENCODE_REFUSED,
 	  "Subject" },
@@ -400,8 +415,8 @@ check_output(const struct row *r, const struct buf *in, const uint8_t *out,
 	assert_non_null(b);
 	if (has_long(out, outlen))
 		fail_msg("%s: an output line is over 998 octets", r->name);
-	leaves_of(a, in->p, in->n);
-	leaves_of(b, out, outlen);
+	segment(a, in->p, in->n, 0);
+	segment(b, out, outlen, 0);
 	if (a->n != b->n)
 		fail_msg("%s: %zu leaves in, %zu out", r->name, a->n, b->n);
 	for (i = 0; i < a->n; i++) {
@@ -636,8 +651,8 @@ test_many_parts(void **state)
 	assert_int_equal(reencode_message(in.p, in.n, 64u << 20, &out, &outlen,
 					  why, sizeof(why)),
 			 REENCODE_OK);
-	leaves_of(a, in.p, in.n);
-	leaves_of(b, out, outlen);
+	segment(a, in.p, in.n, 0);
+	segment(b, out, outlen, 0);
 	assert_int_equal(a->n, 5000);
 	assert_int_equal(b->n, 5000);
 	for (i = 0; i < a->n; i++)

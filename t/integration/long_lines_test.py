@@ -58,6 +58,14 @@ def qp_line(n):
     return (unit * (n // len(unit) + 1))[:n].rstrip(b"=")
 
 
+def single_qp(n):
+    return HEAD % (b"sq-%d" % n, b"single QP") + (
+        b"MIME-Version: 1.0\r\n"
+        b"Content-Type: text/html; charset=utf-8\r\n"
+        b"Content-Transfer-Encoding: quoted-printable\r\n\r\n" +
+        qp_line(n) + b"\r\nshort=\r\n line\r\n" + qp_line(n // 3) + b"\r\n")
+
+
 SHORT = (b"Content-Type: text/plain; charset=us-ascii\r\n\r\n"
          b"Short text, left as it is.\r\n")
 
@@ -171,6 +179,7 @@ def test_long_lines_reencoded_signed_and_verified():
     for n in (1500, 100000):
         msgs["single 7bit %d" % n] = single_7bit(n)
         msgs["single 8bit %d" % n] = single_8bit(n)
+        msgs["single QP %d" % n] = single_qp(n)
         msgs["multipart %d" % n] = multipart(n)
         msgs["nested %d" % n] = nested(n)
     msgs["long header"] = long_header(1500)
@@ -212,6 +221,11 @@ def test_long_lines_reencoded_signed_and_verified():
             check(b"\r\nContent-Transfer-Encoding: quoted-printable\r\n"
                   in s, "single part: CTE header added")
             check(b"\r\nMIME-Version: 1.0\r\n" in s, "MIME-Version added")
+            q = got[email.message_from_bytes(
+                msgs["single QP %d" % n])["Message-ID"]][0]
+            check(b"=3D3D" not in q, "QP re-wrapped, not encoded twice")
+            check(q.count(b"\r\nContent-Transfer-Encoding:") == 1,
+                  "one CTE")
             e = got[email.message_from_bytes(
                 msgs["single 8bit %d" % n])["Message-ID"]][0]
             check(b"Content-Transfer-Encoding: 8bit" not in e,

@@ -1,12 +1,11 @@
 /*
  * reencode.c — make a message obey RFC 5322's 998-octet line limit before it
- * is signed: the MIME parts holding an over-long line are re-encoded as
- * quoted-printable (7bit/8bit/binary bodies), re-wrapped (bodies already
- * quoted-printable or base64), over-long header lines are folded.
+ * is signed: MIME parts with an over-long line become quoted-printable
+ * (7bit/8bit/binary) or are re-wrapped (QP, base64); long header lines fold.
  * Owns: nothing past the call (the output buffer goes to the caller).
  * Must not: change a part without an over-long line (copied byte for byte),
  * change what any part decodes to, grow past the caller's limit, recurse
- * past REENCODE_DEPTH_MAX, or walk a byte more than once per nesting level.
+ * past REENCODE_DEPTH_MAX, or take more than a few linear passes per level.
  * Thread: any (pure; the worker pool in outpostd).
  */
 #include <stdarg.h>

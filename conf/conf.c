@@ -548,6 +548,16 @@ static const char *const conf_tls_modes[] = { "starttls", "implicit", "none",
 					      NULL };
 static const char *const conf_tls_versions[] = { "TLSv1.2", "TLSv1.3", NULL };
 
+static const char *const conf_long_lines_modes[] = { "reencode", "reject",
+						     NULL };
+
+static int
+conf_long_lines_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	return conf_choice_cb(cfg, opt, value, result, conf_long_lines_modes,
+			      "reencode, reject");
+}
+
 static int
 conf_tls_mode_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
@@ -687,6 +697,7 @@ static cfg_opt_t conf_limits_opts[] = {
 	CFG_STR_CB("command_timeout", "5m", CFGF_NONE, conf_num_cb),
 	CFG_STR_CB("data_timeout", "3m", CFGF_NONE, conf_num_cb),
 	CFG_STR_CB("tls_handshake_timeout", "30s", CFGF_NONE, conf_num_cb),
+	CFG_STR_CB("long_lines", "reencode", CFGF_NONE, conf_long_lines_cb),
 	CFG_END(),
 };
 
@@ -987,6 +998,9 @@ conf_build_limits(struct conf_ctx *x, cfg_t *cfg, struct conf *c)
 	l->data_timeout_ms = (unsigned)conf_num_get(x, sec, "data_timeout");
 	l->tls_handshake_timeout_ms =
 	    (unsigned)conf_num_get(x, sec, "tls_handshake_timeout");
+	l->long_lines = strcasecmp(cfg_getstr(sec, "long_lines"), "reject") == 0
+			    ? CONF_LONG_LINES_REJECT
+			    : CONF_LONG_LINES_REENCODE;
 	if (x->failed)
 		return -1;
 	return conf_order_check(x, sec, "max_sessions_per_client",

@@ -68,8 +68,18 @@ struct conf_user {
 	bool allow_unaligned;
 };
 
+/* `limits { long_lines = … }`: message text lines over 998 octets. */
+enum conf_long_lines {
+	CONF_LONG_LINES_REENCODE, /* re-encode the parts holding them as
+				     quoted-printable before signing, fold
+				     long header lines (default) */
+	CONF_LONG_LINES_REJECT,   /* refuse the message: 550 5.6.0 */
+};
+
 struct conf_limits {
-	uint64_t max_message_size;        /* bytes, advertised in SIZE */
+	uint64_t max_message_size; /* bytes, advertised in SIZE; also
+				      bounds a re-encoded message */
+	enum conf_long_lines long_lines;
 	unsigned max_recipients;          /* per transaction */
 	unsigned max_errors;              /* per session, then 421 */
 	unsigned max_sessions;            /* all listeners together */

@@ -148,6 +148,46 @@ int dkim_sign(const struct dkim_msg *m, const char *bh,
     const struct dkim_sign_params *p, char **out, size_t *outlen,
     char *err, size_t errlen);
 
+/* Long lines ------------------------------------------------------------ */
+
+#define REENCODE_LINE_MAX  998 /* RFC 5322 2.1.1, without the CRLF */
+#define REENCODE_DEPTH_MAX 32  /* nested multiparts / message/rfc822 */
+
+enum reencode_result {
+	REENCODE_OK,        /* *out holds the re-encoded message */
+	REENCODE_UNCHANGED, /* no line over 998 octets: nothing to do */
+	REENCODE_TOO_BIG,   /* the result would pass max_bytes */
+	REENCODE_REFUSED,   /* cannot be made to fit; why says what */
+	REENCODE_NOMEM,
+};
+
+/*
+ * reencode_message — DATA (LEN octets, CRLF lines, a whole message) made
+ * to obey RFC 5322's line limit, to be signed afterwards.  Only the MIME
+ * entities holding a line over 998 octets change; everything else is
+ * copied byte for byte.  A leaf part with a 7bit/8bit/binary body (or no
+ * Content-Transfer-Encoding) becomes quoted-printable (its CTE replaced or
+ * added; a message without MIME-Version gets "MIME-Version: 1.0"); a
+ * quoted-printable body gets soft line breaks (not encoded twice); a base64
+ * body is re-wrapped at 76 columns (still base64).  Multiparts (RFC 2046:
+ * preamble, epilogue, padded or missing close delimiters) and
+ * message/rfc822 parts are walked, never re-encoded as a whole.  Header
+ * lines over 998 octets are folded before whitespace after the colon.
+ * Every part decodes to the same octets as before.
+ *
+ * Returns REENCODE_OK with *OUT (malloc'd, caller frees) and *OUTLEN;
+ * REENCODE_UNCHANGED (*OUT NULL); REENCODE_TOO_BIG when the output would
+ * pass MAX_BYTES (never more than MAX_BYTES is allocated);
+ * REENCODE_REFUSED with WHY ("header field Subject has a line over 998
+ * octets that cannot be folded", nesting past REENCODE_DEPTH_MAX, an
+ * unknown Content-Transfer-Encoding or a multipart without boundary holding
+ * a long line); REENCODE_NOMEM.  Linear in LEN per nesting level.  Pure:
+ * any thread (outpostd runs it on the worker pool, before signing).
+ */
+enum reencode_result reencode_message(const uint8_t *data, size_t len,
+    size_t max_bytes, uint8_t **out, size_t *outlen, char *why,
+    size_t whylen);
+
 /* DMARC ----------------------------------------------------------------- */
 
 enum dmarc_policy { DMARC_P_NONE, DMARC_P_QUARANTINE, DMARC_P_REJECT };

@@ -1,12 +1,13 @@
 /*
  * intake.c — from end of data to the queue: header checks, DMARC alignment,
- * DKIM signing, sealing, submission.
+ * re-encoding of lines over 998 octets, DKIM signing, sealing, submission.
  *
  * Owns: the loaded DKIM keys (read-only after intake_init) and each
  * request's progress.  The checks and the DMARC lookup run on the session's
- * loop (the lookup is asynchronous); signing, sealing and the hand-over to
- * the queue writer run on the worker pool, so no RSA operation and no disk
- * wait ever happens on an I/O loop.  The request's done() always runs on its
+ * loop (the lookup is asynchronous); re-encoding, signing, sealing and the
+ * hand-over to the queue writer run on the worker pool, so no RSA
+ * operation, no pass over megabytes and no disk wait ever happens on an I/O
+ * loop.  The request's done() always runs on its
  * loop, never inline.  No address is logged: domains only.
  */
 #include <stdarg.h>
@@ -219,6 +220,64 @@ intake_prepend(struct queue_op *op, char *const *sigs, const size_t *lens,
 	return 0;
 }
 
+/*
+ * intake_reencode — lines over 998 octets: the message re-encoded (MIME
+ * parts as quoted-printable, headers folded; dkim/reencode.c) and parsed
+ * again for signing.  Worker thread: CPU work on up to max_message_size.
+ * 0, or -1 after refusing REQ (552 grown past the size limit, 550 what
+ * cannot be made to fit, 451 out of memory).
+ */
+static int
+intake_reencode(struct intake_req *req)
+{
+	struct queue_op *op = req->op;
+	uint64_t max = I.conf->limits.max_message_size;
+	uint8_t *nb;
+	size_t nlen, olen = op->body_len;
+	char why[200], err[200];
+
+	switch (reencode_message(op->body, op->body_len,
+				 max > SIZE_MAX ? SIZE_MAX : (size_t)max, &nb,
+				 &nlen, why, sizeof(why))) {
+	case REENCODE_UNCHANGED:
+		return 0;
+	case REENCODE_OK:
+		break;
+	case REENCODE_TOO_BIG:
+		STATS_INC(rejected_size);
+		intake_refuse(req, 552,
+			      "5.3.4 Message size exceeds fixed maximum "
+			      "message size once its lines over 998 octets "
+			      "are re-encoded");
+		return -1;
+	case REENCODE_REFUSED:
+		STATS_INC(rejected_content);
+		intake_refuse(req, 550, "5.6.0 Message refused: %s", why);
+		return -1;
+	case REENCODE_NOMEM:
+		intake_refuse(req, 451,
+			      "4.3.0 Temporary failure, try again later");
+		return -1;
+	}
+	dkim_msg_clear(req->msg);
+	free(op->body);
+	op->body = nb;
+	op->body_len = op->env.size = nlen;
+	if (dkim_msg_parse(op->body, op->body_len, req->msg, err,
+			   sizeof(err)) != 0) {
+		/* Cannot happen: the header block was valid and only gained
+		 * folds and fields.  Refuse rather than sign garbage. */
+		log_warnx("intake: re-encoded message does not parse: %s", err);
+		intake_refuse(req, 451,
+			      "4.3.0 Temporary failure, try again later");
+		return -1;
+	}
+	log_debug("intake: lines over 998 octets re-encoded (%zu -> %zu "
+		  "octets)",
+		  olen, nlen);
+	return 0;
+}
+
 static void
 intake_work(void *arg)
 {
@@ -233,6 +292,10 @@ intake_work(void *arg)
 	unsigned n = 0, i;
 	int failed = 0;
 
+	if (req->long_lines && intake_reencode(req) != 0) {
+		queue_expect(I.queue, -1);
+		return;
+	}
 	if (k != NULL) {
 		struct timespec t0, t1;
 

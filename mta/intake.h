@@ -2,8 +2,9 @@
  * intake.h — what happens to a message between its end of data and its
  * "250 … queued": the header block is checked (exactly one From address,
  * a From domain the user may use), DMARC alignment is decided against the
- * From domain's published policy, the message is DKIM-signed (worker pool),
- * sealed and handed to the queue writer.
+ * From domain's published policy, lines over 998 octets are re-encoded,
+ * the message is DKIM-signed (worker pool), sealed and handed to the queue
+ * writer.
  */
 #ifndef OUTPOST_MTA_INTAKE_H
 #define OUTPOST_MTA_INTAKE_H
@@ -33,6 +34,8 @@ struct intake_req {
 	struct dns_resolver *dns;     /* the loop's resolver, or NULL */
 	const struct conf_user *user; /* NULL: a relay-network client */
 	struct queue_op *op;          /* QOP_INSERT, envelope and body set */
+	bool long_lines; /* the body has a line over 998 octets: re-encode
+			    it (worker pool) before signing */
 	void (*done)(struct intake_req *req); /* on LOOP, once */
 	void *arg;
 	/* out, when done runs */

@@ -121,7 +121,7 @@ static const struct ss_info {
 /* Message data problems, found while scanning (DATA and BDAT). */
 #define BAD_BARE 0x01u /* bare CR or bare LF */
 #define BAD_NUL  0x02u
-#define BAD_LONG 0x04u /* a line over 998 octets */
+#define BAD_LONG 0x04u /* a line over 998 octets (long_lines = reject) */
 #define BAD_SIZE 0x08u /* over max_message_size */
 
 /* The scanner's state between chunks of input. */
@@ -670,7 +670,15 @@ smtp_server_message_end(struct smtp_server_session *s)
 {
 	struct queue_op *op;
 	unsigned i;
+	bool long_lines = false;
 
+	/* A line over 998 octets: re-encoded before signing (on the worker
+	 * pool, by the intake), unless the configuration refuses it. */
+	if ((s->bad & BAD_LONG) &&
+	    smtp_conf->limits.long_lines == CONF_LONG_LINES_REENCODE) {
+		s->bad &= ~BAD_LONG;
+		long_lines = true;
+	}
 	if (s->bad != 0) {
 		STATS_INC(messages_rejected);
 		if (s->bad & BAD_SIZE) {
@@ -742,6 +750,7 @@ smtp_server_message_end(struct smtp_server_session *s)
 	s->intake.dns = s->loop->dns;
 	s->intake.user = s->user;
 	s->intake.op = op;
+	s->intake.long_lines = long_lines;
 	s->intake.done = smtp_server_on_intake;
 	s->intake.arg = s;
 	intake_submit(&s->intake);

@@ -362,5 +362,5 @@ def test_two_from_addresses_reply_cites_once():
         eq(text.count("RFC 7489 6.6.1"), 1, "citations of 6.6.1 in " + text)
         eq(text.count("RFC 5322 3.6.2"), 1, "citations of 3.6.2 in " + text)
 
-
-run_tests(globals())
+if __name__ == "__main__":
+    run_tests(globals())

@@ -235,6 +235,7 @@ check_common_defaults(const struct conf *c)
 	assert_int_equal(c->limits.command_timeout_ms, 300000);
 	assert_int_equal(c->limits.data_timeout_ms, 180000);
 	assert_int_equal(c->limits.tls_handshake_timeout_ms, 30000);
+	assert_int_equal(c->limits.long_lines, CONF_LONG_LINES_REENCODE);
 
 	assert_int_equal(c->auth_limit.max_failures, 5);
 	assert_int_equal(c->auth_limit.window_ms, 600000);
@@ -551,6 +552,9 @@ static const struct {
 	  "limits { tls_handshake_timeout = 5000000us }\n",
 	  "1: limits.tls_handshake_timeout: \"5000000us\" is not a duration "
 	  "(use e.g. 30s, 5m, 250ms)" },
+	{ "limits.long_lines: unknown mode",
+	  "limits {\n\tlong_lines = fold\n}\n",
+	  "2: limits.long_lines: \"fold\" is not one of reencode, reject" },
 	{ "duration: commit_interval maximum",
 	  "queue { commit_interval = 2s }\n",
 	  "1: queue.commit_interval: \"2s\" is more than the maximum, 1s" },
@@ -810,6 +814,7 @@ test_good(void **state)
 		"  max_errors = 1  max_sessions = 5\n"
 		"  max_sessions_per_client = 5  command_timeout = 1s\n"
 		"  data_timeout = 60  tls_handshake_timeout = 10m\n"
+		"  long_lines = Reject\n"
 		"  max_errors = 3 # the last one wins\n"
 		"}\n"
 		"auth_limit {\n"
@@ -851,6 +856,7 @@ test_good(void **state)
 	assert_int_equal(c->limits.command_timeout_ms, 1000);
 	assert_int_equal(c->limits.data_timeout_ms, 60000);
 	assert_int_equal(c->limits.tls_handshake_timeout_ms, 600000);
+	assert_int_equal(c->limits.long_lines, CONF_LONG_LINES_REJECT);
 	assert_int_equal(c->auth_limit.max_failures, 1000);
 	assert_int_equal(c->auth_limit.window_ms, 86400000);
 	assert_int_equal(c->auth_limit.block_ms, 7 * 86400000);

@@ -50,7 +50,8 @@ def dump(d, db):
                          capture_output=True, text=True, check=True).stdout
     lines = out.splitlines()
     end = lines.index("HEADER=END")
-    header = lines[:end + 1]
+    header = [ln for ln in lines[:end + 1]
+              if not ln.startswith("db_pagesize=")]
     body = [ln.strip() for ln in lines[end + 1:] if ln.startswith(" ")]
     return header, list(zip(body[0::2], body[1::2]))
 
@@ -136,6 +137,52 @@ destination "*" { backoff_pause = 1s backoff_max = 2s }''')
             eq(keys(d, "env"), [], "no envelope left")
             eq(keys(d, "body"), [], "no body chunk left")
             eq(keys(d, "sched"), [], "no schedule entry left")
+        finally:
+            if d.proc is not None:
+                d.stop()
+
+
+
+def add_entry(d, db, key_hex, value_hex):
+    header = [ln for ln in dump(d, db)[0]]
+    text = "\n".join(header) + "\n %s\n %s\nDATA=END\n" % (key_hex,
+                                                            value_hex)
+    subprocess.run(["mdb_load", "-s", db, queue_dir(d)], input=text,
+                   text=True, check=True)
+
+
+def test_second_schedule_entry_merged():
+    """A message with two entries in the schedule index (what moving a due
+    time in memory only, as a failed read did, left behind): after a
+    restart it is one message, delivered once, and no entry is left (on
+    2014085 the second stub replaced the first in the id map: the message
+    was scheduled twice, an entry stayed on disk, and ASan reported the
+    32-byte stub from sched_walk_cb as leaked)."""
+    host = "127.0.0.84"
+    port = free_port_on([host])
+    dns = Dns(mx=[("dup.test", "mx.dup.test", 10)], a=[("mx.dup.test", host)])
+    cfg = delivery_config(dns, port, '''
+destination "*" { backoff_pause = 1s backoff_max = 2s }''')
+    with dns:
+        d = Daemon(config=cfg)
+        d.start()
+        try:
+            submit(d, "dave.c0rrupt@dup.test", 7)
+            wait_for(lambda: len(d.queue_ids()) == 1, what="1 queued")
+            d.stop()
+            (key, _), = dump(d, "sched")[1]
+            due, qid = int(key[:16], 16), key[16:]
+            add_entry(d, "sched", "%016x%s" % (due + 3600 * 1000, qid), "")
+            eq(len(keys(d, "sched")), 2, "two schedule entries")
+            with Sink([host], port) as sink:
+                d.start()
+                sink.wait_messages(1, timeout=30)
+                wait_for(lambda: not d.queue_ids(), what="queue empty")
+                time.sleep(2 * SLOW)
+                eq(sink.stats().get("messages"), 1, "delivered once")
+                d.stop()  # under ASan: no leak report
+            eq(keys(d, "sched"), [], "no schedule entry left")
+            eq(keys(d, "env"), [], "no envelope left")
         finally:
             if d.proc is not None:
                 d.stop()

@@ -15,3 +15,4 @@ outpost_integration_test(delivery_restart t/integration/delivery_restart_test.py
 outpost_integration_test(dkim t/integration/dkim_test.py TIMEOUT 600)
 outpost_integration_test(observe t/integration/observe_test.py TIMEOUT 600)
 outpost_integration_test(delivery_fanout t/integration/delivery_fanout_test.py TIMEOUT 600)
+outpost_integration_test(queue_corrupt t/integration/queue_corrupt_test.py SERIAL TIMEOUT 600)

@@ -134,6 +134,8 @@ static void sc_connect_addr(struct smtp_client *c);
 static void sc_host_failed(struct smtp_client *c, enum outcome_stage stage,
 			   int code, const char *text);
 static void sc_send_next(struct smtp_client *c);
+static bool sc_attempt_over(struct smtp_client *c);
+static void sc_finish(struct smtp_client *c, bool failed);
 
 struct sched_path *
 smtp_client_path(struct smtp_client *c)
@@ -593,6 +595,11 @@ sc_addr_result(struct smtp_client *c, const struct dns_addr_reply *reply)
 	}
 	memcpy(c->addrs, reply->addrs, reply->naddrs * sizeof(*c->addrs));
 	c->naddrs = reply->naddrs;
+	/* The lookup took time: the deadline may have passed meanwhile. */
+	if (sc_attempt_over(c)) {
+		sc_finish(c, true);
+		return;
+	}
 	c->ntried++;
 	sc_connect_addr(c);
 }
@@ -635,6 +642,10 @@ sc_literal(struct smtp_client *c, const char *host)
 	return true;
 }
 
+/* No new address with less than this left of the attempt (a timer cut to
+ * the deadline may fire a little before it). */
+#define SC_ATTEMPT_SLACK_MS 100
+
 /*
  * Has this attempt used what it may (Postfix smtp_mx_address_limit,
  * smtp_mx_session_limit, and a deadline)?  A site of many hosts with many
@@ -652,7 +663,7 @@ sc_attempt_over(struct smtp_client *c)
 		limit = "max_mx_addresses";
 	else if (c->nsessions >= cfg->max_mx_sessions)
 		limit = "max_mx_sessions";
-	else if (sc_now_ms() >= c->deadline_ms)
+	else if (sc_now_ms() + SC_ATTEMPT_SLACK_MS >= c->deadline_ms)
 		limit = "attempt_timeout";
 	else
 		return false;

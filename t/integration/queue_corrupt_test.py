@@ -115,7 +115,7 @@ destination "*" { backoff_pause = 1s backoff_max = 2s }''')
                 # A few retry intervals (1 s each), then an operator's
                 # retry of everything: a held record is not read again.
                 time.sleep(4 * SLOW)
-                d.cli("queue", "retry", "--all", check_rc=False)
+                d.cli("queue", "retry", "--all")
                 time.sleep(2 * SLOW)
                 log = d.log()[start:]
                 for qid in (bad_env, bad_body):
@@ -127,6 +127,15 @@ destination "*" { backoff_pause = 1s backoff_max = 2s }''')
                 for r in RCPTS:
                     check(r not in d.log(), "no address in clear: " + r)
                 eq(sink.stats().get("messages"), 1, "one message delivered")
+                # Released, it is read again (a key may have come back):
+                # still damaged, held again, said again, counted again.
+                d.cli("queue", "release", bad_body)
+                wait_for(lambda: metric(d, "outpost_queue_corrupt_total")
+                         == 3, what="corrupt counter at 3")
+                eq(metric(d, 'outpost_queue_messages{state="corrupt"}'), 2,
+                   "still 2 held as corrupt")
+                eq(metric(d, 'outpost_queue_messages{state="held"}'), 0,
+                   "none held otherwise")
                 # Delete both through the daemon.
                 for qid in (bad_env, bad_body):
                     d.cli("queue", "delete", qid)

@@ -952,6 +952,8 @@ test_walk_bad_record(void **state)
 	uint8_t *copy;
 	char err[256], qid[QUEUE_ID_HEX_BYTES];
 	unsigned n = 0;
+	struct queue_envelope e;
+	uint64_t id;
 
 	(void)state;
 	q = open_queue(16 << 20, 0, 0);
@@ -988,6 +990,14 @@ test_walk_bad_record(void **state)
 	assert_int_equal(queue_walk(q, count_cb, &n, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, qid));
 	assert_non_null(strstr(err, "authentication failed (wrong key?)"));
+	/* Read alone, it says "damaged" (not an error worth retrying). */
+	assert_int_equal(queue_id_parse(qid, &id), 0);
+	assert_int_equal(queue_envelope_get(q, id, &e, err, sizeof(err)),
+			 QUEUE_CORRUPT);
+	assert_non_null(strstr(err, qid));
+	assert_int_equal(
+	    queue_body_read(q, id, nop_chunk, NULL, err, sizeof(err)),
+	    QUEUE_CORRUPT);
 	queue_close(q);
 }
 

@@ -2334,9 +2334,11 @@ static void
 sched_admin_walk_run(void *arg)
 {
 	struct sched_admin_job *j = arg;
+	uint64_t skipped;
 
-	j->status =
-	    queue_walk(S.queue, sched_admin_walk_cb, j, j->err, sizeof(j->err));
+	/* A damaged record matches no selector: skipped, not an error. */
+	j->status = queue_walk_skip(S.queue, sched_admin_walk_cb, j, &skipped,
+				    j->err, sizeof(j->err));
 	if (j->status == -2)
 		snprintf(j->err, sizeof(j->err), "out of memory");
 }

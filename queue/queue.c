@@ -1302,6 +1302,99 @@ done:
 	return ret;
 }
 
+/* queue_walk_skip()'s hold on the caller's callback. */
+struct queue_skip {
+	queue_walk_fn *fn;
+	void *arg;
+	uint64_t last; /* the last id handed to fn */
+	bool any;      /* in this pass */
+	int fn_rc;     /* what fn returned last */
+};
+
+static int
+queue_skip_cb(const struct queue_envelope *env, void *arg)
+{
+	struct queue_skip *w = arg;
+
+	w->last = env->id;
+	w->any = true;
+	return w->fn_rc = w->fn(env, w->arg);
+}
+
+/* The id of the first envelope whose id is >= FROM: 0, 1 none, -1. */
+static int
+queue_env_next_id(struct queue *q, uint64_t from, uint64_t *id, char *err,
+		  size_t errlen)
+{
+	uint8_t k[QUEUE_ENV_KEY_BYTES];
+	MDB_val key = { sizeof(k), k }, val;
+	MDB_cursor *cur;
+	MDB_txn *txn;
+	int rc, ret = -1;
+
+	if (queue_txn_read(q, &txn, err, errlen) != 0)
+		return -1;
+	queue_env_key(k, from);
+	if ((rc = mdb_cursor_open(txn, q->db_env, &cur)) == 0) {
+		rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+		mdb_cursor_close(cur);
+	}
+	if (rc == MDB_NOTFOUND)
+		ret = 1;
+	else if (rc != 0)
+		queue_err(err, errlen, "%s: reading env: %s", q->path,
+			  mdb_strerror(rc));
+	else if (key.mv_size != QUEUE_ENV_KEY_BYTES)
+		queue_err(err, errlen, "%s: env key of %zu bytes", q->path,
+			  key.mv_size);
+	else {
+		*id = record_be64_get(key.mv_data);
+		ret = 0;
+	}
+	mdb_txn_abort(txn);
+	return ret;
+}
+
+/*
+ * Where queue_walk_range() stopped on a record, that record is the first
+ * after the last one handed over: if it reads as QUEUE_CORRUPT, count it
+ * and go on after it (a read transaction per pass, so not one snapshot
+ * when records are skipped).
+ */
+int
+queue_walk_skip(struct queue *q, queue_walk_fn *fn, void *arg,
+		uint64_t *nskipped, char *err, size_t errlen)
+{
+	struct queue_skip w = { fn, arg, 0, false, 0 };
+	struct queue_envelope env;
+	uint64_t from = 0, id;
+	char why[200];
+	int rc;
+
+	*nskipped = 0;
+	for (;;) {
+		w.any = false;
+		w.fn_rc = 0;
+		rc = queue_walk_range(q, from, UINT64_MAX, queue_skip_cb, &w,
+				      err, errlen);
+		if (rc != -1 || w.fn_rc == -1)
+			return rc;
+		if (w.any)
+			from = w.last + 1;
+		if (queue_env_next_id(q, from, &id, why, sizeof(why)) != 0)
+			return -1; /* err says what stopped the walk */
+		rc = queue_envelope_get(q, id, &env, why, sizeof(why));
+		if (rc == 0)
+			queue_envelope_clear(&env);
+		if (rc != QUEUE_CORRUPT)
+			return -1;
+		(*nskipped)++;
+		if (id == UINT64_MAX)
+			return 0;
+		from = id + 1;
+	}
+}
+
 int
 queue_sched_walk(struct queue *q, queue_sched_fn *fn, void *arg, char *err,
 		 size_t errlen)

@@ -199,6 +199,11 @@ int queue_walk(struct queue *q, queue_walk_fn *fn, void *arg, char *err,
  * slice of the queue at once (`outpost queue summary`). */
 int queue_walk_range(struct queue *q, uint64_t first, uint64_t last,
 		     queue_walk_fn *fn, void *arg, char *err, size_t errlen);
+/* queue_walk_skip — as queue_walk(), except that a record that reads as
+ * QUEUE_CORRUPT is skipped (and counted in *NSKIPPED) instead of ending the
+ * walk.  FN returning -1 stops it with -1, as any other error. */
+int queue_walk_skip(struct queue *q, queue_walk_fn *fn, void *arg,
+		    uint64_t *nskipped, char *err, size_t errlen);
 /* queue_sched_walk — every entry of the schedule index in due order:
  * FN(due_ms, id, flags (QUEUE_F_HELD or 0), arg).  No decryption: this is
  * what start-up reads.  Returns as queue_walk(). */

@@ -953,13 +953,17 @@ test_walk_bad_record(void **state)
 	char err[256], qid[QUEUE_ID_HEX_BYTES];
 	unsigned n = 0;
 	struct queue_envelope e;
-	uint64_t id;
+	uint64_t id, skipped;
 
 	(void)state;
 	q = open_queue(16 << 20, 0, 0);
 	op = run_op(q, insert_op(q, 5, 10, now_ms()));
 	assert_int_equal(op->status, 0);
 	queue_id_format(op->env.id, qid);
+	queue_op_free(op);
+	/* A sound one after it (ids grow). */
+	op = run_op(q, insert_op(q, 6, 10, now_ms()));
+	assert_int_equal(op->status, 0);
 	queue_op_free(op);
 	queue_close(q);
 
@@ -998,6 +1002,12 @@ test_walk_bad_record(void **state)
 	assert_int_equal(
 	    queue_body_read(q, id, nop_chunk, NULL, err, sizeof(err)),
 	    QUEUE_CORRUPT);
+	/* queue_walk_skip passes over it and goes on to the sound one. */
+	n = 0;
+	assert_int_equal(
+	    queue_walk_skip(q, count_cb, &n, &skipped, err, sizeof(err)), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(skipped, 1);
 	queue_close(q);
 }
 

@@ -133,6 +133,9 @@ static const struct conf_num {
 	{ "delivery", "retry_intervals", CK_MS, US_S(1), US_D(7) },
 	{ "delivery", "retry_jitter", CK_COUNT, 0, 50 },
 	{ "delivery", "max_connections", CK_COUNT, 1, 1000000 },
+	{ "delivery", "max_mx_addresses", CK_COUNT, 1, 1000 },
+	{ "delivery", "max_mx_sessions", CK_COUNT, 1, 100 },
+	{ "delivery", "attempt_timeout", CK_MS, US_S(1), US_H(1) },
 	{ "destination", "max_connections", CK_COUNT, 1, 100000 },
 	{ "destination", "max_messages_per_connection", CK_COUNT, 1, 1000000 },
 	{ "destination", "max_recipients_per_transaction", CK_COUNT, 1,
@@ -142,6 +145,9 @@ static const struct conf_num {
 	{ "destination", "suspend_for", CK_MS, US_S(1), US_D(7) },
 	{ "destination", "backoff_pause", CK_MS, US_S(1), US_D(1) },
 	{ "destination", "backoff_max", CK_MS, US_S(1), US_D(7) },
+	{ "destination", "max_mx_addresses", CK_COUNT, 1, 1000 },
+	{ "destination", "max_mx_sessions", CK_COUNT, 1, 100 },
+	{ "destination", "attempt_timeout", CK_MS, US_S(1), US_H(1) },
 	/* 0 = no x=; 1s..1m is refused too, by conf_expire_cb */
 	{ "dkim_sign", "expire", CK_S, 0, US_D(365) },
 };

@@ -170,7 +170,12 @@ struct conf_delivery {
 	unsigned relay_port; /* 0 when relay_host is NULL */
 	char *ehlo;          /* never NULL (default: struct conf.hostname) */
 	unsigned max_connections; /* outbound, all destinations together */
-	char *tls_ca_file;        /* PEM bundle; NULL = the system store */
+	/* Defaults of the destination keys of the same names (destination
+	 * "*" inherits them; see struct conf_destination). */
+	unsigned max_mx_addresses;
+	unsigned max_mx_sessions;
+	unsigned attempt_timeout_ms;
+	char *tls_ca_file; /* PEM bundle; NULL = the system store */
 	char *tls_ca_path; /* hashed directory; NULL = the system store */
 };
 
@@ -208,6 +213,16 @@ struct conf_destination {
 	uint64_t backoff_pause_ms; /* pause after repeated connection
 				      failures or 421s; doubles each time */
 	uint64_t backoff_max_ms;   /* … up to this; >= backoff_pause_ms */
+	/* One delivery attempt (one connection's walk through the MX hosts
+	 * and their addresses until a session is usable), like Postfix's
+	 * smtp_mx_address_limit / smtp_mx_session_limit: */
+	unsigned max_mx_addresses;   /* addresses tried, 1..1000 (default 5) */
+	unsigned max_mx_sessions;    /* connections accepted by a server (a
+					session, whether or not it greets),
+					1..100 (default 2) */
+	unsigned attempt_timeout_ms; /* the whole walk, 1s..1h (default 5m):
+					each connect/greeting/EHLO/TLS wait
+					is cut to what is left of it */
 };
 
 /* `pool "NAME" { source = { "192.0.2.1", … }; ehlo = "…" }` */

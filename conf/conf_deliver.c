@@ -313,6 +313,15 @@ cfg_opt_t conf_dns_opts[] = {
 	CFG_END(),
 };
 
+/* The fan-out of one delivery attempt (Postfix: 5 addresses, 2 sessions).
+ * Two sessions, so that a backup MX gets its chance after one server that
+ * accepts and fails; five addresses cover two hosts with a v4 and a v6
+ * address each and one more.  Five minutes bound it even when each wait
+ * has its own longer timeout (greeting_timeout is 5m). */
+#define CONF_MX_ADDRESSES_DEFAULT    "5"
+#define CONF_MX_SESSIONS_DEFAULT     "2"
+#define CONF_ATTEMPT_TIMEOUT_DEFAULT "5m"
+
 /*
  * retry_intervals' default is parsed by libconfuse at cfg_init() (no file
  * line: its values count as unset), so "retry_intervals += { … }" in a
@@ -332,6 +341,12 @@ cfg_opt_t conf_delivery_opts[] = {
 	CFG_STR_CB("relay_host", NULL, CFGF_NONE, conf_hostport_cb),
 	CFG_STR_CB("ehlo", NULL, CFGF_NONE, conf_hostname_cb),
 	CFG_STR_CB("max_connections", "1000", CFGF_NONE, conf_num_cb),
+	CFG_STR_CB("max_mx_addresses", CONF_MX_ADDRESSES_DEFAULT, CFGF_NONE,
+		   conf_num_cb),
+	CFG_STR_CB("max_mx_sessions", CONF_MX_SESSIONS_DEFAULT, CFGF_NONE,
+		   conf_num_cb),
+	CFG_STR_CB("attempt_timeout", CONF_ATTEMPT_TIMEOUT_DEFAULT, CFGF_NONE,
+		   conf_num_cb),
 	CFG_STR_CB("tls_ca_file", NULL, CFGF_NONE, conf_ca_cb),
 	CFG_STR_CB("tls_ca_path", NULL, CFGF_NONE, conf_ca_cb),
 	CFG_END(),
@@ -351,6 +366,13 @@ cfg_opt_t conf_destination_opts[] = {
 	CFG_STR_CB("suspend_for", "10m", CFGF_NONE, conf_num_cb),
 	CFG_STR_CB("backoff_pause", "1m", CFGF_NONE, conf_num_cb),
 	CFG_STR_CB("backoff_max", "30m", CFGF_NONE, conf_num_cb),
+	/* Not set in "*": delivery's value (conf_dest_from_delivery). */
+	CFG_STR_CB("max_mx_addresses", CONF_MX_ADDRESSES_DEFAULT, CFGF_NONE,
+		   conf_num_cb),
+	CFG_STR_CB("max_mx_sessions", CONF_MX_SESSIONS_DEFAULT, CFGF_NONE,
+		   conf_num_cb),
+	CFG_STR_CB("attempt_timeout", CONF_ATTEMPT_TIMEOUT_DEFAULT, CFGF_NONE,
+		   conf_num_cb),
 	CFG_END(),
 };
 
@@ -495,6 +517,11 @@ conf_build_delivery(struct conf_ctx *x, cfg_t *cfg, struct conf *c)
 	d->max_age_ms = conf_num_get(x, sec, "max_age");
 	d->retry_jitter_pct = (unsigned)conf_num_get(x, sec, "retry_jitter");
 	d->max_connections = (unsigned)conf_num_get(x, sec, "max_connections");
+	d->max_mx_addresses =
+	    (unsigned)conf_num_get(x, sec, "max_mx_addresses");
+	d->max_mx_sessions = (unsigned)conf_num_get(x, sec, "max_mx_sessions");
+	d->attempt_timeout_ms =
+	    (unsigned)conf_num_get(x, sec, "attempt_timeout");
 	if (x->failed || conf_build_retry(x, sec, d) != 0)
 		return -1;
 	if (cfg_getstr(sec, "relay_host") != NULL &&
@@ -580,7 +607,26 @@ static const struct conf_dest_num {
 	  true },
 	{ "backoff_max", offsetof(struct conf_destination, backoff_max_ms),
 	  true },
+	{ "max_mx_addresses",
+	  offsetof(struct conf_destination, max_mx_addresses), false },
+	{ "max_mx_sessions", offsetof(struct conf_destination, max_mx_sessions),
+	  false },
+	{ "attempt_timeout",
+	  offsetof(struct conf_destination, attempt_timeout_ms), false },
 };
+
+/* Destination "*" takes what it leaves out of these from delivery { }. */
+static void
+conf_dest_from_delivery(cfg_t *star, const struct conf_delivery *dl,
+			struct conf_destination *d)
+{
+	if (!conf_is_set(star, "max_mx_addresses"))
+		d->max_mx_addresses = dl->max_mx_addresses;
+	if (!conf_is_set(star, "max_mx_sessions"))
+		d->max_mx_sessions = dl->max_mx_sessions;
+	if (!conf_is_set(star, "attempt_timeout"))
+		d->attempt_timeout_ms = dl->attempt_timeout_ms;
+}
 
 /* suspend_on: SEC's own list, or (not set there) a copy of BASE's. */
 static int
@@ -697,6 +743,7 @@ conf_build_destinations(struct conf_ctx *x, cfg_t *cfg, struct conf *c)
 	}
 	if (conf_dest_fill(x, star, NULL, &c->dest_default) != 0)
 		return -1;
+	conf_dest_from_delivery(star, &c->delivery, &c->dest_default);
 	n = cfg_size(cfg, "destination") - 1;
 	if (n == 0)
 		return 0;

@@ -53,6 +53,11 @@ struct sched_msg {
 #define SM_HOLD_REQ   0x10u /* operator: hold once the round settles */
 #define SM_DELETE_REQ 0x20u /* operator: delete (no DSN) at settle */
 #define SM_BOUNCE_REQ 0x40u /* operator: bounce every pending recipient */
+/* Its record is damaged (QUEUE_CORRUPT): held in memory (SM_HELD too), never
+ * read again unless an operator releases it; `delete` removes it, `bounce`
+ * cannot (no envelope to bounce to).  Not written to disk: the next start
+ * finds it again, once. */
+#define SM_CORRUPT 0x80u
 
 struct sched_round {
 	struct queue_envelope env;
@@ -168,7 +173,10 @@ enum sched_admin_sel {
 typedef void sched_admin_fn(unsigned count, const char *err, void *arg);
 
 /*
- * sched_admin — apply OP to the messages SEL/ARG selects.  Every change is
+ * sched_admin — apply OP to the messages SEL/ARG selects.  A damaged record
+ * (SM_CORRUPT) is held: SA_DELETE removes it, SA_RELEASE has it read again,
+ * SA_BOUNCE leaves it (there is no envelope to bounce); SAS_ALL selects from
+ * memory (no envelope is read).  Every change is
  * applied in memory and its queue write submitted (group-committed within
  * milliseconds) before CB runs; a message in the middle of a round of
  * attempts takes the change when the round settles.  Selecting by domain or
@@ -193,9 +201,10 @@ int sched_suspend(const char *domain, uint64_t ms, const char *reason,
  */
 size_t sched_suspensions(char *buf, size_t len);
 
-/* sched_metrics_text — the scheduler's gauges (queue by state, outbound
- * connections, busiest destinations) as exposition text, refreshed every
- * second; a metrics_text_fn.  Any thread. */
+/* sched_metrics_text — the scheduler's gauges (queue by state: waiting,
+ * active, held, corrupt; outbound connections, busiest destinations) and
+ * outpost_queue_corrupt_total (damaged records found since start) as
+ * exposition text, refreshed every second; a metrics_text_fn.  Any thread. */
 size_t sched_metrics_text(char *buf, size_t len);
 /* sched_queued — messages the scheduler knows of (waiting or in a round);
  * main thread after the loop ended, or the loop's thread. */

@@ -78,6 +78,8 @@ static struct {
 	struct htab dests, sites;
 	struct idmap ids; /* every message in memory, by queue id */
 	uint64_t nheld;
+	uint64_t ncorrupt;         /* held because their record is damaged */
+	uint64_t corrupt_total;    /* damaged records found since start */
 	struct event *gauge_timer; /* refreshes the metrics snapshot */
 	pthread_mutex_t gauge_mu;
 	char *gauges; /* exposition text of the scheduler's gauges */
@@ -104,6 +106,10 @@ static void sched_maybe_stop(void);
 static void sched_bounce_pending(struct sched_msg *m);
 static void sched_gauge_cb(evutil_socket_t fd, short what, void *arg);
 static struct sched_job *sched_path_pop(struct sched_path *p);
+static void sched_write_resched(struct sched_msg *m, int64_t old_due,
+				bool held);
+static void sched_delete_stub(struct sched_msg *m);
+static void sched_heap_push(struct sched_msg *m);
 
 static int64_t
 sched_now_ms(void)
@@ -219,6 +225,8 @@ sched_msg_free(struct sched_msg *m)
 	idmap_del(&S.ids, m->id);
 	if (m->flags & SM_HELD)
 		S.nheld--;
+	if (m->flags & SM_CORRUPT)
+		S.ncorrupt--;
 	free(m);
 	S.nmsgs--;
 }
@@ -281,6 +289,32 @@ sched_hold(struct sched_msg *m)
 		m->flags |= SM_HELD;
 		S.nheld++;
 	}
+}
+
+/* Undo sched_hold() (and a hold for a damaged record). */
+static void
+sched_unhold(struct sched_msg *m)
+{
+	if (m->flags & SM_HELD) {
+		m->flags &= ~SM_HELD;
+		S.nheld--;
+	}
+	if (m->flags & SM_CORRUPT) {
+		m->flags &= ~SM_CORRUPT;
+		S.ncorrupt--;
+	}
+}
+
+/* Attempt M again in MS, the schedule index on disk moved along (the due
+ * time in memory is the key of M's entry there, so they must not part). */
+static void
+sched_retry_later(struct sched_msg *m, int64_t ms)
+{
+	int64_t old = m->due_ms;
+
+	m->due_ms = sched_now_ms() + ms;
+	sched_write_resched(m, old, false);
+	sched_heap_push(m);
 }
 
 /* Retry heap (min-heap on next_attempt_ms) ------------------------------ */
@@ -1610,10 +1644,12 @@ sched_dest_submit(struct sched_dest *d, struct sched_job *job)
 
 struct sched_load {
 	struct sched_msg *msg;
-	int status;
+	int status; /* as queue_body_read() */
+	char err[200];
 	struct queue_envelope env;
 	uint8_t *buf;
 	size_t len, cap;
+	bool oom; /* the body did not fit in memory */
 };
 
 static int
@@ -1627,8 +1663,10 @@ sched_load_chunk(const uint8_t *data, size_t len, void *arg)
 
 		while (cap < l->len + len)
 			cap *= 2;
-		if ((nb = realloc(l->buf, cap)) == NULL)
+		if ((nb = realloc(l->buf, cap)) == NULL) {
+			l->oom = true;
 			return -1;
+		}
 		l->buf = nb;
 		l->cap = cap;
 	}
@@ -1642,18 +1680,58 @@ static void
 sched_load_run(void *arg)
 {
 	struct sched_load *l = arg;
-	char err[200], qid[QUEUE_ID_HEX_BYTES];
 
-	l->status =
-	    queue_envelope_get(S.queue, l->msg->id, &l->env, err, sizeof(err));
+	l->status = queue_envelope_get(S.queue, l->msg->id, &l->env, l->err,
+				       sizeof(l->err));
 	if (l->status == 0)
-		l->status = queue_body_read(
-		    S.queue, l->msg->id, sched_load_chunk, l, err, sizeof(err));
-	if (l->status != 0) {
-		queue_id_format(l->msg->id, qid);
-		log_warnx("%s could not be read from the queue: %s", qid,
-			  l->status == 1 ? "not found" : err);
+		l->status =
+		    queue_body_read(S.queue, l->msg->id, sched_load_chunk, l,
+				    l->err, sizeof(l->err));
+	if (l->status == 0 && l->oom) {
+		l->status = -1;
+		snprintf(l->err, sizeof(l->err), "out of memory for the body");
 	}
+}
+
+/*
+ * M could not be read for a round (STATUS, ERR: from sched_load_run).  A
+ * damaged record is held and said once (its id and what is wrong: nothing
+ * of the envelope); anything else is tried again in a minute.  An operator's
+ * delete or hold asked for meanwhile is applied now (neither needs the
+ * record); a bounce cannot be.
+ */
+static void
+sched_load_failed(struct sched_msg *m, int status, const char *err)
+{
+	char qid[QUEUE_ID_HEX_BYTES];
+	bool hold = (m->flags & SM_HOLD_REQ) != 0;
+
+	m->flags &= ~(SM_HOLD_REQ | SM_BOUNCE_REQ);
+	queue_id_format(m->id, qid);
+	if (m->flags & SM_DELETE_REQ) {
+		m->flags &= ~SM_DELETE_REQ;
+		sched_unhold(m);
+		sched_delete_stub(m);
+		return;
+	}
+	if (status == QUEUE_CORRUPT) {
+		log_warnx("%s queue record corrupt: %s; held (not attempted "
+			  "again; `outpost queue delete %s` removes it)",
+			  qid, err, qid);
+		sched_hold(m);
+		m->flags |= SM_CORRUPT;
+		S.ncorrupt++;
+		S.corrupt_total++;
+		return;
+	}
+	log_warnx("%s could not be read from the queue: %s", qid,
+		  err[0] ? err : "error");
+	if (hold) {
+		sched_write_resched(m, m->due_ms, true);
+		sched_hold(m);
+		return;
+	}
+	sched_retry_later(m, 60000);
 }
 
 static void
@@ -1662,14 +1740,18 @@ sched_load_done(void *arg)
 	struct sched_load *l = arg;
 	struct sched_msg *m = l->msg;
 	int status = l->status;
+	char err[sizeof(l->err)];
 
 	m->flags &= ~SM_LOADING;
 	S.nloading--;
+	snprintf(err, sizeof(err), "%s", l->err);
 	if (status == 0 && !(m->flags & SM_DELETED) &&
 	    sched_round_new(m, &l->env, l->buf, l->len) == 0)
 		l->buf = NULL;
-	else
-		status = status ? status : -1;
+	else if (status == 0) {
+		status = -1;
+		snprintf(err, sizeof(err), "out of memory");
+	}
 	queue_envelope_clear(&l->env);
 	free(l->buf);
 	free(l);
@@ -1686,9 +1768,7 @@ sched_load_done(void *arg)
 		return;
 	}
 	if (status != 0) {
-		/* Unreadable now: try again later rather than lose it. */
-		m->due_ms = sched_now_ms() + 60000;
-		sched_heap_push(m);
+		sched_load_failed(m, status, err);
 		sched_round_done();
 		return;
 	}
@@ -1858,8 +1938,7 @@ later:
 	log_warnx("out of memory starting a delivery round; retrying later");
 	if (m->r != NULL)
 		sched_round_free(m);
-	m->due_ms = now + 60000;
-	sched_heap_push(m);
+	sched_retry_later(m, 60000);
 }
 
 /* Entry points ---------------------------------------------------------- */
@@ -1905,13 +1984,37 @@ sched_message_add(struct queue_op *op)
 	loop_post(S.loop, sched_on_new, op);
 }
 
+/*
+ * A second schedule entry for a message already known (left by a version
+ * that moved a due time in memory only): fold it into the first, the
+ * earlier due time, held if either is, and remove it from disk.
+ */
+static void
+sched_walk_dup(struct sched_msg *m, int64_t due_ms, unsigned flags)
+{
+	char qid[QUEUE_ID_HEX_BYTES];
+
+	queue_id_format(m->id, qid);
+	log_warnx("%s has a second schedule entry; merged", qid);
+	if ((flags & QUEUE_F_HELD) && !(m->flags & SM_HELD)) {
+		sched_heap_remove(m);
+		sched_hold(m);
+	}
+	/* Moves the entry at DUE_MS onto M's own (rewritten, same key). */
+	sched_write_resched(m, due_ms, (m->flags & SM_HELD) != 0);
+}
+
 static int
 sched_walk_cb(int64_t due_ms, uint64_t id, unsigned flags, void *arg)
 {
-	struct sched_msg *m = sched_msg_new(id, due_ms);
+	struct sched_msg *m = idmap_get(&S.ids, id);
 	uint64_t *n = arg;
 
-	if (m == NULL)
+	if (m != NULL) {
+		sched_walk_dup(m, due_ms, flags);
+		return 0;
+	}
+	if ((m = sched_msg_new(id, due_ms)) == NULL)
 		return -1;
 	if (flags & QUEUE_F_HELD)
 		sched_hold(m); /* known, not scheduled */
@@ -2168,8 +2271,7 @@ sched_admin_apply(enum sched_admin_op op, struct sched_msg *m)
 		}
 		if (!held)
 			return false;
-		m->flags &= ~SM_HELD;
-		S.nheld--;
+		sched_unhold(m);
 		m->due_ms = now;
 		sched_write_resched(m, old, false);
 		sched_heap_push(m);
@@ -2192,22 +2294,18 @@ sched_admin_apply(enum sched_admin_op op, struct sched_msg *m)
 			return true;
 		}
 		sched_heap_remove(m);
-		if (held) {
-			m->flags &= ~SM_HELD;
-			S.nheld--;
-		}
+		sched_unhold(m);
 		sched_delete_stub(m);
 		return true;
 	case SA_BOUNCE:
+		if (m->flags & SM_CORRUPT)
+			return false; /* no envelope: nobody to tell */
 		m->flags |= SM_BOUNCE_REQ;
 		if (sched_msg_busy(m))
 			return true;
 		/* Read it back and settle it at once: a DSN, then gone. */
 		sched_heap_remove(m);
-		if (held) {
-			m->flags &= ~SM_HELD;
-			S.nheld--;
-		}
+		sched_unhold(m);
 		sched_round_start(m);
 		return true;
 	}
@@ -2278,9 +2376,11 @@ static void
 sched_admin_walk_run(void *arg)
 {
 	struct sched_admin_job *j = arg;
+	uint64_t skipped;
 
-	j->status =
-	    queue_walk(S.queue, sched_admin_walk_cb, j, j->err, sizeof(j->err));
+	/* A damaged record matches no selector: skipped, not an error. */
+	j->status = queue_walk_skip(S.queue, sched_admin_walk_cb, j, &skipped,
+				    j->err, sizeof(j->err));
 	if (j->status == -2)
 		snprintf(j->err, sizeof(j->err), "out of memory");
 }
@@ -2304,6 +2404,24 @@ sched_admin_walk_done(void *arg)
 	}
 	free(j->ids);
 	free(j);
+}
+
+/* SAS_ALL: every message the scheduler knows is every message queued; no
+ * envelope needs reading (nor decrypting: a damaged one is selected too). */
+static void
+sched_admin_all(void *arg)
+{
+	struct sched_admin_job *j = arg;
+	size_t k;
+
+	if ((j->ids = calloc(S.nmsgs ? S.nmsgs : 1, sizeof(*j->ids))) == NULL) {
+		j->status = -1;
+		snprintf(j->err, sizeof(j->err), "out of memory");
+	}
+	for (k = 0; j->ids != NULL && k < S.ids.cap && j->nids < S.nmsgs; k++)
+		if (S.ids.vals[k] != NULL)
+			j->ids[j->nids++] = S.ids.keys[k];
+	sched_admin_walk_done(j);
 }
 
 static void
@@ -2346,6 +2464,8 @@ sched_admin(enum sched_admin_op op, enum sched_admin_sel sel, const char *arg,
 	j->arg[i] = '\0';
 	if (sel == SAS_ID)
 		loop_post(S.loop, sched_admin_id_done, j);
+	else if (sel == SAS_ALL)
+		loop_post(S.loop, sched_admin_all, j);
 	else
 		worker_submit(S.loop, sched_admin_walk_run,
 			      sched_admin_walk_done, j);
@@ -2528,7 +2648,15 @@ sched_gauge_cb(evutil_socket_t fd, short what, void *arg)
 	      (uint64_t)S.nheap);
 	GAUGE("outpost_queue_messages{state=\"active\"} %u\n",
 	      S.nactive + S.nloading);
-	GAUGE("outpost_queue_messages{state=\"held\"} %" PRIu64 "\n", S.nheld);
+	GAUGE("outpost_queue_messages{state=\"held\"} %" PRIu64 "\n",
+	      S.nheld - S.ncorrupt);
+	GAUGE("outpost_queue_messages{state=\"corrupt\"} %" PRIu64 "\n",
+	      S.ncorrupt);
+	GAUGE(
+	    "# HELP outpost_queue_corrupt_total Damaged queue records found "
+	    "(each is held until deleted).\n# TYPE outpost_queue_corrupt_total "
+	    "counter\noutpost_queue_corrupt_total %" PRIu64 "\n",
+	    S.corrupt_total);
 	GAUGE("# HELP outpost_delivery_connections Outbound SMTP connections "
 	      "open.\n# TYPE outpost_delivery_connections gauge\n"
 	      "outpost_delivery_connections %u\n",

@@ -94,6 +94,11 @@ struct smtp_client {
 	unsigned host_idx;
 	struct sockaddr_storage *addrs;
 	size_t naddrs, addr_idx;
+	/* the attempt's bounds (the path's max_mx_addresses, max_mx_sessions
+	 * and attempt_timeout): addresses tried, sessions opened, and when
+	 * the walk must end if no session is usable by then */
+	unsigned ntried, nsessions;
+	int64_t deadline_ms;
 	struct dns_query *dq;
 	evutil_socket_t fd;
 	struct bufferevent *bev;
@@ -143,6 +148,8 @@ static void sc_connect_addr(struct smtp_client *c);
 static void sc_host_failed(struct smtp_client *c, enum outcome_stage stage,
 			   int code, const char *text);
 static void sc_send_next(struct smtp_client *c);
+static bool sc_attempt_over(struct smtp_client *c);
+static void sc_finish(struct smtp_client *c, bool failed);
 
 struct sched_path *
 smtp_client_path(struct smtp_client *c)
@@ -180,8 +187,19 @@ sc_host(const struct smtp_client *c)
 static void
 sc_timer(struct smtp_client *c, unsigned ms)
 {
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	struct timeval tv;
+	int64_t left;
 
+	/* Until a session is usable, no wait outlasts the attempt. */
+	if (!c->usable) {
+		left = c->deadline_ms - sc_now_ms();
+		if (left < 0)
+			left = 0;
+		if ((int64_t)ms > left)
+			ms = (unsigned)left;
+	}
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
 	evtimer_add(c->timer, &tv);
 }
 
@@ -194,12 +212,13 @@ sc_enter(struct smtp_client *c, enum sc_state st)
 		  sc_names[c->state], sc_names[st]);
 	c->state = st;
 	switch (st) {
+	case SC_GREETING:
+		c->nsessions++; /* the server accepted: a session */
+		sc_timer(c, d->greeting_timeout_ms);
+		break;
 	case SC_CONNECT:
 	case SC_TLS:
 		sc_timer(c, d->connect_timeout_ms);
-		break;
-	case SC_GREETING:
-		sc_timer(c, d->greeting_timeout_ms);
 		break;
 	case SC_IDLE:
 		evtimer_del(c->timer);
@@ -741,6 +760,12 @@ sc_addr_result(struct smtp_client *c, const struct dns_addr_reply *reply)
 	}
 	memcpy(c->addrs, reply->addrs, reply->naddrs * sizeof(*c->addrs));
 	c->naddrs = reply->naddrs;
+	/* The lookup took time: the deadline may have passed meanwhile. */
+	if (sc_attempt_over(c)) {
+		sc_finish(c, true);
+		return;
+	}
+	c->ntried++;
 	sc_connect_addr(c);
 }
 
@@ -777,7 +802,47 @@ sc_literal(struct smtp_client *c, const char *host)
 	c->addrs[0] = ss;
 	c->naddrs = 1;
 	c->addr_idx = 0;
+	c->ntried++;
 	sc_connect_addr(c);
+	return true;
+}
+
+/* No new address with less than this left of the attempt (a timer cut to
+ * the deadline may fire a little before it). */
+#define SC_ATTEMPT_SLACK_MS 100
+
+/*
+ * Has this attempt used what it may (Postfix smtp_mx_address_limit,
+ * smtp_mx_session_limit, and a deadline)?  A site of many hosts with many
+ * addresses, all dead or tarpits, must not keep one attempt going for
+ * ever.  Says so once, and adds it to the reason the jobs get.
+ */
+static bool
+sc_attempt_over(struct smtp_client *c)
+{
+	const struct conf_destination *cfg = c->path->cfg;
+	const char *limit;
+	size_t n;
+
+	if (c->ntried >= cfg->max_mx_addresses)
+		limit = "max_mx_addresses";
+	else if (c->nsessions >= cfg->max_mx_sessions)
+		limit = "max_mx_sessions";
+	else if (sc_now_ms() + SC_ATTEMPT_SLACK_MS >= c->deadline_ms)
+		limit = "attempt_timeout";
+	else
+		return false;
+	/* Nothing left to try anyway: no need to say more. */
+	if (!(c->addrs != NULL && c->addr_idx < c->naddrs) &&
+	    (c->addrs != NULL ? c->host_idx + 1 : c->host_idx) >=
+		c->site->nhosts)
+		return false;
+	log_info("smtp-out %s: attempt ended after %u address(es) and %u "
+		 "session(s): %s reached",
+		 c->site->hosts[0].name, c->ntried, c->nsessions, limit);
+	n = strlen(c->fail_text);
+	snprintf(c->fail_text + n, sizeof(c->fail_text) - n,
+		 " (attempt ended: %s reached)", limit);
 	return true;
 }
 
@@ -785,7 +850,12 @@ sc_literal(struct smtp_client *c, const char *host)
 static void
 sc_connect_next(struct smtp_client *c)
 {
+	if (sc_attempt_over(c)) {
+		sc_finish(c, true);
+		return;
+	}
 	if (c->addrs != NULL && c->addr_idx < c->naddrs) {
+		c->ntried++;
 		sc_connect_addr(c);
 		return;
 	}
@@ -1642,6 +1712,7 @@ smtp_client_new(const struct smtp_client_env *env, struct sched_path *path,
 	c->path = path;
 	c->site = path->site;
 	c->fd = -1;
+	c->deadline_ms = sc_now_ms() + (int64_t)path->cfg->attempt_timeout_ms;
 	if (source != NULL) {
 		c->source = *source;
 		c->has_source = true;

@@ -1162,7 +1162,8 @@ queue_plain_free(struct queue_plain *b)
 	b->cap = 0;
 }
 
-/* Open and decode one "env" value; errors read "record ID: why". */
+/* Open and decode one "env" value; errors read "record ID: why".  0, -1
+ * (out of memory), or QUEUE_CORRUPT. */
 static int
 queue_env_decode(struct queue *q, const MDB_val *key, const MDB_val *val,
 		 struct queue_plain *buf, struct queue_envelope *env, char *err,
@@ -1176,7 +1177,7 @@ queue_env_decode(struct queue *q, const MDB_val *key, const MDB_val *val,
 	if (key->mv_size != QUEUE_ENV_KEY_BYTES) {
 		queue_err(err, errlen, "%s: env key of %zu bytes", q->path,
 			  key->mv_size);
-		return -1;
+		return QUEUE_CORRUPT;
 	}
 	id = record_be64_get(key->mv_data);
 	/* The hex id is formatted for error messages only: doing it for
@@ -1185,7 +1186,7 @@ queue_env_decode(struct queue *q, const MDB_val *key, const MDB_val *val,
 		queue_id_format(id, qid);
 		queue_err(err, errlen, "record %s: truncated (%zu bytes)", qid,
 			  val->mv_size);
-		return -1;
+		return QUEUE_CORRUPT;
 	}
 	if (queue_plain_reserve(buf, val->mv_size - CRYPT_OVERHEAD_BYTES) !=
 	    0) {
@@ -1199,14 +1200,14 @@ queue_env_decode(struct queue *q, const MDB_val *key, const MDB_val *val,
 	    record_envelope_decode(buf->p, plen, env, why, sizeof(why)) != 0) {
 		queue_id_format(id, qid);
 		queue_err(err, errlen, "record %s: %s", qid, why);
-		return -1;
+		return QUEUE_CORRUPT;
 	}
 	if (env->id != id) {
 		queue_id_format(id, qid);
 		queue_err(err, errlen, "record %s: holds id %016" PRIx64, qid,
 			  env->id);
 		queue_envelope_clear(env);
-		return -1;
+		return QUEUE_CORRUPT;
 	}
 	return 0;
 }
@@ -1295,6 +1296,45 @@ done:
 	return ret;
 }
 
+/* queue_walk_skip()'s hold on the caller's callback. */
+/* queue_walk_skip()'s hold on the caller's callback and its count. */
+struct queue_skip {
+	queue_walk_fn *fn;
+	void *arg;
+	uint64_t *nskipped;
+};
+
+static int
+queue_skip_fn(const struct queue_envelope *env, void *arg)
+{
+	struct queue_skip *w = arg;
+
+	return w->fn(env, w->arg);
+}
+
+static int
+queue_skip_bad(uint64_t id, const char *why, void *arg)
+{
+	struct queue_skip *w = arg;
+
+	(void)id;
+	(void)why;
+	(*w->nskipped)++;
+	return 0;
+}
+
+/* queue_walk_checked() with damaged records counted and passed over. */
+int
+queue_walk_skip(struct queue *q, queue_walk_fn *fn, void *arg,
+		uint64_t *nskipped, char *err, size_t errlen)
+{
+	struct queue_skip w = { fn, arg, nskipped };
+
+	*nskipped = 0;
+	return queue_walk_checked(q, 0, UINT64_MAX, queue_skip_fn,
+				  queue_skip_bad, &w, err, errlen);
+}
+
 int
 queue_sched_walk(struct queue *q, queue_sched_fn *fn, void *arg, char *err,
 		 size_t errlen)
@@ -1352,7 +1392,8 @@ done:
 	return ret;
 }
 
-/* Look up and decode the envelope of ID in TXN: 0, 1 not found, -1. */
+/* Look up and decode the envelope of ID in TXN: 0, 1 not found, -1, or
+ * QUEUE_CORRUPT. */
 static int
 queue_env_get(struct queue *q, MDB_txn *txn, uint64_t id,
 	      struct queue_plain *buf, struct queue_envelope *env, char *err,
@@ -1391,7 +1432,8 @@ queue_envelope_get(struct queue *q, uint64_t id, struct queue_envelope *env,
 	return rc;
 }
 
-/* Check that KEY is chunk I and decrypt it into BUF.  0, or -1 with err. */
+/* Check that KEY is chunk I and decrypt it into BUF.  0, or -1 (out of
+ * memory) or QUEUE_CORRUPT with err. */
 static int
 queue_chunk_open(struct queue *q, const MDB_val *key, const MDB_val *val,
 		 uint32_t i, struct queue_plain *buf, size_t *plen, char *err,
@@ -1403,14 +1445,18 @@ queue_chunk_open(struct queue *q, const MDB_val *key, const MDB_val *val,
 	if (record_be32_get((const uint8_t *)key->mv_data + 8) != i) {
 		queue_err(err, errlen,
 			  "record %s: body chunk %" PRIu32 " missing", qid, i);
-		return -1;
+		return QUEUE_CORRUPT;
 	}
-	if (val->mv_size < CRYPT_OVERHEAD_BYTES ||
-	    queue_plain_reserve(buf, val->mv_size - CRYPT_OVERHEAD_BYTES) !=
-		0) {
+	if (val->mv_size < CRYPT_OVERHEAD_BYTES) {
 		queue_err(err, errlen,
-			  "record %s: body chunk %" PRIu32
-			  ": truncated or out of memory",
+			  "record %s: body chunk %" PRIu32 ": truncated", qid,
+			  i);
+		return QUEUE_CORRUPT;
+	}
+	if (queue_plain_reserve(buf, val->mv_size - CRYPT_OVERHEAD_BYTES) !=
+	    0) {
+		queue_err(err, errlen,
+			  "record %s: body chunk %" PRIu32 ": out of memory",
 			  qid, i);
 		return -1;
 	}
@@ -1419,7 +1465,7 @@ queue_chunk_open(struct queue *q, const MDB_val *key, const MDB_val *val,
 		       sizeof(why)) != 0) {
 		queue_err(err, errlen, "record %s: body chunk %" PRIu32 ": %s",
 			  qid, i, why);
-		return -1;
+		return QUEUE_CORRUPT;
 	}
 	return 0;
 }
@@ -1463,9 +1509,10 @@ queue_body_read(struct queue *q, uint64_t id, queue_chunk_fn *fn, void *arg,
 	     rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT), i++) {
 		if (key.mv_size != sizeof(k) || memcmp(key.mv_data, k, 8) != 0)
 			break;
-		if (queue_chunk_open(q, &key, &val, i, &buf, &plen, err,
-				     errlen) != 0)
+		if ((ret = queue_chunk_open(q, &key, &val, i, &buf, &plen, err,
+					    errlen)) != 0)
 			goto done;
+		ret = -1;
 		total += plen;
 		if (fn(buf.p, plen, arg) != 0) {
 			ret = 0; /* stopped by the caller */
@@ -1482,6 +1529,7 @@ queue_body_read(struct queue *q, uint64_t id, queue_chunk_fn *fn, void *arg,
 			  "record %s: body has %" PRIu32 " chunks, %" PRIu64
 			  " bytes; the envelope says %" PRIu32 ", %" PRIu64,
 			  qid, i, total, env.nchunks, env.size);
+		ret = QUEUE_CORRUPT;
 		goto done;
 	}
 	ret = 0;

@@ -203,6 +203,11 @@ typedef int queue_bad_fn(uint64_t id, const char *why, void *arg);
 int queue_walk_checked(struct queue *q, uint64_t first, uint64_t last,
 		       queue_walk_fn *fn, queue_bad_fn *bad, void *arg,
 		       char *err, size_t errlen);
+/* queue_walk_skip — queue_walk_checked() over the whole queue with the
+ * damaged records counted in *NSKIPPED and passed over.  FN returning
+ * non-zero stops the walk with that value. */
+int queue_walk_skip(struct queue *q, queue_walk_fn *fn, void *arg,
+		    uint64_t *nskipped, char *err, size_t errlen);
 /* queue_sched_walk — every entry of the schedule index in due order:
  * FN(due_ms, id, flags (QUEUE_F_HELD or 0), arg).  No decryption: this is
  * what start-up reads.  Returns as queue_walk(). */
@@ -210,13 +215,21 @@ typedef int queue_sched_fn(int64_t due_ms, uint64_t id, unsigned flags,
 			   void *arg);
 int queue_sched_walk(struct queue *q, queue_sched_fn *fn, void *arg, char *err,
 		     size_t errlen);
+/*
+ * QUEUE_CORRUPT: what queue_envelope_get() and queue_body_read() return when
+ * the record is there but damaged (it does not authenticate or decode, a
+ * body chunk is missing or truncated, the sizes disagree, or it was sealed
+ * with a key this queue does not hold): reading it again will not help.
+ * -1 is kept for what might (out of memory, an LMDB error).
+ */
+#define QUEUE_CORRUPT (-2)
 /* queue_envelope_get — 0 found (env filled, clear it after), 1 not found,
- * -1 error. */
+ * -1 error, QUEUE_CORRUPT. */
 int queue_envelope_get(struct queue *q, uint64_t id, struct queue_envelope *env,
 		       char *err, size_t errlen);
 typedef int queue_chunk_fn(const uint8_t *data, size_t len, void *arg);
 /* queue_body_read — the body in order, chunk by chunk, decrypted; fn
- * returns non-zero to stop.  0 ok, 1 not found, -1 error. */
+ * returns non-zero to stop.  0 ok, 1 not found, -1 error, QUEUE_CORRUPT. */
 int queue_body_read(struct queue *q, uint64_t id, queue_chunk_fn *fn, void *arg,
 		    char *err, size_t errlen);
 

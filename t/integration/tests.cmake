@@ -24,3 +24,5 @@ outpost_integration_test(logspace t/integration/logspace_test.py SERIAL TIMEOUT 
 # through the daemon, corrupt records listed, abuse bounded, audit hashed.
 outpost_integration_test(control t/integration/control_test.py TIMEOUT 600)
 outpost_integration_test(delivery_hostile t/integration/delivery_hostile_test.py TIMEOUT 900)
+outpost_integration_test(delivery_fanout t/integration/delivery_fanout_test.py TIMEOUT 600)
+outpost_integration_test(queue_corrupt t/integration/queue_corrupt_test.py SERIAL TIMEOUT 600)

@@ -1469,6 +1469,9 @@ check_deliver_defaults(const struct conf *c)
 	assert_int_equal(c->delivery.relay_port, 0);
 	assert_string_equal(c->delivery.ehlo, c->hostname);
 	assert_int_equal(c->delivery.max_connections, 1000);
+	assert_int_equal(c->delivery.max_mx_addresses, 5);
+	assert_int_equal(c->delivery.max_mx_sessions, 2);
+	assert_int_equal(c->delivery.attempt_timeout_ms, 300000);
 	assert_null(c->delivery.tls_ca_file);
 	assert_null(c->delivery.tls_ca_path);
 
@@ -1485,6 +1488,9 @@ check_deliver_defaults(const struct conf *c)
 	assert_true(d->suspend_for_ms == 600000);
 	assert_true(d->backoff_pause_ms == 60000);
 	assert_true(d->backoff_max_ms == 1800000);
+	assert_int_equal(d->max_mx_addresses, 5);
+	assert_int_equal(d->max_mx_sessions, 2);
+	assert_int_equal(d->attempt_timeout_ms, 300000);
 	assert_int_equal(c->ndestinations, 0);
 	assert_ptr_equal(conf_destination_find(c, "example.com"), d);
 
@@ -1838,6 +1844,29 @@ static const struct {
 	    "\tbackoff_pause = 10m\n}\n",
 	  "7: destination \"a.example\": backoff_pause (10m) is more than "
 	  "backoff_max (5m)" },
+	{ "delivery.max_mx_addresses: zero",
+	  L "delivery { max_mx_addresses = 0 }\n",
+	  "2: delivery.max_mx_addresses: \"0\" is less than the minimum, 1" },
+	{ "delivery.max_mx_sessions: above maximum",
+	  L "delivery { max_mx_sessions = 101 }\n",
+	  "2: delivery.max_mx_sessions: \"101\" is more than the maximum, "
+	  "100" },
+	{ "delivery.attempt_timeout: above maximum",
+	  L "delivery { attempt_timeout = 61m }\n",
+	  "2: delivery.attempt_timeout: \"61m\" is more than the maximum, "
+	  "1h" },
+	{ "destination.max_mx_addresses: above maximum",
+	  L "destination \"a.example\" { max_mx_addresses = 1001 }\n",
+	  "2: destination \"a.example\".max_mx_addresses: \"1001\" is more "
+	  "than the maximum, 1000" },
+	{ "destination.max_mx_sessions: zero",
+	  L "destination \"*\" { max_mx_sessions = 0 }\n",
+	  "2: destination \"*\".max_mx_sessions: \"0\" is less than the "
+	  "minimum, 1" },
+	{ "destination.attempt_timeout: zero",
+	  L "destination \"*\" { attempt_timeout = 0s }\n",
+	  "2: destination \"*\".attempt_timeout: \"0s\" is less than the "
+	  "minimum, 1s" },
 	{ "destination: backoff_max below the inherited backoff_pause",
 	  L "destination \"a.example\" {\n\tbackoff_max = 2m\n}\n"
 	    "destination \"*\" {\n\tbackoff_pause = 3m\n}\n",
@@ -2259,6 +2288,41 @@ suspends(const struct conf_destination *d, const char *reply)
 			return true;
 	}
 	return false;
+}
+
+/* max_mx_addresses, max_mx_sessions, attempt_timeout: delivery { } gives
+ * "*" what it leaves out; a listed destination takes what it leaves out
+ * from "*". */
+static void
+test_mx_limits_inherit(void **state)
+{
+	char err[1024], path[PATH_MAX];
+	struct conf *c = NULL;
+	const struct conf_destination *d;
+
+	(void)state;
+	assert_int_equal(
+	    load_text(LISTENER
+		      "delivery { max_mx_addresses = 9  max_mx_sessions = 4\n"
+		      "  attempt_timeout = 2m }\n"
+		      "destination \"*\" { max_mx_sessions = 3 }\n"
+		      "destination \"a.example\" { max_mx_addresses = 2 }\n"
+		      "destination \"b.example\" { attempt_timeout = 30s }\n",
+		      &c, err, sizeof(err), path, sizeof(path)),
+	    0);
+	d = &c->dest_default;
+	assert_int_equal(d->max_mx_addresses, 9); /* from delivery */
+	assert_int_equal(d->max_mx_sessions, 3);  /* its own */
+	assert_int_equal(d->attempt_timeout_ms, 120000);
+	d = conf_destination_find(c, "a.example");
+	assert_int_equal(d->max_mx_addresses, 2);
+	assert_int_equal(d->max_mx_sessions, 3);
+	assert_int_equal(d->attempt_timeout_ms, 120000);
+	d = conf_destination_find(c, "b.example");
+	assert_int_equal(d->max_mx_addresses, 9);
+	assert_int_equal(d->max_mx_sessions, 3);
+	assert_int_equal(d->attempt_timeout_ms, 30000);
+	conf_free(c);
 }
 
 static void
@@ -3927,6 +3991,7 @@ main(void)
 		cmocka_unit_test(test_deliver_hostport),
 		cmocka_unit_test(test_deliver_dns_servers),
 		cmocka_unit_test(test_destinations),
+		cmocka_unit_test(test_mx_limits_inherit),
 		cmocka_unit_test(test_routes),
 		cmocka_unit_test(test_pools),
 		cmocka_unit_test(test_example_deliver),

@@ -155,4 +155,297 @@ def test_data_timeout():
         eq(d.queue_ids(), [], "stalled message not queued")
 
 
+# --- slow and heavy clients (issue 8) ---------------------------------
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise TestFailure("no VmRSS for %d" % pid)
+
+
+def dripper(sock, data, interval, stop):
+    """Send DATA one piece at a time every INTERVAL seconds until STOP or
+    the peer goes away; the client itself never stops on its own."""
+    def run():
+        try:
+            for piece in data:
+                if stop.is_set():
+                    return
+                sock.sendall(piece)
+                time.sleep(interval)
+        except OSError:
+            pass
+    th = threading.Thread(target=run, daemon=True)
+    th.start()
+    return th
+
+
+def test_command_line_trickle_cut_off():
+    """One byte a second of a command line that is longer than the
+    deadline allows: 421 at the deadline though bytes keep coming."""
+    cfg = 'limits { command_timeout = "3s" }\n'
+    with Daemon(config=cfg) as d:
+        r = Raw(d.port, timeout=30)
+        eq(r.reply()[0], 220, "greeting")
+        eq(r.cmd("EHLO client.test")[0], 250, "EHLO")
+        stop = threading.Event()
+        line = ("MAIL FROM:<" + "a" * 40 + "@example.com>\r\n").encode()
+        th = dripper(r.sock, [line[i:i + 1] for i in range(len(line))],
+                     1.0, stop)
+        try:
+            t0 = time.time()
+            code, text = r.reply()
+            eq(code, 421, "trickled command line cut off: %r" % text)
+            check(time.time() - t0 < 20 * SLOW, "cut off at the deadline")
+            check(th.is_alive(), "the client was still sending")
+            check(r.closed(), "connection closed")
+        finally:
+            stop.set()
+
+
+def test_session_lifetime():
+    """Complete commands, each well inside the command deadline, cannot
+    keep a session for ever: the session lifetime ends it."""
+    cfg = ('limits { command_timeout = "30s" session_lifetime = "3s" }\n')
+    with Daemon(config=cfg) as d:
+        r = Raw(d.port, timeout=30)
+        eq(r.reply()[0], 220, "greeting")
+        eq(r.cmd("EHLO client.test")[0], 250, "EHLO")
+        t0 = time.time()
+        code = 250
+        while code == 250 and time.time() - t0 < 20 * SLOW:
+            time.sleep(0.5)
+            try:
+                code, text = r.cmd("NOOP")
+            except OSError:
+                code = None
+        eq(code, 421, "session ended by its lifetime")
+        check(time.time() - t0 < 15 * SLOW, "within the lifetime and a tick")
+        check(r.closed(), "connection closed")
+
+
+def test_data_trickle_below_min_rate():
+    """DATA at 20 bytes a second, every gap far inside data_timeout: cut
+    off at the minimum rate with 421 4.4.2, and nothing is queued."""
+    cfg = ('limits { data_timeout = "30s" data_min_rate = 1K '
+           'data_rate_interval = "2s" }\n')
+    with Daemon(config=cfg) as d:
+        r = Raw(d.port, timeout=30)
+        r.reply()
+        r.cmd("EHLO client.test")
+        eq(r.cmd("MAIL FROM:<a@example.com>")[0], 250, "MAIL")
+        eq(r.cmd("RCPT TO:<b@example.org>")[0], 250, "RCPT")
+        eq(r.cmd("DATA")[0], 354, "DATA")
+        stop = threading.Event()
+        pieces = [b"Subject: slow\r\n"] + [b"xxxxxxxx\r\n"] * 200
+        th = dripper(r.sock, pieces, 0.5, stop)
+        try:
+            t0 = time.time()
+            code, text = r.reply()
+            eq(code, 421, "slow DATA cut off: %r" % text)
+            check("4.4.2" in text, "enhanced code 4.4.2: %r" % text)
+            check(time.time() - t0 < 20 * SLOW, "cut off at the rate check")
+            check(th.is_alive(), "the client was still sending")
+        finally:
+            stop.set()
+        eq(d.queue_ids(), [], "nothing queued")
+        # A client at a fair rate is not troubled by the same setting.
+        s = d.smtp()
+        s.sendmail("a@example.com", ["b@example.org"],
+                   b"From: <a@example.com>\r\nSubject: fast\r\n\r\n" + b"y" * 70 + b"\r\n")
+        s.quit()
+        eq(len(d.queue_ids()), 1, "a normal client's message queued")
+
+
+def test_stress_mode_shrinks_deadlines():
+    """Above 75% of max_sessions the deadlines shrink to stress_timeout:
+    idle sessions go within seconds instead of command_timeout, and a new
+    client is greeted and answered meanwhile."""
+    cfg = ('limits { max_sessions = 20 max_sessions_per_client = 20 '
+           'command_timeout = "60s" stress_timeout = "2s" '
+           'stress_threshold = 75 }\n')
+    with Daemon(config=cfg) as d:
+        idle = []
+        try:
+            for i in range(16):
+                r = Raw(d.port, timeout=30)
+                eq(r.reply()[0], 220, "idle session %d greeted" % i)
+                idle.append(r)
+            t0 = time.time()
+            gone = [r.closed(timeout=15) for r in idle]
+            check(all(gone), "idle sessions dropped under stress: %d of %d"
+                  % (sum(gone), len(gone)))
+            # Far sooner than the normal deadline (60 s).
+            check(time.time() - t0 < 30, "dropped by the stress deadline")
+            check("421 4.4.2" in "".join(
+                r.buf.decode("ascii", "replace") for r in idle),
+                "dropped with 421 4.4.2")
+            # Load a few back, then a newcomer is answered at once.
+            for i in range(14):
+                r = Raw(d.port, timeout=30)
+                eq(r.reply()[0], 220, "session %d greeted" % i)
+                idle.append(r)
+            new = Raw(d.port, timeout=30)
+            eq(new.reply()[0], 220, "newcomer greeted under stress")
+            eq(new.cmd("EHLO new.test")[0], 250, "newcomer's EHLO answered")
+            new.close()
+        finally:
+            for r in idle:
+                r.close()
+    # Without stress, the same idle session stays past stress_timeout.
+    with Daemon(config=cfg) as d:
+        r = Raw(d.port, timeout=30)
+        eq(r.reply()[0], 220, "greeting")
+        check(not r.closed(timeout=4), "an idle session below the threshold "
+              "keeps its normal deadline")
+        r.close()
+
+
+def test_300_idle_from_many_addresses():
+    """300 idle connections from 249 loopback addresses do not stop a new
+    client getting its banner and EHLO reply."""
+    cfg = 'limits { max_sessions = 1000 }\n'
+    with Daemon(config=cfg) as d:
+        idle = []
+        try:
+            for i in range(300):
+                src = "127.0.0.%d" % (2 + i % 249)
+                s = socket.create_connection(("127.0.0.1", d.port),
+                                             timeout=10 * SLOW,
+                                             source_address=(src, 0))
+                idle.append(s)
+            for s in idle[::30]:
+                check(s.recv(100).startswith(b"220"), "idle greeted")
+            r = Raw(d.port, timeout=10)
+            eq(r.reply()[0], 220, "new client greeted")
+            eq(r.cmd("EHLO new.test")[0], 250, "new client's EHLO answered")
+            r.close()
+        finally:
+            for s in idle:
+                s.close()
+
+
+def _open_data(port, i):
+    r = Raw(port, timeout=30)
+    eq(r.reply()[0], 220, "greeting %d" % i)
+    eq(r.cmd("EHLO heavy%d.test" % i)[0], 250, "EHLO %d" % i)
+    eq(r.cmd("MAIL FROM:<a@example.com>")[0], 250, "MAIL %d" % i)
+    eq(r.cmd("RCPT TO:<b@example.org>")[0], 250, "RCPT %d" % i)
+    return r
+
+
+def test_body_memory_budget():
+    """Bodies in flight share one budget: 8 sessions each sending nearly
+    4 MB without the final dot hold no more than the 8 MB budget (RSS
+    stays bounded); a new DATA or BDAT gets 452 4.3.1 meanwhile; once the
+    heavy sessions leave, mail is accepted again."""
+    budget_mib = 8
+    cfg = ('limits { max_body_memory = %dM max_message_size = 4M '
+           'data_timeout = "60s" }\n' % budget_mib)
+    line = b"x" * 78 + b"\r\n"
+    body = b"From: <a@example.com>\r\nSubject: heavy\r\n\r\n" + line * (3900 * 1024 // len(line))
+    with Daemon(config=cfg) as d:
+        pid = d.proc.pid
+        heavy = []
+        try:
+            # Warm up: one ordinary message, then the baseline.
+            s = d.smtp()
+            s.sendmail("a@example.com", ["b@example.org"],
+                       b"From: <a@example.com>\r\nSubject: warm\r\n\r\nwarm\r\n")
+            s.quit()
+            time.sleep(0.5)
+            base = rss_kib(pid)
+            for i in range(8):
+                r = _open_data(d.port, i)
+                eq(r.cmd("DATA")[0], 354, "DATA %d" % i)
+                r.sock.setblocking(False)
+                heavy.append([r, 0])
+            # Push as much as the daemon takes, round robin, for a while.
+            peak = base
+            t_end = time.time() + 6 * SLOW
+            while time.time() < t_end:
+                moved = False
+                for h in heavy:
+                    r, off = h
+                    if off >= len(body):
+                        continue
+                    try:
+                        n = r.sock.send(body[off:off + 65536])
+                        h[1] += n
+                        moved = moved or n > 0
+                    except BlockingIOError:
+                        pass
+                peak = max(peak, rss_kib(pid))
+                if not moved:
+                    time.sleep(0.05)
+            sent = sum(h[1] for h in heavy)
+            check(sent > budget_mib * 1024 * 1024,
+                  "the clients sent more than the budget (%d)" % sent)
+            check(any(h[1] < len(body) for h in heavy),
+                  "back-pressure: some client could not send all")
+            grown = (peak - base) // 1024
+            margin = 16 if SLOW == 1.0 else 64
+            check(grown < budget_mib + margin,
+                  "RSS grew %d MiB for %d MiB sent (budget %d MiB)"
+                  % (grown, sent >> 20, budget_mib))
+            # Meanwhile a new message is deferred, not refused for good.
+            r = _open_data(d.port, 100)
+            code, text = r.cmd("DATA")
+            eq(code, 452, "DATA over the budget: %r" % text)
+            check("4.3.1" in text, "452 4.3.1: %r" % text)
+            r.send("BDAT 10 LAST\r\n0123456\r\n")
+            code, text = r.reply()
+            eq(code, 452, "BDAT over the budget: %r" % text)
+            eq(r.cmd("QUIT")[0], 221, "QUIT")
+            r.close()
+        finally:
+            for r, _ in heavy:
+                r.close()
+        # The heavy sessions left: memory is released, mail flows again.
+        time.sleep(0.5 * SLOW)
+        r = _open_data(d.port, 200)
+        eq(r.cmd("DATA")[0], 354, "DATA after release")
+        r.send(b"From: <a@example.com>\r\nSubject: ok\r\n\r\nok\r\n.\r\n")
+        eq(r.reply()[0], 250, "queued after release")
+        r.close()
+        eq(len(d.queue_ids()), 2, "warm-up and the last message queued")
+
+
+def test_body_budget_paused_session_finishes():
+    """A session paused by the budget resumes when memory is released and
+    its message is queued whole (paused, not dropped)."""
+    cfg = ('limits { max_body_memory = 4M max_message_size = 3M '
+           'data_timeout = "60s" }\n')
+    line = b"y" * 78 + b"\r\n"
+    body = b"From: <a@example.com>\r\nSubject: big\r\n\r\n" + line * (2500 * 1024 // len(line))
+    with Daemon(config=cfg) as d:
+        a = _open_data(d.port, 1)
+        b = _open_data(d.port, 2)
+        eq(a.cmd("DATA")[0], 354, "DATA a")
+        eq(b.cmd("DATA")[0], 354, "DATA b")
+        # a's body fits; b's must wait for a's memory.
+        res = {}
+
+        def send_b():
+            try:
+                b.send(body + b".\r\n")
+                res["b"] = b.reply()
+            except OSError as e:
+                res["b"] = (None, str(e))
+        tb = threading.Thread(target=send_b, daemon=True)
+        a.send(body[:len(body) // 2])
+        tb.start()
+        time.sleep(1 * SLOW)
+        a.send(body[len(body) // 2:] + b".\r\n")
+        eq(a.reply()[0], 250, "a queued")
+        tb.join(30 * SLOW)
+        eq(res.get("b", (None,))[0], 250, "b resumed and queued: %r"
+           % (res.get("b"),))
+        a.close()
+        b.close()
+        eq(len(d.queue_ids()), 2, "both messages queued")
+
+
 run_tests(globals())

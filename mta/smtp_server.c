@@ -136,7 +136,12 @@ enum data_scan { DS_BOL, DS_LINE, DS_CR, DS_DOT, DS_DOTCR };
 enum auth_mech { AM_NONE, AM_PLAIN, AM_LOGIN_USER, AM_LOGIN_PASS };
 
 /* A session's place in the wait for body memory (smtp_mem_*). */
-enum smtp_mem_wait { MW_NONE, MW_QUEUED, MW_GRANTED, MW_CANCELLED };
+enum smtp_mem_wait {
+	MW_NONE,
+	MW_QUEUED,  /* in the FIFO */
+	MW_GRANTED, /* mem_want charged; the grant is in the mailbox */
+	MW_REFUSED, /* dropped to unblock the head: its message gets 452 */
+};
 
 struct smtp_server_session {
 	uint64_t id;
@@ -174,8 +179,9 @@ struct smtp_server_session {
 	size_t body_len, body_cap; /* body_cap is charged to the budget */
 	size_t inflight_charge;    /* charged for a body with the intake */
 	enum smtp_mem_wait mem_wait;
-	size_t mem_cap;  /* the capacity waited for */
-	size_t mem_want; /* its growth: what the grant charges */
+	size_t mem_cap;     /* the capacity waited for */
+	size_t mem_want;    /* its growth: what the grant charges */
+	bool mem_cancelled; /* moved on before the answer came */
 	struct smtp_server_session *wait_prev, *wait_next;
 	enum data_scan scan;
 	size_t line_len;
@@ -205,6 +211,7 @@ static _Atomic uint64_t smtp_mem_used;
 static _Atomic unsigned smtp_mem_waiting;
 static pthread_mutex_t smtp_mem_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct smtp_server_session *smtp_mem_head, *smtp_mem_tail;
+static uint64_t smtp_mem_held_waiting; /* body_cap of the waiters (mu) */
 
 static void smtp_server_input(struct smtp_server_session *);
 static void smtp_server_settle(struct smtp_server_session *);
@@ -436,30 +443,55 @@ smtp_mem_take(uint64_t n, bool force)
 
 static void smtp_server_on_mem_grant(void *arg);
 
-/* Grant the waiters at the head of the queue what fits now.  Holds the
- * lock; the grant reaches each session on its own loop. */
+static void
+smtp_mem_unlink_locked(struct smtp_server_session *w)
+{
+	if (w->wait_prev != NULL)
+		w->wait_prev->wait_next = w->wait_next;
+	else
+		smtp_mem_head = w->wait_next;
+	if (w->wait_next != NULL)
+		w->wait_next->wait_prev = w->wait_prev;
+	else
+		smtp_mem_tail = w->wait_prev;
+	w->wait_next = w->wait_prev = NULL;
+	smtp_mem_held_waiting -= w->body_cap;
+	atomic_fetch_sub(&smtp_mem_waiting, 1);
+}
+
+/*
+ * Grant the waiters at the head of the queue what fits now.  When the head
+ * could not fit even once every session that is still reading finished
+ * (the waiters hold the rest: nobody would ever give memory back), the
+ * newest waiters are refused, their memory freed and their message answered
+ * 452 4.3.1, until it can.  Holds the lock; the answer reaches each session
+ * on its own loop.
+ */
 static void
 smtp_mem_grant_locked(void)
 {
+	uint64_t budget = smtp_conf->limits.max_body_memory;
 	struct smtp_server_session *w;
 	uint64_t cur, want;
 
 	while ((w = smtp_mem_head) != NULL) {
 		want = w->mem_want;
 		cur = atomic_load(&smtp_mem_used);
-		do {
-			if (cur + want > smtp_conf->limits.max_body_memory)
-				return;
-		} while (!atomic_compare_exchange_weak(&smtp_mem_used, &cur,
-						       cur + want));
-		smtp_mem_head = w->wait_next;
-		if (smtp_mem_head != NULL)
-			smtp_mem_head->wait_prev = NULL;
-		else
-			smtp_mem_tail = NULL;
-		w->wait_next = w->wait_prev = NULL;
-		w->mem_wait = MW_GRANTED;
-		atomic_fetch_sub(&smtp_mem_waiting, 1);
+		while (cur + want <= budget &&
+		       !atomic_compare_exchange_weak(&smtp_mem_used, &cur,
+						     cur + want))
+			;
+		if (cur + want <= budget) {
+			smtp_mem_unlink_locked(w);
+			w->mem_wait = MW_GRANTED;
+			loop_post(w->loop, smtp_server_on_mem_grant, w);
+			continue;
+		}
+		if (smtp_mem_held_waiting + want <= budget)
+			return; /* sessions still reading will give some back */
+		w = smtp_mem_tail;
+		smtp_mem_unlink_locked(w);
+		w->mem_wait = MW_REFUSED;
 		loop_post(w->loop, smtp_server_on_mem_grant, w);
 	}
 }
@@ -485,6 +517,7 @@ smtp_mem_wait(struct smtp_server_session *s, size_t cap)
 	s->mem_cap = cap;
 	s->mem_want = cap - s->body_cap;
 	s->mem_wait = MW_QUEUED;
+	s->mem_cancelled = false;
 	s->pending++; /* the grant, or smtp_mem_cancel(), ends it */
 	s->flags |= SF_MEM_WAIT;
 	if (s->bev != NULL)
@@ -499,6 +532,7 @@ smtp_mem_wait(struct smtp_server_session *s, size_t cap)
 	else
 		smtp_mem_head = s;
 	smtp_mem_tail = s;
+	smtp_mem_held_waiting += s->body_cap;
 	atomic_fetch_add(&smtp_mem_waiting, 1);
 	/* Memory given back since our smtp_mem_take() failed found nobody
 	 * waiting: look again now that we are in the queue. */
@@ -510,27 +544,18 @@ smtp_mem_wait(struct smtp_server_session *s, size_t cap)
 static void
 smtp_mem_cancel(struct smtp_server_session *s)
 {
-	if (s->mem_wait == MW_NONE || s->mem_wait == MW_CANCELLED)
+	if (s->mem_wait == MW_NONE || s->mem_cancelled)
 		return;
 	pthread_mutex_lock(&smtp_mem_mu);
 	if (s->mem_wait == MW_QUEUED) {
-		if (s->wait_prev != NULL)
-			s->wait_prev->wait_next = s->wait_next;
-		else
-			smtp_mem_head = s->wait_next;
-		if (s->wait_next != NULL)
-			s->wait_next->wait_prev = s->wait_prev;
-		else
-			smtp_mem_tail = s->wait_prev;
-		s->wait_next = s->wait_prev = NULL;
-		atomic_fetch_sub(&smtp_mem_waiting, 1);
+		smtp_mem_unlink_locked(s);
 		s->mem_wait = MW_NONE;
 		s->pending--;
 		/* Those behind us may fit now. */
 		smtp_mem_grant_locked();
 	} else {
-		/* Granted, the grant in the mailbox: it gives it back. */
-		s->mem_wait = MW_CANCELLED;
+		/* The answer is in the mailbox: a grant is given back there. */
+		s->mem_cancelled = true;
 	}
 	pthread_mutex_unlock(&smtp_mem_mu);
 	s->flags &= ~SF_MEM_WAIT;
@@ -695,6 +720,8 @@ smtp_server_body_begin(struct smtp_server_session *s)
 
 	size_t first = SMTP_BODY_INITIAL;
 
+	if (s->mem_wait != MW_NONE)
+		return -1; /* the last wait's answer is still on its way */
 	/* A declared SIZE sizes the first piece, up to a bound: it is only
 	 * a claim, and the budget is charged for it now. */
 	if (s->declared_size > 0 &&
@@ -1115,18 +1142,32 @@ smtp_server_on_mem_grant(void *arg)
 {
 	struct smtp_server_session *s = arg;
 	enum smtp_mem_wait mw;
+	bool cancelled;
 
 	pthread_mutex_lock(&smtp_mem_mu);
 	mw = s->mem_wait;
+	cancelled = s->mem_cancelled;
 	s->mem_wait = MW_NONE;
+	s->mem_cancelled = false;
 	pthread_mutex_unlock(&smtp_mem_mu);
 	s->pending--;
-	if (mw == MW_CANCELLED || (s->flags & SF_ZOMBIE) ||
-	    !(s->flags & SF_MEM_WAIT)) {
-		smtp_mem_give(s->mem_want);
+	if (cancelled || (s->flags & SF_ZOMBIE) || !(s->flags & SF_MEM_WAIT)) {
+		if (mw == MW_GRANTED)
+			smtp_mem_give(s->mem_want);
 	} else {
-		if (smtp_server_body_resize(s, s->mem_cap) != 0)
+		if (mw == MW_REFUSED) {
+			/* Read the rest and drop it; 452 at its end. */
+			log_info("%016" PRIx64 " smtp message from %s dropped "
+				 "to free body memory",
+				 s->id, s->client_str);
 			s->bad |= BAD_NOMEM;
+			free(s->body);
+			s->body = NULL;
+			smtp_mem_give(s->body_cap);
+			s->body_len = s->body_cap = 0;
+		} else if (smtp_server_body_resize(s, s->mem_cap) != 0) {
+			s->bad |= BAD_NOMEM;
+		}
 		s->flags &= ~SF_MEM_WAIT;
 		/* The pause was ours, not the client's: a new rate window. */
 		smtp_server_rate_start(s);

@@ -413,32 +413,42 @@ def test_body_memory_budget():
         eq(len(d.queue_ids()), 2, "warm-up and the last message queued")
 
 
-def test_body_budget_paused_session_finishes():
+def test_body_budget_pause_resume_and_deadlock():
     """A session paused by the budget resumes when memory is released and
-    its message is queued whole (paused, not dropped)."""
+    its message is queued whole.  When every holder of the budget waits
+    (none could ever finish), the newest waiter's message is dropped and
+    answered 452 4.3.1 (transient) so that the oldest can finish."""
     cfg = ('limits { max_body_memory = 4M max_message_size = 3M '
            'data_timeout = "60s" }\n')
     line = b"y" * 78 + b"\r\n"
-    body = b"From: <a@example.com>\r\nSubject: big\r\n\r\n" + line * (2500 * 1024 // len(line))
+
+    def body(kib):
+        return (b"From: <a@example.com>\r\nSubject: big\r\n\r\n"
+                + line * (kib * 1024 // len(line)))
+    settle = 1.0 * SLOW
     with Daemon(config=cfg) as d:
+        # 1. a holds 2 MiB and keeps reading; b needs 3 MiB: b waits,
+        # then resumes when a's message is queued.
         a = _open_data(d.port, 1)
         b = _open_data(d.port, 2)
         eq(a.cmd("DATA")[0], 354, "DATA a")
         eq(b.cmd("DATA")[0], 354, "DATA b")
-        # a's body fits; b's must wait for a's memory.
+        ba, bb = body(1500), body(2500)
+        a.send(ba[:1200 * 1024])
+        time.sleep(settle)
         res = {}
 
         def send_b():
             try:
-                b.send(body + b".\r\n")
+                b.send(bb + b".\r\n")
                 res["b"] = b.reply()
             except OSError as e:
                 res["b"] = (None, str(e))
         tb = threading.Thread(target=send_b, daemon=True)
-        a.send(body[:len(body) // 2])
         tb.start()
-        time.sleep(1 * SLOW)
-        a.send(body[len(body) // 2:] + b".\r\n")
+        time.sleep(settle)
+        check("b" not in res, "b paused while a holds the memory")
+        a.send(ba[1200 * 1024:] + b".\r\n")
         eq(a.reply()[0], 250, "a queued")
         tb.join(30 * SLOW)
         eq(res.get("b", (None,))[0], 250, "b resumed and queued: %r"
@@ -446,6 +456,49 @@ def test_body_budget_paused_session_finishes():
         a.close()
         b.close()
         eq(len(d.queue_ids()), 2, "both messages queued")
+
+        # 2. Both hold 2 MiB and both need more: a waits first, then b;
+        # b's message is dropped (452 4.3.1 at its end), a's is queued.
+        a = _open_data(d.port, 3)
+        b = _open_data(d.port, 4)
+        eq(a.cmd("DATA")[0], 354, "DATA a")
+        eq(b.cmd("DATA")[0], 354, "DATA b")
+        ba, bb = body(2500), body(2500)
+        a.send(ba[:1200 * 1024])
+        time.sleep(settle)
+        b.send(bb[:1200 * 1024])
+        time.sleep(settle)
+        res = {}
+
+        def finish(name, r, rest):
+            try:
+                r.send(rest + b".\r\n")
+                res[name] = r.reply()
+            except OSError as e:
+                res[name] = (None, str(e))
+        ta = threading.Thread(target=finish, args=("a", a, ba[1200 * 1024:]),
+                              daemon=True)
+        ta.start()
+        time.sleep(settle)
+        tb = threading.Thread(target=finish, args=("b", b, bb[1200 * 1024:]),
+                              daemon=True)
+        tb.start()
+        ta.join(30 * SLOW)
+        tb.join(30 * SLOW)
+        eq(res.get("a", (None,))[0], 250, "oldest waiter queued: %r"
+           % (res.get("a"),))
+        eq(res.get("b", (None,))[0], 452, "newest waiter deferred: %r"
+           % (res.get("b"),))
+        check("4.3.1" in res["b"][1], "452 4.3.1: %r" % (res["b"],))
+        # The session goes on: its next message is accepted.
+        eq(b.cmd("MAIL FROM:<a@example.com>")[0], 250, "MAIL after 452")
+        eq(b.cmd("RCPT TO:<b@example.org>")[0], 250, "RCPT after 452")
+        eq(b.cmd("DATA")[0], 354, "DATA after 452")
+        b.send(b"From: <a@example.com>\r\nSubject: s\r\n\r\nsmall\r\n.\r\n")
+        eq(b.reply()[0], 250, "small message queued after 452")
+        a.close()
+        b.close()
+        eq(len(d.queue_ids()), 4, "four messages queued in all")
 
 
 run_tests(globals())

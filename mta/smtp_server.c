@@ -639,6 +639,10 @@ smtp_server_body_cap(const struct smtp_server_session *s, size_t need)
 	size_t cap = s->body_cap ? s->body_cap : SMTP_BODY_INITIAL;
 	size_t top = (size_t)smtp_conf->limits.max_message_size + 2;
 
+	/* Never more than the budget, or the wait could not end. */
+	if (top > smtp_conf->limits.max_body_memory)
+		top = (size_t)smtp_conf->limits.max_body_memory;
+
 	while (cap < need)
 		cap *= 2;
 	if (cap > top && need <= top)
@@ -1119,7 +1123,10 @@ smtp_server_data_room(struct smtp_server_session *s, size_t *limit)
 		return 0; /* the next octet sets BAD_SIZE */
 	if (want > max - s->body_len)
 		want = max - s->body_len;
-	switch (smtp_server_body_reserve(s, want + 2, false, &cap)) {
+	want += 2;
+	if (want > smtp_conf->limits.max_body_memory - s->body_len)
+		want = smtp_conf->limits.max_body_memory - s->body_len;
+	switch (smtp_server_body_reserve(s, want, false, &cap)) {
 	case 0:
 		return 0;
 	case -1:

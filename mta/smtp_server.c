@@ -364,6 +364,9 @@ smtp_server_timer_schedule(struct smtp_server_session *s)
 	if (!(s->flags & SF_EXPIRED) &&
 	    (w = s->born_ms + lim->session_lifetime_ms) < wake)
 		wake = w;
+	else if ((s->flags & SF_EXPIRED) && !smtp_server_in_body(s) &&
+		 s->state != SS_BUSY)
+		wake = now; /* expired while busy (AUTH): say 421 now */
 	if (lim->data_min_rate > 0 && smtp_server_in_body(s) &&
 	    (w = s->rate_start_ms + lim->data_rate_interval_ms) < wake)
 		wake = w;
@@ -2365,15 +2368,16 @@ smtp_server_rate_check(struct smtp_server_session *s, int64_t now)
 static bool
 smtp_server_lifetime_check(struct smtp_server_session *s, int64_t now)
 {
-	if ((s->flags & SF_EXPIRED) ||
-	    now < s->born_ms + smtp_conf->limits.session_lifetime_ms)
-		return true;
-	s->flags |= SF_EXPIRED;
-	log_info("%016" PRIx64 " smtp session lifetime over for %s in state "
-		 "%s",
-		 s->id, s->client_str, ss_info[s->state].name);
+	if (!(s->flags & SF_EXPIRED)) {
+		if (now < s->born_ms + smtp_conf->limits.session_lifetime_ms)
+			return true;
+		s->flags |= SF_EXPIRED;
+		log_info("%016" PRIx64 " smtp session lifetime over for %s in "
+			 "state %s",
+			 s->id, s->client_str, ss_info[s->state].name);
+	}
 	if (smtp_server_in_body(s) || s->state == SS_BUSY)
-		return true; /* smtp_server_idle() says 421 */
+		return true; /* smtp_server_idle() or the next state says 421 */
 	if (s->state == SS_TLS) {
 		smtp_server_close(s, "session lifetime over");
 		return false;

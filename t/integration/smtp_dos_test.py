@@ -205,6 +205,39 @@ def test_command_line_trickle_cut_off():
             stop.set()
 
 
+def test_tls_handshake_trickle_cut_off():
+    """STARTTLS, then a ClientHello one byte a second: the handshake
+    deadline closes the connection though bytes keep coming."""
+    import ssl
+    cfg = 'limits { tls_handshake_timeout = "2s" }\n'
+    with Daemon(config=cfg) as d:
+        r = Raw(d.port, timeout=30)
+        eq(r.reply()[0], 220, "greeting")
+        eq(r.cmd("EHLO client.test")[0], 250, "EHLO")
+        eq(r.cmd("STARTTLS")[0], 220, "STARTTLS")
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = ctx.wrap_bio(inc, out, server_hostname="outpost.test")
+        try:
+            obj.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        hello = out.read()
+        check(len(hello) > 20, "a ClientHello to trickle")
+        stop = threading.Event()
+        th = dripper(r.sock, [hello[i:i + 1] for i in range(len(hello))],
+                     1.0, stop)
+        try:
+            t0 = time.time()
+            check(r.closed(timeout=15), "trickled handshake cut off")
+            check(time.time() - t0 < 15 * SLOW, "at the deadline")
+            check(th.is_alive(), "the client was still sending")
+        finally:
+            stop.set()
+
+
 def test_session_lifetime():
     """Complete commands, each well inside the command deadline, cannot
     keep a session for ever: the session lifetime ends it."""

@@ -182,6 +182,7 @@ struct smtp_server_session {
 	size_t mem_cap;     /* the capacity waited for */
 	size_t mem_want;    /* its growth: what the grant charges */
 	bool mem_cancelled; /* moved on before the answer came */
+	bool mem_asked; /* waiting or answer on its way (loop thread only) */
 	struct smtp_server_session *wait_prev, *wait_next;
 	enum data_scan scan;
 	size_t line_len;
@@ -521,6 +522,7 @@ smtp_mem_wait(struct smtp_server_session *s, size_t cap)
 	s->mem_want = cap - s->body_cap;
 	s->mem_wait = MW_QUEUED;
 	s->mem_cancelled = false;
+	s->mem_asked = true;
 	s->pending++; /* the grant, or smtp_mem_cancel(), ends it */
 	s->flags |= SF_MEM_WAIT;
 	if (s->bev != NULL)
@@ -547,12 +549,13 @@ smtp_mem_wait(struct smtp_server_session *s, size_t cap)
 static void
 smtp_mem_cancel(struct smtp_server_session *s)
 {
-	if (s->mem_wait == MW_NONE || s->mem_cancelled)
+	if (!s->mem_asked || s->mem_cancelled)
 		return;
 	pthread_mutex_lock(&smtp_mem_mu);
 	if (s->mem_wait == MW_QUEUED) {
 		smtp_mem_unlink_locked(s);
 		s->mem_wait = MW_NONE;
+		s->mem_asked = false;
 		s->pending--;
 		/* Those behind us may fit now. */
 		smtp_mem_grant_locked();
@@ -722,12 +725,10 @@ smtp_server_body_begin(struct smtp_server_session *s)
 	const char *proto;
 	struct tm tm;
 	time_t now = time(NULL);
-	size_t i;
+	size_t i, first = SMTP_BODY_INITIAL;
 	int n;
 
-	size_t first = SMTP_BODY_INITIAL;
-
-	if (s->mem_wait != MW_NONE)
+	if (s->mem_asked)
 		return -1; /* the last wait's answer is still on its way */
 	/* A declared SIZE sizes the first piece, up to a bound: it is only
 	 * a claim, and the budget is charged for it now. */
@@ -1084,8 +1085,8 @@ smtp_server_message_end(struct smtp_server_session *s)
 	s->nrcpts = 0;
 	op->body = s->body;
 	op->body_len = s->body_len;
-	s->inflight_charge =
-	    s->body_cap; /* given back once the queue is done */
+	/* The memory stays charged until the queue is done with it. */
+	s->inflight_charge = s->body_cap;
 	s->body = NULL;
 	s->body_len = s->body_cap = 0;
 	s->pending++;
@@ -1160,6 +1161,7 @@ smtp_server_on_mem_grant(void *arg)
 	s->mem_wait = MW_NONE;
 	s->mem_cancelled = false;
 	pthread_mutex_unlock(&smtp_mem_mu);
+	s->mem_asked = false;
 	s->pending--;
 	if (cancelled || (s->flags & SF_ZOMBIE) || !(s->flags & SF_MEM_WAIT)) {
 		if (mw == MW_GRANTED)

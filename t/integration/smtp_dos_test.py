@@ -577,4 +577,56 @@ def test_body_budget_pause_resume_and_deadlock():
         eq(len(d.queue_ids()), 4, "four messages queued in all")
 
 
+
+def _vm_size_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1])
+    raise TestFailure("no VmSize for %d" % pid)
+
+
+def test_out_of_memory_in_data_is_transient():
+    """Real allocation failure while a body grows (the daemon's address
+    space capped with prlimit): 452 4.3.1, never 552, never a crash; the
+    next message is accepted.  Not under ASan (it reserves terabytes)."""
+    import resource
+    if ASAN:
+        print("# skipped under ASan")
+        return
+    cfg = ('queue { map_size = 64M }\n'
+           'limits { max_message_size = 200M max_body_memory = 1G '
+           'data_timeout = "60s" }\n')
+    line = b"z" * 78 + b"\r\n"
+    with Daemon(config=cfg) as d:
+        pid = d.proc.pid
+        # Warm up every thread's allocator first.
+        s = d.smtp()
+        s.sendmail("a@example.com", ["b@example.org"],
+                   b"From: <a@example.com>\r\nSubject: w\r\n\r\nw\r\n")
+        s.quit()
+        cap = (_vm_size_kib(pid) + 48 * 1024) * 1024
+        hard = resource.prlimit(pid, resource.RLIMIT_AS)[1]
+        resource.prlimit(pid, resource.RLIMIT_AS, (cap, hard))
+        r = _open_data(d.port, 1)
+        eq(r.cmd("DATA")[0], 354, "DATA")
+        chunk = line * (1024 * 1024 // len(line))
+        r.send(b"From: <a@example.com>\r\nSubject: huge\r\n\r\n")
+        for _ in range(120):
+            r.send(chunk)
+        r.send(b".\r\n")
+        code, text = r.reply()
+        eq(code, 452, "out of memory in DATA: %r" % text)
+        check("4.3.1" in text, "452 4.3.1: %r" % text)
+        # The session and the daemon go on.
+        eq(r.cmd("MAIL FROM:<a@example.com>")[0], 250, "MAIL after 452")
+        eq(r.cmd("RCPT TO:<b@example.org>")[0], 250, "RCPT after 452")
+        eq(r.cmd("DATA")[0], 354, "DATA after 452")
+        r.send(b"From: <a@example.com>\r\nSubject: s\r\n\r\nsmall\r\n.\r\n")
+        eq(r.reply()[0], 250, "a small message queued after it")
+        r.close()
+        check("out of memory receiving a message" in d.log(), "logged")
+        resource.prlimit(pid, resource.RLIMIT_AS, (hard, hard))
+
+
 run_tests(globals())

@@ -8,13 +8,16 @@
  * s->state.  Invariants: "250 … queued" only from the commit completion;
  * no bare CR or LF is ever accepted in message data; nothing read before a
  * STARTTLS handshake survives it; no address is ever logged in clear.
+ * Shared across loops: the session count (stress mode) and the body memory
+ * budget (smtp_mem.c).  No session holds anything without a bound: a
+ * deadline per state, a minimum data rate, a lifetime, the budget.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <pthread.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +44,7 @@
 #include "mta/metrics.h"
 #include "mta/log.h"
 #include "mta/loop.h"
+#include "mta/smtp_mem.h"
 #include "mta/smtp_server.h"
 #include "mta/stats.h"
 
@@ -135,14 +139,6 @@ enum data_scan { DS_BOL, DS_LINE, DS_CR, DS_DOT, DS_DOTCR };
 
 enum auth_mech { AM_NONE, AM_PLAIN, AM_LOGIN_USER, AM_LOGIN_PASS };
 
-/* A session's place in the wait for body memory (smtp_mem_*). */
-enum smtp_mem_wait {
-	MW_NONE,
-	MW_QUEUED,  /* in the FIFO */
-	MW_GRANTED, /* mem_want charged; the grant is in the mailbox */
-	MW_REFUSED, /* dropped to unblock the head: its message gets 452 */
-};
-
 struct smtp_server_session {
 	uint64_t id;
 	struct loop *loop;
@@ -176,14 +172,11 @@ struct smtp_server_session {
 	char **rcpts;
 	unsigned nrcpts, rcpts_cap;
 	uint8_t *body;
-	size_t body_len, body_cap; /* body_cap is charged to the budget */
-	size_t inflight_charge;    /* charged for a body with the intake */
-	enum smtp_mem_wait mem_wait;
-	size_t mem_cap;     /* the capacity waited for */
-	size_t mem_want;    /* its growth: what the grant charges */
-	bool mem_cancelled; /* moved on before the answer came */
-	bool mem_asked; /* waiting or answer on its way (loop thread only) */
-	struct smtp_server_session *wait_prev, *wait_next;
+	size_t body_len, body_cap;  /* body_cap is charged to the budget */
+	size_t inflight_charge;     /* charged for a body with the intake */
+	struct smtp_mem_waiter mem; /* in the budget's queue (smtp_mem.h) */
+	size_t mem_cap;             /* the capacity waited for */
+	bool mem_asked;             /* waiting, or the answer on its way */
 	enum data_scan scan;
 	size_t line_len;
 	unsigned bad;
@@ -202,29 +195,18 @@ static struct queue *smtp_queue;
 static _Atomic uint64_t smtp_session_seq;
 static _Atomic unsigned smtp_sessions_open; /* all loops: for stress mode */
 
-/*
- * The body budget (limits.max_body_memory): bytes of message data held by
- * sessions of every loop, as capacity (what malloc holds, not what was
- * read).  A session that needs more than is left waits in a FIFO with its
- * reading paused; memory given back is granted to the head first.
- */
-static _Atomic uint64_t smtp_mem_used;
-static _Atomic unsigned smtp_mem_waiting;
-static pthread_mutex_t smtp_mem_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct smtp_server_session *smtp_mem_head, *smtp_mem_tail;
-static uint64_t smtp_mem_held_waiting; /* body_cap of the waiters (mu) */
-
 static void smtp_server_input(struct smtp_server_session *);
 static void smtp_server_settle(struct smtp_server_session *);
 static void smtp_server_close(struct smtp_server_session *, const char *);
 static void smtp_server_bev_setup(struct smtp_server_session *);
-static void smtp_mem_cancel(struct smtp_server_session *);
+static void smtp_server_mem_cancel(struct smtp_server_session *);
 
 void
 smtp_server_init(const struct conf *conf, struct queue *queue)
 {
 	smtp_conf = conf;
 	smtp_queue = queue;
+	smtp_mem_init(conf->limits.max_body_memory);
 }
 
 static int64_t
@@ -272,7 +254,7 @@ smtp_server_close_after(struct smtp_server_session *s)
 	s->state = SS_CLOSING;
 	if (s->timer != NULL)
 		evtimer_del(s->timer);
-	smtp_mem_cancel(s); /* let those behind it have the memory */
+	smtp_server_mem_cancel(s); /* let those behind it have the memory */
 	if (s->bev != NULL) {
 		bufferevent_disable(s->bev, EV_READ);
 		if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
@@ -427,144 +409,53 @@ smtp_server_enter(struct smtp_server_session *s, enum smtp_server_state st)
 	smtp_server_timer_arm(s);
 }
 
-/* Body memory budget ------------------------------------------------- */
+/* Body memory budget (smtp_mem.h) ------------------------------------ */
 
-/* Charge N bytes.  Unless FORCE (a few bytes that cannot wait), fails when
- * they do not fit or when others wait already (first come, first served). */
-static bool
-smtp_mem_take(uint64_t n, bool force)
+static void smtp_server_on_mem_answer(void *arg);
+
+/* The budget answered, on whatever thread: over to the session's loop. */
+static void
+smtp_server_mem_answer_cb(struct smtp_mem_waiter *w)
 {
-	uint64_t cur = atomic_load(&smtp_mem_used);
+	struct smtp_server_session *s =
+	    (struct smtp_server_session *)((char *)w -
+					   offsetof(struct smtp_server_session,
+						    mem));
 
-	if (!force && atomic_load(&smtp_mem_waiting) > 0)
-		return false;
-	do {
-		if (!force && cur + n > smtp_conf->limits.max_body_memory)
-			return false;
-	} while (!atomic_compare_exchange_weak(&smtp_mem_used, &cur, cur + n));
-	return true;
+	loop_post(s->loop, smtp_server_on_mem_answer, s);
 }
 
-static void smtp_server_on_mem_grant(void *arg);
-
+/* S waits for its body to grow to CAP: reading stops until the answer. */
 static void
-smtp_mem_unlink_locked(struct smtp_server_session *w)
-{
-	if (w->wait_prev != NULL)
-		w->wait_prev->wait_next = w->wait_next;
-	else
-		smtp_mem_head = w->wait_next;
-	if (w->wait_next != NULL)
-		w->wait_next->wait_prev = w->wait_prev;
-	else
-		smtp_mem_tail = w->wait_prev;
-	w->wait_next = w->wait_prev = NULL;
-	smtp_mem_held_waiting -= w->body_cap;
-	atomic_fetch_sub(&smtp_mem_waiting, 1);
-}
-
-/*
- * Grant the waiters at the head of the queue what fits now.  When the head
- * could not fit even once every session that is still reading finished
- * (the waiters hold the rest: nobody would ever give memory back), the
- * newest waiters are refused, their memory freed and their message answered
- * 452 4.3.1, until it can.  Holds the lock; the answer reaches each session
- * on its own loop.
- */
-static void
-smtp_mem_grant_locked(void)
-{
-	uint64_t budget = smtp_conf->limits.max_body_memory;
-	struct smtp_server_session *w;
-	uint64_t cur, want;
-
-	while ((w = smtp_mem_head) != NULL) {
-		want = w->mem_want;
-		cur = atomic_load(&smtp_mem_used);
-		while (cur + want <= budget &&
-		       !atomic_compare_exchange_weak(&smtp_mem_used, &cur,
-						     cur + want))
-			;
-		if (cur + want <= budget) {
-			smtp_mem_unlink_locked(w);
-			w->mem_wait = MW_GRANTED;
-			loop_post(w->loop, smtp_server_on_mem_grant, w);
-			continue;
-		}
-		if (smtp_mem_held_waiting + want <= budget)
-			return; /* sessions still reading will give some back */
-		w = smtp_mem_tail;
-		smtp_mem_unlink_locked(w);
-		w->mem_wait = MW_REFUSED;
-		loop_post(w->loop, smtp_server_on_mem_grant, w);
-	}
-}
-
-/* Give N bytes back; the oldest waiters get them. */
-static void
-smtp_mem_give(uint64_t n)
-{
-	if (n == 0)
-		return;
-	atomic_fetch_sub(&smtp_mem_used, n);
-	if (atomic_load(&smtp_mem_waiting) == 0)
-		return;
-	pthread_mutex_lock(&smtp_mem_mu);
-	smtp_mem_grant_locked();
-	pthread_mutex_unlock(&smtp_mem_mu);
-}
-
-/* S waits for its body to grow to CAP: reading stops until the grant. */
-static void
-smtp_mem_wait(struct smtp_server_session *s, size_t cap)
+smtp_server_mem_wait(struct smtp_server_session *s, size_t cap)
 {
 	s->mem_cap = cap;
-	s->mem_want = cap - s->body_cap;
-	s->mem_wait = MW_QUEUED;
-	s->mem_cancelled = false;
+	s->mem.want = cap - s->body_cap;
+	s->mem.held = s->body_cap;
+	s->mem.answer = smtp_server_mem_answer_cb;
 	s->mem_asked = true;
-	s->pending++; /* the grant, or smtp_mem_cancel(), ends it */
+	s->pending++; /* the answer, or a cancel while queued, ends it */
 	s->flags |= SF_MEM_WAIT;
 	if (s->bev != NULL)
 		bufferevent_disable(s->bev, EV_READ);
-	log_debug("%016" PRIx64 " smtp waits for body memory (%zu bytes)",
-		  s->id, s->mem_want);
-	pthread_mutex_lock(&smtp_mem_mu);
-	s->wait_next = NULL;
-	s->wait_prev = smtp_mem_tail;
-	if (smtp_mem_tail != NULL)
-		smtp_mem_tail->wait_next = s;
-	else
-		smtp_mem_head = s;
-	smtp_mem_tail = s;
-	smtp_mem_held_waiting += s->body_cap;
-	atomic_fetch_add(&smtp_mem_waiting, 1);
-	/* Memory given back since our smtp_mem_take() failed found nobody
-	 * waiting: look again now that we are in the queue. */
-	smtp_mem_grant_locked();
-	pthread_mutex_unlock(&smtp_mem_mu);
+	log_debug("%016" PRIx64 " smtp waits for body memory (%" PRIu64
+		  " bytes)",
+		  s->id, s->mem.want);
+	smtp_mem_wait(&s->mem);
 }
 
 /* S no longer waits (transaction over, connection gone). */
 static void
-smtp_mem_cancel(struct smtp_server_session *s)
+smtp_server_mem_cancel(struct smtp_server_session *s)
 {
-	if (!s->mem_asked || s->mem_cancelled)
+	s->flags &= ~SF_MEM_WAIT;
+	if (!s->mem_asked)
 		return;
-	pthread_mutex_lock(&smtp_mem_mu);
-	if (s->mem_wait == MW_QUEUED) {
-		smtp_mem_unlink_locked(s);
-		s->mem_wait = MW_NONE;
+	if (smtp_mem_cancel(&s->mem)) {
 		s->mem_asked = false;
 		s->pending--;
-		/* Those behind us may fit now. */
-		smtp_mem_grant_locked();
-	} else {
-		/* The answer is in the mailbox: a grant is given back there. */
-		s->mem_cancelled = true;
 	}
-	pthread_mutex_unlock(&smtp_mem_mu);
-	s->flags &= ~SF_MEM_WAIT;
+	/* else the answer is in the mailbox: a grant is given back there */
 }
 
 static void
@@ -575,7 +466,7 @@ smtp_server_txn_reset(struct smtp_server_session *s)
 	for (i = 0; i < s->nrcpts; i++)
 		free(s->rcpts[i]);
 	s->nrcpts = 0;
-	smtp_mem_cancel(s);
+	smtp_server_mem_cancel(s);
 	free(s->body);
 	s->body = NULL;
 	smtp_mem_give(s->body_cap);
@@ -1143,31 +1034,26 @@ smtp_server_data_room(struct smtp_server_session *s, size_t *limit)
 		*limit = s->body_cap - s->body_len - 2;
 		return 0;
 	}
-	smtp_mem_wait(s, cap);
+	smtp_server_mem_wait(s, cap);
 	return -1;
 }
 
-/* The body memory S waited for is granted (its loop, from the mailbox). */
+/* The budget's answer to S's wait (its loop, from the mailbox). */
 static void
-smtp_server_on_mem_grant(void *arg)
+smtp_server_on_mem_answer(void *arg)
 {
 	struct smtp_server_session *s = arg;
-	enum smtp_mem_wait mw;
+	enum smtp_mem_state st;
 	bool cancelled;
 
-	pthread_mutex_lock(&smtp_mem_mu);
-	mw = s->mem_wait;
-	cancelled = s->mem_cancelled;
-	s->mem_wait = MW_NONE;
-	s->mem_cancelled = false;
-	pthread_mutex_unlock(&smtp_mem_mu);
+	st = smtp_mem_collect(&s->mem, &cancelled);
 	s->mem_asked = false;
 	s->pending--;
 	if (cancelled || (s->flags & SF_ZOMBIE) || !(s->flags & SF_MEM_WAIT)) {
-		if (mw == MW_GRANTED)
-			smtp_mem_give(s->mem_want);
+		if (st == SMTP_MEM_GRANTED)
+			smtp_mem_give(s->mem.want);
 	} else {
-		if (mw == MW_REFUSED) {
+		if (st == SMTP_MEM_REFUSED) {
 			/* Read the rest and drop it; 452 at its end. */
 			log_info("%016" PRIx64 " smtp message from %s dropped "
 				 "to free body memory",
@@ -2230,7 +2116,7 @@ smtp_server_close(struct smtp_server_session *s, const char *why)
 	}
 	if (s->timer != NULL)
 		evtimer_del(s->timer);
-	smtp_mem_cancel(s);
+	smtp_server_mem_cancel(s);
 	s->state = SS_CLOSING;
 	s->flags |= SF_ZOMBIE | SF_CLOSE;
 }

@@ -106,6 +106,12 @@ static const struct conf_num {
 	{ "limits", "tls_handshake_timeout", CK_MS, US_S(1), US_M(10) },
 	{ "log", "disk_reserve", CK_SIZE, 0, TIB(1) },
 	{ "log", "disk_reserve_percent", CK_COUNT, 0, 50 },
+	{ "limits", "session_lifetime", CK_MS, US_S(1), US_D(7) },
+	{ "limits", "data_min_rate", CK_SIZE, 0, MIB(100) },
+	{ "limits", "data_rate_interval", CK_MS, US_S(1), US_H(1) },
+	{ "limits", "stress_threshold", CK_COUNT, 0, 100 },
+	{ "limits", "stress_timeout", CK_MS, US_S(1), US_H(1) },
+	{ "limits", "max_body_memory", CK_SIZE, MIB(1), TIB(1) },
 	{ "auth_limit", "max_failures", CK_COUNT, 1, 1000 },
 	{ "auth_limit", "window", CK_MS, US_S(1), US_D(1) },
 	{ "auth_limit", "block", CK_MS, US_S(1), US_D(7) },
@@ -704,6 +710,12 @@ static cfg_opt_t conf_limits_opts[] = {
 	CFG_STR_CB("data_timeout", "3m", CFGF_NONE, conf_num_cb),
 	CFG_STR_CB("tls_handshake_timeout", "30s", CFGF_NONE, conf_num_cb),
 	CFG_STR_CB("long_lines", "reencode", CFGF_NONE, conf_long_lines_cb),
+	CFG_STR_CB("session_lifetime", "1h", CFGF_NONE, conf_num_cb),
+	CFG_STR_CB("data_min_rate", "1K", CFGF_NONE, conf_num_cb),
+	CFG_STR_CB("data_rate_interval", "30s", CFGF_NONE, conf_num_cb),
+	CFG_STR_CB("stress_threshold", "75", CFGF_NONE, conf_num_cb),
+	CFG_STR_CB("stress_timeout", "10s", CFGF_NONE, conf_num_cb),
+	CFG_STR_CB("max_body_memory", "512M", CFGF_NONE, conf_num_cb),
 	CFG_END(),
 };
 
@@ -1007,7 +1019,20 @@ conf_build_limits(struct conf_ctx *x, cfg_t *cfg, struct conf *c)
 	l->long_lines = strcasecmp(cfg_getstr(sec, "long_lines"), "reject") == 0
 			    ? CONF_LONG_LINES_REJECT
 			    : CONF_LONG_LINES_REENCODE;
+	l->session_lifetime_ms =
+	    (unsigned)conf_num_get(x, sec, "session_lifetime");
+	l->data_min_rate = conf_num_get(x, sec, "data_min_rate");
+	l->data_rate_interval_ms =
+	    (unsigned)conf_num_get(x, sec, "data_rate_interval");
+	l->stress_threshold =
+	    (unsigned)conf_num_get(x, sec, "stress_threshold");
+	l->stress_timeout_ms = (unsigned)conf_num_get(x, sec, "stress_timeout");
+	l->max_body_memory = conf_num_get(x, sec, "max_body_memory");
 	if (x->failed)
+		return -1;
+	/* One message must fit in the budget, or it could never be read. */
+	if (conf_order_check(x, sec, "max_message_size", l->max_message_size,
+			     "max_body_memory", l->max_body_memory) != 0)
 		return -1;
 	return conf_order_check(x, sec, "max_sessions_per_client",
 				l->max_sessions_per_client, "max_sessions",

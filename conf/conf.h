@@ -87,6 +87,12 @@ struct conf_limits {
 	unsigned command_timeout_ms;      /* RFC 5321 4.5.3.2: 5 min */
 	unsigned data_timeout_ms;         /* between data chunks: 3 min */
 	unsigned tls_handshake_timeout_ms;
+	unsigned session_lifetime_ms;   /* connect to 421, whatever is sent */
+	uint64_t data_min_rate;         /* bytes/s in DATA/BDAT (0 = none) */
+	unsigned data_rate_interval_ms; /* the rate's averaging window */
+	unsigned stress_threshold;  /* % of max_sessions: stress mode (0 off) */
+	unsigned stress_timeout_ms; /* every deadline's cap under stress */
+	uint64_t max_body_memory;   /* message data in memory, all sessions */
 };
 
 struct conf_auth_limit {

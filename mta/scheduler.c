@@ -1947,9 +1947,16 @@ static void
 sched_on_new(void *arg)
 {
 	struct queue_op *op = arg;
-	struct sched_msg *m =
-	    sched_msg_new(op->env.id, op->env.next_attempt_ms);
+	struct sched_msg *m;
 
+	/* Committed just before the start-up scan read the queue, announced
+	 * after it: the scan has it already (ids are never reused), and a
+	 * second copy would be delivered twice. */
+	if (idmap_get(&S.ids, op->env.id) != NULL) {
+		queue_op_free(op);
+		return;
+	}
+	m = sched_msg_new(op->env.id, op->env.next_attempt_ms);
 	if (m == NULL ||
 	    sched_round_new(m, &op->env, op->body, op->body_len) != 0) {
 		/* It is safe on disk: the next start picks it up. */

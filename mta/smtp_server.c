@@ -8,12 +8,17 @@
  * s->state.  Invariants: "250 … queued" only from the commit completion;
  * no bare CR or LF is ever accepted in message data; nothing read before a
  * STARTTLS handshake survives it; no address is ever logged in clear.
+ * Shared across loops: the session count (stress mode) and the body memory
+ * budget (smtp_mem.c).  No session holds anything without a bound: a
+ * deadline per state, a minimum data rate, a lifetime, the budget.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdarg.h>
+#include <stddef.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,16 +44,18 @@
 #include "mta/metrics.h"
 #include "mta/log.h"
 #include "mta/loop.h"
+#include "mta/smtp_mem.h"
 #include "mta/smtp_server.h"
 #include "mta/stats.h"
 
-#define SMTP_CMD_LINE_MAX  512          /* RFC 5321 4.5.3.1.4, with CRLF */
-#define SMTP_AUTH_LINE_MAX 12288        /* RFC 4954 4 */
-#define SMTP_TEXT_LINE_MAX 1000         /* RFC 5321 4.5.3.1.6, with CRLF */
-#define SMTP_OUTPUT_MAX    (256 * 1024) /* stop reading past this */
-#define SMTP_INPUT_MAX     (1024 * 1024)
-#define SMTP_HELO_MAX      255
-#define SMTP_BODY_INITIAL  8192
+#define SMTP_CMD_LINE_MAX   512          /* RFC 5321 4.5.3.1.4, with CRLF */
+#define SMTP_AUTH_LINE_MAX  12288        /* RFC 4954 4 */
+#define SMTP_TEXT_LINE_MAX  1000         /* RFC 5321 4.5.3.1.6, with CRLF */
+#define SMTP_OUTPUT_MAX     (256 * 1024) /* stop reading past this */
+#define SMTP_INPUT_MAX      (64 * 1024)  /* stop reading past this */
+#define SMTP_HELO_MAX       255
+#define SMTP_BODY_INITIAL   8192
+#define SMTP_BODY_FIRST_MAX (1024 * 1024) /* SIZE= reserves at most this */
 
 enum smtp_server_state {
 	SS_TLS,      /* implicit TLS or STARTTLS handshake in progress */
@@ -117,12 +124,15 @@ static const struct ss_info {
 #define SF_SHUTDOWN  0x0040u /* daemon stopping: close after this txn */
 #define SF_READ_OFF  0x0080u /* reading disabled for back-pressure */
 #define SF_BDAT_USED 0x0100u /* this transaction uses BDAT */
+#define SF_MEM_WAIT  0x0200u /* reading paused: waiting for body memory */
+#define SF_EXPIRED   0x0400u /* session lifetime over: close when idle */
 
 /* Message data problems, found while scanning (DATA and BDAT). */
-#define BAD_BARE 0x01u /* bare CR or bare LF */
-#define BAD_NUL  0x02u
-#define BAD_LONG 0x04u /* a line over 998 octets (long_lines = reject) */
-#define BAD_SIZE 0x08u /* over max_message_size */
+#define BAD_BARE  0x01u /* bare CR or bare LF */
+#define BAD_NUL   0x02u
+#define BAD_LONG  0x04u /* a line over 998 octets (long_lines = reject) */
+#define BAD_SIZE  0x08u /* over max_message_size */
+#define BAD_NOMEM 0x10u /* out of memory (or of the body budget) */
 
 /* The scanner's state between chunks of input. */
 enum data_scan { DS_BOL, DS_LINE, DS_CR, DS_DOT, DS_DOTCR };
@@ -134,8 +144,14 @@ struct smtp_server_session {
 	struct loop *loop;
 	struct smtp_server_listener *listener;
 	evutil_socket_t fd;
+	/* deadlines, monotonic ms (smtp_server_timer_arm) */
+	int64_t born_ms;     /* connect: the session lifetime counts from it */
+	int64_t armed_ms;    /* when the state's deadline was set */
+	int64_t deadline_ms; /* the state's deadline, 0 = none */
+	int64_t rate_start_ms; /* message data: this rate window's start */
+	uint64_t rate_bytes;   /* octets read in the window */
 	struct bufferevent *bev;
-	struct event *timer; /* the state's deadline */
+	struct event *timer; /* the next deadline or check (timer_schedule) */
 	struct event *delay; /* an answer held back (AUTH failure) */
 	enum smtp_server_state state;
 	unsigned flags;
@@ -156,7 +172,11 @@ struct smtp_server_session {
 	char **rcpts;
 	unsigned nrcpts, rcpts_cap;
 	uint8_t *body;
-	size_t body_len, body_cap;
+	size_t body_len, body_cap;  /* body_cap is charged to the budget */
+	size_t inflight_charge;     /* charged for a body with the intake */
+	struct smtp_mem_waiter mem; /* in the budget's queue (smtp_mem.h) */
+	size_t mem_cap;             /* the capacity waited for */
+	bool mem_asked;             /* waiting, or the answer on its way */
 	enum data_scan scan;
 	size_t line_len;
 	unsigned bad;
@@ -173,17 +193,20 @@ struct smtp_server_session {
 static const struct conf *smtp_conf;
 static struct queue *smtp_queue;
 static _Atomic uint64_t smtp_session_seq;
+static _Atomic unsigned smtp_sessions_open; /* all loops: for stress mode */
 
 static void smtp_server_input(struct smtp_server_session *);
 static void smtp_server_settle(struct smtp_server_session *);
 static void smtp_server_close(struct smtp_server_session *, const char *);
 static void smtp_server_bev_setup(struct smtp_server_session *);
+static void smtp_server_mem_cancel(struct smtp_server_session *);
 
 void
 smtp_server_init(const struct conf *conf, struct queue *queue)
 {
 	smtp_conf = conf;
 	smtp_queue = queue;
+	smtp_mem_init(conf->limits.max_body_memory);
 }
 
 static int64_t
@@ -231,6 +254,7 @@ smtp_server_close_after(struct smtp_server_session *s)
 	s->state = SS_CLOSING;
 	if (s->timer != NULL)
 		evtimer_del(s->timer);
+	smtp_server_mem_cancel(s); /* let those behind it have the memory */
 	if (s->bev != NULL) {
 		bufferevent_disable(s->bev, EV_READ);
 		if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
@@ -256,10 +280,94 @@ smtp_server_error(struct smtp_server_session *s)
 
 /* State --------------------------------------------------------------- */
 
+static int64_t
+smtp_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Stress mode (Postfix's): sessions above stress_threshold % of
+ * max_sessions; every deadline is then capped at stress_timeout. */
+static bool
+smtp_server_stressed(void)
+{
+	const struct conf_limits *lim = &smtp_conf->limits;
+
+	return lim->stress_threshold > 0 &&
+	       (uint64_t)atomic_load(&smtp_sessions_open) * 100 >
+		   (uint64_t)lim->max_sessions * lim->stress_threshold;
+}
+
+/* Receiving message data: the minimum rate applies (BDAT counts between
+ * its chunks too, or small chunks would dodge it). */
+static bool
+smtp_server_in_body(const struct smtp_server_session *s)
+{
+	return s->state == SS_DATA || s->state == SS_BDAT ||
+	       (s->state == SS_RCPT && (s->flags & SF_BDAT_USED));
+}
+
+/* The state's deadline as it stands now (shrunk under stress), 0 = none. */
+static int64_t
+smtp_server_deadline(const struct smtp_server_session *s, bool stress)
+{
+	int64_t d = s->deadline_ms;
+	int64_t st = s->armed_ms + smtp_conf->limits.stress_timeout_ms;
+
+	if (d != 0 && stress && st < d)
+		d = st;
+	return d;
+}
+
+/*
+ * Wake at the earliest of: the state's deadline, the session lifetime, the
+ * end of the data rate window, and, while the deadline is long, one
+ * stress_timeout from now to see whether stress began (so sessions that
+ * were idle before it are shortened too).
+ */
+static void
+smtp_server_timer_schedule(struct smtp_server_session *s)
+{
+	const struct conf_limits *lim = &smtp_conf->limits;
+	int64_t now = smtp_mono_ms(), wake = INT64_MAX, d, w;
+	bool stress = smtp_server_stressed();
+	struct timeval tv;
+
+	if (s->timer == NULL || s->state == SS_CLOSING)
+		return;
+	if ((d = smtp_server_deadline(s, stress)) != 0) {
+		wake = d;
+		if (lim->stress_threshold > 0 && !stress &&
+		    now + lim->stress_timeout_ms < wake)
+			wake = now + lim->stress_timeout_ms;
+	}
+	if (!(s->flags & SF_EXPIRED) &&
+	    (w = s->born_ms + lim->session_lifetime_ms) < wake)
+		wake = w;
+	else if ((s->flags & SF_EXPIRED) && !smtp_server_in_body(s) &&
+		 s->state != SS_BUSY)
+		wake = now; /* expired while busy (AUTH): say 421 now */
+	if (lim->data_min_rate > 0 && smtp_server_in_body(s) &&
+	    (w = s->rate_start_ms + lim->data_rate_interval_ms) < wake)
+		wake = w;
+	if (wake == INT64_MAX) {
+		evtimer_del(s->timer);
+		return;
+	}
+	w = wake > now ? wake - now : 0;
+	tv.tv_sec = (time_t)(w / 1000);
+	tv.tv_usec = (suseconds_t)(w % 1000) * 1000;
+	evtimer_add(s->timer, &tv);
+}
+
+/* The state's deadline starts now: a whole command line, a gap in message
+ * data, a TLS handshake; bytes that do not complete a unit never call this. */
 static void
 smtp_server_timer_arm(struct smtp_server_session *s)
 {
-	struct timeval tv;
 	unsigned ms;
 
 	switch (ss_info[s->state].timeout) {
@@ -273,12 +381,20 @@ smtp_server_timer_arm(struct smtp_server_session *s)
 		ms = smtp_conf->limits.tls_handshake_timeout_ms;
 		break;
 	default:
-		evtimer_del(s->timer);
-		return;
+		ms = 0;
+		break;
 	}
-	tv.tv_sec = ms / 1000;
-	tv.tv_usec = (ms % 1000) * 1000;
-	evtimer_add(s->timer, &tv);
+	s->armed_ms = smtp_mono_ms();
+	s->deadline_ms = ms != 0 ? s->armed_ms + ms : 0;
+	smtp_server_timer_schedule(s);
+}
+
+/* A new window for the minimum data rate. */
+static void
+smtp_server_rate_start(struct smtp_server_session *s)
+{
+	s->rate_start_ms = smtp_mono_ms();
+	s->rate_bytes = 0;
 }
 
 static void
@@ -293,6 +409,55 @@ smtp_server_enter(struct smtp_server_session *s, enum smtp_server_state st)
 	smtp_server_timer_arm(s);
 }
 
+/* Body memory budget (smtp_mem.h) ------------------------------------ */
+
+static void smtp_server_on_mem_answer(void *arg);
+
+/* The budget answered, on whatever thread: over to the session's loop. */
+static void
+smtp_server_mem_answer_cb(struct smtp_mem_waiter *w)
+{
+	struct smtp_server_session *s =
+	    (struct smtp_server_session *)((char *)w -
+					   offsetof(struct smtp_server_session,
+						    mem));
+
+	loop_post(s->loop, smtp_server_on_mem_answer, s);
+}
+
+/* S waits for its body to grow to CAP: reading stops until the answer. */
+static void
+smtp_server_mem_wait(struct smtp_server_session *s, size_t cap)
+{
+	s->mem_cap = cap;
+	s->mem.want = cap - s->body_cap;
+	s->mem.held = s->body_cap;
+	s->mem.answer = smtp_server_mem_answer_cb;
+	s->mem_asked = true;
+	s->pending++; /* the answer, or a cancel while queued, ends it */
+	s->flags |= SF_MEM_WAIT;
+	if (s->bev != NULL)
+		bufferevent_disable(s->bev, EV_READ);
+	log_debug("%016" PRIx64 " smtp waits for body memory (%" PRIu64
+		  " bytes)",
+		  s->id, s->mem.want);
+	smtp_mem_wait(&s->mem);
+}
+
+/* S no longer waits (transaction over, connection gone). */
+static void
+smtp_server_mem_cancel(struct smtp_server_session *s)
+{
+	s->flags &= ~SF_MEM_WAIT;
+	if (!s->mem_asked)
+		return;
+	if (smtp_mem_cancel(&s->mem)) {
+		s->mem_asked = false;
+		s->pending--;
+	}
+	/* else the answer is in the mailbox: a grant is given back there */
+}
+
 static void
 smtp_server_txn_reset(struct smtp_server_session *s)
 {
@@ -301,8 +466,10 @@ smtp_server_txn_reset(struct smtp_server_session *s)
 	for (i = 0; i < s->nrcpts; i++)
 		free(s->rcpts[i]);
 	s->nrcpts = 0;
+	smtp_server_mem_cancel(s);
 	free(s->body);
 	s->body = NULL;
+	smtp_mem_give(s->body_cap);
 	s->body_len = s->body_cap = 0;
 	s->msg_id = 0;
 	memset(&s->sender, 0, sizeof(s->sender));
@@ -310,7 +477,7 @@ smtp_server_txn_reset(struct smtp_server_session *s)
 	s->declared_size = 0;
 	s->bad = 0;
 	s->saw8bit = false;
-	s->flags &= ~SF_BDAT_USED;
+	s->flags &= ~(SF_BDAT_USED | SF_MEM_WAIT);
 }
 
 /* Back to where a new transaction may start. */
@@ -320,6 +487,14 @@ smtp_server_idle(struct smtp_server_session *s)
 	smtp_server_txn_reset(s);
 	if (s->flags & SF_SHUTDOWN) {
 		smtp_server_reply(s, "421 4.3.2 %s Service shutting down",
+				  smtp_conf->hostname);
+		smtp_server_close_after(s);
+		return;
+	}
+	if (s->flags & SF_EXPIRED) {
+		smtp_server_reply(s,
+				  "421 4.4.2 %s Error: session time limit "
+				  "exceeded",
 				  smtp_conf->hostname);
 		smtp_server_close_after(s);
 		return;
@@ -344,7 +519,7 @@ smtp_server_resume(struct smtp_server_session *s)
 {
 	if (s->bev == NULL || s->state == SS_CLOSING)
 		return;
-	if (s->flags & SF_READ_OFF) {
+	if ((s->flags & SF_READ_OFF) && !(s->flags & SF_MEM_WAIT)) {
 		s->flags &= ~SF_READ_OFF;
 		bufferevent_enable(s->bev, EV_READ);
 	}
@@ -353,42 +528,87 @@ smtp_server_resume(struct smtp_server_session *s)
 
 /* Message body -------------------------------------------------------- */
 
-static int
-smtp_server_body_reserve(struct smtp_server_session *s, size_t more)
+/* The capacity for NEED bytes: doubling, but never past the largest
+ * message (plus room for the last CRLF) when NEED fits in it. */
+static size_t
+smtp_server_body_cap(const struct smtp_server_session *s, size_t need)
 {
 	size_t cap = s->body_cap ? s->body_cap : SMTP_BODY_INITIAL;
+	size_t top = (size_t)smtp_conf->limits.max_message_size + 2;
+
+	/* Never more than the budget, or the wait could not end. */
+	if (top > smtp_conf->limits.max_body_memory)
+		top = (size_t)smtp_conf->limits.max_body_memory;
+
+	while (cap < need)
+		cap *= 2;
+	if (cap > top && need <= top)
+		cap = top;
+	return cap;
+}
+
+/* Resize the body to CAP, its growth already charged.  0 ok, -1 no
+ * memory (the charge is given back). */
+static int
+smtp_server_body_resize(struct smtp_server_session *s, size_t cap)
+{
 	uint8_t *nb;
 
-	if (s->body_len + more <= s->body_cap)
-		return 0;
-	while (cap < s->body_len + more)
-		cap *= 2;
-	if ((nb = realloc(s->body, cap)) == NULL)
+	if ((nb = realloc(s->body, cap)) == NULL) {
+		smtp_mem_give(cap - s->body_cap);
 		return -1;
+	}
 	s->body = nb;
 	s->body_cap = cap;
 	return 0;
 }
 
+/*
+ * Room for MORE bytes.  Returns 0 done, -1 out of memory, 1 over the body
+ * budget (*CAP is then the capacity to wait for).  FORCE: a few bytes that
+ * may overshoot the budget (a trace header, a final CRLF).
+ */
+static int
+smtp_server_body_reserve(struct smtp_server_session *s, size_t more, bool force,
+			 size_t *capp)
+{
+	size_t cap;
+
+	if (s->body_len + more <= s->body_cap)
+		return 0;
+	cap = smtp_server_body_cap(s, s->body_len + more);
+	if (!smtp_mem_take(cap - s->body_cap, force)) {
+		if (capp != NULL)
+			*capp = cap;
+		return 1;
+	}
+	return smtp_server_body_resize(s, cap);
+}
+
 static void
 smtp_server_body_add(struct smtp_server_session *s, const void *p, size_t n)
 {
-	if (s->bad & BAD_SIZE)
+	if (s->bad & (BAD_SIZE | BAD_NOMEM))
 		return;
 	if (s->body_len + n > smtp_conf->limits.max_message_size) {
 		s->bad |= BAD_SIZE;
 		return;
 	}
-	if (smtp_server_body_reserve(s, n) != 0) {
-		s->bad |= BAD_SIZE; /* out of memory: refuse, don't crash */
+	/* smtp_server_data() made room for scanned data beforehand. */
+	if (smtp_server_body_reserve(s, n, true, NULL) != 0) {
+		s->bad |= BAD_NOMEM; /* refuse for now (452), don't crash */
 		return;
 	}
 	memcpy(s->body + s->body_len, p, n);
 	s->body_len += n;
 }
 
-/* The trace header (RFC 5321 4.4), first line of the queued message. */
-static void
+/*
+ * The trace header (RFC 5321 4.4), first line of the queued message, and a
+ * first piece of the body budget.  Returns -1 when the budget (or memory)
+ * has no room for a new message now: the caller answers 452 4.3.1.
+ */
+static int
 smtp_server_body_begin(struct smtp_server_session *s)
 {
 	char hdr[768], date[64], helo[SMTP_HELO_MAX + 1],
@@ -396,12 +616,21 @@ smtp_server_body_begin(struct smtp_server_session *s)
 	const char *proto;
 	struct tm tm;
 	time_t now = time(NULL);
-	size_t i;
+	size_t i, first = SMTP_BODY_INITIAL;
 	int n;
 
+	if (s->mem_asked)
+		return -1; /* the last wait's answer is still on its way */
+	/* A declared SIZE sizes the first piece, up to a bound: it is only
+	 * a claim, and the budget is charged for it now. */
 	if (s->declared_size > 0 &&
 	    s->declared_size <= smtp_conf->limits.max_message_size)
-		(void)smtp_server_body_reserve(s, s->declared_size + 512);
+		first = s->declared_size + 1024 < SMTP_BODY_FIRST_MAX
+			    ? (size_t)s->declared_size + 1024
+			    : SMTP_BODY_FIRST_MAX;
+	if (smtp_server_body_reserve(s, first, false, NULL) != 0)
+		return -1;
+	smtp_server_rate_start(s);
 	/* The HELO name went through command-line checks (no CR, LF, NUL);
 	 * keep only printable ASCII in a header. */
 	for (i = 0; s->helo[i] != '\0'; i++)
@@ -427,6 +656,7 @@ smtp_server_body_begin(struct smtp_server_session *s)
 		smtp_server_body_add(s, hdr, (size_t)n);
 	s->scan = DS_BOL;
 	s->line_len = 0;
+	return 0;
 }
 
 /*
@@ -610,6 +840,8 @@ smtp_server_on_intake(struct intake_req *req)
 
 	req->op = NULL;
 	s->pending--;
+	smtp_mem_give(s->inflight_charge);
+	s->inflight_charge = 0;
 	queue_id_format(op->env.id, qid);
 	if (s->flags & SF_ZOMBIE) {
 		/* The client left before the reply: the message is queued
@@ -672,6 +904,18 @@ smtp_server_message_end(struct smtp_server_session *s)
 	unsigned i;
 	bool long_lines = false;
 
+	if (s->bad & BAD_NOMEM) {
+		/* Transient: the same message may fit a moment later. */
+		log_warnx("%016" PRIx64 " smtp out of memory receiving a "
+			  "message from %s",
+			  s->id, s->client_str);
+		smtp_server_log_reject(s, 452, "insufficient system resources",
+				       NULL, NULL);
+		smtp_server_reply(s, "452 4.3.1 Insufficient system resources, "
+				     "try again later");
+		smtp_server_idle(s);
+		return;
+	}
 	/* A line over 998 octets: re-encoded before signing (on the worker
 	 * pool, by the intake), unless the configuration refuses it. */
 	if ((s->bad & BAD_LONG) &&
@@ -740,6 +984,8 @@ smtp_server_message_end(struct smtp_server_session *s)
 	s->nrcpts = 0;
 	op->body = s->body;
 	op->body_len = s->body_len;
+	/* The memory stays charged until the queue is done with it. */
+	s->inflight_charge = s->body_cap;
 	s->body = NULL;
 	s->body_len = s->body_cap = 0;
 	s->pending++;
@@ -764,7 +1010,84 @@ oom:
 
 /* DATA and BDAT input ------------------------------------------------- */
 
-/* Feed input to the scanner without pulling it into one contiguous block. */
+/*
+ * Make room in the body for up to *LIMIT more octets of input before they
+ * are scanned (a CR held from the last piece may add one).  Over the budget,
+ * *LIMIT shrinks to the room there is; with none, the session waits (its
+ * reading paused) and this returns -1.
+ */
+static int
+smtp_server_data_room(struct smtp_server_session *s, size_t *limit)
+{
+	size_t max = smtp_conf->limits.max_message_size, want = *limit, cap;
+
+	if (s->bad & (BAD_SIZE | BAD_NOMEM))
+		return 0; /* nothing more is kept */
+	if (s->body_len >= max)
+		return 0; /* the next octet sets BAD_SIZE */
+	if (want > max - s->body_len)
+		want = max - s->body_len;
+	want += 2;
+	if (want > smtp_conf->limits.max_body_memory - s->body_len)
+		want = smtp_conf->limits.max_body_memory - s->body_len;
+	switch (smtp_server_body_reserve(s, want, false, &cap)) {
+	case 0:
+		return 0;
+	case -1:
+		s->bad |= BAD_NOMEM;
+		return 0;
+	default:
+		break;
+	}
+	if (s->body_cap - s->body_len > 2 + 64) {
+		*limit = s->body_cap - s->body_len - 2;
+		return 0;
+	}
+	smtp_server_mem_wait(s, cap);
+	return -1;
+}
+
+/* The budget's answer to S's wait (its loop, from the mailbox). */
+static void
+smtp_server_on_mem_answer(void *arg)
+{
+	struct smtp_server_session *s = arg;
+	enum smtp_mem_state st;
+	bool cancelled;
+
+	st = smtp_mem_collect(&s->mem, &cancelled);
+	s->mem_asked = false;
+	s->pending--;
+	if (cancelled || (s->flags & SF_ZOMBIE) || !(s->flags & SF_MEM_WAIT)) {
+		if (st == SMTP_MEM_GRANTED)
+			smtp_mem_give(s->mem.want);
+	} else {
+		if (st == SMTP_MEM_REFUSED) {
+			/* Read the rest and drop it; 452 at its end. */
+			log_info("%016" PRIx64 " smtp message from %s dropped "
+				 "to free body memory",
+				 s->id, s->client_str);
+			s->bad |= BAD_NOMEM;
+			free(s->body);
+			s->body = NULL;
+			smtp_mem_give(s->body_cap);
+			s->body_len = s->body_cap = 0;
+		} else if (smtp_server_body_resize(s, s->mem_cap) != 0) {
+			s->bad |= BAD_NOMEM;
+		}
+		s->flags &= ~SF_MEM_WAIT;
+		/* The pause was ours, not the client's: a new rate window. */
+		smtp_server_rate_start(s);
+		if (s->bev != NULL && !(s->flags & SF_READ_OFF) &&
+		    s->state != SS_CLOSING)
+			bufferevent_enable(s->bev, EV_READ);
+		smtp_server_input(s);
+	}
+	smtp_server_settle(s);
+}
+
+/* Feed input to the scanner without pulling it into one contiguous block.
+ * Returns 1 at the end of data, 0 otherwise, -1 when waiting for memory. */
 static int
 smtp_server_data(struct smtp_server_session *s, struct evbuffer *in, bool dot,
 		 size_t limit, size_t *used)
@@ -773,6 +1096,10 @@ smtp_server_data(struct smtp_server_session *s, struct evbuffer *in, bool dot,
 	size_t total = 0, got;
 	bool end = false;
 	int i, n;
+
+	*used = 0;
+	if (smtp_server_data_room(s, &limit) != 0)
+		return -1;
 
 	n = evbuffer_peek(in, (ev_ssize_t)limit, NULL, v, 16);
 	if (n > 16)
@@ -799,9 +1126,12 @@ smtp_server_input_data(struct smtp_server_session *s, struct evbuffer *in)
 	size_t avail = evbuffer_get_length(in), used;
 	int end;
 
-	if (avail == 0)
+	if (avail == 0 || (s->flags & SF_MEM_WAIT))
 		return 0;
 	end = smtp_server_data(s, in, true, avail, &used);
+	if (end < 0)
+		return 0; /* paused until memory is granted */
+	s->rate_bytes += used;
 	if (s->bad & BAD_BARE) {
 		/* Hang up: the client and we disagree on where the message
 		 * ends, so nothing after this may be read as commands. */
@@ -834,16 +1164,19 @@ smtp_server_input_bdat(struct smtp_server_session *s, struct evbuffer *in)
 	bool in_txn = s->nrcpts > 0;
 
 	if (s->bdat_left > 0) {
-		if (avail == 0)
+		if (avail == 0 || (s->flags & SF_MEM_WAIT))
 			return 0;
 		if (in_txn) {
-			smtp_server_data(
-			    s, in, false,
-			    avail < s->bdat_left ? avail : s->bdat_left, &used);
+			if (smtp_server_data(
+				s, in, false,
+				avail < s->bdat_left ? avail : s->bdat_left,
+				&used) < 0)
+				return 0; /* paused until memory is granted */
 		} else {
 			used = avail < s->bdat_left ? avail : s->bdat_left;
 			evbuffer_drain(in, used);
 		}
+		s->rate_bytes += used;
 		s->bdat_left -= used;
 		smtp_server_timer_arm(s);
 		if (s->bdat_left > 0)
@@ -857,8 +1190,10 @@ smtp_server_input_bdat(struct smtp_server_session *s, struct evbuffer *in)
 		smtp_server_idle(s);
 		return 1;
 	}
-	if (s->bad & BAD_BARE) {
-		smtp_server_message_end(s); /* refuses with the reason */
+	if (s->bad & (BAD_BARE | BAD_NOMEM)) {
+		/* Refused with the reason now, not after more chunks
+		 * (RFC 3030 2: no BDAT follows a failed one). */
+		smtp_server_message_end(s);
 		return 1;
 	}
 	if (!s->bdat_last) {
@@ -1166,7 +1501,15 @@ cmd_data(struct smtp_server_session *s, char *arg)
 		smtp_server_error(s);
 		return;
 	}
-	smtp_server_body_begin(s);
+	if (smtp_server_body_begin(s) != 0) {
+		STATS_INC(messages_rejected);
+		log_info("%016" PRIx64 " smtp DATA from %s deferred: body "
+			 "memory budget in use",
+			 s->id, s->client_str);
+		smtp_server_reply(s, "452 4.3.1 Insufficient system resources, "
+				     "try again later");
+		return;
+	}
 	smtp_server_reply(s, "354 End data with <CR><LF>.<CR><LF>");
 	smtp_server_enter(s, SS_DATA);
 }
@@ -1193,7 +1536,15 @@ cmd_bdat(struct smtp_server_session *s, char *arg)
 	s->bdat_last = *end == ' ';
 	if (s->nrcpts > 0 && !(s->flags & SF_BDAT_USED)) {
 		s->flags |= SF_BDAT_USED;
-		smtp_server_body_begin(s);
+		if (smtp_server_body_begin(s) != 0) {
+			/* The chunk is read and dropped, then 452 4.3.1. */
+			log_info("%016" PRIx64 " smtp BDAT from %s deferred: "
+				 "body memory budget in use",
+				 s->id, s->client_str);
+			s->bad |= BAD_NOMEM;
+		}
+	} else if (!(s->flags & SF_BDAT_USED)) {
+		smtp_server_rate_start(s);
 	}
 	smtp_server_enter(s, SS_BDAT);
 }
@@ -1799,6 +2150,7 @@ smtp_server_free(struct smtp_server_session *s)
 		event_free(s->delay);
 	smtp_server_list_del(s);
 	client_session_release(&s->client);
+	atomic_fetch_sub(&smtp_sessions_open, 1);
 	free(s);
 }
 
@@ -1822,6 +2174,7 @@ smtp_server_close(struct smtp_server_session *s, const char *why)
 	}
 	if (s->timer != NULL)
 		evtimer_del(s->timer);
+	smtp_server_mem_cancel(s);
 	s->state = SS_CLOSING;
 	s->flags |= SF_ZOMBIE | SF_CLOSE;
 }
@@ -1868,7 +2221,8 @@ smtp_server_write_cb(struct bufferevent *bev, void *arg)
 	} else if (left == 0 && s->state == SS_CLOSING) {
 		s->flags |= SF_CLOSE;
 	} else if ((s->flags & SF_READ_OFF) && s->state != SS_BUSY &&
-		   s->state != SS_TLS && s->state != SS_CLOSING) {
+		   s->state != SS_TLS && s->state != SS_CLOSING &&
+		   !(s->flags & SF_MEM_WAIT)) {
 		/* The client read its replies: read its input again. */
 		s->flags &= ~SF_READ_OFF;
 		bufferevent_enable(bev, EV_READ);
@@ -1924,17 +2278,85 @@ smtp_server_event_cb(struct bufferevent *bev, short what, void *arg)
 	smtp_server_settle(s);
 }
 
+/* Message data slower than data_min_rate over the last window? */
+static bool
+smtp_server_rate_check(struct smtp_server_session *s, int64_t now)
+{
+	const struct conf_limits *lim = &smtp_conf->limits;
+
+	if (lim->data_min_rate == 0 || !smtp_server_in_body(s) ||
+	    now < s->rate_start_ms + lim->data_rate_interval_ms)
+		return true;
+	if (!(s->flags & SF_MEM_WAIT) &&
+	    s->rate_bytes * 1000 <
+		lim->data_min_rate * (uint64_t)(now - s->rate_start_ms)) {
+		STATS_INC(timeouts);
+		log_info("%016" PRIx64 " smtp data from %s slower than "
+			 "%" PRIu64 " bytes/s (%" PRIu64 " bytes in %" PRId64
+			 " ms); closing",
+			 s->id, s->client_str, lim->data_min_rate,
+			 s->rate_bytes, now - s->rate_start_ms);
+		smtp_server_log_reject(s, 421, "message data too slow", NULL,
+				       NULL);
+		smtp_server_reply(s,
+				  "421 4.4.2 %s Error: message data too slow "
+				  "(under %" PRIu64 " bytes/s)",
+				  smtp_conf->hostname, lim->data_min_rate);
+		smtp_server_close_after(s);
+		return false;
+	}
+	smtp_server_rate_start(s);
+	return true;
+}
+
+/* The session lifetime is over: 421 now, or after the message it is
+ * receiving (whose pace data_min_rate bounds). */
+static bool
+smtp_server_lifetime_check(struct smtp_server_session *s, int64_t now)
+{
+	if (!(s->flags & SF_EXPIRED)) {
+		if (now < s->born_ms + smtp_conf->limits.session_lifetime_ms)
+			return true;
+		s->flags |= SF_EXPIRED;
+		log_info("%016" PRIx64 " smtp session lifetime over for %s in "
+			 "state %s",
+			 s->id, s->client_str, ss_info[s->state].name);
+	}
+	if (smtp_server_in_body(s) || s->state == SS_BUSY)
+		return true; /* smtp_server_idle() or the next state says 421 */
+	if (s->state == SS_TLS) {
+		smtp_server_close(s, "session lifetime over");
+		return false;
+	}
+	smtp_server_reply(s, "421 4.4.2 %s Error: session time limit exceeded",
+			  smtp_conf->hostname);
+	smtp_server_close_after(s);
+	return false;
+}
+
 static void
 smtp_server_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct smtp_server_session *s = arg;
-	bool tls = s->state == SS_TLS;
+	bool tls = s->state == SS_TLS, stress = smtp_server_stressed();
+	int64_t now = smtp_mono_ms(), d;
 
 	(void)fd;
 	(void)what;
+	if (!smtp_server_rate_check(s, now) ||
+	    !smtp_server_lifetime_check(s, now)) {
+		smtp_server_settle(s);
+		return;
+	}
+	d = smtp_server_deadline(s, stress);
+	if (d == 0 || now < d) {
+		smtp_server_timer_schedule(s); /* a check, not the deadline */
+		return;
+	}
 	STATS_INC(timeouts);
-	log_info("%016" PRIx64 " smtp timeout in state %s from %s", s->id,
-		 ss_info[s->state].name, s->client_str);
+	log_info("%016" PRIx64 " smtp timeout in state %s from %s%s", s->id,
+		 ss_info[s->state].name, s->client_str,
+		 stress && d < s->deadline_ms ? " (stress mode)" : "");
 	if (tls) {
 		/* Nothing can be said in the middle of a handshake. */
 		smtp_server_close(s, "TLS handshake timeout");
@@ -2043,6 +2465,8 @@ smtp_server_accept(struct loop *l, struct smtp_server_listener *li,
 	memcpy(s->client_str, addr, sizeof(s->client_str));
 	s->client_trusted = conf_network_match(smtp_conf, key.family, key.addr);
 	s->state = SS_GREETING;
+	s->born_ms = smtp_mono_ms();
+	atomic_fetch_add(&smtp_sessions_open, 1);
 	smtp_server_list_add(s);
 	s->timer = evtimer_new(l->base, smtp_server_timer_cb, s);
 	if (li->conf->tls == CONF_TLS_IMPLICIT) {

@@ -236,6 +236,12 @@ check_common_defaults(const struct conf *c)
 	assert_int_equal(c->limits.data_timeout_ms, 180000);
 	assert_int_equal(c->limits.tls_handshake_timeout_ms, 30000);
 	assert_int_equal(c->limits.long_lines, CONF_LONG_LINES_REENCODE);
+	assert_int_equal(c->limits.session_lifetime_ms, 3600000);
+	assert_true(c->limits.data_min_rate == 1024);
+	assert_int_equal(c->limits.data_rate_interval_ms, 30000);
+	assert_int_equal(c->limits.stress_threshold, 75);
+	assert_int_equal(c->limits.stress_timeout_ms, 10000);
+	assert_true(c->limits.max_body_memory == 512u << 20);
 
 	assert_int_equal(c->auth_limit.max_failures, 5);
 	assert_int_equal(c->auth_limit.window_ms, 600000);
@@ -529,6 +535,14 @@ static const struct {
 	  "1: limits.max_message_size: \"1K\" is less than the minimum, 64K" },
 	{ "size: above maximum", "limits { max_message_size = 2G }\n",
 	  "1: limits.max_message_size: \"2G\" is more than the maximum, 1G" },
+	{ "body budget under one message",
+	  "limits {\n\tmax_message_size = 64M\n\tmax_body_memory = 32M\n}\n",
+	  "3: limits.max_message_size (64M) is more than "
+	  "limits.max_body_memory (32M)" },
+	{ "stress threshold over 100", "limits { stress_threshold = 101 }\n",
+	  "1: limits.stress_threshold: \"101\" is more than the maximum, 100" },
+	{ "data rate not a size", "limits { data_min_rate = fast }\n",
+	  "1: limits.data_min_rate: \"fast\" is not a size (use e.g. 25M)" },
 	{ "size: overflow",
 	  "limits { max_message_size = 99999999999999999999999 }\n",
 	  "1: limits.max_message_size: \"99999999999999999999999\" is more "

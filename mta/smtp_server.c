@@ -126,6 +126,7 @@ static const struct ss_info {
 #define SF_BDAT_USED 0x0100u /* this transaction uses BDAT */
 #define SF_MEM_WAIT  0x0200u /* reading paused: waiting for body memory */
 #define SF_EXPIRED   0x0400u /* session lifetime over: close when idle */
+#define SF_UNCOUNTED 0x0800u /* left smtp_sessions_open (closing) */
 
 /* Message data problems, found while scanning (DATA and BDAT). */
 #define BAD_BARE  0x01u /* bare CR or bare LF */
@@ -248,9 +249,22 @@ smtp_server_reply(struct smtp_server_session *s, const char *fmt, ...)
 }
 
 /* Close after the reply is flushed. */
+/* S is on its way out: it no longer counts towards stress mode, so that
+ * sessions dropped together (their 421s still flushing, their async work
+ * still running) do not keep the daemon stressed and drop the rest. */
+static void
+smtp_server_uncount(struct smtp_server_session *s)
+{
+	if (s->flags & SF_UNCOUNTED)
+		return;
+	s->flags |= SF_UNCOUNTED;
+	atomic_fetch_sub(&smtp_sessions_open, 1);
+}
+
 static void
 smtp_server_close_after(struct smtp_server_session *s)
 {
+	smtp_server_uncount(s);
 	s->state = SS_CLOSING;
 	if (s->timer != NULL)
 		evtimer_del(s->timer);
@@ -2150,7 +2164,7 @@ smtp_server_free(struct smtp_server_session *s)
 		event_free(s->delay);
 	smtp_server_list_del(s);
 	client_session_release(&s->client);
-	atomic_fetch_sub(&smtp_sessions_open, 1);
+	smtp_server_uncount(s);
 	free(s);
 }
 
@@ -2159,6 +2173,7 @@ smtp_server_free(struct smtp_server_session *s)
 static void
 smtp_server_close(struct smtp_server_session *s, const char *why)
 {
+	smtp_server_uncount(s);
 	if (!(s->flags & SF_ZOMBIE))
 		log_info("%016" PRIx64 " smtp disconnect from %s: %s "
 			 "(messages=%u recipients=%u errors=%u)",

@@ -53,7 +53,7 @@ int dkim_keys_init(size_t secure_heap_bytes, char *err, size_t errlen);
  * dkim_keys_init().
  */
 int dkim_key_load(const char *path, struct dkim_key **out, char *err,
-    size_t errlen);
+		  size_t errlen);
 void dkim_key_free(struct dkim_key *k);
 enum dkim_alg dkim_key_alg(const struct dkim_key *k);
 unsigned dkim_key_bits(const struct dkim_key *k); /* 256 for Ed25519 */
@@ -65,7 +65,7 @@ unsigned dkim_key_bits(const struct dkim_key *k); /* 256 for Ed25519 */
  * "v=DKIM1; k=ed25519; p=…" (malloc'd, caller frees).  0 or -1 with err.
  */
 int dkim_key_generate(const char *path, enum dkim_alg alg, unsigned bits,
-    char **txt, char *err, size_t errlen);
+		      char **txt, char *err, size_t errlen);
 
 /* dkim_key_txt — the DNS TXT record of an existing key (malloc'd). */
 char *dkim_key_txt(const struct dkim_key *k);
@@ -76,8 +76,8 @@ struct dkim_header {
 	const char *field; /* the whole field as it is in the message: name,
 			      colon, value, folding CRLFs kept; no final CRLF */
 	size_t len;
-	size_t name_len;   /* length of the name (before the colon, trailing
-			      WSP excluded) */
+	size_t name_len; /* length of the name (before the colon, trailing
+			    WSP excluded) */
 };
 
 struct dkim_msg {
@@ -96,7 +96,7 @@ struct dkim_msg {
  * without a colon, an empty field name.  0 ok (clear with dkim_msg_clear).
  */
 int dkim_msg_parse(const uint8_t *data, size_t len, struct dkim_msg *m,
-    char *err, size_t errlen);
+		   char *err, size_t errlen);
 void dkim_msg_clear(struct dkim_msg *m);
 
 /*
@@ -104,7 +104,7 @@ void dkim_msg_clear(struct dkim_msg *m);
  * or NULL.  dkim_header_count — how many fields are called NAME.
  */
 const struct dkim_header *dkim_header_find(const struct dkim_msg *m,
-    const char *name, size_t nth);
+					   const char *name, size_t nth);
 size_t dkim_header_count(const struct dkim_msg *m, const char *name);
 
 /* Signing --------------------------------------------------------------- */
@@ -120,8 +120,8 @@ struct dkim_sign_params {
 	const char *selector; /* s= */
 	const struct dkim_key *key;
 	enum dkim_canon hcanon, bcanon;
-	int64_t timestamp;    /* t= (Unix seconds); -1: no t= */
-	uint64_t expire_s;    /* x= = t + expire_s; 0: no x= */
+	int64_t timestamp;                   /* t= (Unix seconds); -1: no t= */
+	uint64_t expire_s;                   /* x= = t + expire_s; 0: no x= */
 	const char *const *sign_headers;     /* NULL: the defaults */
 	const char *const *oversign_headers; /* NULL: the defaults */
 };
@@ -134,7 +134,7 @@ struct dkim_sign_params {
  * Any thread.
  */
 void dkim_body_hash(const struct dkim_msg *m, enum dkim_canon bcanon,
-    char out[45]);
+		    char out[45]);
 
 /*
  * dkim_sign — one DKIM-Signature header field for M, with BH the body hash
@@ -145,8 +145,8 @@ void dkim_body_hash(const struct dkim_msg *m, enum dkim_canon bcanon,
  * is byte-identical to the reference.  0 ok, -1 with err.  Any thread.
  */
 int dkim_sign(const struct dkim_msg *m, const char *bh,
-    const struct dkim_sign_params *p, char **out, size_t *outlen,
-    char *err, size_t errlen);
+	      const struct dkim_sign_params *p, char **out, size_t *outlen,
+	      char *err, size_t errlen);
 
 /* Long lines ------------------------------------------------------------ */
 
@@ -185,8 +185,8 @@ enum reencode_result {
  * any thread (outpostd runs it on the worker pool, before signing).
  */
 enum reencode_result reencode_message(const uint8_t *data, size_t len,
-    size_t max_bytes, uint8_t **out, size_t *outlen, char *why,
-    size_t whylen);
+				      size_t max_bytes, uint8_t **out,
+				      size_t *outlen, char *why, size_t whylen);
 
 /* DMARC ----------------------------------------------------------------- */
 
@@ -215,7 +215,7 @@ int dmarc_record_parse(const char *txt, size_t len, struct dmarc_record *r);
  * domain is lower-cased into DOMAIN (at least 256 bytes).
  */
 int dmarc_from_domain(const struct dkim_msg *m, char *domain, size_t len,
-    char *err, size_t errlen);
+		      char *err, size_t errlen);
 
 /* dmarc_init — load the public suffix list: PSL_FILE (a .dat or .dafsa;
  * NULL = the newest of libpsl's built-in and Debian's list).  Main thread,
@@ -240,9 +240,9 @@ enum dmarc_lookup {
 struct dmarc_policy_reply {
 	enum dmarc_lookup result;
 	struct dmarc_record record;
-	bool from_org;    /* found at the organizational domain: sp= applies
-			     when the From domain is a subdomain */
-	char where[256];  /* the _dmarc name that held it */
+	bool from_org;   /* found at the organizational domain: sp= applies
+			    when the From domain is a subdomain */
+	char where[256]; /* the _dmarc name that held it */
 	char err[128];
 };
 
@@ -254,8 +254,8 @@ struct dmarc_policy_reply {
  * memory; no callback).
  */
 struct dmarc_query;
-struct dmarc_query *dmarc_policy_lookup(struct dns_resolver *r,
-    const char *from_domain,
+struct dmarc_query *dmarc_policy_lookup(
+    struct dns_resolver *r, const char *from_domain,
     void (*cb)(const struct dmarc_policy_reply *reply, void *arg), void *arg);
 void dmarc_policy_cancel(struct dmarc_query *q);
 
@@ -296,12 +296,13 @@ enum spf_kind {
 /* One directive of a record. */
 struct spf_term {
 	enum spf_kind kind;
-	enum spf_result qual; /* PASS (+), FAIL (-), SOFTFAIL (~), NEUTRAL (?) */
-	const char *spec;     /* the domain-spec as written (macros not
-				 expanded), or NULL: the current domain */
-	unsigned cidr4;       /* a, mx, ip4: prefix length (32 when absent) */
-	unsigned cidr6;       /* a, mx, ip6: prefix length (128 when absent) */
-	uint8_t ip[16];       /* ip4 (first 4 bytes) or ip6: the network */
+	enum spf_result
+	    qual;         /* PASS (+), FAIL (-), SOFTFAIL (~), NEUTRAL (?) */
+	const char *spec; /* the domain-spec as written (macros not
+			     expanded), or NULL: the current domain */
+	unsigned cidr4;   /* a, mx, ip4: prefix length (32 when absent) */
+	unsigned cidr6;   /* a, mx, ip6: prefix length (128 when absent) */
+	uint8_t ip[16];   /* ip4 (first 4 bytes) or ip6: the network */
 };
 
 struct spf_record {
@@ -326,16 +327,16 @@ bool spf_record_is(const char *txt, size_t len);
  * error (which makes check_host() a permerror).  Pure; any thread.
  */
 int spf_record_parse(const char *txt, size_t len, struct spf_record *r,
-    char *err, size_t errlen);
+		     char *err, size_t errlen);
 void spf_record_clear(struct spf_record *r);
 
 /* What macros expand to (RFC 7208 7.3). */
 struct spf_macro_env {
-	const char *local;         /* %{l}; "" or NULL: "postmaster" */
-	const char *sender_domain; /* %{o} */
-	const char *domain;        /* %{d}: the domain being checked */
+	const char *local;                 /* %{l}; "" or NULL: "postmaster" */
+	const char *sender_domain;         /* %{o} */
+	const char *domain;                /* %{d}: the domain being checked */
 	const struct sockaddr_storage *ip; /* %{i}, %{v} */
-	const char *helo;          /* %{h} */
+	const char *helo;                  /* %{h} */
 };
 
 /*
@@ -347,8 +348,8 @@ struct spf_macro_env {
  * labels on the left (4.8).  *USES_SENDER (may be NULL) is set when %{s}
  * or %{l} was used.  0 or -1.  Pure; any thread.
  */
-int spf_macro_expand(const char *spec, const struct spf_macro_env *e,
-    char *out, size_t len, bool *uses_sender);
+int spf_macro_expand(const char *spec, const struct spf_macro_env *e, char *out,
+		     size_t len, bool *uses_sender);
 
 struct spf_check_params {
 	const char *domain; /* the MAIL FROM domain */
@@ -356,7 +357,7 @@ struct spf_check_params {
 	const char *helo;   /* the EHLO name mail leaves with (%{h}) */
 	const struct sockaddr_storage *addrs; /* every address it may leave
 						 from (port ignored) */
-	size_t naddrs;      /* >= 1 */
+	size_t naddrs;                        /* >= 1 */
 };
 
 struct spf_check_reply {
@@ -382,9 +383,10 @@ struct spf_check_reply {
  * spf_cancel(), or NULL (out of memory; no callback).  Loop thread of R.
  */
 struct spf_query;
-struct spf_query *spf_check(struct dns_resolver *r,
-    const struct spf_check_params *p,
-    void (*cb)(const struct spf_check_reply *reply, void *arg), void *arg);
+struct spf_query *
+spf_check(struct dns_resolver *r, const struct spf_check_params *p,
+	  void (*cb)(const struct spf_check_reply *reply, void *arg),
+	  void *arg);
 /* spf_cancel — no callback after it; a no-op from inside the callback. */
 void spf_cancel(struct spf_query *q);
 
@@ -400,8 +402,8 @@ struct spf_cache *spf_cache_new(size_t max_entries);
 void spf_cache_free(struct spf_cache *c);
 /* 0 and *OUT on a live entry for P (helo, domain, addrs), -1 otherwise. */
 int spf_cache_get(struct spf_cache *c, const struct spf_check_params *p,
-    enum spf_result *out);
+		  enum spf_result *out);
 void spf_cache_put(struct spf_cache *c, const struct spf_check_params *p,
-    const struct spf_check_reply *reply);
+		   const struct spf_check_reply *reply);
 
 #endif

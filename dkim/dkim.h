@@ -260,6 +260,18 @@ struct dmarc_query *dmarc_policy_lookup(
 void dmarc_policy_cancel(struct dmarc_query *q);
 
 /*
+ * dmarc_policy_cached — the answer dmarc_policy_lookup() gave on this
+ * thread through resolver R for FROM_DOMAIN, while every DNS answer it used
+ * is still alive (at most 5 minutes; TEMPFAIL and uncacheable answers are
+ * not kept).  True with *OUT set, or false: look it up.  Synchronous; the
+ * calling thread's own memo (no lock).  dmarc_memo_free() releases this
+ * thread's memo (at thread exit; optional).
+ */
+bool dmarc_policy_cached(const struct dns_resolver *r, const char *from_domain,
+			 struct dmarc_policy_reply *out);
+void dmarc_memo_free(void);
+
+/*
  * dmarc_effective — the policy that applies to mail From FROM_DOMAIN under
  * REPLY (sp= for a subdomain when the record came from the org domain).
  */

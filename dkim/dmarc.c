@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <libpsl.h>
 
@@ -908,8 +909,95 @@ struct dmarc_query {
 	char from[DMARC_DOMAIN_MAX + 1];
 	char org[DMARC_DOMAIN_MAX + 1]; /* "" when the same as FROM */
 	char name[DMARC_NAME_BYTES];    /* the _dmarc name in flight */
+	uint32_t ttl; /* the least TTL left of the answers used */
 	struct dmarc_policy_reply reply;
 };
+
+/*
+ * The policies this thread looked up, for as long as DNS lets them live
+ * (at most DMARC_MEMO_TTL_MAX_S): a campaign sends thousands of messages
+ * From one domain, and each would otherwise pay the org-domain step, the
+ * record parse and a trip through the loop for an answer the cache holds.
+ * Direct-mapped by a hash of (resolver, From domain); a collision evicts.
+ * Per thread, as each loop has its own resolver: no lock.
+ */
+#define DMARC_MEMO_SLOTS     256
+#define DMARC_MEMO_TTL_MAX_S 300
+
+struct dmarc_memo {
+	const struct dns_resolver *r; /* NULL: empty */
+	int64_t expires_ms;           /* CLOCK_MONOTONIC */
+	char from[DMARC_DOMAIN_MAX + 1];
+	struct dmarc_policy_reply reply;
+};
+
+static _Thread_local struct dmarc_memo *dmarc_memo;
+
+static int64_t
+dmarc_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static struct dmarc_memo *
+dmarc_memo_slot(const struct dns_resolver *r, const char *from)
+{
+	uint64_t h = 1469598103934665603ull ^ (uint64_t)(uintptr_t)r;
+
+	for (; *from != '\0'; from++)
+		h = (h ^ (unsigned char)*from) * 1099511628211ull;
+	return &dmarc_memo[h % DMARC_MEMO_SLOTS];
+}
+
+/* Remember Q's answer when every step of it may be kept a while. */
+static void
+dmarc_memo_put(const struct dmarc_query *q)
+{
+	struct dmarc_memo *m;
+	uint32_t ttl =
+	    q->ttl < DMARC_MEMO_TTL_MAX_S ? q->ttl : DMARC_MEMO_TTL_MAX_S;
+
+	if (ttl == 0 || q->from[0] == '\0' || q->reply.result == DMARC_TEMPFAIL)
+		return;
+	if (dmarc_memo == NULL &&
+	    (dmarc_memo = calloc(DMARC_MEMO_SLOTS, sizeof(*dmarc_memo))) ==
+		NULL)
+		return;
+	m = dmarc_memo_slot(q->r, q->from);
+	m->r = q->r;
+	m->expires_ms = dmarc_mono_ms() + (int64_t)ttl * 1000;
+	memcpy(m->from, q->from, sizeof(m->from));
+	m->reply = q->reply;
+}
+
+bool
+dmarc_policy_cached(const struct dns_resolver *r, const char *from_domain,
+		    struct dmarc_policy_reply *out)
+{
+	char from[DMARC_DOMAIN_MAX + 1];
+	struct dmarc_memo *m;
+
+	if (dmarc_memo == NULL || r == NULL || from_domain == NULL ||
+	    from_domain[0] == '\0' ||
+	    dmarc_lower_copy(from_domain, from, sizeof(from)) != 0)
+		return false;
+	m = dmarc_memo_slot(r, from);
+	if (m->r != r || strcmp(m->from, from) != 0 ||
+	    dmarc_mono_ms() >= m->expires_ms)
+		return false;
+	*out = m->reply;
+	return true;
+}
+
+void
+dmarc_memo_free(void)
+{
+	free(dmarc_memo);
+	dmarc_memo = NULL;
+}
 
 static void dmarc_txt_cb(const struct dns_txt_reply *rep, void *arg);
 
@@ -951,6 +1039,7 @@ dmarc_policy_lookup(struct dns_resolver *r, const char *from_domain,
 	q->r = r;
 	q->cb = cb;
 	q->arg = arg;
+	q->ttl = UINT32_MAX;
 	if (from_domain[0] == '\0' ||
 	    dmarc_lower_copy(from_domain, q->from, sizeof(q->from)) != 0) {
 		q->from[0] = '\0';
@@ -999,6 +1088,8 @@ dmarc_txt_cb(const struct dns_txt_reply *rep, void *arg)
 	    rep->err[0] != '\0' ? rep->err : dns_result_str(rep->result);
 
 	q->dq = NULL;
+	if (rep->ttl < q->ttl)
+		q->ttl = rep->ttl;
 	dmarc_err(out->where, sizeof(out->where), "%s", q->name);
 	switch (rep->result) {
 	case DNS_OK:
@@ -1057,6 +1148,7 @@ dmarc_txt_cb(const struct dns_txt_reply *rep, void *arg)
 	else
 		dmarc_err(out->err, sizeof(out->err), "%s: %s", q->name, why);
 done:
+	dmarc_memo_put(q);
 	q->in_callback = true;
 	q->cb(out, q->arg);
 	free(q);

@@ -533,6 +533,7 @@ intake_dmarc_cb(const struct dmarc_policy_reply *reply, void *arg)
 static void
 intake_policy(struct intake_req *req)
 {
+	struct dmarc_policy_reply cached;
 	char mdom[256];
 
 	intake_mail_domain(req, mdom, sizeof(mdom));
@@ -546,6 +547,10 @@ intake_policy(struct intake_req *req)
 	if (req->dns == NULL) {
 		intake_dmarc_decide(req, &(struct dmarc_policy_reply){
 					     .result = DMARC_TEMPFAIL });
+		return;
+	}
+	if (dmarc_policy_cached(req->dns, req->from_domain, &cached)) {
+		intake_dmarc_decide(req, &cached);
 		return;
 	}
 	req->query = dmarc_policy_lookup(req->dns, req->from_domain,

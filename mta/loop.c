@@ -11,6 +11,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
+#include "dkim/dkim.h"
 #include "mta/log.h"
 #include "mta/loop.h"
 
@@ -73,6 +74,7 @@ loop_main(void *arg)
 	if (l->name[0] != '\0')
 		thread_name_set(l->name);
 	event_base_loop(l->base, EVLOOP_NO_EXIT_ON_EMPTY);
+	dmarc_memo_free(); /* this thread's memo of DMARC policies */
 	return NULL;
 }
 

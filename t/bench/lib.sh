@@ -127,6 +127,10 @@ PYEOF
 # and never reads /etc/hosts.  Flags as t/integration/outpost_test.py's Dns.
 # Sets DNS_PID and DNS_PORT; log in DIR/dnsmasq.log.  Retries on a port
 # clash, unless DNS_FIXED_PORT names the port to use.
+# The sending domain publishes DMARC (p=none), as an ESP's senders do: the
+# pre-check's policy lookup is then a cached answer, as in production
+# (dnsmasq's --local NXDOMAIN carries no SOA, so a missing record would be
+# asked again for every message: RFC 2308 forbids caching it).
 dns_start() {
 	local dir=$1 addr=$2 d args user=()
 	shift 2
@@ -143,6 +147,7 @@ dns_start() {
 		    "--pid-file=$dir/dnsmasq.pid" --local-ttl=3600 --local=/test/ \
 		    "--log-facility=$dir/dnsmasq.log" \
 		    "--host-record=mx.sink.test,$addr" "${args[@]}" \
+		    "--txt-record=_dmarc.sender.test,v=DMARC1; p=none" \
 		    >/dev/null 2>"$dir/dnsmasq.err" &
 		DNS_PID=$!
 		for _ in $(seq 100); do

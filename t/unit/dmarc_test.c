@@ -1075,6 +1075,25 @@ test_lookup(void **state)
 	/* The record itself comes back. */
 	fx_lookup(&f, "example.test");
 	assert_int_equal(f.got.record.p, DMARC_P_REJECT);
+	{
+		/* ...and is remembered for this resolver on this thread, by
+		 * From domain in any case, not for another resolver. */
+		struct dmarc_policy_reply memo;
+		struct fx other;
+
+		memset(&memo, 0, sizeof(memo));
+		assert_true(dmarc_policy_cached(f.r, "Example.TEST", &memo));
+		assert_int_equal(memo.result, DMARC_FOUND);
+		assert_int_equal(memo.record.p, DMARC_P_REJECT);
+		assert_int_equal(memo.record.pct, 50);
+		assert_false(dmarc_policy_cached(f.r, "other.test", &memo));
+		fx_open(&other, srv.dnsmasq_servers, 2000);
+		assert_false(
+		    dmarc_policy_cached(other.r, "example.test", &memo));
+		fx_close(&other);
+		dmarc_memo_free();
+		assert_false(dmarc_policy_cached(f.r, "example.test", &memo));
+	}
 	assert_int_equal(f.got.record.sp, DMARC_P_QUARANTINE);
 	assert_true(f.got.record.sp_set);
 	assert_true(f.got.record.adkim_strict);
@@ -1093,6 +1112,13 @@ test_lookup_tempfail(void **state)
 	fx_open(&f, srv.silent_servers, 100);
 	fx_lookup(&f, "news.example.test");
 	assert_int_equal(f.got.result, DMARC_TEMPFAIL);
+	{
+		struct dmarc_policy_reply memo;
+
+		/* A failure is asked again next time, never remembered. */
+		assert_false(
+		    dmarc_policy_cached(f.r, "news.example.test", &memo));
+	}
 	assert_int_equal(dmarc_effective(&f.got), DMARC_P_NONE);
 	assert_string_equal(f.got.where, "_dmarc.news.example.test");
 	assert_non_null(strstr(f.got.err, "_dmarc.news.example.test"));

@@ -79,6 +79,15 @@ priv_chown_one(const char *path, const struct stat *st, int flag,
 		snprintf(chown_path, sizeof(chown_path), "%s", path);
 		return 1;
 	}
+	/* A hard link to someone else's file (root's /etc/shadow, say) may
+	 * have been planted here by the account itself: handing it over
+	 * would hand over that file.  Refuse; an operator looks. */
+	if (!S_ISDIR(st->st_mode) && !S_ISLNK(st->st_mode) &&
+	    st->st_nlink > 1 && st->st_uid != chown_to->uid) {
+		chown_errno = EMLINK;
+		snprintf(chown_path, sizeof(chown_path), "%s", path);
+		return 1;
+	}
 	/* A socket keeps its group: control { group } chose who may call. */
 	gid = S_ISSOCK(st->st_mode) ? st->st_gid : chown_to->gid;
 	if (st->st_uid == chown_to->uid && st->st_gid == gid)
@@ -104,7 +113,10 @@ priv_chown_tree(const char *path, const struct priv *p, char *err,
 	if (nftw(path, priv_chown_one, 16, FTW_PHYS) != 0) {
 		snprintf(err, errlen, "giving %s to user %s: %s",
 			 chown_errno ? chown_path : path, p->name,
-			 strerror(chown_errno ? chown_errno : errno));
+			 chown_errno == EMLINK
+			     ? "it has other hard links and is not the "
+			       "daemon's: refusing (remove the link)"
+			     : strerror(chown_errno ? chown_errno : errno));
 		return -1;
 	}
 	return 0;

@@ -13,7 +13,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from outpost_test import (OUTPOSTD, Daemon, TestFailure, check, eq,  # noqa
+from outpost_test import (OUTPOSTD, SLOW, Daemon, TestFailure, check, eq,  # noqa
                           ensure_daemon_user, run_tests)
 
 
@@ -135,6 +135,35 @@ def test_unreachable_data_dir_is_named():
     check(rc != 0, "outpostd ran with a data_dir it cannot reach")
     check("searchable" in d.log() and d.data in d.log(),
           "error does not name the directory: " + d.log()[-1000:])
+
+
+def test_hard_link_is_not_handed_over():
+    """A hard link in data_dir to a file of root's (which the daemon's
+    account could have made after a compromise, where links to others'
+    files are allowed) must not make root hand that file over at the next
+    start: outpostd refuses to start and the file stays root's."""
+    require_root()
+    tmp = tempfile.mkdtemp(prefix="outpost-priv-")
+    with Daemon(workdir=tmp) as d:
+        pass  # data_dir made and handed over once
+    secret = os.path.join(tmp, "root-secret")
+    with open(secret, "w") as f:
+        f.write("root only\n")
+    os.chmod(secret, 0o600)
+    os.link(secret, os.path.join(d.data, "keys", "planted"))
+    d.start(wait=False)
+    try:
+        rc = d.proc.wait(timeout=20 * SLOW)
+    except subprocess.TimeoutExpired:
+        rc = None
+        d.proc.kill()
+        d.proc.wait()
+    d.proc = None
+    d.logf.close()
+    eq(os.stat(secret).st_uid, 0, "owner of the linked root file")
+    check(rc not in (None, 0), "outpostd started with a planted hard link")
+    check("hard link" in d.log(), "error does not say why: "
+          + d.log()[-1000:])
 
 
 run_tests(globals())

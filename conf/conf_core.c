@@ -630,6 +630,7 @@ conf_core_free(struct conf *c)
 			free(u->sender_domains[j]);
 		free(u->sender_domains);
 	}
+	free(c->users);
 }
 
 /* ---- lookups ---- */

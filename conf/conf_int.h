@@ -1,11 +1,16 @@
 /*
  * conf_int.h — private interfaces of conf/: the source preprocessor
- * (conf_src.c) and the value scanners (conf_parse.c) used by conf.c.
+ * (conf_src.c), the value scanners (conf_parse.c), the load context with
+ * its errors and generic callbacks (conf_ctx.c), the numeric ranges
+ * (conf_num.c), and each section file's schema, build and free.
+ * Dependencies go one way: conf.c uses the section files, every file uses
+ * conf_ctx.c, conf_num.c and conf_parse.c, and nothing calls into conf.c.
  * Nothing outside conf/ includes this file.
  */
 #ifndef OUTPOST_CONF_INT_H
 #define OUTPOST_CONF_INT_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -129,13 +134,14 @@ int conf_ip_scan(const char *s, struct sockaddr_storage *ss, socklen_t *len,
 		 const char **why);
 
 /*
- * ---- shared by conf.c, conf_deliver.c, conf_dkim.c and conf_observe.c ----
- * conf.c owns the load in progress (struct conf_ctx, conf_cur under its
- * mutex), the error messages, the range table and the generic callbacks;
- * conf_deliver.c owns the delivery sections (dns, delivery, destination,
- * pool, route) and the pool references of user and relay; conf_dkim.c the
- * signing sections (dkim, dkim_sign, dmarc) and the dkim_domain references
- * of user and relay; conf_observe.c the sections log, metrics and control.
+ * ---- the load in progress (conf_ctx.c), used by every file of conf/ ----
+ * conf.c holds conf_mutex for the whole of conf_load() and points conf_cur
+ * at its context; callbacks reach it there.  Section files: conf_core.c
+ * (top keys, tls, queue, limits, auth_limit, relay, listener, user),
+ * conf_deliver.c (dns, delivery, destination, pool, route and the pool
+ * references of user and relay), conf_dkim.c (dkim, dkim_sign, dmarc and
+ * the dkim_domain references of user and relay), conf_observe.c (log,
+ * metrics, control) and conf_host.c (what conf_check_host() checks).
  */
 #define CONF_KEY_MAX 160
 
@@ -159,6 +165,8 @@ struct conf_ctx {
 
 extern struct conf_ctx *conf_cur; /* the load in progress; conf.c's mutex */
 
+#define CONF_THREADS_MAX 64 /* smtp_threads, worker_threads */
+
 /*
  * A hidden option in every titled section.  Its default is parsed by
  * libconfuse when the section opens, so its callback sees the line of the
@@ -174,6 +182,12 @@ int conf_line_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result);
 		.name = CONF_LINE_OPT, .type = CFGT_INT, .flags = CFGF_NONE,   \
 		.def = { .parsed = conf_line_magic }, .parsecb = conf_line_cb, \
 	}
+
+/* Control characters in ERR become '?' (the message stays one line). */
+void conf_err_clean(char *err, size_t errlen);
+/* libconfuse's error function: its messages become conf_fail()s. */
+void conf_confuse_err_cb(cfg_t *cfg, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 
 /* "file:line: message"; the first error wins. */
 void conf_fail(struct conf_ctx *x, unsigned bufline, const char *fmt, ...)
@@ -192,8 +206,7 @@ unsigned conf_sec_line(cfg_t *sec);
 /* Did the file set KEY of SEC (even to an empty list)? */
 bool conf_is_set(cfg_t *sec, const char *key);
 
-/* Parse callbacks (libconfuse's cfg_callback_t). */
-int conf_num_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result);
+/* Generic parse callbacks (libconfuse's cfg_callback_t). */
 int conf_text_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result);
 int conf_hostname_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value,
 		     void *result);
@@ -201,6 +214,11 @@ int conf_choice_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result,
 		   const char *const *oneof, const char *list);
 int conf_bool_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result);
 
+/*
+ * conf_num.c: the range table.  conf_num_cb scans and range-checks a
+ * numeric key as it is read (a key without a row is an error).
+ */
+int conf_num_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result);
 /*
  * A numeric value of SEC from the range table, in its unit: bytes, a count,
  * ms (CK_MS), µs (CK_US) or seconds (CK_S).  0 with the error recorded.
@@ -213,9 +231,32 @@ uint64_t conf_num_get(struct conf_ctx *x, cfg_t *sec, const char *key);
 int conf_order_check(struct conf_ctx *x, cfg_t *sec, const char *lo,
 		     uint64_t lov, const char *hi, uint64_t hiv);
 char *conf_strdup(struct conf_ctx *x, const char *s);
+/*
+ * P made absolute: as is when it starts with "/", else under BASE (the
+ * working directory when BASE is NULL), "." and empty parts dropped.
+ * Malloc'd; NULL with the error recorded.
+ */
+char *conf_path_abs(struct conf_ctx *x, cfg_t *sec, const char *key,
+		    const char *base, const char *p);
 /* A path option of SEC resolved against data_dir; NULL stays NULL. */
 int conf_path_get(struct conf_ctx *x, const struct conf *c, cfg_t *sec,
 		  const char *key, char **out);
+
+/*
+ * conf_core.c: the top-level keys and the sections tls, queue, limits,
+ * auth_limit, relay, listener and user.  EMBEDDED: the built-in defaults
+ * (no listener is then not an error).
+ */
+extern cfg_opt_t conf_tls_opts[];
+extern cfg_opt_t conf_queue_opts[];
+extern cfg_opt_t conf_limits_opts[];
+extern cfg_opt_t conf_auth_limit_opts[];
+extern cfg_opt_t conf_relay_opts[];
+extern cfg_opt_t conf_listener_opts[];
+extern cfg_opt_t conf_user_opts[];
+int conf_core_build(struct conf_ctx *x, cfg_t *cfg, struct conf *c,
+		    bool embedded);
+void conf_core_free(struct conf *c);
 
 /* conf_deliver.c: its sections, the build and the release of its part. */
 extern cfg_opt_t conf_dns_opts[];

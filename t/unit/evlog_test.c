@@ -1296,12 +1296,13 @@ test_flush_without_close(void **state)
 		sleep_ms(10);
 		assert_int_equal(stat(path, &sb), 0);
 		waited = now_s() - t0;
-	} while (sb.st_size == 0 && waited < 3.0);
+	} while (sb.st_size == 0 && waited < 6.0);
 	print_message("line on disk after %.3f s\n", waited);
 	assert_true(sb.st_size > 0);
 	/* The writer wakes every second; the rest is scheduling slack on a
-	 * busy (or sanitized) machine. */
-	assert_true(waited < (EVLOG_TEST_SANITIZED ? 2.5 : 1.5));
+	 * busy (or sanitized) machine, where 1.5 s was seen to flake.  Without
+	 * the periodic flush the line would wait for close: never, here. */
+	assert_true(waited < 4.0);
 	evlog_stats_get(&st);
 	assert_int_equal(st.lines, 1);
 	assert_int_equal(st.bytes, (uint64_t)sb.st_size);

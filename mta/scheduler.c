@@ -865,21 +865,20 @@ sched_job_fail(struct sched_job *job, enum outcome_stage stage, int code,
 	sched_job_results(job);
 }
 
-static const struct outcome_pattern *
-sched_patterns(const struct conf_destination *cfg, unsigned *n)
+/* The destination's compiled suspend_on regexes, into PATS (room for
+ * CONF_SUSPEND_ON_MAX: the config refuses more).  Returns how many. */
+static unsigned
+sched_patterns(const struct conf_destination *cfg,
+	       struct outcome_pattern pats[CONF_SUSPEND_ON_MAX])
 {
-	/* The destination's compiled suspend_on regexes. */
-	static struct outcome_pattern pats[32];
 	const regex_t *re = cfg->suspend_re;
 	size_t i;
 
-	*n = 0;
-	for (i = 0; i < cfg->nsuspend_on && i < 32; i++) {
+	for (i = 0; i < cfg->nsuspend_on && i < CONF_SUSPEND_ON_MAX; i++) {
 		pats[i].re = (void *)&re[i];
 		pats[i].suspend_ms = cfg->suspend_for_ms;
 	}
-	*n = (unsigned)i;
-	return pats;
+	return (unsigned)i;
 }
 
 /* P may not send until UNTIL: what waits on it is deferred now (without
@@ -1011,7 +1010,7 @@ sched_job_results(struct sched_job *job)
 	struct sched_msg *m = job->msg;
 	struct sched_path *p = job->path;
 	const struct conf_destination *cfg = p ? p->cfg : job->dest->cfg;
-	const struct outcome_pattern *pats;
+	struct outcome_pattern pats[CONF_SUSPEND_ON_MAX];
 	struct sched_job *again = NULL;
 	struct outcome o;
 	char qid[QUEUE_ID_HEX_BYTES], esc[300], why[300] = "";
@@ -1022,7 +1021,7 @@ sched_job_results(struct sched_job *job)
 	const struct scrub_ctx *prev_ctx;
 
 	queue_id_format(m->id, qid);
-	pats = sched_patterns(cfg, &npats);
+	npats = sched_patterns(cfg, pats);
 	sched_job_scrub_ctx(job, &ctx);
 	prev_ctx = scrub_ctx_enter(&ctx);
 	for (i = 0; i < job->nrcpt; i++) {

@@ -224,3 +224,18 @@ bounce_dsn_build(const struct bounce_input *in, uint8_t **out, size_t *outlen)
 	*outlen = b.len;
 	return 0;
 }
+
+int
+bounce_collect(struct queue_rcpt *rcpt, uint32_t idx, uint8_t state,
+	       uint32_t **list, unsigned *n)
+{
+	uint32_t *nl;
+
+	nl = realloc(*list, (*n + 1) * sizeof(*nl));
+	if (nl == NULL)
+		return -1; /* RCPT untouched: still pending */
+	*list = nl;
+	(*list)[(*n)++] = idx;
+	rcpt->state = state;
+	return 0;
+}

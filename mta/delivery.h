@@ -67,7 +67,8 @@ struct sched_round {
 	unsigned inflight; /* jobs not finished */
 	uint32_t *bounced; /* rcpt indexes that failed this round */
 	unsigned nbounced;
-	char **remote;                 /* per rcpt: the host that answered */
+	bool kept;     /* a failed rcpt kept pending: no memory to list it */
+	char **remote; /* per rcpt: the host that answered */
 	struct sched_msg *prev, *next; /* the active list */
 };
 

@@ -686,12 +686,32 @@ sched_retry_delay_ms(unsigned attempts)
 						  : jit * 2 + 1));
 }
 
+/* Recipient RI of M failed for good (STATE: QR_BOUNCED or QR_EXPIRED): it
+ * goes into this round's DSN.  Out of memory for that, it stays pending and
+ * M comes back after a retry interval (never failed without its DSN):
+ * returns -1. */
+static int
+sched_rcpt_fail(struct sched_msg *m, uint32_t ri, uint8_t state)
+{
+	char qid[QUEUE_ID_HEX_BYTES];
+
+	if (bounce_collect(&m->r->env.rcpts[ri], ri, state, &m->r->bounced,
+			   &m->r->nbounced) == 0)
+		return 0;
+	m->r->kept = true;
+	queue_id_format(m->id, qid);
+	log_warnx("%s out of memory adding recipient #%" PRIu32 " to the DSN: "
+		  "kept for a retry",
+		  qid, ri + 1);
+	return -1;
+}
+
 /* An operator bounced M: every pending recipient fails now. */
 static void
 sched_bounce_pending(struct sched_msg *m)
 {
 	struct queue_envelope *env = &m->r->env;
-	uint32_t i, *nb;
+	uint32_t i;
 
 	m->flags &= ~SM_BOUNCE_REQ;
 	for (i = 0; i < env->nrcpts; i++) {
@@ -699,16 +719,15 @@ sched_bounce_pending(struct sched_msg *m)
 
 		if (r->state != QR_PENDING)
 			continue;
-		r->state = QR_BOUNCED;
+		if (sched_rcpt_fail(m, i, QR_BOUNCED) != 0) {
+			/* Kept pending: bounced at the next settle. */
+			m->flags |= SM_BOUNCE_REQ;
+			continue;
+		}
 		r->last_code = 0;
 		free(r->last_reply);
 		r->last_reply = strdup("5.0.0 bounced by an administrator");
 		STATS_INC(bounced);
-		nb = realloc(m->r->bounced, (m->r->nbounced + 1) * sizeof(*nb));
-		if (nb != NULL) {
-			m->r->bounced = nb;
-			m->r->bounced[m->r->nbounced++] = i;
-		}
 	}
 }
 
@@ -750,7 +769,9 @@ sched_settle(struct sched_msg *m)
 		return;
 	}
 	m->due_ms = now + (int64_t)sched_retry_delay_ms(attempts);
-	if (m->due_ms > expiry)
+	/* Not past expiry; but a recipient kept after running out of memory
+	 * for its DSN waits a retry interval, not "now" again. */
+	if (m->due_ms > expiry && !m->r->kept)
 		m->due_ms = expiry > now ? expiry : now;
 	env->next_attempt_ms = m->due_ms;
 	if (m->flags & SM_HOLD_REQ) {
@@ -778,7 +799,6 @@ sched_rcpt_result(struct sched_msg *m, uint32_t ri,
 		  const char *remote)
 {
 	struct queue_rcpt *rc = &m->r->env.rcpts[ri];
-	uint32_t *nb;
 
 	if (r->stage != OS_LOCAL || r->code != 0)
 		rc->attempts++;
@@ -800,13 +820,10 @@ sched_rcpt_result(struct sched_msg *m, uint32_t ri,
 		STATS_INC(delivered);
 		break;
 	case OA_BOUNCE:
-		rc->state = QR_BOUNCED;
-		STATS_INC(bounced);
-		nb = realloc(m->r->bounced, (m->r->nbounced + 1) * sizeof(*nb));
-		if (nb != NULL) {
-			m->r->bounced = nb;
-			m->r->bounced[m->r->nbounced++] = ri;
-		}
+		if (sched_rcpt_fail(m, ri, QR_BOUNCED) == 0)
+			STATS_INC(bounced);
+		else
+			STATS_INC(deferred);
 		break;
 	case OA_DEFER:
 		STATS_INC(deferred);
@@ -1778,7 +1795,7 @@ sched_load_done(void *arg)
 static bool
 sched_expire(struct sched_msg *m, int64_t now)
 {
-	uint32_t i, *nb;
+	uint32_t i;
 	bool any = false;
 
 	if (now < m->r->env.created_ms + (int64_t)S.conf->delivery.max_age_ms)
@@ -1789,6 +1806,9 @@ sched_expire(struct sched_msg *m, int64_t now)
 
 		if (r->state != QR_PENDING)
 			continue;
+		any = true; /* the round settles, no attempt */
+		if (sched_rcpt_fail(m, i, QR_EXPIRED) != 0)
+			continue; /* kept pending: expired next round */
 		snprintf(text, sizeof(text),
 			 "4.4.7 delivery time expired; "
 			 "last attempt: %d %s",
@@ -1796,7 +1816,6 @@ sched_expire(struct sched_msg *m, int64_t now)
 			 r->last_reply ? r->last_reply : "no answer");
 		free(r->last_reply);
 		r->last_reply = strdup(text);
-		r->state = QR_EXPIRED;
 		STATS_INC(expired);
 		{
 			struct evlog_event ev;
@@ -1817,12 +1836,6 @@ sched_expire(struct sched_msg *m, int64_t now)
 			ev.count = -1;
 			evlog_write(&ev);
 		}
-		nb = realloc(m->r->bounced, (m->r->nbounced + 1) * sizeof(*nb));
-		if (nb != NULL) {
-			m->r->bounced = nb;
-			m->r->bounced[m->r->nbounced++] = i;
-		}
-		any = true;
 	}
 	if (any) {
 		char qid[QUEUE_ID_HEX_BYTES];

@@ -93,9 +93,6 @@ static struct {
 	struct event *stop_timer;
 	struct sched_msg *active; /* messages in a round (with r) */
 	unsigned nactive, nloading;
-	struct sched_msg *waiting; /* due, held back by max_active (FIFO) */
-	struct outcome_pattern *patterns; /* per destination config: built
-					     lazily, see sched_patterns() */
 } S;
 
 static void sched_round_start(struct sched_msg *m);

@@ -33,7 +33,8 @@ struct bounce_input {
 
 /*
  * bounce_dsn_build — the whole DSN message (headers and body, CRLF lines,
- * every line <= 998 octets, 7-bit except for UTF-8 addresses).  Returns 0
+ * every line <= 998 octets, 7-bit except for UTF-8 addresses; the original
+ * header block up to 64 KiB, cut at a field boundary).  Returns 0
  * and a malloc'd buffer in *OUT (caller frees), or -1 (out of memory).
  */
 int bounce_dsn_build(const struct bounce_input *in, uint8_t **out,

@@ -195,6 +195,10 @@ enum conf_tls_policy {
 			      the MX host name */
 };
 
+/* suspend_on patterns per destination: more is refused at load, and the
+ * scheduler classifies replies against all of them. */
+#define CONF_SUSPEND_ON_MAX 64
+
 /*
  * `destination "DOMAIN" { … }`: limits and manners per recipient domain.
  * "*" sets the defaults (dest_default); a listed destination takes every
@@ -209,12 +213,12 @@ struct conf_destination {
 	unsigned max_messages_per_minute; /* 0 = unlimited */
 	unsigned max_messages_per_hour;   /* 0 = unlimited */
 	enum conf_tls_policy tls;
-	char **suspend_on; /* extended regexes, case-insensitive, matched
-			      against a reply's whole text ("421 4.7.0 …") */
-	size_t nsuspend_on;
-	void *suspend_re; /* regex_t[nsuspend_on], compiled from suspend_on
-			     with REG_EXTENDED | REG_ICASE | REG_NOSUB;
-			     owned by the tree (freed by conf_free) */
+	char **suspend_on;  /* extended regexes, case-insensitive, matched
+			       against a reply's whole text ("421 4.7.0 …") */
+	size_t nsuspend_on; /* at most CONF_SUSPEND_ON_MAX (more: refused) */
+	void *suspend_re;   /* regex_t[nsuspend_on], compiled from suspend_on
+			       with REG_EXTENDED | REG_ICASE | REG_NOSUB;
+			       owned by the tree (freed by conf_free) */
 	uint64_t suspend_for_ms;   /* a matching reply pauses this long */
 	uint64_t backoff_pause_ms; /* pause after repeated connection
 				      failures or 421s; doubles each time */

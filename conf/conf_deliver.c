@@ -24,7 +24,6 @@
 #define CONF_DNS_SERVERS_MAX   16
 #define CONF_DNS_SERVERS_BYTES 1024 /* normalised, 16 x "[v6]:port," */
 #define CONF_RETRY_MAX         32   /* retry_intervals items */
-#define CONF_SUSPEND_MAX       64   /* suspend_on items */
 #define CONF_REGEX_MAX_BYTES   1000 /* one suspend_on pattern */
 #define CONF_POOL_SOURCES_MAX  256
 #define CONF_POOL_NAME_MAX     64
@@ -219,9 +218,10 @@ conf_regex_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	int rc;
 
 	conf_key_name(cfg, opt->name, key, sizeof(key));
-	if (cfg_opt_size(opt) > CONF_SUSPEND_MAX) {
+	if (cfg_opt_size(opt) > CONF_SUSPEND_ON_MAX) {
 		conf_fail(conf_cur, conf_cfg_line(cfg),
-			  "%s: more than %d patterns", key, CONF_SUSPEND_MAX);
+			  "%s: more than %d patterns", key,
+			  CONF_SUSPEND_ON_MAX);
 		return -1;
 	}
 	if (value == NULL || *value == '\0') {

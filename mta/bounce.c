@@ -17,6 +17,9 @@
 
 #include "mta/bounce.h"
 
+/* Octets of the original header block a DSN returns at most. */
+#define BOUNCE_HEADERS_MAX 65536
+
 struct bounce_buf {
 	uint8_t *p;
 	size_t len, cap;
@@ -66,11 +69,24 @@ bounce_printf(struct bounce_buf *b, const char *fmt, ...)
 	bounce_add(b, line, (size_t)n);
 }
 
-/* Untrusted text as one folded header-safe value (printable ASCII). */
-static void
-bounce_add_text(struct bounce_buf *b, const char *s, size_t col)
+/* Octets since the last line break: where the next one would go. */
+static size_t
+bounce_col(const struct bounce_buf *b)
 {
-	size_t i;
+	size_t i = b->len;
+
+	while (i > 0 && b->p[i - 1] != '\n')
+		i--;
+	return b->len - i;
+}
+
+/* Untrusted text as one folded header-safe value (printable ASCII), from
+ * the column the line is at: no line over 998 octets, however long what
+ * came before it on the line (an address, a host name). */
+static void
+bounce_add_text(struct bounce_buf *b, const char *s)
+{
+	size_t i, col = bounce_col(b);
 
 	for (i = 0; s != NULL && s[i] != '\0' && i < 4000; i++) {
 		char c = s[i];
@@ -100,6 +116,28 @@ bounce_is_ascii(const char *s)
 	return true;
 }
 
+/* The original header block, cut to BOUNCE_HEADERS_MAX at the last field
+ * boundary (a line break not followed by a continuation) within it, else
+ * at the last line break: a DSN stays small whatever the message held
+ * (RFC 3462's text/rfc822-headers need not be complete). */
+static size_t
+bounce_headers_cut(const uint8_t *h, size_t len)
+{
+	size_t i, line = 0;
+
+	if (len <= BOUNCE_HEADERS_MAX)
+		return len;
+	for (i = BOUNCE_HEADERS_MAX; i >= 2; i--) {
+		if (h[i - 2] != '\r' || h[i - 1] != '\n')
+			continue;
+		if (h[i] != ' ' && h[i] != '\t')
+			return i;
+		if (line == 0)
+			line = i;
+	}
+	return line;
+}
+
 size_t
 bounce_headers_len(const uint8_t *msg, size_t len)
 {
@@ -122,7 +160,7 @@ bounce_dsn_build(const struct bounce_input *in, uint8_t **out, size_t *outlen)
 	unsigned char rnd[12];
 	time_t now = time(NULL), arr = (time_t)(in->arrival_ms / 1000);
 	struct tm tm;
-	size_t i;
+	size_t i, hlen;
 
 	gmtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
@@ -168,7 +206,7 @@ bounce_dsn_build(const struct bounce_input *in, uint8_t **out, size_t *outlen)
 			bounce_printf(&b, "host %s said: ", r->remote_mta);
 		if (r->code != 0)
 			bounce_printf(&b, "%d ", r->code);
-		bounce_add_text(&b, r->diag ? r->diag : r->status, 40);
+		bounce_add_text(&b, r->diag ? r->diag : r->status);
 		bounce_printf(&b, "\r\n");
 	}
 
@@ -194,11 +232,11 @@ bounce_dsn_build(const struct bounce_input *in, uint8_t **out, size_t *outlen)
 		if (r->code != 0) {
 			bounce_printf(&b, "Diagnostic-Code: smtp; %d ",
 				      r->code);
-			bounce_add_text(&b, r->diag, 26);
+			bounce_add_text(&b, r->diag);
 			bounce_printf(&b, "\r\n");
 		} else if (r->diag != NULL) {
 			bounce_printf(&b, "Diagnostic-Code: X-Outpost; ");
-			bounce_add_text(&b, r->diag, 28);
+			bounce_add_text(&b, r->diag);
 			bounce_printf(&b, "\r\n");
 		}
 		bounce_printf(&b, "Last-Attempt-Date: %s\r\n", date);
@@ -209,10 +247,12 @@ bounce_dsn_build(const struct bounce_input *in, uint8_t **out, size_t *outlen)
 		      "\r\n--%s\r\nContent-Type: "
 		      "text/rfc822-headers\r\n\r\n",
 		      boundary);
-	if (in->headers != NULL && in->headers_len > 0) {
-		bounce_add(&b, in->headers, in->headers_len);
-		if (in->headers_len < 2 ||
-		    memcmp(in->headers + in->headers_len - 2, "\r\n", 2) != 0)
+	hlen = in->headers != NULL
+		   ? bounce_headers_cut(in->headers, in->headers_len)
+		   : 0;
+	if (hlen > 0) {
+		bounce_add(&b, in->headers, hlen);
+		if (hlen < 2 || memcmp(in->headers + hlen - 2, "\r\n", 2) != 0)
 			bounce_add(&b, "\r\n", 2);
 	}
 	bounce_printf(&b, "\r\n--%s--\r\n", boundary);
@@ -222,5 +262,20 @@ bounce_dsn_build(const struct bounce_input *in, uint8_t **out, size_t *outlen)
 	}
 	*out = b.p;
 	*outlen = b.len;
+	return 0;
+}
+
+int
+bounce_collect(struct queue_rcpt *rcpt, uint32_t idx, uint8_t state,
+	       uint32_t **list, unsigned *n)
+{
+	uint32_t *nl;
+
+	nl = realloc(*list, (*n + 1) * sizeof(*nl));
+	if (nl == NULL)
+		return -1; /* RCPT untouched: still pending */
+	*list = nl;
+	(*list)[(*n)++] = idx;
+	rcpt->state = state;
 	return 0;
 }

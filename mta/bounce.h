@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "queue/queue.h"
+
 struct bounce_rcpt {
 	const char *addr;       /* the recipient, as queued */
 	const char *status;     /* enhanced status, "5.1.1" */
@@ -31,7 +33,8 @@ struct bounce_input {
 
 /*
  * bounce_dsn_build — the whole DSN message (headers and body, CRLF lines,
- * every line <= 998 octets, 7-bit except for UTF-8 addresses).  Returns 0
+ * every line <= 998 octets, 7-bit except for UTF-8 addresses; the original
+ * header block up to 64 KiB, cut at a field boundary).  Returns 0
  * and a malloc'd buffer in *OUT (caller frees), or -1 (out of memory).
  */
 int bounce_dsn_build(const struct bounce_input *in, uint8_t **out,
@@ -40,5 +43,16 @@ int bounce_dsn_build(const struct bounce_input *in, uint8_t **out,
 /* bounce_headers_len — length of the header block at the start of a
  * message (up to and including the empty line), or LEN if none. */
 size_t bounce_headers_len(const uint8_t *msg, size_t len);
+
+/*
+ * bounce_collect — recipient IDX (RCPT) failed for good this round (STATE:
+ * QR_BOUNCED or QR_EXPIRED): append IDX to the round's DSN list *LIST (*N
+ * entries) and set RCPT's state.  If the list cannot grow, RCPT stays
+ * QR_PENDING (the scheduler tries it again, and fails it again with its
+ * DSN) and -1 is returned: a recipient is never failed without being in the
+ * DSN.  Returns 0 when it was added.
+ */
+int bounce_collect(struct queue_rcpt *rcpt, uint32_t idx, uint8_t state,
+		   uint32_t **list, unsigned *n);
 
 #endif

@@ -49,7 +49,6 @@ struct sched_msg {
 #define SM_LOADING    0x01u /* envelope/body being read by a worker */
 #define SM_DELETED    0x02u /* final: freed when the last op returns */
 #define SM_HELD       0x04u /* held: not scheduled */
-#define SM_WAITING    0x08u /* due, waiting for a free round slot */
 #define SM_HOLD_REQ   0x10u /* operator: hold once the round settles */
 #define SM_DELETE_REQ 0x20u /* operator: delete (no DSN) at settle */
 #define SM_BOUNCE_REQ 0x40u /* operator: bounce every pending recipient */
@@ -67,7 +66,8 @@ struct sched_round {
 	unsigned inflight; /* jobs not finished */
 	uint32_t *bounced; /* rcpt indexes that failed this round */
 	unsigned nbounced;
-	char **remote;                 /* per rcpt: the host that answered */
+	bool kept;     /* a failed rcpt kept pending: no memory to list it */
+	char **remote; /* per rcpt: the host that answered */
 	struct sched_msg *prev, *next; /* the active list */
 };
 

@@ -61,8 +61,8 @@ struct metrics_hist {
  * metrics_delivery_latency  outpost_delivery_latency_seconds: time a
  *     recipient spent in the queue until it was delivered; 0.01 … 86400 s.
  * metrics_commit_batch  outpost_queue_commit_batch_ops: ops per LMDB write
- *     transaction; 1 … 4096.  Fed from a queue hook (none yet: until then
- *     the family shows zeros).
+ *     transaction; 1 … 4096.  Fed by the queue writer's commit hook
+ *     (commit_observed() in main.c).
  * metrics_sign_seconds  outpost_dkim_sign_duration_seconds: DKIM signing
  *     time per message, all signatures; 0.00005 … 1 s.
  */

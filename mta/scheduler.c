@@ -29,6 +29,7 @@
 #include "mta/delivery.h"
 #include "mta/evlog.h"
 #include "mta/metrics.h"
+#include "mta/sched_heap.h"
 #include "mta/htab.h"
 #include "mta/log.h"
 #include "mta/loop.h"
@@ -82,9 +83,8 @@ static struct {
 	uint64_t corrupt_total;    /* damaged records found since start */
 	struct event *gauge_timer; /* refreshes the metrics snapshot */
 	pthread_mutex_t gauge_mu;
-	char *gauges; /* exposition text of the scheduler's gauges */
-	struct sched_msg **heap;
-	size_t nheap, capheap;
+	char *gauges;           /* exposition text of the scheduler's gauges */
+	struct sched_heap heap; /* messages waiting for their due time */
 	struct event *retry_timer;
 	unsigned nconn;
 	unsigned writes;
@@ -93,9 +93,6 @@ static struct {
 	struct event *stop_timer;
 	struct sched_msg *active; /* messages in a round (with r) */
 	unsigned nactive, nloading;
-	struct sched_msg *waiting; /* due, held back by max_active (FIFO) */
-	struct outcome_pattern *patterns; /* per destination config: built
-					     lazily, see sched_patterns() */
 } S;
 
 static void sched_round_start(struct sched_msg *m);
@@ -109,7 +106,7 @@ static struct sched_job *sched_path_pop(struct sched_path *p);
 static void sched_write_resched(struct sched_msg *m, int64_t old_due,
 				bool held);
 static void sched_delete_stub(struct sched_msg *m);
-static void sched_heap_push(struct sched_msg *m);
+static void sched_due_push(struct sched_msg *m);
 
 static int64_t
 sched_now_ms(void)
@@ -314,120 +311,34 @@ sched_retry_later(struct sched_msg *m, int64_t ms)
 
 	m->due_ms = sched_now_ms() + ms;
 	sched_write_resched(m, old, false);
-	sched_heap_push(m);
+	sched_due_push(m);
 }
 
-/* Retry heap (min-heap on next_attempt_ms) ------------------------------ */
-
-static bool
-sched_heap_less(size_t a, size_t b)
-{
-	return S.heap[a]->due_ms < S.heap[b]->due_ms;
-}
-
-static void
-sched_heap_swap(size_t a, size_t b)
-{
-	struct sched_msg *t = S.heap[a];
-
-	S.heap[a] = S.heap[b];
-	S.heap[b] = t;
-	S.heap[a]->heap_idx = (uint32_t)a;
-	S.heap[b]->heap_idx = (uint32_t)b;
-}
-
-static void
-sched_heap_up(size_t i)
-{
-	while (i > 0 && sched_heap_less(i, (i - 1) / 2)) {
-		sched_heap_swap(i, (i - 1) / 2);
-		i = (i - 1) / 2;
-	}
-}
-
-static void
-sched_heap_down(size_t i)
-{
-	for (;;) {
-		size_t l = 2 * i + 1, r = l + 1, m = i;
-
-		if (l < S.nheap && sched_heap_less(l, m))
-			m = l;
-		if (r < S.nheap && sched_heap_less(r, m))
-			m = r;
-		if (m == i)
-			return;
-		sched_heap_swap(i, m);
-		i = m;
-	}
-}
+/* Retry heap (min-heap on next_attempt_ms, mta/sched_heap.c) ----------- */
 
 static void
 sched_retry_arm(void)
 {
-	if (S.nheap == 0 || S.stopping) {
+	if (S.heap.n == 0 || S.stopping) {
 		evtimer_del(S.retry_timer);
 		return;
 	}
-	sched_timer_ms(S.retry_timer, S.heap[0]->due_ms - sched_now_ms());
+	sched_timer_ms(S.retry_timer, S.heap.v[0]->due_ms - sched_now_ms());
 }
 
+/* M is due at M->due_ms: into the heap, the timer moved if it comes first. */
 static void
-sched_heap_push(struct sched_msg *m)
+sched_due_push(struct sched_msg *m)
 {
-	struct sched_msg **nh;
-
 	if (m->heap_idx != UINT32_MAX)
 		return;
-	if (S.nheap == S.capheap) {
-		size_t cap = S.capheap ? S.capheap * 2 : 1024;
-
-		if ((nh = realloc(S.heap, cap * sizeof(*nh))) == NULL)
-			panic("out of memory growing the retry heap");
-		S.heap = nh;
-		S.capheap = cap;
-	}
-	S.heap[S.nheap] = m;
-	m->heap_idx = (uint32_t)S.nheap++;
-	sched_heap_up(m->heap_idx);
+	if (sched_heap_push(&S.heap, m) != 0)
+		panic("out of memory growing the retry heap");
 	if (m->heap_idx == 0)
 		sched_retry_arm();
 }
 
-static struct sched_msg *
-sched_heap_pop(void)
-{
-	struct sched_msg *m = S.heap[0];
-
-	S.nheap--;
-	if (S.nheap > 0) {
-		S.heap[0] = S.heap[S.nheap];
-		S.heap[0]->heap_idx = 0;
-		sched_heap_down(0);
-	}
-	m->heap_idx = UINT32_MAX;
-	return m;
-}
-
 /* Start the rounds that are due, as far as SCHED_MAX_ACTIVE allows. */
-/* Take M out of the heap, wherever it is. */
-static void
-sched_heap_remove(struct sched_msg *m)
-{
-	size_t i = m->heap_idx;
-
-	if (i == UINT32_MAX)
-		return;
-	S.nheap--;
-	if (i != S.nheap) {
-		S.heap[i] = S.heap[S.nheap];
-		S.heap[i]->heap_idx = (uint32_t)i;
-		sched_heap_up(i);
-		sched_heap_down(S.heap[i]->heap_idx);
-	}
-	m->heap_idx = UINT32_MAX;
-}
-
 static void
 sched_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -437,14 +348,14 @@ sched_retry_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	(void)arg;
-	while (S.nheap > 0 && S.heap[0]->due_ms <= now &&
+	while (S.heap.n > 0 && S.heap.v[0]->due_ms <= now &&
 	       n++ < SCHED_ROUND_BATCH && !S.stopping &&
 	       S.nactive + S.nloading < SCHED_MAX_ACTIVE)
-		sched_round_start(sched_heap_pop());
-	if (S.nheap > 0 && S.heap[0]->due_ms <= now &&
+		sched_round_start(sched_heap_pop(&S.heap));
+	if (S.heap.n > 0 && S.heap.v[0]->due_ms <= now &&
 	    S.nactive + S.nloading < SCHED_MAX_ACTIVE)
 		sched_timer_ms(S.retry_timer, 0); /* yield, then go on */
-	else if (S.nheap > 0 && S.heap[0]->due_ms <= now)
+	else if (S.heap.n > 0 && S.heap.v[0]->due_ms <= now)
 		; /* a settling round re-arms (sched_round_done) */
 	else
 		sched_retry_arm();
@@ -454,7 +365,8 @@ sched_retry_cb(evutil_socket_t fd, short what, void *arg)
 static void
 sched_round_done(void)
 {
-	if (!S.stopping && S.nheap > 0 && S.heap[0]->due_ms <= sched_now_ms() &&
+	if (!S.stopping && S.heap.n > 0 &&
+	    S.heap.v[0]->due_ms <= sched_now_ms() &&
 	    S.nactive + S.nloading < SCHED_MAX_ACTIVE)
 		sched_timer_ms(S.retry_timer, 0);
 }
@@ -686,12 +598,32 @@ sched_retry_delay_ms(unsigned attempts)
 						  : jit * 2 + 1));
 }
 
+/* Recipient RI of M failed for good (STATE: QR_BOUNCED or QR_EXPIRED): it
+ * goes into this round's DSN.  Out of memory for that, it stays pending and
+ * M comes back after a retry interval (never failed without its DSN):
+ * returns -1. */
+static int
+sched_rcpt_fail(struct sched_msg *m, uint32_t ri, uint8_t state)
+{
+	char qid[QUEUE_ID_HEX_BYTES];
+
+	if (bounce_collect(&m->r->env.rcpts[ri], ri, state, &m->r->bounced,
+			   &m->r->nbounced) == 0)
+		return 0;
+	m->r->kept = true;
+	queue_id_format(m->id, qid);
+	log_warnx("%s out of memory adding recipient #%" PRIu32 " to the DSN: "
+		  "kept for a retry",
+		  qid, ri + 1);
+	return -1;
+}
+
 /* An operator bounced M: every pending recipient fails now. */
 static void
 sched_bounce_pending(struct sched_msg *m)
 {
 	struct queue_envelope *env = &m->r->env;
-	uint32_t i, *nb;
+	uint32_t i;
 
 	m->flags &= ~SM_BOUNCE_REQ;
 	for (i = 0; i < env->nrcpts; i++) {
@@ -699,16 +631,15 @@ sched_bounce_pending(struct sched_msg *m)
 
 		if (r->state != QR_PENDING)
 			continue;
-		r->state = QR_BOUNCED;
+		if (sched_rcpt_fail(m, i, QR_BOUNCED) != 0) {
+			/* Kept pending: bounced at the next settle. */
+			m->flags |= SM_BOUNCE_REQ;
+			continue;
+		}
 		r->last_code = 0;
 		free(r->last_reply);
 		r->last_reply = strdup("5.0.0 bounced by an administrator");
 		STATS_INC(bounced);
-		nb = realloc(m->r->bounced, (m->r->nbounced + 1) * sizeof(*nb));
-		if (nb != NULL) {
-			m->r->bounced = nb;
-			m->r->bounced[m->r->nbounced++] = i;
-		}
 	}
 }
 
@@ -750,7 +681,9 @@ sched_settle(struct sched_msg *m)
 		return;
 	}
 	m->due_ms = now + (int64_t)sched_retry_delay_ms(attempts);
-	if (m->due_ms > expiry)
+	/* Not past expiry; but a recipient kept after running out of memory
+	 * for its DSN waits a retry interval, not "now" again. */
+	if (m->due_ms > expiry && !m->r->kept)
 		m->due_ms = expiry > now ? expiry : now;
 	env->next_attempt_ms = m->due_ms;
 	if (m->flags & SM_HOLD_REQ) {
@@ -767,7 +700,7 @@ sched_settle(struct sched_msg *m)
 		  qid, pending, (m->due_ms - now + 999) / 1000);
 	sched_write(m, QOP_UPDATE, old_due);
 	sched_round_free(m);
-	sched_heap_push(m);
+	sched_due_push(m);
 	sched_round_done();
 }
 
@@ -778,7 +711,6 @@ sched_rcpt_result(struct sched_msg *m, uint32_t ri,
 		  const char *remote)
 {
 	struct queue_rcpt *rc = &m->r->env.rcpts[ri];
-	uint32_t *nb;
 
 	if (r->stage != OS_LOCAL || r->code != 0)
 		rc->attempts++;
@@ -800,13 +732,10 @@ sched_rcpt_result(struct sched_msg *m, uint32_t ri,
 		STATS_INC(delivered);
 		break;
 	case OA_BOUNCE:
-		rc->state = QR_BOUNCED;
-		STATS_INC(bounced);
-		nb = realloc(m->r->bounced, (m->r->nbounced + 1) * sizeof(*nb));
-		if (nb != NULL) {
-			m->r->bounced = nb;
-			m->r->bounced[m->r->nbounced++] = ri;
-		}
+		if (sched_rcpt_fail(m, ri, QR_BOUNCED) == 0)
+			STATS_INC(bounced);
+		else
+			STATS_INC(deferred);
 		break;
 	case OA_DEFER:
 		STATS_INC(deferred);
@@ -865,21 +794,20 @@ sched_job_fail(struct sched_job *job, enum outcome_stage stage, int code,
 	sched_job_results(job);
 }
 
-static const struct outcome_pattern *
-sched_patterns(const struct conf_destination *cfg, unsigned *n)
+/* The destination's compiled suspend_on regexes, into PATS (room for
+ * CONF_SUSPEND_ON_MAX: the config refuses more).  Returns how many. */
+static unsigned
+sched_patterns(const struct conf_destination *cfg,
+	       struct outcome_pattern pats[CONF_SUSPEND_ON_MAX])
 {
-	/* The destination's compiled suspend_on regexes. */
-	static struct outcome_pattern pats[32];
 	const regex_t *re = cfg->suspend_re;
 	size_t i;
 
-	*n = 0;
-	for (i = 0; i < cfg->nsuspend_on && i < 32; i++) {
+	for (i = 0; i < cfg->nsuspend_on && i < CONF_SUSPEND_ON_MAX; i++) {
 		pats[i].re = (void *)&re[i];
 		pats[i].suspend_ms = cfg->suspend_for_ms;
 	}
-	*n = (unsigned)i;
-	return pats;
+	return (unsigned)i;
 }
 
 /* P may not send until UNTIL: what waits on it is deferred now (without
@@ -1011,7 +939,7 @@ sched_job_results(struct sched_job *job)
 	struct sched_msg *m = job->msg;
 	struct sched_path *p = job->path;
 	const struct conf_destination *cfg = p ? p->cfg : job->dest->cfg;
-	const struct outcome_pattern *pats;
+	struct outcome_pattern pats[CONF_SUSPEND_ON_MAX];
 	struct sched_job *again = NULL;
 	struct outcome o;
 	char qid[QUEUE_ID_HEX_BYTES], esc[300], why[300] = "";
@@ -1022,7 +950,7 @@ sched_job_results(struct sched_job *job)
 	const struct scrub_ctx *prev_ctx;
 
 	queue_id_format(m->id, qid);
-	pats = sched_patterns(cfg, &npats);
+	npats = sched_patterns(cfg, pats);
 	sched_job_scrub_ctx(job, &ctx);
 	prev_ctx = scrub_ctx_enter(&ctx);
 	for (i = 0; i < job->nrcpt; i++) {
@@ -1779,7 +1707,7 @@ sched_load_done(void *arg)
 static bool
 sched_expire(struct sched_msg *m, int64_t now)
 {
-	uint32_t i, *nb;
+	uint32_t i;
 	bool any = false;
 
 	if (now < m->r->env.created_ms + (int64_t)S.conf->delivery.max_age_ms)
@@ -1790,6 +1718,9 @@ sched_expire(struct sched_msg *m, int64_t now)
 
 		if (r->state != QR_PENDING)
 			continue;
+		any = true; /* the round settles, no attempt */
+		if (sched_rcpt_fail(m, i, QR_EXPIRED) != 0)
+			continue; /* kept pending: expired next round */
 		snprintf(text, sizeof(text),
 			 "4.4.7 delivery time expired; "
 			 "last attempt: %d %s",
@@ -1797,7 +1728,6 @@ sched_expire(struct sched_msg *m, int64_t now)
 			 r->last_reply ? r->last_reply : "no answer");
 		free(r->last_reply);
 		r->last_reply = strdup(text);
-		r->state = QR_EXPIRED;
 		STATS_INC(expired);
 		{
 			struct evlog_event ev;
@@ -1818,12 +1748,6 @@ sched_expire(struct sched_msg *m, int64_t now)
 			ev.count = -1;
 			evlog_write(&ev);
 		}
-		nb = realloc(m->r->bounced, (m->r->nbounced + 1) * sizeof(*nb));
-		if (nb != NULL) {
-			m->r->bounced = nb;
-			m->r->bounced[m->r->nbounced++] = i;
-		}
-		any = true;
 	}
 	if (any) {
 		char qid[QUEUE_ID_HEX_BYTES];
@@ -1866,7 +1790,7 @@ sched_round_start(struct sched_msg *m)
 	if (S.stopping) {
 		if (m->r != NULL)
 			sched_round_free(m);
-		sched_heap_push(m);
+		sched_due_push(m);
 		return;
 	}
 	if (m->flags & SM_HELD) {
@@ -1979,7 +1903,7 @@ sched_on_new(void *arg)
 		 * round (it is read back from the queue when its turn
 		 * comes). */
 		sched_round_free(m);
-		sched_heap_push(m);
+		sched_due_push(m);
 		return;
 	}
 	sched_round_start(m);
@@ -2004,7 +1928,7 @@ sched_walk_dup(struct sched_msg *m, int64_t due_ms, unsigned flags)
 	queue_id_format(m->id, qid);
 	log_warnx("%s has a second schedule entry; merged", qid);
 	if ((flags & QUEUE_F_HELD) && !(m->flags & SM_HELD)) {
-		sched_heap_remove(m);
+		sched_heap_remove(&S.heap, m);
 		sched_hold(m);
 	}
 	/* Moves the entry at DUE_MS onto M's own (rewritten, same key). */
@@ -2026,7 +1950,7 @@ sched_walk_cb(int64_t due_ms, uint64_t id, unsigned flags, void *arg)
 	if (flags & QUEUE_F_HELD)
 		sched_hold(m); /* known, not scheduled */
 	else
-		sched_heap_push(m);
+		sched_due_push(m);
 	(*n)++;
 	return 0;
 }
@@ -2267,7 +2191,7 @@ sched_admin_apply(enum sched_admin_op op, struct sched_msg *m)
 			m->flags |= SM_HOLD_REQ;
 			return true;
 		}
-		sched_heap_remove(m);
+		sched_heap_remove(&S.heap, m);
 		sched_write_resched(m, old, true);
 		sched_hold(m);
 		return true;
@@ -2281,7 +2205,7 @@ sched_admin_apply(enum sched_admin_op op, struct sched_msg *m)
 		sched_unhold(m);
 		m->due_ms = now;
 		sched_write_resched(m, old, false);
-		sched_heap_push(m);
+		sched_due_push(m);
 		sched_retry_arm();
 		return true;
 	case SA_RETRY:
@@ -2289,10 +2213,10 @@ sched_admin_apply(enum sched_admin_op op, struct sched_msg *m)
 			return false;
 		if (sched_msg_busy(m))
 			return true; /* being attempted right now */
-		sched_heap_remove(m);
+		sched_heap_remove(&S.heap, m);
 		m->due_ms = now;
 		sched_write_resched(m, old, false);
-		sched_heap_push(m);
+		sched_due_push(m);
 		sched_retry_arm();
 		return true;
 	case SA_DELETE:
@@ -2300,7 +2224,7 @@ sched_admin_apply(enum sched_admin_op op, struct sched_msg *m)
 			m->flags |= SM_DELETE_REQ;
 			return true;
 		}
-		sched_heap_remove(m);
+		sched_heap_remove(&S.heap, m);
 		sched_unhold(m);
 		sched_delete_stub(m);
 		return true;
@@ -2311,7 +2235,7 @@ sched_admin_apply(enum sched_admin_op op, struct sched_msg *m)
 		if (sched_msg_busy(m))
 			return true;
 		/* Read it back and settle it at once: a DSN, then gone. */
-		sched_heap_remove(m);
+		sched_heap_remove(&S.heap, m);
 		sched_unhold(m);
 		sched_round_start(m);
 		return true;
@@ -2652,7 +2576,7 @@ sched_gauge_cb(evutil_socket_t fd, short what, void *arg)
 	GAUGE("# HELP outpost_queue_messages Messages in the queue, by "
 	      "state.\n# TYPE outpost_queue_messages gauge\n");
 	GAUGE("outpost_queue_messages{state=\"waiting\"} %" PRIu64 "\n",
-	      (uint64_t)S.nheap);
+	      (uint64_t)S.heap.n);
 	GAUGE("outpost_queue_messages{state=\"active\"} %u\n",
 	      S.nactive + S.nloading);
 	GAUGE("outpost_queue_messages{state=\"held\"} %" PRIu64 "\n",
@@ -2768,7 +2692,7 @@ sched_free(void)
 		free(m);
 	}
 	idmap_free(&S.ids);
-	free(S.heap);
+	sched_heap_free(&S.heap);
 	if (S.retry_timer != NULL)
 		event_free(S.retry_timer);
 	if (S.gauge_timer != NULL)

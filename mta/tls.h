@@ -1,5 +1,6 @@
 /*
- * tls.h — OpenSSL contexts for the SMTP server (and later the client).
+ * tls.h — OpenSSL contexts for the SMTP server.  The delivery side's
+ * client context is the scheduler's (sched_init(), smtp_client_tls_init()).
  */
 #ifndef OUTPOST_MTA_TLS_H
 #define OUTPOST_MTA_TLS_H

@@ -1,6 +1,7 @@
 /*
  * worker.h — the CPU pool: threads that take jobs too heavy for an I/O loop
- * (Argon2id verification; later DKIM signing and sealing) and post each
+ * (Argon2id verification, DKIM signing and the queue's sealing on intake,
+ * reading queued messages for delivery, control-socket walks) and post each
  * job's completion back to the loop that submitted it (Redis bio.c shape).
  */
 #ifndef OUTPOST_MTA_WORKER_H

@@ -111,6 +111,34 @@ destination "pat.test" {
     os.unlink(rules.name)
 
 
+def test_last_of_64_suspend_patterns_suspends():
+    # The config allows 64 suspend_on patterns: the 64th must count as
+    # much as the first (the scheduler used to look at 32 only).
+    hosts = ["127.0.0.38"]
+    port = free_port_on(hosts)
+    dns = Dns(mx=[("many.test", "mx.many.test", 10)],
+              a=[("mx.many.test", "127.0.0.38")])
+    rules = tempfile.NamedTemporaryFile("w", suffix=".rules", delete=False)
+    rules.write("blocked rcpt 451 4.7.1 Pattern sixty-four matched\n")
+    rules.close()
+    pats = ", ".join('"never matched %d"' % i for i in range(1, 64))
+    cfg = delivery_config(dns, port, '''
+destination "many.test" {
+  suspend_on = { %s, "pattern sixty-four" }
+  suspend_for = 30s
+}''' % pats)
+    with dns, Sink(hosts, port, ["--rules", rules.name]) as sink, \
+            Daemon(config=cfg) as d:
+        pipeline(d, ["blocked-y@many.test"])
+        deadline = time.time() + 10 * SLOW
+        while ("suspended for 30 s" not in d.log() and
+               time.time() < deadline):
+            time.sleep(0.1)
+        check("suspended for 30 s" in d.log(),
+              "the 64th suspend_on pattern suspended many.test")
+    os.unlink(rules.name)
+
+
 def test_expiry_sends_dsn():
     hosts = ["127.0.0.35"]
     port = free_port_on(hosts)

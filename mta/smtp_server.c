@@ -598,8 +598,8 @@ smtp_server_body_add(struct smtp_server_session *s, const void *p, size_t n)
 		return;
 	}
 	if (smtp_server_body_reserve(s, n, true, NULL) != 0) {
-		s->scan.bad |=
-		    SMTP_DATA_BAD_NOMEM; /* refuse for now (452), don't crash */
+		/* Refuse for now (452), don't crash. */
+		s->scan.bad |= SMTP_DATA_BAD_NOMEM;
 		return;
 	}
 	memcpy(s->body + s->body_len, p, n);

@@ -5,8 +5,7 @@
 
 #include "mta/smtp_data.h"
 
-/* RFC 5321 4.5.3.1.6: 1000 octets with the CRLF. */
-#define SMTP_DATA_LINE_MAX 998
+#define SMTP_TEXT_LINE_MAX 1000 /* RFC 5321 4.5.3.1.6, with CRLF */
 
 void
 smtp_data_start(struct smtp_data_scan *sc, bool dot, uint64_t size,
@@ -140,7 +139,7 @@ smtp_data_scan(struct smtp_data_scan *sc, const uint8_t *in, size_t n,
 					sc->bad |= SMTP_DATA_BAD_SIZE;
 			}
 			sc->line_len += take;
-			if (sc->line_len > SMTP_DATA_LINE_MAX)
+			if (sc->line_len > SMTP_TEXT_LINE_MAX - 2)
 				sc->bad |= SMTP_DATA_BAD_LONG;
 			i += take;
 			if (r == SMTP_DATA_FULL)

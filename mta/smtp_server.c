@@ -51,7 +51,6 @@
 
 #define SMTP_CMD_LINE_MAX   512          /* RFC 5321 4.5.3.1.4, with CRLF */
 #define SMTP_AUTH_LINE_MAX  12288        /* RFC 4954 4 */
-#define SMTP_TEXT_LINE_MAX  1000         /* RFC 5321 4.5.3.1.6, with CRLF */
 #define SMTP_OUTPUT_MAX     (256 * 1024) /* stop reading past this */
 #define SMTP_INPUT_MAX      (64 * 1024)  /* stop reading past this */
 #define SMTP_HELO_MAX       255

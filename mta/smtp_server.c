@@ -44,13 +44,13 @@
 #include "mta/metrics.h"
 #include "mta/log.h"
 #include "mta/loop.h"
+#include "mta/smtp_data.h"
 #include "mta/smtp_mem.h"
 #include "mta/smtp_server.h"
 #include "mta/stats.h"
 
 #define SMTP_CMD_LINE_MAX   512          /* RFC 5321 4.5.3.1.4, with CRLF */
 #define SMTP_AUTH_LINE_MAX  12288        /* RFC 4954 4 */
-#define SMTP_TEXT_LINE_MAX  1000         /* RFC 5321 4.5.3.1.6, with CRLF */
 #define SMTP_OUTPUT_MAX     (256 * 1024) /* stop reading past this */
 #define SMTP_INPUT_MAX      (64 * 1024)  /* stop reading past this */
 #define SMTP_HELO_MAX       255
@@ -128,16 +128,6 @@ static const struct ss_info {
 #define SF_EXPIRED   0x0400u /* session lifetime over: close when idle */
 #define SF_UNCOUNTED 0x0800u /* left smtp_sessions_open (closing) */
 
-/* Message data problems, found while scanning (DATA and BDAT). */
-#define BAD_BARE  0x01u /* bare CR or bare LF */
-#define BAD_NUL   0x02u
-#define BAD_LONG  0x04u /* a line over 998 octets (long_lines = reject) */
-#define BAD_SIZE  0x08u /* over max_message_size */
-#define BAD_NOMEM 0x10u /* out of memory (or of the body budget) */
-
-/* The scanner's state between chunks of input. */
-enum data_scan { DS_BOL, DS_LINE, DS_CR, DS_DOT, DS_DOTCR };
-
 enum auth_mech { AM_NONE, AM_PLAIN, AM_LOGIN_USER, AM_LOGIN_PASS };
 
 struct smtp_server_session {
@@ -178,10 +168,7 @@ struct smtp_server_session {
 	struct smtp_mem_waiter mem; /* in the budget's queue (smtp_mem.h) */
 	size_t mem_cap;             /* the capacity waited for */
 	bool mem_asked;             /* waiting, or the answer on its way */
-	enum data_scan scan;
-	size_t line_len;
-	unsigned bad;
-	bool saw8bit;
+	struct smtp_data_scan scan; /* the message data scanner's state */
 	uint64_t bdat_left;
 	bool bdat_last;
 	struct intake_req intake; /* the message on its way to the queue */
@@ -489,8 +476,7 @@ smtp_server_txn_reset(struct smtp_server_session *s)
 	memset(&s->sender, 0, sizeof(s->sender));
 	s->smtputf8 = s->body8bit = false;
 	s->declared_size = 0;
-	s->bad = 0;
-	s->saw8bit = false;
+	memset(&s->scan, 0, sizeof(s->scan));
 	s->flags &= ~(SF_BDAT_USED | SF_MEM_WAIT);
 }
 
@@ -599,18 +585,20 @@ smtp_server_body_reserve(struct smtp_server_session *s, size_t more, bool force,
 	return smtp_server_body_resize(s, cap);
 }
 
+/* Octets the scanner does not copy itself: the trace header, a BDAT
+ * message's final CRLF (smtp_data_finish). */
 static void
 smtp_server_body_add(struct smtp_server_session *s, const void *p, size_t n)
 {
-	if (s->bad & (BAD_SIZE | BAD_NOMEM))
+	if (s->scan.bad & (SMTP_DATA_BAD_SIZE | SMTP_DATA_BAD_NOMEM))
 		return;
 	if (s->body_len + n > smtp_conf->limits.max_message_size) {
-		s->bad |= BAD_SIZE;
+		s->scan.bad |= SMTP_DATA_BAD_SIZE;
 		return;
 	}
-	/* smtp_server_data() made room for scanned data beforehand. */
 	if (smtp_server_body_reserve(s, n, true, NULL) != 0) {
-		s->bad |= BAD_NOMEM; /* refuse for now (452), don't crash */
+		/* Refuse for now (452), don't crash. */
+		s->scan.bad |= SMTP_DATA_BAD_NOMEM;
 		return;
 	}
 	memcpy(s->body + s->body_len, p, n);
@@ -623,7 +611,7 @@ smtp_server_body_add(struct smtp_server_session *s, const void *p, size_t n)
  * has no room for a new message now: the caller answers 452 4.3.1.
  */
 static int
-smtp_server_body_begin(struct smtp_server_session *s)
+smtp_server_body_begin(struct smtp_server_session *s, bool dot)
 {
 	char hdr[768], date[64], helo[SMTP_HELO_MAX + 1],
 	    qid[QUEUE_ID_HEX_BYTES];
@@ -633,6 +621,8 @@ smtp_server_body_begin(struct smtp_server_session *s)
 	size_t i, first = SMTP_BODY_INITIAL;
 	int n;
 
+	/* The mode first: a BDAT chunk refused here is still read. */
+	smtp_data_start(&s->scan, dot, 0, smtp_conf->limits.max_message_size);
 	if (s->mem_asked)
 		return -1; /* the last wait's answer is still on its way */
 	/* A declared SIZE sizes the first piece, up to a bound: it is only
@@ -668,103 +658,8 @@ smtp_server_body_begin(struct smtp_server_session *s)
 	    proto, qid, date);
 	if (n > 0 && (size_t)n < sizeof(hdr))
 		smtp_server_body_add(s, hdr, (size_t)n);
-	s->scan = DS_BOL;
-	s->line_len = 0;
+	s->scan.size = s->body_len; /* the header counts against the size */
 	return 0;
-}
-
-/*
- * smtp_server_scan — check and copy message octets P[0..N).  DOT: DATA mode
- * (dot-stuffing, CRLF.CRLF ends the message).  Strict: CR only before LF, LF
- * only after CR; a violation sets BAD_BARE and, in DATA mode, stops at once
- * (the caller hangs up: after a bare LF the end of data is ambiguous, which
- * is what SMTP smuggling exploits).  Returns the octets consumed; *END is set
- * when CRLF.CRLF was consumed.
- */
-static size_t
-smtp_server_scan(struct smtp_server_session *s, const uint8_t *p, size_t n,
-		 bool dot, bool *end)
-{
-	size_t i = 0, span;
-
-	*end = false;
-	while (i < n) {
-		switch (s->scan) {
-		case DS_BOL:
-			if (dot && p[i] == '.') {
-				s->scan = DS_DOT;
-				i++;
-				continue;
-			}
-			s->scan = DS_LINE;
-			continue;
-		case DS_DOT:
-			if (p[i] == '\r') {
-				s->scan = DS_DOTCR;
-				i++;
-				continue;
-			}
-			/* A stuffed dot: dropped (RFC 5321 4.5.2). */
-			s->line_len = 1;
-			s->scan = DS_LINE;
-			continue;
-		case DS_DOTCR:
-			if (p[i] == '\n') {
-				*end = true;
-				return i + 1;
-			}
-			s->bad |= BAD_BARE;
-			if (dot)
-				return i;
-			s->scan = DS_LINE;
-			continue;
-		case DS_CR:
-			if (p[i] != '\n') {
-				s->bad |= BAD_BARE;
-				if (dot)
-					return i;
-				s->scan = DS_LINE;
-				continue;
-			}
-			smtp_server_body_add(s, "\r\n", 2);
-			s->line_len = 0;
-			s->scan = DS_BOL;
-			i++;
-			continue;
-		case DS_LINE:
-			break;
-		}
-		/* DS_LINE: copy the run up to the next CR, LF or NUL. */
-		for (span = i; span < n; span++) {
-			uint8_t c = p[span];
-
-			if (c == '\r' || c == '\n' || c == '\0')
-				break;
-			if (c & 0x80)
-				s->saw8bit = true;
-		}
-		if (span > i) {
-			smtp_server_body_add(s, p + i, span - i);
-			s->line_len += span - i;
-			if (s->line_len > SMTP_TEXT_LINE_MAX - 2)
-				s->bad |= BAD_LONG;
-			i = span;
-			continue;
-		}
-		if (p[i] == '\0') {
-			s->bad |= BAD_NUL;
-			i++;
-		} else if (p[i] == '\r') {
-			s->scan = DS_CR;
-			i++;
-		} else {
-			s->bad |= BAD_BARE; /* LF without CR */
-			if (dot)
-				return i;
-			i++;
-		}
-	}
-	return i;
 }
 
 /* Delivery log ---------------------------------------------------------- */
@@ -918,7 +813,7 @@ smtp_server_message_end(struct smtp_server_session *s)
 	unsigned i;
 	bool long_lines = false;
 
-	if (s->bad & BAD_NOMEM) {
+	if (s->scan.bad & SMTP_DATA_BAD_NOMEM) {
 		/* Transient: the same message may fit a moment later. */
 		log_warnx("%016" PRIx64 " smtp out of memory receiving a "
 			  "message from %s",
@@ -932,22 +827,22 @@ smtp_server_message_end(struct smtp_server_session *s)
 	}
 	/* A line over 998 octets: re-encoded before signing (on the worker
 	 * pool, by the intake), unless the configuration refuses it. */
-	if ((s->bad & BAD_LONG) &&
+	if ((s->scan.bad & SMTP_DATA_BAD_LONG) &&
 	    smtp_conf->limits.long_lines == CONF_LONG_LINES_REENCODE) {
-		s->bad &= ~BAD_LONG;
+		s->scan.bad &= ~SMTP_DATA_BAD_LONG;
 		long_lines = true;
 	}
-	if (s->bad != 0) {
+	if (s->scan.bad != 0) {
 		STATS_INC(messages_rejected);
-		if (s->bad & BAD_SIZE) {
+		if (s->scan.bad & SMTP_DATA_BAD_SIZE) {
 			STATS_INC(rejected_size);
 			smtp_server_reply(s, "552 5.3.4 Message size exceeds "
 					     "fixed maximum message size");
-		} else if (s->bad & BAD_BARE) {
+		} else if (s->scan.bad & SMTP_DATA_BAD_BARE) {
 			STATS_INC(rejected_smuggling);
 			smtp_server_reply(s, "550 5.6.0 Message refused: bare "
 					     "CR or LF in message data");
-		} else if (s->bad & BAD_NUL) {
+		} else if (s->scan.bad & SMTP_DATA_BAD_NUL) {
 			STATS_INC(rejected_content);
 			smtp_server_reply(s, "550 5.6.0 Message refused: NUL "
 					     "character in message data");
@@ -958,13 +853,15 @@ smtp_server_message_end(struct smtp_server_session *s)
 		}
 		log_info("%016" PRIx64 " smtp message refused from %s "
 			 "(bad=0x%x)",
-			 s->id, s->client_str, s->bad);
+			 s->id, s->client_str, s->scan.bad);
 		smtp_server_log_reject(
-		    s, s->bad & BAD_SIZE ? 552 : 550,
-		    s->bad & BAD_SIZE   ? "message too large"
-		    : s->bad & BAD_BARE ? "bare CR or LF in message data"
-		    : s->bad & BAD_NUL  ? "NUL in message data"
-					: "line longer than 998 characters",
+		    s, s->scan.bad & SMTP_DATA_BAD_SIZE ? 552 : 550,
+		    s->scan.bad & SMTP_DATA_BAD_SIZE ? "message too large"
+		    : s->scan.bad & SMTP_DATA_BAD_BARE
+			? "bare CR or LF in message data"
+		    : s->scan.bad & SMTP_DATA_BAD_NUL
+			? "NUL in message data"
+			: "line longer than 998 characters",
 		    NULL, NULL);
 		smtp_server_error(s);
 		smtp_server_idle(s);
@@ -975,7 +872,7 @@ smtp_server_message_end(struct smtp_server_session *s)
 	op->env.id = s->msg_id;
 	op->env.created_ms = smtp_now_ms();
 	op->env.next_attempt_ms = op->env.created_ms;
-	if (s->body8bit || s->saw8bit)
+	if (s->body8bit || s->scan.saw8bit)
 		op->env.flags |= QUEUE_F_8BITMIME;
 	if (s->smtputf8)
 		op->env.flags |= QUEUE_F_SMTPUTF8;
@@ -1035,10 +932,10 @@ smtp_server_data_room(struct smtp_server_session *s, size_t *limit)
 {
 	size_t max = smtp_conf->limits.max_message_size, want = *limit, cap;
 
-	if (s->bad & (BAD_SIZE | BAD_NOMEM))
+	if (s->scan.bad & (SMTP_DATA_BAD_SIZE | SMTP_DATA_BAD_NOMEM))
 		return 0; /* nothing more is kept */
 	if (s->body_len >= max)
-		return 0; /* the next octet sets BAD_SIZE */
+		return 0; /* the next octet sets SMTP_DATA_BAD_SIZE */
 	if (want > max - s->body_len)
 		want = max - s->body_len;
 	want += 2;
@@ -1048,7 +945,7 @@ smtp_server_data_room(struct smtp_server_session *s, size_t *limit)
 	case 0:
 		return 0;
 	case -1:
-		s->bad |= BAD_NOMEM;
+		s->scan.bad |= SMTP_DATA_BAD_NOMEM;
 		return 0;
 	default:
 		break;
@@ -1081,13 +978,13 @@ smtp_server_on_mem_answer(void *arg)
 			log_info("%016" PRIx64 " smtp message from %s dropped "
 				 "to free body memory",
 				 s->id, s->client_str);
-			s->bad |= BAD_NOMEM;
+			s->scan.bad |= SMTP_DATA_BAD_NOMEM;
 			free(s->body);
 			s->body = NULL;
 			smtp_mem_give(s->body_cap);
 			s->body_len = s->body_cap = 0;
 		} else if (smtp_server_body_resize(s, s->mem_cap) != 0) {
-			s->bad |= BAD_NOMEM;
+			s->scan.bad |= SMTP_DATA_BAD_NOMEM;
 		}
 		s->flags &= ~SF_MEM_WAIT;
 		/* The pause was ours, not the client's: a new rate window. */
@@ -1103,12 +1000,12 @@ smtp_server_on_mem_answer(void *arg)
 /* Feed input to the scanner without pulling it into one contiguous block.
  * Returns 1 at the end of data, 0 otherwise, -1 when waiting for memory. */
 static int
-smtp_server_data(struct smtp_server_session *s, struct evbuffer *in, bool dot,
+smtp_server_data(struct smtp_server_session *s, struct evbuffer *in,
 		 size_t limit, size_t *used)
 {
 	struct evbuffer_iovec v[16];
-	size_t total = 0, got;
-	bool end = false;
+	enum smtp_data_result r = SMTP_DATA_MORE;
+	size_t total = 0, got, out;
 	int i, n;
 
 	*used = 0;
@@ -1118,19 +1015,32 @@ smtp_server_data(struct smtp_server_session *s, struct evbuffer *in, bool dot,
 	n = evbuffer_peek(in, (ev_ssize_t)limit, NULL, v, 16);
 	if (n > 16)
 		n = 16;
-	for (i = 0; i < n && !end; i++) {
-		size_t len = v[i].iov_len;
+	for (i = 0; i < n && r == SMTP_DATA_MORE; i++) {
+		const uint8_t *p = v[i].iov_base;
+		size_t len = v[i].iov_len, off = 0;
 
 		if (total + len > limit)
 			len = limit - total;
-		got = smtp_server_scan(s, v[i].iov_base, len, dot, &end);
-		total += got;
-		if (got < len && !end)
-			break; /* DATA stopped on a bare CR/LF */
+		for (;;) {
+			r = smtp_data_scan(
+			    &s->scan, p + off, len - off, &got,
+			    s->body != NULL ? s->body + s->body_len : NULL,
+			    s->body_cap - s->body_len, &out);
+			s->body_len += out;
+			off += got;
+			if (r != SMTP_DATA_FULL)
+				break;
+			/* smtp_server_data_room() made room beforehand, but
+			 * the budget may have clipped it: a few more bytes. */
+			if (smtp_server_body_reserve(s, len - off + 2, true,
+						     NULL) != 0)
+				s->scan.bad |= SMTP_DATA_BAD_NOMEM;
+		}
+		total += off;
 	}
 	evbuffer_drain(in, total);
 	*used = total;
-	return end;
+	return r == SMTP_DATA_END;
 }
 
 /* Returns 1 if progress was made, 0 when more input is needed. */
@@ -1142,11 +1052,11 @@ smtp_server_input_data(struct smtp_server_session *s, struct evbuffer *in)
 
 	if (avail == 0 || (s->flags & SF_MEM_WAIT))
 		return 0;
-	end = smtp_server_data(s, in, true, avail, &used);
+	end = smtp_server_data(s, in, avail, &used);
 	if (end < 0)
 		return 0; /* paused until memory is granted */
 	s->rate_bytes += used;
-	if (s->bad & BAD_BARE) {
+	if (s->scan.bad & SMTP_DATA_BAD_BARE) {
 		/* Hang up: the client and we disagree on where the message
 		 * ends, so nothing after this may be read as commands. */
 		STATS_INC(messages_rejected);
@@ -1182,7 +1092,7 @@ smtp_server_input_bdat(struct smtp_server_session *s, struct evbuffer *in)
 			return 0;
 		if (in_txn) {
 			if (smtp_server_data(
-				s, in, false,
+				s, in,
 				avail < s->bdat_left ? avail : s->bdat_left,
 				&used) < 0)
 				return 0; /* paused until memory is granted */
@@ -1204,7 +1114,7 @@ smtp_server_input_bdat(struct smtp_server_session *s, struct evbuffer *in)
 		smtp_server_idle(s);
 		return 1;
 	}
-	if (s->bad & (BAD_BARE | BAD_NOMEM)) {
+	if (s->scan.bad & (SMTP_DATA_BAD_BARE | SMTP_DATA_BAD_NOMEM)) {
 		/* Refused with the reason now, not after more chunks
 		 * (RFC 3030 2: no BDAT follows a failed one). */
 		smtp_server_message_end(s);
@@ -1217,9 +1127,7 @@ smtp_server_input_bdat(struct smtp_server_session *s, struct evbuffer *in)
 	}
 	/* A message must end with CRLF: complete a last unterminated line,
 	 * but a final bare CR stays an error. */
-	if (s->scan == DS_CR || s->scan == DS_DOTCR)
-		s->bad |= BAD_BARE;
-	else if (s->scan != DS_BOL)
+	if (smtp_data_finish(&s->scan) > 0)
 		smtp_server_body_add(s, "\r\n", 2);
 	smtp_server_message_end(s);
 	return 1;
@@ -1515,7 +1423,7 @@ cmd_data(struct smtp_server_session *s, char *arg)
 		smtp_server_error(s);
 		return;
 	}
-	if (smtp_server_body_begin(s) != 0) {
+	if (smtp_server_body_begin(s, true) != 0) {
 		STATS_INC(messages_rejected);
 		log_info("%016" PRIx64 " smtp DATA from %s deferred: body "
 			 "memory budget in use",
@@ -1550,12 +1458,12 @@ cmd_bdat(struct smtp_server_session *s, char *arg)
 	s->bdat_last = *end == ' ';
 	if (s->nrcpts > 0 && !(s->flags & SF_BDAT_USED)) {
 		s->flags |= SF_BDAT_USED;
-		if (smtp_server_body_begin(s) != 0) {
+		if (smtp_server_body_begin(s, false) != 0) {
 			/* The chunk is read and dropped, then 452 4.3.1. */
 			log_info("%016" PRIx64 " smtp BDAT from %s deferred: "
 				 "body memory budget in use",
 				 s->id, s->client_str);
-			s->bad |= BAD_NOMEM;
+			s->scan.bad |= SMTP_DATA_BAD_NOMEM;
 		}
 	} else if (!(s->flags & SF_BDAT_USED)) {
 		smtp_server_rate_start(s);

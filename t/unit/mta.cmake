@@ -5,3 +5,5 @@ outpost_unit_test(auth_limit_test
 	DEPS outpost_mta)
 outpost_unit_test(htab_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/htab_test.c
 	DEPS outpost_mta)
+outpost_unit_test(control_json_test
+	SOURCES ${CMAKE_CURRENT_LIST_DIR}/control_json_test.c DEPS outpost_mta)

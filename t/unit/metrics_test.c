@@ -4,7 +4,7 @@
  * codes, and the exposition checked by `promtool check metrics` when
  * promtool is installed.  The endpoint listens on a free 127.0.0.1 port on
  * the test's own event base, run by a second thread; the test scrapes it
- * with a plain blocking socket.  Prints the cost of a scrape.
+ * with a plain blocking socket.
  */
 #include <errno.h>
 #include <math.h>
@@ -199,15 +199,6 @@ render(void)
 	s[n] = '\0';
 	evbuffer_free(b);
 	return s;
-}
-
-static double
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* Text hooks ---------------------------------------------------------- */
@@ -769,46 +760,38 @@ test_promtool(void **state)
 			 rc, msg);
 }
 
-/* What a scrape costs: render alone, and over HTTP. */
+/* Scrapes in a row: every render and every GET works, and the server
+ * keeps nothing per scrape (ASan's leak check sees it; the connections
+ * are closed, or the fds would run out).  What a scrape costs is for
+ * t/bench (observe.sh scrapes a loaded daemon), not a unit test. */
 static void
-test_scrape_cost(void **state)
+test_scrape_repeated(void **state)
 {
 	const unsigned nrender = 2000, nhttp = 200;
 	struct evbuffer *b;
-	double t0, t_render, t_http;
-	size_t bytes;
 	unsigned i;
 	char *resp;
 	int status;
 
 	(void)state;
 	assert_non_null(b = evbuffer_new());
-	t0 = now_s();
 	for (i = 0; i < nrender; i++) {
 		assert_int_equal(metrics_render(b), 0);
+		assert_true(evbuffer_get_length(b) > 1000);
 		evbuffer_drain(b, evbuffer_get_length(b));
 	}
-	t_render = (now_s() - t0) / nrender;
-	assert_int_equal(metrics_render(b), 0);
-	bytes = evbuffer_get_length(b);
 	evbuffer_free(b);
 
 	loop_run();
-	t0 = now_s();
 	for (i = 0; i < nhttp; i++) {
 		resp = http_get("GET", "/metrics", &status);
 		assert_int_equal(status, 200);
+		assert_non_null(strstr(http_body(resp),
+				       "\noutpost_test_big{dest=\"d0999\"} "
+				       "999\n"));
 		free(resp);
 	}
-	t_http = (now_s() - t0) / nhttp;
 	loop_stop();
-	fprintf(stderr,
-		"# scrape: %zu bytes; render %.1f us; HTTP GET (connect, "
-		"render, read, close) %.1f us\n",
-		bytes, t_render * 1e6, t_http * 1e6);
-	/* Generous: a scrape must stay far below a loop's latency budget
-	 * even under ASan. */
-	assert_true(t_render < 0.05);
 }
 
 int
@@ -821,7 +804,7 @@ main(void)
 		cmocka_unit_test(test_scrape_values),
 		cmocka_unit_test(test_http_status),
 		cmocka_unit_test(test_promtool),
-		cmocka_unit_test(test_scrape_cost),
+		cmocka_unit_test(test_scrape_repeated),
 	};
 
 	if (evthread_use_pthreads() != 0)

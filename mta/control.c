@@ -308,41 +308,6 @@ control_answer(struct control_session *s)
 
 /* Audit ---------------------------------------------------------------- */
 
-/* Append S as a JSON string (quoted) to BUF at *off; truncates quietly. */
-static void
-control_json_str(char *buf, size_t size, size_t *off, const char *s)
-{
-	static const char hex[] = "0123456789abcdef";
-	const unsigned char *p = (const unsigned char *)s;
-	char esc[8];
-	size_t n;
-
-	if (*off + 1 < size)
-		buf[(*off)++] = '"';
-	for (; *p != '\0'; p++) {
-		if (*p == '"' || *p == '\\') {
-			esc[0] = '\\';
-			esc[1] = (char)*p;
-			n = 2;
-		} else if (*p < 0x20 || *p == 0x7f) {
-			memcpy(esc, "\\u00", 4);
-			esc[4] = hex[*p >> 4];
-			esc[5] = hex[*p & 0xf];
-			n = 6;
-		} else {
-			esc[0] = (char)*p;
-			n = 1;
-		}
-		if (*off + n + 2 > size)
-			break;
-		memcpy(buf + *off, esc, n);
-		*off += n;
-	}
-	if (*off + 1 < size)
-		buf[(*off)++] = '"';
-	buf[*off < size ? *off : size - 1] = '\0';
-}
-
 static void control_cat(char *buf, size_t size, size_t *off, const char *fmt,
 			...) __attribute__((format(printf, 4, 5)));
 
@@ -440,11 +405,11 @@ control_audit_run(void *arg)
 	control_cat(line, sizeof(line), &off,
 		    ",\"time_ms\":%" PRId64 ",\"uid\":%u,\"pid\":%ld,\"user\":",
 		    now_ms, (unsigned)s->uid, (long)s->pid);
-	control_json_str(line, sizeof(line), &off, user);
+	cv_json_cat(line, sizeof(line), &off, user);
 	control_cat(line, sizeof(line), &off, ",\"command\":");
-	control_json_str(line, sizeof(line), &off, s->command);
+	cv_json_cat(line, sizeof(line), &off, s->command);
 	control_cat(line, sizeof(line), &off, ",\"result\":");
-	control_json_str(line, sizeof(line), &off, s->result);
+	cv_json_cat(line, sizeof(line), &off, s->result);
 	/* Leave room for the closing brace and LF even when truncated. */
 	if (off > sizeof(line) - 3)
 		off = sizeof(line) - 3;

@@ -193,6 +193,54 @@ cv_text_put(FILE *f, const char *s, bool json)
 		fputc('"', f);
 }
 
+/*
+ * Append S as a JSON string (quoted) to BUF at *off: invalid UTF-8 as
+ * \ufffd (one per byte that starts no valid sequence), as cv_text_put does.
+ * When BUF is full, the string is cut between characters (never inside a
+ * UTF-8 sequence or an escape) and still closed.
+ */
+void
+cv_json_cat(char *buf, size_t size, size_t *off, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = (const unsigned char *)s;
+	const char *out;
+	char esc[8];
+	uint32_t cp;
+	size_t n, len;
+
+	if (*off + 1 < size)
+		buf[(*off)++] = '"';
+	for (; *p != '\0'; p += len) {
+		if ((len = cv_utf8_len(p, &cp)) == 0) {
+			out = "\\ufffd";
+			n = 6;
+			len = 1;
+		} else if (cp == '"' || cp == '\\') {
+			esc[0] = '\\';
+			esc[1] = (char)cp;
+			out = esc;
+			n = 2;
+		} else if (cp < 0x20 || cp == 0x7f) {
+			memcpy(esc, "\\u00", 4);
+			esc[4] = hex[cp >> 4];
+			esc[5] = hex[cp & 0xf];
+			out = esc;
+			n = 6;
+		} else {
+			out = (const char *)p;
+			n = len;
+		}
+		if (*off + n + 2 > size)
+			break;
+		memcpy(buf + *off, out, n);
+		*off += n;
+	}
+	if (*off + 1 < size)
+		buf[(*off)++] = '"';
+	buf[*off < size ? *off : size - 1] = '\0';
+}
+
 void
 cv_json_begin(struct cv_json *j, FILE *f)
 {

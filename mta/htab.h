@@ -34,8 +34,6 @@ struct htab_entry *htab_first(const struct htab *h, size_t *i);
 struct htab_entry *htab_next(const struct htab *h, struct htab_entry *e,
 			     size_t *i);
 
-#endif
-
 /*
  * idmap — uint64 key → pointer, open addressing (linear probing, tombstones);
  * 16 bytes a slot, kept at most 70% full.  Key 0 is reserved.  One thread.
@@ -52,3 +50,5 @@ void *idmap_get(const struct idmap *m, uint64_t key);
 int idmap_put(struct idmap *m, uint64_t key, void *val);
 void *idmap_del(struct idmap *m, uint64_t key);
 void idmap_free(struct idmap *m);
+
+#endif

@@ -2,7 +2,10 @@
 # t/bench/signing.sh — what does DKIM signing at submission cost? (called by
 # run.sh).  In one run:
 #   1. openssl speed -seconds 3 rsa2048 ed25519: signatures per second on
-#      one core, the yardstick for the signer.
+#      one core, the yardstick for the signer.  Then outpost-dkim-speed
+#      (t/bench/dkim_speed.c): the signer alone (parse + body hash + sign)
+#      per CPU-second, RSA-2048 and Ed25519, against a bare RSA signature
+#      and libopendkim (the unit tests' dkim_oracle, when built).
 #   2. Acceptance, the load of acceptance.sh (outpost-load, BENCH_SESSIONS
 #      pipelining sessions, BENCH_N messages of BENCH_SIZE bytes From
 #      news@sender.test after a warm-up of BENCH_WARMUP) into outpostd (fresh
@@ -447,6 +450,20 @@ openssl_speed() {
 }
 openssl_speed before || status=1
 
+# ------------------------------------------------------------ the signer alone
+SIGNER_SPEED=$BUILD/tools/outpost-dkim-speed
+if [ -x "$SIGNER_SPEED" ]; then
+	echo "signing: outpost-dkim-speed (the signer alone, one core)" >&2
+	oracle=()
+	[ -x "$BUILD/tests/dkim_oracle" ] && oracle=(--oracle "$BUILD/tests/dkim_oracle")
+	"$SIGNER_SPEED" --json "${oracle[@]}" "$HERE/../unit/dkim_corpus/basic.eml" \
+	    >"$work/dkim-speed.json" 2>"$work/dkim-speed.err" ||
+	    { note "outpost-dkim-speed failed: $(tail -n 2 "$work/dkim-speed.err")"; status=1; }
+else
+	note "$SIGNER_SPEED missing (cmake --build $BUILD): no signer-alone figures"
+	status=1
+fi
+
 # ------------------------------------------------------------ acceptance
 # Every kind is checked once, then ROUNDS rounds of the four rows in turn,
 # so that drift in the machine's other load hits every kind alike.
@@ -691,6 +708,10 @@ def hrow(label):
         "source_cpu_s": r.get("source_cpu_s"), "sink_cpu_s": r.get("sink_cpu_s"),
         "loadavg": r.get("loadavg"), "dkim_sanity": dk, "run": r,
     }
+try:
+    signer = json.loads(read("dkim-speed.json") or "null")
+except ValueError:
+    signer = None
 samples = []
 for line in (read("harness-machine.txt") or "").splitlines():
     try:
@@ -714,7 +735,7 @@ res = {"benchmark": "signing", "n": n, "sessions": int(sessions), "size": int(si
        "warmup": warmup, "pipelining": True, "harness_sessions": int(hsessions),
        "loadavg_before": (read("loadavg") or "").split(),
        "loadavg_after": open("/proc/loadavg").read().split()[:3],
-       "openssl_speed": speed, "rows": rows, "harness": harness, "ratios": ratios,
+       "openssl_speed": speed, "signer": signer, "rows": rows, "harness": harness, "ratios": ratios,
        "goals": {"rsa_signing_cpu_vs_openssl_max": 1.3,
                  "ed25519_rate_vs_unsigned_min_pct": -10,
                  "harness_e2e_outpost_vs_postfix_dkim_min": 8},
@@ -784,6 +805,18 @@ for k, name, ms in (("rsa2048", "RSA-2048", rsa_ms), ("ed25519", "Ed25519", ed_m
         fv(speed.get(k + "_sign_per_s_after"), "{:,.0f}"),
         fv(speed.get(k + "_sign_per_s"), "{:,.0f}"), fv(ms, "{:.4f}")))
 lines.append("")
+if signer:
+    lines += ["| the signer alone (outpost-dkim-speed), one core, %d-byte message | per CPU-second |"
+              % signer["message_bytes"], "|---|---|",
+              "| outpost RSA-2048: parse + body hash + sign | %s |" % fv(signer["rsa_sign_per_s"], "{:,.0f}"),
+              "| outpost Ed25519: parse + body hash + sign | %s |" % fv(signer["ed25519_sign_per_s"], "{:,.0f}"),
+              "| bare RSA-2048 signature | %s |" % fv(signer["bare_rsa_per_s"], "{:,.0f}"),
+              "| CPU per RSA message, in bare RSA signatures (goal <= 1.3) | %s |" % fv(signer["rsa_vs_bare"], "{:.2f}"),
+              "| libopendkim 2.11, key re-parsed per message | %s |" % fv(signer["opendkim_per_s"], "{:,.0f}"),
+              "| body hash of 10 MB, simple / relaxed (MB/s) | %s / %s |" % (
+                  fv(signer["body_hash_mb_per_s"]["simple"], "{:,.0f}"),
+                  fv(signer["body_hash_mb_per_s"]["relaxed"], "{:,.0f}")),
+              ""]
 def goal(v, ok):
     return "n/a" if v is None else ("met" if ok(v) else "NOT met")
 r = ratios["rsa_signing_cpu_vs_openssl"]

@@ -446,6 +446,55 @@ def test_show_headers():
             ("show %s json headers" % qid, "ok")], "each look recorded")
 
 
+def test_json_is_utf8_whatever_the_message_holds():
+    """Bytes that are not UTF-8 in a queued message's header (8BITMIME
+    lets them in) reach the control socket's JSON through `show … json
+    headers`: every JSON line, from the socket and from the CLI, decodes as
+    strict UTF-8 and parses, each invalid byte as U+FFFD, valid UTF-8 kept;
+    the audit log too."""
+    with cli_daemon() as d:
+        s = d.smtp()
+        s.ehlo()
+        s.sendmail("news@sender.test", ["someone@x.test"],
+                   b"From: <news@sender.test>\r\n"
+                   b"Subject: caf\xc3 \xff\xfe end \xe2\x82\r\n"
+                   b"X-Fine: Gr\xc3\xbc\xc3\x9fe \xf0\x9f\x8e\x89\r\n"
+                   b"\r\nbody\r\n", mail_options=["BODY=8BITMIME"])
+        s.quit()
+        qid = d.queue_ids()[0]
+        raw = subprocess.run(
+            [OUTPOST, "-c", d.conf_path, "queue", "show", qid, "--json",
+             "--headers"], capture_output=True, timeout=60 * SLOW).stdout
+        j = json.loads(raw.decode("utf-8", "strict"))
+        subject = [h for h in j["headers"] if h.startswith("Subject:")]
+        eq(subject, ["Subject: caf\ufffd \ufffd\ufffd end \ufffd\ufffd"],
+           "invalid bytes as U+FFFD")
+        check("X-Fine: Gr\u00fc\u00dfe \U0001f389" in j["headers"],
+              "valid UTF-8 kept: %r" % j["headers"])
+        # The socket itself: every line but the final one is JSON.
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(30 * SLOW)
+        sock.connect(d.sock)
+        sock.sendall(b"show %s json headers\n" % qid.encode())
+        sock.shutdown(socket.SHUT_WR)
+        out = b""
+        while True:
+            b = sock.recv(65536)
+            if not b:
+                break
+            out += b
+        sock.close()
+        lines = out.split(b"\n")
+        check(lines[-1] == b"" and lines[-2].startswith(b"ok"),
+              "final line: %r" % out[-200:])
+        check(len(lines) > 2, "a JSON line: %r" % out[:200])
+        for line in lines[:-2]:
+            json.loads(line.decode("utf-8", "strict"))
+        with open(d.audit_path, "rb") as f:
+            for line in f:
+                json.loads(line.decode("utf-8", "strict"))
+
+
 def test_log_rcpt_and_follow():
     hosts = ["127.0.0.45"]
     port = free_port_on(hosts)

@@ -6,8 +6,9 @@ reply that hides STARTTLS past 1 KB -- and behaves on the next ones.  A
 reply counts only for the command it answers: after the hostile attempt
 the message must still be queued (a transient_failure in the delivery log,
 never a delivery), and the next attempt must bring it intact to the same
-host behaving well.  Loopback only: dnsmasq of our own points the test
-domain at the scripted receiver."""
+host behaving well.  And an old server that refuses EHLO gets HELO with
+the same name (the pool's EHLO name).  Loopback only: dnsmasq of our own
+points the test domain at the scripted receiver."""
 
 import json
 import os
@@ -88,6 +89,7 @@ class ScriptedMX:
         self.starttls = starttls
         self.ehlo = ehlo
         self.messages = []
+        self.greetings = []  # (b"EHLO" | b"HELO", its argument), in order
         self.conns = 0
         self.tls_conns = 0
         self.lock = threading.Lock()
@@ -169,6 +171,9 @@ class ScriptedMX:
             if line is None:
                 return
             verb = line.split(b" ", 1)[0].split(b":", 1)[0].upper()
+            if verb in (b"EHLO", b"HELO"):
+                with self.lock:
+                    self.greetings.append((verb, line[5:]))
             if verb == b"EHLO":
                 if not self.reply(c, hostile, "ehlo", self.ehlo_reply(tls)):
                     return
@@ -320,6 +325,48 @@ def wait_queue_empty(d, timeout=20):
             return
         time.sleep(0.2)
     raise TestFailure("queue not empty: %r" % d.queue_ids())
+
+
+# --- an old server: EHLO refused, HELO with the same name ----------------------
+
+def helo_fallback_case(extra, relay_loopback, want):
+    """Deliver one message to a receiver that answers EHLO with 502; return
+    nothing, assert the greetings it saw: EHLO WANT, then HELO WANT."""
+    host = "127.0.0.71"
+    port = free_port_on([host])
+    dns = Dns(mx=[("hostile.test", "mx.hostile.test", 10)],
+              a=[("mx.hostile.test", host)])
+    cfg = delivery_config(dns, port,
+                          'delivery { ehlo = "default-out.outpost.test" }\n'
+                          + extra)
+    with dns, ScriptedMX(host, port, {"ehlo": b"502 5.5.1 no EHLO\r\n"},
+                         hostile_conns=1000, store_hostile=True) as mx, \
+            Daemon(config=cfg, relay_loopback=relay_loopback) as d:
+        submit(d)
+        mx.wait_messages(1, timeout=30)
+        with mx.lock:
+            greetings = list(mx.greetings)
+        eq(greetings[:2], [(b"EHLO", want), (b"HELO", want)],
+           "EHLO refused, then HELO with the same name")
+        check(mx.messages[0][0].endswith(MSG), "arrived intact")
+        wait_queue_empty(d)
+        check(b"outpost.test" not in [g[1] for g in greetings],
+              "never greeted with the hostname")
+
+
+def test_helo_fallback_uses_pool_ehlo_name():
+    """A receiver that refuses EHLO (502) gets HELO, and HELO carries the
+    pool's EHLO name, as EHLO did -- not the hostname (outpost.test), not
+    the delivery default."""
+    helo_fallback_case(
+        'pool "bulk" { source = { "127.0.0.2" } ehlo = "bulk-out.outpost.test" }\n'
+        'relay { networks = { "127.0.0.0/8" } pool = "bulk" }\n',
+        False, b"bulk-out.outpost.test")
+
+
+def test_helo_fallback_without_pool():
+    """Without a pool, EHLO and the HELO fallback both use delivery's."""
+    helo_fallback_case("", True, b"default-out.outpost.test")
 
 
 # --- replies that do not fit the command they answer -------------------------

@@ -6,14 +6,16 @@ fewer commits than messages), and restart."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from outpost_test import (Daemon, LOAD, SLOW, check, eq,  # noqa: E402
-                          run_tests)
+from outpost_test import (Daemon, LOAD, SLOW, TestFailure,  # noqa: E402
+                          check, eq, run_tests)
 
 
 def test_encryption_grep():
@@ -86,18 +88,59 @@ def test_kill9_during_load():
         eq(len(set(d.queue_ids())), len(queued) + 1, "one more queued")
 
 
+def scrape(d):
+    url = "http://127.0.0.1:%d/metrics" % d.metrics_port
+    with urllib.request.urlopen(url, timeout=10 * SLOW) as r:
+        eq(r.status, 200, "metrics status")
+        return r.read().decode()
+
+
+def metric(text, name):
+    """The value of the series NAME (exactly: labels included)."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    raise TestFailure("no series %s in /metrics" % name)
+
+
 def test_group_commit_and_restart():
+    """3000 messages over 50 pipelining sessions: the queue writer groups
+    them into far fewer LMDB transactions than messages (counted both on
+    /metrics and in the stop line), and every one is there after restart."""
+    n = 3000
     with Daemon(args=["-v"]) as d:
-        rc, rep = d.load("--sessions", "50", "--count", "3000", "--size",
+        rc, rep = d.load("--sessions", "50", "--count", str(n), "--size",
                          "4096", "--pipelining")
         eq(rc, 0, "load exit")
-        eq(rep["accepted"], 3000, "accepted")
+        eq(rep["accepted"], n, "accepted")
+        m = scrape(d)
+        commits = metric(m, "outpost_queue_commits_total")
+        ops = metric(m, "outpost_queue_ops_total")
+        batches = metric(m, "outpost_queue_commit_batch_ops_count")
+        single = metric(m, 'outpost_queue_commit_batch_ops_bucket{le="1"}')
+        check(ops >= n, "ops_total %d < %d messages" % (ops, n))
+        # Group commit: at most one transaction per 4 messages on average,
+        # and most transactions carry more than one operation.
+        check(commits * 4 <= n, "%d commits for %d messages: no group "
+              "commit" % (commits, n))
+        check(single * 2 < batches, "%d of %d commits held one op"
+              % (single, batches))
         d.stop()
-        log = d.log()
-        # The shutdown line reports commits vs. messages.
-        check("messages accepted" in log, "shutdown summary")
+        # The stop line reports the same figures.
+        line = re.search(r"outpostd stopped: (\d+) messages accepted .*"
+                         r"queue: (\d+) ops in (\d+) commits "
+                         r"\(largest (\d+)\)", d.log())
+        check(line, "stop line with the queue figures")
+        accepted, ops2, commits2, largest = map(int, line.groups())
+        eq(accepted, n, "messages accepted in the stop line")
+        check(ops2 >= ops and commits2 >= commits,
+              "stop line below /metrics: %d ops, %d commits" % (ops2,
+                                                                commits2))
+        check(commits2 * 4 <= accepted, "stop line: %d commits for %d "
+              "messages" % (commits2, accepted))
+        check(largest > 1, "largest batch %d" % largest)
         d.start()
-        eq(len(d.queue_ids()), 3000, "all 3000 still queued after restart")
+        eq(len(d.queue_ids()), n, "all still queued after restart")
 
 
 run_tests(globals())

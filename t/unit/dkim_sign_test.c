@@ -6,8 +6,8 @@
  * corpus t/unit/dkim_corpus/ plus a 10 MB body made here, every
  * canonicalization pair, default and custom header lists.  Also the
  * parser, canonicalization vectors (RFC 6376 3.4.5 and a reference model),
- * key loading and generation, and a speed measurement (printed; in the
- * unsanitised build, per-message signing CPU ≤ 1.3 × a bare RSA sign).
+ * key loading and generation.  What signing costs is measured by
+ * t/bench/dkim_speed.c (outpost-dkim-speed), not here.
  * DKIM_TEST_KEEP=1 keeps the scratch directory.
  */
 #include <sys/stat.h>
@@ -47,25 +47,12 @@
 #error "DKIM_TEST_ORACLE (path of dkim_oracle) must be defined"
 #endif
 
-#if defined(__SANITIZE_ADDRESS__)
-#define TEST_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TEST_SANITIZED 1
-#endif
-#endif
-#ifndef TEST_SANITIZED
-#define TEST_SANITIZED 0
-#endif
-
 #define TEST_TIME      ((int64_t)1764388800) /* 2025-11-29 04:00 UTC */
 #define TEST_DOMAIN    "example.com"
 #define TEST_TTL       (7 * 86400)
 #define TEST_BIG_BYTES (10 * 1024 * 1024)
 #define TEST_PATH_MAX  1024
 #define TEST_MAX_MSGS  32
-#define TEST_SPEED_CPU 1.0 /* seconds of CPU per measured loop */
-#define TEST_SPEED_MAX 1.3 /* per-message signing vs bare RSA */
 
 #define CHECK(c, ...)                                                          \
 	do {                                                                   \
@@ -1575,156 +1562,6 @@ test_threads(void **state)
 	free(want[1]);
 }
 
-/* ---------------------------------------------------------------------- */
-/* Speed                                                                   */
-
-static double
-test_cpu(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double
-test_speed_ours(size_t i)
-{
-	struct dkim_sign_params p;
-	struct dkim_msg m;
-	char bh[45], err[256], *out;
-	double t0 = test_cpu(), t;
-	long n = 0;
-
-	memset(&p, 0, sizeof(p));
-	p.domain = TEST_DOMAIN;
-	p.selector = "rsa";
-	p.key = env.rsa;
-	p.hcanon = p.bcanon = DKIM_CANON_RELAXED;
-	p.timestamp = TEST_TIME;
-	do {
-		/* The whole per-message path: parse, body hash, sign. */
-		assert_int_equal(dkim_msg_parse(env.msgs[i], env.lens[i], &m,
-						err, sizeof(err)),
-				 0);
-		dkim_body_hash(&m, DKIM_CANON_RELAXED, bh);
-		assert_int_equal(
-		    dkim_sign(&m, bh, &p, &out, NULL, err, sizeof(err)), 0);
-		free(out);
-		dkim_msg_clear(&m);
-		n++;
-	} while ((t = test_cpu() - t0) < TEST_SPEED_CPU);
-	return (double)n / t;
-}
-
-/* A bare RSA-2048 PKCS#1 v1.5 signature, as `openssl speed rsa2048`. */
-static double
-test_speed_raw(void)
-{
-	EVP_PKEY_CTX *ctx;
-	EVP_PKEY *pk;
-	uint8_t dg[32] = { 1 }, sig[512];
-	size_t sl;
-	FILE *f;
-	double t0, t;
-	long n = 0;
-
-	f = fopen(env.rsa_pem, "r");
-	assert_non_null(f);
-	pk = PEM_read_PrivateKey(f, NULL, NULL, NULL);
-	fclose(f);
-	assert_non_null(pk);
-	ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pk, NULL);
-	assert_non_null(ctx);
-	assert_int_equal(EVP_PKEY_sign_init(ctx), 1);
-	assert_int_equal(EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING),
-			 1);
-	assert_int_equal(EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()), 1);
-	t0 = test_cpu();
-	do {
-		sl = sizeof(sig);
-		assert_int_equal(EVP_PKEY_sign(ctx, sig, &sl, dg, sizeof(dg)),
-				 1);
-		n++;
-	} while ((t = test_cpu() - t0) < TEST_SPEED_CPU);
-	EVP_PKEY_CTX_free(ctx);
-	EVP_PKEY_free(pk);
-	return (double)n / t;
-}
-
-/* Body hash throughput on the 10 MB message, MB per CPU-second. */
-static void
-test_speed_body(double *simple, double *relaxed)
-{
-	size_t i = test_find_msg("big10mb.eml");
-	struct dkim_msg m;
-	char bh[45], err[128];
-	double t0, t1, t2;
-
-	assert_int_equal(
-	    dkim_msg_parse(env.msgs[i], env.lens[i], &m, err, sizeof(err)), 0);
-	t0 = test_cpu();
-	dkim_body_hash(&m, DKIM_CANON_SIMPLE, bh);
-	t1 = test_cpu();
-	dkim_body_hash(&m, DKIM_CANON_RELAXED, bh);
-	t2 = test_cpu();
-	*simple = (double)env.lens[i] / 1e6 / (t1 - t0);
-	*relaxed = (double)env.lens[i] / 1e6 / (t2 - t1);
-	dkim_msg_clear(&m);
-}
-
-static void
-test_speed(void **state)
-{
-	char path[TEST_PATH_MAX], out[TEST_PATH_MAX], *argv[6];
-	double ours = 0, raw = 0, r, lo = 0, mb_simple, mb_relaxed;
-	size_t i = test_find_msg("basic.eml");
-	uint8_t *o;
-	size_t olen;
-	const char *p;
-	int k;
-
-	(void)state;
-	for (k = 0; k < 5; k++) {
-		/* Best of five each, interleaved: the machine is shared. */
-		if ((r = test_speed_ours(i)) > ours)
-			ours = r;
-		if ((r = test_speed_raw()) > raw)
-			raw = r;
-	}
-	test_path(path, "%s/bench.eml", env.dir);
-	test_write(path, env.msgs[i], env.lens[i], 0600);
-	test_path(out, "%s/bench.out", env.dir);
-	argv[0] = (char *)DKIM_TEST_ORACLE;
-	argv[1] = (char *)"bench";
-	argv[2] = env.rsa_pem;
-	argv[3] = (char *)"300";
-	argv[4] = path;
-	argv[5] = NULL;
-	if (test_run(argv, out) == 0 && test_read(out, &o, &olen) == 0) {
-		if ((p = strstr((char *)o, "cpu-s ")) != NULL)
-			lo = strtod(p + 6, NULL);
-		free(o);
-	}
-	test_speed_body(&mb_simple, &mb_relaxed);
-	print_message(
-	    "speed, RSA-2048, one core, per CPU-second%s:\n"
-	    "  outpost dkim_sign (parse + body hash + sign, %zu-byte "
-	    "message): %.0f/s\n"
-	    "  bare RSA sign (openssl speed equivalent): %.0f/s\n"
-	    "  libopendkim 2.11 (key re-parsed per message): %.0f/s\n"
-	    "  CPU per message: %.2f x bare RSA (limit %.1f); %.1f x "
-	    "faster than libopendkim\n"
-	    "  body hash, 10 MB: simple %.0f MB/s, relaxed %.0f MB/s\n",
-	    TEST_SANITIZED ? " (ASan build: not representative)" : "",
-	    env.lens[i], ours, raw, lo, raw / ours, TEST_SPEED_MAX,
-	    lo > 0 ? ours / lo : 0.0, mb_simple, mb_relaxed);
-	assert_true(ours > 0 && raw > 0);
-	if (!TEST_SANITIZED)
-		CHECK(raw / ours <= TEST_SPEED_MAX,
-		      "signing costs %.2f x a bare RSA signature", raw / ours);
-}
-
 int
 main(void)
 {
@@ -1744,7 +1581,6 @@ main(void)
 		cmocka_unit_test(test_rsa_identical_custom),
 		cmocka_unit_test(test_verify_all),
 		cmocka_unit_test(test_threads),
-		cmocka_unit_test(test_speed),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -1,0 +1,6 @@
+# t/bench: programs of the benchmarks (the scripts are t/bench/*.sh).
+# outpost-dkim-speed: what one DKIM signature costs the signer, per
+# CPU-second (build/tools; signing.sh runs it, README says how by hand).
+outpost_program(outpost-dkim-speed DIR tools
+	SOURCES ${CMAKE_CURRENT_LIST_DIR}/dkim_speed.c
+	DEPS outpost_dkim LIBS PkgConfig::OPENSSL)

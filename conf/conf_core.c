@@ -64,15 +64,12 @@ conf_tls_version_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 static int
 conf_cidr_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
-	char key[CONF_KEY_MAX], hint[96];
+	char hint[96];
 	struct conf_network n;
 	const char *why;
 
 	if (conf_cidr_parse(value, &n, &why, hint, sizeof(hint)) != 0) {
-		conf_key_name(cfg, opt->name, key, sizeof(key));
-		conf_fail(conf_cur, conf_cfg_line(cfg), "%s: \"%s\" %s", key,
-			  value != NULL ? value : "", why);
-		return -1;
+		return conf_value_fail(cfg, opt, value, why);
 	}
 	*(const char **)result = value;
 	return 0;
@@ -82,7 +79,6 @@ conf_cidr_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 static int
 conf_domain_list_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
-	char key[CONF_KEY_MAX];
 	char *norm = conf_cur->norm;
 	const char *why = "is longer than 253 characters";
 	size_t i, len = value != NULL ? strlen(value) : 0;
@@ -100,10 +96,7 @@ conf_domain_list_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	}
 	if (len >= sizeof(conf_cur->norm) ||
 	    conf_domain_check(norm, true, &why) != 0) {
-		conf_key_name(cfg, opt->name, key, sizeof(key));
-		conf_fail(conf_cur, conf_cfg_line(cfg), "%s: \"%s\" %s", key,
-			  value != NULL ? value : "", why);
-		return -1;
+		return conf_value_fail(cfg, opt, value, why);
 	}
 	*(const char **)result = norm;
 	return 0;

@@ -257,14 +257,10 @@ conf_text_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 int
 conf_hostname_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
-	char key[CONF_KEY_MAX];
 	const char *why;
 
 	if (conf_domain_check(value, false, &why) != 0) {
-		conf_key_name(cfg, opt->name, key, sizeof(key));
-		conf_fail(conf_cur, conf_cfg_line(cfg), "%s: \"%s\" %s", key,
-			  value != NULL ? value : "", why);
-		return -1;
+		return conf_value_fail(cfg, opt, value, why);
 	}
 	conf_line_note(conf_cur, cfg, opt->name, conf_cfg_line(cfg));
 	*(const char **)result = value;
@@ -411,4 +407,20 @@ conf_strdup(struct conf_ctx *x, const char *s)
 	if (d == NULL)
 		conf_fail(x, 0, "out of memory");
 	return d;
+}
+
+/*
+ * conf_value_fail — the one report of a refused value: "KEY: \"VALUE\"
+ * WHY" at the option's line (VALUE NULL prints as "").  Returns -1, what a
+ * libconfuse callback returns for it.
+ */
+int
+conf_value_fail(cfg_t *cfg, cfg_opt_t *opt, const char *value, const char *why)
+{
+	char key[CONF_KEY_MAX];
+
+	conf_key_name(cfg, opt->name, key, sizeof(key));
+	conf_fail(conf_cur, conf_cfg_line(cfg), "%s: \"%s\" %s", key,
+		  value != NULL ? value : "", why);
+	return -1;
 }

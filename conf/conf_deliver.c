@@ -117,14 +117,11 @@ conf_servers_norm(const char *s, char *out, size_t outlen, char *bad,
 static int
 conf_servers_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
-	char key[CONF_KEY_MAX], bad[CONF_HOST_MAX];
+	char bad[CONF_HOST_MAX];
 	const char *why;
 
 	if (conf_servers_norm(value, NULL, 0, bad, sizeof(bad), &why) != 0) {
-		conf_key_name(cfg, opt->name, key, sizeof(key));
-		conf_fail(conf_cur, conf_cfg_line(cfg), "%s: \"%s\" %s", key,
-			  bad, why);
-		return -1;
+		return conf_value_fail(cfg, opt, bad, why);
 	}
 	conf_line_note(conf_cur, cfg, opt->name, conf_cfg_line(cfg));
 	*(const char **)result = value;
@@ -170,17 +167,14 @@ conf_retry_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 static int
 conf_hostport_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
-	char key[CONF_KEY_MAX], host[CONF_HOST_MAX];
+	char host[CONF_HOST_MAX];
 	struct sockaddr_storage ss;
 	const char *why;
 	unsigned port;
 
 	if (conf_hostport_scan(value, true, host, sizeof(host), &port, &ss,
 			       &why) != 0) {
-		conf_key_name(cfg, opt->name, key, sizeof(key));
-		conf_fail(conf_cur, conf_cfg_line(cfg), "%s: \"%s\" %s", key,
-			  value != NULL ? value : "", why);
-		return -1;
+		return conf_value_fail(cfg, opt, value, why);
 	}
 	conf_line_note(conf_cur, cfg, opt->name, conf_cfg_line(cfg));
 	*(const char **)result = value;

@@ -29,14 +29,10 @@
 static int
 conf_selector_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
-	char key[CONF_KEY_MAX];
 	const char *why;
 
 	if (conf_domain_check(value, false, &why) != 0) {
-		conf_key_name(cfg, opt->name, key, sizeof(key));
-		conf_fail(conf_cur, conf_cfg_line(cfg), "%s: \"%s\" %s", key,
-			  value != NULL ? value : "", why);
-		return -1;
+		return conf_value_fail(cfg, opt, value, why);
 	}
 	conf_line_note(conf_cur, cfg, opt->name, conf_cfg_line(cfg));
 	*(const char **)result = value;
@@ -183,7 +179,6 @@ conf_psl_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 int
 conf_dkim_domain_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
-	char key[CONF_KEY_MAX];
 	char *norm = conf_cur->norm;
 	const char *why = "is longer than 253 characters";
 	size_t i, len = value != NULL ? strlen(value) : 0;
@@ -202,10 +197,7 @@ conf_dkim_domain_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	}
 	if (len >= sizeof(conf_cur->norm) ||
 	    conf_domain_check(norm, false, &why) != 0) {
-		conf_key_name(cfg, opt->name, key, sizeof(key));
-		conf_fail(conf_cur, conf_cfg_line(cfg), "%s: \"%s\" %s", key,
-			  value != NULL ? value : "", why);
-		return -1;
+		return conf_value_fail(cfg, opt, value, why);
 	}
 	conf_line_note(conf_cur, cfg, opt->name, conf_cfg_line(cfg));
 	*(const char **)result = norm;

@@ -296,4 +296,8 @@ extern cfg_opt_t conf_control_opts[];
 int conf_observe_build(struct conf_ctx *x, cfg_t *cfg, struct conf *c);
 void conf_observe_free(struct conf *c);
 
+/* A refused value reported as "KEY: \"VALUE\" WHY"; returns -1. */
+int conf_value_fail(cfg_t *cfg, cfg_opt_t *opt, const char *value,
+		    const char *why);
+
 #endif

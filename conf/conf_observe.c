@@ -175,7 +175,7 @@ cfg_opt_t conf_log_opts[] = {
 	CFG_STR_CB("delivery_file", "log/delivery.log", CFGF_NONE,
 		   conf_log_file_cb),
 	CFG_STR_CB("audit_file", "log/audit.log", CFGF_NONE, conf_log_file_cb),
-	/* Free space the logs leave to the queue (mta/logspace.h). */
+	/* Free space the logs leave to the queue (mta/core/logspace.h). */
 	CFG_STR_CB("disk_reserve", "256M", CFGF_NONE, conf_num_cb),
 	CFG_STR_CB("disk_reserve_percent", "1", CFGF_NONE, conf_num_cb),
 	CFG_END(),

@@ -30,21 +30,23 @@
 #include "conf/conf.h"
 #include "dns/dns.h"
 #include "queue/queue.h"
-#include "mta/auth.h"
-#include "mta/control.h"
-#include "mta/delivery.h"
-#include "mta/evlog.h"
-#include "mta/intake.h"
-#include "mta/listen.h"
-#include "mta/log.h"
-#include "mta/logspace.h"
-#include "mta/loop.h"
-#include "mta/metrics.h"
-#include "mta/priv.h"
-#include "mta/smtp_server.h"
-#include "mta/stats.h"
-#include "mta/tls.h"
-#include "mta/worker.h"
+#include "mta/receive/auth.h"
+#include "mta/control/control.h"
+#include "mta/deliver/delivery.h"
+#include "mta/observe/evlog.h"
+#include "mta/receive/intake.h"
+#include "mta/receive/listen.h"
+#include "mta/receive/peer.h"
+#include "mta/core/log.h"
+#include "mta/core/logspace.h"
+#include "mta/core/loop.h"
+#include "mta/observe/metrics.h"
+#include "mta/core/priv.h"
+#include "mta/receive/smtp_server.h"
+#include "mta/observe/stats.h"
+#include "mta/core/tls.h"
+#include "mta/core/util.h"
+#include "mta/core/worker.h"
 
 #define SHUTDOWN_DEADLINE_MS 10000
 
@@ -100,44 +102,6 @@ parse_trace(const char *s)
 	return mask;
 }
 
-/* mkdir -p with MODE for every component created. */
-static int
-mkdir_p(const char *path, mode_t mode)
-{
-	char buf[PATH_MAX];
-	char *p;
-
-	if ((size_t)snprintf(buf, sizeof(buf), "%s", path) >= sizeof(buf)) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	for (p = buf + 1; *p != '\0'; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, mode) != 0 && errno != EEXIST)
-			return -1;
-		*p = '/';
-	}
-	if (mkdir(buf, mode) != 0 && errno != EEXIST)
-		return -1;
-	return 0;
-}
-
-static int
-mkdir_parent(const char *file)
-{
-	char buf[PATH_MAX];
-	char *slash;
-
-	if ((size_t)snprintf(buf, sizeof(buf), "%s", file) >= sizeof(buf))
-		return -1;
-	if ((slash = strrchr(buf, '/')) == NULL || slash == buf)
-		return 0;
-	*slash = '\0';
-	return mkdir_p(buf, 0700);
-}
-
 static bool
 addr_is_loopback(const struct sockaddr_storage *ss)
 {
@@ -179,7 +143,8 @@ setup_listeners(void)
 		if (cl->tls == CONF_TLS_NONE)
 			continue;
 		if (conf->tls.generate && cl->cert_file == NULL) {
-			if (mkdir_parent(cert) != 0 || mkdir_parent(key) != 0)
+			if (util_mkdir_parent(cert) != 0 ||
+			    util_mkdir_parent(key) != 0)
 				fatal("creating the directory of %s", cert);
 			if (tls_selfsigned_ensure(cert, key, conf->hostname,
 						  err, sizeof(err)) != 0)
@@ -399,16 +364,16 @@ main(int argc, char *argv[])
 		fatalx("evthread_use_pthreads failed");
 	if (sodium_init() < 0 || auth_init() != 0)
 		fatalx("libsodium initialisation failed");
-	if (mkdir_p(conf->data_dir, 0700) != 0)
+	if (util_mkdir_p(conf->data_dir, 0700) != 0)
 		fatal("%s", conf->data_dir);
 	if (queue_keyfile_load(conf->hash_key_file, true, hash_key, err,
 			       sizeof(err)) != 0)
 		fatalx("%s", err);
 	if (conf->log.delivery_file != NULL &&
-	    mkdir_parent(conf->log.delivery_file) != 0)
+	    util_mkdir_parent(conf->log.delivery_file) != 0)
 		fatal("creating the directory of %s", conf->log.delivery_file);
 	if (conf->log.audit_file != NULL &&
-	    mkdir_parent(conf->log.audit_file) != 0)
+	    util_mkdir_parent(conf->log.audit_file) != 0)
 		fatal("creating the directory of %s", conf->log.audit_file);
 	logspace_init(conf->log.disk_reserve, conf->log.disk_reserve_percent);
 	if (evlog_open(conf->log.delivery_file, hash_key, err, sizeof(err)) !=
@@ -428,7 +393,7 @@ main(int argc, char *argv[])
 		fatalx("queue: %s", err);
 	if (intake_init(conf, queue, err, sizeof(err)) != 0)
 		fatalx("%s", err);
-	smtp_server_init(conf, queue);
+	smtp_server_init(conf, queue, sched_message_add);
 	if (worker_start(conf->worker_threads) != 0)
 		fatal("starting worker threads");
 
@@ -460,6 +425,7 @@ main(int argc, char *argv[])
 	    metrics_start(main_base, (struct sockaddr *)&conf->metrics.addr,
 			  conf->metrics.addrlen, queue, err, sizeof(err)) != 0)
 		fatalx("metrics %s: %s", conf->metrics.listen, err);
+	metrics_set_sessions(peer_sessions_total);
 	metrics_add_text(sched_metrics_text);
 	metrics_add_text(logspace_metrics_text);
 	queue_commit_hook(queue, commit_observed);

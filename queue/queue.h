@@ -91,7 +91,7 @@ void queue_envelope_clear(struct queue_envelope *env);
  * queue_open — open (creating if needed) the environment at cfg->path and load
  * (or create) the queue key.  A key file readable by group or others is
  * refused.  Starts the writer thread.  Only outpostd opens the queue (the
- * CLI asks it: mta/control.h).
+ * CLI asks it: mta/control/control.h).
  * Returns 0 with *qp set, or -1 with a message in err.
  */
 int queue_open(struct queue **qp, const struct queue_config *cfg, char *err,

@@ -1,6 +1,6 @@
 /*
- * addr_fuzz.c — libFuzzer harness: SMTP path parsing (mta/addr.c) and the
- * log escaper/address scrubber (mta/log.c) on arbitrary bytes.  Invariants
+ * addr_fuzz.c — libFuzzer harness: SMTP path parsing (mta/receive/addr.c) and the
+ * log escaper/address scrubber (mta/core/log.c) on arbitrary bytes.  Invariants
  * checked: the parser never reads past the NUL, a parsed mailbox fits its
  * buffer, and log_escape() output is NUL-terminated printable ASCII with no
  * '@' left in it.
@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mta/addr.h"
-#include "mta/log.h"
+#include "mta/receive/addr.h"
+#include "mta/core/log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

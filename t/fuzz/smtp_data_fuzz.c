@@ -1,5 +1,5 @@
 /*
- * smtp_data_fuzz.c — libFuzzer harness for mta/smtp_data.c, the DATA/BDAT
+ * smtp_data_fuzz.c — libFuzzer harness for mta/receive/smtp_data.c, the DATA/BDAT
  * scanner, on untrusted message octets.  The first 4 octets choose the mode
  * (DATA or BDAT), the size limit, the caller's header size and a seed; the
  * rest is the input.  Property: fed in one piece and fed in pieces of
@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mta/smtp_data.h"
+#include "mta/receive/smtp_data.h"
 
 #pragma GCC poison strcpy strcat vsprintf
 #ifndef sprintf /* a macro in clang's fortified stdio: cannot be poisoned */

@@ -1,7 +1,7 @@
 /*
- * auth_limit_test.c — the AUTH limiter (mta/auth_limit.c) without sockets:
- * attempts in flight count before verification, per (network, user) and
- * per network limits, the exemption of users known good, windows, prefixes,
+ * auth_limit_test.c — the AUTH limiter (mta/receive/auth_limit.c) without
+ * sockets: attempts in flight count before verification, per (network, user)
+ * and per network limits, the exemption of users known good, windows, prefixes,
  * listing and lifting blocks, and the bound on the table.  Addresses are
  * loopback ones only.
  */
@@ -18,8 +18,8 @@
 #include <sys/socket.h>
 
 #include "conf/conf.h"
-#include "mta/auth_limit.h"
-#include "mta/client.h"
+#include "mta/receive/auth_limit.h"
+#include "mta/receive/peer.h"
 
 #define T0 1000000000 /* a clock, ms */
 
@@ -36,11 +36,11 @@ static const struct conf_auth_limit lim_default = {
 	.max_entries = 1000,
 };
 
-static struct client_key
+static struct peer_key
 key(const char *text)
 {
 	struct sockaddr_storage ss;
-	struct client_key k;
+	struct peer_key k;
 
 	memset(&ss, 0, sizeof(ss));
 	if (strchr(text, ':') != NULL) {
@@ -54,7 +54,7 @@ key(const char *text)
 		s4->sin_family = AF_INET;
 		assert_int_equal(inet_pton(AF_INET, text, &s4->sin_addr), 1);
 	}
-	assert_int_equal(client_key_from(&k, (struct sockaddr *)&ss), 0);
+	assert_int_equal(peer_key_from(&k, (struct sockaddr *)&ss), 0);
 	return k;
 }
 
@@ -62,7 +62,7 @@ static enum auth_limit_verdict
 reserve(const struct conf_auth_limit *lim, const char *addr, const char *user,
 	int64_t now, struct auth_limit_ticket *t, uint64_t *left)
 {
-	struct client_key k = key(addr);
+	struct peer_key k = key(addr);
 
 	return auth_limit_reserve(lim, &k, user, user, now, t, left);
 }
@@ -219,7 +219,7 @@ static void
 test_prefixes(void **state)
 {
 	struct conf_auth_limit lim = lim_default;
-	struct client_key k;
+	struct peer_key k;
 	uint64_t left;
 	struct auth_limit_ticket t;
 	bool blocked;
@@ -278,7 +278,7 @@ test_blocks_and_unblock(void **state)
 {
 	struct conf_auth_limit lim = lim_default;
 	struct auth_limit_ticket t;
-	struct client_key k = key("127.0.0.3");
+	struct peer_key k = key("127.0.0.3");
 	struct seen s;
 	uint64_t left;
 	bool blocked;

@@ -1,5 +1,5 @@
 /*
- * bounce_test.c — DSNs (mta/bounce.c): the RFC 3464 report's structure
+ * bounce_test.c — DSNs (mta/deliver/bounce.c): the RFC 3464 report's structure
  * (multipart/report, one message/delivery-status block per failed
  * recipient, the original headers), its line lengths, and the DSN list of a
  * round (bounce_collect) when memory runs out: realloc is wrapped
@@ -15,7 +15,7 @@
 
 #include <cmocka.h>
 
-#include "mta/bounce.h"
+#include "mta/deliver/bounce.h"
 
 /* realloc fails while fail_reallocs > 0 (each failure counts one down). */
 static int fail_reallocs;

@@ -1,6 +1,6 @@
 /*
  * control_json_test.c — the JSON string escaper of the control socket's
- * records (cv_json_cat in mta/control_view.c; control.c writes the audit
+ * records (cv_json_cat in mta/control/control_view.c; control.c writes the audit
  * log with it): quotes, backslashes and controls escaped, valid UTF-8 kept,
  * every invalid sequence one U+FFFD, and a full buffer cut between
  * characters, never inside one: every output is valid UTF-8 JSON.
@@ -15,7 +15,7 @@
 
 #include <cmocka.h>
 
-#include "mta/control_int.h"
+#include "mta/control/control_int.h"
 
 /* Strict UTF-8 (RFC 3629: no overlongs, no surrogates, up to U+10FFFF). */
 static bool

@@ -1,6 +1,6 @@
-# mta/evlog.c: the delivery log (JSON lines, hashed addresses, scrubbed
+# mta/observe/evlog.c: the delivery log (JSON lines, hashed addresses, scrubbed
 # replies, writer thread, reopen, drops).
-outpost_unit_test(evlog_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/evlog_test.c DEPS outpost_mta
+outpost_unit_test(evlog_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/evlog_test.c DEPS outpost_observe
 	LIBS PkgConfig::SODIUM Threads::Threads)
 foreach(v "" ${OUTPOST_VARIANTS})
 	target_compile_definitions(evlog_test${v} PRIVATE

@@ -1,5 +1,5 @@
 /*
- * evlog_test.c — the delivery log (mta/evlog.c): golden lines for every
+ * evlog_test.c — the delivery log (mta/observe/evlog.c): golden lines for every
  * field, JSON and UTF-8 validity on adversarial input (checked by Python's
  * json module), no address / local part / VERP form in the file, hashes equal
  * to queue_addr_hash (and to Python's hashlib), reopen after rename, flush
@@ -26,10 +26,10 @@
 
 #include <cmocka.h>
 
-#include "mta/evlog.h"
-#include "mta/log.h"
-#include "mta/logspace.h"
-#include "mta/scrub.h"
+#include "mta/observe/evlog.h"
+#include "mta/core/log.h"
+#include "mta/core/logspace.h"
+#include "mta/core/scrub.h"
 #include "queue/queue.h"
 
 #ifndef EVLOG_TEST_PYTHON
@@ -1096,7 +1096,7 @@ test_scrub_cut(void **state)
 	}
 }
 
-/* The free-space reserve (mta/logspace.h): a reserve of the whole
+/* The free-space reserve (mta/core/logspace.h): a reserve of the whole
  * filesystem drops every line of a regular file (counted), never those to
  * a pipe; the delivery log then writes nothing; no reserve, all written. */
 static void

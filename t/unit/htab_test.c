@@ -13,8 +13,8 @@
 
 #include <cmocka.h>
 
-#include "mta/htab.h"
-#include "mta/htab.h" /* twice: the include guard must cover all of it */
+#include "mta/core/htab.h"
+#include "mta/core/htab.h" /* twice: the include guard must cover all of it */
 
 static void
 test_htab(void **state)

@@ -1,5 +1,5 @@
 /*
- * metrics_test.c — the Prometheus endpoint (mta/metrics.c): histogram
+ * metrics_test.c — the Prometheus endpoint (mta/observe/metrics.c): histogram
  * buckets, counters from stats.h and the queue, text hooks, HTTP status
  * codes, and the exposition checked by `promtool check metrics` when
  * promtool is installed.  The endpoint listens on a free 127.0.0.1 port on
@@ -33,8 +33,8 @@
 #include <sys/socket.h>
 
 #include "queue/queue.h"
-#include "mta/metrics.h"
-#include "mta/stats.h"
+#include "mta/observe/metrics.h"
+#include "mta/observe/stats.h"
 
 /* The daemon defines this in main.c, which the library leaves out. */
 struct stats stats;

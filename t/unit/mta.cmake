@@ -1,9 +1,9 @@
 outpost_unit_test(mta_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/mta_test.c
-	DEPS outpost_mta)
+	DEPS outpost_receive)
 outpost_unit_test(auth_limit_test
 	SOURCES ${CMAKE_CURRENT_LIST_DIR}/auth_limit_test.c
-	DEPS outpost_mta)
+	DEPS outpost_receive)
 outpost_unit_test(htab_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/htab_test.c
-	DEPS outpost_mta)
+	DEPS outpost_core)
 outpost_unit_test(control_json_test
-	SOURCES ${CMAKE_CURRENT_LIST_DIR}/control_json_test.c DEPS outpost_mta)
+	SOURCES ${CMAKE_CURRENT_LIST_DIR}/control_json_test.c DEPS outpost_control)

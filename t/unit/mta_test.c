@@ -15,11 +15,11 @@
 #include <sys/socket.h>
 
 #include "conf/conf.h"
-#include "mta/addr.h"
-#include "mta/auth.h"
-#include "mta/client.h"
-#include "mta/log.h"
-#include "mta/stats.h"
+#include "mta/receive/addr.h"
+#include "mta/receive/auth.h"
+#include "mta/receive/peer.h"
+#include "mta/core/log.h"
+#include "mta/observe/stats.h"
 
 /* auth.c counts Argon2id runs; outpostd's main.c owns the counters. */
 struct stats stats;
@@ -182,27 +182,27 @@ test_client_limits(void **state)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET };
 	struct sockaddr_in6 m = { .sin6_family = AF_INET6 };
-	struct client_key k, km;
+	struct peer_key k, km;
 
 	(void)state;
 	a.sin_addr.s_addr = htonl(0x7f000005);
-	assert_int_equal(client_key_from(&k, (struct sockaddr *)&a), 0);
+	assert_int_equal(peer_key_from(&k, (struct sockaddr *)&a), 0);
 	/* ::ffff:127.0.0.5 is the same client. */
 	m.sin6_addr.s6_addr[10] = m.sin6_addr.s6_addr[11] = 0xff;
 	m.sin6_addr.s6_addr[12] = 127;
 	m.sin6_addr.s6_addr[15] = 5;
-	assert_int_equal(client_key_from(&km, (struct sockaddr *)&m), 0);
+	assert_int_equal(peer_key_from(&km, (struct sockaddr *)&m), 0);
 	assert_memory_equal(&k, &km, sizeof(k));
 
-	assert_int_equal(client_session_acquire(&k, 10, 2), CLIENT_ADMIT_OK);
-	assert_int_equal(client_session_acquire(&km, 10, 2), CLIENT_ADMIT_OK);
-	assert_int_equal(client_session_acquire(&k, 10, 2),
-			 CLIENT_ADMIT_PER_CLIENT);
-	assert_int_equal(client_sessions_total(), 2);
-	assert_int_equal(client_session_acquire(&k, 2, 5), CLIENT_ADMIT_TOTAL);
-	client_session_release(&k);
-	client_session_release(&k);
-	assert_int_equal(client_sessions_total(), 0);
+	assert_int_equal(peer_session_acquire(&k, 10, 2), PEER_ADMIT_OK);
+	assert_int_equal(peer_session_acquire(&km, 10, 2), PEER_ADMIT_OK);
+	assert_int_equal(peer_session_acquire(&k, 10, 2),
+			 PEER_ADMIT_PER_CLIENT);
+	assert_int_equal(peer_sessions_total(), 2);
+	assert_int_equal(peer_session_acquire(&k, 2, 5), PEER_ADMIT_TOTAL);
+	peer_session_release(&k);
+	peer_session_release(&k);
+	assert_int_equal(peer_sessions_total(), 0);
 }
 
 int

@@ -1,5 +1,5 @@
 /*
- * outcome_test.c — reply classification (mta/outcome.c), table-driven:
+ * outcome_test.c — reply classification (mta/deliver/outcome.c), table-driven:
  * which codes each command may get (outcome_reply) and what a result means
  * for a recipient (outcome_classify): stage × code → action and status.
  */
@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "mta/outcome.h"
+#include "mta/deliver/outcome.h"
 
 static const struct reply_case {
 	enum outcome_stage stage;

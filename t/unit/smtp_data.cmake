@@ -1,4 +1,4 @@
-# mta/smtp_data.c: the DATA/BDAT scanner, fed in every split.
+# mta/receive/smtp_data.c: the DATA/BDAT scanner, fed in every split.
 outpost_unit_test(smtp_data_test
 	SOURCES ${CMAKE_CURRENT_LIST_DIR}/smtp_data_test.c
-	DEPS outpost_mta)
+	DEPS outpost_receive)

@@ -1,5 +1,5 @@
 /*
- * smtp_data_test.c — the DATA/BDAT scanner (mta/smtp_data.c), table-driven:
+ * smtp_data_test.c — the DATA/BDAT scanner (mta/receive/smtp_data.c), table-driven:
  * each row's input is fed in one piece, split in two at every octet, one
  * octet at a time, and with a one-octet output buffer; every way must give
  * the row's result, octets consumed, body kept and flags.
@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "mta/smtp_data.h"
+#include "mta/receive/smtp_data.h"
 
 #define BIG    (1u << 20)
 #define ALL    SIZE_MAX /* want.used: the whole input */

@@ -1,5 +1,5 @@
 /*
- * smtp_mem_test.c — the body memory budget (mta/smtp_mem.c): first come,
+ * smtp_mem_test.c — the body memory budget (mta/receive/smtp_mem.c): first come,
  * first served; memory given back goes to the oldest waiter; a budget held
  * only by waiters is unblocked by refusing the newest; cancels.
  */
@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "mta/smtp_mem.h"
+#include "mta/receive/smtp_mem.h"
 
 #define NW 4
 

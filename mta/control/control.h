@@ -1,0 +1,76 @@
+/*
+ * control.h — outpostd's control socket: how `outpost` (and operators'
+ * scripts) change the queue while the daemon runs, so that the scheduler
+ * stays the only writer of what it schedules (Postfix showq, KumoMTA's
+ * admin API).
+ *
+ * Transport: a Unix stream socket at conf->control.socket, mode 0660
+ * (owner and group of the daemon; give operators the group, or chown it).
+ * The caller is identified by the kernel (SO_PEERCRED), never by what it
+ * says; its uid's rights come from conf_rights_for_uid().
+ *
+ * Protocol: control_proto.h (shared with the CLI): one command line per
+ * connection, data lines, then one final "ok" or "err" line.
+ *
+ * Limits: a uid with no right is answered "err permission denied" and
+ * closed at accept; one uid holds at most 8 sessions; the last 16 of the
+ * CONTROL_SESSIONS_MAX are kept for uids with write or delete; past 10
+ * refused commands a minute, a uid is answered "err too many refused
+ * commands" and the rest of the minute is recorded as one line.
+ *
+ * Audit: every change command, every `show … headers` and every refusal is
+ * appended to conf->log.audit_file (0600, O_APPEND, fsync'd; one JSON
+ * object per line: time, time_ms, uid, user, command, result), before the
+ * answer is sent, and emits an EV_ADMIN event to the delivery log.  The
+ * command is recorded as parsed, never as received: a user (an address,
+ * a VERP sender) as hash:HASH (evlog_hash), an unparsable line by its verb. The
+ * file is opened for each record (changes are rare), so logrotate needs no
+ * signal.  Reads (ping, suspensions) are not recorded.
+ *
+ * Threads: everything runs on the delivery loop (the scheduler's); the
+ * audit record (getpwuid_r, write, fsync) is written on the worker pool, so
+ * the loop never waits for the disk.
+ */
+#ifndef OUTPOST_MTA_CONTROL_H
+#define OUTPOST_MTA_CONTROL_H
+
+#include <stddef.h>
+
+#include "mta/control/control_proto.h"
+
+#define CONTROL_SESSIONS_MAX 64 /* at once; more are answered "err busy" */
+#define CONTROL_VIEWS_MAX    4  /* summary/list/show threads at once */
+#define CONTROL_VIEW_TIME_MAX_MS                                               \
+	600000 /* a view's whole answer; its read transaction is open */
+#define CONTROL_SUSPEND_MAX_S                                                  \
+	31536000 /* longest suspension, seconds (365 days) */
+
+struct loop;
+struct conf;
+struct queue;
+
+/*
+ * control_start — create the control socket at c->control.socket (a stale
+ * socket there is removed; a live one — another outpostd — or a file that
+ * is not a socket is an error; its directory must exist), make the parent
+ * directory of c->log.audit_file (0700) and check that the audit file can be
+ * opened (created 0600), and serve the socket on DLOOP's event base.
+ * C must stay valid until control_stop() (and, for commands still in flight
+ * then, until the delivery loop is freed).  Call once, on DLOOP's thread,
+ * after sched_init() and with the worker pool running.  Returns 0, or -1
+ * with a message in err.
+ */
+int control_start(struct loop *dloop, const struct conf *c, struct queue *q,
+		  char *err, size_t errlen);
+
+/*
+ * control_stop — stop listening, remove the socket file, drop the sessions
+ * that wait for nothing.  A change already handed to the scheduler is still
+ * recorded in the audit log when it completes (its session is freed then;
+ * loop_free() of the delivery loop runs what is left).  Delivery loop
+ * thread, at shutdown, before sched_shutdown(); a no-op if control_start()
+ * did not succeed.
+ */
+void control_stop(void);
+
+#endif

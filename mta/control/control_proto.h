@@ -1,0 +1,59 @@
+/*
+ * control_proto.h — the control socket's protocol, shared by outpostd's
+ * control room (control.c) and the `outpost` CLI (mta/cli/), which may
+ * include nothing else of mta/control/.  Only constants and the grammar:
+ * no code, no structs.
+ *
+ * Protocol: one command per connection.  The client writes ONE line: at most
+ * CONTROL_LINE_MAX bytes including the LF that ends it, printable ASCII
+ * words separated by single spaces (no CR, no tab, no leading, trailing or
+ * double space), and nothing after the LF.  The server answers with zero or
+ * more data lines, then one final line, and closes:
+ *     ok              done (ping, check)
+ *     ok COUNT        done; COUNT = messages (or destinations) changed, or
+ *                     data lines sent (suspensions)
+ *     err TEXT        refused or failed; TEXT is for people
+ * A client that has not sent its line within CONTROL_TIMEOUT_MS is dropped.
+ *
+ *   command                           right   answer
+ *   ping                              read    ok
+ *   suspensions                       read    "suspended DOMAIN UNTIL_MS
+ *                                             REASON" lines, then ok N
+ *   summary [json]                    read    the `queue summary` table (or
+ *                                             JSON Lines), then ok ROWS
+ *   list [json] [held] [deferred] [domain DOMAIN]
+ *                                     read    the `queue list` rows, ok N
+ *   show HEX16 [json] [headers]       read    the `queue show` text, ok 1;
+ *                                     +export with headers (recorded first)
+ *   (views run on a thread of their own and stream; a corrupt record is
+ *   listed as corrupt with its id; at most CONTROL_VIEWS_MAX at once)
+ *   hold SEL | release SEL | retry SEL  write ok COUNT
+ *   delete SEL | bounce SEL           delete  ok COUNT
+ *   suspend DOMAIN SECONDS [REASON…]  write   ok 1 (SECONDS 1..31536000;
+ *                                             REASON: the rest of the line)
+ *   resume DOMAIN                     write   ok 1
+ *   auth-blocks                       read    "block SCOPE NETWORK UNTIL_MS
+ *                                             WHO" lines (SCOPE address or
+ *                                             user; WHO "-", name:HEX of a
+ *                                             configured user's name, or
+ *                                             hash:HEX of another), ok N
+ *   auth-unblock address ADDR[/LEN] | user NAME | user-hex HEX | all
+ *                                     write   ok COUNT (blocks lifted;
+ *                                             NAME: the rest of the line)
+ *   SEL = id HEX16 | domain DOMAIN | user USER | all
+ *
+ * DOMAIN is a host name (letters, digits, '-', '.', '_'; any case; compared
+ * lower-case); USER the authenticated submission user; HEX16 a queue id.
+ * COUNT counts the messages the change applies to, including those in the
+ * middle of a delivery attempt, which take it when the attempt settles
+ * (delivery.h, sched_admin).  A caller without the right gets
+ *     err permission denied: "delete" right needed (uid 1001)
+ *
+ */
+#ifndef OUTPOST_MTA_CONTROL_PROTO_H
+#define OUTPOST_MTA_CONTROL_PROTO_H
+
+#define CONTROL_LINE_MAX   4096  /* bytes of a command, LF included */
+#define CONTROL_TIMEOUT_MS 10000 /* to send the command; to take the answer */
+
+#endif

@@ -1,0 +1,140 @@
+/*
+ * loop.c — I/O loop threads and their mailboxes.
+ *
+ * Owns: each loop's event_base and mailbox.  The mailbox is a mutex-guarded
+ * FIFO plus one libevent event made active from the posting thread
+ * (evthread_use_pthreads() is called in main before any base exists).
+ */
+#include <sys/prctl.h>
+#include <stdlib.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include "dkim/dkim.h"
+#include "mta/core/log.h"
+#include "mta/core/loop.h"
+
+static void
+loop_wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct loop *l = arg;
+	struct loop_msg *m, *next;
+
+	(void)fd;
+	(void)what;
+	pthread_mutex_lock(&l->mu);
+	m = l->head;
+	l->head = l->tail = NULL;
+	pthread_mutex_unlock(&l->mu);
+	for (; m != NULL; m = next) {
+		next = m->next;
+		m->fn(m->arg);
+		free(m);
+	}
+}
+
+int
+loop_init(struct loop *l, unsigned index)
+{
+	struct event_config *cfg;
+
+	l->index = index;
+	l->head = l->tail = NULL;
+	l->sessions = NULL;
+	l->dns = NULL;
+	l->threaded = false;
+	if (pthread_mutex_init(&l->mu, NULL) != 0)
+		return -1;
+	if ((cfg = event_config_new()) == NULL)
+		return -1;
+	/* Precise timers are not needed; cheaper clock reads are. */
+	event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+	l->base = event_base_new_with_config(cfg);
+	event_config_free(cfg);
+	if (l->base == NULL)
+		return -1;
+	l->wake = event_new(l->base, -1, EV_PERSIST, loop_wake_cb, l);
+	if (l->wake == NULL || event_add(l->wake, NULL) != 0)
+		return -1;
+	return 0;
+}
+
+void
+thread_name_set(const char *name)
+{
+	(void)prctl(PR_SET_NAME, (unsigned long)name, 0, 0, 0);
+}
+
+static void *
+loop_main(void *arg)
+{
+	struct loop *l = arg;
+
+	if (l->name[0] != '\0')
+		thread_name_set(l->name);
+	event_base_loop(l->base, EVLOOP_NO_EXIT_ON_EMPTY);
+	dmarc_memo_free(); /* this thread's memo of DMARC policies */
+	return NULL;
+}
+
+int
+loop_start(struct loop *l)
+{
+	l->threaded = true;
+	if (pthread_create(&l->thread, NULL, loop_main, l) != 0) {
+		l->threaded = false;
+		return -1;
+	}
+	return 0;
+}
+
+void
+loop_post(struct loop *l, loop_fn *fn, void *arg)
+{
+	struct loop_msg *m;
+	bool first;
+
+	if ((m = malloc(sizeof(*m))) == NULL)
+		panic("out of memory posting to loop %u", l->index);
+	m->fn = fn;
+	m->arg = arg;
+	m->next = NULL;
+	pthread_mutex_lock(&l->mu);
+	first = l->head == NULL;
+	if (l->tail != NULL)
+		l->tail->next = m;
+	else
+		l->head = m;
+	l->tail = m;
+	pthread_mutex_unlock(&l->mu);
+	/* Only the first message of a batch wakes the loop: the others find
+	 * the wake-up pending (loop_wake_cb empties the whole mailbox), and
+	 * each wake-up costs the base's lock and a write to its eventfd. */
+	if (first)
+		event_active(l->wake, EV_READ, 0);
+}
+
+void
+loop_stop(struct loop *l)
+{
+	event_base_loopexit(l->base, NULL);
+}
+
+void
+loop_join(struct loop *l)
+{
+	if (l->threaded)
+		pthread_join(l->thread, NULL);
+	l->threaded = false;
+}
+
+void
+loop_free(struct loop *l)
+{
+	/* Run what is left in the mailbox (completions must not be lost). */
+	loop_wake_cb(-1, 0, l);
+	event_free(l->wake);
+	event_base_free(l->base);
+	pthread_mutex_destroy(&l->mu);
+}

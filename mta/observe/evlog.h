@@ -1,0 +1,106 @@
+/*
+ * evlog.h — the delivery log: one JSON object per line per event
+ * (reception, delivery, transient failure, bounce, expiration, rejection,
+ * admin action), for operators to tail and ship.
+ *
+ * No address is ever written in clear: every address field is replaced by
+ * its keyed BLAKE2b hash (queue_addr_hash, the key in hash_key_file) plus
+ * its domain in clear; reply texts from receivers are scrubbed of anything
+ * address-shaped.  Lines are formatted on the calling thread and handed to a
+ * writer thread, which writes them out at least once a second (and on
+ * shutdown): no caller ever waits for the disk.  SIGUSR1 reopens the file
+ * (logrotate).  Thread-safe.
+ */
+#ifndef OUTPOST_MTA_EVLOG_H
+#define OUTPOST_MTA_EVLOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum evlog_type {
+	EV_RECEPTION,  /* a message queued (after commit) */
+	EV_DELIVERY,   /* a recipient delivered */
+	EV_TRANSIENT,  /* a recipient deferred (4xx, connection failure …) */
+	EV_BOUNCE,     /* a recipient failed permanently (DSN follows) */
+	EV_EXPIRATION, /* a recipient given up after max_age */
+	EV_REJECTION,  /* refused at submission: relay, sender, DMARC, … */
+	EV_ADMIN,      /* an operator's change (hold, delete, suspend …) */
+	EV__COUNT
+};
+
+/* Every field is optional: NULL strings, 0 ids/sizes and -1 numbers are
+ * left out of the line. */
+struct evlog_event {
+	enum evlog_type type;
+	int64_t time_ms;         /* 0 = now */
+	uint64_t id;             /* queue id, 0 = none */
+	const char *session;     /* SMTP session id (hex), reception side */
+	const char *user;        /* authenticated user */
+	const char *client;      /* submitting client's IP */
+	const char *pool;        /* source pool name */
+	const char *source_addr; /* local address of the outbound connection */
+	const char *destination; /* recipient domain (delivery side) */
+	const char *mx_host;     /* the host that answered */
+	const char *mx_ip;
+	const char *rcpt;      /* ADDRESS: written as rcpt_hash + rcpt_domain */
+	const char *sender;    /* ADDRESS: sender_hash + sender_domain ("" =
+				  the null sender: sender_domain "") */
+	uint64_t size;         /* message bytes */
+	int nrcpts;            /* recipients (reception), -1 none */
+	int attempt;           /* attempt number, -1 none */
+	int64_t queue_time_ms; /* time in the queue, -1 none */
+	int code;              /* SMTP reply code, 0 none */
+	const char *enhanced;  /* "5.1.1" */
+	const char *reply;     /* reply text: scrubbed and escaped here */
+	const char *stage;     /* where: "rcpt", "eom", "connect" … */
+	const char *tls_version; /* "TLSv1.3" */
+	const char *tls_cipher;
+	int tls_verified;    /* 1, 0, or -1 unknown */
+	const char *dkim;    /* signatures: "d=ex.com s=s1 rsa-sha256, …" */
+	const char *dmarc;   /* DMARC result summary */
+	const char *reason;  /* rejection/admin: short reason */
+	const char *admin;   /* admin: who ("root (uid 0)") */
+	const char *command; /* admin: what ("hold --domain example.com") */
+	int count;           /* admin: messages affected, -1 none */
+};
+
+/*
+ * evlog_open — open PATH for appending (created 0640) and start the writer.
+ * HASH_KEY (32 bytes) is copied into locked memory.  PATH NULL: events are
+ * dropped (no delivery log configured).  0 ok, -1 with err.  Main thread,
+ * before other threads log.
+ */
+int evlog_open(const char *path, const uint8_t hash_key[32], char *err,
+	       size_t errlen);
+
+/* evlog_write — format EV and queue the line.  Any thread; never blocks on
+ * disk (if the writer falls far behind, or the filesystem is down to the
+ * queue's reserve (mta/core/logspace.h), lines are dropped and counted).  Text
+ * fields are scrubbed (mta/core/scrub.h) of EV's own addresses and of those of
+ * the calling thread's transaction (scrub_ctx_enter). */
+void evlog_write(const struct evlog_event *ev);
+
+/* evlog_hash — the keyed hash of ADDR (or of any word that must not be
+ * written in clear: a user name), as the delivery log writes it (32 hex
+ * digits and a NUL into HEX).  "" before evlog_open().  Any thread. */
+void evlog_hash(const char *addr, char hex[33]);
+
+/* evlog_reopen — reopen the file (after logrotate moved it).  Any thread
+ * (async-signal-unsafe: call from the main loop's signal event). */
+void evlog_reopen(void);
+
+/* evlog_close — write everything queued, stop the writer, close.  Main. */
+void evlog_close(void);
+
+/* evlog_type_name — "reception", "delivery", … */
+const char *evlog_type_name(enum evlog_type t);
+
+struct evlog_stats {
+	uint64_t lines;   /* written */
+	uint64_t dropped; /* lost because the writer was too far behind */
+	uint64_t bytes;
+};
+void evlog_stats_get(struct evlog_stats *st);
+
+#endif

@@ -1,0 +1,59 @@
+/*
+ * smtp_server.h — SMTP submission sessions (RFC 5321, 2920, 3030, 3207,
+ * 4954, 6152, 6531, 8314).
+ */
+#ifndef OUTPOST_MTA_SMTP_SERVER_H
+#define OUTPOST_MTA_SMTP_SERVER_H
+
+#include <stdbool.h>
+
+#include <event2/util.h>
+#include <openssl/ssl.h>
+
+struct conf;
+struct conf_listener;
+struct loop;
+struct queue;
+struct queue_op;
+
+/* One per configured listener; shared read-only by every loop. */
+struct smtp_server_listener {
+	const struct conf_listener *conf;
+	SSL_CTX *ssl_ctx;   /* NULL when the listener has no TLS at all */
+	bool loopback;      /* bound to a loopback address */
+	bool auth_plain_ok; /* AUTH may be offered without TLS */
+};
+
+/*
+ * What becomes of a message once its queue transaction is on disk and the
+ * client has its 250 (or has left): the callee owns OP (envelope and body)
+ * from then on.  outpostd hands the scheduler's sched_message_add here, so
+ * receiving knows nothing of delivery.  Loop thread; must not block.
+ */
+typedef void smtp_server_queued_fn(struct queue_op *op);
+
+/*
+ * smtp_server_init — process-wide context: CONF and QUEUE are borrowed for
+ * the daemon's life; ON_QUEUED receives every committed message.  Main
+ * thread, before loops.
+ */
+void smtp_server_init(const struct conf *conf, struct queue *queue,
+		      smtp_server_queued_fn *on_queued);
+
+/*
+ * smtp_server_accept — a new connection FD (non-blocking) from SA on
+ * listener LI, owned by loop L from now on.  Applies the session limits.
+ * Loop thread.
+ */
+void smtp_server_accept(struct loop *l, struct smtp_server_listener *li,
+			evutil_socket_t fd, const struct sockaddr *sa,
+			int salen);
+
+/*
+ * smtp_server_shutdown — on L's thread: refuse new work; close idle sessions
+ * with 421; sessions in the middle of a transaction get until the end of it
+ * (or DEADLINE_MS).  When L has no session left, loop_stop(L) is called.
+ */
+void smtp_server_shutdown(struct loop *l, unsigned deadline_ms);
+
+#endif

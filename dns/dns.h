@@ -139,4 +139,12 @@ struct dns_stats {
 };
 void dns_stats_get(struct dns_resolver *r, struct dns_stats *st);
 
+/*
+ * dns_addr_is_loopback — whether SA is a loopback address: 127.0.0.0/8,
+ * ::1, or 127.0.0.0/8 mapped into IPv6 (::ffff:127.0.0.1), which reaches
+ * the same host.  Any other family is not.  The one loopback test of the
+ * tree (conf/, dns/ and mta/ all use it).  Pure; any thread.
+ */
+bool dns_addr_is_loopback(const struct sockaddr *sa);
+
 #endif

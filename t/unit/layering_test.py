@@ -27,7 +27,7 @@ FILE_LINES_MAX = 1500
 EDGES = {
     "dns": set(),
     "queue": set(),
-    "conf": set(),
+    "conf": {"dns"},
     "dkim": {"dns"},
     "core": {"dkim", "dns"},
     "observe": {"core", "queue"},

@@ -102,23 +102,6 @@ parse_trace(const char *s)
 	return mask;
 }
 
-static bool
-addr_is_loopback(const struct sockaddr_storage *ss)
-{
-	if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
-
-		return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
-	}
-	if (ss->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *in6 =
-		    (const struct sockaddr_in6 *)ss;
-
-		return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
-	}
-	return false;
-}
-
 /* TLS contexts and listener descriptions for the SMTP server. */
 static void
 setup_listeners(void)
@@ -138,7 +121,8 @@ setup_listeners(void)
 		    cl->key_file ? cl->key_file : conf->tls.key_file;
 
 		li->conf = cl;
-		li->loopback = addr_is_loopback(&cl->addr);
+		li->loopback =
+		    dns_addr_is_loopback((const struct sockaddr *)&cl->addr);
 		li->auth_plain_ok = cl->auth_without_tls && li->loopback;
 		if (cl->tls == CONF_TLS_NONE)
 			continue;

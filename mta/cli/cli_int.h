@@ -122,19 +122,6 @@ bool cli_ctl_word_ok(const char *s, size_t max);
 /* cli_domain_ok — is S a host name as the control socket takes it? */
 bool cli_domain_ok(const char *s);
 
-/* Output: peer text as JSON or for a terminal, a JSON object field by
- * field, a time as JSON ("…T…Z") or the tables show it. */
-struct cli_json {
-	FILE *f;
-	bool first;
-};
-void cli_text_put(FILE *f, const char *s, bool json);
-void cli_json_begin(struct cli_json *j, FILE *f);
-void cli_json_str(struct cli_json *j, const char *key, const char *v);
-void cli_json_i64(struct cli_json *j, const char *key, int64_t v);
-void cli_json_end(struct cli_json *j);
-void cli_time_fmt(int64_t ms, bool precise, char *buf, size_t size);
-
 /* The commands (struct cli_cmd.run): CLI_OK, CLI_ERR or CLI_USAGE. */
 int cli_queue_summary(struct cli *c);
 int cli_queue_list(struct cli *c);

@@ -10,6 +10,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -24,6 +25,7 @@
 
 #include "dkim/dkim.h"
 #include "mta/control/control_proto.h"
+#include "mta/core/json.h"
 #include "mta/cli/cli_int.h"
 
 #define CLI_KEYS_PASSWORD_MAX_BYTES 1024
@@ -282,7 +284,6 @@ cli_keys_auth_block_print(const struct cli *c, char *line)
 	const char *user = NULL, *hash = NULL;
 	size_t n = 0;
 	int64_t ms;
-	struct cli_json j;
 
 	if (strtok_r(line, " ", &save) == NULL ||
 	    (scope = strtok_r(NULL, " ", &save)) == NULL ||
@@ -298,23 +299,26 @@ cli_keys_auth_block_print(const struct cli *c, char *line)
 		user = name;
 	} else if (strncmp(who, "hash:", 5) == 0)
 		hash = who + 5;
-	cli_time_fmt(ms, c->json, when, sizeof(when));
+	json_time_fmt(ms, c->json, when, sizeof(when));
 	if (c->json) {
-		cli_json_begin(&j, stdout);
-		cli_json_str(&j, "scope", scope);
-		cli_json_str(&j, "network", net);
-		cli_json_str(&j, "user", user);
-		if (hash != NULL)
-			cli_json_str(&j, "user_hash", hash);
-		cli_json_str(&j, "until", when);
-		cli_json_i64(&j, "until_ms", ms);
-		cli_json_end(&j);
-		fputc('\n', stdout);
+		fputs("{\"scope\":", stdout);
+		json_put(stdout, scope);
+		fputs(",\"network\":", stdout);
+		json_put(stdout, net);
+		fputs(",\"user\":", stdout);
+		json_put(stdout, user);
+		if (hash != NULL) {
+			fputs(",\"user_hash\":", stdout);
+			json_put(stdout, hash);
+		}
+		fputs(",\"until\":", stdout);
+		json_put(stdout, when);
+		printf(",\"until_ms\":%" PRId64 "}\n", ms);
 		return;
 	}
 	printf("%-43s  %-19s  ", net, when);
 	if (user != NULL)
-		cli_text_put(stdout, user, false);
+		json_term_put(stdout, user);
 	else if (hash != NULL)
 		printf("(not a user: hash %.16s)", hash);
 	else
@@ -406,7 +410,6 @@ cli_keys_auth_unblock(struct cli *c)
 {
 	char line[CONTROL_LINE_MAX];
 	const char *user = c->user;
-	struct cli_json j;
 	long count;
 	int net = 0;
 
@@ -440,11 +443,8 @@ cli_keys_auth_unblock(struct cli *c)
 	if (count < 0)
 		count = 0;
 	if (c->json) {
-		cli_json_begin(&j, stdout);
-		cli_json_str(&j, "command", "auth unblock");
-		cli_json_i64(&j, "lifted", count);
-		cli_json_end(&j);
-		fputc('\n', stdout);
+		printf("{\"command\":\"auth unblock\",\"lifted\":%ld}\n",
+		       count);
 	} else
 		printf("%ld block%s lifted\n", count, count == 1 ? "" : "s");
 	return fflush(stdout) == 0 ? CLI_OK : CLI_ERR;

@@ -17,6 +17,7 @@
 #include "conf/conf.h"
 #include "queue/queue.h"
 #include "mta/control/control_proto.h"
+#include "mta/core/json.h"
 #include "mta/core/util.h"
 #include "mta/cli/cli_int.h"
 
@@ -79,7 +80,6 @@ cli_queue_change(struct cli *c)
 	long total = 0, count;
 	uint64_t id;
 	int i, nsel, failed = 0;
-	struct cli_json j;
 
 	snprintf(what, sizeof(what), "queue %s", cmd->sub);
 	nsel = (c->argc > 0) + (c->domain != NULL) + (c->user != NULL) + c->all;
@@ -124,13 +124,12 @@ cli_queue_change(struct cli *c)
 		total += count > 0 ? count : 0;
 	}
 	if (c->json) {
-		cli_json_begin(&j, stdout);
-		cli_json_str(&j, "command", cmd->sub);
-		cli_json_i64(&j, "changed", total);
+		fputs("{\"command\":", stdout);
+		json_put(stdout, cmd->sub);
+		printf(",\"changed\":%ld", total);
 		if (failed > 0)
-			cli_json_i64(&j, "failed", failed);
-		cli_json_end(&j);
-		fputc('\n', stdout);
+			printf(",\"failed\":%d", failed);
+		fputs("}\n", stdout);
 	} else
 		printf("%ld message%s %s\n", total, total == 1 ? "" : "s",
 		       cmd->done);
@@ -202,8 +201,8 @@ cli_queue_suspend(struct cli *c)
 		 reason[0] != '\0' ? " " : "", reason);
 	if (cli_ctl_change(c, "suspend", line, &count) != 0)
 		return CLI_ERR;
-	cli_time_fmt(util_wall_ms() + (int64_t)secs * 1000, false, until,
-		     sizeof(until));
+	json_time_fmt(util_wall_ms() + (int64_t)secs * 1000, false, until,
+		      sizeof(until));
 	printf("%s suspended until %s UTC\n", dom, until);
 	return fflush(stdout) == 0 ? CLI_OK : CLI_ERR;
 }
@@ -229,7 +228,6 @@ int
 cli_queue_suspensions(struct cli *c)
 {
 	struct cli_reply r;
-	struct cli_json j;
 	char err[600], *line, *save = NULL, *until, *reason, *end, when[40];
 	int64_t ms;
 
@@ -254,19 +252,18 @@ cli_queue_suspensions(struct cli *c)
 		if ((reason = strchr(until, ' ')) != NULL)
 			*reason++ = '\0';
 		ms = strtoll(until, &end, 10);
-		cli_time_fmt(ms, c->json, when, sizeof(when));
+		json_time_fmt(ms, c->json, when, sizeof(when));
 		if (c->json) {
-			cli_json_begin(&j, stdout);
-			cli_json_str(&j, "destination", line + 10);
-			cli_json_str(&j, "until", when);
-			cli_json_i64(&j, "until_ms", ms);
-			cli_json_str(&j, "reason", reason);
-			cli_json_end(&j);
-			fputc('\n', stdout);
+			fputs("{\"destination\":", stdout);
+			json_put(stdout, line + 10);
+			fputs(",\"until\":", stdout);
+			json_put(stdout, when);
+			printf(",\"until_ms\":%" PRId64 ",\"reason\":", ms);
+			json_put(stdout, reason);
+			fputs("}\n", stdout);
 		} else {
 			printf("%-40s  %-23s  ", line + 10, when);
-			cli_text_put(stdout, reason != NULL ? reason : "",
-				     false);
+			json_term_put(stdout, reason != NULL ? reason : "");
 			fputc('\n', stdout);
 		}
 	}

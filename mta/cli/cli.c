@@ -399,9 +399,14 @@ fail:
 	return -1;
 }
 
-int
-cli_ctl(const struct cli *c, const char *line, struct cli_reply *r, char *err,
-	size_t errlen)
+/*
+ * Send LINE (one command, without its LF) to the daemon and read the whole
+ * answer.  0: R is filled (r->ok says ok or err; free it with
+ * cli_reply_free); -1: no answer (why in ERR: not running, no access, …).
+ */
+static int
+cli_ctl_ask(const struct cli *c, const char *line, struct cli_reply *r,
+	    char *err, size_t errlen)
 {
 	const char *path = c->conf->control.socket;
 	int64_t deadline;
@@ -562,20 +567,31 @@ done:
 }
 
 int
-cli_ctl_change(struct cli *c, const char *what, const char *line, long *count)
+cli_ctl(const struct cli *c, const char *what, const char *line,
+	struct cli_reply *r)
 {
-	struct cli_reply r;
 	char err[600];
 
-	if (cli_ctl(c, line, &r, err, sizeof(err)) != 0) {
+	if (cli_ctl_ask(c, line, r, err, sizeof(err)) != 0) {
 		cli_errx("%s: %s", what, err);
 		return -1;
 	}
-	if (!r.ok) {
-		cli_errx("%s: %s", what, r.final + 4);
-		cli_reply_free(&r);
+	if (!r->ok) {
+		cli_errx("%s: %s", what, r->final + 4);
+		cli_reply_free(r);
 		return -1;
 	}
+	return 0;
+}
+
+int
+cli_ctl_change(const struct cli *c, const char *what, const char *line,
+	       long *count)
+{
+	struct cli_reply r;
+
+	if (cli_ctl(c, what, line, &r) != 0)
+		return -1;
 	*count = r.count;
 	cli_reply_free(&r);
 	return 0;

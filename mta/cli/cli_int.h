@@ -92,11 +92,12 @@ int cli_hash_key_load(struct cli *c);
 
 /*
  * cli_ctl — send LINE (one command, without its LF) to the daemon and read
- * the whole answer.  0: R is filled (r->ok says ok or err; free it with
- * cli_reply_free); -1: no answer (why in ERR: not running, no access, …).
+ * the whole answer.  0: it was "ok" and R holds it (free it with
+ * cli_reply_free); -1: no answer, or an "err" one (said on stderr after
+ * WHAT; R holds nothing).
  */
-int cli_ctl(const struct cli *c, const char *line, struct cli_reply *r,
-	    char *err, size_t errlen);
+int cli_ctl(const struct cli *c, const char *what, const char *line,
+	    struct cli_reply *r);
 
 /* cli_reply_free — R's answer; R is zeroed. */
 void cli_reply_free(struct cli_reply *r);
@@ -112,7 +113,7 @@ int cli_ctl_view(struct cli *c, const char *what, const char *line);
  * cli_ctl_change — send one command; print the daemon's error, prefixed
  * with WHAT.  0 (*count = the N of "ok N", -1 for a bare "ok"), or -1.
  */
-int cli_ctl_change(struct cli *c, const char *what, const char *line,
+int cli_ctl_change(const struct cli *c, const char *what, const char *line,
 		   long *count);
 
 /* cli_ctl_word_ok — can S go into a control command as one word

@@ -330,17 +330,10 @@ int
 cli_keys_auth_blocks(struct cli *c)
 {
 	struct cli_reply r;
-	char err[600], *line, *save = NULL;
+	char *line, *save = NULL;
 
-	if (cli_ctl(c, "auth-blocks", &r, err, sizeof(err)) != 0) {
-		cli_errx("auth blocks: %s", err);
+	if (cli_ctl(c, "auth blocks", "auth-blocks", &r) != 0)
 		return CLI_ERR;
-	}
-	if (!r.ok) {
-		cli_errx("auth blocks: %s", r.final + 4);
-		cli_reply_free(&r);
-		return CLI_ERR;
-	}
 	if (!c->json)
 		printf("%-43s  %-19s  %s\n", "NETWORK", "UNTIL (UTC)", "USER");
 	for (line = strtok_r(r.lines, "\n", &save); line != NULL;

@@ -228,18 +228,11 @@ int
 cli_queue_suspensions(struct cli *c)
 {
 	struct cli_reply r;
-	char err[600], *line, *save = NULL, *until, *reason, *end, when[40];
+	char *line, *save = NULL, *until, *reason, *end, when[40];
 	int64_t ms;
 
-	if (cli_ctl(c, "suspensions", &r, err, sizeof(err)) != 0) {
-		cli_errx("suspensions: %s", err);
+	if (cli_ctl(c, "suspensions", "suspensions", &r) != 0)
 		return CLI_ERR;
-	}
-	if (!r.ok) {
-		cli_errx("suspensions: %s", r.final + 4);
-		cli_reply_free(&r);
-		return CLI_ERR;
-	}
 	if (!c->json)
 		printf("%-40s  %-23s  %s\n", "DESTINATION", "UNTIL (UTC)",
 		       "REASON");

@@ -1,14 +1,12 @@
 /*
- * cli.c — `outpost`, the operator's command-line tool: main, the command
- * table (cli_cmds[]; options in cli_opts[]), usage, setup, and the client
- * of the daemon's control socket (connect, send one line, read or stream
- * the answer).  The commands themselves live in one file per family
- * (cli_int.h).
- * Must not: open the queue or its key — every view (summary, list, show,
- * computed by outpostd: mta/control/control_view.c) and every change goes
- * through the control socket, which checks the caller's rights; create
- * keys; or print an e-mail address in clear.  One thread.
- * Exit status: 0 ok, 1 runtime error, 2 usage error.
+ * cli.c — `outpost`: main, the command table (cli_cmds[]; options in
+ * cli_opts[]), usage, setup, and the client of the daemon's control socket
+ * (connect, send one line, read or stream the answer); the commands live
+ * in one file per family (cli_int.h).  Exit: 0 ok, 1 error, 2 usage.
+ * Must not: open the queue or its key — every view (computed by outpostd:
+ * mta/control/control_view.c) and every change goes through the control
+ * socket, which checks the caller's rights; create keys; or print an
+ * e-mail address in clear.  One thread.
  */
 #include <sys/socket.h>
 #include <sys/un.h>

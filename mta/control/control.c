@@ -46,6 +46,7 @@
 #include "mta/control/control_int.h"
 #include "mta/deliver/delivery.h"
 #include "mta/observe/evlog.h"
+#include "mta/core/json.h"
 #include "mta/core/log.h"
 #include "mta/core/logspace.h"
 #include "mta/core/loop.h"
@@ -405,11 +406,11 @@ control_audit_run(void *arg)
 	control_cat(line, sizeof(line), &off,
 		    ",\"time_ms\":%" PRId64 ",\"uid\":%u,\"pid\":%ld,\"user\":",
 		    now_ms, (unsigned)s->uid, (long)s->pid);
-	cv_json_cat(line, sizeof(line), &off, user);
+	json_cat(line, sizeof(line), &off, user);
 	control_cat(line, sizeof(line), &off, ",\"command\":");
-	cv_json_cat(line, sizeof(line), &off, s->command);
+	json_cat(line, sizeof(line), &off, s->command);
 	control_cat(line, sizeof(line), &off, ",\"result\":");
-	cv_json_cat(line, sizeof(line), &off, s->result);
+	json_cat(line, sizeof(line), &off, s->result);
 	/* Leave room for the closing brace and LF even when truncated. */
 	if (off > sizeof(line) - 3)
 		off = sizeof(line) - 3;

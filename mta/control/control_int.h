@@ -95,9 +95,6 @@ struct cv_sched_index {
  * cv_stopped   the client left, or the daemon stops: end the walk
  * cv_text_put  peer bytes as a JSON string or for a terminal (escaped)
  * cv_json_*    a JSON object, field by field, onto J->f
- * cv_json_cat  S as a JSON string (quoted, invalid UTF-8 as \ufffd)
- *              appended to BUF at *OFF; cut between characters when full
- * cv_time_fmt  "2024-01-02T03:04:05.678Z" (PRECISE) or "2024-01-02 03:04:05"
  * cv_sched_load the schedule index, sorted by id (free x->v); 0 or -1
  * cv_env_state held bit and due time of ENV: the index's, else its own
  * cv_domain_of a recipient's domain, lower-case; cv_age_fmt "3h05m"
@@ -110,14 +107,11 @@ void cv_json_begin(struct cv_json *j, FILE *f);
 void cv_json_key(struct cv_json *j, const char *key);
 void cv_json_str(struct cv_json *j, const char *key, const char *v);
 void cv_json_end(struct cv_json *j);
-void cv_json_cat(char *buf, size_t size, size_t *off, const char *s);
-void cv_time_fmt(int64_t ms, bool precise, char *buf, size_t size);
 int cv_sched_load(struct cv *c, struct cv_sched_index *x, const char *what);
 void cv_env_state(const struct queue_envelope *env, const struct cv_sched *e,
 		  bool *held, int64_t *due_ms);
 void cv_domain_of(const char *addr, char *out, size_t outlen);
 void cv_age_fmt(int64_t ms, char *buf, size_t size);
-int64_t cv_now_ms(void);
 void cv_json_u64(struct cv_json *j, const char *key, uint64_t v);
 void cv_json_i64(struct cv_json *j, const char *key, int64_t v);
 

@@ -17,6 +17,8 @@
 #include "conf/conf.h"
 #include "queue/queue.h"
 #include "mta/control/control_int.h"
+#include "mta/core/json.h"
+#include "mta/core/util.h"
 
 #define CV_SUMMARY_THREADS    8     /* at most */
 #define CV_SUMMARY_PER_THREAD 20000 /* messages, before a second thread */
@@ -473,7 +475,7 @@ cv_sum_print_text(FILE *f, const struct cv_sum *s, int w, int64_t now)
 	if (s->susp_until_ms == 0)
 		fputs("-", f);
 	else {
-		cv_time_fmt(s->susp_until_ms, false, until, sizeof(until));
+		json_time_fmt(s->susp_until_ms, false, until, sizeof(until));
 		fprintf(f, "until %s UTC", until);
 		if (s->susp_reason != NULL && s->susp_reason[0] != '\0') {
 			fputs(" (", f);
@@ -499,7 +501,7 @@ cv_queue_summary(struct cv *c)
 	struct cv_sum **rows = NULL;
 	struct cv_sum_tab *all;
 	uint64_t msgs = 0, rcpts = 0, deferred = 0, held = 0;
-	int64_t now = cv_now_ms();
+	int64_t now = util_wall_ms();
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	unsigned nparts, k;
 	size_t i, n = 0;

@@ -23,7 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -32,6 +31,8 @@
 #include "queue/queue.h"
 #include "mta/control/control.h"
 #include "mta/control/control_int.h"
+#include "mta/core/json.h"
+#include "mta/core/util.h"
 #include "mta/observe/evlog.h"
 
 #define CV_HEADERS_MAX (1u << 20) /* bytes of a header block shown */
@@ -65,15 +66,6 @@ struct cv_sock {
 	int64_t deadline_ms;
 };
 
-static int64_t
-cv_mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* fopencookie: every write reaches the socket, waiting at most
  * CONTROL_TIMEOUT_MS each time it is full, and all of them together
  * CONTROL_VIEW_TIME_MAX_MS (a reader too slow holds a read transaction
@@ -88,7 +80,7 @@ cv_sock_write(void *cookie, const char *buf, size_t len)
 	ssize_t w;
 
 	while (off < len) {
-		if (cv_mono_ms() > sk->deadline_ms) {
+		if (util_mono_ms() > sk->deadline_ms) {
 			errno = ETIMEDOUT;
 			return -1;
 		}
@@ -119,126 +111,18 @@ cv_sock_close(void *cookie)
 /* Output helpers ------------------------------------------------------ */
 
 /*
- * Length of the valid UTF-8 sequence at S (1..4), or 0 if it is not one
- * (overlong forms, surrogates and code points past U+10FFFF are not).
- */
-static size_t
-cv_utf8_len(const unsigned char *s, uint32_t *cp)
-{
-	size_t n, i;
-	uint32_t c;
-
-	if (s[0] < 0x80) {
-		*cp = s[0];
-		return 1;
-	}
-	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-		n = 2;
-		c = s[0] & 0x1f;
-	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-		n = 3;
-		c = s[0] & 0x0f;
-	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-		n = 4;
-		c = s[0] & 0x07;
-	} else
-		return 0;
-	for (i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80) /* also stops at the NUL */
-			return 0;
-		c = c << 6 | (s[i] & 0x3f);
-	}
-	if ((n == 3 && c < 0x800) || (n == 4 && c < 0x10000) ||
-	    (c >= 0xd800 && c <= 0xdfff) || c > 0x10ffff)
-		return 0;
-	*cp = c;
-	return n;
-}
-
-/*
  * Print S from the queue (peer-supplied bytes): as a JSON string (quoted,
- * escaped, invalid UTF-8 as U+FFFD), or for a terminal (control characters,
- * C1 controls and invalid bytes as \xNN / \uNNNN, so nothing reaches the
- * terminal as an escape sequence).
+ * escaped, invalid UTF-8 as U+FFFD), or for a terminal (controls, C1
+ * controls and invalid bytes as \xNN, so nothing reaches the terminal as an
+ * escape sequence).  Both forms are mta/core/json.h's.
  */
 void
 cv_text_put(FILE *f, const char *s, bool json)
 {
-	const unsigned char *p = (const unsigned char *)s;
-	uint32_t cp;
-	size_t n;
-
 	if (json)
-		fputc('"', f);
-	while (*p != '\0') {
-		n = cv_utf8_len(p, &cp);
-		if (n == 0) {
-			if (json)
-				fputs("\\ufffd", f);
-			else
-				fprintf(f, "\\x%02x", *p);
-			p++;
-			continue;
-		}
-		if (json && (cp == '"' || cp == '\\'))
-			fprintf(f, "\\%c", (char)cp);
-		else if (cp < 0x20 || cp == 0x7f ||
-			 (!json && cp >= 0x80 && cp < 0xa0))
-			fprintf(f, json ? "\\u%04x" : "\\x%02x", (unsigned)cp);
-		else
-			fwrite(p, 1, n, f);
-		p += n;
-	}
-	if (json)
-		fputc('"', f);
-}
-
-/*
- * Append S as a JSON string (quoted) to BUF at *off: invalid UTF-8 as
- * \ufffd (one per byte that starts no valid sequence), as cv_text_put does.
- * When BUF is full, the string is cut between characters (never inside a
- * UTF-8 sequence or an escape) and still closed.
- */
-void
-cv_json_cat(char *buf, size_t size, size_t *off, const char *s)
-{
-	static const char hex[] = "0123456789abcdef";
-	const unsigned char *p = (const unsigned char *)s;
-	const char *out;
-	char esc[8];
-	uint32_t cp;
-	size_t n, len;
-
-	if (*off + 1 < size)
-		buf[(*off)++] = '"';
-	for (; *p != '\0'; p += len) {
-		if ((len = cv_utf8_len(p, &cp)) == 0) {
-			out = "\\ufffd";
-			n = 6;
-			len = 1;
-		} else if (cp == '"' || cp == '\\') {
-			esc[0] = '\\';
-			esc[1] = (char)cp;
-			out = esc;
-			n = 2;
-		} else if (cp < 0x20 || cp == 0x7f) {
-			memcpy(esc, "\\u00", 4);
-			esc[4] = hex[cp >> 4];
-			esc[5] = hex[cp & 0xf];
-			out = esc;
-			n = 6;
-		} else {
-			out = (const char *)p;
-			n = len;
-		}
-		if (*off + n + 2 > size)
-			break;
-		memcpy(buf + *off, out, n);
-		*off += n;
-	}
-	if (*off + 1 < size)
-		buf[(*off)++] = '"';
-	buf[*off < size ? *off : size - 1] = '\0';
+		json_put(f, s);
+	else
+		json_term_put(f, s);
 }
 
 void
@@ -255,7 +139,7 @@ cv_json_key(struct cv_json *j, const char *key)
 	if (!j->first)
 		fputc(',', j->f);
 	j->first = false;
-	cv_text_put(j->f, key, true);
+	json_put(j->f, key);
 	fputc(':', j->f);
 }
 
@@ -263,10 +147,7 @@ void
 cv_json_str(struct cv_json *j, const char *key, const char *v)
 {
 	cv_json_key(j, key);
-	if (v == NULL)
-		fputs("null", j->f);
-	else
-		cv_text_put(j->f, v, true);
+	json_put(j->f, v);
 }
 
 void
@@ -287,29 +168,6 @@ void
 cv_json_end(struct cv_json *j)
 {
 	fputc('}', j->f);
-}
-
-/* "2024-01-02T03:04:05.678Z" (JSON) or "2024-01-02 03:04:05" (table). */
-void
-cv_time_fmt(int64_t ms, bool precise, char *buf, size_t size)
-{
-	struct tm tm;
-	time_t t = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
-	char base[32];
-	int n;
-
-	if (gmtime_r(&t, &tm) == NULL ||
-	    strftime(base, sizeof(base),
-		     precise ? "%Y-%m-%dT%H:%M:%S" : "%Y-%m-%d %H:%M:%S",
-		     &tm) == 0) {
-		n = snprintf(buf, size, "%" PRId64 "ms", ms);
-	} else if (precise) {
-		n = snprintf(buf, size, "%s.%03dZ", base,
-			     (int)(((ms % 1000) + 1000) % 1000));
-	} else
-		n = snprintf(buf, size, "%s", base);
-	if (n < 0 || (size_t)n >= size)
-		buf[0] = '\0';
 }
 
 /* An address shown without the address: keyed hash, lower-case domain. */
@@ -561,21 +419,6 @@ cv_domain_of(const char *addr, char *out, size_t outlen)
 	out[n] = '\0';
 }
 
-/* DOMAIN lower-case, without a final dot. */
-static void
-cv_domain_lower(const char *domain, char *out, size_t outlen)
-{
-	size_t n;
-
-	for (n = 0; domain[n] != '\0' && n + 1 < outlen; n++)
-		out[n] = domain[n] >= 'A' && domain[n] <= 'Z'
-			     ? (char)(domain[n] - 'A' + 'a')
-			     : domain[n];
-	if (n > 0 && out[n - 1] == '.')
-		n--;
-	out[n] = '\0';
-}
-
 /* "45s", "12m", "3h05m", "2d04h" */
 void
 cv_age_fmt(int64_t ms, char *buf, size_t size)
@@ -594,14 +437,6 @@ cv_age_fmt(int64_t ms, char *buf, size_t size)
 			 s / 3600 % 24);
 }
 
-int64_t
-cv_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 /* queue list ---------------------------------------------------------- */
 
 struct cv_list {
@@ -654,8 +489,8 @@ cv_list_cb(const struct queue_envelope *env, void *arg)
 		return 0;
 	c->count++;
 	queue_id_format(env->id, id);
-	cv_time_fmt(env->created_ms, c->json, created, sizeof(created));
-	cv_time_fmt(due, c->json, next, sizeof(next));
+	json_time_fmt(env->created_ms, c->json, created, sizeof(created));
+	json_time_fmt(due, c->json, next, sizeof(next));
 	if (c->json) {
 		cv_json_begin(&j, c->f);
 		cv_json_str(&j, "id", id);
@@ -723,7 +558,7 @@ cv_queue_list(struct cv *c)
 	memset(&l, 0, sizeof(l));
 	l.c = c;
 	if (c->domain != NULL)
-		cv_domain_lower(c->domain, l.domain, sizeof(l.domain));
+		util_domain_lower(c->domain, l.domain, sizeof(l.domain));
 	if (cv_sched_load(c, &l.idx, "queue list") != 0)
 		return CV_ERR;
 	if (!c->json)
@@ -1011,8 +846,8 @@ cv_show_json(struct cv *c, const struct cv_show *sh)
 	uint32_t i, flags;
 
 	queue_id_format(env->id, id);
-	cv_time_fmt(env->created_ms, true, created, sizeof(created));
-	cv_time_fmt(sh->due_ms, true, next, sizeof(next));
+	json_time_fmt(env->created_ms, true, created, sizeof(created));
+	json_time_fmt(sh->due_ms, true, next, sizeof(next));
 	flags = (env->flags & ~QUEUE_F_HELD) | (sh->held ? QUEUE_F_HELD : 0);
 	cv_json_begin(&j, c->f);
 	cv_json_str(&j, "id", id);
@@ -1070,8 +905,8 @@ cv_show_text(struct cv *c, const struct cv_show *sh)
 	uint32_t i;
 
 	queue_id_format(env->id, id);
-	cv_time_fmt(env->created_ms, true, created, sizeof(created));
-	cv_time_fmt(sh->due_ms, true, next, sizeof(next));
+	json_time_fmt(env->created_ms, true, created, sizeof(created));
+	json_time_fmt(sh->due_ms, true, next, sizeof(next));
 	fprintf(c->f,
 		"id:            %s\n"
 		"created:       %s\n"
@@ -1188,7 +1023,7 @@ control_view_run(struct queue *q, const struct conf *conf, int fd,
 {
 	static const cookie_io_functions_t io = { .write = cv_sock_write,
 						  .close = cv_sock_close };
-	struct cv_sock sock = { fd, cv_mono_ms() + CONTROL_VIEW_TIME_MAX_MS };
+	struct cv_sock sock = { fd, util_mono_ms() + CONTROL_VIEW_TIME_MAX_MS };
 	struct cv c;
 	int rc;
 	bool broken;

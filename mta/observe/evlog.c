@@ -8,8 +8,8 @@
  * write(2)s it at least once a second, sooner past EVLOG_FLUSH_BYTES, unless
  * the filesystem is down to the queue's reserve (mta/core/logspace.h: dropped).
  * Must not: write an address, a local part or a VERP form in clear (every text
- * field goes through scrub_text() then scrub_escape(), mta/core/scrub.h); make a
- * caller wait for the disk; emit a line that is not one valid JSON object in
+ * field goes through scrub_text() then scrub_escape(), mta/core/scrub.h); make
+ * a caller wait for the disk; emit a line that is not one valid JSON object in
  * valid UTF-8.
  */
 /* For PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP (glibc): see evl.mu. */
@@ -30,9 +30,11 @@
 #include <sodium.h>
 
 #include "mta/observe/evlog.h"
+#include "mta/core/json.h"
 #include "mta/core/log.h"
 #include "mta/core/logspace.h"
 #include "mta/core/scrub.h"
+#include "mta/core/util.h"
 #include "queue/queue.h"
 
 _Static_assert(QUEUE_KEY_BYTES == 32, "evlog.h takes a 32-byte hash key");
@@ -83,8 +85,7 @@ static _Atomic unsigned evl_key_gen; /* one more at every evlog_open() */
 static pthread_once_t evl_once = PTHREAD_ONCE_INIT;
 
 /* Byte classes, filled once by evlog_once_init(). */
-#define C_PLAIN 0x20 /* copied as is into a JSON string */
-#define C_SAFE  0x40 /* copied as is by scrub_escape() */
+#define C_SAFE 0x40 /* copied as is by scrub_escape() */
 static uint8_t evl_cls[256];
 #define CLS(c, m) ((evl_cls[(unsigned char)(c)] & (m)) != 0)
 
@@ -151,91 +152,18 @@ jw_key(struct jw *w, const char *name, size_t need)
 	return true;
 }
 
-/* Length of the valid UTF-8 sequence at S (N bytes left), 0 if invalid:
- * no overlong forms, no surrogates, nothing past U+10FFFF (RFC 3629). */
-static size_t
-utf8_seq(const unsigned char *s, size_t n)
-{
-	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
-	size_t len, i;
-
-	if (c >= 0xc2 && c <= 0xdf)
-		len = 2;
-	else if (c >= 0xe0 && c <= 0xef)
-		len = 3;
-	else if (c >= 0xf0 && c <= 0xf4)
-		len = 4;
-	else
-		return 0;
-	if (c == 0xe0)
-		lo = 0xa0;
-	else if (c == 0xed)
-		hi = 0x9f;
-	else if (c == 0xf0)
-		lo = 0x90;
-	else if (c == 0xf4)
-		hi = 0x8f;
-	if (n < len || s[1] < lo || s[1] > hi)
-		return 0;
-	for (i = 2; i < len; i++)
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-	return len;
-}
-
-/* S (LEN bytes, any bytes) as the body of a JSON string: quotes and
- * backslashes escaped, control bytes as \u00XX, invalid UTF-8 as \ufffd.
- * Cut with "…" when the line is full. */
+/* S (LEN bytes, any bytes) as the body of a JSON string (json_escape:
+ * quotes, backslashes and controls escaped, invalid UTF-8 as \ufffd), cut
+ * with "…" when the line is full. */
 static void
-jw_escape(struct jw *w, const unsigned char *s, size_t len)
+jw_escape(struct jw *w, const char *s, size_t len)
 {
-	static const char hex[] = "0123456789abcdef";
-	size_t lim = w->cap - JW_TAIL, i = 0, j, k;
-	char tmp[6];
+	size_t lim = w->cap - JW_TAIL, used;
 
-	while (i < len) {
-		if (CLS(s[i], C_PLAIN)) {
-			for (j = i + 1; j < len && CLS(s[j], C_PLAIN); j++)
-				;
-			k = j - i;
-			if (w->n + k > lim) {
-				jw_put(w, (const char *)s + i, lim - w->n);
-				goto cut;
-			}
-			jw_put(w, (const char *)s + i, k);
-			i = j;
-			continue;
-		}
-		if (s[i] == '"' || s[i] == '\\') {
-			tmp[0] = '\\';
-			tmp[1] = (char)s[i];
-			k = 2;
-			j = i + 1;
-		} else if (s[i] < 0x80) {
-			memcpy(tmp, "\\u00", 4);
-			tmp[4] = hex[s[i] >> 4];
-			tmp[5] = hex[s[i] & 15];
-			k = 6;
-			j = i + 1;
-		} else if ((k = utf8_seq(s + i, len - i)) > 0) {
-			if (w->n + k > lim)
-				goto cut;
-			jw_put(w, (const char *)s + i, k);
-			i += k;
-			continue;
-		} else {
-			memcpy(tmp, "\\ufffd", 6);
-			k = 6;
-			j = i + 1;
-		}
-		if (w->n + k > lim)
-			goto cut;
-		jw_put(w, tmp, k);
-		i = j;
-	}
-	return;
-cut:
-	jw_put(w, "\xe2\x80\xa6", 3);
+	w->n += json_escape(s, len, w->p + w->n, lim > w->n ? lim - w->n : 0,
+			    &used);
+	if (used < len)
+		jw_put(w, "\xe2\x80\xa6", 3);
 }
 
 static void
@@ -244,7 +172,7 @@ jw_str(struct jw *w, const char *name, const char *s, size_t len)
 	if (!jw_key(w, name, 2))
 		return;
 	w->p[w->n++] = '"';
-	jw_escape(w, (const unsigned char *)s, len);
+	jw_escape(w, s, len);
 	w->p[w->n++] = '"';
 }
 
@@ -353,8 +281,6 @@ evlog_cls_init(void)
 
 	for (c = 0; c < 256; c++) {
 		m = 0;
-		if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\')
-			m |= C_PLAIN;
 		if (c >= 0x20 && c < 0x7f && c != '\\' && c != '@')
 			m |= C_SAFE;
 		evl_cls[c] = m;
@@ -489,15 +415,6 @@ jw_addr(struct jw *w, const char *hname, const char *dname, const char *addr,
 
 /* Formatting --------------------------------------------------------- */
 
-static int64_t
-evlog_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /*
  * evlog_format — EV as one line (with its '\n') into LINE; returns its
  * length.  Fields in the order of the documentation, each only when set.
@@ -517,7 +434,7 @@ evlog_format(const struct evlog_event *ev, const uint8_t *key, char *line,
 	int i;
 
 	jw_put(&w, "{\"time\":\"", 9);
-	evlog_time(w.p + w.n, ev->time_ms != 0 ? ev->time_ms : evlog_now_ms());
+	evlog_time(w.p + w.n, ev->time_ms != 0 ? ev->time_ms : util_wall_ms());
 	w.n += 24;
 	jw_put(&w, "\",\"event\":\"", 11);
 	jw_put(&w, name, strlen(name));

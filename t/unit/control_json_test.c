@@ -1,7 +1,7 @@
 /*
  * control_json_test.c — the JSON string escaper of the control socket's
- * records (cv_json_cat in mta/control/control_view.c; control.c writes the audit
- * log with it): quotes, backslashes and controls escaped, valid UTF-8 kept,
+ * records (json_cat of mta/core/json.h, with which control.c writes the
+ * audit log): quotes, backslashes and controls escaped, valid UTF-8 kept,
  * every invalid sequence one U+FFFD, and a full buffer cut between
  * characters, never inside one: every output is valid UTF-8 JSON.
  */
@@ -15,7 +15,7 @@
 
 #include <cmocka.h>
 
-#include "mta/control/control_int.h"
+#include "mta/core/json.h"
 
 /* Strict UTF-8 (RFC 3629: no overlongs, no surrogates, up to U+10FFFF). */
 static bool
@@ -118,7 +118,7 @@ test_escape(void **state)
 		const struct json_case *c = &json_cases[i];
 
 		off = 0;
-		cv_json_cat(buf, sizeof(buf), &off, c->in);
+		json_cat(buf, sizeof(buf), &off, c->in);
 		if (strcmp(buf, c->want) != 0 || off != strlen(buf))
 			fail_msg("%s: got %s, want %s", c->name, buf, c->want);
 		if (!json_string_valid(buf))
@@ -134,7 +134,7 @@ test_append(void **state)
 	size_t off = strlen(buf);
 
 	(void)state;
-	cv_json_cat(buf, sizeof(buf), &off, "r\xfft");
+	json_cat(buf, sizeof(buf), &off, "r\xfft");
 	assert_string_equal(buf, "{\"user\":\"r\\ufffdt\"");
 	assert_int_equal(off, strlen(buf));
 }
@@ -158,7 +158,7 @@ test_cut(void **state)
 		for (size = 3; size < sizeof(buf); size++) {
 			memset(buf, 'X', sizeof(buf));
 			off = 0;
-			cv_json_cat(buf, size, &off, inputs[i]);
+			json_cat(buf, size, &off, inputs[i]);
 			assert_true(off < size);
 			len = strlen(buf);
 			assert_int_equal(len, off);

@@ -1,0 +1,141 @@
+/*
+ * cli_int.h — what the files of the `outpost` command share: the parsed
+ * command line (struct cli), the command table's row (struct cli_cmd), the
+ * control-socket client (cli.c) and the commands each family file runs:
+ *     cli.c        main, dispatch, usage, setup, the control-socket client
+ *     cli_queue.c  queue views and changes, suspend, resume, suspensions
+ *     cli_log.c    log, hash
+ *     cli_keys.c   passwd, dkim keygen, auth blocks and unblock
+ * One thread; every function prints its own errors on stderr (cli_errx).
+ */
+#ifndef OUTPOST_MTA_CLI_INT_H
+#define OUTPOST_MTA_CLI_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "conf/conf.h"
+#include "queue/queue.h"
+
+/* Every file of the command includes this one last of all. */
+#pragma GCC poison strcpy strcat vsprintf
+#ifndef sprintf /* a macro in clang's fortified stdio: cannot be poisoned */
+#pragma GCC poison sprintf
+#endif
+
+/* Exit status. */
+#define CLI_OK    0
+#define CLI_ERR   1
+#define CLI_USAGE 2
+
+#define CLI_ARGS_MAX        16
+#define CLI_DOMAIN_MAX      255
+#define CLI_SUSPEND_DEFAULT "1h"
+
+struct cli {
+	const char *conf_file; /* -c; NULL = embedded defaults */
+	const struct cli_cmd *cmd;
+	struct conf *conf;
+	uint8_t hash_key[QUEUE_KEY_BYTES];
+	bool json;
+	/* dkim keygen */
+	bool ed25519;
+	unsigned rsa_bits;
+	const char *key_path, *txt_path;
+	/* queue selectors and filters */
+	const char *domain, *user;
+	bool all, held, deferred;
+	/* queue show */
+	bool headers;
+	/* suspend */
+	const char *duration, *reason;
+	/* log */
+	const char *rcpt, *event;
+	bool follow;
+	int argc; /* positional arguments after the command words */
+	char *argv[CLI_ARGS_MAX];
+};
+
+struct cli_cmd {
+	const char *name;
+	const char *sub; /* second word, or NULL */
+	const char *args;
+	const char *help;
+	unsigned needs; /* CLI_NEED_* (cli.c) */
+	unsigned opts;  /* CLI_O_* (cli.c) */
+	int min_args, max_args;
+	int (*run)(struct cli *c);
+	const char *ctl_verb; /* changes: the control-socket command */
+	const char *done;     /* changes: "held", "released", … */
+};
+
+/* An answer of the daemon, whole (cli_ctl). */
+struct cli_reply {
+	char *data;  /* the whole answer, NUL-terminated (owned) */
+	char *lines; /* the data lines before the final one (into data) */
+	char *final; /* the final line, without its LF (into data) */
+	bool ok;
+	long count; /* "ok N"; -1 for a bare "ok" or an err */
+};
+
+/* cli_errx — "outpost: " FMT "\n" on stderr. */
+void cli_errx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * cli_hash_key_load — the log-hash key of C's configuration into
+ * c->hash_key; never creates one (a new key would match no log line).
+ * 0, or -1 (said on stderr).
+ */
+int cli_hash_key_load(struct cli *c);
+
+/*
+ * cli_ctl — send LINE (one command, without its LF) to the daemon and read
+ * the whole answer.  0: it was "ok" and R holds it (free it with
+ * cli_reply_free); -1: no answer, or an "err" one (said on stderr after
+ * WHAT; R holds nothing).
+ */
+int cli_ctl(const struct cli *c, const char *what, const char *line,
+	    struct cli_reply *r);
+
+/* cli_reply_free — R's answer; R is zeroed. */
+void cli_reply_free(struct cli_reply *r);
+
+/*
+ * cli_ctl_view — send LINE and copy the answer's data lines to stdout as
+ * they come (a listing of a big queue streams; it is never held here).
+ * WHAT prefixes errors.  CLI_OK, or CLI_ERR (said on stderr).
+ */
+int cli_ctl_view(struct cli *c, const char *what, const char *line);
+
+/*
+ * cli_ctl_change — send one command; print the daemon's error, prefixed
+ * with WHAT.  0 (*count = the N of "ok N", -1 for a bare "ok"), or -1.
+ */
+int cli_ctl_change(const struct cli *c, const char *what, const char *line,
+		   long *count);
+
+/* cli_ctl_word_ok — can S go into a control command as one word
+ * (printable, no space, 1..MAX bytes)? */
+bool cli_ctl_word_ok(const char *s, size_t max);
+
+/* cli_domain_ok — is S a host name as the control socket takes it? */
+bool cli_domain_ok(const char *s);
+
+/* The commands (struct cli_cmd.run): CLI_OK, CLI_ERR or CLI_USAGE. */
+int cli_queue_summary(struct cli *c);
+int cli_queue_list(struct cli *c);
+int cli_queue_show(struct cli *c);
+int cli_queue_change(struct cli *c);
+int cli_queue_suspend(struct cli *c);
+int cli_queue_resume(struct cli *c);
+int cli_queue_suspensions(struct cli *c);
+int cli_log(struct cli *c);
+int cli_log_hash(struct cli *c);
+int cli_keys_passwd(struct cli *c);
+int cli_keys_dkim_keygen(struct cli *c);
+int cli_keys_auth_blocks(struct cli *c);
+int cli_keys_auth_unblock(struct cli *c);
+
+#endif

@@ -1,0 +1,343 @@
+/*
+ * cli_log.c — `outpost log` (the delivery log's lines of one recipient
+ * and/or some events; -f follows the file across rotations) and `outpost
+ * hash` (an address's keyed hash, as the logs and the queue views show it).
+ * Both read the log-hash key (cli_hash_key_load) and nothing of the queue.
+ * Must not: create the key, or print an address in clear.  One thread.
+ */
+#include <sys/stat.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "queue/queue.h"
+#include "mta/cli/cli_int.h"
+
+#define CLI_LOG_POLL_MS    250 /* -f: look for more (or a new file) */
+#define CLI_LOG_EVENTS_MAX 16
+
+/* The log's JSON, read as far as the filter needs --------------------- */
+
+/* Skip white space. */
+static const char *
+cli_log_js_ws(const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\r'))
+		p++;
+	return p;
+}
+
+/* Past the JSON string at P (at its opening quote); copy its value
+ * (escapes decoded, non-ASCII \u as '?') into OUT if not NULL.  NULL:
+ * malformed. */
+static const char *
+cli_log_js_str(const char *p, const char *end, char *out, size_t outlen)
+{
+	size_t n = 0;
+	char ch;
+
+	if (p >= end || *p != '"')
+		return NULL;
+	for (p++; p < end && *p != '"'; p++) {
+		ch = *p;
+		if (ch == '\\') {
+			if (++p >= end)
+				return NULL;
+			switch (*p) {
+			case 'n':
+				ch = '\n';
+				break;
+			case 't':
+				ch = '\t';
+				break;
+			case 'r':
+				ch = '\r';
+				break;
+			case 'b':
+				ch = '\b';
+				break;
+			case 'f':
+				ch = '\f';
+				break;
+			case 'u':
+				if (end - p < 5)
+					return NULL;
+				ch = '?';
+				p += 4;
+				break;
+			default:
+				ch = *p; /* \" \\ \/ */
+			}
+		}
+		if (out != NULL && n + 1 < outlen)
+			out[n++] = ch;
+	}
+	if (p >= end)
+		return NULL;
+	if (out != NULL)
+		out[n] = '\0';
+	return p + 1;
+}
+
+/* Past the JSON value at P (any kind); NULL: malformed. */
+static const char *
+cli_log_js_skip(const char *p, const char *end)
+{
+	int depth = 0;
+
+	do {
+		p = cli_log_js_ws(p, end);
+		if (p >= end)
+			return NULL;
+		if (*p == '"') {
+			if ((p = cli_log_js_str(p, end, NULL, 0)) == NULL)
+				return NULL;
+		} else if (*p == '{' || *p == '[') {
+			depth++;
+			p++;
+		} else if (*p == '}' || *p == ']') {
+			if (--depth < 0)
+				return NULL;
+			p++;
+		} else if (*p == ',' || *p == ':') {
+			if (depth == 0)
+				return NULL;
+			p++;
+		} else {
+			while (p < end && *p != ',' && *p != '}' && *p != ']' &&
+			       *p != ' ')
+				p++;
+		}
+	} while (depth > 0);
+	return p;
+}
+
+/*
+ * The string value of the top-level member KEY of the JSON object in
+ * [P, END), into OUT.  1 found, 0 absent (or not a string), -1 malformed.
+ */
+static int
+cli_log_js_get(const char *p, const char *end, const char *key, char *out,
+	       size_t outlen)
+{
+	char k[64];
+
+	p = cli_log_js_ws(p, end);
+	if (p >= end || *p++ != '{')
+		return -1;
+	for (;;) {
+		p = cli_log_js_ws(p, end);
+		if (p < end && *p == '}')
+			return 0;
+		if ((p = cli_log_js_str(p, end, k, sizeof(k))) == NULL)
+			return -1;
+		p = cli_log_js_ws(p, end);
+		if (p >= end || *p++ != ':')
+			return -1;
+		p = cli_log_js_ws(p, end);
+		if (strcmp(k, key) == 0) {
+			if (p < end && *p == '"')
+				return cli_log_js_str(p, end, out, outlen) !=
+					       NULL
+					   ? 1
+					   : -1;
+			return 0;
+		}
+		if ((p = cli_log_js_skip(p, end)) == NULL)
+			return -1;
+		p = cli_log_js_ws(p, end);
+		if (p < end && *p == ',')
+			p++;
+		else if (p < end && *p == '}')
+			return 0;
+		else
+			return -1;
+	}
+}
+
+struct cli_log_filter {
+	const char *hash; /* --rcpt: its rcpt_hash, or NULL */
+	char *events[CLI_LOG_EVENTS_MAX];
+	int nevents;
+};
+
+static bool
+cli_log_match(const struct cli_log_filter *f, const char *line, size_t len)
+{
+	char v[128];
+	int i;
+
+	if (f->hash != NULL &&
+	    (cli_log_js_get(line, line + len, "rcpt_hash", v, sizeof(v)) != 1 ||
+	     strcmp(v, f->hash) != 0))
+		return false;
+	if (f->nevents == 0)
+		return true;
+	if (cli_log_js_get(line, line + len, "event", v, sizeof(v)) != 1)
+		return false;
+	for (i = 0; i < f->nevents; i++)
+		if (strcmp(v, f->events[i]) == 0)
+			return true;
+	return false;
+}
+
+/* The complete lines in BUF[0..*len): print those that match; keep the
+ * unfinished last line at the front of BUF. */
+static void
+cli_log_lines(const struct cli_log_filter *f, char *buf, size_t *len,
+	      bool flush)
+{
+	char *p = buf, *end = buf + *len, *nl;
+
+	while (p < end && (nl = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+		if (cli_log_match(f, p, (size_t)(nl - p)))
+			fwrite(p, 1, (size_t)(nl - p + 1), stdout);
+		p = nl + 1;
+	}
+	if (flush && p < end) {
+		if (cli_log_match(f, p, (size_t)(end - p))) {
+			fwrite(p, 1, (size_t)(end - p), stdout);
+			fputc('\n', stdout);
+		}
+		p = end;
+	}
+	memmove(buf, p, (size_t)(end - p));
+	*len = (size_t)(end - p);
+}
+
+/* Read what FD has now into the line buffer; 0 at its end, -1 error. */
+static int
+cli_log_read(int fd, const struct cli_log_filter *f, char **buf, size_t *len,
+	     size_t *cap)
+{
+	ssize_t r;
+	char *nb;
+
+	for (;;) {
+		if (*cap - *len < 65536) {
+			if ((nb = realloc(*buf, *cap * 2 + 65536)) == NULL)
+				return -1;
+			*buf = nb;
+			*cap = *cap * 2 + 65536;
+		}
+		r = read(fd, *buf + *len, *cap - *len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -1;
+		if (r == 0)
+			return 0;
+		*len += (size_t)r;
+		cli_log_lines(f, *buf, len, false);
+	}
+}
+
+/*
+ * log — filter the delivery log (JSON Lines) by recipient (its keyed hash,
+ * as `outpost hash` makes it) and/or event.  With -f, follow the file as
+ * tail -F does: wait for more, and when the name points to a new file
+ * (logrotate moved the old one) finish the old one and go on with the new.
+ * Its length is the follow loop, which reads better in one piece.
+ */
+int
+cli_log(struct cli *c)
+{
+	struct cli_log_filter f;
+	struct stat st, nst;
+	char hash[QUEUE_HASH_HEX_BYTES], *events = NULL, *tok, *save = NULL;
+	const char *path;
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+	struct timespec pause = { 0, CLI_LOG_POLL_MS * 1000000L };
+	int fd = -1, rc = CLI_ERR;
+	off_t off;
+
+	memset(&f, 0, sizeof(f));
+	path = c->argc > 0 ? c->argv[0] : c->conf->log.delivery_file;
+	if (path == NULL) {
+		cli_errx("log: no delivery log configured (log { "
+			 "delivery_file }): give FILE");
+		return CLI_USAGE;
+	}
+	if (c->event != NULL) {
+		if ((events = strdup(c->event)) == NULL)
+			return CLI_ERR;
+		for (tok = strtok_r(events, ",", &save); tok != NULL;
+		     tok = strtok_r(NULL, ",", &save)) {
+			if (f.nevents == CLI_LOG_EVENTS_MAX) {
+				cli_errx("log: --event: at most %d events",
+					 CLI_LOG_EVENTS_MAX);
+				free(events);
+				return CLI_USAGE;
+			}
+			f.events[f.nevents++] = tok;
+		}
+	}
+	if (c->rcpt != NULL) {
+		if (cli_hash_key_load(c) != 0)
+			goto done;
+		queue_addr_hash(c->hash_key, c->rcpt, hash);
+		f.hash = hash;
+	}
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 ||
+	    fstat(fd, &st) != 0) {
+		cli_errx("log: %s: %s", path, strerror(errno));
+		goto done;
+	}
+	for (;;) {
+		if (cli_log_read(fd, &f, &buf, &len, &cap) != 0) {
+			cli_errx("log: %s: %s", path, strerror(errno));
+			goto done;
+		}
+		if (fflush(stdout) != 0)
+			goto done;
+		if (!c->follow)
+			break;
+		nanosleep(&pause, NULL);
+		if (stat(path, &nst) != 0)
+			continue; /* between rename and re-creation */
+		if (nst.st_ino != st.st_ino || nst.st_dev != st.st_dev) {
+			/* Rotated: the rest of the old file, then the new. */
+			if (cli_log_read(fd, &f, &buf, &len, &cap) != 0)
+				goto done;
+			cli_log_lines(&f, buf, &len, true);
+			close(fd);
+			while ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+				nanosleep(&pause, NULL);
+			if (fstat(fd, &st) != 0)
+				memset(&st, 0, sizeof(st));
+			continue;
+		}
+		off = lseek(fd, 0, SEEK_CUR);
+		if (off > nst.st_size) {
+			/* Truncated in place: start again from the top. */
+			(void)lseek(fd, 0, SEEK_SET);
+			len = 0;
+		}
+	}
+	cli_log_lines(&f, buf, &len, true);
+	rc = fflush(stdout) == 0 ? CLI_OK : CLI_ERR;
+done:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	free(events);
+	return rc;
+}
+
+/* hash ---------------------------------------------------------------- */
+
+int
+cli_log_hash(struct cli *c)
+{
+	char hash[QUEUE_HASH_HEX_BYTES];
+
+	queue_addr_hash(c->hash_key, c->argv[0], hash);
+	printf("%s\n", hash);
+	return fflush(stdout) == 0 ? CLI_OK : CLI_ERR;
+}

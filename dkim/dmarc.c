@@ -19,6 +19,7 @@
 #include <libpsl.h>
 
 #include "dkim/dkim.h"
+#include "dkim/dmarc_int.h"
 #include "dns/dns.h"
 
 #pragma GCC poison strcpy strcat vsprintf
@@ -87,25 +88,26 @@ dmarc_lower_copy(const char *in, char *out, size_t len)
 }
 
 /* ---------------------------------------------------------------------- */
-/* A length-checked reader over untrusted bytes (c-ares ares_buf shape):   */
-/* every look checks what is left, the offset never passes the end.       */
+/* The reader (dkim/dmarc_int.h)                                           */
 
-struct dmarc_rd {
-	const uint8_t *p;
-	size_t len;
-	size_t off; /* <= len */
-};
+void
+dmarc_rd_init(struct dmarc_rd *r, const void *data, size_t len)
+{
+	r->data = data;
+	r->len = data != NULL ? len : 0;
+	r->off = 0;
+}
 
-static int
+int
 dmarc_rd_peek(const struct dmarc_rd *r, size_t at, uint8_t *c)
 {
 	if (r->len - r->off <= at)
 		return -1;
-	*c = r->p[r->off + at];
+	*c = r->data[r->off + at];
 	return 0;
 }
 
-static bool
+bool
 dmarc_rd_is(const struct dmarc_rd *r, size_t at, uint8_t want)
 {
 	uint8_t c;
@@ -113,10 +115,23 @@ dmarc_rd_is(const struct dmarc_rd *r, size_t at, uint8_t want)
 	return dmarc_rd_peek(r, at, &c) == 0 && c == want;
 }
 
-static void
+int
 dmarc_rd_skip(struct dmarc_rd *r, size_t n)
 {
-	r->off += n <= r->len - r->off ? n : r->len - r->off;
+	if (n > r->len - r->off)
+		return -1;
+	r->off += n;
+	return 0;
+}
+
+size_t
+dmarc_rd_span(struct dmarc_rd *r, bool (*in)(uint8_t))
+{
+	size_t start = r->off;
+
+	while (r->off < r->len && in(r->data[r->off]))
+		r->off++;
+	return r->off - start;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -162,13 +177,24 @@ dmarc_token_is(const uint8_t *p, size_t n, const char *lit)
 	return true;
 }
 
-static void
-dmarc_rec_skip_wsp(struct dmarc_rd *r)
+/* Between tag-specs: WSP and empty specs. */
+static bool
+dmarc_rec_is_sep(uint8_t c)
 {
-	uint8_t c;
+	return dmarc_rec_is_wsp(c) || c == ';';
+}
 
-	while (dmarc_rd_peek(r, 0, &c) == 0 && dmarc_rec_is_wsp(c))
-		dmarc_rd_skip(r, 1);
+/* A tag name: ALPHA *(ALPHA / DIGIT / "_"), the first octet checked apart. */
+static bool
+dmarc_rec_is_name(uint8_t c)
+{
+	return dmarc_is_alpha(c) || dmarc_is_digit(c) || c == '_';
+}
+
+static bool
+dmarc_rec_is_value(uint8_t c)
+{
+	return c != ';';
 }
 
 /*
@@ -182,37 +208,28 @@ static int
 dmarc_rec_tag_next(struct dmarc_rd *r, struct dmarc_tag *t, bool first)
 {
 	size_t start, end;
-	uint8_t c;
 
 	memset(t, 0, sizeof(*t));
-	while (dmarc_rd_peek(r, 0, &c) == 0 &&
-	       (dmarc_rec_is_wsp(c) || (c == ';' && !first)))
-		dmarc_rd_skip(r, 1);
+	dmarc_rd_span(r, first ? dmarc_rec_is_wsp : dmarc_rec_is_sep);
 	if (r->off == r->len)
 		return 0;
 	start = r->off;
-	while (dmarc_rd_peek(r, 0, &c) == 0 &&
-	       (dmarc_is_alpha(c) || dmarc_is_digit(c) || c == '_'))
-		dmarc_rd_skip(r, 1);
-	t->name = r->p + start;
-	t->name_len = r->off - start;
-	dmarc_rec_skip_wsp(r);
+	t->name_len = dmarc_rd_span(r, dmarc_rec_is_name);
+	t->name = r->data + start;
+	dmarc_rd_span(r, dmarc_rec_is_wsp);
 	t->ok = t->name_len > 0 && dmarc_is_alpha(t->name[0]) &&
-		dmarc_rd_is(r, 0, '=');
-	if (t->ok) {
-		dmarc_rd_skip(r, 1);
-		dmarc_rec_skip_wsp(r);
-	}
+		dmarc_rd_is(r, 0, '=') && dmarc_rd_skip(r, 1) == 0;
+	if (t->ok)
+		dmarc_rd_span(r, dmarc_rec_is_wsp);
 	/* The value runs to the next ';'; trailing WSP is not part of it. */
 	start = r->off;
-	while (dmarc_rd_peek(r, 0, &c) == 0 && c != ';')
-		dmarc_rd_skip(r, 1);
-	end = r->off;
-	while (end > start && dmarc_rec_is_wsp(r->p[end - 1]))
+	end = start + dmarc_rd_span(r, dmarc_rec_is_value);
+	while (end > start && dmarc_rec_is_wsp(r->data[end - 1]))
 		end--;
-	t->val = r->p + start;
+	t->val = r->data + start;
 	t->val_len = end - start;
-	dmarc_rd_skip(r, 1); /* the ';', if any */
+	/* Past the ';'; at the end there is none and the cursor stays. */
+	(void)dmarc_rd_skip(r, 1);
 	return 1;
 }
 
@@ -264,7 +281,7 @@ dmarc_pct_parse(const struct dmarc_tag *t)
 static enum dmarc_rec
 dmarc_rec_scan(const char *txt, size_t len, struct dmarc_record *r)
 {
-	struct dmarc_rd rd = { (const uint8_t *)txt, len, 0 };
+	struct dmarc_rd rd;
 	struct dmarc_tag t;
 	enum dmarc_policy sp = DMARC_P_NONE;
 	bool p_ok = false, sp_ok = false, dup = false;
@@ -274,6 +291,7 @@ dmarc_rec_scan(const char *txt, size_t len, struct dmarc_record *r)
 	r->pct = DMARC_PCT_MAX;
 	if (txt == NULL && len != 0)
 		return DMARC_REC_NOT_DMARC;
+	dmarc_rd_init(&rd, txt, len);
 	if (dmarc_rec_tag_next(&rd, &t, true) != 1 || !t.ok ||
 	    !dmarc_token_is(t.name, t.name_len, "v") ||
 	    !dmarc_token_is(t.val, t.val_len, "DMARC1"))
@@ -363,6 +381,13 @@ from_is_atext(uint8_t c)
 	       (c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
 }
 
+/* WSP (RFC 5234). */
+static bool
+from_is_wsp(uint8_t c)
+{
+	return c == ' ' || c == '\t';
+}
+
 /* At a CR: a fold (CRLF WSP) is skipped and is whitespace; anything else
  * is a bare CR. */
 static int
@@ -371,10 +396,9 @@ from_fold(struct from_parser *p)
 	uint8_t c;
 
 	if (dmarc_rd_is(&p->rd, 0, '\r') && dmarc_rd_is(&p->rd, 1, '\n') &&
-	    dmarc_rd_peek(&p->rd, 2, &c) == 0 && (c == ' ' || c == '\t')) {
-		dmarc_rd_skip(&p->rd, 3);
+	    dmarc_rd_peek(&p->rd, 2, &c) == 0 && from_is_wsp(c) &&
+	    dmarc_rd_skip(&p->rd, 3) == 0)
 		return 0;
-	}
 	p->why = "bare CR or LF";
 	return -1;
 }
@@ -390,11 +414,10 @@ from_quoted_pair(struct from_parser *p)
 	uint8_t c;
 
 	if (dmarc_rd_peek(&p->rd, 1, &c) != 0 || c == '\0' || c == '\r' ||
-	    c == '\n') {
+	    c == '\n' || dmarc_rd_skip(&p->rd, 2) != 0) {
 		p->why = "bad quoted-pair";
 		return -1;
 	}
-	dmarc_rd_skip(&p->rd, 2);
 	return 0;
 }
 
@@ -410,7 +433,10 @@ from_delimited(struct from_parser *p, uint8_t open, uint8_t close,
 	size_t depth = 1;
 	uint8_t c;
 
-	dmarc_rd_skip(&p->rd, 1);
+	if (dmarc_rd_skip(&p->rd, 1) != 0) { /* OPEN */
+		p->why = unterminated;
+		return -1;
+	}
 	for (;;) {
 		if (dmarc_rd_peek(&p->rd, 0, &c) != 0) {
 			p->why = unterminated;
@@ -430,7 +456,10 @@ from_delimited(struct from_parser *p, uint8_t open, uint8_t close,
 			p->why = "NUL octet";
 			return -1;
 		}
-		dmarc_rd_skip(&p->rd, 1);
+		if (dmarc_rd_skip(&p->rd, 1) != 0) { /* C, just peeked */
+			p->why = unterminated;
+			return -1;
+		}
 		if (c == close && --depth == 0)
 			return 0;
 		if (c == open && open == '(')
@@ -450,7 +479,7 @@ from_cfws(struct from_parser *p)
 
 	while (dmarc_rd_peek(&p->rd, 0, &c) == 0) {
 		if (c == ' ' || c == '\t')
-			dmarc_rd_skip(&p->rd, 1);
+			dmarc_rd_span(&p->rd, from_is_wsp);
 		else if (c == '\r' || c == '\n') {
 			if (from_fold(p) != 0)
 				return -1;
@@ -487,13 +516,12 @@ from_next(struct from_parser *p)
 				       : "unterminated domain literal") != 0)
 			return -1;
 		t->kind = c == '"' ? FT_QSTR : FT_DLIT;
-	} else if (c != '\0' && strchr("<>@,;:.", c) != NULL) {
-		dmarc_rd_skip(&p->rd, 1);
+	} else if (c != '\0' && strchr("<>@,;:.", c) != NULL &&
+		   dmarc_rd_skip(&p->rd, 1) == 0) {
 		t->kind = FT_SPECIAL;
 		t->c = c;
 	} else if (from_is_atext(c)) {
-		while (dmarc_rd_peek(&p->rd, 0, &c) == 0 && from_is_atext(c))
-			dmarc_rd_skip(&p->rd, 1);
+		dmarc_rd_span(&p->rd, from_is_atext);
 		t->kind = FT_ATOM;
 	} else {
 		p->why = c == ')'    ? "unbalanced ')'"
@@ -502,7 +530,7 @@ from_next(struct from_parser *p)
 				     : "control character";
 		return -1;
 	}
-	t->p = p->rd.p + start;
+	t->p = p->rd.data + start;
 	t->len = p->rd.off - start;
 	return 0;
 }
@@ -773,8 +801,7 @@ dmarc_from_domain(const struct dkim_msg *m, char *domain, size_t len, char *err,
 		return -1;
 	}
 	memset(&p, 0, sizeof(p));
-	p.rd.p = (const uint8_t *)h->field + colon + 1;
-	p.rd.len = h->len - colon - 1;
+	dmarc_rd_init(&p.rd, h->field + colon + 1, h->len - colon - 1);
 	if (from_next(&p) != 0 || from_list(&p, false) != 0) {
 		dmarc_err(err, errlen, "From: %s (octet %zu of the value)",
 			  p.why != NULL ? p.why : "syntax error", p.rd.off);

@@ -223,7 +223,7 @@ crypt_open(const struct crypt_key *k, uint8_t db, const uint8_t *lkey,
 	uint8_t ad[1 + CRYPT_LKEY_MAX_BYTES + CRYPT_HEADER_BYTES];
 	uint8_t subkey[crypto_aead_aes256gcm_KEYBYTES];
 	static const uint8_t zero_nonce[CRYPT_AES_NONCE_BYTES];
-	struct record_buf b;
+	struct record_rd b;
 	const uint8_t *header, *salt, *ct;
 	unsigned long long plen;
 	uint32_t key_id;
@@ -232,20 +232,19 @@ crypt_open(const struct crypt_key *k, uint8_t db, const uint8_t *lkey,
 	int rc = -1;
 
 	*outlen = 0;
-	record_buf_init(&b, sealed, slen);
-	if (record_buf_len(&b) < CRYPT_OVERHEAD_BYTES) {
+	record_rd_init(&b, sealed, slen);
+	if (record_rd_left(&b) < CRYPT_OVERHEAD_BYTES) {
 		crypt_err(err, errlen, "sealed record of %zu bytes, truncated",
 			  slen);
 		goto done;
 	}
 	header = sealed;
-	if (record_buf_fetch_u8(&b, &version) != 0 ||
-	    record_buf_fetch_u8(&b, &alg) != 0 ||
-	    record_buf_fetch_be32(&b, &key_id) != 0 ||
-	    record_buf_fetch_bytes(&b, CRYPT_SALT_BYTES, &salt) != 0)
+	if (record_rd_u8(&b, &version) != 0 || record_rd_u8(&b, &alg) != 0 ||
+	    record_rd_be32(&b, &key_id) != 0 ||
+	    record_rd_bytes(&b, CRYPT_SALT_BYTES, &salt) != 0)
 		goto done;
-	ctlen = record_buf_len(&b);
-	if (record_buf_fetch_bytes(&b, ctlen, &ct) != 0)
+	ctlen = record_rd_left(&b);
+	if (record_rd_bytes(&b, ctlen, &ct) != 0)
 		goto done;
 	if (version != CRYPT_VERSION) {
 		crypt_err(err, errlen, "sealed record version %u not supported",

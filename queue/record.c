@@ -1,6 +1,6 @@
 /*
  * record.c — the envelope record: TLV encode, strict decode, and the
- * length-checked reader (record_buf_*) used for every untrusted byte.
+ * length-checked reader (record_rd_*) used for every untrusted byte.
  * Owns: the plaintext layout of "env" values and the memory of a decoded
  * struct queue_envelope (queue_envelope_clear()).  Must not: touch LMDB or
  * keys (queue.c, crypt.c do).  Thread: pure functions, any thread.
@@ -36,36 +36,36 @@ record_err(char *err, size_t errlen, const char *fmt, ...)
 /* The reader ---------------------------------------------------------- */
 
 void
-record_buf_init(struct record_buf *b, const void *data, size_t len)
+record_rd_init(struct record_rd *b, const void *data, size_t len)
 {
 	b->data = data;
 	b->len = data != NULL ? len : 0;
 	b->off = 0;
-	b->tag_off = 0;
+	b->tag = 0;
 }
 
 size_t
-record_buf_len(const struct record_buf *b)
+record_rd_left(const struct record_rd *b)
 {
 	return b->len - b->off;
 }
 
 void
-record_buf_tag(struct record_buf *b)
+record_rd_tag(struct record_rd *b)
 {
-	b->tag_off = b->off;
+	b->tag = b->off;
 }
 
 void
-record_buf_tag_rollback(struct record_buf *b)
+record_rd_rollback(struct record_rd *b)
 {
-	b->off = b->tag_off;
+	b->off = b->tag;
 }
 
 int
-record_buf_fetch_bytes(struct record_buf *b, size_t n, const uint8_t **p)
+record_rd_bytes(struct record_rd *b, size_t n, const uint8_t **p)
 {
-	if (n > record_buf_len(b))
+	if (n > record_rd_left(b))
 		return -1;
 	*p = b->data + b->off;
 	b->off += n;
@@ -73,58 +73,58 @@ record_buf_fetch_bytes(struct record_buf *b, size_t n, const uint8_t **p)
 }
 
 int
-record_buf_fetch_u8(struct record_buf *b, uint8_t *v)
+record_rd_u8(struct record_rd *b, uint8_t *v)
 {
 	const uint8_t *p;
 
-	if (record_buf_fetch_bytes(b, 1, &p) != 0)
+	if (record_rd_bytes(b, 1, &p) != 0)
 		return -1;
 	*v = p[0];
 	return 0;
 }
 
 int
-record_buf_fetch_be16(struct record_buf *b, uint16_t *v)
+record_rd_be16(struct record_rd *b, uint16_t *v)
 {
 	const uint8_t *p;
 
-	if (record_buf_fetch_bytes(b, 2, &p) != 0)
+	if (record_rd_bytes(b, 2, &p) != 0)
 		return -1;
 	*v = (uint16_t)((unsigned)p[0] << 8 | p[1]);
 	return 0;
 }
 
 int
-record_buf_fetch_be32(struct record_buf *b, uint32_t *v)
+record_rd_be32(struct record_rd *b, uint32_t *v)
 {
 	const uint8_t *p;
 
-	if (record_buf_fetch_bytes(b, 4, &p) != 0)
+	if (record_rd_bytes(b, 4, &p) != 0)
 		return -1;
 	*v = record_be32_get(p);
 	return 0;
 }
 
 int
-record_buf_fetch_be64(struct record_buf *b, uint64_t *v)
+record_rd_be64(struct record_rd *b, uint64_t *v)
 {
 	const uint8_t *p;
 
-	if (record_buf_fetch_bytes(b, 8, &p) != 0)
+	if (record_rd_bytes(b, 8, &p) != 0)
 		return -1;
 	*v = record_be64_get(p);
 	return 0;
 }
 
 int
-record_buf_fetch_varint(struct record_buf *b, uint64_t *v)
+record_rd_varint(struct record_rd *b, uint64_t *v)
 {
 	uint64_t x = 0;
 	size_t i, start = b->off;
 	uint8_t c;
 
 	for (i = 0; i < RECORD_VARINT_MAX_BYTES; i++) {
-		if (record_buf_fetch_u8(b, &c) != 0)
+		if (record_rd_u8(b, &c) != 0)
 			goto fail;
 		/* The tenth byte may only carry the top bit of a uint64. */
 		if (i == RECORD_VARINT_MAX_BYTES - 1 && c > 1)
@@ -144,13 +144,13 @@ fail:
 }
 
 int
-record_buf_fetch_sub(struct record_buf *b, size_t n, struct record_buf *sub)
+record_rd_sub(struct record_rd *b, size_t n, struct record_rd *sub)
 {
 	const uint8_t *p;
 
-	if (record_buf_fetch_bytes(b, n, &p) != 0)
+	if (record_rd_bytes(b, n, &p) != 0)
 		return -1;
-	record_buf_init(sub, p, n);
+	record_rd_init(sub, p, n);
 	return 0;
 }
 
@@ -399,28 +399,26 @@ fail:
 
 /* Next tag and value; the value is a sub-reader, already consumed. */
 static int
-record_tlv_next(struct record_buf *b, uint8_t *tag, struct record_buf *val,
+record_tlv_next(struct record_rd *b, uint8_t *tag, struct record_rd *val,
 		const char *where, char *err, size_t errlen)
 {
 	uint64_t n;
 	size_t at = b->off;
 
-	record_buf_tag(b);
-	if (record_buf_fetch_u8(b, tag) != 0 ||
-	    record_buf_fetch_varint(b, &n) != 0) {
-		record_buf_tag_rollback(b);
+	record_rd_tag(b);
+	if (record_rd_u8(b, tag) != 0 || record_rd_varint(b, &n) != 0) {
+		record_rd_rollback(b);
 		record_err(err, errlen, "%s: bad tag or length at offset %zu",
 			   where, at);
 		return -1;
 	}
-	if (n > record_buf_len(b) ||
-	    record_buf_fetch_sub(b, (size_t)n, val) != 0) {
+	if (n > record_rd_left(b) || record_rd_sub(b, (size_t)n, val) != 0) {
 		record_err(err, errlen,
 			   "%s: tag %u at offset %zu: length %llu past the end "
 			   "(%zu left)",
 			   where, *tag, at, (unsigned long long)n,
-			   record_buf_len(b));
-		record_buf_tag_rollback(b);
+			   record_rd_left(b));
+		record_rd_rollback(b);
 		return -1;
 	}
 	return 0;
@@ -442,7 +440,7 @@ record_tag_once(uint32_t *seen, uint8_t tag, const char *where, char *err,
 }
 
 static int
-record_val_fixed(struct record_buf *val, size_t width, uint64_t *v,
+record_val_fixed(struct record_rd *val, size_t width, uint64_t *v,
 		 const char *where, uint8_t tag, char *err, size_t errlen)
 {
 	uint8_t u8;
@@ -450,26 +448,26 @@ record_val_fixed(struct record_buf *val, size_t width, uint64_t *v,
 	uint32_t u32;
 	int rc = -1;
 
-	if (record_buf_len(val) != width) {
+	if (record_rd_left(val) != width) {
 		record_err(err, errlen, "%s: tag %u: %zu bytes, want %zu",
-			   where, tag, record_buf_len(val), width);
+			   where, tag, record_rd_left(val), width);
 		return -1;
 	}
 	switch (width) {
 	case 1:
-		if ((rc = record_buf_fetch_u8(val, &u8)) == 0)
+		if ((rc = record_rd_u8(val, &u8)) == 0)
 			*v = u8;
 		break;
 	case 2:
-		if ((rc = record_buf_fetch_be16(val, &u16)) == 0)
+		if ((rc = record_rd_be16(val, &u16)) == 0)
 			*v = u16;
 		break;
 	case 4:
-		if ((rc = record_buf_fetch_be32(val, &u32)) == 0)
+		if ((rc = record_rd_be32(val, &u32)) == 0)
 			*v = u32;
 		break;
 	case 8:
-		rc = record_buf_fetch_be64(val, v);
+		rc = record_rd_be64(val, v);
 		break;
 	}
 	return rc;
@@ -477,10 +475,10 @@ record_val_fixed(struct record_buf *val, size_t width, uint64_t *v,
 
 /* Copy a string value: no NUL inside, at most 64 KiB. */
 static int
-record_val_str(struct record_buf *val, char **out, const char *what, char *err,
+record_val_str(struct record_rd *val, char **out, const char *what, char *err,
 	       size_t errlen)
 {
-	size_t n = record_buf_len(val);
+	size_t n = record_rd_left(val);
 	const uint8_t *p;
 
 	if (n > RECORD_STRING_MAX_BYTES) {
@@ -488,7 +486,7 @@ record_val_str(struct record_buf *val, char **out, const char *what, char *err,
 			   RECORD_STRING_MAX_BYTES);
 		return -1;
 	}
-	if (record_buf_fetch_bytes(val, n, &p) != 0)
+	if (record_rd_bytes(val, n, &p) != 0)
 		return -1;
 	if (memchr(p, '\0', n) != NULL) {
 		record_err(err, errlen, "%s: contains NUL", what);
@@ -504,10 +502,10 @@ record_val_str(struct record_buf *val, char **out, const char *what, char *err,
 }
 
 static int
-record_rcpt_decode(struct record_buf *b, struct queue_rcpt *r, uint32_t i,
+record_rcpt_decode(struct record_rd *b, struct queue_rcpt *r, uint32_t i,
 		   char *err, size_t errlen)
 {
-	struct record_buf val;
+	struct record_rd val;
 	char where[48];
 	uint32_t seen = 0;
 	uint64_t v;
@@ -516,7 +514,7 @@ record_rcpt_decode(struct record_buf *b, struct queue_rcpt *r, uint32_t i,
 	if (snprintf(where, sizeof(where), "recipient %u", i) >=
 	    (int)sizeof(where))
 		where[0] = '\0';
-	while (record_buf_len(b) > 0) {
+	while (record_rd_left(b) > 0) {
 		if (record_tlv_next(b, &tag, &val, where, err, errlen) != 0)
 			return -1;
 		if (tag == 0 || tag > RT_LAST_REPLY)
@@ -570,21 +568,21 @@ record_rcpt_decode(struct record_buf *b, struct queue_rcpt *r, uint32_t i,
 
 /* ET_NRCPTS: a varint filling its value, bounded by what is left. */
 static int
-record_nrcpts_decode(struct record_buf *val, const struct record_buf *b,
+record_nrcpts_decode(struct record_rd *val, const struct record_rd *b,
 		     struct queue_envelope *env, char *err, size_t errlen)
 {
 	uint64_t n;
 
-	if (record_buf_fetch_varint(val, &n) != 0 || record_buf_len(val) != 0) {
+	if (record_rd_varint(val, &n) != 0 || record_rd_left(val) != 0) {
 		record_err(err, errlen, "recipient count: bad varint");
 		return -1;
 	}
 	if (n > RECORD_RCPTS_MAX ||
-	    n > record_buf_len(b) / RECORD_RCPT_MIN_BYTES) {
+	    n > record_rd_left(b) / RECORD_RCPT_MIN_BYTES) {
 		record_err(err, errlen,
 			   "recipient count %llu: over the limit or the record "
 			   "(%zu bytes left)",
-			   (unsigned long long)n, record_buf_len(b));
+			   (unsigned long long)n, record_rd_left(b));
 		return -1;
 	}
 	if (n > 0 && (env->rcpts = calloc(n, sizeof(*env->rcpts))) == NULL) {
@@ -603,7 +601,7 @@ int
 record_envelope_decode(const uint8_t *p, size_t len, struct queue_envelope *env,
 		       char *err, size_t errlen)
 {
-	struct record_buf b, val;
+	struct record_rd b, val;
 	uint32_t seen = 0, got = 0;
 	uint64_t v;
 	uint8_t version, tag;
@@ -615,8 +613,8 @@ record_envelope_decode(const uint8_t *p, size_t len, struct queue_envelope *env,
 			   RECORD_TOTAL_MAX_BYTES);
 		goto fail;
 	}
-	record_buf_init(&b, p, len);
-	if (record_buf_fetch_u8(&b, &version) != 0) {
+	record_rd_init(&b, p, len);
+	if (record_rd_u8(&b, &version) != 0) {
 		record_err(err, errlen, "empty envelope");
 		goto fail;
 	}
@@ -627,7 +625,7 @@ record_envelope_decode(const uint8_t *p, size_t len, struct queue_envelope *env,
 		    version, RECORD_ENVELOPE_VERSION);
 		goto fail;
 	}
-	while (record_buf_len(&b) > 0) {
+	while (record_rd_left(&b) > 0) {
 		if (record_tlv_next(&b, &tag, &val, where, err, errlen) != 0)
 			goto fail;
 		if (tag == 0 || tag > ET_RCPT)

@@ -30,6 +30,7 @@
 #include <event2/event.h>
 
 #include "dkim/dkim.h"
+#include "dkim/dmarc_int.h"
 #include "dns/dns.h"
 
 #pragma GCC poison strcpy strcat vsprintf
@@ -339,6 +340,57 @@ test_init_file(void **state)
 	assert_int_equal(dmarc_init(NULL, err, sizeof(err)), 0);
 	dmarc_org_domain("a.github.io", out, sizeof(out));
 	assert_string_equal(out, "a.github.io");
+}
+
+/* The reader ----------------------------------------------------------- */
+
+struct rd_case {
+	const char *name;
+	size_t len, off; /* a reader over LEN bytes, cursor at OFF */
+	size_t n;        /* dmarc_rd_skip(n) */
+	int rc;
+	size_t want_off;
+};
+
+/* Every fetch fails without moving the cursor (c-ares ares_buf, LMDB). */
+static const struct rd_case rd_cases[] = {
+	{ "within", 5, 1, 3, 0, 4 },
+	{ "to the end", 5, 1, 4, 0, 5 },
+	{ "nothing", 5, 5, 0, 0, 5 },
+	{ "one past the end", 5, 1, 5, -1, 1 },
+	{ "at the end", 5, 5, 1, -1, 5 },
+	{ "empty", 0, 0, 1, -1, 0 },
+	{ "SIZE_MAX", 5, 2, SIZE_MAX, -1, 2 },
+};
+
+static void
+test_rd_skip(void **state)
+{
+	static const uint8_t bytes[] = "abcde";
+	const struct rd_case *c;
+	struct dmarc_rd r;
+	uint8_t b;
+	size_t i;
+	int rc;
+
+	(void)state;
+	for (i = 0; i < NELEM(rd_cases); i++) {
+		c = &rd_cases[i];
+		dmarc_rd_init(&r, bytes, c->len);
+		r.off = c->off;
+		rc = dmarc_rd_skip(&r, c->n);
+		ROW_CHECK(rc == c->rc, c->name, "rc %d, want %d", rc, c->rc);
+		ROW_CHECK(r.off == c->want_off, c->name,
+			  "cursor at %zu, want %zu", r.off, c->want_off);
+	}
+	/* A peek past the end fails too, and never moves. */
+	dmarc_rd_init(&r, bytes, 2);
+	assert_int_equal(dmarc_rd_peek(&r, 1, &b), 0);
+	assert_int_equal(b, 'b');
+	assert_int_equal(dmarc_rd_peek(&r, 2, &b), -1);
+	assert_true(dmarc_rd_is(&r, 0, 'a'));
+	assert_false(dmarc_rd_is(&r, 2, '\0'));
+	assert_int_equal(r.off, 0);
 }
 
 /* From ----------------------------------------------------------------- */
@@ -1266,6 +1318,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_record_parse),
+		cmocka_unit_test(test_rd_skip),
 		cmocka_unit_test(test_policy_str),
 		cmocka_unit_test(test_org_domain),
 		cmocka_unit_test(test_aligned),

@@ -11,6 +11,7 @@
  * RFC; we follow the RFC there, as python3-dkim and Mail::DKIM do).
  */
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,19 @@ dkim_ascii_casecmp(const char *a, const char *b, size_t n)
 			 canon_ascii_lower((unsigned char)b[i])) != 0)
 			return d;
 	return 0;
+}
+
+void
+dkim_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	/* Cut to fit on purpose: a _dmarc name may fill the buffer alone. */
+	(void)vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
 }
 
 int

@@ -1,8 +1,8 @@
 /*
- * canon_int.h — dkim/ internals shared by msg.c, canon.c and sign.c (and
- * the fuzz harness): a growable byte buffer, RFC 6376 3.4 canonicalization
- * of header fields and bodies, SHA-256 and base64.  Not part of the public
- * interface (dkim/dkim.h).
+ * canon_int.h — dkim/ internals shared by its files (and the fuzz
+ * harnesses): ASCII helpers, the diagnostic formatter, a growable byte
+ * buffer, RFC 6376 3.4 canonicalization of header fields and bodies,
+ * SHA-256 and base64.  Not part of the public interface (dkim/dkim.h).
  */
 #ifndef OUTPOST_DKIM_CANON_INT_H
 #define OUTPOST_DKIM_CANON_INT_H
@@ -20,6 +20,14 @@
 
 /* dkim_ascii_casecmp — memcmp with ASCII letters folded (no locale). */
 int dkim_ascii_casecmp(const char *a, const char *b, size_t n);
+
+/*
+ * dkim_err — the one diagnostic formatter of dkim/: FMT into ERR (ERRLEN
+ * bytes; nothing when ERR is NULL or ERRLEN is 0), cut to fit (the text is
+ * for a log or a reply; nothing parses it).  Any thread.
+ */
+void dkim_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /*
  * struct dkim_buf — a growable byte buffer; data is NUL-terminated after

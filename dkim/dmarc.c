@@ -8,7 +8,6 @@
  * a lookup on its resolver's loop.  Invariant: a query waits on at most one
  * dns_query and is freed exactly once (after its callback, or on cancel).
  */
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,6 +18,7 @@
 #include <libpsl.h>
 
 #include "dkim/dkim.h"
+#include "dkim/canon_int.h"
 #include "dkim/dmarc_int.h"
 #include "dns/dns.h"
 
@@ -35,25 +35,6 @@
 
 /* The list set by dmarc_init(); NULL: libpsl's built-in list. */
 static psl_ctx_t *dmarc_psl;
-
-static void dmarc_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/*
- * dmarc_err — a diagnostic into ERR.  Truncation is accepted on purpose:
- * the text is for logs and a long domain may not fit.
- */
-static void
-dmarc_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	(void)vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static uint8_t
 dmarc_lower(uint8_t c)
@@ -781,15 +762,15 @@ dmarc_from_domain(const struct dkim_msg *m, char *domain, size_t len, char *err,
 	if (domain != NULL && len > 0)
 		domain[0] = '\0';
 	if (m == NULL || domain == NULL) {
-		dmarc_err(err, errlen, "%s", "no message");
+		dkim_err(err, errlen, "%s", "no message");
 		return -1;
 	}
 	if ((n = dkim_header_count(m, "From")) != 1 ||
 	    (h = dkim_header_find(m, "From", 0)) == NULL) {
 		if (n == 0)
-			dmarc_err(err, errlen, "%s", "no From field");
+			dkim_err(err, errlen, "%s", "no From field");
 		else
-			dmarc_err(err, errlen, "%zu From fields", n);
+			dkim_err(err, errlen, "%zu From fields", n);
 		return -1;
 	}
 	for (colon = h->name_len; colon < h->len && (h->field[colon] == ' ' ||
@@ -797,27 +778,27 @@ dmarc_from_domain(const struct dkim_msg *m, char *domain, size_t len, char *err,
 	     colon++)
 		;
 	if (colon >= h->len || h->field[colon] != ':') {
-		dmarc_err(err, errlen, "%s", "From field without a colon");
+		dkim_err(err, errlen, "%s", "From field without a colon");
 		return -1;
 	}
 	memset(&p, 0, sizeof(p));
 	dmarc_rd_init(&p.rd, h->field + colon + 1, h->len - colon - 1);
 	if (from_next(&p) != 0 || from_list(&p, false) != 0) {
-		dmarc_err(err, errlen, "From: %s (octet %zu of the value)",
-			  p.why != NULL ? p.why : "syntax error", p.rd.off);
+		dkim_err(err, errlen, "From: %s (octet %zu of the value)",
+			 p.why != NULL ? p.why : "syntax error", p.rd.off);
 		return -1;
 	}
 	if (p.naddrs != 1) {
 		if (p.naddrs == 0)
-			dmarc_err(err, errlen, "%s", "From holds no address");
+			dkim_err(err, errlen, "%s", "From holds no address");
 		else
-			dmarc_err(err, errlen, "From holds %zu addresses",
-				  p.naddrs);
+			dkim_err(err, errlen, "From holds %zu addresses",
+				 p.naddrs);
 		return -1;
 	}
 	n = strlen(p.domain);
 	if (n >= len) {
-		dmarc_err(err, errlen, "%s", "domain buffer too small");
+		dkim_err(err, errlen, "%s", "domain buffer too small");
 		return -1;
 	}
 	memcpy(domain, p.domain, n + 1);
@@ -842,13 +823,13 @@ dmarc_init(const char *psl_file, char *err, size_t errlen)
 
 	ctx = psl_file != NULL ? psl_load_file(psl_file) : psl_latest(NULL);
 	if (ctx == NULL) {
-		dmarc_err(err, errlen, "public suffix list: cannot load %s",
-			  psl_file != NULL ? psl_file : "any list");
+		dkim_err(err, errlen, "public suffix list: cannot load %s",
+			 psl_file != NULL ? psl_file : "any list");
 		return -1;
 	}
 	if (psl_suffix_count(ctx) == 0) {
-		dmarc_err(err, errlen, "public suffix list %s: no rules",
-			  psl_file != NULL ? psl_file : "(latest)");
+		dkim_err(err, errlen, "public suffix list %s: no rules",
+			 psl_file != NULL ? psl_file : "(latest)");
 		psl_free(ctx);
 		return -1;
 	}
@@ -1117,7 +1098,7 @@ dmarc_txt_cb(const struct dns_txt_reply *rep, void *arg)
 	q->dq = NULL;
 	if (rep->ttl < q->ttl)
 		q->ttl = rep->ttl;
-	dmarc_err(out->where, sizeof(out->where), "%s", q->name);
+	dkim_err(out->where, sizeof(out->where), "%s", q->name);
 	switch (rep->result) {
 	case DNS_OK:
 		for (i = 0; i < rep->ntxts; i++)
@@ -1128,9 +1109,9 @@ dmarc_txt_cb(const struct dns_txt_reply *rep, void *arg)
 			}
 		if (ndmarc > 1) {
 			out->result = DMARC_NONE;
-			dmarc_err(out->err, sizeof(out->err),
-				  "%s: %zu DMARC records, none applies",
-				  q->name, ndmarc);
+			dkim_err(out->err, sizeof(out->err),
+				 "%s: %zu DMARC records, none applies", q->name,
+				 ndmarc);
 			goto done;
 		}
 		if (ndmarc == 1) {
@@ -1140,9 +1121,9 @@ dmarc_txt_cb(const struct dns_txt_reply *rep, void *arg)
 				out->from_org = q->at_org;
 			} else {
 				out->result = DMARC_NONE;
-				dmarc_err(out->err, sizeof(out->err),
-					  "%s: no valid p=, none applies",
-					  q->name);
+				dkim_err(out->err, sizeof(out->err),
+					 "%s: no valid p=, none applies",
+					 q->name);
 			}
 			goto done;
 		}
@@ -1156,7 +1137,7 @@ dmarc_txt_cb(const struct dns_txt_reply *rep, void *arg)
 	case DNS_TEMPFAIL:
 	default:
 		out->result = DMARC_TEMPFAIL;
-		dmarc_err(out->err, sizeof(out->err), "%s: %s", q->name, why);
+		dkim_err(out->err, sizeof(out->err), "%s: %s", q->name, why);
 		goto done;
 	}
 	if (!q->at_org && q->org[0] != '\0') {
@@ -1164,16 +1145,16 @@ dmarc_txt_cb(const struct dns_txt_reply *rep, void *arg)
 		if (dmarc_query_start(q, q->org) == 0)
 			return;
 		out->result = DMARC_TEMPFAIL;
-		dmarc_err(out->err, sizeof(out->err), "%s: out of memory",
-			  q->name);
+		dkim_err(out->err, sizeof(out->err), "%s: out of memory",
+			 q->name);
 		goto done;
 	}
 	out->result = DMARC_NONE;
 	if (q->from[0] == '\0')
-		dmarc_err(out->err, sizeof(out->err),
-			  "no valid From domain to look up");
+		dkim_err(out->err, sizeof(out->err),
+			 "no valid From domain to look up");
 	else
-		dmarc_err(out->err, sizeof(out->err), "%s: %s", q->name, why);
+		dkim_err(out->err, sizeof(out->err), "%s: %s", q->name, why);
 done:
 	dmarc_memo_put(q);
 	q->in_callback = true;

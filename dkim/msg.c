@@ -191,9 +191,7 @@ dkim_msg_parse(const uint8_t *data, size_t len, struct dkim_msg *m, char *err,
 	}
 	return 0;
 fail:
-	if (err != NULL && errlen > 0)
-		(void)snprintf(err, errlen, "%s (line at offset %zu)", why,
-			       line_off);
+	dkim_err(err, errlen, "%s (line at offset %zu)", why, line_off);
 	dkim_msg_clear(m);
 	return -1;
 }

@@ -22,6 +22,7 @@
 #include <sys/socket.h>
 
 #include "dkim/dkim.h"
+#include "dkim/canon_int.h"
 #include "dkim/spf_int.h"
 #include "dns/dns.h"
 
@@ -38,21 +39,6 @@
 #define SPF_TERMS_MAX      4096 /* a TXT answer is at most 64 KiB */
 #define SPF_NEGATIVE_TTL_S 60
 #define SPF_TTL_MAX_S      3600 /* results are kept at most this long */
-
-static void spf_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-spf_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	(void)vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static bool
 spf_is_alpha(char c)
@@ -272,46 +258,47 @@ spf_directive(const char *p, size_t n, struct spf_term *t, char *buf,
 			break;
 	if (i == sizeof(spf_mechs) / sizeof(spf_mechs[0]) ||
 	    (nlen < n && p[nlen] != ':' && p[nlen] != '/')) {
-		spf_err(err, errlen, "unknown mechanism \"%.*s\"",
-			(int)(n > 40 ? 40 : n), p);
+		dkim_err(err, errlen, "unknown mechanism \"%.*s\"",
+			 (int)(n > 40 ? 40 : n), p);
 		return -1;
 	}
 	t->kind = spf_mechs[i].kind;
 	arg = p + nlen;
 	alen = n - nlen;
 	if (spf_mechs[i].cidr && spf_dual_cidr(arg, &alen, t) != 0) {
-		spf_err(err, errlen, "%s: bad CIDR length", spf_mechs[i].name);
+		dkim_err(err, errlen, "%s: bad CIDR length", spf_mechs[i].name);
 		return -1;
 	}
 	if (alen > 0 && arg[0] == '/') {
-		spf_err(err, errlen, "%s: unexpected '/'", spf_mechs[i].name);
+		dkim_err(err, errlen, "%s: unexpected '/'", spf_mechs[i].name);
 		return -1;
 	}
 	if (alen > 0) { /* ":" argument */
 		arg++;
 		alen--;
 		if (spf_mechs[i].arg == 0) {
-			spf_err(err, errlen, "%s takes no argument",
-				spf_mechs[i].name);
+			dkim_err(err, errlen, "%s takes no argument",
+				 spf_mechs[i].name);
 			return -1;
 		}
 	} else if (spf_mechs[i].arg == 2) {
-		spf_err(err, errlen, "%s needs an argument", spf_mechs[i].name);
+		dkim_err(err, errlen, "%s needs an argument",
+			 spf_mechs[i].name);
 		return -1;
 	}
 	if (t->kind == SPF_T_IP4 || t->kind == SPF_T_IP6) {
 		if (spf_ip_arg(arg, alen, t) != 0) {
-			spf_err(err, errlen, "%s: bad network \"%.*s\"",
-				spf_mechs[i].name, (int)(alen > 45 ? 45 : alen),
-				arg);
+			dkim_err(err, errlen, "%s: bad network \"%.*s\"",
+				 spf_mechs[i].name,
+				 (int)(alen > 45 ? 45 : alen), arg);
 			return -1;
 		}
 		return 0;
 	}
 	if (spf_mechs[i].arg != 0 && (alen > 0 || p[nlen] == ':')) {
 		if (!spf_domain_spec_ok(arg, alen)) {
-			spf_err(err, errlen, "%s: bad domain-spec",
-				spf_mechs[i].name);
+			dkim_err(err, errlen, "%s: bad domain-spec",
+				 spf_mechs[i].name);
 			return -1;
 		}
 		memcpy(buf + *off, arg, alen);
@@ -347,14 +334,14 @@ spf_modifier(const char *p, size_t n, struct spf_record *r, size_t *off,
 	v = p + k + 1;
 	vn = n - k - 1;
 	if (!spf_macro_string_ok(v, vn)) {
-		spf_err(err, errlen, "%.*s: bad value", (int)k, p);
+		dkim_err(err, errlen, "%.*s: bad value", (int)k, p);
 		return -1;
 	}
 	if (spf_token_is(p, k, "redirect")) {
 		if (r->redirect != NULL || !spf_domain_spec_ok(v, vn)) {
-			spf_err(err, errlen, "redirect= %s",
-				r->redirect != NULL ? "twice"
-						    : "without a domain");
+			dkim_err(err, errlen, "redirect= %s",
+				 r->redirect != NULL ? "twice"
+						     : "without a domain");
 			return -1;
 		}
 		memcpy(r->buf + *off, v, vn);
@@ -363,7 +350,7 @@ spf_modifier(const char *p, size_t n, struct spf_record *r, size_t *off,
 		*off += vn + 1;
 	} else if (spf_token_is(p, k, "exp")) {
 		if (*seen_exp) {
-			spf_err(err, errlen, "exp= twice");
+			dkim_err(err, errlen, "exp= twice");
 			return -1;
 		}
 		*seen_exp = true;
@@ -387,20 +374,20 @@ spf_record_parse(const char *txt, size_t len, struct spf_record *r, char *err,
 
 	memset(r, 0, sizeof(*r));
 	if (!spf_record_is(txt, len)) {
-		spf_err(err, errlen, "not an SPF record");
+		dkim_err(err, errlen, "not an SPF record");
 		return -1;
 	}
 	for (i = 6; i < len; i++)
 		if (txt[i] == ' ' && i + 1 < len && txt[i + 1] != ' ')
 			nterms++;
 	if (nterms > SPF_TERMS_MAX) {
-		spf_err(err, errlen, "more than %d terms", SPF_TERMS_MAX);
+		dkim_err(err, errlen, "more than %d terms", SPF_TERMS_MAX);
 		return -1;
 	}
 	if ((r->buf = malloc(len + 1)) == NULL ||
 	    (nterms > 0 &&
 	     (r->terms = calloc(nterms, sizeof(*r->terms))) == NULL)) {
-		spf_err(err, errlen, "out of memory");
+		dkim_err(err, errlen, "out of memory");
 		goto fail;
 	}
 	for (i = 6; i < len;) {

@@ -13,7 +13,6 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,19 +29,6 @@
 #define QUEUE_MAXDBS        4
 #define QUEUE_BATCH_DEFAULT 4096  /* commit_max_batch = 0 */
 #define QUEUE_LAZY_US       10000 /* lazy_wait_us = 0 */
-
-void
-queue_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	/* A truncated diagnostic is still a diagnostic. */
-	(void)vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 uint64_t
 queue_clock_us(clockid_t clk)
@@ -161,7 +147,8 @@ queue_op_seal(struct queue *q, struct queue_op *op)
 		return 0;
 	if (op->kind == QOP_INSERT) {
 		if (op->body_len > (size_t)UINT32_MAX * QUEUE_CHUNK_BYTES) {
-			queue_err(op->err, sizeof(op->err), "body too large");
+			(void)snprintf(op->err, sizeof(op->err),
+				       "body too large");
 			goto fail;
 		}
 		op->env.nchunks = queue_nchunks(op->body_len);
@@ -169,11 +156,12 @@ queue_op_seal(struct queue *q, struct queue_op *op)
 	}
 	if (record_envelope_encode(&op->env, &plain, &plen, why, sizeof(why)) !=
 	    0) {
-		queue_err(op->err, sizeof(op->err), "envelope: %s", why);
+		(void)snprintf(op->err, sizeof(op->err), "envelope: %s", why);
 		goto fail;
 	}
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
-		queue_err(op->err, sizeof(op->err), "out of memory sealing");
+		(void)snprintf(op->err, sizeof(op->err),
+			       "out of memory sealing");
 		goto fail;
 	}
 	s->env_len = crypt_sealed_len(plen);
@@ -185,13 +173,14 @@ queue_op_seal(struct queue *q, struct queue_op *op)
 		    op->body_len + (size_t)s->nchunks * CRYPT_OVERHEAD_BYTES;
 	}
 	if ((s->buf = malloc(total)) == NULL) {
-		queue_err(op->err, sizeof(op->err), "out of memory sealing");
+		(void)snprintf(op->err, sizeof(op->err),
+			       "out of memory sealing");
 		goto fail;
 	}
 	queue_env_key(k, op->env.id);
 	if (crypt_seal(q->key, CRYPT_DB_ENV, k, QUEUE_ENV_KEY_BYTES, plain,
 		       plen, s->buf, why, sizeof(why)) != 0) {
-		queue_err(op->err, sizeof(op->err), "seal: %s", why);
+		(void)snprintf(op->err, sizeof(op->err), "seal: %s", why);
 		goto fail;
 	}
 	p = s->buf + s->env_len;
@@ -201,7 +190,8 @@ queue_op_seal(struct queue *q, struct queue_op *op)
 		queue_body_key(k, op->env.id, i);
 		if (crypt_seal(q->key, CRYPT_DB_BODY, k, QUEUE_BODY_KEY_BYTES,
 			       op->body + off, n, p, why, sizeof(why)) != 0) {
-			queue_err(op->err, sizeof(op->err), "seal: %s", why);
+			(void)snprintf(op->err, sizeof(op->err), "seal: %s",
+				       why);
 			goto fail;
 		}
 		p += crypt_sealed_len(n);
@@ -282,12 +272,12 @@ queue_meta_check(struct queue *q, MDB_txn *txn, char *err, size_t errlen)
 				     &version, &found_version)) != 0 ||
 	    (rc = queue_meta_u32_get(txn, q->db_meta, QUEUE_META_KEY_ID,
 				     &key_id, &found_key)) != 0) {
-		queue_err(err, errlen, "%s: reading meta: %s", q->path,
-			  mdb_strerror(rc));
+		(void)snprintf(err, errlen, "%s: reading meta: %s", q->path,
+			       mdb_strerror(rc));
 		return -1;
 	}
 	if (found_version && version > QUEUE_FORMAT_VERSION) {
-		queue_err(
+		(void)snprintf(
 		    err, errlen,
 		    "%s: queue format version %" PRIu32
 		    " is newer than this Outpost supports (%d); refusing to "
@@ -296,11 +286,11 @@ queue_meta_check(struct queue *q, MDB_txn *txn, char *err, size_t errlen)
 		return -1;
 	}
 	if (found_key && key_id != ours) {
-		queue_err(err, errlen,
-			  "%s: queue sealed with key id %08" PRIx32
-			  ", but the key file holds key id %08" PRIx32
-			  " (wrong key file?)",
-			  q->path, key_id, ours);
+		(void)snprintf(err, errlen,
+			       "%s: queue sealed with key id %08" PRIx32
+			       ", but the key file holds key id %08" PRIx32
+			       " (wrong key file?)",
+			       q->path, key_id, ours);
 		return -1;
 	}
 	if (found_version && found_key)
@@ -311,8 +301,8 @@ queue_meta_check(struct queue *q, MDB_txn *txn, char *err, size_t errlen)
 	    (!found_key &&
 	     (rc = queue_meta_u32_put(txn, q->db_meta, QUEUE_META_KEY_ID,
 				      ours)) != 0)) {
-		queue_err(err, errlen, "%s: writing meta: %s", q->path,
-			  mdb_strerror(rc));
+		(void)snprintf(err, errlen, "%s: writing meta: %s", q->path,
+			       mdb_strerror(rc));
 		return -1;
 	}
 	return 0;
@@ -363,12 +353,12 @@ queue_dbs_open(struct queue *q, char *err, size_t errlen)
 	return 0;
 fail:
 	if (rc == MDB_NOTFOUND)
-		queue_err(err, errlen,
-			  "%s: not an Outpost queue (has outpostd run?)",
-			  q->path);
+		(void)snprintf(err, errlen,
+			       "%s: not an Outpost queue (has outpostd run?)",
+			       q->path);
 	else if (rc != 0)
-		queue_err(err, errlen, "%s: %s: %s", q->path, what,
-			  mdb_strerror(rc));
+		(void)snprintf(err, errlen, "%s: %s: %s", q->path, what,
+			       mdb_strerror(rc));
 	if (cur != NULL)
 		mdb_cursor_close(cur);
 	if (txn != NULL)
@@ -466,7 +456,7 @@ queue_env_open(struct queue *q, uint64_t map_size, char *err, size_t errlen)
 	}
 	return queue_dbs_open(q, err, errlen);
 fail:
-	queue_err(err, errlen, "%s: %s", q->path, mdb_strerror(rc));
+	(void)snprintf(err, errlen, "%s: %s", q->path, mdb_strerror(rc));
 	return -1;
 }
 
@@ -481,11 +471,11 @@ queue_open(struct queue **qp, const struct queue_config *cfg, char *err,
 
 	*qp = NULL;
 	if (cfg->path == NULL || *cfg->path == '\0') {
-		queue_err(err, errlen, "no queue path configured");
+		(void)snprintf(err, errlen, "no queue path configured");
 		goto fail;
 	}
 	if ((q = queue_new(cfg)) == NULL) {
-		queue_err(err, errlen, "out of memory");
+		(void)snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
 	if (crypt_dir_make(q->path, err, errlen) != 0)
@@ -531,8 +521,8 @@ queue_txn_read(struct queue *q, MDB_txn **txn, char *err, size_t errlen)
 			rc = mdb_txn_begin(q->env, NULL, MDB_RDONLY, txn);
 	}
 	if (rc != 0) {
-		queue_err(err, errlen, "%s: read transaction: %s", q->path,
-			  mdb_strerror(rc));
+		(void)snprintf(err, errlen, "%s: read transaction: %s", q->path,
+			       mdb_strerror(rc));
 		return -1;
 	}
 	return 0;
@@ -586,8 +576,8 @@ queue_env_decode(struct queue *q, const MDB_val *key, const MDB_val *val,
 
 	memset(env, 0, sizeof(*env));
 	if (key->mv_size != QUEUE_ENV_KEY_BYTES) {
-		queue_err(err, errlen, "%s: env key of %zu bytes", q->path,
-			  key->mv_size);
+		(void)snprintf(err, errlen, "%s: env key of %zu bytes", q->path,
+			       key->mv_size);
 		return QUEUE_CORRUPT;
 	}
 	id = record_be64_get(key->mv_data);
@@ -595,14 +585,14 @@ queue_env_decode(struct queue *q, const MDB_val *key, const MDB_val *val,
 	 * every record cost 7% of a walk over a big queue. */
 	if (val->mv_size < CRYPT_OVERHEAD_BYTES) {
 		queue_id_format(id, qid);
-		queue_err(err, errlen, "record %s: truncated (%zu bytes)", qid,
-			  val->mv_size);
+		(void)snprintf(err, errlen, "record %s: truncated (%zu bytes)",
+			       qid, val->mv_size);
 		return QUEUE_CORRUPT;
 	}
 	if (queue_plain_reserve(buf, val->mv_size - CRYPT_OVERHEAD_BYTES) !=
 	    0) {
 		queue_id_format(id, qid);
-		queue_err(err, errlen, "record %s: out of memory", qid);
+		(void)snprintf(err, errlen, "record %s: out of memory", qid);
 		return -1;
 	}
 	if (crypt_open(q->key, CRYPT_DB_ENV, key->mv_data, key->mv_size,
@@ -610,13 +600,13 @@ queue_env_decode(struct queue *q, const MDB_val *key, const MDB_val *val,
 		       sizeof(why)) != 0 ||
 	    record_envelope_decode(buf->p, plen, env, why, sizeof(why)) != 0) {
 		queue_id_format(id, qid);
-		queue_err(err, errlen, "record %s: %s", qid, why);
+		(void)snprintf(err, errlen, "record %s: %s", qid, why);
 		return QUEUE_CORRUPT;
 	}
 	if (env->id != id) {
 		queue_id_format(id, qid);
-		queue_err(err, errlen, "record %s: holds id %016" PRIx64, qid,
-			  env->id);
+		(void)snprintf(err, errlen, "record %s: holds id %016" PRIx64,
+			       qid, env->id);
 		queue_envelope_clear(env);
 		return QUEUE_CORRUPT;
 	}
@@ -658,8 +648,8 @@ queue_walk_checked(struct queue *q, uint64_t first, uint64_t last,
 	if (queue_txn_read(q, &txn, err, errlen) != 0)
 		return -1;
 	if ((rc = mdb_cursor_open(txn, q->db_env, &cur)) != 0) {
-		queue_err(err, errlen, "%s: cursor: %s", q->path,
-			  mdb_strerror(rc));
+		(void)snprintf(err, errlen, "%s: cursor: %s", q->path,
+			       mdb_strerror(rc));
 		goto done;
 	}
 	queue_env_key(k, first);
@@ -672,8 +662,8 @@ queue_walk_checked(struct queue *q, uint64_t first, uint64_t last,
 			break;
 		}
 		if (rc != 0) {
-			queue_err(err, errlen, "%s: reading env: %s", q->path,
-				  mdb_strerror(rc));
+			(void)snprintf(err, errlen, "%s: reading env: %s",
+				       q->path, mdb_strerror(rc));
 			break;
 		}
 		if (key.mv_size == QUEUE_ENV_KEY_BYTES &&
@@ -761,8 +751,8 @@ queue_sched_walk(struct queue *q, queue_sched_fn *fn, void *arg, char *err,
 	if (queue_txn_read(q, &txn, err, errlen) != 0)
 		return -1;
 	if ((rc = mdb_cursor_open(txn, q->db_sched, &cur)) != 0) {
-		queue_err(err, errlen, "%s: cursor: %s", q->path,
-			  mdb_strerror(rc));
+		(void)snprintf(err, errlen, "%s: cursor: %s", q->path,
+			       mdb_strerror(rc));
 		goto done;
 	}
 	for (;; how = MDB_NEXT) {
@@ -772,13 +762,14 @@ queue_sched_walk(struct queue *q, queue_sched_fn *fn, void *arg, char *err,
 			break;
 		}
 		if (rc != 0) {
-			queue_err(err, errlen, "%s: reading sched: %s", q->path,
-				  mdb_strerror(rc));
+			(void)snprintf(err, errlen, "%s: reading sched: %s",
+				       q->path, mdb_strerror(rc));
 			break;
 		}
 		if (key.mv_size != QUEUE_SCHED_KEY_BYTES) {
-			queue_err(err, errlen, "%s: sched key of %zu bytes",
-				  q->path, key.mv_size);
+			(void)snprintf(err, errlen,
+				       "%s: sched key of %zu bytes", q->path,
+				       key.mv_size);
 			break;
 		}
 		k = key.mv_data;
@@ -819,8 +810,8 @@ queue_env_get(struct queue *q, MDB_txn *txn, uint64_t id,
 	if ((rc = mdb_get(txn, q->db_env, &key, &val)) == MDB_NOTFOUND)
 		return 1;
 	if (rc != 0) {
-		queue_err(err, errlen, "%s: reading env: %s", q->path,
-			  mdb_strerror(rc));
+		(void)snprintf(err, errlen, "%s: reading env: %s", q->path,
+			       mdb_strerror(rc));
 		return -1;
 	}
 	return queue_env_decode(q, &key, &val, buf, env, err, errlen);
@@ -854,28 +845,30 @@ queue_chunk_open(struct queue *q, const MDB_val *key, const MDB_val *val,
 
 	queue_id_format(record_be64_get(key->mv_data), qid);
 	if (record_be32_get((const uint8_t *)key->mv_data + 8) != i) {
-		queue_err(err, errlen,
-			  "record %s: body chunk %" PRIu32 " missing", qid, i);
+		(void)snprintf(err, errlen,
+			       "record %s: body chunk %" PRIu32 " missing", qid,
+			       i);
 		return QUEUE_CORRUPT;
 	}
 	if (val->mv_size < CRYPT_OVERHEAD_BYTES) {
-		queue_err(err, errlen,
-			  "record %s: body chunk %" PRIu32 ": truncated", qid,
-			  i);
+		(void)snprintf(err, errlen,
+			       "record %s: body chunk %" PRIu32 ": truncated",
+			       qid, i);
 		return QUEUE_CORRUPT;
 	}
 	if (queue_plain_reserve(buf, val->mv_size - CRYPT_OVERHEAD_BYTES) !=
 	    0) {
-		queue_err(err, errlen,
-			  "record %s: body chunk %" PRIu32 ": out of memory",
-			  qid, i);
+		(void)snprintf(
+		    err, errlen,
+		    "record %s: body chunk %" PRIu32 ": out of memory", qid, i);
 		return -1;
 	}
 	if (crypt_open(q->key, CRYPT_DB_BODY, key->mv_data, key->mv_size,
 		       val->mv_data, val->mv_size, buf->p, plen, why,
 		       sizeof(why)) != 0) {
-		queue_err(err, errlen, "record %s: body chunk %" PRIu32 ": %s",
-			  qid, i, why);
+		(void)snprintf(err, errlen,
+			       "record %s: body chunk %" PRIu32 ": %s", qid, i,
+			       why);
 		return QUEUE_CORRUPT;
 	}
 	return 0;
@@ -909,8 +902,8 @@ queue_body_read(struct queue *q, uint64_t id, queue_chunk_fn *fn, void *arg,
 		goto done;
 	ret = -1;
 	if ((rc = mdb_cursor_open(txn, q->db_body, &cur)) != 0) {
-		queue_err(err, errlen, "%s: cursor: %s", q->path,
-			  mdb_strerror(rc));
+		(void)snprintf(err, errlen, "%s: cursor: %s", q->path,
+			       mdb_strerror(rc));
 		goto done;
 	}
 	queue_body_key(k, id, 0);
@@ -931,15 +924,16 @@ queue_body_read(struct queue *q, uint64_t id, queue_chunk_fn *fn, void *arg,
 		}
 	}
 	if (rc != 0 && rc != MDB_NOTFOUND) {
-		queue_err(err, errlen, "%s: reading body: %s", q->path,
-			  mdb_strerror(rc));
+		(void)snprintf(err, errlen, "%s: reading body: %s", q->path,
+			       mdb_strerror(rc));
 		goto done;
 	}
 	if (i != env.nchunks || total != env.size) {
-		queue_err(err, errlen,
-			  "record %s: body has %" PRIu32 " chunks, %" PRIu64
-			  " bytes; the envelope says %" PRIu32 ", %" PRIu64,
-			  qid, i, total, env.nchunks, env.size);
+		(void)snprintf(
+		    err, errlen,
+		    "record %s: body has %" PRIu32 " chunks, %" PRIu64
+		    " bytes; the envelope says %" PRIu32 ", %" PRIu64,
+		    qid, i, total, env.nchunks, env.size);
 		ret = QUEUE_CORRUPT;
 		goto done;
 	}

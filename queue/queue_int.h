@@ -2,8 +2,7 @@
  * queue_int.h — private to queue/: struct queue, which queue.c (the
  * environment, ids, sealing, the readers) and writer.c (the writer thread
  * and its group commit) share; the key layout of the databases; the one
- * clock and the one diagnostic formatter of queue/.  Nothing outside
- * queue/ (but its tests) includes this file.
+ * clock of queue/.  Nothing outside queue/ includes this file.
  */
 #ifndef OUTPOST_QUEUE_QUEUE_INT_H
 #define OUTPOST_QUEUE_QUEUE_INT_H
@@ -85,14 +84,6 @@ queue_body_key(uint8_t k[QUEUE_BODY_KEY_BYTES], uint64_t id, uint32_t chunk)
 	record_be64_put(k, id);
 	record_be32_put(k + 8, chunk);
 }
-
-/*
- * queue_err — a diagnostic into ERR (ERRLEN bytes; nothing when ERR is
- * NULL or ERRLEN is 0).  Truncation is accepted: the text is for a log or
- * a reply, nothing parses it.  Any thread.
- */
-void queue_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 
 /*
  * queue_clock_us — CLK (CLOCK_REALTIME for ids, CLOCK_MONOTONIC for the

@@ -8,7 +8,6 @@
  * length before checking it against what is left, and on failure leaves
  * the envelope zeroed with nothing allocated.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,22 +15,6 @@
 #include "queue/record_int.h"
 
 #define RECORD_RCPT_MIN_BYTES 4 /* ET_RCPT, len, RT_ADDR, len */
-
-static void record_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-record_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	/* A truncated diagnostic is still a diagnostic. */
-	(void)vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /* The reader ---------------------------------------------------------- */
 
@@ -295,8 +278,8 @@ record_out_tlv_str(struct record_out *o, uint8_t tag, const char *s,
 	if (s == NULL)
 		return 0;
 	if ((n = strlen(s)) > RECORD_STRING_MAX_BYTES) {
-		record_err(err, errlen, "%s: %zu bytes, limit %u", what, n,
-			   RECORD_STRING_MAX_BYTES);
+		(void)snprintf(err, errlen, "%s: %zu bytes, limit %u", what, n,
+			       RECORD_STRING_MAX_BYTES);
 		return -1;
 	}
 	record_out_tlv(o, tag, s, n);
@@ -308,12 +291,12 @@ record_rcpt_encode(struct record_out *o, const struct queue_rcpt *r, uint32_t i,
 		   char *err, size_t errlen)
 {
 	if (r->addr == NULL) {
-		record_err(err, errlen, "recipient %u: no address", i);
+		(void)snprintf(err, errlen, "recipient %u: no address", i);
 		return -1;
 	}
 	if (r->state > QR_EXPIRED) {
-		record_err(err, errlen, "recipient %u: unknown state %u", i,
-			   r->state);
+		(void)snprintf(err, errlen, "recipient %u: unknown state %u", i,
+			       r->state);
 		return -1;
 	}
 	if (record_out_tlv_str(o, RT_ADDR, r->addr, "recipient address", err,
@@ -340,16 +323,16 @@ record_envelope_encode(const struct queue_envelope *env, uint8_t **out,
 	*out = NULL;
 	*outlen = 0;
 	if (env->sender == NULL) {
-		record_err(err, errlen, "envelope without sender");
+		(void)snprintf(err, errlen, "envelope without sender");
 		goto fail;
 	}
 	if (env->nrcpts > RECORD_RCPTS_MAX) {
-		record_err(err, errlen, "%u recipients, limit %u", env->nrcpts,
-			   RECORD_RCPTS_MAX);
+		(void)snprintf(err, errlen, "%u recipients, limit %u",
+			       env->nrcpts, RECORD_RCPTS_MAX);
 		goto fail;
 	}
 	if (env->nrcpts > 0 && env->rcpts == NULL) {
-		record_err(err, errlen, "recipients missing");
+		(void)snprintf(err, errlen, "recipients missing");
 		goto fail;
 	}
 	record_out_put(&o, &version, 1);
@@ -379,7 +362,7 @@ record_envelope_encode(const struct queue_envelope *env, uint8_t **out,
 		record_out_tlv(&o, ET_RCPT, rc.p, rc.len);
 	}
 	if (o.bad || rc.bad) {
-		record_err(
+		(void)snprintf(
 		    err, errlen,
 		    "envelope too large (limit %u bytes) or out of memory",
 		    RECORD_TOTAL_MAX_BYTES);
@@ -408,16 +391,17 @@ record_tlv_next(struct record_rd *b, uint8_t *tag, struct record_rd *val,
 	record_rd_tag(b);
 	if (record_rd_u8(b, tag) != 0 || record_rd_varint(b, &n) != 0) {
 		record_rd_rollback(b);
-		record_err(err, errlen, "%s: bad tag or length at offset %zu",
-			   where, at);
+		(void)snprintf(err, errlen,
+			       "%s: bad tag or length at offset %zu", where,
+			       at);
 		return -1;
 	}
 	if (n > record_rd_left(b) || record_rd_sub(b, (size_t)n, val) != 0) {
-		record_err(err, errlen,
-			   "%s: tag %u at offset %zu: length %llu past the end "
-			   "(%zu left)",
-			   where, *tag, at, (unsigned long long)n,
-			   record_rd_left(b));
+		(void)snprintf(
+		    err, errlen,
+		    "%s: tag %u at offset %zu: length %llu past the end "
+		    "(%zu left)",
+		    where, *tag, at, (unsigned long long)n, record_rd_left(b));
 		record_rd_rollback(b);
 		return -1;
 	}
@@ -432,7 +416,7 @@ record_tag_once(uint32_t *seen, uint8_t tag, const char *where, char *err,
 	uint32_t bit = 1u << tag;
 
 	if (*seen & bit) {
-		record_err(err, errlen, "%s: tag %u repeated", where, tag);
+		(void)snprintf(err, errlen, "%s: tag %u repeated", where, tag);
 		return -1;
 	}
 	*seen |= bit;
@@ -449,8 +433,8 @@ record_val_fixed(struct record_rd *val, size_t width, uint64_t *v,
 	int rc = -1;
 
 	if (record_rd_left(val) != width) {
-		record_err(err, errlen, "%s: tag %u: %zu bytes, want %zu",
-			   where, tag, record_rd_left(val), width);
+		(void)snprintf(err, errlen, "%s: tag %u: %zu bytes, want %zu",
+			       where, tag, record_rd_left(val), width);
 		return -1;
 	}
 	switch (width) {
@@ -482,18 +466,18 @@ record_val_str(struct record_rd *val, char **out, const char *what, char *err,
 	const uint8_t *p;
 
 	if (n > RECORD_STRING_MAX_BYTES) {
-		record_err(err, errlen, "%s: %zu bytes, limit %u", what, n,
-			   RECORD_STRING_MAX_BYTES);
+		(void)snprintf(err, errlen, "%s: %zu bytes, limit %u", what, n,
+			       RECORD_STRING_MAX_BYTES);
 		return -1;
 	}
 	if (record_rd_bytes(val, n, &p) != 0)
 		return -1;
 	if (memchr(p, '\0', n) != NULL) {
-		record_err(err, errlen, "%s: contains NUL", what);
+		(void)snprintf(err, errlen, "%s: contains NUL", what);
 		return -1;
 	}
 	if ((*out = malloc(n + 1)) == NULL) {
-		record_err(err, errlen, "%s: out of memory", what);
+		(void)snprintf(err, errlen, "%s: out of memory", what);
 		return -1;
 	}
 	memcpy(*out, p, n);
@@ -532,8 +516,9 @@ record_rcpt_decode(struct record_rd *b, struct queue_rcpt *r, uint32_t i,
 					     errlen) != 0)
 				return -1;
 			if (v > QR_EXPIRED) {
-				record_err(err, errlen, "%s: unknown state %u",
-					   where, (unsigned)v);
+				(void)snprintf(err, errlen,
+					       "%s: unknown state %u", where,
+					       (unsigned)v);
 				return -1;
 			}
 			r->state = (uint8_t)v;
@@ -560,7 +545,7 @@ record_rcpt_decode(struct record_rd *b, struct queue_rcpt *r, uint32_t i,
 		}
 	}
 	if (r->addr == NULL) {
-		record_err(err, errlen, "%s: no address", where);
+		(void)snprintf(err, errlen, "%s: no address", where);
 		return -1;
 	}
 	return 0;
@@ -574,19 +559,20 @@ record_nrcpts_decode(struct record_rd *val, const struct record_rd *b,
 	uint64_t n;
 
 	if (record_rd_varint(val, &n) != 0 || record_rd_left(val) != 0) {
-		record_err(err, errlen, "recipient count: bad varint");
+		(void)snprintf(err, errlen, "recipient count: bad varint");
 		return -1;
 	}
 	if (n > RECORD_RCPTS_MAX ||
 	    n > record_rd_left(b) / RECORD_RCPT_MIN_BYTES) {
-		record_err(err, errlen,
-			   "recipient count %llu: over the limit or the record "
-			   "(%zu bytes left)",
-			   (unsigned long long)n, record_rd_left(b));
+		(void)snprintf(
+		    err, errlen,
+		    "recipient count %llu: over the limit or the record "
+		    "(%zu bytes left)",
+		    (unsigned long long)n, record_rd_left(b));
 		return -1;
 	}
 	if (n > 0 && (env->rcpts = calloc(n, sizeof(*env->rcpts))) == NULL) {
-		record_err(err, errlen, "out of memory");
+		(void)snprintf(err, errlen, "out of memory");
 		return -1;
 	}
 	env->nrcpts = (uint32_t)n;
@@ -609,17 +595,17 @@ record_envelope_decode(const uint8_t *p, size_t len, struct queue_envelope *env,
 
 	memset(env, 0, sizeof(*env));
 	if (len > RECORD_TOTAL_MAX_BYTES) {
-		record_err(err, errlen, "envelope of %zu bytes, limit %u", len,
-			   RECORD_TOTAL_MAX_BYTES);
+		(void)snprintf(err, errlen, "envelope of %zu bytes, limit %u",
+			       len, RECORD_TOTAL_MAX_BYTES);
 		goto fail;
 	}
 	record_rd_init(&b, p, len);
 	if (record_rd_u8(&b, &version) != 0) {
-		record_err(err, errlen, "empty envelope");
+		(void)snprintf(err, errlen, "empty envelope");
 		goto fail;
 	}
 	if (version != RECORD_ENVELOPE_VERSION) {
-		record_err(
+		(void)snprintf(
 		    err, errlen,
 		    "envelope format %u not supported (this build reads %u)",
 		    version, RECORD_ENVELOPE_VERSION);
@@ -695,10 +681,11 @@ record_envelope_decode(const uint8_t *p, size_t len, struct queue_envelope *env,
 			break;
 		case ET_RCPT:
 			if (!(seen & (1u << ET_NRCPTS)) || got >= env->nrcpts) {
-				record_err(err, errlen,
-					   "recipient %u: not announced by the "
-					   "recipient count",
-					   got);
+				(void)snprintf(
+				    err, errlen,
+				    "recipient %u: not announced by the "
+				    "recipient count",
+				    got);
 				goto fail;
 			}
 			if (record_rcpt_decode(&val, &env->rcpts[got], got, err,
@@ -712,16 +699,16 @@ record_envelope_decode(const uint8_t *p, size_t len, struct queue_envelope *env,
 	}
 	if (!(seen & (1u << ET_ID)) || !(seen & (1u << ET_SENDER)) ||
 	    !(seen & (1u << ET_NRCPTS))) {
-		record_err(err, errlen,
-			   "envelope lacks id, sender or "
-			   "recipient count");
+		(void)snprintf(err, errlen,
+			       "envelope lacks id, sender or "
+			       "recipient count");
 		goto fail;
 	}
 	if (got != env->nrcpts) {
-		record_err(err, errlen,
-			   "envelope announces %u recipients, "
-			   "holds %u",
-			   env->nrcpts, got);
+		(void)snprintf(err, errlen,
+			       "envelope announces %u recipients, "
+			       "holds %u",
+			       env->nrcpts, got);
 		goto fail;
 	}
 	return 0;

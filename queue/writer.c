@@ -135,8 +135,8 @@ writer_op_apply(struct queue *q, MDB_txn *txn, struct queue_op *op,
 		*what = "mdb_get(env)";
 		if ((rc = mdb_get(txn, q->db_env, &key, &val)) ==
 		    MDB_NOTFOUND) {
-			queue_err(op->err, sizeof(op->err),
-				  "record %s: not in the queue", qid);
+			(void)snprintf(op->err, sizeof(op->err),
+				       "record %s: not in the queue", qid);
 			return WRITER_OP_LOCAL;
 		}
 		if (rc != 0)
@@ -170,8 +170,8 @@ writer_op_apply(struct queue *q, MDB_txn *txn, struct queue_op *op,
 	rc = mdb_put(txn, q->db_env, &key, &val,
 		     op->kind == QOP_INSERT ? MDB_NOOVERWRITE : 0);
 	if (rc == MDB_KEYEXIST) {
-		queue_err(op->err, sizeof(op->err),
-			  "record %s: id already queued", qid);
+		(void)snprintf(op->err, sizeof(op->err),
+			       "record %s: id already queued", qid);
 		return WRITER_OP_LOCAL;
 	}
 	if (rc != 0)
@@ -259,9 +259,9 @@ writer_batch_commit(struct queue *q, struct queue_op *batch)
 		if (rc != 0 && op->status == 0) {
 			op->status = -1;
 			op->map_full = rc == MDB_MAP_FULL;
-			queue_err(op->err, sizeof(op->err),
-				  "queue write failed: %s: %s", what,
-				  mdb_strerror(rc));
+			(void)snprintf(op->err, sizeof(op->err),
+				       "queue write failed: %s: %s", what,
+				       mdb_strerror(rc));
 		}
 		if (op->status == 0)
 			ok++;
@@ -517,7 +517,7 @@ queue_submit(struct queue *q, struct queue_op *op, queue_done_fn *done,
 	if (refused) {
 		op->status = -1;
 		op->map_full = false;
-		queue_err(op->err, sizeof(op->err), "queue %s", "closed");
+		(void)snprintf(op->err, sizeof(op->err), "queue %s", "closed");
 		pthread_mutex_lock(&q->stats_mu);
 		q->stats.failed_ops++;
 		pthread_mutex_unlock(&q->stats_mu);
@@ -532,8 +532,8 @@ writer_start(struct queue *q, char *err, size_t errlen)
 
 	writer_map_find(q);
 	if ((rc = pthread_create(&q->writer, NULL, writer_main, q)) != 0) {
-		queue_err(err, errlen, "cannot start the writer: %s",
-			  strerror(rc));
+		(void)snprintf(err, errlen, "cannot start the writer: %s",
+			       strerror(rc));
 		return -1;
 	}
 	q->writer_started = true;

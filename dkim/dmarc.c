@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <libpsl.h>
 
@@ -934,21 +933,12 @@ struct dmarc_query {
 
 struct dmarc_memo {
 	const struct dns_resolver *r; /* NULL: empty */
-	int64_t expires_ms;           /* CLOCK_MONOTONIC */
+	uint64_t expires_ms;          /* dns_clock_ms() */
 	char from[DMARC_DOMAIN_MAX + 1];
 	struct dmarc_policy_reply reply;
 };
 
 static _Thread_local struct dmarc_memo *dmarc_memo;
-
-static int64_t
-dmarc_mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static struct dmarc_memo *
 dmarc_memo_slot(const struct dns_resolver *r, const char *from)
@@ -976,7 +966,7 @@ dmarc_memo_put(const struct dmarc_query *q)
 		return;
 	m = dmarc_memo_slot(q->r, q->from);
 	m->r = q->r;
-	m->expires_ms = dmarc_mono_ms() + (int64_t)ttl * 1000;
+	m->expires_ms = dns_clock_ms() + (uint64_t)ttl * 1000;
 	memcpy(m->from, q->from, sizeof(m->from));
 	m->reply = q->reply;
 }
@@ -994,7 +984,7 @@ dmarc_policy_cached(const struct dns_resolver *r, const char *from_domain,
 		return false;
 	m = dmarc_memo_slot(r, from);
 	if (m->r != r || strcmp(m->from, from) != 0 ||
-	    dmarc_mono_ms() >= m->expires_ms)
+	    dns_clock_ms() >= m->expires_ms)
 		return false;
 	*out = m->reply;
 	return true;

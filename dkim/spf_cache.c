@@ -13,10 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 
 #include "dkim/dkim.h"
 #include "dkim/spf_int.h"
+#include "dns/dns.h"
 
 #pragma GCC poison strcpy strcat vsprintf
 #ifndef sprintf
@@ -30,7 +30,7 @@ struct spf_cache_ent {
 	struct spf_cache_ent *prev, *next; /* newest first; the oldest goes
 					      when the cache is full */
 	uint64_t hash;
-	int64_t expires_ms;
+	uint64_t expires_ms; /* dns_clock_ms() */
 	enum spf_result result;
 	size_t keylen;
 	unsigned char key[]; /* domain NUL helo NUL addresses */
@@ -43,15 +43,6 @@ struct spf_cache {
 	struct spf_cache_ent *head, *tail;
 	uint64_t hits, misses;
 };
-
-static int64_t
-spf_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* The key of (DOMAIN, HELO, ADDRS) into BUF; its length or 0. */
 static size_t
@@ -172,7 +163,7 @@ spf_cache_get(struct spf_cache *c, const struct spf_check_params *p,
 	h = spf_hash(key, n);
 	pthread_mutex_lock(&c->mu);
 	if ((e = spf_cache_find(c, key, n, h)) != NULL) {
-		if (e->expires_ms <= spf_now_ms()) {
+		if (e->expires_ms <= dns_clock_ms()) {
 			spf_cache_unlink(c, e);
 			free(e);
 		} else {
@@ -209,7 +200,7 @@ spf_cache_put(struct spf_cache *c, const struct spf_check_params *p,
 	e->keylen = n;
 	memcpy(e->key, key, n);
 	e->result = reply->result;
-	e->expires_ms = spf_now_ms() + (int64_t)reply->ttl * 1000;
+	e->expires_ms = dns_clock_ms() + (uint64_t)reply->ttl * 1000;
 	pthread_mutex_lock(&c->mu);
 	if ((old = spf_cache_find(c, key, n, h)) != NULL) {
 		spf_cache_unlink(c, old);

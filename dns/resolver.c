@@ -138,14 +138,21 @@ resolver_err(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
-static uint64_t
-resolver_clock_real(void *arg)
+uint64_t
+dns_clock_ms(void)
 {
 	struct timespec ts;
 
-	(void)arg;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The cache's clock unless dns_resolver_clock_set() gave another. */
+static uint64_t
+resolver_clock_real(void *arg)
+{
+	(void)arg;
+	return dns_clock_ms();
 }
 
 static uint64_t

@@ -810,6 +810,61 @@ test_answer_walk(void **state)
 	assert_int_equal(dns_answer_walk(NULL, 0, &ai), -1);
 }
 
+/* Loopback ----------------------------------------------------------- */
+
+static const struct loop_case {
+	const char *addr;
+	bool loopback;
+} loop_cases[] = {
+	{ "127.0.0.1", true },
+	{ "127.255.0.9", true },
+	{ "128.0.0.1", false },
+	{ "192.0.2.1", false },
+	{ "0.0.0.0", false },
+	{ "::1", true },
+	{ "::", false },
+	{ "::2", false },
+	{ "2001:db8::1", false },
+	{ "::ffff:127.0.0.1", true },
+	{ "::ffff:127.1.2.3", true },
+	{ "::ffff:192.0.2.1", false },
+	{ "::127.0.0.1", false }, /* IPv4-compatible, deprecated: not mapped */
+	{ "64:ff9b::7f00:1", false }, /* NAT64 of 127.0.0.1: another host */
+};
+
+/* dns_addr_is_loopback, the one loopback test of the tree (resolver
+ * guard, conf's AUTH-in-clear check): v4 /8, ::1 and ::ffff:127.0.0.0/104;
+ * another family is never loopback. */
+static void
+test_addr_is_loopback(void **state)
+{
+	struct sockaddr_storage ss;
+	struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+	size_t i;
+	bool got;
+
+	(void)state;
+	for (i = 0; i < sizeof(loop_cases) / sizeof(loop_cases[0]); i++) {
+		const struct loop_case *c = &loop_cases[i];
+
+		memset(&ss, 0, sizeof(ss));
+		if (inet_pton(AF_INET, c->addr, &sin->sin_addr) == 1)
+			ss.ss_family = AF_INET;
+		else if (inet_pton(AF_INET6, c->addr, &sin6->sin6_addr) == 1)
+			ss.ss_family = AF_INET6;
+		else
+			fail_msg("%s: not an address", c->addr);
+		got = dns_addr_is_loopback((const struct sockaddr *)&ss);
+		if (got != c->loopback)
+			fail_msg("%s: loopback %d, want %d", c->addr, got,
+				 c->loopback);
+	}
+	memset(&ss, 0, sizeof(ss));
+	ss.ss_family = AF_UNIX;
+	assert_false(dns_addr_is_loopback((const struct sockaddr *)&ss));
+}
+
 /* Configuration ------------------------------------------------------ */
 
 static const struct cfg_case {
@@ -829,7 +884,9 @@ static const struct cfg_case {
 	{ "one bad in list", "127.0.0.1:5300,192.0.2.1:53", true, false,
 	  "192.0.2.1" },
 	{ "v6 non-loopback", "[2001:db8::1]:53", true, false, "loopback" },
-	{ "v4-mapped loopback", "[::ffff:127.0.0.1]:53", true, false,
+	/* The same host as 127.0.0.1 (dns_addr_is_loopback). */
+	{ "v4-mapped loopback", "[::ffff:127.0.0.1]:5300", true, true, NULL },
+	{ "v4-mapped non-loopback", "[::ffff:192.0.2.1]:53", true, false,
 	  "loopback" },
 	{ "system resolver refused", NULL, true, false, "loopback_only" },
 	{ "hostname", "localhost:53", true, false, "bad server" },
@@ -1622,6 +1679,7 @@ main(int argc, char *argv[])
 		cmocka_unit_test(test_name_normalize),
 		cmocka_unit_test(test_result_str),
 		cmocka_unit_test(test_answer_walk),
+		cmocka_unit_test(test_addr_is_loopback),
 		cmocka_unit_test(test_config),
 		cmocka_unit_test(test_fake_mx),
 		cmocka_unit_test(test_fake_addr),

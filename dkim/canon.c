@@ -31,8 +31,8 @@
 /* ---------------------------------------------------------------------- */
 /* Small helpers                                                           */
 
-static int
-canon_ascii_lower(int c)
+int
+dkim_ascii_lower(int c)
 {
 	return c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c;
 }
@@ -44,10 +44,16 @@ dkim_ascii_casecmp(const char *a, const char *b, size_t n)
 	int d;
 
 	for (i = 0; i < n; i++)
-		if ((d = canon_ascii_lower((unsigned char)a[i]) -
-			 canon_ascii_lower((unsigned char)b[i])) != 0)
+		if ((d = dkim_ascii_lower((unsigned char)a[i]) -
+			 dkim_ascii_lower((unsigned char)b[i])) != 0)
 			return d;
 	return 0;
+}
+
+bool
+dkim_token_is(const void *p, size_t n, const char *lit)
+{
+	return strlen(lit) == n && dkim_ascii_casecmp(p, lit, n) == 0;
 }
 
 void
@@ -219,7 +225,7 @@ dkim_canon_header(struct dkim_buf *out, enum dkim_canon c, const char *field,
 	 * CRLFs removed, WSP runs to one SP, trailing WSP deleted. */
 	start = out->len;
 	for (i = 0; i < name_len; i++)
-		if (dkim_buf_addc(out, (uint8_t)canon_ascii_lower(f[i])) != 0)
+		if (dkim_buf_addc(out, (uint8_t)dkim_ascii_lower(f[i])) != 0)
 			goto fail;
 	if (dkim_buf_addc(out, ':') != 0)
 		goto fail;

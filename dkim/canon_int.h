@@ -7,6 +7,7 @@
 #ifndef OUTPOST_DKIM_CANON_INT_H
 #define OUTPOST_DKIM_CANON_INT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,9 +18,19 @@
 
 /* WSP (RFC 5234): SP or HTAB.  Evaluates C twice. */
 #define DKIM_IS_WSP(c) ((c) == ' ' || (c) == '\t')
+/* ALPHA and DIGIT (RFC 5234), ASCII only.  Evaluate C more than once. */
+#define DKIM_IS_ALPHA(c)                                                       \
+	(((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z'))
+#define DKIM_IS_DIGIT(c) ((c) >= '0' && (c) <= '9')
+
+/* dkim_ascii_lower — C with ASCII letters lower-cased (no locale). */
+int dkim_ascii_lower(int c);
 
 /* dkim_ascii_casecmp — memcmp with ASCII letters folded (no locale). */
 int dkim_ascii_casecmp(const char *a, const char *b, size_t n);
+
+/* dkim_token_is — P (N octets) equals LIT, ASCII letters folded. */
+bool dkim_token_is(const void *p, size_t n, const char *lit);
 
 /*
  * dkim_err — the one diagnostic formatter of dkim/: FMT into ERR (ERRLEN

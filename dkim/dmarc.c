@@ -35,24 +35,6 @@
 /* The list set by dmarc_init(); NULL: libpsl's built-in list. */
 static psl_ctx_t *dmarc_psl;
 
-static uint8_t
-dmarc_lower(uint8_t c)
-{
-	return c >= 'A' && c <= 'Z' ? (uint8_t)(c - 'A' + 'a') : c;
-}
-
-static bool
-dmarc_is_alpha(uint8_t c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-
-static bool
-dmarc_is_digit(uint8_t c)
-{
-	return c >= '0' && c <= '9';
-}
-
 /* dmarc_lower_copy — IN lower-cased (ASCII only) into OUT (LEN bytes);
  * -1 when it does not fit. */
 static int
@@ -63,7 +45,7 @@ dmarc_lower_copy(const char *in, char *out, size_t len)
 	if (n >= len)
 		return -1;
 	for (i = 0; i <= n; i++)
-		out[i] = (char)dmarc_lower((uint8_t)in[i]);
+		out[i] = (char)dkim_ascii_lower((unsigned char)in[i]);
 	return 0;
 }
 
@@ -143,20 +125,6 @@ dmarc_rec_is_wsp(uint8_t c)
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
-/* dmarc_token_is — P (N octets) equals LIT, ASCII case folded. */
-static bool
-dmarc_token_is(const uint8_t *p, size_t n, const char *lit)
-{
-	size_t i;
-
-	if (strlen(lit) != n)
-		return false;
-	for (i = 0; i < n; i++)
-		if (dmarc_lower(p[i]) != dmarc_lower((uint8_t)lit[i]))
-			return false;
-	return true;
-}
-
 /* Between tag-specs: WSP and empty specs. */
 static bool
 dmarc_rec_is_sep(uint8_t c)
@@ -168,7 +136,7 @@ dmarc_rec_is_sep(uint8_t c)
 static bool
 dmarc_rec_is_name(uint8_t c)
 {
-	return dmarc_is_alpha(c) || dmarc_is_digit(c) || c == '_';
+	return DKIM_IS_ALPHA(c) || DKIM_IS_DIGIT(c) || c == '_';
 }
 
 static bool
@@ -197,7 +165,7 @@ dmarc_rec_tag_next(struct dmarc_rd *r, struct dmarc_tag *t, bool first)
 	t->name_len = dmarc_rd_span(r, dmarc_rec_is_name);
 	t->name = r->data + start;
 	dmarc_rd_span(r, dmarc_rec_is_wsp);
-	t->ok = t->name_len > 0 && dmarc_is_alpha(t->name[0]) &&
+	t->ok = t->name_len > 0 && DKIM_IS_ALPHA(t->name[0]) &&
 		dmarc_rd_is(r, 0, '=') && dmarc_rd_skip(r, 1) == 0;
 	if (t->ok)
 		dmarc_rd_span(r, dmarc_rec_is_wsp);
@@ -216,11 +184,11 @@ dmarc_rec_tag_next(struct dmarc_rd *r, struct dmarc_tag *t, bool first)
 static int
 dmarc_policy_parse(const struct dmarc_tag *t, enum dmarc_policy *p)
 {
-	if (dmarc_token_is(t->val, t->val_len, "none"))
+	if (dkim_token_is(t->val, t->val_len, "none"))
 		*p = DMARC_P_NONE;
-	else if (dmarc_token_is(t->val, t->val_len, "quarantine"))
+	else if (dkim_token_is(t->val, t->val_len, "quarantine"))
 		*p = DMARC_P_QUARANTINE;
-	else if (dmarc_token_is(t->val, t->val_len, "reject"))
+	else if (dkim_token_is(t->val, t->val_len, "reject"))
 		*p = DMARC_P_REJECT;
 	else
 		return -1;
@@ -231,7 +199,7 @@ dmarc_policy_parse(const struct dmarc_tag *t, enum dmarc_policy *p)
 static bool
 dmarc_mode_strict(const struct dmarc_tag *t)
 {
-	return dmarc_token_is(t->val, t->val_len, "s");
+	return dkim_token_is(t->val, t->val_len, "s");
 }
 
 /* pct = 1*3DIGIT, 0..100; anything else keeps the default (100). */
@@ -244,7 +212,7 @@ dmarc_pct_parse(const struct dmarc_tag *t)
 	if (t->val_len == 0 || t->val_len > 3)
 		return DMARC_PCT_MAX;
 	for (i = 0; i < t->val_len; i++) {
-		if (!dmarc_is_digit(t->val[i]))
+		if (!DKIM_IS_DIGIT(t->val[i]))
 			return DMARC_PCT_MAX;
 		v = v * 10 + (unsigned)(t->val[i] - '0');
 	}
@@ -273,8 +241,8 @@ dmarc_rec_scan(const char *txt, size_t len, struct dmarc_record *r)
 		return DMARC_REC_NOT_DMARC;
 	dmarc_rd_init(&rd, txt, len);
 	if (dmarc_rec_tag_next(&rd, &t, true) != 1 || !t.ok ||
-	    !dmarc_token_is(t.name, t.name_len, "v") ||
-	    !dmarc_token_is(t.val, t.val_len, "DMARC1"))
+	    !dkim_token_is(t.name, t.name_len, "v") ||
+	    !dkim_token_is(t.val, t.val_len, "DMARC1"))
 		return DMARC_REC_NOT_DMARC;
 	while (dmarc_rec_tag_next(&rd, &t, false) == 1) {
 		if (!t.ok)
@@ -282,8 +250,8 @@ dmarc_rec_scan(const char *txt, size_t len, struct dmarc_record *r)
 		for (id = 0;
 		     id < sizeof(dmarc_tag_names) / sizeof(dmarc_tag_names[0]);
 		     id++)
-			if (dmarc_token_is(t.name, t.name_len,
-					   dmarc_tag_names[id]))
+			if (dkim_token_is(t.name, t.name_len,
+					  dmarc_tag_names[id]))
 				break;
 		if (id == sizeof(dmarc_tag_names) / sizeof(dmarc_tag_names[0]))
 			continue; /* unknown tags are ignored (6.3) */
@@ -357,7 +325,7 @@ struct from_parser {
 static bool
 from_is_atext(uint8_t c)
 {
-	return c >= 0x80 || dmarc_is_alpha(c) || dmarc_is_digit(c) ||
+	return c >= 0x80 || DKIM_IS_ALPHA(c) || DKIM_IS_DIGIT(c) ||
 	       (c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
 }
 
@@ -577,12 +545,12 @@ from_domain(struct from_parser *p, char out[DMARC_DOMAIN_MAX + 1])
 			out[n++] = '.';
 		for (i = 0; i < p->tok.len; i++) {
 			c = p->tok.p[i];
-			if (!(c >= 0x80 || dmarc_is_alpha(c) ||
-			      dmarc_is_digit(c) || c == '-' || c == '_')) {
+			if (!(c >= 0x80 || DKIM_IS_ALPHA(c) ||
+			      DKIM_IS_DIGIT(c) || c == '-' || c == '_')) {
 				p->why = "invalid character in the domain";
 				return -1;
 			}
-			out[n++] = (char)dmarc_lower(c);
+			out[n++] = (char)dkim_ascii_lower(c);
 		}
 		if (from_next(p) != 0)
 			return -1;
@@ -893,8 +861,8 @@ dmarc_aligned(const char *a, const char *b, bool strict)
 		if ((n = strlen(a)) != strlen(b))
 			return false;
 		for (i = 0; i < n; i++)
-			if (dmarc_lower((uint8_t)a[i]) !=
-			    dmarc_lower((uint8_t)b[i]))
+			if (dkim_ascii_lower((uint8_t)a[i]) !=
+			    dkim_ascii_lower((uint8_t)b[i]))
 				return false;
 		return true;
 	}

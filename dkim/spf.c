@@ -40,32 +40,6 @@
 #define SPF_NEGATIVE_TTL_S 60
 #define SPF_TTL_MAX_S      3600 /* results are kept at most this long */
 
-static bool
-spf_is_alpha(char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-
-static bool
-spf_is_digit(char c)
-{
-	return c >= '0' && c <= '9';
-}
-
-/* P (N octets) equals LIT, ASCII case folded. */
-static bool
-spf_token_is(const char *p, size_t n, const char *lit)
-{
-	size_t i;
-
-	if (strlen(lit) != n)
-		return false;
-	for (i = 0; i < n; i++)
-		if (spf_lower(p[i]) != lit[i])
-			return false;
-	return true;
-}
-
 const char *
 spf_result_str(enum spf_result r)
 {
@@ -98,7 +72,7 @@ spf_result_str(enum spf_result r)
 bool
 spf_record_is(const char *txt, size_t len)
 {
-	return txt != NULL && len >= 6 && spf_token_is(txt, 6, "v=spf1") &&
+	return txt != NULL && len >= 6 && dkim_token_is(txt, 6, "v=spf1") &&
 	       (len == 6 || txt[6] == ' ');
 }
 
@@ -127,7 +101,7 @@ spf_macro_string_ok(const char *p, size_t n)
 		    p[i + 2] == '\0')
 			return false;
 		i += 3;
-		while (i < n && spf_is_digit(p[i]))
+		while (i < n && DKIM_IS_DIGIT(p[i]))
 			i++;
 		if (i < n && (p[i] == 'r' || p[i] == 'R'))
 			i++;
@@ -157,7 +131,7 @@ spf_cidr_scan(const char *p, size_t n, unsigned max, unsigned *out)
 	if (n < 2 || p[0] != '/' || n > 4 || (p[1] == '0' && n > 2))
 		return -1;
 	for (i = 1; i < n; i++) {
-		if (!spf_is_digit(p[i]))
+		if (!DKIM_IS_DIGIT(p[i]))
 			return -1;
 		v = v * 10 + (unsigned)(p[i] - '0');
 	}
@@ -177,14 +151,14 @@ spf_dual_cidr(const char *p, size_t *n, struct spf_term *t)
 	size_t i, end = *n;
 
 	/* "//N" at the end: the IPv6 length. */
-	for (i = end; i > 0 && spf_is_digit(p[i - 1]); i--)
+	for (i = end; i > 0 && DKIM_IS_DIGIT(p[i - 1]); i--)
 		;
 	if (i >= 2 && i < end && p[i - 1] == '/' && p[i - 2] == '/') {
 		if (spf_cidr_scan(p + i - 1, end - i + 1, 128, &t->cidr6) != 0)
 			return -1;
 		end = i - 2;
 	}
-	for (i = end; i > 0 && spf_is_digit(p[i - 1]); i--)
+	for (i = end; i > 0 && DKIM_IS_DIGIT(p[i - 1]); i--)
 		;
 	if (i >= 1 && i < end && p[i - 1] == '/') {
 		if (spf_cidr_scan(p + i - 1, end - i + 1, 32, &t->cidr4) != 0)
@@ -250,11 +224,11 @@ spf_directive(const char *p, size_t n, struct spf_term *t, char *buf,
 		n--;
 	}
 	for (nlen = 0;
-	     nlen < n && (spf_is_alpha(p[nlen]) || spf_is_digit(p[nlen]));
+	     nlen < n && (DKIM_IS_ALPHA(p[nlen]) || DKIM_IS_DIGIT(p[nlen]));
 	     nlen++)
 		;
 	for (i = 0; i < sizeof(spf_mechs) / sizeof(spf_mechs[0]); i++)
-		if (spf_token_is(p, nlen, spf_mechs[i].name))
+		if (dkim_token_is(p, nlen, spf_mechs[i].name))
 			break;
 	if (i == sizeof(spf_mechs) / sizeof(spf_mechs[0]) ||
 	    (nlen < n && p[nlen] != ':' && p[nlen] != '/')) {
@@ -323,9 +297,9 @@ spf_modifier(const char *p, size_t n, struct spf_record *r, size_t *off,
 	const char *v;
 	size_t k = 0, vn;
 
-	if (n > 0 && spf_is_alpha(p[0]))
+	if (n > 0 && DKIM_IS_ALPHA(p[0]))
 		for (k = 1;
-		     k < n && (spf_is_alpha(p[k]) || spf_is_digit(p[k]) ||
+		     k < n && (DKIM_IS_ALPHA(p[k]) || DKIM_IS_DIGIT(p[k]) ||
 			       p[k] == '-' || p[k] == '_' || p[k] == '.');
 		     k++)
 			;
@@ -337,7 +311,7 @@ spf_modifier(const char *p, size_t n, struct spf_record *r, size_t *off,
 		dkim_err(err, errlen, "%.*s: bad value", (int)k, p);
 		return -1;
 	}
-	if (spf_token_is(p, k, "redirect")) {
+	if (dkim_token_is(p, k, "redirect")) {
 		if (r->redirect != NULL || !spf_domain_spec_ok(v, vn)) {
 			dkim_err(err, errlen, "redirect= %s",
 				 r->redirect != NULL ? "twice"
@@ -348,7 +322,7 @@ spf_modifier(const char *p, size_t n, struct spf_record *r, size_t *off,
 		r->buf[*off + vn] = '\0';
 		r->redirect = r->buf + *off;
 		*off += vn + 1;
-	} else if (spf_token_is(p, k, "exp")) {
+	} else if (dkim_token_is(p, k, "exp")) {
 		if (*seen_exp) {
 			dkim_err(err, errlen, "exp= twice");
 			return -1;
@@ -510,7 +484,7 @@ spf_put(char *out, size_t len, size_t *o, const char *p, size_t n, bool esc)
 
 	for (i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)p[i];
-		bool plain = spf_is_alpha((char)c) || spf_is_digit((char)c) ||
+		bool plain = DKIM_IS_ALPHA((char)c) || DKIM_IS_DIGIT((char)c) ||
 			     c == '-' || c == '.' || c == '_' || c == '~';
 
 		if (!esc || plain) {
@@ -540,11 +514,11 @@ spf_expand_one(const char *spec, size_t *i, const struct spf_macro_env *e,
 	bool upper = letter >= 'A' && letter <= 'Z', rev = false,
 	     digits = false;
 
-	if (spf_macro_value(spf_lower(letter), e, val, sizeof(val),
-			    uses_sender) != 0)
+	if (spf_macro_value((char)dkim_ascii_lower((unsigned char)letter), e,
+			    val, sizeof(val), uses_sender) != 0)
 		return -1;
 	(*i)++;
-	while (spf_is_digit(spec[*i])) {
+	while (DKIM_IS_DIGIT(spec[*i])) {
 		digits = true;
 		keep = keep * 10 + (size_t)(spec[*i] - '0');
 		if (keep > 128)
@@ -946,7 +920,8 @@ spf_name_hash(const char *s)
 	uint64_t h = 1469598103934665603ull; /* FNV-1a, case folded */
 
 	for (; *s != '\0'; s++)
-		h = (h ^ (uint8_t)spf_lower(*s)) * 1099511628211ull;
+		h = (h ^ (uint8_t)dkim_ascii_lower((unsigned char)*s)) *
+		    1099511628211ull;
 	return h;
 }
 
@@ -1268,7 +1243,8 @@ spf_check(struct dns_resolver *r, const struct spf_check_params *p,
 	snprintf(q->helo, sizeof(q->helo), "%s",
 		 p->helo != NULL ? p->helo : "");
 	for (i = 0; p->domain[i] != '\0' && i < SPF_NAME_MAX; i++)
-		q->sender_domain[i] = spf_lower(p->domain[i]);
+		q->sender_domain[i] =
+		    (char)dkim_ascii_lower((unsigned char)p->domain[i]);
 	q->sender_domain[i] = '\0';
 	/* A name dns/ cannot ask (too long, empty) fails there as BADNAME:
 	 * the callback still comes from the loop, never inline. */

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 
 #include "dkim/dkim.h"
+#include "dkim/canon_int.h"
 #include "dkim/spf_int.h"
 #include "dns/dns.h"
 
@@ -56,7 +57,8 @@ spf_cache_key(const struct spf_check_params *p, unsigned char *buf, size_t len)
 		if (o + n > len)
 			return 0;
 		for (size_t k = 0; k < n; k++)
-			buf[o + k] = (unsigned char)spf_lower(s[i][k]);
+			buf[o + k] = (unsigned char)dkim_ascii_lower(
+			    (unsigned char)s[i][k]);
 		o += n;
 	}
 	for (i = 0; i < p->naddrs; i++) {

@@ -21,6 +21,7 @@
 #include <confuse.h>
 
 #include "conf/conf_int.h"
+#include "dns/dns.h"
 
 #define CONF_USER_NAME_MAX   255
 #define CONF_PWHASH_MAX      127 /* crypto_pwhash_STRBYTES - 1 */
@@ -406,7 +407,8 @@ conf_build_listener(struct conf_ctx *x, cfg_t *sec, struct conf *c,
 	l->auth_without_tls = cfg_getbool(sec, "auth_without_tls");
 	l->require_auth = cfg_getbool(sec, "require_auth");
 
-	if (l->auth_without_tls && !conf_addr_is_loopback(&l->addr)) {
+	if (l->auth_without_tls &&
+	    !dns_addr_is_loopback((const struct sockaddr *)&l->addr)) {
 		conf_fail(
 		    x, conf_where(x, sec, "auth_without_tls"),
 		    "listener \"%s\": auth_without_tls = true is allowed only "

@@ -100,9 +100,6 @@ void conf_duration_format(uint64_t us, char *buf, size_t len);
 int conf_addr_scan(const char *s, struct sockaddr_storage *ss, socklen_t *len,
 		   const char **why);
 
-/* conf_addr_is_loopback — 127.0.0.0/8, ::1, or ::ffff:127.0.0.0/104. */
-bool conf_addr_is_loopback(const struct sockaddr_storage *ss);
-
 /*
  * conf_cidr_parse — "10.0.0.0/8", "2001:db8::/32", or a bare address (a
  * host).  A v4-mapped v6 network of prefix >= 96 becomes the v4 network.

@@ -291,29 +291,6 @@ conf_addr_parse(const char *s, struct sockaddr_storage *ss, socklen_t *len)
 	return conf_addr_scan(s, ss, len, &why);
 }
 
-bool
-conf_addr_is_loopback(const struct sockaddr_storage *ss)
-{
-	if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
-		const uint8_t *a = (const uint8_t *)&sin->sin_addr;
-
-		return a[0] == 127;
-	}
-	if (ss->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *sin6 =
-		    (const struct sockaddr_in6 *)ss;
-		const uint8_t *a = sin6->sin6_addr.s6_addr;
-		static const uint8_t one[16] = { [15] = 1 };
-		static const uint8_t mapped[12] = { [10] = 0xff, [11] = 0xff };
-
-		if (memcmp(a, one, 16) == 0)
-			return true;
-		return memcmp(a, mapped, 12) == 0 && a[12] == 127;
-	}
-	return false;
-}
-
 int
 conf_cidr_parse(const char *s, struct conf_network *n, const char **why,
 		char *buf, size_t len)

@@ -11,6 +11,7 @@
  * RFC; we follow the RFC there, as python3-dkim and Mail::DKIM do).
  */
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,8 +31,8 @@
 /* ---------------------------------------------------------------------- */
 /* Small helpers                                                           */
 
-static int
-canon_ascii_lower(int c)
+int
+dkim_ascii_lower(int c)
 {
 	return c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c;
 }
@@ -43,10 +44,29 @@ dkim_ascii_casecmp(const char *a, const char *b, size_t n)
 	int d;
 
 	for (i = 0; i < n; i++)
-		if ((d = canon_ascii_lower((unsigned char)a[i]) -
-			 canon_ascii_lower((unsigned char)b[i])) != 0)
+		if ((d = dkim_ascii_lower((unsigned char)a[i]) -
+			 dkim_ascii_lower((unsigned char)b[i])) != 0)
 			return d;
 	return 0;
+}
+
+bool
+dkim_token_is(const void *p, size_t n, const char *lit)
+{
+	return strlen(lit) == n && dkim_ascii_casecmp(p, lit, n) == 0;
+}
+
+void
+dkim_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	/* Cut to fit on purpose: a _dmarc name may fill the buffer alone. */
+	(void)vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
 }
 
 int
@@ -205,7 +225,7 @@ dkim_canon_header(struct dkim_buf *out, enum dkim_canon c, const char *field,
 	 * CRLFs removed, WSP runs to one SP, trailing WSP deleted. */
 	start = out->len;
 	for (i = 0; i < name_len; i++)
-		if (dkim_buf_addc(out, (uint8_t)canon_ascii_lower(f[i])) != 0)
+		if (dkim_buf_addc(out, (uint8_t)dkim_ascii_lower(f[i])) != 0)
 			goto fail;
 	if (dkim_buf_addc(out, ':') != 0)
 		goto fail;

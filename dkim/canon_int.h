@@ -1,12 +1,13 @@
 /*
- * canon_int.h — dkim/ internals shared by msg.c, canon.c and sign.c (and
- * the fuzz harness): a growable byte buffer, RFC 6376 3.4 canonicalization
- * of header fields and bodies, SHA-256 and base64.  Not part of the public
- * interface (dkim/dkim.h).
+ * canon_int.h — dkim/ internals shared by its files (and the fuzz
+ * harnesses): ASCII helpers, the diagnostic formatter, a growable byte
+ * buffer, RFC 6376 3.4 canonicalization of header fields and bodies,
+ * SHA-256 and base64.  Not part of the public interface (dkim/dkim.h).
  */
 #ifndef OUTPOST_DKIM_CANON_INT_H
 #define OUTPOST_DKIM_CANON_INT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,9 +18,27 @@
 
 /* WSP (RFC 5234): SP or HTAB.  Evaluates C twice. */
 #define DKIM_IS_WSP(c) ((c) == ' ' || (c) == '\t')
+/* ALPHA and DIGIT (RFC 5234), ASCII only.  Evaluate C more than once. */
+#define DKIM_IS_ALPHA(c)                                                       \
+	(((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z'))
+#define DKIM_IS_DIGIT(c) ((c) >= '0' && (c) <= '9')
+
+/* dkim_ascii_lower — C with ASCII letters lower-cased (no locale). */
+int dkim_ascii_lower(int c);
 
 /* dkim_ascii_casecmp — memcmp with ASCII letters folded (no locale). */
 int dkim_ascii_casecmp(const char *a, const char *b, size_t n);
+
+/* dkim_token_is — P (N octets) equals LIT, ASCII letters folded. */
+bool dkim_token_is(const void *p, size_t n, const char *lit);
+
+/*
+ * dkim_err — the one diagnostic formatter of dkim/: FMT into ERR (ERRLEN
+ * bytes; nothing when ERR is NULL or ERRLEN is 0), cut to fit (the text is
+ * for a log or a reply; nothing parses it).  Any thread.
+ */
+void dkim_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /*
  * struct dkim_buf — a growable byte buffer; data is NUL-terminated after

@@ -8,17 +8,17 @@
  * a lookup on its resolver's loop.  Invariant: a query waits on at most one
  * dns_query and is freed exactly once (after its callback, or on cancel).
  */
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <libpsl.h>
 
 #include "dkim/dkim.h"
+#include "dkim/canon_int.h"
+#include "dkim/dmarc_int.h"
 #include "dns/dns.h"
 
 #pragma GCC poison strcpy strcat vsprintf
@@ -35,43 +35,6 @@
 /* The list set by dmarc_init(); NULL: libpsl's built-in list. */
 static psl_ctx_t *dmarc_psl;
 
-static void dmarc_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/*
- * dmarc_err — a diagnostic into ERR.  Truncation is accepted on purpose:
- * the text is for logs and a long domain may not fit.
- */
-static void
-dmarc_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	(void)vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
-static uint8_t
-dmarc_lower(uint8_t c)
-{
-	return c >= 'A' && c <= 'Z' ? (uint8_t)(c - 'A' + 'a') : c;
-}
-
-static bool
-dmarc_is_alpha(uint8_t c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-
-static bool
-dmarc_is_digit(uint8_t c)
-{
-	return c >= '0' && c <= '9';
-}
-
 /* dmarc_lower_copy — IN lower-cased (ASCII only) into OUT (LEN bytes);
  * -1 when it does not fit. */
 static int
@@ -82,30 +45,31 @@ dmarc_lower_copy(const char *in, char *out, size_t len)
 	if (n >= len)
 		return -1;
 	for (i = 0; i <= n; i++)
-		out[i] = (char)dmarc_lower((uint8_t)in[i]);
+		out[i] = (char)dkim_ascii_lower((unsigned char)in[i]);
 	return 0;
 }
 
 /* ---------------------------------------------------------------------- */
-/* A length-checked reader over untrusted bytes (c-ares ares_buf shape):   */
-/* every look checks what is left, the offset never passes the end.       */
+/* The reader (dkim/dmarc_int.h)                                           */
 
-struct dmarc_rd {
-	const uint8_t *p;
-	size_t len;
-	size_t off; /* <= len */
-};
+void
+dmarc_rd_init(struct dmarc_rd *r, const void *data, size_t len)
+{
+	r->data = data;
+	r->len = data != NULL ? len : 0;
+	r->off = 0;
+}
 
-static int
+int
 dmarc_rd_peek(const struct dmarc_rd *r, size_t at, uint8_t *c)
 {
 	if (r->len - r->off <= at)
 		return -1;
-	*c = r->p[r->off + at];
+	*c = r->data[r->off + at];
 	return 0;
 }
 
-static bool
+bool
 dmarc_rd_is(const struct dmarc_rd *r, size_t at, uint8_t want)
 {
 	uint8_t c;
@@ -113,10 +77,23 @@ dmarc_rd_is(const struct dmarc_rd *r, size_t at, uint8_t want)
 	return dmarc_rd_peek(r, at, &c) == 0 && c == want;
 }
 
-static void
+int
 dmarc_rd_skip(struct dmarc_rd *r, size_t n)
 {
-	r->off += n <= r->len - r->off ? n : r->len - r->off;
+	if (n > r->len - r->off)
+		return -1;
+	r->off += n;
+	return 0;
+}
+
+size_t
+dmarc_rd_span(struct dmarc_rd *r, bool (*in)(uint8_t))
+{
+	size_t start = r->off;
+
+	while (r->off < r->len && in(r->data[r->off]))
+		r->off++;
+	return r->off - start;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -148,27 +125,24 @@ dmarc_rec_is_wsp(uint8_t c)
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
-/* dmarc_token_is — P (N octets) equals LIT, ASCII case folded. */
+/* Between tag-specs: WSP and empty specs. */
 static bool
-dmarc_token_is(const uint8_t *p, size_t n, const char *lit)
+dmarc_rec_is_sep(uint8_t c)
 {
-	size_t i;
-
-	if (strlen(lit) != n)
-		return false;
-	for (i = 0; i < n; i++)
-		if (dmarc_lower(p[i]) != dmarc_lower((uint8_t)lit[i]))
-			return false;
-	return true;
+	return dmarc_rec_is_wsp(c) || c == ';';
 }
 
-static void
-dmarc_rec_skip_wsp(struct dmarc_rd *r)
+/* A tag name: ALPHA *(ALPHA / DIGIT / "_"), the first octet checked apart. */
+static bool
+dmarc_rec_is_name(uint8_t c)
 {
-	uint8_t c;
+	return DKIM_IS_ALPHA(c) || DKIM_IS_DIGIT(c) || c == '_';
+}
 
-	while (dmarc_rd_peek(r, 0, &c) == 0 && dmarc_rec_is_wsp(c))
-		dmarc_rd_skip(r, 1);
+static bool
+dmarc_rec_is_value(uint8_t c)
+{
+	return c != ';';
 }
 
 /*
@@ -182,48 +156,39 @@ static int
 dmarc_rec_tag_next(struct dmarc_rd *r, struct dmarc_tag *t, bool first)
 {
 	size_t start, end;
-	uint8_t c;
 
 	memset(t, 0, sizeof(*t));
-	while (dmarc_rd_peek(r, 0, &c) == 0 &&
-	       (dmarc_rec_is_wsp(c) || (c == ';' && !first)))
-		dmarc_rd_skip(r, 1);
+	dmarc_rd_span(r, first ? dmarc_rec_is_wsp : dmarc_rec_is_sep);
 	if (r->off == r->len)
 		return 0;
 	start = r->off;
-	while (dmarc_rd_peek(r, 0, &c) == 0 &&
-	       (dmarc_is_alpha(c) || dmarc_is_digit(c) || c == '_'))
-		dmarc_rd_skip(r, 1);
-	t->name = r->p + start;
-	t->name_len = r->off - start;
-	dmarc_rec_skip_wsp(r);
-	t->ok = t->name_len > 0 && dmarc_is_alpha(t->name[0]) &&
-		dmarc_rd_is(r, 0, '=');
-	if (t->ok) {
-		dmarc_rd_skip(r, 1);
-		dmarc_rec_skip_wsp(r);
-	}
+	t->name_len = dmarc_rd_span(r, dmarc_rec_is_name);
+	t->name = r->data + start;
+	dmarc_rd_span(r, dmarc_rec_is_wsp);
+	t->ok = t->name_len > 0 && DKIM_IS_ALPHA(t->name[0]) &&
+		dmarc_rd_is(r, 0, '=') && dmarc_rd_skip(r, 1) == 0;
+	if (t->ok)
+		dmarc_rd_span(r, dmarc_rec_is_wsp);
 	/* The value runs to the next ';'; trailing WSP is not part of it. */
 	start = r->off;
-	while (dmarc_rd_peek(r, 0, &c) == 0 && c != ';')
-		dmarc_rd_skip(r, 1);
-	end = r->off;
-	while (end > start && dmarc_rec_is_wsp(r->p[end - 1]))
+	end = start + dmarc_rd_span(r, dmarc_rec_is_value);
+	while (end > start && dmarc_rec_is_wsp(r->data[end - 1]))
 		end--;
-	t->val = r->p + start;
+	t->val = r->data + start;
 	t->val_len = end - start;
-	dmarc_rd_skip(r, 1); /* the ';', if any */
+	/* Past the ';'; at the end there is none and the cursor stays. */
+	(void)dmarc_rd_skip(r, 1);
 	return 1;
 }
 
 static int
 dmarc_policy_parse(const struct dmarc_tag *t, enum dmarc_policy *p)
 {
-	if (dmarc_token_is(t->val, t->val_len, "none"))
+	if (dkim_token_is(t->val, t->val_len, "none"))
 		*p = DMARC_P_NONE;
-	else if (dmarc_token_is(t->val, t->val_len, "quarantine"))
+	else if (dkim_token_is(t->val, t->val_len, "quarantine"))
 		*p = DMARC_P_QUARANTINE;
-	else if (dmarc_token_is(t->val, t->val_len, "reject"))
+	else if (dkim_token_is(t->val, t->val_len, "reject"))
 		*p = DMARC_P_REJECT;
 	else
 		return -1;
@@ -234,7 +199,7 @@ dmarc_policy_parse(const struct dmarc_tag *t, enum dmarc_policy *p)
 static bool
 dmarc_mode_strict(const struct dmarc_tag *t)
 {
-	return dmarc_token_is(t->val, t->val_len, "s");
+	return dkim_token_is(t->val, t->val_len, "s");
 }
 
 /* pct = 1*3DIGIT, 0..100; anything else keeps the default (100). */
@@ -247,7 +212,7 @@ dmarc_pct_parse(const struct dmarc_tag *t)
 	if (t->val_len == 0 || t->val_len > 3)
 		return DMARC_PCT_MAX;
 	for (i = 0; i < t->val_len; i++) {
-		if (!dmarc_is_digit(t->val[i]))
+		if (!DKIM_IS_DIGIT(t->val[i]))
 			return DMARC_PCT_MAX;
 		v = v * 10 + (unsigned)(t->val[i] - '0');
 	}
@@ -264,7 +229,7 @@ dmarc_pct_parse(const struct dmarc_tag *t)
 static enum dmarc_rec
 dmarc_rec_scan(const char *txt, size_t len, struct dmarc_record *r)
 {
-	struct dmarc_rd rd = { (const uint8_t *)txt, len, 0 };
+	struct dmarc_rd rd;
 	struct dmarc_tag t;
 	enum dmarc_policy sp = DMARC_P_NONE;
 	bool p_ok = false, sp_ok = false, dup = false;
@@ -274,9 +239,10 @@ dmarc_rec_scan(const char *txt, size_t len, struct dmarc_record *r)
 	r->pct = DMARC_PCT_MAX;
 	if (txt == NULL && len != 0)
 		return DMARC_REC_NOT_DMARC;
+	dmarc_rd_init(&rd, txt, len);
 	if (dmarc_rec_tag_next(&rd, &t, true) != 1 || !t.ok ||
-	    !dmarc_token_is(t.name, t.name_len, "v") ||
-	    !dmarc_token_is(t.val, t.val_len, "DMARC1"))
+	    !dkim_token_is(t.name, t.name_len, "v") ||
+	    !dkim_token_is(t.val, t.val_len, "DMARC1"))
 		return DMARC_REC_NOT_DMARC;
 	while (dmarc_rec_tag_next(&rd, &t, false) == 1) {
 		if (!t.ok)
@@ -284,8 +250,8 @@ dmarc_rec_scan(const char *txt, size_t len, struct dmarc_record *r)
 		for (id = 0;
 		     id < sizeof(dmarc_tag_names) / sizeof(dmarc_tag_names[0]);
 		     id++)
-			if (dmarc_token_is(t.name, t.name_len,
-					   dmarc_tag_names[id]))
+			if (dkim_token_is(t.name, t.name_len,
+					  dmarc_tag_names[id]))
 				break;
 		if (id == sizeof(dmarc_tag_names) / sizeof(dmarc_tag_names[0]))
 			continue; /* unknown tags are ignored (6.3) */
@@ -359,8 +325,15 @@ struct from_parser {
 static bool
 from_is_atext(uint8_t c)
 {
-	return c >= 0x80 || dmarc_is_alpha(c) || dmarc_is_digit(c) ||
+	return c >= 0x80 || DKIM_IS_ALPHA(c) || DKIM_IS_DIGIT(c) ||
 	       (c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
+}
+
+/* WSP (RFC 5234). */
+static bool
+from_is_wsp(uint8_t c)
+{
+	return c == ' ' || c == '\t';
 }
 
 /* At a CR: a fold (CRLF WSP) is skipped and is whitespace; anything else
@@ -371,10 +344,9 @@ from_fold(struct from_parser *p)
 	uint8_t c;
 
 	if (dmarc_rd_is(&p->rd, 0, '\r') && dmarc_rd_is(&p->rd, 1, '\n') &&
-	    dmarc_rd_peek(&p->rd, 2, &c) == 0 && (c == ' ' || c == '\t')) {
-		dmarc_rd_skip(&p->rd, 3);
+	    dmarc_rd_peek(&p->rd, 2, &c) == 0 && from_is_wsp(c) &&
+	    dmarc_rd_skip(&p->rd, 3) == 0)
 		return 0;
-	}
 	p->why = "bare CR or LF";
 	return -1;
 }
@@ -390,11 +362,10 @@ from_quoted_pair(struct from_parser *p)
 	uint8_t c;
 
 	if (dmarc_rd_peek(&p->rd, 1, &c) != 0 || c == '\0' || c == '\r' ||
-	    c == '\n') {
+	    c == '\n' || dmarc_rd_skip(&p->rd, 2) != 0) {
 		p->why = "bad quoted-pair";
 		return -1;
 	}
-	dmarc_rd_skip(&p->rd, 2);
 	return 0;
 }
 
@@ -410,7 +381,10 @@ from_delimited(struct from_parser *p, uint8_t open, uint8_t close,
 	size_t depth = 1;
 	uint8_t c;
 
-	dmarc_rd_skip(&p->rd, 1);
+	if (dmarc_rd_skip(&p->rd, 1) != 0) { /* OPEN */
+		p->why = unterminated;
+		return -1;
+	}
 	for (;;) {
 		if (dmarc_rd_peek(&p->rd, 0, &c) != 0) {
 			p->why = unterminated;
@@ -430,7 +404,10 @@ from_delimited(struct from_parser *p, uint8_t open, uint8_t close,
 			p->why = "NUL octet";
 			return -1;
 		}
-		dmarc_rd_skip(&p->rd, 1);
+		if (dmarc_rd_skip(&p->rd, 1) != 0) { /* C, just peeked */
+			p->why = unterminated;
+			return -1;
+		}
 		if (c == close && --depth == 0)
 			return 0;
 		if (c == open && open == '(')
@@ -450,7 +427,7 @@ from_cfws(struct from_parser *p)
 
 	while (dmarc_rd_peek(&p->rd, 0, &c) == 0) {
 		if (c == ' ' || c == '\t')
-			dmarc_rd_skip(&p->rd, 1);
+			dmarc_rd_span(&p->rd, from_is_wsp);
 		else if (c == '\r' || c == '\n') {
 			if (from_fold(p) != 0)
 				return -1;
@@ -487,13 +464,12 @@ from_next(struct from_parser *p)
 				       : "unterminated domain literal") != 0)
 			return -1;
 		t->kind = c == '"' ? FT_QSTR : FT_DLIT;
-	} else if (c != '\0' && strchr("<>@,;:.", c) != NULL) {
-		dmarc_rd_skip(&p->rd, 1);
+	} else if (c != '\0' && strchr("<>@,;:.", c) != NULL &&
+		   dmarc_rd_skip(&p->rd, 1) == 0) {
 		t->kind = FT_SPECIAL;
 		t->c = c;
 	} else if (from_is_atext(c)) {
-		while (dmarc_rd_peek(&p->rd, 0, &c) == 0 && from_is_atext(c))
-			dmarc_rd_skip(&p->rd, 1);
+		dmarc_rd_span(&p->rd, from_is_atext);
 		t->kind = FT_ATOM;
 	} else {
 		p->why = c == ')'    ? "unbalanced ')'"
@@ -502,7 +478,7 @@ from_next(struct from_parser *p)
 				     : "control character";
 		return -1;
 	}
-	t->p = p->rd.p + start;
+	t->p = p->rd.data + start;
 	t->len = p->rd.off - start;
 	return 0;
 }
@@ -569,12 +545,12 @@ from_domain(struct from_parser *p, char out[DMARC_DOMAIN_MAX + 1])
 			out[n++] = '.';
 		for (i = 0; i < p->tok.len; i++) {
 			c = p->tok.p[i];
-			if (!(c >= 0x80 || dmarc_is_alpha(c) ||
-			      dmarc_is_digit(c) || c == '-' || c == '_')) {
+			if (!(c >= 0x80 || DKIM_IS_ALPHA(c) ||
+			      DKIM_IS_DIGIT(c) || c == '-' || c == '_')) {
 				p->why = "invalid character in the domain";
 				return -1;
 			}
-			out[n++] = (char)dmarc_lower(c);
+			out[n++] = (char)dkim_ascii_lower(c);
 		}
 		if (from_next(p) != 0)
 			return -1;
@@ -753,15 +729,15 @@ dmarc_from_domain(const struct dkim_msg *m, char *domain, size_t len, char *err,
 	if (domain != NULL && len > 0)
 		domain[0] = '\0';
 	if (m == NULL || domain == NULL) {
-		dmarc_err(err, errlen, "%s", "no message");
+		dkim_err(err, errlen, "%s", "no message");
 		return -1;
 	}
 	if ((n = dkim_header_count(m, "From")) != 1 ||
 	    (h = dkim_header_find(m, "From", 0)) == NULL) {
 		if (n == 0)
-			dmarc_err(err, errlen, "%s", "no From field");
+			dkim_err(err, errlen, "%s", "no From field");
 		else
-			dmarc_err(err, errlen, "%zu From fields", n);
+			dkim_err(err, errlen, "%zu From fields", n);
 		return -1;
 	}
 	for (colon = h->name_len; colon < h->len && (h->field[colon] == ' ' ||
@@ -769,28 +745,27 @@ dmarc_from_domain(const struct dkim_msg *m, char *domain, size_t len, char *err,
 	     colon++)
 		;
 	if (colon >= h->len || h->field[colon] != ':') {
-		dmarc_err(err, errlen, "%s", "From field without a colon");
+		dkim_err(err, errlen, "%s", "From field without a colon");
 		return -1;
 	}
 	memset(&p, 0, sizeof(p));
-	p.rd.p = (const uint8_t *)h->field + colon + 1;
-	p.rd.len = h->len - colon - 1;
+	dmarc_rd_init(&p.rd, h->field + colon + 1, h->len - colon - 1);
 	if (from_next(&p) != 0 || from_list(&p, false) != 0) {
-		dmarc_err(err, errlen, "From: %s (octet %zu of the value)",
-			  p.why != NULL ? p.why : "syntax error", p.rd.off);
+		dkim_err(err, errlen, "From: %s (octet %zu of the value)",
+			 p.why != NULL ? p.why : "syntax error", p.rd.off);
 		return -1;
 	}
 	if (p.naddrs != 1) {
 		if (p.naddrs == 0)
-			dmarc_err(err, errlen, "%s", "From holds no address");
+			dkim_err(err, errlen, "%s", "From holds no address");
 		else
-			dmarc_err(err, errlen, "From holds %zu addresses",
-				  p.naddrs);
+			dkim_err(err, errlen, "From holds %zu addresses",
+				 p.naddrs);
 		return -1;
 	}
 	n = strlen(p.domain);
 	if (n >= len) {
-		dmarc_err(err, errlen, "%s", "domain buffer too small");
+		dkim_err(err, errlen, "%s", "domain buffer too small");
 		return -1;
 	}
 	memcpy(domain, p.domain, n + 1);
@@ -815,13 +790,13 @@ dmarc_init(const char *psl_file, char *err, size_t errlen)
 
 	ctx = psl_file != NULL ? psl_load_file(psl_file) : psl_latest(NULL);
 	if (ctx == NULL) {
-		dmarc_err(err, errlen, "public suffix list: cannot load %s",
-			  psl_file != NULL ? psl_file : "any list");
+		dkim_err(err, errlen, "public suffix list: cannot load %s",
+			 psl_file != NULL ? psl_file : "any list");
 		return -1;
 	}
 	if (psl_suffix_count(ctx) == 0) {
-		dmarc_err(err, errlen, "public suffix list %s: no rules",
-			  psl_file != NULL ? psl_file : "(latest)");
+		dkim_err(err, errlen, "public suffix list %s: no rules",
+			 psl_file != NULL ? psl_file : "(latest)");
 		psl_free(ctx);
 		return -1;
 	}
@@ -886,8 +861,8 @@ dmarc_aligned(const char *a, const char *b, bool strict)
 		if ((n = strlen(a)) != strlen(b))
 			return false;
 		for (i = 0; i < n; i++)
-			if (dmarc_lower((uint8_t)a[i]) !=
-			    dmarc_lower((uint8_t)b[i]))
+			if (dkim_ascii_lower((uint8_t)a[i]) !=
+			    dkim_ascii_lower((uint8_t)b[i]))
 				return false;
 		return true;
 	}
@@ -926,21 +901,12 @@ struct dmarc_query {
 
 struct dmarc_memo {
 	const struct dns_resolver *r; /* NULL: empty */
-	int64_t expires_ms;           /* CLOCK_MONOTONIC */
+	uint64_t expires_ms;          /* dns_clock_ms() */
 	char from[DMARC_DOMAIN_MAX + 1];
 	struct dmarc_policy_reply reply;
 };
 
 static _Thread_local struct dmarc_memo *dmarc_memo;
-
-static int64_t
-dmarc_mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static struct dmarc_memo *
 dmarc_memo_slot(const struct dns_resolver *r, const char *from)
@@ -968,7 +934,7 @@ dmarc_memo_put(const struct dmarc_query *q)
 		return;
 	m = dmarc_memo_slot(q->r, q->from);
 	m->r = q->r;
-	m->expires_ms = dmarc_mono_ms() + (int64_t)ttl * 1000;
+	m->expires_ms = dns_clock_ms() + (uint64_t)ttl * 1000;
 	memcpy(m->from, q->from, sizeof(m->from));
 	m->reply = q->reply;
 }
@@ -986,7 +952,7 @@ dmarc_policy_cached(const struct dns_resolver *r, const char *from_domain,
 		return false;
 	m = dmarc_memo_slot(r, from);
 	if (m->r != r || strcmp(m->from, from) != 0 ||
-	    dmarc_mono_ms() >= m->expires_ms)
+	    dns_clock_ms() >= m->expires_ms)
 		return false;
 	*out = m->reply;
 	return true;
@@ -1090,7 +1056,7 @@ dmarc_txt_cb(const struct dns_txt_reply *rep, void *arg)
 	q->dq = NULL;
 	if (rep->ttl < q->ttl)
 		q->ttl = rep->ttl;
-	dmarc_err(out->where, sizeof(out->where), "%s", q->name);
+	dkim_err(out->where, sizeof(out->where), "%s", q->name);
 	switch (rep->result) {
 	case DNS_OK:
 		for (i = 0; i < rep->ntxts; i++)
@@ -1101,9 +1067,9 @@ dmarc_txt_cb(const struct dns_txt_reply *rep, void *arg)
 			}
 		if (ndmarc > 1) {
 			out->result = DMARC_NONE;
-			dmarc_err(out->err, sizeof(out->err),
-				  "%s: %zu DMARC records, none applies",
-				  q->name, ndmarc);
+			dkim_err(out->err, sizeof(out->err),
+				 "%s: %zu DMARC records, none applies", q->name,
+				 ndmarc);
 			goto done;
 		}
 		if (ndmarc == 1) {
@@ -1113,9 +1079,9 @@ dmarc_txt_cb(const struct dns_txt_reply *rep, void *arg)
 				out->from_org = q->at_org;
 			} else {
 				out->result = DMARC_NONE;
-				dmarc_err(out->err, sizeof(out->err),
-					  "%s: no valid p=, none applies",
-					  q->name);
+				dkim_err(out->err, sizeof(out->err),
+					 "%s: no valid p=, none applies",
+					 q->name);
 			}
 			goto done;
 		}
@@ -1129,7 +1095,7 @@ dmarc_txt_cb(const struct dns_txt_reply *rep, void *arg)
 	case DNS_TEMPFAIL:
 	default:
 		out->result = DMARC_TEMPFAIL;
-		dmarc_err(out->err, sizeof(out->err), "%s: %s", q->name, why);
+		dkim_err(out->err, sizeof(out->err), "%s: %s", q->name, why);
 		goto done;
 	}
 	if (!q->at_org && q->org[0] != '\0') {
@@ -1137,16 +1103,16 @@ dmarc_txt_cb(const struct dns_txt_reply *rep, void *arg)
 		if (dmarc_query_start(q, q->org) == 0)
 			return;
 		out->result = DMARC_TEMPFAIL;
-		dmarc_err(out->err, sizeof(out->err), "%s: out of memory",
-			  q->name);
+		dkim_err(out->err, sizeof(out->err), "%s: out of memory",
+			 q->name);
 		goto done;
 	}
 	out->result = DMARC_NONE;
 	if (q->from[0] == '\0')
-		dmarc_err(out->err, sizeof(out->err),
-			  "no valid From domain to look up");
+		dkim_err(out->err, sizeof(out->err),
+			 "no valid From domain to look up");
 	else
-		dmarc_err(out->err, sizeof(out->err), "%s: %s", q->name, why);
+		dkim_err(out->err, sizeof(out->err), "%s: %s", q->name, why);
 done:
 	dmarc_memo_put(q);
 	q->in_callback = true;

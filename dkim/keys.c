@@ -73,8 +73,7 @@ keys_ssl_err(char *err, size_t errlen)
 static void
 keys_err(char *err, size_t errlen, const char *path, const char *what)
 {
-	if (err != NULL && errlen > 0)
-		(void)snprintf(err, errlen, "%s: %s", path, what);
+	dkim_err(err, errlen, "%s: %s", path, what);
 }
 
 int

@@ -23,41 +23,43 @@
 #define MSG_HDRS_START 32
 
 /*
- * A length-checked reader (c-ares ares_buf shape) over the message: every
- * look checks the bytes left; the line fetch fails without moving.
+ * A length-checked reader (c-ares ares_buf shape) over the message, named
+ * as every byte reader of the tree (queue/record.c record_rd_*, dns/cache.c
+ * dns_rd_*, dkim/dmarc.c dmarc_rd_*): every look checks the bytes left; the
+ * line fetch fails (-1) without moving.
  */
-struct msg_reader {
+struct msg_rd {
 	const uint8_t *data;
 	size_t len;
 	size_t off;
 };
 
 static size_t
-msg_reader_left(const struct msg_reader *r)
+msg_rd_left(const struct msg_rd *r)
 {
 	return r->len - r->off;
 }
 
 static int
-msg_reader_peek(const struct msg_reader *r, size_t at, uint8_t *c)
+msg_rd_peek(const struct msg_rd *r, size_t at, uint8_t *c)
 {
-	if (msg_reader_left(r) <= at)
+	if (msg_rd_left(r) <= at)
 		return -1;
 	*c = r->data[r->off + at];
 	return 0;
 }
 
 /*
- * msg_reader_line — the line at the cursor: *LINE_LEN octets before its
+ * msg_rd_line — the line at the cursor: *LINE_LEN octets before its
  * CRLF (or before the end of the data for an unterminated last line); the
  * cursor moves past the CRLF.  -1 (cursor unmoved) on a bare CR, a bare LF
  * or a NUL: a header block must split the same way for every reader.
  */
 static int
-msg_reader_line(struct msg_reader *r, size_t *line_len, const char **why)
+msg_rd_line(struct msg_rd *r, size_t *line_len, const char **why)
 {
 	const uint8_t *p = r->data + r->off;
-	size_t n = msg_reader_left(r), i;
+	size_t n = msg_rd_left(r), i;
 
 	for (i = 0; i < n; i++) {
 		if (p[i] == '\r') {
@@ -143,7 +145,7 @@ int
 dkim_msg_parse(const uint8_t *data, size_t len, struct dkim_msg *m, char *err,
 	       size_t errlen)
 {
-	struct msg_reader r = { data, len, 0 };
+	struct msg_rd r = { data, len, 0 };
 	struct dkim_header *cur = NULL;
 	const char *why = NULL;
 	size_t cap = 0, line_off = 0, line_len, name_len;
@@ -157,15 +159,15 @@ dkim_msg_parse(const uint8_t *data, size_t len, struct dkim_msg *m, char *err,
 		why = "no message";
 		goto fail;
 	}
-	while (msg_reader_left(&r) > 0) {
+	while (msg_rd_left(&r) > 0) {
 		/* The empty line ends the header block. */
-		if (msg_reader_peek(&r, 0, &c0) == 0 && c0 == '\r' &&
-		    msg_reader_peek(&r, 1, &c1) == 0 && c1 == '\n') {
+		if (msg_rd_peek(&r, 0, &c0) == 0 && c0 == '\r' &&
+		    msg_rd_peek(&r, 1, &c1) == 0 && c1 == '\n') {
 			m->body_off = r.off + 2;
 			break;
 		}
 		line_off = r.off;
-		if (msg_reader_line(&r, &line_len, &why) != 0)
+		if (msg_rd_line(&r, &line_len, &why) != 0)
 			goto fail;
 		if (DKIM_IS_WSP(c0)) {
 			if (cur == NULL) {
@@ -189,9 +191,7 @@ dkim_msg_parse(const uint8_t *data, size_t len, struct dkim_msg *m, char *err,
 	}
 	return 0;
 fail:
-	if (err != NULL && errlen > 0)
-		(void)snprintf(err, errlen, "%s (line at offset %zu)", why,
-			       line_off);
+	dkim_err(err, errlen, "%s (line at offset %zu)", why, line_off);
 	dkim_msg_clear(m);
 	return -1;
 }

@@ -70,8 +70,7 @@ const char *const dkim_default_oversign_headers[] = {
 static void
 sign_err(char *err, size_t errlen, const char *what)
 {
-	if (err != NULL && errlen > 0)
-		(void)snprintf(err, errlen, "dkim_sign: %s", what);
+	dkim_err(err, errlen, "dkim_sign: %s", what);
 }
 
 /* A header field name usable in h=: ftext (RFC 5322) without ';'. */

@@ -22,6 +22,7 @@
 #include <sys/socket.h>
 
 #include "dkim/dkim.h"
+#include "dkim/canon_int.h"
 #include "dkim/spf_int.h"
 #include "dns/dns.h"
 
@@ -38,47 +39,6 @@
 #define SPF_TERMS_MAX      4096 /* a TXT answer is at most 64 KiB */
 #define SPF_NEGATIVE_TTL_S 60
 #define SPF_TTL_MAX_S      3600 /* results are kept at most this long */
-
-static void spf_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-spf_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	(void)vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
-static bool
-spf_is_alpha(char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-
-static bool
-spf_is_digit(char c)
-{
-	return c >= '0' && c <= '9';
-}
-
-/* P (N octets) equals LIT, ASCII case folded. */
-static bool
-spf_token_is(const char *p, size_t n, const char *lit)
-{
-	size_t i;
-
-	if (strlen(lit) != n)
-		return false;
-	for (i = 0; i < n; i++)
-		if (spf_lower(p[i]) != lit[i])
-			return false;
-	return true;
-}
 
 const char *
 spf_result_str(enum spf_result r)
@@ -112,7 +72,7 @@ spf_result_str(enum spf_result r)
 bool
 spf_record_is(const char *txt, size_t len)
 {
-	return txt != NULL && len >= 6 && spf_token_is(txt, 6, "v=spf1") &&
+	return txt != NULL && len >= 6 && dkim_token_is(txt, 6, "v=spf1") &&
 	       (len == 6 || txt[6] == ' ');
 }
 
@@ -141,7 +101,7 @@ spf_macro_string_ok(const char *p, size_t n)
 		    p[i + 2] == '\0')
 			return false;
 		i += 3;
-		while (i < n && spf_is_digit(p[i]))
+		while (i < n && DKIM_IS_DIGIT(p[i]))
 			i++;
 		if (i < n && (p[i] == 'r' || p[i] == 'R'))
 			i++;
@@ -171,7 +131,7 @@ spf_cidr_scan(const char *p, size_t n, unsigned max, unsigned *out)
 	if (n < 2 || p[0] != '/' || n > 4 || (p[1] == '0' && n > 2))
 		return -1;
 	for (i = 1; i < n; i++) {
-		if (!spf_is_digit(p[i]))
+		if (!DKIM_IS_DIGIT(p[i]))
 			return -1;
 		v = v * 10 + (unsigned)(p[i] - '0');
 	}
@@ -191,14 +151,14 @@ spf_dual_cidr(const char *p, size_t *n, struct spf_term *t)
 	size_t i, end = *n;
 
 	/* "//N" at the end: the IPv6 length. */
-	for (i = end; i > 0 && spf_is_digit(p[i - 1]); i--)
+	for (i = end; i > 0 && DKIM_IS_DIGIT(p[i - 1]); i--)
 		;
 	if (i >= 2 && i < end && p[i - 1] == '/' && p[i - 2] == '/') {
 		if (spf_cidr_scan(p + i - 1, end - i + 1, 128, &t->cidr6) != 0)
 			return -1;
 		end = i - 2;
 	}
-	for (i = end; i > 0 && spf_is_digit(p[i - 1]); i--)
+	for (i = end; i > 0 && DKIM_IS_DIGIT(p[i - 1]); i--)
 		;
 	if (i >= 1 && i < end && p[i - 1] == '/') {
 		if (spf_cidr_scan(p + i - 1, end - i + 1, 32, &t->cidr4) != 0)
@@ -264,54 +224,55 @@ spf_directive(const char *p, size_t n, struct spf_term *t, char *buf,
 		n--;
 	}
 	for (nlen = 0;
-	     nlen < n && (spf_is_alpha(p[nlen]) || spf_is_digit(p[nlen]));
+	     nlen < n && (DKIM_IS_ALPHA(p[nlen]) || DKIM_IS_DIGIT(p[nlen]));
 	     nlen++)
 		;
 	for (i = 0; i < sizeof(spf_mechs) / sizeof(spf_mechs[0]); i++)
-		if (spf_token_is(p, nlen, spf_mechs[i].name))
+		if (dkim_token_is(p, nlen, spf_mechs[i].name))
 			break;
 	if (i == sizeof(spf_mechs) / sizeof(spf_mechs[0]) ||
 	    (nlen < n && p[nlen] != ':' && p[nlen] != '/')) {
-		spf_err(err, errlen, "unknown mechanism \"%.*s\"",
-			(int)(n > 40 ? 40 : n), p);
+		dkim_err(err, errlen, "unknown mechanism \"%.*s\"",
+			 (int)(n > 40 ? 40 : n), p);
 		return -1;
 	}
 	t->kind = spf_mechs[i].kind;
 	arg = p + nlen;
 	alen = n - nlen;
 	if (spf_mechs[i].cidr && spf_dual_cidr(arg, &alen, t) != 0) {
-		spf_err(err, errlen, "%s: bad CIDR length", spf_mechs[i].name);
+		dkim_err(err, errlen, "%s: bad CIDR length", spf_mechs[i].name);
 		return -1;
 	}
 	if (alen > 0 && arg[0] == '/') {
-		spf_err(err, errlen, "%s: unexpected '/'", spf_mechs[i].name);
+		dkim_err(err, errlen, "%s: unexpected '/'", spf_mechs[i].name);
 		return -1;
 	}
 	if (alen > 0) { /* ":" argument */
 		arg++;
 		alen--;
 		if (spf_mechs[i].arg == 0) {
-			spf_err(err, errlen, "%s takes no argument",
-				spf_mechs[i].name);
+			dkim_err(err, errlen, "%s takes no argument",
+				 spf_mechs[i].name);
 			return -1;
 		}
 	} else if (spf_mechs[i].arg == 2) {
-		spf_err(err, errlen, "%s needs an argument", spf_mechs[i].name);
+		dkim_err(err, errlen, "%s needs an argument",
+			 spf_mechs[i].name);
 		return -1;
 	}
 	if (t->kind == SPF_T_IP4 || t->kind == SPF_T_IP6) {
 		if (spf_ip_arg(arg, alen, t) != 0) {
-			spf_err(err, errlen, "%s: bad network \"%.*s\"",
-				spf_mechs[i].name, (int)(alen > 45 ? 45 : alen),
-				arg);
+			dkim_err(err, errlen, "%s: bad network \"%.*s\"",
+				 spf_mechs[i].name,
+				 (int)(alen > 45 ? 45 : alen), arg);
 			return -1;
 		}
 		return 0;
 	}
 	if (spf_mechs[i].arg != 0 && (alen > 0 || p[nlen] == ':')) {
 		if (!spf_domain_spec_ok(arg, alen)) {
-			spf_err(err, errlen, "%s: bad domain-spec",
-				spf_mechs[i].name);
+			dkim_err(err, errlen, "%s: bad domain-spec",
+				 spf_mechs[i].name);
 			return -1;
 		}
 		memcpy(buf + *off, arg, alen);
@@ -336,9 +297,9 @@ spf_modifier(const char *p, size_t n, struct spf_record *r, size_t *off,
 	const char *v;
 	size_t k = 0, vn;
 
-	if (n > 0 && spf_is_alpha(p[0]))
+	if (n > 0 && DKIM_IS_ALPHA(p[0]))
 		for (k = 1;
-		     k < n && (spf_is_alpha(p[k]) || spf_is_digit(p[k]) ||
+		     k < n && (DKIM_IS_ALPHA(p[k]) || DKIM_IS_DIGIT(p[k]) ||
 			       p[k] == '-' || p[k] == '_' || p[k] == '.');
 		     k++)
 			;
@@ -347,23 +308,23 @@ spf_modifier(const char *p, size_t n, struct spf_record *r, size_t *off,
 	v = p + k + 1;
 	vn = n - k - 1;
 	if (!spf_macro_string_ok(v, vn)) {
-		spf_err(err, errlen, "%.*s: bad value", (int)k, p);
+		dkim_err(err, errlen, "%.*s: bad value", (int)k, p);
 		return -1;
 	}
-	if (spf_token_is(p, k, "redirect")) {
+	if (dkim_token_is(p, k, "redirect")) {
 		if (r->redirect != NULL || !spf_domain_spec_ok(v, vn)) {
-			spf_err(err, errlen, "redirect= %s",
-				r->redirect != NULL ? "twice"
-						    : "without a domain");
+			dkim_err(err, errlen, "redirect= %s",
+				 r->redirect != NULL ? "twice"
+						     : "without a domain");
 			return -1;
 		}
 		memcpy(r->buf + *off, v, vn);
 		r->buf[*off + vn] = '\0';
 		r->redirect = r->buf + *off;
 		*off += vn + 1;
-	} else if (spf_token_is(p, k, "exp")) {
+	} else if (dkim_token_is(p, k, "exp")) {
 		if (*seen_exp) {
-			spf_err(err, errlen, "exp= twice");
+			dkim_err(err, errlen, "exp= twice");
 			return -1;
 		}
 		*seen_exp = true;
@@ -387,20 +348,20 @@ spf_record_parse(const char *txt, size_t len, struct spf_record *r, char *err,
 
 	memset(r, 0, sizeof(*r));
 	if (!spf_record_is(txt, len)) {
-		spf_err(err, errlen, "not an SPF record");
+		dkim_err(err, errlen, "not an SPF record");
 		return -1;
 	}
 	for (i = 6; i < len; i++)
 		if (txt[i] == ' ' && i + 1 < len && txt[i + 1] != ' ')
 			nterms++;
 	if (nterms > SPF_TERMS_MAX) {
-		spf_err(err, errlen, "more than %d terms", SPF_TERMS_MAX);
+		dkim_err(err, errlen, "more than %d terms", SPF_TERMS_MAX);
 		return -1;
 	}
 	if ((r->buf = malloc(len + 1)) == NULL ||
 	    (nterms > 0 &&
 	     (r->terms = calloc(nterms, sizeof(*r->terms))) == NULL)) {
-		spf_err(err, errlen, "out of memory");
+		dkim_err(err, errlen, "out of memory");
 		goto fail;
 	}
 	for (i = 6; i < len;) {
@@ -523,7 +484,7 @@ spf_put(char *out, size_t len, size_t *o, const char *p, size_t n, bool esc)
 
 	for (i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)p[i];
-		bool plain = spf_is_alpha((char)c) || spf_is_digit((char)c) ||
+		bool plain = DKIM_IS_ALPHA((char)c) || DKIM_IS_DIGIT((char)c) ||
 			     c == '-' || c == '.' || c == '_' || c == '~';
 
 		if (!esc || plain) {
@@ -553,11 +514,11 @@ spf_expand_one(const char *spec, size_t *i, const struct spf_macro_env *e,
 	bool upper = letter >= 'A' && letter <= 'Z', rev = false,
 	     digits = false;
 
-	if (spf_macro_value(spf_lower(letter), e, val, sizeof(val),
-			    uses_sender) != 0)
+	if (spf_macro_value((char)dkim_ascii_lower((unsigned char)letter), e,
+			    val, sizeof(val), uses_sender) != 0)
 		return -1;
 	(*i)++;
-	while (spf_is_digit(spec[*i])) {
+	while (DKIM_IS_DIGIT(spec[*i])) {
 		digits = true;
 		keep = keep * 10 + (size_t)(spec[*i] - '0');
 		if (keep > 128)
@@ -959,7 +920,8 @@ spf_name_hash(const char *s)
 	uint64_t h = 1469598103934665603ull; /* FNV-1a, case folded */
 
 	for (; *s != '\0'; s++)
-		h = (h ^ (uint8_t)spf_lower(*s)) * 1099511628211ull;
+		h = (h ^ (uint8_t)dkim_ascii_lower((unsigned char)*s)) *
+		    1099511628211ull;
 	return h;
 }
 
@@ -1281,7 +1243,8 @@ spf_check(struct dns_resolver *r, const struct spf_check_params *p,
 	snprintf(q->helo, sizeof(q->helo), "%s",
 		 p->helo != NULL ? p->helo : "");
 	for (i = 0; p->domain[i] != '\0' && i < SPF_NAME_MAX; i++)
-		q->sender_domain[i] = spf_lower(p->domain[i]);
+		q->sender_domain[i] =
+		    (char)dkim_ascii_lower((unsigned char)p->domain[i]);
 	q->sender_domain[i] = '\0';
 	/* A name dns/ cannot ask (too long, empty) fails there as BADNAME:
 	 * the callback still comes from the loop, never inline. */

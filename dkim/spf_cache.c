@@ -13,10 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 
 #include "dkim/dkim.h"
+#include "dkim/canon_int.h"
 #include "dkim/spf_int.h"
+#include "dns/dns.h"
 
 #pragma GCC poison strcpy strcat vsprintf
 #ifndef sprintf
@@ -30,7 +31,7 @@ struct spf_cache_ent {
 	struct spf_cache_ent *prev, *next; /* newest first; the oldest goes
 					      when the cache is full */
 	uint64_t hash;
-	int64_t expires_ms;
+	uint64_t expires_ms; /* dns_clock_ms() */
 	enum spf_result result;
 	size_t keylen;
 	unsigned char key[]; /* domain NUL helo NUL addresses */
@@ -44,15 +45,6 @@ struct spf_cache {
 	uint64_t hits, misses;
 };
 
-static int64_t
-spf_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The key of (DOMAIN, HELO, ADDRS) into BUF; its length or 0. */
 static size_t
 spf_cache_key(const struct spf_check_params *p, unsigned char *buf, size_t len)
@@ -65,7 +57,8 @@ spf_cache_key(const struct spf_check_params *p, unsigned char *buf, size_t len)
 		if (o + n > len)
 			return 0;
 		for (size_t k = 0; k < n; k++)
-			buf[o + k] = (unsigned char)spf_lower(s[i][k]);
+			buf[o + k] = (unsigned char)dkim_ascii_lower(
+			    (unsigned char)s[i][k]);
 		o += n;
 	}
 	for (i = 0; i < p->naddrs; i++) {
@@ -172,7 +165,7 @@ spf_cache_get(struct spf_cache *c, const struct spf_check_params *p,
 	h = spf_hash(key, n);
 	pthread_mutex_lock(&c->mu);
 	if ((e = spf_cache_find(c, key, n, h)) != NULL) {
-		if (e->expires_ms <= spf_now_ms()) {
+		if (e->expires_ms <= dns_clock_ms()) {
 			spf_cache_unlink(c, e);
 			free(e);
 		} else {
@@ -209,7 +202,7 @@ spf_cache_put(struct spf_cache *c, const struct spf_check_params *p,
 	e->keylen = n;
 	memcpy(e->key, key, n);
 	e->result = reply->result;
-	e->expires_ms = spf_now_ms() + (int64_t)reply->ttl * 1000;
+	e->expires_ms = dns_clock_ms() + (uint64_t)reply->ttl * 1000;
 	pthread_mutex_lock(&c->mu);
 	if ((old = spf_cache_find(c, key, n, h)) != NULL) {
 		spf_cache_unlink(c, old);

@@ -8,13 +8,6 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-/* ASCII lower case; other octets as they are. */
-static inline char
-spf_lower(char c)
-{
-	return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
-}
-
 /* The 4 (AF_INET) or 16 (AF_INET6) address bytes of SS. */
 static inline const uint8_t *
 spf_sa_bytes(const struct sockaddr_storage *ss)

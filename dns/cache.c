@@ -23,49 +23,51 @@
 #define DNS_TTL_MAX_SIGNED 0x7fffffffu /* RFC 2181 8 */
 
 /*
- * A length-checked reader (c-ares ares_buf shape): every fetch checks the
- * bytes left, fails without moving, and a tag lets a caller roll back a
- * partly read item.  LIMIT bounds reads (an RDATA sub-reader has a lower
- * one); compression pointers may point anywhere before the name in DATA.
+ * A length-checked reader (c-ares ares_buf shape), named as every byte
+ * reader of the tree (queue/record.c record_rd_*, dkim/dmarc.c dmarc_rd_*,
+ * dkim/msg.c msg_rd_*): each fetch checks the bytes left and fails (-1)
+ * without moving; a tag lets a caller roll back a partly read item.  LEN
+ * ends this reader (an RDATA sub-reader ends sooner); DATA is the whole
+ * message, since compression pointers may point anywhere before the name.
  */
-struct dns_buf {
+struct dns_rd {
 	const unsigned char *data;
-	size_t limit;
+	size_t len;
 	size_t off;
 	size_t tag;
 };
 
 static void
-dns_buf_init(struct dns_buf *b, const unsigned char *data, size_t len)
+dns_rd_init(struct dns_rd *b, const unsigned char *data, size_t len)
 {
 	b->data = data;
-	b->limit = len;
+	b->len = len;
 	b->off = 0;
 	b->tag = 0;
 }
 
 static void
-dns_buf_tag(struct dns_buf *b)
+dns_rd_tag(struct dns_rd *b)
 {
 	b->tag = b->off;
 }
 
 static void
-dns_buf_rollback(struct dns_buf *b)
+dns_rd_rollback(struct dns_rd *b)
 {
 	b->off = b->tag;
 }
 
 static size_t
-dns_buf_left(const struct dns_buf *b)
+dns_rd_left(const struct dns_rd *b)
 {
-	return b->limit - b->off;
+	return b->len - b->off;
 }
 
 static int
-dns_buf_fetch_u16(struct dns_buf *b, uint16_t *v)
+dns_rd_be16(struct dns_rd *b, uint16_t *v)
 {
-	if (dns_buf_left(b) < 2)
+	if (dns_rd_left(b) < 2)
 		return -1;
 	*v = (uint16_t)(b->data[b->off] << 8 | b->data[b->off + 1]);
 	b->off += 2;
@@ -73,9 +75,9 @@ dns_buf_fetch_u16(struct dns_buf *b, uint16_t *v)
 }
 
 static int
-dns_buf_fetch_u32(struct dns_buf *b, uint32_t *v)
+dns_rd_be32(struct dns_rd *b, uint32_t *v)
 {
-	if (dns_buf_left(b) < 4)
+	if (dns_rd_left(b) < 4)
 		return -1;
 	*v = (uint32_t)b->data[b->off] << 24 |
 	     (uint32_t)b->data[b->off + 1] << 16 |
@@ -84,28 +86,28 @@ dns_buf_fetch_u32(struct dns_buf *b, uint32_t *v)
 	return 0;
 }
 
-/* dns_buf_sub — a reader over the next N bytes of B; B moves past them. */
+/* dns_rd_sub — a reader over the next N bytes of B; B moves past them. */
 static int
-dns_buf_sub(struct dns_buf *b, size_t n, struct dns_buf *sub)
+dns_rd_sub(struct dns_rd *b, size_t n, struct dns_rd *sub)
 {
-	if (dns_buf_left(b) < n)
+	if (dns_rd_left(b) < n)
 		return -1;
 	sub->data = b->data;
 	sub->off = b->off;
 	sub->tag = b->off;
-	sub->limit = b->off + n;
+	sub->len = b->off + n;
 	b->off += n;
 	return 0;
 }
 
 /*
- * dns_buf_skip_name — step over an encoded name, validating all of it: label
+ * dns_rd_skip_name — step over an encoded name, validating all of it: label
  * lengths (the 0x40/0x80 forms are refused), compression pointers (each
  * must point strictly before the label that holds it, which also bounds the
  * walk), and the 255-octet total.  On failure B is rolled back.
  */
 static int
-dns_buf_skip_name(struct dns_buf *b)
+dns_rd_skip_name(struct dns_rd *b)
 {
 	size_t start = b->off, pos = b->off, total = 0, end = 0;
 	bool jumped = false;
@@ -113,13 +115,13 @@ dns_buf_skip_name(struct dns_buf *b)
 
 	for (;;) {
 		/* After a jump, reads stay within the message before POS. */
-		if (pos >= (jumped ? end : b->limit))
+		if (pos >= (jumped ? end : b->len))
 			goto fail;
 		n = b->data[pos];
 		if ((n & 0xc0) == 0xc0) {
 			size_t to;
 
-			if (pos + 1 >= (jumped ? end : b->limit))
+			if (pos + 1 >= (jumped ? end : b->len))
 				goto fail;
 			to = (size_t)(n & 0x3f) << 8 | b->data[pos + 1];
 			if (!jumped)
@@ -141,7 +143,7 @@ dns_buf_skip_name(struct dns_buf *b)
 				b->off = pos + 1;
 			return 0;
 		}
-		if (pos + 1 + n > (jumped ? end : b->limit))
+		if (pos + 1 + n > (jumped ? end : b->len))
 			goto fail;
 		pos += 1 + (size_t)n;
 	}
@@ -160,41 +162,40 @@ dns_ttl_sane(uint32_t ttl)
 struct dns_rr {
 	uint16_t type, class;
 	uint32_t ttl;
-	struct dns_buf rdata;
+	struct dns_rd rdata;
 };
 
 static int
-dns_buf_fetch_rr(struct dns_buf *b, struct dns_rr *rr)
+dns_rd_rr(struct dns_rd *b, struct dns_rr *rr)
 {
 	uint16_t rdlen;
 
-	dns_buf_tag(b);
-	if (dns_buf_skip_name(b) != 0 || dns_buf_fetch_u16(b, &rr->type) != 0 ||
-	    dns_buf_fetch_u16(b, &rr->class) != 0 ||
-	    dns_buf_fetch_u32(b, &rr->ttl) != 0 ||
-	    dns_buf_fetch_u16(b, &rdlen) != 0 ||
-	    dns_buf_sub(b, rdlen, &rr->rdata) != 0)
+	dns_rd_tag(b);
+	if (dns_rd_skip_name(b) != 0 || dns_rd_be16(b, &rr->type) != 0 ||
+	    dns_rd_be16(b, &rr->class) != 0 || dns_rd_be32(b, &rr->ttl) != 0 ||
+	    dns_rd_be16(b, &rdlen) != 0 ||
+	    dns_rd_sub(b, rdlen, &rr->rdata) != 0)
 		goto fail;
 	rr->ttl = dns_ttl_sane(rr->ttl);
 	return 0;
 fail:
-	dns_buf_rollback(b);
+	dns_rd_rollback(b);
 	return -1;
 }
 
 /* SOA RDATA: MNAME, RNAME, then exactly five 32-bit numbers. */
 static int
-dns_soa_minimum(struct dns_buf *rdata, uint32_t *minimum)
+dns_soa_minimum(struct dns_rd *rdata, uint32_t *minimum)
 {
 	uint32_t v[5];
 	size_t i;
 
-	if (dns_buf_skip_name(rdata) != 0 || dns_buf_skip_name(rdata) != 0)
+	if (dns_rd_skip_name(rdata) != 0 || dns_rd_skip_name(rdata) != 0)
 		return -1;
 	for (i = 0; i < 5; i++)
-		if (dns_buf_fetch_u32(rdata, &v[i]) != 0)
+		if (dns_rd_be32(rdata, &v[i]) != 0)
 			return -1;
-	if (dns_buf_left(rdata) != 0)
+	if (dns_rd_left(rdata) != 0)
 		return -1;
 	*minimum = dns_ttl_sane(v[4]);
 	return 0;
@@ -204,7 +205,7 @@ int
 dns_answer_walk(const unsigned char *buf, size_t len,
 		struct dns_answer_info *info)
 {
-	struct dns_buf b;
+	struct dns_rd b;
 	struct dns_rr rr;
 	uint16_t flags, qtype, qclass;
 	unsigned i;
@@ -212,28 +213,26 @@ dns_answer_walk(const unsigned char *buf, size_t len,
 	memset(info, 0, sizeof(*info));
 	if (buf == NULL)
 		return -1;
-	dns_buf_init(&b, buf, len);
-	if (dns_buf_fetch_u16(&b, &info->id) != 0 ||
-	    dns_buf_fetch_u16(&b, &flags) != 0 ||
-	    dns_buf_fetch_u16(&b, &info->qdcount) != 0 ||
-	    dns_buf_fetch_u16(&b, &info->ancount) != 0 ||
-	    dns_buf_fetch_u16(&b, &info->nscount) != 0 ||
-	    dns_buf_fetch_u16(&b, &info->arcount) != 0)
+	dns_rd_init(&b, buf, len);
+	if (dns_rd_be16(&b, &info->id) != 0 || dns_rd_be16(&b, &flags) != 0 ||
+	    dns_rd_be16(&b, &info->qdcount) != 0 ||
+	    dns_rd_be16(&b, &info->ancount) != 0 ||
+	    dns_rd_be16(&b, &info->nscount) != 0 ||
+	    dns_rd_be16(&b, &info->arcount) != 0)
 		return -1;
 	if ((flags & 0x8000) == 0) /* QR: a query, not an answer */
 		return -1;
 	info->rcode = flags & 0x0f;
 	info->tc = (flags & 0x0200) != 0;
 	for (i = 0; i < info->qdcount; i++) {
-		if (dns_buf_skip_name(&b) != 0 ||
-		    dns_buf_fetch_u16(&b, &qtype) != 0 ||
-		    dns_buf_fetch_u16(&b, &qclass) != 0)
+		if (dns_rd_skip_name(&b) != 0 || dns_rd_be16(&b, &qtype) != 0 ||
+		    dns_rd_be16(&b, &qclass) != 0)
 			return -1;
 		if (i == 0)
 			info->qtype = qtype;
 	}
 	for (i = 0; i < info->ancount; i++) {
-		if (dns_buf_fetch_rr(&b, &rr) != 0)
+		if (dns_rd_rr(&b, &rr) != 0)
 			return -1;
 		if (!info->has_ttl || rr.ttl < info->ttl_min)
 			info->ttl_min = rr.ttl;
@@ -244,7 +243,7 @@ dns_answer_walk(const unsigned char *buf, size_t len,
 	for (i = 0; i < info->nscount; i++) {
 		uint32_t minimum;
 
-		if (dns_buf_fetch_rr(&b, &rr) != 0)
+		if (dns_rd_rr(&b, &rr) != 0)
 			return -1;
 		if (rr.type != DNS_RR_SOA || info->has_soa)
 			continue;

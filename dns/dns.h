@@ -147,4 +147,12 @@ void dns_stats_get(struct dns_resolver *r, struct dns_stats *st);
  */
 bool dns_addr_is_loopback(const struct sockaddr *sa);
 
+/*
+ * dns_clock_ms — milliseconds on CLOCK_MONOTONIC: the clock the resolver's
+ * cache measures TTLs on (unless a test set its own), and the one for any
+ * cache of DNS-derived results (dkim/'s SPF and DMARC memos).  Immune to
+ * wall-clock steps; its zero is arbitrary.  Any thread.
+ */
+uint64_t dns_clock_ms(void);
+
 #endif

@@ -138,14 +138,21 @@ resolver_err(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
-static uint64_t
-resolver_clock_real(void *arg)
+uint64_t
+dns_clock_ms(void)
 {
 	struct timespec ts;
 
-	(void)arg;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The cache's clock unless dns_resolver_clock_set() gave another. */
+static uint64_t
+resolver_clock_real(void *arg)
+{
+	(void)arg;
+	return dns_clock_ms();
 }
 
 static uint64_t
@@ -167,12 +174,20 @@ resolver_random(struct dns_resolver *r)
 
 /* Server list ------------------------------------------------------- */
 
-static bool
-resolver_addr_loopback(int family, const void *addr)
+/* The address FAMILY ADDR (4 or 16 bytes) in SS, port 0: what
+ * dns_addr_is_loopback() reads. */
+static const struct sockaddr *
+resolver_sa(struct sockaddr_storage *ss, int family, const void *addr)
 {
+	memset(ss, 0, sizeof(*ss));
+	ss->ss_family = (sa_family_t)family;
 	if (family == AF_INET)
-		return ((const unsigned char *)addr)[0] == 127;
-	return IN6_IS_ADDR_LOOPBACK((const struct in6_addr *)addr);
+		memcpy(&((struct sockaddr_in *)(void *)ss)->sin_addr, addr,
+		       sizeof(struct in_addr));
+	else if (family == AF_INET6)
+		memcpy(&((struct sockaddr_in6 *)(void *)ss)->sin6_addr, addr,
+		       sizeof(struct in6_addr));
+	return (const struct sockaddr *)ss;
 }
 
 /*
@@ -183,6 +198,7 @@ static int
 resolver_server_check(char *item, bool *loop, char *err, size_t errlen)
 {
 	unsigned char a[sizeof(struct in6_addr)];
+	struct sockaddr_storage ss;
 	char *host = item, *port = NULL, *close, *end;
 	unsigned long p;
 
@@ -202,9 +218,9 @@ resolver_server_check(char *item, bool *loop, char *err, size_t errlen)
 		port = NULL; /* bare IPv6 or IPv4 */
 	}
 	if (inet_pton(AF_INET, host, a) == 1)
-		*loop = resolver_addr_loopback(AF_INET, a);
+		*loop = dns_addr_is_loopback(resolver_sa(&ss, AF_INET, a));
 	else if (inet_pton(AF_INET6, host, a) == 1)
-		*loop = resolver_addr_loopback(AF_INET6, a);
+		*loop = dns_addr_is_loopback(resolver_sa(&ss, AF_INET6, a));
 	else
 		goto bad;
 	if (port != NULL) {
@@ -221,7 +237,7 @@ bad:
 }
 
 /* resolver_servers_check — parse the list; with LOOPBACK_ONLY refuse any
- * server outside 127.0.0.0/8 and ::1. */
+ * server that is not loopback (dns_addr_is_loopback). */
 static int
 resolver_servers_check(const char *csv, bool loopback_only, char *err,
 		       size_t errlen)
@@ -268,6 +284,7 @@ static int
 resolver_servers_verify(struct dns_resolver *r, char *err, size_t errlen)
 {
 	struct ares_addr_port_node *list = NULL, *s;
+	struct sockaddr_storage ss;
 	int rc = 0;
 
 	if (ares_get_servers_ports(r->ch, &list) != ARES_SUCCESS) {
@@ -275,7 +292,8 @@ resolver_servers_verify(struct dns_resolver *r, char *err, size_t errlen)
 		return -1;
 	}
 	for (s = list; s != NULL; s = s->next)
-		if (!resolver_addr_loopback(s->family, &s->addr)) {
+		if (!dns_addr_is_loopback(
+			resolver_sa(&ss, s->family, &s->addr))) {
 			resolver_err(err, errlen, "dns: %s",
 				     "loopback_only: c-ares holds a "
 				     "non-loopback server");
@@ -606,18 +624,6 @@ done:
 	free(rep.hosts);
 }
 
-static bool
-resolver_sa_loopback(const struct sockaddr_storage *ss)
-{
-	if (ss->ss_family == AF_INET)
-		return resolver_addr_loopback(
-		    AF_INET,
-		    &((const struct sockaddr_in *)(const void *)ss)->sin_addr);
-	return resolver_addr_loopback(
-	    AF_INET6,
-	    &((const struct sockaddr_in6 *)(const void *)ss)->sin6_addr);
-}
-
 /*
  * resolver_addr_result — one answer from the AAAA and A parts: OK when any
  * part has addresses; else TEMPFAIL if any part failed (the other family
@@ -676,7 +682,8 @@ resolver_deliver_addr(struct dns_resolver *r, struct dns_query *q)
 			continue;
 		for (j = 0; j < e->naddrs; j++) {
 			if (r->loopback_only &&
-			    !resolver_sa_loopback(&e->addrs[j]))
+			    !dns_addr_is_loopback(
+				(const struct sockaddr *)&e->addrs[j]))
 				continue;
 			rep.addrs[rep.naddrs++] = e->addrs[j];
 		}

@@ -13,7 +13,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,22 +38,6 @@ struct crypt_key {
 static pthread_once_t crypt_once = PTHREAD_ONCE_INIT;
 static int crypt_init_rc = -1;
 static _Atomic int crypt_alg_forced = CRYPT_ALG_AUTO;
-
-static void crypt_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-crypt_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	/* A truncated diagnostic is still a diagnostic. */
-	(void)vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static void
 crypt_init_once(void)
@@ -88,27 +71,27 @@ crypt_key_new(struct crypt_key **kp, const uint8_t raw[QUEUE_KEY_BYTES],
 
 	*kp = NULL;
 	if (crypt_init() != 0) {
-		crypt_err(err, errlen, "libsodium initialisation failed");
+		(void)snprintf(err, errlen, "libsodium initialisation failed");
 		goto fail;
 	}
 	if ((k = calloc(1, sizeof(*k))) == NULL ||
 	    (k->raw = sodium_malloc(QUEUE_KEY_BYTES)) == NULL) {
-		crypt_err(err, errlen, "out of memory for the queue key");
+		(void)snprintf(err, errlen, "out of memory for the queue key");
 		goto fail;
 	}
 	memcpy(k->raw, raw, QUEUE_KEY_BYTES);
 	if (sodium_mprotect_readonly(k->raw) != 0) {
-		crypt_err(err, errlen, "cannot protect the queue key: %s",
-			  strerror(errno));
+		(void)snprintf(err, errlen, "cannot protect the queue key: %s",
+			       strerror(errno));
 		goto fail;
 	}
 	crypto_generichash(h, sizeof(h), raw, QUEUE_KEY_BYTES, NULL, 0);
 	k->id = record_be32_get(h);
 	if (forced == CRYPT_ALG_AES256GCM &&
 	    !crypto_aead_aes256gcm_is_available()) {
-		crypt_err(err, errlen,
-			  "AES-256-GCM forced, but this CPU "
-			  "lacks it");
+		(void)snprintf(err, errlen,
+			       "AES-256-GCM forced, but this CPU "
+			       "lacks it");
 		goto fail;
 	}
 	if (forced != CRYPT_ALG_AUTO)
@@ -189,7 +172,7 @@ crypt_seal(const struct crypt_key *k, uint8_t db, const uint8_t *lkey,
 	record_be32_put(out + 2, k->id);
 	randombytes_buf(salt, CRYPT_SALT_BYTES);
 	if ((adlen = crypt_ad_make(ad, db, lkey, lkeylen, out)) == 0) {
-		crypt_err(err, errlen, "LMDB key of %zu bytes", lkeylen);
+		(void)snprintf(err, errlen, "LMDB key of %zu bytes", lkeylen);
 		goto done;
 	}
 	if (k->alg == CRYPT_ALG_AES256GCM) {
@@ -204,7 +187,7 @@ crypt_seal(const struct crypt_key *k, uint8_t db, const uint8_t *lkey,
 		    ct, &clen, plain, plen, ad, adlen, NULL, salt, k->raw);
 	}
 	if (rc != 0)
-		crypt_err(err, errlen, "encryption failed");
+		(void)snprintf(err, errlen, "encryption failed");
 done:
 	sodium_memzero(subkey, sizeof(subkey));
 	return rc == 0 ? 0 : -1;
@@ -223,7 +206,7 @@ crypt_open(const struct crypt_key *k, uint8_t db, const uint8_t *lkey,
 	uint8_t ad[1 + CRYPT_LKEY_MAX_BYTES + CRYPT_HEADER_BYTES];
 	uint8_t subkey[crypto_aead_aes256gcm_KEYBYTES];
 	static const uint8_t zero_nonce[CRYPT_AES_NONCE_BYTES];
-	struct record_buf b;
+	struct record_rd b;
 	const uint8_t *header, *salt, *ct;
 	unsigned long long plen;
 	uint32_t key_id;
@@ -232,28 +215,28 @@ crypt_open(const struct crypt_key *k, uint8_t db, const uint8_t *lkey,
 	int rc = -1;
 
 	*outlen = 0;
-	record_buf_init(&b, sealed, slen);
-	if (record_buf_len(&b) < CRYPT_OVERHEAD_BYTES) {
-		crypt_err(err, errlen, "sealed record of %zu bytes, truncated",
-			  slen);
+	record_rd_init(&b, sealed, slen);
+	if (record_rd_left(&b) < CRYPT_OVERHEAD_BYTES) {
+		(void)snprintf(err, errlen,
+			       "sealed record of %zu bytes, truncated", slen);
 		goto done;
 	}
 	header = sealed;
-	if (record_buf_fetch_u8(&b, &version) != 0 ||
-	    record_buf_fetch_u8(&b, &alg) != 0 ||
-	    record_buf_fetch_be32(&b, &key_id) != 0 ||
-	    record_buf_fetch_bytes(&b, CRYPT_SALT_BYTES, &salt) != 0)
+	if (record_rd_u8(&b, &version) != 0 || record_rd_u8(&b, &alg) != 0 ||
+	    record_rd_be32(&b, &key_id) != 0 ||
+	    record_rd_bytes(&b, CRYPT_SALT_BYTES, &salt) != 0)
 		goto done;
-	ctlen = record_buf_len(&b);
-	if (record_buf_fetch_bytes(&b, ctlen, &ct) != 0)
+	ctlen = record_rd_left(&b);
+	if (record_rd_bytes(&b, ctlen, &ct) != 0)
 		goto done;
 	if (version != CRYPT_VERSION) {
-		crypt_err(err, errlen, "sealed record version %u not supported",
-			  version);
+		(void)snprintf(err, errlen,
+			       "sealed record version %u not supported",
+			       version);
 		goto done;
 	}
 	if (key_id != k->id) {
-		crypt_err(
+		(void)snprintf(
 		    err, errlen,
 		    "authentication failed (wrong key? sealed with key id "
 		    "%08x, the loaded key is %08x)",
@@ -261,15 +244,15 @@ crypt_open(const struct crypt_key *k, uint8_t db, const uint8_t *lkey,
 		goto done;
 	}
 	if ((adlen = crypt_ad_make(ad, db, lkey, lkeylen, header)) == 0) {
-		crypt_err(err, errlen, "LMDB key of %zu bytes", lkeylen);
+		(void)snprintf(err, errlen, "LMDB key of %zu bytes", lkeylen);
 		goto done;
 	}
 	switch (alg) {
 	case CRYPT_ALG_AES256GCM:
 		if (!crypto_aead_aes256gcm_is_available()) {
-			crypt_err(err, errlen,
-				  "sealed with AES-256-GCM, which "
-				  "this CPU lacks");
+			(void)snprintf(err, errlen,
+				       "sealed with AES-256-GCM, which "
+				       "this CPU lacks");
 			goto done;
 		}
 		crypto_generichash(subkey, sizeof(subkey), salt,
@@ -282,11 +265,12 @@ crypt_open(const struct crypt_key *k, uint8_t db, const uint8_t *lkey,
 		    out, &plen, NULL, ct, ctlen, ad, adlen, salt, k->raw);
 		break;
 	default:
-		crypt_err(err, errlen, "unknown cipher %u", alg);
+		(void)snprintf(err, errlen, "unknown cipher %u", alg);
 		goto done;
 	}
 	if (rc != 0) {
-		crypt_err(err, errlen, "authentication failed (wrong key?)");
+		(void)snprintf(err, errlen,
+			       "authentication failed (wrong key?)");
 		goto done;
 	}
 	*outlen = (size_t)plen;
@@ -305,7 +289,7 @@ crypt_dir_make(const char *path, char *err, size_t errlen)
 	size_t i, n;
 
 	if ((n = strlen(path)) == 0 || n >= sizeof(buf)) {
-		crypt_err(err, errlen, "%s: bad directory name", path);
+		(void)snprintf(err, errlen, "%s: bad directory name", path);
 		return -1;
 	}
 	memcpy(buf, path, n + 1);
@@ -319,9 +303,10 @@ crypt_dir_make(const char *path, char *err, size_t errlen)
 		if (mkdir(buf, 0700) != 0) {
 			if (errno != EEXIST || stat(buf, &st) != 0 ||
 			    !S_ISDIR(st.st_mode)) {
-				crypt_err(err, errlen, "%s: %s", buf,
-					  errno == EEXIST ? "not a directory"
-							  : strerror(errno));
+				(void)snprintf(err, errlen, "%s: %s", buf,
+					       errno == EEXIST
+						   ? "not a directory"
+						   : strerror(errno));
 				return -1;
 			}
 		}
@@ -382,7 +367,7 @@ crypt_keyfile_create(const char *path, char *err, size_t errlen)
 	bool made = false;
 
 	if (crypt_path_dir(path, dir, sizeof(dir)) != 0) {
-		crypt_err(err, errlen, "%s: path too long", path);
+		(void)snprintf(err, errlen, "%s: path too long", path);
 		goto done;
 	}
 	if (crypt_dir_make(dir, err, errlen) != 0)
@@ -393,7 +378,8 @@ crypt_keyfile_create(const char *path, char *err, size_t errlen)
 		if (errno == EEXIST)
 			rc = 1;
 		else
-			crypt_err(err, errlen, "%s: %s", path, strerror(errno));
+			(void)snprintf(err, errlen, "%s: %s", path,
+				       strerror(errno));
 		goto done;
 	}
 	made = true;
@@ -401,18 +387,18 @@ crypt_keyfile_create(const char *path, char *err, size_t errlen)
 	sodium_bin2hex(hex, sizeof(hex) - 1, raw, sizeof(raw));
 	hex[QUEUE_KEY_BYTES * 2] = '\n';
 	if (crypt_write_all(fd, hex, sizeof(hex) - 1) != 0 || fsync(fd) != 0) {
-		crypt_err(err, errlen, "%s: %s", path, strerror(errno));
+		(void)snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		goto done;
 	}
 	if (close(fd) != 0) {
 		fd = -1;
-		crypt_err(err, errlen, "%s: %s", path, strerror(errno));
+		(void)snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		goto done;
 	}
 	fd = -1;
 	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
 	    fsync(dfd) != 0) {
-		crypt_err(err, errlen, "%s: %s", dir, strerror(errno));
+		(void)snprintf(err, errlen, "%s: %s", dir, strerror(errno));
 		goto done;
 	}
 	rc = 0;
@@ -449,8 +435,8 @@ crypt_keyfile_parse(const char *path, const char *buf, size_t n,
 	return 0;
 bad:
 	sodium_memzero(key, QUEUE_KEY_BYTES);
-	crypt_err(err, errlen, "%s: not a key file (want %d hex digits)", path,
-		  QUEUE_KEY_BYTES * 2);
+	(void)snprintf(err, errlen, "%s: not a key file (want %d hex digits)",
+		       path, QUEUE_KEY_BYTES * 2);
 	return -1;
 }
 
@@ -465,42 +451,43 @@ queue_keyfile_load(const char *path, bool create, uint8_t key[QUEUE_KEY_BYTES],
 	int fd = -1, rc = -1, tries, made;
 
 	if (crypt_init() != 0) {
-		crypt_err(err, errlen, "libsodium initialisation failed");
+		(void)snprintf(err, errlen, "libsodium initialisation failed");
 		return -1;
 	}
 	if (path == NULL || *path == '\0') {
-		crypt_err(err, errlen, "no key file configured");
+		(void)snprintf(err, errlen, "no key file configured");
 		return -1;
 	}
 	for (tries = 0; tries < 2 && fd < 0; tries++) {
 		if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) >= 0)
 			break;
 		if (errno == ELOOP) {
-			crypt_err(err, errlen, "%s: a symbolic link, refused",
-				  path);
+			(void)snprintf(err, errlen,
+				       "%s: a symbolic link, refused", path);
 			goto done;
 		}
 		if (errno != ENOENT || !create) {
-			crypt_err(err, errlen, "%s: %s", path, strerror(errno));
+			(void)snprintf(err, errlen, "%s: %s", path,
+				       strerror(errno));
 			goto done;
 		}
 		if ((made = crypt_keyfile_create(path, err, errlen)) < 0)
 			goto done;
 	}
 	if (fd < 0) {
-		crypt_err(err, errlen, "%s: cannot create or open", path);
+		(void)snprintf(err, errlen, "%s: cannot create or open", path);
 		goto done;
 	}
 	if (fstat(fd, &st) != 0) {
-		crypt_err(err, errlen, "%s: %s", path, strerror(errno));
+		(void)snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		goto done;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		crypt_err(err, errlen, "%s: not a regular file", path);
+		(void)snprintf(err, errlen, "%s: not a regular file", path);
 		goto done;
 	}
 	if (st.st_mode & 077) {
-		crypt_err(
+		(void)snprintf(
 		    err, errlen,
 		    "%s: mode %04o, must not be readable by group or others",
 		    path, (unsigned)(st.st_mode & 07777));
@@ -510,7 +497,8 @@ queue_keyfile_load(const char *path, bool create, uint8_t key[QUEUE_KEY_BYTES],
 		if ((r = read(fd, buf + n, sizeof(buf) - n)) < 0) {
 			if (errno == EINTR)
 				continue;
-			crypt_err(err, errlen, "%s: %s", path, strerror(errno));
+			(void)snprintf(err, errlen, "%s: %s", path,
+				       strerror(errno));
 			goto done;
 		}
 		if (r == 0)
@@ -518,7 +506,8 @@ queue_keyfile_load(const char *path, bool create, uint8_t key[QUEUE_KEY_BYTES],
 		n += (size_t)r;
 	}
 	if (n == sizeof(buf)) {
-		crypt_err(err, errlen, "%s: not a key file (too long)", path);
+		(void)snprintf(err, errlen, "%s: not a key file (too long)",
+			       path);
 		goto done;
 	}
 	rc = crypt_keyfile_parse(path, buf, n, key, err, errlen);

@@ -1,23 +1,18 @@
 /*
- * queue.c — the LMDB environment, the writer thread (group commit) and the
- * readers.
- * Owns: the environment, its four databases, the queue key, the id counter
- * and the pending-op list.  Threads: open/close on the main thread; one
- * writer thread runs every write transaction; readers on any thread, each
- * with its own read transaction (MDB_NOTLS).  Invariants: an op's done() is
- * called exactly once, on the writer thread, after its transaction committed
- * or failed; ids only grow; nothing is stored in "env" or "body" unsealed.
+ * queue.c — the LMDB environment, ids, sealing of ops, and the readers (the
+ * writer thread is in writer.c).
+ * Owns: the environment, its four databases, the queue key and the id
+ * counter.  Threads: open/close on the main thread; readers on any thread,
+ * each with its own read transaction (MDB_NOTLS); queue_op_seal on any
+ * thread that owns the op.  Invariants: ids only grow; nothing is stored
+ * in "env" or "body" unsealed.
  */
-#define _DEFAULT_SOURCE /* madvise(MADV_DONTNEED) */
-#include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,114 +24,19 @@
 #include <sodium.h>
 
 #include "queue/crypt_int.h"
-#include "queue/record_int.h"
+#include "queue/queue_int.h"
 
-#define QUEUE_MAXDBS          4
-#define QUEUE_BATCH_DEFAULT   4096  /* commit_max_batch = 0 */
-#define QUEUE_LAZY_US         10000 /* lazy_wait_us = 0 */
-#define QUEUE_ENV_KEY_BYTES   8     /* id */
-#define QUEUE_BODY_KEY_BYTES  12    /* id, chunk */
-#define QUEUE_SCHED_KEY_BYTES 16    /* due_ms, id */
-#define QUEUE_META_VERSION    "version"
-#define QUEUE_META_KEY_ID     "key_id"
+#define QUEUE_MAXDBS        4
+#define QUEUE_BATCH_DEFAULT 4096  /* commit_max_batch = 0 */
+#define QUEUE_LAZY_US       10000 /* lazy_wait_us = 0 */
 
-struct queue {
-	MDB_env *env;
-	MDB_dbi db_env, db_body, db_sched, db_meta;
-	queue_commit_fn *commit_hook; /* set before ops flow; read-only then */
-	struct crypt_key *key;
-	char *path;
-	unsigned commit_interval_us;
-	unsigned prepare_wait_us;
-	unsigned lazy_wait_us;
-	void *map_addr; /* the LMDB map, for the trim (queue_map_find) */
-	size_t map_len;
-	unsigned commit_max_batch;
-	_Atomic uint64_t last_id;
-	/* Messages on their way to queue_submit() (queue_expect): announced
-	 * ever, and arrived or given up ever. */
-	_Atomic uint64_t expect_total, expect_done;
-
-	/* Pending ops, guarded by mu; the writer waits on cv. */
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	struct queue_op *head, **tailp;
-	size_t npending;
-	size_t nurgent;         /* pending ops that are not lazy */
-	uint64_t lazy_since_us; /* when the oldest pending op came */
-	bool lazy_waiting;      /* the writer waits with lazy ops only */
-	bool lingering;         /* the writer waits for expected ops ... */
-	uint64_t linger_target; /* ... until expect_done reaches this */
-	bool stopping;          /* queue_close() called */
-	bool writer_exited;     /* no op will be taken any more */
-	bool writer_started;
-	pthread_t writer;
-
-	pthread_mutex_t stats_mu;
-	struct queue_stats stats;
-};
-
-/* Records sealed ahead of the write transaction: the envelope, then each
- * body chunk, back to back in one buffer. */
-struct queue_sealed {
-	uint8_t *buf;
-	size_t env_len;
-	uint32_t nchunks;
-	size_t body_len;
-};
-
-static void queue_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-queue_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	/* A truncated diagnostic is still a diagnostic. */
-	(void)vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
-static int64_t
-queue_now_ms(void)
+uint64_t
+queue_clock_us(clockid_t clk)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static uint64_t
-queue_mono_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(clk, &ts);
 	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
-static void
-queue_env_key(uint8_t k[QUEUE_ENV_KEY_BYTES], uint64_t id)
-{
-	record_be64_put(k, id);
-}
-
-static void
-queue_body_key(uint8_t k[QUEUE_BODY_KEY_BYTES], uint64_t id, uint32_t chunk)
-{
-	record_be64_put(k, id);
-	record_be32_put(k + 8, chunk);
-}
-
-static void
-queue_sched_key(uint8_t k[QUEUE_SCHED_KEY_BYTES], int64_t due_ms, uint64_t id)
-{
-	record_be64_put(k, (uint64_t)due_ms);
-	record_be64_put(k + 8, id);
 }
 
 static uint32_t
@@ -151,7 +51,7 @@ queue_nchunks(size_t body_len)
 uint64_t
 queue_id_next(struct queue *q)
 {
-	uint64_t now = (uint64_t)queue_now_ms() << 20;
+	uint64_t now = queue_clock_us(CLOCK_REALTIME) / 1000 << 20;
 	uint64_t last = atomic_load(&q->last_id), next;
 
 	/* Never below the last id, even when the clock steps back. */
@@ -205,7 +105,7 @@ queue_op_new(enum queue_op_kind kind)
 	return op;
 }
 
-static void
+void
 queue_sealed_free(struct queue_op *op)
 {
 	struct queue_sealed *s = op->sealed;
@@ -247,7 +147,8 @@ queue_op_seal(struct queue *q, struct queue_op *op)
 		return 0;
 	if (op->kind == QOP_INSERT) {
 		if (op->body_len > (size_t)UINT32_MAX * QUEUE_CHUNK_BYTES) {
-			queue_err(op->err, sizeof(op->err), "body too large");
+			(void)snprintf(op->err, sizeof(op->err),
+				       "body too large");
 			goto fail;
 		}
 		op->env.nchunks = queue_nchunks(op->body_len);
@@ -255,11 +156,12 @@ queue_op_seal(struct queue *q, struct queue_op *op)
 	}
 	if (record_envelope_encode(&op->env, &plain, &plen, why, sizeof(why)) !=
 	    0) {
-		queue_err(op->err, sizeof(op->err), "envelope: %s", why);
+		(void)snprintf(op->err, sizeof(op->err), "envelope: %s", why);
 		goto fail;
 	}
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
-		queue_err(op->err, sizeof(op->err), "out of memory sealing");
+		(void)snprintf(op->err, sizeof(op->err),
+			       "out of memory sealing");
 		goto fail;
 	}
 	s->env_len = crypt_sealed_len(plen);
@@ -271,13 +173,14 @@ queue_op_seal(struct queue *q, struct queue_op *op)
 		    op->body_len + (size_t)s->nchunks * CRYPT_OVERHEAD_BYTES;
 	}
 	if ((s->buf = malloc(total)) == NULL) {
-		queue_err(op->err, sizeof(op->err), "out of memory sealing");
+		(void)snprintf(op->err, sizeof(op->err),
+			       "out of memory sealing");
 		goto fail;
 	}
 	queue_env_key(k, op->env.id);
 	if (crypt_seal(q->key, CRYPT_DB_ENV, k, QUEUE_ENV_KEY_BYTES, plain,
 		       plen, s->buf, why, sizeof(why)) != 0) {
-		queue_err(op->err, sizeof(op->err), "seal: %s", why);
+		(void)snprintf(op->err, sizeof(op->err), "seal: %s", why);
 		goto fail;
 	}
 	p = s->buf + s->env_len;
@@ -287,7 +190,8 @@ queue_op_seal(struct queue *q, struct queue_op *op)
 		queue_body_key(k, op->env.id, i);
 		if (crypt_seal(q->key, CRYPT_DB_BODY, k, QUEUE_BODY_KEY_BYTES,
 			       op->body + off, n, p, why, sizeof(why)) != 0) {
-			queue_err(op->err, sizeof(op->err), "seal: %s", why);
+			(void)snprintf(op->err, sizeof(op->err), "seal: %s",
+				       why);
 			goto fail;
 		}
 		p += crypt_sealed_len(n);
@@ -306,498 +210,6 @@ fail:
 		free(s);
 	}
 	return -1;
-}
-
-/* The writer ---------------------------------------------------------- */
-
-/* An error that fails one op without touching the transaction. */
-#define QUEUE_OP_LOCAL 1
-
-/* Put every sealed body chunk of an insert. */
-static int
-queue_body_put(struct queue *q, MDB_txn *txn, const struct queue_op *op)
-{
-	const struct queue_sealed *s = op->sealed;
-	const uint8_t *p = s->buf + s->env_len;
-	uint8_t k[QUEUE_BODY_KEY_BYTES];
-	MDB_val key = { sizeof(k), k }, val;
-	size_t off, n;
-	uint32_t i;
-	int rc;
-
-	for (i = 0, off = 0; i < s->nchunks; i++, off += n) {
-		n = s->body_len - off < QUEUE_CHUNK_BYTES ? s->body_len - off
-							  : QUEUE_CHUNK_BYTES;
-		queue_body_key(k, op->env.id, i);
-		val.mv_data = (void *)p;
-		val.mv_size = crypt_sealed_len(n);
-		if ((rc = mdb_put(txn, q->db_body, &key, &val, 0)) != 0)
-			return rc;
-		p += val.mv_size;
-	}
-	return 0;
-}
-
-/* Delete every chunk under ID, whatever its envelope says. */
-static int
-queue_body_del(struct queue *q, MDB_txn *txn, uint64_t id)
-{
-	uint8_t k[QUEUE_BODY_KEY_BYTES];
-	MDB_cursor *cur;
-	MDB_val key, val;
-	int rc;
-
-	if ((rc = mdb_cursor_open(txn, q->db_body, &cur)) != 0)
-		return rc;
-	for (;;) {
-		queue_body_key(k, id, 0);
-		key.mv_data = k;
-		key.mv_size = sizeof(k);
-		rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
-		if (rc == MDB_NOTFOUND ||
-		    (rc == 0 && (key.mv_size != sizeof(k) ||
-				 memcmp(key.mv_data, k, 8) != 0))) {
-			rc = 0;
-			break;
-		}
-		if (rc != 0 || (rc = mdb_cursor_del(cur, 0)) != 0)
-			break;
-	}
-	mdb_cursor_close(cur);
-	return rc;
-}
-
-/* Add (PUT) or remove the schedule entry (DUE, ID).  Removing a missing
- * entry is tolerated: the entry written next is the right one. */
-static int
-queue_sched_set(struct queue *q, MDB_txn *txn, int64_t due, uint64_t id,
-		bool put, uint32_t flags)
-{
-	uint8_t k[QUEUE_SCHED_KEY_BYTES], v = 0;
-	MDB_val key = { sizeof(k), k }, val = { 0, NULL };
-	int rc;
-
-	/* The value is the held bit only: nothing secret in "sched". */
-	if (flags & QUEUE_F_HELD) {
-		v = 1;
-		val.mv_size = 1;
-		val.mv_data = &v;
-	}
-	queue_sched_key(k, due, id);
-	if (put)
-		return mdb_put(txn, q->db_sched, &key, &val, 0);
-	rc = mdb_del(txn, q->db_sched, &key, NULL);
-	return rc == MDB_NOTFOUND ? 0 : rc;
-}
-
-/*
- * Apply one op inside TXN.  0 done; QUEUE_OP_LOCAL when the op alone fails
- * before it changed anything (err set in the op); an LMDB error code (rc > 1)
- * that poisons the batch, with *what naming the call.
- */
-static int
-queue_op_apply(struct queue *q, MDB_txn *txn, struct queue_op *op,
-	       const char **what)
-{
-	uint8_t k[QUEUE_ENV_KEY_BYTES];
-	char qid[QUEUE_ID_HEX_BYTES];
-	MDB_val key = { sizeof(k), k }, val;
-	int rc;
-
-	queue_env_key(k, op->env.id);
-	queue_id_format(op->env.id, qid);
-	if (op->kind != QOP_INSERT) {
-		*what = "mdb_get(env)";
-		if ((rc = mdb_get(txn, q->db_env, &key, &val)) ==
-		    MDB_NOTFOUND) {
-			queue_err(op->err, sizeof(op->err),
-				  "record %s: not in the queue", qid);
-			return QUEUE_OP_LOCAL;
-		}
-		if (rc != 0)
-			return rc;
-	}
-	if (op->kind == QOP_RESCHED) {
-		/* Only the schedule entry moves (due time, held bit); the
-		 * sealed envelope is left as it is. */
-		*what = "mdb_del(sched)";
-		if ((rc = queue_sched_set(q, txn, op->old_due_ms, op->env.id,
-					  false, 0)) != 0)
-			return rc;
-		*what = "mdb_put(sched)";
-		return queue_sched_set(q, txn, op->env.next_attempt_ms,
-				       op->env.id, true, op->env.flags);
-	}
-	if (op->kind == QOP_DELETE) {
-		*what = "mdb_del(env)";
-		if ((rc = mdb_del(txn, q->db_env, &key, NULL)) != 0)
-			return rc;
-		*what = "mdb_del(body)";
-		if ((rc = queue_body_del(q, txn, op->env.id)) != 0)
-			return rc;
-		*what = "mdb_del(sched)";
-		return queue_sched_set(q, txn, op->env.next_attempt_ms,
-				       op->env.id, false, 0);
-	}
-	*what = "mdb_put(env)";
-	val.mv_data = ((struct queue_sealed *)op->sealed)->buf;
-	val.mv_size = ((struct queue_sealed *)op->sealed)->env_len;
-	rc = mdb_put(txn, q->db_env, &key, &val,
-		     op->kind == QOP_INSERT ? MDB_NOOVERWRITE : 0);
-	if (rc == MDB_KEYEXIST) {
-		queue_err(op->err, sizeof(op->err),
-			  "record %s: id already queued", qid);
-		return QUEUE_OP_LOCAL;
-	}
-	if (rc != 0)
-		return rc;
-	if (op->kind == QOP_INSERT) {
-		*what = "mdb_put(body)";
-		if ((rc = queue_body_put(q, txn, op)) != 0)
-			return rc;
-	} else {
-		*what = "mdb_del(sched)";
-		if ((rc = queue_sched_set(q, txn, op->old_due_ms, op->env.id,
-					  false, 0)) != 0)
-			return rc;
-	}
-	*what = "mdb_put(sched)";
-	return queue_sched_set(q, txn, op->env.next_attempt_ms, op->env.id,
-			       true, op->env.flags);
-}
-
-/*
- * The write transaction of a batch: every op still standing (status 0) is
- * applied, then committed.  Returns 0, or the LMDB error (with *what naming
- * the call) after aborting.  *commit_us: time spent in mdb_txn_commit().
- */
-static int
-queue_batch_txn(struct queue *q, struct queue_op *batch, const char **what,
-		uint64_t *commit_us)
-{
-	struct queue_op *op;
-	MDB_txn *txn = NULL;
-	uint64_t t0;
-	int rc;
-
-	*what = "mdb_txn_begin";
-	if ((rc = mdb_txn_begin(q->env, NULL, 0, &txn)) != 0)
-		goto fail;
-	for (op = batch; op != NULL; op = op->next) {
-		if (op->status != 0)
-			continue;
-		rc = queue_op_apply(q, txn, op, what);
-		if (rc == QUEUE_OP_LOCAL) {
-			op->status = -1;
-			rc = 0;
-		} else if (rc != 0)
-			goto fail;
-	}
-	*what = "mdb_txn_commit";
-	t0 = queue_mono_us();
-	rc = mdb_txn_commit(txn); /* frees txn, committed or not */
-	*commit_us = queue_mono_us() - t0;
-	return rc;
-fail:
-	if (txn != NULL)
-		mdb_txn_abort(txn);
-	return rc;
-}
-
-/*
- * One batch: seal, one write transaction, stats, then every done().  Ops
- * that cannot be sealed or do not apply fail alone; an LMDB error fails
- * every other op of the batch (map_full when it was MDB_MAP_FULL).
- */
-static void
-queue_batch_commit(struct queue *q, struct queue_op *batch)
-{
-	struct queue_op *op, *next;
-	const char *what = "";
-	uint64_t commit_us = 0, ok = 0, failed = 0;
-	size_t live = 0;
-	int rc = 0;
-
-	for (op = batch; op != NULL; op = op->next) {
-		op->status = 0;
-		op->map_full = false;
-		op->err[0] = '\0';
-		if (queue_op_seal(q, op) != 0)
-			op->status = -1;
-		else
-			live++;
-	}
-	if (live > 0)
-		rc = queue_batch_txn(q, batch, &what, &commit_us);
-	for (op = batch; op != NULL; op = op->next) {
-		queue_sealed_free(op);
-		if (rc != 0 && op->status == 0) {
-			op->status = -1;
-			op->map_full = rc == MDB_MAP_FULL;
-			queue_err(op->err, sizeof(op->err),
-				  "queue write failed: %s: %s", what,
-				  mdb_strerror(rc));
-		}
-		if (op->status == 0)
-			ok++;
-		else
-			failed++;
-	}
-	pthread_mutex_lock(&q->stats_mu);
-	if (rc == 0 && live > 0) {
-		q->stats.commits++;
-		q->stats.commit_us_total += commit_us;
-		q->stats.last_batch = ok;
-		if (ok > q->stats.max_batch)
-			q->stats.max_batch = ok;
-	}
-	q->stats.ops += ok;
-	q->stats.failed_ops += failed;
-	pthread_mutex_unlock(&q->stats_mu);
-	if (rc == 0 && live > 0 && q->commit_hook != NULL)
-		q->commit_hook((unsigned)ok, commit_us);
-	/* done() may free the op: read next first. */
-	for (op = batch; op != NULL; op = next) {
-		next = op->next;
-		op->next = NULL;
-		op->done(op, op->status, op->arg);
-	}
-}
-
-/* Wait until DEADLINE_US (CLOCK_MONOTONIC) unless the batch fills first. */
-static void
-queue_writer_linger(struct queue *q, uint64_t deadline_us)
-{
-	struct timespec ts;
-
-	ts.tv_sec = (time_t)(deadline_us / 1000000);
-	ts.tv_nsec = (long)(deadline_us % 1000000) * 1000;
-	while (!q->stopping && q->npending < q->commit_max_batch &&
-	       queue_mono_us() < deadline_us)
-		if (pthread_cond_timedwait(&q->cv, &q->mu, &ts) == ETIMEDOUT)
-			break;
-}
-
-/*
- * Wait (at most until DEADLINE_US) for the messages that were being signed
- * or sealed when the batch began to arrive (queue_expect), so that they
- * share its commit.  Under a CPU-bound load (RSA signing) this turns many
- * small commits into a few large ones, each fsync and wake-up saved going
- * to the signatures; an idle queue, or one message alone, waits not at all.
- * Called with q->mu held.
- */
-static void
-queue_writer_wait_expected(struct queue *q, uint64_t deadline_us)
-{
-	uint64_t target = atomic_load(&q->expect_total);
-	struct timespec ts;
-
-	ts.tv_sec = (time_t)(deadline_us / 1000000);
-	ts.tv_nsec = (long)(deadline_us % 1000000) * 1000;
-	q->linger_target = target;
-	q->lingering = true;
-	while (!q->stopping && q->npending < q->commit_max_batch &&
-	       atomic_load(&q->expect_done) < target &&
-	       queue_mono_us() < deadline_us)
-		if (pthread_cond_timedwait(&q->cv, &q->mu, &ts) == ETIMEDOUT)
-			break;
-	q->lingering = false;
-}
-
-void
-queue_expect(struct queue *q, int delta)
-{
-	if (delta > 0)
-		atomic_fetch_add(&q->expect_total, (uint64_t)delta);
-	else if (delta < 0)
-		atomic_fetch_add(&q->expect_done, (uint64_t)-delta);
-}
-
-/*
- * Every few seconds, unmap the pages of the LMDB map this process has
- * touched (MADV_DONTNEED on a shared file mapping only drops our page table
- * entries: the pages stay in the page cache and fault back in cheaply).
- * Otherwise every B-tree page ever read stays counted in our RSS, and a
- * large queue looks like gigabytes of process memory that the kernel would
- * in fact reclaim at will.  Safe with concurrent readers.
- */
-#define QUEUE_TRIM_US (5 * 1000000ull)
-
-static void
-queue_writer_trim(struct queue *q, uint64_t *last_us)
-{
-	uint64_t now = queue_mono_us();
-
-	if (now - *last_us < QUEUE_TRIM_US)
-		return;
-	*last_us = now;
-	if (q->map_addr != NULL)
-		(void)madvise(q->map_addr, q->map_len, MADV_DONTNEED);
-}
-
-/*
- * Find the LMDB map (for the trim): LMDB does not say where it is
- * (mdb_env_info's me_mapaddr is only set with MDB_FIXEDMAP), so take a
- * value's address, which points into the map, and look it up in
- * /proc/self/maps.  Without it (no /proc), no trim: only RSS is at stake.
- */
-static void
-queue_map_find(struct queue *q)
-{
-	MDB_val key = { sizeof(QUEUE_META_VERSION) - 1, QUEUE_META_VERSION },
-		val;
-	unsigned long lo, hi, at;
-	MDB_txn *txn;
-	char line[512];
-	bool bol = true;
-	FILE *f;
-
-	if (mdb_txn_begin(q->env, NULL, MDB_RDONLY, &txn) != 0)
-		return;
-	at = mdb_get(txn, q->db_meta, &key, &val) == 0
-		 ? (unsigned long)(uintptr_t)val.mv_data
-		 : 0;
-	mdb_txn_abort(txn);
-	if (at == 0 || (f = fopen("/proc/self/maps", "r")) == NULL)
-		return;
-	while (fgets(line, sizeof(line), f) != NULL) {
-		/* Only at the start of a line (a long path is read in
-		 * pieces). */
-		if (bol && sscanf(line, "%lx-%lx", &lo, &hi) == 2 && lo <= at &&
-		    at < hi) {
-			q->map_addr = (void *)(uintptr_t)lo;
-			q->map_len = hi - lo;
-			break;
-		}
-		bol = strchr(line, '\n') != NULL;
-	}
-	fclose(f);
-}
-
-/*
- * Until there is something to commit: an op that gates a reply (not lazy),
- * a full batch, lazy ops that have waited lazy_wait_us (a delivered
- * message's removal rides along with the next commit rather than paying for
- * one of its own), or the end.  Called with q->mu held.
- */
-static void
-queue_writer_wait(struct queue *q, uint64_t *trimmed)
-{
-	uint64_t deadline, now;
-	struct timespec ts;
-
-	while (!q->stopping) {
-		if (q->head == NULL) {
-			/* Idle: still trim the map now and then, since the
-			 * scheduler and the control socket's views read
-			 * through it. */
-			deadline = *trimmed + QUEUE_TRIM_US;
-			if (queue_mono_us() >= deadline) {
-				pthread_mutex_unlock(&q->mu);
-				queue_writer_trim(q, trimmed);
-				pthread_mutex_lock(&q->mu);
-				continue;
-			}
-			ts.tv_sec = (time_t)(deadline / 1000000);
-			ts.tv_nsec = (long)(deadline % 1000000) * 1000;
-			(void)pthread_cond_timedwait(&q->cv, &q->mu, &ts);
-			continue;
-		}
-		if (q->nurgent > 0 || q->npending >= q->commit_max_batch)
-			return;
-		deadline = q->lazy_since_us + q->lazy_wait_us;
-		if ((now = queue_mono_us()) >= deadline)
-			return;
-		ts.tv_sec = (time_t)(deadline / 1000000);
-		ts.tv_nsec = (long)(deadline % 1000000) * 1000;
-		q->lazy_waiting = true;
-		(void)pthread_cond_timedwait(&q->cv, &q->mu, &ts);
-		q->lazy_waiting = false;
-	}
-}
-
-static void *
-queue_writer_main(void *arg)
-{
-	struct queue *q = arg;
-	struct queue_op *batch, *last;
-	uint64_t trimmed = queue_mono_us();
-	size_t n, urgent;
-
-	(void)prctl(PR_SET_NAME, (unsigned long)"queue-writer", 0, 0, 0);
-	pthread_mutex_lock(&q->mu);
-	for (;;) {
-		queue_writer_wait(q, &trimmed);
-		if (q->head == NULL)
-			break; /* stopping, and everything committed */
-		if (q->commit_interval_us > 0)
-			queue_writer_linger(q, queue_mono_us() +
-						   q->commit_interval_us);
-		if (q->prepare_wait_us > 0 && atomic_load(&q->expect_done) <
-						  atomic_load(&q->expect_total))
-			queue_writer_wait_expected(q, queue_mono_us() +
-							  q->prepare_wait_us);
-		/* Take everything pending, up to one batch. */
-		batch = last = q->head;
-		urgent = !last->lazy;
-		for (n = 1; n < q->commit_max_batch && last->next != NULL;
-		     n++) {
-			last = last->next;
-			urgent += !last->lazy;
-		}
-		q->nurgent -= urgent;
-		q->head = last->next;
-		last->next = NULL;
-		if (q->head == NULL)
-			q->tailp = &q->head;
-		q->npending -= n;
-		pthread_mutex_unlock(&q->mu);
-		queue_batch_commit(q, batch);
-		queue_writer_trim(q, &trimmed);
-		pthread_mutex_lock(&q->mu);
-	}
-	q->writer_exited = true;
-	pthread_mutex_unlock(&q->mu);
-	return NULL;
-}
-
-void
-queue_submit(struct queue *q, struct queue_op *op, queue_done_fn *done,
-	     void *arg)
-{
-	bool wake, refused;
-
-	op->done = done;
-	op->arg = arg;
-	op->next = NULL;
-	pthread_mutex_lock(&q->mu);
-	refused = !q->writer_started || q->writer_exited;
-	if (!refused) {
-		wake = q->head == NULL ||
-		       q->npending + 1 == q->commit_max_batch ||
-		       (q->lingering &&
-			atomic_load(&q->expect_done) >= q->linger_target) ||
-		       (q->lazy_waiting && !op->lazy);
-		if (q->head == NULL)
-			q->lazy_since_us = queue_mono_us();
-		if (!op->lazy)
-			q->nurgent++;
-		*q->tailp = op;
-		q->tailp = &op->next;
-		q->npending++;
-		if (wake)
-			pthread_cond_signal(&q->cv);
-	}
-	pthread_mutex_unlock(&q->mu);
-	if (refused) {
-		op->status = -1;
-		op->map_full = false;
-		queue_err(op->err, sizeof(op->err), "queue %s", "closed");
-		pthread_mutex_lock(&q->stats_mu);
-		q->stats.failed_ops++;
-		pthread_mutex_unlock(&q->stats_mu);
-		done(op, -1, arg);
-	}
 }
 
 void
@@ -860,12 +272,12 @@ queue_meta_check(struct queue *q, MDB_txn *txn, char *err, size_t errlen)
 				     &version, &found_version)) != 0 ||
 	    (rc = queue_meta_u32_get(txn, q->db_meta, QUEUE_META_KEY_ID,
 				     &key_id, &found_key)) != 0) {
-		queue_err(err, errlen, "%s: reading meta: %s", q->path,
-			  mdb_strerror(rc));
+		(void)snprintf(err, errlen, "%s: reading meta: %s", q->path,
+			       mdb_strerror(rc));
 		return -1;
 	}
 	if (found_version && version > QUEUE_FORMAT_VERSION) {
-		queue_err(
+		(void)snprintf(
 		    err, errlen,
 		    "%s: queue format version %" PRIu32
 		    " is newer than this Outpost supports (%d); refusing to "
@@ -874,11 +286,11 @@ queue_meta_check(struct queue *q, MDB_txn *txn, char *err, size_t errlen)
 		return -1;
 	}
 	if (found_key && key_id != ours) {
-		queue_err(err, errlen,
-			  "%s: queue sealed with key id %08" PRIx32
-			  ", but the key file holds key id %08" PRIx32
-			  " (wrong key file?)",
-			  q->path, key_id, ours);
+		(void)snprintf(err, errlen,
+			       "%s: queue sealed with key id %08" PRIx32
+			       ", but the key file holds key id %08" PRIx32
+			       " (wrong key file?)",
+			       q->path, key_id, ours);
 		return -1;
 	}
 	if (found_version && found_key)
@@ -889,8 +301,8 @@ queue_meta_check(struct queue *q, MDB_txn *txn, char *err, size_t errlen)
 	    (!found_key &&
 	     (rc = queue_meta_u32_put(txn, q->db_meta, QUEUE_META_KEY_ID,
 				      ours)) != 0)) {
-		queue_err(err, errlen, "%s: writing meta: %s", q->path,
-			  mdb_strerror(rc));
+		(void)snprintf(err, errlen, "%s: writing meta: %s", q->path,
+			       mdb_strerror(rc));
 		return -1;
 	}
 	return 0;
@@ -941,12 +353,12 @@ queue_dbs_open(struct queue *q, char *err, size_t errlen)
 	return 0;
 fail:
 	if (rc == MDB_NOTFOUND)
-		queue_err(err, errlen,
-			  "%s: not an Outpost queue (has outpostd run?)",
-			  q->path);
+		(void)snprintf(err, errlen,
+			       "%s: not an Outpost queue (has outpostd run?)",
+			       q->path);
 	else if (rc != 0)
-		queue_err(err, errlen, "%s: %s: %s", q->path, what,
-			  mdb_strerror(rc));
+		(void)snprintf(err, errlen, "%s: %s: %s", q->path, what,
+			       mdb_strerror(rc));
 	if (cur != NULL)
 		mdb_cursor_close(cur);
 	if (txn != NULL)
@@ -1032,7 +444,7 @@ queue_env_open(struct queue *q, uint64_t map_size, char *err, size_t errlen)
 	    (rc = mdb_env_set_mapsize(q->env, (size_t)map_size)) != 0)
 		goto fail;
 	/* MDB_NORDAHEAD: no read-ahead nor fault-around in the map, so that
-	 * only pages really touched are mapped (see queue_writer_trim). */
+	 * only pages really touched are mapped (see writer_trim). */
 	if ((rc = mdb_env_open(q->env, q->path, MDB_NOTLS | MDB_NORDAHEAD,
 			       0600)) != 0)
 		goto fail;
@@ -1044,7 +456,7 @@ queue_env_open(struct queue *q, uint64_t map_size, char *err, size_t errlen)
 	}
 	return queue_dbs_open(q, err, errlen);
 fail:
-	queue_err(err, errlen, "%s: %s", q->path, mdb_strerror(rc));
+	(void)snprintf(err, errlen, "%s: %s", q->path, mdb_strerror(rc));
 	return -1;
 }
 
@@ -1059,11 +471,11 @@ queue_open(struct queue **qp, const struct queue_config *cfg, char *err,
 
 	*qp = NULL;
 	if (cfg->path == NULL || *cfg->path == '\0') {
-		queue_err(err, errlen, "no queue path configured");
+		(void)snprintf(err, errlen, "no queue path configured");
 		goto fail;
 	}
 	if ((q = queue_new(cfg)) == NULL) {
-		queue_err(err, errlen, "out of memory");
+		(void)snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
 	if (crypt_dir_make(q->path, err, errlen) != 0)
@@ -1074,14 +486,8 @@ queue_open(struct queue **qp, const struct queue_config *cfg, char *err,
 	sodium_memzero(raw, sizeof(raw));
 	if (rc != 0 || queue_env_open(q, cfg->map_size, err, errlen) != 0)
 		goto fail;
-	queue_map_find(q);
-	if ((rc = pthread_create(&q->writer, NULL, queue_writer_main, q)) !=
-	    0) {
-		queue_err(err, errlen, "cannot start the writer: %s",
-			  strerror(rc));
+	if (writer_start(q, err, errlen) != 0)
 		goto fail;
-	}
-	q->writer_started = true;
 	umask(old);
 	*qp = q;
 	return 0;
@@ -1097,12 +503,7 @@ queue_close(struct queue *q)
 {
 	if (q == NULL)
 		return;
-	pthread_mutex_lock(&q->mu);
-	q->stopping = true;
-	pthread_cond_broadcast(&q->cv);
-	pthread_mutex_unlock(&q->mu);
-	if (q->writer_started)
-		pthread_join(q->writer, NULL);
+	writer_stop(q);
 	queue_free(q);
 }
 
@@ -1120,8 +521,8 @@ queue_txn_read(struct queue *q, MDB_txn **txn, char *err, size_t errlen)
 			rc = mdb_txn_begin(q->env, NULL, MDB_RDONLY, txn);
 	}
 	if (rc != 0) {
-		queue_err(err, errlen, "%s: read transaction: %s", q->path,
-			  mdb_strerror(rc));
+		(void)snprintf(err, errlen, "%s: read transaction: %s", q->path,
+			       mdb_strerror(rc));
 		return -1;
 	}
 	return 0;
@@ -1175,8 +576,8 @@ queue_env_decode(struct queue *q, const MDB_val *key, const MDB_val *val,
 
 	memset(env, 0, sizeof(*env));
 	if (key->mv_size != QUEUE_ENV_KEY_BYTES) {
-		queue_err(err, errlen, "%s: env key of %zu bytes", q->path,
-			  key->mv_size);
+		(void)snprintf(err, errlen, "%s: env key of %zu bytes", q->path,
+			       key->mv_size);
 		return QUEUE_CORRUPT;
 	}
 	id = record_be64_get(key->mv_data);
@@ -1184,14 +585,14 @@ queue_env_decode(struct queue *q, const MDB_val *key, const MDB_val *val,
 	 * every record cost 7% of a walk over a big queue. */
 	if (val->mv_size < CRYPT_OVERHEAD_BYTES) {
 		queue_id_format(id, qid);
-		queue_err(err, errlen, "record %s: truncated (%zu bytes)", qid,
-			  val->mv_size);
+		(void)snprintf(err, errlen, "record %s: truncated (%zu bytes)",
+			       qid, val->mv_size);
 		return QUEUE_CORRUPT;
 	}
 	if (queue_plain_reserve(buf, val->mv_size - CRYPT_OVERHEAD_BYTES) !=
 	    0) {
 		queue_id_format(id, qid);
-		queue_err(err, errlen, "record %s: out of memory", qid);
+		(void)snprintf(err, errlen, "record %s: out of memory", qid);
 		return -1;
 	}
 	if (crypt_open(q->key, CRYPT_DB_ENV, key->mv_data, key->mv_size,
@@ -1199,13 +600,13 @@ queue_env_decode(struct queue *q, const MDB_val *key, const MDB_val *val,
 		       sizeof(why)) != 0 ||
 	    record_envelope_decode(buf->p, plen, env, why, sizeof(why)) != 0) {
 		queue_id_format(id, qid);
-		queue_err(err, errlen, "record %s: %s", qid, why);
+		(void)snprintf(err, errlen, "record %s: %s", qid, why);
 		return QUEUE_CORRUPT;
 	}
 	if (env->id != id) {
 		queue_id_format(id, qid);
-		queue_err(err, errlen, "record %s: holds id %016" PRIx64, qid,
-			  env->id);
+		(void)snprintf(err, errlen, "record %s: holds id %016" PRIx64,
+			       qid, env->id);
 		queue_envelope_clear(env);
 		return QUEUE_CORRUPT;
 	}
@@ -1247,8 +648,8 @@ queue_walk_checked(struct queue *q, uint64_t first, uint64_t last,
 	if (queue_txn_read(q, &txn, err, errlen) != 0)
 		return -1;
 	if ((rc = mdb_cursor_open(txn, q->db_env, &cur)) != 0) {
-		queue_err(err, errlen, "%s: cursor: %s", q->path,
-			  mdb_strerror(rc));
+		(void)snprintf(err, errlen, "%s: cursor: %s", q->path,
+			       mdb_strerror(rc));
 		goto done;
 	}
 	queue_env_key(k, first);
@@ -1261,8 +662,8 @@ queue_walk_checked(struct queue *q, uint64_t first, uint64_t last,
 			break;
 		}
 		if (rc != 0) {
-			queue_err(err, errlen, "%s: reading env: %s", q->path,
-				  mdb_strerror(rc));
+			(void)snprintf(err, errlen, "%s: reading env: %s",
+				       q->path, mdb_strerror(rc));
 			break;
 		}
 		if (key.mv_size == QUEUE_ENV_KEY_BYTES &&
@@ -1350,8 +751,8 @@ queue_sched_walk(struct queue *q, queue_sched_fn *fn, void *arg, char *err,
 	if (queue_txn_read(q, &txn, err, errlen) != 0)
 		return -1;
 	if ((rc = mdb_cursor_open(txn, q->db_sched, &cur)) != 0) {
-		queue_err(err, errlen, "%s: cursor: %s", q->path,
-			  mdb_strerror(rc));
+		(void)snprintf(err, errlen, "%s: cursor: %s", q->path,
+			       mdb_strerror(rc));
 		goto done;
 	}
 	for (;; how = MDB_NEXT) {
@@ -1361,13 +762,14 @@ queue_sched_walk(struct queue *q, queue_sched_fn *fn, void *arg, char *err,
 			break;
 		}
 		if (rc != 0) {
-			queue_err(err, errlen, "%s: reading sched: %s", q->path,
-				  mdb_strerror(rc));
+			(void)snprintf(err, errlen, "%s: reading sched: %s",
+				       q->path, mdb_strerror(rc));
 			break;
 		}
 		if (key.mv_size != QUEUE_SCHED_KEY_BYTES) {
-			queue_err(err, errlen, "%s: sched key of %zu bytes",
-				  q->path, key.mv_size);
+			(void)snprintf(err, errlen,
+				       "%s: sched key of %zu bytes", q->path,
+				       key.mv_size);
 			break;
 		}
 		k = key.mv_data;
@@ -1408,8 +810,8 @@ queue_env_get(struct queue *q, MDB_txn *txn, uint64_t id,
 	if ((rc = mdb_get(txn, q->db_env, &key, &val)) == MDB_NOTFOUND)
 		return 1;
 	if (rc != 0) {
-		queue_err(err, errlen, "%s: reading env: %s", q->path,
-			  mdb_strerror(rc));
+		(void)snprintf(err, errlen, "%s: reading env: %s", q->path,
+			       mdb_strerror(rc));
 		return -1;
 	}
 	return queue_env_decode(q, &key, &val, buf, env, err, errlen);
@@ -1443,28 +845,30 @@ queue_chunk_open(struct queue *q, const MDB_val *key, const MDB_val *val,
 
 	queue_id_format(record_be64_get(key->mv_data), qid);
 	if (record_be32_get((const uint8_t *)key->mv_data + 8) != i) {
-		queue_err(err, errlen,
-			  "record %s: body chunk %" PRIu32 " missing", qid, i);
+		(void)snprintf(err, errlen,
+			       "record %s: body chunk %" PRIu32 " missing", qid,
+			       i);
 		return QUEUE_CORRUPT;
 	}
 	if (val->mv_size < CRYPT_OVERHEAD_BYTES) {
-		queue_err(err, errlen,
-			  "record %s: body chunk %" PRIu32 ": truncated", qid,
-			  i);
+		(void)snprintf(err, errlen,
+			       "record %s: body chunk %" PRIu32 ": truncated",
+			       qid, i);
 		return QUEUE_CORRUPT;
 	}
 	if (queue_plain_reserve(buf, val->mv_size - CRYPT_OVERHEAD_BYTES) !=
 	    0) {
-		queue_err(err, errlen,
-			  "record %s: body chunk %" PRIu32 ": out of memory",
-			  qid, i);
+		(void)snprintf(
+		    err, errlen,
+		    "record %s: body chunk %" PRIu32 ": out of memory", qid, i);
 		return -1;
 	}
 	if (crypt_open(q->key, CRYPT_DB_BODY, key->mv_data, key->mv_size,
 		       val->mv_data, val->mv_size, buf->p, plen, why,
 		       sizeof(why)) != 0) {
-		queue_err(err, errlen, "record %s: body chunk %" PRIu32 ": %s",
-			  qid, i, why);
+		(void)snprintf(err, errlen,
+			       "record %s: body chunk %" PRIu32 ": %s", qid, i,
+			       why);
 		return QUEUE_CORRUPT;
 	}
 	return 0;
@@ -1498,8 +902,8 @@ queue_body_read(struct queue *q, uint64_t id, queue_chunk_fn *fn, void *arg,
 		goto done;
 	ret = -1;
 	if ((rc = mdb_cursor_open(txn, q->db_body, &cur)) != 0) {
-		queue_err(err, errlen, "%s: cursor: %s", q->path,
-			  mdb_strerror(rc));
+		(void)snprintf(err, errlen, "%s: cursor: %s", q->path,
+			       mdb_strerror(rc));
 		goto done;
 	}
 	queue_body_key(k, id, 0);
@@ -1520,15 +924,16 @@ queue_body_read(struct queue *q, uint64_t id, queue_chunk_fn *fn, void *arg,
 		}
 	}
 	if (rc != 0 && rc != MDB_NOTFOUND) {
-		queue_err(err, errlen, "%s: reading body: %s", q->path,
-			  mdb_strerror(rc));
+		(void)snprintf(err, errlen, "%s: reading body: %s", q->path,
+			       mdb_strerror(rc));
 		goto done;
 	}
 	if (i != env.nchunks || total != env.size) {
-		queue_err(err, errlen,
-			  "record %s: body has %" PRIu32 " chunks, %" PRIu64
-			  " bytes; the envelope says %" PRIu32 ", %" PRIu64,
-			  qid, i, total, env.nchunks, env.size);
+		(void)snprintf(
+		    err, errlen,
+		    "record %s: body has %" PRIu32 " chunks, %" PRIu64
+		    " bytes; the envelope says %" PRIu32 ", %" PRIu64,
+		    qid, i, total, env.nchunks, env.size);
 		ret = QUEUE_CORRUPT;
 		goto done;
 	}

@@ -19,6 +19,9 @@
  * returned, and must only hand the result over to the caller's own thread.
  * Readers (queue_walk, queue_envelope_get, queue_body_read) may run on any
  * thread; each uses its own read transaction (MDB_NOTLS).
+ *
+ * Errors: a call that takes (char *err, size_t errlen) writes why it failed
+ * there, cut to fit; ERR must hold ERRLEN bytes (NULL only with ERRLEN 0).
  */
 #ifndef OUTPOST_QUEUE_H
 #define OUTPOST_QUEUE_H

@@ -1,6 +1,6 @@
 /*
  * record.c — the envelope record: TLV encode, strict decode, and the
- * length-checked reader (record_buf_*) used for every untrusted byte.
+ * length-checked reader (record_rd_*) used for every untrusted byte.
  * Owns: the plaintext layout of "env" values and the memory of a decoded
  * struct queue_envelope (queue_envelope_clear()).  Must not: touch LMDB or
  * keys (queue.c, crypt.c do).  Thread: pure functions, any thread.
@@ -8,7 +8,6 @@
  * length before checking it against what is left, and on failure leaves
  * the envelope zeroed with nothing allocated.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,55 +16,39 @@
 
 #define RECORD_RCPT_MIN_BYTES 4 /* ET_RCPT, len, RT_ADDR, len */
 
-static void record_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-record_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	/* A truncated diagnostic is still a diagnostic. */
-	(void)vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* The reader ---------------------------------------------------------- */
 
 void
-record_buf_init(struct record_buf *b, const void *data, size_t len)
+record_rd_init(struct record_rd *b, const void *data, size_t len)
 {
 	b->data = data;
 	b->len = data != NULL ? len : 0;
 	b->off = 0;
-	b->tag_off = 0;
+	b->tag = 0;
 }
 
 size_t
-record_buf_len(const struct record_buf *b)
+record_rd_left(const struct record_rd *b)
 {
 	return b->len - b->off;
 }
 
 void
-record_buf_tag(struct record_buf *b)
+record_rd_tag(struct record_rd *b)
 {
-	b->tag_off = b->off;
+	b->tag = b->off;
 }
 
 void
-record_buf_tag_rollback(struct record_buf *b)
+record_rd_rollback(struct record_rd *b)
 {
-	b->off = b->tag_off;
+	b->off = b->tag;
 }
 
 int
-record_buf_fetch_bytes(struct record_buf *b, size_t n, const uint8_t **p)
+record_rd_bytes(struct record_rd *b, size_t n, const uint8_t **p)
 {
-	if (n > record_buf_len(b))
+	if (n > record_rd_left(b))
 		return -1;
 	*p = b->data + b->off;
 	b->off += n;
@@ -73,58 +56,58 @@ record_buf_fetch_bytes(struct record_buf *b, size_t n, const uint8_t **p)
 }
 
 int
-record_buf_fetch_u8(struct record_buf *b, uint8_t *v)
+record_rd_u8(struct record_rd *b, uint8_t *v)
 {
 	const uint8_t *p;
 
-	if (record_buf_fetch_bytes(b, 1, &p) != 0)
+	if (record_rd_bytes(b, 1, &p) != 0)
 		return -1;
 	*v = p[0];
 	return 0;
 }
 
 int
-record_buf_fetch_be16(struct record_buf *b, uint16_t *v)
+record_rd_be16(struct record_rd *b, uint16_t *v)
 {
 	const uint8_t *p;
 
-	if (record_buf_fetch_bytes(b, 2, &p) != 0)
+	if (record_rd_bytes(b, 2, &p) != 0)
 		return -1;
 	*v = (uint16_t)((unsigned)p[0] << 8 | p[1]);
 	return 0;
 }
 
 int
-record_buf_fetch_be32(struct record_buf *b, uint32_t *v)
+record_rd_be32(struct record_rd *b, uint32_t *v)
 {
 	const uint8_t *p;
 
-	if (record_buf_fetch_bytes(b, 4, &p) != 0)
+	if (record_rd_bytes(b, 4, &p) != 0)
 		return -1;
 	*v = record_be32_get(p);
 	return 0;
 }
 
 int
-record_buf_fetch_be64(struct record_buf *b, uint64_t *v)
+record_rd_be64(struct record_rd *b, uint64_t *v)
 {
 	const uint8_t *p;
 
-	if (record_buf_fetch_bytes(b, 8, &p) != 0)
+	if (record_rd_bytes(b, 8, &p) != 0)
 		return -1;
 	*v = record_be64_get(p);
 	return 0;
 }
 
 int
-record_buf_fetch_varint(struct record_buf *b, uint64_t *v)
+record_rd_varint(struct record_rd *b, uint64_t *v)
 {
 	uint64_t x = 0;
 	size_t i, start = b->off;
 	uint8_t c;
 
 	for (i = 0; i < RECORD_VARINT_MAX_BYTES; i++) {
-		if (record_buf_fetch_u8(b, &c) != 0)
+		if (record_rd_u8(b, &c) != 0)
 			goto fail;
 		/* The tenth byte may only carry the top bit of a uint64. */
 		if (i == RECORD_VARINT_MAX_BYTES - 1 && c > 1)
@@ -144,13 +127,13 @@ fail:
 }
 
 int
-record_buf_fetch_sub(struct record_buf *b, size_t n, struct record_buf *sub)
+record_rd_sub(struct record_rd *b, size_t n, struct record_rd *sub)
 {
 	const uint8_t *p;
 
-	if (record_buf_fetch_bytes(b, n, &p) != 0)
+	if (record_rd_bytes(b, n, &p) != 0)
 		return -1;
-	record_buf_init(sub, p, n);
+	record_rd_init(sub, p, n);
 	return 0;
 }
 
@@ -295,8 +278,8 @@ record_out_tlv_str(struct record_out *o, uint8_t tag, const char *s,
 	if (s == NULL)
 		return 0;
 	if ((n = strlen(s)) > RECORD_STRING_MAX_BYTES) {
-		record_err(err, errlen, "%s: %zu bytes, limit %u", what, n,
-			   RECORD_STRING_MAX_BYTES);
+		(void)snprintf(err, errlen, "%s: %zu bytes, limit %u", what, n,
+			       RECORD_STRING_MAX_BYTES);
 		return -1;
 	}
 	record_out_tlv(o, tag, s, n);
@@ -308,12 +291,12 @@ record_rcpt_encode(struct record_out *o, const struct queue_rcpt *r, uint32_t i,
 		   char *err, size_t errlen)
 {
 	if (r->addr == NULL) {
-		record_err(err, errlen, "recipient %u: no address", i);
+		(void)snprintf(err, errlen, "recipient %u: no address", i);
 		return -1;
 	}
 	if (r->state > QR_EXPIRED) {
-		record_err(err, errlen, "recipient %u: unknown state %u", i,
-			   r->state);
+		(void)snprintf(err, errlen, "recipient %u: unknown state %u", i,
+			       r->state);
 		return -1;
 	}
 	if (record_out_tlv_str(o, RT_ADDR, r->addr, "recipient address", err,
@@ -340,16 +323,16 @@ record_envelope_encode(const struct queue_envelope *env, uint8_t **out,
 	*out = NULL;
 	*outlen = 0;
 	if (env->sender == NULL) {
-		record_err(err, errlen, "envelope without sender");
+		(void)snprintf(err, errlen, "envelope without sender");
 		goto fail;
 	}
 	if (env->nrcpts > RECORD_RCPTS_MAX) {
-		record_err(err, errlen, "%u recipients, limit %u", env->nrcpts,
-			   RECORD_RCPTS_MAX);
+		(void)snprintf(err, errlen, "%u recipients, limit %u",
+			       env->nrcpts, RECORD_RCPTS_MAX);
 		goto fail;
 	}
 	if (env->nrcpts > 0 && env->rcpts == NULL) {
-		record_err(err, errlen, "recipients missing");
+		(void)snprintf(err, errlen, "recipients missing");
 		goto fail;
 	}
 	record_out_put(&o, &version, 1);
@@ -379,7 +362,7 @@ record_envelope_encode(const struct queue_envelope *env, uint8_t **out,
 		record_out_tlv(&o, ET_RCPT, rc.p, rc.len);
 	}
 	if (o.bad || rc.bad) {
-		record_err(
+		(void)snprintf(
 		    err, errlen,
 		    "envelope too large (limit %u bytes) or out of memory",
 		    RECORD_TOTAL_MAX_BYTES);
@@ -399,28 +382,27 @@ fail:
 
 /* Next tag and value; the value is a sub-reader, already consumed. */
 static int
-record_tlv_next(struct record_buf *b, uint8_t *tag, struct record_buf *val,
+record_tlv_next(struct record_rd *b, uint8_t *tag, struct record_rd *val,
 		const char *where, char *err, size_t errlen)
 {
 	uint64_t n;
 	size_t at = b->off;
 
-	record_buf_tag(b);
-	if (record_buf_fetch_u8(b, tag) != 0 ||
-	    record_buf_fetch_varint(b, &n) != 0) {
-		record_buf_tag_rollback(b);
-		record_err(err, errlen, "%s: bad tag or length at offset %zu",
-			   where, at);
+	record_rd_tag(b);
+	if (record_rd_u8(b, tag) != 0 || record_rd_varint(b, &n) != 0) {
+		record_rd_rollback(b);
+		(void)snprintf(err, errlen,
+			       "%s: bad tag or length at offset %zu", where,
+			       at);
 		return -1;
 	}
-	if (n > record_buf_len(b) ||
-	    record_buf_fetch_sub(b, (size_t)n, val) != 0) {
-		record_err(err, errlen,
-			   "%s: tag %u at offset %zu: length %llu past the end "
-			   "(%zu left)",
-			   where, *tag, at, (unsigned long long)n,
-			   record_buf_len(b));
-		record_buf_tag_rollback(b);
+	if (n > record_rd_left(b) || record_rd_sub(b, (size_t)n, val) != 0) {
+		(void)snprintf(
+		    err, errlen,
+		    "%s: tag %u at offset %zu: length %llu past the end "
+		    "(%zu left)",
+		    where, *tag, at, (unsigned long long)n, record_rd_left(b));
+		record_rd_rollback(b);
 		return -1;
 	}
 	return 0;
@@ -434,7 +416,7 @@ record_tag_once(uint32_t *seen, uint8_t tag, const char *where, char *err,
 	uint32_t bit = 1u << tag;
 
 	if (*seen & bit) {
-		record_err(err, errlen, "%s: tag %u repeated", where, tag);
+		(void)snprintf(err, errlen, "%s: tag %u repeated", where, tag);
 		return -1;
 	}
 	*seen |= bit;
@@ -442,7 +424,7 @@ record_tag_once(uint32_t *seen, uint8_t tag, const char *where, char *err,
 }
 
 static int
-record_val_fixed(struct record_buf *val, size_t width, uint64_t *v,
+record_val_fixed(struct record_rd *val, size_t width, uint64_t *v,
 		 const char *where, uint8_t tag, char *err, size_t errlen)
 {
 	uint8_t u8;
@@ -450,26 +432,26 @@ record_val_fixed(struct record_buf *val, size_t width, uint64_t *v,
 	uint32_t u32;
 	int rc = -1;
 
-	if (record_buf_len(val) != width) {
-		record_err(err, errlen, "%s: tag %u: %zu bytes, want %zu",
-			   where, tag, record_buf_len(val), width);
+	if (record_rd_left(val) != width) {
+		(void)snprintf(err, errlen, "%s: tag %u: %zu bytes, want %zu",
+			       where, tag, record_rd_left(val), width);
 		return -1;
 	}
 	switch (width) {
 	case 1:
-		if ((rc = record_buf_fetch_u8(val, &u8)) == 0)
+		if ((rc = record_rd_u8(val, &u8)) == 0)
 			*v = u8;
 		break;
 	case 2:
-		if ((rc = record_buf_fetch_be16(val, &u16)) == 0)
+		if ((rc = record_rd_be16(val, &u16)) == 0)
 			*v = u16;
 		break;
 	case 4:
-		if ((rc = record_buf_fetch_be32(val, &u32)) == 0)
+		if ((rc = record_rd_be32(val, &u32)) == 0)
 			*v = u32;
 		break;
 	case 8:
-		rc = record_buf_fetch_be64(val, v);
+		rc = record_rd_be64(val, v);
 		break;
 	}
 	return rc;
@@ -477,25 +459,25 @@ record_val_fixed(struct record_buf *val, size_t width, uint64_t *v,
 
 /* Copy a string value: no NUL inside, at most 64 KiB. */
 static int
-record_val_str(struct record_buf *val, char **out, const char *what, char *err,
+record_val_str(struct record_rd *val, char **out, const char *what, char *err,
 	       size_t errlen)
 {
-	size_t n = record_buf_len(val);
+	size_t n = record_rd_left(val);
 	const uint8_t *p;
 
 	if (n > RECORD_STRING_MAX_BYTES) {
-		record_err(err, errlen, "%s: %zu bytes, limit %u", what, n,
-			   RECORD_STRING_MAX_BYTES);
+		(void)snprintf(err, errlen, "%s: %zu bytes, limit %u", what, n,
+			       RECORD_STRING_MAX_BYTES);
 		return -1;
 	}
-	if (record_buf_fetch_bytes(val, n, &p) != 0)
+	if (record_rd_bytes(val, n, &p) != 0)
 		return -1;
 	if (memchr(p, '\0', n) != NULL) {
-		record_err(err, errlen, "%s: contains NUL", what);
+		(void)snprintf(err, errlen, "%s: contains NUL", what);
 		return -1;
 	}
 	if ((*out = malloc(n + 1)) == NULL) {
-		record_err(err, errlen, "%s: out of memory", what);
+		(void)snprintf(err, errlen, "%s: out of memory", what);
 		return -1;
 	}
 	memcpy(*out, p, n);
@@ -504,10 +486,10 @@ record_val_str(struct record_buf *val, char **out, const char *what, char *err,
 }
 
 static int
-record_rcpt_decode(struct record_buf *b, struct queue_rcpt *r, uint32_t i,
+record_rcpt_decode(struct record_rd *b, struct queue_rcpt *r, uint32_t i,
 		   char *err, size_t errlen)
 {
-	struct record_buf val;
+	struct record_rd val;
 	char where[48];
 	uint32_t seen = 0;
 	uint64_t v;
@@ -516,7 +498,7 @@ record_rcpt_decode(struct record_buf *b, struct queue_rcpt *r, uint32_t i,
 	if (snprintf(where, sizeof(where), "recipient %u", i) >=
 	    (int)sizeof(where))
 		where[0] = '\0';
-	while (record_buf_len(b) > 0) {
+	while (record_rd_left(b) > 0) {
 		if (record_tlv_next(b, &tag, &val, where, err, errlen) != 0)
 			return -1;
 		if (tag == 0 || tag > RT_LAST_REPLY)
@@ -534,8 +516,9 @@ record_rcpt_decode(struct record_buf *b, struct queue_rcpt *r, uint32_t i,
 					     errlen) != 0)
 				return -1;
 			if (v > QR_EXPIRED) {
-				record_err(err, errlen, "%s: unknown state %u",
-					   where, (unsigned)v);
+				(void)snprintf(err, errlen,
+					       "%s: unknown state %u", where,
+					       (unsigned)v);
 				return -1;
 			}
 			r->state = (uint8_t)v;
@@ -562,7 +545,7 @@ record_rcpt_decode(struct record_buf *b, struct queue_rcpt *r, uint32_t i,
 		}
 	}
 	if (r->addr == NULL) {
-		record_err(err, errlen, "%s: no address", where);
+		(void)snprintf(err, errlen, "%s: no address", where);
 		return -1;
 	}
 	return 0;
@@ -570,25 +553,26 @@ record_rcpt_decode(struct record_buf *b, struct queue_rcpt *r, uint32_t i,
 
 /* ET_NRCPTS: a varint filling its value, bounded by what is left. */
 static int
-record_nrcpts_decode(struct record_buf *val, const struct record_buf *b,
+record_nrcpts_decode(struct record_rd *val, const struct record_rd *b,
 		     struct queue_envelope *env, char *err, size_t errlen)
 {
 	uint64_t n;
 
-	if (record_buf_fetch_varint(val, &n) != 0 || record_buf_len(val) != 0) {
-		record_err(err, errlen, "recipient count: bad varint");
+	if (record_rd_varint(val, &n) != 0 || record_rd_left(val) != 0) {
+		(void)snprintf(err, errlen, "recipient count: bad varint");
 		return -1;
 	}
 	if (n > RECORD_RCPTS_MAX ||
-	    n > record_buf_len(b) / RECORD_RCPT_MIN_BYTES) {
-		record_err(err, errlen,
-			   "recipient count %llu: over the limit or the record "
-			   "(%zu bytes left)",
-			   (unsigned long long)n, record_buf_len(b));
+	    n > record_rd_left(b) / RECORD_RCPT_MIN_BYTES) {
+		(void)snprintf(
+		    err, errlen,
+		    "recipient count %llu: over the limit or the record "
+		    "(%zu bytes left)",
+		    (unsigned long long)n, record_rd_left(b));
 		return -1;
 	}
 	if (n > 0 && (env->rcpts = calloc(n, sizeof(*env->rcpts))) == NULL) {
-		record_err(err, errlen, "out of memory");
+		(void)snprintf(err, errlen, "out of memory");
 		return -1;
 	}
 	env->nrcpts = (uint32_t)n;
@@ -603,7 +587,7 @@ int
 record_envelope_decode(const uint8_t *p, size_t len, struct queue_envelope *env,
 		       char *err, size_t errlen)
 {
-	struct record_buf b, val;
+	struct record_rd b, val;
 	uint32_t seen = 0, got = 0;
 	uint64_t v;
 	uint8_t version, tag;
@@ -611,23 +595,23 @@ record_envelope_decode(const uint8_t *p, size_t len, struct queue_envelope *env,
 
 	memset(env, 0, sizeof(*env));
 	if (len > RECORD_TOTAL_MAX_BYTES) {
-		record_err(err, errlen, "envelope of %zu bytes, limit %u", len,
-			   RECORD_TOTAL_MAX_BYTES);
+		(void)snprintf(err, errlen, "envelope of %zu bytes, limit %u",
+			       len, RECORD_TOTAL_MAX_BYTES);
 		goto fail;
 	}
-	record_buf_init(&b, p, len);
-	if (record_buf_fetch_u8(&b, &version) != 0) {
-		record_err(err, errlen, "empty envelope");
+	record_rd_init(&b, p, len);
+	if (record_rd_u8(&b, &version) != 0) {
+		(void)snprintf(err, errlen, "empty envelope");
 		goto fail;
 	}
 	if (version != RECORD_ENVELOPE_VERSION) {
-		record_err(
+		(void)snprintf(
 		    err, errlen,
 		    "envelope format %u not supported (this build reads %u)",
 		    version, RECORD_ENVELOPE_VERSION);
 		goto fail;
 	}
-	while (record_buf_len(&b) > 0) {
+	while (record_rd_left(&b) > 0) {
 		if (record_tlv_next(&b, &tag, &val, where, err, errlen) != 0)
 			goto fail;
 		if (tag == 0 || tag > ET_RCPT)
@@ -697,10 +681,11 @@ record_envelope_decode(const uint8_t *p, size_t len, struct queue_envelope *env,
 			break;
 		case ET_RCPT:
 			if (!(seen & (1u << ET_NRCPTS)) || got >= env->nrcpts) {
-				record_err(err, errlen,
-					   "recipient %u: not announced by the "
-					   "recipient count",
-					   got);
+				(void)snprintf(
+				    err, errlen,
+				    "recipient %u: not announced by the "
+				    "recipient count",
+				    got);
 				goto fail;
 			}
 			if (record_rcpt_decode(&val, &env->rcpts[got], got, err,
@@ -714,16 +699,16 @@ record_envelope_decode(const uint8_t *p, size_t len, struct queue_envelope *env,
 	}
 	if (!(seen & (1u << ET_ID)) || !(seen & (1u << ET_SENDER)) ||
 	    !(seen & (1u << ET_NRCPTS))) {
-		record_err(err, errlen,
-			   "envelope lacks id, sender or "
-			   "recipient count");
+		(void)snprintf(err, errlen,
+			       "envelope lacks id, sender or "
+			       "recipient count");
 		goto fail;
 	}
 	if (got != env->nrcpts) {
-		record_err(err, errlen,
-			   "envelope announces %u recipients, "
-			   "holds %u",
-			   env->nrcpts, got);
+		(void)snprintf(err, errlen,
+			       "envelope announces %u recipients, "
+			       "holds %u",
+			       env->nrcpts, got);
 		goto fail;
 	}
 	return 0;

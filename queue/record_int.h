@@ -60,35 +60,36 @@ enum record_rcpt_tag {
 };
 
 /*
- * The reader.  Every fetch either succeeds and advances, or fails (-1) and
- * leaves the position where it was; record_buf_tag() marks a position that
- * record_buf_tag_rollback() returns to.  The data is never copied or
- * modified; the caller keeps it alive while the reader is used.
+ * The reader, named as every byte reader of the tree (dns/cache.c dns_rd_*,
+ * dkim/dmarc.c dmarc_rd_*, dkim/msg.c msg_rd_*): each fetch (_u8, _be16,
+ * _be32, _be64, _varint, _bytes, _sub) either succeeds and advances, or
+ * fails (-1) and leaves the cursor where it was; record_rd_tag() marks a
+ * position that record_rd_rollback() returns to.  The data is never copied
+ * or modified; the caller keeps it alive while the reader is used.
  */
-struct record_buf {
+struct record_rd {
 	const uint8_t *data;
 	size_t len;
 	size_t off;
-	size_t tag_off;
+	size_t tag;
 };
 
-void record_buf_init(struct record_buf *b, const void *data, size_t len);
-/* record_buf_len — bytes not read yet. */
-size_t record_buf_len(const struct record_buf *b);
-void record_buf_tag(struct record_buf *b);
-void record_buf_tag_rollback(struct record_buf *b);
-int record_buf_fetch_u8(struct record_buf *b, uint8_t *v);
-int record_buf_fetch_be16(struct record_buf *b, uint16_t *v);
-int record_buf_fetch_be32(struct record_buf *b, uint32_t *v);
-int record_buf_fetch_be64(struct record_buf *b, uint64_t *v);
-/* record_buf_fetch_varint — minimal unsigned LEB128 of at most 10 bytes;
+void record_rd_init(struct record_rd *b, const void *data, size_t len);
+/* record_rd_left — bytes not read yet. */
+size_t record_rd_left(const struct record_rd *b);
+void record_rd_tag(struct record_rd *b);
+void record_rd_rollback(struct record_rd *b);
+int record_rd_u8(struct record_rd *b, uint8_t *v);
+int record_rd_be16(struct record_rd *b, uint16_t *v);
+int record_rd_be32(struct record_rd *b, uint32_t *v);
+int record_rd_be64(struct record_rd *b, uint64_t *v);
+/* record_rd_varint — minimal unsigned LEB128 of at most 10 bytes;
  * an overlong or overflowing encoding fails. */
-int record_buf_fetch_varint(struct record_buf *b, uint64_t *v);
-/* record_buf_fetch_bytes — point *p at the next N bytes (no copy). */
-int record_buf_fetch_bytes(struct record_buf *b, size_t n, const uint8_t **p);
-/* record_buf_fetch_sub — a reader over the next N bytes, consumed here. */
-int record_buf_fetch_sub(struct record_buf *b, size_t n,
-			 struct record_buf *sub);
+int record_rd_varint(struct record_rd *b, uint64_t *v);
+/* record_rd_bytes — point *p at the next N bytes (no copy). */
+int record_rd_bytes(struct record_rd *b, size_t n, const uint8_t **p);
+/* record_rd_sub — a reader over the next N bytes, consumed here. */
+int record_rd_sub(struct record_rd *b, size_t n, struct record_rd *sub);
 
 /* Big-endian helpers for LMDB keys and fixed headers. */
 void record_be32_put(uint8_t *p, uint32_t v);

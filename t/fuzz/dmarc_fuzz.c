@@ -15,19 +15,9 @@
 #include <string.h>
 
 #include "dkim/dkim.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "t/fuzz/fuzz_check.h"
 
 #define FUZZ_FROM_MAX (64 * 1024)
-
-#define FUZZ_CHECK(cond)                                                       \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__,     \
-				#cond);                                        \
-			abort();                                               \
-		}                                                              \
-	} while (0)
 
 static void
 fuzz_check_domain(const char *dom)

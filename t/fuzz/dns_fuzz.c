@@ -16,20 +16,10 @@
 #include <string.h>
 
 #include "dns/cache_int.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "t/fuzz/fuzz_check.h"
 
 static const uint16_t fuzz_types[] = { DNS_RR_A, DNS_RR_AAAA, DNS_RR_MX,
 				       DNS_RR_TXT };
-
-#define FUZZ_CHECK(cond)                                                       \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__,     \
-				#cond);                                        \
-			abort();                                               \
-		}                                                              \
-	} while (0)
 
 /* What ares_query() reports for a message it accepted (1.18 qcallback). */
 static int

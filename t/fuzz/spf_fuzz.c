@@ -16,17 +16,7 @@
 #include <sys/socket.h>
 
 #include "dkim/dkim.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define FUZZ_CHECK(cond)                                                       \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__,     \
-				#cond);                                        \
-			abort();                                               \
-		}                                                              \
-	} while (0)
+#include "t/fuzz/fuzz_check.h"
 
 static void
 fuzz_check_spec(const char *s)

@@ -7,6 +7,7 @@ if(NOT TARGET outpost_dkim)
 	return()
 endif()
 outpost_unit_test(dmarc_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/dmarc_test.c
+	${CMAKE_CURRENT_LIST_DIR}/dns_fixture.c
 	DEPS outpost_dkim outpost_dns LIBS PkgConfig::LIBEVENT PkgConfig::PSL)
 set_tests_properties(unit/dmarc_test PROPERTIES TIMEOUT 120)
 if(OUTPOST_ASAN_SUITE)
@@ -20,6 +21,7 @@ outpost_unit_test(spf_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/spf_test.c
 # dkim/spf.c: check_host() against a dnsmasq the test starts on 127.0.0.1
 # (rows skip without it) and a loopback socket that never answers.
 outpost_unit_test(spf_eval_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/spf_eval_test.c
+	${CMAKE_CURRENT_LIST_DIR}/dns_fixture.c
 	DEPS outpost_dkim outpost_dns LIBS PkgConfig::LIBEVENT)
 set_tests_properties(unit/spf_eval_test PROPERTIES TIMEOUT 120)
 if(OUTPOST_ASAN_SUITE)

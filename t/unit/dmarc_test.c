@@ -9,7 +9,6 @@
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -30,28 +29,18 @@
 #include <event2/event.h>
 
 #include "dkim/dkim.h"
+#include "dkim/dmarc_int.h"
 #include "dns/dns.h"
+#include "t/unit/dns_fixture.h"
+#include "t/unit/test_row.h"
 
 #pragma GCC poison strcpy strcat vsprintf
 #ifndef sprintf
 #pragma GCC poison sprintf
 #endif
 
-#define NELEM(a)       (sizeof(a) / sizeof((a)[0]))
 #define RUN_TIMEOUT_MS 5000
 #define FIELDS_MAX     4
-
-/* A failing row says which row and what it got (as LMDB's mtest CHECK). */
-#define ROW_CHECK(cond, name, ...)                                             \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			print_error("%s:%d: row \"%s\": %s: ", __FILE__,       \
-				    __LINE__, (name), #cond);                  \
-			print_error(__VA_ARGS__);                              \
-			print_error("\n");                                     \
-			fail();                                                \
-		}                                                              \
-	} while (0)
 
 /* Records -------------------------------------------------------------- */
 
@@ -339,6 +328,57 @@ test_init_file(void **state)
 	assert_int_equal(dmarc_init(NULL, err, sizeof(err)), 0);
 	dmarc_org_domain("a.github.io", out, sizeof(out));
 	assert_string_equal(out, "a.github.io");
+}
+
+/* The reader ----------------------------------------------------------- */
+
+struct rd_case {
+	const char *name;
+	size_t len, off; /* a reader over LEN bytes, cursor at OFF */
+	size_t n;        /* dmarc_rd_skip(n) */
+	int rc;
+	size_t want_off;
+};
+
+/* Every fetch fails without moving the cursor (c-ares ares_buf, LMDB). */
+static const struct rd_case rd_cases[] = {
+	{ "within", 5, 1, 3, 0, 4 },
+	{ "to the end", 5, 1, 4, 0, 5 },
+	{ "nothing", 5, 5, 0, 0, 5 },
+	{ "one past the end", 5, 1, 5, -1, 1 },
+	{ "at the end", 5, 5, 1, -1, 5 },
+	{ "empty", 0, 0, 1, -1, 0 },
+	{ "SIZE_MAX", 5, 2, SIZE_MAX, -1, 2 },
+};
+
+static void
+test_rd_skip(void **state)
+{
+	static const uint8_t bytes[] = "abcde";
+	const struct rd_case *c;
+	struct dmarc_rd r;
+	uint8_t b;
+	size_t i;
+	int rc;
+
+	(void)state;
+	for (i = 0; i < NELEM(rd_cases); i++) {
+		c = &rd_cases[i];
+		dmarc_rd_init(&r, bytes, c->len);
+		r.off = c->off;
+		rc = dmarc_rd_skip(&r, c->n);
+		ROW_CHECK(rc == c->rc, c->name, "rc %d, want %d", rc, c->rc);
+		ROW_CHECK(r.off == c->want_off, c->name,
+			  "cursor at %zu, want %zu", r.off, c->want_off);
+	}
+	/* A peek past the end fails too, and never moves. */
+	dmarc_rd_init(&r, bytes, 2);
+	assert_int_equal(dmarc_rd_peek(&r, 1, &b), 0);
+	assert_int_equal(b, 'b');
+	assert_int_equal(dmarc_rd_peek(&r, 2, &b), -1);
+	assert_true(dmarc_rd_is(&r, 0, 'a'));
+	assert_false(dmarc_rd_is(&r, 2, '\0'));
+	assert_int_equal(r.off, 0);
 }
 
 /* From ----------------------------------------------------------------- */
@@ -679,188 +719,28 @@ test_from_parsed(void **state)
 
 /* Servers -------------------------------------------------------------- */
 
-static struct {
-	pid_t dnsmasq_pid;
-	char dnsmasq_servers[64];
-	int silent_fd; /* bound, never read: queries time out */
-	char silent_servers[64];
-} srv = { -1, "", -1, "" };
+static struct dns_fixture srv = DNS_FIXTURE_INIT;
 
 /* What dnsmasq publishes (all under .test, answered locally). */
-static const char *const dns_txt[] = {
-	"_dmarc.example.test,v=DMARC1; p=reject; sp=quarantine;adkim=s;pct=50",
-	"_dmarc.own.example.test,v=DMARC1; p=none",
-	"_dmarc.two.example.test,v=DMARC1; p=none",
-	"_dmarc.two.example.test,v=DMARC1; p=reject",
-	"_dmarc.spf.example.test,v=spf1 -all",
-	"_dmarc.mixed.example.test,v=spf1 -all",
-	"_dmarc.mixed.example.test,v=DMARC1; p=quarantine",
-	"_dmarc.badp.example.test,v=DMARC1; p=bogus",
-	"_dmarc.nosp.test,v=DMARC1; p=reject",
-	"_dmarc.nodmarc.test,hello",
+static const char *const dns_args[] = {
+	"--txt-record=_dmarc.example.test,"
+	"v=DMARC1; p=reject; sp=quarantine;adkim=s;pct=50",
+	"--txt-record=_dmarc.own.example.test,v=DMARC1; p=none",
+	"--txt-record=_dmarc.two.example.test,v=DMARC1; p=none",
+	"--txt-record=_dmarc.two.example.test,v=DMARC1; p=reject",
+	"--txt-record=_dmarc.spf.example.test,v=spf1 -all",
+	"--txt-record=_dmarc.mixed.example.test,v=spf1 -all",
+	"--txt-record=_dmarc.mixed.example.test,v=DMARC1; p=quarantine",
+	"--txt-record=_dmarc.badp.example.test,v=DMARC1; p=bogus",
+	"--txt-record=_dmarc.nosp.test,v=DMARC1; p=reject",
+	"--txt-record=_dmarc.nodmarc.test,hello",
+	NULL,
 };
-
-static int
-udp_bind_loopback(int *port)
-{
-	struct sockaddr_in sin;
-	socklen_t len = sizeof(sin);
-	int fd;
-
-	if ((fd = socket(AF_INET, SOCK_DGRAM, 0)) < 0)
-		return -1;
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 ||
-	    getsockname(fd, (struct sockaddr *)&sin, &len) != 0) {
-		close(fd);
-		return -1;
-	}
-	*port = ntohs(sin.sin_port);
-	return fd;
-}
-
-/* A port free for both UDP and TCP on 127.0.0.1 right now. */
-static int
-free_port(void)
-{
-	struct sockaddr_in sin;
-	int u, t, port = -1, on = 1;
-
-	if ((u = udp_bind_loopback(&port)) < 0)
-		return -1;
-	if ((t = socket(AF_INET, SOCK_STREAM, 0)) >= 0) {
-		(void)setsockopt(t, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
-		memset(&sin, 0, sizeof(sin));
-		sin.sin_family = AF_INET;
-		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		sin.sin_port = htons((uint16_t)port);
-		if (bind(t, (struct sockaddr *)&sin, sizeof(sin)) != 0)
-			port = -1;
-		close(t);
-	}
-	close(u);
-	return port;
-}
-
-static const char *
-dnsmasq_path(void)
-{
-	static const char *const paths[] = { "/usr/sbin/dnsmasq",
-					     "/usr/bin/dnsmasq",
-					     "/sbin/dnsmasq" };
-	size_t i;
-
-	for (i = 0; i < NELEM(paths); i++)
-		if (access(paths[i], X_OK) == 0)
-			return paths[i];
-	return NULL;
-}
-
-/* Up when its TCP listener on PORT accepts a connection. */
-static int
-dnsmasq_wait(int port)
-{
-	static const struct timespec pause = { 0, 20000000 };
-	struct sockaddr_in sin;
-	int i, fd, rc;
-
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	sin.sin_port = htons((uint16_t)port);
-	for (i = 0; i < 250; i++) {
-		if (waitpid(srv.dnsmasq_pid, NULL, WNOHANG) ==
-		    srv.dnsmasq_pid) {
-			srv.dnsmasq_pid = -1;
-			return -1;
-		}
-		if ((fd = socket(AF_INET, SOCK_STREAM, 0)) < 0)
-			return -1;
-		rc = connect(fd, (struct sockaddr *)&sin, sizeof(sin));
-		close(fd);
-		if (rc == 0)
-			return 0;
-		nanosleep(&pause, NULL);
-	}
-	return -1;
-}
-
-static void
-dnsmasq_exec(const char *path, int port)
-{
-	char portarg[32], txtargs[NELEM(dns_txt)][160];
-	const char *argv[16 + NELEM(dns_txt)];
-	size_t i, n = 0;
-	int fd;
-
-	(void)prctl(PR_SET_PDEATHSIG, SIGTERM);
-	if (getenv("DMARC_TEST_VERBOSE") == NULL &&
-	    (fd = open("/dev/null", O_WRONLY)) >= 0) {
-		dup2(fd, STDERR_FILENO);
-		close(fd);
-	}
-	(void)snprintf(portarg, sizeof(portarg), "--port=%d", port);
-	argv[n++] = "dnsmasq";
-	argv[n++] = portarg;
-	argv[n++] = "--listen-address=127.0.0.1";
-	argv[n++] = "--bind-interfaces";
-	argv[n++] = "--no-resolv";
-	argv[n++] = "--no-hosts";
-	argv[n++] = "--conf-file=/dev/null";
-	argv[n++] = "--keep-in-foreground";
-	argv[n++] = "--pid-file=";
-	argv[n++] = "--log-facility=-";
-	argv[n++] = "--local=/test/";
-	argv[n++] = "--local-ttl=60";
-	for (i = 0; i < NELEM(dns_txt); i++) {
-		if (snprintf(txtargs[i], sizeof(txtargs[i]), "--txt-record=%s",
-			     dns_txt[i]) >= (int)sizeof(txtargs[i]))
-			_exit(126);
-		argv[n++] = txtargs[i];
-	}
-	argv[n] = NULL;
-	execv(path, (char *const *)(uintptr_t)argv);
-	_exit(127);
-}
-
-static int
-dnsmasq_start(void)
-{
-	const char *path = dnsmasq_path();
-	int attempt, port;
-
-	if (path == NULL)
-		return -1;
-	/* The port was free a moment ago; a parallel test may take it. */
-	for (attempt = 0; attempt < 10; attempt++) {
-		if ((port = free_port()) < 0)
-			continue;
-		if ((srv.dnsmasq_pid = fork()) < 0)
-			return -1;
-		if (srv.dnsmasq_pid == 0)
-			dnsmasq_exec(path, port);
-		if (dnsmasq_wait(port) == 0) {
-			(void)snprintf(srv.dnsmasq_servers,
-				       sizeof(srv.dnsmasq_servers),
-				       "127.0.0.1:%d", port);
-			return 0;
-		}
-		if (srv.dnsmasq_pid > 0) {
-			kill(srv.dnsmasq_pid, SIGTERM);
-			waitpid(srv.dnsmasq_pid, NULL, 0);
-			srv.dnsmasq_pid = -1;
-		}
-	}
-	return -1;
-}
 
 static int
 group_setup(void **state)
 {
 	char err[256];
-	int port;
 
 	(void)state;
 	signal(SIGPIPE, SIG_IGN);
@@ -868,25 +748,16 @@ group_setup(void **state)
 		fprintf(stderr, "dmarc_init: %s\n", err);
 		return -1;
 	}
-	if (dnsmasq_start() != 0)
+	if (dns_fixture_dnsmasq_start(&srv, "test", dns_args) != 0)
 		fprintf(stderr, "# dnsmasq not available: lookups skip\n");
-	if ((srv.silent_fd = udp_bind_loopback(&port)) < 0)
-		return -1;
-	(void)snprintf(srv.silent_servers, sizeof(srv.silent_servers),
-		       "127.0.0.1:%d", port);
-	return 0;
+	return dns_fixture_silent_start(&srv);
 }
 
 static int
 group_teardown(void **state)
 {
 	(void)state;
-	if (srv.dnsmasq_pid > 0) {
-		kill(srv.dnsmasq_pid, SIGTERM);
-		waitpid(srv.dnsmasq_pid, NULL, 0);
-	}
-	if (srv.silent_fd >= 0)
-		close(srv.silent_fd);
+	dns_fixture_stop(&srv);
 	dmarc_done();
 	return 0;
 }
@@ -909,52 +780,22 @@ on_reply(const struct dmarc_policy_reply *rep, void *arg)
 	f->ncalls++;
 }
 
-static void
-on_deadline(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	*(bool *)arg = true;
-}
-
 /* Run the loop until F has WANT callbacks or MS milliseconds passed. */
 static void
 fx_run(struct fx *f, int want, int ms)
 {
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-	struct event *ev;
-	bool expired = false;
-
-	assert_non_null(ev = evtimer_new(f->base, on_deadline, &expired));
-	assert_int_equal(evtimer_add(ev, &tv), 0);
-	while (f->ncalls < want && !expired)
-		assert_int_not_equal(event_base_loop(f->base, EVLOOP_ONCE), -1);
-	event_free(ev);
+	(void)dns_fixture_run(f->base, &f->ncalls, want, ms);
 }
 
 static void
 fx_open(struct fx *f, const char *servers, unsigned timeout_ms)
 {
-	struct dns_config cfg;
 	char err[256];
 
 	memset(f, 0, sizeof(*f));
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.servers = servers;
-	cfg.loopback_only = true;
-	cfg.timeout_ms = timeout_ms;
-	cfg.tries = 1;
-	assert_non_null(f->base = event_base_new());
-	f->r = dns_resolver_new(f->base, &cfg, err, sizeof(err));
-	if (f->r == NULL)
-		fail_msg("dns_resolver_new: %s", err);
-}
-
-static void
-fx_close(struct fx *f)
-{
-	dns_resolver_free(f->r);
-	event_base_free(f->base);
+	if (dns_fixture_loop_open(&f->base, &f->r, servers, timeout_ms, err,
+				  sizeof(err)) != 0)
+		fail_msg("resolver: %s", err);
 }
 
 /* One lookup to its end; the callback must not come from the call. */
@@ -1066,7 +907,7 @@ test_lookup(void **state)
 				fx_open(&one, srv.dnsmasq_servers, 2000);
 				fx_lookup(&one, lookup_cases[i].from);
 				lookup_check(&lookup_cases[i], &one);
-				fx_close(&one);
+				dns_fixture_loop_close(one.base, one.r);
 			} else {
 				fx_lookup(&f, lookup_cases[i].from);
 				lookup_check(&lookup_cases[i], &f);
@@ -1090,7 +931,7 @@ test_lookup(void **state)
 		fx_open(&other, srv.dnsmasq_servers, 2000);
 		assert_false(
 		    dmarc_policy_cached(other.r, "example.test", &memo));
-		fx_close(&other);
+		dns_fixture_loop_close(other.base, other.r);
 		dmarc_memo_free();
 		assert_false(dmarc_policy_cached(f.r, "example.test", &memo));
 	}
@@ -1099,7 +940,7 @@ test_lookup(void **state)
 	assert_true(f.got.record.adkim_strict);
 	assert_false(f.got.record.aspf_strict);
 	assert_int_equal(f.got.record.pct, 50);
-	fx_close(&f);
+	dns_fixture_loop_close(f.base, f.r);
 }
 
 /* A server that never answers: TEMPFAIL after the timeout. */
@@ -1122,7 +963,7 @@ test_lookup_tempfail(void **state)
 	assert_int_equal(dmarc_effective(&f.got), DMARC_P_NONE);
 	assert_string_equal(f.got.where, "_dmarc.news.example.test");
 	assert_non_null(strstr(f.got.err, "_dmarc.news.example.test"));
-	fx_close(&f);
+	dns_fixture_loop_close(f.base, f.r);
 }
 
 struct cancel_ctx {
@@ -1163,7 +1004,7 @@ test_lookup_cancel(void **state)
 	fx_run(&f, 1, 300);
 	assert_int_equal(f.ncalls, 0);
 	dmarc_policy_cancel(NULL);
-	fx_close(&f);
+	dns_fixture_loop_close(f.base, f.r);
 
 	if (srv.dnsmasq_pid <= 0)
 		skip();
@@ -1194,7 +1035,7 @@ test_lookup_cancel(void **state)
 	assert_true(cc.called);
 	assert_false(cc.too_late);
 	assert_int_equal(f.ncalls, 0);
-	fx_close(&f);
+	dns_fixture_loop_close(f.base, f.r);
 }
 
 struct self_cancel {
@@ -1225,7 +1066,7 @@ test_lookup_cancel_in_callback(void **state)
 	while (s.ncalls == 0)
 		assert_int_not_equal(event_base_loop(f.base, EVLOOP_ONCE), -1);
 	assert_int_equal(s.ncalls, 1);
-	fx_close(&f);
+	dns_fixture_loop_close(f.base, f.r);
 }
 
 static void
@@ -1238,7 +1079,7 @@ test_lookup_args(void **state)
 	assert_null(dmarc_policy_lookup(NULL, "example.test", on_reply, &f));
 	assert_null(dmarc_policy_lookup(f.r, NULL, on_reply, &f));
 	assert_null(dmarc_policy_lookup(f.r, "example.test", NULL, &f));
-	fx_close(&f);
+	dns_fixture_loop_close(f.base, f.r);
 }
 
 static void
@@ -1266,6 +1107,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_record_parse),
+		cmocka_unit_test(test_rd_skip),
 		cmocka_unit_test(test_policy_str),
 		cmocka_unit_test(test_org_domain),
 		cmocka_unit_test(test_aligned),

@@ -6,6 +6,7 @@ if(NOT TARGET outpost_dns)
 	return()
 endif()
 outpost_unit_test(dns_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/dns_test.c
+	${CMAKE_CURRENT_LIST_DIR}/dns_fixture.c
 	DEPS outpost_dns)
 foreach(v "" ${OUTPOST_VARIANTS})
 	target_compile_definitions(dns_test${v} PRIVATE

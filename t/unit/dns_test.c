@@ -2,21 +2,19 @@
  * dns_test.c — unit tests for dns/: name syntax, the raw-answer walker, and
  * the resolver against DNS servers this program starts on 127.0.0.1 only:
  * t/unit/dns_fake_server.py (per-record TTLs, SOA, SERVFAIL, silence,
- * garbage) and dnsmasq when installed (tests skip without it).  Never the
- * system resolver: every resolver here has loopback_only or an explicit
- * loopback server.  The cache clock is driven through dns/resolver_int.h.
+ * garbage) and dnsmasq when installed (t/unit/dns_fixture.c; tests skip
+ * without it).  Never the system resolver: every resolver here has
+ * loopback_only or an explicit loopback server.  The cache clock is driven through dns/resolver_int.h.
  *
  * `dns_test --corpus DIR` writes the seed corpus of t/fuzz/dns_fuzz.c: the
  * raw answers of both servers plus the hand-made packets below.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -35,6 +33,7 @@
 #include "dns/dns.h"
 #include "dns/cache_int.h"
 #include "dns/resolver_int.h"
+#include "t/unit/dns_fixture.h"
 
 #ifndef DNS_TEST_PYTHON
 #define DNS_TEST_PYTHON "/usr/bin/python3"
@@ -53,72 +52,11 @@ static struct {
 	pid_t fake_pid;
 	int fake_stdin; /* closing it stops the fake server */
 	char fake_servers[64];
-	pid_t dnsmasq_pid;
-	char dnsmasq_servers[64];
-	int silent_fd; /* bound, never read: queries time out */
-	char silent_servers[64];
 	char closed_servers[64]; /* nothing bound: ICMP refused */
-} srv = { -1, -1, "", -1, "", -1, "", "" };
+} srv = { -1, -1, "", "" };
 
-static int
-udp_bind_loopback(int *port)
-{
-	struct sockaddr_in sin;
-	socklen_t len = sizeof(sin);
-	int fd;
-
-	if ((fd = socket(AF_INET, SOCK_DGRAM, 0)) < 0)
-		return -1;
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 ||
-	    getsockname(fd, (struct sockaddr *)&sin, &len) != 0) {
-		close(fd);
-		return -1;
-	}
-	*port = ntohs(sin.sin_port);
-	return fd;
-}
-
-/* A port free for both UDP and TCP on 127.0.0.1 right now. */
-static int
-free_port(void)
-{
-	struct sockaddr_in sin;
-	int u, t, port = -1, on = 1;
-
-	if ((u = udp_bind_loopback(&port)) < 0)
-		return -1;
-	if ((t = socket(AF_INET, SOCK_STREAM, 0)) >= 0) {
-		/* As dnsmasq does: a TIME_WAIT left by an old client
-		 * connection on that port does not make it busy. */
-		(void)setsockopt(t, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
-		memset(&sin, 0, sizeof(sin));
-		sin.sin_family = AF_INET;
-		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		sin.sin_port = htons((uint16_t)port);
-		if (bind(t, (struct sockaddr *)&sin, sizeof(sin)) != 0)
-			port = -1;
-		close(t);
-	}
-	close(u);
-	return port;
-}
-
-static void
-child_quiet(void)
-{
-	int fd;
-
-	/* Die with the test program, even if it crashes. */
-	(void)prctl(PR_SET_PDEATHSIG, SIGTERM);
-	if (getenv("DNS_TEST_VERBOSE") == NULL &&
-	    (fd = open("/dev/null", O_WRONLY)) >= 0) {
-		dup2(fd, STDERR_FILENO);
-		close(fd);
-	}
-}
+/* dnsmasq (its tests skip without it) and the silent server. */
+static struct dns_fixture dnsfx = DNS_FIXTURE_INIT;
 
 static int
 fake_start(void)
@@ -135,7 +73,7 @@ fake_start(void)
 	if ((srv.fake_pid = fork()) < 0)
 		return -1;
 	if (srv.fake_pid == 0) {
-		child_quiet();
+		dns_fixture_child_quiet();
 		dup2(in[0], STDIN_FILENO);
 		dup2(out[1], STDOUT_FILENO);
 		close(in[1]);
@@ -166,105 +104,21 @@ fake_start(void)
 	return 0;
 }
 
-static const char *const dnsmasq_paths[] = { "/usr/sbin/dnsmasq",
-					     "/usr/bin/dnsmasq",
-					     "/sbin/dnsmasq" };
+/* One TXT record of two character-strings: 300 octets (dnsmasq splits it
+ * at 255) and "bb"; set by servers_start(). */
+static char dns_txtarg[400];
 
-static const char *
-dnsmasq_path(void)
-{
-	size_t i;
-
-	for (i = 0; i < sizeof(dnsmasq_paths) / sizeof(dnsmasq_paths[0]); i++)
-		if (access(dnsmasq_paths[i], X_OK) == 0)
-			return dnsmasq_paths[i];
-	return NULL;
-}
-
-/* Up when its TCP listener on PORT answers a connect. */
-static int
-dnsmasq_wait(int port)
-{
-	static const struct timespec pause = { 0, 20000000 };
-	struct sockaddr_in sin;
-	int i, fd, rc, status;
-
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	sin.sin_port = htons((uint16_t)port);
-	for (i = 0; i < 250; i++) {
-		if (waitpid(srv.dnsmasq_pid, &status, WNOHANG) ==
-		    srv.dnsmasq_pid) {
-			fprintf(stderr, "# dnsmasq on port %d exited (%d)\n",
-				port,
-				WIFEXITED(status) ? WEXITSTATUS(status) : -1);
-			srv.dnsmasq_pid = -1;
-			return -1;
-		}
-		if ((fd = socket(AF_INET, SOCK_STREAM, 0)) < 0)
-			return -1;
-		rc = connect(fd, (struct sockaddr *)&sin, sizeof(sin));
-		close(fd);
-		if (rc == 0)
-			return 0;
-		nanosleep(&pause, NULL);
-	}
-	return -1;
-}
-
-static int
-dnsmasq_start(void)
-{
-	const char *path = dnsmasq_path();
-	char portarg[32], txtarg[400];
-	int attempt, port;
-
-	if (path == NULL)
-		return -1;
-	/* One TXT record of two character-strings: 300 octets (dnsmasq
-	 * splits it at 255) and "bb". */
-	memcpy(txtarg, "--txt-record=txt.test,", 22);
-	memset(txtarg + 22, 'a', 300);
-	memcpy(txtarg + 322, ",bb", 4);
-	for (attempt = 0; attempt < 10; attempt++) {
-		if ((port = free_port()) < 0)
-			continue;
-		snprintf(portarg, sizeof(portarg), "--port=%d", port);
-		if ((srv.dnsmasq_pid = fork()) < 0)
-			return -1;
-		if (srv.dnsmasq_pid == 0) {
-			child_quiet();
-			execl(path, "dnsmasq", portarg,
-			      "--listen-address=127.0.0.1", "--bind-interfaces",
-			      "--no-resolv", "--no-hosts",
-			      "--conf-file=/dev/null", "--keep-in-foreground",
-			      "--pid-file=", "--log-facility=-",
-			      "--local=/test/", "--local-ttl=60",
-			      "--mx-host=mx.test,mx1.mx.test,10",
-			      "--mx-host=mx.test,mx2.mx.test,10",
-			      "--mx-host=mx.test,mx3.mx.test,20",
-			      "--mx-host=null.test,.,0",
-			      "--mx-host=lit.test,1.2.3.4,10",
-			      "--mx-host=lit.test,mx.lit.test,20",
-			      "--host-record=implicit.test,127.0.0.5,::1",
-			      txtarg, (char *)NULL);
-			_exit(127);
-		}
-		if (dnsmasq_wait(port) == 0) {
-			snprintf(srv.dnsmasq_servers,
-				 sizeof(srv.dnsmasq_servers), "127.0.0.1:%d",
-				 port);
-			return 0;
-		}
-		if (srv.dnsmasq_pid > 0) {
-			kill(srv.dnsmasq_pid, SIGTERM);
-			waitpid(srv.dnsmasq_pid, NULL, 0);
-			srv.dnsmasq_pid = -1;
-		}
-	}
-	return -1;
-}
+static const char *const dns_args[] = {
+	"--mx-host=mx.test,mx1.mx.test,10",
+	"--mx-host=mx.test,mx2.mx.test,10",
+	"--mx-host=mx.test,mx3.mx.test,20",
+	"--mx-host=null.test,.,0",
+	"--mx-host=lit.test,1.2.3.4,10",
+	"--mx-host=lit.test,mx.lit.test,20",
+	"--host-record=implicit.test,127.0.0.5,::1",
+	dns_txtarg,
+	NULL,
+};
 
 static int
 servers_start(void **state)
@@ -275,13 +129,14 @@ servers_start(void **state)
 	signal(SIGPIPE, SIG_IGN);
 	if (fake_start() != 0)
 		return -1;
-	if (dnsmasq_start() != 0)
+	memcpy(dns_txtarg, "--txt-record=txt.test,", 22);
+	memset(dns_txtarg + 22, 'a', 300);
+	memcpy(dns_txtarg + 322, ",bb", 4);
+	if (dns_fixture_dnsmasq_start(&dnsfx, "test", dns_args) != 0)
 		fprintf(stderr, "# dnsmasq not available: its tests skip\n");
-	if ((srv.silent_fd = udp_bind_loopback(&port)) < 0)
+	if (dns_fixture_silent_start(&dnsfx) != 0)
 		return -1;
-	snprintf(srv.silent_servers, sizeof(srv.silent_servers), "127.0.0.1:%d",
-		 port);
-	if ((fd = udp_bind_loopback(&port)) < 0)
+	if ((fd = dns_fixture_udp_bind(&port)) < 0)
 		return -1;
 	close(fd);
 	snprintf(srv.closed_servers, sizeof(srv.closed_servers), "127.0.0.1:%d",
@@ -299,12 +154,7 @@ servers_stop(void **state)
 		kill(srv.fake_pid, SIGTERM);
 		waitpid(srv.fake_pid, NULL, 0);
 	}
-	if (srv.dnsmasq_pid > 0) {
-		kill(srv.dnsmasq_pid, SIGTERM);
-		waitpid(srv.dnsmasq_pid, NULL, 0);
-	}
-	if (srv.silent_fd >= 0)
-		close(srv.silent_fd);
+	dns_fixture_stop(&dnsfx);
 	return 0;
 }
 
@@ -810,6 +660,61 @@ test_answer_walk(void **state)
 	assert_int_equal(dns_answer_walk(NULL, 0, &ai), -1);
 }
 
+/* Loopback ----------------------------------------------------------- */
+
+static const struct loop_case {
+	const char *addr;
+	bool loopback;
+} loop_cases[] = {
+	{ "127.0.0.1", true },
+	{ "127.255.0.9", true },
+	{ "128.0.0.1", false },
+	{ "192.0.2.1", false },
+	{ "0.0.0.0", false },
+	{ "::1", true },
+	{ "::", false },
+	{ "::2", false },
+	{ "2001:db8::1", false },
+	{ "::ffff:127.0.0.1", true },
+	{ "::ffff:127.1.2.3", true },
+	{ "::ffff:192.0.2.1", false },
+	{ "::127.0.0.1", false }, /* IPv4-compatible, deprecated: not mapped */
+	{ "64:ff9b::7f00:1", false }, /* NAT64 of 127.0.0.1: another host */
+};
+
+/* dns_addr_is_loopback, the one loopback test of the tree (resolver
+ * guard, conf's AUTH-in-clear check): v4 /8, ::1 and ::ffff:127.0.0.0/104;
+ * another family is never loopback. */
+static void
+test_addr_is_loopback(void **state)
+{
+	struct sockaddr_storage ss;
+	struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+	size_t i;
+	bool got;
+
+	(void)state;
+	for (i = 0; i < sizeof(loop_cases) / sizeof(loop_cases[0]); i++) {
+		const struct loop_case *c = &loop_cases[i];
+
+		memset(&ss, 0, sizeof(ss));
+		if (inet_pton(AF_INET, c->addr, &sin->sin_addr) == 1)
+			ss.ss_family = AF_INET;
+		else if (inet_pton(AF_INET6, c->addr, &sin6->sin6_addr) == 1)
+			ss.ss_family = AF_INET6;
+		else
+			fail_msg("%s: not an address", c->addr);
+		got = dns_addr_is_loopback((const struct sockaddr *)&ss);
+		if (got != c->loopback)
+			fail_msg("%s: loopback %d, want %d", c->addr, got,
+				 c->loopback);
+	}
+	memset(&ss, 0, sizeof(ss));
+	ss.ss_family = AF_UNIX;
+	assert_false(dns_addr_is_loopback((const struct sockaddr *)&ss));
+}
+
 /* Configuration ------------------------------------------------------ */
 
 static const struct cfg_case {
@@ -829,7 +734,9 @@ static const struct cfg_case {
 	{ "one bad in list", "127.0.0.1:5300,192.0.2.1:53", true, false,
 	  "192.0.2.1" },
 	{ "v6 non-loopback", "[2001:db8::1]:53", true, false, "loopback" },
-	{ "v4-mapped loopback", "[::ffff:127.0.0.1]:53", true, false,
+	/* The same host as 127.0.0.1 (dns_addr_is_loopback). */
+	{ "v4-mapped loopback", "[::ffff:127.0.0.1]:5300", true, true, NULL },
+	{ "v4-mapped non-loopback", "[::ffff:192.0.2.1]:53", true, false,
 	  "loopback" },
 	{ "system resolver refused", NULL, true, false, "loopback_only" },
 	{ "hostname", "localhost:53", true, false, "bad server" },
@@ -1413,7 +1320,7 @@ test_server_silent(void **state)
 	long ms;
 
 	(void)state;
-	cfg.servers = srv.silent_servers;
+	cfg.servers = dnsfx.silent_servers;
 	cfg.timeout_ms = 200;
 	fx_init(&fx, &cfg);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -1461,9 +1368,9 @@ test_dnsmasq(void **state)
 	int i, one = 0, two = 0;
 
 	(void)state;
-	if (srv.dnsmasq_pid <= 0)
+	if (dnsfx.dnsmasq_pid <= 0)
 		skip();
-	cfg.servers = srv.dnsmasq_servers;
+	cfg.servers = dnsfx.dnsmasq_servers;
 	fx_init(&fx, &cfg);
 
 	for (i = 0; i < 40; i++) {
@@ -1591,10 +1498,10 @@ corpus_main(const char *dir)
 			   : sizeof(dnsmasq_names) / sizeof(dnsmasq_names[0]);
 
 		cfg = cfg_fake();
-		if (k == 1 && srv.dnsmasq_pid <= 0)
+		if (k == 1 && dnsfx.dnsmasq_pid <= 0)
 			break;
 		if (k == 1)
-			cfg.servers = srv.dnsmasq_servers;
+			cfg.servers = dnsfx.dnsmasq_servers;
 		c.prefix = k == 0 ? "fake" : "dnsmasq";
 		fx_init(&fx, &cfg);
 		dns_resolver_answer_hook_set(fx.r, corpus_hook, &c);
@@ -1622,6 +1529,7 @@ main(int argc, char *argv[])
 		cmocka_unit_test(test_name_normalize),
 		cmocka_unit_test(test_result_str),
 		cmocka_unit_test(test_answer_walk),
+		cmocka_unit_test(test_addr_is_loopback),
 		cmocka_unit_test(test_config),
 		cmocka_unit_test(test_fake_mx),
 		cmocka_unit_test(test_fake_addr),

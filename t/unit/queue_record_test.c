@@ -408,16 +408,16 @@ test_varint(void **state)
 		{ "truncated", B(0x80), -1, 0 },
 		{ "empty", (const uint8_t *)"", 0, -1, 0 },
 	};
-	struct record_buf b;
+	struct record_rd b;
 	uint64_t v;
 	size_t i;
 	int rc;
 
 	(void)state;
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		record_buf_init(&b, cases[i].in, cases[i].len);
+		record_rd_init(&b, cases[i].in, cases[i].len);
 		v = 0;
-		rc = record_buf_fetch_varint(&b, &v);
+		rc = record_rd_varint(&b, &v);
 		if (rc != cases[i].rc)
 			fail_msg("%s: rc %d, want %d", cases[i].name, rc,
 				 cases[i].rc);
@@ -427,7 +427,7 @@ test_varint(void **state)
 				 (unsigned long long)cases[i].want);
 		/* A failed fetch consumes nothing. */
 		if (rc != 0)
-			assert_int_equal(record_buf_len(&b), cases[i].len);
+			assert_int_equal(record_rd_left(&b), cases[i].len);
 	}
 }
 
@@ -435,7 +435,7 @@ static void
 test_reader_rollback(void **state)
 {
 	static const uint8_t in[] = { 1, 2, 3, 4, 5, 6, 7 };
-	struct record_buf b, sub;
+	struct record_rd b, sub;
 	const uint8_t *p;
 	uint64_t v64;
 	uint32_t v32;
@@ -443,29 +443,29 @@ test_reader_rollback(void **state)
 	uint8_t v8;
 
 	(void)state;
-	record_buf_init(&b, in, sizeof(in));
-	assert_int_equal(record_buf_fetch_u8(&b, &v8), 0);
+	record_rd_init(&b, in, sizeof(in));
+	assert_int_equal(record_rd_u8(&b, &v8), 0);
 	assert_int_equal(v8, 1);
-	record_buf_tag(&b);
-	assert_int_equal(record_buf_fetch_be16(&b, &v16), 0);
+	record_rd_tag(&b);
+	assert_int_equal(record_rd_be16(&b, &v16), 0);
 	assert_int_equal(v16, 0x0203);
-	assert_int_equal(record_buf_fetch_be64(&b, &v64), -1);
-	assert_int_equal(record_buf_len(&b), 4);
-	record_buf_tag_rollback(&b);
-	assert_int_equal(record_buf_len(&b), 6);
-	assert_int_equal(record_buf_fetch_be32(&b, &v32), 0);
+	assert_int_equal(record_rd_be64(&b, &v64), -1);
+	assert_int_equal(record_rd_left(&b), 4);
+	record_rd_rollback(&b);
+	assert_int_equal(record_rd_left(&b), 6);
+	assert_int_equal(record_rd_be32(&b, &v32), 0);
 	assert_int_equal(v32, 0x02030405);
-	assert_int_equal(record_buf_fetch_bytes(&b, 3, &p), -1);
-	assert_int_equal(record_buf_fetch_sub(&b, 2, &sub), 0);
-	assert_int_equal(record_buf_len(&b), 0);
-	assert_int_equal(record_buf_len(&sub), 2);
-	assert_int_equal(record_buf_fetch_be16(&sub, &v16), 0);
+	assert_int_equal(record_rd_bytes(&b, 3, &p), -1);
+	assert_int_equal(record_rd_sub(&b, 2, &sub), 0);
+	assert_int_equal(record_rd_left(&b), 0);
+	assert_int_equal(record_rd_left(&sub), 2);
+	assert_int_equal(record_rd_be16(&sub, &v16), 0);
 	assert_int_equal(v16, 0x0607);
-	assert_int_equal(record_buf_fetch_u8(&sub, &v8), -1);
+	assert_int_equal(record_rd_u8(&sub, &v8), -1);
 	/* A NULL buffer is empty, not a crash. */
-	record_buf_init(&b, NULL, 10);
-	assert_int_equal(record_buf_len(&b), 0);
-	assert_int_equal(record_buf_fetch_u8(&b, &v8), -1);
+	record_rd_init(&b, NULL, 10);
+	assert_int_equal(record_rd_left(&b), 0);
+	assert_int_equal(record_rd_u8(&b, &v8), -1);
 }
 
 /* The seed corpus ---------------------------------------------------- */

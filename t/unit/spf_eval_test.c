@@ -11,11 +11,9 @@
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
-#include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -33,20 +31,10 @@
 
 #include "dkim/dkim.h"
 #include "dns/dns.h"
+#include "t/unit/dns_fixture.h"
+#include "t/unit/test_row.h"
 
-#define NELEM(a)       (sizeof(a) / sizeof((a)[0]))
 #define RUN_TIMEOUT_MS 5000
-
-#define ROW_CHECK(cond, name, ...)                                             \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			print_error("%s:%d: row \"%s\": %s: ", __FILE__,       \
-				    __LINE__, (name), #cond);                  \
-			print_error(__VA_ARGS__);                              \
-			print_error("\n");                                     \
-			fail();                                                \
-		}                                                              \
-	} while (0)
 
 /* What dnsmasq publishes: "--txt-record=", "--host-record=", "--mx-host=" */
 static const char *const dns_args[] = {
@@ -91,148 +79,26 @@ static const char *const dns_args[] = {
 	"--host-record=news.u.local.t,127.0.0.1",
 	"--txt-record=helo.t,v=spf1 exists:%{h} -all",
 	"--host-record=out.helo.t,127.0.0.1",
+	NULL,
 };
 
-static struct {
-	pid_t pid;
-	char servers[64];
-	int silent_fd;
-	char silent[64];
-} srv = { -1, "", -1, "" };
-
-static int
-udp_bind_loopback(int *port)
-{
-	struct sockaddr_in sin;
-	socklen_t len = sizeof(sin);
-	int fd;
-
-	if ((fd = socket(AF_INET, SOCK_DGRAM, 0)) < 0)
-		return -1;
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 ||
-	    getsockname(fd, (struct sockaddr *)&sin, &len) != 0) {
-		close(fd);
-		return -1;
-	}
-	*port = ntohs(sin.sin_port);
-	return fd;
-}
-
-static int
-dnsmasq_wait(int port)
-{
-	static const struct timespec pause = { 0, 20000000 };
-	struct sockaddr_in sin;
-	int i, fd, rc;
-
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	sin.sin_port = htons((uint16_t)port);
-	for (i = 0; i < 250; i++) {
-		if (waitpid(srv.pid, NULL, WNOHANG) == srv.pid) {
-			srv.pid = -1;
-			return -1;
-		}
-		if ((fd = socket(AF_INET, SOCK_STREAM, 0)) < 0)
-			return -1;
-		rc = connect(fd, (struct sockaddr *)&sin, sizeof(sin));
-		close(fd);
-		if (rc == 0)
-			return 0;
-		nanosleep(&pause, NULL);
-	}
-	return -1;
-}
-
-static void
-dnsmasq_exec(const char *path, int port)
-{
-	char portarg[32];
-	const char *argv[16 + NELEM(dns_args)];
-	size_t i, n = 0;
-	int fd;
-
-	(void)prctl(PR_SET_PDEATHSIG, SIGTERM);
-	if ((fd = open("/dev/null", O_WRONLY)) >= 0) {
-		dup2(fd, STDERR_FILENO);
-		close(fd);
-	}
-	(void)snprintf(portarg, sizeof(portarg), "--port=%d", port);
-	argv[n++] = "dnsmasq";
-	argv[n++] = portarg;
-	argv[n++] = "--listen-address=127.0.0.1";
-	argv[n++] = "--bind-interfaces";
-	argv[n++] = "--no-resolv";
-	argv[n++] = "--no-hosts";
-	argv[n++] = "--conf-file=/dev/null";
-	argv[n++] = "--keep-in-foreground";
-	argv[n++] = "--pid-file=";
-	argv[n++] = "--log-facility=-";
-	argv[n++] = "--local=/t/";
-	argv[n++] = "--local-ttl=60";
-	for (i = 0; i < NELEM(dns_args); i++)
-		argv[n++] = dns_args[i];
-	argv[n] = NULL;
-	execv(path, (char *const *)(uintptr_t)argv);
-	_exit(127);
-}
+static struct dns_fixture srv = DNS_FIXTURE_INIT;
 
 static int
 group_setup(void **state)
 {
-	static const char *const paths[] = { "/usr/sbin/dnsmasq",
-					     "/usr/bin/dnsmasq" };
-	const char *path = NULL;
-	int attempt, port, fd;
-	size_t i;
-
 	(void)state;
 	signal(SIGPIPE, SIG_IGN);
-	for (i = 0; i < NELEM(paths); i++)
-		if (access(paths[i], X_OK) == 0)
-			path = paths[i];
-	for (attempt = 0; path != NULL && attempt < 10; attempt++) {
-		/* A port free a moment ago; a parallel test may take it. */
-		if ((fd = udp_bind_loopback(&port)) < 0)
-			continue;
-		close(fd);
-		if ((srv.pid = fork()) < 0)
-			return -1;
-		if (srv.pid == 0)
-			dnsmasq_exec(path, port);
-		if (dnsmasq_wait(port) == 0) {
-			(void)snprintf(srv.servers, sizeof(srv.servers),
-				       "127.0.0.1:%d", port);
-			break;
-		}
-		if (srv.pid > 0) {
-			kill(srv.pid, SIGTERM);
-			waitpid(srv.pid, NULL, 0);
-			srv.pid = -1;
-		}
-	}
-	if (srv.servers[0] == '\0')
+	if (dns_fixture_dnsmasq_start(&srv, "t", dns_args) != 0)
 		fprintf(stderr, "# dnsmasq not available: lookups skip\n");
-	if ((srv.silent_fd = udp_bind_loopback(&port)) < 0)
-		return -1;
-	(void)snprintf(srv.silent, sizeof(srv.silent), "127.0.0.1:%d", port);
-	return 0;
+	return dns_fixture_silent_start(&srv);
 }
 
 static int
 group_teardown(void **state)
 {
 	(void)state;
-	if (srv.pid > 0) {
-		kill(srv.pid, SIGTERM);
-		waitpid(srv.pid, NULL, 0);
-	}
-	if (srv.silent_fd >= 0)
-		close(srv.silent_fd);
+	dns_fixture_stop(&srv);
 	return 0;
 }
 
@@ -253,36 +119,14 @@ on_reply(const struct spf_check_reply *rep, void *arg)
 }
 
 static void
-on_deadline(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	*(bool *)arg = true;
-}
-
-static void
 fx_open(struct fx *f, const char *servers)
 {
-	struct dns_config cfg;
 	char err[256];
 
 	memset(f, 0, sizeof(*f));
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.servers = servers;
-	cfg.loopback_only = true;
-	cfg.timeout_ms = 500;
-	cfg.tries = 1;
-	assert_non_null(f->base = event_base_new());
-	f->r = dns_resolver_new(f->base, &cfg, err, sizeof(err));
-	if (f->r == NULL)
-		fail_msg("dns_resolver_new: %s", err);
-}
-
-static void
-fx_close(struct fx *f)
-{
-	dns_resolver_free(f->r);
-	event_base_free(f->base);
+	if (dns_fixture_loop_open(&f->base, &f->r, servers, 500, err,
+				  sizeof(err)) != 0)
+		fail_msg("resolver: %s", err);
 }
 
 static void
@@ -308,19 +152,11 @@ sa_set(struct sockaddr_storage *ss, const char *ip)
 static void
 fx_check(struct fx *f, const struct spf_check_params *p)
 {
-	struct timeval tv = { RUN_TIMEOUT_MS / 1000, 0 };
-	struct event *ev;
-	bool expired = false;
-
 	f->ncalls = 0;
 	memset(&f->got, 0, sizeof(f->got));
 	assert_non_null(spf_check(f->r, p, on_reply, f));
 	assert_int_equal(f->ncalls, 0);
-	assert_non_null(ev = evtimer_new(f->base, on_deadline, &expired));
-	assert_int_equal(evtimer_add(ev, &tv), 0);
-	while (f->ncalls < 1 && !expired)
-		assert_int_not_equal(event_base_loop(f->base, EVLOOP_ONCE), -1);
-	event_free(ev);
+	(void)dns_fixture_run(f->base, &f->ncalls, 1, RUN_TIMEOUT_MS);
 	assert_int_equal(f->ncalls, 1);
 }
 
@@ -455,9 +291,9 @@ test_eval(void **state)
 	size_t i, n;
 
 	(void)state;
-	if (srv.servers[0] == '\0')
+	if (srv.dnsmasq_servers[0] == '\0')
 		skip();
-	fx_open(&f, srv.servers);
+	fx_open(&f, srv.dnsmasq_servers);
 	for (i = 0; i < NELEM(eval_cases); i++) {
 		const struct eval_case *c = &eval_cases[i];
 
@@ -484,7 +320,7 @@ test_eval(void **state)
 			ROW_CHECK(f.got.ttl > 0 && f.got.ttl <= 60, c->name,
 				  "ttl %u", f.got.ttl);
 	}
-	fx_close(&f);
+	dns_fixture_loop_close(f.base, f.r);
 }
 
 /* %{l}: the result holds for that sender only, and is not cached. */
@@ -502,10 +338,10 @@ test_eval_sender_macro(void **state)
 	struct fx f;
 
 	(void)state;
-	if (srv.servers[0] == '\0')
+	if (srv.dnsmasq_servers[0] == '\0')
 		skip();
 	sa_set(&a, "127.0.0.2");
-	fx_open(&f, srv.servers);
+	fx_open(&f, srv.dnsmasq_servers);
 	fx_check(&f, &p);
 	assert_int_equal(f.got.result, SPF_PASS);
 	assert_true(f.got.sender_dependent);
@@ -516,7 +352,7 @@ test_eval_sender_macro(void **state)
 	fx_check(&f, &p);
 	assert_int_equal(f.got.result, SPF_FAIL);
 	spf_cache_free(c);
-	fx_close(&f);
+	dns_fixture_loop_close(f.base, f.r);
 }
 
 /* A server that never answers: temperror, in time, not cached. */
@@ -533,14 +369,14 @@ test_eval_temperror(void **state)
 
 	(void)state;
 	sa_set(&a, "127.0.0.2");
-	fx_open(&f, srv.silent);
+	fx_open(&f, srv.silent_servers);
 	fx_check(&f, &p);
 	assert_int_equal(f.got.result, SPF_TEMPERROR);
 	assert_non_null(c = spf_cache_new(4));
 	spf_cache_put(c, &p, &f.got);
 	assert_int_equal(spf_cache_get(c, &p, &r), -1);
 	spf_cache_free(c);
-	fx_close(&f);
+	dns_fixture_loop_close(f.base, f.r);
 }
 
 /* The cache: keyed by domain, helo and the address set; bounded. */

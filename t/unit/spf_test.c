@@ -17,19 +17,7 @@
 #include <cmocka.h>
 
 #include "dkim/dkim.h"
-
-#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
-
-#define ROW_CHECK(cond, name, ...)                                             \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			print_error("%s:%d: row \"%s\": %s: ", __FILE__,       \
-				    __LINE__, (name), #cond);                  \
-			print_error(__VA_ARGS__);                              \
-			print_error("\n");                                     \
-			fail();                                                \
-		}                                                              \
-	} while (0)
+#include "t/unit/test_row.h"
 
 /* Records -------------------------------------------------------------- */
 

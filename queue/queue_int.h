@@ -1,0 +1,114 @@
+/*
+ * queue_int.h — private to queue/: struct queue, which queue.c (the
+ * environment, ids, sealing, the readers) and writer.c (the writer thread
+ * and its group commit) share; the key layout of the databases; the one
+ * clock of queue/.  Nothing outside queue/ includes this file.
+ */
+#ifndef OUTPOST_QUEUE_QUEUE_INT_H
+#define OUTPOST_QUEUE_QUEUE_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <lmdb.h>
+
+#include "queue/queue.h"
+#include "queue/record_int.h"
+
+#define QUEUE_ENV_KEY_BYTES   8  /* id */
+#define QUEUE_BODY_KEY_BYTES  12 /* id, chunk */
+#define QUEUE_SCHED_KEY_BYTES 16 /* due_ms, id */
+#define QUEUE_META_VERSION    "version"
+#define QUEUE_META_KEY_ID     "key_id"
+
+struct queue {
+	MDB_env *env;
+	MDB_dbi db_env, db_body, db_sched, db_meta;
+	queue_commit_fn *commit_hook; /* set before ops flow; read-only then */
+	struct crypt_key *key;
+	char *path;
+	unsigned commit_interval_us;
+	unsigned prepare_wait_us;
+	unsigned lazy_wait_us;
+	void *map_addr; /* the LMDB map, for the trim (writer_map_find) */
+	size_t map_len;
+	unsigned commit_max_batch;
+	_Atomic uint64_t last_id;
+	/* Messages on their way to queue_submit() (queue_expect): announced
+	 * ever, and arrived or given up ever. */
+	_Atomic uint64_t expect_total, expect_done;
+
+	/* Pending ops, guarded by mu; the writer waits on cv. */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct queue_op *head, **tailp;
+	size_t npending;
+	size_t nurgent;         /* pending ops that are not lazy */
+	uint64_t lazy_since_us; /* when the oldest pending op came */
+	bool lazy_waiting;      /* the writer waits with lazy ops only */
+	bool lingering;         /* the writer waits for expected ops ... */
+	uint64_t linger_target; /* ... until expect_done reaches this */
+	bool stopping;          /* queue_close() called */
+	bool writer_exited;     /* no op will be taken any more */
+	bool writer_started;
+	pthread_t writer;
+
+	pthread_mutex_t stats_mu;
+	struct queue_stats stats;
+};
+
+/* Records sealed ahead of the write transaction: the envelope, then each
+ * body chunk, back to back in one buffer. */
+struct queue_sealed {
+	uint8_t *buf;
+	size_t env_len;
+	uint32_t nchunks;
+	size_t body_len;
+};
+
+/* The "env" key of ID. */
+static inline void
+queue_env_key(uint8_t k[QUEUE_ENV_KEY_BYTES], uint64_t id)
+{
+	record_be64_put(k, id);
+}
+
+/* The "body" key of chunk CHUNK of ID. */
+static inline void
+queue_body_key(uint8_t k[QUEUE_BODY_KEY_BYTES], uint64_t id, uint32_t chunk)
+{
+	record_be64_put(k, id);
+	record_be32_put(k + 8, chunk);
+}
+
+/*
+ * queue_clock_us — CLK (CLOCK_REALTIME for ids, CLOCK_MONOTONIC for the
+ * writer's waits) in microseconds.  Any thread.
+ */
+uint64_t queue_clock_us(clockid_t clk);
+
+/* queue_sealed_free — drop OP's sealed records (NULL-safe).  Any thread
+ * that owns OP. */
+void queue_sealed_free(struct queue_op *op);
+
+/* writer.c ------------------------------------------------------------ */
+
+/*
+ * writer_start — find the LMDB map (for the periodic trim) and start the
+ * writer thread on the open environment of Q.  0, or -1 with err set.
+ * Main thread, from queue_open().
+ */
+int writer_start(struct queue *q, char *err, size_t errlen);
+
+/*
+ * writer_stop — have the writer commit every pending op, then join it.
+ * Main thread, from queue_close(); only sets the flag when the writer
+ * never started.
+ */
+void writer_stop(struct queue *q);
+
+#endif

@@ -93,7 +93,7 @@ struct control_session {
 
 /* What the command files share of the server (control.c owns it). */
 struct control_server {
-	bool stopped; /* control_stop() ran: no pool, no more answers */
+	bool stopped; /* control_stop() ran: the worker pool may be gone */
 	const struct conf *conf;
 	struct queue *queue;
 	struct loop *loop; /* the delivery loop */

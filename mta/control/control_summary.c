@@ -308,8 +308,8 @@ cv_sum_walk(struct cv *c, const struct cv_sched_index *idx,
 	return rc;
 }
 
-/* The scheduler's suspensions (read on the loop: control.c), each onto
- * its domain's line.  -1: out of memory. */
+/* The scheduler's suspensions (read on the loop by control_query.c), each
+ * onto its domain's line.  -1: out of memory. */
 static int
 cv_sum_suspensions(struct cv *c, struct cv_sum_tab *t)
 {

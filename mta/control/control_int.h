@@ -1,19 +1,186 @@
 /*
- * control_int.h — between control.c (the socket, rights, audit) and
- * control_view.c (what `outpost queue summary|list|show` print, computed
- * in the daemon, which holds the queue and log-hash keys, so the CLI needs
- * neither the keys nor access to the queue files).
+ * control_int.h — between the files of mta/control:
+ * - control.c (the socket, sessions, limits by uid, the command table that
+ *   says who may run what, dispatch), control_audit.c (the audit record),
+ *   control_admin.c (the change commands and the AUTH blocks) and
+ *   control_query.c (ping, suspensions, and the views handed to a thread);
+ * - control_query.c and control_view.c (what `outpost queue
+ *   summary|list|show` print, computed in the daemon, which holds the queue
+ *   and log-hash keys, so the CLI needs neither the keys nor access to the
+ *   queue files), and between the views' files.
  */
 #ifndef OUTPOST_MTA_CONTROL_INT_H
 #define OUTPOST_MTA_CONTROL_INT_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+
+#include "mta/control/control_proto.h"
+#include "mta/deliver/delivery.h"
 
 struct queue;
 struct conf;
+struct loop;
+
+/* ---- the sessions (control.c, control_audit.c, control_admin.c,
+ * control_query.c); all on the delivery loop unless said ---- */
+
+#define CONTROL_ARG_MAX     256 /* id, domain or user, NUL included */
+#define CONTROL_DOMAIN_MAX  253
+#define CONTROL_REASON_MAX  200 /* bytes of a suspension reason */
+#define CONTROL_RESULT_MAX  320 /* the final answer line */
+#define CONTROL_COMMAND_MAX (2 * CONTROL_LINE_MAX) /* scrubbed command */
+
+enum control_state {
+	CS_READ,  /* waiting for the command line */
+	CS_RUN,   /* handed to the scheduler */
+	CS_AUDIT, /* the audit record is being written (worker pool) */
+	CS_VIEW,  /* a view thread writes to the socket (control_view.c) */
+	CS_WRITE, /* the answer is being flushed; then the session ends */
+	CS__COUNT
+};
+
+struct control_session;
+
+#define CCF_AUDIT 0x1u /* recorded in the audit log, also when it works */
+#define CCF_SEL   0x2u /* takes a selector (sched_admin) */
+#define CCF_DEST  0x4u /* its argument is a destination domain */
+#define CCF_VIEW  0x8u /* a view of the queue (control_view.c) */
+
+/* One command: the right it needs is here and nowhere else. */
+struct control_cmd {
+	const char *verb;
+	unsigned right;         /* CONF_RIGHT_* needed */
+	unsigned flags;         /* CCF_* */
+	enum sched_admin_op op; /* control_admin_run */
+	int (*parse)(struct control_session *s, char *args);
+	void (*run)(struct control_session *s);
+};
+
+struct control_session {
+	struct bufferevent
+	    *bev; /* NULL once dropped while a completion is due */
+	enum control_state state;
+	uid_t uid;
+	pid_t pid;
+	const struct control_cmd *cmd;
+	bool refused; /* lacked the right: recorded, answered with err */
+	/* the request */
+	enum sched_admin_sel sel;
+	char arg[CONTROL_ARG_MAX]; /* queue id (hex), domain or user */
+	uint64_t id;               /* SAS_ID */
+	uint64_t seconds;          /* suspend */
+	char reason[CONTROL_REASON_MAX * 2];
+	char command[CONTROL_COMMAND_MAX]; /* as received, scrubbed */
+	/* the result */
+	bool ok;
+	int count; /* -1: none */
+	char result[CONTROL_RESULT_MAX];
+	bool audit; /* this request is recorded (show … headers) */
+	struct control_view *view; /* CCF_VIEW: the request, then result */
+	pthread_t thread;          /* the view's */
+	bool joined;               /* its thread is joined already */
+	int view_rc;               /* control_view_run()'s */
+	int view_fd;               /* the socket, written by the view */
+	int audit_status;          /* 0 written (or no audit log), -1 failed */
+	char audit_err[160];
+	struct control_session *prev, *next;
+};
+
+/* What the command files share of the server (control.c owns it). */
+struct control_server {
+	bool stopped; /* control_stop() ran: the worker pool may be gone */
+	const struct conf *conf;
+	struct queue *queue;
+	struct loop *loop; /* the delivery loop */
+	struct control_session *sessions;
+	unsigned nsessions;
+	unsigned nviews; /* view threads running */
+};
+
+extern struct control_server control_server;
+
+/*
+ * control.c, for the command files:
+ * control_session_new  a session of UID with no socket (bev NULL), linked
+ *                      in; NULL when out of memory
+ * control_session_free unlink and free S, its socket and its view
+ * control_result       the final answer line ("ok …" / "err …"), no LF
+ * control_enter        the only writer of S->state
+ * control_answer       send S->result, end the session once flushed
+ * control_finish       the result is known: record it if it must be
+ *                      (control_audit_run on the pool), then answer
+ * control_word         the next space-separated word of *P, NUL-terminated
+ *                      in place, or NULL
+ * control_domain_ok    is S a host name?  copied lower-case, without a
+ *                      trailing dot, into OUT
+ */
+struct control_session *control_session_new(uid_t uid);
+void control_session_free(struct control_session *s);
+void control_result(struct control_session *s, bool ok, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void control_enter(struct control_session *s, enum control_state st);
+void control_answer(struct control_session *s);
+void control_finish(struct control_session *s);
+char *control_word(char **p);
+bool control_domain_ok(const char *s, char *out, size_t outlen);
+
+/*
+ * control_audit.c:
+ * control_audit_init     remember PATH (NULL or "": no audit log), make its
+ *                        directory (0700) and check the file opens (0600);
+ *                        0, or -1 with a message in ERR.  At start-up.
+ * control_audit_command_make  S->command: what the logs record of the
+ *                        command, rebuilt from what was parsed (PARSED)
+ * control_audit_run      write S's record and EV_ADMIN event: worker pool
+ *                        (or the loop once stopped); reads S's request and
+ *                        result only, which the loop leaves alone in
+ *                        CS_AUDIT
+ * control_audit_done     its completion (delivery loop): answer, or start
+ *                        the view whose look is now on record
+ * control_audit_coalesced one record for many refusals of UID, with no
+ *                        session behind it
+ */
+int control_audit_init(const char *path, char *err, size_t errlen);
+void control_audit_command_make(struct control_session *s, bool parsed);
+void control_audit_run(void *arg);
+void control_audit_done(void *arg);
+void control_audit_coalesced(uid_t uid, const char *command, const char *fmt,
+			     ...) __attribute__((format(printf, 3, 4)));
+
+/*
+ * control_admin.c: the change commands (hold, release, retry, delete,
+ * bounce through sched_admin; suspend, resume through sched_suspend) and
+ * the AUTH blocks (auth-blocks, auth-unblock).  Parsers fill S's request
+ * and return 0, or set an "err" result and return -1; runners end with
+ * control_finish (control_admin_run from the scheduler's callback).
+ */
+int control_admin_parse_sel(struct control_session *s, char *args);
+int control_admin_parse_suspend(struct control_session *s, char *args);
+int control_admin_parse_resume(struct control_session *s, char *args);
+int control_admin_parse_auth_unblock(struct control_session *s, char *args);
+void control_admin_run(struct control_session *s);
+void control_admin_run_suspend(struct control_session *s);
+void control_admin_run_auth_blocks(struct control_session *s);
+void control_admin_run_auth_unblock(struct control_session *s);
+
+/*
+ * control_query.c: the read commands (ping, suspensions, summary, list,
+ * show).  control_query_view_start starts S's view thread once its right
+ * is checked and its look on record (the answer comes from its
+ * completion).
+ */
+int control_query_parse_view(struct control_session *s, char *args);
+void control_query_run_ping(struct control_session *s);
+void control_query_run_suspensions(struct control_session *s);
+void control_query_run_view(struct control_session *s);
+void control_query_view_start(struct control_session *s);
+
+/* ---- between control_query.c and the views (control_view.c) ---- */
 
 #define CONTROL_VIEW_RESULT_MAX 320
 

@@ -18,6 +18,7 @@
 #include "queue/queue.h"
 #include "mta/control/control_int.h"
 #include "mta/core/json.h"
+#include "mta/deliver/outcome.h"
 #include "mta/core/util.h"
 
 #define CV_SUMMARY_THREADS    8     /* at most */
@@ -121,38 +122,6 @@ cv_sum_tab_free(struct cv_sum_tab *t)
 	memset(t, 0, sizeof(*t));
 }
 
-/* "4.7.1" at the start of a reply text (after its code, if given). */
-static void
-cv_enhanced_of(const char *text, char *out, size_t outlen)
-{
-	const char *p = text;
-	size_t n = 0, dots = 0, run = 0;
-
-	out[0] = '\0';
-	if (p == NULL)
-		return;
-	if (p[0] >= '2' && p[0] <= '5' && p[1] >= '0' && p[1] <= '9' &&
-	    p[2] >= '0' && p[2] <= '9' && (p[3] == ' ' || p[3] == '-'))
-		p += 4;
-	if (!(p[0] == '2' || p[0] == '4' || p[0] == '5') || p[1] != '.')
-		return;
-	for (; p[n] != '\0' && p[n] != ' '; n++) {
-		if (p[n] == '.') {
-			if (run == 0 || ++dots > 2)
-				return;
-			run = 0;
-		} else if (p[n] >= '0' && p[n] <= '9') {
-			if (++run > 3)
-				return;
-		} else
-			return;
-	}
-	if (dots != 2 || run == 0 || n >= outlen)
-		return;
-	memcpy(out, p, n);
-	out[n] = '\0';
-}
-
 /* When did the last attempt of a recipient with ATTEMPTS end, given that
  * the next one is due at DUE_MS?  The retry interval before it, taken
  * back (jitter aside). */
@@ -177,6 +146,7 @@ cv_sum_cb(const struct queue_envelope *env, void *arg)
 	int64_t due, at;
 	bool held, any = false;
 	uint32_t i;
+	int code;
 
 	while (p->pos < p->idx->n && p->idx->v[p->pos].id < env->id)
 		p->pos++;
@@ -217,8 +187,12 @@ cv_sum_cb(const struct queue_envelope *env, void *arg)
 			s->has_err = true;
 			s->err_at_ms = at;
 			s->err_code = r->last_code;
-			cv_enhanced_of(r->last_reply, s->err_status,
-				       sizeof(s->err_status));
+			/* Code 0 is no reply: the text is ours, its status of
+			 * class 4 (as outcome_classify reads it). */
+			code = r->last_code != 0 ? r->last_code : 400;
+			if (!outcome_enhanced(code, r->last_reply,
+					      s->err_status))
+				s->err_status[0] = '\0';
 		}
 	}
 	if (any)
@@ -335,8 +309,8 @@ cv_sum_walk(struct cv *c, const struct cv_sched_index *idx,
 	return rc;
 }
 
-/* The scheduler's suspensions (read on the loop: control.c), each onto
- * its domain's line.  -1: out of memory. */
+/* The scheduler's suspensions (read on the loop by control_query.c), each
+ * onto its domain's line.  -1: out of memory. */
 static int
 cv_sum_suspensions(struct cv *c, struct cv_sum_tab *t)
 {

@@ -97,6 +97,14 @@ void outcome_classify(enum outcome_stage stage, int code, const char *text,
 		      const struct outcome_pattern *patterns,
 		      unsigned npatterns, struct outcome *out);
 
+/*
+ * outcome_enhanced — the enhanced status code ("5.1.1", RFC 3463) that
+ * starts TEXT (a reply's text, after its code; may be NULL) when its class
+ * is CODE's (a 5xx reply's starts "5."), copied into OUT.  Returns true, or
+ * false with OUT untouched when TEXT starts with none.  Pure; any thread.
+ */
+bool outcome_enhanced(int code, const char *text, char out[12]);
+
 /* outcome_stage_name — "rcpt", "eom" … for logs and DSN diagnostics. */
 const char *outcome_stage_name(enum outcome_stage stage);
 

@@ -18,9 +18,10 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from outpost_test import (ASAN, OUTPOST, SLOW, Daemon,  # noqa: E402
-                          Dns, Sink, TestFailure, check, delivery_config,
-                          eq, free_port_on, pipeline, run_tests, wait_empty)
+from outpost_test import (ASAN, OUTPOST, SLOW,  # noqa: E402
+                          ControlDaemon, Dns, Sink, TestFailure, check,
+                          control_raw, delivery_config, eq, free_port_on,
+                          pipeline, run_tests, wait_empty)
 
 NOBODY = pwd.getpwnam("nobody")
 NOGROUP = grp.getgrgid(NOBODY.pw_gid)
@@ -28,42 +29,10 @@ NOGROUP = grp.getgrgid(NOBODY.pw_gid)
 
 # --- helpers ---------------------------------------------------------------
 
-class CliDaemon(Daemon):
-    """A daemon whose control socket lives in a directory others may
-    enter (TMP/control.sock, TMP 0755); ACCESS: text of access blocks, or
-    None (the default: root may do everything)."""
-
-    def __init__(self, config="", access=None):
-        run = tempfile.mkdtemp(prefix="outpost-cli-")
-        os.chmod(run, 0o755)
-        self.sock = os.path.join(run, "control.sock")
-        ctl = 'control {\n  socket = "%s"\n%s}\n' % (self.sock,
-                                                     access or "")
-        super().__init__(config=config + "\n" + ctl, workdir=run)
-        self.own_tmp = True
-        self.audit_path = os.path.join(self.data, "log", "audit.log")
-        self.delivery_log = os.path.join(self.data, "log", "delivery.log")
-
-    def start(self, wait=True):
-        super().start(wait)
-        if wait:
-            # The socket is made on the delivery loop, a moment after
-            # the listeners: wait until it answers.
-            deadline = time.time() + 20 * SLOW
-            while True:
-                try:
-                    if ctl_raw(self, b"ping\n", timeout=5) == "ok\n":
-                        break
-                except OSError:
-                    pass
-                if time.time() > deadline:
-                    raise TestFailure("control socket not answering")
-                time.sleep(0.05)
-        return self
-
-
 def cli_daemon(config="", access=None):
-    return CliDaemon(config, access)
+    """ACCESS: text of access blocks, or None (the default: root may do
+    everything)."""
+    return ControlDaemon(config, access or "", prefix="outpost-cli-")
 
 
 def open_to_nobody(d):
@@ -126,28 +95,6 @@ def delivery_events(d):
         return []
 
 
-def ctl_raw(d, data, timeout=30, shut=True):
-    """Talk to the control socket directly: DATA out, the answer back."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout * SLOW)
-    s.connect(d.sock)
-    if data:
-        s.sendall(data)
-    if shut:
-        s.shutdown(socket.SHUT_WR)
-    out = b""
-    try:
-        while True:
-            b = s.recv(65536)
-            if not b:
-                break
-            out += b
-    except ConnectionResetError:
-        pass
-    s.close()
-    return out.decode()
-
-
 def wait_tried(d, n, timeout=60):
     """Wait until N messages are queued and each has had its first round
     (deferred: its next attempt is an hour away)."""
@@ -167,13 +114,14 @@ def rcpt_hash(d, addr):
 
 def test_protocol():
     with cli_daemon() as d:
-        eq(ctl_raw(d, b"ping\n"), "ok\n", "ping")
-        eq(ctl_raw(d, b"suspensions\n"), "ok 0\n", "no suspension")
+        eq(control_raw(d, b"ping\n"), "ok\n", "ping")
+        eq(control_raw(d, b"suspensions\n"), "ok 0\n", "no suspension")
         for bad in (b"ping \n", b" ping\n", b"hold  all\n", b"ping\r\n",
                     b"hold\tall\n", b"\n", b"hold all\x00\n"):
-            check(ctl_raw(d, bad).startswith("err malformed"),
+            check(control_raw(d, bad).startswith("err malformed"),
                   "%r refused" % bad)
-        check(ctl_raw(d, b"frobnicate\n").startswith("err unknown command"),
+        check(control_raw(d, b"frobnicate\n")
+              .startswith("err unknown command"),
               "unknown command")
         for bad in (b"hold\n", b"hold id 12\n", b"hold id xyz0123456789abc\n",
                     b"hold domain\n", b"hold domain a..b\n", b"hold all x\n",
@@ -181,21 +129,21 @@ def test_protocol():
                     b"suspend x.test 99999999\n", b"suspend x.test 1h\n",
                     b"resume\n", b"check\n", b"check import\n",
                     b"ping now\n"):
-            check(ctl_raw(d, bad).startswith("err "), "%r refused" % bad)
-        check(ctl_raw(d, b"ping\nping\n").startswith("err one command"),
+            check(control_raw(d, bad).startswith("err "), "%r refused" % bad)
+        check(control_raw(d, b"ping\nping\n").startswith("err one command"),
               "one command per connection")
-        check(ctl_raw(d, b"ping").startswith("err command not ended"),
+        check(control_raw(d, b"ping").startswith("err command not ended"),
               "a line without LF, then EOF")
-        long = ctl_raw(d, b"hold user " + b"x" * 5000 + b"\n")
+        long = control_raw(d, b"hold user " + b"x" * 5000 + b"\n")
         check(long == "" or long.startswith("err command longer"),
               "a line over 4 KiB: %r" % long[:80])
         # A client that says nothing is dropped after 10 s.
         t0 = time.time()
-        eq(ctl_raw(d, b"", shut=False, timeout=40), "", "silent client")
+        eq(control_raw(d, b"", shut=False, timeout=40), "", "silent client")
         took = time.time() - t0
         check(9 <= took <= 15 * SLOW, "dropped after %.1fs" % took)
         # The socket still answers, and the daemon is whole.
-        eq(ctl_raw(d, b"ping\n"), "ok\n", "ping after all that")
+        eq(control_raw(d, b"ping\n"), "ok\n", "ping after all that")
         mode = os.stat(d.sock).st_mode & 0o777
         eq(oct(mode), oct(0o660), "socket mode")
     check(not os.path.exists(d.sock), "socket removed at shutdown")

@@ -10,51 +10,29 @@ Callers other than root run the real `outpost` under setpriv with uids
 60001.. (numeric uids in `access`, no user needed) and gid 60000, which is
 the socket's group (`control { group = "60000" }`)."""
 
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from outpost_test import (OUTPOST, SLOW, Daemon, TestFailure,  # noqa: E402
-                          check, eq, pipeline, run_tests)
+from outpost_test import (OUTPOST, SLOW, ControlDaemon,  # noqa: E402
+                          TestFailure, check, control_raw, eq, pipeline,
+                          run_tests)
 
 GID = 60000
 READER, EXPORTER, NOBODY_UID, WRITER = 60001, 60002, 60003, 60004
 
 
-class CtlDaemon(Daemon):
-    """A daemon whose socket others may reach: TMP (0755)/control.sock,
-    group GID; the configuration readable by all."""
+class CtlDaemon(ControlDaemon):
+    """The socket in group GID; the configuration readable by all."""
 
     def __init__(self, access, config=""):
-        run = tempfile.mkdtemp(prefix="outpost-ctl-")
-        os.chmod(run, 0o755)
-        self.sock = os.path.join(run, "control.sock")
-        ctl = ('control {\n  socket = "%s"\n  group = "%d"\n%s}\n'
-               % (self.sock, GID, access))
-        super().__init__(config=config + "\n" + ctl, workdir=run)
-        self.own_tmp = True
+        super().__init__(config, '  group = "%d"\n%s' % (GID, access))
         os.chmod(self.conf_path, 0o644)
-        self.audit_path = os.path.join(self.data, "log", "audit.log")
-        self.delivery_log = os.path.join(self.data, "log", "delivery.log")
-
-    def start(self, wait=True):
-        super().start(wait)
-        deadline = time.time() + 20 * SLOW
-        while wait:
-            try:
-                if raw(self, b"ping\n", timeout=5) == "ok\n":
-                    break
-            except OSError:
-                pass
-            if time.time() > deadline:
-                raise TestFailure("control socket not answering")
-            time.sleep(0.05)
-        return self
 
 
 ACCESS = '''  access "root" { rights = { "read", "write", "delete", "export" } }
@@ -117,26 +95,6 @@ def as_uid(uid, fn):
     if kind != "ok":
         raise TestFailure("child as uid %d: %s" % (uid, v))
     return v
-
-
-def raw(d, data, timeout=30):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout * SLOW)
-    s.connect(d.sock)
-    if data:
-        s.sendall(data)
-    s.shutdown(socket.SHUT_WR)
-    out = b""
-    try:
-        while True:
-            b = s.recv(65536)
-            if not b:
-                break
-            out += b
-    except ConnectionResetError:
-        pass
-    s.close()
-    return out.decode()
 
 
 # --- read and export are what decide ---------------------------------------
@@ -243,82 +201,71 @@ def test_corrupt_record_listed():
 
 # --- abuse by a uid with no rights ------------------------------------------
 
-def test_idle_sessions_do_not_lock_out_root():
-    def hog():
-        socks = []
-        sock = d.sock
-        for _ in range(70):
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.connect(sock)
-            socks.append(s)
-        # Held open while root works: the parent signals through a pipe.
-        os.read(go_r, 1)
-        for s in socks:
-            s.close()
-        return True
-
-    with CtlDaemon(ACCESS) as d:
-        go_r, go_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.close(go_w)
-            try:
-                os.setgroups([])
-                os.setgid(GID)
-                os.setuid(NOBODY_UID)
-                hog()
-            finally:
-                os._exit(0)
-        os.close(go_r)
+@contextlib.contextmanager
+def held(d, uid, n, line=b"", pause=0.0):
+    """N connections to D's control socket by UID (group GID), from a child
+    process, each sending LINE (then PAUSE s) if given.  The block's value
+    is the last one's first answer ("" without LINE); the connections stay
+    open, never read, until the block ends."""
+    rfd, wfd = os.pipe()
+    gr, gw = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(rfd)
+        os.close(gw)
         try:
+            os.setgroups([])
+            os.setgid(GID)
+            os.setuid(uid)
+            socks = []
+            for _ in range(n):
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.connect(d.sock)
+                socks.append(s)
+                if line:
+                    s.sendall(line)
+                    time.sleep(pause)
+            answer = b""
+            if line:
+                socks[-1].settimeout(10 * SLOW)
+                answer = socks[-1].recv(200)[:200]
+            os.write(wfd, b"r" + answer)
+            os.read(gr, 1)
+        finally:
+            os._exit(0)
+    os.close(wfd)
+    os.close(gr)
+    try:
+        got = os.read(rfd, 201)
+        eq(got[:1], b"r", "uid %d connected %d times" % (uid, n))
+        yield got[1:].decode()
+    finally:
+        os.write(gw, b"x")
+        os.close(gw)
+        os.close(rfd)
+        os.waitpid(pid, 0)
+
+
+def test_idle_sessions_do_not_lock_out_root():
+    with CtlDaemon(ACCESS) as d:
+        with held(d, NOBODY_UID, 70):
             time.sleep(1 * SLOW)
             # 70 idle connections by a uid with no rights: root gets in.
-            eq(raw(d, b"ping\n"), "ok\n", "root's ping")
+            eq(control_raw(d, b"ping\n"), "ok\n", "root's ping")
             r = cli(d, "queue", "hold", "--all")
             check("held" in r.stdout, r.stdout)
-            eq(raw(d, b"ping\n"), "ok\n", "root's second ping")
-        finally:
-            os.write(go_w, b"x")
-            os.close(go_w)
-            os.waitpid(pid, 0)
+            eq(control_raw(d, b"ping\n"), "ok\n", "root's second ping")
 
 
 def test_reader_sessions_leave_a_reserve():
     """70 idle sessions of a uid holding only "read": a uid with write
     still gets in (per-uid cap, reserve for write/delete)."""
     with CtlDaemon(ACCESS) as d:
-        rfd, wfd = os.pipe()
-        gr, gw = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.close(rfd)
-            os.close(gw)
-            try:
-                os.setgroups([])
-                os.setgid(GID)
-                os.setuid(READER)
-                socks = []
-                for _ in range(70):
-                    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                    s.connect(d.sock)
-                    socks.append(s)
-                os.write(wfd, b"r")
-                os.read(gr, 1)
-            finally:
-                os._exit(0)
-        os.close(wfd)
-        os.close(gr)
-        try:
-            eq(os.read(rfd, 1), b"r", "reader connected 70 times")
+        with held(d, READER, 70):
             time.sleep(0.5 * SLOW)
             r = cli(d, "queue", "hold", "--all", uid=WRITER)
             check("held" in r.stdout, r.stdout)
-            eq(raw(d, b"ping\n"), "ok\n", "root's ping")
-        finally:
-            os.write(gw, b"x")
-            os.close(gw)
-            os.close(rfd)
-            os.waitpid(pid, 0)
+            eq(control_raw(d, b"ping\n"), "ok\n", "root's ping")
 
 
 def test_stalled_views_leave_room():
@@ -327,32 +274,7 @@ def test_stalled_views_leave_room():
     daemon still stops cleanly."""
     with CtlDaemon(ACCESS) as d:
         pipeline(d, ["r%d@example.test" % i for i in range(3000)])
-        rfd, wfd = os.pipe()
-        gr, gw = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.close(rfd)
-            os.close(gw)
-            try:
-                os.setgroups([])
-                os.setgid(GID)
-                os.setuid(READER)
-                socks = []
-                for _ in range(3):
-                    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                    s.connect(d.sock)
-                    s.sendall(b"list json\n")
-                    socks.append(s)
-                    time.sleep(0.3 * SLOW)
-                socks[2].settimeout(10 * SLOW)
-                os.write(wfd, socks[2].recv(200)[:200])
-                os.read(gr, 1)
-            finally:
-                os._exit(0)
-        os.close(wfd)
-        os.close(gr)
-        try:
-            third = os.read(rfd, 200).decode()
+        with held(d, READER, 3, b"list json\n", 0.3 * SLOW) as third:
             check(third.startswith("err busy"), "third view: %r" % third)
             rows = jsonl(cli(d, "queue", "list", "--json").stdout)
             eq(len(rows), 3000, "root lists meanwhile")
@@ -361,11 +283,6 @@ def test_stalled_views_leave_room():
             # Stopping with the views stalled: a clean exit (the walks
             # end, the queue closes after them).
             d.stop()
-        finally:
-            os.write(gw, b"x")
-            os.close(gw)
-            os.close(rfd)
-            os.waitpid(pid, 0)
 
 
 def test_refusals_bounded():
@@ -420,7 +337,7 @@ def test_refusals_bounded():
         check(any(r["uid"] == READER for r in recs), "reader recorded")
         admin = [x for x in lines_of(d.delivery_log) if '"admin"' in x]
         check(len(admin) <= 40, "%d admin events" % len(admin))
-        eq(raw(d, b"ping\n"), "ok\n", "root still served")
+        eq(control_raw(d, b"ping\n"), "ok\n", "root still served")
         # Nothing the daemon printed echoes the refused commands by line.
         check(d.log().count("delete all") <= 40, "diagnostics flooded")
 
@@ -434,8 +351,9 @@ def test_audit_hashes_addresses():
         cli(d, "queue", "hold", "--user", "bounce+x=y@example.org")
         r = cli(d, "queue", "hold", "--user", secret, uid=READER, rc=1)
         check("jane" not in r.stderr, r.stderr)
-        raw(d, b"frobnicate jane.secret@example.org\n")
-        raw(d, b"hold user bounce+jane.secret=example.org@x.test extra\n")
+        control_raw(d, b"frobnicate jane.secret@example.org\n")
+        control_raw(d, b"hold user bounce+jane.secret=example.org@x.test "
+                    b"extra\n")
         time.sleep(1.5 * SLOW)
         text = "\n".join(lines_of(d.audit_path) + lines_of(d.delivery_log))
         text += d.log()

@@ -373,6 +373,66 @@ class Raw:
             pass
 
 
+def control_raw(d, data, timeout=30, shut=True):
+    """Talk to D's control socket (d.sock) directly: DATA out, the write
+    side shut (unless SHUT is false), the whole answer back as text."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout * SLOW)
+    s.connect(d.sock)
+    if data:
+        s.sendall(data)
+    if shut:
+        s.shutdown(socket.SHUT_WR)
+    out = b""
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            out += b
+    except ConnectionResetError:
+        pass
+    s.close()
+    return out.decode()
+
+
+class ControlDaemon(Daemon):
+    """A daemon whose control socket lives in a directory others may
+    enter (TMP 0755, TMP/control.sock); CONTROL: the rest of the control
+    block (access blocks, group).  start() waits until the socket answers
+    (the delivery loop makes it a moment after the listeners)."""
+
+    def __init__(self, config="", control="", prefix="outpost-ctl-"):
+        run = tempfile.mkdtemp(prefix=prefix)
+        os.chmod(run, 0o755)
+        self.sock = os.path.join(run, "control.sock")
+        ctl = 'control {\n  socket = "%s"\n%s}\n' % (self.sock, control)
+        super().__init__(config=config + "\n" + ctl, workdir=run)
+        self.own_tmp = True
+        self.audit_path = os.path.join(self.data, "log", "audit.log")
+        self.delivery_log = os.path.join(self.data, "log", "delivery.log")
+
+    def start(self, wait=True):
+        super().start(wait)
+        if wait:
+            control_wait(self)
+        return self
+
+
+def control_wait(d):
+    """Wait until D's control socket answers."""
+    deadline = time.time() + 20 * SLOW
+    while True:
+        try:
+            if control_raw(d, b"ping\n", timeout=5) == "ok\n":
+                return
+        except OSError:
+            pass
+        if time.time() > deadline:
+            raise TestFailure("control socket not answering")
+        time.sleep(0.05)
+
+
 def run_tests(namespace):
     """Run every test_* function of the calling module, TAP style."""
     only = os.environ.get("OUTPOST_ONLY")

@@ -6,7 +6,7 @@
  * not: write to the queue, print an address in clear (addresses are shown
  * as their keyed hash, evlog_hash, and domain; header text is scrubbed), or
  * stop at a corrupt record (it is listed as corrupt, with its id).
- * Threads: a view thread per command (control.c starts it); summary walks
+ * Threads: a view thread per command (control_query.c starts it); summary walks
  * in up to CV_SUMMARY_THREADS slices at once, each in its own read
  * transaction.  Output goes straight to the client's socket (fopencookie),
  * with a deadline per write, so nothing big is held in memory.

@@ -21,7 +21,7 @@
 
 enum logspace_log {
 	LOGSPACE_DELIVERY, /* mta/observe/evlog.c */
-	LOGSPACE_AUDIT,    /* mta/control/control.c */
+	LOGSPACE_AUDIT,    /* mta/control/control_audit.c */
 	LOGSPACE_DIAG,     /* mta/core/log.c, when stderr is a regular file */
 	LOGSPACE__COUNT
 };

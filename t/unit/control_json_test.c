@@ -1,6 +1,6 @@
 /*
  * control_json_test.c — the JSON string escaper of the control socket's
- * records (json_cat of mta/core/json.h, with which control.c writes the
+ * records (json_cat of mta/core/json.h, with which control_audit.c writes the
  * audit log): quotes, backslashes and controls escaped, valid UTF-8 kept,
  * every invalid sequence one U+FFFD, and a full buffer cut between
  * characters, never inside one: every output is valid UTF-8 JSON.

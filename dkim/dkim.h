@@ -109,9 +109,9 @@ size_t dkim_header_count(const struct dkim_msg *m, const char *name);
 
 /* Signing --------------------------------------------------------------- */
 
-/* The headers signed when present, and those
- * over-signed (listed once more than they occur, so that another cannot be
- * added without breaking the signature). */
+/* The headers signed when present, and those over-signed (listed once more
+ * than they occur, so that another cannot be added without breaking the
+ * signature). */
 extern const char *const dkim_default_sign_headers[];
 extern const char *const dkim_default_oversign_headers[];
 

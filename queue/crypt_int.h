@@ -16,14 +16,7 @@
 #include <stdint.h>
 
 #include "queue/queue.h"
-
-#ifndef OUTPOST_QUEUE_POISON /* once: naming a poisoned word is an error */
-#define OUTPOST_QUEUE_POISON
-#pragma GCC poison strcpy strcat vsprintf
-#ifndef sprintf /* a macro in clang's fortified stdio: cannot be poisoned */
-#pragma GCC poison sprintf
-#endif
-#endif
+#include "queue/record_int.h" /* also poisons the unsafe string calls */
 
 #define CRYPT_VERSION      1
 #define CRYPT_HEADER_BYTES 6

@@ -49,6 +49,7 @@
 #include "mta/core/log.h"
 #include "mta/core/logspace.h"
 #include "mta/core/loop.h"
+#include "mta/core/util.h"
 #include "mta/core/worker.h"
 
 #define CONTROL_ARG_MAX          256 /* id, domain or user, NUL included */
@@ -1130,7 +1131,7 @@ control_run_auth_blocks(struct control_session *s)
 {
 	unsigned n;
 
-	n = auth_limit_blocks(auth_wall_ms(), control_auth_block_cb,
+	n = auth_limit_blocks(util_wall_ms(), control_auth_block_cb,
 			      bufferevent_get_output(s->bev));
 	control_result(s, true, "ok %u", n);
 	control_finish(s);
@@ -1140,7 +1141,7 @@ static void
 control_run_auth_unblock(struct control_session *s)
 {
 	const struct conf_auth_limit *lim = &C.conf->auth_limit;
-	int64_t now = auth_wall_ms();
+	int64_t now = util_wall_ms();
 	struct peer_key k;
 	unsigned n = 0;
 	int prefix;

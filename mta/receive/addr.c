@@ -6,6 +6,7 @@
  */
 #include <string.h>
 
+#include "mta/core/util.h"
 #include "mta/receive/addr.h"
 
 static bool
@@ -151,7 +152,7 @@ addr_path_parse(const char *s, bool null_ok, bool utf8_ok,
 {
 	const unsigned char *p = (const unsigned char *)s, *close, *at, *end;
 	enum addr_result why = ADDR_SYNTAX;
-	size_t n, i;
+	size_t n;
 	bool inq = false;
 
 	memset(out, 0, sizeof(*out));
@@ -200,12 +201,9 @@ addr_path_parse(const char *s, bool null_ok, bool utf8_ok,
 		return why;
 	memcpy(out->mailbox, p, (size_t)(close - p));
 	out->mailbox[close - p] = '\0';
-	n = (size_t)(end - at - 1);
-	for (i = 0; i < n; i++) {
-		unsigned char c = at[1 + i];
-		out->domain[i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
-	}
-	out->domain[n] = '\0';
+	/* The domain has no final dot (addr_domain) and fits: copied whole. */
+	util_domain_lower(out->mailbox + (at + 1 - p), out->domain,
+			  sizeof(out->domain));
 	return ADDR_OK;
 }
 

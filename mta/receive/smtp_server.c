@@ -90,28 +90,51 @@ smtp_server_init(const struct conf *conf, struct queue *queue,
 
 /* Replies ------------------------------------------------------------- */
 
-void
-smtp_server_reply(struct smtp_server_session *s, const char *fmt, ...)
+static void smtp_server_vreply(struct smtp_server_session *s, const char *fmt,
+			       va_list ap)
+    __attribute__((format(printf, 2, 0)));
+
+static void
+smtp_server_vreply(struct smtp_server_session *s, const char *fmt, va_list ap)
 {
 	struct evbuffer *out;
-	va_list ap;
+	va_list copy;
 
 	if (s->bev == NULL)
 		return;
 	out = bufferevent_get_output(s->bev);
-	va_start(ap, fmt);
-	evbuffer_add_vprintf(out, fmt, ap);
-	va_end(ap);
+	va_copy(copy, ap);
+	evbuffer_add_vprintf(out, fmt, copy);
+	va_end(copy);
 	evbuffer_add(out, "\r\n", 2);
 	if (log_trace_enabled(TRACE_SMTP)) {
 		char buf[256], esc[512];
 
-		va_start(ap, fmt);
 		vsnprintf(buf, sizeof(buf), fmt, ap);
-		va_end(ap);
 		log_trace(TRACE_SMTP, "%016" PRIx64 " smtp >>> %s", s->id,
 			  log_escape(esc, sizeof(esc), buf, strlen(buf)));
 	}
+}
+
+void
+smtp_server_reply(struct smtp_server_session *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	smtp_server_vreply(s, fmt, ap);
+	va_end(ap);
+}
+
+void
+smtp_server_refuse(struct smtp_server_session *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	smtp_server_vreply(s, fmt, ap);
+	va_end(ap);
+	smtp_server_error(s);
 }
 
 /* S is on its way out: it no longer counts towards stress mode, so that
@@ -408,9 +431,8 @@ smtp_server_input_line(struct smtp_server_session *s, struct evbuffer *in)
 	if (eol.pos < 0) {
 		if (avail > limit) {
 			if (!(s->flags & SF_LONGLINE)) {
-				smtp_server_reply(s, "500 5.5.2 Error: line "
-						     "too long");
-				smtp_server_error(s);
+				smtp_server_refuse(s, "500 5.5.2 Error: line "
+						      "too long");
 			}
 			s->flags |= SF_LONGLINE;
 			evbuffer_drain(in, avail);
@@ -422,8 +444,7 @@ smtp_server_input_line(struct smtp_server_session *s, struct evbuffer *in)
 		/* The tail of an over-long line, or a whole one. */
 		evbuffer_drain(in, n);
 		if (!(s->flags & SF_LONGLINE)) {
-			smtp_server_reply(s, "500 5.5.2 Error: line too long");
-			smtp_server_error(s);
+			smtp_server_refuse(s, "500 5.5.2 Error: line too long");
 		}
 		s->flags &= ~SF_LONGLINE;
 		return 1;
@@ -431,17 +452,15 @@ smtp_server_input_line(struct smtp_server_session *s, struct evbuffer *in)
 	evbuffer_remove(in, line, n);
 	smtp_server_timer_arm(s);
 	if (n < 2 || line[n - 2] != '\r') {
-		smtp_server_reply(s, "500 5.5.2 Error: bare LF received; "
-				     "lines must end with CRLF");
-		smtp_server_error(s);
+		smtp_server_refuse(s, "500 5.5.2 Error: bare LF received; "
+				      "lines must end with CRLF");
 		return 1;
 	}
 	n -= 2;
 	line[n] = '\0';
 	if (memchr(line, '\0', n) != NULL || memchr(line, '\r', n) != NULL) {
-		smtp_server_reply(s, "500 5.5.2 Error: NUL or bare CR in "
-				     "command");
-		smtp_server_error(s);
+		smtp_server_refuse(s, "500 5.5.2 Error: NUL or bare CR in "
+				      "command");
 		return 1;
 	}
 	if (log_trace_enabled(TRACE_SMTP))

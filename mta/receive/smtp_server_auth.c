@@ -53,8 +53,7 @@ static void
 smtp_server_auth_fail(struct smtp_server_session *s, const char *reply)
 {
 	smtp_server_auth_reset(s);
-	smtp_server_reply(s, "%s", reply);
-	smtp_server_error(s);
+	smtp_server_refuse(s, "%s", reply);
 	smtp_server_enter(s, SS_READY);
 }
 
@@ -196,9 +195,8 @@ smtp_server_auth_cmd(struct smtp_server_session *s, char *arg)
 		return;
 	}
 	if (s->user != NULL) {
-		smtp_server_reply(s, "503 5.5.1 Error: already "
-				     "authenticated");
-		smtp_server_error(s);
+		smtp_server_refuse(s, "503 5.5.1 Error: already "
+				      "authenticated");
 		return;
 	}
 	/* The limits are judged once the name is known (auth_verify). */
@@ -224,9 +222,8 @@ smtp_server_auth_cmd(struct smtp_server_session *s, char *arg)
 		smtp_server_reply(s, "334 VXNlcm5hbWU6"); /* "Username:" */
 	} else {
 		smtp_server_auth_reset(s);
-		smtp_server_reply(s, "504 5.5.4 Unrecognized authentication "
-				     "type");
-		smtp_server_error(s);
+		smtp_server_refuse(s, "504 5.5.4 Unrecognized authentication "
+				      "type");
 		return;
 	}
 	smtp_server_enter(s, SS_AUTH);
@@ -241,9 +238,8 @@ smtp_server_auth_delay_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	s->pending--;
 	if (!(s->flags & SF_ZOMBIE)) {
-		smtp_server_reply(s, "535 5.7.8 Authentication credentials "
-				     "invalid");
-		smtp_server_error(s);
+		smtp_server_refuse(s, "535 5.7.8 Authentication credentials "
+				      "invalid");
 		smtp_server_enter(s, SS_READY);
 		smtp_server_resume(s);
 	}

@@ -49,9 +49,8 @@ static void
 smtp_server_cmd_hello(struct smtp_server_session *s, char *arg, bool ehlo)
 {
 	if (!smtp_server_cmd_helo_ok(arg)) {
-		smtp_server_reply(s, "501 5.5.4 Syntax: %s hostname",
-				  ehlo ? "EHLO" : "HELO");
-		smtp_server_error(s);
+		smtp_server_refuse(s, "501 5.5.4 Syntax: %s hostname",
+				   ehlo ? "EHLO" : "HELO");
 		return;
 	}
 	smtp_server_txn_reset(s);
@@ -138,13 +137,11 @@ smtp_server_cmd_mail(struct smtp_server_session *s, char *arg)
 	uint64_t size = 0;
 
 	if (strncasecmp(arg, "FROM:", 5) != 0) {
-		smtp_server_reply(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
-		smtp_server_error(s);
+		smtp_server_refuse(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
 		return;
 	}
 	if (s->listener->conf->require_auth && s->user == NULL) {
-		smtp_server_reply(s, "530 5.7.0 Authentication required");
-		smtp_server_error(s);
+		smtp_server_refuse(s, "530 5.7.0 Authentication required");
 		return;
 	}
 	/* UTF-8 is allowed in the path only with SMTPUTF8, which comes
@@ -152,15 +149,13 @@ smtp_server_cmd_mail(struct smtp_server_session *s, char *arg)
 	ar = addr_path_parse(arg + 5, true, true, &s->sender,
 			     (const char **)&rest);
 	if (ar != ADDR_OK) {
-		smtp_server_reply(s, "%s 5.1.7 Bad sender address: %s",
-				  ar == ADDR_SYNTAX ? "501" : "553",
-				  addr_result_str(ar));
-		smtp_server_error(s);
+		smtp_server_refuse(s, "%s 5.1.7 Bad sender address: %s",
+				   ar == ADDR_SYNTAX ? "501" : "553",
+				   addr_result_str(ar));
 		return;
 	}
 	if (*rest != '\0' && *rest != ' ') {
-		smtp_server_reply(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
-		smtp_server_error(s);
+		smtp_server_refuse(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
 		return;
 	}
 	while (smtp_server_cmd_param(&rest, &key, &val)) {
@@ -169,9 +164,8 @@ smtp_server_cmd_mail(struct smtp_server_session *s, char *arg)
 			size = strtoull(val, &end, 10);
 			if (*val < '0' || *val > '9' || *end != '\0' ||
 			    errno != 0) {
-				smtp_server_reply(s, "501 5.5.4 Bad SIZE "
-						     "parameter");
-				smtp_server_error(s);
+				smtp_server_refuse(s, "501 5.5.4 Bad SIZE "
+						      "parameter");
 				return;
 			}
 			size_seen = true;
@@ -180,9 +174,8 @@ smtp_server_cmd_mail(struct smtp_server_session *s, char *arg)
 			if (strcasecmp(val, "8BITMIME") == 0)
 				s->body8bit = true;
 			else if (strcasecmp(val, "7BIT") != 0) {
-				smtp_server_reply(s, "501 5.5.4 Bad BODY "
-						     "parameter");
-				smtp_server_error(s);
+				smtp_server_refuse(s, "501 5.5.4 Bad BODY "
+						      "parameter");
 				return;
 			}
 			body_seen = true;
@@ -191,25 +184,22 @@ smtp_server_cmd_mail(struct smtp_server_session *s, char *arg)
 		} else if (strcasecmp(key, "AUTH") == 0 && val != NULL) {
 			/* RFC 4954 5: accepted, not trusted. */
 		} else {
-			smtp_server_reply(s, "555 5.5.4 Unsupported MAIL FROM "
-					     "parameter");
-			smtp_server_error(s);
+			smtp_server_refuse(s, "555 5.5.4 Unsupported MAIL FROM "
+					      "parameter");
 			memset(&s->sender, 0, sizeof(s->sender));
 			return;
 		}
 	}
 	if (s->sender.utf8 && !s->smtputf8) {
-		smtp_server_reply(s, "553 5.6.7 Bad sender address: %s",
-				  addr_result_str(ADDR_UTF8));
-		smtp_server_error(s);
+		smtp_server_refuse(s, "553 5.6.7 Bad sender address: %s",
+				   addr_result_str(ADDR_UTF8));
 		smtp_server_txn_reset(s);
 		return;
 	}
 	if (size_seen && size > smtp_server_conf->limits.max_message_size) {
 		STATS_INC(rejected_size);
-		smtp_server_reply(s, "552 5.3.4 Message size exceeds fixed "
-				     "maximum message size");
-		smtp_server_error(s);
+		smtp_server_refuse(s, "552 5.3.4 Message size exceeds fixed "
+				      "maximum message size");
 		smtp_server_txn_reset(s);
 		return;
 	}
@@ -225,9 +215,8 @@ smtp_server_cmd_mail(struct smtp_server_session *s, char *arg)
 			 "user %s",
 			 s->id, s->sender.null ? "<>" : s->sender.domain,
 			 s->user->name);
-		smtp_server_reply(s, "550 5.7.1 Sender address not allowed "
-				     "for this user");
-		smtp_server_error(s);
+		smtp_server_refuse(s, "550 5.7.1 Sender address not allowed "
+				      "for this user");
 		smtp_server_txn_reset(s);
 		return;
 	}
@@ -246,8 +235,7 @@ smtp_server_cmd_rcpt(struct smtp_server_session *s, char *arg)
 	char *copy, **nr;
 
 	if (strncasecmp(arg, "TO:", 3) != 0) {
-		smtp_server_reply(s, "501 5.5.4 Syntax: RCPT TO:<address>");
-		smtp_server_error(s);
+		smtp_server_refuse(s, "501 5.5.4 Syntax: RCPT TO:<address>");
 		return;
 	}
 	/* Relay decision before anything else: an outsider learns nothing
@@ -258,25 +246,22 @@ smtp_server_cmd_rcpt(struct smtp_server_session *s, char *arg)
 			 s->client_str);
 		smtp_server_log_reject(s, 554, "relay access denied", NULL,
 				       NULL);
-		smtp_server_reply(s, "554 5.7.1 Relay access denied");
-		smtp_server_error(s);
+		smtp_server_refuse(s, "554 5.7.1 Relay access denied");
 		return;
 	}
 	ar = addr_path_parse(arg + 3, false, s->smtputf8, &rcpt, &rest);
 	if (ar != ADDR_OK) {
-		smtp_server_reply(s, "%s 5.1.3 Bad recipient address: %s",
-				  ar == ADDR_SYNTAX ? "501" : "553",
-				  addr_result_str(ar));
-		smtp_server_error(s);
+		smtp_server_refuse(s, "%s 5.1.3 Bad recipient address: %s",
+				   ar == ADDR_SYNTAX ? "501" : "553",
+				   addr_result_str(ar));
 		return;
 	}
 	while (*rest == ' ')
 		rest++;
 	if (*rest != '\0') {
 		/* DSN (NOTIFY/ORCPT) is not offered, so no parameter is. */
-		smtp_server_reply(s, "555 5.5.4 Unsupported RCPT TO "
-				     "parameter");
-		smtp_server_error(s);
+		smtp_server_refuse(s, "555 5.5.4 Unsupported RCPT TO "
+				      "parameter");
 		return;
 	}
 	if (s->nrcpts >= smtp_server_conf->limits.max_recipients) {
@@ -315,14 +300,12 @@ static void
 smtp_server_cmd_starttls(struct smtp_server_session *s, char *arg)
 {
 	if (!smtp_server_cmd_starttls_offered(s)) {
-		smtp_server_reply(s, "503 5.5.1 Error: STARTTLS not "
-				     "available");
-		smtp_server_error(s);
+		smtp_server_refuse(s, "503 5.5.1 Error: STARTTLS not "
+				      "available");
 		return;
 	}
 	if (*arg != '\0') {
-		smtp_server_reply(s, "501 5.5.4 Syntax: STARTTLS");
-		smtp_server_error(s);
+		smtp_server_refuse(s, "501 5.5.4 Syntax: STARTTLS");
 		return;
 	}
 	smtp_server_reply(s, "220 2.0.0 Ready to start TLS");
@@ -401,9 +384,8 @@ smtp_server_cmd_dispatch(struct smtp_server_session *s, char *line)
 			smtp_server_close_after(s);
 			return;
 		}
-		smtp_server_reply(s, "500 5.5.2 Error: command not "
-				     "recognized");
-		smtp_server_error(s);
+		smtp_server_refuse(s, "500 5.5.2 Error: command not "
+				      "recognized");
 		return;
 	}
 	if (!smtp_server_allows(s, c->bit)) {

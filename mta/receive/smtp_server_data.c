@@ -636,9 +636,8 @@ smtp_server_data_input_bdat(struct smtp_server_session *s, struct evbuffer *in)
 	}
 	/* The whole chunk is in. */
 	if (!in_txn) {
-		smtp_server_reply(s, "503 5.5.1 Error: no valid transaction "
-				     "for this BDAT chunk");
-		smtp_server_error(s);
+		smtp_server_refuse(s, "503 5.5.1 Error: no valid transaction "
+				      "for this BDAT chunk");
 		smtp_server_idle(s);
 		return 1;
 	}
@@ -667,13 +666,11 @@ void
 smtp_server_data_cmd(struct smtp_server_session *s, char *arg)
 {
 	if (*arg != '\0') {
-		smtp_server_reply(s, "501 5.5.4 Syntax: DATA");
-		smtp_server_error(s);
+		smtp_server_refuse(s, "501 5.5.4 Syntax: DATA");
 		return;
 	}
 	if (s->flags & SF_BDAT_USED) {
-		smtp_server_reply(s, "503 5.5.1 Error: DATA after BDAT");
-		smtp_server_error(s);
+		smtp_server_refuse(s, "503 5.5.1 Error: DATA after BDAT");
 		return;
 	}
 	if (smtp_server_data_begin(s, true) != 0) {

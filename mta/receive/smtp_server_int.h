@@ -144,6 +144,11 @@ void smtp_server_reply(struct smtp_server_session *s, const char *fmt, ...)
  * and the session closes. */
 void smtp_server_error(struct smtp_server_session *s);
 
+/* smtp_server_refuse — smtp_server_reply(), then smtp_server_error(): the
+ * answer to a refused command. */
+void smtp_server_refuse(struct smtp_server_session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* smtp_server_close_after — close once the replies queued so far are
  * flushed; nothing more is read. */
 void smtp_server_close_after(struct smtp_server_session *s);

@@ -42,6 +42,22 @@ addr_utf8_len(const unsigned char *p, size_t n)
 	return len;
 }
 
+/* An 8-bit character at Q (before END): its length when UTF8_OK allows it
+ * and it is valid UTF-8 (*UTF8 is then set), else 0 with *WHY = ADDR_UTF8. */
+static size_t
+addr_utf8_take(const unsigned char *q, const unsigned char *end, bool utf8_ok,
+	       bool *utf8, enum addr_result *why)
+{
+	size_t u;
+
+	if (!utf8_ok || (u = addr_utf8_len(q, (size_t)(end - q))) == 0) {
+		*why = ADDR_UTF8;
+		return 0;
+	}
+	*utf8 = true;
+	return u;
+}
+
 /* Local part at P..END: Dot-string or Quoted-string.  Returns its length
  * or 0 when invalid; sets *utf8 when 8-bit bytes were seen. */
 static size_t
@@ -59,13 +75,9 @@ addr_local_part(const unsigned char *p, const unsigned char *end, bool utf8_ok,
 					return 0;
 				q += 2;
 			} else if (*q >= 0x80) {
-				if (!utf8_ok ||
-				    (u = addr_utf8_len(q, (size_t)(end - q))) ==
-					0) {
-					*why = ADDR_UTF8;
+				if ((u = addr_utf8_take(q, end, utf8_ok, utf8,
+							why)) == 0)
 					return 0;
-				}
-				*utf8 = true;
 				q += u;
 			} else if (*q >= 0x20 && *q <= 0x7e) {
 				q++;
@@ -84,13 +96,9 @@ addr_local_part(const unsigned char *p, const unsigned char *end, bool utf8_ok,
 			if (addr_atext(*q)) {
 				q++;
 			} else if (*q >= 0x80) {
-				if (!utf8_ok ||
-				    (u = addr_utf8_len(q, (size_t)(end - q))) ==
-					0) {
-					*why = ADDR_UTF8;
+				if ((u = addr_utf8_take(q, end, utf8_ok, utf8,
+							why)) == 0)
 					return 0;
-				}
-				*utf8 = true;
 				q += u;
 			} else {
 				break;
@@ -125,13 +133,9 @@ addr_domain(const unsigned char *p, const unsigned char *end, bool utf8_ok,
 			    (*q >= '0' && *q <= '9') || *q == '-') {
 				q++;
 			} else if (*q >= 0x80) {
-				if (!utf8_ok ||
-				    (u = addr_utf8_len(q, (size_t)(end - q))) ==
-					0) {
-					*why = ADDR_UTF8;
+				if ((u = addr_utf8_take(q, end, utf8_ok, utf8,
+							why)) == 0)
 					return false;
-				}
-				*utf8 = true;
 				q += u;
 			} else {
 				return false;

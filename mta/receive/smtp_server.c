@@ -797,29 +797,41 @@ smtp_server_bev_setup(struct smtp_server_session *s)
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 }
 
-/* The 220 was flushed: hand the socket to OpenSSL. */
-static void
-smtp_server_tls_begin(struct smtp_server_session *s)
+/* A TLS bufferevent accepting on S's socket, which it owns from now on.
+ * Returns NULL, or why there is none (s->bev is then NULL). */
+static const char *
+smtp_server_tls_socket(struct smtp_server_session *s)
 {
 	SSL *ssl;
 
-	if ((ssl = SSL_new(s->listener->ssl_ctx)) == NULL) {
-		smtp_server_close(s, "SSL_new failed");
-		return;
-	}
-	/* The plain bufferevent does not own the socket; the TLS one will.
-	 * Bytes it had read are discarded with it. */
-	bufferevent_free(s->bev);
+	if ((ssl = SSL_new(s->listener->ssl_ctx)) == NULL)
+		return "SSL_new failed";
 	s->bev = bufferevent_openssl_socket_new(s->loop->base, s->fd, ssl,
 						BUFFEREVENT_SSL_ACCEPTING,
 						BEV_OPT_CLOSE_ON_FREE);
 	if (s->bev == NULL) {
 		SSL_free(ssl);
-		smtp_server_close(s, "TLS set-up failed");
-		return;
+		return "TLS set-up failed";
 	}
 	s->fd = -1; /* owned by the bufferevent now */
 	bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
+	return NULL;
+}
+
+/* The 220 was flushed: hand the socket to OpenSSL. */
+static void
+smtp_server_tls_begin(struct smtp_server_session *s)
+{
+	const char *why;
+
+	/* The plain bufferevent does not own the socket; the TLS one will.
+	 * Bytes it had read are discarded with it. */
+	bufferevent_free(s->bev);
+	s->bev = NULL;
+	if ((why = smtp_server_tls_socket(s)) != NULL) {
+		smtp_server_close(s, why);
+		return;
+	}
 	s->flags &= ~SF_READ_OFF;
 	smtp_server_bev_setup(s);
 	smtp_server_enter(s, SS_TLS);
@@ -884,23 +896,10 @@ smtp_server_accept(struct loop *l, struct smtp_server_listener *li,
 	atomic_fetch_add(&smtp_sessions_open, 1);
 	smtp_server_list_add(s);
 	s->timer = evtimer_new(l->base, smtp_server_timer_cb, s);
-	if (li->conf->tls == CONF_TLS_IMPLICIT) {
-		SSL *ssl = SSL_new(li->ssl_ctx);
-
-		s->bev = ssl == NULL
-			     ? NULL
-			     : bufferevent_openssl_socket_new(
-				   l->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-				   BEV_OPT_CLOSE_ON_FREE);
-		if (s->bev == NULL && ssl != NULL)
-			SSL_free(ssl);
-		if (s->bev != NULL) {
-			s->fd = -1;
-			bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
-		}
-	} else {
+	if (li->conf->tls == CONF_TLS_IMPLICIT)
+		(void)smtp_server_tls_socket(s); /* s->bev says */
+	else
 		s->bev = bufferevent_socket_new(l->base, fd, 0);
-	}
 	if (s->bev == NULL || s->timer == NULL) {
 		log_warnx("smtp cannot set up a session for %s", addr);
 		s->flags |= SF_CLOSE | SF_ZOMBIE;

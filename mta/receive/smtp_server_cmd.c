@@ -128,12 +128,57 @@ smtp_server_cmd_may_null(const struct conf_user *u)
 	return false;
 }
 
+/* MAIL FROM's parameters in REST: SIZE into *SIZE (*SIZE_SEEN), BODY,
+ * SMTPUTF8 and AUTH into S.  Returns 0, or -1 once refused (replied). */
+static int
+smtp_server_cmd_mail_params(struct smtp_server_session *s, char *rest,
+			    uint64_t *size, bool *size_seen)
+{
+	char *key, *val, *end;
+	bool body_seen = false;
+
+	while (smtp_server_cmd_param(&rest, &key, &val)) {
+		if (strcasecmp(key, "SIZE") == 0 && val != NULL &&
+		    !*size_seen) {
+			errno = 0;
+			*size = strtoull(val, &end, 10);
+			if (*val < '0' || *val > '9' || *end != '\0' ||
+			    errno != 0) {
+				smtp_server_refuse(s, "501 5.5.4 Bad SIZE "
+						      "parameter");
+				return -1;
+			}
+			*size_seen = true;
+		} else if (strcasecmp(key, "BODY") == 0 && val != NULL &&
+			   !body_seen) {
+			if (strcasecmp(val, "8BITMIME") == 0)
+				s->body8bit = true;
+			else if (strcasecmp(val, "7BIT") != 0) {
+				smtp_server_refuse(s, "501 5.5.4 Bad BODY "
+						      "parameter");
+				return -1;
+			}
+			body_seen = true;
+		} else if (strcasecmp(key, "SMTPUTF8") == 0 && val == NULL) {
+			s->smtputf8 = true;
+		} else if (strcasecmp(key, "AUTH") == 0 && val != NULL) {
+			/* RFC 4954 5: accepted, not trusted. */
+		} else {
+			smtp_server_refuse(s, "555 5.5.4 Unsupported MAIL FROM "
+					      "parameter");
+			memset(&s->sender, 0, sizeof(s->sender));
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static void
 smtp_server_cmd_mail(struct smtp_server_session *s, char *arg)
 {
-	char *rest, *key, *val, *end;
+	char *rest;
 	enum addr_result ar;
-	bool body_seen = false, size_seen = false;
+	bool size_seen = false;
 	uint64_t size = 0;
 
 	if (strncasecmp(arg, "FROM:", 5) != 0) {
@@ -158,38 +203,8 @@ smtp_server_cmd_mail(struct smtp_server_session *s, char *arg)
 		smtp_server_refuse(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
 		return;
 	}
-	while (smtp_server_cmd_param(&rest, &key, &val)) {
-		if (strcasecmp(key, "SIZE") == 0 && val != NULL && !size_seen) {
-			errno = 0;
-			size = strtoull(val, &end, 10);
-			if (*val < '0' || *val > '9' || *end != '\0' ||
-			    errno != 0) {
-				smtp_server_refuse(s, "501 5.5.4 Bad SIZE "
-						      "parameter");
-				return;
-			}
-			size_seen = true;
-		} else if (strcasecmp(key, "BODY") == 0 && val != NULL &&
-			   !body_seen) {
-			if (strcasecmp(val, "8BITMIME") == 0)
-				s->body8bit = true;
-			else if (strcasecmp(val, "7BIT") != 0) {
-				smtp_server_refuse(s, "501 5.5.4 Bad BODY "
-						      "parameter");
-				return;
-			}
-			body_seen = true;
-		} else if (strcasecmp(key, "SMTPUTF8") == 0 && val == NULL) {
-			s->smtputf8 = true;
-		} else if (strcasecmp(key, "AUTH") == 0 && val != NULL) {
-			/* RFC 4954 5: accepted, not trusted. */
-		} else {
-			smtp_server_refuse(s, "555 5.5.4 Unsupported MAIL FROM "
-					      "parameter");
-			memset(&s->sender, 0, sizeof(s->sender));
-			return;
-		}
-	}
+	if (smtp_server_cmd_mail_params(s, rest, &size, &size_seen) != 0)
+		return;
 	if (s->sender.utf8 && !s->smtputf8) {
 		smtp_server_refuse(s, "553 5.6.7 Bad sender address: %s",
 				   addr_result_str(ADDR_UTF8));

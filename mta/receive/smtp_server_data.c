@@ -333,12 +333,94 @@ smtp_server_data_on_intake(struct intake_req *req)
 	smtp_server_settle(s);
 }
 
-/* End of message data: check, then hand the message to the queue. */
+/* The scanner found the message bad: say why, in the reply and the
+ * delivery log. */
+static void
+smtp_server_data_bad(struct smtp_server_session *s)
+{
+	STATS_INC(messages_rejected);
+	if (s->scan.bad & SMTP_DATA_BAD_SIZE) {
+		STATS_INC(rejected_size);
+		smtp_server_reply(s, "552 5.3.4 Message size exceeds "
+				     "fixed maximum message size");
+	} else if (s->scan.bad & SMTP_DATA_BAD_BARE) {
+		STATS_INC(rejected_smuggling);
+		smtp_server_reply(s, "550 5.6.0 Message refused: bare "
+				     "CR or LF in message data");
+	} else if (s->scan.bad & SMTP_DATA_BAD_NUL) {
+		STATS_INC(rejected_content);
+		smtp_server_reply(s, "550 5.6.0 Message refused: NUL "
+				     "character in message data");
+	} else {
+		STATS_INC(rejected_content);
+		smtp_server_reply(s, "550 5.6.0 Message refused: line "
+				     "longer than 998 characters");
+	}
+	log_info("%016" PRIx64 " smtp message refused from %s "
+		 "(bad=0x%x)",
+		 s->id, s->client_str, s->scan.bad);
+	smtp_server_log_reject(
+	    s, s->scan.bad & SMTP_DATA_BAD_SIZE ? 552 : 550,
+	    s->scan.bad & SMTP_DATA_BAD_SIZE   ? "message too large"
+	    : s->scan.bad & SMTP_DATA_BAD_BARE ? "bare CR or LF in message data"
+	    : s->scan.bad & SMTP_DATA_BAD_NUL
+		? "NUL in message data"
+		: "line longer than 998 characters",
+	    NULL, NULL);
+	smtp_server_error(s);
+	smtp_server_idle(s);
+}
+
+/*
+ * The queue operation for S's message: the envelope from the transaction;
+ * the recipients and the body move into it (the body's memory stays
+ * charged, as s->inflight_charge, until the intake is done with it).
+ * NULL when out of memory: S keeps everything then.
+ */
+static struct queue_op *
+smtp_server_data_op(struct smtp_server_session *s)
+{
+	struct queue_op *op;
+	unsigned i;
+
+	if ((op = queue_op_new(QOP_INSERT)) == NULL)
+		return NULL;
+	op->env.id = s->msg_id;
+	op->env.created_ms = util_wall_ms();
+	op->env.next_attempt_ms = op->env.created_ms;
+	if (s->body8bit || s->scan.saw8bit)
+		op->env.flags |= QUEUE_F_8BITMIME;
+	if (s->smtputf8)
+		op->env.flags |= QUEUE_F_SMTPUTF8;
+	op->env.size = s->body_len;
+	op->env.sender = strdup(s->sender.null ? "" : s->sender.mailbox);
+	op->env.user = s->user != NULL ? strdup(s->user->name) : NULL;
+	op->env.client = strdup(s->client_str);
+	op->env.helo = strdup(s->helo);
+	op->env.rcpts = calloc(s->nrcpts, sizeof(*op->env.rcpts));
+	if (op->env.sender == NULL || op->env.client == NULL ||
+	    op->env.helo == NULL || op->env.rcpts == NULL ||
+	    (s->user != NULL && op->env.user == NULL)) {
+		queue_op_free(op);
+		return NULL;
+	}
+	for (i = 0; i < s->nrcpts; i++)
+		op->env.rcpts[i].addr = s->rcpts[i];
+	op->env.nrcpts = s->nrcpts;
+	s->nrcpts = 0;
+	op->body = s->body;
+	op->body_len = s->body_len;
+	s->inflight_charge = s->body_cap;
+	s->body = NULL;
+	s->body_len = s->body_cap = 0;
+	return op;
+}
+
+/* End of message data: check, then hand the message to the intake. */
 static void
 smtp_server_data_end(struct smtp_server_session *s)
 {
 	struct queue_op *op;
-	unsigned i;
 	bool long_lines = false;
 
 	if (s->scan.bad & SMTP_DATA_BAD_NOMEM) {
@@ -361,72 +443,18 @@ smtp_server_data_end(struct smtp_server_session *s)
 		long_lines = true;
 	}
 	if (s->scan.bad != 0) {
-		STATS_INC(messages_rejected);
-		if (s->scan.bad & SMTP_DATA_BAD_SIZE) {
-			STATS_INC(rejected_size);
-			smtp_server_reply(s, "552 5.3.4 Message size exceeds "
-					     "fixed maximum message size");
-		} else if (s->scan.bad & SMTP_DATA_BAD_BARE) {
-			STATS_INC(rejected_smuggling);
-			smtp_server_reply(s, "550 5.6.0 Message refused: bare "
-					     "CR or LF in message data");
-		} else if (s->scan.bad & SMTP_DATA_BAD_NUL) {
-			STATS_INC(rejected_content);
-			smtp_server_reply(s, "550 5.6.0 Message refused: NUL "
-					     "character in message data");
-		} else {
-			STATS_INC(rejected_content);
-			smtp_server_reply(s, "550 5.6.0 Message refused: line "
-					     "longer than 998 characters");
-		}
-		log_info("%016" PRIx64 " smtp message refused from %s "
-			 "(bad=0x%x)",
-			 s->id, s->client_str, s->scan.bad);
-		smtp_server_log_reject(
-		    s, s->scan.bad & SMTP_DATA_BAD_SIZE ? 552 : 550,
-		    s->scan.bad & SMTP_DATA_BAD_SIZE ? "message too large"
-		    : s->scan.bad & SMTP_DATA_BAD_BARE
-			? "bare CR or LF in message data"
-		    : s->scan.bad & SMTP_DATA_BAD_NUL
-			? "NUL in message data"
-			: "line longer than 998 characters",
-		    NULL, NULL);
-		smtp_server_error(s);
+		smtp_server_data_bad(s);
+		return;
+	}
+	if ((op = smtp_server_data_op(s)) == NULL) {
+		log_warnx("%016" PRIx64 " smtp out of memory queueing a "
+			  "message",
+			  s->id);
+		smtp_server_reply(s, "451 4.3.0 Temporary failure, try again "
+				     "later");
 		smtp_server_idle(s);
 		return;
 	}
-	if ((op = queue_op_new(QOP_INSERT)) == NULL)
-		goto oom;
-	op->env.id = s->msg_id;
-	op->env.created_ms = util_wall_ms();
-	op->env.next_attempt_ms = op->env.created_ms;
-	if (s->body8bit || s->scan.saw8bit)
-		op->env.flags |= QUEUE_F_8BITMIME;
-	if (s->smtputf8)
-		op->env.flags |= QUEUE_F_SMTPUTF8;
-	op->env.size = s->body_len;
-	op->env.sender = strdup(s->sender.null ? "" : s->sender.mailbox);
-	op->env.user = s->user != NULL ? strdup(s->user->name) : NULL;
-	op->env.client = strdup(s->client_str);
-	op->env.helo = strdup(s->helo);
-	op->env.rcpts = calloc(s->nrcpts, sizeof(*op->env.rcpts));
-	if (op->env.sender == NULL || op->env.client == NULL ||
-	    op->env.helo == NULL || op->env.rcpts == NULL ||
-	    (s->user != NULL && op->env.user == NULL)) {
-		queue_op_free(op);
-		goto oom;
-	}
-	/* Ownership of the recipients and the body moves to the op. */
-	for (i = 0; i < s->nrcpts; i++)
-		op->env.rcpts[i].addr = s->rcpts[i];
-	op->env.nrcpts = s->nrcpts;
-	s->nrcpts = 0;
-	op->body = s->body;
-	op->body_len = s->body_len;
-	/* The memory stays charged until the queue is done with it. */
-	s->inflight_charge = s->body_cap;
-	s->body = NULL;
-	s->body_len = s->body_cap = 0;
 	s->pending++;
 	smtp_server_busy(s);
 	clock_gettime(CLOCK_MONOTONIC, &s->eod);
@@ -439,12 +467,6 @@ smtp_server_data_end(struct smtp_server_session *s)
 	s->intake.done = smtp_server_data_on_intake;
 	s->intake.arg = s;
 	intake_submit(&s->intake);
-	return;
-oom:
-	log_warnx("%016" PRIx64 " smtp out of memory queueing a message",
-		  s->id);
-	smtp_server_reply(s, "451 4.3.0 Temporary failure, try again later");
-	smtp_server_idle(s);
 }
 
 /* DATA and BDAT input ------------------------------------------------- */

@@ -1,15 +1,13 @@
 /*
  * smtp_server.c — SMTP submission sessions: the life of one session.
  *
- * Owns: the session (bufferevent, state, timers), the state table and
+ * Owns: the session (bufferevent, state, timers) and the state table with
  * smtp_server_enter(), the one transition (only a hang-up drops straight to
- * CLOSING, which nothing leaves); the commands, AUTH and message data live
- * in smtp_server_{cmd,auth,data}.c (smtp_server_int.h).
- * Runs on the session's loop thread only; work for other threads leaves
- * through auth_verify()/intake_submit() and comes back through loop_post().
+ * CLOSING); commands, AUTH and data are in smtp_server_{cmd,auth,data}.c.
+ * Loop thread only; other threads' work comes back through loop_post().
  * Invariants: nothing read before a STARTTLS handshake survives it; no
- * address is logged in clear; no session holds anything without a bound (a
- * deadline per state, a minimum data rate, a lifetime, the body budget).
+ * address is logged in clear; nothing is held without a bound (a deadline
+ * per state, a minimum data rate, a lifetime, the body budget).
  */
 #include <errno.h>
 #include <inttypes.h>

@@ -3,11 +3,10 @@
  * scanner (smtp_data.c), the body and its share of the memory budget
  * (smtp_mem.c), the hand-off to the intake and the answer to it.
  *
- * Owns: s->body, the budget waits and the scanner state of a session.  Runs
- * on the session's loop thread; the budget's answer and the intake's
- * completion come back through loop_post().  Invariants: "250 … queued"
- * only from the commit completion (smtp_server_data_on_intake); no bare CR
- * or LF is ever accepted in message data; a message leaves receiving only
+ * Owns: s->body, the budget waits, the scanner state.  Loop thread; the
+ * budget's answer and the intake's completion come back by loop_post().
+ * Invariants: "250 … queued" only from the commit completion; no bare CR or
+ * LF is ever accepted in message data; a message leaves receiving only
  * through smtp_server_on_queued.
  */
 #include <errno.h>

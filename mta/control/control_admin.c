@@ -26,12 +26,12 @@
 
 #include "conf/conf.h"
 #include "queue/queue.h"
-#include "mta/receive/auth.h"
 #include "mta/receive/auth_limit.h"
 #include "mta/control/control.h"
 #include "mta/control/control_int.h"
 #include "mta/deliver/delivery.h"
 #include "mta/core/log.h"
+#include "mta/core/util.h"
 
 /* SEL = id HEX16 | domain DOMAIN | user USER | all */
 int
@@ -317,7 +317,7 @@ control_admin_run_auth_blocks(struct control_session *s)
 {
 	unsigned n;
 
-	n = auth_limit_blocks(auth_wall_ms(), control_admin_block_cb,
+	n = auth_limit_blocks(util_wall_ms(), control_admin_block_cb,
 			      bufferevent_get_output(s->bev));
 	control_result(s, true, "ok %u", n);
 	control_finish(s);
@@ -327,7 +327,7 @@ void
 control_admin_run_auth_unblock(struct control_session *s)
 {
 	const struct conf_auth_limit *lim = &control_server.conf->auth_limit;
-	int64_t now = auth_wall_ms();
+	int64_t now = util_wall_ms();
 	struct peer_key k;
 	unsigned n = 0;
 	int prefix;

@@ -15,10 +15,10 @@
 #include <stdio.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <time.h>
 
 #include "mta/core/log.h"
 #include "mta/core/logspace.h"
+#include "mta/core/util.h"
 
 #define LOGSPACE_CHECK_MS 1000  /* fstatvfs at most this often per log */
 #define LOGSPACE_SAY_MS   60000 /* start/end said at most this often */
@@ -51,15 +51,6 @@ logspace_init(uint64_t reserve_bytes, unsigned reserve_percent)
 	atomic_store(&ls_reserve_bytes, reserve_bytes);
 	atomic_store(&ls_reserve_percent,
 		     reserve_percent > 100 ? 100 : reserve_percent);
-}
-
-static int64_t
-logspace_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Read FD's filesystem: free bytes above the reserve into S. */
@@ -140,7 +131,7 @@ logspace_admit(enum logspace_log log, int fd, size_t len, unsigned lines)
 	if ((unsigned)log >= LOGSPACE__COUNT || fd < 0)
 		return 0;
 	s = &ls[log];
-	now = logspace_now_ms();
+	now = util_mono_ms();
 	last = atomic_load(&s->checked_ms);
 	if ((last == 0 || now - last >= LOGSPACE_CHECK_MS) &&
 	    atomic_compare_exchange_strong(&s->checked_ms, &last,

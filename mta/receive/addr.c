@@ -6,6 +6,7 @@
  */
 #include <string.h>
 
+#include "mta/core/util.h"
 #include "mta/receive/addr.h"
 
 static bool
@@ -41,6 +42,22 @@ addr_utf8_len(const unsigned char *p, size_t n)
 	return len;
 }
 
+/* An 8-bit character at Q (before END): its length when UTF8_OK allows it
+ * and it is valid UTF-8 (*UTF8 is then set), else 0 with *WHY = ADDR_UTF8. */
+static size_t
+addr_utf8_take(const unsigned char *q, const unsigned char *end, bool utf8_ok,
+	       bool *utf8, enum addr_result *why)
+{
+	size_t u;
+
+	if (!utf8_ok || (u = addr_utf8_len(q, (size_t)(end - q))) == 0) {
+		*why = ADDR_UTF8;
+		return 0;
+	}
+	*utf8 = true;
+	return u;
+}
+
 /* Local part at P..END: Dot-string or Quoted-string.  Returns its length
  * or 0 when invalid; sets *utf8 when 8-bit bytes were seen. */
 static size_t
@@ -58,13 +75,9 @@ addr_local_part(const unsigned char *p, const unsigned char *end, bool utf8_ok,
 					return 0;
 				q += 2;
 			} else if (*q >= 0x80) {
-				if (!utf8_ok ||
-				    (u = addr_utf8_len(q, (size_t)(end - q))) ==
-					0) {
-					*why = ADDR_UTF8;
+				if ((u = addr_utf8_take(q, end, utf8_ok, utf8,
+							why)) == 0)
 					return 0;
-				}
-				*utf8 = true;
 				q += u;
 			} else if (*q >= 0x20 && *q <= 0x7e) {
 				q++;
@@ -83,13 +96,9 @@ addr_local_part(const unsigned char *p, const unsigned char *end, bool utf8_ok,
 			if (addr_atext(*q)) {
 				q++;
 			} else if (*q >= 0x80) {
-				if (!utf8_ok ||
-				    (u = addr_utf8_len(q, (size_t)(end - q))) ==
-					0) {
-					*why = ADDR_UTF8;
+				if ((u = addr_utf8_take(q, end, utf8_ok, utf8,
+							why)) == 0)
 					return 0;
-				}
-				*utf8 = true;
 				q += u;
 			} else {
 				break;
@@ -124,13 +133,9 @@ addr_domain(const unsigned char *p, const unsigned char *end, bool utf8_ok,
 			    (*q >= '0' && *q <= '9') || *q == '-') {
 				q++;
 			} else if (*q >= 0x80) {
-				if (!utf8_ok ||
-				    (u = addr_utf8_len(q, (size_t)(end - q))) ==
-					0) {
-					*why = ADDR_UTF8;
+				if ((u = addr_utf8_take(q, end, utf8_ok, utf8,
+							why)) == 0)
 					return false;
-				}
-				*utf8 = true;
 				q += u;
 			} else {
 				return false;
@@ -151,7 +156,7 @@ addr_path_parse(const char *s, bool null_ok, bool utf8_ok,
 {
 	const unsigned char *p = (const unsigned char *)s, *close, *at, *end;
 	enum addr_result why = ADDR_SYNTAX;
-	size_t n, i;
+	size_t n;
 	bool inq = false;
 
 	memset(out, 0, sizeof(*out));
@@ -200,12 +205,9 @@ addr_path_parse(const char *s, bool null_ok, bool utf8_ok,
 		return why;
 	memcpy(out->mailbox, p, (size_t)(close - p));
 	out->mailbox[close - p] = '\0';
-	n = (size_t)(end - at - 1);
-	for (i = 0; i < n; i++) {
-		unsigned char c = at[1 + i];
-		out->domain[i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
-	}
-	out->domain[n] = '\0';
+	/* The domain has no final dot (addr_domain) and fits: copied whole. */
+	util_domain_lower(out->mailbox + (at + 1 - p), out->domain,
+			  sizeof(out->domain));
 	return ADDR_OK;
 }
 

@@ -8,13 +8,13 @@
  */
 #include <pthread.h>
 #include <string.h>
-#include <time.h>
 
 #include <sodium.h>
 
 #include "conf/conf.h"
 #include "mta/receive/auth.h"
 #include "mta/core/log.h"
+#include "mta/core/util.h"
 #include "mta/observe/stats.h"
 #include "mta/core/worker.h"
 
@@ -35,24 +35,6 @@ static struct auth_cache_slot auth_cache[AUTH_CACHE_SLOTS];
 static const char auth_dummy_hash[crypto_pwhash_STRBYTES] =
     "$argon2id$v=19$m=65536,t=2,p=1$PUs+UF70X+SDVt5K8rSnnw$"
     "QCYnsYD3vl6pdOTZG4RzfIl/VekQJzhhU+VpU3uPGjM";
-
-static int64_t
-auth_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t
-auth_wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 int
 auth_init(void)
@@ -179,7 +161,7 @@ auth_verify_run(void *arg)
 	const struct conf_user *u = conf_user_find(req->conf, req->user);
 	const char *hash = u != NULL ? u->password_hash : auth_dummy_hash;
 	unsigned char digest[crypto_generichash_BYTES];
-	int64_t ttl = req->conf->auth_limit.cache_ttl_ms, now = auth_now_ms();
+	int64_t ttl = req->conf->auth_limit.cache_ttl_ms, now = util_mono_ms();
 
 	req->ok = false;
 	req->u = u;
@@ -213,7 +195,7 @@ auth_verify_done(void *arg)
 	req->blocked = false;
 	req->delay_ms =
 	    auth_limit_settle(&req->conf->auth_limit, &req->ticket, req->ok,
-			      auth_wall_ms(), &req->blocked);
+			      util_wall_ms(), &req->blocked);
 	req->done(req);
 }
 
@@ -224,7 +206,7 @@ auth_verify(struct loop *l, struct auth_request *req, uint64_t *left_ms)
 	enum auth_limit_verdict v;
 
 	v = auth_limit_reserve(&req->conf->auth_limit, &req->client, req->user,
-			       u != NULL ? u->name : NULL, auth_wall_ms(),
+			       u != NULL ? u->name : NULL, util_wall_ms(),
 			       &req->ticket, left_ms);
 	if (v != AUTH_LIMIT_OK) {
 		sodium_memzero(req->pass, sizeof(req->pass));

@@ -76,7 +76,4 @@ struct auth_request {
 enum auth_limit_verdict auth_verify(struct loop *l, struct auth_request *req,
 				    uint64_t *left_ms);
 
-/* auth_wall_ms — the limiter's clock (CLOCK_REALTIME, ms). */
-int64_t auth_wall_ms(void);
-
 #endif

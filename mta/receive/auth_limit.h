@@ -25,6 +25,9 @@
  * Threads: any; one mutex guards the table (SMTP loops reserve and settle,
  * the delivery loop lists and unblocks for the control socket).  Nothing
  * here blocks or logs an unconfigured name.
+
+ * Every NOW_MS is util_wall_ms() (mta/core/util.h), for every caller alike:
+ * a block's end is a time of day the operator is shown.
  */
 #ifndef OUTPOST_MTA_AUTH_LIMIT_H
 #define OUTPOST_MTA_AUTH_LIMIT_H

@@ -23,6 +23,7 @@
 #include "mta/receive/intake.h"
 #include "mta/core/log.h"
 #include "mta/core/loop.h"
+#include "mta/core/util.h"
 #include "mta/observe/stats.h"
 #include "mta/core/worker.h"
 
@@ -374,17 +375,12 @@ static const char *
 intake_mail_domain(const struct intake_req *req, char *buf, size_t len)
 {
 	const char *s = req->op->env.sender, *at;
-	size_t i;
 
 	buf[0] = '\0';
 	if (s == NULL || (at = strrchr(s, '@')) == NULL)
 		return buf;
-	for (i = 0; at[1 + i] != '\0' && i + 1 < len; i++) {
-		char c = at[1 + i];
-
-		buf[i] = c >= 'A' && c <= 'Z' ? (char)(c + 32) : c;
-	}
-	buf[i] = '\0';
+	/* A path's domain has no final dot (addr.c): nothing else differs. */
+	util_domain_lower(at + 1, buf, len);
 	return buf;
 }
 

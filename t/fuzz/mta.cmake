@@ -4,4 +4,5 @@ outpost_fuzz(addr
 	SOURCES ${CMAKE_CURRENT_LIST_DIR}/addr_fuzz.c
 		${PROJECT_SOURCE_DIR}/mta/receive/addr.c ${PROJECT_SOURCE_DIR}/mta/core/log.c
 		${PROJECT_SOURCE_DIR}/mta/core/scrub.c ${PROJECT_SOURCE_DIR}/mta/core/logspace.c
+		${PROJECT_SOURCE_DIR}/mta/core/util.c
 	CORPUS ${CMAKE_CURRENT_LIST_DIR}/corpus/addr)

@@ -17,6 +17,7 @@
 #include "conf/conf.h"
 #include "queue/queue.h"
 #include "mta/control/control_int.h"
+#include "mta/core/htab.h"
 #include "mta/core/json.h"
 #include "mta/deliver/outcome.h"
 #include "mta/core/util.h"
@@ -29,7 +30,7 @@
 
 /* One recipient domain's line. */
 struct cv_sum {
-	char *domain; /* NULL: a free slot */
+	char *domain;
 	uint64_t msgs, rcpts, deferred, held;
 	uint64_t last_msg;   /* the last message counted in msgs */
 	int64_t oldest_ms;   /* created_ms of the oldest; INT64_MAX none */
@@ -41,9 +42,10 @@ struct cv_sum {
 	char *susp_reason;
 };
 
+/* Domain -> struct cv_sum (owned by the table's user: cv_sum_tab_free). */
 struct cv_sum_tab {
-	struct cv_sum *v;
-	size_t cap, n;
+	struct htab h;
+	bool ready; /* h initialised */
 };
 
 /* One thread's share of the walk: envelopes with ids [first, last]. */
@@ -61,65 +63,49 @@ struct cv_sum_part {
 	pthread_t thread;
 };
 
-static uint64_t
-cv_fnv(const char *s)
-{
-	uint64_t h = 0xcbf29ce484222325ull;
-
-	for (; *s != '\0'; s++)
-		h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
-	return h;
-}
-
 /* The entry of DOMAIN, made if need be; NULL: out of memory. */
 static struct cv_sum *
 cv_sum_get(struct cv_sum_tab *t, const char *domain)
 {
-	struct cv_sum *e, *old;
-	size_t i, oldcap;
+	struct cv_sum *e;
 
-	if ((t->n + 1) * 2 > t->cap) {
-		old = t->v;
-		oldcap = t->cap;
-		t->cap = t->cap ? t->cap * 2 : 64;
-		if ((t->v = calloc(t->cap, sizeof(*t->v))) == NULL) {
-			t->v = old;
-			t->cap = oldcap;
+	if (!t->ready) {
+		if (htab_init(&t->h) != 0)
 			return NULL;
-		}
-		for (i = 0; i < oldcap; i++) {
-			if (old[i].domain == NULL)
-				continue;
-			for (e = &t->v[cv_fnv(old[i].domain) & (t->cap - 1)];
-			     e->domain != NULL;
-			     e = e + 1 == t->v + t->cap ? t->v : e + 1)
-				;
-			*e = old[i];
-		}
-		free(old);
+		t->ready = true;
 	}
-	for (e = &t->v[cv_fnv(domain) & (t->cap - 1)]; e->domain != NULL;
-	     e = e + 1 == t->v + t->cap ? t->v : e + 1)
-		if (strcmp(e->domain, domain) == 0)
-			return e;
-	if ((e->domain = strdup(domain)) == NULL)
+	if ((e = htab_get(&t->h, domain)) != NULL)
+		return e;
+	if ((e = calloc(1, sizeof(*e))) == NULL)
 		return NULL;
+	if ((e->domain = strdup(domain)) == NULL ||
+	    htab_put(&t->h, domain, e) != 0) {
+		free(e->domain);
+		free(e);
+		return NULL;
+	}
 	e->oldest_ms = INT64_MAX;
-	t->n++;
 	return e;
 }
 
 static void
 cv_sum_tab_free(struct cv_sum_tab *t)
 {
-	size_t i;
+	struct htab_entry *e;
+	size_t it;
 
-	for (i = 0; i < t->cap; i++) {
-		free(t->v[i].domain);
-		free(t->v[i].susp_reason);
+	if (!t->ready)
+		return;
+	for (e = htab_first(&t->h, &it); e != NULL;
+	     e = htab_next(&t->h, e, &it)) {
+		struct cv_sum *v = e->value;
+
+		free(v->domain);
+		free(v->susp_reason);
+		free(v);
 	}
-	free(t->v);
-	memset(t, 0, sizeof(*t));
+	htab_free(&t->h);
+	t->ready = false;
 }
 
 /* When did the last attempt of a recipient with ATTEMPTS end, given that
@@ -234,14 +220,16 @@ cv_sum_thread(void *arg)
 static int
 cv_sum_merge(struct cv_sum_tab *to, const struct cv_sum_tab *from)
 {
+	struct htab_entry *e;
 	struct cv_sum *d;
-	size_t i;
+	size_t it;
 
-	for (i = 0; i < from->cap; i++) {
-		const struct cv_sum *s = &from->v[i];
+	if (!from->ready)
+		return 0;
+	for (e = htab_first(&from->h, &it); e != NULL;
+	     e = htab_next(&from->h, e, &it)) {
+		const struct cv_sum *s = e->value;
 
-		if (s->domain == NULL)
-			continue;
 		if ((d = cv_sum_get(to, s->domain)) == NULL)
 			return -1;
 		/* A message split between two parts is counted in both
@@ -474,6 +462,7 @@ cv_queue_summary(struct cv *c)
 	struct cv_sum_part *parts = NULL;
 	struct cv_sum **rows = NULL;
 	struct cv_sum_tab *all;
+	struct htab_entry *e;
 	uint64_t msgs = 0, rcpts = 0, deferred = 0, held = 0;
 	int64_t now = util_wall_ms();
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -508,16 +497,18 @@ cv_queue_summary(struct cv *c)
 		}
 	}
 	if (cv_sum_suspensions(c, all) != 0 ||
-	    (rows = calloc(all->n + 1, sizeof(*rows))) == NULL) {
+	    (rows = calloc((all->ready ? all->h.n : 0) + 1, sizeof(*rows))) ==
+		NULL) {
 		cv_errx(c, "queue summary: out of memory");
 		goto done;
 	}
-	for (i = 0; i < all->cap; i++)
-		if (all->v[i].domain != NULL) {
-			rows[n++] = &all->v[i];
-			if ((int)strlen(all->v[i].domain) > w)
-				w = (int)strlen(all->v[i].domain);
-		}
+	for (e = all->ready ? htab_first(&all->h, &i) : NULL; e != NULL;
+	     e = htab_next(&all->h, e, &i)) {
+		rows[n] = e->value;
+		if ((int)strlen(rows[n]->domain) > w)
+			w = (int)strlen(rows[n]->domain);
+		n++;
+	}
 	qsort(rows, n, sizeof(*rows), cv_sum_cmp);
 	if (w > 40)
 		w = 40;

@@ -18,6 +18,7 @@
 #define OUTPOST_MTA_DELIVERY_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -26,10 +27,10 @@
 #include "conf/conf.h"
 #include "queue/queue.h"
 #include "mta/deliver/outcome.h"
+#include "mta/deliver/smtp_client.h"
 
 struct loop;
 struct dns_resolver;
-struct smtp_client;
 
 /*
  * What a message costs while it waits: this stub (about 40 bytes and a heap
@@ -71,38 +72,29 @@ struct sched_round {
 	struct sched_msg *prev, *next; /* the active list */
 };
 
-struct sched_rcpt_result {
-	enum outcome_stage stage;
-	int code;   /* 0 = no reply (connection failure, timeout) */
-	char *text; /* the reply text (malloc'd) or our reason */
-};
-
+/*
+ * A job: what the SMTP client sees of it (cj: its recipients' addresses,
+ * results and what the client learned, in cj.nrcpt entries) and the
+ * scheduler's own.  Valid while its round is (msg->r).
+ */
 struct sched_job {
+	struct smtp_client_job cj;
 	struct sched_msg *msg;
 	struct sched_dest *dest;
 	struct sched_path *path;
-	uint32_t *rcpt; /* indexes into msg->env.rcpts */
-	unsigned nrcpt;
-	struct sched_rcpt_result *res; /* nrcpt results, filled by the client */
-	char remote[300];              /* "host [ip]" that answered */
-	char tls[100]; /* "TLSv1.3 TLS_AES_256_GCM_SHA384 verified" or "" */
-	/* the same, field by field, for the delivery log */
-	char mx_host[256], mx_ip[48], source[48];
-	char tls_version[16], tls_cipher[64];
-	int tls_verified; /* -1: no TLS */
+	uint32_t *rcpt;     /* cj.nrcpt indexes into msg->r->env.rcpts */
+	const char **addrs; /* their addresses (cj.rcpts) */
 	struct sched_job *next;
 };
 
-struct sched_host {
-	char *name; /* MX host name or route host; IP literal for routes */
-	uint16_t pref;
-	int64_t notls_until_ms; /* tls=may: a handshake failed, go in clear */
-	SSL_SESSION *session;   /* for resumption */
-};
+/* The job whose client part is P (what the done callback gives back). */
+#define SCHED_JOB_OF(p)                                                        \
+	((struct sched_job *)(void *)((char *)(p) -                            \
+				      offsetof(struct sched_job, cj)))
 
 struct sched_site {
 	char *key;
-	struct sched_host *hosts;
+	struct smtp_client_host *hosts; /* MX hosts, or a route's host */
 	unsigned nhosts;
 	unsigned port;
 	bool implicit; /* the domain itself, no MX */
@@ -119,7 +111,8 @@ struct sched_path {
 	unsigned njobs;
 	unsigned nconn;           /* connections open or opening */
 	unsigned nbusy;           /* connections running a job */
-	struct smtp_client *idle; /* idle connections, a list */
+	struct smtp_client **idle; /* idle connections, last parked last */
+	unsigned nidle, idle_cap;
 	unsigned source_next;     /* round robin over pool sources */
 	int64_t paused_until_ms;  /* back-off or suspension */
 	int64_t connect_after_ms; /* no new connection before (failures) */
@@ -211,57 +204,5 @@ size_t sched_metrics_text(char *buf, size_t len);
 uint64_t sched_queued(void);
 /* sched_free — release everything; main thread, after the loop ended. */
 void sched_free(void);
-
-/* Called by the SMTP client (delivery loop). */
-/* sched_conn_ready — C is connected and idle: it gets a job
- * (smtp_client_send) or is told to quit (smtp_client_quit / keep idle). */
-void sched_conn_ready(struct smtp_client *c);
-/* sched_conn_done — C finished JOB (results filled in job->res). */
-void sched_conn_done(struct smtp_client *c, struct sched_job *job);
-/* sched_conn_closed — C is gone.  If it never became usable (every host
- * failed), FAILED is set, and STAGE/CODE/TEXT say why. */
-void sched_conn_closed(struct smtp_client *c, bool failed,
-		       enum outcome_stage stage, int code, const char *text);
-/* sched_job_scrub_ctx — CTX names JOB's addresses (its recipients and
- * sender) for the scrubber (mta/core/scrub.h: scrub_ctx_enter), so that
- * diagnostics about the transaction leave their local parts out.  JOB NULL:
- * an empty context.  Valid while JOB is; whichever thread holds JOB. */
-struct scrub_ctx;
-void sched_job_scrub_ctx(const struct sched_job *job, struct scrub_ctx *ctx);
-
-/* SMTP client --------------------------------------------------------- */
-
-struct smtp_client_env {
-	struct loop *loop;
-	struct dns_resolver *dns;
-	SSL_CTX *ssl_ctx;
-	const struct conf *conf;
-	bool loopback_only; /* refuse any other destination address */
-};
-
-/* smtp_client_new — open a connection for PATH (its site's hosts in order;
- * SOURCE: the address to bind, or NULL).  Reports through sched_conn_*. */
-struct smtp_client *smtp_client_new(const struct smtp_client_env *env,
-				    struct sched_path *path,
-				    const struct sockaddr_storage *source);
-/* smtp_client_tls_init — set CTX (the client context) up to keep each MX
- * host's TLS session for resumption.  Delivery thread, at start. */
-void smtp_client_tls_init(SSL_CTX *ctx);
-/* smtp_client_send — run JOB on idle C. */
-void smtp_client_send(struct smtp_client *c, struct sched_job *job);
-/* smtp_client_quit — QUIT and close idle C (sched_conn_closed follows). */
-void smtp_client_quit(struct smtp_client *c);
-/* smtp_client_park — keep idle C for reuse until idle_timeout. */
-void smtp_client_park(struct smtp_client *c);
-/* The path C serves, and the list link for a path's idle list. */
-struct sched_path *smtp_client_path(struct smtp_client *c);
-struct smtp_client **smtp_client_next(struct smtp_client *c);
-/* smtp_client_msgs — transactions started on C so far. */
-unsigned smtp_client_msgs(const struct smtp_client *c);
-/* smtp_client_abort — close at once (shutdown deadline); the job in
- * flight, if any, is reported with code 0 (deferred). */
-void smtp_client_abort(struct smtp_client *c);
-/* smtp_client_abort_all — smtp_client_abort() every client alive. */
-void smtp_client_abort_all(void);
 
 #endif

@@ -95,6 +95,8 @@ static struct {
 	unsigned nactive, nloading;
 } S;
 
+static const struct smtp_client_cb sched_conn_cb;
+
 static void sched_round_start(struct sched_msg *m);
 static void sched_settle(struct sched_msg *m);
 static void sched_path_kick(struct sched_path *p);
@@ -707,7 +709,7 @@ sched_settle(struct sched_msg *m)
 /* Record one recipient's result. */
 static void
 sched_rcpt_result(struct sched_msg *m, uint32_t ri,
-		  const struct sched_rcpt_result *r, const struct outcome *o,
+		  const struct smtp_client_result *r, const struct outcome *o,
 		  const char *remote)
 {
 	struct queue_rcpt *rc = &m->r->env.rcpts[ri];
@@ -750,12 +752,23 @@ sched_job_free(struct sched_job *job)
 {
 	unsigned i;
 
-	if (job->res != NULL)
-		for (i = 0; i < job->nrcpt; i++)
-			free(job->res[i].text);
-	free(job->res);
+	if (job->cj.res != NULL)
+		for (i = 0; i < job->cj.nrcpt; i++)
+			free(job->cj.res[i].text);
+	free(job->cj.res);
 	free(job->rcpt);
+	free(job->addrs);
 	free(job);
+}
+
+/* The job's addresses for the scrubber (mta/core/scrub.h): its recipients,
+ * then the sender.  Valid while the job and its round are. */
+static const char *
+sched_job_scrub_addr(const void *arg, size_t i)
+{
+	const struct smtp_client_job *cj = arg;
+
+	return i < cj->nrcpt ? cj->rcpts[i] : cj->sender;
 }
 
 static struct sched_job *
@@ -767,14 +780,33 @@ sched_job_new(struct sched_msg *m, struct sched_dest *d, unsigned n)
 		return NULL;
 	job->msg = m;
 	job->dest = d;
-	job->tls_verified = -1;
 	job->rcpt = calloc(n, sizeof(*job->rcpt));
-	job->res = calloc(n, sizeof(*job->res));
-	if (job->rcpt == NULL || job->res == NULL) {
+	job->addrs = calloc(n, sizeof(*job->addrs));
+	job->cj.res = calloc(n, sizeof(*job->cj.res));
+	if (job->rcpt == NULL || job->addrs == NULL || job->cj.res == NULL) {
 		sched_job_free(job);
 		return NULL;
 	}
+	job->cj.rcpts = job->addrs;
+	job->cj.sender = m->r->env.sender;
+	job->cj.body = m->r->body;
+	job->cj.body_len = m->r->body_len;
+	job->cj.smtputf8 = (m->r->env.flags & QUEUE_F_SMTPUTF8) != 0;
+	job->cj.eightbit = (m->r->env.flags & QUEUE_F_8BITMIME) != 0;
+	job->cj.scrub.addr = sched_job_scrub_addr;
+	job->cj.scrub.arg = &job->cj;
+	job->cj.tls_verified = -1;
 	return job;
+}
+
+/* Recipient RI of JOB's message goes in JOB (room made by sched_job_new). */
+static void
+sched_job_add(struct sched_job *job, uint32_t ri)
+{
+	job->rcpt[job->cj.nrcpt] = ri;
+	job->addrs[job->cj.nrcpt] = job->msg->r->env.rcpts[ri].addr;
+	job->cj.nrcpt++;
+	job->cj.scrub.n = (size_t)job->cj.nrcpt + 1;
 }
 
 /* Fail every recipient of JOB the same way (DNS failure, dead host). */
@@ -784,12 +816,14 @@ sched_job_fail(struct sched_job *job, enum outcome_stage stage, int code,
 {
 	unsigned i;
 
-	for (i = 0; i < job->nrcpt; i++) {
-		if (job->res[i].text != NULL || job->res[i].code != 0)
+	for (i = 0; i < job->cj.nrcpt; i++) {
+		struct smtp_client_result *r = &job->cj.res[i];
+
+		if (r->text != NULL || r->code != 0)
 			continue;
-		job->res[i].stage = stage;
-		job->res[i].code = code;
-		job->res[i].text = strdup(text != NULL ? text : "");
+		r->stage = stage;
+		r->code = code;
+		r->text = strdup(text != NULL ? text : "");
 	}
 	sched_job_results(job);
 }
@@ -859,8 +893,9 @@ sched_path_suspend(struct sched_path *p, uint64_t ms, const char *why)
 /* The delivery-log event of one recipient's result. */
 static void
 sched_log_result(struct sched_msg *m, const struct sched_job *job, uint32_t ri,
-		 const struct sched_rcpt_result *r, const struct outcome *o)
+		 const struct smtp_client_result *r, const struct outcome *o)
 {
+	const struct smtp_client_job *cj = &job->cj;
 	const struct queue_envelope *env = &m->r->env;
 	struct evlog_event ev;
 
@@ -871,10 +906,10 @@ sched_log_result(struct sched_msg *m, const struct sched_job *job, uint32_t ri,
 	ev.id = m->id;
 	ev.user = env->user;
 	ev.pool = m->r->pool != NULL ? m->r->pool->name : NULL;
-	ev.source_addr = job->source[0] ? job->source : NULL;
+	ev.source_addr = cj->source[0] ? cj->source : NULL;
 	ev.destination = job->dest->domain;
-	ev.mx_host = job->mx_host[0] ? job->mx_host : NULL;
-	ev.mx_ip = job->mx_ip[0] ? job->mx_ip : NULL;
+	ev.mx_host = cj->mx_host[0] ? cj->mx_host : NULL;
+	ev.mx_ip = cj->mx_ip[0] ? cj->mx_ip : NULL;
 	ev.rcpt = env->rcpts[ri].addr;
 	ev.sender = env->sender;
 	ev.size = env->size;
@@ -885,35 +920,14 @@ sched_log_result(struct sched_msg *m, const struct sched_job *job, uint32_t ri,
 	ev.enhanced = o->status;
 	ev.reply = r->text;
 	ev.stage = outcome_stage_name(r->stage);
-	ev.tls_version = job->tls_version[0] ? job->tls_version : NULL;
-	ev.tls_cipher = job->tls_cipher[0] ? job->tls_cipher : NULL;
-	ev.tls_verified = job->tls_version[0] ? job->tls_verified : -1;
+	ev.tls_version = cj->tls_version[0] ? cj->tls_version : NULL;
+	ev.tls_cipher = cj->tls_cipher[0] ? cj->tls_cipher : NULL;
+	ev.tls_verified = cj->tls_version[0] ? cj->tls_verified : -1;
 	ev.count = -1;
 	evlog_write(&ev);
 	if (o->action == OA_DELIVERED && ev.queue_time_ms >= 0)
 		metrics_observe(&metrics_delivery_latency,
 				(double)ev.queue_time_ms / 1000.0);
-}
-
-/* The job's addresses for the scrubber (mta/core/scrub.h): its recipients,
- * then the sender.  Valid while the job and its round are. */
-static const char *
-sched_job_scrub_addr(const void *arg, size_t i)
-{
-	const struct sched_job *job = arg;
-	const struct queue_envelope *env = &job->msg->r->env;
-
-	return i < job->nrcpt ? env->rcpts[job->rcpt[i]].addr : env->sender;
-}
-
-void
-sched_job_scrub_ctx(const struct sched_job *job, struct scrub_ctx *ctx)
-{
-	ctx->addr = sched_job_scrub_addr;
-	ctx->arg = job;
-	ctx->n = job != NULL && job->msg != NULL && job->msg->r != NULL
-		     ? (size_t)job->nrcpt + 1
-		     : 0;
 }
 
 /* "CODE TEXT" into WHY for a log line written after the job is gone:
@@ -945,44 +959,44 @@ sched_job_results(struct sched_job *job)
 	char qid[QUEUE_ID_HEX_BYTES], esc[300], why[300] = "";
 	bool delivered = false, backoff = false, suspend = false;
 	uint64_t suspend_ms = 0;
+	const char *remote = job->cj.remote;
 	unsigned i, npats;
-	struct scrub_ctx ctx;
 	const struct scrub_ctx *prev_ctx;
 
 	queue_id_format(m->id, qid);
 	npats = sched_patterns(cfg, pats);
-	sched_job_scrub_ctx(job, &ctx);
-	prev_ctx = scrub_ctx_enter(&ctx);
-	for (i = 0; i < job->nrcpt; i++) {
-		struct sched_rcpt_result *r = &job->res[i];
+	prev_ctx = scrub_ctx_enter(&job->cj.scrub);
+	for (i = 0; i < job->cj.nrcpt; i++) {
+		struct smtp_client_result *r = &job->cj.res[i];
 
 		outcome_classify(r->stage, r->code, r->text, pats, npats, &o);
 		if (o.retry_now && p != NULL) {
 			/* Too many recipients for that server in one go:
 			 * these go again in a new transaction, now. */
 			if (again == NULL &&
-			    (again = sched_job_new(m, job->dest, job->nrcpt)) ==
-				NULL)
+			    (again = sched_job_new(m, job->dest,
+						   job->cj.nrcpt)) == NULL)
 				o.retry_now = false;
 			if (again != NULL) {
-				again->rcpt[again->nrcpt++] = job->rcpt[i];
+				sched_job_add(again, job->rcpt[i]);
 				continue;
 			}
 		}
-		sched_rcpt_result(m, job->rcpt[i], r, &o, job->remote);
+		sched_rcpt_result(m, job->rcpt[i], r, &o, remote);
 		sched_log_result(m, job, job->rcpt[i], r, &o);
 		if (o.action == OA_DELIVERED) {
 			delivered = true;
 			log_debug(
 			    "%s rcpt %u to %s via %s: delivered%s%s: %d %s",
-			    qid, job->rcpt[i], job->dest->domain, job->remote,
-			    job->tls[0] ? " over " : "", job->tls, r->code,
+			    qid, job->rcpt[i], job->dest->domain, remote,
+			    job->cj.tls[0] ? " over " : "", job->cj.tls,
+			    r->code,
 			    log_escape(esc, sizeof(esc), r->text,
 				       strlen(r->text)));
 		} else if (o.action == OA_DEFER) {
 			log_debug("%s rcpt %u to %s%s%s: %s at %s: %d %s", qid,
 				  job->rcpt[i], job->dest->domain,
-				  job->remote[0] ? " via " : "", job->remote,
+				  remote[0] ? " via " : "", remote,
 				  "deferred", outcome_stage_name(r->stage),
 				  r->code,
 				  log_escape(esc, sizeof(esc), r->text,
@@ -990,7 +1004,7 @@ sched_job_results(struct sched_job *job)
 		} else {
 			log_info("%s rcpt %u to %s%s%s: %s at %s: %d %s", qid,
 				 job->rcpt[i], job->dest->domain,
-				 job->remote[0] ? " via " : "", job->remote,
+				 remote[0] ? " via " : "", remote,
 				 o.action == OA_BOUNCE ? "bounced" : "deferred",
 				 outcome_stage_name(r->stage), r->code,
 				 log_escape(esc, sizeof(esc), r->text,
@@ -1078,22 +1092,11 @@ sched_path_get(struct sched_site *site, const struct conf_pool *pool,
 	return p;
 }
 
-static unsigned
-sched_path_idle_count(struct sched_path *p)
-{
-	struct smtp_client *c;
-	unsigned n = 0;
-
-	for (c = p->idle; c != NULL; c = *smtp_client_next(c))
-		n++;
-	return n;
-}
-
 /* Connections that are opening (not yet asked for a job). */
 static unsigned
 sched_path_opening(struct sched_path *p)
 {
-	return p->nconn - p->nbusy - sched_path_idle_count(p);
+	return p->nconn - p->nbusy - p->nidle;
 }
 
 static unsigned
@@ -1153,17 +1156,38 @@ sched_path_pop(struct sched_path *p)
 	return job;
 }
 
+/* Keep idle C on P's list (the last parked is the first reused).  0, or -1
+ * when the list cannot grow. */
+static int
+sched_idle_add(struct sched_path *p, struct smtp_client *c)
+{
+	struct smtp_client **v;
+	unsigned cap;
+
+	if (p->nidle == p->idle_cap) {
+		cap = p->idle_cap ? p->idle_cap * 2 : 4;
+		if ((v = realloc(p->idle, cap * sizeof(*v))) == NULL)
+			return -1;
+		p->idle = v;
+		p->idle_cap = cap;
+	}
+	p->idle[p->nidle++] = c;
+	return 0;
+}
+
+/* Take C off P's idle list (if it is there). */
 static void
 sched_idle_remove(struct sched_path *p, struct smtp_client *c)
 {
-	struct smtp_client **pp;
+	unsigned i;
 
-	for (pp = &p->idle; *pp != NULL; pp = smtp_client_next(*pp)) {
-		if (*pp == c) {
-			*pp = *smtp_client_next(c);
-			*smtp_client_next(c) = NULL;
-			return;
-		}
+	for (i = p->nidle; i-- > 0;) {
+		if (p->idle[i] != c)
+			continue;
+		memmove(&p->idle[i], &p->idle[i + 1],
+			(p->nidle - i - 1) * sizeof(*p->idle));
+		p->nidle--;
+		return;
 	}
 }
 
@@ -1173,17 +1197,33 @@ sched_dispatch(struct sched_path *p, struct smtp_client *c,
 {
 	sched_path_rate_take(p, sched_now_ms());
 	p->nbusy++;
-	smtp_client_send(c, job);
+	smtp_client_send(c, &job->cj);
 }
 
-static const struct sockaddr_storage *
-sched_path_source(struct sched_path *p)
+/*
+ * Where and how a new connection of P goes: its site's hosts, the pool's
+ * EHLO name (else the delivery default) and its next source address (round
+ * robin), the destination's TLS policy and attempt bounds.
+ */
+static void
+sched_path_target(struct sched_path *p, struct smtp_client_target *t)
 {
 	const struct conf_pool *pool = p->pool;
 
-	if (pool == NULL || pool->nsources == 0)
-		return NULL;
-	return &pool->sources[p->source_next++ % pool->nsources];
+	memset(t, 0, sizeof(*t));
+	t->hosts = p->site->hosts;
+	t->nhosts = p->site->nhosts;
+	t->port = p->site->port;
+	t->ehlo = pool != NULL && pool->ehlo != NULL ? pool->ehlo
+						     : S.conf->delivery.ehlo;
+	if (pool != NULL && pool->nsources > 0) {
+		t->source = pool->sources[p->source_next++ % pool->nsources];
+		t->has_source = true;
+	}
+	t->tls = p->cfg->tls;
+	t->max_mx_addresses = p->cfg->max_mx_addresses;
+	t->max_mx_sessions = p->cfg->max_mx_sessions;
+	t->attempt_timeout_ms = p->cfg->attempt_timeout_ms;
 }
 
 /* Start as much work on P as its limits allow. */
@@ -1191,6 +1231,7 @@ static void
 sched_path_kick(struct sched_path *p)
 {
 	int64_t now = sched_now_ms(), when;
+	struct smtp_client_target t;
 	struct smtp_client *c;
 
 	if (S.stopping)
@@ -1204,8 +1245,8 @@ sched_path_kick(struct sched_path *p)
 			sched_timer_ms(p->timer, when - now);
 			return;
 		}
-		if ((c = p->idle) != NULL) {
-			sched_idle_remove(p, c);
+		if (p->nidle > 0) {
+			c = p->idle[--p->nidle];
 			sched_dispatch(p, c, sched_path_pop(p));
 			continue;
 		}
@@ -1217,7 +1258,8 @@ sched_path_kick(struct sched_path *p)
 			sched_timer_ms(p->timer, p->connect_after_ms - now);
 			return;
 		}
-		c = smtp_client_new(&S.cenv, p, sched_path_source(p));
+		sched_path_target(p, &t);
+		c = smtp_client_new(&S.cenv, &t, &sched_conn_cb, p);
 		if (c == NULL)
 			return;
 		p->nconn++;
@@ -1225,10 +1267,11 @@ sched_path_kick(struct sched_path *p)
 	}
 }
 
-void
-sched_conn_ready(struct smtp_client *c)
+/* The client callbacks (struct smtp_client_cb); ARG is the path. */
+static void
+sched_conn_ready(struct smtp_client *c, void *arg)
 {
-	struct sched_path *p = smtp_client_path(c);
+	struct sched_path *p = arg;
 	int64_t now = sched_now_ms(), when;
 
 	if (S.stopping || p->paused_until_ms > now ||
@@ -1241,27 +1284,30 @@ sched_conn_ready(struct smtp_client *c)
 		return;
 	}
 	/* Nothing to do now: keep it for a while. */
-	*smtp_client_next(c) = p->idle;
-	p->idle = c;
+	if (sched_idle_add(p, c) != 0) {
+		smtp_client_quit(c);
+		return;
+	}
 	smtp_client_park(c);
 	if (p->njobs > 0)
 		sched_path_kick(p); /* arms the rate timer */
 }
 
-void
-sched_conn_done(struct smtp_client *c, struct sched_job *job)
+static void
+sched_conn_done(struct smtp_client *c, struct smtp_client_job *cj, void *arg)
 {
-	struct sched_path *p = smtp_client_path(c);
+	struct sched_path *p = arg;
 
+	(void)c;
 	p->nbusy--;
-	sched_job_results(job);
+	sched_job_results(SCHED_JOB_OF(cj));
 }
 
-void
+static void
 sched_conn_closed(struct smtp_client *c, bool failed, enum outcome_stage stage,
-		  int code, const char *text)
+		  int code, const char *text, void *arg)
 {
-	struct sched_path *p = smtp_client_path(c);
+	struct sched_path *p = arg;
 	struct sched_job *job;
 
 	sched_idle_remove(p, c);
@@ -1272,8 +1318,7 @@ sched_conn_closed(struct smtp_client *c, bool failed, enum outcome_stage stage,
 		 * is working for this path, its queued jobs are deferred
 		 * (they would wait on a dead site) and the path backs off. */
 		p->conn_failures++;
-		if (p->nbusy == 0 && sched_path_idle_count(p) == 0 &&
-		    p->njobs > 0) {
+		if (p->nbusy == 0 && p->nidle == 0 && p->njobs > 0) {
 			/* The first job carries the failure (its outcome backs
 			 * the path off, which defers the rest). */
 			job = sched_path_pop(p);
@@ -1283,7 +1328,7 @@ sched_conn_closed(struct smtp_client *c, bool failed, enum outcome_stage stage,
 				sched_job_fail(job, stage, code,
 					       text ? text
 						    : "connection failed");
-		} else if (p->nbusy == 0 && sched_path_idle_count(p) == 0) {
+		} else if (p->nbusy == 0 && p->nidle == 0) {
 			sched_path_backoff(p,
 					   text ? text : "connection failed");
 		} else {
@@ -1300,6 +1345,12 @@ sched_conn_closed(struct smtp_client *c, bool failed, enum outcome_stage stage,
 	sched_path_kick(p);
 	sched_maybe_stop();
 }
+
+static const struct smtp_client_cb sched_conn_cb = {
+	.ready = sched_conn_ready,
+	.done = sched_conn_done,
+	.closed = sched_conn_closed,
+};
 
 /* Destinations and sites ------------------------------------------------ */
 
@@ -1319,7 +1370,6 @@ sched_site_get(const char *key, const struct dns_mx_host *hosts, size_t n,
 	if (s->key == NULL || s->hosts == NULL)
 		goto fail;
 	for (i = 0; i < n; i++) {
-		s->hosts[i].pref = hosts[i].pref;
 		if ((s->hosts[i].name = strdup(hosts[i].name)) == NULL)
 			goto fail;
 		s->nhosts++;
@@ -1513,7 +1563,6 @@ sched_dest_get(const char *domain)
 	route = conf_route_find(S.conf, domain);
 	if (route != NULL || S.conf->delivery.relay_host != NULL) {
 		h.name = route ? route->host : S.conf->delivery.relay_host;
-		h.pref = 0;
 		snprintf(key, sizeof(key), "route:%s:%u", h.name,
 			 route ? route->port : S.conf->delivery.relay_port);
 		d->site = sched_site_get(
@@ -1838,8 +1887,6 @@ sched_round_start(struct sched_msg *m)
 		if (per == 0)
 			per = 1;
 		for (k = i; k < j;) {
-			unsigned c = 0;
-
 			job = d != NULL ? sched_job_new(m, d, per) : NULL;
 			if (job == NULL) {
 				/* What is left of the round is retried. */
@@ -1847,9 +1894,8 @@ sched_round_start(struct sched_msg *m)
 				j = n;
 				break;
 			}
-			while (k < j && c < per)
-				job->rcpt[c++] = pend[k++].idx;
-			job->nrcpt = c;
+			while (k < j && job->cj.nrcpt < per)
+				sched_job_add(job, pend[k++].idx);
 			m->r->inflight++;
 			sched_dest_submit(d, job);
 		}
@@ -2043,11 +2089,15 @@ sched_init(struct loop *l, const struct conf *c, struct queue *q, char *err,
 		snprintf(err, errlen, "TLS trust store: %s", e);
 		return -1;
 	}
-	S.cenv.loop = l;
+	S.cenv.base = l->base;
 	S.cenv.dns = S.dns;
 	S.cenv.ssl_ctx = S.ssl;
-	S.cenv.conf = c;
 	S.cenv.loopback_only = dc.loopback_only;
+	S.cenv.connect_timeout_ms = c->delivery.connect_timeout_ms;
+	S.cenv.greeting_timeout_ms = c->delivery.greeting_timeout_ms;
+	S.cenv.command_timeout_ms = c->delivery.command_timeout_ms;
+	S.cenv.data_timeout_ms = c->delivery.data_timeout_ms;
+	S.cenv.idle_timeout_ms = c->delivery.idle_timeout_ms;
 	S.retry_timer = evtimer_new(l->base, sched_retry_cb, NULL);
 	gauge_now.tv_sec = gauge_now.tv_usec = 0;
 	S.gauge_timer = evtimer_new(l->base, sched_gauge_cb, NULL);
@@ -2101,12 +2151,8 @@ sched_shutdown(unsigned deadline_ms)
 			struct sched_path *p = s->paths[i];
 
 			evtimer_del(p->timer);
-			while (p->idle != NULL) {
-				struct smtp_client *c = p->idle;
-
-				sched_idle_remove(p, c);
-				smtp_client_quit(c);
-			}
+			while (p->nidle > 0)
+				smtp_client_quit(p->idle[--p->nidle]);
 		}
 	}
 	tv.tv_sec = deadline_ms / 1000;
@@ -2666,6 +2712,7 @@ sched_free(void)
 				sched_job_free(job);
 			}
 			event_free(p->timer);
+			free(p->idle);
 			free(p);
 		}
 		for (k = 0; k < s->nhosts; k++) {

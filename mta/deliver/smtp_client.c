@@ -11,8 +11,10 @@
  * nothing outstanding is unsolicited: a protocol error, as is any code
  * outcome_reply() says that command cannot get; both close the connection
  * and defer what was in flight.  Never decides what a reply means for a
- * recipient: it records stage, code and text, and the scheduler asks
- * outcome.c.  Delivery loop thread only.
+ * recipient: it records stage, code and text, and its owner asks
+ * outcome.c.  Knows nothing of its owner (the scheduler): what it needs
+ * comes in smtp_client.h's structs, and it answers through the owner's
+ * callbacks.  Delivery loop thread only.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -34,10 +36,9 @@
 #include <openssl/x509v3.h>
 
 #include "dns/dns.h"
-#include "mta/deliver/delivery.h"
 #include "mta/core/log.h"
 #include "mta/core/scrub.h"
-#include "mta/core/loop.h"
+#include "mta/deliver/smtp_client.h"
 #include "mta/observe/stats.h"
 
 #define SC_REPLY_LINE_MAX  4096  /* longer reply lines are a protocol error */
@@ -86,10 +87,9 @@ struct sc_cmd {
 
 struct smtp_client {
 	const struct smtp_client_env *env;
-	struct sched_path *path;
-	struct sched_site *site;
-	struct sockaddr_storage source;
-	bool has_source;
+	struct smtp_client_target t; /* its hosts are the owner's */
+	const struct smtp_client_cb *cb;
+	void *cbarg;
 	enum sc_state state;
 	unsigned host_idx;
 	struct sockaddr_storage *addrs;
@@ -123,18 +123,17 @@ struct smtp_client {
 	struct sc_cmd *pend;
 	unsigned pend_head, pend_len, pend_cap;
 	/* the transaction */
-	struct sched_job *job;
+	struct smtp_client_job *job;
 	bool bdat;
 	unsigned sent;  /* transaction commands sent (send cursor) */
 	unsigned ncmds; /* MAIL + RCPTs + DATA/BDAT (the body comes after) */
 	bool mail_ok;
 	unsigned rcpt_ok;
 	bool *accepted;
-	/* why the last host failed, for sched_conn_closed */
+	/* why the last host failed, for the closed callback */
 	enum outcome_stage fail_stage;
 	int fail_code;
 	char fail_text[SC_REPLY_TEXT_MAX];
-	struct smtp_client *next_idle;
 	struct event *kick; /* "ready" on the next loop turn */
 	unsigned depth;     /* entry points on the stack; free at 0 */
 	struct smtp_client *prev, *next; /* every client alive */
@@ -151,22 +150,10 @@ static void sc_send_next(struct smtp_client *c);
 static bool sc_attempt_over(struct smtp_client *c);
 static void sc_finish(struct smtp_client *c, bool failed);
 
-struct sched_path *
-smtp_client_path(struct smtp_client *c)
-{
-	return c->path;
-}
-
 unsigned
 smtp_client_msgs(const struct smtp_client *c)
 {
 	return c->msgs;
-}
-
-struct smtp_client **
-smtp_client_next(struct smtp_client *c)
-{
-	return &c->next_idle;
 }
 
 static int64_t
@@ -181,7 +168,7 @@ sc_now_ms(void)
 static const char *
 sc_host(const struct smtp_client *c)
 {
-	return c->site->hosts[c->host_idx].name;
+	return c->t.hosts[c->host_idx].name;
 }
 
 static void
@@ -206,7 +193,7 @@ sc_timer(struct smtp_client *c, unsigned ms)
 static void
 sc_enter(struct smtp_client *c, enum sc_state st)
 {
-	const struct conf_delivery *d = &c->env->conf->delivery;
+	const struct smtp_client_env *e = c->env;
 
 	log_trace(TRACE_SMTP, "smtp-out %s %s -> %s", c->remote,
 		  sc_names[c->state], sc_names[st]);
@@ -214,11 +201,11 @@ sc_enter(struct smtp_client *c, enum sc_state st)
 	switch (st) {
 	case SC_GREETING:
 		c->nsessions++; /* the server accepted: a session */
-		sc_timer(c, d->greeting_timeout_ms);
+		sc_timer(c, e->greeting_timeout_ms);
 		break;
 	case SC_CONNECT:
 	case SC_TLS:
-		sc_timer(c, d->connect_timeout_ms);
+		sc_timer(c, e->connect_timeout_ms);
 		break;
 	case SC_IDLE:
 		evtimer_del(c->timer);
@@ -228,19 +215,18 @@ sc_enter(struct smtp_client *c, enum sc_state st)
 		evtimer_del(c->timer);
 		break;
 	default:
-		sc_timer(c, d->command_timeout_ms);
+		sc_timer(c, e->command_timeout_ms);
 		break;
 	}
 }
 
-/* Diagnostics about C leave out its transaction's addresses (mta/core/scrub.h):
- * enter that context into CTX; scrub_ctx_leave(*PREV) after the line. */
-static void
-sc_log_enter(const struct smtp_client *c, struct scrub_ctx *ctx,
-	     const struct scrub_ctx **prev)
+/* Diagnostics about C leave out its transaction's addresses
+ * (mta/core/scrub.h): enter that context; scrub_ctx_leave(returned) after
+ * the line. */
+static const struct scrub_ctx *
+sc_log_enter(const struct smtp_client *c)
 {
-	sched_job_scrub_ctx(c->job, ctx);
-	*prev = scrub_ctx_enter(ctx);
+	return scrub_ctx_enter(c->job != NULL ? &c->job->scrub : NULL);
 }
 
 static void sc_vwrite(struct smtp_client *c, const char *fmt, va_list ap)
@@ -255,11 +241,10 @@ sc_vwrite(struct smtp_client *c, const char *fmt, va_list ap)
 	evbuffer_add_vprintf(bufferevent_get_output(c->bev), fmt, ap);
 	if (log_trace_enabled(TRACE_SMTP)) {
 		char buf[512], esc[600];
-		struct scrub_ctx ctx;
 		const struct scrub_ctx *prev;
 
 		vsnprintf(buf, sizeof(buf), fmt, ap2);
-		sc_log_enter(c, &ctx, &prev);
+		prev = sc_log_enter(c);
 		log_trace(TRACE_SMTP, "smtp-out %s >>> %s", c->remote,
 			  log_escape(esc, sizeof(esc), buf, strlen(buf)));
 		scrub_ctx_leave(prev);
@@ -397,7 +382,7 @@ sc_free(struct smtp_client *c)
 }
 
 /*
- * Every entry point (libevent callback, DNS callback, scheduler call) is
+ * Every entry point (libevent callback, DNS callback, owner's call) is
  * bracketed by sc_hold()/sc_release(): a client that dies inside one is
  * only freed when the outermost returns, so no frame touches freed memory.
  */
@@ -414,7 +399,7 @@ sc_release(struct smtp_client *c)
 		sc_free(c);
 }
 
-/* The end: tell the scheduler, close.  FAILED: never became usable. */
+/* The end: close, tell the owner.  FAILED: never became usable. */
 static void
 sc_finish(struct smtp_client *c, bool failed)
 {
@@ -428,8 +413,8 @@ sc_finish(struct smtp_client *c, bool failed)
 		dns_cancel(c->dq);
 		c->dq = NULL;
 	}
-	sched_conn_closed(c, failed, c->fail_stage, c->fail_code,
-			  c->fail_text[0] ? c->fail_text : NULL);
+	c->cb->closed(c, failed, c->fail_stage, c->fail_code,
+		      c->fail_text[0] ? c->fail_text : NULL, c->cbarg);
 }
 
 /* The outcome stage a failure now belongs to: the command whose reply is
@@ -467,10 +452,10 @@ sc_stage(const struct smtp_client *c)
 /* Results ------------------------------------------------------------- */
 
 static void
-sc_result(struct sched_job *job, unsigned i, enum outcome_stage stage, int code,
-	  const char *text)
+sc_result(struct smtp_client_job *job, unsigned i, enum outcome_stage stage,
+	  int code, const char *text)
 {
-	struct sched_rcpt_result *r = &job->res[i];
+	struct smtp_client_result *r = &job->res[i];
 
 	if (r->code != 0 || r->text != NULL)
 		return; /* the first answer for a recipient stands */
@@ -481,7 +466,7 @@ sc_result(struct sched_job *job, unsigned i, enum outcome_stage stage, int code,
 
 /* Give every recipient still without a result this one. */
 static void
-sc_result_rest(struct sched_job *job, enum outcome_stage stage, int code,
+sc_result_rest(struct smtp_client_job *job, enum outcome_stage stage, int code,
 	       const char *text)
 {
 	unsigned i;
@@ -493,7 +478,7 @@ sc_result_rest(struct sched_job *job, enum outcome_stage stage, int code,
 /* Forget every result of JOB's transaction: once the dialogue is out of
  * step, no reply of it can be trusted to answer the command it seemed to. */
 static void
-sc_result_reset(struct sched_job *job)
+sc_result_reset(struct smtp_client_job *job)
 {
 	unsigned i;
 
@@ -527,7 +512,7 @@ sc_local_addr(struct smtp_client *c, char *buf, size_t len)
 static void
 sc_job_finish(struct smtp_client *c)
 {
-	struct sched_job *job = c->job;
+	struct smtp_client_job *job = c->job;
 
 	c->job = NULL;
 	snprintf(job->remote, sizeof(job->remote), "%s", c->remote);
@@ -552,7 +537,7 @@ sc_job_finish(struct smtp_client *c)
 	}
 	free(c->accepted);
 	c->accepted = NULL;
-	sched_conn_done(c, job);
+	c->cb->done(c, job, c->cbarg);
 }
 
 /* A failure that ends the connection.  A job in flight gets the failure
@@ -623,10 +608,9 @@ sc_host_failed(struct smtp_client *c, enum outcome_stage stage, int code,
 	       const char *text)
 {
 	char esc[300];
-	struct scrub_ctx ctx;
 	const struct scrub_ctx *prev;
 
-	sc_log_enter(c, &ctx, &prev);
+	prev = sc_log_enter(c);
 	if (code != 0)
 		log_info("smtp-out %s: %s failed: %d %s", c->remote,
 			 outcome_stage_name(stage), code,
@@ -657,10 +641,10 @@ sc_connect_addr(struct smtp_client *c)
 	char err[200];
 
 	if (sa.ss_family == AF_INET) {
-		((struct sockaddr_in *)&sa)->sin_port = htons(c->site->port);
+		((struct sockaddr_in *)&sa)->sin_port = htons(c->t.port);
 		len = sizeof(struct sockaddr_in);
 	} else {
-		((struct sockaddr_in6 *)&sa)->sin6_port = htons(c->site->port);
+		((struct sockaddr_in6 *)&sa)->sin6_port = htons(c->t.port);
 		len = sizeof(struct sockaddr_in6);
 	}
 	inet_ntop(sa.ss_family,
@@ -669,7 +653,7 @@ sc_connect_addr(struct smtp_client *c)
 		      : (void *)&((struct sockaddr_in6 *)&sa)->sin6_addr,
 		  c->ip, sizeof(c->ip));
 	snprintf(c->remote, sizeof(c->remote), "%s[%s]:%u", sc_host(c), c->ip,
-		 c->site->port);
+		 c->t.port);
 	if (c->env->loopback_only && !sc_addr_loopback(&sa)) {
 		/* Test safety: this build is pointed at loopback only. */
 		sc_host_failed(
@@ -684,9 +668,9 @@ sc_connect_addr(struct smtp_client *c)
 		sc_host_failed(c, OS_CONNECT, 0, err);
 		return;
 	}
-	if (c->has_source && c->source.ss_family == sa.ss_family &&
-	    bind(fd, (struct sockaddr *)&c->source,
-		 c->source.ss_family == AF_INET
+	if (c->t.has_source && c->t.source.ss_family == sa.ss_family &&
+	    bind(fd, (struct sockaddr *)&c->t.source,
+		 c->t.source.ss_family == AF_INET
 		     ? sizeof(struct sockaddr_in)
 		     : sizeof(struct sockaddr_in6)) != 0) {
 		snprintf(err, sizeof(err), "bind to the pool source: %s",
@@ -700,7 +684,7 @@ sc_connect_addr(struct smtp_client *c)
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 },
 			 sizeof(int));
 	c->fd = fd;
-	c->bev = bufferevent_socket_new(c->env->loop->base, fd, 0);
+	c->bev = bufferevent_socket_new(c->env->base, fd, 0);
 	if (c->bev == NULL) {
 		sc_host_failed(c, OS_CONNECT, 0, "out of memory");
 		return;
@@ -820,13 +804,12 @@ sc_literal(struct smtp_client *c, const char *host)
 static bool
 sc_attempt_over(struct smtp_client *c)
 {
-	const struct conf_destination *cfg = c->path->cfg;
 	const char *limit;
 	size_t n;
 
-	if (c->ntried >= cfg->max_mx_addresses)
+	if (c->ntried >= c->t.max_mx_addresses)
 		limit = "max_mx_addresses";
-	else if (c->nsessions >= cfg->max_mx_sessions)
+	else if (c->nsessions >= c->t.max_mx_sessions)
 		limit = "max_mx_sessions";
 	else if (sc_now_ms() + SC_ATTEMPT_SLACK_MS >= c->deadline_ms)
 		limit = "attempt_timeout";
@@ -835,11 +818,11 @@ sc_attempt_over(struct smtp_client *c)
 	/* Nothing left to try anyway: no need to say more. */
 	if (!(c->addrs != NULL && c->addr_idx < c->naddrs) &&
 	    (c->addrs != NULL ? c->host_idx + 1 : c->host_idx) >=
-		c->site->nhosts)
+		c->t.nhosts)
 		return false;
 	log_info("smtp-out %s: attempt ended after %u address(es) and %u "
 		 "session(s): %s reached",
-		 c->site->hosts[0].name, c->ntried, c->nsessions, limit);
+		 c->t.hosts[0].name, c->ntried, c->nsessions, limit);
 	n = strlen(c->fail_text);
 	snprintf(c->fail_text + n, sizeof(c->fail_text) - n,
 		 " (attempt ended: %s reached)", limit);
@@ -865,7 +848,7 @@ sc_connect_next(struct smtp_client *c)
 		c->naddrs = 0;
 		c->host_idx++;
 	}
-	if (c->host_idx >= c->site->nhosts) {
+	if (c->host_idx >= c->t.nhosts) {
 		sc_finish(c, true);
 		return;
 	}
@@ -888,13 +871,11 @@ sc_connect_next(struct smtp_client *c)
 
 /* Session set-up ------------------------------------------------------ */
 
-/* The name we greet with: the pool's, else the delivery default. */
+/* The name we greet with. */
 static const char *
 sc_helo_name(const struct smtp_client *c)
 {
-	return c->path->pool != NULL && c->path->pool->ehlo != NULL
-		   ? c->path->pool->ehlo
-		   : c->env->conf->delivery.ehlo;
+	return c->t.ehlo;
 }
 
 static void
@@ -952,7 +933,7 @@ sc_ehlo_keyword(struct smtp_client *c, const char *kw)
 static enum conf_tls_policy
 sc_policy(const struct smtp_client *c)
 {
-	return c->path->cfg->tls;
+	return c->t.tls;
 }
 
 static void
@@ -960,7 +941,7 @@ sc_ready(struct smtp_client *c)
 {
 	c->usable = true;
 	sc_enter(c, SC_IDLE);
-	sched_conn_ready(c);
+	c->cb->ready(c, c->cbarg);
 }
 
 /* EHLO answered 250: STARTTLS if we should, else ready. */
@@ -968,7 +949,7 @@ static void
 sc_after_ehlo(struct smtp_client *c)
 {
 	enum conf_tls_policy pol = sc_policy(c);
-	struct sched_host *h = &c->site->hosts[c->host_idx];
+	struct smtp_client_host *h = &c->t.hosts[c->host_idx];
 
 	if (c->tls || pol == CONF_TLSP_NONE || c->in_clear) {
 		sc_ready(c);
@@ -996,7 +977,7 @@ sc_after_ehlo(struct smtp_client *c)
 static void
 sc_tls_begin(struct smtp_client *c)
 {
-	struct sched_host *h = &c->site->hosts[c->host_idx];
+	struct smtp_client_host *h = &c->t.hosts[c->host_idx];
 	SSL *ssl;
 
 	if ((ssl = SSL_new(c->env->ssl_ctx)) == NULL) {
@@ -1013,7 +994,7 @@ sc_tls_begin(struct smtp_client *c)
 	/* Anything the server sent after 220 and before the handshake is
 	 * dropped with the plain bufferevent (mirror of CVE-2011-0411). */
 	bufferevent_free(c->bev);
-	c->bev = bufferevent_openssl_socket_new(c->env->loop->base, c->fd, ssl,
+	c->bev = bufferevent_openssl_socket_new(c->env->base, c->fd, ssl,
 						BUFFEREVENT_SSL_CONNECTING,
 						BEV_OPT_CLOSE_ON_FREE);
 	if (c->bev == NULL) {
@@ -1038,11 +1019,11 @@ static int
 sc_tls_session_cb(SSL *ssl, SSL_SESSION *sess)
 {
 	struct smtp_client *c = SSL_get_app_data(ssl);
-	struct sched_host *h;
+	struct smtp_client_host *h;
 
-	if (c == NULL || c->site == NULL || c->host_idx >= c->site->nhosts)
+	if (c == NULL || c->host_idx >= c->t.nhosts)
 		return 0;
-	h = &c->site->hosts[c->host_idx];
+	h = &c->t.hosts[c->host_idx];
 	if (h->session != NULL)
 		SSL_SESSION_free(h->session);
 	h->session = sess;
@@ -1087,7 +1068,7 @@ sc_tls_done(struct smtp_client *c)
 static void
 sc_tls_failed(struct smtp_client *c, const char *why)
 {
-	struct sched_host *h = &c->site->hosts[c->host_idx];
+	struct smtp_client_host *h = &c->t.hosts[c->host_idx];
 
 	STATS_INC(tls_failures);
 	if (sc_policy(c) != CONF_TLSP_MAY) {
@@ -1131,9 +1112,7 @@ sc_write_body_data(struct smtp_client *c, const uint8_t *p, size_t len)
 static void
 sc_send_next(struct smtp_client *c)
 {
-	struct sched_job *job = c->job;
-	struct sched_msg *m = job->msg;
-	const struct queue_envelope *env = &m->r->env;
+	struct smtp_client_job *job = c->job;
 	bool pipelining = (c->caps & CAP_PIPELINING) != 0;
 	unsigned n = job->nrcpt;
 
@@ -1154,24 +1133,22 @@ sc_send_next(struct smtp_client *c)
 
 			if (c->caps & CAP_SIZE)
 				snprintf(size, sizeof(size), " SIZE=%zu",
-					 m->r->body_len);
+					 job->body_len);
 			sc_send(c, OS_MAIL, "MAIL FROM:<%s>%s%s%s\r\n",
-				env->sender, size,
-				(env->flags & QUEUE_F_8BITMIME) &&
-					(c->caps & CAP_8BITMIME)
+				job->sender, size,
+				job->eightbit && (c->caps & CAP_8BITMIME)
 				    ? " BODY=8BITMIME"
 				    : "",
-				env->flags & QUEUE_F_SMTPUTF8 ? " SMTPUTF8"
-							      : "");
+				job->smtputf8 ? " SMTPUTF8" : "");
 		} else if (i <= n) {
 			sc_send(c, OS_RCPT, "RCPT TO:<%s>\r\n",
-				env->rcpts[job->rcpt[i - 1]].addr);
+				job->rcpts[i - 1]);
 			/* its reply is this recipient's */
 			c->pend[c->pend_head + c->pend_len - 1].rcpt = i - 1;
 		} else if (c->bdat) {
-			sc_send(c, OS_EOM, "BDAT %zu LAST\r\n", m->r->body_len);
-			evbuffer_add(bufferevent_get_output(c->bev), m->r->body,
-				     m->r->body_len);
+			sc_send(c, OS_EOM, "BDAT %zu LAST\r\n", job->body_len);
+			evbuffer_add(bufferevent_get_output(c->bev), job->body,
+				     job->body_len);
 		} else {
 			sc_send(c, OS_DATA, "DATA\r\n");
 		}
@@ -1184,17 +1161,15 @@ sc_send_next(struct smtp_client *c)
 static void
 sc_send_body(struct smtp_client *c)
 {
-	struct sched_msg *m = c->job->msg;
-
-	sc_write_body_data(c, m->r->body, m->r->body_len);
+	sc_write_body_data(c, c->job->body, c->job->body_len);
 	sc_pend_push(c, OS_EOM, 0);
-	sc_timer(c, c->env->conf->delivery.data_timeout_ms);
+	sc_timer(c, c->env->data_timeout_ms);
 }
 
-static void smtp_client_start(struct smtp_client *c, struct sched_job *job);
+static void smtp_client_start(struct smtp_client *c, struct smtp_client_job *job);
 
 void
-smtp_client_send(struct smtp_client *c, struct sched_job *job)
+smtp_client_send(struct smtp_client *c, struct smtp_client_job *job)
 {
 	sc_hold(c);
 	smtp_client_start(c, job);
@@ -1202,16 +1177,14 @@ smtp_client_send(struct smtp_client *c, struct sched_job *job)
 }
 
 static void
-smtp_client_start(struct smtp_client *c, struct sched_job *job)
+smtp_client_start(struct smtp_client *c, struct smtp_client_job *job)
 {
-	struct sched_msg *m = job->msg;
-	const struct queue_envelope *env = &m->r->env;
 	char why[200];
 
 	c->job = job;
 	c->msgs++;
 	/* What this host cannot take is decided here, before sending. */
-	if ((env->flags & QUEUE_F_SMTPUTF8) && !(c->caps & CAP_SMTPUTF8)) {
+	if (job->smtputf8 && !(c->caps & CAP_SMTPUTF8)) {
 		sc_result_rest(
 		    job, OS_LOCAL, 554,
 		    "5.6.7 the receiving host does not support SMTPUTF8, "
@@ -1220,7 +1193,7 @@ smtp_client_start(struct smtp_client *c, struct sched_job *job)
 		sc_kick(c);
 		return;
 	}
-	if ((env->flags & QUEUE_F_8BITMIME) && !(c->caps & CAP_8BITMIME)) {
+	if (job->eightbit && !(c->caps & CAP_8BITMIME)) {
 		sc_result_rest(
 		    job, OS_LOCAL, 554,
 		    "5.6.3 the receiving host does not support 8BITMIME and "
@@ -1230,11 +1203,11 @@ smtp_client_start(struct smtp_client *c, struct sched_job *job)
 		return;
 	}
 	if ((c->caps & CAP_SIZE) && c->size_max > 0 &&
-	    m->r->body_len > c->size_max) {
+	    job->body_len > c->size_max) {
 		snprintf(why, sizeof(why),
 			 "5.3.4 message size %zu exceeds the "
 			 "receiving host's limit of %" PRIu64,
-			 m->r->body_len, c->size_max);
+			 job->body_len, c->size_max);
 		sc_result_rest(job, OS_LOCAL, 554, why);
 		sc_job_finish(c);
 		sc_kick(c);
@@ -1262,7 +1235,7 @@ static void
 sc_txn_reply(struct smtp_client *c, const struct sc_cmd *cmd,
 	     enum outcome_reply kind)
 {
-	struct sched_job *job = c->job;
+	struct smtp_client_job *job = c->job;
 	bool ok = kind == OR_OK;
 	unsigned k;
 
@@ -1315,7 +1288,7 @@ sc_txn_reply(struct smtp_client *c, const struct sc_cmd *cmd,
 	}
 	sc_send_next(c);
 	if (c->pend_len > 0) {
-		sc_timer(c, c->env->conf->delivery.command_timeout_ms);
+		sc_timer(c, c->env->command_timeout_ms);
 		return;
 	}
 	/* Every recipient has its answer; one without would be a bug of
@@ -1332,7 +1305,7 @@ sc_txn_reply(struct smtp_client *c, const struct sc_cmd *cmd,
 		return;
 	}
 	sc_enter(c, SC_IDLE);
-	sched_conn_ready(c);
+	c->cb->ready(c, c->cbarg);
 }
 
 /* Replies ------------------------------------------------------------- */
@@ -1393,7 +1366,7 @@ sc_reply(struct smtp_client *c, const struct sc_cmd *cmd,
 		}
 		if (sc_policy(c) == CONF_TLSP_MAY) {
 			/* Refused: carry on in clear on this connection. */
-			c->site->hosts[c->host_idx].notls_until_ms =
+			c->t.hosts[c->host_idx].notls_until_ms =
 			    sc_now_ms() + SC_NOTLS_MS;
 			sc_ready(c);
 			return;
@@ -1413,7 +1386,7 @@ sc_reply(struct smtp_client *c, const struct sc_cmd *cmd,
 			return;
 		}
 		sc_enter(c, SC_IDLE);
-		sched_conn_ready(c);
+		c->cb->ready(c, c->cbarg);
 		return;
 	case OS_QUIT:
 		sc_finish(c, false);
@@ -1477,10 +1450,9 @@ sc_reply_line(struct smtp_client *c, char *line, size_t n, struct evbuffer *in)
 	line[n] = '\0';
 	if (log_trace_enabled(TRACE_SMTP)) {
 		char esc[600];
-		struct scrub_ctx ctx;
 		const struct scrub_ctx *prev;
 
-		sc_log_enter(c, &ctx, &prev);
+		prev = sc_log_enter(c);
 		log_trace(TRACE_SMTP, "smtp-out %s <<< %s", c->remote,
 			  log_escape(esc, sizeof(esc), line, n));
 		scrub_ctx_leave(prev);
@@ -1675,7 +1647,7 @@ sc_timer_cb(evutil_socket_t fd, short what, void *arg)
 	sc_release(c);
 }
 
-/* The scheduler's side ------------------------------------------------ */
+/* The owner's side ---------------------------------------------------- */
 
 static void
 sc_kick(struct smtp_client *c)
@@ -1696,32 +1668,30 @@ sc_kick_cb(evutil_socket_t fd, short what, void *arg)
 	if (c->state == SC_RESOLVE && c->dq == NULL && c->addrs == NULL)
 		sc_connect_next(c);
 	else if (c->state == SC_IDLE)
-		sched_conn_ready(c);
+		c->cb->ready(c, c->cbarg);
 	sc_release(c);
 }
 
 struct smtp_client *
-smtp_client_new(const struct smtp_client_env *env, struct sched_path *path,
-		const struct sockaddr_storage *source)
+smtp_client_new(const struct smtp_client_env *env,
+		const struct smtp_client_target *target,
+		const struct smtp_client_cb *cb, void *arg)
 {
 	struct smtp_client *c;
 
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return NULL;
 	c->env = env;
-	c->path = path;
-	c->site = path->site;
+	c->t = *target;
+	c->cb = cb;
+	c->cbarg = arg;
 	c->fd = -1;
-	c->deadline_ms = sc_now_ms() + (int64_t)path->cfg->attempt_timeout_ms;
-	if (source != NULL) {
-		c->source = *source;
-		c->has_source = true;
-	}
-	if ((c->timer = evtimer_new(env->loop->base, sc_timer_cb, c)) == NULL) {
+	c->deadline_ms = sc_now_ms() + (int64_t)target->attempt_timeout_ms;
+	if ((c->timer = evtimer_new(env->base, sc_timer_cb, c)) == NULL) {
 		free(c);
 		return NULL;
 	}
-	if ((c->kick = evtimer_new(env->loop->base, sc_kick_cb, c)) == NULL ||
+	if ((c->kick = evtimer_new(env->base, sc_kick_cb, c)) == NULL ||
 	    sc_pend_reserve(c, 4) != 0) {
 		if (c->kick != NULL)
 			event_free(c->kick);
@@ -1741,7 +1711,7 @@ smtp_client_new(const struct smtp_client_env *env, struct sched_path *path,
 	snprintf(c->fail_text, sizeof(c->fail_text),
 		 "no host could be "
 		 "reached");
-	/* Start on the next loop turn: the scheduler hears of this client
+	/* Start on the next loop turn: the owner hears of this client
 	 * only through callbacks made after it has recorded it. */
 	sc_kick(c);
 	return c;
@@ -1764,7 +1734,7 @@ void
 smtp_client_park(struct smtp_client *c)
 {
 	sc_enter(c, SC_IDLE);
-	sc_timer(c, c->env->conf->delivery.idle_timeout_ms);
+	sc_timer(c, c->env->idle_timeout_ms);
 }
 
 void

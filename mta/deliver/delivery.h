@@ -89,8 +89,8 @@ struct sched_job {
 
 /* The job whose client part is P (what the done callback gives back). */
 #define SCHED_JOB_OF(p)                                                        \
-	((struct sched_job *)(void *)((char *)(p) -                            \
-				      offsetof(struct sched_job, cj)))
+	((struct sched_job *)(void *)((char *)(p)-offsetof(struct sched_job,   \
+							   cj)))
 
 struct sched_site {
 	char *key;
@@ -109,8 +109,8 @@ struct sched_path {
 	const struct conf_destination *cfg;
 	struct sched_job *head, *tail;
 	unsigned njobs;
-	unsigned nconn;           /* connections open or opening */
-	unsigned nbusy;           /* connections running a job */
+	unsigned nconn;            /* connections open or opening */
+	unsigned nbusy;            /* connections running a job */
 	struct smtp_client **idle; /* idle connections, last parked last */
 	unsigned nidle, idle_cap;
 	unsigned source_next;     /* round robin over pool sources */

@@ -316,7 +316,8 @@ sched_retry_later(struct sched_msg *m, int64_t ms)
 	sched_due_push(m);
 }
 
-/* Retry heap (min-heap on next_attempt_ms, mta/deliver/sched_heap.c) ----------- */
+/* Retry heap (min-heap on next_attempt_ms, mta/deliver/sched_heap.c)
+ * ----------- */
 
 static void
 sched_retry_arm(void)
@@ -996,9 +997,8 @@ sched_job_results(struct sched_job *job)
 		} else if (o.action == OA_DEFER) {
 			log_debug("%s rcpt %u to %s%s%s: %s at %s: %d %s", qid,
 				  job->rcpt[i], job->dest->domain,
-				  remote[0] ? " via " : "", remote,
-				  "deferred", outcome_stage_name(r->stage),
-				  r->code,
+				  remote[0] ? " via " : "", remote, "deferred",
+				  outcome_stage_name(r->stage), r->code,
 				  log_escape(esc, sizeof(esc), r->text,
 					     strlen(r->text)));
 		} else {

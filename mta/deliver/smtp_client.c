@@ -817,8 +817,7 @@ sc_attempt_over(struct smtp_client *c)
 		return false;
 	/* Nothing left to try anyway: no need to say more. */
 	if (!(c->addrs != NULL && c->addr_idx < c->naddrs) &&
-	    (c->addrs != NULL ? c->host_idx + 1 : c->host_idx) >=
-		c->t.nhosts)
+	    (c->addrs != NULL ? c->host_idx + 1 : c->host_idx) >= c->t.nhosts)
 		return false;
 	log_info("smtp-out %s: attempt ended after %u address(es) and %u "
 		 "session(s): %s reached",
@@ -1166,7 +1165,8 @@ sc_send_body(struct smtp_client *c)
 	sc_timer(c, c->env->data_timeout_ms);
 }
 
-static void smtp_client_start(struct smtp_client *c, struct smtp_client_job *job);
+static void smtp_client_start(struct smtp_client *c,
+			      struct smtp_client_job *job);
 
 void
 smtp_client_send(struct smtp_client *c, struct smtp_client_job *job)

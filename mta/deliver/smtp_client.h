@@ -29,9 +29,9 @@ struct smtp_client;
 /* What every client of one loop shares; must outlive them. */
 struct smtp_client_env {
 	struct event_base *base;
-	struct dns_resolver *dns; /* NULL: only IP-literal hosts work */
-	SSL_CTX *ssl_ctx;         /* set up by smtp_client_tls_init() */
-	bool loopback_only;       /* refuse any other destination address */
+	struct dns_resolver *dns;     /* NULL: only IP-literal hosts work */
+	SSL_CTX *ssl_ctx;             /* set up by smtp_client_tls_init() */
+	bool loopback_only;           /* refuse any other destination address */
 	unsigned connect_timeout_ms;  /* TCP connect, and the TLS handshake */
 	unsigned greeting_timeout_ms; /* for the 220 */
 	unsigned command_timeout_ms;  /* EHLO, MAIL, RCPT, DATA, QUIT, … */
@@ -69,8 +69,9 @@ struct smtp_client_target {
 /* One recipient's result, filled by the client. */
 struct smtp_client_result {
 	enum outcome_stage stage; /* the command the reply answered */
-	int code;                 /* 0 = no reply (connection failure, timeout) */
-	char *text; /* the reply text (malloc'd, the owner frees) or our reason */
+	int code; /* 0 = no reply (connection failure, timeout) */
+	char *
+	    text; /* the reply text (malloc'd, the owner frees) or our reason */
 };
 
 /*

@@ -1,18 +1,11 @@
 /*
- * delivery.h — the delivery half: the scheduler (scheduler.c) and the SMTP
- * client (smtp_client.c), which work as a pair on the delivery loop.
+ * delivery.h — the delivery half as the rest of the daemon sees it: the
+ * scheduler's entry points (start, new messages, shutdown, operators'
+ * changes, gauges).  Its insides are in sched_int.h; the SMTP client it
+ * drives has its own interface (smtp_client.h).
  *
- * Vocabulary (KumoMTA/Postfix qmgr):
- *   message  a queued message (struct sched_msg), with its envelope
- *   dest     a recipient domain; it resolves to a site
- *   site     the set of MX hosts (or a route); domains with the same MX set
- *            share one site, hence its connections (MX roll-up)
- *   path     a site as seen from one source pool: connections, limits,
- *            rate, back-off and the FIFO of jobs live here
- *   job      one transaction's worth: a message and some of its recipients
- *            (all of one dest, at most max_recipients_per_transaction)
- *
- * Everything here belongs to the delivery loop's thread.
+ * Everything here belongs to the delivery loop's thread unless it says
+ * otherwise.
  */
 #ifndef OUTPOST_MTA_DELIVERY_H
 #define OUTPOST_MTA_DELIVERY_H
@@ -20,120 +13,35 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/socket.h>
 
 #include <openssl/ssl.h>
 
 #include "conf/conf.h"
 #include "queue/queue.h"
-#include "mta/deliver/outcome.h"
-#include "mta/deliver/smtp_client.h"
 
 struct loop;
-struct dns_resolver;
-
-/*
- * What a message costs while it waits: this stub (about 40 bytes and a heap
- * slot).  Its envelope and body are read back from the queue only for a
- * round of attempts (struct sched_round) and dropped when it settles, so a
- * queue of a million recipients stays small in memory.
- */
-struct sched_msg {
-	uint64_t id;
-	int64_t due_ms;        /* next attempt; also its key in "sched" */
-	struct sched_round *r; /* during a round, else NULL */
-	uint32_t heap_idx;     /* in the retry heap, or UINT32_MAX */
-	uint8_t flags;         /* SM_* */
-	uint8_t writes;        /* queue ops in flight */
-};
-
-#define SM_LOADING    0x01u /* envelope/body being read by a worker */
-#define SM_DELETED    0x02u /* final: freed when the last op returns */
-#define SM_HELD       0x04u /* held: not scheduled */
-#define SM_HOLD_REQ   0x10u /* operator: hold once the round settles */
-#define SM_DELETE_REQ 0x20u /* operator: delete (no DSN) at settle */
-#define SM_BOUNCE_REQ 0x40u /* operator: bounce every pending recipient */
-/* Its record is damaged (QUEUE_CORRUPT): held in memory (SM_HELD too), never
- * read again unless an operator releases it; `delete` removes it, `bounce`
- * cannot (no envelope to bounce to).  Not written to disk: the next start
- * finds it again, once. */
-#define SM_CORRUPT 0x80u
-
-struct sched_round {
-	struct queue_envelope env;
-	const struct conf_pool *pool;
-	uint8_t *body;
-	size_t body_len;
-	unsigned inflight; /* jobs not finished */
-	uint32_t *bounced; /* rcpt indexes that failed this round */
-	unsigned nbounced;
-	bool kept;     /* a failed rcpt kept pending: no memory to list it */
-	char **remote; /* per rcpt: the host that answered */
-	struct sched_msg *prev, *next; /* the active list */
-};
-
-/*
- * A job: what the SMTP client sees of it (cj: its recipients' addresses,
- * results and what the client learned, in cj.nrcpt entries) and the
- * scheduler's own.  Valid while its round is (msg->r).
- */
-struct sched_job {
-	struct smtp_client_job cj;
-	struct sched_msg *msg;
-	struct sched_dest *dest;
-	struct sched_path *path;
-	uint32_t *rcpt;     /* cj.nrcpt indexes into msg->r->env.rcpts */
-	const char **addrs; /* their addresses (cj.rcpts) */
-	struct sched_job *next;
-};
-
-/* The job whose client part is P (what the done callback gives back). */
-#define SCHED_JOB_OF(p)                                                        \
-	((struct sched_job *)(void *)((char *)(p)-offsetof(struct sched_job,   \
-							   cj)))
-
-struct sched_site {
-	char *key;
-	struct smtp_client_host *hosts; /* MX hosts, or a route's host */
-	unsigned nhosts;
-	unsigned port;
-	bool implicit; /* the domain itself, no MX */
-	unsigned refs;
-	struct sched_path **paths; /* one per pool in use */
-	unsigned npaths;
-};
-
-struct sched_path {
-	struct sched_site *site;
-	const struct conf_pool *pool; /* NULL: no source binding */
-	const struct conf_destination *cfg;
-	struct sched_job *head, *tail;
-	unsigned njobs;
-	unsigned nconn;            /* connections open or opening */
-	unsigned nbusy;            /* connections running a job */
-	struct smtp_client **idle; /* idle connections, last parked last */
-	unsigned nidle, idle_cap;
-	unsigned source_next;     /* round robin over pool sources */
-	int64_t paused_until_ms;  /* back-off or suspension */
-	int64_t connect_after_ms; /* no new connection before (failures) */
-	unsigned backoff_level;
-	unsigned conn_failures; /* consecutive */
-	bool suspended;         /* by a reply pattern */
-	int64_t next_send_ms;   /* rate limit: next message allowed */
-	int64_t next_send_hour_ms;
-	struct event *timer; /* wake-up for pause / rate */
-};
 
 /* Scheduler ----------------------------------------------------------- */
 
 struct dns_config;
-/* sched_dns_config — the resolver settings from the configuration (and the
- * OUTPOST_LOOPBACK_ONLY test switch).  False: no DNS may be used at all
- * (loopback-only without servers of its own). */
-bool sched_dns_config(const struct conf *c, struct dns_config *dc);
-/* sched_init — main thread, before the delivery loop runs.  0 or -1. */
-int sched_init(struct loop *l, const struct conf *c, struct queue *q, char *err,
-	       size_t errlen);
+
+/* What the scheduler is given to start with; every pointer outlives it
+ * (until sched_free). */
+struct sched_config {
+	struct loop *loop; /* the delivery loop */
+	const struct conf *conf;
+	struct queue *queue;
+	SSL_CTX *ssl_ctx; /* the client context (tls_client_ctx_new) */
+	/* the resolver's settings (a resolver of its own is made on LOOP);
+	 * NULL: no DNS at all (loopback-only tests without a server) */
+	const struct dns_config *dns;
+	bool loopback_only; /* connect to loopback addresses only */
+};
+
+/* sched_init — set the scheduler up from SC (SSL_CTX gets session
+ * resumption: smtp_client_tls_init).  0, or -1 with err.  Main thread,
+ * before the delivery loop runs. */
+int sched_init(const struct sched_config *sc, char *err, size_t errlen);
 /* sched_start — post the start-up work (load the queue) to the loop. */
 void sched_start(void);
 /* sched_message_add — a message just committed (QOP_INSERT done): the

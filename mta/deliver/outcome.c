@@ -29,8 +29,7 @@ outcome_stage_name(enum outcome_stage stage)
 	return stage < OS__COUNT ? outcome_stage_names[stage] : "?";
 }
 
-/* "X.Y.Z" at the start of TEXT whose class matches CODE, into OUT. */
-static bool
+bool
 outcome_enhanced(int code, const char *text, char out[12])
 {
 	const char *p = text;

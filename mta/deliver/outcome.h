@@ -97,6 +97,14 @@ void outcome_classify(enum outcome_stage stage, int code, const char *text,
 		      const struct outcome_pattern *patterns,
 		      unsigned npatterns, struct outcome *out);
 
+/*
+ * outcome_enhanced — the enhanced status code (RFC 3463, "X.Y.Z") TEXT
+ * starts with, when its class is CODE's (5.x.x for a 5xx): into OUT
+ * (NUL-terminated), true.  False, OUT untouched: none, or malformed, or of
+ * another class.  The one parser of enhanced codes.  Pure; any thread.
+ */
+bool outcome_enhanced(int code, const char *text, char out[12]);
+
 /* outcome_stage_name — "rcpt", "eom" … for logs and DSN diagnostics. */
 const char *outcome_stage_name(enum outcome_stage stage);
 

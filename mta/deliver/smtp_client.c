@@ -1,66 +1,37 @@
 /*
  * smtp_client.c — outbound SMTP sessions (RFC 5321, 2920, 3030, 3207, 6152,
- * 6531), one per connection to a remote host.
- *
- * Owns: the connection (socket, bufferevent, TLS), the walk through a
- * site's hosts and addresses, and the pipelined transaction: commands go out
- * ahead of replies (send cursor ahead of reply cursor, Postfix smtp_proto.c)
- * and each reply is matched to its command in order: every command sent
- * waits in a FIFO with its stage, so a reply, a timeout or a lost connection
- * belongs to the command it answers or was awaited for.  A reply with
- * nothing outstanding is unsolicited: a protocol error, as is any code
- * outcome_reply() says that command cannot get; both close the connection
- * and defer what was in flight.  Never decides what a reply means for a
- * recipient: it records stage, code and text, and its owner asks
- * outcome.c.  Knows nothing of its owner (the scheduler): what it needs
- * comes in smtp_client.h's structs, and it answers through the owner's
- * callbacks.  Delivery loop thread only.
+ * 6531): the state machine, the pipelined transaction (send cursor ahead of
+ * reply cursor, Postfix smtp_proto.c: each command waits in a FIFO with its
+ * stage, so a reply, timeout or loss belongs to the command it answers),
+ * reply reading, the owner's calls; set-up is smtp_client_setup.c.  Must
+ * not: decide what a reply means for a recipient (the owner asks outcome.c)
+ * or know its owner (smtp_client.h only).  A client is freed only with no
+ * entry point on the stack (sc_hold).  Delivery loop thread only.
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <time.h>
-#include <unistd.h>
+#include <sys/socket.h>
 
 #include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <netinet/in.h>
 #include <openssl/err.h>
-#include <openssl/x509v3.h>
 
 #include "dns/dns.h"
 #include "mta/core/log.h"
 #include "mta/core/scrub.h"
-#include "mta/deliver/smtp_client.h"
+#include "mta/core/util.h"
+#include "mta/deliver/smtp_client_int.h"
 #include "mta/observe/stats.h"
 
 #define SC_REPLY_LINE_MAX  4096  /* longer reply lines are a protocol error */
-#define SC_REPLY_TEXT_MAX  1024  /* text kept from a (multi-line) reply */
 #define SC_REPLY_MAX_BYTES 65536 /* a longer reply (EHLO…) is an error */
-#define SC_NOTLS_MS        (3600 * 1000) /* tls=may fallback memory */
-
-enum sc_state {
-	SC_RESOLVE,  /* looking up the current host's addresses */
-	SC_CONNECT,  /* TCP connect in progress */
-	SC_GREETING, /* waiting for the banner */
-	SC_EHLO,
-	SC_HELO,
-	SC_STARTTLS,
-	SC_TLS,  /* handshake in progress */
-	SC_IDLE, /* usable, no transaction */
-	SC_TXN,  /* a transaction in flight */
-	SC_RSET,
-	SC_QUIT,
-	SC_DEAD,
-	SC__COUNT
-};
 
 static const char *const sc_names[SC__COUNT] = {
 	[SC_RESOLVE] = "resolve",   [SC_CONNECT] = "connect",
@@ -71,84 +42,10 @@ static const char *const sc_names[SC__COUNT] = {
 	[SC_QUIT] = "quit",         [SC_DEAD] = "dead",
 };
 
-/* Capabilities from EHLO. */
-#define CAP_PIPELINING 0x01u
-#define CAP_8BITMIME   0x02u
-#define CAP_SMTPUTF8   0x04u
-#define CAP_STARTTLS   0x08u
-#define CAP_CHUNKING   0x10u
-#define CAP_SIZE       0x20u
-
-/* A command sent and not yet answered: the reply cursor's queue. */
-struct sc_cmd {
-	enum outcome_stage stage;
-	unsigned rcpt; /* OS_RCPT: index into the job's recipients */
-};
-
-struct smtp_client {
-	const struct smtp_client_env *env;
-	struct smtp_client_target t; /* its hosts are the owner's */
-	const struct smtp_client_cb *cb;
-	void *cbarg;
-	enum sc_state state;
-	unsigned host_idx;
-	struct sockaddr_storage *addrs;
-	size_t naddrs, addr_idx;
-	/* the attempt's bounds (the path's max_mx_addresses, max_mx_sessions
-	 * and attempt_timeout): addresses tried, sessions opened, and when
-	 * the walk must end if no session is usable by then */
-	unsigned ntried, nsessions;
-	int64_t deadline_ms;
-	struct dns_query *dq;
-	evutil_socket_t fd;
-	struct bufferevent *bev;
-	struct event *timer;
-	char ip[48];
-	char remote[300]; /* "host [ip]" */
-	bool tls, tls_verified, in_clear;
-	bool usable; /* reached IDLE at least once */
-	bool need_rset;
-	unsigned caps;
-	uint64_t size_max;
-	unsigned msgs;
-	/* the reply being read */
-	int rcode;
-	char rtext[SC_REPLY_TEXT_MAX];
-	size_t rlen;
-	unsigned rlines;
-	size_t rbytes;  /* the whole reply so far (SC_REPLY_MAX_BYTES) */
-	unsigned rcaps; /* EHLO keywords seen in this reply */
-	uint64_t rsize; /* its SIZE */
-	/* commands sent, not yet answered (a FIFO: pend[head .. head+len)) */
-	struct sc_cmd *pend;
-	unsigned pend_head, pend_len, pend_cap;
-	/* the transaction */
-	struct smtp_client_job *job;
-	bool bdat;
-	unsigned sent;  /* transaction commands sent (send cursor) */
-	unsigned ncmds; /* MAIL + RCPTs + DATA/BDAT (the body comes after) */
-	bool mail_ok;
-	unsigned rcpt_ok;
-	bool *accepted;
-	/* why the last host failed, for the closed callback */
-	enum outcome_stage fail_stage;
-	int fail_code;
-	char fail_text[SC_REPLY_TEXT_MAX];
-	struct event *kick; /* "ready" on the next loop turn */
-	unsigned depth;     /* entry points on the stack; free at 0 */
-	struct smtp_client *prev, *next; /* every client alive */
-};
-
 static struct smtp_client *sc_all;
 
-static void sc_connect_next(struct smtp_client *c);
 static void sc_kick(struct smtp_client *c);
-static void sc_connect_addr(struct smtp_client *c);
-static void sc_host_failed(struct smtp_client *c, enum outcome_stage stage,
-			   int code, const char *text);
 static void sc_send_next(struct smtp_client *c);
-static bool sc_attempt_over(struct smtp_client *c);
-static void sc_finish(struct smtp_client *c, bool failed);
 
 unsigned
 smtp_client_msgs(const struct smtp_client *c)
@@ -156,16 +53,7 @@ smtp_client_msgs(const struct smtp_client *c)
 	return c->msgs;
 }
 
-static int64_t
-sc_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static const char *
+const char *
 sc_host(const struct smtp_client *c)
 {
 	return c->t.hosts[c->host_idx].name;
@@ -174,23 +62,18 @@ sc_host(const struct smtp_client *c)
 static void
 sc_timer(struct smtp_client *c, unsigned ms)
 {
+	int64_t wait = ms, left = c->deadline_ms - util_mono_ms();
 	struct timeval tv;
-	int64_t left;
 
-	/* Until a session is usable, no wait outlasts the attempt. */
-	if (!c->usable) {
-		left = c->deadline_ms - sc_now_ms();
-		if (left < 0)
-			left = 0;
-		if ((int64_t)ms > left)
-			ms = (unsigned)left;
-	}
-	tv.tv_sec = ms / 1000;
-	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	/* Until a session is usable, no wait outlasts the attempt (what is
+	 * left may be less than nothing: util_ms_timeval makes it 0). */
+	if (!c->usable && wait > left)
+		wait = left;
+	tv = util_ms_timeval(wait);
 	evtimer_add(c->timer, &tv);
 }
 
-static void
+void
 sc_enter(struct smtp_client *c, enum sc_state st)
 {
 	const struct smtp_client_env *e = c->env;
@@ -223,7 +106,7 @@ sc_enter(struct smtp_client *c, enum sc_state st)
 /* Diagnostics about C leave out its transaction's addresses
  * (mta/core/scrub.h): enter that context; scrub_ctx_leave(returned) after
  * the line. */
-static const struct scrub_ctx *
+const struct scrub_ctx *
 sc_log_enter(const struct smtp_client *c)
 {
 	return scrub_ctx_enter(c->job != NULL ? &c->job->scrub : NULL);
@@ -252,11 +135,8 @@ sc_vwrite(struct smtp_client *c, const char *fmt, va_list ap)
 	va_end(ap2);
 }
 
-static void sc_write(struct smtp_client *c, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
 /* Write bytes no reply answers (QUIT as we hang up, the body). */
-static void
+void
 sc_write(struct smtp_client *c, const char *fmt, ...)
 {
 	va_list ap;
@@ -295,7 +175,7 @@ sc_pend_reserve(struct smtp_client *c, unsigned n)
 /* The command of STAGE was just written: its reply is now awaited.  Room
  * was reserved (sc_pend_reserve) before the transaction or is the spare
  * kept for the one command of a session step. */
-static void
+void
 sc_pend_push(struct smtp_client *c, enum outcome_stage stage, unsigned rcpt)
 {
 	if (sc_pend_reserve(c, 1) != 0)
@@ -317,11 +197,8 @@ sc_pend_pop(struct smtp_client *c)
 	return cmd;
 }
 
-static void sc_send(struct smtp_client *c, enum outcome_stage stage,
-		    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
 /* Write a command whose reply will be awaited (one line, CRLF in FMT). */
-static void
+void
 sc_send(struct smtp_client *c, enum outcome_stage stage, const char *fmt, ...)
 {
 	va_list ap;
@@ -332,7 +209,7 @@ sc_send(struct smtp_client *c, enum outcome_stage stage, const char *fmt, ...)
 	sc_pend_push(c, stage, 0);
 }
 
-static void
+void
 sc_close_socket(struct smtp_client *c)
 {
 	SSL *ssl;
@@ -386,13 +263,13 @@ sc_free(struct smtp_client *c)
  * bracketed by sc_hold()/sc_release(): a client that dies inside one is
  * only freed when the outermost returns, so no frame touches freed memory.
  */
-static void
+void
 sc_hold(struct smtp_client *c)
 {
 	c->depth++;
 }
 
-static void
+void
 sc_release(struct smtp_client *c)
 {
 	if (--c->depth == 0 && c->state == SC_DEAD)
@@ -400,7 +277,7 @@ sc_release(struct smtp_client *c)
 }
 
 /* The end: close, tell the owner.  FAILED: never became usable. */
-static void
+void
 sc_finish(struct smtp_client *c, bool failed)
 {
 	if (c->state == SC_DEAD)
@@ -542,7 +419,7 @@ sc_job_finish(struct smtp_client *c)
 
 /* A failure that ends the connection.  A job in flight gets the failure
  * as its result; a connection not yet usable moves on to the next target. */
-static void
+void
 sc_fail(struct smtp_client *c, enum outcome_stage stage, int code,
 	const char *text)
 {
@@ -585,502 +462,6 @@ sc_protocol_error(struct smtp_client *c, enum outcome_stage stage, int code,
 	if (c->job != NULL)
 		sc_result_reset(c->job);
 	sc_fail(c, stage, code, text);
-}
-
-/* Connecting ---------------------------------------------------------- */
-
-static bool
-sc_addr_loopback(const struct sockaddr_storage *ss)
-{
-	if (ss->ss_family == AF_INET)
-		return (ntohl(((const struct sockaddr_in *)ss)
-				  ->sin_addr.s_addr) >>
-			24) == 127;
-	if (ss->ss_family == AF_INET6)
-		return IN6_IS_ADDR_LOOPBACK(
-		    &((const struct sockaddr_in6 *)ss)->sin6_addr);
-	return false;
-}
-
-/* This host cannot be used: remember why, try the next one. */
-static void
-sc_host_failed(struct smtp_client *c, enum outcome_stage stage, int code,
-	       const char *text)
-{
-	char esc[300];
-	const struct scrub_ctx *prev;
-
-	prev = sc_log_enter(c);
-	if (code != 0)
-		log_info("smtp-out %s: %s failed: %d %s", c->remote,
-			 outcome_stage_name(stage), code,
-			 log_escape(esc, sizeof(esc), text, strlen(text)));
-	else
-		log_info("smtp-out %s: %s failed: %s", c->remote,
-			 outcome_stage_name(stage),
-			 log_escape(esc, sizeof(esc), text, strlen(text)));
-	scrub_ctx_leave(prev);
-	c->fail_stage = stage;
-	c->fail_code = code;
-	snprintf(c->fail_text, sizeof(c->fail_text), "%s", text);
-	sc_close_socket(c);
-	c->addr_idx++;
-	c->usable = false;
-	sc_connect_next(c);
-}
-
-static void sc_event_cb(struct bufferevent *bev, short what, void *arg);
-static void sc_read_cb(struct bufferevent *bev, void *arg);
-
-static void
-sc_connect_addr(struct smtp_client *c)
-{
-	struct sockaddr_storage sa = c->addrs[c->addr_idx];
-	socklen_t len;
-	evutil_socket_t fd;
-	char err[200];
-
-	if (sa.ss_family == AF_INET) {
-		((struct sockaddr_in *)&sa)->sin_port = htons(c->t.port);
-		len = sizeof(struct sockaddr_in);
-	} else {
-		((struct sockaddr_in6 *)&sa)->sin6_port = htons(c->t.port);
-		len = sizeof(struct sockaddr_in6);
-	}
-	inet_ntop(sa.ss_family,
-		  sa.ss_family == AF_INET
-		      ? (void *)&((struct sockaddr_in *)&sa)->sin_addr
-		      : (void *)&((struct sockaddr_in6 *)&sa)->sin6_addr,
-		  c->ip, sizeof(c->ip));
-	snprintf(c->remote, sizeof(c->remote), "%s[%s]:%u", sc_host(c), c->ip,
-		 c->t.port);
-	if (c->env->loopback_only && !sc_addr_loopback(&sa)) {
-		/* Test safety: this build is pointed at loopback only. */
-		sc_host_failed(
-		    c, OS_CONNECT, 0,
-		    "non-loopback destination refused (loopback_only)");
-		return;
-	}
-	fd =
-	    socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		snprintf(err, sizeof(err), "socket: %s", strerror(errno));
-		sc_host_failed(c, OS_CONNECT, 0, err);
-		return;
-	}
-	if (c->t.has_source && c->t.source.ss_family == sa.ss_family &&
-	    bind(fd, (struct sockaddr *)&c->t.source,
-		 c->t.source.ss_family == AF_INET
-		     ? sizeof(struct sockaddr_in)
-		     : sizeof(struct sockaddr_in6)) != 0) {
-		snprintf(err, sizeof(err), "bind to the pool source: %s",
-			 strerror(errno));
-		evutil_closesocket(fd);
-		sc_host_failed(c, OS_CONNECT, 0, err);
-		return;
-	}
-	/* Replies and pipelined commands are small writes; without this,
-	 * Nagle and the peer's delayed ACK stall every TLS transaction. */
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 },
-			 sizeof(int));
-	c->fd = fd;
-	c->bev = bufferevent_socket_new(c->env->base, fd, 0);
-	if (c->bev == NULL) {
-		sc_host_failed(c, OS_CONNECT, 0, "out of memory");
-		return;
-	}
-	bufferevent_setcb(c->bev, sc_read_cb, NULL, sc_event_cb, c);
-	sc_enter(c, SC_CONNECT);
-	sc_pend_push(c, OS_GREETING, 0); /* the banner is the first reply */
-	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&sa,
-				       (int)len) != 0) {
-		snprintf(err, sizeof(err), "connect: %s", strerror(errno));
-		sc_host_failed(c, OS_CONNECT, 0, err);
-		return;
-	}
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-}
-
-static void sc_addr_result(struct smtp_client *c,
-			   const struct dns_addr_reply *reply);
-
-static void
-sc_addr_cb(const struct dns_addr_reply *reply, void *arg)
-{
-	struct smtp_client *c = arg;
-
-	sc_hold(c);
-	sc_addr_result(c, reply);
-	sc_release(c);
-}
-
-static void
-sc_addr_result(struct smtp_client *c, const struct dns_addr_reply *reply)
-{
-	char err[200];
-
-	c->dq = NULL;
-	free(c->addrs);
-	c->addrs = NULL;
-	c->naddrs = 0;
-	c->addr_idx = 0;
-	if (reply->result != DNS_OK || reply->naddrs == 0) {
-		snprintf(c->remote, sizeof(c->remote), "%s", sc_host(c));
-		snprintf(err, sizeof(err), "address lookup: %s%s%s",
-			 dns_result_str(reply->result),
-			 reply->err[0] ? ": " : "", reply->err);
-		c->fail_stage = OS_CONNECT;
-		c->fail_code = 0;
-		snprintf(c->fail_text, sizeof(c->fail_text), "%s", err);
-		c->host_idx++;
-		sc_connect_next(c);
-		return;
-	}
-	c->addrs = malloc(reply->naddrs * sizeof(*c->addrs));
-	if (c->addrs == NULL) {
-		c->host_idx++;
-		sc_connect_next(c);
-		return;
-	}
-	memcpy(c->addrs, reply->addrs, reply->naddrs * sizeof(*c->addrs));
-	c->naddrs = reply->naddrs;
-	/* The lookup took time: the deadline may have passed meanwhile. */
-	if (sc_attempt_over(c)) {
-		sc_finish(c, true);
-		return;
-	}
-	c->ntried++;
-	sc_connect_addr(c);
-}
-
-/* A route's host given as an IP address: no lookup.  True if handled. */
-static bool
-sc_literal(struct smtp_client *c, const char *host)
-{
-	struct sockaddr_storage ss;
-	char buf[64];
-	size_t n = strlen(host);
-
-	memset(&ss, 0, sizeof(ss));
-	if (n >= 2 && host[0] == '[' && host[n - 1] == ']' &&
-	    n - 2 < sizeof(buf)) {
-		memcpy(buf, host + 1, n - 2);
-		buf[n - 2] = '\0';
-		host = buf;
-	}
-	if (inet_pton(AF_INET, host, &((struct sockaddr_in *)&ss)->sin_addr) ==
-	    1)
-		ss.ss_family = AF_INET;
-	else if (inet_pton(AF_INET6, host,
-			   &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1)
-		ss.ss_family = AF_INET6;
-	else
-		return false;
-	free(c->addrs);
-	if ((c->addrs = malloc(sizeof(*c->addrs))) == NULL) {
-		c->naddrs = 0;
-		c->host_idx++;
-		sc_connect_next(c);
-		return true;
-	}
-	c->addrs[0] = ss;
-	c->naddrs = 1;
-	c->addr_idx = 0;
-	c->ntried++;
-	sc_connect_addr(c);
-	return true;
-}
-
-/* No new address with less than this left of the attempt (a timer cut to
- * the deadline may fire a little before it). */
-#define SC_ATTEMPT_SLACK_MS 100
-
-/*
- * Has this attempt used what it may (Postfix smtp_mx_address_limit,
- * smtp_mx_session_limit, and a deadline)?  A site of many hosts with many
- * addresses, all dead or tarpits, must not keep one attempt going for
- * ever.  Says so once, and adds it to the reason the jobs get.
- */
-static bool
-sc_attempt_over(struct smtp_client *c)
-{
-	const char *limit;
-	size_t n;
-
-	if (c->ntried >= c->t.max_mx_addresses)
-		limit = "max_mx_addresses";
-	else if (c->nsessions >= c->t.max_mx_sessions)
-		limit = "max_mx_sessions";
-	else if (sc_now_ms() + SC_ATTEMPT_SLACK_MS >= c->deadline_ms)
-		limit = "attempt_timeout";
-	else
-		return false;
-	/* Nothing left to try anyway: no need to say more. */
-	if (!(c->addrs != NULL && c->addr_idx < c->naddrs) &&
-	    (c->addrs != NULL ? c->host_idx + 1 : c->host_idx) >= c->t.nhosts)
-		return false;
-	log_info("smtp-out %s: attempt ended after %u address(es) and %u "
-		 "session(s): %s reached",
-		 c->t.hosts[0].name, c->ntried, c->nsessions, limit);
-	n = strlen(c->fail_text);
-	snprintf(c->fail_text + n, sizeof(c->fail_text) - n,
-		 " (attempt ended: %s reached)", limit);
-	return true;
-}
-
-/* The next address of this host, or the next host, or give up. */
-static void
-sc_connect_next(struct smtp_client *c)
-{
-	if (sc_attempt_over(c)) {
-		sc_finish(c, true);
-		return;
-	}
-	if (c->addrs != NULL && c->addr_idx < c->naddrs) {
-		c->ntried++;
-		sc_connect_addr(c);
-		return;
-	}
-	if (c->addrs != NULL) {
-		free(c->addrs);
-		c->addrs = NULL;
-		c->naddrs = 0;
-		c->host_idx++;
-	}
-	if (c->host_idx >= c->t.nhosts) {
-		sc_finish(c, true);
-		return;
-	}
-	c->in_clear = false;
-	if (sc_literal(c, sc_host(c)))
-		return;
-	if (c->env->dns == NULL) {
-		c->fail_stage = OS_CONNECT;
-		c->fail_code = 0;
-		snprintf(c->fail_text, sizeof(c->fail_text),
-			 "no DNS resolver to look up %s", sc_host(c));
-		c->host_idx++;
-		sc_connect_next(c);
-		return;
-	}
-	sc_enter(c, SC_RESOLVE);
-	c->dq =
-	    dns_addr_lookup(c->env->dns, sc_host(c), AF_UNSPEC, sc_addr_cb, c);
-}
-
-/* Session set-up ------------------------------------------------------ */
-
-/* The name we greet with. */
-static const char *
-sc_helo_name(const struct smtp_client *c)
-{
-	return c->t.ehlo;
-}
-
-static void
-sc_ehlo(struct smtp_client *c)
-{
-	c->caps = 0;
-	c->size_max = 0;
-	sc_send(c, OS_EHLO, "EHLO %s\r\n", sc_helo_name(c));
-	sc_enter(c, SC_EHLO);
-}
-
-static const struct sc_keyword {
-	const char *name;
-	unsigned cap;
-} sc_keywords[] = {
-	{ "PIPELINING", CAP_PIPELINING }, { "8BITMIME", CAP_8BITMIME },
-	{ "SMTPUTF8", CAP_SMTPUTF8 },     { "STARTTLS", CAP_STARTTLS },
-	{ "CHUNKING", CAP_CHUNKING },     { "SIZE", CAP_SIZE },
-};
-
-/* "SIZE 12345": the limit, 0 if none is given or it is not a number. */
-static uint64_t
-sc_size_param(const char *p)
-{
-	uint64_t v = 0;
-
-	if (*p++ != ' ')
-		return 0;
-	for (; *p >= '0' && *p <= '9'; p++) {
-		if (v > (UINT64_MAX - 9) / 10)
-			return 0;
-		v = v * 10 + (uint64_t)(*p - '0');
-	}
-	return *p == '\0' || *p == ' ' ? v : 0;
-}
-
-/* One keyword line of an EHLO reply (every line after the first, however
- * long the reply: SC_REPLY_MAX_BYTES bounds it). */
-static void
-sc_ehlo_keyword(struct smtp_client *c, const char *kw)
-{
-	size_t n = strcspn(kw, " "), i;
-
-	for (i = 0; i < sizeof(sc_keywords) / sizeof(sc_keywords[0]); i++) {
-		if (strlen(sc_keywords[i].name) != n ||
-		    strncasecmp(kw, sc_keywords[i].name, n) != 0)
-			continue;
-		c->rcaps |= sc_keywords[i].cap;
-		if (sc_keywords[i].cap == CAP_SIZE)
-			c->rsize = sc_size_param(kw + n);
-		return;
-	}
-}
-
-static enum conf_tls_policy
-sc_policy(const struct smtp_client *c)
-{
-	return c->t.tls;
-}
-
-static void
-sc_ready(struct smtp_client *c)
-{
-	c->usable = true;
-	sc_enter(c, SC_IDLE);
-	c->cb->ready(c, c->cbarg);
-}
-
-/* EHLO answered 250: STARTTLS if we should, else ready. */
-static void
-sc_after_ehlo(struct smtp_client *c)
-{
-	enum conf_tls_policy pol = sc_policy(c);
-	struct smtp_client_host *h = &c->t.hosts[c->host_idx];
-
-	if (c->tls || pol == CONF_TLSP_NONE || c->in_clear) {
-		sc_ready(c);
-		return;
-	}
-	if (!(c->caps & CAP_STARTTLS)) {
-		if (pol == CONF_TLSP_MAY) {
-			sc_ready(c);
-			return;
-		}
-		sc_write(c, "QUIT\r\n");
-		sc_host_failed(
-		    c, OS_STARTTLS, 0,
-		    "TLS required by policy but STARTTLS not offered");
-		return;
-	}
-	if (pol == CONF_TLSP_MAY && h->notls_until_ms > sc_now_ms()) {
-		sc_ready(c);
-		return;
-	}
-	sc_send(c, OS_STARTTLS, "STARTTLS\r\n");
-	sc_enter(c, SC_STARTTLS);
-}
-
-static void
-sc_tls_begin(struct smtp_client *c)
-{
-	struct smtp_client_host *h = &c->t.hosts[c->host_idx];
-	SSL *ssl;
-
-	if ((ssl = SSL_new(c->env->ssl_ctx)) == NULL) {
-		sc_fail(c, OS_TLS, 0, "SSL_new failed");
-		return;
-	}
-	/* SNI and the name to verify: the MX host name (RFC 7672 style
-	 * would want DANE; here verification is recorded, per policy). */
-	SSL_set_tlsext_host_name(ssl, h->name);
-	SSL_set1_host(ssl, h->name);
-	if (h->session != NULL)
-		SSL_set_session(ssl, h->session);
-	SSL_set_app_data(ssl, c); /* for sc_tls_session_cb */
-	/* Anything the server sent after 220 and before the handshake is
-	 * dropped with the plain bufferevent (mirror of CVE-2011-0411). */
-	bufferevent_free(c->bev);
-	c->bev = bufferevent_openssl_socket_new(c->env->base, c->fd, ssl,
-						BUFFEREVENT_SSL_CONNECTING,
-						BEV_OPT_CLOSE_ON_FREE);
-	if (c->bev == NULL) {
-		SSL_free(ssl);
-		sc_fail(c, OS_TLS, 0, "TLS set-up failed");
-		return;
-	}
-	c->fd = -1;
-	bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
-	bufferevent_setcb(c->bev, sc_read_cb, NULL, sc_event_cb, c);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-	sc_enter(c, SC_TLS);
-}
-
-/*
- * A session the server lets us resume: kept per MX host for the next
- * connection.  TLS 1.3 sends its tickets after the handshake (read with the
- * EHLO reply), so they are taken here, not at the handshake's end.  Returns
- * 1: the session is ours (OpenSSL's reference passes to the host).
- */
-static int
-sc_tls_session_cb(SSL *ssl, SSL_SESSION *sess)
-{
-	struct smtp_client *c = SSL_get_app_data(ssl);
-	struct smtp_client_host *h;
-
-	if (c == NULL || c->host_idx >= c->t.nhosts)
-		return 0;
-	h = &c->t.hosts[c->host_idx];
-	if (h->session != NULL)
-		SSL_SESSION_free(h->session);
-	h->session = sess;
-	return 1;
-}
-
-void
-smtp_client_tls_init(SSL_CTX *ctx)
-{
-	SSL_CTX_sess_set_new_cb(ctx, sc_tls_session_cb);
-}
-
-static void
-sc_tls_done(struct smtp_client *c)
-{
-	SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
-
-	c->tls = true;
-	c->tls_verified = SSL_get_verify_result(ssl) == X509_V_OK;
-	STATS_INC(tls_handshakes);
-	log_debug("smtp-out %s: %s %s%s%s", c->remote, SSL_get_version(ssl),
-		  SSL_get_cipher_name(ssl),
-		  c->tls_verified ? ", certificate verified" : ", not verified",
-		  SSL_session_reused(ssl) ? ", resumed" : "");
-	if (sc_policy(c) == CONF_TLSP_VERIFY && !c->tls_verified) {
-		char why[200];
-
-		snprintf(
-		    why, sizeof(why),
-		    "certificate verification failed: "
-		    "%s",
-		    X509_verify_cert_error_string(SSL_get_verify_result(ssl)));
-		sc_write(c, "QUIT\r\n");
-		sc_host_failed(c, OS_TLS, 0, why);
-		return;
-	}
-	sc_ehlo(c);
-}
-
-/* tls=may and the handshake failed: this host goes in clear for a while;
- * reconnect to the same address without STARTTLS. */
-static void
-sc_tls_failed(struct smtp_client *c, const char *why)
-{
-	struct smtp_client_host *h = &c->t.hosts[c->host_idx];
-
-	STATS_INC(tls_failures);
-	if (sc_policy(c) != CONF_TLSP_MAY) {
-		sc_host_failed(c, OS_TLS, 0, why);
-		return;
-	}
-	log_info("smtp-out %s: TLS handshake failed (%s); retrying in clear "
-		 "text (tls=may)",
-		 c->remote, why);
-	h->notls_until_ms = sc_now_ms() + SC_NOTLS_MS;
-	sc_close_socket(c);
-	c->in_clear = true;
-	sc_connect_addr(c);
 }
 
 /* The transaction ----------------------------------------------------- */
@@ -1367,7 +748,7 @@ sc_reply(struct smtp_client *c, const struct sc_cmd *cmd,
 		if (sc_policy(c) == CONF_TLSP_MAY) {
 			/* Refused: carry on in clear on this connection. */
 			c->t.hosts[c->host_idx].notls_until_ms =
-			    sc_now_ms() + SC_NOTLS_MS;
+			    util_mono_ms() + SC_NOTLS_MS;
 			sc_ready(c);
 			return;
 		}
@@ -1522,7 +903,7 @@ sc_reply_line(struct smtp_client *c, char *line, size_t n, struct evbuffer *in)
 }
 
 /* Read complete reply lines; returns when more input is needed. */
-static void
+void
 sc_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct smtp_client *c = arg;
@@ -1560,7 +941,7 @@ sc_read_cb(struct bufferevent *bev, void *arg)
 static void sc_event(struct smtp_client *c, struct bufferevent *bev,
 		     short what);
 
-static void
+void
 sc_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct smtp_client *c = arg;
@@ -1686,7 +1067,7 @@ smtp_client_new(const struct smtp_client_env *env,
 	c->cb = cb;
 	c->cbarg = arg;
 	c->fd = -1;
-	c->deadline_ms = sc_now_ms() + (int64_t)target->attempt_timeout_ms;
+	c->deadline_ms = util_mono_ms() + (int64_t)target->attempt_timeout_ms;
 	if ((c->timer = evtimer_new(env->base, sc_timer_cb, c)) == NULL) {
 		free(c);
 		return NULL;

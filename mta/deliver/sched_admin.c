@@ -25,11 +25,23 @@ sched_admin_busy(const struct sched_msg *m)
 	return m->r != NULL || (m->flags & SM_LOADING);
 }
 
+/* Waiting M (out of the heap) is due now: its schedule entry moves too. */
+static void
+sched_admin_due_now(struct sched_msg *m)
+{
+	int64_t old = m->due_ms;
+
+	m->due_ms = util_wall_ms();
+	sched_write_resched(m, old, false);
+	sched_msg_due(m);
+	sched_retry_arm();
+}
+
 /* Apply OP to M; true when M changed. */
 static bool
 sched_admin_apply(enum sched_admin_op op, struct sched_msg *m)
 {
-	int64_t old = m->due_ms, now = util_wall_ms();
+	int64_t old = m->due_ms;
 	bool held = (m->flags & SM_HELD) != 0;
 
 	if (m->flags & SM_DELETED)
@@ -54,10 +66,7 @@ sched_admin_apply(enum sched_admin_op op, struct sched_msg *m)
 		if (!held)
 			return false;
 		sched_msg_unhold(m);
-		m->due_ms = now;
-		sched_write_resched(m, old, false);
-		sched_msg_due(m);
-		sched_retry_arm();
+		sched_admin_due_now(m);
 		return true;
 	case SA_RETRY:
 		if (held)
@@ -65,10 +74,7 @@ sched_admin_apply(enum sched_admin_op op, struct sched_msg *m)
 		if (sched_admin_busy(m))
 			return true; /* being attempted right now */
 		sched_heap_remove(&sched.heap, m);
-		m->due_ms = now;
-		sched_write_resched(m, old, false);
-		sched_msg_due(m);
-		sched_retry_arm();
+		sched_admin_due_now(m);
 		return true;
 	case SA_DELETE:
 		if (sched_admin_busy(m)) {
@@ -230,7 +236,6 @@ sched_admin(enum sched_admin_op op, enum sched_admin_sel sel, const char *arg,
 	    sched_admin_fn *cb, void *cbarg)
 {
 	struct sched_admin_job *j = calloc(1, sizeof(*j));
-	size_t i;
 
 	if (j == NULL) {
 		cb(0, "out of memory", cbarg);
@@ -240,13 +245,12 @@ sched_admin(enum sched_admin_op op, enum sched_admin_sel sel, const char *arg,
 	j->sel = sel;
 	j->cb = cb;
 	j->cbarg = cbarg;
-	/* Domains are compared lower-case. */
-	for (i = 0; arg != NULL && arg[i] != '\0' && i + 1 < sizeof(j->arg);
-	     i++)
-		j->arg[i] = sel == SAS_DOMAIN && arg[i] >= 'A' && arg[i] <= 'Z'
-				? (char)(arg[i] + 32)
-				: arg[i];
-	j->arg[i] = '\0';
+	/* Domains are compared lower-case (as sched_rcpt_domain gives). */
+	if (sel == SAS_DOMAIN)
+		util_domain_lower(arg != NULL ? arg : "", j->arg,
+				  sizeof(j->arg));
+	else
+		snprintf(j->arg, sizeof(j->arg), "%s", arg != NULL ? arg : "");
 	if (sel == SAS_ID)
 		loop_post(sched.loop, sched_admin_id_done, j);
 	else if (sel == SAS_ALL)
@@ -264,14 +268,9 @@ sched_suspend(const char *domain, uint64_t ms, const char *reason, char *err,
 	struct sched_job *job, **pp;
 	char dom[256];
 	unsigned i;
-	size_t k;
 
-	for (k = 0; domain[k] != '\0' && k + 1 < sizeof(dom); k++)
-		dom[k] = domain[k] >= 'A' && domain[k] <= 'Z'
-			     ? (char)(domain[k] + 32)
-			     : domain[k];
-	dom[k] = '\0';
-	if (k == 0 || domain[k] != '\0') {
+	if (util_domain_lower(domain, dom, sizeof(dom)) == 0 ||
+	    strlen(domain) >= sizeof(dom)) {
 		snprintf(err, errlen, "bad domain");
 		return -1;
 	}

@@ -18,7 +18,8 @@
  * (a round of attempts: read, start, settle), sched_job.c (jobs and their
  * results), sched_dest.c (destinations, MX, routes, sites), sched_limit.c
  * (limits, rate, back-off, reply-pattern suspensions), sched_admin.c
- * (operators' changes), sched_metrics.c (gauges).
+ * (operators' changes), sched_metrics.c (gauges), sched_heap.c (the retry
+ * heap's array).
  *
  * Everything here belongs to the delivery loop's thread, but for
  * sched_metrics_text's snapshot (gauge_mu).

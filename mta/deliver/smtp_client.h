@@ -45,9 +45,10 @@ struct smtp_client_env {
  * carry what it learned to the next connection to this host.
  */
 struct smtp_client_host {
-	char *name; /* MX host name, or an IP literal ("192.0.2.1", "[::1]") */
-	int64_t notls_until_ms; /* tls=may: STARTTLS failed, go in clear */
-	SSL_SESSION *session;   /* for resumption; the owner frees it */
+	char *name; /* MX host name, or an IP literal ("127.0.0.1", "[::1]") */
+	/* tls=may: STARTTLS failed, go in clear until (util_mono_ms) */
+	int64_t notls_until_ms;
+	SSL_SESSION *session; /* for resumption; the owner frees it */
 };
 
 /* Where a connection goes and how: copied by smtp_client_new(), but for

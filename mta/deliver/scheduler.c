@@ -261,11 +261,8 @@ sched_conn_closed(struct smtp_client *c, bool failed, enum outcome_stage stage,
 		 * (they would wait on a dead site) and the path backs off. */
 		p->conn_failures++;
 		if (p->nbusy == 0 && p->nidle == 0 && p->njobs > 0) {
-			/* The first job carries the failure (its outcome backs
-			 * the path off, which defers the rest). */
-			job = sched_path_pop(p);
-			sched_job_fail(job, stage, code,
-				       text ? text : "connection failed");
+			/* The first job carries the failure (its outcome
+			 * backs the path off, which defers the rest). */
 			while ((job = sched_path_pop(p)) != NULL)
 				sched_job_fail(job, stage, code,
 					       text ? text

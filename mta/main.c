@@ -102,6 +102,27 @@ parse_trace(const char *s)
 	return mask;
 }
 
+/*
+ * The resolver settings from the configuration, into DC (every loop's
+ * resolver is made with them).  LOOPBACK_ONLY (the tests' switch): no byte
+ * may leave loopback, and without servers of their own there is no DNS at
+ * all: false then, no resolver may be made.
+ */
+static bool
+dns_config_from(const struct conf *c, bool loopback_only, struct dns_config *dc)
+{
+	memset(dc, 0, sizeof(*dc));
+	dc->servers = c->dns.servers;
+	dc->timeout_ms = c->dns.timeout_ms;
+	dc->tries = c->dns.tries;
+	dc->cache_max = c->dns.cache_size;
+	dc->min_ttl = c->dns.min_ttl_s;
+	dc->max_ttl = c->dns.max_ttl_s;
+	dc->negative_ttl_max = c->dns.negative_ttl_max_s;
+	dc->loopback_only = loopback_only;
+	return !(loopback_only && dc->servers == NULL);
+}
+
 /* TLS contexts and listener descriptions for the SMTP server. */
 static void
 setup_listeners(void)
@@ -266,12 +287,16 @@ main(int argc, char *argv[])
 	const char *file = NULL;
 	struct queue_config qc;
 	struct queue_stats qs;
+	struct sched_config sc;
+	struct dns_config dc;
+	SSL_CTX *client_ctx;
+	const char *lo;
 	struct event *ev_term, *ev_int, *ev_usr1;
 	sigset_t early;
 	uint8_t hash_key[QUEUE_KEY_BYTES];
 	char err[1024];
 	struct priv pv;
-	bool check = false, drop;
+	bool check = false, drop, loopback_only, have_dns;
 	enum log_level level = LOG_LEVEL_INFO;
 	unsigned trace = 0, i;
 	size_t j;
@@ -381,23 +406,37 @@ main(int argc, char *argv[])
 	if (worker_start(conf->worker_threads) != 0)
 		fatal("starting worker threads");
 
+	/* The tests' switch (OUTPOST_LOOPBACK_ONLY=1), read here only. */
+	lo = getenv("OUTPOST_LOOPBACK_ONLY");
+	loopback_only = lo != NULL && strcmp(lo, "1") == 0;
+	have_dns = dns_config_from(conf, loopback_only, &dc);
 	nloops = conf->smtp_threads;
 	if ((loops = calloc(nloops, sizeof(*loops))) == NULL)
 		fatal("calloc");
 	for (i = 0; i < nloops; i++) {
-		struct dns_config dc;
-
 		if (loop_init(&loops[i], i) != 0)
 			fatalx("cannot create event loop %u", i);
 		/* Each loop resolves on its own (DMARC policies). */
-		if (sched_dns_config(conf, &dc) &&
+		if (have_dns &&
 		    (loops[i].dns = dns_resolver_new(loops[i].base, &dc, err,
 						     sizeof(err))) == NULL)
 			fatalx("dns: %s", err);
 	}
 	if (loop_init(&dloop, nloops) != 0)
 		fatalx("cannot create the delivery loop");
-	if (sched_init(&dloop, conf, queue, err, sizeof(err)) != 0)
+	client_ctx =
+	    tls_client_ctx_new(conf->delivery.tls_ca_file,
+			       conf->delivery.tls_ca_path, err, sizeof(err));
+	if (client_ctx == NULL)
+		fatalx("delivery: %s", err);
+	memset(&sc, 0, sizeof(sc));
+	sc.loop = &dloop;
+	sc.conf = conf;
+	sc.queue = queue;
+	sc.ssl_ctx = client_ctx;
+	sc.dns = have_dns ? &dc : NULL;
+	sc.loopback_only = loopback_only;
+	if (sched_init(&sc, err, sizeof(err)) != 0)
 		fatalx("delivery: %s", err);
 	if (listen_open(loops, nloops, listeners, conf->nlisteners, err,
 			sizeof(err)) != 0)
@@ -485,6 +524,7 @@ main(int argc, char *argv[])
 	    (unsigned long long)STATS_GET(expired),
 	    (unsigned long long)sched_queued());
 	sched_free();
+	SSL_CTX_free(client_ctx);
 	intake_free();
 	event_free(ev_term);
 	event_free(ev_int);

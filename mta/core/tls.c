@@ -1,7 +1,8 @@
 /*
- * tls.c — OpenSSL server contexts and first-start certificates.
+ * tls.c — OpenSSL contexts (server and delivery client) and first-start
+ * certificates.
  *
- * Owns: SSL_CTX set-up (TLS >= 1.2, no compression, no renegotiation,
+ * Owns: SSL_CTX set-up (TLS >= 1.2, no compression, no renegotiation;
  * server cipher preference) and self-signed certificate generation for the
  * embedded defaults.  Main thread only (start-up and reload).
  */
@@ -84,6 +85,35 @@ tls_server_ctx_new(const char *cert_file, const char *key_file, int min_version,
 fail:
 	snprintf(err, errlen, "SSL_CTX_new: %s", tls_error(e, sizeof(e)));
 	return NULL;
+}
+
+SSL_CTX *
+tls_client_ctx_new(const char *ca_file, const char *ca_path, char *err,
+		   size_t errlen)
+{
+	SSL_CTX *ctx;
+	char e[256];
+
+	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
+		snprintf(err, errlen, "SSL_CTX_new: %s",
+			 tls_error(e, sizeof(e)));
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx,
+			    SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+	/* Verification is recorded, and required only under tls=verify. */
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT);
+	if ((ca_file != NULL || ca_path != NULL)
+		? SSL_CTX_load_verify_locations(ctx, ca_file, ca_path) != 1
+		: SSL_CTX_set_default_verify_paths(ctx) != 1) {
+		snprintf(err, errlen, "TLS trust store: %s",
+			 tls_error(e, sizeof(e)));
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	return ctx;
 }
 
 /* Write PEM output of WRITE(fp, obj) to PATH created with MODE. */

@@ -1,6 +1,6 @@
 /*
- * tls.h — OpenSSL contexts for the SMTP server.  The delivery side's
- * client context is the scheduler's (sched_init(), smtp_client_tls_init()).
+ * tls.h — OpenSSL contexts: the SMTP server's (one per listener) and the
+ * SMTP client's (delivery; smtp_client_tls_init() adds session resumption).
  */
 #ifndef OUTPOST_MTA_TLS_H
 #define OUTPOST_MTA_TLS_H
@@ -17,6 +17,18 @@
  */
 SSL_CTX *tls_server_ctx_new(const char *cert_file, const char *key_file,
 			    int min_version, const char *ciphers, char *err,
+			    size_t errlen);
+
+/*
+ * tls_client_ctx_new — the delivery client's context: TLS >= 1.2, no
+ * compression, no renegotiation, client session cache; certificates are
+ * verified against CA_FILE and/or CA_PATH (both NULL: the system's trust
+ * store) but not enforced (SSL_VERIFY_NONE: the result is read per
+ * connection, and only tls=verify requires it).  Returns NULL with err set.
+ * Main thread, at start; the caller frees it (SSL_CTX_free) after every
+ * connection using it is gone.
+ */
+SSL_CTX *tls_client_ctx_new(const char *ca_file, const char *ca_path, char *err,
 			    size_t errlen);
 
 /*

@@ -1,146 +1,47 @@
 /*
- * delivery.h — the delivery half: the scheduler (scheduler.c) and the SMTP
- * client (smtp_client.c), which work as a pair on the delivery loop.
+ * delivery.h — the delivery half as the rest of the daemon sees it: the
+ * scheduler's entry points (start, new messages, shutdown, operators'
+ * changes, gauges).  Its insides are in sched_int.h; the SMTP client it
+ * drives has its own interface (smtp_client.h).
  *
- * Vocabulary (KumoMTA/Postfix qmgr):
- *   message  a queued message (struct sched_msg), with its envelope
- *   dest     a recipient domain; it resolves to a site
- *   site     the set of MX hosts (or a route); domains with the same MX set
- *            share one site, hence its connections (MX roll-up)
- *   path     a site as seen from one source pool: connections, limits,
- *            rate, back-off and the FIFO of jobs live here
- *   job      one transaction's worth: a message and some of its recipients
- *            (all of one dest, at most max_recipients_per_transaction)
- *
- * Everything here belongs to the delivery loop's thread.
+ * Everything here belongs to the delivery loop's thread unless it says
+ * otherwise.
  */
 #ifndef OUTPOST_MTA_DELIVERY_H
 #define OUTPOST_MTA_DELIVERY_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
-#include <sys/socket.h>
 
 #include <openssl/ssl.h>
 
 #include "conf/conf.h"
 #include "queue/queue.h"
-#include "mta/deliver/outcome.h"
 
 struct loop;
-struct dns_resolver;
-struct smtp_client;
-
-/*
- * What a message costs while it waits: this stub (about 40 bytes and a heap
- * slot).  Its envelope and body are read back from the queue only for a
- * round of attempts (struct sched_round) and dropped when it settles, so a
- * queue of a million recipients stays small in memory.
- */
-struct sched_msg {
-	uint64_t id;
-	int64_t due_ms;        /* next attempt; also its key in "sched" */
-	struct sched_round *r; /* during a round, else NULL */
-	uint32_t heap_idx;     /* in the retry heap, or UINT32_MAX */
-	uint8_t flags;         /* SM_* */
-	uint8_t writes;        /* queue ops in flight */
-};
-
-#define SM_LOADING    0x01u /* envelope/body being read by a worker */
-#define SM_DELETED    0x02u /* final: freed when the last op returns */
-#define SM_HELD       0x04u /* held: not scheduled */
-#define SM_HOLD_REQ   0x10u /* operator: hold once the round settles */
-#define SM_DELETE_REQ 0x20u /* operator: delete (no DSN) at settle */
-#define SM_BOUNCE_REQ 0x40u /* operator: bounce every pending recipient */
-/* Its record is damaged (QUEUE_CORRUPT): held in memory (SM_HELD too), never
- * read again unless an operator releases it; `delete` removes it, `bounce`
- * cannot (no envelope to bounce to).  Not written to disk: the next start
- * finds it again, once. */
-#define SM_CORRUPT 0x80u
-
-struct sched_round {
-	struct queue_envelope env;
-	const struct conf_pool *pool;
-	uint8_t *body;
-	size_t body_len;
-	unsigned inflight; /* jobs not finished */
-	uint32_t *bounced; /* rcpt indexes that failed this round */
-	unsigned nbounced;
-	bool kept;     /* a failed rcpt kept pending: no memory to list it */
-	char **remote; /* per rcpt: the host that answered */
-	struct sched_msg *prev, *next; /* the active list */
-};
-
-struct sched_rcpt_result {
-	enum outcome_stage stage;
-	int code;   /* 0 = no reply (connection failure, timeout) */
-	char *text; /* the reply text (malloc'd) or our reason */
-};
-
-struct sched_job {
-	struct sched_msg *msg;
-	struct sched_dest *dest;
-	struct sched_path *path;
-	uint32_t *rcpt; /* indexes into msg->env.rcpts */
-	unsigned nrcpt;
-	struct sched_rcpt_result *res; /* nrcpt results, filled by the client */
-	char remote[300];              /* "host [ip]" that answered */
-	char tls[100]; /* "TLSv1.3 TLS_AES_256_GCM_SHA384 verified" or "" */
-	/* the same, field by field, for the delivery log */
-	char mx_host[256], mx_ip[48], source[48];
-	char tls_version[16], tls_cipher[64];
-	int tls_verified; /* -1: no TLS */
-	struct sched_job *next;
-};
-
-struct sched_host {
-	char *name; /* MX host name or route host; IP literal for routes */
-	uint16_t pref;
-	int64_t notls_until_ms; /* tls=may: a handshake failed, go in clear */
-	SSL_SESSION *session;   /* for resumption */
-};
-
-struct sched_site {
-	char *key;
-	struct sched_host *hosts;
-	unsigned nhosts;
-	unsigned port;
-	bool implicit; /* the domain itself, no MX */
-	unsigned refs;
-	struct sched_path **paths; /* one per pool in use */
-	unsigned npaths;
-};
-
-struct sched_path {
-	struct sched_site *site;
-	const struct conf_pool *pool; /* NULL: no source binding */
-	const struct conf_destination *cfg;
-	struct sched_job *head, *tail;
-	unsigned njobs;
-	unsigned nconn;           /* connections open or opening */
-	unsigned nbusy;           /* connections running a job */
-	struct smtp_client *idle; /* idle connections, a list */
-	unsigned source_next;     /* round robin over pool sources */
-	int64_t paused_until_ms;  /* back-off or suspension */
-	int64_t connect_after_ms; /* no new connection before (failures) */
-	unsigned backoff_level;
-	unsigned conn_failures; /* consecutive */
-	bool suspended;         /* by a reply pattern */
-	int64_t next_send_ms;   /* rate limit: next message allowed */
-	int64_t next_send_hour_ms;
-	struct event *timer; /* wake-up for pause / rate */
-};
 
 /* Scheduler ----------------------------------------------------------- */
 
 struct dns_config;
-/* sched_dns_config — the resolver settings from the configuration (and the
- * OUTPOST_LOOPBACK_ONLY test switch).  False: no DNS may be used at all
- * (loopback-only without servers of its own). */
-bool sched_dns_config(const struct conf *c, struct dns_config *dc);
-/* sched_init — main thread, before the delivery loop runs.  0 or -1. */
-int sched_init(struct loop *l, const struct conf *c, struct queue *q, char *err,
-	       size_t errlen);
+
+/* What the scheduler is given to start with; every pointer outlives it
+ * (until sched_free). */
+struct sched_config {
+	struct loop *loop; /* the delivery loop */
+	const struct conf *conf;
+	struct queue *queue;
+	SSL_CTX *ssl_ctx; /* the client context (tls_client_ctx_new) */
+	/* the resolver's settings (a resolver of its own is made on LOOP);
+	 * NULL: no DNS at all (loopback-only tests without a server) */
+	const struct dns_config *dns;
+	bool loopback_only; /* connect to loopback addresses only */
+};
+
+/* sched_init — set the scheduler up from SC (SSL_CTX gets session
+ * resumption: smtp_client_tls_init).  0, or -1 with err.  Main thread,
+ * before the delivery loop runs. */
+int sched_init(const struct sched_config *sc, char *err, size_t errlen);
 /* sched_start — post the start-up work (load the queue) to the loop. */
 void sched_start(void);
 /* sched_message_add — a message just committed (QOP_INSERT done): the
@@ -211,57 +112,5 @@ size_t sched_metrics_text(char *buf, size_t len);
 uint64_t sched_queued(void);
 /* sched_free — release everything; main thread, after the loop ended. */
 void sched_free(void);
-
-/* Called by the SMTP client (delivery loop). */
-/* sched_conn_ready — C is connected and idle: it gets a job
- * (smtp_client_send) or is told to quit (smtp_client_quit / keep idle). */
-void sched_conn_ready(struct smtp_client *c);
-/* sched_conn_done — C finished JOB (results filled in job->res). */
-void sched_conn_done(struct smtp_client *c, struct sched_job *job);
-/* sched_conn_closed — C is gone.  If it never became usable (every host
- * failed), FAILED is set, and STAGE/CODE/TEXT say why. */
-void sched_conn_closed(struct smtp_client *c, bool failed,
-		       enum outcome_stage stage, int code, const char *text);
-/* sched_job_scrub_ctx — CTX names JOB's addresses (its recipients and
- * sender) for the scrubber (mta/core/scrub.h: scrub_ctx_enter), so that
- * diagnostics about the transaction leave their local parts out.  JOB NULL:
- * an empty context.  Valid while JOB is; whichever thread holds JOB. */
-struct scrub_ctx;
-void sched_job_scrub_ctx(const struct sched_job *job, struct scrub_ctx *ctx);
-
-/* SMTP client --------------------------------------------------------- */
-
-struct smtp_client_env {
-	struct loop *loop;
-	struct dns_resolver *dns;
-	SSL_CTX *ssl_ctx;
-	const struct conf *conf;
-	bool loopback_only; /* refuse any other destination address */
-};
-
-/* smtp_client_new — open a connection for PATH (its site's hosts in order;
- * SOURCE: the address to bind, or NULL).  Reports through sched_conn_*. */
-struct smtp_client *smtp_client_new(const struct smtp_client_env *env,
-				    struct sched_path *path,
-				    const struct sockaddr_storage *source);
-/* smtp_client_tls_init — set CTX (the client context) up to keep each MX
- * host's TLS session for resumption.  Delivery thread, at start. */
-void smtp_client_tls_init(SSL_CTX *ctx);
-/* smtp_client_send — run JOB on idle C. */
-void smtp_client_send(struct smtp_client *c, struct sched_job *job);
-/* smtp_client_quit — QUIT and close idle C (sched_conn_closed follows). */
-void smtp_client_quit(struct smtp_client *c);
-/* smtp_client_park — keep idle C for reuse until idle_timeout. */
-void smtp_client_park(struct smtp_client *c);
-/* The path C serves, and the list link for a path's idle list. */
-struct sched_path *smtp_client_path(struct smtp_client *c);
-struct smtp_client **smtp_client_next(struct smtp_client *c);
-/* smtp_client_msgs — transactions started on C so far. */
-unsigned smtp_client_msgs(const struct smtp_client *c);
-/* smtp_client_abort — close at once (shutdown deadline); the job in
- * flight, if any, is reported with code 0 (deferred). */
-void smtp_client_abort(struct smtp_client *c);
-/* smtp_client_abort_all — smtp_client_abort() every client alive. */
-void smtp_client_abort_all(void);
 
 #endif

@@ -98,10 +98,10 @@ void outcome_classify(enum outcome_stage stage, int code, const char *text,
 		      unsigned npatterns, struct outcome *out);
 
 /*
- * outcome_enhanced — the enhanced status code ("5.1.1", RFC 3463) that
- * starts TEXT (a reply's text, after its code; may be NULL) when its class
- * is CODE's (a 5xx reply's starts "5."), copied into OUT.  Returns true, or
- * false with OUT untouched when TEXT starts with none.  Pure; any thread.
+ * outcome_enhanced — the enhanced status code (RFC 3463, "X.Y.Z") TEXT
+ * starts with, when its class is CODE's (5.x.x for a 5xx): into OUT
+ * (NUL-terminated), true.  False, OUT untouched: none, or malformed, or of
+ * another class.  The one parser of enhanced codes.  Pure; any thread.
  */
 bool outcome_enhanced(int code, const char *text, char out[12]);
 

@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "mta/deliver/sched_heap.h"
+#include "mta/deliver/sched_int.h"
 
 static bool
 sched_heap_less(const struct sched_heap *h, size_t a, size_t b)

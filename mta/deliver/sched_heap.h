@@ -10,7 +10,7 @@
 
 #include <stddef.h>
 
-#include "mta/deliver/delivery.h"
+struct sched_msg; /* sched_int.h */
 
 struct sched_heap {
 	struct sched_msg **v;

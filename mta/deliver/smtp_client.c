@@ -1,65 +1,37 @@
 /*
  * smtp_client.c — outbound SMTP sessions (RFC 5321, 2920, 3030, 3207, 6152,
- * 6531), one per connection to a remote host.
- *
- * Owns: the connection (socket, bufferevent, TLS), the walk through a
- * site's hosts and addresses, and the pipelined transaction: commands go out
- * ahead of replies (send cursor ahead of reply cursor, Postfix smtp_proto.c)
- * and each reply is matched to its command in order: every command sent
- * waits in a FIFO with its stage, so a reply, a timeout or a lost connection
- * belongs to the command it answers or was awaited for.  A reply with
- * nothing outstanding is unsolicited: a protocol error, as is any code
- * outcome_reply() says that command cannot get; both close the connection
- * and defer what was in flight.  Never decides what a reply means for a
- * recipient: it records stage, code and text, and the scheduler asks
- * outcome.c.  Delivery loop thread only.
+ * 6531): the state machine, the pipelined transaction (send cursor ahead of
+ * reply cursor, Postfix smtp_proto.c: each command waits in a FIFO with its
+ * stage, so a reply, timeout or loss belongs to the command it answers),
+ * reply reading, the owner's calls; set-up is smtp_client_setup.c.  Must
+ * not: decide what a reply means for a recipient (the owner asks outcome.c)
+ * or know its owner (smtp_client.h only).  A client is freed only with no
+ * entry point on the stack (sc_hold).  Delivery loop thread only.
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <time.h>
-#include <unistd.h>
+#include <sys/socket.h>
 
 #include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <netinet/in.h>
 #include <openssl/err.h>
-#include <openssl/x509v3.h>
 
 #include "dns/dns.h"
-#include "mta/deliver/delivery.h"
 #include "mta/core/log.h"
 #include "mta/core/scrub.h"
-#include "mta/core/loop.h"
+#include "mta/core/util.h"
+#include "mta/deliver/smtp_client_int.h"
 #include "mta/observe/stats.h"
 
 #define SC_REPLY_LINE_MAX  4096  /* longer reply lines are a protocol error */
-#define SC_REPLY_TEXT_MAX  1024  /* text kept from a (multi-line) reply */
 #define SC_REPLY_MAX_BYTES 65536 /* a longer reply (EHLO…) is an error */
-#define SC_NOTLS_MS        (3600 * 1000) /* tls=may fallback memory */
-
-enum sc_state {
-	SC_RESOLVE,  /* looking up the current host's addresses */
-	SC_CONNECT,  /* TCP connect in progress */
-	SC_GREETING, /* waiting for the banner */
-	SC_EHLO,
-	SC_HELO,
-	SC_STARTTLS,
-	SC_TLS,  /* handshake in progress */
-	SC_IDLE, /* usable, no transaction */
-	SC_TXN,  /* a transaction in flight */
-	SC_RSET,
-	SC_QUIT,
-	SC_DEAD,
-	SC__COUNT
-};
 
 static const char *const sc_names[SC__COUNT] = {
 	[SC_RESOLVE] = "resolve",   [SC_CONNECT] = "connect",
@@ -70,92 +42,10 @@ static const char *const sc_names[SC__COUNT] = {
 	[SC_QUIT] = "quit",         [SC_DEAD] = "dead",
 };
 
-/* Capabilities from EHLO. */
-#define CAP_PIPELINING 0x01u
-#define CAP_8BITMIME   0x02u
-#define CAP_SMTPUTF8   0x04u
-#define CAP_STARTTLS   0x08u
-#define CAP_CHUNKING   0x10u
-#define CAP_SIZE       0x20u
-
-/* A command sent and not yet answered: the reply cursor's queue. */
-struct sc_cmd {
-	enum outcome_stage stage;
-	unsigned rcpt; /* OS_RCPT: index into the job's recipients */
-};
-
-struct smtp_client {
-	const struct smtp_client_env *env;
-	struct sched_path *path;
-	struct sched_site *site;
-	struct sockaddr_storage source;
-	bool has_source;
-	enum sc_state state;
-	unsigned host_idx;
-	struct sockaddr_storage *addrs;
-	size_t naddrs, addr_idx;
-	/* the attempt's bounds (the path's max_mx_addresses, max_mx_sessions
-	 * and attempt_timeout): addresses tried, sessions opened, and when
-	 * the walk must end if no session is usable by then */
-	unsigned ntried, nsessions;
-	int64_t deadline_ms;
-	struct dns_query *dq;
-	evutil_socket_t fd;
-	struct bufferevent *bev;
-	struct event *timer;
-	char ip[48];
-	char remote[300]; /* "host [ip]" */
-	bool tls, tls_verified, in_clear;
-	bool usable; /* reached IDLE at least once */
-	bool need_rset;
-	unsigned caps;
-	uint64_t size_max;
-	unsigned msgs;
-	/* the reply being read */
-	int rcode;
-	char rtext[SC_REPLY_TEXT_MAX];
-	size_t rlen;
-	unsigned rlines;
-	size_t rbytes;  /* the whole reply so far (SC_REPLY_MAX_BYTES) */
-	unsigned rcaps; /* EHLO keywords seen in this reply */
-	uint64_t rsize; /* its SIZE */
-	/* commands sent, not yet answered (a FIFO: pend[head .. head+len)) */
-	struct sc_cmd *pend;
-	unsigned pend_head, pend_len, pend_cap;
-	/* the transaction */
-	struct sched_job *job;
-	bool bdat;
-	unsigned sent;  /* transaction commands sent (send cursor) */
-	unsigned ncmds; /* MAIL + RCPTs + DATA/BDAT (the body comes after) */
-	bool mail_ok;
-	unsigned rcpt_ok;
-	bool *accepted;
-	/* why the last host failed, for sched_conn_closed */
-	enum outcome_stage fail_stage;
-	int fail_code;
-	char fail_text[SC_REPLY_TEXT_MAX];
-	struct smtp_client *next_idle;
-	struct event *kick; /* "ready" on the next loop turn */
-	unsigned depth;     /* entry points on the stack; free at 0 */
-	struct smtp_client *prev, *next; /* every client alive */
-};
-
 static struct smtp_client *sc_all;
 
-static void sc_connect_next(struct smtp_client *c);
 static void sc_kick(struct smtp_client *c);
-static void sc_connect_addr(struct smtp_client *c);
-static void sc_host_failed(struct smtp_client *c, enum outcome_stage stage,
-			   int code, const char *text);
 static void sc_send_next(struct smtp_client *c);
-static bool sc_attempt_over(struct smtp_client *c);
-static void sc_finish(struct smtp_client *c, bool failed);
-
-struct sched_path *
-smtp_client_path(struct smtp_client *c)
-{
-	return c->path;
-}
 
 unsigned
 smtp_client_msgs(const struct smtp_client *c)
@@ -163,50 +53,30 @@ smtp_client_msgs(const struct smtp_client *c)
 	return c->msgs;
 }
 
-struct smtp_client **
-smtp_client_next(struct smtp_client *c)
-{
-	return &c->next_idle;
-}
-
-static int64_t
-sc_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static const char *
+const char *
 sc_host(const struct smtp_client *c)
 {
-	return c->site->hosts[c->host_idx].name;
+	return c->t.hosts[c->host_idx].name;
 }
 
 static void
 sc_timer(struct smtp_client *c, unsigned ms)
 {
+	int64_t wait = ms, left = c->deadline_ms - util_mono_ms();
 	struct timeval tv;
-	int64_t left;
 
-	/* Until a session is usable, no wait outlasts the attempt. */
-	if (!c->usable) {
-		left = c->deadline_ms - sc_now_ms();
-		if (left < 0)
-			left = 0;
-		if ((int64_t)ms > left)
-			ms = (unsigned)left;
-	}
-	tv.tv_sec = ms / 1000;
-	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	/* Until a session is usable, no wait outlasts the attempt (what is
+	 * left may be less than nothing: util_ms_timeval makes it 0). */
+	if (!c->usable && wait > left)
+		wait = left;
+	tv = util_ms_timeval(wait);
 	evtimer_add(c->timer, &tv);
 }
 
-static void
+void
 sc_enter(struct smtp_client *c, enum sc_state st)
 {
-	const struct conf_delivery *d = &c->env->conf->delivery;
+	const struct smtp_client_env *e = c->env;
 
 	log_trace(TRACE_SMTP, "smtp-out %s %s -> %s", c->remote,
 		  sc_names[c->state], sc_names[st]);
@@ -214,11 +84,11 @@ sc_enter(struct smtp_client *c, enum sc_state st)
 	switch (st) {
 	case SC_GREETING:
 		c->nsessions++; /* the server accepted: a session */
-		sc_timer(c, d->greeting_timeout_ms);
+		sc_timer(c, e->greeting_timeout_ms);
 		break;
 	case SC_CONNECT:
 	case SC_TLS:
-		sc_timer(c, d->connect_timeout_ms);
+		sc_timer(c, e->connect_timeout_ms);
 		break;
 	case SC_IDLE:
 		evtimer_del(c->timer);
@@ -228,19 +98,18 @@ sc_enter(struct smtp_client *c, enum sc_state st)
 		evtimer_del(c->timer);
 		break;
 	default:
-		sc_timer(c, d->command_timeout_ms);
+		sc_timer(c, e->command_timeout_ms);
 		break;
 	}
 }
 
-/* Diagnostics about C leave out its transaction's addresses (mta/core/scrub.h):
- * enter that context into CTX; scrub_ctx_leave(*PREV) after the line. */
-static void
-sc_log_enter(const struct smtp_client *c, struct scrub_ctx *ctx,
-	     const struct scrub_ctx **prev)
+/* Diagnostics about C leave out its transaction's addresses
+ * (mta/core/scrub.h): enter that context; scrub_ctx_leave(returned) after
+ * the line. */
+const struct scrub_ctx *
+sc_log_enter(const struct smtp_client *c)
 {
-	sched_job_scrub_ctx(c->job, ctx);
-	*prev = scrub_ctx_enter(ctx);
+	return scrub_ctx_enter(c->job != NULL ? &c->job->scrub : NULL);
 }
 
 static void sc_vwrite(struct smtp_client *c, const char *fmt, va_list ap)
@@ -255,11 +124,10 @@ sc_vwrite(struct smtp_client *c, const char *fmt, va_list ap)
 	evbuffer_add_vprintf(bufferevent_get_output(c->bev), fmt, ap);
 	if (log_trace_enabled(TRACE_SMTP)) {
 		char buf[512], esc[600];
-		struct scrub_ctx ctx;
 		const struct scrub_ctx *prev;
 
 		vsnprintf(buf, sizeof(buf), fmt, ap2);
-		sc_log_enter(c, &ctx, &prev);
+		prev = sc_log_enter(c);
 		log_trace(TRACE_SMTP, "smtp-out %s >>> %s", c->remote,
 			  log_escape(esc, sizeof(esc), buf, strlen(buf)));
 		scrub_ctx_leave(prev);
@@ -267,11 +135,8 @@ sc_vwrite(struct smtp_client *c, const char *fmt, va_list ap)
 	va_end(ap2);
 }
 
-static void sc_write(struct smtp_client *c, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
 /* Write bytes no reply answers (QUIT as we hang up, the body). */
-static void
+void
 sc_write(struct smtp_client *c, const char *fmt, ...)
 {
 	va_list ap;
@@ -310,7 +175,7 @@ sc_pend_reserve(struct smtp_client *c, unsigned n)
 /* The command of STAGE was just written: its reply is now awaited.  Room
  * was reserved (sc_pend_reserve) before the transaction or is the spare
  * kept for the one command of a session step. */
-static void
+void
 sc_pend_push(struct smtp_client *c, enum outcome_stage stage, unsigned rcpt)
 {
 	if (sc_pend_reserve(c, 1) != 0)
@@ -332,11 +197,8 @@ sc_pend_pop(struct smtp_client *c)
 	return cmd;
 }
 
-static void sc_send(struct smtp_client *c, enum outcome_stage stage,
-		    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
 /* Write a command whose reply will be awaited (one line, CRLF in FMT). */
-static void
+void
 sc_send(struct smtp_client *c, enum outcome_stage stage, const char *fmt, ...)
 {
 	va_list ap;
@@ -347,7 +209,7 @@ sc_send(struct smtp_client *c, enum outcome_stage stage, const char *fmt, ...)
 	sc_pend_push(c, stage, 0);
 }
 
-static void
+void
 sc_close_socket(struct smtp_client *c)
 {
 	SSL *ssl;
@@ -397,25 +259,25 @@ sc_free(struct smtp_client *c)
 }
 
 /*
- * Every entry point (libevent callback, DNS callback, scheduler call) is
+ * Every entry point (libevent callback, DNS callback, owner's call) is
  * bracketed by sc_hold()/sc_release(): a client that dies inside one is
  * only freed when the outermost returns, so no frame touches freed memory.
  */
-static void
+void
 sc_hold(struct smtp_client *c)
 {
 	c->depth++;
 }
 
-static void
+void
 sc_release(struct smtp_client *c)
 {
 	if (--c->depth == 0 && c->state == SC_DEAD)
 		sc_free(c);
 }
 
-/* The end: tell the scheduler, close.  FAILED: never became usable. */
-static void
+/* The end: close, tell the owner.  FAILED: never became usable. */
+void
 sc_finish(struct smtp_client *c, bool failed)
 {
 	if (c->state == SC_DEAD)
@@ -428,8 +290,8 @@ sc_finish(struct smtp_client *c, bool failed)
 		dns_cancel(c->dq);
 		c->dq = NULL;
 	}
-	sched_conn_closed(c, failed, c->fail_stage, c->fail_code,
-			  c->fail_text[0] ? c->fail_text : NULL);
+	c->cb->closed(c, failed, c->fail_stage, c->fail_code,
+		      c->fail_text[0] ? c->fail_text : NULL, c->cbarg);
 }
 
 /* The outcome stage a failure now belongs to: the command whose reply is
@@ -467,10 +329,10 @@ sc_stage(const struct smtp_client *c)
 /* Results ------------------------------------------------------------- */
 
 static void
-sc_result(struct sched_job *job, unsigned i, enum outcome_stage stage, int code,
-	  const char *text)
+sc_result(struct smtp_client_job *job, unsigned i, enum outcome_stage stage,
+	  int code, const char *text)
 {
-	struct sched_rcpt_result *r = &job->res[i];
+	struct smtp_client_result *r = &job->res[i];
 
 	if (r->code != 0 || r->text != NULL)
 		return; /* the first answer for a recipient stands */
@@ -481,7 +343,7 @@ sc_result(struct sched_job *job, unsigned i, enum outcome_stage stage, int code,
 
 /* Give every recipient still without a result this one. */
 static void
-sc_result_rest(struct sched_job *job, enum outcome_stage stage, int code,
+sc_result_rest(struct smtp_client_job *job, enum outcome_stage stage, int code,
 	       const char *text)
 {
 	unsigned i;
@@ -493,7 +355,7 @@ sc_result_rest(struct sched_job *job, enum outcome_stage stage, int code,
 /* Forget every result of JOB's transaction: once the dialogue is out of
  * step, no reply of it can be trusted to answer the command it seemed to. */
 static void
-sc_result_reset(struct sched_job *job)
+sc_result_reset(struct smtp_client_job *job)
 {
 	unsigned i;
 
@@ -527,7 +389,7 @@ sc_local_addr(struct smtp_client *c, char *buf, size_t len)
 static void
 sc_job_finish(struct smtp_client *c)
 {
-	struct sched_job *job = c->job;
+	struct smtp_client_job *job = c->job;
 
 	c->job = NULL;
 	snprintf(job->remote, sizeof(job->remote), "%s", c->remote);
@@ -552,12 +414,12 @@ sc_job_finish(struct smtp_client *c)
 	}
 	free(c->accepted);
 	c->accepted = NULL;
-	sched_conn_done(c, job);
+	c->cb->done(c, job, c->cbarg);
 }
 
 /* A failure that ends the connection.  A job in flight gets the failure
  * as its result; a connection not yet usable moves on to the next target. */
-static void
+void
 sc_fail(struct smtp_client *c, enum outcome_stage stage, int code,
 	const char *text)
 {
@@ -602,507 +464,6 @@ sc_protocol_error(struct smtp_client *c, enum outcome_stage stage, int code,
 	sc_fail(c, stage, code, text);
 }
 
-/* Connecting ---------------------------------------------------------- */
-
-static bool
-sc_addr_loopback(const struct sockaddr_storage *ss)
-{
-	if (ss->ss_family == AF_INET)
-		return (ntohl(((const struct sockaddr_in *)ss)
-				  ->sin_addr.s_addr) >>
-			24) == 127;
-	if (ss->ss_family == AF_INET6)
-		return IN6_IS_ADDR_LOOPBACK(
-		    &((const struct sockaddr_in6 *)ss)->sin6_addr);
-	return false;
-}
-
-/* This host cannot be used: remember why, try the next one. */
-static void
-sc_host_failed(struct smtp_client *c, enum outcome_stage stage, int code,
-	       const char *text)
-{
-	char esc[300];
-	struct scrub_ctx ctx;
-	const struct scrub_ctx *prev;
-
-	sc_log_enter(c, &ctx, &prev);
-	if (code != 0)
-		log_info("smtp-out %s: %s failed: %d %s", c->remote,
-			 outcome_stage_name(stage), code,
-			 log_escape(esc, sizeof(esc), text, strlen(text)));
-	else
-		log_info("smtp-out %s: %s failed: %s", c->remote,
-			 outcome_stage_name(stage),
-			 log_escape(esc, sizeof(esc), text, strlen(text)));
-	scrub_ctx_leave(prev);
-	c->fail_stage = stage;
-	c->fail_code = code;
-	snprintf(c->fail_text, sizeof(c->fail_text), "%s", text);
-	sc_close_socket(c);
-	c->addr_idx++;
-	c->usable = false;
-	sc_connect_next(c);
-}
-
-static void sc_event_cb(struct bufferevent *bev, short what, void *arg);
-static void sc_read_cb(struct bufferevent *bev, void *arg);
-
-static void
-sc_connect_addr(struct smtp_client *c)
-{
-	struct sockaddr_storage sa = c->addrs[c->addr_idx];
-	socklen_t len;
-	evutil_socket_t fd;
-	char err[200];
-
-	if (sa.ss_family == AF_INET) {
-		((struct sockaddr_in *)&sa)->sin_port = htons(c->site->port);
-		len = sizeof(struct sockaddr_in);
-	} else {
-		((struct sockaddr_in6 *)&sa)->sin6_port = htons(c->site->port);
-		len = sizeof(struct sockaddr_in6);
-	}
-	inet_ntop(sa.ss_family,
-		  sa.ss_family == AF_INET
-		      ? (void *)&((struct sockaddr_in *)&sa)->sin_addr
-		      : (void *)&((struct sockaddr_in6 *)&sa)->sin6_addr,
-		  c->ip, sizeof(c->ip));
-	snprintf(c->remote, sizeof(c->remote), "%s[%s]:%u", sc_host(c), c->ip,
-		 c->site->port);
-	if (c->env->loopback_only && !sc_addr_loopback(&sa)) {
-		/* Test safety: this build is pointed at loopback only. */
-		sc_host_failed(
-		    c, OS_CONNECT, 0,
-		    "non-loopback destination refused (loopback_only)");
-		return;
-	}
-	fd =
-	    socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		snprintf(err, sizeof(err), "socket: %s", strerror(errno));
-		sc_host_failed(c, OS_CONNECT, 0, err);
-		return;
-	}
-	if (c->has_source && c->source.ss_family == sa.ss_family &&
-	    bind(fd, (struct sockaddr *)&c->source,
-		 c->source.ss_family == AF_INET
-		     ? sizeof(struct sockaddr_in)
-		     : sizeof(struct sockaddr_in6)) != 0) {
-		snprintf(err, sizeof(err), "bind to the pool source: %s",
-			 strerror(errno));
-		evutil_closesocket(fd);
-		sc_host_failed(c, OS_CONNECT, 0, err);
-		return;
-	}
-	/* Replies and pipelined commands are small writes; without this,
-	 * Nagle and the peer's delayed ACK stall every TLS transaction. */
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 },
-			 sizeof(int));
-	c->fd = fd;
-	c->bev = bufferevent_socket_new(c->env->loop->base, fd, 0);
-	if (c->bev == NULL) {
-		sc_host_failed(c, OS_CONNECT, 0, "out of memory");
-		return;
-	}
-	bufferevent_setcb(c->bev, sc_read_cb, NULL, sc_event_cb, c);
-	sc_enter(c, SC_CONNECT);
-	sc_pend_push(c, OS_GREETING, 0); /* the banner is the first reply */
-	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&sa,
-				       (int)len) != 0) {
-		snprintf(err, sizeof(err), "connect: %s", strerror(errno));
-		sc_host_failed(c, OS_CONNECT, 0, err);
-		return;
-	}
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-}
-
-static void sc_addr_result(struct smtp_client *c,
-			   const struct dns_addr_reply *reply);
-
-static void
-sc_addr_cb(const struct dns_addr_reply *reply, void *arg)
-{
-	struct smtp_client *c = arg;
-
-	sc_hold(c);
-	sc_addr_result(c, reply);
-	sc_release(c);
-}
-
-static void
-sc_addr_result(struct smtp_client *c, const struct dns_addr_reply *reply)
-{
-	char err[200];
-
-	c->dq = NULL;
-	free(c->addrs);
-	c->addrs = NULL;
-	c->naddrs = 0;
-	c->addr_idx = 0;
-	if (reply->result != DNS_OK || reply->naddrs == 0) {
-		snprintf(c->remote, sizeof(c->remote), "%s", sc_host(c));
-		snprintf(err, sizeof(err), "address lookup: %s%s%s",
-			 dns_result_str(reply->result),
-			 reply->err[0] ? ": " : "", reply->err);
-		c->fail_stage = OS_CONNECT;
-		c->fail_code = 0;
-		snprintf(c->fail_text, sizeof(c->fail_text), "%s", err);
-		c->host_idx++;
-		sc_connect_next(c);
-		return;
-	}
-	c->addrs = malloc(reply->naddrs * sizeof(*c->addrs));
-	if (c->addrs == NULL) {
-		c->host_idx++;
-		sc_connect_next(c);
-		return;
-	}
-	memcpy(c->addrs, reply->addrs, reply->naddrs * sizeof(*c->addrs));
-	c->naddrs = reply->naddrs;
-	/* The lookup took time: the deadline may have passed meanwhile. */
-	if (sc_attempt_over(c)) {
-		sc_finish(c, true);
-		return;
-	}
-	c->ntried++;
-	sc_connect_addr(c);
-}
-
-/* A route's host given as an IP address: no lookup.  True if handled. */
-static bool
-sc_literal(struct smtp_client *c, const char *host)
-{
-	struct sockaddr_storage ss;
-	char buf[64];
-	size_t n = strlen(host);
-
-	memset(&ss, 0, sizeof(ss));
-	if (n >= 2 && host[0] == '[' && host[n - 1] == ']' &&
-	    n - 2 < sizeof(buf)) {
-		memcpy(buf, host + 1, n - 2);
-		buf[n - 2] = '\0';
-		host = buf;
-	}
-	if (inet_pton(AF_INET, host, &((struct sockaddr_in *)&ss)->sin_addr) ==
-	    1)
-		ss.ss_family = AF_INET;
-	else if (inet_pton(AF_INET6, host,
-			   &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1)
-		ss.ss_family = AF_INET6;
-	else
-		return false;
-	free(c->addrs);
-	if ((c->addrs = malloc(sizeof(*c->addrs))) == NULL) {
-		c->naddrs = 0;
-		c->host_idx++;
-		sc_connect_next(c);
-		return true;
-	}
-	c->addrs[0] = ss;
-	c->naddrs = 1;
-	c->addr_idx = 0;
-	c->ntried++;
-	sc_connect_addr(c);
-	return true;
-}
-
-/* No new address with less than this left of the attempt (a timer cut to
- * the deadline may fire a little before it). */
-#define SC_ATTEMPT_SLACK_MS 100
-
-/*
- * Has this attempt used what it may (Postfix smtp_mx_address_limit,
- * smtp_mx_session_limit, and a deadline)?  A site of many hosts with many
- * addresses, all dead or tarpits, must not keep one attempt going for
- * ever.  Says so once, and adds it to the reason the jobs get.
- */
-static bool
-sc_attempt_over(struct smtp_client *c)
-{
-	const struct conf_destination *cfg = c->path->cfg;
-	const char *limit;
-	size_t n;
-
-	if (c->ntried >= cfg->max_mx_addresses)
-		limit = "max_mx_addresses";
-	else if (c->nsessions >= cfg->max_mx_sessions)
-		limit = "max_mx_sessions";
-	else if (sc_now_ms() + SC_ATTEMPT_SLACK_MS >= c->deadline_ms)
-		limit = "attempt_timeout";
-	else
-		return false;
-	/* Nothing left to try anyway: no need to say more. */
-	if (!(c->addrs != NULL && c->addr_idx < c->naddrs) &&
-	    (c->addrs != NULL ? c->host_idx + 1 : c->host_idx) >=
-		c->site->nhosts)
-		return false;
-	log_info("smtp-out %s: attempt ended after %u address(es) and %u "
-		 "session(s): %s reached",
-		 c->site->hosts[0].name, c->ntried, c->nsessions, limit);
-	n = strlen(c->fail_text);
-	snprintf(c->fail_text + n, sizeof(c->fail_text) - n,
-		 " (attempt ended: %s reached)", limit);
-	return true;
-}
-
-/* The next address of this host, or the next host, or give up. */
-static void
-sc_connect_next(struct smtp_client *c)
-{
-	if (sc_attempt_over(c)) {
-		sc_finish(c, true);
-		return;
-	}
-	if (c->addrs != NULL && c->addr_idx < c->naddrs) {
-		c->ntried++;
-		sc_connect_addr(c);
-		return;
-	}
-	if (c->addrs != NULL) {
-		free(c->addrs);
-		c->addrs = NULL;
-		c->naddrs = 0;
-		c->host_idx++;
-	}
-	if (c->host_idx >= c->site->nhosts) {
-		sc_finish(c, true);
-		return;
-	}
-	c->in_clear = false;
-	if (sc_literal(c, sc_host(c)))
-		return;
-	if (c->env->dns == NULL) {
-		c->fail_stage = OS_CONNECT;
-		c->fail_code = 0;
-		snprintf(c->fail_text, sizeof(c->fail_text),
-			 "no DNS resolver to look up %s", sc_host(c));
-		c->host_idx++;
-		sc_connect_next(c);
-		return;
-	}
-	sc_enter(c, SC_RESOLVE);
-	c->dq =
-	    dns_addr_lookup(c->env->dns, sc_host(c), AF_UNSPEC, sc_addr_cb, c);
-}
-
-/* Session set-up ------------------------------------------------------ */
-
-/* The name we greet with: the pool's, else the delivery default. */
-static const char *
-sc_helo_name(const struct smtp_client *c)
-{
-	return c->path->pool != NULL && c->path->pool->ehlo != NULL
-		   ? c->path->pool->ehlo
-		   : c->env->conf->delivery.ehlo;
-}
-
-static void
-sc_ehlo(struct smtp_client *c)
-{
-	c->caps = 0;
-	c->size_max = 0;
-	sc_send(c, OS_EHLO, "EHLO %s\r\n", sc_helo_name(c));
-	sc_enter(c, SC_EHLO);
-}
-
-static const struct sc_keyword {
-	const char *name;
-	unsigned cap;
-} sc_keywords[] = {
-	{ "PIPELINING", CAP_PIPELINING }, { "8BITMIME", CAP_8BITMIME },
-	{ "SMTPUTF8", CAP_SMTPUTF8 },     { "STARTTLS", CAP_STARTTLS },
-	{ "CHUNKING", CAP_CHUNKING },     { "SIZE", CAP_SIZE },
-};
-
-/* "SIZE 12345": the limit, 0 if none is given or it is not a number. */
-static uint64_t
-sc_size_param(const char *p)
-{
-	uint64_t v = 0;
-
-	if (*p++ != ' ')
-		return 0;
-	for (; *p >= '0' && *p <= '9'; p++) {
-		if (v > (UINT64_MAX - 9) / 10)
-			return 0;
-		v = v * 10 + (uint64_t)(*p - '0');
-	}
-	return *p == '\0' || *p == ' ' ? v : 0;
-}
-
-/* One keyword line of an EHLO reply (every line after the first, however
- * long the reply: SC_REPLY_MAX_BYTES bounds it). */
-static void
-sc_ehlo_keyword(struct smtp_client *c, const char *kw)
-{
-	size_t n = strcspn(kw, " "), i;
-
-	for (i = 0; i < sizeof(sc_keywords) / sizeof(sc_keywords[0]); i++) {
-		if (strlen(sc_keywords[i].name) != n ||
-		    strncasecmp(kw, sc_keywords[i].name, n) != 0)
-			continue;
-		c->rcaps |= sc_keywords[i].cap;
-		if (sc_keywords[i].cap == CAP_SIZE)
-			c->rsize = sc_size_param(kw + n);
-		return;
-	}
-}
-
-static enum conf_tls_policy
-sc_policy(const struct smtp_client *c)
-{
-	return c->path->cfg->tls;
-}
-
-static void
-sc_ready(struct smtp_client *c)
-{
-	c->usable = true;
-	sc_enter(c, SC_IDLE);
-	sched_conn_ready(c);
-}
-
-/* EHLO answered 250: STARTTLS if we should, else ready. */
-static void
-sc_after_ehlo(struct smtp_client *c)
-{
-	enum conf_tls_policy pol = sc_policy(c);
-	struct sched_host *h = &c->site->hosts[c->host_idx];
-
-	if (c->tls || pol == CONF_TLSP_NONE || c->in_clear) {
-		sc_ready(c);
-		return;
-	}
-	if (!(c->caps & CAP_STARTTLS)) {
-		if (pol == CONF_TLSP_MAY) {
-			sc_ready(c);
-			return;
-		}
-		sc_write(c, "QUIT\r\n");
-		sc_host_failed(
-		    c, OS_STARTTLS, 0,
-		    "TLS required by policy but STARTTLS not offered");
-		return;
-	}
-	if (pol == CONF_TLSP_MAY && h->notls_until_ms > sc_now_ms()) {
-		sc_ready(c);
-		return;
-	}
-	sc_send(c, OS_STARTTLS, "STARTTLS\r\n");
-	sc_enter(c, SC_STARTTLS);
-}
-
-static void
-sc_tls_begin(struct smtp_client *c)
-{
-	struct sched_host *h = &c->site->hosts[c->host_idx];
-	SSL *ssl;
-
-	if ((ssl = SSL_new(c->env->ssl_ctx)) == NULL) {
-		sc_fail(c, OS_TLS, 0, "SSL_new failed");
-		return;
-	}
-	/* SNI and the name to verify: the MX host name (RFC 7672 style
-	 * would want DANE; here verification is recorded, per policy). */
-	SSL_set_tlsext_host_name(ssl, h->name);
-	SSL_set1_host(ssl, h->name);
-	if (h->session != NULL)
-		SSL_set_session(ssl, h->session);
-	SSL_set_app_data(ssl, c); /* for sc_tls_session_cb */
-	/* Anything the server sent after 220 and before the handshake is
-	 * dropped with the plain bufferevent (mirror of CVE-2011-0411). */
-	bufferevent_free(c->bev);
-	c->bev = bufferevent_openssl_socket_new(c->env->loop->base, c->fd, ssl,
-						BUFFEREVENT_SSL_CONNECTING,
-						BEV_OPT_CLOSE_ON_FREE);
-	if (c->bev == NULL) {
-		SSL_free(ssl);
-		sc_fail(c, OS_TLS, 0, "TLS set-up failed");
-		return;
-	}
-	c->fd = -1;
-	bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
-	bufferevent_setcb(c->bev, sc_read_cb, NULL, sc_event_cb, c);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-	sc_enter(c, SC_TLS);
-}
-
-/*
- * A session the server lets us resume: kept per MX host for the next
- * connection.  TLS 1.3 sends its tickets after the handshake (read with the
- * EHLO reply), so they are taken here, not at the handshake's end.  Returns
- * 1: the session is ours (OpenSSL's reference passes to the host).
- */
-static int
-sc_tls_session_cb(SSL *ssl, SSL_SESSION *sess)
-{
-	struct smtp_client *c = SSL_get_app_data(ssl);
-	struct sched_host *h;
-
-	if (c == NULL || c->site == NULL || c->host_idx >= c->site->nhosts)
-		return 0;
-	h = &c->site->hosts[c->host_idx];
-	if (h->session != NULL)
-		SSL_SESSION_free(h->session);
-	h->session = sess;
-	return 1;
-}
-
-void
-smtp_client_tls_init(SSL_CTX *ctx)
-{
-	SSL_CTX_sess_set_new_cb(ctx, sc_tls_session_cb);
-}
-
-static void
-sc_tls_done(struct smtp_client *c)
-{
-	SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
-
-	c->tls = true;
-	c->tls_verified = SSL_get_verify_result(ssl) == X509_V_OK;
-	STATS_INC(tls_handshakes);
-	log_debug("smtp-out %s: %s %s%s%s", c->remote, SSL_get_version(ssl),
-		  SSL_get_cipher_name(ssl),
-		  c->tls_verified ? ", certificate verified" : ", not verified",
-		  SSL_session_reused(ssl) ? ", resumed" : "");
-	if (sc_policy(c) == CONF_TLSP_VERIFY && !c->tls_verified) {
-		char why[200];
-
-		snprintf(
-		    why, sizeof(why),
-		    "certificate verification failed: "
-		    "%s",
-		    X509_verify_cert_error_string(SSL_get_verify_result(ssl)));
-		sc_write(c, "QUIT\r\n");
-		sc_host_failed(c, OS_TLS, 0, why);
-		return;
-	}
-	sc_ehlo(c);
-}
-
-/* tls=may and the handshake failed: this host goes in clear for a while;
- * reconnect to the same address without STARTTLS. */
-static void
-sc_tls_failed(struct smtp_client *c, const char *why)
-{
-	struct sched_host *h = &c->site->hosts[c->host_idx];
-
-	STATS_INC(tls_failures);
-	if (sc_policy(c) != CONF_TLSP_MAY) {
-		sc_host_failed(c, OS_TLS, 0, why);
-		return;
-	}
-	log_info("smtp-out %s: TLS handshake failed (%s); retrying in clear "
-		 "text (tls=may)",
-		 c->remote, why);
-	h->notls_until_ms = sc_now_ms() + SC_NOTLS_MS;
-	sc_close_socket(c);
-	c->in_clear = true;
-	sc_connect_addr(c);
-}
-
 /* The transaction ----------------------------------------------------- */
 
 /* The body, dot-stuffed, then the final dot (DATA). */
@@ -1131,9 +492,7 @@ sc_write_body_data(struct smtp_client *c, const uint8_t *p, size_t len)
 static void
 sc_send_next(struct smtp_client *c)
 {
-	struct sched_job *job = c->job;
-	struct sched_msg *m = job->msg;
-	const struct queue_envelope *env = &m->r->env;
+	struct smtp_client_job *job = c->job;
 	bool pipelining = (c->caps & CAP_PIPELINING) != 0;
 	unsigned n = job->nrcpt;
 
@@ -1154,24 +513,22 @@ sc_send_next(struct smtp_client *c)
 
 			if (c->caps & CAP_SIZE)
 				snprintf(size, sizeof(size), " SIZE=%zu",
-					 m->r->body_len);
+					 job->body_len);
 			sc_send(c, OS_MAIL, "MAIL FROM:<%s>%s%s%s\r\n",
-				env->sender, size,
-				(env->flags & QUEUE_F_8BITMIME) &&
-					(c->caps & CAP_8BITMIME)
+				job->sender, size,
+				job->eightbit && (c->caps & CAP_8BITMIME)
 				    ? " BODY=8BITMIME"
 				    : "",
-				env->flags & QUEUE_F_SMTPUTF8 ? " SMTPUTF8"
-							      : "");
+				job->smtputf8 ? " SMTPUTF8" : "");
 		} else if (i <= n) {
 			sc_send(c, OS_RCPT, "RCPT TO:<%s>\r\n",
-				env->rcpts[job->rcpt[i - 1]].addr);
+				job->rcpts[i - 1]);
 			/* its reply is this recipient's */
 			c->pend[c->pend_head + c->pend_len - 1].rcpt = i - 1;
 		} else if (c->bdat) {
-			sc_send(c, OS_EOM, "BDAT %zu LAST\r\n", m->r->body_len);
-			evbuffer_add(bufferevent_get_output(c->bev), m->r->body,
-				     m->r->body_len);
+			sc_send(c, OS_EOM, "BDAT %zu LAST\r\n", job->body_len);
+			evbuffer_add(bufferevent_get_output(c->bev), job->body,
+				     job->body_len);
 		} else {
 			sc_send(c, OS_DATA, "DATA\r\n");
 		}
@@ -1184,17 +541,16 @@ sc_send_next(struct smtp_client *c)
 static void
 sc_send_body(struct smtp_client *c)
 {
-	struct sched_msg *m = c->job->msg;
-
-	sc_write_body_data(c, m->r->body, m->r->body_len);
+	sc_write_body_data(c, c->job->body, c->job->body_len);
 	sc_pend_push(c, OS_EOM, 0);
-	sc_timer(c, c->env->conf->delivery.data_timeout_ms);
+	sc_timer(c, c->env->data_timeout_ms);
 }
 
-static void smtp_client_start(struct smtp_client *c, struct sched_job *job);
+static void smtp_client_start(struct smtp_client *c,
+			      struct smtp_client_job *job);
 
 void
-smtp_client_send(struct smtp_client *c, struct sched_job *job)
+smtp_client_send(struct smtp_client *c, struct smtp_client_job *job)
 {
 	sc_hold(c);
 	smtp_client_start(c, job);
@@ -1202,16 +558,14 @@ smtp_client_send(struct smtp_client *c, struct sched_job *job)
 }
 
 static void
-smtp_client_start(struct smtp_client *c, struct sched_job *job)
+smtp_client_start(struct smtp_client *c, struct smtp_client_job *job)
 {
-	struct sched_msg *m = job->msg;
-	const struct queue_envelope *env = &m->r->env;
 	char why[200];
 
 	c->job = job;
 	c->msgs++;
 	/* What this host cannot take is decided here, before sending. */
-	if ((env->flags & QUEUE_F_SMTPUTF8) && !(c->caps & CAP_SMTPUTF8)) {
+	if (job->smtputf8 && !(c->caps & CAP_SMTPUTF8)) {
 		sc_result_rest(
 		    job, OS_LOCAL, 554,
 		    "5.6.7 the receiving host does not support SMTPUTF8, "
@@ -1220,7 +574,7 @@ smtp_client_start(struct smtp_client *c, struct sched_job *job)
 		sc_kick(c);
 		return;
 	}
-	if ((env->flags & QUEUE_F_8BITMIME) && !(c->caps & CAP_8BITMIME)) {
+	if (job->eightbit && !(c->caps & CAP_8BITMIME)) {
 		sc_result_rest(
 		    job, OS_LOCAL, 554,
 		    "5.6.3 the receiving host does not support 8BITMIME and "
@@ -1230,11 +584,11 @@ smtp_client_start(struct smtp_client *c, struct sched_job *job)
 		return;
 	}
 	if ((c->caps & CAP_SIZE) && c->size_max > 0 &&
-	    m->r->body_len > c->size_max) {
+	    job->body_len > c->size_max) {
 		snprintf(why, sizeof(why),
 			 "5.3.4 message size %zu exceeds the "
 			 "receiving host's limit of %" PRIu64,
-			 m->r->body_len, c->size_max);
+			 job->body_len, c->size_max);
 		sc_result_rest(job, OS_LOCAL, 554, why);
 		sc_job_finish(c);
 		sc_kick(c);
@@ -1262,7 +616,7 @@ static void
 sc_txn_reply(struct smtp_client *c, const struct sc_cmd *cmd,
 	     enum outcome_reply kind)
 {
-	struct sched_job *job = c->job;
+	struct smtp_client_job *job = c->job;
 	bool ok = kind == OR_OK;
 	unsigned k;
 
@@ -1315,7 +669,7 @@ sc_txn_reply(struct smtp_client *c, const struct sc_cmd *cmd,
 	}
 	sc_send_next(c);
 	if (c->pend_len > 0) {
-		sc_timer(c, c->env->conf->delivery.command_timeout_ms);
+		sc_timer(c, c->env->command_timeout_ms);
 		return;
 	}
 	/* Every recipient has its answer; one without would be a bug of
@@ -1332,7 +686,7 @@ sc_txn_reply(struct smtp_client *c, const struct sc_cmd *cmd,
 		return;
 	}
 	sc_enter(c, SC_IDLE);
-	sched_conn_ready(c);
+	c->cb->ready(c, c->cbarg);
 }
 
 /* Replies ------------------------------------------------------------- */
@@ -1393,8 +747,8 @@ sc_reply(struct smtp_client *c, const struct sc_cmd *cmd,
 		}
 		if (sc_policy(c) == CONF_TLSP_MAY) {
 			/* Refused: carry on in clear on this connection. */
-			c->site->hosts[c->host_idx].notls_until_ms =
-			    sc_now_ms() + SC_NOTLS_MS;
+			c->t.hosts[c->host_idx].notls_until_ms =
+			    util_mono_ms() + SC_NOTLS_MS;
 			sc_ready(c);
 			return;
 		}
@@ -1413,7 +767,7 @@ sc_reply(struct smtp_client *c, const struct sc_cmd *cmd,
 			return;
 		}
 		sc_enter(c, SC_IDLE);
-		sched_conn_ready(c);
+		c->cb->ready(c, c->cbarg);
 		return;
 	case OS_QUIT:
 		sc_finish(c, false);
@@ -1477,10 +831,9 @@ sc_reply_line(struct smtp_client *c, char *line, size_t n, struct evbuffer *in)
 	line[n] = '\0';
 	if (log_trace_enabled(TRACE_SMTP)) {
 		char esc[600];
-		struct scrub_ctx ctx;
 		const struct scrub_ctx *prev;
 
-		sc_log_enter(c, &ctx, &prev);
+		prev = sc_log_enter(c);
 		log_trace(TRACE_SMTP, "smtp-out %s <<< %s", c->remote,
 			  log_escape(esc, sizeof(esc), line, n));
 		scrub_ctx_leave(prev);
@@ -1550,7 +903,7 @@ sc_reply_line(struct smtp_client *c, char *line, size_t n, struct evbuffer *in)
 }
 
 /* Read complete reply lines; returns when more input is needed. */
-static void
+void
 sc_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct smtp_client *c = arg;
@@ -1588,7 +941,7 @@ sc_read_cb(struct bufferevent *bev, void *arg)
 static void sc_event(struct smtp_client *c, struct bufferevent *bev,
 		     short what);
 
-static void
+void
 sc_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct smtp_client *c = arg;
@@ -1675,7 +1028,7 @@ sc_timer_cb(evutil_socket_t fd, short what, void *arg)
 	sc_release(c);
 }
 
-/* The scheduler's side ------------------------------------------------ */
+/* The owner's side ---------------------------------------------------- */
 
 static void
 sc_kick(struct smtp_client *c)
@@ -1696,32 +1049,30 @@ sc_kick_cb(evutil_socket_t fd, short what, void *arg)
 	if (c->state == SC_RESOLVE && c->dq == NULL && c->addrs == NULL)
 		sc_connect_next(c);
 	else if (c->state == SC_IDLE)
-		sched_conn_ready(c);
+		c->cb->ready(c, c->cbarg);
 	sc_release(c);
 }
 
 struct smtp_client *
-smtp_client_new(const struct smtp_client_env *env, struct sched_path *path,
-		const struct sockaddr_storage *source)
+smtp_client_new(const struct smtp_client_env *env,
+		const struct smtp_client_target *target,
+		const struct smtp_client_cb *cb, void *arg)
 {
 	struct smtp_client *c;
 
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return NULL;
 	c->env = env;
-	c->path = path;
-	c->site = path->site;
+	c->t = *target;
+	c->cb = cb;
+	c->cbarg = arg;
 	c->fd = -1;
-	c->deadline_ms = sc_now_ms() + (int64_t)path->cfg->attempt_timeout_ms;
-	if (source != NULL) {
-		c->source = *source;
-		c->has_source = true;
-	}
-	if ((c->timer = evtimer_new(env->loop->base, sc_timer_cb, c)) == NULL) {
+	c->deadline_ms = util_mono_ms() + (int64_t)target->attempt_timeout_ms;
+	if ((c->timer = evtimer_new(env->base, sc_timer_cb, c)) == NULL) {
 		free(c);
 		return NULL;
 	}
-	if ((c->kick = evtimer_new(env->loop->base, sc_kick_cb, c)) == NULL ||
+	if ((c->kick = evtimer_new(env->base, sc_kick_cb, c)) == NULL ||
 	    sc_pend_reserve(c, 4) != 0) {
 		if (c->kick != NULL)
 			event_free(c->kick);
@@ -1741,7 +1092,7 @@ smtp_client_new(const struct smtp_client_env *env, struct sched_path *path,
 	snprintf(c->fail_text, sizeof(c->fail_text),
 		 "no host could be "
 		 "reached");
-	/* Start on the next loop turn: the scheduler hears of this client
+	/* Start on the next loop turn: the owner hears of this client
 	 * only through callbacks made after it has recorded it. */
 	sc_kick(c);
 	return c;
@@ -1764,7 +1115,7 @@ void
 smtp_client_park(struct smtp_client *c)
 {
 	sc_enter(c, SC_IDLE);
-	sc_timer(c, c->env->conf->delivery.idle_timeout_ms);
+	sc_timer(c, c->env->idle_timeout_ms);
 }
 
 void

@@ -1,6 +1,6 @@
 /*
- * sched_heap_test.c — the scheduler's retry heap (mta/deliver/sched_heap.c): pops
- * come in due order, a message taken out of the middle leaves the rest in
+ * sched_heap_test.c — the scheduler's retry heap (mta/deliver/sched_heap.c):
+ * pops come in due order, a message taken out of the middle leaves the rest in
  * order, equal due times all come out, every message's heap_idx is its
  * slot, and many entries with pushes, pops and removes mixed keep all that.
  */
@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "mta/deliver/sched_heap.h"
+#include "mta/deliver/sched_int.h"
 
 static struct sched_msg *
 msgs_new(size_t n)

@@ -1,0 +1,286 @@
+/*
+ * sched_dest.c — destinations (recipient domains): MX lookups and their
+ * expiry, routes and the relay host, and the sites (sets of MX hosts) the
+ * destinations share.
+ *
+ * Owns: struct sched_dest and struct sched_site (freed by sched_free).
+ * Must not: look a route up in DNS.  Delivery loop thread.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <idn2.h>
+
+#include "dns/dns.h"
+#include "mta/core/log.h"
+#include "mta/core/util.h"
+#include "mta/deliver/sched_int.h"
+
+#define SCHED_DEST_MIN_TTL  5  /* seconds an MX answer is kept at least */
+#define SCHED_DEST_FAIL_TTL 30 /* seconds a failed lookup is kept */
+
+static struct sched_site *
+sched_dest_site_get(const char *key, const struct dns_mx_host *hosts, size_t n,
+		    unsigned port, bool implicit)
+{
+	struct sched_site *s = htab_get(&sched.sites, key);
+	size_t i;
+
+	if (s != NULL)
+		return s;
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return NULL;
+	s->key = strdup(key);
+	s->hosts = calloc(n, sizeof(*s->hosts));
+	if (s->key == NULL || s->hosts == NULL)
+		goto fail;
+	for (i = 0; i < n; i++) {
+		if ((s->hosts[i].name = strdup(hosts[i].name)) == NULL)
+			goto fail;
+		s->nhosts++;
+	}
+	s->port = port;
+	s->implicit = implicit;
+	if (htab_put(&sched.sites, key, s) != 0)
+		goto fail;
+	return s;
+fail:
+	for (i = 0; i < s->nhosts; i++)
+		free(s->hosts[i].name);
+	free(s->hosts);
+	free(s->key);
+	free(s);
+	return NULL;
+}
+
+/* Hand JOB to the path of its destination's site. */
+static void
+sched_dest_route_job(struct sched_dest *d, struct sched_job *job)
+{
+	struct sched_path *p;
+
+	p = sched_path_get(d->site, job->msg->r->pool, d->cfg);
+	if (p == NULL) {
+		sched_job_fail(job, OS_LOCAL, 451, "4.3.0 out of memory");
+		return;
+	}
+	job->path = p;
+	job->next = NULL;
+	if (p->paused_until_ms > util_wall_ms()) {
+		sched_job_fail(
+		    job, OS_LOCAL, 0,
+		    p->suspended
+			? "4.4.2 destination suspended"
+			: "4.4.2 destination backed off after failures");
+		return;
+	}
+	if (p->tail != NULL)
+		p->tail->next = job;
+	else
+		p->head = job;
+	p->tail = job;
+	p->njobs++;
+	sched_path_kick(p);
+}
+
+static void
+sched_dest_flush(struct sched_dest *d)
+{
+	struct sched_job *job, *next;
+
+	job = d->waiting;
+	d->waiting = NULL;
+	for (; job != NULL; job = next) {
+		next = job->next;
+		job->next = NULL;
+		if (d->state == DEST_READY)
+			sched_dest_route_job(d, job);
+		else
+			sched_job_fail(job, OS_LOCAL, d->fail_code,
+				       d->fail_text);
+	}
+}
+
+static int
+sched_dest_host_cmp(const void *a, const void *b)
+{
+	const struct dns_mx_host *x = a, *y = b;
+
+	return strcmp(x->name, y->name);
+}
+
+static void
+sched_dest_mx_cb(const struct dns_mx_reply *reply, void *arg)
+{
+	struct sched_dest *d = arg;
+	struct dns_mx_host *sorted;
+	char key[2048];
+	size_t i, off = 0;
+	int64_t now = util_wall_ms();
+	uint32_t ttl;
+
+	d->q = NULL;
+	switch (reply->result) {
+	case DNS_OK:
+		/* The site key is the set of hosts (order-free) and port. */
+		if ((sorted = malloc(reply->nhosts * sizeof(*sorted))) == NULL)
+			goto tempfail;
+		memcpy(sorted, reply->hosts, reply->nhosts * sizeof(*sorted));
+		qsort(sorted, reply->nhosts, sizeof(*sorted),
+		      sched_dest_host_cmp);
+		for (i = 0; i < reply->nhosts && off < sizeof(key); i++)
+			off += (size_t)snprintf(key + off, sizeof(key) - off,
+						"%s%s", i ? "," : "",
+						sorted[i].name);
+		free(sorted);
+		if (off < sizeof(key))
+			snprintf(key + off, sizeof(key) - off, ":%u",
+				 sched.conf->delivery.port);
+		d->site = sched_dest_site_get(key, reply->hosts, reply->nhosts,
+					      sched.conf->delivery.port,
+					      reply->implicit);
+		if (d->site == NULL)
+			goto tempfail;
+		d->state = DEST_READY;
+		ttl = reply->ttl < SCHED_DEST_MIN_TTL ? SCHED_DEST_MIN_TTL
+						      : reply->ttl;
+		d->expires_ms = now + (int64_t)ttl * 1000;
+		break;
+	case DNS_NULLMX:
+		d->state = DEST_FAILED;
+		d->fail_code = 550;
+		snprintf(
+		    d->fail_text, sizeof(d->fail_text),
+		    "5.1.10 the recipient domain accepts no mail (null MX, "
+		    "RFC 7505)");
+		d->expires_ms =
+		    now + (int64_t)(reply->ttl ? reply->ttl : 300) * 1000;
+		break;
+	case DNS_NXDOMAIN:
+	case DNS_BADNAME:
+		d->state = DEST_FAILED;
+		d->fail_code = 550;
+		snprintf(d->fail_text, sizeof(d->fail_text),
+			 "5.1.2 the recipient domain does not exist (%s)",
+			 dns_result_str(reply->result));
+		d->expires_ms = now + SCHED_DEST_FAIL_TTL * 1000;
+		break;
+	case DNS_NODATA:
+		d->state = DEST_FAILED;
+		d->fail_code = 550;
+		snprintf(d->fail_text, sizeof(d->fail_text),
+			 "5.4.4 no usable mail exchanger: %s",
+			 reply->err[0] ? reply->err : "no MX");
+		d->expires_ms = now + SCHED_DEST_FAIL_TTL * 1000;
+		break;
+	default:
+	tempfail:
+		d->state = DEST_FAILED;
+		d->fail_code = 451;
+		snprintf(d->fail_text, sizeof(d->fail_text),
+			 "4.4.3 DNS lookup of the mail exchanger failed: %s",
+			 reply->err[0] ? reply->err
+				       : dns_result_str(reply->result));
+		d->expires_ms = now + SCHED_DEST_FAIL_TTL * 1000;
+		break;
+	}
+	if (d->state == DEST_FAILED) {
+		char esc[300];
+
+		log_info("destination %s: %s", d->domain,
+			 log_escape(esc, sizeof(esc), d->fail_text,
+				    strlen(d->fail_text)));
+	}
+	sched_dest_flush(d);
+}
+
+struct sched_dest *
+sched_dest_get(const char *domain)
+{
+	struct sched_dest *d = htab_get(&sched.dests, domain);
+	const struct conf_route *route;
+	struct dns_mx_host h;
+	char key[600], *ace = NULL;
+	size_t k;
+
+	if (d != NULL)
+		return d;
+	if ((d = calloc(1, sizeof(*d))) == NULL)
+		return NULL;
+	if ((d->domain = strdup(domain)) == NULL ||
+	    htab_put(&sched.dests, domain, d) != 0) {
+		free(d->domain);
+		free(d);
+		return NULL;
+	}
+	d->cfg = conf_destination_find(sched.conf, domain);
+	/* An internationalized domain (SMTPUTF8) is looked up by its
+	 * A-labels (IDNA2008, RFC 5891). */
+	for (k = 0; domain[k] != '\0'; k++) {
+		if ((unsigned char)domain[k] < 0x80)
+			continue;
+		if (idn2_to_ascii_8z(domain, &ace,
+				     IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL) ==
+		    IDN2_OK)
+			d->ace = ace;
+		break;
+	}
+	/* A route, or the relay host: a fixed site, no MX lookup. */
+	route = conf_route_find(sched.conf, domain);
+	if (route != NULL || sched.conf->delivery.relay_host != NULL) {
+		h.name = route ? route->host : sched.conf->delivery.relay_host;
+		snprintf(key, sizeof(key), "route:%s:%u", h.name,
+			 route ? route->port : sched.conf->delivery.relay_port);
+		d->site = sched_dest_site_get(
+		    key, &h, 1,
+		    route ? route->port : sched.conf->delivery.relay_port,
+		    false);
+		if (d->site != NULL) {
+			d->state = DEST_READY;
+			d->expires_ms = INT64_MAX;
+		}
+	}
+	return d;
+}
+
+void
+sched_dest_submit(struct sched_dest *d, struct sched_job *job)
+{
+	int64_t now = util_wall_ms();
+
+	if (d->suspended_until_ms > now) {
+		sched_job_fail(job, OS_LOCAL, 0,
+			       "4.4.2 destination suspended by an operator");
+		return;
+	}
+	if ((d->state == DEST_READY || d->state == DEST_FAILED) &&
+	    d->expires_ms <= now)
+		d->state = DEST_NEW; /* the answer expired: ask again */
+	switch (d->state) {
+	case DEST_READY:
+		sched_dest_route_job(d, job);
+		return;
+	case DEST_FAILED:
+		sched_job_fail(job, OS_LOCAL, d->fail_code, d->fail_text);
+		return;
+	case DEST_NEW:
+		if (sched.dns == NULL) {
+			sched_job_fail(
+			    job, OS_LOCAL, 451,
+			    "4.4.3 no DNS resolver (loopback_only without dns "
+			    "servers)");
+			return;
+		}
+		d->state = DEST_RESOLVING;
+		job->next = d->waiting;
+		d->waiting = job;
+		d->q = dns_mx_lookup(sched.dns, d->ace ? d->ace : d->domain,
+				     sched_dest_mx_cb, d);
+		return;
+	case DEST_RESOLVING:
+		job->next = d->waiting;
+		d->waiting = job;
+		return;
+	}
+}

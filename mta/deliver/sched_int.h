@@ -1,0 +1,308 @@
+/*
+ * sched_int.h — the scheduler's private header: its objects, its one state
+ * (struct sched), and the calls its files make of each other.  Only
+ * mta/deliver/sched*.c include it; the rest of the daemon sees delivery.h.
+ *
+ * Vocabulary (KumoMTA/Postfix qmgr):
+ *   message  a queued message (struct sched_msg), with its envelope
+ *   dest     a recipient domain; it resolves to a site
+ *   site     the set of MX hosts (or a route); domains with the same MX set
+ *            share one site, hence its connections (MX roll-up)
+ *   path     a site as seen from one source pool: connections, limits,
+ *            rate, back-off and the FIFO of jobs live here
+ *   job      one transaction's worth: a message and some of its recipients
+ *            (all of one dest, at most max_recipients_per_transaction)
+ *
+ * Files: scheduler.c (state, paths and connections, start and stop),
+ * sched_msg.c (messages, the retry heap, queue writes, DSNs), sched_round.c
+ * (a round of attempts: read, start, settle), sched_job.c (jobs and their
+ * results), sched_dest.c (destinations, MX, routes, sites), sched_limit.c
+ * (limits, rate, back-off, reply-pattern suspensions), sched_admin.c
+ * (operators' changes), sched_metrics.c (gauges), sched_heap.c (the retry
+ * heap's array).
+ *
+ * Everything here belongs to the delivery loop's thread, but for
+ * sched_metrics_text's snapshot (gauge_mu).
+ */
+#ifndef OUTPOST_MTA_SCHED_INT_H
+#define OUTPOST_MTA_SCHED_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/util.h>
+
+#include "conf/conf.h"
+#include "queue/queue.h"
+#include "mta/core/htab.h"
+#include "mta/deliver/delivery.h"
+#include "mta/deliver/outcome.h"
+#include "mta/deliver/sched_heap.h"
+#include "mta/deliver/smtp_client.h"
+
+/* Rounds in flight at once (envelopes and bodies in memory): a restart with
+ * a million due messages must not read them all at once. */
+#define SCHED_MAX_ACTIVE 20000
+
+struct event;
+struct loop;
+struct dns_resolver;
+
+/*
+ * What a message costs while it waits: this stub (about 40 bytes and a heap
+ * slot).  Its envelope and body are read back from the queue only for a
+ * round of attempts (struct sched_round) and dropped when it settles, so a
+ * queue of a million recipients stays small in memory.
+ */
+struct sched_msg {
+	uint64_t id;
+	int64_t due_ms;        /* next attempt; also its key in "sched" */
+	struct sched_round *r; /* during a round, else NULL */
+	uint32_t heap_idx;     /* in the retry heap, or UINT32_MAX */
+	uint8_t flags;         /* SM_* */
+	uint8_t writes;        /* queue ops in flight */
+};
+
+#define SM_LOADING    0x01u /* envelope/body being read by a worker */
+#define SM_DELETED    0x02u /* final: freed when the last op returns */
+#define SM_HELD       0x04u /* held: not scheduled */
+#define SM_HOLD_REQ   0x10u /* operator: hold once the round settles */
+#define SM_DELETE_REQ 0x20u /* operator: delete (no DSN) at settle */
+#define SM_BOUNCE_REQ 0x40u /* operator: bounce every pending recipient */
+/* Its record is damaged (QUEUE_CORRUPT): held in memory (SM_HELD too), never
+ * read again unless an operator releases it; `delete` removes it, `bounce`
+ * cannot (no envelope to bounce to).  Not written to disk: the next start
+ * finds it again, once. */
+#define SM_CORRUPT 0x80u
+
+struct sched_round {
+	struct queue_envelope env;
+	const struct conf_pool *pool;
+	uint8_t *body;
+	size_t body_len;
+	unsigned inflight; /* jobs not finished */
+	uint32_t *bounced; /* rcpt indexes that failed this round */
+	unsigned nbounced;
+	bool kept;     /* a failed rcpt kept pending: no memory to list it */
+	char **remote; /* per rcpt: the host that answered */
+	struct sched_msg *prev, *next; /* the active list */
+};
+
+/*
+ * A job: what the SMTP client sees of it (cj: its recipients' addresses,
+ * results and what the client learned, in cj.nrcpt entries) and the
+ * scheduler's own.  Valid while its round is (msg->r).
+ */
+struct sched_job {
+	struct smtp_client_job cj;
+	struct sched_msg *msg;
+	struct sched_dest *dest;
+	struct sched_path *path;
+	uint32_t *rcpt;     /* cj.nrcpt indexes into msg->r->env.rcpts */
+	const char **addrs; /* their addresses (cj.rcpts) */
+	struct sched_job *next;
+};
+
+/* The job whose client part is P (what the done callback gives back). */
+#define SCHED_JOB_OF(p)                                                        \
+	((struct sched_job *)(void *)((char *)(p)-offsetof(struct sched_job,   \
+							   cj)))
+
+struct sched_site {
+	char *key;
+	struct smtp_client_host *hosts; /* MX hosts, or a route's host */
+	unsigned nhosts;
+	unsigned port;
+	bool implicit;             /* the domain itself, no MX */
+	struct sched_path **paths; /* one per pool in use */
+	unsigned npaths;
+};
+
+struct sched_path {
+	struct sched_site *site;
+	const struct conf_pool *pool; /* NULL: no source binding */
+	const struct conf_destination *cfg;
+	struct sched_job *head, *tail;
+	unsigned njobs;
+	unsigned nconn;            /* connections open or opening */
+	unsigned nbusy;            /* connections running a job */
+	struct smtp_client **idle; /* idle connections, last parked last */
+	unsigned nidle, idle_cap;
+	unsigned source_next;     /* round robin over pool sources */
+	int64_t paused_until_ms;  /* back-off or suspension */
+	int64_t connect_after_ms; /* no new connection before (failures) */
+	unsigned backoff_level;
+	unsigned conn_failures; /* consecutive */
+	bool suspended;         /* by a reply pattern */
+	int64_t next_send_ms;   /* rate limit: next message allowed */
+	int64_t next_send_hour_ms;
+	struct event *timer; /* wake-up for pause / rate */
+};
+
+enum sched_dest_state { DEST_NEW, DEST_RESOLVING, DEST_READY, DEST_FAILED };
+
+struct sched_dest {
+	char *domain;
+	const struct conf_destination *cfg;
+	enum sched_dest_state state;
+	int64_t expires_ms;
+	struct sched_site *site;
+	int fail_code; /* DEST_FAILED: 451 (retry) or 550 (bounce) */
+	char fail_text[200];
+	struct sched_job *waiting;
+	struct dns_query *q;
+	int64_t suspended_until_ms; /* by an operator */
+	char *suspend_reason;
+	char *ace; /* the A-label form of an internationalized domain, for
+		      DNS (the U-label form is what the recipient carries) */
+};
+
+/* The scheduler's state: one, defined in scheduler.c. */
+struct sched {
+	struct loop *loop;
+	const struct conf *conf;
+	struct queue *queue;
+	struct dns_resolver *dns;    /* NULL: no DNS (sched_config.dns) */
+	struct smtp_client_env cenv; /* its SSL_CTX is main's */
+	struct htab dests, sites;
+	struct idmap ids; /* every message in memory, by queue id */
+	uint64_t nheld;
+	uint64_t ncorrupt;         /* held because their record is damaged */
+	uint64_t corrupt_total;    /* damaged records found since start */
+	struct event *gauge_timer; /* refreshes the metrics snapshot */
+	pthread_mutex_t gauge_mu;
+	char *gauges;           /* exposition text of the scheduler's gauges */
+	struct sched_heap heap; /* messages waiting for their due time */
+	struct event *retry_timer;
+	unsigned nconn;
+	unsigned writes;
+	uint64_t nmsgs;
+	bool stopping;
+	struct sched_msg *active; /* messages in a round (with r) */
+	unsigned nactive, nloading;
+};
+
+extern struct sched sched;
+
+/* scheduler.c ---------------------------------------------------------- */
+
+/* sched_timer_ms — (re)arm EV to fire in DELAY_MS (< 0: at once). */
+void sched_timer_ms(struct event *ev, int64_t delay_ms);
+/* sched_rcpt_domain — the domain of ADDR, lower-cased, into BUF. */
+const char *sched_rcpt_domain(const char *addr, char *buf, size_t len);
+/* sched_path_get — SITE's path for POOL (made with CFG if new), or NULL
+ * when out of memory. */
+struct sched_path *sched_path_get(struct sched_site *site,
+				  const struct conf_pool *pool,
+				  const struct conf_destination *cfg);
+/* sched_path_pop — the first job waiting on P, taken off; NULL if none. */
+struct sched_job *sched_path_pop(struct sched_path *p);
+/* sched_path_kick — start as much work on P as its limits allow. */
+void sched_path_kick(struct sched_path *p);
+/* sched_maybe_stop — stopping, and nothing left in flight: end the loop. */
+void sched_maybe_stop(void);
+
+/* sched_msg.c ---------------------------------------------------------- */
+
+/* sched_msg_new — a stub for queue id ID due at DUE, in the id map; NULL
+ * when out of memory. */
+struct sched_msg *sched_msg_new(uint64_t id, int64_t due);
+/* sched_msg_free — out of the id map and the counts, freed. */
+void sched_msg_free(struct sched_msg *m);
+/* sched_msg_hold — held: waits outside the heap until released. */
+void sched_msg_hold(struct sched_msg *m);
+/* sched_msg_unhold — undo sched_msg_hold() (and a damaged record's hold). */
+void sched_msg_unhold(struct sched_msg *m);
+/* sched_msg_retry_later — attempt M again in MS (written, then queued). */
+void sched_msg_retry_later(struct sched_msg *m, int64_t ms);
+/* sched_msg_due — M is due at M->due_ms: into the retry heap. */
+void sched_msg_due(struct sched_msg *m);
+/* sched_retry_arm — the retry timer set for the first message due. */
+void sched_retry_arm(void);
+/* sched_retry_cb — the retry timer: start the rounds that are due. */
+void sched_retry_cb(evutil_socket_t fd, short what, void *arg);
+/* sched_retry_wake — a round ended: room for one that is due. */
+void sched_retry_wake(void);
+/* sched_write — write M's envelope (QOP_UPDATE) or remove M (QOP_DELETE);
+ * OLD_DUE: its key in the schedule index. */
+void sched_write(struct sched_msg *m, enum queue_op_kind kind, int64_t old_due);
+/* sched_write_resched — move M's schedule entry only (due time, held). */
+void sched_write_resched(struct sched_msg *m, int64_t old_due, bool held);
+/* sched_write_delete — remove waiting (or held) M: no round, no DSN. */
+void sched_write_delete(struct sched_msg *m);
+/* sched_dsn — queue a DSN for the recipients of M that failed this round. */
+void sched_dsn(struct sched_msg *m);
+
+/* sched_round.c -------------------------------------------------------- */
+
+/* sched_round_new — give M a round: ENV (moved in, zeroed at the source)
+ * and BODY (owned).  0, or -1 when out of memory. */
+int sched_round_new(struct sched_msg *m, struct queue_envelope *env,
+		    uint8_t *body, size_t body_len);
+/* sched_round_free — the round is over: drop everything but the stub. */
+void sched_round_free(struct sched_msg *m);
+/* sched_round_start — read M (if need be), then one job per destination
+ * (and per max_recipients_per_transaction recipients). */
+void sched_round_start(struct sched_msg *m);
+/* sched_round_settle — every job of M's round is back: write down what
+ * happened, once, and drop the round. */
+void sched_round_settle(struct sched_msg *m);
+/* sched_round_rcpt_result — record recipient RI's result R, as O says,
+ * REMOTE the host that answered. */
+void sched_round_rcpt_result(struct sched_msg *m, uint32_t ri,
+			     const struct smtp_client_result *r,
+			     const struct outcome *o, const char *remote);
+
+/* sched_job.c ---------------------------------------------------------- */
+
+/* sched_job_new — a job of M to D with room for N recipients (the round's
+ * sender and body set), or NULL when out of memory. */
+struct sched_job *sched_job_new(struct sched_msg *m, struct sched_dest *d,
+				unsigned n);
+/* sched_job_add — recipient RI of JOB's message goes in JOB. */
+void sched_job_add(struct sched_job *job, uint32_t ri);
+void sched_job_free(struct sched_job *job);
+/* sched_job_fail — every recipient of JOB without a result gets this one;
+ * then the results are applied (sched_job_results). */
+void sched_job_fail(struct sched_job *job, enum outcome_stage stage, int code,
+		    const char *text);
+/* sched_job_results — JOB is back: apply its results, free it; its round
+ * settles when it has no job left. */
+void sched_job_results(struct sched_job *job);
+
+/* sched_dest.c --------------------------------------------------------- */
+
+/* sched_dest_get — the destination DOMAIN (lower case), made if new; NULL
+ * when out of memory. */
+struct sched_dest *sched_dest_get(const char *domain);
+/* sched_dest_submit — JOB to D's site, once D's MX are known. */
+void sched_dest_submit(struct sched_dest *d, struct sched_job *job);
+
+/* sched_limit.c -------------------------------------------------------- */
+
+/* sched_limit_patterns — CFG's compiled suspend_on patterns into PATS;
+ * returns how many. */
+unsigned sched_limit_patterns(const struct conf_destination *cfg,
+			      struct outcome_pattern pats[CONF_SUSPEND_ON_MAX]);
+/* sched_limit_backoff — P failed again: pause it longer, defer its jobs. */
+void sched_limit_backoff(struct sched_path *p, const char *why);
+/* sched_limit_suspend — a reply matched a pattern: pause P for MS. */
+void sched_limit_suspend(struct sched_path *p, uint64_t ms, const char *why);
+/* sched_limit_timer_cb — P's timer (ARG): a pause or a rate wait is over. */
+void sched_limit_timer_cb(evutil_socket_t fd, short what, void *arg);
+/* sched_limit_conns — connections P may have open now. */
+unsigned sched_limit_conns(const struct sched_path *p);
+/* sched_limit_rate_ok — may P send one more message at NOW?  If not, when
+ * (*WHEN). */
+bool sched_limit_rate_ok(struct sched_path *p, int64_t now, int64_t *when);
+/* sched_limit_rate_take — P sends one message at NOW. */
+void sched_limit_rate_take(struct sched_path *p, int64_t now);
+
+/* sched_metrics.c ------------------------------------------------------ */
+
+/* sched_metrics_cb — once a second: the gauges' snapshot renewed. */
+void sched_metrics_cb(evutil_socket_t fd, short what, void *arg);
+
+#endif

@@ -1,0 +1,257 @@
+/*
+ * sched_job.c — jobs: one transaction's worth of a message's recipients,
+ * made for the SMTP client (struct smtp_client_job) and, once back,
+ * applied: outcome_classify() for each recipient, the delivery log, and
+ * the path's back-off or suspension the results call for.
+ *
+ * Owns: struct sched_job (freed when its results are applied).  Must not:
+ * decide what a reply means (outcome.c does).  Delivery loop thread.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mta/core/log.h"
+#include "mta/core/scrub.h"
+#include "mta/core/util.h"
+#include "mta/deliver/sched_int.h"
+#include "mta/observe/evlog.h"
+#include "mta/observe/metrics.h"
+
+void
+sched_job_free(struct sched_job *job)
+{
+	unsigned i;
+
+	if (job->cj.res != NULL)
+		for (i = 0; i < job->cj.nrcpt; i++)
+			free(job->cj.res[i].text);
+	free(job->cj.res);
+	free(job->rcpt);
+	free(job->addrs);
+	free(job);
+}
+
+/* The job's addresses for the scrubber (mta/core/scrub.h): its recipients,
+ * then the sender.  Valid while the job and its round are. */
+static const char *
+sched_job_scrub_addr(const void *arg, size_t i)
+{
+	const struct smtp_client_job *cj = arg;
+
+	return i < cj->nrcpt ? cj->rcpts[i] : cj->sender;
+}
+
+struct sched_job *
+sched_job_new(struct sched_msg *m, struct sched_dest *d, unsigned n)
+{
+	struct sched_job *job = calloc(1, sizeof(*job));
+
+	if (job == NULL)
+		return NULL;
+	job->msg = m;
+	job->dest = d;
+	job->rcpt = calloc(n, sizeof(*job->rcpt));
+	job->addrs = calloc(n, sizeof(*job->addrs));
+	job->cj.res = calloc(n, sizeof(*job->cj.res));
+	if (job->rcpt == NULL || job->addrs == NULL || job->cj.res == NULL) {
+		sched_job_free(job);
+		return NULL;
+	}
+	job->cj.rcpts = job->addrs;
+	job->cj.sender = m->r->env.sender;
+	job->cj.body = m->r->body;
+	job->cj.body_len = m->r->body_len;
+	job->cj.smtputf8 = (m->r->env.flags & QUEUE_F_SMTPUTF8) != 0;
+	job->cj.eightbit = (m->r->env.flags & QUEUE_F_8BITMIME) != 0;
+	job->cj.scrub.addr = sched_job_scrub_addr;
+	job->cj.scrub.arg = &job->cj;
+	job->cj.tls_verified = -1;
+	return job;
+}
+
+/* Recipient RI of JOB's message goes in JOB (room made by sched_job_new). */
+void
+sched_job_add(struct sched_job *job, uint32_t ri)
+{
+	job->rcpt[job->cj.nrcpt] = ri;
+	job->addrs[job->cj.nrcpt] = job->msg->r->env.rcpts[ri].addr;
+	job->cj.nrcpt++;
+	job->cj.scrub.n = (size_t)job->cj.nrcpt + 1;
+}
+
+/* Fail every recipient of JOB the same way (DNS failure, dead host). */
+void
+sched_job_fail(struct sched_job *job, enum outcome_stage stage, int code,
+	       const char *text)
+{
+	unsigned i;
+
+	for (i = 0; i < job->cj.nrcpt; i++) {
+		struct smtp_client_result *r = &job->cj.res[i];
+
+		if (r->text != NULL || r->code != 0)
+			continue;
+		r->stage = stage;
+		r->code = code;
+		r->text = strdup(text != NULL ? text : "");
+	}
+	sched_job_results(job);
+}
+
+/* The delivery-log event of one recipient's result. */
+static void
+sched_job_log(struct sched_msg *m, const struct sched_job *job, uint32_t ri,
+	      const struct smtp_client_result *r, const struct outcome *o)
+{
+	const struct smtp_client_job *cj = &job->cj;
+	const struct queue_envelope *env = &m->r->env;
+	struct evlog_event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.type = o->action == OA_DELIVERED ? EV_DELIVERY
+		  : o->action == OA_BOUNCE  ? EV_BOUNCE
+					    : EV_TRANSIENT;
+	ev.id = m->id;
+	ev.user = env->user;
+	ev.pool = m->r->pool != NULL ? m->r->pool->name : NULL;
+	ev.source_addr = cj->source[0] ? cj->source : NULL;
+	ev.destination = job->dest->domain;
+	ev.mx_host = cj->mx_host[0] ? cj->mx_host : NULL;
+	ev.mx_ip = cj->mx_ip[0] ? cj->mx_ip : NULL;
+	ev.rcpt = env->rcpts[ri].addr;
+	ev.sender = env->sender;
+	ev.size = env->size;
+	ev.nrcpts = -1;
+	ev.attempt = env->rcpts[ri].attempts;
+	ev.queue_time_ms = util_wall_ms() - env->created_ms;
+	ev.code = r->code;
+	ev.enhanced = o->status;
+	ev.reply = r->text;
+	ev.stage = outcome_stage_name(r->stage);
+	ev.tls_version = cj->tls_version[0] ? cj->tls_version : NULL;
+	ev.tls_cipher = cj->tls_cipher[0] ? cj->tls_cipher : NULL;
+	ev.tls_verified = cj->tls_version[0] ? cj->tls_verified : -1;
+	ev.count = -1;
+	evlog_write(&ev);
+	if (o->action == OA_DELIVERED && ev.queue_time_ms >= 0)
+		metrics_observe(&metrics_delivery_latency,
+				(double)ev.queue_time_ms / 1000.0);
+}
+
+/* "CODE TEXT" into WHY for a log line written after the job is gone:
+ * scrubbed now, while the transaction's addresses are known. */
+static void
+sched_job_why(char *why, size_t len, int code, const char *text)
+{
+	char out[SCRUB_OUT_BYTES];
+	const char *t;
+	size_t n;
+
+	t = scrub_text(text, strlen(text), NULL, 0, SCRUB_KNOWN, out,
+		       sizeof(out), &n);
+	snprintf(why, len, "%d %.*s", code, (int)n, t);
+}
+
+/* A job is back with results: apply them; settle the round when the
+ * message has no job left.  Its diagnostics and delivery-log lines are
+ * scrubbed of every address of the transaction (scrub_ctx). */
+void
+sched_job_results(struct sched_job *job)
+{
+	struct sched_msg *m = job->msg;
+	struct sched_path *p = job->path;
+	const struct conf_destination *cfg = p ? p->cfg : job->dest->cfg;
+	struct outcome_pattern pats[CONF_SUSPEND_ON_MAX];
+	struct sched_job *again = NULL;
+	struct outcome o;
+	char qid[QUEUE_ID_HEX_BYTES], esc[300], why[300] = "";
+	bool delivered = false, backoff = false, suspend = false;
+	uint64_t suspend_ms = 0;
+	const char *remote = job->cj.remote;
+	unsigned i, npats;
+	const struct scrub_ctx *prev_ctx;
+
+	queue_id_format(m->id, qid);
+	npats = sched_limit_patterns(cfg, pats);
+	prev_ctx = scrub_ctx_enter(&job->cj.scrub);
+	for (i = 0; i < job->cj.nrcpt; i++) {
+		struct smtp_client_result *r = &job->cj.res[i];
+
+		outcome_classify(r->stage, r->code, r->text, pats, npats, &o);
+		if (o.retry_now && p != NULL) {
+			/* Too many recipients for that server in one go:
+			 * these go again in a new transaction, now. */
+			if (again == NULL &&
+			    (again = sched_job_new(m, job->dest,
+						   job->cj.nrcpt)) == NULL)
+				o.retry_now = false;
+			if (again != NULL) {
+				sched_job_add(again, job->rcpt[i]);
+				continue;
+			}
+		}
+		sched_round_rcpt_result(m, job->rcpt[i], r, &o, remote);
+		sched_job_log(m, job, job->rcpt[i], r, &o);
+		if (o.action == OA_DELIVERED) {
+			delivered = true;
+			log_debug(
+			    "%s rcpt %u to %s via %s: delivered%s%s: %d %s",
+			    qid, job->rcpt[i], job->dest->domain, remote,
+			    job->cj.tls[0] ? " over " : "", job->cj.tls,
+			    r->code,
+			    log_escape(esc, sizeof(esc), r->text,
+				       strlen(r->text)));
+		} else if (o.action == OA_DEFER) {
+			log_debug("%s rcpt %u to %s%s%s: %s at %s: %d %s", qid,
+				  job->rcpt[i], job->dest->domain,
+				  remote[0] ? " via " : "", remote, "deferred",
+				  outcome_stage_name(r->stage), r->code,
+				  log_escape(esc, sizeof(esc), r->text,
+					     strlen(r->text)));
+		} else {
+			log_info("%s rcpt %u to %s%s%s: %s at %s: %d %s", qid,
+				 job->rcpt[i], job->dest->domain,
+				 remote[0] ? " via " : "", remote,
+				 o.action == OA_BOUNCE ? "bounced" : "deferred",
+				 outcome_stage_name(r->stage), r->code,
+				 log_escape(esc, sizeof(esc), r->text,
+					    strlen(r->text)));
+		}
+		if (o.site_backoff && !backoff) {
+			backoff = true;
+			sched_job_why(why, sizeof(why), r->code, r->text);
+		}
+		if (o.suspend && !suspend) {
+			suspend = true;
+			suspend_ms = o.suspend_ms;
+			sched_job_why(why, sizeof(why), r->code, r->text);
+		}
+	}
+	scrub_ctx_leave(prev_ctx);
+	if (p != NULL && delivered) {
+		p->backoff_level = 0;
+		p->conn_failures = 0;
+	}
+	if (again != NULL) {
+		/* Same round: the message does not settle yet. */
+		again->path = p;
+		m->r->inflight++;
+		if (p != NULL) {
+			again->next = p->head;
+			p->head = again;
+			if (p->tail == NULL)
+				p->tail = again;
+			p->njobs++;
+		}
+	}
+	m->r->inflight--;
+	sched_job_free(job);
+	if (m->r->inflight == 0)
+		sched_round_settle(m);
+	/* Last: pausing defers what is queued on P, other messages too. */
+	if (p != NULL && suspend)
+		sched_limit_suspend(p, suspend_ms, why);
+	else if (p != NULL && backoff)
+		sched_limit_backoff(p, why);
+}

@@ -1,0 +1,133 @@
+/*
+ * sched_limit.c — how much a path may do: connections, message rate,
+ * back-off after failures and suspension by a reply pattern.
+ *
+ * Owns: the limit fields of struct sched_path.  Must not: hold jobs on a
+ * paused path (they are deferred, so rounds settle).  Delivery loop thread.
+ */
+#include <inttypes.h>
+#include <regex.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "mta/core/log.h"
+#include "mta/core/util.h"
+#include "mta/deliver/sched_int.h"
+
+#define SCHED_BACKOFF_LEVELS 8
+
+/* The destination's compiled suspend_on regexes, into PATS (room for
+ * CONF_SUSPEND_ON_MAX: the config refuses more).  Returns how many. */
+unsigned
+sched_limit_patterns(const struct conf_destination *cfg,
+		     struct outcome_pattern pats[CONF_SUSPEND_ON_MAX])
+{
+	const regex_t *re = cfg->suspend_re;
+	size_t i;
+
+	for (i = 0; i < cfg->nsuspend_on && i < CONF_SUSPEND_ON_MAX; i++) {
+		pats[i].re = (void *)&re[i];
+		pats[i].suspend_ms = cfg->suspend_for_ms;
+	}
+	return (unsigned)i;
+}
+
+/* P may not send until UNTIL: what waits on it is deferred now (without
+ * counting an attempt) rather than held, so rounds settle and expiry is
+ * not delayed by a pause. */
+static void
+sched_limit_defer_queue(struct sched_path *p, const char *why)
+{
+	struct sched_job *job;
+
+	while ((job = sched_path_pop(p)) != NULL)
+		sched_job_fail(job, OS_LOCAL, 0, why);
+}
+
+void
+sched_limit_backoff(struct sched_path *p, const char *why)
+{
+	const struct conf_destination *cfg = p->cfg;
+	uint64_t pause;
+	char esc[200];
+
+	if (p->backoff_level < SCHED_BACKOFF_LEVELS)
+		p->backoff_level++;
+	pause = cfg->backoff_pause_ms << (p->backoff_level - 1);
+	if (pause > cfg->backoff_max_ms)
+		pause = cfg->backoff_max_ms;
+	p->paused_until_ms = util_wall_ms() + (int64_t)pause;
+	log_info("destination %s backed off for %" PRIu64 " s (level %u): %s",
+		 p->site->key, pause / 1000, p->backoff_level,
+		 log_escape(esc, sizeof(esc), why, strlen(why)));
+	sched_limit_defer_queue(p, "4.4.2 destination backed off after "
+				   "failures");
+}
+
+void
+sched_limit_suspend(struct sched_path *p, uint64_t ms, const char *why)
+{
+	char esc[200];
+
+	p->suspended = true;
+	p->paused_until_ms = util_wall_ms() + (int64_t)ms;
+	log_info("destination %s suspended for %" PRIu64 " s: reply matched a "
+		 "suspend_on pattern: %s",
+		 p->site->key, ms / 1000,
+		 log_escape(esc, sizeof(esc), why, strlen(why)));
+	sched_limit_defer_queue(p, "4.4.2 destination suspended");
+}
+
+void
+sched_limit_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sched_path *p = arg;
+
+	(void)fd;
+	(void)what;
+	if (p->paused_until_ms <= util_wall_ms())
+		p->suspended = false;
+	sched_path_kick(p);
+}
+
+unsigned
+sched_limit_conns(const struct sched_path *p)
+{
+	unsigned lim = p->cfg->max_connections;
+
+	/* Backed off: fewer connections (halved per level, at least 1). */
+	if (p->backoff_level > 0)
+		lim >>= p->backoff_level;
+	return lim == 0 ? 1 : lim;
+}
+
+/* May P send one more message now (rate limits)?  If not, when. */
+bool
+sched_limit_rate_ok(struct sched_path *p, int64_t now, int64_t *when)
+{
+	if (p->next_send_ms > now) {
+		*when = p->next_send_ms;
+		return false;
+	}
+	if (p->next_send_hour_ms > now) {
+		*when = p->next_send_hour_ms;
+		return false;
+	}
+	return true;
+}
+
+void
+sched_limit_rate_take(struct sched_path *p, int64_t now)
+{
+	const struct conf_destination *cfg = p->cfg;
+
+	/* Smooth spacing: N per minute is one every 60/N s. */
+	if (cfg->max_messages_per_minute > 0)
+		p->next_send_ms =
+		    (p->next_send_ms > now ? p->next_send_ms : now) +
+		    60000 / cfg->max_messages_per_minute;
+	if (cfg->max_messages_per_hour > 0)
+		p->next_send_hour_ms =
+		    (p->next_send_hour_ms > now ? p->next_send_hour_ms : now) +
+		    3600000 / cfg->max_messages_per_hour;
+}

@@ -1,0 +1,416 @@
+/*
+ * sched_msg.c — queued messages in memory: the stubs and their id map,
+ * holds, the retry heap and its timer, the queue writes that follow every
+ * change, and the DSNs a round's failures call for.
+ *
+ * Owns: every struct sched_msg (freed here, once no write is in flight).
+ * Must not: keep a message's due time in memory apart from its schedule
+ * entry on disk (every move is written).  Delivery loop thread, but for
+ * the writer thread's completions (posted back to the loop).
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "mta/core/log.h"
+#include "mta/core/loop.h"
+#include "mta/core/util.h"
+#include "mta/deliver/bounce.h"
+#include "mta/deliver/sched_int.h"
+
+#define SCHED_ROUND_BATCH 2000 /* rounds started per loop turn */
+
+static char *
+sched_strdup(const char *s)
+{
+	return s == NULL ? NULL : strdup(s);
+}
+
+/* Deep copy of SRC into DST.  0 or -1 (DST then cleared). */
+static int
+sched_env_copy(struct queue_envelope *dst, const struct queue_envelope *src)
+{
+	uint32_t i;
+
+	*dst = *src;
+	dst->sender = sched_strdup(src->sender);
+	dst->user = sched_strdup(src->user);
+	dst->client = sched_strdup(src->client);
+	dst->helo = sched_strdup(src->helo);
+	dst->rcpts = calloc(src->nrcpts ? src->nrcpts : 1, sizeof(*dst->rcpts));
+	if (dst->rcpts == NULL || (src->sender && !dst->sender)) {
+		dst->nrcpts = 0;
+		queue_envelope_clear(dst);
+		return -1;
+	}
+	for (i = 0; i < src->nrcpts; i++) {
+		dst->rcpts[i] = src->rcpts[i];
+		dst->rcpts[i].addr = sched_strdup(src->rcpts[i].addr);
+		dst->rcpts[i].last_reply =
+		    sched_strdup(src->rcpts[i].last_reply);
+		if (dst->rcpts[i].addr == NULL) {
+			queue_envelope_clear(dst);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+struct sched_msg *
+sched_msg_new(uint64_t id, int64_t due)
+{
+	struct sched_msg *m = calloc(1, sizeof(*m));
+
+	if (m != NULL) {
+		m->id = id;
+		m->due_ms = due;
+		m->heap_idx = UINT32_MAX;
+		if (idmap_put(&sched.ids, id, m) != 0) {
+			free(m);
+			return NULL;
+		}
+		sched.nmsgs++;
+	}
+	return m;
+}
+
+void
+sched_msg_free(struct sched_msg *m)
+{
+	idmap_del(&sched.ids, m->id);
+	if (m->flags & SM_HELD)
+		sched.nheld--;
+	if (m->flags & SM_CORRUPT)
+		sched.ncorrupt--;
+	free(m);
+	sched.nmsgs--;
+}
+
+/* A held message waits here, outside the heap, until released. */
+void
+sched_msg_hold(struct sched_msg *m)
+{
+	if (!(m->flags & SM_HELD)) {
+		m->flags |= SM_HELD;
+		sched.nheld++;
+	}
+}
+
+/* Undo sched_msg_hold() (and a hold for a damaged record). */
+void
+sched_msg_unhold(struct sched_msg *m)
+{
+	if (m->flags & SM_HELD) {
+		m->flags &= ~SM_HELD;
+		sched.nheld--;
+	}
+	if (m->flags & SM_CORRUPT) {
+		m->flags &= ~SM_CORRUPT;
+		sched.ncorrupt--;
+	}
+}
+
+/* Attempt M again in MS, the schedule index on disk moved along (the due
+ * time in memory is the key of M's entry there, so they must not part). */
+void
+sched_msg_retry_later(struct sched_msg *m, int64_t ms)
+{
+	int64_t old = m->due_ms;
+
+	m->due_ms = util_wall_ms() + ms;
+	sched_write_resched(m, old, false);
+	sched_msg_due(m);
+}
+
+/* The retry heap (min-heap on due_ms, sched_heap.c) ------------------- */
+
+void
+sched_retry_arm(void)
+{
+	if (sched.heap.n == 0 || sched.stopping) {
+		evtimer_del(sched.retry_timer);
+		return;
+	}
+	sched_timer_ms(sched.retry_timer,
+		       sched.heap.v[0]->due_ms - util_wall_ms());
+}
+
+/* M is due at M->due_ms: into the heap, the timer moved if it comes first. */
+void
+sched_msg_due(struct sched_msg *m)
+{
+	if (m->heap_idx != UINT32_MAX)
+		return;
+	if (sched_heap_push(&sched.heap, m) != 0)
+		panic("out of memory growing the retry heap");
+	if (m->heap_idx == 0)
+		sched_retry_arm();
+}
+
+/* Start the rounds that are due, as far as SCHED_MAX_ACTIVE allows. */
+void
+sched_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	int64_t now = util_wall_ms();
+	unsigned n = 0;
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	while (sched.heap.n > 0 && sched.heap.v[0]->due_ms <= now &&
+	       n++ < SCHED_ROUND_BATCH && !sched.stopping &&
+	       sched.nactive + sched.nloading < SCHED_MAX_ACTIVE)
+		sched_round_start(sched_heap_pop(&sched.heap));
+	if (sched.heap.n > 0 && sched.heap.v[0]->due_ms <= now &&
+	    sched.nactive + sched.nloading < SCHED_MAX_ACTIVE)
+		sched_timer_ms(sched.retry_timer, 0); /* yield, then go on */
+	else if (sched.heap.n > 0 && sched.heap.v[0]->due_ms <= now)
+		; /* a settling round re-arms (sched_retry_wake) */
+	else
+		sched_retry_arm();
+}
+
+/* A round ended (or a load failed): room for a due one. */
+void
+sched_retry_wake(void)
+{
+	if (!sched.stopping && sched.heap.n > 0 &&
+	    sched.heap.v[0]->due_ms <= util_wall_ms() &&
+	    sched.nactive + sched.nloading < SCHED_MAX_ACTIVE)
+		sched_timer_ms(sched.retry_timer, 0);
+}
+
+/* Queue writes -------------------------------------------------------- */
+
+/* A queue write in flight: its op, and the message it is about (NULL for a
+ * DSN, which becomes a message of its own once committed). */
+struct sched_write {
+	struct queue_op *op;
+	struct sched_msg *msg;
+};
+
+static void sched_write_done(void *arg);
+
+/* Writer thread: the completion goes back to the loop. */
+static void
+sched_write_done_cb(struct queue_op *op, int status, void *arg)
+{
+	(void)op;
+	(void)status;
+	loop_post(sched.loop, sched_write_done, arg);
+}
+
+/* Submit OP (taken) about M (NULL: a DSN): counted in flight until its
+ * completion.  0, or -1 when out of memory (OP is still the caller's). */
+static int
+sched_write_submit(struct sched_msg *m, struct queue_op *op)
+{
+	struct sched_write *w = calloc(1, sizeof(*w));
+
+	if (w == NULL)
+		return -1;
+	w->op = op;
+	w->msg = m;
+	if (m != NULL)
+		m->writes++;
+	sched.writes++;
+	queue_submit(sched.queue, op, sched_write_done_cb, w);
+	return 0;
+}
+
+/* A write is committed (or failed): a DSN joins the queue; a message whose
+ * last write this was and that is gone is freed. */
+static void
+sched_write_done(void *arg)
+{
+	struct sched_write *w = arg;
+	struct sched_msg *m = w->msg;
+	struct queue_op *op = w->op;
+	char qid[QUEUE_ID_HEX_BYTES];
+
+	sched.writes--;
+	free(w);
+	queue_id_format(op->env.id, qid);
+	if (op->kind == QOP_INSERT) {
+		if (op->status != 0) {
+			log_warnx("DSN %s could not be queued: %s", qid,
+				  op->err);
+			queue_op_free(op);
+		} else {
+			log_info("%s DSN queued", qid);
+			sched_message_add(op);
+		}
+		sched_maybe_stop();
+		return;
+	}
+	if (op->status != 0)
+		log_warnx("%s queue write failed: %s (the message stays as "
+			  "it was on disk and is retried)",
+			  qid, op->err);
+	if (m != NULL) {
+		m->writes--;
+		if ((m->flags & SM_DELETED) && m->writes == 0 &&
+		    !(m->flags & SM_LOADING) && m->r == NULL)
+			sched_msg_free(m);
+	}
+	queue_op_free(op);
+	sched_maybe_stop();
+}
+
+void
+sched_write(struct sched_msg *m, enum queue_op_kind kind, int64_t old_due)
+{
+	struct queue_op *op = queue_op_new(kind);
+
+	if (op == NULL || sched_env_copy(&op->env, &m->r->env) != 0)
+		goto oom;
+	op->old_due_ms = old_due;
+	/* A settle gates no reply: it may share the next commit.  A crash
+	 * before then delivers the message again (at least once). */
+	op->lazy = true;
+	if (sched_write_submit(m, op) == 0)
+		return;
+oom:
+	/* The state stays as it is on disk: the message is retried from
+	 * there after a restart.  Better than crashing. */
+	log_warnx("out of memory writing a queue update");
+	if (op != NULL)
+		queue_op_free(op);
+}
+
+/* A change of M's schedule entry alone (QOP_RESCHED, QOP_DELETE: no
+ * envelope): M's due time, FLAGS, OLD_DUE its entry's key.  0, or -1 when
+ * out of memory (nothing written). */
+static int
+sched_write_entry(struct sched_msg *m, enum queue_op_kind kind, int64_t old_due,
+		  unsigned flags)
+{
+	struct queue_op *op = queue_op_new(kind);
+
+	if (op != NULL) {
+		op->env.id = m->id;
+		op->env.next_attempt_ms = m->due_ms;
+		op->env.flags = flags;
+		op->old_due_ms = old_due;
+		if (sched_write_submit(m, op) == 0)
+			return 0;
+		queue_op_free(op);
+	}
+	log_warnx("out of memory writing a queue change");
+	return -1;
+}
+
+void
+sched_write_resched(struct sched_msg *m, int64_t old_due, bool held)
+{
+	(void)sched_write_entry(m, QOP_RESCHED, old_due,
+				held ? QUEUE_F_HELD : 0);
+}
+
+void
+sched_write_delete(struct sched_msg *m)
+{
+	if (sched_write_entry(m, QOP_DELETE, 0, 0) == 0)
+		m->flags |= SM_DELETED;
+}
+
+/* DSNs ---------------------------------------------------------------- */
+
+/* Queue a DSN for the recipients of M that failed this round. */
+void
+sched_dsn(struct sched_msg *m)
+{
+	struct bounce_rcpt *br;
+	char(*st)[12] = NULL;
+	struct bounce_input in;
+	struct queue_op *op;
+	char qid[QUEUE_ID_HEX_BYTES];
+	int64_t now = util_wall_ms();
+	unsigned i;
+
+	if (m->r->env.sender == NULL || m->r->env.sender[0] == '\0' ||
+	    (m->r->env.flags & QUEUE_F_DSN) || m->r->nbounced == 0)
+		return;
+	br = calloc(m->r->nbounced, sizeof(*br));
+	st = calloc(m->r->nbounced, sizeof(*st));
+	if (br == NULL || st == NULL) {
+		free(br);
+		free(st);
+		return;
+	}
+	queue_id_format(m->id, qid);
+	for (i = 0; i < m->r->nbounced; i++) {
+		const struct queue_rcpt *r = &m->r->env.rcpts[m->r->bounced[i]];
+		const char *text = r->last_reply ? r->last_reply : "";
+
+		br[i].addr = r->addr;
+		br[i].code = r->last_code >= 200 ? r->last_code : 0;
+		br[i].diag = text;
+		br[i].remote_mta =
+		    m->r->remote ? m->r->remote[m->r->bounced[i]] : NULL;
+		/* The status: the reply's enhanced code (ours when there
+		 * was no reply), else by state. */
+		br[i].status = r->state == QR_EXPIRED ? "4.4.7" : "5.0.0";
+		if (outcome_enhanced(r->last_code >= 200      ? r->last_code
+				     : r->state == QR_EXPIRED ? 400
+							      : 500,
+				     text, st[i]))
+			br[i].status = st[i];
+	}
+	memset(&in, 0, sizeof(in));
+	in.hostname = sched.conf->hostname;
+	in.qid = qid;
+	in.sender = m->r->env.sender;
+	in.arrival_ms = m->r->env.created_ms;
+	in.rcpts = br;
+	in.nrcpts = m->r->nbounced;
+	if (m->r->body != NULL) {
+		in.headers = m->r->body;
+		in.headers_len = bounce_headers_len(m->r->body, m->r->body_len);
+	}
+	in.reason =
+	    m->r->env.rcpts[m->r->bounced[0]].state == QR_EXPIRED
+		? "delivery was given up after the maximum time in the queue"
+		: "the receiving server refused it permanently";
+	op = queue_op_new(QOP_INSERT);
+	if (op == NULL || bounce_dsn_build(&in, &op->body, &op->body_len) != 0)
+		goto oom;
+	free(br);
+	br = NULL;
+	free(st);
+	st = NULL;
+	op->env.id = queue_id_next(sched.queue);
+	op->env.created_ms = op->env.next_attempt_ms = now;
+	op->env.flags = QUEUE_F_DSN;
+	for (i = 0; m->r->env.sender[i] != '\0'; i++)
+		if ((unsigned char)m->r->env.sender[i] >= 0x80)
+			op->env.flags |= QUEUE_F_SMTPUTF8 | QUEUE_F_8BITMIME;
+	for (i = 0; i < op->body_len; i++)
+		if (op->body[i] >= 0x80) {
+			/* The original headers may be 8-bit. */
+			op->env.flags |= QUEUE_F_8BITMIME;
+			break;
+		}
+	op->env.size = op->body_len;
+	op->env.sender = strdup("");
+	op->env.client = strdup("127.0.0.1");
+	op->env.helo = strdup(sched.conf->hostname);
+	op->env.rcpts = calloc(1, sizeof(*op->env.rcpts));
+	if (op->env.sender == NULL || op->env.client == NULL ||
+	    op->env.helo == NULL || op->env.rcpts == NULL)
+		goto oom;
+	op->env.nrcpts = 1;
+	if ((op->env.rcpts[0].addr = strdup(m->r->env.sender)) == NULL ||
+	    sched_write_submit(NULL, op) != 0)
+		goto oom;
+	return;
+oom:
+	log_warnx("%s out of memory building a DSN", qid);
+	free(br);
+	free(st);
+	if (op != NULL)
+		queue_op_free(op);
+}

@@ -1,0 +1,157 @@
+/*
+ * smtp_client.h — the outbound SMTP client's interface: one connection to
+ * one of a target's hosts, running transactions (jobs) its owner hands it,
+ * and reporting through three callbacks.  The client knows nothing of who
+ * owns it (the scheduler, or a test): what it needs comes in these plain
+ * structs, what it learned goes back in the job.
+ *
+ * Every function and callback runs on the thread of the event base given in
+ * struct smtp_client_env (the delivery loop); nothing here is locked.
+ */
+#ifndef OUTPOST_MTA_SMTP_CLIENT_H
+#define OUTPOST_MTA_SMTP_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <openssl/ssl.h>
+
+#include "conf/conf.h"
+#include "mta/core/scrub.h"
+#include "mta/deliver/outcome.h"
+
+struct event_base;
+struct dns_resolver;
+struct smtp_client;
+
+/* What every client of one loop shares; must outlive them. */
+struct smtp_client_env {
+	struct event_base *base;
+	struct dns_resolver *dns;     /* NULL: only IP-literal hosts work */
+	SSL_CTX *ssl_ctx;             /* set up by smtp_client_tls_init() */
+	bool loopback_only;           /* refuse any other destination address */
+	unsigned connect_timeout_ms;  /* TCP connect, and the TLS handshake */
+	unsigned greeting_timeout_ms; /* for the 220 */
+	unsigned command_timeout_ms;  /* EHLO, MAIL, RCPT, DATA, QUIT, … */
+	unsigned data_timeout_ms;     /* for the reply to the final "." */
+	unsigned idle_timeout_ms;     /* a parked connection (_park) */
+};
+
+/*
+ * One host of a target.  The owner keeps it (and NAME) alive while any
+ * client of the target is; the client writes the two TLS fields, which
+ * carry what it learned to the next connection to this host.
+ */
+struct smtp_client_host {
+	char *name; /* MX host name, or an IP literal ("127.0.0.1", "[::1]") */
+	/* tls=may: STARTTLS failed, go in clear until (util_mono_ms) */
+	int64_t notls_until_ms;
+	SSL_SESSION *session; /* for resumption; the owner frees it */
+};
+
+/* Where a connection goes and how: copied by smtp_client_new(), but for
+ * HOSTS (see struct smtp_client_host). */
+struct smtp_client_target {
+	struct smtp_client_host *hosts; /* in preference order */
+	unsigned nhosts;
+	unsigned port;
+	const char *ehlo; /* the name we greet with (kept by the owner) */
+	struct sockaddr_storage source; /* the address to bind, if has_source */
+	bool has_source;
+	enum conf_tls_policy tls;
+	/* the attempt's bounds (Postfix smtp_mx_address_limit,
+	 * smtp_mx_session_limit): addresses tried, sessions opened, and the
+	 * time by which a session must be usable */
+	unsigned max_mx_addresses, max_mx_sessions, attempt_timeout_ms;
+};
+
+/* One recipient's result, filled by the client. */
+struct smtp_client_result {
+	enum outcome_stage stage; /* the command the reply answered */
+	int code; /* 0 = no reply (connection failure, timeout) */
+	char *
+	    text; /* the reply text (malloc'd, the owner frees) or our reason */
+};
+
+/*
+ * One transaction: the owner fills the first part and keeps every pointer
+ * alive until the done callback; the client fills RES (NRCPT entries, zeroed
+ * by the owner) and the second part before it calls done.
+ */
+struct smtp_client_job {
+	const char *sender;
+	const char *const *rcpts; /* NRCPT addresses */
+	unsigned nrcpt;
+	const uint8_t *body; /* the message, CRLF lines, not dot-stuffed */
+	size_t body_len;
+	bool smtputf8, eightbit; /* what the message needs of the server */
+	/* names SENDER and RCPTS to the address scrubber (mta/core/scrub.h)
+	 * for diagnostics about the transaction; n = 0: none */
+	struct scrub_ctx scrub;
+	struct smtp_client_result *res;
+	/* filled by the client */
+	char remote[300]; /* "host[ip]:port" that answered */
+	char tls[100];    /* "TLSv1.3 TLS_AES_256_GCM_SHA384 verified" or "" */
+	char mx_host[256], mx_ip[48], source[48];
+	char tls_version[16], tls_cipher[64];
+	int tls_verified; /* -1: no TLS */
+};
+
+/*
+ * The owner's callbacks (ARG as given to smtp_client_new), never called
+ * from within smtp_client_new():
+ *   ready   C is connected and idle: give it a job (smtp_client_send), or
+ *           tell it to go (smtp_client_quit) or wait (smtp_client_park);
+ *   done    C finished JOB: every recipient has its result in JOB->res;
+ *   closed  C is gone (free after this returns: forget it).  FAILED: it
+ *           never became usable (every host failed), and STAGE, CODE and
+ *           TEXT (NULL if none) say why the last host failed.
+ */
+struct smtp_client_cb {
+	void (*ready)(struct smtp_client *c, void *arg);
+	void (*done)(struct smtp_client *c, struct smtp_client_job *job,
+		     void *arg);
+	void (*closed)(struct smtp_client *c, bool failed,
+		       enum outcome_stage stage, int code, const char *text,
+		       void *arg);
+};
+
+/*
+ * smtp_client_new — open a connection to TARGET's hosts in order (the
+ * first that gives a usable session wins), starting on the next loop turn.
+ * ENV and CB must outlive the client.  Returns NULL when out of memory
+ * (nothing is called back then).
+ */
+struct smtp_client *smtp_client_new(const struct smtp_client_env *env,
+				    const struct smtp_client_target *target,
+				    const struct smtp_client_cb *cb, void *arg);
+
+/* smtp_client_tls_init — set CTX (a client context) up to keep each host's
+ * TLS session for resumption (struct smtp_client_host.session).  Once, at
+ * start, before any client uses CTX. */
+void smtp_client_tls_init(SSL_CTX *ctx);
+
+/* smtp_client_send — run JOB on C (after ready); done follows. */
+void smtp_client_send(struct smtp_client *c, struct smtp_client_job *job);
+
+/* smtp_client_quit — QUIT and close C (after ready, or idle while parked);
+ * closed follows. */
+void smtp_client_quit(struct smtp_client *c);
+
+/* smtp_client_park — keep idle C for reuse: nothing happens until the owner
+ * sends or quits, or idle_timeout passes (then it quits itself). */
+void smtp_client_park(struct smtp_client *c);
+
+/* smtp_client_msgs — transactions started on C so far. */
+unsigned smtp_client_msgs(const struct smtp_client *c);
+
+/* smtp_client_abort — close C at once (shutdown deadline); the job in
+ * flight, if any, is reported done with code 0 (deferred), then closed. */
+void smtp_client_abort(struct smtp_client *c);
+
+/* smtp_client_abort_all — smtp_client_abort() every client alive. */
+void smtp_client_abort_all(void);
+
+#endif

@@ -19,6 +19,7 @@
 #include "mta/control/control_int.h"
 #include "mta/core/htab.h"
 #include "mta/core/json.h"
+#include "mta/deliver/delivery.h"
 #include "mta/deliver/outcome.h"
 #include "mta/core/util.h"
 
@@ -108,20 +109,6 @@ cv_sum_tab_free(struct cv_sum_tab *t)
 	t->ready = false;
 }
 
-/* When did the last attempt of a recipient with ATTEMPTS end, given that
- * the next one is due at DUE_MS?  The retry interval before it, taken
- * back (jitter aside). */
-static int64_t
-cv_attempt_at(const struct conf *conf, int64_t due_ms, unsigned attempts)
-{
-	size_t n = conf->delivery.nretry_intervals, k;
-
-	if (attempts == 0 || n == 0)
-		return due_ms;
-	k = attempts < n ? attempts - 1 : n - 1;
-	return due_ms - (int64_t)conf->delivery.retry_intervals_ms[k];
-}
-
 static int
 cv_sum_cb(const struct queue_envelope *env, void *arg)
 {
@@ -168,7 +155,10 @@ cv_sum_cb(const struct queue_envelope *env, void *arg)
 			s->oldest_ms = env->created_ms;
 		if (r->last_code == 0 && r->last_reply == NULL)
 			continue; /* never tried yet */
-		at = cv_attempt_at(p->c->conf, due, r->attempts);
+		at = r->attempts == 0
+			 ? due
+			 : due - (int64_t)sched_retry_interval_ms(
+				     &p->c->conf->delivery, r->attempts);
 		if (!s->has_err || at > s->err_at_ms) {
 			s->has_err = true;
 			s->err_at_ms = at;

@@ -44,6 +44,17 @@ struct sched_config {
 int sched_init(const struct sched_config *sc, char *err, size_t errlen);
 /* sched_start — post the start-up work (load the queue) to the loop. */
 void sched_start(void);
+/* The wait after an attempt when delivery.retry_intervals is empty. */
+#define SCHED_RETRY_DEFAULT_MS 300000
+/*
+ * sched_retry_interval_ms — the retry schedule: how long a recipient that
+ * has had ATTEMPTS attempts waits before the next one, before jitter
+ * (delivery.retry_intervals, its last interval repeated).  The one place the
+ * schedule is read: the scheduler adds jitter to it, the queue summary takes
+ * it back from a due time to date the last attempt.  Pure; any thread.
+ */
+uint64_t sched_retry_interval_ms(const struct conf_delivery *d,
+				 unsigned attempts);
 /* sched_message_add — a message just committed (QOP_INSERT done): the
  * scheduler takes OP (envelope and body) and frees it.  Any thread. */
 void sched_message_add(struct queue_op *op);

@@ -85,19 +85,27 @@ sched_round_free(struct sched_msg *m)
 	sched.nactive--;
 }
 
+uint64_t
+sched_retry_interval_ms(const struct conf_delivery *d, unsigned attempts)
+{
+	size_t k;
+
+	if (d->nretry_intervals == 0)
+		return SCHED_RETRY_DEFAULT_MS;
+	k = attempts == 0 ? 0 : attempts - 1;
+	if (k >= d->nretry_intervals)
+		k = d->nretry_intervals - 1;
+	return d->retry_intervals_ms[k];
+}
+
+/* The wait before the next attempt: the schedule's interval, ± jitter. */
 static uint64_t
 sched_round_delay_ms(unsigned attempts)
 {
 	const struct conf_delivery *d = &sched.conf->delivery;
 	uint64_t base, jit;
-	size_t k;
 
-	if (d->nretry_intervals == 0)
-		return 300000;
-	k = attempts == 0 ? 0 : attempts - 1;
-	if (k >= d->nretry_intervals)
-		k = d->nretry_intervals - 1;
-	base = d->retry_intervals_ms[k];
+	base = sched_retry_interval_ms(d, attempts);
 	if (d->retry_jitter_pct == 0 || base < 10)
 		return base;
 	/* ± jitter%, so retries of a burst do not come back as a burst. */

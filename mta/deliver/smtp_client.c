@@ -222,6 +222,14 @@ sc_close_socket(struct smtp_client *c)
 		if (c->tls &&
 		    (ssl = bufferevent_openssl_get_ssl(c->bev)) != NULL)
 			(void)SSL_shutdown(ssl);
+		/* Before the plain phase's descriptor (ours, not the
+		 * bufferevent's) is closed below, take it from the
+		 * bufferevent: freed inside its own callback, a bufferevent
+		 * is finalized after the callback returns, and its epoll
+		 * change would then hit a closed descriptor — or the next
+		 * connection's, which may already have the same number. */
+		if (c->fd >= 0)
+			(void)bufferevent_setfd(c->bev, -1);
 		bufferevent_free(c->bev);
 		c->bev = NULL;
 	}

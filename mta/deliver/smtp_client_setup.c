@@ -420,7 +420,10 @@ sc_tls_begin(struct smtp_client *c)
 		SSL_set_session(ssl, h->session);
 	SSL_set_app_data(ssl, c); /* for sc_tls_session_cb */
 	/* Anything the server sent after 220 and before the handshake is
-	 * dropped with the plain bufferevent (mirror of CVE-2011-0411). */
+	 * dropped with the plain bufferevent (mirror of CVE-2011-0411).  The
+	 * descriptor is taken from it first, so that its finalization (after
+	 * this callback) leaves the TLS bufferevent's registration alone. */
+	(void)bufferevent_setfd(c->bev, -1);
 	bufferevent_free(c->bev);
 	c->bev = bufferevent_openssl_socket_new(c->env->base, c->fd, ssl,
 						BUFFEREVENT_SSL_CONNECTING,

@@ -130,6 +130,9 @@ def open_to_daemon(path):
 
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
                    "runtime error:", "SUMMARY: UndefinedBehaviorSanitizer")
+# libevent's own warnings and errors (its default log: "[warn] …" on
+# stderr), e.g. an epoll change on a closed descriptor: each is a defect.
+LIBEVENT_MARKS = ("\n[warn] ", "\n[err] ")
 
 
 class Daemon:
@@ -231,6 +234,11 @@ class Daemon:
             if mark in text:
                 raise TestFailure("sanitizer report in outpostd log:\n"
                                   + text[text.index(mark) - 200:][:4000])
+        text = "\n" + text
+        for mark in LIBEVENT_MARKS:
+            if mark in text:
+                raise TestFailure("libevent complained in outpostd log:\n"
+                                  + text[text.index(mark) - 200:][:2000])
 
     def __enter__(self):
         return self.start()

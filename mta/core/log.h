@@ -56,8 +56,8 @@ void log_panic(const char *func, const char *fmt, ...)
 /*
  * log_escape — copy peer text SRC (LEN bytes, may hold any byte) into DST as
  * printable ASCII: control and 8-bit bytes become \xNN, and everything
- * scrub_text() (mta/core/scrub.h) finds — address-shaped runs, and the local parts
- * of the calling thread's transaction (scrub_ctx_enter) — becomes
+ * scrub_text() (mta/core/scrub.h) finds — address-shaped runs, and the local
+ * parts of the calling thread's transaction (scrub_ctx_enter) — becomes
  * "<address>".  Scrubbing comes first, so a cut never leaves part of an
  * address.  DST is always NUL-terminated; output is cut with "…" when it
  * does not fit.  Returns DST.

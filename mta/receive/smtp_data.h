@@ -8,8 +8,8 @@
  * dot-stuffing (RFC 5321 4.5.2) and finds the end of data (CRLF.CRLF).  It
  * copies the body octets to keep into a buffer the caller gives: no
  * allocation, no I/O, no memory budget inside (the caller owns the buffer
- * and charges it, mta/receive/smtp_mem.h).  Feeding the input in one piece or in
- * any split gives the same state, output and result.
+ * and charges it, mta/receive/smtp_mem.h).  Feeding the input in one piece or
+ * in any split gives the same state, output and result.
  *
  * Thread: none of its own; a state belongs to one session.
  */

@@ -1,9 +1,9 @@
 /*
- * addr_fuzz.c — libFuzzer harness: SMTP path parsing (mta/receive/addr.c) and the
- * log escaper/address scrubber (mta/core/log.c) on arbitrary bytes.  Invariants
- * checked: the parser never reads past the NUL, a parsed mailbox fits its
- * buffer, and log_escape() output is NUL-terminated printable ASCII with no
- * '@' left in it.
+ * addr_fuzz.c — libFuzzer harness: SMTP path parsing (mta/receive/addr.c) and
+ * the log escaper/address scrubber (mta/core/log.c) on arbitrary bytes.
+ * Invariants checked: the parser never reads past the NUL, a parsed mailbox
+ * fits its buffer, and log_escape() output is NUL-terminated printable ASCII
+ * with no '@' left in it.
  */
 #include <stddef.h>
 #include <stdint.h>

@@ -1,8 +1,8 @@
 /*
- * smtp_data_fuzz.c — libFuzzer harness for mta/receive/smtp_data.c, the DATA/BDAT
- * scanner, on untrusted message octets.  The first 4 octets choose the mode
- * (DATA or BDAT), the size limit, the caller's header size and a seed; the
- * rest is the input.  Property: fed in one piece and fed in pieces of
+ * smtp_data_fuzz.c — libFuzzer harness for mta/receive/smtp_data.c, the
+ * DATA/BDAT scanner, on untrusted message octets.  The first 4 octets choose
+ * the mode (DATA or BDAT), the size limit, the caller's header size and a seed;
+ * the rest is the input.  Property: fed in one piece and fed in pieces of
  * random sizes (from the seed) into output buffers of random room, the
  * scanner gives the same result, octets consumed, body, flags and state;
  * it consumes no more than given, writes no more than the room, reads no

@@ -4,7 +4,8 @@
  * t/unit/dns_fake_server.py (per-record TTLs, SOA, SERVFAIL, silence,
  * garbage) and dnsmasq when installed (t/unit/dns_fixture.c; tests skip
  * without it).  Never the system resolver: every resolver here has
- * loopback_only or an explicit loopback server.  The cache clock is driven through dns/resolver_int.h.
+ * loopback_only or an explicit loopback server.  The cache clock is driven
+ * through dns/resolver_int.h.
  *
  * `dns_test --corpus DIR` writes the seed corpus of t/fuzz/dns_fuzz.c: the
  * raw answers of both servers plus the hand-made packets below.

@@ -1,8 +1,8 @@
 /*
- * smtp_data_test.c — the DATA/BDAT scanner (mta/receive/smtp_data.c), table-driven:
- * each row's input is fed in one piece, split in two at every octet, one
- * octet at a time, and with a one-octet output buffer; every way must give
- * the row's result, octets consumed, body kept and flags.
+ * smtp_data_test.c — the DATA/BDAT scanner (mta/receive/smtp_data.c),
+ * table-driven: each row's input is fed in one piece, split in two at every
+ * octet, one octet at a time, and with a one-octet output buffer; every way
+ * must give the row's result, octets consumed, body kept and flags.
  */
 #include <setjmp.h>
 #include <stdarg.h>

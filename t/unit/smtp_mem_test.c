@@ -1,7 +1,7 @@
 /*
- * smtp_mem_test.c — the body memory budget (mta/receive/smtp_mem.c): first come,
- * first served; memory given back goes to the oldest waiter; a budget held
- * only by waiters is unblocked by refusing the newest; cancels.
+ * smtp_mem_test.c — the body memory budget (mta/receive/smtp_mem.c): first
+ * come, first served; memory given back goes to the oldest waiter; a budget
+ * held only by waiters is unblocked by refusing the newest; cancels.
  */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -245,9 +245,17 @@ def check_cli(src, build):
             cmds.append(m.groups())
     if len(cmds) < 10:
         fail("outpost --help: only %d commands found" % len(cmds))
+    # The item of the command itself (.It Ic, or the .Ic line that opens an
+    # .It Xo), not a mention in text nor a row of the RIGHTS table
+    # (.It Ic ... Ta ...).
+    lines = page.splitlines()
+    heads = [lines[i + 1] if ln.strip() == ".It Xo" else ln
+             for i, ln in enumerate(lines[:-1])
+             if ln.startswith(".It ") and " Ta " not in ln]
+    items = "\n".join(heads)
     for cmd, sub in cmds:
         words = cmd if sub is None else cmd + r"\s+" + sub
-        if not re.search(r"^\.(?:It\s+)?Ic\s+" + words + r"(?:\s|$)", page,
+        if not re.search(r"^\.(?:It\s+)?Ic\s+" + words + r"(?:\s|$)", items,
                          re.M):
             fail("outpost.8: command `%s` of outpost --help is not "
                  "documented (.It Ic %s)" % (" ".join(filter(None, (cmd,

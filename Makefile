@@ -5,14 +5,15 @@ JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
 # Debian 12 packages: build, libraries, and the real peers the tests use
-# (prometheus for promtool only: its service is kept from starting).
+# (prometheus for promtool only: its service is kept from starting; mandoc
+# for the man pages' lint in unit/man).
 PACKAGES = python3-lmdb build-essential cmake pkg-config clang libclang-rt-14-dev \
 	libevent-dev libssl-dev openssl libopendkim-dev libc-ares-dev \
 	libsodium-dev liblmdb-dev lmdb-utils libconfuse-dev libpsl-dev libidn2-dev \
 	publicsuffix libcmocka-dev \
 	python3 python3-aiosmtpd python3-dkim python3-nacl \
 	libmail-dkim-perl libcryptx-perl libnet-dns-perl python3-dnspython \
-	swaks dnsmasq-base procps iproute2 curl prometheus
+	swaks dnsmasq-base procps iproute2 curl prometheus mandoc
 
 .PHONY: all deps build test demo bench install fuzz clean format
 

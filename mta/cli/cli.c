@@ -1,9 +1,9 @@
 /*
  * cli.c — `outpost`: main, the command table (cli_cmds[]; options in
  * cli_opts[]), usage, setup (which configuration: cli_conf_find), and the
- * client of the daemon's control socket
- * (connect, send one line, read or stream the answer); the commands live
- * in one file per family (cli_int.h).  Exit: 0 ok, 1 error, 2 usage.
+ * client of the daemon's control socket (connect, send one line, read or
+ * stream the answer); the commands live in one file per family
+ * (cli_int.h).  Exit: 0 ok, 1 error, 2 usage.
  * Must not: open the queue or its key — every view (computed by outpostd:
  * mta/control/control_view.c) and every change goes through the control
  * socket, which checks the caller's rights; create keys; or print an

@@ -61,17 +61,29 @@ static struct smtp_server_listener *listeners;
 static struct event_base *main_base;
 static int shutting_down;
 
+/* Long options; --version has no short form (-v is verbose). */
+#define MAIN_OPT_VERSION 256
+static const struct option main_long_opts[] = {
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, MAIN_OPT_VERSION },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* The usage text on F; exit with STATUS (0: asked for, 2: a bad command
+ * line). */
 static void
-usage(void)
+usage(FILE *f, int status)
 {
-	fprintf(
-	    stderr,
-	    "usage: outpostd [-t] [-v] [-T trace] [-c file]\n"
-	    "  -c file   configuration (default: embedded defaults)\n"
-	    "  -t        check the configuration and exit\n"
-	    "  -v        verbose (debug) diagnostics\n"
-	    "  -T list   trace: smtp,queue,dns,tls,auth (comma separated)\n");
-	exit(2);
+	fprintf(f, "usage: outpostd [-t] [-v] [-T trace] [-c file]\n"
+		   "       outpostd --help | --version\n"
+		   "  -c file    configuration (default: embedded defaults)\n"
+		   "  -t         check the configuration and exit\n"
+		   "  -v         verbose (debug) diagnostics\n"
+		   "  -T list    trace: smtp,queue,dns,tls,auth,all (comma "
+		   "separated)\n"
+		   "  -h, --help print this and exit\n"
+		   "  --version  print the version and exit\n");
+	exit(status);
 }
 
 static unsigned
@@ -302,7 +314,8 @@ main(int argc, char *argv[])
 	size_t j;
 	int ch;
 
-	while ((ch = getopt(argc, argv, "c:tvT:h")) != -1) {
+	while ((ch = getopt_long(argc, argv, "c:tvT:h", main_long_opts,
+				 NULL)) != -1) {
 		switch (ch) {
 		case 'c':
 			file = optarg;
@@ -316,12 +329,18 @@ main(int argc, char *argv[])
 		case 'T':
 			trace = parse_trace(optarg);
 			break;
+		case 'h':
+			usage(stdout, 0);
+			break;
+		case MAIN_OPT_VERSION:
+			printf("outpostd %s\n", OUTPOST_VERSION);
+			return 0;
 		default:
-			usage();
+			usage(stderr, 2);
 		}
 	}
 	if (optind != argc)
-		usage();
+		usage(stderr, 2);
 	log_init(level, trace);
 	if (conf_load(&conf, file, err, sizeof(err)) != 0) {
 		fprintf(stderr, "%s\n", err);

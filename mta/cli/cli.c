@@ -1,14 +1,16 @@
 /*
  * cli.c — `outpost`: main, the command table (cli_cmds[]; options in
- * cli_opts[]), usage, setup, and the client of the daemon's control socket
- * (connect, send one line, read or stream the answer); the commands live
- * in one file per family (cli_int.h).  Exit: 0 ok, 1 error, 2 usage.
+ * cli_opts[]), usage, setup (which configuration: cli_conf_find), and the
+ * client of the daemon's control socket (connect, send one line, read or
+ * stream the answer); the commands live in one file per family
+ * (cli_int.h).  Exit: 0 ok, 1 error, 2 usage.
  * Must not: open the queue or its key — every view (computed by outpostd:
  * mta/control/control_view.c) and every change goes through the control
  * socket, which checks the caller's rights; create keys; or print an
  * e-mail address in clear.  One thread.
  */
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -37,6 +39,12 @@
 #define CLI_CTL_ANSWER_WAIT_MS 120000
 /* A socket not there yet: outpostd may be starting. */
 #define CLI_CTL_CONNECT_WAIT_MS 3000
+/* The configuration without -c or OUTPOST_CONF, when it exists (the
+ * packaged daemon's); a build for other paths may say another. */
+#ifndef CLI_CONF_SYSTEM
+#define CLI_CONF_SYSTEM "/etc/outpost/outpost.conf"
+#endif
+#define CLI_CONF_ENV "OUTPOST_CONF"
 
 /* What a command needs before it runs. */
 #define CLI_NEED_CONF     0x1u
@@ -191,9 +199,10 @@ cli_usage(FILE *f)
 	size_t i;
 
 	fprintf(f, "usage: outpost [-c FILE] COMMAND [ARGS]\n"
-		   "       outpost --help\n\n"
-		   "  -c FILE  configuration file (default: the embedded "
-		   "defaults, data under ./var)\n\ncommands:\n");
+		   "       outpost --help | --version\n\n"
+		   "  -c FILE  configuration file; without it: $" CLI_CONF_ENV
+		   ", else " CLI_CONF_SYSTEM " if it exists, else the "
+		   "embedded defaults (data under ./var)\n\ncommands:\n");
 	for (i = 0; i < CLI_NCMDS; i++)
 		fprintf(f, "  %s%s%s %s\n      %s\n", cli_cmds[i].name,
 			cli_cmds[i].sub != NULL ? " " : "",
@@ -225,16 +234,43 @@ cli_hash_key_load(struct cli *c)
 	return 0;
 }
 
+/*
+ * Which configuration C reads: -c FILE, else $OUTPOST_CONF (not empty),
+ * else CLI_CONF_SYSTEM unless it is absent, else the embedded defaults
+ * (c->conf_file NULL).  A system file that is there but cannot be looked
+ * at is still chosen, so that its error is said rather than the defaults
+ * quietly taken (they name another control socket).  *FROM: how the file
+ * was named, for messages ("" for -c).
+ */
+static void
+cli_conf_find(struct cli *c, const char **from)
+{
+	const char *env = getenv(CLI_CONF_ENV);
+	struct stat st;
+
+	*from = "";
+	if (c->conf_file != NULL)
+		return;
+	if (env != NULL && env[0] != '\0') {
+		c->conf_file = env;
+		*from = " (named by " CLI_CONF_ENV ")";
+	} else if (stat(CLI_CONF_SYSTEM, &st) == 0 ||
+		   (errno != ENOENT && errno != ENOTDIR))
+		c->conf_file = CLI_CONF_SYSTEM;
+}
+
 static int
 cli_setup(struct cli *c, unsigned needs)
 {
+	const char *from;
 	char err[1024];
 
 	if (needs & CLI_NEED_HASH_KEY)
 		needs |= CLI_NEED_CONF;
 	if (needs & CLI_NEED_CONF) {
+		cli_conf_find(c, &from);
 		if (conf_load(&c->conf, c->conf_file, err, sizeof(err)) != 0) {
-			cli_errx("%s", err);
+			cli_errx("%s%s", err, from);
 			return -1;
 		}
 	}
@@ -754,6 +790,10 @@ main(int argc, char *argv[])
 		    strcmp(argv[i], "-h") == 0) {
 			cli_usage(stdout);
 			return CLI_OK;
+		}
+		if (strcmp(argv[i], "--version") == 0) {
+			printf("outpost %s\n", OUTPOST_VERSION);
+			return fflush(stdout) == 0 ? CLI_OK : CLI_ERR;
 		}
 		if (strcmp(argv[i], "-c") == 0 && i + 1 == argc) {
 			cli_errx("option -c needs a FILE");

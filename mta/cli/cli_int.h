@@ -35,7 +35,8 @@
 #define CLI_SUSPEND_DEFAULT "1h"
 
 struct cli {
-	const char *conf_file; /* -c; NULL = embedded defaults */
+	const char *conf_file; /* -c, $OUTPOST_CONF or the system file;
+				  NULL = embedded defaults (cli.c) */
 	const struct cli_cmd *cmd;
 	struct conf *conf;
 	uint8_t hash_key[QUEUE_KEY_BYTES];

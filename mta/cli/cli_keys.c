@@ -211,6 +211,54 @@ cli_keys_txt_zone(const char *name, const char *value)
 	printf(" )\n");
 }
 
+/*
+ * The configuration block of DOMAIN after keygen: the new key (ALG, SEL,
+ * PATH) with the key of the other type that OLD (the domain's present
+ * section, or NULL) holds, so that the block printed replaces the present
+ * one whole; two blocks of the same title do not load.
+ */
+static void
+cli_keys_dkim_block_print(const char *domain, const struct conf_dkim *old,
+			  enum dkim_alg alg, const char *sel, const char *path)
+{
+	bool ed = alg == DKIM_ALG_ED25519_SHA256;
+	const char *rsa_sel = old != NULL ? old->selector : NULL;
+	const char *rsa_key = old != NULL ? old->rsa_key : NULL;
+	const char *ed_sel = old != NULL ? old->ed25519_selector : NULL;
+	const char *ed_key = old != NULL ? old->ed25519_key : NULL;
+	const char *replaced = ed ? ed_sel : rsa_sel;
+	const char *at = old == NULL               ? NULL
+			 : old->rsa_key_at != NULL ? old->rsa_key_at
+						   : old->ed25519_key_at;
+
+	if (old == NULL)
+		printf("# And in outpost.conf:\n");
+	else
+		printf("# And in outpost.conf, in place of the present dkim "
+		       "\"%s\" block (see %s):\n",
+		       domain, at != NULL ? at : "the configuration");
+	if (replaced != NULL)
+		printf("# (it replaces the %s key of selector \"%s\": keep "
+		       "that TXT record published while mail signed with "
+		       "it may still be on its way)\n",
+		       ed ? "Ed25519" : "RSA", replaced);
+	if (ed) {
+		ed_sel = sel;
+		ed_key = path;
+	} else {
+		rsa_sel = sel;
+		rsa_key = path;
+	}
+	printf("dkim \"%s\" {\n", domain);
+	if (rsa_key != NULL)
+		printf("\tselector = \"%s\"\n\trsa_key = \"%s\"\n", rsa_sel,
+		       rsa_key);
+	if (ed_key != NULL)
+		printf("\ted25519_selector = \"%s\"\n\ted25519_key = \"%s\"\n",
+		       ed_sel, ed_key);
+	printf("}\n");
+}
+
 int
 cli_keys_dkim_keygen(struct cli *c)
 {
@@ -218,6 +266,7 @@ cli_keys_dkim_keygen(struct cli *c)
 	enum dkim_alg alg =
 	    c->ed25519 ? DKIM_ALG_ED25519_SHA256 : DKIM_ALG_RSA_SHA256;
 	char path[PATH_MAX], name[600], err[600], *txt = NULL;
+	const struct conf_dkim *old;
 	FILE *f;
 	int rc;
 
@@ -261,15 +310,9 @@ cli_keys_dkim_keygen(struct cli *c)
 	       c->ed25519 ? "Ed25519" : "RSA", path);
 	printf("# Publish this DNS record:\n");
 	cli_keys_txt_zone(name, txt);
-	printf("# And in outpost.conf:\n");
-	if (c->ed25519)
-		printf("dkim \"%s\" { ed25519_selector = \"%s\" "
-		       "ed25519_key = \"%s\" }\n",
-		       domain, sel, path);
-	else
-		printf("dkim \"%s\" { selector = \"%s\" rsa_key = \"%s\" "
-		       "}\n",
-		       domain, sel, path);
+	old = conf_dkim_find(c->conf, domain);
+	cli_keys_dkim_block_print(old != NULL ? old->domain : domain, old, alg,
+				  sel, path);
 	free(txt);
 	return fflush(stdout) == 0 ? CLI_OK : CLI_ERR;
 }

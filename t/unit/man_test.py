@@ -278,7 +278,10 @@ def check_daemon(src, build):
     if "usage" not in text or not flags:
         fail("outpostd -h: no usage text:\n" + text)
         return
-    items = set(re.findall(r"^\.It\s+Fl\s+(\S+)", page, re.M))
+    # Every flag an .It line names (".It Fl h , Fl -help" names both).
+    items = set()
+    for line in re.findall(r"^\.It\s.*$", page, re.M):
+        items.update(re.findall(r"\bFl\s+([^\s,]+)", line))
     for flag in flags:
         if flag[1:] not in items:
             fail("outpostd.8: option %s of outpostd's usage has no "

@@ -283,9 +283,9 @@ static void
 status_on_loop(void *arg)
 {
 	static uint64_t last_ms, last_acc, last_del, last_def, last_bnc;
-	uint64_t now = util_mono_ms(), acc = STATS_GET(messages_accepted),
-		 del = STATS_GET(delivered), def = STATS_GET(deferred),
-		 bnc = STATS_GET(bounced);
+	uint64_t now = (uint64_t)util_mono_ms(),
+		 acc = STATS_GET(messages_accepted), del = STATS_GET(delivered),
+		 def = STATS_GET(deferred), bnc = STATS_GET(bounced);
 	double s;
 
 	(void)arg;

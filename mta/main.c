@@ -5,13 +5,16 @@
  * loops, the worker pool.  The main thread only runs signal handling; every
  * session lives on a loop thread.  Shutdown order: stop accepting, let the
  * loops finish (every queued message answered), stop the pool, drain the
- * queue writer, exit.
+ * queue writer, exit.  Under systemd (Type=notify) it says READY=1 once
+ * every loop runs and the queue is loaded, STOPPING=1 when a stop begins, a
+ * STATUS= line every few seconds, and WATCHDOG=1 from the main loop.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +44,7 @@
 #include "mta/core/logspace.h"
 #include "mta/core/loop.h"
 #include "mta/observe/metrics.h"
+#include "mta/core/notify.h"
 #include "mta/core/priv.h"
 #include "mta/receive/smtp_server.h"
 #include "mta/observe/stats.h"
@@ -49,6 +53,8 @@
 #include "mta/core/worker.h"
 
 #define SHUTDOWN_DEADLINE_MS 10000
+/* How often systemd's STATUS= line is refreshed (`systemctl status`). */
+#define NOTIFY_STATUS_MS 5000
 
 struct stats stats;
 
@@ -60,6 +66,11 @@ static struct loop dloop; /* the delivery loop */
 static struct smtp_server_listener *listeners;
 static struct event_base *main_base;
 static int shutting_down;
+/* Ready: the loops that have not yet run their first posted job (the
+ * delivery loop's comes after the queue load); the last one makes ev_ready
+ * active, on the main thread. */
+static atomic_uint ready_pending;
+static struct event *ev_ready, *ev_status, *ev_watchdog;
 
 /* Long options; --version has no short form (-v is verbose). */
 #define MAIN_OPT_VERSION 256
@@ -275,6 +286,85 @@ commit_observed(unsigned ops, uint64_t commit_us)
 	(void)commit_us;
 }
 
+/*
+ * The STATUS= line, on the delivery loop (sched_queued is its thread's):
+ * the queue and the rates since the previous line, from counters that cost
+ * a load each.
+ */
+static void
+status_on_loop(void *arg)
+{
+	static uint64_t last_ms, last_acc, last_del, last_def, last_bnc;
+	uint64_t now = (uint64_t)util_mono_ms(),
+		 acc = STATS_GET(messages_accepted), del = STATS_GET(delivered),
+		 def = STATS_GET(deferred), bnc = STATS_GET(bounced);
+	double s;
+
+	(void)arg;
+	if (last_ms == 0 || now <= last_ms) {
+		notify_status("%llu queued",
+			      (unsigned long long)sched_queued());
+	} else {
+		s = (double)(now - last_ms) / 1000;
+		notify_status(
+		    "%llu queued; per second: %.1f accepted, %.1f "
+		    "delivered, %.1f deferred, %.1f bounced",
+		    (unsigned long long)sched_queued(),
+		    (double)(acc - last_acc) / s, (double)(del - last_del) / s,
+		    (double)(def - last_def) / s, (double)(bnc - last_bnc) / s);
+	}
+	last_ms = now;
+	last_acc = acc;
+	last_del = del;
+	last_def = def;
+	last_bnc = bnc;
+}
+
+static void
+status_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	loop_post(&dloop, status_on_loop, NULL);
+}
+
+static void
+watchdog_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	notify_watchdog();
+}
+
+/* Main thread: every loop answered; a stop that began meanwhile wins. */
+static void
+ready_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct timeval tv;
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (shutting_down)
+		return;
+	notify_state(NOTIFY_READY);
+	loop_post(&dloop, status_on_loop, NULL);
+	tv = util_ms_timeval(NOTIFY_STATUS_MS);
+	if (ev_status != NULL)
+		evtimer_add(ev_status, &tv);
+}
+
+/* On each loop: it runs; on the delivery loop, after the queue load. */
+static void
+ready_on_loop(void *arg)
+{
+	(void)arg;
+	if (atomic_fetch_sub(&ready_pending, 1) == 1)
+		event_active(ev_ready, EV_TIMEOUT, 0);
+}
+
 static void
 signal_cb(evutil_socket_t sig, short what, void *arg)
 {
@@ -286,6 +376,7 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 		log_warnx("signal %d again: exiting at once", (int)sig);
 		_exit(1);
 	}
+	notify_state(NOTIFY_STOPPING);
 	log_info("signal %d: shutting down (in-flight transactions get %d s)",
 		 (int)sig, SHUTDOWN_DEADLINE_MS / 1000);
 	for (i = 0; i < nloops; i++)
@@ -304,6 +395,8 @@ main(int argc, char *argv[])
 	SSL_CTX *client_ctx;
 	const char *lo;
 	struct event *ev_term, *ev_int, *ev_usr1;
+	struct timeval tv;
+	uint64_t watchdog_usec;
 	sigset_t early;
 	uint8_t hash_key[QUEUE_KEY_BYTES];
 	char err[1024];
@@ -479,6 +572,22 @@ main(int argc, char *argv[])
 	if (ev_term == NULL || ev_int == NULL || evsignal_add(ev_term, NULL) ||
 	    evsignal_add(ev_int, NULL))
 		fatalx("cannot install signal handlers");
+	ev_ready = event_new(main_base, -1, 0, ready_cb, NULL);
+	if (ev_ready == NULL)
+		fatalx("event_new failed");
+	if (notify_enabled() &&
+	    (ev_status =
+		 event_new(main_base, -1, EV_PERSIST, status_cb, NULL)) == NULL)
+		fatalx("event_new failed");
+	/* The main loop is what answers signals: alive means it turns. */
+	if ((watchdog_usec = notify_watchdog_usec()) > 0) {
+		ev_watchdog =
+		    event_new(main_base, -1, EV_PERSIST, watchdog_cb, NULL);
+		tv.tv_sec = (time_t)(watchdog_usec / 2 / 1000000);
+		tv.tv_usec = (suseconds_t)(watchdog_usec / 2 % 1000000);
+		if (ev_watchdog == NULL || evtimer_add(ev_watchdog, &tv) != 0)
+			fatalx("cannot arm the watchdog timer");
+	}
 	/* The queue is loaded first (its job is the delivery loop's first),
 	 * then the control socket opens; both before root is given up. */
 	sched_start();
@@ -496,6 +605,13 @@ main(int argc, char *argv[])
 	(void)snprintf(dloop.name, sizeof(dloop.name), "deliver");
 	if (loop_start(&dloop) != 0)
 		fatal("starting the delivery loop");
+	/* Ready once each loop has run a job: the delivery loop's comes after
+	 * the queue load (its mailbox is FIFO), the others' show them serving
+	 * their listeners. */
+	atomic_store(&ready_pending, nloops + 1);
+	for (i = 0; i < nloops; i++)
+		loop_post(&loops[i], ready_on_loop, NULL);
+	loop_post(&dloop, ready_on_loop, NULL);
 	for (j = 0; j < conf->nlisteners; j++)
 		log_info(
 		    "listening on %s (%s%s)", conf->listeners[j].name,
@@ -548,6 +664,11 @@ main(int argc, char *argv[])
 	event_free(ev_term);
 	event_free(ev_int);
 	event_free(ev_usr1);
+	event_free(ev_ready);
+	if (ev_status != NULL)
+		event_free(ev_status);
+	if (ev_watchdog != NULL)
+		event_free(ev_watchdog);
 	metrics_stop();
 	event_base_free(main_base);
 	evlog_close();

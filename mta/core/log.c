@@ -4,16 +4,23 @@
  * Owns: the level/trace mask and the line formatter.  Each message is built in
  * a local buffer and written with one write(2), so lines from several threads
  * never interleave, after the whole message went through the scrubber
- * (mta/core/scrub.h).  Must not: print peer text that did not go through
- * log_escape() (no address in clear, no control bytes).
+ * (mta/core/scrub.h).  When stderr is the journal (JOURNAL_STREAM names its
+ * file), each line starts with its syslog priority ("<3>") instead of a time
+ * stamp and name, which journald adds itself.  Must not: print peer text
+ * that did not go through log_escape() (no address in clear, no control
+ * bytes).
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <systemd/sd-daemon.h>
 
 #include "mta/core/log.h"
 #include "mta/core/logspace.h"
@@ -23,12 +30,34 @@
 
 static enum log_level log_level = LOG_LEVEL_INFO;
 static unsigned log_trace_mask;
+static bool log_journal; /* stderr is journald's stream: "<N>" prefixes */
+
+/*
+ * Is stderr the stream systemd connected to the journal?  JOURNAL_STREAM is
+ * "DEV:INODE" of that stream; it is inherited, so a shell or a redirection
+ * in between leaves a different stderr and the plain format.
+ */
+static bool
+log_journal_detect(void)
+{
+	const char *js = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+	int end = 0;
+
+	if (js == NULL || sscanf(js, "%llu:%llu%n", &dev, &ino, &end) != 2 ||
+	    js[end] != '\0' || fstat(STDERR_FILENO, &st) != 0)
+		return false;
+	return (unsigned long long)st.st_dev == dev &&
+	       (unsigned long long)st.st_ino == ino;
+}
 
 void
 log_init(enum log_level level, unsigned trace_mask)
 {
 	log_level = level;
 	log_trace_mask = trace_mask;
+	log_journal = log_journal_detect();
 }
 
 int
@@ -49,14 +78,17 @@ log_append(char *line, size_t cap, size_t *n, const char *src)
 	*n += len;
 }
 
-static void log_vwrite(const char *tag, int errnum, const char *fmt, va_list ap)
-    __attribute__((format(printf, 3, 0)));
+static void log_vwrite(const char *prio, const char *tag, int errnum,
+		       const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
 
-/* TAG and the message as one line on stderr; unless it is a last word
- * (fatal, panic), only when stderr's file leaves the queue its reserve
+/* TAG and the message as one line on stderr, after PRIO (sd-daemon.h's
+ * SD_ERR…) for the journal or a time stamp otherwise; unless it is a last
+ * word (fatal, panic), only when stderr's file leaves the queue its reserve
  * (mta/core/logspace.h). */
 static void
-log_vwrite(const char *tag, int errnum, const char *fmt, va_list ap)
+log_vwrite(const char *prio, const char *tag, int errnum, const char *fmt,
+	   va_list ap)
 {
 	char line[LOG_LINE_BYTES], msg[LOG_LINE_BYTES], stamp[64];
 	char out[SCRUB_OUT_BYTES];
@@ -66,13 +98,17 @@ log_vwrite(const char *tag, int errnum, const char *fmt, va_list ap)
 	struct tm tm;
 	size_t n = 0;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
-	log_append(line, sizeof(line), &n, stamp);
-	snprintf(stamp, sizeof(stamp),
-		 ".%03ldZ outpostd: ", ts.tv_nsec / 1000000);
-	log_append(line, sizeof(line), &n, stamp);
+	if (log_journal) {
+		log_append(line, sizeof(line), &n, prio);
+	} else {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		gmtime_r(&ts.tv_sec, &tm);
+		strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+		log_append(line, sizeof(line), &n, stamp);
+		snprintf(stamp, sizeof(stamp),
+			 ".%03ldZ outpostd: ", ts.tv_nsec / 1000000);
+		log_append(line, sizeof(line), &n, stamp);
+	}
 	log_append(line, sizeof(line), &n, tag);
 	if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
 		msg[0] = '\0';
@@ -96,11 +132,11 @@ log_vwrite(const char *tag, int errnum, const char *fmt, va_list ap)
 	(void)!write(STDERR_FILENO, line, n);
 }
 
-#define LOG_BODY(tag, errnum)                                                  \
+#define LOG_BODY(prio, tag, errnum)                                            \
 	do {                                                                   \
 		va_list ap;                                                    \
 		va_start(ap, fmt);                                             \
-		log_vwrite((tag), (errnum), fmt, ap);                          \
+		log_vwrite((prio), (tag), (errnum), fmt, ap);                  \
 		va_end(ap);                                                    \
 	} while (0)
 
@@ -109,14 +145,14 @@ log_warn(const char *fmt, ...)
 {
 	int saved = errno;
 
-	LOG_BODY("warning: ", saved);
+	LOG_BODY(SD_WARNING, "warning: ", saved);
 	errno = saved;
 }
 
 void
 log_warnx(const char *fmt, ...)
 {
-	LOG_BODY("warning: ", 0);
+	LOG_BODY(SD_WARNING, "warning: ", 0);
 }
 
 void
@@ -124,7 +160,7 @@ log_info(const char *fmt, ...)
 {
 	if (log_level < LOG_LEVEL_INFO)
 		return;
-	LOG_BODY("", 0);
+	LOG_BODY(SD_INFO, "", 0);
 }
 
 void
@@ -132,7 +168,7 @@ log_debug(const char *fmt, ...)
 {
 	if (log_level < LOG_LEVEL_DEBUG)
 		return;
-	LOG_BODY("debug: ", 0);
+	LOG_BODY(SD_DEBUG, "debug: ", 0);
 }
 
 void
@@ -140,7 +176,7 @@ log_trace(unsigned mask, const char *fmt, ...)
 {
 	if ((log_trace_mask & mask) == 0)
 		return;
-	LOG_BODY("trace: ", 0);
+	LOG_BODY(SD_DEBUG, "trace: ", 0);
 }
 
 void
@@ -148,14 +184,14 @@ fatal(const char *fmt, ...)
 {
 	int saved = errno;
 
-	LOG_BODY("fatal: ", saved);
+	LOG_BODY(SD_ERR, "fatal: ", saved);
 	exit(1);
 }
 
 void
 fatalx(const char *fmt, ...)
 {
-	LOG_BODY("fatal: ", 0);
+	LOG_BODY(SD_ERR, "fatal: ", 0);
 	exit(1);
 }
 
@@ -165,7 +201,7 @@ log_panic(const char *func, const char *fmt, ...)
 	char tag[128];
 
 	snprintf(tag, sizeof(tag), "panic: %s: ", func);
-	LOG_BODY(tag, 0);
+	LOG_BODY(SD_CRIT, tag, 0);
 	abort();
 }
 

@@ -26,3 +26,6 @@ outpost_integration_test(control t/integration/control_test.py TIMEOUT 600)
 outpost_integration_test(delivery_hostile t/integration/delivery_hostile_test.py TIMEOUT 900)
 outpost_integration_test(delivery_fanout t/integration/delivery_fanout_test.py TIMEOUT 600)
 outpost_integration_test(queue_corrupt t/integration/queue_corrupt_test.py SERIAL TIMEOUT 600)
+# Operating it: the delivery log's group and mode for a log shipper, and
+# `outpost status`.
+outpost_integration_test(status t/integration/status_test.py TIMEOUT 600)

@@ -395,8 +395,11 @@ struct conf_control {
 	size_t naccess; /* >= 1 */
 };
 
+/* conf.file when no file was given: the embedded defaults were built. */
+#define CONF_EMBEDDED_LABEL "(embedded defaults)"
+
 struct conf {
-	char *file;          /* the file loaded, or "(embedded defaults)" */
+	char *file;          /* the file loaded, or CONF_EMBEDDED_LABEL */
 	int64_t loaded_ms;   /* when conf_load built this tree (Unix ms) */
 	char *hostname;      /* banner and EHLO name */
 	char *data_dir;      /* absolute */

@@ -11,6 +11,7 @@ Run as root (make test does): outpostd starts as root and becomes the
 import grp
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from outpost_test import (OUTPOST, OUTPOSTD, SLOW, ControlDaemon,  # noqa
                           run_tests)
 
 GID = 60010
-NOBODY_UID, READER = 60011, 60012
+NOBODY_UID, READER, WRITER = 60011, 60012, 60013
 
 
 def require_root():
@@ -137,6 +138,116 @@ def test_unknown_group_is_a_load_error():
     check("%s:%d: log.delivery_file_group \"no-such-group.outpost\": no "
           "such group" % (d.conf_path, line) in r.stderr,
           "no file:line error: " + r.stderr)
+
+
+# --- outpost status --------------------------------------------------------
+
+ACCESS = '''  group = "%d"
+  access "root" { rights = { "read", "write", "delete", "export" } }
+  access "%d" { rights = { "read" } }
+  access "%d" { rights = { "write" } }
+''' % (GID, READER, WRITER)
+
+
+def cli(d, *args, uid=None):
+    cmd = [OUTPOST, "-c", d.conf_path] + list(args)
+    if uid is not None:
+        cmd = ["setpriv", "--reuid=%d" % uid, "--regid=%d" % GID,
+               "--clear-groups"] + cmd
+    return subprocess.run(cmd, capture_output=True, text=True,
+                          timeout=60 * SLOW, cwd="/")
+
+
+def status_json(d, uid=None):
+    r = cli(d, "status", "--json", uid=uid)
+    eq(r.returncode, 0, "outpost status --json: " + r.stderr)
+    lines = [x for x in r.stdout.splitlines() if x.strip()]
+    eq(len(lines), 1, "lines of status --json")
+    return json.loads(lines[0])
+
+
+def test_status():
+    d = ControlDaemon(control=ACCESS)
+    os.chmod(d.conf_path, 0o644)
+    with d:
+        m = re.search(r"outpostd (\S+) ready: ", d.log())
+        check(m, "no ready line: " + d.log()[-2000:])
+        version = m.group(1)
+        addr = "127.0.0.1:%d" % d.port
+        r = cli(d, "status")
+        eq(r.returncode, 0, "outpost status: " + r.stderr)
+        rows = {}
+        for line in r.stdout.splitlines():
+            k, _, v = line.partition(" ")
+            rows.setdefault(k, []).append(v.strip())
+        eq(rows["version"], [version], "version row")
+        eq(rows["config"], [d.conf_path], "config row")
+        eq(rows["drain"], ["running"], "drain row")
+        eq(rows["listener"], [addr + " tls=starttls auth=yes"],
+           "listener row")
+        check(rows["messages"][0].startswith("0 "), "messages row: %r"
+              % rows["messages"])
+        check("uptime" in rows and "loaded" in rows and "rates" in rows,
+              "rows: %r" % sorted(rows))
+        # A few messages, held: the totals follow.
+        for i in range(3):
+            send_one(d, "rcpt%d@example.net" % i)
+        r = cli(d, "queue", "hold", "--all")
+        eq(r.returncode, 0, "queue hold --all: " + r.stderr)
+        deadline = time.time() + 10 * SLOW
+        while True:
+            st = status_json(d)
+            if st["queue"]["held"] == 3 or time.time() > deadline:
+                break
+            time.sleep(0.1)
+        eq(st["version"], version, "version")
+        eq(st["config"], {"file": d.conf_path, "embedded_defaults": False,
+                          "loaded": st["config"]["loaded"]}, "config")
+        check(st["config"]["loaded"].endswith("Z"), "loaded: %r"
+              % st["config"]["loaded"])
+        eq(st["drain"], "running", "drain")
+        eq(st["listeners"], [{"address": addr, "tls": "starttls",
+                              "auth": True}], "listeners")
+        q = st["queue"]
+        eq((q["messages"], q["held"], q["corrupt"], q["waiting"],
+            q["active"]), (3, 3, 0, 0, 0), "queue totals")
+        check(q["recipients"] is None, "recipients: %r" % q)
+        eq(st["since_start"]["messages_accepted"], 3, "accepted")
+        eq(st["since_start"]["recipients_accepted"], 3,
+           "recipients accepted")
+        check(st["rates"]["messages_accepted_per_second"] > 0,
+              "rate: %r" % st["rates"])
+        check(0 < st["rates"]["window_seconds"] <= 61, "window: %r"
+              % st["rates"])
+        check(isinstance(st["uptime_seconds"], int), "uptime")
+        text = cli(d, "status").stdout
+        check("messages       3 (waiting 0, active 0, held 3, corrupt 0)"
+              in text, "table: " + text)
+        # read is the right it takes: a reader may, a uid without it not.
+        eq(status_json(d, uid=READER)["queue"]["messages"], 3,
+           "status as a reader")
+        r = cli(d, "status", uid=NOBODY_UID)
+        check(r.returncode != 0 and "permission denied" in r.stderr,
+              "status without the read right: rc %d, %s"
+              % (r.returncode, r.stderr))
+        eq(r.stdout, "", "output without the right")
+        r = cli(d, "status", uid=WRITER)
+        check(r.returncode != 0 and '"read" right needed' in r.stderr,
+              "status with write but not read: rc %d, %s"
+              % (r.returncode, r.stderr))
+
+
+def test_status_grammar():
+    """The control command's grammar, straight on the socket."""
+    from outpost_test import control_raw
+    with ControlDaemon() as d:
+        out = control_raw(d, b"status json json\n")
+        eq(out, "err usage: status [json]\n", "status json json")
+        out = control_raw(d, b"status yaml\n")
+        eq(out, "err usage: status [json]\n", "status yaml")
+        out = control_raw(d, b"status json\n").splitlines()
+        eq(out[-1], "ok 1", "final line")
+        eq(json.loads(out[0])["drain"], "running", "drain")
 
 
 if __name__ == "__main__":

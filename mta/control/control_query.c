@@ -1,14 +1,13 @@
 /*
  * control_query.c — the commands that only read (control_int.h): ping,
- * suspensions (the scheduler's, read on the loop), status (the daemon's own
- * counters, on the loop), and the views of the queue (summary, list, show),
- * each walked on a thread of its own (control_view_run) that writes onto
- * the client's socket.  Owns: the view threads (at most CONTROL_VIEWS_MAX,
- * CONTROL_UID_VIEWS_MAX a uid), status's rate sampler (a 1 s timer).  Must not:
- * check rights (control.c's command table did, and the look at headers is on
- * record before its thread starts). Threads: the delivery loop;
- * control_query_thread on its own thread, which touches only its session's view
- * and socket until it posts back.
+ * suspensions and status (the daemon's own state, read on the loop), and
+ * the views of the queue (summary, list, show), each walked on a thread of
+ * its own (control_view_run) that writes onto the client's socket.
+ * Owns: the view threads (CONTROL_VIEWS_MAX, CONTROL_UID_VIEWS_MAX a uid)
+ * and status's rate sampler (a 1 s timer).  Must not: check rights (the
+ * command table did; a look at headers is on record before its thread).
+ * Threads: the delivery loop; control_query_thread on its own, touching
+ * only its session's view and socket until it posts back.
  */
 #include <inttypes.h>
 #include <limits.h>

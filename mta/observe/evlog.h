@@ -67,7 +67,8 @@ struct evlog_event {
 };
 
 /*
- * evlog_open — open PATH for appending (created 0640) and start the writer.
+ * evlog_open — open PATH for appending (created 0640 less the umask; see
+ * evlog_file_perms) and start the writer.
  * HASH_KEY (32 bytes) is copied into locked memory.  PATH NULL: events are
  * dropped (no delivery log configured).  0 ok, -1 with err.  Main thread,
  * before other threads log.

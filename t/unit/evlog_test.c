@@ -1253,6 +1253,43 @@ test_reopen_after_rename(void **state)
 	unlink(old);
 }
 
+/* evlog_file_perms: the mode (and group) of the open file, and of the file
+ * a reopen makes, whatever the umask. */
+static void
+test_file_perms_reopen(void **state)
+{
+	char path[128], old[128], err[256] = "";
+	struct stat sb;
+	mode_t um;
+
+	(void)state;
+	tpath(path, sizeof(path), "perm.log");
+	tpath(old, sizeof(old), "perm.log.1");
+	unlink(path);
+	unlink(old);
+	um = umask(077); /* outpostd's */
+	log_open_at(path, key_a);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_mode & 07777, 0600);
+	assert_int_equal(evlog_file_perms(getgid(), 0640, err, sizeof(err)), 0);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_mode & 07777, 0640);
+	assert_int_equal(sb.st_gid, getgid());
+	assert_int_equal(rename(path, old), 0);
+	evlog_reopen();
+	write_n(3, 1);
+	evlog_close();
+	assert_lines_tagged(path, 3, 1);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_mode & 07777, 0640);
+	assert_int_equal(sb.st_gid, getgid());
+	/* Back to "as made" for the tests that follow. */
+	assert_int_equal(evlog_file_perms((gid_t)-1, 0, err, sizeof(err)), 0);
+	umask(um);
+	unlink(path);
+	unlink(old);
+}
+
 /* A reopen that fails keeps writing to the old file. */
 static void
 test_reopen_fails(void **state)
@@ -1690,6 +1727,7 @@ main(void)
 		cmocka_unit_test(test_scrub_cut),
 		cmocka_unit_test(test_logspace_reserve),
 		cmocka_unit_test(test_reopen_after_rename),
+		cmocka_unit_test(test_file_perms_reopen),
 		cmocka_unit_test(test_reopen_fails),
 		cmocka_unit_test(test_flush_without_close),
 		cmocka_unit_test(test_close_flushes),

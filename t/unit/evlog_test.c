@@ -1204,6 +1204,20 @@ assert_lines_tagged(const char *path, int n, int tag)
 	free(s);
 }
 
+/* PATH = NAME and OLD = NAME.1 under the test directory, neither there:
+ * a log and the name logrotate moves it to. */
+static void
+rot_paths(const char *name, char path[128], char old[128])
+{
+	char moved[128];
+
+	tpath(path, 128, name);
+	snprintf(moved, sizeof(moved), "%s.1", name);
+	tpath(old, 128, moved);
+	unlink(path);
+	unlink(old);
+}
+
 static void
 test_reopen_after_rename(void **state)
 {
@@ -1213,10 +1227,7 @@ test_reopen_after_rename(void **state)
 	mode_t um;
 
 	(void)state;
-	tpath(path, sizeof(path), "rot.log");
-	tpath(old, sizeof(old), "rot.log.1");
-	unlink(path);
-	unlink(old);
+	rot_paths("rot.log", path, old);
 	um = umask(0);
 	umask(um);
 	log_open_at(path, key_a);
@@ -1263,10 +1274,7 @@ test_file_perms_reopen(void **state)
 	mode_t um;
 
 	(void)state;
-	tpath(path, sizeof(path), "perm.log");
-	tpath(old, sizeof(old), "perm.log.1");
-	unlink(path);
-	unlink(old);
+	rot_paths("perm.log", path, old);
 	um = umask(077); /* outpostd's */
 	log_open_at(path, key_a);
 	assert_int_equal(stat(path, &sb), 0);

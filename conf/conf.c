@@ -25,8 +25,6 @@
 
 #include "conf/conf_int.h"
 
-#define CONF_EMBEDDED_LABEL "(embedded defaults)"
-
 /*
  * The defaults with no file: parsed like a file, on top of the schema's
  * defaults, so both go through one code path.

@@ -342,6 +342,12 @@ struct conf_log {
 				(default data_dir/log/delivery.log) */
 	char *audit_file;    /* what operators did through the control
 				socket (default data_dir/log/audit.log) */
+	/* The delivery log's group and mode, given to the file whenever the
+	 * daemon opens it (start, SIGUSR1), so that a log shipper in that
+	 * group reads it.  The audit log and the diagnostics stay 0600. */
+	bool delivery_group_set; /* delivery_file_group given: gid is it */
+	gid_t delivery_gid;
+	unsigned delivery_file_mode; /* default 0640 with a group, else 0600 */
 	/* The logs stop writing (and count what they drop) when the free
 	 * space of their filesystem falls below the larger of these: it is
 	 * the queue's, to accept and settle mail. */
@@ -389,8 +395,12 @@ struct conf_control {
 	size_t naccess; /* >= 1 */
 };
 
+/* conf.file when no file was given: the embedded defaults were built. */
+#define CONF_EMBEDDED_LABEL "(embedded defaults)"
+
 struct conf {
-	char *file;          /* the file loaded, or "(embedded defaults)" */
+	char *file;          /* the file loaded, or CONF_EMBEDDED_LABEL */
+	int64_t loaded_ms;   /* when conf_load built this tree (Unix ms) */
 	char *hostname;      /* banner and EHLO name */
 	char *data_dir;      /* absolute */
 	char *hash_key_file; /* key of the keyed address hash for logs */

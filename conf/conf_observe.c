@@ -1,14 +1,13 @@
 /*
- * conf_observe.c — the configuration of issue "Observe": the sections log
- * (delivery and audit log files), metrics (the listener of GET /metrics) and
- * control (the CLI's socket, and access: who may do what through it) —
- * schema, parse callbacks, build, release — and the lookups
- * conf_rights_for_uid() and conf_right_name().
- * Thread: build and free run inside conf_load()/conf_free() (conf.c's
- * mutex); the lookups read a finished tree from any thread.
- * Invariants: as conf.c — each value is checked as it is read, with its
- * line; nothing is opened or created here (the daemon makes the files and
- * the socket); access titles become uids once, at load; each uid once.
+ * conf_observe.c — the sections log (delivery and audit log files, the
+ * delivery log's group and mode), metrics (the GET /metrics listener) and
+ * control (the CLI's socket, and access: who may do what through it):
+ * schema, parse callbacks, build (and the tree's load time), release; and
+ * the lookups conf_rights_for_uid() and conf_right_name().
+ * Thread: build and free inside conf_load()/conf_free() (conf.c's mutex);
+ * the lookups read a finished tree from any thread.  Invariants: each value
+ * is checked as it is read, with its line; nothing is opened or created
+ * here; group and access titles become ids once, at load; each uid once.
  */
 #include <errno.h>
 #include <grp.h>
@@ -18,6 +17,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "conf/conf_int.h"
@@ -84,6 +84,41 @@ conf_log_file_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 		return 0;
 	}
 	return conf_file_cb(cfg, opt, value, result);
+}
+
+/*
+ * delivery_file_mode: octal, 3 or 4 digits ("0640"), read and write for
+ * the owner (the daemon appends), at most read and write for the group, at
+ * most read for others: a log is never executable, and no one else may
+ * change what it says.
+ */
+static int
+conf_file_mode_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	char key[CONF_KEY_MAX];
+	size_t i, n = value != NULL ? strlen(value) : 0;
+	unsigned long v = 0;
+
+	for (i = 0; i < n && value[i] >= '0' && value[i] <= '7'; i++)
+		v = v * 8 + (unsigned long)(value[i] - '0');
+	conf_key_name(cfg, opt->name, key, sizeof(key));
+	if (n < 3 || n > 4 || i != n) {
+		conf_fail(conf_cur, conf_cfg_line(cfg),
+			  "%s: \"%s\" is not an octal mode such as \"0640\"",
+			  key, value != NULL ? value : "");
+		return -1;
+	}
+	if ((v & 0600) != 0600 || (v & ~0664ul) != 0) {
+		conf_fail(conf_cur, conf_cfg_line(cfg),
+			  "%s: \"%s\": the owner must read and write, no one "
+			  "execute, and only the owner and group write (0600, "
+			  "0640, 0660 or 0644)",
+			  key, value);
+		return -1;
+	}
+	conf_line_note(conf_cur, cfg, opt->name, conf_cfg_line(cfg));
+	*(const char **)result = value;
+	return 0;
 }
 
 /* control.socket: a file; "" would leave the CLI without a way in. */
@@ -175,6 +210,9 @@ cfg_opt_t conf_log_opts[] = {
 	CFG_STR_CB("delivery_file", "log/delivery.log", CFGF_NONE,
 		   conf_log_file_cb),
 	CFG_STR_CB("audit_file", "log/audit.log", CFGF_NONE, conf_log_file_cb),
+	/* The delivery log's group and mode (a log shipper reads it). */
+	CFG_STR_CB("delivery_file_group", NULL, CFGF_NONE, conf_text_cb),
+	CFG_STR_CB("delivery_file_mode", NULL, CFGF_NONE, conf_file_mode_cb),
 	/* Free space the logs leave to the queue (mta/core/logspace.h). */
 	CFG_STR_CB("disk_reserve", "256M", CFGF_NONE, conf_num_cb),
 	CFG_STR_CB("disk_reserve_percent", "1", CFGF_NONE, conf_num_cb),
@@ -202,6 +240,45 @@ cfg_opt_t conf_control_opts[] = {
 
 /* ---- build ---- */
 
+/*
+ * A group as KEY (control.group, log.delivery_file_group) gives it: a
+ * decimal gid as it is, else a local group's name, looked up once, at load.
+ * *GID set, 0; or -1 with the error on LINE.
+ */
+static int
+conf_group_scan(struct conf_ctx *x, unsigned line, const char *key,
+		const char *name, gid_t *gid)
+{
+	struct group gr, *res = NULL;
+	char buf[CONF_PW_BUF_BYTES];
+	uint64_t v;
+	int rc;
+
+	rc = conf_count_scan(name, &v);
+	if (rc != -1) {
+		if (rc != 0 || v > CONF_UID_MAX) {
+			conf_fail(x, line, "%s: a gid is at most %llu", key,
+				  (unsigned long long)CONF_UID_MAX);
+			return -1;
+		}
+		*gid = (gid_t)v;
+		return 0;
+	}
+	rc = getgrnam_r(name, &gr, buf, sizeof(buf), &res);
+	if (res == NULL) {
+		conf_fail(x, line,
+			  "%s \"%s\": %s (a local group name, or a gid such "
+			  "as \"1001\")",
+			  key, name,
+			  rc == 0 || rc == ENOENT || rc == ESRCH
+			      ? "no such group"
+			      : strerror(rc));
+		return -1;
+	}
+	*gid = gr.gr_gid;
+	return 0;
+}
+
 static int
 conf_build_log(struct conf_ctx *x, cfg_t *cfg, struct conf *c)
 {
@@ -218,6 +295,19 @@ conf_build_log(struct conf_ctx *x, cfg_t *cfg, struct conf *c)
 		if (conf_path_get(x, c, sec, keys[i], out[i]) != 0)
 			return -1;
 	}
+	if ((s = cfg_getstr(sec, "delivery_file_group")) != NULL) {
+		if (conf_group_scan(x,
+				    conf_line_of(x, sec, "delivery_file_group"),
+				    "log.delivery_file_group", s,
+				    &c->log.delivery_gid) != 0)
+			return -1;
+		c->log.delivery_group_set = true;
+	}
+	/* checked by conf_file_mode_cb as it was read */
+	s = cfg_getstr(sec, "delivery_file_mode");
+	c->log.delivery_file_mode = s != NULL ? (unsigned)strtoul(s, NULL, 8)
+				    : c->log.delivery_group_set ? 0640
+								: 0600;
 	c->log.disk_reserve = conf_num_get(x, sec, "disk_reserve");
 	c->log.disk_reserve_percent =
 	    (unsigned)conf_num_get(x, sec, "disk_reserve_percent");
@@ -376,54 +466,25 @@ conf_build_access(struct conf_ctx *x, cfg_t *sec, struct conf_control *ctl,
 	return 0;
 }
 
-/*
- * control.socket must fit in sun_path once resolved: the error goes on the
- * socket's line, or on data_dir's when the socket is the default.
- */
-/*
- * control.group: the socket's group (its mode is 0660), a decimal gid as it
- * is, else a local group's name, looked up once, at load.
- */
+/* control.group: the socket's group (its mode is 0660). */
 static int
 conf_control_group(struct conf_ctx *x, cfg_t *sec, struct conf_control *ctl)
 {
 	const char *name = cfg_getstr(sec, "group");
-	unsigned line = conf_line_of(x, sec, "group");
-	struct group gr, *res = NULL;
-	char buf[CONF_PW_BUF_BYTES];
-	uint64_t v;
-	int rc;
 
 	if (name == NULL)
 		return 0;
-	rc = conf_count_scan(name, &v);
-	if (rc != -1) {
-		if (rc != 0 || v > CONF_UID_MAX) {
-			conf_fail(x, line,
-				  "control.group: a gid is at most %llu",
-				  (unsigned long long)CONF_UID_MAX);
-			return -1;
-		}
-		ctl->gid = (gid_t)v;
-		ctl->group_set = true;
-		return 0;
-	}
-	rc = getgrnam_r(name, &gr, buf, sizeof(buf), &res);
-	if (res == NULL) {
-		conf_fail(x, line,
-			  "control.group \"%s\": %s (a local group name, or a "
-			  "gid such as \"1001\")",
-			  name,
-			  rc == 0 || rc == ENOENT || rc == ESRCH
-			      ? "no such group"
-			      : strerror(rc));
+	if (conf_group_scan(x, conf_line_of(x, sec, "group"), "control.group",
+			    name, &ctl->gid) != 0)
 		return -1;
-	}
-	ctl->gid = gr.gr_gid;
 	ctl->group_set = true;
 	return 0;
 }
 
+/*
+ * control.socket must fit in sun_path once resolved: the error goes on the
+ * socket's line, or on data_dir's when the socket is the default.
+ */
 static int
 conf_build_control(struct conf_ctx *x, cfg_t *cfg, struct conf *c)
 {
@@ -521,6 +582,11 @@ conf_paths_distinct(struct conf_ctx *x, cfg_t *cfg, const struct conf *c)
 int
 conf_observe_build(struct conf_ctx *x, cfg_t *cfg, struct conf *c)
 {
+	struct timespec now;
+
+	/* What `outpost status` shows as the time of the last (re)load. */
+	clock_gettime(CLOCK_REALTIME, &now);
+	c->loaded_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 	if (conf_build_log(x, cfg, c) != 0 ||
 	    conf_build_metrics(x, cfg, c) != 0 ||
 	    conf_build_control(x, cfg, c) != 0 ||

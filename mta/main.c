@@ -236,7 +236,22 @@ privilege_plan(struct priv *p)
 		return false;
 	if (priv_lookup(conf->user, p, err, sizeof(err)) != 0)
 		fatalx("%s: %s", conf->file, err);
+	if (conf->log.delivery_group_set)
+		p->keep_gid = conf->log.delivery_gid;
 	return true;
+}
+
+/* The delivery log's group and mode (log { delivery_file_group }). */
+static void
+delivery_log_perms(void)
+{
+	char err[512];
+
+	if (evlog_file_perms(
+		conf->log.delivery_group_set ? conf->log.delivery_gid
+					     : (gid_t)-1,
+		conf->log.delivery_file_mode, err, sizeof(err)) != 0)
+		fatalx("delivery log: %s", err);
 }
 
 /*
@@ -259,6 +274,7 @@ privilege_drop(const struct priv *p)
 		if (own[i] != NULL && own[i][0] != '\0' &&
 		    priv_chown_tree(own[i], p, err, sizeof(err)) != 0)
 			fatalx("%s", err);
+	delivery_log_perms(); /* the group the tree's owner just replaced */
 	if (priv_drop(p, err, sizeof(err)) != 0)
 		fatalx("%s", err);
 	if (priv_dir_usable(conf->data_dir, err, sizeof(err)) != 0)
@@ -500,6 +516,7 @@ main(int argc, char *argv[])
 	if (evlog_open(conf->log.delivery_file, hash_key, err, sizeof(err)) !=
 	    0)
 		fatalx("delivery log: %s", err);
+	delivery_log_perms();
 	sodium_memzero(hash_key, sizeof(hash_key));
 	setup_listeners();
 

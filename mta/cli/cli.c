@@ -63,6 +63,10 @@
 
 /* The commands. */
 static const struct cli_cmd cli_cmds[] = {
+	{ "status", NULL, "[--json]",
+	  "the daemon: version, uptime, configuration and its load time, "
+	  "listeners, queue totals, rates, drain state",
+	  CLI_NEED_CONF, CLI_O_JSON, 0, 0, cli_queue_status, NULL, NULL },
 	{ "queue", "summary", "[--json]",
 	  "per recipient domain: queued, deferred and held recipients, the "
 	  "oldest, the last error (code and status), suspensions",

@@ -3,7 +3,8 @@
  * command line (struct cli), the command table's row (struct cli_cmd), the
  * control-socket client (cli.c) and the commands each family file runs:
  *     cli.c        main, dispatch, usage, setup, the control-socket client
- *     cli_queue.c  queue views and changes, suspend, resume, suspensions
+ *     cli_queue.c  queue views and changes, suspend, resume, suspensions,
+ *                  status
  *     cli_log.c    log, hash
  *     cli_keys.c   passwd, dkim keygen, auth blocks and unblock
  * One thread; every function prints its own errors on stderr (cli_errx).
@@ -126,6 +127,7 @@ bool cli_domain_ok(const char *s);
 
 /* The commands (struct cli_cmd.run): CLI_OK, CLI_ERR or CLI_USAGE. */
 int cli_queue_summary(struct cli *c);
+int cli_queue_status(struct cli *c);
 int cli_queue_list(struct cli *c);
 int cli_queue_show(struct cli *c);
 int cli_queue_change(struct cli *c);

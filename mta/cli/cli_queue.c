@@ -1,6 +1,7 @@
 /*
  * cli_queue.c — `outpost queue summary|list|show` (views the daemon
- * computes and streams: mta/control/control_view.c), `outpost queue
+ * computes and streams: mta/control/control_view.c), `outpost status`,
+ * `outpost queue
  * hold|release|retry|delete|bounce` and `outpost suspend|resume|
  * suspensions`: each checks its arguments, turns them into one control
  * command per selector and prints what the daemon answers.
@@ -31,6 +32,13 @@ cli_queue_summary(struct cli *c)
 {
 	return cli_ctl_view(c, "queue summary",
 			    c->json ? "summary json" : "summary");
+}
+
+/* `outpost status`: the daemon's table, or its one JSON object. */
+int
+cli_queue_status(struct cli *c)
+{
+	return cli_ctl_view(c, "status", c->json ? "status json" : "status");
 }
 
 int

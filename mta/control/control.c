@@ -89,6 +89,8 @@ static const struct control_cmd control_cmds[] = {
 	  control_query_run_ping },
 	{ "suspensions", CONF_RIGHT_READ, 0, 0, control_parse_none,
 	  control_query_run_suspensions },
+	{ "status", CONF_RIGHT_READ, 0, 0, control_query_parse_status,
+	  control_query_run_status },
 	{ "summary", CONF_RIGHT_READ, CCF_VIEW, 0, control_query_parse_view,
 	  control_query_run_view },
 	{ "list", CONF_RIGHT_READ, CCF_VIEW, 0, control_query_parse_view,
@@ -750,6 +752,7 @@ control_start(struct loop *dloop, const struct conf *c, struct queue *q,
 	control_server.loop = dloop;
 	C.started = true;
 	control_server.stopped = false;
+	control_query_rates_start(dloop->base);
 	log_info("control socket %s (mode 0660)%s%s", path,
 		 audit[0] != '\0' ? ", audit log " : ", no audit log", audit);
 	return 0;
@@ -764,6 +767,7 @@ control_stop(void)
 	if (!C.started || control_server.stopped)
 		return;
 	control_server.stopped = true;
+	control_query_rates_stop();
 	evconnlistener_free(C.listener);
 	C.listener = NULL;
 	event_free(C.resume_ev);

@@ -25,6 +25,7 @@
 struct queue;
 struct conf;
 struct loop;
+struct event_base;
 
 /* ---- the sessions (control.c, control_audit.c, control_admin.c,
  * control_query.c); all on the delivery loop unless said ---- */
@@ -81,6 +82,7 @@ struct control_session {
 	int count; /* -1: none */
 	char result[CONTROL_RESULT_MAX];
 	bool audit; /* this request is recorded (show … headers) */
+	bool json;  /* status json */
 	struct control_view *view; /* CCF_VIEW: the request, then result */
 	pthread_t thread;          /* the view's */
 	bool joined;               /* its thread is joined already */
@@ -169,8 +171,8 @@ void control_admin_run_auth_blocks(struct control_session *s);
 void control_admin_run_auth_unblock(struct control_session *s);
 
 /*
- * control_query.c: the read commands (ping, suspensions, summary, list,
- * show).  control_query_view_start starts S's view thread once its right
+ * control_query.c: the read commands (ping, suspensions, status, summary,
+ * list, show).  control_query_view_start starts S's view thread once its right
  * is checked and its look on record (the answer comes from its
  * completion).
  */
@@ -179,6 +181,13 @@ void control_query_run_ping(struct control_session *s);
 void control_query_run_suspensions(struct control_session *s);
 void control_query_run_view(struct control_session *s);
 void control_query_view_start(struct control_session *s);
+int control_query_parse_status(struct control_session *s, char *args);
+void control_query_run_status(struct control_session *s);
+/* control_query_rates_start — status's rates: sample the counters every
+ * second on BASE (the delivery loop's); control_query_rates_stop ends it.
+ * Called by control_start and control_stop. */
+void control_query_rates_start(struct event_base *base);
+void control_query_rates_stop(void);
 
 /* ---- between control_query.c and the views (control_view.c) ---- */
 

@@ -19,6 +19,20 @@
  *   ping                              read    ok
  *   suspensions                       read    "suspended DOMAIN UNTIL_MS
  *                                             REASON" lines, then ok N
+ *   status [json]                     read    the `outpost status` table
+ *                                             (version, uptime, config and
+ *                                             its load time, drain state,
+ *                                             one line per listener, queue
+ *                                             totals, rates), ok LINES; json:
+ *                                             one object, ok 1.  Answered
+ *                                             on the delivery loop from the
+ *                                             daemon's own counters; queue
+ *                                             counts messages (recipients
+ *                                             are not counted in memory:
+ *                                             null); rates per second over
+ *                                             the last minute (less just
+ *                                             after start), plus totals
+ *                                             since start; drain "running"
  *   summary [json]                    read    the `queue summary` table (or
  *                                             JSON Lines), then ok ROWS
  *   list [json] [held] [deferred] [domain DOMAIN]

@@ -31,6 +31,7 @@ priv_lookup(const char *name, struct priv *p, char *err, size_t errlen)
 	int rc;
 
 	memset(p, 0, sizeof(*p));
+	p->keep_gid = (gid_t)-1;
 	if ((size_t)snprintf(p->name, sizeof(p->name), "%s", name) >=
 	    sizeof(p->name)) {
 		snprintf(err, errlen, "user name \"%.32s…\" is too long", name);
@@ -146,8 +147,19 @@ priv_drop(const struct priv *p, char *err, size_t errlen)
 {
 	uid_t ru, eu, su;
 	gid_t rg, eg, sg;
+	gid_t groups[2] = { p->gid, p->keep_gid };
+	size_t ngroups =
+	    p->keep_gid != (gid_t)-1 && p->keep_gid != p->gid ? 2 : 1;
 
-	if (setgroups(1, &p->gid) != 0 || setresgid(p->gid, p->gid, p->gid) ||
+	if (p->keep_gid == 0) {
+		snprintf(err, errlen,
+			 "user %s: refusing to keep group 0 (root's) after "
+			 "dropping root",
+			 p->name);
+		return -1;
+	}
+	if (setgroups(ngroups, groups) != 0 ||
+	    setresgid(p->gid, p->gid, p->gid) ||
 	    setresuid(p->uid, p->uid, p->uid) != 0) {
 		snprintf(err, errlen, "becoming user %s (uid %u): %s", p->name,
 			 (unsigned)p->uid, strerror(errno));

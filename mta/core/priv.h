@@ -17,6 +17,10 @@ struct priv {
 	char name[64];
 	uid_t uid;
 	gid_t gid;
+	/* A supplementary group kept by priv_drop ((gid_t)-1: none): the
+	 * delivery log's, which the daemon gives to the files it creates
+	 * after the drop (a file's owner may only give it a group it is in). */
+	gid_t keep_gid;
 };
 
 /*
@@ -34,10 +38,10 @@ int priv_chown_tree(const char *path, const struct priv *p, char *err,
 		    size_t errlen);
 
 /*
- * Become P: supplementary groups dropped, gid then uid set (real, effective
- * and saved), no_new_privs set; then checks that uid 0 cannot be regained
- * and that no capability is left.  Every thread follows (glibc applies
- * set*id to the whole process).  0, or -1 with ERR set: the caller must
+ * Become P: supplementary groups dropped (but P->keep_gid), gid then uid set
+ * (real, effective and saved), no_new_privs set; then checks that uid 0 cannot
+ * be regained and that no capability is left.  Every thread follows (glibc
+ * applies set*id to the whole process).  0, or -1 with ERR set: the caller must
  * not go on.
  */
 int priv_drop(const struct priv *p, char *err, size_t errlen);

@@ -118,6 +118,17 @@ size_t sched_suspensions(char *buf, size_t len);
  * outpost_queue_corrupt_total (damaged records found since start) as
  * exposition text, refreshed every second; a metrics_text_fn.  Any thread. */
 size_t sched_metrics_text(char *buf, size_t len);
+/* The queue as the scheduler counts it in memory (sched_totals_get). */
+struct sched_totals {
+	uint64_t messages; /* every message it knows of */
+	uint64_t waiting;  /* for their next attempt: deferred, or due now */
+	uint64_t active;   /* in a delivery attempt (or being read for one) */
+	uint64_t held;     /* held, by an operator or as corrupt */
+	uint64_t corrupt;  /* held because their record is damaged */
+};
+/* sched_totals_get — the counts above into T, exact at the call (no
+ * walk: counters the scheduler keeps).  Delivery loop thread. */
+void sched_totals_get(struct sched_totals *t);
 /* sched_queued — messages the scheduler knows of (waiting or in a round);
  * main thread after the loop ended, or the loop's thread. */
 uint64_t sched_queued(void);

@@ -1,7 +1,7 @@
 /*
  * sched_metrics.c — the scheduler's gauges as exposition text, made once a
  * second on the delivery loop and copied out for scrapes on the main
- * thread.
+ * thread; and the same counts as numbers (sched_totals_get).
  *
  * Owns: the snapshot (sched.gauges, under sched.gauge_mu).  Delivery loop
  * thread, but for sched_metrics_text (any thread).
@@ -115,6 +115,16 @@ sched_metrics_text(char *buf, size_t len)
 	}
 	pthread_mutex_unlock(&sched.gauge_mu);
 	return n;
+}
+
+void
+sched_totals_get(struct sched_totals *t)
+{
+	t->messages = sched.nmsgs;
+	t->waiting = sched.heap.n;
+	t->active = sched.nactive + sched.nloading;
+	t->held = sched.nheld;
+	t->corrupt = sched.ncorrupt;
 }
 
 uint64_t

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -68,6 +69,10 @@ static struct {
 	bool failing; /* last write failed: warned once */
 	/* Set by evlog_open, read-only until evlog_close. */
 	char *path;
+	/* evlog_file_perms: given to every file opened ((gid_t)-1, 0: as
+	 * made).  Main thread sets them while no reopen runs. */
+	gid_t gid;
+	mode_t mode;
 	uint8_t *key;
 	pthread_t thread;
 } evl = {
@@ -75,6 +80,7 @@ static struct {
 	 * and spinning a moment is cheaper than sleeping in the kernel. */
 	.mu = PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP,
 	.fd = -1,
+	.gid = (gid_t)-1,
 };
 
 static _Atomic int evl_state = EVL_CLOSED;
@@ -553,8 +559,21 @@ count:
 	pthread_mutex_unlock(&evl.mu);
 }
 
+/* Give FD the configured group and mode; -1 with errno.  The group is
+ * given first: a file never gets a wider mode with the wrong group. */
+static int
+evlog_perms_apply(int fd)
+{
+	if (evl.gid != (gid_t)-1 && fchown(fd, (uid_t)-1, evl.gid) != 0)
+		return -1;
+	if (evl.mode != 0 && fchmod(fd, evl.mode) != 0)
+		return -1;
+	return 0;
+}
+
 /* Reopen the path (logrotate moved the file); on failure keep writing to
- * the old one.  Writer thread. */
+ * the old one.  The new file gets the group and mode the old one had: a
+ * log shipper must not lose access at each rotation.  Writer thread. */
 static void
 evlog_reopen_file(void)
 {
@@ -566,6 +585,10 @@ evlog_reopen_file(void)
 			 evl.path);
 		return;
 	}
+	if (evlog_perms_apply(fd) != 0)
+		log_warn("evlog: %s: setting group %ld and mode %04o", evl.path,
+			 evl.gid == (gid_t)-1 ? -1L : (long)evl.gid,
+			 (unsigned)evl.mode);
 	close(evl.fd);
 	evl.fd = fd;
 }
@@ -776,6 +799,20 @@ evlog_write(const struct evlog_event *ev)
 		evlog_append(line, n);
 	}
 	atomic_fetch_sub(&evl_inflight, 1);
+}
+
+int
+evlog_file_perms(gid_t gid, mode_t mode, char *err, size_t errlen)
+{
+	evl.gid = gid;
+	evl.mode = mode & 07777;
+	if (atomic_load(&evl_state) != EVL_OPEN)
+		return 0;
+	if (evlog_perms_apply(evl.fd) != 0) {
+		evlog_err(err, errlen, strerror(errno), evl.path);
+		return -1;
+	}
+	return 0;
 }
 
 void

@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 enum evlog_type {
 	EV_RECEPTION,  /* a message queued (after commit) */
@@ -66,7 +67,8 @@ struct evlog_event {
 };
 
 /*
- * evlog_open — open PATH for appending (created 0640) and start the writer.
+ * evlog_open — open PATH for appending (created 0640 less the umask; see
+ * evlog_file_perms) and start the writer.
  * HASH_KEY (32 bytes) is copied into locked memory.  PATH NULL: events are
  * dropped (no delivery log configured).  0 ok, -1 with err.  Main thread,
  * before other threads log.
@@ -85,6 +87,15 @@ void evlog_write(const struct evlog_event *ev);
  * written in clear: a user name), as the delivery log writes it (32 hex
  * digits and a NUL into HEX).  "" before evlog_open().  Any thread. */
 void evlog_hash(const char *addr, char hex[33]);
+
+/*
+ * evlog_file_perms — give the delivery log file GID ((gid_t)-1: the group
+ * it was made with) and MODE (0: as made, 0640 less the umask): now if it
+ * is open, and at every reopen.  0, or -1 with err (errno's text: e.g. the
+ * process may not give that group).  Main thread, while no reopen can run
+ * (before the main loop handles SIGUSR1).
+ */
+int evlog_file_perms(gid_t gid, mode_t mode, char *err, size_t errlen);
 
 /* evlog_reopen — reopen the file (after logrotate moved it).  Any thread
  * (async-signal-unsafe: call from the main loop's signal event). */

@@ -27,3 +27,6 @@ outpost_integration_test(delivery_hostile t/integration/delivery_hostile_test.py
 outpost_integration_test(delivery_fanout t/integration/delivery_fanout_test.py TIMEOUT 600)
 outpost_integration_test(queue_corrupt t/integration/queue_corrupt_test.py SERIAL TIMEOUT 600)
 outpost_integration_test(systemd t/integration/systemd_test.py TIMEOUT 300)
+# Operating it: the delivery log's group and mode for a log shipper, and
+# `outpost status`.
+outpost_integration_test(status t/integration/status_test.py TIMEOUT 600)

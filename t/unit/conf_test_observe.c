@@ -43,6 +43,9 @@ check_observe_defaults(const struct conf *c)
 	assert_string_equal(c->log.audit_file, want);
 	assert_true(c->log.disk_reserve == 256u << 20);
 	assert_int_equal(c->log.disk_reserve_percent, 1);
+	assert_false(c->log.delivery_group_set);
+	assert_int_equal(c->log.delivery_file_mode, 0600);
+	assert_true(c->loaded_ms > 1600000000000);
 
 	assert_string_equal(c->metrics.listen, "127.0.0.1:9025");
 	assert_int_equal(c->metrics.addr.ss_family, AF_INET);
@@ -115,6 +118,44 @@ static const struct conf_error_row observe_error_rows[] = {
 	{ "log.delivery_file: control character",
 	  L "log { delivery_file = \"a\\tb\" }\n",
 	  "2: log.delivery_file: contains a control character" },
+	{ "log.delivery_file_group: unknown group",
+	  L "log {\n\tdelivery_file_group = \"no-such-group.outpost\"\n}\n",
+	  "3: log.delivery_file_group \"no-such-group.outpost\": no such "
+	  "group (a local group name, or a gid such as \"1001\")" },
+	{ "log.delivery_file_group: gid (gid_t)-1",
+	  L "log { delivery_file_group = \"4294967295\" }\n",
+	  "2: log.delivery_file_group: a gid is at most 4294967294" },
+	{ "log.delivery_file_group: empty",
+	  L "log { delivery_file_group = \"\" }\n",
+	  "2: log.delivery_file_group: must not be empty" },
+	{ "log.delivery_file_mode: not octal",
+	  L "log {\n\tdelivery_file_mode = 0648\n}\n",
+	  "3: log.delivery_file_mode: \"0648\" is not an octal mode such as "
+	  "\"0640\"" },
+	{ "log.delivery_file_mode: too short",
+	  L "log { delivery_file_mode = \"64\" }\n",
+	  "2: log.delivery_file_mode: \"64\" is not an octal mode such as "
+	  "\"0640\"" },
+	{ "log.delivery_file_mode: executable",
+	  L "log { delivery_file_mode = 0750 }\n",
+	  "2: log.delivery_file_mode: \"0750\": the owner must read and "
+	  "write, no one execute, and only the owner and group write (0600, "
+	  "0640, 0660 or 0644)" },
+	{ "log.delivery_file_mode: others write",
+	  L "log { delivery_file_mode = \"0666\" }\n",
+	  "2: log.delivery_file_mode: \"0666\": the owner must read and "
+	  "write, no one execute, and only the owner and group write (0600, "
+	  "0640, 0660 or 0644)" },
+	{ "log.delivery_file_mode: owner cannot write",
+	  L "log { delivery_file_mode = \"0440\" }\n",
+	  "2: log.delivery_file_mode: \"0440\": the owner must read and "
+	  "write, no one execute, and only the owner and group write (0600, "
+	  "0640, 0660 or 0644)" },
+	{ "log.delivery_file_mode: setgid",
+	  L "log { delivery_file_mode = \"2640\" }\n",
+	  "2: log.delivery_file_mode: \"2640\": the owner must read and "
+	  "write, no one execute, and only the owner and group write (0600, "
+	  "0640, 0660 or 0644)" },
 	{ "log: one file for both logs",
 	  L "log {\n\taudit_file = \"log/delivery.log\"\n}\n",
 	  "3: log.audit_file: the same file as log.delivery_file" DISTINCT },
@@ -555,6 +596,44 @@ test_observe_socket_len(void **state)
 	}
 }
 
+/* The delivery log's group (by name or gid) and mode, and their defaults. */
+static void
+test_observe_log_perms(void **state)
+{
+	static const struct {
+		const char *text;
+		bool group_set;
+		gid_t gid;
+		unsigned mode;
+	} rows[] = {
+		/* Debian's "daemon" group is gid 1, "root" gid 0 */
+		{ "log { delivery_file_group = \"daemon\" }\n", true, 1, 0640 },
+		{ "log { delivery_file_group = \"4\" }\n", true, 4, 0640 },
+		{ "log {\n delivery_file_group = \"daemon\"\n"
+		  " delivery_file_mode = 0660\n}\n",
+		  true, 1, 0660 },
+		{ "log { delivery_file_mode = \"644\" }\n", false, 0, 0644 },
+		{ "log { delivery_file_mode = 0600 }\n", false, 0, 0600 },
+		{ "log { }\n", false, 0, 0600 },
+	};
+	char err[1024], path[PATH_MAX], text[512];
+	struct conf *c = NULL;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		snprintf(text, sizeof(text), "%s%s", LISTENER, rows[i].text);
+		if (load_text(text, &c, err, sizeof(err), path, sizeof(path)) !=
+		    0)
+			fail_msg("%s: %s", rows[i].text, err);
+		assert_int_equal(c->log.delivery_group_set, rows[i].group_set);
+		if (rows[i].group_set)
+			assert_int_equal(c->log.delivery_gid, rows[i].gid);
+		assert_int_equal(c->log.delivery_file_mode, rows[i].mode);
+		conf_free(c);
+	}
+}
+
 static void
 test_example_observe(void **state)
 {
@@ -592,6 +671,7 @@ main(void)
 		cmocka_unit_test(test_observe_access),
 		cmocka_unit_test(test_observe_right_name),
 		cmocka_unit_test(test_observe_socket_len),
+		cmocka_unit_test(test_observe_log_perms),
 		cmocka_unit_test(test_example_observe),
 	};
 

@@ -1204,6 +1204,20 @@ assert_lines_tagged(const char *path, int n, int tag)
 	free(s);
 }
 
+/* PATH = NAME and OLD = NAME.1 under the test directory, neither there:
+ * a log and the name logrotate moves it to. */
+static void
+rot_paths(const char *name, char path[128], char old[128])
+{
+	char moved[128];
+
+	tpath(path, 128, name);
+	snprintf(moved, sizeof(moved), "%s.1", name);
+	tpath(old, 128, moved);
+	unlink(path);
+	unlink(old);
+}
+
 static void
 test_reopen_after_rename(void **state)
 {
@@ -1213,10 +1227,7 @@ test_reopen_after_rename(void **state)
 	mode_t um;
 
 	(void)state;
-	tpath(path, sizeof(path), "rot.log");
-	tpath(old, sizeof(old), "rot.log.1");
-	unlink(path);
-	unlink(old);
+	rot_paths("rot.log", path, old);
 	um = umask(0);
 	umask(um);
 	log_open_at(path, key_a);
@@ -1249,6 +1260,40 @@ test_reopen_after_rename(void **state)
 	assert_lines_tagged(path, 20, 4);
 	evlog_close();
 	assert_lines_tagged(path, 20, 4);
+	unlink(path);
+	unlink(old);
+}
+
+/* evlog_file_perms: the mode (and group) of the open file, and of the file
+ * a reopen makes, whatever the umask. */
+static void
+test_file_perms_reopen(void **state)
+{
+	char path[128], old[128], err[256] = "";
+	struct stat sb;
+	mode_t um;
+
+	(void)state;
+	rot_paths("perm.log", path, old);
+	um = umask(077); /* outpostd's */
+	log_open_at(path, key_a);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_mode & 07777, 0600);
+	assert_int_equal(evlog_file_perms(getgid(), 0640, err, sizeof(err)), 0);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_mode & 07777, 0640);
+	assert_int_equal(sb.st_gid, getgid());
+	assert_int_equal(rename(path, old), 0);
+	evlog_reopen();
+	write_n(3, 1);
+	evlog_close();
+	assert_lines_tagged(path, 3, 1);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_mode & 07777, 0640);
+	assert_int_equal(sb.st_gid, getgid());
+	/* Back to "as made" for the tests that follow. */
+	assert_int_equal(evlog_file_perms((gid_t)-1, 0, err, sizeof(err)), 0);
+	umask(um);
 	unlink(path);
 	unlink(old);
 }
@@ -1690,6 +1735,7 @@ main(void)
 		cmocka_unit_test(test_scrub_cut),
 		cmocka_unit_test(test_logspace_reserve),
 		cmocka_unit_test(test_reopen_after_rename),
+		cmocka_unit_test(test_file_perms_reopen),
 		cmocka_unit_test(test_reopen_fails),
 		cmocka_unit_test(test_flush_without_close),
 		cmocka_unit_test(test_close_flushes),

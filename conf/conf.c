@@ -92,8 +92,11 @@ conf_build(struct conf_ctx *x, cfg_t *cfg, struct conf *c, bool embedded)
 	return x->failed ? -1 : 0;
 }
 
-int
-conf_load(struct conf **out, const char *file, char *err, size_t errlen)
+/* conf_load's work; with PRINT, a tree that passed every check is also
+ * printed there (conf_print_cfg) before libconfuse's copy is freed. */
+static int
+conf_load_print(struct conf **out, const char *file, FILE *print, bool all,
+		char *err, size_t errlen)
 {
 	struct conf_ctx x = { .err = err, .errlen = errlen };
 	const char *label = file != NULL ? file : CONF_EMBEDDED_LABEL;
@@ -145,6 +148,10 @@ conf_load(struct conf **out, const char *file, char *err, size_t errlen)
 	if ((c->file = conf_strdup(&x, label)) == NULL ||
 	    conf_build(&x, cfg, c, file == NULL) != 0)
 		goto out;
+	if (print != NULL && conf_print_cfg(cfg, print, all) != 0) {
+		conf_fail(&x, 0, "cannot print: %s", strerror(errno));
+		goto out;
+	}
 	*out = c;
 	c = NULL;
 	rc = 0;
@@ -158,6 +165,23 @@ out:
 	conf_src_free(&x.src);
 	conf_cur = NULL;
 	pthread_mutex_unlock(&conf_mutex);
+	return rc;
+}
+
+int
+conf_load(struct conf **out, const char *file, char *err, size_t errlen)
+{
+	return conf_load_print(out, file, NULL, false, err, errlen);
+}
+
+int
+conf_print(FILE *fp, const char *file, bool all, char *err, size_t errlen)
+{
+	struct conf *c = NULL;
+	int rc;
+
+	rc = conf_load_print(&c, file, fp, all, err, errlen);
+	conf_free(c);
 	return rc;
 }
 

@@ -13,6 +13,7 @@
 #define OUTPOST_CONF_H
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -467,6 +468,17 @@ struct conf {
  * "file:line: message" in err.  Does not create files or directories.
  */
 int conf_load(struct conf **out, const char *file, char *err, size_t errlen);
+
+/*
+ * conf_print — load FILE as conf_load() does (NULL: the embedded defaults)
+ * and, when it is valid, print its effective configuration on FP in
+ * outpost.conf syntax, includes flattened: with ALL every key, defaults
+ * too; without, only the keys whose value differs from the default (as
+ * `postconf -n`), in the sections that hold them.  Secrets are never
+ * printed: a user's password shows as a comment.  Returns 0, or -1 with
+ * "file:line: message" in err (nothing printed when the file is invalid).
+ */
+int conf_print(FILE *fp, const char *file, bool all, char *err, size_t errlen);
 
 /* conf_free — release a tree from conf_load(); NULL is allowed. */
 void conf_free(struct conf *c);

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/socket.h>
 
 #include <confuse.h>
@@ -296,5 +297,9 @@ void conf_observe_free(struct conf *c);
 /* A refused value reported as "KEY: \"VALUE\" WHY"; returns -1. */
 int conf_value_fail(cfg_t *cfg, cfg_opt_t *opt, const char *value,
 		    const char *why);
+
+/* conf_print.c: CFG (a whole parsed tree) on FP as conf_print() says.
+ * 0, or -1 (errno set). */
+int conf_print_cfg(cfg_t *cfg, FILE *fp, bool all);
 
 #endif

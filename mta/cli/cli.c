@@ -57,7 +57,8 @@
 #define CLI_O_FILTER  0x08u /* --domain D, --held, --deferred */
 #define CLI_O_HEADERS 0x10u /* --headers */
 #define CLI_O_SUSPEND 0x20u /* --for DURATION, --reason TEXT */
-#define CLI_O_LOG     0x40u /* --rcpt ADDRESS, --event E, -f */
+#define CLI_O_LOG     0x40u /* --rcpt A, --event E, --id, --since, --until, -f */
+#define CLI_O_CONFIG  0x80u /* --all */
 
 #define CLI_SEL_ARGS "ID... | --domain D | --user U | --all  [--json]"
 
@@ -122,10 +123,18 @@ static const struct cli_cmd cli_cmds[] = {
 	  "user name from anywhere (needs the write right; audited)",
 	  CLI_NEED_CONF, CLI_O_SELECT | CLI_O_JSON, 0, 1, cli_keys_auth_unblock,
 	  NULL, NULL },
-	{ "log", NULL, "[--rcpt ADDRESS] [--event E[,E…]] [-f] [FILE]",
+	{ "log", NULL,
+	  "[--rcpt ADDRESS] [--event E[,E…]] [--id QUEUEID] [--since WHEN] "
+	  "[--until WHEN] [-f] [FILE]",
 	  "print the delivery log's lines (FILE: log.delivery_file) of one "
-	  "recipient and/or of some events; -f: follow it, across rotations",
+	  "recipient, events, message and/or time span (WHEN: 2h, 30m, or "
+	  "2026-12-04T10:00:00Z); -f: from its end on, across rotations",
 	  CLI_NEED_CONF, CLI_O_LOG | CLI_O_JSON, 0, 1, cli_log, NULL, NULL },
+	{ "config", NULL, "[--all]",
+	  "print the effective configuration in outpost.conf syntax: the "
+	  "keys that differ from the defaults (--all: every key); "
+	  "password hashes are never shown",
+	  CLI_NEED_CONF, CLI_O_CONFIG, 0, 0, cli_config, NULL, NULL },
 	{ "passwd", NULL, "[USER [DOMAIN ...]]",
 	  "read a password on stdin, print its Argon2id hash (with USER: a "
 	  "user block for the configuration)",
@@ -164,7 +173,7 @@ static const struct cli_opt {
 	  offsetof(struct cli, domain) },
 	{ "--user", NULL, CLI_O_SELECT, CLI_OPT_STR,
 	  offsetof(struct cli, user) },
-	{ "--all", NULL, CLI_O_SELECT, CLI_OPT_FLAG,
+	{ "--all", NULL, CLI_O_SELECT | CLI_O_CONFIG, CLI_OPT_FLAG,
 	  offsetof(struct cli, all) },
 	{ "--held", NULL, CLI_O_FILTER, CLI_OPT_FLAG,
 	  offsetof(struct cli, held) },
@@ -179,6 +188,11 @@ static const struct cli_opt {
 	{ "--rcpt", NULL, CLI_O_LOG, CLI_OPT_STR, offsetof(struct cli, rcpt) },
 	{ "--event", NULL, CLI_O_LOG, CLI_OPT_STR,
 	  offsetof(struct cli, event) },
+	{ "--id", NULL, CLI_O_LOG, CLI_OPT_STR, offsetof(struct cli, id) },
+	{ "--since", NULL, CLI_O_LOG, CLI_OPT_STR,
+	  offsetof(struct cli, since) },
+	{ "--until", NULL, CLI_O_LOG, CLI_OPT_STR,
+	  offsetof(struct cli, until) },
 	{ "--follow", "-f", CLI_O_LOG, CLI_OPT_FLAG,
 	  offsetof(struct cli, follow) },
 };

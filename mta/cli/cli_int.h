@@ -6,6 +6,7 @@
  *     cli_queue.c  queue views and changes, suspend, resume, suspensions,
  *                  status
  *     cli_log.c    log, hash
+ *     cli_config.c config
  *     cli_keys.c   passwd, dkim keygen, auth blocks and unblock
  * One thread; every function prints its own errors on stderr (cli_errx).
  */
@@ -54,7 +55,7 @@ struct cli {
 	/* suspend */
 	const char *duration, *reason;
 	/* log */
-	const char *rcpt, *event;
+	const char *rcpt, *event, *id, *since, *until;
 	bool follow;
 	int argc; /* positional arguments after the command words */
 	char *argv[CLI_ARGS_MAX];
@@ -136,6 +137,7 @@ int cli_queue_resume(struct cli *c);
 int cli_queue_suspensions(struct cli *c);
 int cli_log(struct cli *c);
 int cli_log_hash(struct cli *c);
+int cli_config(struct cli *c);
 int cli_keys_passwd(struct cli *c);
 int cli_keys_dkim_keygen(struct cli *c);
 int cli_keys_auth_blocks(struct cli *c);

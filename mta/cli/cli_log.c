@@ -1,10 +1,12 @@
 /*
- * cli_log.c — `outpost log` (the delivery log's lines of one recipient
- * and/or some events; -f follows the file across rotations) and `outpost
+ * cli_log.c — `outpost log` (the delivery log's lines of one recipient,
+ * some events, one message and/or a time span; -f follows the file from
+ * its end, across rotations) and `outpost
  * hash` (an address's keyed hash, as the logs and the queue views show it).
  * Both read the log-hash key (cli_hash_key_load) and nothing of the queue.
  * Must not: create the key, or print an address in clear.  One thread.
  */
+#define _GNU_SOURCE /* strptime, timegm */
 #include <sys/stat.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -12,10 +14,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "conf/conf.h"
 #include "queue/queue.h"
+#include "mta/core/util.h"
 #include "mta/cli/cli_int.h"
 
 #define CLI_LOG_POLL_MS    250 /* -f: look for more (or a new file) */
@@ -160,11 +165,82 @@ cli_log_js_get(const char *p, const char *end, const char *key, char *out,
 	}
 }
 
+/*
+ * "YYYY-MM-DDTHH:MM[:SS[.fff]]Z" (the log's "time", or an operator's)
+ * into Unix ms.  0, or -1 when S is not such a time.
+ */
+static int
+cli_log_time_parse(const char *s, int64_t *ms)
+{
+	struct tm tm;
+	const char *p;
+	int64_t frac = 0, scale = 100;
+	time_t t;
+
+	memset(&tm, 0, sizeof(tm));
+	if ((p = strptime(s, "%Y-%m-%dT%H:%M", &tm)) == NULL)
+		return -1;
+	if (*p == ':') {
+		if (p[1] < '0' || p[1] > '9' || p[2] < '0' || p[2] > '9')
+			return -1;
+		tm.tm_sec = (p[1] - '0') * 10 + (p[2] - '0');
+		p += 3;
+		if (*p == '.')
+			for (p++; *p >= '0' && *p <= '9'; p++, scale /= 10)
+				frac += (*p - '0') * scale;
+	}
+	if (strcmp(p, "Z") != 0 || tm.tm_sec > 60)
+		return -1;
+	if ((t = timegm(&tm)) == (time_t)-1)
+		return -1;
+	*ms = (int64_t)t * 1000 + frac;
+	return 0;
+}
+
+/* --since / --until WHEN: a duration back from now ("2h", "30m") or a
+ * time (cli_log_time_parse).  0, or -1 (said on stderr). */
+static int
+cli_log_when(const char *opt, const char *when, int64_t *ms)
+{
+	uint64_t ago;
+
+	if (cli_log_time_parse(when, ms) == 0)
+		return 0;
+	if (conf_parse_duration(when, &ago) == 0 && ago <= INT64_MAX / 2) {
+		*ms = util_wall_ms() - (int64_t)ago;
+		return 0;
+	}
+	cli_errx("log: %s %s: a duration back from now (2h, 30m, 90s) or a "
+		 "UTC time (2026-12-04T10:00:00Z)",
+		 opt, when);
+	return -1;
+}
+
 struct cli_log_filter {
 	const char *hash; /* --rcpt: its rcpt_hash, or NULL */
 	char *events[CLI_LOG_EVENTS_MAX];
 	int nevents;
+	char id[QUEUE_ID_HEX_BYTES]; /* --id, lower case; "" for any */
+	bool since, until;           /* --since, --until given */
+	int64_t since_ms, until_ms;  /* the span's ends, both included */
+	bool skip_partial;           /* -f began inside a line: drop it */
 };
+
+/* Is the line's "time" within the span?  A line without one is not. */
+static bool
+cli_log_match_time(const struct cli_log_filter *f, const char *line, size_t len)
+{
+	char v[64];
+	int64_t ms;
+
+	if (!f->since && !f->until)
+		return true;
+	if (cli_log_js_get(line, line + len, "time", v, sizeof(v)) != 1 ||
+	    cli_log_time_parse(v, &ms) != 0)
+		return false;
+	return (!f->since || ms >= f->since_ms) &&
+	       (!f->until || ms <= f->until_ms);
+}
 
 static bool
 cli_log_match(const struct cli_log_filter *f, const char *line, size_t len)
@@ -172,6 +248,12 @@ cli_log_match(const struct cli_log_filter *f, const char *line, size_t len)
 	char v[128];
 	int i;
 
+	if (f->id[0] != '\0' &&
+	    (cli_log_js_get(line, line + len, "id", v, sizeof(v)) != 1 ||
+	     strcasecmp(v, f->id) != 0))
+		return false;
+	if (!cli_log_match_time(f, line, len))
+		return false;
 	if (f->hash != NULL &&
 	    (cli_log_js_get(line, line + len, "rcpt_hash", v, sizeof(v)) != 1 ||
 	     strcmp(v, f->hash) != 0))
@@ -189,11 +271,18 @@ cli_log_match(const struct cli_log_filter *f, const char *line, size_t len)
 /* The complete lines in BUF[0..*len): print those that match; keep the
  * unfinished last line at the front of BUF. */
 static void
-cli_log_lines(const struct cli_log_filter *f, char *buf, size_t *len,
-	      bool flush)
+cli_log_lines(struct cli_log_filter *f, char *buf, size_t *len, bool flush)
 {
 	char *p = buf, *end = buf + *len, *nl;
 
+	if (f->skip_partial) {
+		if ((nl = memchr(p, '\n', (size_t)(end - p))) == NULL) {
+			*len = 0;
+			return;
+		}
+		p = nl + 1;
+		f->skip_partial = false;
+	}
 	while (p < end && (nl = memchr(p, '\n', (size_t)(end - p))) != NULL) {
 		if (cli_log_match(f, p, (size_t)(nl - p)))
 			fwrite(p, 1, (size_t)(nl - p + 1), stdout);
@@ -212,7 +301,7 @@ cli_log_lines(const struct cli_log_filter *f, char *buf, size_t *len,
 
 /* Read what FD has now into the line buffer; 0 at its end, -1 error. */
 static int
-cli_log_read(int fd, const struct cli_log_filter *f, char **buf, size_t *len,
+cli_log_read(int fd, struct cli_log_filter *f, char **buf, size_t *len,
 	     size_t *cap)
 {
 	ssize_t r;
@@ -237,10 +326,59 @@ cli_log_read(int fd, const struct cli_log_filter *f, char **buf, size_t *len,
 	}
 }
 
+/* The filters of C's options into F (f->hash stays for the caller).
+ * CLI_OK, or CLI_USAGE (said on stderr). */
+static int
+cli_log_filter_set(const struct cli *c, struct cli_log_filter *f)
+{
+	size_t i;
+
+	if (c->id != NULL) {
+		if (strlen(c->id) != QUEUE_ID_HEX_BYTES - 1 ||
+		    strspn(c->id, "0123456789abcdefABCDEF") !=
+			QUEUE_ID_HEX_BYTES - 1) {
+			cli_errx("log: --id %s: a queue id is 16 hex digits",
+				 c->id);
+			return CLI_USAGE;
+		}
+		for (i = 0; i < QUEUE_ID_HEX_BYTES - 1; i++)
+			f->id[i] = (char)(c->id[i] >= 'A' && c->id[i] <= 'F'
+					      ? c->id[i] - 'A' + 'a'
+					      : c->id[i]);
+	}
+	if (c->since != NULL) {
+		if (cli_log_when("--since", c->since, &f->since_ms) != 0)
+			return CLI_USAGE;
+		f->since = true;
+	}
+	if (c->until != NULL) {
+		if (cli_log_when("--until", c->until, &f->until_ms) != 0)
+			return CLI_USAGE;
+		f->until = true;
+	}
+	return CLI_OK;
+}
+
+/*
+ * With -f, start where the file ends now (as tail -f does: what is there
+ * is history, --since reads it instead), past a line being written.
+ */
+static void
+cli_log_follow_start(int fd, const struct stat *st, struct cli_log_filter *f)
+{
+	char last;
+
+	if (st->st_size == 0 || lseek(fd, st->st_size, SEEK_SET) < 0)
+		return;
+	f->skip_partial =
+	    pread(fd, &last, 1, st->st_size - 1) == 1 && last != '\n';
+}
+
 /*
  * log — filter the delivery log (JSON Lines) by recipient (its keyed hash,
- * as `outpost hash` makes it) and/or event.  With -f, follow the file as
- * tail -F does: wait for more, and when the name points to a new file
+ * as `outpost hash` makes it), event, queue id and/or time.  With -f,
+ * follow the file as tail -F does, from its end (from its start with
+ * --since): wait for more, and when the name points to a new file
  * (logrotate moved the old one) finish the old one and go on with the new.
  * Its length is the follow loop, which reads better in one piece.
  */
@@ -278,6 +416,9 @@ cli_log(struct cli *c)
 			f.events[f.nevents++] = tok;
 		}
 	}
+	if ((rc = cli_log_filter_set(c, &f)) != CLI_OK)
+		goto done;
+	rc = CLI_ERR;
 	if (c->rcpt != NULL) {
 		if (cli_hash_key_load(c) != 0)
 			goto done;
@@ -289,6 +430,8 @@ cli_log(struct cli *c)
 		cli_errx("log: %s: %s", path, strerror(errno));
 		goto done;
 	}
+	if (c->follow && !f.since)
+		cli_log_follow_start(fd, &st, &f);
 	for (;;) {
 		if (cli_log_read(fd, &f, &buf, &len, &cap) != 0) {
 			cli_errx("log: %s: %s", path, strerror(errno));

@@ -5,3 +5,6 @@ outpost_integration_test(cli t/integration/cli_test.py TIMEOUT 600)
 # configuration (OUTPOST_CONF, the system file, the defaults); dkim keygen
 # beside a key of the other type.
 outpost_integration_test(cli_options t/integration/cli_options_test.py TIMEOUT 300)
+# `outpost config` (the effective configuration, its fixpoint, no secret)
+# and `outpost log`'s --id, --since, --until and -f from the end.
+outpost_integration_test(cli_operate t/integration/cli_operate_test.py TIMEOUT 300)

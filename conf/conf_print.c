@@ -1,11 +1,12 @@
 /*
  * conf_print.c — a parsed libconfuse tree printed back as outpost.conf text
- * (conf_print_cfg, for conf_print()): every key, or only those that differ
- * from the schema's defaults, sections with their titles.
+ * (conf_print_cfg, for conf_print()): every key, or only those the file
+ * set away from their defaults, sections with their titles.
  * Owns no state.  Thread: under conf_load's lock (conf.c), while the tree
  * it prints is alive; it parses nothing (libconfuse's lexer is global).
  * Must not: print a secret (a user's password hash), or read any file.
- * Invariants: what it prints parses back to the same tree.
+ * Invariants: what it prints parses back to the same configuration, but
+ * for the users (their passwords show as comments).
  */
 #include <errno.h>
 #include <stdio.h>

@@ -2,8 +2,9 @@
  * sched_limit.c — how much a path may do: connections, message rate,
  * back-off after failures and suspension by a reply pattern.
  *
- * Owns: the limit fields of struct sched_path.  Must not: hold jobs on a
- * paused path (they are deferred, so rounds settle).  Delivery loop thread.
+ * Owns: the limit fields of struct sched_path.  Must not: keep jobs on a
+ * paused path (their messages are parked, so rounds settle), nor write or
+ * log anything per message for a pause.  Delivery loop thread.
  */
 #include <inttypes.h>
 #include <regex.h>
@@ -32,16 +33,29 @@ sched_limit_patterns(const struct conf_destination *cfg,
 	return (unsigned)i;
 }
 
-/* P may not send until UNTIL: what waits on it is deferred now (without
- * counting an attempt) rather than held, so rounds settle and expiry is
- * not delayed by a pause. */
+/* P may not send for a while: what waits on it is parked (untried, its
+ * round settled without a write; sched_park.c), so nothing is said or
+ * written per message, and its park's timer still expires it on time. */
 static void
-sched_limit_defer_queue(struct sched_path *p, const char *why)
+sched_limit_defer_queue(struct sched_path *p)
 {
 	struct sched_job *job;
 
 	while ((job = sched_path_pop(p)) != NULL)
-		sched_job_fail(job, OS_LOCAL, 0, why);
+		sched_job_park(job, &p->park);
+}
+
+void
+sched_limit_unpause(struct sched_path *p, bool all, const char *why)
+{
+	if (p->paused) {
+		p->paused = false;
+		log_info("destination %s resumed (%s); %u message(s) held for "
+			 "it go again%s",
+			 p->site->key, why, p->park.n,
+			 all ? "" : ", a few first");
+	}
+	sched_park_release(&p->park, all ? UINT32_MAX : sched_limit_conns(p));
 }
 
 void
@@ -51,17 +65,22 @@ sched_limit_backoff(struct sched_path *p, const char *why)
 	uint64_t pause;
 	char esc[200];
 
+	/* Already paused (another connection failed meanwhile): one
+	 * pause, one announcement. */
+	if (p->paused_until_ms > util_wall_ms())
+		return;
 	if (p->backoff_level < SCHED_BACKOFF_LEVELS)
 		p->backoff_level++;
 	pause = cfg->backoff_pause_ms << (p->backoff_level - 1);
 	if (pause > cfg->backoff_max_ms)
 		pause = cfg->backoff_max_ms;
 	p->paused_until_ms = util_wall_ms() + (int64_t)pause;
+	p->paused = true;
+	snprintf(p->last_error, sizeof(p->last_error), "%s", why);
 	log_info("destination %s backed off for %" PRIu64 " s (level %u): %s",
 		 p->site->key, pause / 1000, p->backoff_level,
 		 log_escape(esc, sizeof(esc), why, strlen(why)));
-	sched_limit_defer_queue(p, "4.4.2 destination backed off after "
-				   "failures");
+	sched_limit_defer_queue(p);
 }
 
 void
@@ -71,11 +90,13 @@ sched_limit_suspend(struct sched_path *p, uint64_t ms, const char *why)
 
 	p->suspended = true;
 	p->paused_until_ms = util_wall_ms() + (int64_t)ms;
+	p->paused = true;
+	snprintf(p->last_error, sizeof(p->last_error), "%s", why);
 	log_info("destination %s suspended for %" PRIu64 " s: reply matched a "
 		 "suspend_on pattern: %s",
 		 p->site->key, ms / 1000,
 		 log_escape(esc, sizeof(esc), why, strlen(why)));
-	sched_limit_defer_queue(p, "4.4.2 destination suspended");
+	sched_limit_defer_queue(p);
 }
 
 void
@@ -85,8 +106,13 @@ sched_limit_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (p->paused_until_ms <= util_wall_ms())
+	if (p->paused_until_ms <= util_wall_ms()) {
 		p->suspended = false;
+		if (p->paused ||
+		    (p->park.n > 0 && p->njobs == 0 && p->nconn == 0))
+			sched_limit_unpause(p, p->backoff_level == 0,
+					    "its pause is over");
+	}
 	sched_path_kick(p);
 }
 

@@ -120,6 +120,24 @@ destination "*" { backoff_pause = 3s backoff_max = 3s max_connections = 2 }
                 e.get("stage") == "local"]
         check(not fake, "%d deferrals without an attempt, e.g. %s"
               % (len(fake), fake[:1]))
+        # queue show: each recipient's state, attempts, next attempt (not
+        # in the past: when the pause ends) and last reply.
+        ids = sorted(json.loads(x)["id"] for x in
+                     cli(d, "queue", "list", "--json").splitlines())
+        now_ms = time.time() * 1000
+        replies = []
+        for qid in ids[:5] + ids[-5:]:
+            r = json.loads(cli(d, "queue", "show", qid, "--json"))
+            r = r["recipients"][0]
+            eq(r["state"], "pending", "show: state")
+            check(r.get("next_attempt_ms", 0) > now_ms - 1000,
+                  "show: next attempt when the pause ends: %s" % r)
+            replies.append(r.get("last_reply") or "")
+        check(any("connect: Connection refused" in x for x in replies),
+              "show: last reply of the tried: %s" % replies)
+        text = cli(d, "queue", "show", ids[0])
+        check("next attempt:" in text and "last reply:" in text,
+              "show text: %s" % text)
         # The destination says when it pauses and when it resumes, once
         # each (the pauses come every 3 s at most).
         log = d.log()

@@ -123,7 +123,8 @@ struct sched_job {
  * heap, their due time and queue record untouched, so a pause costs no
  * write, no delivery-log line and no counter per message.  The timer
  * releases each one when its time in the queue runs out (it then expires
- * with its DSN) and, for an operator's suspension, all at until_ms.
+ * with its DSN) and all at until_ms: an operator's suspension's end, or
+ * for a path, a last resort after its probes (sched_limit_unpause).
  */
 struct sched_park_ent {
 	struct sched_msg *m;
@@ -133,7 +134,7 @@ struct sched_park_ent {
 struct sched_park {
 	struct sched_park_ent *v;
 	uint32_t n, cap;
-	int64_t until_ms;    /* 0: released by its owner (a path) */
+	int64_t until_ms;    /* 0: only by its owner (sched_park_release) */
 	int64_t next_at;     /* when the timer fires */
 	struct event *timer; /* made on first use */
 };
@@ -201,6 +202,7 @@ struct sched {
 	struct htab dests, sites;
 	struct idmap ids; /* every message in memory, by queue id */
 	uint64_t nheld;
+	uint64_t nparked;          /* held in place by a paused destination */
 	uint64_t ncorrupt;         /* held because their record is damaged */
 	uint64_t corrupt_total;    /* damaged records found since start */
 	struct event *gauge_timer; /* refreshes the metrics snapshot */

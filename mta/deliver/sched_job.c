@@ -114,7 +114,8 @@ sched_job_park(struct sched_job *job, struct sched_park *pk)
 
 /* A failure without a reply (connect, TLS, a timeout) says where: its
  * text gets the stage's name in front ("connect: Connection refused"),
- * for the queue, the DSN and the summary, which keep no stage. */
+ * for the queue, the DSN and the summary, which keep no stage.  A text
+ * that opens with an enhanced status keeps it first (DSNs read it). */
 static void
 sched_job_name_stage(struct smtp_client_result *r)
 {
@@ -123,6 +124,7 @@ sched_job_name_stage(struct smtp_client_result *r)
 	char *t;
 
 	if (r->code != 0 || r->stage == OS_LOCAL || r->text == NULL ||
+	    (r->text[0] >= '0' && r->text[0] <= '9') ||
 	    (strncmp(r->text, name, n) == 0 && r->text[n] == ':'))
 		return;
 	len = n + 2 + strlen(r->text) + 1;
@@ -215,8 +217,8 @@ sched_job_results(struct sched_job *job)
 	for (i = 0; i < job->cj.nrcpt; i++) {
 		struct smtp_client_result *r = &job->cj.res[i];
 
-		sched_job_name_stage(r);
 		outcome_classify(r->stage, r->code, r->text, pats, npats, &o);
+		sched_job_name_stage(r);
 		if (o.retry_now && p != NULL) {
 			/* Too many recipients for that server in one go:
 			 * these go again in a new transaction, now. */

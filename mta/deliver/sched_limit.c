@@ -14,6 +14,7 @@
 #include "mta/core/log.h"
 #include "mta/core/util.h"
 #include "mta/deliver/sched_int.h"
+#include "mta/observe/evlog.h"
 
 #define SCHED_BACKOFF_LEVELS 8
 
@@ -33,6 +34,26 @@ sched_limit_patterns(const struct conf_destination *cfg,
 	return (unsigned)i;
 }
 
+/* The delivery log's one line for P's pause (PAUSED) or its end: the
+ * site, why (and for how long), and how many were held (COUNT, -1). */
+static void
+sched_limit_event(const struct sched_path *p, bool paused, const char *why,
+		  int count)
+{
+	struct evlog_event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.type = paused ? EV_PAUSE : EV_RESUME;
+	ev.destination = p->site->key;
+	ev.pool = p->pool != NULL ? p->pool->name : NULL;
+	ev.reason = why;
+	ev.nrcpts = ev.attempt = -1;
+	ev.queue_time_ms = -1;
+	ev.tls_verified = -1;
+	ev.count = count;
+	evlog_write(&ev);
+}
+
 /* P may not send for a while: what waits on it is parked (untried, its
  * round settled without a write; sched_park.c), so nothing is said or
  * written per message, and its park's timer still expires it on time. */
@@ -48,14 +69,24 @@ sched_limit_defer_queue(struct sched_path *p)
 void
 sched_limit_unpause(struct sched_path *p, bool all, const char *why)
 {
+	uint32_t few = sched_limit_conns(p);
+
 	if (p->paused) {
 		p->paused = false;
 		log_info("destination %s resumed (%s); %u message(s) held for "
 			 "it go again%s",
 			 p->site->key, why, p->park.n,
 			 all ? "" : ", a few first");
+		sched_limit_event(p, false, why, (int)p->park.n);
 	}
-	sched_park_release(&p->park, all ? UINT32_MAX : sched_limit_conns(p));
+	/* The few may never reach the path (expired, deleted, their MX
+	 * lookup failed): the rest go anyway after another pause's time,
+	 * unless a new pause comes first. */
+	p->park.until_ms =
+	    all || p->park.n <= few
+		? 0
+		: util_wall_ms() + (int64_t)p->cfg->backoff_pause_ms;
+	sched_park_release(&p->park, all ? UINT32_MAX : few);
 }
 
 void
@@ -63,7 +94,7 @@ sched_limit_backoff(struct sched_path *p, const char *why)
 {
 	const struct conf_destination *cfg = p->cfg;
 	uint64_t pause;
-	char esc[200];
+	char esc[200], text[300];
 
 	/* Already paused (another connection failed meanwhile): one
 	 * pause, one announcement. */
@@ -76,26 +107,37 @@ sched_limit_backoff(struct sched_path *p, const char *why)
 		pause = cfg->backoff_max_ms;
 	p->paused_until_ms = util_wall_ms() + (int64_t)pause;
 	p->paused = true;
+	p->park.until_ms = 0; /* held until this pause is over */
 	snprintf(p->last_error, sizeof(p->last_error), "%s", why);
 	log_info("destination %s backed off for %" PRIu64 " s (level %u): %s",
 		 p->site->key, pause / 1000, p->backoff_level,
 		 log_escape(esc, sizeof(esc), why, strlen(why)));
+	snprintf(text, sizeof(text),
+		 "backed off for %" PRIu64 " s (level %u): %s", pause / 1000,
+		 p->backoff_level, why);
+	sched_limit_event(p, true, text, -1);
 	sched_limit_defer_queue(p);
 }
 
 void
 sched_limit_suspend(struct sched_path *p, uint64_t ms, const char *why)
 {
-	char esc[200];
+	char esc[200], text[300];
 
 	p->suspended = true;
 	p->paused_until_ms = util_wall_ms() + (int64_t)ms;
 	p->paused = true;
+	p->park.until_ms = 0;
 	snprintf(p->last_error, sizeof(p->last_error), "%s", why);
 	log_info("destination %s suspended for %" PRIu64 " s: reply matched a "
 		 "suspend_on pattern: %s",
 		 p->site->key, ms / 1000,
 		 log_escape(esc, sizeof(esc), why, strlen(why)));
+	snprintf(text, sizeof(text),
+		 "suspended for %" PRIu64 " s: reply matched a suspend_on "
+		 "pattern: %s",
+		 ms / 1000, why);
+	sched_limit_event(p, true, text, -1);
 	sched_limit_defer_queue(p);
 }
 

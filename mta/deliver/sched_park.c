@@ -45,6 +45,7 @@ sched_park_take(struct sched_park *pk, uint32_t i)
 		pk->v[i].m->park_idx = i;
 	m->park = NULL;
 	m->park_idx = UINT32_MAX;
+	sched.nparked--;
 }
 
 static void
@@ -96,6 +97,7 @@ sched_park_add(struct sched_park *pk, struct sched_msg *m, int64_t expires_ms)
 	pk->v[pk->n].expires_ms = expires_ms;
 	m->park = pk;
 	m->park_idx = pk->n++;
+	sched.nparked++;
 	if (pk->n == 1 || expires_ms < pk->next_at)
 		sched_park_arm(pk);
 	return 0;

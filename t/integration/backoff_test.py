@@ -17,7 +17,8 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from outpost_test import (OUTPOST, SLOW, ControlDaemon, Dns,  # noqa: E402
                           Sink, TestFailure, check, delivery_config, eq,
-                          free_port_on, pipeline, run_tests, wait_empty)
+                          free_port_on, pipeline, run_tests, wait_empty,
+                          wait_for)
 
 N = 200
 
@@ -58,17 +59,6 @@ def events(d, kind):
                     if e.get("event") == kind]
     except FileNotFoundError:
         return []
-
-
-def wait_for(pred, timeout, what):
-    deadline = time.time() + timeout * SLOW
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.time() > deadline:
-            raise TestFailure(what + " not reached")
-        time.sleep(0.1)
 
 
 def refusing(name, host, extra, retry="1s"):
@@ -144,6 +134,13 @@ destination "*" { backoff_pause = 3s backoff_max = 3s max_connections = 2 }
         check(1 <= log.count("resumed (its pause is over)") <= 5,
               "a line when the pause ends: %d" % log.count("resumed ("))
         check(log.count("backed off for") <= 6, "a line per pause")
+        paused = events(d, "destination_paused")
+        resumed = events(d, "destination_resumed")
+        check(1 <= len(paused) <= 6 and 1 <= len(resumed) <= 5,
+              "delivery log: %d paused, %d resumed events"
+              % (len(paused), len(resumed)))
+        check("Connection refused" in paused[0].get("reason", ""),
+              "the pause says why: %s" % paused[0])
 
 
 def retry_now(verb):

@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from outpost_test import (ASAN, OUTPOST, SLOW,  # noqa: E402
                           ControlDaemon, Dns, Sink, TestFailure, check,
                           control_raw, delivery_config, eq, free_port_on,
-                          pipeline, run_tests, wait_empty)
+                          pipeline, run_tests, wait_empty, wait_for)
 
 NOBODY = pwd.getpwnam("nobody")
 NOGROUP = grp.getgrgid(NOBODY.pw_gid)
@@ -67,16 +67,6 @@ def summary(d):
     return {row["domain"]: row
             for row in jsonl(cli(d, "queue", "summary", "--json").stdout)}
 
-
-def wait_for(pred, timeout=30, what="condition"):
-    deadline = time.time() + timeout * SLOW
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.time() > deadline:
-            raise TestFailure("%s not met within %ds" % (what, timeout))
-        time.sleep(0.2)
 
 
 def audit(d):

@@ -277,8 +277,13 @@ sched_conn_closed(struct smtp_client *c, bool failed, enum outcome_stage stage,
 						    : "connection failed");
 			}
 		} else if (p->nbusy == 0 && p->nidle == 0) {
-			sched_limit_backoff(p,
-					    text ? text : "connection failed");
+			/* No job to carry it: said as a job's would be. */
+			char why[300];
+
+			snprintf(why, sizeof(why), "%s: %s",
+				 outcome_stage_name(stage),
+				 text ? text : "connection failed");
+			sched_limit_backoff(p, why);
 		} else {
 			/* Other connections work: the host is only partly
 			 * unwell.  Open no new one for a while (never a

@@ -293,7 +293,11 @@ def test_delete_and_bounce():
                   ("sender.test", "mx.sender.test", 10)],
               a=[("mx.gone.test", "127.0.0.44"),      # nobody listens
                  ("mx.sender.test", "127.0.0.43")])
-    cfg = delivery_config(dns, port).replace('"1s"', '"1h"')
+    # A message that reaches gone.test while it is backed off waits, held
+    # in place, for the pause to end before its first attempt: short.
+    cfg = delivery_config(dns, port, '''
+destination "gone.test" { backoff_pause = 1s backoff_max = 1s }''').replace(
+        '"1s" }', '"1h" }', 1)
     with dns, Sink(hosts, port) as sink, cli_daemon(cfg) as d:
         pipeline(d, ["g%d@gone.test" % i for i in range(3)])
         ids = [m["id"] for m in wait_tried(d, 3)]

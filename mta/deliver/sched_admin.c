@@ -322,6 +322,7 @@ sched_suspend(const char *domain, uint64_t ms, const char *reason, char *err,
 	}
 	d->suspended_until_ms = util_wall_ms() + (int64_t)ms;
 	d->park.until_ms = d->suspended_until_ms;
+	sched_park_release(&d->park, 0); /* its timer moved to the new end */
 	d->suspend_reason = strdup(reason != NULL ? reason : "");
 	log_info("destination %s suspended by an operator for %" PRIu64 " s",
 		 dom, ms / 1000);

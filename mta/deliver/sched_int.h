@@ -132,10 +132,9 @@ struct sched_park_ent {
 };
 
 struct sched_park {
-	struct sched_park_ent *v;
+	struct sched_park_ent *v; /* a min-heap on expires_ms */
 	uint32_t n, cap;
 	int64_t until_ms;    /* 0: only by its owner (sched_park_release) */
-	int64_t next_at;     /* when the timer fires */
 	struct event *timer; /* made on first use */
 };
 

@@ -2,9 +2,9 @@
  * sched_park.c — messages held in place while their destination is paused
  * (struct sched_park, sched_int.h): no round, no queue write, no log line.
  *
- * Owns: each park's array and timer.  Must not: move a parked message's
- * due time (it is the key of its schedule entry on disk; it stays in the
- * past, so a restart or a release finds the message due at once).
+ * Owns: each park's array (a min-heap on expiry) and timer.  Must not: move
+ * a parked message's due time (the key of its schedule entry on disk; it
+ * stays in the past, so a restart or a release finds it due at once).
  * Delivery loop thread.  Invariant: m->park is set exactly while M is in
  * that park's array at m->park_idx.
  */
@@ -16,33 +16,73 @@
 #include "mta/core/util.h"
 #include "mta/deliver/sched_int.h"
 
-/* The timer at the first expiry (or at until_ms, if that comes first). */
+static void
+sched_park_swap(struct sched_park *pk, uint32_t a, uint32_t b)
+{
+	struct sched_park_ent t = pk->v[a];
+
+	pk->v[a] = pk->v[b];
+	pk->v[b] = t;
+	pk->v[a].m->park_idx = a;
+	pk->v[b].m->park_idx = b;
+}
+
+static void
+sched_park_up(struct sched_park *pk, uint32_t i)
+{
+	while (i > 0 && pk->v[i].expires_ms < pk->v[(i - 1) / 2].expires_ms) {
+		sched_park_swap(pk, i, (i - 1) / 2);
+		i = (i - 1) / 2;
+	}
+}
+
+static void
+sched_park_down(struct sched_park *pk, uint32_t i)
+{
+	for (;;) {
+		uint32_t l = 2 * i + 1, r = l + 1, m = i;
+
+		if (l < pk->n && pk->v[l].expires_ms < pk->v[m].expires_ms)
+			m = l;
+		if (r < pk->n && pk->v[r].expires_ms < pk->v[m].expires_ms)
+			m = r;
+		if (m == i)
+			return;
+		sched_park_swap(pk, i, m);
+		i = m;
+	}
+}
+
+/* The timer at the first expiry, or at until_ms if that comes first. */
 static void
 sched_park_arm(struct sched_park *pk)
 {
 	int64_t at = pk->until_ms != 0 ? pk->until_ms : INT64_MAX;
-	uint32_t i;
 
-	for (i = 0; i < pk->n; i++)
-		if (pk->v[i].expires_ms < at)
-			at = pk->v[i].expires_ms;
-	pk->next_at = at;
-	if (at == INT64_MAX || pk->n == 0) {
+	if (pk->timer == NULL)
+		return;
+	if (pk->n > 0 && pk->v[0].expires_ms < at)
+		at = pk->v[0].expires_ms;
+	if (pk->n == 0 || at == INT64_MAX) {
 		evtimer_del(pk->timer);
 		return;
 	}
 	sched_timer_ms(pk->timer, at - util_wall_ms());
 }
 
-/* Entry I out (the last one takes its place); its message due again. */
+/* Entry I out of the heap; its message no longer parked. */
 static void
 sched_park_take(struct sched_park *pk, uint32_t i)
 {
 	struct sched_msg *m = pk->v[i].m;
 
-	pk->v[i] = pk->v[--pk->n];
-	if (i < pk->n)
+	pk->n--;
+	if (i < pk->n) {
+		pk->v[i] = pk->v[pk->n];
 		pk->v[i].m->park_idx = i;
+		sched_park_down(pk, i);
+		sched_park_up(pk, i);
+	}
 	m->park = NULL;
 	m->park_idx = UINT32_MAX;
 	sched.nparked--;
@@ -53,7 +93,7 @@ sched_park_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct sched_park *pk = arg;
 	int64_t now = util_wall_ms();
-	uint32_t i;
+	struct sched_msg *m;
 
 	(void)fd;
 	(void)what;
@@ -64,12 +104,9 @@ sched_park_timer_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	/* Their time in the queue is over: they go to expire (a DSN with
 	 * their last real error), paused or not. */
-	for (i = pk->n; i-- > 0;) {
-		struct sched_msg *m = pk->v[i].m;
-
-		if (pk->v[i].expires_ms > now)
-			continue;
-		sched_park_take(pk, i);
+	while (pk->n > 0 && pk->v[0].expires_ms <= now) {
+		m = pk->v[0].m;
+		sched_park_take(pk, 0);
 		sched_msg_due(m);
 	}
 	sched_park_arm(pk);
@@ -98,8 +135,9 @@ sched_park_add(struct sched_park *pk, struct sched_msg *m, int64_t expires_ms)
 	m->park = pk;
 	m->park_idx = pk->n++;
 	sched.nparked++;
-	if (pk->n == 1 || expires_ms < pk->next_at)
-		sched_park_arm(pk);
+	sched_park_up(pk, m->park_idx);
+	if (m->park_idx == 0)
+		sched_park_arm(pk); /* the first to expire now */
 	return 0;
 }
 
@@ -116,13 +154,13 @@ sched_park_release(struct sched_park *pk, uint32_t max)
 	struct sched_msg *m;
 	uint32_t k;
 
+	/* The oldest first (they expire first). */
 	for (k = 0; k < max && pk->n > 0; k++) {
 		m = pk->v[0].m;
 		sched_park_take(pk, 0);
 		sched_msg_due(m);
 	}
-	if (pk->timer != NULL)
-		sched_park_arm(pk);
+	sched_park_arm(pk);
 	sched_retry_arm();
 }
 

@@ -207,8 +207,9 @@ control_query_view_start(struct control_session *s)
 		control_answer(s);
 		return;
 	}
-	/* The summary's suspensions are the scheduler's: read them here. */
-	if (s->view->kind == CVK_SUMMARY &&
+	/* The suspensions the summary and show give are the scheduler's: read
+	 * them here. */
+	if (s->view->kind != CVK_LIST &&
 	    (s->view->suspensions = control_query_suspensions()) == NULL) {
 		control_result(s, false, "err out of memory");
 		control_answer(s);

@@ -33,11 +33,13 @@
 struct cv_sum {
 	char *domain;
 	uint64_t msgs, rcpts, deferred, held;
+	uint64_t untried;    /* pending, not held, never attempted */
 	uint64_t last_msg;   /* the last message counted in msgs */
 	int64_t oldest_ms;   /* created_ms of the oldest; INT64_MAX none */
 	int64_t err_at_ms;   /* when the last error came (estimated) */
 	unsigned err_code;   /* its reply code, 0 = none */
 	char err_status[12]; /* its enhanced status, "" = none */
+	char err_text[64];   /* no reply (code 0): our own text of why */
 	bool has_err;
 	int64_t susp_until_ms; /* 0: not suspended */
 	char *susp_reason;
@@ -109,6 +111,25 @@ cv_sum_tab_free(struct cv_sum_tab *t)
 	t->ready = false;
 }
 
+/* A failure without a reply ("connect: Connection refused"): the text is
+ * ours, not the remote's, so it can be shown; printable ASCII only. */
+static void
+cv_sum_err_text(struct cv_sum *s, const struct queue_rcpt *r)
+{
+	const char *t = r->last_reply != NULL ? r->last_reply : "";
+	size_t i;
+
+	s->err_text[0] = '\0';
+	if (r->last_code != 0)
+		return;
+	for (i = 0; t[i] != '\0' && i + 1 < sizeof(s->err_text); i++)
+		s->err_text[i] =
+		    (unsigned char)t[i] < 0x20 || (unsigned char)t[i] > 0x7e
+			? '?'
+			: t[i];
+	s->err_text[i] = '\0';
+}
+
 static int
 cv_sum_cb(const struct queue_envelope *env, void *arg)
 {
@@ -150,7 +171,8 @@ cv_sum_cb(const struct queue_envelope *env, void *arg)
 		if (r->attempts > 0) {
 			s->deferred++;
 			p->deferred++;
-		}
+		} else if (!held)
+			s->untried++;
 		if (env->created_ms < s->oldest_ms)
 			s->oldest_ms = env->created_ms;
 		if (r->last_code == 0 && r->last_reply == NULL)
@@ -169,6 +191,7 @@ cv_sum_cb(const struct queue_envelope *env, void *arg)
 			if (!outcome_enhanced(code, r->last_reply,
 					      s->err_status))
 				s->err_status[0] = '\0';
+			cv_sum_err_text(s, r);
 		}
 	}
 	if (any)
@@ -227,6 +250,7 @@ cv_sum_merge(struct cv_sum_tab *to, const struct cv_sum_tab *from)
 		d->msgs += s->msgs;
 		d->rcpts += s->rcpts;
 		d->deferred += s->deferred;
+		d->untried += s->untried;
 		d->held += s->held;
 		if (s->oldest_ms < d->oldest_ms)
 			d->oldest_ms = s->oldest_ms;
@@ -237,6 +261,7 @@ cv_sum_merge(struct cv_sum_tab *to, const struct cv_sum_tab *from)
 			d->err_code = s->err_code;
 			memcpy(d->err_status, s->err_status,
 			       sizeof(d->err_status));
+			memcpy(d->err_text, s->err_text, sizeof(d->err_text));
 		}
 	}
 	return 0;
@@ -388,6 +413,8 @@ cv_sum_print_json(FILE *f, const struct cv_sum *s, int64_t now)
 		cv_json_u64(&o, "code", s->err_code);
 		cv_json_str(&o, "status",
 			    s->err_status[0] != '\0' ? s->err_status : NULL);
+		if (s->err_code == 0 && s->err_text[0] != '\0')
+			cv_json_str(&o, "text", s->err_text);
 		cv_json_end(&o);
 	}
 	cv_json_key(&j, "suspended");
@@ -406,7 +433,7 @@ cv_sum_print_json(FILE *f, const struct cv_sum *s, int64_t now)
 static void
 cv_sum_print_text(FILE *f, const struct cv_sum *s, int w, int64_t now)
 {
-	char age[32], errs[32], until[40];
+	char age[32], errs[80], until[40];
 
 	if (s->oldest_ms != INT64_MAX)
 		cv_age_fmt(now - s->oldest_ms, age, sizeof(age));
@@ -417,6 +444,8 @@ cv_sum_print_text(FILE *f, const struct cv_sum *s, int w, int64_t now)
 	else if (s->err_code != 0)
 		snprintf(errs, sizeof(errs), "%u %s", s->err_code,
 			 s->err_status);
+	else if (s->err_text[0] != '\0')
+		snprintf(errs, sizeof(errs), "%s", s->err_text);
 	else
 		snprintf(errs, sizeof(errs), "no reply %s", s->err_status);
 	fprintf(f,
@@ -495,6 +524,13 @@ cv_queue_summary(struct cv *c)
 	for (e = all->ready ? htab_first(&all->h, &i) : NULL; e != NULL;
 	     e = htab_next(&all->h, e, &i)) {
 		rows[n] = e->value;
+		/* A paused destination (back-off, suspension) has had its
+		 * attempt for all that waits on it: they are deferred, held
+		 * in place without one of their own. */
+		if (rows[n]->susp_until_ms > now) {
+			rows[n]->deferred += rows[n]->untried;
+			deferred += rows[n]->untried;
+		}
 		if ((int)strlen(rows[n]->domain) > w)
 			w = (int)strlen(rows[n]->domain);
 		n++;

@@ -836,13 +836,54 @@ struct cv_show {
 	const struct cv_hdrs *hdrs; /* --headers, else NULL */
 };
 
+/*
+ * When recipient RI of SH's message is next attempted, or -1 (not pending,
+ * or held by an operator): the message's due time, or later, when its
+ * destination is paused (the scheduler's suspensions, read on the loop by
+ * control_query.c: "DOMAIN UNTIL_MS REASON" lines) and holds it till then.
+ */
+static int64_t
+cv_show_next(const struct cv *c, const struct cv_show *sh, uint32_t ri)
+{
+	const struct queue_rcpt *r = &sh->env->rcpts[ri];
+	const char *l = c->v->suspensions;
+	char dom[CV_DOMAIN_MAX + 1];
+	size_t n;
+	int64_t until;
+
+	if (r->state != QR_PENDING || sh->held)
+		return -1;
+	cv_domain_of(r->addr, dom, sizeof(dom));
+	n = strlen(dom);
+	for (; l != NULL && *l != '\0';
+	     l = strchr(l, '\n') ? strchr(l, '\n') + 1 : "") {
+		if (strncmp(l, dom, n) != 0 || l[n] != ' ')
+			continue;
+		until = strtoll(l + n + 1, NULL, 10);
+		return until > sh->due_ms ? until : sh->due_ms;
+	}
+	return sh->due_ms;
+}
+
+/* Recipient RI's last reply, scrubbed of addresses (cv_scrub): malloc'd,
+ * or NULL (none, or out of memory). */
+static char *
+cv_show_reply(const struct cv *c, const struct queue_rcpt *r)
+{
+	if (r->last_reply == NULL || r->last_reply[0] == '\0')
+		return NULL;
+	return cv_scrub(c, r->last_reply, strlen(r->last_reply));
+}
+
 static int
 cv_show_json(struct cv *c, const struct cv_show *sh)
 {
 	const struct queue_envelope *env = sh->env;
 	struct cv_json j, r;
 	struct cv_addr a;
-	char id[QUEUE_ID_HEX_BYTES], created[40], next[40];
+	char id[QUEUE_ID_HEX_BYTES], created[40], next[40], rnext[40];
+	char *reply;
+	int64_t at;
 	uint32_t i, flags;
 
 	queue_id_format(env->id, id);
@@ -880,6 +921,15 @@ cv_show_json(struct cv *c, const struct cv_show *sh)
 			    cv_rcpt_state_name(env->rcpts[i].state));
 		cv_json_u64(&r, "attempts", env->rcpts[i].attempts);
 		cv_json_u64(&r, "last_code", env->rcpts[i].last_code);
+		reply = cv_show_reply(c, &env->rcpts[i]);
+		cv_json_str(&r, "last_reply", reply);
+		free(reply);
+		at = cv_show_next(c, sh, i);
+		if (at >= 0) {
+			json_time_fmt(at, true, rnext, sizeof(rnext));
+			cv_json_str(&r, "next_attempt", rnext);
+			cv_json_i64(&r, "next_attempt_ms", at);
+		}
 		cv_json_end(&r);
 	}
 	fputc(']', c->f);
@@ -901,7 +951,8 @@ static int
 cv_show_text(struct cv *c, const struct cv_show *sh)
 {
 	const struct queue_envelope *env = sh->env;
-	char id[QUEUE_ID_HEX_BYTES], created[40], next[40];
+	char id[QUEUE_ID_HEX_BYTES], created[40], next[40], *reply;
+	int64_t at;
 	uint32_t i;
 
 	queue_id_format(env->id, id);
@@ -946,6 +997,16 @@ cv_show_text(struct cv *c, const struct cv_show *sh)
 		if (cv_text_addr(c, c->f, env->rcpts[i].addr) != 0)
 			return -1;
 		fputc('\n', c->f);
+		if ((at = cv_show_next(c, sh, i)) >= 0) {
+			json_time_fmt(at, true, next, sizeof(next));
+			fprintf(c->f, "    next attempt: %s\n", next);
+		}
+		if ((reply = cv_show_reply(c, &env->rcpts[i])) != NULL) {
+			fputs("    last reply:   ", c->f);
+			cv_text_put(c->f, reply, false);
+			fputc('\n', c->f);
+			free(reply);
+		}
 	}
 	if (sh->hdrs != NULL) {
 		fprintf(c->f, "headers%s:\n",

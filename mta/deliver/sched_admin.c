@@ -55,6 +55,7 @@ sched_admin_apply(enum sched_admin_op op, struct sched_msg *m)
 			return true;
 		}
 		sched_heap_remove(&sched.heap, m);
+		sched_park_remove(m);
 		sched_write_resched(m, old, true);
 		sched_msg_hold(m);
 		return true;
@@ -71,9 +72,13 @@ sched_admin_apply(enum sched_admin_op op, struct sched_msg *m)
 	case SA_RETRY:
 		if (held)
 			return false;
+		/* Now, past its destination's back-off (SM_FORCE lifts
+		 * it when the job meets the paused path). */
+		m->flags |= SM_FORCE;
 		if (sched_admin_busy(m))
 			return true; /* being attempted right now */
 		sched_heap_remove(&sched.heap, m);
+		sched_park_remove(m);
 		sched_admin_due_now(m);
 		return true;
 	case SA_DELETE:
@@ -82,6 +87,7 @@ sched_admin_apply(enum sched_admin_op op, struct sched_msg *m)
 			return true;
 		}
 		sched_heap_remove(&sched.heap, m);
+		sched_park_remove(m);
 		sched_msg_unhold(m);
 		sched_write_delete(m);
 		return true;
@@ -93,6 +99,7 @@ sched_admin_apply(enum sched_admin_op op, struct sched_msg *m)
 			return true;
 		/* Read it back and settle it at once: a DSN, then gone. */
 		sched_heap_remove(&sched.heap, m);
+		sched_park_remove(m);
 		sched_msg_unhold(m);
 		sched_round_start(m);
 		return true;
@@ -260,6 +267,18 @@ sched_admin(enum sched_admin_op op, enum sched_admin_sel sel, const char *arg,
 			      sched_admin_walk_done, j);
 }
 
+/* The retry a resume starts: nobody waits for its count. */
+static void
+sched_admin_resume_done(unsigned count, const char *err, void *arg)
+{
+	(void)arg;
+	if (err != NULL)
+		log_warnx("resume: retrying the destination's messages: %s",
+			  err);
+	else
+		log_debug("resume: %u message(s) due now", count);
+}
+
 int
 sched_suspend(const char *domain, uint64_t ms, const char *reason, char *err,
 	      size_t errlen)
@@ -284,18 +303,26 @@ sched_suspend(const char *domain, uint64_t ms, const char *reason, char *err,
 		/* Resume: the operator's suspension, and a reply-pattern
 		 * suspension or back-off of its site as well. */
 		d->suspended_until_ms = 0;
+		d->park.until_ms = 0;
+		log_info("destination %s resumed by an operator", dom);
 		for (i = 0; d->site != NULL && i < d->site->npaths; i++) {
 			struct sched_path *p = d->site->paths[i];
 
 			p->paused_until_ms = 0;
 			p->suspended = false;
 			p->backoff_level = 0;
+			sched_limit_unpause(p, true, "resumed by an operator");
 			sched_path_kick(p);
 		}
-		log_info("destination %s resumed by an operator", dom);
+		sched_park_release(&d->park, UINT32_MAX);
+		/* "Try now": those waiting for their next attempt too. */
+		sched_admin(SA_RETRY, SAS_DOMAIN, dom, sched_admin_resume_done,
+			    NULL);
 		return 0;
 	}
 	d->suspended_until_ms = util_wall_ms() + (int64_t)ms;
+	d->park.until_ms = d->suspended_until_ms;
+	sched_park_release(&d->park, 0); /* its timer moved to the new end */
 	d->suspend_reason = strdup(reason != NULL ? reason : "");
 	log_info("destination %s suspended by an operator for %" PRIu64 " s",
 		 dom, ms / 1000);
@@ -320,9 +347,7 @@ sched_suspend(const char *domain, uint64_t ms, const char *reason, char *err,
 		while ((job = defer) != NULL) {
 			defer = job->next;
 			job->next = NULL;
-			sched_job_fail(job, OS_LOCAL, 0,
-				       "4.4.2 destination suspended by an "
-				       "operator");
+			sched_job_park(job, &d->park);
 		}
 	}
 	return 0;
@@ -353,23 +378,27 @@ sched_suspensions(char *buf, size_t len)
 				 : "suspended by an operator");
 		off += n > 0 ? (size_t)n : 0;
 	}
-	for (e = htab_first(&sched.sites, &it); e != NULL;
-	     e = htab_next(&sched.sites, e, &it)) {
-		struct sched_site *st = e->value;
+	/* A paused site: each of its domains (what an operator names),
+	 * once, unless suspended by an operator (listed above). */
+	for (e = htab_first(&sched.dests, &it); e != NULL;
+	     e = htab_next(&sched.dests, e, &it)) {
+		struct sched_dest *d = e->value;
+		struct sched_path *p = NULL;
 
-		for (i = 0; i < st->npaths; i++) {
-			struct sched_path *p = st->paths[i];
-
-			if (p->paused_until_ms <= now)
-				continue;
-			n = snprintf(buf + (off < len ? off : len),
-				     off < len ? len - off : 0,
-				     "%s %" PRId64 " %s\n", st->key,
-				     p->paused_until_ms,
-				     p->suspended ? "reply pattern"
-						  : "back-off after failures");
-			off += n > 0 ? (size_t)n : 0;
-		}
+		if (d->suspended_until_ms > now || d->site == NULL)
+			continue;
+		for (i = 0; i < d->site->npaths; i++)
+			if (d->site->paths[i]->paused_until_ms > now &&
+			    (p == NULL || d->site->paths[i]->paused_until_ms >
+					      p->paused_until_ms))
+				p = d->site->paths[i];
+		if (p == NULL)
+			continue;
+		n = snprintf(
+		    buf + (off < len ? off : len), off < len ? len - off : 0,
+		    "%s %" PRId64 " %s\n", d->domain, p->paused_until_ms,
+		    p->suspended ? "reply pattern" : "back-off after failures");
+		off += n > 0 ? (size_t)n : 0;
 	}
 	return off;
 }

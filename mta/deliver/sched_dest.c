@@ -67,12 +67,15 @@ sched_dest_route_job(struct sched_dest *d, struct sched_job *job)
 	}
 	job->path = p;
 	job->next = NULL;
+	if (p->paused_until_ms > util_wall_ms() &&
+	    (job->msg->flags & SM_FORCE)) {
+		/* An operator's retry: try now, past the pause. */
+		p->paused_until_ms = 0;
+		p->suspended = false;
+		sched_limit_unpause(p, true, "retried by an operator");
+	}
 	if (p->paused_until_ms > util_wall_ms()) {
-		sched_job_fail(
-		    job, OS_LOCAL, 0,
-		    p->suspended
-			? "4.4.2 destination suspended"
-			: "4.4.2 destination backed off after failures");
+		sched_job_park(job, &p->park);
 		return;
 	}
 	if (p->tail != NULL)
@@ -250,8 +253,8 @@ sched_dest_submit(struct sched_dest *d, struct sched_job *job)
 	int64_t now = util_wall_ms();
 
 	if (d->suspended_until_ms > now) {
-		sched_job_fail(job, OS_LOCAL, 0,
-			       "4.4.2 destination suspended by an operator");
+		d->park.until_ms = d->suspended_until_ms;
+		sched_job_park(job, &d->park);
 		return;
 	}
 	if ((d->state == DEST_READY || d->state == DEST_FAILED) &&
@@ -283,4 +286,23 @@ sched_dest_submit(struct sched_dest *d, struct sched_job *job)
 		d->waiting = job;
 		return;
 	}
+}
+
+const char *
+sched_dest_last_error(const char *domain, const struct conf_pool *pool)
+{
+	struct sched_dest *d = htab_get(&sched.dests, domain);
+	unsigned i;
+
+	if (d == NULL)
+		return NULL;
+	if (d->suspended_until_ms > util_wall_ms())
+		return "4.4.2 destination suspended by an operator";
+	for (i = 0; d->site != NULL && i < d->site->npaths; i++)
+		if (d->site->paths[i]->pool == pool &&
+		    d->site->paths[i]->last_error[0] != '\0')
+			return d->site->paths[i]->last_error;
+	if (d->state == DEST_FAILED)
+		return d->fail_text;
+	return NULL;
 }

@@ -19,7 +19,8 @@
  * results), sched_dest.c (destinations, MX, routes, sites), sched_limit.c
  * (limits, rate, back-off, reply-pattern suspensions), sched_admin.c
  * (operators' changes), sched_metrics.c (gauges), sched_heap.c (the retry
- * heap's array).
+ * heap's array), sched_park.c (messages held in place while their
+ * destination is paused).
  *
  * Everything here belongs to the delivery loop's thread, but for
  * sched_metrics_text's snapshot (gauge_mu).
@@ -49,6 +50,7 @@
 struct event;
 struct loop;
 struct dns_resolver;
+struct sched_park;
 
 /*
  * What a message costs while it waits: this stub (about 40 bytes and a heap
@@ -58,16 +60,19 @@ struct dns_resolver;
  */
 struct sched_msg {
 	uint64_t id;
-	int64_t due_ms;        /* next attempt; also its key in "sched" */
-	struct sched_round *r; /* during a round, else NULL */
-	uint32_t heap_idx;     /* in the retry heap, or UINT32_MAX */
-	uint8_t flags;         /* SM_* */
-	uint8_t writes;        /* queue ops in flight */
+	int64_t due_ms;          /* next attempt; also its key in "sched" */
+	struct sched_round *r;   /* during a round, else NULL */
+	struct sched_park *park; /* held in place by a paused destination */
+	uint32_t heap_idx;       /* in the retry heap, or UINT32_MAX */
+	uint32_t park_idx;       /* its place in park */
+	uint8_t flags;           /* SM_* */
+	uint8_t writes;          /* queue ops in flight */
 };
 
 #define SM_LOADING    0x01u /* envelope/body being read by a worker */
 #define SM_DELETED    0x02u /* final: freed when the last op returns */
 #define SM_HELD       0x04u /* held: not scheduled */
+#define SM_FORCE      0x08u /* operator: try now, past a back-off */
 #define SM_HOLD_REQ   0x10u /* operator: hold once the round settles */
 #define SM_DELETE_REQ 0x20u /* operator: delete (no DSN) at settle */
 #define SM_BOUNCE_REQ 0x40u /* operator: bounce every pending recipient */
@@ -85,8 +90,10 @@ struct sched_round {
 	unsigned inflight; /* jobs not finished */
 	uint32_t *bounced; /* rcpt indexes that failed this round */
 	unsigned nbounced;
-	bool kept;     /* a failed rcpt kept pending: no memory to list it */
-	char **remote; /* per rcpt: the host that answered */
+	bool kept;  /* a failed rcpt kept pending: no memory to list it */
+	bool tried; /* a recipient got a result (an attempt, a DSN) */
+	struct sched_park *park;       /* a job met a paused destination here */
+	char **remote;                 /* per rcpt: the host that answered */
 	struct sched_msg *prev, *next; /* the active list */
 };
 
@@ -109,6 +116,27 @@ struct sched_job {
 #define SCHED_JOB_OF(p)                                                        \
 	((struct sched_job *)(void *)((char *)(p)-offsetof(struct sched_job,   \
 							   cj)))
+
+/*
+ * Messages held in place while a destination is paused (a path's back-off
+ * or reply-pattern suspension, an operator's suspension): out of the retry
+ * heap, their due time and queue record untouched, so a pause costs no
+ * write, no delivery-log line and no counter per message.  The timer
+ * releases each one when its time in the queue runs out (it then expires
+ * with its DSN) and all at until_ms: an operator's suspension's end, or
+ * for a path, a last resort after its probes (sched_limit_unpause).
+ */
+struct sched_park_ent {
+	struct sched_msg *m;
+	int64_t expires_ms;
+};
+
+struct sched_park {
+	struct sched_park_ent *v; /* a min-heap on expires_ms */
+	uint32_t n, cap;
+	int64_t until_ms;    /* 0: only by its owner (sched_park_release) */
+	struct event *timer; /* made on first use */
+};
 
 struct sched_site {
 	char *key;
@@ -136,6 +164,9 @@ struct sched_path {
 	unsigned backoff_level;
 	unsigned conn_failures; /* consecutive */
 	bool suspended;         /* by a reply pattern */
+	bool paused;            /* a pause was announced (logged) */
+	struct sched_park park; /* messages waiting out the pause */
+	char last_error[200];   /* what paused it, scrubbed */
 	int64_t next_send_ms;   /* rate limit: next message allowed */
 	int64_t next_send_hour_ms;
 	struct event *timer; /* wake-up for pause / rate */
@@ -155,6 +186,7 @@ struct sched_dest {
 	struct dns_query *q;
 	int64_t suspended_until_ms; /* by an operator */
 	char *suspend_reason;
+	struct sched_park park; /* messages waiting out the suspension */
 	char *ace; /* the A-label form of an internationalized domain, for
 		      DNS (the U-label form is what the recipient carries) */
 };
@@ -169,6 +201,7 @@ struct sched {
 	struct htab dests, sites;
 	struct idmap ids; /* every message in memory, by queue id */
 	uint64_t nheld;
+	uint64_t nparked;          /* held in place by a paused destination */
 	uint64_t ncorrupt;         /* held because their record is damaged */
 	uint64_t corrupt_total;    /* damaged records found since start */
 	struct event *gauge_timer; /* refreshes the metrics snapshot */
@@ -268,6 +301,9 @@ void sched_job_free(struct sched_job *job);
  * then the results are applied (sched_job_results). */
 void sched_job_fail(struct sched_job *job, enum outcome_stage stage, int code,
 		    const char *text);
+/* sched_job_park — JOB met a paused destination: its recipients keep their
+ * state, its message is held in PK once the round settles untried. */
+void sched_job_park(struct sched_job *job, struct sched_park *pk);
 /* sched_job_results — JOB is back: apply its results, free it; its round
  * settles when it has no job left. */
 void sched_job_results(struct sched_job *job);
@@ -279,6 +315,25 @@ void sched_job_results(struct sched_job *job);
 struct sched_dest *sched_dest_get(const char *domain);
 /* sched_dest_submit — JOB to D's site, once D's MX are known. */
 void sched_dest_submit(struct sched_dest *d, struct sched_job *job);
+/* sched_dest_last_error — why DOMAIN's deliveries from POOL wait (its
+ * path's last failure, or an operator's suspension), or NULL. */
+const char *sched_dest_last_error(const char *domain,
+				  const struct conf_pool *pool);
+
+/* sched_park.c --------------------------------------------------------- */
+
+/* sched_park_add — hold M (no round, out of the heap) in PK until
+ * released; EXPIRES_MS: when its time in the queue is over.  0, or -1 when
+ * out of memory (M untouched). */
+int sched_park_add(struct sched_park *pk, struct sched_msg *m,
+		   int64_t expires_ms);
+/* sched_park_remove — take M out of its park (a no-op when not parked). */
+void sched_park_remove(struct sched_msg *m);
+/* sched_park_release — up to MAX of PK's messages due again (in the heap,
+ * at their unchanged due time). */
+void sched_park_release(struct sched_park *pk, uint32_t max);
+/* sched_park_free — PK's array and timer (its messages are not its own). */
+void sched_park_free(struct sched_park *pk);
 
 /* sched_limit.c -------------------------------------------------------- */
 
@@ -290,6 +345,10 @@ unsigned sched_limit_patterns(const struct conf_destination *cfg,
 void sched_limit_backoff(struct sched_path *p, const char *why);
 /* sched_limit_suspend — a reply matched a pattern: pause P for MS. */
 void sched_limit_suspend(struct sched_path *p, uint64_t ms, const char *why);
+/* sched_limit_unpause — P's pause is over (its time, an operator): said
+ * once, and its held messages go again, ALL of them or a few to probe
+ * (as many as its connections). */
+void sched_limit_unpause(struct sched_path *p, bool all, const char *why);
 /* sched_limit_timer_cb — P's timer (ARG): a pause or a rate wait is over. */
 void sched_limit_timer_cb(evutil_socket_t fd, short what, void *arg);
 /* sched_limit_conns — connections P may have open now. */

@@ -99,6 +99,42 @@ sched_job_fail(struct sched_job *job, enum outcome_stage stage, int code,
 	sched_job_results(job);
 }
 
+void
+sched_job_park(struct sched_job *job, struct sched_park *pk)
+{
+	struct sched_msg *m = job->msg;
+
+	if (m->r->park == NULL)
+		m->r->park = pk;
+	m->r->inflight--;
+	sched_job_free(job);
+	if (m->r->inflight == 0)
+		sched_round_settle(m);
+}
+
+/* A failure without a reply (connect, TLS, a timeout) says where: its
+ * text gets the stage's name in front ("connect: Connection refused"),
+ * for the queue, the DSN and the summary, which keep no stage.  A text
+ * that opens with an enhanced status keeps it first (DSNs read it). */
+static void
+sched_job_name_stage(struct smtp_client_result *r)
+{
+	const char *name = outcome_stage_name(r->stage);
+	size_t n = strlen(name), len;
+	char *t;
+
+	if (r->code != 0 || r->stage == OS_LOCAL || r->text == NULL ||
+	    (r->text[0] >= '0' && r->text[0] <= '9') ||
+	    (strncmp(r->text, name, n) == 0 && r->text[n] == ':'))
+		return;
+	len = n + 2 + strlen(r->text) + 1;
+	if ((t = malloc(len)) == NULL)
+		return;
+	snprintf(t, len, "%s: %s", name, r->text);
+	free(r->text);
+	r->text = t;
+}
+
 /* The delivery-log event of one recipient's result. */
 static void
 sched_job_log(struct sched_msg *m, const struct sched_job *job, uint32_t ri,
@@ -150,7 +186,10 @@ sched_job_why(char *why, size_t len, int code, const char *text)
 
 	t = scrub_text(text, strlen(text), NULL, 0, SCRUB_KNOWN, out,
 		       sizeof(out), &n);
-	snprintf(why, len, "%d %.*s", code, (int)n, t);
+	if (code == 0)
+		snprintf(why, len, "%.*s", (int)n, t);
+	else
+		snprintf(why, len, "%d %.*s", code, (int)n, t);
 }
 
 /* A job is back with results: apply them; settle the round when the
@@ -179,6 +218,7 @@ sched_job_results(struct sched_job *job)
 		struct smtp_client_result *r = &job->cj.res[i];
 
 		outcome_classify(r->stage, r->code, r->text, pats, npats, &o);
+		sched_job_name_stage(r);
 		if (o.retry_now && p != NULL) {
 			/* Too many recipients for that server in one go:
 			 * these go again in a new transaction, now. */
@@ -254,4 +294,9 @@ sched_job_results(struct sched_job *job)
 		sched_limit_suspend(p, suspend_ms, why);
 	else if (p != NULL && backoff)
 		sched_limit_backoff(p, why);
+	else if (p != NULL && p->park.n > 0 &&
+		 p->paused_until_ms <= util_wall_ms())
+		/* The destination answers again: a delivery lets all that
+		 * waits go, anything else a few more to probe with. */
+		sched_limit_unpause(p, p->backoff_level == 0, "it answers");
 }

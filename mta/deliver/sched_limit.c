@@ -2,8 +2,9 @@
  * sched_limit.c — how much a path may do: connections, message rate,
  * back-off after failures and suspension by a reply pattern.
  *
- * Owns: the limit fields of struct sched_path.  Must not: hold jobs on a
- * paused path (they are deferred, so rounds settle).  Delivery loop thread.
+ * Owns: the limit fields of struct sched_path.  Must not: keep jobs on a
+ * paused path (their messages are parked, so rounds settle), nor write or
+ * log anything per message for a pause.  Delivery loop thread.
  */
 #include <inttypes.h>
 #include <regex.h>
@@ -13,6 +14,7 @@
 #include "mta/core/log.h"
 #include "mta/core/util.h"
 #include "mta/deliver/sched_int.h"
+#include "mta/observe/evlog.h"
 
 #define SCHED_BACKOFF_LEVELS 8
 
@@ -32,16 +34,59 @@ sched_limit_patterns(const struct conf_destination *cfg,
 	return (unsigned)i;
 }
 
-/* P may not send until UNTIL: what waits on it is deferred now (without
- * counting an attempt) rather than held, so rounds settle and expiry is
- * not delayed by a pause. */
+/* The delivery log's one line for P's pause (PAUSED) or its end: the
+ * site, why (and for how long), and how many were held (COUNT, -1). */
 static void
-sched_limit_defer_queue(struct sched_path *p, const char *why)
+sched_limit_event(const struct sched_path *p, bool paused, const char *why,
+		  int count)
+{
+	struct evlog_event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.type = paused ? EV_PAUSE : EV_RESUME;
+	ev.destination = p->site->key;
+	ev.pool = p->pool != NULL ? p->pool->name : NULL;
+	ev.reason = why;
+	ev.nrcpts = ev.attempt = -1;
+	ev.queue_time_ms = -1;
+	ev.tls_verified = -1;
+	ev.count = count;
+	evlog_write(&ev);
+}
+
+/* P may not send for a while: what waits on it is parked (untried, its
+ * round settled without a write; sched_park.c), so nothing is said or
+ * written per message, and its park's timer still expires it on time. */
+static void
+sched_limit_defer_queue(struct sched_path *p)
 {
 	struct sched_job *job;
 
 	while ((job = sched_path_pop(p)) != NULL)
-		sched_job_fail(job, OS_LOCAL, 0, why);
+		sched_job_park(job, &p->park);
+}
+
+void
+sched_limit_unpause(struct sched_path *p, bool all, const char *why)
+{
+	uint32_t few = sched_limit_conns(p);
+
+	if (p->paused) {
+		p->paused = false;
+		log_info("destination %s resumed (%s); %u message(s) held for "
+			 "it go again%s",
+			 p->site->key, why, p->park.n,
+			 all ? "" : ", a few first");
+		sched_limit_event(p, false, why, (int)p->park.n);
+	}
+	/* The few may never reach the path (expired, deleted, their MX
+	 * lookup failed): the rest go anyway after another pause's time,
+	 * unless a new pause comes first. */
+	p->park.until_ms =
+	    all || p->park.n <= few
+		? 0
+		: util_wall_ms() + (int64_t)p->cfg->backoff_pause_ms;
+	sched_park_release(&p->park, all ? UINT32_MAX : few);
 }
 
 void
@@ -49,33 +94,51 @@ sched_limit_backoff(struct sched_path *p, const char *why)
 {
 	const struct conf_destination *cfg = p->cfg;
 	uint64_t pause;
-	char esc[200];
+	char esc[200], text[300];
 
+	/* Already paused (another connection failed meanwhile): one
+	 * pause, one announcement. */
+	if (p->paused_until_ms > util_wall_ms())
+		return;
 	if (p->backoff_level < SCHED_BACKOFF_LEVELS)
 		p->backoff_level++;
 	pause = cfg->backoff_pause_ms << (p->backoff_level - 1);
 	if (pause > cfg->backoff_max_ms)
 		pause = cfg->backoff_max_ms;
 	p->paused_until_ms = util_wall_ms() + (int64_t)pause;
+	p->paused = true;
+	p->park.until_ms = 0; /* held until this pause is over */
+	snprintf(p->last_error, sizeof(p->last_error), "%s", why);
 	log_info("destination %s backed off for %" PRIu64 " s (level %u): %s",
 		 p->site->key, pause / 1000, p->backoff_level,
 		 log_escape(esc, sizeof(esc), why, strlen(why)));
-	sched_limit_defer_queue(p, "4.4.2 destination backed off after "
-				   "failures");
+	snprintf(text, sizeof(text),
+		 "backed off for %" PRIu64 " s (level %u): %s", pause / 1000,
+		 p->backoff_level, why);
+	sched_limit_event(p, true, text, -1);
+	sched_limit_defer_queue(p);
 }
 
 void
 sched_limit_suspend(struct sched_path *p, uint64_t ms, const char *why)
 {
-	char esc[200];
+	char esc[200], text[300];
 
 	p->suspended = true;
 	p->paused_until_ms = util_wall_ms() + (int64_t)ms;
+	p->paused = true;
+	p->park.until_ms = 0;
+	snprintf(p->last_error, sizeof(p->last_error), "%s", why);
 	log_info("destination %s suspended for %" PRIu64 " s: reply matched a "
 		 "suspend_on pattern: %s",
 		 p->site->key, ms / 1000,
 		 log_escape(esc, sizeof(esc), why, strlen(why)));
-	sched_limit_defer_queue(p, "4.4.2 destination suspended");
+	snprintf(text, sizeof(text),
+		 "suspended for %" PRIu64 " s: reply matched a suspend_on "
+		 "pattern: %s",
+		 ms / 1000, why);
+	sched_limit_event(p, true, text, -1);
+	sched_limit_defer_queue(p);
 }
 
 void
@@ -85,8 +148,13 @@ sched_limit_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (p->paused_until_ms <= util_wall_ms())
+	if (p->paused_until_ms <= util_wall_ms()) {
 		p->suspended = false;
+		if (p->paused ||
+		    (p->park.n > 0 && p->njobs == 0 && p->nconn == 0))
+			sched_limit_unpause(p, p->backoff_level == 0,
+					    "its pause is over");
+	}
 	sched_path_kick(p);
 }
 

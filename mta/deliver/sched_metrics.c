@@ -69,7 +69,7 @@ sched_metrics_cb(evutil_socket_t fd, short what, void *arg)
 	GAUGE("# HELP outpost_queue_messages Messages in the queue, by "
 	      "state.\n# TYPE outpost_queue_messages gauge\n");
 	GAUGE("outpost_queue_messages{state=\"waiting\"} %" PRIu64 "\n",
-	      (uint64_t)sched.heap.n);
+	      (uint64_t)sched.heap.n + sched.nparked);
 	GAUGE("outpost_queue_messages{state=\"active\"} %u\n",
 	      sched.nactive + sched.nloading);
 	GAUGE("outpost_queue_messages{state=\"held\"} %" PRIu64 "\n",

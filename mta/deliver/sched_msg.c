@@ -68,6 +68,7 @@ sched_msg_new(uint64_t id, int64_t due)
 		m->id = id;
 		m->due_ms = due;
 		m->heap_idx = UINT32_MAX;
+		m->park_idx = UINT32_MAX;
 		if (idmap_put(&sched.ids, id, m) != 0) {
 			free(m);
 			return NULL;
@@ -81,6 +82,7 @@ void
 sched_msg_free(struct sched_msg *m)
 {
 	idmap_del(&sched.ids, m->id);
+	sched_park_remove(m);
 	if (m->flags & SM_HELD)
 		sched.nheld--;
 	if (m->flags & SM_CORRUPT)

@@ -174,6 +174,18 @@ sched_round_settle(struct sched_msg *m)
 	char qid[QUEUE_ID_HEX_BYTES];
 	uint32_t i;
 
+	if (m->r->park != NULL && !m->r->tried && m->r->nbounced == 0 &&
+	    !m->r->kept &&
+	    !(m->flags & (SM_BOUNCE_REQ | SM_DELETE_REQ | SM_HOLD_REQ)) &&
+	    sched_park_add(m->r->park, m, expiry) == 0) {
+		/* Nothing was tried: its destination is paused.  Held in
+		 * place, as it is on disk: nothing to write. */
+		m->flags &= ~SM_FORCE;
+		sched_round_free(m);
+		sched_retry_wake();
+		return;
+	}
+	m->flags &= ~SM_FORCE;
 	if (m->flags & SM_BOUNCE_REQ)
 		sched_round_bounce_all(m);
 	if (!(m->flags & SM_DELETE_REQ))
@@ -231,6 +243,7 @@ sched_round_rcpt_result(struct sched_msg *m, uint32_t ri,
 {
 	struct queue_rcpt *rc = &m->r->env.rcpts[ri];
 
+	m->r->tried = true;
 	if (r->stage != OS_LOCAL || r->code != 0)
 		rc->attempts++;
 	rc->last_code = (uint16_t)r->code;
@@ -407,18 +420,29 @@ sched_round_expire(struct sched_msg *m, int64_t now)
 		return false;
 	for (i = 0; i < m->r->env.nrcpts; i++) {
 		struct queue_rcpt *r = &m->r->env.rcpts[i];
-		char text[400];
+		char text[400], dom[256];
+		const char *last = r->last_reply;
 
 		if (r->state != QR_PENDING)
 			continue;
 		any = true; /* the round settles, no attempt */
 		if (sched_round_rcpt_fail(m, i, QR_EXPIRED) != 0)
 			continue; /* kept pending: expired next round */
-		snprintf(text, sizeof(text),
-			 "4.4.7 delivery time expired; "
-			 "last attempt: %d %s",
-			 r->last_code,
-			 r->last_reply ? r->last_reply : "no answer");
+		/* Never tried itself (held while its destination was
+		 * paused): the destination's own last failure is why. */
+		if (last == NULL && r->last_code == 0)
+			last = sched_dest_last_error(
+			    sched_rcpt_domain(r->addr, dom, sizeof(dom)),
+			    m->r->pool);
+		if (r->last_code != 0)
+			snprintf(text, sizeof(text),
+				 "4.4.7 delivery time expired; "
+				 "last attempt: %d %s",
+				 r->last_code, last ? last : "");
+		else
+			snprintf(text, sizeof(text),
+				 "4.4.7 delivery time expired; last error: %s",
+				 last ? last : "never attempted");
 		free(r->last_reply);
 		r->last_reply = strdup(text);
 		STATS_INC(expired);

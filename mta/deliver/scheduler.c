@@ -250,7 +250,7 @@ sched_conn_closed(struct smtp_client *c, bool failed, enum outcome_stage stage,
 		  int code, const char *text, void *arg)
 {
 	struct sched_path *p = arg;
-	struct sched_job *job;
+	struct sched_job *job, *all = NULL, **tail = &all;
 
 	sched_path_idle_remove(p, c);
 	p->nconn--;
@@ -261,15 +261,29 @@ sched_conn_closed(struct smtp_client *c, bool failed, enum outcome_stage stage,
 		 * (they would wait on a dead site) and the path backs off. */
 		p->conn_failures++;
 		if (p->nbusy == 0 && p->nidle == 0 && p->njobs > 0) {
-			/* The first job carries the failure (its outcome
-			 * backs the path off, which defers the rest). */
-			while ((job = sched_path_pop(p)) != NULL)
+			/* Every job that waited for this connection carries
+			 * its failure (an attempt each); the first outcome
+			 * backs the path off, so what comes later is held in
+			 * place until the pause is over. */
+			while ((job = sched_path_pop(p)) != NULL) {
+				*tail = job;
+				tail = &job->next;
+			}
+			while ((job = all) != NULL) {
+				all = job->next;
+				job->next = NULL;
 				sched_job_fail(job, stage, code,
 					       text ? text
 						    : "connection failed");
+			}
 		} else if (p->nbusy == 0 && p->nidle == 0) {
-			sched_limit_backoff(p,
-					    text ? text : "connection failed");
+			/* No job to carry it: said as a job's would be. */
+			char why[300];
+
+			snprintf(why, sizeof(why), "%s: %s",
+				 outcome_stage_name(stage),
+				 text ? text : "connection failed");
+			sched_limit_backoff(p, why);
 		} else {
 			/* Other connections work: the host is only partly
 			 * unwell.  Open no new one for a while (never a
@@ -523,6 +537,7 @@ sched_free(void)
 		}
 		if (d->q != NULL)
 			dns_cancel(d->q);
+		sched_park_free(&d->park);
 		free(d->suspend_reason);
 		free(d->ace);
 		free(d->domain);
@@ -540,6 +555,7 @@ sched_free(void)
 				sched_job_free(job);
 			}
 			event_free(p->timer);
+			sched_park_free(&p->park);
 			free(p->idle);
 			free(p);
 		}

@@ -103,6 +103,8 @@ static const char *const evlog_type_names[EV__COUNT] = {
 	[EV_EXPIRATION] = "expiration",
 	[EV_REJECTION] = "rejection",
 	[EV_ADMIN] = "admin",
+	[EV_PAUSE] = "destination_paused",
+	[EV_RESUME] = "destination_resumed",
 };
 
 const char *

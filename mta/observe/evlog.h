@@ -27,6 +27,8 @@ enum evlog_type {
 	EV_EXPIRATION, /* a recipient given up after max_age */
 	EV_REJECTION,  /* refused at submission: relay, sender, DMARC, … */
 	EV_ADMIN,      /* an operator's change (hold, delete, suspend …) */
+	EV_PAUSE,  /* a destination paused (back-off …): once, not per msg */
+	EV_RESUME, /* a paused destination goes again */
 	EV__COUNT
 };
 

@@ -723,6 +723,18 @@ def pipeline(d, rcpts, sender="news@sender.test", per_msg=1):
     s.sendall(b"QUIT\r\n")
     s.close()
 
+def wait_for(pred, timeout=30, what="condition"):
+    """Poll PRED until it returns something true (returned), or fail."""
+    deadline = time.time() + timeout * SLOW
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.time() > deadline:
+            raise TestFailure("%s not met within %ds" % (what, timeout))
+        time.sleep(0.2)
+
+
 def wait_empty(d, timeout=60):
     deadline = time.time() + timeout * SLOW
     while time.time() < deadline:

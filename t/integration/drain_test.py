@@ -13,14 +13,13 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from outpost_test import (OUTPOST, SLOW, ControlDaemon, Dns, Sink,  # noqa
-                          TestFailure, check, delivery_config, eq,
-                          free_port_on, run_tests)
+from outpost_test import (SLOW, ControlDaemon, Dns, Sink,  # noqa
+                          TestFailure, check, cli_as, delivery_config, eq,
+                          free_port_on, run_tests, wait_for)
 
 GID = 60020
 READER = 60021
@@ -37,22 +36,8 @@ def require_root():
                           "root (make test does)")
 
 
-def wait_for(pred, what, timeout=20):
-    deadline = time.time() + timeout * SLOW
-    while time.time() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise TestFailure("timed out waiting for " + what)
-
-
 def cli(d, *args, uid=None):
-    cmd = [OUTPOST, "-c", d.conf_path] + list(args)
-    if uid is not None:
-        cmd = ["setpriv", "--reuid=%d" % uid, "--regid=%d" % GID,
-               "--clear-groups"] + cmd
-    return subprocess.run(cmd, capture_output=True, text=True,
-                          timeout=60 * SLOW, cwd="/")
+    return cli_as(d, args, uid, GID)
 
 
 def ok(d, *args):

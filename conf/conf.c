@@ -53,6 +53,7 @@ static cfg_opt_t conf_opts[] = {
 		   conf_text_cb),
 	CFG_STR_CB("smtp_threads", "0", CFGF_NONE, conf_num_cb),
 	CFG_STR_CB("worker_threads", "0", CFGF_NONE, conf_num_cb),
+	CFG_STR_CB("shutdown_timeout", "10s", CFGF_NONE, conf_num_cb),
 	CFG_SEC("tls", conf_tls_opts, CFGF_NONE),
 	CFG_SEC("queue", conf_queue_opts, CFGF_NONE),
 	CFG_SEC("limits", conf_limits_opts, CFGF_NONE),

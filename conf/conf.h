@@ -415,6 +415,8 @@ struct conf {
 	bool allow_root;
 	unsigned smtp_threads;   /* I/O loops; resolved (never 0) */
 	unsigned worker_threads; /* CPU pool (Argon2id, signing); resolved */
+	unsigned shutdown_timeout_ms; /* a stop: for submission, then for
+					 delivery */
 
 	struct conf_tls tls;
 	struct conf_queue queue;

@@ -256,6 +256,8 @@ conf_build_top(struct conf_ctx *x, cfg_t *cfg, struct conf *c)
 	c->smtp_threads = conf_threads(conf_num_get(x, cfg, "smtp_threads"));
 	c->worker_threads =
 	    conf_threads(conf_num_get(x, cfg, "worker_threads"));
+	c->shutdown_timeout_ms =
+	    (unsigned)conf_num_get(x, cfg, "shutdown_timeout");
 	return x->failed ? -1 : 0;
 }
 

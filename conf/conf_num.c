@@ -48,6 +48,7 @@ static const struct conf_num {
 } conf_nums[] = {
 	{ "root", "smtp_threads", CK_COUNT, 0, CONF_THREADS_MAX },
 	{ "root", "worker_threads", CK_COUNT, 0, CONF_THREADS_MAX },
+	{ "root", "shutdown_timeout", CK_MS, US_S(1), US_H(1) },
 	{ "queue", "map_size", CK_SIZE, MIB(1), TIB(16) },
 	{ "queue", "commit_interval", CK_US, 0, US_S(1) },
 	{ "queue", "commit_max_batch", CK_COUNT, 1, 100000 },

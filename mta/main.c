@@ -3,9 +3,11 @@
  *
  * Owns: the process: configuration, keys, TLS contexts, the queue, the I/O
  * loops, the worker pool.  The main thread only runs signal handling; every
- * session lives on a loop thread.  Shutdown order: stop accepting, let the
- * loops finish (every queued message answered), stop the pool, drain the
- * queue writer, exit.  Under systemd (Type=notify) it says READY=1 once
+ * session lives on a loop thread.  Shutdown order (SIGTERM, SIGINT or
+ * `outpost drain`): new connections get 421, the SMTP loops' transactions
+ * end (every queued message answered), then deliveries in flight end (each
+ * within shutdown_timeout), then the loops, the pool and the queue writer
+ * stop, and outpostd exits 0.  Under systemd (Type=notify) it says READY=1 once
  * every loop runs and the queue is loaded, STOPPING=1 when a stop begins, a
  * STATUS= line every few seconds, and WATCHDOG=1 from the main loop.
  */
@@ -52,7 +54,6 @@
 #include "mta/core/util.h"
 #include "mta/core/worker.h"
 
-#define SHUTDOWN_DEADLINE_MS 10000
 /* How often systemd's STATUS= line is refreshed (`systemctl status`). */
 #define NOTIFY_STATUS_MS 5000
 
@@ -66,6 +67,12 @@ static struct loop dloop; /* the delivery loop */
 static struct smtp_server_listener *listeners;
 static struct event_base *main_base;
 static int shutting_down;
+/* SMTP loops whose sessions have not all ended since the stop began; the
+ * last one starts the delivery loop's stop.  smtp_drained[i]: loop i has
+ * counted itself (its own thread's flag). */
+static atomic_uint smtp_busy;
+static bool *smtp_drained;
+static struct event *ev_drain; /* `outpost drain`, on the main thread */
 /* Ready: the loops that have not yet run their first posted job (the
  * delivery loop's comes after the queue load); the last one makes ev_ready
  * active, on the main thread. */
@@ -198,22 +205,43 @@ raise_nofile(void)
 	}
 }
 
-/* On each loop: stop accepting, then wind the sessions down. */
-static void
-shutdown_on_loop(void *arg)
-{
-	struct loop *l = arg;
-
-	listen_close(l);
-	smtp_server_shutdown(l, SHUTDOWN_DEADLINE_MS);
-}
-
 static void
 sched_shutdown_on_loop(void *arg)
 {
 	(void)arg;
 	control_stop();
-	sched_shutdown(SHUTDOWN_DEADLINE_MS);
+	sched_shutdown(conf->shutdown_timeout_ms);
+}
+
+/* On SMTP loop L: its sessions have ended (smtp_server_shutdown may say so
+ * more than once); the last loop to say it lets delivery stop. */
+static void
+smtp_drained_on_loop(struct loop *l)
+{
+	size_t i = (size_t)(l - loops);
+
+	if (smtp_drained[i])
+		return;
+	smtp_drained[i] = true;
+	if (atomic_fetch_sub(&smtp_busy, 1) == 1)
+		loop_post(&dloop, sched_shutdown_on_loop, NULL);
+}
+
+/* On each SMTP loop: wind the sessions down; the listeners stay, answering
+ * 421, until delivery has stopped too. */
+static void
+shutdown_on_loop(void *arg)
+{
+	smtp_server_shutdown(arg, conf->shutdown_timeout_ms,
+			     smtp_drained_on_loop);
+}
+
+/* On each SMTP loop, once delivery has stopped: close and leave. */
+static void
+close_on_loop(void *arg)
+{
+	listen_close(arg);
+	loop_stop(arg);
 }
 
 /*
@@ -381,23 +409,55 @@ ready_on_loop(void *arg)
 		event_active(ev_ready, EV_TIMEOUT, 0);
 }
 
+/* Main thread: the one way a stop begins (WHY: what asked for it). */
 static void
-signal_cb(evutil_socket_t sig, short what, void *arg)
+stop_begin(const char *why)
 {
 	unsigned i;
 
-	(void)what;
-	(void)arg;
-	if (shutting_down++) {
-		log_warnx("signal %d again: exiting at once", (int)sig);
-		_exit(1);
-	}
+	shutting_down = 1;
+	listen_intake_set(LISTEN_INTAKE_DRAINING);
 	notify_state(NOTIFY_STOPPING);
-	log_info("signal %d: shutting down (in-flight transactions get %d s)",
-		 (int)sig, SHUTDOWN_DEADLINE_MS / 1000);
+	log_info("%s: shutting down (transactions, then deliveries, in flight "
+		 "get %u ms each)",
+		 why, conf->shutdown_timeout_ms);
+	atomic_store(&smtp_busy, nloops);
 	for (i = 0; i < nloops; i++)
 		loop_post(&loops[i], shutdown_on_loop, &loops[i]);
 	event_base_loopexit(main_base, NULL);
+}
+
+static void
+signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	char why[32];
+
+	(void)what;
+	(void)arg;
+	if (shutting_down) {
+		log_warnx("signal %d again: exiting at once", (int)sig);
+		_exit(1);
+	}
+	(void)snprintf(why, sizeof(why), "signal %d", (int)sig);
+	stop_begin(why);
+}
+
+static void
+drain_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (!shutting_down) /* a signal came first: that stop goes on */
+		stop_begin("outpost drain");
+}
+
+/* Delivery loop (control): `outpost drain` was answered; stop as SIGTERM
+ * does, from the main thread. */
+static void
+drain_hook(void)
+{
+	event_active(ev_drain, EV_TIMEOUT, 0);
 }
 
 int
@@ -540,7 +600,8 @@ main(int argc, char *argv[])
 	loopback_only = lo != NULL && strcmp(lo, "1") == 0;
 	have_dns = dns_config_from(conf, loopback_only, &dc);
 	nloops = conf->smtp_threads;
-	if ((loops = calloc(nloops, sizeof(*loops))) == NULL)
+	if ((loops = calloc(nloops, sizeof(*loops))) == NULL ||
+	    (smtp_drained = calloc(nloops, sizeof(*smtp_drained))) == NULL)
 		fatal("calloc");
 	for (i = 0; i < nloops; i++) {
 		if (loop_init(&loops[i], i) != 0)
@@ -590,8 +651,10 @@ main(int argc, char *argv[])
 	    evsignal_add(ev_int, NULL))
 		fatalx("cannot install signal handlers");
 	ev_ready = event_new(main_base, -1, 0, ready_cb, NULL);
-	if (ev_ready == NULL)
+	ev_drain = event_new(main_base, -1, 0, drain_cb, NULL);
+	if (ev_ready == NULL || ev_drain == NULL)
 		fatalx("event_new failed");
+	control_drain_hook(drain_hook);
 	if (notify_enabled() &&
 	    (ev_status =
 		 event_new(main_base, -1, EV_PERSIST, status_cb, NULL)) == NULL)
@@ -647,11 +710,14 @@ main(int argc, char *argv[])
 
 	/* Orderly shutdown: submission first (every message it accepted is
 	 * answered and handed over), then delivery (transactions end, results
-	 * are committed), then the pool and the queue writer. */
+	 * are committed: the last SMTP loop to drain starts it), meanwhile
+	 * new connections get 421; then the listeners, the pool and the queue
+	 * writer. */
+	loop_join(&dloop);
+	for (i = 0; i < nloops; i++)
+		loop_post(&loops[i], close_on_loop, &loops[i]);
 	for (i = 0; i < nloops; i++)
 		loop_join(&loops[i]);
-	loop_post(&dloop, sched_shutdown_on_loop, NULL);
-	loop_join(&dloop);
 	worker_stop();
 	for (i = 0; i < nloops; i++) {
 		if (loops[i].dns != NULL)
@@ -682,6 +748,7 @@ main(int argc, char *argv[])
 	event_free(ev_int);
 	event_free(ev_usr1);
 	event_free(ev_ready);
+	event_free(ev_drain);
 	if (ev_status != NULL)
 		event_free(ev_status);
 	if (ev_watchdog != NULL)
@@ -693,6 +760,7 @@ main(int argc, char *argv[])
 		SSL_CTX_free(listeners[j].ssl_ctx);
 	free(listeners);
 	free(loops);
+	free(smtp_drained);
 	conf_free(conf);
 	return 0;
 }

@@ -58,7 +58,8 @@
 #define CLI_O_HEADERS 0x10u /* --headers */
 #define CLI_O_SUSPEND 0x20u /* --for DURATION, --reason TEXT */
 #define CLI_O_LOG     0x40u /* --rcpt A, --event E, --id, --since, --until, -f */
-#define CLI_O_CONFIG  0x80u /* --all */
+#define CLI_O_CONFIG  0x80u  /* --all */
+#define CLI_O_DRAIN   0x100u /* --intake-only */
 
 #define CLI_SEL_ARGS "ID... | --domain D | --user U | --all  [--json]"
 
@@ -110,6 +111,14 @@ static const struct cli_cmd cli_cmds[] = {
 	{ "resume", NULL, "DOMAIN",
 	  "end a suspension of DOMAIN (and its back-off) now", CLI_NEED_CONF, 0,
 	  1, 1, cli_queue_resume, NULL, NULL },
+	{ "drain", NULL, "[--intake-only]",
+	  "new SMTP connections get 421; then outpostd stops as on SIGTERM "
+	  "(in-flight transactions and deliveries end first); --intake-only: "
+	  "it keeps delivering instead (needs the write right; audited)",
+	  CLI_NEED_CONF, CLI_O_DRAIN, 0, 0, cli_queue_drain, NULL, NULL },
+	{ "resume-intake", NULL, "",
+	  "undo drain --intake-only: take new SMTP connections again",
+	  CLI_NEED_CONF, 0, 0, 0, cli_queue_resume_intake, NULL, NULL },
 	{ "suspensions", NULL, "[--json]",
 	  "list suspended destinations (operators', reply patterns, "
 	  "back-off)",
@@ -185,6 +194,8 @@ static const struct cli_opt {
 	  offsetof(struct cli, duration) },
 	{ "--reason", NULL, CLI_O_SUSPEND, CLI_OPT_STR,
 	  offsetof(struct cli, reason) },
+	{ "--intake-only", NULL, CLI_O_DRAIN, CLI_OPT_FLAG,
+	  offsetof(struct cli, intake_only) },
 	{ "--rcpt", NULL, CLI_O_LOG, CLI_OPT_STR, offsetof(struct cli, rcpt) },
 	{ "--event", NULL, CLI_O_LOG, CLI_OPT_STR,
 	  offsetof(struct cli, event) },

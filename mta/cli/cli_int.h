@@ -54,6 +54,8 @@ struct cli {
 	bool headers;
 	/* suspend */
 	const char *duration, *reason;
+	/* drain */
+	bool intake_only;
 	/* log */
 	const char *rcpt, *event, *id, *since, *until;
 	bool follow;
@@ -134,6 +136,8 @@ int cli_queue_show(struct cli *c);
 int cli_queue_change(struct cli *c);
 int cli_queue_suspend(struct cli *c);
 int cli_queue_resume(struct cli *c);
+int cli_queue_drain(struct cli *c);
+int cli_queue_resume_intake(struct cli *c);
 int cli_queue_suspensions(struct cli *c);
 int cli_log(struct cli *c);
 int cli_log_hash(struct cli *c);

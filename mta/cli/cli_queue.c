@@ -232,6 +232,35 @@ cli_queue_resume(struct cli *c)
 	return fflush(stdout) == 0 ? CLI_OK : CLI_ERR;
 }
 
+/* drain, resume-intake ------------------------------------------------- */
+
+int
+cli_queue_drain(struct cli *c)
+{
+	long count;
+
+	if (cli_ctl_change(c, "drain",
+			   c->intake_only ? "drain intake-only" : "drain",
+			   &count) != 0)
+		return CLI_ERR;
+	puts(c->intake_only ? "intake stopped: new connections get 421, "
+			      "delivery goes on"
+			    : "draining: outpostd stops once the transactions "
+			      "and deliveries in flight end");
+	return fflush(stdout) == 0 ? CLI_OK : CLI_ERR;
+}
+
+int
+cli_queue_resume_intake(struct cli *c)
+{
+	long count;
+
+	if (cli_ctl_change(c, "resume-intake", "resume-intake", &count) != 0)
+		return CLI_ERR;
+	puts("intake resumed");
+	return fflush(stdout) == 0 ? CLI_OK : CLI_ERR;
+}
+
 int
 cli_queue_suspensions(struct cli *c)
 {

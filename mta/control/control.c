@@ -71,6 +71,7 @@ static struct {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	dev_t dev; /* of the socket file we made, to remove only ours */
 	ino_t ino;
+	void (*drain_fn)(void); /* control_drain_hook */
 	/* Refusals by uid, for rate limits and coalesced audit records. */
 	struct control_uid {
 		uid_t uid;
@@ -115,6 +116,13 @@ static const struct control_cmd control_cmds[] = {
 	  control_admin_run_auth_blocks },
 	{ "auth-unblock", CONF_RIGHT_WRITE, CCF_AUDIT, 0,
 	  control_admin_parse_auth_unblock, control_admin_run_auth_unblock },
+	/* write, not delete: a drain destroys nothing (the queue stays, and
+	 * the next start delivers it) and a stop is what an operator with
+	 * write rights already causes by suspending every destination. */
+	{ "drain", CONF_RIGHT_WRITE, CCF_AUDIT, 0, control_admin_parse_drain,
+	  control_admin_run_drain },
+	{ "resume-intake", CONF_RIGHT_WRITE, CCF_AUDIT, 0, control_parse_none,
+	  control_admin_run_resume_intake },
 };
 
 #define CONTROL_NCMDS (sizeof(control_cmds) / sizeof(control_cmds[0]))
@@ -168,6 +176,10 @@ control_session_new(uid_t uid)
 void
 control_session_free(struct control_session *s)
 {
+	/* `drain` answered (or its client left): the stop begins only now,
+	 * so that the answer is not cut by control_stop(). */
+	if (s->then_drain && C.drain_fn != NULL)
+		C.drain_fn();
 	if (s->bev != NULL)
 		bufferevent_free(s->bev);
 	if (s->view != NULL) {
@@ -756,6 +768,12 @@ control_start(struct loop *dloop, const struct conf *c, struct queue *q,
 	log_info("control socket %s (mode 0660)%s%s", path,
 		 audit[0] != '\0' ? ", audit log " : ", no audit log", audit);
 	return 0;
+}
+
+void
+control_drain_hook(void (*fn)(void))
+{
+	C.drain_fn = fn;
 }
 
 void

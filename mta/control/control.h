@@ -73,4 +73,12 @@ int control_start(struct loop *dloop, const struct conf *c, struct queue *q,
  */
 void control_stop(void);
 
+/*
+ * control_drain_hook — FN stops the daemon as SIGTERM does; `drain` calls
+ * it on the delivery loop once its answer is written (or its client left).
+ * FN must only hand the stop to another thread.  Main thread, before the
+ * loops run.
+ */
+void control_drain_hook(void (*fn)(void));
+
 #endif

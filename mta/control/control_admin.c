@@ -1,12 +1,12 @@
 /*
  * control_admin.c — the commands that change something (control_int.h):
  * hold, release, retry, delete and bounce (sched_admin), suspend and
- * resume (sched_suspend), and the AUTH limiter's blocks (auth-blocks,
- * auth-unblock).  Owns: their argument syntax.  Must not: check rights
- * (control.c's command table did, before any of these runs), or change
- * the queue or a schedule itself (the scheduler does, on its loop).
- * Threads: the delivery loop; the AUTH limiter is shared with the SMTP
- * loops and locks itself (auth_limit_*).
+ * resume (sched_suspend), the AUTH limiter's blocks (auth-blocks,
+ * auth-unblock), and intake (drain, resume-intake: listen_intake_*).  Owns:
+ * their argument syntax.  Must not: check rights (control.c's command table
+ * did, before any of these runs), or change the queue or a schedule itself (the
+ * scheduler does, on its loop). Threads: the delivery loop; the AUTH limiter is
+ * shared with the SMTP loops and locks itself (auth_limit_*).
  */
 #include <sys/socket.h>
 #include <arpa/inet.h>
@@ -27,6 +27,7 @@
 #include "conf/conf.h"
 #include "queue/queue.h"
 #include "mta/receive/auth_limit.h"
+#include "mta/receive/listen.h"
 #include "mta/control/control.h"
 #include "mta/control/control_int.h"
 #include "mta/deliver/delivery.h"
@@ -346,5 +347,54 @@ control_admin_run_auth_unblock(struct control_session *s)
 	}
 	s->count = (int)(n > INT_MAX ? INT_MAX : n);
 	control_result(s, true, "ok %u", n);
+	control_finish(s);
+}
+
+/* Intake ------------------------------------------------------------ */
+
+/* drain [intake-only] */
+int
+control_admin_parse_drain(struct control_session *s, char *args)
+{
+	if (strcmp(args, "intake-only") == 0)
+		s->intake_only = true;
+	else if (*args != '\0') {
+		control_result(s, false, "err usage: drain [intake-only]");
+		return -1;
+	}
+	return 0;
+}
+
+/* intake-only: new connections get 421, delivery goes on.  Otherwise the
+ * same, and the daemon stops as on SIGTERM once the answer is written. */
+void
+control_admin_run_drain(struct control_session *s)
+{
+	if (listen_intake_get() == LISTEN_INTAKE_DRAINING)
+		control_result(s, false, "err already draining");
+	else if (s->intake_only) {
+		listen_intake_set(LISTEN_INTAKE_STOPPED);
+		log_info("control uid %u: intake stopped", (unsigned)s->uid);
+		control_result(s, true, "ok");
+	} else {
+		listen_intake_set(LISTEN_INTAKE_DRAINING);
+		log_info("control uid %u: drain", (unsigned)s->uid);
+		s->then_drain = true;
+		control_result(s, true, "ok");
+	}
+	control_finish(s);
+}
+
+void
+control_admin_run_resume_intake(struct control_session *s)
+{
+	if (listen_intake_get() == LISTEN_INTAKE_DRAINING)
+		control_result(s, false,
+			       "err draining: the daemon is stopping");
+	else {
+		listen_intake_set(LISTEN_INTAKE_OPEN);
+		log_info("control uid %u: intake resumed", (unsigned)s->uid);
+		control_result(s, true, "ok");
+	}
 	control_finish(s);
 }

@@ -81,8 +81,10 @@ struct control_session {
 	bool ok;
 	int count; /* -1: none */
 	char result[CONTROL_RESULT_MAX];
-	bool audit; /* this request is recorded (show … headers) */
-	bool json;  /* status json */
+	bool audit;       /* this request is recorded (show … headers) */
+	bool json;        /* status json */
+	bool intake_only; /* drain intake-only */
+	bool then_drain;  /* drain: stop the daemon once this session ends */
 	struct control_view *view; /* CCF_VIEW: the request, then result */
 	pthread_t thread;          /* the view's */
 	bool joined;               /* its thread is joined already */
@@ -157,7 +159,8 @@ void control_audit_coalesced(uid_t uid, const char *command, const char *fmt,
 /*
  * control_admin.c: the change commands (hold, release, retry, delete,
  * bounce through sched_admin; suspend, resume through sched_suspend) and
- * the AUTH blocks (auth-blocks, auth-unblock).  Parsers fill S's request
+ * the AUTH blocks (auth-blocks, auth-unblock), intake (drain,
+ * resume-intake).  Parsers fill S's request
  * and return 0, or set an "err" result and return -1; runners end with
  * control_finish (control_admin_run from the scheduler's callback).
  */
@@ -165,7 +168,10 @@ int control_admin_parse_sel(struct control_session *s, char *args);
 int control_admin_parse_suspend(struct control_session *s, char *args);
 int control_admin_parse_resume(struct control_session *s, char *args);
 int control_admin_parse_auth_unblock(struct control_session *s, char *args);
+int control_admin_parse_drain(struct control_session *s, char *args);
 void control_admin_run(struct control_session *s);
+void control_admin_run_drain(struct control_session *s);
+void control_admin_run_resume_intake(struct control_session *s);
 void control_admin_run_suspend(struct control_session *s);
 void control_admin_run_auth_blocks(struct control_session *s);
 void control_admin_run_auth_unblock(struct control_session *s);

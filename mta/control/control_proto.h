@@ -32,7 +32,8 @@
  *                                             null); rates per second over
  *                                             the last minute (less just
  *                                             after start), plus totals
- *                                             since start; drain "running"
+ *                                             since start; drain "running",
+ *                                             "intake stopped" or "draining"
  *   summary [json]                    read    the `queue summary` table (or
  *                                             JSON Lines), then ok ROWS
  *   list [json] [held] [deferred] [domain DOMAIN]
@@ -54,6 +55,18 @@
  *   auth-unblock address ADDR[/LEN] | user NAME | user-hex HEX | all
  *                                     write   ok COUNT (blocks lifted;
  *                                             NAME: the rest of the line)
+ *   drain [intake-only]               write   ok; new SMTP connections
+ *                                             get "421 4.3.2" and are closed.
+ *                                             Without intake-only the daemon
+ *                                             then stops as on SIGTERM
+ *                                             (transactions, then deliveries
+ *                                             in flight, end within
+ *                                             shutdown_timeout each; exit 0)
+ *                                             once this answer is written;
+ *                                             with it, delivery goes on.
+ *                                             err already draining
+ *   resume-intake                     write   ok: connections taken again
+ *                                             (err while draining)
  *   SEL = id HEX16 | domain DOMAIN | user USER | all
  *
  * DOMAIN is a host name (letters, digits, '-', '.', '_'; any case; compared

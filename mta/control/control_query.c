@@ -31,6 +31,7 @@
 #include "mta/core/loop.h"
 #include "mta/core/util.h"
 #include "mta/observe/stats.h"
+#include "mta/receive/listen.h"
 
 #define CONTROL_UID_VIEWS_MAX 2 /* views of one uid at once */
 #ifndef OUTPOST_VERSION
@@ -361,6 +362,20 @@ control_json_str(struct evbuffer *out, const char *s)
 	evbuffer_add(out, buf, off);
 }
 
+/* The intake state as `outpost status` names it. */
+static const char *
+control_query_drain_state(void)
+{
+	switch (listen_intake_get()) {
+	case LISTEN_INTAKE_STOPPED:
+		return "intake stopped";
+	case LISTEN_INTAKE_DRAINING:
+		return "draining";
+	default:
+		return "running";
+	}
+}
+
 /* One line of JSON (the `outpost status --json` object). */
 static void
 control_status_json(struct evbuffer *out, const struct conf *c,
@@ -386,8 +401,9 @@ control_status_json(struct evbuffer *out, const struct conf *c,
 		control_json_str(out, c->file);
 	evbuffer_add_printf(out,
 			    ",\"embedded_defaults\":%s,\"loaded\":\"%s\"},"
-			    "\"drain\":\"running\",\"listeners\":[",
-			    embedded ? "true" : "false", loaded);
+			    "\"drain\":\"%s\",\"listeners\":[",
+			    embedded ? "true" : "false", loaded,
+			    control_query_drain_state());
 	for (i = 0; i < c->nlisteners; i++) {
 		evbuffer_add_printf(out, "%s{\"address\":", i ? "," : "");
 		control_json_str(out, c->listeners[i].name);
@@ -437,7 +453,7 @@ control_status_text(struct evbuffer *out, const struct conf *c,
 	    started);
 	ROW("%-14s %s\n", "config", embedded ? "embedded defaults" : c->file);
 	ROW("%-14s %s UTC\n", "loaded", loaded);
-	ROW("%-14s %s\n", "drain", "running");
+	ROW("%-14s %s\n", "drain", control_query_drain_state());
 	for (i = 0; i < c->nlisteners; i++)
 		ROW("%-14s %s tls=%s auth=%s\n", "listener",
 		    c->listeners[i].name, control_tls_name(c->listeners[i].tls),

@@ -3,12 +3,15 @@
  *
  * Owns: the evconnlisteners, one per (listener, loop); each is touched only
  * by its loop's thread once the loops run.  Accept errors (EMFILE) pause
- * that listener for a moment instead of spinning.
+ * that listener for a moment instead of spinning.  Also the intake state
+ * (open, stopped, draining): any thread sets or reads it (an atomic); while
+ * it is not open, a new connection gets one 421 line and is closed.
  */
 #define _DEFAULT_SOURCE /* SO_REUSEPORT */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,15 +39,41 @@ struct listen_entry {
 
 static struct listen_entry *listen_entries;
 static size_t listen_n;
+static atomic_int listen_intake = LISTEN_INTAKE_OPEN;
+
+void
+listen_intake_set(enum listen_intake st)
+{
+	atomic_store(&listen_intake, (int)st);
+}
+
+enum listen_intake
+listen_intake_get(void)
+{
+	return (enum listen_intake)atomic_load(&listen_intake);
+}
 
 static void
 listen_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 		 struct sockaddr *sa, int salen, void *arg)
 {
+	static const char msg[] = "421 4.3.2 Service shutting down\r\n";
 	struct listen_entry *e = arg;
+	ssize_t w;
 
 	(void)lev;
-	smtp_server_accept(e->loop, e->li, fd, sa, salen);
+	if (listen_intake_get() == LISTEN_INTAKE_OPEN) {
+		smtp_server_accept(e->loop, e->li, fd, sa, salen);
+		return;
+	}
+	/* Refused before it is a session: one line, best effort and never
+	 * blocking (a fresh socket's buffer takes it); an implicit-TLS
+	 * client would not understand it in clear. */
+	if (e->li->conf->tls != CONF_TLS_IMPLICIT) {
+		w = write(fd, msg, sizeof(msg) - 1);
+		(void)w;
+	}
+	evutil_closesocket(fd);
 }
 
 static void
@@ -140,6 +169,8 @@ listen_open(struct loop *loops, unsigned nloops,
 	return 0;
 }
 
+/* On L's thread: stop accepting on L (the intake state aside, the sockets
+ * close: new connections are then refused by the kernel). */
 void
 listen_close(struct loop *l)
 {

@@ -20,4 +20,19 @@ int listen_open(struct loop *loops, unsigned nloops,
 /* listen_close — on loop L's thread: stop accepting on L. */
 void listen_close(struct loop *l);
 
+/* Whether new connections are taken.  Not open: each gets
+ * "421 4.3.2 Service shutting down" and is closed (an implicit-TLS
+ * listener's just closed). */
+enum listen_intake {
+	LISTEN_INTAKE_OPEN,     /* running */
+	LISTEN_INTAKE_STOPPED,  /* outpost drain --intake-only */
+	LISTEN_INTAKE_DRAINING, /* outpost drain or SIGTERM: the daemon stops */
+};
+
+/* listen_intake_set — set the intake state.  Any thread. */
+void listen_intake_set(enum listen_intake st);
+
+/* listen_intake_get — the intake state.  Any thread. */
+enum listen_intake listen_intake_get(void);
+
 #endif

@@ -73,6 +73,8 @@ struct queue *smtp_server_queue;
 smtp_server_queued_fn *smtp_server_on_queued; /* main: the scheduler */
 static _Atomic uint64_t smtp_session_seq;
 static _Atomic unsigned smtp_sessions_open; /* all loops: for stress mode */
+/* smtp_server_shutdown's DRAINED (the same for every loop). */
+static smtp_server_drained_fn *_Atomic smtp_server_drained_cb;
 
 static void smtp_server_tls_begin(struct smtp_server_session *s);
 
@@ -592,6 +594,16 @@ smtp_server_close(struct smtp_server_session *s, const char *why)
 	s->flags |= SF_ZOMBIE | SF_CLOSE;
 }
 
+/* L's last session has ended after smtp_server_shutdown(). */
+static void
+smtp_server_drained(struct loop *l)
+{
+	smtp_server_drained_fn *fn = atomic_load(&smtp_server_drained_cb);
+
+	if (fn != NULL)
+		fn(l);
+}
+
 /* Called at the end of every entry point: free what is finished. */
 void
 smtp_server_settle(struct smtp_server_session *s)
@@ -607,7 +619,7 @@ smtp_server_settle(struct smtp_server_session *s)
 		return;
 	smtp_server_free(s);
 	if (shutdown && l->sessions == NULL)
-		loop_stop(l);
+		smtp_server_drained(l);
 }
 
 static void
@@ -938,11 +950,12 @@ smtp_server_shutdown_force_cb(evutil_socket_t fd, short what, void *arg)
 		smtp_server_settle(s);
 	}
 	if (l->sessions == NULL)
-		loop_stop(l);
+		smtp_server_drained(l);
 }
 
 void
-smtp_server_shutdown(struct loop *l, unsigned deadline_ms)
+smtp_server_shutdown(struct loop *l, unsigned deadline_ms,
+		     smtp_server_drained_fn *drained)
 {
 	struct smtp_server_session *s, *next;
 	struct timeval tv;
@@ -971,8 +984,9 @@ smtp_server_shutdown(struct loop *l, unsigned deadline_ms)
 			break;
 		}
 	}
+	atomic_store(&smtp_server_drained_cb, drained);
 	if (l->sessions == NULL) {
-		loop_stop(l);
+		smtp_server_drained(l);
 		return;
 	}
 	tv = util_ms_timeval(deadline_ms);

@@ -49,11 +49,17 @@ void smtp_server_accept(struct loop *l, struct smtp_server_listener *li,
 			evutil_socket_t fd, const struct sockaddr *sa,
 			int salen);
 
+/* Called on L's thread when L has no session left after a shutdown. */
+typedef void smtp_server_drained_fn(struct loop *l);
+
 /*
- * smtp_server_shutdown — on L's thread: refuse new work; close idle sessions
- * with 421; sessions in the middle of a transaction get until the end of it
- * (or DEADLINE_MS).  When L has no session left, loop_stop(L) is called.
+ * smtp_server_shutdown — on L's thread: close idle sessions with 421;
+ * sessions in the middle of a transaction get until the end of it (or
+ * DEADLINE_MS).  When L has no session left, DRAINED(L) is called, possibly
+ * more than once (the deadline may find it empty again); the loop keeps
+ * running.  New connections must be kept away first (listen_intake_set).
  */
-void smtp_server_shutdown(struct loop *l, unsigned deadline_ms);
+void smtp_server_shutdown(struct loop *l, unsigned deadline_ms,
+			  smtp_server_drained_fn *drained);
 
 #endif

@@ -19,8 +19,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from outpost_test import (OUTPOST, OUTPOSTD, SLOW, ControlDaemon,  # noqa
-                          TestFailure, check, eq, ensure_daemon_user,
-                          run_tests)
+                          TestFailure, check, cli_as, eq,
+                          ensure_daemon_user, run_tests, wait_for)
 
 GID = 60010
 NOBODY_UID, READER, WRITER = 60011, 60012, 60013
@@ -40,15 +40,6 @@ def shipper_group():
         except KeyError:
             pass
     raise TestFailure("neither group adm nor daemon exists")
-
-
-def wait_for(pred, what, timeout=10):
-    deadline = time.time() + timeout * SLOW
-    while time.time() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise TestFailure("timed out waiting for " + what)
 
 
 def send_one(d, rcpt="rcpt@example.net"):
@@ -150,12 +141,7 @@ ACCESS = '''  group = "%d"
 
 
 def cli(d, *args, uid=None):
-    cmd = [OUTPOST, "-c", d.conf_path] + list(args)
-    if uid is not None:
-        cmd = ["setpriv", "--reuid=%d" % uid, "--regid=%d" % GID,
-               "--clear-groups"] + cmd
-    return subprocess.run(cmd, capture_output=True, text=True,
-                          timeout=60 * SLOW, cwd="/")
+    return cli_as(d, args, uid, GID)
 
 
 def status_json(d, uid=None):

@@ -33,3 +33,4 @@ outpost_integration_test(systemd t/integration/systemd_test.py TIMEOUT 300)
 # Operating it: the delivery log's group and mode for a log shipper, and
 # `outpost status`.
 outpost_integration_test(status t/integration/status_test.py TIMEOUT 600)
+outpost_integration_test(drain t/integration/drain_test.py TIMEOUT 600)

@@ -139,7 +139,7 @@ def drain_with_a_slow_delivery(stop, logged):
             stop(d)
             # A signal is taken asynchronously: wait until the stop began
             # (`outpost drain` stops intake before it answers).
-            wait_for(lambda: logged in d.log(), "the stop to begin")
+            wait_for(lambda: logged in d.log(), what="the stop to begin")
             refused(d)
             rc = d.proc.wait(timeout=30 * SLOW)
             eq(rc, 0, "exit status after drain")

@@ -18,7 +18,8 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from outpost_test import (SLOW, Daemon, Dns, Raw, Sink, check,  # noqa: E402
-                          delivery_config, eq, free_port_on, run_tests)
+                          delivery_config, eq, free_port_on, run_tests,
+                          wait_for)
 
 # Distinctive local parts, so that a match is never an accident.
 RCPTS = ["jane.q7x.alpha@dest.test", "reject-bob.q7x.beta@dest.test",
@@ -72,15 +73,6 @@ def metric(text, name, labels=""):
                 line.startswith(name + "{" + labels + "} "):
             return float(line.split()[-1])
     return None
-
-
-def wait_for(pred, timeout=20, what="condition"):
-    deadline = time.time() + timeout * SLOW
-    while time.time() < deadline:
-        if pred():
-            return
-        time.sleep(0.1)
-    raise AssertionError(what + " not reached")
 
 
 def test_no_address_anywhere_and_log_fields():

@@ -427,16 +427,6 @@ class ControlDaemon(Daemon):
         return self
 
 
-def wait_for(pred, what, timeout=10):
-    """Wait until pred() holds (TIMEOUT seconds, times SLOW)."""
-    deadline = time.time() + timeout * SLOW
-    while time.time() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise TestFailure("timed out waiting for " + what)
-
-
 def cli_as(d, args, uid=None, gid=None):
     """Run `outpost ARGS` against D; with UID, as that uid and GID (no
     supplementary groups) under setpriv, as a caller without rights."""

@@ -10,11 +10,10 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from outpost_test import (OUTPOSTD, SLOW, Daemon, TestFailure, check, eq,  # noqa
-                          ensure_daemon_user, run_tests)
+                          ensure_daemon_user, run_tests, wait_for)
 
 
 def status_fields(path):
@@ -24,15 +23,6 @@ def status_fields(path):
             k, _, v = line.partition(":")
             out[k] = v.split()
     return out
-
-
-def wait_for(pred, what, timeout=10):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise TestFailure("timed out waiting for " + what)
 
 
 def require_root():
@@ -49,7 +39,7 @@ def test_runs_as_its_own_user():
         # The listeners take connections into their backlog while it is
         # still starting; the change of user comes before any is served.
         wait_for(lambda: "running as user outpost" in d.log(),
-                 "the change of user")
+                 what="the change of user")
         # Every thread: real, effective, saved and fs ids are the account's.
         tasks = os.listdir("/proc/%d/task" % pid)
         check(len(tasks) >= 4, "expected the daemon's threads, got %r"
@@ -82,7 +72,7 @@ def test_runs_as_its_own_user():
         log = os.path.join(d.data, "log", "delivery.log")
         os.rename(log, log + ".1")
         d.proc.send_signal(signal.SIGUSR1)
-        wait_for(lambda: os.path.exists(log), "a new delivery log")
+        wait_for(lambda: os.path.exists(log), what="a new delivery log")
         eq(os.stat(log).st_uid, pw.pw_uid, "owner of the new delivery log")
 
 

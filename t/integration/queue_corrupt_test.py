@@ -17,7 +17,8 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from outpost_test import (SLOW, Daemon, Dns, Sink, check,  # noqa: E402
-                          delivery_config, eq, free_port_on, run_tests)
+                          delivery_config, eq, free_port_on, run_tests,
+                          wait_for)
 
 HOST = "127.0.0.83"
 RCPTS = ["alice.c0rrupt@ok.test", "bob.c0rrupt@ok.test",
@@ -29,15 +30,6 @@ def submit(d, rcpt, n):
         s.sendmail("news@sender.test", [rcpt],
                    b"From: <news@sender.test>\r\nSubject: m%d\r\n\r\n"
                    b"body %d\r\n" % (n, n))
-
-
-def wait_for(pred, timeout=30, what="condition"):
-    deadline = time.time() + timeout * SLOW
-    while time.time() < deadline:
-        if pred():
-            return
-        time.sleep(0.1)
-    raise AssertionError(what + " not reached")
 
 
 def queue_dir(d):

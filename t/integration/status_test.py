@@ -63,7 +63,7 @@ def test_delivery_log_group_and_mode():
     with ControlDaemon(config='log { delivery_file_group = "%s" }\n'
                        % gr.gr_name) as d:
         wait_for(lambda: "running as user outpost" in d.log(),
-                 "the change of user")
+                 what="the change of user")
         # The daemon's account keeps the group (it gives it to the files
         # it creates after the drop), and only that one.
         with open("/proc/%d/status" % d.proc.pid) as f:
@@ -77,7 +77,7 @@ def test_delivery_log_group_and_mode():
                             "--all"], capture_output=True, text=True,
                            timeout=60 * SLOW)
         eq(r.returncode, 0, "queue hold all: " + r.stderr)
-        wait_for(lambda: os.path.exists(d.audit_path), "the audit log")
+        wait_for(lambda: os.path.exists(d.audit_path), what="the audit log")
         log = d.delivery_log
         st = os.stat(log)
         eq(st.st_uid, pw.pw_uid, "owner of the delivery log")
@@ -90,9 +90,9 @@ def test_delivery_log_group_and_mode():
         # daemon's account, and still the shipper's to read.
         os.rename(log, log + ".1")
         d.proc.send_signal(signal.SIGUSR1)
-        wait_for(lambda: os.path.exists(log), "a new delivery log")
+        wait_for(lambda: os.path.exists(log), what="a new delivery log")
         send_one(d)
-        wait_for(lambda: os.path.getsize(log) > 0, "a line in the new log")
+        wait_for(lambda: os.path.getsize(log) > 0, what="a line in the new log")
         st = os.stat(log)
         eq(st.st_uid, pw.pw_uid, "owner of the reopened delivery log")
         eq(st.st_gid, gr.gr_gid, "group of the reopened delivery log")
@@ -110,7 +110,7 @@ def test_delivery_log_mode_without_group():
     pw = ensure_daemon_user()
     with ControlDaemon(config='log { delivery_file_mode = "0644" }\n') as d:
         wait_for(lambda: "running as user outpost" in d.log(),
-                 "the change of user")
+                 what="the change of user")
         st = os.stat(d.delivery_log)
         eq(st.st_gid, pw.pw_gid, "group of the delivery log")
         eq(mode_of(d.delivery_log), 0o644, "mode of the delivery log")

@@ -839,8 +839,9 @@ test_deliver_dns_servers(void **state)
 		{ "[::1]:5300", "[::1]:5300" },
 		{ "127.0.0.1:5300,[::1]:5300", "127.0.0.1:5300,[::1]:5300" },
 		{ " 127.0.0.1 ,\t[0:0::1]:1 ", "127.0.0.1:53,[::1]:1" },
-		{ "10.0.0.1,10.0.0.2,10.0.0.3", "10.0.0.1:53,10.0.0.2:53,"
-						"10.0.0.3:53" },
+		{ "127.0.0.11,127.0.0.12,127.0.0.13",
+		  "127.0.0.11:53,127.0.0.12:53,"
+		  "127.0.0.13:53" },
 		{ "[::ffff:127.0.0.1]:65535", "[::ffff:127.0.0.1]:65535" },
 	};
 	char err[1024], path[PATH_MAX], text[512];
@@ -1114,7 +1115,7 @@ test_pools(void **state)
 		"  pool = \"BULK\" }\n" /* before the pool; any case */
 		"user \"b\" { password = \"" HASH
 		"\" sender_domains = \"*\" }\n"
-		"relay { networks = { \"10.0.0.0/8\" } pool = transact }\n"
+		"relay { networks = { \"127.64.0.0/10\" } pool = transact }\n"
 		"pool \"bulk\" {\n"
 		"  source = { \"192.0.2.10\", \"2001:DB8::10\" }\n"
 		"  ehlo = \"bulk.example.com\"\n"
@@ -1149,7 +1150,7 @@ test_pools(void **state)
 	/* no "default": NULL; relay without pool: NULL */
 	assert_int_equal(load_text(LISTENER
 				   "pool \"x\" { source = \"192.0.2.1\" }\n"
-				   "relay { networks = \"10.0.0.0/8\" }\n",
+				   "relay { networks = \"127.64.0.0/10\" }\n",
 				   &c, err, sizeof(err), path, sizeof(path)),
 			 0);
 	assert_null(c->default_pool);

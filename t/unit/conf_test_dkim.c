@@ -375,7 +375,7 @@ static const struct conf_error_row dkim_error_rows[] = {
 	  L "relay { dkim_domain = \"esp..example\" }\n",
 	  "2: relay.dkim_domain: \"esp..example\" has an empty label" },
 	{ "relay.allow_unaligned: without dkim_domain",
-	  L DK "relay {\n\tnetworks = \"10.0.0.0/8\"\n\tallow_unaligned = yes\n"
+	  L DK "relay {\n\tnetworks = \"127.64.0.0/10\"\n\tallow_unaligned = yes\n"
 	       "}\n",
 	  "5: relay: allow_unaligned = true needs dkim_domain (the fallback "
 	  "signing domain it lets sign unaligned mail)" },
@@ -433,7 +433,7 @@ test_dkim_good(void **state)
 		"  dkim_domain = shop.example }\n"
 		"user \"c\" { password = \"" HASH "\" sender_domains = \"*\"\n"
 		"  allow_unaligned = false }\n"
-		"relay { networks = \"10.0.0.0/8\"  dkim_domain = esp.example\n"
+		"relay { networks = \"127.64.0.0/10\"  dkim_domain = esp.example\n"
 		"  allow_unaligned = on }\n"
 		"dkim \"Shop.Example\" {\n"
 		"  selector = \"S1\"  rsa_key = \"keys/shop.pem\"\n"

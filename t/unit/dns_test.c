@@ -114,7 +114,7 @@ static const char *const dns_args[] = {
 	"--mx-host=mx.test,mx2.mx.test,10",
 	"--mx-host=mx.test,mx3.mx.test,20",
 	"--mx-host=null.test,.,0",
-	"--mx-host=lit.test,1.2.3.4,10",
+	"--mx-host=lit.test,127.1.2.4,10",
 	"--mx-host=lit.test,mx.lit.test,20",
 	"--host-record=implicit.test,127.0.0.5,::1",
 	dns_txtarg,

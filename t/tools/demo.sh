@@ -32,9 +32,11 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+trap 'echo "demo: FAILED at line $LINENO of $0 (files in $dir)" >&2' ERR
+ours=
 fail() {
 	echo "demo: FAILED: $*" >&2
-	echo "demo: its files are in $dir" >&2
+	[ -z "$ours" ] || echo "demo: its files are in $dir" >&2
 	exit 1
 }
 
@@ -47,6 +49,7 @@ if [ -e "$dir" ]; then
 fi
 mkdir -p "$dir/keys" "$dir/mailbox"
 touch "$dir/.outpost-demo"
+ours=1
 # outpostd started as root becomes user outpost: let it reach its data_dir.
 chmod 711 "$dir"
 conf=$dir/demo.conf
@@ -68,6 +71,23 @@ wait_file() {
 }
 json() { $py -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, d))' "$@"; }
 indent() { sed 's/^/   /'; }
+# Until dnsmasq (pid $2) answers on port $1; false if it exits first.
+wait_dns() {
+	$py - "$1" "$2" <<'PY'
+import os, sys, time
+import dns.message, dns.query, dns.rdatatype
+q = dns.message.make_query("mx.demo.test", dns.rdatatype.A)
+for _ in range(100):
+    if not os.path.exists("/proc/%s" % sys.argv[2]):
+        sys.exit(1)
+    try:
+        if dns.query.udp(q, "127.0.0.1", port=int(sys.argv[1]), timeout=0.2).answer:
+            sys.exit(0)
+    except Exception:
+        time.sleep(0.05)
+sys.exit(1)
+PY
+}
 
 relay_port=$(free_port SOCK_STREAM)
 submit_port=$(free_port SOCK_STREAM)
@@ -97,15 +117,27 @@ mx_args=()
 for i in $(seq 0 9); do
 	mx_args+=("--mx-host=d$i.demo.test,mx.demo.test,10")
 done
-dnsmasq --keep-in-foreground --no-daemon --port="$dns_port" \
-	--listen-address=127.0.0.1 --bind-interfaces --no-resolv --no-hosts \
-	--conf-file=/dev/null --user=root --pid-file="$dir/dnsmasq.pid" \
-	--local=/test/ --host-record=mx.demo.test,127.0.0.1 \
-	--mx-host=campaign.demo.test,mx.demo.test,10 "${mx_args[@]}" \
-	--txt-record="s2026._domainkey.brand.demo.test,$rsa_txt" \
-	--txt-record="e2026._domainkey.brand.demo.test,$ed_txt" \
-	2>"$dir/dnsmasq.log" &
-pids+=($!)
+# The port was free a moment ago; if another program took it since, dnsmasq
+# exits at once: try another.
+for try in 1 2 3 4 5; do
+	dnsmasq --keep-in-foreground --no-daemon --port="$dns_port" \
+		--listen-address=127.0.0.1 --bind-interfaces --no-resolv \
+		--no-hosts --conf-file=/dev/null --user=root \
+		--pid-file="$dir/dnsmasq.pid" --local=/test/ \
+		--host-record=mx.demo.test,127.0.0.1 \
+		--mx-host=campaign.demo.test,mx.demo.test,10 "${mx_args[@]}" \
+		--txt-record="s2026._domainkey.brand.demo.test,$rsa_txt" \
+		--txt-record="e2026._domainkey.brand.demo.test,$ed_txt" \
+		2>"$dir/dnsmasq.log" &
+	dpid=$!
+	pids+=($dpid)
+	wait_dns "$dns_port" $dpid && break
+	kill -0 $dpid 2>/dev/null &&
+		fail "dnsmasq does not answer: $(cat "$dir/dnsmasq.log")"
+	[ "$try" -lt 5 ] ||
+		fail "dnsmasq did not start: $(cat "$dir/dnsmasq.log")"
+	dns_port=$(free_port SOCK_DGRAM)
+done
 "$TOOLS/outpost-sink" --listen "127.0.0.1:$sink_port" --starttls \
 	--stats "$dir/sink.json" --ready-file "$dir/sink.ready" \
 	--count-only >"$dir/sink.log" 2>&1 &
@@ -136,7 +168,8 @@ sed 's/^/   | /' "$conf"
 "$BIN/outpostd" -c "$conf" 2>"$dir/outpostd.log" &
 opid=$!
 pids+=($opid)
-if ! wait_tcp "$submit_port"; then
+if ! wait_tcp "$submit_port" || ! wait_tcp "$relay_port" ||
+	! kill -0 $opid 2>/dev/null; then
 	cat "$dir/outpostd.log" >&2
 	fail "outpostd did not start"
 fi

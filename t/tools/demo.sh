@@ -130,7 +130,7 @@ for try in 1 2 3 4 5; do
 		--txt-record="e2026._domainkey.brand.demo.test,$ed_txt" \
 		2>"$dir/dnsmasq.log" &
 	dpid=$!
-	pids+=($dpid)
+	pids+=("$dpid")
 	wait_dns "$dns_port" $dpid && break
 	kill -0 $dpid 2>/dev/null &&
 		fail "dnsmasq does not answer: $(cat "$dir/dnsmasq.log")"
@@ -167,7 +167,7 @@ EOF
 sed 's/^/   | /' "$conf"
 "$BIN/outpostd" -c "$conf" 2>"$dir/outpostd.log" &
 opid=$!
-pids+=($opid)
+pids+=("$opid")
 if ! wait_tcp "$submit_port" || ! wait_tcp "$relay_port" ||
 	! kill -0 $opid 2>/dev/null; then
 	cat "$dir/outpostd.log" >&2
@@ -241,7 +241,9 @@ wait_file "$dir/mailbox.ready" || fail "the mailbox's outpost-sink did not start
 outpost queue retry --domain inbox.demo.test | indent
 eml=
 for _ in $(seq 300); do
-	eml=$(ls "$dir"/mailbox/*.eml 2>/dev/null | head -1)
+	for f in "$dir"/mailbox/*.eml; do
+		[ -e "$f" ] && eml=$f
+	done
 	[ -n "$eml" ] && break
 	sleep 0.1
 done

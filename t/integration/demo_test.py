@@ -68,17 +68,17 @@ def check_demo_output(out, demo_dir):
     waiting = section(out, "queue summary while mail waits")
     check(re.search(r"(?m)^ +DOMAIN +MSGS +RCPTS +DEFERRED", waiting),
           "summary heading:\n" + waiting)
-    check(re.search(r"(?m)^ +inbox\.demo\.test +1 +1 +1 +0 .*"
-                    r"Connection refused", waiting),
+    check(re.search(r"(?mi)^ +inbox\.demo\.test +1 +1 +1 .*"
+                    r"connection refused", waiting),
           "the waiting message, deferred, connection refused:\n" + waiting)
-    check(re.search(r"(?m)^ +TOTAL +1 +1 +1 +0", waiting),
+    check(re.search(r"(?m)^ +TOTAL +1 +1 +1 ", waiting),
           "summary total:\n" + waiting)
 
     retry = section(out, "outpost queue retry")
-    check("1 message scheduled for a retry" in retry, retry)
+    check(re.search(r"(?m)^ +1 message", retry), "retry's answer:\n" + retry)
     check(re.search(r'delivered: "destination":"inbox\.demo\.test" '
                     r'"attempt":[2-9][0-9]* "code":250', retry), retry)
-    check(re.search(r"(?m)^ +TOTAL +0 +0 +0 +0", retry),
+    check(re.search(r"(?m)^ +TOTAL +0 +0 +0 ", retry),
           "empty after delivery:\n" + retry)
 
     dkim = section(out, "checked by python3-dkim")
@@ -105,7 +105,8 @@ def check_demo_output(out, demo_dir):
     emls = glob.glob(os.path.join(demo_dir, "mailbox", "*.eml"))
     eq(len(emls), 1, "messages in the mailbox")
     with open(os.path.join(demo_dir, "var/log/delivery.log")) as f:
-        check('"event":"delivery","id":"%s"' % qid in f.read(),
+        check([l for l in f if '"event":"delivery"' in l and
+               '"id":"%s"' % qid in l],
               "the delivery of %s in the delivery log" % qid)
     return emls[0]
 

@@ -249,13 +249,13 @@ for _ in $(seq 300); do
 done
 [ -n "$eml" ] || fail "the message did not reach inbox.demo.test's MX"
 log="$dir/var/log/delivery.log"
+delivered() { grep '"event":"delivery"' "$log" | grep "\"id\":\"$qid\""; }
 for _ in $(seq 50); do
-	grep -q "\"event\":\"delivery\",\"id\":\"$qid\"" "$log" && break
+	delivered >/dev/null && break
 	sleep 0.1
 done
-grep -q "\"event\":\"delivery\",\"id\":\"$qid\"" "$log" ||
-	fail "no delivery event for $qid in $log"
-grep "\"event\":\"delivery\",\"id\":\"$qid\"" "$log" |
+delivered >/dev/null || fail "no delivery event for $qid in $log"
+delivered |
 	grep -oE '"(destination|code|attempt|tls_version)":("[^"]*"|[0-9]+)' |
 	tr '\n' ' ' | sed 's/^/   delivered: /'
 echo

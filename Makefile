@@ -58,6 +58,9 @@ test: deps
 	$(MAKE) build
 	t/run-ctest $(BUILD)
 
+# make demo [DEMO_N=5000] [DEMO_DIR=/tmp/outpost-demo]: what it shows is in
+# the README; it needs swaks, dnsmasq-base, python3-dkim (with python3-nacl
+# for Ed25519) and python3-dnspython of PACKAGES.
 demo: deps
 	$(MAKE) build
 	t/tools/demo.sh $(BUILD)

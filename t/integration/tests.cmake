@@ -34,3 +34,5 @@ outpost_integration_test(systemd t/integration/systemd_test.py TIMEOUT 300)
 # `outpost status`.
 outpost_integration_test(status t/integration/status_test.py TIMEOUT 600)
 outpost_integration_test(drain t/integration/drain_test.py TIMEOUT 600)
+# Operators' state (suspensions, back-off, AUTH blocks) kept across kill -9.
+outpost_integration_test(state_persist t/integration/state_persist_test.py TIMEOUT 300)

@@ -9,28 +9,21 @@ clients Python sockets: loopback only."""
 
 import json
 import os
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from outpost_test import (OUTPOST, SLOW, ControlDaemon, Dns,  # noqa: E402
-                          Sink, TestFailure, check, control_wait,
-                          delivery_config, eq, free_port_on, pipeline,
-                          run_tests, wait_empty, wait_for)
+from outpost_test import (SLOW, ControlDaemon, Dns, Sink,  # noqa: E402
+                          check, control_wait, delivery_config, eq,
+                          free_port_on, pipeline, run_tests, wait_empty,
+                          wait_for)
 import smtp_auth_limit_test as al  # noqa: E402
 
 REASON = "zebra quota talk 4.7.28 kiwi"
 
 
-def cli(d, *args):
-    r = subprocess.run([OUTPOST, "-c", d.conf_path] + [str(a) for a in args],
-                       capture_output=True, text=True, timeout=60 * SLOW,
-                       cwd="/")
-    if r.returncode != 0:
-        raise TestFailure("outpost %s: exit %d: %s%s" % (
-            " ".join(map(str, args)), r.returncode, r.stdout, r.stderr))
-    return r.stdout
+def out(d, *args):
+    return d.cli(*args).stdout
 
 
 def jsonl(text):
@@ -39,7 +32,7 @@ def jsonl(text):
 
 def suspensions(d):
     return {x["destination"]: x for x in
-            jsonl(cli(d, "suspensions", "--json"))}
+            jsonl(out(d, "suspensions", "--json"))}
 
 
 def restart(d):
@@ -67,13 +60,13 @@ def no_clear(d, needles):
 
 
 def test_suspension_survives_kill9():
-    hosts = ["127.0.0.61"]
+    hosts = ["127.0.0.91"]
     port = free_port_on(hosts)
     dns = Dns(mx=[("keep.test", "mx.keep.test", 10)],
-              a=[("mx.keep.test", "127.0.0.61")])
+              a=[("mx.keep.test", "127.0.0.91")])
     d = ControlDaemon(delivery_config(dns, port), prefix="outpost-st-")
     with dns, d, Sink(hosts, port, maildir=False) as sink:
-        cli(d, "suspend", "keep.test", "--for", "2h", "--reason", REASON)
+        out(d, "suspend", "keep.test", "--for", "2h", "--reason", REASON)
         before = suspensions(d)["keep.test"]
         pipeline(d, ["k%d@keep.test" % i for i in range(3)])
         restart(d)
@@ -84,7 +77,7 @@ def test_suspension_survives_kill9():
               "the same end: %d, was %d" % (after["until_ms"],
                                             before["until_ms"]))
         row = [json.loads(x) for x in
-               cli(d, "queue", "summary", "--json").splitlines()
+               out(d, "queue", "summary", "--json").splitlines()
                if x.strip()]
         row = [r for r in row if r.get("domain") == "keep.test"]
         eq(row[0]["suspended"]["reason"], REASON, "summary: suspended")
@@ -96,7 +89,7 @@ def test_suspension_survives_kill9():
         # the key is a keyed hash, the record sealed).
         no_clear(d, [REASON, "zebra", "keep.test"])
         # resume after a restart works, and is kept across the next one.
-        eq(cli(d, "resume", "keep.test").strip(), "keep.test resumed",
+        eq(out(d, "resume", "keep.test").strip(), "keep.test resumed",
            "resume")
         sink.wait_messages(3, timeout=30)
         wait_empty(d)
@@ -107,10 +100,10 @@ def test_suspension_survives_kill9():
 
 
 def test_backoff_survives_kill9():
-    hosts = ["127.0.0.62"]
+    hosts = ["127.0.0.92"]
     port = free_port_on(hosts)
     dns = Dns(mx=[("wait.test", "mx.wait.test", 10)],
-              a=[("mx.wait.test", "127.0.0.62")])
+              a=[("mx.wait.test", "127.0.0.92")])
     pause = 14
     cfg = delivery_config(dns, port, '''
 destination "*" { backoff_pause = %ds backoff_max = %ds }

@@ -6,6 +6,9 @@
  * nothing of a name or its data is in data.mdb in clear; the derived
  * subkey is the same after a reopen and differs per context.
  */
+#define _XOPEN_SOURCE 700 /* nftw */
+#include <sys/stat.h>
+#include <ftw.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -24,40 +27,42 @@
 
 static char tmpdir[256], qpath[512], kpath[512];
 
+/* Whole seconds are enough here: every end time is an hour off. */
 static int64_t
 now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)time(NULL) * 1000;
 }
 
 static int
-setup_tmp(void **state)
+rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+/* A fresh directory for the queue and its key, removed after the test. */
+static int
+dir_make(void **state)
+{
+	const char *base = getenv("TMPDIR");
+
 	(void)state;
-	assert_true(snprintf(tmpdir, sizeof(tmpdir), "%s/qstate.XXXXXX",
-			     getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp") <
-		    (int)sizeof(tmpdir));
+	snprintf(tmpdir, sizeof(tmpdir), "%s/qstate.XXXXXX",
+		 base != NULL ? base : "/tmp");
 	assert_non_null(mkdtemp(tmpdir));
-	assert_true(snprintf(qpath, sizeof(qpath), "%s/queue", tmpdir) <
-		    (int)sizeof(qpath));
-	assert_true(snprintf(kpath, sizeof(kpath), "%s/queue.key", tmpdir) <
-		    (int)sizeof(kpath));
+	snprintf(qpath, sizeof(qpath), "%s/queue", tmpdir);
+	snprintf(kpath, sizeof(kpath), "%s/queue.key", tmpdir);
 	return 0;
 }
 
 static int
-teardown_tmp(void **state)
+dir_remove(void **state)
 {
-	char cmd[512];
-
 	(void)state;
-	if (snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir) <
-	    (int)sizeof(cmd))
-		assert_int_equal(system(cmd), 0);
-	return 0;
+	return nftw(tmpdir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
 }
 
 static struct queue *
@@ -252,10 +257,10 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_put_del_reload, setup_tmp,
-						teardown_tmp),
-		cmocka_unit_test_setup_teardown(test_stop_and_subkey, setup_tmp,
-						teardown_tmp),
+		cmocka_unit_test_setup_teardown(test_put_del_reload, dir_make,
+						dir_remove),
+		cmocka_unit_test_setup_teardown(test_stop_and_subkey, dir_make,
+						dir_remove),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Operators' state survives a restart (issue 10): an operator's
+"""Operators' state survives a restart: an operator's
 suspension (its reason and end time), a destination's back-off and the
 AUTH limiter's blocks are kept in the queue's LMDB environment ("state"),
 sealed, and come back after kill -9 on the same data directory; `resume`

@@ -3,8 +3,9 @@
  * replaced and deleted through the writer survive a close and reopen; a
  * load gives each kind its own records only, in force, with their data;
  * expired records are dropped at load and deleted (gone at the next);
- * nothing of a name or its data is in data.mdb in clear; the derived
- * subkey is the same after a reopen and differs per context.
+ * nothing of a name or its data is in data.mdb in clear; a record moved
+ * to another key does not open (dropped); the derived subkey is the same
+ * after a reopen and differs per context.
  */
 #define _XOPEN_SOURCE 700 /* nftw */
 #include <sys/stat.h>
@@ -19,6 +20,7 @@
 #include <time.h>
 
 #include <cmocka.h>
+#include <lmdb.h>
 
 #include "queue/queue.h"
 
@@ -253,6 +255,70 @@ test_stop_and_subkey(void **state)
 	queue_close(q);
 }
 
+/* Copy every "state" record to a key one bit off: the copies must not
+ * open (the key is bound into the seal).  Returns how many were copied. */
+static unsigned
+records_move(void)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_cursor *cur;
+	MDB_val key, val, nkey;
+	uint8_t k[64][QUEUE_STATE_KEY_BYTES], v[64][512];
+	size_t vlen[64];
+	unsigned n = 0, i;
+
+	assert_int_equal(mdb_env_create(&env), 0);
+	assert_int_equal(mdb_env_set_maxdbs(env, 8), 0);
+	assert_int_equal(mdb_env_open(env, qpath, MDB_NOTLS, 0600), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "state", 0, &dbi), 0);
+	assert_int_equal(mdb_cursor_open(txn, dbi, &cur), 0);
+	while (n < 64 &&
+	       mdb_cursor_get(cur, &key, &val, n ? MDB_NEXT : MDB_FIRST) == 0) {
+		assert_int_equal(key.mv_size, QUEUE_STATE_KEY_BYTES);
+		assert_true(val.mv_size <= sizeof(v[0]));
+		memcpy(k[n], key.mv_data, key.mv_size);
+		memcpy(v[n], val.mv_data, val.mv_size);
+		vlen[n++] = val.mv_size;
+	}
+	mdb_cursor_close(cur);
+	for (i = 0; i < n; i++) {
+		k[i][QUEUE_STATE_KEY_BYTES - 1] ^= 1;
+		nkey.mv_data = k[i];
+		nkey.mv_size = QUEUE_STATE_KEY_BYTES;
+		val.mv_data = v[i];
+		val.mv_size = vlen[i];
+		assert_int_equal(mdb_put(txn, dbi, &nkey, &val, 0), 0);
+	}
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+	return n;
+}
+
+static void
+test_moved_record(void **state)
+{
+	struct queue *q = open_queue();
+	int64_t hour = now_ms() + 3600 * 1000;
+	struct seen s;
+	uint64_t dropped;
+
+	(void)state;
+	assert_int_equal(queue_state_put(q, QS_SUSPEND, NAME_A, strlen(NAME_A),
+					 hour, REASON_A, strlen(REASON_A)),
+			 0);
+	queue_close(q);
+	assert_int_equal(records_move(), 1);
+	q = open_queue();
+	load(q, QS_SUSPEND, &s, &dropped);
+	assert_int_equal(s.n, 1); /* the original */
+	assert_string_equal(s.data[0], REASON_A);
+	assert_int_equal(dropped, 1); /* the copy */
+	queue_close(q);
+}
+
 int
 main(void)
 {
@@ -260,6 +326,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_put_del_reload, dir_make,
 						dir_remove),
 		cmocka_unit_test_setup_teardown(test_stop_and_subkey, dir_make,
+						dir_remove),
+		cmocka_unit_test_setup_teardown(test_moved_record, dir_make,
 						dir_remove),
 	};
 

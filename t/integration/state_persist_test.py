@@ -9,8 +9,10 @@ clients Python sockets: loopback only."""
 
 import json
 import os
+import re
 import sys
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from outpost_test import (SLOW, ControlDaemon, Dns, Sink,  # noqa: E402
@@ -33,6 +35,15 @@ def jsonl(text):
 def suspensions(d):
     return {x["destination"]: x for x in
             jsonl(out(d, "suspensions", "--json"))}
+
+
+def queue_ops(d):
+    """outpost_queue_ops_total: ops the queue's writer committed."""
+    url = "http://127.0.0.1:%d/metrics" % d.metrics_port
+    with urllib.request.urlopen(url, timeout=10 * SLOW) as r:
+        text = r.read().decode()
+    return int(float(re.search(r"^outpost_queue_ops_total (\S+)$", text,
+                               re.M).group(1)))
 
 
 def restart(d):
@@ -66,9 +77,15 @@ def test_suspension_survives_kill9():
               a=[("mx.keep.test", "127.0.0.91")])
     d = ControlDaemon(delivery_config(dns, port), prefix="outpost-st-")
     with dns, d, Sink(hosts, port, maildir=False) as sink:
+        ops = queue_ops(d)
         out(d, "suspend", "keep.test", "--for", "2h", "--reason", REASON)
         before = suspensions(d)["keep.test"]
+        # One write for the suspension, none per message it holds.
+        wait_for(lambda: queue_ops(d) == ops + 1, 5, "one queue op")
         pipeline(d, ["k%d@keep.test" % i for i in range(3)])
+        wait_for(lambda: queue_ops(d) == ops + 4, 5, "3 inserts")
+        time.sleep(1)
+        eq(queue_ops(d), ops + 4, "queue ops: the suspension and 3 inserts")
         restart(d)
         after = wait_for(lambda: suspensions(d).get("keep.test"), 10,
                          "the suspension back after kill -9")

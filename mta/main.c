@@ -36,6 +36,7 @@
 #include "dns/dns.h"
 #include "queue/queue.h"
 #include "mta/receive/auth.h"
+#include "mta/receive/auth_limit.h"
 #include "mta/control/control.h"
 #include "mta/deliver/delivery.h"
 #include "mta/observe/evlog.h"
@@ -589,6 +590,9 @@ main(int argc, char *argv[])
 	qc.prepare_wait_us = conf->queue.prepare_wait_us;
 	if (queue_open(&queue, &qc, err, sizeof(err)) != 0)
 		fatalx("queue: %s", err);
+	if (auth_limit_restore(queue, &conf->auth_limit, util_wall_ms(), err,
+			       sizeof(err)) != 0)
+		log_warnx("auth limit: blocks kept before: %s", err);
 	if (intake_init(conf, queue, err, sizeof(err)) != 0)
 		fatalx("%s", err);
 	smtp_server_init(conf, queue, sched_message_add);

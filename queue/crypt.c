@@ -132,6 +132,23 @@ crypt_key_alg(const struct crypt_key *k)
 	return k->alg;
 }
 
+void
+crypt_key_hash(const struct crypt_key *k, const char *context,
+	       const uint8_t *in, size_t len, uint8_t *out, size_t outlen)
+{
+	crypto_generichash_state st;
+
+	/* The context and its NUL first: hashes made for one use never
+	 * equal those made for another. */
+	crypto_generichash_init(&st, k->raw, QUEUE_KEY_BYTES, outlen);
+	crypto_generichash_update(&st, (const unsigned char *)context,
+				  strlen(context) + 1);
+	if (len > 0)
+		crypto_generichash_update(&st, in, len);
+	crypto_generichash_final(&st, out, outlen);
+	sodium_memzero(&st, sizeof(st));
+}
+
 /* Seal and open ------------------------------------------------------- */
 
 size_t

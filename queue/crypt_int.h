@@ -36,6 +36,7 @@ enum crypt_alg {
 enum crypt_db {
 	CRYPT_DB_ENV = 'e',
 	CRYPT_DB_BODY = 'b',
+	CRYPT_DB_STATE = 's',
 };
 
 struct crypt_key; /* opaque: key bytes in sodium_malloc'd read-only memory */
@@ -64,6 +65,14 @@ void crypt_key_free(struct crypt_key *k);
 uint32_t crypt_key_id(const struct crypt_key *k);
 /* crypt_key_alg — the algorithm this key seals with. */
 enum crypt_alg crypt_key_alg(const struct crypt_key *k);
+
+/*
+ * crypt_key_hash — keyed BLAKE2b of CONTEXT (a NUL-terminated label of the
+ * use) then IN (LEN bytes) under K, OUTLEN bytes (16 to 64) into OUT.
+ * Any thread; K is only read.
+ */
+void crypt_key_hash(const struct crypt_key *k, const char *context,
+		    const uint8_t *in, size_t len, uint8_t *out, size_t outlen);
 
 /* crypt_sealed_len — size of the sealed form of PLAIN_LEN bytes. */
 size_t crypt_sealed_len(size_t plain_len);

@@ -1,7 +1,7 @@
 /*
  * queue.c — the LMDB environment, ids, sealing of ops, and the readers (the
  * writer thread is in writer.c).
- * Owns: the environment, its four databases, the queue key and the id
+ * Owns: the environment, its five databases, the queue key and the id
  * counter.  Threads: open/close on the main thread; readers on any thread,
  * each with its own read transaction (MDB_NOTLS); queue_op_seal on any
  * thread that owns the op.  Invariants: ids only grow; nothing is stored
@@ -26,7 +26,7 @@
 #include "queue/crypt_int.h"
 #include "queue/queue_int.h"
 
-#define QUEUE_MAXDBS        4
+#define QUEUE_MAXDBS        5
 #define QUEUE_BATCH_DEFAULT 4096  /* commit_max_batch = 0 */
 #define QUEUE_LAZY_US       10000 /* lazy_wait_us = 0 */
 
@@ -145,6 +145,8 @@ queue_op_seal(struct queue *q, struct queue_op *op)
 	if (op->sealed != NULL || op->kind == QOP_DELETE ||
 	    op->kind == QOP_RESCHED)
 		return 0;
+	if (op->kind == QOP_STATE_PUT || op->kind == QOP_STATE_DEL)
+		return state_op_seal(q, op);
 	if (op->kind == QOP_INSERT) {
 		if (op->body_len > (size_t)UINT32_MAX * QUEUE_CHUNK_BYTES) {
 			(void)snprintf(op->err, sizeof(op->err),
@@ -328,7 +330,8 @@ queue_dbs_open(struct queue *q, char *err, size_t errlen)
 	if ((rc = mdb_dbi_open(txn, "meta", dbflags, &q->db_meta)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "env", dbflags, &q->db_env)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "body", dbflags, &q->db_body)) != 0 ||
-	    (rc = mdb_dbi_open(txn, "sched", dbflags, &q->db_sched)) != 0)
+	    (rc = mdb_dbi_open(txn, "sched", dbflags, &q->db_sched)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "state", dbflags, &q->db_state)) != 0)
 		goto fail;
 	if (queue_meta_check(q, txn, err, errlen) != 0) {
 		rc = 0; /* err is set */

@@ -8,6 +8,7 @@
  *   "body"   id(8) chunk(4)   -> sealed body chunk (<= QUEUE_CHUNK_BYTES)
  *   "sched"  due_ms(8) id(8)  -> empty: the schedule index (no secrets)
  *   "meta"   name             -> format version, key ids
+ *   "state"  kind(1) hash(16) -> sealed state record (queue_state_put)
  * A sealed record is: version(1) alg(1) key_id(4) salt(24) ciphertext tag(16);
  * its additional data binds it to its database and key, so records cannot be
  * swapped.  AES-256-GCM (with a per-record key derived from the salt) where
@@ -30,11 +31,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define QUEUE_FORMAT_VERSION 1
-#define QUEUE_CHUNK_BYTES    (256 * 1024)
-#define QUEUE_KEY_BYTES      32
-#define QUEUE_HASH_HEX_BYTES 33 /* 16-byte keyed hash as hex, plus NUL */
-#define QUEUE_ID_HEX_BYTES   17 /* 16 hex digits, plus NUL */
+#define QUEUE_FORMAT_VERSION  1
+#define QUEUE_CHUNK_BYTES     (256 * 1024)
+#define QUEUE_KEY_BYTES       32
+#define QUEUE_HASH_HEX_BYTES  33 /* 16-byte keyed hash as hex, plus NUL */
+#define QUEUE_ID_HEX_BYTES    17 /* 16 hex digits, plus NUL */
+#define QUEUE_STATE_KEY_BYTES 17 /* "state" key: kind(1), keyed hash(16) */
 
 struct queue; /* opaque: environment, databases, keys, writer thread */
 
@@ -124,10 +126,12 @@ enum queue_op_kind {
 		       old_due_ms to env.next_attempt_ms */
 	QOP_DELETE, /* remove env.id: envelope, body chunks and sched entry
 		       (env.next_attempt_ms must be its current due time) */
-	QOP_RESCHED, /* move only the sched entry of env.id from old_due_ms to
-			env.next_attempt_ms, with env.flags' QUEUE_F_HELD as
-			its held bit; the envelope is not rewritten (it must
-			exist) */
+	QOP_RESCHED,   /* move only the sched entry of env.id from old_due_ms to
+			  env.next_attempt_ms, with env.flags' QUEUE_F_HELD as
+			  its held bit; the envelope is not rewritten (it must
+			  exist) */
+	QOP_STATE_PUT, /* queue_state_put(): state_key, body = the record */
+	QOP_STATE_DEL, /* queue_state_del(): state_key */
 };
 
 struct queue_op;
@@ -138,7 +142,8 @@ struct queue_op {
 	struct queue_envelope env;
 	uint8_t *body; /* QOP_INSERT: owned, freed by queue_op_free() */
 	size_t body_len;
-	int64_t old_due_ms; /* QOP_UPDATE */
+	int64_t old_due_ms;                       /* QOP_UPDATE */
+	uint8_t state_key[QUEUE_STATE_KEY_BYTES]; /* QOP_STATE_* */
 	/* Set by the caller: the op gates no reply (a delivered message's
 	 * removal, a deferral): it may wait up to lazy_wait_us to share a
 	 * commit. */
@@ -254,6 +259,68 @@ void queue_stats_get(struct queue *q, struct queue_stats *st);
  */
 typedef void queue_commit_fn(unsigned ops, uint64_t commit_us);
 void queue_commit_hook(struct queue *q, queue_commit_fn *fn);
+
+/*
+ * Operators' and limiters' state that outlives a restart: a destination's
+ * suspension, a site's back-off, an AUTH block.  One record per (kind,
+ * name), in the "state" database of the same environment (restore points
+ * and the queue key cover it).  Its LMDB key is the kind and a keyed
+ * BLAKE2b-128 of the name (names can hold an address: never in clear); the
+ * record, sealed like an envelope, is version(1) until_ms(8, big-endian)
+ * and the caller's DATA.  A record whose until_ms has passed is dropped
+ * (and deleted) by queue_state_load().
+ *
+ * Writes are queue ops: they ride the writer's group commit, in the order
+ * submitted, and never block (no disk I/O on the calling thread).  Whoever
+ * changes a state writes it once per change, never per message.
+ */
+#define QUEUE_STATE_VERSION  1
+#define QUEUE_STATE_DATA_MAX 4096 /* the caller's bytes in one record */
+
+enum queue_state_kind {
+	QS_SUSPEND = 's',    /* an operator's suspension of a destination */
+	QS_BACKOFF = 'b',    /* a site's back-off (per pool) */
+	QS_AUTH_BLOCK = 'a', /* an AUTH limiter's block */
+};
+
+/*
+ * queue_state_put — keep DATA (LEN <= QUEUE_STATE_DATA_MAX bytes, copied)
+ * as the state of NAME (NAMELEN bytes) of KIND until UNTIL_MS (Unix ms),
+ * replacing what was kept.  Sealed and written by the writer thread.
+ * Returns 0 when submitted, -1 when out of memory or LEN is too large.
+ * Any thread; never blocks on disk.
+ */
+int queue_state_put(struct queue *q, enum queue_state_kind kind,
+		    const void *name, size_t namelen, int64_t until_ms,
+		    const void *data, size_t len);
+
+/* queue_state_del — forget the state of NAME of KIND (nothing kept is not
+ * an error).  0 submitted, -1 out of memory.  Any thread; never blocks. */
+int queue_state_del(struct queue *q, enum queue_state_kind kind,
+		    const void *name, size_t namelen);
+
+/*
+ * queue_state_load — FN(until_ms, data, len, arg) for every record of KIND
+ * in force at NOW_MS (DATA valid during the call only; FN returns non-zero
+ * to stop, that value is returned).  Records that have expired, do not
+ * open (another key, damaged) or have an unknown version are passed over,
+ * counted in *NDROPPED (may be NULL) and deleted through the writer.  Its
+ * own read transaction: start-up, before the loops serve.  -1 with err on
+ * an LMDB error.
+ */
+typedef int queue_state_fn(int64_t until_ms, const uint8_t *data, size_t len,
+			   void *arg);
+int queue_state_load(struct queue *q, enum queue_state_kind kind,
+		     int64_t now_ms, queue_state_fn *fn, void *arg,
+		     uint64_t *ndropped, char *err, size_t errlen);
+
+/*
+ * queue_state_subkey — a 32-byte key for CONTEXT derived from the queue key
+ * (keyed BLAKE2b): a hash made with it today is the same after a restart
+ * (the AUTH limiter's hashes of user names).  Any thread.
+ */
+void queue_state_subkey(struct queue *q, const char *context,
+			uint8_t out[QUEUE_KEY_BYTES]);
 
 /*
  * Key files (queue key, log-hash key): 32 bytes as 64 hex digits and a newline.

@@ -27,7 +27,7 @@
 
 struct queue {
 	MDB_env *env;
-	MDB_dbi db_env, db_body, db_sched, db_meta;
+	MDB_dbi db_env, db_body, db_sched, db_meta, db_state;
 	queue_commit_fn *commit_hook; /* set before ops flow; read-only then */
 	struct crypt_key *key;
 	char *path;
@@ -94,6 +94,17 @@ uint64_t queue_clock_us(clockid_t clk);
 /* queue_sealed_free — drop OP's sealed records (NULL-safe).  Any thread
  * that owns OP. */
 void queue_sealed_free(struct queue_op *op);
+
+/* state.c ------------------------------------------------------------- */
+
+/* state_op_seal — seal a QOP_STATE_PUT's record (other kinds: nothing to
+ * do).  0, or -1 with op->err set.  The thread that owns OP. */
+int state_op_seal(struct queue *q, struct queue_op *op);
+
+/* state_op_apply — a QOP_STATE_* op inside TXN: 0, or the LMDB error with
+ * *what naming the call.  Writer thread. */
+int state_op_apply(struct queue *q, MDB_txn *txn, struct queue_op *op,
+		   const char **what);
 
 /* writer.c ------------------------------------------------------------ */
 

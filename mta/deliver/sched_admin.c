@@ -304,6 +304,7 @@ sched_suspend(const char *domain, uint64_t ms, const char *reason, char *err,
 		 * suspension or back-off of its site as well. */
 		d->suspended_until_ms = 0;
 		d->park.until_ms = 0;
+		sched_state_suspend_forget(dom);
 		log_info("destination %s resumed by an operator", dom);
 		for (i = 0; d->site != NULL && i < d->site->npaths; i++) {
 			struct sched_path *p = d->site->paths[i];
@@ -324,6 +325,7 @@ sched_suspend(const char *domain, uint64_t ms, const char *reason, char *err,
 	d->park.until_ms = d->suspended_until_ms;
 	sched_park_release(&d->park, 0); /* its timer moved to the new end */
 	d->suspend_reason = strdup(reason != NULL ? reason : "");
+	sched_state_suspend_save(dom, d->suspended_until_ms, reason);
 	log_info("destination %s suspended by an operator for %" PRIu64 " s",
 		 dom, ms / 1000);
 	/* What waits on its site for this domain goes back now. */

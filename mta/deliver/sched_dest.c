@@ -65,6 +65,7 @@ sched_dest_route_job(struct sched_dest *d, struct sched_job *job)
 		sched_job_fail(job, OS_LOCAL, 451, "4.3.0 out of memory");
 		return;
 	}
+	sched_state_path_restore(p); /* its pause of before a restart */
 	job->path = p;
 	job->next = NULL;
 	if (p->paused_until_ms > util_wall_ms() &&

@@ -359,6 +359,29 @@ bool sched_limit_rate_ok(struct sched_path *p, int64_t now, int64_t *when);
 /* sched_limit_rate_take — P sends one message at NOW. */
 void sched_limit_rate_take(struct sched_path *p, int64_t now);
 
+/* sched_state.c -------------------------------------------------------- */
+
+/* sched_state_load — start-up, before the queue's messages: the
+ * suspensions kept (their destinations suspended again) and the back-offs
+ * kept (each taken back by its path when it is made). */
+void sched_state_load(void);
+/* sched_state_free — the back-offs no path took back. */
+void sched_state_free(void);
+/* sched_state_suspend_save — DOMAIN suspended until UNTIL_MS for REASON:
+ * kept across restarts (one queue op). */
+void sched_state_suspend_save(const char *domain, int64_t until_ms,
+			      const char *reason);
+/* sched_state_suspend_forget — DOMAIN's suspension ended by an operator. */
+void sched_state_suspend_forget(const char *domain);
+/* sched_state_path_save — P paused (back-off or reply pattern) until
+ * P->paused_until_ms: kept, with its level and last error. */
+void sched_state_path_save(const struct sched_path *p);
+/* sched_state_path_forget — P's pause is over (its time, an operator). */
+void sched_state_path_forget(const struct sched_path *p);
+/* sched_state_path_restore — P was just made: its pause of before the
+ * restart, if one was kept and is not over. */
+void sched_state_path_restore(struct sched_path *p);
+
 /* sched_metrics.c ------------------------------------------------------ */
 
 /* sched_metrics_cb — once a second: the gauges' snapshot renewed. */

@@ -73,6 +73,7 @@ sched_limit_unpause(struct sched_path *p, bool all, const char *why)
 
 	if (p->paused) {
 		p->paused = false;
+		sched_state_path_forget(p);
 		log_info("destination %s resumed (%s); %u message(s) held for "
 			 "it go again%s",
 			 p->site->key, why, p->park.n,
@@ -116,6 +117,7 @@ sched_limit_backoff(struct sched_path *p, const char *why)
 		 "backed off for %" PRIu64 " s (level %u): %s", pause / 1000,
 		 p->backoff_level, why);
 	sched_limit_event(p, true, text, -1);
+	sched_state_path_save(p);
 	sched_limit_defer_queue(p);
 }
 
@@ -138,6 +140,7 @@ sched_limit_suspend(struct sched_path *p, uint64_t ms, const char *why)
 		 "pattern: %s",
 		 ms / 1000, why);
 	sched_limit_event(p, true, text, -1);
+	sched_state_path_save(p);
 	sched_limit_defer_queue(p);
 }
 

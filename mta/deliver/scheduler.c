@@ -406,6 +406,7 @@ sched_load_queue(void *arg)
 	int rc;
 
 	(void)arg;
+	sched_state_load();
 	rc = queue_sched_walk(sched.queue, sched_walk_cb, &n, err, sizeof(err));
 	if (rc != 0)
 		log_warnx("queue scan stopped after %" PRIu64 " messages: %s",
@@ -527,6 +528,7 @@ sched_free(void)
 	size_t it;
 	unsigned i, k;
 
+	sched_state_free();
 	for (e = htab_first(&sched.dests, &it); e != NULL;
 	     e = htab_next(&sched.dests, e, &it)) {
 		struct sched_dest *d = e->value;

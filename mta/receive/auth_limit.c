@@ -4,10 +4,14 @@
  *
  * Owns: the entries (one per client network, one per (network, user
  * name)), an idmap from a keyed SipHash of each entry's key to the entry,
- * and an LRU list.  Threads: any, everything under al_mu.  Invariants: an
- * entry with an attempt in flight is never dropped; the table never holds
- * more than lim->max_entries entries; a user name is kept in clear only
- * when it is a configured user's; nothing here logs a user name.
+ * and an LRU list.  Threads: any, everything under al_mu; a block's record
+ * in the queue's "state" database is a queue op (submitted under al_mu, so
+ * in the order of the changes; never a write on the caller's thread).
+ * Invariants: an entry with an attempt in flight is never dropped; the
+ * table never holds more than lim->max_entries entries; a user name is
+ * kept in clear only when it is a configured user's; nothing here logs a
+ * user name; a block in force is in "state" (stored) from its start to
+ * its lift or its entry's drop.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -19,14 +23,16 @@
 #include <sodium.h>
 
 #include "conf/conf.h"
+#include "queue/queue.h"
 #include "mta/receive/auth_limit.h"
 #include "mta/core/htab.h"
 #include "mta/core/log.h"
 
-#define AL_EVICT_SCAN 64    /* entries weighed from the LRU tail */
-#define AL_SWEEP_SCAN 8     /* entries looked at for expiry per call */
-#define AL_WARN_MS    60000 /* at most one "table full" warning a minute */
-#define AL_SHIFT_MAX  16    /* the failure delay doubles at most this often */
+#define AL_EVICT_SCAN   64    /* entries weighed from the LRU tail */
+#define AL_SWEEP_SCAN   8     /* entries looked at for expiry per call */
+#define AL_WARN_MS      60000 /* at most one "table full" warning a minute */
+#define AL_SHIFT_MAX    16    /* the failure delay doubles at most this often */
+#define AL_NAME_CONTEXT "outpost auth_limit names"
 
 enum al_kind { AL_NET = 1, AL_USER = 2 };
 
@@ -45,6 +51,7 @@ struct al_entry {
 	int64_t window_start_ms; /* first failure of the current window */
 	int64_t blocked_until_ms;
 	int64_t good_until_ms; /* AL_USER: exempt from the network's block */
+	bool stored;           /* its block is kept in the queue's "state" */
 	struct al_entry *prev, *next; /* LRU: head = most recently used */
 };
 
@@ -60,6 +67,7 @@ static struct {
 	struct al_entry *head, *tail;
 	size_t n;
 	int64_t warned_ms;
+	struct queue *queue; /* where blocks are kept; NULL: nowhere */
 } AL;
 
 /* The keys and the map, on first use.  al_mu held. */
@@ -185,9 +193,36 @@ al_touch(struct al_entry *e)
 	al_push_head(e);
 }
 
+/* E's block kept across restarts (its record replaced), or forgotten. */
+static void
+al_store(struct al_entry *e, bool keep)
+{
+	uint8_t data[sizeof(e->key) + 256];
+	size_t n = sizeof(e->key), ulen;
+
+	if (AL.queue == NULL || (!keep && !e->stored))
+		return;
+	e->stored = keep;
+	if (!keep) {
+		(void)queue_state_del(AL.queue, QS_AUTH_BLOCK, &e->key,
+				      sizeof(e->key));
+		return;
+	}
+	/* The key, then the configured name (listed by `auth blocks`). */
+	memcpy(data, &e->key, sizeof(e->key));
+	if (e->user != NULL && (ulen = strlen(e->user)) < sizeof(data) - n) {
+		memcpy(data + n, e->user, ulen);
+		n += ulen;
+	}
+	if (queue_state_put(AL.queue, QS_AUTH_BLOCK, &e->key, sizeof(e->key),
+			    e->blocked_until_ms, data, n) != 0)
+		e->stored = false; /* out of memory: in memory only */
+}
+
 static void
 al_drop(struct al_entry *e)
 {
+	al_store(e, false);
 	(void)idmap_del(&AL.map, e->id);
 	al_unlink(e);
 	free(e->user);
@@ -414,6 +449,7 @@ al_fail(struct al_entry *e, unsigned max, const struct conf_auth_limit *lim,
 		return false;
 	e->blocked_until_ms = now + (int64_t)lim->block_ms;
 	e->failures = 0;
+	al_store(e, true);
 	return true;
 }
 
@@ -506,6 +542,7 @@ al_lift(struct al_entry *e, int64_t now)
 
 	e->blocked_until_ms = 0;
 	e->failures = 0;
+	al_store(e, false);
 	return was;
 }
 
@@ -567,10 +604,73 @@ void
 auth_limit_clear(void)
 {
 	pthread_mutex_lock(&al_mu);
+	/* Forgotten here, kept in "state": a restart finds them again. */
+	AL.queue = NULL;
 	while (AL.head != NULL)
 		al_drop(AL.head);
 	if (AL.ready)
 		idmap_free(&AL.map);
 	AL.ready = false;
 	pthread_mutex_unlock(&al_mu);
+}
+
+struct al_restore {
+	const struct conf_auth_limit *lim;
+	int64_t now;
+};
+
+/* One block kept (DATA: its key, then a configured name).  al_mu held. */
+static int
+al_restore_cb(int64_t until_ms, const uint8_t *data, size_t len, void *arg)
+{
+	const struct al_restore *r = arg;
+	struct al_entry *e;
+	struct al_key k;
+	uint64_t id;
+
+	if (len < sizeof(k))
+		return 0;
+	memcpy(&k, data, sizeof(k));
+	if ((k.kind != AL_NET && k.kind != AL_USER) ||
+	    (k.family != AF_INET && k.family != AF_INET6) ||
+	    k.prefix > al_addr_bytes(k.family) * 8)
+		return 0;
+	id = al_id(&k);
+	if ((e = al_find(&k, id)) == NULL &&
+	    (e = al_create(&k, id, r->lim, r->now)) == NULL)
+		return 0; /* no room: the rest may still fit */
+	if (len > sizeof(k) && e->user == NULL)
+		e->user =
+		    strndup((const char *)data + sizeof(k), len - sizeof(k));
+	e->blocked_until_ms = until_ms;
+	e->stored = true;
+	return 0;
+}
+
+int
+auth_limit_restore(struct queue *q, const struct conf_auth_limit *lim,
+		   int64_t now_ms, char *err, size_t errlen)
+{
+	struct al_restore r = { lim, now_ms };
+	int rc = -1;
+
+	pthread_mutex_lock(&al_mu);
+	if (al_ready() != 0) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	/* Names hashed alike before and after a restart: a kept block of a
+	 * (network, name) matches the same name again. */
+	queue_state_subkey(q, AL_NAME_CONTEXT, AL.name_key);
+	if (queue_state_load(q, QS_AUTH_BLOCK, now_ms, al_restore_cb, &r, NULL,
+			     err, errlen) != 0)
+		goto out;
+	if (AL.n > 0)
+		log_info("auth limit: %zu block(s) kept across the restart",
+			 AL.n);
+	AL.queue = q;
+	rc = 0;
+out:
+	pthread_mutex_unlock(&al_mu);
+	return rc;
 }

@@ -25,6 +25,12 @@
  * Threads: any; one mutex guards the table (SMTP loops reserve and settle,
  * the delivery loop lists and unblocks for the control socket).  Nothing
  * here blocks or logs an unconfigured name.
+ *
+ * Blocks outlive a restart (auth_limit_restore): each is kept in the
+ * queue's "state" database when it starts and forgotten when it is lifted
+ * or its entry dropped (one queue op each, never a write on the caller's
+ * thread); names are then hashed with a key derived from the queue key,
+ * the same after a restart.
 
  * Every NOW_MS is util_wall_ms() (mta/core/util.h), for every caller alike:
  * a block's end is a time of day the operator is shown.
@@ -39,6 +45,7 @@
 #include "mta/receive/peer.h"
 
 struct conf_auth_limit;
+struct queue;
 
 #define AUTH_LIMIT_NAME_BYTES 16 /* keyed BLAKE2b of a user name */
 
@@ -112,9 +119,20 @@ unsigned auth_limit_unblock_net(const struct conf_auth_limit *lim,
 /* auth_limit_unblock_user — the same for one user name, from anywhere. */
 unsigned auth_limit_unblock_user(const char *user, int64_t now_ms);
 
+/*
+ * auth_limit_restore — the blocks kept in Q that are still in force at
+ * NOW_MS are blocks again (logged: how many), and from now on every block
+ * and lift is kept in Q.  Main thread, at start-up before any SMTP loop
+ * serves, after queue_open(); Q must outlive every auth_limit_* call but
+ * auth_limit_clear().  0, or -1 with err (blocks are then not kept).
+ */
+int auth_limit_restore(struct queue *q, const struct conf_auth_limit *lim,
+		       int64_t now_ms, char *err, size_t errlen);
+
 /* auth_limit_entries — entries in the table now (tests, metrics). */
 size_t auth_limit_entries(void);
-/* auth_limit_clear — forget everything (tests; shutdown). */
+/* auth_limit_clear — forget everything (tests; shutdown); what is kept in
+ * the queue stays there, and no longer changes. */
 void auth_limit_clear(void);
 
 #endif

@@ -464,4 +464,5 @@ def test_control_protocol():
         eq(ctl_raw(d, b"ping\n"), "ok\n", "still whole")
 
 
-run_tests(globals())
+if __name__ == "__main__":
+    run_tests(globals())

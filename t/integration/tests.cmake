@@ -37,3 +37,5 @@ outpost_integration_test(drain t/integration/drain_test.py TIMEOUT 600)
 # `make demo` whole: AUTH over STARTTLS, queue summary while mail waits,
 # DKIM verified by python3-dkim, its directory left; a failing step fails it.
 outpost_integration_test(demo t/integration/demo_test.py TIMEOUT 600)
+# Operators' state (suspensions, back-off, AUTH blocks) kept across kill -9.
+outpost_integration_test(state_persist t/integration/state_persist_test.py TIMEOUT 300)

@@ -34,3 +34,6 @@ outpost_integration_test(systemd t/integration/systemd_test.py TIMEOUT 300)
 # `outpost status`.
 outpost_integration_test(status t/integration/status_test.py TIMEOUT 600)
 outpost_integration_test(drain t/integration/drain_test.py TIMEOUT 600)
+# The queue obeys: a change answers once visible, an operator's bounce
+# logged per recipient with an administrator's DSN, --respect-backoff.
+outpost_integration_test(queue_obey t/integration/queue_obey_test.py TIMEOUT 600)

@@ -19,9 +19,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from backoff_test import cli, events, metrics  # noqa: E402
 from cli_test import audit  # noqa: E402
-from outpost_test import (ControlDaemon, Dns, Sink, check,  # noqa: E402
-                          control_raw, delivery_config, eq, free_port_on,
-                          pipeline, run_tests, wait_for)
+from outpost_test import (SLOW, ControlDaemon, Dns, Sink,  # noqa: E402
+                          check, control_raw, delivery_config, eq,
+                          free_port_on, pipeline, run_tests, wait_for)
 
 
 def raw(d, line):
@@ -134,6 +134,43 @@ def test_changes_are_visible_when_answered():
                "round %d: summary after delete --all: %s" % (rnd, rows))
             eq(cli(d, "queue", "list", "--json").strip(), "",
                "list after delete --all")
+        # Each change on record, with what it did.
+        rec = [(a["command"], a["result"]) for a in audit(d)]
+        for want in [("hold domain b.test", "ok %d" % nb),
+                     ("delete domain a.test", "ok %d" % na),
+                     ("release domain b.test", "ok %d" % nb),
+                     ("delete all", "ok %d" % (nb - 1))]:
+            eq(rec.count(want), ROUNDS, "audit records of %s" % (want,))
+
+
+def test_changes_wait_for_an_attempt_in_flight():
+    # A receiver slow to greet, then deferring: the messages are in the
+    # middle of an attempt when the operator acts.  The answer comes once
+    # the attempt settled and the change is written.
+    hosts = {"slow.test": "127.0.0.67"}
+    dns, port, d = held_in_place(hosts, "")
+    with dns, d, Sink(["127.0.0.67"], port,
+                      ["--greeting-delay-ms", int(1500 * SLOW),
+                       "--data-reply", "451 4.3.0 try later"],
+                      maildir=False) as sink:
+        pipeline(d, ["h@slow.test", "x@slow.test"])
+        sink.wait(lambda st: st.get("connections_now", 0) >= 1, 10,
+                  "an attempt in flight")
+        ids = listed(d, "slow.test")
+        eq(len(ids), 2, "queued")
+        t0 = time.time()
+        raw_ok(d, "hold id " + ids[0], 1)
+        eq(summary(d)["slow.test"]["held"], 1, "held once answered")
+        raw_ok(d, "delete id " + ids[1], 1)
+        check(time.time() - t0 >= 0.3, "answered before the attempt ended")
+        eq(listed(d, "slow.test"), [ids[0]], "listed once answered")
+        _, final = raw(d, "show " + ids[1])
+        check(final.startswith("err"), "show after delete: %s" % final)
+        rec = [a for a in audit(d) if a["command"].startswith(("hold",
+                                                                 "delete"))]
+        eq([(a["command"], a["result"]) for a in rec],
+           [("hold id " + ids[0], "ok 1"), ("delete id " + ids[1], "ok 1")],
+           "audited")
 
 
 def test_admin_bounce_dsn_and_events():

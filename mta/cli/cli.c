@@ -60,6 +60,7 @@
 #define CLI_O_LOG     0x40u /* --rcpt A, --event E, --id, --since, --until, -f */
 #define CLI_O_CONFIG  0x80u  /* --all */
 #define CLI_O_DRAIN   0x100u /* --intake-only */
+#define CLI_O_BACKOFF 0x200u /* --respect-backoff */
 
 #define CLI_SEL_ARGS "ID... | --domain D | --user U | --all  [--json]"
 
@@ -91,10 +92,12 @@ static const struct cli_cmd cli_cmds[] = {
 	  "undo hold: deliver the messages selected now", CLI_NEED_CONF,
 	  CLI_O_SELECT | CLI_O_JSON, 0, CLI_ARGS_MAX, cli_queue_change,
 	  "release", "released" },
-	{ "queue", "retry", CLI_SEL_ARGS,
-	  "attempt the messages selected now (held ones stay held)",
-	  CLI_NEED_CONF, CLI_O_SELECT | CLI_O_JSON, 0, CLI_ARGS_MAX,
-	  cli_queue_change, "retry", "scheduled for a retry" },
+	{ "queue", "retry", CLI_SEL_ARGS " [--respect-backoff]",
+	  "attempt the messages selected now, past a back-off of their "
+	  "destination (held ones stay held); --respect-backoff: due now, "
+	  "but a backed-off destination keeps its back-off",
+	  CLI_NEED_CONF, CLI_O_SELECT | CLI_O_JSON | CLI_O_BACKOFF, 0,
+	  CLI_ARGS_MAX, cli_queue_change, "retry", "scheduled for a retry" },
 	{ "queue", "delete", CLI_SEL_ARGS,
 	  "remove the messages selected, without a bounce", CLI_NEED_CONF,
 	  CLI_O_SELECT | CLI_O_JSON, 0, CLI_ARGS_MAX, cli_queue_change,
@@ -108,9 +111,10 @@ static const struct cli_cmd cli_cmds[] = {
 	  "no deliveries to DOMAIN for DURATION (default " CLI_SUSPEND_DEFAULT
 	  "; e.g. 30m, 2h, 1d)",
 	  CLI_NEED_CONF, CLI_O_SUSPEND, 1, 1, cli_queue_suspend, NULL, NULL },
-	{ "resume", NULL, "DOMAIN",
-	  "end a suspension of DOMAIN (and its back-off) now", CLI_NEED_CONF, 0,
-	  1, 1, cli_queue_resume, NULL, NULL },
+	{ "resume", NULL, "DOMAIN [--respect-backoff]",
+	  "end a suspension of DOMAIN (and its back-off) now: its messages "
+	  "are due; --respect-backoff: its back-off stays",
+	  CLI_NEED_CONF, CLI_O_BACKOFF, 1, 1, cli_queue_resume, NULL, NULL },
 	{ "drain", NULL, "[--intake-only]",
 	  "new SMTP connections get 421; then outpostd stops as on SIGTERM "
 	  "(in-flight transactions and deliveries end first); --intake-only: "
@@ -196,6 +200,8 @@ static const struct cli_opt {
 	  offsetof(struct cli, reason) },
 	{ "--intake-only", NULL, CLI_O_DRAIN, CLI_OPT_FLAG,
 	  offsetof(struct cli, intake_only) },
+	{ "--respect-backoff", NULL, CLI_O_BACKOFF, CLI_OPT_FLAG,
+	  offsetof(struct cli, respect_backoff) },
 	{ "--rcpt", NULL, CLI_O_LOG, CLI_OPT_STR, offsetof(struct cli, rcpt) },
 	{ "--event", NULL, CLI_O_LOG, CLI_OPT_STR,
 	  offsetof(struct cli, event) },

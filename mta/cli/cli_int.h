@@ -56,6 +56,8 @@ struct cli {
 	const char *duration, *reason;
 	/* drain */
 	bool intake_only;
+	/* retry, resume */
+	bool respect_backoff;
 	/* log */
 	const char *rcpt, *event, *id, *since, *until;
 	bool follow;

@@ -84,7 +84,8 @@ int
 cli_queue_change(struct cli *c)
 {
 	const struct cli_cmd *cmd = c->cmd;
-	char line[CONTROL_LINE_MAX], what[64], hex[QUEUE_ID_HEX_BYTES];
+	char line[CONTROL_LINE_MAX], what[64], hex[QUEUE_ID_HEX_BYTES],
+	    verb[64];
 	long total = 0, count;
 	uint64_t id;
 	int i, nsel, failed = 0;
@@ -111,11 +112,14 @@ cli_queue_change(struct cli *c)
 		cli_errx("%s: --user: printable, without spaces", what);
 		return CLI_USAGE;
 	}
+	/* The option goes first, where no selector word can be. */
+	snprintf(verb, sizeof(verb), "%s%s", cmd->ctl_verb,
+		 c->respect_backoff ? " respect-backoff" : "");
 	if (c->argc == 0) {
 		if (c->all)
-			snprintf(line, sizeof(line), "%s all", cmd->ctl_verb);
+			snprintf(line, sizeof(line), "%s all", verb);
 		else
-			snprintf(line, sizeof(line), "%s %s %s", cmd->ctl_verb,
+			snprintf(line, sizeof(line), "%s %s %s", verb,
 				 c->domain != NULL ? "domain" : "user",
 				 c->domain != NULL ? c->domain : c->user);
 		if (cli_ctl_change(c, what, line, &total) != 0)
@@ -124,7 +128,7 @@ cli_queue_change(struct cli *c)
 	for (i = 0; i < c->argc; i++) {
 		(void)queue_id_parse(c->argv[i], &id);
 		queue_id_format(id, hex);
-		snprintf(line, sizeof(line), "%s id %s", cmd->ctl_verb, hex);
+		snprintf(line, sizeof(line), "%s id %s", verb, hex);
 		if (cli_ctl_change(c, what, line, &count) != 0) {
 			failed++;
 			continue;
@@ -225,10 +229,12 @@ cli_queue_resume(struct cli *c)
 		cli_errx("resume: %s: not a domain name", c->argv[0]);
 		return CLI_USAGE;
 	}
-	snprintf(line, sizeof(line), "resume %s", c->argv[0]);
+	snprintf(line, sizeof(line), "resume %s%s", c->argv[0],
+		 c->respect_backoff ? " respect-backoff" : "");
 	if (cli_ctl_change(c, "resume", line, &count) != 0)
 		return CLI_ERR;
-	printf("%s resumed\n", c->argv[0]);
+	printf("%s resumed%s\n", c->argv[0],
+	       c->respect_backoff ? " (a back-off stays in force)" : "");
 	return fflush(stdout) == 0 ? CLI_OK : CLI_ERR;
 }
 

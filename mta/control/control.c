@@ -103,7 +103,7 @@ static const struct control_cmd control_cmds[] = {
 	{ "release", CONF_RIGHT_WRITE, CCF_AUDIT | CCF_SEL, SA_RELEASE,
 	  control_admin_parse_sel, control_admin_run },
 	{ "retry", CONF_RIGHT_WRITE, CCF_AUDIT | CCF_SEL, SA_RETRY,
-	  control_admin_parse_sel, control_admin_run },
+	  control_admin_parse_retry, control_admin_run },
 	{ "delete", CONF_RIGHT_DELETE, CCF_AUDIT | CCF_SEL, SA_DELETE,
 	  control_admin_parse_sel, control_admin_run },
 	{ "bounce", CONF_RIGHT_DELETE, CCF_AUDIT | CCF_SEL, SA_BOUNCE,

@@ -1,7 +1,8 @@
 /*
  * control_admin.c — the commands that change something (control_int.h):
  * hold, release, retry, delete and bounce (sched_admin), suspend and
- * resume (sched_suspend), the AUTH limiter's blocks (auth-blocks,
+ * resume (sched_suspend, sched_resume), each answered once its change is
+ * visible, the AUTH limiter's blocks (auth-blocks,
  * auth-unblock), and intake (drain, resume-intake: listen_intake_*).  Owns:
  * their argument syntax.  Must not: check rights (control.c's command table
  * did, before any of these runs), or change the queue or a schedule itself (the
@@ -84,6 +85,20 @@ usage:
 	return -1;
 }
 
+/* retry [respect-backoff] SEL: the option first, where no selector word
+ * can be. */
+int
+control_admin_parse_retry(struct control_session *s, char *args)
+{
+	static const char opt[] = "respect-backoff ";
+
+	if (strncmp(args, opt, sizeof(opt) - 1) == 0) {
+		s->respect_backoff = true;
+		args += sizeof(opt) - 1;
+	}
+	return control_admin_parse_sel(s, args);
+}
+
 /* suspend DOMAIN SECONDS [REASON…] */
 int
 control_admin_parse_suspend(struct control_session *s, char *args)
@@ -119,14 +134,18 @@ control_admin_parse_suspend(struct control_session *s, char *args)
 	return 0;
 }
 
-/* resume DOMAIN */
+/* resume DOMAIN [respect-backoff] */
 int
 control_admin_parse_resume(struct control_session *s, char *args)
 {
-	char *dom = control_word(&args);
+	char *dom = control_word(&args), *opt = control_word(&args);
 
-	if (dom == NULL || *args != '\0') {
-		control_result(s, false, "err usage: resume DOMAIN");
+	if (opt != NULL && strcmp(opt, "respect-backoff") == 0)
+		s->respect_backoff = true;
+	if (dom == NULL || (opt != NULL && !s->respect_backoff) ||
+	    *args != '\0') {
+		control_result(s, false,
+			       "err usage: resume DOMAIN [respect-backoff]");
 		return -1;
 	}
 	if (!control_domain_ok(dom, s->arg, sizeof(s->arg))) {
@@ -155,13 +174,40 @@ control_admin_cb(unsigned count, const char *err, void *arg)
 	control_finish(s);
 }
 
+/* Answered from the scheduler's completion: the change is visible to the
+ * next command by then (sched_admin). */
 void
 control_admin_run(struct control_session *s)
 {
+	enum sched_admin_op op = s->cmd->op;
+
+	if (op == SA_RETRY && s->respect_backoff)
+		op = SA_DUE;
 	control_enter(s, CS_RUN);
 	/* S may be gone when this returns: CB can run at once. */
-	sched_admin(s->cmd->op, s->sel, s->sel == SAS_ALL ? "" : s->arg,
+	sched_admin(op, s->sel, s->sel == SAS_ALL ? "" : s->arg,
 		    control_admin_cb, s);
+}
+
+/* resume's completion: its destination's messages are due (visible). */
+static void
+control_admin_resume_cb(unsigned count, const char *err, void *arg)
+{
+	struct control_session *s = arg;
+	char esc[200];
+
+	(void)count;
+	if (err != NULL) {
+		log_escape(esc, sizeof(esc), err, strlen(err));
+		control_result(s, false,
+			       "err resumed, but its messages are not all "
+			       "due: %s",
+			       esc);
+	} else {
+		s->count = 1;
+		control_result(s, true, "ok 1");
+	}
+	control_finish(s);
 }
 
 /* suspend and resume */
@@ -170,14 +216,21 @@ control_admin_run_suspend(struct control_session *s)
 {
 	char err[200];
 
-	if (sched_suspend(s->arg, s->seconds * 1000,
-			  s->reason[0] != '\0' ? s->reason : NULL, err,
-			  sizeof(err)) != 0)
-		control_result(s, false, "err %s", err);
-	else {
+	if (s->seconds == 0) {
+		control_enter(s, CS_RUN);
+		if (sched_resume(s->arg, s->respect_backoff,
+				 control_admin_resume_cb, s, err,
+				 sizeof(err)) == 0)
+			return; /* S may be gone: answered by the callback */
+	} else if (sched_suspend(s->arg, s->seconds * 1000,
+				 s->reason[0] != '\0' ? s->reason : NULL, err,
+				 sizeof(err)) == 0) {
 		s->count = 1;
 		control_result(s, true, "ok 1");
+		control_finish(s);
+		return;
 	}
+	control_result(s, false, "err %s", err);
 	control_finish(s);
 }
 

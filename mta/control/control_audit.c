@@ -258,6 +258,9 @@ control_audit_command_make(struct control_session *s, bool parsed)
 				  "arguments)");
 		return;
 	}
+	if (s->respect_backoff && (cmd->flags & CCF_SEL))
+		control_audit_cat(s->command, sizeof(s->command), &off,
+				  " respect-backoff");
 	if (cmd->flags & CCF_SEL) {
 		switch (s->sel) {
 		case SAS_ALL:
@@ -281,6 +284,9 @@ control_audit_command_make(struct control_session *s, bool parsed)
 	} else if (cmd->flags & CCF_DEST) {
 		control_audit_cat(s->command, sizeof(s->command), &off, " %s",
 				  s->arg);
+		if (s->respect_backoff)
+			control_audit_cat(s->command, sizeof(s->command), &off,
+					  " respect-backoff");
 		if (s->seconds > 0)
 			control_audit_cat(s->command, sizeof(s->command), &off,
 					  " %" PRIu64, s->seconds);

@@ -75,6 +75,7 @@ struct control_session {
 	char arg[CONTROL_ARG_MAX]; /* queue id (hex), domain or user */
 	uint64_t id;               /* SAS_ID */
 	uint64_t seconds;          /* suspend */
+	bool respect_backoff;      /* retry, resume: the gentle form */
 	char reason[CONTROL_REASON_MAX * 2];
 	char command[CONTROL_COMMAND_MAX]; /* as received, scrubbed */
 	/* the result */
@@ -158,13 +159,15 @@ void control_audit_coalesced(uid_t uid, const char *command, const char *fmt,
 
 /*
  * control_admin.c: the change commands (hold, release, retry, delete,
- * bounce through sched_admin; suspend, resume through sched_suspend) and
+ * bounce through sched_admin; suspend, resume through sched_suspend and
+ * sched_resume: each answers once its change is visible) and
  * the AUTH blocks (auth-blocks, auth-unblock), intake (drain,
  * resume-intake).  Parsers fill S's request
  * and return 0, or set an "err" result and return -1; runners end with
  * control_finish (control_admin_run from the scheduler's callback).
  */
 int control_admin_parse_sel(struct control_session *s, char *args);
+int control_admin_parse_retry(struct control_session *s, char *args);
 int control_admin_parse_suspend(struct control_session *s, char *args);
 int control_admin_parse_resume(struct control_session *s, char *args);
 int control_admin_parse_auth_unblock(struct control_session *s, char *args);

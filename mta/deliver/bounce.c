@@ -152,6 +152,32 @@ bounce_headers_len(const uint8_t *msg, size_t len)
 	return len;
 }
 
+#define BOUNCE_ADMIN_TEXT "returned by the mail system administrator"
+
+/* The human-readable part's reason: the recipients' cause when they share
+ * one, else a pointer to each one's line. */
+static const char *
+bounce_reason(const struct bounce_input *in)
+{
+	size_t i;
+
+	if (in->reason != NULL)
+		return in->reason;
+	for (i = 1; i < in->nrcpts; i++)
+		if (in->rcpts[i].cause != in->rcpts[0].cause)
+			return "the reason for each is given below";
+	switch (in->nrcpts > 0 ? in->rcpts[0].cause : BOUNCE_REFUSED) {
+	case BOUNCE_EXPIRED:
+		return "delivery was given up after the maximum time in the "
+		       "queue";
+	case BOUNCE_ADMIN:
+		return "it was " BOUNCE_ADMIN_TEXT;
+	case BOUNCE_REFUSED:
+		break;
+	}
+	return "the receiving server refused it permanently";
+}
+
 int
 bounce_dsn_build(const struct bounce_input *in, uint8_t **out, size_t *outlen)
 {
@@ -196,12 +222,15 @@ bounce_dsn_build(const struct bounce_input *in, uint8_t **out, size_t *outlen)
 		      "Your message could not be delivered to %s of its "
 		      "recipients:\r\n",
 		      in->nrcpts == 1 ? "one" : "some");
-	bounce_printf(&b, "%s.\r\n\r\n",
-		      in->reason ? in->reason : "permanent failure");
+	bounce_printf(&b, "%s.\r\n\r\n", bounce_reason(in));
 	for (i = 0; i < in->nrcpts; i++) {
 		const struct bounce_rcpt *r = &in->rcpts[i];
 
 		bounce_printf(&b, "<%s>: ", r->addr);
+		if (r->cause == BOUNCE_ADMIN) {
+			bounce_printf(&b, "%s\r\n", BOUNCE_ADMIN_TEXT);
+			continue;
+		}
 		if (r->remote_mta != NULL)
 			bounce_printf(&b, "host %s said: ", r->remote_mta);
 		if (r->code != 0)
@@ -226,6 +255,14 @@ bounce_dsn_build(const struct bounce_input *in, uint8_t **out, size_t *outlen)
 			      r->addr);
 		bounce_printf(&b, "Action: failed\r\n");
 		bounce_printf(&b, "Status: %s\r\n", r->status);
+		if (r->cause == BOUNCE_ADMIN) {
+			/* No server's word and no attempt of ours: the
+			 * operator's decision (a last reply is not why). */
+			bounce_printf(&b,
+				      "Diagnostic-Code: X-Outpost; %s %s\r\n",
+				      r->status, BOUNCE_ADMIN_TEXT);
+			continue;
+		}
 		if (r->remote_mta != NULL)
 			bounce_printf(&b, "Remote-MTA: dns; %s\r\n",
 				      r->remote_mta);

@@ -10,12 +10,22 @@
 
 #include "queue/queue.h"
 
+/* Why a recipient failed: what the report tells its sender. */
+enum bounce_cause {
+	BOUNCE_REFUSED, /* the receiving server refused it (or we could not
+			   reach it) for good: its reply in diag */
+	BOUNCE_EXPIRED, /* given up after the maximum time in the queue */
+	BOUNCE_ADMIN,   /* returned by the mail system administrator (`outpost
+			   queue bounce`): diag is not shown */
+};
+
 struct bounce_rcpt {
 	const char *addr;       /* the recipient, as queued */
 	const char *status;     /* enhanced status, "5.1.1" */
 	const char *remote_mta; /* the host that answered, or NULL */
 	int code;               /* its reply code, 0 if none */
 	const char *diag;       /* its reply text (or our reason), or NULL */
+	enum bounce_cause cause;
 };
 
 struct bounce_input {
@@ -28,7 +38,8 @@ struct bounce_input {
 	size_t nrcpts;
 	const uint8_t *headers; /* the original header block, or NULL */
 	size_t headers_len;
-	const char *reason; /* one line for the human-readable part */
+	const char *reason; /* one line for the human-readable part, or
+			       NULL: said from the recipients' causes */
 };
 
 /*

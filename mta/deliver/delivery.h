@@ -70,7 +70,11 @@ enum sched_admin_op {
 	SA_DELETE,  /* remove from the queue, no DSN */
 	SA_BOUNCE,  /* fail every pending recipient (DSN to the sender), then
 		       remove */
-	SA_RETRY,   /* due now (deferred or not) */
+	SA_RETRY,   /* due now (deferred or not), past its destination's
+		       back-off */
+	SA_DUE,     /* due now, but a paused destination (back-off,
+		       suspension) keeps its pause: the message waits it out
+		       in place (`--respect-backoff`) */
 };
 
 enum sched_admin_sel {
@@ -88,23 +92,38 @@ typedef void sched_admin_fn(unsigned count, const char *err, void *arg);
  * sched_admin — apply OP to the messages SEL/ARG selects.  A damaged record
  * (SM_CORRUPT) is held: SA_DELETE removes it, SA_RELEASE has it read again,
  * SA_BOUNCE leaves it (there is no envelope to bounce); SAS_ALL selects from
- * memory (no envelope is read).  Every change is
- * applied in memory and its queue write submitted (group-committed within
- * milliseconds) before CB runs; a message in the middle of a round of
- * attempts takes the change when the round settles.  Selecting by domain or
- * user reads the envelopes on the worker pool (never on the loop).
- * Delivery loop thread; CB later on the same loop.
+ * memory (no envelope is read).  CB runs once the change is visible to the
+ * next reader: applied in memory and its queue writes committed (a
+ * bounce's DSN queued too).  A message in the middle of a round of
+ * attempts takes the change when the round settles: CB waits for that
+ * too, up to SCHED_ADMIN_WAIT_MS, then answers anyway (the change still
+ * applies at the settle).  Selecting by domain or user reads the envelopes
+ * on the worker pool (never on the loop).  Delivery loop thread; CB later
+ * on the same loop.
  */
 void sched_admin(enum sched_admin_op op, enum sched_admin_sel sel,
 		 const char *arg, sched_admin_fn *cb, void *cbarg);
 
 /*
  * sched_suspend — suspend deliveries to DOMAIN for MS milliseconds (0 =
- * resume), whatever its reply patterns say; REASON is shown by `outpost
+ * resume: sched_resume past any back-off, nobody waiting for its
+ * messages), whatever its reply patterns say; REASON is shown by `outpost
  * queue summary`.  0, or -1 with err.  Delivery loop thread.
  */
 int sched_suspend(const char *domain, uint64_t ms, const char *reason,
 		  char *err, size_t errlen);
+
+/*
+ * sched_resume — end an operator's suspension of DOMAIN and make its
+ * messages due now.  Without RESPECT_BACKOFF, past any pause of its site
+ * as well (a back-off, a reply-pattern suspension: SA_RETRY); with it, a
+ * backed-off site keeps its back-off and the messages wait it out in place
+ * (SA_DUE).  CB (CBARG) as sched_admin's, for those messages; it may run
+ * before this returns.  0, or -1 with ERR (CB not called).  Delivery loop
+ * thread.
+ */
+int sched_resume(const char *domain, bool respect_backoff, sched_admin_fn *cb,
+		 void *cbarg, char *err, size_t errlen);
 
 /*
  * sched_suspensions — the suspended destinations as text lines

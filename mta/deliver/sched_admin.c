@@ -3,20 +3,32 @@
  * delete, bounce, retry by id, domain, user or all; destination
  * suspensions and their list.
  *
- * Owns: nothing past a call.  Must not: touch a message in a round (the
- * change waits for its settle).  Delivery loop thread, but for the
- * selector's queue walk (a worker).
+ * Owns: the changes waiting to be visible (sched_admin_waiting).  Must
+ * not: touch a message in a round (the change waits for its settle), or
+ * answer before the change is visible to the next reader (its queue
+ * writes committed, the memory updated).  Delivery loop thread, but for
+ * the selector's queue walk (a worker).
  */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/event.h>
+
 #include "mta/core/log.h"
 #include "mta/core/loop.h"
 #include "mta/core/util.h"
 #include "mta/core/worker.h"
 #include "mta/deliver/sched_int.h"
+#include "mta/observe/evlog.h"
+
+/* How long a change waits for messages in the middle of a delivery attempt
+ * (which take it when they settle) before it answers anyway. */
+#define SCHED_ADMIN_WAIT_MS 30000
+/* The changes waiting are looked at again after every queue write, and at
+ * this interval for what settles without one (and the wait's end). */
+#define SCHED_ADMIN_POLL_MS 100
 
 /* In a round (or being read for one): changes wait for the settle. */
 static bool
@@ -69,6 +81,16 @@ sched_admin_apply(enum sched_admin_op op, struct sched_msg *m)
 		sched_msg_unhold(m);
 		sched_admin_due_now(m);
 		return true;
+	case SA_DUE:
+		if (held)
+			return false;
+		/* Due already, waiting out its destination's pause in
+		 * place: it goes when the pause ends, as asked. */
+		if (sched_admin_busy(m) || m->park != NULL)
+			return true;
+		sched_heap_remove(&sched.heap, m);
+		sched_admin_due_now(m);
+		return true;
 	case SA_RETRY:
 		if (held)
 			return false;
@@ -107,6 +129,11 @@ sched_admin_apply(enum sched_admin_op op, struct sched_msg *m)
 	return false;
 }
 
+/*
+ * One change: its selector's ids (those it changed, once applied), and
+ * while their change is not visible yet, its place in the waiting list:
+ * ids[seen..nids) are still to be seen done.
+ */
 struct sched_admin_job {
 	enum sched_admin_op op;
 	enum sched_admin_sel sel;
@@ -114,10 +141,168 @@ struct sched_admin_job {
 	sched_admin_fn *cb;
 	void *cbarg;
 	uint64_t *ids;
-	size_t nids, capids;
+	size_t nids, capids, seen;
+	int64_t give_up_ms; /* answer then, whatever is still in a round */
 	int status;
 	char err[200];
+	struct sched_admin_job *next; /* sched_admin_waiting */
 };
+
+/* Changes applied whose effect is not visible yet (their writes in flight,
+ * or messages of theirs in a round). */
+static struct sched_admin_job *sched_admin_waiting;
+static bool sched_admin_poll_armed;
+
+/* Is OP's change of message ID visible to the next reader?  Gone from
+ * memory is final; otherwise no write of its own in flight, and for the
+ * changes a round takes at its settle, that settle done. */
+static bool
+sched_admin_visible(enum sched_admin_op op, uint64_t id)
+{
+	struct sched_msg *m = idmap_get(&sched.ids, id);
+
+	if (m == NULL)
+		return true;
+	if (m->writes > 0)
+		return false;
+	switch (op) {
+	case SA_RETRY:
+	case SA_DUE:
+	case SA_RELEASE:
+		return true; /* in a round is "now" too */
+	case SA_HOLD:
+		return !sched_admin_busy(m) && !(m->flags & SM_HOLD_REQ);
+	case SA_DELETE:
+	case SA_BOUNCE:
+		return !sched_admin_busy(m) &&
+		       !(m->flags &
+			 (SM_DELETE_REQ | SM_BOUNCE_REQ | SM_DELETED));
+	}
+	return true;
+}
+
+/* Has J's change become visible (or its wait ended)?  Ids are looked at in
+ * order and never again once seen done: a long list costs its length once,
+ * however many writes end meanwhile. */
+static bool
+sched_admin_job_visible(struct sched_admin_job *j)
+{
+	while (j->seen < j->nids && sched_admin_visible(j->op, j->ids[j->seen]))
+		j->seen++;
+	return j->seen == j->nids || sched.stopping ||
+	       util_mono_ms() >= j->give_up_ms;
+}
+
+static void
+sched_admin_job_answer(struct sched_admin_job *j)
+{
+	char qid[QUEUE_ID_HEX_BYTES];
+
+	if (j->seen < j->nids && !sched.stopping) {
+		queue_id_format(j->ids[j->seen], qid);
+		log_info("operator's change: %zu message(s), %s the first, "
+			 "still in a delivery attempt after %d s: they take "
+			 "the change when it ends",
+			 j->nids - j->seen, qid, SCHED_ADMIN_WAIT_MS / 1000);
+	}
+	j->cb((unsigned)j->nids, NULL, j->cbarg);
+	free(j->ids);
+	free(j);
+}
+
+static void sched_admin_poll_arm(void);
+
+static void
+sched_admin_poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	sched_admin_poll_armed = false;
+	sched_admin_written();
+	sched_admin_poll_arm();
+}
+
+static void
+sched_admin_poll_arm(void)
+{
+	struct timeval tv = { 0, SCHED_ADMIN_POLL_MS * 1000 };
+
+	if (sched_admin_waiting == NULL || sched_admin_poll_armed)
+		return;
+	/* A one-shot event: nothing to free if the loop ends first. */
+	if (event_base_once(sched.loop->base, -1, EV_TIMEOUT,
+			    sched_admin_poll_cb, NULL, &tv) == 0)
+		sched_admin_poll_armed = true;
+}
+
+void
+sched_admin_written(void)
+{
+	struct sched_admin_job **pp, *j, *done = NULL;
+
+	for (pp = &sched_admin_waiting; (j = *pp) != NULL;) {
+		if (!sched_admin_job_visible(j)) {
+			pp = &j->next;
+			continue;
+		}
+		*pp = j->next;
+		j->next = done;
+		done = j;
+	}
+	/* Answered after the walk: a callback may start another change. */
+	while ((j = done) != NULL) {
+		done = j->next;
+		sched_admin_job_answer(j);
+	}
+}
+
+/* J's changes are applied (J->ids: the messages changed): answer once they
+ * are visible. */
+static void
+sched_admin_job_wait(struct sched_admin_job *j)
+{
+	j->seen = 0;
+	j->give_up_ms = util_mono_ms() + SCHED_ADMIN_WAIT_MS;
+	if (sched_admin_job_visible(j)) {
+		sched_admin_job_answer(j);
+		return;
+	}
+	j->next = sched_admin_waiting;
+	sched_admin_waiting = j;
+	sched_admin_poll_arm();
+}
+
+/* An operator's bounce of recipient RI: the delivery-log event a bounce
+ * has (sched_job_log's, with the operator as its reason), and the DSN
+ * learns that this one is the operator's (the last nadmin of bounced[]). */
+void
+sched_admin_bounced(struct sched_msg *m, uint32_t ri)
+{
+	const struct queue_rcpt *r = &m->r->env.rcpts[ri];
+	struct evlog_event ev;
+	char dom[256];
+
+	m->r->nadmin++;
+	memset(&ev, 0, sizeof(ev));
+	ev.type = EV_BOUNCE;
+	ev.id = m->id;
+	ev.user = m->r->env.user;
+	ev.pool = m->r->pool != NULL ? m->r->pool->name : NULL;
+	ev.destination = sched_rcpt_domain(r->addr, dom, sizeof(dom));
+	ev.rcpt = r->addr;
+	ev.sender = m->r->env.sender;
+	ev.size = m->r->env.size;
+	ev.nrcpts = -1;
+	ev.attempt = r->attempts;
+	ev.queue_time_ms = util_wall_ms() - m->r->env.created_ms;
+	ev.enhanced = "5.0.0";
+	ev.reply = r->last_reply;
+	ev.reason = "admin";
+	ev.tls_verified = -1;
+	ev.count = -1;
+	evlog_write(&ev);
+}
 
 static bool
 sched_admin_match(const struct sched_admin_job *j,
@@ -146,14 +331,12 @@ sched_admin_match(const struct sched_admin_job *j,
 	return false;
 }
 
+/* ID into J's list.  0, or -2 when out of memory. */
 static int
-sched_admin_walk_cb(const struct queue_envelope *env, void *arg)
+sched_admin_ids_add(struct sched_admin_job *j, uint64_t id)
 {
-	struct sched_admin_job *j = arg;
 	uint64_t *n;
 
-	if (!sched_admin_match(j, env))
-		return 0;
 	if (j->nids == j->capids) {
 		size_t cap = j->capids ? j->capids * 2 : 256;
 
@@ -162,8 +345,18 @@ sched_admin_walk_cb(const struct queue_envelope *env, void *arg)
 		j->ids = n;
 		j->capids = cap;
 	}
-	j->ids[j->nids++] = env->id;
+	j->ids[j->nids++] = id;
 	return 0;
+}
+
+static int
+sched_admin_walk_cb(const struct queue_envelope *env, void *arg)
+{
+	struct sched_admin_job *j = arg;
+
+	if (!sched_admin_match(j, env))
+		return 0;
+	return sched_admin_ids_add(j, env->id);
 }
 
 /* Worker thread: which messages does the selector pick? */
@@ -180,25 +373,27 @@ sched_admin_walk_run(void *arg)
 		snprintf(j->err, sizeof(j->err), "out of memory");
 }
 
+/* The selector's ids are known: apply the change to each, keep those it
+ * changed, and answer once that is visible. */
 static void
 sched_admin_walk_done(void *arg)
 {
 	struct sched_admin_job *j = arg;
 	struct sched_msg *m;
-	unsigned count = 0;
-	size_t i;
+	size_t i, n = 0;
 
 	if (j->status != 0) {
 		j->cb(0, j->err[0] ? j->err : "queue walk failed", j->cbarg);
-	} else {
-		for (i = 0; i < j->nids; i++)
-			if ((m = idmap_get(&sched.ids, j->ids[i])) != NULL &&
-			    sched_admin_apply(j->op, m))
-				count++;
-		j->cb(count, NULL, j->cbarg);
+		free(j->ids);
+		free(j);
+		return;
 	}
-	free(j->ids);
-	free(j);
+	for (i = 0; i < j->nids; i++)
+		if ((m = idmap_get(&sched.ids, j->ids[i])) != NULL &&
+		    sched_admin_apply(j->op, m))
+			j->ids[n++] = j->ids[i];
+	j->nids = n;
+	sched_admin_job_wait(j);
 }
 
 /* SAS_ALL: every message the scheduler knows is every message queued; no
@@ -233,8 +428,14 @@ sched_admin_id_done(void *arg)
 	else if ((m = idmap_get(&sched.ids, id)) == NULL ||
 		 (m->flags & SM_DELETED))
 		j->cb(0, "no such message", j->cbarg);
-	else
-		j->cb(sched_admin_apply(j->op, m) ? 1 : 0, NULL, j->cbarg);
+	else if (sched_admin_ids_add(j, id) != 0)
+		j->cb(0, "out of memory", j->cbarg);
+	else {
+		j->status = 0;
+		sched_admin_walk_done(j);
+		return;
+	}
+	free(j->ids);
 	free(j);
 }
 
@@ -279,6 +480,58 @@ sched_admin_resume_done(unsigned count, const char *err, void *arg)
 		log_debug("resume: %u message(s) due now", count);
 }
 
+/* DOMAIN's destination (DOM: its name lower-case), or NULL with ERR. */
+static struct sched_dest *
+sched_admin_dest(const char *domain, char dom[256], char *err, size_t errlen)
+{
+	struct sched_dest *d;
+
+	if (util_domain_lower(domain, dom, 256) == 0 || strlen(domain) >= 256) {
+		snprintf(err, errlen, "bad domain");
+		return NULL;
+	}
+	if ((d = sched_dest_get(dom)) == NULL)
+		snprintf(err, errlen, "out of memory");
+	return d;
+}
+
+int
+sched_resume(const char *domain, bool respect_backoff, sched_admin_fn *cb,
+	     void *cbarg, char *err, size_t errlen)
+{
+	struct sched_dest *d;
+	char dom[256];
+	unsigned i;
+
+	if ((d = sched_admin_dest(domain, dom, err, errlen)) == NULL)
+		return -1;
+	free(d->suspend_reason);
+	d->suspend_reason = NULL;
+	/* The operator's suspension; without RESPECT_BACKOFF a reply-pattern
+	 * suspension or back-off of its site as well. */
+	d->suspended_until_ms = 0;
+	d->park.until_ms = 0;
+	sched_state_suspend_forget(dom);
+	log_info("destination %s resumed by an operator%s", dom,
+		 respect_backoff ? " (a back-off of its site kept)" : "");
+	for (i = 0; !respect_backoff && d->site != NULL && i < d->site->npaths;
+	     i++) {
+		struct sched_path *p = d->site->paths[i];
+
+		p->paused_until_ms = 0;
+		p->suspended = false;
+		p->backoff_level = 0;
+		sched_limit_unpause(p, true, "resumed by an operator");
+		sched_path_kick(p);
+	}
+	/* Due again; a paused site holds them in place (respect_backoff). */
+	sched_park_release(&d->park, UINT32_MAX);
+	/* "Now": those waiting for their next attempt too. */
+	sched_admin(respect_backoff ? SA_DUE : SA_RETRY, SAS_DOMAIN, dom, cb,
+		    cbarg);
+	return 0;
+}
+
 int
 sched_suspend(const char *domain, uint64_t ms, const char *reason, char *err,
 	      size_t errlen)
@@ -288,39 +541,13 @@ sched_suspend(const char *domain, uint64_t ms, const char *reason, char *err,
 	char dom[256];
 	unsigned i;
 
-	if (util_domain_lower(domain, dom, sizeof(dom)) == 0 ||
-	    strlen(domain) >= sizeof(dom)) {
-		snprintf(err, errlen, "bad domain");
+	if (ms == 0)
+		return sched_resume(domain, false, sched_admin_resume_done,
+				    NULL, err, errlen);
+	if ((d = sched_admin_dest(domain, dom, err, errlen)) == NULL)
 		return -1;
-	}
-	if ((d = sched_dest_get(dom)) == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
 	free(d->suspend_reason);
 	d->suspend_reason = NULL;
-	if (ms == 0) {
-		/* Resume: the operator's suspension, and a reply-pattern
-		 * suspension or back-off of its site as well. */
-		d->suspended_until_ms = 0;
-		d->park.until_ms = 0;
-		sched_state_suspend_forget(dom);
-		log_info("destination %s resumed by an operator", dom);
-		for (i = 0; d->site != NULL && i < d->site->npaths; i++) {
-			struct sched_path *p = d->site->paths[i];
-
-			p->paused_until_ms = 0;
-			p->suspended = false;
-			p->backoff_level = 0;
-			sched_limit_unpause(p, true, "resumed by an operator");
-			sched_path_kick(p);
-		}
-		sched_park_release(&d->park, UINT32_MAX);
-		/* "Try now": those waiting for their next attempt too. */
-		sched_admin(SA_RETRY, SAS_DOMAIN, dom, sched_admin_resume_done,
-			    NULL);
-		return 0;
-	}
 	d->suspended_until_ms = util_wall_ms() + (int64_t)ms;
 	d->park.until_ms = d->suspended_until_ms;
 	sched_park_release(&d->park, 0); /* its timer moved to the new end */

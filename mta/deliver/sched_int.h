@@ -90,8 +90,9 @@ struct sched_round {
 	unsigned inflight; /* jobs not finished */
 	uint32_t *bounced; /* rcpt indexes that failed this round */
 	unsigned nbounced;
-	bool kept;  /* a failed rcpt kept pending: no memory to list it */
-	bool tried; /* a recipient got a result (an attempt, a DSN) */
+	unsigned nadmin; /* the last of bounced[]: bounced by an operator */
+	bool kept;       /* a failed rcpt kept pending: no memory to list it */
+	bool tried;      /* a recipient got a result (an attempt, a DSN) */
 	struct sched_park *park;       /* a job met a paused destination here */
 	char **remote;                 /* per rcpt: the host that answered */
 	struct sched_msg *prev, *next; /* the active list */
@@ -381,6 +382,15 @@ void sched_state_path_forget(const struct sched_path *p);
 /* sched_state_path_restore — P was just made: its pause of before the
  * restart, if one was kept and is not over. */
 void sched_state_path_restore(struct sched_path *p);
+
+/* sched_admin.c -------------------------------------------------------- */
+
+/* sched_admin_written — a queue write of the scheduler's is done: the
+ * changes waiting for theirs to be visible answer if they are. */
+void sched_admin_written(void);
+/* sched_admin_bounced — recipient RI of M was just bounced by an operator
+ * (M's round settles): its delivery-log event; its DSN says so. */
+void sched_admin_bounced(struct sched_msg *m, uint32_t ri);
 
 /* sched_metrics.c ------------------------------------------------------ */
 

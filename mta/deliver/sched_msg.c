@@ -259,6 +259,7 @@ sched_write_done(void *arg)
 			sched_msg_free(m);
 	}
 	queue_op_free(op);
+	sched_admin_written();
 	sched_maybe_stop();
 }
 
@@ -355,6 +356,10 @@ sched_dsn(struct sched_msg *m)
 		    m->r->remote ? m->r->remote[m->r->bounced[i]] : NULL;
 		/* The status: the reply's enhanced code (ours when there
 		 * was no reply), else by state. */
+		br[i].cause = r->state == QR_EXPIRED ? BOUNCE_EXPIRED
+			      : i >= m->r->nbounced - m->r->nadmin
+				  ? BOUNCE_ADMIN
+				  : BOUNCE_REFUSED;
 		br[i].status = r->state == QR_EXPIRED ? "4.4.7" : "5.0.0";
 		if (outcome_enhanced(r->last_code >= 200      ? r->last_code
 				     : r->state == QR_EXPIRED ? 400
@@ -373,10 +378,6 @@ sched_dsn(struct sched_msg *m)
 		in.headers = m->r->body;
 		in.headers_len = bounce_headers_len(m->r->body, m->r->body_len);
 	}
-	in.reason =
-	    m->r->env.rcpts[m->r->bounced[0]].state == QR_EXPIRED
-		? "delivery was given up after the maximum time in the queue"
-		: "the receiving server refused it permanently";
 	op = queue_op_new(QOP_INSERT);
 	if (op == NULL || bounce_dsn_build(&in, &op->body, &op->body_len) != 0)
 		goto oom;

@@ -156,8 +156,10 @@ sched_round_bounce_all(struct sched_msg *m)
 		}
 		r->last_code = 0;
 		free(r->last_reply);
-		r->last_reply = strdup("5.0.0 bounced by an administrator");
+		r->last_reply =
+		    strdup("5.0.0 returned by the mail system administrator");
 		STATS_INC(bounced);
+		sched_admin_bounced(m, i);
 	}
 }
 

@@ -82,6 +82,9 @@ test_collect_oom_keeps_recipient(void **state)
 
 /* bounce_dsn_build ------------------------------------------------------ */
 
+/* The human part's reason dsn_build gives; NULL: the causes say it. */
+static const char *dsn_reason = "the receiving server refused it permanently";
+
 static char *
 dsn_build(const struct bounce_rcpt *r, size_t n, const char *headers,
 	  size_t headers_len)
@@ -100,7 +103,7 @@ dsn_build(const struct bounce_rcpt *r, size_t n, const char *headers,
 	in.nrcpts = n;
 	in.headers = (const uint8_t *)headers;
 	in.headers_len = headers_len;
-	in.reason = "the receiving server refused it permanently";
+	in.reason = dsn_reason;
 	assert_int_equal(bounce_dsn_build(&in, &out, &len), 0);
 	assert_non_null(out);
 	/* No NUL inside: the rest of the tests treat it as a string. */
@@ -190,9 +193,9 @@ test_dsn_structure(void **state)
 {
 	const struct bounce_rcpt r[2] = {
 		{ "one@dest.test", "5.1.1", "mx.dest.test", 550,
-		  "5.1.1 no such user" },
+		  "5.1.1 no such user", BOUNCE_REFUSED },
 		{ "two@other.test", "4.4.7", NULL, 0,
-		  "4.4.7 delivery time expired" },
+		  "4.4.7 delivery time expired", BOUNCE_EXPIRED },
 	};
 	char *s, *p1, *p2, *p3;
 	const char *blk;
@@ -253,7 +256,8 @@ static void
 test_dsn_utf8_recipient(void **state)
 {
 	const struct bounce_rcpt r[1] = {
-		{ "j\xc3\xb6rg@d\xc3\xa9st.test", "5.1.1", NULL, 550, "no" },
+		{ "j\xc3\xb6rg@d\xc3\xa9st.test", "5.1.1", NULL, 550, "no",
+		  BOUNCE_REFUSED },
 	};
 	char *s;
 
@@ -273,7 +277,8 @@ test_dsn_no_other_recipient(void **state)
 	const struct bounce_rcpt r[1] = {
 		{ "failed@dest.test", "5.7.1", "mx.dest.test", 550,
 		  "5.7.1 refused\r\nFinal-Recipient: rfc822; "
-		  "injected@evil.test\r\nStatus: 2.0.0" },
+		  "injected@evil.test\r\nStatus: 2.0.0",
+		  BOUNCE_REFUSED },
 	};
 	char *s;
 
@@ -305,7 +310,8 @@ test_dsn_line_lengths(void **state)
 	memset(diag, 'x', sizeof(diag) - 1);
 	diag[sizeof(diag) - 1] = '\0';
 	memcpy(diag, "5.1.1 ", 6);
-	r[0] = (struct bounce_rcpt){ addr, "5.1.1", host, 550, diag };
+	r[0] = (struct bounce_rcpt){ addr, "5.1.1", host,
+				     550,  diag,    BOUNCE_REFUSED };
 	s = dsn_build(r, 1, orig_headers, strlen(orig_headers));
 	check_lines(s);
 	free(s);
@@ -317,7 +323,7 @@ test_dsn_headers_only(void **state)
 {
 	static const char msg[] = "Subject: s\r\nX-A: 1\r\n\r\nSECRET BODY\r\n";
 	const struct bounce_rcpt r[1] = {
-		{ "a@dest.test", "5.0.0", NULL, 550, "no" },
+		{ "a@dest.test", "5.0.0", NULL, 550, "no", BOUNCE_REFUSED },
 	};
 	size_t hl = bounce_headers_len((const uint8_t *)msg, strlen(msg));
 	char *s, *p3;
@@ -342,7 +348,7 @@ static void
 test_dsn_headers_truncated(void **state)
 {
 	const struct bounce_rcpt r[1] = {
-		{ "a@dest.test", "5.0.0", NULL, 550, "no" },
+		{ "a@dest.test", "5.0.0", NULL, 550, "no", BOUNCE_REFUSED },
 	};
 	size_t n = 20000, i, len = 0;
 	char *h = malloc(n * 60 + 1), *s, *p3, *last;
@@ -367,6 +373,55 @@ test_dsn_headers_truncated(void **state)
 	free(h);
 }
 
+/* An operator's bounce: the administrator returned it, no server refused
+ * it; its last reply and host are not given as the reason.  With other
+ * causes in the same report, each recipient's line says its own. */
+static void
+test_dsn_admin(void **state)
+{
+	const struct bounce_rcpt r[2] = {
+		{ "a@dest.test", "5.0.0", "mx.dest.test", 0,
+		  "5.0.0 returned by the mail system administrator",
+		  BOUNCE_ADMIN },
+		{ "b@dest.test", "5.1.1", "mx.dest.test", 550,
+		  "5.1.1 no such user", BOUNCE_REFUSED },
+	};
+	char *s, *p1, *p2;
+
+	(void)state;
+	dsn_reason = NULL;
+	s = dsn_build(r, 1, orig_headers, strlen(orig_headers));
+	p1 = dsn_part(s, 1);
+	p2 = dsn_part(s, 2);
+	assert_non_null(strstr(p1, "returned by the mail system "
+				   "administrator"));
+	assert_non_null(strstr(p1, "<a@dest.test>: returned by the mail "
+				   "system administrator\r\n"));
+	assert_null(strstr(p1, "refused"));
+	assert_null(strstr(p1, "mx.dest.test"));
+	assert_non_null(strstr(p2, "Action: failed\r\nStatus: 5.0.0\r\n"
+				   "Diagnostic-Code: X-Outpost; 5.0.0 "
+				   "returned by the mail system "
+				   "administrator\r\n"));
+	assert_null(strstr(p2, "Remote-MTA"));
+	assert_null(strstr(p2, "Last-Attempt-Date"));
+	check_lines(s);
+	free(p1);
+	free(p2);
+	free(s);
+
+	s = dsn_build(r, 2, NULL, 0);
+	p1 = dsn_part(s, 1);
+	assert_non_null(strstr(p1, "the reason for each is given below"));
+	assert_non_null(strstr(p1, "<a@dest.test>: returned by the mail "
+				   "system administrator\r\n"));
+	assert_non_null(strstr(p1, "<b@dest.test>: host mx.dest.test said: "
+				   "550 5.1.1 no such user\r\n"));
+	free(p1);
+	free(s);
+	dsn_reason = "the receiving server refused it permanently";
+}
+
 int
 main(void)
 {
@@ -374,6 +429,7 @@ main(void)
 		cmocka_unit_test(test_collect_appends_in_order),
 		cmocka_unit_test(test_collect_oom_keeps_recipient),
 		cmocka_unit_test(test_dsn_structure),
+		cmocka_unit_test(test_dsn_admin),
 		cmocka_unit_test(test_dsn_utf8_recipient),
 		cmocka_unit_test(test_dsn_no_other_recipient),
 		cmocka_unit_test(test_dsn_line_lengths),

@@ -254,12 +254,13 @@ def relay_through_installed(tmp):
     no one else has."""
     with Dns() as dns, Sink() as sink:
         wrap = os.path.join(tmp, "loopback.conf")
+        extra = ['include("%s")' % CONF,
+                 'dns { servers = "%s" timeout = 1s tries = 1 }'
+                 % dns.servers,
+                 'route "pkg.test" { host = "127.0.0.1:%d" }' % sink.port,
+                 'metrics { listen = "127.0.0.1:%d" }' % free_port()]
         with open(wrap, "w") as f:
-            f.write('include("%s")\n'
-                    'dns { servers = "%s" timeout = 1s tries = 1 }\n'
-                    'route "pkg.test" { host = "127.0.0.1:%d" }\n'
-                    'metrics { listen = "127.0.0.1:%d" }\n'
-                    % (CONF, dns.servers, sink.port, free_port()))
+            f.write("\n".join(extra) + "\n")
         # What RuntimeDirectory= of the unit makes under systemd.
         os.mkdir(RUN, 0o755)
         env = dict(os.environ, OUTPOST_LOOPBACK_ONLY="1")

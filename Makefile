@@ -9,6 +9,8 @@ PREFIX  ?= /usr
 DESTDIR ?=
 # make package: a Release build of its own, then CPack's .deb in it.
 PKG_BUILD ?= $(BUILD)-pkg
+# The account outpostd becomes (run_as), for deps and install.
+ADD_USER = useradd --system --no-create-home --shell /usr/sbin/nologin outpost
 
 # Debian 12 packages: build, libraries, and the real peers the tests use
 # (prometheus for promtool only: its service is kept from starting; mandoc
@@ -23,7 +25,7 @@ PACKAGES = python3-lmdb build-essential cmake pkg-config clang libclang-rt-14-de
 	swaks dnsmasq-base procps iproute2 curl prometheus mandoc \
 	dpkg-dev lintian
 
-.PHONY: all deps user build test demo bench install package fuzz clean format
+.PHONY: all deps build test demo bench install package fuzz clean format
 
 all: build
 
@@ -44,15 +46,12 @@ deps:
 		rc=$$?; [ -n "$$pol" ] && rm -f /usr/sbin/policy-rc.d; \
 		[ $$rc = 0 ] || exit $$rc; \
 	fi
-	@$(MAKE) --no-print-directory user
-
-# outpostd started as root runs as this account (run_as).
-user:
+	@# outpostd started as root runs as this account (run_as).
 	@if ! getent passwd outpost >/dev/null; then \
 		if [ "$$(id -u)" != 0 ]; then \
 			echo "make deps: no user 'outpost' (outpostd started as root needs it)" >&2; \
 		else echo "make deps: creating the system user outpost"; \
-		useradd --system --no-create-home --shell /usr/sbin/nologin outpost; fi; \
+		$(ADD_USER); fi; \
 	fi
 
 $(BUILD)/CMakeCache.txt:
@@ -83,7 +82,7 @@ bench: deps
 install: build
 	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix $(PREFIX)
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then \
-		$(MAKE) --no-print-directory user && \
+		{ getent passwd outpost >/dev/null || $(ADD_USER); } && \
 		chown root:outpost /etc/outpost /etc/outpost/outpost.conf && \
 		chmod 0750 /etc/outpost && chmod 0640 /etc/outpost/outpost.conf && \
 		chown outpost:outpost /var/lib/outpost && chmod 0700 /var/lib/outpost && \

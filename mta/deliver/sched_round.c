@@ -158,6 +158,7 @@ sched_round_bounce_all(struct sched_msg *m)
 		free(r->last_reply);
 		r->last_reply = strdup("5.0.0 bounced by an administrator");
 		STATS_INC(bounced);
+		sched_metrics_final(m, r->addr, false);
 	}
 }
 
@@ -446,6 +447,7 @@ sched_round_expire(struct sched_msg *m, int64_t now)
 		free(r->last_reply);
 		r->last_reply = strdup(text);
 		STATS_INC(expired);
+		sched_metrics_final(m, r->addr, true);
 		{
 			struct evlog_event ev;
 

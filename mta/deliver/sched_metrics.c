@@ -13,7 +13,6 @@
  */
 #include <inttypes.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,86 +190,10 @@ sched_metrics_oldest(void)
 	return SM.oldest_id;
 }
 
-/* The snapshot's text, grown as needed. */
-struct sm_text {
-	char *buf;
-	size_t len, off;
-};
-
-/* Room for NEED more bytes; false when out of memory. */
-static bool
-sm_room(struct sm_text *t, size_t need)
-{
-	char *nb;
-
-	if (t->off + need < t->len)
-		return true;
-	if ((nb = realloc(t->buf, t->off + need + 8192)) == NULL)
-		return false;
-	t->buf = nb;
-	t->len = t->off + need + 8192;
-	return true;
-}
-
-static void sm_printf(struct sm_text *t, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void
-sm_printf(struct sm_text *t, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(t->buf + t->off, t->len - t->off, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return;
-	if ((size_t)n >= t->len - t->off) {
-		if (!sm_room(t, (size_t)n + 1))
-			return;
-		va_start(ap, fmt);
-		vsnprintf(t->buf + t->off, t->len - t->off, fmt, ap);
-		va_end(ap);
-	}
-	t->off += (size_t)n;
-}
-
-static void
-sm_family(struct sm_text *t, const struct metrics_top *top,
-	  const struct metrics_top_family *f)
-{
-	size_t n = metrics_top_write(top, t->buf + t->off, t->len - t->off, f);
-
-	if (n >= t->len - t->off) {
-		if (!sm_room(t, n + 1))
-			return;
-		n = metrics_top_write(top, t->buf + t->off, t->len - t->off, f);
-	}
-	t->off += n;
-}
-
-static void
-sm_gauges(struct sm_text *t, const char *name, const char *help,
-	  const char *label, struct metrics_gauge *v, size_t n, unsigned top,
-	  bool max)
-{
-	size_t k = metrics_top_gauges(t->buf + t->off, t->len - t->off, name,
-				      help, label, v, n, top, max);
-
-	if (k >= t->len - t->off) {
-		if (!sm_room(t, k + 1))
-			return;
-		k = metrics_top_gauges(t->buf + t->off, t->len - t->off, name,
-				       help, label, v, n, top, max);
-	}
-	t->off += k;
-}
-
 /* The counter families of one table (LABEL: its label name). */
 static void
-sm_counters(struct sm_text *t, struct metrics_top *top, const char *what,
-	    const char *label)
+sched_metrics_counters(struct metrics_text *t, struct metrics_top *top,
+		       const char *what, const char *label)
 {
 	char name[64], name2[64];
 	struct metrics_top_family f = {
@@ -281,7 +204,7 @@ sm_counters(struct sm_text *t, struct metrics_top *top, const char *what,
 	snprintf(name, sizeof(name), "outpost_%s_deliveries_total", what);
 	f.help = "Recipient delivery outcomes (deferred: per attempt), by "
 		 "the top N label values; the rest under \"_other\".";
-	sm_family(t, top, &f);
+	metrics_top_write(top, t, &f);
 	snprintf(name2, sizeof(name2), "outpost_%s_deferrals_total", what);
 	f.name = name2;
 	f.help = "Deferred delivery attempts by reason class, by the top N "
@@ -289,14 +212,14 @@ sm_counters(struct sm_text *t, struct metrics_top *top, const char *what,
 	f.first = COL_REASONS;
 	f.ncols = NREASONS;
 	f.cols = sched_metrics_reasons;
-	sm_family(t, top, &f);
+	metrics_top_write(top, t, &f);
 }
 
 /* Messages a path holds (paused) or has queued for a connection, and the
  * age of its oldest held one (the park's heap is ordered by expiry). */
 static void
-sm_path_wait(const struct sched_park *pk, unsigned njobs, int64_t now,
-	     uint64_t *queued, uint64_t *age_s)
+sched_metrics_path_wait(const struct sched_park *pk, unsigned njobs,
+			int64_t now, uint64_t *queued, uint64_t *age_s)
 {
 	int64_t created;
 
@@ -312,7 +235,7 @@ sm_path_wait(const struct sched_park *pk, unsigned njobs, int64_t now,
 /* The gauges by destination (a site, named by its first MX host as its
  * connections are; or a domain an operator suspended) and by pool. */
 static void
-sm_dest_gauges(struct sm_text *t, unsigned top, int64_t now)
+sched_metrics_dest_gauges(struct metrics_text *t, unsigned top, int64_t now)
 {
 	size_t n = sched.sites.n + sched.dests.n, nc = 0, nq = 0, np = 0, it;
 	struct metrics_gauge *conns = calloc(n + 1, sizeof(*conns));
@@ -337,7 +260,8 @@ sm_dest_gauges(struct sm_text *t, unsigned top, int64_t now)
 			const char *pn = p->pool ? p->pool->name : "default";
 
 			c += p->nconn;
-			sm_path_wait(&p->park, p->njobs, now, &q, &a);
+			sched_metrics_path_wait(&p->park, p->njobs, now, &q,
+						&a);
 			for (j = 0; j < np && strcmp(pools[j].label, pn); j++)
 				;
 			if (j == np && np < n)
@@ -360,27 +284,30 @@ sm_dest_gauges(struct sm_text *t, unsigned top, int64_t now)
 		struct sched_dest *d = e->value;
 		uint64_t q = 0, a = 0;
 
-		sm_path_wait(&d->park, 0, now, &q, &a);
+		sched_metrics_path_wait(&d->park, 0, now, &q, &a);
 		if (q > 0) {
 			queued[nq] = (struct metrics_gauge){ d->domain, q };
 			age[nq++] = (struct metrics_gauge){ d->domain, a };
 		}
 	}
-	sm_gauges(t, "outpost_destination_connections",
-		  "Outbound connections open, by destination (the first MX "
-		  "host of a site); the top N, the rest under \"_other\".",
-		  "destination", conns, nc, top, false);
-	sm_gauges(t, "outpost_destination_queued_messages",
-		  "Messages held for a paused destination or queued for a "
-		  "connection to it; the top N, the rest under \"_other\".",
-		  "destination", queued, nq, top, false);
-	sm_gauges(t, "outpost_destination_oldest_message_age_seconds",
-		  "Age of the oldest message held for a paused destination; "
-		  "the top N by count, \"_other\": the oldest of the rest.",
-		  "destination", age, nq, top, true);
-	sm_gauges(t, "outpost_pool_connections",
-		  "Outbound connections open, by source pool.", "pool", pools,
-		  np, top, false);
+	metrics_top_gauges(
+	    t, "outpost_destination_connections",
+	    "Outbound connections open, by destination (the first MX "
+	    "host of a site); the top N, the rest under \"_other\".",
+	    "destination", conns, nc, top, false);
+	metrics_top_gauges(
+	    t, "outpost_destination_queued_messages",
+	    "Messages held for a paused destination or queued for a "
+	    "connection to it; the top N, the rest under \"_other\".",
+	    "destination", queued, nq, top, false);
+	metrics_top_gauges(
+	    t, "outpost_destination_oldest_message_age_seconds",
+	    "Age of the oldest message held for a paused destination; "
+	    "the top N by count, \"_other\": the oldest of the rest.",
+	    "destination", age, nq, top, true);
+	metrics_top_gauges(t, "outpost_pool_connections",
+			   "Outbound connections open, by source pool.", "pool",
+			   pools, np, top, false);
 done:
 	free(conns);
 	free(queued);
@@ -394,7 +321,7 @@ void
 sched_metrics_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct timeval tv = { 1, 0 };
-	struct sm_text t = { NULL, 0, 0 };
+	struct metrics_text t = { NULL, 0, 0, false };
 	const struct conf_metrics *c = &sched.conf->metrics;
 	int64_t now = util_wall_ms();
 	uint64_t oldest;
@@ -403,49 +330,53 @@ sched_metrics_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	(void)arg;
 	metrics_user_top(c->top_users);
-	if (!sm_room(&t, 16384))
-		goto rearm;
-	sm_printf(&t, "# HELP outpost_queue_messages Messages in the queue, "
-		      "by state.\n# TYPE outpost_queue_messages gauge\n");
-	sm_printf(&t, "outpost_queue_messages{state=\"waiting\"} %" PRIu64 "\n",
-		  (uint64_t)sched.heap.n + sched.nparked);
-	sm_printf(&t, "outpost_queue_messages{state=\"active\"} %u\n",
-		  sched.nactive + sched.nloading);
-	sm_printf(&t, "outpost_queue_messages{state=\"held\"} %" PRIu64 "\n",
-		  sched.nheld - sched.ncorrupt);
-	sm_printf(&t, "outpost_queue_messages{state=\"corrupt\"} %" PRIu64 "\n",
-		  sched.ncorrupt);
-	sm_printf(
+	metrics_text_printf(
+	    &t, "# HELP outpost_queue_messages Messages in the queue, "
+		"by state.\n# TYPE outpost_queue_messages gauge\n");
+	metrics_text_printf(
+	    &t, "outpost_queue_messages{state=\"waiting\"} %" PRIu64 "\n",
+	    (uint64_t)sched.heap.n + sched.nparked);
+	metrics_text_printf(&t, "outpost_queue_messages{state=\"active\"} %u\n",
+			    sched.nactive + sched.nloading);
+	metrics_text_printf(
+	    &t, "outpost_queue_messages{state=\"held\"} %" PRIu64 "\n",
+	    sched.nheld - sched.ncorrupt);
+	metrics_text_printf(
+	    &t, "outpost_queue_messages{state=\"corrupt\"} %" PRIu64 "\n",
+	    sched.ncorrupt);
+	metrics_text_printf(
 	    &t,
 	    "# HELP outpost_queue_corrupt_total Damaged queue records found "
 	    "(each is held until deleted).\n# TYPE outpost_queue_corrupt_total "
 	    "counter\noutpost_queue_corrupt_total %" PRIu64 "\n",
 	    sched.corrupt_total);
 	oldest = sched_metrics_oldest();
-	sm_printf(&t,
-		  "# HELP outpost_queue_oldest_message_age_seconds Age of the "
-		  "oldest message in the queue (0: empty).\n"
-		  "# TYPE outpost_queue_oldest_message_age_seconds gauge\n"
-		  "outpost_queue_oldest_message_age_seconds %" PRIu64 "\n",
-		  oldest != 0 && now > (int64_t)(oldest >> 20)
-		      ? (uint64_t)(now - (int64_t)(oldest >> 20)) / 1000
-		      : 0);
-	sm_printf(&t,
-		  "# HELP outpost_delivery_connections Outbound SMTP "
-		  "connections open.\n# TYPE outpost_delivery_connections "
-		  "gauge\noutpost_delivery_connections %u\n",
-		  sched.nconn);
-	sm_dest_gauges(&t, c->top_destinations, now);
+	metrics_text_printf(
+	    &t,
+	    "# HELP outpost_queue_oldest_message_age_seconds Age of the "
+	    "oldest message in the queue (0: empty).\n"
+	    "# TYPE outpost_queue_oldest_message_age_seconds gauge\n"
+	    "outpost_queue_oldest_message_age_seconds %" PRIu64 "\n",
+	    oldest != 0 && now > (int64_t)(oldest >> 20)
+		? (uint64_t)(now - (int64_t)(oldest >> 20)) / 1000
+		: 0);
+	metrics_text_printf(
+	    &t,
+	    "# HELP outpost_delivery_connections Outbound SMTP "
+	    "connections open.\n# TYPE outpost_delivery_connections "
+	    "gauge\noutpost_delivery_connections %u\n",
+	    sched.nconn);
+	sched_metrics_dest_gauges(&t, c->top_destinations, now);
 	if (SM.dest != NULL) {
-		sm_counters(&t, SM.dest, "destination", "destination");
-		sm_counters(&t, SM.pool, "pool", "pool");
-		sm_counters(&t, SM.user, "user", "user");
+		sched_metrics_counters(&t, SM.dest, "destination",
+				       "destination");
+		sched_metrics_counters(&t, SM.pool, "pool", "pool");
+		sched_metrics_counters(&t, SM.user, "user", "user");
 	}
-	if (!sm_room(&t, 1)) {
+	if (t.oom) {
 		free(t.buf);
 		goto rearm;
 	}
-	t.buf[t.off] = '\0';
 	pthread_mutex_lock(&sched.gauge_mu);
 	free(sched.gauges);
 	sched.gauges = t.buf;

@@ -216,27 +216,34 @@ metrics_top_select(struct metrics_top *t)
 	}
 }
 
-/* Appends to a buffer, counting what would not fit. */
-struct top_out {
-	char *buf;
-	size_t len, off;
-};
-
-static void top_printf(struct top_out *o, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void
-top_printf(struct top_out *o, const char *fmt, ...)
+void
+metrics_text_printf(struct metrics_text *t, const char *fmt, ...)
 {
 	va_list ap;
+	char *nb;
 	int n;
 
+	if (t->oom)
+		return;
 	va_start(ap, fmt);
-	n = vsnprintf(o->off < o->len ? o->buf + o->off : NULL,
-		      o->off < o->len ? o->len - o->off : 0, fmt, ap);
+	n = vsnprintf(t->buf != NULL ? t->buf + t->off : NULL,
+		      t->buf != NULL ? t->len - t->off : 0, fmt, ap);
 	va_end(ap);
-	if (n > 0)
-		o->off += (size_t)n;
+	if (n < 0)
+		return;
+	if (t->buf == NULL || (size_t)n >= t->len - t->off) {
+		/* Grown by at least 8 KiB: a scrape is many small pieces. */
+		if ((nb = realloc(t->buf, t->off + (size_t)n + 8192)) == NULL) {
+			t->oom = true;
+			return;
+		}
+		t->buf = nb;
+		t->len = t->off + (size_t)n + 8192;
+		va_start(ap, fmt);
+		vsnprintf(t->buf + t->off, t->len - t->off, fmt, ap);
+		va_end(ap);
+	}
+	t->off += (size_t)n;
 }
 
 /* LABEL escaped for a label value (\\, \", \n) into OUT. */
@@ -259,41 +266,40 @@ top_escape(const char *label, char out[2 * METRICS_LABEL_MAX])
 }
 
 static void
-top_sample(struct top_out *o, const struct metrics_top_family *f,
+top_sample(struct metrics_text *o, const struct metrics_top_family *f,
 	   const char *label, unsigned c, uint64_t v)
 {
 	char esc[2 * METRICS_LABEL_MAX];
 	const char *col = f->cols != NULL ? f->cols[c - f->first] : NULL;
 
-	top_printf(o, "%s{%s=\"%s\"%s%s} %" PRIu64 "\n", f->name, f->label,
-		   top_escape(label, esc), col ? "," : "", col ? col : "", v);
+	metrics_text_printf(o, "%s{%s=\"%s\"%s%s} %" PRIu64 "\n", f->name,
+			    f->label, top_escape(label, esc), col ? "," : "",
+			    col ? col : "", v);
 }
 
-size_t
-metrics_top_write(const struct metrics_top *t, char *buf, size_t len,
+void
+metrics_top_write(const struct metrics_top *t, struct metrics_text *o,
 		  const struct metrics_top_family *f)
 {
-	struct top_out o = { buf, len, 0 };
 	uint64_t sum = 0;
 	size_t i;
 	unsigned c;
 
-	top_printf(&o, "# HELP %s %s\n# TYPE %s %s\n", f->name, f->help,
-		   f->name, f->type);
+	metrics_text_printf(o, "# HELP %s %s\n# TYPE %s %s\n", f->name, f->help,
+			    f->name, f->type);
 	if (t == NULL)
-		return o.off;
+		return;
 	for (i = 0; i < t->n; i++) {
 		if (!t->v[i]->shown)
 			continue;
 		for (c = f->first; c < f->first + f->ncols; c++)
-			top_sample(&o, f, t->v[i]->label, c, t->v[i]->count[c]);
+			top_sample(o, f, t->v[i]->label, c, t->v[i]->count[c]);
 	}
 	for (c = f->first; c < f->first + f->ncols; c++)
 		sum += t->other[c];
 	if (sum > 0)
 		for (c = f->first; c < f->first + f->ncols; c++)
-			top_sample(&o, f, METRICS_OTHER, c, t->other[c]);
-	return o.off;
+			top_sample(o, f, METRICS_OTHER, c, t->other[c]);
 }
 
 static int
@@ -306,23 +312,23 @@ top_gauge_cmp(const void *a, const void *b)
 	return strcmp(x->label, y->label);
 }
 
-size_t
-metrics_top_gauges(char *buf, size_t len, const char *name, const char *help,
+void
+metrics_top_gauges(struct metrics_text *o, const char *name, const char *help,
 		   const char *label, struct metrics_gauge *v, size_t n,
 		   unsigned top_n, bool max)
 {
-	struct top_out o = { buf, len, 0 };
 	char esc[2 * METRICS_LABEL_MAX];
 	uint64_t rest = 0;
 	size_t i;
 
-	top_printf(&o, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
+	metrics_text_printf(o, "# HELP %s %s\n# TYPE %s gauge\n", name, help,
+			    name);
 	qsort(v, n, sizeof(*v), top_gauge_cmp);
 	for (i = 0; i < n; i++) {
 		if (i < top_n) {
-			top_printf(&o, "%s{%s=\"%s\"} %" PRIu64 "\n", name,
-				   label, top_escape(v[i].label, esc),
-				   v[i].value);
+			metrics_text_printf(
+			    o, "%s{%s=\"%s\"} %" PRIu64 "\n", name, label,
+			    top_escape(v[i].label, esc), v[i].value);
 			continue;
 		}
 		if (max)
@@ -331,9 +337,8 @@ metrics_top_gauges(char *buf, size_t len, const char *name, const char *help,
 			rest += v[i].value;
 	}
 	if (n > top_n)
-		top_printf(&o, "%s{%s=\"%s\"} %" PRIu64 "\n", name, label,
-			   METRICS_OTHER, rest);
-	return o.off;
+		metrics_text_printf(o, "%s{%s=\"%s\"} %" PRIu64 "\n", name,
+				    label, METRICS_OTHER, rest);
 }
 
 /* Users ---------------------------------------------------------------- */
@@ -444,6 +449,8 @@ metrics_user_accepts_text(char *buf, size_t len)
 		NULL,
 	};
 	unsigned top_n = atomic_load_explicit(&U.top_n, memory_order_relaxed);
+	struct metrics_text t = { NULL, 0, 0, false };
+	size_t n;
 	unsigned i;
 
 	if (top_n == 0)
@@ -462,5 +469,10 @@ metrics_user_accepts_text(char *buf, size_t len)
 	/* Past the table, or past the view's bound: "_other" only. */
 	U.view->other[0] +=
 	    atomic_exchange_explicit(&U.overflow, 0, memory_order_relaxed);
-	return metrics_top_write(U.view, buf, len, &f);
+	metrics_top_write(U.view, &t, &f);
+	n = t.oom ? 0 : t.off;
+	if (n < len)
+		memcpy(buf, t.buf, n);
+	free(t.buf);
+	return n;
 }

@@ -77,13 +77,27 @@ struct metrics_top_family {
 };
 
 /*
+ * Exposition text being made: BUF (LEN bytes, malloc'd, NUL-terminated
+ * when not NULL) grows as needed; OOM once a piece did not fit in memory
+ * (the text is then incomplete).  Start from all zeroes; free(BUF).
+ */
+struct metrics_text {
+	char *buf;
+	size_t len, off;
+	bool oom;
+};
+
+/* metrics_text_printf — append, growing T->buf. */
+void metrics_text_printf(struct metrics_text *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/*
  * metrics_top_write — F's exposition text (HELP, TYPE, one sample per
  * shown label value and column, then "_other"'s when it counted anything)
- * into BUF (LEN bytes).  Returns the length the whole text needs, as
- * snprintf does: >= LEN means truncated.
+ * appended to OUT.
  */
-size_t metrics_top_write(const struct metrics_top *t, char *buf, size_t len,
-			 const struct metrics_top_family *f);
+void metrics_top_write(const struct metrics_top *t, struct metrics_text *out,
+		       const struct metrics_top_family *f);
 
 /* A gauge's value for one label value, for metrics_top_gauges. */
 struct metrics_gauge {
@@ -94,12 +108,12 @@ struct metrics_gauge {
 /*
  * metrics_top_gauges — a gauge family NAME with label LABEL: the TOP_N
  * largest of the N values V (reordered), and the rest under "_other": their
- * sum, or with MAX their largest (an age).  Into BUF as metrics_top_write.
+ * sum, or with MAX their largest (an age).  Appended to OUT.
  */
-size_t metrics_top_gauges(char *buf, size_t len, const char *name,
-			  const char *help, const char *label,
-			  struct metrics_gauge *v, size_t n, unsigned top_n,
-			  bool max);
+void metrics_top_gauges(struct metrics_text *out, const char *name,
+			const char *help, const char *label,
+			struct metrics_gauge *v, size_t n, unsigned top_n,
+			bool max);
 
 /*
  * metrics_user_label — the label value of user USER (an AUTH name): the

@@ -439,9 +439,8 @@ metrics_user_accepts_text(char *buf, size_t len)
 {
 	static const struct metrics_top_family f = {
 		"outpost_user_messages_received_total",
-		"Messages accepted, by AUTH user (\\\"_relay\\\": "
-		"relay-network "
-		"clients; the top N users, the rest under \\\"_other\\\").",
+		"Messages accepted, by AUTH user (\"_relay\": relay-network "
+		"clients); the top N users, the rest under \"_other\".",
 		"counter",
 		"user",
 		0,

@@ -10,6 +10,8 @@ appears only as its keyed hash (`outpost hash`).  Loopback only."""
 import base64
 import os
 import re
+import shutil
+import subprocess
 import sys
 import time
 import urllib.request
@@ -134,6 +136,13 @@ def test_per_destination_pool_user_exact_and_bounded():
         time.sleep(1.2)    # one more snapshot: nothing else may move
         t = scrape(d)
 
+        promtool = shutil.which("promtool")
+        if promtool:
+            p = subprocess.run([promtool, "check", "metrics"], input=t,
+                               capture_output=True, text=True, timeout=30)
+            eq(p.returncode, 0, "promtool: " + p.stdout + p.stderr)
+        else:
+            print("# promtool not installed: format not checked")
         # Global counters agree with what the sink did.
         eq(value(t, "outpost_deliveries_total", result="delivered"), 14.0,
            "delivered in all")

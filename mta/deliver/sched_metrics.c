@@ -1,15 +1,12 @@
 /*
- * sched_metrics.c — the scheduler's metrics: counters of delivery results
- * and deferral reasons per destination, pool and user (top N, the rest
- * under "_other": mta/observe/metrics_top.h), and gauges (queue by state,
- * connections, waiting messages and their age), made as exposition text
- * once a second on the delivery loop and copied out for scrapes on the
- * main thread; and the same counts as numbers (sched_totals_get).
+ * sched_metrics.c — the scheduler's metrics: results and deferral reasons
+ * per destination, pool and user (top N, the rest "_other": metrics_top.h)
+ * and gauges (queue, connections, held messages, ages), rendered as text
+ * once a second for scrapes on the main thread; sched_totals_get.
  *
- * Owns: the counter tables (SM) and the snapshot (sched.gauges, under
- * sched.gauge_mu).  Delivery loop thread, but for sched_metrics_text (any
- * thread).  Must not: put an address in a label (users go through
- * metrics_user_label); take a lock when counting.
+ * Owns: the counter tables (SM), the snapshot (sched.gauges, gauge_mu).
+ * Delivery loop thread, but for sched_metrics_text (any).  Must not: put
+ * an address in a label (metrics_user_label); take a lock when counting.
  */
 #include <inttypes.h>
 #include <pthread.h>

@@ -10,15 +10,14 @@ appears only as its keyed hash (`outpost hash`).  Loopback only."""
 import base64
 import os
 import re
-import shutil
-import subprocess
 import sys
 import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from outpost_test import (Daemon, Dns, Raw, Sink, check, eq,  # noqa: E402
-                          free_port_on, passwd_hash, run_tests, wait_for)
+                          free_port_on, passwd_hash, promtool_check,
+                          run_tests, wait_for)
 
 PASSWORD = "metrics horse battery staple"
 TOP_DEST, TOP_USERS = 3, 2
@@ -136,13 +135,7 @@ def test_per_destination_pool_user_exact_and_bounded():
         time.sleep(1.2)    # one more snapshot: nothing else may move
         t = scrape(d)
 
-        promtool = shutil.which("promtool")
-        if promtool:
-            p = subprocess.run([promtool, "check", "metrics"], input=t,
-                               capture_output=True, text=True, timeout=30)
-            eq(p.returncode, 0, "promtool: " + p.stdout + p.stderr)
-        else:
-            print("# promtool not installed: format not checked")
+        promtool_check(t)
         # Global counters agree with what the sink did.
         eq(value(t, "outpost_deliveries_total", result="delivered"), 14.0,
            "delivered in all")

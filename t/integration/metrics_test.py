@@ -214,5 +214,37 @@ def test_per_destination_pool_user_exact_and_bounded():
         check(age and float(age[0].split()[1]) > 0, "oldest age: %r" % age)
 
 
+def test_held_messages_by_destination():
+    """A destination that refuses connections backs off; what comes for it
+    then is held in place, and the gauges say how much and how old."""
+    port = free_port_on([DEAD])
+    dns = Dns(mx=[("down.test", "mx.down.test", 10)],
+              a=[("mx.down.test", DEAD)])
+    cfg = ('dns { servers = "%s" timeout = 1s tries = 1 }\n'
+           'delivery {\n  port = %d\n  retry_intervals = { "1h" }\n}\n'
+           'destination "*" { backoff_pause = 10m }\n' % (dns.servers, port))
+    with dns, Daemon(config=cfg) as d:
+        auth_send(d, None, "", ["first@down.test"])
+        wait_for(lambda: value(scrape(d), "outpost_deliveries_total",
+                               result="deferred") >= 1,
+                 what="the first deferral")
+        auth_send(d, None, "", ["h%d@down.test" % i for i in range(3)])
+
+        def held():
+            t = scrape(d)
+            return t if value(t, "outpost_destination_queued_messages",
+                              destination="mx.down.test") == 3 else None
+        t = wait_for(held, what="3 messages held for mx.down.test")
+        eq(value(t, "outpost_destination_deliveries_total",
+                 destination="down.test", result="deferred"), 1.0,
+           "held messages are not deferred again")
+        time.sleep(2.2)
+        t = scrape(d)
+        check(value(t, "outpost_destination_oldest_message_age_seconds",
+                    destination="mx.down.test") >= 1,
+              "age of the oldest held message")
+        promtool_check(t)
+
+
 if __name__ == "__main__":
     run_tests(globals())

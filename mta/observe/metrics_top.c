@@ -19,7 +19,7 @@
 #include "mta/observe/metrics_top.h"
 
 #define TOP_TRACK_MIN 256u /* label values tracked, at least */
-#define TOP_LEAD_DIV  8u   /* a challenger needs a lead of 1/8 */
+#define TOP_LEAD_DIV  8u   /* a challenger needs a lead of 1/8, and 2 */
 #define TOP_MAX       1000u
 
 struct top_ent {
@@ -181,7 +181,8 @@ metrics_top_select(struct metrics_top *t)
 		if (hi == t->n || lo == 0 || hi > lo - 1)
 			break;
 		if (t->v[hi]->volume <=
-		    t->v[lo - 1]->volume + t->v[lo - 1]->volume / TOP_LEAD_DIV)
+		    t->v[lo - 1]->volume + t->v[lo - 1]->volume / TOP_LEAD_DIV +
+			1)
 			break;
 		t->v[hi]->shown = true;
 		t->v[lo - 1]->shown = false;

@@ -9,9 +9,9 @@
  * no series ever goes down, even when the top N changes.  A label value
  * that enters the top N late shows its whole count while "_other" keeps
  * what it had from it: only then do the series add up to more than the
- * total.  A new label value needs a clear lead (an eighth) over the
- * smallest of the top N to take its place, so two close ones do not
- * flap.  At most max(256, 8 N) label values are tracked; past that, new
+ * total.  A new label value needs a clear lead (an eighth, and at least
+ * 2) over the smallest of the top N to take its place, so two close ones
+ * do not flap.  At most max(256, 8 N) label values are tracked; past that, new
  * ones count straight into "_other", and the least busy untracked ones are
  * forgotten at the next selection.
  *

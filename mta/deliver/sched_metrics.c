@@ -365,6 +365,10 @@ sched_metrics_cb(evutil_socket_t fd, short what, void *arg)
 	    sched.nconn);
 	sched_metrics_dest_gauges(&t, c->top_destinations, now);
 	if (SM.dest != NULL) {
+		/* A reload may have changed N. */
+		metrics_top_limit(SM.dest, c->top_destinations);
+		metrics_top_limit(SM.pool, c->top_destinations);
+		metrics_top_limit(SM.user, c->top_users);
 		sched_metrics_counters(&t, SM.dest, "destination",
 				       "destination");
 		sched_metrics_counters(&t, SM.pool, "pool", "pool");

@@ -61,6 +61,13 @@ metrics_top_new(unsigned ncols, unsigned top_n, size_t track)
 	return t;
 }
 
+void
+metrics_top_limit(struct metrics_top *t, unsigned top_n)
+{
+	if (t != NULL)
+		t->top_n = top_n < 1 ? 1 : top_n > TOP_MAX ? TOP_MAX : top_n;
+}
+
 static void
 top_ent_free(struct top_ent *e)
 {
@@ -166,6 +173,12 @@ metrics_top_select(struct metrics_top *t)
 	qsort(t->v, t->n, sizeof(*t->v), top_ent_cmp);
 	for (i = 0; i < t->n; i++)
 		nshown += t->v[i]->shown;
+	/* Fewer places (metrics_top_limit): the least busy lose theirs. */
+	for (i = t->n; i > 0 && nshown > t->top_n; i--)
+		if (t->v[i - 1]->shown) {
+			t->v[i - 1]->shown = false;
+			nshown--;
+		}
 	/* Free places go to the busiest not shown. */
 	for (i = 0; i < t->n && nshown < t->top_n; i++)
 		if (!t->v[i]->shown && t->v[i]->volume > 0) {
@@ -458,6 +471,7 @@ metrics_user_accepts_text(char *buf, size_t len)
 	if (U.view == NULL &&
 	    (U.view = metrics_top_new(1, top_n, USER_SLOTS)) == NULL)
 		return 0;
+	metrics_top_limit(U.view, top_n);
 	for (i = 0; i < USER_SLOTS; i++)
 		if (atomic_load_explicit(&U.slot[i].state,
 					 memory_order_acquire) == 2)

@@ -42,6 +42,10 @@ struct metrics_top;
 struct metrics_top *metrics_top_new(unsigned ncols, unsigned top_n,
 				    size_t track);
 
+/* metrics_top_limit — show TOP_N label values from the next selection on
+ * (a reloaded configuration); the tracking bound stays as made. */
+void metrics_top_limit(struct metrics_top *t, unsigned top_n);
+
 /* metrics_top_free — the table and its labels.  NULL is a no-op. */
 void metrics_top_free(struct metrics_top *t);
 

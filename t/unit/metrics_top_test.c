@@ -174,6 +174,32 @@ test_tracking_bound(void **state)
 	metrics_top_free(t);
 }
 
+/* A reload lowers N: the least busy lose their series at once. */
+static void
+test_limit(void **state)
+{
+	struct metrics_top *t = metrics_top_new(2, 3, 0);
+	char *text;
+
+	(void)state;
+	metrics_top_add(t, "a", 0, 9);
+	metrics_top_add(t, "b", 0, 5);
+	metrics_top_add(t, "c", 0, 2);
+	text = render(t);
+	assert_int_equal(series(text), 3);
+	free(text);
+	metrics_top_limit(t, 1);
+	metrics_top_add(t, "c", 0, 1);
+	text = render(t);
+	assert_int_equal(series(text), 2);
+	assert_int_equal(sample(text, "t_total{dest=\"a\",result=\"a\"}"), 9);
+	/* c's new count, since it was shown before. */
+	assert_int_equal(sample(text, "t_total{dest=\"_other\",result=\"a\"}"),
+			 1);
+	free(text);
+	metrics_top_free(t);
+}
+
 static void
 test_gauges_and_escape(void **state)
 {
@@ -268,6 +294,7 @@ main(void)
 		cmocka_unit_test(test_bounded),
 		cmocka_unit_test(test_change_monotonic),
 		cmocka_unit_test(test_tracking_bound),
+		cmocka_unit_test(test_limit),
 		cmocka_unit_test(test_gauges_and_escape),
 		cmocka_unit_test(test_user_label),
 		cmocka_unit_test(test_user_accepts_threads),

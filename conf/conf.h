@@ -363,6 +363,10 @@ struct conf_metrics {
 			 addr is zeroed and addrlen 0 */
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
+	/* Label values with series of their own, by volume; the rest are
+	 * summed under "_other" (bounded cardinality).  Default 20 each. */
+	unsigned top_destinations; /* destination= (and pool=) */
+	unsigned top_users;        /* user= */
 };
 
 /* Rights on the control socket: bits of struct conf_access.rights. */

@@ -63,6 +63,8 @@ static const struct conf_num {
 	{ "limits", "tls_handshake_timeout", CK_MS, US_S(1), US_M(10) },
 	{ "log", "disk_reserve", CK_SIZE, 0, TIB(1) },
 	{ "log", "disk_reserve_percent", CK_COUNT, 0, 50 },
+	{ "metrics", "top_destinations", CK_COUNT, 1, 1000 },
+	{ "metrics", "top_users", CK_COUNT, 1, 1000 },
 	{ "limits", "session_lifetime", CK_MS, US_S(1), US_D(7) },
 	{ "limits", "data_min_rate", CK_SIZE, 0, MIB(100) },
 	{ "limits", "data_rate_interval", CK_MS, US_S(1), US_H(1) },

@@ -221,6 +221,9 @@ cfg_opt_t conf_log_opts[] = {
 
 cfg_opt_t conf_metrics_opts[] = {
 	CFG_STR_CB("listen", CONF_METRICS_DEFAULT, CFGF_NONE, conf_listen_cb),
+	/* Series of their own per family; the rest sum under "_other". */
+	CFG_STR_CB("top_destinations", "20", CFGF_NONE, conf_num_cb),
+	CFG_STR_CB("top_users", "20", CFGF_NONE, conf_num_cb),
 	CFG_END(),
 };
 
@@ -327,6 +330,9 @@ conf_build_metrics(struct conf_ctx *x, cfg_t *cfg, struct conf *c)
 	unsigned line = conf_line_of(x, sec, "listen");
 	size_t i;
 
+	m->top_destinations =
+	    (unsigned)conf_num_get(x, sec, "top_destinations");
+	m->top_users = (unsigned)conf_num_get(x, sec, "top_users");
 	if (s == NULL || *s == '\0')
 		return 0; /* off: listen NULL, addr zeroed, addrlen 0 */
 	if (conf_addr_scan(s, &m->addr, &m->addrlen, &why) != 0) {

@@ -396,5 +396,16 @@ void sched_admin_bounced(struct sched_msg *m, uint32_t ri);
 
 /* sched_metrics_cb — once a second: the gauges' snapshot renewed. */
 void sched_metrics_cb(evutil_socket_t fd, short what, void *arg);
+/* sched_metrics_result — a recipient of M to DOMAIN had result R, which O
+ * classified: counted by destination, pool and user. */
+void sched_metrics_result(const struct sched_msg *m, const char *domain,
+			  const struct smtp_client_result *r,
+			  const struct outcome *o);
+/* sched_metrics_final — recipient ADDR of M failed without an attempt:
+ * EXPIRED, or bounced by an operator. */
+void sched_metrics_final(const struct sched_msg *m, const char *addr,
+			 bool expired);
+/* sched_metrics_free — the counter tables (at stop). */
+void sched_metrics_free(void);
 
 #endif

@@ -232,6 +232,7 @@ sched_job_results(struct sched_job *job)
 			}
 		}
 		sched_round_rcpt_result(m, job->rcpt[i], r, &o, remote);
+		sched_metrics_result(m, job->dest->domain, r, &o);
 		sched_job_log(m, job, job->rcpt[i], r, &o);
 		if (o.action == OA_DELIVERED) {
 			delivered = true;

@@ -1,10 +1,12 @@
 /*
- * sched_metrics.c — the scheduler's gauges as exposition text, made once a
- * second on the delivery loop and copied out for scrapes on the main
- * thread; and the same counts as numbers (sched_totals_get).
+ * sched_metrics.c — the scheduler's metrics: results and deferral reasons
+ * per destination, pool and user (top N, the rest "_other": metrics_top.h)
+ * and gauges (queue, connections, held messages, ages), rendered as text
+ * once a second for scrapes on the main thread; sched_totals_get.
  *
- * Owns: the snapshot (sched.gauges, under sched.gauge_mu).  Delivery loop
- * thread, but for sched_metrics_text (any thread).
+ * Owns: the counter tables (SM), the snapshot (sched.gauges, gauge_mu).
+ * Delivery loop thread, but for sched_metrics_text (any).  Must not: put
+ * an address in a label (metrics_user_label); take a lock when counting.
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -14,88 +16,371 @@
 
 #include <event2/event.h>
 
+#include "mta/core/util.h"
 #include "mta/deliver/sched_int.h"
+#include "mta/observe/metrics_top.h"
 
-struct sched_metrics_top {
-	const char *name;
-	unsigned conns;
+/* Columns of the counter tables: results, then deferral reasons. */
+enum {
+	COL_DELIVERED,
+	COL_DEFERRED,
+	COL_BOUNCED,
+	COL_EXPIRED,
+	COL_R_CONNECT, /* connect() refused, unreachable */
+	COL_R_TIMEOUT,
+	COL_R_TLS,
+	COL_R_DNS,
+	COL_R_4XX,
+	COL_R_5XX, /* a 5xx banner or EHLO: the host skipped, deferred */
+	COL_R_PROTOCOL,
+	COL_R_CONNECTION, /* lost or closed without a reply */
+	COL_R_LOCAL,      /* decided here: out of memory, 8-bit … */
+	COL__COUNT
 };
+#define COL_REASONS (COL_R_CONNECT)
+#define NRESULTS    (COL_REASONS)
+#define NREASONS    (COL__COUNT - COL_REASONS)
+
+static const char *const sched_metrics_results[NRESULTS] = {
+	"result=\"delivered\"",
+	"result=\"deferred\"",
+	"result=\"bounced\"",
+	"result=\"expired\"",
+};
+static const char *const sched_metrics_reasons[NREASONS] = {
+	"reason=\"connect\"",  "reason=\"timeout\"",    "reason=\"tls\"",
+	"reason=\"dns\"",      "reason=\"reply_4xx\"",  "reason=\"reply_5xx\"",
+	"reason=\"protocol\"", "reason=\"connection\"", "reason=\"local\"",
+};
+
+/* The tables, made on first use with the configuration's N. */
+static struct {
+	struct metrics_top *dest, *pool, *user;
+	char user_of[METRICS_LABEL_MAX];    /* the last user name seen … */
+	char user_label[METRICS_LABEL_MAX]; /* … and its label */
+	bool user_set, user_null;
+	uint64_t oldest_id; /* the oldest message in memory, 0: unknown */
+} SM;
+
+/* The reason class of a deferral, from what outcome_classify() saw. */
+static unsigned
+sched_metrics_reason(const struct smtp_client_result *r,
+		     const struct outcome *o)
+{
+	if (strcmp(o->status, OUTCOME_PROTOCOL_STATUS) == 0)
+		return COL_R_PROTOCOL;
+	if (r->stage == OS_LOCAL)
+		/* 4.4.3: the MX lookup failed, or there is no resolver. */
+		return strcmp(o->status, "4.4.3") == 0 ? COL_R_DNS
+						       : COL_R_LOCAL;
+	if (r->code >= 400 && r->code < 500)
+		return COL_R_4XX;
+	if (r->code >= 500)
+		return COL_R_5XX;
+	if (r->text != NULL && strstr(r->text, "timeout") != NULL)
+		return COL_R_TIMEOUT;
+	if (r->stage == OS_CONNECT)
+		return COL_R_CONNECT;
+	if (r->stage == OS_TLS || r->stage == OS_STARTTLS)
+		return COL_R_TLS;
+	return COL_R_CONNECTION;
+}
+
+/* M's user label (cached: a campaign comes from few users). */
+static const char *
+sched_metrics_user(const struct sched_msg *m)
+{
+	const char *user = m->r->env.user;
+
+	if (m->r->env.flags & QUEUE_F_DSN)
+		return "_dsn"; /* our own bounces */
+	if (!SM.user_set || SM.user_null != (user == NULL) ||
+	    (user != NULL && strncmp(SM.user_of, user, sizeof(SM.user_of)))) {
+		metrics_user_label(user, SM.user_label);
+		snprintf(SM.user_of, sizeof(SM.user_of), "%s",
+			 user != NULL ? user : "");
+		SM.user_null = user == NULL;
+		SM.user_set = true;
+	}
+	return SM.user_label;
+}
+
+static void
+sched_metrics_count(const struct sched_msg *m, const char *domain, unsigned col,
+		    unsigned reason)
+{
+	const char *pool = m->r->pool != NULL ? m->r->pool->name : "default";
+	const char *user = sched_metrics_user(m);
+
+	if (SM.dest == NULL) {
+		const struct conf_metrics *c = &sched.conf->metrics;
+
+		SM.dest = metrics_top_new(COL__COUNT, c->top_destinations, 0);
+		SM.pool = metrics_top_new(COL__COUNT, c->top_destinations, 0);
+		SM.user = metrics_top_new(COL__COUNT, c->top_users, 0);
+	}
+	metrics_top_add(SM.dest, domain, col, 1);
+	metrics_top_add(SM.pool, pool, col, 1);
+	metrics_top_add(SM.user, user, col, 1);
+	if (reason != COL__COUNT) {
+		metrics_top_add(SM.dest, domain, reason, 1);
+		metrics_top_add(SM.pool, pool, reason, 1);
+		metrics_top_add(SM.user, user, reason, 1);
+	}
+}
+
+void
+sched_metrics_result(const struct sched_msg *m, const char *domain,
+		     const struct smtp_client_result *r,
+		     const struct outcome *o)
+{
+	switch (o->action) {
+	case OA_DELIVERED:
+		sched_metrics_count(m, domain, COL_DELIVERED, COL__COUNT);
+		break;
+	case OA_BOUNCE:
+		sched_metrics_count(m, domain, COL_BOUNCED, COL__COUNT);
+		break;
+	case OA_DEFER:
+		sched_metrics_count(m, domain, COL_DEFERRED,
+				    sched_metrics_reason(r, o));
+		break;
+	}
+}
+
+void
+sched_metrics_final(const struct sched_msg *m, const char *addr, bool expired)
+{
+	char dom[256];
+
+	sched_metrics_count(m, sched_rcpt_domain(addr, dom, sizeof(dom)),
+			    expired ? COL_EXPIRED : COL_BOUNCED, COL__COUNT);
+}
+
+void
+sched_metrics_free(void)
+{
+	metrics_top_free(SM.dest);
+	metrics_top_free(SM.pool);
+	metrics_top_free(SM.user);
+	memset(&SM, 0, sizeof(SM));
+}
+
+/* The oldest message in memory: ids are creation times (ms << 20), and a
+ * newer one is never older, so the whole map is scanned only when the
+ * oldest is gone. */
+static uint64_t
+sched_metrics_oldest(void)
+{
+	size_t i;
+
+	if (SM.oldest_id != 0 && idmap_get(&sched.ids, SM.oldest_id) != NULL)
+		return SM.oldest_id;
+	SM.oldest_id = 0;
+	for (i = 0; i < sched.ids.cap; i++) {
+		uint64_t k = sched.ids.keys[i];
+
+		if (k != 0 && k != UINT64_MAX &&
+		    (SM.oldest_id == 0 || k < SM.oldest_id))
+			SM.oldest_id = k;
+	}
+	return SM.oldest_id;
+}
+
+/* The counter families of one table (LABEL: its label name). */
+static void
+sched_metrics_counters(struct metrics_text *t, struct metrics_top *top,
+		       const char *what, const char *label)
+{
+	char name[64], name2[64];
+	struct metrics_top_family f = {
+		name, NULL, "counter", label, 0, NRESULTS, sched_metrics_results
+	};
+
+	metrics_top_select(top);
+	snprintf(name, sizeof(name), "outpost_%s_deliveries_total", what);
+	f.help = "Recipient delivery outcomes (deferred: per attempt), by "
+		 "the top N label values; the rest under \"_other\".";
+	metrics_top_write(top, t, &f);
+	snprintf(name2, sizeof(name2), "outpost_%s_deferrals_total", what);
+	f.name = name2;
+	f.help = "Deferred delivery attempts by reason class, by the top N "
+		 "label values; the rest under \"_other\".";
+	f.first = COL_REASONS;
+	f.ncols = NREASONS;
+	f.cols = sched_metrics_reasons;
+	metrics_top_write(top, t, &f);
+}
+
+/* Messages a path holds (paused) or has queued for a connection, and the
+ * age of its oldest held one (the park's heap is ordered by expiry). */
+static void
+sched_metrics_path_wait(const struct sched_park *pk, unsigned njobs,
+			int64_t now, uint64_t *queued, uint64_t *age_s)
+{
+	int64_t created;
+
+	*queued += pk->n + njobs;
+	if (pk->n == 0)
+		return;
+	created =
+	    pk->v[0].expires_ms - (int64_t)sched.conf->delivery.max_age_ms;
+	if (now > created && (uint64_t)(now - created) / 1000 > *age_s)
+		*age_s = (uint64_t)(now - created) / 1000;
+}
+
+/* The gauges by destination (a site, named by its first MX host as its
+ * connections are; or a domain an operator suspended) and by pool. */
+static void
+sched_metrics_dest_gauges(struct metrics_text *t, unsigned top, int64_t now)
+{
+	size_t n = sched.sites.n + sched.dests.n, nc = 0, nq = 0, np = 0, it;
+	struct metrics_gauge *conns = calloc(n + 1, sizeof(*conns));
+	struct metrics_gauge *queued = calloc(n + 1, sizeof(*queued));
+	struct metrics_gauge *age = calloc(n + 1, sizeof(*age));
+	struct metrics_gauge *pools = calloc(n + 1, sizeof(*pools));
+	struct htab_entry *e;
+	unsigned i;
+	size_t j;
+
+	if (conns == NULL || queued == NULL || age == NULL || pools == NULL)
+		goto done;
+	for (e = htab_first(&sched.sites, &it); e != NULL;
+	     e = htab_next(&sched.sites, e, &it)) {
+		struct sched_site *st = e->value;
+		uint64_t c = 0, q = 0, a = 0;
+
+		if (st->nhosts == 0)
+			continue;
+		for (i = 0; i < st->npaths; i++) {
+			const struct sched_path *p = st->paths[i];
+			const char *pn = p->pool ? p->pool->name : "default";
+
+			c += p->nconn;
+			sched_metrics_path_wait(&p->park, p->njobs, now, &q,
+						&a);
+			for (j = 0; j < np && strcmp(pools[j].label, pn); j++)
+				;
+			if (j == np && np < n)
+				pools[np++].label = pn;
+			if (j < np)
+				pools[j].value += p->nconn;
+		}
+		if (c > 0)
+			conns[nc++] =
+			    (struct metrics_gauge){ st->hosts[0].name, c };
+		if (q > 0) {
+			queued[nq] =
+			    (struct metrics_gauge){ st->hosts[0].name, q };
+			age[nq++] =
+			    (struct metrics_gauge){ st->hosts[0].name, a };
+		}
+	}
+	for (e = htab_first(&sched.dests, &it); e != NULL && nq < n;
+	     e = htab_next(&sched.dests, e, &it)) {
+		struct sched_dest *d = e->value;
+		uint64_t q = 0, a = 0;
+
+		sched_metrics_path_wait(&d->park, 0, now, &q, &a);
+		if (q > 0) {
+			queued[nq] = (struct metrics_gauge){ d->domain, q };
+			age[nq++] = (struct metrics_gauge){ d->domain, a };
+		}
+	}
+	metrics_top_gauges(
+	    t, "outpost_destination_connections",
+	    "Outbound connections open, by destination (the first MX "
+	    "host of a site); the top N, the rest under \"_other\".",
+	    "destination", conns, nc, top, false);
+	metrics_top_gauges(
+	    t, "outpost_destination_queued_messages",
+	    "Messages held for a paused destination or queued for a "
+	    "connection to it; the top N, the rest under \"_other\".",
+	    "destination", queued, nq, top, false);
+	metrics_top_gauges(
+	    t, "outpost_destination_oldest_message_age_seconds",
+	    "Age of the oldest message held for a paused destination; "
+	    "the top N by count, \"_other\": the oldest of the rest.",
+	    "destination", age, nq, top, true);
+	metrics_top_gauges(t, "outpost_pool_connections",
+			   "Outbound connections open, by source pool.", "pool",
+			   pools, np, top, false);
+done:
+	free(conns);
+	free(queued);
+	free(age);
+	free(pools);
+}
 
 /* Once a second on the loop: the gauges, as exposition text, for scrapes
  * on the main thread (sched_metrics_text). */
 void
 sched_metrics_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct sched_metrics_top top[10];
-	struct htab_entry *e;
 	struct timeval tv = { 1, 0 };
-	char *buf;
-	size_t it, len = 4096, off = 0, ntop = 0, j;
-	unsigned i;
-	int n;
+	struct metrics_text t = { NULL, 0, 0, false };
+	const struct conf_metrics *c = &sched.conf->metrics;
+	int64_t now = util_wall_ms();
+	uint64_t oldest;
 
 	(void)fd;
 	(void)what;
 	(void)arg;
-	memset(top, 0, sizeof(top));
-	for (e = htab_first(&sched.sites, &it); e != NULL;
-	     e = htab_next(&sched.sites, e, &it)) {
-		struct sched_site *st = e->value;
-		unsigned c = 0;
-
-		for (i = 0; i < st->npaths; i++)
-			c += st->paths[i]->nconn;
-		if (c == 0 || st->nhosts == 0)
-			continue;
-		/* Keep the ten busiest, sorted, by insertion. */
-		if (ntop == 10 && top[9].conns >= c)
-			continue;
-		j = ntop < 10 ? ntop++ : 9;
-		while (j > 0 && top[j - 1].conns < c) {
-			top[j] = top[j - 1];
-			j--;
-		}
-		top[j].name = st->hosts[0].name;
-		top[j].conns = c;
-	}
-	if ((buf = malloc(len)) == NULL)
-		goto rearm;
-#define GAUGE(...)                                                             \
-	do {                                                                   \
-		n = snprintf(buf + off, len - off, __VA_ARGS__);               \
-		if (n > 0 && (size_t)n < len - off)                            \
-			off += (size_t)n;                                      \
-	} while (0)
-	GAUGE("# HELP outpost_queue_messages Messages in the queue, by "
-	      "state.\n# TYPE outpost_queue_messages gauge\n");
-	GAUGE("outpost_queue_messages{state=\"waiting\"} %" PRIu64 "\n",
-	      (uint64_t)sched.heap.n + sched.nparked);
-	GAUGE("outpost_queue_messages{state=\"active\"} %u\n",
-	      sched.nactive + sched.nloading);
-	GAUGE("outpost_queue_messages{state=\"held\"} %" PRIu64 "\n",
-	      sched.nheld - sched.ncorrupt);
-	GAUGE("outpost_queue_messages{state=\"corrupt\"} %" PRIu64 "\n",
-	      sched.ncorrupt);
-	GAUGE(
+	metrics_user_top(c->top_users);
+	metrics_text_printf(
+	    &t, "# HELP outpost_queue_messages Messages in the queue, "
+		"by state.\n# TYPE outpost_queue_messages gauge\n");
+	metrics_text_printf(
+	    &t, "outpost_queue_messages{state=\"waiting\"} %" PRIu64 "\n",
+	    (uint64_t)sched.heap.n + sched.nparked);
+	metrics_text_printf(&t, "outpost_queue_messages{state=\"active\"} %u\n",
+			    sched.nactive + sched.nloading);
+	metrics_text_printf(
+	    &t, "outpost_queue_messages{state=\"held\"} %" PRIu64 "\n",
+	    sched.nheld - sched.ncorrupt);
+	metrics_text_printf(
+	    &t, "outpost_queue_messages{state=\"corrupt\"} %" PRIu64 "\n",
+	    sched.ncorrupt);
+	metrics_text_printf(
+	    &t,
 	    "# HELP outpost_queue_corrupt_total Damaged queue records found "
 	    "(each is held until deleted).\n# TYPE outpost_queue_corrupt_total "
 	    "counter\noutpost_queue_corrupt_total %" PRIu64 "\n",
 	    sched.corrupt_total);
-	GAUGE("# HELP outpost_delivery_connections Outbound SMTP connections "
-	      "open.\n# TYPE outpost_delivery_connections gauge\n"
-	      "outpost_delivery_connections %u\n",
-	      sched.nconn);
-	GAUGE("# HELP outpost_destination_connections Outbound connections "
-	      "of the ten busiest destinations (first MX host).\n"
-	      "# TYPE outpost_destination_connections gauge\n");
-	for (j = 0; j < ntop; j++)
-		GAUGE("outpost_destination_connections{destination=\"%s\"} "
-		      "%u\n",
-		      top[j].name, top[j].conns);
-#undef GAUGE
+	oldest = sched_metrics_oldest();
+	metrics_text_printf(
+	    &t,
+	    "# HELP outpost_queue_oldest_message_age_seconds Age of the "
+	    "oldest message in the queue (0: empty).\n"
+	    "# TYPE outpost_queue_oldest_message_age_seconds gauge\n"
+	    "outpost_queue_oldest_message_age_seconds %" PRIu64 "\n",
+	    oldest != 0 && now > (int64_t)(oldest >> 20)
+		? (uint64_t)(now - (int64_t)(oldest >> 20)) / 1000
+		: 0);
+	metrics_text_printf(
+	    &t,
+	    "# HELP outpost_delivery_connections Outbound SMTP "
+	    "connections open.\n# TYPE outpost_delivery_connections "
+	    "gauge\noutpost_delivery_connections %u\n",
+	    sched.nconn);
+	sched_metrics_dest_gauges(&t, c->top_destinations, now);
+	if (SM.dest != NULL) {
+		/* A reload may have changed N. */
+		metrics_top_limit(SM.dest, c->top_destinations);
+		metrics_top_limit(SM.pool, c->top_destinations);
+		metrics_top_limit(SM.user, c->top_users);
+		sched_metrics_counters(&t, SM.dest, "destination",
+				       "destination");
+		sched_metrics_counters(&t, SM.pool, "pool", "pool");
+		sched_metrics_counters(&t, SM.user, "user", "user");
+	}
+	if (t.oom) {
+		free(t.buf);
+		goto rearm;
+	}
 	pthread_mutex_lock(&sched.gauge_mu);
 	free(sched.gauges);
-	sched.gauges = buf;
+	sched.gauges = t.buf;
 	pthread_mutex_unlock(&sched.gauge_mu);
 rearm:
 	if (!sched.stopping)

@@ -160,6 +160,7 @@ sched_round_bounce_all(struct sched_msg *m)
 		    strdup("5.0.0 returned by the mail system administrator");
 		STATS_INC(bounced);
 		sched_admin_bounced(m, i);
+		sched_metrics_final(m, r->addr, false);
 	}
 }
 
@@ -448,6 +449,7 @@ sched_round_expire(struct sched_msg *m, int64_t now)
 		free(r->last_reply);
 		r->last_reply = strdup(text);
 		STATS_INC(expired);
+		sched_metrics_final(m, r->addr, true);
 		{
 			struct evlog_event ev;
 

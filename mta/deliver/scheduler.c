@@ -591,6 +591,7 @@ sched_free(void)
 	if (sched.gauge_timer != NULL)
 		event_free(sched.gauge_timer);
 	free(sched.gauges);
+	sched_metrics_free();
 	pthread_mutex_destroy(&sched.gauge_mu);
 	if (sched.dns != NULL)
 		dns_resolver_free(sched.dns);

@@ -33,6 +33,7 @@
 #include "mta/observe/evlog.h"
 #include "mta/core/log.h"
 #include "mta/observe/metrics.h"
+#include "mta/observe/metrics_top.h"
 #include "mta/observe/stats.h"
 
 #ifndef OUTPOST_VERSION
@@ -462,6 +463,7 @@ metrics_render(struct evbuffer *out)
 	render_printf(&r, "outpost_start_time_seconds %s\n",
 		      fmt_double(b, M.start_time));
 	render_process(&r);
+	render_hook(&r, metrics_user_accepts_text);
 	for (i = 0; i < M.nhooks; i++)
 		render_hook(&r, M.hooks[i]);
 	return r.err;

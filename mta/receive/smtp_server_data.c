@@ -29,6 +29,7 @@
 #include "mta/core/util.h"
 #include "mta/observe/evlog.h"
 #include "mta/observe/metrics.h"
+#include "mta/observe/metrics_top.h"
 #include "mta/observe/stats.h"
 #include "mta/receive/smtp_server_int.h"
 
@@ -299,6 +300,7 @@ smtp_server_data_on_intake(struct intake_req *req)
 		smtp_server_idle(s);
 	} else if (op->status == 0) {
 		STATS_INC(messages_accepted);
+		metrics_user_accepted(s->user != NULL ? s->user->name : NULL);
 		STATS_ADD(recipients_accepted, op->env.nrcpts);
 		s->msgs++;
 		s->rcpts_total += op->env.nrcpts;

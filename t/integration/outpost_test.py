@@ -746,6 +746,18 @@ def wait_for(pred, timeout=30, what="condition"):
         time.sleep(0.2)
 
 
+def promtool_check(text):
+    """`promtool check metrics` passes on TEXT (a scrape), when promtool is
+    installed; else says that the format was not checked."""
+    promtool = shutil.which("promtool")
+    if not promtool:
+        print("# promtool not installed: format not checked")
+        return
+    p = subprocess.run([promtool, "check", "metrics"], input=text,
+                       capture_output=True, text=True, timeout=30)
+    eq(p.returncode, 0, "promtool: " + p.stdout + p.stderr)
+
+
 def wait_empty(d, timeout=60):
     deadline = time.time() + timeout * SLOW
     while time.time() < deadline:

@@ -71,6 +71,10 @@ struct queue_rcpt {
 #define QUEUE_F_SMTPUTF8 0x0002u /* SMTPUTF8 on MAIL FROM */
 #define QUEUE_F_HELD     0x0004u /* held by an operator or policy */
 #define QUEUE_F_DSN      0x0008u /* this message is a DSN: never bounce it */
+/* The Message-ID may be written in clear in the delivery log (intake found
+ * it machine-made, holding no address of the message); without it only
+ * its keyed hash is. */
+#define QUEUE_F_MSGID_CLEAR 0x0010u
 
 struct queue_envelope {
 	uint64_t id;
@@ -83,6 +87,8 @@ struct queue_envelope {
 	char *user;              /* authenticated user, or NULL */
 	char *client;            /* client IP address as text */
 	char *helo;              /* the client's EHLO/HELO name */
+	char *msgid;    /* the Message-ID header as sent ("<l@r>"), or NULL */
+	char *campaign; /* campaign/tenant id (log.campaign_header), or NULL */
 	struct queue_rcpt *rcpts;
 	uint32_t nrcpts;
 };

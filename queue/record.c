@@ -349,7 +349,11 @@ record_envelope_encode(const struct queue_envelope *env, uint8_t **out,
 	    record_out_tlv_str(&o, ET_CLIENT, env->client, "client", err,
 			       errlen) != 0 ||
 	    record_out_tlv_str(&o, ET_HELO, env->helo, "helo", err, errlen) !=
-		0)
+		0 ||
+	    record_out_tlv_str(&o, ET_MSGID, env->msgid, "message-id", err,
+			       errlen) != 0 ||
+	    record_out_tlv_str(&o, ET_CAMPAIGN, env->campaign, "campaign", err,
+			       errlen) != 0)
 		goto fail;
 	record_out_tlv_varint(&o, ET_NRCPTS, env->nrcpts);
 	for (i = 0; i < env->nrcpts && !o.bad; i++) {
@@ -614,7 +618,7 @@ record_envelope_decode(const uint8_t *p, size_t len, struct queue_envelope *env,
 	while (record_rd_left(&b) > 0) {
 		if (record_tlv_next(&b, &tag, &val, where, err, errlen) != 0)
 			goto fail;
-		if (tag == 0 || tag > ET_RCPT)
+		if (tag == 0 || tag > ET__LAST)
 			continue; /* unknown or reserved: skipped */
 		if (tag != ET_RCPT &&
 		    record_tag_once(&seen, tag, where, err, errlen) != 0)
@@ -674,6 +678,16 @@ record_envelope_decode(const uint8_t *p, size_t len, struct queue_envelope *env,
 					   errlen) != 0)
 				goto fail;
 			break;
+		case ET_MSGID:
+			if (record_val_str(&val, &env->msgid, "message-id",
+					   err, errlen) != 0)
+				goto fail;
+			break;
+		case ET_CAMPAIGN:
+			if (record_val_str(&val, &env->campaign, "campaign",
+					   err, errlen) != 0)
+				goto fail;
+			break;
 		case ET_NRCPTS:
 			if (record_nrcpts_decode(&val, &b, env, err, errlen) !=
 			    0)
@@ -728,6 +742,8 @@ queue_envelope_clear(struct queue_envelope *env)
 	free(env->user);
 	free(env->client);
 	free(env->helo);
+	free(env->msgid);
+	free(env->campaign);
 	if (env->rcpts != NULL) {
 		for (i = 0; i < env->nrcpts; i++) {
 			free(env->rcpts[i].addr);

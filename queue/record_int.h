@@ -48,6 +48,12 @@ enum record_env_tag {
 	ET_HELO = 10,   /* string; absent = NULL */
 	ET_NRCPTS = 11, /* varint, required, before the first ET_RCPT */
 	ET_RCPT = 12,   /* nested RT_* list, exactly ET_NRCPTS of them */
+	/* Added without a version change: a record without them (written
+	 * before) loads with NULL, and a reader that predates them skips
+	 * them as unknown tags. */
+	ET_MSGID = 13,    /* string; absent = NULL */
+	ET_CAMPAIGN = 14, /* string; absent = NULL */
+	ET__LAST = ET_CAMPAIGN
 };
 
 /* Recipient tags, inside an ET_RCPT value. */

@@ -34,3 +34,5 @@ outpost_integration_test(systemd t/integration/systemd_test.py TIMEOUT 300)
 # `outpost status`.
 outpost_integration_test(status t/integration/status_test.py TIMEOUT 600)
 outpost_integration_test(drain t/integration/drain_test.py TIMEOUT 600)
+# Tracing: Message-ID and campaign on every event, `outpost log --id MSGID`.
+outpost_integration_test(trace t/integration/trace_test.py TIMEOUT 600)

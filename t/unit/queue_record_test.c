@@ -46,6 +46,8 @@ env_full(struct queue_envelope *env, uint32_t n)
 	env->user = xstrdup("campaign");
 	env->client = xstrdup("192.0.2.7");
 	env->helo = xstrdup("client.example");
+	env->msgid = xstrdup("<20261205.0001.a1b2@mailer.example>");
+	env->campaign = xstrdup("spring-sale 2026");
 	env->nrcpts = n;
 	if (n > 0)
 		env->rcpts = calloc(n, sizeof(*env->rcpts));
@@ -112,6 +114,8 @@ env_eq(const struct queue_envelope *a, const struct queue_envelope *b)
 	str_eq("user", a->user, b->user);
 	str_eq("client", a->client, b->client);
 	str_eq("helo", a->helo, b->helo);
+	str_eq("msgid", a->msgid, b->msgid);
+	str_eq("campaign", a->campaign, b->campaign);
 	assert_int_equal(a->nrcpts, b->nrcpts);
 	for (i = 0; i < a->nrcpts; i++) {
 		str_eq("rcpt addr", a->rcpts[i].addr, b->rcpts[i].addr);
@@ -468,6 +472,60 @@ test_reader_rollback(void **state)
 	assert_int_equal(record_rd_u8(&b, &v8), -1);
 }
 
+/*
+ * The tracing fields (Message-ID, campaign): they round-trip when set, are
+ * absent (NULL) in a record written before they existed, and obey the
+ * rules of every string field (once only, no NUL).
+ */
+static void
+test_trace_fields(void **state)
+{
+	/* A record as the daemon wrote it before ET_MSGID/ET_CAMPAIGN. */
+	static const uint8_t old[] = { 1, MIN_ID, MIN_SENDER, MIN_N0 };
+	static const uint8_t with[] = { 1,   MIN_ID, MIN_SENDER, 13,  3,
+					'<', 'a',    '>',        14,  2,
+					'c', '1',    MIN_N0 };
+	static const uint8_t twice[] = { 1,  MIN_ID, MIN_SENDER, 13, 1, 'a',
+					 13, 1,      'b',        MIN_N0 };
+	static const uint8_t nul[] = { 1, MIN_ID, MIN_SENDER, 14, 2,
+				       'a', 0,    MIN_N0 };
+	struct queue_envelope env, out;
+	char err[160];
+
+	(void)state;
+	env_minimal(&env);
+	roundtrip(&env); /* without: stays without */
+	env.msgid = xstrdup("<x.1@host.example>");
+	roundtrip(&env); /* Message-ID only */
+	free(env.msgid);
+	env.msgid = NULL;
+	env.campaign = xstrdup("tenant-7");
+	roundtrip(&env); /* campaign only */
+	queue_envelope_clear(&env);
+	assert_null(env.campaign);
+
+	assert_int_equal(record_envelope_decode(old, sizeof(old), &out, err,
+						sizeof(err)),
+			 0);
+	assert_null(out.msgid);
+	assert_null(out.campaign);
+	queue_envelope_clear(&out);
+	assert_int_equal(record_envelope_decode(with, sizeof(with), &out, err,
+						sizeof(err)),
+			 0);
+	str_eq("msgid", out.msgid, "<a>");
+	str_eq("campaign", out.campaign, "c1");
+	queue_envelope_clear(&out);
+	assert_int_equal(record_envelope_decode(twice, sizeof(twice), &out, err,
+						sizeof(err)),
+			 -1);
+	assert_non_null(strstr(err, "repeated"));
+	assert_int_equal(
+	    record_envelope_decode(nul, sizeof(nul), &out, err, sizeof(err)),
+	    -1);
+	assert_null(out.campaign);
+}
+
 /* The seed corpus ---------------------------------------------------- */
 
 static int
@@ -565,6 +623,7 @@ main(int argc, char *argv[])
 		cmocka_unit_test(test_mutations),
 		cmocka_unit_test(test_varint),
 		cmocka_unit_test(test_reader_rollback),
+		cmocka_unit_test(test_trace_fields),
 	};
 
 	if (argc == 3 && strcmp(argv[1], "--corpus") == 0)

@@ -679,8 +679,8 @@ record_envelope_decode(const uint8_t *p, size_t len, struct queue_envelope *env,
 				goto fail;
 			break;
 		case ET_MSGID:
-			if (record_val_str(&val, &env->msgid, "message-id",
-					   err, errlen) != 0)
+			if (record_val_str(&val, &env->msgid, "message-id", err,
+					   errlen) != 0)
 				goto fail;
 			break;
 		case ET_CAMPAIGN:

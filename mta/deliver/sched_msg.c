@@ -40,8 +40,11 @@ sched_env_copy(struct queue_envelope *dst, const struct queue_envelope *src)
 	dst->user = sched_strdup(src->user);
 	dst->client = sched_strdup(src->client);
 	dst->helo = sched_strdup(src->helo);
+	dst->msgid = sched_strdup(src->msgid);
+	dst->campaign = sched_strdup(src->campaign);
 	dst->rcpts = calloc(src->nrcpts ? src->nrcpts : 1, sizeof(*dst->rcpts));
-	if (dst->rcpts == NULL || (src->sender && !dst->sender)) {
+	if (dst->rcpts == NULL || (src->sender && !dst->sender) ||
+	    (src->msgid && !dst->msgid) || (src->campaign && !dst->campaign)) {
 		dst->nrcpts = 0;
 		queue_envelope_clear(dst);
 		return -1;

@@ -251,6 +251,9 @@ smtp_server_data_log_reception(struct smtp_server_session *s,
 	ev.dmarc = req->result[0] ? req->result : NULL;
 	ev.reason = req->held ? "held by the DMARC policy action" : NULL;
 	ev.count = -1;
+	ev.msgid = op->env.msgid;
+	ev.msgid_clear = (op->env.flags & QUEUE_F_MSGID_CLEAR) != 0;
+	ev.campaign = op->env.campaign;
 	for (i = 0; i < op->env.nrcpts; i++) {
 		ev.rcpt = op->env.rcpts[i].addr;
 		evlog_write(&ev);

@@ -39,7 +39,7 @@ def send(d, rcpt, headers, sender=SENDER):
     eq(code, 250, "end of data: %s" % text)
     r.cmd("QUIT")
     r.close()
-    return text.split()[-1]
+    return text.split()[2]
 
 
 def events(d):
@@ -78,6 +78,10 @@ def test_fields_on_every_event_and_log_id():
                  "x-campaign-id:   tenant-7  \r\n")
         e = send(d, JANE, "Message-ID: <%s>\r\n" % JANE)
         f = send(d, JANE, "Message-ID: %s\r\n" % MAILBOX_ID)
+        # c's delivery comes after a retry; the log is written within
+        # a second of each event
+        wait_for(lambda: len([x for x in events(d) if x.get("id") == c])
+                 == 3, what="c deferred then delivered, in the log")
         wait_for(lambda: not d.queue_ids(), what="queue empty")
         evs = events(d)
         # a: received and delivered, both with the Message-ID and campaign
@@ -141,7 +145,7 @@ def test_hostile_campaign_and_configured_header():
     conf = delivery_config(dns, port) + \
         'log {\n  campaign_header = "X-Tenant"\n}\n'
     with dns, sink, Daemon(config=conf) as d:
-        long_value = "L" * 3000
+        long_value = "\r\n ".join(["L" * 100] * 30)   # folded, 3 KB
         a = send(d, "ann.t9z@dest.test",
                  "Message-ID: <20261205.0009.aaa@mailer.sender.test>\r\n"
                  "X-Tenant: %s\r\n" % long_value)
@@ -149,14 +153,16 @@ def test_hostile_campaign_and_configured_header():
                  "X-Tenant: one\r\n two\r\n\tthree\"\\ \r\n"
                  "X-Campaign-ID: not-this-one\r\n")
         c = send(d, "cy.t9z@dest.test", "X-Tenant: ok\x1b[31m\x7f\r\n")
-        wait_for(lambda: not d.queue_ids(), what="queue empty")
+        wait_for(lambda: len([x for x in events(d) if x.get("id") in
+                              (a, b, c)]) == 6, what="6 events in the log")
         evs = events(d)   # every line parses as JSON
         for x in of(evs, a):
             v = x.get("campaign", "")
-            check(0 < len(v) <= 128 and set(v) == {"L"},
-                  "over-long campaign cut to 128: %d" % len(v))
+            check(len(v) == 128 and v.startswith("L" * 100 + " L"),
+                  "over-long campaign cut to 128: %r" % v)
         for x in of(evs, b):
-            eq(x.get("campaign"), 'one two three"\\',
+            # '\' is written \x5c, as the log writes it in every text
+            eq(x.get("campaign"), 'one two three"\\x5c',
                "folded campaign, white space runs as one space")
             check("msgid" not in x and "msgid_hash" not in x,
                   "no Message-ID, no field: %r" % x)

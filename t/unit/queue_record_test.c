@@ -482,13 +482,13 @@ test_trace_fields(void **state)
 {
 	/* A record as the daemon wrote it before ET_MSGID/ET_CAMPAIGN. */
 	static const uint8_t old[] = { 1, MIN_ID, MIN_SENDER, MIN_N0 };
-	static const uint8_t with[] = { 1,   MIN_ID, MIN_SENDER, 13,  3,
-					'<', 'a',    '>',        14,  2,
+	static const uint8_t with[] = { 1,   MIN_ID, MIN_SENDER, 13, 3,
+					'<', 'a',    '>',        14, 2,
 					'c', '1',    MIN_N0 };
-	static const uint8_t twice[] = { 1,  MIN_ID, MIN_SENDER, 13, 1, 'a',
-					 13, 1,      'b',        MIN_N0 };
-	static const uint8_t nul[] = { 1, MIN_ID, MIN_SENDER, 14, 2,
-				       'a', 0,    MIN_N0 };
+	static const uint8_t twice[] = { 1,   MIN_ID, MIN_SENDER, 13,  1,
+					 'a', 13,     1,          'b', MIN_N0 };
+	static const uint8_t nul[] = { 1, MIN_ID, MIN_SENDER, 14,
+				       2, 'a',    0,          MIN_N0 };
 	struct queue_envelope env, out;
 	char err[160];
 
@@ -504,15 +504,15 @@ test_trace_fields(void **state)
 	queue_envelope_clear(&env);
 	assert_null(env.campaign);
 
-	assert_int_equal(record_envelope_decode(old, sizeof(old), &out, err,
-						sizeof(err)),
-			 0);
+	assert_int_equal(
+	    record_envelope_decode(old, sizeof(old), &out, err, sizeof(err)),
+	    0);
 	assert_null(out.msgid);
 	assert_null(out.campaign);
 	queue_envelope_clear(&out);
-	assert_int_equal(record_envelope_decode(with, sizeof(with), &out, err,
-						sizeof(err)),
-			 0);
+	assert_int_equal(
+	    record_envelope_decode(with, sizeof(with), &out, err, sizeof(err)),
+	    0);
 	str_eq("msgid", out.msgid, "<a>");
 	str_eq("campaign", out.campaign, "c1");
 	queue_envelope_clear(&out);

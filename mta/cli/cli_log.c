@@ -339,14 +339,17 @@ cli_log_filter_set(const struct cli *c, struct cli_log_filter *f)
 {
 	size_t i;
 
-	/* 16 hex digits: a queue id; anything else a Message-ID (which
-	 * holds an '@', so the two never meet), matched by msgid_hash. */
+	/* 16 hex digits: a queue id; a Message-ID holds an '@' or comes
+	 * in its angle brackets, so the two never meet (matched by
+	 * msgid_hash); anything else is a slip of the operator's. */
 	if (c->id != NULL && (strlen(c->id) != QUEUE_ID_HEX_BYTES - 1 ||
 			      strspn(c->id, "0123456789abcdefABCDEF") !=
 				  QUEUE_ID_HEX_BYTES - 1)) {
-		if (strspn(c->id, " \t<>") == strlen(c->id)) {
-			cli_errx("log: --id %s: a queue id (16 hex digits) "
-				 "or a Message-ID",
+		if (strchr(c->id, '@') == NULL &&
+		    (c->id[0] != '<' || strlen(c->id) < 3 ||
+		     c->id[strlen(c->id) - 1] != '>')) {
+			cli_errx("log: --id %s: a queue id is 16 hex digits, "
+				 "a Message-ID <left@right>",
 				 c->id);
 			return CLI_USAGE;
 		}

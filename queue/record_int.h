@@ -53,7 +53,8 @@ enum record_env_tag {
 	 * them as unknown tags. */
 	ET_MSGID = 13,    /* string; absent = NULL */
 	ET_CAMPAIGN = 14, /* string; absent = NULL */
-	ET__LAST = ET_CAMPAIGN
+	ET_ENVID = 15,    /* string; absent = NULL */
+	ET__LAST = ET_ENVID
 };
 
 /* Recipient tags, inside an ET_RCPT value. */
@@ -63,6 +64,10 @@ enum record_rcpt_tag {
 	RT_ATTEMPTS = 3,   /* be16 */
 	RT_LAST_CODE = 4,  /* be16 */
 	RT_LAST_REPLY = 5, /* string; absent = NULL */
+	/* Added as ET_MSGID was: absent in older records (0 / NULL). */
+	RT_NOTIFY = 6, /* u8, QUEUE_NOTIFY_* (NEVER alone); absent = 0 */
+	RT_ORCPT = 7,  /* string; absent = NULL */
+	RT__LAST = RT_ORCPT
 };
 
 /*

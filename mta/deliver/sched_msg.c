@@ -42,9 +42,11 @@ sched_env_copy(struct queue_envelope *dst, const struct queue_envelope *src)
 	dst->helo = sched_strdup(src->helo);
 	dst->msgid = sched_strdup(src->msgid);
 	dst->campaign = sched_strdup(src->campaign);
+	dst->envid = sched_strdup(src->envid);
 	dst->rcpts = calloc(src->nrcpts ? src->nrcpts : 1, sizeof(*dst->rcpts));
 	if (dst->rcpts == NULL || (src->sender && !dst->sender) ||
-	    (src->msgid && !dst->msgid) || (src->campaign && !dst->campaign)) {
+	    (src->msgid && !dst->msgid) || (src->campaign && !dst->campaign) ||
+	    (src->envid && !dst->envid)) {
 		dst->nrcpts = 0;
 		queue_envelope_clear(dst);
 		return -1;
@@ -54,7 +56,9 @@ sched_env_copy(struct queue_envelope *dst, const struct queue_envelope *src)
 		dst->rcpts[i].addr = sched_strdup(src->rcpts[i].addr);
 		dst->rcpts[i].last_reply =
 		    sched_strdup(src->rcpts[i].last_reply);
-		if (dst->rcpts[i].addr == NULL) {
+		dst->rcpts[i].orcpt = sched_strdup(src->rcpts[i].orcpt);
+		if (dst->rcpts[i].addr == NULL ||
+		    (src->rcpts[i].orcpt && !dst->rcpts[i].orcpt)) {
 			queue_envelope_clear(dst);
 			return -1;
 		}

@@ -190,6 +190,14 @@ intake_trace_extract(const struct dkim_msg *m, const char *campaign_header,
 		env->msgid = NULL;
 		return -1;
 	}
+	/* Without the header, the DSN envelope id names the campaign (an
+	 * ESP's platform sets one or the other). */
+	if (env->campaign == NULL && env->envid != NULL &&
+	    (env->campaign = strdup(env->envid)) == NULL) {
+		free(env->msgid);
+		env->msgid = NULL;
+		return -1;
+	}
 	if (env->msgid != NULL && intake_trace_msgid_clear(env->msgid, env))
 		env->flags |= QUEUE_F_MSGID_CLEAR;
 	return 0;

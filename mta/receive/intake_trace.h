@@ -23,7 +23,8 @@ struct queue_envelope;
  * over INTAKE_MSGID_MAX_BYTES or holding a control character), campaign
  * (the first CAMPAIGN_HEADER field, NULL: none; unfolded, white-space runs
  * as one space, trimmed, cut to INTAKE_CAMPAIGN_MAX_BYTES on a UTF-8
- * boundary; none when it holds a control character) and the
+ * boundary; none when it holds a control character; without the field,
+ * ENV's DSN ENVID) and the
  * QUEUE_F_MSGID_CLEAR flag (intake_trace_msgid_clear).  ENV's sender and
  * recipients must be set.  Fields already set are replaced (freed).
  * Returns 0, or -1 out of memory (the fields then NULL).  Any thread.

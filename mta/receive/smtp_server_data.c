@@ -406,9 +406,15 @@ smtp_server_data_op(struct smtp_server_session *s)
 		queue_op_free(op);
 		return NULL;
 	}
-	for (i = 0; i < s->nrcpts; i++)
+	for (i = 0; i < s->nrcpts; i++) {
 		op->env.rcpts[i].addr = s->rcpts[i];
+		op->env.rcpts[i].notify = s->rcpt_dsn[i].notify;
+		op->env.rcpts[i].orcpt = s->rcpt_dsn[i].orcpt;
+	}
 	op->env.nrcpts = s->nrcpts;
+	op->env.flags |= s->dsn_ret;
+	op->env.envid = s->envid;
+	s->envid = NULL;
 	s->nrcpts = 0;
 	op->body = s->body;
 	op->body_len = s->body_len;

@@ -175,5 +175,118 @@ def test_hostile_campaign_and_configured_header():
               "only the configured header is read")
 
 
+def dsn_session(d, mail, rcpts, headers=""):
+    """MAIL with parameters, RCPTs with parameters (each must get 250),
+    DATA: the queue id."""
+    r = Raw(d.port)
+    r.reply()
+    code, text = r.cmd("EHLO client.test")
+    check("\n250-DSN" in "\n" + text.replace("250 ", "250-"),
+          "DSN advertised: %s" % text)
+    eq(r.cmd("MAIL FROM:<%s> %s" % (SENDER, mail))[0], 250, "MAIL " + mail)
+    for rc in rcpts:
+        eq(r.cmd("RCPT TO:%s" % rc)[0], 250, "RCPT " + rc)
+    eq(r.cmd("DATA")[0], 354, "DATA")
+    r.send("From: <%s>\r\nSubject: dsn\r\n%s\r\nTHE BODY t9z\r\n.\r\n"
+           % (SENDER, headers))
+    code, text = r.reply()
+    eq(code, 250, "end of data: %s" % text)
+    r.cmd("QUIT")
+    r.close()
+    return text.split()[2]
+
+
+def dsns(sink, qid):
+    """The DSNs at the sink about queue id QID, as text."""
+    out = []
+    for m in sink.messages():
+        t = m.decode("utf-8", "replace")
+        if "X-Outpost-Queue-ID: %s" % qid in t:
+            out.append(t)
+    return out
+
+
+def test_dsn_parameters():
+    dns, sink, port = setup()
+    with dns, sink, Daemon(config=delivery_config(dns, port)) as d:
+        # Strict syntax (a session for each: errors are counted).
+        def try_cmd(mail_params, rcpt_params=None):
+            r = Raw(d.port)
+            r.reply()
+            r.cmd("EHLO client.test")
+            code, _ = r.cmd("MAIL FROM:<%s>%s" % (SENDER, mail_params))
+            if rcpt_params is not None:
+                eq(code, 250, "MAIL")
+                code, _ = r.cmd("RCPT TO:<x@dest.test>%s" % rcpt_params)
+            r.cmd("QUIT")
+            r.close()
+            return code
+
+        for bad, code in ((" ENVID=a+2b", 501), (" ENVID=a=b", 501),
+                          (" ENVID=" + "e" * 101, 501), (" ENVID=", 501),
+                          (" ENVID=x ENVID=y", 501), (" RET=BOGUS", 501),
+                          (" RET=FULL RET=HDRS", 501), (" XYZZY=1", 555),
+                          (" ENVID=e+0D+0Ax", 501)):
+            eq(try_cmd(bad), code, "MAIL" + bad)
+        eq(try_cmd(" ENVID=%s RET=hdrs" % ("e" * 100)), 250, "ENVID of 100")
+        for bad, code in ((" NOTIFY=NEVER,SUCCESS", 501), (" NOTIFY=", 501),
+                          (" NOTIFY=FAILURE,FAILURE", 501),
+                          (" NOTIFY=SOMETIMES", 501), (" ORCPT=rfc822", 501),
+                          (" ORCPT=rfc822;a=b@c", 501),
+                          (" ORCPT=rfc822;" + "o" * 494, 501),
+                          (" NOTIFY=NEVER NOTIFY=NEVER", 555),
+                          (" FOO=BAR", 555), ("NOTIFY=NEVER", 501)):
+            eq(try_cmd("", bad), code, "RCPT" + bad)
+        eq(try_cmd("", " ORCPT=rfc822;" + "o" * 493), 250, "ORCPT of 500")
+
+        # ENVID names the campaign when the header is absent; the failure
+        # DSN carries it and the ORCPT; RET=HDRS: headers only.
+        a = dsn_session(d, "RET=HDRS ENVID=QQ314159+2Bt7",
+                        ["<reject-ann.t9z@dest.test> NOTIFY=FAILURE "
+                         "ORCPT=rfc822;orig+2Bann@list.test"])
+        # NOTIFY=NEVER: no DSN for that one; RET=FULL: the whole message
+        b = dsn_session(d, "RET=FULL",
+                        ["<reject-never.t9z@dest.test> NOTIFY=NEVER",
+                         "<reject-ben.t9z@dest.test>"])
+        # NOTIFY=SUCCESS: a "relayed" report once delivered; none without
+        c = dsn_session(d, "ENVID=c1",
+                        ["<cy.t9z@dest.test> NOTIFY=SUCCESS,FAILURE",
+                         "<dee.t9z@dest.test>"],
+                        "X-Campaign-ID: from-header\r\n")
+        # every recipient of a, b, c reached, and the 3 DSNs
+        sink.wait(lambda st: st.get("messages", 0) >= 1 + 3, timeout=30,
+                  what="c delivered and three DSNs")
+        wait_for(lambda: not d.queue_ids(), what="queue empty")
+        wait_for(lambda: len([x for x in events(d) if x.get("id") == a])
+                 >= 2, what="events of a")
+        evs = events(d)
+        for x in of(evs, a):
+            eq(x.get("campaign"), "QQ314159+t7", "ENVID as campaign")
+        for x in of(evs, c):
+            eq(x.get("campaign"), "from-header", "the header first")
+        da = dsns(sink, a)
+        eq(len(da), 1, "one DSN for a")
+        check("\r\nOriginal-Envelope-Id: QQ314159+t7\r\nReporting-MTA:"
+              in da[0], "Original-Envelope-Id: %s" % da[0])
+        check("\r\nOriginal-Recipient: rfc822;orig+ann@list.test\r\n"
+              "Final-Recipient: rfc822; reject-ann.t9z@dest.test\r\n"
+              "Action: failed\r\n" in da[0], "Original-Recipient")
+        check("text/rfc822-headers" in da[0] and "THE BODY" not in da[0],
+              "RET=HDRS: headers only")
+        db = dsns(sink, b)
+        eq(len(db), 1, "one DSN for b")
+        check("reject-ben.t9z@dest.test" in db[0], "ben reported")
+        check("reject-never.t9z" not in db[0], "NOTIFY=NEVER: not reported")
+        check("Original-Envelope-Id" not in db[0], "no ENVID, no field")
+        check("Content-Type: message/rfc822" in db[0] and
+              "THE BODY t9z" in db[0], "RET=FULL: the whole message")
+        dc = dsns(sink, c)
+        eq(len(dc), 1, "one relayed report for c")
+        check("Action: relayed\r\nStatus: 2.0.0" in dc[0] and
+              "cy.t9z@dest.test" in dc[0] and "dee.t9z" not in dc[0],
+              "relayed report of cy only: %s" % dc[0])
+        check("Original-Envelope-Id: c1\r\n" in dc[0], "ENVID c1")
+
+
 if __name__ == "__main__":
     run_tests(globals())

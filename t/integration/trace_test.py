@@ -24,17 +24,21 @@ JANE = "jane.t9z.alpha@dest.test"
 MAILBOX_ID = "<john.t9z.smith@example.test>"
 
 
-def send(d, rcpt, headers, sender=SENDER):
-    """One message to RCPT with the extra HEADERS (text with CRLFs); its
-    queue id."""
+def send(d, rcpt, headers, mail="", rcpts=None, want_dsn=False):
+    """One message to RCPT (or to RCPTS: "<addr> PARAMS" each) with the
+    extra HEADERS (text with CRLFs) and MAIL parameters; its queue id."""
     r = Raw(d.port)
     r.reply()
-    r.cmd("EHLO client.test")
-    eq(r.cmd("MAIL FROM:<%s>" % sender)[0], 250, "MAIL")
-    eq(r.cmd("RCPT TO:<%s>" % rcpt)[0], 250, "RCPT " + rcpt)
+    code, text = r.cmd("EHLO client.test")
+    if want_dsn:
+        check("250-DSN" in text, "DSN advertised: %s" % text)
+    eq(r.cmd(("MAIL FROM:<%s> %s" % (SENDER, mail)).rstrip())[0], 250,
+       "MAIL " + mail)
+    for rc in rcpts or ["<%s>" % rcpt]:
+        eq(r.cmd("RCPT TO:%s" % rc)[0], 250, "RCPT " + rc)
     eq(r.cmd("DATA")[0], 354, "DATA")
-    r.send("From: <%s>\r\nSubject: trace\r\n%s\r\nbody\r\n.\r\n"
-           % (SENDER, headers))
+    r.send("From: <%s>\r\nSubject: trace\r\n%s\r\nTHE BODY t9z\r\n"
+           ".\r\n" % (SENDER, headers))
     code, text = r.reply()
     eq(code, 250, "end of data: %s" % text)
     r.cmd("QUIT")
@@ -176,24 +180,7 @@ def test_hostile_campaign_and_configured_header():
 
 
 def dsn_session(d, mail, rcpts, headers=""):
-    """MAIL with parameters, RCPTs with parameters (each must get 250),
-    DATA: the queue id."""
-    r = Raw(d.port)
-    r.reply()
-    code, text = r.cmd("EHLO client.test")
-    check("\n250-DSN" in "\n" + text.replace("250 ", "250-"),
-          "DSN advertised: %s" % text)
-    eq(r.cmd("MAIL FROM:<%s> %s" % (SENDER, mail))[0], 250, "MAIL " + mail)
-    for rc in rcpts:
-        eq(r.cmd("RCPT TO:%s" % rc)[0], 250, "RCPT " + rc)
-    eq(r.cmd("DATA")[0], 354, "DATA")
-    r.send("From: <%s>\r\nSubject: dsn\r\n%s\r\nTHE BODY t9z\r\n.\r\n"
-           % (SENDER, headers))
-    code, text = r.reply()
-    eq(code, 250, "end of data: %s" % text)
-    r.cmd("QUIT")
-    r.close()
-    return text.split()[2]
+    return send(d, None, headers, mail=mail, rcpts=rcpts, want_dsn=True)
 
 
 def dsns(sink, qid):

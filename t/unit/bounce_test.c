@@ -85,9 +85,9 @@ test_collect_oom_keeps_recipient(void **state)
 /* The DSN of IN (hostname, qid, sender, arrival, reason filled here when
  * unset) as a string. */
 static char *
-dsn_build_in(struct bounce_input *in_)
+dsn_build_in(const struct bounce_input *base)
 {
-	struct bounce_input in = *in_;
+	struct bounce_input in = *base;
 	uint8_t *out = NULL;
 	size_t len = 0;
 	char *s;
@@ -99,6 +99,8 @@ dsn_build_in(struct bounce_input *in_)
 	if (in.reason == NULL)
 		in.reason = "the receiving server refused it permanently";
 	assert_int_equal(bounce_dsn_build(&in, &out, &len), 0);
+	assert_non_null(out);
+	/* No NUL inside: the rest of the tests treat it as a string. */
 	assert_null(memchr(out, '\0', len));
 	s = malloc(len + 1);
 	assert_non_null(s);
@@ -113,30 +115,13 @@ dsn_build(const struct bounce_rcpt *r, size_t n, const char *headers,
 	  size_t headers_len)
 {
 	struct bounce_input in;
-	uint8_t *out = NULL;
-	size_t len = 0;
-	char *s;
 
 	memset(&in, 0, sizeof(in));
-	in.hostname = "mx.outpost.test";
-	in.qid = "0123456789abcdef";
-	in.sender = "sender@origin.test";
-	in.arrival_ms = 1700000000000;
 	in.rcpts = r;
 	in.nrcpts = n;
 	in.headers = (const uint8_t *)headers;
 	in.headers_len = headers_len;
-	in.reason = "the receiving server refused it permanently";
-	assert_int_equal(bounce_dsn_build(&in, &out, &len), 0);
-	assert_non_null(out);
-	/* No NUL inside: the rest of the tests treat it as a string. */
-	assert_null(memchr(out, '\0', len));
-	s = malloc(len + 1);
-	assert_non_null(s);
-	memcpy(s, out, len);
-	s[len] = '\0';
-	free(out);
-	return s;
+	return dsn_build_in(&in);
 }
 
 /* Every line ends in CRLF (no bare CR or LF) and holds at most 998 octets

@@ -424,16 +424,23 @@ jw_addr(struct jw *w, const char *hname, const char *dname, const char *addr,
 
 /* Formatting --------------------------------------------------------- */
 
-/* Is [S, S+N) left whole by the scrubber (with the event's ADDRS known)
- * and printable ASCII without '\\' or '@'? */
+/* Is [S, S+N) dot-atom text (RFC 5322 3.6.4: what a Message-ID's halves
+ * are made of; no quote, space or '@') left whole by the scrubber (with
+ * the event's ADDRS known)? */
 static bool
 evlog_msgid_part_plain(const char *s, size_t n, const char *const *addrs)
 {
+	static const char atext[] = "abcdefghijklmnopqrstuvwxyz"
+				    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+				    "!#$%&'*+-/=?^_`{|}~.";
 	char out[SCRUB_OUT_BYTES];
-	size_t outlen;
+	size_t i, outlen;
 
 	if (n == 0 || n >= SCRUB_SCAN_BYTES)
 		return false;
+	for (i = 0; i < n; i++)
+		if (s[i] == '\0' || strchr(atext, s[i]) == NULL)
+			return false;
 	return scrub_text(s, n, addrs, 2, SCRUB_KNOWN, out, sizeof(out),
 			  &outlen) == s &&
 	       outlen == n && escape_identity(s, n);

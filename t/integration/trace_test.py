@@ -275,5 +275,32 @@ def test_dsn_parameters():
         check("Original-Envelope-Id: c1\r\n" in dc[0], "ENVID c1")
 
 
+def test_expiry_event_and_dsn():
+    """A recipient that is always deferred expires: the expiration event
+    carries the fields, and its DSN the ENVID; NOTIFY=NEVER silences
+    the other's."""
+    dns, sink, port = setup()
+    conf = delivery_config(dns, port).replace(
+        "delivery {", "delivery {\n  max_age = 3s")
+    with dns, sink, Daemon(config=conf) as d:
+        a = send(d, None, "Message-ID: <20261205.7777.exp@mailer.sender.test>"
+                 "\r\nX-Campaign-ID: late\r\n", mail="ENVID=exp1",
+                 rcpts=["<defer-eve.t9z@dest.test>",
+                        "<defer-fay.t9z@dest.test> NOTIFY=NEVER"])
+        wait_for(lambda: len([x for x in events(d) if x.get("id") == a and
+                              x["event"] == "expiration"]) == 2,
+                 timeout=30, what="both expired, in the log")
+        for x in of(events(d), a):
+            eq(x.get("msgid"), "<20261205.7777.exp@mailer.sender.test>",
+               "msgid on %s" % x["event"])
+            eq(x.get("campaign"), "late", "campaign on %s" % x["event"])
+        wait_for(lambda: dsns(sink, a), what="the expiry DSN")
+        da = dsns(sink, a)
+        eq(len(da), 1, "one DSN")
+        check("Original-Envelope-Id: exp1\r\n" in da[0] and
+              "defer-eve.t9z" in da[0] and "defer-fay.t9z" not in da[0],
+              "expiry DSN: ENVID, eve only: %s" % da[0])
+
+
 if __name__ == "__main__":
     run_tests(globals())

@@ -354,6 +354,9 @@ struct conf_log {
 	 * the queue's, to accept and settle mail. */
 	uint64_t disk_reserve;         /* bytes (default 256M) */
 	unsigned disk_reserve_percent; /* of the filesystem (default 1) */
+	/* The header whose value the delivery log writes as "campaign"
+	 * (default "X-Campaign-ID"); NULL ("" in the file): none. */
+	char *campaign_header;
 };
 
 /* `metrics { listen = "ADDR:PORT" }`: the HTTP listener of GET /metrics. */

@@ -121,6 +121,27 @@ conf_file_mode_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	return 0;
 }
 
+/* log.campaign_header: a header field name (RFC 5322 2.2: printable
+ * ASCII but ':'), at most 76 bytes so that "NAME: x" fits a line;
+ * "" = none. */
+static int
+conf_header_name_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	size_t i, n = value != NULL ? strlen(value) : 0;
+
+	for (i = 0; i < n; i++)
+		if (value[i] <= ' ' || value[i] >= 0x7f || value[i] == ':')
+			break;
+	if (i != n || n > 76)
+		return conf_value_fail(cfg, opt, value,
+				       "a header field name: printable ASCII "
+				       "without ':' or white space, at most 76 "
+				       "bytes (\"\" = none)");
+	conf_line_note(conf_cur, cfg, opt->name, conf_cfg_line(cfg));
+	*(const char **)result = value;
+	return 0;
+}
+
 /* control.socket: a file; "" would leave the CLI without a way in. */
 static int
 conf_socket_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
@@ -216,6 +237,9 @@ cfg_opt_t conf_log_opts[] = {
 	/* Free space the logs leave to the queue (mta/core/logspace.h). */
 	CFG_STR_CB("disk_reserve", "256M", CFGF_NONE, conf_num_cb),
 	CFG_STR_CB("disk_reserve_percent", "1", CFGF_NONE, conf_num_cb),
+	/* The header read as the message's campaign (tracing). */
+	CFG_STR_CB("campaign_header", "X-Campaign-ID", CFGF_NONE,
+		   conf_header_name_cb),
 	CFG_END(),
 };
 
@@ -314,6 +338,10 @@ conf_build_log(struct conf_ctx *x, cfg_t *cfg, struct conf *c)
 	c->log.disk_reserve = conf_num_get(x, sec, "disk_reserve");
 	c->log.disk_reserve_percent =
 	    (unsigned)conf_num_get(x, sec, "disk_reserve_percent");
+	s = cfg_getstr(sec, "campaign_header");
+	if (s != NULL && *s != '\0' &&
+	    (c->log.campaign_header = conf_strdup(x, s)) == NULL)
+		return -1;
 	return 0;
 }
 
@@ -608,6 +636,7 @@ conf_observe_free(struct conf *c)
 
 	free(c->log.delivery_file);
 	free(c->log.audit_file);
+	free(c->log.campaign_header);
 	free(c->metrics.listen);
 	free(c->control.socket);
 	for (i = 0; i < c->control.naccess; i++)

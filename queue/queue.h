@@ -67,12 +67,26 @@ struct queue_rcpt {
 	uint16_t attempts;
 	uint16_t last_code; /* last SMTP reply code, 0 = none yet */
 	char *last_reply;   /* last reply text (sealed at rest), or NULL */
+	uint8_t notify;     /* DSN NOTIFY (RFC 3461): QUEUE_NOTIFY_* bits,
+			       0 = not given (a failure DSN, no other) */
+	char *orcpt;        /* DSN ORCPT decoded ("rfc822;a@b"), or NULL */
 };
+
+#define QUEUE_NOTIFY_SUCCESS 0x01u
+#define QUEUE_NOTIFY_FAILURE 0x02u
+#define QUEUE_NOTIFY_DELAY   0x04u
+#define QUEUE_NOTIFY_NEVER   0x08u /* alone */
 
 #define QUEUE_F_8BITMIME 0x0001u /* BODY=8BITMIME */
 #define QUEUE_F_SMTPUTF8 0x0002u /* SMTPUTF8 on MAIL FROM */
 #define QUEUE_F_HELD     0x0004u /* held by an operator or policy */
 #define QUEUE_F_DSN      0x0008u /* this message is a DSN: never bounce it */
+/* The Message-ID may be written in clear in the delivery log (intake found
+ * it machine-made, holding no address of the message); without it only
+ * its keyed hash is. */
+#define QUEUE_F_MSGID_CLEAR 0x0010u
+#define QUEUE_F_RET_FULL    0x0020u /* DSN RET=FULL */
+#define QUEUE_F_RET_HDRS    0x0040u /* DSN RET=HDRS */
 
 struct queue_envelope {
 	uint64_t id;
@@ -85,6 +99,9 @@ struct queue_envelope {
 	char *user;              /* authenticated user, or NULL */
 	char *client;            /* client IP address as text */
 	char *helo;              /* the client's EHLO/HELO name */
+	char *msgid;    /* the Message-ID header as sent ("<l@r>"), or NULL */
+	char *campaign; /* campaign/tenant id (log.campaign_header), or NULL */
+	char *envid;    /* DSN ENVID decoded (RFC 3461), or NULL */
 	struct queue_rcpt *rcpts;
 	uint32_t nrcpts;
 };

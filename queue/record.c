@@ -308,6 +308,11 @@ record_rcpt_encode(struct record_out *o, const struct queue_rcpt *r, uint32_t i,
 		record_out_tlv_be16(o, RT_ATTEMPTS, r->attempts);
 	if (r->last_code != 0)
 		record_out_tlv_be16(o, RT_LAST_CODE, r->last_code);
+	if (r->notify != 0)
+		record_out_tlv(o, RT_NOTIFY, &r->notify, 1);
+	if (record_out_tlv_str(o, RT_ORCPT, r->orcpt, "recipient orcpt", err,
+			       errlen) != 0)
+		return -1;
 	return record_out_tlv_str(o, RT_LAST_REPLY, r->last_reply,
 				  "recipient reply", err, errlen);
 }
@@ -349,7 +354,13 @@ record_envelope_encode(const struct queue_envelope *env, uint8_t **out,
 	    record_out_tlv_str(&o, ET_CLIENT, env->client, "client", err,
 			       errlen) != 0 ||
 	    record_out_tlv_str(&o, ET_HELO, env->helo, "helo", err, errlen) !=
-		0)
+		0 ||
+	    record_out_tlv_str(&o, ET_MSGID, env->msgid, "message-id", err,
+			       errlen) != 0 ||
+	    record_out_tlv_str(&o, ET_CAMPAIGN, env->campaign, "campaign", err,
+			       errlen) != 0 ||
+	    record_out_tlv_str(&o, ET_ENVID, env->envid, "envid", err,
+			       errlen) != 0)
 		goto fail;
 	record_out_tlv_varint(&o, ET_NRCPTS, env->nrcpts);
 	for (i = 0; i < env->nrcpts && !o.bad; i++) {
@@ -501,7 +512,7 @@ record_rcpt_decode(struct record_rd *b, struct queue_rcpt *r, uint32_t i,
 	while (record_rd_left(b) > 0) {
 		if (record_tlv_next(b, &tag, &val, where, err, errlen) != 0)
 			return -1;
-		if (tag == 0 || tag > RT_LAST_REPLY)
+		if (tag == 0 || tag > RT__LAST)
 			continue; /* unknown or reserved: skipped */
 		if (record_tag_once(&seen, tag, where, err, errlen) != 0)
 			return -1;
@@ -537,6 +548,25 @@ record_rcpt_decode(struct record_rd *b, struct queue_rcpt *r, uint32_t i,
 			break;
 		case RT_LAST_REPLY:
 			if (record_val_str(&val, &r->last_reply, where, err,
+					   errlen) != 0)
+				return -1;
+			break;
+		case RT_NOTIFY:
+			if (record_val_fixed(&val, 1, &v, where, tag, err,
+					     errlen) != 0)
+				return -1;
+			if (v == 0 || v > 0x0f ||
+			    ((v & QUEUE_NOTIFY_NEVER) &&
+			     v != QUEUE_NOTIFY_NEVER)) {
+				(void)snprintf(err, errlen,
+					       "%s: bad notify bits 0x%02x",
+					       where, (unsigned)v);
+				return -1;
+			}
+			r->notify = (uint8_t)v;
+			break;
+		case RT_ORCPT:
+			if (record_val_str(&val, &r->orcpt, where, err,
 					   errlen) != 0)
 				return -1;
 			break;
@@ -614,7 +644,7 @@ record_envelope_decode(const uint8_t *p, size_t len, struct queue_envelope *env,
 	while (record_rd_left(&b) > 0) {
 		if (record_tlv_next(&b, &tag, &val, where, err, errlen) != 0)
 			goto fail;
-		if (tag == 0 || tag > ET_RCPT)
+		if (tag == 0 || tag > ET__LAST)
 			continue; /* unknown or reserved: skipped */
 		if (tag != ET_RCPT &&
 		    record_tag_once(&seen, tag, where, err, errlen) != 0)
@@ -674,6 +704,21 @@ record_envelope_decode(const uint8_t *p, size_t len, struct queue_envelope *env,
 					   errlen) != 0)
 				goto fail;
 			break;
+		case ET_MSGID:
+			if (record_val_str(&val, &env->msgid, "message-id", err,
+					   errlen) != 0)
+				goto fail;
+			break;
+		case ET_CAMPAIGN:
+			if (record_val_str(&val, &env->campaign, "campaign",
+					   err, errlen) != 0)
+				goto fail;
+			break;
+		case ET_ENVID:
+			if (record_val_str(&val, &env->envid, "envid", err,
+					   errlen) != 0)
+				goto fail;
+			break;
 		case ET_NRCPTS:
 			if (record_nrcpts_decode(&val, &b, env, err, errlen) !=
 			    0)
@@ -728,10 +773,14 @@ queue_envelope_clear(struct queue_envelope *env)
 	free(env->user);
 	free(env->client);
 	free(env->helo);
+	free(env->msgid);
+	free(env->campaign);
+	free(env->envid);
 	if (env->rcpts != NULL) {
 		for (i = 0; i < env->nrcpts; i++) {
 			free(env->rcpts[i].addr);
 			free(env->rcpts[i].last_reply);
+			free(env->rcpts[i].orcpt);
 		}
 		free(env->rcpts);
 	}

@@ -48,6 +48,13 @@ enum record_env_tag {
 	ET_HELO = 10,   /* string; absent = NULL */
 	ET_NRCPTS = 11, /* varint, required, before the first ET_RCPT */
 	ET_RCPT = 12,   /* nested RT_* list, exactly ET_NRCPTS of them */
+	/* Added without a version change: a record without them (written
+	 * before) loads with NULL, and a reader that predates them skips
+	 * them as unknown tags. */
+	ET_MSGID = 13,    /* string; absent = NULL */
+	ET_CAMPAIGN = 14, /* string; absent = NULL */
+	ET_ENVID = 15,    /* string; absent = NULL */
+	ET__LAST = ET_ENVID
 };
 
 /* Recipient tags, inside an ET_RCPT value. */
@@ -57,6 +64,10 @@ enum record_rcpt_tag {
 	RT_ATTEMPTS = 3,   /* be16 */
 	RT_LAST_CODE = 4,  /* be16 */
 	RT_LAST_REPLY = 5, /* string; absent = NULL */
+	/* Added as ET_MSGID was: absent in older records (0 / NULL). */
+	RT_NOTIFY = 6, /* u8, QUEUE_NOTIFY_* (NEVER alone); absent = 0 */
+	RT_ORCPT = 7,  /* string; absent = NULL */
+	RT__LAST = RT_ORCPT
 };
 
 /*

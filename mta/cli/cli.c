@@ -137,7 +137,8 @@ static const struct cli_cmd cli_cmds[] = {
 	  CLI_NEED_CONF, CLI_O_SELECT | CLI_O_JSON, 0, 1, cli_keys_auth_unblock,
 	  NULL, NULL },
 	{ "log", NULL,
-	  "[--rcpt ADDRESS] [--event E[,E…]] [--id QUEUEID] [--since WHEN] "
+	  "[--rcpt ADDRESS] [--event E[,E…]] [--id QUEUEID|MSGID] [--since "
+	  "WHEN] "
 	  "[--until WHEN] [-f] [FILE]",
 	  "print the delivery log's lines (FILE: log.delivery_file) of one "
 	  "recipient, events, message and/or time span (WHEN: 2h, 30m, or "

@@ -221,6 +221,7 @@ struct cli_log_filter {
 	char *events[CLI_LOG_EVENTS_MAX];
 	int nevents;
 	char id[QUEUE_ID_HEX_BYTES]; /* --id, lower case; "" for any */
+	const char *msgid_hash;      /* --id MESSAGE-ID: its msgid_hash */
 	bool since, until;           /* --since, --until given */
 	int64_t since_ms, until_ms;  /* the span's ends, both included */
 	bool skip_partial;           /* -f began inside a line: drop it */
@@ -251,6 +252,11 @@ cli_log_match(const struct cli_log_filter *f, const char *line, size_t len)
 	if (f->id[0] != '\0' &&
 	    (cli_log_js_get(line, line + len, "id", v, sizeof(v)) != 1 ||
 	     strcasecmp(v, f->id) != 0))
+		return false;
+	if (f->msgid_hash != NULL &&
+	    (cli_log_js_get(line, line + len, "msgid_hash", v, sizeof(v)) !=
+		 1 ||
+	     strcmp(v, f->msgid_hash) != 0))
 		return false;
 	if (!cli_log_match_time(f, line, len))
 		return false;
@@ -333,14 +339,22 @@ cli_log_filter_set(const struct cli *c, struct cli_log_filter *f)
 {
 	size_t i;
 
-	if (c->id != NULL) {
-		if (strlen(c->id) != QUEUE_ID_HEX_BYTES - 1 ||
-		    strspn(c->id, "0123456789abcdefABCDEF") !=
-			QUEUE_ID_HEX_BYTES - 1) {
-			cli_errx("log: --id %s: a queue id is 16 hex digits",
+	/* 16 hex digits: a queue id; a Message-ID holds an '@' or comes
+	 * in its angle brackets, so the two never meet (matched by
+	 * msgid_hash); anything else is a slip of the operator's. */
+	if (c->id != NULL && (strlen(c->id) != QUEUE_ID_HEX_BYTES - 1 ||
+			      strspn(c->id, "0123456789abcdefABCDEF") !=
+				  QUEUE_ID_HEX_BYTES - 1)) {
+		if (strchr(c->id, '@') == NULL &&
+		    (c->id[0] != '<' || strlen(c->id) < 3 ||
+		     c->id[strlen(c->id) - 1] != '>')) {
+			cli_errx("log: --id %s: a queue id is 16 hex digits, "
+				 "a Message-ID <left@right>",
 				 c->id);
 			return CLI_USAGE;
 		}
+		f->msgid_hash = ""; /* the caller hashes it with the key */
+	} else if (c->id != NULL) {
 		for (i = 0; i < QUEUE_ID_HEX_BYTES - 1; i++)
 			f->id[i] = (char)(c->id[i] >= 'A' && c->id[i] <= 'F'
 					      ? c->id[i] - 'A' + 'a'
@@ -376,7 +390,8 @@ cli_log_follow_start(int fd, const struct stat *st, struct cli_log_filter *f)
 
 /*
  * log — filter the delivery log (JSON Lines) by recipient (its keyed hash,
- * as `outpost hash` makes it), event, queue id and/or time.  With -f,
+ * as `outpost hash` makes it), event, queue id or Message-ID (its
+ * msgid_hash) and/or time.  With -f,
  * follow the file as tail -F does, from its end (from its start with
  * --since): wait for more, and when the name points to a new file
  * (logrotate moved the old one) finish the old one and go on with the new.
@@ -388,6 +403,7 @@ cli_log(struct cli *c)
 	struct cli_log_filter f;
 	struct stat st, nst;
 	char hash[QUEUE_HASH_HEX_BYTES], *events = NULL, *tok, *save = NULL;
+	char msgid_hash[QUEUE_HASH_HEX_BYTES];
 	const char *path;
 	char *buf = NULL;
 	size_t len = 0, cap = 0;
@@ -419,11 +435,19 @@ cli_log(struct cli *c)
 	if ((rc = cli_log_filter_set(c, &f)) != CLI_OK)
 		goto done;
 	rc = CLI_ERR;
-	if (c->rcpt != NULL) {
+	if (c->rcpt != NULL || f.msgid_hash != NULL) {
 		if (cli_hash_key_load(c) != 0)
 			goto done;
+	}
+	if (c->rcpt != NULL) {
 		queue_addr_hash(c->hash_key, c->rcpt, hash);
 		f.hash = hash;
+	}
+	if (f.msgid_hash != NULL) {
+		/* As the delivery log hashes it (evlog.h): brackets, white
+		 * space and case do not matter. */
+		queue_addr_hash(c->hash_key, c->id, msgid_hash);
+		f.msgid_hash = msgid_hash;
 	}
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 ||
 	    fstat(fd, &st) != 0) {

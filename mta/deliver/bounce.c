@@ -198,7 +198,9 @@ bounce_dsn_build(const struct bounce_input *in, uint8_t **out, size_t *outlen)
 	bounce_printf(&b, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n",
 		      in->hostname);
 	bounce_printf(&b, "To: <%s>\r\n", in->sender);
-	bounce_printf(&b, "Subject: Undelivered Mail Returned to Sender\r\n");
+	bounce_printf(&b, "Subject: %s\r\n",
+		      in->relayed ? "Successful Mail Delivery Report"
+				  : "Undelivered Mail Returned to Sender");
 	bounce_printf(&b, "Date: %s\r\n", date);
 	bounce_printf(&b, "Message-ID: <%s.%lld.dsn@%s>\r\n", in->qid,
 		      (long long)now, in->hostname);
@@ -218,11 +220,18 @@ bounce_dsn_build(const struct bounce_input *in, uint8_t **out, size_t *outlen)
 		      boundary);
 	bounce_printf(&b, "This is the mail system at %s.\r\n\r\n",
 		      in->hostname);
-	bounce_printf(&b,
-		      "Your message could not be delivered to %s of its "
-		      "recipients:\r\n",
-		      in->nrcpts == 1 ? "one" : "some");
-	bounce_printf(&b, "%s.\r\n\r\n", bounce_reason(in));
+	if (in->relayed)
+		bounce_printf(&b,
+			      "Your message was handed over for delivery to "
+			      "the recipients below,\r\nwhose next server "
+			      "sends no delivery notifications:\r\n\r\n");
+	else {
+		bounce_printf(&b,
+			      "Your message could not be delivered to %s of "
+			      "its recipients:\r\n",
+			      in->nrcpts == 1 ? "one" : "some");
+		bounce_printf(&b, "%s.\r\n\r\n", bounce_reason(in));
+	}
 	for (i = 0; i < in->nrcpts; i++) {
 		const struct bounce_rcpt *r = &in->rcpts[i];
 
@@ -244,16 +253,24 @@ bounce_dsn_build(const struct bounce_input *in, uint8_t **out, size_t *outlen)
 		      "\r\n--%s\r\nContent-Type: "
 		      "message/delivery-status\r\n\r\n",
 		      boundary);
+	if (in->envid != NULL) /* RFC 3464 2.2.1: first */
+		bounce_printf(&b, "Original-Envelope-Id: %s\r\n", in->envid);
 	bounce_printf(&b, "Reporting-MTA: dns; %s\r\n", in->hostname);
 	bounce_printf(&b, "X-Outpost-Queue-ID: %s\r\n", in->qid);
 	bounce_printf(&b, "Arrival-Date: %s\r\n", arrival);
 	for (i = 0; i < in->nrcpts; i++) {
 		const struct bounce_rcpt *r = &in->rcpts[i];
 
-		bounce_printf(&b, "\r\nFinal-Recipient: %s; %s\r\n",
+		bounce_printf(&b, "\r\n");
+		if (in->orcpts != NULL && in->orcpts[i] != NULL)
+			/* printable ASCII (mta/receive/dsn_param.c) */
+			bounce_printf(&b, "Original-Recipient: %s\r\n",
+				      in->orcpts[i]);
+		bounce_printf(&b, "Final-Recipient: %s; %s\r\n",
 			      bounce_is_ascii(r->addr) ? "rfc822" : "utf-8",
 			      r->addr);
-		bounce_printf(&b, "Action: failed\r\n");
+		bounce_printf(&b, "Action: %s\r\n",
+			      in->relayed ? "relayed" : "failed");
 		bounce_printf(&b, "Status: %s\r\n", r->status);
 		if (r->cause == BOUNCE_ADMIN) {
 			/* No server's word and no attempt of ours: the
@@ -279,18 +296,25 @@ bounce_dsn_build(const struct bounce_input *in, uint8_t **out, size_t *outlen)
 		bounce_printf(&b, "Last-Attempt-Date: %s\r\n", date);
 	}
 
-	/* 3. What was sent. */
-	bounce_printf(&b,
-		      "\r\n--%s\r\nContent-Type: "
-		      "text/rfc822-headers\r\n\r\n",
-		      boundary);
-	hlen = in->headers != NULL
-		   ? bounce_headers_cut(in->headers, in->headers_len)
-		   : 0;
-	if (hlen > 0) {
-		bounce_add(&b, in->headers, hlen);
-		if (hlen < 2 || memcmp(in->headers + hlen - 2, "\r\n", 2) != 0)
+	/* 3. What was sent: RET=FULL the message, else its headers. */
+	bounce_printf(&b, "\r\n--%s\r\nContent-Type: %s\r\n\r\n", boundary,
+		      in->full != NULL ? "message/rfc822"
+				       : "text/rfc822-headers");
+	if (in->full != NULL) {
+		bounce_add(&b, in->full, in->full_len);
+		hlen = in->full_len;
+		if (hlen < 2 || memcmp(in->full + hlen - 2, "\r\n", 2) != 0)
 			bounce_add(&b, "\r\n", 2);
+	} else {
+		hlen = in->headers != NULL
+			   ? bounce_headers_cut(in->headers, in->headers_len)
+			   : 0;
+		if (hlen > 0) {
+			bounce_add(&b, in->headers, hlen);
+			if (hlen < 2 ||
+			    memcmp(in->headers + hlen - 2, "\r\n", 2) != 0)
+				bounce_add(&b, "\r\n", 2);
+		}
 	}
 	bounce_printf(&b, "\r\n--%s--\r\n", boundary);
 	if (b.oom) {

@@ -5,6 +5,7 @@
 #ifndef OUTPOST_MTA_BOUNCE_H
 #define OUTPOST_MTA_BOUNCE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -40,6 +41,15 @@ struct bounce_input {
 	size_t headers_len;
 	const char *reason; /* one line for the human-readable part, or
 			       NULL: said from the recipients' causes */
+	const char *envid;  /* DSN ENVID (decoded), or NULL */
+	/* DSN ORCPTs ("rfc822;a@b", decoded), parallel to rcpts (entries
+	 * NULL: none given); NULL: none at all */
+	const char *const *orcpts;
+	/* RET=FULL: the whole message, returned instead of the headers
+	 * (NULL: the headers only) */
+	const uint8_t *full;
+	size_t full_len;
+	bool relayed; /* a success report (NOTIFY=SUCCESS): "relayed" */
 };
 
 /*

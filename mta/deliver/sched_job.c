@@ -169,6 +169,9 @@ sched_job_log(struct sched_msg *m, const struct sched_job *job, uint32_t ri,
 	ev.tls_cipher = cj->tls_cipher[0] ? cj->tls_cipher : NULL;
 	ev.tls_verified = cj->tls_version[0] ? cj->tls_verified : -1;
 	ev.count = -1;
+	ev.msgid = env->msgid;
+	ev.msgid_clear = (env->flags & QUEUE_F_MSGID_CLEAR) != 0;
+	ev.campaign = env->campaign;
 	evlog_write(&ev);
 	if (o->action == OA_DELIVERED && ev.queue_time_ms >= 0)
 		metrics_observe(&metrics_delivery_latency,

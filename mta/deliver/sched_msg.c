@@ -40,8 +40,13 @@ sched_env_copy(struct queue_envelope *dst, const struct queue_envelope *src)
 	dst->user = sched_strdup(src->user);
 	dst->client = sched_strdup(src->client);
 	dst->helo = sched_strdup(src->helo);
+	dst->msgid = sched_strdup(src->msgid);
+	dst->campaign = sched_strdup(src->campaign);
+	dst->envid = sched_strdup(src->envid);
 	dst->rcpts = calloc(src->nrcpts ? src->nrcpts : 1, sizeof(*dst->rcpts));
-	if (dst->rcpts == NULL || (src->sender && !dst->sender)) {
+	if (dst->rcpts == NULL || (src->sender && !dst->sender) ||
+	    (src->msgid && !dst->msgid) || (src->campaign && !dst->campaign) ||
+	    (src->envid && !dst->envid)) {
 		dst->nrcpts = 0;
 		queue_envelope_clear(dst);
 		return -1;
@@ -51,7 +56,9 @@ sched_env_copy(struct queue_envelope *dst, const struct queue_envelope *src)
 		dst->rcpts[i].addr = sched_strdup(src->rcpts[i].addr);
 		dst->rcpts[i].last_reply =
 		    sched_strdup(src->rcpts[i].last_reply);
-		if (dst->rcpts[i].addr == NULL) {
+		dst->rcpts[i].orcpt = sched_strdup(src->rcpts[i].orcpt);
+		if (dst->rcpts[i].addr == NULL ||
+		    (src->rcpts[i].orcpt && !dst->rcpts[i].orcpt)) {
 			queue_envelope_clear(dst);
 			return -1;
 		}
@@ -322,74 +329,40 @@ sched_write_delete(struct sched_msg *m)
 
 /* DSNs ---------------------------------------------------------------- */
 
-/* Queue a DSN for the recipients of M that failed this round. */
-void
-sched_dsn(struct sched_msg *m)
+/*
+ * Queue the DSN IN (hostname, qid, sender, arrival, envid, full set here)
+ * of M for its sender.  0, or -1 out of memory (logged).
+ */
+static int
+sched_dsn_queue(struct sched_msg *m, struct bounce_input *in, const char *qid)
 {
-	struct bounce_rcpt *br;
-	char(*st)[12] = NULL;
-	struct bounce_input in;
+	const struct queue_envelope *env = &m->r->env;
 	struct queue_op *op;
-	char qid[QUEUE_ID_HEX_BYTES];
 	int64_t now = util_wall_ms();
 	unsigned i;
 
-	if (m->r->env.sender == NULL || m->r->env.sender[0] == '\0' ||
-	    (m->r->env.flags & QUEUE_F_DSN) || m->r->nbounced == 0)
-		return;
-	br = calloc(m->r->nbounced, sizeof(*br));
-	st = calloc(m->r->nbounced, sizeof(*st));
-	if (br == NULL || st == NULL) {
-		free(br);
-		free(st);
-		return;
-	}
-	queue_id_format(m->id, qid);
-	for (i = 0; i < m->r->nbounced; i++) {
-		const struct queue_rcpt *r = &m->r->env.rcpts[m->r->bounced[i]];
-		const char *text = r->last_reply ? r->last_reply : "";
-
-		br[i].addr = r->addr;
-		br[i].code = r->last_code >= 200 ? r->last_code : 0;
-		br[i].diag = text;
-		br[i].remote_mta =
-		    m->r->remote ? m->r->remote[m->r->bounced[i]] : NULL;
-		/* The status: the reply's enhanced code (ours when there
-		 * was no reply), else by state. */
-		br[i].cause = r->state == QR_EXPIRED ? BOUNCE_EXPIRED
-			      : i >= m->r->nbounced - m->r->nadmin
-				  ? BOUNCE_ADMIN
-				  : BOUNCE_REFUSED;
-		br[i].status = r->state == QR_EXPIRED ? "4.4.7" : "5.0.0";
-		if (outcome_enhanced(r->last_code >= 200      ? r->last_code
-				     : r->state == QR_EXPIRED ? 400
-							      : 500,
-				     text, st[i]))
-			br[i].status = st[i];
-	}
-	memset(&in, 0, sizeof(in));
-	in.hostname = sched.conf->hostname;
-	in.qid = qid;
-	in.sender = m->r->env.sender;
-	in.arrival_ms = m->r->env.created_ms;
-	in.rcpts = br;
-	in.nrcpts = m->r->nbounced;
+	in->hostname = sched.conf->hostname;
+	in->qid = qid;
+	in->sender = env->sender;
+	in->arrival_ms = env->created_ms;
+	in->envid = env->envid;
 	if (m->r->body != NULL) {
-		in.headers = m->r->body;
-		in.headers_len = bounce_headers_len(m->r->body, m->r->body_len);
+		in->headers = m->r->body;
+		in->headers_len =
+		    bounce_headers_len(m->r->body, m->r->body_len);
+		if (env->flags & QUEUE_F_RET_FULL) { /* RFC 3461 4.3 */
+			in->full = m->r->body;
+			in->full_len = m->r->body_len;
+		}
 	}
 	op = queue_op_new(QOP_INSERT);
-	if (op == NULL || bounce_dsn_build(&in, &op->body, &op->body_len) != 0)
+	if (op == NULL || bounce_dsn_build(in, &op->body, &op->body_len) != 0)
 		goto oom;
-	free(br);
-	br = NULL;
-	free(st);
-	st = NULL;
 	op->env.id = queue_id_next(sched.queue);
 	op->env.created_ms = op->env.next_attempt_ms = now;
 	op->env.flags = QUEUE_F_DSN;
-	for (i = 0; m->r->env.sender[i] != '\0'; i++)
-		if ((unsigned char)m->r->env.sender[i] >= 0x80)
+	for (i = 0; env->sender[i] != '\0'; i++)
+		if ((unsigned char)env->sender[i] >= 0x80)
 			op->env.flags |= QUEUE_F_SMTPUTF8 | QUEUE_F_8BITMIME;
 	for (i = 0; i < op->body_len; i++)
 		if (op->body[i] >= 0x80) {
@@ -406,14 +379,143 @@ sched_dsn(struct sched_msg *m)
 	    op->env.helo == NULL || op->env.rcpts == NULL)
 		goto oom;
 	op->env.nrcpts = 1;
-	if ((op->env.rcpts[0].addr = strdup(m->r->env.sender)) == NULL ||
+	if ((op->env.rcpts[0].addr = strdup(env->sender)) == NULL ||
 	    sched_write_submit(NULL, op) != 0)
 		goto oom;
-	return;
+	return 0;
 oom:
 	log_warnx("%s out of memory building a DSN", qid);
-	free(br);
-	free(st);
 	if (op != NULL)
 		queue_op_free(op);
+	return -1;
+}
+
+/* Does recipient R want a DSN for ITS outcome (QUEUE_NOTIFY_FAILURE or
+ * _SUCCESS)?  Without NOTIFY (RFC 3461 4.1), failures only. */
+static bool
+sched_dsn_wanted(const struct queue_rcpt *r, uint8_t its)
+{
+	return r->notify == 0 ? its == QUEUE_NOTIFY_FAILURE
+			      : (r->notify & its) != 0;
+}
+
+/*
+ * NOTIFY=SUCCESS (RFC 3461 5.2.2.1): the next hop is not asked for DSNs
+ * (the client sends no DSN parameters), so a recipient delivered there is
+ * reported "relayed", once: its SUCCESS bit is dropped as it is, and the
+ * envelope written after this round keeps that.
+ */
+static void
+sched_dsn_relayed(struct sched_msg *m, const char *qid)
+{
+	struct queue_envelope *env = &m->r->env;
+	struct bounce_rcpt *br;
+	const char **orcpts;
+	struct bounce_input in;
+	uint32_t i, n = 0;
+
+	for (i = 0; i < env->nrcpts; i++)
+		if (env->rcpts[i].state == QR_DELIVERED &&
+		    (env->rcpts[i].notify & QUEUE_NOTIFY_SUCCESS))
+			n++;
+	if (n == 0)
+		return;
+	br = calloc(n, sizeof(*br));
+	orcpts = calloc(n, sizeof(*orcpts));
+	if (br == NULL || orcpts == NULL) {
+		log_warnx("%s out of memory building a DSN", qid);
+		goto done;
+	}
+	for (i = 0, n = 0; i < env->nrcpts; i++) {
+		const struct queue_rcpt *r = &env->rcpts[i];
+
+		if (r->state != QR_DELIVERED ||
+		    !(r->notify & QUEUE_NOTIFY_SUCCESS))
+			continue;
+		br[n].addr = r->addr;
+		br[n].status = "2.0.0";
+		br[n].code = r->last_code >= 200 ? r->last_code : 0;
+		br[n].diag = r->last_reply;
+		br[n].remote_mta = m->r->remote ? m->r->remote[i] : NULL;
+		orcpts[n++] = r->orcpt;
+	}
+	memset(&in, 0, sizeof(in));
+	in.rcpts = br;
+	in.nrcpts = n;
+	in.orcpts = orcpts;
+	in.relayed = true;
+	if (sched_dsn_queue(m, &in, qid) == 0)
+		for (i = 0; i < env->nrcpts; i++)
+			if (env->rcpts[i].state == QR_DELIVERED)
+				env->rcpts[i].notify &=
+				    (uint8_t)~QUEUE_NOTIFY_SUCCESS;
+done:
+	free(br);
+	free(orcpts);
+}
+
+/* Queue a DSN for the recipients of M that failed this round (and asked
+ * for one: NOTIFY), and one for those delivered that asked for that. */
+void
+sched_dsn(struct sched_msg *m)
+{
+	struct bounce_rcpt *br;
+	char(*st)[12] = NULL;
+	const char **orcpts = NULL;
+	struct bounce_input in;
+	char qid[QUEUE_ID_HEX_BYTES];
+	unsigned i, n = 0;
+
+	if (m->r->env.sender == NULL || m->r->env.sender[0] == '\0' ||
+	    (m->r->env.flags & QUEUE_F_DSN))
+		return;
+	queue_id_format(m->id, qid);
+	sched_dsn_relayed(m, qid);
+	if (m->r->nbounced == 0)
+		return;
+	br = calloc(m->r->nbounced, sizeof(*br));
+	st = calloc(m->r->nbounced, sizeof(*st));
+	orcpts = calloc(m->r->nbounced, sizeof(*orcpts));
+	if (br == NULL || st == NULL || orcpts == NULL) {
+		log_warnx("%s out of memory building a DSN", qid);
+		goto done;
+	}
+	for (i = 0; i < m->r->nbounced; i++) {
+		const struct queue_rcpt *r = &m->r->env.rcpts[m->r->bounced[i]];
+		const char *text = r->last_reply ? r->last_reply : "";
+
+		if (!sched_dsn_wanted(r, QUEUE_NOTIFY_FAILURE))
+			continue; /* NOTIFY=NEVER, or not FAILURE */
+		orcpts[n] = r->orcpt;
+		br[n].addr = r->addr;
+		br[n].code = r->last_code >= 200 ? r->last_code : 0;
+		br[n].diag = text;
+		br[n].remote_mta =
+		    m->r->remote ? m->r->remote[m->r->bounced[i]] : NULL;
+		/* The operator's bounces are the round's last NADMIN. */
+		br[n].cause = r->state == QR_EXPIRED ? BOUNCE_EXPIRED
+			      : i >= m->r->nbounced - m->r->nadmin
+				  ? BOUNCE_ADMIN
+				  : BOUNCE_REFUSED;
+		/* The status: the reply's enhanced code (ours when there
+		 * was no reply), else by state. */
+		br[n].status = r->state == QR_EXPIRED ? "4.4.7" : "5.0.0";
+		if (outcome_enhanced(r->last_code >= 200      ? r->last_code
+				     : r->state == QR_EXPIRED ? 400
+							      : 500,
+				     text, st[n]))
+			br[n].status = st[n];
+		n++;
+	}
+	if (n == 0)
+		goto done;
+	memset(&in, 0, sizeof(in));
+	in.rcpts = br;
+	in.nrcpts = n;
+	in.orcpts = orcpts; /* in.reason NULL: the causes say it */
+	(void)sched_dsn_queue(m, &in, qid);
+done:
+	free(br);
+	free(st);
+	free(orcpts);
 }

@@ -467,6 +467,10 @@ sched_round_expire(struct sched_msg *m, int64_t now)
 			ev.reply = r->last_reply;
 			ev.tls_verified = -1;
 			ev.count = -1;
+			ev.msgid = m->r->env.msgid;
+			ev.msgid_clear =
+			    (m->r->env.flags & QUEUE_F_MSGID_CLEAR) != 0;
+			ev.campaign = m->r->env.campaign;
 			evlog_write(&ev);
 		}
 	}

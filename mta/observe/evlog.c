@@ -8,7 +8,8 @@
  * write(2)s it at least once a second, sooner past EVLOG_FLUSH_BYTES, unless
  * the filesystem is down to the queue's reserve (mta/core/logspace.h: dropped).
  * Must not: write an address, a local part or a VERP form in clear (every text
- * field goes through scrub_text() then scrub_escape(), mta/core/scrub.h); make
+ * field goes through scrub_text() then scrub_escape(), mta/core/scrub.h; the
+ * one '@' allowed is inside a machine-made Message-ID, jw_msgid); make
  * a caller wait for the disk; emit a line that is not one valid JSON object in
  * valid UTF-8.
  */
@@ -423,6 +424,79 @@ jw_addr(struct jw *w, const char *hname, const char *dname, const char *addr,
 
 /* Formatting --------------------------------------------------------- */
 
+/* Is [S, S+N) dot-atom text (RFC 5322 3.6.4: what a Message-ID's halves
+ * are made of; no quote, space or '@') left whole by the scrubber (with
+ * the event's ADDRS known)? */
+static bool
+evlog_msgid_part_plain(const char *s, size_t n, const char *const *addrs)
+{
+	static const char atext[] = "abcdefghijklmnopqrstuvwxyz"
+				    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+				    "!#$%&'*+-/=?^_`{|}~.";
+	char out[SCRUB_OUT_BYTES];
+	size_t i, outlen;
+
+	if (n == 0 || n >= SCRUB_SCAN_BYTES)
+		return false;
+	for (i = 0; i < n; i++)
+		if (s[i] == '\0' || strchr(atext, s[i]) == NULL)
+			return false;
+	return scrub_text(s, n, addrs, 2, SCRUB_KNOWN, out, sizeof(out),
+			  &outlen) == s &&
+	       outlen == n && escape_identity(s, n);
+}
+
+/*
+ * msgid in clear: the one '@' a line may hold, between the two halves of
+ * a Message-ID the intake judged machine-made.  Each half must still pass
+ * the scrubber whole on its own (no encoded address, no known local
+ * part); otherwise only msgid_hash is written.
+ */
+static void
+jw_msgid(struct jw *w, const char *msgid, const char *const *addrs)
+{
+	const char *s, *e, *at;
+	char buf[EVLOG_TEXT_BYTES];
+	size_t n;
+
+	addr_trim(msgid, &s, &e);
+	for (at = e; at > s && at[-1] != '@'; at--)
+		;
+	if (at == s || at - 1 == s || at == e)
+		return; /* no '@', or nothing on one side */
+	if (!evlog_msgid_part_plain(s, (size_t)(at - 1 - s), addrs) ||
+	    !evlog_msgid_part_plain(at, (size_t)(e - at), addrs))
+		return;
+	n = (size_t)(e - s);
+	if (n + 2 >= sizeof(buf))
+		return;
+	buf[0] = '<';
+	memcpy(buf + 1, s, n);
+	buf[n + 1] = '>';
+	jw_str(w, "msgid", buf, n + 2);
+}
+
+/*
+ * The message's tracing fields: msgid (in clear only when the intake
+ * allowed it, and scrubbed even then: a known local part still goes),
+ * msgid_hash (always: what `outpost log --id` looks for), campaign (peer
+ * text: scrubbed and escaped).
+ */
+static void
+evlog_trace_fields(struct jw *w, const struct evlog_event *ev,
+		   const uint8_t *key, const char *const *addrs)
+{
+	char hex[QUEUE_HASH_HEX_BYTES];
+
+	if (ev->msgid != NULL && ev->msgid[0] != '\0') {
+		if (ev->msgid_clear)
+			jw_msgid(w, ev->msgid, addrs);
+		queue_addr_hash(key, ev->msgid, hex);
+		jw_str(w, "msgid_hash", hex, strlen(hex));
+	}
+	jw_text(w, "campaign", ev->campaign, addrs, SCRUB_KNOWN);
+}
+
 /*
  * evlog_format — EV as one line (with its '\n') into LINE; returns its
  * length.  Fields in the order of the documentation, each only when set.
@@ -465,6 +539,7 @@ evlog_format(const struct evlog_event *ev, const uint8_t *key, char *line,
 	if (ev->sender != NULL)
 		jw_addr(&w, "sender_hash", "sender_domain", ev->sender, key,
 			true);
+	evlog_trace_fields(&w, ev, key, addrs);
 	if (ev->size != 0)
 		jw_u64(&w, "size", ev->size);
 	if (ev->nrcpts >= 0)

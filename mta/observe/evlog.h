@@ -66,6 +66,15 @@ struct evlog_event {
 	const char *admin;   /* admin: who ("root (uid 0)") */
 	const char *command; /* admin: what ("hold --domain example.com") */
 	int count;           /* admin: messages affected, -1 none */
+	/* The message's Message-ID as sent ("<left@right>"): always written
+	 * as msgid_hash (queue_addr_hash: without white space and angle
+	 * brackets, lower-cased, as `outpost log --id` computes it), and as
+	 * msgid in clear only with MSGID_CLEAR (the intake found it
+	 * machine-made and free of the message's addresses:
+	 * QUEUE_F_MSGID_CLEAR).  Scrubbed like any text all the same. */
+	const char *msgid;
+	bool msgid_clear;
+	const char *campaign; /* campaign/tenant id (log.campaign_header) */
 };
 
 /*

@@ -21,6 +21,7 @@
 #include "dns/dns.h"
 #include "queue/queue.h"
 #include "mta/receive/intake.h"
+#include "mta/receive/intake_trace.h"
 #include "mta/core/log.h"
 #include "mta/core/loop.h"
 #include "mta/core/util.h"
@@ -767,6 +768,13 @@ intake_submit(struct intake_req *req)
 		req->msg = NULL;
 		STATS_INC(rejected_content);
 		intake_refuse(req, 554, "5.6.0 Malformed header: %s", err);
+		return;
+	}
+	if (intake_trace_extract(req->msg, I.conf->log.campaign_header,
+				 &op->env) != 0) {
+		intake_refuse(req, 451,
+			      "4.3.0 Temporary failure, try again "
+			      "later");
 		return;
 	}
 	if (I.conf->dmarc.check || I.nkeys > 0 || req->user != NULL) {

@@ -42,6 +42,10 @@
 #define SMTP_OUTPUT_MAX    (256 * 1024) /* stop reading past this */
 #define SMTP_INPUT_MAX     (64 * 1024)  /* stop reading past this */
 
+/* RFC 3461 4 (DSN): MAIL and RCPT lines may be longer by ENVID and RET,
+ * or by ORCPT and NOTIFY (500 characters, with room for the keywords). */
+#define SMTP_DSN_LINE_EXTRA 600
+
 #define CMD_ALWAYS                                                             \
 	(CMD_RSET | CMD_NOOP | CMD_QUIT | CMD_VRFY | CMD_HELP | CMD_EXPN |     \
 	 CMD_EHLO | CMD_HELO)
@@ -313,9 +317,14 @@ smtp_server_txn_reset(struct smtp_server_session *s)
 {
 	unsigned i;
 
-	for (i = 0; i < s->nrcpts; i++)
+	for (i = 0; i < s->nrcpts; i++) {
 		free(s->rcpts[i]);
+		free(s->rcpt_dsn[i].orcpt);
+	}
 	s->nrcpts = 0;
+	free(s->envid);
+	s->envid = NULL;
+	s->dsn_ret = 0;
 	smtp_server_data_mem_cancel(s);
 	free(s->body);
 	s->body = NULL;
@@ -427,6 +436,9 @@ smtp_server_input_line(struct smtp_server_session *s, struct evbuffer *in)
 	if (s->state == SS_AUTH || (evbuffer_copyout(in, head, 5) == 5 &&
 				    strncasecmp((char *)head, "AUTH ", 5) == 0))
 		limit = SMTP_AUTH_LINE_MAX;
+	else if (avail >= 5 && (strncasecmp((char *)head, "MAIL ", 5) == 0 ||
+				strncasecmp((char *)head, "RCPT ", 5) == 0))
+		limit = SMTP_CMD_LINE_MAX + SMTP_DSN_LINE_EXTRA;
 	eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF);
 	if (eol.pos < 0) {
 		if (avail > limit) {
@@ -565,6 +577,7 @@ smtp_server_free(struct smtp_server_session *s)
 	smtp_server_txn_reset(s);
 	smtp_server_auth_reset(s);
 	free(s->rcpts);
+	free(s->rcpt_dsn);
 	if (s->timer != NULL)
 		event_free(s->timer);
 	if (s->delay != NULL)

@@ -23,6 +23,7 @@
 #include "queue/queue.h"
 #include "mta/core/log.h"
 #include "mta/observe/stats.h"
+#include "mta/receive/dsn_param.h"
 #include "mta/receive/smtp_server_int.h"
 
 bool
@@ -76,6 +77,7 @@ smtp_server_cmd_hello(struct smtp_server_session *s, char *arg, bool ehlo)
 	smtp_server_reply(s, "250-ENHANCEDSTATUSCODES");
 	smtp_server_reply(s, "250-8BITMIME");
 	smtp_server_reply(s, "250-SMTPUTF8");
+	smtp_server_reply(s, "250-DSN");
 	smtp_server_reply(s, "250 CHUNKING");
 	smtp_server_enter(s, SS_READY);
 }
@@ -128,16 +130,58 @@ smtp_server_cmd_may_null(const struct conf_user *u)
 	return false;
 }
 
+/*
+ * MAIL FROM's DSN parameters (RFC 3461 4.3, 4.4): KEY=VAL is RET or ENVID
+ * (1), given once each; into S.  0 not a DSN parameter, 1 taken, -1 once
+ * refused (replied).
+ */
+static int
+smtp_server_cmd_mail_dsn(struct smtp_server_session *s, const char *key,
+			 const char *val)
+{
+	if (strcasecmp(key, "RET") == 0) {
+		if (val == NULL || s->dsn_ret != 0 ||
+		    dsn_param_ret(val, &s->dsn_ret) != 0) {
+			s->dsn_ret = 0;
+			smtp_server_refuse(s, "501 5.5.4 Bad RET parameter");
+			return -1;
+		}
+		return 1;
+	}
+	if (strcasecmp(key, "ENVID") == 0) {
+		if (val == NULL || s->envid != NULL ||
+		    dsn_param_envid(val, &s->envid) != 0) {
+			smtp_server_refuse(s,
+					   "501 5.5.4 Bad ENVID parameter "
+					   "(xtext, at most 100 characters)");
+			return -1;
+		}
+		return 1;
+	}
+	return 0;
+}
+
 /* MAIL FROM's parameters in REST: SIZE into *SIZE (*SIZE_SEEN), BODY,
- * SMTPUTF8 and AUTH into S.  Returns 0, or -1 once refused (replied). */
+ * SMTPUTF8, AUTH, RET and ENVID into S.  Returns 0, or -1 once refused
+ * (replied). */
 static int
 smtp_server_cmd_mail_params(struct smtp_server_session *s, char *rest,
 			    uint64_t *size, bool *size_seen)
 {
 	char *key, *val, *end;
 	bool body_seen = false;
+	int dsn;
 
+	free(s->envid); /* a refused MAIL may have left them */
+	s->envid = NULL;
+	s->dsn_ret = 0;
 	while (smtp_server_cmd_param(&rest, &key, &val)) {
+		if ((dsn = smtp_server_cmd_mail_dsn(s, key, val)) < 0) {
+			memset(&s->sender, 0, sizeof(s->sender));
+			return -1;
+		}
+		if (dsn > 0)
+			continue;
 		if (strcasecmp(key, "SIZE") == 0 && val != NULL &&
 		    !*size_seen) {
 			errno = 0;
@@ -241,10 +285,51 @@ smtp_server_cmd_mail(struct smtp_server_session *s, char *arg)
 	smtp_server_enter(s, SS_MAIL);
 }
 
+/* RCPT TO's parameters in REST: NOTIFY and ORCPT (RFC 3461 4.1, 4.2),
+ * once each, into *DSN (its orcpt malloc'd).  0, or -1 once refused
+ * (replied; nothing left allocated). */
+static int
+smtp_server_cmd_rcpt_params(struct smtp_server_session *s, char *rest,
+			    struct smtp_server_rcpt_dsn *dsn)
+{
+	char *key, *val;
+
+	memset(dsn, 0, sizeof(*dsn));
+	while (smtp_server_cmd_param(&rest, &key, &val)) {
+		if (strcasecmp(key, "NOTIFY") == 0 && val != NULL &&
+		    dsn->notify == 0) {
+			if (dsn_param_notify(val, &dsn->notify) != 0) {
+				smtp_server_refuse(s, "501 5.5.4 Bad NOTIFY "
+						      "parameter");
+				goto fail;
+			}
+		} else if (strcasecmp(key, "ORCPT") == 0 && val != NULL &&
+			   dsn->orcpt == NULL) {
+			if (dsn_param_orcpt(val, &dsn->orcpt) != 0) {
+				smtp_server_refuse(s, "501 5.5.4 Bad ORCPT "
+						      "parameter (type;xtext, "
+						      "at most 500 "
+						      "characters)");
+				goto fail;
+			}
+		} else {
+			smtp_server_refuse(s, "555 5.5.4 Unsupported RCPT TO "
+					      "parameter");
+			goto fail;
+		}
+	}
+	return 0;
+fail:
+	free(dsn->orcpt);
+	memset(dsn, 0, sizeof(*dsn));
+	return -1;
+}
+
 static void
 smtp_server_cmd_rcpt(struct smtp_server_session *s, char *arg)
 {
 	struct addr_path rcpt;
+	struct smtp_server_rcpt_dsn dsn = { 0, NULL }, *nd;
 	const char *rest;
 	enum addr_result ar;
 	char *copy, **nr;
@@ -271,15 +356,15 @@ smtp_server_cmd_rcpt(struct smtp_server_session *s, char *arg)
 				   addr_result_str(ar));
 		return;
 	}
-	while (*rest == ' ')
-		rest++;
-	if (*rest != '\0') {
-		/* DSN (NOTIFY/ORCPT) is not offered, so no parameter is. */
-		smtp_server_refuse(s, "555 5.5.4 Unsupported RCPT TO "
-				      "parameter");
+	if (*rest != '\0' && *rest != ' ') {
+		smtp_server_refuse(s, "501 5.5.4 Syntax: RCPT TO:<address>");
 		return;
 	}
+	/* REST lies in ARG, the command line's own (writable) copy. */
+	if (smtp_server_cmd_rcpt_params(s, arg + (rest - arg), &dsn) != 0)
+		return;
 	if (s->nrcpts >= smtp_server_conf->limits.max_recipients) {
+		free(dsn.orcpt);
 		/* Flow control, not an error (RFC 5321 4.5.3.1.10). */
 		smtp_server_reply(s, "452 4.5.3 Error: too many recipients");
 		return;
@@ -290,15 +375,20 @@ smtp_server_cmd_rcpt(struct smtp_server_session *s, char *arg)
 		if ((nr = realloc(s->rcpts, cap * sizeof(*nr))) == NULL)
 			goto oom;
 		s->rcpts = nr;
+		if ((nd = realloc(s->rcpt_dsn, cap * sizeof(*nd))) == NULL)
+			goto oom;
+		s->rcpt_dsn = nd;
 		s->rcpts_cap = cap;
 	}
 	if ((copy = strdup(rcpt.mailbox)) == NULL)
 		goto oom;
+	s->rcpt_dsn[s->nrcpts] = dsn;
 	s->rcpts[s->nrcpts++] = copy;
 	smtp_server_reply(s, "250 2.1.5 Ok");
 	smtp_server_enter(s, SS_RCPT);
 	return;
 oom:
+	free(dsn.orcpt);
 	smtp_server_reply(s, "452 4.3.1 Insufficient system resources");
 }
 

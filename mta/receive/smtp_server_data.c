@@ -252,6 +252,9 @@ smtp_server_data_log_reception(struct smtp_server_session *s,
 	ev.dmarc = req->result[0] ? req->result : NULL;
 	ev.reason = req->held ? "held by the DMARC policy action" : NULL;
 	ev.count = -1;
+	ev.msgid = op->env.msgid;
+	ev.msgid_clear = (op->env.flags & QUEUE_F_MSGID_CLEAR) != 0;
+	ev.campaign = op->env.campaign;
 	for (i = 0; i < op->env.nrcpts; i++) {
 		ev.rcpt = op->env.rcpts[i].addr;
 		evlog_write(&ev);
@@ -405,9 +408,15 @@ smtp_server_data_op(struct smtp_server_session *s)
 		queue_op_free(op);
 		return NULL;
 	}
-	for (i = 0; i < s->nrcpts; i++)
+	for (i = 0; i < s->nrcpts; i++) {
 		op->env.rcpts[i].addr = s->rcpts[i];
+		op->env.rcpts[i].notify = s->rcpt_dsn[i].notify;
+		op->env.rcpts[i].orcpt = s->rcpt_dsn[i].orcpt;
+	}
 	op->env.nrcpts = s->nrcpts;
+	op->env.flags |= s->dsn_ret;
+	op->env.envid = s->envid;
+	s->envid = NULL;
 	s->nrcpts = 0;
 	op->body = s->body;
 	op->body_len = s->body_len;

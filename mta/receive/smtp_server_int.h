@@ -112,6 +112,14 @@ struct smtp_server_session {
 	uint64_t declared_size;
 	char **rcpts;
 	unsigned nrcpts, rcpts_cap;
+	/* DSN (RFC 3461): MAIL's ENVID (decoded) and RET (QUEUE_F_RET_*),
+	 * and each recipient's NOTIFY and ORCPT, parallel to rcpts. */
+	char *envid;
+	uint32_t dsn_ret;
+	struct smtp_server_rcpt_dsn {
+		uint8_t notify; /* QUEUE_NOTIFY_*, 0 = not given */
+		char *orcpt;    /* decoded, or NULL */
+	} * rcpt_dsn;
 	uint8_t *body;
 	size_t body_len, body_cap;  /* body_cap is charged to the budget */
 	size_t inflight_charge;     /* charged for a body with the intake */

@@ -43,3 +43,5 @@ outpost_integration_test(state_persist t/integration/state_persist_test.py TIMEO
 # The queue obeys: a change answers once visible, an operator's bounce
 # logged per recipient with an administrator's DSN, --respect-backoff.
 outpost_integration_test(queue_obey t/integration/queue_obey_test.py TIMEOUT 600)
+# Tracing: Message-ID and campaign on every event, `outpost log --id MSGID`.
+outpost_integration_test(trace t/integration/trace_test.py TIMEOUT 600)

@@ -82,28 +82,26 @@ test_collect_oom_keeps_recipient(void **state)
 
 /* bounce_dsn_build ------------------------------------------------------ */
 
-/* The human part's reason dsn_build gives; NULL: the causes say it. */
+/* The human part's reason dsn_build_in gives when IN has none; NULL: the
+ * causes say it. */
 static const char *dsn_reason = "the receiving server refused it permanently";
 
+/* The DSN of IN (hostname, qid, sender, arrival, reason filled here when
+ * unset) as a string. */
 static char *
-dsn_build(const struct bounce_rcpt *r, size_t n, const char *headers,
-	  size_t headers_len)
+dsn_build_in(const struct bounce_input *base)
 {
-	struct bounce_input in;
+	struct bounce_input in = *base;
 	uint8_t *out = NULL;
 	size_t len = 0;
 	char *s;
 
-	memset(&in, 0, sizeof(in));
 	in.hostname = "mx.outpost.test";
 	in.qid = "0123456789abcdef";
 	in.sender = "sender@origin.test";
 	in.arrival_ms = 1700000000000;
-	in.rcpts = r;
-	in.nrcpts = n;
-	in.headers = (const uint8_t *)headers;
-	in.headers_len = headers_len;
-	in.reason = dsn_reason;
+	if (in.reason == NULL)
+		in.reason = dsn_reason;
 	assert_int_equal(bounce_dsn_build(&in, &out, &len), 0);
 	assert_non_null(out);
 	/* No NUL inside: the rest of the tests treat it as a string. */
@@ -114,6 +112,20 @@ dsn_build(const struct bounce_rcpt *r, size_t n, const char *headers,
 	s[len] = '\0';
 	free(out);
 	return s;
+}
+
+static char *
+dsn_build(const struct bounce_rcpt *r, size_t n, const char *headers,
+	  size_t headers_len)
+{
+	struct bounce_input in;
+
+	memset(&in, 0, sizeof(in));
+	in.rcpts = r;
+	in.nrcpts = n;
+	in.headers = (const uint8_t *)headers;
+	in.headers_len = headers_len;
+	return dsn_build_in(&in);
 }
 
 /* Every line ends in CRLF (no bare CR or LF) and holds at most 998 octets
@@ -341,6 +353,75 @@ test_dsn_headers_only(void **state)
 	free(s);
 }
 
+static void check_lines(const char *s);
+static char *dsn_part(const char *s, int k);
+
+/* RFC 3461: the ENVID as Original-Envelope-Id, each ORCPT as
+ * Original-Recipient; RET=FULL returns the whole message (message/rfc822);
+ * a "relayed" report (NOTIFY=SUCCESS) says so. */
+static void
+test_dsn_rfc3461_fields(void **state)
+{
+	static const char msg[] = "Subject: s\r\n\r\nTHE BODY\r\n";
+	struct bounce_rcpt r[2] = {
+		{ "a@dest.test", "5.1.1", NULL, 550, "no", BOUNCE_REFUSED },
+		{ "b@dest.test", "5.1.1", NULL, 550, "no", BOUNCE_REFUSED },
+	};
+	const char *const orcpts[2] = { "rfc822;orig-a@list.test", NULL };
+	struct bounce_input in;
+	char *s, *p2, *p3;
+
+	(void)state;
+	memset(&in, 0, sizeof(in));
+	in.orcpts = orcpts;
+	in.rcpts = r;
+	in.nrcpts = 2;
+	in.headers = (const uint8_t *)msg;
+	in.headers_len = strlen("Subject: s\r\n\r\n");
+	in.envid = "QQ314159 t7";
+	s = dsn_build_in(&in);
+	check_lines(s);
+	p2 = dsn_part(s, 2);
+	assert_non_null(strstr(p2, "\r\nOriginal-Envelope-Id: QQ314159 t7\r\n"
+				   "Reporting-MTA: "));
+	assert_non_null(strstr(p2, "\r\n\r\nOriginal-Recipient: "
+				   "rfc822;orig-a@list.test\r\n"
+				   "Final-Recipient: rfc822; a@dest.test\r\n"));
+	assert_null(strstr(strstr(p2, "b@dest.test"), "Original-Recipient"));
+	assert_null(strstr(s, "THE BODY")); /* RET absent: headers only */
+	free(p2);
+	free(s);
+
+	/* RET=FULL: the whole message, as message/rfc822. */
+	in.full = (const uint8_t *)msg;
+	in.full_len = strlen(msg);
+	s = dsn_build_in(&in);
+	check_lines(s);
+	p3 = dsn_part(s, 3);
+	assert_string_equal(p3, "Content-Type: message/rfc822\r\n\r\n"
+				"Subject: s\r\n\r\nTHE BODY\r\n");
+	free(p3);
+	free(s);
+
+	/* A success report (relayed: the next hop takes no DSN request). */
+	in.full = NULL;
+	in.relayed = true;
+	r[0].status = r[1].status = "2.0.0";
+	r[0].code = r[1].code = 250;
+	r[0].diag = r[1].diag = "2.0.0 queued as X";
+	s = dsn_build_in(&in);
+	check_lines(s);
+	assert_non_null(strstr(s, "\r\nSubject: Successful Mail Delivery "
+				  "Report\r\n"));
+	assert_null(strstr(s, "could not be delivered"));
+	p2 = dsn_part(s, 2);
+	assert_int_equal(count(p2, "Action: relayed\r\n"), 2);
+	assert_int_equal(count(p2, "Status: 2.0.0\r\n"), 2);
+	assert_null(strstr(p2, "Action: failed"));
+	free(p2);
+	free(s);
+}
+
 /* A huge header block (or a message without an empty line, all header):
  * the DSN returns only the first fields, cut at a field boundary, so a
  * DSN stays small. */
@@ -435,6 +516,7 @@ main(void)
 		cmocka_unit_test(test_dsn_line_lengths),
 		cmocka_unit_test(test_dsn_headers_only),
 		cmocka_unit_test(test_dsn_headers_truncated),
+		cmocka_unit_test(test_dsn_rfc3461_fields),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

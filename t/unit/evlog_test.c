@@ -195,7 +195,8 @@ static const char json_check_py[] =
     "import json,sys\n"
     "order=['time','event','id','session','user','client','pool',"
     "'source_addr','destination','mx_host','mx_ip','rcpt_hash','rcpt_domain',"
-    "'sender_hash','sender_domain','size','nrcpts','attempt','queue_time_s',"
+    "'sender_hash','sender_domain','msgid','msgid_hash','campaign','size',"
+    "'nrcpts','attempt','queue_time_s',"
     "'code','enhanced_status','reply','stage','tls_version','tls_cipher',"
     "'tls_verified','dkim','dmarc','reason','admin','command','count']\n"
     "data=open(sys.argv[1],'rb').read().decode('utf-8')\n"
@@ -520,6 +521,98 @@ test_hash_normalised(void **state)
 	assert_true(field(line, "rcpt_hash", got, sizeof(got)));
 	assert_string_equal(got, want);
 	free(line);
+}
+
+/* Tracing: Message-ID and campaign -------------------------------------- */
+
+/*
+ * The Message-ID: msgid_hash always (queue_addr_hash of it: brackets and
+ * case do not count), msgid only with msgid_clear and only when neither
+ * half holds an encoded address or the event's local parts; the campaign
+ * scrubbed and escaped like any text.
+ */
+static void
+test_msgid_campaign(void **state)
+{
+	static const struct {
+		const char *msgid;
+		bool clear;
+		const char *want; /* the msgid field, NULL: none */
+	} cases[] = {
+		{ "<20261205.1234.abc@mailer.example>", true,
+		  "<20261205.1234.abc@mailer.example>" },
+		{ "20261205.1234.abc@mailer.example", true,
+		  "<20261205.1234.abc@mailer.example>" },
+		{ "<20261205.1234.abc@mailer.example>", false, NULL },
+		/* the recipient's local part, the sender's, a VERP form */
+		{ "<zqsecret.rcpt.12345678@mailer.example>", true, NULL },
+		{ "<x.12345678@zqsender.local.example>", true, NULL },
+		{ "<b.1234+zq=victim.example@mailer.example>", true, NULL },
+		{ "<no-at-sign-1234>", true, NULL },
+		{ "<a\"b.12345678@mailer.example>", true, NULL },
+		{ "<a.12345678@mailer.example\x01>", true, NULL },
+	};
+	struct evlog_event ev = ev_none(EV_DELIVERY);
+	char path[128], want[QUEUE_HASH_HEX_BYTES], got[256], *s, *line, *nl;
+	size_t i;
+
+	(void)state;
+	ev.rcpt = "zqsecret.rcpt@dest.test";
+	ev.sender = "zqsender.local@sender.test";
+	tpath(path, sizeof(path), "msgid");
+	unlink(path);
+	log_open_at(path, key_a);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		ev.msgid = cases[i].msgid;
+		ev.msgid_clear = cases[i].clear;
+		ev.campaign = i == 0 ? "spring \"26\" \x01 zqsecret.rcpt "
+				       "team@corp.example"
+				     : "c1";
+		evlog_write(&ev);
+	}
+	ev.msgid = NULL;
+	ev.campaign = NULL;
+	evlog_write(&ev); /* neither: no field */
+	evlog_close();
+	assert_int_equal(json_check(path),
+			 (long)(sizeof(cases) / sizeof(cases[0])) + 1);
+	s = slurp(path, NULL);
+	assert_non_null(s);
+	line = s;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		nl = strchr(line, '\n');
+		assert_non_null(nl);
+		*nl = '\0';
+		if (cases[i].want == NULL) {
+			if (field(line, "msgid", got, sizeof(got)))
+				fail_msg("case %zu: msgid in clear: %s", i,
+					 line);
+		} else {
+			assert_true(field(line, "msgid", got, sizeof(got)));
+			assert_string_equal(got, cases[i].want);
+		}
+		queue_addr_hash(key_a, cases[i].msgid, want);
+		assert_true(field(line, "msgid_hash", got, sizeof(got)));
+		assert_string_equal(got, want);
+		assert_null(strstr(line, "zqsecret"));
+		assert_null(strstr(line, "zqsender"));
+		assert_null(strstr(line, "victim"));
+		line = nl + 1;
+	}
+	/* The hash ignores brackets and case: `outpost log --id` relies on
+	 * it. */
+	queue_addr_hash(key_a, "20261205.1234.ABC@Mailer.Example", got);
+	queue_addr_hash(key_a, cases[0].msgid, want);
+	assert_string_equal(got, want);
+	assert_null(strstr(line, "msgid"));
+	assert_null(strstr(line, "campaign"));
+	/* The first campaign: quotes escaped, the control byte as \x01, the
+	 * known local part and the address gone. */
+	assert_true(field(s, "campaign", got, sizeof(got)));
+	assert_string_equal(got, "spring \\\"26\\\" \\\\x01 <address> "
+				 "<address>");
+	free(s);
+	unlink(path);
 }
 
 /* Adversarial bytes: always valid JSON and UTF-8 ------------------------- */
@@ -1728,6 +1821,7 @@ main(void)
 		cmocka_unit_test(test_time_now),
 		cmocka_unit_test(test_hash_normalised),
 		cmocka_unit_test(test_json_adversarial),
+		cmocka_unit_test(test_msgid_campaign),
 		cmocka_unit_test(test_privacy),
 		cmocka_unit_test(test_scrub_exact),
 		cmocka_unit_test(test_echo_forms_log_escape),

@@ -46,6 +46,9 @@ env_full(struct queue_envelope *env, uint32_t n)
 	env->user = xstrdup("campaign");
 	env->client = xstrdup("192.0.2.7");
 	env->helo = xstrdup("client.example");
+	env->msgid = xstrdup("<20261205.0001.a1b2@mailer.example>");
+	env->campaign = xstrdup("spring-sale 2026");
+	env->envid = xstrdup("QQ314159 tenant=7");
 	env->nrcpts = n;
 	if (n > 0)
 		env->rcpts = calloc(n, sizeof(*env->rcpts));
@@ -58,6 +61,13 @@ env_full(struct queue_envelope *env, uint32_t n)
 		env->rcpts[i].last_code = i % 3 == 0 ? 0 : 451;
 		env->rcpts[i].last_reply =
 		    i % 2 == 0 ? NULL : xstrdup("4.7.1 try later");
+		env->rcpts[i].notify =
+		    i % 3 == 0   ? 0
+		    : i % 3 == 1 ? QUEUE_NOTIFY_NEVER
+				 : QUEUE_NOTIFY_SUCCESS | QUEUE_NOTIFY_FAILURE;
+		if (i % 2 == 1)
+			env->rcpts[i].orcpt =
+			    xstrdup("rfc822;orig@example.org");
 	}
 }
 
@@ -112,6 +122,9 @@ env_eq(const struct queue_envelope *a, const struct queue_envelope *b)
 	str_eq("user", a->user, b->user);
 	str_eq("client", a->client, b->client);
 	str_eq("helo", a->helo, b->helo);
+	str_eq("msgid", a->msgid, b->msgid);
+	str_eq("campaign", a->campaign, b->campaign);
+	str_eq("envid", a->envid, b->envid);
 	assert_int_equal(a->nrcpts, b->nrcpts);
 	for (i = 0; i < a->nrcpts; i++) {
 		str_eq("rcpt addr", a->rcpts[i].addr, b->rcpts[i].addr);
@@ -120,6 +133,8 @@ env_eq(const struct queue_envelope *a, const struct queue_envelope *b)
 		assert_int_equal(a->rcpts[i].last_code, b->rcpts[i].last_code);
 		str_eq("rcpt reply", a->rcpts[i].last_reply,
 		       b->rcpts[i].last_reply);
+		assert_int_equal(a->rcpts[i].notify, b->rcpts[i].notify);
+		str_eq("rcpt orcpt", a->rcpts[i].orcpt, b->rcpts[i].orcpt);
 	}
 }
 
@@ -468,6 +483,90 @@ test_reader_rollback(void **state)
 	assert_int_equal(record_rd_u8(&b, &v8), -1);
 }
 
+/*
+ * The tracing fields (Message-ID, campaign): they round-trip when set, are
+ * absent (NULL) in a record written before they existed, and obey the
+ * rules of every string field (once only, no NUL).
+ */
+static void
+test_trace_fields(void **state)
+{
+	/* A record as the daemon wrote it before ET_MSGID/ET_CAMPAIGN. */
+	static const uint8_t old[] = { 1, MIN_ID, MIN_SENDER, MIN_N0 };
+	static const uint8_t with[] = { 1,   MIN_ID, MIN_SENDER, 13, 3,
+					'<', 'a',    '>',        14, 2,
+					'c', '1',    MIN_N0 };
+	static const uint8_t twice[] = { 1,   MIN_ID, MIN_SENDER, 13,  1,
+					 'a', 13,     1,          'b', MIN_N0 };
+	static const uint8_t nul[] = { 1, MIN_ID, MIN_SENDER, 14,
+				       2, 'a',    0,          MIN_N0 };
+	/* One recipient "a": as written before RT_NOTIFY/RT_ORCPT, with
+	 * them, and with NEVER|FAILURE (a contradiction). */
+	static const uint8_t rcpt_old[] = { 1,  MIN_ID, MIN_SENDER, 11, 1,  1,
+					    12, 3,      1,          1,  'a' };
+	static const uint8_t rcpt_dsn[] = { 1,   MIN_ID, MIN_SENDER, 11, 1,
+					    1,   12,     11,         1,  1,
+					    'a', 6,      1,          8,  7,
+					    3,   'x',    ';',        'y' };
+	static const uint8_t rcpt_bad[] = { 1,   MIN_ID, MIN_SENDER, 11, 1,
+					    1,   12,     6,          1,  1,
+					    'a', 6,      1,          10 };
+	struct queue_envelope env, out;
+	char err[160];
+
+	(void)state;
+	env_minimal(&env);
+	roundtrip(&env); /* without: stays without */
+	env.msgid = xstrdup("<x.1@host.example>");
+	roundtrip(&env); /* Message-ID only */
+	free(env.msgid);
+	env.msgid = NULL;
+	env.campaign = xstrdup("tenant-7");
+	roundtrip(&env); /* campaign only */
+	queue_envelope_clear(&env);
+	assert_null(env.campaign);
+
+	assert_int_equal(
+	    record_envelope_decode(old, sizeof(old), &out, err, sizeof(err)),
+	    0);
+	assert_null(out.msgid);
+	assert_null(out.campaign);
+	assert_null(out.envid);
+	queue_envelope_clear(&out);
+	/* A recipient without NOTIFY/ORCPT (an old record): 0 and NULL. */
+	assert_int_equal(record_envelope_decode(rcpt_old, sizeof(rcpt_old),
+						&out, err, sizeof(err)),
+			 0);
+	assert_int_equal(out.rcpts[0].notify, 0);
+	assert_null(out.rcpts[0].orcpt);
+	queue_envelope_clear(&out);
+	assert_int_equal(record_envelope_decode(rcpt_dsn, sizeof(rcpt_dsn),
+						&out, err, sizeof(err)),
+			 0);
+	assert_int_equal(out.rcpts[0].notify, QUEUE_NOTIFY_NEVER);
+	str_eq("orcpt", out.rcpts[0].orcpt, "x;y");
+	queue_envelope_clear(&out);
+	/* NEVER with another, or an unknown bit: refused. */
+	assert_int_equal(record_envelope_decode(rcpt_bad, sizeof(rcpt_bad),
+						&out, err, sizeof(err)),
+			 -1);
+	assert_non_null(strstr(err, "notify"));
+	assert_int_equal(
+	    record_envelope_decode(with, sizeof(with), &out, err, sizeof(err)),
+	    0);
+	str_eq("msgid", out.msgid, "<a>");
+	str_eq("campaign", out.campaign, "c1");
+	queue_envelope_clear(&out);
+	assert_int_equal(record_envelope_decode(twice, sizeof(twice), &out, err,
+						sizeof(err)),
+			 -1);
+	assert_non_null(strstr(err, "repeated"));
+	assert_int_equal(
+	    record_envelope_decode(nul, sizeof(nul), &out, err, sizeof(err)),
+	    -1);
+	assert_null(out.campaign);
+}
+
 /* The seed corpus ---------------------------------------------------- */
 
 static int
@@ -565,6 +664,7 @@ main(int argc, char *argv[])
 		cmocka_unit_test(test_mutations),
 		cmocka_unit_test(test_varint),
 		cmocka_unit_test(test_reader_rollback),
+		cmocka_unit_test(test_trace_fields),
 	};
 
 	if (argc == 3 && strcmp(argv[1], "--corpus") == 0)

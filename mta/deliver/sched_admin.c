@@ -299,6 +299,9 @@ sched_admin_bounced(struct sched_msg *m, uint32_t ri)
 	ev.enhanced = "5.0.0";
 	ev.reply = r->last_reply;
 	ev.reason = "admin";
+	ev.msgid = m->r->env.msgid;
+	ev.msgid_clear = (m->r->env.flags & QUEUE_F_MSGID_CLEAR) != 0;
+	ev.campaign = m->r->env.campaign;
 	ev.tls_verified = -1;
 	ev.count = -1;
 	evlog_write(&ev);

@@ -214,6 +214,8 @@ def test_admin_bounce_dsn_and_events():
             eq(e.get("reason"), "admin", "bounce event reason: %s" % e)
             eq(e.get("rcpt_domain"), "gone.test", "rcpt_domain")
             check(e.get("rcpt_hash"), "hashed recipient: %s" % e)
+            # Traced as every other event: the message's Message-ID.
+            check(e.get("msgid_hash"), "msgid_hash on the event: %s" % e)
             hashes.add(e["rcpt_hash"])
         eq(len(hashes), 5, "distinct recipients")
         with open(d.delivery_log) as f:

@@ -68,7 +68,6 @@ static const struct ss_info {
 	[SS_CLOSING] = { "closing", TO_NONE, 0 },
 };
 
-const struct conf *smtp_server_conf;
 struct queue *smtp_server_queue;
 smtp_server_queued_fn *smtp_server_on_queued; /* main: the scheduler */
 static _Atomic uint64_t smtp_session_seq;
@@ -82,7 +81,6 @@ void
 smtp_server_init(const struct conf *conf, struct queue *queue,
 		 smtp_server_queued_fn *on_queued)
 {
-	smtp_server_conf = conf;
 	smtp_server_queue = queue;
 	smtp_server_on_queued = on_queued;
 	smtp_mem_init(conf->limits.max_body_memory);
@@ -173,11 +171,11 @@ void
 smtp_server_error(struct smtp_server_session *s)
 {
 	STATS_INC(protocol_errors);
-	if (++s->errors > smtp_server_conf->limits.max_errors) {
+	if (++s->errors > s->conf->limits.max_errors) {
 		log_info("%016" PRIx64 " smtp too many errors from %s", s->id,
 			 s->client_str);
 		smtp_server_reply(s, "421 4.7.0 %s Error: too many errors",
-				  smtp_server_conf->hostname);
+				  s->conf->hostname);
 		smtp_server_close_after(s);
 	}
 }
@@ -187,9 +185,9 @@ smtp_server_error(struct smtp_server_session *s)
 /* Stress mode (Postfix's): sessions above stress_threshold % of
  * max_sessions; every deadline is then capped at stress_timeout. */
 static bool
-smtp_server_stressed(void)
+smtp_server_stressed(const struct smtp_server_session *s)
 {
-	const struct conf_limits *lim = &smtp_server_conf->limits;
+	const struct conf_limits *lim = &s->conf->limits;
 
 	return lim->stress_threshold > 0 &&
 	       (uint64_t)atomic_load(&smtp_sessions_open) * 100 >
@@ -210,7 +208,7 @@ static int64_t
 smtp_server_deadline(const struct smtp_server_session *s, bool stress)
 {
 	int64_t d = s->deadline_ms;
-	int64_t st = s->armed_ms + smtp_server_conf->limits.stress_timeout_ms;
+	int64_t st = s->armed_ms + s->conf->limits.stress_timeout_ms;
 
 	if (d != 0 && stress && st < d)
 		d = st;
@@ -226,9 +224,9 @@ smtp_server_deadline(const struct smtp_server_session *s, bool stress)
 static void
 smtp_server_timer_schedule(struct smtp_server_session *s)
 {
-	const struct conf_limits *lim = &smtp_server_conf->limits;
+	const struct conf_limits *lim = &s->conf->limits;
 	int64_t now = util_mono_ms(), wake = INT64_MAX, d, w;
-	bool stress = smtp_server_stressed();
+	bool stress = smtp_server_stressed(s);
 	struct timeval tv;
 
 	if (s->timer == NULL || s->state == SS_CLOSING)
@@ -265,13 +263,13 @@ smtp_server_timer_arm(struct smtp_server_session *s)
 
 	switch (ss_info[s->state].timeout) {
 	case TO_COMMAND:
-		ms = smtp_server_conf->limits.command_timeout_ms;
+		ms = s->conf->limits.command_timeout_ms;
 		break;
 	case TO_DATA:
-		ms = smtp_server_conf->limits.data_timeout_ms;
+		ms = s->conf->limits.data_timeout_ms;
 		break;
 	case TO_TLS:
-		ms = smtp_server_conf->limits.tls_handshake_timeout_ms;
+		ms = s->conf->limits.tls_handshake_timeout_ms;
 		break;
 	default:
 		ms = 0;
@@ -336,7 +334,7 @@ smtp_server_idle(struct smtp_server_session *s)
 	smtp_server_txn_reset(s);
 	if (s->flags & SF_SHUTDOWN) {
 		smtp_server_reply(s, "421 4.3.2 %s Service shutting down",
-				  smtp_server_conf->hostname);
+				  s->conf->hostname);
 		smtp_server_close_after(s);
 		return;
 	}
@@ -344,7 +342,7 @@ smtp_server_idle(struct smtp_server_session *s)
 		smtp_server_reply(s,
 				  "421 4.4.2 %s Error: session time limit "
 				  "exceeded",
-				  smtp_server_conf->hostname);
+				  s->conf->hostname);
 		smtp_server_close_after(s);
 		return;
 	}
@@ -572,6 +570,7 @@ smtp_server_free(struct smtp_server_session *s)
 	smtp_server_list_del(s);
 	peer_session_release(&s->client);
 	smtp_server_uncount(s);
+	confgen_unref(s->gen); /* the last session of an old one frees it */
 	free(s);
 }
 
@@ -675,7 +674,7 @@ smtp_server_event_cb(struct bufferevent *bev, short what, void *arg)
 		smtp_server_enter(s, SS_GREETING);
 		if (s->listener->conf->tls == CONF_TLS_IMPLICIT)
 			smtp_server_reply(s, "220 %s ESMTP Outpost",
-					  smtp_server_conf->hostname);
+					  s->conf->hostname);
 		return;
 	}
 	if (what & BEV_EVENT_ERROR) {
@@ -705,7 +704,7 @@ smtp_server_event_cb(struct bufferevent *bev, short what, void *arg)
 static bool
 smtp_server_rate_check(struct smtp_server_session *s, int64_t now)
 {
-	const struct conf_limits *lim = &smtp_server_conf->limits;
+	const struct conf_limits *lim = &s->conf->limits;
 
 	if (lim->data_min_rate == 0 || !smtp_server_in_body(s) ||
 	    now < s->rate_start_ms + lim->data_rate_interval_ms)
@@ -724,7 +723,7 @@ smtp_server_rate_check(struct smtp_server_session *s, int64_t now)
 		smtp_server_reply(s,
 				  "421 4.4.2 %s Error: message data too slow "
 				  "(under %" PRIu64 " bytes/s)",
-				  smtp_server_conf->hostname,
+				  s->conf->hostname,
 				  lim->data_min_rate);
 		smtp_server_close_after(s);
 		return false;
@@ -740,7 +739,7 @@ smtp_server_lifetime_check(struct smtp_server_session *s, int64_t now)
 {
 	if (!(s->flags & SF_EXPIRED)) {
 		if (now <
-		    s->born_ms + smtp_server_conf->limits.session_lifetime_ms)
+		    s->born_ms + s->conf->limits.session_lifetime_ms)
 			return true;
 		s->flags |= SF_EXPIRED;
 		log_info("%016" PRIx64 " smtp session lifetime over for %s in "
@@ -754,7 +753,7 @@ smtp_server_lifetime_check(struct smtp_server_session *s, int64_t now)
 		return false;
 	}
 	smtp_server_reply(s, "421 4.4.2 %s Error: session time limit exceeded",
-			  smtp_server_conf->hostname);
+			  s->conf->hostname);
 	smtp_server_close_after(s);
 	return false;
 }
@@ -763,7 +762,7 @@ static void
 smtp_server_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct smtp_server_session *s = arg;
-	bool tls = s->state == SS_TLS, stress = smtp_server_stressed();
+	bool tls = s->state == SS_TLS, stress = smtp_server_stressed(s);
 	int64_t now = util_mono_ms(), d;
 
 	(void)fd;
@@ -787,7 +786,7 @@ smtp_server_timer_cb(evutil_socket_t fd, short what, void *arg)
 		smtp_server_close(s, "TLS handshake timeout");
 	} else {
 		smtp_server_reply(s, "421 4.4.2 %s Error: timeout exceeded",
-				  smtp_server_conf->hostname);
+				  s->conf->hostname);
 		smtp_server_close_after(s);
 	}
 	smtp_server_settle(s);
@@ -797,7 +796,7 @@ static void
 smtp_server_bev_setup(struct smtp_server_session *s)
 {
 	struct timeval wt =
-	    util_ms_timeval(smtp_server_conf->limits.command_timeout_ms);
+	    util_ms_timeval(s->conf->limits.command_timeout_ms);
 
 	bufferevent_setcb(s->bev, smtp_server_read_cb, smtp_server_write_cb,
 			  smtp_server_event_cb, s);
@@ -865,8 +864,8 @@ smtp_server_accept(struct loop *l, struct smtp_server_listener *li,
 	}
 	peer_key_format(&key, addr, sizeof(addr));
 	adm = peer_session_acquire(
-	    &key, smtp_server_conf->limits.max_sessions,
-	    smtp_server_conf->limits.max_sessions_per_client);
+	    &key, li->gen->conf->limits.max_sessions,
+	    li->gen->conf->limits.max_sessions_per_client);
 	if (adm != PEER_ADMIT_OK) {
 		STATS_INC(sessions_refused);
 		log_info("smtp refused connection from %s: %s", addr,
@@ -895,12 +894,14 @@ smtp_server_accept(struct loop *l, struct smtp_server_listener *li,
 	    ((uint64_t)l->index << 56) |
 	    (atomic_fetch_add(&smtp_session_seq, 1) & 0x00ffffffffffffffull);
 	s->loop = l;
+	s->gen = confgen_ref(li->gen);
+	s->conf = s->gen->conf;
 	s->listener = li;
 	s->fd = fd;
 	s->client = key;
 	memcpy(s->client_str, addr, sizeof(s->client_str));
 	s->client_trusted =
-	    conf_network_match(smtp_server_conf, key.family, key.addr);
+	    conf_network_match(s->conf, key.family, key.addr);
 	s->state = SS_GREETING;
 	s->born_ms = util_mono_ms();
 	atomic_fetch_add(&smtp_sessions_open, 1);
@@ -923,7 +924,7 @@ smtp_server_accept(struct loop *l, struct smtp_server_listener *li,
 		smtp_server_enter(s, SS_TLS);
 	} else {
 		smtp_server_reply(s, "220 %s ESMTP Outpost",
-				  smtp_server_conf->hostname);
+				  s->conf->hostname);
 		smtp_server_enter(s, SS_GREETING);
 	}
 }
@@ -945,7 +946,7 @@ smtp_server_shutdown_force_cb(evutil_socket_t fd, short what, void *arg)
 			smtp_server_reply(s,
 					  "421 4.3.2 %s Service shutting "
 					  "down",
-					  smtp_server_conf->hostname);
+					  s->conf->hostname);
 		smtp_server_close(s, "shutdown");
 		smtp_server_settle(s);
 	}
@@ -970,7 +971,7 @@ smtp_server_shutdown(struct loop *l, unsigned deadline_ms,
 			smtp_server_reply(s,
 					  "421 4.3.2 %s Service shutting "
 					  "down",
-					  smtp_server_conf->hostname);
+					  s->conf->hostname);
 			smtp_server_close_after(s);
 			smtp_server_settle(s);
 			break;

@@ -34,3 +34,6 @@ outpost_integration_test(systemd t/integration/systemd_test.py TIMEOUT 300)
 # `outpost status`.
 outpost_integration_test(status t/integration/status_test.py TIMEOUT 600)
 outpost_integration_test(drain t/integration/drain_test.py TIMEOUT 600)
+# SIGHUP and `outpost reload`: a new configuration for new sessions, under
+# load without loss, an invalid file refused with file:line.
+outpost_integration_test(reload t/integration/reload_test.py TIMEOUT 600)

@@ -455,7 +455,7 @@ reload_fixed(const struct conf *nc, char *out, size_t len, unsigned *n)
 			    out + off, len - off,                              \
 			    "\nwarning: %s changed: takes effect at restart",  \
 			    key);                                              \
-			log_warnx("reload: %s changed: takes effect at "      \
+			log_warnx("reload: %s changed: takes effect at "       \
 				  "restart",                                   \
 				  key);                                        \
 			(*n)++;                                                \
@@ -467,44 +467,41 @@ reload_fixed(const struct conf *nc, char *out, size_t len, unsigned *n)
 		      oc->control.access[i].rights !=
 			  nc->control.access[i].rights;
 	FIXED("data_dir", STR_NE(oc->data_dir, nc->data_dir));
-	FIXED("user", STR_NE(oc->user, nc->user) ||
-			  oc->allow_root != nc->allow_root);
+	FIXED("user",
+	      STR_NE(oc->user, nc->user) || oc->allow_root != nc->allow_root);
 	FIXED("smtp_threads", oc->smtp_threads != nc->smtp_threads);
 	FIXED("worker_threads", oc->worker_threads != nc->worker_threads);
 	FIXED("hash_key_file", STR_NE(oc->hash_key_file, nc->hash_key_file));
-	FIXED("queue", STR_NE(oc->queue.path, nc->queue.path) ||
-			   STR_NE(oc->queue.key_file, nc->queue.key_file) ||
-			   oc->queue.map_size != nc->queue.map_size ||
-			   oc->queue.commit_interval_us !=
-			       nc->queue.commit_interval_us ||
-			   oc->queue.commit_max_batch !=
-			       nc->queue.commit_max_batch ||
-			   oc->queue.prepare_wait_us !=
-			       nc->queue.prepare_wait_us);
+	FIXED("queue",
+	      STR_NE(oc->queue.path, nc->queue.path) ||
+		  STR_NE(oc->queue.key_file, nc->queue.key_file) ||
+		  oc->queue.map_size != nc->queue.map_size ||
+		  oc->queue.commit_interval_us !=
+		      nc->queue.commit_interval_us ||
+		  oc->queue.commit_max_batch != nc->queue.commit_max_batch ||
+		  oc->queue.prepare_wait_us != nc->queue.prepare_wait_us);
 	FIXED("limits.max_body_memory",
 	      oc->limits.max_body_memory != nc->limits.max_body_memory);
-	FIXED("log", STR_NE(oc->log.delivery_file, nc->log.delivery_file) ||
-			 STR_NE(oc->log.audit_file, nc->log.audit_file) ||
-			 oc->log.delivery_file_mode !=
-			     nc->log.delivery_file_mode ||
-			 oc->log.delivery_group_set !=
-			     nc->log.delivery_group_set ||
-			 oc->log.delivery_gid != nc->log.delivery_gid ||
-			 oc->log.disk_reserve != nc->log.disk_reserve ||
-			 oc->log.disk_reserve_percent !=
-			     nc->log.disk_reserve_percent);
+	FIXED("log",
+	      STR_NE(oc->log.delivery_file, nc->log.delivery_file) ||
+		  STR_NE(oc->log.audit_file, nc->log.audit_file) ||
+		  oc->log.delivery_file_mode != nc->log.delivery_file_mode ||
+		  oc->log.delivery_group_set != nc->log.delivery_group_set ||
+		  oc->log.delivery_gid != nc->log.delivery_gid ||
+		  oc->log.disk_reserve != nc->log.disk_reserve ||
+		  oc->log.disk_reserve_percent != nc->log.disk_reserve_percent);
 	FIXED("control", STR_NE(oc->control.socket, nc->control.socket) ||
 			     oc->control.group_set != nc->control.group_set ||
 			     oc->control.gid != nc->control.gid || acc);
 	FIXED("metrics.listen", STR_NE(oc->metrics.listen, nc->metrics.listen));
-	FIXED("dns", STR_NE(oc->dns.servers, nc->dns.servers) ||
-			 oc->dns.timeout_ms != nc->dns.timeout_ms ||
-			 oc->dns.tries != nc->dns.tries ||
-			 oc->dns.cache_size != nc->dns.cache_size ||
-			 oc->dns.min_ttl_s != nc->dns.min_ttl_s ||
-			 oc->dns.max_ttl_s != nc->dns.max_ttl_s ||
-			 oc->dns.negative_ttl_max_s !=
-			     nc->dns.negative_ttl_max_s);
+	FIXED("dns",
+	      STR_NE(oc->dns.servers, nc->dns.servers) ||
+		  oc->dns.timeout_ms != nc->dns.timeout_ms ||
+		  oc->dns.tries != nc->dns.tries ||
+		  oc->dns.cache_size != nc->dns.cache_size ||
+		  oc->dns.min_ttl_s != nc->dns.min_ttl_s ||
+		  oc->dns.max_ttl_s != nc->dns.max_ttl_s ||
+		  oc->dns.negative_ttl_max_s != nc->dns.negative_ttl_max_s);
 	FIXED("delivery.tls_ca_file/tls_ca_path",
 	      STR_NE(oc->delivery.tls_ca_file, nc->delivery.tls_ca_file) ||
 		  STR_NE(oc->delivery.tls_ca_path, nc->delivery.tls_ca_path));
@@ -527,12 +524,12 @@ reload_count(const void *old, size_t no, const void *new, size_t nn,
 	if (htab_init(&h) != 0)
 		return;
 	for (i = 0; i < no; i++)
-		(void)htab_put(&h, *(char *const *)((const char *)old +
-						     i * stride),
+		(void)htab_put(&h,
+			       *(char *const *)((const char *)old + i * stride),
 			       (void *)1);
 	for (i = 0; i < nn; i++) {
 		if (htab_get(&h, *(char *const *)((const char *)new +
-						   i * stride)) != NULL)
+						  i *stride)) != NULL)
 			found++;
 		else
 			(*added)++;
@@ -687,7 +684,8 @@ privilege_keys_warn(const struct priv *p)
 			files[n++] = conf->listeners[i - 1].cert_file;
 			files[n++] = conf->listeners[i - 1].key_file;
 		} else {
-			files[n++] = conf->dkims[i - 1 - conf->nlisteners].rsa_key;
+			files[n++] =
+			    conf->dkims[i - 1 - conf->nlisteners].rsa_key;
 			files[n++] =
 			    conf->dkims[i - 1 - conf->nlisteners].ed25519_key;
 		}

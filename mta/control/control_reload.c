@@ -88,8 +88,9 @@ control_reload_answer_cb(void *arg)
 			if ((next = strchr(line, '\n')) != NULL)
 				*next++ = '\0';
 			if (s->bev != NULL)
-				evbuffer_add_printf(bufferevent_get_output(s->bev),
-						    "%s\n", line);
+				evbuffer_add_printf(
+				    bufferevent_get_output(s->bev), "%s\n",
+				    line);
 			n++;
 		}
 		if (a->ok)
@@ -153,8 +154,9 @@ control_reload_json(struct evbuffer *out)
 	}
 	json_time_fmt(R.last_ms, true, at, sizeof(at));
 	json_cat(buf, sizeof(buf), &off, R.last);
-	evbuffer_add_printf(out, "\"reload\":{\"at\":\"%s\",\"ok\":%s,"
-				 "\"result\":%.*s}",
+	evbuffer_add_printf(out,
+			    "\"reload\":{\"at\":\"%s\",\"ok\":%s,"
+			    "\"result\":%.*s}",
 			    at, R.last_ok ? "true" : "false", (int)off, buf);
 }
 

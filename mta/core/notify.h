@@ -18,8 +18,8 @@
 
 /* The daemon's states as systemd names them: one message each. */
 enum notify_state {
-	NOTIFY_READY,    /* READY=1: accepting and scheduling */
-	NOTIFY_STOPPING, /* STOPPING=1: an orderly stop has begun */
+	NOTIFY_READY,     /* READY=1: accepting and scheduling */
+	NOTIFY_STOPPING,  /* STOPPING=1: an orderly stop has begun */
 	NOTIFY_RELOADING, /* RELOADING=1 (and MONOTONIC_USEC=): a reload
 			     began; READY=1 says it ended */
 	NOTIFY__COUNT,

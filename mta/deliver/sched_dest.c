@@ -242,7 +242,8 @@ sched_dest_reconf(void)
 			continue;
 		/* No route any more: the MX answer decides again (an MX
 		 * answer got before the reload stays good). */
-		if (d->site != NULL && strncmp(d->site->key, "route:", 6) == 0) {
+		if (d->site != NULL &&
+		    strncmp(d->site->key, "route:", 6) == 0) {
 			d->site = NULL;
 			d->state = DEST_NEW;
 		}

@@ -149,7 +149,7 @@ sched_path_dispatch(struct sched_path *p, struct smtp_client *c,
 static struct sched_name {
 	struct sched_name *next;
 	char s[];
-} *sched_names;
+} * sched_names;
 
 static const char *
 sched_name_keep(const char *name)
@@ -186,8 +186,8 @@ sched_path_target(struct sched_path *p, struct smtp_client_target *t)
 	t->nhosts = p->site->nhosts;
 	t->port = p->site->port;
 	t->ehlo = sched_name_keep(pool != NULL && pool->ehlo != NULL
-					  ? pool->ehlo
-					  : sched.conf->delivery.ehlo);
+				      ? pool->ehlo
+				      : sched.conf->delivery.ehlo);
 	if (pool != NULL && pool->nsources > 0) {
 		t->source = pool->sources[p->source_next++ % pool->nsources];
 		t->has_source = true;

@@ -3,12 +3,12 @@
  * re-encoding of lines over 998 octets, DKIM signing, sealing, submission.
  *
  * Owns: the DKIM keys of each configuration (an intake_keyset, loaded on
- * the main thread, read-only after) and each request's progress.  The checks and the DMARC lookup run on the session's
- * loop (the lookup is asynchronous); re-encoding, signing, sealing and the
- * hand-over to the queue writer run on the worker pool, so no RSA
- * operation, no pass over megabytes and no disk wait ever happens on an I/O
- * loop.  The request's done() always runs on its
- * loop, never inline.  No address is logged: domains only.
+ * the main thread, read-only after) and each request's progress.  The checks
+ * and the DMARC lookup run on the session's loop (the lookup is asynchronous);
+ * re-encoding, signing, sealing and the hand-over to the queue writer run on
+ * the worker pool, so no RSA operation, no pass over megabytes and no disk wait
+ * ever happens on an I/O loop.  The request's done() always runs on its loop,
+ * never inline.  No address is logged: domains only.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -26,6 +26,9 @@
 #include "mta/core/util.h"
 #include "mta/observe/stats.h"
 #include "mta/core/worker.h"
+
+/* Locked memory to reserve per private key (RSA-2048 takes ~1.7 KB). */
+#define INTAKE_KEY_BYTES 2048
 
 /* SPF results kept (domain, helo, pool addresses); the oldest goes. */
 #define INTAKE_SPF_CACHE_MAX 65536
@@ -79,7 +82,10 @@ intake_global_ready(const struct conf *c, char *err, size_t errlen)
 	int rc;
 
 	if (!I.keys_ready && c->ndkims > 0) {
-		rc = dkim_keys_init(0, err, errlen);
+		/* A reload holds two keysets at once, and may add keys: room
+		 * for twice as many as now and a margin (a 2 MiB floor). */
+		rc = dkim_keys_init(2 * (c->ndkims + 256) * INTAKE_KEY_BYTES,
+				    err, errlen);
 		if (rc < 0)
 			return -1;
 		if (rc > 0)
@@ -122,8 +128,8 @@ intake_keys_load_one(const struct conf_dkim *d, struct intake_keys *k,
 		     bool quiet, char *err, size_t errlen)
 {
 	k->cfg = d;
-	if (intake_key_load(d->rsa_key_at, d->domain, d->rsa_key, &k->rsa,
-			    err, errlen) != 0 ||
+	if (intake_key_load(d->rsa_key_at, d->domain, d->rsa_key, &k->rsa, err,
+			    errlen) != 0 ||
 	    intake_key_load(d->ed25519_key_at, d->domain, d->ed25519_key,
 			    &k->ed, err, errlen) != 0)
 		return -1;
@@ -148,8 +154,8 @@ intake_keys_load_one(const struct conf_dkim *d, struct intake_keys *k,
 }
 
 int
-intake_keyset_load(const struct conf *c, bool quiet,
-		   struct intake_keyset **out, char *err, size_t errlen)
+intake_keyset_load(const struct conf *c, bool quiet, struct intake_keyset **out,
+		   char *err, size_t errlen)
 {
 	struct intake_keyset *ks;
 	size_t i;

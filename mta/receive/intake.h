@@ -45,13 +45,13 @@ void intake_keyset_free(struct intake_keyset *ks);
 struct intake_req {
 	/* in */
 	struct loop *loop;
-	const struct conf *conf; /* the session's configuration */
+	const struct conf *conf;            /* the session's configuration */
 	const struct intake_keyset *keyset; /* its keys (the same one's) */
-	struct dns_resolver *dns;     /* the loop's resolver, or NULL */
-	const struct conf_user *user; /* NULL: a relay-network client */
-	struct queue_op *op;          /* QOP_INSERT, envelope and body set */
-	bool long_lines; /* the body has a line over 998 octets: re-encode
-			    it (worker pool) before signing */
+	struct dns_resolver *dns;           /* the loop's resolver, or NULL */
+	const struct conf_user *user;       /* NULL: a relay-network client */
+	struct queue_op *op; /* QOP_INSERT, envelope and body set */
+	bool long_lines;     /* the body has a line over 998 octets: re-encode
+				it (worker pool) before signing */
 	void (*done)(struct intake_req *req); /* on LOOP, once */
 	void *arg;
 	/* out, when done runs */

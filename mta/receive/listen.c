@@ -195,8 +195,8 @@ listen_entry_free(struct listen_entry *e)
 }
 
 int
-listen_open(struct loop *loops, unsigned nloops, struct confgen *gen,
-	    char *err, size_t errlen)
+listen_open(struct loop *loops, unsigned nloops, struct confgen *gen, char *err,
+	    size_t errlen)
 {
 	size_t i;
 	unsigned j;

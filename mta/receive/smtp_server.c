@@ -723,8 +723,7 @@ smtp_server_rate_check(struct smtp_server_session *s, int64_t now)
 		smtp_server_reply(s,
 				  "421 4.4.2 %s Error: message data too slow "
 				  "(under %" PRIu64 " bytes/s)",
-				  s->conf->hostname,
-				  lim->data_min_rate);
+				  s->conf->hostname, lim->data_min_rate);
 		smtp_server_close_after(s);
 		return false;
 	}
@@ -738,8 +737,7 @@ static bool
 smtp_server_lifetime_check(struct smtp_server_session *s, int64_t now)
 {
 	if (!(s->flags & SF_EXPIRED)) {
-		if (now <
-		    s->born_ms + s->conf->limits.session_lifetime_ms)
+		if (now < s->born_ms + s->conf->limits.session_lifetime_ms)
 			return true;
 		s->flags |= SF_EXPIRED;
 		log_info("%016" PRIx64 " smtp session lifetime over for %s in "
@@ -795,8 +793,7 @@ smtp_server_timer_cb(evutil_socket_t fd, short what, void *arg)
 static void
 smtp_server_bev_setup(struct smtp_server_session *s)
 {
-	struct timeval wt =
-	    util_ms_timeval(s->conf->limits.command_timeout_ms);
+	struct timeval wt = util_ms_timeval(s->conf->limits.command_timeout_ms);
 
 	bufferevent_setcb(s->bev, smtp_server_read_cb, smtp_server_write_cb,
 			  smtp_server_event_cb, s);
@@ -863,9 +860,9 @@ smtp_server_accept(struct loop *l, struct smtp_server_listener *li,
 		return;
 	}
 	peer_key_format(&key, addr, sizeof(addr));
-	adm = peer_session_acquire(
-	    &key, li->gen->conf->limits.max_sessions,
-	    li->gen->conf->limits.max_sessions_per_client);
+	adm =
+	    peer_session_acquire(&key, li->gen->conf->limits.max_sessions,
+				 li->gen->conf->limits.max_sessions_per_client);
 	if (adm != PEER_ADMIT_OK) {
 		STATS_INC(sessions_refused);
 		log_info("smtp refused connection from %s: %s", addr,
@@ -900,8 +897,7 @@ smtp_server_accept(struct loop *l, struct smtp_server_listener *li,
 	s->fd = fd;
 	s->client = key;
 	memcpy(s->client_str, addr, sizeof(s->client_str));
-	s->client_trusted =
-	    conf_network_match(s->conf, key.family, key.addr);
+	s->client_trusted = conf_network_match(s->conf, key.family, key.addr);
 	s->state = SS_GREETING;
 	s->born_ms = util_mono_ms();
 	atomic_fetch_add(&smtp_sessions_open, 1);
@@ -923,8 +919,7 @@ smtp_server_accept(struct loop *l, struct smtp_server_listener *li,
 	if (li->conf->tls == CONF_TLS_IMPLICIT) {
 		smtp_server_enter(s, SS_TLS);
 	} else {
-		smtp_server_reply(s, "220 %s ESMTP Outpost",
-				  s->conf->hostname);
+		smtp_server_reply(s, "220 %s ESMTP Outpost", s->conf->hostname);
 		smtp_server_enter(s, SS_GREETING);
 	}
 }

@@ -22,9 +22,9 @@ struct queue_op;
 struct smtp_server_listener {
 	const struct conf_listener *conf;
 	struct confgen *gen; /* the generation it belongs to */
-	SSL_CTX *ssl_ctx;   /* NULL when the listener has no TLS at all */
-	bool loopback;      /* bound to a loopback address */
-	bool auth_plain_ok; /* AUTH may be offered without TLS */
+	SSL_CTX *ssl_ctx;    /* NULL when the listener has no TLS at all */
+	bool loopback;       /* bound to a loopback address */
+	bool auth_plain_ok;  /* AUTH may be offered without TLS */
 };
 
 /*

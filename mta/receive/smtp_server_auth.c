@@ -83,9 +83,8 @@ smtp_server_auth_refused(struct smtp_server_session *s,
 
 	STATS_INC(auth_blocked);
 	log_info("%016" PRIx64 " smtp AUTH refused user=%s from %s: %s", s->id,
-		 smtp_server_auth_name(
-		     conf_user_find(s->conf, s->auth->user), name,
-		     sizeof(name)),
+		 smtp_server_auth_name(conf_user_find(s->conf, s->auth->user),
+				       name, sizeof(name)),
 		 s->client_str, why[v]);
 	smtp_server_auth_reset(s);
 	if (v == AUTH_LIMIT_USER_BLOCKED || v == AUTH_LIMIT_ADDR_BLOCKED)

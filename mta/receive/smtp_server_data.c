@@ -180,8 +180,7 @@ smtp_server_data_begin(struct smtp_server_session *s, bool dot)
 	int n;
 
 	/* The mode first: a BDAT chunk refused here is still read. */
-	smtp_data_start(&s->scan, dot, 0,
-			s->conf->limits.max_message_size);
+	smtp_data_start(&s->scan, dot, 0, s->conf->limits.max_message_size);
 	if (s->mem_asked)
 		return -1; /* the last wait's answer is still on its way */
 	/* A declared SIZE sizes the first piece, up to a bound: it is only
@@ -213,8 +212,8 @@ smtp_server_data_begin(struct smtp_server_session *s, bool dot)
 	    hdr, sizeof(hdr),
 	    "Received: from %s ([%s])\r\n\tby %s (Outpost) with %s id %s;\r\n"
 	    "\t%s\r\n",
-	    helo[0] ? helo : "unknown", s->client_str,
-	    s->conf->hostname, proto, qid, date);
+	    helo[0] ? helo : "unknown", s->client_str, s->conf->hostname, proto,
+	    qid, date);
 	if (n > 0 && (size_t)n < sizeof(hdr))
 		smtp_server_data_add(s, hdr, (size_t)n);
 	s->scan.size = s->body_len; /* the header counts against the size */
@@ -481,8 +480,7 @@ smtp_server_data_end(struct smtp_server_session *s)
 static int
 smtp_server_data_room(struct smtp_server_session *s, size_t *limit)
 {
-	size_t max = s->conf->limits.max_message_size, want = *limit,
-	       cap;
+	size_t max = s->conf->limits.max_message_size, want = *limit, cap;
 
 	if (s->scan.bad & (SMTP_DATA_BAD_SIZE | SMTP_DATA_BAD_NOMEM))
 		return 0; /* nothing more is kept */

@@ -87,7 +87,7 @@ struct smtp_server_session {
 	/* The configuration the session started with, for its whole life
 	 * (a reference: a reload does not change it under the session). */
 	struct confgen *gen;
-	const struct conf *conf; /* gen->conf */
+	const struct conf *conf;               /* gen->conf */
 	struct smtp_server_listener *listener; /* one of gen's */
 	evutil_socket_t fd;
 	/* deadlines, monotonic ms (smtp_server_timer_arm) */

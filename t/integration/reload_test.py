@@ -354,6 +354,34 @@ def test_changes_for_new_sessions():
             wait_for(lambda: refuses(second), 10, "second port closed")
 
 
+def test_root_owned_key_warned_and_refused():
+    """Started as root: a key the service user cannot read is named at
+    start-up, and a reload (as that user) refuses it, with file:line."""
+    if os.geteuid() != 0:
+        print("# not root: no privilege drop to test")
+        return
+    d = ReloadDaemon()
+    key = os.path.join(d.tmp, "root.key")
+    r = subprocess.run([OUTPOST, "dkim", "keygen", "rootkey.test", "k1",
+                        "--ed25519", "--key", key, "--txt", key + ".txt"],
+                       capture_output=True, text=True, timeout=60)
+    eq(r.returncode, 0, "keygen: " + r.stderr)
+    block = ('dkim "rootkey.test" {\n  ed25519_selector = "k1"\n'
+             '  ed25519_key = "%s"\n}\n' % key)
+    d.set_extra(block)
+    with d:
+        check("%s is not readable by user outpost" % key in d.log(),
+              "start-up warns about the root-owned key")
+        d.set_extra(block + "# touched\n")
+        r = d.cli("reload", check_rc=False)
+        check(r.returncode != 0 and key in r.stderr
+              and d.conf_path + ":" in r.stderr,
+              "reload as outpost cannot read it: %r" % r.stderr)
+        os.chown(key, *[__import__("pwd").getpwnam("outpost")[i]
+                        for i in (2, 3)])
+        d.reload()
+
+
 def test_restart_only_keys_reported():
     with ReloadDaemon() as d:
         d.set_extra("worker_threads = 3\nsmtp_threads = 3\n")

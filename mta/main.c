@@ -1,18 +1,13 @@
 /*
- * main.c — outpostd: start-up, threads, signals, orderly shutdown.
+ * main.c — outpostd: start-up, threads, signals, reload, orderly shutdown.
  *
- * Owns: the process: configuration, keys, TLS contexts, the queue, the I/O
- * loops, the worker pool.  The main thread only runs signal handling; every
- * session lives on a loop thread.  Shutdown order (SIGTERM, SIGINT or
- * `outpost drain`): new connections get 421, the SMTP loops' transactions
- * end (every queued message answered), then deliveries in flight end (each
- * within shutdown_timeout), then the loops, the pool and the queue writer
- * stop, and outpostd exits 0.  Under systemd (Type=notify) it says READY=1 once
- * every loop runs and the queue is loaded, STOPPING=1 when a stop begins, a
- * STATUS= line every few seconds, and WATCHDOG=1 from the main loop.
- * SIGHUP or `outpost reload`: the configuration is read again, checked
- * whole and swapped in as a new generation (RELOADING=1, then READY=1);
- * sessions and deliveries in flight end under the one they began with.
+ * Owns: the process: configuration generations, the queue, the I/O loops,
+ * the worker pool.  The main thread only handles signals, and builds a
+ * reload's generation (SIGHUP, `outpost reload`); every session lives on a
+ * loop thread.  Stop (SIGTERM, SIGINT, `outpost drain`): new connections
+ * get 421, SMTP transactions end, then deliveries (shutdown_timeout each),
+ * then loops, pool and queue writer stop; exit 0.  systemd (Type=notify):
+ * READY=1, RELOADING=1, STOPPING=1, STATUS= lines, WATCHDOG=1.
  */
 #include <errno.h>
 #include <getopt.h>

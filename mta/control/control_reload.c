@@ -1,14 +1,12 @@
 /*
- * control_reload.c — `reload`: re-read the configuration, answered with
- * what changed or why the file was refused; and the last reload's time and
- * result for `status`.
+ * control_reload.c — `reload` (the configuration read again; answered with
+ * what changed, or why the file was refused) and the last reload's record
+ * for `status`.
  *
- * Owns: the record of the last reload and a reference to the configuration
- * it loaded (what `status` shows).  The reload itself is the main
- * thread's (main.c: it builds the new generation; never on a loop): the
- * session waits in CS_RUN for control_reload_done, which comes back
- * through loop_post.  Delivery loop thread, but for control_reload_done
- * (any thread).
+ * Owns: that record and a reference to the configuration it loaded.  The
+ * reload itself is main.c's (main thread): the session waits in CS_RUN for
+ * control_reload_done, which comes back through loop_post.  Delivery loop
+ * thread, but for control_reload_done (any thread).
  */
 #include <stdio.h>
 #include <stdlib.h>

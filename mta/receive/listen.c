@@ -1,14 +1,12 @@
 /*
  * listen.c — listening sockets and accept.
  *
- * Owns: the evconnlisteners, one per (listener, loop); each is touched only
- * by its loop's thread once the loops run.  A reload binds the new
- * listeners' sockets on the main thread (a plan), then each loop switches
- * its entries to the new generation, closes the removed ones and takes the
- * added ones in a posted job.  Accept errors (EMFILE) pause
- * that listener for a moment instead of spinning.  Also the intake state
- * (open, stopped, draining): any thread sets or reads it (an atomic); while
- * it is not open, a new connection gets one 421 line and is closed.
+ * Owns: the evconnlisteners, one per (listener, loop), each touched only by
+ * its loop's thread once the loops run; a reload's sockets are bound on the
+ * main thread (a plan), then each loop takes them in a posted job.  Accept
+ * errors (EMFILE) pause a listener a moment.  Also the intake state (open,
+ * stopped, draining), an atomic any thread sets or reads: while it is not
+ * open, a new connection gets one 421 line and is closed.
  */
 #define _DEFAULT_SOURCE /* SO_REUSEPORT */
 #include <errno.h>

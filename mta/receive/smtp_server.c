@@ -1,13 +1,13 @@
 /*
  * smtp_server.c — SMTP submission sessions: the life of one session.
  *
- * Owns: the session (bufferevent, state, timers) and the state table with
- * smtp_server_enter(), the one transition (only a hang-up drops straight to
+ * Owns: the session (bufferevent, state, timers, its configuration
+ * generation: s->conf, the one it was accepted under) and the state table
+ * with smtp_server_enter(), the one transition (only a hang-up drops to
  * CLOSING); commands, AUTH and data are in smtp_server_{cmd,auth,data}.c.
  * Loop thread only; other threads' work comes back through loop_post().
- * Invariants: nothing read before a STARTTLS handshake survives it; no
- * address is logged in clear; nothing is held without a bound (a deadline
- * per state, a minimum data rate, a lifetime, the body budget).
+ * Invariants: nothing read before STARTTLS survives it; no address logged
+ * in clear; nothing held without a bound (deadlines, rate, lifetime, budget).
  */
 #include <errno.h>
 #include <inttypes.h>

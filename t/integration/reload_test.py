@@ -182,7 +182,7 @@ def test_sighup_does_not_kill():
 def test_reload_under_load():
     with Sink() as sink:
         with ReloadDaemon(route_block("sink.test", sink.port)) as d:
-            n = 5000
+            n = 20000
             result = {}
 
             def run():
@@ -205,6 +205,7 @@ def test_reload_under_load():
                 else:
                     out = d.reload()
                     check("generation" in out, "reload answer: " + out)
+            check(th.is_alive(), "the load ran through every reload")
             th.join()
             rc, rep = result["r"]
             eq(rc, 0, "load tool exit (report %s)" % rep)

@@ -232,21 +232,23 @@ sched_dest_reconf(void)
 	for (e = htab_first(&sched.dests, &it); e != NULL;
 	     e = htab_next(&sched.dests, e, &it)) {
 		struct sched_dest *d = e->value;
+		unsigned i;
 
 		d->cfg = conf_destination_find(sched.conf, d->domain);
 		/* A lookup in flight finishes as it began; its jobs then go
 		 * where it says, the next ones where the route now says. */
-		if (d->state == DEST_RESOLVING)
-			continue;
-		if (sched_dest_route(d))
-			continue;
-		/* No route any more: the MX answer decides again (an MX
-		 * answer got before the reload stays good). */
-		if (d->site != NULL &&
+		if (d->state != DEST_RESOLVING && !sched_dest_route(d) &&
+		    d->site != NULL &&
 		    strncmp(d->site->key, "route:", 6) == 0) {
+			/* No route any more: the MX answer decides again (one
+			 * got before the reload stays good). */
 			d->site = NULL;
 			d->state = DEST_NEW;
 		}
+		/* Its site's paths take its limits, as when they were made
+		 * for it (a site shared by several domains: the last one). */
+		for (i = 0; d->site != NULL && i < d->site->npaths; i++)
+			d->site->paths[i]->cfg = d->cfg;
 	}
 }
 

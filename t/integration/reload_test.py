@@ -12,6 +12,7 @@ no DNS at all):
   * SIGHUP no longer kills the daemon, which later stops cleanly.
 """
 
+import json
 import os
 import signal
 import smtplib
@@ -270,6 +271,12 @@ def test_invalid_config_keeps_old():
             d.reload()
             check(" ok: generation 2" in d.cli("status").stdout,
                   "a good file after bad ones: generation 2")
+            with open(d.audit_path) as f:
+                audit = [json.loads(l) for l in f if l.strip()]
+            got = [a for a in audit if "reload" in json.dumps(a)]
+            # The two the daemon answered (the CLI refused the others).
+            eq([a["result"][:3] for a in got], ["err", "ok "],
+               "`outpost reload` audited: %r" % got)
 
 
 # 3 -------------------------------------------------------------------------
@@ -381,6 +388,34 @@ def test_root_owned_key_warned_and_refused():
         os.chown(key, *[__import__("pwd").getpwnam("outpost")[i]
                         for i in (2, 3)])
         d.reload()
+
+
+def test_destination_and_pool_follow():
+    """The scheduler's swap: a destination's limits and a pool's EHLO name
+    change for the next connections, on paths that already exist."""
+    with Sink() as sink:
+        route = route_block("sink.test", sink.port)
+        pool = ('pool "default" {\n  source = { "127.0.0.1" }\n'
+                '  ehlo = "%s"\n}\n')
+        with ReloadDaemon(route + pool % "before.test") as d:
+            for i in range(4):
+                send(d, "a%d@sink.test" % i)
+            sink.wait_messages(4)
+            c0 = sink.stats()["connections_total"]
+            check(c0 <= 2, "connections reused before: %d" % c0)
+            d.set_extra(route + pool % "after.test"
+                        + 'destination "sink.test" {\n'
+                        '  max_messages_per_connection = 1\n}\n')
+            d.reload()
+            for i in range(4):
+                send(d, "b%d@sink.test" % i)
+            sink.wait_messages(8)
+            c1 = sink.stats()["connections_total"] - c0
+            check(c1 >= 3, "one message per connection after: %d (%s; before %d)"
+                  % (c1, sink.stats(), c0))
+            check("after.test" in sink.log() or any(
+                b"after.test" in m for m in sink.messages()),
+                "the new EHLO name is used")
 
 
 def test_restart_only_keys_reported():

@@ -146,6 +146,7 @@ conf_load_print(struct conf **out, const char *file, FILE *print, bool all,
 		conf_fail(&x, 0, "out of memory");
 		goto out;
 	}
+	c->refs = 1;
 	if ((c->file = conf_strdup(&x, label)) == NULL ||
 	    conf_build(&x, cfg, c, file == NULL) != 0)
 		goto out;

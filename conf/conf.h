@@ -407,6 +407,7 @@ struct conf_control {
 #define CONF_EMBEDDED_LABEL "(embedded defaults)"
 
 struct conf {
+	unsigned refs;       /* conf_ref / conf_unref (atomic); 1 at load */
 	char *file;          /* the file loaded, or CONF_EMBEDDED_LABEL */
 	int64_t loaded_ms;   /* when conf_load built this tree (Unix ms) */
 	char *hostname;      /* banner and EHLO name */
@@ -491,6 +492,15 @@ int conf_print(FILE *fp, const char *file, bool all, char *err, size_t errlen);
 
 /* conf_free — release a tree from conf_load(); NULL is allowed. */
 void conf_free(struct conf *c);
+
+/*
+ * conf_ref — one more holder of C (a reload keeps the tree a session or a
+ * connection started with alive until it ends); returns C.  conf_unref —
+ * that holder is done; the last one frees the tree (conf_free).  conf_load
+ * gives the caller the first reference.  Any thread; NULL is allowed.
+ */
+const struct conf *conf_ref(const struct conf *c);
+void conf_unref(const struct conf *c);
 
 /*
  * conf_check_host — the checks that depend on the host, not the text: every

@@ -1,15 +1,13 @@
 /*
- * main.c — outpostd: start-up, threads, signals, orderly shutdown.
+ * main.c — outpostd: start-up, threads, signals, reload, orderly shutdown.
  *
- * Owns: the process: configuration, keys, TLS contexts, the queue, the I/O
- * loops, the worker pool.  The main thread only runs signal handling; every
- * session lives on a loop thread.  Shutdown order (SIGTERM, SIGINT or
- * `outpost drain`): new connections get 421, the SMTP loops' transactions
- * end (every queued message answered), then deliveries in flight end (each
- * within shutdown_timeout), then the loops, the pool and the queue writer
- * stop, and outpostd exits 0.  Under systemd (Type=notify) it says READY=1 once
- * every loop runs and the queue is loaded, STOPPING=1 when a stop begins, a
- * STATUS= line every few seconds, and WATCHDOG=1 from the main loop.
+ * Owns: the process: configuration generations, the queue, the I/O loops,
+ * the worker pool.  The main thread only handles signals, and builds a
+ * reload's generation (SIGHUP, `outpost reload`); every session lives on a
+ * loop thread.  Stop (SIGTERM, SIGINT, `outpost drain`): new connections
+ * get 421, SMTP transactions end, then deliveries (shutdown_timeout each),
+ * then loops, pool and queue writer stop; exit 0.  systemd (Type=notify):
+ * READY=1, RELOADING=1, STOPPING=1, STATUS= lines, WATCHDOG=1.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -37,12 +35,14 @@
 #include "queue/queue.h"
 #include "mta/receive/auth.h"
 #include "mta/receive/auth_limit.h"
+#include "mta/receive/confgen.h"
 #include "mta/control/control.h"
 #include "mta/deliver/delivery.h"
 #include "mta/observe/evlog.h"
 #include "mta/receive/intake.h"
 #include "mta/receive/listen.h"
 #include "mta/receive/peer.h"
+#include "mta/core/htab.h"
 #include "mta/core/log.h"
 #include "mta/core/logspace.h"
 #include "mta/core/loop.h"
@@ -60,14 +60,25 @@
 
 struct stats stats;
 
+/* The configuration of the start: what only a restart changes (data_dir,
+ * queue, user, threads, logs, control socket, …) is read from it alone. */
 static struct conf *conf;
+/* The generation new sessions start under (main thread's reference). */
+static struct confgen *gen;
+static const char *conf_file; /* -c, or NULL: the embedded defaults */
 static struct queue *queue;
 static struct loop *loops;
 static unsigned nloops;
 static struct loop dloop; /* the delivery loop */
-static struct smtp_server_listener *listeners;
 static struct event_base *main_base;
 static int shutting_down;
+static unsigned stop_timeout_ms; /* shutdown_timeout of the stop begun */
+/* `outpost reload` requests waiting for the main thread (their control
+ * sessions), handed over by the delivery loop. */
+static pthread_mutex_t reload_mu = PTHREAD_MUTEX_INITIALIZER;
+static void **reload_tokens;
+static size_t reload_ntokens;
+static struct event *ev_reload;
 /* SMTP loops whose sessions have not all ended since the stop began; the
  * last one starts the delivery loop's stop.  smtp_drained[i]: loop i has
  * counted itself (its own thread's flag). */
@@ -154,46 +165,6 @@ dns_config_from(const struct conf *c, bool loopback_only, struct dns_config *dc)
 	return !(loopback_only && dc->servers == NULL);
 }
 
-/* TLS contexts and listener descriptions for the SMTP server. */
-static void
-setup_listeners(void)
-{
-	char err[512];
-	size_t i;
-
-	listeners = calloc(conf->nlisteners, sizeof(*listeners));
-	if (listeners == NULL)
-		fatal("calloc");
-	for (i = 0; i < conf->nlisteners; i++) {
-		const struct conf_listener *cl = &conf->listeners[i];
-		struct smtp_server_listener *li = &listeners[i];
-		const char *cert =
-		    cl->cert_file ? cl->cert_file : conf->tls.cert_file;
-		const char *key =
-		    cl->key_file ? cl->key_file : conf->tls.key_file;
-
-		li->conf = cl;
-		li->loopback =
-		    dns_addr_is_loopback((const struct sockaddr *)&cl->addr);
-		li->auth_plain_ok = cl->auth_without_tls && li->loopback;
-		if (cl->tls == CONF_TLS_NONE)
-			continue;
-		if (conf->tls.generate && cl->cert_file == NULL) {
-			if (util_mkdir_parent(cert) != 0 ||
-			    util_mkdir_parent(key) != 0)
-				fatal("creating the directory of %s", cert);
-			if (tls_selfsigned_ensure(cert, key, conf->hostname,
-						  err, sizeof(err)) != 0)
-				fatalx("%s", err);
-		}
-		li->ssl_ctx =
-		    tls_server_ctx_new(cert, key, conf->tls.min_version,
-				       conf->tls.ciphers, err, sizeof(err));
-		if (li->ssl_ctx == NULL)
-			fatalx("listener %s: %s", cl->name, err);
-	}
-}
-
 static void
 raise_nofile(void)
 {
@@ -211,7 +182,7 @@ sched_shutdown_on_loop(void *arg)
 {
 	(void)arg;
 	control_stop();
-	sched_shutdown(conf->shutdown_timeout_ms);
+	sched_shutdown(stop_timeout_ms);
 }
 
 /* On SMTP loop L: its sessions have ended (smtp_server_shutdown may say so
@@ -233,8 +204,7 @@ smtp_drained_on_loop(struct loop *l)
 static void
 shutdown_on_loop(void *arg)
 {
-	smtp_server_shutdown(arg, conf->shutdown_timeout_ms,
-			     smtp_drained_on_loop);
+	smtp_server_shutdown(arg, stop_timeout_ms, smtp_drained_on_loop);
 }
 
 /* On each SMTP loop, once delivery has stopped: close and leave. */
@@ -417,11 +387,12 @@ stop_begin(const char *why)
 	unsigned i;
 
 	shutting_down = 1;
+	stop_timeout_ms = gen->conf->shutdown_timeout_ms;
 	listen_intake_set(LISTEN_INTAKE_DRAINING);
 	notify_state(NOTIFY_STOPPING);
 	log_info("%s: shutting down (transactions, then deliveries, in flight "
 		 "get %u ms each)",
-		 why, conf->shutdown_timeout_ms);
+		 why, stop_timeout_ms);
 	atomic_store(&smtp_busy, nloops);
 	for (i = 0; i < nloops; i++)
 		loop_post(&loops[i], shutdown_on_loop, &loops[i]);
@@ -461,6 +432,274 @@ drain_hook(void)
 	event_active(ev_drain, EV_TIMEOUT, 0);
 }
 
+/* Reload ----------------------------------------------------------------- */
+
+/* Append "KEY changed: takes effect at restart" to OUT for each key only a
+ * restart applies whose value differs between the start's and NC. */
+static void
+reload_fixed(const struct conf *nc, char *out, size_t len, unsigned *n)
+{
+	const struct conf *oc = conf;
+	size_t off = strlen(out), i;
+	bool acc = oc->control.naccess != nc->control.naccess;
+#define STR_NE(a, b)                                                           \
+	(((a) == NULL) != ((b) == NULL) || ((a) != NULL && strcmp(a, b) != 0))
+#define FIXED(key, changed)                                                    \
+	do {                                                                   \
+		if ((changed) && off < len) {                                  \
+			off += (size_t)snprintf(                               \
+			    out + off, len - off,                              \
+			    "\nwarning: %s changed: takes effect at restart",  \
+			    key);                                              \
+			log_warnx("reload: %s changed: takes effect at "       \
+				  "restart",                                   \
+				  key);                                        \
+			(*n)++;                                                \
+		}                                                              \
+	} while (0)
+
+	for (i = 0; !acc && i < nc->control.naccess; i++)
+		acc = oc->control.access[i].uid != nc->control.access[i].uid ||
+		      oc->control.access[i].rights !=
+			  nc->control.access[i].rights;
+	FIXED("data_dir", STR_NE(oc->data_dir, nc->data_dir));
+	FIXED("user",
+	      STR_NE(oc->user, nc->user) || oc->allow_root != nc->allow_root);
+	FIXED("smtp_threads", oc->smtp_threads != nc->smtp_threads);
+	FIXED("worker_threads", oc->worker_threads != nc->worker_threads);
+	FIXED("hash_key_file", STR_NE(oc->hash_key_file, nc->hash_key_file));
+	FIXED("queue",
+	      STR_NE(oc->queue.path, nc->queue.path) ||
+		  STR_NE(oc->queue.key_file, nc->queue.key_file) ||
+		  oc->queue.map_size != nc->queue.map_size ||
+		  oc->queue.commit_interval_us !=
+		      nc->queue.commit_interval_us ||
+		  oc->queue.commit_max_batch != nc->queue.commit_max_batch ||
+		  oc->queue.prepare_wait_us != nc->queue.prepare_wait_us);
+	FIXED("limits.max_body_memory",
+	      oc->limits.max_body_memory != nc->limits.max_body_memory);
+	FIXED("log",
+	      STR_NE(oc->log.delivery_file, nc->log.delivery_file) ||
+		  STR_NE(oc->log.audit_file, nc->log.audit_file) ||
+		  oc->log.delivery_file_mode != nc->log.delivery_file_mode ||
+		  oc->log.delivery_group_set != nc->log.delivery_group_set ||
+		  oc->log.delivery_gid != nc->log.delivery_gid ||
+		  oc->log.disk_reserve != nc->log.disk_reserve ||
+		  oc->log.disk_reserve_percent != nc->log.disk_reserve_percent);
+	FIXED("control", STR_NE(oc->control.socket, nc->control.socket) ||
+			     oc->control.group_set != nc->control.group_set ||
+			     oc->control.gid != nc->control.gid || acc);
+	FIXED("metrics.listen", STR_NE(oc->metrics.listen, nc->metrics.listen));
+	FIXED("dns",
+	      STR_NE(oc->dns.servers, nc->dns.servers) ||
+		  oc->dns.timeout_ms != nc->dns.timeout_ms ||
+		  oc->dns.tries != nc->dns.tries ||
+		  oc->dns.cache_size != nc->dns.cache_size ||
+		  oc->dns.min_ttl_s != nc->dns.min_ttl_s ||
+		  oc->dns.max_ttl_s != nc->dns.max_ttl_s ||
+		  oc->dns.negative_ttl_max_s != nc->dns.negative_ttl_max_s);
+	FIXED("delivery.tls_ca_file/tls_ca_path",
+	      STR_NE(oc->delivery.tls_ca_file, nc->delivery.tls_ca_file) ||
+		  STR_NE(oc->delivery.tls_ca_path, nc->delivery.tls_ca_path));
+	FIXED("dmarc.psl_file", STR_NE(oc->dmarc.psl_file, nc->dmarc.psl_file));
+#undef FIXED
+#undef STR_NE
+}
+
+/* How many names of NEW (NN of them, at STRIDE bytes apart from the first,
+ * each a char *) OLD lacks (*ADDED), and the reverse (*REMOVED). */
+static void
+reload_count(const void *old, size_t no, const void *new, size_t nn,
+	     size_t stride, unsigned *added, unsigned *removed)
+{
+	struct htab h;
+	size_t i;
+	unsigned found = 0;
+
+	*added = *removed = 0;
+	if (htab_init(&h) != 0)
+		return;
+	for (i = 0; i < no; i++)
+		(void)htab_put(&h,
+			       *(char *const *)((const char *)old + i * stride),
+			       (void *)1);
+	for (i = 0; i < nn; i++) {
+		if (htab_get(&h, *(char *const *)((const char *)new +
+						  i *stride)) != NULL)
+			found++;
+		else
+			(*added)++;
+	}
+	*removed = (unsigned)no - found;
+	htab_free(&h);
+}
+
+/*
+ * A reload, on the main thread (never on a loop): the file read again and
+ * checked whole (text, host, keys, certificates, new sockets) into a new
+ * generation; only then is it published, to every SMTP loop (new sessions
+ * start under it; each session keeps the one it started with) and to the
+ * delivery loop.  Invalid: the old generation stays.  OUT receives what
+ * changed (lines) or why it was refused.  0 ok, -1 refused.
+ */
+static int
+reload_run(char *out, size_t len)
+{
+	struct conf *nc = NULL;
+	struct confgen *ng = NULL, *old = gen;
+	struct listen_plan *plan = NULL;
+	const struct conf *oc = gen->conf;
+	int64_t t0 = util_mono_ms();
+	unsigned la, lr, ua, ur, da, dr, nfixed = 0;
+	char err[1024];
+
+	notify_state(NOTIFY_RELOADING);
+	out[0] = '\0';
+	if (conf_load(&nc, conf_file, err, sizeof(err)) != 0 ||
+	    conf_check_host(nc, err, sizeof(err)) != 0 ||
+	    confgen_new(nc, old->number + 1, true, &ng, err, sizeof(err)) !=
+		0 ||
+	    listen_plan_make(old, ng, &plan, &la, &lr, err, sizeof(err)) != 0) {
+		snprintf(out, len, "%s", err);
+		log_warnx("reload refused, generation %llu stays: %s",
+			  (unsigned long long)old->number, err);
+		confgen_unref(ng);
+		conf_unref(nc);
+		notify_state(NOTIFY_READY);
+		return -1;
+	}
+	listen_plan_apply(loops, plan);
+	sched_reconf(nc);
+	gen = ng;
+	conf_unref(nc); /* ng holds it */
+	reload_count(oc->users, oc->nusers, nc->users, nc->nusers,
+		     sizeof(*nc->users), &ua, &ur);
+	reload_count(oc->dkims, oc->ndkims, nc->dkims, nc->ndkims,
+		     sizeof(*nc->dkims), &da, &dr);
+	snprintf(out, len,
+		 "generation %llu in %lld ms: users %zu (+%u -%u), dkim %zu "
+		 "(+%u -%u), listeners %zu (+%u -%u), routes %zu, "
+		 "destinations %zu, pools %zu, relay networks %zu",
+		 (unsigned long long)ng->number,
+		 (long long)(util_mono_ms() - t0), nc->nusers, ua, ur,
+		 nc->ndkims, da, dr, nc->nlisteners, la, lr, nc->nroutes,
+		 nc->ndestinations, nc->npools, nc->nnetworks);
+	log_info("reload: %s", out);
+	reload_fixed(nc, out, len, &nfixed);
+	/* Sessions of the old generation hold it until they end. */
+	confgen_unref(old);
+	notify_state(NOTIFY_READY);
+	return 0;
+}
+
+/* Main thread: reload once for everyone who asked meanwhile (SIGHUP:
+ * nobody to answer; `outpost reload`: its sessions). */
+static void
+reload_serve(void)
+{
+	char text[4096];
+	void **tokens;
+	size_t n, i;
+	int rc;
+
+	pthread_mutex_lock(&reload_mu);
+	tokens = reload_tokens;
+	n = reload_ntokens;
+	reload_tokens = NULL;
+	reload_ntokens = 0;
+	pthread_mutex_unlock(&reload_mu);
+	if (shutting_down) {
+		snprintf(text, sizeof(text), "the daemon is stopping");
+		rc = -1;
+	} else {
+		rc = reload_run(text, sizeof(text));
+	}
+	if (n == 0)
+		control_reload_done(NULL, rc == 0, text,
+				    rc == 0 ? gen->conf : NULL);
+	for (i = 0; i < n; i++)
+		control_reload_done(tokens[i], rc == 0, text,
+				    rc == 0 ? gen->conf : NULL);
+	free(tokens);
+}
+
+static void
+hup_cb(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig;
+	(void)what;
+	(void)arg;
+	log_info("SIGHUP: reloading %s", conf->file);
+	reload_serve();
+}
+
+static void
+reload_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	reload_serve();
+}
+
+/* Delivery loop (control): `outpost reload` from session TOKEN; the main
+ * thread does it and answers through control_reload_done. */
+static void
+reload_hook(void *token)
+{
+	void **v;
+
+	pthread_mutex_lock(&reload_mu);
+	v = realloc(reload_tokens, (reload_ntokens + 1) * sizeof(*v));
+	if (v == NULL)
+		fatal("realloc");
+	reload_tokens = v;
+	reload_tokens[reload_ntokens++] = token;
+	pthread_mutex_unlock(&reload_mu);
+	event_active(ev_reload, EV_TIMEOUT, 0);
+}
+
+/*
+ * Started as root: every key and certificate file the configuration names
+ * must stay readable by the account it becomes, or the first reload will
+ * fail (outpostd never keeps root, nor a helper that has it): said now.
+ */
+static void
+privilege_keys_warn(const struct priv *p)
+{
+	const char *files[4];
+	struct stat st;
+	size_t i, k, n;
+
+	for (i = 0; i <= conf->nlisteners + conf->ndkims; i++) {
+		n = 0;
+		if (i == 0) {
+			files[n++] = conf->tls.cert_file;
+			files[n++] = conf->tls.key_file;
+		} else if (i <= conf->nlisteners) {
+			files[n++] = conf->listeners[i - 1].cert_file;
+			files[n++] = conf->listeners[i - 1].key_file;
+		} else {
+			files[n++] =
+			    conf->dkims[i - 1 - conf->nlisteners].rsa_key;
+			files[n++] =
+			    conf->dkims[i - 1 - conf->nlisteners].ed25519_key;
+		}
+		for (k = 0; k < n; k++) {
+			if (files[k] == NULL || stat(files[k], &st) != 0)
+				continue;
+			if ((st.st_uid == p->uid && (st.st_mode & S_IRUSR)) ||
+			    (st.st_gid == p->gid && (st.st_mode & S_IRGRP)) ||
+			    (st.st_mode & S_IROTH))
+				continue;
+			log_warnx("%s is not readable by user %s: a reload "
+				  "will fail to read it (make it owned by %s, "
+				  "mode 0600)",
+				  files[k], p->name, p->name);
+		}
+	}
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -474,6 +713,8 @@ main(int argc, char *argv[])
 	struct event *ev_term, *ev_int, *ev_usr1;
 	struct timeval tv;
 	uint64_t watchdog_usec;
+	struct intake_keyset *ks = NULL;
+	struct event *ev_hup;
 	sigset_t early;
 	uint8_t hash_key[QUEUE_KEY_BYTES];
 	char err[1024];
@@ -488,7 +729,7 @@ main(int argc, char *argv[])
 				 NULL)) != -1) {
 		switch (ch) {
 		case 'c':
-			file = optarg;
+			file = conf_file = optarg;
 			break;
 		case 't':
 			check = true;
@@ -530,12 +771,15 @@ main(int argc, char *argv[])
 			return 1;
 		}
 		/* Load the keys as the daemon would (format, type, size). */
-		if (intake_init(conf, NULL, err, sizeof(err)) != 0) {
+		if (intake_init(conf, NULL, err, sizeof(err)) != 0 ||
+		    intake_keyset_load(conf, false, &ks, err, sizeof(err)) !=
+			0) {
 			fprintf(stderr, "%s\n", err);
 			intake_free();
 			conf_free(conf);
 			return 1;
 		}
+		intake_keyset_free(ks);
 		intake_free();
 		printf("outpostd: configuration %s is valid\n", conf->file);
 		conf_free(conf);
@@ -552,11 +796,14 @@ main(int argc, char *argv[])
 	sigaddset(&early, SIGTERM);
 	sigaddset(&early, SIGINT);
 	sigaddset(&early, SIGUSR1);
+	sigaddset(&early, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &early, NULL);
 	umask(077);
 	drop = privilege_plan(&pv);
 	if (!drop && geteuid() == 0)
 		log_warnx("allow_root = true: outpostd keeps running as root");
+	if (drop)
+		privilege_keys_warn(&pv);
 	raise_nofile();
 	if (evthread_use_pthreads() != 0)
 		fatalx("evthread_use_pthreads failed");
@@ -579,7 +826,6 @@ main(int argc, char *argv[])
 		fatalx("delivery log: %s", err);
 	delivery_log_perms();
 	sodium_memzero(hash_key, sizeof(hash_key));
-	setup_listeners();
 
 	memset(&qc, 0, sizeof(qc));
 	qc.path = conf->queue.path;
@@ -593,7 +839,8 @@ main(int argc, char *argv[])
 	if (auth_limit_restore(queue, &conf->auth_limit, util_wall_ms(), err,
 			       sizeof(err)) != 0)
 		log_warnx("auth limit: blocks kept before: %s", err);
-	if (intake_init(conf, queue, err, sizeof(err)) != 0)
+	if (intake_init(conf, queue, err, sizeof(err)) != 0 ||
+	    confgen_new(conf, 1, false, &gen, err, sizeof(err)) != 0)
 		fatalx("%s", err);
 	smtp_server_init(conf, queue, sched_message_add);
 	if (worker_start(conf->worker_threads) != 0)
@@ -632,8 +879,7 @@ main(int argc, char *argv[])
 	sc.loopback_only = loopback_only;
 	if (sched_init(&sc, err, sizeof(err)) != 0)
 		fatalx("delivery: %s", err);
-	if (listen_open(loops, nloops, listeners, conf->nlisteners, err,
-			sizeof(err)) != 0)
+	if (listen_open(loops, nloops, gen, err, sizeof(err)) != 0)
 		fatalx("%s", err);
 
 	if ((main_base = event_base_new()) == NULL)
@@ -654,11 +900,16 @@ main(int argc, char *argv[])
 	if (ev_term == NULL || ev_int == NULL || evsignal_add(ev_term, NULL) ||
 	    evsignal_add(ev_int, NULL))
 		fatalx("cannot install signal handlers");
+	ev_hup = evsignal_new(main_base, SIGHUP, hup_cb, NULL);
+	if (ev_hup == NULL || evsignal_add(ev_hup, NULL) != 0)
+		fatalx("cannot install the SIGHUP handler");
 	ev_ready = event_new(main_base, -1, 0, ready_cb, NULL);
 	ev_drain = event_new(main_base, -1, 0, drain_cb, NULL);
-	if (ev_ready == NULL || ev_drain == NULL)
+	ev_reload = event_new(main_base, -1, 0, reload_cb, NULL);
+	if (ev_ready == NULL || ev_drain == NULL || ev_reload == NULL)
 		fatalx("event_new failed");
 	control_drain_hook(drain_hook);
+	control_reload_hook(reload_hook);
 	if (notify_enabled() &&
 	    (ev_status =
 		 event_new(main_base, -1, EV_PERSIST, status_cb, NULL)) == NULL)
@@ -702,7 +953,7 @@ main(int argc, char *argv[])
 		    conf->listeners[j].tls == CONF_TLS_IMPLICIT ? "implicit TLS"
 		    : conf->listeners[j].tls == CONF_TLS_STARTTLS ? "STARTTLS"
 								  : "no TLS",
-		    listeners[j].ssl_ctx != NULL || conf->listeners[j].auth
+		    gen->listeners[j].ssl_ctx != NULL || conf->listeners[j].auth
 			? (conf->listeners[j].auth ? ", AUTH" : "")
 			: "");
 	log_info("outpostd %s ready: %s, queue %s, %u loops, %u workers",
@@ -751,6 +1002,8 @@ main(int argc, char *argv[])
 	event_free(ev_term);
 	event_free(ev_int);
 	event_free(ev_usr1);
+	event_free(ev_hup);
+	event_free(ev_reload);
 	event_free(ev_ready);
 	event_free(ev_drain);
 	if (ev_status != NULL)
@@ -760,11 +1013,11 @@ main(int argc, char *argv[])
 	metrics_stop();
 	event_base_free(main_base);
 	evlog_close();
-	for (j = 0; j < conf->nlisteners; j++)
-		SSL_CTX_free(listeners[j].ssl_ctx);
-	free(listeners);
+	confgen_unref(gen);
+	control_reload_free();
+	free(reload_tokens);
 	free(loops);
 	free(smtp_drained);
-	conf_free(conf);
+	conf_unref(conf);
 	return 0;
 }

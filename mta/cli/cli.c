@@ -123,6 +123,12 @@ static const struct cli_cmd cli_cmds[] = {
 	{ "resume-intake", NULL, "",
 	  "undo drain --intake-only: take new SMTP connections again",
 	  CLI_NEED_CONF, 0, 0, 0, cli_queue_resume_intake, NULL, NULL },
+	{ "reload", NULL, "",
+	  "read the configuration again, as SIGHUP does: new sessions and "
+	  "deliveries follow it, those in flight end as they began; an "
+	  "invalid file is refused (file:line) and the old one stays (needs "
+	  "the write right; audited)",
+	  CLI_NEED_CONF, 0, 0, 0, cli_reload, NULL, NULL },
 	{ "suspensions", NULL, "[--json]",
 	  "list suspended destinations (operators', reply patterns, "
 	  "back-off)",

@@ -123,6 +123,10 @@ static const struct control_cmd control_cmds[] = {
 	  control_admin_run_drain },
 	{ "resume-intake", CONF_RIGHT_WRITE, CCF_AUDIT, 0, control_parse_none,
 	  control_admin_run_resume_intake },
+	/* write: a reload changes nothing the file does not already say,
+	 * and the file is root's to write. */
+	{ "reload", CONF_RIGHT_WRITE, CCF_AUDIT, 0, control_parse_none,
+	  control_reload_run },
 };
 
 #define CONTROL_NCMDS (sizeof(control_cmds) / sizeof(control_cmds[0]))

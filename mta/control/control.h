@@ -81,4 +81,26 @@ void control_stop(void);
  */
 void control_drain_hook(void (*fn)(void));
 
+/*
+ * control_reload_hook — FN(TOKEN) asks for a reload; `reload` calls it on
+ * the delivery loop.  FN must only hand the work to the main thread, which
+ * answers with control_reload_done(TOKEN, …).  Main thread, before the
+ * loops run.
+ */
+void control_reload_hook(void (*fn)(void *token));
+
+/*
+ * control_reload_done — a reload ended: OK and TEXT (lines: what changed
+ * and its warnings, or on failure the reason, "file:line: message"); C the
+ * configuration now in force when it worked (referenced for `status`),
+ * else NULL.  TOKEN: the session FN was given, or NULL for a reload asked
+ * by SIGHUP (then it is only recorded).  Any thread.
+ */
+void control_reload_done(void *token, bool ok, const char *text,
+			 const struct conf *c);
+
+/* control_reload_free — drop what the reloads left (main thread, after
+ * the delivery loop ended). */
+void control_reload_free(void);
+
 #endif

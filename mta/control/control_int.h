@@ -135,6 +135,22 @@ char *control_word(char **p);
 bool control_domain_ok(const char *s, char *out, size_t outlen);
 
 /*
+ * control_reload.c:
+ * control_reload_run     `reload`: hand it to the main thread; the session
+ *                        waits in CS_RUN for control_reload_done
+ * control_reload_conf    the configuration in force (the last reload's, or
+ *                        the start's), for `status`
+ * control_reload_text    the `status` row of the last reload onto OUT;
+ *                        returns the rows written (1)
+ * control_reload_json    its "reload":{…} member (null: none) onto OUT
+ */
+struct evbuffer;
+void control_reload_run(struct control_session *s);
+const struct conf *control_reload_conf(void);
+unsigned control_reload_text(struct evbuffer *out);
+void control_reload_json(struct evbuffer *out);
+
+/*
  * control_audit.c:
  * control_audit_init     remember PATH (NULL or "": no audit log), make its
  *                        directory (0700) and check the file opens (0600);

@@ -67,6 +67,13 @@
  *                                             err already draining
  *   resume-intake                     write   ok: connections taken again
  *                                             (err while draining)
+ *   reload                            write   the configuration read again
+ *                                             (as SIGHUP): "generation N in
+ *                                             MS ms: users …" and "warning:
+ *                                             KEY changed: takes effect at
+ *                                             restart" lines, ok LINES; err
+ *                                             FILE:LINE: MESSAGE when it is
+ *                                             invalid (the old one stays)
  *   SEL = id HEX16 | domain DOMAIN | user USER | all
  *
  * DOMAIN is a host name (letters, digits, '-', '.', '_'; any case; compared

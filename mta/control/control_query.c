@@ -400,9 +400,10 @@ control_status_json(struct evbuffer *out, const struct conf *c,
 	else
 		control_json_str(out, c->file);
 	evbuffer_add_printf(out,
-			    ",\"embedded_defaults\":%s,\"loaded\":\"%s\"},"
-			    "\"drain\":\"%s\",\"listeners\":[",
-			    embedded ? "true" : "false", loaded,
+			    ",\"embedded_defaults\":%s,\"loaded\":\"%s\"},",
+			    embedded ? "true" : "false", loaded);
+	control_reload_json(out);
+	evbuffer_add_printf(out, ",\"drain\":\"%s\",\"listeners\":[",
 			    control_query_drain_state());
 	for (i = 0; i < c->nlisteners; i++) {
 		evbuffer_add_printf(out, "%s{\"address\":", i ? "," : "");
@@ -453,6 +454,7 @@ control_status_text(struct evbuffer *out, const struct conf *c,
 	    started);
 	ROW("%-14s %s\n", "config", embedded ? "embedded defaults" : c->file);
 	ROW("%-14s %s UTC\n", "loaded", loaded);
+	n += control_reload_text(out);
 	ROW("%-14s %s\n", "drain", control_query_drain_state());
 	for (i = 0; i < c->nlisteners; i++)
 		ROW("%-14s %s tls=%s auth=%s\n", "listener",
@@ -496,7 +498,7 @@ void
 control_query_run_status(struct control_session *s)
 {
 	struct evbuffer *out = bufferevent_get_output(s->bev);
-	const struct conf *c = control_server.conf;
+	const struct conf *c = control_reload_conf();
 	bool embedded = strcmp(c->file, CONF_EMBEDDED_LABEL) == 0;
 	struct sched_totals t;
 	unsigned n = 1;

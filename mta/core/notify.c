@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <systemd/sd-daemon.h>
@@ -24,6 +25,7 @@
 static const char *const notify_msg[NOTIFY__COUNT] = {
 	[NOTIFY_READY] = "READY=1",
 	[NOTIFY_STOPPING] = "STOPPING=1",
+	[NOTIFY_RELOADING] = "RELOADING=1",
 };
 
 bool
@@ -35,8 +37,18 @@ notify_enabled(void)
 void
 notify_state(enum notify_state state)
 {
+	struct timespec ts;
+
 	if ((unsigned)state >= NOTIFY__COUNT || !notify_enabled())
 		return;
+	if (state == NOTIFY_RELOADING &&
+	    clock_gettime(CLOCK_MONOTONIC, &ts) == 0) {
+		/* systemd 253+ (Type=notify-reload) wants to know when. */
+		(void)sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
+				 (unsigned long long)ts.tv_sec * 1000000ull +
+				     (unsigned long long)ts.tv_nsec / 1000);
+		return;
+	}
 	(void)sd_notify(0, notify_msg[state]);
 }
 

@@ -18,8 +18,10 @@
 
 /* The daemon's states as systemd names them: one message each. */
 enum notify_state {
-	NOTIFY_READY,    /* READY=1: accepting and scheduling */
-	NOTIFY_STOPPING, /* STOPPING=1: an orderly stop has begun */
+	NOTIFY_READY,     /* READY=1: accepting and scheduling */
+	NOTIFY_STOPPING,  /* STOPPING=1: an orderly stop has begun */
+	NOTIFY_RELOADING, /* RELOADING=1 (and MONOTONIC_USEC=): a reload
+			     began; READY=1 says it ended */
 	NOTIFY__COUNT,
 };
 
@@ -29,7 +31,8 @@ enum notify_state {
  */
 bool notify_enabled(void);
 
-/* notify_state — send STATE's message (READY=1, STOPPING=1).  Any thread. */
+/* notify_state — send STATE's message (READY=1, STOPPING=1, RELOADING=1).
+ * Any thread. */
 void notify_state(enum notify_state state);
 
 /*

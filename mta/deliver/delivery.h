@@ -42,6 +42,14 @@ struct sched_config {
  * resumption: smtp_client_tls_init).  0, or -1 with err.  Main thread,
  * before the delivery loop runs. */
 int sched_init(const struct sched_config *sc, char *err, size_t errlen);
+/*
+ * sched_reconf — a reload: C (referenced until the next one) replaces the
+ * configuration on the delivery loop at its next turn.  Messages in a
+ * round keep their pool by name; each destination re-reads its limits and
+ * route, so the next delivery attempt follows C; connections already open
+ * finish what they started.  Main thread.
+ */
+void sched_reconf(const struct conf *c);
 /* sched_start — post the start-up work (load the queue) to the loop. */
 void sched_start(void);
 /* The wait after an attempt when delivery.retry_intervals is empty. */

@@ -4,7 +4,9 @@
  * destinations share.
  *
  * Owns: struct sched_dest and struct sched_site (freed by sched_free).
- * Must not: look a route up in DNS.  Delivery loop thread.
+ * A reload re-reads each destination's limits and route
+ * (sched_dest_reconf).  Must not: look a route up in DNS.  Delivery loop
+ * thread.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -199,13 +201,63 @@ sched_dest_mx_cb(const struct dns_mx_reply *reply, void *arg)
 	sched_dest_flush(d);
 }
 
+/* D's fixed site when a route (or the relay host) names one: no MX
+ * lookup.  True when there is one. */
+static bool
+sched_dest_route(struct sched_dest *d)
+{
+	const struct conf_route *route = conf_route_find(sched.conf, d->domain);
+	struct dns_mx_host h;
+	char key[600];
+	unsigned port;
+
+	if (route == NULL && sched.conf->delivery.relay_host == NULL)
+		return false;
+	h.name = route ? route->host : sched.conf->delivery.relay_host;
+	port = route ? route->port : sched.conf->delivery.relay_port;
+	snprintf(key, sizeof(key), "route:%s:%u", h.name, port);
+	d->site = sched_dest_site_get(key, &h, 1, port, false);
+	if (d->site != NULL) {
+		d->state = DEST_READY;
+		d->expires_ms = INT64_MAX;
+	}
+	return true;
+}
+
+void
+sched_dest_reconf(void)
+{
+	struct htab_entry *e;
+	size_t it;
+
+	for (e = htab_first(&sched.dests, &it); e != NULL;
+	     e = htab_next(&sched.dests, e, &it)) {
+		struct sched_dest *d = e->value;
+		unsigned i;
+
+		d->cfg = conf_destination_find(sched.conf, d->domain);
+		/* A lookup in flight finishes as it began; its jobs then go
+		 * where it says, the next ones where the route now says. */
+		if (d->state != DEST_RESOLVING && !sched_dest_route(d) &&
+		    d->site != NULL &&
+		    strncmp(d->site->key, "route:", 6) == 0) {
+			/* No route any more: the MX answer decides again (one
+			 * got before the reload stays good). */
+			d->site = NULL;
+			d->state = DEST_NEW;
+		}
+		/* Its site's paths take its limits, as when they were made
+		 * for it (a site shared by several domains: the last one). */
+		for (i = 0; d->site != NULL && i < d->site->npaths; i++)
+			d->site->paths[i]->cfg = d->cfg;
+	}
+}
+
 struct sched_dest *
 sched_dest_get(const char *domain)
 {
 	struct sched_dest *d = htab_get(&sched.dests, domain);
-	const struct conf_route *route;
-	struct dns_mx_host h;
-	char key[600], *ace = NULL;
+	char *ace = NULL;
 	size_t k;
 
 	if (d != NULL)
@@ -230,21 +282,7 @@ sched_dest_get(const char *domain)
 			d->ace = ace;
 		break;
 	}
-	/* A route, or the relay host: a fixed site, no MX lookup. */
-	route = conf_route_find(sched.conf, domain);
-	if (route != NULL || sched.conf->delivery.relay_host != NULL) {
-		h.name = route ? route->host : sched.conf->delivery.relay_host;
-		snprintf(key, sizeof(key), "route:%s:%u", h.name,
-			 route ? route->port : sched.conf->delivery.relay_port);
-		d->site = sched_dest_site_get(
-		    key, &h, 1,
-		    route ? route->port : sched.conf->delivery.relay_port,
-		    false);
-		if (d->site != NULL) {
-			d->state = DEST_READY;
-			d->expires_ms = INT64_MAX;
-		}
-	}
+	sched_dest_route(d);
 	return d;
 }
 

@@ -238,6 +238,10 @@ void sched_path_kick(struct sched_path *p);
 /* sched_maybe_stop — stopping, and nothing left in flight: end the loop. */
 void sched_maybe_stop(void);
 
+/* sched_dest_reconf — sched.conf was replaced: every destination takes its
+ * limits and route from it (sched_reconf, scheduler.c). */
+void sched_dest_reconf(void);
+
 /* sched_msg.c ---------------------------------------------------------- */
 
 /* sched_msg_new — a stub for queue id ID due at DUE, in the id map; NULL

@@ -142,6 +142,36 @@ sched_path_dispatch(struct sched_path *p, struct smtp_client *c,
 }
 
 /*
+ * NAME, kept until sched_free: a connection holds its EHLO name for its
+ * whole life, and a reload may free the configuration it came from.  The
+ * names are few (one per pool), so a list will do.
+ */
+static struct sched_name {
+	struct sched_name *next;
+	char s[];
+} * sched_names;
+
+static const char *
+sched_name_keep(const char *name)
+{
+	struct sched_name *n;
+	size_t len;
+
+	if (name == NULL)
+		return NULL;
+	for (n = sched_names; n != NULL; n = n->next)
+		if (strcmp(n->s, name) == 0)
+			return n->s;
+	len = strlen(name) + 1;
+	if ((n = malloc(sizeof(*n) + len)) == NULL)
+		return NULL; /* the client greets with its default name */
+	memcpy(n->s, name, len);
+	n->next = sched_names;
+	sched_names = n;
+	return n->s;
+}
+
+/*
  * Where and how a new connection of P goes: its site's hosts, the pool's
  * EHLO name (else the delivery default) and its next source address (round
  * robin), the destination's TLS policy and attempt bounds.
@@ -155,9 +185,9 @@ sched_path_target(struct sched_path *p, struct smtp_client_target *t)
 	t->hosts = p->site->hosts;
 	t->nhosts = p->site->nhosts;
 	t->port = p->site->port;
-	t->ehlo = pool != NULL && pool->ehlo != NULL
-		      ? pool->ehlo
-		      : sched.conf->delivery.ehlo;
+	t->ehlo = sched_name_keep(pool != NULL && pool->ehlo != NULL
+				      ? pool->ehlo
+				      : sched.conf->delivery.ehlo);
 	if (pool != NULL && pool->nsources > 0) {
 		t->source = pool->sources[p->source_next++ % pool->nsources];
 		t->has_source = true;
@@ -305,6 +335,81 @@ static const struct smtp_client_cb sched_conn_cb = {
 	.closed = sched_conn_closed,
 };
 
+/* Reload ------------------------------------------------------------- */
+
+/* The pool of C named as OLD is (or C's default pool when it is gone). */
+static const struct conf_pool *
+sched_reconf_pool(const struct conf *c, const struct conf_pool *old)
+{
+	size_t i;
+
+	if (old == NULL)
+		return NULL;
+	for (i = 0; i < c->npools; i++)
+		if (strcmp(c->pools[i].name, old->name) == 0)
+			return &c->pools[i];
+	return c->default_pool;
+}
+
+/* The destination section of C written as OLD was (or C's default). */
+static const struct conf_destination *
+sched_reconf_cfg(const struct conf *c, const struct conf_destination *old)
+{
+	size_t i;
+
+	for (i = 0; old->domain != NULL && i < c->ndestinations; i++)
+		if (strcmp(c->destinations[i].domain, old->domain) == 0)
+			return &c->destinations[i];
+	return &c->dest_default;
+}
+
+/*
+ * On the delivery loop, between two callbacks (a safe point: nothing of
+ * the scheduler is half done): every pointer into the old configuration
+ * moves to the new one, so that the old one can go at once.  Rounds keep
+ * their pool by name, paths their pool and limits by name, destinations
+ * re-read their limits and route; connections hold only their site's
+ * hosts (the scheduler's) and their EHLO name (sched_name_keep).
+ */
+static void
+sched_reconf_on_loop(void *arg)
+{
+	const struct conf *c = arg, *old = sched.conf;
+	const struct conf_delivery *dl = &c->delivery;
+	struct htab_entry *e;
+	struct sched_msg *m;
+	size_t it;
+	unsigned i;
+
+	sched.conf = c; /* its reference was taken by sched_reconf */
+	sched.cenv.connect_timeout_ms = dl->connect_timeout_ms;
+	sched.cenv.greeting_timeout_ms = dl->greeting_timeout_ms;
+	sched.cenv.command_timeout_ms = dl->command_timeout_ms;
+	sched.cenv.data_timeout_ms = dl->data_timeout_ms;
+	sched.cenv.idle_timeout_ms = dl->idle_timeout_ms;
+	for (m = sched.active; m != NULL; m = m->r->next)
+		m->r->pool = sched_reconf_pool(c, m->r->pool);
+	for (e = htab_first(&sched.sites, &it); e != NULL;
+	     e = htab_next(&sched.sites, e, &it)) {
+		struct sched_site *site = e->value;
+
+		for (i = 0; i < site->npaths; i++) {
+			struct sched_path *p = site->paths[i];
+
+			p->pool = sched_reconf_pool(c, p->pool);
+			p->cfg = sched_reconf_cfg(c, p->cfg);
+		}
+	}
+	sched_dest_reconf();
+	conf_unref(old);
+}
+
+void
+sched_reconf(const struct conf *c)
+{
+	loop_post(sched.loop, sched_reconf_on_loop, (void *)conf_ref(c));
+}
+
 /* Entry points -------------------------------------------------------- */
 
 static void
@@ -430,7 +535,7 @@ sched_init(const struct sched_config *sc, char *err, size_t errlen)
 
 	memset(&sched, 0, sizeof(sched));
 	sched.loop = l;
-	sched.conf = c;
+	sched.conf = conf_ref(c);
 	sched.queue = sc->queue;
 	if (htab_init(&sched.dests) != 0 || htab_init(&sched.sites) != 0 ||
 	    idmap_init(&sched.ids) != 0) {
@@ -595,4 +700,12 @@ sched_free(void)
 	pthread_mutex_destroy(&sched.gauge_mu);
 	if (sched.dns != NULL)
 		dns_resolver_free(sched.dns);
+	while (sched_names != NULL) {
+		struct sched_name *n = sched_names;
+
+		sched_names = n->next;
+		free(n);
+	}
+	conf_unref(sched.conf);
+	sched.conf = NULL;
 }

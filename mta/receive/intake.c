@@ -2,13 +2,13 @@
  * intake.c — from end of data to the queue: header checks, DMARC alignment,
  * re-encoding of lines over 998 octets, DKIM signing, sealing, submission.
  *
- * Owns: the loaded DKIM keys (read-only after intake_init) and each
- * request's progress.  The checks and the DMARC lookup run on the session's
- * loop (the lookup is asynchronous); re-encoding, signing, sealing and the
- * hand-over to the queue writer run on the worker pool, so no RSA
- * operation, no pass over megabytes and no disk wait ever happens on an I/O
- * loop.  The request's done() always runs on its
- * loop, never inline.  No address is logged: domains only.
+ * Owns: the DKIM keys of each configuration (an intake_keyset, loaded on
+ * the main thread, read-only after) and each request's progress.  The checks
+ * and the DMARC lookup run on the session's loop (the lookup is asynchronous);
+ * re-encoding, signing, sealing and the hand-over to the queue writer run on
+ * the worker pool, so no RSA operation, no pass over megabytes and no disk wait
+ * ever happens on an I/O loop.  The request's done() always runs on its loop,
+ * never inline.  No address is logged: domains only.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -28,6 +28,9 @@
 #include "mta/observe/stats.h"
 #include "mta/core/worker.h"
 
+/* Locked memory to reserve per private key (RSA-2048 takes ~1.7 KB). */
+#define INTAKE_KEY_BYTES 2048
+
 /* SPF results kept (domain, helo, pool addresses); the oldest goes. */
 #define INTAKE_SPF_CACHE_MAX 65536
 
@@ -36,11 +39,16 @@ struct intake_keys {
 	struct dkim_key *rsa, *ed;
 };
 
-static struct {
-	const struct conf *conf;
-	struct queue *queue;
+/* One configuration's keys: the DKIM sections of CONF, loaded. */
+struct intake_keyset {
+	const struct conf *conf;  /* a reference (conf_ref) */
 	struct intake_keys *keys; /* parallel to conf->dkims */
 	size_t nkeys;
+};
+
+static struct {
+	struct queue *queue;
+	bool keys_ready; /* dkim_keys_init ran */
 	bool psl;
 	struct spf_cache *spf_cache;
 	bool spf_warned;   /* "not evaluated" said once at info level */
@@ -65,86 +73,133 @@ intake_key_load(const char *at, const char *domain, const char *path,
 	return 0;
 }
 
-int
-intake_init(const struct conf *c, struct queue *q, char *err, size_t errlen)
+/* What C needs of the process (locked memory for keys, the public suffix
+ * list, the SPF cache), set up once, on the main thread, before anyone
+ * reads it: a reload that turns DMARC on has it ready before the first
+ * session of its configuration starts. */
+static int
+intake_global_ready(const struct conf *c, char *err, size_t errlen)
 {
-	size_t i;
 	int rc;
 
-	memset(&I, 0, sizeof(I));
-	I.conf = c;
-	I.queue = q;
-	if (c->ndkims > 0) {
-		rc = dkim_keys_init(0, err, errlen);
+	if (!I.keys_ready && c->ndkims > 0) {
+		/* A reload holds two keysets at once, and may add keys: room
+		 * for twice as many as now and a margin (a 2 MiB floor). */
+		rc = dkim_keys_init(2 * (c->ndkims + 256) * INTAKE_KEY_BYTES,
+				    err, errlen);
 		if (rc < 0)
 			return -1;
 		if (rc > 0)
 			log_warnx("dkim: %s", err);
-		if ((I.keys = calloc(c->ndkims, sizeof(*I.keys))) == NULL) {
-			snprintf(err, errlen, "out of memory");
-			return -1;
-		}
-		I.nkeys = c->ndkims;
+		I.keys_ready = true;
 	}
-	for (i = 0; i < c->ndkims; i++) {
-		const struct conf_dkim *d = &c->dkims[i];
-
-		I.keys[i].cfg = d;
-		if (intake_key_load(d->rsa_key_at, d->domain, d->rsa_key,
-				    &I.keys[i].rsa, err, errlen) != 0 ||
-		    intake_key_load(d->ed25519_key_at, d->domain,
-				    d->ed25519_key, &I.keys[i].ed, err,
-				    errlen) != 0)
-			return -1;
-		if (I.keys[i].rsa != NULL &&
-		    dkim_key_alg(I.keys[i].rsa) != DKIM_ALG_RSA_SHA256) {
-			snprintf(err, errlen,
-				 "%s: dkim \"%s\": %s is not an RSA key",
-				 d->rsa_key_at, d->domain, d->rsa_key);
-			return -1;
-		}
-		if (I.keys[i].ed != NULL &&
-		    dkim_key_alg(I.keys[i].ed) != DKIM_ALG_ED25519_SHA256) {
-			snprintf(err, errlen,
-				 "%s: dkim \"%s\": %s is not an Ed25519 key",
-				 d->ed25519_key_at, d->domain, d->ed25519_key);
-			return -1;
-		}
-		log_info("dkim: %s signs with%s%s%s%s", d->domain,
-			 I.keys[i].rsa ? " rsa-sha256 s=" : "",
-			 I.keys[i].rsa ? d->selector : "",
-			 I.keys[i].ed ? " ed25519-sha256 s=" : "",
-			 I.keys[i].ed ? d->ed25519_selector : "");
-	}
-	if (c->dmarc.check) {
+	if (c->dmarc.check && !I.psl) {
 		if (dmarc_init(c->dmarc.psl_file, err, errlen) != 0)
 			return -1;
 		I.psl = true;
-		if ((I.spf_cache = spf_cache_new(INTAKE_SPF_CACHE_MAX)) ==
-		    NULL) {
-			snprintf(err, errlen, "out of memory");
-			return -1;
-		}
+	}
+	if (c->dmarc.check && I.spf_cache == NULL &&
+	    (I.spf_cache = spf_cache_new(INTAKE_SPF_CACHE_MAX)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
 	}
 	return 0;
+}
+
+int
+intake_init(const struct conf *c, struct queue *q, char *err, size_t errlen)
+{
+	memset(&I, 0, sizeof(I));
+	I.queue = q;
+	return intake_global_ready(c, err, errlen);
 }
 
 void
 intake_free(void)
 {
-	size_t i;
-
-	for (i = 0; i < I.nkeys; i++) {
-		if (I.keys[i].rsa != NULL)
-			dkim_key_free(I.keys[i].rsa);
-		if (I.keys[i].ed != NULL)
-			dkim_key_free(I.keys[i].ed);
-	}
-	free(I.keys);
 	if (I.psl)
 		dmarc_done();
 	spf_cache_free(I.spf_cache);
 	memset(&I, 0, sizeof(I));
+}
+
+/* The checks of key K of D: its files are keys of the right kind. */
+static int
+intake_keys_load_one(const struct conf_dkim *d, struct intake_keys *k,
+		     bool quiet, char *err, size_t errlen)
+{
+	k->cfg = d;
+	if (intake_key_load(d->rsa_key_at, d->domain, d->rsa_key, &k->rsa, err,
+			    errlen) != 0 ||
+	    intake_key_load(d->ed25519_key_at, d->domain, d->ed25519_key,
+			    &k->ed, err, errlen) != 0)
+		return -1;
+	if (k->rsa != NULL && dkim_key_alg(k->rsa) != DKIM_ALG_RSA_SHA256) {
+		snprintf(err, errlen, "%s: dkim \"%s\": %s is not an RSA key",
+			 d->rsa_key_at, d->domain, d->rsa_key);
+		return -1;
+	}
+	if (k->ed != NULL && dkim_key_alg(k->ed) != DKIM_ALG_ED25519_SHA256) {
+		snprintf(err, errlen,
+			 "%s: dkim \"%s\": %s is not an Ed25519 key",
+			 d->ed25519_key_at, d->domain, d->ed25519_key);
+		return -1;
+	}
+	if (!quiet)
+		log_info("dkim: %s signs with%s%s%s%s", d->domain,
+			 k->rsa ? " rsa-sha256 s=" : "",
+			 k->rsa ? d->selector : "",
+			 k->ed ? " ed25519-sha256 s=" : "",
+			 k->ed ? d->ed25519_selector : "");
+	return 0;
+}
+
+int
+intake_keyset_load(const struct conf *c, bool quiet, struct intake_keyset **out,
+		   char *err, size_t errlen)
+{
+	struct intake_keyset *ks;
+	size_t i;
+
+	*out = NULL;
+	if (intake_global_ready(c, err, errlen) != 0)
+		return -1;
+	if ((ks = calloc(1, sizeof(*ks))) == NULL ||
+	    (c->ndkims > 0 &&
+	     (ks->keys = calloc(c->ndkims, sizeof(*ks->keys))) == NULL)) {
+		free(ks);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	ks->conf = conf_ref(c);
+	ks->nkeys = c->ndkims;
+	for (i = 0; i < c->ndkims; i++) {
+		if (intake_keys_load_one(&c->dkims[i], &ks->keys[i], quiet, err,
+					 errlen) != 0) {
+			intake_keyset_free(ks);
+			return -1;
+		}
+	}
+	*out = ks;
+	return 0;
+}
+
+void
+intake_keyset_free(struct intake_keyset *ks)
+{
+	size_t i;
+
+	if (ks == NULL)
+		return;
+	for (i = 0; i < ks->nkeys; i++) {
+		if (ks->keys[i].rsa != NULL)
+			dkim_key_free(ks->keys[i].rsa);
+		if (ks->keys[i].ed != NULL)
+			dkim_key_free(ks->keys[i].ed);
+	}
+	free(ks->keys);
+	conf_unref(ks->conf);
+	free(ks);
 }
 
 /* Completion ------------------------------------------------------------ */
@@ -233,7 +288,7 @@ static int
 intake_reencode(struct intake_req *req)
 {
 	struct queue_op *op = req->op;
-	uint64_t max = I.conf->limits.max_message_size;
+	uint64_t max = req->conf->limits.max_message_size;
 	uint8_t *nb;
 	size_t nlen, olen = op->body_len;
 	char why[200], err[200];
@@ -285,7 +340,7 @@ intake_work(void *arg)
 {
 	struct intake_req *req = arg;
 	const struct intake_keys *k = req->keys;
-	const struct conf_dkim_sign *ds = &I.conf->dkim_sign;
+	const struct conf_dkim_sign *ds = &req->conf->dkim_sign;
 	struct dkim_sign_params p;
 	struct dkim_key *use[2];
 	const char *sel[2];
@@ -457,7 +512,7 @@ intake_dmarc_decide(struct intake_req *req,
 		return;
 	}
 	if (req->spf == SPF_TEMPERROR &&
-	    I.conf->dmarc.action != CONF_DMARC_ACCEPT) {
+	    req->conf->dmarc.action != CONF_DMARC_ACCEPT) {
 		/* SPF might have aligned it: DNS trouble is no reason to
 		 * refuse for good (nor to hold for an operator). */
 		STATS_INC(rejected_dmarc);
@@ -473,7 +528,7 @@ intake_dmarc_decide(struct intake_req *req,
 	why = req->sign_domain[0] == '\0' ? "no DKIM key aligned with it"
 	      : adkim_s                   ? "DKIM domain not equal (adkim=s)"
 					  : "DKIM domain not aligned";
-	switch (I.conf->dmarc.action) {
+	switch (req->conf->dmarc.action) {
 	case CONF_DMARC_REJECT:
 		STATS_INC(rejected_dmarc);
 		snprintf(req->result, sizeof(req->result),
@@ -571,9 +626,9 @@ intake_pool_for(const struct intake_req *req)
 {
 	if (req->user != NULL && req->user->pool != NULL)
 		return req->user->pool;
-	if (req->user == NULL && I.conf->relay_pool != NULL)
-		return I.conf->relay_pool;
-	return I.conf->default_pool;
+	if (req->user == NULL && req->conf->relay_pool != NULL)
+		return req->conf->relay_pool;
+	return req->conf->default_pool;
 }
 
 /* P for the sender of REQ and POOL; LOCAL receives the local-part. */
@@ -594,7 +649,7 @@ intake_spf_params(const struct intake_req *req, const struct conf_pool *pool,
 	memset(p, 0, sizeof(*p));
 	p->domain = mdom;
 	p->local = local;
-	p->helo = pool->ehlo != NULL ? pool->ehlo : I.conf->delivery.ehlo;
+	p->helo = pool->ehlo != NULL ? pool->ehlo : req->conf->delivery.ehlo;
 	p->addrs = pool->sources;
 	p->naddrs = pool->nsources;
 }
@@ -658,7 +713,7 @@ intake_spf_start(struct intake_req *req)
 	}
 	pool = intake_pool_for(req);
 	if (pool == NULL || pool->nsources == 0 ||
-	    I.conf->delivery.relay_host != NULL) {
+	    req->conf->delivery.relay_host != NULL) {
 		snprintf(req->spf_note, sizeof(req->spf_note), "unevaluated");
 		log_debug("spf: %s not evaluated (%s); DKIM alone decides "
 			  "alignment",
@@ -707,10 +762,10 @@ intake_keys_for(struct intake_req *req)
 	const char *dom = req->from_domain;
 	bool unaligned_ok;
 
-	if (I.nkeys > 0) {
+	if (req->keyset->nkeys > 0) {
 		dmarc_org_domain(dom, org, sizeof(org));
 		for (;;) {
-			if ((d = conf_dkim_find(I.conf, dom)) != NULL)
+			if ((d = conf_dkim_find(req->conf, dom)) != NULL)
 				break;
 			if (strcmp(dom, org) == 0 ||
 			    (dom = strchr(dom, '.')) == NULL)
@@ -721,10 +776,10 @@ intake_keys_for(struct intake_req *req)
 			/* The user's fallback domain, only where the
 			 * configuration allows unaligned signing. */
 			fb = req->user != NULL ? req->user->dkim_fallback
-					       : I.conf->relay_dkim_fallback;
+					       : req->conf->relay_dkim_fallback;
 			unaligned_ok = req->user != NULL
 					   ? req->user->allow_unaligned
-					   : I.conf->relay_allow_unaligned;
+					   : req->conf->relay_allow_unaligned;
 			if (fb != NULL &&
 			    (unaligned_ok ||
 			     dmarc_aligned(fb->domain, req->from_domain,
@@ -737,7 +792,7 @@ intake_keys_for(struct intake_req *req)
 		return NULL;
 	}
 	snprintf(req->sign_domain, sizeof(req->sign_domain), "%s", d->domain);
-	return &I.keys[d - I.conf->dkims];
+	return &req->keyset->keys[d - req->conf->dkims];
 }
 
 void
@@ -770,14 +825,15 @@ intake_submit(struct intake_req *req)
 		intake_refuse(req, 554, "5.6.0 Malformed header: %s", err);
 		return;
 	}
-	if (intake_trace_extract(req->msg, I.conf->log.campaign_header,
+	if (intake_trace_extract(req->msg, req->conf->log.campaign_header,
 				 &op->env) != 0) {
 		intake_refuse(req, 451,
 			      "4.3.0 Temporary failure, try again "
 			      "later");
 		return;
 	}
-	if (I.conf->dmarc.check || I.nkeys > 0 || req->user != NULL) {
+	if (req->conf->dmarc.check || req->keyset->nkeys > 0 ||
+	    req->user != NULL) {
 		/* RFC 7489 6.6.1: exactly one author address. */
 		if (dmarc_from_domain(req->msg, req->from_domain,
 				      sizeof(req->from_domain), err,
@@ -803,7 +859,7 @@ intake_submit(struct intake_req *req)
 	}
 	if (req->from_domain[0] != '\0')
 		req->keys = intake_keys_for(req);
-	if (!I.conf->dmarc.check) {
+	if (!req->conf->dmarc.check) {
 		snprintf(req->result, sizeof(req->result), "dmarc=unchecked");
 		intake_sign_and_queue(req);
 		return;

@@ -19,23 +19,39 @@ struct loop;
 struct queue;
 struct queue_op;
 
+struct intake_keyset;
+
 /*
- * intake_init — load every configured DKIM key (mode-checked, into locked
- * memory) and the public suffix list.  Main thread, before the loops run.
- * 0, or -1 with err ("dkim \"example.com\": /path: mode 0644, …").
+ * intake_init — what every configuration shares: the queue Q, locked memory
+ * for keys and the public suffix list when C needs them.  Main thread,
+ * before the loops run.  0, or -1 with err.  intake_free — release it,
+ * after the loops.
  */
 int intake_init(const struct conf *c, struct queue *q, char *err,
 		size_t errlen);
 void intake_free(void);
 
+/*
+ * intake_keyset_load — load every DKIM key of C (mode-checked, into locked
+ * memory) into *OUT, which holds a reference to C; QUIET: do not log each
+ * key (a reload says how many).  Main thread (file reads, RSA parsing: never
+ * on a loop).  0, or -1 with err ("file:line: dkim \"example.com\": /path:
+ * mode 0644, …").  intake_keyset_free — release it (any thread; NULL ok).
+ */
+int intake_keyset_load(const struct conf *c, bool quiet,
+		       struct intake_keyset **out, char *err, size_t errlen);
+void intake_keyset_free(struct intake_keyset *ks);
+
 struct intake_req {
 	/* in */
 	struct loop *loop;
-	struct dns_resolver *dns;     /* the loop's resolver, or NULL */
-	const struct conf_user *user; /* NULL: a relay-network client */
-	struct queue_op *op;          /* QOP_INSERT, envelope and body set */
-	bool long_lines; /* the body has a line over 998 octets: re-encode
-			    it (worker pool) before signing */
+	const struct conf *conf;            /* the session's configuration */
+	const struct intake_keyset *keyset; /* its keys (the same one's) */
+	struct dns_resolver *dns;           /* the loop's resolver, or NULL */
+	const struct conf_user *user;       /* NULL: a relay-network client */
+	struct queue_op *op; /* QOP_INSERT, envelope and body set */
+	bool long_lines;     /* the body has a line over 998 octets: re-encode
+				it (worker pool) before signing */
 	void (*done)(struct intake_req *req); /* on LOOP, once */
 	void *arg;
 	/* out, when done runs */

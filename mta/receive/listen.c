@@ -1,15 +1,17 @@
 /*
  * listen.c — listening sockets and accept.
  *
- * Owns: the evconnlisteners, one per (listener, loop); each is touched only
- * by its loop's thread once the loops run.  Accept errors (EMFILE) pause
- * that listener for a moment instead of spinning.  Also the intake state
- * (open, stopped, draining): any thread sets or reads it (an atomic); while
- * it is not open, a new connection gets one 421 line and is closed.
+ * Owns: the evconnlisteners, one per (listener, loop), each touched only by
+ * its loop's thread once the loops run; a reload's sockets are bound on the
+ * main thread (a plan), then each loop takes them in a posted job.  Accept
+ * errors (EMFILE) pause a listener a moment.  Also the intake state (open,
+ * stopped, draining), an atomic any thread sets or reads: while it is not
+ * open, a new connection gets one 421 line and is closed.
  */
 #define _DEFAULT_SOURCE /* SO_REUSEPORT */
 #include <errno.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -22,6 +24,7 @@
 #include <event2/listener.h>
 
 #include "conf/conf.h"
+#include "mta/receive/confgen.h"
 #include "mta/receive/listen.h"
 #include "mta/core/log.h"
 #include "mta/core/loop.h"
@@ -30,15 +33,29 @@
 #define LISTEN_BACKLOG  1024
 #define LISTEN_PAUSE_MS 100
 
+/* One listening socket of one loop; only that loop's thread touches it
+ * once the loops run.  It holds a reference to LI's generation, which new
+ * sessions take theirs from. */
 struct listen_entry {
 	struct loop *loop;
 	struct smtp_server_listener *li;
 	struct evconnlistener *lev;
 	struct event *pause;
+	struct listen_entry *next;
 };
 
-static struct listen_entry *listen_entries;
-static size_t listen_n;
+/* A reload's change to the sockets: NEW's listeners, ADDED[k] those that
+ * are not bound yet, with one socket per loop in FDS[k * nloops + i]. */
+struct listen_plan {
+	struct confgen *gen; /* a reference until every loop applied it */
+	bool *added;
+	int *fds;
+	unsigned nloops;
+	unsigned pending; /* loops yet to apply it (atomic) */
+};
+
+static struct listen_entry **listen_heads; /* per loop, by index */
+static unsigned listen_nloops;
 static atomic_int listen_intake = LISTEN_INTAKE_OPEN;
 
 void
@@ -126,47 +143,245 @@ fail:
 	return -1;
 }
 
+/* A new entry of loop L for LI on socket FD (which it owns from now on,
+ * also on failure).  NULL, with err set, when it cannot be made. */
+static struct listen_entry *
+listen_entry_new(struct loop *l, struct smtp_server_listener *li, int fd,
+		 char *err, size_t errlen)
+{
+	struct listen_entry *e;
+
+	if ((e = calloc(1, sizeof(*e))) == NULL) {
+		close(fd);
+		snprintf(err, errlen, "listener %s: out of memory",
+			 li->conf->name);
+		return NULL;
+	}
+	e->loop = l;
+	e->li = li;
+	e->lev = evconnlistener_new(l->base, listen_accept_cb, e,
+				    LEV_OPT_CLOSE_ON_FREE, -1, fd);
+	e->pause = evtimer_new(l->base, listen_resume_cb, e);
+	if (e->lev == NULL || e->pause == NULL) {
+		snprintf(err, errlen, "listener %s: set-up failed",
+			 li->conf->name);
+		if (e->lev != NULL)
+			evconnlistener_free(e->lev);
+		else
+			close(fd);
+		if (e->pause != NULL)
+			event_free(e->pause);
+		free(e);
+		return NULL;
+	}
+	evconnlistener_set_error_cb(e->lev, listen_error_cb);
+	confgen_ref(li->gen);
+	e->next = listen_heads[l->index];
+	listen_heads[l->index] = e;
+	return e;
+}
+
+static void
+listen_entry_free(struct listen_entry *e)
+{
+	if (e->lev != NULL)
+		evconnlistener_free(e->lev);
+	if (e->pause != NULL)
+		event_free(e->pause);
+	confgen_unref(e->li->gen);
+	free(e);
+}
+
 int
-listen_open(struct loop *loops, unsigned nloops,
-	    struct smtp_server_listener *li, size_t nli, char *err,
+listen_open(struct loop *loops, unsigned nloops, struct confgen *gen, char *err,
 	    size_t errlen)
 {
-	size_t i, k = 0;
+	size_t i;
 	unsigned j;
 	int fd;
 
-	listen_n = nli * nloops;
-	if ((listen_entries = calloc(listen_n, sizeof(*listen_entries))) ==
-	    NULL) {
+	listen_nloops = nloops;
+	if ((listen_heads = calloc(nloops, sizeof(*listen_heads))) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	for (i = 0; i < nli; i++) {
-		for (j = 0; j < nloops; j++, k++) {
-			struct listen_entry *e = &listen_entries[k];
-
-			if ((fd = listen_socket(li[i].conf, err, errlen)) < 0)
+	for (i = 0; i < gen->conf->nlisteners; i++) {
+		for (j = 0; j < nloops; j++) {
+			if ((fd = listen_socket(gen->listeners[i].conf, err,
+						errlen)) < 0 ||
+			    listen_entry_new(&loops[j], &gen->listeners[i], fd,
+					     err, errlen) == NULL)
 				return -1;
-			e->loop = &loops[j];
-			e->li = &li[i];
-			e->lev = evconnlistener_new(
-			    loops[j].base, listen_accept_cb, e,
-			    LEV_OPT_CLOSE_ON_FREE, -1, fd);
-			e->pause =
-			    evtimer_new(loops[j].base, listen_resume_cb, e);
-			if (e->lev == NULL || e->pause == NULL) {
-				snprintf(err, errlen,
-					 "listener %s: set-up "
-					 "failed",
-					 li[i].conf->name);
-				if (e->lev == NULL)
-					close(fd);
-				return -1;
-			}
-			evconnlistener_set_error_cb(e->lev, listen_error_cb);
 		}
 	}
 	return 0;
+}
+
+/* Whether two listeners are one socket (the same address and port). */
+static bool
+listen_same(const struct conf_listener *a, const struct conf_listener *b)
+{
+	return a->addrlen == b->addrlen &&
+	       memcmp(&a->addr, &b->addr, a->addrlen) == 0;
+}
+
+/* NEW's listener at the address of A, or NULL. */
+static struct smtp_server_listener *
+listen_find(struct confgen *gen, const struct conf_listener *a)
+{
+	size_t k;
+
+	for (k = 0; k < gen->conf->nlisteners; k++)
+		if (listen_same(&gen->conf->listeners[k], a))
+			return &gen->listeners[k];
+	return NULL;
+}
+
+static void
+listen_plan_free(struct listen_plan *p)
+{
+	size_t k, n;
+
+	if (p == NULL)
+		return;
+	n = p->gen->conf->nlisteners * (size_t)p->nloops;
+	for (k = 0; p->fds != NULL && k < n; k++)
+		if (p->fds[k] >= 0)
+			close(p->fds[k]);
+	free(p->fds);
+	free(p->added);
+	confgen_unref(p->gen);
+	free(p);
+}
+
+int
+listen_plan_make(const struct confgen *old, struct confgen *gen,
+		 struct listen_plan **out, unsigned *added, unsigned *removed,
+		 char *err, size_t errlen)
+{
+	const struct conf *oc = old->conf, *nc = gen->conf;
+	struct listen_plan *p;
+	size_t k, i, n = nc->nlisteners * (size_t)listen_nloops;
+	unsigned j;
+	int fd;
+
+	*out = NULL;
+	*added = *removed = 0;
+	if ((p = calloc(1, sizeof(*p))) == NULL ||
+	    (p->added = calloc(nc->nlisteners + 1, sizeof(*p->added))) ==
+		NULL ||
+	    (p->fds = malloc((n + 1) * sizeof(*p->fds))) == NULL) {
+		if (p != NULL)
+			free(p->added);
+		free(p);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	p->gen = confgen_ref(gen);
+	p->nloops = listen_nloops;
+	p->pending = listen_nloops;
+	for (k = 0; k < n; k++)
+		p->fds[k] = -1;
+	for (i = 0; i < oc->nlisteners; i++)
+		*removed += listen_find(gen, &oc->listeners[i]) == NULL;
+	for (k = 0; k < nc->nlisteners; k++) {
+		const struct conf_listener *cl = &nc->listeners[k];
+		const struct sockaddr_in *sin = (const void *)&cl->addr;
+		unsigned port = ntohs(sin->sin_port); /* v4 and v6 alike */
+
+		if (listen_find((struct confgen *)old, cl) != NULL)
+			continue;
+		if (port < 1024 && geteuid() != 0) {
+			snprintf(err, errlen,
+				 "listener %s: a port below 1024 can only be "
+				 "bound at start-up (outpostd no longer runs "
+				 "as root): restart to add it",
+				 cl->name);
+			listen_plan_free(p);
+			return -1;
+		}
+		p->added[k] = true;
+		(*added)++;
+		for (j = 0; j < listen_nloops; j++) {
+			if ((fd = listen_socket(cl, err, errlen)) < 0) {
+				listen_plan_free(p);
+				return -1;
+			}
+			p->fds[k * listen_nloops + j] = fd;
+		}
+	}
+	*out = p;
+	return 0;
+}
+
+/* On loop L: the entries of L follow the plan ARG. */
+static void
+listen_plan_on_loop(struct loop *l, struct listen_plan *p)
+{
+	struct listen_entry **ep = &listen_heads[l->index], *e;
+	struct smtp_server_listener *li;
+	char err[256];
+	size_t k;
+	int *fd;
+
+	while ((e = *ep) != NULL) {
+		if ((li = listen_find(p->gen, e->li->conf)) == NULL) {
+			*ep = e->next; /* removed: its socket closes */
+			listen_entry_free(e);
+			continue;
+		}
+		confgen_ref(li->gen);
+		confgen_unref(e->li->gen);
+		e->li = li;
+		ep = &e->next;
+	}
+	for (k = 0; k < p->gen->conf->nlisteners; k++) {
+		if (!p->added[k])
+			continue;
+		fd = &p->fds[k * p->nloops + l->index];
+		if (listen_entry_new(l, &p->gen->listeners[k], *fd, err,
+				     sizeof(err)) == NULL)
+			log_warnx("%s", err);
+		*fd = -1; /* the entry's (or closed) */
+	}
+}
+
+struct listen_plan_job {
+	struct loop *loop;
+	struct listen_plan *plan;
+};
+
+static void
+listen_plan_job(void *arg)
+{
+	struct listen_plan_job *j = arg;
+	struct listen_plan *p = j->plan;
+
+	listen_plan_on_loop(j->loop, p);
+	free(j);
+	if (__atomic_sub_fetch(&p->pending, 1, __ATOMIC_ACQ_REL) == 0)
+		listen_plan_free(p);
+}
+
+void
+listen_plan_apply(struct loop *loops, struct listen_plan *p)
+{
+	struct listen_plan_job *j;
+	unsigned i, n = p->nloops;
+
+	for (i = 0; i < n; i++) {
+		if ((j = malloc(sizeof(*j))) == NULL)
+			fatal("malloc");
+		j->loop = &loops[i];
+		j->plan = p;
+		loop_post(&loops[i], listen_plan_job, j);
+	}
+}
+
+void
+listen_plan_discard(struct listen_plan *p)
+{
+	listen_plan_free(p);
 }
 
 /* On L's thread: stop accepting on L (the intake state aside, the sockets
@@ -174,18 +389,10 @@ listen_open(struct loop *loops, unsigned nloops,
 void
 listen_close(struct loop *l)
 {
-	size_t i;
+	struct listen_entry *e;
 
-	for (i = 0; i < listen_n; i++) {
-		struct listen_entry *e = &listen_entries[i];
-
-		if (e->loop != l)
-			continue;
-		if (e->lev != NULL)
-			evconnlistener_free(e->lev);
-		if (e->pause != NULL)
-			event_free(e->pause);
-		e->lev = NULL;
-		e->pause = NULL;
+	while ((e = listen_heads[l->index]) != NULL) {
+		listen_heads[l->index] = e->next;
+		listen_entry_free(e);
 	}
 }

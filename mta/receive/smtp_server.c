@@ -1,13 +1,13 @@
 /*
  * smtp_server.c — SMTP submission sessions: the life of one session.
  *
- * Owns: the session (bufferevent, state, timers) and the state table with
- * smtp_server_enter(), the one transition (only a hang-up drops straight to
+ * Owns: the session (bufferevent, state, timers, its configuration
+ * generation: s->conf, the one it was accepted under) and the state table
+ * with smtp_server_enter(), the one transition (only a hang-up drops to
  * CLOSING); commands, AUTH and data are in smtp_server_{cmd,auth,data}.c.
  * Loop thread only; other threads' work comes back through loop_post().
- * Invariants: nothing read before a STARTTLS handshake survives it; no
- * address is logged in clear; nothing is held without a bound (a deadline
- * per state, a minimum data rate, a lifetime, the body budget).
+ * Invariants: nothing read before STARTTLS survives it; no address logged
+ * in clear; nothing held without a bound (deadlines, rate, lifetime, budget).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -72,7 +72,6 @@ static const struct ss_info {
 	[SS_CLOSING] = { "closing", TO_NONE, 0 },
 };
 
-const struct conf *smtp_server_conf;
 struct queue *smtp_server_queue;
 smtp_server_queued_fn *smtp_server_on_queued; /* main: the scheduler */
 static _Atomic uint64_t smtp_session_seq;
@@ -86,7 +85,6 @@ void
 smtp_server_init(const struct conf *conf, struct queue *queue,
 		 smtp_server_queued_fn *on_queued)
 {
-	smtp_server_conf = conf;
 	smtp_server_queue = queue;
 	smtp_server_on_queued = on_queued;
 	smtp_mem_init(conf->limits.max_body_memory);
@@ -177,11 +175,11 @@ void
 smtp_server_error(struct smtp_server_session *s)
 {
 	STATS_INC(protocol_errors);
-	if (++s->errors > smtp_server_conf->limits.max_errors) {
+	if (++s->errors > s->conf->limits.max_errors) {
 		log_info("%016" PRIx64 " smtp too many errors from %s", s->id,
 			 s->client_str);
 		smtp_server_reply(s, "421 4.7.0 %s Error: too many errors",
-				  smtp_server_conf->hostname);
+				  s->conf->hostname);
 		smtp_server_close_after(s);
 	}
 }
@@ -191,9 +189,9 @@ smtp_server_error(struct smtp_server_session *s)
 /* Stress mode (Postfix's): sessions above stress_threshold % of
  * max_sessions; every deadline is then capped at stress_timeout. */
 static bool
-smtp_server_stressed(void)
+smtp_server_stressed(const struct smtp_server_session *s)
 {
-	const struct conf_limits *lim = &smtp_server_conf->limits;
+	const struct conf_limits *lim = &s->conf->limits;
 
 	return lim->stress_threshold > 0 &&
 	       (uint64_t)atomic_load(&smtp_sessions_open) * 100 >
@@ -214,7 +212,7 @@ static int64_t
 smtp_server_deadline(const struct smtp_server_session *s, bool stress)
 {
 	int64_t d = s->deadline_ms;
-	int64_t st = s->armed_ms + smtp_server_conf->limits.stress_timeout_ms;
+	int64_t st = s->armed_ms + s->conf->limits.stress_timeout_ms;
 
 	if (d != 0 && stress && st < d)
 		d = st;
@@ -230,9 +228,9 @@ smtp_server_deadline(const struct smtp_server_session *s, bool stress)
 static void
 smtp_server_timer_schedule(struct smtp_server_session *s)
 {
-	const struct conf_limits *lim = &smtp_server_conf->limits;
+	const struct conf_limits *lim = &s->conf->limits;
 	int64_t now = util_mono_ms(), wake = INT64_MAX, d, w;
-	bool stress = smtp_server_stressed();
+	bool stress = smtp_server_stressed(s);
 	struct timeval tv;
 
 	if (s->timer == NULL || s->state == SS_CLOSING)
@@ -269,13 +267,13 @@ smtp_server_timer_arm(struct smtp_server_session *s)
 
 	switch (ss_info[s->state].timeout) {
 	case TO_COMMAND:
-		ms = smtp_server_conf->limits.command_timeout_ms;
+		ms = s->conf->limits.command_timeout_ms;
 		break;
 	case TO_DATA:
-		ms = smtp_server_conf->limits.data_timeout_ms;
+		ms = s->conf->limits.data_timeout_ms;
 		break;
 	case TO_TLS:
-		ms = smtp_server_conf->limits.tls_handshake_timeout_ms;
+		ms = s->conf->limits.tls_handshake_timeout_ms;
 		break;
 	default:
 		ms = 0;
@@ -345,7 +343,7 @@ smtp_server_idle(struct smtp_server_session *s)
 	smtp_server_txn_reset(s);
 	if (s->flags & SF_SHUTDOWN) {
 		smtp_server_reply(s, "421 4.3.2 %s Service shutting down",
-				  smtp_server_conf->hostname);
+				  s->conf->hostname);
 		smtp_server_close_after(s);
 		return;
 	}
@@ -353,7 +351,7 @@ smtp_server_idle(struct smtp_server_session *s)
 		smtp_server_reply(s,
 				  "421 4.4.2 %s Error: session time limit "
 				  "exceeded",
-				  smtp_server_conf->hostname);
+				  s->conf->hostname);
 		smtp_server_close_after(s);
 		return;
 	}
@@ -585,6 +583,7 @@ smtp_server_free(struct smtp_server_session *s)
 	smtp_server_list_del(s);
 	peer_session_release(&s->client);
 	smtp_server_uncount(s);
+	confgen_unref(s->gen); /* the last session of an old one frees it */
 	free(s);
 }
 
@@ -688,7 +687,7 @@ smtp_server_event_cb(struct bufferevent *bev, short what, void *arg)
 		smtp_server_enter(s, SS_GREETING);
 		if (s->listener->conf->tls == CONF_TLS_IMPLICIT)
 			smtp_server_reply(s, "220 %s ESMTP Outpost",
-					  smtp_server_conf->hostname);
+					  s->conf->hostname);
 		return;
 	}
 	if (what & BEV_EVENT_ERROR) {
@@ -718,7 +717,7 @@ smtp_server_event_cb(struct bufferevent *bev, short what, void *arg)
 static bool
 smtp_server_rate_check(struct smtp_server_session *s, int64_t now)
 {
-	const struct conf_limits *lim = &smtp_server_conf->limits;
+	const struct conf_limits *lim = &s->conf->limits;
 
 	if (lim->data_min_rate == 0 || !smtp_server_in_body(s) ||
 	    now < s->rate_start_ms + lim->data_rate_interval_ms)
@@ -737,8 +736,7 @@ smtp_server_rate_check(struct smtp_server_session *s, int64_t now)
 		smtp_server_reply(s,
 				  "421 4.4.2 %s Error: message data too slow "
 				  "(under %" PRIu64 " bytes/s)",
-				  smtp_server_conf->hostname,
-				  lim->data_min_rate);
+				  s->conf->hostname, lim->data_min_rate);
 		smtp_server_close_after(s);
 		return false;
 	}
@@ -752,8 +750,7 @@ static bool
 smtp_server_lifetime_check(struct smtp_server_session *s, int64_t now)
 {
 	if (!(s->flags & SF_EXPIRED)) {
-		if (now <
-		    s->born_ms + smtp_server_conf->limits.session_lifetime_ms)
+		if (now < s->born_ms + s->conf->limits.session_lifetime_ms)
 			return true;
 		s->flags |= SF_EXPIRED;
 		log_info("%016" PRIx64 " smtp session lifetime over for %s in "
@@ -767,7 +764,7 @@ smtp_server_lifetime_check(struct smtp_server_session *s, int64_t now)
 		return false;
 	}
 	smtp_server_reply(s, "421 4.4.2 %s Error: session time limit exceeded",
-			  smtp_server_conf->hostname);
+			  s->conf->hostname);
 	smtp_server_close_after(s);
 	return false;
 }
@@ -776,7 +773,7 @@ static void
 smtp_server_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct smtp_server_session *s = arg;
-	bool tls = s->state == SS_TLS, stress = smtp_server_stressed();
+	bool tls = s->state == SS_TLS, stress = smtp_server_stressed(s);
 	int64_t now = util_mono_ms(), d;
 
 	(void)fd;
@@ -800,7 +797,7 @@ smtp_server_timer_cb(evutil_socket_t fd, short what, void *arg)
 		smtp_server_close(s, "TLS handshake timeout");
 	} else {
 		smtp_server_reply(s, "421 4.4.2 %s Error: timeout exceeded",
-				  smtp_server_conf->hostname);
+				  s->conf->hostname);
 		smtp_server_close_after(s);
 	}
 	smtp_server_settle(s);
@@ -809,8 +806,7 @@ smtp_server_timer_cb(evutil_socket_t fd, short what, void *arg)
 static void
 smtp_server_bev_setup(struct smtp_server_session *s)
 {
-	struct timeval wt =
-	    util_ms_timeval(smtp_server_conf->limits.command_timeout_ms);
+	struct timeval wt = util_ms_timeval(s->conf->limits.command_timeout_ms);
 
 	bufferevent_setcb(s->bev, smtp_server_read_cb, smtp_server_write_cb,
 			  smtp_server_event_cb, s);
@@ -877,9 +873,9 @@ smtp_server_accept(struct loop *l, struct smtp_server_listener *li,
 		return;
 	}
 	peer_key_format(&key, addr, sizeof(addr));
-	adm = peer_session_acquire(
-	    &key, smtp_server_conf->limits.max_sessions,
-	    smtp_server_conf->limits.max_sessions_per_client);
+	adm =
+	    peer_session_acquire(&key, li->gen->conf->limits.max_sessions,
+				 li->gen->conf->limits.max_sessions_per_client);
 	if (adm != PEER_ADMIT_OK) {
 		STATS_INC(sessions_refused);
 		log_info("smtp refused connection from %s: %s", addr,
@@ -908,12 +904,13 @@ smtp_server_accept(struct loop *l, struct smtp_server_listener *li,
 	    ((uint64_t)l->index << 56) |
 	    (atomic_fetch_add(&smtp_session_seq, 1) & 0x00ffffffffffffffull);
 	s->loop = l;
+	s->gen = confgen_ref(li->gen);
+	s->conf = s->gen->conf;
 	s->listener = li;
 	s->fd = fd;
 	s->client = key;
 	memcpy(s->client_str, addr, sizeof(s->client_str));
-	s->client_trusted =
-	    conf_network_match(smtp_server_conf, key.family, key.addr);
+	s->client_trusted = conf_network_match(s->conf, key.family, key.addr);
 	s->state = SS_GREETING;
 	s->born_ms = util_mono_ms();
 	atomic_fetch_add(&smtp_sessions_open, 1);
@@ -935,8 +932,7 @@ smtp_server_accept(struct loop *l, struct smtp_server_listener *li,
 	if (li->conf->tls == CONF_TLS_IMPLICIT) {
 		smtp_server_enter(s, SS_TLS);
 	} else {
-		smtp_server_reply(s, "220 %s ESMTP Outpost",
-				  smtp_server_conf->hostname);
+		smtp_server_reply(s, "220 %s ESMTP Outpost", s->conf->hostname);
 		smtp_server_enter(s, SS_GREETING);
 	}
 }
@@ -958,7 +954,7 @@ smtp_server_shutdown_force_cb(evutil_socket_t fd, short what, void *arg)
 			smtp_server_reply(s,
 					  "421 4.3.2 %s Service shutting "
 					  "down",
-					  smtp_server_conf->hostname);
+					  s->conf->hostname);
 		smtp_server_close(s, "shutdown");
 		smtp_server_settle(s);
 	}
@@ -983,7 +979,7 @@ smtp_server_shutdown(struct loop *l, unsigned deadline_ms,
 			smtp_server_reply(s,
 					  "421 4.3.2 %s Service shutting "
 					  "down",
-					  smtp_server_conf->hostname);
+					  s->conf->hostname);
 			smtp_server_close_after(s);
 			smtp_server_settle(s);
 			break;

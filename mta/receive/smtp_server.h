@@ -10,18 +10,21 @@
 #include <event2/util.h>
 #include <openssl/ssl.h>
 
+struct confgen;
 struct conf;
 struct conf_listener;
 struct loop;
 struct queue;
 struct queue_op;
 
-/* One per configured listener; shared read-only by every loop. */
+/* One per configured listener of a configuration generation; shared
+ * read-only by every loop. */
 struct smtp_server_listener {
 	const struct conf_listener *conf;
-	SSL_CTX *ssl_ctx;   /* NULL when the listener has no TLS at all */
-	bool loopback;      /* bound to a loopback address */
-	bool auth_plain_ok; /* AUTH may be offered without TLS */
+	struct confgen *gen; /* the generation it belongs to */
+	SSL_CTX *ssl_ctx;    /* NULL when the listener has no TLS at all */
+	bool loopback;       /* bound to a loopback address */
+	bool auth_plain_ok;  /* AUTH may be offered without TLS */
 };
 
 /*
@@ -33,17 +36,20 @@ struct smtp_server_listener {
 typedef void smtp_server_queued_fn(struct queue_op *op);
 
 /*
- * smtp_server_init — process-wide context: CONF and QUEUE are borrowed for
- * the daemon's life; ON_QUEUED receives every committed message.  Main
- * thread, before loops.
+ * smtp_server_init — process-wide context: QUEUE is borrowed for the
+ * daemon's life; ON_QUEUED receives every committed message; CONF gives
+ * the body memory budget (limits { max_body_memory }: fixed until a
+ * restart).  Each session reads the configuration of its listener's
+ * generation instead.  Main thread, before loops.
  */
 void smtp_server_init(const struct conf *conf, struct queue *queue,
 		      smtp_server_queued_fn *on_queued);
 
 /*
  * smtp_server_accept — a new connection FD (non-blocking) from SA on
- * listener LI, owned by loop L from now on.  Applies the session limits.
- * Loop thread.
+ * listener LI, owned by loop L from now on.  The session takes a reference
+ * to LI's generation and lives under it to its end.  Applies the session
+ * limits.  Loop thread.
  */
 void smtp_server_accept(struct loop *l, struct smtp_server_listener *li,
 			evutil_socket_t fd, const struct sockaddr *sa,

@@ -31,7 +31,7 @@ smtp_server_auth_offered(const struct smtp_server_session *s)
 {
 	const struct conf_listener *li = s->listener->conf;
 
-	if (!li->auth || smtp_server_conf->nusers == 0)
+	if (!li->auth || s->conf->nusers == 0)
 		return false;
 	return (s->flags & SF_TLS) || s->listener->auth_plain_ok;
 }
@@ -83,9 +83,8 @@ smtp_server_auth_refused(struct smtp_server_session *s,
 
 	STATS_INC(auth_blocked);
 	log_info("%016" PRIx64 " smtp AUTH refused user=%s from %s: %s", s->id,
-		 smtp_server_auth_name(
-		     conf_user_find(smtp_server_conf, s->auth->user), name,
-		     sizeof(name)),
+		 smtp_server_auth_name(conf_user_find(s->conf, s->auth->user),
+				       name, sizeof(name)),
 		 s->client_str, why[v]);
 	smtp_server_auth_reset(s);
 	if (v == AUTH_LIMIT_USER_BLOCKED || v == AUTH_LIMIT_ADDR_BLOCKED)
@@ -112,7 +111,7 @@ smtp_server_auth_verify(struct smtp_server_session *s)
 	enum auth_limit_verdict v;
 	uint64_t left = 0;
 
-	s->auth->conf = smtp_server_conf;
+	s->auth->conf = s->conf;
 	s->auth->client = s->client;
 	s->auth->done = smtp_server_auth_done;
 	s->auth->arg = s;
@@ -184,7 +183,7 @@ smtp_server_auth_cmd(struct smtp_server_session *s, char *arg)
 	char *mech = arg, *resp;
 
 	if (!smtp_server_auth_offered(s)) {
-		if (s->listener->conf->auth && smtp_server_conf->nusers > 0 &&
+		if (s->listener->conf->auth && s->conf->nusers > 0 &&
 		    smtp_server_cmd_starttls_offered(s))
 			smtp_server_reply(s, "530 5.7.0 Must issue a STARTTLS "
 					     "command first");
@@ -292,7 +291,7 @@ smtp_server_auth_done(struct auth_request *req)
 		smtp_server_reply(s,
 				  "421 4.7.0 %s Too many failed "
 				  "authentication attempts; closing",
-				  smtp_server_conf->hostname);
+				  s->conf->hostname);
 		smtp_server_close_after(s);
 		smtp_server_settle(s);
 		return;

@@ -61,15 +61,15 @@ smtp_server_cmd_hello(struct smtp_server_session *s, char *arg, bool ehlo)
 	else
 		s->flags &= ~SF_EHLO;
 	if (!ehlo) {
-		smtp_server_reply(s, "250 %s", smtp_server_conf->hostname);
+		smtp_server_reply(s, "250 %s", s->conf->hostname);
 		smtp_server_enter(s, SS_READY);
 		return;
 	}
-	smtp_server_reply(s, "250-%s Hello [%s]", smtp_server_conf->hostname,
+	smtp_server_reply(s, "250-%s Hello [%s]", s->conf->hostname,
 			  s->client_str);
 	smtp_server_reply(s, "250-PIPELINING");
 	smtp_server_reply(s, "250-SIZE %" PRIu64,
-			  smtp_server_conf->limits.max_message_size);
+			  s->conf->limits.max_message_size);
 	if (smtp_server_cmd_starttls_offered(s))
 		smtp_server_reply(s, "250-STARTTLS");
 	if (smtp_server_auth_offered(s))
@@ -255,7 +255,7 @@ smtp_server_cmd_mail(struct smtp_server_session *s, char *arg)
 		smtp_server_txn_reset(s);
 		return;
 	}
-	if (size_seen && size > smtp_server_conf->limits.max_message_size) {
+	if (size_seen && size > s->conf->limits.max_message_size) {
 		STATS_INC(rejected_size);
 		smtp_server_refuse(s, "552 5.3.4 Message size exceeds fixed "
 				      "maximum message size");
@@ -363,7 +363,7 @@ smtp_server_cmd_rcpt(struct smtp_server_session *s, char *arg)
 	/* REST lies in ARG, the command line's own (writable) copy. */
 	if (smtp_server_cmd_rcpt_params(s, arg + (rest - arg), &dsn) != 0)
 		return;
-	if (s->nrcpts >= smtp_server_conf->limits.max_recipients) {
+	if (s->nrcpts >= s->conf->limits.max_recipients) {
 		free(dsn.orcpt);
 		/* Flow control, not an error (RFC 5321 4.5.3.1.10). */
 		smtp_server_reply(s, "452 4.5.3 Error: too many recipients");
@@ -485,7 +485,7 @@ smtp_server_cmd_dispatch(struct smtp_server_session *s, char *line)
 			smtp_server_reply(s,
 					  "521 5.7.0 %s Error: this is an "
 					  "SMTP service",
-					  smtp_server_conf->hostname);
+					  s->conf->hostname);
 			smtp_server_close_after(s);
 			return;
 		}

@@ -93,11 +93,11 @@ static size_t
 smtp_server_data_cap(const struct smtp_server_session *s, size_t need)
 {
 	size_t cap = s->body_cap ? s->body_cap : SMTP_BODY_INITIAL;
-	size_t top = (size_t)smtp_server_conf->limits.max_message_size + 2;
+	size_t top = (size_t)s->conf->limits.max_message_size + 2;
 
 	/* Never more than the budget, or the wait could not end. */
-	if (top > smtp_server_conf->limits.max_body_memory)
-		top = (size_t)smtp_server_conf->limits.max_body_memory;
+	if (top > s->conf->limits.max_body_memory)
+		top = (size_t)s->conf->limits.max_body_memory;
 
 	while (cap < need)
 		cap *= 2;
@@ -151,7 +151,7 @@ smtp_server_data_add(struct smtp_server_session *s, const void *p, size_t n)
 {
 	if (s->scan.bad & (SMTP_DATA_BAD_SIZE | SMTP_DATA_BAD_NOMEM))
 		return;
-	if (s->body_len + n > smtp_server_conf->limits.max_message_size) {
+	if (s->body_len + n > s->conf->limits.max_message_size) {
 		s->scan.bad |= SMTP_DATA_BAD_SIZE;
 		return;
 	}
@@ -181,14 +181,13 @@ smtp_server_data_begin(struct smtp_server_session *s, bool dot)
 	int n;
 
 	/* The mode first: a BDAT chunk refused here is still read. */
-	smtp_data_start(&s->scan, dot, 0,
-			smtp_server_conf->limits.max_message_size);
+	smtp_data_start(&s->scan, dot, 0, s->conf->limits.max_message_size);
 	if (s->mem_asked)
 		return -1; /* the last wait's answer is still on its way */
 	/* A declared SIZE sizes the first piece, up to a bound: it is only
 	 * a claim, and the budget is charged for it now. */
 	if (s->declared_size > 0 &&
-	    s->declared_size <= smtp_server_conf->limits.max_message_size)
+	    s->declared_size <= s->conf->limits.max_message_size)
 		first = s->declared_size + 1024 < SMTP_BODY_FIRST_MAX
 			    ? (size_t)s->declared_size + 1024
 			    : SMTP_BODY_FIRST_MAX;
@@ -214,8 +213,8 @@ smtp_server_data_begin(struct smtp_server_session *s, bool dot)
 	    hdr, sizeof(hdr),
 	    "Received: from %s ([%s])\r\n\tby %s (Outpost) with %s id %s;\r\n"
 	    "\t%s\r\n",
-	    helo[0] ? helo : "unknown", s->client_str,
-	    smtp_server_conf->hostname, proto, qid, date);
+	    helo[0] ? helo : "unknown", s->client_str, s->conf->hostname, proto,
+	    qid, date);
 	if (n > 0 && (size_t)n < sizeof(hdr))
 		smtp_server_data_add(s, hdr, (size_t)n);
 	s->scan.size = s->body_len; /* the header counts against the size */
@@ -448,7 +447,7 @@ smtp_server_data_end(struct smtp_server_session *s)
 	/* A line over 998 octets: re-encoded before signing (on the worker
 	 * pool, by the intake), unless the configuration refuses it. */
 	if ((s->scan.bad & SMTP_DATA_BAD_LONG) &&
-	    smtp_server_conf->limits.long_lines == CONF_LONG_LINES_REENCODE) {
+	    s->conf->limits.long_lines == CONF_LONG_LINES_REENCODE) {
 		s->scan.bad &= ~SMTP_DATA_BAD_LONG;
 		long_lines = true;
 	}
@@ -470,6 +469,8 @@ smtp_server_data_end(struct smtp_server_session *s)
 	clock_gettime(CLOCK_MONOTONIC, &s->eod);
 	memset(&s->intake, 0, sizeof(s->intake));
 	s->intake.loop = s->loop;
+	s->intake.conf = s->conf;
+	s->intake.keyset = s->gen->keyset;
 	s->intake.dns = s->loop->dns;
 	s->intake.user = s->user;
 	s->intake.op = op;
@@ -490,8 +491,7 @@ smtp_server_data_end(struct smtp_server_session *s)
 static int
 smtp_server_data_room(struct smtp_server_session *s, size_t *limit)
 {
-	size_t max = smtp_server_conf->limits.max_message_size, want = *limit,
-	       cap;
+	size_t max = s->conf->limits.max_message_size, want = *limit, cap;
 
 	if (s->scan.bad & (SMTP_DATA_BAD_SIZE | SMTP_DATA_BAD_NOMEM))
 		return 0; /* nothing more is kept */
@@ -500,8 +500,8 @@ smtp_server_data_room(struct smtp_server_session *s, size_t *limit)
 	if (want > max - s->body_len)
 		want = max - s->body_len;
 	want += 2;
-	if (want > smtp_server_conf->limits.max_body_memory - s->body_len)
-		want = smtp_server_conf->limits.max_body_memory - s->body_len;
+	if (want > s->conf->limits.max_body_memory - s->body_len)
+		want = s->conf->limits.max_body_memory - s->body_len;
 	switch (smtp_server_data_reserve(s, want, false, &cap)) {
 	case 0:
 		return 0;
@@ -631,7 +631,7 @@ smtp_server_data_input(struct smtp_server_session *s, struct evbuffer *in)
 		smtp_server_reply(s,
 				  "521 5.5.2 %s Error: bare CR or LF in "
 				  "message data (RFC 5321 2.3.8)",
-				  smtp_server_conf->hostname);
+				  s->conf->hostname);
 		smtp_server_close_after(s);
 		return 0;
 	}

@@ -20,6 +20,7 @@
 #include <event2/util.h>
 
 #include "mta/receive/addr.h"
+#include "mta/receive/confgen.h"
 #include "mta/receive/intake.h"
 #include "mta/receive/peer.h"
 #include "mta/receive/smtp_data.h"
@@ -83,7 +84,11 @@ enum smtp_server_auth_mech { AM_NONE, AM_PLAIN, AM_LOGIN_USER, AM_LOGIN_PASS };
 struct smtp_server_session {
 	uint64_t id;
 	struct loop *loop;
-	struct smtp_server_listener *listener;
+	/* The configuration the session started with, for its whole life
+	 * (a reference: a reload does not change it under the session). */
+	struct confgen *gen;
+	const struct conf *conf;               /* gen->conf */
+	struct smtp_server_listener *listener; /* one of gen's */
 	evutil_socket_t fd;
 	/* deadlines, monotonic ms (smtp_server_timer_arm) */
 	int64_t born_ms;     /* connect: the session lifetime counts from it */
@@ -137,7 +142,6 @@ struct smtp_server_session {
 };
 
 /* Set once by smtp_server_init() before any loop runs; read-only after. */
-extern const struct conf *smtp_server_conf;
 extern struct queue *smtp_server_queue;
 extern smtp_server_queued_fn *smtp_server_on_queued;
 

@@ -45,3 +45,6 @@ outpost_integration_test(state_persist t/integration/state_persist_test.py TIMEO
 outpost_integration_test(queue_obey t/integration/queue_obey_test.py TIMEOUT 600)
 # Tracing: Message-ID and campaign on every event, `outpost log --id MSGID`.
 outpost_integration_test(trace t/integration/trace_test.py TIMEOUT 600)
+# SIGHUP and `outpost reload`: a new configuration for new sessions, under
+# load without loss, an invalid file refused with file:line.
+outpost_integration_test(reload t/integration/reload_test.py TIMEOUT 600)

@@ -215,6 +215,12 @@ def check_installed():
     mode_owner(UNIT, 0o644, "root", "root")
     r = sh(["dpkg-query", "-W", "-f=${Conffiles}", PKG], "conffiles")
     check(CONF in r.stdout, "%s is not a conffile: %r" % (CONF, r.stdout))
+    check("/etc/logrotate.d/outpost" in r.stdout,
+          "the logrotate file is not a conffile: %r" % r.stdout)
+    with open("/etc/logrotate.d/outpost") as f:
+        rot = f.read()
+    check("/var/log/outpost/delivery.log" in rot and "USR1" in rot,
+          "logrotate rotates the delivery log and signals outpostd")
     # Enabled as `systemctl enable` would (no systemd runs here), not
     # started: nothing listens yet.
     check(os.path.islink(WANTS), WANTS + " missing: the unit is not enabled")

@@ -258,6 +258,15 @@ def test_unit_file_verifies():
               "unit lacks " + want)
     check(re.search(r"^ExecReload=/bin/kill -HUP \$MAINPID$", text, re.M),
           "ExecReload= sends SIGHUP (a reload)")
+    # Without User=, StateDirectory=/LogsDirectory= make systemd hand those
+    # trees back to root at every start: the log directory would then be
+    # root's and outpostd (as outpost) could not make its log again after
+    # logrotate.  The package and `make install` make them, outpost's.
+    if not re.search(r"^User=", text, re.M):
+        for key in ("StateDirectory", "LogsDirectory"):
+            check(not re.search(r"^%s=" % key, text, re.M),
+                  "%s= without User= chowns the tree to root at start"
+                  % key)
     tool = shutil.which("systemd-analyze")
     if tool is None:
         print("# systemd-analyze absent: the unit file is not verified")

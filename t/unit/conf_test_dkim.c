@@ -375,8 +375,9 @@ static const struct conf_error_row dkim_error_rows[] = {
 	  L "relay { dkim_domain = \"esp..example\" }\n",
 	  "2: relay.dkim_domain: \"esp..example\" has an empty label" },
 	{ "relay.allow_unaligned: without dkim_domain",
-	  L DK "relay {\n\tnetworks = \"127.64.0.0/10\"\n\tallow_unaligned = yes\n"
-	       "}\n",
+	  L DK
+	  "relay {\n\tnetworks = \"127.64.0.0/10\"\n\tallow_unaligned = yes\n"
+	  "}\n",
 	  "5: relay: allow_unaligned = true needs dkim_domain (the fallback "
 	  "signing domain it lets sign unaligned mail)" },
 	{ "relay.allow_unaligned: bad bool",
@@ -433,7 +434,8 @@ test_dkim_good(void **state)
 		"  dkim_domain = shop.example }\n"
 		"user \"c\" { password = \"" HASH "\" sender_domains = \"*\"\n"
 		"  allow_unaligned = false }\n"
-		"relay { networks = \"127.64.0.0/10\"  dkim_domain = esp.example\n"
+		"relay { networks = \"127.64.0.0/10\"  dkim_domain = "
+		"esp.example\n"
 		"  allow_unaligned = on }\n"
 		"dkim \"Shop.Example\" {\n"
 		"  selector = \"S1\"  rsa_key = \"keys/shop.pem\"\n"

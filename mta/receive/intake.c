@@ -82,14 +82,18 @@ intake_global_ready(const struct conf *c, char *err, size_t errlen)
 {
 	int rc;
 
-	if (!I.keys_ready && c->ndkims > 0) {
-		/* A reload holds two keysets at once, and may add keys: room
-		 * for twice as many as now and a margin (a 2 MiB floor). */
+	if (!I.keys_ready) {
+		/* At the first load, keys or not: OpenSSL's secure heap must
+		 * be made before other threads run, and a reload may bring
+		 * the first keys.  A reload holds two keysets at once, and
+		 * may add keys: room for twice as many as now and a margin (a
+		 * 2 MiB floor); a reload that needs more is refused (its key
+		 * fails to load) and the old keys stay. */
 		rc = dkim_keys_init(2 * (c->ndkims + 256) * INTAKE_KEY_BYTES,
 				    err, errlen);
 		if (rc < 0)
 			return -1;
-		if (rc > 0)
+		if (rc > 0 && c->ndkims > 0)
 			log_warnx("dkim: %s", err);
 		I.keys_ready = true;
 	}

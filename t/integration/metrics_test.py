@@ -58,18 +58,19 @@ def label_values(text, family, name):
     return {dict(k)[name] for k in samples(text, family)}
 
 
-def auth_send(d, user, sender, rcpts):
-    """One message per recipient, over one AUTH PLAIN session (USER None:
-    a relay-network client, no AUTH)."""
+def auth_send(d, user, sender, rcpts, together=False):
+    """One message per recipient (TOGETHER: one to them all), over one
+    AUTH PLAIN session (USER None: a relay-network client, no AUTH)."""
     r = Raw(d.port)
     r.reply()
     r.cmd("EHLO client.test")
     if user is not None:
         token = base64.b64encode(("\0%s\0%s" % (user, PASSWORD)).encode())
         eq(r.cmd("AUTH PLAIN " + token.decode())[0], 235, "AUTH " + user)
-    for rcpt in rcpts:
+    for batch in [rcpts] if together else [[rcpt] for rcpt in rcpts]:
         eq(r.cmd("MAIL FROM:<%s>" % sender)[0], 250, "MAIL")
-        eq(r.cmd("RCPT TO:<%s>" % rcpt)[0], 250, "RCPT " + rcpt)
+        for rcpt in batch:
+            eq(r.cmd("RCPT TO:<%s>" % rcpt)[0], 250, "RCPT " + rcpt)
         eq(r.cmd("DATA")[0], 354, "DATA")
         eq(r.cmd("From: <news@big.test>\r\nSubject: m\r\n\r\nbody\r\n.")[0],
            250, "queued")
@@ -90,23 +91,6 @@ def metrics_conf(d, **keys):
     with open(d.conf_path, "w") as f:
         f.write(text)
     d.start()
-
-
-def send_one(d, user, rcpts):
-    """One message to RCPTS (several recipients), AUTH USER."""
-    r = Raw(d.port)
-    r.reply()
-    r.cmd("EHLO client.test")
-    token = base64.b64encode(("\0%s\0%s" % (user, PASSWORD)).encode())
-    eq(r.cmd("AUTH PLAIN " + token.decode())[0], 235, "AUTH " + user)
-    eq(r.cmd("MAIL FROM:<>")[0], 250, "MAIL")
-    for rcpt in rcpts:
-        eq(r.cmd("RCPT TO:<%s>" % rcpt)[0], 250, "RCPT " + rcpt)
-    eq(r.cmd("DATA")[0], 354, "DATA")
-    eq(r.cmd("From: <news@a.test>\r\nSubject: m\r\n\r\nbody\r\n.")[0],
-       250, "queued")
-    r.cmd("QUIT")
-    r.close()
 
 
 def config(h, dns, port):
@@ -297,16 +281,13 @@ def test_queue_depth_by_destination_pool_user():
         # bob (pool default): a 3, b 3 (one of them to 2 recipients), c 1,
         # d 1; alice (pool bulk): a 2, c 1.  Every recipient answers 4xx
         # and waits an hour for its retry.
-        for i in range(3):
-            send_one(d, "bob", ["defer-b%d@a.test" % i])
-        send_one(d, "bob", ["defer-x@b.test", "defer-y@b.test"])
-        for i in range(2):
-            send_one(d, "bob", ["defer-b%d@b.test" % i])
-        send_one(d, "bob", ["defer-b@c.test"])
-        send_one(d, "bob", ["defer-b@d.test"])
-        for i in range(2):
-            send_one(d, "alice", ["defer-a%d@a.test" % i])
-        send_one(d, "alice", ["defer-a@c.test"])
+        auth_send(d, "bob", "", ["defer-x@b.test", "defer-y@b.test"],
+                  together=True)
+        auth_send(d, "bob", "", ["defer-b%d@a.test" % i for i in range(3)] +
+                  ["defer-b0@b.test", "defer-b1@b.test", "defer-b@c.test",
+                   "defer-b@d.test"])
+        auth_send(d, "alice", "", ["defer-a0@a.test", "defer-a1@a.test",
+                                   "defer-a@c.test"])
         t_sent = time.time()
         wait_for(lambda: value(scrape(d), "outpost_deliveries_total",
                                result="deferred") >= 12,

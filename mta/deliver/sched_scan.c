@@ -1,13 +1,11 @@
 /*
  * sched_scan.c — the queue's depth and age by destination (recipient
  * domain), pool and user: every metrics.queue_scan_interval a worker reads
- * every envelope (read transactions of SCAN_SLICE envelopes), the
- * completion keeps the top N of each and "_other", and sched_metrics_cb
- * prints them with ages at that moment.
- *
- * Owns: the snapshot (SS), the running job.  Threads: the job's walk on a
- * worker; all else on the delivery loop.  Must not: read sched or its
- * configuration from the worker (a reload replaces it); keep an address.
+ * every envelope; the completion keeps the top N of each and "_other";
+ * sched_metrics_cb prints them, ages at that moment.
+ * Owns: the snapshot (SS), the running job.  Threads: the walk on a
+ * worker, all else on the delivery loop.  Must not: read sched or its
+ * configuration on the worker (a reload replaces it); keep an address.
  * Invariant: at most one scan at a time (SS.running).
  */
 #include <inttypes.h>
@@ -432,6 +430,13 @@ sched_scan_tick(int64_t now_ms)
 {
 	const struct conf_metrics *c = &sched.conf->metrics;
 	struct sched_scan_job *j;
+
+	if ((c->listen == NULL || c->queue_scan_interval_ms == 0) &&
+	    SS.running == NULL && SS.have) {
+		/* Turned off by a reload: no stale figures. */
+		sched_scan_free();
+		return;
+	}
 
 	/* The timer ticks once a second, give or take: a scan due within
 	 * 100 ms of the tick starts now rather than a second late. */

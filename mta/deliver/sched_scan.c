@@ -15,7 +15,6 @@
 #include <time.h>
 
 #include "mta/core/log.h"
-#include "mta/core/util.h"
 #include "mta/core/worker.h"
 #include "mta/deliver/sched_int.h"
 #include "mta/observe/metrics_top.h"
@@ -49,7 +48,7 @@ struct sched_scan_job {
 	bool oom;
 	char err[256];
 	int64_t start_ms; /* Unix */
-	int64_t took_us;  /* wall time */
+	double took_s;    /* wall time */
 	double cpu_s;     /* the worker thread's CPU time */
 };
 
@@ -61,8 +60,8 @@ static struct {
 	struct sched_scan_row *rows[SCAN__DIMS];
 	size_t nrows[SCAN__DIMS];
 	uint64_t msgs, rcpts, held, corrupt;
-	int64_t at_ms, took_us;
-	double cpu_s;
+	int64_t at_ms;
+	double took_s, cpu_s;
 	int stop; /* atomic: the worker reads it */
 } SS;
 
@@ -194,12 +193,13 @@ sched_scan_bad_cb(uint64_t id, const char *why, void *arg)
 	return 0;
 }
 
+/* CLOCK's time in seconds (0 when it cannot be read). */
 static double
-sched_scan_cpu(void)
+sched_scan_clock(clockid_t clock)
 {
 	struct timespec ts;
 
-	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+	if (clock_gettime(clock, &ts) != 0)
 		return 0;
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
@@ -210,8 +210,8 @@ static void
 sched_scan_run(void *arg)
 {
 	struct sched_scan_job *j = arg;
-	int64_t t0 = util_mono_ms();
-	double cpu0 = sched_scan_cpu();
+	double t0 = sched_scan_clock(CLOCK_MONOTONIC);
+	double cpu0 = sched_scan_clock(CLOCK_THREAD_CPUTIME_ID);
 	int rc;
 
 	rc = queue_sched_walk(j->queue, sched_scan_held_cb, j, j->err,
@@ -232,8 +232,8 @@ sched_scan_run(void *arg)
 	if (j->oom)
 		snprintf(j->err, sizeof(j->err), "out of memory");
 	j->rc = rc == 0 ? 0 : rc == 2 && !j->oom ? 1 : -1;
-	j->took_us = (util_mono_ms() - t0) * 1000;
-	j->cpu_s = sched_scan_cpu() - cpu0;
+	j->took_s = sched_scan_clock(CLOCK_MONOTONIC) - t0;
+	j->cpu_s = sched_scan_clock(CLOCK_THREAD_CPUTIME_ID) - cpu0;
 }
 
 /* Delivery loop ------------------------------------------------------ */
@@ -419,7 +419,7 @@ sched_scan_done(void *arg)
 	SS.held = j->nheldmsgs;
 	SS.corrupt = j->corrupt;
 	SS.at_ms = j->start_ms;
-	SS.took_us = j->took_us;
+	SS.took_s = j->took_s;
 	SS.cpu_s = j->cpu_s;
 done:
 	sched_scan_job_free(j);
@@ -526,8 +526,7 @@ sched_scan_text(struct metrics_text *t, int64_t now_ms)
 	    "# HELP outpost_queue_scan_cpu_seconds The CPU time it took.\n"
 	    "# TYPE outpost_queue_scan_cpu_seconds gauge\n"
 	    "outpost_queue_scan_cpu_seconds %.6f\n",
-	    SS.at_ms / 1000, (int)(SS.at_ms % 1000), (double)SS.took_us / 1e6,
-	    SS.cpu_s);
+	    SS.at_ms / 1000, (int)(SS.at_ms % 1000), SS.took_s, SS.cpu_s);
 	metrics_text_printf(
 	    t,
 	    "# HELP outpost_queue_scan_messages Messages with recipients "

@@ -468,10 +468,10 @@ sched_scan_family(struct metrics_text *t, int d, int col, int64_t now_ms)
 					    "held_messages",
 					    "oldest_message_age_seconds" };
 	static const char *const help[] = {
-		"Messages with recipients pending for it (held included)",
-		"Recipients pending for it (held included)",
+		"Messages with a recipient pending (held included)",
+		"Recipients pending (held included)",
 		"Messages held by an operator or a policy",
-		"Age of its oldest queued message",
+		"Age of the oldest of those messages",
 	};
 	struct metrics_gauge *v = calloc(SS.nrows[d] + 1, sizeof(*v));
 	const struct sched_scan_row *r;
@@ -495,8 +495,8 @@ sched_scan_family(struct metrics_text *t, int d, int col, int64_t now_ms)
 	snprintf(name, sizeof(name), "outpost_%s_%s", sched_scan_dims[d],
 		 what[col]);
 	snprintf(h, sizeof(h),
-		 "%s, by %s at the last queue scan; the top N by depth, the "
-		 "rest under \"_other\".",
+		 "%s, by %s, at the last queue scan; the top N by depth, "
+		 "the rest under \"_other\".",
 		 help[col], sched_scan_dims[d]);
 	/* The rows are cut to the top N and "_other" already. */
 	metrics_top_gauges(t, name, h, sched_scan_dims[d], v, SS.nrows[d],

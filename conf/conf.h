@@ -370,6 +370,8 @@ struct conf_metrics {
 	 * summed under "_other" (bounded cardinality).  Default 20 each. */
 	unsigned top_destinations; /* destination= (and pool=) */
 	unsigned top_users;        /* user= */
+	/* The queue scan behind the depth and age gauges; 0: off. */
+	uint64_t queue_scan_interval_ms;
 };
 
 /* Rights on the control socket: bits of struct conf_access.rights. */

@@ -65,6 +65,7 @@ static const struct conf_num {
 	{ "log", "disk_reserve_percent", CK_COUNT, 0, 50 },
 	{ "metrics", "top_destinations", CK_COUNT, 1, 1000 },
 	{ "metrics", "top_users", CK_COUNT, 1, 1000 },
+	{ "metrics", "queue_scan_interval", CK_MS, 0, US_H(1) },
 	{ "limits", "session_lifetime", CK_MS, US_S(1), US_D(7) },
 	{ "limits", "data_min_rate", CK_SIZE, 0, MIB(100) },
 	{ "limits", "data_rate_interval", CK_MS, US_S(1), US_H(1) },

@@ -248,6 +248,8 @@ cfg_opt_t conf_metrics_opts[] = {
 	/* Series of their own per family; the rest sum under "_other". */
 	CFG_STR_CB("top_destinations", "20", CFGF_NONE, conf_num_cb),
 	CFG_STR_CB("top_users", "20", CFGF_NONE, conf_num_cb),
+	/* The queue's depth and age by destination, pool and user. */
+	CFG_STR_CB("queue_scan_interval", "60s", CFGF_NONE, conf_num_cb),
 	CFG_END(),
 };
 
@@ -361,6 +363,13 @@ conf_build_metrics(struct conf_ctx *x, cfg_t *cfg, struct conf *c)
 	m->top_destinations =
 	    (unsigned)conf_num_get(x, sec, "top_destinations");
 	m->top_users = (unsigned)conf_num_get(x, sec, "top_users");
+	m->queue_scan_interval_ms = conf_num_get(x, sec, "queue_scan_interval");
+	if (m->queue_scan_interval_ms != 0 &&
+	    m->queue_scan_interval_ms < 1000) {
+		conf_fail(x, conf_line_of(x, sec, "queue_scan_interval"),
+			  "metrics.queue_scan_interval: 0 (off) or 1s..1h");
+		return -1;
+	}
 	if (s == NULL || *s == '\0')
 		return 0; /* off: listen NULL, addr zeroed, addrlen 0 */
 	if (conf_addr_scan(s, &m->addr, &m->addrlen, &why) != 0) {

@@ -49,6 +49,7 @@
 
 struct event;
 struct loop;
+struct metrics_text;
 struct dns_resolver;
 struct sched_park;
 
@@ -275,6 +276,10 @@ void sched_dsn(struct sched_msg *m);
 
 /* sched_round.c -------------------------------------------------------- */
 
+/* sched_pool_for — the source pool of ENV's message: its user's, the relay
+ * clients', or the default (NULL: no source binding). */
+const struct conf_pool *sched_pool_for(const struct queue_envelope *env);
+
 /* sched_round_new — give M a round: ENV (moved in, zeroed at the source)
  * and BODY (owned).  0, or -1 when out of memory. */
 int sched_round_new(struct sched_msg *m, struct queue_envelope *env,
@@ -411,5 +416,20 @@ void sched_metrics_final(const struct sched_msg *m, const char *addr,
 			 bool expired);
 /* sched_metrics_free — the counter tables (at stop). */
 void sched_metrics_free(void);
+
+/* sched_scan.c --------------------------------------------------------- */
+
+/* sched_scan_tick — from sched_metrics_cb at NOW_MS: start a queue scan
+ * on a worker when metrics.queue_scan_interval has passed since the last
+ * one began and none is running. */
+void sched_scan_tick(int64_t now_ms);
+/* sched_scan_text — the last scan's families (depth, held, oldest age per
+ * destination, pool and user; its time, duration and totals) into T, ages
+ * at NOW_MS.  Nothing before the first scan ends. */
+void sched_scan_text(struct metrics_text *t, int64_t now_ms);
+/* sched_scan_stop — stopping: a scan running ends at its next envelope. */
+void sched_scan_stop(void);
+/* sched_scan_free — the last scan's snapshot (at stop, after the loop). */
+void sched_scan_free(void);
 
 #endif

@@ -1,7 +1,8 @@
 /*
  * sched_metrics.c — the scheduler's metrics: results and deferral reasons
  * per destination, pool and user (top N, the rest "_other": metrics_top.h)
- * and gauges (queue, connections, held messages, ages), rendered as text
+ * and gauges (queue, connections; the queue scan's depth and ages by
+ * destination, pool and user: sched_scan.c), rendered as text
  * once a second for scrapes on the main thread; sched_totals_get.
  *
  * Owns: the counter tables (SM), the snapshot (sched.gauges, gauge_mu).
@@ -164,6 +165,7 @@ sched_metrics_free(void)
 	metrics_top_free(SM.pool);
 	metrics_top_free(SM.user);
 	memset(&SM, 0, sizeof(SM));
+	sched_scan_free();
 }
 
 /* The oldest message in memory: ids are creation times (ms << 20), and a
@@ -212,43 +214,25 @@ sched_metrics_counters(struct metrics_text *t, struct metrics_top *top,
 	metrics_top_write(top, t, &f);
 }
 
-/* Messages a path holds (paused) or has queued for a connection, and the
- * age of its oldest held one (the park's heap is ordered by expiry). */
+/* The connection gauges by destination (a site, named by its first MX
+ * host as its connections are) and by pool.  What is queued for each is
+ * the queue scan's (sched_scan.c). */
 static void
-sched_metrics_path_wait(const struct sched_park *pk, unsigned njobs,
-			int64_t now, uint64_t *queued, uint64_t *age_s)
+sched_metrics_dest_gauges(struct metrics_text *t, unsigned top)
 {
-	int64_t created;
-
-	*queued += pk->n + njobs;
-	if (pk->n == 0)
-		return;
-	created =
-	    pk->v[0].expires_ms - (int64_t)sched.conf->delivery.max_age_ms;
-	if (now > created && (uint64_t)(now - created) / 1000 > *age_s)
-		*age_s = (uint64_t)(now - created) / 1000;
-}
-
-/* The gauges by destination (a site, named by its first MX host as its
- * connections are; or a domain an operator suspended) and by pool. */
-static void
-sched_metrics_dest_gauges(struct metrics_text *t, unsigned top, int64_t now)
-{
-	size_t n = sched.sites.n + sched.dests.n, nc = 0, nq = 0, np = 0, it;
+	size_t n = sched.sites.n, nc = 0, np = 0, it;
 	struct metrics_gauge *conns = calloc(n + 1, sizeof(*conns));
-	struct metrics_gauge *queued = calloc(n + 1, sizeof(*queued));
-	struct metrics_gauge *age = calloc(n + 1, sizeof(*age));
 	struct metrics_gauge *pools = calloc(n + 1, sizeof(*pools));
 	struct htab_entry *e;
 	unsigned i;
 	size_t j;
 
-	if (conns == NULL || queued == NULL || age == NULL || pools == NULL)
+	if (conns == NULL || pools == NULL)
 		goto done;
 	for (e = htab_first(&sched.sites, &it); e != NULL;
 	     e = htab_next(&sched.sites, e, &it)) {
 		struct sched_site *st = e->value;
-		uint64_t c = 0, q = 0, a = 0;
+		uint64_t c = 0;
 
 		if (st->nhosts == 0)
 			continue;
@@ -257,8 +241,6 @@ sched_metrics_dest_gauges(struct metrics_text *t, unsigned top, int64_t now)
 			const char *pn = p->pool ? p->pool->name : "default";
 
 			c += p->nconn;
-			sched_metrics_path_wait(&p->park, p->njobs, now, &q,
-						&a);
 			for (j = 0; j < np && strcmp(pools[j].label, pn); j++)
 				;
 			if (j == np && np < n)
@@ -269,46 +251,17 @@ sched_metrics_dest_gauges(struct metrics_text *t, unsigned top, int64_t now)
 		if (c > 0)
 			conns[nc++] =
 			    (struct metrics_gauge){ st->hosts[0].name, c };
-		if (q > 0) {
-			queued[nq] =
-			    (struct metrics_gauge){ st->hosts[0].name, q };
-			age[nq++] =
-			    (struct metrics_gauge){ st->hosts[0].name, a };
-		}
-	}
-	for (e = htab_first(&sched.dests, &it); e != NULL && nq < n;
-	     e = htab_next(&sched.dests, e, &it)) {
-		struct sched_dest *d = e->value;
-		uint64_t q = 0, a = 0;
-
-		sched_metrics_path_wait(&d->park, 0, now, &q, &a);
-		if (q > 0) {
-			queued[nq] = (struct metrics_gauge){ d->domain, q };
-			age[nq++] = (struct metrics_gauge){ d->domain, a };
-		}
 	}
 	metrics_top_gauges(
 	    t, "outpost_destination_connections",
 	    "Outbound connections open, by destination (the first MX "
 	    "host of a site); the top N, the rest under \"_other\".",
 	    "destination", conns, nc, top, false);
-	metrics_top_gauges(
-	    t, "outpost_destination_queued_messages",
-	    "Messages held for a paused destination or queued for a "
-	    "connection to it; the top N, the rest under \"_other\".",
-	    "destination", queued, nq, top, false);
-	metrics_top_gauges(
-	    t, "outpost_destination_oldest_message_age_seconds",
-	    "Age of the oldest message held for a paused destination; "
-	    "the top N by count, \"_other\": the oldest of the rest.",
-	    "destination", age, nq, top, true);
 	metrics_top_gauges(t, "outpost_pool_connections",
 			   "Outbound connections open, by source pool.", "pool",
 			   pools, np, top, false);
 done:
 	free(conns);
-	free(queued);
-	free(age);
 	free(pools);
 }
 
@@ -363,7 +316,9 @@ sched_metrics_cb(evutil_socket_t fd, short what, void *arg)
 	    "connections open.\n# TYPE outpost_delivery_connections "
 	    "gauge\noutpost_delivery_connections %u\n",
 	    sched.nconn);
-	sched_metrics_dest_gauges(&t, c->top_destinations, now);
+	sched_metrics_dest_gauges(&t, c->top_destinations);
+	sched_scan_tick(now);
+	sched_scan_text(&t, now);
 	if (SM.dest != NULL) {
 		/* A reload may have changed N. */
 		metrics_top_limit(SM.dest, c->top_destinations);

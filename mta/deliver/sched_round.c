@@ -22,7 +22,7 @@
 #include "mta/observe/evlog.h"
 #include "mta/observe/stats.h"
 
-static const struct conf_pool *
+const struct conf_pool *
 sched_pool_for(const struct queue_envelope *env)
 {
 	const struct conf_user *u;

@@ -603,6 +603,7 @@ sched_shutdown(unsigned deadline_ms)
 	unsigned i;
 
 	sched.stopping = true;
+	sched_scan_stop();
 	evtimer_del(sched.retry_timer);
 	evtimer_del(sched.gauge_timer);
 	for (e = htab_first(&sched.sites, &it); e != NULL;

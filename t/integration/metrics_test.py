@@ -38,6 +38,9 @@ def samples(text, family):
     """{frozenset(label items): value} of FAMILY's samples."""
     out = {}
     for line in text.splitlines():
+        if line.startswith(family + " "):
+            out[frozenset()] = float(line.split()[1])
+            continue
         if not line.startswith(family + "{"):
             continue
         body, value = line.rsplit(" ", 1)
@@ -55,23 +58,39 @@ def label_values(text, family, name):
     return {dict(k)[name] for k in samples(text, family)}
 
 
-def auth_send(d, user, sender, rcpts):
-    """One message per recipient, over one AUTH PLAIN session (USER None:
-    a relay-network client, no AUTH)."""
+def auth_send(d, user, sender, rcpts, together=False):
+    """One message per recipient (TOGETHER: one to them all), over one
+    AUTH PLAIN session (USER None: a relay-network client, no AUTH)."""
     r = Raw(d.port)
     r.reply()
     r.cmd("EHLO client.test")
     if user is not None:
         token = base64.b64encode(("\0%s\0%s" % (user, PASSWORD)).encode())
         eq(r.cmd("AUTH PLAIN " + token.decode())[0], 235, "AUTH " + user)
-    for rcpt in rcpts:
+    for batch in [rcpts] if together else [[rcpt] for rcpt in rcpts]:
         eq(r.cmd("MAIL FROM:<%s>" % sender)[0], 250, "MAIL")
-        eq(r.cmd("RCPT TO:<%s>" % rcpt)[0], 250, "RCPT " + rcpt)
+        for rcpt in batch:
+            eq(r.cmd("RCPT TO:<%s>" % rcpt)[0], 250, "RCPT " + rcpt)
         eq(r.cmd("DATA")[0], 354, "DATA")
         eq(r.cmd("From: <news@big.test>\r\nSubject: m\r\n\r\nbody\r\n.")[0],
            250, "queued")
     r.cmd("QUIT")
     r.close()
+
+
+def metrics_conf(d, **keys):
+    """Restart D with KEYS added to its `metrics { }` section."""
+    d.stop()
+    with open(d.conf_path) as f:
+        text = f.read()
+    text = text.replace(
+        'metrics { listen = "127.0.0.1:%d" }' % d.metrics_port,
+        'metrics {\n  listen = "127.0.0.1:%d"\n%s}' % (
+            d.metrics_port, "".join("  %s = %s\n" % kv
+                                    for kv in sorted(keys.items()))))
+    with open(d.conf_path, "w") as f:
+        f.write(text)
+    d.start()
 
 
 def config(h, dns, port):
@@ -97,16 +116,7 @@ def test_per_destination_pool_user_exact_and_bounded():
     listeners = [("main", 'tls = "none"\n  auth_without_tls = true')]
     with dns, Sink(HOSTS, port) as sink, \
             Daemon(config=config(h, dns, port), listeners=listeners) as d:
-        d.stop()
-        with open(d.conf_path) as f:
-            text = f.read()
-        text = text.replace(
-            'metrics { listen = "127.0.0.1:%d" }' % d.metrics_port,
-            'metrics {\n  listen = "127.0.0.1:%d"\n  top_destinations = %d\n'
-            '  top_users = %d\n}' % (d.metrics_port, TOP_DEST, TOP_USERS))
-        with open(d.conf_path, "w") as f:
-            f.write(text)
-        d.start()
+        metrics_conf(d, top_destinations=TOP_DEST, top_users=TOP_USERS)
         # dave: big.test, 5 delivered, 2 refused 5xx (null sender: no
         # DSN to count), 3 deferred 4xx (retried in an hour: once).
         big = (["ok%d@big.test" % i for i in range(5)] +
@@ -203,12 +213,6 @@ def test_per_destination_pool_user_exact_and_bounded():
         check(len(label_values(t, "outpost_destination_connections",
                                "destination")) <= TOP_DEST + 1,
               "connections bounded")
-        # Queue depth and age: the deferred wait an hour.
-        check(value(t, "outpost_destination_queued_messages",
-                    destination="big.test") >= 0, "queued gauge")
-        check(samples(t, "outpost_destination_queued_messages") != {} or
-              "outpost_destination_queued_messages" in t,
-              "queued gauge present")
         age = [line for line in t.splitlines()
                if line.startswith("outpost_queue_oldest_message_age_seconds ")]
         check(age and float(age[0].split()[1]) > 0, "oldest age: %r" % age)
@@ -216,7 +220,8 @@ def test_per_destination_pool_user_exact_and_bounded():
 
 def test_held_messages_by_destination():
     """A destination that refuses connections backs off; what comes for it
-    then is held in place, and the gauges say how much and how old."""
+    then is held in place; the scan counts it with the message that waits
+    out its retry interval, under the recipient domain."""
     port = free_port_on([DEAD])
     dns = Dns(mx=[("down.test", "mx.down.test", 10)],
               a=[("mx.down.test", DEAD)])
@@ -224,6 +229,7 @@ def test_held_messages_by_destination():
            'delivery {\n  port = %d\n  retry_intervals = { "1h" }\n}\n'
            'destination "*" { backoff_pause = 10m }\n' % (dns.servers, port))
     with dns, Daemon(config=cfg) as d:
+        metrics_conf(d, queue_scan_interval="1s")
         auth_send(d, None, "", ["first@down.test"])
         wait_for(lambda: value(scrape(d), "outpost_deliveries_total",
                                result="deferred") >= 1,
@@ -233,17 +239,104 @@ def test_held_messages_by_destination():
         def held():
             t = scrape(d)
             return t if value(t, "outpost_destination_queued_messages",
-                              destination="mx.down.test") == 3 else None
-        t = wait_for(held, what="3 messages held for mx.down.test")
+                              destination="down.test") == 4 else None
+        t = wait_for(held, what="4 messages queued for down.test")
         eq(value(t, "outpost_destination_deliveries_total",
                  destination="down.test", result="deferred"), 1.0,
            "held messages are not deferred again")
         time.sleep(2.2)
         t = scrape(d)
         check(value(t, "outpost_destination_oldest_message_age_seconds",
-                    destination="mx.down.test") >= 1,
-              "age of the oldest held message")
+                    destination="down.test") >= 1,
+              "age of the oldest queued message")
         promtool_check(t)
+
+
+def scan_after(d, since):
+    """The first metrics text whose queue scan began after SINCE."""
+    def done():
+        t = scrape(d)
+        at = [line for line in t.splitlines() if line.startswith(
+            "outpost_queue_scan_timestamp_seconds ")]
+        return t if at and float(at[0].split()[1]) > since else None
+    return wait_for(done, what="a queue scan after %.1f" % since)
+
+
+def test_queue_depth_by_destination_pool_user():
+    """The periodic queue scan: exact queued messages and recipients, held
+    messages and the oldest message's age per recipient domain, pool and
+    user, counting what waits out a retry interval and what is held; the
+    top N by depth, the rest under "_other"; 0 once the queue is empty."""
+    port = free_port_on(["127.0.0.72"])
+    doms = ["a.test", "b.test", "c.test", "d.test"]
+    dns = Dns(mx=[(dom, "mx.sink.test", 10) for dom in doms],
+              a=[("mx.sink.test", "127.0.0.72")])
+    h = passwd_hash(PASSWORD)
+    listeners = [("main", 'tls = "none"\n  auth_without_tls = true')]
+    with dns, Sink(["127.0.0.72"], port), \
+            Daemon(config=config(h, dns, port), listeners=listeners) as d:
+        metrics_conf(d, top_destinations=2, top_users=1,
+                     queue_scan_interval="1s")
+        t_first = time.time()
+        # bob (pool default): a 3, b 3 (one of them to 2 recipients), c 1,
+        # d 1; alice (pool bulk): a 2, c 1.  Every recipient answers 4xx
+        # and waits an hour for its retry.
+        auth_send(d, "bob", "", ["defer-x@b.test", "defer-y@b.test"],
+                  together=True)
+        auth_send(d, "bob", "", ["defer-b%d@a.test" % i for i in range(3)] +
+                  ["defer-b0@b.test", "defer-b1@b.test", "defer-b@c.test",
+                   "defer-b@d.test"])
+        auth_send(d, "alice", "", ["defer-a0@a.test", "defer-a1@a.test",
+                                   "defer-a@c.test"])
+        t_sent = time.time()
+        wait_for(lambda: value(scrape(d), "outpost_deliveries_total",
+                               result="deferred") >= 12,
+                 what="12 recipients deferred")
+        d.cli("queue", "hold", "--domain", "c.test")
+        time.sleep(max(0.0, t_sent + 3 - time.time()))
+        t = scan_after(d, time.time())
+        promtool_check(t)
+
+        def fam(what, dim):
+            return "outpost_%s_%s" % (dim, what)
+        expect = {
+            "destination": {"a.test": (5, 5, 0), "b.test": (3, 4, 0),
+                            "_other": (3, 3, 2)},
+            "pool": {"default": (8, 9, 1), "bulk": (3, 3, 1)},
+            "user": {"bob": (8, 9, 1), "_other": (3, 3, 1)},
+        }
+        for dim, want in expect.items():
+            eq(label_values(t, fam("queued_messages", dim), dim),
+               set(want), "%s label values" % dim)
+            for label, (msgs, rcpts, held) in want.items():
+                lab = {dim: label}
+                eq(value(t, fam("queued_messages", dim), **lab),
+                   float(msgs), "%s %s queued messages" % (dim, label))
+                eq(value(t, fam("queued_recipients", dim), **lab),
+                   float(rcpts), "%s %s queued recipients" % (dim, label))
+                eq(value(t, fam("held_messages", dim), **lab),
+                   float(held), "%s %s held messages" % (dim, label))
+                age = value(t, fam("oldest_message_age_seconds", dim),
+                            **lab)
+                check(2 <= age <= time.time() - t_first + 1,
+                      "%s %s oldest age %s" % (dim, label, age))
+        eq(value(t, "outpost_queue_scan_messages"), 11.0, "scanned")
+        eq(value(t, "outpost_queue_scan_recipients"), 12.0,
+           "scanned recipients")
+        eq(value(t, "outpost_queue_scan_held_messages"), 2.0,
+           "scanned held")
+        check(value(t, "outpost_queue_scan_duration_seconds") < 5,
+              "scan duration")
+        # Delivered or deleted: 0 at the next scan.
+        d.cli("queue", "delete", "--all")
+        wait_for(lambda: d.queue_ids() == [], what="queue empty")
+        t = scan_after(d, time.time())
+        eq(value(t, "outpost_queue_scan_messages"), 0.0, "scanned, empty")
+        for dim in expect:
+            for what in ("queued_messages", "queued_recipients",
+                         "held_messages"):
+                eq(sum(samples(t, fam(what, dim)).values()), 0.0,
+                   "%s %s once empty" % (dim, what))
 
 
 if __name__ == "__main__":

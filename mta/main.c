@@ -712,7 +712,7 @@ main(int argc, char *argv[])
 	const char *lo;
 	struct event *ev_term, *ev_int, *ev_usr1;
 	struct timeval tv;
-	uint64_t watchdog_usec;
+	uint64_t watchdog_usec, left;
 	struct intake_keyset *ks = NULL;
 	struct event *ev_hup;
 	sigset_t early;
@@ -979,6 +979,11 @@ main(int argc, char *argv[])
 			dns_resolver_free(loops[i].dns);
 		loop_free(&loops[i]);
 	}
+	/* The scheduler's events live on the delivery loop's base: freed
+	 * after its last completions ran, before the base is. */
+	loop_flush(&dloop);
+	left = sched_queued();
+	sched_free();
 	loop_free(&dloop);
 	queue_stats_get(queue, &qs);
 	queue_close(queue);
@@ -994,9 +999,7 @@ main(int argc, char *argv[])
 	    (unsigned long long)STATS_GET(delivered),
 	    (unsigned long long)STATS_GET(deferred),
 	    (unsigned long long)STATS_GET(bounced),
-	    (unsigned long long)STATS_GET(expired),
-	    (unsigned long long)sched_queued());
-	sched_free();
+	    (unsigned long long)STATS_GET(expired), (unsigned long long)left);
 	SSL_CTX_free(client_ctx);
 	intake_free();
 	event_free(ev_term);

@@ -130,10 +130,15 @@ loop_join(struct loop *l)
 }
 
 void
+loop_flush(struct loop *l)
+{
+	loop_wake_cb(-1, 0, l);
+}
+
+void
 loop_free(struct loop *l)
 {
-	/* Run what is left in the mailbox (completions must not be lost). */
-	loop_wake_cb(-1, 0, l);
+	loop_flush(l);
 	event_free(l->wake);
 	event_base_free(l->base);
 	pthread_mutex_destroy(&l->mu);

@@ -219,7 +219,9 @@ sched_scan_run(void *arg)
 	if (rc == 2)
 		j->oom = true;
 	if (rc == 0) {
-		qsort(j->held, j->nheld, sizeof(*j->held), sched_scan_id_cmp);
+		if (j->nheld > 1) /* none: j->held is NULL */
+			qsort(j->held, j->nheld, sizeof(*j->held),
+			      sched_scan_id_cmp);
 		do {
 			j->in_slice = 0;
 			rc = queue_walk_checked(

@@ -144,8 +144,9 @@ class Daemon:
     """
 
     def __init__(self, config="", listeners=None, relay_loopback=True,
-                 workdir=None, args=()):
+                 workdir=None, args=(), wrapper=()):
         self.tmp = workdir or tempfile.mkdtemp(prefix="outpost-t-")
+        self.wrapper = list(wrapper)  # e.g. valgrind and its options
         self.own_tmp = workdir is None
         if os.geteuid() == 0:
             ensure_daemon_user()
@@ -187,7 +188,7 @@ class Daemon:
         # and never falls back to the system resolver.
         env["OUTPOST_LOOPBACK_ONLY"] = "1"
         self.proc = subprocess.Popen(
-            [OUTPOSTD, "-c", self.conf_path] + self.args,
+            self.wrapper + [OUTPOSTD, "-c", self.conf_path] + self.args,
             stdout=self.logf, stderr=subprocess.STDOUT, cwd=self.tmp,
             env=env)
         if wait:

@@ -48,3 +48,6 @@ outpost_integration_test(trace t/integration/trace_test.py TIMEOUT 600)
 # SIGHUP and `outpost reload`: a new configuration for new sessions, under
 # load without loss, an invalid file refused with file:line.
 outpost_integration_test(reload t/integration/reload_test.py TIMEOUT 600)
+# outpostd's whole life under valgrind memcheck (what ASan cannot see inside
+# Debian's uninstrumented libevent/OpenSSL/LMDB); skipped in the ASan variant.
+outpost_integration_test(memcheck t/integration/memcheck_test.py TIMEOUT 600)

@@ -58,9 +58,12 @@ outpost() { "$BIN/outpost" -c "$conf" "$@"; }
 free_port() {
 	$py -c 'import socket; s=socket.socket(socket.AF_INET, socket.'"$1"'); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
+# Until port $1 accepts (60 s at most: an ASan build on a busy machine
+# is slow to start); false at once if process $2, when given, exits.
 wait_tcp() {
-	for _ in $(seq 200); do
+	for _ in $(seq 1200); do
 		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+		[ -z "${2:-}" ] || kill -0 "$2" 2>/dev/null || return 1
 		sleep 0.05
 	done
 	return 1
@@ -102,6 +105,11 @@ echo "== 1. keys for the demo's sender domain brand.demo.test"
 "$BIN/outpost" dkim keygen brand.demo.test e2026 --ed25519 \
 	--key "$dir/keys/brand.e2026.key" --txt "$dir/keys/brand.e2026.txt" \
 	>>"$dir/keys/keygen.out" || fail "outpost dkim keygen (Ed25519)"
+# Started as root, outpostd reads keys again (outpost reload) as outpost:
+# the keys are its own, 0600, as outpostd(8) asks.
+if [ "$(id -u)" = 0 ] && id outpost >/dev/null 2>&1; then
+	chown outpost "$dir/keys/brand.s2026.key" "$dir/keys/brand.e2026.key"
+fi
 rsa_txt=$(cat "$dir/keys/brand.s2026.txt")
 ed_txt=$(cat "$dir/keys/brand.e2026.txt")
 echo "   outpost dkim keygen brand.demo.test s2026            (RSA-2048)"
@@ -168,7 +176,7 @@ sed 's/^/   | /' "$conf"
 "$BIN/outpostd" -c "$conf" 2>"$dir/outpostd.log" &
 opid=$!
 pids+=("$opid")
-if ! wait_tcp "$submit_port" || ! wait_tcp "$relay_port" ||
+if ! wait_tcp "$submit_port" $opid || ! wait_tcp "$relay_port" $opid ||
 	! kill -0 $opid 2>/dev/null; then
 	cat "$dir/outpostd.log" >&2
 	fail "outpostd did not start"

@@ -503,6 +503,9 @@ void conf_free(struct conf *c);
  */
 const struct conf *conf_ref(const struct conf *c);
 void conf_unref(const struct conf *c);
+/* conf_holders — how many hold C now (a snapshot: only the sole holder may
+ * act on a 1, since no one else can take C again).  Any thread. */
+unsigned conf_holders(const struct conf *c);
 
 /*
  * conf_check_host — the checks that depend on the host, not the text: every

@@ -25,3 +25,9 @@ conf_unref(const struct conf *c)
 	if (w != NULL && __atomic_sub_fetch(&w->refs, 1, __ATOMIC_ACQ_REL) == 0)
 		conf_free(w);
 }
+
+unsigned
+conf_holders(const struct conf *c)
+{
+	return __atomic_load_n(&c->refs, __ATOMIC_ACQUIRE);
+}

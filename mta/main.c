@@ -79,6 +79,10 @@ static pthread_mutex_t reload_mu = PTHREAD_MUTEX_INITIALIZER;
 static void **reload_tokens;
 static size_t reload_ntokens;
 static struct event *ev_reload;
+/* Every second while a replaced generation is still in use: free those
+ * nobody uses any more, here rather than on a loop (confgen_reap). */
+#define REAP_INTERVAL_MS 1000
+static struct event *ev_reap;
 /* SMTP loops whose sessions have not all ended since the stop began; the
  * last one starts the delivery loop's stop.  smtp_drained[i]: loop i has
  * counted itself (its own thread's flag). */
@@ -534,6 +538,17 @@ reload_count(const void *old, size_t no, const void *new, size_t nn,
 	htab_free(&h);
 }
 
+/* Main thread: replaced generations nobody uses any more are freed. */
+static void
+reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (confgen_reap(false) == 0)
+		evtimer_del(ev_reap);
+}
+
 /*
  * A reload, on the main thread (never on a loop): the file read again and
  * checked whole (text, host, keys, certificates, new sockets) into a new
@@ -551,6 +566,7 @@ reload_run(char *out, size_t len)
 	const struct conf *oc = gen->conf;
 	int64_t t0 = util_mono_ms();
 	unsigned la, lr, ua, ur, da, dr, nfixed = 0;
+	struct timeval tv;
 	char err[1024];
 
 	notify_state(NOTIFY_RELOADING);
@@ -586,8 +602,12 @@ reload_run(char *out, size_t len)
 		 nc->ndestinations, nc->npools, nc->nnetworks);
 	log_info("reload: %s", out);
 	reload_fixed(nc, out, len, &nfixed);
-	/* Sessions of the old generation hold it until they end. */
-	confgen_unref(old);
+	/* Sessions of the old generation hold it until they end; the main
+	 * thread frees it after them (reap_cb). */
+	confgen_retire(old, conf); /* conf: the control socket's */
+	tv = util_ms_timeval(REAP_INTERVAL_MS);
+	if (!evtimer_pending(ev_reap, NULL))
+		evtimer_add(ev_reap, &tv);
 	notify_state(NOTIFY_READY);
 	return 0;
 }
@@ -906,7 +926,9 @@ main(int argc, char *argv[])
 	ev_ready = event_new(main_base, -1, 0, ready_cb, NULL);
 	ev_drain = event_new(main_base, -1, 0, drain_cb, NULL);
 	ev_reload = event_new(main_base, -1, 0, reload_cb, NULL);
-	if (ev_ready == NULL || ev_drain == NULL || ev_reload == NULL)
+	ev_reap = event_new(main_base, -1, EV_PERSIST, reap_cb, NULL);
+	if (ev_ready == NULL || ev_drain == NULL || ev_reload == NULL ||
+	    ev_reap == NULL)
 		fatalx("event_new failed");
 	control_drain_hook(drain_hook);
 	control_reload_hook(reload_hook);
@@ -1007,6 +1029,7 @@ main(int argc, char *argv[])
 	event_free(ev_usr1);
 	event_free(ev_hup);
 	event_free(ev_reload);
+	event_free(ev_reap);
 	event_free(ev_ready);
 	event_free(ev_drain);
 	if (ev_status != NULL)
@@ -1016,6 +1039,7 @@ main(int argc, char *argv[])
 	metrics_stop();
 	event_base_free(main_base);
 	evlog_close();
+	(void)confgen_reap(true); /* the loops are gone: nobody else holds */
 	confgen_unref(gen);
 	control_reload_free();
 	free(reload_tokens);

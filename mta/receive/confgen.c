@@ -4,16 +4,20 @@
  * Owns: struct confgen and what it derives from its conf: the listener
  * descriptions with their TLS contexts and the DKIM keyset.  Built on the
  * main thread only (files, key parsing: never on an I/O loop); read-only
- * afterwards, shared by the loops.  The reference count is atomic: the
- * last session of a generation frees it on its own loop.
+ * afterwards, shared by the loops.  The reference count is atomic; a
+ * generation a reload replaced stays held by the main thread (the retired
+ * list, main thread only) until nobody else holds it, then is freed there:
+ * never on an I/O loop.
  */
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include <openssl/ssl.h>
 
 #include "conf/conf.h"
 #include "dns/dns.h"
+#include "mta/core/log.h"
 #include "mta/core/tls.h"
 #include "mta/core/util.h"
 #include "mta/receive/confgen.h"
@@ -112,4 +116,76 @@ confgen_unref(struct confgen *g)
 	intake_keyset_free(g->keyset);
 	conf_unref(g->conf);
 	free(g);
+}
+
+/* Retired generations, each with its conf, both held by the main thread:
+ * the generation goes first, then its conf once the scheduler (the other
+ * holder) has let go of it too. */
+static struct confgen_retired {
+	struct confgen *g; /* NULL once freed */
+	const struct conf *c;
+	uint64_t number;
+} * retired;
+static size_t nretired, retired_cap;
+
+void
+confgen_retire(struct confgen *g, const struct conf *kept)
+{
+	struct confgen_retired *r;
+
+	if (nretired == retired_cap) {
+		size_t cap = retired_cap ? 2 * retired_cap : 8;
+
+		if ((r = realloc(retired, cap * sizeof(*r))) == NULL) {
+			/* No room to keep it: the last holder frees it,
+			 * wherever that is. */
+			log_warnx("generation %llu: out of memory retiring it",
+				  (unsigned long long)g->number);
+			confgen_unref(g);
+			return;
+		}
+		retired = r;
+		retired_cap = cap;
+	}
+	r = &retired[nretired++];
+	r->g = g;
+	r->c = g->conf == kept ? NULL : conf_ref(g->conf);
+	r->number = g->number;
+}
+
+size_t
+confgen_reap(bool all)
+{
+	size_t i, kept = 0;
+
+	for (i = 0; i < nretired; i++) {
+		struct confgen_retired *r = &retired[i];
+
+		/* A count of 1 is ours alone: no listener entry or session
+		 * points at it, so nobody can take it again. */
+		if (r->g != NULL &&
+		    (all ||
+		     __atomic_load_n(&r->g->refs, __ATOMIC_ACQUIRE) == 1)) {
+			confgen_unref(r->g); /* its keys and TLS contexts */
+			r->g = NULL;
+			if (!all)
+				log_info("generation %llu released: no session "
+					 "uses it any more",
+					 (unsigned long long)r->number);
+		}
+		/* Its tree, once the scheduler has let go too. */
+		if (r->g == NULL &&
+		    (r->c == NULL || all || conf_holders(r->c) == 1)) {
+			conf_unref(r->c);
+			continue;
+		}
+		retired[kept++] = *r;
+	}
+	nretired = kept;
+	if (nretired == 0) {
+		free(retired);
+		retired = NULL;
+		retired_cap = 0;
+	}
+	return nretired;
 }

@@ -43,4 +43,23 @@ struct confgen *confgen_ref(struct confgen *g);
  * contexts, keys, its conf reference).  Any thread; NULL is allowed. */
 void confgen_unref(struct confgen *g);
 
+/*
+ * confgen_retire — a reload replaced G: the caller's reference moves to the
+ * list of retired generations, still held by the main thread, so that the
+ * last session of G (on an SMTP loop) or the scheduler letting go of G's
+ * conf (on the delivery loop) never frees a whole configuration and its
+ * keys on an I/O loop.  KEPT: a conf the caller holds to its end (the
+ * start-up one, the control socket's), whose tree is not waited for.
+ * Main thread.
+ */
+void confgen_retire(struct confgen *g, const struct conf *kept);
+
+/*
+ * confgen_reap — free, here, each retired generation (then its conf) that
+ * nobody else holds any more, logging "generation N released"; ALL: every
+ * one regardless (at exit, once the loops have stopped).  Returns how many
+ * are still held.  Main thread.
+ */
+size_t confgen_reap(bool all);
+
 #endif

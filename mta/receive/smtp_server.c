@@ -583,7 +583,7 @@ smtp_server_free(struct smtp_server_session *s)
 	smtp_server_list_del(s);
 	peer_session_release(&s->client);
 	smtp_server_uncount(s);
-	confgen_unref(s->gen); /* the last session of an old one frees it */
+	confgen_unref(s->gen); /* a retired one: the main thread frees it */
 	free(s);
 }
 

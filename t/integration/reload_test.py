@@ -333,7 +333,14 @@ def test_changes_for_new_sessions():
             old.sendmail("alice@sender.test", ["old@sink.test"],
                          "From: <alice@signed.test>\r\nSubject: old\r\n\r\n"
                          "old session\r\n")
+            # Generation 1 stays while its session lasts; then the main
+            # thread frees it (never the loop the session ends on).
+            time.sleep(1.5 * SLOW)
+            check("generation 1 released" not in d.log(),
+                  "generation 1 released while a session used it")
             old.quit()
+            wait_for(lambda: "generation 1 released" in d.log(), 10,
+                     "generation 1 released after its last session")
             check(auth_works(d, "bob"), "bob after the reload")
             check(not auth_works(d, "alice"), "alice removed")
             send(d, "added@sink.test", port=second)

@@ -16,10 +16,7 @@
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
-BUILD=${BENCH_BUILD:?BENCH_BUILD is not set (run t/bench/run.sh)}
-OUT=${BENCH_OUT:?BENCH_OUT is not set (run t/bench/run.sh)}
-LOAD=$BUILD/tools/outpost-load
-OUTPOSTD=${OUTPOSTD:-$BUILD/bin/outpostd}
+bench_init
 OUTPOST_CLI=$BUILD/bin/outpost
 N=${BENCH_N:-20000}
 SESSIONS=${BENCH_SESSIONS:-50}

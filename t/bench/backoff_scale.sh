@@ -23,10 +23,7 @@ set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$HERE/lib.sh"
-BUILD=${BENCH_BUILD:?BENCH_BUILD is not set (run t/bench/run.sh)}
-OUT=${BENCH_OUT:?BENCH_OUT is not set (run t/bench/run.sh)}
-LOAD=$BUILD/tools/outpost-load
-OUTPOSTD=${OUTPOSTD:-$BUILD/bin/outpostd}
+bench_init
 N=${BENCH_BS_N:-1000000}
 SIZE=${BENCH_BS_SIZE:-1024}
 SESSIONS=${BENCH_SESSIONS:-50}

@@ -232,3 +232,15 @@ while True:
     time.sleep(0.02)
 PYEOF
 }
+
+# bench_init — what every benchmark takes from run.sh: BUILD and OUT (both
+# required), LOAD and OSINK (the build's load generator and sink), OUTPOSTD
+# (OUTPOSTD= in the environment measures another build's daemon).
+# shellcheck disable=SC2034 # used by the scripts that source this
+bench_init() {
+	BUILD=${BENCH_BUILD:?BENCH_BUILD is not set (run t/bench/run.sh)}
+	OUT=${BENCH_OUT:?BENCH_OUT is not set (run t/bench/run.sh)}
+	LOAD=$BUILD/tools/outpost-load
+	OSINK=$BUILD/tools/outpost-sink
+	OUTPOSTD=${OUTPOSTD:-$BUILD/bin/outpostd}
+}

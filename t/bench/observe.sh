@@ -18,8 +18,7 @@ set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$HERE/lib.sh"
-BUILD=${BENCH_BUILD:?BENCH_BUILD is not set (run t/bench/run.sh)}
-OUT=${BENCH_OUT:?BENCH_OUT is not set (run t/bench/run.sh)}
+bench_init
 ROUNDS=${BENCH_OBSERVE_ROUNDS:-3}
 N=${BENCH_N:-20000}
 WARMUP=${BENCH_WARMUP:-200}

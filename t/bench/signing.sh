@@ -34,11 +34,7 @@ set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$HERE/lib.sh"
-BUILD=${BENCH_BUILD:?BENCH_BUILD is not set (run t/bench/run.sh)}
-OUT=${BENCH_OUT:?BENCH_OUT is not set (run t/bench/run.sh)}
-LOAD=$BUILD/tools/outpost-load
-OSINK=$BUILD/tools/outpost-sink
-OUTPOSTD=${OUTPOSTD:-$BUILD/bin/outpostd}
+bench_init
 OUTPOST_CLI=$(dirname "$OUTPOSTD")/outpost
 N=${BENCH_N:-20000}
 SESSIONS=${BENCH_SESSIONS:-50}

@@ -219,6 +219,13 @@ sched_path_kick(struct sched_path *p)
 		}
 		if (p->nidle > 0) {
 			c = p->idle[--p->nidle];
+			/* Parked under the limit of its time: a reload may
+			 * have lowered it since. */
+			if (smtp_client_msgs(c) >=
+			    p->cfg->max_messages_per_connection) {
+				smtp_client_quit(c);
+				continue;
+			}
 			sched_path_dispatch(p, c, sched_path_pop(p));
 			continue;
 		}

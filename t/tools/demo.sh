@@ -36,7 +36,16 @@ trap 'echo "demo: FAILED at line $LINENO of $0 (files in $dir)" >&2' ERR
 ours=
 fail() {
 	echo "demo: FAILED: $*" >&2
-	[ -z "$ours" ] || echo "demo: its files are in $dir" >&2
+	if [ -n "$ours" ]; then
+		# What the daemon and the load tool said last, for whoever
+		# reads this after the directory is gone.
+		for f in outpostd.log load.json; do
+			[ -s "$dir/$f" ] || continue
+			echo "demo: the end of $f:" >&2
+			tail -n 20 "$dir/$f" | sed 's/^/   /' >&2
+		done
+		echo "demo: its files are in $dir" >&2
+	fi
 	exit 1
 }
 

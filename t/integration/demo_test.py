@@ -10,6 +10,7 @@ import glob
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -109,6 +110,30 @@ def check_demo_output(out, demo_dir):
                '"id":"%s"' % qid in l],
               "the delivery of %s in the delivery log" % qid)
     return emls[0]
+
+
+def test_demo_runs_while_the_default_ports_are_taken():
+    """Two demos at once (ctest runs the normal and the ASan variant side
+    by side) or a daemon already on the embedded defaults' ports: the demo
+    uses ports of its own, including for metrics."""
+    held = []
+    for port in (2525, 9025):  # the embedded defaults' listener, metrics
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            s.listen(1)
+            held.append(s)
+        except OSError:
+            s.close()  # taken already: the point holds all the same
+    tmp = tempfile.mkdtemp(prefix="outpost-demo-test-")
+    try:
+        rc, out = run_demo(os.path.join(tmp, "demo"))
+        eq(rc, 0, "demo exit status with 2525 and 9025 taken; output:\n"
+           + out)
+    finally:
+        for s in held:
+            s.close()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_demo_runs_twice_and_leaves_its_directory():

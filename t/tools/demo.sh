@@ -105,6 +105,7 @@ relay_port=$(free_port SOCK_STREAM)
 submit_port=$(free_port SOCK_STREAM)
 sink_port=$(free_port SOCK_STREAM)
 mbox_port=$(free_port SOCK_STREAM)
+metrics_port=$(free_port SOCK_STREAM)
 dns_port=$(free_port SOCK_DGRAM)
 
 echo "== 1. keys for the demo's sender domain brand.demo.test"
@@ -165,8 +166,10 @@ echo "   DNS on 127.0.0.1:$dns_port (UDP); MX of d0..d9.demo.test and campaign.d
 echo "== 3. outpostd on its embedded defaults, plus what the demo needs"
 cat >"$conf" <<EOF
 # The embedded defaults, plus the demo's DNS, MX port, a submission
-# listener for its user, and its DKIM keys.
+# listener for its user, and its DKIM keys; every port its own (another
+# outpostd may hold the defaults' 2525 and 9025).
 listener "127.0.0.1:$relay_port" { }
+metrics { listen = "127.0.0.1:$metrics_port" }
 listener "127.0.0.1:$submit_port" { tls = starttls  require_auth = true }
 relay { networks = { "127.0.0.0/8", "::1/128" } }
 tls { generate = true }

@@ -40,6 +40,7 @@
 #include "mta/core/htab.h"
 #include "mta/deliver/delivery.h"
 #include "mta/deliver/outcome.h"
+#include "mta/observe/metrics_top.h"
 #include "mta/deliver/sched_heap.h"
 #include "mta/deliver/smtp_client.h"
 
@@ -414,6 +415,12 @@ void sched_metrics_result(const struct sched_msg *m, const char *domain,
  * EXPIRED, or bounced by an operator. */
 void sched_metrics_final(const struct sched_msg *m, const char *addr,
 			 bool expired);
+/* sched_metrics_user_label — the user label of a message by USER (NULL:
+ * a relay-network client) or, DSN, one of our own bounces ("_dsn"): the
+ * one rule for counters and the queue scan's gauges. */
+#define SCHED_METRICS_USER_DSN "_dsn"
+void sched_metrics_user_label(const char *user, bool dsn,
+			      char out[METRICS_LABEL_MAX]);
 /* sched_metrics_free — the counter tables (at stop). */
 void sched_metrics_free(void);
 

@@ -87,6 +87,16 @@ sched_metrics_reason(const struct smtp_client_result *r,
 	return COL_R_CONNECTION;
 }
 
+void
+sched_metrics_user_label(const char *user, bool dsn,
+			 char out[METRICS_LABEL_MAX])
+{
+	if (dsn)
+		snprintf(out, METRICS_LABEL_MAX, "%s", SCHED_METRICS_USER_DSN);
+	else
+		metrics_user_label(user, out);
+}
+
 /* M's user label (cached: a campaign comes from few users). */
 static const char *
 sched_metrics_user(const struct sched_msg *m)
@@ -94,10 +104,10 @@ sched_metrics_user(const struct sched_msg *m)
 	const char *user = m->r->env.user;
 
 	if (m->r->env.flags & QUEUE_F_DSN)
-		return "_dsn"; /* our own bounces */
+		return SCHED_METRICS_USER_DSN; /* our own bounces */
 	if (!SM.user_set || SM.user_null != (user == NULL) ||
 	    (user != NULL && strncmp(SM.user_of, user, sizeof(SM.user_of)))) {
-		metrics_user_label(user, SM.user_label);
+		sched_metrics_user_label(user, false, SM.user_label);
 		snprintf(SM.user_of, sizeof(SM.user_of), "%s",
 			 user != NULL ? user : "");
 		SM.user_null = user == NULL;

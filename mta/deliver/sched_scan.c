@@ -368,10 +368,7 @@ sched_scan_keep(struct sched_scan_job *j)
 
 		if (e->key[0] == 'u')
 			env.user = e->key + 1;
-		if (e->key[0] == 'd')
-			snprintf(label, sizeof(label), "_dsn");
-		else
-			metrics_user_label(env.user, label);
+		sched_metrics_user_label(env.user, e->key[0] == 'd', label);
 		pool = sched_pool_for(&env);
 		if (sched_scan_merge(&users, label, e->value) != 0 ||
 		    sched_scan_merge(&pools,

@@ -978,6 +978,10 @@ main(int argc, char *argv[])
 		    gen->listeners[j].ssl_ctx != NULL || conf->listeners[j].auth
 			? (conf->listeners[j].auth ? ", AUTH" : "")
 			: "");
+	if (queue_clock_offset_s() != 0)
+		log_warnx("warning: test clock: the time of day is moved by "
+			  "%lld s (OUTPOST_TEST_CLOCK_OFFSET; for tests only)",
+			  (long long)queue_clock_offset_s());
 	log_info("outpostd %s ready: %s, queue %s, %u loops, %u workers",
 		 OUTPOST_VERSION, conf->file, conf->queue.path, nloops,
 		 conf->worker_threads);

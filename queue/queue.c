@@ -30,13 +30,57 @@
 #define QUEUE_BATCH_DEFAULT 4096  /* commit_max_batch = 0 */
 #define QUEUE_LAZY_US       10000 /* lazy_wait_us = 0 */
 
+/*
+ * The test clock: OUTPOST_TEST_CLOCK_OFFSET (signed seconds, at most ten
+ * years either way) moves every time of day the daemon and the CLI read,
+ * so that retention can be tested on data that looks months old.  Read
+ * once; anything else in the variable is ignored (queue_clock_offset_s
+ * says 0) and outpostd warns at start-up when it is in force.
+ */
+#define QUEUE_CLOCK_OFFSET_MAX_S (10LL * 366 * 86400)
+
+static pthread_once_t queue_clock_once = PTHREAD_ONCE_INIT;
+static int64_t queue_clock_offset;
+
+static void
+queue_clock_init(void)
+{
+	const char *s = getenv("OUTPOST_TEST_CLOCK_OFFSET");
+	char *end;
+	long long v;
+
+	if (s == NULL || *s == '\0')
+		return;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v > QUEUE_CLOCK_OFFSET_MAX_S ||
+	    v < -QUEUE_CLOCK_OFFSET_MAX_S)
+		return;
+	queue_clock_offset = (int64_t)v;
+}
+
+int64_t
+queue_clock_offset_s(void)
+{
+	pthread_once(&queue_clock_once, queue_clock_init);
+	return queue_clock_offset;
+}
+
 uint64_t
 queue_clock_us(clockid_t clk)
 {
 	struct timespec ts;
+	int64_t off = clk == CLOCK_REALTIME ? queue_clock_offset_s() : 0;
 
 	clock_gettime(clk, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+	return (uint64_t)((int64_t)ts.tv_sec + off) * 1000000 +
+	       (uint64_t)ts.tv_nsec / 1000;
+}
+
+int64_t
+queue_wall_ms(void)
+{
+	return (int64_t)(queue_clock_us(CLOCK_REALTIME) / 1000);
 }
 
 static uint32_t

@@ -123,6 +123,16 @@ int queue_open(struct queue **qp, const struct queue_config *cfg, char *err,
  * then close the environment.  Main thread. */
 void queue_close(struct queue *q);
 
+/*
+ * queue_wall_ms — the time of day in ms since the epoch, as every part of
+ * Outpost reads it: CLOCK_REALTIME moved by the test clock (the
+ * environment variable OUTPOST_TEST_CLOCK_OFFSET, signed seconds, for
+ * retention tests only; queue_clock_offset_s returns it, 0 when unset or
+ * malformed).  Any thread.
+ */
+int64_t queue_wall_ms(void);
+int64_t queue_clock_offset_s(void);
+
 /* queue_id_next — a new, unique, time-ordered message id.  Any thread. */
 uint64_t queue_id_next(struct queue *q);
 

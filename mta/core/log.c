@@ -23,6 +23,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "mta/core/log.h"
+#include "mta/core/util.h"
 #include "mta/core/logspace.h"
 #include "mta/core/scrub.h"
 
@@ -101,7 +102,10 @@ log_vwrite(const char *prio, const char *tag, int errnum, const char *fmt,
 	if (log_journal) {
 		log_append(line, sizeof(line), &n, prio);
 	} else {
-		clock_gettime(CLOCK_REALTIME, &ts);
+		int64_t ms = util_wall_ms();
+
+		ts.tv_sec = (time_t)(ms / 1000);
+		ts.tv_nsec = (long)(ms % 1000) * 1000000;
 		gmtime_r(&ts.tv_sec, &tm);
 		strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
 		log_append(line, sizeof(line), &n, stamp);

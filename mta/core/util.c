@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "queue/queue.h"
 #include "mta/core/util.h"
 
 static int64_t
@@ -24,7 +25,7 @@ util_clock_ms(clockid_t id)
 int64_t
 util_wall_ms(void)
 {
-	return util_clock_ms(CLOCK_REALTIME);
+	return queue_wall_ms();
 }
 
 int64_t

@@ -17,8 +17,8 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 
-/* util_wall_ms — the time of day (CLOCK_REALTIME) in ms since the epoch:
- * for timestamps that are stored or shown. */
+/* util_wall_ms — the time of day in ms since the epoch, moved by the test
+ * clock (queue_wall_ms): for timestamps that are stored or shown. */
 int64_t util_wall_ms(void);
 
 /* util_mono_ms — CLOCK_MONOTONIC in ms: for durations and deadlines, which

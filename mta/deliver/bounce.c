@@ -184,7 +184,8 @@ bounce_dsn_build(const struct bounce_input *in, uint8_t **out, size_t *outlen)
 	struct bounce_buf b = { 0 };
 	char date[64], arrival[64], boundary[40];
 	unsigned char rnd[12];
-	time_t now = time(NULL), arr = (time_t)(in->arrival_ms / 1000);
+	time_t now = (time_t)(queue_wall_ms() / 1000),
+	       arr = (time_t)(in->arrival_ms / 1000);
 	struct tm tm;
 	size_t i, hlen;
 

@@ -377,7 +377,8 @@ intake_work(void *arg)
 			p.key = use[i];
 			p.hcanon = intake_canon(ds->hcanon);
 			p.bcanon = intake_canon(ds->bcanon);
-			p.timestamp = ds->timestamp ? (int64_t)time(NULL) : -1;
+			p.timestamp =
+			    ds->timestamp ? util_wall_ms() / 1000 : -1;
 			p.expire_s = ds->expire_ms / 1000;
 			p.sign_headers = (const char *const *)ds->headers;
 			p.oversign_headers = (const char *const *)ds->oversign;

@@ -176,7 +176,7 @@ smtp_server_data_begin(struct smtp_server_session *s, bool dot)
 	    qid[QUEUE_ID_HEX_BYTES];
 	const char *proto;
 	struct tm tm;
-	time_t now = time(NULL);
+	time_t now = (time_t)(util_wall_ms() / 1000);
 	size_t i, first = SMTP_BODY_INITIAL;
 	int n;
 

@@ -5,4 +5,5 @@ outpost_fuzz(addr
 		${PROJECT_SOURCE_DIR}/mta/receive/addr.c ${PROJECT_SOURCE_DIR}/mta/core/log.c
 		${PROJECT_SOURCE_DIR}/mta/core/scrub.c ${PROJECT_SOURCE_DIR}/mta/core/logspace.c
 		${PROJECT_SOURCE_DIR}/mta/core/util.c
+	DEPS outpost_queue
 	CORPUS ${CMAKE_CURRENT_LIST_DIR}/corpus/addr)

@@ -29,7 +29,7 @@ EDGES = {
     "queue": set(),
     "conf": {"dns"},
     "dkim": {"dns"},
-    "core": {"dkim", "dns"},
+    "core": {"dkim", "dns", "queue"},
     "observe": {"core", "queue"},
     "receive": {"observe", "core", "queue", "conf", "dkim", "dns"},
     "deliver": {"observe", "core", "queue", "conf", "dns"},

@@ -359,6 +359,40 @@ struct conf_log {
 	char *campaign_header;
 };
 
+/*
+ * ---- Restore and retain (issue "Restore and retain") ----
+ * `restore { }`: restore points of the queue (queue/), a compacting copy
+ * of the LMDB environment every interval, into dir, with off-site copies.
+ */
+struct conf_restore {
+	uint64_t interval_ms; /* between points (default 5m); 0: none */
+	char *dir;            /* absolute (default data_dir/restore) */
+	char *copy_to;        /* absolute, or NULL: no copy */
+	char **command;       /* argv, NULL-terminated, the point's path to be
+				 appended; NULL: none */
+	uint64_t command_timeout_ms; /* then the command is killed (10m) */
+	/* Which points stay: every one younger than keep_all (1h), the first
+	 * of each hour younger than keep_hourly (1d), the first of each day
+	 * younger than keep_daily (7d); none older, and none older than
+	 * retention.restore_points. */
+	uint64_t keep_all_ms, keep_hourly_ms, keep_daily_ms;
+};
+
+/*
+ * `retention { }`: how long each store keeps what it holds; every key
+ * defaults to lifetime (90d).  Nothing is kept longer.
+ */
+struct conf_retention {
+	uint64_t lifetime_ms;
+	uint64_t delivery_log_ms;   /* rotated delivery-log files, by day */
+	uint64_t audit_log_ms;      /* rotated audit-log files, by day */
+	uint64_t restore_points_ms; /* restore points */
+	uint64_t history_ms; /* per-recipient and per-user history (suppression
+				lists, watchdog history) */
+	uint64_t user_data_ms; /* a user removed from the configuration: its
+				  data is purged this long after */
+};
+
 /* `metrics { listen = "ADDR:PORT" }`: the HTTP listener of GET /metrics. */
 struct conf_metrics {
 	char *listen; /* as written, e.g. "127.0.0.1:9025" (the default);
@@ -469,6 +503,8 @@ struct conf {
 	struct conf_log log;
 	struct conf_metrics metrics;
 	struct conf_control control;
+	struct conf_restore restore;
+	struct conf_retention retention;
 };
 
 /*

@@ -294,6 +294,16 @@ extern cfg_opt_t conf_control_opts[];
 int conf_observe_build(struct conf_ctx *x, cfg_t *cfg, struct conf *c);
 void conf_observe_free(struct conf *c);
 
+/*
+ * conf_keep.c: the sections restore and retention; conf_keep_build() runs
+ * after the paths are known (data_dir) and checks the points' schedule
+ * against their lifetime.
+ */
+extern cfg_opt_t conf_restore_opts[];
+extern cfg_opt_t conf_retention_opts[];
+int conf_keep_build(struct conf_ctx *x, cfg_t *cfg, struct conf *c);
+void conf_keep_free(struct conf *c);
+
 /* A refused value reported as "KEY: \"VALUE\" WHY"; returns -1. */
 int conf_value_fail(cfg_t *cfg, cfg_opt_t *opt, const char *value,
 		    const char *why);

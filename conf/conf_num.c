@@ -114,6 +114,17 @@ static const struct conf_num {
 	{ "destination", "max_mx_addresses", CK_COUNT, 1, 1000 },
 	{ "destination", "max_mx_sessions", CK_COUNT, 1, 100 },
 	{ "destination", "attempt_timeout", CK_MS, US_S(1), US_H(1) },
+	{ "restore", "interval", CK_MS, 0, US_D(1) },
+	{ "restore", "command_timeout", CK_MS, US_S(1), US_D(1) },
+	{ "restore", "keep_all", CK_MS, 0, US_D(3650) },
+	{ "restore", "keep_hourly", CK_MS, 0, US_D(3650) },
+	{ "restore", "keep_daily", CK_MS, 0, US_D(3650) },
+	{ "retention", "lifetime", CK_MS, US_D(1), US_D(3650) },
+	{ "retention", "delivery_log", CK_MS, US_D(1), US_D(3650) },
+	{ "retention", "audit_log", CK_MS, US_D(1), US_D(3650) },
+	{ "retention", "restore_points", CK_MS, US_H(1), US_D(3650) },
+	{ "retention", "history", CK_MS, US_D(1), US_D(3650) },
+	{ "retention", "user_data", CK_MS, US_D(1), US_D(3650) },
 	/* 0 = no x=; 1s..1m is refused too, by conf_expire_cb */
 	{ "dkim_sign", "expire", CK_S, 0, US_D(365) },
 };

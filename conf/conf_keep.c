@@ -21,7 +21,7 @@ cfg_opt_t conf_restore_opts[] = {
 	CFG_STR_CB("interval", "5m", CFGF_NONE, conf_num_cb),
 	CFG_STR_CB("dir", "restore", CFGF_NONE, conf_text_cb),
 	/* A directory on another mount that each point is copied into. */
-	CFG_STR_CB("copy_to", "", CFGF_NONE, conf_text_cb),
+	CFG_STR_CB("copy_to", NULL, CFGF_NONE, conf_text_cb),
 	/* A program and its arguments, run with the new point's path
 	 * appended (no shell). */
 	CFG_STR_LIST_CB("command", NULL, CFGF_NONE, conf_text_cb),

@@ -303,7 +303,7 @@ control_purge_sweep_done(void *arg)
 /* Delivery loop: start the purge of a user whose time has come, as the
  * command does, recorded in the audit log as the daemon's own. */
 static void
-control_purge_clock_start(const char *name)
+control_purge_clock_start(const char *name, int64_t days)
 {
 	struct control_session *s;
 	char hex[QUEUE_HASH_HEX_BYTES];
@@ -320,9 +320,9 @@ control_purge_clock_start(const char *name)
 	evlog_hash(name, hex);
 	snprintf(s->command, sizeof(s->command),
 		 "purge user hash:%s (retention)", hex);
-	log_info("user %s: removed from the configuration %" PRIu64
-		 " day(s) ago (retention.user_data): purging its data",
-		 name, CP.user_data_ms / 86400000);
+	log_info("user %s: removed from the configuration %" PRId64
+		 " day(s) ago, past retention.user_data: purging its data",
+		 name, days);
 	control_purge_run(s);
 }
 
@@ -364,13 +364,15 @@ control_purge_check(void *arg)
 	int64_t now = util_wall_ms(), *older;
 	struct timeval tv = util_ms_timeval(CONTROL_PURGE_CHECK_MS);
 	char **due = NULL;
+	int64_t *days = NULL;
 	size_t i, n = 0;
 
 	(void)arg;
 	if (control_server.stopped || CP.stopped)
 		return;
 	pthread_mutex_lock(&cp_mu);
-	if (CP.n > 0 && (due = calloc(CP.n, sizeof(*due))) != NULL)
+	if (CP.n > 0 && (due = calloc(CP.n, sizeof(*due))) != NULL &&
+	    (days = calloc(CP.n, sizeof(*days))) != NULL)
 		for (i = 0; i < CP.n; i++) {
 			struct control_purge_user *u = &CP.v[i];
 
@@ -378,16 +380,18 @@ control_purge_check(void *arg)
 			    now - u->removed_ms < (int64_t)CP.user_data_ms ||
 			    (due[n] = strdup(u->name)) == NULL)
 				continue;
+			days[n] = (now - u->removed_ms) / 86400000;
 			u->purging = true;
 			n++;
 		}
 	pthread_mutex_unlock(&cp_mu);
 	/* Started out of the lock: their completions take it. */
 	for (i = 0; i < n; i++) {
-		control_purge_clock_start(due[i]);
+		control_purge_clock_start(due[i], days[i]);
 		free(due[i]);
 	}
 	free(due);
+	free(days);
 	if (!CP.sweeping && CP.history_ms > 0 &&
 	    (older = malloc(sizeof(*older))) != NULL) {
 		*older = now - (int64_t)CP.history_ms;

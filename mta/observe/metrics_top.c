@@ -488,8 +488,9 @@ metrics_user_forget(const char *user, void *arg)
 			return 0; /* never counted (or being claimed now) */
 		if (strncmp(U.slot[i].label, label, METRICS_LABEL_MAX - 1) != 0)
 			continue;
-		atomic_store_explicit(&U.slot[i].count, 0,
-				      memory_order_relaxed);
+		if (atomic_exchange_explicit(&U.slot[i].count, 0,
+					     memory_order_relaxed) == 0)
+			return 0; /* purged before, nothing counted since */
 		atomic_store_explicit(&U.slot[i].forget, true,
 				      memory_order_release);
 		return 1;

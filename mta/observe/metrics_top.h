@@ -154,7 +154,8 @@ void metrics_user_top(unsigned top_n);
  * metrics_user_forget — the per-user accept counter of USER starts again
  * from zero and its series is dropped at the next scrape: the metrics'
  * history store (mta/observe/history.h; ARG unused).  Returns 1 when USER
- * had been counted, else 0.  Any thread, lock-free.
+ * had counted something since its last purge, else 0.  Any thread,
+ * lock-free.
  */
 uint64_t metrics_user_forget(const char *user, void *arg);
 

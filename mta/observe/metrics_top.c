@@ -421,17 +421,27 @@ static struct {
 	struct metrics_top *view; /* the metrics thread's */
 } U;
 
+/* LABEL's first slot to probe (FNV-1a). */
+static uint64_t
+metrics_user_hash(const char *label)
+{
+	uint64_t h = 1469598103934665603u;
+	const unsigned char *p;
+
+	for (p = (const unsigned char *)label; *p != '\0'; p++)
+		h = (h ^ *p) * 1099511628211u;
+	return h;
+}
+
 void
 metrics_user_accepted(const char *user)
 {
-	uint64_t h = 1469598103934665603u; /* FNV-1a */
 	char label[METRICS_LABEL_MAX];
-	const unsigned char *p;
 	unsigned i, k, st;
+	uint64_t h;
 
 	metrics_user_label(user, label);
-	for (p = (const unsigned char *)label; *p != '\0'; p++)
-		h = (h ^ *p) * 1099511628211u;
+	h = metrics_user_hash(label);
 	for (k = 0; k < USER_SLOTS; k++) {
 		i = (unsigned)(h + k) & (USER_SLOTS - 1);
 		st = atomic_load_explicit(&U.slot[i].state,
@@ -472,15 +482,13 @@ metrics_user_accepted(const char *user)
 uint64_t
 metrics_user_forget(const char *user, void *arg)
 {
-	uint64_t h = 1469598103934665603u; /* FNV-1a, as when counting */
 	char label[METRICS_LABEL_MAX];
-	const unsigned char *p;
 	unsigned i, k;
+	uint64_t h;
 
 	(void)arg;
 	metrics_user_label(user, label);
-	for (p = (const unsigned char *)label; *p != '\0'; p++)
-		h = (h ^ *p) * 1099511628211u;
+	h = metrics_user_hash(label);
 	for (k = 0; k < USER_SLOTS; k++) {
 		i = (unsigned)(h + k) & (USER_SLOTS - 1);
 		if (atomic_load_explicit(&U.slot[i].state,

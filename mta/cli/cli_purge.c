@@ -6,7 +6,6 @@
  * Owns: nothing.  Must not: print the user's name (it may be an address).
  * One thread.
  */
-#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 

@@ -1,15 +1,13 @@
 /*
- * control_purge.c — a user's data removed: `purge user NAME` (control_int.h)
- * and the retention clock of users removed from the configuration
- * (control.h): such a user is purged as by the command once
- * retention.user_data has passed since its removal; the hourly check also
- * sweeps the history stores (retention.history, mta/observe/history.h).
- * Owns: the users' clocks (CP: name and removed_at, 0 while configured,
- * each kept as a QS_USER record in the queue's "state").  Must not: remove
- * a message itself (the scheduler does: SA_PURGE), purge a configured
- * user by its clock, or write a user's name in the audit log (hash:HEX).
- * Threads: command, hourly check and purges on the delivery loop; history
- * purges and sweeps on the pool; start and reconf on the main thread.
+ * control_purge.c — a user's data removed: `purge user NAME`, and the clock
+ * of users removed from the configuration, purged as by the command
+ * retention.user_data later; its hourly check also sweeps the history
+ * stores (retention.history).  Owns: the clocks (CP: name, removed_at, 0
+ * while configured; each a QS_USER record in the queue's "state").  Must
+ * not: remove a message itself (SA_PURGE does), purge a configured user by
+ * its clock, or write a user's name in the audit log (hash:HEX).  Threads:
+ * command, check and purges on the delivery loop; history on the pool;
+ * start and reconf on the main thread.
  */
 #include <inttypes.h>
 #include <limits.h>

@@ -39,6 +39,8 @@
 #include "mta/control/control.h"
 #include "mta/deliver/delivery.h"
 #include "mta/observe/evlog.h"
+#include "mta/observe/history.h"
+#include "mta/observe/metrics_top.h"
 #include "mta/receive/intake.h"
 #include "mta/receive/listen.h"
 #include "mta/receive/peer.h"
@@ -303,6 +305,24 @@ commit_observed(unsigned ops, uint64_t commit_us)
 {
 	metrics_observe(&metrics_commit_batch, (double)ops);
 	(void)commit_us;
+}
+
+/* What the daemon keeps per user, for `purge` and the retention sweep
+ * (mta/observe/history.h). */
+static void
+history_stores_register(void)
+{
+	static const struct history_store stores[] = {
+		{ "auth-limit", auth_limit_purge_user, auth_limit_expire,
+		  NULL },
+		{ "metrics", metrics_user_forget, NULL, NULL },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(stores) / sizeof(stores[0]); i++)
+		if (history_register(&stores[i]) != 0)
+			fatalx("history store %s: too many stores",
+			       stores[i].name);
 }
 
 /*
@@ -586,6 +606,7 @@ reload_run(char *out, size_t len)
 	}
 	listen_plan_apply(loops, plan);
 	sched_reconf(nc);
+	control_purge_reconf(nc);
 	gen = ng;
 	conf_unref(nc); /* ng holds it */
 	reload_count(oc->users, oc->nusers, nc->users, nc->nusers,
@@ -859,6 +880,7 @@ main(int argc, char *argv[])
 	if (auth_limit_restore(queue, &conf->auth_limit, util_wall_ms(), err,
 			       sizeof(err)) != 0)
 		log_warnx("auth limit: blocks kept before: %s", err);
+	history_stores_register();
 	if (intake_init(conf, queue, err, sizeof(err)) != 0 ||
 	    confgen_new(conf, 1, false, &gen, err, sizeof(err)) != 0)
 		fatalx("%s", err);
@@ -950,6 +972,8 @@ main(int argc, char *argv[])
 	sched_start();
 	if (control_start(&dloop, conf, queue, err, sizeof(err)) != 0)
 		fatalx("control socket: %s", err);
+	if (control_purge_start(conf, queue, err, sizeof(err)) != 0)
+		fatalx("%s", err);
 	if (drop)
 		privilege_drop(&pv);
 	/* Loop threads start with the early mask, so signals come here. */

@@ -289,9 +289,10 @@ void queue_commit_hook(struct queue *q, queue_commit_fn *fn);
 
 /*
  * Operators' and limiters' state that outlives a restart: a destination's
- * suspension, a site's back-off, an AUTH block.  One record per (kind,
- * name), in the "state" database of the same environment (restore points
- * and the queue key cover it).  Its LMDB key is the kind and a keyed
+ * suspension, a site's back-off, an AUTH block, when a configured user
+ * was removed (its data's retention clock).  One record per (kind, name),
+ * in the "state" database of the same environment (restore points and the
+ * queue key cover it).  Its LMDB key is the kind and a keyed
  * BLAKE2b-128 of the name (names can hold an address: never in clear); the
  * record, sealed like an envelope, is version(1) until_ms(8, big-endian)
  * and the caller's DATA.  A record whose until_ms has passed is dropped
@@ -308,6 +309,8 @@ enum queue_state_kind {
 	QS_SUSPEND = 's',    /* an operator's suspension of a destination */
 	QS_BACKOFF = 'b',    /* a site's back-off (per pool) */
 	QS_AUTH_BLOCK = 'a', /* an AUTH limiter's block */
+	QS_USER = 'u',       /* a configured user: removed_at (0 while it is
+				configured), for its data's retention clock */
 };
 
 /*

@@ -1,7 +1,7 @@
 /*
- * state.c — the "state" database: operators' and limiters' state kept
- * across restarts (queue.h, queue_state_*), its ops for the writer thread,
- * and their sealing.
+ * state.c — the "state" database: operators' and limiters' state, and the
+ * users' retention clocks (QS_USER), kept across restarts (queue.h,
+ * queue_state_*), its ops for the writer thread, and their sealing.
  * Owns: nothing past a call (an op belongs to the writer once submitted).
  * Must not: write on the calling thread (every change is a queue op), nor
  * store a name in clear (keys are keyed hashes, records are sealed).

@@ -107,6 +107,12 @@ static const struct cli_cmd cli_cmds[] = {
 	  "to the sender, then removal",
 	  CLI_NEED_CONF, CLI_O_SELECT | CLI_O_JSON, 0, CLI_ARGS_MAX,
 	  cli_queue_change, "bounce", "bounced" },
+	{ "purge", NULL, "--user NAME [--json]",
+	  "a cancelled account: remove user NAME's queued messages (no "
+	  "bounce) and its per-user history (AUTH blocks, metrics series …) "
+	  "now (needs the delete right; audited)",
+	  CLI_NEED_CONF, CLI_O_SELECT | CLI_O_JSON, 0, 0, cli_purge, NULL,
+	  NULL },
 	{ "suspend", NULL, "DOMAIN [--for DURATION] [--reason TEXT]",
 	  "no deliveries to DOMAIN for DURATION (default " CLI_SUSPEND_DEFAULT
 	  "; e.g. 30m, 2h, 1d)",
@@ -671,6 +677,27 @@ cli_ctl_change(const struct cli *c, const char *what, const char *line,
 	*count = r.count;
 	cli_reply_free(&r);
 	return 0;
+}
+
+void
+cli_ctl_user_line(const char *verb, const char *user, char *line, size_t size)
+{
+	size_t i, n = strlen(user);
+	bool plain = n > 0 && user[0] != ' ' && user[n - 1] != ' ';
+	char hex[2 * 255 + 1];
+
+	for (i = 0; plain && i < n; i++)
+		if ((unsigned char)user[i] < 0x20 ||
+		    (unsigned char)user[i] > 0x7e ||
+		    (user[i] == ' ' && user[i + 1] == ' '))
+			plain = false;
+	if (plain)
+		snprintf(line, size, "%s user %s", verb, user);
+	else
+		snprintf(line, size, "%s user-hex %s", verb,
+			 sodium_bin2hex(hex, sizeof(hex),
+					(const unsigned char *)user,
+					n < 255 ? n : 255));
 }
 
 /* Dispatch ------------------------------------------------------------ */

@@ -8,6 +8,7 @@
  *     cli_log.c    log, hash
  *     cli_config.c config
  *     cli_keys.c   passwd, dkim keygen, auth blocks and unblock
+ *     cli_purge.c  purge
  * One thread; every function prints its own errors on stderr (cli_errx).
  */
 #ifndef OUTPOST_MTA_CLI_INT_H
@@ -127,6 +128,12 @@ int cli_ctl_change(const struct cli *c, const char *what, const char *line,
  * (printable, no space, 1..MAX bytes)? */
 bool cli_ctl_word_ok(const char *s, size_t max);
 
+/* cli_ctl_user_line — "VERB user USER" into LINE (SIZE bytes), or "VERB
+ * user-hex HEX" when USER (1..255 bytes) is not printable ASCII words with
+ * single spaces, as the control socket takes a user name. */
+void cli_ctl_user_line(const char *verb, const char *user, char *line,
+		       size_t size);
+
 /* cli_domain_ok — is S a host name as the control socket takes it? */
 bool cli_domain_ok(const char *s);
 
@@ -149,5 +156,6 @@ int cli_keys_dkim_keygen(struct cli *c);
 int cli_keys_auth_blocks(struct cli *c);
 int cli_keys_auth_unblock(struct cli *c);
 int cli_reload(struct cli *c);
+int cli_purge(struct cli *c);
 
 #endif

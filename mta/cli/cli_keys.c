@@ -419,28 +419,6 @@ cli_keys_auth_is_net(const char *arg)
 		   : -1;
 }
 
-/* A user name as the protocol carries it: as is when it is printable
- * ASCII words with single spaces, else hex. */
-static void
-cli_keys_auth_user_line(const char *user, char *line, size_t size)
-{
-	size_t i, n = strlen(user);
-	bool plain = n > 0 && user[0] != ' ' && user[n - 1] != ' ';
-	char hex[2 * 255 + 1];
-
-	for (i = 0; plain && i < n; i++)
-		if ((unsigned char)user[i] < 0x20 ||
-		    (unsigned char)user[i] > 0x7e ||
-		    (user[i] == ' ' && user[i + 1] == ' '))
-			plain = false;
-	if (plain)
-		snprintf(line, size, "auth-unblock user %s", user);
-	else
-		snprintf(line, size, "auth-unblock user-hex %s",
-			 sodium_bin2hex(hex, sizeof(hex),
-					(const unsigned char *)user, n));
-}
-
 int
 cli_keys_auth_unblock(struct cli *c)
 {
@@ -470,7 +448,7 @@ cli_keys_auth_unblock(struct cli *c)
 	if (c->all)
 		snprintf(line, sizeof(line), "auth-unblock all");
 	else if (user != NULL)
-		cli_keys_auth_user_line(user, line, sizeof(line));
+		cli_ctl_user_line("auth-unblock", user, line, sizeof(line));
 	else
 		snprintf(line, sizeof(line), "auth-unblock address %s",
 			 c->argv[0]);

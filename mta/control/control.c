@@ -108,6 +108,9 @@ static const struct control_cmd control_cmds[] = {
 	  control_admin_parse_sel, control_admin_run },
 	{ "bounce", CONF_RIGHT_DELETE, CCF_AUDIT | CCF_SEL, SA_BOUNCE,
 	  control_admin_parse_sel, control_admin_run },
+	/* A cancelled account: its messages and its history, no bounce. */
+	{ "purge", CONF_RIGHT_DELETE, CCF_AUDIT | CCF_SEL, SA_PURGE,
+	  control_purge_parse, control_purge_run },
 	{ "suspend", CONF_RIGHT_WRITE, CCF_AUDIT | CCF_DEST, 0,
 	  control_admin_parse_suspend, control_admin_run_suspend },
 	{ "resume", CONF_RIGHT_WRITE, CCF_AUDIT | CCF_DEST, 0,
@@ -790,6 +793,7 @@ control_stop(void)
 		return;
 	control_server.stopped = true;
 	control_query_rates_stop();
+	control_purge_stop();
 	evconnlistener_free(C.listener);
 	C.listener = NULL;
 	event_free(C.resume_ev);

@@ -74,6 +74,28 @@ int control_start(struct loop *dloop, const struct conf *c, struct queue *q,
 void control_stop(void);
 
 /*
+ * control_purge_start — the retention clock of users' data: the users kept
+ * in Q (QS_USER records) are compared with C's; a user no longer
+ * configured gets removed_at = now, one configured again loses it (both
+ * logged, and kept in Q); at start and hourly, on the delivery loop, a
+ * user removed retention.user_data ago or more is purged as by `purge
+ * user` (logged, and recorded in the audit log as the daemon's own), and
+ * its record forgotten; the history stores are swept of what is older
+ * than retention.history (on the pool).  Main thread, after
+ * control_start() and sched_start(), before the loops run.  0, or -1 with
+ * err.
+ */
+int control_purge_start(const struct conf *c, struct queue *q, char *err,
+			size_t errlen);
+
+/*
+ * control_purge_reconf — compare the users of C (a reload's configuration,
+ * now in force) with the clocks, as at start; retention's durations are
+ * C's from now on.  Main thread.
+ */
+void control_purge_reconf(const struct conf *c);
+
+/*
  * control_drain_hook — FN stops the daemon as SIGTERM does; `drain` calls
  * it on the delivery loop once its answer is written (or its client left).
  * FN must only hand the stop to another thread.  Main thread, before the

@@ -86,6 +86,8 @@ struct control_session {
 	bool json;        /* status json */
 	bool intake_only; /* drain intake-only */
 	bool then_drain;  /* drain: stop the daemon once this session ends */
+	bool retention;   /* purge: started by a user's retention clock */
+	uint64_t history; /* purge: history records removed */
 	struct control_view *view; /* CCF_VIEW: the request, then result */
 	pthread_t thread;          /* the view's */
 	bool joined;               /* its thread is joined already */
@@ -194,6 +196,17 @@ void control_admin_run_resume_intake(struct control_session *s);
 void control_admin_run_suspend(struct control_session *s);
 void control_admin_run_auth_blocks(struct control_session *s);
 void control_admin_run_auth_unblock(struct control_session *s);
+
+/*
+ * control_purge.c: `purge user NAME` (the user's queued messages through
+ * the scheduler, SA_PURGE, then its history: mta/observe/history.h),
+ * answered "purged MESSAGES RECORDS" and "ok MESSAGES"; the same purge is
+ * started by the retention clock of a user removed from the configuration.
+ * control_purge_stop (control_stop) ends the clock.
+ */
+int control_purge_parse(struct control_session *s, char *args);
+void control_purge_run(struct control_session *s);
+void control_purge_stop(void);
 
 /*
  * control_query.c: the read commands (ping, suspensions, status, summary,

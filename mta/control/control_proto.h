@@ -55,6 +55,20 @@
  *   auth-unblock address ADDR[/LEN] | user NAME | user-hex HEX | all
  *                                     write   ok COUNT (blocks lifted;
  *                                             NAME: the rest of the line)
+ *   purge user NAME | user-hex HEX    delete  a cancelled account's data
+ *                                             removed now: the messages
+ *                                             NAME submitted (no bounce;
+ *                                             each an "admin" event with
+ *                                             reason "purged" in the
+ *                                             delivery log) and its
+ *                                             per-user history (AUTH
+ *                                             entries, metrics series, the
+ *                                             history stores); one line
+ *                                             "purged MESSAGES RECORDS",
+ *                                             then ok MESSAGES.  NAME: the
+ *                                             rest of the line; HEX: a name
+ *                                             of any bytes but NUL.  Audited
+ *                                             as "purge user hash:HASH"
  *   drain [intake-only]               write   ok; new SMTP connections
  *                                             get "421 4.3.2" and are closed.
  *                                             Without intake-only the daemon

@@ -83,6 +83,8 @@ enum sched_admin_op {
 	SA_DUE,     /* due now, but a paused destination (back-off,
 		       suspension) keeps its pause: the message waits it out
 		       in place (`--respect-backoff`) */
+	SA_PURGE,   /* as SA_DELETE, each message logged as purged (a
+		       user's data removed: `outpost purge --user`) */
 };
 
 enum sched_admin_sel {
@@ -145,6 +147,10 @@ size_t sched_suspensions(char *buf, size_t len);
  * outpost_queue_corrupt_total (damaged records found since start) as
  * exposition text, refreshed every second; a metrics_text_fn.  Any thread. */
 size_t sched_metrics_text(char *buf, size_t len);
+/* sched_metrics_user_forget — drop USER's series of the per-user result
+ * counters (its data purged); 1 when it had one, else 0.  Delivery loop
+ * thread. */
+unsigned sched_metrics_user_forget(const char *user);
 /* The queue as the scheduler counts it in memory (sched_totals_get). */
 struct sched_totals {
 	uint64_t messages; /* every message it knows of */

@@ -1,6 +1,7 @@
 /*
  * sched_admin.c — operators' changes (the control socket): hold, release,
- * delete, bounce, retry by id, domain, user or all; destination
+ * delete, bounce, retry by id, domain, user or all, a user's purge (a
+ * delete logged message by message); destination
  * suspensions and their list.
  *
  * Owns: the changes waiting to be visible (sched_admin_waiting).  Must
@@ -104,6 +105,7 @@ sched_admin_apply(enum sched_admin_op op, struct sched_msg *m)
 		sched_admin_due_now(m);
 		return true;
 	case SA_DELETE:
+	case SA_PURGE:
 		if (sched_admin_busy(m)) {
 			m->flags |= SM_DELETE_REQ;
 			return true;
@@ -173,6 +175,7 @@ sched_admin_visible(enum sched_admin_op op, uint64_t id)
 	case SA_HOLD:
 		return !sched_admin_busy(m) && !(m->flags & SM_HOLD_REQ);
 	case SA_DELETE:
+	case SA_PURGE:
 	case SA_BOUNCE:
 		return !sched_admin_busy(m) &&
 		       !(m->flags &
@@ -307,6 +310,27 @@ sched_admin_bounced(struct sched_msg *m, uint32_t ri)
 	evlog_write(&ev);
 }
 
+/* A purge removed message ID of J's user: one delivery-log line each,
+ * the user as its keyed hash (a cancelled account's name is not written
+ * again in clear). */
+static void
+sched_admin_purged(const struct sched_admin_job *j, uint64_t id)
+{
+	struct evlog_event ev;
+	char hex[33], command[64];
+
+	evlog_hash(j->arg, hex);
+	snprintf(command, sizeof(command), "purge user hash:%s", hex);
+	memset(&ev, 0, sizeof(ev));
+	ev.type = EV_ADMIN;
+	ev.id = id;
+	ev.nrcpts = ev.attempt = ev.tls_verified = ev.count = -1;
+	ev.queue_time_ms = -1;
+	ev.reason = "purged";
+	ev.command = command;
+	evlog_write(&ev);
+}
+
 static bool
 sched_admin_match(const struct sched_admin_job *j,
 		  const struct queue_envelope *env)
@@ -393,8 +417,11 @@ sched_admin_walk_done(void *arg)
 	}
 	for (i = 0; i < j->nids; i++)
 		if ((m = idmap_get(&sched.ids, j->ids[i])) != NULL &&
-		    sched_admin_apply(j->op, m))
+		    sched_admin_apply(j->op, m)) {
 			j->ids[n++] = j->ids[i];
+			if (j->op == SA_PURGE)
+				sched_admin_purged(j, m->id);
+		}
 	j->nids = n;
 	sched_admin_job_wait(j);
 }

@@ -168,6 +168,15 @@ sched_metrics_final(const struct sched_msg *m, const char *addr, bool expired)
 			    expired ? COL_EXPIRED : COL_BOUNCED, COL__COUNT);
 }
 
+unsigned
+sched_metrics_user_forget(const char *user)
+{
+	char label[METRICS_LABEL_MAX];
+
+	sched_metrics_user_label(user, false, label);
+	return (unsigned)metrics_top_forget(SM.user, label);
+}
+
 void
 sched_metrics_free(void)
 {

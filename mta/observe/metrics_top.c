@@ -230,6 +230,27 @@ metrics_top_select(struct metrics_top *t)
 	}
 }
 
+int
+metrics_top_forget(struct metrics_top *t, const char *label)
+{
+	struct top_ent *e;
+	size_t i;
+	unsigned c;
+
+	if (t == NULL || (e = htab_del(&t->by_label, label)) == NULL)
+		return 0;
+	/* What it counted unseen still adds to "_other", which never goes
+	 * down; a shown series simply ends. */
+	for (c = 0; c < t->ncols && !e->shown; c++)
+		t->other[c] += e->count[c] - e->reported[c];
+	for (i = 0; i < t->n && t->v[i] != e; i++)
+		;
+	if (i < t->n)
+		t->v[i] = t->v[--t->n];
+	top_ent_free(e);
+	return 1;
+}
+
 void
 metrics_text_printf(struct metrics_text *t, const char *fmt, ...)
 {
@@ -393,23 +414,34 @@ static struct {
 		_Atomic unsigned state; /* 0 free, 1 being claimed, 2 ready */
 		char label[METRICS_LABEL_MAX];
 		_Atomic uint64_t count;
+		_Atomic bool forget; /* purged: the view drops its series */
 	} slot[USER_SLOTS];
 	_Atomic uint64_t overflow; /* counted under "_other" */
 	_Atomic unsigned top_n;
 	struct metrics_top *view; /* the metrics thread's */
 } U;
 
+/* LABEL's first slot to probe (FNV-1a). */
+static uint64_t
+metrics_user_hash(const char *label)
+{
+	uint64_t h = 1469598103934665603u;
+	const unsigned char *p;
+
+	for (p = (const unsigned char *)label; *p != '\0'; p++)
+		h = (h ^ *p) * 1099511628211u;
+	return h;
+}
+
 void
 metrics_user_accepted(const char *user)
 {
-	uint64_t h = 1469598103934665603u; /* FNV-1a */
 	char label[METRICS_LABEL_MAX];
-	const unsigned char *p;
 	unsigned i, k, st;
+	uint64_t h;
 
 	metrics_user_label(user, label);
-	for (p = (const unsigned char *)label; *p != '\0'; p++)
-		h = (h ^ *p) * 1099511628211u;
+	h = metrics_user_hash(label);
 	for (k = 0; k < USER_SLOTS; k++) {
 		i = (unsigned)(h + k) & (USER_SLOTS - 1);
 		st = atomic_load_explicit(&U.slot[i].state,
@@ -442,6 +474,38 @@ metrics_user_accepted(const char *user)
 	atomic_fetch_add_explicit(&U.overflow, 1, memory_order_relaxed);
 }
 
+/*
+ * The slot keeps its label (claimed once, never freed: the counting path
+ * takes no lock); its count starts again from zero and the metrics
+ * thread drops the series at its next text (metrics_user_accepts_text).
+ */
+uint64_t
+metrics_user_forget(const char *user, void *arg)
+{
+	char label[METRICS_LABEL_MAX];
+	unsigned i, k;
+	uint64_t h;
+
+	(void)arg;
+	metrics_user_label(user, label);
+	h = metrics_user_hash(label);
+	for (k = 0; k < USER_SLOTS; k++) {
+		i = (unsigned)(h + k) & (USER_SLOTS - 1);
+		if (atomic_load_explicit(&U.slot[i].state,
+					 memory_order_acquire) != 2)
+			return 0; /* never counted (or being claimed now) */
+		if (strncmp(U.slot[i].label, label, METRICS_LABEL_MAX - 1) != 0)
+			continue;
+		if (atomic_exchange_explicit(&U.slot[i].count, 0,
+					     memory_order_relaxed) == 0)
+			return 0; /* purged before, nothing counted since */
+		atomic_store_explicit(&U.slot[i].forget, true,
+				      memory_order_release);
+		return 1;
+	}
+	return 0;
+}
+
 void
 metrics_user_top(unsigned top_n)
 {
@@ -463,6 +527,7 @@ metrics_user_accepts_text(char *buf, size_t len)
 	};
 	unsigned top_n = atomic_load_explicit(&U.top_n, memory_order_relaxed);
 	struct metrics_text t = { NULL, 0, 0, false };
+	uint64_t v;
 	size_t n;
 	unsigned i;
 
@@ -472,13 +537,18 @@ metrics_user_accepts_text(char *buf, size_t len)
 	    (U.view = metrics_top_new(1, top_n, USER_SLOTS)) == NULL)
 		return 0;
 	metrics_top_limit(U.view, top_n);
-	for (i = 0; i < USER_SLOTS; i++)
+	for (i = 0; i < USER_SLOTS; i++) {
 		if (atomic_load_explicit(&U.slot[i].state,
-					 memory_order_acquire) == 2)
-			metrics_top_set(
-			    U.view, U.slot[i].label, 0,
-			    atomic_load_explicit(&U.slot[i].count,
-						 memory_order_relaxed));
+					 memory_order_acquire) != 2)
+			continue;
+		if (atomic_exchange_explicit(&U.slot[i].forget, false,
+					     memory_order_acquire))
+			(void)metrics_top_forget(U.view, U.slot[i].label);
+		/* A purged user's series stays away until it counts again. */
+		if ((v = atomic_load_explicit(&U.slot[i].count,
+					      memory_order_relaxed)) > 0)
+			metrics_top_set(U.view, U.slot[i].label, 0, v);
+	}
 	metrics_top_select(U.view);
 	/* Past the table, or past the view's bound: "_other" only. */
 	U.view->other[0] +=

@@ -64,6 +64,11 @@ void metrics_top_add(struct metrics_top *t, const char *label, unsigned col,
 void metrics_top_set(struct metrics_top *t, const char *label, unsigned col,
 		     uint64_t v);
 
+/* metrics_top_forget — drop LABEL's series (a purged user): what it
+ * counted unseen goes to "_other" first.  1 when it was tracked, else 0.
+ * The table's thread. */
+int metrics_top_forget(struct metrics_top *t, const char *label);
+
 /* metrics_top_select — choose the top N anew and fold what the others
  * counted since the last selection into "_other".  Before writing. */
 void metrics_top_select(struct metrics_top *t);
@@ -144,5 +149,14 @@ void metrics_user_accepted(const char *user);
  */
 size_t metrics_user_accepts_text(char *buf, size_t len);
 void metrics_user_top(unsigned top_n);
+
+/*
+ * metrics_user_forget — the per-user accept counter of USER starts again
+ * from zero and its series is dropped at the next scrape: the metrics'
+ * history store (mta/observe/history.h; ARG unused).  Returns 1 when USER
+ * had counted something since its last purge, else 0.  Any thread,
+ * lock-free.
+ */
+uint64_t metrics_user_forget(const char *user, void *arg);
 
 #endif

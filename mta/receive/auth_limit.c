@@ -589,6 +589,59 @@ auth_limit_unblock_user(const char *user, int64_t now_ms)
 	return n;
 }
 
+/* Everything kept of USER, from every network: dropped, or for an entry
+ * with an attempt in flight (never dropped), lifted and cleared. */
+uint64_t
+auth_limit_purge_user(const char *user, void *arg)
+{
+	struct al_entry *e, *next;
+	uint8_t name[AUTH_LIMIT_NAME_BYTES];
+	uint64_t n = 0;
+
+	(void)arg;
+	pthread_mutex_lock(&al_mu);
+	if (AL.ready) {
+		al_name_hash(user, name);
+		for (e = AL.head; e != NULL; e = next) {
+			next = e->next;
+			if (e->key.kind != AL_USER ||
+			    memcmp(e->key.name, name, sizeof(name)) != 0)
+				continue;
+			n++;
+			if (e->in_flight > 0) {
+				(void)al_lift(e, 0);
+				e->good_until_ms = 0;
+			} else
+				al_drop(e);
+		}
+	}
+	pthread_mutex_unlock(&al_mu);
+	return n;
+}
+
+/* Entries whose every time (block, window, exemption) ended before
+ * OLDER_THAN_MS and with no attempt in flight. */
+uint64_t
+auth_limit_expire(int64_t older_than_ms, void *arg)
+{
+	struct al_entry *e, *next;
+	uint64_t n = 0;
+
+	(void)arg;
+	pthread_mutex_lock(&al_mu);
+	for (e = AL.head; e != NULL; e = next) {
+		next = e->next;
+		if (e->in_flight == 0 && e->blocked_until_ms < older_than_ms &&
+		    e->good_until_ms < older_than_ms &&
+		    e->window_start_ms < older_than_ms) {
+			al_drop(e);
+			n++;
+		}
+	}
+	pthread_mutex_unlock(&al_mu);
+	return n;
+}
+
 size_t
 auth_limit_entries(void)
 {

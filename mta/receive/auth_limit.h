@@ -120,6 +120,17 @@ unsigned auth_limit_unblock_net(const struct conf_auth_limit *lim,
 unsigned auth_limit_unblock_user(const char *user, int64_t now_ms);
 
 /*
+ * The limiter's history store (mta/observe/history.h), registered by the
+ * daemon: auth_limit_purge_user forgets every entry of USER's name, from
+ * every network (its blocks lifted, kept records deleted); returns how
+ * many.  auth_limit_expire forgets the entries whose block, failure
+ * window and exemption all ended before OLDER_THAN_MS.  ARG unused.  Any
+ * thread (the pool's, for the registry).
+ */
+uint64_t auth_limit_purge_user(const char *user, void *arg);
+uint64_t auth_limit_expire(int64_t older_than_ms, void *arg);
+
+/*
  * auth_limit_restore — the blocks kept in Q that are still in force at
  * NOW_MS are blocks again (logged: how many), and from now on every block
  * and lift is kept in Q.  Main thread, at start-up before any SMTP loop

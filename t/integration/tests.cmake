@@ -40,6 +40,10 @@ outpost_integration_test(drain t/integration/drain_test.py TIMEOUT 600)
 outpost_integration_test(demo t/integration/demo_test.py TIMEOUT 600)
 # Operators' state (suspensions, back-off, AUTH blocks) kept across kill -9.
 outpost_integration_test(state_persist t/integration/state_persist_test.py TIMEOUT 300)
+# A user's data removed: `outpost purge --user` now (delete right,
+# audited), and retention.user_data after its removal from the
+# configuration (the test clock moves the daemon 100 days back and on).
+outpost_integration_test(purge t/integration/purge_test.py TIMEOUT 300)
 # The queue obeys: a change answers once visible, an operator's bounce
 # logged per recipient with an administrator's DSN, --respect-backoff.
 outpost_integration_test(queue_obey t/integration/queue_obey_test.py TIMEOUT 600)

@@ -2,8 +2,9 @@
  * auth_limit_test.c — the AUTH limiter (mta/receive/auth_limit.c) without
  * sockets: attempts in flight count before verification, per (network, user)
  * and per network limits, the exemption of users known good, windows, prefixes,
- * listing and lifting blocks, and the bound on the table.  Addresses are
- * loopback ones only.
+ * listing and lifting blocks, the bound on the table, and the limiter as a
+ * history store (a user's purge, the retention sweep) through the registry
+ * (mta/observe/history.h).  Addresses are loopback ones only.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,6 +19,7 @@
 #include <sys/socket.h>
 
 #include "conf/conf.h"
+#include "mta/observe/history.h"
 #include "mta/receive/auth_limit.h"
 #include "mta/receive/peer.h"
 
@@ -363,6 +365,56 @@ test_table_bound(void **state)
 	assert_true(auth_limit_entries() <= 100);
 }
 
+/* Through the registry, as `outpost purge` and the hourly sweep reach it. */
+static void
+test_history_store(void **state)
+{
+	static const struct history_store store = { "auth-limit",
+						    auth_limit_purge_user,
+						    auth_limit_expire, NULL };
+	struct conf_auth_limit lim = lim_default;
+	struct auth_limit_ticket t;
+	struct seen s;
+	uint64_t left;
+	bool blocked;
+	int i;
+
+	(void)state;
+	lim.max_failures = 2;
+	assert_int_equal(history_register(&store), 0);
+	for (i = 0; i < 2; i++) {
+		(void)attempt(&lim, "127.0.0.1", "campaign", false, T0 + i,
+			      &blocked);
+		(void)attempt(&lim, "127.0.0.3", "other", false, T0 + i,
+			      &blocked);
+	}
+	(void)attempt(&lim, "127.0.0.2", "campaign", false, T0 + 2, &blocked);
+	/* An attempt in flight: its entry is cleared, never dropped. */
+	assert_int_equal(
+	    reserve(&lim, "127.0.0.4", "campaign", T0 + 3, &t, &left),
+	    AUTH_LIMIT_OK);
+	/* 4 networks, campaign's 3 entries, other's 1. */
+	assert_int_equal(auth_limit_entries(), 8);
+	assert_int_equal(history_purge_user("campaign"), 3);
+	assert_int_equal(auth_limit_entries(), 6);
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(auth_limit_blocks(T0 + 4, collect, &s), 1);
+	assert_non_null(strstr(s.text, "user 127.0.0.3/32 other|"));
+	assert_int_equal(
+	    attempt(&lim, "127.0.0.1", "campaign", true, T0 + 5, &blocked),
+	    AUTH_LIMIT_OK);
+	assert_int_equal(history_purge_user("nobody-here"), 0);
+	(void)auth_limit_settle(&lim, &t, false, T0 + 6, &blocked);
+	/* The sweep: nothing is older than the start; past every end (the
+	 * exemption of the login above is the last), everything goes. */
+	assert_int_equal(history_expire(T0 - 1), 0);
+	assert_int_equal(auth_limit_entries(), 7);
+	assert_int_equal(history_expire(T0 + 5 + lim.success_exempt_ms), 6);
+	assert_int_equal(history_expire(T0 + 6 + lim.success_exempt_ms), 1);
+	assert_int_equal(auth_limit_entries(), 0);
+	history_clear();
+}
+
 int
 main(void)
 {
@@ -373,6 +425,7 @@ main(void)
 		cmocka_unit_test_teardown(test_prefixes, teardown),
 		cmocka_unit_test_teardown(test_blocks_and_unblock, teardown),
 		cmocka_unit_test_teardown(test_table_bound, teardown),
+		cmocka_unit_test_teardown(test_history_store, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

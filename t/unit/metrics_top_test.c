@@ -104,6 +104,36 @@ test_bounded(void **state)
 	metrics_top_free(t);
 }
 
+/* A purged label's series ends; what it counted unseen stays in "_other"
+ * (which never goes down); counting again starts it from zero. */
+static void
+test_forget(void **state)
+{
+	struct metrics_top *t = metrics_top_new(2, 1, 0);
+	char *text;
+
+	(void)state;
+	metrics_top_add(t, "v.test", 0, 10);
+	metrics_top_add(t, "w.test", 0, 3);
+	free(render(t));
+	metrics_top_add(t, "w.test", 0, 2); /* unseen since the selection */
+	assert_int_equal(metrics_top_forget(t, "v.test"), 1);
+	assert_int_equal(metrics_top_forget(t, "w.test"), 1);
+	assert_int_equal(metrics_top_forget(t, "w.test"), 0);
+	assert_int_equal(metrics_top_forget(t, "x.test"), 0);
+	text = render(t);
+	assert_int_equal(series(text), 1);
+	assert_int_equal(sample(text, "t_total{dest=\"_other\",result=\"a\"}"),
+			 5);
+	free(text);
+	metrics_top_add(t, "v.test", 0, 1);
+	text = render(t);
+	assert_int_equal(sample(text, "t_total{dest=\"v.test\",result=\"a\"}"),
+			 1);
+	free(text);
+	metrics_top_free(t);
+}
+
 /* The top changes: the newcomer shows its whole count, "_other" keeps
  * what it had, and nothing goes down. */
 static void
@@ -293,6 +323,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bounded),
 		cmocka_unit_test(test_change_monotonic),
+		cmocka_unit_test(test_forget),
 		cmocka_unit_test(test_tracking_bound),
 		cmocka_unit_test(test_limit),
 		cmocka_unit_test(test_gauges_and_escape),

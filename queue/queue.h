@@ -308,6 +308,8 @@ enum queue_state_kind {
 	QS_SUSPEND = 's',    /* an operator's suspension of a destination */
 	QS_BACKOFF = 'b',    /* a site's back-off (per pool) */
 	QS_AUTH_BLOCK = 'a', /* an AUTH limiter's block */
+	QS_IMPORTED = 'i',   /* an archive imported: its id, until its
+				messages' latest expiry (no second import) */
 };
 
 /*

@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "queue/archive.h"
 #include "mta/control/control_proto.h"
 #include "mta/deliver/delivery.h"
 
@@ -91,6 +92,7 @@ struct control_session {
 	bool joined;               /* its thread is joined already */
 	int view_rc;               /* control_view_run()'s */
 	int view_fd;               /* the socket, written by the view */
+	struct control_xfer *xfer; /* export, import (control_xfer.c) */
 	int audit_status;          /* 0 written (or no audit log), -1 failed */
 	char audit_err[160];
 	struct control_session *prev, *next;
@@ -194,6 +196,34 @@ void control_admin_run_resume_intake(struct control_session *s);
 void control_admin_run_suspend(struct control_session *s);
 void control_admin_run_auth_blocks(struct control_session *s);
 void control_admin_run_auth_unblock(struct control_session *s);
+
+/*
+ * control_xfer.c: export and import.  The parser fills S->xfer (and for
+ * export S->sel, S->arg); control_xfer_run hands the session to the
+ * transfer's thread (CS_VIEW: it owns the socket until its stage ends).
+ */
+struct control_xfer {
+	bool import, remove;
+	bool failed;   /* err says why: the answer */
+	uint64_t *ids; /* export: ids named or selected; import: ids read */
+	size_t nids, capids;
+	int fd;                          /* the archive (SCM_RIGHTS), or -1 */
+	uint8_t key[QUEUE_KEY_BYTES];    /* wiped at free */
+	struct archive_params params;    /* export: the header's */
+	struct sched_export_item *items; /* export: claimed; the first
+					    nwritten are in the archive */
+	size_t nitems, nwritten;
+	unsigned nbusy;      /* export: selected, not taken (busy, damaged) */
+	uint64_t unreadable; /* export: gone or damaged when written */
+	uint64_t nadded, nskipped, nfailed, nwritefail; /* import */
+	uint8_t archive_id[ARCHIVE_ID_BYTES];
+	char archive_hex[2 * ARCHIVE_ID_BYTES + 1];
+	atomic_bool cancel; /* set by control_stop */
+	char err[CONTROL_RESULT_MAX - 8];
+};
+int control_xfer_parse(struct control_session *s, char *args);
+void control_xfer_run(struct control_session *s);
+void control_xfer_free(struct control_xfer *x);
 
 /*
  * control_query.c: the read commands (ping, suspensions, status, summary,

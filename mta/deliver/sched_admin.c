@@ -58,6 +58,9 @@ sched_admin_apply(enum sched_admin_op op, struct sched_msg *m)
 
 	if (m->flags & SM_DELETED)
 		return false;
+	/* Claimed by an export: only its end (removal, release) moves it. */
+	if ((m->flags & SM_EXPORT) != 0 && op != SA_EXPORTED)
+		return false;
 	switch (op) {
 	case SA_HOLD:
 		if (held || (m->flags & SM_HOLD_REQ))
@@ -125,6 +128,11 @@ sched_admin_apply(enum sched_admin_op op, struct sched_msg *m)
 		sched_msg_unhold(m);
 		sched_round_start(m);
 		return true;
+	case SA_EXPORTED:
+		if (!(m->flags & SM_EXPORT))
+			return false;
+		sched_export_removed(m);
+		return true;
 	}
 	return false;
 }
@@ -174,6 +182,7 @@ sched_admin_visible(enum sched_admin_op op, uint64_t id)
 		return !sched_admin_busy(m) && !(m->flags & SM_HOLD_REQ);
 	case SA_DELETE:
 	case SA_BOUNCE:
+	case SA_EXPORTED:
 		return !sched_admin_busy(m) &&
 		       !(m->flags &
 			 (SM_DELETE_REQ | SM_BOUNCE_REQ | SM_DELETED));
@@ -397,6 +406,25 @@ sched_admin_walk_done(void *arg)
 			j->ids[n++] = j->ids[i];
 	j->nids = n;
 	sched_admin_job_wait(j);
+}
+
+void
+sched_admin_ids(enum sched_admin_op op, uint64_t *ids, size_t n,
+		sched_admin_fn *cb, void *cbarg)
+{
+	struct sched_admin_job *j = calloc(1, sizeof(*j));
+
+	if (j == NULL) {
+		free(ids);
+		cb(0, "out of memory", cbarg);
+		return;
+	}
+	j->op = op;
+	j->cb = cb;
+	j->cbarg = cbarg;
+	j->ids = ids;
+	j->nids = j->capids = n;
+	sched_admin_walk_done(j);
 }
 
 /* SAS_ALL: every message the scheduler knows is every message queued; no

@@ -55,6 +55,24 @@ control_xfer_id_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* ID onto x->ids; 0, or -1 out of memory. */
+static int
+control_xfer_id_add(struct control_xfer *x, uint64_t id)
+{
+	uint64_t *n;
+
+	if (x->nids == x->capids) {
+		size_t cap = x->capids ? x->capids * 2 : 256;
+
+		if ((n = realloc(x->ids, cap * sizeof(*n))) == NULL)
+			return -1;
+		x->ids = n;
+		x->capids = cap;
+	}
+	x->ids[x->nids++] = id;
+	return 0;
+}
+
 /* The first error is the answer ("err …"). */
 static void
 control_xfer_fail(struct control_xfer *x, const char *fmt, ...)
@@ -90,6 +108,7 @@ int
 control_xfer_parse(struct control_session *s, char *args)
 {
 	struct control_xfer *x;
+	uint64_t id;
 	char *w;
 
 	if ((x = calloc(1, sizeof(*x))) == NULL) {
@@ -120,18 +139,16 @@ control_xfer_parse(struct control_session *s, char *args)
 		memcpy(s->arg, w, strlen(w) + 1);
 	} else if (w != NULL && strcmp(w, "id") == 0) {
 		s->sel = SAS_ID;
-		if ((x->ids = calloc(CONTROL_XFER_IDS_MAX, sizeof(*x->ids))) ==
-		    NULL) {
-			control_result(s, false, "err out of memory");
-			return -1;
-		}
 		while (*args != '\0' && strncmp(args, "remove", 6) != 0) {
 			w = control_word(&args);
 			if (x->nids == CONTROL_XFER_IDS_MAX ||
 			    strlen(w) != QUEUE_ID_HEX_BYTES - 1 ||
-			    queue_id_parse(w, &x->ids[x->nids]) != 0)
+			    queue_id_parse(w, &id) != 0)
 				goto usage;
-			x->nids++;
+			if (control_xfer_id_add(x, id) != 0) {
+				control_result(s, false, "err out of memory");
+				return -1;
+			}
 		}
 		if (x->nids == 0)
 			goto usage;
@@ -253,7 +270,6 @@ control_xfer_select_cb(const struct queue_envelope *env, void *arg)
 	struct control_session *s = arg;
 	struct control_xfer *x = s->xfer;
 	char dom[CV_DOMAIN_MAX + 1];
-	uint64_t *n;
 	bool match = false;
 	uint32_t i;
 
@@ -269,16 +285,7 @@ control_xfer_select_cb(const struct queue_envelope *env, void *arg)
 	}
 	if (!match)
 		return 0;
-	if (x->nids == x->capids) {
-		size_t cap = x->capids ? x->capids * 2 : 256;
-
-		if ((n = realloc(x->ids, cap * sizeof(*n))) == NULL)
-			return -2;
-		x->ids = n;
-		x->capids = cap;
-	}
-	x->ids[x->nids++] = env->id;
-	return 0;
+	return control_xfer_id_add(x, env->id) == 0 ? 0 : -2;
 }
 
 /* Transfer thread, export: the handoff, then the messages a domain or
@@ -422,7 +429,6 @@ control_xfer_verify(struct control_xfer *x, int64_t *until_ms)
 	struct queue_envelope env;
 	uint8_t *body;
 	size_t len, k;
-	uint64_t *n;
 	int rc;
 
 	if (archive_reader_open(&r, x->fd, x->key, &m, x->err,
@@ -434,20 +440,10 @@ control_xfer_verify(struct control_xfer *x, int64_t *until_ms)
 	*until_ms = util_wall_ms() + CONTROL_XFER_KEEP_MIN_MS;
 	while ((rc = archive_reader_next(r, &env, &body, &len, x->err,
 					 sizeof(x->err))) == 1) {
-		if (x->nids == x->capids) {
-			size_t cap = x->capids ? x->capids * 2 : 256;
-
-			if ((n = realloc(x->ids, cap * sizeof(*n))) == NULL) {
-				rc = -1;
-				snprintf(x->err, sizeof(x->err),
-					 "out of memory");
-			} else {
-				x->ids = n;
-				x->capids = cap;
-			}
+		if (control_xfer_id_add(x, env.id) != 0) {
+			rc = -1;
+			snprintf(x->err, sizeof(x->err), "out of memory");
 		}
-		if (rc == 1)
-			x->ids[x->nids++] = env.id;
 		if (env.created_ms + (int64_t)c->delivery.max_age_ms >
 		    *until_ms)
 			*until_ms =

@@ -408,20 +408,32 @@ sched_admin_walk_done(void *arg)
 	sched_admin_job_wait(j);
 }
 
-void
-sched_admin_ids(enum sched_admin_op op, uint64_t *ids, size_t n,
-		sched_admin_fn *cb, void *cbarg)
+/* A new change of OP answering CB; NULL (CB told) when out of memory. */
+static struct sched_admin_job *
+sched_admin_job_new(enum sched_admin_op op, sched_admin_fn *cb, void *cbarg)
 {
 	struct sched_admin_job *j = calloc(1, sizeof(*j));
 
 	if (j == NULL) {
-		free(ids);
 		cb(0, "out of memory", cbarg);
-		return;
+		return NULL;
 	}
 	j->op = op;
 	j->cb = cb;
 	j->cbarg = cbarg;
+	return j;
+}
+
+void
+sched_admin_ids(enum sched_admin_op op, uint64_t *ids, size_t n,
+		sched_admin_fn *cb, void *cbarg)
+{
+	struct sched_admin_job *j = sched_admin_job_new(op, cb, cbarg);
+
+	if (j == NULL) {
+		free(ids);
+		return;
+	}
 	j->ids = ids;
 	j->nids = j->capids = n;
 	sched_admin_walk_done(j);
@@ -474,16 +486,11 @@ void
 sched_admin(enum sched_admin_op op, enum sched_admin_sel sel, const char *arg,
 	    sched_admin_fn *cb, void *cbarg)
 {
-	struct sched_admin_job *j = calloc(1, sizeof(*j));
+	struct sched_admin_job *j = sched_admin_job_new(op, cb, cbarg);
 
-	if (j == NULL) {
-		cb(0, "out of memory", cbarg);
+	if (j == NULL)
 		return;
-	}
-	j->op = op;
 	j->sel = sel;
-	j->cb = cb;
-	j->cbarg = cbarg;
 	/* Domains are compared lower-case (as sched_rcpt_domain gives). */
 	if (sel == SAS_DOMAIN)
 		util_domain_lower(arg != NULL ? arg : "", j->arg,

@@ -216,6 +216,7 @@ struct control_xfer {
 	unsigned nbusy;      /* export: selected, not taken (busy, damaged) */
 	uint64_t unreadable; /* export: gone or damaged when written */
 	uint64_t nadded, nskipped, nfailed, nwritefail; /* import */
+	int64_t max_age_ms; /* import: delivery.max_age when it began */
 	uint8_t archive_id[ARCHIVE_ID_BYTES];
 	char archive_hex[2 * ARCHIVE_ID_BYTES + 1];
 	atomic_bool cancel; /* set by control_stop */

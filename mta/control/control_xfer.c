@@ -423,7 +423,6 @@ done:
 static int
 control_xfer_verify(struct control_xfer *x, int64_t *until_ms)
 {
-	const struct conf *c = control_reload_conf();
 	struct archive_manifest m;
 	struct archive_reader *r = NULL;
 	struct queue_envelope env;
@@ -444,10 +443,8 @@ control_xfer_verify(struct control_xfer *x, int64_t *until_ms)
 			rc = -1;
 			snprintf(x->err, sizeof(x->err), "out of memory");
 		}
-		if (env.created_ms + (int64_t)c->delivery.max_age_ms >
-		    *until_ms)
-			*until_ms =
-			    env.created_ms + (int64_t)c->delivery.max_age_ms;
+		if (env.created_ms + x->max_age_ms > *until_ms)
+			*until_ms = env.created_ms + x->max_age_ms;
 		queue_envelope_clear(&env);
 		free(body);
 		if (rc != 1 || atomic_load(&x->cancel))
@@ -595,6 +592,8 @@ control_xfer_run(struct control_session *s)
 		control_finish(s);
 		return;
 	}
+	/* Read here: the configuration in force is the loop's to read. */
+	x->max_age_ms = (int64_t)control_reload_conf()->delivery.max_age_ms;
 	control_enter(s, CS_VIEW);
 	s->view_fd = bufferevent_getfd(s->bev);
 	if (control_xfer_start(s, x->import

@@ -3,7 +3,7 @@
  * archive's descriptor and key handed over by the CLI (SCM_RIGHTS), the
  * archive written or read (queue/archive.h) on a thread of its own, the
  * scheduler asked to claim, release or remove (export) or add (import).
- * Owns: the one transfer running (CONTROL_XFERS_MAX), its thread, the
+ * Owns: the one transfer running at a time, its thread, the
  * descriptor and key it was given.  Must not: remove a message before
  * the archive is fsynced, add anything from an archive that did not
  * verify whole, or keep the key past the session (wiped).
@@ -490,9 +490,15 @@ control_xfer_add(struct control_xfer *x)
 		x->failed = true;
 	while (!x->failed &&
 	       (rc = archive_reader_next(r, &env, &body, &len, x->err,
-					 sizeof(x->err))) == 1)
+					 sizeof(x->err))) == 1) {
 		if (sched_import_add(im, &env, body, len) < 0)
 			x->nfailed++;
+		/* Not remembered: a second import adds the rest. */
+		if (atomic_load(&x->cancel))
+			control_xfer_fail(x,
+					  "outpostd stopping during the "
+					  "import: import the archive again");
+	}
 	if (!x->failed && rc < 0)
 		x->failed = true; /* changed since pass one */
 	archive_reader_free(r);

@@ -671,7 +671,10 @@ control_xfer_written(void *arg)
 	struct control_xfer *x = s->xfer;
 
 	control_xfer_join(s);
-	if (control_server.stopped || x->failed) {
+	/* A whole archive is acted on even when outpostd is stopping (the
+	 * removal is committed before it stops): the archive on disk and
+	 * the queue never both hold a message. */
+	if (x->failed) {
 		if (x->remove)
 			sched_export_release(x->items, x->nitems);
 		control_xfer_end(s, false);

@@ -409,13 +409,14 @@ struct conf_metrics {
 };
 
 /* Rights on the control socket: bits of struct conf_access.rights. */
-#define CONF_RIGHT_READ   0x1u /* look at the queue */
-#define CONF_RIGHT_WRITE  0x2u /* change it: hold, release, retry, … */
-#define CONF_RIGHT_DELETE 0x4u /* destroy messages: delete, bounce */
-#define CONF_RIGHT_EXPORT 0x8u /* read message contents */
+#define CONF_RIGHT_READ   0x1u  /* look at the queue */
+#define CONF_RIGHT_WRITE  0x2u  /* change it: hold, release, retry, … */
+#define CONF_RIGHT_DELETE 0x4u  /* destroy messages: delete, bounce */
+#define CONF_RIGHT_EXPORT 0x8u  /* read message contents */
+#define CONF_RIGHT_IMPORT 0x10u /* add messages: queue import */
 #define CONF_RIGHTS_ALL                                                        \
 	(CONF_RIGHT_READ | CONF_RIGHT_WRITE | CONF_RIGHT_DELETE |              \
-	 CONF_RIGHT_EXPORT)
+	 CONF_RIGHT_EXPORT | CONF_RIGHT_IMPORT)
 
 /* `access "NAME" { rights = { "read", … } }` inside control { }. */
 struct conf_access {

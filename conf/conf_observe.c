@@ -33,13 +33,12 @@ static const struct conf_right {
 	const char *name;
 	unsigned bit;
 } conf_rights[] = {
-	{ "read", CONF_RIGHT_READ },
-	{ "write", CONF_RIGHT_WRITE },
-	{ "delete", CONF_RIGHT_DELETE },
-	{ "export", CONF_RIGHT_EXPORT },
+	{ "read", CONF_RIGHT_READ },     { "write", CONF_RIGHT_WRITE },
+	{ "delete", CONF_RIGHT_DELETE }, { "export", CONF_RIGHT_EXPORT },
+	{ "import", CONF_RIGHT_IMPORT },
 };
 
-#define CONF_RIGHTS_LIST "read, write, delete, export"
+#define CONF_RIGHTS_LIST "read, write, delete, export, import"
 #define CONF_DISTINCT_WHY                                                      \
 	" (each log, and the control socket, needs a file of its own)"
 

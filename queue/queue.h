@@ -311,6 +311,8 @@ enum queue_state_kind {
 	QS_AUTH_BLOCK = 'a', /* an AUTH limiter's block */
 	QS_USER = 'u',       /* a configured user: removed_at (0 while it is
 				configured), for its data's retention clock */
+	QS_IMPORTED = 'i',   /* an archive imported: its id, until its
+				messages' latest expiry (no second import) */
 };
 
 /*

@@ -61,6 +61,8 @@
 #define CLI_O_CONFIG  0x80u  /* --all */
 #define CLI_O_DRAIN   0x100u /* --intake-only */
 #define CLI_O_BACKOFF 0x200u /* --respect-backoff */
+#define CLI_O_ARCHIVE 0x400u /* --key-file F, --passphrase-file F */
+#define CLI_O_EXPORT  0x800u /* --to FILE, --remove */
 
 #define CLI_SEL_ARGS "ID... | --domain D | --user U | --all  [--json]"
 
@@ -113,6 +115,17 @@ static const struct cli_cmd cli_cmds[] = {
 	  "now (needs the delete right; audited)",
 	  CLI_NEED_CONF, CLI_O_SELECT | CLI_O_JSON, 0, 0, cli_purge, NULL,
 	  NULL },
+	{ "queue", "export",
+	  "ID... | --domain D | --user U | --all  --to FILE "
+	  "(--key-file F | --passphrase-file F) [--remove]",
+	  "write the messages to a new encrypted archive FILE (export right; "
+	  "--remove: then take them out of this queue, delete right too)",
+	  CLI_NEED_CONF, CLI_O_SELECT | CLI_O_ARCHIVE | CLI_O_EXPORT, 0,
+	  CLI_ARGS_MAX, cli_export_export, NULL, NULL },
+	{ "queue", "import", "FILE (--key-file F | --passphrase-file F)",
+	  "add the messages of archive FILE to this queue, keeping their ids, "
+	  "attempts, expiry and hold (import right; an archive is taken once)",
+	  CLI_NEED_CONF, CLI_O_ARCHIVE, 1, 1, cli_export_import, NULL, NULL },
 	{ "suspend", NULL, "DOMAIN [--for DURATION] [--reason TEXT]",
 	  "no deliveries to DOMAIN for DURATION (default " CLI_SUSPEND_DEFAULT
 	  "; e.g. 30m, 2h, 1d)",
@@ -215,6 +228,13 @@ static const struct cli_opt {
 	  offsetof(struct cli, intake_only) },
 	{ "--respect-backoff", NULL, CLI_O_BACKOFF, CLI_OPT_FLAG,
 	  offsetof(struct cli, respect_backoff) },
+	{ "--to", NULL, CLI_O_EXPORT, CLI_OPT_STR, offsetof(struct cli, to) },
+	{ "--remove", NULL, CLI_O_EXPORT, CLI_OPT_FLAG,
+	  offsetof(struct cli, remove) },
+	{ "--key-file", NULL, CLI_O_ARCHIVE, CLI_OPT_STR,
+	  offsetof(struct cli, key_file) },
+	{ "--passphrase-file", NULL, CLI_O_ARCHIVE, CLI_OPT_STR,
+	  offsetof(struct cli, passphrase_file) },
 	{ "--rcpt", NULL, CLI_O_LOG, CLI_OPT_STR, offsetof(struct cli, rcpt) },
 	{ "--event", NULL, CLI_O_LOG, CLI_OPT_STR,
 	  offsetof(struct cli, event) },
@@ -410,7 +430,7 @@ cli_reply_parse(struct cli_reply *r, size_t len, char *err, size_t errlen)
  * (a refusal at accept) is not an error here: its answer is read next.  The
  * socket, or -1 (ERR).
  */
-static int
+int
 cli_ctl_open(const struct cli *c, const char *line, char *err, size_t errlen)
 {
 	const char *path = c->conf->control.socket;
@@ -490,16 +510,25 @@ static int
 cli_ctl_ask(const struct cli *c, const char *line, struct cli_reply *r,
 	    char *err, size_t errlen)
 {
-	const char *path = c->conf->control.socket;
-	int64_t deadline;
-	size_t len = 0, cap = 0;
-	char *nd;
-	ssize_t w;
 	int fd;
 
 	memset(r, 0, sizeof(*r));
 	if ((fd = cli_ctl_open(c, line, err, errlen)) < 0)
 		return -1;
+	return cli_ctl_read(c, fd, r, err, errlen);
+}
+
+int
+cli_ctl_read(const struct cli *c, int fd, struct cli_reply *r, char *err,
+	     size_t errlen)
+{
+	const char *path = c->conf->control.socket;
+	int64_t deadline;
+	size_t len = 0, cap = 0;
+	char *nd;
+	ssize_t w;
+
+	memset(r, 0, sizeof(*r));
 	deadline = util_mono_ms() + CLI_CTL_ANSWER_WAIT_MS;
 	for (;;) {
 		if (len + 4096 + 1 > cap) {

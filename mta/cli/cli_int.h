@@ -9,6 +9,7 @@
  *     cli_config.c config
  *     cli_keys.c   passwd, dkim keygen, auth blocks and unblock
  *     cli_purge.c  purge
+ *     cli_export.c queue export, queue import
  * One thread; every function prints its own errors on stderr (cli_errx).
  */
 #ifndef OUTPOST_MTA_CLI_INT_H
@@ -59,6 +60,9 @@ struct cli {
 	bool intake_only;
 	/* retry, resume */
 	bool respect_backoff;
+	/* queue export, import */
+	const char *to, *key_file, *passphrase_file;
+	bool remove;
 	/* log */
 	const char *rcpt, *event, *id, *since, *until;
 	bool follow;
@@ -106,6 +110,17 @@ int cli_hash_key_load(struct cli *c);
  */
 int cli_ctl(const struct cli *c, const char *what, const char *line,
 	    struct cli_reply *r);
+
+/*
+ * cli_ctl_open — connect and send LINE (without its LF): the socket, or -1
+ * with ERR.  cli_ctl_read — the whole answer on FD (closed), as cli_ctl's
+ * R, 0; or -1 with ERR (no answer).  For commands with a dialogue
+ * (export, import: cli_export.c).
+ */
+int cli_ctl_open(const struct cli *c, const char *line, char *err,
+		 size_t errlen);
+int cli_ctl_read(const struct cli *c, int fd, struct cli_reply *r, char *err,
+		 size_t errlen);
 
 /* cli_reply_free — R's answer; R is zeroed. */
 void cli_reply_free(struct cli_reply *r);
@@ -157,5 +172,7 @@ int cli_keys_auth_blocks(struct cli *c);
 int cli_keys_auth_unblock(struct cli *c);
 int cli_reload(struct cli *c);
 int cli_purge(struct cli *c);
+int cli_export_export(struct cli *c);
+int cli_export_import(struct cli *c);
 
 #endif

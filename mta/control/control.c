@@ -130,6 +130,12 @@ static const struct control_cmd control_cmds[] = {
 	 * and the file is root's to write. */
 	{ "reload", CONF_RIGHT_WRITE, CCF_AUDIT, 0, control_parse_none,
 	  control_reload_run },
+	/* export: message contents leave; with remove, delete too (checked
+	 * in control_command). */
+	{ "export", CONF_RIGHT_EXPORT, CCF_AUDIT | CCF_SEL, 0,
+	  control_xfer_parse, control_xfer_run },
+	{ "import", CONF_RIGHT_IMPORT, CCF_AUDIT, 0, control_xfer_parse,
+	  control_xfer_run },
 };
 
 #define CONTROL_NCMDS (sizeof(control_cmds) / sizeof(control_cmds[0]))
@@ -193,6 +199,7 @@ control_session_free(struct control_session *s)
 		free(s->view->suspensions);
 		free(s->view);
 	}
+	control_xfer_free(s->xfer);
 	if (s->prev != NULL)
 		s->prev->next = s->next;
 	else
@@ -444,6 +451,11 @@ control_command(struct control_session *s, char *line, size_t len)
 	if (s->view != NULL && s->view->headers &&
 	    (rights & CONF_RIGHT_EXPORT) == 0) {
 		control_refuse(s, "export");
+		return;
+	}
+	if (s->xfer != NULL && s->xfer->remove &&
+	    (rights & CONF_RIGHT_DELETE) == 0) {
+		control_refuse(s, "delete");
 		return;
 	}
 	cmd->run(s);
@@ -807,7 +819,10 @@ control_stop(void)
 			/* The queue closes after us: wait for the walk, which
 			 * stops at its next record.  Its completion (posted)
 			 * frees the session. */
-			atomic_store(&s->view->cancel, true);
+			if (s->view != NULL)
+				atomic_store(&s->view->cancel, true);
+			if (s->xfer != NULL)
+				atomic_store(&s->xfer->cancel, true);
 			/* A write waiting for a slow reader ends now. */
 			if (s->bev != NULL)
 				shutdown(bufferevent_getfd(s->bev), SHUT_RDWR);

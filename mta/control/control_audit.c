@@ -281,6 +281,9 @@ control_audit_command_make(struct control_session *s, bool parsed)
 					  " user hash:%s", hex);
 			break;
 		}
+		if (s->xfer != NULL && s->xfer->remove)
+			control_audit_cat(s->command, sizeof(s->command), &off,
+					  " remove");
 	} else if (cmd->flags & CCF_DEST) {
 		control_audit_cat(s->command, sizeof(s->command), &off, " %s",
 				  s->arg);

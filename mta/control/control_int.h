@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "queue/archive.h"
 #include "mta/control/control_proto.h"
 #include "mta/deliver/delivery.h"
 
@@ -93,6 +94,7 @@ struct control_session {
 	bool joined;               /* its thread is joined already */
 	int view_rc;               /* control_view_run()'s */
 	int view_fd;               /* the socket, written by the view */
+	struct control_xfer *xfer; /* export, import (control_xfer.c) */
 	int audit_status;          /* 0 written (or no audit log), -1 failed */
 	char audit_err[160];
 	struct control_session *prev, *next;
@@ -207,6 +209,35 @@ void control_admin_run_auth_unblock(struct control_session *s);
 int control_purge_parse(struct control_session *s, char *args);
 void control_purge_run(struct control_session *s);
 void control_purge_stop(void);
+
+/*
+ * control_xfer.c: export and import.  The parser fills S->xfer (and for
+ * export S->sel, S->arg); control_xfer_run hands the session to the
+ * transfer's thread (CS_VIEW: it owns the socket until its stage ends).
+ */
+struct control_xfer {
+	bool import, remove;
+	bool failed;   /* err says why: the answer */
+	uint64_t *ids; /* export: ids named or selected; import: ids read */
+	size_t nids, capids;
+	int fd;                          /* the archive (SCM_RIGHTS), or -1 */
+	uint8_t key[QUEUE_KEY_BYTES];    /* wiped at free */
+	struct archive_params params;    /* export: the header's */
+	struct sched_export_item *items; /* export: claimed; the first
+					    nwritten are in the archive */
+	size_t nitems, nwritten;
+	unsigned nbusy;      /* export: selected, not taken (busy, damaged) */
+	uint64_t unreadable; /* export: gone or damaged when written */
+	uint64_t nadded, nskipped, nfailed, nwritefail; /* import */
+	int64_t max_age_ms; /* import: delivery.max_age when it began */
+	uint8_t archive_id[ARCHIVE_ID_BYTES];
+	char archive_hex[2 * ARCHIVE_ID_BYTES + 1];
+	atomic_bool cancel; /* set by control_stop */
+	char err[CONTROL_RESULT_MAX - 8];
+};
+int control_xfer_parse(struct control_session *s, char *args);
+void control_xfer_run(struct control_session *s);
+void control_xfer_free(struct control_xfer *x);
 
 /*
  * control_query.c: the read commands (ping, suspensions, status, summary,

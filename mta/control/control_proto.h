@@ -88,7 +88,47 @@
  *                                             restart" lines, ok LINES; err
  *                                             FILE:LINE: MESSAGE when it is
  *                                             invalid (the old one stays)
+ *   export XSEL [remove]              export  (and delete with remove)
+ *   import                            import
+ *                                             the server answers the data
+ *                                             line CONTROL_XFER_PROMPT; the
+ *                                             client then sends, in one
+ *                                             sendmsg, CONTROL_XFER_BYTES
+ *                                             bytes with the archive's
+ *                                             descriptor (SCM_RIGHTS; a
+ *                                             file the client opened:
+ *                                             export a new empty one open
+ *                                             for writing, import one open
+ *                                             for reading):
+ *                                               kdf(1) opslimit(4)
+ *                                               memlimit(8) salt(16)
+ *                                               key(32)
+ *                                             (integers big-endian; the
+ *                                             header fields of
+ *                                             queue/archive.h, which the
+ *                                             daemon writes (export) or
+ *                                             reads from the file (import:
+ *                                             only the key is used); the
+ *                                             key is the archive key the
+ *                                             client made from a key file
+ *                                             or passphrase, never logged).
+ *                                             Then "archive HEX32",
+ *                                             "exported N" / "imported N",
+ *                                             "skipped M" (export: in a
+ *                                             delivery attempt, damaged or
+ *                                             gone; import: id queued
+ *                                             already), export remove:
+ *                                             "removed N" (after the
+ *                                             archive's fsync), then ok N.
+ *                                             An export that fails removes
+ *                                             nothing: its file may be
+ *                                             deleted.  An import refused
+ *                                             (wrong key, truncated,
+ *                                             altered, imported already)
+ *                                             adds nothing.  One export or
+ *                                             import at a time.
  *   SEL = id HEX16 | domain DOMAIN | user USER | all
+ *   XSEL = id HEX16 [HEX16…] (at most 256) | domain DOMAIN | user USER | all
  *
  * DOMAIN is a host name (letters, digits, '-', '.', '_'; any case; compared
  * lower-case); USER the authenticated submission user; HEX16 a queue id.
@@ -101,7 +141,9 @@
 #ifndef OUTPOST_MTA_CONTROL_PROTO_H
 #define OUTPOST_MTA_CONTROL_PROTO_H
 
-#define CONTROL_LINE_MAX   4096  /* bytes of a command, LF included */
-#define CONTROL_TIMEOUT_MS 10000 /* to send the command; to take the answer */
+#define CONTROL_LINE_MAX    4096  /* bytes of a command, LF included */
+#define CONTROL_TIMEOUT_MS  10000 /* to send the command; to take the answer */
+#define CONTROL_XFER_PROMPT "key" /* export, import: send the handoff */
+#define CONTROL_XFER_BYTES  61    /* the handoff's bytes */
 
 #endif

@@ -73,18 +73,20 @@ void sched_shutdown(unsigned deadline_ms);
 /* Operators' changes (the control socket) ------------------------------ */
 
 enum sched_admin_op {
-	SA_HOLD,    /* stop delivery attempts until released */
-	SA_RELEASE, /* undo hold: due now */
-	SA_DELETE,  /* remove from the queue, no DSN */
-	SA_BOUNCE,  /* fail every pending recipient (DSN to the sender), then
-		       remove */
-	SA_RETRY,   /* due now (deferred or not), past its destination's
-		       back-off */
-	SA_DUE,     /* due now, but a paused destination (back-off,
-		       suspension) keeps its pause: the message waits it out
-		       in place (`--respect-backoff`) */
-	SA_PURGE,   /* as SA_DELETE, each message logged as purged (a
-		       user's data removed: `outpost purge --user`) */
+	SA_HOLD,     /* stop delivery attempts until released */
+	SA_RELEASE,  /* undo hold: due now */
+	SA_DELETE,   /* remove from the queue, no DSN */
+	SA_BOUNCE,   /* fail every pending recipient (DSN to the sender), then
+			remove */
+	SA_RETRY,    /* due now (deferred or not), past its destination's
+			back-off */
+	SA_DUE,      /* due now, but a paused destination (back-off,
+			suspension) keeps its pause: the message waits it out
+			in place (`--respect-backoff`) */
+	SA_EXPORTED, /* claimed by an export whose archive is on disk:
+			removed, no DSN, an "exported" event (sched_export) */
+	SA_PURGE,    /* as SA_DELETE, each message logged as purged (a
+			user's data removed: `outpost purge --user`) */
 };
 
 enum sched_admin_sel {
@@ -113,6 +115,74 @@ typedef void sched_admin_fn(unsigned count, const char *err, void *arg);
  */
 void sched_admin(enum sched_admin_op op, enum sched_admin_sel sel,
 		 const char *arg, sched_admin_fn *cb, void *cbarg);
+
+/* Queue export and import (`outpost queue export|import`) -------------- */
+
+/* A message an export takes, as the scheduler knows it: its schedule
+ * entry is the truth about its hold and due time (an envelope's may be
+ * stale: QOP_RESCHED moves the entry only). */
+struct sched_export_item {
+	uint64_t id;
+	int64_t due_ms;
+	bool held;
+};
+
+/*
+ * sched_export_claim — the messages an export takes: IDS (N of them), or
+ * every message (ALL).  With REMOVE each is claimed (SM_EXPORT): out of
+ * the schedule, left alone by operators' changes, until
+ * sched_export_remove or sched_export_release; a message in the middle
+ * of a delivery attempt, damaged, or being removed already is not taken
+ * and is counted in *SKIPPED (it stays here; export it again later).
+ * Without REMOVE, a copy: every known message but damaged ones (skipped).
+ * *OUT (malloc'd, *NOUT items, in id order) is the caller's.  0, or -1
+ * out of memory (nothing claimed).  Delivery loop.
+ */
+int sched_export_claim(const uint64_t *ids, size_t n, bool all, bool remove,
+		       struct sched_export_item **out, size_t *nout,
+		       unsigned *skipped);
+/* sched_export_release — the export failed: its claimed messages go back
+ * as they were (held, or due at their time).  Delivery loop. */
+void sched_export_release(const struct sched_export_item *items, size_t n);
+/*
+ * sched_export_remove — the archive holding ITEMS is on disk: remove them
+ * from the queue (no DSN; an "exported" delivery-log event each); CB as
+ * sched_admin's once the removal is committed.  Delivery loop.
+ */
+void sched_export_remove(const struct sched_export_item *items, size_t n,
+			 sched_admin_fn *cb, void *cbarg);
+
+/*
+ * An import: messages from an archive added to this queue with their ids,
+ * creation time (so their expiry), flags (the held bit) and recipients'
+ * state and attempts; due at once unless held.  Everything here is called
+ * from the importing thread (never a loop: it waits for the writer); the
+ * scheduler learns of each message after its commit (sched_message_add).
+ */
+struct sched_import;
+/* sched_import_new — NULL when out of memory. */
+struct sched_import *sched_import_new(void);
+/*
+ * sched_import_add — queue ENV (its members taken over and ENV zeroed)
+ * and BODY (LEN bytes, malloc'd, taken over).  Waits while
+ * SCHED_IMPORT_INFLIGHT messages are not committed yet.  0 submitted, 1
+ * skipped (its id is queued already), -1 out of memory.
+ */
+int sched_import_add(struct sched_import *im, struct queue_envelope *env,
+		     uint8_t *body, size_t len);
+/* sched_import_end — wait for every commit; the counts: ADDED committed,
+ * SKIPPED already queued, FAILED not written (queue full, error; their
+ * reason logged).  IM is freed. */
+void sched_import_end(struct sched_import *im, uint64_t *added,
+		      uint64_t *skipped, uint64_t *failed);
+/*
+ * sched_import_seen — has archive ID been imported here?  1 (with *WHEN_MS
+ * its import time), 0, or -1 with err.  sched_import_remember — it was,
+ * at NOW: kept (the queue's "state" database, QS_IMPORTED) until UNTIL_MS.
+ */
+int sched_import_seen(const uint8_t id[16], int64_t *when_ms, char *err,
+		      size_t errlen);
+int sched_import_remember(const uint8_t id[16], int64_t until_ms);
 
 /*
  * sched_suspend — suspend deliveries to DOMAIN for MS milliseconds (0 =

@@ -59,6 +59,9 @@ sched_admin_apply(enum sched_admin_op op, struct sched_msg *m)
 
 	if (m->flags & SM_DELETED)
 		return false;
+	/* Claimed by an export: only its end (removal, release) moves it. */
+	if ((m->flags & SM_EXPORT) != 0 && op != SA_EXPORTED)
+		return false;
 	switch (op) {
 	case SA_HOLD:
 		if (held || (m->flags & SM_HOLD_REQ))
@@ -127,6 +130,11 @@ sched_admin_apply(enum sched_admin_op op, struct sched_msg *m)
 		sched_msg_unhold(m);
 		sched_round_start(m);
 		return true;
+	case SA_EXPORTED:
+		if (!(m->flags & SM_EXPORT))
+			return false;
+		sched_export_removed(m);
+		return true;
 	}
 	return false;
 }
@@ -177,6 +185,7 @@ sched_admin_visible(enum sched_admin_op op, uint64_t id)
 	case SA_DELETE:
 	case SA_PURGE:
 	case SA_BOUNCE:
+	case SA_EXPORTED:
 		return !sched_admin_busy(m) &&
 		       !(m->flags &
 			 (SM_DELETE_REQ | SM_BOUNCE_REQ | SM_DELETED));
@@ -426,6 +435,37 @@ sched_admin_walk_done(void *arg)
 	sched_admin_job_wait(j);
 }
 
+/* A new change of OP answering CB; NULL (CB told) when out of memory. */
+static struct sched_admin_job *
+sched_admin_job_new(enum sched_admin_op op, sched_admin_fn *cb, void *cbarg)
+{
+	struct sched_admin_job *j = calloc(1, sizeof(*j));
+
+	if (j == NULL) {
+		cb(0, "out of memory", cbarg);
+		return NULL;
+	}
+	j->op = op;
+	j->cb = cb;
+	j->cbarg = cbarg;
+	return j;
+}
+
+void
+sched_admin_ids(enum sched_admin_op op, uint64_t *ids, size_t n,
+		sched_admin_fn *cb, void *cbarg)
+{
+	struct sched_admin_job *j = sched_admin_job_new(op, cb, cbarg);
+
+	if (j == NULL) {
+		free(ids);
+		return;
+	}
+	j->ids = ids;
+	j->nids = j->capids = n;
+	sched_admin_walk_done(j);
+}
+
 /* SAS_ALL: every message the scheduler knows is every message queued; no
  * envelope needs reading (nor decrypting: a damaged one is selected too). */
 static void
@@ -473,16 +513,11 @@ void
 sched_admin(enum sched_admin_op op, enum sched_admin_sel sel, const char *arg,
 	    sched_admin_fn *cb, void *cbarg)
 {
-	struct sched_admin_job *j = calloc(1, sizeof(*j));
+	struct sched_admin_job *j = sched_admin_job_new(op, cb, cbarg);
 
-	if (j == NULL) {
-		cb(0, "out of memory", cbarg);
+	if (j == NULL)
 		return;
-	}
-	j->op = op;
 	j->sel = sel;
-	j->cb = cb;
-	j->cbarg = cbarg;
 	/* Domains are compared lower-case (as sched_rcpt_domain gives). */
 	if (sel == SAS_DOMAIN)
 		util_domain_lower(arg != NULL ? arg : "", j->arg,

@@ -67,7 +67,7 @@ struct sched_msg {
 	struct sched_park *park; /* held in place by a paused destination */
 	uint32_t heap_idx;       /* in the retry heap, or UINT32_MAX */
 	uint32_t park_idx;       /* its place in park */
-	uint8_t flags;           /* SM_* */
+	uint16_t flags;          /* SM_* */
 	uint8_t writes;          /* queue ops in flight */
 };
 
@@ -83,6 +83,10 @@ struct sched_msg {
  * cannot (no envelope to bounce to).  Not written to disk: the next start
  * finds it again, once. */
 #define SM_CORRUPT 0x80u
+/* Claimed by an export with --remove: out of the heap and the parks (or
+ * held), untouched by operators' changes, until the archive is on disk
+ * (then removed: SA_EXPORTED) or the export failed (sched_export_release). */
+#define SM_EXPORT 0x100u
 
 struct sched_round {
 	struct queue_envelope env;
@@ -401,6 +405,16 @@ void sched_admin_written(void);
 /* sched_admin_bounced — recipient RI of M was just bounced by an operator
  * (M's round settles): its delivery-log event; its DSN says so. */
 void sched_admin_bounced(struct sched_msg *m, uint32_t ri);
+/* sched_admin_ids — apply OP to the messages IDS (N of them; malloc'd,
+ * taken over) and call CB as sched_admin does once it is visible. */
+void sched_admin_ids(enum sched_admin_op op, uint64_t *ids, size_t n,
+		     sched_admin_fn *cb, void *cbarg);
+
+/* sched_export.c ------------------------------------------------------- */
+
+/* sched_export_removed — M left the queue in an archive: its delivery-log
+ * event ("exported"), and its removal (SA_EXPORTED's change). */
+void sched_export_removed(struct sched_msg *m);
 
 /* sched_metrics.c ------------------------------------------------------ */
 

@@ -106,6 +106,8 @@ static const char *const evlog_type_names[EV__COUNT] = {
 	[EV_ADMIN] = "admin",
 	[EV_PAUSE] = "destination_paused",
 	[EV_RESUME] = "destination_resumed",
+	[EV_EXPORT] = "exported",
+	[EV_IMPORT] = "imported",
 };
 
 const char *

@@ -29,6 +29,8 @@ enum evlog_type {
 	EV_ADMIN,      /* an operator's change (hold, delete, suspend …) */
 	EV_PAUSE,  /* a destination paused (back-off …): once, not per msg */
 	EV_RESUME, /* a paused destination goes again */
+	EV_EXPORT, /* a message left the queue in an archive (export) */
+	EV_IMPORT, /* a message came in from an archive (import) */
 	EV__COUNT
 };
 

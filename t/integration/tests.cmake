@@ -35,6 +35,7 @@ outpost_integration_test(systemd t/integration/systemd_test.py TIMEOUT 300)
 # `outpost status`.
 outpost_integration_test(status t/integration/status_test.py TIMEOUT 600)
 outpost_integration_test(drain t/integration/drain_test.py TIMEOUT 600)
+outpost_integration_test(export t/integration/export_test.py TIMEOUT 600)
 # `make demo` whole: AUTH over STARTTLS, queue summary while mail waits,
 # DKIM verified by python3-dkim, its directory left; a failing step fails it.
 outpost_integration_test(demo t/integration/demo_test.py TIMEOUT 600)

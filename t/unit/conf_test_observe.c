@@ -61,7 +61,7 @@ check_observe_defaults(const struct conf *c)
 	assert_string_equal(c->control.access[0].name, "root");
 	assert_int_equal(c->control.access[0].uid, 0);
 	assert_int_equal(c->control.access[0].rights, CONF_RIGHTS_ALL);
-	assert_int_equal(conf_rights_for_uid(c, 0), 0xf);
+	assert_int_equal(conf_rights_for_uid(c, 0), 0x1f);
 	assert_int_equal(conf_rights_for_uid(c, 1), 0);
 	assert_int_equal(conf_rights_for_uid(c, 65534), 0);
 	assert_int_equal(conf_rights_for_uid(c, (uid_t)-1), 0);
@@ -275,20 +275,20 @@ static const struct conf_error_row observe_error_rows[] = {
 	  L "control {\n\taccess \"root\" { rights = read }\n"
 	    "\taccess \"1001\" {\n\t}\n}\n",
 	  "4: control.access \"1001\": rights is missing (list some of read, "
-	  "write, delete, export, or write rights = { } for none)" },
+	  "write, delete, export, import, or write rights = { } for none)" },
 	{ "access.rights: unknown",
 	  L "control {\n\taccess \"root\" {\n\t\trights = { read,\n"
 	    "\t\t\tadmin }\n\t}\n}\n",
 	  "5: control.access \"root\".rights: \"admin\" is not one of read, "
-	  "write, delete, export" },
+	  "write, delete, export, import" },
 	{ "access.rights: empty string",
 	  L "control { access \"root\" { rights = \"\" } }\n",
 	  "2: control.access \"root\".rights: \"\" is not one of read, write, "
-	  "delete, export" },
+	  "delete, export, import" },
 	{ "access.rights: all",
 	  L "control { access \"root\" { rights = all } }\n",
 	  "2: control.access \"root\".rights: \"all\" is not one of read, "
-	  "write, delete, export" },
+	  "write, delete, export, import" },
 	{ "access.rights: listed twice",
 	  L "control { access \"root\" { rights = { read, Read } } }\n",
 	  "2: control.access \"root\".rights: \"Read\" is listed twice" },
@@ -508,17 +508,18 @@ test_observe_right_name(void **state)
 		{ CONF_RIGHT_WRITE, "write" },
 		{ CONF_RIGHT_DELETE, "delete" },
 		{ CONF_RIGHT_EXPORT, "export" },
+		{ CONF_RIGHT_IMPORT, "import" },
 		{ 0, NULL },
 		{ CONF_RIGHT_READ | CONF_RIGHT_WRITE, NULL },
 		{ CONF_RIGHTS_ALL, NULL },
-		{ 0x10, NULL },
+		{ 0x20, NULL },
 		{ 0x80000000u, NULL },
 		{ ~0u, NULL },
 	};
 	size_t i;
 
 	(void)state;
-	assert_int_equal(CONF_RIGHTS_ALL, 0xf);
+	assert_int_equal(CONF_RIGHTS_ALL, 0x1f);
 	for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
 		const char *got = conf_right_name(rows[i].right);
 		char row[32];

@@ -278,6 +278,8 @@ test_type_names(void **state)
 	assert_string_equal(evlog_type_name(EV_EXPIRATION), "expiration");
 	assert_string_equal(evlog_type_name(EV_REJECTION), "rejection");
 	assert_string_equal(evlog_type_name(EV_ADMIN), "admin");
+	assert_string_equal(evlog_type_name(EV_EXPORT), "exported");
+	assert_string_equal(evlog_type_name(EV_IMPORT), "imported");
 	assert_string_equal(evlog_type_name((enum evlog_type)99), "unknown");
 	assert_string_equal(evlog_type_name(EV__COUNT), "unknown");
 }

@@ -153,10 +153,11 @@ test_since_picks_days(void **state)
 	struct seen s;
 
 	(void)state;
-	/* 2026-01-02T12:00:00Z: that day's file on, whatever its hour. */
-	assert_int_equal(walk(1767355200000LL, 0, &s), 0);
+	/* 2026-01-03T12:00:00Z: the file of the day before on (it holds
+	 * the lines written between midnight and the rotation). */
+	assert_int_equal(walk(1767355200000LL + LOGKEEP_DAY_MS, 0, &s), 0);
 	assert_string_equal(s.text, "b1|c1|c2|d1|LONG|d2|");
-	/* A day after every rotated one: the log alone. */
+	/* Two days after every rotated one: the log alone. */
 	assert_int_equal(walk(1767355200000LL + 10 * LOGKEEP_DAY_MS, 0, &s), 0);
 	assert_string_equal(s.text, "d1|LONG|d2|");
 }

@@ -299,9 +299,14 @@ logkeep_rotate(struct logkeep_log *l, int64_t day_ms)
 	(void)logkeep_compress(l, dated);
 }
 
-/* Rotate the log if its lines are from a day before TODAY_MS. */
+/*
+ * Rotate the log if it holds lines of a day before TODAY_MS, under the day
+ * of its last line; at MIDNIGHT, whatever its last line (one written
+ * between midnight and now belongs with the day that ended), under that
+ * day at the latest.  An empty or absent log is left alone.
+ */
 static void
-logkeep_rotate_old(struct logkeep_log *l, int64_t today_ms)
+logkeep_rotate_due(struct logkeep_log *l, int64_t today_ms, bool midnight)
 {
 	struct stat st;
 	int64_t day;
@@ -315,6 +320,8 @@ logkeep_rotate_old(struct logkeep_log *l, int64_t today_ms)
 	}
 	day = logkeep_lines_day(fd, &st);
 	close(fd);
+	if (midnight && day >= today_ms)
+		day = today_ms - LOGKEEP_DAY_MS;
 	if (day < today_ms)
 		logkeep_rotate(l, day);
 }
@@ -412,7 +419,7 @@ logkeep_main(void *arg)
 	(void)arg;
 	(void)prctl(PR_SET_NAME, (unsigned long)"logkeep", 0, 0, 0);
 	for (i = 0; i < lk.n; i++) {
-		logkeep_rotate_old(&lk.logs[i], today);
+		logkeep_rotate_due(&lk.logs[i], today, false);
 		logkeep_sweep(&lk.logs[i], now);
 	}
 	next_sweep = now + LOGKEEP_SWEEP_MS;
@@ -430,9 +437,9 @@ logkeep_main(void *arg)
 		if (logkeep_day_start(now) > today) {
 			/* Lines queued before the rename are the day's that
 			 * ended; the writer's reopen cuts there. */
-			for (i = 0; i < lk.n; i++)
-				logkeep_rotate(&lk.logs[i], today);
 			today = logkeep_day_start(now);
+			for (i = 0; i < lk.n; i++)
+				logkeep_rotate_due(&lk.logs[i], today, true);
 			sweep = true;
 		}
 		if (sweep || now >= next_sweep) {

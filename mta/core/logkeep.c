@@ -1,11 +1,11 @@
 /*
  * logkeep.c — rotation and retention of the daemon's log files (logkeep.h).
- * Owns: the keeper thread and its table of logs (path, lifetime, counters).
+ * Owns: the keeper thread and its table of logs (path, lifetime, hook).
  * Must not: run on an I/O loop or a log writer (a day's file takes seconds
  * to compress); remove anything but FILE-YYYY-MM-DD[.gz] of a kept log;
  * leave a partial .gz under its final name (written as .tmp, renamed).
  * Threads: logkeep_add/start/stop on the main thread; the keeper does the
- * rest; logkeep_lifetime_set and logkeep_stats_get from any thread.
+ * rest; logkeep_lifetime_set from any thread.
  */
 #define _GNU_SOURCE /* timegm, strndup */
 #include <sys/prctl.h>
@@ -112,7 +112,9 @@ logkeep_add(const char *name, const char *path, int64_t lifetime_ms,
 	const char *slash = strrchr(path, '/');
 
 	if (lk.n == LOGKEEP_MAX || lifetime_ms <= 0 || reopen == NULL) {
-		snprintf(err, errlen, "%s %s: cannot keep it", name, path);
+		snprintf(err, errlen, "%s %s: %s", name, path,
+			 lk.n == LOGKEEP_MAX ? "too many logs to keep"
+					     : "no lifetime or no writer hook");
 		return -1;
 	}
 	l = &lk.logs[lk.n];
@@ -137,22 +139,19 @@ logkeep_add(const char *name, const char *path, int64_t lifetime_ms,
 	return 0;
 }
 
-/* "…/BASE-YYYY-MM-DD" of DAY_MS (plus SUFFIX) into OUT[PATH_MAX]. */
+/* "…/BASE-YYYY-MM-DD" of DAY_MS into OUT[PATH_MAX]. */
 static int
-logkeep_dated(const struct logkeep_log *l, int64_t day_ms, const char *suffix,
-	      char *out)
+logkeep_dated(const struct logkeep_log *l, int64_t day_ms, char *out)
 {
 	char day[LOGKEEP_DAY_BYTES];
 
 	logkeep_day_format(day_ms, day);
-	return snprintf(out, PATH_MAX, "%s-%s%s", l->path, day, suffix) <
-		       PATH_MAX
-		   ? 0
-		   : -1;
+	return snprintf(out, PATH_MAX, "%s-%s", l->path, day) < PATH_MAX ? 0
+									 : -1;
 }
 
 /*
- * The day of the lines of the file open at FD (SIZE bytes): the "time" of
+ * The day of the lines of the file open at FD (ST its fstat): the "time" of
  * its last whole line (both logs write one, from the test clock, which the
  * file's mtime does not follow), else the day of its mtime.
  */
@@ -188,6 +187,7 @@ logkeep_lines_day(int fd, const struct stat *st)
  * PLAIN.gz.tmp with PLAIN's group and mode, fsynced, renamed, then PLAIN
  * removed.  A PLAIN.gz already there (a day rotated twice: the clock went
  * back) is kept as the first gzip member of the new one.  0, or -1 (said).
+ * Long for its one cleanup path over four descriptors and the gzip stream.
  */
 static int
 logkeep_compress(const struct logkeep_log *l, const char *plain)
@@ -283,7 +283,7 @@ logkeep_rotate(struct logkeep_log *l, int64_t day_ms)
 	char dated[PATH_MAX];
 	struct stat st;
 
-	if (logkeep_dated(l, day_ms, "", dated) != 0) {
+	if (logkeep_dated(l, day_ms, dated) != 0) {
 		log_warnx("%s: %s: rotated name too long", l->name, l->path);
 		return;
 	}

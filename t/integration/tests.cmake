@@ -56,3 +56,7 @@ outpost_integration_test(reload t/integration/reload_test.py TIMEOUT 600)
 # outpostd's whole life under valgrind memcheck (what ASan cannot see inside
 # Debian's uninstrumented libevent/OpenSSL/LMDB); skipped in the ASan variant.
 outpost_integration_test(memcheck t/integration/memcheck_test.py TIMEOUT 600)
+# Retention of the logs on the test clock: the daemon's own rotation at UTC
+# midnight and at start, FILE-YYYY-MM-DD.gz, removal by age (and at a
+# reload), `outpost log` over the compressed files.
+outpost_integration_test(retention t/integration/retention_test.py TIMEOUT 600)

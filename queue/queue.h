@@ -288,6 +288,45 @@ typedef void queue_commit_fn(unsigned ops, uint64_t commit_us);
 void queue_commit_hook(struct queue *q, queue_commit_fn *fn);
 
 /*
+ * Log replay after a restore (replay.c), offline: outpostd must not have
+ * the queue open.  The recipients that the delivery log settled after a
+ * restore point are marked done in the restored queue, so that a restore
+ * does not send them again.  One thread (it waits for the writer).
+ *   queue_replay_open(&r, cfg, …)   opens the queue of CFG (as queue_open)
+ *       and reads the ids of its messages (the schedule index; nothing is
+ *       decrypted).  0, or -1 with ERR.
+ *   queue_replay_note(r, id, hash, state)   the log settled recipient HASH
+ *       (32 hex digits, queue_addr_hash with the log-hash key) of message
+ *       ID as STATE (QR_DELIVERED, QR_BOUNCED or QR_EXPIRED): kept when ID
+ *       is in the queue (1), else passed over (0); -1 out of memory.
+ *   queue_replay_apply(r, hash_key, &res, …)   each message with notes:
+ *       its pending recipients whose hash (with HASH_KEY) was noted take
+ *       the noted state; a message with none pending left is removed,
+ *       others are rewritten with their due time kept.  Returns after
+ *       every change is committed: 0, or -1 with ERR (a change that failed
+ *       is said; those committed stay).
+ *   queue_replay_close(r)   closes the queue; R may be NULL.
+ */
+struct queue_replay;
+struct queue_replay_result {
+	uint64_t messages; /* in the queue when opened */
+	uint64_t notes;    /* recipients noted for its messages */
+	uint64_t marked;   /* pending recipients marked done */
+	uint64_t removed;  /* messages removed: nothing pending left */
+	uint64_t skipped;  /* messages that do not open (damaged) */
+};
+int queue_replay_open(struct queue_replay **rp, const struct queue_config *cfg,
+		      char *err, size_t errlen);
+uint64_t queue_replay_messages(const struct queue_replay *r);
+int queue_replay_note(struct queue_replay *r, uint64_t id,
+		      const char *rcpt_hash, enum queue_rcpt_state state);
+int queue_replay_apply(struct queue_replay *r,
+		       const uint8_t hash_key[QUEUE_KEY_BYTES],
+		       struct queue_replay_result *res, char *err,
+		       size_t errlen);
+void queue_replay_close(struct queue_replay *r);
+
+/*
  * Operators' and limiters' state that outlives a restart: a destination's
  * suspension, a site's back-off, an AUTH block.  One record per (kind,
  * name), in the "state" database of the same environment (restore points

@@ -407,4 +407,59 @@ int queue_keyfile_load(const char *path, bool create,
 void queue_addr_hash(const uint8_t key[QUEUE_KEY_BYTES], const char *addr,
 		     char out[QUEUE_HASH_HEX_BYTES]);
 
+/*
+ * Restore points (point.c): a compacted copy of the environment in DIR as
+ * point-NAME.mdb (0600; its records stay sealed) with its manifest
+ * point-NAME.json written last (a point without manifest is incomplete and
+ * ignored).  NAME is the UTC second it was taken, YYYYMMDDTHHMMSSZ (test
+ * clock: queue_wall_ms); a second point in the same second waits for the
+ * next one, so names never collide.  The queue key is never written there.
+ */
+struct queue_point_info {
+	char name[32];       /* YYYYMMDDTHHMMSSZ */
+	int64_t time_ms;     /* when it was taken (Unix ms) */
+	uint64_t size;       /* bytes of point-NAME.mdb */
+	uint64_t messages;   /* envelopes in it */
+	uint64_t recipients; /* recipients still pending in it */
+	uint32_t key_id;     /* id of the key that sealed it (crypt_key_id) */
+	char checksum[80];   /* "blake2b-256:" and 64 hex digits */
+	bool verified;       /* every record opened when it was taken */
+	int64_t duration_ms; /* copy, walk and manifest */
+};
+
+/*
+ * queue_point_take — copy Q (mdb_env_copyfd2, MDB_CP_COMPACT, from a read
+ * transaction: the writer goes on) into DIR (created 0700), fsync, then
+ * walk the copy opening every record, checksum it and write the manifest.
+ * OUT (may be NULL) gets the manifest.  Blocking (disk, the whole queue):
+ * the restore thread or a tool, never an I/O loop; one call at a time per
+ * DIR.  0 ok (a point whose walk failed is kept with verified false and
+ * the reason in err); -1 with err set and nothing left behind.
+ */
+int queue_point_take(struct queue *q, const char *dir,
+		     struct queue_point_info *out, char *err, size_t errlen);
+
+/*
+ * queue_point_list — the manifests of DIR, oldest first (*out malloc'd,
+ * owned by the caller, free()).  Temporary files, points without manifest
+ * and unreadable manifests are passed over.  A missing DIR is no points.
+ * 0 ok; -1 with err set.  Any thread.
+ */
+int queue_point_list(const char *dir, struct queue_point_info **out, size_t *n,
+		     char *err, size_t errlen);
+
+/*
+ * queue_point_verify — check the point NAME (the bare name, "point-NAME" or
+ * its file name) of DIR against its manifest: size, checksum, then (KEY
+ * must be the key whose id the manifest names) open it read-only and walk
+ * every record opening every seal; the counts must agree.  OUT (may be
+ * NULL) gets the manifest, verified set to the result.  0 the point is
+ * whole; -1 with the reason in err ("size 4096 bytes, the manifest says
+ * 81920 (truncated?)", "checksum differs from the manifest (altered?)",
+ * "record ID: authentication failed ...").  Any thread; read-only.
+ */
+int queue_point_verify(const char *dir, const char *name,
+		       const uint8_t key[QUEUE_KEY_BYTES],
+		       struct queue_point_info *out, char *err, size_t errlen);
+
 #endif

@@ -8,6 +8,7 @@
  *     cli_log.c    log, hash
  *     cli_config.c config
  *     cli_keys.c   passwd, dkim keygen, auth blocks and unblock
+ *     cli_restore.c restore list, verify, POINT (offline: the queue key)
  * One thread; every function prints its own errors on stderr (cli_errx).
  */
 #ifndef OUTPOST_MTA_CLI_INT_H
@@ -61,6 +62,8 @@ struct cli {
 	/* log */
 	const char *rcpt, *event, *id, *since, *until;
 	bool follow;
+	/* restore */
+	bool no_log_replay;
 	int argc; /* positional arguments after the command words */
 	char *argv[CLI_ARGS_MAX];
 };
@@ -130,6 +133,20 @@ bool cli_ctl_word_ok(const char *s, size_t max);
 /* cli_domain_ok — is S a host name as the control socket takes it? */
 bool cli_domain_ok(const char *s);
 
+/*
+ * cli_log_js_get — the string value of the top-level member KEY of the
+ * JSON object in [P, END) (a delivery-log line), into OUT.  1 found, 0
+ * absent (or not a string), -1 malformed.  (cli_log.c)
+ */
+int cli_log_js_get(const char *p, const char *end, const char *key, char *out,
+		   size_t outlen);
+
+/*
+ * cli_log_time_parse — "YYYY-MM-DDTHH:MM[:SS[.fff]]Z" (the log's "time",
+ * or an operator's) into Unix ms.  0, or -1 when S is not such a time.
+ */
+int cli_log_time_parse(const char *s, int64_t *ms);
+
 /* The commands (struct cli_cmd.run): CLI_OK, CLI_ERR or CLI_USAGE. */
 int cli_queue_summary(struct cli *c);
 int cli_queue_status(struct cli *c);
@@ -149,5 +166,8 @@ int cli_keys_dkim_keygen(struct cli *c);
 int cli_keys_auth_blocks(struct cli *c);
 int cli_keys_auth_unblock(struct cli *c);
 int cli_reload(struct cli *c);
+int cli_restore_list(struct cli *c);
+int cli_restore_verify(struct cli *c);
+int cli_restore(struct cli *c);
 
 #endif

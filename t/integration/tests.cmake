@@ -51,3 +51,7 @@ outpost_integration_test(reload t/integration/reload_test.py TIMEOUT 600)
 # outpostd's whole life under valgrind memcheck (what ASan cannot see inside
 # Debian's uninstrumented libevent/OpenSSL/LMDB); skipped in the ASan variant.
 outpost_integration_test(memcheck t/integration/memcheck_test.py TIMEOUT 600)
+# `outpost restore`: a point restored over a truncated queue; messages from
+# before the point delivered exactly once, the log replay keeps the ones
+# delivered after it from going twice; a damaged point refused.
+outpost_integration_test(restore t/integration/restore_test.py SERIAL TIMEOUT 600)

@@ -6,6 +6,7 @@
  *     cli_queue.c  queue views and changes, suspend, resume, suspensions,
  *                  status
  *     cli_log.c    log, hash
+ *     cli_logfiles.c  a log's lines across the daemon's rotation
  *     cli_config.c config
  *     cli_keys.c   passwd, dkim keygen, auth blocks and unblock
  *     cli_restore.c restore list, verify, POINT (offline: the queue key)
@@ -132,6 +133,32 @@ bool cli_ctl_word_ok(const char *s, size_t max);
 
 /* cli_domain_ok — is S a host name as the control socket takes it? */
 bool cli_domain_ok(const char *s);
+
+/*
+ * cli_log_each — every line of FILE's rotated files (FILE-YYYY-MM-DD and
+ * FILE-YYYY-MM-DD.gz, oldest first, compressed or not) that may hold lines
+ * at or after SINCE_MS (those of its day and later; SINCE_MS <= 0: all),
+ * then FILE itself, each to FN without its LF (LINE is not NUL-terminated
+ * and lives until FN returns; a line has no length limit).  FN returns 0 to
+ * go on; anything else stops the walk and is returned.  0 when every line
+ * was read, or -1 with ERR (a file unreadable or a .gz damaged: the lines
+ * before it were given; FILE missing with no rotated file).
+ */
+int cli_log_each(const char *file, int64_t since_ms,
+		 int (*fn)(const char *line, size_t len, void *arg), void *arg,
+		 char *err, size_t errlen);
+
+struct stat;
+/*
+ * cli_log_each_rotated — cli_log_each without FILE itself (`outpost log
+ * -f` follows it on its own), skipping the rotated file that is HELD (the
+ * caller's open FILE, renamed since it was opened; NULL: none).  *NREAD
+ * (if not NULL) is increased by the files read.  Returns as cli_log_each.
+ */
+int cli_log_each_rotated(const char *file, int64_t since_ms,
+			 const struct stat *held,
+			 int (*fn)(const char *line, size_t len, void *arg),
+			 void *arg, size_t *nread, char *err, size_t errlen);
 
 /*
  * cli_log_js_get — the string value of the top-level member KEY of the

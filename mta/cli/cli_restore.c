@@ -340,42 +340,6 @@ cli_restore_unstage(const char *dir)
 	(void)rmdir(dir);
 }
 
-/*
- * FN(line, len, ARG) for every line of the delivery log FILE (without its
- * LF), as cli_log_each() will: the current file only, whole (SINCE_MS
- * selects rotated files, which this one does not read).  A missing file
- * has no lines.  0, FN's non-zero value, or -1 with ERR.
- */
-static int
-cli_restore_log_each(const char *file, int64_t since_ms,
-		     int (*fn)(const char *line, size_t len, void *arg),
-		     void *arg, char *err, size_t errlen)
-{
-	FILE *f;
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t n;
-	int rc = 0;
-
-	(void)since_ms;
-	if ((f = fopen(file, "re")) == NULL) {
-		if (errno == ENOENT)
-			return 0;
-		snprintf(err, errlen, "%s: %s", file, strerror(errno));
-		return -1;
-	}
-	while (rc == 0 && (n = getline(&line, &cap, f)) > 0)
-		rc = fn(line, line[n - 1] == '\n' ? (size_t)n - 1 : (size_t)n,
-			arg);
-	if (rc == 0 && ferror(f)) {
-		snprintf(err, errlen, "%s: %s", file, strerror(errno));
-		rc = -1;
-	}
-	free(line);
-	fclose(f);
-	return rc;
-}
-
 /* The log replay: the delivery log's lines that settle a recipient. */
 struct cli_restore_replay {
 	struct queue_replay *r;
@@ -456,9 +420,8 @@ cli_restore_replay(struct cli *c, const char *dir, int64_t since_ms,
 		return -1;
 	}
 	rp.since_ms = since_ms;
-	if (cli_restore_log_each(c->conf->log.delivery_file, since_ms,
-				 cli_restore_line, &rp, why,
-				 sizeof(why)) != 0) {
+	if (cli_log_each(c->conf->log.delivery_file, since_ms, cli_restore_line,
+			 &rp, why, sizeof(why)) != 0) {
 		snprintf(err, errlen, "log replay: %s",
 			 rp.status < 0 ? "out of memory" : why);
 		goto done;

@@ -83,34 +83,32 @@ def resume_all(d):
 
 
 def test_restore():
-    with Sink() as sink:
-        d = daemon(sink)
-        with d:
-            cli(d, "suspend", "a.test", "--for", "1h")
-            cli(d, "suspend", "b.test", "--for", "1h")
-            for r in PRE_A + PRE_B:
-                send(d, [r])
-            send(d, MIXED)
-            wait_for(lambda: len(d.queue_ids()) == 7, what="7 queued")
-            point = point_now(d)
+    with Sink() as sink, daemon(sink) as d:
+        cli(d, "suspend", "a.test", "--for", "1h")
+        cli(d, "suspend", "b.test", "--for", "1h")
+        for r in PRE_A + PRE_B:
+            send(d, [r])
+        send(d, MIXED)
+        wait_for(lambda: len(d.queue_ids()) == 7, what="7 queued")
+        point = point_now(d)
 
-            # After the point: b.test goes, a.test still waits.
-            cli(d, "resume", "b.test")
-            sink.wait_messages(4)
-            wait_for(lambda: len(d.queue_ids()) == 4, what="4 left")
-            send(d, [POST[0]])
-            send(d, [POST[1]])
-            sink.wait_messages(5)
-            bad = point_now(d)  # to be damaged below
+        # After the point: b.test goes, a.test still waits.
+        cli(d, "resume", "b.test")
+        sink.wait_messages(4)
+        wait_for(lambda: len(d.queue_ids()) == 4, what="4 left")
+        send(d, [POST[0]])
+        send(d, [POST[1]])
+        sink.wait_messages(5)
+        bad = point_now(d)  # to be damaged below
 
-            # Never while the daemon runs; nothing changed.
-            r = cli(d, "restore", point, rc=1)
-            check("stop" in r.stderr and "process %d" % d.proc.pid
-                  in r.stderr, "refusal names the daemon: " + r.stderr)
-            check(not os.path.exists(queue_path(d) + ".before-restore-"
-                                     + point), "nothing moved aside")
-        delivered_after = per_rcpt(sink)
-        eq(sorted(delivered_after), sorted(PRE_B + [MIXED[1], POST[1]]),
+        # Never while the daemon runs; nothing changed.
+        r = cli(d, "restore", point, rc=1)
+        check("stop" in r.stderr and "process %d" % d.proc.pid in r.stderr,
+              "the refusal names the daemon: " + r.stderr)
+        check(not os.path.exists(queue_path(d) + ".before-restore-"
+                                 + point), "nothing moved aside")
+        d.stop()
+        eq(sorted(per_rcpt(sink)), sorted(PRE_B + [MIXED[1], POST[1]]),
            "delivered before the crash")
 
         # The crash: the queue's file is cut short.
@@ -163,11 +161,12 @@ def test_restore():
         check(audit[-1]["result"].startswith("ok 7 messages"),
               audit[-1]["result"])
 
-        with d:
-            eq(len(d.queue_ids()), 4, "restored: the a.test ones")
-            resume_all(d)  # the point kept the suspensions
-            sink.wait_messages(9)
-            wait_for(lambda: not d.queue_ids(), what="queue empty")
+        d.start()
+        eq(len(d.queue_ids()), 4, "restored: the a.test ones")
+        resume_all(d)  # the point kept the suspensions
+        sink.wait_messages(9)
+        wait_for(lambda: not d.queue_ids(), what="queue empty")
+        d.stop()
         got = per_rcpt(sink)
         for r in PRE_A + [MIXED[0]]:
             eq(got.get(r), 1, r + " delivered once")
@@ -178,10 +177,10 @@ def test_restore():
         # Again without the replay: what the log settled goes again.
         cli(d, "restore", point, "--no-log-replay")
         check(os.path.isdir(aside + ".1"), "a second aside, the first kept")
-        with d:
-            eq(len(d.queue_ids()), 7, "all of the point")
-            resume_all(d)
-            wait_for(lambda: not d.queue_ids(), what="queue empty")
+        d.start()
+        eq(len(d.queue_ids()), 7, "all of the point")
+        resume_all(d)
+        wait_for(lambda: not d.queue_ids(), what="queue empty")
         got = per_rcpt(sink)
         for r in PRE_B + [MIXED[1]]:
             eq(got.get(r), 2, r + " sent again without the replay")

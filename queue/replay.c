@@ -58,23 +58,34 @@ replay_note_cmp(const void *a, const void *b)
 	return memcmp(x->hash, y->hash, REPLAY_HASH_BYTES);
 }
 
+/* ARR (*CAP elements of SIZE bytes) with room for element N: ARR itself
+ * or a larger copy (*CAP updated); NULL when out of memory (ARR kept). */
+static void *
+replay_grow(void *arr, size_t *cap, size_t n, size_t size)
+{
+	size_t want = *cap ? *cap * 2 : 1024;
+	void *p;
+
+	if (n < *cap)
+		return arr;
+	if ((p = realloc(arr, want * size)) != NULL)
+		*cap = want;
+	return p;
+}
+
 /* queue_sched_walk: one entry per message (its due time and id). */
 static int
 replay_id_add(int64_t due_ms, uint64_t id, unsigned flags, void *arg)
 {
 	struct queue_replay *r = arg;
-	uint64_t *n;
-	size_t cap;
+	uint64_t *ids;
 
 	(void)due_ms;
 	(void)flags;
-	if (r->nids == r->capids) {
-		cap = r->capids ? r->capids * 2 : 1024;
-		if ((n = realloc(r->ids, cap * sizeof(*n))) == NULL)
-			return -1;
-		r->ids = n;
-		r->capids = cap;
-	}
+	if ((ids = replay_grow(r->ids, &r->capids, r->nids, sizeof(*ids))) ==
+	    NULL)
+		return -1;
+	r->ids = ids;
 	r->ids[r->nids++] = id;
 	return 0;
 }
@@ -124,8 +135,8 @@ int
 queue_replay_note(struct queue_replay *r, uint64_t id, const char *rcpt_hash,
 		  enum queue_rcpt_state state)
 {
-	struct replay_note note, *n;
-	size_t cap, len;
+	struct replay_note note, *notes;
+	size_t len;
 
 	if (state == QR_PENDING ||
 	    bsearch(&id, r->ids, r->nids, sizeof(*r->ids), replay_id_cmp) ==
@@ -138,13 +149,10 @@ queue_replay_note(struct queue_replay *r, uint64_t id, const char *rcpt_hash,
 			   strlen(rcpt_hash), NULL, &len, NULL) != 0 ||
 	    len != sizeof(note.hash))
 		return 0;
-	if (r->nnotes == r->capnotes) {
-		cap = r->capnotes ? r->capnotes * 2 : 1024;
-		if ((n = realloc(r->notes, cap * sizeof(*n))) == NULL)
-			return -1;
-		r->notes = n;
-		r->capnotes = cap;
-	}
+	if ((notes = replay_grow(r->notes, &r->capnotes, r->nnotes,
+				 sizeof(*notes))) == NULL)
+		return -1;
+	r->notes = notes;
 	r->notes[r->nnotes++] = note;
 	return 1;
 }

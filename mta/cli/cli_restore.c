@@ -389,13 +389,13 @@ cli_restore_line(const char *line, size_t len, void *arg)
 
 /*
  * Mark done, in the queue staged at DIR, the recipients the delivery log
- * settled from SINCE_MS on.  *RES: what was done; *LINES: log lines read.
- * 0, or -1 with ERR.
+ * settled from SINCE_MS on.  *RES: what was done; *LINES: log lines read,
+ * *SETTLED: those settling a recipient.  0, or -1 with ERR.
  */
 static int
 cli_restore_replay(struct cli *c, const char *dir, int64_t since_ms,
-		   struct queue_replay_result *res, uint64_t *lines, char *err,
-		   size_t errlen)
+		   struct queue_replay_result *res, uint64_t *lines,
+		   uint64_t *settled, char *err, size_t errlen)
 {
 	struct cli_restore_replay rp;
 	struct queue_config qc;
@@ -404,7 +404,7 @@ cli_restore_replay(struct cli *c, const char *dir, int64_t since_ms,
 
 	memset(&rp, 0, sizeof(rp));
 	memset(res, 0, sizeof(*res));
-	*lines = 0;
+	*lines = *settled = 0;
 	if (cli_hash_key_load(c) != 0) {
 		snprintf(err, errlen,
 			 "no log-hash key (--no-log-replay "
@@ -431,6 +431,7 @@ cli_restore_replay(struct cli *c, const char *dir, int64_t since_ms,
 		goto done;
 	}
 	*lines = rp.lines;
+	*settled = rp.settled;
 	rc = 0;
 done:
 	queue_replay_close(rp.r);
@@ -528,6 +529,7 @@ cli_restore_audit(const struct cli *c, const char *command, const char *result)
 struct cli_restore_done {
 	struct queue_replay_result res;
 	uint64_t lines;       /* of the delivery log read */
+	uint64_t settled;     /* of them settling a recipient */
 	char aside[PATH_MAX]; /* where the queue went; "" none */
 };
 
@@ -546,10 +548,11 @@ cli_restore_summary(const struct cli *c, const struct queue_point_info *info,
 		printf("log replay: no delivery log configured: nothing to "
 		       "replay\n");
 	else
-		printf("log replay: %" PRIu64 " log lines read, %" PRIu64
+		printf("log replay: %" PRIu64 " log lines read (%" PRIu64
+		       " settling a recipient), %" PRIu64
 		       " recipients marked done, %" PRIu64
 		       " messages removed (nothing left to send)\n",
-		       d->lines, d->res.marked, d->res.removed);
+		       d->lines, d->settled, d->res.marked, d->res.removed);
 	if (d->res.skipped > 0)
 		printf("log replay: %" PRIu64 " damaged messages passed over\n",
 		       d->res.skipped);
@@ -582,7 +585,7 @@ cli_restore_install(struct cli *c, const struct queue_point_info *info,
 	struct priv p;
 
 	cli_restore_unstage(stage); /* a copy left by a restore cut short */
-	if (mkdir(stage, 0700) != 0) {
+	if (util_mkdir_parent(stage) != 0 || mkdir(stage, 0700) != 0) {
 		snprintf(err, errlen, "%s: %s", stage, strerror(errno));
 		return -1;
 	}
@@ -596,9 +599,9 @@ cli_restore_install(struct cli *c, const struct queue_point_info *info,
 	if (cli_restore_copy(from, to, info->checksum, err, errlen) != 0)
 		goto fail;
 	if (!c->no_log_replay && c->conf->log.delivery_file != NULL &&
-	    cli_restore_replay(c, stage,
-			       info->time_ms - CLI_RESTORE_REPLAY_MARGIN_MS,
-			       &d->res, &d->lines, err, errlen) != 0)
+	    cli_restore_replay(
+		c, stage, info->time_ms - CLI_RESTORE_REPLAY_MARGIN_MS, &d->res,
+		&d->lines, &d->settled, err, errlen) != 0)
 		goto fail;
 	if (geteuid() == 0 && !c->conf->allow_root &&
 	    (priv_lookup(c->conf->user, &p, why, sizeof(why)) != 0 ||
@@ -646,19 +649,20 @@ cli_restore(struct cli *c)
 	snprintf(cmd, sizeof(cmd), "restore %s%s", name,
 		 c->no_log_replay ? " --no-log-replay" : "");
 	memset(&d, 0, sizeof(d));
+	/* Each step says why it stops in ERR; the first that fails ends it. */
 	if ((size_t)snprintf(stage, sizeof(stage), "%s.restoring-%s", qpath,
 			     name) >= sizeof(stage))
 		snprintf(err, sizeof(err), "%s: path too long", qpath);
-	else if (cli_restore_lock(qpath, &lockfd, err, sizeof(err)) != 0)
-		;
-	else if (cli_restore_check(c, name, &info, why, sizeof(why)) != 0)
-		snprintf(err, sizeof(err),
-			 "refused: point %s does not verify: %s; nothing "
-			 "changed",
-			 name, why);
-	else if (cli_restore_install(c, &info, stage, &d, err, sizeof(err)) ==
-		 0)
-		rc = CLI_OK;
+	else if (cli_restore_lock(qpath, &lockfd, err, sizeof(err)) == 0) {
+		if (cli_restore_check(c, name, &info, why, sizeof(why)) != 0)
+			snprintf(err, sizeof(err),
+				 "refused: point %s does not verify: %s; "
+				 "nothing changed",
+				 name, why);
+		else if (cli_restore_install(c, &info, stage, &d, err,
+					     sizeof(err)) == 0)
+			rc = CLI_OK;
+	}
 	if (rc == CLI_OK)
 		cli_restore_summary(c, &info, &d, result, sizeof(result));
 	else {

@@ -60,8 +60,9 @@ cli_restore_name(const char *arg, char name[32])
 		n -= 4;
 	else if (n > 5 && strcmp(end - 5, ".json") == 0)
 		n -= 5;
-	if (n == 0 || n >= 32 || !cli_ctl_word_ok(s, n) ||
-	    strcspn(s, "/.") < n) {
+	if (n == 0 || n >= 32 ||
+	    strspn(s, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+		      "abcdefghijklmnopqrstuvwxyz_-") < n) {
 		cli_errx("restore: \"%s\" is not a point's name (see `outpost "
 			 "restore list`)",
 			 arg);
@@ -138,7 +139,8 @@ cli_restore_list(struct cli *c)
 
 /* verify -------------------------------------------------------------- */
 
-/* Verify point NAME into *INFO.  0, or -1 with ERR. */
+/* Verify point NAME into *INFO.  0; 1 without the queue key (said on
+ * stderr); -1 the point does not verify (why in ERR). */
 static int
 cli_restore_check(const struct cli *c, const char *name,
 		  struct queue_point_info *info, char *err, size_t errlen)
@@ -148,7 +150,7 @@ cli_restore_check(const struct cli *c, const char *name,
 
 	if (cli_restore_key(c, key) != 0) {
 		snprintf(err, errlen, "no queue key");
-		return -1;
+		return 1;
 	}
 	rc = queue_point_verify(c->conf->restore.dir, name, key, info, err,
 				errlen);
@@ -161,12 +163,15 @@ cli_restore_verify(struct cli *c)
 {
 	struct queue_point_info info;
 	char name[32], err[CLI_RESTORE_ERR_BYTES], when[40];
+	int rc;
 
 	if (cli_restore_name(c->argv[0], name) != 0)
 		return CLI_USAGE;
-	if (cli_restore_check(c, name, &info, err, sizeof(err)) != 0) {
-		cli_errx("restore verify: point %s does not verify: %s", name,
-			 err);
+	if ((rc = cli_restore_check(c, name, &info, err, sizeof(err))) != 0) {
+		if (rc < 0)
+			cli_errx("restore verify: point %s does not verify: "
+				 "%s",
+				 name, err);
 		return CLI_ERR;
 	}
 	json_time_fmt(info.time_ms, false, when, sizeof(when));
@@ -642,7 +647,7 @@ cli_restore(struct cli *c)
 	char name[32], stage[PATH_MAX], cmd[96], err[CLI_RESTORE_ERR_BYTES],
 	    why[CLI_RESTORE_WHY_BYTES], result[CLI_RESTORE_RESULT_BYTES];
 	const char *qpath = c->conf->queue.path;
-	int lockfd = -1, rc = CLI_ERR;
+	int lockfd = -1, check, rc = CLI_ERR;
 
 	if (cli_restore_name(c->argv[0], name) != 0)
 		return CLI_USAGE;
@@ -654,7 +659,11 @@ cli_restore(struct cli *c)
 			     name) >= sizeof(stage))
 		snprintf(err, sizeof(err), "%s: path too long", qpath);
 	else if (cli_restore_lock(qpath, &lockfd, err, sizeof(err)) == 0) {
-		if (cli_restore_check(c, name, &info, why, sizeof(why)) != 0)
+		check = cli_restore_check(c, name, &info, why, sizeof(why));
+		if (check > 0)
+			snprintf(err, sizeof(err),
+				 "refused: no queue key; nothing changed");
+		else if (check < 0)
 			snprintf(err, sizeof(err),
 				 "refused: point %s does not verify: %s; "
 				 "nothing changed",

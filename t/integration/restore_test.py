@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """`outpost restore`: a restore point taken while mail waits, some of it
 delivered after the point, the queue destroyed (data.mdb truncated), the
-point restored with the daemon stopped.  Every message accepted before
+point restored with the daemon stopped (its delivery log rotated and
+compressed meanwhile).  Every message accepted before
 the point and not delivered after it arrives exactly once; those the
 delivery log shows delivered after the point are not sent again (log
 replay), and are with --no-log-replay.  A corrupted point fails `restore
@@ -9,6 +10,7 @@ verify` and is refused; a restore is refused while outpostd runs; the
 queue it replaces is kept aside.  The receiver is an outpost-sink on
 loopback, reached by routes."""
 
+import gzip
 import json
 import os
 import re
@@ -110,6 +112,14 @@ def test_restore():
         d.stop()
         eq(sorted(per_rcpt(sink)), sorted(PRE_B + [MIXED[1], POST[1]]),
            "delivered before the crash")
+
+        # The delivery log as the daemon rotates it at midnight: the
+        # replay reads rotated, compressed files too.
+        day = "%s-%s-%s" % (point[0:4], point[4:6], point[6:8])
+        with open(d.delivery_log, "rb") as f, \
+                gzip.open(d.delivery_log + "-" + day + ".gz", "wb") as g:
+            g.write(f.read())
+        os.unlink(d.delivery_log)
 
         # The crash: the queue's file is cut short.
         data_mdb = os.path.join(queue_path(d), "data.mdb")

@@ -149,5 +149,6 @@ int cli_keys_dkim_keygen(struct cli *c);
 int cli_keys_auth_blocks(struct cli *c);
 int cli_keys_auth_unblock(struct cli *c);
 int cli_reload(struct cli *c);
+int cli_point_now(struct cli *c);
 
 #endif

@@ -462,4 +462,103 @@ int queue_point_verify(const char *dir, const char *name,
 		       const uint8_t key[QUEUE_KEY_BYTES],
 		       struct queue_point_info *out, char *err, size_t errlen);
 
+/*
+ * Which points stay (point_keep.c): every point younger than ALL_MS, the
+ * first of each UTC hour younger than HOURLY_MS, the first of each UTC day
+ * younger than DAILY_MS; none older, none older than MAX_AGE_MS (0: no
+ * limit).  The newest point stays unless past MAX_AGE_MS.
+ */
+struct queue_point_keep {
+	int64_t all_ms, hourly_ms, daily_ms, max_age_ms;
+};
+
+enum queue_point_keep_verdict {
+	QPK_KEEP,
+	QPK_LIFETIME, /* older than max_age_ms */
+	QPK_THINNED,  /* not the first of its hour or day */
+	QPK_EXPIRED,  /* older than every tier */
+};
+
+/* queue_point_keep_plan — the verdict on each of the N points V (oldest
+ * first, as queue_point_list gives them) at NOW_MS into OUT[N].  Pure. */
+void queue_point_keep_plan(const struct queue_point_info *v, size_t n,
+			   int64_t now_ms, const struct queue_point_keep *k,
+			   enum queue_point_keep_verdict *out);
+/* queue_point_keep_why — the words for a verdict ("older than …"). */
+const char *queue_point_keep_why(enum queue_point_keep_verdict v);
+
+/*
+ * queue_point_prune — remove the points of DIR that K does not keep at
+ * NOW_MS (manifest first, then file), and what interrupted points left
+ * (.tmp files, a point file without manifest); FN(NAME, WHY, ARG) for each
+ * (may be NULL).  Returns how many were removed, or -1 with err set.
+ * Blocking: the restore thread (or a tool with the daemon stopped).
+ */
+typedef void queue_point_removed_fn(const char *name, const char *why,
+				    void *arg);
+int queue_point_prune(const char *dir, int64_t now_ms,
+		      const struct queue_point_keep *k,
+		      queue_point_removed_fn *fn, void *arg, char *err,
+		      size_t errlen);
+
+/*
+ * The restore thread (point_run.c): a point every INTERVAL_MS (0: only on
+ * request), then its copy to COPY_TO and COMMAND (with the point's path
+ * appended; stdin /dev/null, output to our stderr; killed with its process
+ * group after COMMAND_TIMEOUT_MS; one at a time: a point whose previous
+ * command still runs skips its own), then the pruning of DIR and COPY_TO.
+ * Acceptance and delivery never wait for it: the copy reads from its own
+ * read transaction.  Strings are copied.
+ */
+struct queue_point_settings {
+	int64_t interval_ms;
+	const char *dir;
+	const char *copy_to;  /* NULL: none */
+	char *const *command; /* argv, NULL-terminated; NULL: none */
+	int64_t command_timeout_ms;
+	struct queue_point_keep keep;
+};
+
+struct queue_point_stats {
+	uint64_t taken, failed, unverified, copies_failed, removed;
+	uint64_t commands_ok, commands_failed, commands_killed,
+	    commands_skipped;
+	bool have_last;
+	struct queue_point_info last; /* the last point taken */
+};
+
+enum queue_point_level { QPL_INFO, QPL_WARN };
+/* What the thread has to say (no address is ever in it); called on the
+ * restore thread. */
+typedef void queue_point_log_fn(enum queue_point_level level, const char *msg,
+				void *arg);
+/* A requested point: STATUS 0 with PI, or -1 with ERR; restore thread. */
+typedef void queue_point_done_fn(int status, const struct queue_point_info *pi,
+				 const char *err, void *arg);
+
+struct queue_point_thread;
+
+/* queue_point_thread_start — prune DIR, then serve S.  0, or -1 with err
+ * set.  Main thread; Q must outlive queue_point_thread_stop(). */
+int queue_point_thread_start(struct queue_point_thread **tp, struct queue *q,
+			     const struct queue_point_settings *s,
+			     queue_point_log_fn *log, void *log_arg, char *err,
+			     size_t errlen);
+/* queue_point_thread_set — S (copied) from the next point on (a reload).
+ * 0, or -1 out of memory (the old settings stay).  Any thread. */
+int queue_point_thread_set(struct queue_point_thread *t,
+			   const struct queue_point_settings *s);
+/* queue_point_thread_request — take a point now; DONE(…, ARG) once it is
+ * on disk (or failed, or the thread stops first).  0, or -1 (out of
+ * memory).  Any thread; never blocks on disk. */
+int queue_point_thread_request(struct queue_point_thread *t,
+			       queue_point_done_fn *done, void *arg);
+/* queue_point_thread_stats — a snapshot.  Any thread. */
+void queue_point_thread_stats(struct queue_point_thread *t,
+			      struct queue_point_stats *st);
+/* queue_point_thread_stop — let a point in progress finish, answer the
+ * requests left with an error, kill a command still running, join.  NULL
+ * is allowed.  Main thread, before queue_close(). */
+void queue_point_thread_stop(struct queue_point_thread *t);
+
 #endif

@@ -131,6 +131,11 @@ static const struct cli_cmd cli_cmds[] = {
 	  "invalid file is refused (file:line) and the old one stays (needs "
 	  "the write right; audited)",
 	  CLI_NEED_CONF, 0, 0, 0, cli_reload, NULL, NULL },
+	{ "restore", "now", "",
+	  "take a restore point now (the daemon's restore thread; answered "
+	  "once it is on disk: its name, size and counts; needs the write "
+	  "right; audited)",
+	  CLI_NEED_CONF, 0, 0, 0, cli_point_now, NULL, NULL },
 	{ "suspensions", NULL, "[--json]",
 	  "list suspended destinations (operators', reply patterns, "
 	  "back-off)",

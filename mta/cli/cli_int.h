@@ -193,6 +193,7 @@ int cli_keys_dkim_keygen(struct cli *c);
 int cli_keys_auth_blocks(struct cli *c);
 int cli_keys_auth_unblock(struct cli *c);
 int cli_reload(struct cli *c);
+int cli_point_now(struct cli *c);
 int cli_restore_list(struct cli *c);
 int cli_restore_verify(struct cli *c);
 int cli_restore(struct cli *c);

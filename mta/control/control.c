@@ -127,6 +127,9 @@ static const struct control_cmd control_cmds[] = {
 	 * and the file is root's to write. */
 	{ "reload", CONF_RIGHT_WRITE, CCF_AUDIT, 0, control_parse_none,
 	  control_reload_run },
+	/* write: a point only adds a file (retention removes old ones). */
+	{ "restore-point", CONF_RIGHT_WRITE, CCF_AUDIT, 0, control_parse_none,
+	  control_point_run },
 };
 
 #define CONTROL_NCMDS (sizeof(control_cmds) / sizeof(control_cmds[0]))

@@ -74,6 +74,12 @@
  *                                             restart" lines, ok LINES; err
  *                                             FILE:LINE: MESSAGE when it is
  *                                             invalid (the old one stays)
+ *   restore-point                     write   a restore point now (restore
+ *                                             thread; answered once it is
+ *                                             on disk): "point NAME size
+ *                                             BYTES messages N recipients M
+ *                                             duration_ms MS verified
+ *                                             yes|no", ok 1; err why
  *   SEL = id HEX16 | domain DOMAIN | user USER | all
  *
  * DOMAIN is a host name (letters, digits, '-', '.', '_'; any case; compared

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <dirent.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -414,6 +416,161 @@ test_list_skips(void **state)
 }
 
 static void
+test_keep_plan(void **state)
+{
+	const int64_t H = 3600000, D = 24 * H, now = 1000 * D + 30 * 60000;
+	/* Ages: 10 min, 50 min (keep_all 1h); 2h10, 2h20 (same hour);
+	 * 3h; 1d+1h, 1d+2h (same day, keep_daily 7d); 8d; 100d. */
+	const int64_t ages[] = { 100 * D,
+				 8 * D,
+				 D + 2 * H,
+				 D + H,
+				 3 * H,
+				 2 * H + 20 * 60000,
+				 2 * H + 10 * 60000,
+				 50 * 60000,
+				 10 * 60000 };
+	const enum queue_point_keep_verdict want[] = {
+		QPK_LIFETIME, QPK_EXPIRED, QPK_KEEP, QPK_THINNED, QPK_KEEP,
+		QPK_KEEP,     QPK_THINNED, QPK_KEEP, QPK_KEEP
+	};
+	struct queue_point_keep k = { H, D, 7 * D, 90 * D };
+	struct queue_point_info v[9];
+	enum queue_point_keep_verdict got[9];
+	size_t i;
+
+	(void)state;
+	memset(v, 0, sizeof(v));
+	for (i = 0; i < 9; i++)
+		v[i].time_ms = now - ages[i];
+	queue_point_keep_plan(v, 9, now, &k, got);
+	for (i = 0; i < 9; i++)
+		if (got[i] != want[i])
+			fail_msg("point %zu (age %lld ms): verdict %d, want %d",
+				 i, (long long)ages[i], got[i], want[i]);
+	/* The newest stays past every tier, not past the lifetime. */
+	v[0].time_ms = now - 30 * D;
+	queue_point_keep_plan(v, 1, now, &k, got);
+	assert_int_equal(got[0], QPK_KEEP);
+	v[0].time_ms = now - 91 * D;
+	queue_point_keep_plan(v, 1, now, &k, got);
+	assert_int_equal(got[0], QPK_LIFETIME);
+}
+
+/* What the restore thread said and answered. */
+struct heard {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int answers, status;
+	struct queue_point_info pi;
+	char log[8192];
+};
+
+static void
+heard_log(enum queue_point_level level, const char *msg, void *arg)
+{
+	struct heard *h = arg;
+	size_t n;
+
+	(void)level;
+	pthread_mutex_lock(&h->mu);
+	n = strlen(h->log);
+	snprintf(h->log + n, sizeof(h->log) - n, "%s\n", msg);
+	pthread_mutex_unlock(&h->mu);
+}
+
+static void
+heard_done(int status, const struct queue_point_info *pi, const char *err,
+	   void *arg)
+{
+	struct heard *h = arg;
+
+	pthread_mutex_lock(&h->mu);
+	h->answers++;
+	h->status = status;
+	if (pi != NULL)
+		h->pi = *pi;
+	else
+		print_message("point failed: %s\n", err);
+	pthread_cond_broadcast(&h->cv);
+	pthread_mutex_unlock(&h->mu);
+}
+
+/* Wait up to 10 s for COND about T's counters. */
+#define STATS_WAIT(t, st, cond)                                                \
+	do {                                                                   \
+		int i_;                                                        \
+		for (i_ = 0; i_ < 1000; i_++) {                                \
+			queue_point_thread_stats((t), &(st));                  \
+			if (cond)                                              \
+				break;                                         \
+			nanosleep(&(struct timespec){ 0, 10000000 }, NULL);    \
+		}                                                              \
+		assert_true(cond);                                             \
+	} while (0)
+
+static void
+test_thread(void **state)
+{
+	static struct heard h;
+	char off[600], path[1024], err[256];
+	char *cmd[] = { "/bin/sh", "-c", "test -s \"$0\" && exit 3", NULL };
+	struct queue_point_settings s = { 0 };
+	struct queue_point_thread *t;
+	struct queue_point_stats st;
+	uint64_t pending;
+	struct queue *q = queue_filled(&pending);
+	struct stat sb;
+
+	(void)state;
+	pthread_mutex_init(&h.mu, NULL);
+	pthread_cond_init(&h.cv, NULL);
+	snprintf(off, sizeof(off), "%s/offsite", tmpdir);
+	s.dir = rdir;
+	s.copy_to = off;
+	s.command = cmd;
+	s.command_timeout_ms = 5000;
+	s.keep =
+	    (struct queue_point_keep){ 3600000, 86400000, 7 * 86400000LL, 0 };
+	assert_int_equal(queue_point_thread_start(&t, q, &s, heard_log, &h, err,
+						  sizeof(err)),
+			 0);
+	assert_int_equal(queue_point_thread_request(t, heard_done, &h), 0);
+	pthread_mutex_lock(&h.mu);
+	while (h.answers == 0)
+		pthread_cond_wait(&h.cv, &h.mu);
+	pthread_mutex_unlock(&h.mu);
+	assert_int_equal(h.status, 0);
+	assert_int_equal(h.pi.messages, NMSG);
+	/* The copy is there, manifest and all; the command saw the point
+	 * file (non-empty) and said 3. */
+	snprintf(path, sizeof(path), "%s/point-%s.json", off, h.pi.name);
+	assert_int_equal(stat(path, &sb), 0);
+	snprintf(path, sizeof(path), "%s/point-%s.mdb", off, h.pi.name);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_true((uint64_t)sb.st_size == h.pi.size);
+	STATS_WAIT(t, st, st.commands_failed == 1);
+	assert_int_equal(st.taken, 1);
+	assert_true(st.have_last);
+	assert_string_equal(st.last.name, h.pi.name);
+
+	/* A slow command is killed after its timeout; the next point's is
+	 * skipped while it runs; the points themselves still come. */
+	cmd[2] = "sleep 30";
+	s.command_timeout_ms = 1500;
+	s.interval_ms = 300;
+	assert_int_equal(queue_point_thread_set(t, &s), 0);
+	STATS_WAIT(t, st, st.commands_skipped >= 1 && st.taken >= 3);
+	STATS_WAIT(t, st, st.commands_killed == 1);
+	queue_point_thread_stop(t);
+	queue_close(q);
+	assert_non_null(strstr(h.log, "command exited with status 3"));
+	assert_non_null(strstr(h.log, "command killed after command_timeout"));
+	assert_non_null(strstr(h.log, "command skipped"));
+	assert_non_null(strstr(h.log, " messages, "));
+}
+
+static void
 test_names(void **state)
 {
 	char name[POINT_NAME_BYTES];
@@ -447,6 +604,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_list_skips, dir_make,
 						dir_remove),
 		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_keep_plan),
+		cmocka_unit_test_setup_teardown(test_thread, dir_make,
+						dir_remove),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

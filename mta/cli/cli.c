@@ -136,6 +136,20 @@ static const struct cli_cmd cli_cmds[] = {
 	  "once it is on disk: its name, size and counts; needs the write "
 	  "right; audited)",
 	  CLI_NEED_CONF, 0, 0, 0, cli_point_now, NULL, NULL },
+	{ "restore", "list", "[--json]",
+	  "the restore points in restore.dir: time, size, messages, "
+	  "recipients, verified",
+	  CLI_NEED_CONF, CLI_O_JSON, 0, 0, cli_restore_list, NULL, NULL },
+	{ "restore", "verify", "POINT",
+	  "open point POINT read-only, walk every record, open every seal, "
+	  "check its manifest (offline; reads the queue key)",
+	  CLI_NEED_CONF, 0, 1, 1, cli_restore_verify, NULL, NULL },
+	{ "restore", NULL, "POINT [--no-log-replay]",
+	  "with outpostd stopped: verify POINT, move the queue aside to "
+	  "<queue.path>.before-restore-POINT, install the point; recipients "
+	  "the delivery log settled after it are marked done (not with "
+	  "--no-log-replay); audited",
+	  CLI_NEED_CONF, CLI_O_RESTORE, 1, 1, cli_restore, NULL, NULL },
 	{ "suspensions", NULL, "[--json]",
 	  "list suspended destinations (operators', reply patterns, "
 	  "back-off)",
@@ -169,20 +183,6 @@ static const struct cli_cmd cli_cmds[] = {
 	{ "hash", NULL, "ADDRESS",
 	  "print the keyed hash of ADDRESS, as the logs and queue show it",
 	  CLI_NEED_HASH_KEY, 0, 1, 1, cli_log_hash, NULL, NULL },
-	{ "restore", "list", "[--json]",
-	  "the restore points in restore.dir: time, size, messages, "
-	  "recipients, verified",
-	  CLI_NEED_CONF, CLI_O_JSON, 0, 0, cli_restore_list, NULL, NULL },
-	{ "restore", "verify", "POINT",
-	  "open point POINT read-only, walk every record, open every seal, "
-	  "check its manifest (offline; reads the queue key)",
-	  CLI_NEED_CONF, 0, 1, 1, cli_restore_verify, NULL, NULL },
-	{ "restore", NULL, "POINT [--no-log-replay]",
-	  "with outpostd stopped: verify POINT, move the queue aside to "
-	  "<queue.path>.before-restore-POINT, install the point; recipients "
-	  "the delivery log settled after it are marked done (not with "
-	  "--no-log-replay); audited",
-	  CLI_NEED_CONF, CLI_O_RESTORE, 1, 1, cli_restore, NULL, NULL },
 	{ "dkim", "keygen",
 	  "DOMAIN SELECTOR [--rsa BITS | --ed25519] [--key FILE] [--txt FILE]",
 	  "make a DKIM key (RSA-2048 by default; 0600), print the DNS TXT "

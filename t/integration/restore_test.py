@@ -18,7 +18,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from outpost_test import (ControlDaemon, Sink, check, delivery_config,  # noqa
-                          eq, run_tests, wait_for)
+                          ensure_daemon_user, eq, run_tests, wait_for)
 
 PRE_A = ["a%d@a.test" % i for i in range(1, 4)]  # waits: a.test suspended
 PRE_B = ["b%d@b.test" % i for i in range(1, 4)]  # delivered after the point
@@ -165,6 +165,9 @@ def test_restore():
         check(os.path.exists(point_file(d, point)), "the point stays")
         st = os.stat(os.path.join(queue_path(d), "data.mdb"))
         eq(st.st_mode & 0o777, 0o600, "data.mdb mode")
+        if os.geteuid() == 0:
+            eq(st.st_uid, ensure_daemon_user().pw_uid, "data.mdb owner")
+            eq(os.stat(queue_path(d)).st_mode & 0o777, 0o700, "queue dir")
         with open(d.audit_path) as f:
             audit = [json.loads(x) for x in f if x.strip()]
         eq(audit[-1]["command"], "restore " + point, "audited")

@@ -44,6 +44,7 @@
 #include "mta/receive/peer.h"
 #include "mta/core/htab.h"
 #include "mta/core/log.h"
+#include "mta/core/logkeep.h"
 #include "mta/core/logspace.h"
 #include "mta/core/loop.h"
 #include "mta/observe/metrics.h"
@@ -465,6 +466,48 @@ drain_hook(void)
 
 /* Reload ----------------------------------------------------------------- */
 
+/* logkeep's hook for the delivery log: the writer has reopened it. */
+static void
+delivery_log_rotated(void *arg)
+{
+	(void)arg;
+	evlog_reopen_wait();
+}
+
+/* The daemon rotates its two logs itself (mta/core/logkeep.h), on the
+ * keeper's thread, which starts here: after the drop of root (the .gz files
+ * are the account's), before the loops (it inherits their signal mask). */
+static void
+logs_keep_start(void)
+{
+	char err[512];
+
+	if (conf->log.delivery_file != NULL &&
+	    logkeep_add("delivery log", conf->log.delivery_file,
+			(int64_t)conf->retention.delivery_log_ms,
+			delivery_log_rotated, NULL, err, sizeof(err)) != 0)
+		fatalx("%s", err);
+	if (conf->log.audit_file != NULL && conf->log.audit_file[0] != '\0' &&
+	    logkeep_add("audit log", conf->log.audit_file,
+			(int64_t)conf->retention.audit_log_ms,
+			control_audit_rotated, NULL, err, sizeof(err)) != 0)
+		fatalx("%s", err);
+	if (logkeep_start(err, sizeof(err)) != 0)
+		fatalx("%s", err);
+}
+
+/* A reload's retention of the logs (their paths take a restart). */
+static void
+logs_keep_reconf(const struct conf *nc)
+{
+	if (conf->log.delivery_file != NULL)
+		logkeep_lifetime_set(conf->log.delivery_file,
+				     (int64_t)nc->retention.delivery_log_ms);
+	if (conf->log.audit_file != NULL)
+		logkeep_lifetime_set(conf->log.audit_file,
+				     (int64_t)nc->retention.audit_log_ms);
+}
+
 /* Append "KEY changed: takes effect at restart" to OUT for each key only a
  * restart applies whose value differs between the start's and NC. */
 static void
@@ -618,6 +661,7 @@ reload_run(char *out, size_t len)
 	if (queue_point_thread_set(points, &ps) != 0)
 		log_warnx("reload: restore points keep their settings: out "
 			  "of memory");
+	logs_keep_reconf(nc);
 	gen = ng;
 	conf_unref(nc); /* ng holds it */
 	reload_count(oc->users, oc->nusers, nc->users, nc->nusers,
@@ -995,6 +1039,7 @@ main(int argc, char *argv[])
 		fatalx("restore points: %s", err);
 	control_point_hook(points);
 	metrics_add_text(control_point_metrics_text);
+	logs_keep_start();
 	/* Loop threads start with the early mask, so signals come here. */
 	for (i = 0; i < nloops; i++) {
 		(void)snprintf(loops[i].name, sizeof(loops[i].name), "smtp%u",
@@ -1088,6 +1133,7 @@ main(int argc, char *argv[])
 		event_free(ev_watchdog);
 	metrics_stop();
 	event_base_free(main_base);
+	logkeep_stop(); /* before the writers it calls */
 	evlog_close();
 	(void)confgen_reap(true); /* the loops are gone: nobody else holds */
 	confgen_unref(gen);

@@ -55,9 +55,6 @@ install(CODE "
 		file(INSTALL DESTINATION /etc/outpost TYPE FILE
 			FILES \"${OUTPOST_PKG_DIR}/outpost.conf\")
 	endif()")
-# Rotation of the delivery and audit logs, 90 days at most.
-install(FILES ${OUTPOST_PKG_DIR}/logrotate DESTINATION /etc/logrotate.d
-	RENAME outpost)
 install(DIRECTORY DESTINATION /var/lib/outpost)
 install(DIRECTORY DESTINATION /var/log/outpost)
 install(FILES ${OUTPOST_PKG_DIR}/lintian-overrides

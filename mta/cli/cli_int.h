@@ -137,7 +137,9 @@ bool cli_domain_ok(const char *s);
 /*
  * cli_log_each — every line of FILE's rotated files (FILE-YYYY-MM-DD and
  * FILE-YYYY-MM-DD.gz, oldest first, compressed or not) that may hold lines
- * at or after SINCE_MS (those of its day and later; SINCE_MS <= 0: all),
+ * at or after SINCE_MS (those of its day and later, and of the day before,
+ * which holds the lines written between midnight and the rotation;
+ * SINCE_MS <= 0: all),
  * then FILE itself, each to FN without its LF (LINE is not NUL-terminated
  * and lives until FN returns; a line has no length limit).  FN returns 0 to
  * go on; anything else stops the walk and is returned.  0 when every line

@@ -1,7 +1,7 @@
 /*
  * cli_log.c — `outpost log` (the delivery log's lines of one recipient,
- * some events, one message and/or a time span; -f follows the file from
- * its end, across rotations) and `outpost
+ * some events, one message and/or a time span, its rotated files
+ * included; -f follows the file from its end, across rotations) and `outpost
  * hash` (an address's keyed hash, as the logs and the queue views show it).
  * Both read the log-hash key (cli_hash_key_load) and nothing of the queue.
  * Must not: create the key, or print an address in clear.  One thread.
@@ -373,6 +373,18 @@ cli_log_filter_set(const struct cli *c, struct cli_log_filter *f)
 	return CLI_OK;
 }
 
+/* cli_log_each's callback: print LINE if it matches. */
+static int
+cli_log_each_line(const char *line, size_t len, void *arg)
+{
+	if (cli_log_match(arg, line, len)) {
+		fwrite(line, 1, len, stdout);
+		if (putchar('\n') == EOF)
+			return -1;
+	}
+	return 0;
+}
+
 /*
  * With -f, start where the file ends now (as tail -f does: what is there
  * is history, --since reads it instead), past a line being written.
@@ -391,10 +403,12 @@ cli_log_follow_start(int fd, const struct stat *st, struct cli_log_filter *f)
 /*
  * log — filter the delivery log (JSON Lines) by recipient (its keyed hash,
  * as `outpost hash` makes it), event, queue id or Message-ID (its
- * msgid_hash) and/or time.  With -f,
- * follow the file as tail -F does, from its end (from its start with
- * --since): wait for more, and when the name points to a new file
- * (logrotate moved the old one) finish the old one and go on with the new.
+ * msgid_hash) and/or time, over the files the daemon rotated (all, or
+ * from --since's day: cli_log_each) and the file.  With -f,
+ * follow the file as tail -F does, from its end (from the rotated files of
+ * --since's day): wait for more, and when the name points to a new file
+ * (the daemon's midnight rotation or logrotate moved the old one) finish
+ * the old one and go on with the new.
  * Its length is the follow loop, which reads better in one piece.
  */
 int
@@ -403,7 +417,7 @@ cli_log(struct cli *c)
 	struct cli_log_filter f;
 	struct stat st, nst;
 	char hash[QUEUE_HASH_HEX_BYTES], *events = NULL, *tok, *save = NULL;
-	char msgid_hash[QUEUE_HASH_HEX_BYTES];
+	char msgid_hash[QUEUE_HASH_HEX_BYTES], err[512] = "";
 	const char *path;
 	char *buf = NULL;
 	size_t len = 0, cap = 0;
@@ -449,13 +463,32 @@ cli_log(struct cli *c)
 		queue_addr_hash(c->hash_key, c->id, msgid_hash);
 		f.msgid_hash = msgid_hash;
 	}
+	if (!c->follow) {
+		/* The daemon's rotated files (from --since's day), then
+		 * the file. */
+		if (cli_log_each(path, f.since ? f.since_ms : 0,
+				 cli_log_each_line, &f, err,
+				 sizeof(err)) != 0) {
+			if (err[0] != '\0')
+				cli_errx("log: %s", err);
+			goto done;
+		}
+		rc = fflush(stdout) == 0 ? CLI_OK : CLI_ERR;
+		goto done;
+	}
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 ||
 	    fstat(fd, &st) != 0) {
 		cli_errx("log: %s: %s", path, strerror(errno));
 		goto done;
 	}
-	if (c->follow && !f.since)
+	if (!f.since)
 		cli_log_follow_start(fd, &st, &f);
+	else if (cli_log_each_rotated(path, f.since_ms, &st, cli_log_each_line,
+				      &f, NULL, err, sizeof(err)) != 0) {
+		if (err[0] != '\0')
+			cli_errx("log: %s", err);
+		goto done;
+	}
 	for (;;) {
 		if (cli_log_read(fd, &f, &buf, &len, &cap) != 0) {
 			cli_errx("log: %s: %s", path, strerror(errno));
@@ -463,8 +496,6 @@ cli_log(struct cli *c)
 		}
 		if (fflush(stdout) != 0)
 			goto done;
-		if (!c->follow)
-			break;
 		nanosleep(&pause, NULL);
 		if (stat(path, &nst) != 0)
 			continue; /* between rename and re-creation */
@@ -487,8 +518,6 @@ cli_log(struct cli *c)
 			len = 0;
 		}
 	}
-	cli_log_lines(&f, buf, &len, true);
-	rc = fflush(stdout) == 0 ? CLI_OK : CLI_ERR;
 done:
 	if (fd >= 0)
 		close(fd);

@@ -146,10 +146,13 @@ cli_logfiles_list(const char *dir, const char *base, int64_t since_ms,
 	struct cli_logfile *v = NULL, *nv;
 	size_t cap = 0;
 	struct dirent *de;
-	int64_t day, from = since_ms > 0 ? logkeep_day_start(since_ms) : 0;
+	int64_t day, from;
 	bool gz;
 	DIR *d;
 
+	/* The file of the day before holds the first moments of SINCE's
+	 * day too: the lines written between midnight and the rename. */
+	from = since_ms > 0 ? logkeep_day_start(since_ms) - LOGKEEP_DAY_MS : 0;
 	*n = 0;
 	if ((d = opendir(dir)) == NULL) {
 		snprintf(err, errlen, "%s: %s", dir, strerror(errno));

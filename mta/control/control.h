@@ -25,7 +25,8 @@
  * command is recorded as parsed, never as received: a user (an address,
  * a VERP sender) as hash:HASH (evlog_hash), an unparsable line by its verb. The
  * file is opened for each record (changes are rare), so logrotate needs no
- * signal.  Reads (ping, suspensions) are not recorded.
+ * signal; the daemon rotates it itself at UTC midnight (mta/core/logkeep.h,
+ * control_audit_rotated).  Reads (ping, suspensions) are not recorded.
  *
  * Threads: everything runs on the delivery loop (the scheduler's); the
  * audit record (getpwuid_r, write, fsync) is written on the worker pool, so
@@ -62,6 +63,15 @@ struct queue;
  */
 int control_start(struct loop *dloop, const struct conf *c, struct queue *q,
 		  char *err, size_t errlen);
+
+/*
+ * control_audit_rotated — the audit file was renamed (the daemon's own
+ * rotation): returns once every record that opened the old file is written,
+ * so the keeper may compress it; later records open a new file.  ARG is
+ * unused (logkeep_reopen_fn).  Blocks for one write and fsync: the log
+ * keeper's thread, never a loop.
+ */
+void control_audit_rotated(void *arg);
 
 /*
  * control_stop — stop listening, remove the socket file, drop the sessions

@@ -3,13 +3,15 @@
  * change command, `show … headers` and refusal, O_APPEND and fsync'd, and
  * an EV_ADMIN event in the delivery log for each.
  * Owns: the audit file's path (the file is opened for each record, so
- * logrotate needs no signal).  Must not: write an address in clear (the
+ * logrotate needs no signal; the daemon's own rotation waits for records
+ * under way: control_audit_rotated).  Must not: write an address in clear (the
  * command is recorded as parsed: control_audit_command_make).
  * Threads: control_audit_run on the worker pool (getpwuid_r, write, fsync:
  * the loop never waits for the disk); the rest on the delivery loop.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <pwd.h>
@@ -21,6 +23,7 @@
 #include <unistd.h>
 
 #include "queue/queue.h"
+#include "mta/control/control.h"
 #include "mta/control/control_int.h"
 #include "mta/observe/evlog.h"
 #include "mta/core/json.h"
@@ -31,6 +34,17 @@
 #define CONTROL_AUDIT_MAX (CONTROL_COMMAND_MAX + 1024) /* one record */
 
 static char control_audit_path[PATH_MAX]; /* "" = no audit log */
+/* Records hold it shared from open to close; a rotation takes it alone to
+ * know that no record still writes to the renamed file. */
+static pthread_rwlock_t control_audit_rotation = PTHREAD_RWLOCK_INITIALIZER;
+
+void
+control_audit_rotated(void *arg)
+{
+	(void)arg;
+	pthread_rwlock_wrlock(&control_audit_rotation);
+	pthread_rwlock_unlock(&control_audit_rotation);
+}
 
 int
 control_audit_init(const char *path, char *err, size_t errlen)
@@ -97,7 +111,7 @@ control_audit_user(uid_t uid, char *out, size_t outlen)
 
 /* Write one record: O_APPEND, then fsync.  0, or -1 with s->audit_err. */
 static int
-control_audit_append(struct control_session *s, const char *line, size_t len)
+control_audit_write(struct control_session *s, const char *line, size_t len)
 {
 	int fd;
 	ssize_t w;
@@ -129,6 +143,18 @@ fail_fd:
 fail:
 	snprintf(s->audit_err, sizeof(s->audit_err), "%s", strerror(errno));
 	return -1;
+}
+
+/* control_audit_write between a rotation's rename and its compression. */
+static int
+control_audit_append(struct control_session *s, const char *line, size_t len)
+{
+	int rc;
+
+	pthread_rwlock_rdlock(&control_audit_rotation);
+	rc = control_audit_write(s, line, len);
+	pthread_rwlock_unlock(&control_audit_rotation);
+	return rc;
 }
 
 /*

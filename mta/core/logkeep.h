@@ -17,8 +17,9 @@
 #include <stdint.h>
 
 #define LOGKEEP_DAY_MS    86400000LL
-#define LOGKEEP_DAY_BYTES 11 /* "YYYY-MM-DD" and its NUL */
-#define LOGKEEP_MAX       2  /* the delivery log and the audit log */
+#define LOGKEEP_DAY_BYTES 11        /* "YYYY-MM-DD" and its NUL */
+#define LOGKEEP_MAX       2         /* the delivery log and the audit log */
+#define LOGKEEP_SWEEP_MS  3600000LL /* removal by age: hourly */
 
 /* logkeep_day_start — 00:00 UTC of the day that holds MS. Pure. */
 int64_t logkeep_day_start(int64_t ms);
@@ -73,16 +74,5 @@ void logkeep_lifetime_set(const char *path, int64_t lifetime_ms);
  * finished first; a partial .gz is never left: it is written as .tmp and
  * renamed).  Main thread, before the logs' writers stop. */
 void logkeep_stop(void);
-
-struct logkeep_stats {
-	uint64_t rotations;  /* files renamed FILE-YYYY-MM-DD */
-	uint64_t compressed; /* rotated files gzipped */
-	uint64_t removed;    /* rotated files removed by age */
-	uint64_t failures;   /* a rename, compression or removal that failed */
-};
-
-/* logkeep_stats_get — the counters of the log at PATH (zero for another).
- * Any thread. */
-void logkeep_stats_get(const char *path, struct logkeep_stats *st);
 
 #endif

@@ -62,6 +62,10 @@ static struct {
 	size_t len, cap;
 	size_t reopen_mark; /* lines before it go to the old file */
 	bool reopen, stop;
+	/* Reopen requests the writer took, and of those the ones done:
+	 * evlog_reopen_wait waits for its own. */
+	uint64_t reopens_taken, reopens_done;
+	pthread_cond_t reopened;
 	uint64_t lines, dropped, bytes;
 	/* The writer thread's own (and the opener's, before it starts). */
 	char *spare;
@@ -80,6 +84,7 @@ static struct {
 	/* Held for a memcpy of one line: three loops append at every event,
 	 * and spinning a moment is cheaper than sleeping in the kernel. */
 	.mu = PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP,
+	.reopened = PTHREAD_COND_INITIALIZER,
 	.fd = -1,
 	.gid = (gid_t)-1,
 };
@@ -700,6 +705,8 @@ evlog_writer_main(void *arg)
 		evl.cap = evl.spare_cap;
 		evl.len = 0;
 		evl.reopen = false;
+		if (reopen)
+			evl.reopens_taken++;
 		pthread_mutex_unlock(&evl.mu);
 
 		if (reopen) {
@@ -722,9 +729,14 @@ evlog_writer_main(void *arg)
 		pthread_mutex_lock(&evl.mu);
 		evl.spare = buf;
 		evl.spare_cap = cap;
+		if (reopen) {
+			evl.reopens_done = evl.reopens_taken;
+			pthread_cond_broadcast(&evl.reopened);
+		}
 		if (stop)
 			break;
 	}
+	pthread_cond_broadcast(&evl.reopened);
 	pthread_mutex_unlock(&evl.mu);
 	return NULL;
 }
@@ -904,6 +916,29 @@ evlog_reopen(void)
 		evl.reopen_mark = evl.len;
 		pthread_mutex_unlock(&evl.mu);
 		pthread_cond_signal(&evl.wake);
+	}
+	atomic_fetch_sub(&evl_inflight, 1);
+}
+
+void
+evlog_reopen_wait(void)
+{
+	uint64_t want;
+
+	if (atomic_load(&evl_state) != EVL_OPEN)
+		return;
+	atomic_fetch_add(&evl_inflight, 1);
+	if (atomic_load(&evl_state) == EVL_OPEN) {
+		pthread_mutex_lock(&evl.mu);
+		/* A request the writer took before this one may have opened
+		 * the file before its rename: wait for a later one. */
+		want = evl.reopens_taken + 1;
+		evl.reopen = true;
+		evl.reopen_mark = evl.len;
+		pthread_cond_signal(&evl.wake);
+		while (!evl.stop && evl.reopens_done < want)
+			pthread_cond_wait(&evl.reopened, &evl.mu);
+		pthread_mutex_unlock(&evl.mu);
 	}
 	atomic_fetch_sub(&evl_inflight, 1);
 }

@@ -9,7 +9,8 @@
  * address-shaped.  Lines are formatted on the calling thread and handed to a
  * writer thread, which writes them out at least once a second (and on
  * shutdown): no caller ever waits for the disk.  SIGUSR1 reopens the file
- * (logrotate).  Thread-safe.
+ * (logrotate); the daemon rotates it itself at UTC midnight (logkeep.h,
+ * evlog_reopen_wait).  Thread-safe.
  */
 #ifndef OUTPOST_MTA_EVLOG_H
 #define OUTPOST_MTA_EVLOG_H
@@ -111,6 +112,16 @@ int evlog_file_perms(gid_t gid, mode_t mode, char *err, size_t errlen);
 /* evlog_reopen — reopen the file (after logrotate moved it).  Any thread
  * (async-signal-unsafe: call from the main loop's signal event). */
 void evlog_reopen(void);
+
+/*
+ * evlog_reopen_wait — as evlog_reopen, and return once the writer has
+ * reopened the path: every line queued before the call went to the old
+ * file, none will go there after (the daemon's own rotation renames the
+ * file, then calls this before it compresses the renamed one).  Blocks for
+ * one write of the pending lines: never on a loop; the log keeper's thread
+ * (mta/core/logkeep.h).  Returns at once when the log is not open.
+ */
+void evlog_reopen_wait(void);
 
 /* evlog_close — write everything queued, stop the writer, close.  Main. */
 void evlog_close(void);

@@ -59,3 +59,7 @@ outpost_integration_test(memcheck t/integration/memcheck_test.py TIMEOUT 600)
 # before the point delivered exactly once, the log replay keeps the ones
 # delivered after it from going twice; a damaged point refused.
 outpost_integration_test(restore t/integration/restore_test.py SERIAL TIMEOUT 600)
+# Retention of the logs on the test clock: the daemon's own rotation at UTC
+# midnight and at start, FILE-YYYY-MM-DD.gz, removal by age (and at a
+# reload), `outpost log` over the compressed files.
+outpost_integration_test(retention t/integration/retention_test.py TIMEOUT 600)

@@ -27,6 +27,7 @@
 #define LONG_LINE_BYTES (700 * 1024)
 
 static char dir[64];
+static char walk_err[256]; /* the last walk's error */
 
 struct seen {
 	char text[4096]; /* the lines, each followed by '|' */
@@ -121,19 +122,24 @@ teardown(void **state)
 	return system(cmd) == 0 ? 0 : -1;
 }
 
+/* cli_log_each over NAME in the directory; its error in walk_err. */
+static int
+walk_file(const char *name, int64_t since_ms, int stop_after, struct seen *s)
+{
+	char file[128];
+
+	memset(s, 0, sizeof(*s));
+	walk_err[0] = '\0';
+	s->stop_after = stop_after;
+	snprintf(file, sizeof(file), "%s/%s", dir, name);
+	return cli_log_each(file, since_ms, on_line, s, walk_err,
+			    sizeof(walk_err));
+}
+
 static int
 walk(int64_t since_ms, int stop_after, struct seen *s)
 {
-	char file[128], err[256] = "";
-	int rc;
-
-	memset(s, 0, sizeof(*s));
-	s->stop_after = stop_after;
-	snprintf(file, sizeof(file), "%s/log", dir);
-	rc = cli_log_each(file, since_ms, on_line, s, err, sizeof(err));
-	if (rc == -1)
-		print_message("err: %s\n", err);
-	return rc;
+	return walk_file("log", since_ms, stop_after, s);
 }
 
 static void
@@ -153,10 +159,11 @@ test_since_picks_days(void **state)
 	struct seen s;
 
 	(void)state;
-	/* 2026-01-02T12:00:00Z: that day's file on, whatever its hour. */
-	assert_int_equal(walk(1767355200000LL, 0, &s), 0);
+	/* 2026-01-03T12:00:00Z: the file of the day before on (it holds
+	 * the lines written between midnight and the rotation). */
+	assert_int_equal(walk(1767355200000LL + LOGKEEP_DAY_MS, 0, &s), 0);
 	assert_string_equal(s.text, "b1|c1|c2|d1|LONG|d2|");
-	/* A day after every rotated one: the log alone. */
+	/* Two days after every rotated one: the log alone. */
 	assert_int_equal(walk(1767355200000LL + 10 * LOGKEEP_DAY_MS, 0, &s), 0);
 	assert_string_equal(s.text, "d1|LONG|d2|");
 }
@@ -174,7 +181,7 @@ test_stop(void **state)
 static void
 test_damaged_gz(void **state)
 {
-	char path[256], err[256] = "", file[128];
+	char path[256];
 	struct seen s;
 	FILE *f;
 
@@ -182,11 +189,8 @@ test_damaged_gz(void **state)
 	snprintf(path, sizeof(path), "%s/log-2025-12-31.gz", dir);
 	put_gz("log-2025-12-31.gz", "z1\nz2\nz3\n");
 	assert_int_equal(truncate(path, 20), 0);
-	memset(&s, 0, sizeof(s));
-	snprintf(file, sizeof(file), "%s/log", dir);
-	assert_int_equal(cli_log_each(file, 0, on_line, &s, err, sizeof(err)),
-			 -1);
-	assert_non_null(strstr(err, "log-2025-12-31.gz"));
+	assert_int_equal(walk(0, 0, &s), -1);
+	assert_non_null(strstr(walk_err, "log-2025-12-31.gz"));
 	assert_int_equal(unlink(path), 0);
 	/* Not gzip at all (plain text under a .gz name) reads as text. */
 	assert_non_null(f = fopen(path, "w"));
@@ -200,21 +204,15 @@ test_damaged_gz(void **state)
 static void
 test_missing(void **state)
 {
-	char file[128], err[256] = "";
 	struct seen s;
 
 	(void)state;
-	memset(&s, 0, sizeof(s));
-	snprintf(file, sizeof(file), "%s/nothing", dir);
-	assert_int_equal(cli_log_each(file, 0, on_line, &s, err, sizeof(err)),
-			 -1);
-	assert_non_null(strstr(err, "No such file"));
+	assert_int_equal(walk_file("nothing", 0, 0, &s), -1);
+	assert_non_null(strstr(walk_err, "No such file"));
 	/* Rotated files but no FILE (between the daemon's rename and its
 	 * reopen): the rotated ones, no error. */
 	put_plain("gone-2026-01-02", "g1\n");
-	snprintf(file, sizeof(file), "%s/gone", dir);
-	assert_int_equal(cli_log_each(file, 0, on_line, &s, err, sizeof(err)),
-			 0);
+	assert_int_equal(walk_file("gone", 0, 0, &s), 0);
 	assert_string_equal(s.text, "g1|");
 }
 

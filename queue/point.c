@@ -750,6 +750,19 @@ point_manifest_read(const char *dir, const char *name,
 
 /* Taking ------------------------------------------------------------------ */
 
+/* The point's pages leave the page cache: a point is cold once taken,
+ * and the queue's own pages are worth more there. */
+static void
+point_cache_drop(const char *path)
+{
+	int fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return;
+	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+	close(fd);
+}
+
 /* Sleep until the next second of the clock NOW_MS belongs to. */
 static void
 point_next_second(int64_t now_ms)
@@ -794,21 +807,22 @@ point_file_create(const char *dir, struct queue_point_info *pi, char *tmp,
 	return -1;
 }
 
-/* Copy the environment into a new file; its name in PI, the file synced
- * under its final name.  0, or -1 with err set (no file left). */
+/* Copy the environment into a new file; its name, size and checksum in
+ * PI, the file synced under its final name.  0, or -1 with err set (no
+ * file left). */
 static int
 point_copy(struct queue *q, const char *dir, struct queue_point_info *pi,
 	   char *err, size_t errlen)
 {
-	char tmp[PATH_MAX], path[PATH_MAX];
-	int fd, rc;
+	char tmp[PATH_MAX], path[PATH_MAX], why[256];
+	int fd;
 
 	if ((fd = point_file_create(dir, pi, tmp, sizeof(tmp), err, errlen)) <
 	    0)
 		return -1;
-	if ((rc = mdb_env_copyfd2(q->env, fd, MDB_CP_COMPACT)) != 0) {
-		(void)snprintf(err, errlen, "%s: copy: %s", tmp,
-			       mdb_strerror(rc));
+	if (point_copy_stream(q->env, fd, &pi->size, pi->checksum, why,
+			      sizeof(why)) != 0) {
+		(void)snprintf(err, errlen, "%s: %s", tmp, why);
 		goto fail;
 	}
 	if (fsync(fd) != 0) {
@@ -848,11 +862,10 @@ queue_point_take(struct queue *q, const char *dir, struct queue_point_info *out,
 		goto done;
 	/* point_copy() made this very path: it fits. */
 	(void)point_path(path, sizeof(path), dir, pi.name, "mdb");
-	if (point_file_sum(path, &pi.size, pi.checksum, err, errlen) != 0)
-		goto fail;
 	pi.key_id = crypt_key_id(q->key);
 	why[0] = '\0';
 	pi.verified = point_walk(path, q->key, &pi, why, sizeof(why)) == 0;
+	point_cache_drop(path);
 	pi.duration_ms =
 	    (int64_t)((queue_clock_us(CLOCK_MONOTONIC) - t0) / 1000);
 	if (point_manifest_write(dir, &pi, err, errlen) != 0)

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <lmdb.h>
+
 #include "queue/queue.h"
 
 #define POINT_PREFIX         "point-"
@@ -54,6 +56,14 @@ int point_manifest_read(const char *dir, const char *name,
  */
 int point_walk(const char *path, const struct crypt_key *k,
 	       struct queue_point_info *out, char *err, size_t errlen);
+
+/*
+ * point_copy_stream — LMDB's compacting copy of ENV into FD (point_copy.c),
+ * with its size and checksum ("blake2b-256:HEX"); the file is written back
+ * as it goes (fsync it after).  Blocking.  0, or -1 with err set.
+ */
+int point_copy_stream(MDB_env *env, int fd, uint64_t *size, char sum[80],
+		      char *err, size_t errlen);
 
 /* point_file_sum — size and BLAKE2b-256 ("blake2b-256:HEX") of PATH.
  * 0, or -1 with err set. */

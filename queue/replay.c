@@ -17,8 +17,8 @@
 
 #include "queue/queue.h"
 
-#define REPLAY_HASH_BYTES 16  /* queue_addr_hash: BLAKE2b-128 */
-#define REPLAY_WINDOW     256 /* ops submitted and not yet committed */
+#define REPLAY_HASH_BYTES 16   /* queue_addr_hash: BLAKE2b-128 */
+#define REPLAY_WINDOW     4096 /* ops submitted and not yet committed */
 
 struct replay_note {
 	uint64_t id;

@@ -70,6 +70,7 @@ static struct conf *conf;
 static struct confgen *gen;
 static const char *conf_file; /* -c, or NULL: the embedded defaults */
 static struct queue *queue;
+static struct queue_point_thread *points; /* the restore thread */
 static struct loop *loops;
 static unsigned nloops;
 static struct loop dloop; /* the delivery loop */
@@ -233,9 +234,8 @@ privilege_plan(struct priv *p)
 {
 	char err[512];
 
-	/* outpostd never executes anything: no thread, started now or
-	 * later, may gain privileges through exec (per thread, so before
-	 * the first thread). */
+	/* Nothing outpostd runs (restore.command) may gain privileges
+	 * through exec: set for every thread, so before the first. */
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
 		fatal("prctl(PR_SET_NO_NEW_PRIVS)");
 	if (geteuid() != 0 || conf->allow_root)
@@ -272,7 +272,7 @@ privilege_drop(const struct priv *p)
 	const char *own[] = { conf->data_dir,          conf->queue.path,
 			      conf->queue.key_file,    conf->hash_key_file,
 			      conf->log.delivery_file, conf->log.audit_file,
-			      conf->control.socket };
+			      conf->control.socket,    conf->restore.dir };
 	char err[512];
 	size_t i;
 
@@ -287,6 +287,33 @@ privilege_drop(const struct priv *p)
 		fatalx("data_dir %s", err);
 	log_info("running as user %s (uid %u, gid %u)", p->name,
 		 (unsigned)p->uid, (unsigned)p->gid);
+}
+
+/* The restore thread's settings from C (strings copied by the thread). */
+static void
+points_settings(const struct conf *c, struct queue_point_settings *ps)
+{
+	memset(ps, 0, sizeof(*ps));
+	ps->interval_ms = (int64_t)c->restore.interval_ms;
+	ps->dir = c->restore.dir;
+	ps->copy_to = c->restore.copy_to;
+	ps->command = c->restore.command;
+	ps->command_timeout_ms = (int64_t)c->restore.command_timeout_ms;
+	ps->keep.all_ms = (int64_t)c->restore.keep_all_ms;
+	ps->keep.hourly_ms = (int64_t)c->restore.keep_hourly_ms;
+	ps->keep.daily_ms = (int64_t)c->restore.keep_daily_ms;
+	ps->keep.max_age_ms = (int64_t)c->retention.restore_points_ms;
+}
+
+/* Restore thread: its lines into the diagnostics (never an address). */
+static void
+points_log(enum queue_point_level level, const char *msg, void *arg)
+{
+	(void)arg;
+	if (level == QPL_WARN)
+		log_warnx("%s", msg);
+	else
+		log_info("%s", msg);
 }
 
 /* SIGUSR1: logrotate moved the delivery log; open a new one. */
@@ -626,6 +653,7 @@ reload_run(char *out, size_t len)
 	struct conf *nc = NULL;
 	struct confgen *ng = NULL, *old = gen;
 	struct listen_plan *plan = NULL;
+	struct queue_point_settings ps;
 	const struct conf *oc = gen->conf;
 	int64_t t0 = util_mono_ms();
 	unsigned la, lr, ua, ur, da, dr, nfixed = 0;
@@ -650,6 +678,10 @@ reload_run(char *out, size_t len)
 	listen_plan_apply(loops, plan);
 	sched_reconf(nc);
 	control_purge_reconf(nc);
+	points_settings(nc, &ps);
+	if (queue_point_thread_set(points, &ps) != 0)
+		log_warnx("reload: restore points keep their settings: out "
+			  "of memory");
 	logs_keep_reconf(nc);
 	gen = ng;
 	conf_unref(nc); /* ng holds it */
@@ -790,6 +822,7 @@ main(int argc, char *argv[])
 {
 	const char *file = NULL;
 	struct queue_config qc;
+	struct queue_point_settings ps;
 	struct queue_stats qs;
 	struct sched_config sc;
 	struct dns_config dc;
@@ -896,6 +929,8 @@ main(int argc, char *argv[])
 		fatalx("libsodium initialisation failed");
 	if (util_mkdir_p(conf->data_dir, 0700) != 0)
 		fatal("%s", conf->data_dir);
+	if (util_mkdir_p(conf->restore.dir, 0700) != 0)
+		fatal("restore.dir %s", conf->restore.dir);
 	if (queue_keyfile_load(conf->hash_key_file, true, hash_key, err,
 			       sizeof(err)) != 0)
 		fatalx("%s", err);
@@ -1020,6 +1055,14 @@ main(int argc, char *argv[])
 		fatalx("%s", err);
 	if (drop)
 		privilege_drop(&pv);
+	/* As the daemon's user: its points are its files.  Off every loop:
+	 * acceptance and delivery never wait for a point. */
+	points_settings(conf, &ps);
+	if (queue_point_thread_start(&points, queue, &ps, points_log, NULL, err,
+				     sizeof(err)) != 0)
+		fatalx("restore points: %s", err);
+	control_point_hook(points);
+	metrics_add_text(control_point_metrics_text);
 	logs_keep_start();
 	/* Loop threads start with the early mask, so signals come here. */
 	for (i = 0; i < nloops; i++) {
@@ -1074,6 +1117,9 @@ main(int argc, char *argv[])
 			dns_resolver_free(loops[i].dns);
 		loop_free(&loops[i]);
 	}
+	/* A point in progress finishes; a `restore-point` still waiting is
+	 * answered, through the delivery loop's last jobs (below). */
+	queue_point_thread_stop(points);
 	/* The scheduler's events live on the delivery loop's base: freed
 	 * after its last completions ran, before the base is. */
 	loop_flush(&dloop);

@@ -457,7 +457,7 @@ queue_new(const struct queue_config *cfg)
 }
 
 /* fsync the directory PATH SUFFIX ("" or "/.."). */
-static int
+int
 queue_dir_sync(const char *path, const char *suffix)
 {
 	char buf[PATH_MAX];

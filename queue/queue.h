@@ -288,6 +288,45 @@ typedef void queue_commit_fn(unsigned ops, uint64_t commit_us);
 void queue_commit_hook(struct queue *q, queue_commit_fn *fn);
 
 /*
+ * Log replay after a restore (replay.c), offline: outpostd must not have
+ * the queue open.  The recipients that the delivery log settled after a
+ * restore point are marked done in the restored queue, so that a restore
+ * does not send them again.  One thread (it waits for the writer).
+ *   queue_replay_open(&r, cfg, …)   opens the queue of CFG (as queue_open)
+ *       and reads the ids of its messages (the schedule index; nothing is
+ *       decrypted).  0, or -1 with ERR.
+ *   queue_replay_note(r, id, hash, state)   the log settled recipient HASH
+ *       (32 hex digits, queue_addr_hash with the log-hash key) of message
+ *       ID as STATE (QR_DELIVERED, QR_BOUNCED or QR_EXPIRED): kept when ID
+ *       is in the queue (1), else passed over (0); -1 out of memory.
+ *   queue_replay_apply(r, hash_key, &res, …)   each message with notes:
+ *       its pending recipients whose hash (with HASH_KEY) was noted take
+ *       the noted state; a message with none pending left is removed,
+ *       others are rewritten with their due time kept.  Returns after
+ *       every change is committed: 0, or -1 with ERR (a change that failed
+ *       is said; those committed stay).
+ *   queue_replay_close(r)   closes the queue; R may be NULL.
+ */
+struct queue_replay;
+struct queue_replay_result {
+	uint64_t messages; /* in the queue when opened */
+	uint64_t notes;    /* recipients noted for its messages */
+	uint64_t marked;   /* pending recipients marked done */
+	uint64_t removed;  /* messages removed: nothing pending left */
+	uint64_t skipped;  /* messages that do not open (damaged) */
+};
+int queue_replay_open(struct queue_replay **rp, const struct queue_config *cfg,
+		      char *err, size_t errlen);
+uint64_t queue_replay_messages(const struct queue_replay *r);
+int queue_replay_note(struct queue_replay *r, uint64_t id,
+		      const char *rcpt_hash, enum queue_rcpt_state state);
+int queue_replay_apply(struct queue_replay *r,
+		       const uint8_t hash_key[QUEUE_KEY_BYTES],
+		       struct queue_replay_result *res, char *err,
+		       size_t errlen);
+void queue_replay_close(struct queue_replay *r);
+
+/*
  * Operators' and limiters' state that outlives a restart: a destination's
  * suspension, a site's back-off, an AUTH block, when a configured user
  * was removed (its data's retention clock).  One record per (kind, name),
@@ -372,5 +411,159 @@ int queue_keyfile_load(const char *path, bool create,
  */
 void queue_addr_hash(const uint8_t key[QUEUE_KEY_BYTES], const char *addr,
 		     char out[QUEUE_HASH_HEX_BYTES]);
+
+/*
+ * Restore points (point.c): a compacted copy of the environment in DIR as
+ * point-NAME.mdb (0600; its records stay sealed) with its manifest
+ * point-NAME.json written last (a point without manifest is incomplete and
+ * ignored).  NAME is the UTC second it was taken, YYYYMMDDTHHMMSSZ (test
+ * clock: queue_wall_ms); a second point in the same second waits for the
+ * next one, so names never collide.  The queue key is never written there.
+ */
+struct queue_point_info {
+	char name[32];       /* YYYYMMDDTHHMMSSZ */
+	int64_t time_ms;     /* when it was taken (Unix ms) */
+	uint64_t size;       /* bytes of point-NAME.mdb */
+	uint64_t messages;   /* envelopes in it */
+	uint64_t recipients; /* recipients still pending in it */
+	uint32_t key_id;     /* id of the key that sealed it (crypt_key_id) */
+	char checksum[80];   /* "blake2b-256:" and 64 hex digits */
+	bool verified;       /* every record opened when it was taken */
+	int64_t duration_ms; /* copy, walk and manifest */
+};
+
+/*
+ * queue_point_take — copy Q (mdb_env_copyfd2, MDB_CP_COMPACT, from a read
+ * transaction: the writer goes on) into DIR (created 0700), fsync, then
+ * walk the copy opening every record, checksum it and write the manifest.
+ * OUT (may be NULL) gets the manifest.  Blocking (disk, the whole queue):
+ * the restore thread or a tool, never an I/O loop; one call at a time per
+ * DIR.  0 ok (a point whose walk failed is kept with verified false and
+ * the reason in err); -1 with err set and nothing left behind.
+ */
+int queue_point_take(struct queue *q, const char *dir,
+		     struct queue_point_info *out, char *err, size_t errlen);
+
+/*
+ * queue_point_list — the manifests of DIR, oldest first (*out malloc'd,
+ * owned by the caller, free()).  Temporary files, points without manifest
+ * and unreadable manifests are passed over.  A missing DIR is no points.
+ * 0 ok; -1 with err set.  Any thread.
+ */
+int queue_point_list(const char *dir, struct queue_point_info **out, size_t *n,
+		     char *err, size_t errlen);
+
+/*
+ * queue_point_verify — check the point NAME (the bare name, "point-NAME" or
+ * its file name) of DIR against its manifest: size, checksum, then (KEY
+ * must be the key whose id the manifest names) open it read-only and walk
+ * every record opening every seal; the counts must agree.  OUT (may be
+ * NULL) gets the manifest, verified set to the result.  0 the point is
+ * whole; -1 with the reason in err ("size 4096 bytes, the manifest says
+ * 81920 (truncated?)", "checksum differs from the manifest (altered?)",
+ * "record ID: authentication failed ...").  Any thread; read-only.
+ */
+int queue_point_verify(const char *dir, const char *name,
+		       const uint8_t key[QUEUE_KEY_BYTES],
+		       struct queue_point_info *out, char *err, size_t errlen);
+
+/*
+ * Which points stay (point_keep.c): every point younger than ALL_MS, the
+ * first of each UTC hour younger than HOURLY_MS, the first of each UTC day
+ * younger than DAILY_MS; none older, none older than MAX_AGE_MS (0: no
+ * limit).  The newest point stays unless past MAX_AGE_MS.
+ */
+struct queue_point_keep {
+	int64_t all_ms, hourly_ms, daily_ms, max_age_ms;
+};
+
+enum queue_point_keep_verdict {
+	QPK_KEEP,
+	QPK_LIFETIME, /* older than max_age_ms */
+	QPK_THINNED,  /* not the first of its hour or day */
+	QPK_EXPIRED,  /* older than every tier */
+};
+
+/* queue_point_keep_plan — the verdict on each of the N points V (oldest
+ * first, as queue_point_list gives them) at NOW_MS into OUT[N].  Pure. */
+void queue_point_keep_plan(const struct queue_point_info *v, size_t n,
+			   int64_t now_ms, const struct queue_point_keep *k,
+			   enum queue_point_keep_verdict *out);
+/* queue_point_keep_why — the words for a verdict ("older than …"). */
+const char *queue_point_keep_why(enum queue_point_keep_verdict v);
+
+/*
+ * queue_point_prune — remove the points of DIR that K does not keep at
+ * NOW_MS (manifest first, then file), and what interrupted points left
+ * (.tmp files, a point file without manifest); FN(NAME, WHY, ARG) for each
+ * (may be NULL).  Returns how many were removed, or -1 with err set.
+ * Blocking: the restore thread (or a tool with the daemon stopped).
+ */
+typedef void queue_point_removed_fn(const char *name, const char *why,
+				    void *arg);
+int queue_point_prune(const char *dir, int64_t now_ms,
+		      const struct queue_point_keep *k,
+		      queue_point_removed_fn *fn, void *arg, char *err,
+		      size_t errlen);
+
+/*
+ * The restore thread (point_run.c): a point every INTERVAL_MS (0: only on
+ * request), then its copy to COPY_TO and COMMAND (with the point's path
+ * appended; stdin /dev/null, output to our stderr; killed with its process
+ * group after COMMAND_TIMEOUT_MS; one at a time: a point whose previous
+ * command still runs skips its own), then the pruning of DIR and COPY_TO.
+ * Acceptance and delivery never wait for it: the copy reads from its own
+ * read transaction.  Strings are copied.
+ */
+struct queue_point_settings {
+	int64_t interval_ms;
+	const char *dir;
+	const char *copy_to;  /* NULL: none */
+	char *const *command; /* argv, NULL-terminated; NULL: none */
+	int64_t command_timeout_ms;
+	struct queue_point_keep keep;
+};
+
+struct queue_point_stats {
+	uint64_t taken, failed, unverified, copies_failed, removed;
+	uint64_t commands_ok, commands_failed, commands_killed,
+	    commands_skipped;
+	bool have_last;
+	struct queue_point_info last; /* the last point taken */
+};
+
+enum queue_point_level { QPL_INFO, QPL_WARN };
+/* What the thread has to say (no address is ever in it); called on the
+ * restore thread. */
+typedef void queue_point_log_fn(enum queue_point_level level, const char *msg,
+				void *arg);
+/* A requested point: STATUS 0 with PI, or -1 with ERR; restore thread. */
+typedef void queue_point_done_fn(int status, const struct queue_point_info *pi,
+				 const char *err, void *arg);
+
+struct queue_point_thread;
+
+/* queue_point_thread_start — prune DIR, then serve S.  0, or -1 with err
+ * set.  Main thread; Q must outlive queue_point_thread_stop(). */
+int queue_point_thread_start(struct queue_point_thread **tp, struct queue *q,
+			     const struct queue_point_settings *s,
+			     queue_point_log_fn *log, void *log_arg, char *err,
+			     size_t errlen);
+/* queue_point_thread_set — S (copied) from the next point on (a reload).
+ * 0, or -1 out of memory (the old settings stay).  Any thread. */
+int queue_point_thread_set(struct queue_point_thread *t,
+			   const struct queue_point_settings *s);
+/* queue_point_thread_request — take a point now; DONE(…, ARG) once it is
+ * on disk (or failed, or the thread stops first).  0, or -1 (out of
+ * memory).  Any thread; never blocks on disk. */
+int queue_point_thread_request(struct queue_point_thread *t,
+			       queue_point_done_fn *done, void *arg);
+/* queue_point_thread_stats — a snapshot.  Any thread. */
+void queue_point_thread_stats(struct queue_point_thread *t,
+			      struct queue_point_stats *st);
+/* queue_point_thread_stop — let a point in progress finish, answer the
+ * requests left with an error, kill a command still running, join.  NULL
+ * is allowed.  Main thread, before queue_close(). */
+void queue_point_thread_stop(struct queue_point_thread *t);
 
 #endif

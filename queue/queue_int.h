@@ -91,6 +91,10 @@ queue_body_key(uint8_t k[QUEUE_BODY_KEY_BYTES], uint64_t id, uint32_t chunk)
  */
 uint64_t queue_clock_us(clockid_t clk);
 
+/* queue_dir_sync — fsync the directory PATH SUFFIX ("" or "/..") so the
+ * names made in it are durable.  0, or -1 with errno.  Any thread. */
+int queue_dir_sync(const char *path, const char *suffix);
+
 /* queue_sealed_free — drop OP's sealed records (NULL-safe).  Any thread
  * that owns OP. */
 void queue_sealed_free(struct queue_op *op);

@@ -6,8 +6,9 @@
  * (cli_int.h).  Exit: 0 ok, 1 error, 2 usage.
  * Must not: open the queue or its key — every view (computed by outpostd:
  * mta/control/control_view.c) and every change goes through the control
- * socket, which checks the caller's rights; create keys; or print an
- * e-mail address in clear.  One thread.
+ * socket, which checks the caller's rights (the one exception: `restore`,
+ * cli_restore.c, which works offline with the daemon stopped); create
+ * keys; or print an e-mail address in clear.  One thread.
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -63,6 +64,7 @@
 #define CLI_O_BACKOFF 0x200u /* --respect-backoff */
 #define CLI_O_ARCHIVE 0x400u /* --key-file F, --passphrase-file F */
 #define CLI_O_EXPORT  0x800u /* --to FILE, --remove */
+#define CLI_O_RESTORE 0x1000u /* --no-log-replay */
 
 #define CLI_SEL_ARGS "ID... | --domain D | --user U | --all  [--json]"
 
@@ -148,6 +150,25 @@ static const struct cli_cmd cli_cmds[] = {
 	  "invalid file is refused (file:line) and the old one stays (needs "
 	  "the write right; audited)",
 	  CLI_NEED_CONF, 0, 0, 0, cli_reload, NULL, NULL },
+	{ "restore", "now", "",
+	  "take a restore point now (the daemon's restore thread; answered "
+	  "once it is on disk: its name, size and counts; needs the write "
+	  "right; audited)",
+	  CLI_NEED_CONF, 0, 0, 0, cli_point_now, NULL, NULL },
+	{ "restore", "list", "[--json]",
+	  "the restore points in restore.dir: time, size, messages, "
+	  "recipients, verified",
+	  CLI_NEED_CONF, CLI_O_JSON, 0, 0, cli_restore_list, NULL, NULL },
+	{ "restore", "verify", "POINT",
+	  "open point POINT read-only, walk every record, open every seal, "
+	  "check its manifest (offline; reads the queue key)",
+	  CLI_NEED_CONF, 0, 1, 1, cli_restore_verify, NULL, NULL },
+	{ "restore", NULL, "POINT [--no-log-replay]",
+	  "with outpostd stopped: verify POINT, move the queue aside to "
+	  "<queue.path>.before-restore-POINT, install the point; recipients "
+	  "the delivery log settled after it are marked done (not with "
+	  "--no-log-replay); audited",
+	  CLI_NEED_CONF, CLI_O_RESTORE, 1, 1, cli_restore, NULL, NULL },
 	{ "suspensions", NULL, "[--json]",
 	  "list suspended destinations (operators', reply patterns, "
 	  "back-off)",
@@ -245,6 +266,8 @@ static const struct cli_opt {
 	  offsetof(struct cli, until) },
 	{ "--follow", "-f", CLI_O_LOG, CLI_OPT_FLAG,
 	  offsetof(struct cli, follow) },
+	{ "--no-log-replay", NULL, CLI_O_RESTORE, CLI_OPT_FLAG,
+	  offsetof(struct cli, no_log_replay) },
 };
 
 #define CLI_NOPTS (sizeof(cli_opts) / sizeof(cli_opts[0]))
@@ -731,25 +754,30 @@ cli_ctl_user_line(const char *verb, const char *user, char *line, size_t size)
 
 /* Dispatch ------------------------------------------------------------ */
 
-/* The command named by ARGV[0] (and ARGV[1]); *words = words it used. */
+/* The command named by ARGV[0] (and ARGV[1]); *words = words it used.
+ * A row with ARGV[1] as its second word wins over one without ("restore
+ * list" before "restore POINT"), wherever the rows stand. */
 static const struct cli_cmd *
 cli_cmd_find(int argc, char **argv, int *words)
 {
+	const struct cli_cmd *one = NULL;
 	size_t i;
 
 	for (i = 0; i < CLI_NCMDS; i++) {
 		if (strcmp(argv[0], cli_cmds[i].name) != 0)
 			continue;
 		if (cli_cmds[i].sub == NULL) {
-			*words = 1;
-			return &cli_cmds[i];
+			if (one == NULL)
+				one = &cli_cmds[i];
+			continue;
 		}
 		if (argc > 1 && strcmp(argv[1], cli_cmds[i].sub) == 0) {
 			*words = 2;
 			return &cli_cmds[i];
 		}
 	}
-	return NULL;
+	*words = 1;
+	return one;
 }
 
 /* Is NAME a command that takes a second word (e.g. "queue")? */

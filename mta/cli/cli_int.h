@@ -11,6 +11,7 @@
  *     cli_keys.c   passwd, dkim keygen, auth blocks and unblock
  *     cli_purge.c  purge
  *     cli_export.c queue export, queue import
+ *     cli_restore.c restore list, verify, POINT (offline: the queue key)
  * One thread; every function prints its own errors on stderr (cli_errx).
  */
 #ifndef OUTPOST_MTA_CLI_INT_H
@@ -67,6 +68,8 @@ struct cli {
 	/* log */
 	const char *rcpt, *event, *id, *since, *until;
 	bool follow;
+	/* restore */
+	bool no_log_replay;
 	int argc; /* positional arguments after the command words */
 	char *argv[CLI_ARGS_MAX];
 };
@@ -181,6 +184,20 @@ int cli_log_each_rotated(const char *file, int64_t since_ms,
 			 int (*fn)(const char *line, size_t len, void *arg),
 			 void *arg, size_t *nread, char *err, size_t errlen);
 
+/*
+ * cli_log_js_get — the string value of the top-level member KEY of the
+ * JSON object in [P, END) (a delivery-log line), into OUT.  1 found, 0
+ * absent (or not a string), -1 malformed.  (cli_log.c)
+ */
+int cli_log_js_get(const char *p, const char *end, const char *key, char *out,
+		   size_t outlen);
+
+/*
+ * cli_log_time_parse — "YYYY-MM-DDTHH:MM[:SS[.fff]]Z" (the log's "time",
+ * or an operator's) into Unix ms.  0, or -1 when S is not such a time.
+ */
+int cli_log_time_parse(const char *s, int64_t *ms);
+
 /* The commands (struct cli_cmd.run): CLI_OK, CLI_ERR or CLI_USAGE. */
 int cli_queue_summary(struct cli *c);
 int cli_queue_status(struct cli *c);
@@ -203,5 +220,9 @@ int cli_reload(struct cli *c);
 int cli_purge(struct cli *c);
 int cli_export_export(struct cli *c);
 int cli_export_import(struct cli *c);
+int cli_point_now(struct cli *c);
+int cli_restore_list(struct cli *c);
+int cli_restore_verify(struct cli *c);
+int cli_restore(struct cli *c);
 
 #endif

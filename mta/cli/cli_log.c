@@ -126,7 +126,7 @@ cli_log_js_skip(const char *p, const char *end)
  * The string value of the top-level member KEY of the JSON object in
  * [P, END), into OUT.  1 found, 0 absent (or not a string), -1 malformed.
  */
-static int
+int
 cli_log_js_get(const char *p, const char *end, const char *key, char *out,
 	       size_t outlen)
 {
@@ -169,7 +169,7 @@ cli_log_js_get(const char *p, const char *end, const char *key, char *out,
  * "YYYY-MM-DDTHH:MM[:SS[.fff]]Z" (the log's "time", or an operator's)
  * into Unix ms.  0, or -1 when S is not such a time.
  */
-static int
+int
 cli_log_time_parse(const char *s, int64_t *ms)
 {
 	struct tm tm;

@@ -136,6 +136,9 @@ static const struct control_cmd control_cmds[] = {
 	  control_xfer_parse, control_xfer_run },
 	{ "import", CONF_RIGHT_IMPORT, CCF_AUDIT, 0, control_xfer_parse,
 	  control_xfer_run },
+	/* write: a point only adds a file (retention removes old ones). */
+	{ "restore-point", CONF_RIGHT_WRITE, CCF_AUDIT, 0, control_parse_none,
+	  control_point_run },
 };
 
 #define CONTROL_NCMDS (sizeof(control_cmds) / sizeof(control_cmds[0]))

@@ -122,6 +122,19 @@ void control_drain_hook(void (*fn)(void));
 void control_reload_hook(void (*fn)(void *token));
 
 /*
+ * control_point_hook — T serves `restore-point` (NULL: the command answers
+ * that restore points are not running).  Main thread, before the loops
+ * run; T must outlive control_stop() and the delivery loop's last job.
+ */
+struct queue_point_thread;
+void control_point_hook(struct queue_point_thread *t);
+
+/* control_point_metrics_text — the restore thread's metrics (restore
+ * points taken/failed, commands by result, the last point's duration,
+ * bytes and age) as a metrics_text_fn.  Any thread. */
+size_t control_point_metrics_text(char *buf, size_t len);
+
+/*
  * control_reload_done — a reload ended: OK and TEXT (lines: what changed
  * and its warnings, or on failure the reason, "file:line: message"); C the
  * configuration now in force when it worked (referenced for `status`),

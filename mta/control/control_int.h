@@ -155,6 +155,18 @@ unsigned control_reload_text(struct evbuffer *out);
 void control_reload_json(struct evbuffer *out);
 
 /*
+ * control_point.c:
+ * control_point_run      `restore-point`: ask the restore thread; the
+ *                        session waits in CS_RUN for its answer
+ * control_point_text     the `status` row of the last point onto OUT;
+ *                        returns the rows written (1)
+ * control_point_json     its "restore_point":{…} member (null: none)
+ */
+void control_point_run(struct control_session *s);
+unsigned control_point_text(struct evbuffer *out);
+void control_point_json(struct evbuffer *out);
+
+/*
  * control_audit.c:
  * control_audit_init     remember PATH (NULL or "": no audit log), make its
  *                        directory (0700) and check the file opens (0600);

@@ -127,6 +127,12 @@
  *                                             altered, imported already)
  *                                             adds nothing.  One export or
  *                                             import at a time.
+ *   restore-point                     write   a restore point now (restore
+ *                                             thread; answered once it is
+ *                                             on disk): "point NAME size
+ *                                             BYTES messages N recipients M
+ *                                             duration_ms MS verified
+ *                                             yes|no", ok 1; err why
  *   SEL = id HEX16 | domain DOMAIN | user USER | all
  *   XSEL = id HEX16 [HEX16…] (at most 256) | domain DOMAIN | user USER | all
  *

@@ -403,6 +403,8 @@ control_status_json(struct evbuffer *out, const struct conf *c,
 			    ",\"embedded_defaults\":%s,\"loaded\":\"%s\"},",
 			    embedded ? "true" : "false", loaded);
 	control_reload_json(out);
+	evbuffer_add_printf(out, ",");
+	control_point_json(out);
 	evbuffer_add_printf(out, ",\"drain\":\"%s\",\"listeners\":[",
 			    control_query_drain_state());
 	for (i = 0; i < c->nlisteners; i++) {
@@ -455,6 +457,7 @@ control_status_text(struct evbuffer *out, const struct conf *c,
 	ROW("%-14s %s\n", "config", embedded ? "embedded defaults" : c->file);
 	ROW("%-14s %s UTC\n", "loaded", loaded);
 	n += control_reload_text(out);
+	n += control_point_text(out);
 	ROW("%-14s %s\n", "drain", control_query_drain_state());
 	for (i = 0; i < c->nlisteners; i++)
 		ROW("%-14s %s tls=%s auth=%s\n", "listener",

@@ -18,7 +18,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$HERE/lib.sh"
 BUILD=$(cd "${1:-build}" && pwd)
-BENCHES=${BENCHES:-acceptance relay observe queue_scale signing backoff_scale}
+BENCHES=${BENCHES:-acceptance relay observe queue_scale signing backoff_scale restore}
 OUT=${BENCH_OUT:-$HERE/results/$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)

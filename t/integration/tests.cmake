@@ -53,9 +53,17 @@ outpost_integration_test(trace t/integration/trace_test.py TIMEOUT 600)
 # SIGHUP and `outpost reload`: a new configuration for new sessions, under
 # load without loss, an invalid file refused with file:line.
 outpost_integration_test(reload t/integration/reload_test.py TIMEOUT 600)
+# Restore points: interval, during a load, restore now, tiers under the
+# test clock, copy_to, a failing command, nothing secret in restore.dir.
+outpost_integration_test(restore_points t/integration/restore_points_test.py
+	TIMEOUT 600)
 # outpostd's whole life under valgrind memcheck (what ASan cannot see inside
 # Debian's uninstrumented libevent/OpenSSL/LMDB); skipped in the ASan variant.
 outpost_integration_test(memcheck t/integration/memcheck_test.py TIMEOUT 600)
+# `outpost restore`: a point restored over a truncated queue; messages from
+# before the point delivered exactly once, the log replay keeps the ones
+# delivered after it from going twice; a damaged point refused.
+outpost_integration_test(restore t/integration/restore_test.py SERIAL TIMEOUT 600)
 # Retention of the logs on the test clock: the daemon's own rotation at UTC
 # midnight and at start, FILE-YYYY-MM-DD.gz, removal by age (and at a
 # reload), `outpost log` over the compressed files.

@@ -1,0 +1,176 @@
+/*
+ * point_copy.c — the copy of a point: LMDB's compacting copy streamed
+ * through a pipe into the point's file, hashed on the way, and written
+ * back to disk window by window.
+ * Why: a copy left to the page cache is hundreds of MB of dirty pages
+ * flushed in one burst by the final fsync, which stalls the queue's own
+ * commits (their fsync waits behind it) and so acceptance.  Written back
+ * steadily, the copy goes at the disk's pace and the queue's commits
+ * interleave with it; the checksum costs no second read of the file.
+ * Owns: the pipe and LMDB's copy thread for the time of one call.
+ * Threads: the restore thread (blocking); LMDB's copy runs on a thread
+ * started here (with its priority) and joined before returning.
+ */
+#define _GNU_SOURCE /* sync_file_range, F_SETPIPE_SZ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lmdb.h>
+#include <sodium.h>
+
+#include "queue/point_int.h"
+#include "queue/queue_int.h"
+
+#define COPY_PIPE_BYTES   (1 << 20)  /* asked of the pipe; may get less */
+#define COPY_BUF_BYTES    (1u << 20) /* one read from the pipe */
+#define COPY_WINDOW_BYTES (8u << 20) /* written back at a time */
+
+/* LMDB's side of the pipe. */
+struct copy_feed {
+	MDB_env *env;
+	int fd;
+	int rc;
+};
+
+static void *
+copy_feed_main(void *arg)
+{
+	struct copy_feed *f = arg;
+	sigset_t pipe_sig;
+
+	/* A reader gone gives EPIPE here, never a signal to the process. */
+	sigemptyset(&pipe_sig);
+	sigaddset(&pipe_sig, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe_sig, NULL);
+	f->rc = mdb_env_copyfd2(f->env, f->fd, MDB_CP_COMPACT);
+	close(f->fd); /* end of file for the reader */
+	return NULL;
+}
+
+/* Write N bytes of BUF to FD.  0, or -1 with errno. */
+static int
+copy_write(int fd, const uint8_t *buf, size_t n)
+{
+	ssize_t w;
+
+	while (n > 0) {
+		if ((w = write(fd, buf, n)) < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		buf += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/*
+ * Start the write-back of the window [FROM, TO) and wait for the one
+ * before it: at most two windows of the point are dirty at any time.
+ */
+static int
+copy_writeback(int fd, uint64_t from, uint64_t to, uint64_t prev)
+{
+	if (sync_file_range(fd, (off_t)from, (off_t)(to - from),
+			    SYNC_FILE_RANGE_WRITE) != 0)
+		return -1;
+	if (from > prev &&
+	    sync_file_range(fd, (off_t)prev, (off_t)(from - prev),
+			    SYNC_FILE_RANGE_WAIT_BEFORE |
+				SYNC_FILE_RANGE_WRITE |
+				SYNC_FILE_RANGE_WAIT_AFTER) != 0)
+		return -1;
+	return 0;
+}
+
+/*
+ * Read the pipe RD to its end into FD, hashing and writing back.  A write
+ * error keeps reading (LMDB's thread must not block on a full pipe) and
+ * is returned at the end.  0, or -1 with err set.
+ */
+static int
+copy_pump(int rd, int fd, uint64_t *size, char sum[80], char *err,
+	  size_t errlen)
+{
+	crypto_generichash_state st;
+	uint8_t h[32], *buf;
+	char hex[65];
+	uint64_t prev = 0, from = 0;
+	ssize_t n;
+	int saved = 0;
+
+	if ((buf = malloc(COPY_BUF_BYTES)) == NULL) {
+		(void)snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	*size = 0;
+	crypto_generichash_init(&st, NULL, 0, sizeof(h));
+	while ((n = read(rd, buf, COPY_BUF_BYTES)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			saved = errno;
+			break;
+		}
+		if (saved != 0)
+			continue; /* drain: LMDB's copy must end */
+		crypto_generichash_update(&st, buf, (size_t)n);
+		if (copy_write(fd, buf, (size_t)n) != 0) {
+			saved = errno;
+			continue;
+		}
+		*size += (uint64_t)n;
+		if (*size - from >= COPY_WINDOW_BYTES) {
+			if (copy_writeback(fd, from, *size, prev) != 0)
+				saved = errno;
+			prev = from;
+			from = *size;
+		}
+	}
+	free(buf);
+	if (saved != 0) {
+		(void)snprintf(err, errlen, "writing: %s", strerror(saved));
+		return -1;
+	}
+	crypto_generichash_final(&st, h, sizeof(h));
+	sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
+	(void)snprintf(sum, 80, POINT_CHECKSUM_LABEL "%s", hex);
+	return 0;
+}
+
+int
+point_copy_stream(MDB_env *env, int fd, uint64_t *size, char sum[80], char *err,
+		  size_t errlen)
+{
+	struct copy_feed f = { .env = env, .rc = 0 };
+	pthread_t th;
+	int p[2], rc;
+
+	if (pipe2(p, O_CLOEXEC) != 0) {
+		(void)snprintf(err, errlen, "pipe: %s", strerror(errno));
+		return -1;
+	}
+	(void)fcntl(p[1], F_SETPIPE_SZ, COPY_PIPE_BYTES);
+	f.fd = p[1];
+	if ((rc = pthread_create(&th, NULL, copy_feed_main, &f)) != 0) {
+		close(p[0]);
+		close(p[1]);
+		(void)snprintf(err, errlen, "copy thread: %s", strerror(rc));
+		return -1;
+	}
+	rc = copy_pump(p[0], fd, size, sum, err, errlen);
+	close(p[0]); /* a pump that stopped early: LMDB's writes fail now */
+	pthread_join(th, NULL);
+	if (f.rc != 0) {
+		(void)snprintf(err, errlen, "copy: %s", mdb_strerror(f.rc));
+		return -1;
+	}
+	return rc;
+}

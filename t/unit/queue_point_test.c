@@ -1,0 +1,613 @@
+/*
+ * queue_point_test.c — restore points (queue/point.c): a point holds the
+ * queue's messages and pending recipients, its manifest says so and is
+ * listed; two points in one second get two names; verify passes on a
+ * whole point and fails, with its reason, on a truncated file, an altered
+ * byte, a manifest whose counts lie, and the wrong key; listing passes
+ * over temporary files and points without manifest; no file of the
+ * directory holds the key's hex or an address in clear; names parse.
+ */
+#define _XOPEN_SOURCE 700 /* nftw */
+#include <sys/stat.h>
+#include <dirent.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "queue/point_int.h"
+#include "queue/queue.h"
+
+#define SECRET   "pt-secret-9d41"
+#define NMSG     12
+#define BIG_BODY (QUEUE_CHUNK_BYTES + 1000) /* two chunks */
+
+static char tmpdir[256], qpath[512], kpath[512], rdir[512];
+
+static int
+rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static int
+dir_make(void **state)
+{
+	const char *base = getenv("TMPDIR");
+
+	(void)state;
+	snprintf(tmpdir, sizeof(tmpdir), "%s/qpoint.XXXXXX",
+		 base != NULL ? base : "/tmp");
+	assert_non_null(mkdtemp(tmpdir));
+	snprintf(qpath, sizeof(qpath), "%s/queue", tmpdir);
+	snprintf(kpath, sizeof(kpath), "%s/queue.key", tmpdir);
+	snprintf(rdir, sizeof(rdir), "%s/restore", tmpdir);
+	return 0;
+}
+
+static int
+dir_remove(void **state)
+{
+	(void)state;
+	return nftw(tmpdir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+static struct queue *
+open_queue(void)
+{
+	struct queue_config cfg = { 0 };
+	struct queue *q;
+	char err[256];
+
+	cfg.path = qpath;
+	cfg.key_file = kpath;
+	cfg.map_size = 64 << 20;
+	if (queue_open(&q, &cfg, err, sizeof(err)) != 0)
+		fail_msg("queue_open: %s", err);
+	return q;
+}
+
+static char *
+xstrdup(const char *s)
+{
+	char *p = strdup(s);
+
+	assert_non_null(p);
+	return p;
+}
+
+static void
+on_done(struct queue_op *op, int status, void *arg)
+{
+	(void)arg;
+	assert_int_equal(status, 0);
+	queue_op_free(op);
+}
+
+/* Message N: 1 + N % 3 recipients, the first delivered when N is odd;
+ * every fourth body spans two chunks. */
+static void
+insert(struct queue *q, unsigned n, uint64_t *pending)
+{
+	struct queue_op *op = queue_op_new(QOP_INSERT);
+	char buf[96];
+	uint32_t i;
+
+	assert_non_null(op);
+	op->env.id = queue_id_next(q);
+	op->env.created_ms = queue_wall_ms();
+	op->env.next_attempt_ms = op->env.created_ms;
+	op->env.sender = xstrdup("sender." SECRET "@example.com");
+	op->env.client = xstrdup("192.0.2.1");
+	op->env.helo = xstrdup("helo.example");
+	op->env.nrcpts = 1 + n % 3;
+	assert_non_null(op->env.rcpts =
+			    calloc(op->env.nrcpts, sizeof(*op->env.rcpts)));
+	for (i = 0; i < op->env.nrcpts; i++) {
+		snprintf(buf, sizeof(buf), "rcpt.%s.%u.%u@example.org", SECRET,
+			 n, i);
+		op->env.rcpts[i].addr = xstrdup(buf);
+		op->env.rcpts[i].state =
+		    i == 0 && n % 2 == 1 ? QR_DELIVERED : QR_PENDING;
+		if (op->env.rcpts[i].state == QR_PENDING)
+			(*pending)++;
+	}
+	op->body_len = n % 4 == 0 ? BIG_BODY : 500 + n;
+	assert_non_null(op->body = malloc(op->body_len));
+	memset(op->body, 'a' + n % 26, op->body_len);
+	queue_submit(q, op, on_done, NULL);
+}
+
+/* A queue of NMSG messages, committed (closed and reopened). */
+static struct queue *
+queue_filled(uint64_t *pending)
+{
+	struct queue *q = open_queue();
+	unsigned n;
+
+	*pending = 0;
+	for (n = 0; n < NMSG; n++)
+		insert(q, n, pending);
+	queue_close(q);
+	return open_queue();
+}
+
+static void
+key_load(uint8_t key[QUEUE_KEY_BYTES])
+{
+	char err[256];
+
+	if (queue_keyfile_load(kpath, false, key, err, sizeof(err)) != 0)
+		fail_msg("key: %s", err);
+}
+
+static void
+take(struct queue *q, struct queue_point_info *pi)
+{
+	char err[256] = "";
+
+	if (queue_point_take(q, rdir, pi, err, sizeof(err)) != 0)
+		fail_msg("queue_point_take: %s", err);
+	assert_true(pi->verified);
+}
+
+static void
+point_file(char *buf, size_t len, const char *name, const char *ext)
+{
+	assert_int_equal(point_path(buf, len, rdir, name, ext), 0);
+}
+
+/* Does any file of DIR hold NEEDLE? */
+static bool
+dir_has(const char *dir, const char *needle)
+{
+	char path[1024], *buf;
+	struct dirent *de;
+	size_t n, i, len = strlen(needle);
+	bool found = false;
+	DIR *d;
+	FILE *f;
+
+	assert_non_null(d = opendir(dir));
+	assert_non_null(buf = malloc(64 << 20));
+	while (!found && (de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		assert_non_null(f = fopen(path, "rb"));
+		n = fread(buf, 1, 64 << 20, f);
+		fclose(f);
+		for (i = 0; i + len <= n && !found; i++)
+			found = memcmp(buf + i, needle, len) == 0;
+	}
+	closedir(d);
+	free(buf);
+	return found;
+}
+
+static void
+test_take_list(void **state)
+{
+	struct queue_point_info a, b, *v;
+	uint8_t key[QUEUE_KEY_BYTES];
+	char hex[2 * QUEUE_KEY_BYTES + 1], path[1024], err[256];
+	uint64_t pending;
+	struct stat sb;
+	struct queue *q = queue_filled(&pending);
+	size_t n, i;
+
+	(void)state;
+	take(q, &a);
+	assert_int_equal(a.messages, NMSG);
+	assert_int_equal(a.recipients, pending);
+	assert_int_equal(strlen(a.name), 16);
+	assert_int_equal(strncmp(a.checksum, "blake2b-256:", 12), 0);
+	assert_int_equal(strlen(a.checksum), 12 + 64);
+	point_file(path, sizeof(path), a.name, "mdb");
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
+	assert_true((uint64_t)sb.st_size == a.size);
+	/* A second point at once: the same second, another name. */
+	take(q, &b);
+	assert_string_not_equal(a.name, b.name);
+	assert_true(b.time_ms > a.time_ms);
+	queue_close(q);
+
+	assert_int_equal(queue_point_list(rdir, &v, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(v[0].name, a.name);
+	assert_string_equal(v[1].name, b.name);
+	assert_int_equal(v[0].messages, NMSG);
+	assert_int_equal(v[0].recipients, pending);
+	assert_int_equal(v[0].key_id, a.key_id);
+	assert_string_equal(v[0].checksum, a.checksum);
+	assert_true(v[0].verified);
+	assert_true(v[0].size == a.size && v[0].time_ms == a.time_ms);
+	free(v);
+
+	/* The key and the addresses stay out of the restore directory. */
+	key_load(key);
+	for (i = 0; i < QUEUE_KEY_BYTES; i++)
+		snprintf(hex + 2 * i, 3, "%02x", key[i]);
+	assert_false(dir_has(rdir, hex));
+	assert_false(dir_has(rdir, SECRET));
+	assert_true(dir_has(rdir, "\"messages\":12"));
+}
+
+static void
+test_verify(void **state)
+{
+	struct queue_point_info pi, got;
+	uint8_t key[QUEUE_KEY_BYTES], other[QUEUE_KEY_BYTES];
+	char path[1024], json[1024], err[256], buf[2048];
+	uint64_t pending;
+	struct queue *q = queue_filled(&pending);
+	FILE *f;
+	size_t len;
+	char *p;
+
+	(void)state;
+	take(q, &pi);
+	queue_close(q);
+	key_load(key);
+	assert_int_equal(
+	    queue_point_verify(rdir, pi.name, key, &got, err, sizeof(err)), 0);
+	assert_true(got.verified);
+	assert_int_equal(got.messages, NMSG);
+	/* Its file names work too. */
+	snprintf(buf, sizeof(buf), "point-%s.mdb", pi.name);
+	assert_int_equal(
+	    queue_point_verify(rdir, buf, key, NULL, err, sizeof(err)), 0);
+	assert_int_equal(
+	    queue_point_verify(rdir, "../etc", key, NULL, err, sizeof(err)),
+	    -1);
+	assert_non_null(strstr(err, "not a restore point"));
+
+	memcpy(other, key, sizeof(other));
+	other[0] ^= 1;
+	assert_int_equal(
+	    queue_point_verify(rdir, pi.name, other, &got, err, sizeof(err)),
+	    -1);
+	assert_non_null(strstr(err, "key id"));
+	assert_false(got.verified);
+
+	/* The manifest lies about the count: the walk finds out. */
+	point_file(json, sizeof(json), pi.name, "json");
+	assert_non_null(f = fopen(json, "rb"));
+	len = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[len] = '\0';
+	assert_non_null(p = strstr(buf, "\"messages\":12"));
+	p[12] = '3';
+	assert_non_null(f = fopen(json, "wb"));
+	fwrite(buf, 1, len, f);
+	fclose(f);
+	assert_int_equal(
+	    queue_point_verify(rdir, pi.name, key, NULL, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "the manifest says 13"));
+	p[12] = '2';
+	assert_non_null(f = fopen(json, "wb"));
+	fwrite(buf, 1, len, f);
+	fclose(f);
+
+	/* One byte altered in the middle. */
+	point_file(path, sizeof(path), pi.name, "mdb");
+	assert_non_null(f = fopen(path, "r+b"));
+	fseek(f, (long)(pi.size / 2), SEEK_SET);
+	fputc(fgetc(f) ^ 0x40, f);
+	fclose(f);
+	assert_int_equal(
+	    queue_point_verify(rdir, pi.name, key, NULL, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "checksum differs"));
+
+	/* Truncated. */
+	assert_int_equal(truncate(path, (off_t)(pi.size / 3)), 0);
+	assert_int_equal(
+	    queue_point_verify(rdir, pi.name, key, NULL, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "truncated"));
+}
+
+/* Rewrite the manifest of M (its checksum recomputed): only the walk can
+ * tell what changed in the file. */
+static void
+manifest_rewrite(struct queue_point_info *m)
+{
+	char path[1024], json[1024], text[1024], err[256];
+	uint64_t size;
+	FILE *f;
+	int n;
+
+	point_file(path, sizeof(path), m->name, "mdb");
+	assert_int_equal(
+	    point_file_sum(path, &size, m->checksum, err, sizeof(err)), 0);
+	n = snprintf(text, sizeof(text),
+		     "{\"version\":1,\"name\":\"%s\",\"time_ms\":%lld,"
+		     "\"file\":\"point-%s.mdb\",\"size\":%llu,"
+		     "\"messages\":%llu,\"recipients\":%llu,"
+		     "\"key_id\":\"%08x\",\"checksum\":\"%s\","
+		     "\"verified\":true,\"duration_ms\":1}\n",
+		     m->name, (long long)m->time_ms, m->name,
+		     (unsigned long long)size, (unsigned long long)m->messages,
+		     (unsigned long long)m->recipients, m->key_id, m->checksum);
+	point_file(json, sizeof(json), m->name, "json");
+	assert_non_null(f = fopen(json, "wb"));
+	fwrite(text, 1, (size_t)n, f);
+	fclose(f);
+}
+
+/* An altered sealed record under a matching checksum: the walk opens the
+ * seal and fails. */
+static void
+test_walk_finds_damage(void **state)
+{
+	struct queue_point_info pi;
+	uint8_t key[QUEUE_KEY_BYTES];
+	char path[1024], err[256];
+	uint64_t pending;
+	struct queue *q = queue_filled(&pending);
+	long off;
+	int c;
+	FILE *f;
+
+	(void)state;
+	take(q, &pi);
+	queue_close(q);
+	key_load(key);
+	/* The middle of a page in the middle of the file: the big bodies'
+	 * overflow pages fill most of it, sealed. */
+	off = (long)(pi.size / 2 & ~(uint64_t)4095) + 2048;
+	point_file(path, sizeof(path), pi.name, "mdb");
+	assert_non_null(f = fopen(path, "r+b"));
+	fseek(f, off, SEEK_SET);
+	c = fgetc(f);
+	fseek(f, off, SEEK_SET);
+	fputc(c ^ 0x01, f);
+	fclose(f);
+	manifest_rewrite(&pi);
+	assert_int_equal(
+	    queue_point_verify(rdir, pi.name, key, NULL, err, sizeof(err)), -1);
+	assert_null(strstr(err, "checksum"));
+	assert_non_null(strstr(err, "authentication failed"));
+}
+
+static void
+test_list_skips(void **state)
+{
+	struct queue_point_info pi, *v;
+	char path[1024], err[256];
+	uint64_t pending;
+	struct queue *q = queue_filled(&pending);
+	size_t n;
+	FILE *f;
+
+	(void)state;
+	/* No directory yet: no points. */
+	assert_int_equal(queue_point_list(rdir, &v, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 0);
+	take(q, &pi);
+	queue_close(q);
+	point_file(path, sizeof(path), "20200101T000000Z", "mdb");
+	assert_non_null(f = fopen(path, "wb")); /* no manifest */
+	fclose(f);
+	point_file(path, sizeof(path), "20200101T000001Z", "json.tmp");
+	assert_non_null(f = fopen(path, "wb"));
+	fputs("{}", f);
+	fclose(f);
+	point_file(path, sizeof(path), "20200101T000002Z", "json");
+	assert_non_null(f = fopen(path, "wb")); /* malformed */
+	fputs("{\"version\":1,", f);
+	fclose(f);
+	assert_int_equal(queue_point_list(rdir, &v, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(v[0].name, pi.name);
+	free(v);
+}
+
+static void
+test_keep_plan(void **state)
+{
+	const int64_t H = 3600000, D = 24 * H, now = 1000 * D + 30 * 60000;
+	/* Ages: 10 min, 50 min (keep_all 1h); 2h10, 2h20 (same hour);
+	 * 3h; 1d+1h, 1d+2h (same day, keep_daily 7d); 8d; 100d. */
+	const int64_t ages[] = { 100 * D,
+				 8 * D,
+				 D + 2 * H,
+				 D + H,
+				 3 * H,
+				 2 * H + 20 * 60000,
+				 2 * H + 10 * 60000,
+				 50 * 60000,
+				 10 * 60000 };
+	const enum queue_point_keep_verdict want[] = {
+		QPK_LIFETIME, QPK_EXPIRED, QPK_KEEP, QPK_THINNED, QPK_KEEP,
+		QPK_KEEP,     QPK_THINNED, QPK_KEEP, QPK_KEEP
+	};
+	struct queue_point_keep k = { H, D, 7 * D, 90 * D };
+	struct queue_point_info v[9];
+	enum queue_point_keep_verdict got[9];
+	size_t i;
+
+	(void)state;
+	memset(v, 0, sizeof(v));
+	for (i = 0; i < 9; i++)
+		v[i].time_ms = now - ages[i];
+	queue_point_keep_plan(v, 9, now, &k, got);
+	for (i = 0; i < 9; i++)
+		if (got[i] != want[i])
+			fail_msg("point %zu (age %lld ms): verdict %d, want %d",
+				 i, (long long)ages[i], got[i], want[i]);
+	/* The newest stays past every tier, not past the lifetime. */
+	v[0].time_ms = now - 30 * D;
+	queue_point_keep_plan(v, 1, now, &k, got);
+	assert_int_equal(got[0], QPK_KEEP);
+	v[0].time_ms = now - 91 * D;
+	queue_point_keep_plan(v, 1, now, &k, got);
+	assert_int_equal(got[0], QPK_LIFETIME);
+}
+
+/* What the restore thread said and answered. */
+struct heard {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int answers, status;
+	struct queue_point_info pi;
+	char log[8192];
+};
+
+static void
+heard_log(enum queue_point_level level, const char *msg, void *arg)
+{
+	struct heard *h = arg;
+	size_t n;
+
+	(void)level;
+	pthread_mutex_lock(&h->mu);
+	n = strlen(h->log);
+	snprintf(h->log + n, sizeof(h->log) - n, "%s\n", msg);
+	pthread_mutex_unlock(&h->mu);
+}
+
+static void
+heard_done(int status, const struct queue_point_info *pi, const char *err,
+	   void *arg)
+{
+	struct heard *h = arg;
+
+	pthread_mutex_lock(&h->mu);
+	h->answers++;
+	h->status = status;
+	if (pi != NULL)
+		h->pi = *pi;
+	else
+		print_message("point failed: %s\n", err);
+	pthread_cond_broadcast(&h->cv);
+	pthread_mutex_unlock(&h->mu);
+}
+
+/* Wait up to 10 s for COND about T's counters. */
+#define STATS_WAIT(t, st, cond)                                                \
+	do {                                                                   \
+		int i_;                                                        \
+		for (i_ = 0; i_ < 1000; i_++) {                                \
+			queue_point_thread_stats((t), &(st));                  \
+			if (cond)                                              \
+				break;                                         \
+			nanosleep(&(struct timespec){ 0, 10000000 }, NULL);    \
+		}                                                              \
+		assert_true(cond);                                             \
+	} while (0)
+
+static void
+test_thread(void **state)
+{
+	static struct heard h;
+	char off[600], path[1024], err[256];
+	char *cmd[] = { "/bin/sh", "-c", "test -s \"$0\" && exit 3", NULL };
+	struct queue_point_settings s = { 0 };
+	struct queue_point_thread *t;
+	struct queue_point_stats st;
+	uint64_t pending;
+	struct queue *q = queue_filled(&pending);
+	struct stat sb;
+
+	(void)state;
+	pthread_mutex_init(&h.mu, NULL);
+	pthread_cond_init(&h.cv, NULL);
+	snprintf(off, sizeof(off), "%s/offsite", tmpdir);
+	s.dir = rdir;
+	s.copy_to = off;
+	s.command = cmd;
+	s.command_timeout_ms = 5000;
+	s.keep =
+	    (struct queue_point_keep){ 3600000, 86400000, 7 * 86400000LL, 0 };
+	assert_int_equal(queue_point_thread_start(&t, q, &s, heard_log, &h, err,
+						  sizeof(err)),
+			 0);
+	assert_int_equal(queue_point_thread_request(t, heard_done, &h), 0);
+	pthread_mutex_lock(&h.mu);
+	while (h.answers == 0)
+		pthread_cond_wait(&h.cv, &h.mu);
+	pthread_mutex_unlock(&h.mu);
+	assert_int_equal(h.status, 0);
+	assert_int_equal(h.pi.messages, NMSG);
+	/* The copy is there, manifest and all; the command saw the point
+	 * file (non-empty) and said 3. */
+	snprintf(path, sizeof(path), "%s/point-%s.json", off, h.pi.name);
+	assert_int_equal(stat(path, &sb), 0);
+	snprintf(path, sizeof(path), "%s/point-%s.mdb", off, h.pi.name);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_true((uint64_t)sb.st_size == h.pi.size);
+	STATS_WAIT(t, st, st.commands_failed == 1);
+	assert_int_equal(st.taken, 1);
+	assert_true(st.have_last);
+	assert_string_equal(st.last.name, h.pi.name);
+
+	/* A slow command is killed after its timeout; the next point's is
+	 * skipped while it runs; the points themselves still come. */
+	cmd[2] = "sleep 30";
+	s.command_timeout_ms = 1500;
+	s.interval_ms = 300;
+	assert_int_equal(queue_point_thread_set(t, &s), 0);
+	STATS_WAIT(t, st, st.commands_skipped >= 1 && st.taken >= 3);
+	STATS_WAIT(t, st, st.commands_killed == 1);
+	queue_point_thread_stop(t);
+	queue_close(q);
+	assert_non_null(strstr(h.log, "command exited with status 3"));
+	assert_non_null(strstr(h.log, "command killed after command_timeout"));
+	assert_non_null(strstr(h.log, "command skipped"));
+	assert_non_null(strstr(h.log, " messages, "));
+}
+
+static void
+test_names(void **state)
+{
+	char name[POINT_NAME_BYTES];
+
+	(void)state;
+	point_name_format(1764912600123LL, name); /* 2025-12-05 05:30:00 */
+	assert_string_equal(name, "20251205T053000Z");
+	assert_int_equal(point_name_parse("20251205T053000Z", name), 0);
+	assert_int_equal(point_name_parse("point-20251205T053000Z", name), 0);
+	assert_int_equal(
+	    point_name_parse("/x/y/point-20251205T053000Z.json", name), 0);
+	assert_string_equal(name, "20251205T053000Z");
+	assert_int_equal(
+	    point_name_parse("point-20251205T053000Z.mdb.tmp", name), -1);
+	assert_int_equal(point_name_parse("/x/20251205T053000Z.mdb", name), -1);
+	assert_int_equal(point_name_parse("20251205X053000Z", name), -1);
+	assert_int_equal(point_name_parse("2025120", name), -1);
+	assert_int_equal(point_name_parse("../../20251205T053000Z", name), -1);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_take_list, dir_make,
+						dir_remove),
+		cmocka_unit_test_setup_teardown(test_verify, dir_make,
+						dir_remove),
+		cmocka_unit_test_setup_teardown(test_walk_finds_damage,
+						dir_make, dir_remove),
+		cmocka_unit_test_setup_teardown(test_list_skips, dir_make,
+						dir_remove),
+		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_keep_plan),
+		cmocka_unit_test_setup_teardown(test_thread, dir_make,
+						dir_remove),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -8,6 +8,8 @@ retention.user_data later, unless it came back before.  Time is moved with
 the test clock (OUTPOST_TEST_CLOCK_OFFSET); clients are Python sockets on
 loopback, no message leaves the box (every message is held)."""
 
+import glob
+import gzip
 import json
 import os
 import pwd
@@ -117,11 +119,18 @@ def queued(d):
 
 
 def jsonl(path):
-    try:
-        with open(path) as f:
-            return [json.loads(x) for x in f if x.strip()]
-    except FileNotFoundError:
-        return []
+    """The lines of the log PATH and of its rotated files (PATH-DAY and
+    PATH-DAY.gz: outpostd rotates a log left from an earlier day at
+    start, as the restarts here at other clock offsets do)."""
+    out = []
+    for p in sorted(glob.glob(glob.escape(path) + "-*")) + [path]:
+        opener = gzip.open if p.endswith(".gz") else open
+        try:
+            with opener(p, "rt") as f:
+                out += [json.loads(x) for x in f if x.strip()]
+        except FileNotFoundError:
+            pass
+    return out
 
 
 def purged_events(d):

@@ -24,6 +24,7 @@
 #include <lmdb.h>
 #include <sodium.h>
 
+#include "queue/crypt_int.h"
 #include "queue/point_int.h"
 #include "queue/queue_int.h"
 
@@ -51,24 +52,6 @@ copy_feed_main(void *arg)
 	f->rc = mdb_env_copyfd2(f->env, f->fd, MDB_CP_COMPACT);
 	close(f->fd); /* end of file for the reader */
 	return NULL;
-}
-
-/* Write N bytes of BUF to FD.  0, or -1 with errno. */
-static int
-copy_write(int fd, const uint8_t *buf, size_t n)
-{
-	ssize_t w;
-
-	while (n > 0) {
-		if ((w = write(fd, buf, n)) < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		buf += w;
-		n -= (size_t)w;
-	}
-	return 0;
 }
 
 /*
@@ -122,7 +105,7 @@ copy_pump(int rd, int fd, uint64_t *size, char sum[80], char *err,
 		if (saved != 0)
 			continue; /* drain: LMDB's copy must end */
 		crypto_generichash_update(&st, buf, (size_t)n);
-		if (copy_write(fd, buf, (size_t)n) != 0) {
+		if (crypt_write_all(fd, buf, (size_t)n) != 0) {
 			saved = errno;
 			continue;
 		}

@@ -151,7 +151,7 @@ run_file_copy(const char *src, const char *dst)
 {
 	char tmp[PATH_MAX];
 	uint8_t *buf = NULL;
-	ssize_t n, w, off;
+	ssize_t n;
 	int in = -1, out = -1, ret = -1, saved;
 
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp", dst) >= (int)sizeof(tmp)) {
@@ -168,13 +168,8 @@ run_file_copy(const char *src, const char *dst)
 			continue;
 		if (n < 0)
 			goto done;
-		for (off = 0; off < n; off += w)
-			if ((w = write(out, buf + off, (size_t)(n - off))) <
-			    0) {
-				if (errno != EINTR)
-					goto done;
-				w = 0;
-			}
+		if (crypt_write_all(out, buf, (size_t)n) != 0)
+			goto done;
 	}
 	if (fsync(out) != 0)
 		goto done;

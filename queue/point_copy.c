@@ -1,15 +1,12 @@
 /*
- * point_copy.c — the copy of a point: LMDB's compacting copy streamed
- * through a pipe into the point's file, hashed on the way, and written
- * back to disk window by window.
- * Why: a copy left to the page cache is hundreds of MB of dirty pages
- * flushed in one burst by the final fsync, which stalls the queue's own
- * commits (their fsync waits behind it) and so acceptance.  Written back
- * steadily, the copy goes at the disk's pace and the queue's commits
- * interleave with it; the checksum costs no second read of the file.
- * Owns: the pipe and LMDB's copy thread for the time of one call.
- * Threads: the restore thread (blocking); LMDB's copy runs on a thread
- * started here (with its priority) and joined before returning.
+ * point_copy.c — a point's copy: LMDB's compacting copy streamed through a
+ * pipe into the point's file, hashed on the way, written back window by
+ * window.  Why: left to the page cache, hundreds of MB of dirty pages are
+ * flushed in one burst by the final fsync, and the queue's own commits
+ * (their fsync) wait behind it; written back steadily they interleave, and
+ * the checksum costs no second read.  Owns: the pipe and LMDB's copy
+ * thread, for one call.  Threads: the restore thread (blocking); the copy
+ * thread inherits its priority and is joined before the call returns.
  */
 #define _GNU_SOURCE /* sync_file_range, F_SETPIPE_SZ */
 #include <errno.h>

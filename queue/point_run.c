@@ -406,6 +406,11 @@ run_point(struct queue_point_thread *t, const struct run_settings *rs,
 	if (!pi->verified)
 		run_log(t, QPL_WARN, "restore point %s is not whole: %s",
 			pi->name, err);
+	if (rs->s.interval_ms > 0 && pi->duration_ms > rs->s.interval_ms)
+		run_log(t, QPL_WARN,
+			"restore point %s took longer than restore.interval "
+			"(%" PRId64 " ms): points follow one another",
+			pi->name, rs->s.interval_ms);
 	if (rs->copy_to != NULL && run_copy_to(rs->dir, rs->copy_to, pi->name,
 					       why, sizeof(why)) != 0) {
 		pthread_mutex_lock(&t->mu);

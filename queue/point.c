@@ -792,7 +792,7 @@ point_copy(struct queue *q, const char *dir, struct queue_point_info *pi,
 	if ((fd = point_file_create(dir, pi, tmp, sizeof(tmp), err, errlen)) <
 	    0)
 		return -1;
-	if (point_copy_stream(q->env, fd, &pi->size, pi->checksum, why,
+	if (point_copy_stream(q, fd, &pi->size, pi->checksum, why,
 			      sizeof(why)) != 0) {
 		(void)snprintf(err, errlen, "%s: %s", tmp, why);
 		goto fail;

@@ -1119,6 +1119,7 @@ main(int argc, char *argv[])
 	}
 	/* A point in progress finishes; a `restore-point` still waiting is
 	 * answered, through the delivery loop's last jobs (below). */
+	control_point_hook(NULL);
 	queue_point_thread_stop(points);
 	/* The scheduler's events live on the delivery loop's base: freed
 	 * after its last completions ran, before the base is. */

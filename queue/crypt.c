@@ -350,7 +350,7 @@ crypt_path_dir(const char *path, char *buf, size_t size)
 	return 0;
 }
 
-static int
+int
 crypt_write_all(int fd, const void *p, size_t n)
 {
 	const uint8_t *c = p;

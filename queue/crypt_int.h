@@ -98,6 +98,10 @@ int crypt_open(const struct crypt_key *k, uint8_t db, const uint8_t *lkey,
 	       size_t lkeylen, const uint8_t *sealed, size_t slen, uint8_t *out,
 	       size_t *outlen, char *err, size_t errlen);
 
+/* crypt_write_all — write N bytes of P to FD, across short writes and
+ * EINTR.  0, or -1 with errno.  Any thread. */
+int crypt_write_all(int fd, const void *p, size_t n);
+
 /*
  * crypt_dir_make — create PATH and its missing parents with mode 0700
  * ("mkdir -p"); existing directories are left alone.  0 ok, -1 with

@@ -86,28 +86,9 @@ struct point_walker {
 	const struct crypt_key *k;
 	MDB_txn *txn;
 	MDB_dbi db_env, db_body, db_state, db_meta;
-	uint8_t *plain;
-	size_t cap;
+	struct queue_plain plain;
 	char why[160];
 };
-
-static int
-point_plain_reserve(struct point_walker *w, size_t n)
-{
-	uint8_t *np;
-
-	if (n <= w->cap)
-		return 0;
-	if ((np = malloc(n)) == NULL)
-		return -1;
-	if (w->plain != NULL) {
-		sodium_memzero(w->plain, w->cap);
-		free(w->plain);
-	}
-	w->plain = np;
-	w->cap = n;
-	return 0;
-}
 
 /* Open the sealed VAL of DB under KEY into w->plain.  0, or -1 with
  * w->why set. */
@@ -120,12 +101,14 @@ point_seal_open(struct point_walker *w, uint8_t db, const MDB_val *key,
 			       val->mv_size);
 		return -1;
 	}
-	if (point_plain_reserve(w, val->mv_size - CRYPT_OVERHEAD_BYTES) != 0) {
+	if (queue_plain_reserve(&w->plain,
+				val->mv_size - CRYPT_OVERHEAD_BYTES) != 0) {
 		(void)snprintf(w->why, sizeof(w->why), "out of memory");
 		return -1;
 	}
 	return crypt_open(w->k, db, key->mv_data, key->mv_size, val->mv_data,
-			  val->mv_size, w->plain, plen, w->why, sizeof(w->why));
+			  val->mv_size, w->plain.p, plen, w->why,
+			  sizeof(w->why));
 }
 
 /* The body chunks of ENV, from BODY's cursor: each opens, in order, and
@@ -183,7 +166,7 @@ point_env_check(struct point_walker *w, MDB_cursor *body, const MDB_val *key,
 		return -1;
 	}
 	if (point_seal_open(w, CRYPT_DB_ENV, key, val, &plen) != 0 ||
-	    record_envelope_decode(w->plain, plen, &env, w->why,
+	    record_envelope_decode(w->plain.p, plen, &env, w->why,
 				   sizeof(w->why)) != 0)
 		return -1;
 	rc = -1;
@@ -418,10 +401,7 @@ done:
 		mdb_txn_abort(w.txn);
 	if (env != NULL)
 		mdb_env_close(env);
-	if (w.plain != NULL) {
-		sodium_memzero(w.plain, w.cap);
-		free(w.plain);
-	}
+	queue_plain_free(&w.plain);
 	return ret;
 }
 
@@ -473,8 +453,6 @@ static int
 point_file_put(const char *path, const char *buf, size_t len)
 {
 	char tmp[PATH_MAX];
-	size_t off = 0;
-	ssize_t n;
 	int fd, saved;
 
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
@@ -484,14 +462,8 @@ point_file_put(const char *path, const char *buf, size_t len)
 	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) <
 	    0)
 		return -1;
-	while (off < len) {
-		if ((n = write(fd, buf + off, len - off)) < 0) {
-			if (errno == EINTR)
-				continue;
-			goto fail;
-		}
-		off += (size_t)n;
-	}
+	if (crypt_write_all(fd, buf, len) != 0)
+		goto fail;
 	if (fsync(fd) != 0 || close(fd) != 0) {
 		fd = -1;
 		goto fail;
@@ -824,7 +796,7 @@ point_copy(struct queue *q, const char *dir, struct queue_point_info *pi,
 	if ((fd = point_file_create(dir, pi, tmp, sizeof(tmp), err, errlen)) <
 	    0)
 		return -1;
-	if (point_copy_stream(q->env, fd, &pi->size, pi->checksum, why,
+	if (point_copy_stream(q, fd, &pi->size, pi->checksum, why,
 			      sizeof(why)) != 0) {
 		(void)snprintf(err, errlen, "%s: %s", tmp, why);
 		goto fail;

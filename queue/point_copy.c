@@ -1,15 +1,12 @@
 /*
- * point_copy.c — the copy of a point: LMDB's compacting copy streamed
- * through a pipe into the point's file, hashed on the way, and written
- * back to disk window by window.
- * Why: a copy left to the page cache is hundreds of MB of dirty pages
- * flushed in one burst by the final fsync, which stalls the queue's own
- * commits (their fsync waits behind it) and so acceptance.  Written back
- * steadily, the copy goes at the disk's pace and the queue's commits
- * interleave with it; the checksum costs no second read of the file.
- * Owns: the pipe and LMDB's copy thread for the time of one call.
- * Threads: the restore thread (blocking); LMDB's copy runs on a thread
- * started here (with its priority) and joined before returning.
+ * point_copy.c — a point's copy: LMDB's compacting copy streamed through a
+ * pipe into the point's file, hashed on the way, written back window by
+ * window.  Why: left to the page cache, hundreds of MB of dirty pages are
+ * flushed in one burst by the final fsync, and the queue's own commits
+ * (their fsync) wait behind it; written back steadily they interleave, and
+ * the checksum costs no second read.  Owns: the pipe and LMDB's copy
+ * thread, for one call.  Threads: the restore thread (blocking); the copy
+ * thread inherits its priority and is joined before the call returns.
  */
 #define _GNU_SOURCE /* sync_file_range, F_SETPIPE_SZ */
 #include <errno.h>
@@ -19,17 +16,49 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <lmdb.h>
 #include <sodium.h>
 
+#include "queue/crypt_int.h"
 #include "queue/point_int.h"
 #include "queue/queue_int.h"
 
 #define COPY_PIPE_BYTES   (1 << 20)  /* asked of the pipe; may get less */
 #define COPY_BUF_BYTES    (1u << 20) /* one read from the pipe */
 #define COPY_WINDOW_BYTES (8u << 20) /* written back at a time */
+/* While the queue commits, the copy rests COPY_PACE times as long as its
+ * last window took: it streams gigabytes through the caches and holds a
+ * read transaction, and measured at full speed it cost acceptance a third
+ * of its rate; at a third of its speed, about a tenth.  An idle queue gets
+ * the copy at full speed. */
+#define COPY_PACE        2
+#define COPY_REST_MAX_US 1000000
+
+/* After a window that took since *T0_US: rest if the queue committed
+ * meanwhile (its writer is busy: acceptance or delivery). */
+static void
+copy_pace(struct queue *q, uint64_t *commits, uint64_t *t0_us)
+{
+	struct queue_stats st;
+	uint64_t now = queue_clock_us(CLOCK_MONOTONIC), rest;
+	struct timespec ts;
+
+	queue_stats_get(q, &st);
+	if (st.commits != *commits) {
+		rest = (now - *t0_us) * COPY_PACE;
+		if (rest > COPY_REST_MAX_US)
+			rest = COPY_REST_MAX_US;
+		ts.tv_sec = (time_t)(rest / 1000000);
+		ts.tv_nsec = (long)(rest % 1000000) * 1000;
+		while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+			;
+	}
+	*commits = st.commits;
+	*t0_us = queue_clock_us(CLOCK_MONOTONIC);
+}
 
 /* LMDB's side of the pipe. */
 struct copy_feed {
@@ -51,24 +80,6 @@ copy_feed_main(void *arg)
 	f->rc = mdb_env_copyfd2(f->env, f->fd, MDB_CP_COMPACT);
 	close(f->fd); /* end of file for the reader */
 	return NULL;
-}
-
-/* Write N bytes of BUF to FD.  0, or -1 with errno. */
-static int
-copy_write(int fd, const uint8_t *buf, size_t n)
-{
-	ssize_t w;
-
-	while (n > 0) {
-		if ((w = write(fd, buf, n)) < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		buf += w;
-		n -= (size_t)w;
-	}
-	return 0;
 }
 
 /*
@@ -96,13 +107,14 @@ copy_writeback(int fd, uint64_t from, uint64_t to, uint64_t prev)
  * is returned at the end.  0, or -1 with err set.
  */
 static int
-copy_pump(int rd, int fd, uint64_t *size, char sum[80], char *err,
-	  size_t errlen)
+copy_pump(struct queue *q, int rd, int fd, uint64_t *size, char sum[80],
+	  char *err, size_t errlen)
 {
 	crypto_generichash_state st;
 	uint8_t h[32], *buf;
 	char hex[65];
-	uint64_t prev = 0, from = 0;
+	uint64_t prev = 0, from = 0, commits = 0,
+		 t0 = queue_clock_us(CLOCK_MONOTONIC);
 	ssize_t n;
 	int saved = 0;
 
@@ -122,7 +134,7 @@ copy_pump(int rd, int fd, uint64_t *size, char sum[80], char *err,
 		if (saved != 0)
 			continue; /* drain: LMDB's copy must end */
 		crypto_generichash_update(&st, buf, (size_t)n);
-		if (copy_write(fd, buf, (size_t)n) != 0) {
+		if (crypt_write_all(fd, buf, (size_t)n) != 0) {
 			saved = errno;
 			continue;
 		}
@@ -132,6 +144,7 @@ copy_pump(int rd, int fd, uint64_t *size, char sum[80], char *err,
 				saved = errno;
 			prev = from;
 			from = *size;
+			copy_pace(q, &commits, &t0);
 		}
 	}
 	free(buf);
@@ -146,10 +159,10 @@ copy_pump(int rd, int fd, uint64_t *size, char sum[80], char *err,
 }
 
 int
-point_copy_stream(MDB_env *env, int fd, uint64_t *size, char sum[80], char *err,
-		  size_t errlen)
+point_copy_stream(struct queue *q, int fd, uint64_t *size, char sum[80],
+		  char *err, size_t errlen)
 {
-	struct copy_feed f = { .env = env, .rc = 0 };
+	struct copy_feed f = { .env = q->env, .rc = 0 };
 	pthread_t th;
 	int p[2], rc;
 
@@ -165,7 +178,7 @@ point_copy_stream(MDB_env *env, int fd, uint64_t *size, char sum[80], char *err,
 		(void)snprintf(err, errlen, "copy thread: %s", strerror(rc));
 		return -1;
 	}
-	rc = copy_pump(p[0], fd, size, sum, err, errlen);
+	rc = copy_pump(q, p[0], fd, size, sum, err, errlen);
 	close(p[0]); /* a pump that stopped early: LMDB's writes fail now */
 	pthread_join(th, NULL);
 	if (f.rc != 0) {

@@ -11,8 +11,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <lmdb.h>
-
 #include "queue/queue.h"
 
 #define POINT_PREFIX         "point-"
@@ -58,11 +56,12 @@ int point_walk(const char *path, const struct crypt_key *k,
 	       struct queue_point_info *out, char *err, size_t errlen);
 
 /*
- * point_copy_stream — LMDB's compacting copy of ENV into FD (point_copy.c),
- * with its size and checksum ("blake2b-256:HEX"); the file is written back
- * as it goes (fsync it after).  Blocking.  0, or -1 with err set.
+ * point_copy_stream — LMDB's compacting copy of Q's environment into FD
+ * (point_copy.c), with its size and checksum ("blake2b-256:HEX"); the file
+ * is written back as it goes (fsync it after), paced while Q commits.
+ * Blocking.  0, or -1 with err set.
  */
-int point_copy_stream(MDB_env *env, int fd, uint64_t *size, char sum[80],
+int point_copy_stream(struct queue *q, int fd, uint64_t *size, char sum[80],
 		      char *err, size_t errlen);
 
 /* point_file_sum — size and BLAKE2b-256 ("blake2b-256:HEX") of PATH.

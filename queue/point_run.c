@@ -151,7 +151,7 @@ run_file_copy(const char *src, const char *dst)
 {
 	char tmp[PATH_MAX];
 	uint8_t *buf = NULL;
-	ssize_t n, w, off;
+	ssize_t n;
 	int in = -1, out = -1, ret = -1, saved;
 
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp", dst) >= (int)sizeof(tmp)) {
@@ -168,13 +168,8 @@ run_file_copy(const char *src, const char *dst)
 			continue;
 		if (n < 0)
 			goto done;
-		for (off = 0; off < n; off += w)
-			if ((w = write(out, buf + off, (size_t)(n - off))) <
-			    0) {
-				if (errno != EINTR)
-					goto done;
-				w = 0;
-			}
+		if (crypt_write_all(out, buf, (size_t)n) != 0)
+			goto done;
 	}
 	if (fsync(out) != 0)
 		goto done;
@@ -411,6 +406,11 @@ run_point(struct queue_point_thread *t, const struct run_settings *rs,
 	if (!pi->verified)
 		run_log(t, QPL_WARN, "restore point %s is not whole: %s",
 			pi->name, err);
+	if (rs->s.interval_ms > 0 && pi->duration_ms > rs->s.interval_ms)
+		run_log(t, QPL_WARN,
+			"restore point %s took longer than restore.interval "
+			"(%" PRId64 " ms): points follow one another",
+			pi->name, rs->s.interval_ms);
 	if (rs->copy_to != NULL && run_copy_to(rs->dir, rs->copy_to, pi->name,
 					       why, sizeof(why)) != 0) {
 		pthread_mutex_lock(&t->mu);

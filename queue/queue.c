@@ -575,13 +575,7 @@ queue_txn_read(struct queue *q, MDB_txn **txn, char *err, size_t errlen)
 	return 0;
 }
 
-/* A reusable plaintext buffer, wiped when done. */
-struct queue_plain {
-	uint8_t *p;
-	size_t cap;
-};
-
-static int
+int
 queue_plain_reserve(struct queue_plain *b, size_t n)
 {
 	uint8_t *np;
@@ -599,7 +593,7 @@ queue_plain_reserve(struct queue_plain *b, size_t n)
 	return 0;
 }
 
-static void
+void
 queue_plain_free(struct queue_plain *b)
 {
 	if (b->p != NULL) {

@@ -91,6 +91,16 @@ queue_body_key(uint8_t k[QUEUE_BODY_KEY_BYTES], uint64_t id, uint32_t chunk)
  */
 uint64_t queue_clock_us(clockid_t clk);
 
+/* A reusable plaintext buffer, wiped when replaced or freed. */
+struct queue_plain {
+	uint8_t *p;
+	size_t cap;
+};
+/* queue_plain_reserve — room for N bytes in B (its content is lost when it
+ * grows).  0, or -1 out of memory.  queue_plain_free — wipe and free. */
+int queue_plain_reserve(struct queue_plain *b, size_t n);
+void queue_plain_free(struct queue_plain *b);
+
 /* queue_dir_sync — fsync the directory PATH SUFFIX ("" or "/..") so the
  * names made in it are durable.  0, or -1 with errno.  Any thread. */
 int queue_dir_sync(const char *path, const char *suffix);

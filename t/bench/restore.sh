@@ -16,7 +16,8 @@
 #      time, and `outpost restore`'s point files of phase B.
 # Goal (the issue): mean(B, D) within 10% of mean(A, C, E).  Env in:
 # BENCH_BUILD, BENCH_OUT (run.sh sets both); BENCH_RP_N (200000),
-# BENCH_RP_M (150000), BENCH_RP_INTERVAL (10s).  Writes BENCH_OUT/restore.json
+# BENCH_RP_M (150000), BENCH_RP_INTERVAL (10s), BENCH_RP_DIR (restore.dir;
+# default under the data_dir: the queue's disk).  Writes BENCH_OUT/restore.json
 # and restore.md.  Loopback only; every process it starts is stopped by PID.
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -60,7 +61,7 @@ inject() {
 
 # interval VALUE: restore.interval = VALUE, by `outpost reload`.
 interval() {
-	sed -i "s/^restore { interval = .* }/restore { interval = $1 }/" "$d/outpost.conf"
+	sed -i "s/^restore { interval = [^ ]* /restore { interval = $1 /" "$d/outpost.conf"
 	"$CLI" -c "$d/outpost.conf" reload >>"$work/reload.log" 2>&1 ||
 	    { note "reload to interval $1 failed: $(tail -n 2 "$work/reload.log")"; return 1; }
 }
@@ -84,7 +85,7 @@ data_dir = "$d/var"
 listener "127.0.0.1:$port" { tls = "none" }
 relay { networks = { "127.0.0.0/8" } }
 queue { map_size = 64G }
-restore { interval = 0 }
+restore { interval = 0 ${BENCH_RP_DIR:+dir = \"$BENCH_RP_DIR\" }}
 EOF
 	cp "$d/outpost.conf" "$work/outpost.conf"
 	"$OUTPOSTD" -c "$d/outpost.conf" >"$work/outpostd.log" 2>&1 &
@@ -108,8 +109,8 @@ EOF
 	echo "restore: a point of the whole queue ($((N + 5 * M)) messages)" >&2
 	"$CLI" -c "$d/outpost.conf" restore now >"$work/now.log" 2>&1 ||
 	    note "restore now failed: $(tail -n 2 "$work/now.log")"
-	cat "$d"/var/restore/point-*.json >"$work/manifests.jsonl" 2>/dev/null ||
-	    note "no manifest in $d/var/restore"
+	cat "${BENCH_RP_DIR:-$d/var/restore}"/point-*.json >"$work/manifests.jsonl" 2>/dev/null ||
+	    note "no manifest in ${BENCH_RP_DIR:-$d/var/restore}"
 	du -sk "$d/var/queue" | cut -f1 >"$work/queue_du_kib"
 	stop_pid "$OPD_PID" 120
 	OPD_PID=

@@ -16,7 +16,8 @@ import re
 import time
 import urllib.request
 
-from outpost_test import (Daemon, check, eq, run_tests, wait_for)
+from outpost_test import (Daemon, check, eq, promtool_check, run_tests,
+                          wait_for)
 
 RCPT_MARK = "rp-secret-4c1e"
 
@@ -86,6 +87,7 @@ def test_interval_points_match_queue(t=None):
         check(re.search(r"restore point\s+\d{8}T\d{6}Z .*5 messages",
                         st), st)
         text = metrics(d)
+        promtool_check(text)
         check(metric(text, 'outpost_restore_points_total{result="taken"}')
               >= 3, "taken counted")
         check(metric(text, "outpost_restore_point_last_bytes") > 0,

@@ -59,11 +59,11 @@
 #define CLI_O_HEADERS 0x10u /* --headers */
 #define CLI_O_SUSPEND 0x20u /* --for DURATION, --reason TEXT */
 #define CLI_O_LOG     0x40u /* --rcpt A, --event E, --id, --since, --until, -f */
-#define CLI_O_CONFIG  0x80u  /* --all */
-#define CLI_O_DRAIN   0x100u /* --intake-only */
-#define CLI_O_BACKOFF 0x200u /* --respect-backoff */
-#define CLI_O_ARCHIVE 0x400u /* --key-file F, --passphrase-file F */
-#define CLI_O_EXPORT  0x800u /* --to FILE, --remove */
+#define CLI_O_CONFIG  0x80u   /* --all */
+#define CLI_O_DRAIN   0x100u  /* --intake-only */
+#define CLI_O_BACKOFF 0x200u  /* --respect-backoff */
+#define CLI_O_ARCHIVE 0x400u  /* --key-file F, --passphrase-file F */
+#define CLI_O_EXPORT  0x800u  /* --to FILE, --remove */
 #define CLI_O_RESTORE 0x1000u /* --no-log-replay */
 
 #define CLI_SEL_ARGS "ID... | --domain D | --user U | --all  [--json]"

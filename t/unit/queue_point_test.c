@@ -110,7 +110,7 @@ insert(struct queue *q, unsigned n, uint64_t *pending)
 	op->env.created_ms = queue_wall_ms();
 	op->env.next_attempt_ms = op->env.created_ms;
 	op->env.sender = xstrdup("sender." SECRET "@example.com");
-	op->env.client = xstrdup("192.0.2.1");
+	op->env.client = xstrdup("127.0.0.1");
 	op->env.helo = xstrdup("helo.example");
 	op->env.nrcpts = 1 + n % 3;
 	assert_non_null(op->env.rcpts =

@@ -2,8 +2,9 @@
 foreach(t queue_record_test queue_crypt_test queue_commit_test
 		queue_state_test queue_archive_test queue_point_test)
 	outpost_unit_test(${t} SOURCES ${CMAKE_CURRENT_LIST_DIR}/${t}.c
-		DEPS outpost_queue)
+		${CMAKE_CURRENT_LIST_DIR}/queue_fixture.c DEPS outpost_queue)
 endforeach()
 # The log replay of a restore (queue/replay.c).
 outpost_unit_test(queue_replay_test
-	SOURCES ${CMAKE_CURRENT_LIST_DIR}/queue_replay_test.c DEPS outpost_queue)
+	SOURCES ${CMAKE_CURRENT_LIST_DIR}/queue_replay_test.c
+	${CMAKE_CURRENT_LIST_DIR}/queue_fixture.c DEPS outpost_queue)

@@ -7,10 +7,8 @@
  * over temporary files and points without manifest; no file of the
  * directory holds the key's hex or an address in clear; names parse.
  */
-#define _XOPEN_SOURCE 700 /* nftw */
 #include <sys/stat.h>
 #include <dirent.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,74 +24,20 @@
 
 #include "queue/point_int.h"
 #include "queue/queue.h"
+#include "t/unit/queue_fixture.h"
 
 #define SECRET   "pt-secret-9d41"
 #define NMSG     12
 #define BIG_BODY (QUEUE_CHUNK_BYTES + 1000) /* two chunks */
 
-static char tmpdir[256], qpath[512], kpath[512], rdir[512];
-
-static int
-rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
+static char rdir[512];
 
 static int
 dir_make(void **state)
 {
-	const char *base = getenv("TMPDIR");
-
-	(void)state;
-	snprintf(tmpdir, sizeof(tmpdir), "%s/qpoint.XXXXXX",
-		 base != NULL ? base : "/tmp");
-	assert_non_null(mkdtemp(tmpdir));
-	snprintf(qpath, sizeof(qpath), "%s/queue", tmpdir);
-	snprintf(kpath, sizeof(kpath), "%s/queue.key", tmpdir);
-	snprintf(rdir, sizeof(rdir), "%s/restore", tmpdir);
+	qfix_setup(state);
+	snprintf(rdir, sizeof(rdir), "%s/restore", qfix_dir);
 	return 0;
-}
-
-static int
-dir_remove(void **state)
-{
-	(void)state;
-	return nftw(tmpdir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
-}
-
-static struct queue *
-open_queue(void)
-{
-	struct queue_config cfg = { 0 };
-	struct queue *q;
-	char err[256];
-
-	cfg.path = qpath;
-	cfg.key_file = kpath;
-	cfg.map_size = 64 << 20;
-	if (queue_open(&q, &cfg, err, sizeof(err)) != 0)
-		fail_msg("queue_open: %s", err);
-	return q;
-}
-
-static char *
-xstrdup(const char *s)
-{
-	char *p = strdup(s);
-
-	assert_non_null(p);
-	return p;
-}
-
-static void
-on_done(struct queue_op *op, int status, void *arg)
-{
-	(void)arg;
-	assert_int_equal(status, 0);
-	queue_op_free(op);
 }
 
 /* Message N: 1 + N % 3 recipients, the first delivered when N is odd;
@@ -109,16 +53,16 @@ insert(struct queue *q, unsigned n, uint64_t *pending)
 	op->env.id = queue_id_next(q);
 	op->env.created_ms = queue_wall_ms();
 	op->env.next_attempt_ms = op->env.created_ms;
-	op->env.sender = xstrdup("sender." SECRET "@example.com");
-	op->env.client = xstrdup("127.0.0.1");
-	op->env.helo = xstrdup("helo.example");
+	op->env.sender = qfix_strdup("sender." SECRET "@example.com");
+	op->env.client = qfix_strdup("127.0.0.1");
+	op->env.helo = qfix_strdup("helo.example");
 	op->env.nrcpts = 1 + n % 3;
 	assert_non_null(op->env.rcpts =
 			    calloc(op->env.nrcpts, sizeof(*op->env.rcpts)));
 	for (i = 0; i < op->env.nrcpts; i++) {
 		snprintf(buf, sizeof(buf), "rcpt.%s.%u.%u@example.org", SECRET,
 			 n, i);
-		op->env.rcpts[i].addr = xstrdup(buf);
+		op->env.rcpts[i].addr = qfix_strdup(buf);
 		op->env.rcpts[i].state =
 		    i == 0 && n % 2 == 1 ? QR_DELIVERED : QR_PENDING;
 		if (op->env.rcpts[i].state == QR_PENDING)
@@ -127,21 +71,21 @@ insert(struct queue *q, unsigned n, uint64_t *pending)
 	op->body_len = n % 4 == 0 ? BIG_BODY : 500 + n;
 	assert_non_null(op->body = malloc(op->body_len));
 	memset(op->body, 'a' + n % 26, op->body_len);
-	queue_submit(q, op, on_done, NULL);
+	queue_submit(q, op, qfix_done, NULL);
 }
 
 /* A queue of NMSG messages, committed (closed and reopened). */
 static struct queue *
 queue_filled(uint64_t *pending)
 {
-	struct queue *q = open_queue();
+	struct queue *q = qfix_open(64 << 20);
 	unsigned n;
 
 	*pending = 0;
 	for (n = 0; n < NMSG; n++)
 		insert(q, n, pending);
 	queue_close(q);
-	return open_queue();
+	return qfix_open(64 << 20);
 }
 
 static void
@@ -149,7 +93,7 @@ key_load(uint8_t key[QUEUE_KEY_BYTES])
 {
 	char err[256];
 
-	if (queue_keyfile_load(kpath, false, key, err, sizeof(err)) != 0)
+	if (queue_keyfile_load(qfix_key, false, key, err, sizeof(err)) != 0)
 		fail_msg("key: %s", err);
 }
 
@@ -525,7 +469,7 @@ test_thread(void **state)
 	(void)state;
 	pthread_mutex_init(&h.mu, NULL);
 	pthread_cond_init(&h.cv, NULL);
-	snprintf(off, sizeof(off), "%s/offsite", tmpdir);
+	snprintf(off, sizeof(off), "%s/offsite", qfix_dir);
 	s.dir = rdir;
 	s.copy_to = off;
 	s.command = cmd;
@@ -596,17 +540,17 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_take_list, dir_make,
-						dir_remove),
+						qfix_teardown),
 		cmocka_unit_test_setup_teardown(test_verify, dir_make,
-						dir_remove),
+						qfix_teardown),
 		cmocka_unit_test_setup_teardown(test_walk_finds_damage,
-						dir_make, dir_remove),
+						dir_make, qfix_teardown),
 		cmocka_unit_test_setup_teardown(test_list_skips, dir_make,
-						dir_remove),
+						qfix_teardown),
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_keep_plan),
 		cmocka_unit_test_setup_teardown(test_thread, dir_make,
-						dir_remove),
+						qfix_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "queue/queue.h"
+#include "t/unit/queue_fixture.h"
 
 #define DUE_MS 1700000000000LL
 
@@ -33,14 +34,6 @@ config(void)
 	cfg.key_file = kpath;
 	cfg.map_size = 16 << 20;
 	return cfg;
-}
-
-static void
-on_done(struct queue_op *op, int status, void *arg)
-{
-	(void)arg;
-	assert_int_equal(status, 0);
-	queue_op_free(op);
 }
 
 /* A message to the NRCPTS addresses of RCPTS, all pending; its id. */
@@ -62,7 +55,7 @@ insert(struct queue *q, const char *const *rcpts, uint32_t nrcpts)
 	op->body_len = 10;
 	assert_non_null(op->body = malloc(op->body_len));
 	memcpy(op->body, "0123456789", op->body_len);
-	queue_submit(q, op, on_done, NULL);
+	queue_submit(q, op, qfix_done, NULL);
 	return op->env.id;
 }
 

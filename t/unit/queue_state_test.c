@@ -7,9 +7,7 @@
  * to another key does not open (dropped); the derived subkey is the same
  * after a reopen and differs per context.
  */
-#define _XOPEN_SOURCE 700 /* nftw */
 #include <sys/stat.h>
-#include <ftw.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -23,63 +21,16 @@
 #include <lmdb.h>
 
 #include "queue/queue.h"
+#include "t/unit/queue_fixture.h"
 
 #define NAME_A   "ops@held.example"
 #define REASON_A "reason-A-7f3a9c quota"
-
-static char tmpdir[256], qpath[512], kpath[512];
 
 /* Whole seconds are enough here: every end time is an hour off. */
 static int64_t
 now_ms(void)
 {
 	return (int64_t)time(NULL) * 1000;
-}
-
-static int
-rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-/* A fresh directory for the queue and its key, removed after the test. */
-static int
-dir_make(void **state)
-{
-	const char *base = getenv("TMPDIR");
-
-	(void)state;
-	snprintf(tmpdir, sizeof(tmpdir), "%s/qstate.XXXXXX",
-		 base != NULL ? base : "/tmp");
-	assert_non_null(mkdtemp(tmpdir));
-	snprintf(qpath, sizeof(qpath), "%s/queue", tmpdir);
-	snprintf(kpath, sizeof(kpath), "%s/queue.key", tmpdir);
-	return 0;
-}
-
-static int
-dir_remove(void **state)
-{
-	(void)state;
-	return nftw(tmpdir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
-}
-
-static struct queue *
-open_queue(void)
-{
-	struct queue_config cfg = { 0 };
-	struct queue *q;
-	char err[256];
-
-	cfg.path = qpath;
-	cfg.key_file = kpath;
-	cfg.map_size = 16 << 20;
-	if (queue_open(&q, &cfg, err, sizeof(err)) != 0)
-		fail_msg("queue_open: %s", err);
-	return q;
 }
 
 /* What a load saw. */
@@ -135,7 +86,7 @@ file_has(const char *needle)
 	bool found = false;
 	FILE *f;
 
-	assert_true(snprintf(path, sizeof(path), "%s/data.mdb", qpath) <
+	assert_true(snprintf(path, sizeof(path), "%s/data.mdb", qfix_queue) <
 		    (int)sizeof(path));
 	assert_non_null(f = fopen(path, "rb"));
 	assert_non_null(buf = malloc(16 << 20));
@@ -150,7 +101,7 @@ file_has(const char *needle)
 static void
 test_put_del_reload(void **state)
 {
-	struct queue *q = open_queue();
+	struct queue *q = qfix_open(16 << 20);
 	int64_t t = now_ms(), hour = t + 3600 * 1000;
 	struct seen s;
 	uint64_t dropped = 99;
@@ -187,7 +138,7 @@ test_put_del_reload(void **state)
 	assert_false(file_has(REASON_A));
 	assert_false(file_has("backoff-a"));
 
-	q = open_queue();
+	q = qfix_open(16 << 20);
 	load(q, QS_SUSPEND, &s, &dropped);
 	assert_int_equal(s.n, 1);
 	assert_string_equal(s.data[0], REASON_A);
@@ -203,14 +154,14 @@ test_put_del_reload(void **state)
 	assert_int_equal(dropped, 0);
 	queue_close(q); /* the drop's delete committed */
 
-	q = open_queue();
+	q = qfix_open(16 << 20);
 	load(q, QS_SUSPEND, &s, &dropped);
 	assert_int_equal(s.n, 1);
 	assert_int_equal(dropped, 0); /* deleted at the last load */
 	assert_int_equal(queue_state_del(q, QS_SUSPEND, NAME_A, strlen(NAME_A)),
 			 0);
 	queue_close(q);
-	q = open_queue();
+	q = qfix_open(16 << 20);
 	load(q, QS_SUSPEND, &s, &dropped);
 	assert_int_equal(s.n, 0);
 	load(q, QS_BACKOFF, &s, NULL);
@@ -221,7 +172,7 @@ test_put_del_reload(void **state)
 static void
 test_stop_and_subkey(void **state)
 {
-	struct queue *q = open_queue();
+	struct queue *q = qfix_open(16 << 20);
 	uint8_t k1[QUEUE_KEY_BYTES], k2[QUEUE_KEY_BYTES], k3[QUEUE_KEY_BYTES];
 	int64_t hour = now_ms() + 3600 * 1000;
 	struct seen s;
@@ -240,7 +191,7 @@ test_stop_and_subkey(void **state)
 	queue_state_subkey(q, "context two", k2);
 	assert_memory_not_equal(k1, k2, sizeof(k1));
 	queue_close(q);
-	q = open_queue();
+	q = qfix_open(16 << 20);
 	queue_state_subkey(q, "context one", k3);
 	assert_memory_equal(k1, k3, sizeof(k1));
 	/* The callback's non-zero stops the load and is returned. */
@@ -271,7 +222,7 @@ records_move(void)
 
 	assert_int_equal(mdb_env_create(&env), 0);
 	assert_int_equal(mdb_env_set_maxdbs(env, 8), 0);
-	assert_int_equal(mdb_env_open(env, qpath, MDB_NOTLS, 0600), 0);
+	assert_int_equal(mdb_env_open(env, qfix_queue, MDB_NOTLS, 0600), 0);
 	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
 	assert_int_equal(mdb_dbi_open(txn, "state", 0, &dbi), 0);
 	assert_int_equal(mdb_cursor_open(txn, dbi, &cur), 0);
@@ -300,7 +251,7 @@ records_move(void)
 static void
 test_moved_record(void **state)
 {
-	struct queue *q = open_queue();
+	struct queue *q = qfix_open(16 << 20);
 	int64_t hour = now_ms() + 3600 * 1000;
 	struct seen s;
 	uint64_t dropped;
@@ -311,7 +262,7 @@ test_moved_record(void **state)
 			 0);
 	queue_close(q);
 	assert_int_equal(records_move(), 1);
-	q = open_queue();
+	q = qfix_open(16 << 20);
 	load(q, QS_SUSPEND, &s, &dropped);
 	assert_int_equal(s.n, 1); /* the original */
 	assert_string_equal(s.data[0], REASON_A);
@@ -323,12 +274,12 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_put_del_reload, dir_make,
-						dir_remove),
-		cmocka_unit_test_setup_teardown(test_stop_and_subkey, dir_make,
-						dir_remove),
-		cmocka_unit_test_setup_teardown(test_moved_record, dir_make,
-						dir_remove),
+		cmocka_unit_test_setup_teardown(test_put_del_reload, qfix_setup,
+						qfix_teardown),
+		cmocka_unit_test_setup_teardown(test_stop_and_subkey,
+						qfix_setup, qfix_teardown),
+		cmocka_unit_test_setup_teardown(test_moved_record, qfix_setup,
+						qfix_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

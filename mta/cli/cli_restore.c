@@ -465,18 +465,6 @@ cli_restore_aside(const char *qpath, const char *name, char *out, size_t outlen)
 	return -1;
 }
 
-/* S appended to LINE (SIZE bytes) at *OFF when it fits whole. */
-static void
-cli_restore_put(char *line, size_t size, size_t *off, const char *s)
-{
-	size_t n = strlen(s);
-
-	if (*off + n < size) {
-		memcpy(line + *off, s, n + 1);
-		*off += n;
-	}
-}
-
 /*
  * One record in the audit log (log.audit_file), in the format of the
  * daemon's (control_audit.c): time, time_ms, uid, pid, user, command,
@@ -490,29 +478,20 @@ cli_restore_audit(const struct cli *c, const char *command, const char *result)
 	struct passwd pw, *res = NULL;
 	struct priv p;
 	struct stat st;
-	char pwbuf[4096], when[40], line[CLI_RESTORE_AUDIT_MAX], err[256];
-	int64_t now = queue_wall_ms();
-	size_t off = 0;
+	char pwbuf[4096], line[CLI_RESTORE_AUDIT_MAX], err[256];
+	size_t off;
 	int fd;
 
 	if (file == NULL || file[0] == '\0')
 		return;
-	json_time_fmt(now, true, when, sizeof(when));
-	snprintf(line, sizeof(line),
-		 "{\"time\":\"%s\",\"time_ms\":%" PRId64
-		 ",\"uid\":%u,\"pid\":%ld,\"user\":",
-		 when, now, (unsigned)getuid(), (long)getpid());
-	off = strlen(line);
-	json_cat(line, sizeof(line), &off,
-		 getpwuid_r(getuid(), &pw, pwbuf, sizeof(pwbuf), &res) == 0 &&
-			 res != NULL
-		     ? pw.pw_name
-		     : "");
-	cli_restore_put(line, sizeof(line), &off, ",\"command\":");
-	json_cat(line, sizeof(line) / 2, &off, command);
-	cli_restore_put(line, sizeof(line), &off, ",\"result\":");
-	json_cat(line, sizeof(line) - 3, &off, result);
-	cli_restore_put(line, sizeof(line), &off, "}\n");
+	off = json_audit_record(
+	    line, sizeof(line), queue_wall_ms(), (unsigned)getuid(),
+	    (long)getpid(),
+	    getpwuid_r(getuid(), &pw, pwbuf, sizeof(pwbuf), &res) == 0 &&
+		    res != NULL
+		? pw.pw_name
+		: "",
+	    command, result);
 	if (util_mkdir_parent(file) != 0 ||
 	    (fd = open(file,
 		       O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW,

@@ -167,28 +167,13 @@ control_audit_run(void *arg)
 {
 	struct control_session *s = arg;
 	struct evlog_event ev;
-	char user[128], admin[160], when[40], line[CONTROL_AUDIT_MAX];
+	char user[128], admin[160], line[CONTROL_AUDIT_MAX];
 	int64_t now_ms = util_wall_ms();
-	size_t off = 0;
+	size_t off;
 
 	control_audit_user(s->uid, user, sizeof(user));
-	json_time_fmt(now_ms, true, when, sizeof(when));
-	control_audit_cat(line, sizeof(line), &off, "{\"time\":\"%s\"", when);
-	control_audit_cat(
-	    line, sizeof(line), &off,
-	    ",\"time_ms\":%" PRId64 ",\"uid\":%u,\"pid\":%ld,\"user\":", now_ms,
-	    (unsigned)s->uid, (long)s->pid);
-	json_cat(line, sizeof(line), &off, user);
-	control_audit_cat(line, sizeof(line), &off, ",\"command\":");
-	json_cat(line, sizeof(line), &off, s->command);
-	control_audit_cat(line, sizeof(line), &off, ",\"result\":");
-	json_cat(line, sizeof(line), &off, s->result);
-	/* Leave room for the closing brace and LF even when truncated. */
-	if (off > sizeof(line) - 3)
-		off = sizeof(line) - 3;
-	line[off++] = '}';
-	line[off++] = '\n';
-	line[off] = '\0';
+	off = json_audit_record(line, sizeof(line), now_ms, (unsigned)s->uid,
+				(long)s->pid, user, s->command, s->result);
 	s->audit_status = 0;
 	if (control_audit_path[0] != '\0')
 		s->audit_status = control_audit_append(s, line, off);

@@ -120,6 +120,41 @@ json_cat(char *buf, size_t size, size_t *off, const char *s)
 	buf[*off < size ? *off : size - 1] = '\0';
 }
 
+size_t
+json_audit_record(char *buf, size_t size, int64_t time_ms, unsigned uid,
+		  long pid, const char *user, const char *command,
+		  const char *result)
+{
+	char when[40];
+	int n;
+	size_t off;
+
+	json_time_fmt(time_ms, true, when, sizeof(when));
+	n = snprintf(buf, size,
+		     "{\"time\":\"%s\",\"time_ms\":%" PRId64
+		     ",\"uid\":%u,\"pid\":%ld,\"user\":",
+		     when, time_ms, uid, pid);
+	off = n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
+	json_cat(buf, size, &off, user);
+	if (off + 12 < size) {
+		memcpy(buf + off, ",\"command\":", 11);
+		off += 11;
+	}
+	json_cat(buf, size, &off, command);
+	if (off + 11 < size) {
+		memcpy(buf + off, ",\"result\":", 10);
+		off += 10;
+	}
+	json_cat(buf, size, &off, result);
+	/* Leave room for the closing brace and LF even when cut. */
+	if (off > size - 3)
+		off = size - 3;
+	buf[off++] = '}';
+	buf[off++] = '\n';
+	buf[off] = '\0';
+	return off;
+}
+
 void
 json_put(FILE *f, const char *s)
 {

@@ -64,4 +64,16 @@ void json_term_put(FILE *f, const char *s);
  */
 void json_time_fmt(int64_t ms, bool precise, char *buf, size_t size);
 
+/*
+ * json_audit_record — one line of the audit log, the one format the daemon
+ * (control_audit.c) and the offline `outpost restore` write:
+ *   {"time":…,"time_ms":…,"uid":…,"pid":…,"user":…,"command":…,
+ *    "result":…}\n
+ * into BUF (SIZE >= 64 bytes; a long COMMAND or RESULT is cut, the line
+ * always ends "}\n").  Returns its length.  Any thread.
+ */
+size_t json_audit_record(char *buf, size_t size, int64_t time_ms, unsigned uid,
+			 long pid, const char *user, const char *command,
+			 const char *result);
+
 #endif

@@ -327,6 +327,31 @@ test_time(void **state)
 	assert_string_equal(buf, "");
 }
 
+/* The audit record: its fields in order, escaped; a long command is cut
+ * yet the line still closes (one JSON object per line). */
+static void
+test_audit_record(void **state)
+{
+	char buf[160], big[400];
+	size_t n;
+
+	(void)state;
+	n = json_audit_record(buf, sizeof(buf), 1700000000123LL, 995, 42,
+			      "op\"s", "hold id 0123456789abcdef", "ok 1");
+	assert_string_equal(
+	    buf,
+	    "{\"time\":\"2023-11-14T22:13:20.123Z\",\"time_ms\":"
+	    "1700000000123,\"uid\":995,\"pid\":42,\"user\":\"op\\\"s\","
+	    "\"command\":\"hold id 0123456789abcdef\",\"result\":\"ok 1\"}\n");
+	assert_int_equal(n, strlen(buf));
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	n = json_audit_record(buf, sizeof(buf), 0, 0, 1, "root", big, "ok");
+	assert_true(n < sizeof(buf));
+	assert_int_equal(n, strlen(buf));
+	assert_memory_equal(buf + n - 2, "}\n", 2);
+}
+
 int
 main(void)
 {
@@ -337,6 +362,7 @@ main(void)
 		cmocka_unit_test(test_term),
 		cmocka_unit_test(test_cut),
 		cmocka_unit_test(test_time),
+		cmocka_unit_test(test_audit_record),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

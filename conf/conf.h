@@ -500,6 +500,8 @@ struct conf {
 	   for relay clients (networks, no AUTH) */
 	const struct conf_dkim *relay_dkim_fallback;
 	bool relay_allow_unaligned; /* relay { allow_unaligned = … } */
+	char *relay_identity;       /* relay { identity }: the sending
+				       identity of relay clients ("relay") */
 
 	struct conf_log log;
 	struct conf_metrics metrics;
@@ -552,6 +554,40 @@ unsigned conf_holders(const struct conf *c);
  * with "file:line: message" in err.  Main thread.
  */
 int conf_check_host(const struct conf *c, char *err, size_t errlen);
+
+/*
+ * Bounce categories: what a failed or deferred recipient's reply means for
+ * the sender (reply code, enhanced status and text, matched by the ordered
+ * rules of the bounce-categories file).  A fixed set, so that metrics and
+ * stores can count them; the rules that map replies to them are the
+ * operator's to extend.  CONF_BC_NONE: delivered, or not classified yet.
+ */
+enum conf_bounce_category {
+	CONF_BC_NONE = 0,
+	CONF_BC_BAD_MAILBOX,      /* no such user (5.1.1) */
+	CONF_BC_BAD_DOMAIN,       /* no such domain, null MX (5.1.2, 5.1.10) */
+	CONF_BC_INACTIVE_MAILBOX, /* disabled, expired, dormant account */
+	CONF_BC_QUOTA,            /* mailbox full, over quota */
+	CONF_BC_SPAM_RELATED,     /* refused as spam, blocklisted, reputation */
+	CONF_BC_POLICY_RELATED,   /* DMARC/SPF/DKIM, local policy */
+	CONF_BC_RATE_LIMITED,     /* throttled: too many messages/connections */
+	CONF_BC_ROUTING,          /* no route, MX trouble, relay refused */
+	CONF_BC_MESSAGE_CONTENT,  /* size, virus, content refused */
+	CONF_BC_PROTOCOL,         /* syntax, protocol error, out of step */
+	CONF_BC_CONNECTION,       /* no reply: refused, timeout, TLS failure */
+	CONF_BC_TRANSIENT_OTHER,  /* a 4xx no rule matched */
+	CONF_BC_OTHER,            /* a 5xx no rule matched */
+	CONF_BC__COUNT
+};
+
+/*
+ * conf_identity — the sending identity of a message: USER (its AUTH user)
+ * when set and not empty, else relay { identity } (default "relay"), the
+ * one identity of every relay client.  Per-sender stores (suppression
+ * lists, the watchdog's profiles) are keyed by it.  The string belongs to
+ * USER or to C.  Any thread.
+ */
+const char *conf_identity(const struct conf *c, const char *user);
 
 /* conf_user_find — the user called NAME, or NULL.  Case-sensitive. */
 const struct conf_user *conf_user_find(const struct conf *c, const char *name);

@@ -189,6 +189,7 @@ cfg_opt_t conf_relay_opts[] = {
 	CFG_STR_CB("pool", NULL, CFGF_NONE, conf_text_cb),
 	CFG_STR_CB("dkim_domain", NULL, CFGF_NONE, conf_dkim_domain_cb),
 	CFG_BOOL_CB("allow_unaligned", cfg_false, CFGF_NONE, conf_bool_cb),
+	CFG_STR_CB("identity", "relay", CFGF_NONE, conf_text_cb),
 	CFG_END(),
 };
 
@@ -484,9 +485,19 @@ conf_build_networks(struct conf_ctx *x, cfg_t *cfg, struct conf *c)
 {
 	cfg_t *sec = cfg_getsec(cfg, "relay");
 	size_t i, n = cfg_size(sec, "networks");
-	const char *why;
+	const char *why, *id = cfg_getstr(sec, "identity");
 	char hint[96];
 
+	if (id == NULL || id[0] == '\0' || conf_user_find(c, id) != NULL) {
+		conf_fail(x, conf_where(x, sec, "identity"),
+			  "relay.identity: \"%s\" %s", id ? id : "",
+			  id == NULL || id[0] == '\0'
+			      ? "is empty"
+			      : "is also a user's name");
+		return -1;
+	}
+	if ((c->relay_identity = conf_strdup(x, id)) == NULL)
+		return -1;
 	if (n == 0)
 		return 0;
 	if ((c->networks = calloc(n, sizeof(*c->networks))) == NULL) {
@@ -591,8 +602,8 @@ conf_core_build(struct conf_ctx *x, cfg_t *cfg, struct conf *c, bool embedded)
 	    conf_build_limits(x, cfg, c) != 0 ||
 	    conf_build_auth_limit(x, cfg, c) != 0 ||
 	    conf_build_listeners(x, cfg, c, embedded) != 0 ||
-	    conf_build_networks(x, cfg, c) != 0 ||
-	    conf_build_users(x, cfg, c) != 0)
+	    conf_build_users(x, cfg, c) != 0 ||
+	    conf_build_networks(x, cfg, c) != 0)
 		return -1;
 	return x->failed ? -1 : 0;
 }
@@ -618,6 +629,7 @@ conf_core_free(struct conf *c)
 	}
 	free(c->listeners);
 	free(c->networks);
+	free(c->relay_identity);
 	for (i = 0; i < c->nusers; i++) {
 		struct conf_user *u = &c->users[i];
 
@@ -631,6 +643,15 @@ conf_core_free(struct conf *c)
 }
 
 /* ---- lookups ---- */
+
+const char *
+conf_identity(const struct conf *c, const char *user)
+{
+	if (user != NULL && user[0] != '\0')
+		return user;
+	return c != NULL && c->relay_identity != NULL ? c->relay_identity
+						      : "relay";
+}
 
 const struct conf_user *
 conf_user_find(const struct conf *c, const char *name)

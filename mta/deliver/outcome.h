@@ -10,6 +10,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "conf/conf.h"
+
 /* Where in the dialogue the result arrived. */
 enum outcome_stage {
 	OS_CONNECT,  /* connect() failed or timed out */
@@ -64,6 +66,9 @@ struct outcome {
 	bool suspend;      /* a configured reply pattern matched */
 	uint64_t suspend_ms;
 	char status[12]; /* enhanced status code, e.g. "5.1.1" */
+	/* What the failure means for the sender (bounce-categories rules);
+	 * CONF_BC_NONE when delivered. */
+	enum conf_bounce_category category;
 };
 
 /* A configured reply pattern: `destination … { suspend_on = { … } }`. */

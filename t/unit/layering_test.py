@@ -30,7 +30,7 @@ EDGES = {
     "conf": {"dns"},
     "dkim": {"dns"},
     "core": {"dkim", "dns", "queue"},
-    "observe": {"core", "queue"},
+    "observe": {"core", "queue", "conf"},
     "receive": {"observe", "core", "queue", "conf", "dkim", "dns"},
     "deliver": {"observe", "core", "queue", "conf", "dns"},
     "control": {"receive", "deliver", "observe", "core", "queue", "conf"},

@@ -60,6 +60,12 @@ inject() {
 	date +%s.%N >"$work/$2.end"
 }
 
+# scrape NAME: the queue writer's counters from /metrics into NAME.
+scrape() {
+	curl -s --max-time 30 "http://127.0.0.1:$mport/metrics" |
+	    grep '^outpost_queue_\(commits_total\|ops_total\|commit_seconds_total\) ' >"$work/$1" || :
+}
+
 # interval VALUE: restore.interval = VALUE, by `outpost reload`.
 interval() {
 	sed -i "s/^restore { interval = [^ ]* /restore { interval = $1 /" "$d/outpost.conf"
@@ -99,6 +105,7 @@ run() {
 		return 1
 	fi
 	port=$(free_port)
+	mport=$(free_port)
 	d=$work/outpost
 	mkdir -p "$d"
 	cat >"$d/outpost.conf" <<EOF
@@ -108,6 +115,7 @@ listener "127.0.0.1:$port" { tls = "none" }
 relay { networks = { "127.0.0.0/8" } }
 queue { map_size = 64G }
 restore { interval = 0 ${BENCH_RP_DIR:+dir = \"$BENCH_RP_DIR\" }}
+metrics { listen = "127.0.0.1:$mport" }
 EOF
 	cp "$d/outpost.conf" "$work/outpost.conf"
 	"$OUTPOSTD" -c "$d/outpost.conf" >"$work/outpostd.log" 2>&1 &
@@ -126,7 +134,9 @@ EOF
 		C | E) interval 0 && points_idle || return 1 ;;
 		esac
 		date +%s.%N >"$work/$x.start"
+		scrape "$x.m0"
 		inject "$M" "$x"
+		scrape "$x.m1"
 	done
 	echo "restore: a point of the whole queue ($((N + 5 * M)) messages)" >&2
 	"$CLI" -c "$d/outpost.conf" restore now >"$work/now.log" 2>&1 ||
@@ -169,6 +179,24 @@ for p in ("fill", "A", "B", "C", "D", "E"):
                      "failed": r["failed"],
                      "start": float(read(p + ".start") or 0) or None,
                      "end": float(read(p + ".end") or 0) or None}
+        # The queue writer during the phase (/metrics before and after):
+        # how long a commit took, how many ops it carried.
+        def counters(name):
+            v = {}
+            for line in (read(name) or "").splitlines():
+                k, _, x = line.partition(" ")
+                v[k] = float(x)
+            return v
+        a, b = counters(p + ".m0"), counters(p + ".m1")
+        try:
+            commits = b["outpost_queue_commits_total"] - a["outpost_queue_commits_total"]
+            ops = b["outpost_queue_ops_total"] - a["outpost_queue_ops_total"]
+            secs = b["outpost_queue_commit_seconds_total"] - a["outpost_queue_commit_seconds_total"]
+            phases[p]["writer"] = {"commits": int(commits), "ops_per_commit": round(ops / commits, 1),
+                                   "ms_per_commit": round(secs * 1000 / commits, 3),
+                                   "commit_share": round(secs / r["elapsed_s"], 3)}
+        except (KeyError, ZeroDivisionError):
+            pass
 points = []
 for line in (read("manifests.jsonl") or "").splitlines():
     try:
@@ -213,24 +241,26 @@ def c(v, fmt="{}"):
     return "n/a" if v is None else fmt.format(v)
 w = res["whole_queue_point"] or {}
 lines = ["## Restore points: acceptance over a queue of %s+ messages, points every %s" % ("{:,}".format(n), interval), "",
-         "| | msg/s | accepted / refused / failed | goal |", "|---|---|---|---|"]
+         "| | msg/s | accepted / refused / failed | writer: ms per commit, ops per commit, share of the phase in commit | goal |", "|---|---|---|---|---|"]
 for p in "ABCDE":
     what = p + (": a point every " + interval if p in "BD" else ": no points")
     x = phases.get(p, {})
-    lines.append("| %s (%s messages) | %s | %s / %s / %s | |" % (
+    wr = x.get("writer") or {}
+    lines.append("| %s (%s messages) | %s | %s / %s / %s | %s, %s, %s | |" % (
         what, "{:,}".format(m), c(x.get("msg_per_s"), "{:,.0f}"), c(x.get("accepted")),
-        c(x.get("refused")), c(x.get("failed"))))
-lines += ["| mean without points (A, C, E) / with (B, D) | %s / %s | | |" % (
+        c(x.get("refused")), c(x.get("failed")), c(wr.get("ms_per_commit")),
+        c(wr.get("ops_per_commit")), c(wr.get("commit_share"))))
+lines += ["| mean without points (A, C, E) / with (B, D) | %s / %s | | | |" % (
               c(res["rate_without_points"], "{:,.0f}"), c(res["rate_with_points"], "{:,.0f}")),
-          "| **with / without** | **%s** | | ≥ 0.90 |" % c(res["ratio"], "{:.3f}"),
-          "| points taken during B and D | %d | | ≥ 2 |" % len(during)]
+          "| **with / without** | **%s** | | | ≥ 0.90 |" % c(res["ratio"], "{:.3f}"),
+          "| points taken during B and D | %d | | | ≥ 2 |" % len(during)]
 for p in during:
-    lines.append("| point %s: messages, MiB, ms | %s, %.1f, %s | | |" % (
+    lines.append("| point %s: messages, MiB, ms | %s, %.1f, %s | | | |" % (
         p["name"], "{:,}".format(p["messages"]), p["size"] / 1048576, p["duration_ms"]))
-lines += ["| **point of the whole queue: messages, MiB, s** | **%s, %s, %s** | | |" % (
+lines += ["| **point of the whole queue: messages, MiB, s** | **%s, %s, %s** | | | |" % (
     c(w.get("messages"), "{:,}"), c(w.get("bytes") and w["bytes"] / 1048576, "{:,.1f}"),
     c(w.get("ms") and w["ms"] / 1000, "{:.2f}")),
-          "| LMDB queue on disk (MiB) | %s | | |" % c(res["queue_du_kib"] and int(res["queue_du_kib"]) / 1024, "{:,.1f}"),
+          "| LMDB queue on disk (MiB) | %s | | | |" % c(res["queue_du_kib"] and int(res["queue_du_kib"]) / 1024, "{:,.1f}"),
           "",
           "~1 KB messages, one recipient, %s pipelining sessions, every "
           "destination suspended (no delivery attempts). A point is the compacted copy "

@@ -39,6 +39,7 @@ suppress_init(struct queue *q, const struct conf *c,
 						    suppress_purge_user,
 						    suppress_expire, NULL };
 
+	sodium_free(S.key); /* a second init: the tests' */
 	if ((S.key = sodium_malloc(QUEUE_KEY_BYTES)) == NULL)
 		return -1;
 	memcpy(S.key, hash_key, QUEUE_KEY_BYTES);

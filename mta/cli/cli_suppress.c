@@ -20,7 +20,8 @@
 
 #define CLI_SUPPRESS_WORD_MAX 255 /* bytes of an address or user name */
 
-/* " VERB-WORD HEX" of S onto LINE at *OFF; -1 when it does not fit. */
+/* " WORD HEX" (or " HEX" when WORD is "") of S onto LINE at *OFF; -1
+ * when it does not fit. */
 static int
 cli_suppress_hex_cat(char *line, size_t size, size_t *off, const char *word,
 		     const char *s)
@@ -32,7 +33,7 @@ cli_suppress_hex_cat(char *line, size_t size, size_t *off, const char *word,
 	if (n == 0 || n > CLI_SUPPRESS_WORD_MAX)
 		return -1;
 	sodium_bin2hex(hex, sizeof(hex), (const unsigned char *)s, n);
-	w = snprintf(line + *off, size - *off, "%s%s%s", word,
+	w = snprintf(line + *off, size - *off, " %s%s%s", word,
 		     word[0] != '\0' ? " " : "", hex);
 	if (w < 0 || (size_t)w >= size - *off)
 		return -1;
@@ -118,10 +119,10 @@ cli_suppress(struct cli *c)
 	(void)snprintf(what, sizeof(what), "suppress %s", sub);
 	w = snprintf(line, sizeof(line), "suppress-%s", sub);
 	off = (size_t)w;
-	if ((!list && cli_suppress_hex_cat(line, sizeof(line), &off, " ",
+	if ((!list && cli_suppress_hex_cat(line, sizeof(line), &off, "",
 					   c->argv[0]) != 0) ||
 	    (c->user != NULL && cli_suppress_hex_cat(line, sizeof(line), &off,
-						     " user", c->user) != 0)) {
+						     "user", c->user) != 0)) {
 		cli_errx("%s: address or user name empty or longer than %d "
 			 "bytes",
 			 what, CLI_SUPPRESS_WORD_MAX);

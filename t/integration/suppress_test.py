@@ -20,9 +20,9 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from outpost_test import (OUTPOST, SLOW, Dns, Sink, TestFailure,  # noqa: E402
-                          check, delivery_config, eq, free_port_on,
-                          run_tests, wait_for)
+from outpost_test import (OUTPOST, SLOW, Dns, Raw, Sink,  # noqa: E402
+                          TestFailure, check, delivery_config, eq,
+                          free_port_on, run_tests, wait_for)
 from purge_test import DAY, PASSWORD, PurgeDaemon, jsonl  # noqa: E402
 
 GONE = "Gone.Person@dest.test"
@@ -184,6 +184,21 @@ def test_drop_mode():
         check("queued" not in text or "not queued" in text, text)
         eq(d.queue_ids(), [], "nothing queued")
         check(not events(d, "reception"), "no reception event")
+        # The same with BDAT (RFC 3030): the chunks are read, nothing is
+        # queued.
+        r = Raw(d.port)
+        eq(r.reply()[0], 220, "greeting")
+        eq(r.cmd("EHLO client.test")[0], 250, "EHLO")
+        eq(r.cmd("MAIL FROM:<news@example.com>")[0], 250, "MAIL")
+        eq(r.cmd("RCPT TO:<%s>" % GONE)[0], 250, "RCPT dropped")
+        r.send("BDAT 7\r\nFrom: x")
+        eq(r.reply()[0], 250, "first chunk")
+        r.send("BDAT 5 LAST\r\n\r\nb\r\n")
+        code, text = r.reply()
+        eq(code, 250, "last chunk: %s" % text)
+        eq(r.cmd("QUIT")[0], 221, "QUIT")
+        r.close()
+        eq(d.queue_ids(), [], "nothing queued after BDAT")
         replies, (code, text) = send(session(d, "bob"),
                                      [GONE, "fine@dest.test"])
         eq([c for c, _ in replies], [250, 250], "RCPT replies")
@@ -192,13 +207,13 @@ def test_drop_mode():
         eq(len(ids), 1, "the message queued")
         shown = json.loads(cli(d, "queue", "show", "--json", ids[0]).stdout)
         eq(len(shown["recipients"]), 1, "only the good recipient")
-        ev = wait_for(lambda: len(events(d, "suppressed")) >= 2 and
+        ev = wait_for(lambda: len(events(d, "suppressed")) >= 3 and
                       events(d, "suppressed"), what="dropped events")
         eq({e.get("code") for e in ev}, {250}, "drop events")
         eq({e.get("command") for e in ev}, {"dropped"}, "drop action")
         m = wait_for(lambda: "outpost_suppressed_total" in scrape(d) and
                      scrape(d), what="metrics")
-        check('outpost_suppressed_total{action="drop"} 2' in m, m)
+        check('outpost_suppressed_total{action="drop"} 3' in m, m)
         check("outpost_suppression_entries 1" in m, m)
         no_clear(d, GONE)
 

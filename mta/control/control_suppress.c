@@ -1,16 +1,12 @@
 /*
- * control_suppress.c — `suppress-list|add|remove|check` (outpost suppress):
- * the suppression list (mta/observe/suppress.h) for operators.
- * Request: ADDRESS and USER come hex-encoded (any byte of an address or a
- * name passes the protocol's printable-words rule); the daemon hashes them
- * with the delivery log's key, so nothing is kept or recorded in clear:
- * the audit record names them by hash.  In the session: s->arg holds the
- * address, s->reason the user (s->sel SAS_USER when one was given,
- * SAS_DOMAIN for `list global`), s->seconds the reason code of an add.
- * Answer lines: "entry SCOPE RCPT_HASH REASON TIME_MS" (SCOPE "global" or
- * "hash:HEX"), then "ok N".
- * Threads: the delivery loop; a list walks on the worker pool, an add or
- * remove answers once the writer committed it (loop_post).
+ * control_suppress.c — `suppress-list|add|remove|check` (outpost suppress).
+ * ADDRESS and USER come hex-encoded (any byte passes the protocol's
+ * printable-words rule) and are hashed here with the delivery log's key:
+ * nothing is kept, answered or recorded in clear.  Session: s->arg the
+ * address, s->reason the user (s->sel SAS_USER; SAS_DOMAIN: `list
+ * global`), s->seconds an add's reason.  Answer: "entry SCOPE RCPT_HASH
+ * REASON TIME_MS" lines, "ok N".  Threads: the delivery loop; a list walks
+ * on the worker pool, an add or remove answers once committed (loop_post).
  */
 #include <inttypes.h>
 #include <stdbool.h>

@@ -393,6 +393,25 @@ struct conf_retention {
 				  data is purged this long after */
 };
 
+/*
+ * `suppress { }`: the suppression list (hard bounces of the bad-mailbox and
+ * bad-domain kind, complaints, operators' entries).
+ */
+enum conf_suppress_scope {
+	CONF_SUPPRESS_USER,   /* one list per sending identity (and the
+				 global entries an operator adds) */
+	CONF_SUPPRESS_GLOBAL, /* one list for every sender */
+};
+enum conf_suppress_action {
+	CONF_SUPPRESS_REFUSE, /* RCPT gets 550 5.1.1 */
+	CONF_SUPPRESS_DROP,   /* RCPT gets 250; the recipient is not queued */
+};
+struct conf_suppress {
+	bool enabled; /* consulted at RCPT and fed by results */
+	enum conf_suppress_scope scope;
+	enum conf_suppress_action action;
+};
+
 /* `metrics { listen = "ADDR:PORT" }`: the HTTP listener of GET /metrics. */
 struct conf_metrics {
 	char *listen; /* as written, e.g. "127.0.0.1:9025" (the default);
@@ -508,6 +527,7 @@ struct conf {
 	struct conf_control control;
 	struct conf_restore restore;
 	struct conf_retention retention;
+	struct conf_suppress suppress;
 };
 
 /*

@@ -304,6 +304,10 @@ extern cfg_opt_t conf_retention_opts[];
 int conf_keep_build(struct conf_ctx *x, cfg_t *cfg, struct conf *c);
 void conf_keep_free(struct conf *c);
 
+/* conf_suppress.c: the section suppress. */
+extern cfg_opt_t conf_suppress_opts[];
+int conf_suppress_build(struct conf_ctx *x, cfg_t *cfg, struct conf *c);
+
 /* A refused value reported as "KEY: \"VALUE\" WHY"; returns -1. */
 int conf_value_fail(cfg_t *cfg, cfg_opt_t *opt, const char *value,
 		    const char *why);

@@ -54,6 +54,7 @@
 #include "mta/core/priv.h"
 #include "mta/receive/smtp_server.h"
 #include "mta/observe/stats.h"
+#include "mta/observe/suppress.h"
 #include "mta/core/tls.h"
 #include "mta/core/util.h"
 #include "mta/core/worker.h"
@@ -678,6 +679,7 @@ reload_run(char *out, size_t len)
 	listen_plan_apply(loops, plan);
 	sched_reconf(nc);
 	control_purge_reconf(nc);
+	suppress_configure(nc);
 	points_settings(nc, &ps);
 	if (queue_point_thread_set(points, &ps) != 0)
 		log_warnx("reload: restore points keep their settings: out "
@@ -945,7 +947,6 @@ main(int argc, char *argv[])
 	    0)
 		fatalx("delivery log: %s", err);
 	delivery_log_perms();
-	sodium_memzero(hash_key, sizeof(hash_key));
 
 	memset(&qc, 0, sizeof(qc));
 	qc.path = conf->queue.path;
@@ -960,6 +961,9 @@ main(int argc, char *argv[])
 			       sizeof(err)) != 0)
 		log_warnx("auth limit: blocks kept before: %s", err);
 	history_stores_register();
+	if (suppress_init(queue, conf, hash_key) != 0)
+		fatalx("suppression list: out of memory");
+	sodium_memzero(hash_key, sizeof(hash_key));
 	if (intake_init(conf, queue, err, sizeof(err)) != 0 ||
 	    confgen_new(conf, 1, false, &gen, err, sizeof(err)) != 0)
 		fatalx("%s", err);
@@ -1012,6 +1016,7 @@ main(int argc, char *argv[])
 	metrics_set_sessions(peer_sessions_total);
 	metrics_add_text(sched_metrics_text);
 	metrics_add_text(logspace_metrics_text);
+	metrics_add_text(suppress_metrics_text);
 	queue_commit_hook(queue, commit_observed);
 	ev_usr1 = evsignal_new(main_base, SIGUSR1, reopen_cb, NULL);
 	if (ev_usr1 == NULL || evsignal_add(ev_usr1, NULL) != 0)

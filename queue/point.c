@@ -326,7 +326,7 @@ point_env_open(MDB_env **envp, const char *path, char *err, size_t errlen)
 		*envp = NULL;
 		goto fail;
 	}
-	if ((rc = mdb_env_set_maxdbs(*envp, 5)) != 0 ||
+	if ((rc = mdb_env_set_maxdbs(*envp, 8)) != 0 ||
 	    (rc = mdb_env_open(
 		 *envp, path,
 		 MDB_NOSUBDIR | MDB_RDONLY | MDB_NOLOCK | MDB_NOTLS, 0600)) !=
@@ -394,7 +394,8 @@ point_walk(const char *path, const struct crypt_key *k,
 	}
 	if (point_meta_check(&w, err, errlen) == 0 &&
 	    point_envs_walk(&w, out, err, errlen) == 0 &&
-	    point_states_walk(&w, err, errlen) == 0)
+	    point_states_walk(&w, err, errlen) == 0 &&
+	    suppress_db_check(w.txn, err, errlen) == 0)
 		ret = 0;
 done:
 	if (w.txn != NULL)

@@ -26,7 +26,7 @@
 #include "queue/crypt_int.h"
 #include "queue/queue_int.h"
 
-#define QUEUE_MAXDBS        5
+#define QUEUE_MAXDBS        8     /* 6 in use; room for more */
 #define QUEUE_BATCH_DEFAULT 4096  /* commit_max_batch = 0 */
 #define QUEUE_LAZY_US       10000 /* lazy_wait_us = 0 */
 
@@ -186,8 +186,10 @@ queue_op_seal(struct queue *q, struct queue_op *op)
 	uint32_t i;
 	char why[128];
 
+	/* A suppression entry holds no clear data: not sealed (queue.h). */
 	if (op->sealed != NULL || op->kind == QOP_DELETE ||
-	    op->kind == QOP_RESCHED)
+	    op->kind == QOP_RESCHED || op->kind == QOP_SUPPRESS_PUT ||
+	    op->kind == QOP_SUPPRESS_DEL)
 		return 0;
 	if (op->kind == QOP_STATE_PUT || op->kind == QOP_STATE_DEL)
 		return state_op_seal(q, op);
@@ -375,7 +377,8 @@ queue_dbs_open(struct queue *q, char *err, size_t errlen)
 	    (rc = mdb_dbi_open(txn, "env", dbflags, &q->db_env)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "body", dbflags, &q->db_body)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "sched", dbflags, &q->db_sched)) != 0 ||
-	    (rc = mdb_dbi_open(txn, "state", dbflags, &q->db_state)) != 0)
+	    (rc = mdb_dbi_open(txn, "state", dbflags, &q->db_state)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "suppress", dbflags, &q->db_suppress)) != 0)
 		goto fail;
 	if (queue_meta_check(q, txn, err, errlen) != 0) {
 		rc = 0; /* err is set */

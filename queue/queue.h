@@ -9,6 +9,7 @@
  *   "sched"  due_ms(8) id(8)  -> empty: the schedule index (no secrets)
  *   "meta"   name             -> format version, key ids
  *   "state"  kind(1) hash(16) -> sealed state record (queue_state_put)
+ *   "suppress" scope(16) rcpt(16) -> suppression entry (queue_suppress_put)
  * A sealed record is: version(1) alg(1) key_id(4) salt(24) ciphertext tag(16);
  * its additional data binds it to its database and key, so records cannot be
  * swapped.  AES-256-GCM (with a per-record key derived from the salt) where
@@ -37,6 +38,9 @@
 #define QUEUE_HASH_HEX_BYTES  33 /* 16-byte keyed hash as hex, plus NUL */
 #define QUEUE_ID_HEX_BYTES    17 /* 16 hex digits, plus NUL */
 #define QUEUE_STATE_KEY_BYTES 17 /* "state" key: kind(1), keyed hash(16) */
+
+/* A suppression entry's scope or recipient hash (queue_suppress_put). */
+#define QUEUE_SUPPRESS_HASH_BYTES 16
 
 struct queue; /* opaque: environment, databases, keys, writer thread */
 
@@ -159,6 +163,8 @@ enum queue_op_kind {
 			  exist) */
 	QOP_STATE_PUT, /* queue_state_put(): state_key, body = the record */
 	QOP_STATE_DEL, /* queue_state_del(): state_key */
+	QOP_SUPPRESS_PUT, /* queue_suppress_put(): suppress_key, body */
+	QOP_SUPPRESS_DEL, /* queue_suppress_del(): suppress_key */
 };
 
 struct queue_op;
@@ -171,6 +177,8 @@ struct queue_op {
 	size_t body_len;
 	int64_t old_due_ms;                       /* QOP_UPDATE */
 	uint8_t state_key[QUEUE_STATE_KEY_BYTES]; /* QOP_STATE_* */
+	uint8_t
+	    suppress_key[2 * QUEUE_SUPPRESS_HASH_BYTES]; /* QOP_SUPPRESS_* */
 	/* Set by the caller: the op gates no reply (a delivered message's
 	 * removal, a deferral): it may wait up to lazy_wait_us to share a
 	 * commit. */
@@ -392,6 +400,104 @@ int queue_state_load(struct queue *q, enum queue_state_kind kind,
  */
 void queue_state_subkey(struct queue *q, const char *context,
 			uint8_t out[QUEUE_KEY_BYTES]);
+
+/*
+ * The suppression list (suppress.c): recipients not to send to again,
+ * per sending identity or for all, in the "suppress" database.  Its LMDB
+ * key is scope(16) rcpt(16): two keyed BLAKE2b-128 hashes the caller makes
+ * (the daemon uses the delivery log's hash key, so that the rcpt hash of
+ * an entry is the rcpt_hash of the delivery log's lines and what
+ * `outpost hash ADDRESS` prints); an all-zero scope is the global list.
+ * The record is version(1) reason(1) time_ms(8, big-endian), not sealed:
+ * it holds no clear data (no address, no name, no text), a read on an SMTP
+ * loop then costs one mdb_get and no cipher, and restore points and
+ * exports carry it as they carry the rest of the environment.
+ *
+ * Writes are queue ops riding the writer's group commit (never blocking
+ * the caller); reads use their own read transaction (MDB_RDONLY: no write,
+ * no fsync), allowed on an I/O loop.
+ */
+#define QUEUE_SUPPRESS_VERSION 1
+
+enum queue_suppress_reason {
+	QSR_BAD_MAILBOX = 1, /* a hard bounce: no such mailbox */
+	QSR_BAD_DOMAIN,      /* a hard bounce: no such domain */
+	QSR_COMPLAINT,       /* the recipient complained (feedback loop) */
+	QSR_OPERATOR,        /* `outpost suppress add` */
+};
+
+struct queue_suppress_entry {
+	uint8_t scope[QUEUE_SUPPRESS_HASH_BYTES]; /* all zero: global */
+	uint8_t rcpt[QUEUE_SUPPRESS_HASH_BYTES];
+	enum queue_suppress_reason reason;
+	int64_t time_ms; /* when it was added (Unix ms) */
+};
+
+/* queue_suppress_reason_name — "bounce-bad-mailbox", "bounce-bad-domain",
+ * "complaint", "operator"; "unknown" for anything else.  Pure. */
+const char *queue_suppress_reason_name(enum queue_suppress_reason r);
+/* queue_suppress_reason_parse — the reverse; 0 ok, -1 unknown.  Pure. */
+int queue_suppress_reason_parse(const char *name,
+				enum queue_suppress_reason *r);
+
+/*
+ * queue_suppress_put — add (or replace: the newer reason and time win) the
+ * entry E.  DONE(status, ARG), if not NULL, is called on the writer thread
+ * once it is committed (0) or failed (-1); it must only hand the result
+ * over.  Returns 0 submitted, -1 out of memory (DONE is not called).  Any
+ * thread; never blocks on disk.
+ */
+typedef void queue_suppress_done_fn(int status, void *arg);
+int queue_suppress_put(struct queue *q, const struct queue_suppress_entry *e,
+		       queue_suppress_done_fn *done, void *arg);
+
+/* queue_suppress_del — remove the entry (SCOPE, RCPT) (none is not an
+ * error); DONE as for queue_suppress_put. */
+int queue_suppress_del(struct queue *q,
+		       const uint8_t scope[QUEUE_SUPPRESS_HASH_BYTES],
+		       const uint8_t rcpt[QUEUE_SUPPRESS_HASH_BYTES],
+		       queue_suppress_done_fn *done, void *arg);
+
+/*
+ * queue_suppress_get — the entry (SCOPE, RCPT) into *OUT (may be NULL).
+ * Returns 1 found, 0 none (a record of another version counts as none),
+ * -1 with err on an LMDB error.  Its own read transaction: any thread, an
+ * I/O loop too (no write, no fsync, no lock but LMDB's reader slot).
+ */
+int queue_suppress_get(struct queue *q,
+		       const uint8_t scope[QUEUE_SUPPRESS_HASH_BYTES],
+		       const uint8_t rcpt[QUEUE_SUPPRESS_HASH_BYTES],
+		       struct queue_suppress_entry *out, char *err,
+		       size_t errlen);
+
+/*
+ * queue_suppress_walk — FN(entry, ARG) for every entry of SCOPE (NULL:
+ * every scope), in key order; FN returns non-zero to stop (that value is
+ * returned).  Malformed records are passed over.  Its own read
+ * transaction; -1 with err on an LMDB error.  Any thread but an I/O loop
+ * (the list may be long).
+ */
+typedef int queue_suppress_fn(const struct queue_suppress_entry *e, void *arg);
+int queue_suppress_walk(struct queue *q,
+			const uint8_t *scope /* QUEUE_SUPPRESS_HASH_BYTES */,
+			queue_suppress_fn *fn, void *arg, char *err,
+			size_t errlen);
+
+/*
+ * queue_suppress_drop — delete (through the writer) every entry of SCOPE
+ * (NULL: every scope) added before OLDER_THAN_MS (INT64_MAX: all of
+ * them).  Returns how many were submitted for deletion, or -1 with err
+ * (nothing submitted).  Blocking on the walk: a worker thread, never an
+ * I/O loop.
+ */
+int64_t
+queue_suppress_drop(struct queue *q,
+		    const uint8_t *scope /* QUEUE_SUPPRESS_HASH_BYTES */,
+		    int64_t older_than_ms, char *err, size_t errlen);
+
+/* queue_suppress_count — the entries of every scope (mdb_stat: no walk).
+ * 0 on an LMDB error.  Any thread. */
+uint64_t queue_suppress_count(struct queue *q);
 
 /*
  * Key files (queue key, log-hash key): 32 bytes as 64 hex digits and a newline.

@@ -27,7 +27,7 @@
 
 struct queue {
 	MDB_env *env;
-	MDB_dbi db_env, db_body, db_sched, db_meta, db_state;
+	MDB_dbi db_env, db_body, db_sched, db_meta, db_state, db_suppress;
 	queue_commit_fn *commit_hook; /* set before ops flow; read-only then */
 	struct crypt_key *key;
 	char *path;
@@ -119,6 +119,18 @@ int state_op_seal(struct queue *q, struct queue_op *op);
  * *what naming the call.  Writer thread. */
 int state_op_apply(struct queue *q, MDB_txn *txn, struct queue_op *op,
 		   const char **what);
+
+/* suppress.c ---------------------------------------------------------- */
+
+/* suppress_op_apply — a QOP_SUPPRESS_* op inside TXN: 0, or the LMDB error
+ * with *what naming the call.  Writer thread. */
+int suppress_op_apply(struct queue *q, MDB_txn *txn, struct queue_op *op,
+		      const char **what);
+
+/* suppress_db_check — every record of the "suppress" database of TXN (a
+ * restore point's) is one of ours: 0, or -1 with err.  A point taken
+ * before the database existed has none: 0.  Any thread; read-only. */
+int suppress_db_check(MDB_txn *txn, char *err, size_t errlen);
 
 /* writer.c ------------------------------------------------------------ */
 

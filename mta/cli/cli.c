@@ -182,6 +182,26 @@ static const struct cli_cmd cli_cmds[] = {
 	  "user name from anywhere (needs the write right; audited)",
 	  CLI_NEED_CONF, CLI_O_SELECT | CLI_O_JSON, 0, 1, cli_keys_auth_unblock,
 	  NULL, NULL },
+	{ "suppress", "list", "[--user USER] [--json]",
+	  "the suppression list: scope (global, or the user's hash), "
+	  "recipient hash (as `outpost hash` prints it), reason, since "
+	  "(audited)",
+	  CLI_NEED_CONF, CLI_O_SELECT | CLI_O_JSON, 0, 0, cli_suppress, NULL,
+	  NULL },
+	{ "suppress", "add", "ADDRESS [--user USER] [--reason R]",
+	  "suppress ADDRESS for USER's mail (without --user: for every "
+	  "sender); R: operator (default), complaint, bounce-bad-mailbox, "
+	  "bounce-bad-domain (needs the write right; audited)",
+	  CLI_NEED_CONF, CLI_O_SELECT | CLI_O_SUSPEND, 1, 1, cli_suppress, NULL,
+	  NULL },
+	{ "suppress", "remove", "ADDRESS [--user USER]",
+	  "take ADDRESS off the list (needs the write right; audited)",
+	  CLI_NEED_CONF, CLI_O_SELECT, 1, 1, cli_suppress, NULL, NULL },
+	{ "suppress", "check", "ADDRESS [--user USER] [--json]",
+	  "is ADDRESS suppressed for USER's mail (or for every sender)? "
+	  "(audited)",
+	  CLI_NEED_CONF, CLI_O_SELECT | CLI_O_JSON, 1, 1, cli_suppress, NULL,
+	  NULL },
 	{ "log", NULL,
 	  "[--rcpt ADDRESS] [--event E[,E…]] [--id QUEUEID|MSGID] [--since "
 	  "WHEN] "

@@ -12,6 +12,7 @@
  *     cli_purge.c  purge
  *     cli_export.c queue export, queue import
  *     cli_restore.c restore list, verify, POINT (offline: the queue key)
+ *     cli_suppress.c suppress list, add, remove, check
  * One thread; every function prints its own errors on stderr (cli_errx).
  */
 #ifndef OUTPOST_MTA_CLI_INT_H
@@ -218,6 +219,7 @@ int cli_keys_auth_blocks(struct cli *c);
 int cli_keys_auth_unblock(struct cli *c);
 int cli_reload(struct cli *c);
 int cli_purge(struct cli *c);
+int cli_suppress(struct cli *c);
 int cli_export_export(struct cli *c);
 int cli_export_import(struct cli *c);
 int cli_point_now(struct cli *c);

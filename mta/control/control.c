@@ -139,6 +139,15 @@ static const struct control_cmd control_cmds[] = {
 	/* write: a point only adds a file (retention removes old ones). */
 	{ "restore-point", CONF_RIGHT_WRITE, CCF_AUDIT, 0, control_parse_none,
 	  control_point_run },
+	/* Each look at the list is recorded too: it tells of recipients. */
+	{ "suppress-list", CONF_RIGHT_READ, CCF_AUDIT, 0,
+	  control_suppress_parse, control_suppress_run_list },
+	{ "suppress-check", CONF_RIGHT_READ, CCF_AUDIT, 0,
+	  control_suppress_parse, control_suppress_run_check },
+	{ "suppress-add", CONF_RIGHT_WRITE, CCF_AUDIT, 0,
+	  control_suppress_parse, control_suppress_run_change },
+	{ "suppress-remove", CONF_RIGHT_WRITE, CCF_AUDIT, 0,
+	  control_suppress_parse, control_suppress_run_change },
 };
 
 #define CONTROL_NCMDS (sizeof(control_cmds) / sizeof(control_cmds[0]))

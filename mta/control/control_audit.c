@@ -317,6 +317,12 @@ control_audit_command_make(struct control_session *s, bool parsed)
 			control_audit_cat(
 			    s->command, sizeof(s->command), &off,
 			    s->sel == SAS_ALL ? " all" : " address %s", s->arg);
+	} else if (cmd->parse == control_suppress_parse) {
+		char t[200];
+
+		control_suppress_audit_text(s, t, sizeof(t));
+		control_audit_cat(s->command, sizeof(s->command), &off, "%s",
+				  t);
 	} else if (s->view != NULL && s->view->kind == CVK_SHOW) {
 		control_audit_cat(s->command, sizeof(s->command), &off,
 				  " %s%s%s", s->arg,

@@ -167,6 +167,22 @@ unsigned control_point_text(struct evbuffer *out);
 void control_point_json(struct evbuffer *out);
 
 /*
+ * control_suppress.c: `suppress-list|add|remove|check`.
+ * control_suppress_parse       the request into S (see the file)
+ * control_suppress_run_list    the entries, walked on the worker pool
+ * control_suppress_run_check   the entry the RCPT check would find
+ * control_suppress_run_change  add or remove; answered once committed
+ * control_suppress_audit_text  what the audit record says of the request
+ *                              (hashes only) into OUT
+ */
+int control_suppress_parse(struct control_session *s, char *args);
+void control_suppress_run_list(struct control_session *s);
+void control_suppress_run_check(struct control_session *s);
+void control_suppress_run_change(struct control_session *s);
+void control_suppress_audit_text(const struct control_session *s, char *out,
+				 size_t len);
+
+/*
  * control_audit.c:
  * control_audit_init     remember PATH (NULL or "": no audit log), make its
  *                        directory (0700) and check the file opens (0600);

@@ -17,6 +17,7 @@
 #include "mta/deliver/sched_int.h"
 #include "mta/observe/evlog.h"
 #include "mta/observe/metrics.h"
+#include "mta/observe/suppress.h"
 
 void
 sched_job_free(struct sched_job *job)
@@ -221,6 +222,11 @@ sched_job_results(struct sched_job *job)
 		struct smtp_client_result *r = &job->cj.res[i];
 
 		outcome_classify(r->stage, r->code, r->text, pats, npats, &o);
+		/* The daemon's own DSNs have no sender to keep a list for. */
+		suppress_note_result(
+		    conf_identity(sched.conf, m->r->env.user), job->addrs[i],
+		    o.action == OA_BOUNCE && !(m->r->env.flags & QUEUE_F_DSN),
+		    o.category);
 		sched_job_name_stage(r);
 		if (o.retry_now && p != NULL) {
 			/* Too many recipients for that server in one go:

@@ -113,6 +113,7 @@ static const char *const evlog_type_names[EV__COUNT] = {
 	[EV_RESUME] = "destination_resumed",
 	[EV_EXPORT] = "exported",
 	[EV_IMPORT] = "imported",
+	[EV_SUPPRESSED] = "suppressed",
 };
 
 const char *

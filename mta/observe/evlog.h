@@ -32,6 +32,8 @@ enum evlog_type {
 	EV_RESUME, /* a paused destination goes again */
 	EV_EXPORT, /* a message left the queue in an archive (export) */
 	EV_IMPORT, /* a message came in from an archive (import) */
+	EV_SUPPRESSED, /* a RCPT refused or dropped: its recipient is on the
+			  suppression list (mta/observe/suppress.h) */
 	EV__COUNT
 };
 

@@ -320,6 +320,7 @@ smtp_server_txn_reset(struct smtp_server_session *s)
 		free(s->rcpt_dsn[i].orcpt);
 	}
 	s->nrcpts = 0;
+	s->rcpts_dropped = 0;
 	free(s->envid);
 	s->envid = NULL;
 	s->dsn_ret = 0;

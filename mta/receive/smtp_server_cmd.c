@@ -23,6 +23,7 @@
 #include "queue/queue.h"
 #include "mta/core/log.h"
 #include "mta/observe/stats.h"
+#include "mta/observe/suppress.h"
 #include "mta/receive/dsn_param.h"
 #include "mta/receive/smtp_server_int.h"
 
@@ -325,6 +326,42 @@ fail:
 	return -1;
 }
 
+/*
+ * Is MAILBOX suppressed for S's sending identity?  Then answered here: 550
+ * 5.1.1 (never naming the address: the client sent it, the logs must not
+ * have it), or 250 without queueing it (s->rcpts_dropped), and a
+ * "suppressed" event.  One read transaction (no write): the loop may.
+ */
+static bool
+smtp_server_cmd_rcpt_suppressed(struct smtp_server_session *s,
+				const char *mailbox)
+{
+	const char *identity =
+	    conf_identity(s->conf, s->user != NULL ? s->user->name : NULL);
+	struct suppress_hit hit;
+	enum suppress_verdict v;
+	char sid[QUEUE_ID_HEX_BYTES];
+
+	if ((v = suppress_check(identity, mailbox, &hit)) == SUPPRESS_PASS)
+		return false;
+	queue_id_format(s->id, sid);
+	suppress_event(identity, mailbox, sid, s->client_str,
+		       v == SUPPRESS_DROP ? "dropped" : "refused", &hit);
+	if (v == SUPPRESS_DROP) {
+		s->rcpts_dropped++;
+		smtp_server_reply(s, "250 2.1.5 Ok");
+		smtp_server_enter(s, SS_RCPT);
+		return true;
+	}
+	/* A reply, not an error: a list with many suppressed recipients
+	 * must not count towards limits.max_errors. */
+	smtp_server_reply(s,
+			  "550 5.1.1 Recipient suppressed (%s); see outpost "
+			  "suppress",
+			  queue_suppress_reason_name(hit.reason));
+	return true;
+}
+
 static void
 smtp_server_cmd_rcpt(struct smtp_server_session *s, char *arg)
 {
@@ -363,6 +400,10 @@ smtp_server_cmd_rcpt(struct smtp_server_session *s, char *arg)
 	/* REST lies in ARG, the command line's own (writable) copy. */
 	if (smtp_server_cmd_rcpt_params(s, arg + (rest - arg), &dsn) != 0)
 		return;
+	if (smtp_server_cmd_rcpt_suppressed(s, rcpt.mailbox)) {
+		free(dsn.orcpt);
+		return;
+	}
 	if (s->nrcpts >= s->conf->limits.max_recipients) {
 		free(dsn.orcpt);
 		/* Flow control, not an error (RFC 5321 4.5.3.1.10). */

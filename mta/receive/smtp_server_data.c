@@ -455,6 +455,17 @@ smtp_server_data_end(struct smtp_server_session *s)
 		smtp_server_data_bad(s);
 		return;
 	}
+	if (s->nrcpts == 0) {
+		/* Every recipient was suppressed (dropped, each with its
+		 * event): nothing to queue, nothing to commit. */
+		log_info("%016" PRIx64 " smtp message from %s not queued: "
+			 "its %u recipient(s) suppressed",
+			 s->id, s->client_str, s->rcpts_dropped);
+		smtp_server_reply(s, "250 2.0.0 Ok: not queued, every "
+				     "recipient is suppressed");
+		smtp_server_idle(s);
+		return;
+	}
 	if ((op = smtp_server_data_op(s)) == NULL) {
 		log_warnx("%016" PRIx64 " smtp out of memory queueing a "
 			  "message",
@@ -645,7 +656,7 @@ int
 smtp_server_data_input_bdat(struct smtp_server_session *s, struct evbuffer *in)
 {
 	size_t avail = evbuffer_get_length(in), used;
-	bool in_txn = s->nrcpts > 0;
+	bool in_txn = s->nrcpts > 0 || s->rcpts_dropped > 0;
 
 	if (s->bdat_left > 0) {
 		if (avail == 0 || (s->flags & SF_MEM_WAIT))
@@ -738,7 +749,8 @@ smtp_server_data_cmd_bdat(struct smtp_server_session *s, char *arg)
 	}
 	s->bdat_left = size;
 	s->bdat_last = *end == ' ';
-	if (s->nrcpts > 0 && !(s->flags & SF_BDAT_USED)) {
+	if ((s->nrcpts > 0 || s->rcpts_dropped > 0) &&
+	    !(s->flags & SF_BDAT_USED)) {
 		s->flags |= SF_BDAT_USED;
 		if (smtp_server_data_begin(s, false) != 0) {
 			/* The chunk is read and dropped, then 452 4.3.1. */

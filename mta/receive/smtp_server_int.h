@@ -117,6 +117,7 @@ struct smtp_server_session {
 	uint64_t declared_size;
 	char **rcpts;
 	unsigned nrcpts, rcpts_cap;
+	unsigned rcpts_dropped; /* suppressed, answered 250, not queued */
 	/* DSN (RFC 3461): MAIL's ENVID (decoded) and RET (QUEUE_F_RET_*),
 	 * and each recipient's NOTIFY and ORCPT, parallel to rcpts. */
 	char *envid;

@@ -45,6 +45,9 @@ outpost_integration_test(state_persist t/integration/state_persist_test.py TIMEO
 # audited), and retention.user_data after its removal from the
 # configuration (the test clock moves the daemon 100 days back and on).
 outpost_integration_test(purge t/integration/purge_test.py TIMEOUT 300)
+# The suppression list: `outpost suppress` (rights, audit), RCPT refused or
+# dropped per scope, a hard bounce suppresses, retention ends entries.
+outpost_integration_test(suppress t/integration/suppress_test.py TIMEOUT 300)
 # The queue obeys: a change answers once visible, an operator's bounce
 # logged per recipient with an administrator's DSN, --respect-backoff.
 outpost_integration_test(queue_obey t/integration/queue_obey_test.py TIMEOUT 600)

@@ -63,6 +63,26 @@ qfix_open(uint64_t map_size)
 	return q;
 }
 
+bool
+qfix_file_has(const char *needle)
+{
+	char path[600], *buf;
+	size_t n, len = strlen(needle), i;
+	bool found = false;
+	FILE *f;
+
+	assert_true(snprintf(path, sizeof(path), "%s/data.mdb", qfix_queue) <
+		    (int)sizeof(path));
+	assert_non_null(f = fopen(path, "rb"));
+	assert_non_null(buf = malloc(16 << 20));
+	n = fread(buf, 1, 16 << 20, f);
+	fclose(f);
+	for (i = 0; i + len <= n && !found; i++)
+		found = memcmp(buf + i, needle, len) == 0;
+	free(buf);
+	return found;
+}
+
 char *
 qfix_strdup(const char *s)
 {

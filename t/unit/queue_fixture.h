@@ -6,6 +6,7 @@
 #ifndef OUTPOST_T_UNIT_QUEUE_FIXTURE_H
 #define OUTPOST_T_UNIT_QUEUE_FIXTURE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "queue/queue.h"
@@ -20,6 +21,9 @@ int qfix_teardown(void **state);
 /* The queue at qfix_queue with the key qfix_key (a failure fails the
  * test). */
 struct queue *qfix_open(uint64_t map_size);
+
+/* Does the queue's data.mdb hold NEEDLE in clear (its first 16 MiB)? */
+bool qfix_file_has(const char *needle);
 
 /* strdup that fails the test when out of memory. */
 char *qfix_strdup(const char *s);

@@ -77,27 +77,6 @@ load(struct queue *q, enum queue_state_kind kind, struct seen *s,
 		fail_msg("queue_state_load: %s", err);
 }
 
-/* data.mdb holds NEEDLE in clear? */
-static bool
-file_has(const char *needle)
-{
-	char path[600], *buf;
-	size_t n, len = strlen(needle), i;
-	bool found = false;
-	FILE *f;
-
-	assert_true(snprintf(path, sizeof(path), "%s/data.mdb", qfix_queue) <
-		    (int)sizeof(path));
-	assert_non_null(f = fopen(path, "rb"));
-	assert_non_null(buf = malloc(16 << 20));
-	n = fread(buf, 1, 16 << 20, f);
-	fclose(f);
-	for (i = 0; i + len <= n && !found; i++)
-		found = memcmp(buf + i, needle, len) == 0;
-	free(buf);
-	return found;
-}
-
 static void
 test_put_del_reload(void **state)
 {
@@ -133,10 +112,10 @@ test_put_del_reload(void **state)
 					 QUEUE_STATE_DATA_MAX + 1),
 			 -1);
 	queue_close(q); /* commits every op submitted */
-	assert_false(file_has(NAME_A));
-	assert_false(file_has("ops@held"));
-	assert_false(file_has(REASON_A));
-	assert_false(file_has("backoff-a"));
+	assert_false(qfix_file_has(NAME_A));
+	assert_false(qfix_file_has("ops@held"));
+	assert_false(qfix_file_has(REASON_A));
+	assert_false(qfix_file_has("backoff-a"));
 
 	q = qfix_open(16 << 20);
 	load(q, QS_SUSPEND, &s, &dropped);

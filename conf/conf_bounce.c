@@ -338,8 +338,10 @@ conf_bounce_parse(struct conf_bounce_rules *rules, const char *label,
 		if (n > 0 && text[pos + n - 1] == '\r')
 			n--;
 		if (n > CONF_BOUNCE_LINE_MAX) {
-			snprintf(err, errlen, "%s:%u: a line longer than %d "
-				 "bytes", label, lineno, CONF_BOUNCE_LINE_MAX);
+			snprintf(err, errlen,
+				 "%s:%u: a line longer than %d "
+				 "bytes",
+				 label, lineno, CONF_BOUNCE_LINE_MAX);
 			return -1;
 		}
 		memcpy(line, text + pos, n);
@@ -390,9 +392,8 @@ out:
 /* conf_bounce_rules_load's work; *AT_LINE tells a wrong line (its error
  * names the rules file and line) from a file that cannot be read. */
 static int
-conf_bounce_rules_read(struct conf_bounce_rules **out,
-		       const char *const *files, size_t nfiles, char *err,
-		       size_t errlen, bool *at_line)
+conf_bounce_rules_read(struct conf_bounce_rules **out, const char *const *files,
+		       size_t nfiles, char *err, size_t errlen, bool *at_line)
 {
 	struct conf_bounce_rules *rules = calloc(1, sizeof(*rules));
 	size_t i, len = 0;
@@ -466,8 +467,7 @@ conf_bounce_conf_dir(struct conf_ctx *x, cfg_t *sec, const struct conf *c,
 /* bounce.categories as absolute paths into C; none: the default file
  * next to the configuration when it exists (else the built-in rules). */
 static int
-conf_bounce_files(struct conf_ctx *x, cfg_t *sec, struct conf *c,
-		  bool embedded)
+conf_bounce_files(struct conf_ctx *x, cfg_t *sec, struct conf *c, bool embedded)
 {
 	struct conf_bounce *b = &c->bounce;
 	unsigned i, n = cfg_size(sec, "categories");
@@ -488,8 +488,8 @@ conf_bounce_files(struct conf_ctx *x, cfg_t *sec, struct conf *c,
 				  "bounce.categories: an empty file name");
 			goto out;
 		}
-		if ((b->categories[i] = conf_path_abs(x, sec, "categories",
-						      dir, p)) == NULL)
+		if ((b->categories[i] =
+			 conf_path_abs(x, sec, "categories", dir, p)) == NULL)
 			goto out;
 		b->ncategories = i + 1;
 	}
@@ -512,8 +512,7 @@ out:
 }
 
 int
-conf_bounce_build(struct conf_ctx *x, cfg_t *cfg, struct conf *c,
-		  bool embedded)
+conf_bounce_build(struct conf_ctx *x, cfg_t *cfg, struct conf *c, bool embedded)
 {
 	cfg_t *sec = cfg_getsec(cfg, "bounce");
 	char msg[512];
@@ -521,10 +520,9 @@ conf_bounce_build(struct conf_ctx *x, cfg_t *cfg, struct conf *c,
 
 	if (conf_bounce_files(x, sec, c, embedded) != 0)
 		return -1;
-	if (conf_bounce_rules_read(&c->bounce.rules,
-				   (const char *const *)c->bounce.categories,
-				   c->bounce.ncategories, msg, sizeof(msg),
-				   &at_line) != 0) {
+	if (conf_bounce_rules_read(
+		&c->bounce.rules, (const char *const *)c->bounce.categories,
+		c->bounce.ncategories, msg, sizeof(msg), &at_line) != 0) {
 		/* A wrong line is reported as its rules file's "file:line";
 		 * a file that cannot be read, at the key that names it. */
 		if (at_line && !x->failed) {

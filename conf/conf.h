@@ -629,7 +629,9 @@ size_t conf_bounce_rules_count(const struct conf_bounce_rules *rules);
 /*
  * conf_bounce_rules_classify — the category of a reply: CODE (0: no reply
  * at all), STATUS (its enhanced status "5.1.1", or NULL), TEXT (the reply
- * text, lines joined by '\n', or our own reason; NULL as "").  The first
+ * text, lines joined by '\n', or our own reason; NULL as ""; a
+ * multi-line text is matched with its lines joined by a space, the
+ * enhanced status repeated at each line's start dropped).  The first
  * rule of RULES (NULL: none) that matches all three decides; else the
  * fall-back: connection for no reply, transient-other for a 4xx, other for
  * a 5xx, protocol for any other code.  Never CONF_BC_NONE.  Any thread

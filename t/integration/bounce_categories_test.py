@@ -7,7 +7,8 @@ transient_failure lines, the DSN that reaches the sender carries
 X-Outpost-Bounce-Category, /metrics counts outpost_bounce_category_total,
 and `outpost reload` with an operator's rules file listed first changes
 the category of the next deferral (a broken rules file fails the reload
-with its file:line and keeps the rules).  Loopback only."""
+with its file:line and keeps the rules); an expiry takes the category of
+its last failure.  Loopback only."""
 
 import json
 import os
@@ -161,6 +162,36 @@ def test_categories_log_dsn_metrics_reload():
                  30, "another deferral")
         eq(find(d, "transient_failure", code=452)[-1].get("category"),
            "rate-limited", "the rules in force were kept")
+
+
+def test_expiry_takes_the_last_failure():
+    """A recipient deferred until max_age expires with the category of its
+    last failure: on its expiration line, in its DSN, counted as a
+    bounce."""
+    hosts = ["127.0.0.33", "127.0.0.34"]
+    port = free_port_on(hosts)
+    dns = Dns(mx=[("dest.test", "mx.dest.test", 10),
+                  ("sender.test", "mx.sender.test", 10)],
+              a=[("mx.dest.test", "127.0.0.33"),
+                 ("mx.sender.test", "127.0.0.34")])
+    cfg = delivery_config(dns, port).replace(
+        "delivery {", "delivery {\n  max_age = 3s")
+    d = Daemon(config=cfg)
+    rules = os.path.join(d.tmp, "sink-rules")
+    with open(rules, "w") as f:
+        f.write(SINK_RULES)
+    with dns, Sink(hosts, port, ["--rules", rules]) as sink, d:
+        submit(d, "full-9@dest.test")
+        wait_for(lambda: find(d, "expiration"), 30, "the expiration")
+        eq(find(d, "expiration")[0].get("category"), "quota",
+           "the expiry's category is its last failure's")
+        wait_for(lambda: sink.messages(), 30, "the DSN")
+        dsn = sink.messages()[0].decode("utf-8", "replace")
+        check("Status: 4.4.7\r\n" in dsn and
+              "X-Outpost-Bounce-Category: quota\r\n" in dsn,
+              "the expiry DSN carries the category:\n" + dsn[:3000])
+        eq(counter(scrape(d), "quota", "bounce"), 1,
+           "an expiry counts as a bounce")
 
 
 if __name__ == "__main__":

@@ -450,8 +450,8 @@ struct conf_control {
  */
 struct conf_bounce_rules;
 struct conf_bounce {
-	char **categories;  /* absolute paths; NULL-terminated */
-	size_t ncategories; /* 0: the built-in rules */
+	char **categories;               /* absolute paths; NULL-terminated */
+	size_t ncategories;              /* 0: the built-in rules */
 	struct conf_bounce_rules *rules; /* compiled; never NULL once built */
 };
 
@@ -611,10 +611,10 @@ enum conf_bounce_category conf_bounce_category_lookup(const char *name);
  * NFILES 0: the built-in rules, the text of the shipped bounce-categories
  * file) into *OUT (caller frees with conf_bounce_rules_free).  A line is
  * "CATEGORY CODE STATUS [REGEX]": CODE 550, 5xx, 45x, * (any code) or
- * 000 (no reply at all); STATUS 5.1.1, 5.7.*, *.2.2 or *; REGEX a POSIX extended,
- * case-insensitive expression matched anywhere in the reply text (the
- * rest of the line; none: any text).  Blank lines and lines starting with
- * '#' are skipped.  Returns 0, or -1 with "file:line: message" (a wrong
+ * 000 (no reply at all); STATUS 5.1.1, 5.7.*, *.2.2 or *; REGEX a
+ * POSIX extended, case-insensitive expression matched anywhere in the
+ * reply text (the rest of the line; none: any text).  Blank lines and
+ * lines whose first word starts with '#' are skipped.  Returns 0, or -1 with "file:line: message" (a wrong
  * line) or "file: message" (cannot read) in ERR.  Reads files: never on an
  * I/O loop.
  */

@@ -126,8 +126,8 @@ void outcome_categorize(const struct conf *c, int code, const char *text,
  * the queue keeps it (CODE, 0 when there was no reply; TEXT, which may open
  * with the enhanced status): what an expiry reports.  Pure; any thread.
  */
-enum conf_bounce_category outcome_category_last(const struct conf *c,
-						int code, const char *text);
+enum conf_bounce_category outcome_category_last(const struct conf *c, int code,
+						const char *text);
 
 /* outcome_stage_name — "rcpt", "eom" … for logs and DSN diagnostics. */
 const char *outcome_stage_name(enum outcome_stage stage);

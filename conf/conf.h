@@ -614,9 +614,9 @@ enum conf_bounce_category conf_bounce_category_lookup(const char *name);
  * 000 (no reply at all); STATUS 5.1.1, 5.7.*, *.2.2 or *; REGEX a
  * POSIX extended, case-insensitive expression matched anywhere in the
  * reply text (the rest of the line; none: any text).  Blank lines and
- * lines whose first word starts with '#' are skipped.  Returns 0, or -1 with "file:line: message" (a wrong
- * line) or "file: message" (cannot read) in ERR.  Reads files: never on an
- * I/O loop.
+ * lines whose first word starts with '#' are skipped.  Returns 0, or -1
+ * with "file:line: message" (a wrong line) or "file: message" (cannot
+ * read) in ERR.  Reads files: never on an I/O loop.
  */
 int conf_bounce_rules_load(struct conf_bounce_rules **out,
 			   const char *const *files, size_t nfiles, char *err,

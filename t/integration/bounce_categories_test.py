@@ -81,18 +81,28 @@ def dsn_for(sink, code):
     return None
 
 
-def test_categories_log_dsn_metrics_reload():
-    hosts = ["127.0.0.31", "127.0.0.32"]
+def world(dest_ip, sender_ip, delivery=None):
+    """dnsmasq, the sink playing both MX hosts (DEST_IP for dest.test,
+    SENDER_IP for the DSNs' sender.test) with SINK_RULES, and a daemon
+    delivering through them (DELIVERY replaces "delivery {")."""
+    hosts = [dest_ip, sender_ip]
     port = free_port_on(hosts)
     dns = Dns(mx=[("dest.test", "mx.dest.test", 10),
                   ("sender.test", "mx.sender.test", 10)],
-              a=[("mx.dest.test", "127.0.0.31"),
-                 ("mx.sender.test", "127.0.0.32")])
-    d = Daemon(config=delivery_config(dns, port))
+              a=[("mx.dest.test", dest_ip), ("mx.sender.test", sender_ip)])
+    cfg = delivery_config(dns, port)
+    if delivery:
+        cfg = cfg.replace("delivery {", delivery)
+    d = Daemon(config=cfg)
     rules = os.path.join(d.tmp, "sink-rules")
     with open(rules, "w") as f:
         f.write(SINK_RULES)
-    with dns, Sink(hosts, port, ["--rules", rules]) as sink, d:
+    return dns, Sink(hosts, port, ["--rules", rules]), d
+
+
+def test_categories_log_dsn_metrics_reload():
+    dns, sink, d = world("127.0.0.31", "127.0.0.32")
+    with dns, sink, d:
         check(not os.path.exists(os.path.join(d.tmp, "bounce-categories")),
               "no rules file beside the configuration: the built-in rules")
         submit(d, "gone-1@dest.test")
@@ -168,19 +178,9 @@ def test_expiry_takes_the_last_failure():
     """A recipient deferred until max_age expires with the category of its
     last failure: on its expiration line, in its DSN, counted as a
     bounce."""
-    hosts = ["127.0.0.33", "127.0.0.34"]
-    port = free_port_on(hosts)
-    dns = Dns(mx=[("dest.test", "mx.dest.test", 10),
-                  ("sender.test", "mx.sender.test", 10)],
-              a=[("mx.dest.test", "127.0.0.33"),
-                 ("mx.sender.test", "127.0.0.34")])
-    cfg = delivery_config(dns, port).replace(
-        "delivery {", "delivery {\n  max_age = 3s")
-    d = Daemon(config=cfg)
-    rules = os.path.join(d.tmp, "sink-rules")
-    with open(rules, "w") as f:
-        f.write(SINK_RULES)
-    with dns, Sink(hosts, port, ["--rules", rules]) as sink, d:
+    dns, sink, d = world("127.0.0.33", "127.0.0.34",
+                         "delivery {\n  max_age = 3s")
+    with dns, sink, d:
         submit(d, "full-9@dest.test")
         wait_for(lambda: find(d, "expiration"), 30, "the expiration")
         eq(find(d, "expiration")[0].get("category"), "quota",

@@ -4,7 +4,8 @@
  * part in order) and conf_free().  The sections live in conf_core.c (top
  * keys, tls, queue, limits, auth_limit, relay, listener, user),
  * conf_deliver.c (dns, delivery, destination, pool, route), conf_dkim.c
- * (dkim, dkim_sign, dmarc) and conf_observe.c (log, metrics, control);
+ * (dkim, dkim_sign, dmarc), conf_observe.c (log, metrics, control),
+ * conf_keep.c (restore, retention) and conf_bounce.c (bounce);
  * conf_host.c records what conf_check_host() checks.  They share the load
  * context, errors and callbacks of conf_ctx.c and the ranges of conf_num.c;
  * none of them calls into this file.
@@ -81,6 +82,7 @@ static cfg_opt_t conf_opts[] = {
 	CFG_SEC("restore", conf_restore_opts, CFGF_NONE),
 	CFG_SEC("retention", conf_retention_opts, CFGF_NONE),
 	CFG_SEC("suppress", conf_suppress_opts, CFGF_NONE),
+	CFG_SEC("bounce", conf_bounce_opts, CFGF_NONE),
 	CFG_END(),
 };
 
@@ -93,7 +95,8 @@ conf_build(struct conf_ctx *x, cfg_t *cfg, struct conf *c, bool embedded)
 	    conf_host_build(x, cfg, c) != 0 ||
 	    conf_observe_build(x, cfg, c) != 0 ||
 	    conf_keep_build(x, cfg, c) != 0 ||
-	    conf_suppress_build(x, cfg, c) != 0)
+	    conf_suppress_build(x, cfg, c) != 0 ||
+	    conf_bounce_build(x, cfg, c, embedded) != 0)
 		return -1;
 	return x->failed ? -1 : 0;
 }
@@ -204,5 +207,6 @@ conf_free(struct conf *c)
 	conf_dkim_free(c);
 	conf_observe_free(c);
 	conf_keep_free(c);
+	conf_bounce_free(c);
 	free(c);
 }

@@ -459,6 +459,21 @@ struct conf_control {
 	size_t naccess; /* >= 1 */
 };
 
+/*
+ * `bounce { categories = { "FILE", … } }`: the rules files that give each
+ * failed or deferred recipient its bounce category (conf_bounce_classify),
+ * read in order, the first matching rule winning.  Relative names are
+ * resolved against the configuration file's directory.  Not set: the file
+ * bounce-categories there when it exists, else the built-in rules (the
+ * same text, compiled in).
+ */
+struct conf_bounce_rules;
+struct conf_bounce {
+	char **categories;               /* absolute paths; NULL-terminated */
+	size_t ncategories;              /* 0: the built-in rules */
+	struct conf_bounce_rules *rules; /* compiled; never NULL once built */
+};
+
 /* conf.file when no file was given: the embedded defaults were built. */
 #define CONF_EMBEDDED_LABEL "(embedded defaults)"
 
@@ -528,6 +543,7 @@ struct conf {
 	struct conf_restore restore;
 	struct conf_retention retention;
 	struct conf_suppress suppress;
+	struct conf_bounce bounce;
 };
 
 /*
@@ -599,6 +615,55 @@ enum conf_bounce_category {
 	CONF_BC_OTHER,            /* a 5xx no rule matched */
 	CONF_BC__COUNT
 };
+
+/*
+ * conf_bounce_category_name — "bad-mailbox", "quota" … (the name logs,
+ * metrics, DSNs and rules files use); NULL for CONF_BC_NONE or a value out
+ * of range.  A static string.  Any thread.
+ * conf_bounce_category_lookup — the reverse, any case; CONF_BC_NONE for a
+ * name that is not a category.
+ */
+const char *conf_bounce_category_name(enum conf_bounce_category cat);
+enum conf_bounce_category conf_bounce_category_lookup(const char *name);
+
+/*
+ * conf_bounce_rules_load — compile the rules files FILES (NFILES, in order;
+ * NFILES 0: the built-in rules, the text of the shipped bounce-categories
+ * file) into *OUT (caller frees with conf_bounce_rules_free).  A line is
+ * "CATEGORY CODE STATUS [REGEX]": CODE 550, 5xx, 45x, * (any code) or
+ * 000 (no reply at all); STATUS 5.1.1, 5.7.*, *.2.2 or *; REGEX a
+ * POSIX extended, case-insensitive expression matched anywhere in the
+ * reply text (the rest of the line; none: any text).  Blank lines and
+ * lines whose first word starts with '#' are skipped.  Returns 0, or -1
+ * with "file:line: message" (a wrong line) or "file: message" (cannot
+ * read) in ERR.  Reads files: never on an I/O loop.
+ */
+int conf_bounce_rules_load(struct conf_bounce_rules **out,
+			   const char *const *files, size_t nfiles, char *err,
+			   size_t errlen);
+/* conf_bounce_rules_free — release a rule set; NULL is allowed. */
+void conf_bounce_rules_free(struct conf_bounce_rules *rules);
+/* conf_bounce_rules_count — rules in the set (0 for NULL). */
+size_t conf_bounce_rules_count(const struct conf_bounce_rules *rules);
+
+/*
+ * conf_bounce_rules_classify — the category of a reply: CODE (0: no reply
+ * at all), STATUS (its enhanced status "5.1.1", or NULL), TEXT (the reply
+ * text, lines joined by '\n', or our own reason; NULL as ""; a
+ * multi-line text is matched with its lines joined by a space, the
+ * enhanced status repeated at each line's start dropped).  The first
+ * rule of RULES (NULL: none) that matches all three decides; else the
+ * fall-back: connection for no reply, transient-other for a 4xx, other for
+ * a 5xx, protocol for any other code.  Never CONF_BC_NONE.  Any thread
+ * (RULES is read only).
+ * conf_bounce_classify — the same with C's rules (bounce.categories).
+ */
+enum conf_bounce_category
+conf_bounce_rules_classify(const struct conf_bounce_rules *rules, int code,
+			   const char *status, const char *text);
+enum conf_bounce_category conf_bounce_classify(const struct conf *c, int code,
+					       const char *status,
+					       const char *text);
 
 /*
  * conf_identity — the sending identity of a message: USER (its AUTH user)

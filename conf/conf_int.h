@@ -307,6 +307,16 @@ void conf_keep_free(struct conf *c);
 /* conf_suppress.c: the section suppress. */
 extern cfg_opt_t conf_suppress_opts[];
 int conf_suppress_build(struct conf_ctx *x, cfg_t *cfg, struct conf *c);
+/*
+ * conf_bounce.c: the section bounce (the rules files of the bounce
+ * categories); conf_bounce_build() reads and compiles them (relative names
+ * against the configuration file's directory; EMBEDDED: no file, the
+ * built-in rules).
+ */
+extern cfg_opt_t conf_bounce_opts[];
+int conf_bounce_build(struct conf_ctx *x, cfg_t *cfg, struct conf *c,
+		      bool embedded);
+void conf_bounce_free(struct conf *c);
 
 /* A refused value reported as "KEY: \"VALUE\" WHY"; returns -1. */
 int conf_value_fail(cfg_t *cfg, cfg_opt_t *opt, const char *value,

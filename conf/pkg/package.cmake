@@ -55,6 +55,10 @@ install(CODE "
 		file(INSTALL DESTINATION /etc/outpost TYPE FILE
 			FILES \"${OUTPOST_PKG_DIR}/outpost.conf\")
 	endif()")
+# The bounce-category rules beside it (a conffile: dpkg keeps an
+# operator's changes and asks on upgrade).
+install(FILES ${PROJECT_SOURCE_DIR}/conf/bounce-categories
+	DESTINATION /etc/outpost)
 install(DIRECTORY DESTINATION /var/lib/outpost)
 install(DIRECTORY DESTINATION /var/log/outpost)
 install(FILES ${OUTPOST_PKG_DIR}/lintian-overrides

@@ -1,10 +1,11 @@
 /*
  * bounce.c — building DSNs.
  *
- * Owns: the text of the report.  Pure (no I/O); any thread.  Remote reply
- * text is untrusted: it is reduced to printable ASCII and folded before it
- * goes into a header field.  A DSN is itself never bounced (the scheduler
- * marks it QUEUE_F_DSN and sends it with a null sender).
+ * Owns: the text of the report (with each recipient's bounce category,
+ * for people and as X-Outpost-Bounce-Category for machines).  Pure (no I/O);
+ * any thread.  Remote reply text is untrusted: it is reduced to printable ASCII
+ * and folded before it goes into a header field.  A DSN is itself never bounced
+ * (the scheduler marks it QUEUE_F_DSN and sends it with a null sender).
  */
 #include <stdarg.h>
 #include <stdbool.h>
@@ -247,6 +248,9 @@ bounce_dsn_build(const struct bounce_input *in, uint8_t **out, size_t *outlen)
 			bounce_printf(&b, "%d ", r->code);
 		bounce_add_text(&b, r->diag ? r->diag : r->status);
 		bounce_printf(&b, "\r\n");
+		if (r->category != CONF_BC_NONE)
+			bounce_printf(&b, "    (bounce category: %s)\r\n",
+				      conf_bounce_category_name(r->category));
 	}
 
 	/* 2. For machines (RFC 3464). */
@@ -294,6 +298,9 @@ bounce_dsn_build(const struct bounce_input *in, uint8_t **out, size_t *outlen)
 			bounce_add_text(&b, r->diag);
 			bounce_printf(&b, "\r\n");
 		}
+		if (r->category != CONF_BC_NONE) /* RFC 3464 3.3: X- field */
+			bounce_printf(&b, "X-Outpost-Bounce-Category: %s\r\n",
+				      conf_bounce_category_name(r->category));
 		bounce_printf(&b, "Last-Attempt-Date: %s\r\n", date);
 	}
 

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "conf/conf.h"
 #include "queue/queue.h"
 
 /* Why a recipient failed: what the report tells its sender. */
@@ -27,6 +28,9 @@ struct bounce_rcpt {
 	int code;               /* its reply code, 0 if none */
 	const char *diag;       /* its reply text (or our reason), or NULL */
 	enum bounce_cause cause;
+	/* What the failure means for the sender (bounce-categories rules):
+	 * written as X-Outpost-Bounce-Category; CONF_BC_NONE: left out. */
+	enum conf_bounce_category category;
 };
 
 struct bounce_input {

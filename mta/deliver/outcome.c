@@ -2,10 +2,11 @@
  * outcome.c — reply → settle / defer / bounce, in one place.
  *
  * Owns: the classification rules, and the one table of which reply codes
- * each command may get (outcome_reply).  Pure functions: no state, no I/O;
- * any thread.  Every decision the scheduler takes about a recipient after an
- * attempt comes from outcome_classify(); every reply the SMTP client reads
- * is judged by outcome_reply().
+ * each command may get (outcome_reply); the bounce category of a result
+ * (outcome_categorize, by the configured rules of conf_bounce.c).  Pure
+ * functions: no state, no I/O; any thread.  Every decision the scheduler takes
+ * about a recipient after an attempt comes from outcome_classify(); every reply
+ * the SMTP client reads is judged by outcome_reply().
  */
 #include <regex.h>
 #include <stdio.h>
@@ -183,4 +184,35 @@ outcome_classify(enum outcome_stage stage, int code, const char *text,
 		out->action = OA_BOUNCE;
 	}
 	outcome_suspend(code, text, patterns, npatterns, out);
+}
+
+/* A reply out of step: ours, whatever the text (no refusal code). */
+static bool
+outcome_out_of_step(int code, const char *status)
+{
+	return (code < 400 || code > 599) &&
+	       strcmp(status, OUTCOME_PROTOCOL_STATUS) == 0;
+}
+
+void
+outcome_categorize(const struct conf *c, int code, const char *text,
+		   struct outcome *o)
+{
+	if (o->action == OA_DELIVERED)
+		o->category = CONF_BC_NONE;
+	else if (outcome_out_of_step(code, o->status))
+		o->category = CONF_BC_PROTOCOL;
+	else
+		o->category = conf_bounce_classify(c, code, o->status, text);
+}
+
+enum conf_bounce_category
+outcome_category_last(const struct conf *c, int code, const char *text)
+{
+	char status[12] = "";
+
+	(void)outcome_enhanced(code != 0 ? code : 400, text, status);
+	if (outcome_out_of_step(code, status))
+		return CONF_BC_PROTOCOL;
+	return conf_bounce_classify(c, code, status[0] ? status : NULL, text);
 }

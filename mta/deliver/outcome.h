@@ -110,6 +110,25 @@ void outcome_classify(enum outcome_stage stage, int code, const char *text,
  */
 bool outcome_enhanced(int code, const char *text, char out[12]);
 
+/*
+ * outcome_categorize — O's bounce category, right after outcome_classify()
+ * of the same result (CODE, TEXT): none for a delivery; protocol for a
+ * reply out of step (OUTCOME_PROTOCOL_STATUS without a refusal code); else
+ * the first rule of C's bounce categories (conf_bounce_classify) matching
+ * CODE, O's enhanced status and TEXT, deferrals as well as bounces.  C may
+ * be NULL (the fall-backs only).  Pure; any thread.
+ */
+void outcome_categorize(const struct conf *c, int code, const char *text,
+			struct outcome *o);
+
+/*
+ * outcome_category_last — the category of a recipient's last failure as
+ * the queue keeps it (CODE, 0 when there was no reply; TEXT, which may open
+ * with the enhanced status): what an expiry reports.  Pure; any thread.
+ */
+enum conf_bounce_category outcome_category_last(const struct conf *c, int code,
+						const char *text);
+
 /* outcome_stage_name — "rcpt", "eom" … for logs and DSN diagnostics. */
 const char *outcome_stage_name(enum outcome_stage stage);
 

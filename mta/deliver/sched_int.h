@@ -101,6 +101,9 @@ struct sched_round {
 	bool tried;      /* a recipient got a result (an attempt, a DSN) */
 	struct sched_park *park;       /* a job met a paused destination here */
 	char **remote;                 /* per rcpt: the host that answered */
+	uint8_t *category;             /* per rcpt: the bounce category (enum
+					  conf_bounce_category) of this round's failure,
+					  for the DSN; NULL until one */
 	struct sched_msg *prev, *next; /* the active list */
 };
 

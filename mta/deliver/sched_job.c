@@ -173,6 +173,7 @@ sched_job_log(struct sched_msg *m, const struct sched_job *job, uint32_t ri,
 	ev.msgid = env->msgid;
 	ev.msgid_clear = (env->flags & QUEUE_F_MSGID_CLEAR) != 0;
 	ev.campaign = env->campaign;
+	ev.category = conf_bounce_category_name(o->category);
 	evlog_write(&ev);
 	if (o->action == OA_DELIVERED && ev.queue_time_ms >= 0)
 		metrics_observe(&metrics_delivery_latency,
@@ -222,6 +223,7 @@ sched_job_results(struct sched_job *job)
 		struct smtp_client_result *r = &job->cj.res[i];
 
 		outcome_classify(r->stage, r->code, r->text, pats, npats, &o);
+		outcome_categorize(sched.conf, r->code, r->text, &o);
 		/* The daemon's own DSNs have no sender to keep a list for. */
 		suppress_note_result(
 		    conf_identity(sched.conf, m->r->env.user), job->addrs[i],

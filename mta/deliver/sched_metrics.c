@@ -19,6 +19,7 @@
 
 #include "mta/core/util.h"
 #include "mta/deliver/sched_int.h"
+#include "mta/observe/metrics.h"
 #include "mta/observe/metrics_top.h"
 
 /* Columns of the counter tables: results, then deferral reasons. */
@@ -151,8 +152,10 @@ sched_metrics_result(const struct sched_msg *m, const char *domain,
 		break;
 	case OA_BOUNCE:
 		sched_metrics_count(m, domain, COL_BOUNCED, COL__COUNT);
+		metrics_bounce_category(o->category, true);
 		break;
 	case OA_DEFER:
+		metrics_bounce_category(o->category, false);
 		sched_metrics_count(m, domain, COL_DEFERRED,
 				    sched_metrics_reason(r, o));
 		break;

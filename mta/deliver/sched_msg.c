@@ -492,6 +492,10 @@ sched_dsn(struct sched_msg *m)
 		br[n].diag = text;
 		br[n].remote_mta =
 		    m->r->remote ? m->r->remote[m->r->bounced[i]] : NULL;
+		br[n].category = m->r->category != NULL
+				     ? (enum conf_bounce_category)
+					   m->r->category[m->r->bounced[i]]
+				     : CONF_BC_NONE;
 		/* The operator's bounces are the round's last NADMIN. */
 		br[n].cause = r->state == QR_EXPIRED ? BOUNCE_EXPIRED
 			      : i >= m->r->nbounced - m->r->nadmin

@@ -20,6 +20,7 @@
 #include "mta/deliver/bounce.h"
 #include "mta/deliver/sched_int.h"
 #include "mta/observe/evlog.h"
+#include "mta/observe/metrics.h"
 #include "mta/observe/stats.h"
 
 const struct conf_pool *
@@ -71,6 +72,7 @@ sched_round_free(struct sched_msg *m)
 		for (i = 0; i < r->env.nrcpts; i++)
 			free(r->remote[i]);
 	free(r->remote);
+	free(r->category);
 	free(r->bounced);
 	free(r->body);
 	queue_envelope_clear(&r->env);
@@ -114,6 +116,17 @@ sched_round_delay_ms(unsigned attempts)
 	       randombytes_uniform((uint32_t)(jit * 2 + 1 > UINT32_MAX
 						  ? UINT32_MAX
 						  : jit * 2 + 1));
+}
+
+/* Recipient RI of M failed (or was deferred) as CAT: what its DSN says. */
+static void
+sched_round_category(struct sched_msg *m, uint32_t ri,
+		     enum conf_bounce_category cat)
+{
+	if (m->r->category == NULL && cat != CONF_BC_NONE)
+		m->r->category = calloc(m->r->env.nrcpts, 1);
+	if (m->r->category != NULL)
+		m->r->category[ri] = (uint8_t)cat;
 }
 
 /* Recipient RI of M failed for good (STATE: QR_BOUNCED or QR_EXPIRED): it
@@ -247,6 +260,7 @@ sched_round_rcpt_result(struct sched_msg *m, uint32_t ri,
 	struct queue_rcpt *rc = &m->r->env.rcpts[ri];
 
 	m->r->tried = true;
+	sched_round_category(m, ri, o->category);
 	if (r->stage != OS_LOCAL || r->code != 0)
 		rc->attempts++;
 	rc->last_code = (uint16_t)r->code;
@@ -425,6 +439,7 @@ sched_round_expire(struct sched_msg *m, int64_t now)
 		struct queue_rcpt *r = &m->r->env.rcpts[i];
 		char text[400], dom[256];
 		const char *last = r->last_reply;
+		enum conf_bounce_category cat;
 
 		if (r->state != QR_PENDING)
 			continue;
@@ -437,6 +452,10 @@ sched_round_expire(struct sched_msg *m, int64_t now)
 			last = sched_dest_last_error(
 			    sched_rcpt_domain(r->addr, dom, sizeof(dom)),
 			    m->r->pool);
+		/* What kept it from being delivered: its last failure. */
+		cat = outcome_category_last(sched.conf, r->last_code, last);
+		sched_round_category(m, i, cat);
+		metrics_bounce_category(cat, true);
 		if (r->last_code != 0)
 			snprintf(text, sizeof(text),
 				 "4.4.7 delivery time expired; "
@@ -471,6 +490,7 @@ sched_round_expire(struct sched_msg *m, int64_t now)
 			ev.msgid_clear =
 			    (m->r->env.flags & QUEUE_F_MSGID_CLEAR) != 0;
 			ev.campaign = m->r->env.campaign;
+			ev.category = conf_bounce_category_name(cat);
 			evlog_write(&ev);
 		}
 	}

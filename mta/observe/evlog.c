@@ -561,6 +561,7 @@ evlog_format(const struct evlog_event *ev, const uint8_t *key, char *line,
 	jw_text(&w, "enhanced_status", ev->enhanced, NULL, 0);
 	jw_text(&w, "reply", ev->reply, addrs, SCRUB_KNOWN);
 	jw_text(&w, "stage", ev->stage, NULL, 0);
+	jw_text(&w, "category", ev->category, NULL, 0);
 	jw_text(&w, "tls_version", ev->tls_version, NULL, 0);
 	jw_text(&w, "tls_cipher", ev->tls_cipher, NULL, 0);
 	if (ev->tls_verified >= 0)

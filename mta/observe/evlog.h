@@ -80,6 +80,9 @@ struct evlog_event {
 	const char *msgid;
 	bool msgid_clear;
 	const char *campaign; /* campaign/tenant id (log.campaign_header) */
+	/* bounce, transient failure, expiration: what the failure means
+	 * ("bad-mailbox", conf_bounce_category_name) */
+	const char *category;
 };
 
 /*

@@ -464,6 +464,7 @@ metrics_render(struct evbuffer *out)
 		      fmt_double(b, M.start_time));
 	render_process(&r);
 	render_hook(&r, metrics_user_accepts_text);
+	render_hook(&r, metrics_bounce_text);
 	for (i = 0; i < M.nhooks; i++)
 		render_hook(&r, M.hooks[i]);
 	return r.err;

@@ -21,9 +21,12 @@
 #define OUTPOST_MTA_METRICS_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+
+#include "conf/conf.h"
 
 struct event_base;
 struct evbuffer;
@@ -70,6 +73,16 @@ extern struct metrics_hist metrics_accept_latency;
 extern struct metrics_hist metrics_delivery_latency;
 extern struct metrics_hist metrics_commit_batch;
 extern struct metrics_hist metrics_sign_seconds;
+
+/*
+ * metrics_bounce_category — one more failed (BOUNCE: bounced or expired)
+ * or deferred recipient of category CAT (CONF_BC_NONE: nothing counted):
+ * outpost_bounce_category_total{category, kind}.  Any thread; never
+ * blocks.  metrics_bounce_text — that family's exposition text (a
+ * metrics_text_fn, rendered at every scrape).
+ */
+void metrics_bounce_category(enum conf_bounce_category cat, bool bounce);
+size_t metrics_bounce_text(char *buf, size_t len);
 
 /*
  * metrics_observe — count VALUE (seconds, ops …) in H.  A NaN or an infinity

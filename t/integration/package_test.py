@@ -215,6 +215,8 @@ def check_installed():
     mode_owner(UNIT, 0o644, "root", "root")
     r = sh(["dpkg-query", "-W", "-f=${Conffiles}", PKG], "conffiles")
     check(CONF in r.stdout, "%s is not a conffile: %r" % (CONF, r.stdout))
+    check(ETC + "/bounce-categories" in r.stdout,
+          "the bounce-category rules are not a conffile: %r" % r.stdout)
     # outpostd rotates its logs itself: logrotate must not do it again.
     check("logrotate" not in r.stdout,
           "a logrotate file among the conffiles: %r" % r.stdout)

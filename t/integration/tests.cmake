@@ -16,6 +16,8 @@ outpost_integration_test(delivery_restart t/integration/delivery_restart_test.py
 outpost_integration_test(dkim t/integration/dkim_test.py TIMEOUT 600)
 outpost_integration_test(long_lines t/integration/long_lines_test.py TIMEOUT 600)
 outpost_integration_test(observe t/integration/observe_test.py TIMEOUT 600)
+# Bounce categories: log, DSN, metrics, reload with an operator's rules.
+outpost_integration_test(bounce_categories t/integration/bounce_categories_test.py TIMEOUT 600)
 outpost_integration_test(metrics t/integration/metrics_test.py TIMEOUT 600)
 outpost_integration_test(privilege t/integration/privilege_test.py)
 outpost_integration_test(spf t/integration/spf_test.py TIMEOUT 600)

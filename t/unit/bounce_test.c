@@ -205,9 +205,9 @@ test_dsn_structure(void **state)
 {
 	const struct bounce_rcpt r[2] = {
 		{ "one@dest.test", "5.1.1", "mx.dest.test", 550,
-		  "5.1.1 no such user", BOUNCE_REFUSED },
+		  "5.1.1 no such user", BOUNCE_REFUSED, CONF_BC_NONE },
 		{ "two@other.test", "4.4.7", NULL, 0,
-		  "4.4.7 delivery time expired", BOUNCE_EXPIRED },
+		  "4.4.7 delivery time expired", BOUNCE_EXPIRED, CONF_BC_NONE },
 	};
 	char *s, *p1, *p2, *p3;
 	const char *blk;
@@ -269,7 +269,7 @@ test_dsn_utf8_recipient(void **state)
 {
 	const struct bounce_rcpt r[1] = {
 		{ "j\xc3\xb6rg@d\xc3\xa9st.test", "5.1.1", NULL, 550, "no",
-		  BOUNCE_REFUSED },
+		  BOUNCE_REFUSED, CONF_BC_NONE },
 	};
 	char *s;
 
@@ -290,7 +290,7 @@ test_dsn_no_other_recipient(void **state)
 		{ "failed@dest.test", "5.7.1", "mx.dest.test", 550,
 		  "5.7.1 refused\r\nFinal-Recipient: rfc822; "
 		  "injected@evil.test\r\nStatus: 2.0.0",
-		  BOUNCE_REFUSED },
+		  BOUNCE_REFUSED, CONF_BC_NONE },
 	};
 	char *s;
 
@@ -322,8 +322,8 @@ test_dsn_line_lengths(void **state)
 	memset(diag, 'x', sizeof(diag) - 1);
 	diag[sizeof(diag) - 1] = '\0';
 	memcpy(diag, "5.1.1 ", 6);
-	r[0] = (struct bounce_rcpt){ addr, "5.1.1", host,
-				     550,  diag,    BOUNCE_REFUSED };
+	r[0] = (struct bounce_rcpt){ addr, "5.1.1",        host,        550,
+				     diag, BOUNCE_REFUSED, CONF_BC_NONE };
 	s = dsn_build(r, 1, orig_headers, strlen(orig_headers));
 	check_lines(s);
 	free(s);
@@ -335,7 +335,8 @@ test_dsn_headers_only(void **state)
 {
 	static const char msg[] = "Subject: s\r\nX-A: 1\r\n\r\nSECRET BODY\r\n";
 	const struct bounce_rcpt r[1] = {
-		{ "a@dest.test", "5.0.0", NULL, 550, "no", BOUNCE_REFUSED },
+		{ "a@dest.test", "5.0.0", NULL, 550, "no", BOUNCE_REFUSED,
+		  CONF_BC_NONE },
 	};
 	size_t hl = bounce_headers_len((const uint8_t *)msg, strlen(msg));
 	char *s, *p3;
@@ -364,8 +365,10 @@ test_dsn_rfc3461_fields(void **state)
 {
 	static const char msg[] = "Subject: s\r\n\r\nTHE BODY\r\n";
 	struct bounce_rcpt r[2] = {
-		{ "a@dest.test", "5.1.1", NULL, 550, "no", BOUNCE_REFUSED },
-		{ "b@dest.test", "5.1.1", NULL, 550, "no", BOUNCE_REFUSED },
+		{ "a@dest.test", "5.1.1", NULL, 550, "no", BOUNCE_REFUSED,
+		  CONF_BC_NONE },
+		{ "b@dest.test", "5.1.1", NULL, 550, "no", BOUNCE_REFUSED,
+		  CONF_BC_NONE },
 	};
 	const char *const orcpts[2] = { "rfc822;orig-a@list.test", NULL };
 	struct bounce_input in;
@@ -429,7 +432,8 @@ static void
 test_dsn_headers_truncated(void **state)
 {
 	const struct bounce_rcpt r[1] = {
-		{ "a@dest.test", "5.0.0", NULL, 550, "no", BOUNCE_REFUSED },
+		{ "a@dest.test", "5.0.0", NULL, 550, "no", BOUNCE_REFUSED,
+		  CONF_BC_NONE },
 	};
 	size_t n = 20000, i, len = 0;
 	char *h = malloc(n * 60 + 1), *s, *p3, *last;
@@ -463,9 +467,9 @@ test_dsn_admin(void **state)
 	const struct bounce_rcpt r[2] = {
 		{ "a@dest.test", "5.0.0", "mx.dest.test", 0,
 		  "5.0.0 returned by the mail system administrator",
-		  BOUNCE_ADMIN },
+		  BOUNCE_ADMIN, CONF_BC_NONE },
 		{ "b@dest.test", "5.1.1", "mx.dest.test", 550,
-		  "5.1.1 no such user", BOUNCE_REFUSED },
+		  "5.1.1 no such user", BOUNCE_REFUSED, CONF_BC_NONE },
 	};
 	char *s, *p1, *p2;
 
@@ -503,6 +507,40 @@ test_dsn_admin(void **state)
 	dsn_reason = "the receiving server refused it permanently";
 }
 
+/* Each recipient's bounce category: an X- field of its block for machines
+ * (RFC 3464 3.3 allows extension fields), a line for people; none for a
+ * recipient without one. */
+static void
+test_dsn_category(void **state)
+{
+	const struct bounce_rcpt r[2] = {
+		{ "one@dest.test", "5.2.2", "mx.dest.test", 552,
+		  "5.2.2 mailbox full", BOUNCE_REFUSED, CONF_BC_QUOTA },
+		{ "two@other.test", "5.0.0", NULL, 0, NULL, BOUNCE_ADMIN,
+		  CONF_BC_NONE },
+	};
+	char *s, *p1, *p2;
+	const char *blk;
+
+	(void)state;
+	s = dsn_build(r, 2, orig_headers, strlen(orig_headers));
+	check_lines(s);
+	p1 = dsn_part(s, 1);
+	p2 = dsn_part(s, 2);
+	assert_non_null(strstr(p1, "552 5.2.2 mailbox full\r\n"
+				   "    (bounce category: quota)\r\n"));
+	assert_int_equal(count(p1, "bounce category:"), 1);
+	blk = strstr(p2, "Final-Recipient: rfc822; one@dest.test\r\n");
+	assert_non_null(blk);
+	assert_non_null(strstr(blk, "Diagnostic-Code: smtp; 552 5.2.2 mailbox "
+				    "full\r\nX-Outpost-Bounce-Category: quota"
+				    "\r\nLast-Attempt-Date: "));
+	assert_int_equal(count(p2, "X-Outpost-Bounce-Category:"), 1);
+	free(p1);
+	free(p2);
+	free(s);
+}
+
 int
 main(void)
 {
@@ -510,6 +548,7 @@ main(void)
 		cmocka_unit_test(test_collect_appends_in_order),
 		cmocka_unit_test(test_collect_oom_keeps_recipient),
 		cmocka_unit_test(test_dsn_structure),
+		cmocka_unit_test(test_dsn_category),
 		cmocka_unit_test(test_dsn_admin),
 		cmocka_unit_test(test_dsn_utf8_recipient),
 		cmocka_unit_test(test_dsn_no_other_recipient),

@@ -197,7 +197,8 @@ static const char json_check_py[] =
     "'source_addr','destination','mx_host','mx_ip','rcpt_hash','rcpt_domain',"
     "'sender_hash','sender_domain','msgid','msgid_hash','campaign','size',"
     "'nrcpts','attempt','queue_time_s',"
-    "'code','enhanced_status','reply','stage','tls_version','tls_cipher',"
+    "'code','enhanced_status','reply','stage','category','tls_version',"
+    "'tls_cipher',"
     "'tls_verified','dkim','dmarc','reason','admin','command','count']\n"
     "data=open(sys.argv[1],'rb').read().decode('utf-8')\n"
     "assert data=='' or data.endswith('\\n'), 'last line not terminated'\n"
@@ -311,6 +312,7 @@ ev_full(void)
 	ev.enhanced = "2.0.0";
 	ev.reply = "Ok: queued as 4XyZ";
 	ev.stage = "eom";
+	ev.category = "quota";
 	ev.tls_version = "TLSv1.3";
 	ev.tls_cipher = "TLS_AES_256_GCM_SHA384";
 	ev.tls_verified = 1;
@@ -408,7 +410,8 @@ test_golden(void **state)
 	    "\",\"sender_domain\":\"esp.test\",\"size\":12345,\"nrcpts\":3,"
 	    "\"attempt\":2,\"queue_time_s\":61.234,\"code\":250,"
 	    "\"enhanced_status\":\"2.0.0\",\"reply\":\"Ok: queued as 4XyZ\","
-	    "\"stage\":\"eom\",\"tls_version\":\"TLSv1.3\","
+	    "\"stage\":\"eom\",\"category\":\"quota\","
+	    "\"tls_version\":\"TLSv1.3\","
 	    "\"tls_cipher\":\"TLS_AES_256_GCM_SHA384\",\"tls_verified\":true,"
 	    "\"dkim\":\"d=esp.test s=s1 rsa-sha256\","
 	    "\"dmarc\":\"pass header.from=esp.test\",\"reason\":\"policy\","

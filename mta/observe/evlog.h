@@ -32,6 +32,7 @@ enum evlog_type {
 	EV_RESUME, /* a paused destination goes again */
 	EV_EXPORT, /* a message left the queue in an archive (export) */
 	EV_IMPORT, /* a message came in from an archive (import) */
+	EV_COMPLAINT, /* a mailbox provider's complaint report (ARF) */
 	EV__COUNT
 };
 
@@ -78,6 +79,9 @@ struct evlog_event {
 	const char *msgid;
 	bool msgid_clear;
 	const char *campaign; /* campaign/tenant id (log.campaign_header) */
+	const char *feedback_type; /* complaint: "abuse", "fraud", … */
+	const char *agent; /* complaint: the reporter's User-Agent (peer text:
+			      scrubbed and escaped) */
 };
 
 /*

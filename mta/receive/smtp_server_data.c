@@ -455,6 +455,10 @@ smtp_server_data_end(struct smtp_server_session *s)
 		smtp_server_data_bad(s);
 		return;
 	}
+	if (s->feedback) {
+		smtp_server_feedback_end(s);
+		return;
+	}
 	if ((op = smtp_server_data_op(s)) == NULL) {
 		log_warnx("%016" PRIx64 " smtp out of memory queueing a "
 			  "message",

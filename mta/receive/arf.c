@@ -115,8 +115,9 @@ arf_hdrs_next(struct arf_ctx *x, struct arf_hdrs *h)
 	return 1;
 }
 
-/* S without leading and trailing white space, into OUT (cut; control
- * characters as '?'); ANGLE: one pair of surrounding <> removed too. */
+/* S without leading and trailing white space, into OUT (cut; a tab as a
+ * space, other control characters as '?'); ANGLE: one pair of surrounding <>
+ * removed too. */
 static void
 arf_keep(const char *s, bool angle, char *out, size_t outlen)
 {
@@ -134,8 +135,9 @@ arf_keep(const char *s, bool angle, char *out, size_t outlen)
 	if (n >= outlen)
 		n = outlen - 1;
 	for (i = 0; i < n; i++)
-		out[i] =
-		    (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
+		out[i] = s[i] == '\t'                                 ? ' '
+			 : (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?'
+								      : s[i];
 	out[n] = '\0';
 }
 

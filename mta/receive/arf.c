@@ -8,6 +8,7 @@
  * while claiming to be one.  Invariants: every string in struct arf_report
  * is NUL-terminated and free of control characters.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -239,25 +240,12 @@ arf_media_type(const char *v, char *out, size_t outlen)
 	out[n] = '\0';
 }
 
-static int
-arf_hex(uint8_t c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* Quoted-printable (RFC 2045 6.7) into OUT (at least LEN bytes): soft
  * breaks removed, "=XX" decoded, a stray '=' kept as it is (6.7 (1)). */
 static size_t
 arf_qp_decode(const uint8_t *p, size_t len, uint8_t *out)
 {
-	size_t i = 0, n = 0;
-	int hi, lo;
+	size_t i = 0, n = 0, one;
 
 	while (i < len) {
 		if (p[i] != '=') {
@@ -272,9 +260,11 @@ arf_qp_decode(const uint8_t *p, size_t len, uint8_t *out)
 			i += 3;
 			continue;
 		}
-		if (i + 2 < len && (hi = arf_hex(p[i + 1])) >= 0 &&
-		    (lo = arf_hex(p[i + 2])) >= 0) {
-			out[n++] = (uint8_t)(hi << 4 | lo);
+		if (i + 2 < len &&
+		    sodium_hex2bin(out + n, 1, (const char *)p + i + 1, 2, NULL,
+				   &one, NULL) == 0 &&
+		    one == 1) {
+			n++;
 			i += 3;
 			continue;
 		}
@@ -323,6 +313,60 @@ arf_decode(struct arf_ctx *x, const char *cte, const uint8_t *p, size_t len,
 	return -1;
 }
 
+/* How a field is kept: where in struct arf_report, and how. */
+enum arf_keep_how { AK_TEXT, AK_ADDR /* <> removed */, AK_TO };
+
+static const struct arf_field {
+	const char *name; /* lower-case */
+	size_t off, size;
+	enum arf_keep_how how;
+	bool returned; /* of the returned message, else of the report part */
+} arf_fields[] = {
+#define AF(n, f, h, ret)                                                       \
+	{                                                                      \
+		n, offsetof(struct arf_report, f),                             \
+		    sizeof(((struct arf_report *)0)->f), h, ret                \
+	}
+	AF("feedback-type", feedback_type, AK_TEXT, false),
+	AF("user-agent", user_agent, AK_TEXT, false),
+	AF("version", version, AK_TEXT, false),
+	AF("original-rcpt-to", original_rcpt_to, AK_ADDR, false),
+	AF("original-mail-from", original_mail_from, AK_ADDR, false),
+	AF("arrival-date", arrival_date, AK_TEXT, false),
+	AF("received-date", arrival_date, AK_TEXT, false), /* draft ARF */
+	AF("source-ip", source_ip, AK_TEXT, false),
+	AF("reported-domain", reported_domain, AK_TEXT, false),
+	AF("x-outpost-fb", fb_id, AK_TEXT, true),
+	AF("feedback-id", feedback_id, AK_TEXT, true),
+	AF("to", returned_to, AK_TO, true),
+	AF("x-hmxmroriginalrecipient", hotmail_rcpt, AK_ADDR, true), /* JMRP */
+#undef AF
+};
+
+/* The field in X (name, value) into X->r when it is one of RETURNED's
+ * kind and its slot is still empty: the first (topmost) one wins. */
+static void
+arf_field_keep(struct arf_ctx *x, bool returned)
+{
+	const struct arf_field *f;
+	char *slot;
+	size_t i;
+
+	for (i = 0; i < sizeof(arf_fields) / sizeof(arf_fields[0]); i++) {
+		f = &arf_fields[i];
+		if (f->returned != returned || strcmp(f->name, x->name) != 0)
+			continue;
+		slot = (char *)x->r + f->off;
+		if (slot[0] != '\0')
+			return;
+		if (f->how == AK_TO)
+			arf_keep_to(x->value, slot, f->size);
+		else
+			arf_keep(x->value, f->how == AK_ADDR, slot, f->size);
+		return;
+	}
+}
+
 /* The machine-readable part: its fields into X->r. */
 static int
 arf_report_fields(struct arf_ctx *x, const uint8_t *p, size_t len)
@@ -335,37 +379,8 @@ arf_report_fields(struct arf_ctx *x, const uint8_t *p, size_t len)
 	/* Some put an empty line first. */
 	while (h.p < h.end && (*h.p == '\r' || *h.p == '\n'))
 		h.p++;
-	while ((rc = arf_hdrs_next(x, &h)) == 1) {
-		const char *n = x->name, *v = x->value;
-
-		if (strcmp(n, "feedback-type") == 0 && !r->feedback_type[0])
-			arf_keep(v, false, r->feedback_type,
-				 sizeof(r->feedback_type));
-		else if (strcmp(n, "user-agent") == 0 && !r->user_agent[0])
-			arf_keep(v, false, r->user_agent,
-				 sizeof(r->user_agent));
-		else if (strcmp(n, "version") == 0 && !r->version[0])
-			arf_keep(v, false, r->version, sizeof(r->version));
-		else if (strcmp(n, "original-rcpt-to") == 0 &&
-			 !r->original_rcpt_to[0])
-			arf_keep(v, true, r->original_rcpt_to,
-				 sizeof(r->original_rcpt_to));
-		else if (strcmp(n, "original-mail-from") == 0 &&
-			 !r->original_mail_from[0])
-			arf_keep(v, true, r->original_mail_from,
-				 sizeof(r->original_mail_from));
-		else if ((strcmp(n, "arrival-date") == 0 ||
-			  strcmp(n, "received-date") == 0) &&
-			 !r->arrival_date[0])
-			arf_keep(v, false, r->arrival_date,
-				 sizeof(r->arrival_date));
-		else if (strcmp(n, "source-ip") == 0 && !r->source_ip[0])
-			arf_keep(v, false, r->source_ip, sizeof(r->source_ip));
-		else if (strcmp(n, "reported-domain") == 0 &&
-			 !r->reported_domain[0])
-			arf_keep(v, false, r->reported_domain,
-				 sizeof(r->reported_domain));
-	}
+	while ((rc = arf_hdrs_next(x, &h)) == 1)
+		arf_field_keep(x, false);
 	if (rc < 0)
 		return -1;
 	for (i = 0; r->feedback_type[i] != '\0'; i++) {
@@ -390,7 +405,6 @@ arf_report_fields(struct arf_ctx *x, const uint8_t *p, size_t len)
 static int
 arf_returned(struct arf_ctx *x, const uint8_t *p, size_t len)
 {
-	struct arf_report *r = x->r;
 	struct arf_hdrs h = { p, p + len, 0 };
 	const uint8_t *next;
 	int rc;
@@ -402,21 +416,8 @@ arf_returned(struct arf_ctx *x, const uint8_t *p, size_t len)
 		arf_line(h.p, h.end, &next);
 		h.p = next;
 	}
-	while ((rc = arf_hdrs_next(x, &h)) == 1) {
-		const char *n = x->name, *v = x->value;
-
-		if (strcmp(n, "x-outpost-fb") == 0 && !r->fb_id[0])
-			arf_keep(v, false, r->fb_id, sizeof(r->fb_id));
-		else if (strcmp(n, "feedback-id") == 0 && !r->feedback_id[0])
-			arf_keep(v, false, r->feedback_id,
-				 sizeof(r->feedback_id));
-		else if (strcmp(n, "to") == 0 && !r->returned_to[0])
-			arf_keep_to(v, r->returned_to, sizeof(r->returned_to));
-		else if (strcmp(n, "x-hmxmroriginalrecipient") == 0 &&
-			 !r->hotmail_rcpt[0])
-			arf_keep(v, true, r->hotmail_rcpt,
-				 sizeof(r->hotmail_rcpt));
-	}
+	while ((rc = arf_hdrs_next(x, &h)) == 1)
+		arf_field_keep(x, true);
 	if (rc < 0)
 		return -1;
 	if (h.nfields == 0) {

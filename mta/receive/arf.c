@@ -169,58 +169,67 @@ arf_keep_to(const char *v, char *out, size_t outlen)
 	arf_keep(tmp, false, out, outlen);
 }
 
+/* A parameter's value at Q (after "="): a token or a quoted string, into
+ * OUT.  0, or -1 (an unterminated quote, longer than OUTLEN - 1). */
+static int
+arf_param_value(const char *q, char *out, size_t outlen)
+{
+	size_t n = 0;
+
+	if (*q != '"') {
+		for (; *q != '\0' && *q != ';' && *q != ' ' && *q != '\t';
+		     q++) {
+			if (n + 1 >= outlen)
+				return -1;
+			out[n++] = *q;
+		}
+		out[n] = '\0';
+		return 0;
+	}
+	for (q++; *q != '"'; q++) {
+		if (*q == '\\' && q[1] != '\0')
+			q++;
+		if (*q == '\0' || n + 1 >= outlen)
+			return -1;
+		out[n++] = *q;
+	}
+	out[n] = '\0';
+	return 0;
+}
+
 /* A MIME parameter NAME of the Content-Type value V into OUT; 1 found,
  * 0 absent, -1 malformed (an unterminated quote, too long). */
 static int
 arf_param(const char *v, const char *name, char *out, size_t outlen)
 {
-	const char *p = strchr(v, ';');
-	size_t nlen = strlen(name), n;
+	const char *p = strchr(v, ';'), *q;
+	size_t nlen = strlen(name);
 
-	while (p != NULL) {
-		p++;
-		while (*p == ' ' || *p == '\t')
-			p++;
+	while (p != NULL && *p == ';') {
+		for (p++; *p == ' ' || *p == '\t'; p++)
+			;
 		if (strncasecmp(p, name, nlen) == 0) {
-			const char *q = p + nlen;
-
-			while (*q == ' ' || *q == '\t')
-				q++;
-			if (*q == '=') {
-				q++;
+			for (q = p + nlen; *q == ' ' || *q == '\t'; q++)
+				;
+			if (*q++ == '=') {
 				while (*q == ' ' || *q == '\t')
 					q++;
-				n = 0;
-				if (*q == '"') {
-					for (q++; *q != '"'; q++) {
-						if (*q == '\0' ||
-						    n + 1 >= outlen)
-							return -1;
-						if (*q == '\\' && q[1] != '\0')
-							q++;
-						out[n++] = *q;
-					}
-				} else {
-					for (; *q != '\0' && *q != ';' &&
-					       *q != ' ' && *q != '\t';
-					     q++) {
-						if (n + 1 >= outlen)
-							return -1;
-						out[n++] = *q;
-					}
-				}
-				out[n] = '\0';
-				return 1;
+				return arf_param_value(q, out, outlen) == 0
+					   ? 1
+					   : -1;
 			}
 		}
-		/* Skip to the next ';' outside quotes. */
-		for (; *p != '\0' && *p != ';'; p++)
-			if (*p == '"')
-				for (p++; *p != '\0' && *p != '"'; p++)
-					if (*p == '\\' && p[1] != '\0')
-						p++;
-		if (*p == '\0')
-			return 0;
+		/* On to the next ';' outside a quoted string. */
+		for (; *p != '\0' && *p != ';'; p++) {
+			if (*p != '"')
+				continue;
+			for (p++; *p != '"'; p++) {
+				if (*p == '\\' && p[1] != '\0')
+					p++;
+				if (*p == '\0')
+					return -1;
+			}
+		}
 	}
 	return 0;
 }

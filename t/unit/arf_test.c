@@ -389,6 +389,10 @@ static const struct row rows[] = {
 	  "Content-Type: multipart/report; report-type=feedback-report\n\n"
 	  "--b\nContent-Type: message/rfc822\n\n@RET@--b--\n",
 	  RET_OURS, .enc = E_NONE, .rc = -1 },
+	{ "unterminated quote in an earlier parameter",
+	  "Content-Type: multipart/mixed; x=\"abc; boundary=b\n\n--b\n"
+	  "Content-Type: message/rfc822\n\n@RET@--b--\n",
+	  RET_OURS, .enc = E_NONE, .rc = -1 },
 	{ "unterminated boundary quote",
 	  "Content-Type: multipart/mixed; boundary=\"b\n\n--b\n"
 	  "Content-Type: message/rfc822\n\n@RET@--b--\n",

@@ -385,12 +385,44 @@ intake_reencode(struct intake_req *req)
 }
 
 /*
+ * The message M (parsed from BODY, LEN octets) into OUT without its
+ * X-Outpost-FB fields: one a sender wrote, perhaps copied from mail of
+ * another identity it received, must not stand beside ours.  Returns
+ * the octets written (at most LEN).
+ */
+static size_t
+intake_fb_strip(const struct dkim_msg *m, const uint8_t *body, size_t len,
+		uint8_t *out)
+{
+	size_t i, from = 0, n = 0, at, end;
+	const struct dkim_header *h;
+
+	for (i = 0; i < m->nhdrs; i++) {
+		h = &m->hdrs[i];
+		if (h->name_len != strlen(ARF_ID_HEADER) ||
+		    strncasecmp(h->field, ARF_ID_HEADER, h->name_len) != 0)
+			continue;
+		at = (size_t)((const uint8_t *)h->field - body);
+		end = at + h->len;
+		if (end + 2 <= len && body[end] == '\r' &&
+		    body[end + 1] == '\n')
+			end += 2;
+		memcpy(out + n, body + from, at - from);
+		n += at - from;
+		from = end;
+	}
+	memcpy(out + n, body + from, len - from);
+	return n + len - from;
+}
+
+/*
  * intake_fb_add — the sealed identifier (arf_id_seal: queue id, identity,
  * campaign, and the recipient when there is only one: a message with
  * several has one body, so a report names its recipient itself) put on
- * top of the message, before signing covers it, and the header block
- * parsed again for the signer.  Worker thread.  0, or -1 after refusing
- * REQ (451: out of memory, or the identifier cannot be made).
+ * top of the message in place of any the sender wrote, before signing
+ * covers it, and the header block parsed again for the signer.  Worker
+ * thread.  0, or -1 after refusing REQ (451: out of memory, or the
+ * identifier cannot be made).
  */
 static int
 intake_fb_add(struct intake_req *req)
@@ -421,14 +453,16 @@ intake_fb_add(struct intake_req *req)
 		return -1;
 	}
 	memcpy(nb, field, (size_t)n);
-	memcpy(nb + n, op->body, op->body_len);
+	op->body_len = op->env.size =
+	    (size_t)n +
+	    intake_fb_strip(req->msg, op->body, op->body_len, nb + n);
 	free(op->body);
 	op->body = nb;
-	op->body_len = op->env.size = op->body_len + (size_t)n;
 	dkim_msg_clear(req->msg);
 	if (dkim_msg_parse(op->body, op->body_len, req->msg, err,
 			   sizeof(err)) != 0) {
-		/* Cannot happen: one well-formed field was added on top. */
+		/* Cannot happen: one well-formed field was added on top,
+		 * whole fields taken out. */
 		log_warnx("intake: message with " ARF_ID_HEADER
 			  " does not parse: %s",
 			  err);

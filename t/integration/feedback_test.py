@@ -80,14 +80,14 @@ def daemon(dnsd, port, conf):
                               '  require_auth = true')])
 
 
-def send_campaign(d, rcpts=(RCPT,)):
+def send_campaign(d, rcpts=(RCPT,), extra=""):
     s = smtplib.SMTP("127.0.0.1", d.ports["auth"], timeout=30)
     s.ehlo()
     s.login("acme", PASSWORD)
     msg = ("From: Shop <news@shop.test>\r\nTo: %s\r\n"
-           "Subject: Spring sale\r\nX-Campaign-ID: spring-sale\r\n"
+           "Subject: Spring sale\r\nX-Campaign-ID: spring-sale\r\n%s"
            "Message-ID: <20261205.1234567@shop.test>\r\n\r\n"
-           "Buy now.\r\n" % ", ".join(rcpts))
+           "Buy now.\r\n" % (", ".join(rcpts), extra))
     s.mail("bounce@shop.test")
     for r in rcpts:
         s.rcpt(r)
@@ -203,6 +203,18 @@ def test_complaint_from_a_returned_copy():
                   'result="unknown-message"'), 1.0, "unknown reports")
         eq(len(events(d, "complaint")), 1, "no complaint from them")
         eq(metric(d, "outpost_complaints_total"), 1.0, "complaints")
+
+        # A sender's own X-Outpost-FB (copied from another message, say)
+        # is taken out: the delivered copy has ours only.
+        send_campaign(d, extra="X-Outpost-FB: v=1; id=planted\r\n"
+                      "X-Outpost-FB: %s\r\n" % v.replace(";", "; "))
+        sink.wait_messages(2, timeout=60)
+        m2 = strip_envelope(sink.messages()[1])
+        eq(len(email.message_from_bytes(m2).get_all("X-Outpost-FB")), 1,
+           "X-Outpost-FB fields: %r" % m2)
+        v2 = fb_value(m2)
+        check(v2 != v and "planted" not in v2, "ours: " + v2)
+        eq([ok for _, ok in ver.python(m2)], [True], "python3-dkim (2)")
 
         # Mail to another recipient without AUTH is still refused.
         s = smtplib.SMTP("127.0.0.1", d.ports["auth"], timeout=30)

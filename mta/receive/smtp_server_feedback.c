@@ -1,9 +1,8 @@
 /*
- * smtp_server_feedback.c — mail to feedback.address: complaint reports
- * from mailbox providers.  Accepted from anyone on any listener (it is
- * mail for us, not relay), alone in its transaction, limited per client
- * address and in size, never queued: parsed and acted on by the worker
- * pool (arf_feedback_process), then answered.
+ * smtp_server_feedback.c — mail to feedback.address (complaint reports):
+ * taken from anyone on any listener (mail for us, not relay), alone in its
+ * transaction, limited per client and in size, never queued: parsed and
+ * acted on by the worker pool (arf_feedback_process), then answered.
  * Owns the per-client report counters (one mutex-guarded table, touched
  * once per RCPT).  Loop thread, but for the job's run on a worker.
  * Must not: let the feedback address open relay to any other recipient,

@@ -13,6 +13,7 @@ only."""
 
 import email
 import email.policy
+import json
 import os
 import smtplib
 import subprocess
@@ -39,7 +40,6 @@ def events(d, kind=None):
     path = os.path.join(d.data, "log", "delivery.log")
     if not os.path.exists(path):
         return []
-    import json
     with open(path) as f:
         evs = [json.loads(line) for line in f]
     return [e for e in evs if kind is None or e.get("event") == kind]
@@ -293,9 +293,9 @@ def test_complaint_suppresses_the_recipient():
         m = strip_envelope(sink.messages()[0])
         submit_report(d, arf_report(m))
         wait_for(lambda: events(d, "complaint"), what="complaint event")
-        r = subprocess.run([OUTPOST, "suppress", "--help"],
-                           capture_output=True, text=True, timeout=30)
-        if r.returncode != 0:
+        r = subprocess.run([OUTPOST, "--help"], capture_output=True,
+                           text=True, timeout=30)
+        if "\n  suppress " not in r.stdout:
             print("# SKIP the RCPT refusal: needs op-suppress "
                   "(suppress_complaint wired in main.c)")
             return

@@ -83,6 +83,7 @@ static cfg_opt_t conf_opts[] = {
 	CFG_SEC("retention", conf_retention_opts, CFGF_NONE),
 	CFG_SEC("suppress", conf_suppress_opts, CFGF_NONE),
 	CFG_SEC("bounce", conf_bounce_opts, CFGF_NONE),
+	CFG_SEC("feedback", conf_feedback_opts, CFGF_NONE),
 	CFG_END(),
 };
 
@@ -96,7 +97,8 @@ conf_build(struct conf_ctx *x, cfg_t *cfg, struct conf *c, bool embedded)
 	    conf_observe_build(x, cfg, c) != 0 ||
 	    conf_keep_build(x, cfg, c) != 0 ||
 	    conf_suppress_build(x, cfg, c) != 0 ||
-	    conf_bounce_build(x, cfg, c, embedded) != 0)
+	    conf_bounce_build(x, cfg, c, embedded) != 0 ||
+	    conf_feedback_build(x, cfg, c) != 0)
 		return -1;
 	return x->failed ? -1 : 0;
 }
@@ -208,5 +210,6 @@ conf_free(struct conf *c)
 	conf_observe_free(c);
 	conf_keep_free(c);
 	conf_bounce_free(c);
+	conf_feedback_free(c);
 	free(c);
 }

@@ -412,6 +412,18 @@ struct conf_suppress {
 	enum conf_suppress_action action;
 };
 
+/*
+ * `feedback { }`: feedback-loop complaint reports (ARF, RFC 5965) sent by
+ * mailbox providers to ADDRESS on any listener (mta/receive/arf.h).
+ */
+struct conf_feedback {
+	char *address; /* "fbl@mta.example" (domain lower-cased); NULL: no
+			  report is taken */
+	uint64_t max_report_size;    /* bytes of one report (1M) */
+	unsigned reports_per_minute; /* per client address (60) */
+	bool identifier; /* add the sealed X-Outpost-FB header (yes) */
+};
+
 /* `metrics { listen = "ADDR:PORT" }`: the HTTP listener of GET /metrics. */
 struct conf_metrics {
 	char *listen; /* as written, e.g. "127.0.0.1:9025" (the default);
@@ -544,6 +556,7 @@ struct conf {
 	struct conf_retention retention;
 	struct conf_suppress suppress;
 	struct conf_bounce bounce;
+	struct conf_feedback feedback;
 };
 
 /*

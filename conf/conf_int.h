@@ -317,6 +317,10 @@ extern cfg_opt_t conf_bounce_opts[];
 int conf_bounce_build(struct conf_ctx *x, cfg_t *cfg, struct conf *c,
 		      bool embedded);
 void conf_bounce_free(struct conf *c);
+/* conf_feedback.c: the section feedback (ARF reports, X-Outpost-FB). */
+extern cfg_opt_t conf_feedback_opts[];
+int conf_feedback_build(struct conf_ctx *x, cfg_t *cfg, struct conf *c);
+void conf_feedback_free(struct conf *c);
 
 /* A refused value reported as "KEY: \"VALUE\" WHY"; returns -1. */
 int conf_value_fail(cfg_t *cfg, cfg_opt_t *opt, const char *value,

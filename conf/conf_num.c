@@ -115,6 +115,8 @@ static const struct conf_num {
 	{ "destination", "max_mx_sessions", CK_COUNT, 1, 100 },
 	{ "destination", "attempt_timeout", CK_MS, US_S(1), US_H(1) },
 	{ "restore", "interval", CK_MS, 0, US_D(1) },
+	{ "feedback", "max_report_size", CK_SIZE, KIB(16), MIB(64) },
+	{ "feedback", "reports_per_minute", CK_COUNT, 1, 100000 },
 	{ "restore", "command_timeout", CK_MS, US_S(1), US_D(1) },
 	{ "restore", "keep_all", CK_MS, 0, US_D(3650) },
 	{ "restore", "keep_hourly", CK_MS, 0, US_D(3650) },

@@ -33,6 +33,7 @@
 #include "conf/conf.h"
 #include "dns/dns.h"
 #include "queue/queue.h"
+#include "mta/receive/arf.h"
 #include "mta/receive/auth.h"
 #include "mta/receive/auth_limit.h"
 #include "mta/receive/confgen.h"
@@ -334,6 +335,17 @@ commit_observed(unsigned ops, uint64_t commit_us)
 {
 	metrics_observe(&metrics_commit_batch, (double)ops);
 	(void)commit_us;
+}
+
+/* A verified complaint (worker thread): the recipient leaves the sending
+ * identity's list.  A redacted report names no recipient: nothing to
+ * suppress. */
+static void
+complaint_observed(const struct arf_complaint *c, void *arg)
+{
+	(void)arg;
+	if (c->rcpt != NULL)
+		(void)suppress_complaint(c->identity, c->rcpt);
 }
 
 /* What the daemon keeps per user, for `purge` and the retention sweep
@@ -964,6 +976,7 @@ main(int argc, char *argv[])
 	if (suppress_init(queue, conf, hash_key) != 0)
 		fatalx("suppression list: out of memory");
 	sodium_memzero(hash_key, sizeof(hash_key));
+	arf_complaint_hook(complaint_observed, NULL);
 	if (intake_init(conf, queue, err, sizeof(err)) != 0 ||
 	    confgen_new(conf, 1, false, &gen, err, sizeof(err)) != 0)
 		fatalx("%s", err);

@@ -114,6 +114,7 @@ static const char *const evlog_type_names[EV__COUNT] = {
 	[EV_EXPORT] = "exported",
 	[EV_IMPORT] = "imported",
 	[EV_SUPPRESSED] = "suppressed",
+	[EV_COMPLAINT] = "complaint",
 };
 
 const char *
@@ -573,6 +574,8 @@ evlog_format(const struct evlog_event *ev, const uint8_t *key, char *line,
 	jw_text(&w, "command", ev->command, addrs, SCRUB_KNOWN);
 	if (ev->count >= 0)
 		jw_u64(&w, "count", (uint64_t)ev->count);
+	jw_text(&w, "feedback_type", ev->feedback_type, NULL, 0);
+	jw_text(&w, "agent", ev->agent, addrs, SCRUB_KNOWN);
 	w.p[w.n++] = '}';
 	w.p[w.n++] = '\n';
 	return w.n;

@@ -34,6 +34,7 @@ enum evlog_type {
 	EV_IMPORT, /* a message came in from an archive (import) */
 	EV_SUPPRESSED, /* a RCPT refused or dropped: its recipient is on the
 			  suppression list (mta/observe/suppress.h) */
+	EV_COMPLAINT, /* a mailbox provider's complaint report (ARF) */
 	EV__COUNT
 };
 
@@ -83,6 +84,9 @@ struct evlog_event {
 	/* bounce, transient failure, expiration: what the failure means
 	 * ("bad-mailbox", conf_bounce_category_name) */
 	const char *category;
+	const char *feedback_type; /* complaint: "abuse", "fraud", … */
+	const char *agent; /* complaint: the reporter's User-Agent (peer text:
+			      scrubbed and escaped) */
 };
 
 /*

@@ -183,6 +183,18 @@ static const struct stats_metric {
 	SM("outpost_deliveries_total", "result=\"deferred\"", NULL, deferred),
 	SM("outpost_deliveries_total", "result=\"bounced\"", NULL, bounced),
 	SM("outpost_deliveries_total", "result=\"expired\"", NULL, expired),
+	SM("outpost_complaints_total", "",
+	   "Verified complaints from feedback-loop reports.", complaints),
+	SM("outpost_feedback_reports_total", "result=\"ok\"",
+	   "Feedback-loop reports received, by result (unverified: an "
+	   "X-Outpost-FB that does not verify; unknown-message: none).",
+	   fb_ok),
+	SM("outpost_feedback_reports_total", "result=\"malformed\"", NULL,
+	   fb_malformed),
+	SM("outpost_feedback_reports_total", "result=\"unverified\"", NULL,
+	   fb_unverified),
+	SM("outpost_feedback_reports_total", "result=\"unknown-message\"", NULL,
+	   fb_unknown),
 #undef SM
 };
 _Static_assert(sizeof(stats_metrics) / sizeof(stats_metrics[0]) ==

@@ -40,6 +40,12 @@ struct stats {
 	_Atomic uint64_t deferred;
 	_Atomic uint64_t bounced;
 	_Atomic uint64_t expired;
+	/* feedback-loop reports (mta/receive/arf.h), by result */
+	_Atomic uint64_t complaints;
+	_Atomic uint64_t fb_ok;
+	_Atomic uint64_t fb_malformed;
+	_Atomic uint64_t fb_unverified;
+	_Atomic uint64_t fb_unknown;
 };
 
 extern struct stats stats;

@@ -14,12 +14,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
+
+#include <sodium.h>
 
 #include "conf/conf.h"
 #include "dkim/dkim.h"
 #include "dns/dns.h"
 #include "queue/queue.h"
+#include "mta/receive/arf.h"
 #include "mta/receive/intake.h"
 #include "mta/receive/intake_trace.h"
 #include "mta/core/log.h"
@@ -44,6 +48,10 @@ struct intake_keyset {
 	const struct conf *conf;  /* a reference (conf_ref) */
 	struct intake_keys *keys; /* parallel to conf->dkims */
 	size_t nkeys;
+	/* dkim_sign.oversign (or the defaults) and X-Outpost-FB, when the
+	 * configuration adds it: the signature then covers the identifier
+	 * and forbids a second one above it.  NULL: the configured list. */
+	const char **oversign;
 };
 
 static struct {
@@ -158,6 +166,37 @@ intake_keys_load_one(const struct conf_dkim *d, struct intake_keys *k,
 	return 0;
 }
 
+/* Does C put the sealed identifier X-Outpost-FB into every message? */
+static bool
+intake_fb_wanted(const struct conf *c)
+{
+	return c->feedback.address != NULL && c->feedback.identifier;
+}
+
+/* KS's over-signed list: C's (or the defaults) and X-Outpost-FB.  The
+ * strings are C's or static: only the array is owned.  0, -1 no memory. */
+static int
+intake_fb_oversign(const struct conf *c, struct intake_keyset *ks)
+{
+	const char *const *src =
+	    c->dkim_sign.oversign != NULL
+		? (const char *const *)c->dkim_sign.oversign
+		: dkim_default_oversign_headers;
+	size_t n, i;
+
+	if (!intake_fb_wanted(c))
+		return 0;
+	for (n = 0; src[n] != NULL; n++)
+		if (strcasecmp(src[n], ARF_ID_HEADER) == 0)
+			return 0;
+	if ((ks->oversign = calloc(n + 2, sizeof(*ks->oversign))) == NULL)
+		return -1;
+	for (i = 0; i < n; i++)
+		ks->oversign[i] = src[i];
+	ks->oversign[n] = ARF_ID_HEADER;
+	return 0;
+}
+
 int
 intake_keyset_load(const struct conf *c, bool quiet, struct intake_keyset **out,
 		   char *err, size_t errlen)
@@ -177,6 +216,11 @@ intake_keyset_load(const struct conf *c, bool quiet, struct intake_keyset **out,
 	}
 	ks->conf = conf_ref(c);
 	ks->nkeys = c->ndkims;
+	if (intake_fb_oversign(c, ks) != 0) {
+		intake_keyset_free(ks);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
 	for (i = 0; i < c->ndkims; i++) {
 		if (intake_keys_load_one(&c->dkims[i], &ks->keys[i], quiet, err,
 					 errlen) != 0) {
@@ -202,6 +246,7 @@ intake_keyset_free(struct intake_keyset *ks)
 			dkim_key_free(ks->keys[i].ed);
 	}
 	free(ks->keys);
+	free(ks->oversign);
 	conf_unref(ks->conf);
 	free(ks);
 }
@@ -339,6 +384,95 @@ intake_reencode(struct intake_req *req)
 	return 0;
 }
 
+/*
+ * The message M (parsed from BODY, LEN octets) into OUT without its
+ * X-Outpost-FB fields: one a sender wrote, perhaps copied from mail of
+ * another identity it received, must not stand beside ours.  Returns
+ * the octets written (at most LEN).
+ */
+static size_t
+intake_fb_strip(const struct dkim_msg *m, const uint8_t *body, size_t len,
+		uint8_t *out)
+{
+	size_t i, from = 0, n = 0, at, end;
+	const struct dkim_header *h;
+
+	for (i = 0; i < m->nhdrs; i++) {
+		h = &m->hdrs[i];
+		if (h->name_len != strlen(ARF_ID_HEADER) ||
+		    strncasecmp(h->field, ARF_ID_HEADER, h->name_len) != 0)
+			continue;
+		at = (size_t)((const uint8_t *)h->field - body);
+		end = at + h->len;
+		if (end + 2 <= len && body[end] == '\r' &&
+		    body[end + 1] == '\n')
+			end += 2;
+		memcpy(out + n, body + from, at - from);
+		n += at - from;
+		from = end;
+	}
+	memcpy(out + n, body + from, len - from);
+	return n + len - from;
+}
+
+/*
+ * intake_fb_add — the sealed identifier (arf_id_seal: queue id, identity,
+ * campaign, and the recipient when there is only one: a message with
+ * several has one body, so a report names its recipient itself) put on
+ * top of the message in place of any the sender wrote, before signing
+ * covers it, and the header block parsed again for the signer.  Worker
+ * thread.  0, or -1 after refusing REQ (451: out of memory, or the
+ * identifier cannot be made).
+ */
+static int
+intake_fb_add(struct intake_req *req)
+{
+	struct queue_op *op = req->op;
+	struct arf_id id;
+	uint8_t key[32], *nb;
+	char field[2048], err[200];
+	const char *identity = conf_identity(req->conf, op->env.user);
+	int n;
+
+	memset(&id, 0, sizeof(id));
+	id.queue_id = op->env.id;
+	id.time_ms = util_wall_ms();
+	snprintf(id.identity, sizeof(id.identity), "%s", identity);
+	snprintf(id.campaign, sizeof(id.campaign), "%s",
+		 op->env.campaign != NULL ? op->env.campaign : "");
+	if (op->env.nrcpts == 1 && strlen(op->env.rcpts[0].addr) < 256)
+		snprintf(id.rcpt, sizeof(id.rcpt), "%s", op->env.rcpts[0].addr);
+	arf_id_key(I.queue, key);
+	n = arf_id_seal(key, &id, field, sizeof(field));
+	sodium_memzero(key, sizeof(key));
+	sodium_memzero(&id, sizeof(id));
+	if (n < 0 || (nb = malloc(op->body_len + (size_t)n)) == NULL) {
+		log_warnx("intake: no room for the " ARF_ID_HEADER " header");
+		intake_refuse(req, 451,
+			      "4.3.0 Temporary failure, try again later");
+		return -1;
+	}
+	memcpy(nb, field, (size_t)n);
+	op->body_len = op->env.size =
+	    (size_t)n +
+	    intake_fb_strip(req->msg, op->body, op->body_len, nb + n);
+	free(op->body);
+	op->body = nb;
+	dkim_msg_clear(req->msg);
+	if (dkim_msg_parse(op->body, op->body_len, req->msg, err,
+			   sizeof(err)) != 0) {
+		/* Cannot happen: one well-formed field was added on top,
+		 * whole fields taken out. */
+		log_warnx("intake: message with " ARF_ID_HEADER
+			  " does not parse: %s",
+			  err);
+		intake_refuse(req, 451,
+			      "4.3.0 Temporary failure, try again later");
+		return -1;
+	}
+	return 0;
+}
+
 static void
 intake_work(void *arg)
 {
@@ -354,6 +488,10 @@ intake_work(void *arg)
 	int failed = 0;
 
 	if (req->long_lines && intake_reencode(req) != 0) {
+		queue_expect(I.queue, -1);
+		return;
+	}
+	if (intake_fb_wanted(req->conf) && intake_fb_add(req) != 0) {
 		queue_expect(I.queue, -1);
 		return;
 	}
@@ -381,7 +519,10 @@ intake_work(void *arg)
 			    ds->timestamp ? util_wall_ms() / 1000 : -1;
 			p.expire_s = ds->expire_ms / 1000;
 			p.sign_headers = (const char *const *)ds->headers;
-			p.oversign_headers = (const char *const *)ds->oversign;
+			p.oversign_headers =
+			    req->keyset->oversign != NULL
+				? req->keyset->oversign
+				: (const char *const *)ds->oversign;
 			if (dkim_sign(req->msg, bh, &p, &sigs[i], &lens[i], err,
 				      sizeof(err)) != 0) {
 				log_warnx("dkim: signing for %s failed: %s",

@@ -332,6 +332,7 @@ smtp_server_txn_reset(struct smtp_server_session *s)
 	s->msg_id = 0;
 	memset(&s->sender, 0, sizeof(s->sender));
 	s->smtputf8 = s->body8bit = false;
+	s->feedback = s->mail_unauth = false;
 	s->declared_size = 0;
 	memset(&s->scan, 0, sizeof(s->scan));
 	s->flags &= ~(SF_BDAT_USED | SF_MEM_WAIT);

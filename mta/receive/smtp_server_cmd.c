@@ -230,7 +230,8 @@ smtp_server_cmd_mail(struct smtp_server_session *s, char *arg)
 		smtp_server_refuse(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
 		return;
 	}
-	if (s->listener->conf->require_auth && s->user == NULL) {
+	if (s->listener->conf->require_auth && s->user == NULL &&
+	    !smtp_server_feedback_mail_open(s)) {
 		smtp_server_refuse(s, "530 5.7.0 Authentication required");
 		return;
 	}
@@ -375,6 +376,9 @@ smtp_server_cmd_rcpt(struct smtp_server_session *s, char *arg)
 		smtp_server_refuse(s, "501 5.5.4 Syntax: RCPT TO:<address>");
 		return;
 	}
+	/* Reports for us (feedback.address) come from anyone. */
+	if (smtp_server_feedback_rcpt(s, arg) != 0)
+		return;
 	/* Relay decision before anything else: an outsider learns nothing
 	 * from us about addresses, whatever trick they are written with. */
 	if (s->user == NULL && !s->client_trusted) {

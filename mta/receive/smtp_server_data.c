@@ -455,6 +455,10 @@ smtp_server_data_end(struct smtp_server_session *s)
 		smtp_server_data_bad(s);
 		return;
 	}
+	if (s->feedback) {
+		smtp_server_feedback_end(s);
+		return;
+	}
 	if (s->nrcpts == 0) {
 		/* Every recipient was suppressed (dropped, each with its
 		 * event): nothing to queue, nothing to commit. */

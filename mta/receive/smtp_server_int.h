@@ -7,6 +7,7 @@
  *   smtp_server_auth.c  the AUTH dialogue (auth.c verifies the password)
  *   smtp_server_data.c  DATA/BDAT around the scanner (smtp_data.c), the
  *                       body memory, the hand-off to the intake, the 250
+ *   smtp_server_feedback.c  mail to feedback.address (ARF reports)
  * Every function here runs on the session's loop thread only.
  */
 #ifndef OUTPOST_MTA_RECEIVE_SMTP_SERVER_INT_H
@@ -114,6 +115,9 @@ struct smtp_server_session {
 	uint64_t msg_id;
 	struct addr_path sender;
 	bool smtputf8, body8bit;
+	bool feedback;    /* the recipient is feedback.address (alone) */
+	bool mail_unauth; /* MAIL taken without the listener's AUTH: only a
+			     feedback report may follow */
 	uint64_t declared_size;
 	char **rcpts;
 	unsigned nrcpts, rcpts_cap;
@@ -255,5 +259,21 @@ int smtp_server_data_input_bdat(struct smtp_server_session *s,
 /* smtp_server_data_mem_cancel — S no longer waits for body memory
  * (transaction over, connection gone). */
 void smtp_server_data_mem_cancel(struct smtp_server_session *s);
+
+/* smtp_server_feedback.c ---------------------------------------------- */
+
+/* smtp_server_feedback_mail_open — MAIL without AUTH on a listener that
+ * requires it: true (and remembered) when a feedback address exists, for
+ * then RCPT decides (only that address is taken). */
+bool smtp_server_feedback_mail_open(struct smtp_server_session *s);
+
+/* smtp_server_feedback_rcpt — RCPT's ARG ("TO:<…> …") before any other
+ * check: 1 when it was answered here (the feedback address, or a refusal
+ * that mixing or missing AUTH calls for), 0 for the usual checks. */
+int smtp_server_feedback_rcpt(struct smtp_server_session *s, const char *arg);
+
+/* smtp_server_feedback_end — end of a report's data: size check, then the
+ * worker pool parses and acts on it; the reply follows from there. */
+void smtp_server_feedback_end(struct smtp_server_session *s);
 
 #endif

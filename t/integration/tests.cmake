@@ -73,3 +73,8 @@ outpost_integration_test(restore t/integration/restore_test.py SERIAL TIMEOUT 60
 # midnight and at start, FILE-YYYY-MM-DD.gz, removal by age (and at a
 # reload), `outpost log` over the compressed files.
 outpost_integration_test(retention t/integration/retention_test.py TIMEOUT 600)
+# Feedback loops (ARF): the sealed X-Outpost-FB on a DKIM-signed campaign
+# copy, a report around it to feedback.address from an unauthenticated
+# client, the complaint event and counters, forged/missing identifiers,
+# malformed reports, rate and size limits.
+outpost_integration_test(feedback t/integration/feedback_test.py TIMEOUT 600)

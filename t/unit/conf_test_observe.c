@@ -296,10 +296,56 @@ static const struct conf_error_row observe_error_rows[] = {
 	  L "control { access \"root\" {\n\trights = { export }\n"
 	    "\trights += { EXPORT }\n} }\n",
 	  "4: control.access \"root\".rights: \"EXPORT\" is listed twice" },
+	/* feedback */
+	{ "feedback.address: no local part",
+	  L "feedback {\n\taddress = \"@mta.example\"\n}\n",
+	  "3: feedback.address: \"@mta.example\" must be one address "
+	  "local@domain" },
+	{ "feedback.address: angle brackets",
+	  L "feedback { address = \"<fbl@mta.example>\" }\n",
+	  "2: feedback.address: \"<fbl@mta.example>\" must be one address "
+	  "local@domain" },
+	{ "feedback.address: two at signs",
+	  L "feedback { address = \"a@b@mta.example\" }\n",
+	  "2: feedback.address: \"a@b@mta.example\" must be one address "
+	  "local@domain" },
+	{ "feedback.max_report_size: below minimum",
+	  L "feedback { max_report_size = 1K }\n",
+	  "2: feedback.max_report_size: \"1K\" is less than the minimum, "
+	  "16K" },
+	{ "feedback.reports_per_minute: zero",
+	  L "feedback { reports_per_minute = 0 }\n",
+	  "2: feedback.reports_per_minute: \"0\" is less than the minimum, "
+	  "1" },
 };
 #undef WHO
 #undef DISTINCT
 #undef L
+
+/* feedback { }: defaults, and the domain of the address lower-cased. */
+static void
+test_feedback_good(void **state)
+{
+	char err[1024], path[PATH_MAX];
+	struct conf *c = NULL;
+
+	(void)state;
+	assert_int_equal(
+	    load_text(LISTENER, &c, err, sizeof(err), path, sizeof(path)), 0);
+	assert_null(c->feedback.address);
+	CHECK_INT("max_report_size", c->feedback.max_report_size, 1 << 20);
+	CHECK_INT("reports_per_minute", c->feedback.reports_per_minute, 60);
+	assert_true(c->feedback.identifier);
+	conf_free(c);
+	assert_int_equal(load_text(LISTENER "feedback {\n"
+					    "\taddress = \"FBL@MTA.Example\"\n"
+					    "\tidentifier = no\n}\n",
+				   &c, err, sizeof(err), path, sizeof(path)),
+			 0);
+	CHECK_STR("address", c->feedback.address, "FBL@mta.example");
+	assert_false(c->feedback.identifier);
+	conf_free(c);
+}
 
 static void
 test_observe_errors(void **state)
@@ -667,6 +713,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_observe_defaults),
 		cmocka_unit_test(test_observe_errors),
+		cmocka_unit_test(test_feedback_good),
 		cmocka_unit_test(test_observe_good),
 		cmocka_unit_test(test_observe_metrics),
 		cmocka_unit_test(test_observe_access),

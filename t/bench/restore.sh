@@ -7,15 +7,17 @@
 #      attempt, so no deferral writes mix with acceptance; the queue only
 #      grows.  outpost-load fills it with BENCH_RP_N messages (~1 KB, one
 #      recipient, 50 pipelining sessions).
-#   2. Five measured injections of BENCH_RP_M messages each, alternating:
-#      A, C, E without points, B, D with restore.interval = 10s (set by
-#      `outpost reload`; the first point comes at once): the phases without
-#      bracket those with, so a drift of the machine (or of the rate as the
-#      queue grows) shows.  C and E start once the point in progress (one
-#      over 1M messages outlasts a phase) is written.
+#   2. Measured injections of BENCH_RP_M messages each, alternating:
+#      W0, W1 … without points, P1, P2 … (BENCH_RP_ROUNDS of them, 3) with
+#      restore.interval = 10s (set by `outpost reload`; the first point
+#      comes at once): the phases without bracket those with, so a drift
+#      of the machine (or of the rate as the queue grows) cancels out.
+#      Each W starts once the point in progress (one over 1M messages
+#      outlasts a phase) is written.
 #   3. `outpost restore now` over the whole queue: the point's size and
 #      time, and `outpost restore`'s point files of phase B.
-# Goal (the issue): mean(B, D) within 10% of mean(A, C, E).  Env in:
+# Goal (the issue): mean(P) within 10% of mean(W); each round's ratio
+# Pi / mean(Wi-1, Wi) is reported too.  Env in:
 # BENCH_BUILD, BENCH_OUT (run.sh sets both); BENCH_RP_N (200000),
 # BENCH_RP_M (150000), BENCH_RP_INTERVAL (10s), BENCH_RP_DIR (restore.dir;
 # default under the data_dir: the queue's disk).  Writes BENCH_OUT/restore.json
@@ -27,12 +29,13 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 bench_init
 N=${BENCH_RP_N:-200000}
 M=${BENCH_RP_M:-150000}
+ROUNDS=${BENCH_RP_ROUNDS:-3}
 INTERVAL=${BENCH_RP_INTERVAL:-10s}
 SIZE=1024
 SESSIONS=${BENCH_SESSIONS:-50}
 CLI=$(dirname "$OUTPOSTD")/outpost
 # Free space: the queue (~3 KB a message) and a few points of it.
-NEED_KIB=$(((N + 5 * M) * 3 * 5))
+NEED_KIB=$(((N + (2 * ROUNDS + 1) * M) * 3 * 5))
 work=$(mktemp -d /tmp/outpost-bench-restore.XXXXXX)
 chmod 711 "$work" # outpostd started as root becomes user outpost
 OPD_PID=''
@@ -64,6 +67,13 @@ inject() {
 scrape() {
 	curl -s --max-time 30 "http://127.0.0.1:$mport/metrics" |
 	    grep '^outpost_queue_\(commits_total\|ops_total\|commit_seconds_total\) ' >"$work/$1" || :
+}
+
+# phase_names: W0 P1 W1 P2 W2 …, ROUNDS pairs after W0.
+phase_names() {
+	local i
+	echo W0
+	for i in $(seq 1 "$ROUNDS"); do echo "P$i W$i"; done
 }
 
 # interval VALUE: restore.interval = VALUE, by `outpost reload`.
@@ -128,17 +138,21 @@ EOF
 	done
 	echo "restore: filling the queue with $N messages" >&2
 	inject "$N" fill
-	for x in A B C D E; do
+	# The fill's write-back settles before A, which would pay for it.
+	sync
+	sleep 5
+	for x in $(phase_names); do
 		case $x in
-		B | D) interval "$INTERVAL" || return 1 ;;
-		C | E) interval 0 && points_idle || return 1 ;;
+		P*) interval "$INTERVAL" || return 1 ;;
+		W0) ;;
+		W*) interval 0 && points_idle || return 1 ;;
 		esac
 		date +%s.%N >"$work/$x.start"
 		scrape "$x.m0"
 		inject "$M" "$x"
 		scrape "$x.m1"
 	done
-	echo "restore: a point of the whole queue ($((N + 5 * M)) messages)" >&2
+	echo "restore: a point of the whole queue ($((N + (2 * ROUNDS + 1) * M)) messages)" >&2
 	"$CLI" -c "$d/outpost.conf" restore now >"$work/now.log" 2>&1 ||
 	    note "restore now failed: $(tail -n 2 "$work/now.log")"
 	cat "${BENCH_RP_DIR:-$d/var/restore}"/point-*.json >"$work/manifests.jsonl" 2>/dev/null ||
@@ -154,10 +168,13 @@ status=0
 run || status=1
 
 # ------------------------------------------------------------ report
-"$PY" - "$work" "$OUT" "$N" "$M" "$INTERVAL" "$SESSIONS" <<'EOF'
+"$PY" - "$work" "$OUT" "$N" "$M" "$INTERVAL" "$SESSIONS" "$ROUNDS" <<'EOF'
 import json, os, re, sys
-work, out, n, m, interval, sessions = sys.argv[1:7]
-n, m = int(n), int(m)
+work, out, n, m, interval, sessions, rounds = sys.argv[1:8]
+n, m, rounds = int(n), int(m), int(rounds)
+W = ["W%d" % i for i in range(rounds + 1)]
+P = ["P%d" % i for i in range(1, rounds + 1)]
+ORDER = [W[0]] + [x for i in range(rounds) for x in (P[i], W[i + 1])]
 def read(name):
     try:
         with open(os.path.join(work, name)) as f:
@@ -170,7 +187,7 @@ def load(name):
     except ValueError:
         return None
 phases = {}
-for p in ("fill", "A", "B", "C", "D", "E"):
+for p in ["fill"] + ORDER:
     r = load(p)
     if r:
         phases[p] = {"accepted": r["accepted"], "elapsed_s": r["elapsed_s"],
@@ -210,7 +227,7 @@ def between(before, after):
     x, y = phases.get(before, {}), phases.get(after, {})
     return [p for p in points if x.get("end") and y.get("start")
             and x["end"] <= p["time_ms"] / 1000 <= y["start"]]
-during = between("A", "C") + between("C", "E")
+during = [pt for i in range(rounds) for pt in between(W[i], W[i + 1])]
 now = re.search(r"restore point (\S+): (\d+) messages, (\d+) recipients, "
                 r"(\d+) bytes in (\d+) ms", read("now.log") or "")
 res = {"benchmark": "restore", "fill": n, "measured": m, "interval": interval,
@@ -230,7 +247,11 @@ if now:
 def mean(keys):
     v = [phases[k]["msg_per_s"] for k in keys if k in phases]
     return sum(v) / len(v) if len(v) == len(keys) else None
-with_p, without = mean("BD"), mean("ACE")
+with_p, without = mean(P), mean(W)
+res["round_ratios"] = []
+for i in range(rounds):
+    x, y = mean([P[i]]), mean([W[i], W[i + 1]])
+    res["round_ratios"].append(round(x / y, 3) if x and y else None)
 res["rate_with_points"] = with_p and round(with_p, 1)
 res["rate_without_points"] = without and round(without, 1)
 res["ratio"] = round(with_p / without, 3) if with_p and without else None
@@ -242,18 +263,19 @@ def c(v, fmt="{}"):
 w = res["whole_queue_point"] or {}
 lines = ["## Restore points: acceptance over a queue of %s+ messages, points every %s" % ("{:,}".format(n), interval), "",
          "| | msg/s | accepted / refused / failed | writer: ms per commit, ops per commit, share of the phase in commit | goal |", "|---|---|---|---|---|"]
-for p in "ABCDE":
-    what = p + (": a point every " + interval if p in "BD" else ": no points")
+for p in ORDER:
+    what = p + (": a point every " + interval if p in P else ": no points")
     x = phases.get(p, {})
     wr = x.get("writer") or {}
     lines.append("| %s (%s messages) | %s | %s / %s / %s | %s, %s, %s | |" % (
         what, "{:,}".format(m), c(x.get("msg_per_s"), "{:,.0f}"), c(x.get("accepted")),
         c(x.get("refused")), c(x.get("failed")), c(wr.get("ms_per_commit")),
         c(wr.get("ops_per_commit")), c(wr.get("commit_share"))))
-lines += ["| mean without points (A, C, E) / with (B, D) | %s / %s | | | |" % (
+lines += ["| mean without points (W) / with (P) | %s / %s | | | |" % (
               c(res["rate_without_points"], "{:,.0f}"), c(res["rate_with_points"], "{:,.0f}")),
           "| **with / without** | **%s** | | | ≥ 0.90 |" % c(res["ratio"], "{:.3f}"),
-          "| points taken during B and D | %d | | | ≥ 2 |" % len(during)]
+          "| each round: P / mean of the W on either side | %s | | | |" % ", ".join(c(r, "{:.3f}") for r in res["round_ratios"]),
+          "| points taken during the P phases | %d | | | ≥ %d |" % (len(during), rounds)]
 for p in during:
     lines.append("| point %s: messages, MiB, ms | %s, %.1f, %s | | | |" % (
         p["name"], "{:,}".format(p["messages"]), p["size"] / 1048576, p["duration_ms"]))

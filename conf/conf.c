@@ -80,6 +80,9 @@ static cfg_opt_t conf_opts[] = {
 	CFG_SEC("control", conf_control_opts, CFGF_NONE),
 	CFG_SEC("restore", conf_restore_opts, CFGF_NONE),
 	CFG_SEC("retention", conf_retention_opts, CFGF_NONE),
+	CFG_SEC("watchdog", conf_watchdog_opts, CFGF_NONE),
+	CFG_SEC("watchdog_override", conf_watchdog_override_opts,
+		CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 	CFG_END(),
 };
 
@@ -91,7 +94,8 @@ conf_build(struct conf_ctx *x, cfg_t *cfg, struct conf *c, bool embedded)
 	    conf_dkim_build(x, cfg, c) != 0 ||
 	    conf_host_build(x, cfg, c) != 0 ||
 	    conf_observe_build(x, cfg, c) != 0 ||
-	    conf_keep_build(x, cfg, c) != 0)
+	    conf_keep_build(x, cfg, c) != 0 ||
+	    conf_watchdog_build(x, cfg, c) != 0)
 		return -1;
 	return x->failed ? -1 : 0;
 }
@@ -202,5 +206,6 @@ conf_free(struct conf *c)
 	conf_dkim_free(c);
 	conf_observe_free(c);
 	conf_keep_free(c);
+	conf_watchdog_free(c);
 	free(c);
 }

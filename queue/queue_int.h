@@ -28,6 +28,7 @@
 struct queue {
 	MDB_env *env;
 	MDB_dbi db_env, db_body, db_sched, db_meta, db_state;
+	MDB_dbi db_seen; /* seen.c */
 	queue_commit_fn *commit_hook; /* set before ops flow; read-only then */
 	struct crypt_key *key;
 	char *path;
@@ -119,6 +120,13 @@ int state_op_seal(struct queue *q, struct queue_op *op);
  * *what naming the call.  Writer thread. */
 int state_op_apply(struct queue *q, MDB_txn *txn, struct queue_op *op,
 		   const char **what);
+
+/* seen.c -------------------------------------------------------------- */
+
+/* seen_op_apply — a QOP_SEEN_* op inside TXN: 0, or the LMDB error with
+ * *what naming the call.  Writer thread. */
+int seen_op_apply(struct queue *q, MDB_txn *txn, struct queue_op *op,
+		  const char **what);
 
 /* writer.c ------------------------------------------------------------ */
 

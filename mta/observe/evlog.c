@@ -113,6 +113,7 @@ static const char *const evlog_type_names[EV__COUNT] = {
 	[EV_RESUME] = "destination_resumed",
 	[EV_EXPORT] = "exported",
 	[EV_IMPORT] = "imported",
+	[EV_WATCHDOG] = "watchdog",
 };
 
 const char *
@@ -571,6 +572,8 @@ evlog_format(const struct evlog_event *ev, const uint8_t *key, char *line,
 	jw_text(&w, "command", ev->command, addrs, SCRUB_KNOWN);
 	if (ev->count >= 0)
 		jw_u64(&w, "count", (uint64_t)ev->count);
+	if (ev->signals != NULL && jw_key(&w, "signals", strlen(ev->signals)))
+		jw_put(&w, ev->signals, strlen(ev->signals));
 	w.p[w.n++] = '}';
 	w.p[w.n++] = '\n';
 	return w.n;

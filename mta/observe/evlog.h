@@ -32,6 +32,7 @@ enum evlog_type {
 	EV_RESUME, /* a paused destination goes again */
 	EV_EXPORT, /* a message left the queue in an archive (export) */
 	EV_IMPORT, /* a message came in from an archive (import) */
+	EV_WATCHDOG, /* the watchdog stopped or released a sending identity */
 	EV__COUNT
 };
 
@@ -78,6 +79,9 @@ struct evlog_event {
 	const char *msgid;
 	bool msgid_clear;
 	const char *campaign; /* campaign/tenant id (log.campaign_header) */
+	/* watchdog: the signals and their values, a JSON object made by the
+	 * watchdog (numbers and names only), written raw */
+	const char *signals;
 };
 
 /*

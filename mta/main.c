@@ -50,6 +50,7 @@
 #include "mta/core/logspace.h"
 #include "mta/core/loop.h"
 #include "mta/observe/metrics.h"
+#include "mta/observe/watchdog.h"
 #include "mta/core/notify.h"
 #include "mta/core/priv.h"
 #include "mta/receive/smtp_server.h"
@@ -677,6 +678,7 @@ reload_run(char *out, size_t len)
 	}
 	listen_plan_apply(loops, plan);
 	sched_reconf(nc);
+	watchdog_reconf(nc);
 	control_purge_reconf(nc);
 	points_settings(nc, &ps);
 	if (queue_point_thread_set(points, &ps) != 0)
@@ -960,6 +962,8 @@ main(int argc, char *argv[])
 			       sizeof(err)) != 0)
 		log_warnx("auth limit: blocks kept before: %s", err);
 	history_stores_register();
+	if (watchdog_open(conf, queue, err, sizeof(err)) != 0)
+		fatalx("watchdog: %s", err);
 	if (intake_init(conf, queue, err, sizeof(err)) != 0 ||
 	    confgen_new(conf, 1, false, &gen, err, sizeof(err)) != 0)
 		fatalx("%s", err);
@@ -1012,6 +1016,7 @@ main(int argc, char *argv[])
 	metrics_set_sessions(peer_sessions_total);
 	metrics_add_text(sched_metrics_text);
 	metrics_add_text(logspace_metrics_text);
+	metrics_add_text(watchdog_metrics_text);
 	queue_commit_hook(queue, commit_observed);
 	ev_usr1 = evsignal_new(main_base, SIGUSR1, reopen_cb, NULL);
 	if (ev_usr1 == NULL || evsignal_add(ev_usr1, NULL) != 0)
@@ -1128,6 +1133,7 @@ main(int argc, char *argv[])
 	sched_free();
 	loop_free(&dloop);
 	queue_stats_get(queue, &qs);
+	watchdog_close(); /* its profiles: queue ops, before the close */
 	queue_close(queue);
 	log_info(
 	    "outpostd stopped: %llu messages accepted in %llu sessions; "

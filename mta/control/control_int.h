@@ -223,6 +223,19 @@ void control_purge_run(struct control_session *s);
 void control_purge_stop(void);
 
 /*
+ * control_watchdog.c: watchdog-status, watchdog-history (read) and
+ * watchdog-release (write); control_watchdog_start (control_start)
+ * registers the action of a stop (hold, audited as the daemon's own).
+ */
+int control_watchdog_parse_status(struct control_session *s, char *args);
+int control_watchdog_parse_history(struct control_session *s, char *args);
+int control_watchdog_parse_release(struct control_session *s, char *args);
+void control_watchdog_run_status(struct control_session *s);
+void control_watchdog_run_history(struct control_session *s);
+void control_watchdog_run_release(struct control_session *s);
+void control_watchdog_start(void);
+
+/*
  * control_xfer.c: export and import.  The parser fills S->xfer (and for
  * export S->sel, S->arg); control_xfer_run hands the session to the
  * transfer's thread (CS_VIEW: it owns the socket until its stage ends).

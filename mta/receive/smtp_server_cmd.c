@@ -22,6 +22,7 @@
 #include "conf/conf.h"
 #include "queue/queue.h"
 #include "mta/core/log.h"
+#include "mta/observe/watchdog.h"
 #include "mta/observe/stats.h"
 #include "mta/receive/dsn_param.h"
 #include "mta/receive/smtp_server_int.h"
@@ -276,6 +277,16 @@ smtp_server_cmd_mail(struct smtp_server_session *s, char *arg)
 			 s->user->name);
 		smtp_server_refuse(s, "550 5.7.1 Sender address not allowed "
 				      "for this user");
+		smtp_server_txn_reset(s);
+		return;
+	}
+	if (watchdog_stopped(conf_identity(
+		s->conf, s->user != NULL ? s->user->name : NULL))) {
+		smtp_server_log_reject(s, 451, "stopped by the watchdog", NULL,
+				       NULL);
+		smtp_server_reply(s, "451 4.7.1 Sending from this account is "
+				     "stopped: its mail departs from its usual "
+				     "pattern (watchdog); ask the operator");
 		smtp_server_txn_reset(s);
 		return;
 	}

@@ -27,6 +27,7 @@
 #include "mta/core/log.h"
 #include "mta/core/loop.h"
 #include "mta/core/util.h"
+#include "mta/observe/watchdog.h"
 #include "mta/observe/evlog.h"
 #include "mta/observe/metrics.h"
 #include "mta/observe/metrics_top.h"
@@ -268,6 +269,16 @@ smtp_server_data_log_reception(struct smtp_server_session *s,
 
 /* Queueing ------------------------------------------------------------ */
 
+/* The watchdog's profile of the sender takes the queued message (after
+ * the commit; the reply is on its way). */
+static void
+smtp_server_data_watch(struct smtp_server_session *s, const struct queue_op *op)
+{
+	watchdog_note_message(
+	    conf_identity(s->conf, s->user != NULL ? s->user->name : NULL),
+	    op->env.rcpts, op->env.nrcpts);
+}
+
 /* The intake is over (refused, queued or failed): answer the client. */
 static void
 smtp_server_data_on_intake(struct intake_req *req)
@@ -289,6 +300,7 @@ smtp_server_data_on_intake(struct intake_req *req)
 			 req->code == 0 && op->status == 0 ? "queued"
 							   : "refused");
 		if (req->code == 0 && op->status == 0) {
+			smtp_server_data_watch(s, op);
 			smtp_server_on_queued(op);
 			op = NULL;
 		}
@@ -314,6 +326,7 @@ smtp_server_data_on_intake(struct intake_req *req)
 		smtp_server_reply(s, "250 2.0.0 %s queued%s", qid,
 				  req->held ? " (held by policy)" : "");
 		smtp_server_idle(s);
+		smtp_server_data_watch(s, op);
 		/* The delivery side takes the op (envelope and body) from here.
 		 */
 		smtp_server_on_queued(op);

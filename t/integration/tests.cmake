@@ -68,3 +68,7 @@ outpost_integration_test(restore t/integration/restore_test.py SERIAL TIMEOUT 60
 # midnight and at start, FILE-YYYY-MM-DD.gz, removal by age (and at a
 # reload), `outpost log` over the compressed files.
 outpost_integration_test(retention t/integration/retention_test.py TIMEOUT 600)
+# The watchdog: a sending identity stopped when its mail departs from its
+# pattern (new recipients, a trap, a bounce spike, volume), not on a
+# normal Monday after a quiet weekend; release and --learn (test clock).
+outpost_integration_test(watchdog t/integration/watchdog_test.py TIMEOUT 600)

@@ -36,6 +36,9 @@
  * new addresses (sign-ups) is not stopped for doing so. */
 #define WD_SHARE_MARGIN   0.5
 #define WD_COMPLAINTS_MIN 2 /* one complaint alone never stops */
+/* The usual share of new recipients is learnt from hours this long after
+ * the identity was first seen (before, every recipient is new). */
+#define WD_SHARE_SETTLE_MS WD_DAY_MS
 
 enum wd_event_kind { WDE_STOP = 1, WDE_RELEASE, WDE_LEARN };
 

@@ -85,7 +85,10 @@ wd_share_fold(struct wd_profile *p)
 {
 	double s;
 
-	if (p->hour_rcpts == 0)
+	/* A new identity's first day is all first contacts: its usual
+	 * share is learnt from the day after on. */
+	if (p->hour_rcpts == 0 ||
+	    (p->hour + 1) * WD_HOUR_MS - p->first_ms <= WD_SHARE_SETTLE_MS)
 		return;
 	s = (double)p->hour_new / p->hour_rcpts;
 	p->share_base =

@@ -36,7 +36,7 @@ class WatchDaemon(Daemon):
         blocks = "".join('user "%s" {\n  password = "%s"\n'
                          '  sender_domains = { "example.com" }\n}\n'
                          % (u, _HASH[0]) for u in users)
-        super().__init__(config=blocks + extra,
+        super().__init__(config=blocks + "dmarc { check = false }\n" + extra,
                          listeners=[("main", 'tls = "none"\n'
                                      '  auth_without_tls = true')])
         self.offset = 0
@@ -125,7 +125,10 @@ def alert_script(d):
     """An alert command writing its arguments where the test reads them
     (the daemon runs as its own user: the directory is open to it)."""
     path = os.path.join(d.tmp, "alert.sh")
-    out = os.path.join(d.tmp, "alert.out")
+    outdir = os.path.join(d.tmp, "alert")
+    os.mkdir(outdir)
+    os.chmod(outdir, 0o1777)
+    out = os.path.join(outdir, "alert.out")
     with open(path, "w") as f:
         f.write('#!/bin/sh\nprintf "%%s\\n" "$@" > %s\n' % out)
     os.chmod(path, 0o755)

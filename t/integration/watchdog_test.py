@@ -245,7 +245,10 @@ def test_bounce_spike_stops():
             eq(send(d, "alice", ok), (25, None), "good list")
             sink.wait_messages(25)
             d.restart(2 * HOUR)
-            eq(send(d, "alice", bad), (25, None), "bad list accepted")
+            # Deliveries run while it sends: the stop may come before
+            # the list is all in.
+            n, refused = send(d, "alice", bad)
+            check(n >= 3, "bad list accepted at first (%d)" % n)
             st = wait_for(lambda: (lambda s: s if s["state"] == "stopped"
                                    else None)(d.status("alice")),
                           what="stopped by bounces")

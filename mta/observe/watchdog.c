@@ -28,7 +28,9 @@
 #define WD_NAME_MAX          255 /* bytes of an identity we keep */
 #define WD_RECORD_HEADER     2   /* version(1) namelen(1) */
 #define WD_STOP_KEEP_MS      (3650LL * WD_DAY_MS) /* a stop lasts until released */
-#define WD_OUTCOME_DELIVERED 0 /* enum outcome_action (mta/deliver) */
+#define WD_SEEN_FLUSH        8192 /* keys: then the pending ones go */
+#define WD_SEEN_FLUSH_MS     1000 /* the oldest pending key waits no more */
+#define WD_OUTCOME_DELIVERED 0    /* enum outcome_action (mta/deliver) */
 #define WD_OUTCOME_BOUNCE    2
 
 struct wd_ident {
@@ -45,6 +47,13 @@ static struct {
 	struct htab idents;                  /* name -> struct wd_ident */
 	char (*traps)[QUEUE_HASH_HEX_BYTES]; /* sorted */
 	size_t ntraps;
+	/* Recipients seen, not yet handed to the writer: one op a second
+	 * (or WD_SEEN_FLUSH keys), sorted, instead of one per message, so
+	 * that message commits do not carry scattered B-tree inserts. */
+	uint8_t (*pend)[QUEUE_SEEN_KEY_BYTES];
+	size_t npend, cappend;
+	uint32_t pend_day;
+	int64_t pend_since_ms;
 	watchdog_stop_fn *stop_fn;
 	void *stop_arg;
 	atomic_uint_fast64_t stops_total;
@@ -361,6 +370,59 @@ wd_after_run(struct wd_after *a)
 		conf_unref(a->conf);
 }
 
+static int
+wd_key_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, QUEUE_SEEN_KEY_BYTES);
+}
+
+/* Hand the pending keys to the writer (sorted: neighbouring inserts).
+ * wd.mu held; never blocks (a queue op). */
+static void
+wd_seen_flush(void)
+{
+	if (wd.npend == 0)
+		return;
+	qsort(wd.pend, wd.npend, sizeof(*wd.pend), wd_key_cmp);
+	if (queue_seen_put(wd.q,
+			   (const uint8_t(*)[QUEUE_SEEN_KEY_BYTES])wd.pend,
+			   wd.npend, wd.pend_day) != 0)
+		log_warnx("watchdog: %zu recipients not noted (out of memory)",
+			  wd.npend);
+	wd.npend = 0;
+}
+
+/* Note KEYS[0..N) seen on DAY.  wd.mu held. */
+static void
+wd_seen_add(const uint8_t (*keys)[QUEUE_SEEN_KEY_BYTES], size_t n, uint32_t day,
+	    int64_t now)
+{
+	uint8_t(*v)[QUEUE_SEEN_KEY_BYTES];
+	size_t cap;
+
+	if (wd.npend > 0 &&
+	    (day != wd.pend_day || now - wd.pend_since_ms >= WD_SEEN_FLUSH_MS ||
+	     wd.npend + n > WD_SEEN_FLUSH))
+		wd_seen_flush();
+	if (wd.npend + n > wd.cappend) {
+		cap =
+		    wd.npend + n > WD_SEEN_FLUSH ? wd.npend + n : WD_SEEN_FLUSH;
+		if ((v = realloc(wd.pend, cap * sizeof(*v))) == NULL) {
+			log_warnx("watchdog: recipients not noted (out of "
+				  "memory)");
+			return;
+		}
+		wd.pend = v;
+		wd.cappend = cap;
+	}
+	if (wd.npend == 0) {
+		wd.pend_day = day;
+		wd.pend_since_ms = now;
+	}
+	memcpy(wd.pend[wd.npend], keys, n * sizeof(*keys));
+	wd.npend += n;
+}
+
 /* The API ----------------------------------------------------------------- */
 
 bool
@@ -430,11 +492,9 @@ watchdog_note_message(const char *identity, const struct queue_rcpt *rcpts,
 		if (days[i] != today)
 			memmove(keys[m++], keys[i], sizeof(*keys));
 	}
-	if (queue_seen_put(wd.q, (const uint8_t(*)[QUEUE_SEEN_KEY_BYTES])keys,
-			   m, today) != 0)
-		log_warnx("watchdog: recipients not noted (out of memory)");
-
 	pthread_mutex_lock(&wd.mu);
+	wd_seen_add((const uint8_t(*)[QUEUE_SEEN_KEY_BYTES])keys, m, today,
+		    now);
 	if ((id = wd_ident_get(identity, now, true)) == NULL) {
 		pthread_mutex_unlock(&wd.mu);
 		goto done;
@@ -670,6 +730,7 @@ wd_purge_user(const char *user, void *arg)
 
 	(void)arg;
 	pthread_mutex_lock(&wd.mu);
+	wd_seen_flush(); /* before the purge's ops: none comes after */
 	if ((id = htab_del(&wd.idents, user)) != NULL) {
 		free(id);
 		removed++;
@@ -791,6 +852,10 @@ watchdog_close(void)
 		return;
 	wd_alert_stop();
 	pthread_mutex_lock(&wd.mu);
+	wd_seen_flush();
+	free(wd.pend);
+	wd.pend = NULL;
+	wd.cappend = 0;
 	for (he = htab_first(&wd.idents, &i); he != NULL;
 	     he = htab_next(&wd.idents, he, &i)) {
 		id = he->value;

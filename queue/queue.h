@@ -32,6 +32,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define QUEUE_FORMAT_VERSION  1
 #define QUEUE_CHUNK_BYTES     (256 * 1024)
@@ -161,7 +162,7 @@ enum queue_op_kind {
 			  exist) */
 	QOP_STATE_PUT, /* queue_state_put(): state_key, body = the record */
 	QOP_STATE_DEL, /* queue_state_del(): state_key */
-	QOP_SEEN_PUT,   /* queue_seen_put(): body = keys, old_due_ms = day */
+	QOP_SEEN_PUT,  /* queue_seen_put(): body = keys, old_due_ms = day */
 	QOP_SEEN_SWEEP, /* queue_seen_expire/purge: one batch of the sweep */
 };
 
@@ -558,6 +559,16 @@ int queue_point_prune(const char *dir, int64_t now_ms,
  * Acceptance and delivery never wait for it: the copy reads from its own
  * read transaction.  Strings are copied.
  */
+/*
+ * queue_command_spawn — start ARGV (argv[0] an absolute path; no shell)
+ * with EXTRA (NULL-terminated; may be NULL) appended, stdin /dev/null,
+ * stdout to our stderr, in a process group of its own (a timeout kills
+ * the group), signals as a fresh process has them; *PID set.  0, or an
+ * errno value.  Any thread; the caller reaps it.  (The restore command;
+ * the watchdog's alert command.)
+ */
+int queue_command_spawn(char *const *argv, char *const *extra, pid_t *pid);
+
 struct queue_point_settings {
 	int64_t interval_ms;
 	const char *dir;

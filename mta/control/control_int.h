@@ -210,6 +210,11 @@ void control_admin_run_resume_intake(struct control_session *s);
 void control_admin_run_suspend(struct control_session *s);
 void control_admin_run_auth_blocks(struct control_session *s);
 void control_admin_run_auth_unblock(struct control_session *s);
+/* control_admin_user_arg — KW "user" (ARGS: the name, spaces allowed) or
+ * "user-hex" (ARGS: its bytes in hex) into S->arg, S->sel = SAS_USER; 0,
+ * or -1 with an "err" result. */
+int control_admin_user_arg(struct control_session *s, const char *kw,
+			   const char *args);
 
 /*
  * control_purge.c: `purge user NAME` (the user's queued messages through

@@ -18,7 +18,6 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <sodium.h>
 
 #include "conf/conf.h"
 #include "mta/control/control_int.h"
@@ -41,7 +40,7 @@ control_watchdog_sel_arg(const char *identity)
 	return identity;
 }
 
-/* A stop ------------------------------------------------------------------ */
+/* A stop ------------------------------------------------------------------- */
 
 /* The hold is done (or failed): record it. */
 static void
@@ -109,8 +108,7 @@ control_watchdog_start(void)
 	watchdog_stop_hook(control_watchdog_on_stop, NULL);
 }
 
-/* The commands ---------------------------------------------------------------
- */
+/* The commands ------------------------------------------------------------- */
 
 /*
  * [json] [learn] [user NAME | user-hex HEX]: flags first (a user name may
@@ -122,7 +120,6 @@ control_watchdog_parse(struct control_session *s, char *args, bool need_user,
 		       bool learn_ok)
 {
 	char *w;
-	size_t n, i;
 
 	s->arg[0] = '\0';
 	s->sel = SAS_ALL;
@@ -132,31 +129,11 @@ control_watchdog_parse(struct control_session *s, char *args, bool need_user,
 		else if (learn_ok && strcmp(w, "learn") == 0)
 			snprintf(s->reason, sizeof(s->reason),
 				 "learn the new pattern");
-		else if (strcmp(w, "user") == 0 && *args != '\0') {
-			if (strlen(args) >= sizeof(s->arg)) {
-				control_result(s, false,
-					       "err user name too long");
-				return -1;
-			}
-			snprintf(s->arg, sizeof(s->arg), "%s", args);
-			s->sel = SAS_USER;
-			return 0;
-		} else if (strcmp(w, "user-hex") == 0 && *args != '\0') {
-			n = strlen(args);
-			if (n % 2 != 0 || n / 2 >= sizeof(s->arg) ||
-			    sodium_hex2bin((unsigned char *)s->arg,
-					   sizeof(s->arg) - 1, args, n, NULL,
-					   &i, NULL) != 0 ||
-			    i != n / 2 || memchr(s->arg, '\0', i) != NULL) {
-				control_result(s, false,
-					       "err bad user-hex (hex digits "
-					       "of a user name)");
-				return -1;
-			}
-			s->arg[i] = '\0';
-			s->sel = SAS_USER;
-			return 0;
-		} else
+		else if ((strcmp(w, "user") == 0 ||
+			  strcmp(w, "user-hex") == 0) &&
+			 *args != '\0')
+			return control_admin_user_arg(s, w, args);
+		else
 			goto usage;
 	}
 	if (!need_user)

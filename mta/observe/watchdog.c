@@ -1,14 +1,13 @@
 /*
  * watchdog.c — the watchdog (watchdog.h): the profiles by identity, what
- * each message, result and complaint adds to them, the stop and the
- * release, the trap list, persistence (QS_WATCHDOG records) and the
- * history store.  The math is watchdog_sig.c's.
+ * each message, result and complaint adds to them, stop and release, the
+ * trap list, persistence (QS_WATCHDOG records), the history store.
  * Owns: the profiles (at most watchdog.identities_max), the trap hashes,
- * a reference to the configuration in force.  Must not: block (the seen
- * lookups are read transactions; every write is a queue op), hold the
- * lock over anything but memory, or keep an address (recipients are
- * keyed hashes in the seen database, domains hashes in the mix).
- * Threads: any; one mutex (wd.mu) over everything here.
+ * a reference to the configuration in force.  Must not: block (seen
+ * lookups are read transactions, writes queue ops), hold a lock over more
+ * than memory, or keep an address (keyed hashes, domain hashes only).
+ * Threads: any; wd.mu over everything but the recipients waiting for the
+ * writer (wd.seen_mu).  The math is watchdog_sig.c's.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -49,7 +48,9 @@ static struct {
 	size_t ntraps;
 	/* Recipients seen, not yet handed to the writer: one op a second
 	 * (or WD_SEEN_FLUSH keys), sorted, instead of one per message, so
-	 * that message commits do not carry scattered B-tree inserts. */
+	 * that message commits do not carry scattered B-tree inserts.  Under
+	 * seen_mu, not mu: its sort never holds up a MAIL check. */
+	pthread_mutex_t seen_mu;
 	uint8_t (*pend)[QUEUE_SEEN_KEY_BYTES];
 	size_t npend, cappend;
 	uint32_t pend_day;
@@ -58,7 +59,8 @@ static struct {
 	void *stop_arg;
 	atomic_uint_fast64_t stops_total;
 	int64_t full_warned_ms;
-} wd = { .mu = PTHREAD_MUTEX_INITIALIZER };
+} wd = { .mu = PTHREAD_MUTEX_INITIALIZER,
+	 .seen_mu = PTHREAD_MUTEX_INITIALIZER };
 
 /* A stop or release to act on once the lock is given back. */
 struct wd_after {
@@ -70,7 +72,7 @@ struct wd_after {
 	const struct conf *conf; /* referenced while acting on a stop */
 };
 
-/* Traps ---------------------------------------------------------------- */
+/* Traps -------------------------------------------------------------------- */
 
 static int
 wd_trap_cmp(const void *a, const void *b)
@@ -186,7 +188,7 @@ wd_trap_hits(const struct queue_rcpt *rcpts, uint32_t n)
 	return hits;
 }
 
-/* Profiles --------------------------------------------------------------- */
+/* Profiles ----------------------------------------------------------------- */
 
 /* IDENTITY's profile, made when absent (NULL past identities_max, or out
  * of memory).  wd.mu held. */
@@ -377,7 +379,7 @@ wd_key_cmp(const void *a, const void *b)
 }
 
 /* Hand the pending keys to the writer (sorted: neighbouring inserts).
- * wd.mu held; never blocks (a queue op). */
+ * wd.seen_mu held; never blocks (a queue op). */
 static void
 wd_seen_flush(void)
 {
@@ -392,7 +394,7 @@ wd_seen_flush(void)
 	wd.npend = 0;
 }
 
-/* Note KEYS[0..N) seen on DAY.  wd.mu held. */
+/* Note KEYS[0..N) seen on DAY. */
 static void
 wd_seen_add(const uint8_t (*keys)[QUEUE_SEEN_KEY_BYTES], size_t n, uint32_t day,
 	    int64_t now)
@@ -400,6 +402,7 @@ wd_seen_add(const uint8_t (*keys)[QUEUE_SEEN_KEY_BYTES], size_t n, uint32_t day,
 	uint8_t(*v)[QUEUE_SEEN_KEY_BYTES];
 	size_t cap;
 
+	pthread_mutex_lock(&wd.seen_mu);
 	if (wd.npend > 0 &&
 	    (day != wd.pend_day || now - wd.pend_since_ms >= WD_SEEN_FLUSH_MS ||
 	     wd.npend + n > WD_SEEN_FLUSH))
@@ -408,6 +411,7 @@ wd_seen_add(const uint8_t (*keys)[QUEUE_SEEN_KEY_BYTES], size_t n, uint32_t day,
 		cap =
 		    wd.npend + n > WD_SEEN_FLUSH ? wd.npend + n : WD_SEEN_FLUSH;
 		if ((v = realloc(wd.pend, cap * sizeof(*v))) == NULL) {
+			pthread_mutex_unlock(&wd.seen_mu);
 			log_warnx("watchdog: recipients not noted (out of "
 				  "memory)");
 			return;
@@ -421,9 +425,10 @@ wd_seen_add(const uint8_t (*keys)[QUEUE_SEEN_KEY_BYTES], size_t n, uint32_t day,
 	}
 	memcpy(wd.pend[wd.npend], keys, n * sizeof(*keys));
 	wd.npend += n;
+	pthread_mutex_unlock(&wd.seen_mu);
 }
 
-/* The API ----------------------------------------------------------------- */
+/* The API ------------------------------------------------------------------ */
 
 bool
 watchdog_stopped(const char *identity)
@@ -492,9 +497,9 @@ watchdog_note_message(const char *identity, const struct queue_rcpt *rcpts,
 		if (days[i] != today)
 			memmove(keys[m++], keys[i], sizeof(*keys));
 	}
-	pthread_mutex_lock(&wd.mu);
 	wd_seen_add((const uint8_t(*)[QUEUE_SEEN_KEY_BYTES])keys, m, today,
 		    now);
+	pthread_mutex_lock(&wd.mu);
 	if ((id = wd_ident_get(identity, now, true)) == NULL) {
 		pthread_mutex_unlock(&wd.mu);
 		goto done;
@@ -729,8 +734,10 @@ wd_purge_user(const char *user, void *arg)
 	char err[200];
 
 	(void)arg;
-	pthread_mutex_lock(&wd.mu);
+	pthread_mutex_lock(&wd.seen_mu);
 	wd_seen_flush(); /* before the purge's ops: none comes after */
+	pthread_mutex_unlock(&wd.seen_mu);
+	pthread_mutex_lock(&wd.mu);
 	if ((id = htab_del(&wd.idents, user)) != NULL) {
 		free(id);
 		removed++;
@@ -772,8 +779,7 @@ wd_expire(int64_t older_than_ms, void *arg)
 	return removed + n;
 }
 
-/* Start and stop ------------------------------------------------------------
- */
+/* Start and stop ----------------------------------------------------------- */
 
 int
 watchdog_open(const struct conf *c, struct queue *q, char *err, size_t errlen)
@@ -851,11 +857,13 @@ watchdog_close(void)
 	if (!wd.open)
 		return;
 	wd_alert_stop();
-	pthread_mutex_lock(&wd.mu);
+	pthread_mutex_lock(&wd.seen_mu);
 	wd_seen_flush();
 	free(wd.pend);
 	wd.pend = NULL;
 	wd.cappend = 0;
+	pthread_mutex_unlock(&wd.seen_mu);
+	pthread_mutex_lock(&wd.mu);
 	for (he = htab_first(&wd.idents, &i); he != NULL;
 	     he = htab_next(&wd.idents, he, &i)) {
 		id = he->value;

@@ -1,24 +1,22 @@
 /*
  * watchdog_alert.c — watchdog.alert_command: the program run at a stop,
- * with the identity and the signals (JSON) appended; no shell, stdin
- * /dev/null, output to our stderr, a process group of its own, signals as
- * a fresh process has them (as the restore command: queue/point_run.c),
- * killed with its group after alert_timeout.
+ * with the identity and the signals (JSON) appended, started as the
+ * restore command is (queue_command_spawn: no shell, a process group of
+ * its own), killed with its group after alert_timeout.
  * Owns: the alerts running (at most WD_ALERTS_MAX; their pids).  Must
  * not: run on a loop's thread (each alert has a detached thread that
  * waits for it).  Threads: wd_alert_run any; wd_alert_stop main.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "queue/queue.h"
 #include "mta/core/log.h"
 #include "mta/core/loop.h"
 #include "mta/core/util.h"
@@ -36,53 +34,6 @@ struct wd_alert {
 	int64_t deadline_ms;
 	char identity[256];
 };
-
-static pid_t
-wd_alert_spawn(char *const *argv, const char *identity, const char *signals)
-{
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t sa;
-	sigset_t none, dfl;
-	char **av;
-	size_t n = 0, i;
-	pid_t pid = 0;
-	int rc;
-
-	while (argv[n] != NULL)
-		n++;
-	if ((av = calloc(n + 3, sizeof(*av))) == NULL)
-		return -1;
-	for (i = 0; i < n; i++)
-		av[i] = argv[i];
-	av[n] = (char *)identity;
-	av[n + 1] = (char *)signals;
-	sigemptyset(&none);
-	sigemptyset(&dfl);
-	sigaddset(&dfl, SIGPIPE);
-	sigaddset(&dfl, SIGTERM);
-	sigaddset(&dfl, SIGINT);
-	sigaddset(&dfl, SIGHUP);
-	sigaddset(&dfl, SIGUSR1);
-	posix_spawn_file_actions_init(&fa);
-	posix_spawnattr_init(&sa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_adddup2(&fa, 2, 1);
-	posix_spawnattr_setsigmask(&sa, &none);
-	posix_spawnattr_setsigdefault(&sa, &dfl);
-	posix_spawnattr_setpgroup(&sa, 0);
-	posix_spawnattr_setflags(&sa, POSIX_SPAWN_SETSIGMASK |
-					  POSIX_SPAWN_SETSIGDEF |
-					  POSIX_SPAWN_SETPGROUP);
-	rc = posix_spawn(&pid, av[0], &fa, &sa, av, NULL);
-	posix_spawnattr_destroy(&sa);
-	posix_spawn_file_actions_destroy(&fa);
-	free(av);
-	if (rc != 0) {
-		errno = rc;
-		return -1;
-	}
-	return pid;
-}
 
 /* The alert's own thread: wait for it, or kill it at its deadline. */
 static void *
@@ -134,6 +85,7 @@ wd_alert_run(char *const *argv, int64_t timeout_ms, const char *identity,
 	pthread_attr_t at;
 	pthread_t t;
 	unsigned i;
+	int rc;
 
 	pthread_mutex_lock(&wd_alert_mu);
 	for (i = 0; i < WD_ALERTS_MAX && wd_alert_pids[i] != 0; i++)
@@ -148,9 +100,13 @@ wd_alert_run(char *const *argv, int64_t timeout_ms, const char *identity,
 	}
 	a->slot = i;
 	snprintf(a->identity, sizeof(a->identity), "%s", identity);
-	if ((a->pid = wd_alert_spawn(argv, identity, signals)) < 0) {
+	if ((rc = queue_command_spawn(
+		 argv,
+		 (char *const[]){ (char *)identity, (char *)signals, NULL },
+		 &a->pid)) != 0) {
 		pthread_mutex_unlock(&wd_alert_mu);
-		log_warn("watchdog: alert command %s", argv[0]);
+		log_warnx("watchdog: alert command %s: %s", argv[0],
+			  strerror(rc));
 		free(a);
 		return;
 	}

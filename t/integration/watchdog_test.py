@@ -28,7 +28,7 @@ _HASH = []
 
 class WatchDaemon(Daemon):
     """AUTH in clear on a loopback listener (users ALICE-like names), relay
-    for loopback too, the test clock set at each start (self.offset, s)."""
+    for loopback too, the test clock (clock_offset, s) set at each start."""
 
     def __init__(self, users=("alice",), extra=""):
         if not _HASH:
@@ -39,28 +39,20 @@ class WatchDaemon(Daemon):
         super().__init__(config=blocks + "dmarc { check = false }\n" + extra,
                          listeners=[("main", 'tls = "none"\n'
                                      '  auth_without_tls = true')])
-        self.offset = 0
+        self.clock_offset = 0
         self.sock = os.path.join(self.data, "control.sock")
         self.audit_path = os.path.join(self.data, "log", "audit.log")
         self.delivery_log = os.path.join(self.data, "log", "delivery.log")
 
     def start(self, wait=True):
-        old = os.environ.get("OUTPOST_TEST_CLOCK_OFFSET")
-        os.environ["OUTPOST_TEST_CLOCK_OFFSET"] = str(int(self.offset))
-        try:
-            super().start(wait)
-        finally:
-            if old is None:
-                del os.environ["OUTPOST_TEST_CLOCK_OFFSET"]
-            else:
-                os.environ["OUTPOST_TEST_CLOCK_OFFSET"] = old
+        super().start(wait)
         if wait:
             control_wait(self)
         return self
 
     def restart(self, offset):
         self.stop()
-        self.offset = offset
+        self.clock_offset = offset
         self.start()
 
     def status(self, ident):
@@ -277,7 +269,7 @@ def test_quiet_weekend_then_monday():
     d = WatchDaemon(users=("bob",),
                     extra="watchdog {\n  enabled = yes\n  learning = 1d\n"
                     "  min_messages = 20\n}\n")
-    d.offset = base
+    d.clock_offset = base
     with d:
         for day in range(4):  # Tuesday .. Friday
             if day:

@@ -6,3 +6,8 @@ outpost_unit_test(watchdog_test
 outpost_unit_test(queue_seen_test
 	SOURCES ${CMAKE_CURRENT_LIST_DIR}/queue_seen_test.c
 	${CMAKE_CURRENT_LIST_DIR}/queue_fixture.c DEPS outpost_queue)
+# conf/conf_watchdog.c: the sections watchdog and watchdog_override.
+outpost_unit_test(conf_test_watchdog
+	SOURCES ${CMAKE_CURRENT_LIST_DIR}/conf_test_watchdog.c
+		${CMAKE_CURRENT_LIST_DIR}/conf_test_util.c
+	DEPS outpost_conf)

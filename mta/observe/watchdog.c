@@ -459,62 +459,83 @@ wd_domain_of(const char *addr, size_t *len)
 }
 
 void
-watchdog_note_message(const char *identity, const struct queue_rcpt *rcpts,
-		      uint32_t n)
+watchdog_msg_prepare(struct watchdog_msg *m, const char *identity,
+		     const struct queue_rcpt *rcpts, uint32_t n)
 {
 	uint8_t(*keys)[QUEUE_SEEN_KEY_BYTES] = NULL, id8[QUEUE_SEEN_HALF_BYTES];
-	uint32_t *days = NULL, i, m = 0, nnew = 0, traps;
-	uint64_t *doms = NULL;
-	int64_t now = util_wall_ms(), hour_before;
+	uint32_t *days = NULL, i, k = 0;
+	int64_t now = util_wall_ms();
 	uint32_t today = (uint32_t)(now / WD_DAY_MS);
-	struct wd_after a;
-	struct wd_ident *id;
 	const char *d;
 	char err[200];
 	size_t dl;
 
+	memset(m, 0, sizeof(*m));
 	if (!atomic_load(&wd.enabled) || identity == NULL || n == 0)
 		return;
 	if ((keys = malloc(n * sizeof(*keys))) == NULL ||
 	    (days = malloc(n * sizeof(*days))) == NULL ||
-	    (doms = malloc(n * sizeof(*doms))) == NULL)
-		goto done;
+	    (m->doms = malloc(n * sizeof(*m->doms))) == NULL)
+		goto fail;
 	queue_seen_identity(wd.q, identity, id8);
 	for (i = 0; i < n; i++) {
 		queue_seen_key(wd.q, id8, rcpts[i].addr, keys[i]);
 		d = wd_domain_of(rcpts[i].addr, &dl);
-		doms[i] = wd_domain_hash(d, dl);
+		m->doms[i] = wd_domain_hash(d, dl);
 	}
 	if (queue_seen_get(wd.q, (const uint8_t(*)[QUEUE_SEEN_KEY_BYTES])keys,
 			   n, days, err, sizeof(err)) != 0) {
 		log_warnx("watchdog: %s", err);
-		goto done; /* no verdict without the history */
+		goto fail; /* no verdict without the history */
 	}
 	for (i = 0; i < n; i++) {
 		if (days[i] == 0)
-			nnew++;
+			m->nnew++;
 		/* Only what changes is written: once a day a recipient. */
 		if (days[i] != today)
-			memmove(keys[m++], keys[i], sizeof(*keys));
+			memmove(keys[k++], keys[i], sizeof(*keys));
 	}
-	wd_seen_add((const uint8_t(*)[QUEUE_SEEN_KEY_BYTES])keys, m, today,
+	wd_seen_add((const uint8_t(*)[QUEUE_SEEN_KEY_BYTES])keys, k, today,
 		    now);
 	pthread_mutex_lock(&wd.mu);
-	if ((id = wd_ident_get(identity, now, true)) == NULL) {
+	m->traps = wd_trap_hits(rcpts, n);
+	pthread_mutex_unlock(&wd.mu);
+	m->identity = identity;
+	m->n = n;
+	m->now_ms = now;
+	free(keys);
+	free(days);
+	return;
+fail:
+	free(keys);
+	free(days);
+	free(m->doms);
+	m->doms = NULL;
+}
+
+void
+watchdog_msg_note(struct watchdog_msg *m)
+{
+	struct wd_after a;
+	struct wd_ident *id;
+	int64_t hour_before;
+
+	if (m->identity == NULL)
+		goto done;
+	pthread_mutex_lock(&wd.mu);
+	if ((id = wd_ident_get(m->identity, m->now_ms, true)) == NULL) {
 		pthread_mutex_unlock(&wd.mu);
 		goto done;
 	}
-	traps = wd_trap_hits(rcpts, n);
 	hour_before = id->p.hour;
-	wd_note_message(&id->p, now, n, nnew, doms);
-	id->p.trap_hits += traps;
-	wd_check(id, now, hour_before, traps, &a);
+	wd_note_message(&id->p, m->now_ms, m->n, m->nnew, m->doms);
+	id->p.trap_hits += m->traps;
+	wd_check(id, m->now_ms, hour_before, m->traps, &a);
 	pthread_mutex_unlock(&wd.mu);
 	wd_after_run(&a);
 done:
-	free(keys);
-	free(days);
-	free(doms);
+	free(m->doms);
+	memset(m, 0, sizeof(*m));
 }
 
 void

@@ -76,12 +76,27 @@ void watchdog_close(void);
 bool watchdog_stopped(const char *identity);
 
 /*
- * watchdog_note_message — IDENTITY's message with RCPTS[0..N) was queued
- * (after its commit): volume, new recipients, domain mix, traps.  May stop
- * IDENTITY.  Any thread (an I/O loop: a read transaction, no disk write).
+ * A queued message of an identity, in two steps around its hand-off to
+ * the scheduler, so that a stop it causes holds it too (the hold's walk
+ * must find the scheduler knowing it):
+ *   watchdog_msg_prepare(m, identity, rcpts, n)  after the commit, while
+ *       RCPTS[0..N) are the caller's: new recipients (the seen history:
+ *       a read transaction, no disk write), domains, traps.  IDENTITY must
+ *       outlive the note.
+ *   watchdog_msg_note(m)  after the hand-off: the profile (volume, new
+ *       share, domain mix, traps); may stop the identity.  Frees M's
+ *       contents; call it after every prepare.
+ * Any thread (an I/O loop); M is the caller's, its members private.
  */
-void watchdog_note_message(const char *identity, const struct queue_rcpt *rcpts,
-			   uint32_t n);
+struct watchdog_msg {
+	const char *identity; /* NULL: nothing to note */
+	uint64_t *doms;       /* domain hashes, malloc'd */
+	uint32_t n, nnew, traps;
+	int64_t now_ms;
+};
+void watchdog_msg_prepare(struct watchdog_msg *m, const char *identity,
+			  const struct queue_rcpt *rcpts, uint32_t n);
+void watchdog_msg_note(struct watchdog_msg *m);
 
 /*
  * watchdog_note_result — a delivery of IDENTITY to RCPT ended: ACTION an

@@ -269,14 +269,18 @@ smtp_server_data_log_reception(struct smtp_server_session *s,
 
 /* Queueing ------------------------------------------------------------ */
 
-/* The watchdog's profile of the sender takes the queued message (after
- * the commit; the reply is on its way). */
+/* The queued message goes to the scheduler and, after it (a stop it
+ * causes holds it too), to the watchdog's profile of the sender. */
 static void
-smtp_server_data_watch(struct smtp_server_session *s, const struct queue_op *op)
+smtp_server_data_hand_off(struct smtp_server_session *s, struct queue_op *op)
 {
-	watchdog_note_message(
-	    conf_identity(s->conf, s->user != NULL ? s->user->name : NULL),
+	struct watchdog_msg wm;
+
+	watchdog_msg_prepare(
+	    &wm, conf_identity(s->conf, s->user != NULL ? s->user->name : NULL),
 	    op->env.rcpts, op->env.nrcpts);
+	smtp_server_on_queued(op);
+	watchdog_msg_note(&wm);
 }
 
 /* The intake is over (refused, queued or failed): answer the client. */
@@ -300,8 +304,7 @@ smtp_server_data_on_intake(struct intake_req *req)
 			 req->code == 0 && op->status == 0 ? "queued"
 							   : "refused");
 		if (req->code == 0 && op->status == 0) {
-			smtp_server_data_watch(s, op);
-			smtp_server_on_queued(op);
+			smtp_server_data_hand_off(s, op);
 			op = NULL;
 		}
 	} else if (req->code != 0) {
@@ -326,10 +329,9 @@ smtp_server_data_on_intake(struct intake_req *req)
 		smtp_server_reply(s, "250 2.0.0 %s queued%s", qid,
 				  req->held ? " (held by policy)" : "");
 		smtp_server_idle(s);
-		smtp_server_data_watch(s, op);
 		/* The delivery side takes the op (envelope and body) from here.
 		 */
-		smtp_server_on_queued(op);
+		smtp_server_data_hand_off(s, op);
 		op = NULL;
 	} else {
 		STATS_INC(queue_failures);

@@ -59,47 +59,71 @@ control_watchdog_held_cb(unsigned count, const char *err, void *arg)
 	control_finish(s);
 }
 
-/* Delivery loop: hold the stopped identity's mail (ARG: its name). */
+/* What to hold: the identity's mail, or one message of it (a stop's
+ * late comer, ID not 0). */
+struct control_watchdog_hold {
+	uint64_t id;
+	char name[];
+};
+
+/* Delivery loop: hold the stopped identity's mail (ARG: what). */
 static void
 control_watchdog_hold(void *arg)
 {
+	struct control_watchdog_hold *h = arg;
 	struct control_session *s;
-	char *name = arg, hex[QUEUE_HASH_HEX_BYTES];
+	char hex[QUEUE_HASH_HEX_BYTES], qid[QUEUE_ID_HEX_BYTES];
 
 	if (control_server.stopped ||
 	    (s = control_session_new(getuid())) == NULL) {
-		log_warnx("watchdog: %s: its queued mail not held (%s)", name,
-			  control_server.stopped ? "shutting down"
-						 : "out of memory");
-		free(name);
+		log_warnx(
+		    "watchdog: %s: its queued mail not held (%s)", h->name,
+		    control_server.stopped ? "shutting down" : "out of memory");
+		free(h);
 		return;
 	}
 	s->pid = getpid();
 	s->audit = true;
-	s->sel = SAS_USER;
-	snprintf(s->arg, sizeof(s->arg), "%s", control_watchdog_sel_arg(name));
-	evlog_hash(name, hex);
-	snprintf(s->command, sizeof(s->command),
-		 "hold user hash:%s (watchdog stop)", hex);
+	evlog_hash(h->name, hex);
+	if (h->id != 0) {
+		s->sel = SAS_ID;
+		s->id = h->id;
+		queue_id_format(h->id, qid);
+		snprintf(s->arg, sizeof(s->arg), "%s", qid);
+		snprintf(s->command, sizeof(s->command),
+			 "hold id %s (watchdog stop of user hash:%s)", qid,
+			 hex);
+	} else {
+		s->sel = SAS_USER;
+		snprintf(s->arg, sizeof(s->arg), "%s",
+			 control_watchdog_sel_arg(h->name));
+		snprintf(s->command, sizeof(s->command),
+			 "hold user hash:%s (watchdog stop)", hex);
+	}
 	snprintf(s->reason, sizeof(s->reason), "watchdog stop");
-	free(name);
+	free(h);
 	control_enter(s, CS_RUN);
-	sched_admin(SA_HOLD, SAS_USER, s->arg, control_watchdog_held_cb, s);
+	sched_admin(SA_HOLD, s->sel, s->arg, control_watchdog_held_cb, s);
 }
 
 /* The watchdog's stop hook: any thread; hands the hold to the loop. */
 static void
-control_watchdog_on_stop(const char *identity, const char *signals, void *arg)
+control_watchdog_on_stop(const char *identity, const char *signals, uint64_t id,
+			 void *arg)
 {
-	char *name;
+	struct control_watchdog_hold *h;
+	size_t n = strlen(identity);
 
 	(void)signals;
 	(void)arg;
-	if (control_server.loop == NULL || (name = strdup(identity)) == NULL) {
+	if (control_server.loop == NULL ||
+	    (h = malloc(sizeof(*h) + n + 1)) == NULL) {
 		log_warnx("watchdog: %s: its queued mail not held", identity);
 		return;
 	}
-	loop_post(control_server.loop, control_watchdog_hold, name);
+	h->id = id;
+	memcpy(h->name, identity, n + 1);
+	loop_post(control_server.loop, control_watchdog_hold, h);
 }
 
 void

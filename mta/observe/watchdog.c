@@ -64,11 +64,12 @@ static struct {
 
 /* A stop or release to act on once the lock is given back. */
 struct wd_after {
-	bool persist, stopped, released;
+	bool persist, stopped;
 	char name[WD_NAME_MAX + 1];
 	struct wd_profile p;
-	int64_t keep_ms;         /* retention.history */
-	char *signals;           /* JSON, malloc'd */
+	int64_t keep_ms;  /* retention.history */
+	uint64_t late_id; /* a message queued after its identity's stop */
+	char *signals;    /* JSON, malloc'd */
 	const struct conf *conf; /* referenced while acting on a stop */
 };
 
@@ -364,9 +365,11 @@ wd_after_run(struct wd_after *a)
 			    a->name, a->signals != NULL ? a->signals : "{}");
 		if (wd.stop_fn != NULL)
 			wd.stop_fn(a->name,
-				   a->signals != NULL ? a->signals : "{}",
+				   a->signals != NULL ? a->signals : "{}", 0,
 				   wd.stop_arg);
 	}
+	if (a->late_id != 0 && wd.stop_fn != NULL)
+		wd.stop_fn(a->name, NULL, a->late_id, wd.stop_arg);
 	free(a->signals);
 	if (a->conf != NULL)
 		conf_unref(a->conf);
@@ -459,7 +462,7 @@ wd_domain_of(const char *addr, size_t *len)
 }
 
 void
-watchdog_msg_prepare(struct watchdog_msg *m, const char *identity,
+watchdog_msg_prepare(struct watchdog_msg *m, const char *identity, uint64_t id,
 		     const struct queue_rcpt *rcpts, uint32_t n)
 {
 	uint8_t(*keys)[QUEUE_SEEN_KEY_BYTES] = NULL, id8[QUEUE_SEEN_HALF_BYTES];
@@ -501,6 +504,7 @@ watchdog_msg_prepare(struct watchdog_msg *m, const char *identity,
 	m->traps = wd_trap_hits(rcpts, n);
 	pthread_mutex_unlock(&wd.mu);
 	m->identity = identity;
+	m->id = id;
 	m->n = n;
 	m->now_ms = now;
 	free(keys);
@@ -519,6 +523,7 @@ watchdog_msg_note(struct watchdog_msg *m)
 	struct wd_after a;
 	struct wd_ident *id;
 	int64_t hour_before;
+	bool late;
 
 	if (m->identity == NULL)
 		goto done;
@@ -528,9 +533,14 @@ watchdog_msg_note(struct watchdog_msg *m)
 		goto done;
 	}
 	hour_before = id->p.hour;
+	late = id->p.stopped != 0;
 	wd_note_message(&id->p, m->now_ms, m->n, m->nnew, m->doms);
 	id->p.trap_hits += m->traps;
 	wd_check(id, m->now_ms, hour_before, m->traps, &a);
+	if (late) {
+		a.late_id = m->id;
+		snprintf(a.name, sizeof(a.name), "%s", id->name);
+	}
 	pthread_mutex_unlock(&wd.mu);
 	wd_after_run(&a);
 done:

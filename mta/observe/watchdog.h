@@ -79,7 +79,8 @@ bool watchdog_stopped(const char *identity);
  * A queued message of an identity, in two steps around its hand-off to
  * the scheduler, so that a stop it causes holds it too (the hold's walk
  * must find the scheduler knowing it):
- *   watchdog_msg_prepare(m, identity, rcpts, n)  after the commit, while
+ *   watchdog_msg_prepare(m, identity, id, rcpts, n)  after the commit of
+ *       message ID, while
  *       RCPTS[0..N) are the caller's: new recipients (the seen history:
  *       a read transaction, no disk write), domains, traps.  IDENTITY must
  *       outlive the note.
@@ -90,12 +91,14 @@ bool watchdog_stopped(const char *identity);
  */
 struct watchdog_msg {
 	const char *identity; /* NULL: nothing to note */
+	uint64_t id;          /* the message's queue id */
 	uint64_t *doms;       /* domain hashes, malloc'd */
 	uint32_t n, nnew, traps;
 	int64_t now_ms;
 };
 void watchdog_msg_prepare(struct watchdog_msg *m, const char *identity,
-			  const struct queue_rcpt *rcpts, uint32_t n);
+			  uint64_t id, const struct queue_rcpt *rcpts,
+			  uint32_t n);
 void watchdog_msg_note(struct watchdog_msg *m);
 
 /*
@@ -114,14 +117,15 @@ void watchdog_note_result(const char *identity, const char *rcpt, int action,
 void watchdog_note_complaint(const char *identity, const char *rcpt);
 
 /*
- * The action of a stop: FN(IDENTITY, SIGNALS, ARG) holds the identity's
- * queued mail and records the stop in the audit log.  Called without the
- * watchdog's lock, on the thread that noted the message or result; FN
- * must only hand the work over (loop_post).  Main thread, before the
- * loops run.
+ * The action of a stop: FN(IDENTITY, SIGNALS, 0, ARG) holds the identity's
+ * queued mail and records the stop in the audit log; FN(IDENTITY, NULL,
+ * ID, ARG) holds message ID alone (a message whose MAIL came before the
+ * stop, queued after it).  Called without the watchdog's lock, on the
+ * thread that noted the message or result; FN must only hand the work
+ * over (loop_post).  Main thread, before the loops run.
  */
 typedef void watchdog_stop_fn(const char *identity, const char *signals,
-			      void *arg);
+			      uint64_t id, void *arg);
 void watchdog_stop_hook(watchdog_stop_fn *fn, void *arg);
 
 /*

@@ -278,7 +278,7 @@ smtp_server_data_hand_off(struct smtp_server_session *s, struct queue_op *op)
 
 	watchdog_msg_prepare(
 	    &wm, conf_identity(s->conf, s->user != NULL ? s->user->name : NULL),
-	    op->env.rcpts, op->env.nrcpts);
+	    op->env.id, op->env.rcpts, op->env.nrcpts);
 	smtp_server_on_queued(op);
 	watchdog_msg_note(&wm);
 }

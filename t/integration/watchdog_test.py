@@ -215,12 +215,22 @@ def test_trap_stops_at_once():
         d.restart(0)
         eq(send(d, None, ["a@dest.test", "b@dest.test"]), (2, None),
            "relay mail")
+        # A transaction whose MAIL comes before the stop and its data
+        # after: accepted, and held too.
+        late = smtplib.SMTP("127.0.0.1", d.port, timeout=30 * SLOW,
+                            local_hostname="client.test")
+        late.ehlo()
+        eq(late.docmd("MAIL", "FROM:<news@example.com>")[0], 250, "MAIL")
+        eq(late.docmd("RCPT", "TO:<late@dest.test>")[0], 250, "RCPT")
         eq(send(d, None, ["trap@dest.test", "c@dest.test"])[0], 1,
            "stopped right after the trap")
         st = d.status("relay")
         eq(st["state"], "stopped", "trap: %s" % st)
         eq(st["stopped_by"], ["trap_hits"], "by the trap")
-        wait_for(lambda: held(d) == 3, what="relay mail held")
+        eq(late.data("Subject: late\r\n\r\nbody\r\n")[0], 250, "late")
+        late.quit()
+        wait_for(lambda: held(d) == 4, what="relay mail held, the late too")
+        check("hold id " in open(d.audit_path).read(), "late hold audited")
         # A user's mail is not the relay's.
         eq(send(d, "alice", ["d@dest.test"]), (1, None), "alice sends")
 

@@ -157,7 +157,7 @@ control_admin_parse_resume(struct control_session *s, char *args)
 }
 
 /* Delivery loop, from the scheduler (possibly from within sched_admin). */
-static void
+void
 control_admin_cb(unsigned count, const char *err, void *arg)
 {
 	struct control_session *s = arg;

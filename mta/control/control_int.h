@@ -205,6 +205,9 @@ int control_admin_parse_resume(struct control_session *s, char *args);
 int control_admin_parse_auth_unblock(struct control_session *s, char *args);
 int control_admin_parse_drain(struct control_session *s, char *args);
 void control_admin_run(struct control_session *s);
+/* control_admin_cb — a sched_admin completion (ARG: the session): its
+ * count or error is the result; control_finish. */
+void control_admin_cb(unsigned count, const char *err, void *arg);
 void control_admin_run_drain(struct control_session *s);
 void control_admin_run_resume_intake(struct control_session *s);
 void control_admin_run_suspend(struct control_session *s);

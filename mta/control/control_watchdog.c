@@ -10,7 +10,6 @@
  * from whichever thread stopped the identity.
  */
 #include <inttypes.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,23 +40,6 @@ control_watchdog_sel_arg(const char *identity)
 }
 
 /* A stop ------------------------------------------------------------------- */
-
-/* The hold is done (or failed): record it. */
-static void
-control_watchdog_held_cb(unsigned count, const char *err, void *arg)
-{
-	struct control_session *s = arg;
-	char esc[200];
-
-	if (err != NULL) {
-		log_escape(esc, sizeof(esc), err, strlen(err));
-		control_result(s, false, "err %s", esc);
-	} else {
-		s->count = count > INT_MAX ? INT_MAX : (int)count;
-		control_result(s, true, "ok %u", count);
-	}
-	control_finish(s);
-}
 
 /* What to hold: the identity's mail, or one message of it (a stop's
  * late comer, ID not 0). */
@@ -103,7 +85,7 @@ control_watchdog_hold(void *arg)
 	snprintf(s->reason, sizeof(s->reason), "watchdog stop");
 	free(h);
 	control_enter(s, CS_RUN);
-	sched_admin(SA_HOLD, s->sel, s->arg, control_watchdog_held_cb, s);
+	sched_admin(SA_HOLD, s->sel, s->arg, control_admin_cb, s);
 }
 
 /* The watchdog's stop hook: any thread; hands the hold to the loop. */
@@ -240,5 +222,5 @@ control_watchdog_run_release(struct control_session *s)
 	control_enter(s, CS_RUN);
 	/* S may be gone when this returns: the callback can run at once. */
 	sched_admin(SA_RELEASE, SAS_USER, control_watchdog_sel_arg(s->arg),
-		    control_watchdog_held_cb, s);
+		    control_admin_cb, s);
 }

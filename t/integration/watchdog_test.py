@@ -17,7 +17,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from outpost_test import (SLOW, Daemon, Dns, Sink, check,  # noqa: E402
-                          control_wait, delivery_config, eq, free_port_on,
+                          delivery_config, eq, free_port_on,
                           passwd_hash, run_tests, wait_for)
 
 HOUR = 3600
@@ -40,15 +40,8 @@ class WatchDaemon(Daemon):
                          listeners=[("main", 'tls = "none"\n'
                                      '  auth_without_tls = true')])
         self.clock_offset = 0
-        self.sock = os.path.join(self.data, "control.sock")
         self.audit_path = os.path.join(self.data, "log", "audit.log")
         self.delivery_log = os.path.join(self.data, "log", "delivery.log")
-
-    def start(self, wait=True):
-        super().start(wait)
-        if wait:
-            control_wait(self)
-        return self
 
     def restart(self, offset):
         self.stop()

@@ -177,6 +177,11 @@ wd_note_result(struct wd_profile *p, int64_t now_ms, bool bounce,
 	wd_profile_roll(p, now_ms);
 	if (window == 0 || window > WD_BOUNCE_MAX)
 		window = WD_BOUNCE_MAX;
+	if (p->bits_n > window) {
+		/* A reload shortened the window: it starts again. */
+		memset(p->bits, 0, sizeof(p->bits));
+		p->bits_pos = p->bits_n = p->bits_bounces = 0;
+	}
 	pos = p->bits_pos % window;
 	bit = (uint8_t)(1u << (pos % 8));
 	if (p->bits_n == window && (p->bits[pos / 8] & bit))

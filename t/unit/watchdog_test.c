@@ -139,6 +139,10 @@ test_bounces(void **state)
 		wd_note_result(&p, t, false, 100);
 	assert_int_equal(p.bits_bounces, 0);
 	assert_int_equal(tripped(&p, t, 0), 0);
+	/* A shorter window (a reload): the ring starts again. */
+	wd_note_result(&p, t, true, 50);
+	assert_int_equal(p.bits_n, 1);
+	assert_int_equal(p.bits_bounces, 1);
 }
 
 static void

@@ -410,6 +410,10 @@ wd_seen_add(const uint8_t (*keys)[QUEUE_SEEN_KEY_BYTES], size_t n, uint32_t day,
 	    (day != wd.pend_day || now - wd.pend_since_ms >= WD_SEEN_FLUSH_MS ||
 	     wd.npend + n > WD_SEEN_FLUSH))
 		wd_seen_flush();
+	if (n == 0) {
+		pthread_mutex_unlock(&wd.seen_mu);
+		return;
+	}
 	if (wd.npend + n > wd.cappend) {
 		cap =
 		    wd.npend + n > WD_SEEN_FLUSH ? wd.npend + n : WD_SEEN_FLUSH;

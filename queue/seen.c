@@ -161,10 +161,17 @@ seen_sweep(struct queue *q, enum queue_op_kind kind, const uint8_t *prefix,
 	struct seen_wait w = { .mu = PTHREAD_MUTEX_INITIALIZER,
 			       .cv = PTHREAD_COND_INITIALIZER };
 	uint8_t from[QUEUE_SEEN_KEY_BYTES];
+	uint64_t entries, bytes;
 	struct queue_op *op;
 	int ret = -1;
 
 	*removed = 0;
+	/* An expiry with nothing kept writes nothing (no op: an idle
+	 * daemon's hourly sweep stays off the writer).  Not a purge: keys
+	 * submitted before it may not be committed yet. */
+	if (prefix == NULL && queue_seen_stat(q, &entries, &bytes) == 0 &&
+	    entries == 0)
+		return 0;
 	memset(from, 0, sizeof(from));
 	if (prefix != NULL)
 		memcpy(from, prefix, QUEUE_SEEN_HALF_BYTES);

@@ -776,9 +776,10 @@ wd_purge_user(const char *user, void *arg)
 	if ((id = htab_del(&wd.idents, user)) != NULL) {
 		free(id);
 		removed++;
+		/* Every profile kept is in memory (loaded at start). */
+		(void)queue_state_del(wd.q, QS_WATCHDOG, user, strlen(user));
 	}
 	pthread_mutex_unlock(&wd.mu);
-	(void)queue_state_del(wd.q, QS_WATCHDOG, user, strlen(user));
 	queue_seen_identity(wd.q, user, id8);
 	if (queue_seen_purge(wd.q, id8, &removed, err, sizeof(err)) != 0)
 		log_warnx("watchdog: purge of %s: %s", user, err);

@@ -130,6 +130,9 @@ test_expire_many(void **state)
 	}
 	assert_int_equal(queue_seen_put(q, (const seen_key *)keys, BIG, 50), 0);
 	put(q, "carol", "kept@dest.test", 60);
+	/* An expiry of an empty database writes nothing: the puts first. */
+	queue_close(q);
+	q = qfix_open(64 << 20);
 	assert_int_equal(queue_seen_expire(q, 60, &removed, err, sizeof(err)),
 			 0);
 	assert_int_equal(removed, BIG);

@@ -1,7 +1,7 @@
 #!/bin/bash
 # t/bench/watchdog.sh — what does the watchdog cost (called by run.sh)?
 #   1. acceptance with the watchdog off and on, in the same run: rounds of
-#      OFF, ON (BENCH_WD_ROUNDS, default 2), each a fresh outpostd relaying
+#      OFF, ON (BENCH_WD_ROUNDS, default 3), each a fresh outpostd relaying
 #      to smtp-sink, the same load (outpost-load, BENCH_WD_SESSIONS
 #      pipelining sessions, BENCH_WD_N messages of 1 recipient, every
 #      recipient new, after a warm-up of 200): the ratio ON / OFF of the
@@ -24,7 +24,7 @@ SRC=$(cd "$HERE/../.." && pwd)
 bench_init
 N=${BENCH_WD_N:-10000}
 SESSIONS=${BENCH_WD_SESSIONS:-20}
-ROUNDS=${BENCH_WD_ROUNDS:-2}
+ROUNDS=${BENCH_WD_ROUNDS:-3}
 HISTORY=${BENCH_WD_HISTORY:-200000}
 WARMUP=200
 

@@ -5,8 +5,9 @@ OUTPOST_TEST_CLOCK_OFFSET: the daemon is restarted at each new time, so its
 profiles must outlive a restart), then a departure stops it: 451 4.7.1 at
 MAIL, its queued mail held, a "watchdog" event, an audit line, the metric,
 the alert command.  Traps stop at once; a bounce spike from the receiver
-(outpost-sink answering 550 5.1.1) stops; a normal Monday after a quiet
-weekend does not; release (and --learn) let it send again.  Loopback only:
+(outpost-sink answering 550 5.1.1) stops, so does a new domain mix; a
+normal Monday after a quiet weekend does not; release (and --learn) let it
+send again.  Loopback only:
 our own dnsmasq and sink."""
 
 import json
@@ -252,6 +253,25 @@ def test_bounce_spike_stops():
                           what="stopped by bounces")
             eq(st["stopped_by"], ["bounce_rate"], "by bounces: %s" % st)
             eq(send(d, "alice", ["ok1@dest.test"])[1][0], 451, "451")
+
+
+def test_domain_shift_stops():
+    """An hour to dest.test learnt; two hours on, the same volume to
+    another domain: the mix has moved (new recipients allowed here)."""
+    d = WatchDaemon(extra="watchdog {\n  enabled = yes\n  learning = 1h\n"
+                    "  min_messages = 20\n  new_recipient_share = 1\n}\n")
+    with d:
+        eq(send(d, "alice", ["l%d@dest.test" % i for i in range(30)]),
+           (30, None), "the usual domain")
+        d.restart(2 * HOUR)
+        n, refused = send(d, "alice", ["m%d@other.test" % i
+                                       for i in range(30)])
+        check(refused is not None and refused[0] == 451,
+              "another domain: stopped (%d sent)" % n)
+        eq(d.status("alice")["stopped_by"], ["domain_shift"], "by the mix")
+        table = d.cli("watchdog", "status").stdout
+        check("identity alice: stopped" in table and "domain_shift" in table,
+              table)
 
 
 def monday_offset():

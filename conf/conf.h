@@ -379,6 +379,38 @@ struct conf_restore {
 };
 
 /*
+ * `watchdog { }` (conf_watchdog.c): thresholds of the watchdog's signals
+ * (mta/observe/watchdog.h), per sending identity; `watchdog_override
+ * "IDENTITY" { }` replaces some of them for one identity.
+ */
+struct conf_watchdog_limits {
+	double new_recipient_share; /* share of never-seen recipients (0.5) */
+	double bounce_rate;         /* hard bounces over the window (0.1) */
+	double complaint_rate;      /* complaints per delivery (0.003) */
+	double volume_factor;       /* messages/hour over the baseline (4) */
+	double domain_shift;        /* distance of the domain mix (0.5) */
+	uint64_t min_messages;      /* a signal needs this many samples (50) */
+};
+
+struct conf_watchdog_override {
+	char *identity;
+	struct conf_watchdog_limits limits; /* unset keys: watchdog's */
+};
+
+struct conf_watchdog {
+	bool enabled;
+	uint64_t learning_ms; /* a new identity is only learnt (7d) */
+	char *traps;          /* absolute path, or NULL: no trap list */
+	char **alert_command; /* argv, NULL-terminated; NULL: none */
+	uint64_t alert_timeout_ms;
+	uint64_t bounce_window;  /* last N deliveries (200) */
+	uint64_t identities_max; /* profiles kept in memory (10000) */
+	struct conf_watchdog_limits limits;
+	struct conf_watchdog_override *overrides;
+	size_t noverrides;
+};
+
+/*
  * `retention { }`: how long each store keeps what it holds; every key
  * defaults to lifetime (90d).  Nothing is kept longer.
  */
@@ -557,6 +589,7 @@ struct conf {
 	struct conf_suppress suppress;
 	struct conf_bounce bounce;
 	struct conf_feedback feedback;
+	struct conf_watchdog watchdog;
 };
 
 /*
@@ -686,6 +719,13 @@ enum conf_bounce_category conf_bounce_classify(const struct conf *c, int code,
  * USER or to C.  Any thread.
  */
 const char *conf_identity(const struct conf *c, const char *user);
+
+/*
+ * conf_watchdog_limits_of — the thresholds for IDENTITY: its override's,
+ * else watchdog's.  Any thread.
+ */
+const struct conf_watchdog_limits *
+conf_watchdog_limits_of(const struct conf *c, const char *identity);
 
 /* conf_user_find — the user called NAME, or NULL.  Case-sensitive. */
 const struct conf_user *conf_user_find(const struct conf *c, const char *name);

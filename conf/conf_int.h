@@ -321,6 +321,14 @@ void conf_bounce_free(struct conf *c);
 extern cfg_opt_t conf_feedback_opts[];
 int conf_feedback_build(struct conf_ctx *x, cfg_t *cfg, struct conf *c);
 void conf_feedback_free(struct conf *c);
+/*
+ * conf_watchdog.c: the sections watchdog and watchdog_override; built
+ * after conf_keep_build() (its paths resolve against data_dir).
+ */
+extern cfg_opt_t conf_watchdog_opts[];
+extern cfg_opt_t conf_watchdog_override_opts[];
+int conf_watchdog_build(struct conf_ctx *x, cfg_t *cfg, struct conf *c);
+void conf_watchdog_free(struct conf *c);
 
 /* A refused value reported as "KEY: \"VALUE\" WHY"; returns -1. */
 int conf_value_fail(cfg_t *cfg, cfg_opt_t *opt, const char *value,

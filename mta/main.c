@@ -51,6 +51,7 @@
 #include "mta/core/logspace.h"
 #include "mta/core/loop.h"
 #include "mta/observe/metrics.h"
+#include "mta/observe/watchdog.h"
 #include "mta/core/notify.h"
 #include "mta/core/priv.h"
 #include "mta/receive/smtp_server.h"
@@ -337,15 +338,16 @@ commit_observed(unsigned ops, uint64_t commit_us)
 	(void)commit_us;
 }
 
-/* A verified complaint (worker thread): the recipient leaves the sending
- * identity's list.  A redacted report names no recipient: nothing to
- * suppress. */
+/* A verified complaint (worker thread): the recipient goes on the sending
+ * identity's suppression list (a redacted report names none: nothing to
+ * suppress) and the complaint counts in the identity's watchdog profile. */
 static void
 complaint_observed(const struct arf_complaint *c, void *arg)
 {
 	(void)arg;
 	if (c->rcpt != NULL)
 		(void)suppress_complaint(c->identity, c->rcpt);
+	watchdog_note_complaint(c->identity, c->rcpt);
 }
 
 /* What the daemon keeps per user, for `purge` and the retention sweep
@@ -690,6 +692,7 @@ reload_run(char *out, size_t len)
 	}
 	listen_plan_apply(loops, plan);
 	sched_reconf(nc);
+	watchdog_reconf(nc);
 	control_purge_reconf(nc);
 	suppress_configure(nc);
 	points_settings(nc, &ps);
@@ -977,6 +980,8 @@ main(int argc, char *argv[])
 		fatalx("suppression list: out of memory");
 	sodium_memzero(hash_key, sizeof(hash_key));
 	arf_complaint_hook(complaint_observed, NULL);
+	if (watchdog_open(conf, queue, err, sizeof(err)) != 0)
+		fatalx("watchdog: %s", err);
 	if (intake_init(conf, queue, err, sizeof(err)) != 0 ||
 	    confgen_new(conf, 1, false, &gen, err, sizeof(err)) != 0)
 		fatalx("%s", err);
@@ -1030,6 +1035,7 @@ main(int argc, char *argv[])
 	metrics_add_text(sched_metrics_text);
 	metrics_add_text(logspace_metrics_text);
 	metrics_add_text(suppress_metrics_text);
+	metrics_add_text(watchdog_metrics_text);
 	queue_commit_hook(queue, commit_observed);
 	ev_usr1 = evsignal_new(main_base, SIGUSR1, reopen_cb, NULL);
 	if (ev_usr1 == NULL || evsignal_add(ev_usr1, NULL) != 0)
@@ -1146,6 +1152,7 @@ main(int argc, char *argv[])
 	sched_free();
 	loop_free(&dloop);
 	queue_stats_get(queue, &qs);
+	watchdog_close(); /* its profiles: queue ops, before the close */
 	queue_close(queue);
 	log_info(
 	    "outpostd stopped: %llu messages accepted in %llu sessions; "

@@ -221,25 +221,26 @@ run_copy_to(const char *dir, const char *to, const char *name, char *err,
 
 /* The command ------------------------------------------------------------- */
 
-/* Start ARGV with the point file appended, in a process group of its own
- * (the timeout kills the group), signals as a fresh process has them. */
-static int
-run_command_spawn(char *const *argv, const char *path, pid_t *pid)
+int
+queue_command_spawn(char *const *argv, char *const *extra, pid_t *pid)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t sa;
 	sigset_t none, dfl;
 	char **av;
-	size_t n = 0, i;
+	size_t n = 0, m = 0, i;
 	int rc;
 
 	while (argv[n] != NULL)
 		n++;
-	if ((av = calloc(n + 2, sizeof(*av))) == NULL)
+	while (extra != NULL && extra[m] != NULL)
+		m++;
+	if ((av = calloc(n + m + 1, sizeof(*av))) == NULL)
 		return ENOMEM;
 	for (i = 0; i < n; i++)
 		av[i] = argv[i];
-	av[n] = (char *)path;
+	for (i = 0; i < m; i++)
+		av[n + i] = extra[i];
 	sigemptyset(&none);
 	sigemptyset(&dfl);
 	sigaddset(&dfl, SIGPIPE);
@@ -286,7 +287,8 @@ run_command_start(struct queue_point_thread *t, const struct run_settings *rs,
 	}
 	rc = point_path(path, sizeof(path), rs->dir, name, "mdb") != 0
 		 ? ENAMETOOLONG
-		 : run_command_spawn(rs->argv, path, &t->cmd_pid);
+		 : queue_command_spawn(rs->argv, (char *const[]){ path, NULL },
+				       &t->cmd_pid);
 	if (rc != 0) {
 		t->cmd_pid = 0;
 		pthread_mutex_lock(&t->mu);

@@ -26,7 +26,7 @@
 #include "queue/crypt_int.h"
 #include "queue/queue_int.h"
 
-#define QUEUE_MAXDBS        8     /* 6 in use; room for more */
+#define QUEUE_MAXDBS        8     /* 7 in use; room for one more */
 #define QUEUE_BATCH_DEFAULT 4096  /* commit_max_batch = 0 */
 #define QUEUE_LAZY_US       10000 /* lazy_wait_us = 0 */
 
@@ -193,6 +193,8 @@ queue_op_seal(struct queue *q, struct queue_op *op)
 		return 0;
 	if (op->kind == QOP_STATE_PUT || op->kind == QOP_STATE_DEL)
 		return state_op_seal(q, op);
+	if (op->kind == QOP_SEEN_PUT || op->kind == QOP_SEEN_SWEEP)
+		return 0; /* keyed hashes and days: nothing to seal */
 	if (op->kind == QOP_INSERT) {
 		if (op->body_len > (size_t)UINT32_MAX * QUEUE_CHUNK_BYTES) {
 			(void)snprintf(op->err, sizeof(op->err),
@@ -378,7 +380,8 @@ queue_dbs_open(struct queue *q, char *err, size_t errlen)
 	    (rc = mdb_dbi_open(txn, "body", dbflags, &q->db_body)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "sched", dbflags, &q->db_sched)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "state", dbflags, &q->db_state)) != 0 ||
-	    (rc = mdb_dbi_open(txn, "suppress", dbflags, &q->db_suppress)) != 0)
+	    (rc = mdb_dbi_open(txn, "suppress", dbflags, &q->db_suppress)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "seen", dbflags, &q->db_seen)) != 0)
 		goto fail;
 	if (queue_meta_check(q, txn, err, errlen) != 0) {
 		rc = 0; /* err is set */

@@ -10,6 +10,8 @@
  *   "meta"   name             -> format version, key ids
  *   "state"  kind(1) hash(16) -> sealed state record (queue_state_put)
  *   "suppress" scope(16) rcpt(16) -> suppression entry (queue_suppress_put)
+ *   "seen"   identity(8) rcpt(8) -> last day (4): recipients sent to
+ *            (queue_seen_*; keyed hashes, nothing sealed: no secret)
  * A sealed record is: version(1) alg(1) key_id(4) salt(24) ciphertext tag(16);
  * its additional data binds it to its database and key, so records cannot be
  * swapped.  AES-256-GCM (with a per-record key derived from the salt) where
@@ -31,6 +33,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define QUEUE_FORMAT_VERSION  1
 #define QUEUE_CHUNK_BYTES     (256 * 1024)
@@ -165,6 +168,8 @@ enum queue_op_kind {
 	QOP_STATE_DEL, /* queue_state_del(): state_key */
 	QOP_SUPPRESS_PUT, /* queue_suppress_put(): suppress_key, body */
 	QOP_SUPPRESS_DEL, /* queue_suppress_del(): suppress_key */
+	QOP_SEEN_PUT,  /* queue_seen_put(): body = keys, old_due_ms = day */
+	QOP_SEEN_SWEEP, /* queue_seen_expire/purge: one batch of the sweep */
 };
 
 struct queue_op;
@@ -188,6 +193,7 @@ struct queue_op {
 	int status;
 	bool map_full;
 	char err[160];
+	uint64_t seen_removed; /* QOP_SEEN_SWEEP: entries removed */
 	/* private to the queue */
 	queue_done_fn *done;
 	void *arg;
@@ -360,6 +366,8 @@ enum queue_state_kind {
 				configured), for its data's retention clock */
 	QS_IMPORTED = 'i',   /* an archive imported: its id, until its
 				messages' latest expiry (no second import) */
+	QS_WATCHDOG = 'w',   /* a sending identity's watchdog profile and
+				stop (mta/observe/watchdog.c) */
 };
 
 /*
@@ -500,6 +508,42 @@ queue_suppress_drop(struct queue *q,
 uint64_t queue_suppress_count(struct queue *q);
 
 /*
+ * Recipients sent to, per sending identity (seen.c), for the watchdog's
+ * share of new recipients: key = keyed hash(8) of the identity, keyed
+ * hash(8) of the normalised address (as queue_addr_hash: no <>, ASCII
+ * lower-case); value = the day (Unix days) it was last sent to.  About 40
+ * bytes on disk per entry (LMDB node and page fill).
+ *   queue_seen_identity(q, identity, id)  the identity's half of its keys.
+ *   queue_seen_key(q, id, rcpt, key)      the key of RCPT for ID.  Any
+ *       thread; pure (the queue key).
+ *   queue_seen_get(q, keys, n, days, …)   days[i] = the last day of
+ *       keys[i], 0 never seen; one read transaction (an I/O loop may call
+ *       it: no disk write, no lock held long).  0, or -1 with err.
+ *   queue_seen_put(q, keys, n, day)       note keys[0..n) seen on DAY: a
+ *       lazy queue op (group commit); 0 submitted, -1 out of memory.
+ *   queue_seen_expire(q, before_day, &removed, …)  delete what was last
+ *       seen before BEFORE_DAY; queue_seen_purge(q, id, &removed, …)
+ *       every entry of identity ID.  In batches through the writer; they
+ *       block until committed: a worker thread only.  0, or -1 with err.
+ *   queue_seen_stat(q, &entries, &bytes)  the database's size; 0 or -1.
+ */
+#define QUEUE_SEEN_HALF_BYTES 8
+#define QUEUE_SEEN_KEY_BYTES  16
+void queue_seen_identity(struct queue *q, const char *identity,
+			 uint8_t out[QUEUE_SEEN_HALF_BYTES]);
+void queue_seen_key(struct queue *q, const uint8_t id[QUEUE_SEEN_HALF_BYTES],
+		    const char *rcpt, uint8_t key[QUEUE_SEEN_KEY_BYTES]);
+int queue_seen_get(struct queue *q, const uint8_t (*keys)[QUEUE_SEEN_KEY_BYTES],
+		   size_t n, uint32_t *days, char *err, size_t errlen);
+int queue_seen_put(struct queue *q, const uint8_t (*keys)[QUEUE_SEEN_KEY_BYTES],
+		   size_t n, uint32_t day);
+int queue_seen_expire(struct queue *q, uint32_t before_day, uint64_t *removed,
+		      char *err, size_t errlen);
+int queue_seen_purge(struct queue *q, const uint8_t id[QUEUE_SEEN_HALF_BYTES],
+		     uint64_t *removed, char *err, size_t errlen);
+int queue_seen_stat(struct queue *q, uint64_t *entries, uint64_t *bytes);
+
+/*
  * Key files (queue key, log-hash key): 32 bytes as 64 hex digits and a newline.
  * queue_keyfile_load — read PATH; if it is absent and CREATE is set, make it
  * (0600, parent directories 0700) from random bytes.  A file readable or
@@ -621,6 +665,16 @@ int queue_point_prune(const char *dir, int64_t now_ms,
  * Acceptance and delivery never wait for it: the copy reads from its own
  * read transaction.  Strings are copied.
  */
+/*
+ * queue_command_spawn — start ARGV (argv[0] an absolute path; no shell)
+ * with EXTRA (NULL-terminated; may be NULL) appended, stdin /dev/null,
+ * stdout to our stderr, in a process group of its own (a timeout kills
+ * the group), signals as a fresh process has them; *PID set.  0, or an
+ * errno value.  Any thread; the caller reaps it.  (The restore command;
+ * the watchdog's alert command.)
+ */
+int queue_command_spawn(char *const *argv, char *const *extra, pid_t *pid);
+
 struct queue_point_settings {
 	int64_t interval_ms;
 	const char *dir;

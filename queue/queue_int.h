@@ -28,6 +28,7 @@
 struct queue {
 	MDB_env *env;
 	MDB_dbi db_env, db_body, db_sched, db_meta, db_state, db_suppress;
+	MDB_dbi db_seen; /* seen.c */
 	queue_commit_fn *commit_hook; /* set before ops flow; read-only then */
 	struct crypt_key *key;
 	char *path;
@@ -131,6 +132,12 @@ int suppress_op_apply(struct queue *q, MDB_txn *txn, struct queue_op *op,
  * restore point's) is one of ours: 0, or -1 with err.  A point taken
  * before the database existed has none: 0.  Any thread; read-only. */
 int suppress_db_check(MDB_txn *txn, char *err, size_t errlen);
+/* seen.c -------------------------------------------------------------- */
+
+/* seen_op_apply — a QOP_SEEN_* op inside TXN: 0, or the LMDB error with
+ * *what naming the call.  Writer thread. */
+int seen_op_apply(struct queue *q, MDB_txn *txn, struct queue_op *op,
+		  const char **what);
 
 /* writer.c ------------------------------------------------------------ */
 

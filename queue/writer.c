@@ -133,6 +133,8 @@ writer_op_apply(struct queue *q, MDB_txn *txn, struct queue_op *op,
 		return state_op_apply(q, txn, op, what);
 	if (op->kind == QOP_SUPPRESS_PUT || op->kind == QOP_SUPPRESS_DEL)
 		return suppress_op_apply(q, txn, op, what);
+	if (op->kind == QOP_SEEN_PUT || op->kind == QOP_SEEN_SWEEP)
+		return seen_op_apply(q, txn, op, what);
 	queue_env_key(k, op->env.id);
 	queue_id_format(op->env.id, qid);
 	if (op->kind != QOP_INSERT) {

@@ -65,6 +65,7 @@
 #define CLI_O_ARCHIVE 0x400u  /* --key-file F, --passphrase-file F */
 #define CLI_O_EXPORT  0x800u  /* --to FILE, --remove */
 #define CLI_O_RESTORE 0x1000u /* --no-log-replay */
+#define CLI_O_LEARN   0x2000u /* --learn */
 
 #define CLI_SEL_ARGS "ID... | --domain D | --user U | --all  [--json]"
 
@@ -202,6 +203,19 @@ static const struct cli_cmd cli_cmds[] = {
 	  "(audited)",
 	  CLI_NEED_CONF, CLI_O_SELECT | CLI_O_JSON, 1, 1, cli_suppress, NULL,
 	  NULL },
+	{ "watchdog", "status", "[USER] [--json]",
+	  "the watchdog's view of each sending identity (or USER): state, "
+	  "each signal's value, limit and baseline",
+	  CLI_NEED_CONF, CLI_O_JSON, 0, 1, cli_watchdog_status, NULL, NULL },
+	{ "watchdog", "history", "USER [--json]",
+	  "USER's stops and releases, and its signals' values of the last "
+	  "days",
+	  CLI_NEED_CONF, CLI_O_JSON, 1, 1, cli_watchdog_history, NULL, NULL },
+	{ "watchdog", "release", "USER [--learn]",
+	  "let a stopped USER send again and deliver its held mail (needs "
+	  "the write right; audited); --learn: its current pattern becomes "
+	  "its baseline",
+	  CLI_NEED_CONF, CLI_O_LEARN, 1, 1, cli_watchdog_release, NULL, NULL },
 	{ "log", NULL,
 	  "[--rcpt ADDRESS] [--event E[,E…]] [--id QUEUEID|MSGID] [--since "
 	  "WHEN] "
@@ -288,6 +302,8 @@ static const struct cli_opt {
 	  offsetof(struct cli, follow) },
 	{ "--no-log-replay", NULL, CLI_O_RESTORE, CLI_OPT_FLAG,
 	  offsetof(struct cli, no_log_replay) },
+	{ "--learn", NULL, CLI_O_LEARN, CLI_OPT_FLAG,
+	  offsetof(struct cli, learn) },
 };
 
 #define CLI_NOPTS (sizeof(cli_opts) / sizeof(cli_opts[0]))

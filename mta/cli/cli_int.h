@@ -13,6 +13,7 @@
  *     cli_export.c queue export, queue import
  *     cli_restore.c restore list, verify, POINT (offline: the queue key)
  *     cli_suppress.c suppress list, add, remove, check
+ *     cli_watchdog.c watchdog status, history, release
  * One thread; every function prints its own errors on stderr (cli_errx).
  */
 #ifndef OUTPOST_MTA_CLI_INT_H
@@ -71,6 +72,8 @@ struct cli {
 	bool follow;
 	/* restore */
 	bool no_log_replay;
+	/* watchdog release */
+	bool learn;
 	int argc; /* positional arguments after the command words */
 	char *argv[CLI_ARGS_MAX];
 };
@@ -226,5 +229,10 @@ int cli_point_now(struct cli *c);
 int cli_restore_list(struct cli *c);
 int cli_restore_verify(struct cli *c);
 int cli_restore(struct cli *c);
+
+/* cli_watchdog.c: `watchdog status|history|release`. */
+int cli_watchdog_status(struct cli *c);
+int cli_watchdog_history(struct cli *c);
+int cli_watchdog_release(struct cli *c);
 
 #endif

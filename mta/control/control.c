@@ -136,6 +136,13 @@ static const struct control_cmd control_cmds[] = {
 	  control_xfer_parse, control_xfer_run },
 	{ "import", CONF_RIGHT_IMPORT, CCF_AUDIT, 0, control_xfer_parse,
 	  control_xfer_run },
+	{ "watchdog-status", CONF_RIGHT_READ, 0, 0,
+	  control_watchdog_parse_status, control_watchdog_run_status },
+	{ "watchdog-history", CONF_RIGHT_READ, 0, 0,
+	  control_watchdog_parse_history, control_watchdog_run_history },
+	/* write: the held mail goes, nothing is removed. */
+	{ "watchdog-release", CONF_RIGHT_WRITE, CCF_AUDIT | CCF_SEL, SA_RELEASE,
+	  control_watchdog_parse_release, control_watchdog_run_release },
 	/* write: a point only adds a file (retention removes old ones). */
 	{ "restore-point", CONF_RIGHT_WRITE, CCF_AUDIT, 0, control_parse_none,
 	  control_point_run },
@@ -796,6 +803,7 @@ control_start(struct loop *dloop, const struct conf *c, struct queue *q,
 	C.started = true;
 	control_server.stopped = false;
 	control_query_rates_start(dloop->base);
+	control_watchdog_start();
 	log_info("control socket %s (mode 0660)%s%s", path,
 		 audit[0] != '\0' ? ", audit log " : ", no audit log", audit);
 	return 0;

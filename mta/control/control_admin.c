@@ -157,7 +157,7 @@ control_admin_parse_resume(struct control_session *s, char *args)
 }
 
 /* Delivery loop, from the scheduler (possibly from within sched_admin). */
-static void
+void
 control_admin_cb(unsigned count, const char *err, void *arg)
 {
 	struct control_session *s = arg;
@@ -279,6 +279,32 @@ control_admin_net_parse(const char *text, struct peer_key *k, int *prefix)
 	return 0;
 }
 
+int
+control_admin_user_arg(struct control_session *s, const char *kw,
+		       const char *args)
+{
+	size_t n = strlen(args), i;
+
+	if (strcmp(kw, "user-hex") == 0) {
+		if (n % 2 != 0 || n / 2 >= sizeof(s->arg) ||
+		    sodium_hex2bin((unsigned char *)s->arg, sizeof(s->arg) - 1,
+				   args, n, NULL, &i, NULL) != 0 ||
+		    i != n / 2 || memchr(s->arg, '\0', i) != NULL) {
+			control_result(s, false,
+				       "err bad user-hex (hex digits of a user "
+				       "name)");
+			return -1;
+		}
+		s->arg[i] = '\0';
+	} else if (n >= sizeof(s->arg)) {
+		control_result(s, false, "err user name too long");
+		return -1;
+	} else
+		memcpy(s->arg, args, n + 1);
+	s->sel = SAS_USER;
+	return 0;
+}
+
 /*
  * auth-unblock address ADDR[/LEN] | user NAME… | user-hex HEX | all
  * S->sel says which: SAS_DOMAIN (ARG: a network), SAS_USER (ARG: the name,
@@ -289,7 +315,6 @@ control_admin_parse_auth_unblock(struct control_session *s, char *args)
 {
 	char *kw = control_word(&args);
 	struct peer_key k;
-	size_t n, i;
 	int prefix;
 
 	if (kw != NULL && strcmp(kw, "all") == 0 && *args == '\0') {
@@ -310,28 +335,8 @@ control_admin_parse_auth_unblock(struct control_session *s, char *args)
 		snprintf(s->arg, sizeof(s->arg), "%s", args);
 		return 0;
 	}
-	if (strcmp(kw, "user") == 0 || strcmp(kw, "user-hex") == 0) {
-		n = strlen(args);
-		if (kw[4] == '-') {
-			if (n % 2 != 0 || n / 2 >= sizeof(s->arg) ||
-			    sodium_hex2bin((unsigned char *)s->arg,
-					   sizeof(s->arg) - 1, args, n, NULL,
-					   &i, NULL) != 0 ||
-			    i != n / 2 || memchr(s->arg, '\0', i) != NULL) {
-				control_result(s, false,
-					       "err bad user-hex (hex digits "
-					       "of a user name)");
-				return -1;
-			}
-			s->arg[i] = '\0';
-		} else if (n >= sizeof(s->arg)) {
-			control_result(s, false, "err user name too long");
-			return -1;
-		} else
-			memcpy(s->arg, args, n + 1);
-		s->sel = SAS_USER;
-		return 0;
-	}
+	if (strcmp(kw, "user") == 0 || strcmp(kw, "user-hex") == 0)
+		return control_admin_user_arg(s, kw, args);
 usage:
 	control_result(s, false,
 		       "err usage: auth-unblock address ADDRESS[/LEN] | user "

@@ -221,11 +221,19 @@ int control_admin_parse_resume(struct control_session *s, char *args);
 int control_admin_parse_auth_unblock(struct control_session *s, char *args);
 int control_admin_parse_drain(struct control_session *s, char *args);
 void control_admin_run(struct control_session *s);
+/* control_admin_cb — a sched_admin completion (ARG: the session): its
+ * count or error is the result; control_finish. */
+void control_admin_cb(unsigned count, const char *err, void *arg);
 void control_admin_run_drain(struct control_session *s);
 void control_admin_run_resume_intake(struct control_session *s);
 void control_admin_run_suspend(struct control_session *s);
 void control_admin_run_auth_blocks(struct control_session *s);
 void control_admin_run_auth_unblock(struct control_session *s);
+/* control_admin_user_arg — KW "user" (ARGS: the name, spaces allowed) or
+ * "user-hex" (ARGS: its bytes in hex) into S->arg, S->sel = SAS_USER; 0,
+ * or -1 with an "err" result. */
+int control_admin_user_arg(struct control_session *s, const char *kw,
+			   const char *args);
 
 /*
  * control_purge.c: `purge user NAME` (the user's queued messages through
@@ -237,6 +245,19 @@ void control_admin_run_auth_unblock(struct control_session *s);
 int control_purge_parse(struct control_session *s, char *args);
 void control_purge_run(struct control_session *s);
 void control_purge_stop(void);
+
+/*
+ * control_watchdog.c: watchdog-status, watchdog-history (read) and
+ * watchdog-release (write); control_watchdog_start (control_start)
+ * registers the action of a stop (hold, audited as the daemon's own).
+ */
+int control_watchdog_parse_status(struct control_session *s, char *args);
+int control_watchdog_parse_history(struct control_session *s, char *args);
+int control_watchdog_parse_release(struct control_session *s, char *args);
+void control_watchdog_run_status(struct control_session *s);
+void control_watchdog_run_history(struct control_session *s);
+void control_watchdog_run_release(struct control_session *s);
+void control_watchdog_start(void);
 
 /*
  * control_xfer.c: export and import.  The parser fills S->xfer (and for

@@ -92,7 +92,8 @@ enum sched_admin_op {
 enum sched_admin_sel {
 	SAS_ID,     /* ARG: one queue id (16 hex digits) */
 	SAS_DOMAIN, /* ARG: messages with a pending recipient in this domain */
-	SAS_USER,   /* ARG: messages submitted by this user */
+	SAS_USER,   /* ARG: messages submitted by this user ("": by relay
+		       clients, no user) */
 	SAS_ALL,    /* every message (ARG ignored) */
 };
 

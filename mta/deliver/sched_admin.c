@@ -351,6 +351,9 @@ sched_admin_match(const struct sched_admin_job *j,
 	case SAS_ALL:
 		return true;
 	case SAS_USER:
+		/* "": the relay identity's messages, those without a user. */
+		if (j->arg[0] == '\0')
+			return env->user == NULL || env->user[0] == '\0';
 		return env->user != NULL && strcmp(env->user, j->arg) == 0;
 	case SAS_DOMAIN:
 		for (i = 0; i < env->nrcpts; i++) {

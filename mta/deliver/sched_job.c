@@ -18,6 +18,7 @@
 #include "mta/observe/evlog.h"
 #include "mta/observe/metrics.h"
 #include "mta/observe/suppress.h"
+#include "mta/observe/watchdog.h"
 
 void
 sched_job_free(struct sched_job *job)
@@ -245,6 +246,11 @@ sched_job_results(struct sched_job *job)
 		sched_round_rcpt_result(m, job->rcpt[i], r, &o, remote);
 		sched_metrics_result(m, job->dest->domain, r, &o);
 		sched_job_log(m, job, job->rcpt[i], r, &o);
+		if (!(m->r->env.flags & QUEUE_F_DSN))
+			watchdog_note_result(
+			    conf_identity(sched.conf, m->r->env.user),
+			    m->r->env.rcpts[job->rcpt[i]].addr, o.action,
+			    o.category);
 		if (o.action == OA_DELIVERED) {
 			delivered = true;
 			log_debug(

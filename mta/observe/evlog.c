@@ -115,6 +115,7 @@ static const char *const evlog_type_names[EV__COUNT] = {
 	[EV_IMPORT] = "imported",
 	[EV_SUPPRESSED] = "suppressed",
 	[EV_COMPLAINT] = "complaint",
+	[EV_WATCHDOG] = "watchdog",
 };
 
 const char *
@@ -576,6 +577,8 @@ evlog_format(const struct evlog_event *ev, const uint8_t *key, char *line,
 		jw_u64(&w, "count", (uint64_t)ev->count);
 	jw_text(&w, "feedback_type", ev->feedback_type, NULL, 0);
 	jw_text(&w, "agent", ev->agent, addrs, SCRUB_KNOWN);
+	if (ev->signals != NULL && jw_key(&w, "signals", strlen(ev->signals)))
+		jw_put(&w, ev->signals, strlen(ev->signals));
 	w.p[w.n++] = '}';
 	w.p[w.n++] = '\n';
 	return w.n;

@@ -35,6 +35,7 @@ enum evlog_type {
 	EV_SUPPRESSED, /* a RCPT refused or dropped: its recipient is on the
 			  suppression list (mta/observe/suppress.h) */
 	EV_COMPLAINT, /* a mailbox provider's complaint report (ARF) */
+	EV_WATCHDOG, /* the watchdog stopped or released a sending identity */
 	EV__COUNT
 };
 
@@ -87,6 +88,9 @@ struct evlog_event {
 	const char *feedback_type; /* complaint: "abuse", "fraud", … */
 	const char *agent; /* complaint: the reporter's User-Agent (peer text:
 			      scrubbed and escaped) */
+	/* watchdog: the signals and their values, a JSON object made by the
+	 * watchdog (numbers and names only), written raw */
+	const char *signals;
 };
 
 /*

@@ -22,6 +22,7 @@
 #include "conf/conf.h"
 #include "queue/queue.h"
 #include "mta/core/log.h"
+#include "mta/observe/watchdog.h"
 #include "mta/observe/stats.h"
 #include "mta/observe/suppress.h"
 #include "mta/receive/dsn_param.h"
@@ -278,6 +279,20 @@ smtp_server_cmd_mail(struct smtp_server_session *s, char *arg)
 			 s->user->name);
 		smtp_server_refuse(s, "550 5.7.1 Sender address not allowed "
 				      "for this user");
+		smtp_server_txn_reset(s);
+		return;
+	}
+	/* Only a client that sends as an identity (AUTH, or a relay
+	 * network) is stopped: a mailbox provider's report to
+	 * feedback.address comes from neither. */
+	if ((s->user != NULL || s->client_trusted) &&
+	    watchdog_stopped(conf_identity(
+		s->conf, s->user != NULL ? s->user->name : NULL))) {
+		smtp_server_log_reject(s, 451, "stopped by the watchdog", NULL,
+				       NULL);
+		smtp_server_reply(s, "451 4.7.1 Sending from this account is "
+				     "stopped: its mail departs from its usual "
+				     "pattern (watchdog); ask the operator");
 		smtp_server_txn_reset(s);
 		return;
 	}

@@ -27,6 +27,7 @@
 #include "mta/core/log.h"
 #include "mta/core/loop.h"
 #include "mta/core/util.h"
+#include "mta/observe/watchdog.h"
 #include "mta/observe/evlog.h"
 #include "mta/observe/metrics.h"
 #include "mta/observe/metrics_top.h"
@@ -268,6 +269,20 @@ smtp_server_data_log_reception(struct smtp_server_session *s,
 
 /* Queueing ------------------------------------------------------------ */
 
+/* The queued message goes to the scheduler and, after it (a stop it
+ * causes holds it too), to the watchdog's profile of the sender. */
+static void
+smtp_server_data_hand_off(struct smtp_server_session *s, struct queue_op *op)
+{
+	struct watchdog_msg wm;
+
+	watchdog_msg_prepare(
+	    &wm, conf_identity(s->conf, s->user != NULL ? s->user->name : NULL),
+	    op->env.id, op->env.rcpts, op->env.nrcpts);
+	smtp_server_on_queued(op);
+	watchdog_msg_note(&wm);
+}
+
 /* The intake is over (refused, queued or failed): answer the client. */
 static void
 smtp_server_data_on_intake(struct intake_req *req)
@@ -289,7 +304,7 @@ smtp_server_data_on_intake(struct intake_req *req)
 			 req->code == 0 && op->status == 0 ? "queued"
 							   : "refused");
 		if (req->code == 0 && op->status == 0) {
-			smtp_server_on_queued(op);
+			smtp_server_data_hand_off(s, op);
 			op = NULL;
 		}
 	} else if (req->code != 0) {
@@ -316,7 +331,7 @@ smtp_server_data_on_intake(struct intake_req *req)
 		smtp_server_idle(s);
 		/* The delivery side takes the op (envelope and body) from here.
 		 */
-		smtp_server_on_queued(op);
+		smtp_server_data_hand_off(s, op);
 		op = NULL;
 	} else {
 		STATS_INC(queue_failures);

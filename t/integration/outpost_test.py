@@ -187,6 +187,9 @@ class Daemon:
         # Network safety: the daemon refuses every non-loopback address
         # and never falls back to the system resolver.
         env["OUTPOST_LOOPBACK_ONLY"] = "1"
+        # The test clock (seconds), when a test moves time between starts.
+        if getattr(self, "clock_offset", None) is not None:
+            env["OUTPOST_TEST_CLOCK_OFFSET"] = str(int(self.clock_offset))
         self.proc = subprocess.Popen(
             self.wrapper + [OUTPOSTD, "-c", self.conf_path] + self.args,
             stdout=self.logf, stderr=subprocess.STDOUT, cwd=self.tmp,

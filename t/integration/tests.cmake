@@ -78,3 +78,7 @@ outpost_integration_test(retention t/integration/retention_test.py TIMEOUT 600)
 # client, the complaint event and counters, forged/missing identifiers,
 # malformed reports, rate and size limits.
 outpost_integration_test(feedback t/integration/feedback_test.py TIMEOUT 600)
+# The watchdog: a sending identity stopped when its mail departs from its
+# pattern (new recipients, a trap, a bounce spike, volume), not on a
+# normal Monday after a quiet weekend; release and --learn (test clock).
+outpost_integration_test(watchdog t/integration/watchdog_test.py TIMEOUT 600)

@@ -43,7 +43,7 @@ static int conf_watchdog_ratio_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value,
 	    CFG_STR_CB("min_messages", minmsg, CFGF_NONE, conf_num_cb)
 
 cfg_opt_t conf_watchdog_opts[] = {
-	CFG_BOOL_CB("enabled", cfg_false, CFGF_NONE, conf_bool_cb),
+	CFG_BOOL_CB("enabled", cfg_true, CFGF_NONE, conf_bool_cb),
 	CFG_STR_CB("learning", "7d", CFGF_NONE, conf_num_cb),
 	/* Trap addresses, or their hashes as `outpost hash` prints them. */
 	CFG_STR_CB("traps", NULL, CFGF_NONE, conf_text_cb),

@@ -261,7 +261,9 @@ wd_evaluate(const struct wd_profile *p, int64_t now_ms,
 	e->v[WS_VOLUME] = (float)p->hour_msgs;
 	e->limit[WS_VOLUME] =
 	    (float)(l->volume_factor * e->baseline[WS_VOLUME]);
-	e->enough[WS_VOLUME] = p->hour_msgs >= min;
+	/* No baseline (no history yet): nothing to depart from. */
+	e->enough[WS_VOLUME] =
+	    p->hour_msgs >= min && e->baseline[WS_VOLUME] > 0;
 
 	e->baseline[WS_NEW_SHARE] = p->share_base;
 	e->v[WS_NEW_SHARE] = rc > 0 ? (float)nw / (float)rc : 0;

@@ -283,9 +283,9 @@ def test_limits():
 
 
 def test_complaint_suppresses_the_recipient():
-    """NEEDS op-suppress: the hand-off (arf_complaint_hook) is connected
-    to suppress_complaint by main.c at the merge; until then this test
-    says so and stops after the complaint event."""
+    """A verified complaint puts its recipient on the sending identity's
+    suppression list (main.c hands it to suppress_complaint): the next
+    RCPT to it from that identity is refused."""
     tmp = tempfile.mkdtemp(prefix="outpost-fbl-")
     dnsd, hosts, port, conf = setup(tmp)
     with dnsd, Sink(hosts, port) as sink, daemon(dnsd, port, conf) as d:
@@ -294,14 +294,6 @@ def test_complaint_suppresses_the_recipient():
         m = strip_envelope(sink.messages()[0])
         submit_report(d, arf_report(m))
         wait_for(lambda: events(d, "complaint"), what="complaint event")
-        r = subprocess.run([OUTPOST, "--help"], capture_output=True,
-                           text=True, timeout=30)
-        if "\n  suppress " not in r.stdout:
-            print("# SKIP the RCPT refusal: needs op-suppress "
-                  "(suppress_complaint wired in main.c)")
-            return
-        # The assertion that needs op-suppress: the next RCPT to the
-        # complaining recipient from the same identity is refused.
         s = smtplib.SMTP("127.0.0.1", d.ports["auth"], timeout=30)
         s.ehlo()
         s.login("acme", PASSWORD)
@@ -315,6 +307,51 @@ def test_complaint_suppresses_the_recipient():
             return code == 550 and b"suppressed" in text
         wait_for(refused, what="RCPT refused as suppressed")
         s.quit()
+
+
+def test_complaints_stop_the_sender():
+    """Complaints feed the watchdog (main.c hands them to
+    watchdog_note_complaint): past complaint_rate the identity is
+    stopped, its next MAIL gets 451 4.7.1, and a provider's report still
+    gets through (it sends as no identity)."""
+    tmp = tempfile.mkdtemp(prefix="outpost-fbl-")
+    dnsd, hosts, port, conf = setup(tmp)
+    # Every signal but complaints out of reach (ratios cannot exceed 1):
+    # all these recipients are new.
+    conf += ("watchdog {\n  enabled = yes\n  learning = 0\n"
+             "  min_messages = 1\n  complaint_rate = 0.3\n"
+             "  new_recipient_share = 1\n  domain_shift = 1\n"
+             "  bounce_rate = 1\n  volume_factor = 1000\n}\n")
+    others = ("ann@dest.test", "bob@dest.test", "cy@dest.test")
+    with dnsd, Sink(hosts, port) as sink, daemon(dnsd, port, conf) as d:
+        for r in (RCPT,) + others:
+            send_campaign(d, rcpts=(r,))
+        sink.wait_messages(4, timeout=60)
+        copies = [strip_envelope(x) for x in sink.messages()]
+        wait_for(lambda: len(events(d, "delivery")) >= 4,
+                 what="four deliveries")
+        # One complaint in four deliveries: under 0.3 (and the next MAIL
+        # is taken); the second makes it 0.5.
+        submit_report(d, arf_report(copies[0]))
+        wait_for(lambda: len(events(d, "complaint")) == 1,
+                 what="first complaint")
+        send_campaign(d, rcpts=("dee@dest.test",))
+        submit_report(d, arf_report(copies[1]))
+        wait_for(lambda: events(d, "watchdog"), what="watchdog event")
+        s = smtplib.SMTP("127.0.0.1", d.ports["auth"], timeout=30)
+        s.ehlo()
+        s.login("acme", PASSWORD)
+        code, text = s.mail("bounce@shop.test")
+        s.quit()
+        eq(code, 451, "MAIL of a stopped sender: %r" % text)
+        check(b"4.7.1" in text, "enhanced status: %r" % text)
+        ev = events(d, "watchdog")[0]
+        eq(ev.get("user"), "acme", "watchdog event: %r" % ev)
+        check("complaint" in json.dumps(ev.get("signals")),
+              "the complaint signal: %r" % ev)
+        # Reports come from providers, who send as nobody: not stopped.
+        text = submit_report(d, arf_report(copies[2]))
+        check("(ok)" in text, "report after the stop: " + text)
 
 
 if __name__ == "__main__":

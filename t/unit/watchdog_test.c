@@ -208,6 +208,22 @@ test_learning_and_trap(void **state)
 	assert_int_equal(e.tripped, 0);
 }
 
+/* No history at all (learning = 0, or an identity quiet all through its
+ * learning): there is no volume baseline to depart from, so volume does
+ * not judge; the other signals still do. */
+static void
+test_no_volume_baseline(void **state)
+{
+	struct wd_profile p;
+	uint64_t dom = wd_domain_hash("dest.test", 9);
+	int64_t t = TUESDAY;
+
+	(void)state;
+	wd_profile_init(&p, t);
+	send_n(&p, t, 100, 0, dom);
+	assert_int_equal(tripped(&p, t, 0) & (1u << WS_VOLUME), 0);
+}
+
 static void
 test_persisted_size(void **state)
 {
@@ -228,6 +244,7 @@ main(void)
 		cmocka_unit_test(test_complaints),
 		cmocka_unit_test(test_domain_mix),
 		cmocka_unit_test(test_learning_and_trap),
+		cmocka_unit_test(test_no_volume_baseline),
 		cmocka_unit_test(test_persisted_size),
 	};
 

@@ -346,7 +346,7 @@ complaint_observed(const struct arf_complaint *c, void *arg)
 {
 	(void)arg;
 	if (c->rcpt != NULL)
-		(void)suppress_complaint(c->identity, c->rcpt);
+		(void)suppress_complaint(c->identity, c->rcpt, c->queue_id);
 	watchdog_note_complaint(c->identity, c->rcpt);
 }
 

@@ -226,10 +226,11 @@ sched_job_results(struct sched_job *job)
 		outcome_classify(r->stage, r->code, r->text, pats, npats, &o);
 		outcome_categorize(sched.conf, r->code, r->text, &o);
 		/* The daemon's own DSNs have no sender to keep a list for. */
-		suppress_note_result(
-		    conf_identity(sched.conf, m->r->env.user), job->addrs[i],
-		    o.action == OA_BOUNCE && !(m->r->env.flags & QUEUE_F_DSN),
-		    o.category);
+		suppress_note_result(conf_identity(sched.conf, m->r->env.user),
+				     job->addrs[i], m->id,
+				     o.action == OA_BOUNCE &&
+					 !(m->r->env.flags & QUEUE_F_DSN),
+				     o.category);
 		sched_job_name_stage(r);
 		if (o.retry_now && p != NULL) {
 			/* Too many recipients for that server in one go:

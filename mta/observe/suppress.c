@@ -194,9 +194,10 @@ suppress_walk(const uint8_t *scope, queue_suppress_fn *fn, void *arg, char *err,
 }
 
 /* RCPT of IDENTITY goes on the list for REASON, and the delivery log says
- * so (an "admin" event of the daemon's own, hashed). */
+ * so (an "admin" event of the daemon's own, hashed, with the id of the
+ * message that caused it). */
 static int
-suppress_auto_add(const char *identity, const char *rcpt,
+suppress_auto_add(const char *identity, const char *rcpt, uint64_t id,
 		  enum queue_suppress_reason reason)
 {
 	struct queue_suppress_entry e = { .reason = reason };
@@ -212,6 +213,7 @@ suppress_auto_add(const char *identity, const char *rcpt,
 	ev.nrcpts = ev.attempt = ev.count = -1;
 	ev.queue_time_ms = -1;
 	ev.tls_verified = -1;
+	ev.id = id;
 	ev.rcpt = rcpt;
 	ev.user = identity;
 	ev.admin = "outpostd";
@@ -222,22 +224,22 @@ suppress_auto_add(const char *identity, const char *rcpt,
 }
 
 int
-suppress_note_result(const char *identity, const char *rcpt, bool bounced,
-		     enum conf_bounce_category category)
+suppress_note_result(const char *identity, const char *rcpt, uint64_t id,
+		     bool bounced, enum conf_bounce_category category)
 {
 	if (!bounced)
 		return 0;
 	if (category == CONF_BC_BAD_MAILBOX)
-		return suppress_auto_add(identity, rcpt, QSR_BAD_MAILBOX);
+		return suppress_auto_add(identity, rcpt, id, QSR_BAD_MAILBOX);
 	if (category == CONF_BC_BAD_DOMAIN)
-		return suppress_auto_add(identity, rcpt, QSR_BAD_DOMAIN);
+		return suppress_auto_add(identity, rcpt, id, QSR_BAD_DOMAIN);
 	return 0;
 }
 
 int
-suppress_complaint(const char *identity, const char *rcpt)
+suppress_complaint(const char *identity, const char *rcpt, uint64_t id)
 {
-	return suppress_auto_add(identity, rcpt, QSR_COMPLAINT);
+	return suppress_auto_add(identity, rcpt, id, QSR_COMPLAINT);
 }
 
 void

@@ -81,18 +81,19 @@ enum suppress_verdict suppress_check(const char *identity, const char *rcpt,
 				     struct suppress_hit *hit);
 
 /*
- * suppress_note_result — a delivery result of RCPT sent by IDENTITY:
- * BOUNCED (permanent failure) of CATEGORY CONF_BC_BAD_MAILBOX or
+ * suppress_note_result — a delivery result of RCPT sent by IDENTITY in
+ * message ID: BOUNCED (permanent failure) of CATEGORY CONF_BC_BAD_MAILBOX or
  * CONF_BC_BAD_DOMAIN puts RCPT on the list (an "admin" event in the
  * delivery log says so, hashed).  Anything else: nothing.  0, or -1 (out
  * of memory: not added).  Any thread; never blocks.
  */
-int suppress_note_result(const char *identity, const char *rcpt, bool bounced,
-			 enum conf_bounce_category category);
+int suppress_note_result(const char *identity, const char *rcpt, uint64_t id,
+			 bool bounced, enum conf_bounce_category category);
 
-/* suppress_complaint — RCPT complained about mail of IDENTITY: on the
- * list, reason complaint.  0, or -1.  Any thread; never blocks. */
-int suppress_complaint(const char *identity, const char *rcpt);
+/* suppress_complaint — RCPT complained about mail of IDENTITY (message ID,
+ * 0 unknown): on the list, reason complaint.  0, or -1.  Any thread;
+ * never blocks. */
+int suppress_complaint(const char *identity, const char *rcpt, uint64_t id);
 
 /*
  * suppress_add — put E on the list; suppress_remove — take (SCOPE, RCPT)

@@ -63,12 +63,15 @@ def config(d, pool=True):
 
 
 def submit(d, sender, from_addr):
-    """(code, text) of the reply to the end of DATA."""
+    """(code, text) of the reply to the end of DATA.  A recipient of its
+    own each time: dest.test has no mail server, so each one bounces and
+    goes on the suppression list."""
+    submit.n = getattr(submit, "n", 0) + 1
     r = Raw(d.port, timeout=30)
     r.reply()
     r.cmd("EHLO client.test")
     eq(r.cmd("MAIL FROM:<%s>" % sender)[0], 250, "MAIL")
-    eq(r.cmd("RCPT TO:<x@dest.test>")[0], 250, "RCPT")
+    eq(r.cmd("RCPT TO:<x%d@dest.test>" % submit.n)[0], 250, "RCPT")
     eq(r.cmd("DATA")[0], 354, "DATA")
     r.send(b"From: <" + from_addr.encode() +
            b">\r\nSubject: spf\r\n\r\nbody\r\n.\r\n")

@@ -27,7 +27,7 @@ test_defaults_and_overrides(void **state)
 	(void)state;
 	if (load_text(LISTENER, &c, err, sizeof(err), path, sizeof(path)) != 0)
 		fail_msg("%s", err);
-	assert_false(c->watchdog.enabled);
+	assert_true(c->watchdog.enabled);
 	assert_int_equal(c->watchdog.learning_ms, 7 * 86400000ULL);
 	assert_null(c->watchdog.traps);
 	assert_null(c->watchdog.alert_command);

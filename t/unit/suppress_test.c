@@ -87,18 +87,21 @@ test_bounce_rule(void **state)
 	(void)state;
 	/* Not a hard bounce of the right kind: nothing. */
 	assert_int_equal(
-	    suppress_note_result("alice", RCPT, false, CONF_BC_BAD_MAILBOX), 0);
+	    suppress_note_result("alice", RCPT, 1, false, CONF_BC_BAD_MAILBOX),
+	    0);
 	assert_int_equal(
-	    suppress_note_result("alice", RCPT, true, CONF_BC_QUOTA), 0);
+	    suppress_note_result("alice", RCPT, 1, true, CONF_BC_QUOTA), 0);
 	assert_int_equal(
-	    suppress_note_result("alice", RCPT, true, CONF_BC_NONE), 0);
+	    suppress_note_result("alice", RCPT, 1, true, CONF_BC_NONE), 0);
 	barrier();
 	assert_int_equal(suppress_check("alice", RCPT, NULL), SUPPRESS_PASS);
 
 	assert_int_equal(
-	    suppress_note_result("alice", RCPT, true, CONF_BC_BAD_MAILBOX), 0);
+	    suppress_note_result("alice", RCPT, 1, true, CONF_BC_BAD_MAILBOX),
+	    0);
 	assert_int_equal(
-	    suppress_note_result("alice", RCPT2, true, CONF_BC_BAD_DOMAIN), 0);
+	    suppress_note_result("alice", RCPT2, 1, true, CONF_BC_BAD_DOMAIN),
+	    0);
 	barrier();
 	assert_int_equal(suppress_check("alice", RCPT, &hit), SUPPRESS_REFUSE);
 	assert_int_equal(hit.reason, QSR_BAD_MAILBOX);
@@ -135,7 +138,7 @@ test_complaint_scope_global(void **state)
 	struct suppress_hit hit;
 
 	(void)state;
-	assert_int_equal(suppress_complaint("relay", RCPT), 0);
+	assert_int_equal(suppress_complaint("relay", RCPT, 0), 0);
 	barrier();
 	assert_int_equal(suppress_check("relay", RCPT, &hit), SUPPRESS_REFUSE);
 	assert_int_equal(hit.reason, QSR_COMPLAINT);
@@ -147,7 +150,7 @@ test_complaint_scope_global(void **state)
 	assert_true(suppress_scope_global());
 	/* The relay's entry is a per-user one: not consulted any more. */
 	assert_int_equal(suppress_check("relay", RCPT, NULL), SUPPRESS_PASS);
-	assert_int_equal(suppress_complaint("relay", RCPT2), 0);
+	assert_int_equal(suppress_complaint("relay", RCPT2, 0), 0);
 	barrier();
 	assert_int_equal(suppress_check("alice", RCPT2, &hit), SUPPRESS_REFUSE);
 	assert_true(hit.global);
@@ -168,8 +171,8 @@ test_retention_and_purge(void **state)
 	assert_int_equal(suppress_addr_hash(RCPT, e.rcpt), 0);
 	e.time_ms = now - 100 * day;
 	assert_int_equal(suppress_add(&e, NULL, NULL), 0);
-	assert_int_equal(suppress_complaint("alice", RCPT2), 0);
-	assert_int_equal(suppress_complaint("bob", RCPT2), 0);
+	assert_int_equal(suppress_complaint("alice", RCPT2, 0), 0);
+	assert_int_equal(suppress_complaint("bob", RCPT2, 0), 0);
 	barrier();
 	assert_int_equal(suppress_check("alice", RCPT, NULL), SUPPRESS_PASS);
 	assert_int_equal(suppress_get(e.scope, e.rcpt, NULL, err, sizeof(err)),

@@ -380,7 +380,8 @@ queue_dbs_open(struct queue *q, char *err, size_t errlen)
 	    (rc = mdb_dbi_open(txn, "body", dbflags, &q->db_body)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "sched", dbflags, &q->db_sched)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "state", dbflags, &q->db_state)) != 0 ||
-	    (rc = mdb_dbi_open(txn, "suppress", dbflags, &q->db_suppress)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "suppress", dbflags, &q->db_suppress)) !=
+		0 ||
 	    (rc = mdb_dbi_open(txn, "seen", dbflags, &q->db_seen)) != 0)
 		goto fail;
 	if (queue_meta_check(q, txn, err, errlen) != 0) {

@@ -168,8 +168,8 @@ enum queue_op_kind {
 	QOP_STATE_DEL, /* queue_state_del(): state_key */
 	QOP_SUPPRESS_PUT, /* queue_suppress_put(): suppress_key, body */
 	QOP_SUPPRESS_DEL, /* queue_suppress_del(): suppress_key */
-	QOP_SEEN_PUT,  /* queue_seen_put(): body = keys, old_due_ms = day */
-	QOP_SEEN_SWEEP, /* queue_seen_expire/purge: one batch of the sweep */
+	QOP_SEEN_PUT,     /* queue_seen_put(): body = keys, old_due_ms = day */
+	QOP_SEEN_SWEEP,   /* queue_seen_expire/purge: one batch of the sweep */
 };
 
 struct queue_op;

@@ -28,7 +28,7 @@
 struct queue {
 	MDB_env *env;
 	MDB_dbi db_env, db_body, db_sched, db_meta, db_state, db_suppress;
-	MDB_dbi db_seen; /* seen.c */
+	MDB_dbi db_seen;              /* seen.c */
 	queue_commit_fn *commit_hook; /* set before ops flow; read-only then */
 	struct crypt_key *key;
 	char *path;

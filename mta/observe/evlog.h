@@ -34,8 +34,8 @@ enum evlog_type {
 	EV_IMPORT, /* a message came in from an archive (import) */
 	EV_SUPPRESSED, /* a RCPT refused or dropped: its recipient is on the
 			  suppression list (mta/observe/suppress.h) */
-	EV_COMPLAINT, /* a mailbox provider's complaint report (ARF) */
-	EV_WATCHDOG, /* the watchdog stopped or released a sending identity */
+	EV_COMPLAINT,  /* a mailbox provider's complaint report (ARF) */
+	EV_WATCHDOG,   /* the watchdog stopped or released a sending identity */
 	EV__COUNT
 };
 

@@ -183,7 +183,7 @@ build(const struct row *r)
 }
 
 #define RET_OURS                                                               \
-	"Received: from mta.example.com (mta.example.com [192.0.2.25])\n"      \
+	"Received: from mta.example.com (mta.example.com [127.0.0.25])\n"      \
 	"\tby mx.example.net; Tue, 3 Dec 2024 10:00:00 +0000\n"                \
 	"DKIM-Signature: v=1; a=rsa-sha256; d=shop.example; s=s1;\n"           \
 	"\th=From:To:Subject:X-Outpost-FB; bh=abc=; b=def=\n"                  \
@@ -245,7 +245,7 @@ static const struct row rows[] = {
 	  "@RET@"
 	  "--part1_13d.2e68ed54_boundary--\n",
 	  "Received: from mailserver.example.net\n"
-	  "        (mailserver.example.net [192.0.2.1])\n"
+	  "        (mailserver.example.net [127.0.0.21])\n"
 	  "        by example.com with ESMTP id M63d4137594e46;\n"
 	  "        Thu, 08 Mar 2005 14:00:00 -0400\n"
 	  "From: <somespammer@example.net>\n"
@@ -283,7 +283,7 @@ static const struct row rows[] = {
 	  ARF_HEAD("AOL SComp",
 		   "Version: 0.1\n"
 		   "Received-Date: Tue, 3 Dec 2024 10:00:00 +0000\n"
-		   "Source-IP: 192.0.2.25\n"
+		   "Source-IP: 127.0.0.25\n"
 		   "Reported-Domain: shop.example\n"
 		   "Redacted-Address: redacted\n"
 		   "Redacted-Address: redacted@\n") "Content-Type: "
@@ -302,7 +302,7 @@ static const struct row rows[] = {
 	{ "microsoft jmrp",
 	  "From: staff@hotmail.example\n"
 	  "To: fbl@mta.example\n"
-	  "Subject: complaint about message from 192.0.2.25\n"
+	  "Subject: complaint about message from 127.0.0.25\n"
 	  "MIME-Version: 1.0\n"
 	  "Content-Type: multipart/mixed;\n"
 	  " boundary=\"_jmrp_boundary_\"\n"
@@ -330,7 +330,7 @@ static const struct row rows[] = {
 	      "Original-Rcpt-To: jane@comcast.example\n"
 	      "Arrival-Date: Tue, 3 Dec 2024 10:00:00 "
 	      "+0000\n"
-	      "Source-IP: 192.0.2.25\n") "Content-Type: message/rfc822\n"
+	      "Source-IP: 127.0.0.25\n") "Content-Type: message/rfc822\n"
 					 "Content-Transfer-Encoding: "
 					 "base64\n\n@RET@------=_Part_1--\n",
 	  RET_OURS, E_B64, false, 0, ARF_SHAPE_RFC5965, "abuse",

@@ -113,7 +113,7 @@ static const struct corpus_row corpus[] = {
 	  "authenticate with either SPF or DKIM. - gsmtp",
 	  BC(POLICY_RELATED) },
 	{ "gmail no PTR", OS_MAIL, 550,
-	  "5.7.25 [192.0.2.1] The IP address sending this message does not "
+	  "5.7.25 [127.0.0.21] The IP address sending this message does not "
 	  "have a\n5.7.25 PTR record setup, or the corresponding forward DNS "
 	  "entry does not\n5.7.25 point to the sending IP. - gsmtp",
 	  BC(POLICY_RELATED) },
@@ -125,7 +125,7 @@ static const struct corpus_row corpus[] = {
 	  "5.3.4 Your message exceeded Google's message size limits. - gsmtp",
 	  BC(MESSAGE_CONTENT) },
 	{ "gmail not authorized directly", OS_MAIL, 550,
-	  "5.7.1 [192.0.2.1] The IP you're using to send mail is not "
+	  "5.7.1 [127.0.0.21] The IP you're using to send mail is not "
 	  "authorized to\n5.7.1 send email directly to our servers. Please "
 	  "use the SMTP relay at your\n5.7.1 service provider instead. - gsmtp",
 	  BC(POLICY_RELATED) },
@@ -146,14 +146,14 @@ static const struct corpus_row corpus[] = {
 	  "address lookup",
 	  BC(BAD_MAILBOX) },
 	{ "outlook S3150 block list", OS_MAIL, 550,
-	  "5.7.1 Unfortunately, messages from [192.0.2.1] weren't sent. "
+	  "5.7.1 Unfortunately, messages from [127.0.0.21] weren't sent. "
 	  "Please contact your Internet service provider since part of their "
 	  "network is on our block list (S3150). You can also refer your "
 	  "provider to http://mail.live.com/mail/troubleshooting.aspx#errors. "
 	  "[BN8NAM11FT066.eop-nam11.prod.protection.outlook.com]",
 	  BC(SPAM_RELATED) },
 	{ "o365 banned sending IP", OS_MAIL, 550,
-	  "5.7.606 Access denied, banned sending IP [192.0.2.1]. To request "
+	  "5.7.606 Access denied, banned sending IP [127.0.0.21]. To request "
 	  "removal from this list please visit https://sender.office.com/ and "
 	  "follow the directions.",
 	  BC(SPAM_RELATED) },
@@ -162,12 +162,12 @@ static const struct corpus_row corpus[] = {
 	  "from this IP.",
 	  BC(SPAM_RELATED) },
 	{ "o365 4.7.650 IP reputation", OS_MAIL, 451,
-	  "4.7.650 The mail server [192.0.2.1] has been temporarily rate "
+	  "4.7.650 The mail server [127.0.0.21] has been temporarily rate "
 	  "limited due to IP reputation. For e-mail delivery information, see "
 	  "https://postmaster.live.com (S775)",
 	  BC(RATE_LIMITED) },
 	{ "o365 server busy", OS_RCPT, 451,
-	  "4.7.500 Server busy. Please try again later from [192.0.2.1]. "
+	  "4.7.500 Server busy. Please try again later from [127.0.0.21]. "
 	  "(S77714)",
 	  BC(RATE_LIMITED) },
 	{ "o365 DMARC reject", OS_EOM, 550,
@@ -190,11 +190,11 @@ static const struct corpus_row corpus[] = {
 	  BC(ROUTING) },
 	{ "hotmail RP-001 hourly limits", OS_MAIL, 421,
 	  "RP-001 (COL004-MC1F18) Unfortunately, some messages from "
-	  "192.0.2.1 weren't sent. Please try again. We have limits for how "
+	  "127.0.0.21 weren't sent. Please try again. We have limits for how "
 	  "many messages can be sent per hour and per day.",
 	  BC(RATE_LIMITED) },
 	{ "hotmail SC-001 dynamic", OS_MAIL, 550,
-	  "SC-001 (BAY004-MC1F23) Unfortunately, messages from 192.0.2.1 "
+	  "SC-001 (BAY004-MC1F23) Unfortunately, messages from 127.0.0.21 "
 	  "weren't sent. Please contact your Internet service provider. You "
 	  "can tell them that Hotmail does not relay dynamically-assigned IP "
 	  "ranges.",
@@ -205,17 +205,17 @@ static const struct corpus_row corpus[] = {
 	  "https://help.yahoo.com/kb/postmaster/SLN7304.html",
 	  BC(POLICY_RELATED) },
 	{ "yahoo TSS04 volume", OS_MAIL, 421,
-	  "4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred due to "
-	  "unexpected volume or user complaints - 4.16.55.1; see "
+	  "4.7.0 [TSS04] Messages from 127.0.0.21 temporarily deferred due to "
+	  "unexpected volume or user complaints - 4.16.55; see "
 	  "https://postmaster.yahooinc.com/error-codes",
 	  BC(RATE_LIMITED) },
 	{ "yahoo TS01 complaints", OS_MAIL, 421,
-	  "4.7.0 [TS01] Messages from 192.0.2.1 temporarily deferred due to "
-	  "user complaints - 4.16.55.1; see "
+	  "4.7.0 [TS01] Messages from 127.0.0.21 temporarily deferred due to "
+	  "user complaints - 4.16.55; see "
 	  "https://help.yahoo.com/kb/postmaster/SLN3434.html",
 	  BC(SPAM_RELATED) },
 	{ "yahoo TSS09 permanently deferred", OS_MAIL, 421,
-	  "4.7.0 [TSS09] All messages from 192.0.2.1 will be permanently "
+	  "4.7.0 [TSS09] All messages from 127.0.0.21 will be permanently "
 	  "deferred; Retrying will NOT succeed. See "
 	  "https://postmaster.yahooinc.com/error-codes",
 	  BC(SPAM_RELATED) },
@@ -237,7 +237,7 @@ static const struct corpus_row corpus[] = {
 	  "1 Requested mail action aborted, mailbox not found",
 	  BC(BAD_MAILBOX) },
 	{ "yahoo BL21 spamhaus", OS_MAIL, 553,
-	  "5.7.1 [BL21] Connections will not be accepted from 192.0.2.1, "
+	  "5.7.1 [BL21] Connections will not be accepted from 127.0.0.21, "
 	  "because the ip is in Spamhaus's list; see "
 	  "http://postmaster.yahoo.com/550-bl23.html",
 	  BC(SPAM_RELATED) },
@@ -258,7 +258,7 @@ static const struct corpus_row corpus[] = {
 	  "https://support.apple.com/en-us/HT204137",
 	  BC(POLICY_RELATED) },
 	{ "icloud proofpoint blocked", OS_MAIL, 550,
-	  "5.7.0 Blocked - see https://ipcheck.proofpoint.com/?ip=192.0.2.1",
+	  "5.7.0 Blocked - see https://ipcheck.proofpoint.com/?ip=127.0.0.21",
 	  BC(SPAM_RELATED) },
 	/* ---- GMX, web.de ---- */
 	{ "gmx mailbox unavailable", OS_RCPT, 550,
@@ -274,7 +274,8 @@ static const struct corpus_row corpus[] = {
 	  BC(SPAM_RELATED) },
 	{ "web.de policy restrictions", OS_EOM, 554,
 	  "Transaction failed\nReject due to policy restrictions.\nFor "
-	  "explanation visit https://web.de/email/senderguidelines?ip=192.0.2.1"
+	  "explanation visit "
+	  "https://web.de/email/senderguidelines?ip=127.0.0.21"
 	  "&c=hi",
 	  BC(POLICY_RELATED) },
 	{ "gmx storage allocation", OS_RCPT, 552,
@@ -300,18 +301,18 @@ static const struct corpus_row corpus[] = {
 	{ "orange spam block", OS_GREETING, 550,
 	  "mwinf5c05 ME Adresse IP source bloquee pour incident de spam. "
 	  "Client host blocked for spamming issues. OFR006_102 Ref "
-	  "http://csi.cloudmark.com/reset-request/?ip=192.0.2.1 [102]",
+	  "http://csi.cloudmark.com/reset-request/?ip=127.0.0.21 [102]",
 	  BC(SPAM_RELATED) },
 	/* ---- Comcast ---- */
 	{ "comcast DNSBL", OS_GREETING, 554,
 	  "resimta-po-12v.sys.comcast.net resimta-po-12v.sys.comcast.net "
-	  "192.0.2.1 found on one or more DNSBLs, see "
+	  "127.0.0.21 found on one or more DNSBLs, see "
 	  "http://postmaster.comcast.net/smtp-error-codes.php#BL000001",
 	  BC(SPAM_RELATED) },
 	{ "comcast not our customer", OS_RCPT, 551, "5.1.1 Not our Customer",
 	  BC(BAD_MAILBOX) },
 	{ "comcast too many sessions", OS_GREETING, 421,
-	  "4.7.0 Too many sessions opened from IP 192.0.2.1; see "
+	  "4.7.0 Too many sessions opened from IP 127.0.0.21; see "
 	  "http://postmaster.comcast.net/smtp-error-codes.php#RL000001",
 	  BC(RATE_LIMITED) },
 	{ "comcast PTR", OS_MAIL, 550,
@@ -342,15 +343,15 @@ static const struct corpus_row corpus[] = {
 	  BC(POLICY_RELATED) },
 	/* ---- Proofpoint, Barracuda ---- */
 	{ "proofpoint ipcheck", OS_GREETING, 554,
-	  "5.7.1 Service unavailable; Client host [192.0.2.1] blocked using "
-	  "proofpoint; see https://ipcheck.proofpoint.com/?ip=192.0.2.1",
+	  "5.7.1 Service unavailable; Client host [127.0.0.21] blocked using "
+	  "proofpoint; see https://ipcheck.proofpoint.com/?ip=127.0.0.21",
 	  BC(SPAM_RELATED) },
 	{ "proofpoint local policy violation", OS_EOM, 550,
 	  "5.7.0 Local Policy Violation", BC(POLICY_RELATED) },
 	{ "barracuda reputation", OS_MAIL, 554,
-	  "Service unavailable; Client host [192.0.2.1] blocked using "
+	  "Service unavailable; Client host [127.0.0.21] blocked using "
 	  "Barracuda Reputation; http://www.barracudanetworks.com/reputation/"
-	  "?r=1&ip=192.0.2.1",
+	  "?r=1&ip=127.0.0.21",
 	  BC(SPAM_RELATED) },
 	{ "barracuda intent analysis", OS_EOM, 550,
 	  "permanent failure for one or more recipients "
@@ -361,11 +362,11 @@ static const struct corpus_row corpus[] = {
 	  "No such user (someone@example.com)", BC(BAD_MAILBOX) },
 	/* ---- Blocklists ---- */
 	{ "spamhaus zen", OS_RCPT, 554,
-	  "5.7.1 Service unavailable; Client host [192.0.2.1] blocked using "
-	  "zen.spamhaus.org; https://www.spamhaus.org/query/ip/192.0.2.1",
+	  "5.7.1 Service unavailable; Client host [127.0.0.21] blocked using "
+	  "zen.spamhaus.org; https://www.spamhaus.org/query/ip/127.0.0.21",
 	  BC(SPAM_RELATED) },
 	{ "spamcop", OS_RCPT, 550,
-	  "5.7.1 Rejected - see http://www.spamcop.net/bl.shtml?192.0.2.1",
+	  "5.7.1 Rejected - see http://www.spamcop.net/bl.shtml?127.0.0.21",
 	  BC(SPAM_RELATED) },
 	/* ---- Postfix, Exim, Sendmail and the RFC 3463 codes ---- */
 	{ "postfix user unknown", OS_RCPT, 550,

@@ -34,8 +34,13 @@
  * read transaction.  Measured over a queue of 1M messages (t/bench/
  * restore.sh, the phases without points starting once a point is
  * written): acceptance during a point at 0.73x its rate without with a
- * pace of 2, 0.85x with 6, no better with 20 (what remains is not the
- * copy's share of the time).  An idle queue gets the copy at full speed. */
+ * pace of 2, 0.85x with 6, no better with 20.  What remains is the read
+ * transaction's, not the copy's: while it pins a snapshot, LMDB cannot
+ * reuse the pages freed after it, each commit writes at the end of a
+ * growing file, and its fdatasync then commits the file system's metadata
+ * too (a read transaction alone, held as long, costs as much; a data file
+ * extended beforehand with written blocks costs nothing).  An idle queue
+ * gets the copy at full speed. */
 #define COPY_PACE        6
 #define COPY_REST_MAX_US 1000000
 

@@ -17,6 +17,12 @@
 #define POINT_NAME_BYTES     17   /* YYYYMMDDTHHMMSSZ and NUL */
 #define POINT_MANIFEST_MAX   2048 /* a manifest is far smaller */
 #define POINT_CHECKSUM_LABEL "blake2b-256:"
+/* Written blocks kept ahead of the queue's data while a point is taken
+ * (point.c, headroom.c); the copy tops up at most POINT_HEADROOM_STEP
+ * between two of its windows. */
+#define POINT_HEADROOM_MIN  (16ull << 20)
+#define POINT_HEADROOM_MAX  (4ull << 30)
+#define POINT_HEADROOM_STEP (16ull << 20)
 
 struct crypt_key;
 

@@ -429,6 +429,7 @@ queue_free(struct queue *q)
 	pthread_mutex_destroy(&q->mu);
 	pthread_cond_destroy(&q->cv);
 	pthread_mutex_destroy(&q->stats_mu);
+	pthread_mutex_destroy(&q->txn_mu);
 	free(q->path);
 	free(q);
 }
@@ -455,6 +456,7 @@ queue_new(const struct queue_config *cfg)
 	q->tailp = &q->head;
 	pthread_mutex_init(&q->mu, NULL);
 	pthread_mutex_init(&q->stats_mu, NULL);
+	pthread_mutex_init(&q->txn_mu, NULL);
 	/* The linger is timed on the monotonic clock: immune to clock steps. */
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

@@ -60,6 +60,11 @@ struct queue {
 
 	pthread_mutex_t stats_mu;
 	struct queue_stats stats;
+
+	/* Held by the writer across each write transaction (begin to commit),
+	 * so that headroom.c appends to the file only between them. */
+	pthread_mutex_t txn_mu;
+	uint64_t headroom_want; /* bytes kept ahead during a point (point.c) */
 };
 
 /* Records sealed ahead of the write transaction: the envelope, then each
@@ -109,6 +114,22 @@ int queue_dir_sync(const char *path, const char *suffix);
 /* queue_sealed_free — drop OP's sealed records (NULL-safe).  Any thread
  * that owns OP. */
 void queue_sealed_free(struct queue_op *op);
+
+/* headroom.c ---------------------------------------------------------- */
+
+/*
+ * headroom_keep — append written zeros to the data file until it holds
+ * WANT bytes past LMDB's last page, writing at most MAX_WRITE bytes in
+ * this call, each chunk synced.  *WRITTEN: the bytes appended.  0, or -1
+ * with errno (what was appended stays: LMDB writes into it later).
+ * Restore thread (blocks on the disk; takes q->txn_mu per chunk).
+ */
+int headroom_keep(struct queue *q, uint64_t want, uint64_t max_write,
+		  uint64_t *written);
+
+/* headroom_used — the end of LMDB's last page (0 on failure).  Any thread
+ * but the writer (takes q->txn_mu). */
+uint64_t headroom_used(struct queue *q);
 
 /* state.c ------------------------------------------------------------- */
 

@@ -212,6 +212,7 @@ writer_batch_txn(struct queue *q, struct queue_op *batch, const char **what,
 	int rc;
 
 	*what = "mdb_txn_begin";
+	pthread_mutex_lock(&q->txn_mu); /* headroom.c appends between txns */
 	if ((rc = mdb_txn_begin(q->env, NULL, 0, &txn)) != 0)
 		goto fail;
 	for (op = batch; op != NULL; op = op->next) {
@@ -228,10 +229,12 @@ writer_batch_txn(struct queue *q, struct queue_op *batch, const char **what,
 	t0 = writer_now_us();
 	rc = mdb_txn_commit(txn); /* frees txn, committed or not */
 	*commit_us = writer_now_us() - t0;
+	pthread_mutex_unlock(&q->txn_mu);
 	return rc;
 fail:
 	if (txn != NULL)
 		mdb_txn_abort(txn);
+	pthread_mutex_unlock(&q->txn_mu);
 	return rc;
 }
 

@@ -351,6 +351,11 @@ render_queue(struct render *r)
 	render_double(r, "outpost_queue_commit_seconds_total", "counter",
 		      "Time spent in mdb_txn_commit.",
 		      (double)qs.commit_us_total / 1e6);
+	render_one(r, "outpost_queue_headroom_bytes_total", "counter",
+		   "Zeros written ahead of the queue's data while restore "
+		   "points were taken (so that commits overwrite, not grow, "
+		   "the file).",
+		   qs.headroom_bytes);
 	render_one(r, "outpost_queue_commit_max_ops", "gauge",
 		   "Largest number of operations in one write transaction "
 		   "since start.",

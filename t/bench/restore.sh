@@ -66,7 +66,7 @@ inject() {
 # scrape NAME: the queue writer's counters from /metrics into NAME.
 scrape() {
 	curl -s --max-time 30 "http://127.0.0.1:$mport/metrics" |
-	    grep '^outpost_queue_\(commits_total\|ops_total\|commit_seconds_total\) ' >"$work/$1" || :
+	    grep '^outpost_queue_\(commits_total\|ops_total\|commit_seconds_total\|headroom_bytes_total\) ' >"$work/$1" || :
 }
 
 # phase_names: W0 P1 W1 P2 W2 …, ROUNDS pairs after W0.
@@ -211,7 +211,9 @@ for p in ["fill"] + ORDER:
             secs = b["outpost_queue_commit_seconds_total"] - a["outpost_queue_commit_seconds_total"]
             phases[p]["writer"] = {"commits": int(commits), "ops_per_commit": round(ops / commits, 1),
                                    "ms_per_commit": round(secs * 1000 / commits, 3),
-                                   "commit_share": round(secs / r["elapsed_s"], 3)}
+                                   "commit_share": round(secs / r["elapsed_s"], 3),
+                                   "headroom_mib": round((b.get("outpost_queue_headroom_bytes_total", 0)
+                                                          - a.get("outpost_queue_headroom_bytes_total", 0)) / 2**20, 1)}
         except (KeyError, ZeroDivisionError):
             pass
 points = []

@@ -5,7 +5,9 @@
  * whole point and fails, with its reason, on a truncated file, an altered
  * byte, a manifest whose counts lie, and the wrong key; listing passes
  * over temporary files and points without manifest; no file of the
- * directory holds the key's hex or an address in clear; names parse.
+ * directory holds the key's hex or an address in clear; names parse;
+ * the headroom written ahead of the data while messages are committed
+ * never lands on a page LMDB wrote (every record opens afterwards).
  */
 #include <sys/stat.h>
 #include <dirent.h>
@@ -24,6 +26,7 @@
 
 #include "queue/point_int.h"
 #include "queue/queue.h"
+#include "queue/queue_int.h"
 #include "t/unit/queue_fixture.h"
 
 #define SECRET   "pt-secret-9d41"
@@ -535,6 +538,62 @@ test_names(void **state)
 	assert_int_equal(point_name_parse("../../20251205T053000Z", name), -1);
 }
 
+#define HEADROOM_MSGS 3000
+
+static void *
+headroom_inserter(void *arg)
+{
+	uint64_t pending = 0;
+	unsigned n;
+
+	for (n = 0; n < HEADROOM_MSGS; n++)
+		insert(arg, n, &pending);
+	return NULL;
+}
+
+/* Zeros appended while the writer commits, then a point: every record of
+ * every message opens (point_walk), before and after a reopen. */
+static void
+test_headroom(void **state)
+{
+	struct queue_point_info pi;
+	struct queue_stats st;
+	uint64_t written, total = 0, used;
+	char path[600];
+	struct stat sb;
+	struct queue *q;
+	pthread_t th;
+	unsigned i;
+
+	(void)state;
+	q = qfix_open(512 << 20);
+	assert_int_equal(pthread_create(&th, NULL, headroom_inserter, q), 0);
+	for (i = 1; i <= 64; i++) {
+		assert_int_equal(
+		    headroom_keep(q, (uint64_t)i << 20, 1 << 20, &written), 0);
+		total += written;
+	}
+	assert_int_equal(pthread_join(th, NULL), 0);
+	queue_stats_get(q, &st);
+	assert_true(total > 0);
+	assert_true(st.headroom_bytes == total);
+	queue_close(q); /* every op committed */
+	q = qfix_open(512 << 20);
+	take(q, &pi);
+	assert_int_equal(pi.messages, HEADROOM_MSGS);
+	/* The point kept its own headroom: the file runs past LMDB's data. */
+	used = headroom_used(q);
+	snprintf(path, sizeof(path), "%s/data.mdb", qfix_queue);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_true((uint64_t)sb.st_size >= used + POINT_HEADROOM_MIN);
+	queue_close(q);
+	q = qfix_open(512 << 20);
+	take(q, &pi);
+	assert_int_equal(pi.messages, HEADROOM_MSGS);
+	assert_true(used > 0);
+	queue_close(q);
+}
+
 int
 main(void)
 {
@@ -550,6 +609,8 @@ main(void)
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_keep_plan),
 		cmocka_unit_test_setup_teardown(test_thread, dir_make,
+						qfix_teardown),
+		cmocka_unit_test_setup_teardown(test_headroom, dir_make,
 						qfix_teardown),
 	};
 

@@ -1,0 +1,126 @@
+/*
+ * headroom.c — written blocks kept ahead of LMDB's last page while a
+ * restore point pins a snapshot.  Why: the point's read transaction keeps
+ * LMDB from reusing the pages freed after it, so every commit meanwhile
+ * writes at the end of a growing file, and each commit's fdatasync then
+ * also commits the file system's allocation and size (ext4: a journal
+ * commit per transaction).  Blocks written beforehand (not fallocated:
+ * unwritten extents cost the same conversion) make those commits plain
+ * overwrites.  Owns: the file's tail past LMDB's last page and the queue's
+ * headroom figures.  Threads: the restore thread writes and syncs here; the
+ * queue writer holds q->txn_mu across each write transaction.  Invariant:
+ * a zero is written only at or past the file's size and only while no
+ * write transaction is open, so it never lands on a page LMDB has written
+ * or is writing.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <lmdb.h>
+
+#include "queue/queue_int.h"
+
+#define HEADROOM_CHUNK_BYTES (4u << 20) /* written under the lock at once */
+
+/* The end of LMDB's last page: every byte LMDB has written is below it.
+ * Call with q->txn_mu held (no write transaction open).  0 on failure. */
+static uint64_t
+headroom_used_end(struct queue *q)
+{
+	MDB_envinfo info;
+	MDB_stat st;
+
+	if (mdb_env_info(q->env, &info) != 0 || mdb_env_stat(q->env, &st) != 0)
+		return 0;
+	return ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+}
+
+uint64_t
+headroom_used(struct queue *q)
+{
+	uint64_t end;
+
+	pthread_mutex_lock(&q->txn_mu);
+	end = headroom_used_end(q);
+	pthread_mutex_unlock(&q->txn_mu);
+	return end;
+}
+
+/*
+ * One step: when the file holds fewer than WANT bytes past LMDB's last
+ * page, append up to one chunk of zeros at its end.  *ADDED: bytes
+ * written.  0 (nothing more to do when *ADDED is 0), or -1 with errno.
+ */
+static int
+headroom_step(struct queue *q, int fd, const uint8_t *zeros, uint64_t want,
+	      size_t *added)
+{
+	uint64_t end, have;
+	struct stat sb;
+	size_t n;
+	ssize_t w;
+	int rc = 0;
+
+	*added = 0;
+	pthread_mutex_lock(&q->txn_mu);
+	if ((end = headroom_used_end(q)) == 0 || fstat(fd, &sb) != 0) {
+		rc = -1;
+		errno = errno != 0 ? errno : EIO;
+		goto done;
+	}
+	have = (uint64_t)sb.st_size > end ? (uint64_t)sb.st_size - end : 0;
+	if (have >= want)
+		goto done;
+	n = want - have < HEADROOM_CHUNK_BYTES ? (size_t)(want - have)
+					       : HEADROOM_CHUNK_BYTES;
+	do
+		w = pwrite(fd, zeros, n, sb.st_size);
+	while (w < 0 && errno == EINTR);
+	if (w < 0)
+		rc = -1;
+	else
+		*added = (size_t)w;
+done:
+	pthread_mutex_unlock(&q->txn_mu);
+	return rc;
+}
+
+int
+headroom_keep(struct queue *q, uint64_t want, uint64_t max_write,
+	      uint64_t *written)
+{
+	uint8_t *zeros;
+	uint64_t total = 0;
+	size_t added;
+	int fd, rc = 0, saved;
+
+	*written = 0;
+	if (mdb_env_get_fd(q->env, &fd) != 0) {
+		errno = EBADF;
+		return -1;
+	}
+	if ((zeros = calloc(1, HEADROOM_CHUNK_BYTES)) == NULL)
+		return -1;
+	while (total < max_write) {
+		if ((rc = headroom_step(q, fd, zeros, want, &added)) != 0 ||
+		    added == 0)
+			break;
+		total += added;
+		/* Synced outside the lock, chunk by chunk: the writer's own
+		 * fdatasync never has more than one chunk of ours to flush. */
+		if ((rc = fdatasync(fd)) != 0)
+			break;
+	}
+	saved = errno;
+	free(zeros);
+	*written = total;
+	pthread_mutex_lock(&q->stats_mu);
+	q->stats.headroom_bytes += total;
+	pthread_mutex_unlock(&q->stats_mu);
+	errno = saved;
+	return rc;
+}

@@ -787,34 +787,42 @@ point_file_create(const char *dir, struct queue_point_info *pi, char *tmp,
 /*
  * The headroom (headroom.c) of a point: before its read transaction pins a
  * snapshot, the data file gets written blocks for what the queue will grow
- * while the point is taken, judged by how much it grew during the last
- * one (twice that, within POINT_HEADROOM_MIN and the smaller of
- * POINT_HEADROOM_MAX and half the data in use); the copy tops it up
- * between its windows (point_copy.c).  A failure to write it costs speed
- * only (a full disk fails the queue's own commits first), so it is not an
- * error of the point.  *START: the end of LMDB's data now.
+ * until the copy's first top-up (between its windows, point_copy.c), judged
+ * by how fast it grew during the last point: POINT_HEADROOM_AHEAD_S of
+ * that, within POINT_HEADROOM_MIN and POINT_HEADROOM_MAX.  Every zero is
+ * overwritten by LMDB later: the file only grows earlier, not more.  A
+ * failure to write it costs speed only (a full disk fails the queue's own
+ * commits first), so it is not an error of the point.
  */
+struct point_headroom {
+	uint64_t start;    /* the end of LMDB's data when the point began */
+	uint64_t start_us; /* monotonic */
+};
+
 static void
-point_headroom_before(struct queue *q, uint64_t *start)
+point_headroom_before(struct queue *q, struct point_headroom *h)
 {
 	uint64_t written;
 
 	if (q->headroom_want < POINT_HEADROOM_MIN)
 		q->headroom_want = POINT_HEADROOM_MIN;
-	*start = headroom_used(q);
+	h->start = headroom_used(q);
+	h->start_us = queue_clock_us(CLOCK_MONOTONIC);
 	(void)headroom_keep(q, q->headroom_want, q->headroom_want, &written);
 }
 
 static void
-point_headroom_after(struct queue *q, uint64_t start)
+point_headroom_after(struct queue *q, const struct point_headroom *h)
 {
-	uint64_t end = headroom_used(q), grew, want, cap;
+	uint64_t end = headroom_used(q), grew, want,
+		 us = queue_clock_us(CLOCK_MONOTONIC) - h->start_us;
 
-	grew = end > start ? end - start : 0;
-	want = 2 * grew;
-	cap = end / 2 < POINT_HEADROOM_MAX ? end / 2 : POINT_HEADROOM_MAX;
-	if (want > cap)
-		want = cap;
+	grew = end > h->start ? end - h->start : 0;
+	want = us > 0 ? (uint64_t)((double)grew * POINT_HEADROOM_AHEAD_S * 1e6 /
+				   (double)us)
+		      : 0;
+	if (want > POINT_HEADROOM_MAX)
+		want = POINT_HEADROOM_MAX;
 	if (want < POINT_HEADROOM_MIN)
 		want = POINT_HEADROOM_MIN;
 	q->headroom_want = want;
@@ -828,19 +836,19 @@ point_copy(struct queue *q, const char *dir, struct queue_point_info *pi,
 	   char *err, size_t errlen)
 {
 	char tmp[PATH_MAX], path[PATH_MAX], why[256];
-	uint64_t start;
+	struct point_headroom h;
 	int fd;
 
 	if ((fd = point_file_create(dir, pi, tmp, sizeof(tmp), err, errlen)) <
 	    0)
 		return -1;
-	point_headroom_before(q, &start);
+	point_headroom_before(q, &h);
 	if (point_copy_stream(q, fd, &pi->size, pi->checksum, why,
 			      sizeof(why)) != 0) {
 		(void)snprintf(err, errlen, "%s: %s", tmp, why);
 		goto fail;
 	}
-	point_headroom_after(q, start);
+	point_headroom_after(q, &h);
 	if (fsync(fd) != 0) {
 		(void)snprintf(err, errlen, "%s: fsync: %s", tmp,
 			       strerror(errno));

@@ -18,11 +18,13 @@
 #define POINT_MANIFEST_MAX   2048 /* a manifest is far smaller */
 #define POINT_CHECKSUM_LABEL "blake2b-256:"
 /* Written blocks kept ahead of the queue's data while a point is taken
- * (point.c, headroom.c); the copy tops up at most POINT_HEADROOM_STEP
- * between two of its windows. */
-#define POINT_HEADROOM_MIN  (16ull << 20)
-#define POINT_HEADROOM_MAX  (4ull << 30)
-#define POINT_HEADROOM_STEP (16ull << 20)
+ * (point.c, headroom.c): the growth of POINT_HEADROOM_AHEAD_S seconds at
+ * the last point's rate, within MIN and MAX; the copy tops up at most
+ * POINT_HEADROOM_STEP between two of its windows. */
+#define POINT_HEADROOM_MIN     (32ull << 20)
+#define POINT_HEADROOM_MAX     (1ull << 30)
+#define POINT_HEADROOM_AHEAD_S 2
+#define POINT_HEADROOM_STEP    (32ull << 20)
 
 struct crypt_key;
 

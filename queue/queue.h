@@ -288,9 +288,11 @@ struct queue_stats {
 	uint64_t failed_ops;
 	uint64_t last_batch; /* ops in the last transaction */
 	uint64_t max_batch;
-	uint64_t commit_us_total; /* time spent in mdb_txn_commit */
-	uint64_t headroom_bytes;  /* zeros written ahead of LMDB during
-				     restore points (headroom.c) */
+	uint64_t commit_us_total;   /* time spent in mdb_txn_commit */
+	uint64_t headroom_bytes;    /* zeros written ahead of LMDB during
+				       restore points (headroom.c) */
+	uint64_t txn_wait_us_total; /* the writer waiting for headroom.c
+				       between transactions */
 };
 void queue_stats_get(struct queue *q, struct queue_stats *st);
 

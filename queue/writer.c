@@ -200,11 +200,12 @@ writer_op_apply(struct queue *q, MDB_txn *txn, struct queue_op *op,
 /*
  * The write transaction of a batch: every op still standing (status 0) is
  * applied, then committed.  Returns 0, or the LMDB error (with *what naming
- * the call) after aborting.  *commit_us: time spent in mdb_txn_commit().
+ * the call) after aborting.  *commit_us: time spent in mdb_txn_commit();
+ * *wait_us: waiting for headroom.c to finish a chunk.
  */
 static int
 writer_batch_txn(struct queue *q, struct queue_op *batch, const char **what,
-		 uint64_t *commit_us)
+		 uint64_t *commit_us, uint64_t *wait_us)
 {
 	struct queue_op *op;
 	MDB_txn *txn = NULL;
@@ -212,7 +213,9 @@ writer_batch_txn(struct queue *q, struct queue_op *batch, const char **what,
 	int rc;
 
 	*what = "mdb_txn_begin";
+	t0 = writer_now_us();
 	pthread_mutex_lock(&q->txn_mu); /* headroom.c appends between txns */
+	*wait_us = writer_now_us() - t0;
 	if ((rc = mdb_txn_begin(q->env, NULL, 0, &txn)) != 0)
 		goto fail;
 	for (op = batch; op != NULL; op = op->next) {
@@ -248,7 +251,7 @@ writer_batch_commit(struct queue *q, struct queue_op *batch)
 {
 	struct queue_op *op, *next;
 	const char *what = "";
-	uint64_t commit_us = 0, ok = 0, failed = 0;
+	uint64_t commit_us = 0, wait_us = 0, ok = 0, failed = 0;
 	size_t live = 0;
 	int rc = 0;
 
@@ -262,7 +265,7 @@ writer_batch_commit(struct queue *q, struct queue_op *batch)
 			live++;
 	}
 	if (live > 0)
-		rc = writer_batch_txn(q, batch, &what, &commit_us);
+		rc = writer_batch_txn(q, batch, &what, &commit_us, &wait_us);
 	for (op = batch; op != NULL; op = op->next) {
 		queue_sealed_free(op);
 		if (rc != 0 && op->status == 0) {
@@ -278,6 +281,7 @@ writer_batch_commit(struct queue *q, struct queue_op *batch)
 			failed++;
 	}
 	pthread_mutex_lock(&q->stats_mu);
+	q->stats.txn_wait_us_total += wait_us;
 	if (rc == 0 && live > 0) {
 		q->stats.commits++;
 		q->stats.commit_us_total += commit_us;

@@ -356,6 +356,10 @@ render_queue(struct render *r)
 		   "points were taken (so that commits overwrite, not grow, "
 		   "the file).",
 		   qs.headroom_bytes);
+	render_double(r, "outpost_queue_txn_wait_seconds_total", "counter",
+		      "Time the queue writer waited for the headroom writer "
+		      "before a transaction.",
+		      (double)qs.txn_wait_us_total / 1e6);
 	render_one(r, "outpost_queue_commit_max_ops", "gauge",
 		   "Largest number of operations in one write transaction "
 		   "since start.",

@@ -66,7 +66,7 @@ inject() {
 # scrape NAME: the queue writer's counters from /metrics into NAME.
 scrape() {
 	curl -s --max-time 30 "http://127.0.0.1:$mport/metrics" |
-	    grep '^outpost_queue_\(commits_total\|ops_total\|commit_seconds_total\|headroom_bytes_total\) ' >"$work/$1" || :
+	    grep '^outpost_queue_\(commits_total\|ops_total\|commit_seconds_total\|headroom_bytes_total\|txn_wait_seconds_total\) ' >"$work/$1" || :
 }
 
 # phase_names: W0 P1 W1 P2 W2 …, ROUNDS pairs after W0.
@@ -213,7 +213,9 @@ for p in ["fill"] + ORDER:
                                    "ms_per_commit": round(secs * 1000 / commits, 3),
                                    "commit_share": round(secs / r["elapsed_s"], 3),
                                    "headroom_mib": round((b.get("outpost_queue_headroom_bytes_total", 0)
-                                                          - a.get("outpost_queue_headroom_bytes_total", 0)) / 2**20, 1)}
+                                                          - a.get("outpost_queue_headroom_bytes_total", 0)) / 2**20, 1),
+                                   "lock_wait_s": round(b.get("outpost_queue_txn_wait_seconds_total", 0)
+                                                        - a.get("outpost_queue_txn_wait_seconds_total", 0), 2)}
         except (KeyError, ZeroDivisionError):
             pass
 points = []
@@ -264,15 +266,16 @@ def c(v, fmt="{}"):
     return "n/a" if v is None else fmt.format(v)
 w = res["whole_queue_point"] or {}
 lines = ["## Restore points: acceptance over a queue of %s+ messages, points every %s" % ("{:,}".format(n), interval), "",
-         "| | msg/s | accepted / refused / failed | writer: ms per commit, ops per commit, share of the phase in commit | goal |", "|---|---|---|---|---|"]
+         "| | msg/s | accepted / refused / failed | writer: ms per commit, ops per commit, share of the phase in commit, s waiting for headroom, MiB of headroom written | goal |", "|---|---|---|---|---|"]
 for p in ORDER:
     what = p + (": a point every " + interval if p in P else ": no points")
     x = phases.get(p, {})
     wr = x.get("writer") or {}
-    lines.append("| %s (%s messages) | %s | %s / %s / %s | %s, %s, %s | |" % (
+    lines.append("| %s (%s messages) | %s | %s / %s / %s | %s, %s, %s, %s, %s | |" % (
         what, "{:,}".format(m), c(x.get("msg_per_s"), "{:,.0f}"), c(x.get("accepted")),
         c(x.get("refused")), c(x.get("failed")), c(wr.get("ms_per_commit")),
-        c(wr.get("ops_per_commit")), c(wr.get("commit_share"))))
+        c(wr.get("ops_per_commit")), c(wr.get("commit_share")),
+        c(wr.get("lock_wait_s")), c(wr.get("headroom_mib"))))
 lines += ["| mean without points (W) / with (P) | %s / %s | | | |" % (
               c(res["rate_without_points"], "{:,.0f}"), c(res["rate_with_points"], "{:,.0f}")),
           "| **with / without** | **%s** | | | ≥ 0.90 |" % c(res["ratio"], "{:.3f}"),

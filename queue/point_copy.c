@@ -32,15 +32,14 @@
 /* While the queue commits, the copy rests COPY_PACE times as long as its
  * last window took: it streams gigabytes through the caches and holds a
  * read transaction.  Measured over a queue of 1M messages (t/bench/
- * restore.sh, the phases without points starting once a point is
- * written): acceptance during a point at 0.73x its rate without with a
- * pace of 2, 0.85x with 6, no better with 20.  What remains is the read
+ * restore.sh): acceptance during a point at 0.73x its rate without with a
+ * pace of 2, 0.85x with 6, no better with 20.  What remained was the read
  * transaction's, not the copy's: while it pins a snapshot, LMDB cannot
  * reuse the pages freed after it, each commit writes at the end of a
  * growing file, and its fdatasync then commits the file system's metadata
- * too (a read transaction alone, held as long, costs as much; a data file
- * extended beforehand with written blocks costs nothing).  An idle queue
- * gets the copy at full speed. */
+ * too.  The headroom (headroom.c), topped up here between windows, turns
+ * those writes into overwrites.  An idle queue gets the copy at full
+ * speed. */
 #define COPY_PACE        6
 #define COPY_REST_MAX_US 1000000
 

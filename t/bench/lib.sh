@@ -187,12 +187,14 @@ PYEOF
 # osink_start PORT STATSFILE [OUTPOST-SINK OPTION...]: build/tools/outpost-sink
 # (BUILD must be set) on 127.0.0.1:PORT, --count-only, counters in
 # STATSFILE (JSON, rewritten every 100 ms); log STATSFILE.log.  Sets
-# OSINK_PID; returns once it is ready.
+# OSINK_PID; returns once it is ready.  OSINK_MAILDIR=DIR in the
+# environment: the messages are kept there instead (--maildir).
 osink_start() {
-	local port=$1 stats=$2
+	local port=$1 stats=$2 keep=(--count-only)
 	shift 2
+	[ -n "${OSINK_MAILDIR:-}" ] && keep=(--maildir "$OSINK_MAILDIR")
 	rm -f "$stats" "$stats.ready"
-	"$BUILD/tools/outpost-sink" --listen "127.0.0.1:$port" --count-only \
+	"$BUILD/tools/outpost-sink" --listen "127.0.0.1:$port" "${keep[@]}" \
 	    --stats "$stats" --ready-file "$stats.ready" "$@" >"$stats.log" 2>&1 &
 	OSINK_PID=$!
 	for _ in $(seq 200); do

@@ -8,6 +8,7 @@
  * addresses; grow past max_entries.  Invariants: every entry is in the map
  * and in the list, or in neither; st.entries counts them.
  */
+#include <sys/queue.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,8 +29,8 @@
 struct scan_cache_entry {
 	uint8_t hash[SCAN_HASH_BYTES];
 	int64_t put_ms;
-	struct scan_cache_entry *prev, *next; /* LRU: head = most recent */
-	char *name;                           /* INFECTED only, else NULL */
+	TAILQ_ENTRY(scan_cache_entry) lru; /* head = most recently used */
+	char *name;                        /* INFECTED only, else NULL */
 	enum scan_verdict verdict;
 };
 
@@ -39,7 +40,7 @@ struct scan_cache {
 	size_t max;
 	int64_t ttl_ms;
 	struct idmap map; /* first 8 hash bytes → entry */
-	struct scan_cache_entry *head, *tail;
+	TAILQ_HEAD(scan_cache_lru, scan_cache_entry) lru;
 	struct scan_cache_stats st;
 };
 
@@ -59,38 +60,12 @@ scan_cache_slot_key(const uint8_t hash[SCAN_HASH_BYTES])
 	return k;
 }
 
-static void
-scan_cache_unlink(struct scan_cache *c, struct scan_cache_entry *e)
-{
-	if (e->prev != NULL)
-		e->prev->next = e->next;
-	else
-		c->head = e->next;
-	if (e->next != NULL)
-		e->next->prev = e->prev;
-	else
-		c->tail = e->prev;
-	e->prev = e->next = NULL;
-}
-
-static void
-scan_cache_push_head(struct scan_cache *c, struct scan_cache_entry *e)
-{
-	e->prev = NULL;
-	e->next = c->head;
-	if (c->head != NULL)
-		c->head->prev = e;
-	c->head = e;
-	if (c->tail == NULL)
-		c->tail = e;
-}
-
 /* Take E out of the map and the list; the caller frees or reuses it. */
 static void
 scan_cache_remove(struct scan_cache *c, struct scan_cache_entry *e)
 {
 	(void)idmap_del(&c->map, scan_cache_slot_key(e->hash));
-	scan_cache_unlink(c, e);
+	TAILQ_REMOVE(&c->lru, e, lru);
 	free(e->name);
 	e->name = NULL;
 	c->st.entries--;
@@ -109,6 +84,7 @@ scan_cache_new(size_t max_entries, int64_t ttl_ms)
 		return NULL;
 	}
 	pthread_mutex_init(&c->mu, NULL);
+	TAILQ_INIT(&c->lru);
 	randombytes_buf(c->key, sizeof(c->key));
 	c->max = max_entries;
 	c->ttl_ms = ttl_ms;
@@ -119,12 +95,12 @@ scan_cache_new(size_t max_entries, int64_t ttl_ms)
 void
 scan_cache_free(struct scan_cache *c)
 {
-	struct scan_cache_entry *e, *next;
+	struct scan_cache_entry *e;
 
 	if (c == NULL)
 		return;
-	for (e = c->head; e != NULL; e = next) {
-		next = e->next;
+	while ((e = TAILQ_FIRST(&c->lru)) != NULL) {
+		TAILQ_REMOVE(&c->lru, e, lru);
 		free(e->name);
 		free(e);
 	}
@@ -177,8 +153,8 @@ scan_cache_get(struct scan_cache *c, const uint8_t hash[SCAN_HASH_BYTES],
 	v = e->verdict;
 	if (v == SCAN_INFECTED && name != NULL && namelen > 0)
 		snprintf(name, namelen, "%s", e->name ? e->name : "");
-	scan_cache_unlink(c, e);
-	scan_cache_push_head(c, e);
+	TAILQ_REMOVE(&c->lru, e, lru);
+	TAILQ_INSERT_HEAD(&c->lru, e, lru);
 done:
 	pthread_mutex_unlock(&c->mu);
 	return v;
@@ -200,11 +176,11 @@ scan_cache_put(struct scan_cache *c, const uint8_t hash[SCAN_HASH_BYTES],
 		return;
 	pthread_mutex_lock(&c->mu);
 	if ((e = idmap_get(&c->map, k)) != NULL) {
-		scan_cache_unlink(c, e); /* a replacement: same slot */
+		TAILQ_REMOVE(&c->lru, e, lru); /* a replacement: same slot */
 		free(e->name);
 	} else {
 		if (c->st.entries >= c->max) {
-			e = c->tail; /* reused for the newcomer */
+			e = TAILQ_LAST(&c->lru, scan_cache_lru); /* reused */
 			scan_cache_remove(c, e);
 			c->st.evictions++;
 		} else if ((e = malloc(sizeof(*e))) == NULL) {
@@ -221,7 +197,7 @@ scan_cache_put(struct scan_cache *c, const uint8_t hash[SCAN_HASH_BYTES],
 	e->put_ms = now_ms;
 	e->verdict = verdict;
 	e->name = copy;
-	scan_cache_push_head(c, e);
+	TAILQ_INSERT_HEAD(&c->lru, e, lru);
 	pthread_mutex_unlock(&c->mu);
 	return;
 fail:
@@ -235,7 +211,7 @@ scan_cache_flush(struct scan_cache *c)
 	struct scan_cache_entry *e;
 
 	pthread_mutex_lock(&c->mu);
-	while ((e = c->head) != NULL) {
+	while ((e = TAILQ_FIRST(&c->lru)) != NULL) {
 		scan_cache_remove(c, e);
 		free(e);
 	}

@@ -235,6 +235,33 @@ while True:
 PYEOF
 }
 
+# relay_conf FILE DIR PORT SINK_PORT [LINE...]: an outpost.conf (written
+# by the calling script) relaying everything to 127.0.0.1:SINK_PORT: data
+# under DIR/var, a plain listener on 127.0.0.1:PORT, relay for 127.0.0.0/8,
+# routes for sink.test and sender.test, DNS at a loopback port where
+# nothing listens (no lookup can leave the box), no DMARC check; each LINE
+# appended as it is.
+relay_conf() {
+	local file=$1 dir=$2 port=$3 sp=$4 dns
+	shift 4
+	dns=$(free_port)
+	{
+		cat <<EOF
+# written by ${0##*/}: loopback only
+data_dir = "$dir/var"
+listener "127.0.0.1:$port" { tls = "none" }
+relay { networks = { "127.0.0.0/8" } }
+dns { servers = "127.0.0.1:$dns" timeout = 1s tries = 1 }
+delivery { relay_host = "127.0.0.1:$sp" }
+route "sink.test" { host = "127.0.0.1:$sp" }
+route "sender.test" { host = "127.0.0.1:$sp" }
+dmarc { check = false }
+queue { map_size = 8G }
+EOF
+		printf '%s\n' "$@"
+	} >"$file"
+}
+
 # bench_init — what every benchmark takes from run.sh: BUILD and OUT (both
 # required), LOAD and OSINK (the build's load generator and sink), OUTPOSTD
 # (OUTPOSTD= in the environment measures another build's daemon).

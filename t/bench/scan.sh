@@ -205,27 +205,14 @@ PYEOF
 # to the sink on $SP, metrics on $MPORT; sets OPD_PID, PORT.  Returns 2 when
 # outpostd -t refuses the configuration (a scan {} it does not know).
 start() {
-	local d=$work/$1 dns scan=''
+	local d=$work/$1 scan=''
 	PORT=$(free_port)
 	MPORT=$(free_port)
-	dns=$(free_port) # nothing listens there: no lookup can leave the box
 	[ "$2" = 1 ] && scan="scan { clamd = \"$SOCK\" }"
 	rm -rf "$d"
 	mkdir -p "$d"
-	cat >"$d/outpost.conf" <<EOF
-# written by t/bench/scan.sh: loopback only
-data_dir = "$d/var"
-listener "127.0.0.1:$PORT" { tls = "none" }
-relay { networks = { "127.0.0.0/8" } }
-dns { servers = "127.0.0.1:$dns" timeout = 1s tries = 1 }
-delivery { relay_host = "127.0.0.1:$SP" }
-route "sink.test" { host = "127.0.0.1:$SP" }
-route "sender.test" { host = "127.0.0.1:$SP" }
-dmarc { check = false }
-queue { map_size = 8G }
-metrics { listen = "127.0.0.1:$MPORT" }
-$scan
-EOF
+	relay_conf "$d/outpost.conf" "$d" "$PORT" "$SP" \
+	    "metrics { listen = \"127.0.0.1:$MPORT\" }" "$scan"
 	cp "$d/outpost.conf" "$work/$1.conf.log"
 	if ! "$OUTPOSTD" -t -c "$d/outpost.conf" >"$work/$1-check.log" 2>&1; then
 		note "$1: outpostd -t rejects the configuration: $(tail -n 2 "$work/$1-check.log")"

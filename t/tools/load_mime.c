@@ -98,7 +98,7 @@ load_mime_head(const struct load_mime *m, uint64_t seq, char *buf, size_t size)
 	    "\r\n"
 	    "Dear customer %" PRIu64 ",\r\n"
 	    "\r\n"
-	    "your statement number %" PRIu64 " is attached.\r\n"
+	    "your statement %s-%" PRIu64 " is attached.\r\n"
 	    "--" LOAD_MIME_BOUNDARY "\r\n"
 	    "Content-Type: application/pdf; name=\"statement.pdf\"\r\n"
 	    "Content-Transfer-Encoding: base64\r\n"
@@ -106,7 +106,7 @@ load_mime_head(const struct load_mime *m, uint64_t seq, char *buf, size_t size)
 	    "filename=\"statement.pdf\"\r\n"
 	    "\r\n"
 	    "%s\r\n",
-	    seq, seq * 7919 % 1000003, line);
+	    seq, m->tag, seq, line);
 	if (n < 0 || (size_t)n >= size)
 		return 0;
 	return (size_t)n;

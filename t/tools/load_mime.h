@@ -22,7 +22,8 @@ enum load_mime_mode {
 struct load_mime {
 	enum load_mime_mode mode;
 	char first[80]; /* the shared first base64 line, NUL-terminated */
-	char tag[64];   /* makes a unique attachment differ between runs */
+	char tag[64];   /* the run's: text parts and unique attachments of
+			   two runs differ */
 };
 
 /*
@@ -36,7 +37,8 @@ int load_mime_prepare(struct load_mime *m, size_t bytes, const char *tag,
 
 /*
  * load_mime_head — the MIME fields of message SEQ's header block, its
- * blank line, the preamble, the personalized text part, the attachment's
+ * blank line, the preamble, the text part (personalized with SEQ and the
+ * run's tag: no two messages of any two runs share it), the attachment's
  * header block and its first base64 line (shared, or made of TAG and SEQ).
  * Written into BUF; returns the length, or 0 if it does not fit.
  */

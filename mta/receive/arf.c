@@ -16,12 +16,7 @@
 #include <sodium.h>
 
 #include "mta/receive/arf.h"
-
-/* A header block being read: P moves, never past END. */
-struct arf_hdrs {
-	const uint8_t *p, *end;
-	size_t nfields;
-};
+#include "mta/receive/mime_int.h"
 
 /* One parse: the unfolded field in hand and the reason of a failure. */
 struct arf_ctx {
@@ -33,87 +28,12 @@ struct arf_ctx {
 	size_t nparts;
 };
 
-/* The next line of [P, END): its length without CR LF, and where the
- * following line starts.  LF-only line ends are taken too. */
-static size_t
-arf_line(const uint8_t *p, const uint8_t *end, const uint8_t **next)
-{
-	const uint8_t *lf = memchr(p, '\n', (size_t)(end - p));
-	size_t n;
-
-	if (lf == NULL) {
-		*next = end;
-		return (size_t)(end - p);
-	}
-	*next = lf + 1;
-	n = (size_t)(lf - p);
-	if (n > 0 && p[n - 1] == '\r')
-		n--;
-	return n;
-}
-
-/*
- * The next field of H into X->name (lower-cased) and X->value (unfolded:
- * the line breaks of folds removed, their white space kept).  1 a field,
- * 0 the end of the block (H->p at the body), -1 malformed (X->why).
- */
+/* The next field of H into X->name and X->value (mime_hdrs_next). */
 static int
-arf_hdrs_next(struct arf_ctx *x, struct arf_hdrs *h)
+arf_hdrs_next(struct arf_ctx *x, struct mime_hdrs *h)
 {
-	const uint8_t *line = h->p, *next, *colon;
-	size_t n = arf_line(line, h->end, &next), nlen, vlen, i;
-
-	if (h->p >= h->end || n == 0) {
-		h->p = h->p >= h->end ? h->end : next;
-		return 0;
-	}
-	if (line[0] == ' ' || line[0] == '\t') {
-		x->why = "header block starts with a continuation line";
-		return -1;
-	}
-	if ((colon = memchr(line, ':', n)) == NULL || colon == line) {
-		x->why = "malformed header line";
-		return -1;
-	}
-	for (nlen = (size_t)(colon - line);
-	     nlen > 0 && (line[nlen - 1] == ' ' || line[nlen - 1] == '\t');)
-		nlen--;
-	if (nlen == 0 || nlen >= sizeof(x->name)) {
-		x->why = "malformed header field name";
-		return -1;
-	}
-	for (i = 0; i < nlen; i++) {
-		if (line[i] < 33 || line[i] > 126) {
-			x->why = "malformed header field name";
-			return -1;
-		}
-		x->name[i] = (char)(line[i] >= 'A' && line[i] <= 'Z'
-					? line[i] - 'A' + 'a'
-					: line[i]);
-	}
-	x->name[nlen] = '\0';
-	if (++h->nfields > ARF_FIELDS_MAX) {
-		x->why = "too many header fields";
-		return -1;
-	}
-	vlen = 0;
-	line = colon + 1;
-	n -= (size_t)(line - h->p);
-	for (;;) {
-		if (vlen + n > ARF_FIELD_MAX_BYTES) {
-			x->why = "header field too long";
-			return -1;
-		}
-		memcpy(x->value + vlen, line, n);
-		vlen += n;
-		line = next;
-		if (line >= h->end || (line[0] != ' ' && line[0] != '\t'))
-			break;
-		n = arf_line(line, h->end, &next);
-	}
-	x->value[vlen] = '\0';
-	h->p = line;
-	return 1;
+	return mime_hdrs_next(h, x->name, sizeof(x->name), x->value,
+			      sizeof(x->value), ARF_FIELDS_MAX, &x->why);
 }
 
 /* S without leading and trailing white space, into OUT (cut; a tab as a
@@ -169,86 +89,6 @@ arf_keep_to(const char *v, char *out, size_t outlen)
 	arf_keep(tmp, false, out, outlen);
 }
 
-/* A parameter's value at Q (after "="): a token or a quoted string, into
- * OUT.  0, or -1 (an unterminated quote, longer than OUTLEN - 1). */
-static int
-arf_param_value(const char *q, char *out, size_t outlen)
-{
-	size_t n = 0;
-
-	if (*q != '"') {
-		for (; *q != '\0' && *q != ';' && *q != ' ' && *q != '\t';
-		     q++) {
-			if (n + 1 >= outlen)
-				return -1;
-			out[n++] = *q;
-		}
-		out[n] = '\0';
-		return 0;
-	}
-	for (q++; *q != '"'; q++) {
-		if (*q == '\\' && q[1] != '\0')
-			q++;
-		if (*q == '\0' || n + 1 >= outlen)
-			return -1;
-		out[n++] = *q;
-	}
-	out[n] = '\0';
-	return 0;
-}
-
-/* A MIME parameter NAME of the Content-Type value V into OUT; 1 found,
- * 0 absent, -1 malformed (an unterminated quote, too long). */
-static int
-arf_param(const char *v, const char *name, char *out, size_t outlen)
-{
-	const char *p = strchr(v, ';'), *q;
-	size_t nlen = strlen(name);
-
-	while (p != NULL && *p == ';') {
-		for (p++; *p == ' ' || *p == '\t'; p++)
-			;
-		if (strncasecmp(p, name, nlen) == 0) {
-			for (q = p + nlen; *q == ' ' || *q == '\t'; q++)
-				;
-			if (*q++ == '=') {
-				while (*q == ' ' || *q == '\t')
-					q++;
-				return arf_param_value(q, out, outlen) == 0
-					   ? 1
-					   : -1;
-			}
-		}
-		/* On to the next ';' outside a quoted string. */
-		for (; *p != '\0' && *p != ';'; p++) {
-			if (*p != '"')
-				continue;
-			for (p++; *p != '"'; p++) {
-				if (*p == '\\' && p[1] != '\0')
-					p++;
-				if (*p == '\0')
-					return -1;
-			}
-		}
-	}
-	return 0;
-}
-
-/* The media type of Content-Type value V, lower-cased, into OUT. */
-static void
-arf_media_type(const char *v, char *out, size_t outlen)
-{
-	size_t n = 0;
-
-	while (*v == ' ' || *v == '\t')
-		v++;
-	for (; *v != '\0' && *v != ';' && *v != ' ' && *v != '\t' &&
-	       n + 1 < outlen;
-	     v++)
-		out[n++] = (char)(*v >= 'A' && *v <= 'Z' ? *v - 'A' + 'a' : *v);
-	out[n] = '\0';
-}
-
 /* Quoted-printable (RFC 2045 6.7) into OUT (at least LEN bytes): soft
  * breaks removed, "=XX" decoded, a stray '=' kept as it is (6.7 (1)). */
 static size_t
@@ -293,7 +133,7 @@ arf_decode(struct arf_ctx *x, const char *cte, const uint8_t *p, size_t len,
 {
 	char enc[32];
 
-	arf_media_type(cte, enc, sizeof(enc));
+	mime_media_type(cte, enc, sizeof(enc));
 	if ((*out = malloc(len + 1)) == NULL) {
 		x->why = "out of memory";
 		return -1;
@@ -381,7 +221,7 @@ static int
 arf_report_fields(struct arf_ctx *x, const uint8_t *p, size_t len)
 {
 	struct arf_report *r = x->r;
-	struct arf_hdrs h = { p, p + len, 0 };
+	struct mime_hdrs h = { p, p + len, 0 };
 	int rc;
 	size_t i;
 
@@ -414,7 +254,7 @@ arf_report_fields(struct arf_ctx *x, const uint8_t *p, size_t len)
 static int
 arf_returned(struct arf_ctx *x, const uint8_t *p, size_t len)
 {
-	struct arf_hdrs h = { p, p + len, 0 };
+	struct mime_hdrs h = { p, p + len, 0 };
 	const uint8_t *next;
 	int rc;
 
@@ -422,7 +262,7 @@ arf_returned(struct arf_ctx *x, const uint8_t *p, size_t len)
 		h.p++;
 	/* An mbox separator line some providers leave in front. */
 	if (h.end - h.p > 5 && memcmp(h.p, "From ", 5) == 0) {
-		arf_line(h.p, h.end, &next);
+		mime_line(h.p, h.end, &next);
 		h.p = next;
 	}
 	while ((rc = arf_hdrs_next(x, &h)) == 1)
@@ -463,7 +303,7 @@ arf_entity(struct arf_ctx *x, const char *type, const char *cte,
 
 /* A part's own header block: its Content-Type and CTE values. */
 static int
-arf_part_fields(struct arf_ctx *x, struct arf_hdrs *h, char *type,
+arf_part_fields(struct arf_ctx *x, struct mime_hdrs *h, char *type,
 		size_t typelen, char *cte, size_t ctelen, char *ctv,
 		size_t ctvlen)
 {
@@ -474,7 +314,7 @@ arf_part_fields(struct arf_ctx *x, struct arf_hdrs *h, char *type,
 		ctv[0] = '\0';
 	while ((rc = arf_hdrs_next(x, h)) == 1) {
 		if (strcmp(x->name, "content-type") == 0 && !type[0]) {
-			arf_media_type(x->value, type, typelen);
+			mime_media_type(x->value, type, typelen);
 			if (ctv != NULL)
 				arf_keep(x->value, false, ctv, ctvlen);
 		} else if (strcmp(x->name, "content-transfer-encoding") == 0 &&
@@ -483,28 +323,6 @@ arf_part_fields(struct arf_ctx *x, struct arf_hdrs *h, char *type,
 		}
 	}
 	return rc;
-}
-
-/* Is [P, P+N) the delimiter line of BOUNDARY?  1 a part follows, 2 the
- * closing one, 0 neither. */
-static int
-arf_delimiter(const uint8_t *p, size_t n, const char *b, size_t blen)
-{
-	size_t i;
-	int kind = 1;
-
-	if (n < blen + 2 || p[0] != '-' || p[1] != '-' ||
-	    memcmp(p + 2, b, blen) != 0)
-		return 0;
-	i = blen + 2;
-	if (n - i >= 2 && p[i] == '-' && p[i + 1] == '-') {
-		kind = 2;
-		i += 2;
-	}
-	for (; i < n; i++) /* transport padding (RFC 2046 5.1.1) */
-		if (p[i] != ' ' && p[i] != '\t')
-			return 0;
-	return kind;
 }
 
 /* The parts of a multipart body [P, END) with BOUNDARY, each handed to
@@ -519,14 +337,14 @@ arf_multipart(struct arf_ctx *x, const uint8_t *p, const uint8_t *end,
 	int kind;
 
 	while (line < end) {
-		n = arf_line(line, end, &next);
-		kind = arf_delimiter(line, n, boundary, blen);
+		n = mime_line(line, end, &next);
+		kind = mime_delimiter(line, n, boundary, blen);
 		if (kind != 0) {
 			if (part != NULL) {
 				/* The line break before a delimiter is
 				 * part of it (RFC 2046 5.1.1). */
 				const uint8_t *pe = line;
-				struct arf_hdrs h;
+				struct mime_hdrs h;
 
 				if (pe > part && pe[-1] == '\n')
 					pe--;
@@ -534,7 +352,7 @@ arf_multipart(struct arf_ctx *x, const uint8_t *p, const uint8_t *end,
 					pe--;
 				if (pe < part)
 					pe = part;
-				h = (struct arf_hdrs){ part, pe, 0 };
+				h = (struct mime_hdrs){ part, pe, 0 };
 				if (arf_part_fields(x, &h, type, sizeof(type),
 						    cte, sizeof(cte), NULL,
 						    0) < 0 ||
@@ -564,7 +382,7 @@ arf_multipart(struct arf_ctx *x, const uint8_t *p, const uint8_t *end,
 	/* No closing delimiter: the last part runs to the end. */
 	x->r->truncated = true;
 	{
-		struct arf_hdrs h = { part, end, 0 };
+		struct mime_hdrs h = { part, end, 0 };
 
 		if (arf_part_fields(x, &h, type, sizeof(type), cte, sizeof(cte),
 				    NULL, 0) < 0 ||
@@ -587,7 +405,7 @@ arf_parse(const uint8_t *data, size_t len, struct arf_report *r, char *err,
 	  size_t errlen)
 {
 	struct arf_ctx *x;
-	struct arf_hdrs h = { data, data + len, 0 };
+	struct mime_hdrs h = { data, data + len, 0 };
 	char type[80], cte[64], ctv[ARF_VALUE_MAX], boundary[ARF_BOUNDARY_MAX],
 	    rtype[64];
 	int rc = -1;
@@ -607,7 +425,7 @@ arf_parse(const uint8_t *data, size_t len, struct arf_report *r, char *err,
 			    sizeof(ctv)) < 0)
 		goto done;
 	if (strncmp(type, "multipart/", 10) == 0) {
-		int b = arf_param(ctv, "boundary", boundary, sizeof(boundary));
+		int b = mime_param(ctv, "boundary", boundary, sizeof(boundary));
 
 		if (b <= 0 || boundary[0] == '\0') {
 			x->why = b < 0 ? "malformed boundary parameter"
@@ -634,7 +452,7 @@ arf_parse(const uint8_t *data, size_t len, struct arf_report *r, char *err,
 		/* A declared feedback-report without its part is broken, not
 		 * another provider's shape. */
 		if (strcmp(type, "multipart/report") == 0 &&
-		    arf_param(ctv, "report-type", rtype, sizeof(rtype)) == 1 &&
+		    mime_param(ctv, "report-type", rtype, sizeof(rtype)) == 1 &&
 		    strcasecmp(rtype, "feedback-report") == 0) {
 			x->why = "feedback-report without its "
 				 "message/feedback-report part";

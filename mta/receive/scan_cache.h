@@ -25,9 +25,16 @@
 #define SCAN_NAME_MAX 128 /* a signature name, NUL included */
 
 /* One MIME leaf part: the byte range of its content (after its header
- * block and the blank line, before the next delimiter's CRLF), as sent. */
+ * block and the blank line, before the next delimiter's CRLF), as sent.
+ * HOFF is where the header block that types the content starts (the
+ * part's own, or 0 for the body of a message that is not split): [HOFF,
+ * OFF) is that block, and the verdict of a leaf is only worth reusing for
+ * the same content under the same Content-Type and
+ * Content-Transfer-Encoding, so scan_cache_hash_part() hashes [HOFF, OFF +
+ * LEN). */
 struct scan_part {
 	size_t off, len;
+	size_t hoff;
 	uint8_t hash[SCAN_HASH_BYTES]; /* set by scan_cache_hash() */
 };
 
@@ -42,7 +49,17 @@ struct scan_part {
  * MIME framing between leaves.  Returns the number of leaves stored (>= 1
  * when the message has a body, 0 when it has none).  Pure; never reads
  * past MSG + LEN.
+ *
+ * Leaves are in order and do not overlap; each lies inside [0, LEN).  A
+ * message/rfc822 part is one leaf (clamd reads the enclosed message
+ * itself).  A multipart is walked SCAN_MIME_DEPTH_MAX levels deep; deeper,
+ * or with a header block it cannot read whole (a field that is not one,
+ * longer than SCAN_MIME_FIELD_MAX bytes, two Content-Type fields), an
+ * entity is one leaf.  Past MAX leaves, the last one stored runs to the end
+ * of the last leaf found (the rest is one part).
  */
+#define SCAN_MIME_DEPTH_MAX 8    /* nested multiparts walked */
+#define SCAN_MIME_FIELD_MAX 8192 /* one unfolded header field, bytes */
 size_t scan_mime_leaves(const uint8_t *msg, size_t len, struct scan_part *parts,
 			size_t max);
 
@@ -64,7 +81,9 @@ struct scan_cache;
  * scan_cache_new — a cache of at most MAX_ENTRIES verdicts, each valid for
  * TTL_MS after it was put, under a random hash key of its own (verdicts
  * never outlive the process).  MAX_ENTRIES 0 gives a cache that keeps
- * nothing (every get misses).  Returns NULL on allocation failure.
+ * nothing (every get misses); TTL_MS <= 0, verdicts that only eviction
+ * and flush remove.  Returns NULL on allocation failure.  Free with
+ * scan_cache_free() (NULL is ignored) once no thread uses it.
  */
 struct scan_cache *scan_cache_new(size_t max_entries, int64_t ttl_ms);
 void scan_cache_free(struct scan_cache *c);
@@ -72,6 +91,15 @@ void scan_cache_free(struct scan_cache *c);
 /* scan_cache_hash — OUT = keyed BLAKE2b-256 of P[0..LEN) under C's key. */
 void scan_cache_hash(const struct scan_cache *c, const uint8_t *p, size_t len,
 		     uint8_t out[SCAN_HASH_BYTES]);
+
+/*
+ * scan_cache_hash_part — PART->hash = scan_cache_hash() of MSG[PART->hoff,
+ * PART->off + PART->len): the leaf's content with the header block that
+ * types it.  A leaf hashed without its headers would let a verdict on
+ * bytes read as 7bit text pass the same bytes declared base64 unscanned.
+ */
+void scan_cache_hash_part(const struct scan_cache *c, const uint8_t *msg,
+			  struct scan_part *part);
 
 /*
  * scan_cache_get — the verdict kept for HASH at NOW_MS (an expired entry is

@@ -4,3 +4,8 @@
 outpost_program(outpost-dkim-speed DIR tools
 	SOURCES ${CMAKE_CURRENT_LIST_DIR}/dkim_speed.c
 	DEPS outpost_dkim LIBS PkgConfig::OPENSSL)
+# outpost-scan-speed: the scan cache's look-up cost per message (MIME leaf
+# walk + keyed hashes) on one core (build/tools; scan.sh runs it).
+outpost_program(outpost-scan-speed DIR tools
+	SOURCES ${CMAKE_CURRENT_LIST_DIR}/scan_speed.c
+	DEPS outpost_receive)

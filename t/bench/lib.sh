@@ -187,12 +187,14 @@ PYEOF
 # osink_start PORT STATSFILE [OUTPOST-SINK OPTION...]: build/tools/outpost-sink
 # (BUILD must be set) on 127.0.0.1:PORT, --count-only, counters in
 # STATSFILE (JSON, rewritten every 100 ms); log STATSFILE.log.  Sets
-# OSINK_PID; returns once it is ready.
+# OSINK_PID; returns once it is ready.  OSINK_MAILDIR=DIR in the
+# environment: the messages are kept there instead (--maildir).
 osink_start() {
-	local port=$1 stats=$2
+	local port=$1 stats=$2 keep=(--count-only)
 	shift 2
+	[ -n "${OSINK_MAILDIR:-}" ] && keep=(--maildir "$OSINK_MAILDIR")
 	rm -f "$stats" "$stats.ready"
-	"$BUILD/tools/outpost-sink" --listen "127.0.0.1:$port" --count-only \
+	"$BUILD/tools/outpost-sink" --listen "127.0.0.1:$port" "${keep[@]}" \
 	    --stats "$stats" --ready-file "$stats.ready" "$@" >"$stats.log" 2>&1 &
 	OSINK_PID=$!
 	for _ in $(seq 200); do
@@ -231,6 +233,33 @@ while True:
         sys.exit(1)
     time.sleep(0.02)
 PYEOF
+}
+
+# relay_conf FILE DIR PORT SINK_PORT [LINE...]: an outpost.conf (written
+# by the calling script) relaying everything to 127.0.0.1:SINK_PORT: data
+# under DIR/var, a plain listener on 127.0.0.1:PORT, relay for 127.0.0.0/8,
+# routes for sink.test and sender.test, DNS at a loopback port where
+# nothing listens (no lookup can leave the box), no DMARC check; each LINE
+# appended as it is.
+relay_conf() {
+	local file=$1 dir=$2 port=$3 sp=$4 dns
+	shift 4
+	dns=$(free_port)
+	{
+		cat <<EOF
+# written by ${0##*/}: loopback only
+data_dir = "$dir/var"
+listener "127.0.0.1:$port" { tls = "none" }
+relay { networks = { "127.0.0.0/8" } }
+dns { servers = "127.0.0.1:$dns" timeout = 1s tries = 1 }
+delivery { relay_host = "127.0.0.1:$sp" }
+route "sink.test" { host = "127.0.0.1:$sp" }
+route "sender.test" { host = "127.0.0.1:$sp" }
+dmarc { check = false }
+queue { map_size = 8G }
+EOF
+		printf '%s\n' "$@"
+	} >"$file"
 }
 
 # bench_init — what every benchmark takes from run.sh: BUILD and OUT (both

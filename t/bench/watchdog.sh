@@ -47,24 +47,12 @@ note() { echo "watchdog: $*" >&2; echo "$*" >>"$work/notes.txt"; }
 # start LABEL ENABLED: a fresh outpostd (data under $work/LABEL) relaying
 # to the sink; sets OPD_PID and PORT.
 start() {
-	local d=$work/$1 sp=$2 dns
+	local d=$work/$1
 	PORT=$(free_port)
-	dns=$(free_port) # nothing listens there: no lookup can leave the box
 	rm -rf "$d"
 	mkdir -p "$d"
-	cat >"$d/outpost.conf" <<EOF
-# written by t/bench/watchdog.sh: loopback only
-data_dir = "$d/var"
-listener "127.0.0.1:$PORT" { tls = "none" }
-relay { networks = { "127.0.0.0/8" } }
-dns { servers = "127.0.0.1:$dns" timeout = 1s tries = 1 }
-delivery { relay_host = "127.0.0.1:$sp" }
-route "sink.test" { host = "127.0.0.1:$sp" }
-route "sender.test" { host = "127.0.0.1:$sp" }
-dmarc { check = false }
-queue { map_size = 8G }
-watchdog { enabled = $3 learning = 365d }
-EOF
+	relay_conf "$d/outpost.conf" "$d" "$PORT" "$2" \
+	    "watchdog { enabled = $3 learning = 365d }"
 	"$OUTPOSTD" -c "$d/outpost.conf" >"$work/$1-outpostd.log" 2>&1 &
 	OPD_PID=$!
 	wait_port "$PORT" 30 "$OPD_PID" || { note "$1: outpostd did not start"; return 1; }

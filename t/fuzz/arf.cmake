@@ -6,6 +6,7 @@
 outpost_fuzz(arf
 	SOURCES ${CMAKE_CURRENT_LIST_DIR}/arf_fuzz.c
 		${PROJECT_SOURCE_DIR}/mta/receive/arf.c
+		${PROJECT_SOURCE_DIR}/mta/receive/mime.c
 		${PROJECT_SOURCE_DIR}/mta/receive/arf_id.c
 	DEPS outpost_queue
 	LIBS PkgConfig::SODIUM

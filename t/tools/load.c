@@ -41,6 +41,8 @@
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 
+#include "t/tools/load_mime.h"
+
 #pragma GCC poison strcpy strcat vsprintf
 #ifndef sprintf /* a macro in clang's fortified stdio: cannot be poisoned */
 #pragma GCC poison sprintf
@@ -133,6 +135,8 @@ struct load_opts {
 	double max_time_s;
 	const char *ids;
 	const char *body_file;
+	enum load_mime_mode attach; /* --attachment */
+	size_t attach_bytes;
 };
 
 struct load_exp_entry {
@@ -209,6 +213,7 @@ struct load_run {
 	bool generated;   /* false with --body-file: no per-message headers */
 	size_t msg_bytes; /* typical message size on the wire, unstuffed */
 	const char *from_domain;
+	struct load_mime mime; /* --attachment: the campaign-like message */
 	char msgid_tag[64];
 	char date[64];
 	time_t date_sec;
@@ -504,6 +509,8 @@ static size_t
 load_headers_build(struct load_run *r, uint64_t seq, const char *rcpt0,
 		   char *buf, size_t size)
 {
+	bool mime = r->o.attach != LOAD_MIME_NONE;
+	size_t m;
 	int n;
 
 	load_date_refresh(r);
@@ -514,14 +521,20 @@ load_headers_build(struct load_run *r, uint64_t seq, const char *rcpt0,
 		     "Date: %s\r\n"
 		     "Message-ID: <%" PRIu64 ".%s@%s>\r\n"
 		     "MIME-Version: 1.0\r\n"
-		     "Content-Type: text/plain; charset=us-ascii\r\n"
-		     "Content-Transfer-Encoding: 7bit\r\n"
-		     "\r\n",
+		     "%s",
 		     r->o.from, rcpt0, seq, r->date, seq, r->msgid_tag,
-		     r->from_domain);
+		     r->from_domain,
+		     mime ? ""
+			  : "Content-Type: text/plain; charset=us-ascii\r\n"
+			    "Content-Transfer-Encoding: 7bit\r\n"
+			    "\r\n");
 	if (n < 0 || (size_t)n >= size)
 		return 0;
-	return (size_t)n;
+	if (!mime)
+		return (size_t)n;
+	/* The multipart's fields, text part and attachment head follow. */
+	m = load_mime_head(&r->mime, seq, buf + n, size - (size_t)n);
+	return m == 0 ? 0 : (size_t)n + m;
 }
 
 static int
@@ -577,15 +590,23 @@ load_message_prepare(struct load_run *r)
 		/* Size the body for a message number of typical width. */
 		if (load_rcpt_format(&r->o, r->o.count, rcpt, sizeof(rcpt)) < 0)
 			return -1;
+		r->mime.mode = r->o.attach;
+		if (r->o.attach != LOAD_MIME_NONE &&
+		    load_mime_prepare(&r->mime, r->o.attach_bytes, r->msgid_tag,
+				      &r->body_raw, &r->body_raw_len) == -1)
+			return -1;
 		hlen = load_headers_build(r, r->o.count / 2, rcpt, hdr,
 					  sizeof(hdr));
 		if (hlen == 0)
 			return -1;
-		target = r->o.size > hlen + 2 ? r->o.size - hlen : 2;
-		if ((r->body_raw = load_body_generate(target)) == NULL)
-			return -1;
-		r->body_raw_len = strlen(r->body_raw);
 		r->msg_bytes = hlen;
+		/* --size pads the plain message only. */
+		if (r->o.attach == LOAD_MIME_NONE) {
+			target = r->o.size > hlen + 2 ? r->o.size - hlen : 2;
+			if ((r->body_raw = load_body_generate(target)) == NULL)
+				return -1;
+			r->body_raw_len = strlen(r->body_raw);
+		}
 	}
 	r->msg_bytes += r->body_raw_len;
 	r->body_dot =
@@ -1772,6 +1793,14 @@ load_usage(FILE *f)
 	    "used)\n"
 	    "  --body-file FILE     send this RFC 5322 message (LF or CRLF) "
 	    "instead\n"
+	    "  --attachment MODE    campaign-like messages: a personalized "
+	    "text part and a\n"
+	    "                       base64 PDF-like attachment, the same in "
+	    "every message\n"
+	    "                       (shared) or different in each (unique); "
+	    "--size ignored\n"
+	    "  --attachment-size BYTES  the attachment, decoded (22800: "
+	    "about 30 KB sent)\n"
 	    "  --ids FILE           write the queue id of each accepted "
 	    "message, one a line\n"
 	    "                       (\"-\" when the 250 carries no id)\n"
@@ -1841,6 +1870,11 @@ load_opts_check(struct load_opts *o)
 				"both\n");
 		return -1;
 	}
+	if (o->attach != LOAD_MIME_NONE && o->body_file != NULL) {
+		fprintf(stderr, "outpost-load: --attachment or --body-file, "
+				"not both\n");
+		return -1;
+	}
 	if (o->auth != NULL &&
 	    (strchr(o->auth, ':') == NULL || strlen(o->auth) > 512)) {
 		fprintf(stderr, "outpost-load: --auth USER:PASS\n");
@@ -1873,6 +1907,8 @@ enum {
 	OPT_IDS,
 	OPT_BODY,
 	OPT_VERBOSE,
+	OPT_ATTACH,
+	OPT_ATTACH_SIZE,
 };
 
 static const struct option load_longopts[] = {
@@ -1899,6 +1935,8 @@ static const struct option load_longopts[] = {
 	{ "ids", required_argument, NULL, OPT_IDS },
 	{ "body-file", required_argument, NULL, OPT_BODY },
 	{ "verbose", no_argument, NULL, OPT_VERBOSE },
+	{ "attachment", required_argument, NULL, OPT_ATTACH },
+	{ "attachment-size", required_argument, NULL, OPT_ATTACH_SIZE },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -1922,7 +1960,8 @@ load_opts_parse(struct load_opts *o, int argc, char **argv)
 				 .domains = 1,
 				 .ehlo = "load.outpost.test",
 				 .progress = 0,
-				 .timeout_s = 60 };
+				 .timeout_s = 60,
+				 .attach_bytes = LOAD_MIME_ATTACH_BYTES };
 	while (rc == 0 &&
 	       (c = getopt_long(argc, argv, "hv", load_longopts, NULL)) != -1) {
 		switch (c) {
@@ -2009,6 +2048,19 @@ load_opts_parse(struct load_opts *o, int argc, char **argv)
 			break;
 		case OPT_BODY:
 			o->body_file = optarg;
+			break;
+		case OPT_ATTACH:
+			if (strcmp(optarg, "shared") == 0)
+				o->attach = LOAD_MIME_SHARED;
+			else if (strcmp(optarg, "unique") == 0)
+				o->attach = LOAD_MIME_UNIQUE;
+			else
+				rc = -1;
+			break;
+		case OPT_ATTACH_SIZE:
+			rc = load_num("attachment-size", optarg, 57,
+				      (uint64_t)1 << 26, &v);
+			o->attach_bytes = (size_t)v;
 			break;
 		case 'v':
 		case OPT_VERBOSE:

@@ -87,8 +87,12 @@ conf_scan_addr(const char *s, struct conf_scan *sc, const char **why)
 		return 0;
 	}
 	if (conf_hostport_scan(s, false, host, sizeof(host), &port, &sc->addr,
-			       why) != 0)
+			       why) != 0) {
+		*why = "is neither an absolute Unix socket path nor a loopback "
+		       "ADDR:PORT (use e.g. \"/run/clamav/clamd.ctl\" or "
+		       "\"127.0.0.1:3310\")";
 		return -1;
+	}
 	if (port == 0) {
 		*why = "needs a port (use e.g. \"127.0.0.1:3310\")";
 		return -1;

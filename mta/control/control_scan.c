@@ -117,6 +117,6 @@ control_scan_run_flush(struct control_session *s)
 	uint64_t n = scan_flush();
 
 	s->count = n > INT32_MAX ? INT32_MAX : (int)n;
-	control_result(s, true, "ok %d verdicts forgotten", s->count);
+	control_result(s, true, "ok %d", s->count);
 	control_finish(s);
 }

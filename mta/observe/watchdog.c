@@ -588,14 +588,15 @@ watchdog_note_result(const char *identity, const char *rcpt, int action,
 	wd_after_run(&a);
 }
 
-void
-watchdog_note_complaint(const char *identity, const char *rcpt)
+/* One event of IDENTITY that NOTE adds to its profile; may stop it. */
+static void
+wd_note_event(const char *identity,
+	      void (*note)(struct wd_profile *p, int64_t now_ms))
 {
 	int64_t now = util_wall_ms(), hour_before;
 	struct wd_ident *id;
 	struct wd_after a;
 
-	(void)rcpt;
 	if (!atomic_load(&wd.enabled) || identity == NULL)
 		return;
 	pthread_mutex_lock(&wd.mu);
@@ -604,31 +605,23 @@ watchdog_note_complaint(const char *identity, const char *rcpt)
 		return;
 	}
 	hour_before = id->p.hour;
-	wd_note_complaint(&id->p, now);
+	note(&id->p, now);
 	wd_check(id, now, hour_before, 0, &a);
 	pthread_mutex_unlock(&wd.mu);
 	wd_after_run(&a);
 }
 
 void
+watchdog_note_complaint(const char *identity, const char *rcpt)
+{
+	(void)rcpt;
+	wd_note_event(identity, wd_note_complaint);
+}
+
+void
 watchdog_note_infected(const char *identity)
 {
-	int64_t now = util_wall_ms(), hour_before;
-	struct wd_ident *id;
-	struct wd_after a;
-
-	if (!atomic_load(&wd.enabled) || identity == NULL)
-		return;
-	pthread_mutex_lock(&wd.mu);
-	if ((id = wd_ident_get(identity, now, true)) == NULL) {
-		pthread_mutex_unlock(&wd.mu);
-		return;
-	}
-	hour_before = id->p.hour;
-	wd_note_infected(&id->p, now);
-	wd_check(id, now, hour_before, 0, &a);
-	pthread_mutex_unlock(&wd.mu);
-	wd_after_run(&a);
+	wd_note_event(identity, wd_note_infected);
 }
 
 void

@@ -25,7 +25,8 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from outpost_test import (EICAR, SLOW, Clamd, Daemon, Dns,  # noqa: E402
                           Sink, check, delivery_config, eq, free_port_on,
-                          passwd_hash, run_tests, wait_for)
+                          passwd_hash, promtool_check, run_tests,
+                          wait_for)
 
 BODY_SIG = b"OUTPOST-TEST-MALWARE-BODY-SIGNATURE"
 PASSWORD = "scan test password"
@@ -334,6 +335,37 @@ def test_oversize():
             code, text = submit(d, msg(filler, "big"))
             eq(code, 552, "refused: %s" % text)
             check(text.startswith("5.3.4"), text)
+
+
+def test_reload_flush_metrics():
+    """scan.clamd is reloadable: from a garbage-answering socket (451) to
+    the real clamd (554 for EICAR) with `outpost reload`, no restart;
+    `scan flush` answers and is audited; the metrics parse."""
+    fake = FakeClamd("garbage")
+    try:
+        with Clamd() as clamd:
+            with ScanDaemon(fake.socket) as d:
+                eq(submit(d, msg(EICAR + b"\r\n", "before"))[0], 451,
+                   "garbage clamd")
+                with open(d.conf_path) as f:
+                    text = f.read().replace(fake.socket, clamd.socket)
+                with open(d.conf_path, "w") as f:
+                    f.write(text)
+                d.cli("reload")
+                eq(submit(d, msg(EICAR + b"\r\n", "after"))[0], 554,
+                   "the reloaded clamd scans")
+                out = d.cli("scan", "status").stdout
+                check("reachable    yes" in out and "detections   1" in out,
+                      "status table:\n" + out)
+                out = d.cli("scan", "flush").stdout
+                check(out.startswith("verdict cache flushed"), out)
+                wait_for(lambda: "scan-flush" in open(d.audit_path).read(),
+                         what="scan-flush audited")
+                m = d.metrics()
+                check('outpost_scan_total{result="infected"} 1' in m, m)
+                promtool_check(m)
+    finally:
+        fake.close()
 
 
 def test_cache_campaign():

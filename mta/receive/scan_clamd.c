@@ -72,6 +72,18 @@ static void scan_conn_read_cb(struct bufferevent *bev, void *arg);
 static void scan_conn_write_cb(struct bufferevent *bev, void *arg);
 static void scan_conn_event_cb(struct bufferevent *bev, short what, void *arg);
 
+/* clamd answered (UP) or could not be reached: said once per change. */
+static void
+scan_reach(bool up, const char *target, const char *why)
+{
+	int was = atomic_exchange(&scan_counts.reachable, up ? 1 : 0);
+
+	if (up && was == 0)
+		log_info("scan: clamd at %s answers again", target);
+	else if (!up && was != 0)
+		log_warnx("scan: %s", why);
+}
+
 static void
 scan_conn_close(struct scan_conn *c)
 {
@@ -136,7 +148,7 @@ scan_conn_open(struct scan_pool *p, struct scan_conn *c,
 			 cf->clamd,
 			 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 		scan_conn_close(c);
-		atomic_store(&scan_counts.reachable, 0);
+		scan_reach(false, cf->clamd, why);
 		return -1;
 	}
 	snprintf(c->target, sizeof(c->target), "%s", cf->clamd);
@@ -387,7 +399,7 @@ scan_conn_reply(struct scan_conn *c, const char *text, size_t n)
 		goto garbage;
 	text += i + 2;
 	n -= i + 2;
-	atomic_store(&scan_counts.reachable, 1);
+	scan_reach(true, c->target, NULL);
 	if (seq != 0 && seq == c->version_seq) {
 		char v[200];
 
@@ -464,11 +476,9 @@ scan_conn_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (!c->connected) {
-		atomic_store(&scan_counts.reachable, 0);
 		snprintf(why, sizeof(why), "cannot connect to clamd at %s: %s",
 			 c->target, evutil_socket_error_to_string(e));
-		if (c->job == NULL)
-			log_warnx("scan: %s", why);
+		scan_reach(false, c->target, why);
 		scan_conn_fail(c, why, false);
 		return;
 	}
@@ -482,7 +492,7 @@ scan_conn_event_cb(struct bufferevent *bev, short what, void *arg)
 		 (what & BEV_EVENT_ERROR) ? evutil_socket_error_to_string(e)
 					  : "");
 	if (!c->used)
-		atomic_store(&scan_counts.reachable, 0);
+		scan_reach(false, c->target, why);
 	scan_conn_fail(c, why, true);
 }
 
@@ -537,10 +547,10 @@ scan_pool_version_cb(evutil_socket_t fd, short what, void *arg)
 		for (i = 0; i < SCAN_CONNS_MAX && p->conns[i].state != SC_FREE;
 		     i++)
 			;
-		if (i < SCAN_CONNS_MAX &&
-		    scan_conn_open(p, &p->conns[i], &cf->scan, why,
-				   sizeof(why)) != 0)
-			log_warnx("scan: %s", why);
+		/* A failure is said by scan_reach, once. */
+		if (i < SCAN_CONNS_MAX)
+			(void)scan_conn_open(p, &p->conns[i], &cf->scan, why,
+					     sizeof(why));
 	}
 	conf_unref(cf);
 }
@@ -604,13 +614,26 @@ void
 scan_clamd_free_all(void)
 {
 	struct scan_pool *p, *next;
+	struct scan_job *j;
 	unsigned i;
 
 	pthread_mutex_lock(&scan_pools_mu);
 	for (p = scan_pools; p != NULL; p = next) {
 		next = p->next;
-		for (i = 0; i < SCAN_CONNS_MAX; i++)
+		/* Scans still in flight (a shutdown that did not wait for
+		 * them): their requests are never answered; the process ends.
+		 */
+		for (i = 0; i < SCAN_CONNS_MAX; i++) {
+			if (p->conns[i].job != NULL)
+				scan_pool_wait(p, p->conns[i].job);
 			scan_conn_close(&p->conns[i]);
+		}
+		while ((j = p->wait_head) != NULL) {
+			p->wait_head = j->next;
+			if (j->timer != NULL)
+				event_free(j->timer);
+			free(j);
+		}
 		event_free(p->version_timer);
 		free(p);
 	}

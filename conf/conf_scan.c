@@ -39,9 +39,22 @@ conf_scan_oversize_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value,
 			      "truncate, refuse");
 }
 
+/* scan.clamd: "" (the default, as `outpost config --all` prints it) is no
+ * scanning; anything else is text, checked as an address at build. */
+static int
+conf_scan_clamd_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	if (value != NULL && value[0] == '\0') {
+		conf_line_note(conf_cur, cfg, opt->name, conf_cfg_line(cfg));
+		*(const char **)result = value;
+		return 0;
+	}
+	return conf_text_cb(cfg, opt, value, result);
+}
+
 cfg_opt_t conf_scan_opts[] = {
 	/* "" (no scanning), "/run/clamav/clamd.ctl" or "127.0.0.1:3310" */
-	CFG_STR_CB("clamd", "", CFGF_NONE, conf_text_cb),
+	CFG_STR_CB("clamd", "", CFGF_NONE, conf_scan_clamd_cb),
 	CFG_STR_CB("on_error", "tempfail", CFGF_NONE, conf_scan_error_cb),
 	CFG_STR_CB("timeout", "30s", CFGF_NONE, conf_num_cb),
 	CFG_STR_CB("connections", "4", CFGF_NONE, conf_num_cb),

@@ -75,6 +75,12 @@ test_defaults_and_values(void **state)
 		fail_msg("%s", err);
 	assert_int_equal(c->scan.addr.ss_family, AF_INET6);
 	conf_free(c);
+	/* "" written out (as `outpost config --all` prints it): no scan. */
+	if (load_text(LISTENER "scan { clamd = \"\" }\n", &c, err, sizeof(err),
+		      path, sizeof(path)) != 0)
+		fail_msg("%s", err);
+	assert_null(c->scan.clamd);
+	conf_free(c);
 }
 
 /* 113 bytes: past sun_path (108). */

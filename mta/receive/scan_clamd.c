@@ -97,7 +97,8 @@ scan_conn_close(struct scan_conn *c)
 }
 
 /* The job is over (J->r holds the verdict): its timer goes, the cache and
- * the caller hear of it, the next waiting scan may go. */
+ * the caller hear of it.  The caller pumps the waiting scans (never from
+ * here: a failed placement must not recurse through the queue). */
 static void
 scan_job_end(struct scan_job *j)
 {

@@ -791,7 +791,8 @@ class Clamd:
     def __init__(self, ndb=(("Outpost.Test.Body",
                              b"OUTPOST-TEST-MALWARE-BODY-SIGNATURE"),
                             ("Outpost.Test.EICAR-Text",
-                             b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE"))):
+                             b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE")),
+                 idle_timeout=30):
         import hashlib
         self.tmp = tempfile.mkdtemp(prefix="outpost-clamd-")
         os.chmod(self.tmp, 0o755)
@@ -816,9 +817,12 @@ class Clamd:
                     "LogTime yes\n"
                     "MaxThreads 4\n"
                     "IdleTimeout 30\n"
+                    "CommandReadTimeout %d\n"
+                    "ReadTimeout %d\n"
                     "StreamMaxLength 25M\n"
                     "Bytecode no\n"
-                    % (self.socket, self.db, self.tmp, self.log_path))
+                    % (self.socket, self.db, self.tmp, self.log_path,
+                       idle_timeout, idle_timeout))
             if os.geteuid() == 0:
                 f.write("User root\n")
         self.proc = None

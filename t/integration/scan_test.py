@@ -20,6 +20,7 @@ import socket
 import sys
 import tempfile
 import threading
+import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -267,6 +268,20 @@ def test_clamd_down_then_back():
                 eq(submit(d, msg(EICAR + b"\r\n", "eicar2"))[0], 554,
                    "restarted: scanning")
             check("malware scan unavailable" not in d.log() or True, "")
+
+
+def test_idle_sessions_closed_by_clamd():
+    """clamd ends idle sessions (IdleTimeout): the next scan opens a new
+    one instead of failing."""
+    with Clamd(idle_timeout=1) as clamd:
+        with ScanDaemon(clamd.socket) as d:
+            eq(submit(d, msg(b"one\r\n", "one"))[0], 250, "first")
+            time.sleep(2.5)
+            eq(submit(d, msg(b"two\r\n", "two"))[0], 250,
+               "after clamd closed the idle session")
+            eq(submit(d, msg(EICAR + b"\r\n", "three"))[0], 554, "still "
+               "scanning")
+            eq(d.status()["errors"], 0, "no error")
 
 
 def test_on_error_accept():

@@ -166,6 +166,8 @@ class FakeClamd:
                              daemon=True).start()
 
     def serve(self, c):
+        if self.mode == "stale":
+            return self.serve_stale(c)
         try:
             while True:
                 b = c.recv(65536)
@@ -176,6 +178,47 @@ class FakeClamd:
                     return
         except OSError:
             return
+
+    def serve_stale(self, c):
+        """clamd's protocol, but a session ends (closed, no answer) at
+        its second zINSTREAM: as clamd ending an idle session just as
+        the next scan is written."""
+        f = c.makefile("rb")
+
+        def word():
+            w = b""
+            while True:
+                ch = f.read(1)
+                if not ch:
+                    return None
+                if ch == b"\0":
+                    return w
+                w += ch
+        seq = scans = 0
+        try:
+            while True:
+                w = word()
+                if w is None:
+                    return
+                if w == b"zIDSESSION":
+                    continue
+                seq += 1
+                if w == b"zVERSION":
+                    c.sendall(b"%d: ClamAV 0.0-fake\0" % seq)
+                    continue
+                if w != b"zINSTREAM":
+                    return
+                scans += 1
+                if scans == 2:
+                    return
+                while True:
+                    n = int.from_bytes(f.read(4), "big")
+                    if n == 0:
+                        break
+                    f.read(n)
+                c.sendall(b"%d: stream: OK\0" % seq)
+        finally:
+            c.close()
 
     def close(self):
         self.stop = True
@@ -282,6 +325,22 @@ def test_idle_sessions_closed_by_clamd():
             eq(submit(d, msg(EICAR + b"\r\n", "three"))[0], 554, "still "
                "scanning")
             eq(d.status()["errors"], 0, "no error")
+
+
+def test_stale_session_retried():
+    """A session clamd ends as the next scan is written (closed before
+    any answer): the scan goes once more on a fresh session, 250."""
+    fake = FakeClamd("stale")
+    try:
+        with ScanDaemon(fake.socket, scan="  connections = 1\n") as d:
+            for i in range(3):
+                code, text = submit(d, msg(b"m%d\r\n" % i, "m%d" % i))
+                eq(code, 250, "message %d: %s" % (i, text))
+            st = d.status()
+            eq(st["errors"], 0, "no error: %s" % st)
+            eq(st["clean"], 3, "three verdicts")
+    finally:
+        fake.close()
 
 
 def test_on_error_accept():

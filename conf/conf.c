@@ -85,6 +85,7 @@ static cfg_opt_t conf_opts[] = {
 	CFG_SEC("bounce", conf_bounce_opts, CFGF_NONE),
 	CFG_SEC("feedback", conf_feedback_opts, CFGF_NONE),
 	CFG_SEC("watchdog", conf_watchdog_opts, CFGF_NONE),
+	CFG_SEC("scan", conf_scan_opts, CFGF_NONE),
 	CFG_SEC("watchdog_override", conf_watchdog_override_opts,
 		CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 	CFG_END(),
@@ -102,7 +103,8 @@ conf_build(struct conf_ctx *x, cfg_t *cfg, struct conf *c, bool embedded)
 	    conf_suppress_build(x, cfg, c) != 0 ||
 	    conf_bounce_build(x, cfg, c, embedded) != 0 ||
 	    conf_feedback_build(x, cfg, c) != 0 ||
-	    conf_watchdog_build(x, cfg, c) != 0)
+	    conf_watchdog_build(x, cfg, c) != 0 ||
+	    conf_scan_build(x, cfg, c) != 0)
 		return -1;
 	return x->failed ? -1 : 0;
 }
@@ -216,5 +218,6 @@ conf_free(struct conf *c)
 	conf_bounce_free(c);
 	conf_feedback_free(c);
 	conf_watchdog_free(c);
+	conf_scan_free(c);
 	free(c);
 }

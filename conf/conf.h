@@ -390,6 +390,8 @@ struct conf_watchdog_limits {
 	double volume_factor;       /* messages/hour over the baseline (4) */
 	double domain_shift;        /* distance of the domain mix (0.5) */
 	uint64_t min_messages;      /* a signal needs this many samples (50) */
+	uint64_t infected; /* infected submissions (malware scan) in the
+			      last two hours that stop it (1); 0: counted */
 };
 
 struct conf_watchdog_override {
@@ -454,6 +456,33 @@ struct conf_feedback {
 	uint64_t max_report_size;    /* bytes of one report (1M) */
 	unsigned reports_per_minute; /* per client address (60) */
 	bool identifier; /* add the sealed X-Outpost-FB header (yes) */
+};
+
+/*
+ * `scan { }` (conf_scan.c): the malware scan of every submitted message by
+ * clamd, before its 250 (mta/receive/scan.h).
+ */
+enum conf_scan_on_error {
+	CONF_SCAN_TEMPFAIL, /* 451 4.7.0, nothing queued */
+	CONF_SCAN_ACCEPT,   /* queued unscanned, logged and counted */
+};
+enum conf_scan_on_oversize {
+	CONF_SCAN_TRUNCATE, /* the first max_size bytes are scanned */
+	CONF_SCAN_REFUSE,   /* 552 5.3.4 */
+};
+struct conf_scan {
+	char *clamd;      /* as written; NULL: no scanning */
+	bool unix_socket; /* addr is a sockaddr_un, else a loopback address */
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	enum conf_scan_on_error on_error;
+	enum conf_scan_on_oversize on_oversize;
+	uint64_t timeout_ms;    /* per scan: connect, stream, verdict (30s) */
+	unsigned connections;   /* kept to clamd per I/O loop (4) */
+	uint64_t max_size;      /* bytes streamed (25M, clamd's
+				   StreamMaxLength) */
+	uint64_t cache_entries; /* verdicts kept (100000); 0: no cache */
+	uint64_t cache_ttl_ms;  /* a verdict's age limit (1h) */
 };
 
 /* `metrics { listen = "ADDR:PORT" }`: the HTTP listener of GET /metrics. */
@@ -590,6 +619,7 @@ struct conf {
 	struct conf_bounce bounce;
 	struct conf_feedback feedback;
 	struct conf_watchdog watchdog;
+	struct conf_scan scan;
 };
 
 /*

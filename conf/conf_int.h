@@ -317,6 +317,11 @@ extern cfg_opt_t conf_bounce_opts[];
 int conf_bounce_build(struct conf_ctx *x, cfg_t *cfg, struct conf *c,
 		      bool embedded);
 void conf_bounce_free(struct conf *c);
+/* conf_scan.c: the section scan (clamd, the verdict cache). */
+extern cfg_opt_t conf_scan_opts[];
+int conf_scan_build(struct conf_ctx *x, cfg_t *cfg, struct conf *c);
+void conf_scan_free(struct conf *c);
+
 /* conf_feedback.c: the section feedback (ARF reports, X-Outpost-FB). */
 extern cfg_opt_t conf_feedback_opts[];
 int conf_feedback_build(struct conf_ctx *x, cfg_t *cfg, struct conf *c);

@@ -29,7 +29,7 @@ static int conf_watchdog_ratio_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value,
 /* The thresholds' keys, with their defaults (watchdog) or none
  * (watchdog_override: unset takes watchdog's). */
 #define CONF_WATCHDOG_LIMIT_OPTS(share, bounce, complaint, factor, shift,      \
-				 minmsg)                                       \
+				 minmsg, infected)                             \
 	CFG_STR_CB("new_recipient_share", share, CFGF_NONE,                    \
 		   conf_watchdog_ratio_cb),                                    \
 	    CFG_STR_CB("bounce_rate", bounce, CFGF_NONE,                       \
@@ -40,7 +40,8 @@ static int conf_watchdog_ratio_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value,
 		       conf_watchdog_ratio_cb),                                \
 	    CFG_STR_CB("domain_shift", shift, CFGF_NONE,                       \
 		       conf_watchdog_ratio_cb),                                \
-	    CFG_STR_CB("min_messages", minmsg, CFGF_NONE, conf_num_cb)
+	    CFG_STR_CB("min_messages", minmsg, CFGF_NONE, conf_num_cb),        \
+	    CFG_STR_CB("infected", infected, CFGF_NONE, conf_num_cb)
 
 cfg_opt_t conf_watchdog_opts[] = {
 	CFG_BOOL_CB("enabled", cfg_true, CFGF_NONE, conf_bool_cb),
@@ -53,13 +54,13 @@ cfg_opt_t conf_watchdog_opts[] = {
 	CFG_STR_CB("alert_timeout", "1m", CFGF_NONE, conf_num_cb),
 	CFG_STR_CB("bounce_window", "200", CFGF_NONE, conf_num_cb),
 	CFG_STR_CB("identities_max", "10000", CFGF_NONE, conf_num_cb),
-	CONF_WATCHDOG_LIMIT_OPTS("0.5", "0.1", "0.003", "4", "0.5", "50"),
+	CONF_WATCHDOG_LIMIT_OPTS("0.5", "0.1", "0.003", "4", "0.5", "50", "1"),
 	CFG_END(),
 };
 
 cfg_opt_t conf_watchdog_override_opts[] = {
 	CONF_OPT_LINE,
-	CONF_WATCHDOG_LIMIT_OPTS(NULL, NULL, NULL, NULL, NULL, NULL),
+	CONF_WATCHDOG_LIMIT_OPTS(NULL, NULL, NULL, NULL, NULL, NULL, NULL),
 	CFG_END(),
 };
 
@@ -106,6 +107,8 @@ conf_watchdog_limits_get(struct conf_ctx *x, cfg_t *sec,
 			*out[i] = strtod(s, NULL);
 	if (cfg_getstr(sec, "min_messages") != NULL)
 		l->min_messages = conf_num_get(x, sec, "min_messages");
+	if (cfg_getstr(sec, "infected") != NULL)
+		l->infected = conf_num_get(x, sec, "infected");
 }
 
 static int

@@ -45,6 +45,7 @@
 #include "mta/receive/intake.h"
 #include "mta/receive/listen.h"
 #include "mta/receive/peer.h"
+#include "mta/receive/scan.h"
 #include "mta/core/htab.h"
 #include "mta/core/log.h"
 #include "mta/core/logkeep.h"
@@ -693,6 +694,7 @@ reload_run(char *out, size_t len)
 	listen_plan_apply(loops, plan);
 	sched_reconf(nc);
 	watchdog_reconf(nc);
+	scan_reconf(nc);
 	control_purge_reconf(nc);
 	suppress_configure(nc);
 	points_settings(nc, &ps);
@@ -985,6 +987,8 @@ main(int argc, char *argv[])
 	if (intake_init(conf, queue, err, sizeof(err)) != 0 ||
 	    confgen_new(conf, 1, false, &gen, err, sizeof(err)) != 0)
 		fatalx("%s", err);
+	if (scan_init(conf) != 0)
+		fatalx("scan: out of memory");
 	smtp_server_init(conf, queue, sched_message_add);
 	if (worker_start(conf->worker_threads) != 0)
 		fatal("starting worker threads");
@@ -1036,6 +1040,7 @@ main(int argc, char *argv[])
 	metrics_add_text(logspace_metrics_text);
 	metrics_add_text(suppress_metrics_text);
 	metrics_add_text(watchdog_metrics_text);
+	metrics_add_text(scan_metrics_text);
 	queue_commit_hook(queue, commit_observed);
 	ev_usr1 = evsignal_new(main_base, SIGUSR1, reopen_cb, NULL);
 	if (ev_usr1 == NULL || evsignal_add(ev_usr1, NULL) != 0)
@@ -1102,8 +1107,10 @@ main(int argc, char *argv[])
 	 * the queue load (its mailbox is FIFO), the others' show them serving
 	 * their listeners. */
 	atomic_store(&ready_pending, nloops + 1);
-	for (i = 0; i < nloops; i++)
+	for (i = 0; i < nloops; i++) {
+		loop_post(&loops[i], scan_loop_start, &loops[i]);
 		loop_post(&loops[i], ready_on_loop, NULL);
+	}
 	loop_post(&dloop, ready_on_loop, NULL);
 	for (j = 0; j < conf->nlisteners; j++)
 		log_info(
@@ -1136,6 +1143,7 @@ main(int argc, char *argv[])
 	for (i = 0; i < nloops; i++)
 		loop_join(&loops[i]);
 	worker_stop();
+	scan_free(); /* its connections: events of the loops' bases */
 	for (i = 0; i < nloops; i++) {
 		if (loops[i].dns != NULL)
 			dns_resolver_free(loops[i].dns);

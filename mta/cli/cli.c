@@ -216,6 +216,15 @@ static const struct cli_cmd cli_cmds[] = {
 	  "the write right; audited); --learn: its current pattern becomes "
 	  "its baseline",
 	  CLI_NEED_CONF, CLI_O_LEARN, 1, 1, cli_watchdog_release, NULL, NULL },
+	{ "scan", "status", "[--json]",
+	  "the malware scan: clamd reachable, its version and signature "
+	  "date, the verdict cache's size and hit rate, scans, detections, "
+	  "errors",
+	  CLI_NEED_CONF, CLI_O_JSON, 0, 0, cli_scan_status, NULL, NULL },
+	{ "scan", "flush", "",
+	  "forget every cached scan verdict (needs the write right; "
+	  "audited)",
+	  CLI_NEED_CONF, 0, 0, 0, cli_scan_flush, NULL, NULL },
 	{ "log", NULL,
 	  "[--rcpt ADDRESS] [--event E[,E…]] [--id QUEUEID|MSGID] [--since "
 	  "WHEN] "

@@ -14,6 +14,7 @@
  *     cli_restore.c restore list, verify, POINT (offline: the queue key)
  *     cli_suppress.c suppress list, add, remove, check
  *     cli_watchdog.c watchdog status, history, release
+ *     cli_scan.c   scan status, flush
  * One thread; every function prints its own errors on stderr (cli_errx).
  */
 #ifndef OUTPOST_MTA_CLI_INT_H
@@ -234,5 +235,9 @@ int cli_restore(struct cli *c);
 int cli_watchdog_status(struct cli *c);
 int cli_watchdog_history(struct cli *c);
 int cli_watchdog_release(struct cli *c);
+
+/* cli_scan.c: `scan status|flush`. */
+int cli_scan_status(struct cli *c);
+int cli_scan_flush(struct cli *c);
 
 #endif

@@ -155,6 +155,11 @@ static const struct control_cmd control_cmds[] = {
 	  control_suppress_parse, control_suppress_run_change },
 	{ "suppress-remove", CONF_RIGHT_WRITE, CCF_AUDIT, 0,
 	  control_suppress_parse, control_suppress_run_change },
+	{ "scan-status", CONF_RIGHT_READ, 0, 0, control_scan_parse_status,
+	  control_scan_run_status },
+	/* write: verdicts are only forgotten (the next scans ask clamd). */
+	{ "scan-flush", CONF_RIGHT_WRITE, CCF_AUDIT, 0, control_parse_none,
+	  control_scan_run_flush },
 };
 
 #define CONTROL_NCMDS (sizeof(control_cmds) / sizeof(control_cmds[0]))
@@ -804,6 +809,7 @@ control_start(struct loop *dloop, const struct conf *c, struct queue *q,
 	control_server.stopped = false;
 	control_query_rates_start(dloop->base);
 	control_watchdog_start();
+	control_scan_start();
 	log_info("control socket %s (mode 0660)%s%s", path,
 		 audit[0] != '\0' ? ", audit log " : ", no audit log", audit);
 	return 0;

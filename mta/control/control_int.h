@@ -260,6 +260,16 @@ void control_watchdog_run_release(struct control_session *s);
 void control_watchdog_start(void);
 
 /*
+ * control_scan.c: scan-status (read), scan-flush (write, audited);
+ * control_scan_start (control_start) records each detection in the audit
+ * log, once per user a minute.
+ */
+int control_scan_parse_status(struct control_session *s, char *args);
+void control_scan_run_status(struct control_session *s);
+void control_scan_run_flush(struct control_session *s);
+void control_scan_start(void);
+
+/*
  * control_xfer.c: export and import.  The parser fills S->xfer (and for
  * export S->sel, S->arg); control_xfer_run hands the session to the
  * transfer's thread (CS_VIEW: it owns the socket until its stage ends).

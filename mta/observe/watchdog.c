@@ -250,15 +250,21 @@ wd_load_cb(int64_t until_ms, const uint8_t *data, size_t len, void *arg)
 
 	(void)until_ms;
 	(void)arg;
-	if (len < WD_RECORD_HEADER || data[0] != WD_PROFILE_VERSION ||
-	    len != WD_RECORD_HEADER + (size_t)data[1] + WD_PROFILE_BYTES)
-		return 0; /* another version's: learnt again */
+	if (len < WD_RECORD_HEADER || len < WD_RECORD_HEADER + (size_t)data[1])
+		return 0;
 	nl = data[1];
 	if ((id = calloc(1, sizeof(*id))) == NULL)
 		return -1;
 	memcpy(id->name, data + WD_RECORD_HEADER, nl);
 	id->name[nl] = '\0';
-	memcpy(&id->p, data + WD_RECORD_HEADER + nl, WD_PROFILE_BYTES);
+	if (data[0] == WD_PROFILE_VERSION &&
+	    len == WD_RECORD_HEADER + nl + WD_PROFILE_BYTES)
+		memcpy(&id->p, data + WD_RECORD_HEADER + nl, WD_PROFILE_BYTES);
+	else if (wd_profile_upgrade(data[0], data + WD_RECORD_HEADER + nl,
+				    len - WD_RECORD_HEADER - nl, &id->p) != 0) {
+		free(id); /* another version's: learnt again */
+		return 0;
+	}
 	if (id->p.version != WD_PROFILE_VERSION ||
 	    htab_get(&wd.idents, id->name) != NULL ||
 	    htab_put(&wd.idents, id->name, id) != 0)
@@ -582,14 +588,15 @@ watchdog_note_result(const char *identity, const char *rcpt, int action,
 	wd_after_run(&a);
 }
 
-void
-watchdog_note_complaint(const char *identity, const char *rcpt)
+/* One event of IDENTITY that NOTE adds to its profile; may stop it. */
+static void
+wd_note_event(const char *identity,
+	      void (*note)(struct wd_profile *p, int64_t now_ms))
 {
 	int64_t now = util_wall_ms(), hour_before;
 	struct wd_ident *id;
 	struct wd_after a;
 
-	(void)rcpt;
 	if (!atomic_load(&wd.enabled) || identity == NULL)
 		return;
 	pthread_mutex_lock(&wd.mu);
@@ -598,10 +605,23 @@ watchdog_note_complaint(const char *identity, const char *rcpt)
 		return;
 	}
 	hour_before = id->p.hour;
-	wd_note_complaint(&id->p, now);
+	note(&id->p, now);
 	wd_check(id, now, hour_before, 0, &a);
 	pthread_mutex_unlock(&wd.mu);
 	wd_after_run(&a);
+}
+
+void
+watchdog_note_complaint(const char *identity, const char *rcpt)
+{
+	(void)rcpt;
+	wd_note_event(identity, wd_note_complaint);
+}
+
+void
+watchdog_note_infected(const char *identity)
+{
+	wd_note_event(identity, wd_note_infected);
 }
 
 void

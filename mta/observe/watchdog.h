@@ -7,9 +7,10 @@
  * week, and the busiest hour of the last week), the share of recipients
  * the identity never sent to (queue "seen" database), hard bounces over
  * the last deliveries, complaints per delivery over a week, a spam-trap
- * hit (one is enough), and the distance of the recipient domain mix from
- * the usual one.  A new identity is only learnt for watchdog.learning
- * (traps excepted).
+ * hit (one is enough), infected submissions the malware scan refused
+ * (watchdog.infected of them in two hours), and the distance of the recipient
+ * domain mix from the usual one.  A new identity is only learnt for
+ * watchdog.learning (traps and infected submissions excepted).
  *
  * A stop: new transactions of the identity get 451 4.7.1 at MAIL, its
  * queued mail is held (the action hook: mta/control/control_watchdog.c),
@@ -42,6 +43,7 @@ enum watchdog_signal {
 	WS_COMPLAINT, /* complaints / deliveries (7 days) */
 	WS_DOMAIN,    /* distance of the domain mix (total variation) */
 	WS_TRAP,      /* spam-trap hits */
+	WS_INFECTED,  /* submissions the malware scan refused (2 hours) */
 	WS__COUNT
 };
 
@@ -115,6 +117,13 @@ void watchdog_note_result(const char *identity, const char *rcpt, int action,
 /* watchdog_note_complaint — a complaint (feedback loop) about IDENTITY's
  * mail to RCPT.  May stop IDENTITY.  Any thread; never blocks. */
 void watchdog_note_complaint(const char *identity, const char *rcpt);
+
+/*
+ * watchdog_note_infected — the malware scan refused a message of IDENTITY
+ * (mta/receive/scan.c).  May stop IDENTITY (watchdog.infected; during
+ * learning too).  Any thread (an I/O loop); never blocks.
+ */
+void watchdog_note_infected(const char *identity);
 
 /*
  * The action of a stop: FN(IDENTITY, SIGNALS, 0, ARG) holds the identity's

@@ -20,7 +20,7 @@
 #include "conf/conf.h"
 #include "mta/observe/watchdog.h"
 
-#define WD_PROFILE_VERSION 1
+#define WD_PROFILE_VERSION 2 /* 1: before WS_INFECTED (converted) */
 #define WD_HOUR_MS         3600000LL
 #define WD_DAY_MS          86400000LL
 #define WD_WEEK_HOURS      168  /* the seasonal cycle: hours of a week */
@@ -95,6 +95,9 @@ struct wd_profile {
 	uint32_t nevents;
 	struct wd_event events[WD_EVENTS];   /* by nevents % WD_EVENTS */
 	struct wd_day days[WD_HISTORY_DAYS]; /* by day % WD_HISTORY_DAYS */
+	/* Infected submissions: this hour's and the last one's (version 2;
+	 * last, so that a version 1 profile converts by its tail). */
+	uint32_t hour_infected, prev_infected;
 };
 
 #define WD_PROFILE_BYTES sizeof(struct wd_profile)
@@ -118,6 +121,7 @@ struct wd_eval {
  *                    them never seen; DOMS[i] the domain hash of each
  * wd_note_result     one delivery: BOUNCE true for a hard bounce
  * wd_note_complaint  one complaint
+ * wd_note_infected   one submission refused by the malware scan
  * wd_evaluate        the signals against L and the learning period
  * wd_reset_windows   a release: the windows start again (baselines kept)
  * wd_learn           a release with --learn: today's pattern becomes the
@@ -134,6 +138,14 @@ void wd_note_message(struct wd_profile *p, int64_t now_ms, uint32_t nrcpts,
 void wd_note_result(struct wd_profile *p, int64_t now_ms, bool bounce,
 		    uint32_t window);
 void wd_note_complaint(struct wd_profile *p, int64_t now_ms);
+void wd_note_infected(struct wd_profile *p, int64_t now_ms);
+/*
+ * wd_profile_upgrade — a profile kept by an older version (DATA, LEN
+ * bytes, its VERSION) into P.  0, or -1 when it is of no version known
+ * (then learnt again).
+ */
+int wd_profile_upgrade(uint32_t version, const uint8_t *data, size_t len,
+		       struct wd_profile *p);
 void wd_evaluate(const struct wd_profile *p, int64_t now_ms,
 		 const struct conf_watchdog_limits *l, int64_t learning_ms,
 		 uint32_t trap_hits_new, struct wd_eval *e);

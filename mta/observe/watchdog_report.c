@@ -102,7 +102,9 @@ wd_report_status(FILE *f, const char *name, const struct wd_profile *p,
 			(double)e->v[i], (double)e->limit[i],
 			(double)e->baseline[i],
 			e->enough[i]
-			    ? (e->learning && i != WS_TRAP ? "learning" : "yes")
+			    ? (e->learning && i != WS_TRAP && i != WS_INFECTED
+				   ? "learning"
+				   : "yes")
 			    : "too few");
 }
 

@@ -8,6 +8,7 @@
  * Threads: any, on a profile its caller holds.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -17,6 +18,7 @@ static const char *const wd_signal_names[WS__COUNT] = {
 	[WS_VOLUME] = "volume",       [WS_NEW_SHARE] = "new_recipient_share",
 	[WS_BOUNCE] = "bounce_rate",  [WS_COMPLAINT] = "complaint_rate",
 	[WS_DOMAIN] = "domain_shift", [WS_TRAP] = "trap_hits",
+	[WS_INFECTED] = "infected",
 };
 
 const char *
@@ -117,10 +119,12 @@ wd_profile_roll(struct wd_profile *p, int64_t now_ms)
 		if (h - p->hour == 1) {
 			p->prev_rcpts = p->hour_rcpts;
 			p->prev_new = p->hour_new;
+			p->prev_infected = p->hour_infected;
 		} else
-			p->prev_rcpts = p->prev_new = 0;
+			p->prev_rcpts = p->prev_new = p->prev_infected = 0;
 		p->hour = h;
 		p->hour_msgs = p->hour_rcpts = p->hour_new = 0;
+		p->hour_infected = 0;
 	}
 	d = wd_floor_div(now_ms, WD_DAY_MS);
 	if (d > p->day) {
@@ -202,6 +206,58 @@ wd_note_complaint(struct wd_profile *p, int64_t now_ms)
 {
 	wd_profile_roll(p, now_ms);
 	p->day_complaints[(unsigned)(p->day % WD_DAYS)]++;
+}
+
+void
+wd_note_infected(struct wd_profile *p, int64_t now_ms)
+{
+	wd_profile_roll(p, now_ms);
+	p->hour_infected++;
+}
+
+/* Version 1's records: the same profile with one signal fewer in the
+ * values of its events and days, and without the infected counts. */
+struct wd_event_v1 {
+	int64_t ms;
+	uint32_t kind, tripped;
+	float v[WS_TRAP + 1];
+};
+struct wd_day_v1 {
+	int64_t day;
+	float v[WS_TRAP + 1];
+};
+#define WD_V1_HEAD offsetof(struct wd_profile, events)
+#define WD_V1_BYTES                                                            \
+	(WD_V1_HEAD + WD_EVENTS * sizeof(struct wd_event_v1) +                 \
+	 WD_HISTORY_DAYS * sizeof(struct wd_day_v1))
+
+int
+wd_profile_upgrade(uint32_t version, const uint8_t *data, size_t len,
+		   struct wd_profile *p)
+{
+	struct wd_event_v1 ev;
+	struct wd_day_v1 d;
+	const uint8_t *at = data + WD_V1_HEAD;
+	unsigned i;
+
+	if (version != 1 || len != WD_V1_BYTES)
+		return -1;
+	memset(p, 0, sizeof(*p));
+	memcpy(p, data, WD_V1_HEAD);
+	for (i = 0; i < WD_EVENTS; i++, at += sizeof(ev)) {
+		memcpy(&ev, at, sizeof(ev));
+		p->events[i].ms = ev.ms;
+		p->events[i].kind = ev.kind;
+		p->events[i].tripped = ev.tripped;
+		memcpy(p->events[i].v, ev.v, sizeof(ev.v));
+	}
+	for (i = 0; i < WD_HISTORY_DAYS; i++, at += sizeof(d)) {
+		memcpy(&d, at, sizeof(d));
+		p->days[i].day = d.day;
+		memcpy(p->days[i].v, d.v, sizeof(d.v));
+	}
+	p->version = WD_PROFILE_VERSION;
+	return 0;
 }
 
 float
@@ -290,11 +346,16 @@ wd_evaluate(const struct wd_profile *p, int64_t now_ms,
 	e->limit[WS_TRAP] = 0;
 	e->enough[WS_TRAP] = true;
 
+	/* infected = N: the Nth in two hours trips (0: only counted). */
+	e->v[WS_INFECTED] = (float)(p->hour_infected + p->prev_infected);
+	e->limit[WS_INFECTED] = l->infected > 0 ? (float)(l->infected - 1) : 0;
+	e->enough[WS_INFECTED] = l->infected > 0;
+
 	for (i = 0; i < WS__COUNT; i++) {
 		if (!e->enough[i] || e->v[i] <= e->limit[i])
 			continue;
-		/* Learning: only a trap stops. */
-		if (e->learning && i != WS_TRAP)
+		/* Learning: only a trap or malware stops. */
+		if (e->learning && i != WS_TRAP && i != WS_INFECTED)
 			continue;
 		e->tripped |= 1u << i;
 	}
@@ -307,6 +368,7 @@ wd_reset_windows(struct wd_profile *p)
 
 	p->hour_msgs = p->hour_rcpts = p->hour_new = 0;
 	p->prev_rcpts = p->prev_new = 0;
+	p->hour_infected = p->prev_infected = 0;
 	memset(p->bits, 0, sizeof(p->bits));
 	p->bits_pos = p->bits_n = p->bits_bounces = 0;
 	memset(p->day_complaints, 0, sizeof(p->day_complaints));

@@ -26,6 +26,7 @@
 #include "mta/receive/arf.h"
 #include "mta/receive/intake.h"
 #include "mta/receive/intake_trace.h"
+#include "mta/receive/scan.h"
 #include "mta/core/log.h"
 #include "mta/core/loop.h"
 #include "mta/core/util.h"
@@ -563,11 +564,102 @@ intake_work(void *arg)
 }
 
 static void
-intake_sign_and_queue(struct intake_req *req)
+intake_queue(struct intake_req *req)
 {
 	/* The writer may hold its next commit for this one (queue_expect). */
 	queue_expect(I.queue, +1);
 	worker_submit(req->loop, intake_work, NULL, req);
+}
+
+/* Malware scan ---------------------------------------------------------- */
+
+/* The scan's verdict (REQ's loop): queue, refuse, or (clamd failing) what
+ * scan.on_error says. */
+static void
+intake_scanned(struct scan_req *sr)
+{
+	struct intake_req *req = sr->arg;
+	struct queue_op *op = req->op;
+	const struct conf_scan *cf = &req->conf->scan;
+	char qid[QUEUE_ID_HEX_BYTES], reply[sizeof(req->reply)];
+
+	req->scan = NULL;
+	queue_id_format(op->env.id, qid);
+	switch (sr->result) {
+	case SCAN_R_CLEAN:
+		if (sr->truncated)
+			log_info("scan: %s: only the first %llu of %zu bytes "
+				 "scanned (scan.max_size)",
+				 qid, (unsigned long long)cf->max_size,
+				 sr->len);
+		free(sr);
+		intake_queue(req);
+		return;
+	case SCAN_R_INFECTED:
+		STATS_INC(rejected_content);
+		log_info("scan: %s refused: malware found (%s)%s", qid,
+			 sr->name, sr->cached ? " (cached verdict)" : "");
+		snprintf(reply, sizeof(reply),
+			 "5.7.1 message refused: malware found (%s)", sr->name);
+		scan_note_infected(&op->env,
+				   conf_identity(req->conf, op->env.user),
+				   sr->name, 554, reply);
+		req->logged = true;
+		free(sr);
+		intake_refuse(req, 554, "%s", reply);
+		return;
+	case SCAN_R_OVERSIZE:
+		free(sr);
+		STATS_INC(rejected_size);
+		intake_refuse(req, 552,
+			      "5.3.4 Message too big for the malware scan");
+		return;
+	case SCAN_R_ERROR:
+		break;
+	}
+	if (cf->on_error == CONF_SCAN_ACCEPT) {
+		log_warnx("scan: %s: %s; queued unscanned (scan.on_error = "
+			  "accept)",
+			  qid, sr->why);
+		scan_error_accepted();
+		free(sr);
+		intake_queue(req);
+		return;
+	}
+	log_warnx("scan: %s: %s; refused for now (451)", qid, sr->why);
+	free(sr);
+	intake_refuse(req, 451,
+		      "4.7.0 Temporary failure: malware scan unavailable, "
+		      "try again later");
+}
+
+/*
+ * intake_sign_and_queue — every check passed: scan the message when
+ * scan.clamd is set (the body as received: nothing is signed or queued
+ * before the verdict), then sign and queue it.
+ */
+static void
+intake_sign_and_queue(struct intake_req *req)
+{
+	struct scan_req *sr;
+
+	if (req->conf->scan.clamd == NULL) {
+		intake_queue(req);
+		return;
+	}
+	if ((sr = calloc(1, sizeof(*sr))) == NULL) {
+		intake_refuse(req, 451,
+			      "4.3.0 Temporary failure, try again later");
+		return;
+	}
+	sr->loop = req->loop;
+	sr->conf = req->conf;
+	sr->body = req->op->body;
+	sr->len = req->op->body_len;
+	sr->done = intake_scanned;
+	sr->arg = req;
+	req->scan = sr;
+	scan_message(sr);
 }
 
 /* DMARC ----------------------------------------------------------------- */
@@ -951,6 +1043,8 @@ intake_submit(struct intake_req *req)
 	req->reply[0] = req->result[0] = req->dkim[0] = '\0';
 	req->sign_s = 0;
 	req->held = false;
+	req->logged = false;
+	req->scan = NULL;
 	req->keys = NULL;
 	req->query = NULL;
 	req->spf_query = NULL;

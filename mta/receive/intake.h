@@ -2,9 +2,10 @@
  * intake.h — what happens to a message between its end of data and its
  * "250 … queued": the header block is checked (exactly one From address,
  * a From domain the user may use), DMARC alignment is decided against the
- * From domain's published policy, lines over 998 octets are re-encoded,
- * the message is DKIM-signed (worker pool), sealed and handed to the queue
- * writer.
+ * From domain's published policy, the message is scanned for malware
+ * (scan.h: before anything is signed or queued), lines over 998 octets are
+ * re-encoded, the message is DKIM-signed (worker pool), sealed and handed to
+ * the queue writer.
  */
 #ifndef OUTPOST_MTA_INTAKE_H
 #define OUTPOST_MTA_INTAKE_H
@@ -64,6 +65,8 @@ struct intake_req {
 	char dkim[200];   /* the signatures made: "d=ex.com s=s1 rsa-sha256,
 			     s=e1 ed25519-sha256", or "" */
 	double sign_s;    /* CPU time spent signing (seconds) */
+	bool logged;      /* the refusal's rejection events are written (the
+			     malware scan writes one per recipient) */
 	/* private */
 	char from_domain[256];
 	char sign_domain[256];
@@ -73,6 +76,7 @@ struct intake_req {
 	int spf;          /* enum spf_result of the envelope domain */
 	char spf_note[16]; /* "pass", "fail", …, "unevaluated", "not-aligned" */
 	struct dkim_msg *msg;
+	struct scan_req *scan; /* the malware scan in flight */
 };
 
 /*

@@ -309,8 +309,10 @@ smtp_server_data_on_intake(struct intake_req *req)
 		}
 	} else if (req->code != 0) {
 		STATS_INC(messages_rejected);
-		smtp_server_log_reject(s, req->code, req->reply, NULL,
-				       req->result[0] ? req->result : NULL);
+		if (!req->logged)
+			smtp_server_log_reject(s, req->code, req->reply, NULL,
+					       req->result[0] ? req->result
+							      : NULL);
 		smtp_server_reply(s, "%d %s", req->code, req->reply);
 		if (req->code >= 500)
 			smtp_server_error(s);

@@ -82,3 +82,8 @@ outpost_integration_test(feedback t/integration/feedback_test.py TIMEOUT 600)
 # pattern (new recipients, a trap, a bounce spike, volume), not on a
 # normal Monday after a quiet weekend; release and --learn (test clock).
 outpost_integration_test(watchdog t/integration/watchdog_test.py TIMEOUT 600)
+# The malware scan through a real clamd (Unix socket, signatures written by
+# the test): EICAR variants refused, clean mail delivered, clamd down /
+# back / slow / garbage, on_error, oversize, the watchdog's infected
+# signal, `scan status`, the verdict cache.
+outpost_integration_test(scan t/integration/scan_test.py TIMEOUT 600)

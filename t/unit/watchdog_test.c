@@ -5,8 +5,10 @@
  * busiest hour is not; the share of new recipients trips past the
  * threshold but not for a sender whose usual share is high; the bounce
  * window wraps; one complaint never stops, a rate does; a new domain mix
- * trips; learning stops nothing but a trap; release resets the windows and
- * --learn adopts the pattern.
+ * trips; learning stops nothing but a trap or malware; infected
+ * submissions trip at watchdog.infected within two hours; release resets
+ * the windows and --learn adopts the pattern; a version 1 profile (before
+ * the infected signal) converts.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -234,6 +236,97 @@ test_persisted_size(void **state)
 			    "new_recipient_share");
 }
 
+static void
+test_infected(void **state)
+{
+	struct conf_watchdog_limits l = limits;
+	struct wd_profile p;
+	struct wd_eval e;
+	int64_t t = TUESDAY + 30 * 60 * 1000LL;
+
+	(void)state;
+	wd_profile_init(&p, t);
+	l.infected = 2;
+	wd_note_infected(&p, t);
+	wd_evaluate(&p, t, &l, 7 * D, 0, &e);
+	assert_true(e.learning);
+	assert_int_equal(e.tripped, 0);
+	/* The next hour still counts the last one's; learning or not. */
+	wd_note_infected(&p, t + H);
+	wd_evaluate(&p, t + H, &l, 7 * D, 0, &e);
+	assert_int_equal(e.tripped, 1u << WS_INFECTED);
+	assert_string_equal(wd_signal_name(WS_INFECTED), "infected");
+	/* Two hours on, they are gone. */
+	wd_profile_roll(&p, t + 3 * H);
+	wd_evaluate(&p, t + 3 * H, &l, 7 * D, 0, &e);
+	assert_int_equal(e.tripped, 0);
+	/* infected = 0: counted, never a stop. */
+	l.infected = 0;
+	wd_note_infected(&p, t + 3 * H);
+	wd_note_infected(&p, t + 3 * H);
+	wd_evaluate(&p, t + 3 * H, &l, 0, 0, &e);
+	assert_int_equal(e.tripped, 0);
+	assert_true(e.v[WS_INFECTED] == 2);
+	/* A release forgets them. */
+	wd_reset_windows(&p);
+	assert_int_equal(p.hour_infected + p.prev_infected, 0);
+}
+
+/* Version 1's layout, written out here independently of the converter. */
+struct v1_event {
+	int64_t ms;
+	uint32_t kind, tripped;
+	float v[6];
+};
+struct v1_day {
+	int64_t day;
+	float v[6];
+};
+
+static void
+test_upgrade_v1(void **state)
+{
+	size_t head = offsetof(struct wd_profile, events);
+	uint8_t buf[sizeof(struct wd_profile)];
+	struct wd_profile p, q;
+	struct v1_event ev;
+	struct v1_day d;
+	size_t len;
+
+	(void)state;
+	wd_profile_init(&p, TUESDAY);
+	p.version = 1;
+	p.stopped = 1;
+	p.trap_hits = 3;
+	memcpy(buf, &p, head);
+	len = head;
+	memset(&ev, 0, sizeof(ev));
+	ev.ms = TUESDAY;
+	ev.kind = WDE_STOP;
+	ev.tripped = 1u << WS_TRAP;
+	ev.v[WS_TRAP] = 1;
+	memcpy(buf + len, &ev, sizeof(ev));
+	len += WD_EVENTS * sizeof(ev);
+	memset(&d, 0, sizeof(d));
+	d.day = 19724;
+	d.v[WS_BOUNCE] = 0.25f;
+	memcpy(buf + len + 2 * sizeof(d), &d, sizeof(d));
+	len += WD_HISTORY_DAYS * sizeof(d);
+	assert_int_equal(wd_profile_upgrade(1, buf, len, &q), 0);
+	assert_int_equal(q.version, WD_PROFILE_VERSION);
+	assert_int_equal(q.stopped, 1);
+	assert_int_equal(q.trap_hits, 3);
+	assert_int_equal(q.events[0].tripped, 1u << WS_TRAP);
+	assert_true(q.events[0].v[WS_TRAP] == 1);
+	assert_true(q.events[0].v[WS_INFECTED] == 0);
+	assert_int_equal(q.days[2].day, 19724);
+	assert_true(q.days[2].v[WS_BOUNCE] == 0.25f);
+	assert_int_equal(q.hour_infected, 0);
+	/* Any other size or version is not taken. */
+	assert_int_equal(wd_profile_upgrade(1, buf, len - 1, &q), -1);
+	assert_int_equal(wd_profile_upgrade(3, buf, len, &q), -1);
+}
+
 int
 main(void)
 {
@@ -246,6 +339,8 @@ main(void)
 		cmocka_unit_test(test_learning_and_trap),
 		cmocka_unit_test(test_no_volume_baseline),
 		cmocka_unit_test(test_persisted_size),
+		cmocka_unit_test(test_infected),
+		cmocka_unit_test(test_upgrade_v1),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -119,15 +119,6 @@ scan_version_set(const char *text)
 
 /* Preparation (worker pool) --------------------------------------------- */
 
-/* PART's key in the cache: the keyed hash of its content as sent.  The one
- * place a leaf is hashed, so that the key can take in the header block
- * that types the content when scan_cache.h offers it. */
-static void
-scan_part_hash(const uint8_t *body, struct scan_part *part)
-{
-	scan_cache_hash(S.cache, body + part->off, part->len, part->hash);
-}
-
 /*
  * The cache's word on J's body: the whole body, then each leaf part.
  * Sets J->r's verdict (cached) when it is known, else the ranges to stream:
@@ -166,7 +157,7 @@ scan_prep_run(void *arg)
 				j->nparts = i; /* a walker's slip: not used */
 				break;
 			}
-			scan_part_hash(r->body, &j->parts[i]);
+			scan_cache_hash_part(S.cache, r->body, &j->parts[i]);
 			v = scan_cache_get(S.cache, j->parts[i].hash, now,
 					   r->name, sizeof(r->name));
 			if (v == SCAN_INFECTED) {

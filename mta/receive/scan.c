@@ -47,6 +47,16 @@ static struct {
 	} audited[SCAN_AUDIT_SLOTS];
 } S = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
+/* Said at start-up, and by a reload that turns scanning off: an operator
+ * who forgot scan.clamd learns it from the log, not from an incident. */
+static void
+scan_off_warn(const struct conf *old, const struct conf *c)
+{
+	if (c->scan.clamd == NULL && (old == NULL || old->scan.clamd != NULL))
+		log_warnx("scan: no clamd configured (scan.clamd): submitted "
+			  "messages are not scanned for malware");
+}
+
 int
 scan_init(const struct conf *c)
 {
@@ -54,6 +64,7 @@ scan_init(const struct conf *c)
 				      (int64_t)c->scan.cache_ttl_ms)) == NULL)
 		return -1;
 	S.conf = conf_ref(c);
+	scan_off_warn(NULL, c);
 	return 0;
 }
 
@@ -66,6 +77,7 @@ scan_reconf(const struct conf *c)
 	old = S.conf;
 	S.conf = conf_ref(c);
 	pthread_mutex_unlock(&S.mu);
+	scan_off_warn(old, c);
 	if (old != NULL && (old->scan.cache_entries != c->scan.cache_entries ||
 			    old->scan.cache_ttl_ms != c->scan.cache_ttl_ms))
 		log_warnx("reload: scan.cache_entries and scan.cache_ttl take "

@@ -17,7 +17,12 @@
 #include <sodium.h>
 
 #include "mta/core/htab.h"
+#include "mta/receive/mime_int.h"
 #include "mta/receive/scan_cache.h"
+
+/* The message's own header block, read for its typing fields. */
+#define SCAN_TYPING_FIELDS_MAX 1000
+#define SCAN_TYPING_VALUE_MAX  8192
 
 /*
  * One verdict.  72 bytes on x86-64, 80 with malloc's header, plus the
@@ -118,10 +123,58 @@ scan_cache_hash(const struct scan_cache *c, const uint8_t *p, size_t len,
 			   sizeof(c->key));
 }
 
+/*
+ * The typing fields of the message's own header block [MSG, MSG + LEN)
+ * into ST: Content-Type and Content-Transfer-Encoding, lower-cased names
+ * and values as written.  Not the whole block: it holds Received:,
+ * Message-ID: and Date:, different in every message, and a body that is
+ * not split would then never find its verdict.  0, or -1 when the block
+ * cannot be read (then the caller hashes all of it).
+ */
+static int
+scan_cache_hash_typing(crypto_generichash_state *st, const uint8_t *msg,
+		       size_t len)
+{
+	struct mime_hdrs h = { msg, msg + len, 0 };
+	char name[64], value[SCAN_TYPING_VALUE_MAX];
+	const char *why;
+	int rc;
+
+	while (
+	    (rc = mime_hdrs_next(&h, name, sizeof(name), value, sizeof(value),
+				 SCAN_TYPING_FIELDS_MAX, &why)) == 1) {
+		if (strcmp(name, "content-type") != 0 &&
+		    strcmp(name, "content-transfer-encoding") != 0)
+			continue;
+		crypto_generichash_update(st, (const uint8_t *)name,
+					  strlen(name) + 1);
+		crypto_generichash_update(st, (const uint8_t *)value,
+					  strlen(value) + 1);
+	}
+	return rc == 0 ? 0 : -1;
+}
+
 void
 scan_cache_hash_part(const struct scan_cache *c, const uint8_t *msg,
 		     struct scan_part *part)
 {
+	crypto_generichash_state st;
+
+	if (part->hoff == 0) {
+		/* The body of a message that is not split: typed by the
+		 * message's header block, of which only the typing fields
+		 * count, with a mark that they are only those. */
+		crypto_generichash_init(&st, c->key, sizeof(c->key),
+					SCAN_HASH_BYTES);
+		crypto_generichash_update(&st, (const uint8_t *)"top", 4);
+		if (scan_cache_hash_typing(&st, msg, part->off) == 0) {
+			crypto_generichash_update(&st, msg + part->off,
+						  part->len);
+			crypto_generichash_final(&st, part->hash,
+						 SCAN_HASH_BYTES);
+			return;
+		}
+	}
 	scan_cache_hash(c, msg + part->hoff, part->off + part->len - part->hoff,
 			part->hash);
 }

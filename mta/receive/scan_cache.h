@@ -97,6 +97,9 @@ void scan_cache_hash(const struct scan_cache *c, const uint8_t *p, size_t len,
  * PART->off + PART->len): the leaf's content with the header block that
  * types it.  A leaf hashed without its headers would let a verdict on
  * bytes read as 7bit text pass the same bytes declared base64 unscanned.
+ * For the body of a message that is not split (HOFF 0), only the typing
+ * fields of the message's header block (Content-Type,
+ * Content-Transfer-Encoding) count, not its Received: or Message-ID:.
  */
 void scan_cache_hash_part(const struct scan_cache *c, const uint8_t *msg,
 			  struct scan_part *part);

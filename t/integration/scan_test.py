@@ -153,6 +153,7 @@ class FakeClamd:
         self.srv.listen(16)
         self.conns = []
         self.stop = False
+        self.version = 27000
         threading.Thread(target=self.run, daemon=True).start()
 
     def run(self):
@@ -166,7 +167,7 @@ class FakeClamd:
                              daemon=True).start()
 
     def serve(self, c):
-        if self.mode == "stale":
+        if self.mode in ("stale", "versions"):
             return self.serve_stale(c)
         try:
             while True:
@@ -180,9 +181,11 @@ class FakeClamd:
             return
 
     def serve_stale(self, c):
-        """clamd's protocol, but a session ends (closed, no answer) at
-        its second zINSTREAM: as clamd ending an idle session just as
-        the next scan is written."""
+        """clamd's protocol.  "stale": a session ends (closed, no answer)
+        at its second zINSTREAM, as clamd ending an idle session just as
+        the next scan is written.  "versions": VERSION says self.version
+        (the test raises it, as freshclam and RELOAD would), and a session
+        ends after its first verdict, so each scan opens a new one."""
         f = c.makefile("rb")
 
         def word():
@@ -204,7 +207,11 @@ class FakeClamd:
                     continue
                 seq += 1
                 if w == b"zVERSION":
-                    c.sendall(b"%d: ClamAV 0.0-fake\0" % seq)
+                    if self.mode == "versions":
+                        c.sendall(b"%d: ClamAV 1.4.6/%d/Sat Dec  5 10:00:00 "
+                                  b"2026\0" % (seq, self.version))
+                    else:
+                        c.sendall(b"%d: ClamAV 0.0-fake\0" % seq)
                     continue
                 if w != b"zINSTREAM":
                     return
@@ -217,6 +224,8 @@ class FakeClamd:
                         break
                     f.read(n)
                 c.sendall(b"%d: stream: OK\0" % seq)
+                if self.mode == "versions":
+                    return
         finally:
             c.close()
 
@@ -304,7 +313,7 @@ def test_clamd_down_then_back():
                 sink.wait_messages(1)
                 # clamd restarted under the daemon: sessions reopen.
                 clamd.stop()
-                eq(submit(d, msg(b"hello\r\n", "gone"))[0], 451, "gone")
+                eq(submit(d, msg(b"hello, not cached\r\n", "gone"))[0], 451, "gone")
                 clamd.start()
                 eq(submit(d, msg(b"hello 2\r\n", "restarted"))[0], 250,
                    "restarted")
@@ -339,6 +348,38 @@ def test_stale_session_retried():
             st = d.status()
             eq(st["errors"], 0, "no error: %s" % st)
             eq(st["clean"], 3, "three verdicts")
+    finally:
+        fake.close()
+
+
+def test_signature_change_flushes_cache():
+    """clamd's signatures change (a newer version in VERSION, asked on
+    each new session): the verdicts cached before are forgotten, so the
+    same message is scanned again instead of passing on an old verdict."""
+    fake = FakeClamd("versions")
+    try:
+        with ScanDaemon(fake.socket, scan="  connections = 1\n") as d:
+            first = msg(b"campaign text\r\n", "same")
+            eq(submit(d, first)[0], 250, "first")
+            eq(submit(d, first)[0], 250, "again, from the cache")
+            st = d.status()
+            eq((st["scans"], st["cached_clean"]), (1, 1), "cached: %s" % st)
+            check("verdict cache flushed" not in d.log(), "no flush yet")
+            # New signatures; the next new session is told: a flush.
+            # Each loop may hold a session opened before (one scan each,
+            # then the fake ends it): other messages until one is new.
+            fake.version += 1
+            others = 0
+            while "verdict cache flushed" not in d.log() and others < 8:
+                others += 1
+                eq(submit(d, msg(b"other text %d\r\n" % others,
+                                 "other"))[0], 250, "other")
+                time.sleep(0.2)
+            check("verdict cache flushed" in d.log(), "the flush")
+            eq(submit(d, first)[0], 250, "first, after the flush")
+            st = d.status()
+            eq((st["scans"], st["cached_clean"]), (2 + others, 1),
+               "scanned again after the signatures changed: %s" % st)
     finally:
         fake.close()
 

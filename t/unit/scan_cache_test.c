@@ -318,6 +318,41 @@ test_cache_hash_parts(void **state)
 	scan_cache_free(d);
 }
 
+/* The body of a message that is not split: the same text under other
+ * Received:/Message-ID: fields is the same leaf; under another
+ * Content-Transfer-Encoding it is another. */
+static void
+test_hash_top_typing(void **state)
+{
+	static const char *const msgs[] = {
+		"Received: from a by b; Sat, 5 Dec 2026 10:00:00 +0000\r\n"
+		"Message-ID: <1@example.com>\r\nContent-Type: text/plain\r\n"
+		"\r\nSame text.\r\n",
+		"Received: from c by d; Sat, 5 Dec 2026 10:00:09 +0000\r\n"
+		"Message-ID: <2@example.com>\r\nContent-Type: text/plain\r\n"
+		"\r\nSame text.\r\n",
+		"Received: from c by d; Sat, 5 Dec 2026 10:00:09 +0000\r\n"
+		"Message-ID: <2@example.com>\r\nContent-Type: text/plain\r\n"
+		"Content-Transfer-Encoding: base64\r\n\r\nSame text.\r\n",
+	};
+	struct scan_part p[3][2];
+	struct scan_cache *c = scan_cache_new(8, 0);
+	size_t i;
+
+	(void)state;
+	assert_non_null(c);
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(scan_mime_leaves((const uint8_t *)msgs[i],
+						  strlen(msgs[i]), p[i], 2),
+				 1);
+		assert_int_equal(p[i][0].hoff, 0);
+		scan_cache_hash_part(c, (const uint8_t *)msgs[i], &p[i][0]);
+	}
+	assert_memory_equal(p[0][0].hash, p[1][0].hash, SCAN_HASH_BYTES);
+	assert_memory_not_equal(p[1][0].hash, p[2][0].hash, SCAN_HASH_BYTES);
+	scan_cache_free(c);
+}
+
 /* What an entry costs, measured: 100,000 CLEAN verdicts. */
 static void
 test_cache_memory(void **state)
@@ -355,6 +390,7 @@ main(void)
 		cmocka_unit_test(test_cache_zero_entries),
 		cmocka_unit_test(test_cache_threads),
 		cmocka_unit_test(test_cache_hash_parts),
+		cmocka_unit_test(test_hash_top_typing),
 		cmocka_unit_test(test_cache_memory),
 	};
 

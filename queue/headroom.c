@@ -7,17 +7,22 @@
  * commit per transaction).  Blocks written beforehand (not fallocated:
  * unwritten extents cost the same conversion) make those commits plain
  * overwrites.  Owns: the file's tail past LMDB's last page and the queue's
- * headroom figures.  Threads: the restore thread writes and syncs here; the
- * queue writer holds q->txn_mu across each write transaction.  Invariant:
+ * headroom figures and its thread.  Threads: the headroom thread (started
+ * with the writer, at the opener's priority: the restore thread is niced,
+ * and a niced thread holding q->txn_mu would stall the writer) writes and
+ * syncs; the restore thread asks it (headroom_ask); the queue writer holds
+ * q->txn_mu across each write transaction.  Invariant:
  * a zero is written only at or past the file's size and only while no
  * write transaction is open, so it never lands on a page LMDB has written
  * or is writing.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <lmdb.h>
@@ -123,4 +128,68 @@ headroom_keep(struct queue *q, uint64_t want, uint64_t max_write,
 	pthread_mutex_unlock(&q->stats_mu);
 	errno = saved;
 	return rc;
+}
+
+/* The headroom thread: keeps q->headroom_goal, then says it is done. */
+static void *
+headroom_main(void *arg)
+{
+	struct queue *q = arg;
+	uint64_t goal, written;
+
+	(void)prctl(PR_SET_NAME, (unsigned long)"queue-headroom", 0, 0, 0);
+	pthread_mutex_lock(&q->headroom_mu);
+	for (;;) {
+		while (!q->headroom_stop && q->headroom_goal == 0)
+			pthread_cond_wait(&q->headroom_cv, &q->headroom_mu);
+		if (q->headroom_stop)
+			break;
+		goal = q->headroom_goal;
+		pthread_mutex_unlock(&q->headroom_mu);
+		(void)headroom_keep(q, goal, UINT64_MAX, &written);
+		pthread_mutex_lock(&q->headroom_mu);
+		if (q->headroom_goal == goal)
+			q->headroom_goal = 0;
+		pthread_cond_broadcast(&q->headroom_cv);
+	}
+	q->headroom_goal = 0;
+	pthread_cond_broadcast(&q->headroom_cv);
+	pthread_mutex_unlock(&q->headroom_mu);
+	return NULL;
+}
+
+int
+headroom_start(struct queue *q)
+{
+	if (pthread_create(&q->headroom_th, NULL, headroom_main, q) != 0)
+		return -1;
+	q->headroom_started = true;
+	return 0;
+}
+
+void
+headroom_stop(struct queue *q)
+{
+	if (!q->headroom_started)
+		return;
+	pthread_mutex_lock(&q->headroom_mu);
+	q->headroom_stop = true;
+	pthread_cond_broadcast(&q->headroom_cv);
+	pthread_mutex_unlock(&q->headroom_mu);
+	pthread_join(q->headroom_th, NULL);
+	q->headroom_started = false;
+}
+
+void
+headroom_ask(struct queue *q, uint64_t want, bool wait)
+{
+	if (!q->headroom_started)
+		return;
+	pthread_mutex_lock(&q->headroom_mu);
+	if (want > q->headroom_goal)
+		q->headroom_goal = want;
+	pthread_cond_broadcast(&q->headroom_cv);
+	while (wait && q->headroom_goal != 0 && !q->headroom_stop)
+		pthread_cond_wait(&q->headroom_cv, &q->headroom_mu);
+	pthread_mutex_unlock(&q->headroom_mu);
 }

@@ -802,13 +802,11 @@ struct point_headroom {
 static void
 point_headroom_before(struct queue *q, struct point_headroom *h)
 {
-	uint64_t written;
-
 	if (q->headroom_want < POINT_HEADROOM_MIN)
 		q->headroom_want = POINT_HEADROOM_MIN;
 	h->start = headroom_used(q);
 	h->start_us = queue_clock_us(CLOCK_MONOTONIC);
-	(void)headroom_keep(q, q->headroom_want, q->headroom_want, &written);
+	headroom_ask(q, q->headroom_want, true);
 }
 
 static void

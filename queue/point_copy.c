@@ -49,13 +49,12 @@ static void
 copy_pace(struct queue *q, uint64_t *commits, uint64_t *t0_us)
 {
 	struct queue_stats st;
-	uint64_t now = queue_clock_us(CLOCK_MONOTONIC), rest, topped;
+	uint64_t now = queue_clock_us(CLOCK_MONOTONIC), rest;
 	struct timespec ts;
 
 	queue_stats_get(q, &st);
 	if (st.commits != *commits) {
-		(void)headroom_keep(q, q->headroom_want, POINT_HEADROOM_STEP,
-				    &topped);
+		headroom_ask(q, q->headroom_want, false);
 		rest = (now - *t0_us) * COPY_PACE;
 		if (rest > COPY_REST_MAX_US)
 			rest = COPY_REST_MAX_US;

@@ -19,12 +19,11 @@
 #define POINT_CHECKSUM_LABEL "blake2b-256:"
 /* Written blocks kept ahead of the queue's data while a point is taken
  * (point.c, headroom.c): the growth of POINT_HEADROOM_AHEAD_S seconds at
- * the last point's rate, within MIN and MAX; the copy tops up at most
- * POINT_HEADROOM_STEP between two of its windows. */
+ * the last point's rate, within MIN and MAX; the copy asks for a top-up
+ * between two of its windows. */
 #define POINT_HEADROOM_MIN     (32ull << 20)
 #define POINT_HEADROOM_MAX     (1ull << 30)
 #define POINT_HEADROOM_AHEAD_S 2
-#define POINT_HEADROOM_STEP    (32ull << 20)
 
 struct crypt_key;
 

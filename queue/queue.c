@@ -430,6 +430,8 @@ queue_free(struct queue *q)
 	pthread_cond_destroy(&q->cv);
 	pthread_mutex_destroy(&q->stats_mu);
 	pthread_mutex_destroy(&q->txn_mu);
+	pthread_mutex_destroy(&q->headroom_mu);
+	pthread_cond_destroy(&q->headroom_cv);
 	free(q->path);
 	free(q);
 }
@@ -457,6 +459,8 @@ queue_new(const struct queue_config *cfg)
 	pthread_mutex_init(&q->mu, NULL);
 	pthread_mutex_init(&q->stats_mu, NULL);
 	pthread_mutex_init(&q->txn_mu, NULL);
+	pthread_mutex_init(&q->headroom_mu, NULL);
+	pthread_cond_init(&q->headroom_cv, NULL);
 	/* The linger is timed on the monotonic clock: immune to clock steps. */
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

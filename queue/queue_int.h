@@ -65,6 +65,14 @@ struct queue {
 	 * so that headroom.c appends to the file only between them. */
 	pthread_mutex_t txn_mu;
 	uint64_t headroom_want; /* bytes kept ahead during a point (point.c) */
+	/* The headroom thread (headroom.c); goal and stop under
+	 * headroom_mu, signalled both ways on headroom_cv. */
+	pthread_t headroom_th;
+	bool headroom_started;
+	pthread_mutex_t headroom_mu;
+	pthread_cond_t headroom_cv;
+	uint64_t headroom_goal; /* 0: nothing asked */
+	bool headroom_stop;
 };
 
 /* Records sealed ahead of the write transaction: the envelope, then each
@@ -126,6 +134,17 @@ void queue_sealed_free(struct queue_op *op);
  */
 int headroom_keep(struct queue *q, uint64_t want, uint64_t max_write,
 		  uint64_t *written);
+
+/*
+ * headroom_start / headroom_stop — the headroom thread, started with the
+ * writer from the thread that opens the queue (it runs at that thread's
+ * priority) and stopped before the environment closes.  headroom_ask — ask
+ * it for WANT bytes past LMDB's last page (headroom_keep); WAIT: until it
+ * is done.  A queue without the thread asks in vain.
+ */
+int headroom_start(struct queue *q);
+void headroom_stop(struct queue *q);
+void headroom_ask(struct queue *q, uint64_t want, bool wait);
 
 /* headroom_used — the end of LMDB's last page (0 on failure).  Any thread
  * but the writer (takes q->txn_mu). */

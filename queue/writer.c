@@ -550,6 +550,8 @@ writer_start(struct queue *q, char *err, size_t errlen)
 		return -1;
 	}
 	q->writer_started = true;
+	/* Without it restore points still work, only slower under load. */
+	(void)headroom_start(q);
 	return 0;
 }
 
@@ -562,4 +564,5 @@ writer_stop(struct queue *q)
 	pthread_mutex_unlock(&q->mu);
 	if (q->writer_started)
 		pthread_join(q->writer, NULL);
+	headroom_stop(q);
 }

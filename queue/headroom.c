@@ -32,8 +32,9 @@
 
 #include "queue/queue_int.h"
 
-#define HEADROOM_CHUNK_BYTES (2u << 20) /* written under the lock at once */
-#define HEADROOM_ALIGN       4096       /* O_DIRECT offsets and lengths */
+#define HEADROOM_CHUNK_BYTES (2u << 20)  /* written under the lock at once */
+#define HEADROOM_ALIGN       4096        /* O_DIRECT offsets and lengths */
+#define HEADROOM_SYNC_BYTES  (32u << 20) /* appended between two syncs */
 
 /* The end of LMDB's last page: every byte LMDB has written is below it.
  * Call with q->txn_mu held (no write transaction open).  0 on failure. */
@@ -122,7 +123,7 @@ headroom_keep(struct queue *q, uint64_t want, uint64_t max_write,
 	struct headroom_out o = { -1, -1 };
 	char path[PATH_MAX];
 	void *zeros = NULL;
-	uint64_t total = 0;
+	uint64_t total = 0, unsynced = 0;
 	size_t added;
 	int rc = 0, saved;
 
@@ -148,11 +149,18 @@ headroom_keep(struct queue *q, uint64_t want, uint64_t max_write,
 		if (rc != 0 || added == 0)
 			break;
 		total += added;
-		/* Synced outside the lock, chunk by chunk: the size and the
-		 * blocks are committed here, not by the writer's fdatasync. */
-		if ((rc = fdatasync(o.fd)) != 0)
-			break;
+		/* Synced outside the lock, every HEADROOM_SYNC_BYTES and at the
+		 * end: the new size and blocks cost one journal commit per
+		 * sync, paid here rather than by a commit's fdatasync (one per
+		 * chunk made one every few milliseconds). */
+		if ((unsynced += added) >= HEADROOM_SYNC_BYTES) {
+			unsynced = 0;
+			if ((rc = fdatasync(o.fd)) != 0)
+				break;
+		}
 	}
+	if (unsynced > 0 && fdatasync(o.fd) != 0 && rc == 0)
+		rc = -1;
 	saved = errno;
 	if (o.direct_fd >= 0)
 		close(o.direct_fd);

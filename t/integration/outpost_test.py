@@ -121,6 +121,15 @@ def ensure_daemon_user():
     return pwd.getpwnam(DAEMON_USER)
 
 
+def read_log(path):
+    """The text of the log file PATH ("" while it does not exist)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
 def open_to_daemon(path):
     """Let the daemon's user search PATH (a test's private directory,
     0700 from mkdtemp) so that it can reach data_dir after giving up
@@ -226,11 +235,7 @@ class Daemon:
         self.logf.close()
 
     def log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
+        return read_log(self.log_path)
 
     def check_sanitizers(self):
         text = self.log()
@@ -649,11 +654,7 @@ class Sink:
         return False
 
     def log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
+        return read_log(self.log_path)
 
     def stats(self):
         try:
@@ -868,11 +869,7 @@ class Clamd:
         self.proc = None
 
     def log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
+        return read_log(self.log_path)
 
     def __enter__(self):
         return self.start()

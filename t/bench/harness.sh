@@ -1,4 +1,5 @@
 # t/bench/harness.sh — one MTA between Postfix's smtp-source and a counting
+# shellcheck shell=bash
 # sink, started through a peer adapter (t/bench/peers/NAME.sh: start WORKDIR
 # LISTEN_PORT SINK_PORT SIGN TLS / stop WORKDIR), so that Outpost and its
 # peers are measured by the same load tool, the same sink and the same code.

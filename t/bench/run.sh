@@ -88,8 +88,9 @@ if src.startswith("/dev/"):
     dev = "/dev/" + (run("lsblk", "-ndo", "PKNAME", src) or os.path.basename(src))
     info = run("lsblk", "-ndo", "ROTA,MODEL", dev).split(None, 1)
     if info:
-        disk = "%s, %s" % ((info[1] if len(info) > 1 else "").strip() or dev,
-                           "rotational" if info[0] == "1" else "non-rotational")
+        # the model when the device names one; ROTA as the kernel reports it
+        disk = ", ".join(x for x in ((info[1] if len(info) > 1 else "").strip(),
+                                     "rotational" if info[0] == "1" else "non-rotational") if x)
 commit = run("git", "describe", "--always", "--dirty", cwd=sys.argv[2]) or "unknown"
 json.dump({"cpu_model": cpu, "nproc": os.cpu_count(), "mem_gib": mem,
            "kernel": platform.release(), "queue_dir": "/tmp",

@@ -117,6 +117,9 @@ conf_write() {
 	local f=$1 dd=$2 lp=$3 sp=$4 kind=$5 mp=${6:-} dns dkim=''
 	dns=$(free_port) # nothing listens there: no lookup can leave the box
 	case "$kind" in
+	# unsigned mail from sender.test is not aligned: its DMARC lookup would
+	# go to the dead DNS port and end in 451, so the check is off there
+	none) dkim='dmarc { check = false }' ;;
 	rsa) dkim="dkim \"sender.test\" { selector = \"s1\" rsa_key = \"$KEYS/rsa.key\" }" ;;
 	ed25519) dkim="dkim \"sender.test\" { ed25519_selector = \"e1\" ed25519_key = \"$KEYS/ed.key\" }" ;;
 	dual) dkim="dkim \"sender.test\" { selector = \"s1\" rsa_key = \"$KEYS/rsa.key\" ed25519_selector = \"e1\" ed25519_key = \"$KEYS/ed.key\" }" ;;
@@ -665,7 +668,7 @@ ratios = {
     "rsa_signing_cpu_vs_openssl": ratio("rsa", rsa_ms),
     "ed25519_signing_cpu_vs_openssl": ratio("ed25519", ed_ms),
     "dual_signing_cpu_vs_openssl": ratio("dual", (rsa_ms or 0) + (ed_ms or 0) if rsa_ms and ed_ms else None),
-    "ed25519_rate_vs_unsigned_pct": rows["ed25519"]["rate_vs_unsigned_pct"] if rows.get("ed25519") else None,
+    "ed25519_rate_vs_unsigned_pct": rows["ed25519"].get("rate_vs_unsigned_pct") if rows.get("ed25519") else None,
     # the RSA row's rate against every core doing nothing but openssl's signatures
     "rsa_rate_vs_openssl_all_cores_pct": (
         round(100 * rows["rsa"]["msg_per_s"] / (speed["rsa2048_sign_per_s"] * (os.cpu_count() or 1)), 1)

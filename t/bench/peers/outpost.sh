@@ -34,6 +34,9 @@ start)
 		# with any other outpostd on the machine
 		echo 'metrics { listen = "" }'
 		[ "$tls" = 1 ] || echo 'destination "*" { tls = "none" }'
+		# unsigned, sender.test's mail is not DKIM-aligned: the DMARC
+		# lookup would go to the dead DNS port and end in 451
+		[ "$sign" = 1 ] || echo 'dmarc { check = false }'
 		if [ "$sign" = 1 ]; then
 			"$OUTPOST_CLI" dkim keygen sender.test bench \
 			    --rsa 2048 --key "$w/var/dkim-bench.key" \

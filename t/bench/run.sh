@@ -179,7 +179,7 @@ for r in res["ratios"]:
 def fig(v):
     if v is None:
         return "n/a"
-    return "{:,.0f}".format(v) if v >= 100 else "{:.3g}".format(v)
+    return "{:,.0f}".format(v) if v >= 100 else "{:.1f}".format(v) if v >= 10 else "{:.3f}".format(v)
 md = ["# Outpost benchmarks — %s" % res["date"], "",
       "Commit %s. Machine: %s, %s CPUs, %s GiB RAM, kernel %s; queues under %s on %s %s%s. "
       "Load average before / after: %s / %s." % (

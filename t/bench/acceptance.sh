@@ -8,7 +8,7 @@
 #   outpost  build/bin/outpostd, fresh data_dir under /tmp, relaying to
 #            smtp-sink (routes + relay_host on loopback, DNS on a dead
 #            loopback port: nothing can resolve or connect off the box)
-#   postfix  Postfix 3.7 via the shared adapter, relaying to smtp-sink
+#   postfix  Postfix 3.7 via peers/postfix.sh, relaying to smtp-sink
 #            (BENCH_PEERS=0 skips it; needs root)
 # Env in: BENCH_BUILD, BENCH_OUT (run.sh sets both).  Writes
 # BENCH_OUT/acceptance.json and acceptance.md.  Loopback only; every process
@@ -24,7 +24,7 @@ SIZE=${BENCH_SIZE:-4096}
 WARMUP=${BENCH_WARMUP:-200}
 MAX_TIME=${BENCH_MAX_TIME:-900}
 PEERS=${BENCH_PEERS:-1}
-PF_ADAPTER=${BENCH_POSTFIX_ADAPTER:-/work/shared/bench/peers/postfix.sh}
+PF_ADAPTER=${BENCH_POSTFIX_ADAPTER:-$HERE/peers/postfix.sh}
 
 work=$(mktemp -d /tmp/outpost-bench-acceptance.XXXXXX)
 # outpostd started as root becomes user outpost: let it reach its data_dir.

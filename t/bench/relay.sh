@@ -11,7 +11,7 @@
 #                outpost-sink (plain)
 #   outpost_tls  the same, the sink offering STARTTLS (Outpost's default
 #                tls = may takes it)
-#   postfix      Postfix 3.7 via the shared adapter, relaying *.sink.test to
+#   postfix      Postfix 3.7 via peers/postfix.sh, relaying *.sink.test to
 #                an outpost-sink (BENCH_PEERS=0 skips it; needs root)
 # End to end = N / (the sink's time of the last of the N measured messages
 # - the moment the measured load started).
@@ -30,7 +30,7 @@ WARMUP=${BENCH_WARMUP:-200}
 MAX_TIME=${BENCH_MAX_TIME:-900}
 PEERS=${BENCH_PEERS:-1}
 DOMAINS=50
-PF_ADAPTER=${BENCH_POSTFIX_ADAPTER:-/work/shared/bench/peers/postfix.sh}
+PF_ADAPTER=${BENCH_POSTFIX_ADAPTER:-$HERE/peers/postfix.sh}
 # The adapter routes only "sink.test"; this makes its transport_maps entry
 # (and relay checks) match subdomains too, so dN.sink.test goes to the same
 # loopback sink and nothing else is routed anywhere.

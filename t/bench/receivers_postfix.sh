@@ -73,6 +73,7 @@ data_directory = $W/data
 mail_owner = postfix
 setgid_group = postdrop
 syslog_name = postfix-receivers
+maillog_file_prefixes = $W
 maillog_file = $W/maillog
 myhostname = relay.bench.test
 mydomain = bench.test

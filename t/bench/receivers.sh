@@ -172,6 +172,8 @@ sink_up() {
 	osink_start "$SP" "$work/$label-stats.json" --reply-delay-ms "$delay" \
 	    --timeout-s 600 "${args[@]}" && return 0
 	note "$label: outpost-sink did not start: $(tail -n 3 "$work/$label-stats.json.log")"
+	stop_pid "$OSINK_PID" 5
+	OSINK_PID=
 	return 1
 }
 
@@ -358,6 +360,10 @@ EOF
 	lp=$(free_port)
 	if ! "$PF_HELPER" start "$PF_W" "$lp" "$TOTAL" >"$work/postfix-start.log" 2>&1; then
 		note "postfix: start failed: $(tail -n 5 "$work/postfix-start.log")"
+		"$PF_HELPER" stop "$PF_W" >/dev/null 2>&1 || true
+		PF_W=
+		stop_pid "$OSINK_PID" 10
+		OSINK_PID=
 		return 1
 	fi
 	read -r -a roots <<<"$(tr '\n' ' ' <"$PF_W/pids")"

@@ -43,6 +43,9 @@ DELAY=${BENCH_RCV_DELAY_MS:-50}
 TOTAL=${BENCH_RCV_TOTAL:-1000}
 HOLD=${BENCH_RCV_HOLD:-10000}
 HOLD_DELAY=${BENCH_RCV_HOLD_DELAY_MS:-10000}
+# Small messages in the hold row, so that what outpostd grows by is mostly
+# its connections (a queued message costs about its size and more).
+HOLD_SIZE=${BENCH_RCV_HOLD_SIZE:-1024}
 MAX_TIME=${BENCH_MAX_TIME:-600}
 PEERS=${BENCH_PEERS:-1}
 PF_HELPER=$HERE/receivers_postfix.sh
@@ -237,7 +240,7 @@ outpost_conf() {
 data_dir = "$dir/var"
 listener "127.0.0.1:$port" { tls = "none" }
 relay { networks = { "127.0.0.0/8" } }
-dns { servers = "127.0.0.1:$DNS_PORT" timeout = 2s tries = 2 }
+dns { servers = "127.0.0.1:$DNS_PORT" timeout = 3s tries = 4 }
 metrics { listen = "127.0.0.1:$mport" }
 queue { map_size = 4G }
 delivery { port = $SP max_connections = $total }
@@ -260,9 +263,15 @@ EOF
 	} >"$file"
 }
 
-# outpost_run LABEL MODE N DELAY_MS TOTAL HOLD: one Outpost row.
+# udp_drops: datagrams the kernel dropped for a full receive buffer (all
+# sockets): a burst of lookups can overflow dnsmasq's.
+udp_drops() {
+	awk '/^Udp:/ { if (h) { print $6; exit } h = 1 }' /proc/net/snmp
+}
+
+# outpost_run LABEL MODE N DELAY_MS TOTAL HOLD SIZE: one Outpost row.
 outpost_run() {
-	local label=$1 mode=$2 n=$3 delay=$4 total=$5 hold=$6 port mport d rc=0 cpu0 cpu1 t0 got
+	local label=$1 mode=$2 n=$3 delay=$4 total=$5 hold=$6 size=$7 port mport d rc=0 cpu0 cpu1 t0 got u0
 	if [ ! -x "$OUTPOSTD" ] || [ ! -x "$OSINK" ]; then
 		note "$label: $OUTPOSTD or $OSINK is not built: no Outpost figures"
 		return 1
@@ -298,8 +307,9 @@ outpost_run() {
 	cpu0=$(tree_cpu "$OPD_PID")
 	conn_sampler_start "$work/$label.conns" "$SP" "$OPD_PID" "$mport"
 	echo "receivers: $label: $n messages to $DOMAINS domains, replies after $delay ms" >&2
+	u0=$(udp_drops)
 	t0=$EPOCHREALTIME
-	"$LOAD" "${load_args[@]}" --port "$port" --sessions "$SESSIONS" --count "$n" \
+	"$LOAD" "${load_args[@]}" --size "$size" --port "$port" --sessions "$SESSIONS" --count "$n" \
 	    --max-time "$MAX_TIME" >"$work/$label.json" 2>"$work/$label-load.log" || rc=$?
 	[ "$rc" = 0 ] || note "$label: outpost-load exit $rc: $(tail -n 2 "$work/$label-load.log")"
 	if got=$(osink_wait "$work/$label-stats.json" "$n" "$MAX_TIME" $((delay / 1000 * 6 + 60))); then
@@ -309,6 +319,8 @@ outpost_run() {
 		note "$label: the sink counted $got of $n messages, then the wait gave up"
 	fi
 	cpu1=$(tree_cpu "$OPD_PID")
+	echo $(($(udp_drops) - u0)) >"$work/$label.udpdrops"
+	grep -c 'address lookup: tempfail' "$work/$label-outpostd.log" >"$work/$label.dnsfail" || true
 	conn_sampler_stop
 	hwm_kib "$OPD_PID" >"$work/$label.hwm"
 	cp "$work/$label-stats.json" "$work/$label-sink.json"
@@ -408,19 +420,19 @@ EOF
 
 cut -d' ' -f1-3 /proc/loadavg >"$work/loadavg"
 status=0
-outpost_run outpost_mx mx "$N" "$DELAY" "$OUTPOST_TOTAL" 0 || status=1
-outpost_run outpost_routes routes "$N" "$DELAY" "$OUTPOST_TOTAL" 0 || status=1
+outpost_run outpost_mx mx "$N" "$DELAY" "$OUTPOST_TOTAL" 0 "$SIZE" || status=1
+outpost_run outpost_routes routes "$N" "$DELAY" "$OUTPOST_TOTAL" 0 "$SIZE" || status=1
 postfix_run || status=1
 if [ "$HOLD" -gt 0 ]; then
-	outpost_run hold mx "$HOLD" "$HOLD_DELAY" $((HOLD + 1000)) 1 || status=1
+	outpost_run hold mx "$HOLD" "$HOLD_DELAY" $((HOLD + 1000)) 1 "$HOLD_SIZE" || status=1
 fi
 
 # ------------------------------------------------------------ report
-"$PY" - "$work" "$OUT" "$N" "$SIZE" "$DOMAINS" "$DELAY" "$TOTAL" "$HOLD" "$HOLD_DELAY" "$NOFILE" "$OUTPOST_TOTAL" "$LIMITS" <<'EOF' || status=1
+"$PY" - "$work" "$OUT" "$N" "$SIZE" "$DOMAINS" "$DELAY" "$TOTAL" "$HOLD" "$HOLD_DELAY" "$NOFILE" "$OUTPOST_TOTAL" "$HOLD_SIZE" "$LIMITS" <<'EOF' || status=1
 import json, os, sys
 work, out = sys.argv[1:3]
-n, size, domains, delay, total, hold, hold_delay, nofile, ototal = map(int, sys.argv[3:12])
-limits = sys.argv[12]
+n, size, domains, delay, total, hold, hold_delay, nofile, ototal, hold_size = map(int, sys.argv[3:13])
+limits = sys.argv[13]
 def read(name):
     try:
         with open(os.path.join(work, name)) as f:
@@ -465,7 +477,9 @@ def row(label, n):
                   "peak_rss_mib": round(int(read(label + ".hwm") or 0) / 1024, 1),
                   "rss_per_conn_kib": round((at_peak - idle) / c["peak"], 1) if c.get("peak") else None,
                   "nofile_limit": int(read(label + ".nofile") or 0),
-                  "deferred_log_lines": int(read(label + ".deferred") or 0)})
+                  "deferred_log_lines": int(read(label + ".deferred") or 0),
+                  "address_lookup_tempfail_lines": int(read(label + ".dnsfail") or 0),
+                  "udp_rcvbuf_drops": int(read(label + ".udpdrops") or 0)})
     else:
         m = js(label + ".mem") or {}
         r.update({"peak_rss_mib": round(m.get("peak_rss_kib", 0) / 1024, 1) or None,
@@ -479,7 +493,7 @@ res = {"benchmark": "receivers", "n": n, "size": size, "domains": domains,
        "reply_delay_ms": delay, "postfix_smtp_processes": total,
        "outpost_max_connections": ototal,
        "limits": [l.split() for l in limits.splitlines()],
-       "hold_target": hold, "hold_reply_delay_ms": hold_delay,
+       "hold_target": hold, "hold_reply_delay_ms": hold_delay, "hold_size": hold_size,
        "script_nofile": nofile,
        "loadavg_before": (read("loadavg") or "").split(),
        "loadavg_after": open("/proc/loadavg").read().split()[:3],
@@ -518,21 +532,25 @@ for key, name, fmt in [
         ("peak_rss_mib", "peak RSS (MiB; Outpost VmHWM, Postfix summed)", "{}"),
         ("peak_pss_mib", "Postfix peak PSS (MiB)", "{}"),
         ("pss_per_conn_kib", "Postfix PSS per open connection (KiB)", "{}"),
-        ("peak_procs", "Postfix processes (peak)", "{}")]:
+        ("peak_procs", "Postfix processes (peak)", "{}"),
+        ("address_lookup_tempfail_lines", "outpostd log: address lookup tempfail", "{}"),
+        ("udp_rcvbuf_drops", "UDP datagrams dropped (kernel, whole machine)", "{}")]:
     L.append("| %s | " % name + " | ".join(cell(res[c], key, fmt) for c, _ in cols) + " |")
 L.append("")
 for k, what in (("outpost_mx", "Outpost by MX"), ("outpost_routes", "Outpost by routes")):
     r = res["ratio_%s_postfix" % k]
     L.append("**%s / Postfix delivered msg/s: %s** (goal ≥ 10×)" % (what, "%.2f×" % r if r else "n/a"))
 h = res["hold"]
-L += ["", "### %d simultaneous outbound connections (replies after %d ms)" % (hold, hold_delay), ""]
+L += ["", "### %d simultaneous outbound connections (%d messages of %d bytes, replies after %d ms)"
+      % (hold, hold, hold_size, hold_delay), ""]
 if h:
-    L += ["| held at once (ss peak) | outpost /metrics peak | outpostd RSS idle → at peak (MiB) | RSS per connection (KiB, goal ≤ 20) | delivered | sink timeouts | fd limit |",
-          "|---|---|---|---|---|---|---|",
-          "| %s | %s | %s → %s | **%s** | %s of %d | %s | %s |" % (
+    L += ["| held at once (ss peak) | outpost /metrics peak | outpostd RSS idle → at peak (MiB) | RSS per connection (KiB, goal ≤ 20) | delivered | sink timeouts | fd limit | lookup tempfails | UDP drops |",
+          "|---|---|---|---|---|---|---|---|---|",
+          "| %s | %s | %s → %s | **%s** | %s of %d | %s | %s | %s | %s |" % (
               cell(h, "conns_peak_ss"), cell(h, "conns_peak_metrics", "{:.0f}"), cell(h, "rss_idle_mib"),
               cell(h, "rss_at_peak_conns_mib"), cell(h, "rss_per_conn_kib"), cell(h, "delivered"), hold,
-              cell(h, "sink_timeouts"), cell(h, "nofile_limit"))]
+              cell(h, "sink_timeouts"), cell(h, "nofile_limit"),
+              cell(h, "address_lookup_tempfail_lines"), cell(h, "udp_rcvbuf_drops"))]
 else:
     L.append("not run")
 L += ["", "Limits (domain, max_connections, max_messages_per_connection, per minute): " +

@@ -312,7 +312,7 @@ outpost_run() {
 	"$LOAD" "${load_args[@]}" --size "$size" --port "$port" --sessions "$SESSIONS" --count "$n" \
 	    --max-time "$MAX_TIME" >"$work/$label.json" 2>"$work/$label-load.log" || rc=$?
 	[ "$rc" = 0 ] || note "$label: outpost-load exit $rc: $(tail -n 2 "$work/$label-load.log")"
-	if got=$(osink_wait "$work/$label-stats.json" "$n" "$MAX_TIME" $((delay / 1000 * 6 + 60))); then
+	if got=$(osink_wait "$work/$label-stats.json" "$n" "$MAX_TIME" $((delay * 6 / 1000 + 60))); then
 		echo ok >"$work/$label.wait"
 	else
 		echo timeout >"$work/$label.wait"

@@ -9,7 +9,7 @@
 #   2. check-load.sh: outpost-load's figures against smtp-sink's counter
 #      (BENCH_CHECK=0 skips); a disagreement stops the run
 #   3. every benchmark in BENCHES (default "acceptance relay observe queue_scale
-#      signing backoff_scale restore watchdog scan"):
+#      signing backoff_scale restore watchdog scan receivers"):
 #      t/bench/NAME.sh, run with BENCH_BUILD and BENCH_OUT set, writes
 #      NAME.json and NAME.md
 #   4. results.json and summary.md: the commit, the machine (CPU, cores,
@@ -22,7 +22,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$HERE/lib.sh"
 BUILD=$(cd "${1:-build}" && pwd)
-BENCHES=${BENCHES:-acceptance relay observe queue_scale signing backoff_scale restore watchdog scan}
+BENCHES=${BENCHES:-acceptance relay observe queue_scale signing backoff_scale restore watchdog scan receivers}
 OUT=${BENCH_OUT:-$HERE/results/$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)

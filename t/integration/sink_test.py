@@ -537,6 +537,56 @@ def test_stats_and_concurrency():
             eq(json.load(f)["messages"], 5, "stats written at exit")
 
 
+def test_many_listeners():
+    """1,000 listeners (the receivers benchmark's MX hosts on 127.1.x.y),
+    started under a soft descriptor limit of 256: the sink takes the hard
+    limit itself, and every listener answers and is counted apart."""
+    import resource
+    hosts = ["127.1.%d.%d" % (i // 250, i % 250 + 1) for i in range(1000)]
+    k = Sink(listen=hosts, maildir=False)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 2048:
+        print("skip: hard RLIMIT_NOFILE %d < 2048" % hard)
+        return
+
+    def low_nofile():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+
+    k.logf = open(k.log_path, "ab")
+    k.proc = subprocess.Popen([SINK] + k.args, stdout=k.logf,
+                              stderr=subprocess.STDOUT,
+                              preexec_fn=low_nofile)
+    try:
+        deadline = time.time() + 20 * SLOW
+        while not os.path.exists(k.ready):
+            if k.proc.poll() is not None:
+                raise TestFailure("outpost-sink exited %d with 1,000 "
+                                  "listeners:\n%s"
+                                  % (k.proc.returncode, k.log()[-2000:]))
+            check(time.time() < deadline, "1,000 listeners ready")
+            time.sleep(0.02)
+        held = []
+        for host, port, _ in k.addrs[-300:]:
+            held.append(socket.create_connection((host, port),
+                                                 timeout=5 * SLOW))
+        d = k.stats(lambda d: d["connections_now"] == 300, timeout=10)
+        eq(len(d["listeners"]), 1000, "listeners in the stats")
+        last = d["listeners"][k.addrs[-1][2]]
+        eq((last["connections"], last["connections_now"]), (1, 1),
+           "the last listener's count")
+        for c in held:
+            c.close()
+        k.stats(lambda d: d["connections_now"] == 0, timeout=10)
+    except BaseException:
+        if k.proc.poll() is None:
+            k.proc.kill()
+        k.proc.wait()
+        k.proc = None
+        sys.stderr.write("--- sink log ---\n%s\n" % k.log()[-3000:])
+        raise
+    k.__exit__(None, None, None)
+
+
 def test_limits():
     with Sink("--max-connections", 2, "--max-msgs-per-conn", 2,
               "--max-rcpt", 3, "--max-size", 2000) as k:

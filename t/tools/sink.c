@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -40,7 +41,8 @@ struct sink sink;
 
 static const char sink_usage[] =
     "usage: outpost-sink --listen ADDR:PORT [--listen …] [options]\n"
-    "  --listen 127.x.y.z:PORT | [::1]:PORT   (loopback only; repeatable)\n"
+    "  --listen 127.x.y.z:PORT | [::1]:PORT   (loopback only;\n"
+    "                      repeatable, up to 4096)\n"
     "  --ready-file F      write \"ready\\n\" once every listener is up\n"
     "  --stats F           counters as JSON (100 ms, SIGUSR1, exit)\n"
     "  --maildir DIR       store accepted messages as DIR/<seq>.eml\n"
@@ -613,6 +615,22 @@ sink_defaults(void)
 	cf->timeout_s = 300;
 }
 
+/* Thousands of listeners and held connections (the receivers benchmark)
+ * need more descriptors than the usual soft limit of 1024: take the hard
+ * limit.  A failure is not fatal; accept errors are logged and survived. */
+static void
+sink_nofile_raise(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		sink_log("setrlimit(RLIMIT_NOFILE, %llu): %s",
+			 (unsigned long long)rl.rlim_max, strerror(errno));
+}
+
 int
 main(int argc, char **argv)
 {
@@ -624,11 +642,13 @@ main(int argc, char **argv)
 	int c, count_only = 0;
 
 	signal(SIGPIPE, SIG_IGN);
+	sink_nofile_raise();
 	sink_defaults();
 	while ((c = getopt_long(argc, argv, "vh", sink_options, NULL)) != -1) {
 		if (c == OPT_LISTEN) {
 			if (nlisten == SINK_LISTEN_MAX)
-				sink_fatal("too many --listen");
+				sink_fatal("too many --listen (at most %d)",
+					   SINK_LISTEN_MAX);
 			listen[nlisten++] = optarg;
 		} else
 			sink_option(c, optarg, &count_only);

@@ -282,6 +282,34 @@ typedef int queue_chunk_fn(const uint8_t *data, size_t len, void *arg);
 int queue_body_read(struct queue *q, uint64_t id, queue_chunk_fn *fn, void *arg,
 		    char *err, size_t errlen);
 
+/*
+ * A body read one chunk at a time (body.c), for a sender that must not hold
+ * the message whole: each queue_body_next() opens one short read
+ * transaction, decrypts one chunk into a buffer the reader owns (wiped when
+ * reused and at close) and aborts the transaction before it returns, so no
+ * read transaction (no pinned snapshot) outlives a call, and a reader kept
+ * across event-loop waits holds one chunk of memory and nothing of LMDB.
+ * Each chunk is checked as queue_body_read() checks the whole: its key
+ * (id, index) and order, its seal, and its size against what the envelope
+ * says (SIZE bytes in NCHUNKS chunks, none past them).
+ *   queue_body_open(q, env, &r)  a reader of ENV's body (ENV->id, ->size,
+ *       ->nchunks are copied; nothing is read yet).  0, or -1 out of
+ *       memory.  Q must outlive the reader.
+ *   queue_body_next(r, &p, &len, err, errlen)  the next chunk: 0 with P,
+ *       LEN (valid until the next call or the close), 1 at the end (the
+ *       count and total agreed), 1 also for an empty body, -1 on an LMDB
+ *       error or out of memory, QUEUE_CORRUPT for a chunk missing, extra,
+ *       altered or of the wrong size; after a failure every call fails.
+ *   queue_body_close(r)  wipe and free (NULL is allowed).
+ * One reader belongs to one thread at a time; any thread (MDB_NOTLS).
+ */
+struct queue_body_reader;
+int queue_body_open(struct queue *q, const struct queue_envelope *env,
+		    struct queue_body_reader **rp);
+int queue_body_next(struct queue_body_reader *r, const uint8_t **p, size_t *len,
+		    char *err, size_t errlen);
+void queue_body_close(struct queue_body_reader *r);
+
 struct queue_stats {
 	uint64_t commits; /* write transactions committed */
 	uint64_t ops;     /* ops committed */

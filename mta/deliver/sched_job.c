@@ -29,6 +29,7 @@ sched_job_free(struct sched_job *job)
 		for (i = 0; i < job->cj.nrcpt; i++)
 			free(job->cj.res[i].text);
 	free(job->cj.res);
+	queue_body_close(job->body);
 	free(job->rcpt);
 	free(job->addrs);
 	free(job);
@@ -44,6 +45,19 @@ sched_job_scrub_addr(const void *arg, size_t i)
 	return i < cj->nrcpt ? cj->rcpts[i] : cj->sender;
 }
 
+/* The client's pull of the body (smtp_client_body_fn): the next chunk
+ * from the queue, read and decrypted here on the delivery loop (one short
+ * read transaction and one chunk's AEAD; queue/queue.h).  A damaged chunk
+ * says so in ERR, which the client hands back as the job's result. */
+static int
+sched_job_body_next(void *arg, const uint8_t **p, size_t *len, char *err,
+		    size_t errlen)
+{
+	int rc = queue_body_next(arg, p, len, err, errlen);
+
+	return rc == 0 || rc == 1 ? rc : -1;
+}
+
 struct sched_job *
 sched_job_new(struct sched_msg *m, struct sched_dest *d, unsigned n)
 {
@@ -56,14 +70,16 @@ sched_job_new(struct sched_msg *m, struct sched_dest *d, unsigned n)
 	job->rcpt = calloc(n, sizeof(*job->rcpt));
 	job->addrs = calloc(n, sizeof(*job->addrs));
 	job->cj.res = calloc(n, sizeof(*job->cj.res));
-	if (job->rcpt == NULL || job->addrs == NULL || job->cj.res == NULL) {
+	if (job->rcpt == NULL || job->addrs == NULL || job->cj.res == NULL ||
+	    queue_body_open(sched.queue, &m->r->env, &job->body) != 0) {
 		sched_job_free(job);
 		return NULL;
 	}
 	job->cj.rcpts = job->addrs;
 	job->cj.sender = m->r->env.sender;
-	job->cj.body = m->r->body;
-	job->cj.body_len = m->r->body_len;
+	job->cj.body_next = sched_job_body_next;
+	job->cj.body_arg = job->body;
+	job->cj.body_len = (size_t)m->r->env.size;
 	job->cj.smtputf8 = (m->r->env.flags & QUEUE_F_SMTPUTF8) != 0;
 	job->cj.eightbit = (m->r->env.flags & QUEUE_F_8BITMIME) != 0;
 	job->cj.scrub.addr = sched_job_scrub_addr;

@@ -96,7 +96,10 @@ struct sched_round {
 	unsigned nbounced;
 	unsigned nadmin; /* the last of bounced[]: bounced by an operator */
 	bool kept;       /* a failed rcpt kept pending: no memory to list it */
-	bool tried;      /* a recipient got a result (an attempt, a DSN) */
+	/* a job found the body damaged (QUEUE_CORRUPT) as it sent it: why;
+	 * the round settles as a damaged record read at its start would */
+	char *corrupt;
+	bool tried; /* a recipient got a result (an attempt, a DSN) */
 	struct sched_park *park;       /* a job met a paused destination here */
 	char **remote;                 /* per rcpt: the host that answered */
 	uint8_t *category;             /* per rcpt: the bounce category (enum
@@ -120,6 +123,8 @@ struct sched_job {
 	/* the body, a chunk at a time as the client sends it (cj.body_arg):
 	 * a job holds at most one decrypted chunk, never the message */
 	struct queue_body_reader *body;
+	int body_rc;        /* its failure (queue_body_next), 0 if none */
+	char body_err[200]; /* and why */
 	struct sched_job *next;
 };
 

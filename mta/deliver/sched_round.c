@@ -72,6 +72,7 @@ sched_round_free(struct sched_msg *m)
 	free(r->remote);
 	free(r->category);
 	free(r->bounced);
+	free(r->corrupt);
 	queue_envelope_clear(&r->env);
 	if (r->prev != NULL)
 		r->prev->r->next = r->next;
@@ -174,6 +175,9 @@ sched_round_bounce_all(struct sched_msg *m)
 	}
 }
 
+static void sched_round_load_failed(struct sched_msg *m, int status,
+				    const char *err);
+
 /* Every job of M's round is back: write down what happened, once, and
  * drop the round (the envelope) from memory. */
 void
@@ -187,6 +191,19 @@ sched_round_settle(struct sched_msg *m)
 	char qid[QUEUE_ID_HEX_BYTES];
 	uint32_t i;
 
+	if (m->r->corrupt != NULL) {
+		/* Found damaged while it was sent: held as if found at the
+		 * round's start, nothing of the round written. */
+		char *why = m->r->corrupt;
+
+		m->r->corrupt = NULL;
+		m->flags &= ~SM_FORCE;
+		sched_round_free(m);
+		sched_round_load_failed(m, QUEUE_CORRUPT, why);
+		free(why);
+		sched_retry_wake();
+		return;
+	}
 	if (m->r->park != NULL && !m->r->tried && m->r->nbounced == 0 &&
 	    !m->r->kept &&
 	    !(m->flags & (SM_BOUNCE_REQ | SM_DELETE_REQ | SM_HOLD_REQ)) &&

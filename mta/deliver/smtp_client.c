@@ -547,7 +547,7 @@ sc_body_pump(struct smtp_client *c)
 				 "4.3.0 the message could not be read from "
 				 "the queue: %s",
 				 err);
-			log_warnx("smtp-out %s: %s", c->remote, text);
+			/* The owner says why (it knows the message). */
 			sc_fail(c, OS_LOCAL, 451, text);
 			return;
 		}

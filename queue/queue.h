@@ -21,8 +21,8 @@
  * through queue_submit() to the writer thread (one write transaction per
  * batch); `done` callbacks run on the writer thread after mdb_txn_commit()
  * returned, and must only hand the result over to the caller's own thread.
- * Readers (queue_walk, queue_envelope_get, queue_body_read) may run on any
- * thread; each uses its own read transaction (MDB_NOTLS).
+ * Readers (queue_walk, queue_envelope_get, queue_body_read, queue_body_next)
+ * may run on any thread; each uses its own read transaction (MDB_NOTLS).
  *
  * Errors: a call that takes (char *err, size_t errlen) writes why it failed
  * there, cut to fit; ERR must hold ERRLEN bytes (NULL only with ERRLEN 0).

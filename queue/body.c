@@ -8,10 +8,13 @@
  * time per reader (MDB_NOTLS).  Invariant: what it hands out is exactly the
  * envelope's SIZE bytes in its NCHUNKS chunks, or a failure.
  */
+#define _DEFAULT_SOURCE /* madvise(MADV_DONTNEED) */
+#include <sys/mman.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <lmdb.h>
 
@@ -94,6 +97,29 @@ queue_body_end(struct queue_body_reader *r, MDB_txn *txn, char *err,
 	return 1;
 }
 
+/*
+ * The whole pages of the map that VAL (a chunk, on overflow pages of its
+ * own) lies on leave our page tables once it is decrypted: MADV_DONTNEED
+ * on a shared file mapping drops only our entries, the pages stay in the
+ * page cache.  Without it every body sent would count in the daemon's RSS
+ * until the writer's periodic trim (writer_trim): at a few hundred MB/s of
+ * bodies, hundreds of MB that are not ours.  The first and last partial
+ * pages are left: other records may share them.
+ */
+static void
+queue_body_unmap(const MDB_val *val)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	uintptr_t a = (uintptr_t)val->mv_data, e = a + val->mv_size;
+
+	if (page <= 0)
+		return;
+	a = (a + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+	e &= ~((uintptr_t)page - 1);
+	if (e > a)
+		(void)madvise((void *)a, e - a, MADV_DONTNEED);
+}
+
 /* Chunk R->next, opened into R->buf (*PLEN bytes) and checked against the
  * envelope's sizes.  0, or -1 / QUEUE_CORRUPT with err. */
 static int
@@ -120,8 +146,10 @@ queue_body_chunk(struct queue_body_reader *r, MDB_txn *txn, size_t *plen,
 			       mdb_strerror(rc));
 		return -1;
 	}
-	if ((rc = queue_chunk_open(r->q, &key, &val, r->next, &r->buf, plen,
-				   err, errlen)) != 0)
+	rc = queue_chunk_open(r->q, &key, &val, r->next, &r->buf, plen, err,
+			      errlen);
+	queue_body_unmap(&val);
+	if (rc != 0)
 		return rc;
 	/* A chunk is never empty nor past the limit, and the chunks before
 	 * the last leave the last something to hold. */
@@ -169,8 +197,12 @@ queue_body_next(struct queue_body_reader *r, const uint8_t **p, size_t *len,
 		r->failed = rc;
 		return rc;
 	}
-	if (rc == 1)
+	if (rc == 1) {
+		/* Nothing more to hand out: the chunk's memory goes now, not
+		 * when the caller is done waiting for its peer's reply. */
+		queue_plain_free(&r->buf);
 		return 1;
+	}
 	r->next++;
 	r->total += plen;
 	*p = r->buf.p;

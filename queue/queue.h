@@ -288,7 +288,9 @@ int queue_body_read(struct queue *q, uint64_t id, queue_chunk_fn *fn, void *arg,
  * transaction, decrypts one chunk into a buffer the reader owns (wiped when
  * reused and at close) and aborts the transaction before it returns, so no
  * read transaction (no pinned snapshot) outlives a call, and a reader kept
- * across event-loop waits holds one chunk of memory and nothing of LMDB.
+ * across event-loop waits holds one chunk of memory and nothing of LMDB;
+ * the map pages a chunk was read from are unmapped again (they stay in the
+ * page cache), so reading bodies does not grow the process's RSS.
  * Each chunk is checked as queue_body_read() checks the whole: its key
  * (id, index) and order, its seal, and its size against what the envelope
  * says (SIZE bytes in NCHUNKS chunks, none past them).
@@ -300,7 +302,8 @@ int queue_body_read(struct queue *q, uint64_t id, queue_chunk_fn *fn, void *arg,
  *       count and total agreed), 1 also for an empty body, -1 on an LMDB
  *       error or out of memory, QUEUE_CORRUPT for a chunk missing, extra,
  *       altered or of the wrong size; after a failure every call fails.
- *   queue_body_close(r)  wipe and free (NULL is allowed).
+ *   queue_body_close(r)  wipe and free (NULL is allowed); the chunk's
+ *       buffer is wiped and freed already when queue_body_next() says 1.
  * One reader belongs to one thread at a time; any thread (MDB_NOTLS).
  */
 struct queue_body_reader;

@@ -570,7 +570,7 @@ queue_close(struct queue *q)
 /* Readers ------------------------------------------------------------- */
 
 /* A read transaction; adopts a map grown by the writer process. */
-static int
+int
 queue_txn_read(struct queue *q, MDB_txn **txn, char *err, size_t errlen)
 {
 	int rc;
@@ -890,7 +890,7 @@ queue_envelope_get(struct queue *q, uint64_t id, struct queue_envelope *env,
 
 /* Check that KEY is chunk I and decrypt it into BUF.  0, or -1 (out of
  * memory) or QUEUE_CORRUPT with err. */
-static int
+int
 queue_chunk_open(struct queue *q, const MDB_val *key, const MDB_val *val,
 		 uint32_t i, struct queue_plain *buf, size_t *plen, char *err,
 		 size_t errlen)

@@ -21,8 +21,8 @@
  * through queue_submit() to the writer thread (one write transaction per
  * batch); `done` callbacks run on the writer thread after mdb_txn_commit()
  * returned, and must only hand the result over to the caller's own thread.
- * Readers (queue_walk, queue_envelope_get, queue_body_read) may run on any
- * thread; each uses its own read transaction (MDB_NOTLS).
+ * Readers (queue_walk, queue_envelope_get, queue_body_read, queue_body_next)
+ * may run on any thread; each uses its own read transaction (MDB_NOTLS).
  *
  * Errors: a call that takes (char *err, size_t errlen) writes why it failed
  * there, cut to fit; ERR must hold ERRLEN bytes (NULL only with ERRLEN 0).
@@ -281,6 +281,37 @@ typedef int queue_chunk_fn(const uint8_t *data, size_t len, void *arg);
  * returns non-zero to stop.  0 ok, 1 not found, -1 error, QUEUE_CORRUPT. */
 int queue_body_read(struct queue *q, uint64_t id, queue_chunk_fn *fn, void *arg,
 		    char *err, size_t errlen);
+
+/*
+ * A body read one chunk at a time (body.c), for a sender that must not hold
+ * the message whole: each queue_body_next() opens one short read
+ * transaction, decrypts one chunk into a buffer the reader owns (wiped when
+ * reused and at close) and aborts the transaction before it returns, so no
+ * read transaction (no pinned snapshot) outlives a call, and a reader kept
+ * across event-loop waits holds one chunk of memory and nothing of LMDB;
+ * the map pages a chunk was read from are unmapped again (they stay in the
+ * page cache), so reading bodies does not grow the process's RSS.
+ * Each chunk is checked as queue_body_read() checks the whole: its key
+ * (id, index) and order, its seal, and its size against what the envelope
+ * says (SIZE bytes in NCHUNKS chunks, none past them).
+ *   queue_body_open(q, env, &r)  a reader of ENV's body (ENV->id, ->size,
+ *       ->nchunks are copied; nothing is read yet).  0, or -1 out of
+ *       memory.  Q must outlive the reader.
+ *   queue_body_next(r, &p, &len, err, errlen)  the next chunk: 0 with P,
+ *       LEN (valid until the next call or the close), 1 at the end (the
+ *       count and total agreed), 1 also for an empty body, -1 on an LMDB
+ *       error or out of memory, QUEUE_CORRUPT for a chunk missing, extra,
+ *       altered or of the wrong size; after a failure every call fails.
+ *   queue_body_close(r)  wipe and free (NULL is allowed); the chunk's
+ *       buffer is wiped and freed already when queue_body_next() says 1.
+ * One reader belongs to one thread at a time; any thread (MDB_NOTLS).
+ */
+struct queue_body_reader;
+int queue_body_open(struct queue *q, const struct queue_envelope *env,
+		    struct queue_body_reader **rp);
+int queue_body_next(struct queue_body_reader *r, const uint8_t **p, size_t *len,
+		    char *err, size_t errlen);
+void queue_body_close(struct queue_body_reader *r);
 
 struct queue_stats {
 	uint64_t commits; /* write transactions committed */

@@ -115,6 +115,18 @@ struct queue_plain {
 int queue_plain_reserve(struct queue_plain *b, size_t n);
 void queue_plain_free(struct queue_plain *b);
 
+/* queue_txn_read — a read transaction on Q (MDB_RDONLY; the environment
+ * is opened MDB_NOTLS), adopting a map grown by the writer.  0, or -1 with
+ * err.  Any thread; abort it soon (it pins a snapshot). */
+int queue_txn_read(struct queue *q, MDB_txn **txn, char *err, size_t errlen);
+
+/* queue_chunk_open — check that KEY (a "body" key) is chunk I and decrypt
+ * VAL into BUF (*PLEN bytes).  0, -1 out of memory, or QUEUE_CORRUPT;
+ * err says which.  Any thread. */
+int queue_chunk_open(struct queue *q, const MDB_val *key, const MDB_val *val,
+		     uint32_t i, struct queue_plain *buf, size_t *plen,
+		     char *err, size_t errlen);
+
 /* queue_dir_sync — fsync the directory PATH SUFFIX ("" or "/..") so the
  * names made in it are durable.  0, or -1 with errno.  Any thread. */
 int queue_dir_sync(const char *path, const char *suffix);

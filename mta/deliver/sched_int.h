@@ -44,7 +44,7 @@
 #include "mta/deliver/sched_heap.h"
 #include "mta/deliver/smtp_client.h"
 
-/* Rounds in flight at once (envelopes and bodies in memory): a restart with
+/* Rounds in flight at once (envelopes in memory): a restart with
  * a million due messages must not read them all at once. */
 #define SCHED_MAX_ACTIVE 20000
 
@@ -71,7 +71,7 @@ struct sched_msg {
 	uint8_t writes;          /* queue ops in flight */
 };
 
-#define SM_LOADING    0x01u /* envelope/body being read by a worker */
+#define SM_LOADING    0x01u /* envelope being read by a worker */
 #define SM_DELETED    0x02u /* final: freed when the last op returns */
 #define SM_HELD       0x04u /* held: not scheduled */
 #define SM_FORCE      0x08u /* operator: try now, past a back-off */
@@ -91,14 +91,15 @@ struct sched_msg {
 struct sched_round {
 	struct queue_envelope env;
 	const struct conf_pool *pool;
-	uint8_t *body;
-	size_t body_len;
 	unsigned inflight; /* jobs not finished */
 	uint32_t *bounced; /* rcpt indexes that failed this round */
 	unsigned nbounced;
 	unsigned nadmin; /* the last of bounced[]: bounced by an operator */
 	bool kept;       /* a failed rcpt kept pending: no memory to list it */
-	bool tried;      /* a recipient got a result (an attempt, a DSN) */
+	/* a job found the body damaged (QUEUE_CORRUPT) as it sent it: why;
+	 * the round settles as a damaged record read at its start would */
+	char *corrupt;
+	bool tried; /* a recipient got a result (an attempt, a DSN) */
 	struct sched_park *park;       /* a job met a paused destination here */
 	char **remote;                 /* per rcpt: the host that answered */
 	uint8_t *category;             /* per rcpt: the bounce category (enum
@@ -119,6 +120,11 @@ struct sched_job {
 	struct sched_path *path;
 	uint32_t *rcpt;     /* cj.nrcpt indexes into msg->r->env.rcpts */
 	const char **addrs; /* their addresses (cj.rcpts) */
+	/* the body, a chunk at a time as the client sends it (cj.body_arg):
+	 * a job holds at most one decrypted chunk, never the message */
+	struct queue_body_reader *body;
+	int body_rc;        /* its failure (queue_body_next), 0 if none */
+	char body_err[200]; /* and why */
 	struct sched_job *next;
 };
 
@@ -288,10 +294,10 @@ void sched_dsn(struct sched_msg *m);
  * clients', or the default (NULL: no source binding). */
 const struct conf_pool *sched_pool_for(const struct queue_envelope *env);
 
-/* sched_round_new — give M a round: ENV (moved in, zeroed at the source)
- * and BODY (owned).  0, or -1 when out of memory. */
-int sched_round_new(struct sched_msg *m, struct queue_envelope *env,
-		    uint8_t *body, size_t body_len);
+/* sched_round_new — give M a round: ENV (moved in, zeroed at the source).
+ * The body stays in the queue (each job reads it).  0, or -1 when out of
+ * memory. */
+int sched_round_new(struct sched_msg *m, struct queue_envelope *env);
 /* sched_round_free — the round is over: drop everything but the stub. */
 void sched_round_free(struct sched_msg *m);
 /* sched_round_start — read M (if need be), then one job per destination

@@ -29,6 +29,7 @@ sched_job_free(struct sched_job *job)
 		for (i = 0; i < job->cj.nrcpt; i++)
 			free(job->cj.res[i].text);
 	free(job->cj.res);
+	queue_body_close(job->body);
 	free(job->rcpt);
 	free(job->addrs);
 	free(job);
@@ -44,6 +45,24 @@ sched_job_scrub_addr(const void *arg, size_t i)
 	return i < cj->nrcpt ? cj->rcpts[i] : cj->sender;
 }
 
+/* The client's pull of the body (smtp_client_body_fn): the next chunk
+ * from the queue, read and decrypted here on the delivery loop (one short
+ * read transaction and one chunk's AEAD; queue/queue.h).  A damaged chunk
+ * says so in ERR, which the client hands back as the job's result. */
+static int
+sched_job_body_next(void *arg, const uint8_t **p, size_t *len, char *err,
+		    size_t errlen)
+{
+	struct sched_job *job = arg;
+	int rc = queue_body_next(job->body, p, len, err, errlen);
+
+	if (rc == 0 || rc == 1)
+		return rc;
+	job->body_rc = rc;
+	snprintf(job->body_err, sizeof(job->body_err), "%s", err);
+	return -1;
+}
+
 struct sched_job *
 sched_job_new(struct sched_msg *m, struct sched_dest *d, unsigned n)
 {
@@ -56,14 +75,16 @@ sched_job_new(struct sched_msg *m, struct sched_dest *d, unsigned n)
 	job->rcpt = calloc(n, sizeof(*job->rcpt));
 	job->addrs = calloc(n, sizeof(*job->addrs));
 	job->cj.res = calloc(n, sizeof(*job->cj.res));
-	if (job->rcpt == NULL || job->addrs == NULL || job->cj.res == NULL) {
+	if (job->rcpt == NULL || job->addrs == NULL || job->cj.res == NULL ||
+	    queue_body_open(sched.queue, &m->r->env, &job->body) != 0) {
 		sched_job_free(job);
 		return NULL;
 	}
 	job->cj.rcpts = job->addrs;
 	job->cj.sender = m->r->env.sender;
-	job->cj.body = m->r->body;
-	job->cj.body_len = m->r->body_len;
+	job->cj.body_next = sched_job_body_next;
+	job->cj.body_arg = job;
+	job->cj.body_len = (size_t)m->r->env.size;
 	job->cj.smtputf8 = (m->r->env.flags & QUEUE_F_SMTPUTF8) != 0;
 	job->cj.eightbit = (m->r->env.flags & QUEUE_F_8BITMIME) != 0;
 	job->cj.scrub.addr = sched_job_scrub_addr;
@@ -218,6 +239,22 @@ sched_job_results(struct sched_job *job)
 	const struct scrub_ctx *prev_ctx;
 
 	queue_id_format(m->id, qid);
+	if (job->body_rc == QUEUE_CORRUPT) {
+		/* The record is damaged, not the receiver: no result counts;
+		 * the round holds the message when it settles. */
+		if (m->r->corrupt == NULL)
+			m->r->corrupt = strdup(job->body_err);
+		if (m->r->corrupt == NULL)
+			m->r->kept = true; /* no memory: retried later */
+		m->r->inflight--;
+		sched_job_free(job);
+		if (m->r->inflight == 0)
+			sched_round_settle(m);
+		return;
+	}
+	if (job->body_rc != 0)
+		log_warnx("%s the body could not be read from the queue: %s",
+			  qid, job->body_err);
 	npats = sched_limit_patterns(cfg, pats);
 	prev_ctx = scrub_ctx_enter(&job->cj.scrub);
 	for (i = 0; i < job->cj.nrcpt; i++) {

@@ -329,6 +329,68 @@ sched_write_delete(struct sched_msg *m)
 
 /* DSNs ---------------------------------------------------------------- */
 
+/* The original message for a DSN, read back from the queue (rounds keep
+ * no body): its header block only, or all of it for RET=FULL. */
+struct sched_dsn_orig {
+	uint8_t *p;
+	size_t len, cap;
+	bool full, oom;
+};
+
+static int
+sched_dsn_orig_chunk(const uint8_t *data, size_t len, void *arg)
+{
+	struct sched_dsn_orig *o = arg;
+	uint8_t *np;
+	size_t cap;
+
+	if (o->len + len > o->cap) {
+		cap = o->cap ? o->cap : 65536;
+		while (cap < o->len + len)
+			cap *= 2;
+		if ((np = realloc(o->p, cap)) == NULL) {
+			o->oom = true;
+			return 1;
+		}
+		o->p = np;
+		o->cap = cap;
+	}
+	memcpy(o->p + o->len, data, len);
+	o->len += len;
+	/* The header block is whole once its blank line is in. */
+	return !o->full && bounce_headers_len(o->p, o->len) < o->len;
+}
+
+/*
+ * M's original message for its DSN into O: read on the delivery loop, a
+ * rare path (a failure); the header block alone is usually within the
+ * first chunk (one read transaction, one chunk decrypted).  RET=FULL reads
+ * the whole message, as the DSN carries it whole anyway.  0, or -1 (the
+ * DSN goes without it; logged).
+ */
+static int
+sched_dsn_original(struct sched_msg *m, struct sched_dsn_orig *o,
+		   const char *qid)
+{
+	char err[200];
+	int rc;
+
+	memset(o, 0, sizeof(*o));
+	o->full = (m->r->env.flags & QUEUE_F_RET_FULL) != 0;
+	rc = queue_body_read(sched.queue, m->id, sched_dsn_orig_chunk, o, err,
+			     sizeof(err));
+	if (rc == 0 && o->oom)
+		snprintf(err, sizeof(err), "out of memory");
+	if (rc != 0 || o->oom) {
+		log_warnx("%s the DSN goes without the original message: %s",
+			  qid, err);
+		free(o->p);
+		memset(o, 0, sizeof(*o));
+		return -1;
+	}
+	return 0;
+}
+
 /*
  * Queue the DSN IN (hostname, qid, sender, arrival, envid, full set here)
  * of M for its sender.  0, or -1 out of memory (logged).
@@ -338,6 +400,7 @@ sched_dsn_queue(struct sched_msg *m, struct bounce_input *in, const char *qid)
 {
 	const struct queue_envelope *env = &m->r->env;
 	struct queue_op *op;
+	struct sched_dsn_orig orig;
 	int64_t now = util_wall_ms();
 	unsigned i;
 
@@ -346,18 +409,21 @@ sched_dsn_queue(struct sched_msg *m, struct bounce_input *in, const char *qid)
 	in->sender = env->sender;
 	in->arrival_ms = env->created_ms;
 	in->envid = env->envid;
-	if (m->r->body != NULL) {
-		in->headers = m->r->body;
-		in->headers_len =
-		    bounce_headers_len(m->r->body, m->r->body_len);
-		if (env->flags & QUEUE_F_RET_FULL) { /* RFC 3461 4.3 */
-			in->full = m->r->body;
-			in->full_len = m->r->body_len;
+	if (sched_dsn_original(m, &orig, qid) == 0) {
+		in->headers = orig.p;
+		in->headers_len = bounce_headers_len(orig.p, orig.len);
+		if (orig.full) { /* RFC 3461 4.3 */
+			in->full = orig.p;
+			in->full_len = orig.len;
 		}
 	}
 	op = queue_op_new(QOP_INSERT);
-	if (op == NULL || bounce_dsn_build(in, &op->body, &op->body_len) != 0)
+	if (op == NULL || bounce_dsn_build(in, &op->body, &op->body_len) != 0) {
+		free(orig.p);
 		goto oom;
+	}
+	free(orig.p);
+	in->headers = in->full = NULL;
 	op->env.id = queue_id_next(sched.queue);
 	op->env.created_ms = op->env.next_attempt_ms = now;
 	op->env.flags = QUEUE_F_DSN;

@@ -1,9 +1,10 @@
 /*
- * sched_round.c — a round of attempts for one message: its envelope and
- * body read back from the queue (worker pool), expiry, one job per
- * destination, and the settle that writes down what the round did.
+ * sched_round.c — a round of attempts for one message: its envelope read
+ * back from the queue (worker pool; each job reads the body as it sends
+ * it), expiry, one job per destination, and the settle that writes down
+ * what the round did.
  *
- * Owns: struct sched_round (the envelope and body in memory).  Must not:
+ * Owns: struct sched_round (the envelope in memory).  Must not:
  * settle a round twice, or fail a recipient without its DSN.  Delivery
  * loop thread, but for sched_round_load_run (a worker).
  */
@@ -36,10 +37,9 @@ sched_pool_for(const struct queue_envelope *env)
 	return sched.conf->default_pool;
 }
 
-/* Give M a round: ENV (moved in, zeroed at the source) and BODY (owned). */
+/* Give M a round: ENV (moved in, zeroed at the source). */
 int
-sched_round_new(struct sched_msg *m, struct queue_envelope *env, uint8_t *body,
-		size_t body_len)
+sched_round_new(struct sched_msg *m, struct queue_envelope *env)
 {
 	struct sched_round *r = calloc(1, sizeof(*r));
 
@@ -47,8 +47,6 @@ sched_round_new(struct sched_msg *m, struct queue_envelope *env, uint8_t *body,
 		return -1;
 	r->env = *env;
 	memset(env, 0, sizeof(*env));
-	r->body = body;
-	r->body_len = body_len;
 	r->pool = sched_pool_for(&r->env);
 	m->r = r;
 	r->next = sched.active;
@@ -74,7 +72,7 @@ sched_round_free(struct sched_msg *m)
 	free(r->remote);
 	free(r->category);
 	free(r->bounced);
-	free(r->body);
+	free(r->corrupt);
 	queue_envelope_clear(&r->env);
 	if (r->prev != NULL)
 		r->prev->r->next = r->next;
@@ -177,8 +175,11 @@ sched_round_bounce_all(struct sched_msg *m)
 	}
 }
 
+static void sched_round_load_failed(struct sched_msg *m, int status,
+				    const char *err);
+
 /* Every job of M's round is back: write down what happened, once, and
- * drop the round (envelope, body) from memory. */
+ * drop the round (the envelope) from memory. */
 void
 sched_round_settle(struct sched_msg *m)
 {
@@ -190,6 +191,19 @@ sched_round_settle(struct sched_msg *m)
 	char qid[QUEUE_ID_HEX_BYTES];
 	uint32_t i;
 
+	if (m->r->corrupt != NULL) {
+		/* Found damaged while it was sent: held as if found at the
+		 * round's start, nothing of the round written. */
+		char *why = m->r->corrupt;
+
+		m->r->corrupt = NULL;
+		m->flags &= ~SM_FORCE;
+		sched_round_free(m);
+		sched_round_load_failed(m, QUEUE_CORRUPT, why);
+		free(why);
+		sched_retry_wake();
+		return;
+	}
 	if (m->r->park != NULL && !m->r->tried && m->r->nbounced == 0 &&
 	    !m->r->kept &&
 	    !(m->flags & (SM_BOUNCE_REQ | SM_DELETE_REQ | SM_HOLD_REQ)) &&
@@ -294,38 +308,13 @@ sched_round_rcpt_result(struct sched_msg *m, uint32_t ri,
 
 struct sched_load {
 	struct sched_msg *msg;
-	int status; /* as queue_body_read() */
+	int status; /* as queue_envelope_get() */
 	char err[200];
 	struct queue_envelope env;
-	uint8_t *buf;
-	size_t len, cap;
-	bool oom; /* the body did not fit in memory */
 };
 
-static int
-sched_round_load_chunk(const uint8_t *data, size_t len, void *arg)
-{
-	struct sched_load *l = arg;
-	uint8_t *nb;
-
-	if (l->len + len > l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 65536;
-
-		while (cap < l->len + len)
-			cap *= 2;
-		if ((nb = realloc(l->buf, cap)) == NULL) {
-			l->oom = true;
-			return -1;
-		}
-		l->buf = nb;
-		l->cap = cap;
-	}
-	memcpy(l->buf + l->len, data, len);
-	l->len += len;
-	return 0;
-}
-
-/* Worker thread: read and decrypt the envelope and body from the queue. */
+/* Worker thread: read and decrypt the envelope from the queue (the body
+ * is read by each job as it is sent: sched_job.c). */
 static void
 sched_round_load_run(void *arg)
 {
@@ -333,14 +322,6 @@ sched_round_load_run(void *arg)
 
 	l->status = queue_envelope_get(sched.queue, l->msg->id, &l->env, l->err,
 				       sizeof(l->err));
-	if (l->status == 0)
-		l->status = queue_body_read(sched.queue, l->msg->id,
-					    sched_round_load_chunk, l, l->err,
-					    sizeof(l->err));
-	if (l->status == 0 && l->oom) {
-		l->status = -1;
-		snprintf(l->err, sizeof(l->err), "out of memory for the body");
-	}
 }
 
 /*
@@ -396,14 +377,11 @@ sched_round_load_done(void *arg)
 	sched.nloading--;
 	snprintf(err, sizeof(err), "%s", l->err);
 	if (status == 0 && !(m->flags & SM_DELETED) &&
-	    sched_round_new(m, &l->env, l->buf, l->len) == 0)
-		l->buf = NULL;
-	else if (status == 0) {
+	    sched_round_new(m, &l->env) != 0) {
 		status = -1;
 		snprintf(err, sizeof(err), "out of memory");
 	}
 	queue_envelope_clear(&l->env);
-	free(l->buf);
 	free(l);
 	if (m->flags & SM_DELETED) {
 		if (m->writes == 0 && m->r == NULL)

@@ -433,8 +433,9 @@ sched_on_new(void *arg)
 		return;
 	}
 	m = sched_msg_new(op->env.id, op->env.next_attempt_ms);
-	if (m == NULL ||
-	    sched_round_new(m, &op->env, op->body, op->body_len) != 0) {
+	/* The body is not kept: delivery reads it from the queue a chunk at
+	 * a time (queue_op_free drops this copy). */
+	if (m == NULL || sched_round_new(m, &op->env) != 0) {
 		/* It is safe on disk: the next start picks it up. */
 		log_warnx("out of memory scheduling a new message");
 		if (m != NULL)
@@ -442,7 +443,6 @@ sched_on_new(void *arg)
 		queue_op_free(op);
 		return;
 	}
-	op->body = NULL;
 	queue_op_free(op);
 	if (m->r->env.flags & QUEUE_F_HELD) {
 		/* Held (by policy or an operator): known, not scheduled. */

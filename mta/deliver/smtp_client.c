@@ -400,6 +400,7 @@ sc_job_finish(struct smtp_client *c)
 	struct smtp_client_job *job = c->job;
 
 	c->job = NULL;
+	c->body_on = false; /* nothing more is pulled from a job handed back */
 	snprintf(job->remote, sizeof(job->remote), "%s", c->remote);
 	snprintf(job->mx_host, sizeof(job->mx_host), "%s", sc_host(c));
 	snprintf(job->mx_ip, sizeof(job->mx_ip), "%s", c->ip);
@@ -474,9 +475,11 @@ sc_protocol_error(struct smtp_client *c, enum outcome_stage stage, int code,
 
 /* The transaction ----------------------------------------------------- */
 
-/* The body, dot-stuffed, then the final dot (DATA). */
+/* One piece of a DATA body, dot-stuffed: a line that starts with '.' gets
+ * another, also when the piece before ended the line before (body_bol
+ * carries that over, as body_tail carries the last CRLF for the end). */
 static void
-sc_write_body_data(struct smtp_client *c, const uint8_t *p, size_t len)
+sc_body_stuff(struct smtp_client *c, const uint8_t *p, size_t len)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	const uint8_t *end = p + len, *line = p, *nl;
@@ -484,14 +487,109 @@ sc_write_body_data(struct smtp_client *c, const uint8_t *p, size_t len)
 	while (line < end) {
 		nl = memchr(line, '\n', (size_t)(end - line));
 		nl = nl == NULL ? end : nl + 1;
-		if (*line == '.')
+		if (c->body_bol && *line == '.')
 			evbuffer_add(out, ".", 1);
 		evbuffer_add(out, line, (size_t)(nl - line));
+		c->body_bol = nl[-1] == '\n';
 		line = nl;
 	}
-	if (len < 2 || p[len - 2] != '\r' || p[len - 1] != '\n')
+	/* The last two bytes so far, for the end (sc_body_end). */
+	if (len >= 2) {
+		c->body_tail[0] = p[len - 2];
+		c->body_tail[1] = p[len - 1];
+	} else if (len == 1) {
+		c->body_tail[0] = c->body_tail[1];
+		c->body_tail[1] = p[0];
+	}
+}
+
+/* The body is all out: a DATA body ends its last line if it did not, then
+ * the final dot; BDAT sent what it announced (else the dialogue is lost).
+ * The reply to the end of data is awaited from here. */
+static void
+sc_body_end(struct smtp_client *c)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+
+	c->body_on = false;
+	if (c->bdat) {
+		if (c->body_sent != c->job->body_len)
+			sc_fail(c, OS_EOM, 0,
+				OUTCOME_PROTOCOL_STATUS " the body's size "
+							"changed while it was "
+							"sent");
+		return;
+	}
+	if (c->body_sent < 2 || c->body_tail[0] != '\r' ||
+	    c->body_tail[1] != '\n')
 		evbuffer_add(out, "\r\n", 2);
 	evbuffer_add(out, ".\r\n", 3);
+}
+
+/* Pull pieces of the body into the output while it holds less than
+ * SC_BODY_LOW_BYTES; sc_write_cb calls again when it drains.  A body that
+ * cannot be read ends the connection (never a message cut short). */
+static void
+sc_body_pump(struct smtp_client *c)
+{
+	struct smtp_client_job *job = c->job;
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	char err[256], text[320];
+	const uint8_t *p;
+	size_t len;
+	int rc;
+
+	while (c->body_on && evbuffer_get_length(out) < SC_BODY_LOW_BYTES) {
+		rc = job->body_next(job->body_arg, &p, &len, err, sizeof(err));
+		if (rc < 0) {
+			c->body_on = false;
+			snprintf(text, sizeof(text),
+				 "4.3.0 the message could not be read from "
+				 "the queue: %s",
+				 err);
+			/* The owner says why (it knows the message). */
+			sc_fail(c, OS_LOCAL, 451, text);
+			return;
+		}
+		if (rc == 1) {
+			sc_body_end(c);
+			break;
+		}
+		c->body_sent += len;
+		if (c->bdat)
+			evbuffer_add(out, p, len);
+		else
+			sc_body_stuff(c, p, len);
+	}
+	/* Progress restarts the wait: it bounds a stalled peer, not the
+	 * time a large body takes. */
+	if (c->state == SC_TXN)
+		sc_timer(c, c->env->data_timeout_ms);
+}
+
+/* The output drained under its low watermark: more of the body. */
+void
+sc_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct smtp_client *c = arg;
+
+	sc_hold(c);
+	if (c->body_on && c->bev == bev && c->state == SC_TXN)
+		sc_body_pump(c);
+	sc_release(c);
+}
+
+/* Start sending the body (DATA after its 354: dot-stuffed; BDAT after its
+ * command: as it is), pulled as the output drains. */
+static void
+sc_body_start(struct smtp_client *c)
+{
+	c->body_on = true;
+	c->body_bol = true;
+	c->body_tail[0] = c->body_tail[1] = 0;
+	c->body_sent = 0;
+	bufferevent_setwatermark(c->bev, EV_WRITE, SC_BODY_LOW_BYTES, 0);
+	sc_body_pump(c);
 }
 
 /* Send the command at the send cursor (and, pipelining, the ones after, up
@@ -534,9 +632,12 @@ sc_send_next(struct smtp_client *c)
 			/* its reply is this recipient's */
 			c->pend[c->pend_head + c->pend_len - 1].rcpt = i - 1;
 		} else if (c->bdat) {
+			/* One BDAT for the whole body: its size is known,
+			 * its bytes follow as the connection drains. */
 			sc_send(c, OS_EOM, "BDAT %zu LAST\r\n", job->body_len);
-			evbuffer_add(bufferevent_get_output(c->bev), job->body,
-				     job->body_len);
+			c->sent++;
+			sc_body_start(c);
+			return;
 		} else {
 			sc_send(c, OS_DATA, "DATA\r\n");
 		}
@@ -545,13 +646,13 @@ sc_send_next(struct smtp_client *c)
 }
 
 /* DATA got its 354: the body, then the end of data, whose reply is the one
- * that delivers. */
+ * that delivers (awaited from now: a reply before the end is an error,
+ * sc_reply_done). */
 static void
 sc_send_body(struct smtp_client *c)
 {
-	sc_write_body_data(c, c->job->body, c->job->body_len);
 	sc_pend_push(c, OS_EOM, 0);
-	sc_timer(c, c->env->data_timeout_ms);
+	sc_body_start(c);
 }
 
 static void smtp_client_start(struct smtp_client *c,
@@ -676,6 +777,8 @@ sc_txn_reply(struct smtp_client *c, const struct sc_cmd *cmd,
 		      outcome_stage_name(cmd->stage));
 	}
 	sc_send_next(c);
+	if (c->job == NULL)
+		return; /* the body could not be read: the connection ended */
 	if (c->pend_len > 0) {
 		sc_timer(c, c->env->command_timeout_ms);
 		return;
@@ -811,10 +914,18 @@ sc_reply_done(struct smtp_client *c, struct evbuffer *in)
 		return;
 	}
 	if (cmd.stage == OS_EOM && kind == OR_OK && c->bev != NULL &&
-	    evbuffer_get_length(bufferevent_get_output(c->bev)) > 0) {
+	    (c->body_on ||
+	     evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)) {
 		/* Accepted before the end of the message left us. */
 		sc_protocol_error(c, cmd.stage, 0,
 				  "end of data accepted before it was sent");
+		return;
+	}
+	if (cmd.stage == OS_EOM && c->body_on) {
+		/* Refused before the end of the message left us: the refusal
+		 * stands, but what we would still send has no place in the
+		 * dialogue any more; the connection ends. */
+		sc_fail(c, OS_EOM, c->rcode, c->rtext);
 		return;
 	}
 	sc_reply(c, &cmd, kind);

@@ -76,6 +76,19 @@ struct smtp_client_result {
 };
 
 /*
+ * The body of a job, read piece by piece as the connection drains (the
+ * client never holds it whole): NEXT(ARG, &p, &len, err, errlen) returns 0
+ * with the next piece (P valid until the next call), 1 at the end, -1 when
+ * the body cannot be read (ERR says why: the transaction is given up, the
+ * connection closed, so that no partial message is ever delivered).  The
+ * pieces are the message as queued: CRLF lines, not dot-stuffed, cut
+ * anywhere.  The client calls it only while the job is its own, from the
+ * first byte to the end, once (queue_body_next fits it: queue/queue.h).
+ */
+typedef int smtp_client_body_fn(void *arg, const uint8_t **p, size_t *len,
+				char *err, size_t errlen);
+
+/*
  * One transaction: the owner fills the first part and keeps every pointer
  * alive until the done callback; the client fills RES (NRCPT entries, zeroed
  * by the owner) and the second part before it calls done.
@@ -84,8 +97,9 @@ struct smtp_client_job {
 	const char *sender;
 	const char *const *rcpts; /* NRCPT addresses */
 	unsigned nrcpt;
-	const uint8_t *body; /* the message, CRLF lines, not dot-stuffed */
-	size_t body_len;
+	smtp_client_body_fn *body_next; /* the body's pieces (BODY_ARG) */
+	void *body_arg;
+	size_t body_len;         /* the body's size in bytes (SIZE=, BDAT) */
 	bool smtputf8, eightbit; /* what the message needs of the server */
 	/* names SENDER and RCPTS to the address scrubber (mta/core/scrub.h)
 	 * for diagnostics about the transaction; n = 0: none */

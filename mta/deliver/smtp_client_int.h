@@ -21,6 +21,11 @@
 
 #define SC_REPLY_TEXT_MAX 1024 /* text kept from a (multi-line) reply */
 #define SC_NOTLS_MS       (3600 * 1000) /* tls=may fallback memory */
+/* The body is pulled from its owner while the connection's output holds
+ * less than this: with a queue chunk pulled at a time, a connection holds
+ * this, one chunk in the output (two at worst, dot-stuffed) and the chunk
+ * in the owner's reader. */
+#define SC_BODY_LOW_BYTES (64 * 1024)
 
 struct bufferevent;
 struct dns_query;
@@ -101,6 +106,12 @@ struct smtp_client {
 	bool mail_ok;
 	unsigned rcpt_ok;
 	bool *accepted;
+	/* the body going out (DATA after its 354, BDAT after its command):
+	 * pieces are pulled while the output holds under SC_BODY_LOW_BYTES */
+	bool body_on;         /* pieces still to come */
+	bool body_bol;        /* DATA: the next byte starts a line */
+	uint8_t body_tail[2]; /* DATA: its last two bytes so far */
+	size_t body_sent;     /* bytes of the body pulled so far */
 	/* why the last host failed, for the closed callback */
 	enum outcome_stage fail_stage;
 	int fail_code;
@@ -143,6 +154,7 @@ void sc_fail(struct smtp_client *c, enum outcome_stage stage, int code,
 	     const char *text);
 /* The bufferevent callbacks of C's connection (ARG: C). */
 void sc_read_cb(struct bufferevent *bev, void *arg);
+void sc_write_cb(struct bufferevent *bev, void *arg);
 void sc_event_cb(struct bufferevent *bev, short what, void *arg);
 
 /* smtp_client_setup.c: hosts, connect, EHLO, TLS ----------------------- */

@@ -125,7 +125,7 @@ sc_connect_addr(struct smtp_client *c)
 		sc_host_failed(c, OS_CONNECT, 0, "out of memory");
 		return;
 	}
-	bufferevent_setcb(c->bev, sc_read_cb, NULL, sc_event_cb, c);
+	bufferevent_setcb(c->bev, sc_read_cb, sc_write_cb, sc_event_cb, c);
 	sc_enter(c, SC_CONNECT);
 	sc_pend_push(c, OS_GREETING, 0); /* the banner is the first reply */
 	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&sa,
@@ -435,7 +435,7 @@ sc_tls_begin(struct smtp_client *c)
 	}
 	c->fd = -1;
 	bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
-	bufferevent_setcb(c->bev, sc_read_cb, NULL, sc_event_cb, c);
+	bufferevent_setcb(c->bev, sc_read_cb, sc_write_cb, sc_event_cb, c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	sc_enter(c, SC_TLS);
 }

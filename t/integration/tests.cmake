@@ -15,6 +15,8 @@ outpost_integration_test(delivery_shaping t/integration/delivery_shaping_test.py
 outpost_integration_test(delivery_restart t/integration/delivery_restart_test.py SERIAL TIMEOUT 900)
 outpost_integration_test(dkim t/integration/dkim_test.py TIMEOUT 600)
 outpost_integration_test(long_lines t/integration/long_lines_test.py TIMEOUT 600)
+# Bodies sent from the queue chunk by chunk, checked byte for byte.
+outpost_integration_test(body_chunks t/integration/body_chunks_test.py TIMEOUT 600)
 outpost_integration_test(observe t/integration/observe_test.py TIMEOUT 600)
 # Bounce categories: log, DSN, metrics, reload with an operator's rules.
 outpost_integration_test(bounce_categories t/integration/bounce_categories_test.py TIMEOUT 600)

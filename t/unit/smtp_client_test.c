@@ -62,6 +62,10 @@ static const struct client_case {
 	enum outcome_stage fail_stage;
 	int fail_code;
 	unsigned greeting_timeout_ms; /* 0: 5 s */
+	size_t piece;        /* the body handed out in pieces of this size
+				(0: whole) */
+	unsigned fail_after; /* the body fails after this many pieces (0:
+				never) */
 } cases[] = {
 	{ .name = "delivered",
 	  .rcpts = { "alice@example.test" },
@@ -118,6 +122,34 @@ static const struct client_case {
 	  .fail_stage = OS_GREETING,
 	  .fail_code = 0,
 	  .greeting_timeout_ms = 300 },
+	{ .name = "delivered, the body in 1-byte pieces (DATA)",
+	  .rcpts = { "alice@example.test" },
+	  .want = { { OS_EOM, 250, OA_DELIVERED } },
+	  .stored = true,
+	  .piece = 1 },
+	{ .name = "delivered, the body in 3-byte pieces (DATA, no pipelining)",
+	  .args = { "--no-pipelining" },
+	  .rcpts = { "alice@example.test" },
+	  .want = { { OS_EOM, 250, OA_DELIVERED } },
+	  .stored = true,
+	  .piece = 3 },
+	{ .name = "delivered, the body in 5-byte pieces (BDAT)",
+	  .args = { "--chunking" },
+	  .rcpts = { "alice@example.test" },
+	  .want = { { OS_EOM, 250, OA_DELIVERED } },
+	  .stored = true,
+	  .piece = 5 },
+	{ .name = "the body cannot be read (DATA): deferred, nothing stored",
+	  .rcpts = { "alice@example.test", "bob@example.test" },
+	  .want = { { OS_LOCAL, 451, OA_DEFER }, { OS_LOCAL, 451, OA_DEFER } },
+	  .piece = 16,
+	  .fail_after = 2 },
+	{ .name = "the body cannot be read (BDAT): deferred, nothing stored",
+	  .args = { "--chunking" },
+	  .rcpts = { "alice@example.test" },
+	  .want = { { OS_LOCAL, 451, OA_DEFER } },
+	  .piece = 16,
+	  .fail_after = 2 },
 	{ .name = "connection refused",
 	  .rcpts = { "alice@example.test" },
 	  .refused = true,
@@ -134,6 +166,32 @@ static const char body[] = "From: <sender@example.test>\r\n"
 			   ".a line that starts with a dot\r\n"
 			   ".\r\n"
 			   "Bye.\r\n";
+
+/* The body as the client pulls it (smtp_client_body_fn): PIECE bytes at
+ * a time, cutting lines and CRLFs anywhere, failing after FAIL_AFTER. */
+struct body_src {
+	size_t off, piece;
+	unsigned n, fail_after;
+};
+
+static int
+body_next(void *arg, const uint8_t **p, size_t *len, char *err, size_t errlen)
+{
+	struct body_src *b = arg;
+	size_t left = strlen(body) - b->off;
+
+	if (b->fail_after != 0 && b->n == b->fail_after) {
+		snprintf(err, errlen, "test: the body fails here");
+		return -1;
+	}
+	if (left == 0)
+		return 1;
+	*p = (const uint8_t *)body + b->off;
+	*len = b->piece != 0 && b->piece < left ? b->piece : left;
+	b->off += *len;
+	b->n++;
+	return 0;
+}
 
 /* The sink of one case. */
 struct sink {
@@ -489,6 +547,7 @@ test_case(void **state)
 	struct event *deadline;
 	struct timeval tv = { RUN_SECONDS, 0 };
 	struct smtp_client *c;
+	struct body_src src = { 0 };
 	unsigned i;
 
 	memset(&r, 0, sizeof(r));
@@ -520,7 +579,10 @@ test_case(void **state)
 	r.job.rcpts = k->rcpts;
 	for (i = 0; i < RCPT_MAX && k->rcpts[i] != NULL; i++)
 		r.job.nrcpt++;
-	r.job.body = (const uint8_t *)body;
+	src.piece = k->piece;
+	src.fail_after = k->fail_after;
+	r.job.body_next = body_next;
+	r.job.body_arg = &src;
 	r.job.body_len = strlen(body);
 	r.job.res = r.res;
 	r.job.tls_verified = -1;

@@ -28,6 +28,7 @@
 #ifndef OUTPOST_MTA_SCHED_INT_H
 #define OUTPOST_MTA_SCHED_INT_H
 
+#include <sys/queue.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -186,6 +187,10 @@ struct sched_path {
 	int64_t next_send_ms;   /* rate limit: next message allowed */
 	int64_t next_send_hour_ms;
 	struct event *timer; /* wake-up for pause / rate */
+	/* Waiting for a slot under delivery.max_connections (sched.waiting),
+	 * and holding idle connections (sched.idlers): scheduler.c. */
+	TAILQ_ENTRY(sched_path) wait_link, idle_link;
+	bool waiting, idling;
 };
 
 enum sched_dest_state { DEST_NEW, DEST_RESOLVING, DEST_READY, DEST_FAILED };
@@ -226,6 +231,10 @@ struct sched {
 	struct sched_heap heap; /* messages waiting for their due time */
 	struct event *retry_timer;
 	unsigned nconn;
+	/* Paths turned away by delivery.max_connections, in turn; paths with
+	 * idle connections, the longest idle first: a slot that ends goes to
+	 * the first waiter, and a waiter takes an idler's slot. */
+	TAILQ_HEAD(, sched_path) waiting, idlers;
 	unsigned writes;
 	uint64_t nmsgs;
 	bool stopping;

@@ -113,6 +113,10 @@ sched_path_idle_add(struct sched_path *p, struct smtp_client *c)
 		p->idle_cap = cap;
 	}
 	p->idle[p->nidle++] = c;
+	if (!p->idling) {
+		TAILQ_INSERT_TAIL(&sched.idlers, p, idle_link);
+		p->idling = true;
+	}
 	return 0;
 }
 
@@ -127,8 +131,54 @@ sched_path_idle_remove(struct sched_path *p, struct smtp_client *c)
 			continue;
 		memmove(&p->idle[i], &p->idle[i + 1],
 			(p->nidle - i - 1) * sizeof(*p->idle));
-		p->nidle--;
+		if (--p->nidle == 0 && p->idling) {
+			TAILQ_REMOVE(&sched.idlers, p, idle_link);
+			p->idling = false;
+		}
 		return;
+	}
+}
+
+/*
+ * P needs a connection and delivery.max_connections is reached: it waits
+ * its turn for the next slot that ends, and an idle connection of another
+ * path is asked to go (its slot is only worth keeping while nobody waits;
+ * the slot frees when it has closed, in sched_conn_closed).
+ */
+static void
+sched_path_wait_slot(struct sched_path *p)
+{
+	struct sched_path *o;
+
+	if (!p->waiting) {
+		TAILQ_INSERT_TAIL(&sched.waiting, p, wait_link);
+		p->waiting = true;
+	}
+	TAILQ_FOREACH(o, &sched.idlers, idle_link)
+	{
+		if (o != p && o->nidle > 0) {
+			struct smtp_client *c = o->idle[0]; /* longest idle */
+
+			sched_path_idle_remove(o, c);
+			smtp_client_quit(c);
+			return;
+		}
+	}
+}
+
+/* A slot ended: the paths that waited for one, in turn, while slots last. */
+static void
+sched_slots_kick(void)
+{
+	struct sched_path *p;
+
+	while (sched.nconn < sched.conf->delivery.max_connections &&
+	       (p = TAILQ_FIRST(&sched.waiting)) != NULL) {
+		TAILQ_REMOVE(&sched.waiting, p, wait_link);
+		p->waiting = false;
+		sched_path_kick(p); /* may wait again */
+		if (p->waiting)
+			return; /* it took none: later waiters would not */
 	}
 }
 
@@ -230,9 +280,12 @@ sched_path_kick(struct sched_path *p)
 			continue;
 		}
 		if (p->njobs <= sched_path_opening(p) ||
-		    p->nconn >= sched_limit_conns(p) ||
-		    sched.nconn >= sched.conf->delivery.max_connections)
+		    p->nconn >= sched_limit_conns(p))
 			return;
+		if (sched.nconn >= sched.conf->delivery.max_connections) {
+			sched_path_wait_slot(p);
+			return;
+		}
 		if (p->connect_after_ms > now) {
 			sched_timer_ms(p->timer, p->connect_after_ms - now);
 			return;
@@ -262,8 +315,9 @@ sched_conn_ready(struct smtp_client *c, void *arg)
 		sched_path_dispatch(p, c, sched_path_pop(p));
 		return;
 	}
-	/* Nothing to do now: keep it for a while. */
-	if (sched_path_idle_add(p, c) != 0) {
+	/* Nothing to do now: keep it for a while, unless another path waits
+	 * for a slot under delivery.max_connections. */
+	if (!TAILQ_EMPTY(&sched.waiting) || sched_path_idle_add(p, c) != 0) {
 		smtp_client_quit(c);
 		return;
 	}
@@ -292,6 +346,7 @@ sched_conn_closed(struct smtp_client *c, bool failed, enum outcome_stage stage,
 	sched_path_idle_remove(p, c);
 	p->nconn--;
 	sched.nconn--;
+	sched_slots_kick();
 	if (failed) {
 		/* No host of the site could be used.  If no other connection
 		 * is working for this path, its queued jobs are deferred
@@ -541,6 +596,8 @@ sched_init(const struct sched_config *sc, char *err, size_t errlen)
 	struct timeval gauge_now;
 
 	memset(&sched, 0, sizeof(sched));
+	TAILQ_INIT(&sched.waiting);
+	TAILQ_INIT(&sched.idlers);
 	sched.loop = l;
 	sched.conf = conf_ref(c);
 	sched.queue = sc->queue;

@@ -45,6 +45,33 @@ destination "*" {
         wait_empty(d)
 
 
+def test_global_cap_shares_its_slots():
+    """delivery.max_connections below the number of destinations: a
+    destination turned away by the cap gets a slot when another's
+    connection ends (idle_timeout 0s: each closes at once), and when the
+    others only hold idle ones (idle_timeout 60s: an idle connection gives
+    its slot up to a destination that waits).  Every message goes out
+    promptly either way; none waits for a retry or an idle timeout."""
+    hosts = ["127.0.0.81", "127.0.0.82", "127.0.0.83", "127.0.0.84"]
+    port = free_port_on(hosts)
+    domains = ["cap%d.test" % i for i in range(4)]
+    for idle in ("0s", "60s"):
+        dns = Dns(mx=[(dom, "mx.%s" % dom, 10) for dom in domains],
+                  a=[("mx.%s" % dom, h) for dom, h in zip(domains, hosts)])
+        cfg = ('dns { servers = "%s" timeout = 1s tries = 1 }\n'
+               'delivery {\n  port = %d\n  retry_intervals = { "10m" }\n'
+               '  retry_jitter = 0\n  idle_timeout = %s\n'
+               '  max_connections = 2\n}\n' % (dns.servers, port, idle))
+        with dns, Sink(hosts, port, ["--reply-delay-ms", "20"],
+                       maildir=False) as sink, Daemon(config=cfg) as d:
+            pipeline(d, ["u%d@%s" % (i, domains[i % 4]) for i in range(8)])
+            st = sink.wait_messages(8, timeout=20 * SLOW)
+            check(st["connections_max"] <= 2,
+                  "idle %s: at most 2 connections at once, saw %d"
+                  % (idle, st["connections_max"]))
+            wait_empty(d)
+
+
 def test_rate_limit():
     hosts = ["127.0.0.31"]
     port = free_port_on(hosts)

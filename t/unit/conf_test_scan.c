@@ -94,8 +94,8 @@ static const struct conf_error_row scan_error_rows[] = {
 	  "2: scan.clamd: \"clamd.ctl\" is neither an absolute Unix socket "
 	  "path nor a loopback ADDR:PORT (use e.g. \"/run/clamav/clamd.ctl\" "
 	  "or \"127.0.0.1:3310\")" },
-	{ "off the host", LISTENER "scan { clamd = \"192.0.2.1:3310\" }\n",
-	  "2: scan.clamd: \"192.0.2.1:3310\" must be a Unix socket path or a "
+	{ "off the host", LISTENER "scan { clamd = \"0.0.0.0:3310\" }\n",
+	  "2: scan.clamd: \"0.0.0.0:3310\" must be a Unix socket path or a "
 	  "loopback address (messages go to clamd unencrypted)" },
 	{ "no port", LISTENER "scan { clamd = \"127.0.0.1\" }\n",
 	  "2: scan.clamd: \"127.0.0.1\" needs a port (use e.g. "

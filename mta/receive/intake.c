@@ -656,6 +656,7 @@ intake_sign_and_queue(struct intake_req *req)
 	sr->conf = req->conf;
 	sr->body = req->op->body;
 	sr->len = req->op->body_len;
+	sr->trace_len = req->trace_len <= sr->len ? req->trace_len : 0;
 	sr->done = intake_scanned;
 	sr->arg = req;
 	req->scan = sr;

@@ -53,6 +53,8 @@ struct intake_req {
 	struct queue_op *op; /* QOP_INSERT, envelope and body set */
 	bool long_lines;     /* the body has a line over 998 octets: re-encode
 				it (worker pool) before signing */
+	size_t trace_len;    /* the body's first bytes are the server's own
+				Received: field (unique to this message) */
 	void (*done)(struct intake_req *req); /* on LOOP, once */
 	void *arg;
 	/* out, when done runs */

@@ -151,7 +151,10 @@ scan_prep_run(void *arg)
 	if (!r->truncated) {
 		/* A cut scan says nothing of the whole: no cache then. */
 		j->use_cache = true;
-		scan_cache_hash(S.cache, r->body, r->len, j->whole);
+		/* Without the Received: field we prepended, which holds the
+		 * queue id: with it no two bodies would ever share a key. */
+		scan_cache_hash(S.cache, r->body + r->trace_len,
+				r->len - r->trace_len, j->whole);
 		v = scan_cache_get(S.cache, j->whole, now, r->name,
 				   sizeof(r->name));
 		if (v != SCAN_UNKNOWN) {

@@ -49,6 +49,9 @@ struct scan_req {
 	const uint8_t *body;     /* the message as queued; the caller's,
 				    unchanged until done */
 	size_t len;
+	size_t trace_len; /* BODY's first bytes are the server's Received:
+			     field, unique to the message: left out of the
+			     whole-body key of the verdict cache */
 	void (*done)(struct scan_req *r); /* on LOOP, never inline */
 	void *arg;
 	/* out, when done runs */

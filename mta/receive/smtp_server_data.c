@@ -216,8 +216,11 @@ smtp_server_data_begin(struct smtp_server_session *s, bool dot)
 	    "\t%s\r\n",
 	    helo[0] ? helo : "unknown", s->client_str, s->conf->hostname, proto,
 	    qid, date);
-	if (n > 0 && (size_t)n < sizeof(hdr))
+	s->trace_len = 0;
+	if (n > 0 && (size_t)n < sizeof(hdr)) {
 		smtp_server_data_add(s, hdr, (size_t)n);
+		s->trace_len = (size_t)n;
+	}
 	s->scan.size = s->body_len; /* the header counts against the size */
 	return 0;
 }
@@ -507,6 +510,7 @@ smtp_server_data_end(struct smtp_server_session *s)
 	s->intake.user = s->user;
 	s->intake.op = op;
 	s->intake.long_lines = long_lines;
+	s->intake.trace_len = s->trace_len;
 	s->intake.done = smtp_server_data_on_intake;
 	s->intake.arg = s;
 	intake_submit(&s->intake);

@@ -137,6 +137,7 @@ struct smtp_server_session {
 	size_t mem_cap;             /* the capacity waited for */
 	bool mem_asked;             /* waiting, or the answer on its way */
 	struct smtp_data_scan scan; /* the message data scanner's state */
+	size_t trace_len; /* the body's first bytes: our Received: field */
 	uint64_t bdat_left;
 	bool bdat_last;
 	struct intake_req intake; /* the message on its way to the queue */

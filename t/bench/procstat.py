@@ -9,6 +9,10 @@
                                    of the trees (and every 1 s their PSS);
                                    writes the peaks to FILE as JSON
   procstat.py hwm PID              VmHWM (peak RSS) of one process, KiB
+  procstat.py threads PID          CPU seconds of each thread of one process,
+                                   as JSON {"name": seconds} (threads of one
+                                   name, e.g. smtp0 and smtp1, apart; several
+                                   of the same name summed)
 
 One process reads /proc directly, so sampling costs the measured MTA little.
 """
@@ -55,6 +59,25 @@ def cpu(roots):
         if st:
             total += int(st[11]) + int(st[12]) + int(st[13]) + int(st[14])
     return total / CLK
+
+
+def threads(pid):
+    out = {}
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return out
+    for t in tids:
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, t)) as f:
+                name = f.read().strip()
+            with open("/proc/%d/task/%s/stat" % (pid, t)) as f:
+                s = f.read()
+        except OSError:
+            continue
+        st = s[s.rindex(")") + 2:].split()
+        out[name] = out.get(name, 0.0) + (int(st[11]) + int(st[12])) / CLK
+    return out
 
 
 def mem(roots, with_pss):
@@ -112,8 +135,10 @@ def main():
                         print(line.split()[1])
         except OSError:
             pass
+    elif cmd == "threads":
+        print(json.dumps(threads(int(args[0]))))
     else:
-        sys.exit("usage: procstat.py cpu|sample|hwm ...")
+        sys.exit("usage: procstat.py cpu|sample|hwm|threads ...")
 
 
 if __name__ == "__main__":

@@ -65,11 +65,13 @@ if command -v perf >/dev/null; then
 	perf_ok=1
 fi
 cpu0=$(tree_cpu "$OPD_PID")
+"$PY" "$PROCSTAT" threads "$OPD_PID" >"$work/threads0.json"
 t0=$(date +%s.%N)
 load "$N" "$work/load.json"
 osink_wait "$work/sink.json" $((WARMUP + N)) 600 >/dev/null
 t1=$(date +%s.%N)
 cpu1=$(tree_cpu "$OPD_PID")
+"$PY" "$PROCSTAT" threads "$OPD_PID" >"$work/threads1.json"
 if [ "$perf_ok" = 1 ]; then
 	kill -INT "$PERF_PID" 2>/dev/null || :
 	wait "$PERF_PID" 2>/dev/null || :
@@ -112,15 +114,26 @@ for pct, dso, sym in rows:
         part = re.sub(r"\.so.*$", "", dso)
     groups[part] = groups.get(part, 0.0) + pct
 msgs = n
+# CPU per message of each thread (by name): where the hand-offs go and
+# which thread would cap the rest on more cores.
+th0 = json.load(open(work + "/threads0.json"))
+th1 = json.load(open(work + "/threads1.json"))
+thr = {k: round((v - th0.get(k, 0.0)) * 1000 / msgs, 4) for k, v in th1.items()}
+thr = dict(sorted(((k, v) for k, v in thr.items() if v > 0), key=lambda kv: -kv[1]))
 res = {"benchmark": "profile", "messages": n, "size": size, "sessions": sessions,
        "elapsed_s": round(t1 - t0, 3), "msg_per_s": round(n / (t1 - t0), 1),
        "cpu_ms_per_msg": round((cpu1 - cpu0) * 1000 / msgs, 4),
        "perf": perf_ok,
+       "threads_ms_per_msg": thr,
        "top": [{"pct": p, "dso": d, "symbol": s} for p, d, s in rows[:top]],
        "by_part": dict(sorted(groups.items(), key=lambda kv: -kv[1]))}
 json.dump(res, open(out + "/profile.json", "w"), indent=1)
 lines = ["## Profile: the %d-byte relay, %d messages, %d sessions, unsigned" % (size, n, sessions), "",
          "outpostd CPU **%.3f ms per message**, %s msg/s end to end." % (res["cpu_ms_per_msg"], "{:,.0f}".format(res["msg_per_s"])), ""]
+if thr:
+    lines += ["| thread | CPU ms per message |", "|---|---|"]
+    lines += ["| %s | %.4f |" % kv for kv in thr.items()]
+    lines.append("")
 if perf_ok:
     lines += ["| part (by function prefix or library) | % of outpostd's samples |", "|---|---|"]
     lines += ["| %s | %.1f |" % kv for kv in res["by_part"].items()]

@@ -79,6 +79,11 @@ if [ "$perf_ok" = 1 ]; then
 	perf report -i "$work/perf.data" --no-children --sort dso,symbol \
 	    --stdio -g none --percent-limit 0 2>/dev/null \
 	    >"$work/perf.txt" || perf_ok=0
+	# The same by thread (profile-logs/perf-threads.txt), for reading
+	# what one thread spends its time on.
+	perf report -i "$work/perf.data" --no-children \
+	    --sort comm,dso,symbol --stdio -g none --percent-limit 0.2 \
+	    2>/dev/null >"$work/perf-threads.txt" || :
 fi
 
 "$PY" - "$work" "$OUT" "$N" "$SIZE" "$SESSIONS" "$t0" "$t1" "$cpu0" "$cpu1" \

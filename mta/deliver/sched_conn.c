@@ -1,0 +1,402 @@
+/*
+ * sched_conn.c — delivery on N loops (delivery.threads): the scheduler's
+ * connections, each living on a home loop, and the hand-off between them.
+ *
+ * Owns: the delivery loops but loop 0 (made, started, stopped here), their
+ * clients' settings and resolvers, every struct sched_conn.  Must not:
+ * decide anything (limits, slots, which job: scheduler.c on loop 0 does,
+ * so they hold across loops by construction).  Threads: sched_conn_* on
+ * loop 0; the conn_home_* jobs on a connection's home loop, the only
+ * thread that touches its client.  A connection whose home is loop 0 is
+ * driven directly (delivery.threads = 1: no hand-off at all).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dns/dns.h"
+#include "mta/core/log.h"
+#include "mta/core/loop.h"
+#include "mta/deliver/sched_int.h"
+
+/* The loops made here: sched.cloops[i].loop for i >= 1. */
+static struct loop *conn_loops;
+
+static bool
+conn_is_remote(const struct sched_conn *cn)
+{
+	return cn->home->loop != sched.loop;
+}
+
+/* Scheduler side: the home loop's reports -------------------------------- */
+
+static void
+conn_ready_on_sched(void *arg)
+{
+	sched_path_on_ready(arg);
+}
+
+static void
+conn_done_on_sched(void *arg)
+{
+	struct sched_job *job = arg;
+
+	sched_path_on_done(job->conn, job);
+}
+
+static void
+conn_free_on_home(void *arg)
+{
+	struct sched_conn *cn = arg;
+
+	free(cn->text);
+	free(cn);
+}
+
+static void
+conn_closed_on_sched(void *arg)
+{
+	struct sched_conn *cn = arg;
+
+	cn->home->nconn--;
+	sched_path_on_closed(cn);
+	/* Freed on its home loop after what was posted there before (a
+	 * quit, a job that will come back unsent): FIFO, so nothing is
+	 * left to touch it. */
+	if (conn_is_remote(cn))
+		loop_post(cn->home->loop, conn_free_on_home, cn);
+	else
+		conn_free_on_home(cn);
+}
+
+/* Home side: the client's callbacks (struct smtp_client_cb) -------------- */
+
+static void
+conn_client_ready(struct smtp_client *c, void *arg)
+{
+	struct sched_conn *cn = arg;
+
+	(void)c;
+	if (conn_is_remote(cn))
+		loop_post(sched.loop, conn_ready_on_sched, cn);
+	else
+		sched_path_on_ready(cn);
+}
+
+static void
+conn_client_done(struct smtp_client *c, struct smtp_client_job *cj, void *arg)
+{
+	struct sched_job *job = SCHED_JOB_OF(cj);
+
+	(void)c;
+	(void)arg;
+	if (conn_is_remote(job->conn))
+		loop_post(sched.loop, conn_done_on_sched, job);
+	else
+		sched_path_on_done(job->conn, job);
+}
+
+static void
+conn_client_closed(struct smtp_client *c, bool failed, enum outcome_stage stage,
+		   int code, const char *text, void *arg)
+{
+	struct sched_conn *cn = arg;
+
+	(void)c;
+	cn->c = NULL; /* freed when this returns */
+	cn->failed = failed;
+	cn->stage = stage;
+	cn->code = code;
+	/* No memory for the text: the scheduler says "connection failed". */
+	cn->text = text != NULL ? strdup(text) : NULL;
+	if (conn_is_remote(cn))
+		loop_post(sched.loop, conn_closed_on_sched, cn);
+	else
+		conn_closed_on_sched(cn);
+}
+
+static const struct smtp_client_cb conn_client_cb = {
+	.ready = conn_client_ready,
+	.done = conn_client_done,
+	.closed = conn_client_closed,
+};
+
+/* Home side: what the scheduler asks -------------------------------------- */
+
+static void
+conn_open_on_home(void *arg)
+{
+	struct sched_conn *cn = arg;
+
+	cn->c = smtp_client_new(&cn->home->env, &cn->t, &conn_client_cb, cn);
+	if (cn->c == NULL)
+		conn_client_closed(NULL, true, OS_CONNECT, 0, "out of memory",
+				   cn);
+}
+
+/* A connection that began to leave (its idle timeout ran out as the job
+ * was on its way): the job goes back unsent; its closed report follows. */
+static void
+conn_send_on_home(void *arg)
+{
+	struct sched_job *job = arg;
+	struct sched_conn *cn = job->conn;
+
+	if (cn->c != NULL && smtp_client_idle(cn->c)) {
+		smtp_client_send(cn->c, &job->cj);
+		return;
+	}
+	job->unsent = true;
+	/* Even on loop 0: the scheduler is in the middle of a kick. */
+	loop_post(sched.loop, conn_done_on_sched, job);
+}
+
+static void
+conn_quit_on_home(void *arg)
+{
+	struct sched_conn *cn = arg;
+
+	if (cn->c != NULL)
+		smtp_client_quit(cn->c);
+}
+
+static void
+conn_park_on_home(void *arg)
+{
+	struct sched_conn *cn = arg;
+
+	if (cn->c != NULL && smtp_client_idle(cn->c))
+		smtp_client_park(cn->c);
+}
+
+static void
+conn_abort_on_home(void *arg)
+{
+	(void)arg;
+	smtp_client_abort_all();
+}
+
+/* Run FN(ARG) on CN's home loop: now when that is loop 0, else posted. */
+static void
+conn_do(struct sched_conn *cn, loop_fn *fn, void *arg)
+{
+	if (conn_is_remote(cn))
+		loop_post(cn->home->loop, fn, arg);
+	else
+		fn(arg);
+}
+
+/* Scheduler side: the interface ------------------------------------------ */
+
+/*
+ * The loop for a new connection: the one with the fewest.  A destination's
+ * connections may sit on several loops (its limits are the scheduler's,
+ * not a loop's), so that one busy destination, or one MX site behind many
+ * domains, still spreads over every core.
+ */
+static struct sched_cloop *
+conn_home_pick(void)
+{
+	struct sched_cloop *best = &sched.cloops[0];
+	unsigned i;
+
+	for (i = 1; i < sched.ncloops; i++)
+		if (sched.cloops[i].nconn < best->nconn)
+			best = &sched.cloops[i];
+	return best;
+}
+
+struct sched_conn *
+sched_conn_open(struct sched_path *p, const struct smtp_client_target *t)
+{
+	struct sched_conn *cn;
+
+	if ((cn = calloc(1, sizeof(*cn))) == NULL)
+		return NULL;
+	cn->path = p;
+	cn->home = conn_home_pick();
+	cn->t = *t;
+	if (!conn_is_remote(cn)) {
+		cn->c = smtp_client_new(&cn->home->env, &cn->t, &conn_client_cb,
+					cn);
+		if (cn->c == NULL) {
+			free(cn);
+			return NULL;
+		}
+	} else {
+		loop_post(cn->home->loop, conn_open_on_home, cn);
+	}
+	cn->home->nconn++;
+	return cn;
+}
+
+void
+sched_conn_send(struct sched_conn *cn, struct sched_job *job)
+{
+	cn->msgs++;
+	job->conn = cn;
+	job->unsent = false;
+	conn_do(cn, conn_send_on_home, job);
+}
+
+void
+sched_conn_quit(struct sched_conn *cn)
+{
+	if (cn->quitting)
+		return;
+	cn->quitting = true;
+	conn_do(cn, conn_quit_on_home, cn);
+}
+
+void
+sched_conn_park(struct sched_conn *cn)
+{
+	conn_do(cn, conn_park_on_home, cn);
+}
+
+void
+sched_conn_abort_all(void)
+{
+	unsigned i;
+
+	for (i = 1; i < sched.ncloops; i++)
+		loop_post(sched.cloops[i].loop, conn_abort_on_home, NULL);
+	smtp_client_abort_all();
+}
+
+/* The delivery timeouts of C, for the clients of loop L (ARG: C). */
+static void
+conn_env_set(struct smtp_client_env *e, const struct conf *c)
+{
+	const struct conf_delivery *dl = &c->delivery;
+
+	e->connect_timeout_ms = dl->connect_timeout_ms;
+	e->greeting_timeout_ms = dl->greeting_timeout_ms;
+	e->command_timeout_ms = dl->command_timeout_ms;
+	e->data_timeout_ms = dl->data_timeout_ms;
+	e->idle_timeout_ms = dl->idle_timeout_ms;
+}
+
+struct conn_reconf {
+	struct sched_cloop *cl;
+	const struct conf *c;
+};
+
+static void
+conn_reconf_on_home(void *arg)
+{
+	struct conn_reconf *rc = arg;
+
+	conn_env_set(&rc->cl->env, rc->c);
+	conf_unref(rc->c);
+	free(rc);
+}
+
+void
+sched_conn_reconf(const struct conf *c)
+{
+	struct conn_reconf *rc;
+	unsigned i;
+
+	conn_env_set(&sched.cloops[0].env, c);
+	for (i = 1; i < sched.ncloops; i++) {
+		/* Without memory that loop keeps its timeouts until the next
+		 * reload: its clients still work. */
+		if ((rc = malloc(sizeof(*rc))) == NULL) {
+			log_warnx("reload: out of memory: delivery loop %u "
+				  "keeps its timeouts",
+				  i);
+			continue;
+		}
+		rc->cl = &sched.cloops[i];
+		rc->c = conf_ref(c);
+		loop_post(rc->cl->loop, conn_reconf_on_home, rc);
+	}
+}
+
+int
+sched_conn_init(const struct sched_config *sc, unsigned n, char *err,
+		size_t errlen)
+{
+	unsigned i;
+
+	if (n == 0)
+		n = 1;
+	sched.cloops = calloc(n, sizeof(*sched.cloops));
+	conn_loops = n > 1 ? calloc(n - 1, sizeof(*conn_loops)) : NULL;
+	if (sched.cloops == NULL || (n > 1 && conn_loops == NULL)) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		struct sched_cloop *cl = &sched.cloops[i];
+
+		if (i == 0) {
+			cl->loop = sc->loop;
+			cl->env.dns = sched.dns;
+		} else {
+			cl->loop = &conn_loops[i - 1];
+			if (loop_init(cl->loop, sc->loop->index + i) != 0) {
+				snprintf(err, errlen,
+					 "cannot create delivery loop %u", i);
+				return -1;
+			}
+			sched.ncloops = i + 1; /* made: freed by _free */
+			(void)snprintf(cl->loop->name, sizeof(cl->loop->name),
+				       "deliver%u", i % 100u); /* i < 64 */
+			/* Its clients resolve MX hosts' addresses here. */
+			if (sc->dns != NULL &&
+			    (cl->env.dns = dns_resolver_new(
+				 cl->loop->base, sc->dns, err, errlen)) == NULL)
+				return -1;
+		}
+		cl->env.base = cl->loop->base;
+		cl->env.ssl_ctx = sc->ssl_ctx;
+		cl->env.loopback_only = sc->loopback_only;
+		conn_env_set(&cl->env, sc->conf);
+	}
+	sched.ncloops = n;
+	return 0;
+}
+
+int
+sched_loops_start(void)
+{
+	unsigned i;
+
+	for (i = 1; i < sched.ncloops; i++)
+		if (loop_start(sched.cloops[i].loop) != 0)
+			return -1;
+	return 0;
+}
+
+void
+sched_loops_stop(void)
+{
+	unsigned i;
+
+	for (i = 1; i < sched.ncloops; i++)
+		loop_stop(sched.cloops[i].loop);
+	for (i = 1; i < sched.ncloops; i++) {
+		loop_join(sched.cloops[i].loop);
+		/* What the scheduler posted last (connections to free). */
+		loop_flush(sched.cloops[i].loop);
+	}
+}
+
+void
+sched_conn_free(void)
+{
+	unsigned i;
+
+	for (i = 1; i < sched.ncloops; i++) {
+		if (sched.cloops[i].env.dns != NULL)
+			dns_resolver_free(sched.cloops[i].env.dns);
+		loop_free(sched.cloops[i].loop);
+	}
+	free(sched.cloops);
+	free(conn_loops);
+	sched.cloops = NULL;
+	sched.ncloops = 0;
+	conn_loops = NULL;
+}

@@ -90,7 +90,8 @@ class LoopWatch:
 
 
 def test_threads_setting():
-    """threads = 4: four delivery threads; the configuration says so."""
+    """threads = 4: four delivery threads; the configuration says so; a
+    reload does not change it (restart only)."""
     hosts = ["127.0.0.90"]
     port = free_port_on(hosts)
     dns = Dns(mx=[("t.test", "mx.t.test", 10)], a=[("mx.t.test", hosts[0])])
@@ -103,6 +104,16 @@ def test_threads_setting():
         check('threads="%d"' % THREADS in out, "outpost config: " + out)
         eq(sorted(loop_connections(d)), ["0", "1", "2", "3"],
            "one gauge per loop")
+        # A reload keeps the running count, and says so.
+        with open(d.conf_path) as f:
+            text = f.read()
+        with open(d.conf_path, "w") as f:
+            f.write(text.replace("threads = %d" % THREADS, "threads = 2"))
+        r = d.cli("reload", check_rc=False)
+        eq(r.returncode, 0, "outpost reload: %s %s" % (r.stdout, r.stderr))
+        check("warning: delivery.threads changed: takes effect at restart"
+              in r.stdout, "reload: " + r.stdout)
+        eq(len(delivery_threads(d)), THREADS, "delivery threads after")
 
 
 def test_destination_cap_holds_across_loops():

@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/event.h>
+
 #include "dns/dns.h"
 #include "mta/core/log.h"
 #include "mta/core/loop.h"
@@ -26,6 +28,121 @@ static bool
 conn_is_remote(const struct sched_conn *cn)
 {
 	return cn->home->loop != sched.loop;
+}
+
+/* The hand-off -------------------------------------------------------- */
+
+/*
+ * What one loop hands another during one turn of its own, posted at the
+ * end of that turn as one batch: one mailbox lock and at most one wake-up
+ * for all a turn made (a turn of loop 0 may start jobs on many
+ * connections, a connection loop's turn may finish many), never one per
+ * job or per recipient.  In order, as loop_post.
+ */
+struct conn_msg {
+	loop_fn *fn;
+	void *arg;
+};
+
+struct conn_batch {
+	size_t n, cap;
+	struct conn_msg v[];
+};
+
+struct sched_outbox {
+	struct loop *to;
+	struct conn_batch *b; /* gathering; NULL when empty */
+	struct event *flush;  /* on the sender's base: the turn's end */
+};
+
+static void
+conn_batch_run(void *arg)
+{
+	struct conn_batch *b = arg;
+	size_t i;
+
+	for (i = 0; i < b->n; i++)
+		b->v[i].fn(b->v[i].arg);
+	free(b);
+}
+
+static void
+conn_outbox_flush(struct sched_outbox *ob)
+{
+	struct conn_batch *b = ob->b;
+
+	if (b == NULL)
+		return;
+	ob->b = NULL;
+	loop_post(ob->to, conn_batch_run, b);
+}
+
+/* Made active by the first message of a turn: libevent runs it after the
+ * callbacks already active, in the same turn. */
+static void
+conn_outbox_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	conn_outbox_flush(arg);
+}
+
+/* FN(ARG) on OB's loop, after this turn.  The sender's thread only. */
+static void
+conn_outbox_put(struct sched_outbox *ob, loop_fn *fn, void *arg)
+{
+	struct conn_batch *b = ob->b, *nb;
+	size_t cap;
+
+	if (b == NULL || b->n == b->cap) {
+		cap = b == NULL ? 16 : b->cap * 2;
+		nb = realloc(b, sizeof(*nb) + cap * sizeof(nb->v[0]));
+		if (nb == NULL) {
+			/* No room: what is gathered goes now, this after it
+			 * (loop_post never fails), so the order holds. */
+			conn_outbox_flush(ob);
+			loop_post(ob->to, fn, arg);
+			return;
+		}
+		if (b == NULL) {
+			nb->n = 0;
+			event_active(ob->flush, EV_TIMEOUT, 0);
+		}
+		nb->cap = cap;
+		ob->b = b = nb;
+	}
+	b->v[b->n].fn = fn;
+	b->v[b->n].arg = arg;
+	b->n++;
+}
+
+static struct sched_outbox *
+conn_outbox_new(struct loop *from, struct loop *to)
+{
+	struct sched_outbox *ob = calloc(1, sizeof(*ob));
+
+	if (ob == NULL)
+		return NULL;
+	ob->to = to;
+	ob->flush = event_new(from->base, -1, 0, conn_outbox_flush_cb, ob);
+	if (ob->flush == NULL) {
+		free(ob);
+		return NULL;
+	}
+	return ob;
+}
+
+static void
+conn_outbox_free(struct sched_outbox *ob)
+{
+	if (ob == NULL)
+		return;
+	/* Flushed at stop, so empty; if not, run here as loop_flush runs a
+	 * mailbox's last messages (main thread, every loop stopped). */
+	if (ob->b != NULL)
+		conn_batch_run(ob->b);
+	event_free(ob->flush);
+	free(ob);
 }
 
 /* Scheduler side: the home loop's reports -------------------------------- */
@@ -64,7 +181,7 @@ conn_closed_on_sched(void *arg)
 	 * quit, a job that will come back unsent): FIFO, so nothing is
 	 * left to touch it. */
 	if (conn_is_remote(cn))
-		loop_post(cn->home->loop, conn_free_on_home, cn);
+		conn_outbox_put(cn->home->down, conn_free_on_home, cn);
 	else
 		conn_free_on_home(cn);
 }
@@ -78,7 +195,7 @@ conn_client_ready(struct smtp_client *c, void *arg)
 
 	(void)c;
 	if (conn_is_remote(cn))
-		loop_post(sched.loop, conn_ready_on_sched, cn);
+		conn_outbox_put(cn->home->up, conn_ready_on_sched, cn);
 	else
 		sched_path_on_ready(cn);
 }
@@ -91,7 +208,7 @@ conn_client_done(struct smtp_client *c, struct smtp_client_job *cj, void *arg)
 	(void)c;
 	(void)arg;
 	if (conn_is_remote(job->conn))
-		loop_post(sched.loop, conn_done_on_sched, job);
+		conn_outbox_put(job->conn->home->up, conn_done_on_sched, job);
 	else
 		sched_path_on_done(job->conn, job);
 }
@@ -110,7 +227,7 @@ conn_client_closed(struct smtp_client *c, bool failed, enum outcome_stage stage,
 	/* No memory for the text: the scheduler says "connection failed". */
 	cn->text = text != NULL ? strdup(text) : NULL;
 	if (conn_is_remote(cn))
-		loop_post(sched.loop, conn_closed_on_sched, cn);
+		conn_outbox_put(cn->home->up, conn_closed_on_sched, cn);
 	else
 		conn_closed_on_sched(cn);
 }
@@ -147,8 +264,10 @@ conn_send_on_home(void *arg)
 		return;
 	}
 	job->unsent = true;
-	/* Even on loop 0: the scheduler is in the middle of a kick. */
-	loop_post(sched.loop, conn_done_on_sched, job);
+	if (conn_is_remote(cn))
+		conn_outbox_put(cn->home->up, conn_done_on_sched, job);
+	else /* loop 0: its scheduler is in the middle of a kick */
+		loop_post(sched.loop, conn_done_on_sched, job);
 }
 
 static void
@@ -181,7 +300,7 @@ static void
 conn_do(struct sched_conn *cn, loop_fn *fn, void *arg)
 {
 	if (conn_is_remote(cn))
-		loop_post(cn->home->loop, fn, arg);
+		conn_outbox_put(cn->home->down, fn, arg);
 	else
 		fn(arg);
 }
@@ -224,7 +343,7 @@ sched_conn_open(struct sched_path *p, const struct smtp_client_target *t)
 			return NULL;
 		}
 	} else {
-		loop_post(cn->home->loop, conn_open_on_home, cn);
+		conn_outbox_put(cn->home->down, conn_open_on_home, cn);
 	}
 	cn->home->nconn++;
 	return cn;
@@ -260,7 +379,7 @@ sched_conn_abort_all(void)
 	unsigned i;
 
 	for (i = 1; i < sched.ncloops; i++)
-		loop_post(sched.cloops[i].loop, conn_abort_on_home, NULL);
+		conn_outbox_put(sched.cloops[i].down, conn_abort_on_home, NULL);
 	smtp_client_abort_all();
 }
 
@@ -310,7 +429,7 @@ sched_conn_reconf(const struct conf *c)
 		}
 		rc->cl = &sched.cloops[i];
 		rc->c = conf_ref(c);
-		loop_post(rc->cl->loop, conn_reconf_on_home, rc);
+		conn_outbox_put(rc->cl->down, conn_reconf_on_home, rc);
 	}
 }
 
@@ -342,6 +461,12 @@ sched_conn_init(const struct sched_config *sc, unsigned n, char *err,
 				return -1;
 			}
 			sched.ncloops = i + 1; /* made: freed by _free */
+			cl->down = conn_outbox_new(sc->loop, cl->loop);
+			cl->up = conn_outbox_new(cl->loop, sc->loop);
+			if (cl->down == NULL || cl->up == NULL) {
+				snprintf(err, errlen, "out of memory");
+				return -1;
+			}
 			(void)snprintf(cl->loop->name, sizeof(cl->loop->name),
 				       "deliver%u", i % 100u); /* i < 64 */
 			/* Its clients resolve MX hosts' addresses here. */
@@ -375,12 +500,18 @@ sched_loops_stop(void)
 {
 	unsigned i;
 
+	/* What loop 0 gathered in its last turn (connections to free). */
+	for (i = 1; i < sched.ncloops; i++)
+		conn_outbox_flush(sched.cloops[i].down);
 	for (i = 1; i < sched.ncloops; i++)
 		loop_stop(sched.cloops[i].loop);
 	for (i = 1; i < sched.ncloops; i++) {
 		loop_join(sched.cloops[i].loop);
-		/* What the scheduler posted last (connections to free). */
 		loop_flush(sched.cloops[i].loop);
+		/* Nothing is left for loop 0 (it ended after every closed
+		 * report); whatever is goes to its mailbox, run by main's
+		 * loop_flush before sched_free. */
+		conn_outbox_flush(sched.cloops[i].up);
 	}
 }
 
@@ -390,6 +521,8 @@ sched_conn_free(void)
 	unsigned i;
 
 	for (i = 1; i < sched.ncloops; i++) {
+		conn_outbox_free(sched.cloops[i].down);
+		conn_outbox_free(sched.cloops[i].up);
 		if (sched.cloops[i].env.dns != NULL)
 			dns_resolver_free(sched.cloops[i].env.dns);
 		loop_free(sched.cloops[i].loop);

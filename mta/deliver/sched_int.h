@@ -163,10 +163,16 @@ struct sched_park {
  * A delivery loop that holds connections (sched_conn.c): loop 0 is the
  * scheduler's own (sched.loop), the others are made for delivery.threads.
  */
+struct sched_outbox;
+
 struct sched_cloop {
 	struct loop *loop;
 	struct smtp_client_env env; /* its clients': its base, its resolver */
 	unsigned nconn;             /* scheduler: connections placed here */
+	/* what loop 0 hands this loop (down) and this loop hands loop 0
+	 * (up): batched, one post per loop turn (sched_conn.c); NULL for
+	 * loop 0 itself */
+	struct sched_outbox *down, *up;
 };
 
 /*

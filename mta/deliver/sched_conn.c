@@ -1,14 +1,13 @@
 /*
  * sched_conn.c — delivery on N loops (delivery.threads): the scheduler's
- * connections, each living on a home loop, and the hand-off between them.
- *
- * Owns: the delivery loops but loop 0 (made, started, stopped here), their
- * clients' settings and resolvers, every struct sched_conn.  Must not:
- * decide anything (limits, slots, which job: scheduler.c on loop 0 does,
- * so they hold across loops by construction).  Threads: sched_conn_* on
- * loop 0; the conn_home_* jobs on a connection's home loop, the only
- * thread that touches its client.  A connection whose home is loop 0 is
- * driven directly (delivery.threads = 1: no hand-off at all).
+ * connections, each on a home loop, and the batched hand-off between them.
+ * Owns: the loops but loop 0, their clients' settings and resolvers, every
+ * struct sched_conn.  Must not: decide anything (limits, slots, which job:
+ * scheduler.c on loop 0, so they hold across loops by construction).
+ * Threads: sched_conn_* and conn_*_on_sched on loop 0; conn_*_on_home and
+ * the client's callbacks on the home loop, the only thread that touches
+ * its client.  Loop 0's own connections are driven directly (threads = 1:
+ * no hand-off at all).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -383,7 +382,7 @@ sched_conn_abort_all(void)
 	smtp_client_abort_all();
 }
 
-/* The delivery timeouts of C, for the clients of loop L (ARG: C). */
+/* The delivery timeouts of C into E (a loop's clients' settings). */
 static void
 conn_env_set(struct smtp_client_env *e, const struct conf *c)
 {

@@ -13,12 +13,11 @@ import os
 import smtplib
 import sys
 import threading
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from outpost_test import (SLOW, Daemon, Dns, Sink, check,  # noqa: E402
-                          eq, free_port_on, pipeline, run_tests, wait_empty,
-                          wait_for)
+                          eq, free_port_on, metrics_text, pipeline, run_tests,
+                          wait_empty, wait_for)
 
 THREADS = 4
 
@@ -48,11 +47,8 @@ def delivery_threads(d):
 
 def loop_connections(d):
     """outpost_delivery_loop_connections: {loop: connections}."""
-    url = "http://127.0.0.1:%d/metrics" % d.metrics_port
-    with urllib.request.urlopen(url, timeout=10) as r:
-        text = r.read().decode()
     out = {}
-    for line in text.splitlines():
+    for line in metrics_text(d).splitlines():
         if line.startswith("outpost_delivery_loop_connections{"):
             name, _, value = line.rpartition(" ")
             out[name.split('"')[1]] = int(float(value))

@@ -9,6 +9,8 @@
  * its client.  Loop 0's own connections are driven directly (threads = 1:
  * no hand-off at all).
  */
+#include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,8 +52,9 @@ struct conn_batch {
 
 struct sched_outbox {
 	struct loop *to;
-	struct conn_batch *b; /* gathering; NULL when empty */
-	struct event *flush;  /* on the sender's base: the turn's end */
+	struct conn_batch *b;   /* gathering; NULL when empty */
+	struct event *flush;    /* on the sender's base: the turn's end */
+	uint64_t nmsgs, nposts; /* handed over, and in how many posts */
 };
 
 static void
@@ -73,6 +76,7 @@ conn_outbox_flush(struct sched_outbox *ob)
 	if (b == NULL)
 		return;
 	ob->b = NULL;
+	ob->nposts++;
 	loop_post(ob->to, conn_batch_run, b);
 }
 
@@ -93,6 +97,7 @@ conn_outbox_put(struct sched_outbox *ob, loop_fn *fn, void *arg)
 	struct conn_batch *b = ob->b, *nb;
 	size_t cap;
 
+	ob->nmsgs++;
 	if (b == NULL || b->n == b->cap) {
 		cap = b == NULL ? 16 : b->cap * 2;
 		nb = realloc(b, sizeof(*nb) + cap * sizeof(nb->v[0]));
@@ -100,6 +105,7 @@ conn_outbox_put(struct sched_outbox *ob, loop_fn *fn, void *arg)
 			/* No room: what is gathered goes now, this after it
 			 * (loop_post never fails), so the order holds. */
 			conn_outbox_flush(ob);
+			ob->nposts++;
 			loop_post(ob->to, fn, arg);
 			return;
 		}
@@ -517,8 +523,21 @@ sched_loops_stop(void)
 void
 sched_conn_free(void)
 {
+	uint64_t dm = 0, dp = 0, um = 0, up = 0;
 	unsigned i;
 
+	for (i = 1; i < sched.ncloops; i++) {
+		dm += sched.cloops[i].down ? sched.cloops[i].down->nmsgs : 0;
+		dp += sched.cloops[i].down ? sched.cloops[i].down->nposts : 0;
+		um += sched.cloops[i].up ? sched.cloops[i].up->nmsgs : 0;
+		up += sched.cloops[i].up ? sched.cloops[i].up->nposts : 0;
+	}
+	/* How well the hand-off batched (a benchmark's figure). */
+	if (sched.ncloops > 1)
+		log_info("delivery: %u loops; hand-offs to the connection "
+			 "loops: %" PRIu64 " in %" PRIu64
+			 " posts; back: %" PRIu64 " in %" PRIu64 " posts",
+			 sched.ncloops, dm, dp, um, up);
 	for (i = 1; i < sched.ncloops; i++) {
 		conn_outbox_free(sched.cloops[i].down);
 		conn_outbox_free(sched.cloops[i].up);

@@ -177,6 +177,7 @@ struct conf_delivery {
 	unsigned relay_port; /* 0 when relay_host is NULL */
 	char *ehlo;          /* never NULL (default: struct conf.hostname) */
 	unsigned max_connections; /* outbound, all destinations together */
+	unsigned threads;         /* delivery loops; resolved (never 0) */
 	/* Defaults of the destination keys of the same names (destination
 	 * "*" inherits them; see struct conf_destination). */
 	unsigned max_mx_addresses;

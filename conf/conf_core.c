@@ -216,7 +216,7 @@ cfg_opt_t conf_user_opts[] = {
 
 /* ---- build: from libconfuse's tree to struct conf ---- */
 
-static unsigned
+unsigned
 conf_threads(uint64_t n)
 {
 	long cpus;

@@ -608,6 +608,7 @@ reload_fixed(const struct conf *nc, char *out, size_t len, unsigned *n)
 		  oc->dns.min_ttl_s != nc->dns.min_ttl_s ||
 		  oc->dns.max_ttl_s != nc->dns.max_ttl_s ||
 		  oc->dns.negative_ttl_max_s != nc->dns.negative_ttl_max_s);
+	FIXED("delivery.threads", oc->delivery.threads != nc->delivery.threads);
 	FIXED("delivery.tls_ca_file/tls_ca_path",
 	      STR_NE(oc->delivery.tls_ca_file, nc->delivery.tls_ca_file) ||
 		  STR_NE(oc->delivery.tls_ca_path, nc->delivery.tls_ca_path));
@@ -1103,6 +1104,8 @@ main(int argc, char *argv[])
 	(void)snprintf(dloop.name, sizeof(dloop.name), "deliver");
 	if (loop_start(&dloop) != 0)
 		fatal("starting the delivery loop");
+	if (sched_loops_start() != 0)
+		fatal("starting the delivery loops");
 	/* Ready once each loop has run a job: the delivery loop's comes after
 	 * the queue load (its mailbox is FIFO), the others' show them serving
 	 * their listeners. */
@@ -1138,6 +1141,7 @@ main(int argc, char *argv[])
 	 * new connections get 421; then the listeners, the pool and the queue
 	 * writer. */
 	loop_join(&dloop);
+	sched_loops_stop(); /* its connections' loops: all closed by now */
 	for (i = 0; i < nloops; i++)
 		loop_post(&loops[i], close_on_loop, &loops[i]);
 	for (i = 0; i < nloops; i++)

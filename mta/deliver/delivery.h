@@ -28,7 +28,7 @@ struct dns_config;
 /* What the scheduler is given to start with; every pointer outlives it
  * (until sched_free). */
 struct sched_config {
-	struct loop *loop; /* the delivery loop */
+	struct loop *loop; /* the delivery loop (the scheduler's: loop 0) */
 	const struct conf *conf;
 	struct queue *queue;
 	SSL_CTX *ssl_ctx; /* the client context (tls_client_ctx_new) */
@@ -52,6 +52,17 @@ int sched_init(const struct sched_config *sc, char *err, size_t errlen);
 void sched_reconf(const struct conf *c);
 /* sched_start — post the start-up work (load the queue) to the loop. */
 void sched_start(void);
+/*
+ * sched_loops_start — start the delivery loops beside the scheduler's own
+ * (delivery.threads - 1 threads, named deliverN; connections are spread
+ * over them, the scheduler stays on its loop).  0, or -1 (errno).  Main
+ * thread, once, with the signal mask the loops should have.
+ */
+int sched_loops_start(void);
+/* sched_loops_stop — stop and join them (their last jobs run).  Main
+ * thread, after the scheduler's loop has ended (every connection closed),
+ * before sched_free. */
+void sched_loops_stop(void);
 /* The wait after an attempt when delivery.retry_intervals is empty. */
 #define SCHED_RETRY_DEFAULT_MS 300000
 /*

@@ -124,8 +124,12 @@ struct sched_job {
 	/* the body, a chunk at a time as the client sends it (cj.body_arg):
 	 * a job holds at most one decrypted chunk, never the message */
 	struct queue_body_reader *body;
-	int body_rc;        /* its failure (queue_body_next), 0 if none */
-	char body_err[200]; /* and why */
+	int body_rc;             /* its failure (queue_body_next), 0 if none */
+	char body_err[200];      /* and why */
+	struct sched_conn *conn; /* the connection running it */
+	/* its connection had begun to leave when the job reached it: back
+	 * unsent, results untouched (sched_conn.c) */
+	bool unsent;
 	struct sched_job *next;
 };
 
@@ -155,6 +159,43 @@ struct sched_park {
 	struct event *timer; /* made on first use */
 };
 
+/*
+ * A delivery loop that holds connections (sched_conn.c): loop 0 is the
+ * scheduler's own (sched.loop), the others are made for delivery.threads.
+ */
+struct sched_outbox;
+
+struct sched_cloop {
+	struct loop *loop;
+	struct smtp_client_env env; /* its clients': its base, its resolver */
+	unsigned nconn;             /* scheduler: connections placed here */
+	/* what loop 0 hands this loop (down) and this loop hands loop 0
+	 * (up): batched, one post per loop turn (sched_conn.c); NULL for
+	 * loop 0 itself */
+	struct sched_outbox *down, *up;
+};
+
+/*
+ * A connection as the scheduler sees it.  The client itself lives on its
+ * home loop and only that loop's thread touches C; the scheduler decides
+ * everything (limits, slots, which job) on loop 0 and hands the home loop
+ * what to do through its mailbox.  Freed on the home loop, after the
+ * scheduler has heard it closed, so nothing posted to it is ever late.
+ */
+struct sched_conn {
+	struct sched_path *path; /* scheduler */
+	struct sched_cloop *home;
+	struct smtp_client *c;       /* home loop; NULL once closed */
+	struct smtp_client_target t; /* home loop: what it opens */
+	unsigned msgs;               /* scheduler: jobs given to it */
+	bool quitting;               /* scheduler: told to go */
+	/* how it closed (home loop, before it tells the scheduler) */
+	bool failed;
+	enum outcome_stage stage;
+	int code;
+	char *text;
+};
+
 struct sched_site {
 	char *key;
 	struct smtp_client_host *hosts; /* MX hosts, or a route's host */
@@ -171,9 +212,9 @@ struct sched_path {
 	const struct conf_destination *cfg;
 	struct sched_job *head, *tail;
 	unsigned njobs;
-	unsigned nconn;            /* connections open or opening */
-	unsigned nbusy;            /* connections running a job */
-	struct smtp_client **idle; /* idle connections, last parked last */
+	unsigned nconn;           /* connections open or opening */
+	unsigned nbusy;           /* connections running a job */
+	struct sched_conn **idle; /* idle connections, last parked last */
 	unsigned nidle, idle_cap;
 	unsigned source_next;     /* round robin over pool sources */
 	int64_t paused_until_ms;  /* back-off or suspension */
@@ -217,8 +258,11 @@ struct sched {
 	struct loop *loop;
 	const struct conf *conf;
 	struct queue *queue;
-	struct dns_resolver *dns;    /* NULL: no DNS (sched_config.dns) */
-	struct smtp_client_env cenv; /* its SSL_CTX is main's */
+	struct dns_resolver *dns; /* NULL: no DNS (sched_config.dns) */
+	/* the delivery loops (delivery.threads; [0] is LOOP itself) and
+	 * their clients' settings: sched_conn.c */
+	struct sched_cloop *cloops;
+	unsigned ncloops;
 	struct htab dests, sites;
 	struct idmap ids; /* every message in memory, by queue id */
 	uint64_t nheld;
@@ -261,10 +305,43 @@ struct sched_job *sched_path_pop(struct sched_path *p);
 void sched_path_kick(struct sched_path *p);
 /* sched_maybe_stop — stopping, and nothing left in flight: end the loop. */
 void sched_maybe_stop(void);
+/* A connection's events, on the scheduler's loop (from sched_conn.c):
+ * CN is ready for a job, done with JOB (or gave it back unsent), or gone
+ * (CN->failed, stage, code, text say how; CN is freed after this). */
+void sched_path_on_ready(struct sched_conn *cn);
+void sched_path_on_done(struct sched_conn *cn, struct sched_job *job);
+void sched_path_on_closed(struct sched_conn *cn);
 
 /* sched_dest_reconf — sched.conf was replaced: every destination takes its
  * limits and route from it (sched_reconf, scheduler.c). */
 void sched_dest_reconf(void);
+
+/* sched_conn.c --------------------------------------------------------- */
+
+/* sched_conn_init — the delivery loops: loop 0 (SC->loop) and N - 1 more,
+ * each with its resolver; every client gets SC's SSL_CTX and the
+ * delivery timeouts of C.  0, or -1 with err.  Main thread. */
+int sched_conn_init(const struct sched_config *sc, unsigned n, char *err,
+		    size_t errlen);
+/* sched_conn_reconf — the delivery timeouts of DL for new waits, on every
+ * loop (each takes them on its own thread). */
+void sched_conn_reconf(const struct conf *c);
+/* sched_conn_open — a connection of P to T on the loop with the fewest;
+ * P's callbacks follow (sched_path_on_*).  NULL when out of memory. */
+struct sched_conn *sched_conn_open(struct sched_path *p,
+				   const struct smtp_client_target *t);
+/* sched_conn_send — run JOB on ready or idle CN (done follows). */
+void sched_conn_send(struct sched_conn *cn, struct sched_job *job);
+/* sched_conn_quit — CN goes (QUIT if idle); closed follows. */
+void sched_conn_quit(struct sched_conn *cn);
+/* sched_conn_park — keep ready CN for reuse (its idle timeout runs). */
+void sched_conn_park(struct sched_conn *cn);
+/* sched_conn_abort_all — shutdown deadline: every connection on every
+ * loop cut (jobs in flight done, deferred; then closed). */
+void sched_conn_abort_all(void);
+/* sched_conn_free — the loops made here and their resolvers (main, after
+ * sched_loops_stop). */
+void sched_conn_free(void);
 
 /* sched_msg.c ---------------------------------------------------------- */
 

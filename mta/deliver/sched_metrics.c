@@ -289,6 +289,23 @@ done:
 
 /* Once a second on the loop: the gauges, as exposition text, for scrapes
  * on the main thread (sched_metrics_text). */
+/* Connections by delivery loop (delivery.threads): how evenly they are
+ * spread (loop 0 also runs the scheduler). */
+static void
+sched_metrics_loops(struct metrics_text *t)
+{
+	unsigned i;
+
+	metrics_text_printf(
+	    t, "# HELP outpost_delivery_loop_connections Outbound SMTP "
+	       "connections open, by delivery loop.\n# TYPE "
+	       "outpost_delivery_loop_connections gauge\n");
+	for (i = 0; i < sched.ncloops; i++)
+		metrics_text_printf(
+		    t, "outpost_delivery_loop_connections{loop=\"%u\"} %u\n", i,
+		    sched.cloops[i].nconn);
+}
+
 void
 sched_metrics_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -338,6 +355,7 @@ sched_metrics_cb(evutil_socket_t fd, short what, void *arg)
 	    "connections open.\n# TYPE outpost_delivery_connections "
 	    "gauge\noutpost_delivery_connections %u\n",
 	    sched.nconn);
+	sched_metrics_loops(&t);
 	sched_metrics_dest_gauges(&t, c->top_destinations);
 	sched_scan_tick(now);
 	sched_scan_text(&t, now);

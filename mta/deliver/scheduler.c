@@ -3,10 +3,12 @@
  * queues in spirit): its state, paths and their connections (the SMTP
  * client's owner, through its callbacks), start-up, shutdown.
  *
- * Owns: struct sched, every path and client it opened.  Must not: read a
- * client's insides (smtp_client.h only).  Delivery loop thread, but for
- * sched_init and sched_free (main thread, loop not running).  Invariants:
- * a path's nconn counts every client alive, nbusy those with a job.
+ * Owns: struct sched, every path.  Must not: read a client's insides, or
+ * touch a client at all (its connection, struct sched_conn, lives on its
+ * home loop: sched_conn.c).  Delivery loop 0's thread, but for sched_init
+ * and sched_free (main thread, loops not running).  Invariants: a path's
+ * nconn counts every connection not yet reported closed, nbusy those with
+ * a job.
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -23,8 +25,6 @@
 #include "mta/deliver/sched_int.h"
 
 struct sched sched;
-
-static const struct smtp_client_cb sched_conn_cb;
 
 void
 sched_timer_ms(struct event *ev, int64_t delay_ms)
@@ -100,9 +100,9 @@ sched_path_pop(struct sched_path *p)
 /* Keep idle C on P's list (the last parked is the first reused).  0, or -1
  * when the list cannot grow. */
 static int
-sched_path_idle_add(struct sched_path *p, struct smtp_client *c)
+sched_path_idle_add(struct sched_path *p, struct sched_conn *c)
 {
-	struct smtp_client **v;
+	struct sched_conn **v;
 	unsigned cap;
 
 	if (p->nidle == p->idle_cap) {
@@ -122,7 +122,7 @@ sched_path_idle_add(struct sched_path *p, struct smtp_client *c)
 
 /* Take C off P's idle list (if it is there). */
 static void
-sched_path_idle_remove(struct sched_path *p, struct smtp_client *c)
+sched_path_idle_remove(struct sched_path *p, struct sched_conn *c)
 {
 	unsigned i;
 
@@ -157,10 +157,10 @@ sched_path_wait_slot(struct sched_path *p)
 	TAILQ_FOREACH(o, &sched.idlers, idle_link)
 	{
 		if (o != p && o->nidle > 0) {
-			struct smtp_client *c = o->idle[0]; /* longest idle */
+			struct sched_conn *c = o->idle[0]; /* longest idle */
 
 			sched_path_idle_remove(o, c);
-			smtp_client_quit(c);
+			sched_conn_quit(c);
 			return;
 		}
 	}
@@ -183,12 +183,23 @@ sched_slots_kick(void)
 }
 
 static void
-sched_path_dispatch(struct sched_path *p, struct smtp_client *c,
+sched_path_dispatch(struct sched_path *p, struct sched_conn *c,
 		    struct sched_job *job)
 {
 	sched_limit_rate_take(p, util_wall_ms());
 	p->nbusy++;
-	smtp_client_send(c, &job->cj);
+	sched_conn_send(c, job);
+}
+
+/* JOB came back unsent: first in line again. */
+static void
+sched_path_push_front(struct sched_path *p, struct sched_job *job)
+{
+	job->next = p->head;
+	p->head = job;
+	if (p->tail == NULL)
+		p->tail = job;
+	p->njobs++;
 }
 
 /*
@@ -254,7 +265,7 @@ sched_path_kick(struct sched_path *p)
 {
 	int64_t now = util_wall_ms(), when;
 	struct smtp_client_target t;
-	struct smtp_client *c;
+	struct sched_conn *c;
 
 	if (sched.stopping)
 		return;
@@ -271,9 +282,8 @@ sched_path_kick(struct sched_path *p)
 			c = p->idle[--p->nidle];
 			/* Parked under the limit of its time: a reload may
 			 * have lowered it since. */
-			if (smtp_client_msgs(c) >=
-			    p->cfg->max_messages_per_connection) {
-				smtp_client_quit(c);
+			if (c->msgs >= p->cfg->max_messages_per_connection) {
+				sched_conn_quit(c);
 				continue;
 			}
 			sched_path_dispatch(p, c, sched_path_pop(p));
@@ -291,24 +301,25 @@ sched_path_kick(struct sched_path *p)
 			return;
 		}
 		sched_path_target(p, &t);
-		c = smtp_client_new(&sched.cenv, &t, &sched_conn_cb, p);
-		if (c == NULL)
+		if ((c = sched_conn_open(p, &t)) == NULL)
 			return;
 		p->nconn++;
 		sched.nconn++;
 	}
 }
 
-/* The client callbacks (struct smtp_client_cb); ARG is the path. */
-static void
-sched_conn_ready(struct smtp_client *c, void *arg)
+/* A connection's events (sched_conn.c brings them to this loop). */
+void
+sched_path_on_ready(struct sched_conn *c)
 {
-	struct sched_path *p = arg;
+	struct sched_path *p = c->path;
 	int64_t now = util_wall_ms(), when;
 
+	if (c->quitting)
+		return; /* told to go before it said it was ready */
 	if (sched.stopping || p->paused_until_ms > now ||
-	    smtp_client_msgs(c) >= p->cfg->max_messages_per_connection) {
-		smtp_client_quit(c);
+	    c->msgs >= p->cfg->max_messages_per_connection) {
+		sched_conn_quit(c);
 		return;
 	}
 	if (p->njobs > 0 && sched_limit_rate_ok(p, now, &when)) {
@@ -318,30 +329,41 @@ sched_conn_ready(struct smtp_client *c, void *arg)
 	/* Nothing to do now: keep it for a while, unless another path waits
 	 * for a slot under delivery.max_connections. */
 	if (!TAILQ_EMPTY(&sched.waiting) || sched_path_idle_add(p, c) != 0) {
-		smtp_client_quit(c);
+		sched_conn_quit(c);
 		return;
 	}
-	smtp_client_park(c);
+	sched_conn_park(c);
 	if (p->njobs > 0)
 		sched_path_kick(p); /* arms the rate timer */
 }
 
-static void
-sched_conn_done(struct smtp_client *c, struct smtp_client_job *cj, void *arg)
+void
+sched_path_on_done(struct sched_conn *c, struct sched_job *job)
 {
-	struct sched_path *p = arg;
+	struct sched_path *p = c->path;
 
-	(void)c;
 	p->nbusy--;
-	sched_job_results(SCHED_JOB_OF(cj));
+	job->conn = NULL;
+	if (job->unsent) {
+		/* Its connection was leaving: another takes it (the closed
+		 * report that follows kicks the path too). */
+		job->unsent = false;
+		sched_path_push_front(p, job);
+		sched_path_kick(p);
+		return;
+	}
+	sched_job_results(job);
 }
 
-static void
-sched_conn_closed(struct smtp_client *c, bool failed, enum outcome_stage stage,
-		  int code, const char *text, void *arg)
+void
+sched_path_on_closed(struct sched_conn *c)
 {
-	struct sched_path *p = arg;
+	struct sched_path *p = c->path;
 	struct sched_job *job, *all = NULL, **tail = &all;
+	bool failed = c->failed;
+	enum outcome_stage stage = c->stage;
+	int code = c->code;
+	const char *text = c->text;
 
 	sched_path_idle_remove(p, c);
 	p->nconn--;
@@ -391,12 +413,6 @@ sched_conn_closed(struct smtp_client *c, bool failed, enum outcome_stage stage,
 	sched_maybe_stop();
 }
 
-static const struct smtp_client_cb sched_conn_cb = {
-	.ready = sched_conn_ready,
-	.done = sched_conn_done,
-	.closed = sched_conn_closed,
-};
-
 /* Reload ------------------------------------------------------------- */
 
 /* The pool of C named as OLD is (or C's default pool when it is gone). */
@@ -437,18 +453,13 @@ static void
 sched_reconf_on_loop(void *arg)
 {
 	const struct conf *c = arg, *old = sched.conf;
-	const struct conf_delivery *dl = &c->delivery;
 	struct htab_entry *e;
 	struct sched_msg *m;
 	size_t it;
 	unsigned i;
 
 	sched.conf = c; /* its reference was taken by sched_reconf */
-	sched.cenv.connect_timeout_ms = dl->connect_timeout_ms;
-	sched.cenv.greeting_timeout_ms = dl->greeting_timeout_ms;
-	sched.cenv.command_timeout_ms = dl->command_timeout_ms;
-	sched.cenv.data_timeout_ms = dl->data_timeout_ms;
-	sched.cenv.idle_timeout_ms = dl->idle_timeout_ms;
+	sched_conn_reconf(c);
 	for (m = sched.active; m != NULL; m = m->r->next)
 		m->r->pool = sched_reconf_pool(c, m->r->pool);
 	for (e = htab_first(&sched.sites, &it); e != NULL;
@@ -616,15 +627,8 @@ sched_init(const struct sched_config *sc, char *err, size_t errlen)
 		return -1;
 	}
 	smtp_client_tls_init(sc->ssl_ctx);
-	sched.cenv.base = l->base;
-	sched.cenv.dns = sched.dns;
-	sched.cenv.ssl_ctx = sc->ssl_ctx;
-	sched.cenv.loopback_only = sc->loopback_only;
-	sched.cenv.connect_timeout_ms = c->delivery.connect_timeout_ms;
-	sched.cenv.greeting_timeout_ms = c->delivery.greeting_timeout_ms;
-	sched.cenv.command_timeout_ms = c->delivery.command_timeout_ms;
-	sched.cenv.data_timeout_ms = c->delivery.data_timeout_ms;
-	sched.cenv.idle_timeout_ms = c->delivery.idle_timeout_ms;
+	if (sched_conn_init(sc, c->delivery.threads, err, errlen) != 0)
+		return -1;
 	sched.retry_timer = evtimer_new(l->base, sched_retry_cb, NULL);
 	gauge_now.tv_sec = gauge_now.tv_usec = 0;
 	sched.gauge_timer = evtimer_new(l->base, sched_metrics_cb, NULL);
@@ -654,7 +658,7 @@ sched_stop_deadline_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	(void)arg;
 	/* Cut what is still running; its recipients are deferred. */
-	smtp_client_abort_all();
+	sched_conn_abort_all();
 	sched_maybe_stop();
 }
 
@@ -679,7 +683,7 @@ sched_shutdown(unsigned deadline_ms)
 
 			evtimer_del(p->timer);
 			while (p->nidle > 0)
-				smtp_client_quit(p->idle[--p->nidle]);
+				sched_conn_quit(p->idle[--p->nidle]);
 		}
 	}
 	tv.tv_sec = deadline_ms / 1000;
@@ -763,6 +767,7 @@ sched_free(void)
 	free(sched.gauges);
 	sched_metrics_free();
 	pthread_mutex_destroy(&sched.gauge_mu);
+	sched_conn_free();
 	if (sched.dns != NULL)
 		dns_resolver_free(sched.dns);
 	while (sched_names != NULL) {

@@ -42,7 +42,8 @@ static const char *const sc_names[SC__COUNT] = {
 	[SC_QUIT] = "quit",         [SC_DEAD] = "dead",
 };
 
-static struct smtp_client *sc_all;
+/* Every client alive on this thread (its loop's): smtp_client_abort_all. */
+static _Thread_local struct smtp_client *sc_all;
 
 static void sc_kick(struct smtp_client *c);
 static void sc_send_next(struct smtp_client *c);
@@ -51,6 +52,12 @@ unsigned
 smtp_client_msgs(const struct smtp_client *c)
 {
 	return c->msgs;
+}
+
+bool
+smtp_client_idle(const struct smtp_client *c)
+{
+	return c->state == SC_IDLE;
 }
 
 const char *
@@ -858,8 +865,7 @@ sc_reply(struct smtp_client *c, const struct sc_cmd *cmd,
 		}
 		if (sc_policy(c) == CONF_TLSP_MAY) {
 			/* Refused: carry on in clear on this connection. */
-			c->t.hosts[c->host_idx].notls_until_ms =
-			    util_mono_ms() + SC_NOTLS_MS;
+			sc_host_notls_set(&c->t.hosts[c->host_idx]);
 			sc_ready(c);
 			return;
 		}

@@ -5,8 +5,10 @@
  * owns it (the scheduler, or a test): what it needs comes in these plain
  * structs, what it learned goes back in the job.
  *
- * Every function and callback runs on the thread of the event base given in
- * struct smtp_client_env (the delivery loop); nothing here is locked.
+ * Every function and callback of a client runs on the thread of the event
+ * base given in its struct smtp_client_env (one of the delivery loops).
+ * Clients on several loops may share a target's hosts: their TLS fields
+ * are the one thing here under a lock.
  */
 #ifndef OUTPOST_MTA_SMTP_CLIENT_H
 #define OUTPOST_MTA_SMTP_CLIENT_H
@@ -41,8 +43,9 @@ struct smtp_client_env {
 
 /*
  * One host of a target.  The owner keeps it (and NAME) alive while any
- * client of the target is; the client writes the two TLS fields, which
- * carry what it learned to the next connection to this host.
+ * client of the target is; the clients write the two TLS fields (under the
+ * client's lock: they may run on several loops), which carry what one
+ * learned to the next connection to this host.
  */
 struct smtp_client_host {
 	char *name; /* MX host name, or an IP literal ("127.0.0.1", "[::1]") */
@@ -161,11 +164,16 @@ void smtp_client_park(struct smtp_client *c);
 /* smtp_client_msgs — transactions started on C so far. */
 unsigned smtp_client_msgs(const struct smtp_client *c);
 
+/* smtp_client_idle — is C usable and without a job (ready, or parked)?
+ * False once it has begun to leave (an idle timeout's QUIT, a close). */
+bool smtp_client_idle(const struct smtp_client *c);
+
 /* smtp_client_abort — close C at once (shutdown deadline); the job in
  * flight, if any, is reported done with code 0 (deferred), then closed. */
 void smtp_client_abort(struct smtp_client *c);
 
-/* smtp_client_abort_all — smtp_client_abort() every client alive. */
+/* smtp_client_abort_all — smtp_client_abort() every client alive on the
+ * calling thread (its loop's; each loop is asked on its own). */
 void smtp_client_abort_all(void);
 
 #endif

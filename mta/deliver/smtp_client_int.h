@@ -3,7 +3,7 @@
  * and the calls its two files (smtp_client.c: session and transaction;
  * smtp_client_setup.c: hosts, connect, EHLO, TLS) make of each other.
  * Only those two include it; everyone else sees smtp_client.h.
- * Delivery loop thread only.
+ * The thread of the client's loop only (a client never moves).
  */
 #ifndef OUTPOST_MTA_SMTP_CLIENT_INT_H
 #define OUTPOST_MTA_SMTP_CLIENT_INT_H
@@ -165,6 +165,11 @@ void sc_connect_next(struct smtp_client *c);
 /* sc_host_failed — this host cannot be used: remember why, try the next. */
 void sc_host_failed(struct smtp_client *c, enum outcome_stage stage, int code,
 		    const char *text);
+/* sc_host_notls — tls=may: is H to be used in clear now (STARTTLS failed
+ * there lately)?  sc_host_notls_set — it failed: in clear for a while.
+ * Any delivery loop (H is shared; a lock guards its TLS fields). */
+bool sc_host_notls(const struct smtp_client_host *h);
+void sc_host_notls_set(struct smtp_client_host *h);
 /* sc_helo_name — the name we greet with. */
 const char *sc_helo_name(const struct smtp_client *c);
 /* sc_policy — the target's TLS policy. */

@@ -7,6 +7,7 @@
  * Owns: the host walk's fields of struct smtp_client.  Must not: connect
  * off loopback when loopback_only says so.  Delivery loop thread only.
  */
+#include <pthread.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -394,12 +395,41 @@ sc_after_ehlo(struct smtp_client *c)
 		    "TLS required by policy but STARTTLS not offered");
 		return;
 	}
-	if (pol == CONF_TLSP_MAY && h->notls_until_ms > util_mono_ms()) {
+	if (pol == CONF_TLSP_MAY && sc_host_notls(h)) {
 		sc_ready(c);
 		return;
 	}
 	sc_send(c, OS_STARTTLS, "STARTTLS\r\n");
 	sc_enter(c, SC_STARTTLS);
+}
+
+/*
+ * A site's hosts are shared by its connections, which live on several
+ * delivery loops: what one learns of a host (its TLS session, a STARTTLS
+ * that failed) is read and written under this lock, a few times per
+ * connection, never per message.
+ */
+static pthread_mutex_t sc_host_mu = PTHREAD_MUTEX_INITIALIZER;
+
+bool
+sc_host_notls(const struct smtp_client_host *h)
+{
+	int64_t until;
+
+	pthread_mutex_lock(&sc_host_mu);
+	until = h->notls_until_ms;
+	pthread_mutex_unlock(&sc_host_mu);
+	return until > util_mono_ms();
+}
+
+void
+sc_host_notls_set(struct smtp_client_host *h)
+{
+	int64_t until = util_mono_ms() + SC_NOTLS_MS;
+
+	pthread_mutex_lock(&sc_host_mu);
+	h->notls_until_ms = until;
+	pthread_mutex_unlock(&sc_host_mu);
 }
 
 void
@@ -416,8 +446,10 @@ sc_tls_begin(struct smtp_client *c)
 	 * would want DANE; here verification is recorded, per policy). */
 	SSL_set_tlsext_host_name(ssl, h->name);
 	SSL_set1_host(ssl, h->name);
+	pthread_mutex_lock(&sc_host_mu);
 	if (h->session != NULL)
-		SSL_set_session(ssl, h->session);
+		SSL_set_session(ssl, h->session); /* its own reference */
+	pthread_mutex_unlock(&sc_host_mu);
 	SSL_set_app_data(ssl, c); /* for sc_tls_session_cb */
 	/* Anything the server sent after 220 and before the handshake is
 	 * dropped with the plain bufferevent (mirror of CVE-2011-0411).  The
@@ -451,13 +483,17 @@ sc_tls_session_cb(SSL *ssl, SSL_SESSION *sess)
 {
 	struct smtp_client *c = SSL_get_app_data(ssl);
 	struct smtp_client_host *h;
+	SSL_SESSION *old;
 
 	if (c == NULL || c->host_idx >= c->t.nhosts)
 		return 0;
 	h = &c->t.hosts[c->host_idx];
-	if (h->session != NULL)
-		SSL_SESSION_free(h->session);
+	pthread_mutex_lock(&sc_host_mu);
+	old = h->session;
 	h->session = sess;
+	pthread_mutex_unlock(&sc_host_mu);
+	if (old != NULL)
+		SSL_SESSION_free(old);
 	return 1;
 }
 
@@ -509,7 +545,7 @@ sc_tls_failed(struct smtp_client *c, const char *why)
 	log_info("smtp-out %s: TLS handshake failed (%s); retrying in clear "
 		 "text (tls=may)",
 		 c->remote, why);
-	h->notls_until_ms = util_mono_ms() + SC_NOTLS_MS;
+	sc_host_notls_set(h);
 	sc_close_socket(c);
 	c->in_clear = true;
 	sc_connect_addr(c);

@@ -9,10 +9,10 @@
                                    of the trees (and every 1 s their PSS);
                                    writes the peaks to FILE as JSON
   procstat.py hwm PID              VmHWM (peak RSS) of one process, KiB
-  procstat.py threads PID          CPU seconds of each thread of one process,
-                                   as JSON {"name": seconds} (threads of one
-                                   name, e.g. smtp0 and smtp1, apart; several
-                                   of the same name summed)
+  procstat.py threads PID          CPU seconds of each thread of one process
+                                   (/proc/PID/task/*/stat), as JSON
+                                   {"name": seconds}; threads of one name
+                                   summed (name: its comm, e.g. deliver1)
 
 One process reads /proc directly, so sampling costs the measured MTA little.
 """
@@ -61,25 +61,6 @@ def cpu(roots):
     return total / CLK
 
 
-def threads(pid):
-    out = {}
-    try:
-        tids = os.listdir("/proc/%d/task" % pid)
-    except OSError:
-        return out
-    for t in tids:
-        try:
-            with open("/proc/%d/task/%s/comm" % (pid, t)) as f:
-                name = f.read().strip()
-            with open("/proc/%d/task/%s/stat" % (pid, t)) as f:
-                s = f.read()
-        except OSError:
-            continue
-        st = s[s.rindex(")") + 2:].split()
-        out[name] = out.get(name, 0.0) + (int(st[11]) + int(st[12])) / CLK
-    return out
-
-
 def mem(roots, with_pss):
     rss = pss = n = 0
     for p in tree(roots):
@@ -121,6 +102,31 @@ def sample(path, roots):
     write()
 
 
+def threads(pid):
+    out = {}
+    task = "/proc/%d/task" % pid
+    for tid in os.listdir(task):
+        try:
+            with open("%s/%s/comm" % (task, tid)) as f:
+                name = f.read().strip()
+        except OSError:
+            continue
+        st = stat_path("%s/%s/stat" % (task, tid))
+        if st:
+            out[name] = out.get(name, 0.0) + \
+                (int(st[11]) + int(st[12])) / CLK
+    return out
+
+
+def stat_path(path):
+    try:
+        with open(path) as f:
+            s = f.read()
+    except OSError:
+        return None
+    return s[s.rindex(")") + 2:].split()
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "cpu":
@@ -136,7 +142,7 @@ def main():
         except OSError:
             pass
     elif cmd == "threads":
-        print(json.dumps(threads(int(args[0]))))
+        print(json.dumps(threads(int(args[0])), sort_keys=True))
     else:
         sys.exit("usage: procstat.py cpu|sample|hwm|threads ...")
 

@@ -10,8 +10,10 @@
 # Outpost (its source folder: mta/receive, mta/deliver, queue, …, read from
 # its function-name prefix, as the house style names functions after
 # their file) and by library.
-# Figures: outpostd CPU ms per message (procstat), msg/s end to end, and
-# the profile tables.  Needs perf (linux-perf); without it, the CPU figure
+# Figures: outpostd CPU ms per message (procstat), the same per thread
+# (its name: smtpN, deliver, deliverN, queue writer, …), msg/s end to end,
+# and the profile tables.  BENCH_PROF_CONF: lines added to the daemon's
+# configuration (e.g. 'delivery { threads = 1 }': sections merge).  Needs perf (linux-perf); without it, the CPU figure
 # only.  Env in: BENCH_BUILD, BENCH_OUT.  Writes BENCH_OUT/profile.json,
 # profile.md and profile-logs/perf.txt.  Loopback only.
 set -eu
@@ -42,7 +44,8 @@ trap 'exit 130' INT TERM
 
 port=$(free_port) sp=$(free_port)
 osink_start "$sp" "$work/sink.json" || { echo "profile: outpost-sink did not start" >&2; exit 1; }
-relay_conf "$work/outpost.conf" "$work" "$port" "$sp"
+relay_conf "$work/outpost.conf" "$work" "$port" "$sp" \
+    ${BENCH_PROF_CONF:+"$BENCH_PROF_CONF"}
 mkdir -p "$work/var"
 "$OUTPOSTD" -c "$work/outpost.conf" >"$work/outpostd.log" 2>&1 &
 OPD_PID=$!
@@ -119,26 +122,24 @@ for pct, dso, sym in rows:
         part = re.sub(r"\.so.*$", "", dso)
     groups[part] = groups.get(part, 0.0) + pct
 msgs = n
-# CPU per message of each thread (by name): where the hand-offs go and
-# which thread would cap the rest on more cores.
 th0 = json.load(open(work + "/threads0.json"))
 th1 = json.load(open(work + "/threads1.json"))
-thr = {k: round((v - th0.get(k, 0.0)) * 1000 / msgs, 4) for k, v in th1.items()}
-thr = dict(sorted(((k, v) for k, v in thr.items() if v > 0), key=lambda kv: -kv[1]))
 res = {"benchmark": "profile", "messages": n, "size": size, "sessions": sessions,
        "elapsed_s": round(t1 - t0, 3), "msg_per_s": round(n / (t1 - t0), 1),
        "cpu_ms_per_msg": round((cpu1 - cpu0) * 1000 / msgs, 4),
        "perf": perf_ok,
-       "threads_ms_per_msg": thr,
+       # CPU ms per message of each thread (by name) during the load
+       "thread_cpu_ms_per_msg": {k: round((v - th0.get(k, 0.0)) * 1000 / msgs, 4)
+                                 for k, v in sorted(th1.items())
+                                 if v - th0.get(k, 0.0) > 0},
        "top": [{"pct": p, "dso": d, "symbol": s} for p, d, s in rows[:top]],
        "by_part": dict(sorted(groups.items(), key=lambda kv: -kv[1]))}
 json.dump(res, open(out + "/profile.json", "w"), indent=1)
 lines = ["## Profile: the %d-byte relay, %d messages, %d sessions, unsigned" % (size, n, sessions), "",
          "outpostd CPU **%.3f ms per message**, %s msg/s end to end." % (res["cpu_ms_per_msg"], "{:,.0f}".format(res["msg_per_s"])), ""]
-if thr:
-    lines += ["| thread | CPU ms per message |", "|---|---|"]
-    lines += ["| %s | %.4f |" % kv for kv in thr.items()]
-    lines.append("")
+lines += ["| thread | CPU ms per message |", "|---|---|"]
+lines += ["| %s | %.4f |" % kv for kv in res["thread_cpu_ms_per_msg"].items()]
+lines.append("")
 if perf_ok:
     lines += ["| part (by function prefix or library) | % of outpostd's samples |", "|---|---|"]
     lines += ["| %s | %.1f |" % kv for kv in res["by_part"].items()]

@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 import traceback
+import urllib.request
 
 SRC = os.environ.get(
     "OUTPOST_SRC",
@@ -738,6 +739,13 @@ def pipeline(d, rcpts, sender="news@sender.test", per_msg=1):
         eq(reply(), 250, "queued")
     s.sendall(b"QUIT\r\n")
     s.close()
+
+def metrics_text(d):
+    """The daemon's metrics exposition (GET /metrics) as text."""
+    url = "http://127.0.0.1:%d/metrics" % d.metrics_port
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return r.read().decode()
+
 
 def wait_for(pred, timeout=30, what="condition"):
     """Poll PRED until it returns something true (returned), or fail."""

@@ -12,6 +12,8 @@ outpost_integration_test(queue_durability t/integration/queue_durability_test.py
 	SERIAL TIMEOUT 900)
 outpost_integration_test(delivery t/integration/delivery_test.py TIMEOUT 600)
 outpost_integration_test(delivery_shaping t/integration/delivery_shaping_test.py TIMEOUT 600)
+# Delivery on four loops: limits hold across them, operators, drain, stop.
+outpost_integration_test(delivery_loops t/integration/delivery_loops_test.py TIMEOUT 600)
 outpost_integration_test(delivery_restart t/integration/delivery_restart_test.py SERIAL TIMEOUT 900)
 outpost_integration_test(dkim t/integration/dkim_test.py TIMEOUT 600)
 outpost_integration_test(long_lines t/integration/long_lines_test.py TIMEOUT 600)

@@ -71,6 +71,9 @@ check_deliver_defaults(const struct conf *c)
 	assert_int_equal(c->delivery.relay_port, 0);
 	assert_string_equal(c->delivery.ehlo, c->hostname);
 	assert_int_equal(c->delivery.max_connections, 1000);
+	/* threads = 0: one delivery loop per online CPU */
+	assert_int_equal(c->delivery.threads,
+			 (unsigned)sysconf(_SC_NPROCESSORS_ONLN));
 	assert_int_equal(c->delivery.max_mx_addresses, 5);
 	assert_int_equal(c->delivery.max_mx_sessions, 2);
 	assert_int_equal(c->delivery.attempt_timeout_ms, 300000);
@@ -310,6 +313,8 @@ static const struct conf_error_row deliver_error_rows[] = {
 	  L "delivery { max_connections = 1000001 }\n",
 	  "2: delivery.max_connections: \"1000001\" is more than the maximum, "
 	  "1000000" },
+	{ "delivery.threads: above maximum", L "delivery { threads = 65 }\n",
+	  "2: delivery.threads: \"65\" is more than the maximum, 64" },
 	{ "delivery.tls_ca_file: control character",
 	  L "delivery { tls_ca_file = \"a\\tb\" }\n",
 	  "2: delivery.tls_ca_file: contains a control character" },
@@ -699,7 +704,7 @@ test_deliver_good(void **state)
 		      "  retry_jitter = 50\n"
 		      "  relay_host = \"[2001:DB8:0::25]\"\n"
 		      "  ehlo = \"Out.Example.NET\"\n"
-		      "  max_connections = 1000000\n"
+		      "  max_connections = 1000000  threads = 64\n"
 		      "  tls_ca_file = \"/etc/ssl/ca.pem\"\n"
 		      "  tls_ca_path = \"./ca.d/\"\n"
 		      "}\n",
@@ -731,6 +736,7 @@ test_deliver_good(void **state)
 	assert_int_equal(d->relay_port, 2525); /* delivery.port */
 	assert_string_equal(d->ehlo, "Out.Example.NET");
 	assert_int_equal(d->max_connections, 1000000);
+	assert_int_equal(d->threads, 64);
 	assert_string_equal(d->tls_ca_file, "/etc/ssl/ca.pem");
 	assert_string_equal(d->tls_ca_path, "/srv/outpost/ca.d");
 	conf_free(c);

@@ -48,6 +48,12 @@
 /* Rounds in flight at once (envelopes in memory): a restart with
  * a million due messages must not read them all at once. */
 #define SCHED_MAX_ACTIVE 20000
+/* A new message's body up to SCHED_BODY_KEEP_BYTES is kept, as committed,
+ * for its first round, so that the first attempt neither reads nor opens
+ * it again; all kept bodies together stay under SCHED_BODY_KEEP_TOTAL
+ * (past it, or for a larger body, delivery reads the queue). */
+#define SCHED_BODY_KEEP_BYTES (64 * 1024)
+#define SCHED_BODY_KEEP_TOTAL (16 * 1024 * 1024)
 
 struct event;
 struct loop;
@@ -100,6 +106,11 @@ struct sched_round {
 	/* a job found the body damaged (QUEUE_CORRUPT) as it sent it: why;
 	 * the round settles as a damaged record read at its start would */
 	char *corrupt;
+	/* the body as committed, kept for the first round of a new message
+	 * (SCHED_BODY_KEEP_BYTES), or NULL: jobs read the queue.  Read-only
+	 * while jobs run; wiped and freed with the round */
+	uint8_t *body;
+	size_t body_len;
 	bool tried; /* a recipient got a result (an attempt, a DSN) */
 	struct sched_park *park;       /* a job met a paused destination here */
 	char **remote;                 /* per rcpt: the host that answered */
@@ -124,6 +135,10 @@ struct sched_job {
 	/* the body, a chunk at a time as the client sends it (cj.body_arg):
 	 * a job holds at most one decrypted chunk, never the message */
 	struct queue_body_reader *body;
+	/* or the round's kept body (sched_round.body), handed out whole once */
+	const uint8_t *kept;
+	size_t kept_len;
+	bool kept_sent;
 	int body_rc;             /* its failure (queue_body_next), 0 if none */
 	char body_err[200];      /* and why */
 	struct sched_conn *conn; /* the connection running it */
@@ -284,6 +299,10 @@ struct sched {
 	bool stopping;
 	struct sched_msg *active; /* messages in a round (with r) */
 	unsigned nactive, nloading;
+	size_t body_kept; /* bytes of kept bodies (SCHED_BODY_KEEP_TOTAL) */
+	/* first attempts' bodies sent from memory, and bodies opened in the
+	 * queue (outpost_delivery_bodies_total{from}) */
+	uint64_t bodies_kept, bodies_read;
 };
 
 extern struct sched sched;

@@ -63,6 +63,27 @@ sched_job_body_next(void *arg, const uint8_t **p, size_t *len, char *err,
 	return -1;
 }
 
+/* The same from the round's kept body (sched_round.body): the whole of it
+ * at once, then the end.  Runs on the connection's loop: it reads only
+ * what the job copied, and the body is read-only while the round lives. */
+static int
+sched_job_body_kept(void *arg, const uint8_t **p, size_t *len, char *err,
+		    size_t errlen)
+{
+	struct sched_job *job = arg;
+
+	(void)err;
+	(void)errlen;
+	if (job->kept_sent || job->kept_len == 0) {
+		job->kept_sent = true;
+		return 1;
+	}
+	job->kept_sent = true;
+	*p = job->kept;
+	*len = job->kept_len;
+	return 0;
+}
+
 struct sched_job *
 sched_job_new(struct sched_msg *m, struct sched_dest *d, unsigned n)
 {
@@ -76,13 +97,22 @@ sched_job_new(struct sched_msg *m, struct sched_dest *d, unsigned n)
 	job->addrs = calloc(n, sizeof(*job->addrs));
 	job->cj.res = calloc(n, sizeof(*job->cj.res));
 	if (job->rcpt == NULL || job->addrs == NULL || job->cj.res == NULL ||
-	    queue_body_open(sched.queue, &m->r->env, &job->body) != 0) {
+	    (m->r->body == NULL &&
+	     queue_body_open(sched.queue, &m->r->env, &job->body) != 0)) {
 		sched_job_free(job);
 		return NULL;
 	}
 	job->cj.rcpts = job->addrs;
 	job->cj.sender = m->r->env.sender;
-	job->cj.body_next = sched_job_body_next;
+	if (m->r->body != NULL) {
+		job->kept = m->r->body;
+		job->kept_len = m->r->body_len;
+		job->cj.body_next = sched_job_body_kept;
+		sched.bodies_kept++;
+	} else {
+		job->cj.body_next = sched_job_body_next;
+		sched.bodies_read++;
+	}
 	job->cj.body_arg = job;
 	job->cj.body_len = (size_t)m->r->env.size;
 	job->cj.smtputf8 = (m->r->env.flags & QUEUE_F_SMTPUTF8) != 0;

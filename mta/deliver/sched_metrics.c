@@ -356,6 +356,15 @@ sched_metrics_cb(evutil_socket_t fd, short what, void *arg)
 	    "gauge\noutpost_delivery_connections %u\n",
 	    sched.nconn);
 	sched_metrics_loops(&t);
+	metrics_text_printf(
+	    &t,
+	    "# HELP outpost_delivery_bodies_total Bodies handed to delivery "
+	    "attempts: kept in memory from acceptance (a new small message's "
+	    "first attempt) or read from the queue.\n# TYPE "
+	    "outpost_delivery_bodies_total counter\n"
+	    "outpost_delivery_bodies_total{from=\"memory\"} %" PRIu64 "\n"
+	    "outpost_delivery_bodies_total{from=\"queue\"} %" PRIu64 "\n",
+	    sched.bodies_kept, sched.bodies_read);
 	sched_metrics_dest_gauges(&t, c->top_destinations);
 	sched_scan_tick(now);
 	sched_scan_text(&t, now);

@@ -73,6 +73,11 @@ sched_round_free(struct sched_msg *m)
 	free(r->category);
 	free(r->bounced);
 	free(r->corrupt);
+	if (r->body != NULL) {
+		sodium_memzero(r->body, r->body_len);
+		free(r->body);
+		sched.body_kept -= r->body_len;
+	}
 	queue_envelope_clear(&r->env);
 	if (r->prev != NULL)
 		r->prev->r->next = r->next;

@@ -499,8 +499,6 @@ sched_on_new(void *arg)
 		return;
 	}
 	m = sched_msg_new(op->env.id, op->env.next_attempt_ms);
-	/* The body is not kept: delivery reads it from the queue a chunk at
-	 * a time (queue_op_free drops this copy). */
 	if (m == NULL || sched_round_new(m, &op->env) != 0) {
 		/* It is safe on disk: the next start picks it up. */
 		log_warnx("out of memory scheduling a new message");
@@ -508,6 +506,18 @@ sched_on_new(void *arg)
 			sched_msg_free(m);
 		queue_op_free(op);
 		return;
+	}
+	/* A small body (whole in OP: not spooled) is kept for the first
+	 * round; any other is read from the queue a chunk at a time, and
+	 * queue_op_free drops this copy.  (The envelope is the round's now.) */
+	if (op->body != NULL && op->body_len == m->r->env.size &&
+	    op->body_len <= SCHED_BODY_KEEP_BYTES &&
+	    sched.body_kept + op->body_len <= SCHED_BODY_KEEP_TOTAL) {
+		m->r->body = op->body;
+		m->r->body_len = op->body_len;
+		sched.body_kept += op->body_len;
+		op->body = NULL;
+		op->body_len = 0;
 	}
 	queue_op_free(op);
 	if (m->r->env.flags & QUEUE_F_HELD) {

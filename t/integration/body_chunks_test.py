@@ -8,7 +8,9 @@ placed on every chunk boundary (a boundary just before a '.', between the
 CR and the LF, between two dots), are relayed by the real outpostd to two
 outpost-sinks, one taking DATA and one CHUNKING (BDAT), and what each
 stored is checked byte for byte: the message as submitted after our one
-Received: field.  And memory: bodies let go at once to a slow receiver
+Received: field.  A new small message's first attempt sends the body kept
+from acceptance; a retry, and a larger body, read the queue (the
+metrics say which).  And memory: bodies let go at once to a slow receiver
 grow the daemon's anonymous memory by its connections' chunks, not by
 the bodies.  Loopback only."""
 
@@ -18,8 +20,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from outpost_test import (Daemon, Dns, Raw, Sink, check,  # noqa: E402
-                          delivery_config, eq, free_port_on, run_tests,
-                          wait_for)
+                          delivery_config, eq, free_port_on, metrics_text,
+                          run_tests, wait_for)
 
 CHUNK = 256 * 1024  # QUEUE_CHUNK_BYTES (queue/queue.h)
 EHLO = "client.test"
@@ -171,6 +173,46 @@ def test_bodies_on_chunk_boundaries_byte_for_byte():
                            None if i is None else i + n))
         big = len(msgs["big"][0]) + prefix
         check(big > 20 * 1000 * 1000, "the big one is about 20 MB")
+
+
+def bodies(d):
+    """outpost_delivery_bodies_total by source: (memory, queue)."""
+    got = {}
+    for line in metrics_text(d).splitlines():
+        if line.startswith("outpost_delivery_bodies_total{from="):
+            got[line.split('"')[1]] = int(line.split()[-1])
+    return got.get("memory"), got.get("queue")
+
+
+def test_first_attempt_from_memory_retry_from_queue():
+    """A new message up to 64 KiB goes out, on its first attempt, from the
+    body kept since acceptance (no queue read); its retry and a larger
+    message read the queue; all three arrive byte for byte."""
+    host = "127.0.0.63"
+    port = free_port_on([host])
+    dns = Dns(mx=[("dest.test", "mx.dest.test", 10)],
+              a=[("mx.dest.test", host)])
+    with dns, Sink([host], port) as sink, \
+            Daemon(config=delivery_config(dns, port)) as d:
+        small = header("small") + b"kept in memory\r\n"
+        submit(d.port, small, rcpts=("a@dest.test",))
+        sink.wait_messages(1)
+        wait_for(lambda: bodies(d) == (1, 0), 10, "one body from memory")
+        again = header("again") + b"deferred once\r\n"
+        submit(d.port, again, rcpts=("deferonce-r@dest.test",))
+        sink.wait_messages(2, timeout=60)
+        wait_for(lambda: bodies(d) == (2, 1), 10,
+                 "the retry's body from the queue")
+        large = message("large", 64 * 1024 + 4096, 0, "dot")
+        submit(d.port, large, rcpts=("a@dest.test",))
+        sink.wait_messages(3)
+        wait_for(lambda: bodies(d) == (2, 2), 10,
+                 "a body over 64 KiB from the queue")
+        got = by_subject(sink)
+        for name, msg in (("small", small), ("again", again),
+                          ("large", large)):
+            g = got[name]
+            eq(g[received_len(g, name):], msg, name + ": byte for byte")
 
 
 def rss_anon_kib(pid):

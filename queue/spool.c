@@ -93,22 +93,22 @@ spool_insert_apply(struct queue *q, MDB_txn *txn, struct queue_op *op,
 
 	*what = "mdb_get(spool)";
 	rc = spool_get(q, txn, op->env.id, &n);
-	if (rc == MDB_NOTFOUND && op->spooled == 0)
-		return 0; /* nothing was spooled after all */
-	if (rc == MDB_NOTFOUND || (rc == 0 && n != op->spooled)) {
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return rc;
+	if (op->spooled == 0) {
+		/* The body is whole in the op: what was spooled goes. */
+		if (rc == MDB_NOTFOUND)
+			return 0;
+		*what = "mdb_del(body)";
+		if ((rc = queue_body_chunks_del(q, txn, op->env.id)) != 0)
+			return rc;
+	} else if (rc == MDB_NOTFOUND || n != op->spooled) {
 		queue_id_format(op->env.id, qid);
 		(void)snprintf(op->err, sizeof(op->err),
 			       "record %s: %" PRIu32 " body chunks spooled, "
 			       "the insert names %" PRIu32,
 			       qid, rc == 0 ? n : 0, op->spooled);
 		return 1; /* WRITER_OP_LOCAL: nothing changed */
-	}
-	if (rc != 0)
-		return rc;
-	if (op->spooled == 0) {
-		*what = "mdb_del(body)";
-		if ((rc = queue_body_chunks_del(q, txn, op->env.id)) != 0)
-			return rc;
 	}
 	*what = "mdb_del(spool)";
 	return spool_del(q, txn, op->env.id);

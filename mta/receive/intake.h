@@ -15,6 +15,7 @@
 
 struct conf;
 struct conf_user;
+struct dkim_bodyhash;
 struct dns_resolver;
 struct loop;
 struct queue;
@@ -43,6 +44,14 @@ int intake_keyset_load(const struct conf *c, bool quiet,
 		       struct intake_keyset **out, char *err, size_t errlen);
 void intake_keyset_free(struct intake_keyset *ks);
 
+/*
+ * intake_bodyhash_new — *OUT: a streaming body hash for the messages of KS's
+ * configuration (its body canonicalization), or NULL when KS has no key
+ * (nothing will be signed).  0, or -1 out of memory.  Any thread.
+ */
+int intake_bodyhash_new(const struct intake_keyset *ks,
+			struct dkim_bodyhash **out);
+
 struct intake_req {
 	/* in */
 	struct loop *loop;
@@ -55,6 +64,10 @@ struct intake_req {
 				it (worker pool) before signing */
 	size_t trace_len;    /* the body's first bytes are the server's own
 				Received: field (unique to this message) */
+	/* A spooled message (op->spool, smtp_spool.c): op->body is its
+	 * header block, the body is in the queue and op->tail.  BODYHASH
+	 * (owned; NULL when no key signs) has hashed the spooled chunks. */
+	struct dkim_bodyhash *bodyhash;
 	void (*done)(struct intake_req *req); /* on LOOP, once */
 	void *arg;
 	/* out, when done runs */

@@ -85,9 +85,19 @@ void
 smtp_server_init(const struct conf *conf, struct queue *queue,
 		 smtp_server_queued_fn *on_queued)
 {
+	uint64_t msgs, chunks;
+
 	smtp_server_queue = queue;
 	smtp_server_on_queued = on_queued;
 	smtp_mem_init(conf->limits.max_body_memory);
+	/* Said before the first session: what a stop (kill -9, power loss)
+	 * left of messages still arriving, never acknowledged. */
+	queue_spool_swept(queue, &msgs, &chunks);
+	if (msgs > 0)
+		log_info("queue: %" PRIu64 " message(s) still arriving at the "
+			 "last stop were dropped (%" PRIu64 " spooled body "
+			 "chunk(s) deleted; none was acknowledged)",
+			 msgs, chunks);
 }
 
 /* Replies ------------------------------------------------------------- */

@@ -484,6 +484,7 @@ smtp_server_data_end(struct smtp_server_session *s)
 	struct dkim_bodyhash *bh = NULL;
 	bool long_lines = false;
 	char why[160];
+	int rc = 0;
 
 	if (smtp_spool_busy(s)) {
 		/* The last spooled chunks commit first: the insert names
@@ -551,14 +552,18 @@ smtp_server_data_end(struct smtp_server_session *s)
 		s->inflight_charge = whole;
 	}
 	if ((op = smtp_server_data_op(s)) == NULL ||
-	    smtp_spool_adopt(s, op, &bh, why, sizeof(why)) != 0) {
+	    (rc = smtp_spool_adopt(s, op, &bh, why, sizeof(why))) != 0) {
 		log_warnx("%016" PRIx64 " smtp cannot queue a message: %s",
 			  s->id, op == NULL ? "out of memory" : why);
 		queue_op_free(op);
 		smtp_mem_give(s->inflight_charge);
 		s->inflight_charge = 0;
-		smtp_server_reply(s, "451 4.3.0 Temporary failure, try again "
-				     "later");
+		if (rc == -2)
+			smtp_server_reply(
+			    s, "452 4.3.1 Insufficient system storage");
+		else
+			smtp_server_reply(s, "451 4.3.0 Temporary failure, "
+					     "try again later");
 		smtp_server_idle(s);
 		return;
 	}

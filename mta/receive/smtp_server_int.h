@@ -308,7 +308,8 @@ uint64_t smtp_spool_bytes(const struct smtp_server_session *s);
 /* smtp_spool_adopt — OP (S's insert) takes the spooled chunks (op->spool,
  * spooled, spooled_bytes) and *BH the body hash so far (NULL: nothing
  * signs; the caller owns it).  Only when nothing is in flight.  0 (also
- * with nothing spooled), or -1 with WHY when a chunk was not written. */
+ * with nothing spooled), or -1 with WHY when a chunk was not written (-2:
+ * the queue's map was full). */
 int smtp_spool_adopt(struct smtp_server_session *s, struct queue_op *op,
 		     struct dkim_bodyhash **bh, char *why, size_t whylen);
 

@@ -33,17 +33,21 @@ struct smtp_spool {
 	struct smtp_server_session *s; /* NULL once the session let go */
 	uint64_t id;
 	int64_t started_ms;
-	uint32_t chunks;    /* handed off: chunks 1..chunks */
-	uint64_t bytes;     /* their octets */
-	unsigned inflight;  /* handed off, not committed (nor failed) yet */
-	atomic_bool failed; /* a chunk was not written: no 250 for this one */
-	bool hash_failed;   /* no memory for the body hash */
+	uint32_t chunks;      /* handed off: chunks 1..chunks */
+	uint64_t bytes;       /* their octets */
+	unsigned inflight;    /* handed off, not committed (nor failed) yet */
+	atomic_bool failed;   /* a chunk was not written: no 250 for this one */
+	atomic_bool map_full; /* ... because the queue's map is full */
+	bool hash_failed;     /* no memory for the body hash */
 	struct dkim_bodyhash *bh; /* NULL: nothing will sign */
 	bool working;             /* the pool has job (hash, seal) */
 	struct queue_op *job;     /* the chunk the pool works on */
-	struct queue_op *waiting; /* the next one, held for order */
-	bool adopted;             /* an insert took the chunks */
-	char why[160];            /* the first failure */
+	/* The next ones, held for order: a chunk's commit may come back
+	 * before the pool's done(), so up to the in-flight limit wait. */
+	struct queue_op *waiting[SMTP_SPOOL_INFLIGHT_MAX];
+	unsigned nwaiting;
+	bool adopted;  /* an insert took the chunks */
+	char why[160]; /* the first failure */
 };
 
 static void smtp_spool_job_run(void *arg);
@@ -105,6 +109,8 @@ smtp_spool_committed_cb(struct queue_op *op, int status, void *arg)
 {
 	struct smtp_spool *sp = arg;
 
+	if (status != 0 && op->map_full)
+		atomic_store(&sp->map_full, true);
 	if (status != 0 && !atomic_exchange(&sp->failed, true))
 		log_warnx("smtp: spooling chunk %" PRIu32 " of %016" PRIx64
 			  " failed: %s",
@@ -146,11 +152,13 @@ static void
 smtp_spool_job_done(void *arg)
 {
 	struct smtp_spool *sp = arg;
-	struct queue_op *op = sp->waiting;
+	struct queue_op *op;
 
 	sp->working = false;
-	if (op != NULL) {
-		sp->waiting = NULL;
+	if (sp->nwaiting > 0) {
+		op = sp->waiting[0];
+		memmove(sp->waiting, sp->waiting + 1,
+			--sp->nwaiting * sizeof(sp->waiting[0]));
 		smtp_spool_job_start(sp, op);
 		return;
 	}
@@ -173,6 +181,7 @@ smtp_spool_new(struct smtp_server_session *s)
 	sp->id = s->msg_id;
 	sp->started_ms = util_wall_ms();
 	atomic_init(&sp->failed, false);
+	atomic_init(&sp->map_full, false);
 	if (intake_bodyhash_new(s->gen->keyset, &sp->bh) != 0)
 		sp->hash_failed = true;
 	return sp;
@@ -204,7 +213,7 @@ smtp_spool_spill(struct smtp_server_session *s, size_t n)
 	/* What the chunk holds until its commit, sealed or not. */
 	(void)smtp_mem_take(QUEUE_CHUNK_BYTES, true);
 	if (sp->working)
-		sp->waiting = op;
+		sp->waiting[sp->nwaiting++] = op;
 	else
 		smtp_spool_job_start(sp, op);
 	return 0;
@@ -236,8 +245,10 @@ smtp_spool_adopt(struct smtp_server_session *s, struct queue_op *op,
 	if (atomic_load(&sp->failed) || sp->hash_failed) {
 		snprintf(why, whylen, "%s",
 			 sp->hash_failed ? "no memory for the body hash"
-					 : "a spooled chunk was not written");
-		return -1;
+			 : atomic_load(&sp->map_full)
+			     ? "the queue is full (a spooled chunk did not fit)"
+			     : "a spooled chunk was not written");
+		return atomic_load(&sp->map_full) ? -2 : -1;
 	}
 	op->spool = true;
 	op->spooled = sp->chunks;

@@ -213,7 +213,9 @@ def test_kill9_mid_body_leaves_no_orphans():
         d = Daemon(config=delivery_config(dnsd, port, conf)).start()
         try:
             q = Queue(d)
-            # Acknowledged before the kill; no receiver yet, so they wait.
+            # Acknowledged before the kill; held by a suspension (no
+            # attempt, no back-off) until after the restart.
+            d.cli("suspend", "dest.test", "--for", "1h")
             acked = {}
             for i, n in enumerate((3000, 3 * CHUNK + 17, 5 * CHUNK)):
                 name = "acked%d" % i
@@ -230,13 +232,15 @@ def test_kill9_mid_body_leaves_no_orphans():
             _, _, spool = q.scan()
             check(spool and q.orphans(), "the kill left spooled chunks "
                   "(%r) for the restart to sweep" % spool)
-            d.start()
-            log = d.log()
-            check("still arriving at the last stop were dropped" in log,
-                  "the sweep is logged")
-            eq(q.spooled(), {}, "spool records after the restart")
-            eq(q.orphans(), [], "body chunks without an envelope")
             with Sink(hosts, port) as sink:
+                d.start()
+                log = d.log()
+                check("still arriving at the last stop were dropped" in log,
+                      "the sweep is logged")
+                eq(q.spooled(), {}, "spool records after the restart")
+                eq(q.orphans(), [], "body chunks without an envelope")
+                eq(len(d.queue_ids()), len(acked), "acknowledged, queued")
+                d.cli("resume", "dest.test", check_rc=False)
                 sink.wait_messages(len(acked), timeout=120)
                 got = {}
                 for raw in sink.messages():
@@ -299,6 +303,34 @@ def test_give_ups_leave_no_chunks():
         clean("DMARC refusal")
         r.close()
         eq(d.queue_ids(), [], "nothing queued")
+
+
+def test_queue_full_mid_body_is_transient():
+    """A body larger than the queue's map: spooled chunks stop fitting,
+    the answer is 452 4.3.1 (storage, transient), what was spooled is
+    deleted, and the next message is queued."""
+    conf = ('queue { map_size = 32M }\n'
+            'limits { max_message_size = 200M }\n')
+    with Daemon(config=conf) as d:
+        q = Queue(d)
+        r = open_session(d.port)
+        eq(r.cmd("DATA")[0], 354, "DATA")
+        r.send(header("full"))
+        piece = body(1000 * 1000, seed=11)
+        for _ in range(60):
+            r.send(piece)
+        r.send(b".\r\n")
+        code, text = r.reply()
+        eq(code, 452, "queue full mid-body: " + text)
+        check("4.3.1" in text, "452 4.3.1: " + text)
+        wait_for(lambda: not q.spooled() and not q.orphans(),
+                 what="spooled chunks deleted")
+        eq(r.cmd("MAIL FROM:<news@sender.test>")[0], 250, "MAIL")
+        eq(r.cmd("RCPT TO:<x@dest.test>")[0], 250, "RCPT")
+        eq(r.cmd("DATA")[0], 354, "DATA")
+        r.send(header("small") + b"small\r\n.\r\n")
+        eq(r.reply()[0], 250, "the next message queued")
+        r.close()
 
 
 def test_thirty_sessions_of_5mb_peak_rss():

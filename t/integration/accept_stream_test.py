@@ -317,7 +317,9 @@ def test_queue_full_mid_body_is_transient():
         eq(r.cmd("DATA")[0], 354, "DATA")
         r.send(header("full"))
         piece = body(1000 * 1000, seed=11)
-        for _ in range(60):
+        r.send(piece)
+        spool_seen(q, "full")
+        for _ in range(59):
             r.send(piece)
         r.send(b".\r\n")
         code, text = r.reply()

@@ -14,16 +14,13 @@ bounded by chunks, not by bodies.  The queue is looked at read-only with
 python3-lmdb.  Loopback only."""
 
 import os
-import socket
 import sys
 import tempfile
 import threading
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from outpost_test import (Daemon, Raw, Sink, check,  # noqa: E402
-                          delivery_config, eq, free_port_on, run_tests,
-                          wait_for)
+                          delivery_config, eq, run_tests, wait_for)
 from dkim_test import Verifiers, setup, strip_envelope  # noqa: E402
 
 import lmdb  # python3-lmdb
@@ -144,6 +141,22 @@ def spool_seen(q, what):
              timeout=30, what=what + ": a chunk spooled before the end")
 
 
+def delivered(sink, msgs):
+    """{name: message as the sink stored it}, each checked to end with
+    what was sent (byte for byte; the daemon only prepends fields)."""
+    got = {}
+    for raw in sink.messages():
+        m = strip_envelope(raw)
+        i = m.index(b"Subject: stream ") + 16
+        got[m[i:m.index(b"\r\n", i)].decode()] = m
+    eq(sorted(got), sorted(msgs), "messages delivered")
+    for name, msg in msgs.items():
+        check(got[name].endswith(msg), "%s: delivered byte for byte (%d "
+              "octets delivered, %d sent)" % (name, len(got[name]),
+                                             len(msg)))
+    return got
+
+
 def vm_hwm_kib(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -180,16 +193,9 @@ def test_sizes_byte_for_byte_signed_verified():
                 k += 1
         sink.wait_messages(len(msgs), timeout=300)
         hwm = vm_hwm_kib(d.proc.pid)
-        got = {}
-        for raw in sink.messages():
-            m = strip_envelope(raw)
-            i = m.index(b"Subject: stream ") + 16
-            got[m[i:m.index(b"\r\n", i)].decode()] = m
-        eq(sorted(got), sorted(msgs), "messages delivered")
+        got = delivered(sink, msgs)
         for name, msg in msgs.items():
             m = got[name]
-            check(m.endswith(msg), "%s: delivered byte for byte (%d "
-                  "octets delivered, %d sent)" % (name, len(m), len(msg)))
             py = v.python(m)
             eq(sorted(a for a, _ in py), ["ed25519-sha256", "rsa-sha256"],
                name + ": two signatures")
@@ -242,14 +248,7 @@ def test_kill9_mid_body_leaves_no_orphans():
                 eq(len(d.queue_ids()), len(acked), "acknowledged, queued")
                 d.cli("resume", "dest.test", check_rc=False)
                 sink.wait_messages(len(acked), timeout=120)
-                got = {}
-                for raw in sink.messages():
-                    m = strip_envelope(raw)
-                    i = m.index(b"Subject: stream ") + 16
-                    got[m[i:m.index(b"\r\n", i)].decode()] = m
-                eq(sorted(got), sorted(acked), "acknowledged delivered")
-                for name, msg in acked.items():
-                    check(got[name].endswith(msg), name + ": byte for byte")
+                delivered(sink, acked)
         finally:
             d.stop()
 

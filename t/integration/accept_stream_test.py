@@ -165,10 +165,11 @@ def vm_hwm_kib(pid):
     raise AssertionError("no VmHWM")
 
 
-def test_sizes_byte_for_byte_signed_verified():
+def sizes_signed(canon):
     tmp = tempfile.mkdtemp(prefix="outpost-stream-")
     dnsd, hosts, port, conf = setup(tmp)
-    conf += "limits { max_message_size = 30M }\n"
+    conf += ("limits { max_message_size = 30M }\n"
+             'dkim_sign { canonicalization = "%s" }\n' % canon)
     sizes = {"b0": 0, "c-1": CHUNK - 1, "c1": CHUNK, "c2": 2 * CHUNK,
              "c3.5": 7 * CHUNK // 2, "m20": 20 * 1000 * 1000}
     pieces = [1000, 100000, CHUNK + 4567, 1024 * 1024]
@@ -209,6 +210,14 @@ def test_sizes_byte_for_byte_signed_verified():
         # Held whole, a 20 MB body alone needs a 32 MiB buffer.
         check(grew < 20, "peak RSS grew %.1f MiB with 20 MB messages"
               % grew)
+
+
+def test_sizes_byte_for_byte_signed_verified():
+    sizes_signed("relaxed/relaxed")
+
+
+def test_sizes_simple_body_canonicalization():
+    sizes_signed("relaxed/simple")
 
 
 def test_kill9_mid_body_leaves_no_orphans():

@@ -8,7 +8,9 @@
  * re-encoding, signing, sealing and the hand-over to the queue writer run on
  * the worker pool, so no RSA operation, no pass over megabytes and no disk wait
  * ever happens on an I/O loop.  The request's done() always runs on its loop,
- * never inline.  No address is logged: domains only.
+ * never inline.  No address is logged: domains only.  A spooled message
+ * (op->spool) arrives as its header block: its body hash was streamed,
+ * only re-encoding reads its body back whole.
  */
 #include <stdarg.h>
 #include <stdio.h>

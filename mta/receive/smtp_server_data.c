@@ -3,11 +3,14 @@
  * scanner (smtp_data.c), the body and its share of the memory budget
  * (smtp_mem.c), the hand-off to the intake and the answer to it.
  *
- * Owns: s->body, the budget waits, the scanner state.  Loop thread; the
- * budget's answer and the intake's completion come back by loop_post().
- * Invariants: "250 … queued" only from the commit completion; no bare CR or
- * LF is ever accepted in message data; a message leaves receiving only
- * through smtp_server_on_queued.
+ * Owns: s->body (the header block and what is not spooled yet: past a
+ * chunk, smtp_spool.c writes the body to the queue as it arrives), the
+ * budget waits, the scanner state.  Loop thread; the budget's answer, the
+ * spool's commits and the intake's completion come back by loop_post().
+ * Invariants: "250 … queued" only from the commit completion (the insert
+ * waits for every spooled chunk's commit); no bare CR or LF is ever accepted
+ * in message data; a message leaves receiving only through
+ * smtp_server_on_queued.
  */
 #define _GNU_SOURCE /* memmem */
 #include <errno.h>
@@ -435,6 +438,15 @@ smtp_server_data_op(struct smtp_server_session *s)
 		op->env.flags |= QUEUE_F_8BITMIME;
 	if (s->smtputf8)
 		op->env.flags |= QUEUE_F_SMTPUTF8;
+	if (s->spool != NULL && s->body_len > s->hdr_end) {
+		/* Spooled: the header block is chunk 0, the rest the last
+		 * chunks (queue.h, op->spool). */
+		op->tail_len = s->body_len - s->hdr_end;
+		if ((op->tail = malloc(op->tail_len)) == NULL) {
+			queue_op_free(op);
+			return NULL;
+		}
+	}
 	op->env.size = s->body_len + smtp_spool_bytes(s);
 	op->env.sender = strdup(s->sender.null ? "" : s->sender.mailbox);
 	op->env.user = s->user != NULL ? strdup(s->user->name) : NULL;
@@ -457,14 +469,7 @@ smtp_server_data_op(struct smtp_server_session *s)
 	op->env.envid = s->envid;
 	s->envid = NULL;
 	s->nrcpts = 0;
-	if (s->spool != NULL && s->body_len > s->hdr_end) {
-		/* Spooled: the header block is chunk 0, the rest the last
-		 * chunks (queue.h, op->spool). */
-		op->tail_len = s->body_len - s->hdr_end;
-		if ((op->tail = malloc(op->tail_len)) == NULL) {
-			queue_op_free(op);
-			return NULL;
-		}
+	if (op->tail != NULL) {
 		memcpy(op->tail, s->body + s->hdr_end, op->tail_len);
 		s->body_len = s->hdr_end;
 	}

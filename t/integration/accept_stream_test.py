@@ -9,8 +9,9 @@ kill -9 while a 10 MB body is half in: after the restart no body chunk is
 left without an envelope and the messages acknowledged before are
 delivered; a client gone mid-body, RSET after a BDAT chunk, the size
 limit and a DMARC refusal after chunks were spooled leave none either;
-and 30 sessions sending 5 MB each at once keep the daemon's peak RSS
-bounded by chunks, not by bodies.  The queue is looked at read-only with
+a header block over 192 KiB is refused 554 5.6.0; a queue that fills
+mid-body answers 452 4.3.1; and 30 sessions sending 5 MB each at once
+keep the daemon's peak RSS bounded by chunks, not by bodies.  The queue is looked at read-only with
 python3-lmdb.  Loopback only."""
 
 import os
@@ -311,6 +312,29 @@ def test_give_ups_leave_no_chunks():
         clean("DMARC refusal")
         r.close()
         eq(d.queue_ids(), [], "nothing queued")
+
+
+def test_header_block_over_limit_refused():
+    """The header block is kept whole (it is chunk 0): one over 192 KiB
+    is refused 554 5.6.0, with or without a body after it; one just under
+    is queued."""
+    with Daemon() as d:
+        q = Queue(d)
+        field = b"X-Filler: " + b"f" * 988 + b"\r\n"
+        for name, msg, want in (
+                ("long", header("long")[:-2] + field * 200 + b"\r\n" +
+                 body(600000), 554),
+                ("nobody", header("nobody")[:-2] + field * 300, 554),
+                ("under", header("under")[:-2] + field * 180 + b"\r\n" +
+                 body(600000), 250)):
+            code, text = send_data(d.port, msg)
+            eq(code, want, "%s: %s" % (name, text))
+            if want == 554:
+                check("5.6.0" in text and "header block" in text,
+                      "%s: says why: %s" % (name, text))
+        wait_for(lambda: not q.spooled() and not q.orphans(),
+                 what="nothing spooled left")
+        eq(len(d.queue_ids()), 1, "only the one under the limit queued")
 
 
 def test_queue_full_mid_body_is_transient():

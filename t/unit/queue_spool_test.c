@@ -5,7 +5,8 @@
  * back byte for byte by both readers after a reopen; an insert naming the
  * wrong count fails alone and changes nothing; a chunk out of order fails;
  * an insert with the body whole replaces what was spooled; QOP_SPOOL_DEL
- * and the sweep at open delete spooled chunks and their records (counted).
+ * and the sweep at open delete spooled chunks and their records (counted);
+ * a restore point taken while chunks are spooled verifies.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -223,6 +224,17 @@ test_wrong_count_and_order(void **state)
 	/* An insert naming three fails and leaves the two. */
 	assert_int_not_equal(insert(q, id, b, 10, 3, 3 * CHUNK, NULL, 0), 0);
 	assert_int_equal(queue_ids_count(q), 0);
+	/* A restore point taken now counts them as spooled, not strays. */
+	{
+		struct queue_point_info pi;
+		char dir[400], err[256] = "";
+
+		snprintf(dir, sizeof(dir), "%s/points", qfix_dir);
+		if (queue_point_take(q, dir, &pi, err, sizeof(err)) != 0)
+			fail_msg("queue_point_take: %s", err);
+		if (!pi.verified)
+			fail_msg("the point does not verify: %s", err);
+	}
 	queue_close(q);
 	q = qfix_open(64 << 20);
 	queue_spool_swept(q, &msgs, &chunks);

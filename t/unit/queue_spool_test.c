@@ -24,18 +24,6 @@
 
 #define CHUNK QUEUE_CHUNK_BYTES
 
-static uint8_t *
-bytes_make(unsigned seed, size_t len)
-{
-	uint8_t *b = malloc(len + 1);
-	size_t i;
-
-	assert_non_null(b);
-	for (i = 0; i < len; i++)
-		b[i] = (uint8_t)((i * 13 + seed * 101 + i / 4099) % 253);
-	return b;
-}
-
 /* The status of OP once committed (or failed). */
 static void
 status_done(struct queue_op *op, int status, void *arg)
@@ -97,17 +85,8 @@ insert(struct queue *q, uint64_t id, const uint8_t *head, size_t hlen,
        uint32_t spooled, uint64_t spooled_bytes, const uint8_t *tail,
        size_t tlen)
 {
-	struct queue_op *op = queue_op_new(QOP_INSERT);
+	struct queue_op *op = qfix_insert_op(id);
 
-	assert_non_null(op);
-	op->env.id = id;
-	op->env.created_ms = op->env.next_attempt_ms = 1000;
-	op->env.sender = qfix_strdup("s@example.test");
-	op->env.client = qfix_strdup("127.0.0.1");
-	op->env.helo = qfix_strdup("client.example.test");
-	assert_non_null(op->env.rcpts = calloc(1, sizeof(*op->env.rcpts)));
-	op->env.rcpts[0].addr = qfix_strdup("r@example.test");
-	op->env.nrcpts = 1;
 	assert_non_null(op->body = malloc(hlen + 1));
 	memcpy(op->body, head, hlen);
 	op->body_len = hlen;
@@ -190,7 +169,7 @@ test_spooled_insert(void **state)
 	(void)state;
 	for (i = 0; i < 4; i++)
 		total += spooled[i];
-	whole = bytes_make(1, total);
+	whole = qfix_body(1, total);
 	off = hlen;
 	for (i = 0; i < 4; i++) {
 		assert_int_equal(
@@ -214,7 +193,7 @@ test_wrong_count_and_order(void **state)
 {
 	struct queue *q = qfix_open(64 << 20);
 	uint64_t id = queue_id_next(q), msgs, chunks;
-	uint8_t *b = bytes_make(2, 3 * CHUNK);
+	uint8_t *b = qfix_body(2, 3 * CHUNK);
 
 	(void)state;
 	/* A chunk out of order fails alone. */
@@ -249,7 +228,7 @@ test_whole_insert_and_delete(void **state)
 {
 	struct queue *q = qfix_open(64 << 20);
 	uint64_t a = queue_id_next(q), b = queue_id_next(q), msgs, chunks;
-	uint8_t *body = bytes_make(3, 2 * CHUNK + 9);
+	uint8_t *body = qfix_body(3, 2 * CHUNK + 9);
 	struct queue_op *op;
 
 	(void)state;

@@ -46,8 +46,7 @@ struct smtp_spool {
 	 * before the pool's done(), so up to the in-flight limit wait. */
 	struct queue_op *waiting[SMTP_SPOOL_INFLIGHT_MAX];
 	unsigned nwaiting;
-	bool adopted;  /* an insert took the chunks */
-	char why[160]; /* the first failure */
+	bool adopted; /* an insert took the chunks */
 };
 
 static void smtp_spool_job_run(void *arg);

@@ -331,16 +331,6 @@ intake_prepend(struct queue_op *op, char *const *sigs, const size_t *lens,
 	return 0;
 }
 
-int
-intake_bodyhash_new(const struct intake_keyset *ks, struct dkim_bodyhash **out)
-{
-	*out = NULL;
-	if (ks->nkeys == 0)
-		return 0;
-	*out = dkim_bodyhash_new(intake_canon(ks->conf->dkim_sign.bcanon));
-	return *out != NULL ? 0 : -1;
-}
-
 /* Appends each spooled chunk to the whole body being rebuilt. */
 static int
 intake_unspool_cb(const uint8_t *data, size_t len, void *arg)
@@ -1118,6 +1108,41 @@ intake_keys_for(struct intake_req *req)
 	}
 	snprintf(req->sign_domain, sizeof(req->sign_domain), "%s", d->domain);
 	return &req->keyset->keys[d - req->conf->dkims];
+}
+
+int
+intake_bodyhash_new(const struct intake_keyset *ks,
+		    const struct conf_user *user, const uint8_t *head,
+		    size_t len, struct dkim_bodyhash **out)
+{
+	struct intake_req *req;
+	struct dkim_msg m;
+	char err[200];
+	int rc = 0;
+
+	*out = NULL;
+	if (ks->nkeys == 0)
+		return 0;
+	/* The choice intake_submit() makes, on the same header block: a
+	 * header block it refuses, or a From domain no key signs, needs no
+	 * hash. */
+	if ((req = calloc(1, sizeof(*req))) == NULL)
+		return -1;
+	memset(&m, 0, sizeof(m));
+	req->conf = ks->conf;
+	req->keyset = ks;
+	req->user = user;
+	if (dkim_msg_parse(head, len, &m, err, sizeof(err)) == 0 &&
+	    dmarc_from_domain(&m, req->from_domain, sizeof(req->from_domain),
+			      err, sizeof(err)) == 0 &&
+	    req->from_domain[0] != '\0' && intake_keys_for(req) != NULL) {
+		*out =
+		    dkim_bodyhash_new(intake_canon(ks->conf->dkim_sign.bcanon));
+		rc = *out != NULL ? 0 : -1;
+	}
+	dkim_msg_clear(&m);
+	free(req);
+	return rc;
 }
 
 void

@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct conf;
 struct conf_user;
@@ -45,12 +46,15 @@ int intake_keyset_load(const struct conf *c, bool quiet,
 void intake_keyset_free(struct intake_keyset *ks);
 
 /*
- * intake_bodyhash_new — *OUT: a streaming body hash for the messages of KS's
- * configuration (its body canonicalization), or NULL when KS has no key
- * (nothing will be signed).  0, or -1 out of memory.  Any thread.
+ * intake_bodyhash_new — *OUT: a streaming body hash (the configuration's
+ * body canonicalization) for a message of USER (NULL: a relay client) whose
+ * header block is HEAD (LEN octets, up to and with its empty line), or NULL
+ * when no key of KS will sign it (its From domain, as intake_submit()
+ * chooses).  0, or -1 out of memory.  Any thread.
  */
 int intake_bodyhash_new(const struct intake_keyset *ks,
-			struct dkim_bodyhash **out);
+			const struct conf_user *user, const uint8_t *head,
+			size_t len, struct dkim_bodyhash **out);
 
 struct intake_req {
 	/* in */

@@ -181,7 +181,8 @@ smtp_spool_new(struct smtp_server_session *s)
 	sp->started_ms = util_wall_ms();
 	atomic_init(&sp->failed, false);
 	atomic_init(&sp->map_full, false);
-	if (intake_bodyhash_new(s->gen->keyset, &sp->bh) != 0)
+	if (intake_bodyhash_new(s->gen->keyset, s->user, s->body, s->hdr_end,
+				&sp->bh) != 0)
 		sp->hash_failed = true;
 	return sp;
 }

@@ -193,9 +193,16 @@ def sizes_signed(canon):
                                            pieces[k % len(pieces)])
                 eq(code, 250, "%s: %s" % (full, text))
                 k += 1
-        sink.wait_messages(len(msgs), timeout=300)
+        # From a domain without a key: spooled unhashed, queued unsigned.
+        unsigned = header("unsigned", frm=b"news@plain.test") + body(
+            7 * CHUNK // 2, seed=77)
+        code, text = send_data(d.port, unsigned)
+        eq(code, 250, "unsigned: " + text)
+        sink.wait_messages(len(msgs) + 1, timeout=300)
         hwm = vm_hwm_kib(d.proc.pid)
-        got = delivered(sink, msgs)
+        got = delivered(sink, dict(msgs, unsigned=unsigned))
+        check(b"DKIM-Signature:" not in got.pop("unsigned"),
+              "unsigned: no signature")
         for name, msg in msgs.items():
             m = got[name]
             py = v.python(m)

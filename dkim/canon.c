@@ -1,6 +1,7 @@
 /*
  * canon.c — RFC 6376 3.4 canonicalization (simple, relaxed) of header
- * fields and bodies, the streaming body hash, SHA-256 and base64.
+ * fields and bodies, the streaming body hash (any split of a body into
+ * pieces hashes alike: dkim_bodyhash_*), SHA-256 and base64.
  * Owns: nothing beyond each call (the SHA-256 method is fetched once and
  * kept).  Must not: copy a body (it streams through a fixed buffer), read
  * outside the given ranges, depend on the locale.
@@ -149,6 +150,7 @@ canon_sha_init(struct canon_sha *s)
 	const EVP_MD *md = canon_sha256_md();
 
 	s->failed = 0;
+	s->ctx = NULL;
 	if (md == NULL || (s->ctx = EVP_MD_CTX_new()) == NULL ||
 	    EVP_DigestInit_ex2(s->ctx, md, NULL) != 1)
 		s->failed = 1;
@@ -255,8 +257,8 @@ fail:
 /* Bodies                                                                  */
 
 /*
- * The relaxed body goes through a fixed chunk that is hashed (or appended
- * to a buffer) when full: no copy of the body, no allocation per line.
+ * A body goes through a fixed chunk that is hashed (or appended to a
+ * buffer) when full: no copy of the body, no allocation per line.
  */
 struct canon_sink {
 	uint8_t chunk[CANON_CHUNK_BYTES];
@@ -283,6 +285,12 @@ canon_sink_put(struct canon_sink *k, const uint8_t *p, size_t n)
 {
 	size_t take;
 
+	if (k->sha != NULL && n >= sizeof(k->chunk)) {
+		/* Already whole: hashed in place, not copied. */
+		canon_sink_flush(k);
+		canon_sha_update(k->sha, p, n);
+		return;
+	}
 	while (n > 0) {
 		if (k->used == sizeof(k->chunk))
 			canon_sink_flush(k);
@@ -296,38 +304,17 @@ canon_sink_put(struct canon_sink *k, const uint8_t *p, size_t n)
 	}
 }
 
-/*
- * The simple body is a prefix of the body, plus a CRLF when the body does
- * not end in one: *KEEP octets of BODY, then *ADD_CRLF.
- */
+/* N CRLFs (empty lines held back until something follows them). */
 static void
-canon_body_simple_span(const uint8_t *body, size_t len, size_t *keep,
-		       int *add_crlf)
+canon_sink_crlfs(struct canon_sink *k, uint64_t n)
 {
-	size_t e = len;
+	static const char crlfs[] = "\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n";
+	uint64_t take;
 
-	if (e == 0) {
-		*keep = 0;
-		*add_crlf = 1;
-		return;
+	for (; n > 0; n -= take) {
+		take = n < 8 ? n : 8;
+		canon_sink_put(k, (const uint8_t *)crlfs, (size_t)take * 2);
 	}
-	if (e < 2 || body[e - 2] != '\r' || body[e - 1] != '\n') {
-		/* Unterminated last line: no empty line can end the body. */
-		*keep = e;
-		*add_crlf = 1;
-		return;
-	}
-	/* Ends in CRLF: drop the empty lines at the end. */
-	while (e >= 4 && memcmp(body + e - 4, "\r\n\r\n", 4) == 0)
-		e -= 2;
-	if (e == 2) {
-		/* Only empty lines: the body is one CRLF. */
-		*keep = 0;
-		*add_crlf = 1;
-		return;
-	}
-	*keep = e;
-	*add_crlf = 0;
 }
 
 /*
@@ -343,8 +330,8 @@ canon_zero_bytes(uint64_t x)
 }
 
 /*
- * canon_relaxed_line — one non-empty line [P, Q) (trailing WSP already
- * cut) with each WSP run as one SP, then CRLF, straight into the chunk.
+ * canon_relaxed_span — a piece [P, Q) of a line that starts and ends with
+ * a non-WSP octet, with each WSP run as one SP, straight into the chunk.
  * Ordinary text (single spaces, no TAB) is already canonical: 8 octets
  * at a time are checked (SWAR) and copied whole; a block with a TAB or two
  * WSP in a row goes through the octet loop, which is branch-free (the
@@ -352,7 +339,7 @@ canon_zero_bytes(uint64_t x)
  * cursor advances unless it is WSP after WSP.  Output never outgrows input.
  */
 static void
-canon_relaxed_line(struct canon_sink *k, const uint8_t *p, const uint8_t *q)
+canon_relaxed_span(struct canon_sink *k, const uint8_t *p, const uint8_t *q)
 {
 	uint8_t *dst, c;
 	const uint8_t *lim, *stop;
@@ -397,122 +384,281 @@ canon_relaxed_line(struct canon_sink *k, const uint8_t *p, const uint8_t *q)
 		}
 		k->used = (size_t)(dst - k->chunk);
 	}
-	canon_sink_put(k, (const uint8_t *)"\r\n", 2);
 }
 
 /*
- * The relaxed body: each line with WSP runs reduced to one SP and trailing
- * WSP deleted; empty lines are held back and written only when a non-empty
- * line follows (so those at the end vanish).  Lines end at CRLF; a lone CR
- * or LF is an ordinary octet (Outpost never queues one).
+ * The state a body's canonicalization carries from one piece of the body
+ * to the next, so that any split of the body gives the same output: a CR
+ * at the end of a piece may start a CRLF; simple holds the CRLFs at the end
+ * (empty lines at the end of the body vanish); relaxed holds the empty lines
+ * and a WSP run (trailing WSP vanishes, a run inside a line is one SP).
  */
-static void
-canon_body_relaxed(struct canon_sink *k, const uint8_t *body, size_t len)
-{
-	const uint8_t *p = body, *end = body + len, *nl, *eol, *q;
-	size_t blanks = 0;
+struct dkim_bodyhash {
+	struct canon_sink sink;
+	struct canon_sha sha;
+	enum dkim_canon canon;
+	bool cr;         /* the last piece ended in a CR not yet placed */
+	uint64_t crlfs;  /* simple: CRLFs held at the end */
+	uint64_t blanks; /* relaxed: empty lines held */
+	bool ws;         /* relaxed: a WSP run held in the current line */
+	bool started;    /* relaxed: the current line has a non-WSP octet */
+};
 
-	while (p < end) {
-		/* Find the next CRLF (an LF preceded by CR). */
-		eol = end;
-		nl = p;
-		while ((nl = memchr(nl, '\n', (size_t)(end - nl))) != NULL) {
-			if (nl > p && nl[-1] == '\r') {
-				eol = nl - 1;
-				break;
-			}
-			nl++;
-		}
-		q = eol;
-		while (q > p && DKIM_IS_WSP(q[-1]))
-			q--;
-		if (q == p) {
-			blanks++;
+/* Simple: everything but the CRLFs at the end goes out as it is. */
+static void
+canon_simple_update(struct dkim_bodyhash *b, const uint8_t *p, size_t n)
+{
+	size_t t;
+	uint64_t k = 0;
+	bool cr = false;
+
+	if (n > 0 && b->cr) {
+		b->cr = false;
+		if (p[0] == '\n') {
+			b->crlfs++;
+			p++;
+			n--;
 		} else {
-			for (; blanks > 0; blanks--)
-				canon_sink_put(k, (const uint8_t *)"\r\n", 2);
-			canon_relaxed_line(k, p, q);
+			canon_sink_crlfs(&b->sink, b->crlfs);
+			b->crlfs = 0;
+			canon_sink_put(&b->sink, (const uint8_t *)"\r", 1);
 		}
-		p = eol == end ? end : eol + 2;
 	}
+	if (n == 0)
+		return;
+	t = n;
+	if (p[t - 1] == '\r') {
+		cr = true;
+		t--;
+	}
+	while (t >= 2 && p[t - 2] == '\r' && p[t - 1] == '\n') {
+		t -= 2;
+		k++;
+	}
+	if (t > 0) {
+		canon_sink_crlfs(&b->sink, b->crlfs);
+		canon_sink_put(&b->sink, p, t);
+		b->crlfs = 0;
+	}
+	b->crlfs += k;
+	b->cr = cr;
+}
+
+/* Relaxed: a piece [P, P + N) of a line (no CRLF inside). */
+static void
+canon_relaxed_piece(struct dkim_bodyhash *b, const uint8_t *p, size_t n)
+{
+	const uint8_t *e = p + n;
+	bool trailing = false;
+
+	while (p < e && DKIM_IS_WSP(*p)) {
+		b->ws = true;
+		p++;
+	}
+	if (p == e)
+		return;
+	while (DKIM_IS_WSP(e[-1])) {
+		trailing = true;
+		e--;
+	}
+	if (!b->started) {
+		canon_sink_crlfs(&b->sink, b->blanks);
+		b->blanks = 0;
+		b->started = true;
+	}
+	if (b->ws)
+		canon_sink_put(&b->sink, (const uint8_t *)" ", 1);
+	canon_relaxed_span(&b->sink, p, e);
+	b->ws = trailing;
+}
+
+/* Relaxed: the end of a line (its trailing WSP dropped). */
+static void
+canon_relaxed_eol(struct dkim_bodyhash *b)
+{
+	if (b->started)
+		canon_sink_put(&b->sink, (const uint8_t *)"\r\n", 2);
+	else
+		b->blanks++;
+	b->started = b->ws = false;
+}
+
+/* Relaxed: lines end at CRLF; a lone CR or LF is an ordinary octet
+ * (Outpost never queues one). */
+static void
+canon_relaxed_update(struct dkim_bodyhash *b, const uint8_t *p, size_t n)
+{
+	const uint8_t *end = p + n, *nl;
+
+	if (n > 0 && b->cr) {
+		b->cr = false;
+		if (p[0] == '\n') {
+			canon_relaxed_eol(b);
+			p++;
+		} else {
+			canon_relaxed_piece(b, (const uint8_t *)"\r", 1);
+		}
+	}
+	while (p < end) {
+		for (nl = p;
+		     (nl = memchr(nl, '\n', (size_t)(end - nl))) != NULL; nl++)
+			if (nl > p && nl[-1] == '\r')
+				break;
+		if (nl != NULL) {
+			canon_relaxed_piece(b, p, (size_t)(nl - 1 - p));
+			canon_relaxed_eol(b);
+			p = nl + 1;
+			continue;
+		}
+		if (end[-1] == '\r') {
+			canon_relaxed_piece(b, p, (size_t)(end - 1 - p));
+			b->cr = true;
+		} else {
+			canon_relaxed_piece(b, p, (size_t)(end - p));
+		}
+		break;
+	}
+}
+
+/* The start of a body; into SHA or else BUF. */
+static void
+canon_body_init(struct dkim_bodyhash *b, enum dkim_canon c, bool sha,
+		struct dkim_buf *buf)
+{
+	b->sink.used = 0;
+	b->sink.failed = 0;
+	b->sink.sha = sha ? &b->sha : NULL;
+	b->sink.buf = buf;
+	b->canon = c;
+	b->cr = b->ws = b->started = false;
+	b->crlfs = b->blanks = 0;
+	if (sha)
+		canon_sha_init(&b->sha);
+}
+
+static void
+canon_body_update(struct dkim_bodyhash *b, const uint8_t *p, size_t n)
+{
+	if (b->canon == DKIM_CANON_SIMPLE)
+		canon_simple_update(b, p, n);
+	else
+		canon_relaxed_update(b, p, n);
+}
+
+/* The end of the body: what was held is placed or dropped, the last line
+ * gets its CRLF (simple: an empty body is one CRLF). */
+static void
+canon_body_end(struct dkim_bodyhash *b)
+{
+	if (b->canon == DKIM_CANON_SIMPLE) {
+		if (b->cr) {
+			canon_sink_crlfs(&b->sink, b->crlfs);
+			canon_sink_put(&b->sink, (const uint8_t *)"\r", 1);
+		}
+		canon_sink_put(&b->sink, (const uint8_t *)"\r\n", 2);
+	} else {
+		if (b->cr)
+			canon_relaxed_piece(b, (const uint8_t *)"\r", 1);
+		if (b->started)
+			canon_relaxed_eol(b);
+	}
+	b->cr = false;
+	canon_sink_flush(&b->sink);
+}
+
+struct dkim_bodyhash *
+dkim_bodyhash_new(enum dkim_canon c)
+{
+	struct dkim_bodyhash *b;
+
+	/* 64 KB is too much stack for a worker thread: one malloc. */
+	if ((b = malloc(sizeof(*b))) == NULL)
+		return NULL;
+	canon_body_init(b, c, true, NULL);
+	return b;
+}
+
+void
+dkim_bodyhash_update(struct dkim_bodyhash *b, const uint8_t *p, size_t n)
+{
+	canon_body_update(b, p, n);
+}
+
+int
+dkim_bodyhash_final(struct dkim_bodyhash *b, char out[45])
+{
+	uint8_t digest[DKIM_SHA256_BYTES];
+	int rc;
+
+	out[0] = '\0';
+	canon_body_end(b);
+	rc = canon_sha_final(&b->sha, digest);
+	free(b);
+	if (rc != 0 ||
+	    dkim_base64(digest, sizeof(digest), out, 45) != DKIM_BH_B64_BYTES) {
+		out[0] = '\0';
+		return -1;
+	}
+	return 0;
+}
+
+void
+dkim_bodyhash_free(struct dkim_bodyhash *b)
+{
+	uint8_t digest[DKIM_SHA256_BYTES];
+
+	if (b == NULL)
+		return;
+	(void)canon_sha_final(&b->sha, digest);
+	free(b);
 }
 
 int
 dkim_canon_body_sha256(const uint8_t *body, size_t len, enum dkim_canon c,
 		       uint8_t digest[DKIM_SHA256_BYTES])
 {
-	struct canon_sha sha;
-	struct canon_sink *k;
-	size_t keep;
-	int add_crlf;
+	struct dkim_bodyhash *b;
 
-	canon_sha_init(&sha);
-	if (c == DKIM_CANON_SIMPLE) {
-		canon_body_simple_span(body, len, &keep, &add_crlf);
-		canon_sha_update(&sha, body, keep);
-		if (add_crlf)
-			canon_sha_update(&sha, "\r\n", 2);
-		return canon_sha_final(&sha, digest);
+	if ((b = malloc(sizeof(*b))) == NULL)
+		return -1;
+	canon_body_init(b, c, true, NULL);
+	canon_body_update(b, body, len);
+	canon_body_end(b);
+	if (canon_sha_final(&b->sha, digest) != 0) {
+		free(b);
+		return -1;
 	}
-	/* 64 KB is too much stack for a worker thread: one malloc. */
-	if ((k = malloc(sizeof(*k))) == NULL) {
-		sha.failed = 1;
-		return canon_sha_final(&sha, digest);
-	}
-	k->used = 0;
-	k->sha = &sha;
-	k->buf = NULL;
-	k->failed = 0;
-	canon_body_relaxed(k, body, len);
-	canon_sink_flush(k);
-	free(k);
-	return canon_sha_final(&sha, digest);
+	free(b);
+	return 0;
 }
 
 int
 dkim_canon_body_write(struct dkim_buf *out, const uint8_t *body, size_t len,
 		      enum dkim_canon c)
 {
-	struct canon_sink *k;
-	size_t keep;
-	int add_crlf, failed;
+	struct dkim_bodyhash *b;
+	int failed;
 
-	if (c == DKIM_CANON_SIMPLE) {
-		canon_body_simple_span(body, len, &keep, &add_crlf);
-		if (dkim_buf_add(out, body, keep) != 0 ||
-		    (add_crlf && dkim_buf_add(out, "\r\n", 2) != 0))
-			return -1;
-		return 0;
-	}
-	if ((k = malloc(sizeof(*k))) == NULL)
+	if ((b = malloc(sizeof(*b))) == NULL)
 		return -1;
-	k->used = 0;
-	k->sha = NULL;
-	k->buf = out;
-	k->failed = 0;
-	canon_body_relaxed(k, body, len);
-	canon_sink_flush(k);
-	failed = k->failed;
-	free(k);
+	canon_body_init(b, c, false, out);
+	canon_body_update(b, body, len);
+	canon_body_end(b);
+	failed = b->sink.failed;
+	free(b);
 	return failed ? -1 : 0;
 }
 
 void
 dkim_body_hash(const struct dkim_msg *m, enum dkim_canon bcanon, char out[45])
 {
-	uint8_t digest[DKIM_SHA256_BYTES];
-	const uint8_t *body = (const uint8_t *)"";
-	size_t len = 0;
+	struct dkim_bodyhash *b;
 
 	out[0] = '\0';
-	if (m->body_off > m->len)
+	if (m->body_off > m->len || (b = dkim_bodyhash_new(bcanon)) == NULL)
 		return;
-	if (m->data != NULL) {
-		body = m->data + m->body_off;
-		len = m->len - m->body_off;
-	}
-	if (dkim_canon_body_sha256(body, len, bcanon, digest) != 0)
-		return;
-	if (dkim_base64(digest, sizeof(digest), out, 45) != DKIM_BH_B64_BYTES)
-		out[0] = '\0';
+	if (m->data != NULL)
+		dkim_bodyhash_update(b, m->data + m->body_off,
+				     m->len - m->body_off);
+	(void)dkim_bodyhash_final(b, out);
 }

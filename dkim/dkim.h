@@ -137,6 +137,27 @@ void dkim_body_hash(const struct dkim_msg *m, enum dkim_canon bcanon,
 		    char out[45]);
 
 /*
+ * A body hash computed piece by piece as the body arrives, equal to
+ * dkim_body_hash() of the whole body however it is split (a CRLF, a WSP
+ * run or the empty lines at the end may straddle pieces).
+ *   dkim_bodyhash_new(c)  a hash for body canonicalization C; NULL when out
+ *       of memory.  Holds about 64 KB (the canonical output is hashed in
+ *       blocks).
+ *   dkim_bodyhash_update(b, p, n)  the next N octets of the body (N may be
+ *       0); nothing is kept of P after the call.
+ *   dkim_bodyhash_final(b, out)  base64 of the SHA-256 into OUT (45 bytes,
+ *       NUL-terminated); frees B.  0, or -1 with OUT "" (OpenSSL out of
+ *       memory).
+ *   dkim_bodyhash_free(b)  drop B without a result (NULL is allowed).
+ * One thread at a time per hash; any thread.
+ */
+struct dkim_bodyhash;
+struct dkim_bodyhash *dkim_bodyhash_new(enum dkim_canon c);
+void dkim_bodyhash_update(struct dkim_bodyhash *b, const uint8_t *p, size_t n);
+int dkim_bodyhash_final(struct dkim_bodyhash *b, char out[45]);
+void dkim_bodyhash_free(struct dkim_bodyhash *b);
+
+/*
  * dkim_sign — one DKIM-Signature header field for M, with BH the body hash
  * from dkim_body_hash() (same bcanon).  Produces the whole field, folded as
  * libopendkim folds it, ending in CRLF, ready to be prepended to the

@@ -186,6 +186,34 @@ point_env_check(struct point_walker *w, MDB_cursor *body, const MDB_val *key,
 	return rc;
 }
 
+/* The chunks of bodies that were still arriving (spool.c), added to
+ * *CHUNKS: a point taken then holds them (the queue's next open sweeps
+ * them).  0, or the LMDB error. */
+static int
+point_spooled(struct point_walker *w, uint64_t *chunks)
+{
+	MDB_dbi db;
+	MDB_cursor *cur;
+	MDB_val key, val;
+	MDB_cursor_op how = MDB_FIRST;
+	int rc;
+
+	if ((rc = mdb_dbi_open(w->txn, "spool", 0, &db)) == MDB_NOTFOUND)
+		return 0; /* made before spooling existed */
+	if (rc != 0 || (rc = mdb_cursor_open(w->txn, db, &cur)) != 0)
+		return rc;
+	for (; (rc = mdb_cursor_get(cur, &key, &val, how)) == 0;
+	     how = MDB_NEXT) {
+		if (val.mv_size != 12) {
+			rc = MDB_CORRUPTED;
+			break;
+		}
+		*chunks += record_be32_get((const uint8_t *)val.mv_data + 8);
+	}
+	mdb_cursor_close(cur);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 /* Every envelope and its body; then no body chunk may be left over. */
 static int
 point_envs_walk(struct point_walker *w, struct queue_point_info *out, char *err,
@@ -221,6 +249,10 @@ point_envs_walk(struct point_walker *w, struct queue_point_info *out, char *err,
 				       w->why);
 			goto done;
 		}
+	}
+	if ((rc = point_spooled(w, &chunks)) != 0) {
+		(void)snprintf(err, errlen, "spool: %s", mdb_strerror(rc));
+		goto done;
 	}
 	if ((rc = mdb_stat(w->txn, w->db_body, &st)) != 0) {
 		(void)snprintf(err, errlen, "body: %s", mdb_strerror(rc));

@@ -26,7 +26,7 @@
 #include "queue/crypt_int.h"
 #include "queue/queue_int.h"
 
-#define QUEUE_MAXDBS        8     /* 7 in use; room for one more */
+#define QUEUE_MAXDBS        9     /* 8 in use; room for one more */
 #define QUEUE_BATCH_DEFAULT 4096  /* commit_max_batch = 0 */
 #define QUEUE_LAZY_US       10000 /* lazy_wait_us = 0 */
 
@@ -168,44 +168,121 @@ queue_op_free(struct queue_op *op)
 		return;
 	queue_envelope_clear(&op->env);
 	free(op->body);
+	free(op->tail);
 	queue_sealed_free(op);
 	free(op);
 }
 
+uint32_t
+queue_op_pieces(const struct queue_op *op)
+{
+	if (op->kind == QOP_SPOOL_PUT)
+		return 1;
+	if (op->kind != QOP_INSERT)
+		return 0;
+	if (op->spooled > 0)
+		return 1 + queue_nchunks(op->tail_len);
+	return queue_nchunks(op->body_len);
+}
+
+void
+queue_op_piece(const struct queue_op *op, uint32_t j, uint32_t *idx,
+	       const uint8_t **p, size_t *n)
+{
+	const uint8_t *src = op->body;
+	size_t len = op->body_len, off;
+
+	if (op->kind == QOP_SPOOL_PUT) {
+		*idx = op->spool_chunk;
+		*p = op->body;
+		*n = op->body_len;
+		return;
+	}
+	*idx = j;
+	if (op->spooled > 0) {
+		if (j == 0) {
+			*p = op->body;
+			*n = op->body_len;
+			return;
+		}
+		/* After chunk 0 and the spooled ones: the tail. */
+		*idx = op->spooled + j;
+		j--;
+		src = op->tail;
+		len = op->tail_len;
+	}
+	off = (size_t)j * QUEUE_CHUNK_BYTES;
+	*p = src + off;
+	*n = len - off < QUEUE_CHUNK_BYTES ? len - off : QUEUE_CHUNK_BYTES;
+}
+
+/* An insert's size and chunk count, which are the queue's to set (they
+ * describe the body it is given), or a spooled chunk's checks.  0, or -1
+ * with op->err. */
+static int
+queue_op_sizes(struct queue_op *op)
+{
+	uint64_t size = op->body_len;
+
+	if (op->kind == QOP_SPOOL_PUT) {
+		if (op->body_len == 0 || op->body_len > QUEUE_CHUNK_BYTES ||
+		    op->spool_chunk == 0) {
+			(void)snprintf(op->err, sizeof(op->err),
+				       "spooled chunk of %zu bytes",
+				       op->body_len);
+			return -1;
+		}
+		return 0;
+	}
+	if (op->spooled > 0) {
+		if (op->body_len == 0 || op->body_len > QUEUE_CHUNK_BYTES) {
+			(void)snprintf(op->err, sizeof(op->err),
+				       "first chunk of %zu bytes",
+				       op->body_len);
+			return -1;
+		}
+		size += op->spooled_bytes + op->tail_len;
+	}
+	if (op->body_len > (size_t)UINT32_MAX * QUEUE_CHUNK_BYTES ||
+	    op->tail_len > (size_t)UINT32_MAX / 2 * QUEUE_CHUNK_BYTES ||
+	    op->spooled > UINT32_MAX / 2) {
+		(void)snprintf(op->err, sizeof(op->err), "body too large");
+		return -1;
+	}
+	op->env.nchunks = queue_op_pieces(op) + op->spooled;
+	op->env.size = size;
+	return 0;
+}
+
 /*
- * Seal the envelope (and, for an insert, every body chunk) into one buffer.
- * An insert's nchunks and size are the queue's to set: they describe the
- * body it is given.
+ * Seal the envelope (and, for an insert, every body chunk it writes) into
+ * one buffer; a QOP_SPOOL_PUT seals its one chunk (no envelope).
  */
 int
 queue_op_seal(struct queue *q, struct queue_op *op)
 {
 	struct queue_sealed *s = NULL;
 	uint8_t *plain = NULL, k[QUEUE_BODY_KEY_BYTES], *p;
-	size_t plen = 0, total, off, n;
-	uint32_t i;
+	const uint8_t *src;
+	size_t plen = 0, total, n;
+	uint32_t i, idx;
 	char why[128];
 
 	/* A suppression entry holds no clear data: not sealed (queue.h). */
 	if (op->sealed != NULL || op->kind == QOP_DELETE ||
 	    op->kind == QOP_RESCHED || op->kind == QOP_SUPPRESS_PUT ||
-	    op->kind == QOP_SUPPRESS_DEL)
+	    op->kind == QOP_SUPPRESS_DEL || op->kind == QOP_SPOOL_DEL)
 		return 0;
 	if (op->kind == QOP_STATE_PUT || op->kind == QOP_STATE_DEL)
 		return state_op_seal(q, op);
 	if (op->kind == QOP_SEEN_PUT || op->kind == QOP_SEEN_SWEEP)
 		return 0; /* keyed hashes and days: nothing to seal */
-	if (op->kind == QOP_INSERT) {
-		if (op->body_len > (size_t)UINT32_MAX * QUEUE_CHUNK_BYTES) {
-			(void)snprintf(op->err, sizeof(op->err),
-				       "body too large");
-			goto fail;
-		}
-		op->env.nchunks = queue_nchunks(op->body_len);
-		op->env.size = op->body_len;
-	}
-	if (record_envelope_encode(&op->env, &plain, &plen, why, sizeof(why)) !=
-	    0) {
+	if ((op->kind == QOP_INSERT || op->kind == QOP_SPOOL_PUT) &&
+	    queue_op_sizes(op) != 0)
+		goto fail;
+	if (op->kind != QOP_SPOOL_PUT &&
+	    record_envelope_encode(&op->env, &plain, &plen, why, sizeof(why)) !=
+		0) {
 		(void)snprintf(op->err, sizeof(op->err), "envelope: %s", why);
 		goto fail;
 	}
@@ -214,13 +291,13 @@ queue_op_seal(struct queue *q, struct queue_op *op)
 			       "out of memory sealing");
 		goto fail;
 	}
-	s->env_len = crypt_sealed_len(plen);
+	s->env_len = op->kind == QOP_SPOOL_PUT ? 0 : crypt_sealed_len(plen);
 	total = s->env_len;
-	if (op->kind == QOP_INSERT) {
-		s->nchunks = op->env.nchunks;
-		s->body_len = op->body_len;
-		total +=
-		    op->body_len + (size_t)s->nchunks * CRYPT_OVERHEAD_BYTES;
+	s->nchunks = queue_op_pieces(op);
+	for (i = 0; i < s->nchunks; i++) {
+		queue_op_piece(op, i, &idx, &src, &n);
+		total += crypt_sealed_len(n);
+		s->body_len += n;
 	}
 	if ((s->buf = malloc(total)) == NULL) {
 		(void)snprintf(op->err, sizeof(op->err),
@@ -228,26 +305,28 @@ queue_op_seal(struct queue *q, struct queue_op *op)
 		goto fail;
 	}
 	queue_env_key(k, op->env.id);
-	if (crypt_seal(q->key, CRYPT_DB_ENV, k, QUEUE_ENV_KEY_BYTES, plain,
+	if (op->kind != QOP_SPOOL_PUT &&
+	    crypt_seal(q->key, CRYPT_DB_ENV, k, QUEUE_ENV_KEY_BYTES, plain,
 		       plen, s->buf, why, sizeof(why)) != 0) {
 		(void)snprintf(op->err, sizeof(op->err), "seal: %s", why);
 		goto fail;
 	}
 	p = s->buf + s->env_len;
-	for (i = 0, off = 0; i < s->nchunks; i++, off += n) {
-		n = op->body_len - off < QUEUE_CHUNK_BYTES ? op->body_len - off
-							   : QUEUE_CHUNK_BYTES;
-		queue_body_key(k, op->env.id, i);
+	for (i = 0; i < s->nchunks; i++) {
+		queue_op_piece(op, i, &idx, &src, &n);
+		queue_body_key(k, op->env.id, idx);
 		if (crypt_seal(q->key, CRYPT_DB_BODY, k, QUEUE_BODY_KEY_BYTES,
-			       op->body + off, n, p, why, sizeof(why)) != 0) {
+			       src, n, p, why, sizeof(why)) != 0) {
 			(void)snprintf(op->err, sizeof(op->err), "seal: %s",
 				       why);
 			goto fail;
 		}
 		p += crypt_sealed_len(n);
 	}
-	sodium_memzero(plain, plen);
-	free(plain);
+	if (plain != NULL) {
+		sodium_memzero(plain, plen);
+		free(plain);
+	}
 	op->sealed = s;
 	return 0;
 fail:
@@ -382,7 +461,8 @@ queue_dbs_open(struct queue *q, char *err, size_t errlen)
 	    (rc = mdb_dbi_open(txn, "state", dbflags, &q->db_state)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "suppress", dbflags, &q->db_suppress)) !=
 		0 ||
-	    (rc = mdb_dbi_open(txn, "seen", dbflags, &q->db_seen)) != 0)
+	    (rc = mdb_dbi_open(txn, "seen", dbflags, &q->db_seen)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "spool", dbflags, &q->db_spool)) != 0)
 		goto fail;
 	if (queue_meta_check(q, txn, err, errlen) != 0) {
 		rc = 0; /* err is set */
@@ -398,6 +478,11 @@ queue_dbs_open(struct queue *q, char *err, size_t errlen)
 		goto fail;
 	mdb_cursor_close(cur);
 	cur = NULL;
+	/* Bodies that were arriving when the last process stopped: no 250
+	 * was given for them, no envelope names their chunks. */
+	what = "sweeping spooled bodies";
+	if ((rc = spool_sweep(q, txn)) != 0)
+		goto fail;
 	/* Commit (read-only too) so the handles outlive this transaction. */
 	what = "mdb_txn_commit";
 	rc = mdb_txn_commit(txn);

@@ -12,6 +12,11 @@
  *   "suppress" scope(16) rcpt(16) -> suppression entry (queue_suppress_put)
  *   "seen"   identity(8) rcpt(8) -> last day (4): recipients sent to
  *            (queue_seen_*; keyed hashes, nothing sealed: no secret)
+ *   "spool"  id(8)            -> started_ms(8) chunks(4): a message whose
+ *            body chunks 1..chunks are written while it still arrives
+ *            (QOP_SPOOL_PUT); gone when its envelope is written or it is
+ *            given up; those left at queue_open() are deleted with their
+ *            chunks (no envelope names them)
  * A sealed record is: version(1) alg(1) key_id(4) salt(24) ciphertext tag(16);
  * its additional data binds it to its database and key, so records cannot be
  * swapped.  AES-256-GCM (with a per-record key derived from the salt) where
@@ -170,6 +175,12 @@ enum queue_op_kind {
 	QOP_SUPPRESS_DEL, /* queue_suppress_del(): suppress_key */
 	QOP_SEEN_PUT,     /* queue_seen_put(): body = keys, old_due_ms = day */
 	QOP_SEEN_SWEEP,   /* queue_seen_expire/purge: one batch of the sweep */
+	QOP_SPOOL_PUT,    /* chunk spool_chunk (1, 2, ... in order) of env.id,
+			     a message still arriving: body = its octets (1 to
+			     QUEUE_CHUNK_BYTES); the spool record is written
+			     (env.created_ms, the chunk count) with it */
+	QOP_SPOOL_DEL,    /* give up env.id before its envelope was written:
+			     its spool record and every chunk under it go */
 };
 
 struct queue_op;
@@ -180,6 +191,18 @@ struct queue_op {
 	struct queue_envelope env;
 	uint8_t *body; /* QOP_INSERT: owned, freed by queue_op_free() */
 	size_t body_len;
+	/* QOP_INSERT of a message that was spooled (it has a spool record):
+	 * with spooled > 0, chunks 1..spooled (spooled_bytes octets) are in
+	 * the queue already, body (1 to QUEUE_CHUNK_BYTES octets) becomes
+	 * chunk 0 and tail (owned) the chunks after them; the spool record
+	 * must say spooled chunks (else the op fails alone) and goes.  With
+	 * spooled 0 the body is whole in body: the spooled chunks are deleted
+	 * first.  QOP_SPOOL_PUT: spool_chunk is the chunk's index. */
+	bool spool;
+	uint32_t spooled, spool_chunk;
+	uint64_t spooled_bytes;
+	uint8_t *tail;
+	size_t tail_len;
 	int64_t old_due_ms;                       /* QOP_UPDATE */
 	uint8_t state_key[QUEUE_STATE_KEY_BYTES]; /* QOP_STATE_* */
 	uint8_t
@@ -210,6 +233,25 @@ void queue_op_free(struct queue_op *op);
  * seals what is not sealed yet.  0 ok, -1 with op->err set.
  */
 int queue_op_seal(struct queue *q, struct queue_op *op);
+
+/*
+ * queue_spool_read — chunks 1..N of ID spooled by QOP_SPOOL_PUT, in order,
+ * opened, to FN (whose nonzero return stops the read: 0 then).  For a
+ * message that must be read whole after all (re-encoding).  0, -1 on an
+ * LMDB error or out of memory, QUEUE_CORRUPT for a chunk missing or
+ * damaged (err says which).  Any thread; one short read transaction.
+ */
+typedef int queue_chunk_fn(const uint8_t *data, size_t len, void *arg);
+int queue_spool_read(struct queue *q, uint64_t id, uint32_t n,
+		     queue_chunk_fn *fn, void *arg, char *err, size_t errlen);
+
+/*
+ * queue_spool_swept — what queue_open() found of messages that were still
+ * arriving when the last process stopped (kill -9, power loss): spool
+ * records (*MSGS) and their chunks (*CHUNKS), deleted before anything was
+ * served.  Any thread.
+ */
+void queue_spool_swept(struct queue *q, uint64_t *msgs, uint64_t *chunks);
 
 /*
  * queue_submit — queue OP for the writer thread.  DONE(op, status, arg) is
@@ -276,7 +318,6 @@ int queue_sched_walk(struct queue *q, queue_sched_fn *fn, void *arg, char *err,
  * -1 error, QUEUE_CORRUPT. */
 int queue_envelope_get(struct queue *q, uint64_t id, struct queue_envelope *env,
 		       char *err, size_t errlen);
-typedef int queue_chunk_fn(const uint8_t *data, size_t len, void *arg);
 /* queue_body_read — the body in order, chunk by chunk, decrypted; fn
  * returns non-zero to stop.  0 ok, 1 not found, -1 error, QUEUE_CORRUPT. */
 int queue_body_read(struct queue *q, uint64_t id, queue_chunk_fn *fn, void *arg,

@@ -28,7 +28,9 @@
 struct queue {
 	MDB_env *env;
 	MDB_dbi db_env, db_body, db_sched, db_meta, db_state, db_suppress;
-	MDB_dbi db_seen;              /* seen.c */
+	MDB_dbi db_seen;                               /* seen.c */
+	MDB_dbi db_spool;                              /* spool.c */
+	uint64_t spool_swept_msgs, spool_swept_chunks; /* at open (spool.c) */
 	queue_commit_fn *commit_hook; /* set before ops flow; read-only then */
 	struct crypt_key *key;
 	char *path;
@@ -134,6 +136,34 @@ int queue_dir_sync(const char *path, const char *suffix);
 /* queue_sealed_free — drop OP's sealed records (NULL-safe).  Any thread
  * that owns OP. */
 void queue_sealed_free(struct queue_op *op);
+
+/* spool.c ------------------------------------------------------------- */
+
+/* queue_op_piece — piece J of the chunks OP writes (an insert's, or a
+ * QOP_SPOOL_PUT's one): its chunk index, octets and length.  J below
+ * queue_op_pieces(OP). */
+uint32_t queue_op_pieces(const struct queue_op *op);
+void queue_op_piece(const struct queue_op *op, uint32_t j, uint32_t *idx,
+		    const uint8_t **p, size_t *n);
+
+/* spool_op_apply — a QOP_SPOOL_* op inside TXN: 0, or the LMDB error with
+ * *WHAT naming the call.  Writer thread. */
+int spool_op_apply(struct queue *q, MDB_txn *txn, struct queue_op *op,
+		   const char **what);
+
+/* spool_insert_apply — an insert's spool record inside TXN (see op->spool
+ * in queue.h): 0; 1 when the op fails alone (op->err set, nothing
+ * changed); or the LMDB error with *WHAT.  Writer thread. */
+int spool_insert_apply(struct queue *q, MDB_txn *txn, struct queue_op *op,
+		       const char **what);
+
+/* spool_sweep — delete every spool record of TXN and its chunks, counted
+ * into q->spool_swept_*.  0, or the LMDB error.  queue_open() only. */
+int spool_sweep(struct queue *q, MDB_txn *txn);
+
+/* queue_body_chunks_del — delete every "body" chunk under ID.  0, or the
+ * LMDB error.  Writer thread (or queue_open). */
+int queue_body_chunks_del(struct queue *q, MDB_txn *txn, uint64_t id);
 
 /* headroom.c ---------------------------------------------------------- */
 

@@ -38,25 +38,26 @@ writer_sched_key(uint8_t k[QUEUE_SCHED_KEY_BYTES], int64_t due_ms, uint64_t id)
 /* An error that fails one op without touching the transaction. */
 #define WRITER_OP_LOCAL 1
 
-/* Put every sealed body chunk of an insert. */
+/* Put every sealed body chunk of an insert (or of a QOP_SPOOL_PUT). */
 static int
 writer_body_put(struct queue *q, MDB_txn *txn, const struct queue_op *op)
 {
 	const struct queue_sealed *s = op->sealed;
-	const uint8_t *p = s->buf + s->env_len;
+	const uint8_t *p = s->buf + s->env_len, *src;
 	uint8_t k[QUEUE_BODY_KEY_BYTES];
 	MDB_val key = { sizeof(k), k }, val;
-	size_t off, n;
-	uint32_t i;
+	size_t n;
+	uint32_t i, idx;
 	int rc;
 
-	for (i = 0, off = 0; i < s->nchunks; i++, off += n) {
-		n = s->body_len - off < QUEUE_CHUNK_BYTES ? s->body_len - off
-							  : QUEUE_CHUNK_BYTES;
-		queue_body_key(k, op->env.id, i);
+	for (i = 0; i < s->nchunks; i++) {
+		queue_op_piece(op, i, &idx, &src, &n);
+		queue_body_key(k, op->env.id, idx);
 		val.mv_data = (void *)p;
 		val.mv_size = crypt_sealed_len(n);
-		if ((rc = mdb_put(txn, q->db_body, &key, &val, 0)) != 0)
+		if ((rc = mdb_put(txn, q->db_body, &key, &val,
+				  op->kind == QOP_SPOOL_PUT ? MDB_NOOVERWRITE
+							    : 0)) != 0)
 			return rc;
 		p += val.mv_size;
 	}
@@ -64,8 +65,8 @@ writer_body_put(struct queue *q, MDB_txn *txn, const struct queue_op *op)
 }
 
 /* Delete every chunk under ID, whatever its envelope says. */
-static int
-writer_body_del(struct queue *q, MDB_txn *txn, uint64_t id)
+int
+queue_body_chunks_del(struct queue *q, MDB_txn *txn, uint64_t id)
 {
 	uint8_t k[QUEUE_BODY_KEY_BYTES];
 	MDB_cursor *cur;
@@ -135,6 +136,14 @@ writer_op_apply(struct queue *q, MDB_txn *txn, struct queue_op *op,
 		return suppress_op_apply(q, txn, op, what);
 	if (op->kind == QOP_SEEN_PUT || op->kind == QOP_SEEN_SWEEP)
 		return seen_op_apply(q, txn, op, what);
+	if (op->kind == QOP_SPOOL_DEL)
+		return spool_op_apply(q, txn, op, what);
+	if (op->kind == QOP_SPOOL_PUT) {
+		if ((rc = spool_op_apply(q, txn, op, what)) != 0)
+			return rc;
+		*what = "mdb_put(body)";
+		return writer_body_put(q, txn, op);
+	}
 	queue_env_key(k, op->env.id);
 	queue_id_format(op->env.id, qid);
 	if (op->kind != QOP_INSERT) {
@@ -164,12 +173,18 @@ writer_op_apply(struct queue *q, MDB_txn *txn, struct queue_op *op,
 		if ((rc = mdb_del(txn, q->db_env, &key, NULL)) != 0)
 			return rc;
 		*what = "mdb_del(body)";
-		if ((rc = writer_body_del(q, txn, op->env.id)) != 0)
+		if ((rc = queue_body_chunks_del(q, txn, op->env.id)) != 0)
 			return rc;
 		*what = "mdb_del(sched)";
 		return writer_sched_set(q, txn, op->env.next_attempt_ms,
 					op->env.id, false, 0);
 	}
+	/* A spooled message's spool record first: the op may still fail
+	 * alone (nothing changed yet); its chunks go when the body is here
+	 * whole. */
+	if (op->kind == QOP_INSERT && op->spool &&
+	    (rc = spool_insert_apply(q, txn, op, what)) != 0)
+		return rc;
 	*what = "mdb_put(env)";
 	val.mv_data = ((struct queue_sealed *)op->sealed)->buf;
 	val.mv_size = ((struct queue_sealed *)op->sealed)->env_len;

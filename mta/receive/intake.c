@@ -8,7 +8,9 @@
  * re-encoding, signing, sealing and the hand-over to the queue writer run on
  * the worker pool, so no RSA operation, no pass over megabytes and no disk wait
  * ever happens on an I/O loop.  The request's done() always runs on its loop,
- * never inline.  No address is logged: domains only.
+ * never inline.  No address is logged: domains only.  A spooled message
+ * (op->spool) arrives as its header block: its body hash was streamed,
+ * only re-encoding reads its body back whole.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -268,6 +270,8 @@ intake_finish(void *arg)
 		free(req->msg);
 		req->msg = NULL;
 	}
+	dkim_bodyhash_free(req->bodyhash);
+	req->bodyhash = NULL;
 	req->done(req);
 }
 
@@ -329,6 +333,64 @@ intake_prepend(struct queue_op *op, char *const *sigs, const size_t *lens,
 	op->body_len = total;
 	op->env.size = total;
 	return 0;
+}
+
+/* Appends each spooled chunk to the whole body being rebuilt. */
+static int
+intake_unspool_cb(const uint8_t *data, size_t len, void *arg)
+{
+	struct queue_op *op = arg;
+
+	memcpy(op->body + op->body_len, data, len);
+	op->body_len += len;
+	return 0;
+}
+
+/*
+ * intake_unspool — a spooled message that must be read whole after all
+ * (lines to re-encode): its chunks read back from the queue, the message
+ * made whole in op->body (the insert then replaces the spooled chunks:
+ * op->spooled 0), its header block parsed again, and the streamed hash
+ * dropped.  Worker thread; the session charged the whole size to the body
+ * budget.  0, or -1 after refusing REQ (451).
+ */
+static int
+intake_unspool(struct intake_req *req)
+{
+	struct queue_op *op = req->op;
+	size_t head = op->body_len, whole;
+	uint8_t *nb;
+	char err[200];
+
+	whole = head + (size_t)op->spooled_bytes + op->tail_len;
+	if ((nb = malloc(whole)) == NULL)
+		goto fail;
+	memcpy(nb, op->body, head);
+	free(op->body);
+	op->body = nb;
+	if (queue_spool_read(I.queue, op->env.id, op->spooled,
+			     intake_unspool_cb, op, err, sizeof(err)) != 0 ||
+	    op->body_len != head + op->spooled_bytes) {
+		log_warnx("intake: reading a spooled body back: %s", err);
+		goto fail;
+	}
+	memcpy(op->body + op->body_len, op->tail, op->tail_len);
+	op->body_len = whole;
+	free(op->tail);
+	op->tail = NULL;
+	op->tail_len = 0;
+	op->spooled = 0;
+	op->spooled_bytes = 0;
+	dkim_bodyhash_free(req->bodyhash);
+	req->bodyhash = NULL;
+	dkim_msg_clear(req->msg);
+	if (dkim_msg_parse(op->body, op->body_len, req->msg, err,
+			   sizeof(err)) == 0)
+		return 0;
+	log_warnx("intake: spooled message read back does not parse: %s", err);
+fail:
+	intake_refuse(req, 451, "4.3.0 Temporary failure, try again later");
+	return -1;
 }
 
 /*
@@ -492,7 +554,9 @@ intake_work(void *arg)
 	unsigned n = 0, i;
 	int failed = 0;
 
-	if (req->long_lines && intake_reencode(req) != 0) {
+	if (req->long_lines &&
+	    ((req->op->spooled > 0 && intake_unspool(req) != 0) ||
+	     intake_reencode(req) != 0)) {
 		queue_expect(I.queue, -1);
 		return;
 	}
@@ -504,7 +568,19 @@ intake_work(void *arg)
 		struct timespec t0, t1;
 
 		clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
-		dkim_body_hash(req->msg, intake_canon(ds->bcanon), bh);
+		if (req->op->spooled > 0) {
+			/* The spooled chunks are hashed: the last ones. */
+			bh[0] = '\0';
+			if (req->bodyhash != NULL) {
+				dkim_bodyhash_update(req->bodyhash,
+						     req->op->tail,
+						     req->op->tail_len);
+				(void)dkim_bodyhash_final(req->bodyhash, bh);
+				req->bodyhash = NULL;
+			}
+		} else {
+			dkim_body_hash(req->msg, intake_canon(ds->bcanon), bh);
+		}
 		if (k->rsa != NULL) {
 			use[n] = k->rsa;
 			sel[n++] = k->cfg->selector;
@@ -1047,6 +1123,41 @@ intake_keys_for(struct intake_req *req)
 	}
 	snprintf(req->sign_domain, sizeof(req->sign_domain), "%s", d->domain);
 	return &req->keyset->keys[d - req->conf->dkims];
+}
+
+int
+intake_bodyhash_new(const struct intake_keyset *ks,
+		    const struct conf_user *user, const uint8_t *head,
+		    size_t len, struct dkim_bodyhash **out)
+{
+	struct intake_req *req;
+	struct dkim_msg m;
+	char err[200];
+	int rc = 0;
+
+	*out = NULL;
+	if (ks->nkeys == 0)
+		return 0;
+	/* The choice intake_submit() makes, on the same header block: a
+	 * header block it refuses, or a From domain no key signs, needs no
+	 * hash. */
+	if ((req = calloc(1, sizeof(*req))) == NULL)
+		return -1;
+	memset(&m, 0, sizeof(m));
+	req->conf = ks->conf;
+	req->keyset = ks;
+	req->user = user;
+	if (dkim_msg_parse(head, len, &m, err, sizeof(err)) == 0 &&
+	    dmarc_from_domain(&m, req->from_domain, sizeof(req->from_domain),
+			      err, sizeof(err)) == 0 &&
+	    req->from_domain[0] != '\0' && intake_keys_for(req) != NULL) {
+		*out =
+		    dkim_bodyhash_new(intake_canon(ks->conf->dkim_sign.bcanon));
+		rc = *out != NULL ? 0 : -1;
+	}
+	dkim_msg_clear(&m);
+	free(req);
+	return rc;
 }
 
 void

@@ -12,9 +12,11 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct conf;
 struct conf_user;
+struct dkim_bodyhash;
 struct dns_resolver;
 struct loop;
 struct queue;
@@ -43,6 +45,17 @@ int intake_keyset_load(const struct conf *c, bool quiet,
 		       struct intake_keyset **out, char *err, size_t errlen);
 void intake_keyset_free(struct intake_keyset *ks);
 
+/*
+ * intake_bodyhash_new — *OUT: a streaming body hash (the configuration's
+ * body canonicalization) for a message of USER (NULL: a relay client) whose
+ * header block is HEAD (LEN octets, up to and with its empty line), or NULL
+ * when no key of KS will sign it (its From domain, as intake_submit()
+ * chooses).  0, or -1 out of memory.  Any thread.
+ */
+int intake_bodyhash_new(const struct intake_keyset *ks,
+			const struct conf_user *user, const uint8_t *head,
+			size_t len, struct dkim_bodyhash **out);
+
 struct intake_req {
 	/* in */
 	struct loop *loop;
@@ -55,6 +68,10 @@ struct intake_req {
 				it (worker pool) before signing */
 	size_t trace_len;    /* the body's first bytes are the server's own
 				Received: field (unique to this message) */
+	/* A spooled message (op->spool, smtp_spool.c): op->body is its
+	 * header block, the body is in the queue and op->tail.  BODYHASH
+	 * (owned; NULL when no key signs) has hashed the spooled chunks. */
+	struct dkim_bodyhash *bodyhash;
 	void (*done)(struct intake_req *req); /* on LOOP, once */
 	void *arg;
 	/* out, when done runs */

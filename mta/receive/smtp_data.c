@@ -22,7 +22,8 @@ smtp_data_start(struct smtp_data_scan *sc, bool dot, uint64_t size,
 static bool
 smtp_data_keeping(const struct smtp_data_scan *sc)
 {
-	return !(sc->bad & (SMTP_DATA_BAD_SIZE | SMTP_DATA_BAD_NOMEM));
+	return !(sc->bad & (SMTP_DATA_BAD_SIZE | SMTP_DATA_BAD_NOMEM |
+			    SMTP_DATA_BAD_HEADER));
 }
 
 /* How many of N more body octets fit under the size limit. */

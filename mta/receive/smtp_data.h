@@ -26,6 +26,9 @@
 #define SMTP_DATA_BAD_LONG  0x04u /* a line over 998 octets */
 #define SMTP_DATA_BAD_SIZE  0x08u /* the body went over max_size */
 #define SMTP_DATA_BAD_NOMEM 0x10u /* set by the caller: keep nothing more */
+#define SMTP_DATA_BAD_HEADER                                                   \
+	0x20u /* set by the caller: the header block is too long; keep         \
+		 nothing more */
 
 /* Where the scanner is in a line, between pieces of input. */
 enum smtp_data_pos {

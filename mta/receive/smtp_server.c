@@ -85,9 +85,19 @@ void
 smtp_server_init(const struct conf *conf, struct queue *queue,
 		 smtp_server_queued_fn *on_queued)
 {
+	uint64_t msgs, chunks;
+
 	smtp_server_queue = queue;
 	smtp_server_on_queued = on_queued;
 	smtp_mem_init(conf->limits.max_body_memory);
+	/* Said before the first session: what a stop (kill -9, power loss)
+	 * left of messages still arriving, never acknowledged. */
+	queue_spool_swept(queue, &msgs, &chunks);
+	if (msgs > 0)
+		log_info("queue: %" PRIu64 " message(s) still arriving at the "
+			 "last stop were dropped (%" PRIu64 " spooled body "
+			 "chunk(s) deleted; none was acknowledged)",
+			 msgs, chunks);
 }
 
 /* Replies ------------------------------------------------------------- */
@@ -325,6 +335,9 @@ smtp_server_txn_reset(struct smtp_server_session *s)
 	s->envid = NULL;
 	s->dsn_ret = 0;
 	smtp_server_data_mem_cancel(s);
+	smtp_spool_release(s, false);
+	s->spool_ok = s->spool_end_wait = false;
+	s->hdr_end = s->hdr_scan = 0;
 	free(s->body);
 	s->body = NULL;
 	smtp_mem_give(s->body_cap);
@@ -335,7 +348,7 @@ smtp_server_txn_reset(struct smtp_server_session *s)
 	s->feedback = s->mail_unauth = false;
 	s->declared_size = 0;
 	memset(&s->scan, 0, sizeof(s->scan));
-	s->flags &= ~(SF_BDAT_USED | SF_MEM_WAIT);
+	s->flags &= ~(SF_BDAT_USED | SF_READ_WAITS);
 }
 
 /* Back to where a new transaction may start. */
@@ -377,7 +390,7 @@ smtp_server_resume(struct smtp_server_session *s)
 {
 	if (s->bev == NULL || s->state == SS_CLOSING)
 		return;
-	if ((s->flags & SF_READ_OFF) && !(s->flags & SF_MEM_WAIT)) {
+	if ((s->flags & SF_READ_OFF) && !(s->flags & SF_READ_WAITS)) {
 		s->flags &= ~SF_READ_OFF;
 		bufferevent_enable(s->bev, EV_READ);
 	}
@@ -659,7 +672,7 @@ smtp_server_write_cb(struct bufferevent *bev, void *arg)
 		s->flags |= SF_CLOSE;
 	} else if ((s->flags & SF_READ_OFF) && s->state != SS_BUSY &&
 		   s->state != SS_TLS && s->state != SS_CLOSING &&
-		   !(s->flags & SF_MEM_WAIT)) {
+		   !(s->flags & SF_READ_WAITS)) {
 		/* The client read its replies: read its input again. */
 		s->flags &= ~SF_READ_OFF;
 		bufferevent_enable(bev, EV_READ);
@@ -724,7 +737,7 @@ smtp_server_rate_check(struct smtp_server_session *s, int64_t now)
 	if (lim->data_min_rate == 0 || !smtp_server_in_body(s) ||
 	    now < s->rate_start_ms + lim->data_rate_interval_ms)
 		return true;
-	if (!(s->flags & SF_MEM_WAIT) &&
+	if (!(s->flags & SF_READ_WAITS) &&
 	    s->rate_bytes * 1000 <
 		lim->data_min_rate * (uint64_t)(now - s->rate_start_ms)) {
 		STATS_INC(timeouts);

@@ -3,12 +3,16 @@
  * scanner (smtp_data.c), the body and its share of the memory budget
  * (smtp_mem.c), the hand-off to the intake and the answer to it.
  *
- * Owns: s->body, the budget waits, the scanner state.  Loop thread; the
- * budget's answer and the intake's completion come back by loop_post().
- * Invariants: "250 … queued" only from the commit completion; no bare CR or
- * LF is ever accepted in message data; a message leaves receiving only
- * through smtp_server_on_queued.
+ * Owns: s->body (the header block and what is not spooled yet: past a
+ * chunk, smtp_spool.c writes the body to the queue as it arrives), the
+ * budget waits, the scanner state.  Loop thread; the budget's answer, the
+ * spool's commits and the intake's completion come back by loop_post().
+ * Invariants: "250 … queued" only from the commit completion (the insert
+ * waits for every spooled chunk's commit); no bare CR or LF is ever accepted
+ * in message data; a message leaves receiving only through
+ * smtp_server_on_queued.
  */
+#define _GNU_SOURCE /* memmem */
 #include <errno.h>
 #include <inttypes.h>
 #include <stddef.h>
@@ -150,9 +154,11 @@ smtp_server_data_reserve(struct smtp_server_session *s, size_t more, bool force,
 static void
 smtp_server_data_add(struct smtp_server_session *s, const void *p, size_t n)
 {
-	if (s->scan.bad & (SMTP_DATA_BAD_SIZE | SMTP_DATA_BAD_NOMEM))
+	if (s->scan.bad &
+	    (SMTP_DATA_BAD_SIZE | SMTP_DATA_BAD_NOMEM | SMTP_DATA_BAD_HEADER))
 		return;
-	if (s->body_len + n > s->conf->limits.max_message_size) {
+	if (s->body_len + smtp_spool_bytes(s) + n >
+	    s->conf->limits.max_message_size) {
 		s->scan.bad |= SMTP_DATA_BAD_SIZE;
 		return;
 	}
@@ -222,6 +228,11 @@ smtp_server_data_begin(struct smtp_server_session *s, bool dot)
 		s->trace_len = (size_t)n;
 	}
 	s->scan.size = s->body_len; /* the header counts against the size */
+	/* The body may go to the queue as it arrives, unless it must be
+	 * whole: a malware scan walks it whole, a report is parsed whole. */
+	s->spool_ok = s->conf->scan.clamd == NULL && !s->feedback;
+	s->hdr_end = 0;
+	s->hdr_scan = s->trace_len >= 2 ? s->trace_len - 2 : 0;
 	return 0;
 }
 
@@ -298,6 +309,8 @@ smtp_server_data_on_intake(struct intake_req *req)
 	s->pending--;
 	smtp_mem_give(s->inflight_charge);
 	s->inflight_charge = 0;
+	/* Queued: the insert took the spooled chunks; else they go. */
+	smtp_spool_release(s, req->code == 0 && op->status == 0);
 	queue_id_format(op->env.id, qid);
 	if (s->flags & SF_ZOMBIE) {
 		/* The client left before the reply: the message is queued
@@ -366,6 +379,12 @@ smtp_server_data_bad(struct smtp_server_session *s)
 		STATS_INC(rejected_size);
 		smtp_server_reply(s, "552 5.3.4 Message size exceeds "
 				     "fixed maximum message size");
+	} else if (s->scan.bad & SMTP_DATA_BAD_HEADER) {
+		STATS_INC(rejected_content);
+		smtp_server_reply(s,
+				  "554 5.6.0 Message refused: header block "
+				  "longer than %u octets",
+				  SMTP_HEADER_MAX_BYTES);
 	} else if (s->scan.bad & SMTP_DATA_BAD_BARE) {
 		STATS_INC(rejected_smuggling);
 		smtp_server_reply(s, "550 5.6.0 Message refused: bare "
@@ -383,8 +402,12 @@ smtp_server_data_bad(struct smtp_server_session *s)
 		 "(bad=0x%x)",
 		 s->id, s->client_str, s->scan.bad);
 	smtp_server_log_reject(
-	    s, s->scan.bad & SMTP_DATA_BAD_SIZE ? 552 : 550,
-	    s->scan.bad & SMTP_DATA_BAD_SIZE   ? "message too large"
+	    s,
+	    s->scan.bad & SMTP_DATA_BAD_SIZE     ? 552
+	    : s->scan.bad & SMTP_DATA_BAD_HEADER ? 554
+						 : 550,
+	    s->scan.bad & SMTP_DATA_BAD_SIZE     ? "message too large"
+	    : s->scan.bad & SMTP_DATA_BAD_HEADER ? "header block too long"
 	    : s->scan.bad & SMTP_DATA_BAD_BARE ? "bare CR or LF in message data"
 	    : s->scan.bad & SMTP_DATA_BAD_NUL
 		? "NUL in message data"
@@ -415,7 +438,16 @@ smtp_server_data_op(struct smtp_server_session *s)
 		op->env.flags |= QUEUE_F_8BITMIME;
 	if (s->smtputf8)
 		op->env.flags |= QUEUE_F_SMTPUTF8;
-	op->env.size = s->body_len;
+	if (s->spool != NULL && s->body_len > s->hdr_end) {
+		/* Spooled: the header block is chunk 0, the rest the last
+		 * chunks (queue.h, op->spool). */
+		op->tail_len = s->body_len - s->hdr_end;
+		if ((op->tail = malloc(op->tail_len)) == NULL) {
+			queue_op_free(op);
+			return NULL;
+		}
+	}
+	op->env.size = s->body_len + smtp_spool_bytes(s);
 	op->env.sender = strdup(s->sender.null ? "" : s->sender.mailbox);
 	op->env.user = s->user != NULL ? strdup(s->user->name) : NULL;
 	op->env.client = strdup(s->client_str);
@@ -437,9 +469,13 @@ smtp_server_data_op(struct smtp_server_session *s)
 	op->env.envid = s->envid;
 	s->envid = NULL;
 	s->nrcpts = 0;
+	if (op->tail != NULL) {
+		memcpy(op->tail, s->body + s->hdr_end, op->tail_len);
+		s->body_len = s->hdr_end;
+	}
 	op->body = s->body;
 	op->body_len = s->body_len;
-	s->inflight_charge = s->body_cap;
+	s->inflight_charge += s->body_cap;
 	s->body = NULL;
 	s->body_len = s->body_cap = 0;
 	return op;
@@ -450,8 +486,19 @@ static void
 smtp_server_data_end(struct smtp_server_session *s)
 {
 	struct queue_op *op;
+	struct dkim_bodyhash *bh = NULL;
 	bool long_lines = false;
+	char why[160];
+	int rc = 0;
 
+	if (smtp_spool_busy(s)) {
+		/* The last spooled chunks commit first: the insert names
+		 * them (smtp_server_data_spooled comes back here). */
+		s->spool_end_wait = true;
+		smtp_server_busy(s);
+		return;
+	}
+	s->spool_end_wait = false;
 	if (s->scan.bad & SMTP_DATA_BAD_NOMEM) {
 		/* Transient: the same message may fit a moment later. */
 		log_warnx("%016" PRIx64 " smtp out of memory receiving a "
@@ -490,12 +537,38 @@ smtp_server_data_end(struct smtp_server_session *s)
 		smtp_server_idle(s);
 		return;
 	}
-	if ((op = smtp_server_data_op(s)) == NULL) {
-		log_warnx("%016" PRIx64 " smtp out of memory queueing a "
-			  "message",
-			  s->id);
-		smtp_server_reply(s, "451 4.3.0 Temporary failure, try again "
-				     "later");
+	if (long_lines && s->spool != NULL) {
+		/* Re-encoding needs the message whole: it is read back
+		 * (intake_unspool), within the body budget. */
+		uint64_t whole = s->body_len + smtp_spool_bytes(s);
+
+		if (!smtp_mem_take(whole, false)) {
+			log_info("%016" PRIx64 " smtp message from %s "
+				 "deferred: no body memory to re-encode it",
+				 s->id, s->client_str);
+			smtp_server_log_reject(s, 452,
+					       "insufficient system resources",
+					       NULL, NULL);
+			smtp_server_reply(s, "452 4.3.1 Insufficient system "
+					     "resources, try again later");
+			smtp_server_idle(s);
+			return;
+		}
+		s->inflight_charge = whole;
+	}
+	if ((op = smtp_server_data_op(s)) == NULL ||
+	    (rc = smtp_spool_adopt(s, op, &bh, why, sizeof(why))) != 0) {
+		log_warnx("%016" PRIx64 " smtp cannot queue a message: %s",
+			  s->id, op == NULL ? "out of memory" : why);
+		queue_op_free(op);
+		smtp_mem_give(s->inflight_charge);
+		s->inflight_charge = 0;
+		if (rc == -2)
+			smtp_server_reply(
+			    s, "452 4.3.1 Insufficient system storage");
+		else
+			smtp_server_reply(s, "451 4.3.0 Temporary failure, "
+					     "try again later");
 		smtp_server_idle(s);
 		return;
 	}
@@ -511,6 +584,7 @@ smtp_server_data_end(struct smtp_server_session *s)
 	s->intake.op = op;
 	s->intake.long_lines = long_lines;
 	s->intake.trace_len = s->trace_len;
+	s->intake.bodyhash = bh;
 	s->intake.done = smtp_server_data_on_intake;
 	s->intake.arg = s;
 	intake_submit(&s->intake);
@@ -529,12 +603,15 @@ smtp_server_data_room(struct smtp_server_session *s, size_t *limit)
 {
 	size_t max = s->conf->limits.max_message_size, want = *limit, cap;
 
-	if (s->scan.bad & (SMTP_DATA_BAD_SIZE | SMTP_DATA_BAD_NOMEM))
+	uint64_t total = s->body_len + smtp_spool_bytes(s);
+
+	if (s->scan.bad &
+	    (SMTP_DATA_BAD_SIZE | SMTP_DATA_BAD_NOMEM | SMTP_DATA_BAD_HEADER))
 		return 0; /* nothing more is kept */
-	if (s->body_len >= max)
+	if (total >= max)
 		return 0; /* the next octet sets SMTP_DATA_BAD_SIZE */
-	if (want > max - s->body_len)
-		want = max - s->body_len;
+	if (want > max - total)
+		want = (size_t)(max - total);
 	want += 2;
 	if (want > s->conf->limits.max_body_memory - s->body_len)
 		want = s->conf->limits.max_body_memory - s->body_len;
@@ -594,6 +671,83 @@ smtp_server_data_on_mem(void *arg)
 	smtp_server_settle(s);
 }
 
+/* Where the header block ends (after its empty line) in what S keeps; past
+ * SMTP_HEADER_MAX_BYTES without one, the message is refused. */
+static void
+smtp_server_data_hdr_find(struct smtp_server_session *s)
+{
+	const uint8_t *p;
+
+	if (s->hdr_end != 0 || s->body == NULL || s->body_len < s->hdr_scan + 4)
+		return;
+	p = memmem(s->body + s->hdr_scan, s->body_len - s->hdr_scan, "\r\n\r\n",
+		   4);
+	if (p != NULL) {
+		s->hdr_end = (size_t)(p - s->body) + 4;
+		return;
+	}
+	s->hdr_scan = s->body_len - 3;
+	if (s->body_len - s->trace_len > SMTP_HEADER_MAX_BYTES)
+		s->scan.bad |= SMTP_DATA_BAD_HEADER;
+}
+
+/*
+ * After a step of the scanner: past the header block, each full chunk of
+ * the body goes to the queue (smtp_spool.c), and with too many of them in
+ * flight the session stops reading.  The last octets stay here for the
+ * insert, so the end of data never spools.
+ */
+static void
+smtp_server_data_spool(struct smtp_server_session *s)
+{
+	if (s->hdr_end == 0 ||
+	    (s->scan.bad &
+	     (SMTP_DATA_BAD_SIZE | SMTP_DATA_BAD_NOMEM | SMTP_DATA_BAD_HEADER)))
+		return;
+	while (s->body_len - s->hdr_end >= QUEUE_CHUNK_BYTES &&
+	       !smtp_spool_full(s)) {
+		if (smtp_spool_spill(s, QUEUE_CHUNK_BYTES) != 0) {
+			s->scan.bad |= SMTP_DATA_BAD_NOMEM;
+			return;
+		}
+	}
+	if (smtp_spool_full(s) && !(s->flags & SF_SPOOL_WAIT)) {
+		s->flags |= SF_SPOOL_WAIT;
+		if (s->bev != NULL)
+			bufferevent_disable(s->bev, EV_READ);
+	}
+}
+
+void
+smtp_server_data_spooled(struct smtp_server_session *s)
+{
+	if (s->flags & SF_ZOMBIE) {
+		/* Nothing will be read: the chunks go (a session gone
+		 * mid-message gives no 250). */
+		smtp_spool_release(s, false);
+	} else if (s->spool_end_wait) {
+		if (!smtp_spool_busy(s)) {
+			smtp_server_data_end(s);
+			/* An answer already: read what was pipelined. */
+			if (s->state != SS_BUSY)
+				smtp_server_resume(s);
+		}
+	} else if ((s->flags & SF_SPOOL_WAIT) && !smtp_spool_full(s)) {
+		s->flags &= ~SF_SPOOL_WAIT;
+		smtp_server_data_spool(s); /* a full chunk held: it goes */
+		if (!(s->flags & SF_SPOOL_WAIT)) {
+			/* The pause was ours, not the client's: a new rate
+			 * window. */
+			smtp_server_rate_start(s);
+			if (s->bev != NULL && !(s->flags & SF_READ_WAITS) &&
+			    !(s->flags & SF_READ_OFF) && s->state != SS_CLOSING)
+				bufferevent_enable(s->bev, EV_READ);
+			smtp_server_input(s);
+		}
+	}
+	smtp_server_settle(s);
+}
+
 /* Feed input to the scanner without pulling it into one contiguous block.
  * Returns 1 at the end of data, 0 otherwise, -1 when waiting for memory. */
 static int
@@ -606,6 +760,9 @@ smtp_server_data_feed(struct smtp_server_session *s, struct evbuffer *in,
 	int i, n;
 
 	*used = 0;
+	/* A body that may spool is taken in steps, spooled between them. */
+	if (s->spool_ok && limit > SMTP_SPOOL_FEED_BYTES)
+		limit = SMTP_SPOOL_FEED_BYTES;
 	if (smtp_server_data_room(s, &limit) != 0)
 		return -1;
 
@@ -637,6 +794,11 @@ smtp_server_data_feed(struct smtp_server_session *s, struct evbuffer *in,
 	}
 	evbuffer_drain(in, total);
 	*used = total;
+	if (r != SMTP_DATA_END) {
+		smtp_server_data_hdr_find(s);
+		if (s->spool_ok)
+			smtp_server_data_spool(s);
+	}
 	return r == SMTP_DATA_END;
 }
 
@@ -646,7 +808,7 @@ smtp_server_data_input(struct smtp_server_session *s, struct evbuffer *in)
 	size_t avail = evbuffer_get_length(in), used;
 	int end;
 
-	if (avail == 0 || (s->flags & SF_MEM_WAIT))
+	if (avail == 0 || (s->flags & SF_READ_WAITS))
 		return 0;
 	end = smtp_server_data_feed(s, in, avail, &used);
 	if (end < 0)
@@ -684,7 +846,7 @@ smtp_server_data_input_bdat(struct smtp_server_session *s, struct evbuffer *in)
 	bool in_txn = s->nrcpts > 0 || s->rcpts_dropped > 0;
 
 	if (s->bdat_left > 0) {
-		if (avail == 0 || (s->flags & SF_MEM_WAIT))
+		if (avail == 0 || (s->flags & SF_READ_WAITS))
 			return 0;
 		if (in_txn) {
 			if (smtp_server_data_feed(
@@ -716,7 +878,8 @@ smtp_server_data_input_bdat(struct smtp_server_session *s, struct evbuffer *in)
 		return 1;
 	}
 	if (!s->bdat_last) {
-		smtp_server_reply(s, "250 2.0.0 Ok: %zu octets", s->body_len);
+		smtp_server_reply(s, "250 2.0.0 Ok: %" PRIu64 " octets",
+				  (uint64_t)s->body_len + smtp_spool_bytes(s));
 		smtp_server_enter(s, SS_RCPT);
 		return 1;
 	}

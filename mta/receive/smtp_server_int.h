@@ -28,6 +28,9 @@
 #include "mta/receive/smtp_mem.h"
 #include "mta/receive/smtp_server.h"
 
+struct dkim_bodyhash;
+struct smtp_spool;
+
 struct auth_request;
 struct conf_user;
 struct evbuffer;
@@ -79,6 +82,9 @@ enum {
 #define SF_MEM_WAIT  0x0200u /* reading paused: waiting for body memory */
 #define SF_EXPIRED   0x0400u /* session lifetime over: close when idle */
 #define SF_UNCOUNTED 0x0800u /* left smtp_sessions_open (closing) */
+#define SF_SPOOL_WAIT                                                          \
+	0x1000u /* reading paused: spooled chunks to commit (smtp_spool.c) */
+#define SF_READ_WAITS (SF_MEM_WAIT | SF_SPOOL_WAIT)
 
 enum smtp_server_auth_mech { AM_NONE, AM_PLAIN, AM_LOGIN_USER, AM_LOGIN_PASS };
 
@@ -138,6 +144,14 @@ struct smtp_server_session {
 	bool mem_asked;             /* waiting, or the answer on its way */
 	struct smtp_data_scan scan; /* the message data scanner's state */
 	size_t trace_len; /* the body's first bytes: our Received: field */
+	/* Spooling (smtp_spool.c): past the header block and a chunk, the
+	 * body goes to the queue as it arrives; s->body keeps the header
+	 * block and what is not spooled yet. */
+	bool spool_ok;            /* this message may spool */
+	bool spool_end_wait;      /* its data ended: waiting for commits */
+	size_t hdr_end;           /* the body's start in s->body, 0 unknown */
+	size_t hdr_scan;          /* where the search for it goes on */
+	struct smtp_spool *spool; /* NULL: nothing spooled */
 	uint64_t bdat_left;
 	bool bdat_last;
 	struct intake_req intake; /* the message on its way to the queue */
@@ -260,6 +274,51 @@ int smtp_server_data_input_bdat(struct smtp_server_session *s,
 /* smtp_server_data_mem_cancel — S no longer waits for body memory
  * (transaction over, connection gone). */
 void smtp_server_data_mem_cancel(struct smtp_server_session *s);
+
+/* smtp_server_data_spooled — a spooled chunk of S's message committed (or
+ * failed), or the pool took the next: reading or the end of data goes on.
+ * Loop thread, from smtp_spool.c. */
+void smtp_server_data_spooled(struct smtp_server_session *s);
+
+/* smtp_spool.c ---------------------------------------------------------- */
+
+/* Chunks spilled and not yet committed that stop a session's reading. */
+#define SMTP_SPOOL_INFLIGHT_MAX 2
+/* A message's body octets scanned per step while it may spool, so that
+ * s->body stays under the header block and two chunks. */
+#define SMTP_SPOOL_FEED_BYTES (128 * 1024)
+/* The header block's limit (a message whose header block is longer is
+ * refused): what is prepended to it still leaves chunk 0 in one chunk. */
+#define SMTP_HEADER_MAX_BYTES (192 * 1024)
+
+/* smtp_spool_spill — N octets of S's body from s->hdr_end (the rest moves
+ * down) to the queue as its next chunk, through the pool.  0, or -1 out of
+ * memory (nothing changed). */
+int smtp_spool_spill(struct smtp_server_session *s, size_t n);
+
+/* smtp_spool_full — S has SMTP_SPOOL_INFLIGHT_MAX chunks in flight. */
+bool smtp_spool_full(const struct smtp_server_session *s);
+
+/* smtp_spool_busy — S has a chunk in flight (pool or writer). */
+bool smtp_spool_busy(const struct smtp_server_session *s);
+
+/* smtp_spool_bytes — the body octets S has spooled. */
+uint64_t smtp_spool_bytes(const struct smtp_server_session *s);
+
+/* smtp_spool_adopt — OP (S's insert) takes the spooled chunks (op->spool,
+ * spooled, spooled_bytes) and *BH the body hash so far (NULL: nothing
+ * signs; the caller owns it).  Only when nothing is in flight.  0 (also
+ * with nothing spooled), or -1 with WHY when a chunk was not written (-2:
+ * the queue's map was full). */
+int smtp_spool_adopt(struct smtp_server_session *s, struct queue_op *op,
+		     struct dkim_bodyhash **bh, char *why, size_t whylen);
+
+/* smtp_spool_release — S lets go of its spool: ADOPTED, its insert
+ * committed; else its chunks are deleted once nothing is in flight. */
+void smtp_spool_release(struct smtp_server_session *s, bool adopted);
+
+/* smtp_spool_deleted_cb — the give-up's completion (writer thread). */
+void smtp_spool_deleted_cb(struct queue_op *op, int status, void *arg);
 
 /* smtp_server_feedback.c ---------------------------------------------- */
 

@@ -19,6 +19,10 @@ outpost_integration_test(dkim t/integration/dkim_test.py TIMEOUT 600)
 outpost_integration_test(long_lines t/integration/long_lines_test.py TIMEOUT 600)
 # Bodies sent from the queue chunk by chunk, checked byte for byte.
 outpost_integration_test(body_chunks t/integration/body_chunks_test.py TIMEOUT 600)
+# Bodies spooled as they arrive: sizes, DKIM, kill -9 mid-body, give-ups,
+# peak RSS of 30 sessions at once (SERIAL: it measures memory).
+outpost_integration_test(accept_stream t/integration/accept_stream_test.py
+	SERIAL TIMEOUT 900)
 outpost_integration_test(observe t/integration/observe_test.py TIMEOUT 600)
 # Bounce categories: log, DSN, metrics, reload with an operator's rules.
 outpost_integration_test(bounce_categories t/integration/bounce_categories_test.py TIMEOUT 600)

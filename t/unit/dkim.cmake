@@ -29,3 +29,8 @@ set_tests_properties(unit/dkim_sign_test PROPERTIES TIMEOUT 600)
 if(OUTPOST_ASAN_SUITE)
 	set_tests_properties(asan/unit/dkim_sign_test PROPERTIES TIMEOUT 600)
 endif()
+
+# dkim_bodyhash: the streaming body hash in every split equals the whole.
+outpost_unit_test(dkim_bodyhash_test
+	SOURCES ${CMAKE_CURRENT_LIST_DIR}/dkim_bodyhash_test.c
+	DEPS outpost_dkim LIBS PkgConfig::OPENSSL PkgConfig::SODIUM Threads::Threads)

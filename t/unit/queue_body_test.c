@@ -23,35 +23,13 @@
 
 #define CHUNK QUEUE_CHUNK_BYTES
 
-/* The body of SEED, LEN bytes: no two chunks alike, so order shows. */
-static uint8_t *
-body_make(unsigned seed, size_t len)
-{
-	uint8_t *b = malloc(len + 1);
-	size_t i;
-
-	assert_non_null(b);
-	for (i = 0; i < len; i++)
-		b[i] = (uint8_t)((i * 31 + i / CHUNK * 7 + seed) % 251);
-	return b;
-}
-
 /* Queue a message of LEN bytes (committed when the queue closes). */
 static uint64_t
 insert(struct queue *q, unsigned seed, size_t len)
 {
-	struct queue_op *op = queue_op_new(QOP_INSERT);
+	struct queue_op *op = qfix_insert_op(queue_id_next(q));
 
-	assert_non_null(op);
-	op->env.id = queue_id_next(q);
-	op->env.created_ms = op->env.next_attempt_ms = 1000;
-	op->env.sender = qfix_strdup("s@example.test");
-	op->env.client = qfix_strdup("127.0.0.1");
-	op->env.helo = qfix_strdup("client.example.test");
-	assert_non_null(op->env.rcpts = calloc(1, sizeof(*op->env.rcpts)));
-	op->env.rcpts[0].addr = qfix_strdup("r@example.test");
-	op->env.nrcpts = 1;
-	op->body = body_make(seed, len);
+	op->body = qfix_body(seed, len);
 	op->body_len = len;
 	queue_submit(q, op, qfix_done, NULL);
 	return op->env.id;
@@ -129,7 +107,7 @@ test_sizes(void **state)
 	queue_close(q);
 	q = qfix_open(64 << 20);
 	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
-		uint8_t *want = body_make((unsigned)i, sizes[i]);
+		uint8_t *want = qfix_body((unsigned)i, sizes[i]);
 
 		read_all(q, ids[i], NULL, &g);
 		if (g.rc != 0)
@@ -218,7 +196,7 @@ test_tampered(void **state)
 		tamper(ids[i], cases[i].chunk, cases[i].how);
 	q = qfix_open(64 << 20);
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		uint8_t *want = body_make((unsigned)i, 2 * CHUNK + 100);
+		uint8_t *want = qfix_body((unsigned)i, 2 * CHUNK + 100);
 
 		read_all(q, ids[i], NULL, &g);
 		if (g.rc != QUEUE_CORRUPT || g.chunks != cases[i].good ||

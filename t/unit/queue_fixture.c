@@ -99,3 +99,33 @@ qfix_done(struct queue_op *op, int status, void *arg)
 	assert_int_equal(status, 0);
 	queue_op_free(op);
 }
+
+struct queue_op *
+qfix_insert_op(uint64_t id)
+{
+	struct queue_op *op = queue_op_new(QOP_INSERT);
+
+	assert_non_null(op);
+	op->env.id = id;
+	op->env.created_ms = op->env.next_attempt_ms = 1000;
+	op->env.sender = qfix_strdup("s@example.test");
+	op->env.client = qfix_strdup("127.0.0.1");
+	op->env.helo = qfix_strdup("client.example.test");
+	assert_non_null(op->env.rcpts = calloc(1, sizeof(*op->env.rcpts)));
+	op->env.rcpts[0].addr = qfix_strdup("r@example.test");
+	op->env.nrcpts = 1;
+	return op;
+}
+
+uint8_t *
+qfix_body(unsigned seed, size_t len)
+{
+	uint8_t *b = malloc(len + 1);
+	size_t i;
+
+	assert_non_null(b);
+	for (i = 0; i < len; i++)
+		b[i] = (uint8_t)((i * 31 + i / QUEUE_CHUNK_BYTES * 7 + seed) %
+				 251);
+	return b;
+}

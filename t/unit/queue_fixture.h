@@ -31,4 +31,11 @@ char *qfix_strdup(const char *s);
 /* A queue op's completion that expects success and frees the op. */
 void qfix_done(struct queue_op *op, int status, void *arg);
 
+/* LEN bytes (malloc'd, one more allocated) of SEED, no two chunks alike,
+ * so that order shows. */
+uint8_t *qfix_body(unsigned seed, size_t len);
+
+/* A QOP_INSERT of ID from s@example.test to r@example.test, no body. */
+struct queue_op *qfix_insert_op(uint64_t id);
+
 #endif

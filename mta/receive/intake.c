@@ -646,12 +646,12 @@ intake_work(void *arg)
 static void
 intake_queue(struct intake_req *req)
 {
-	/* Small, unsigned and unchanged: sealed here, on the loop.  The AEAD
-	 * over at most INTAKE_INLINE_BYTES costs a few microseconds, less
-	 * than the hand-off to a worker and its wake-up; signing,
-	 * re-encoding and the feedback header stay on the pool. */
+	/* Small (never spooled), unsigned and unchanged: sealed here, on
+	 * the loop.  The AEAD over at most INTAKE_INLINE_BYTES costs a few
+	 * microseconds, less than the hand-off to a worker and its wake-up;
+	 * signing, re-encoding and the feedback header stay on the pool. */
 	if (req->keys == NULL && !req->long_lines &&
-	    !intake_fb_wanted(req->conf) &&
+	    !intake_fb_wanted(req->conf) && req->op->spooled == 0 &&
 	    req->op->body_len <= INTAKE_INLINE_BYTES) {
 		(void)queue_op_seal(I.queue, req->op);
 		queue_submit(I.queue, req->op, intake_queued_cb, req);

@@ -45,6 +45,7 @@ DOMAINS=50
 NEED_KIB=$((N * 8 + N * (RCPTS - 1)))
 [ "$NEED_KIB" -lt 1048576 ] && NEED_KIB=1048576
 
+mkdir -p "$OUT"
 work=$(mktemp -d /tmp/outpost-bench-queue_scale.XXXXXX)
 # outpostd started as root becomes user outpost: let it reach its data_dir.
 chmod 711 "$work"
@@ -56,7 +57,7 @@ cleanup() {
 	stop_pid "$OSINK_PID" 5
 	stop_pid "$DNS_PID" 5
 	mkdir -p "$OUT/queue_scale-logs"
-	cp "$work"/*.json "$work"/*.conf "$OUT/queue_scale-logs/" 2>/dev/null || true
+	cp "$work"/*.json "$work"/*.conf "$work"/figures "$work"/notes.txt "$OUT/queue_scale-logs/" 2>/dev/null || true
 	# The daemon's log may hold a line per attempt: keep its head and tail.
 	for f in "$work"/*.log; do
 		[ -f "$f" ] || continue
@@ -245,10 +246,12 @@ delivery {
 	retry_jitter = 0
 }
 # A site that fails is paused for longer than the injection: what waits on
-# it is deferred at once, without a connection.
+# it is deferred at once, without a connection.  The pause (kept across the
+# restart, with its end time) is over when the restart comes: RETRY after
+# the last deferral, so at least RETRY after the first failure.
 destination "*" {
-	backoff_pause = 20m
-	backoff_max = 1h
+	backoff_pause = ${RETRY}s
+	backoff_max = ${RETRY}s
 }
 ${BENCH_OUTPOST_EXTRA_CONF:-}
 EOF
@@ -524,7 +527,7 @@ if drain:
               "| VmHWM by the end of the drain (MiB) | %s | |" % c(r.get("hwm_mib"), "{:.1f}")]
 lines += ["",
           "Receiver down: %s; retry_intervals = { \"%ds\" }, retry_jitter = 0, "
-          "destination \"*\" backoff_pause 20m. RSS is read once every "
+          "destination \"*\" backoff_pause = the retry interval. RSS is read once every "
           "recipient was deferred once (the daemon's log), or %s s after the "
           "last deferral if that never happens, + 5 s (anon = heap, file = "
           "LMDB pages mapped). The restart comes once every message is due "

@@ -627,6 +627,7 @@ sched_load_queue(void *arg)
 {
 	(void)arg;
 	sched_state_load();
+	sched_scan_postpone(util_wall_ms());
 	memset(&sched_load, 0, sizeof(sched_load));
 	sched_load_step(-1, 0, NULL);
 }

@@ -155,6 +155,7 @@ struct conf_dns {
 	uint32_t max_ttl_s;          /* … and cut to at most this */
 	uint32_t negative_ttl_max_s; /* NXDOMAIN / NODATA: at most this
 					(0 = not cached) */
+	unsigned max_inflight;       /* questions asked at once, per resolver */
 };
 
 /* `delivery { … }`: the SMTP client, retries and expiry. */

@@ -304,6 +304,7 @@ cfg_opt_t conf_dns_opts[] = {
 	CFG_STR_CB("min_ttl", "0s", CFGF_NONE, conf_num_cb),
 	CFG_STR_CB("max_ttl", "1d", CFGF_NONE, conf_num_cb),
 	CFG_STR_CB("negative_ttl_max", "1h", CFGF_NONE, conf_num_cb),
+	CFG_STR_CB("max_inflight", "256", CFGF_NONE, conf_num_cb),
 	CFG_END(),
 };
 
@@ -412,6 +413,7 @@ conf_build_dns(struct conf_ctx *x, cfg_t *cfg, struct conf *c)
 	d->max_ttl_s = (uint32_t)conf_num_get(x, sec, "max_ttl");
 	d->negative_ttl_max_s =
 	    (uint32_t)conf_num_get(x, sec, "negative_ttl_max");
+	d->max_inflight = (unsigned)conf_num_get(x, sec, "max_inflight");
 	if (x->failed)
 		return -1;
 	return conf_order_check(x, sec, "min_ttl", d->min_ttl_s, "max_ttl",

@@ -89,6 +89,7 @@ static const struct conf_num {
 	{ "dns", "min_ttl", CK_S, 0, US_D(1) },
 	{ "dns", "max_ttl", CK_S, US_S(1), US_D(7) },
 	{ "dns", "negative_ttl_max", CK_S, 0, US_D(1) },
+	{ "dns", "max_inflight", CK_COUNT, 1, 65536 },
 	{ "delivery", "port", CK_COUNT, 1, 65535 },
 	{ "delivery", "connect_timeout", CK_MS, US_S(1), US_M(10) },
 	{ "delivery", "greeting_timeout", CK_MS, US_S(1), US_H(1) },

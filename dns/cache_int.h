@@ -116,7 +116,11 @@ struct dns_entry {
 	size_t naddrs;
 
 	struct dns_waiter *waiters; /* PENDING: lookups sharing this query */
-	struct dns_entry *hnext;    /* hash chain */
+	/* PENDING and not yet asked: the resolver's FIFO of questions that
+	 * wait for a free slot under max_inflight (resolver.c owns these). */
+	struct dns_entry *fifo_next;
+	uint64_t queued_ms;      /* dns_clock_ms() when it began to wait */
+	struct dns_entry *hnext; /* hash chain */
 	struct dns_entry *lru_prev, *lru_next; /* READY and indexed only */
 	char name[DNS_NAME_MAX + 1];
 };

@@ -38,6 +38,13 @@ struct dns_config {
 	uint32_t
 	    tempfail_ttl;   /* cache SERVFAIL/timeouts this long, default 5 */
 	bool loopback_only; /* see above */
+	/* Questions asked of the servers at once, default 256.  Beyond it a
+	 * question waits its turn in FIFO order (at most cache_max of them
+	 * wait; past that a lookup is answered DNS_TEMPFAIL at once), and one
+	 * that waited timeout_ms x tries is answered DNS_TEMPFAIL without
+	 * being asked.  Identical questions are asked once, whether waiting
+	 * or in flight, and answered to every lookup that wants them. */
+	unsigned max_inflight;
 };
 
 enum dns_result {
@@ -136,6 +143,12 @@ struct dns_stats {
 	uint64_t cache_misses;
 	uint64_t timeouts;
 	uint64_t cache_entries;
+	uint64_t inflight;      /* questions asked, not yet answered (now) */
+	uint64_t inflight_peak; /* the most ever in flight at once */
+	uint64_t waiting;       /* questions waiting for a slot (now) */
+	uint64_t
+	    wait_timeouts; /* answered DNS_TEMPFAIL after waiting too long */
+	uint64_t wait_refused; /* lookups refused: too many waiting */
 };
 void dns_stats_get(struct dns_resolver *r, struct dns_stats *st);
 

@@ -2,12 +2,14 @@
  * resolver.c — dns.h on c-ares 1.18 and libevent: channel, servers and the
  * loopback_only guard, lookups, replies, cancellation.
  * Owns: the c-ares channel, one event per c-ares socket, the c-ares timer,
- * struct dns_query, the delivery timer.  Must not: call a user callback from
- * a lookup call or from inside c-ares (only on_deliver does), read
- * /etc/hosts, send before loopback_only approved every server.  Thread: the
- * loop of the event_base given at creation.  Invariants: a query is on the
- * ready list iff it waits for nothing; the c-ares timer is re-armed after
- * every c-ares call.
+ * struct dns_query, the delivery timer, the FIFO of questions waiting for a
+ * slot under max_inflight.  Must not: call a user callback from a lookup
+ * call or from inside c-ares (only on_deliver does), read /etc/hosts, send
+ * before loopback_only approved every server.  Thread: the loop of the
+ * event_base given at creation.  Invariants: a query is on the ready list
+ * iff it waits for nothing; the c-ares timer is re-armed after every c-ares
+ * call; at most max_inflight questions are in flight, and one waits only
+ * while max_inflight are.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -32,6 +34,7 @@
 #define DNS_MAX_TTL_DEFAULT      86400
 #define DNS_NEGATIVE_TTL_DEFAULT 3600
 #define DNS_TEMPFAIL_TTL_DEFAULT 5
+#define DNS_MAX_INFLIGHT_DEFAULT 256
 #define DNS_EDNS_PAYLOAD_BYTES   1232
 #define DNS_SERVERS_MAX_BYTES    1024
 #define DNS_C_IN                 1
@@ -76,12 +79,22 @@ struct dns_resolver {
 	bool ch_live;
 	struct event *ev_timer;   /* ares_timeout() */
 	struct event *ev_deliver; /* zero-timeout: run ready callbacks */
+	struct event *ev_wait;    /* the oldest waiting question's deadline */
 	struct dns_sock *socks;
 	struct dns_cache cache;
 	struct dns_stats stats;
 	bool loopback_only;
 	struct dns_query *all;
 	struct dns_query *rdy_head, *rdy_tail;
+	/* Questions beyond max_inflight, oldest first (dns_entry.fifo_next);
+	 * each holds the reference its question will hold in flight.  A
+	 * burst of thousands at once overflows the servers' and our own
+	 * socket buffers, and every datagram dropped costs a whole timeout. */
+	struct dns_entry *fifo_head, *fifo_tail;
+	unsigned max_inflight;
+	uint64_t waiting_max; /* = the cache's size: waiting ones are entries */
+	uint64_t wait_max_ms; /* timeout x tries: what a lookup may take */
+	bool pumping;         /* resolver_pump() is running */
 	uint64_t gen;
 	bool delivering;
 	bool free_requested;
@@ -480,28 +493,20 @@ resolver_query_start(struct dns_query *q)
 }
 
 /*
- * on_ares_answer — c-ares finished the query of entry ARG.  Never calls a
- * user callback: it fills the entry and queues the lookups that waited.
+ * resolver_entry_finish — E's question is over (STATUS, the raw answer
+ * ABUF/ALEN): fill the entry (its err replaced by WHY unless NULL), queue
+ * the lookups that waited, drop the question's reference.
  */
 static void
-on_ares_answer(void *arg, int status, int timeouts, unsigned char *abuf,
-	       int alen)
+resolver_entry_finish(struct dns_resolver *r, struct dns_entry *e, int status,
+		      const unsigned char *abuf, int alen, const char *why)
 {
-	struct dns_entry *e = arg;
-	struct dns_resolver *r = e->owner;
 	struct dns_waiter *w;
 	struct dns_query *q;
 
-	(void)timeouts;
-	if (status == ARES_EDESTRUCTION || r->destroying) {
-		dns_entry_unref(e);
-		return;
-	}
-	if (status == ARES_ETIMEOUT)
-		r->stats.timeouts++;
-	if (r->answer_hook != NULL)
-		r->answer_hook(e->type, status, abuf, alen, r->answer_hook_arg);
 	dns_cache_complete(&r->cache, e, status, abuf, alen, resolver_now(r));
+	if (why != NULL)
+		resolver_err(e->err, sizeof(e->err), "%s", why);
 	while ((w = e->waiters) != NULL) {
 		dns_entry_unwait(e, w);
 		q = w->owner;
@@ -511,9 +516,149 @@ on_ares_answer(void *arg, int status, int timeouts, unsigned char *abuf,
 	dns_entry_unref(e);
 }
 
+/* Questions in flight and waiting ----------------------------------- */
+
+static void on_ares_answer(void *arg, int status, int timeouts,
+			   unsigned char *abuf, int alen);
+
+/* resolver_ask — send E's question; the caller's reference to E becomes
+ * the one of the question in flight. */
+static void
+resolver_ask(struct dns_resolver *r, struct dns_entry *e)
+{
+	r->stats.queries++;
+	if (++r->stats.inflight > r->stats.inflight_peak)
+		r->stats.inflight_peak = r->stats.inflight;
+	/* c-ares may call on_ares_answer before returning. */
+	ares_query(r->ch, e->name, DNS_C_IN, e->type, on_ares_answer, e);
+	resolver_timer_update(r);
+}
+
+static struct dns_entry *
+resolver_wait_pop(struct dns_resolver *r)
+{
+	struct dns_entry *e = r->fifo_head;
+
+	if ((r->fifo_head = e->fifo_next) == NULL)
+		r->fifo_tail = NULL;
+	e->fifo_next = NULL;
+	r->stats.waiting--;
+	return e;
+}
+
+/* resolver_wait_arm — the timer at the oldest waiting question's deadline
+ * (the FIFO is in time order: only its head can be due). */
+static void
+resolver_wait_arm(struct dns_resolver *r)
+{
+	struct timeval tv;
+	uint64_t now, due;
+
+	if (r->destroying)
+		return;
+	if (r->fifo_head == NULL) {
+		evtimer_del(r->ev_wait);
+		return;
+	}
+	now = dns_clock_ms();
+	due = r->fifo_head->queued_ms + r->wait_max_ms;
+	due = due > now ? due - now : 0;
+	tv.tv_sec = (time_t)(due / 1000);
+	tv.tv_usec = (suseconds_t)(due % 1000) * 1000;
+	evtimer_add(r->ev_wait, &tv);
+}
+
+/* resolver_wait_push — E waits for a slot, its reference with it. */
+static void
+resolver_wait_push(struct dns_resolver *r, struct dns_entry *e)
+{
+	e->queued_ms = dns_clock_ms();
+	e->fifo_next = NULL;
+	if (r->fifo_tail != NULL)
+		r->fifo_tail->fifo_next = e;
+	else
+		r->fifo_head = e;
+	r->fifo_tail = e;
+	r->stats.waiting++;
+	if (r->fifo_head == e)
+		resolver_wait_arm(r);
+}
+
+/* resolver_wait_expire — answer the questions that waited a whole lookup's
+ * time as a timeout would have (DNS_TEMPFAIL, cached tempfail_ttl), so
+ * that a lookup never takes more than twice timeout x tries. */
+static void
+resolver_wait_expire(struct dns_resolver *r, uint64_t now)
+{
+	while (r->fifo_head != NULL &&
+	       r->fifo_head->queued_ms + r->wait_max_ms <= now) {
+		r->stats.wait_timeouts++;
+		resolver_entry_finish(r, resolver_wait_pop(r), ARES_ETIMEOUT,
+				      NULL, 0,
+				      "timeout waiting for a free query slot "
+				      "(dns max_inflight)");
+	}
+}
+
+/*
+ * resolver_pump — ask the waiting questions, oldest first, while slots are
+ * free.  Re-entered from on_ares_answer when c-ares answers inline (a
+ * socket error): the outer call goes on, so the stack stays flat.
+ */
+static void
+resolver_pump(struct dns_resolver *r)
+{
+	if (r->pumping || r->destroying)
+		return;
+	r->pumping = true;
+	resolver_wait_expire(r, dns_clock_ms());
+	while (r->fifo_head != NULL && r->stats.inflight < r->max_inflight)
+		resolver_ask(r, resolver_wait_pop(r));
+	r->pumping = false;
+	resolver_wait_arm(r);
+}
+
+static void
+on_wait_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct dns_resolver *r = arg;
+
+	(void)fd;
+	(void)what;
+	resolver_wait_expire(r, dns_clock_ms());
+	resolver_wait_arm(r);
+}
+
+/*
+ * on_ares_answer — c-ares finished the query of entry ARG.  Never calls a
+ * user callback: it fills the entry and queues the lookups that waited,
+ * then gives the freed slot to the oldest waiting question.
+ */
+static void
+on_ares_answer(void *arg, int status, int timeouts, unsigned char *abuf,
+	       int alen)
+{
+	struct dns_entry *e = arg;
+	struct dns_resolver *r = e->owner;
+
+	(void)timeouts;
+	r->stats.inflight--;
+	if (status == ARES_EDESTRUCTION || r->destroying) {
+		dns_entry_unref(e);
+		return;
+	}
+	if (status == ARES_ETIMEOUT)
+		r->stats.timeouts++;
+	if (r->answer_hook != NULL)
+		r->answer_hook(e->type, status, abuf, alen, r->answer_hook_arg);
+	resolver_entry_finish(r, e, status, abuf, alen, NULL);
+	resolver_pump(r);
+}
+
 /*
  * resolver_query_attach — make Q depend on (TYPE, NAME): a fresh cache entry,
- * one already in flight, or a new c-ares query.  On failure Q fails early.
+ * one already in flight or waiting, or a new question (asked now, or queued
+ * when max_inflight are in flight).  On failure Q fails early.
  */
 static void
 resolver_query_attach(struct dns_query *q, uint16_t type, const char *name)
@@ -528,6 +673,14 @@ resolver_query_attach(struct dns_query *q, uint16_t type, const char *name)
 		r->stats.cache_hits++;
 	} else {
 		r->stats.cache_misses++;
+		if (r->stats.inflight >= r->max_inflight &&
+		    r->stats.waiting >= r->waiting_max) {
+			r->stats.wait_refused++;
+			resolver_query_fail(q, DNS_TEMPFAIL,
+					    "too many DNS questions waiting "
+					    "(dns max_inflight)");
+			return;
+		}
 		if ((e = dns_cache_add(&r->cache, type, name)) == NULL) {
 			resolver_query_fail(q, DNS_TEMPFAIL, "out of memory");
 			return;
@@ -542,13 +695,13 @@ resolver_query_attach(struct dns_query *q, uint16_t type, const char *name)
 		dns_entry_wait(e, &q->wait[i], q);
 		q->nwaiting++;
 	}
-	if (send) {
-		dns_entry_ref(e); /* the in-flight query's */
-		r->stats.queries++;
-		/* c-ares may call on_ares_answer before returning. */
-		ares_query(r->ch, name, DNS_C_IN, type, on_ares_answer, e);
-		resolver_timer_update(r);
-	}
+	if (!send)
+		return;
+	dns_entry_ref(e); /* the question's, waiting or in flight */
+	if (r->stats.inflight < r->max_inflight && r->fifo_head == NULL)
+		resolver_ask(r, e);
+	else
+		resolver_wait_push(r, e);
 }
 
 /* Replies ----------------------------------------------------------- */
@@ -827,7 +980,7 @@ resolver_channel_init(struct dns_resolver *r, const struct dns_config *cfg,
 /*
  * dns_resolver_new — see dns.h.  Zero fields of CFG take their defaults
  * (timeout_ms 2000, tries 2, cache_max 100000, max_ttl 86400,
- * negative_ttl_max 3600, tempfail_ttl 5; min_ttl 0).
+ * negative_ttl_max 3600, tempfail_ttl 5, max_inflight 256; min_ttl 0).
  */
 struct dns_resolver *
 dns_resolver_new(struct event_base *base, const struct dns_config *cfg,
@@ -864,6 +1017,14 @@ dns_resolver_new(struct event_base *base, const struct dns_config *cfg,
 	r->now_ms = resolver_clock_real;
 	r->rng = resolver_clock_real(NULL) ^ (uint64_t)getpid() << 32 ^
 		 (uint64_t)(uintptr_t)r;
+	r->max_inflight = cfg->max_inflight != 0 ? cfg->max_inflight
+						 : DNS_MAX_INFLIGHT_DEFAULT;
+	r->waiting_max =
+	    cfg->cache_max != 0 ? cfg->cache_max : DNS_CACHE_MAX_DEFAULT;
+	r->wait_max_ms =
+	    (uint64_t)(cfg->timeout_ms != 0 ? cfg->timeout_ms
+					    : DNS_TIMEOUT_MS_DEFAULT) *
+	    (cfg->tries != 0 ? cfg->tries : DNS_TRIES_DEFAULT);
 	pol.min_ttl = cfg->min_ttl;
 	pol.max_ttl = cfg->max_ttl != 0 ? cfg->max_ttl : DNS_MAX_TTL_DEFAULT;
 	pol.negative_ttl_max = cfg->negative_ttl_max != 0
@@ -879,7 +1040,8 @@ dns_resolver_new(struct event_base *base, const struct dns_config *cfg,
 		goto fail;
 	}
 	if ((r->ev_timer = evtimer_new(base, on_ares_timer, r)) == NULL ||
-	    (r->ev_deliver = evtimer_new(base, on_deliver, r)) == NULL) {
+	    (r->ev_deliver = evtimer_new(base, on_deliver, r)) == NULL ||
+	    (r->ev_wait = evtimer_new(base, on_wait_timer, r)) == NULL) {
 		resolver_err(err, errlen, "dns: %s", "cannot create events");
 		goto fail;
 	}
@@ -903,6 +1065,8 @@ resolver_destroy(struct dns_resolver *r)
 	if (r->ch_live)
 		ares_destroy(
 		    r->ch); /* ARES_EDESTRUCTION for what is in flight */
+	while (r->fifo_head != NULL)
+		dns_entry_unref(resolver_wait_pop(r));
 	while ((s = r->socks) != NULL) {
 		r->socks = s->next;
 		if (s->ev != NULL)
@@ -914,6 +1078,8 @@ resolver_destroy(struct dns_resolver *r)
 		event_free(r->ev_timer);
 	if (r->ev_deliver != NULL)
 		event_free(r->ev_deliver);
+	if (r->ev_wait != NULL)
+		event_free(r->ev_wait);
 	free(r);
 }
 

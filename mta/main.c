@@ -173,6 +173,7 @@ dns_config_from(const struct conf *c, bool loopback_only, struct dns_config *dc)
 	dc->min_ttl = c->dns.min_ttl_s;
 	dc->max_ttl = c->dns.max_ttl_s;
 	dc->negative_ttl_max = c->dns.negative_ttl_max_s;
+	dc->max_inflight = c->dns.max_inflight;
 	dc->loopback_only = loopback_only;
 	return !(loopback_only && dc->servers == NULL);
 }

@@ -875,18 +875,42 @@ queue_walk_skip(struct queue *q, queue_walk_fn *fn, void *arg,
 				  queue_skip_bad, &w, err, errlen);
 }
 
+/* The first entry of the walk at POS: the first of the index, or the one
+ * after POS (which may be gone by now: the next one then). */
+static int
+queue_sched_seek(MDB_cursor *cur, const struct queue_sched_pos *pos,
+		 MDB_val *key, MDB_val *val)
+{
+	uint8_t k[QUEUE_SCHED_KEY_BYTES];
+	int rc;
+
+	if (!pos->started)
+		return mdb_cursor_get(cur, key, val, MDB_FIRST);
+	record_be64_put(k, (uint64_t)pos->due_ms);
+	record_be64_put(k + 8, pos->id);
+	key->mv_size = sizeof(k);
+	key->mv_data = k;
+	if ((rc = mdb_cursor_get(cur, key, val, MDB_SET_RANGE)) != 0)
+		return rc;
+	if (key->mv_size == sizeof(k) &&
+	    memcmp(key->mv_data, k, sizeof(k)) == 0)
+		return mdb_cursor_get(cur, key, val, MDB_NEXT);
+	return 0;
+}
+
 int
-queue_sched_walk(struct queue *q, queue_sched_fn *fn, void *arg, char *err,
-		 size_t errlen)
+queue_sched_walk_batch(struct queue *q, struct queue_sched_pos *pos, size_t max,
+		       queue_sched_fn *fn, void *arg, char *err, size_t errlen)
 {
 	MDB_txn *txn = NULL;
 	MDB_cursor *cur = NULL;
 	MDB_val key, val;
-	MDB_cursor_op how = MDB_FIRST;
 	const uint8_t *k;
-	uint64_t due, id;
-	int rc, ret = -1, i;
+	size_t n = 0;
+	int rc, ret = -1;
 
+	if (pos->done)
+		return 0;
 	if (queue_txn_read(q, &txn, err, errlen) != 0)
 		return -1;
 	if ((rc = mdb_cursor_open(txn, q->db_sched, &cur)) != 0) {
@@ -894,43 +918,53 @@ queue_sched_walk(struct queue *q, queue_sched_fn *fn, void *arg, char *err,
 			       mdb_strerror(rc));
 		goto done;
 	}
-	for (;; how = MDB_NEXT) {
-		if ((rc = mdb_cursor_get(cur, &key, &val, how)) ==
-		    MDB_NOTFOUND) {
-			ret = 0;
+	for (rc = queue_sched_seek(cur, pos, &key, &val); n < max;
+	     rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+		if (rc == MDB_NOTFOUND) {
+			pos->done = true;
 			break;
 		}
 		if (rc != 0) {
 			(void)snprintf(err, errlen, "%s: reading sched: %s",
 				       q->path, mdb_strerror(rc));
-			break;
+			goto done;
 		}
 		if (key.mv_size != QUEUE_SCHED_KEY_BYTES) {
 			(void)snprintf(err, errlen,
 				       "%s: sched key of %zu bytes", q->path,
 				       key.mv_size);
-			break;
+			goto done;
 		}
 		k = key.mv_data;
-		for (due = id = 0, i = 0; i < 8; i++) {
-			due = due << 8 | k[i];
-			id = id << 8 | k[8 + i];
-		}
-		rc = fn((int64_t)due, id,
+		pos->due_ms = (int64_t)record_be64_get(k);
+		pos->id = record_be64_get(k + 8);
+		pos->started = true;
+		n++;
+		rc = fn(pos->due_ms, pos->id,
 			val.mv_size >= 1 && ((const uint8_t *)val.mv_data)[0]
 			    ? QUEUE_F_HELD
 			    : 0,
 			arg);
 		if (rc != 0) {
 			ret = rc;
-			break;
+			goto done;
 		}
 	}
+	ret = 0;
 done:
 	if (cur != NULL)
 		mdb_cursor_close(cur);
 	mdb_txn_abort(txn);
 	return ret;
+}
+
+int
+queue_sched_walk(struct queue *q, queue_sched_fn *fn, void *arg, char *err,
+		 size_t errlen)
+{
+	struct queue_sched_pos pos = { 0, 0, false, false };
+
+	return queue_sched_walk_batch(q, &pos, SIZE_MAX, fn, arg, err, errlen);
 }
 
 /* Look up and decode the envelope of ID in TXN: 0, 1 not found, -1, or

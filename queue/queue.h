@@ -306,6 +306,26 @@ typedef int queue_sched_fn(int64_t due_ms, uint64_t id, unsigned flags,
 			   void *arg);
 int queue_sched_walk(struct queue *q, queue_sched_fn *fn, void *arg, char *err,
 		     size_t errlen);
+/* Where a walk of the schedule index in steps stands: zero it to begin. */
+struct queue_sched_pos {
+	int64_t due_ms; /* the last entry given to fn */
+	uint64_t id;
+	bool started; /* false: begin with the first entry */
+	bool done;    /* no entry is left after (due_ms, id) */
+};
+/*
+ * queue_sched_walk_batch — as queue_sched_walk(), but at most MAX entries,
+ * from the one after POS (the first when !started), in one short read
+ * transaction; POS moves to the last entry given to FN and done is set
+ * when the index holds nothing after it.  Entries added or moved behind
+ * POS since the last step are not seen; entries moved ahead of it are
+ * seen (again): a caller that keeps what it read tells them apart.  For a
+ * loop that loads a large index in steps and serves events between them.
+ * Any thread (a read transaction of its own).  Returns as queue_walk().
+ */
+int queue_sched_walk_batch(struct queue *q, struct queue_sched_pos *pos,
+			   size_t max, queue_sched_fn *fn, void *arg, char *err,
+			   size_t errlen);
 /*
  * QUEUE_CORRUPT: what queue_envelope_get() and queue_body_read() return when
  * the record is there but damaged (it does not authenticate or decode, a

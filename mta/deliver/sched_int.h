@@ -564,6 +564,9 @@ void sched_scan_tick(int64_t now_ms);
 void sched_scan_text(struct metrics_text *t, int64_t now_ms);
 /* sched_scan_stop — stopping: a scan running ends at its next envelope. */
 void sched_scan_stop(void);
+/* sched_scan_postpone — the first scan comes one queue_scan_interval after
+ * NOW_MS rather than at the first tick (start-up: deliveries first). */
+void sched_scan_postpone(int64_t now_ms);
 /* sched_scan_free — the last scan's snapshot (at stop, after the loop). */
 void sched_scan_free(void);
 

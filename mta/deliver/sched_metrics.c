@@ -17,6 +17,7 @@
 
 #include <event2/event.h>
 
+#include "dns/dns.h"
 #include "mta/core/util.h"
 #include "mta/deliver/sched_int.h"
 #include "mta/observe/metrics.h"
@@ -287,6 +288,34 @@ done:
 	free(pools);
 }
 
+/* The delivery resolver's questions: read here because the resolver
+ * belongs to this loop (dns.h locks nothing). */
+static void
+sched_metrics_dns(struct metrics_text *t)
+{
+	struct dns_stats ds;
+
+	if (sched.dns == NULL)
+		return;
+	dns_stats_get(sched.dns, &ds);
+	metrics_text_printf(
+	    t,
+	    "# HELP outpost_dns_queries_total DNS questions asked by "
+	    "delivery.\n# TYPE outpost_dns_queries_total counter\n"
+	    "outpost_dns_queries_total %" PRIu64 "\n"
+	    "# HELP outpost_dns_queries_inflight DNS questions asked, not yet "
+	    "answered.\n# TYPE outpost_dns_queries_inflight gauge\n"
+	    "outpost_dns_queries_inflight %" PRIu64 "\n"
+	    "# HELP outpost_dns_queries_waiting DNS questions waiting for a "
+	    "slot (dns.max_inflight).\n# TYPE outpost_dns_queries_waiting "
+	    "gauge\noutpost_dns_queries_waiting %" PRIu64 "\n"
+	    "# HELP outpost_dns_wait_timeouts_total DNS questions that waited "
+	    "a lookup's time for a slot and failed unasked.\n"
+	    "# TYPE outpost_dns_wait_timeouts_total counter\n"
+	    "outpost_dns_wait_timeouts_total %" PRIu64 "\n",
+	    ds.queries, ds.inflight, ds.waiting, ds.wait_timeouts);
+}
+
 /* Once a second on the loop: the gauges, as exposition text, for scrapes
  * on the main thread (sched_metrics_text). */
 /* Connections by delivery loop (delivery.threads): how evenly they are
@@ -366,6 +395,7 @@ sched_metrics_cb(evutil_socket_t fd, short what, void *arg)
 	    "outpost_delivery_bodies_total{from=\"queue\"} %" PRIu64 "\n",
 	    sched.bodies_kept, sched.bodies_read);
 	sched_metrics_dest_gauges(&t, c->top_destinations);
+	sched_metrics_dns(&t);
 	sched_scan_tick(now);
 	sched_scan_text(&t, now);
 	if (SM.dest != NULL) {

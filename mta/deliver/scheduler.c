@@ -571,7 +571,11 @@ sched_walk_cb(int64_t due_ms, uint64_t id, unsigned flags, void *arg)
 	uint64_t *n = arg;
 
 	if (m != NULL) {
-		sched_walk_dup(m, due_ms, flags);
+		/* Known since an earlier step of the load: its own entry, moved
+		 * ahead of the walk (a retry, a new message), or one its writes
+		 * in flight replace, is not a second entry. */
+		if (m->due_ms != due_ms && m->writes == 0)
+			sched_walk_dup(m, due_ms, flags);
 		return 0;
 	}
 	if ((m = sched_msg_new(id, due_ms)) == NULL)
@@ -584,23 +588,69 @@ sched_walk_cb(int64_t due_ms, uint64_t id, unsigned flags, void *arg)
 	return 0;
 }
 
-/* Start-up: the schedule index only (due time and id: no decryption, no
- * envelope), so a large queue is ready in moments. */
+/* Entries of the schedule index read per step of the start-up load:
+ * about 5 ms of the delivery loop (0.6 us each). */
+#define SCHED_LOAD_STEP 8192
+
+/* The start-up load's place in the index, and the messages it found. */
+static struct {
+	struct queue_sched_pos pos;
+	uint64_t n;
+} sched_load;
+
+/*
+ * One step of the start-up load: SCHED_LOAD_STEP entries of the schedule
+ * index (due time and id: no decryption, no envelope), then the loop runs
+ * (zero timeout) before the next.  The index is in due order, so what is
+ * due comes first, and deliveries start after the first step while the
+ * rest loads: 10M messages take seconds to walk.
+ */
+static void
+sched_load_step(evutil_socket_t fd, short what, void *arg)
+{
+	static const struct timeval now = { 0, 0 };
+	char err[256];
+	int rc;
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (sched.stopping) {
+		log_info("scheduler: stopping: %" PRIu64
+			 " queued message(s) loaded, the rest not",
+			 sched_load.n);
+		return;
+	}
+	rc = queue_sched_walk_batch(sched.queue, &sched_load.pos,
+				    SCHED_LOAD_STEP, sched_walk_cb,
+				    &sched_load.n, err, sizeof(err));
+	if (rc != 0) {
+		log_warnx("queue scan stopped after %" PRIu64 " messages: %s",
+			  sched_load.n, rc == -1 ? err : "out of memory");
+		sched_load.pos.done = true;
+	}
+	if (!sched_load.pos.done &&
+	    event_base_once(sched.loop->base, -1, EV_TIMEOUT, sched_load_step,
+			    NULL, &now) == 0)
+		return;
+	if (!sched_load.pos.done)
+		log_warnx("queue scan stopped after %" PRIu64
+			  " messages: cannot schedule its next step",
+			  sched_load.n);
+	log_info("scheduler: %" PRIu64 " queued message(s) loaded",
+		 sched_load.n);
+	sched_retry_arm();
+}
+
+/* Start-up: the destinations' state, then the queue in steps. */
 static void
 sched_load_queue(void *arg)
 {
-	char err[256];
-	uint64_t n = 0;
-	int rc;
-
 	(void)arg;
 	sched_state_load();
-	rc = queue_sched_walk(sched.queue, sched_walk_cb, &n, err, sizeof(err));
-	if (rc != 0)
-		log_warnx("queue scan stopped after %" PRIu64 " messages: %s",
-			  n, rc == -1 ? err : "out of memory");
-	log_info("scheduler: %" PRIu64 " queued message(s) loaded", n);
-	sched_retry_arm();
+	sched_scan_postpone(util_wall_ms());
+	memset(&sched_load, 0, sizeof(sched_load));
+	sched_load_step(-1, 0, NULL);
 }
 
 void

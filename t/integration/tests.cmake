@@ -36,6 +36,7 @@ outpost_integration_test(logspace t/integration/logspace_test.py SERIAL TIMEOUT 
 outpost_integration_test(control t/integration/control_test.py TIMEOUT 600)
 outpost_integration_test(delivery_hostile t/integration/delivery_hostile_test.py TIMEOUT 900)
 outpost_integration_test(delivery_fanout t/integration/delivery_fanout_test.py TIMEOUT 600)
+outpost_integration_test(dns_inflight t/integration/dns_inflight_test.py TIMEOUT 300)
 # A destination that refuses connections: messages held in place, the
 # summary and DSNs truthful, retry and resume try now.
 outpost_integration_test(backoff t/integration/backoff_test.py TIMEOUT 600)

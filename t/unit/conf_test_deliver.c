@@ -54,6 +54,7 @@ check_deliver_defaults(const struct conf *c)
 	assert_int_equal(c->dns.min_ttl_s, 0);
 	assert_int_equal(c->dns.max_ttl_s, 86400);
 	assert_int_equal(c->dns.negative_ttl_max_s, 3600);
+	assert_int_equal(c->dns.max_inflight, 256);
 
 	assert_int_equal(c->delivery.port, 25);
 	assert_int_equal(c->delivery.connect_timeout_ms, 30000);
@@ -204,6 +205,8 @@ static const struct conf_error_row deliver_error_rows[] = {
 	{ "dns.negative_ttl_max: ms", L "dns { negative_ttl_max = 10ms }\n",
 	  "2: dns.negative_ttl_max: \"10ms\" is not a whole number of "
 	  "seconds" },
+	{ "dns.max_inflight: zero", L "dns { max_inflight = 0 }\n",
+	  "2: dns.max_inflight: \"0\" is less than the minimum, 1" },
 	{ "dns: min_ttl above max_ttl",
 	  L "dns {\n\tmin_ttl = 2h\n\tmax_ttl = 1h\n}\n",
 	  "4: dns.min_ttl (2h) is more than dns.max_ttl (1h)" },
@@ -746,7 +749,7 @@ test_deliver_good(void **state)
 	    load_text(LISTENER "dns { timeout = 1m tries = 1 "
 			       "cache_size = 10000000\n"
 			       "  min_ttl = 1d max_ttl = 1d "
-			       "negative_ttl_max = 1d }\n"
+			       "negative_ttl_max = 1d max_inflight = 65536 }\n"
 			       "delivery { port = 65535 connect_timeout = 10m\n"
 			       "  greeting_timeout = 1s command_timeout = 1h "
 			       "data_timeout = 1s\n"
@@ -764,6 +767,7 @@ test_deliver_good(void **state)
 	assert_int_equal(c->dns.min_ttl_s, 86400);
 	assert_int_equal(c->dns.max_ttl_s, 86400);
 	assert_int_equal(c->dns.negative_ttl_max_s, 86400);
+	assert_int_equal(c->dns.max_inflight, 65536);
 	d = &c->delivery;
 	assert_int_equal(d->port, 65535);
 	assert_int_equal(d->connect_timeout_ms, 600000);

@@ -78,6 +78,16 @@ REFUSED = {"refused.fake.test"}
 SILENT = {"silent.fake.test"}
 SLOW = {"slow.fake.test": 0.1}
 NOSOA = {"nosoa.fake.test"}
+# Any "<label>.burst.fake.test" has one MX, "mx.<label>.burst.fake.test",
+# answered after BURST_DELAY s: many distinct questions that each hold a
+# slot for a while (the resolver's max_inflight tests).
+BURST_SUFFIX = ".burst.fake.test"
+BURST_DELAY = 0.05
+
+
+def zone_add_burst(name):
+    if name.endswith(BURST_SUFFIX) and name not in ZONE:
+        ZONE[name] = [(T_MX, 100, (10, "mx." + name))]
 GARBAGE = {"garbage.fake.test", "badrdata.fake.test", "badsoa.fake.test"}
 
 
@@ -152,6 +162,7 @@ def answer(pkt):
     if q is None:
         return None
     qid, qflags, question, name, qtype = q
+    zone_add_burst(name)
     if name in SILENT:
         return None
     if name in SERVFAIL:
@@ -223,6 +234,8 @@ def main():
             q = decode_question(pkt)
             if reply is not None:
                 delay = SLOW.get(q[3], 0) if q else 0
+                if q and q[3].endswith(BURST_SUFFIX):
+                    delay = BURST_DELAY
                 delayed.append((time.monotonic() + delay, reply, peer))
         now = time.monotonic()
         for item in [d for d in delayed if d[0] <= now]:

@@ -1185,6 +1185,164 @@ test_inflight_dedup(void **state)
 	fx_fini(&fx);
 }
 
+/* Questions in flight are capped ----------------------------------- */
+
+/* Callbacks in the order they came: got.calls of each, in a shared list. */
+struct order {
+	int n;
+	int seq[16];
+};
+
+static struct order order_seen;
+
+static void
+mx_order_cb(const struct dns_mx_reply *rep, void *arg)
+{
+	struct got *g = arg;
+
+	if (order_seen.n < 16)
+		order_seen.seq[order_seen.n++] = (int)g->prefs[GOT_MAX - 1];
+	mx_cb(rep, arg);
+}
+
+/*
+ * 12 distinct questions, each answered after 50 ms (burst names), with
+ * max_inflight 3, plus copies of one of them: never more than 3 in
+ * flight, so it takes at least 4 rounds of 50 ms; each question is asked
+ * once and every lookup answered.  Then FIFO: with max_inflight 1, six
+ * lookups are answered in the order they were made.
+ */
+static void
+test_inflight_cap(void **state)
+{
+	struct dns_config cfg = cfg_fake();
+	struct dns_stats st;
+	struct fx fx;
+	struct got g[15];
+	char name[64], want[80];
+	uint64_t t0, took;
+	int i;
+
+	(void)state;
+	cfg.max_inflight = 3;
+	fx_init(&fx, &cfg);
+	t0 = dns_clock_ms();
+	for (i = 0; i < 15; i++) {
+		snprintf(name, sizeof(name), "q%d.burst.fake.test",
+			 i < 12 ? i : 5);
+		start_mx(&fx, name, &g[i]);
+	}
+	fx_run(&fx);
+	took = dns_clock_ms() - t0;
+	for (i = 0; i < 15; i++) {
+		snprintf(want, sizeof(want), "mx.q%d.burst.fake.test",
+			 i < 12 ? i : 5);
+		assert_int_equal(g[i].calls, 1);
+		assert_int_equal(g[i].result, DNS_OK);
+		assert_string_equal(g[i].list, want);
+	}
+	st = fx_stats(&fx);
+	assert_int_equal(st.queries, 12);
+	assert_int_equal(st.inflight_peak, 3);
+	assert_int_equal(st.inflight, 0);
+	assert_int_equal(st.waiting, 0);
+	assert_int_equal(st.wait_timeouts, 0);
+	if (took < 4 * 50)
+		fail_msg("12 questions of 50 ms, 3 at a time, took %llu ms",
+			 (unsigned long long)took);
+	fx_fini(&fx);
+
+	cfg.max_inflight = 1;
+	fx_init(&fx, &cfg);
+	memset(&order_seen, 0, sizeof(order_seen));
+	for (i = 0; i < 6; i++) {
+		/* Counted backwards: no name order to fall back on. */
+		snprintf(name, sizeof(name), "o%d.burst.fake.test", 9 - i);
+		memset(&g[i], 0, sizeof(g[i]));
+		g[i].fx = &fx;
+		g[i].prefs[GOT_MAX - 1] = (uint16_t)i; /* its rank */
+		fx.pending++;
+		assert_non_null(dns_mx_lookup(fx.r, name, mx_order_cb, &g[i]));
+	}
+	fx_run(&fx);
+	assert_int_equal(order_seen.n, 6);
+	for (i = 0; i < 6; i++)
+		assert_int_equal(order_seen.seq[i], i);
+	assert_int_equal(fx_stats(&fx).inflight_peak, 1);
+	fx_fini(&fx);
+}
+
+/*
+ * A question that waits as long as a whole lookup may take (timeout x
+ * tries = 600 ms) is answered TEMPFAIL without being asked; the one that
+ * held the slot (silent: 300 + 600 ms of c-ares tries) times out on its
+ * own.  Past cache_max questions waiting, a lookup is refused at once.
+ */
+static void
+test_inflight_wait_limits(void **state)
+{
+	struct dns_config cfg = cfg_fake();
+	struct dns_stats st;
+	struct fx fx;
+	struct got g[4];
+	char name[64];
+	int i;
+
+	(void)state;
+	cfg.max_inflight = 1;
+	cfg.timeout_ms = 300;
+	cfg.tries = 2;
+	fx_init(&fx, &cfg);
+	start_mx(&fx, "silent.fake.test", &g[0]);
+	start_mx(&fx, "late.burst.fake.test", &g[1]);
+	fx_run(&fx);
+	assert_int_equal(g[1].result, DNS_TEMPFAIL);
+	check_err_has(g[1].err, "free query slot");
+	assert_int_equal(g[0].result, DNS_TEMPFAIL);
+	check_err_has(g[0].err, "timeout");
+	st = fx_stats(&fx);
+	assert_int_equal(st.wait_timeouts, 1);
+	assert_int_equal(st.queries, 1);
+	assert_int_equal(st.timeouts, 1);
+	fx_fini(&fx);
+
+	cfg = cfg_fake();
+	cfg.max_inflight = 1;
+	cfg.cache_max = 2;
+	fx_init(&fx, &cfg);
+	for (i = 0; i < 4; i++) {
+		snprintf(name, sizeof(name), "w%d.burst.fake.test", i);
+		start_mx(&fx, name, &g[i]);
+	}
+	st = fx_stats(&fx);
+	assert_int_equal(st.inflight, 1);
+	assert_int_equal(st.waiting, 2);
+	fx_run(&fx);
+	for (i = 0; i < 3; i++)
+		assert_int_equal(g[i].result, DNS_OK);
+	assert_int_equal(g[3].result, DNS_TEMPFAIL);
+	check_err_has(g[3].err, "too many");
+	assert_int_equal(fx_stats(&fx).wait_refused, 1);
+	fx_fini(&fx);
+
+	/* Freed with questions waiting: no callback, nothing leaks (ASan). */
+	cfg = cfg_fake();
+	cfg.max_inflight = 1;
+	fx_init(&fx, &cfg);
+	for (i = 0; i < 3; i++) {
+		snprintf(name, sizeof(name), "f%d.burst.fake.test", i);
+		start_mx(&fx, name, &g[i]);
+	}
+	dns_cancel(start_mx(&fx, "f1.burst.fake.test", &g[3]));
+	dns_resolver_free(fx.r);
+	fx.r = NULL;
+	fx.pending = 0;
+	fx_run_ms(&fx, 200, false);
+	for (i = 0; i < 4; i++)
+		assert_int_equal(g[i].calls, 0);
+	fx_fini(&fx);
+}
+
 static void
 test_cancel(void **state)
 {
@@ -1542,6 +1700,8 @@ main(int argc, char *argv[])
 		cmocka_unit_test(test_cache_clamp),
 		cmocka_unit_test(test_cache_eviction),
 		cmocka_unit_test(test_inflight_dedup),
+		cmocka_unit_test(test_inflight_cap),
+		cmocka_unit_test(test_inflight_wait_limits),
 		cmocka_unit_test(test_cancel),
 		cmocka_unit_test(test_free_pending),
 		cmocka_unit_test(test_free_in_callback),

@@ -677,6 +677,141 @@ test_update_delete(void **state)
 	assert_int_equal(body_records(a), 1);
 }
 
+/* The schedule index walked in steps ---------------------------------- */
+
+struct seen_list {
+	uint64_t ids[32];
+	int64_t dues[32];
+	unsigned n;
+};
+
+static int
+seen_cb(int64_t due_ms, uint64_t id, unsigned flags, void *arg)
+{
+	struct seen_list *l = arg;
+
+	(void)flags;
+	assert_true(l->n < 32);
+	l->ids[l->n] = id;
+	l->dues[l->n++] = due_ms;
+	return 0;
+}
+
+/* One step of at most MAX entries: what it saw appended to L. */
+static void
+walk_step(struct queue *q, struct queue_sched_pos *pos, size_t max,
+	  struct seen_list *l, unsigned want)
+{
+	unsigned before = l->n;
+	char err[256];
+
+	if (queue_sched_walk_batch(q, pos, max, seen_cb, l, err, sizeof(err)) !=
+	    0)
+		fail_msg("queue_sched_walk_batch: %s", err);
+	assert_int_equal(l->n - before, want);
+}
+
+static void
+resched(struct queue *q, uint64_t id, int64_t new_due)
+{
+	struct queue_op *op = queue_op_new(QOP_UPDATE);
+	char err[256];
+
+	assert_non_null(op);
+	assert_int_equal(queue_envelope_get(q, id, &op->env, err, sizeof(err)),
+			 0);
+	op->old_due_ms = op->env.next_attempt_ms;
+	op->env.next_attempt_ms = new_due;
+	op = run_op(q, op);
+	if (op->status != 0)
+		fail_msg("update: %s", op->err);
+	queue_op_free(op);
+}
+
+static void
+drop(struct queue *q, uint64_t id, int64_t due)
+{
+	struct queue_op *op = queue_op_new(QOP_DELETE);
+
+	assert_non_null(op);
+	op->env.id = id;
+	op->env.next_attempt_ms = due;
+	op = run_op(q, op);
+	assert_int_equal(op->status, 0);
+	queue_op_free(op);
+}
+
+/*
+ * The start-up load walks the index in steps with the queue live between
+ * them: every entry once, in due order, across steps; the entry a step
+ * stopped at may be gone when the next begins; an entry moved behind the
+ * walk is not seen again, one moved ahead of it is seen at its new place,
+ * one added behind it is not seen.  The whole walk equals the steps'.
+ */
+static void
+test_sched_walk_batch(void **state)
+{
+	struct queue_sched_pos pos = { 0, 0, false, false };
+	struct seen_list l = { { 0 }, { 0 }, 0 }, whole = { { 0 }, { 0 }, 0 };
+	struct queue_op *op;
+	struct queue *q;
+	uint64_t id[10];
+	int64_t base = now_ms() + 100000;
+	char err[256];
+	unsigned i;
+
+	(void)state;
+	q = open_queue(64 << 20, 0);
+	for (i = 0; i < 10; i++) {
+		op = run_op(q, insert_op(q, 3, 10, base + 10 * i));
+		assert_int_equal(op->status, 0);
+		id[i] = op->env.id;
+		queue_op_free(op);
+	}
+	assert_int_equal(queue_sched_walk(q, seen_cb, &whole, err, sizeof(err)),
+			 0);
+	assert_int_equal(whole.n, 10);
+	walk_step(q, &pos, 3, &l, 3); /* 0 1 2 */
+	assert_false(pos.done);
+	assert_int_equal(pos.id, id[2]);
+	resched(q, id[0], base - 5);   /* moved, still behind: not again */
+	resched(q, id[1], base + 500); /* moved ahead: seen at its place */
+	drop(q, id[2], base + 20);     /* the one the step stopped at */
+	drop(q, id[3], base + 30);     /* the next one */
+	op = run_op(q, insert_op(q, 4, 10, base + 1)); /* behind: unseen */
+	assert_int_equal(op->status, 0);
+	queue_op_free(op);
+	walk_step(q, &pos, 3, &l, 3); /* 4 5 6 */
+	walk_step(q, &pos, 3, &l, 3); /* 7 8 9 */
+	walk_step(q, &pos, 3, &l, 1); /* 1 at base + 500, then the end */
+	assert_true(pos.done);
+	walk_step(q, &pos, 3, &l, 0); /* done stays done */
+	assert_int_equal(l.n, 10);
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(l.ids[i], id[i]);
+		assert_int_equal(l.dues[i], base + 10 * i);
+	}
+	for (i = 3; i < 9; i++) {
+		assert_int_equal(l.ids[i], id[i + 1]);
+		assert_int_equal(l.dues[i], base + 10 * (i + 1));
+	}
+	assert_int_equal(l.ids[9], id[1]);
+	assert_int_equal(l.dues[9], base + 500);
+
+	/* Steps of 1 over the same index see what one walk sees. */
+	memset(&pos, 0, sizeof(pos));
+	memset(&l, 0, sizeof(l));
+	memset(&whole, 0, sizeof(whole));
+	assert_int_equal(queue_sched_walk(q, seen_cb, &whole, err, sizeof(err)),
+			 0);
+	while (!pos.done)
+		walk_step(q, &pos, 1, &l, l.n < whole.n ? 1 : 0);
+	assert_int_equal(l.n, whole.n);
+	assert_memory_equal(l.ids, whole.ids, whole.n * sizeof(l.ids[0]));
+	assert_memory_equal(l.dues, whole.dues, whole.n * sizeof(l.dues[0]));
+	queue_close(q);
+}
+
 /* Map full ------------------------------------------------------------ */
 
 static void
@@ -1125,6 +1260,8 @@ main(void)
 						teardown_tmp),
 		cmocka_unit_test_setup_teardown(test_update_delete, setup_tmp,
 						teardown_tmp),
+		cmocka_unit_test_setup_teardown(test_sched_walk_batch,
+						setup_tmp, teardown_tmp),
 		cmocka_unit_test_setup_teardown(test_map_full, setup_tmp,
 						teardown_tmp),
 		cmocka_unit_test_setup_teardown(test_expect_wait, setup_tmp,

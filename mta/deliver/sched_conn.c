@@ -438,10 +438,23 @@ sched_conn_reconf(const struct conf *c)
 	}
 }
 
+void
+sched_dns_share(const struct dns_config *all, unsigned n,
+		struct dns_config *out)
+{
+	unsigned cap = all->max_inflight != 0 ? all->max_inflight : 256;
+
+	*out = *all;
+	if (n == 0)
+		n = 1;
+	out->max_inflight = cap / n > 0 ? cap / n : 1;
+}
+
 int
 sched_conn_init(const struct sched_config *sc, unsigned n, char *err,
 		size_t errlen)
 {
+	struct dns_config dc;
 	unsigned i;
 
 	if (n == 0)
@@ -475,9 +488,11 @@ sched_conn_init(const struct sched_config *sc, unsigned n, char *err,
 			(void)snprintf(cl->loop->name, sizeof(cl->loop->name),
 				       "deliver%u", i % 100u); /* i < 64 */
 			/* Its clients resolve MX hosts' addresses here. */
+			if (sc->dns != NULL)
+				sched_dns_share(sc->dns, n, &dc);
 			if (sc->dns != NULL &&
 			    (cl->env.dns = dns_resolver_new(
-				 cl->loop->base, sc->dns, err, errlen)) == NULL)
+				 cl->loop->base, &dc, err, errlen)) == NULL)
 				return -1;
 		}
 		cl->env.base = cl->loop->base;

@@ -37,6 +37,7 @@
 #include <event2/util.h>
 
 #include "conf/conf.h"
+#include "dns/dns.h"
 #include "queue/queue.h"
 #include "mta/core/htab.h"
 #include "mta/deliver/delivery.h"
@@ -188,6 +189,9 @@ struct sched_cloop {
 	 * (up): batched, one post per loop turn (sched_conn.c); NULL for
 	 * loop 0 itself */
 	struct sched_outbox *down, *up;
+	/* its resolver's counters, copied on its own loop once a second
+	 * (sched_metrics_dns asks) and read on loop 0, under sched.gauge_mu */
+	struct dns_stats dns_snap;
 };
 
 /*
@@ -306,6 +310,13 @@ struct sched {
 };
 
 extern struct sched sched;
+
+/* sched_dns_share — ALL (dns { }) with its max_inflight shared over the N
+ * delivery loops' resolvers (at least 1 each), so the questions in flight
+ * from delivery stay under the configured cap whatever the loop count.
+ * Into OUT (ALL's strings are borrowed, as dns_resolver_new copies). */
+void sched_dns_share(const struct dns_config *all, unsigned n,
+		     struct dns_config *out);
 
 /* scheduler.c ---------------------------------------------------------- */
 

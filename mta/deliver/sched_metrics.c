@@ -18,6 +18,7 @@
 #include <event2/event.h>
 
 #include "dns/dns.h"
+#include "mta/core/loop.h"
 #include "mta/core/util.h"
 #include "mta/deliver/sched_int.h"
 #include "mta/observe/metrics.h"
@@ -288,16 +289,46 @@ done:
 	free(pools);
 }
 
-/* The delivery resolver's questions: read here because the resolver
- * belongs to this loop (dns.h locks nothing). */
+/* A delivery loop's resolver's counters, copied on that loop (dns.h locks
+ * nothing: only the resolver's own thread may read them). */
+static void
+sched_metrics_dns_snap(void *arg)
+{
+	struct sched_cloop *cl = arg;
+	struct dns_stats ds;
+
+	dns_stats_get(cl->env.dns, &ds);
+	pthread_mutex_lock(&sched.gauge_mu);
+	cl->dns_snap = ds;
+	pthread_mutex_unlock(&sched.gauge_mu);
+}
+
+/* Delivery's resolvers (loop 0's and each delivery loop's, whose counters
+ * only their own thread reads: each copies them for the next refresh, so
+ * theirs are a second old). */
 static void
 sched_metrics_dns(struct metrics_text *t)
 {
-	struct dns_stats ds;
+	struct dns_stats ds, o;
+	unsigned i;
 
 	if (sched.dns == NULL)
 		return;
 	dns_stats_get(sched.dns, &ds);
+	for (i = 1; i < sched.ncloops; i++) {
+		struct sched_cloop *cl = &sched.cloops[i];
+
+		if (cl->env.dns == NULL)
+			continue;
+		pthread_mutex_lock(&sched.gauge_mu);
+		o = cl->dns_snap;
+		pthread_mutex_unlock(&sched.gauge_mu);
+		ds.queries += o.queries;
+		ds.inflight += o.inflight;
+		ds.waiting += o.waiting;
+		ds.wait_timeouts += o.wait_timeouts;
+		loop_post(cl->loop, sched_metrics_dns_snap, cl);
+	}
 	metrics_text_printf(
 	    t,
 	    "# HELP outpost_dns_queries_total DNS questions asked by "

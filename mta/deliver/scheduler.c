@@ -682,9 +682,13 @@ sched_init(const struct sched_config *sc, char *err, size_t errlen)
 		 * to the system resolver; every lookup fails (deferred). */
 		log_info("delivery: loopback_only and no dns servers: DNS "
 			 "lookups disabled");
-	} else if ((sched.dns = dns_resolver_new(l->base, sc->dns, err,
-						 errlen)) == NULL) {
-		return -1;
+	} else {
+		struct dns_config dc;
+
+		sched_dns_share(sc->dns, c->delivery.threads, &dc);
+		if ((sched.dns = dns_resolver_new(l->base, &dc, err, errlen)) ==
+		    NULL)
+			return -1;
 	}
 	smtp_client_tls_init(sc->ssl_ctx);
 	if (sched_conn_init(sc, c->delivery.threads, err, errlen) != 0)

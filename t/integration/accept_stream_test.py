@@ -215,9 +215,11 @@ def sizes_signed(canon):
         grew = (hwm - base) / 1024.0
         print("# VmHWM %.1f MiB at start, %.1f MiB after 20 MB messages"
               % (base / 1024.0, hwm / 1024.0))
-        # Held whole, a 20 MB body alone needs a 32 MiB buffer.
-        check(grew < 20, "peak RSS grew %.1f MiB with 20 MB messages"
-              % grew)
+        # Held whole, a 20 MB body alone needs a 32 MiB buffer.  Not
+        # under ASan: its quarantine keeps freed memory resident.
+        if not os.environ.get("OUTPOST_ASAN"):
+            check(grew < 20, "peak RSS grew %.1f MiB with 20 MB messages"
+                  % grew)
 
 
 def test_sizes_byte_for_byte_signed_verified():

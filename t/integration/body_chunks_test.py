@@ -8,8 +8,8 @@ placed on every chunk boundary (a boundary just before a '.', between the
 CR and the LF, between two dots), are relayed by the real outpostd to two
 outpost-sinks, one taking DATA and one CHUNKING (BDAT), and what each
 stored is checked byte for byte: the message as submitted after our one
-Received: field.  A new small message's first attempt sends the body kept
-from acceptance; a retry, and a larger body, read the queue (the
+Received: field.  A new message's first attempt sends the body kept from
+acceptance when it fits in a chunk; a retry, and a larger body, read the queue (the
 metrics say which).  And memory: bodies let go at once to a slow receiver
 grow the daemon's anonymous memory by its connections' chunks, not by
 the bodies.  Loopback only."""
@@ -185,9 +185,10 @@ def bodies(d):
 
 
 def test_first_attempt_from_memory_retry_from_queue():
-    """A new message up to 64 KiB goes out, on its first attempt, from the
-    body kept since acceptance (no queue read); its retry and a larger
-    message read the queue; all three arrive byte for byte."""
+    """A new message up to a chunk (256 KiB) goes out, on its first
+    attempt, from the body kept since acceptance (no queue read); its
+    retry and a larger message read the queue; all three arrive byte for
+    byte."""
     host = "127.0.0.63"
     port = free_port_on([host])
     dns = Dns(mx=[("dest.test", "mx.dest.test", 10)],
@@ -203,11 +204,11 @@ def test_first_attempt_from_memory_retry_from_queue():
         sink.wait_messages(2, timeout=60)
         wait_for(lambda: bodies(d) == (2, 1), 10,
                  "the retry's body from the queue")
-        large = message("large", 64 * 1024 + 4096, 0, "dot")
+        large = message("large", CHUNK + 4096, 0, "dot")
         submit(d.port, large, rcpts=("a@dest.test",))
         sink.wait_messages(3)
         wait_for(lambda: bodies(d) == (2, 2), 10,
-                 "a body over 64 KiB from the queue")
+                 "a body over a chunk from the queue")
         got = by_subject(sink)
         for name, msg in (("small", small), ("again", again),
                           ("large", large)):

@@ -163,8 +163,9 @@ struct conf_ctx {
 
 extern struct conf_ctx *conf_cur; /* the load in progress; conf.c's mutex */
 
-#define CONF_THREADS_MAX 64 /* smtp_threads, worker_threads, delivery.threads  \
-			     */
+#define CONF_THREADS_MAX                                                       \
+	64 /* smtp_threads, worker_threads, delivery.threads                   \
+	    */
 /* conf_threads — a thread count as configured, 0 resolved to one per online
  * CPU (at most CONF_THREADS_MAX); never 0.  conf_core.c. */
 unsigned conf_threads(uint64_t n);

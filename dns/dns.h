@@ -26,6 +26,9 @@ struct event_base;
 struct dns_resolver;
 struct dns_query; /* a pending lookup, for dns_cancel() */
 
+/* Questions in flight per resolver when dns_config.max_inflight is 0. */
+#define DNS_MAX_INFLIGHT_DEFAULT 256
+
 struct dns_config {
 	const char *servers; /* "127.0.0.1:5300,[::1]:5300"; NULL = system */
 	unsigned timeout_ms; /* per try (default 2000) */

@@ -442,7 +442,8 @@ void
 sched_dns_share(const struct dns_config *all, unsigned n,
 		struct dns_config *out)
 {
-	unsigned cap = all->max_inflight != 0 ? all->max_inflight : 256;
+	unsigned cap = all->max_inflight != 0 ? all->max_inflight
+					      : DNS_MAX_INFLIGHT_DEFAULT;
 
 	*out = *all;
 	if (n == 0)

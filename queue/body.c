@@ -10,6 +10,7 @@
  */
 #define _DEFAULT_SOURCE /* madvise(MADV_DONTNEED) */
 #include <sys/mman.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,7 @@ struct queue_body_reader {
 	int failed;       /* 0, or the failure every later call returns */
 	bool ended;       /* the end was checked */
 	struct queue_plain buf;
+	struct queue_plain raw; /* a chunk's sealed octets (queue_body_fetch) */
 };
 
 int
@@ -56,6 +58,7 @@ queue_body_close(struct queue_body_reader *r)
 	if (r == NULL)
 		return;
 	queue_plain_free(&r->buf);
+	queue_plain_free(&r->raw);
 	free(r);
 }
 
@@ -98,26 +101,67 @@ queue_body_end(struct queue_body_reader *r, MDB_txn *txn, char *err,
 }
 
 /*
- * The whole pages of the map that VAL (a chunk, on overflow pages of its
- * own) lies on leave our page tables once it is decrypted: MADV_DONTNEED
- * on a shared file mapping drops only our entries, the pages stay in the
- * page cache.  Without it every body sent would count in the daemon's RSS
- * until the writer's periodic trim (writer_trim): at a few hundred MB/s of
- * bodies, hundreds of MB that are not ours.  The first and last partial
- * pages are left: other records may share them.
+ * The pages of the map under [P, P+LEN) leave our page tables:
+ * MADV_DONTNEED on a shared file mapping drops only our entries, the pages
+ * stay in the page cache and fault back in if anyone reads them again.
+ * Without it every chunk read through the map, or freed by LMDB (which
+ * reads its first page), would count in the daemon's RSS until the
+ * writer's trim (writer_trim): at a few hundred MB/s of bodies, hundreds of
+ * MB that are not ours.  The range is widened to 2 MiB boundaries: one
+ * fault maps a whole fault-around window (64 KiB) or a large folio, past
+ * the record.  Only a range inside Q's map is dropped: a write
+ * transaction's own pages are heap memory, which MADV_DONTNEED would zero.
  */
-static void
-queue_body_unmap(const MDB_val *val)
+#define QUEUE_MAP_UNMAP_ALIGN ((uintptr_t)2 << 20)
+
+void
+queue_map_unmap(const struct queue *q, const void *p, size_t len)
 {
 	long page = sysconf(_SC_PAGESIZE);
-	uintptr_t a = (uintptr_t)val->mv_data, e = a + val->mv_size;
+	uintptr_t a = (uintptr_t)p, e = a + len, lo = (uintptr_t)q->map_addr,
+		  hi = lo + q->map_len;
 
-	if (page <= 0)
+	if (page <= 0 || q->map_addr == NULL || a < lo || e > hi)
 		return;
-	a = (a + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
-	e &= ~((uintptr_t)page - 1);
+	a &= ~((uintptr_t)QUEUE_MAP_UNMAP_ALIGN - 1);
+	e = (e + QUEUE_MAP_UNMAP_ALIGN - 1) &
+	    ~((uintptr_t)QUEUE_MAP_UNMAP_ALIGN - 1);
+	if (a < lo)
+		a = lo;
+	if (e > hi)
+		e = hi;
 	if (e > a)
 		(void)madvise((void *)a, e - a, MADV_DONTNEED);
+}
+
+/*
+ * Read VAL's sealed octets with pread(2) from the data file into R->raw,
+ * and point VAL there, rather than decrypting them through the map: a
+ * chunk read through the map leaves its pages (and, with the page cache's
+ * large folios, their neighbours) in our page tables, counted in the
+ * daemon's RSS until they are unmapped, and each unmapping costs every
+ * core a TLB flush.  The read transaction keeps the pages from being
+ * reused meanwhile, and the file and the map are one page cache.  Where
+ * the map or its file is unknown, or the read fails, VAL is left as it is
+ * and the caller reads the map.
+ */
+static void
+queue_body_fetch(struct queue_body_reader *r, MDB_val *val)
+{
+	const struct queue *q = r->q;
+	uintptr_t a = (uintptr_t)val->mv_data, lo = (uintptr_t)q->map_addr;
+	ssize_t n;
+
+	if (q->map_fd < 0 || q->map_addr == NULL || a < lo ||
+	    a + val->mv_size > lo + q->map_len ||
+	    queue_plain_reserve(&r->raw, val->mv_size) != 0)
+		return;
+	do
+		n = pread(q->map_fd, r->raw.p, val->mv_size, (off_t)(a - lo));
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)val->mv_size)
+		return;
+	val->mv_data = r->raw.p;
 }
 
 /* Chunk R->next, opened into R->buf (*PLEN bytes) and checked against the
@@ -146,14 +190,15 @@ queue_body_chunk(struct queue_body_reader *r, MDB_txn *txn, size_t *plen,
 			       mdb_strerror(rc));
 		return -1;
 	}
+	queue_body_fetch(r, &val);
 	rc = queue_chunk_open(r->q, &key, &val, r->next, &r->buf, plen, err,
 			      errlen);
-	queue_body_unmap(&val);
+	queue_map_unmap(r->q, val.mv_data, val.mv_size); /* if in the map */
 	if (rc != 0)
 		return rc;
 	/* A chunk is never empty nor past the limit, and the chunks before
 	 * the last leave the last something to hold. */
-	if (*plen == 0 || *plen > QUEUE_CHUNK_BYTES ||
+	if (*plen == 0 || *plen > QUEUE_CHUNK_MAX_BYTES ||
 	    *plen > r->size - r->total ||
 	    (r->next + 1 < r->nchunks && *plen == r->size - r->total)) {
 		(void)snprintf(err, errlen,

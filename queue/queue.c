@@ -225,7 +225,7 @@ queue_op_sizes(struct queue_op *op)
 	uint64_t size = op->body_len;
 
 	if (op->kind == QOP_SPOOL_PUT) {
-		if (op->body_len == 0 || op->body_len > QUEUE_CHUNK_BYTES ||
+		if (op->body_len == 0 || op->body_len > QUEUE_CHUNK_MAX_BYTES ||
 		    op->spool_chunk == 0) {
 			(void)snprintf(op->err, sizeof(op->err),
 				       "spooled chunk of %zu bytes",
@@ -235,7 +235,7 @@ queue_op_sizes(struct queue_op *op)
 		return 0;
 	}
 	if (op->spooled > 0) {
-		if (op->body_len == 0 || op->body_len > QUEUE_CHUNK_BYTES) {
+		if (op->body_len == 0 || op->body_len > QUEUE_CHUNK_MAX_BYTES) {
 			(void)snprintf(op->err, sizeof(op->err),
 				       "first chunk of %zu bytes",
 				       op->body_len);
@@ -534,6 +534,7 @@ queue_new(const struct queue_config *cfg)
 		free(q);
 		return NULL;
 	}
+	q->map_fd = -1;
 	q->commit_interval_us = cfg->commit_interval_us;
 	q->prepare_wait_us = cfg->prepare_wait_us;
 	q->lazy_wait_us =

@@ -5,7 +5,7 @@
  *
  * Databases (all keys big-endian, so key order is time order):
  *   "env"    id(8)            -> sealed envelope (sender, recipients, state)
- *   "body"   id(8) chunk(4)   -> sealed body chunk (<= QUEUE_CHUNK_BYTES)
+ *   "body"   id(8) chunk(4)   -> sealed body chunk (<= QUEUE_CHUNK_MAX_BYTES)
  *   "sched"  due_ms(8) id(8)  -> empty: the schedule index (no secrets)
  *   "meta"   name             -> format version, key ids
  *   "state"  kind(1) hash(16) -> sealed state record (queue_state_put)
@@ -40,8 +40,14 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define QUEUE_FORMAT_VERSION  1
-#define QUEUE_CHUNK_BYTES     (256 * 1024)
+#define QUEUE_FORMAT_VERSION 1
+/* Bodies are cut into chunks of QUEUE_CHUNK_BYTES: what a reader, a sender
+ * or a spooling session holds of a body at once.  A record may hold up to
+ * QUEUE_CHUNK_MAX_BYTES: chunk 0 of a spooled body (the header block and the
+ * fields added to it), and every chunk of a queue written before chunks were
+ * cut smaller. */
+#define QUEUE_CHUNK_BYTES     (64 * 1024)
+#define QUEUE_CHUNK_MAX_BYTES (256 * 1024)
 #define QUEUE_KEY_BYTES       32
 #define QUEUE_HASH_HEX_BYTES  33 /* 16-byte keyed hash as hex, plus NUL */
 #define QUEUE_ID_HEX_BYTES    17 /* 16 hex digits, plus NUL */
@@ -177,7 +183,7 @@ enum queue_op_kind {
 	QOP_SEEN_SWEEP,   /* queue_seen_expire/purge: one batch of the sweep */
 	QOP_SPOOL_PUT,    /* chunk spool_chunk (1, 2, ... in order) of env.id,
 			     a message still arriving: body = its octets (1 to
-			     QUEUE_CHUNK_BYTES); the spool record is written
+			     QUEUE_CHUNK_MAX_BYTES); the spool record is written
 			     (env.created_ms, the chunk count) with it */
 	QOP_SPOOL_DEL,    /* give up env.id before its envelope was written:
 			     its spool record and every chunk under it go */
@@ -193,7 +199,7 @@ struct queue_op {
 	size_t body_len;
 	/* QOP_INSERT of a message that was spooled (it has a spool record):
 	 * with spooled > 0, chunks 1..spooled (spooled_bytes octets) are in
-	 * the queue already, body (1 to QUEUE_CHUNK_BYTES octets) becomes
+	 * the queue already, body (1 to QUEUE_CHUNK_MAX_BYTES octets) becomes
 	 * chunk 0 and tail (owned) the chunks after them; the spool record
 	 * must say spooled chunks (else the op fails alone) and goes.  With
 	 * spooled 0 the body is whole in body: the spooled chunks are deleted
@@ -222,6 +228,11 @@ struct queue_op {
 	void *arg;
 	void *sealed; /* records sealed ahead of the write transaction */
 	struct queue_op *next;
+	/* A delete with more chunks than one transaction frees: its chunks
+	 * go QUEUE_DEL_CHUNKS_MAX at a time, in commits of their own (see
+	 * writer.c).  deleting: the envelope is gone and a spool record
+	 * names the rest; again: submit once more after this commit. */
+	bool deleting, again;
 };
 
 struct queue_op *queue_op_new(enum queue_op_kind kind);

@@ -39,6 +39,9 @@ struct queue {
 	unsigned lazy_wait_us;
 	void *map_addr; /* the LMDB map, for the trim (writer_map_find) */
 	size_t map_len;
+	int map_fd; /* the data file LMDB maps (pread of chunks), or -1 */
+	uintptr_t del_lo, del_hi; /* writer: map span of chunks deleted */
+	unsigned del_n;           /* writer: chunks in it */
 	unsigned commit_max_batch;
 	_Atomic uint64_t last_id;
 	/* Messages on their way to queue_submit() (queue_expect): announced
@@ -161,9 +164,21 @@ int spool_insert_apply(struct queue *q, MDB_txn *txn, struct queue_op *op,
  * into q->spool_swept_*.  0, or the LMDB error.  queue_open() only. */
 int spool_sweep(struct queue *q, MDB_txn *txn);
 
-/* queue_body_chunks_del — delete every "body" chunk under ID.  0, or the
- * LMDB error.  Writer thread (or queue_open). */
-int queue_body_chunks_del(struct queue *q, MDB_txn *txn, uint64_t id);
+/* queue_map_unmap — drop our page table entries for [P, P+LEN) if it lies
+ * inside Q's map (see body.c); anything else is left alone.  Any thread. */
+void queue_map_unmap(const struct queue *q, const void *p, size_t len);
+
+/* queue_body_chunks_del — delete the "body" chunks under ID, whatever its
+ * envelope says: all of them (MAX 0), or at most MAX, *MORE set when some
+ * may remain.  0, or the LMDB error. */
+#define QUEUE_DEL_CHUNKS_MAX 64
+int queue_body_chunks_del(struct queue *q, MDB_txn *txn, uint64_t id,
+			  unsigned max, bool *more);
+
+/* spool_mark — write a spool record for ID (its envelope is gone, its
+ * chunks are not all deleted yet: queue_open sweeps them if the process
+ * stops first).  0, or the LMDB error. */
+int spool_mark(struct queue *q, MDB_txn *txn, uint64_t id, int64_t now_ms);
 
 /* headroom.c ---------------------------------------------------------- */
 

@@ -36,6 +36,18 @@ spool_get(struct queue *q, MDB_txn *txn, uint64_t id, uint32_t *n)
 	return 0;
 }
 
+int
+spool_mark(struct queue *q, MDB_txn *txn, uint64_t id, int64_t now_ms)
+{
+	uint8_t k[QUEUE_ENV_KEY_BYTES], v[SPOOL_VAL_BYTES];
+	MDB_val key = { sizeof(k), k }, val = { sizeof(v), v };
+
+	queue_env_key(k, id);
+	record_be64_put(v, (uint64_t)now_ms);
+	record_be32_put(v + 8, 0);
+	return mdb_put(txn, q->db_spool, &key, &val, 0);
+}
+
 static int
 spool_del(struct queue *q, MDB_txn *txn, uint64_t id)
 {
@@ -55,12 +67,20 @@ spool_op_apply(struct queue *q, MDB_txn *txn, struct queue_op *op,
 	uint8_t k[QUEUE_ENV_KEY_BYTES], v[SPOOL_VAL_BYTES];
 	MDB_val key = { sizeof(k), k }, val = { sizeof(v), v };
 	uint32_t n = 0;
+	bool more;
 	int rc;
 
-	if (op->kind == QOP_SPOOL_DEL) {
+	/* A give-up, or the rest of a delete (op->deleting): some chunks per
+	 * commit, so that a full map can still be emptied (LMDB needs pages
+	 * to record the pages it frees); the spool record goes last. */
+	if (op->kind == QOP_SPOOL_DEL || op->deleting) {
 		*what = "mdb_del(body)";
-		if ((rc = queue_body_chunks_del(q, txn, op->env.id)) != 0)
+		if ((rc = queue_body_chunks_del(
+			 q, txn, op->env.id, QUEUE_DEL_CHUNKS_MAX, &more)) != 0)
 			return rc;
+		op->again = more;
+		if (more)
+			return 0;
 		*what = "mdb_del(spool)";
 		return spool_del(q, txn, op->env.id);
 	}
@@ -89,6 +109,7 @@ spool_insert_apply(struct queue *q, MDB_txn *txn, struct queue_op *op,
 {
 	char qid[QUEUE_ID_HEX_BYTES];
 	uint32_t n = 0;
+	bool more;
 	int rc;
 
 	*what = "mdb_get(spool)";
@@ -100,7 +121,8 @@ spool_insert_apply(struct queue *q, MDB_txn *txn, struct queue_op *op,
 		if (rc == MDB_NOTFOUND)
 			return 0;
 		*what = "mdb_del(body)";
-		if ((rc = queue_body_chunks_del(q, txn, op->env.id)) != 0)
+		if ((rc = queue_body_chunks_del(q, txn, op->env.id, 0,
+						&more)) != 0)
 			return rc;
 	} else if (rc == MDB_NOTFOUND || n != op->spooled) {
 		queue_id_format(op->env.id, qid);
@@ -120,6 +142,7 @@ spool_sweep(struct queue *q, MDB_txn *txn)
 	MDB_cursor *cur;
 	MDB_val key, val;
 	MDB_stat before, after;
+	bool more;
 	int rc;
 
 	if ((rc = mdb_stat(txn, q->db_body, &before)) != 0 ||
@@ -130,8 +153,9 @@ spool_sweep(struct queue *q, MDB_txn *txn)
 			rc = MDB_CORRUPTED;
 			break;
 		}
-		if ((rc = queue_body_chunks_del(
-			 q, txn, record_be64_get(key.mv_data))) != 0 ||
+		if ((rc = queue_body_chunks_del(q, txn,
+						record_be64_get(key.mv_data), 0,
+						&more)) != 0 ||
 		    (rc = mdb_cursor_del(cur, 0)) != 0)
 			break;
 		q->spool_swept_msgs++;

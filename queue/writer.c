@@ -64,18 +64,59 @@ writer_body_put(struct queue *q, MDB_txn *txn, const struct queue_op *op)
 	return 0;
 }
 
-/* Delete every chunk under ID, whatever its envelope says. */
+/* The pages LMDB faulted in to free chunks leave our page tables: the
+ * kernel maps a whole fault-around window (64 KiB) for the one header LMDB
+ * reads, so a batch that deletes 20 MB of bodies would map 20 MB.  Done
+ * every WRITER_UNMAP_CHUNKS chunks and after each commit, in one call for
+ * them all, since each call flushes every core's TLB. */
+#define WRITER_UNMAP_CHUNKS 16
+static void
+writer_unmap_deleted(struct queue *q)
+{
+	if (q->del_hi > q->del_lo)
+		queue_map_unmap(q, (const void *)q->del_lo,
+				q->del_hi - q->del_lo);
+	q->del_lo = q->del_hi = 0;
+	q->del_n = 0;
+}
+
+/* The span of the map under the chunks deleted since the last unmap
+ * (writer thread only; see writer_unmap_deleted).  The pages stay valid
+ * for LMDB: an unmapped page faults back in if it is read again. */
+static void
+writer_note_deleted(struct queue *q, const MDB_val *val)
+{
+	uintptr_t a = (uintptr_t)val->mv_data, lo = (uintptr_t)q->map_addr;
+
+	if (q->map_addr == NULL || a < lo || a + val->mv_size > lo + q->map_len)
+		return; /* a page of this transaction's own (heap) */
+	if (q->del_lo == 0 || a < q->del_lo)
+		q->del_lo = a;
+	if (a + val->mv_size > q->del_hi)
+		q->del_hi = a + val->mv_size;
+	if (++q->del_n >= WRITER_UNMAP_CHUNKS)
+		writer_unmap_deleted(q);
+}
+
 int
-queue_body_chunks_del(struct queue *q, MDB_txn *txn, uint64_t id)
+queue_body_chunks_del(struct queue *q, MDB_txn *txn, uint64_t id, unsigned max,
+		      bool *more)
 {
 	uint8_t k[QUEUE_BODY_KEY_BYTES];
 	MDB_cursor *cur;
 	MDB_val key, val;
+	unsigned n = 0;
 	int rc;
 
+	*more = false;
 	if ((rc = mdb_cursor_open(txn, q->db_body, &cur)) != 0)
 		return rc;
 	for (;;) {
+		if (max != 0 && n == max) {
+			*more = true;
+			rc = 0;
+			break;
+		}
 		queue_body_key(k, id, 0);
 		key.mv_data = k;
 		key.mv_size = sizeof(k);
@@ -88,6 +129,11 @@ queue_body_chunks_del(struct queue *q, MDB_txn *txn, uint64_t id)
 		}
 		if (rc != 0 || (rc = mdb_cursor_del(cur, 0)) != 0)
 			break;
+		n++;
+		/* LMDB read the chunk's first page to free it: what that
+		 * fault mapped leaves our page tables after the commit
+		 * (writer_unmap_deleted). */
+		writer_note_deleted(q, &val);
 	}
 	mdb_cursor_close(cur);
 	return rc;
@@ -128,6 +174,7 @@ writer_op_apply(struct queue *q, MDB_txn *txn, struct queue_op *op,
 	uint8_t k[QUEUE_ENV_KEY_BYTES];
 	char qid[QUEUE_ID_HEX_BYTES];
 	MDB_val key = { sizeof(k), k }, val;
+	bool more;
 	int rc;
 
 	if (op->kind == QOP_STATE_PUT || op->kind == QOP_STATE_DEL)
@@ -136,7 +183,7 @@ writer_op_apply(struct queue *q, MDB_txn *txn, struct queue_op *op,
 		return suppress_op_apply(q, txn, op, what);
 	if (op->kind == QOP_SEEN_PUT || op->kind == QOP_SEEN_SWEEP)
 		return seen_op_apply(q, txn, op, what);
-	if (op->kind == QOP_SPOOL_DEL)
+	if (op->kind == QOP_SPOOL_DEL || op->deleting)
 		return spool_op_apply(q, txn, op, what);
 	if (op->kind == QOP_SPOOL_PUT) {
 		if ((rc = spool_op_apply(q, txn, op, what)) != 0)
@@ -173,8 +220,16 @@ writer_op_apply(struct queue *q, MDB_txn *txn, struct queue_op *op,
 		if ((rc = mdb_del(txn, q->db_env, &key, NULL)) != 0)
 			return rc;
 		*what = "mdb_del(body)";
-		if ((rc = queue_body_chunks_del(q, txn, op->env.id)) != 0)
+		if ((rc = queue_body_chunks_del(
+			 q, txn, op->env.id, QUEUE_DEL_CHUNKS_MAX, &more)) != 0)
 			return rc;
+		/* The rest in commits of their own, under a spool record
+		 * that queue_open sweeps should the process stop first. */
+		*what = "mdb_put(spool)";
+		if (more && (rc = spool_mark(q, txn, op->env.id,
+					     op->env.created_ms)) != 0)
+			return rc;
+		op->again = more;
 		*what = "mdb_del(sched)";
 		return writer_sched_set(q, txn, op->env.next_attempt_ms,
 					op->env.id, false, 0);
@@ -256,6 +311,22 @@ fail:
 	return rc;
 }
 
+/* OP goes back at the end of the pending ops, as if just submitted (its
+ * done() is not called yet).  Writer thread. */
+static void
+writer_requeue(struct queue *q, struct queue_op *op)
+{
+	pthread_mutex_lock(&q->mu);
+	if (q->head == NULL)
+		q->lazy_since_us = writer_now_us();
+	if (!op->lazy)
+		q->nurgent++;
+	*q->tailp = op;
+	q->tailp = &op->next;
+	q->npending++;
+	pthread_mutex_unlock(&q->mu);
+}
+
 /*
  * One batch: seal, one write transaction, stats, then every done().  Ops
  * that cannot be sealed or do not apply fail alone; an LMDB error fails
@@ -313,6 +384,19 @@ writer_batch_commit(struct queue *q, struct queue_op *batch)
 	for (op = batch; op != NULL; op = next) {
 		next = op->next;
 		op->next = NULL;
+		if (op->status == 0 && op->again) {
+			/* Committed, with chunks left to delete. */
+			op->again = false;
+			op->deleting = op->kind == QOP_DELETE;
+			writer_requeue(q, op);
+			continue;
+		}
+		if (op->deleting) {
+			/* The envelope went in an earlier commit: the message
+			 * is deleted whatever became of the rest, which the
+			 * next queue_open sweeps if it is still there. */
+			op->status = 0;
+		}
 		op->done(op, op->status, op->arg);
 	}
 }
@@ -374,7 +458,7 @@ queue_expect(struct queue *q, int delta)
  * large queue looks like gigabytes of process memory that the kernel would
  * in fact reclaim at will.  Safe with concurrent readers.
  */
-#define WRITER_TRIM_US (5 * 1000000ull)
+#define WRITER_TRIM_US (100 * 1000ull)
 
 static void
 writer_trim(struct queue *q, uint64_t *last_us)
@@ -420,6 +504,9 @@ writer_map_find(struct queue *q)
 		    at < hi) {
 			q->map_addr = (void *)(uintptr_t)lo;
 			q->map_len = hi - lo;
+			if (mdb_env_get_fd(q->env, &q->map_fd) != 0)
+				q->map_fd = -1;
+			(void)madvise(q->map_addr, q->map_len, MADV_NOHUGEPAGE);
 			break;
 		}
 		bol = strchr(line, '\n') != NULL;
@@ -506,6 +593,7 @@ writer_main(void *arg)
 		q->npending -= n;
 		pthread_mutex_unlock(&q->mu);
 		writer_batch_commit(q, batch);
+		writer_unmap_deleted(q);
 		writer_trim(q, &trimmed);
 		pthread_mutex_lock(&q->mu);
 	}

@@ -38,8 +38,12 @@
 #include "mta/observe/stats.h"
 #include "mta/receive/smtp_server_int.h"
 
-#define SMTP_BODY_INITIAL   8192
-#define SMTP_BODY_FIRST_MAX (1024 * 1024) /* SIZE= reserves at most this */
+#define SMTP_BODY_INITIAL 8192
+/* SIZE= reserves at most what a session holds of a body that streams into
+ * the queue (a header block, SMTP_SPOOL_START_BYTES and one step's feed):
+ * a larger claim would be memory the spool never fills. */
+#define SMTP_BODY_FIRST_MAX                                                    \
+	(SMTP_SPOOL_START_BYTES + SMTP_SPOOL_FEED_BYTES + 16 * 1024)
 
 /* Body memory budget (smtp_mem.h) ------------------------------------ */
 
@@ -704,7 +708,7 @@ smtp_server_data_spool(struct smtp_server_session *s)
 	    (s->scan.bad &
 	     (SMTP_DATA_BAD_SIZE | SMTP_DATA_BAD_NOMEM | SMTP_DATA_BAD_HEADER)))
 		return;
-	while (s->body_len - s->hdr_end >= QUEUE_CHUNK_BYTES &&
+	while (s->body_len - s->hdr_end >= SMTP_SPOOL_START_BYTES &&
 	       !smtp_spool_full(s)) {
 		if (smtp_spool_spill(s, QUEUE_CHUNK_BYTES) != 0) {
 			s->scan.bad |= SMTP_DATA_BAD_NOMEM;

@@ -283,10 +283,14 @@ void smtp_server_data_spooled(struct smtp_server_session *s);
 /* smtp_spool.c ---------------------------------------------------------- */
 
 /* Chunks spilled and not yet committed that stop a session's reading. */
-#define SMTP_SPOOL_INFLIGHT_MAX 2
+#define SMTP_SPOOL_INFLIGHT_MAX 1
+/* A body is held whole up to SMTP_SPOOL_START_BYTES past its header block
+ * (a campaign's HTML fits: one insert, sent from memory the first time);
+ * past it, the session spools QUEUE_CHUNK_BYTES at a time. */
+#define SMTP_SPOOL_START_BYTES (128 * 1024)
 /* A message's body octets scanned per step while it may spool, so that
  * s->body stays under the header block and two chunks. */
-#define SMTP_SPOOL_FEED_BYTES (128 * 1024)
+#define SMTP_SPOOL_FEED_BYTES QUEUE_CHUNK_BYTES
 /* The header block's limit (a message whose header block is longer is
  * refused): what is prepended to it still leaves chunk 0 in one chunk. */
 #define SMTP_HEADER_MAX_BYTES (192 * 1024)

@@ -23,7 +23,8 @@ from outpost_test import (Daemon, Dns, Raw, Sink, check,  # noqa: E402
                           delivery_config, eq, free_port_on, metrics_text,
                           run_tests, wait_for)
 
-CHUNK = 256 * 1024  # QUEUE_CHUNK_BYTES (queue/queue.h)
+CHUNK = 64 * 1024  # QUEUE_CHUNK_BYTES (queue/queue.h)
+KEEP = 256 * 1024  # SCHED_BODY_KEEP_BYTES (mta/deliver/sched_int.h)
 EHLO = "client.test"
 
 
@@ -146,7 +147,7 @@ def test_bodies_on_chunk_boundaries_byte_for_byte():
                     msgs[name] = (message(name, mult * CHUNK + delta,
                                           prefix, shape), False)
                     k += 1
-        msgs["big"] = (message("big", 80 * CHUNK + 7, prefix, "crlf"),
+        msgs["big"] = (message("big", 320 * CHUNK + 7, prefix, "crlf"),
                        False)
         for name, (msg, bdat) in msgs.items():
             if name != "probe":
@@ -204,11 +205,11 @@ def test_first_attempt_from_memory_retry_from_queue():
         sink.wait_messages(2, timeout=60)
         wait_for(lambda: bodies(d) == (2, 1), 10,
                  "the retry's body from the queue")
-        large = message("large", CHUNK + 4096, 0, "dot")
+        large = message("large", KEEP + 4096, 0, "dot")
         submit(d.port, large, rcpts=("a@dest.test",))
         sink.wait_messages(3)
         wait_for(lambda: bodies(d) == (2, 2), 10,
-                 "a body over a chunk from the queue")
+                 "a body over the kept size from the queue")
         got = by_subject(sink)
         for name, msg in (("small", small), ("again", again),
                           ("large", large)):

@@ -54,7 +54,7 @@
  * it again; all kept bodies together stay under SCHED_BODY_KEEP_TOTAL
  * (past it, or for a larger body, delivery reads the queue). */
 #define SCHED_BODY_KEEP_BYTES (256 * 1024)
-#define SCHED_BODY_KEEP_TOTAL (2 * 1024 * 1024)
+#define SCHED_BODY_KEEP_TOTAL (8 * 1024 * 1024)
 
 struct event;
 struct loop;

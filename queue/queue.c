@@ -478,16 +478,16 @@ queue_dbs_open(struct queue *q, char *err, size_t errlen)
 		goto fail;
 	mdb_cursor_close(cur);
 	cur = NULL;
-	/* Bodies that were arriving when the last process stopped: no 250
-	 * was given for them, no envelope names their chunks. */
-	what = "sweeping spooled bodies";
-	if ((rc = spool_sweep(q, txn)) != 0)
-		goto fail;
 	/* Commit (read-only too) so the handles outlive this transaction. */
 	what = "mdb_txn_commit";
 	rc = mdb_txn_commit(txn);
 	txn = NULL;
 	if (rc != 0)
+		goto fail;
+	/* Bodies that were arriving when the last process stopped: no 250
+	 * was given for them, no envelope names their chunks. */
+	what = "sweeping spooled bodies";
+	if ((rc = spool_sweep(q)) != 0)
 		goto fail;
 	return 0;
 fail:

@@ -160,9 +160,11 @@ int spool_op_apply(struct queue *q, MDB_txn *txn, struct queue_op *op,
 int spool_insert_apply(struct queue *q, MDB_txn *txn, struct queue_op *op,
 		       const char **what);
 
-/* spool_sweep — delete every spool record of TXN and its chunks, counted
- * into q->spool_swept_*.  0, or the LMDB error.  queue_open() only. */
-int spool_sweep(struct queue *q, MDB_txn *txn);
+/* spool_sweep — delete every spool record and its chunks, counted into
+ * q->spool_swept_*, in transactions of its own of QUEUE_DEL_CHUNKS_MAX
+ * chunks at most (a full map can be emptied so).  0, or the LMDB error.
+ * queue_open() only, before the writer starts. */
+int spool_sweep(struct queue *q);
 
 /* queue_map_unmap — drop our page table entries for [P, P+LEN) if it lies
  * inside Q's map (see body.c); anything else is left alone.  Any thread. */

@@ -136,37 +136,52 @@ spool_insert_apply(struct queue *q, MDB_txn *txn, struct queue_op *op,
 	return spool_del(q, txn, op->env.id);
 }
 
-int
-spool_sweep(struct queue *q, MDB_txn *txn)
+/* One step of the sweep inside TXN: at most QUEUE_DEL_CHUNKS_MAX chunks of
+ * the first spool record, and the record once they are all gone.  0,
+ * MDB_NOTFOUND when nothing is left, or the LMDB error. */
+static int
+spool_sweep_step(struct queue *q, MDB_txn *txn)
 {
 	MDB_cursor *cur;
 	MDB_val key, val;
 	MDB_stat before, after;
-	bool more;
+	bool more = false;
 	int rc;
 
 	if ((rc = mdb_stat(txn, q->db_body, &before)) != 0 ||
 	    (rc = mdb_cursor_open(txn, q->db_spool, &cur)) != 0)
 		return rc;
-	while ((rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST)) == 0) {
-		if (key.mv_size != QUEUE_ENV_KEY_BYTES) {
+	if ((rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST)) == 0) {
+		if (key.mv_size != QUEUE_ENV_KEY_BYTES)
 			rc = MDB_CORRUPTED;
-			break;
-		}
-		if ((rc = queue_body_chunks_del(q, txn,
-						record_be64_get(key.mv_data), 0,
-						&more)) != 0 ||
-		    (rc = mdb_cursor_del(cur, 0)) != 0)
-			break;
-		q->spool_swept_msgs++;
+		else if ((rc = queue_body_chunks_del(
+			      q, txn, record_be64_get(key.mv_data),
+			      QUEUE_DEL_CHUNKS_MAX, &more)) == 0 &&
+			 !more && (rc = mdb_cursor_del(cur, 0)) == 0)
+			q->spool_swept_msgs++;
 	}
 	mdb_cursor_close(cur);
-	if (rc != MDB_NOTFOUND)
-		return rc;
-	if ((rc = mdb_stat(txn, q->db_body, &after)) != 0)
-		return rc;
-	q->spool_swept_chunks = before.ms_entries - after.ms_entries;
-	return 0;
+	if (rc == 0 && (rc = mdb_stat(txn, q->db_body, &after)) == 0)
+		q->spool_swept_chunks += before.ms_entries - after.ms_entries;
+	return rc;
+}
+
+int
+spool_sweep(struct queue *q)
+{
+	MDB_txn *txn;
+	int rc;
+
+	for (;;) {
+		if ((rc = mdb_txn_begin(q->env, NULL, 0, &txn)) != 0)
+			return rc;
+		if ((rc = spool_sweep_step(q, txn)) != 0) {
+			mdb_txn_abort(txn);
+			return rc == MDB_NOTFOUND ? 0 : rc;
+		}
+		if ((rc = mdb_txn_commit(txn)) != 0)
+			return rc;
+	}
 }
 
 void

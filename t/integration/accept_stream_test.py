@@ -18,6 +18,7 @@ import os
 import sys
 import tempfile
 import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from outpost_test import (Daemon, Raw, Sink, check,  # noqa: E402
@@ -376,6 +377,46 @@ def test_queue_full_mid_body_is_transient():
         r.send(header("small") + b"small\r\n.\r\n")
         eq(r.reply()[0], 250, "the next message queued")
         r.close()
+
+
+def test_kill9_with_the_queue_full_of_a_spooled_body_restarts():
+    """A body that filled the queue's map while it arrived, then kill -9:
+    the restart deletes what was spooled, several hundred chunks, though
+    LMDB needs pages of the full map to record the pages it frees (in one
+    transaction, queue_open failed with MDB_MAP_FULL and the daemon would
+    not start), and the next message is queued."""
+    conf = ('queue { map_size = 32M }\n'
+            'limits { max_message_size = 200M }\n')
+    d = Daemon(config=conf).start()
+    try:
+        q = Queue(d)
+        r = open_session(d.port)
+        eq(r.cmd("DATA")[0], 354, "DATA")
+        r.send(header("full"))
+        piece = body(1000 * 1000, seed=12)
+        r.send(piece)
+        spool_seen(q, "full")
+        log_at = len(d.log())
+        sent = 1
+        # No end of data: the give-up (and its deletion) comes with it.
+        while "MDB_MAP_FULL" not in d.log()[log_at:] and sent < 60:
+            r.send(piece)
+            sent += 1
+            time.sleep(0.05)
+        check("MDB_MAP_FULL" in d.log()[log_at:],
+              "the spool filled the map (%d MB sent)" % sent)
+        d.kill9()
+        r.close()
+        left = q.spooled()
+        check(left and sum(left.values()) > 100,
+              "the kill left a full map of spooled chunks: %r" % left)
+        d.start()
+        eq(q.spooled(), {}, "spool records after the restart")
+        eq(q.orphans(), [], "body chunks without an envelope")
+        eq(send_data(d.port, header("after") + b"after\r\n")[0], 250,
+           "the next message queued")
+    finally:
+        d.stop()
 
 
 def test_thirty_sessions_of_5mb_peak_rss():

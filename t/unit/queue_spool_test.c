@@ -6,7 +6,8 @@
  * wrong count fails alone and changes nothing; a chunk out of order fails;
  * an insert with the body whole replaces what was spooled; QOP_SPOOL_DEL
  * and the sweep at open delete spooled chunks and their records (counted);
- * a restore point taken while chunks are spooled verifies.
+ * a restore point taken while chunks are spooled verifies; deletes of more
+ * chunks than one commit frees end with nothing left.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -253,6 +254,61 @@ test_whole_insert_and_delete(void **state)
 	free(body);
 }
 
+/* Deletes of more chunks than one commit frees (QUEUE_DEL_CHUNKS_MAX): a
+ * delivered message's, a give-up's and the sweep's each end with nothing
+ * left, done() once and successful, and the queue still takes writes. */
+static void
+test_deletes_in_steps(void **state)
+{
+	struct queue *q = qfix_open(64 << 20);
+	uint64_t a = queue_id_next(q), b = queue_id_next(q),
+		 c = queue_id_next(q), msgs, chunks;
+	size_t len = (size_t)150 * CHUNK + 5;
+	uint8_t *body = qfix_body(5, len);
+	struct queue_op *op;
+	uint32_t k;
+
+	(void)state;
+	/* A: queued whole (151 chunks), then deleted. */
+	op = qfix_insert_op(a);
+	assert_non_null(op->body = malloc(len));
+	memcpy(op->body, body, len);
+	op->body_len = len;
+	assert_int_equal(submit_wait(q, op), 0);
+	assert_int_equal(queue_ids_count(q), 1);
+	assert_non_null(op = queue_op_new(QOP_DELETE));
+	op->env.id = a;
+	op->env.next_attempt_ms = 1000;
+	op->lazy = true;
+	assert_int_equal(submit_wait(q, op), 0);
+	assert_int_equal(queue_ids_count(q), 0);
+	/* B: 150 chunks spooled, then given up. */
+	for (k = 1; k <= 150; k++)
+		assert_int_equal(spool_put(q, b, k, body, CHUNK), 0);
+	assert_non_null(op = queue_op_new(QOP_SPOOL_DEL));
+	op->env.id = b;
+	assert_int_equal(submit_wait(q, op), 0);
+	/* C: 150 chunks spooled when the process stops. */
+	for (k = 1; k <= 150; k++)
+		assert_int_equal(spool_put(q, c, k, body, CHUNK), 0);
+	queue_close(q);
+	q = qfix_open(64 << 20);
+	queue_spool_swept(q, &msgs, &chunks);
+	assert_int_equal(msgs, 1);
+	assert_int_equal(chunks, 150);
+	queue_close(q);
+	/* Nothing of A, B or C is left for the next open. */
+	q = qfix_open(64 << 20);
+	queue_spool_swept(q, &msgs, &chunks);
+	assert_int_equal(msgs, 0);
+	assert_int_equal(chunks, 0);
+	assert_int_equal(queue_ids_count(q), 0);
+	assert_int_equal(insert(q, queue_id_next(q), body, 100, 0, 0, NULL, 0),
+			 0);
+	queue_close(q);
+	free(body);
+}
+
 int
 main(void)
 {
@@ -262,6 +318,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_wrong_count_and_order,
 						qfix_setup, qfix_teardown),
 		cmocka_unit_test_setup_teardown(test_whole_insert_and_delete,
+						qfix_setup, qfix_teardown),
+		cmocka_unit_test_setup_teardown(test_deletes_in_steps,
 						qfix_setup, qfix_teardown),
 	};
 

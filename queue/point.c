@@ -186,11 +186,33 @@ point_env_check(struct point_walker *w, MDB_cursor *body, const MDB_val *key,
 	return rc;
 }
 
-/* The chunks of bodies that were still arriving (spool.c), added to
- * *CHUNKS: a point taken then holds them (the queue's next open sweeps
- * them).  0, or the LMDB error. */
+/* The chunks under ID, whatever names them, added to *CHUNKS.  0, or the
+ * LMDB error. */
 static int
-point_spooled(struct point_walker *w, uint64_t *chunks)
+point_chunks_count(MDB_cursor *body, uint64_t id, uint64_t *chunks)
+{
+	uint8_t k[QUEUE_BODY_KEY_BYTES];
+	MDB_val key = { sizeof(k), k }, val;
+	MDB_cursor_op how = MDB_SET_RANGE;
+	int rc;
+
+	queue_body_key(k, id, 0);
+	for (; (rc = mdb_cursor_get(body, &key, &val, how)) == 0;
+	     how = MDB_NEXT) {
+		if (key.mv_size != QUEUE_BODY_KEY_BYTES ||
+		    record_be64_get(key.mv_data) != id)
+			break;
+		(*chunks)++;
+	}
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* The chunks of bodies that were still arriving, or going (spool.c), added
+ * to *CHUNKS: a point taken then holds them (the queue's next open sweeps
+ * them).  They are counted, not read from the record: a delete in steps
+ * leaves fewer than the record says.  0, or the LMDB error. */
+static int
+point_spooled(struct point_walker *w, MDB_cursor *body, uint64_t *chunks)
 {
 	MDB_dbi db;
 	MDB_cursor *cur;
@@ -204,11 +226,13 @@ point_spooled(struct point_walker *w, uint64_t *chunks)
 		return rc;
 	for (; (rc = mdb_cursor_get(cur, &key, &val, how)) == 0;
 	     how = MDB_NEXT) {
-		if (val.mv_size != 12) {
+		if (val.mv_size != 12 || key.mv_size != QUEUE_ENV_KEY_BYTES) {
 			rc = MDB_CORRUPTED;
 			break;
 		}
-		*chunks += record_be32_get((const uint8_t *)val.mv_data + 8);
+		if ((rc = point_chunks_count(body, record_be64_get(key.mv_data),
+					     chunks)) != 0)
+			break;
 	}
 	mdb_cursor_close(cur);
 	return rc == MDB_NOTFOUND ? 0 : rc;
@@ -250,7 +274,7 @@ point_envs_walk(struct point_walker *w, struct queue_point_info *out, char *err,
 			goto done;
 		}
 	}
-	if ((rc = point_spooled(w, &chunks)) != 0) {
+	if ((rc = point_spooled(w, body, &chunks)) != 0) {
 		(void)snprintf(err, errlen, "spool: %s", mdb_strerror(rc));
 		goto done;
 	}

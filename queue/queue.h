@@ -16,7 +16,8 @@
  *            body chunks 1..chunks are written while it still arrives
  *            (QOP_SPOOL_PUT); gone when its envelope is written or it is
  *            given up; those left at queue_open() are deleted with their
- *            chunks (no envelope names them)
+ *            chunks (no envelope names them).  Also (chunks 0) a deleted
+ *            message whose chunks go in steps (QOP_DELETE of many chunks)
  * A sealed record is: version(1) alg(1) key_id(4) salt(24) ciphertext tag(16);
  * its additional data binds it to its database and key, so records cannot be
  * swapped.  AES-256-GCM (with a per-record key derived from the salt) where

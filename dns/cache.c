@@ -874,7 +874,8 @@ dns_cache_complete(struct dns_cache *c, struct dns_entry *e, int status,
 	e->implicit = false;
 	e->result = dns_entry_decide(c, e, status, abuf, alen, &ttl);
 	e->ttl = ttl;
-	e->expires_ms = now_ms + (uint64_t)ttl * 1000;
+	e->expires_ms =
+	    c->pol.keep_none ? now_ms : now_ms + (uint64_t)ttl * 1000;
 	e->state = DNS_ENTRY_READY;
 	if (e->indexed)
 		dns_lru_push(c, e);

@@ -128,6 +128,7 @@ struct dns_entry {
 /* TTL policy (seconds), already defaulted by the resolver. */
 struct dns_cache_policy {
 	uint32_t min_ttl, max_ttl, negative_ttl_max, tempfail_ttl;
+	bool keep_none; /* an answer is stale once its waiters have it */
 };
 
 struct dns_cache {

@@ -34,6 +34,8 @@ struct dns_config {
 	unsigned timeout_ms; /* per try (default 2000) */
 	unsigned tries;      /* default 2 */
 	unsigned cache_max;  /* entries; 0 = default 100000 */
+	bool no_cache;       /* keep no answer: every lookup asks (identical
+				questions at once are still asked once) */
 	uint32_t min_ttl;    /* clamp positive TTLs up to this (s), default 0 */
 	uint32_t max_ttl;    /* and down to this, default 86400 */
 	uint32_t negative_ttl_max; /* cap for NXDOMAIN/NODATA caching, default

@@ -1024,6 +1024,7 @@ dns_resolver_new(struct event_base *base, const struct dns_config *cfg,
 	    (uint64_t)(cfg->timeout_ms != 0 ? cfg->timeout_ms
 					    : DNS_TIMEOUT_MS_DEFAULT) *
 	    (cfg->tries != 0 ? cfg->tries : DNS_TRIES_DEFAULT);
+	pol.keep_none = cfg->no_cache;
 	pol.min_ttl = cfg->min_ttl;
 	pol.max_ttl = cfg->max_ttl != 0 ? cfg->max_ttl : DNS_MAX_TTL_DEFAULT;
 	pol.negative_ttl_max = cfg->negative_ttl_max != 0

@@ -170,6 +170,7 @@ dns_config_from(const struct conf *c, bool loopback_only, struct dns_config *dc)
 	dc->timeout_ms = c->dns.timeout_ms;
 	dc->tries = c->dns.tries;
 	dc->cache_max = c->dns.cache_size;
+	dc->no_cache = c->dns.cache_size == 0; /* "0 = no cache" */
 	dc->min_ttl = c->dns.min_ttl_s;
 	dc->max_ttl = c->dns.max_ttl_s;
 	dc->negative_ttl_max = c->dns.negative_ttl_max_s;

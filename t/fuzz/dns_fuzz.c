@@ -83,7 +83,7 @@ fuzz_check_entry(const struct dns_entry *e, const struct dns_cache_policy *pol)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const struct dns_cache_policy pol = { 0, 86400, 3600, 5 };
+	static const struct dns_cache_policy pol = { 0, 86400, 3600, 5, false };
 	struct dns_answer_info ai;
 	struct dns_cache c;
 	struct dns_entry *e;

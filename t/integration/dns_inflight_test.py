@@ -146,4 +146,33 @@ def test_inflight_capped():
         eq(sink.stats().get("messages"), NDOMAINS, "messages delivered")
 
 
+def test_cache_size_zero_asks_every_time():
+    """dns { cache_size = 0 } is "no cache" (outpost.conf): a second
+    message to a domain, on a connection of its own, asks its MX again,
+    where the default cache answers it.  Before the fix 0 meant "the
+    default 100000" in dns/, and both asked alike."""
+    mx = [("one.cap.test", "mx.cap.test", 10)]
+    again = {}
+    for size in ("0", "100000"):
+        with Dns(mx=mx, a=[("mx.cap.test", "127.0.0.1")]) as dns, \
+                HoldingProxy(dns.port) as proxy, Sink() as sink:
+            conf = delivery_config(port=sink.port, extra=(
+                'dns { servers = "%s" cache_size = %s }\n'
+                'destination "*" { max_messages_per_connection = 1 }\n'
+                % (proxy.servers, size)))
+            with Daemon(conf) as d:
+                pipeline(d, ["a@one.cap.test"])
+                sink.wait_messages(1)
+                first = proxy.asked
+                check(first >= 1, "cache_size %s: the first message asked"
+                      % size)
+                pipeline(d, ["b@one.cap.test"])
+                sink.wait_messages(2)
+                again[size] = proxy.asked - first
+    # With the cache, only what no cache keeps is asked again (a NODATA
+    # without an SOA, RFC 2308 5).
+    check(again["0"] > again["100000"],
+          "questions asked again for the second message: %r" % again)
+
+
 run_tests(globals())

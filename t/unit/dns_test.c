@@ -1037,6 +1037,33 @@ test_cache_positive_ttl(void **state)
 	fx_fini(&fx);
 }
 
+/* no_cache (dns { cache_size = 0 }): every lookup asks, even within the
+ * record's TTL, and the TTL handed out is 0, so that nothing downstream
+ * keeps the answer either. */
+static void
+test_cache_none(void **state)
+{
+	struct dns_config cfg = cfg_fake();
+	struct dns_stats st;
+	struct fx fx;
+	struct got g;
+
+	(void)state;
+	cfg.no_cache = true;
+	fx_init(&fx, &cfg);
+	get_mx(&fx, "ttl.fake.test", &g);
+	assert_int_equal(g.result, DNS_OK);
+	assert_int_equal(g.ttl, 0);
+	fx.now_ms += 1000;
+	get_mx(&fx, "ttl.fake.test", &g);
+	assert_int_equal(g.result, DNS_OK);
+	assert_int_equal(g.ttl, 0);
+	st = fx_stats(&fx);
+	assert_int_equal(st.queries, 2);
+	assert_int_equal(st.cache_hits, 0);
+	fx_fini(&fx);
+}
+
 static void
 test_cache_negative_ttl(void **state)
 {
@@ -1695,6 +1722,7 @@ main(int argc, char *argv[])
 		cmocka_unit_test(test_fake_txt),
 		cmocka_unit_test(test_fake_mx_shuffle),
 		cmocka_unit_test(test_cache_positive_ttl),
+		cmocka_unit_test(test_cache_none),
 		cmocka_unit_test(test_cache_negative_ttl),
 		cmocka_unit_test(test_cache_tempfail),
 		cmocka_unit_test(test_cache_clamp),

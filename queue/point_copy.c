@@ -40,8 +40,9 @@
  * too.  The headroom (headroom.c), topped up here between windows, turns
  * those writes into overwrites.  An idle queue gets the copy at full
  * speed. */
-#define COPY_PACE        6
-#define COPY_REST_MAX_US 1000000
+#define COPY_PACE          6
+#define COPY_REST_MAX_US   1000000
+#define COPY_REST_SLICE_US 20000
 
 /* After a window that took since *T0_US: rest if the queue committed
  * meanwhile (its writer is busy: acceptance or delivery). */
@@ -58,10 +59,18 @@ copy_pace(struct queue *q, uint64_t *commits, uint64_t *t0_us)
 		rest = (now - *t0_us) * COPY_PACE;
 		if (rest > COPY_REST_MAX_US)
 			rest = COPY_REST_MAX_US;
-		ts.tv_sec = (time_t)(rest / 1000000);
-		ts.tv_nsec = (long)(rest % 1000000) * 1000;
-		while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-			;
+		/* In slices, so that a stop does not wait out the rest. */
+		while (rest > 0 && !atomic_load(&q->points_cancel)) {
+			uint64_t slice = rest < COPY_REST_SLICE_US
+					     ? rest
+					     : COPY_REST_SLICE_US;
+
+			ts.tv_sec = (time_t)(slice / 1000000);
+			ts.tv_nsec = (long)(slice % 1000000) * 1000;
+			while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+				;
+			rest -= slice;
+		}
 	}
 	*commits = st.commits;
 	*t0_us = queue_clock_us(CLOCK_MONOTONIC);
@@ -111,7 +120,9 @@ copy_writeback(int fd, uint64_t from, uint64_t to, uint64_t prev)
 /*
  * Read the pipe RD to its end into FD, hashing and writing back.  A write
  * error keeps reading (LMDB's thread must not block on a full pipe) and
- * is returned at the end.  0, or -1 with err set.
+ * is returned at the end; a stop (q->points_cancel) ends the reading at
+ * once, and the caller's closing the pipe ends LMDB's copy.  0, or -1 with
+ * err set.
  */
 static int
 copy_pump(struct queue *q, int rd, int fd, uint64_t *size, char sum[80],
@@ -132,6 +143,11 @@ copy_pump(struct queue *q, int rd, int fd, uint64_t *size, char sum[80],
 	*size = 0;
 	crypto_generichash_init(&st, NULL, 0, sizeof(h));
 	while ((n = read(rd, buf, COPY_BUF_BYTES)) != 0) {
+		if (atomic_load(&q->points_cancel)) {
+			/* The caller closes the pipe: LMDB's copy fails. */
+			saved = ECANCELED;
+			break;
+		}
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
@@ -155,6 +171,10 @@ copy_pump(struct queue *q, int rd, int fd, uint64_t *size, char sum[80],
 		}
 	}
 	free(buf);
+	if (saved == ECANCELED) {
+		(void)snprintf(err, errlen, "given up: the daemon stops");
+		return -1;
+	}
 	if (saved != 0) {
 		(void)snprintf(err, errlen, "writing: %s", strerror(saved));
 		return -1;
@@ -188,6 +208,8 @@ point_copy_stream(struct queue *q, int fd, uint64_t *size, char sum[80],
 	rc = copy_pump(q, p[0], fd, size, sum, err, errlen);
 	close(p[0]); /* a pump that stopped early: LMDB's writes fail now */
 	pthread_join(th, NULL);
+	if (rc != 0)
+		return rc; /* the pump's reason, not LMDB's broken pipe */
 	if (f.rc != 0) {
 		(void)snprintf(err, errlen, "copy: %s", mdb_strerror(f.rc));
 		return -1;

@@ -643,6 +643,9 @@ queue_point_thread_stop(struct queue_point_thread *t)
 {
 	if (t == NULL)
 		return;
+	/* A point in progress gives up at its next read: at millions of
+	 * messages its copy takes minutes, and a stop must not. */
+	atomic_store(&t->q->points_cancel, true);
 	pthread_mutex_lock(&t->mu);
 	t->stopping = true;
 	pthread_cond_signal(&t->cv);

@@ -829,9 +829,10 @@ int queue_point_thread_request(struct queue_point_thread *t,
 /* queue_point_thread_stats — a snapshot.  Any thread. */
 void queue_point_thread_stats(struct queue_point_thread *t,
 			      struct queue_point_stats *st);
-/* queue_point_thread_stop — let a point in progress finish, answer the
- * requests left with an error, kill a command still running, join.  NULL
- * is allowed.  Main thread, before queue_close(). */
+/* queue_point_thread_stop — give up a point in progress (its copy stops at
+ * its next read, nothing of it is kept), answer the requests left with an
+ * error, kill a command still running, join.  NULL is allowed.  Main
+ * thread, before queue_close(); no point can be taken of Q after it. */
 void queue_point_thread_stop(struct queue_point_thread *t);
 
 #endif

@@ -44,6 +44,9 @@ struct queue {
 	unsigned del_n;           /* writer: chunks in it */
 	unsigned commit_max_batch;
 	_Atomic uint64_t last_id;
+	/* The daemon stops: a point's copy in progress gives up
+	 * (queue_point_thread_stop sets it; point_copy.c reads it). */
+	_Atomic bool points_cancel;
 	/* Messages on their way to queue_submit() (queue_expect): announced
 	 * ever, and arrived or given up ever. */
 	_Atomic uint64_t expect_total, expect_done;

@@ -11,6 +11,7 @@
  */
 #include <sys/stat.h>
 #include <dirent.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -517,6 +518,116 @@ test_thread(void **state)
 	assert_non_null(strstr(h.log, " messages, "));
 }
 
+/* Commits, one tiny message every 2 ms, while STOP is 0: they make a
+ * point's copy pace itself (point_copy.c), as a busy daemon's would. */
+struct committer {
+	struct queue *q;
+	_Atomic int stop;
+};
+
+static void *
+committer_main(void *arg)
+{
+	struct committer *c = arg;
+	struct queue_op *op;
+
+	while (!atomic_load(&c->stop)) {
+		op = qfix_insert_op(queue_id_next(c->q));
+		assert_non_null(op->body = malloc(100));
+		memset(op->body, 'c', 100);
+		op->body_len = 100;
+		queue_submit(c->q, op, qfix_done, NULL);
+		nanosleep(&(struct timespec){ 0, 2000000 }, NULL);
+	}
+	return NULL;
+}
+
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The time a point of Q takes under commits, in ms (calibration). */
+static uint64_t
+point_full_ms(struct queue *q)
+{
+	struct queue_point_info pi;
+	char err[256] = "";
+	uint64_t t0 = now_ms();
+
+	if (queue_point_take(q, rdir, &pi, err, sizeof(err)) != 0)
+		fail_msg("queue_point_take: %s", err);
+	return now_ms() - t0;
+}
+
+/* A stop gives up a point in progress: it returns in a fraction of the
+ * point's time (it used to wait for the whole copy: minutes at millions of
+ * messages), the request is answered with a failure, and no point file of
+ * it is left. */
+static void
+test_stop_gives_up_a_point(void **state)
+{
+	static struct heard h;
+	struct queue_point_settings s = { 0 };
+	struct queue_point_thread *t;
+	struct committer c = { 0 };
+	struct queue_op *op;
+	pthread_t th;
+	char err[256];
+	uint64_t full, t0, took;
+	struct dirent *de;
+	unsigned n, files = 0;
+	DIR *d;
+
+	(void)state;
+	pthread_mutex_init(&h.mu, NULL);
+	pthread_cond_init(&h.cv, NULL);
+	c.q = qfix_open((uint64_t)1 << 30);
+	for (n = 0; n < 160; n++) {
+		op = qfix_insert_op(queue_id_next(c.q));
+		assert_non_null(op->body = malloc(1 << 20));
+		memset(op->body, 'a' + n % 26, 1 << 20);
+		op->body_len = 1 << 20;
+		queue_submit(c.q, op, qfix_done, NULL);
+	}
+	queue_close(c.q); /* all committed */
+	c.q = qfix_open((uint64_t)1 << 30);
+	assert_int_equal(pthread_create(&th, NULL, committer_main, &c), 0);
+	full = point_full_ms(c.q);
+	s.dir = rdir;
+	s.keep = (struct queue_point_keep){ 0, 0, 0, 0 };
+	assert_int_equal(queue_point_thread_start(&t, c.q, &s, heard_log, &h,
+						  err, sizeof(err)),
+			 0);
+	assert_int_equal(queue_point_thread_request(t, heard_done, &h), 0);
+	nanosleep(&(struct timespec){ 0, 100000000 }, NULL);
+	t0 = now_ms();
+	queue_point_thread_stop(t);
+	took = now_ms() - t0;
+	atomic_store(&c.stop, 1);
+	pthread_join(th, NULL);
+	print_message("# a point takes %" PRIu64 " ms under commits, the stop "
+		      "%" PRIu64 " ms\n",
+		      full, took);
+	if (took * 2 > full)
+		fail_msg("the stop took %" PRIu64 " ms, a point %" PRIu64 " ms",
+			 took, full);
+	assert_int_equal(h.answers, 1);
+	assert_int_not_equal(h.status, 0);
+	/* Only the calibration point is left. */
+	assert_non_null(d = opendir(rdir));
+	while ((de = readdir(d)) != NULL)
+		files += strncmp(de->d_name, "point-", 6) == 0 &&
+			 strstr(de->d_name, ".mdb") != NULL;
+	closedir(d);
+	assert_int_equal(files, 1);
+	queue_close(c.q);
+}
+
 static void
 test_names(void **state)
 {
@@ -606,6 +717,8 @@ main(void)
 						dir_make, qfix_teardown),
 		cmocka_unit_test_setup_teardown(test_list_skips, dir_make,
 						qfix_teardown),
+		cmocka_unit_test_setup_teardown(test_stop_gives_up_a_point,
+						dir_make, qfix_teardown),
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_keep_plan),
 		cmocka_unit_test_setup_teardown(test_thread, dir_make,

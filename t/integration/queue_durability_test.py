@@ -14,8 +14,8 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from outpost_test import (Daemon, LOAD, SLOW, TestFailure,  # noqa: E402
-                          check, eq, run_tests)
+from outpost_test import (Daemon, LOAD, SLOW, Sink,  # noqa: E402
+                          TestFailure, check, eq, free_port, run_tests)
 
 
 def test_encryption_grep():
@@ -141,6 +141,46 @@ def test_group_commit_and_restart():
         check(largest > 1, "largest batch %d" % largest)
         d.start()
         eq(len(d.queue_ids()), n, "all still queued after restart")
+
+
+def test_deliveries_start_while_a_large_queue_loads():
+    """60,000 queued messages, all due at a restart: the first delivery
+    comes while the schedule index still loads (in steps), not after it.
+    The steps used to activate one another at once, which libevent runs
+    without polling in between: no DNS answer, connection or timer until
+    the whole queue was loaded (11.8 s at 10M messages)."""
+    n = 60000
+    port = free_port()
+    conf = ('route "sink.test" { host = "127.0.0.1:%d" }\n'
+            'delivery {\n  retry_intervals = { "2s" }\n'
+            '  retry_jitter = 0\n}\n' % port)
+    d = Daemon(config=conf, args=["-v"]).start()
+    try:
+        # The sink's default rules defer "defer..." recipients (4xx): what
+        # is tried before the stop is due again 2 s later.
+        with Sink(port=port):
+            rc, rep = d.load("--sessions", 50, "--count", n, "--size",
+                             512, "--pipelining", "--to",
+                             "defer%u@sink.test")
+            eq(rep["accepted"], n, "accepted")
+            d.stop()
+        time.sleep(2.5)
+        with Sink(port=port, args=["--no-default-rules"]) as sink:
+            before = len(d.log())
+            d.start()
+            sink.wait_messages(1)
+            wait_for_line = time.time() + 60 * SLOW
+            while "queued message(s) loaded" not in d.log()[before:]:
+                check(time.time() < wait_for_line, "the load ends")
+                time.sleep(0.05)
+            log = d.log()[before:]
+            loaded = log.index("queued message(s) loaded")
+            check(": delivered" in log[:loaded],
+                  "a delivery before the load ended:\n%s"
+                  % "\n".join(l for l in log[:loaded].splitlines()
+                              if "scheduler" in l or "delivered" in l))
+    finally:
+        d.stop()
 
 
 run_tests(globals())

@@ -311,12 +311,10 @@ fail:
 	return rc;
 }
 
-/* OP goes back at the end of the pending ops, as if just submitted (its
- * done() is not called yet).  Writer thread. */
+/* OP at the end of the pending ops.  Called with q->mu held. */
 static void
-writer_requeue(struct queue *q, struct queue_op *op)
+writer_append(struct queue *q, struct queue_op *op)
 {
-	pthread_mutex_lock(&q->mu);
 	if (q->head == NULL)
 		q->lazy_since_us = writer_now_us();
 	if (!op->lazy)
@@ -324,6 +322,15 @@ writer_requeue(struct queue *q, struct queue_op *op)
 	*q->tailp = op;
 	q->tailp = &op->next;
 	q->npending++;
+}
+
+/* OP goes back at the end of the pending ops, as if just submitted (its
+ * done() is not called yet).  Writer thread. */
+static void
+writer_requeue(struct queue *q, struct queue_op *op)
+{
+	pthread_mutex_lock(&q->mu);
+	writer_append(q, op);
 	pthread_mutex_unlock(&q->mu);
 }
 
@@ -621,13 +628,7 @@ queue_submit(struct queue *q, struct queue_op *op, queue_done_fn *done,
 		       (q->lingering &&
 			atomic_load(&q->expect_done) >= q->linger_target) ||
 		       (q->lazy_waiting && !op->lazy);
-		if (q->head == NULL)
-			q->lazy_since_us = writer_now_us();
-		if (!op->lazy)
-			q->nurgent++;
-		*q->tailp = op;
-		q->tailp = &op->next;
-		q->npending++;
+		writer_append(q, op);
 		if (wake)
 			pthread_cond_signal(&q->cv);
 	}

@@ -159,20 +159,37 @@ conn_ready_on_sched(void *arg)
 }
 
 static void
-conn_done_on_sched(void *arg)
-{
-	struct sched_job *job = arg;
-
-	sched_path_on_done(job->conn, job);
-}
-
-static void
 conn_free_on_home(void *arg)
 {
 	struct sched_conn *cn = arg;
 
 	free(cn->text);
 	free(cn);
+}
+
+/* CN is closed and every job it was given came back: free it on its home
+ * loop, after what was posted there before (a quit, a park): FIFO, so
+ * nothing is left to touch it. */
+static void
+conn_release(struct sched_conn *cn)
+{
+	if (!cn->closed || cn->out > 0)
+		return;
+	if (conn_is_remote(cn))
+		conn_outbox_put(cn->home->down, conn_free_on_home, cn);
+	else
+		conn_free_on_home(cn);
+}
+
+static void
+conn_done_on_sched(void *arg)
+{
+	struct sched_job *job = arg;
+	struct sched_conn *cn = job->conn;
+
+	cn->out--;
+	sched_path_on_done(cn, job);
+	conn_release(cn);
 }
 
 static void
@@ -182,13 +199,10 @@ conn_closed_on_sched(void *arg)
 
 	cn->home->nconn--;
 	sched_path_on_closed(cn);
-	/* Freed on its home loop after what was posted there before (a
-	 * quit, a job that will come back unsent): FIFO, so nothing is
-	 * left to touch it. */
-	if (conn_is_remote(cn))
-		conn_outbox_put(cn->home->down, conn_free_on_home, cn);
-	else
-		conn_free_on_home(cn);
+	/* A job sent as it closed comes back (unsent) after this report:
+	 * CN lives until then. */
+	cn->closed = true;
+	conn_release(cn);
 }
 
 /* Home side: the client's callbacks (struct smtp_client_cb) -------------- */
@@ -215,7 +229,7 @@ conn_client_done(struct smtp_client *c, struct smtp_client_job *cj, void *arg)
 	if (conn_is_remote(job->conn))
 		conn_outbox_put(job->conn->home->up, conn_done_on_sched, job);
 	else
-		sched_path_on_done(job->conn, job);
+		conn_done_on_sched(job);
 }
 
 static void
@@ -358,6 +372,7 @@ void
 sched_conn_send(struct sched_conn *cn, struct sched_job *job)
 {
 	cn->msgs++;
+	cn->out++;
 	job->conn = cn;
 	job->unsent = false;
 	conn_do(cn, conn_send_on_home, job);

@@ -207,7 +207,9 @@ struct sched_conn {
 	struct smtp_client *c;       /* home loop; NULL once closed */
 	struct smtp_client_target t; /* home loop: what it opens */
 	unsigned msgs;               /* scheduler: jobs given to it */
+	unsigned out;                /* scheduler: of those, not back yet */
 	bool quitting;               /* scheduler: told to go */
+	bool closed;                 /* scheduler: its closed report came */
 	/* how it closed (home loop, before it tells the scheduler) */
 	bool failed;
 	enum outcome_stage stage;

@@ -278,9 +278,17 @@ def relay_through_installed(tmp):
                              stdout=errf, stderr=subprocess.STDOUT)
         try:
             wait_port(*SUBMISSION, timeout=30, proc=d)
-            with open("/proc/%d/status" % d.pid) as f:
-                uid = re.search(r"^Uid:\s+(\d+)", f.read(), re.M).group(1)
-            eq(int(uid), pwd.getpwnam("outpost").pw_uid, "daemon's uid")
+            # The listener is bound before the privileges are dropped:
+            # the port may answer a moment before the uid changes.
+            want, deadline = pwd.getpwnam("outpost").pw_uid, time.time() + 10
+            while True:
+                with open("/proc/%d/status" % d.pid) as f:
+                    uid = int(re.search(r"^Uid:\s+(\d+)", f.read(),
+                                        re.M).group(1))
+                if uid == want or time.time() > deadline:
+                    break
+                time.sleep(0.05)
+            eq(uid, want, "daemon's uid")
             with smtplib.SMTP(*SUBMISSION, timeout=30) as s:
                 s.ehlo("client.pkg.test")
                 s.starttls(context=insecure_tls())  # the generated cert

@@ -192,6 +192,50 @@ class Daemon:
 
     # -- process --
     def start(self, wait=True):
+        """Start the daemon; with WAIT, until every listener answers.  A
+        port picked at random can be taken by a parallel test between the
+        pick and the daemon's bind: then the ports are picked again and
+        the daemon started again (any other failure to start is the
+        test's, reported with the daemon's log)."""
+        for attempt in range(4):
+            start_at = os.path.getsize(self.log_path) \
+                if os.path.exists(self.log_path) else 0
+            self._spawn()
+            if not wait:
+                return self
+            try:
+                for port in self.ports.values():
+                    wait_port("127.0.0.1", port, 20 * SLOW, self.proc)
+                return self
+            except TestFailure as e:
+                if self.proc.poll() is None:
+                    raise
+                self.proc = None
+                self.logf.close()
+                text = self.log()[start_at:]
+                if "Address already in use" not in text or attempt == 3:
+                    raise TestFailure("%s; log:\n%s" % (e, text[-3000:]))
+                self._move_ports()
+        return self
+
+    def _move_ports(self):
+        """New ports for the listeners and the metrics endpoint, written
+        into the config in place of the old ones."""
+        with open(self.conf_path) as f:
+            text = f.read()
+        for name, old in list(self.ports.items()):
+            new = free_port()
+            text = text.replace('"127.0.0.1:%d"' % old, '"127.0.0.1:%d"' % new)
+            self.ports[name] = new
+        new = free_port()
+        text = text.replace('"127.0.0.1:%d"' % self.metrics_port,
+                            '"127.0.0.1:%d"' % new)
+        self.metrics_port = new
+        self.port = self.ports[next(iter(self.ports))]
+        with open(self.conf_path, "w") as f:
+            f.write(text)
+
+    def _spawn(self):
         self.logf = open(self.log_path, "ab")
         env = dict(os.environ)
         # Network safety: the daemon refuses every non-loopback address
@@ -204,10 +248,6 @@ class Daemon:
             self.wrapper + [OUTPOSTD, "-c", self.conf_path] + self.args,
             stdout=self.logf, stderr=subprocess.STDOUT, cwd=self.tmp,
             env=env)
-        if wait:
-            for port in self.ports.values():
-                wait_port("127.0.0.1", port, 20 * SLOW, self.proc)
-        return self
 
     def stop(self, sig=signal.SIGTERM, timeout=30):
         """Stop the daemon; with SIGTERM, require a clean exit."""

@@ -178,4 +178,20 @@ def test_mail_parameters():
         eq(r.cmd("NOOP")[0], 250, "session goes on")
 
 
+def test_harness_moves_off_a_port_taken_before_the_bind():
+    """The harness picks ports at random; a parallel test can take one
+    between the pick and the daemon's bind (outpostd then exits 1 with
+    "Address already in use").  start() must pick again, not fail."""
+    import socket
+    d = Daemon()
+    taken = d.port
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", taken))  # bound, not listening: refuses
+        with d:
+            check(d.port != taken, "the daemon kept the taken port")
+            eq(d.smtp().ehlo("client.test")[0], 250, "EHLO on the new port")
+            check("Address already in use" in d.log(),
+                  "the first start did not meet the taken port")
+
+
 run_tests(globals())

@@ -143,6 +143,39 @@ fail:
 	return -1;
 }
 
+/*
+ * Whether CL's address is free, asked with a socket that does not set
+ * SO_REUSEPORT.  The loops' sockets set it, each loop accepting on its own;
+ * but then a process of the same user that bound the port with it too
+ * (a second outpostd, anything run as root at start-up) would silently
+ * share our connections, and theirs ours.  A plain bind fails on such a
+ * port, so it is refused here, with the reason.  0, or -1 with err.
+ */
+static int
+listen_probe(const struct conf_listener *cl, char *err, size_t errlen)
+{
+	int fd, one = 1, rc = -1;
+
+	fd = socket(cl->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0 &&
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0 &&
+	    (cl->addr.ss_family != AF_INET6 ||
+	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) ==
+		 0) &&
+	    bind(fd, (const struct sockaddr *)&cl->addr, cl->addrlen) == 0)
+		rc = 0;
+	if (rc != 0) {
+		int e = errno;
+
+		snprintf(
+		    err, errlen, "listener %s: %s%s", cl->name, strerror(e),
+		    e == EADDRINUSE ? " (another process listens there)" : "");
+	}
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
 /* A new entry of loop L for LI on socket FD (which it owns from now on,
  * also on failure).  NULL, with err set, when it cannot be made. */
 static struct listen_entry *
@@ -206,6 +239,8 @@ listen_open(struct loop *loops, unsigned nloops, struct confgen *gen, char *err,
 		return -1;
 	}
 	for (i = 0; i < gen->conf->nlisteners; i++) {
+		if (listen_probe(gen->listeners[i].conf, err, errlen) != 0)
+			return -1;
 		for (j = 0; j < nloops; j++) {
 			if ((fd = listen_socket(gen->listeners[i].conf, err,
 						errlen)) < 0 ||
@@ -297,6 +332,10 @@ listen_plan_make(const struct confgen *old, struct confgen *gen,
 				 "bound at start-up (outpostd no longer runs "
 				 "as root): restart to add it",
 				 cl->name);
+			listen_plan_free(p);
+			return -1;
+		}
+		if (listen_probe(cl, err, errlen) != 0) {
 			listen_plan_free(p);
 			return -1;
 		}

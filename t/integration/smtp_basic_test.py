@@ -194,4 +194,37 @@ def test_harness_moves_off_a_port_taken_before_the_bind():
                   "the first start did not meet the taken port")
 
 
+def test_port_held_by_another_process_is_refused():
+    """The loops' listening sockets set SO_REUSEPORT; a process of the same
+    user that holds the port with SO_REUSEPORT too (a second outpostd,
+    anything run as root) must not share our connections: outpostd refuses
+    to start and says why, and the holder keeps every connection."""
+    import socket
+    d = Daemon()
+    with socket.socket() as s:
+        s.settimeout(5)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        s.bind(("127.0.0.1", d.port))
+        s.listen(64)
+        d.start(wait=False)
+        try:
+            rc = d.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            rc = None
+        if rc is None:
+            d.stop()
+        else:
+            d.proc = None
+            d.logf.close()
+        check(rc not in (None, 0), "outpostd started on a held port")
+        check("another process listens there" in d.log(),
+              "the reason is not in the log: %r" % d.log()[-500:])
+        # Nothing of ours answers there: every connection is the holder's.
+        for _ in range(8):
+            c = socket.create_connection(("127.0.0.1", d.port), timeout=2)
+            a, _ = s.accept()
+            a.close()
+            c.close()
+
+
 run_tests(globals())

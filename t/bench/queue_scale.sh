@@ -377,6 +377,7 @@ EOF
 		note "no message reached the sink within 120 s of the restart"
 	fi
 	cp "$work/sink.json" "$work/sink-first.json"
+	"$PY" "$PROCSTAT" threads "$OPD_PID" >"$work/threads-first.json" 2>/dev/null || :
 	read -r -a m <<<"$(mem "$OPD_PID")"
 	put restart_rss_kib "${m[0]}"
 	if [ "$DRAIN" = 1 ]; then
@@ -385,6 +386,7 @@ EOF
 			note "drain: $got of $N messages at the sink when the wait gave up (BENCH_MAX_TIME $MAX_TIME s, or 60 s without progress)"
 		fi
 		cp "$work/sink.json" "$work/sink-drain.json"
+		"$PY" "$PROCSTAT" threads "$OPD_PID" >"$work/threads-drained.json" 2>/dev/null || :
 	fi
 	put restart_hwm_kib "$(hwm_kib "$OPD_PID")"
 	stop_outpostd
@@ -494,6 +496,17 @@ if fig.get("restart_exec_time"):
         rs["drain_delivered"] = drained.get("messages")
         rs["drain_s"] = round(lt - fig["restart_exec_time"], 2) if lt and drained.get("messages", 0) >= n else None
         rs["drain_msg_per_s"] = round(n / rs["drain_s"], 1) if rs["drain_s"] else None
+        # CPU per message by thread, from the first message at the sink to
+        # the last: the delivery half at work, nothing accepted meanwhile.
+        t0, t1 = j("threads-first.json"), j("threads-drained.json")
+        m = (drained.get("messages") or 0) - (first.get("messages") or 0)
+        if t0 is not None and t1 and m > 0:
+            per = {k: round((v - t0.get(k, 0)) * 1000 / m, 4)
+                   for k, v in sorted(t1.items())}
+            rs["drain_cpu_ms_per_msg_by_thread"] = per
+            rs["drain_cpu_ms_per_msg"] = round(sum(per.values()), 4)
+            rs["drain_delivery_cpu_ms_per_msg"] = round(sum(
+                v for k, v in per.items() if k.startswith("deliver")), 4)
 q = res["queued"]
 if q and (q["deferred_once_before_measure"] or 0) < q["recipients"] and q["after_injection_s"]:
     res["notes"].insert(0, (
@@ -540,7 +553,12 @@ lines = ["## Queue scale: %s messages × %d recipient(s) queued, receiver down (
 if drain:
     lines += ["| restart: exec → all %s delivered (s) | %s | |" % ("{:,}".format(n), c(r.get("drain_s"), "{:.1f}")),
               "| drain rate (msg/s) | %s | |" % c(r.get("drain_msg_per_s"), "{:,.0f}"),
-              "| VmHWM by the end of the drain (MiB) | %s | |" % c(r.get("hwm_mib"), "{:.1f}")]
+              "| VmHWM by the end of the drain (MiB) | %s | |" % c(r.get("hwm_mib"), "{:.1f}"),
+              "| drain: outpostd CPU ms per message | %s | |" % c(r.get("drain_cpu_ms_per_msg"), "{:.4f}"),
+              "| drain: delivery loops' CPU ms per message (deliver*) | %s | |" % c(r.get("drain_delivery_cpu_ms_per_msg"), "{:.4f}")]
+    for k, v in sorted((r.get("drain_cpu_ms_per_msg_by_thread") or {}).items()):
+        if v >= 0.0005:
+            lines.append("| drain: thread %s, CPU ms per message | %.4f | |" % (k, v))
 lines += ["",
           "Receiver down: %s; retry_intervals = { \"%ds\" }, retry_jitter = 0, "
           "destination \"*\" backoff_pause = the retry interval. RSS is read once every "

@@ -134,6 +134,13 @@ queue_map_unmap(const struct queue *q, const void *p, size_t len)
 		(void)madvise((void *)a, e - a, MADV_DONTNEED);
 }
 
+void
+queue_map_trim(const struct queue *q)
+{
+	if (q->map_addr != NULL)
+		(void)madvise(q->map_addr, q->map_len, MADV_DONTNEED);
+}
+
 /*
  * Read VAL's sealed octets with pread(2) from the data file into R->raw,
  * and point VAL there, rather than decrypting them through the map: a

@@ -781,6 +781,7 @@ queue_walk_checked(struct queue *q, uint64_t first, uint64_t last,
 	MDB_cursor *cur = NULL;
 	MDB_val key, val;
 	MDB_cursor_op how = MDB_SET_RANGE;
+	size_t n = 0;
 	int rc, ret = -1;
 
 	if (first > last)
@@ -796,6 +797,8 @@ queue_walk_checked(struct queue *q, uint64_t first, uint64_t last,
 	key.mv_data = k;
 	key.mv_size = sizeof(k);
 	for (;; how = MDB_NEXT) {
+		if (++n % QUEUE_WALK_TRIM_EVERY == 0)
+			queue_map_trim(q);
 		if ((rc = mdb_cursor_get(cur, &key, &val, how)) ==
 		    MDB_NOTFOUND) {
 			ret = 0;
@@ -834,10 +837,11 @@ done:
 		mdb_cursor_close(cur);
 	mdb_txn_abort(txn);
 	queue_plain_free(&buf);
+	if (n >= QUEUE_WALK_TRIM_EVERY)
+		queue_map_trim(q);
 	return ret;
 }
 
-/* queue_walk_skip()'s hold on the caller's callback. */
 /* queue_walk_skip()'s hold on the caller's callback and its count. */
 struct queue_skip {
 	queue_walk_fn *fn;
@@ -940,7 +944,8 @@ queue_sched_walk_batch(struct queue *q, struct queue_sched_pos *pos, size_t max,
 		pos->due_ms = (int64_t)record_be64_get(k);
 		pos->id = record_be64_get(k + 8);
 		pos->started = true;
-		n++;
+		if (++n % QUEUE_WALK_TRIM_EVERY == 0)
+			queue_map_trim(q);
 		rc = fn(pos->due_ms, pos->id,
 			val.mv_size >= 1 && ((const uint8_t *)val.mv_data)[0]
 			    ? QUEUE_F_HELD
@@ -956,6 +961,8 @@ done:
 	if (cur != NULL)
 		mdb_cursor_close(cur);
 	mdb_txn_abort(txn);
+	if (n >= QUEUE_WALK_TRIM_EVERY)
+		queue_map_trim(q);
 	return ret;
 }
 

@@ -205,6 +205,7 @@ queue_suppress_walk(struct queue *q, const uint8_t *scope,
 	MDB_cursor *cur = NULL;
 	MDB_val key = { sizeof(first), first }, val;
 	MDB_cursor_op how = MDB_SET_RANGE;
+	size_t n = 0;
 	int rc, ret = -1;
 
 	if (scope != NULL)
@@ -213,6 +214,8 @@ queue_suppress_walk(struct queue *q, const uint8_t *scope,
 	    (rc = mdb_cursor_open(txn, q->db_suppress, &cur)) != 0)
 		goto fail;
 	for (;; how = MDB_NEXT) {
+		if (++n % QUEUE_WALK_TRIM_EVERY == 0)
+			queue_map_trim(q);
 		rc = mdb_cursor_get(cur, &key, &val, how);
 		if (rc == MDB_NOTFOUND) {
 			ret = 0;

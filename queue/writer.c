@@ -478,8 +478,7 @@ writer_trim(struct queue *q, uint64_t *last_us)
 	if (now - *last_us < WRITER_TRIM_US)
 		return;
 	*last_us = now;
-	if (q->map_addr != NULL)
-		(void)madvise(q->map_addr, q->map_len, MADV_DONTNEED);
+	queue_map_trim(q);
 }
 
 /*

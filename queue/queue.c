@@ -655,12 +655,37 @@ queue_close(struct queue *q)
 
 /* Readers ------------------------------------------------------------- */
 
+/*
+ * Before a read transaction: what this thread's earlier reads mapped leaves
+ * our page tables, at most every QUEUE_READ_TRIM_US per thread.  On a
+ * kernel that maps a whole page-cache folio per fault (6.18: up to 2 MiB),
+ * each B-tree page a reader touches right after a commit wrote it maps
+ * the megabytes written around it; left to the writer's trim (every
+ * 100 ms), a 100 KB relay's readers kept 10-40 MB of the file mapped.
+ */
+#define QUEUE_READ_TRIM_US 2000
+void
+queue_read_trim(const struct queue *q)
+{
+	static __thread uint64_t last;
+	struct timespec ts;
+	uint64_t now;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+	if (now - last < QUEUE_READ_TRIM_US)
+		return;
+	last = now;
+	queue_map_trim(q);
+}
+
 /* A read transaction; adopts a map grown by the writer process. */
 int
 queue_txn_read(struct queue *q, MDB_txn **txn, char *err, size_t errlen)
 {
 	int rc;
 
+	queue_read_trim(q);
 	rc = mdb_txn_begin(q->env, NULL, MDB_RDONLY, txn);
 	if (rc == MDB_MAP_RESIZED) {
 		if ((rc = mdb_env_set_mapsize(q->env, 0)) == 0)

@@ -182,6 +182,10 @@ void queue_map_unmap(const struct queue *q, const void *p, size_t len);
 #define QUEUE_WALK_TRIM_EVERY 1024
 void queue_map_trim(const struct queue *q);
 
+/* queue_read_trim — queue_map_trim() at most every 2 ms per thread, before
+ * a read transaction (queue_txn_read does it). */
+void queue_read_trim(const struct queue *q);
+
 /* queue_body_chunks_del — delete the "body" chunks under ID, whatever its
  * envelope says: all of them (MAX 0), or at most MAX, *MORE set when some
  * may remain.  0, or the LMDB error. */

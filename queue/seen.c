@@ -84,6 +84,7 @@ queue_seen_get(struct queue *q, const uint8_t (*keys)[QUEUE_SEEN_KEY_BYTES],
 	size_t i;
 	int rc;
 
+	queue_read_trim(q);
 	if ((rc = mdb_txn_begin(q->env, NULL, MDB_RDONLY, &txn)) != 0) {
 		(void)snprintf(err, errlen, "%s: reading seen: %s", q->path,
 			       mdb_strerror(rc));

@@ -173,6 +173,7 @@ queue_suppress_get(struct queue *q,
 
 	memcpy(k, scope, QUEUE_SUPPRESS_HASH_BYTES);
 	memcpy(k + QUEUE_SUPPRESS_HASH_BYTES, rcpt, QUEUE_SUPPRESS_HASH_BYTES);
+	queue_read_trim(q);
 	if ((rc = mdb_txn_begin(q->env, NULL, MDB_RDONLY, &txn)) != 0) {
 		(void)snprintf(err, errlen, "%s: suppression list: %s", q->path,
 			       mdb_strerror(rc));

@@ -100,6 +100,15 @@ queue_body_end(struct queue_body_reader *r, MDB_txn *txn, char *err,
 	return 1;
 }
 
+bool
+queue_map_has(const struct queue *q, const void *p, size_t len)
+{
+	uintptr_t a = (uintptr_t)p, lo = (uintptr_t)q->map_addr;
+
+	return q->map_addr != NULL && a >= lo && len <= q->map_len &&
+	       a - lo <= q->map_len - len;
+}
+
 /*
  * The pages of the map under [P, P+LEN) leave our page tables:
  * MADV_DONTNEED on a shared file mapping drops only our entries, the pages
@@ -117,11 +126,10 @@ queue_body_end(struct queue_body_reader *r, MDB_txn *txn, char *err,
 void
 queue_map_unmap(const struct queue *q, const void *p, size_t len)
 {
-	long page = sysconf(_SC_PAGESIZE);
 	uintptr_t a = (uintptr_t)p, e = a + len, lo = (uintptr_t)q->map_addr,
 		  hi = lo + q->map_len;
 
-	if (page <= 0 || q->map_addr == NULL || a < lo || e > hi)
+	if (!queue_map_has(q, p, len))
 		return;
 	a &= ~((uintptr_t)QUEUE_MAP_UNMAP_ALIGN - 1);
 	e = (e + QUEUE_MAP_UNMAP_ALIGN - 1) &
@@ -159,8 +167,7 @@ queue_body_fetch(struct queue_body_reader *r, MDB_val *val)
 	uintptr_t a = (uintptr_t)val->mv_data, lo = (uintptr_t)q->map_addr;
 	ssize_t n;
 
-	if (q->map_fd < 0 || q->map_addr == NULL || a < lo ||
-	    a + val->mv_size > lo + q->map_len ||
+	if (q->map_fd < 0 || !queue_map_has(q, val->mv_data, val->mv_size) ||
 	    queue_plain_reserve(&r->raw, val->mv_size) != 0)
 		return;
 	do

@@ -169,6 +169,11 @@ int spool_insert_apply(struct queue *q, MDB_txn *txn, struct queue_op *op,
  * queue_open() only, before the writer starts. */
 int spool_sweep(struct queue *q);
 
+/* queue_map_has — whether [P, P+LEN) lies inside Q's map (a value LMDB
+ * handed out from a committed page, not from a write transaction's own
+ * heap pages); false while the map is unknown. */
+bool queue_map_has(const struct queue *q, const void *p, size_t len);
+
 /* queue_map_unmap — drop our page table entries for [P, P+LEN) if it lies
  * inside Q's map (see body.c); anything else is left alone.  Any thread. */
 void queue_map_unmap(const struct queue *q, const void *p, size_t len);
@@ -196,7 +201,7 @@ int queue_body_chunks_del(struct queue *q, MDB_txn *txn, uint64_t id,
 /* spool_mark — write a spool record for ID (its envelope is gone, its
  * chunks are not all deleted yet: queue_open sweeps them if the process
  * stops first).  0, or the LMDB error. */
-int spool_mark(struct queue *q, MDB_txn *txn, uint64_t id, int64_t now_ms);
+int spool_mark(struct queue *q, MDB_txn *txn, uint64_t id, int64_t started_ms);
 
 /* headroom.c ---------------------------------------------------------- */
 

@@ -37,13 +37,13 @@ spool_get(struct queue *q, MDB_txn *txn, uint64_t id, uint32_t *n)
 }
 
 int
-spool_mark(struct queue *q, MDB_txn *txn, uint64_t id, int64_t now_ms)
+spool_mark(struct queue *q, MDB_txn *txn, uint64_t id, int64_t started_ms)
 {
 	uint8_t k[QUEUE_ENV_KEY_BYTES], v[SPOOL_VAL_BYTES];
 	MDB_val key = { sizeof(k), k }, val = { sizeof(v), v };
 
 	queue_env_key(k, id);
-	record_be64_put(v, (uint64_t)now_ms);
+	record_be64_put(v, (uint64_t)started_ms);
 	record_be32_put(v + 8, 0);
 	return mdb_put(txn, q->db_spool, &key, &val, 0);
 }

@@ -86,9 +86,9 @@ writer_unmap_deleted(struct queue *q)
 static void
 writer_note_deleted(struct queue *q, const MDB_val *val)
 {
-	uintptr_t a = (uintptr_t)val->mv_data, lo = (uintptr_t)q->map_addr;
+	uintptr_t a = (uintptr_t)val->mv_data;
 
-	if (q->map_addr == NULL || a < lo || a + val->mv_size > lo + q->map_len)
+	if (!queue_map_has(q, val->mv_data, val->mv_size))
 		return; /* a page of this transaction's own (heap) */
 	if (q->del_lo == 0 || a < q->del_lo)
 		q->del_lo = a;

@@ -675,22 +675,30 @@ smtp_server_data_on_mem(void *arg)
 	smtp_server_settle(s);
 }
 
-/* Where the header block ends (after its empty line) in what S keeps; past
- * SMTP_HEADER_MAX_BYTES without one, the message is refused. */
+/* Where the header block ends (after its empty line) in what S keeps.  A
+ * header block (its lines, the empty one aside) over SMTP_HEADER_MAX_BYTES
+ * refuses the message, whether its end came in the same read as the octets
+ * over the limit or has not come yet.  After every step of the scanner,
+ * the one that ends the message included. */
 static void
 smtp_server_data_hdr_find(struct smtp_server_session *s)
 {
 	const uint8_t *p;
 
-	if (s->hdr_end != 0 || s->body == NULL || s->body_len < s->hdr_scan + 4)
+	if (s->hdr_end != 0 || s->body == NULL)
 		return;
-	p = memmem(s->body + s->hdr_scan, s->body_len - s->hdr_scan, "\r\n\r\n",
-		   4);
-	if (p != NULL) {
-		s->hdr_end = (size_t)(p - s->body) + 4;
-		return;
+	if (s->body_len >= s->hdr_scan + 4) {
+		p = memmem(s->body + s->hdr_scan, s->body_len - s->hdr_scan,
+			   "\r\n\r\n", 4);
+		if (p != NULL) {
+			s->hdr_end = (size_t)(p - s->body) + 4;
+			if (s->hdr_end - 2 - s->trace_len >
+			    SMTP_HEADER_MAX_BYTES)
+				s->scan.bad |= SMTP_DATA_BAD_HEADER;
+			return;
+		}
+		s->hdr_scan = s->body_len - 3;
 	}
-	s->hdr_scan = s->body_len - 3;
 	if (s->body_len - s->trace_len > SMTP_HEADER_MAX_BYTES)
 		s->scan.bad |= SMTP_DATA_BAD_HEADER;
 }
@@ -798,11 +806,9 @@ smtp_server_data_feed(struct smtp_server_session *s, struct evbuffer *in,
 	}
 	evbuffer_drain(in, total);
 	*used = total;
-	if (r != SMTP_DATA_END) {
-		smtp_server_data_hdr_find(s);
-		if (s->spool_ok)
-			smtp_server_data_spool(s);
-	}
+	smtp_server_data_hdr_find(s);
+	if (r != SMTP_DATA_END && s->spool_ok)
+		smtp_server_data_spool(s);
 	return r == SMTP_DATA_END;
 }
 

@@ -349,6 +349,47 @@ def test_header_block_over_limit_refused():
         eq(len(d.queue_ids()), 1, "only the one under the limit queued")
 
 
+def header_of(name, size):
+    """A header block of exactly SIZE octets (its lines with their CRLF,
+    without the empty line that ends it)."""
+    h = header(name)[:-2]
+    while len(h) < size:
+        room = size - len(h)
+        if room < 12:  # too short for a field: widen the one before
+            h = h[:-2] + b"f" * room + b"\r\n"
+            break
+        h += b"X-Filler: " + b"f" * (min(room, 990) - 12) + b"\r\n"
+    check(len(h) == size, "a header block of %d octets" % len(h))
+    return h
+
+
+def test_header_block_just_over_the_limit_refused():
+    """Where the header block ends within the read that takes it past
+    192 KiB, it was queued: the length was checked only while no end had
+    been seen, and not at all in the read that ends the message.  Sent in
+    one go, as a fast client does (reads of 16 KiB then end 50 octets
+    past the limit almost always)."""
+    limit = 192 * 1024
+    with Daemon() as d:
+        for name, msg, want in (
+                ("over", header_of("over", limit + 50) + b"\r\nhello\r\n",
+                 554),
+                ("only", header_of("only", limit + 50), 554),
+                ("under", header_of("under", limit - 50) +
+                 b"\r\nhello\r\n", 250),
+                ("exact", header_of("exact", limit) + b"\r\nhello\r\n",
+                 250)):
+            for how, send in (("DATA", send_data),
+                              ("BDAT", lambda port, m: send_bdat(
+                                  port, m, len(m)))):
+                code, text = send(d.port, msg)
+                eq(code, want, "%s by %s: %s" % (name, how, text))
+                if want == 554:
+                    check("5.6.0" in text and "header block" in text,
+                          "%s by %s: says why: %s" % (name, how, text))
+        eq(len(d.queue_ids()), 4, "the two within the limit, twice")
+
+
 def test_queue_full_mid_body_is_transient():
     """A body larger than the queue's map: spooled chunks stop fitting,
     the answer is 452 4.3.1 (storage, transient), what was spooled is

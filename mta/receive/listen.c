@@ -176,6 +176,27 @@ listen_probe(const struct conf_listener *cl, char *err, size_t errlen)
 	return rc;
 }
 
+/* Whether a listener of OC (bound: ours) has CL's family and port, so that
+ * CL's probe could meet our own socket (a wildcard and a specific address
+ * on one port): a reload then binds without the probe. */
+static bool
+listen_port_ours(const struct conf *oc, const struct conf_listener *cl)
+{
+	const struct sockaddr_in *a = (const void *)&cl->addr;
+	size_t i;
+
+	for (i = 0; i < oc->nlisteners; i++) {
+		const struct sockaddr_in *b =
+		    (const void *)&oc->listeners[i].addr;
+
+		/* sin_port and sin6_port lie at the same offset */
+		if (oc->listeners[i].addr.ss_family == cl->addr.ss_family &&
+		    b->sin_port == a->sin_port)
+			return true;
+	}
+	return false;
+}
+
 /* A new entry of loop L for LI on socket FD (which it owns from now on,
  * also on failure).  NULL, with err set, when it cannot be made. */
 static struct listen_entry *
@@ -238,9 +259,12 @@ listen_open(struct loop *loops, unsigned nloops, struct confgen *gen, char *err,
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	for (i = 0; i < gen->conf->nlisteners; i++) {
+	/* All probes before any bind: a wildcard and a specific address on
+	 * one port are both ours, and would refuse each other's probe. */
+	for (i = 0; i < gen->conf->nlisteners; i++)
 		if (listen_probe(gen->listeners[i].conf, err, errlen) != 0)
 			return -1;
+	for (i = 0; i < gen->conf->nlisteners; i++) {
 		for (j = 0; j < nloops; j++) {
 			if ((fd = listen_socket(gen->listeners[i].conf, err,
 						errlen)) < 0 ||
@@ -335,7 +359,8 @@ listen_plan_make(const struct confgen *old, struct confgen *gen,
 			listen_plan_free(p);
 			return -1;
 		}
-		if (listen_probe(cl, err, errlen) != 0) {
+		if (!listen_port_ours(oc, cl) &&
+		    listen_probe(cl, err, errlen) != 0) {
 			listen_plan_free(p);
 			return -1;
 		}

@@ -142,11 +142,44 @@ queue_map_unmap(const struct queue *q, const void *p, size_t len)
 		(void)madvise((void *)a, e - a, MADV_DONTNEED);
 }
 
+int
+queue_map_locate(const void *at, void **addr, size_t *len)
+{
+	unsigned long lo, hi, a = (unsigned long)(uintptr_t)at;
+	char line[512];
+	bool bol = true;
+	int rc = -1;
+	FILE *f;
+
+	if ((f = fopen("/proc/self/maps", "r")) == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		/* Only at the start of a line (a long path is read in
+		 * pieces). */
+		if (bol && sscanf(line, "%lx-%lx", &lo, &hi) == 2 && lo <= a &&
+		    a < hi) {
+			*addr = (void *)(uintptr_t)lo;
+			*len = hi - lo;
+			rc = 0;
+			break;
+		}
+		bol = strchr(line, '\n') != NULL;
+	}
+	fclose(f);
+	return rc;
+}
+
+void
+queue_map_release(void *addr, size_t len)
+{
+	(void)madvise(addr, len, MADV_DONTNEED);
+}
+
 void
 queue_map_trim(const struct queue *q)
 {
 	if (q->map_addr != NULL)
-		(void)madvise(q->map_addr, q->map_len, MADV_DONTNEED);
+		queue_map_release(q->map_addr, q->map_len);
 }
 
 /*

@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,8 +88,28 @@ struct point_walker {
 	MDB_txn *txn;
 	MDB_dbi db_env, db_body, db_state, db_meta;
 	struct queue_plain plain;
+	void *map; /* the point's map, once located (point_walk_trim) */
+	size_t map_len;
+	size_t n;
+	bool map_tried;
 	char why[160];
 };
+
+/* Every QUEUE_WALK_TRIM_EVERY records, what the walk of the point mapped
+ * leaves our page tables (queue_map_trim, for the point's own map): a
+ * point is the whole queue, which its check would otherwise take into the
+ * daemon's RSS until the environment closes.  AT: a value of the point. */
+static void
+point_walk_trim(struct point_walker *w, const void *at)
+{
+	if (!w->map_tried) {
+		w->map_tried = true;
+		if (queue_map_locate(at, &w->map, &w->map_len) != 0)
+			w->map_len = 0;
+	}
+	if (++w->n % QUEUE_WALK_TRIM_EVERY == 0 && w->map_len > 0)
+		queue_map_release(w->map, w->map_len);
+}
 
 /* Open the sealed VAL of DB under KEY into w->plain.  0, or -1 with
  * w->why set. */
@@ -264,6 +285,7 @@ point_envs_walk(struct point_walker *w, struct queue_point_info *out, char *err,
 				       mdb_strerror(rc));
 			goto done;
 		}
+		point_walk_trim(w, val.mv_data);
 		if (point_env_check(w, body, &key, &val, out, &chunks) != 0) {
 			queue_id_format(key.mv_size == QUEUE_ENV_KEY_BYTES
 					    ? record_be64_get(key.mv_data)

@@ -156,6 +156,10 @@ copy_pump(struct queue *q, int rd, int fd, uint64_t *size, char sum[80],
 		}
 		if (saved != 0)
 			continue; /* drain: LMDB's copy must end */
+		/* What LMDB's walk of the map mapped for this piece leaves
+		 * our page tables (the whole queue, else, for the copy's
+		 * time). */
+		queue_map_trim(q);
 		crypto_generichash_update(&st, buf, (size_t)n);
 		if (crypt_write_all(fd, buf, (size_t)n) != 0) {
 			saved = errno;

@@ -169,6 +169,17 @@ int spool_insert_apply(struct queue *q, MDB_txn *txn, struct queue_op *op,
  * queue_open() only, before the writer starts. */
 int spool_sweep(struct queue *q);
 
+/* queue_map_locate — the mapping of this process that holds AT (from
+ * /proc/self/maps): its start and length.  0, or -1 (not found, no /proc).
+ * LMDB does not say where its map is; a value it handed out does. */
+int queue_map_locate(const void *at, void **addr, size_t *len);
+
+/* queue_map_release — drop this process's page table entries for the
+ * shared file mapping [ADDR, ADDR+LEN) (MADV_DONTNEED: the pages stay in
+ * the page cache and fault back in if read again).  Only for an LMDB map:
+ * on private or heap memory it would zero the pages. */
+void queue_map_release(void *addr, size_t len);
+
 /* queue_map_has — whether [P, P+LEN) lies inside Q's map (a value LMDB
  * handed out from a committed page, not from a write transaction's own
  * heap pages); false while the map is unknown. */

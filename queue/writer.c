@@ -484,42 +484,27 @@ writer_trim(struct queue *q, uint64_t *last_us)
 /*
  * Find the LMDB map (for the trim): LMDB does not say where it is
  * (mdb_env_info's me_mapaddr is only set with MDB_FIXEDMAP), so take a
- * value's address, which points into the map, and look it up in
- * /proc/self/maps.  Without it (no /proc), no trim: only RSS is at stake.
+ * value's address, which points into the map, and look it up
+ * (queue_map_locate).  Without it (no /proc), no trim: only RSS is at
+ * stake.
  */
 static void
 writer_map_find(struct queue *q)
 {
 	MDB_val key = { sizeof(QUEUE_META_VERSION) - 1, QUEUE_META_VERSION },
 		val;
-	unsigned long lo, hi, at;
 	MDB_txn *txn;
-	char line[512];
-	bool bol = true;
-	FILE *f;
+	const void *at = NULL;
 
 	if (mdb_txn_begin(q->env, NULL, MDB_RDONLY, &txn) != 0)
 		return;
-	at = mdb_get(txn, q->db_meta, &key, &val) == 0
-		 ? (unsigned long)(uintptr_t)val.mv_data
-		 : 0;
+	if (mdb_get(txn, q->db_meta, &key, &val) == 0)
+		at = val.mv_data;
 	mdb_txn_abort(txn);
-	if (at == 0 || (f = fopen("/proc/self/maps", "r")) == NULL)
+	if (at == NULL || queue_map_locate(at, &q->map_addr, &q->map_len) != 0)
 		return;
-	while (fgets(line, sizeof(line), f) != NULL) {
-		/* Only at the start of a line (a long path is read in
-		 * pieces). */
-		if (bol && sscanf(line, "%lx-%lx", &lo, &hi) == 2 && lo <= at &&
-		    at < hi) {
-			q->map_addr = (void *)(uintptr_t)lo;
-			q->map_len = hi - lo;
-			if (mdb_env_get_fd(q->env, &q->map_fd) != 0)
-				q->map_fd = -1;
-			break;
-		}
-		bol = strchr(line, '\n') != NULL;
-	}
-	fclose(f);
+	if (mdb_env_get_fd(q->env, &q->map_fd) != 0)
+		q->map_fd = -1;
 }
 
 /*

@@ -224,7 +224,10 @@ def test_trap_stops_at_once():
         eq(late.data("Subject: late\r\n\r\nbody\r\n")[0], 250, "late")
         late.quit()
         wait_for(lambda: held(d) == 4, what="relay mail held, the late too")
-        check("hold id " in open(d.audit_path).read(), "late hold audited")
+        # The audit line is written by the log thread, a moment after the
+        # hold shows.
+        wait_for(lambda: "hold id " in open(d.audit_path).read(),
+                 what="late hold audited")
         # A user's mail is not the relay's.
         eq(send(d, "alice", ["d@dest.test"]), (1, None), "alice sends")
 

@@ -101,11 +101,15 @@ sys.exit(1)
 PY
 }
 
-relay_port=$(free_port SOCK_STREAM)
-submit_port=$(free_port SOCK_STREAM)
-sink_port=$(free_port SOCK_STREAM)
-mbox_port=$(free_port SOCK_STREAM)
-metrics_port=$(free_port SOCK_STREAM)
+# Five TCP ports at once, each socket held until all are picked: one at a
+# time, the kernel can hand out a port it just gave (the inbox's "not up
+# yet" MX then was the campaign's sink, and its mail left at once).
+read -r relay_port submit_port sink_port mbox_port metrics_port < <($py -c '
+import socket
+held = [socket.socket() for _ in range(5)]
+for s in held:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in held))')
 dns_port=$(free_port SOCK_DGRAM)
 
 echo "== 1. keys for the demo's sender domain brand.demo.test"

@@ -191,6 +191,30 @@ def rss_file_kib(pid):
     return 0
 
 
+def rss_file_growth(pid, action):
+    """KiB by which PID's RssFile rose at most (sampled every ms) while
+    ACTION ran, from where it stood half a second after the last work (the
+    writer's own trim)."""
+    import threading
+    time.sleep(0.5)
+    base = rss_file_kib(pid)
+    peak = [base]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], rss_file_kib(pid))
+            time.sleep(0.001)
+    t = threading.Thread(target=sample)
+    t.start()
+    try:
+        action()
+    finally:
+        done.set()
+        t.join()
+    return peak[0] - base
+
+
 def test_queue_walk_leaves_the_map():
     """`queue summary` and a restore point walk every record in the daemon; each page it
     reads maps into the daemon's page tables (on 6.18 a whole page-cache
@@ -198,7 +222,6 @@ def test_queue_walk_leaves_the_map():
     goes: the daemon's RSS must not take in the queue file.  Before, the
     walk of ~100 MB of queue mapped most of it until the writer's next
     trim."""
-    import threading
     n = 50000
     port = free_port()  # nothing listens: every attempt is refused
     conf = ('route "sink.test" { host = "127.0.0.1:%d" }\n'
@@ -211,51 +234,29 @@ def test_queue_walk_leaves_the_map():
         size_kib = os.path.getsize(data) // 1024
         check(size_kib > 48 * 1024, "a queue of %d KiB" % size_kib)
         pid = d.proc.pid
-        time.sleep(0.5)  # the writer's own trim after the load
-        base = rss_file_kib(pid)
-        peak = [base]
-        done = threading.Event()
 
-        def sample():
-            while not done.is_set():
-                peak[0] = max(peak[0], rss_file_kib(pid))
-                time.sleep(0.001)
-        t = threading.Thread(target=sample)
-        t.start()
-        try:
+        def summaries():
             for _ in range(3):
                 out = d.cli("queue", "summary", "--json").stdout
                 check("sink.test" in out, "the summary: %s" % out[:300])
-        finally:
-            done.set()
-            t.join()
-        grew = peak[0] - base
-        sys.stderr.write("# queue %d KiB; RssFile %d KiB, +%d KiB at most "
-                         "during the walks\n" % (size_kib, base, grew))
+        grew = rss_file_growth(pid, summaries)
+        sys.stderr.write("# queue %d KiB; RssFile +%d KiB at most during "
+                         "the walks\n" % (size_kib, grew))
         check(grew < 24 * 1024,
               "RssFile grew %d KiB during the walks (queue %d KiB)"
               % (grew, size_kib))
+
         # A restore point copies the whole queue through the map, then
         # walks the copy through its own: both unmap as they go.  Before,
         # +94 MB here (the queue, then the point, mapped whole).
-        time.sleep(0.5)
-        base = rss_file_kib(pid)
-        peak = [base]
-        done.clear()
-        t = threading.Thread(target=sample)
-        t.start()
-        try:
+        def point():
             out = d.cli("restore", "now").stdout
             check("50000 messages" in out, "the point: %s" % out[:300])
-        finally:
-            done.set()
-            t.join()
-        grew = peak[0] - base
+        grew = rss_file_growth(pid, point)
         sys.stderr.write("# RssFile +%d KiB at most during a restore "
                          "point\n" % grew)
         check(grew < 40 * 1024,
               "RssFile grew %d KiB during a restore point (queue %d KiB)"
               % (grew, size_kib))
-
 
 run_tests(globals())

@@ -541,73 +541,109 @@ class Dns:
     a: list of (name, "127.0.0.x").  txt: list of (name, text)."""
 
     def __init__(self, mx=(), a=(), txt=(), ttl=60):
+        import random
         self.spec = (mx, a, txt, ttl)
         self.tmp = tempfile.mkdtemp(prefix="outpost-dns-")
         self.log_path = os.path.join(self.tmp, "dnsmasq.log")
-        self._configure(free_udp_port())
+        # A name only this dnsmasq knows: the readiness probe asks it, so
+        # another test's dnsmasq on the port cannot pass for this one.
+        self.probe = "probe-%08x.test" % random.getrandbits(32)
+        self.proc = None
+        self._port = None
 
-    def _configure(self, port):
+    # Tests build the daemon's config (servers, port) before they enter
+    # the Dns: the first read starts dnsmasq, so the port it names is the
+    # one dnsmasq holds, not one it had to leave.
+    @property
+    def port(self):
+        self._start()
+        return self._port
+
+    @property
+    def servers(self):
+        return "127.0.0.1:%d" % self.port
+
+    def _args(self, port):
         mx, a, txt, ttl = self.spec
-        self.port = port
         args = ["dnsmasq", "--keep-in-foreground", "--no-daemon",
-                "--port=%d" % self.port, "--listen-address=127.0.0.1",
+                "--port=%d" % port, "--listen-address=127.0.0.1",
                 "--bind-interfaces", "--no-resolv", "--no-hosts",
                 "--conf-file=/dev/null", "--user=root",
                 "--pid-file=" + os.path.join(self.tmp, "pid"),
                 "--local-ttl=%d" % ttl, "--local=/test/",
-                "--log-facility=" + self.log_path]
+                "--log-facility=" + self.log_path,
+                "--host-record=%s,127.0.0.1" % self.probe]
         for domain, host, pref in mx:
             args.append("--mx-host=%s,%s,%d" % (domain, host, pref))
         for name, addr in a:
             args.append("--host-record=%s,%s" % (name, addr))
         for name, text in txt:
             args.append("--txt-record=%s,%s" % (name, text))
-        self.args = args
-        self.proc = None
-        self.servers = "127.0.0.1:%d" % self.port
+        return args
 
-    def __enter__(self):
+    def _start(self):
+        if self.proc is not None:
+            return
         # The port was free a moment ago; another test may take it first
         # (parallel ctest): pick another one and try again.
+        import atexit
         for attempt in range(8):
-            self.proc = subprocess.Popen(self.args,
-                                         stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.PIPE)
+            port = free_udp_port()
+            proc = subprocess.Popen(self._args(port),
+                                    stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE)
             deadline = time.time() + 10
             while time.time() < deadline:
-                if self.proc.poll() is not None:
+                if proc.poll() is not None:
                     break
-                if self._answers():
-                    return self
+                if self._answers(port) and proc.poll() is None:
+                    self.proc, self._port = proc, port
+                    # Killed at exit if the test never enters or leaves.
+                    atexit.register(self._kill)
+                    return
                 time.sleep(0.05)
-            err = self.proc.stderr.read().decode() \
-                if self.proc.poll() is not None else "no answer"
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
+            err = proc.stderr.read().decode() \
+                if proc.poll() is not None else "no answer"
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
             if "in use" not in err:
                 raise TestFailure("dnsmasq failed: %s" % err)
-            self._configure(free_udp_port())
         raise TestFailure("dnsmasq: no free port")
 
-    def _answers(self):
-        q = (b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
-             b"\x05probe\x04test\x00\x00\x01\x00\x01")
+    def __enter__(self):
+        self._start()
+        return self
+
+    def _answers(self, port):
+        """True once this dnsmasq answers its own probe name."""
+        q = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+        for label in self.probe.split("."):
+            q += bytes([len(label)]) + label.encode()
+        q += b"\x00\x00\x01\x00\x01"
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.settimeout(0.2)
             try:
-                s.sendto(q, ("127.0.0.1", self.port))
-                return s.recv(512)[:2] == b"\x12\x34"
+                s.sendto(q, ("127.0.0.1", port))
+                r = s.recv(512)
             except OSError:
                 return False
+        # Same id, and an answer (ANCOUNT > 0), not "no such domain".
+        return r[:2] == b"\x12\x34" and r[6:8] != b"\x00\x00"
 
-    def __exit__(self, et, ev, tb):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
+    def _kill(self):
+        if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+    def __exit__(self, et, ev, tb):
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
         shutil.rmtree(self.tmp, ignore_errors=True)
         return False
 

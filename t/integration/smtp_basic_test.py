@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from outpost_test import Daemon, Raw, check, eq, run_tests  # noqa: E402
+from outpost_test import Daemon, Dns, Raw, check, eq, run_tests  # noqa: E402
 
 MSG = ("From: News <news@example.com>\r\nTo: <jane@example.org>\r\n"
        "Subject: hello\r\nMessage-ID: <1@example.com>\r\n\r\n"
@@ -192,6 +192,55 @@ def test_harness_moves_off_a_port_taken_before_the_bind():
             eq(d.smtp().ehlo("client.test")[0], 250, "EHLO on the new port")
             check("Address already in use" in d.log(),
                   "the first start did not meet the taken port")
+
+
+def _dns_ask(port, name):
+    """The first A record dnsmasq on PORT gives for NAME, or None."""
+    import socket
+    import struct
+    q = b"\x43\x21\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+    for label in name.split("."):
+        q += bytes([len(label)]) + label.encode()
+    q += b"\x00\x00\x01\x00\x01"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(2)
+        try:
+            s.sendto(q, ("127.0.0.1", port))
+            r = s.recv(512)
+        except OSError:
+            return None
+    if r[:2] != b"\x43\x21" or struct.unpack("!H", r[6:8])[0] == 0:
+        return None
+    return socket.inet_ntoa(r[-4:])
+
+
+def test_harness_dns_is_its_own():
+    """Tests build the daemon's config from a Dns before they enter it, and
+    a parallel test's dnsmasq may hold the port the Dns picked: the config
+    must still name the dnsmasq that answers this test's names, not the
+    other one (CI: a DMARC lookup sent to a port whose dnsmasq had gone,
+    451 "could not be looked up")."""
+    import outpost_test
+    # A stranger on the first port the harness will pick: another test's
+    # dnsmasq, answering every name with "no such domain".
+    other = Dns()
+    with other:
+        taken = other.port
+        picks = [taken]
+        real_pick = outpost_test.free_udp_port
+        outpost_test.free_udp_port = \
+            lambda: picks.pop() if picks else real_pick()
+        try:
+            dns = Dns(a=[("mx.own.test", "127.0.0.77")])
+            servers = dns.servers  # as delivery_config reads it
+            with dns:
+                port = int(servers.rsplit(":", 1)[1])
+                eq(_dns_ask(port, "mx.own.test"), "127.0.0.77",
+                   "the config's DNS server (%s; the stranger is on %d)"
+                   % (servers, taken))
+                eq(dns.servers, servers, "the Dns moved after the config")
+        finally:
+            outpost_test.free_udp_port = real_pick
 
 
 def test_port_held_by_another_process_is_refused():

@@ -55,6 +55,7 @@
 #include "mta/observe/watchdog.h"
 #include "mta/core/notify.h"
 #include "mta/core/priv.h"
+#include "mta/receive/smtp_mem.h"
 #include "mta/receive/smtp_server.h"
 #include "mta/observe/stats.h"
 #include "mta/observe/suppress.h"
@@ -1044,6 +1045,7 @@ main(int argc, char *argv[])
 	metrics_add_text(suppress_metrics_text);
 	metrics_add_text(watchdog_metrics_text);
 	metrics_add_text(scan_metrics_text);
+	metrics_add_text(smtp_mem_metrics_text);
 	queue_commit_hook(queue, commit_observed);
 	ev_usr1 = evsignal_new(main_base, SIGUSR1, reopen_cb, NULL);
 	if (ev_usr1 == NULL || evsignal_add(ev_usr1, NULL) != 0)

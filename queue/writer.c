@@ -292,6 +292,10 @@ writer_batch_txn(struct queue *q, struct queue_op *batch, const char **what,
 		if (op->status != 0)
 			continue;
 		rc = writer_op_apply(q, txn, op, what);
+		/* The transaction holds its own copy now: the sealed bytes
+		 * need not wait out the commit's fsync (a failed batch fails
+		 * its ops, it does not put them again). */
+		queue_sealed_free(op);
 		if (rc == WRITER_OP_LOCAL) {
 			op->status = -1;
 			rc = 0;

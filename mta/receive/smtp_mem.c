@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "mta/receive/smtp_mem.h"
 
@@ -29,6 +30,26 @@ uint64_t
 smtp_mem_used(void)
 {
 	return atomic_load(&mem_used);
+}
+
+size_t
+smtp_mem_metrics_text(char *buf, size_t len)
+{
+	int n = snprintf(
+	    buf, len,
+	    "# HELP outpost_smtp_body_memory_bytes Memory charged to the body "
+	    "budget now: bodies the SMTP sessions hold, and spooled chunks "
+	    "not yet committed.\n"
+	    "# TYPE outpost_smtp_body_memory_bytes gauge\n"
+	    "outpost_smtp_body_memory_bytes %llu\n"
+	    "# HELP outpost_smtp_body_memory_limit_bytes The body budget "
+	    "(limits.max_body_memory).\n"
+	    "# TYPE outpost_smtp_body_memory_limit_bytes gauge\n"
+	    "outpost_smtp_body_memory_limit_bytes %llu\n",
+	    (unsigned long long)atomic_load(&mem_used),
+	    (unsigned long long)mem_budget);
+
+	return n < 0 ? 0 : (size_t)n;
 }
 
 /* Charge N if it fits under the budget (FORCE: whatever the budget). */

@@ -13,6 +13,7 @@
 #define OUTPOST_MTA_SMTP_MEM_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum smtp_mem_state {
@@ -70,5 +71,13 @@ enum smtp_mem_state smtp_mem_collect(struct smtp_mem_waiter *w,
 
 /* smtp_mem_used — bytes charged now (tests, diagnostics).  Any thread. */
 uint64_t smtp_mem_used(void);
+
+/*
+ * smtp_mem_metrics_text — the budget for a scrape (a metrics_text_fn):
+ * outpost_smtp_body_memory_bytes (charged now: the bodies the sessions
+ * hold, the chunks they spooled that are not yet committed) and
+ * outpost_smtp_body_memory_limit_bytes.  Any thread.
+ */
+size_t smtp_mem_metrics_text(char *buf, size_t len);
 
 #endif

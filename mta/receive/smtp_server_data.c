@@ -44,6 +44,9 @@
  * a larger claim would be memory the spool never fills. */
 #define SMTP_BODY_FIRST_MAX                                                    \
 	(SMTP_SPOOL_START_BYTES + SMTP_SPOOL_FEED_BYTES + 16 * 1024)
+/* The first piece for a body that SIZE= says will stream: a header block
+ * of a few KiB and two chunks (smtp_server_data_stream_cap). */
+#define SMTP_BODY_STREAM_FIRST (2 * QUEUE_CHUNK_BYTES + 8 * 1024)
 
 /* Body memory budget (smtp_mem.h) ------------------------------------ */
 
@@ -96,8 +99,31 @@ smtp_server_data_mem_cancel(struct smtp_server_session *s)
 
 /* Message body -------------------------------------------------------- */
 
+/*
+ * True when S's body streams into the queue chunk by chunk: a chunk of it
+ * went already, or SIZE= announced more than a body held whole.  It then
+ * keeps just over a chunk back for the insert (the end of data never
+ * spools), not SMTP_SPOOL_START_BYTES.
+ */
+static bool
+smtp_server_data_streams(const struct smtp_server_session *s)
+{
+	return s->spool_ok &&
+	       (smtp_spool_bytes(s) > 0 ||
+		s->declared_size > (uint64_t)SMTP_SPOOL_START_BYTES);
+}
+
+/* What a streaming body's buffer needs once its header block is known:
+ * the header block, the chunk held back, and one step's feed. */
+static size_t
+smtp_server_data_stream_cap(const struct smtp_server_session *s)
+{
+	return s->hdr_end + QUEUE_CHUNK_BYTES + SMTP_SPOOL_FEED_BYTES + 2;
+}
+
 /* The capacity for NEED bytes: doubling, but never past the largest
- * message (plus room for the last CRLF) when NEED fits in it. */
+ * message (plus room for the last CRLF) when NEED fits in it, nor past a
+ * streaming body's needs. */
 static size_t
 smtp_server_data_cap(const struct smtp_server_session *s, size_t need)
 {
@@ -107,6 +133,9 @@ smtp_server_data_cap(const struct smtp_server_session *s, size_t need)
 	/* Never more than the budget, or the wait could not end. */
 	if (top > s->conf->limits.max_body_memory)
 		top = (size_t)s->conf->limits.max_body_memory;
+	if (s->hdr_end > 0 && smtp_server_data_streams(s) &&
+	    smtp_server_data_stream_cap(s) < top)
+		top = smtp_server_data_stream_cap(s);
 
 	while (cap < need)
 		cap *= 2;
@@ -202,6 +231,12 @@ smtp_server_data_begin(struct smtp_server_session *s, bool dot)
 		first = s->declared_size + 1024 < SMTP_BODY_FIRST_MAX
 			    ? (size_t)s->declared_size + 1024
 			    : SMTP_BODY_FIRST_MAX;
+	/* The body may go to the queue as it arrives, unless it must be
+	 * whole: a malware scan walks it whole, a report is parsed whole. */
+	s->spool_ok = s->conf->scan.clamd == NULL && !s->feedback;
+	s->hdr_end = 0;
+	if (smtp_server_data_streams(s) && first > SMTP_BODY_STREAM_FIRST)
+		first = SMTP_BODY_STREAM_FIRST;
 	if (smtp_server_data_reserve(s, first, false, NULL) != 0)
 		return -1;
 	smtp_server_rate_start(s);
@@ -232,10 +267,6 @@ smtp_server_data_begin(struct smtp_server_session *s, bool dot)
 		s->trace_len = (size_t)n;
 	}
 	s->scan.size = s->body_len; /* the header counts against the size */
-	/* The body may go to the queue as it arrives, unless it must be
-	 * whole: a malware scan walks it whole, a report is parsed whole. */
-	s->spool_ok = s->conf->scan.clamd == NULL && !s->feedback;
-	s->hdr_end = 0;
 	s->hdr_scan = s->trace_len >= 2 ? s->trace_len - 2 : 0;
 	return 0;
 }
@@ -712,16 +743,30 @@ smtp_server_data_hdr_find(struct smtp_server_session *s)
 static void
 smtp_server_data_spool(struct smtp_server_session *s)
 {
+	size_t at = smtp_server_data_streams(s) ? QUEUE_CHUNK_BYTES + 1
+						: SMTP_SPOOL_START_BYTES;
+	size_t cap;
+	uint8_t *nb;
+
 	if (s->hdr_end == 0 ||
 	    (s->scan.bad &
 	     (SMTP_DATA_BAD_SIZE | SMTP_DATA_BAD_NOMEM | SMTP_DATA_BAD_HEADER)))
 		return;
-	while (s->body_len - s->hdr_end >= SMTP_SPOOL_START_BYTES &&
-	       !smtp_spool_full(s)) {
+	while (s->body_len - s->hdr_end >= at && !smtp_spool_full(s)) {
 		if (smtp_spool_spill(s, QUEUE_CHUNK_BYTES) != 0) {
 			s->scan.bad |= SMTP_DATA_BAD_NOMEM;
 			return;
 		}
+		at = QUEUE_CHUNK_BYTES + 1;
+	}
+	/* A body that grew whole before it began to stream gives back what
+	 * streaming does not need (a shrink: no copy). */
+	cap = smtp_server_data_stream_cap(s);
+	if (smtp_spool_bytes(s) > 0 && s->body_cap > cap &&
+	    s->body_len <= cap && (nb = realloc(s->body, cap)) != NULL) {
+		smtp_mem_give(s->body_cap - cap);
+		s->body = nb;
+		s->body_cap = cap;
 	}
 	if (smtp_spool_full(s) && !(s->flags & SF_SPOOL_WAIT)) {
 		s->flags |= SF_SPOOL_WAIT;

@@ -22,7 +22,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from outpost_test import (Daemon, Raw, Sink, check,  # noqa: E402
-                          delivery_config, eq, run_tests, wait_for)
+                          delivery_config, eq, metrics_text, run_tests,
+                          wait_for)
 from dkim_test import Verifiers, setup, strip_envelope  # noqa: E402
 
 import lmdb  # python3-lmdb
@@ -458,6 +459,63 @@ def test_kill9_with_the_queue_full_of_a_spooled_body_restarts():
            "the next message queued")
     finally:
         d.stop()
+
+
+def body_memory(d):
+    """outpost_smtp_body_memory_bytes from the daemon's metrics."""
+    for line in metrics_text(d).splitlines():
+        if line.startswith("outpost_smtp_body_memory_bytes "):
+            return int(line.split()[1])
+    raise AssertionError("no outpost_smtp_body_memory_bytes")
+
+
+def test_a_streaming_body_holds_two_chunks():
+    """Once a body streams into the queue, its session holds the header
+    block and at most two chunks (the one it reads, the one that goes):
+    the budget's gauge shows it.  Three sessions stop halfway through a
+    3 MB body -- DATA with SIZE=, DATA without, one BDAT chunk -- and once
+    everything they sent is spooled the gauge is under 3 x (2 chunks +
+    4 KiB).  (It was 208 KiB a session with SIZE=, the piece SIZE= sizes;
+    256 KiB without, the buffer having doubled past 128 KiB.)"""
+    with Daemon() as d:
+        q = Queue(d)
+        half = body(1536 * 1024, seed=11)
+        sessions = []
+        try:
+            r = open_session(d.port, size=3 * 1000 * 1000)
+            eq(r.cmd("DATA")[0], 354, "DATA with SIZE=")
+            r.send(header("sized") + half)
+            sessions.append(r)
+            r = open_session(d.port)
+            eq(r.cmd("DATA")[0], 354, "DATA without SIZE=")
+            r.send(header("unsized") + half)
+            sessions.append(r)
+            r = open_session(d.port)
+            r.send(b"BDAT 3000000\r\n" + header("bdat") + half)
+            sessions.append(r)
+            bound = 3 * (2 * CHUNK + 4096)
+            # Everything sent is in: at most the last chunk is held back.
+            want = (len(half) - CHUNK) // CHUNK
+            last = {}
+
+            def settled():
+                sp = q.spooled()
+                last["spooled"], last["gauge"] = sp, body_memory(d)
+                return (len(sp) == 3 and min(sp.values()) >= want and
+                        last["gauge"] <= bound)
+            try:
+                wait_for(settled, timeout=15, what="bodies spooled")
+            except Exception:
+                raise AssertionError(
+                    "body memory %s (bound %d) with chunks spooled %s "
+                    "(want %d each)" % (last.get("gauge"), bound,
+                                        sorted(last.get("spooled", {})
+                                               .values()), want))
+        finally:
+            for r in sessions:
+                r.close()
+        wait_for(lambda: body_memory(d) == 0, timeout=30,
+                 what="the budget given back after the sessions left")
 
 
 def test_thirty_sessions_of_5mb_peak_rss():

@@ -30,6 +30,7 @@
 
 #include <sys/queue.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -305,7 +306,9 @@ struct sched {
 	bool stopping;
 	struct sched_msg *active; /* messages in a round (with r) */
 	unsigned nactive, nloading;
-	size_t body_kept; /* bytes of kept bodies (SCHED_BODY_KEEP_TOTAL) */
+	/* bytes of kept bodies, and of those on their way to the brain
+	 * (SCHED_BODY_KEEP_TOTAL); any thread */
+	_Atomic size_t body_kept;
 	/* first attempts' bodies sent from memory, and bodies opened in the
 	 * queue (outpost_delivery_bodies_total{from}) */
 	uint64_t bodies_kept, bodies_read;

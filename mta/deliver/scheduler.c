@@ -485,6 +485,15 @@ sched_reconf(const struct conf *c)
 
 /* Entry points -------------------------------------------------------- */
 
+/* OP, not scheduled: its body's count goes back (sched_message_add). */
+static void
+sched_op_free(struct queue_op *op)
+{
+	if (op->body != NULL)
+		atomic_fetch_sub(&sched.body_kept, op->body_len);
+	queue_op_free(op);
+}
+
 static void
 sched_on_new(void *arg)
 {
@@ -495,7 +504,7 @@ sched_on_new(void *arg)
 	 * after it: the scan has it already (ids are never reused), and a
 	 * second copy would be delivered twice. */
 	if (idmap_get(&sched.ids, op->env.id) != NULL) {
-		queue_op_free(op);
+		sched_op_free(op);
 		return;
 	}
 	m = sched_msg_new(op->env.id, op->env.next_attempt_ms);
@@ -504,18 +513,15 @@ sched_on_new(void *arg)
 		log_warnx("out of memory scheduling a new message");
 		if (m != NULL)
 			sched_msg_free(m);
-		queue_op_free(op);
+		sched_op_free(op);
 		return;
 	}
-	/* A small body (whole in OP: not spooled) is kept for the first
-	 * round; any other is read from the queue a chunk at a time, and
-	 * queue_op_free drops this copy.  (The envelope is the round's now.) */
-	if (op->body != NULL && op->body_len == m->r->env.size &&
-	    op->body_len <= SCHED_BODY_KEEP_BYTES &&
-	    sched.body_kept + op->body_len <= SCHED_BODY_KEEP_TOTAL) {
+	/* A body left in OP (sched_message_add) is kept for the first round,
+	 * already counted; any other is read from the queue a chunk at a
+	 * time.  (The envelope is the round's now.) */
+	if (op->body != NULL) {
 		m->r->body = op->body;
 		m->r->body_len = op->body_len;
-		sched.body_kept += op->body_len;
 		op->body = NULL;
 		op->body_len = 0;
 	}
@@ -538,9 +544,32 @@ sched_on_new(void *arg)
 	sched_round_start(m);
 }
 
+/*
+ * A small body (whole in OP: not spooled) may be kept for the first round.
+ * It is counted against SCHED_BODY_KEEP_TOTAL here, on the committing
+ * thread, so that bodies on their way to a busy brain count too; past the
+ * total it is dropped before the post (delivery reads the queue).
+ */
 void
 sched_message_add(struct queue_op *op)
 {
+	size_t cur, n = op->body_len;
+	bool keep =
+	    op->body != NULL && n == op->env.size && n <= SCHED_BODY_KEEP_BYTES;
+
+	cur = atomic_load(&sched.body_kept);
+	while (keep) {
+		if (cur + n > SCHED_BODY_KEEP_TOTAL)
+			keep = false;
+		else if (atomic_compare_exchange_weak(&sched.body_kept, &cur,
+						      cur + n))
+			break;
+	}
+	if (!keep && op->body != NULL) {
+		free(op->body);
+		op->body = NULL;
+		op->body_len = 0;
+	}
 	loop_post(sched.loop, sched_on_new, op);
 }
 

@@ -522,14 +522,14 @@ def test_thirty_sessions_of_5mb_peak_rss():
     """30 sessions declare SIZE=5000000 and send 5 MB each at once, while
     the sink takes the first ones.  Held whole, each body grows to an 8 MiB
     buffer: 240 MiB.  Spooled, a session holds its header block and at most
-    192 KiB of body in its buffer (the first piece SIZE= reserves is no
-    larger: it was 1 MiB, 30 MiB for 30 sessions, and the allocator kept it
-    resident), one sealed 64 KiB chunk in flight and a 64 KiB hash: about
-    0.35 MiB, 11 MiB for 30, plus the writer's dirty pages of a commit and
-    the queue's pages mapped while chunks are read and deleted (a 64 KiB
-    fault-around window per chunk freed): 27 MiB measured, 51 MiB before
-    the first piece was bounded.  40 MiB over the daemon's start leaves
-    room for the allocator, not for bodies."""
+    two chunks (128 KiB) of body in its buffer (the first piece SIZE=
+    reserves is no larger: it was 1 MiB, 30 MiB for 30 sessions, and the
+    allocator kept it resident), one sealed 64 KiB chunk in flight and a
+    64 KiB hash: about 0.3 MiB, 9 MiB for 30, plus the writer's dirty pages
+    of a commit and the queue's pages mapped while chunks are read and
+    deleted: 18 MiB measured (27 MiB when a session held 192 KiB of body,
+    51 MiB before the first piece was bounded).  40 MiB over the daemon's
+    start leaves room for the allocator, not for bodies."""
     if os.environ.get("OUTPOST_ASAN"):
         print("# skip: the ASan variant (its heap is not the daemon's)")
         return

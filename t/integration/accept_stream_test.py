@@ -1,9 +1,9 @@
 #!/usr/bin/python3
 """Bodies spooled into the queue as they arrive, through the real
 outpostd: messages whose body is 0 octets, a queue chunk less one, exactly
-one and two chunks, 3.5 chunks and 20 MB, by DATA and by BDAT in pieces
-smaller and larger than a queue chunk, reach a sink byte for byte and
-verify with python3-dkim (the body hash was computed chunk by chunk; the
+one and two chunks, 3.5 chunks and 20 MB, by DATA (with SIZE= and
+without) and by BDAT in pieces smaller and larger than a queue chunk,
+reach a sink byte for byte and verify with python3-dkim (the body hash was computed chunk by chunk; the
 bodies put trailing WSP, empty lines and CRLFs on the chunk boundaries);
 kill -9 while a 10 MB body is half in: after the restart no body chunk is
 left without an envelope and the messages acknowledged before are
@@ -118,8 +118,8 @@ def open_session(port, rcpt="x@dest.test", frm="news@sender.test",
     return r
 
 
-def send_data(port, msg):
-    r = open_session(port)
+def send_data(port, msg, size=None):
+    r = open_session(port, size=size)
     eq(r.cmd("DATA")[0], 354, "DATA")
     r.send(msg.replace(b"\r\n.", b"\r\n..") + b".\r\n")
     code, text = r.reply()
@@ -186,12 +186,16 @@ def sizes_signed(canon):
         msgs = {}
         k = 0
         for name, n in sizes.items():
-            for how in ("data", "bdat"):
+            # "sized": SIZE= in MAIL FROM; past 128 KiB the body streams
+            # from its first chunk on, keeping one chunk back.
+            for how in ("data", "bdat", "sized"):
                 full = "%s-%s" % (name, how)
                 msg = header(full) + body(n, seed=k + 1)
                 msgs[full] = msg
                 if how == "data":
                     code, text = send_data(d.port, msg)
+                elif how == "sized":
+                    code, text = send_data(d.port, msg, size=len(msg))
                 else:
                     code, text = send_bdat(d.port, msg,
                                            pieces[k % len(pieces)])

@@ -11,7 +11,8 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from outpost_test import Daemon, Dns, Raw, check, eq, run_tests  # noqa: E402
+from outpost_test import (Daemon, Dns, Raw, Sink, TestFailure,  # noqa: E402
+                          check, eq, run_tests)
 
 MSG = ("From: News <news@example.com>\r\nTo: <jane@example.org>\r\n"
        "Subject: hello\r\nMessage-ID: <1@example.com>\r\n\r\n"
@@ -241,6 +242,37 @@ def test_harness_dns_is_its_own():
                 eq(dns.servers, servers, "the Dns moved after the config")
         finally:
             outpost_test.free_udp_port = real_pick
+
+
+def test_harness_sink_moves_off_a_taken_port():
+    """A Sink that picked its own port moves off it when another test
+    binds it first, as long as nobody has read the port yet; one whose
+    port was read (it is in a config) fails and says why."""
+    import socket
+    import outpost_test
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen(1)
+        taken = held.getsockname()[1]
+        real_pick = outpost_test.free_port_on
+        picks = [taken]
+        outpost_test.free_port_on = \
+            lambda hosts: picks.pop() if picks else real_pick(hosts)
+        try:
+            with Sink() as sink:
+                check(sink.port != taken, "the sink kept the taken port")
+                with smtplib.SMTP("127.0.0.1", sink.port, timeout=10) as c:
+                    eq(c.ehlo("client.test")[0], 250, "EHLO on the sink")
+            picks.append(taken)
+            sink = Sink()
+            eq(sink.port, taken, "the port read")
+            try:
+                with sink:
+                    raise AssertionError("the sink started on a held port")
+            except TestFailure as e:
+                check("exited at start" in str(e), str(e))
+        finally:
+            outpost_test.free_port_on = real_pick
 
 
 def test_port_held_by_another_process_is_refused():

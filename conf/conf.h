@@ -178,7 +178,10 @@ struct conf_delivery {
 	unsigned relay_port; /* 0 when relay_host is NULL */
 	char *ehlo;          /* never NULL (default: struct conf.hostname) */
 	unsigned max_connections; /* outbound, all destinations together */
-	unsigned threads;         /* delivery loops; resolved (never 0) */
+	/* messages in a round of attempts at once (their envelopes in
+	 * memory); the others wait as 40-byte stubs */
+	unsigned max_rounds;
+	unsigned threads; /* delivery loops; resolved (never 0) */
 	/* Defaults of the destination keys of the same names (destination
 	 * "*" inherits them; see struct conf_destination). */
 	unsigned max_mx_addresses;

@@ -336,6 +336,7 @@ cfg_opt_t conf_delivery_opts[] = {
 	CFG_STR_CB("relay_host", NULL, CFGF_NONE, conf_hostport_cb),
 	CFG_STR_CB("ehlo", NULL, CFGF_NONE, conf_hostname_cb),
 	CFG_STR_CB("max_connections", "1000", CFGF_NONE, conf_num_cb),
+	CFG_STR_CB("max_messages_in_memory", "20000", CFGF_NONE, conf_num_cb),
 	CFG_STR_CB("threads", "0", CFGF_NONE, conf_num_cb),
 	CFG_STR_CB("max_mx_addresses", CONF_MX_ADDRESSES_DEFAULT, CFGF_NONE,
 		   conf_num_cb),
@@ -514,6 +515,8 @@ conf_build_delivery(struct conf_ctx *x, cfg_t *cfg, struct conf *c)
 	d->max_age_ms = conf_num_get(x, sec, "max_age");
 	d->retry_jitter_pct = (unsigned)conf_num_get(x, sec, "retry_jitter");
 	d->max_connections = (unsigned)conf_num_get(x, sec, "max_connections");
+	d->max_rounds =
+	    (unsigned)conf_num_get(x, sec, "max_messages_in_memory");
 	d->threads = conf_threads(conf_num_get(x, sec, "threads"));
 	d->max_mx_addresses =
 	    (unsigned)conf_num_get(x, sec, "max_mx_addresses");

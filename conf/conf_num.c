@@ -100,6 +100,7 @@ static const struct conf_num {
 	{ "delivery", "retry_intervals", CK_MS, US_S(1), US_D(7) },
 	{ "delivery", "retry_jitter", CK_COUNT, 0, 50 },
 	{ "delivery", "max_connections", CK_COUNT, 1, 1000000 },
+	{ "delivery", "max_messages_in_memory", CK_COUNT, 100, 10000000 },
 	{ "delivery", "threads", CK_COUNT, 0, CONF_THREADS_MAX },
 	{ "delivery", "max_mx_addresses", CK_COUNT, 1, 1000 },
 	{ "delivery", "max_mx_sessions", CK_COUNT, 1, 100 },

@@ -47,9 +47,18 @@
 #include "mta/deliver/sched_heap.h"
 #include "mta/deliver/smtp_client.h"
 
-/* Rounds in flight at once (envelopes in memory): a restart with
- * a million due messages must not read them all at once. */
-#define SCHED_MAX_ACTIVE 20000
+/* Rounds in flight at once (envelopes in memory): a restart with a
+ * million due messages must not read them all at once
+ * (delivery.max_messages_in_memory). */
+#define SCHED_MAX_ACTIVE (sched.conf->delivery.max_rounds)
+/* A path's line of waiting jobs is held to what it delivered in
+ * SCHED_LINE_SECONDS (measured over windows of SCHED_RATE_WINDOW_MS while
+ * its line never ran dry), and never below SCHED_LINE_MIN: the messages
+ * past it wait parked, without a round, so that one slow or rate-limited
+ * destination cannot take every round and starve the others. */
+#define SCHED_LINE_SECONDS   30
+#define SCHED_LINE_MIN       64
+#define SCHED_RATE_WINDOW_MS 2000
 /* A new message's body up to SCHED_BODY_KEEP_BYTES is kept, as committed,
  * for its first round, so that the first attempt neither reads nor opens
  * it again; all kept bodies together stay under SCHED_BODY_KEEP_TOTAL
@@ -245,9 +254,16 @@ struct sched_path {
 	unsigned conn_failures; /* consecutive */
 	bool suspended;         /* by a reply pattern */
 	bool paused;            /* a pause was announced (logged) */
-	struct sched_park park; /* messages waiting out the pause */
-	char last_error[200];   /* what paused it, scrubbed */
-	int64_t next_send_ms;   /* rate limit: next message allowed */
+	struct sched_park park; /* messages waiting out the pause, or for
+				   room in the line (SCHED_LINE_SECONDS) */
+	/* jobs done since rate_ms; the last full window's rate (a second;
+	 * < 0: not measured); the line ran dry during this window */
+	int64_t rate_ms;
+	unsigned rate_done;
+	double rate;
+	bool rate_dry;
+	char last_error[200]; /* what paused it, scrubbed */
+	int64_t next_send_ms; /* rate limit: next message allowed */
 	int64_t next_send_hour_ms;
 	struct event *timer; /* wake-up for pause / rate */
 	/* Waiting for a slot under delivery.max_connections (sched.waiting),
@@ -496,6 +512,10 @@ void sched_limit_suspend(struct sched_path *p, uint64_t ms, const char *why);
 void sched_limit_unpause(struct sched_path *p, bool all, const char *why);
 /* sched_limit_timer_cb — P's timer (ARG): a pause or a rate wait is over. */
 void sched_limit_timer_cb(evutil_socket_t fd, short what, void *arg);
+/* sched_path_line_max — the waiting jobs P may hold (SCHED_LINE_SECONDS);
+ * UINT_MAX while its rate is not measured. */
+unsigned sched_path_line_max(struct sched_path *p, int64_t now);
+
 /* sched_limit_conns — connections P may have open now. */
 unsigned sched_limit_conns(const struct sched_path *p);
 /* sched_limit_rate_ok — may P send one more message at NOW?  If not, when

@@ -11,6 +11,7 @@
  * a job.
  */
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,6 +72,9 @@ sched_path_get(struct sched_site *site, const struct conf_pool *pool,
 	p->site = site;
 	p->pool = pool;
 	p->cfg = cfg;
+	p->rate = -1;
+	p->rate_ms = util_wall_ms();
+	p->rate_dry = true;
 	site->paths[site->npaths++] = p;
 	return p;
 }
@@ -92,9 +96,73 @@ sched_path_pop(struct sched_path *p)
 	p->head = job->next;
 	if (p->head == NULL)
 		p->tail = NULL;
-	p->njobs--;
+	if (--p->njobs == 0)
+		p->rate_dry = true;
 	job->next = NULL;
 	return job;
+}
+
+/* A window over: its rate counts only if the line never ran dry (else it
+ * measured the demand, not the destination). */
+static void
+sched_path_rate_update(struct sched_path *p, int64_t now)
+{
+	if (now - p->rate_ms < SCHED_RATE_WINDOW_MS)
+		return;
+	if (!p->rate_dry)
+		p->rate =
+		    (double)p->rate_done * 1000.0 / (double)(now - p->rate_ms);
+	p->rate_done = 0;
+	p->rate_ms = now;
+	p->rate_dry = p->njobs == 0;
+}
+
+unsigned
+sched_path_line_max(struct sched_path *p, int64_t now)
+{
+	double n;
+
+	sched_path_rate_update(p, now);
+	if (p->rate < 0)
+		return UINT_MAX;
+	n = p->rate * SCHED_LINE_SECONDS;
+	if (n < SCHED_LINE_MIN)
+		return SCHED_LINE_MIN;
+	return n > (double)(UINT_MAX / 2) ? UINT_MAX / 2 : (unsigned)n;
+}
+
+/* P's line over its length: the jobs past it wait parked (their rounds
+ * end, nothing tried, nothing written). */
+static void
+sched_path_shed(struct sched_path *p, unsigned max)
+{
+	struct sched_job *job, *cut;
+	unsigned i;
+
+	if (p->njobs <= max || max == 0)
+		return;
+	for (job = p->head, i = 1; i < max; i++)
+		job = job->next;
+	cut = job->next;
+	job->next = NULL;
+	p->tail = job;
+	p->njobs = max;
+	while ((job = cut) != NULL) {
+		cut = job->next;
+		job->next = NULL;
+		sched_job_park(job, &p->park);
+	}
+}
+
+/* Room in P's line again: parked messages back to the retry heap (at
+ * their due time, long past: first in), unless a pause holds them. */
+static void
+sched_path_refill(struct sched_path *p, unsigned max)
+{
+	if (p->park.n == 0 || p->paused || p->park.until_ms != 0 ||
+	    max == UINT_MAX || p->njobs >= max / 2)
+		return;
+	sched_park_release(&p->park, max - p->njobs);
 }
 
 /* Keep idle C on P's list (the last parked is the first reused).  0, or -1
@@ -266,6 +334,7 @@ sched_path_kick(struct sched_path *p)
 	int64_t now = util_wall_ms(), when;
 	struct smtp_client_target t;
 	struct sched_conn *c;
+	unsigned max;
 
 	if (sched.stopping)
 		return;
@@ -273,6 +342,9 @@ sched_path_kick(struct sched_path *p)
 		sched_timer_ms(p->timer, p->paused_until_ms - now);
 		return;
 	}
+	max = sched_path_line_max(p, now);
+	sched_path_shed(p, max);
+	sched_path_refill(p, max);
 	while (p->njobs > 0) {
 		if (!sched_limit_rate_ok(p, now, &when)) {
 			sched_timer_ms(p->timer, when - now);
@@ -344,6 +416,8 @@ sched_path_on_done(struct sched_conn *c, struct sched_job *job)
 
 	p->nbusy--;
 	job->conn = NULL;
+	if (!job->unsent)
+		p->rate_done++;
 	if (job->unsent) {
 		/* Its connection was leaving: another takes it (the closed
 		 * report that follows kicks the path too). */

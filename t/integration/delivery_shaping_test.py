@@ -2,7 +2,8 @@
 """Per-destination shaping through the real outpostd, measured at the
 receiver: connection cap, rate limit, MX roll-up, source-address pools,
 421 back-off, reply-pattern suspension, expiry with a DSN, a third-party
-receiver (aiosmtpd with STARTTLS).  Loopback only."""
+receiver (aiosmtpd with STARTTLS), and a rate-limited destination with a
+backlog that does not starve another one.  Loopback only."""
 
 import os
 import socket
@@ -241,6 +242,47 @@ def test_aiosmtpd_receiver_with_starttls():
     finally:
         srv.terminate()
         srv.wait()
+
+
+def test_a_slow_destination_does_not_starve_the_others():
+    """Messages in a round are bounded (delivery.max_messages_in_memory,
+    here its least, 100); 300 messages for a destination held to one a
+    second would take every round, and a message for another destination
+    would wait behind them for minutes.  The slow destination's line is
+    held to what it delivers in 30 s (64 at least): the others wait parked
+    (no round, nothing written), so the other message goes at once, and
+    the slow ones keep their pace, none lost."""
+    hosts = ["127.0.0.35", "127.0.0.36"]
+    port = free_port_on(hosts)
+    dns = Dns(mx=[("slow.test", "mx.slow.test", 10),
+                  ("fast.test", "mx.fast.test", 10)],
+              a=[("mx.slow.test", "127.0.0.35"),
+                 ("mx.fast.test", "127.0.0.36")])
+    cfg = delivery_config(dns, port, '''
+delivery { max_messages_in_memory = 100 }
+destination "slow.test" { max_messages_per_minute = 60 }''')
+    with dns, Sink(hosts, port) as sink, Daemon(config=cfg) as d:
+        pipeline(d, ["r%d@slow.test" % i for i in range(300)])
+        # The slow line is measured over a window of 2 s.
+        time.sleep(3 * SLOW)
+        t0 = time.time()
+        pipeline(d, ["x@fast.test"])
+        deadline = t0 + 15 * SLOW
+        while not any(b"x@fast.test" in m for m in sink.messages()):
+            check(time.time() < deadline,
+                  "the message for fast.test still waits after %.0fs "
+                  "(%d at the sink)" % (time.time() - t0,
+                                        sink.stats().get("messages", 0)))
+            time.sleep(0.2)
+        took = time.time() - t0
+        print("# fast.test delivered %.1fs after it was queued" % took)
+        st = sink.stats()
+        slow = st.get("messages", 0) - 1
+        check(slow <= 3 + (time.time() - t0 + 3 * SLOW + 2) * 1.2,
+              "slow.test went over its rate: %d" % slow)
+        left = len(d.queue_ids())
+        eq(left, 300 - slow, "slow.test messages still queued (%d "
+           "delivered)" % slow)
 
 
 run_tests(globals())

@@ -237,13 +237,18 @@ def test_copy_to_and_failing_command(t=None):
             if os.path.exists(src):
                 with open(mdb, "rb") as a, open(src, "rb") as b:
                     eq(a.read() == b.read(), True, "copy bytes")
-        check(not glob.glob(os.path.join(off, "*.tmp")), "tmp left")
         text = metrics(d)
         check(metric(text,
                      'outpost_restore_commands_total{result="failed"}')
               >= 1, "failed command counted")
         check("shipping %s" % restore_dir(d) in d.log(),
               "the command's output in the diagnostics")
+        # Not while it runs: with a point a second, the next copy may be
+        # half-way (its .tmp) at any moment.  After the stop, none.
+        d.stop()
+        check(os.listdir(off), "the copies are there")
+        check(not glob.glob(os.path.join(off, "*.tmp")),
+              "a copy's .tmp left after the stop: %s" % os.listdir(off))
 
 
 if __name__ == "__main__":

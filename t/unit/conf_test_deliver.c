@@ -72,6 +72,7 @@ check_deliver_defaults(const struct conf *c)
 	assert_int_equal(c->delivery.relay_port, 0);
 	assert_string_equal(c->delivery.ehlo, c->hostname);
 	assert_int_equal(c->delivery.max_connections, 1000);
+	assert_int_equal(c->delivery.max_rounds, 20000);
 	/* threads = 0: one delivery loop per online CPU */
 	assert_int_equal(c->delivery.threads,
 			 (unsigned)sysconf(_SC_NPROCESSORS_ONLN));
@@ -309,6 +310,10 @@ static const struct conf_error_row deliver_error_rows[] = {
 	{ "delivery.ehlo: empty label",
 	  L "delivery { ehlo = \"a..example\" }\n",
 	  "2: delivery.ehlo: \"a..example\" has an empty label" },
+	{ "delivery.max_messages_in_memory: below minimum",
+	  L "delivery { max_messages_in_memory = 99 }\n",
+	  "2: delivery.max_messages_in_memory: \"99\" is less than the "
+	  "minimum, 100" },
 	{ "delivery.max_connections: zero",
 	  L "delivery { max_connections = 0 }\n",
 	  "2: delivery.max_connections: \"0\" is less than the minimum, 1" },
@@ -757,7 +762,8 @@ test_deliver_good(void **state)
 			       "retry_jitter = 0\n"
 			       "  retry_intervals += { 4h, 1d }\n"
 			       "  relay_host = \"Smart.Example.NET:587\"\n"
-			       "  max_connections = 1\n"
+			       "  max_connections = 1 "
+			       "max_messages_in_memory = 10000000\n"
 			       "  tls_ca_file = \"\" tls_ca_path = \"\" }\n",
 		      &c, err, sizeof(err), path, sizeof(path)),
 	    0);
@@ -776,6 +782,7 @@ test_deliver_good(void **state)
 	assert_int_equal(d->data_timeout_ms, 1000);
 	assert_int_equal(d->idle_timeout_ms, 600000);
 	assert_true(d->max_age_ms == 1000);
+	assert_int_equal(d->max_rounds, 10000000);
 	assert_int_equal(d->retry_jitter_pct, 0);
 	assert_int_equal(d->nretry_intervals, 9);
 	for (i = 0; i < 7; i++)

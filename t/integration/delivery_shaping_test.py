@@ -276,13 +276,14 @@ destination "slow.test" { max_messages_per_minute = 60 }''')
             time.sleep(0.2)
         took = time.time() - t0
         print("# fast.test delivered %.1fs after it was queued" % took)
-        st = sink.stats()
-        slow = st.get("messages", 0) - 1
+        # The queue first, the sink then: a message gone from the queue
+        # by the first look is at the sink by the second (none lost).
+        left = len(d.queue_ids())
+        slow = sink.stats().get("messages", 0) - 1
         check(slow <= 3 + (time.time() - t0 + 3 * SLOW + 2) * 1.2,
               "slow.test went over its rate: %d" % slow)
-        left = len(d.queue_ids())
-        eq(left, 300 - slow, "slow.test messages still queued (%d "
-           "delivered)" % slow)
+        check(left + slow >= 300, "slow.test: %d queued and %d delivered "
+              "of 300" % (left, slow))
 
 
 run_tests(globals())

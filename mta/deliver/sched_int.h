@@ -512,10 +512,6 @@ void sched_limit_suspend(struct sched_path *p, uint64_t ms, const char *why);
 void sched_limit_unpause(struct sched_path *p, bool all, const char *why);
 /* sched_limit_timer_cb — P's timer (ARG): a pause or a rate wait is over. */
 void sched_limit_timer_cb(evutil_socket_t fd, short what, void *arg);
-/* sched_path_line_max — the waiting jobs P may hold (SCHED_LINE_SECONDS);
- * UINT_MAX while its rate is not measured. */
-unsigned sched_path_line_max(struct sched_path *p, int64_t now);
-
 /* sched_limit_conns — connections P may have open now. */
 unsigned sched_limit_conns(const struct sched_path *p);
 /* sched_limit_rate_ok — may P send one more message at NOW?  If not, when

@@ -117,7 +117,9 @@ sched_path_rate_update(struct sched_path *p, int64_t now)
 	p->rate_dry = p->njobs == 0;
 }
 
-unsigned
+/* The waiting jobs P may hold: SCHED_LINE_SECONDS of its rate; UINT_MAX
+ * while that is not measured. */
+static unsigned
 sched_path_line_max(struct sched_path *p, int64_t now)
 {
 	double n;

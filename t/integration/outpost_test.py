@@ -617,19 +617,7 @@ class Dns:
 
     def _answers(self, port):
         """True once this dnsmasq answers its own probe name."""
-        q = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
-        for label in self.probe.split("."):
-            q += bytes([len(label)]) + label.encode()
-        q += b"\x00\x00\x01\x00\x01"
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.settimeout(0.2)
-            try:
-                s.sendto(q, ("127.0.0.1", port))
-                r = s.recv(512)
-            except OSError:
-                return False
-        # Same id, and an answer (ANCOUNT > 0), not "no such domain".
-        return r[:2] == b"\x12\x34" and r[6:8] != b"\x00\x00"
+        return dns_ask_a(port, self.probe, timeout=0.2) is not None
 
     def _kill(self):
         if self.proc is not None and self.proc.poll() is None:
@@ -646,6 +634,28 @@ class Dns:
                 self.proc.wait()
         shutil.rmtree(self.tmp, ignore_errors=True)
         return False
+
+
+def dns_ask_a(port, name, timeout=2):
+    """The first A record the DNS server on 127.0.0.1:PORT gives for NAME
+    (one UDP query), or None: no answer in time, or none in it."""
+    import struct
+    q = b"\x43\x21\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+    for label in name.split("."):
+        q += bytes([len(label)]) + label.encode()
+    q += b"\x00\x00\x01\x00\x01"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        try:
+            s.sendto(q, ("127.0.0.1", port))
+            r = s.recv(512)
+        except OSError:
+            return None
+    # Our id, and an answer (ANCOUNT > 0), not "no such domain".
+    if len(r) < 16 or r[:2] != b"\x43\x21" or \
+            struct.unpack("!H", r[6:8])[0] == 0:
+        return None
+    return socket.inet_ntoa(r[-4:])
 
 
 def free_udp_port():

@@ -12,7 +12,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from outpost_test import (Daemon, Dns, Raw, Sink, TestFailure,  # noqa: E402
-                          check, eq, run_tests)
+                          check, dns_ask_a, eq, run_tests)
 
 MSG = ("From: News <news@example.com>\r\nTo: <jane@example.org>\r\n"
        "Subject: hello\r\nMessage-ID: <1@example.com>\r\n\r\n"
@@ -195,26 +195,6 @@ def test_harness_moves_off_a_port_taken_before_the_bind():
                   "the first start did not meet the taken port")
 
 
-def _dns_ask(port, name):
-    """The first A record dnsmasq on PORT gives for NAME, or None."""
-    import socket
-    import struct
-    q = b"\x43\x21\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
-    for label in name.split("."):
-        q += bytes([len(label)]) + label.encode()
-    q += b"\x00\x00\x01\x00\x01"
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(2)
-        try:
-            s.sendto(q, ("127.0.0.1", port))
-            r = s.recv(512)
-        except OSError:
-            return None
-    if r[:2] != b"\x43\x21" or struct.unpack("!H", r[6:8])[0] == 0:
-        return None
-    return socket.inet_ntoa(r[-4:])
-
-
 def test_harness_dns_is_its_own():
     """Tests build the daemon's config from a Dns before they enter it, and
     a parallel test's dnsmasq may hold the port the Dns picked: the config
@@ -236,7 +216,7 @@ def test_harness_dns_is_its_own():
             servers = dns.servers  # as delivery_config reads it
             with dns:
                 port = int(servers.rsplit(":", 1)[1])
-                eq(_dns_ask(port, "mx.own.test"), "127.0.0.77",
+                eq(dns_ask_a(port, "mx.own.test"), "127.0.0.77",
                    "the config's DNS server (%s; the stranger is on %d)"
                    % (servers, taken))
                 eq(dns.servers, servers, "the Dns moved after the config")

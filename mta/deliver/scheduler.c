@@ -418,8 +418,6 @@ sched_path_on_done(struct sched_conn *c, struct sched_job *job)
 
 	p->nbusy--;
 	job->conn = NULL;
-	if (!job->unsent)
-		p->rate_done++;
 	if (job->unsent) {
 		/* Its connection was leaving: another takes it (the closed
 		 * report that follows kicks the path too). */
@@ -428,6 +426,7 @@ sched_path_on_done(struct sched_conn *c, struct sched_job *job)
 		sched_path_kick(p);
 		return;
 	}
+	p->rate_done++;
 	sched_job_results(job);
 }
 

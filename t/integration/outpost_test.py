@@ -626,14 +626,19 @@ class Dns:
 
     def __exit__(self, et, ev, tb):
         if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            end_process(self.proc, 10)
         shutil.rmtree(self.tmp, ignore_errors=True)
         return False
+
+
+def end_process(proc, timeout):
+    """SIGTERM, then SIGKILL if PROC is still there after TIMEOUT s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def dns_ask_a(port, name, timeout=2):
@@ -971,12 +976,7 @@ class Clamd:
     def stop(self):
         if self.proc is None:
             return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        end_process(self.proc, 20)
         self.proc = None
 
     def log(self):

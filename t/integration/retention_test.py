@@ -189,8 +189,10 @@ def test_rotated_named_compressed_removed_and_read():
             gone = os.path.join(logdir, "delivery.log-%s.gz" % d100)
             wait_for(lambda: not os.path.exists(gone),
                      what="%s removed after the reload" % gone)
-            check(re.search(r"delivery log: removed .*delivery\.log-%s\.gz"
-                            % d100, d.log()), "removal logged")
+            # The line follows the unlink: wait for it too.
+            wait_for(lambda: re.search(
+                r"delivery log: removed .*delivery\.log-%s\.gz" % d100,
+                d.log()), what="removal logged")
             check(os.path.exists(os.path.join(
                 logdir, "delivery.log-%s.gz" % d1)), "day -1 kept")
             out = d.cli("log", "--event", "reception").stdout

@@ -23,7 +23,8 @@ PACKAGES = python3-lmdb build-essential cmake pkg-config clang libclang-rt-14-de
 	python3 python3-aiosmtpd python3-dkim python3-nacl \
 	libmail-dkim-perl libcryptx-perl libnet-dns-perl python3-dnspython \
 	swaks dnsmasq-base procps iproute2 curl prometheus mandoc \
-	dpkg-dev lintian valgrind clamav-daemon
+	dpkg-dev lintian valgrind clamav-daemon \
+	libhiredis-dev redis-server
 
 .PHONY: all deps build test demo bench install package fuzz clean format
 

@@ -65,6 +65,7 @@ static cfg_opt_t conf_opts[] = {
 	CFG_SEC("user", conf_user_opts,
 		CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 	CFG_SEC("dns", conf_dns_opts, CFGF_NONE),
+	CFG_SEC("cluster", conf_cluster_opts, CFGF_NONE),
 	CFG_SEC("delivery", conf_delivery_opts, CFGF_NONE),
 	CFG_SEC("destination", conf_destination_opts,
 		CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),

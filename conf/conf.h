@@ -158,6 +158,24 @@ struct conf_dns {
 	unsigned max_inflight;       /* questions asked at once, per resolver */
 };
 
+/*
+ * `cluster { … }`: limits shared with the other nodes through Redis.  With
+ * REDIS set, each destination's max_connections holds across every node
+ * (connection leases in Redis that expire when a node dies); while Redis is
+ * away, each node keeps to its share (the limit / NODES, at least 1).
+ */
+struct conf_cluster {
+	char *redis_host;    /* an IP address (never a name: no blocking
+				lookup on the loop); NULL = no cluster */
+	unsigned redis_port; /* 6379 when the file left it out */
+	char *password_file; /* Redis AUTH password (first line); NULL = none */
+	char *node;     /* this node's name in leases (default: hostname) */
+	unsigned nodes; /* nodes sharing the limits */
+	unsigned timeout_ms; /* a command unanswered this long: Redis away */
+	unsigned lease_ms;   /* a lease's lifetime; renewed every third */
+	char *prefix;        /* of every key */
+};
+
 /* `delivery { … }`: the SMTP client, retries and expiry. */
 struct conf_delivery {
 	unsigned port; /* of MX hosts, and of relay_host / routes without one */
@@ -588,6 +606,7 @@ struct conf {
 	size_t nusers;
 
 	struct conf_dns dns;
+	struct conf_cluster cluster;
 	struct conf_delivery delivery;
 	struct conf_destination dest_default;  /* "*", or built-in defaults */
 	struct conf_destination *destinations; /* listed, in file order */

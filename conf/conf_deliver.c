@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "conf/conf_int.h"
 
@@ -308,6 +309,55 @@ cfg_opt_t conf_dns_opts[] = {
 	CFG_END(),
 };
 
+/* cluster.redis: "ADDRESS[:PORT]", an IP address (hiredis would look a
+ * name up with a blocking call, on the loop). */
+static int
+conf_redis_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	char host[CONF_HOST_MAX];
+	struct sockaddr_storage ss;
+	const char *why;
+	unsigned port;
+
+	if (conf_hostport_scan(value, false, host, sizeof(host), &port, &ss,
+			       &why) != 0)
+		return conf_value_fail(cfg, opt, value, why);
+	conf_line_note(conf_cur, cfg, opt->name, conf_cfg_line(cfg));
+	*(const char **)result = value;
+	return 0;
+}
+
+/* cluster.prefix: printable, no space (it starts every key). */
+static int
+conf_prefix_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	const char *p;
+
+	for (p = value; *p != '\0'; p++)
+		if (*p <= ' ' || *p >= 0x7f)
+			return conf_value_fail(cfg, opt, value,
+					       "holds a space or a "
+					       "character that is not "
+					       "printable ASCII");
+	if (strlen(value) > 64)
+		return conf_value_fail(cfg, opt, value,
+				       "is longer than 64 characters");
+	conf_line_note(conf_cur, cfg, opt->name, conf_cfg_line(cfg));
+	*(const char **)result = value;
+	return 0;
+}
+
+cfg_opt_t conf_cluster_opts[] = {
+	CFG_STR_CB("redis", NULL, CFGF_NONE, conf_redis_cb),
+	CFG_STR_CB("password_file", NULL, CFGF_NONE, conf_text_cb),
+	CFG_STR_CB("node", NULL, CFGF_NONE, conf_prefix_cb),
+	CFG_STR_CB("nodes", "1", CFGF_NONE, conf_num_cb),
+	CFG_STR_CB("timeout", "500ms", CFGF_NONE, conf_num_cb),
+	CFG_STR_CB("lease", "30s", CFGF_NONE, conf_num_cb),
+	CFG_STR_CB("prefix", "outpost:", CFGF_NONE, conf_prefix_cb),
+	CFG_END(),
+};
+
 /* The fan-out of one delivery attempt (Postfix: 5 addresses, 2 sessions).
  * Two sessions, so that a backup MX gets its chance after one server that
  * accepts and fails; five addresses cover two hosts with a v4 and a v6
@@ -419,6 +469,56 @@ conf_build_dns(struct conf_ctx *x, cfg_t *cfg, struct conf *c)
 		return -1;
 	return conf_order_check(x, sec, "min_ttl", d->min_ttl_s, "max_ttl",
 				d->max_ttl_s);
+}
+
+static int conf_hostport_get(struct conf_ctx *x, cfg_t *sec, const char *key,
+			     unsigned defport, char **host, unsigned *port);
+
+static int
+conf_build_cluster(struct conf_ctx *x, cfg_t *cfg, struct conf *c)
+{
+	cfg_t *sec = cfg_getsec(cfg, "cluster");
+	struct conf_cluster *k = &c->cluster;
+	const char *node = cfg_getstr(sec, "node");
+	char host[256];
+
+	k->nodes = (unsigned)conf_num_get(x, sec, "nodes");
+	k->timeout_ms = (unsigned)conf_num_get(x, sec, "timeout");
+	k->lease_ms = (unsigned)conf_num_get(x, sec, "lease");
+	if (x->failed)
+		return -1;
+	if (cfg_getstr(sec, "redis") == NULL) {
+		if (cfg_getstr(sec, "password_file") != NULL) {
+			conf_fail(
+			    x, conf_where(x, sec, "password_file"),
+			    "cluster.password_file without cluster.redis");
+			return -1;
+		}
+		return 0;
+	}
+	if (k->timeout_ms * 3 > k->lease_ms) {
+		conf_fail(x, conf_where(x, sec, "timeout"),
+			  "cluster.timeout (%u ms) must be under a third of "
+			  "cluster.lease (%u ms): a lease is renewed every "
+			  "third of its life",
+			  k->timeout_ms, k->lease_ms);
+		return -1;
+	}
+	if (node == NULL) {
+		if (gethostname(host, sizeof(host)) != 0)
+			snprintf(host, sizeof(host), "outpost");
+		host[sizeof(host) - 1] = '\0';
+		node = host;
+	}
+	if (conf_hostport_get(x, sec, "redis", 6379, &k->redis_host,
+			      &k->redis_port) != 0 ||
+	    (k->node = conf_strdup(x, node)) == NULL ||
+	    (k->prefix = conf_strdup(x, cfg_getstr(sec, "prefix"))) == NULL)
+		return -1;
+	if (cfg_getstr(sec, "password_file") != NULL &&
+	    conf_path_get(x, c, sec, "password_file", &k->password_file) != 0)
+		return -1;
+	return 0;
 }
 
 /* An empty list has no value line: point at the section's closing brace. */
@@ -957,6 +1057,7 @@ int
 conf_deliver_build(struct conf_ctx *x, cfg_t *cfg, struct conf *c)
 {
 	if (conf_build_dns(x, cfg, c) != 0 ||
+	    conf_build_cluster(x, cfg, c) != 0 ||
 	    conf_build_delivery(x, cfg, c) != 0 ||
 	    conf_build_pools(x, cfg, c) != 0 ||
 	    conf_build_pool_refs(x, cfg, c) != 0 ||
@@ -987,6 +1088,10 @@ conf_deliver_free(struct conf *c)
 	size_t i;
 
 	free(c->dns.servers);
+	free(c->cluster.redis_host);
+	free(c->cluster.password_file);
+	free(c->cluster.node);
+	free(c->cluster.prefix);
 	free(c->delivery.retry_intervals_ms);
 	free(c->delivery.relay_host);
 	free(c->delivery.ehlo);

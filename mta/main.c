@@ -38,6 +38,7 @@
 #include "mta/receive/auth_limit.h"
 #include "mta/receive/confgen.h"
 #include "mta/control/control.h"
+#include "mta/deliver/cluster.h"
 #include "mta/deliver/delivery.h"
 #include "mta/observe/evlog.h"
 #include "mta/observe/history.h"
@@ -612,6 +613,16 @@ reload_fixed(const struct conf *nc, char *out, size_t len, unsigned *n)
 		  oc->dns.max_ttl_s != nc->dns.max_ttl_s ||
 		  oc->dns.negative_ttl_max_s != nc->dns.negative_ttl_max_s);
 	FIXED("delivery.threads", oc->delivery.threads != nc->delivery.threads);
+	FIXED(
+	    "cluster",
+	    STR_NE(oc->cluster.redis_host, nc->cluster.redis_host) ||
+		oc->cluster.redis_port != nc->cluster.redis_port ||
+		STR_NE(oc->cluster.password_file, nc->cluster.password_file) ||
+		STR_NE(oc->cluster.node, nc->cluster.node) ||
+		oc->cluster.nodes != nc->cluster.nodes ||
+		oc->cluster.timeout_ms != nc->cluster.timeout_ms ||
+		oc->cluster.lease_ms != nc->cluster.lease_ms ||
+		STR_NE(oc->cluster.prefix, nc->cluster.prefix));
 	FIXED("delivery.tls_ca_file/tls_ca_path",
 	      STR_NE(oc->delivery.tls_ca_file, nc->delivery.tls_ca_file) ||
 		  STR_NE(oc->delivery.tls_ca_path, nc->delivery.tls_ca_path));
@@ -1046,6 +1057,7 @@ main(int argc, char *argv[])
 	metrics_add_text(watchdog_metrics_text);
 	metrics_add_text(scan_metrics_text);
 	metrics_add_text(smtp_mem_metrics_text);
+	metrics_add_text(cluster_metrics_text);
 	queue_commit_hook(queue, commit_observed);
 	ev_usr1 = evsignal_new(main_base, SIGUSR1, reopen_cb, NULL);
 	if (ev_usr1 == NULL || evsignal_add(ev_usr1, NULL) != 0)

@@ -59,6 +59,9 @@
 #define SCHED_LINE_SECONDS   30
 #define SCHED_LINE_MIN       64
 #define SCHED_RATE_WINDOW_MS 2000
+/* A path the cluster turned away (at its connection limit) asks again
+ * after this long, or when one of its own connections ends. */
+#define SCHED_LEASE_RETRY_MS 200
 /* A new message's body up to SCHED_BODY_KEEP_BYTES is kept, as committed,
  * for its first round, so that the first attempt neither reads nor opens
  * it again; all kept bodies together stay under SCHED_BODY_KEEP_TOTAL
@@ -216,6 +219,7 @@ struct sched_conn {
 	struct sched_cloop *home;
 	struct smtp_client *c;       /* home loop; NULL once closed */
 	struct smtp_client_target t; /* home loop: what it opens */
+	uint64_t lease;              /* scheduler: its cluster lease, or 0 */
 	unsigned msgs;               /* scheduler: jobs given to it */
 	unsigned out;                /* scheduler: of those, not back yet */
 	bool quitting;               /* scheduler: told to go */
@@ -266,6 +270,12 @@ struct sched_path {
 	int64_t next_send_ms; /* rate limit: next message allowed */
 	int64_t next_send_hour_ms;
 	struct event *timer; /* wake-up for pause / rate */
+	/* cluster { }: a lease asked of Redis (one at a time), one granted
+	 * and not yet used by a connection, no new ask before lease_retry_ms
+	 * (the cluster was at the limit) */
+	bool lease_asking;
+	uint64_t lease_spare;
+	int64_t lease_retry_ms;
 	/* Waiting for a slot under delivery.max_connections (sched.waiting),
 	 * and holding idle connections (sched.idlers): scheduler.c. */
 	TAILQ_ENTRY(sched_path) wait_link, idle_link;

@@ -23,6 +23,7 @@
 #include "mta/core/log.h"
 #include "mta/core/loop.h"
 #include "mta/core/util.h"
+#include "mta/deliver/cluster.h"
 #include "mta/deliver/sched_int.h"
 
 struct sched sched;
@@ -77,6 +78,106 @@ sched_path_get(struct sched_site *site, const struct conf_pool *pool,
 	p->rate_dry = true;
 	site->paths[site->npaths++] = p;
 	return p;
+}
+
+/* Cluster leases --------------------------------------------------------- */
+
+/* P's name in the cluster: its pool and its MX set (the same on every node
+ * with the same DNS and configuration). */
+static void
+sched_path_lease_key(const struct sched_path *p, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s:%s", p->pool != NULL ? p->pool->name : "-",
+		 p->site->key);
+}
+
+static void
+sched_path_lease_cb(enum cluster_answer a, uint64_t lease, void *arg)
+{
+	struct sched_path *p = arg;
+	int64_t now = util_wall_ms();
+
+	p->lease_asking = false;
+	if (a == CLUSTER_GRANTED) {
+		if (p->lease_spare != 0 || sched.stopping) {
+			cluster_lease_drop(lease);
+			return;
+		}
+		p->lease_spare = lease;
+	} else if (a == CLUSTER_DENIED) {
+		/* The cluster is at P's limit: ask again in a while (a
+		 * connection of ours that ends asks at once). */
+		p->lease_retry_ms = now + SCHED_LEASE_RETRY_MS;
+		if (p->njobs > 0)
+			sched_timer_ms(p->timer, SCHED_LEASE_RETRY_MS);
+		return;
+	}
+	/* Granted, or Redis went away (the share applies): go on. */
+	if (p->njobs > 0)
+		sched_path_kick(p);
+}
+
+/*
+ * May P open one more connection as far as the cluster goes?  True with
+ * *LEASE set (0 without a cluster); false when it waits for an answer or
+ * for room, or is at its share of the limit while Redis is away.
+ */
+static bool
+sched_path_lease(struct sched_path *p, int64_t now, uint64_t *lease)
+{
+	char key[512];
+
+	*lease = 0;
+	if (!cluster_on())
+		return true;
+	if (p->lease_spare != 0) {
+		*lease = p->lease_spare;
+		p->lease_spare = 0;
+		return true;
+	}
+	if (p->lease_asking)
+		return false;
+	sched_path_lease_key(p, key, sizeof(key));
+	if (!cluster_shared()) {
+		if (p->nconn >= cluster_share(sched_limit_conns(p)))
+			return false;
+		*lease = cluster_lease_local(key);
+		return true;
+	}
+	if (p->lease_retry_ms > now) {
+		sched_timer_ms(p->timer, p->lease_retry_ms - now);
+		return false;
+	}
+	if (cluster_lease_ask(key, sched_limit_conns(p), sched_path_lease_cb,
+			      p) != 0) {
+		/* Away since the check: the share, now. */
+		if (p->nconn >= cluster_share(sched_limit_conns(p)))
+			return false;
+		*lease = cluster_lease_local(key);
+		return true;
+	}
+	p->lease_asking = true;
+	return false;
+}
+
+/* Redis came back or went away: every path with work tries again. */
+static void
+sched_cluster_changed(void)
+{
+	struct htab_entry *e;
+	size_t it;
+	unsigned i;
+
+	for (e = htab_first(&sched.sites, &it); e != NULL;
+	     e = htab_next(&sched.sites, e, &it)) {
+		struct sched_site *s = e->value;
+
+		for (i = 0; i < s->npaths; i++) {
+			s->paths[i]->lease_retry_ms = 0;
+			if (s->paths[i]->njobs > 0)
+				sched_path_kick(s->paths[i]);
+		}
+	}
 }
 
 /* Connections that are opening (not yet asked for a job). */
@@ -336,6 +437,7 @@ sched_path_kick(struct sched_path *p)
 	int64_t now = util_wall_ms(), when;
 	struct smtp_client_target t;
 	struct sched_conn *c;
+	uint64_t lease;
 	unsigned max;
 
 	if (sched.stopping)
@@ -374,9 +476,14 @@ sched_path_kick(struct sched_path *p)
 			sched_timer_ms(p->timer, p->connect_after_ms - now);
 			return;
 		}
-		sched_path_target(p, &t);
-		if ((c = sched_conn_open(p, &t)) == NULL)
+		if (!sched_path_lease(p, now, &lease))
 			return;
+		sched_path_target(p, &t);
+		if ((c = sched_conn_open(p, &t)) == NULL) {
+			cluster_lease_drop(lease);
+			return;
+		}
+		c->lease = lease;
 		p->nconn++;
 		sched.nconn++;
 	}
@@ -441,6 +548,9 @@ sched_path_on_closed(struct sched_conn *c)
 	const char *text = c->text;
 
 	sched_path_idle_remove(p, c);
+	cluster_lease_drop(c->lease);
+	c->lease = 0;
+	p->lease_retry_ms = 0; /* a place the cluster may give again */
 	p->nconn--;
 	sched.nconn--;
 	sched_slots_kick();
@@ -798,6 +908,9 @@ sched_init(const struct sched_config *sc, char *err, size_t errlen)
 		    NULL)
 			return -1;
 	}
+	if (cluster_init(l->base, &c->cluster, sched_cluster_changed, err,
+			 errlen) != 0)
+		return -1;
 	smtp_client_tls_init(sc->ssl_ctx);
 	if (sched_conn_init(sc, c->delivery.threads, err, errlen) != 0)
 		return -1;
@@ -844,6 +957,7 @@ sched_shutdown(unsigned deadline_ms)
 
 	sched.stopping = true;
 	sched_scan_stop();
+	cluster_stop();
 	evtimer_del(sched.retry_timer);
 	evtimer_del(sched.gauge_timer);
 	for (e = htab_first(&sched.sites, &it); e != NULL;
@@ -903,6 +1017,7 @@ sched_free(void)
 				sched_job_free(job);
 			}
 			event_free(p->timer);
+			cluster_lease_drop(p->lease_spare);
 			sched_park_free(&p->park);
 			free(p->idle);
 			free(p);
@@ -940,6 +1055,7 @@ sched_free(void)
 	sched_metrics_free();
 	pthread_mutex_destroy(&sched.gauge_mu);
 	sched_conn_free();
+	cluster_free();
 	if (sched.dns != NULL)
 		dns_resolver_free(sched.dns);
 	while (sched_names != NULL) {

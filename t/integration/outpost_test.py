@@ -894,6 +894,111 @@ EICAR = (b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!"
          b"$H+H*")
 
 
+class Redis:
+    """redis-server (Debian's) on a loopback port of its own, in the
+    foreground, nothing saved to disk.  `addr` is what cluster { redis = … }
+    takes.  stop()/start() take it away and bring it back on the same
+    port (kill=True: SIGKILL, as a crash).  cmd() speaks RESP to it."""
+
+    def __init__(self, password=None):
+        self.tmp = tempfile.mkdtemp(prefix="outpost-redis-")
+        os.chmod(self.tmp, 0o755)
+        self.log_path = os.path.join(self.tmp, "redis.log")
+        self.password = password
+        self.port = free_port()
+        self.addr = "127.0.0.1:%d" % self.port
+        self.proc = None
+
+    def start(self, timeout=20):
+        args = ["redis-server", "--port", str(self.port),
+                "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--dir", self.tmp, "--logfile", self.log_path,
+                "--daemonize", "no"]
+        if self.password is not None:
+            args += ["--requirepass", self.password]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.STDOUT)
+        deadline = time.time() + timeout * SLOW
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise TestFailure("redis-server exited at start: %s"
+                                  % self.log()[-2000:])
+            try:
+                if self.cmd("PING") in ("PONG", b"PONG") or \
+                        self.password is not None:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise TestFailure("redis-server did not answer in %ds: %s"
+                          % (timeout, self.log()[-2000:]))
+
+    def stop(self, kill=False):
+        if self.proc is None:
+            return
+        if kill:
+            self.proc.kill()
+            self.proc.wait()
+        else:
+            end_process(self.proc, 10)
+        self.proc = None
+
+    def cmd(self, *args):
+        """One command; the reply decoded (str, int, list, None), or an
+        exception for an error reply."""
+        out = b"*%d\r\n" % len(args)
+        for a in args:
+            a = a if isinstance(a, bytes) else str(a).encode()
+            out += b"$%d\r\n%s\r\n" % (len(a), a)
+        with socket.create_connection(("127.0.0.1", self.port),
+                                      timeout=5) as s:
+            if self.password is not None:
+                auth = self.password.encode()
+                s.sendall(b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n"
+                          % (len(auth), auth))
+                f = s.makefile("rb")
+                self._read(f)
+                s.sendall(out)
+                return self._read(f)
+            s.sendall(out)
+            return self._read(s.makefile("rb"))
+
+    def _read(self, f):
+        line = f.readline()
+        if not line:
+            raise OSError("redis closed the connection")
+        kind, rest = line[:1], line[1:-2]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            raise TestFailure("redis: " + rest.decode())
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            data = f.read(n + 2)[:-2]
+            return data.decode(errors="replace")
+        if kind == b"*":
+            n = int(rest)
+            return None if n < 0 else [self._read(f) for _ in range(n)]
+        raise TestFailure("redis: unexpected reply %r" % line)
+
+    def log(self):
+        return read_log(self.log_path)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, et, ev, tb):
+        self.stop(kill=True)
+        if et is not None:
+            sys.stderr.write("--- redis log ---\n%s\n" % self.log()[-2000:])
+        if not os.environ.get("OUTPOST_KEEP"):
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
 class Clamd:
     """clamd (Debian's clamav-daemon) on a Unix socket in a temp directory,
     in the foreground, with a signature database written here (no

@@ -96,3 +96,7 @@ outpost_integration_test(watchdog t/integration/watchdog_test.py TIMEOUT 600)
 # back / slow / garbage, on_error, oversize, the watchdog's infected
 # signal, `scan status`, the verdict cache.
 outpost_integration_test(scan t/integration/scan_test.py TIMEOUT 600)
+# A cluster's shared limits (redis-server started by the test): connection
+# leases across two nodes, each node's share while Redis is away, leases of
+# a node killed with -9 expiring, AUTH.
+outpost_integration_test(cluster t/integration/cluster_test.py TIMEOUT 600)

@@ -1,0 +1,642 @@
+/*
+ * cluster.c — connection leases shared with the other nodes through Redis
+ * (hiredis' async context on the scheduler's loop; see cluster.h).
+ * Owns: the Redis link, the leases this node holds, the asks in flight.
+ * Must not: block (hiredis is given an IP address, never a name; every
+ * command is asynchronous), nor let an ask wait on a Redis that stopped
+ * answering (cluster.timeout ends the link, the asks get CLUSTER_AWAY).
+ * Called from: the scheduler's loop; cluster_metrics_text from any thread.
+ * Invariant: a lease is in `leases` from its grant (or local making) to its
+ * drop; in Redis it is a member "NODE:BOOT:ID" of KEY, scored by its expiry.
+ */
+#include <sys/queue.h>
+#include <sys/stat.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <sodium.h>
+
+#include "conf/conf.h"
+#include "mta/core/htab.h"
+#include "mta/core/log.h"
+#include "mta/core/util.h"
+#include "mta/deliver/cluster.h"
+
+/* While away, a new link is tried this often. */
+#define CLUSTER_RETRY_MS     1000
+#define CLUSTER_PASSWORD_MAX 512
+
+/* Take a lease under KEYS[1] if fewer than ARGV[2] are live: expired
+ * members go first, on Redis' clock (one clock for every node). */
+static const char cluster_lua_take[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)\n"
+    "if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end\n"
+    "redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])\n"
+    "redis.call('PEXPIRE', KEYS[1], 2 * tonumber(ARGV[3]))\n"
+    "return 1\n";
+
+/* Renew (or register) lease ARGV[1] under KEYS[1] for ARGV[2] ms. */
+static const char cluster_lua_renew[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])\n"
+    "redis.call('PEXPIRE', KEYS[1], 2 * tonumber(ARGV[2]))\n"
+    "return 1\n";
+
+enum cl_kind { CL_AUTH, CL_TAKE, CL_RENEW, CL_DROP };
+
+struct cl_req {
+	enum cl_kind kind;
+	int64_t sent_ms;
+	cluster_lease_fn *fn; /* CL_TAKE */
+	void *arg;
+	struct cl_lease *lease; /* CL_TAKE: granted as this */
+	TAILQ_ENTRY(cl_req) link;
+};
+
+struct cl_lease {
+	uint64_t id;
+	char *key;
+	char member[96];
+	bool registered; /* in Redis (else a local one, waiting) */
+};
+
+static struct {
+	bool on;
+	struct event_base *base;
+	char *host, *node, *prefix;
+	unsigned port, nodes, timeout_ms, lease_ms;
+	char password[CLUSTER_PASSWORD_MAX];
+	bool has_password;
+	uint32_t boot;
+	cluster_changed_fn *changed;
+	redisAsyncContext *ac;
+	bool up;     /* connected and authenticated */
+	bool was_up; /* up once since start (for "back") */
+	bool away_said;
+	bool stopping;
+	struct event *tick;
+	int64_t next_connect_ms, next_renew_ms;
+	TAILQ_HEAD(, cl_req) reqs; /* sent, in order (Redis answers so) */
+	struct idmap leases;
+	uint64_t next_id;
+	/* counters and gauges (metrics, any thread) */
+	_Atomic uint64_t n_granted, n_denied, n_away, n_aways;
+	_Atomic uint64_t n_held;
+	atomic_bool g_up;
+} cl;
+
+static void cluster_connect(void);
+
+bool
+cluster_on(void)
+{
+	return cl.on;
+}
+
+bool
+cluster_shared(void)
+{
+	return cl.on && cl.up;
+}
+
+unsigned
+cluster_share(unsigned limit)
+{
+	unsigned n = cl.nodes > 0 ? cl.nodes : 1;
+
+	return limit / n > 0 ? limit / n : 1;
+}
+
+/* Link state ------------------------------------------------------------ */
+
+static void
+cluster_set_up(bool up, const char *why)
+{
+	bool was = cl.up;
+
+	cl.up = up;
+	atomic_store(&cl.g_up, up);
+	if (up && !was) {
+		cl.away_said = false;
+		log_info("cluster: Redis %s:%u %s: connection limits shared by "
+			 "the cluster",
+			 cl.host, cl.port, cl.was_up ? "back" : "ready");
+		cl.was_up = true;
+		cl.next_renew_ms = 0; /* register the local leases now */
+	} else if (!up && !cl.away_said) {
+		cl.away_said = true;
+		atomic_fetch_add(&cl.n_aways, 1);
+		log_warnx("cluster: Redis %s:%u away (%s): this node keeps to "
+			  "1/%u of each connection limit until it is back",
+			  cl.host, cl.port, why, cl.nodes);
+	}
+	if (up != was && cl.changed != NULL && !cl.stopping)
+		cl.changed();
+}
+
+/* The link is gone (or being dropped): every ask still waiting learns
+ * it (hiredis calls each callback with no reply as it frees). */
+static void
+cluster_drop_link(const char *why)
+{
+	redisAsyncContext *ac = cl.ac;
+
+	cl.ac = NULL;
+	cl.next_connect_ms = util_mono_ms() + CLUSTER_RETRY_MS;
+	if (cl.up || !cl.away_said)
+		cluster_set_up(false, why);
+	if (ac != NULL)
+		redisAsyncFree(ac);
+}
+
+static void
+cluster_connect_cb(const redisAsyncContext *ac, int status)
+{
+	if (ac != cl.ac)
+		return;
+	if (status != REDIS_OK) {
+		/* hiredis frees AC after this callback. */
+		cl.ac = NULL;
+		cl.next_connect_ms = util_mono_ms() + CLUSTER_RETRY_MS;
+		cluster_set_up(false,
+			       ac->errstr[0] ? ac->errstr : "cannot connect");
+		return;
+	}
+	if (!cl.has_password)
+		cluster_set_up(true, NULL);
+	/* else: up when AUTH answers */
+}
+
+static void
+cluster_disconnect_cb(const redisAsyncContext *ac, int status)
+{
+	(void)status;
+	if (ac != cl.ac)
+		return; /* dropped by us: said already */
+	cl.ac = NULL;
+	cl.next_connect_ms = util_mono_ms() + CLUSTER_RETRY_MS;
+	cluster_set_up(false, ac->errstr[0] ? ac->errstr : "connection closed");
+}
+
+/* Requests -------------------------------------------------------------- */
+
+static struct cl_req *
+cluster_req_new(enum cl_kind kind)
+{
+	struct cl_req *r = calloc(1, sizeof(*r));
+
+	if (r == NULL)
+		return NULL;
+	r->kind = kind;
+	r->sent_ms = util_mono_ms();
+	TAILQ_INSERT_TAIL(&cl.reqs, r, link);
+	return r;
+}
+
+static void
+cluster_lease_free(struct cl_lease *l)
+{
+	if (l == NULL)
+		return;
+	free(l->key);
+	free(l);
+}
+
+static void
+cluster_reply_cb(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct cl_req *r = priv;
+	redisReply *rep = reply;
+	bool ok = rep != NULL && rep->type != REDIS_REPLY_ERROR;
+
+	(void)ac;
+	TAILQ_REMOVE(&cl.reqs, r, link);
+	switch (r->kind) {
+	case CL_AUTH:
+		if (!ok) {
+			cluster_set_up(false, rep != NULL ? "AUTH refused"
+							  : "link lost");
+			if (rep != NULL && cl.ac != NULL)
+				redisAsyncDisconnect(cl.ac);
+		} else {
+			cluster_set_up(true, NULL);
+		}
+		break;
+	case CL_TAKE:
+		if (ok && rep->type == REDIS_REPLY_INTEGER &&
+		    rep->integer == 1) {
+			r->lease->registered = true;
+			if (idmap_put(&cl.leases, r->lease->id, r->lease) !=
+			    0) {
+				/* Not kept: not renewed, it expires. */
+				cluster_lease_free(r->lease);
+				r->lease = NULL;
+				r->fn(CLUSTER_DENIED, 0, r->arg);
+				break;
+			}
+			atomic_fetch_add(&cl.n_granted, 1);
+			atomic_fetch_add(&cl.n_held, 1);
+			r->fn(CLUSTER_GRANTED, r->lease->id, r->arg);
+			break;
+		}
+		cluster_lease_free(r->lease);
+		if (ok) {
+			atomic_fetch_add(&cl.n_denied, 1);
+			r->fn(CLUSTER_DENIED, 0, r->arg);
+		} else {
+			if (rep != NULL)
+				log_warnx(
+				    "cluster: Redis refused a lease: %.200s",
+				    rep->str != NULL ? rep->str : "?");
+			atomic_fetch_add(&cl.n_away, 1);
+			r->fn(CLUSTER_AWAY, 0, r->arg);
+		}
+		break;
+	case CL_RENEW:
+	case CL_DROP:
+		if (rep != NULL && rep->type == REDIS_REPLY_ERROR)
+			log_warnx("cluster: Redis: %.200s",
+				  rep->str != NULL ? rep->str : "?");
+		break;
+	}
+	free(r);
+}
+
+static int
+cluster_send(struct cl_req *r, int argc, const char **argv)
+{
+	if (cl.ac == NULL ||
+	    redisAsyncCommandArgv(cl.ac, cluster_reply_cb, r, argc, argv,
+				  NULL) != REDIS_OK) {
+		TAILQ_REMOVE(&cl.reqs, r, link);
+		free(r);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+cluster_renew(struct cl_lease *l)
+{
+	char ttl[24];
+	const char *argv[] = { "EVAL", cluster_lua_renew, "1",
+			       l->key, l->member,         ttl };
+	struct cl_req *r;
+
+	snprintf(ttl, sizeof(ttl), "%u", cl.lease_ms);
+	if ((r = cluster_req_new(CL_RENEW)) != NULL &&
+	    cluster_send(r, 6, argv) == 0)
+		l->registered = true;
+}
+
+/* Every held lease renewed (and the local ones registered). */
+static void
+cluster_renew_all(void)
+{
+	size_t k;
+
+	for (k = 0; k < cl.leases.cap && cl.ac != NULL; k++) {
+		struct cl_lease *l = cl.leases.vals[k];
+
+		if (l != NULL)
+			cluster_renew(l);
+	}
+}
+
+/* Leases ---------------------------------------------------------------- */
+
+static struct cl_lease *
+cluster_lease_new(const char *key)
+{
+	struct cl_lease *l = calloc(1, sizeof(*l));
+
+	size_t n = strlen(cl.prefix) + sizeof("conn:") + strlen(key);
+
+	if (l == NULL || (l->key = malloc(n)) == NULL) {
+		free(l);
+		return NULL;
+	}
+	snprintf(l->key, n, "%sconn:%s", cl.prefix, key);
+	l->id = ++cl.next_id;
+	snprintf(l->member, sizeof(l->member), "%s:%08" PRIx32 ":%" PRIu64,
+		 cl.node, cl.boot, l->id);
+	return l;
+}
+
+int
+cluster_lease_ask(const char *key, unsigned limit, cluster_lease_fn *fn,
+		  void *arg)
+{
+	char lim[24], ttl[24];
+	struct cl_lease *l;
+	struct cl_req *r;
+	const char *argv[7];
+
+	if (!cl.up || cl.ac == NULL || cl.stopping)
+		return -1;
+	if ((l = cluster_lease_new(key)) == NULL)
+		return -1;
+	if ((r = cluster_req_new(CL_TAKE)) == NULL) {
+		cluster_lease_free(l);
+		return -1;
+	}
+	r->fn = fn;
+	r->arg = arg;
+	r->lease = l;
+	snprintf(lim, sizeof(lim), "%u", limit);
+	snprintf(ttl, sizeof(ttl), "%u", cl.lease_ms);
+	argv[0] = "EVAL";
+	argv[1] = cluster_lua_take;
+	argv[2] = "1";
+	argv[3] = l->key;
+	argv[4] = l->member;
+	argv[5] = lim;
+	argv[6] = ttl;
+	if (cluster_send(r, 7, argv) != 0) {
+		cluster_lease_free(l);
+		return -1;
+	}
+	return 0;
+}
+
+uint64_t
+cluster_lease_local(const char *key)
+{
+	struct cl_lease *l;
+
+	if (!cl.on || (l = cluster_lease_new(key)) == NULL)
+		return 0;
+	if (idmap_put(&cl.leases, l->id, l) != 0) {
+		cluster_lease_free(l);
+		return 0;
+	}
+	atomic_fetch_add(&cl.n_held, 1);
+	return l->id;
+}
+
+void
+cluster_lease_drop(uint64_t lease)
+{
+	struct cl_lease *l;
+	struct cl_req *r;
+
+	if (lease == 0 || (l = idmap_del(&cl.leases, lease)) == NULL)
+		return;
+	atomic_fetch_sub(&cl.n_held, 1);
+	if (l->registered && cl.ac != NULL &&
+	    (r = cluster_req_new(CL_DROP)) != NULL) {
+		const char *argv[] = { "ZREM", l->key, l->member };
+
+		(void)cluster_send(r, 3, argv);
+	}
+	/* Else Redis forgets it when it expires. */
+	cluster_lease_free(l);
+}
+
+/* The tick: a new link while away, the oldest ask's deadline, renewals. */
+static void
+cluster_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	int64_t now = util_mono_ms();
+	struct cl_req *r;
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (cl.stopping)
+		return;
+	if (cl.ac == NULL && now >= cl.next_connect_ms)
+		cluster_connect();
+	if ((r = TAILQ_FIRST(&cl.reqs)) != NULL &&
+	    now - r->sent_ms > (int64_t)cl.timeout_ms) {
+		char why[64];
+
+		snprintf(why, sizeof(why), "no answer in %u ms", cl.timeout_ms);
+		cluster_drop_link(why);
+	}
+	if (cl.up && cl.ac != NULL && now >= cl.next_renew_ms) {
+		cl.next_renew_ms = now + cl.lease_ms / 3;
+		cluster_renew_all();
+	}
+}
+
+static void
+cluster_connect(void)
+{
+	redisAsyncContext *ac;
+
+	cl.next_connect_ms = util_mono_ms() + CLUSTER_RETRY_MS;
+	if ((ac = redisAsyncConnect(cl.host, (int)cl.port)) == NULL) {
+		cluster_set_up(false, "out of memory");
+		return;
+	}
+	if (ac->err != 0) {
+		cluster_set_up(false, ac->errstr);
+		redisAsyncFree(ac);
+		return;
+	}
+	if (redisLibeventAttach(ac, cl.base) != REDIS_OK) {
+		cluster_set_up(false, "cannot attach to the loop");
+		redisAsyncFree(ac);
+		return;
+	}
+	redisAsyncSetConnectCallback(ac, cluster_connect_cb);
+	redisAsyncSetDisconnectCallback(ac, cluster_disconnect_cb);
+	cl.ac = ac;
+	if (cl.has_password) {
+		struct cl_req *r = cluster_req_new(CL_AUTH);
+		const char *argv[] = { "AUTH", cl.password };
+
+		if (r == NULL || cluster_send(r, 2, argv) != 0)
+			cluster_drop_link("cannot send AUTH");
+	}
+}
+
+/* Set-up and end -------------------------------------------------------- */
+
+/* The first line of PATH into cl.password.  0, or -1 with err. */
+static int
+cluster_password_read(const char *path, char *err, size_t errlen)
+{
+	char buf[CLUSTER_PASSWORD_MAX + 2];
+	struct stat st;
+	ssize_t n;
+	int fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
+		snprintf(err, errlen, "cluster.password_file %s: %s", path,
+			 strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) == 0 && (st.st_mode & 0007) != 0)
+		log_warnx("cluster.password_file %s is readable by everyone",
+			  path);
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n < 0) {
+		snprintf(err, errlen, "cluster.password_file %s: %s", path,
+			 strerror(errno));
+		return -1;
+	}
+	buf[n] = '\0';
+	buf[strcspn(buf, "\r\n")] = '\0';
+	if (buf[0] == '\0' || strlen(buf) >= sizeof(cl.password)) {
+		snprintf(err, errlen, "cluster.password_file %s: %s", path,
+			 buf[0] == '\0' ? "empty first line"
+					: "password longer than 511 bytes");
+		sodium_memzero(buf, sizeof(buf));
+		return -1;
+	}
+	memcpy(cl.password, buf, strlen(buf) + 1);
+	sodium_memzero(buf, sizeof(buf));
+	cl.has_password = true;
+	return 0;
+}
+
+int
+cluster_init(struct event_base *base, const struct conf_cluster *cc,
+	     cluster_changed_fn *changed, char *err, size_t errlen)
+{
+	static const struct timeval first = { 0, 0 };
+	struct timeval tv;
+	unsigned step;
+
+	memset(&cl, 0, sizeof(cl));
+	TAILQ_INIT(&cl.reqs);
+	if (cc->redis_host == NULL)
+		return 0;
+	cl.base = base;
+	cl.changed = changed;
+	cl.port = cc->redis_port;
+	cl.nodes = cc->nodes;
+	cl.timeout_ms = cc->timeout_ms;
+	cl.lease_ms = cc->lease_ms;
+	cl.boot = randombytes_random();
+	if ((cl.host = strdup(cc->redis_host)) == NULL ||
+	    (cl.node = strdup(cc->node)) == NULL ||
+	    (cl.prefix = strdup(cc->prefix)) == NULL ||
+	    idmap_init(&cl.leases) != 0) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (cc->password_file != NULL &&
+	    cluster_password_read(cc->password_file, err, errlen) != 0)
+		return -1;
+	/* The tick runs often enough to see an ask late by a timeout. */
+	step = cl.timeout_ms / 4 > 10 ? cl.timeout_ms / 4 : 10;
+	if (step > 250)
+		step = 250;
+	tv.tv_sec = step / 1000;
+	tv.tv_usec = (step % 1000) * 1000;
+	if ((cl.tick = event_new(base, -1, EV_PERSIST, cluster_tick_cb,
+				 NULL)) == NULL ||
+	    event_add(cl.tick, &tv) != 0) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	/* The first link as soon as the loop runs. */
+	event_base_once(base, -1, EV_TIMEOUT, cluster_tick_cb, NULL, &first);
+	cl.on = true;
+	return 0;
+}
+
+void
+cluster_stop(void)
+{
+	size_t k;
+
+	if (!cl.on || cl.stopping)
+		return;
+	/* idmap_del leaves a tombstone: the walk may go on. */
+	for (k = 0; k < cl.leases.cap; k++) {
+		struct cl_lease *l = cl.leases.vals[k];
+
+		if (l != NULL)
+			cluster_lease_drop(l->id);
+	}
+	cl.stopping = true;
+	if (cl.tick != NULL)
+		event_del(cl.tick);
+	/* The ZREMs go out before the link closes (redisAsyncDisconnect
+	 * waits for the replies). */
+	if (cl.ac != NULL) {
+		redisAsyncContext *ac = cl.ac;
+
+		cl.ac = NULL;
+		redisAsyncDisconnect(ac);
+	}
+}
+
+void
+cluster_free(void)
+{
+	size_t k;
+
+	if (!cl.on)
+		return;
+	cl.stopping = true;
+	if (cl.ac != NULL) {
+		redisAsyncContext *ac = cl.ac;
+
+		cl.ac = NULL;
+		redisAsyncFree(ac);
+	}
+	for (k = 0; k < cl.leases.cap; k++)
+		cluster_lease_free(cl.leases.vals[k]);
+	idmap_free(&cl.leases);
+	if (cl.tick != NULL)
+		event_free(cl.tick);
+	sodium_memzero(cl.password, sizeof(cl.password));
+	free(cl.host);
+	free(cl.node);
+	free(cl.prefix);
+	cl.on = false;
+}
+
+size_t
+cluster_metrics_text(char *buf, size_t len)
+{
+	int n;
+
+	if (!cl.on)
+		return 0;
+	n = snprintf(
+	    buf, len,
+	    "# HELP outpost_cluster_redis_up 1 while the cluster's Redis "
+	    "answers (limits shared), 0 while each node keeps to its share.\n"
+	    "# TYPE outpost_cluster_redis_up gauge\n"
+	    "outpost_cluster_redis_up %d\n"
+	    "# HELP outpost_cluster_redis_away_total Times Redis went away "
+	    "(this node then kept to its share of each limit).\n"
+	    "# TYPE outpost_cluster_redis_away_total counter\n"
+	    "outpost_cluster_redis_away_total %" PRIu64 "\n"
+	    "# HELP outpost_cluster_leases Connection leases this node holds.\n"
+	    "# TYPE outpost_cluster_leases gauge\n"
+	    "outpost_cluster_leases %" PRIu64 "\n"
+	    "# HELP outpost_cluster_lease_requests_total Connection leases "
+	    "asked of Redis, by answer.\n"
+	    "# TYPE outpost_cluster_lease_requests_total counter\n"
+	    "outpost_cluster_lease_requests_total{result=\"granted\"} %" PRIu64
+	    "\n"
+	    "outpost_cluster_lease_requests_total{result=\"denied\"} %" PRIu64
+	    "\n"
+	    "outpost_cluster_lease_requests_total{result=\"away\"} %" PRIu64
+	    "\n",
+	    atomic_load(&cl.g_up) ? 1 : 0, atomic_load(&cl.n_aways),
+	    atomic_load(&cl.n_held), atomic_load(&cl.n_granted),
+	    atomic_load(&cl.n_denied), atomic_load(&cl.n_away));
+	return n < 0 ? 0 : (size_t)n;
+}

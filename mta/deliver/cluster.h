@@ -1,0 +1,87 @@
+/*
+ * cluster.h — limits shared with the other nodes of a cluster through Redis
+ * (conf `cluster { redis = … }`): connection leases, so that a destination's
+ * max_connections holds across every node.
+ *
+ * A lease is a member of a Redis sorted set per path (pool and MX set),
+ * scored by its expiry on Redis' clock; taking one purges the expired and
+ * counts the rest in one Lua script.  Held leases are renewed every third
+ * of their life, so a node that dies frees its leases when they expire.
+ * While Redis is away (unreachable, refusing, or slower than
+ * cluster.timeout), each node keeps to its share of each limit (limit /
+ * cluster.nodes, at least 1), says so once, and counts it; the connections
+ * it opens meanwhile get local leases, registered in Redis when it is back.
+ *
+ * Threads: every call on the scheduler's loop (the one given to
+ * cluster_init), but cluster_metrics_text (any thread).  Callbacks are
+ * never called from within the call that asked.
+ */
+#ifndef OUTPOST_MTA_CLUSTER_H
+#define OUTPOST_MTA_CLUSTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct conf_cluster;
+
+enum cluster_answer {
+	CLUSTER_GRANTED, /* a lease: the caller may open one connection */
+	CLUSTER_DENIED,  /* the cluster is at the limit: ask again later */
+	CLUSTER_AWAY,    /* Redis went away: keep to the share */
+};
+
+/* The answer to cluster_lease_ask; LEASE is the lease when GRANTED, else
+ * 0.  Runs on the scheduler's loop. */
+typedef void cluster_lease_fn(enum cluster_answer a, uint64_t lease, void *arg);
+
+/* cluster_changed_fn — Redis came back or went away: the limits changed
+ * (the scheduler kicks its paths). */
+typedef void cluster_changed_fn(void);
+
+/*
+ * cluster_init — read CC's password file (if any) and get ready to connect
+ * on BASE once its loop runs; CHANGED is called on each change between
+ * shared limits and shares.  With no cluster configured, does nothing.
+ * 0, or -1 with err.  Main thread, before the loop runs.
+ */
+int cluster_init(struct event_base *base, const struct conf_cluster *cc,
+		 cluster_changed_fn *changed, char *err, size_t errlen);
+
+/* cluster_on — a cluster is configured (leases are needed). */
+bool cluster_on(void);
+
+/* cluster_shared — configured and Redis answers: limits are shared. */
+bool cluster_shared(void);
+
+/* cluster_share — what this node may use of LIMIT while Redis is away. */
+unsigned cluster_share(unsigned limit);
+
+/*
+ * cluster_lease_ask — a lease under KEY (a path's name; copied) while the
+ * cluster holds fewer than LIMIT.  0: FN follows with ARG (never from
+ * within this call); -1: Redis is away (use cluster_lease_local).
+ */
+int cluster_lease_ask(const char *key, unsigned limit, cluster_lease_fn *fn,
+		      void *arg);
+
+/* cluster_lease_local — a lease under KEY for a connection opened on the
+ * share while Redis is away: registered in Redis once it is back.  0 when
+ * out of memory (the connection then goes unleased). */
+uint64_t cluster_lease_local(const char *key);
+
+/* cluster_lease_drop — LEASE (from either call; 0 is ignored) is over. */
+void cluster_lease_drop(uint64_t lease);
+
+/* cluster_stop — stopping: every lease dropped, the link closed; asks
+ * still waiting get CLUSTER_AWAY. */
+void cluster_stop(void);
+
+/* cluster_free — what is left (main thread, after the loop ended). */
+void cluster_free(void);
+
+/* cluster_metrics_text — a metrics_text_fn: the cluster's families. */
+size_t cluster_metrics_text(char *buf, size_t len);
+
+#endif

@@ -1,0 +1,228 @@
+#!/usr/bin/python3
+"""Limits shared by a cluster's nodes through Redis (cluster { redis = … }):
+two outpostd on loopback share a redis-server started here and one
+receiver (outpost-sink); a destination's max_connections holds across
+both, seen at the receiver; with Redis killed each node keeps to its share
+(the limit / nodes) and every message is still delivered; Redis back, the
+limit is shared again; a node killed with -9 frees its leases when they
+expire.  Loopback only."""
+
+import os
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from outpost_test import (SLOW, Daemon, Dns, Redis, Sink, check,  # noqa: E402
+                          eq, free_port_on, metrics_text, pipeline, run_tests,
+                          wait_empty, wait_for)
+
+
+def node_config(dns, port, redis, name, limit, nodes=2, lease="3s",
+                idle="1s", more="", per_conn=3):
+    return ('dns { servers = "%s" timeout = 1s tries = 1 }\n'
+            'delivery {\n  port = %d\n  threads = 2\n'
+            '  retry_intervals = { "1s" }\n  retry_jitter = 0\n'
+            '  idle_timeout = %s\n}\n'
+            'cluster {\n  redis = "%s"\n  node = "%s"\n  nodes = %d\n'
+            '  lease = %s\n  timeout = 300ms\n%s}\n'
+            'destination "*" {\n  max_connections = %d\n'
+            '  max_messages_per_connection = %d\n'
+            '  max_recipients_per_transaction = 1\n}\n'
+            % (dns.servers, port, idle, redis.addr, name, nodes, lease,
+               more, limit, per_conn))
+
+
+def metric(d, name):
+    for line in metrics_text(d).splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def leases(redis):
+    """Live leases in Redis: {key: members}."""
+    out = {}
+    for key in redis.cmd("KEYS", "outpost:conn:*") or []:
+        out[key] = redis.cmd("ZCARD", key)
+    return out
+
+
+def send(d, tag, n):
+    pipeline(d, ["%s%d@dest.test" % (tag, i) for i in range(n)])
+
+
+def setup(host):
+    port = free_port_on([host])
+    dns = Dns(mx=[("dest.test", "mx.dest.test", 10)],
+              a=[("mx.dest.test", host)])
+    return dns, port
+
+
+def test_connection_limit_holds_across_nodes():
+    """max_connections = 3 on two nodes: at most 3 at the receiver, and
+    both nodes deliver all theirs."""
+    dns, port = setup("127.0.0.61")
+    with Redis() as redis, dns, \
+            Sink(["127.0.0.61"], port, ["--reply-delay-ms", "40"],
+                 maildir=False) as sink, \
+            Daemon(config=node_config(dns, port, redis, "a", 3)) as a, \
+            Daemon(config=node_config(dns, port, redis, "b", 3)) as b:
+        for d in (a, b):
+            wait_for(lambda: metric(d, "outpost_cluster_redis_up") == 1,
+                     what="node linked to Redis")
+        send(a, "a", 30)
+        send(b, "b", 30)
+        st = sink.wait_messages(60, timeout=120)
+        check(st["connections_max"] <= 3,
+              "at most 3 connections at once across the nodes, saw %d"
+              % st["connections_max"])
+        check(st["connections_max"] >= 2, "the limit was reached: %d"
+              % st["connections_max"])
+        for d in (a, b):
+            wait_empty(d)
+            check(metric(d, "outpost_cluster_lease_requests_total"
+                         '{result="granted"}') >= 1, "leases granted")
+            check(metric(d, "outpost_cluster_lease_requests_total"
+                         '{result="denied"}') is not None, "denials counted")
+        # Idle connections close (1 s): their leases are given back.
+        wait_for(lambda: sum(leases(redis).values()) == 0, 20,
+                 "leases released: %s" % leases(redis))
+
+
+def test_redis_away_each_node_keeps_to_its_share():
+    """Redis killed: each of the 2 nodes keeps to 2 of the 4 connections,
+    says so once, and delivers everything; Redis back: shared again."""
+    dns, port = setup("127.0.0.62")
+    redis = Redis()
+    redis.start()
+    try:
+        with dns, Sink(["127.0.0.62"], port, ["--reply-delay-ms", "40"],
+                       maildir=False) as sink, \
+                Daemon(config=node_config(dns, port, redis, "a", 4)) as a, \
+                Daemon(config=node_config(dns, port, redis, "b", 4)) as b:
+            for d in (a, b):
+                wait_for(lambda: metric(d, "outpost_cluster_redis_up") == 1,
+                         what="node linked to Redis")
+            redis.stop(kill=True)
+            send(a, "a", 40)
+            send(b, "b", 40)
+            st = sink.wait_messages(80, timeout=120)
+            check(st["connections_max"] <= 4,
+                  "each node at its share (2): at most 4, saw %d"
+                  % st["connections_max"])
+            for d in (a, b):
+                wait_empty(d)
+                eq(metric(d, "outpost_cluster_redis_up"), 0.0, "up gauge")
+                eq(metric(d, "outpost_cluster_redis_away_total"), 1.0,
+                   "away counted once")
+                eq(d.log().count("keeps to 1/2 of each connection limit"),
+                   1, "said once")
+            # Back: shared again, and the nodes say so.
+            redis.start()
+            for d in (a, b):
+                wait_for(lambda: "Redis %s back" % redis.addr in d.log(),
+                         20, "back logged")
+                wait_for(lambda: metric(d, "outpost_cluster_redis_up") == 1,
+                         what="up again")
+            before = sink.stats()["messages"]
+            send(a, "c", 20)
+            send(b, "d", 20)
+            sink.wait_messages(before + 40, timeout=120)
+            for d in (a, b):
+                wait_empty(d)
+                check(metric(d, "outpost_cluster_lease_requests_total"
+                             '{result="granted"}') >= 1,
+                      "leases from Redis after its return")
+    finally:
+        redis.stop(kill=True)
+
+
+def test_killed_node_frees_its_leases():
+    """Node a holds leases on idle connections (idle_timeout 60s) and is
+    killed with -9: its leases expire (lease = 3s) and b may take the
+    whole limit."""
+    dns, port = setup("127.0.0.63")
+    with Redis() as redis, dns, \
+            Sink(["127.0.0.63"], port, ["--reply-delay-ms", "20"],
+                 maildir=False) as sink, \
+            Daemon(config=node_config(dns, port, redis, "a", 2,
+                                      idle="60s", per_conn=100)) as a, \
+            Daemon(config=node_config(dns, port, redis, "b", 2,
+                                      idle="60s", per_conn=100)) as b:
+        wait_for(lambda: metric(a, "outpost_cluster_redis_up") == 1,
+                 what="a linked")
+        send(a, "a", 6)
+        sink.wait_messages(6, timeout=60)
+        wait_empty(a)
+        held = leases(redis)
+        eq(sum(held.values()), 2, "a holds 2 leases on idle connections: "
+           "%s" % held)
+        a.proc.send_signal(signal.SIGKILL)
+        a.proc.wait()
+        a.proc = None
+        # b is turned away while a's leases live, then takes them over.
+        send(b, "b", 6)
+        wait_for(lambda: sink.stats()["messages"] >= 12, 30,
+                 "b delivered after a's leases expired")
+        wait_empty(b)
+        check(metric(b, "outpost_cluster_lease_requests_total"
+                     '{result="denied"}') >= 1,
+              "b was turned away while a's leases lived")
+        members = []
+        for key in redis.cmd("KEYS", "outpost:conn:*") or []:
+            members += redis.cmd("ZRANGE", key, "0", "-1")
+        check(all(m.startswith("b:") for m in members),
+              "only b's leases are left: %s" % members)
+
+
+def password_file(tmp, name, text):
+    """A password file only the daemon's user reads (it runs as outpost
+    when the tests run as root)."""
+    path = os.path.join(tmp, "redis-%s.pass" % name)
+    with open(path, "w") as f:
+        f.write(text + "\n")
+    os.chmod(path, 0o600)
+    if os.geteuid() == 0:
+        import pwd
+        try:
+            pw = pwd.getpwnam("outpost")
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+        except KeyError:
+            pass
+    return path
+
+
+def test_password_and_refusal():
+    """AUTH with cluster.password_file; a wrong password is Redis away
+    (the share), said once, and mail still goes."""
+    dns, port = setup("127.0.0.64")
+    with Redis(password="s3cret-pw") as redis, dns, \
+            Sink(["127.0.0.64"], port, ["--reply-delay-ms", "10"],
+                 maildir=False) as sink:
+        more = '  password_file = "%s"\n' % password_file(redis.tmp, "good",
+                                                         "s3cret-pw")
+        with Daemon(config=node_config(dns, port, redis, "a", 2,
+                                       more=more)) as good:
+            wait_for(lambda: metric(good, "outpost_cluster_redis_up") == 1,
+                     what="linked with AUTH")
+            send(good, "a", 4)
+            sink.wait_messages(4, timeout=60)
+            wait_empty(good)
+            check(metric(good, "outpost_cluster_lease_requests_total"
+                         '{result="granted"}') >= 1, "leases granted")
+            check("s3cret-pw" not in good.log(), "password in the log")
+        more = '  password_file = "%s"\n' % password_file(redis.tmp, "bad",
+                                                         "wrong")
+        with Daemon(config=node_config(dns, port, redis, "b", 2,
+                                       more=more)) as bad:
+            wait_for(lambda: "AUTH refused" in bad.log(), 20,
+                     "refusal logged")
+            send(bad, "b", 4)
+            sink.wait_messages(8, timeout=60)
+            wait_empty(bad)
+            eq(bad.log().count("AUTH refused"), 1, "said once")
+
+
+if __name__ == "__main__":
+    run_tests(globals())

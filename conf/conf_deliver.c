@@ -496,7 +496,7 @@ conf_build_cluster(struct conf_ctx *x, cfg_t *cfg, struct conf *c)
 		}
 		return 0;
 	}
-	if (k->timeout_ms * 3 > k->lease_ms) {
+	if ((uint64_t)k->timeout_ms * 3 >= k->lease_ms) {
 		conf_fail(x, conf_where(x, sec, "timeout"),
 			  "cluster.timeout (%u ms) must be under a third of "
 			  "cluster.lease (%u ms): a lease is renewed every "

@@ -330,6 +330,38 @@ static const struct conf_error_row deliver_error_rows[] = {
 	  L "delivery {\n\ttls_ca_path = \"a\\nb\"\n}\n",
 	  "3: delivery.tls_ca_path: contains a control character" },
 
+	/* cluster */
+	{ "cluster.redis: a name",
+	  L "cluster { redis = \"redis.example:6379\" }\n",
+	  "2: cluster.redis: \"redis.example:6379\" is not an IP address "
+	  "(names are not resolved here)" },
+	{ "cluster.redis: bad port", L "cluster { redis = \"127.0.0.1:0\" }\n",
+	  "2: cluster.redis: \"127.0.0.1:0\" has a bad port (use 1..65535)" },
+	{ "cluster.nodes: zero",
+	  L "cluster { redis = \"127.0.0.1\" nodes = 0 }\n",
+	  "2: cluster.nodes: \"0\" is less than the minimum, 1" },
+	{ "cluster.lease: below minimum",
+	  L "cluster { redis = \"127.0.0.1\" lease = 500ms }\n",
+	  "2: cluster.lease: \"500ms\" is less than the minimum, 1s" },
+	{ "cluster.timeout: a third of the lease",
+	  L "cluster {\n redis = \"127.0.0.1\"\n lease = 3s\n"
+	  " timeout = 1s\n}\n",
+	  "5: cluster.timeout (1000 ms) must be under a third of cluster.lease "
+	  "(3000 ms): a lease is renewed every third of its life" },
+	{ "cluster.password_file without redis",
+	  L "cluster { password_file = \"/etc/outpost/redis.pass\" }\n",
+	  "2: cluster.password_file without cluster.redis" },
+	{ "cluster.prefix: a space", L "cluster { prefix = \"a b\" }\n",
+	  "2: cluster.prefix: \"a b\" holds a space or a character that is "
+	  "not printable ASCII" },
+	{ "cluster.node: too long",
+	  L "cluster { node = \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	  "xxxxxxxxxxxxxxxxxxxxxxxxx\" }\n",
+	  "2: cluster.node: \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	  "xxxxxxxxxxxxxxxxxxxxx\" is longer than 64 characters" },
+	{ "cluster: unknown key", L "cluster { redis_host = \"127.0.0.1\" }\n",
+	  "2: cluster: no such option 'redis_host'" },
+
 	/* destination */
 	{ "destination: no title", L "destination { }\n",
 	  "2: missing title for section 'destination'" },
@@ -1214,6 +1246,52 @@ test_example_deliver(void **state)
 	conf_free(c);
 }
 
+static void
+test_cluster(void **state)
+{
+	char err[1024], path[PATH_MAX];
+	struct conf *c = NULL;
+
+	(void)state;
+	/* Off by default. */
+	assert_int_equal(load_text(LISTENER, &c, err, sizeof(err), path,
+				   sizeof(path)),
+			 0);
+	assert_null(c->cluster.redis_host);
+	conf_free(c);
+	c = NULL;
+	assert_int_equal(
+	    load_text(LISTENER "cluster {\n  redis = \"[::1]:6380\"\n"
+			       "  password_file = \"/etc/outpost/r.pass\"\n"
+			       "  node = \"mta-1\" nodes = 3 timeout = 10ms "
+			       "lease = 1h prefix = \"eu:\"\n}\n",
+		      &c, err, sizeof(err), path, sizeof(path)),
+	    0);
+	assert_string_equal(c->cluster.redis_host, "::1");
+	assert_int_equal(c->cluster.redis_port, 6380);
+	assert_string_equal(c->cluster.password_file, "/etc/outpost/r.pass");
+	assert_string_equal(c->cluster.node, "mta-1");
+	assert_int_equal(c->cluster.nodes, 3);
+	assert_int_equal(c->cluster.timeout_ms, 10);
+	assert_int_equal(c->cluster.lease_ms, 3600000);
+	assert_string_equal(c->cluster.prefix, "eu:");
+	conf_free(c);
+	c = NULL;
+	/* Defaults: port 6379, the host name, 1 node, 500ms, 30s. */
+	assert_int_equal(load_text(LISTENER
+				   "cluster { redis = \"127.0.0.1\" }\n",
+				   &c, err, sizeof(err), path, sizeof(path)),
+			 0);
+	assert_int_equal(c->cluster.redis_port, 6379);
+	assert_non_null(c->cluster.node);
+	assert_true(c->cluster.node[0] != '\0');
+	assert_int_equal(c->cluster.nodes, 1);
+	assert_int_equal(c->cluster.timeout_ms, 500);
+	assert_int_equal(c->cluster.lease_ms, 30000);
+	assert_string_equal(c->cluster.prefix, "outpost:");
+	conf_free(c);
+}
+
 /* ---- signing and alignment: dkim, dkim_sign, dmarc, dkim_domain ---- */
 
 int
@@ -1224,6 +1302,7 @@ main(void)
 		cmocka_unit_test(test_deliver_errors),
 		cmocka_unit_test(test_deliver_limits),
 		cmocka_unit_test(test_deliver_good),
+		cmocka_unit_test(test_cluster),
 		cmocka_unit_test(test_deliver_hostport),
 		cmocka_unit_test(test_deliver_dns_servers),
 		cmocka_unit_test(test_destinations),

@@ -55,12 +55,38 @@ static const char cluster_lua_renew[] =
     "redis.call('PEXPIRE', KEYS[1], 2 * tonumber(ARGV[2]))\n"
     "return 1\n";
 
-enum cl_kind { CL_AUTH, CL_TAKE, CL_RENEW, CL_DROP };
+/* One message under the limits of KEYS[1] (one every ARGV[1] ms) and
+ * KEYS[2] (one every ARGV[2] ms; 0: off): 0 when it may go now (each
+ * limit's next time moved on), else the ms until it may. */
+static const char cluster_lua_rate[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local wait, tat = 0, {}\n"
+    "for i = 1, 2 do\n"
+    "  local iv = tonumber(ARGV[i])\n"
+    "  if iv > 0 then\n"
+    "    local v = tonumber(redis.call('GET', KEYS[i]) or '0') or 0\n"
+    "    if v < now then v = now end\n"
+    "    if v - now > wait then wait = v - now end\n"
+    "    tat[i] = v\n"
+    "  end\n"
+    "end\n"
+    "if wait > 0 then return wait end\n"
+    "for i = 1, 2 do\n"
+    "  local iv = tonumber(ARGV[i])\n"
+    "  if iv > 0 then\n"
+    "    redis.call('SET', KEYS[i], tat[i] + iv, 'PX', iv + 60000)\n"
+    "  end\n"
+    "end\n"
+    "return 0\n";
+
+enum cl_kind { CL_AUTH, CL_TAKE, CL_RENEW, CL_DROP, CL_RATE };
 
 struct cl_req {
 	enum cl_kind kind;
 	int64_t sent_ms;
-	cluster_lease_fn *fn; /* CL_TAKE */
+	cluster_lease_fn *fn;     /* CL_TAKE */
+	cluster_rate_fn *rate_fn; /* CL_RATE */
 	void *arg;
 	struct cl_lease *lease; /* CL_TAKE: granted as this */
 	TAILQ_ENTRY(cl_req) link;
@@ -94,6 +120,7 @@ static struct {
 	uint64_t next_id;
 	/* counters and gauges (metrics, any thread) */
 	_Atomic uint64_t n_granted, n_denied, n_away, n_aways;
+	_Atomic uint64_t n_rate_now, n_rate_wait, n_rate_away;
 	_Atomic uint64_t n_held;
 	atomic_bool g_up;
 } cl;
@@ -265,6 +292,21 @@ cluster_reply_cb(redisAsyncContext *ac, void *reply, void *priv)
 			r->fn(CLUSTER_AWAY, 0, r->arg);
 		}
 		break;
+	case CL_RATE:
+		if (ok && rep->type == REDIS_REPLY_INTEGER &&
+		    rep->integer >= 0) {
+			atomic_fetch_add(rep->integer == 0 ? &cl.n_rate_now
+							   : &cl.n_rate_wait,
+					 1);
+			r->rate_fn((int64_t)rep->integer, r->arg);
+			break;
+		}
+		if (rep != NULL)
+			log_warnx("cluster: Redis refused a rate: %.200s",
+				  rep->str != NULL ? rep->str : "?");
+		atomic_fetch_add(&cl.n_rate_away, 1);
+		r->rate_fn(-1, r->arg);
+		break;
 	case CL_RENEW:
 	case CL_DROP:
 		if (rep != NULL && rep->type == REDIS_REPLY_ERROR)
@@ -370,6 +412,27 @@ cluster_lease_ask(const char *key, unsigned limit, cluster_lease_fn *fn,
 		return -1;
 	}
 	return 0;
+}
+
+int
+cluster_rate_ask(const char *key, unsigned minute_ms, unsigned hour_ms,
+		 cluster_rate_fn *fn, void *arg)
+{
+	char k1[600], k2[600], m[24], h[24];
+	const char *argv[7] = { "EVAL", cluster_lua_rate, "2", k1, k2, m, h };
+	struct cl_req *r;
+
+	if (!cl.up || cl.ac == NULL || cl.stopping)
+		return -1;
+	snprintf(k1, sizeof(k1), "%srate:%s:m", cl.prefix, key);
+	snprintf(k2, sizeof(k2), "%srate:%s:h", cl.prefix, key);
+	snprintf(m, sizeof(m), "%u", minute_ms);
+	snprintf(h, sizeof(h), "%u", hour_ms);
+	if ((r = cluster_req_new(CL_RATE)) == NULL)
+		return -1;
+	r->rate_fn = fn;
+	r->arg = arg;
+	return cluster_send(r, 7, argv);
 }
 
 uint64_t
@@ -634,9 +697,18 @@ cluster_metrics_text(char *buf, size_t len)
 	    "outpost_cluster_lease_requests_total{result=\"denied\"} %" PRIu64
 	    "\n"
 	    "outpost_cluster_lease_requests_total{result=\"away\"} %" PRIu64
+	    "\n"
+	    "# HELP outpost_cluster_rate_requests_total Messages asked of "
+	    "Redis under a destination's shared rate, by answer.\n"
+	    "# TYPE outpost_cluster_rate_requests_total counter\n"
+	    "outpost_cluster_rate_requests_total{result=\"now\"} %" PRIu64 "\n"
+	    "outpost_cluster_rate_requests_total{result=\"wait\"} %" PRIu64 "\n"
+	    "outpost_cluster_rate_requests_total{result=\"away\"} %" PRIu64
 	    "\n",
 	    atomic_load(&cl.g_up) ? 1 : 0, atomic_load(&cl.n_aways),
 	    atomic_load(&cl.n_held), atomic_load(&cl.n_granted),
-	    atomic_load(&cl.n_denied), atomic_load(&cl.n_away));
+	    atomic_load(&cl.n_denied), atomic_load(&cl.n_away),
+	    atomic_load(&cl.n_rate_now), atomic_load(&cl.n_rate_wait),
+	    atomic_load(&cl.n_rate_away));
 	return n < 0 ? 0 : (size_t)n;
 }

@@ -1,16 +1,20 @@
 /*
  * cluster.h — limits shared with the other nodes of a cluster through Redis
  * (conf `cluster { redis = … }`): connection leases, so that a destination's
- * max_connections holds across every node.
+ * max_connections holds across every node, and the messages a destination
+ * takes per minute and per hour, counted once for the whole cluster.
  *
  * A lease is a member of a Redis sorted set per path (pool and MX set),
  * scored by its expiry on Redis' clock; taking one purges the expired and
- * counts the rest in one Lua script.  Held leases are renewed every third
- * of their life, so a node that dies frees its leases when they expire.
- * While Redis is away (unreachable, refusing, or slower than
- * cluster.timeout), each node keeps to its share of each limit (limit /
- * cluster.nodes, at least 1), says so once, and counts it; the connections
- * it opens meanwhile get local leases, registered in Redis when it is back.
+ * counts the rest in one Lua script.  A rate is a "next message not
+ * before" time per limit in Redis (GCRA without a burst): a message goes
+ * when every limit's time has come, and moves each by its interval.  Held
+ * leases are renewed every third of their life, so a node that dies frees its
+ * leases when they expire. While Redis is away (unreachable, refusing, or
+ * slower than cluster.timeout), each node keeps to its share of each limit
+ * (limit / cluster.nodes, at least 1), says so once, and counts it; the
+ * connections it opens meanwhile get local leases, registered in Redis when it
+ * is back.
  *
  * Threads: every call on the scheduler's loop (the one given to
  * cluster_init), but cluster_metrics_text (any thread).  Callbacks are
@@ -73,6 +77,21 @@ uint64_t cluster_lease_local(const char *key);
 
 /* cluster_lease_drop — LEASE (from either call; 0 is ignored) is over. */
 void cluster_lease_drop(uint64_t lease);
+
+/* The answer to cluster_rate_ask: 0 (a message may go now), or how many
+ * ms to wait before asking again; < 0: Redis went away (keep to the
+ * share).  Runs on the scheduler's loop. */
+typedef void cluster_rate_fn(int64_t wait_ms, void *arg);
+
+/*
+ * cluster_rate_ask — may one message go under KEY now, at most one every
+ * MINUTE_MS on the minute limit and one every HOUR_MS on the hour limit
+ * (0: that limit is off), counted across the cluster?  0: FN follows with
+ * ARG (never from within this call); -1: Redis is away (keep to the share
+ * locally).
+ */
+int cluster_rate_ask(const char *key, unsigned minute_ms, unsigned hour_ms,
+		     cluster_rate_fn *fn, void *arg);
 
 /* cluster_stop — stopping: every lease dropped, the link closed; asks
  * still waiting get CLUSTER_AWAY. */

@@ -276,6 +276,10 @@ struct sched_path {
 	bool lease_asking;
 	uint64_t lease_spare;
 	int64_t lease_retry_ms;
+	/* cluster { }, with a rate: a message asked of Redis, one granted
+	 * and not yet sent, none before rate_wait_ms (Redis said so) */
+	bool rate_asking, rate_token;
+	int64_t rate_wait_ms;
 	/* Waiting for a slot under delivery.max_connections (sched.waiting),
 	 * and holding idle connections (sched.idlers): scheduler.c. */
 	TAILQ_ENTRY(sched_path) wait_link, idle_link;
@@ -360,6 +364,9 @@ const char *sched_rcpt_domain(const char *addr, char *buf, size_t len);
 struct sched_path *sched_path_get(struct sched_site *site,
 				  const struct conf_pool *pool,
 				  const struct conf_destination *cfg);
+/* sched_path_key — P's name in the cluster (cluster.h): its pool and its
+ * MX set, the same on every node with the same DNS and configuration. */
+void sched_path_key(const struct sched_path *p, char *buf, size_t len);
 /* sched_path_pop — the first job waiting on P, taken off; NULL if none. */
 struct sched_job *sched_path_pop(struct sched_path *p);
 /* sched_path_kick — start as much work on P as its limits allow. */

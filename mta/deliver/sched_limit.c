@@ -13,6 +13,7 @@
 
 #include "mta/core/log.h"
 #include "mta/core/util.h"
+#include "mta/deliver/cluster.h"
 #include "mta/deliver/sched_int.h"
 #include "mta/observe/evlog.h"
 
@@ -172,10 +173,83 @@ sched_limit_conns(const struct sched_path *p)
 	return lim == 0 ? 1 : lim;
 }
 
+/* Redis' answer for P's next message (cluster_rate_ask). */
+static void
+sched_limit_rate_cb(int64_t wait_ms, void *arg)
+{
+	struct sched_path *p = arg;
+
+	p->rate_asking = false;
+	if (wait_ms == 0)
+		p->rate_token = true;
+	else if (wait_ms > 0)
+		p->rate_wait_ms = util_wall_ms() + wait_ms;
+	/* < 0: Redis went away, the share applies (sched_limit_rate_ok) */
+	if (p->njobs > 0)
+		sched_path_kick(p);
+}
+
+/* The interval of RATE per PERIOD_MS for this node: the whole rate, or
+ * its share while the cluster's Redis is away. */
+static unsigned
+sched_limit_interval(unsigned rate, unsigned period_ms)
+{
+	if (rate == 0)
+		return 0;
+	if (cluster_on())
+		rate = cluster_share(rate);
+	return period_ms / rate;
+}
+
+/*
+ * With a cluster whose Redis answers, P's messages are counted in Redis:
+ * true when one was granted (or P has no rate); false while asking (the
+ * answer kicks P) or told to wait (*WHEN).  -1: not shared now.
+ */
+static int
+sched_limit_rate_shared(struct sched_path *p, int64_t now, int64_t *when)
+{
+	const struct conf_destination *cfg = p->cfg;
+	char key[512];
+
+	if (!cluster_shared())
+		return -1;
+	if (p->rate_token)
+		return 1;
+	if (p->rate_asking) {
+		*when = now + SCHED_LEASE_RETRY_MS;
+		return 0;
+	}
+	if (p->rate_wait_ms > now) {
+		*when = p->rate_wait_ms;
+		return 0;
+	}
+	sched_path_key(p, key, sizeof(key));
+	if (cluster_rate_ask(key,
+			     cfg->max_messages_per_minute > 0
+				 ? 60000 / cfg->max_messages_per_minute
+				 : 0,
+			     cfg->max_messages_per_hour > 0
+				 ? 3600000 / cfg->max_messages_per_hour
+				 : 0,
+			     sched_limit_rate_cb, p) != 0)
+		return -1;
+	p->rate_asking = true;
+	*when = now + SCHED_LEASE_RETRY_MS;
+	return 0;
+}
+
 /* May P send one more message now (rate limits)?  If not, when. */
 bool
 sched_limit_rate_ok(struct sched_path *p, int64_t now, int64_t *when)
 {
+	int rc;
+
+	if (p->cfg->max_messages_per_minute == 0 &&
+	    p->cfg->max_messages_per_hour == 0)
+		return true;
+	if (cluster_on() && (rc = sched_limit_rate_shared(p, now, when)) >= 0)
+		return rc == 1;
 	if (p->next_send_ms > now) {
 		*when = p->next_send_ms;
 		return false;
@@ -192,13 +266,17 @@ sched_limit_rate_take(struct sched_path *p, int64_t now)
 {
 	const struct conf_destination *cfg = p->cfg;
 
+	if (p->rate_token) {
+		p->rate_token = false; /* counted in Redis */
+		return;
+	}
 	/* Smooth spacing: N per minute is one every 60/N s. */
 	if (cfg->max_messages_per_minute > 0)
 		p->next_send_ms =
 		    (p->next_send_ms > now ? p->next_send_ms : now) +
-		    60000 / cfg->max_messages_per_minute;
+		    sched_limit_interval(cfg->max_messages_per_minute, 60000);
 	if (cfg->max_messages_per_hour > 0)
 		p->next_send_hour_ms =
 		    (p->next_send_hour_ms > now ? p->next_send_hour_ms : now) +
-		    3600000 / cfg->max_messages_per_hour;
+		    sched_limit_interval(cfg->max_messages_per_hour, 3600000);
 }

@@ -82,10 +82,8 @@ sched_path_get(struct sched_site *site, const struct conf_pool *pool,
 
 /* Cluster leases --------------------------------------------------------- */
 
-/* P's name in the cluster: its pool and its MX set (the same on every node
- * with the same DNS and configuration). */
-static void
-sched_path_lease_key(const struct sched_path *p, char *buf, size_t len)
+void
+sched_path_key(const struct sched_path *p, char *buf, size_t len)
 {
 	snprintf(buf, len, "%s:%s", p->pool != NULL ? p->pool->name : "-",
 		 p->site->key);
@@ -137,7 +135,7 @@ sched_path_lease(struct sched_path *p, int64_t now, uint64_t *lease)
 	}
 	if (p->lease_asking)
 		return false;
-	sched_path_lease_key(p, key, sizeof(key));
+	sched_path_key(p, key, sizeof(key));
 	if (!cluster_shared()) {
 		if (p->nconn >= cluster_share(sched_limit_conns(p)))
 			return false;

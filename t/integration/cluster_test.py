@@ -5,7 +5,8 @@ receiver (outpost-sink); a destination's max_connections holds across
 both, seen at the receiver; with Redis killed each node keeps to its share
 (the limit / nodes) and every message is still delivered; Redis back, the
 limit is shared again; a node killed with -9 frees its leases when they
-expire.  Loopback only."""
+expire; a destination's rate holds across both, and with Redis away each
+keeps to its share of it.  Loopback only."""
 
 import os
 import signal
@@ -174,6 +175,63 @@ def test_killed_node_frees_its_leases():
             members += redis.cmd("ZRANGE", key, "0", "-1")
         check(all(m.startswith("b:") for m in members),
               "only b's leases are left: %s" % members)
+
+
+def rate_config(dns, port, redis, name):
+    return node_config(dns, port, redis, name, 4, per_conn=1000).replace(
+        "  max_recipients_per_transaction = 1\n",
+        "  max_recipients_per_transaction = 1\n"
+        "  max_messages_per_minute = 600\n")
+
+
+def check_rate(st, n, what):
+    """N messages at 600 a minute (one every 100 ms) across the cluster:
+    they span (N - 1) x 100 ms at least (5% off for the clocks), and no
+    second holds more than 11."""
+    spread = st["last_message_time"] - st["first_message_time"]
+    check(spread >= (n - 1) * 0.1 * 0.95,
+          "%s: %d messages in %.2fs, faster than 10/s" % (what, n, spread))
+    for sec, k in st["messages_per_second"]:
+        check(k <= 11, "%s: %d messages in one second" % (what, k))
+
+
+def test_shared_rate_holds_across_nodes():
+    """max_messages_per_minute = 600 on two nodes sending at once: 10 a
+    second at the receiver, not 20; Redis killed, each node keeps to 300
+    a minute, so the pair still does 10 a second."""
+    dns, port = setup("127.0.0.65")
+    redis = Redis()
+    redis.start()
+    try:
+        with dns:
+            with Sink(["127.0.0.65"], port, maildir=False) as sink, \
+                    Daemon(config=rate_config(dns, port, redis, "a")) as a, \
+                    Daemon(config=rate_config(dns, port, redis, "b")) as b:
+                for d in (a, b):
+                    wait_for(lambda: metric(d, "outpost_cluster_redis_up")
+                             == 1, what="node linked to Redis")
+                send(a, "a", 25)
+                send(b, "b", 25)
+                st = sink.wait_messages(50, timeout=60)
+                check_rate(st, 50, "shared")
+                for d in (a, b):
+                    wait_empty(d)
+                    check(metric(d, "outpost_cluster_rate_requests_total"
+                                 '{result="now"}') >= 20,
+                          "messages counted in Redis")
+            redis.stop(kill=True)
+            with Sink(["127.0.0.65"], port, maildir=False) as sink, \
+                    Daemon(config=rate_config(dns, port, redis, "a")) as a, \
+                    Daemon(config=rate_config(dns, port, redis, "b")) as b:
+                send(a, "c", 15)
+                send(b, "d", 15)
+                st = sink.wait_messages(30, timeout=60)
+                check_rate(st, 30, "Redis away")
+                for d in (a, b):
+                    wait_empty(d)
+                    eq(metric(d, "outpost_cluster_redis_up"), 0.0, "away")
+    finally:
+        redis.stop(kill=True)
 
 
 def password_file(tmp, name, text):

@@ -35,17 +35,46 @@
 /* While away, a new link is tried this often. */
 #define CLUSTER_RETRY_MS     1000
 #define CLUSTER_PASSWORD_MAX 512
+/* A node turned away asks again every 200 ms (SCHED_LEASE_RETRY_MS) while
+ * it has work: one silent this long has left the line. */
+#define CLUSTER_WAIT_STALE_MS 2000
 
-/* Take a lease under KEYS[1] if fewer than ARGV[2] are live: expired
- * members go first, on Redis' clock (one clock for every node). */
+/*
+ * Take a lease (ARGV[1], for ARGV[3] ms) under KEYS[1] if fewer than
+ * ARGV[2] are live, on Redis' clock (one clock for every node), and if no
+ * node waits ahead of this one (ARGV[4]): a node turned away waits in line
+ * in KEYS[2] (by the time it was first turned away; KEYS[3]: when it last
+ * asked), so a place given back goes to the node that waited longest, not
+ * to the one that gave it back; a node that stopped asking for ARGV[5] ms
+ * leaves the line.  1 granted, 0 not now.
+ */
 static const char cluster_lua_take[] =
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local ttl, stale = tonumber(ARGV[3]), tonumber(ARGV[5])\n"
     "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)\n"
-    "if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end\n"
-    "redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])\n"
-    "redis.call('PEXPIRE', KEYS[1], 2 * tonumber(ARGV[3]))\n"
-    "return 1\n";
+    "for _, w in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf',\n"
+    "                              now - stale)) do\n"
+    "  redis.call('ZREM', KEYS[2], w)\n"
+    "  redis.call('ZREM', KEYS[3], w)\n"
+    "end\n"
+    "local free = tonumber(ARGV[2]) - redis.call('ZCARD', KEYS[1])\n"
+    "local rank = redis.call('ZRANK', KEYS[2], ARGV[4])\n"
+    "local ahead = rank or redis.call('ZCARD', KEYS[2])\n"
+    "if free > ahead then\n"
+    "  redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])\n"
+    "  redis.call('PEXPIRE', KEYS[1], 2 * ttl)\n"
+    "  if rank then\n"
+    "    redis.call('ZREM', KEYS[2], ARGV[4])\n"
+    "    redis.call('ZREM', KEYS[3], ARGV[4])\n"
+    "  end\n"
+    "  return 1\n"
+    "end\n"
+    "redis.call('ZADD', KEYS[2], 'NX', now, ARGV[4])\n"
+    "redis.call('ZADD', KEYS[3], now, ARGV[4])\n"
+    "redis.call('PEXPIRE', KEYS[2], 2 * stale)\n"
+    "redis.call('PEXPIRE', KEYS[3], 2 * stale)\n"
+    "return 0\n";
 
 /* Renew (or register) lease ARGV[1] under KEYS[1] for ARGV[2] ms. */
 static const char cluster_lua_renew[] =
@@ -113,6 +142,9 @@ static struct {
 	bool was_up; /* up once since start (for "back") */
 	bool away_said;
 	bool stopping;
+	bool freeing;               /* callbacks run for nothing */
+	redisAsyncContext *closing; /* cluster_stop's, until it is gone */
+	bool refusal_said;          /* a refused command, logged once */
 	struct event *tick;
 	int64_t next_connect_ms, next_renew_ms;
 	TAILQ_HEAD(, cl_req) reqs; /* sent, in order (Redis answers so) */
@@ -211,6 +243,10 @@ static void
 cluster_disconnect_cb(const redisAsyncContext *ac, int status)
 {
 	(void)status;
+	if (ac == cl.closing) {
+		cl.closing = NULL; /* hiredis frees it after this */
+		return;
+	}
 	if (ac != cl.ac)
 		return; /* dropped by us: said already */
 	cl.ac = NULL;
@@ -251,6 +287,15 @@ cluster_reply_cb(redisAsyncContext *ac, void *reply, void *priv)
 
 	(void)ac;
 	TAILQ_REMOVE(&cl.reqs, r, link);
+	if (cl.freeing) {
+		/* The scheduler's objects may be gone. */
+		if (r->kind == CL_TAKE)
+			cluster_lease_free(r->lease);
+		free(r);
+		return;
+	}
+	if (ok && (r->kind == CL_TAKE || r->kind == CL_RATE))
+		cl.refusal_said = false;
 	switch (r->kind) {
 	case CL_AUTH:
 		if (!ok) {
@@ -284,10 +329,12 @@ cluster_reply_cb(redisAsyncContext *ac, void *reply, void *priv)
 			atomic_fetch_add(&cl.n_denied, 1);
 			r->fn(CLUSTER_DENIED, 0, r->arg);
 		} else {
-			if (rep != NULL)
+			if (rep != NULL && !cl.refusal_said) {
+				cl.refusal_said = true;
 				log_warnx(
 				    "cluster: Redis refused a lease: %.200s",
 				    rep->str != NULL ? rep->str : "?");
+			}
 			atomic_fetch_add(&cl.n_away, 1);
 			r->fn(CLUSTER_AWAY, 0, r->arg);
 		}
@@ -301,17 +348,22 @@ cluster_reply_cb(redisAsyncContext *ac, void *reply, void *priv)
 			r->rate_fn((int64_t)rep->integer, r->arg);
 			break;
 		}
-		if (rep != NULL)
+		if (rep != NULL && !cl.refusal_said) {
+			cl.refusal_said = true;
 			log_warnx("cluster: Redis refused a rate: %.200s",
 				  rep->str != NULL ? rep->str : "?");
+		}
 		atomic_fetch_add(&cl.n_rate_away, 1);
 		r->rate_fn(-1, r->arg);
 		break;
 	case CL_RENEW:
 	case CL_DROP:
-		if (rep != NULL && rep->type == REDIS_REPLY_ERROR)
+		if (rep != NULL && rep->type == REDIS_REPLY_ERROR &&
+		    !cl.refusal_said) {
+			cl.refusal_said = true;
 			log_warnx("cluster: Redis: %.200s",
 				  rep->str != NULL ? rep->str : "?");
+		}
 		break;
 	}
 	free(r);
@@ -382,10 +434,10 @@ int
 cluster_lease_ask(const char *key, unsigned limit, cluster_lease_fn *fn,
 		  void *arg)
 {
-	char lim[24], ttl[24];
+	char lim[24], ttl[24], who[96], stale[24], kw[600], ks[600];
 	struct cl_lease *l;
 	struct cl_req *r;
-	const char *argv[7];
+	const char *argv[11];
 
 	if (!cl.up || cl.ac == NULL || cl.stopping)
 		return -1;
@@ -400,14 +452,22 @@ cluster_lease_ask(const char *key, unsigned limit, cluster_lease_fn *fn,
 	r->lease = l;
 	snprintf(lim, sizeof(lim), "%u", limit);
 	snprintf(ttl, sizeof(ttl), "%u", cl.lease_ms);
+	snprintf(who, sizeof(who), "%s:%08" PRIx32, cl.node, cl.boot);
+	snprintf(stale, sizeof(stale), "%u", CLUSTER_WAIT_STALE_MS);
+	snprintf(kw, sizeof(kw), "%swait:%s", cl.prefix, key);
+	snprintf(ks, sizeof(ks), "%sseen:%s", cl.prefix, key);
 	argv[0] = "EVAL";
 	argv[1] = cluster_lua_take;
-	argv[2] = "1";
+	argv[2] = "3";
 	argv[3] = l->key;
-	argv[4] = l->member;
-	argv[5] = lim;
-	argv[6] = ttl;
-	if (cluster_send(r, 7, argv) != 0) {
+	argv[4] = kw;
+	argv[5] = ks;
+	argv[6] = l->member;
+	argv[7] = lim;
+	argv[8] = ttl;
+	argv[9] = who;
+	argv[10] = stale;
+	if (cluster_send(r, 11, argv) != 0) {
 		cluster_lease_free(l);
 		return -1;
 	}
@@ -636,10 +696,9 @@ cluster_stop(void)
 	/* The ZREMs go out before the link closes (redisAsyncDisconnect
 	 * waits for the replies). */
 	if (cl.ac != NULL) {
-		redisAsyncContext *ac = cl.ac;
-
+		cl.closing = cl.ac;
 		cl.ac = NULL;
-		redisAsyncDisconnect(ac);
+		redisAsyncDisconnect(cl.closing);
 	}
 }
 
@@ -651,10 +710,18 @@ cluster_free(void)
 	if (!cl.on)
 		return;
 	cl.stopping = true;
+	cl.freeing = true;
 	if (cl.ac != NULL) {
 		redisAsyncContext *ac = cl.ac;
 
 		cl.ac = NULL;
+		redisAsyncFree(ac);
+	}
+	if (cl.closing != NULL) {
+		/* Its last replies never came: the loop has ended. */
+		redisAsyncContext *ac = cl.closing;
+
+		cl.closing = NULL;
 		redisAsyncFree(ac);
 	}
 	for (k = 0; k < cl.leases.cap; k++)

@@ -986,6 +986,8 @@ sched_free(void)
 	size_t it;
 	unsigned i, k;
 
+	/* First: nothing of Redis' may call back into what goes below. */
+	cluster_free();
 	sched_state_free();
 	for (e = htab_first(&sched.dests, &it); e != NULL;
 	     e = htab_next(&sched.dests, e, &it)) {
@@ -1015,7 +1017,6 @@ sched_free(void)
 				sched_job_free(job);
 			}
 			event_free(p->timer);
-			cluster_lease_drop(p->lease_spare);
 			sched_park_free(&p->park);
 			free(p->idle);
 			free(p);
@@ -1053,7 +1054,6 @@ sched_free(void)
 	sched_metrics_free();
 	pthread_mutex_destroy(&sched.gauge_mu);
 	sched_conn_free();
-	cluster_free();
 	if (sched.dns != NULL)
 		dns_resolver_free(sched.dns);
 	while (sched_names != NULL) {

@@ -91,6 +91,34 @@ def test_connection_limit_holds_across_nodes():
                  "leases released: %s" % leases(redis))
 
 
+def queued(d):
+    return len(d.queue_ids())
+
+
+def test_a_waiting_node_gets_the_next_free_place():
+    """Limit 2, 3 messages a connection: a has 60 messages and both
+    places; b comes with 6.  Each place a gives back goes to b (it waits
+    in line in Redis), not to a again: b is done long before a."""
+    dns, port = setup("127.0.0.66")
+    with Redis() as redis, dns, \
+            Sink(["127.0.0.66"], port, ["--reply-delay-ms", "30"],
+                 maildir=False) as sink, \
+            Daemon(config=node_config(dns, port, redis, "a", 2)) as a, \
+            Daemon(config=node_config(dns, port, redis, "b", 2)) as b:
+        for d in (a, b):
+            wait_for(lambda: metric(d, "outpost_cluster_redis_up") == 1,
+                     what="node linked to Redis")
+        send(a, "a", 60)
+        wait_for(lambda: sink.stats().get("connections_now", 0) == 2,
+                 what="a holds both places")
+        send(b, "b", 6)
+        wait_for(lambda: queued(b) == 0, 60, "b delivered")
+        left = queued(a)
+        check(left >= 20, "b waited for a's backlog: a has %d left" % left)
+        sink.wait_messages(66, timeout=120)
+        wait_empty(a)
+
+
 def test_redis_away_each_node_keeps_to_its_share():
     """Redis killed: each of the 2 nodes keeps to 2 of the 4 connections,
     says so once, and delivers everything; Redis back: shared again."""

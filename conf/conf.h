@@ -67,6 +67,10 @@ struct conf_user {
 	 */
 	const struct conf_dkim *dkim_fallback;
 	bool allow_unaligned;
+	/* messages it may submit per UTC hour and per UTC day (0: no
+	 * limit); with cluster { }, across every node */
+	unsigned max_messages_per_hour;
+	unsigned max_messages_per_day;
 };
 
 /* `limits { long_lines = … }`: message text lines over 998 octets. */

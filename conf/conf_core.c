@@ -211,6 +211,8 @@ cfg_opt_t conf_user_opts[] = {
 	CFG_STR_CB("pool", NULL, CFGF_NONE, conf_text_cb),
 	CFG_STR_CB("dkim_domain", NULL, CFGF_NONE, conf_dkim_domain_cb),
 	CFG_BOOL_CB("allow_unaligned", cfg_false, CFGF_NONE, conf_bool_cb),
+	CFG_STR_CB("max_messages_per_hour", "0", CFGF_NONE, conf_num_cb),
+	CFG_STR_CB("max_messages_per_day", "0", CFGF_NONE, conf_num_cb),
 	CFG_END(),
 };
 
@@ -551,6 +553,12 @@ conf_build_user(struct conf_ctx *x, cfg_t *sec, struct conf_user *u)
 		return -1;
 	}
 	if ((u->password_hash = conf_strdup(x, pw)) == NULL)
+		return -1;
+	u->max_messages_per_hour =
+	    (unsigned)conf_num_get(x, sec, "max_messages_per_hour");
+	u->max_messages_per_day =
+	    (unsigned)conf_num_get(x, sec, "max_messages_per_day");
+	if (x->failed)
 		return -1;
 	if ((n = cfg_size(sec, "sender_domains")) == 0) {
 		conf_fail(

@@ -53,6 +53,7 @@
 #include "mta/core/logspace.h"
 #include "mta/core/loop.h"
 #include "mta/observe/metrics.h"
+#include "mta/observe/quota.h"
 #include "mta/observe/watchdog.h"
 #include "mta/core/notify.h"
 #include "mta/core/priv.h"
@@ -709,6 +710,7 @@ reload_run(char *out, size_t len)
 	listen_plan_apply(loops, plan);
 	sched_reconf(nc);
 	watchdog_reconf(nc);
+	quota_reconf(nc);
 	scan_reconf(nc);
 	control_purge_reconf(nc);
 	suppress_configure(nc);
@@ -997,6 +999,10 @@ main(int argc, char *argv[])
 		fatalx("suppression list: out of memory");
 	sodium_memzero(hash_key, sizeof(hash_key));
 	arf_complaint_hook(complaint_observed, NULL);
+	if (quota_open(conf, conf->cluster.redis_host != NULL
+				 ? conf->cluster.nodes
+				 : 1) != 0)
+		fatalx("quotas: out of memory");
 	if (watchdog_open(conf, queue, err, sizeof(err)) != 0)
 		fatalx("watchdog: %s", err);
 	if (intake_init(conf, queue, err, sizeof(err)) != 0 ||
@@ -1055,6 +1061,7 @@ main(int argc, char *argv[])
 	metrics_add_text(logspace_metrics_text);
 	metrics_add_text(suppress_metrics_text);
 	metrics_add_text(watchdog_metrics_text);
+	metrics_add_text(quota_metrics_text);
 	metrics_add_text(scan_metrics_text);
 	metrics_add_text(smtp_mem_metrics_text);
 	metrics_add_text(cluster_metrics_text);
@@ -1181,6 +1188,7 @@ main(int argc, char *argv[])
 	loop_free(&dloop);
 	queue_stats_get(queue, &qs);
 	watchdog_close(); /* its profiles: queue ops, before the close */
+	quota_close();
 	queue_close(queue);
 	log_info(
 	    "outpostd stopped: %llu messages accepted in %llu sessions; "

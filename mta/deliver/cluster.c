@@ -31,6 +31,7 @@
 #include "mta/core/log.h"
 #include "mta/core/util.h"
 #include "mta/deliver/cluster.h"
+#include "mta/observe/quota.h"
 
 /* While away, a new link is tried this often. */
 #define CLUSTER_RETRY_MS     1000
@@ -109,7 +110,17 @@ static const char cluster_lua_rate[] =
     "end\n"
     "return 0\n";
 
-enum cl_kind { CL_AUTH, CL_TAKE, CL_RENEW, CL_DROP, CL_RATE };
+/* Add ARGV[1] to a user's quota window KEYS[1] (kept ARGV[2] ms): its
+ * total, all nodes together. */
+static const char cluster_lua_quota[] =
+    "local v = redis.call('INCRBY', KEYS[1], ARGV[1])\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+    "return v\n";
+
+/* Quotas are given to Redis and read back this often. */
+#define CLUSTER_QUOTA_SYNC_MS 1000
+
+enum cl_kind { CL_AUTH, CL_TAKE, CL_RENEW, CL_DROP, CL_RATE, CL_QUOTA };
 
 struct cl_req {
 	enum cl_kind kind;
@@ -117,6 +128,11 @@ struct cl_req {
 	cluster_lease_fn *fn;     /* CL_TAKE */
 	cluster_rate_fn *rate_fn; /* CL_RATE */
 	void *arg;
+	/* CL_QUOTA: whose window, and what was added */
+	char *user;
+	enum quota_period period;
+	int64_t window;
+	uint64_t delta;
 	struct cl_lease *lease; /* CL_TAKE: granted as this */
 	TAILQ_ENTRY(cl_req) link;
 };
@@ -146,7 +162,7 @@ static struct {
 	redisAsyncContext *closing; /* cluster_stop's, until it is gone */
 	bool refusal_said;          /* a refused command, logged once */
 	struct event *tick;
-	int64_t next_connect_ms, next_renew_ms;
+	int64_t next_connect_ms, next_renew_ms, next_quota_ms;
 	TAILQ_HEAD(, cl_req) reqs; /* sent, in order (Redis answers so) */
 	struct idmap leases;
 	uint64_t next_id;
@@ -188,6 +204,7 @@ cluster_set_up(bool up, const char *why)
 
 	cl.up = up;
 	atomic_store(&cl.g_up, up);
+	quota_shared(up);
 	if (up && !was) {
 		cl.away_said = false;
 		log_info("cluster: Redis %s:%u %s: connection limits shared by "
@@ -291,6 +308,7 @@ cluster_reply_cb(redisAsyncContext *ac, void *reply, void *priv)
 		/* The scheduler's objects may be gone. */
 		if (r->kind == CL_TAKE)
 			cluster_lease_free(r->lease);
+		free(r->user);
 		free(r);
 		return;
 	}
@@ -356,6 +374,14 @@ cluster_reply_cb(redisAsyncContext *ac, void *reply, void *priv)
 		atomic_fetch_add(&cl.n_rate_away, 1);
 		r->rate_fn(-1, r->arg);
 		break;
+	case CL_QUOTA:
+		if (ok && rep->type == REDIS_REPLY_INTEGER && rep->integer >= 0)
+			quota_sync_done(r->user, r->period, r->window, r->delta,
+					(uint64_t)rep->integer);
+		else
+			quota_sync_failed(r->user, r->period, r->window,
+					  r->delta);
+		break;
 	case CL_RENEW:
 	case CL_DROP:
 		if (rep != NULL && rep->type == REDIS_REPLY_ERROR &&
@@ -366,6 +392,7 @@ cluster_reply_cb(redisAsyncContext *ac, void *reply, void *priv)
 		}
 		break;
 	}
+	free(r->user);
 	free(r);
 }
 
@@ -529,6 +556,75 @@ cluster_lease_drop(uint64_t lease)
 	cluster_lease_free(l);
 }
 
+/* Quotas whose counts could not be sent (quota_sync_take holds the quota
+ * mutex while it calls back: given back after it returns). */
+struct cl_quota_unsent {
+	struct cl_req **v;
+	size_t n, cap;
+};
+
+static void
+cluster_quota_cb(const char *user, enum quota_period period, int64_t window,
+		 uint64_t delta, void *arg)
+{
+	struct cl_quota_unsent *u = arg;
+	char key[700], add[24], keep[24];
+	const char *argv[6] = {
+		"EVAL", cluster_lua_quota, "1", key, add, keep
+	};
+	struct cl_req *r = calloc(1, sizeof(*r)), **nv;
+
+	if (r == NULL || (r->user = strdup(user)) == NULL) {
+		free(r);
+		return; /* DELTA stays in flight: lost to the count */
+	}
+	r->kind = CL_QUOTA;
+	r->period = period;
+	r->window = window;
+	r->delta = delta;
+	r->sent_ms = util_mono_ms();
+	snprintf(key, sizeof(key), "%squota:%s:%c:%" PRId64, cl.prefix, user,
+		 period == QUOTA_HOUR ? 'h' : 'd', window);
+	snprintf(add, sizeof(add), "%" PRIu64, delta);
+	snprintf(keep, sizeof(keep), "%d",
+		 period == QUOTA_HOUR ? 2 * 3600000 : 2 * 86400000);
+	if (cl.ac != NULL && redisAsyncCommandArgv(cl.ac, cluster_reply_cb, r,
+						   6, argv, NULL) == REDIS_OK) {
+		TAILQ_INSERT_TAIL(&cl.reqs, r, link);
+		return;
+	}
+	/* Given back once quota_sync_take has let go of its mutex. */
+	if (u->n == u->cap) {
+		size_t cap = u->cap ? 2 * u->cap : 16;
+
+		if ((nv = realloc(u->v, cap * sizeof(*nv))) == NULL) {
+			free(r->user);
+			free(r);
+			return;
+		}
+		u->v = nv;
+		u->cap = cap;
+	}
+	u->v[u->n++] = r;
+}
+
+/* Every user's counts to Redis, and its totals back. */
+static void
+cluster_quota_sync(void)
+{
+	struct cl_quota_unsent u = { NULL, 0, 0 };
+	size_t i;
+
+	quota_sync_take(util_wall_ms(), cluster_quota_cb, &u);
+	for (i = 0; i < u.n; i++) {
+		quota_sync_failed(u.v[i]->user, u.v[i]->period, u.v[i]->window,
+				  u.v[i]->delta);
+		free(u.v[i]->user);
+		free(u.v[i]);
+	}
+	free(u.v);
+}
+
 /* The tick: a new link while away, the oldest ask's deadline, renewals. */
 static void
 cluster_tick_cb(evutil_socket_t fd, short what, void *arg)
@@ -553,6 +649,10 @@ cluster_tick_cb(evutil_socket_t fd, short what, void *arg)
 	if (cl.up && cl.ac != NULL && now >= cl.next_renew_ms) {
 		cl.next_renew_ms = now + cl.lease_ms / 3;
 		cluster_renew_all();
+	}
+	if (cl.up && cl.ac != NULL && now >= cl.next_quota_ms) {
+		cl.next_quota_ms = now + CLUSTER_QUOTA_SYNC_MS;
+		cluster_quota_sync();
 	}
 }
 

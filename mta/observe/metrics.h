@@ -37,7 +37,7 @@ struct queue;
 /* Finite bucket bounds a histogram may have (+Inf is implicit). */
 #define METRICS_HIST_BOUNDS_MAX 24
 /* Text hooks metrics_add_text() accepts. */
-#define METRICS_TEXT_HOOKS_MAX 8
+#define METRICS_TEXT_HOOKS_MAX 16
 
 /*
  * A histogram with fixed buckets, cumulative on output.  The fields are

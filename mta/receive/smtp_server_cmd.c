@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -22,6 +23,9 @@
 #include "conf/conf.h"
 #include "queue/queue.h"
 #include "mta/core/log.h"
+#include "mta/core/util.h"
+#include "mta/observe/metrics_top.h"
+#include "mta/observe/quota.h"
 #include "mta/observe/watchdog.h"
 #include "mta/observe/stats.h"
 #include "mta/observe/suppress.h"
@@ -219,6 +223,37 @@ smtp_server_cmd_mail_params(struct smtp_server_session *s, char *rest,
 	return 0;
 }
 
+/* S's user may submit one more message (its quota, quota.h)?  Else the
+ * 452 is sent here, logged and counted. */
+static bool
+smtp_server_cmd_mail_quota(struct smtp_server_session *s)
+{
+	char label[METRICS_LABEL_MAX], when[32];
+	enum quota_period period;
+	unsigned limit;
+	int64_t until;
+	time_t t;
+	struct tm tm;
+
+	if (quota_check(s->user->name, util_wall_ms(), &period, &limit, &until))
+		return true;
+	t = (time_t)(until / 1000);
+	gmtime_r(&t, &tm);
+	strftime(when, sizeof(when),
+		 period == QUOTA_HOUR ? "%H:%M UTC" : "%Y-%m-%d 00:00 UTC",
+		 &tm);
+	metrics_user_label(s->user->name, label);
+	smtp_server_log_reject(s, 452, "over its quota", NULL, NULL);
+	log_info("%016" PRIx64 " smtp user %s over its quota of %u messages "
+		 "per %s (until %s)",
+		 s->id, label, limit, quota_period_name(period), when);
+	smtp_server_reply(s,
+			  "452 4.7.0 Quota exceeded: this account may submit "
+			  "%u messages per %s; try again after %s",
+			  limit, quota_period_name(period), when);
+	return false;
+}
+
 static void
 smtp_server_cmd_mail(struct smtp_server_session *s, char *arg)
 {
@@ -293,6 +328,10 @@ smtp_server_cmd_mail(struct smtp_server_session *s, char *arg)
 		smtp_server_reply(s, "451 4.7.1 Sending from this account is "
 				     "stopped: its mail departs from its usual "
 				     "pattern (watchdog); ask the operator");
+		smtp_server_txn_reset(s);
+		return;
+	}
+	if (s->user != NULL && !smtp_server_cmd_mail_quota(s)) {
 		smtp_server_txn_reset(s);
 		return;
 	}

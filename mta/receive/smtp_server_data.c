@@ -31,6 +31,7 @@
 #include "mta/core/log.h"
 #include "mta/core/loop.h"
 #include "mta/core/util.h"
+#include "mta/observe/quota.h"
 #include "mta/observe/watchdog.h"
 #include "mta/observe/evlog.h"
 #include "mta/observe/metrics.h"
@@ -328,6 +329,7 @@ smtp_server_data_hand_off(struct smtp_server_session *s, struct queue_op *op)
 	watchdog_msg_prepare(
 	    &wm, conf_identity(s->conf, s->user != NULL ? s->user->name : NULL),
 	    op->env.id, op->env.rcpts, op->env.nrcpts);
+	quota_note(s->user != NULL ? s->user->name : NULL, util_wall_ms());
 	smtp_server_on_queued(op);
 	watchdog_msg_note(&wm);
 }

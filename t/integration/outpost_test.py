@@ -848,6 +848,15 @@ def pipeline(d, rcpts, sender="news@sender.test", per_msg=1):
     s.sendall(b"QUIT\r\n")
     s.close()
 
+def rewrite_config(d, old, new):
+    """D's configuration file with OLD (which must be there) made NEW."""
+    with open(d.conf_path) as f:
+        text = f.read()
+    check(old in text, "config holds %r" % old)
+    with open(d.conf_path, "w") as f:
+        f.write(text.replace(old, new))
+
+
 def metrics_text(d):
     """The daemon's metrics exposition (GET /metrics) as text."""
     url = "http://127.0.0.1:%d/metrics" % d.metrics_port

@@ -21,7 +21,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from outpost_test import (OUTPOST, ControlDaemon, Dns, Raw,  # noqa: E402
                           Sink, check, delivery_config, eq, free_port_on,
-                          run_tests, wait_for)
+                          rewrite_config, run_tests, wait_for)
 
 DAY = 86400
 SENDER = "news@sender.test"
@@ -90,14 +90,6 @@ def setup():
 def config(dns, port, delivery_days):
     return delivery_config(dns, port, "retention { delivery_log = %dd }\n"
                            % delivery_days)
-
-
-def rewrite_config(d, old, new):
-    with open(d.conf_path) as f:
-        text = f.read()
-    check(old in text, "config holds %r" % old)
-    with open(d.conf_path, "w") as f:
-        f.write(text.replace(old, new))
 
 
 def run(d, offset, what):

@@ -100,3 +100,6 @@ outpost_integration_test(scan t/integration/scan_test.py TIMEOUT 600)
 # leases across two nodes, each node's share while Redis is away, leases of
 # a node killed with -9 expiring, AUTH.
 outpost_integration_test(cluster t/integration/cluster_test.py TIMEOUT 600)
+# Per user quotas (messages per hour / day): 452 4.7.0 over quota, counted;
+# in a cluster (redis-server started by the test) the count is shared.
+outpost_integration_test(quota t/integration/quota_test.py TIMEOUT 300)

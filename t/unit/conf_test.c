@@ -606,6 +606,18 @@ static const struct conf_error_row error_rows[] = {
 	  "5: user \"alice\".sender_domains: \"exa mple.com\" may hold only "
 	  "letters, digits, '-' and '.' (use the xn-- form for international "
 	  "names)" },
+	{ "user: hour quota too large",
+	  LISTENER "user \"alice\" {\n\tpassword = \"" HASH "\"\n"
+		   "\tsender_domains = { \"*\" }\n"
+		   "\tmax_messages_per_hour = 100000001\n}\n",
+	  "5: user \"alice\".max_messages_per_hour: \"100000001\" is more "
+	  "than the maximum, 100000000" },
+	{ "user: day quota not a number",
+	  LISTENER "user \"alice\" {\n\tpassword = \"" HASH "\"\n"
+		   "\tsender_domains = { \"*\" }\n"
+		   "\tmax_messages_per_day = lots\n}\n",
+	  "5: user \"alice\".max_messages_per_day: \"lots\" is not a whole "
+	  "number" },
 	{ "user: domain label starts with -",
 	  LISTENER "user \"a\" { sender_domains = { \"-x.example\" } }\n",
 	  "2: user \"a\".sender_domains: \"-x.example\" has a label starting "
@@ -889,14 +901,21 @@ test_users(void **state)
 		"user \"both\" { password = \"" HASH "\"\n"
 		"  sender_domains = { \".example.com\", \"example.com\" } }\n"
 		"user \"any\" { password = \"" HASH
-		"\" sender_domains = \"*\" }\n"
+		"\" sender_domains = \"*\"\n"
+		"  max_messages_per_hour = 100 max_messages_per_day = "
+		"1000000000 }\n"
 		"user \"Any\" { password = \"" HASH "\" sender_domains = "
 		"\"example.org\" }\n",
 		&c, err, sizeof(err), path, sizeof(path)),
 	    0);
 	assert_int_equal(c->nusers, 5);
+	u = conf_user_find(c, "any");
+	assert_int_equal(u->max_messages_per_hour, 100);
+	assert_int_equal(u->max_messages_per_day, 1000000000);
 	u = conf_user_find(c, "exact");
 	assert_non_null(u);
+	assert_int_equal(u->max_messages_per_hour, 0); /* none */
+	assert_int_equal(u->max_messages_per_day, 0);
 	assert_string_equal(u->password_hash, HASH);
 	assert_int_equal(u->nsender_domains, 2);
 	assert_string_equal(u->sender_domains[0], "example.com");

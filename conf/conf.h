@@ -264,13 +264,38 @@ struct conf_destination {
 };
 
 /* `pool "NAME" { source = { "192.0.2.1", … }; ehlo = "…" }` */
+/*
+ * `warmup "CLASS" { daily = { N1, N2, … } }` in a pool: each of the pool's
+ * source addresses sends at most N1 messages on day 1 of the pool's
+ * warm-up, N2 on day 2, and so on, to the destinations of CLASS (the name of
+ * a destination block, or "*" for every destination without a warmup of its
+ * own); past the last day, no limit.  Spread evenly over the day.
+ */
+struct conf_warmup {
+	char *dest;      /* lower case: "gmail.com", ".example.com" or "*" */
+	unsigned *daily; /* per source address, day 1 first */
+	size_t ndays;    /* >= 1 */
+};
+
 struct conf_pool {
 	char *name;
 	struct sockaddr_storage *sources; /* port 0; bind() in turn */
 	size_t nsources;                  /* >= 1 */
 	char *ehlo;                       /* NULL: delivery.ehlo */
-	char *source_at; /* "file:line" of source, for messages */
+	char *source_at;         /* "file:line" of source, for messages */
+	int64_t warmup_start_ms; /* UTC midnight of day 1 (warmup_start) */
+	struct conf_warmup *warmups;
+	size_t nwarmups;
 };
+
+/*
+ * conf_pool_warmup — the messages P may send per day at NOW_MS to the
+ * destinations of destination block DEST (its name, "*" for the default),
+ * all its addresses together; 0: no warm-up limit (none for DEST, or past
+ * its last day).
+ */
+uint64_t conf_pool_warmup(const struct conf_pool *p, const char *dest,
+			  int64_t now_ms);
 
 /* `route "DOMAIN" { host = "HOST[:PORT]" }`: deliver there, not by MX. */
 struct conf_route {

@@ -9,7 +9,10 @@
  * line; every destination is complete (inherited keys copied, regexes
  * compiled) and owns all it points to, so conf_free() frees each once.
  */
+#define _DEFAULT_SOURCE /* timegm */
 #include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <regex.h>
 #include <stddef.h>
@@ -17,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "conf/conf_int.h"
@@ -423,10 +427,19 @@ cfg_opt_t conf_destination_opts[] = {
 	CFG_END(),
 };
 
+static cfg_opt_t conf_warmup_opts[] = {
+	CONF_OPT_LINE,
+	CFG_STR_LIST_CB("daily", NULL, CFGF_NONE, conf_text_cb),
+	CFG_END(),
+};
+
 cfg_opt_t conf_pool_opts[] = {
 	CONF_OPT_LINE,
 	CFG_STR_LIST_CB("source", NULL, CFGF_NONE, conf_source_cb),
 	CFG_STR_CB("ehlo", NULL, CFGF_NONE, conf_hostname_cb),
+	CFG_STR_CB("warmup_start", NULL, CFGF_NONE, conf_text_cb),
+	CFG_SEC("warmup", conf_warmup_opts,
+		CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 	CFG_END(),
 };
 
@@ -877,6 +890,109 @@ conf_build_destinations(struct conf_ctx *x, cfg_t *cfg, struct conf *c)
 	return 0;
 }
 
+/* warmup_start: "YYYY-MM-DD", UTC.  0, or -1 with the failure said. */
+static int
+conf_build_warmup_start(struct conf_ctx *x, cfg_t *sec, struct conf_pool *p)
+{
+	const char *s = cfg_getstr(sec, "warmup_start");
+	struct tm tm;
+	int y, m, d, n = 0;
+
+	memset(&tm, 0, sizeof(tm));
+	if (s == NULL || sscanf(s, "%4d-%2d-%2d%n", &y, &m, &d, &n) != 3 ||
+	    s[n] != '\0' || n != 10 || y < 2000 || y > 2999 || m < 1 ||
+	    m > 12 || d < 1 || d > 31) {
+		conf_fail(x, conf_where(x, sec, "warmup_start"),
+			  "pool \"%s\": warmup needs warmup_start = "
+			  "\"YYYY-MM-DD\" (the UTC day that is day 1)%s%s%s",
+			  p->name, s != NULL ? ", not \"" : "",
+			  s != NULL ? s : "", s != NULL ? "\"" : "");
+		return -1;
+	}
+	tm.tm_year = y - 1900;
+	tm.tm_mon = m - 1;
+	tm.tm_mday = d;
+	p->warmup_start_ms = (int64_t)timegm(&tm) * 1000;
+	return 0;
+}
+
+/* POOL's warmup sections (and warmup_start, which they need). */
+static int
+conf_build_warmups(struct conf_ctx *x, cfg_t *sec, struct conf_pool *p)
+{
+	size_t i, k, n = cfg_size(sec, "warmup"), nd;
+	const char *why;
+	char *end;
+
+	if (n == 0) {
+		if (cfg_getstr(sec, "warmup_start") != NULL) {
+			conf_fail(x, conf_where(x, sec, "warmup_start"),
+				  "pool \"%s\": warmup_start without a "
+				  "warmup section",
+				  p->name);
+			return -1;
+		}
+		return 0;
+	}
+	if (conf_build_warmup_start(x, sec, p) != 0)
+		return -1;
+	if ((p->warmups = calloc(n, sizeof(*p->warmups))) == NULL) {
+		conf_fail(x, 0, "out of memory");
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		cfg_t *w = cfg_getnsec(sec, "warmup", (unsigned)i);
+		struct conf_warmup *cw = &p->warmups[i];
+		const char *title = cfg_title(w);
+		unsigned line = conf_sec_line(w);
+
+		p->nwarmups = i + 1;
+		if ((cw->dest = conf_strdup(x, title)) == NULL)
+			return -1;
+		for (k = 0; cw->dest[k] != '\0'; k++)
+			cw->dest[k] = (char)tolower((unsigned char)cw->dest[k]);
+		if (strcmp(cw->dest, "*") != 0 &&
+		    conf_domain_check(cw->dest[0] == '.' ? cw->dest + 1
+							 : cw->dest,
+				      false, &why) != 0) {
+			conf_fail(x, line, "pool \"%s\": warmup \"%s\": %s",
+				  p->name, title, why);
+			return -1;
+		}
+		if ((nd = cfg_size(w, "daily")) == 0) {
+			conf_fail(x, line,
+				  "pool \"%s\": warmup \"%s\": daily is "
+				  "missing or empty (messages per address on "
+				  "day 1, 2, ...)",
+				  p->name, title);
+			return -1;
+		}
+		if ((cw->daily = calloc(nd, sizeof(*cw->daily))) == NULL) {
+			conf_fail(x, 0, "out of memory");
+			return -1;
+		}
+		for (k = 0; k < nd; k++) {
+			const char *v = cfg_getnstr(w, "daily", (unsigned)k);
+			unsigned long long u;
+
+			errno = 0;
+			u = strtoull(v, &end, 10);
+			if (v[0] < '0' || v[0] > '9' || *end != '\0' ||
+			    errno != 0 || u < 1 || u > 100000000) {
+				conf_fail(x, conf_where(x, w, "daily"),
+					  "pool \"%s\": warmup \"%s\".daily: "
+					  "\"%s\" is not a whole number of "
+					  "1..100000000",
+					  p->name, title, v);
+				return -1;
+			}
+			cw->daily[k] = (unsigned)u;
+		}
+		cw->ndays = nd;
+	}
+	return 0;
+}
+
 static int
 conf_build_pool(struct conf_ctx *x, cfg_t *sec, struct conf *c,
 		struct conf_pool *p)
@@ -939,7 +1055,32 @@ conf_build_pool(struct conf_ctx *x, cfg_t *sec, struct conf *c,
 	if ((s = cfg_getstr(sec, "ehlo")) != NULL &&
 	    (p->ehlo = conf_strdup(x, s)) == NULL)
 		return -1;
-	return 0;
+	return conf_build_warmups(x, sec, p);
+}
+
+uint64_t
+conf_pool_warmup(const struct conf_pool *p, const char *dest, int64_t now_ms)
+{
+	const struct conf_warmup *w = NULL;
+	int64_t day;
+	size_t i;
+
+	for (i = 0; i < p->nwarmups; i++) {
+		if (strcasecmp(p->warmups[i].dest, dest) == 0) {
+			w = &p->warmups[i];
+			break;
+		}
+		if (strcmp(p->warmups[i].dest, "*") == 0)
+			w = &p->warmups[i];
+	}
+	if (w == NULL)
+		return 0;
+	day = now_ms < p->warmup_start_ms
+		  ? 0
+		  : (now_ms - p->warmup_start_ms) / 86400000;
+	if ((uint64_t)day >= w->ndays)
+		return 0;
+	return (uint64_t)w->daily[day] * p->nsources;
 }
 
 static int
@@ -1085,7 +1226,7 @@ conf_dest_free(struct conf_destination *d)
 void
 conf_deliver_free(struct conf *c)
 {
-	size_t i;
+	size_t i, k;
 
 	free(c->dns.servers);
 	free(c->cluster.redis_host);
@@ -1105,6 +1246,11 @@ conf_deliver_free(struct conf *c)
 		free(c->pools[i].name);
 		free(c->pools[i].sources);
 		free(c->pools[i].ehlo);
+		for (k = 0; k < c->pools[i].nwarmups; k++) {
+			free(c->pools[i].warmups[k].dest);
+			free(c->pools[i].warmups[k].daily);
+		}
+		free(c->pools[i].warmups);
 	}
 	free(c->pools);
 	for (i = 0; i < c->nroutes; i++) {

@@ -85,14 +85,14 @@ static const char cluster_lua_renew[] =
     "redis.call('PEXPIRE', KEYS[1], 2 * tonumber(ARGV[2]))\n"
     "return 1\n";
 
-/* One message under the limits of KEYS[1] (one every ARGV[1] ms) and
- * KEYS[2] (one every ARGV[2] ms; 0: off): 0 when it may go now (each
- * limit's next time moved on), else the ms until it may. */
+/* One message under the limits of KEYS[i] (one every ARGV[i] ms; 0:
+ * off): 0 when it may go now (each limit's next time moved on), else the
+ * ms until it may. */
 static const char cluster_lua_rate[] =
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "local wait, tat = 0, {}\n"
-    "for i = 1, 2 do\n"
+    "for i = 1, #KEYS do\n"
     "  local iv = tonumber(ARGV[i])\n"
     "  if iv > 0 then\n"
     "    local v = tonumber(redis.call('GET', KEYS[i]) or '0') or 0\n"
@@ -102,7 +102,7 @@ static const char cluster_lua_rate[] =
     "  end\n"
     "end\n"
     "if wait > 0 then return wait end\n"
-    "for i = 1, 2 do\n"
+    "for i = 1, #KEYS do\n"
     "  local iv = tonumber(ARGV[i])\n"
     "  if iv > 0 then\n"
     "    redis.call('SET', KEYS[i], tat[i] + iv, 'PX', iv + 60000)\n"
@@ -502,24 +502,31 @@ cluster_lease_ask(const char *key, unsigned limit, cluster_lease_fn *fn,
 }
 
 int
-cluster_rate_ask(const char *key, unsigned minute_ms, unsigned hour_ms,
+cluster_rate_ask(const char *key, const unsigned iv[CLUSTER_RATES],
 		 cluster_rate_fn *fn, void *arg)
 {
-	char k1[600], k2[600], m[24], h[24];
-	const char *argv[7] = { "EVAL", cluster_lua_rate, "2", k1, k2, m, h };
+	static const char tag[CLUSTER_RATES] = { 'm', 'h', 'd' };
+	char k[CLUSTER_RATES][600], v[CLUSTER_RATES][24], n[8];
+	const char *argv[3 + 2 * CLUSTER_RATES] = { "EVAL", cluster_lua_rate,
+						    n };
 	struct cl_req *r;
+	int i;
 
 	if (!cl.up || cl.ac == NULL || cl.stopping)
 		return -1;
-	snprintf(k1, sizeof(k1), "%srate:%s:m", cl.prefix, key);
-	snprintf(k2, sizeof(k2), "%srate:%s:h", cl.prefix, key);
-	snprintf(m, sizeof(m), "%u", minute_ms);
-	snprintf(h, sizeof(h), "%u", hour_ms);
+	snprintf(n, sizeof(n), "%d", CLUSTER_RATES);
+	for (i = 0; i < CLUSTER_RATES; i++) {
+		snprintf(k[i], sizeof(k[i]), "%srate:%s:%c", cl.prefix, key,
+			 tag[i]);
+		snprintf(v[i], sizeof(v[i]), "%u", iv[i]);
+		argv[3 + i] = k[i];
+		argv[3 + CLUSTER_RATES + i] = v[i];
+	}
 	if ((r = cluster_req_new(CL_RATE)) == NULL)
 		return -1;
 	r->rate_fn = fn;
 	r->arg = arg;
-	return cluster_send(r, 7, argv);
+	return cluster_send(r, 3 + 2 * CLUSTER_RATES, argv);
 }
 
 uint64_t

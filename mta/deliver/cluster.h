@@ -85,12 +85,13 @@ typedef void cluster_rate_fn(int64_t wait_ms, void *arg);
 
 /*
  * cluster_rate_ask — may one message go under KEY now, at most one every
- * MINUTE_MS on the minute limit and one every HOUR_MS on the hour limit
- * (0: that limit is off), counted across the cluster?  0: FN follows with
- * ARG (never from within this call); -1: Redis is away (keep to the share
- * locally).
+ * IV[0] ms on the minute limit, IV[1] on the hour limit and IV[2] on the
+ * day's (a warm-up's) budget (0: that limit is off), counted across the
+ * cluster?  0: FN follows with ARG (never from within this call); -1: Redis
+ * is away (keep to the share locally).
  */
-int cluster_rate_ask(const char *key, unsigned minute_ms, unsigned hour_ms,
+#define CLUSTER_RATES 3
+int cluster_rate_ask(const char *key, const unsigned iv[CLUSTER_RATES],
 		     cluster_rate_fn *fn, void *arg);
 
 /* cluster_stop — stopping: every lease dropped, the link closed; asks

@@ -269,7 +269,8 @@ struct sched_path {
 	char last_error[200]; /* what paused it, scrubbed */
 	int64_t next_send_ms; /* rate limit: next message allowed */
 	int64_t next_send_hour_ms;
-	struct event *timer; /* wake-up for pause / rate */
+	int64_t next_send_day_ms; /* the pool's warm-up budget of the day */
+	struct event *timer;      /* wake-up for pause / rate */
 	/* cluster { }: a lease asked of Redis (one at a time), one granted
 	 * and not yet used by a connection, no new ask before lease_retry_ms
 	 * (the cluster was at the limit) */

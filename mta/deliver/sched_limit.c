@@ -7,12 +7,14 @@
  * log anything per message for a pause.  Delivery loop thread.
  */
 #include <inttypes.h>
+#include <limits.h>
 #include <regex.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "mta/core/log.h"
 #include "mta/core/util.h"
+
 #include "mta/deliver/cluster.h"
 #include "mta/deliver/sched_int.h"
 #include "mta/observe/evlog.h"
@@ -201,6 +203,39 @@ sched_limit_interval(unsigned rate, unsigned period_ms)
 	return period_ms / rate;
 }
 
+/* The spacing of P's messages in ms on its minute and hour limits and on
+ * its pool's warm-up budget of the day at NOW (0: that limit is off), for
+ * the whole cluster (SHARE false) or for this node alone while the
+ * cluster's Redis is away (SHARE true: its share of each). */
+static void
+sched_limit_intervals(const struct sched_path *p, int64_t now, bool share,
+		      unsigned iv[CLUSTER_RATES])
+{
+	const struct conf_destination *cfg = p->cfg;
+	uint64_t day =
+	    p->pool != NULL
+		? conf_pool_warmup(p->pool,
+				   cfg->domain != NULL ? cfg->domain : "*", now)
+		: 0;
+
+	if (share && cluster_on())
+		day = day > 0 ? cluster_share(day > UINT_MAX ? UINT_MAX
+							     : (unsigned)day)
+			      : 0;
+	iv[0] = share
+		    ? sched_limit_interval(cfg->max_messages_per_minute, 60000)
+		    : (cfg->max_messages_per_minute > 0
+			   ? 60000 / cfg->max_messages_per_minute
+			   : 0);
+	iv[1] = share
+		    ? sched_limit_interval(cfg->max_messages_per_hour, 3600000)
+		    : (cfg->max_messages_per_hour > 0
+			   ? 3600000 / cfg->max_messages_per_hour
+			   : 0);
+	/* A budget past 86.4M a day is one a millisecond: no spacing. */
+	iv[2] = day > 0 ? (unsigned)(86400000 / day) : 0;
+}
+
 /*
  * With a cluster whose Redis answers, P's messages are counted in Redis:
  * true when one was granted (or P has no rate); false while asking (the
@@ -209,7 +244,7 @@ sched_limit_interval(unsigned rate, unsigned period_ms)
 static int
 sched_limit_rate_shared(struct sched_path *p, int64_t now, int64_t *when)
 {
-	const struct conf_destination *cfg = p->cfg;
+	unsigned iv[CLUSTER_RATES];
 	char key[512];
 
 	if (!cluster_shared())
@@ -225,14 +260,8 @@ sched_limit_rate_shared(struct sched_path *p, int64_t now, int64_t *when)
 		return 0;
 	}
 	sched_path_key(p, key, sizeof(key));
-	if (cluster_rate_ask(key,
-			     cfg->max_messages_per_minute > 0
-				 ? 60000 / cfg->max_messages_per_minute
-				 : 0,
-			     cfg->max_messages_per_hour > 0
-				 ? 3600000 / cfg->max_messages_per_hour
-				 : 0,
-			     sched_limit_rate_cb, p) != 0)
+	sched_limit_intervals(p, now, false, iv);
+	if (cluster_rate_ask(key, iv, sched_limit_rate_cb, p) != 0)
 		return -1;
 	p->rate_asking = true;
 	*when = now + SCHED_LEASE_RETRY_MS;
@@ -246,7 +275,8 @@ sched_limit_rate_ok(struct sched_path *p, int64_t now, int64_t *when)
 	int rc;
 
 	if (p->cfg->max_messages_per_minute == 0 &&
-	    p->cfg->max_messages_per_hour == 0)
+	    p->cfg->max_messages_per_hour == 0 &&
+	    (p->pool == NULL || p->pool->nwarmups == 0))
 		return true;
 	if (cluster_on() && (rc = sched_limit_rate_shared(p, now, when)) >= 0)
 		return rc == 1;
@@ -258,25 +288,35 @@ sched_limit_rate_ok(struct sched_path *p, int64_t now, int64_t *when)
 		*when = p->next_send_hour_ms;
 		return false;
 	}
+	if (p->next_send_day_ms > now) {
+		*when = p->next_send_day_ms;
+		return false;
+	}
 	return true;
+}
+
+/* NEXT moved on by IV from NOW or from where it was, whichever is later
+ * (IV 0: that limit is off). */
+static void
+sched_limit_space(int64_t *next, int64_t now, unsigned iv)
+{
+	if (iv > 0)
+		*next = (*next > now ? *next : now) + iv;
 }
 
 void
 sched_limit_rate_take(struct sched_path *p, int64_t now)
 {
-	const struct conf_destination *cfg = p->cfg;
+	unsigned iv[CLUSTER_RATES];
 
 	if (p->rate_token) {
 		p->rate_token = false; /* counted in Redis */
 		return;
 	}
-	/* Smooth spacing: N per minute is one every 60/N s. */
-	if (cfg->max_messages_per_minute > 0)
-		p->next_send_ms =
-		    (p->next_send_ms > now ? p->next_send_ms : now) +
-		    sched_limit_interval(cfg->max_messages_per_minute, 60000);
-	if (cfg->max_messages_per_hour > 0)
-		p->next_send_hour_ms =
-		    (p->next_send_hour_ms > now ? p->next_send_hour_ms : now) +
-		    sched_limit_interval(cfg->max_messages_per_hour, 3600000);
+	/* Smooth spacing: N per minute is one every 60/N s; a warm-up's
+	 * budget spreads over the day the same way. */
+	sched_limit_intervals(p, now, true, iv);
+	sched_limit_space(&p->next_send_ms, now, iv[0]);
+	sched_limit_space(&p->next_send_hour_ms, now, iv[1]);
+	sched_limit_space(&p->next_send_day_ms, now, iv[2]);
 }

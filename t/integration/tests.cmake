@@ -103,3 +103,6 @@ outpost_integration_test(cluster t/integration/cluster_test.py TIMEOUT 600)
 # Per user quotas (messages per hour / day): 452 4.7.0 over quota, counted;
 # in a cluster (redis-server started by the test) the count is shared.
 outpost_integration_test(quota t/integration/quota_test.py TIMEOUT 300)
+# IP warm-up: a pool's daily budget by destination class, rising with the
+# test clock, shared in a cluster (redis-server started by the test).
+outpost_integration_test(warmup t/integration/warmup_test.py TIMEOUT 300)

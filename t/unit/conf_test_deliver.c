@@ -330,6 +330,41 @@ static const struct conf_error_row deliver_error_rows[] = {
 	  L "delivery {\n\ttls_ca_path = \"a\\nb\"\n}\n",
 	  "3: delivery.tls_ca_path: contains a control character" },
 
+	/* warmup */
+	{ "pool.warmup: no warmup_start",
+	  L "pool \"p\" {\n source = \"192.0.2.1\"\n"
+	    " warmup \"*\" { daily = { 10 } }\n}\n",
+	  "2: pool \"p\": warmup needs warmup_start = \"YYYY-MM-DD\" (the UTC "
+	  "day that is day 1)" },
+	{ "pool.warmup_start: bad date",
+	  L "pool \"p\" {\n source = \"192.0.2.1\"\n"
+	    " warmup_start = \"2026-1-01\"\n"
+	    " warmup \"*\" { daily = { 10 } }\n}\n",
+	  "4: pool \"p\": warmup needs warmup_start = \"YYYY-MM-DD\" (the UTC "
+	  "day that is day 1), not \"2026-1-01\"" },
+	{ "pool.warmup: daily zero",
+	  L "pool \"p\" {\n source = \"192.0.2.1\"\n"
+	    " warmup_start = \"2026-12-01\"\n"
+	    " warmup \"*\" {\n daily = { 10, 0 }\n }\n}\n",
+	  "6: pool \"p\": warmup \"*\".daily: \"0\" is not a whole number of "
+	  "1..100000000" },
+	{ "pool.warmup: no daily",
+	  L "pool \"p\" {\n source = \"192.0.2.1\"\n"
+	    " warmup_start = \"2026-12-01\"\n"
+	    " warmup \"gmail.com\" { }\n}\n",
+	  "5: pool \"p\": warmup \"gmail.com\": daily is missing or empty "
+	  "(messages per address on day 1, 2, ...)" },
+	{ "pool.warmup: bad class",
+	  L "pool \"p\" {\n source = \"192.0.2.1\"\n"
+	    " warmup_start = \"2026-12-01\"\n"
+	    " warmup \"gm ail.com\" { daily = 1 }\n}\n",
+	  "5: pool \"p\": warmup \"gm ail.com\": may hold only letters, "
+	  "digits, '-' and '.' (use the xn-- form for international names)" },
+	{ "pool.warmup_start without warmup",
+	  L "pool \"p\" {\n source = \"192.0.2.1\"\n"
+	    " warmup_start = \"2026-12-01\"\n}\n",
+	  "4: pool \"p\": warmup_start without a warmup section" },
+
 	/* cluster */
 	{ "cluster.redis: a name",
 	  L "cluster { redis = \"redis.example:6379\" }\n",
@@ -345,7 +380,7 @@ static const struct conf_error_row deliver_error_rows[] = {
 	  "2: cluster.lease: \"500ms\" is less than the minimum, 1s" },
 	{ "cluster.timeout: a third of the lease",
 	  L "cluster {\n redis = \"127.0.0.1\"\n lease = 3s\n"
-	  " timeout = 1s\n}\n",
+	    " timeout = 1s\n}\n",
 	  "5: cluster.timeout (1000 ms) must be under a third of cluster.lease "
 	  "(3000 ms): a lease is renewed every third of its life" },
 	{ "cluster.password_file without redis",
@@ -356,7 +391,7 @@ static const struct conf_error_row deliver_error_rows[] = {
 	  "not printable ASCII" },
 	{ "cluster.node: too long",
 	  L "cluster { node = \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-	  "xxxxxxxxxxxxxxxxxxxxxxxxx\" }\n",
+	    "xxxxxxxxxxxxxxxxxxxxxxxxx\" }\n",
 	  "2: cluster.node: \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
 	  "xxxxxxxxxxxxxxxxxxxxx\" is longer than 64 characters" },
 	{ "cluster: unknown key", L "cluster { redis_host = \"127.0.0.1\" }\n",
@@ -1247,6 +1282,44 @@ test_example_deliver(void **state)
 }
 
 static void
+test_warmup(void **state)
+{
+	/* 2026-12-01T00:00:00Z */
+	const int64_t day1 = INT64_C(1796083200) * 1000, d = 86400000;
+	char err[1024], path[PATH_MAX];
+	struct conf *c = NULL;
+	const struct conf_pool *p;
+
+	(void)state;
+	assert_int_equal(
+	    load_text(LISTENER
+		      "pool \"new\" {\n"
+		      "  source = { \"192.0.2.10\", \"192.0.2.11\" }\n"
+		      "  warmup_start = \"2026-12-01\"\n"
+		      "  warmup \"Gmail.com\" { daily = { 50, 100, 200 } }\n"
+		      "  warmup \"*\" { daily = { 500 } }\n}\n"
+		      "pool \"old\" { source = \"192.0.2.1\" }\n",
+		      &c, err, sizeof(err), path, sizeof(path)),
+	    0);
+	p = &c->pools[0];
+	assert_true(p->warmup_start_ms == day1);
+	assert_int_equal(p->nwarmups, 2);
+	assert_string_equal(p->warmups[0].dest, "gmail.com");
+	/* Per address: two addresses, twice the day's number. */
+	assert_true(conf_pool_warmup(p, "gmail.com", day1 - 1) == 100);
+	assert_true(conf_pool_warmup(p, "gmail.com", day1) == 100);
+	assert_true(conf_pool_warmup(p, "GMAIL.com", day1 + d - 1) == 100);
+	assert_true(conf_pool_warmup(p, "gmail.com", day1 + d) == 200);
+	assert_true(conf_pool_warmup(p, "gmail.com", day1 + 2 * d) == 400);
+	assert_true(conf_pool_warmup(p, "gmail.com", day1 + 3 * d) == 0);
+	assert_true(conf_pool_warmup(p, "*", day1) == 1000);
+	assert_true(conf_pool_warmup(p, "example.org", day1) == 1000);
+	assert_true(conf_pool_warmup(p, "*", day1 + d) == 0);
+	assert_true(conf_pool_warmup(&c->pools[1], "*", day1) == 0);
+	conf_free(c);
+}
+
+static void
 test_cluster(void **state)
 {
 	char err[1024], path[PATH_MAX];
@@ -1254,9 +1327,8 @@ test_cluster(void **state)
 
 	(void)state;
 	/* Off by default. */
-	assert_int_equal(load_text(LISTENER, &c, err, sizeof(err), path,
-				   sizeof(path)),
-			 0);
+	assert_int_equal(
+	    load_text(LISTENER, &c, err, sizeof(err), path, sizeof(path)), 0);
 	assert_null(c->cluster.redis_host);
 	conf_free(c);
 	c = NULL;
@@ -1303,6 +1375,7 @@ main(void)
 		cmocka_unit_test(test_deliver_limits),
 		cmocka_unit_test(test_deliver_good),
 		cmocka_unit_test(test_cluster),
+		cmocka_unit_test(test_warmup),
 		cmocka_unit_test(test_deliver_hostport),
 		cmocka_unit_test(test_deliver_dns_servers),
 		cmocka_unit_test(test_destinations),

@@ -251,9 +251,9 @@ cluster_connect_cb(const redisAsyncContext *ac, int status)
 			       ac->errstr[0] ? ac->errstr : "cannot connect");
 		return;
 	}
-	if (!cl.has_password)
-		cluster_set_up(true, NULL);
-	/* else: up when AUTH answers */
+	/* Up when the first command (AUTH, or PING) answers: a Redis that
+	 * accepts connections but runs no command (paused, loading) is
+	 * still away. */
 }
 
 static void
@@ -317,8 +317,10 @@ cluster_reply_cb(redisAsyncContext *ac, void *reply, void *priv)
 	switch (r->kind) {
 	case CL_AUTH:
 		if (!ok) {
-			cluster_set_up(false, rep != NULL ? "AUTH refused"
-							  : "link lost");
+			cluster_set_up(false, rep == NULL ? "link lost"
+					      : cl.has_password
+						  ? "AUTH refused"
+						  : "PING refused");
 			if (rep != NULL && cl.ac != NULL)
 				redisAsyncDisconnect(cl.ac);
 		} else {
@@ -686,12 +688,14 @@ cluster_connect(void)
 	redisAsyncSetConnectCallback(ac, cluster_connect_cb);
 	redisAsyncSetDisconnectCallback(ac, cluster_disconnect_cb);
 	cl.ac = ac;
-	if (cl.has_password) {
+	{
 		struct cl_req *r = cluster_req_new(CL_AUTH);
-		const char *argv[] = { "AUTH", cl.password };
+		const char *argv[] = { cl.has_password ? "AUTH" : "PING",
+				       cl.password };
 
-		if (r == NULL || cluster_send(r, 2, argv) != 0)
-			cluster_drop_link("cannot send AUTH");
+		if (r == NULL ||
+		    cluster_send(r, cl.has_password ? 2 : 1, argv) != 0)
+			cluster_drop_link("cannot send its first command");
 	}
 }
 

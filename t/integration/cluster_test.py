@@ -167,6 +167,33 @@ def test_redis_away_each_node_keeps_to_its_share():
         redis.stop(kill=True)
 
 
+def test_slow_redis_counts_as_away():
+    """Redis paused for 3 s (CLIENT PAUSE) while mail goes: a command
+    unanswered for cluster.timeout (300 ms) means away; the node keeps to
+    its share, delivers everything, and is back once Redis answers."""
+    dns, port = setup("127.0.0.70")
+    with Redis() as redis, dns, \
+            Sink(["127.0.0.70"], port, ["--reply-delay-ms", "20"],
+                 maildir=False) as sink, \
+            Daemon(config=node_config(dns, port, redis, "a", 4)) as a:
+        wait_for(lambda: metric(a, "outpost_cluster_redis_up") == 1,
+                 what="linked")
+        redis.cmd("CLIENT", "PAUSE", "3000", "ALL")
+        t0 = time.time()
+        send(a, "a", 30)
+        st = sink.wait_messages(30, timeout=60)
+        check(st["connections_max"] <= 4, "connections: %d"
+              % st["connections_max"])
+        wait_for(lambda: "no answer in 300 ms" in a.log(), 10,
+                 "the timeout said")
+        check(time.time() - t0 < 30, "delivered while Redis was slow")
+        wait_empty(a)
+        wait_for(lambda: metric(a, "outpost_cluster_redis_up") == 1, 20,
+                 "back after the pause")
+        eq(metric(a, "outpost_cluster_redis_away_total"), 1.0,
+           "away once")
+
+
 def test_killed_node_frees_its_leases():
     """Node a holds leases on idle connections (idle_timeout 60s) and is
     killed with -9: its leases expire (lease = 3s) and b may take the

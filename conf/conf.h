@@ -251,6 +251,15 @@ struct conf_destination {
 	uint64_t backoff_pause_ms; /* pause after repeated connection
 				      failures or 421s; doubles each time */
 	uint64_t backoff_max_ms;   /* … up to this; >= backoff_pause_ms */
+	/* Adaptive back-off: a reply of a category in THROTTLE_ON (bit 1 <<
+	 * enum conf_bounce_category) takes the destination one step down,
+	 * at most one a minute and THROTTLE_MAX_STEPS deep: each step keeps
+	 * THROTTLE_FACTOR % of its connections and of its rate; each
+	 * THROTTLE_FOR without such a reply gives one step back. */
+	uint32_t throttle_on;
+	unsigned throttle_factor; /* percent kept per step, 1..99 */
+	uint64_t throttle_for_ms;
+	unsigned throttle_max_steps;
 	/* One delivery attempt (one connection's walk through the MX hosts
 	 * and their addresses until a session is usable), like Postfix's
 	 * smtp_mx_address_limit / smtp_mx_session_limit: */

@@ -168,6 +168,21 @@ conf_retry_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	return 0;
 }
 
+/* throttle_on: bounce category names (conf/bounce-categories). */
+static int
+conf_category_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	if (conf_bounce_category_lookup(value) == CONF_BC_NONE)
+		return conf_value_fail(
+		    cfg, opt, value,
+		    "is not a bounce category (rate-limited, "
+		    "spam-related, policy-related, "
+		    "connection, transient-other, ...)");
+	conf_line_note(conf_cur, cfg, opt->name, conf_cfg_line(cfg));
+	*(const char **)result = value;
+	return 0;
+}
+
 /* relay_host, route host: "HOST[:PORT]". */
 static int
 conf_hostport_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
@@ -417,6 +432,10 @@ cfg_opt_t conf_destination_opts[] = {
 	CFG_STR_CB("suspend_for", "10m", CFGF_NONE, conf_num_cb),
 	CFG_STR_CB("backoff_pause", "1m", CFGF_NONE, conf_num_cb),
 	CFG_STR_CB("backoff_max", "30m", CFGF_NONE, conf_num_cb),
+	CFG_STR_LIST_CB("throttle_on", NULL, CFGF_NONE, conf_category_cb),
+	CFG_STR_CB("throttle_factor", "50", CFGF_NONE, conf_num_cb),
+	CFG_STR_CB("throttle_for", "10m", CFGF_NONE, conf_num_cb),
+	CFG_STR_CB("throttle_max_steps", "4", CFGF_NONE, conf_num_cb),
 	/* Not set in "*": delivery's value (conf_dest_from_delivery). */
 	CFG_STR_CB("max_mx_addresses", CONF_MX_ADDRESSES_DEFAULT, CFGF_NONE,
 		   conf_num_cb),
@@ -721,6 +740,12 @@ static const struct conf_dest_num {
 	  true },
 	{ "backoff_max", offsetof(struct conf_destination, backoff_max_ms),
 	  true },
+	{ "throttle_factor", offsetof(struct conf_destination, throttle_factor),
+	  false },
+	{ "throttle_for", offsetof(struct conf_destination, throttle_for_ms),
+	  true },
+	{ "throttle_max_steps",
+	  offsetof(struct conf_destination, throttle_max_steps), false },
 	{ "max_mx_addresses",
 	  offsetof(struct conf_destination, max_mx_addresses), false },
 	{ "max_mx_sessions", offsetof(struct conf_destination, max_mx_sessions),
@@ -824,6 +849,14 @@ conf_dest_fill(struct conf_ctx *x, cfg_t *sec,
 	}
 	if (conf_dest_suspend(x, sec, base, d) != 0)
 		return -1;
+	if (base != NULL && !conf_is_set(sec, "throttle_on")) {
+		d->throttle_on = base->throttle_on;
+	} else {
+		for (i = 0; i < cfg_size(sec, "throttle_on"); i++)
+			d->throttle_on |=
+			    UINT32_C(1) << conf_bounce_category_lookup(
+				cfg_getnstr(sec, "throttle_on", (unsigned)i));
+	}
 	if (d->backoff_pause_ms > d->backoff_max_ms) {
 		/* one of the two is set here, or "*" would have failed */
 		l1 = conf_line_of(x, sec, "backoff_pause");

@@ -117,10 +117,53 @@ static const char cluster_lua_quota[] =
     "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
     "return v\n";
 
+/* A step down of KEYS[1]'s field ARGV[1]: LEVEL ARGV[2] for ARGV[3] ms,
+ * unless a deeper one is in force. */
+static const char cluster_lua_throttle_push[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local cur = redis.call('HGET', KEYS[1], ARGV[1])\n"
+    "if cur then\n"
+    "  local l, u = string.match(cur, '^(%d+):(%d+)$')\n"
+    "  if l and tonumber(u) > now and tonumber(l) >= tonumber(ARGV[2]) then\n"
+    "    return 0\n"
+    "  end\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], ARGV[1],\n"
+    "           ARGV[2] .. ':' .. (now + tonumber(ARGV[3])))\n"
+    "return 1\n";
+
+/* The steps in force in KEYS[1], as field, level, ms left; the ones over
+ * go. */
+static const char cluster_lua_throttle_read[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local all, out = redis.call('HGETALL', KEYS[1]), {}\n"
+    "for i = 1, #all, 2 do\n"
+    "  local l, u = string.match(all[i + 1], '^(%d+):(%d+)$')\n"
+    "  if l == nil or tonumber(u) <= now then\n"
+    "    redis.call('HDEL', KEYS[1], all[i])\n"
+    "  else\n"
+    "    out[#out + 1] = all[i]\n"
+    "    out[#out + 1] = tonumber(l)\n"
+    "    out[#out + 1] = tonumber(u) - now\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
 /* Quotas are given to Redis and read back this often. */
 #define CLUSTER_QUOTA_SYNC_MS 1000
 
-enum cl_kind { CL_AUTH, CL_TAKE, CL_RENEW, CL_DROP, CL_RATE, CL_QUOTA };
+enum cl_kind {
+	CL_AUTH,
+	CL_TAKE,
+	CL_RENEW,
+	CL_DROP,
+	CL_RATE,
+	CL_QUOTA,
+	CL_THROTTLE_PUSH,
+	CL_THROTTLE_READ
+};
 
 struct cl_req {
 	enum cl_kind kind;
@@ -135,6 +178,11 @@ struct cl_req {
 	uint64_t delta;
 	struct cl_lease *lease; /* CL_TAKE: granted as this */
 	TAILQ_ENTRY(cl_req) link;
+};
+
+struct cl_step {
+	unsigned level;
+	int64_t until_ms; /* util_mono_ms */
 };
 
 struct cl_lease {
@@ -153,6 +201,8 @@ static struct {
 	bool has_password;
 	uint32_t boot;
 	cluster_changed_fn *changed;
+	cluster_throttle_fn *throttle_fn;
+	struct htab throttles; /* key -> struct cl_step, as last read */
 	redisAsyncContext *ac;
 	bool up;     /* connected and authenticated */
 	bool was_up; /* up once since start (for "back") */
@@ -295,6 +345,45 @@ cluster_lease_free(struct cl_lease *l)
 	free(l);
 }
 
+/* The steps last read, forgotten. */
+static void
+cluster_steps_clear(void)
+{
+	struct htab_entry *e;
+	size_t it;
+
+	while ((e = htab_first(&cl.throttles, &it)) != NULL)
+		free(htab_del(&cl.throttles, e->key));
+}
+
+static void
+cluster_step_keep(const char *key, unsigned level, int64_t remain_ms)
+{
+	struct cl_step *st = malloc(sizeof(*st));
+
+	if (st == NULL)
+		return;
+	st->level = level;
+	st->until_ms = util_mono_ms() + remain_ms;
+	if (htab_get(&cl.throttles, key) != NULL ||
+	    htab_put(&cl.throttles, key, st) != 0)
+		free(st);
+}
+
+bool
+cluster_throttle_lookup(const char *key, unsigned *level, int64_t *remain_ms)
+{
+	struct cl_step *st;
+	int64_t now = util_mono_ms();
+
+	if (!cl.on || (st = htab_get(&cl.throttles, key)) == NULL ||
+	    st->until_ms <= now)
+		return false;
+	*level = st->level;
+	*remain_ms = st->until_ms - now;
+	return true;
+}
+
 static void
 cluster_reply_cb(redisAsyncContext *ac, void *reply, void *priv)
 {
@@ -384,6 +473,32 @@ cluster_reply_cb(redisAsyncContext *ac, void *reply, void *priv)
 			quota_sync_failed(r->user, r->period, r->window,
 					  r->delta);
 		break;
+	case CL_THROTTLE_READ:
+		if (ok && rep->type == REDIS_REPLY_ARRAY && cl.throttle_fn) {
+			size_t i;
+
+			cluster_steps_clear();
+			for (i = 0; i + 3 <= rep->elements; i += 3) {
+				redisReply *k = rep->element[i],
+					   *l = rep->element[i + 1],
+					   *m = rep->element[i + 2];
+
+				if (k->type == REDIS_REPLY_STRING &&
+				    l->type == REDIS_REPLY_INTEGER &&
+				    m->type == REDIS_REPLY_INTEGER &&
+				    l->integer > 0 && l->integer < 1000 &&
+				    m->integer > 0) {
+					cluster_step_keep(k->str,
+							  (unsigned)l->integer,
+							  (int64_t)m->integer);
+					cl.throttle_fn(k->str,
+						       (unsigned)l->integer,
+						       (int64_t)m->integer);
+				}
+			}
+		}
+		break;
+	case CL_THROTTLE_PUSH:
 	case CL_RENEW:
 	case CL_DROP:
 		if (rep != NULL && rep->type == REDIS_REPLY_ERROR &&
@@ -617,6 +732,45 @@ cluster_quota_cb(const char *user, enum quota_period period, int64_t window,
 	u->v[u->n++] = r;
 }
 
+void
+cluster_throttle_hook(cluster_throttle_fn *fn)
+{
+	cl.throttle_fn = fn;
+}
+
+void
+cluster_throttle_push(const char *key, unsigned level, int64_t remain_ms)
+{
+	char hk[128], lv[24], ms[24];
+	const char *argv[] = {
+		"EVAL", cluster_lua_throttle_push, "1", hk, key, lv, ms
+	};
+	struct cl_req *r;
+
+	if (!cl.up || cl.ac == NULL || cl.stopping)
+		return;
+	snprintf(hk, sizeof(hk), "%sthrottle", cl.prefix);
+	snprintf(lv, sizeof(lv), "%u", level);
+	snprintf(ms, sizeof(ms), "%" PRId64, remain_ms);
+	if ((r = cluster_req_new(CL_THROTTLE_PUSH)) != NULL)
+		(void)cluster_send(r, 7, argv);
+}
+
+/* The steps in force, read back (cluster_throttle_hook hears them). */
+static void
+cluster_throttle_read(void)
+{
+	char hk[128];
+	const char *argv[] = { "EVAL", cluster_lua_throttle_read, "1", hk };
+	struct cl_req *r;
+
+	if (cl.throttle_fn == NULL)
+		return;
+	snprintf(hk, sizeof(hk), "%sthrottle", cl.prefix);
+	if ((r = cluster_req_new(CL_THROTTLE_READ)) != NULL)
+		(void)cluster_send(r, 4, argv);
+}
+
 /* Every user's counts to Redis, and its totals back. */
 static void
 cluster_quota_sync(void)
@@ -662,6 +816,7 @@ cluster_tick_cb(evutil_socket_t fd, short what, void *arg)
 	if (cl.up && cl.ac != NULL && now >= cl.next_quota_ms) {
 		cl.next_quota_ms = now + CLUSTER_QUOTA_SYNC_MS;
 		cluster_quota_sync();
+		cluster_throttle_read();
 	}
 }
 
@@ -762,7 +917,7 @@ cluster_init(struct event_base *base, const struct conf_cluster *cc,
 	if ((cl.host = strdup(cc->redis_host)) == NULL ||
 	    (cl.node = strdup(cc->node)) == NULL ||
 	    (cl.prefix = strdup(cc->prefix)) == NULL ||
-	    idmap_init(&cl.leases) != 0) {
+	    idmap_init(&cl.leases) != 0 || htab_init(&cl.throttles) != 0) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
@@ -838,6 +993,8 @@ cluster_free(void)
 	for (k = 0; k < cl.leases.cap; k++)
 		cluster_lease_free(cl.leases.vals[k]);
 	idmap_free(&cl.leases);
+	cluster_steps_clear();
+	htab_free(&cl.throttles);
 	if (cl.tick != NULL)
 		event_free(cl.tick);
 	sodium_memzero(cl.password, sizeof(cl.password));

@@ -94,6 +94,21 @@ typedef void cluster_rate_fn(int64_t wait_ms, void *arg);
 int cluster_rate_ask(const char *key, const unsigned iv[CLUSTER_RATES],
 		     cluster_rate_fn *fn, void *arg);
 
+/*
+ * Adaptive back-off shared by the nodes: a node that takes a destination a
+ * step down says so (cluster_throttle_push: KEY at LEVEL for REMAIN_MS);
+ * every second each node reads the steps in force and FN (the hook) hears
+ * each: KEY, its LEVEL, the ms it has left.  On the scheduler's loop.
+ */
+typedef void cluster_throttle_fn(const char *key, unsigned level,
+				 int64_t remain_ms);
+void cluster_throttle_hook(cluster_throttle_fn *fn);
+/* cluster_throttle_lookup — the step in force for KEY as last read
+ * (*LEVEL, *REMAIN_MS), for a path made since: true if there is one. */
+bool cluster_throttle_lookup(const char *key, unsigned *level,
+			     int64_t *remain_ms);
+void cluster_throttle_push(const char *key, unsigned level, int64_t remain_ms);
+
 /* cluster_stop — stopping: every lease dropped, the link closed; asks
  * still waiting get CLUSTER_AWAY. */
 void cluster_stop(void);

@@ -384,6 +384,7 @@ sched_conn_quit(struct sched_conn *cn)
 	if (cn->quitting)
 		return;
 	cn->quitting = true;
+	cn->path->nquitting++;
 	conn_do(cn, conn_quit_on_home, cn);
 }
 

@@ -249,6 +249,7 @@ struct sched_path {
 	unsigned njobs;
 	unsigned nconn;           /* connections open or opening */
 	unsigned nbusy;           /* connections running a job */
+	unsigned nquitting;       /* of nconn, told to go */
 	struct sched_conn **idle; /* idle connections, last parked last */
 	unsigned nidle, idle_cap;
 	unsigned source_next;     /* round robin over pool sources */
@@ -267,6 +268,13 @@ struct sched_path {
 	double rate;
 	bool rate_dry;
 	char last_error[200]; /* what paused it, scrubbed */
+	/* adaptive back-off (destination throttle_*): steps down, when the
+	 * last ends (then one step back each throttle_for), when the last
+	 * was taken, and the rate measured before the first (a second; < 0:
+	 * none), which a destination without a rate of its own is held to */
+	unsigned throttle_level;
+	int64_t throttle_until_ms, throttle_step_ms;
+	double throttle_base_rate;
 	int64_t next_send_ms; /* rate limit: next message allowed */
 	int64_t next_send_hour_ms;
 	int64_t next_send_day_ms; /* the pool's warm-up budget of the day */
@@ -370,6 +378,9 @@ struct sched_path *sched_path_get(struct sched_site *site,
 void sched_path_key(const struct sched_path *p, char *buf, size_t len);
 /* sched_path_pop — the first job waiting on P, taken off; NULL if none. */
 struct sched_job *sched_path_pop(struct sched_path *p);
+/* sched_path_trim — P's limits went down: its idle connections past them
+ * go now (busy ones go when their job is done). */
+void sched_path_trim(struct sched_path *p);
 /* sched_path_kick — start as much work on P as its limits allow. */
 void sched_path_kick(struct sched_path *p);
 /* sched_maybe_stop — stopping, and nothing left in flight: end the loop. */
@@ -530,6 +541,16 @@ void sched_limit_suspend(struct sched_path *p, uint64_t ms, const char *why);
 void sched_limit_unpause(struct sched_path *p, bool all, const char *why);
 /* sched_limit_timer_cb — P's timer (ARG): a pause or a rate wait is over. */
 void sched_limit_timer_cb(evutil_socket_t fd, short what, void *arg);
+/* sched_limit_throttle — a reply of one of P's throttle_on categories:
+ * one step down (at most one a minute), said once per step. */
+void sched_limit_throttle(struct sched_path *p, const char *why);
+/* sched_limit_throttle_adopt — another node took P to LEVEL, for
+ * REMAIN_MS more: P follows if that is deeper or lasts longer. */
+void sched_limit_throttle_adopt(struct sched_path *p, unsigned level,
+				int64_t remain_ms);
+/* sched_limit_throttle_level — P's steps down at NOW (steps whose time
+ * is over given back). */
+unsigned sched_limit_throttle_level(const struct sched_path *p, int64_t now);
 /* sched_limit_conns — connections P may have open now. */
 unsigned sched_limit_conns(const struct sched_path *p);
 /* sched_limit_rate_ok — may P send one more message at NOW?  If not, when

@@ -262,7 +262,8 @@ sched_job_results(struct sched_job *job)
 	struct sched_job *again = NULL;
 	struct outcome o;
 	char qid[QUEUE_ID_HEX_BYTES], esc[300], why[300] = "";
-	bool delivered = false, backoff = false, suspend = false;
+	bool delivered = false, backoff = false, suspend = false,
+	     throttle = false;
 	uint64_t suspend_ms = 0;
 	const char *remote = job->cj.remote;
 	unsigned i, npats;
@@ -353,6 +354,13 @@ sched_job_results(struct sched_job *job)
 			suspend_ms = o.suspend_ms;
 			sched_job_why(why, sizeof(why), r->code, r->text);
 		}
+		if (!throttle && o.category != CONF_BC_NONE &&
+		    (cfg->throttle_on & (UINT32_C(1) << o.category))) {
+			throttle = true;
+			if (!suspend && !backoff)
+				sched_job_why(why, sizeof(why), r->code,
+					      r->text);
+		}
 	}
 	scrub_ctx_leave(prev_ctx);
 	if (p != NULL && delivered) {
@@ -375,6 +383,8 @@ sched_job_results(struct sched_job *job)
 	sched_job_free(job);
 	if (m->r->inflight == 0)
 		sched_round_settle(m);
+	if (p != NULL && throttle)
+		sched_limit_throttle(p, why);
 	/* Last: pausing defers what is queued on P, other messages too. */
 	if (p != NULL && suspend)
 		sched_limit_suspend(p, suspend_ms, why);

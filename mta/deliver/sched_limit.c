@@ -18,6 +18,7 @@
 #include "mta/deliver/cluster.h"
 #include "mta/deliver/sched_int.h"
 #include "mta/observe/evlog.h"
+#include "mta/observe/stats.h"
 
 #define SCHED_BACKOFF_LEVELS 8
 
@@ -164,6 +165,111 @@ sched_limit_timer_cb(evutil_socket_t fd, short what, void *arg)
 	sched_path_kick(p);
 }
 
+/* A step down is taken at most this often: a burst of replies to one
+ * campaign counts once. */
+#define SCHED_THROTTLE_STEP_MS 60000
+
+unsigned
+sched_limit_throttle_level(const struct sched_path *p, int64_t now)
+{
+	uint64_t back;
+
+	if (p->throttle_level == 0 || now < p->throttle_until_ms)
+		return p->throttle_level;
+	back =
+	    1 + (uint64_t)(now - p->throttle_until_ms) /
+		    (p->cfg->throttle_for_ms > 0 ? p->cfg->throttle_for_ms : 1);
+	return back >= p->throttle_level ? 0
+					 : p->throttle_level - (unsigned)back;
+}
+
+/* N scaled down by P's throttle at NOW (at least 1 when N is). */
+static uint64_t
+sched_limit_throttled(const struct sched_path *p, int64_t now, uint64_t n)
+{
+	unsigned level = sched_limit_throttle_level(p, now), i;
+	uint64_t v = n;
+
+	for (i = 0; i < level && v > 1; i++)
+		v = v * p->cfg->throttle_factor / 100;
+	return n > 0 && v == 0 ? 1 : v;
+}
+
+void
+sched_limit_throttle(struct sched_path *p, const char *why)
+{
+	const struct conf_destination *cfg = p->cfg;
+	int64_t now = util_wall_ms();
+	unsigned level = sched_limit_throttle_level(p, now);
+	char esc[256];
+
+	if (level > 0 && now - p->throttle_step_ms < SCHED_THROTTLE_STEP_MS) {
+		/* Still at it: this step lasts from now. */
+		p->throttle_level = level;
+		p->throttle_until_ms = now + (int64_t)cfg->throttle_for_ms;
+		return;
+	}
+	if (level == 0)
+		p->throttle_base_rate = p->rate;
+	if (level < cfg->throttle_max_steps)
+		level++;
+	p->throttle_level = level;
+	p->throttle_step_ms = now;
+	p->throttle_until_ms = now + (int64_t)cfg->throttle_for_ms;
+	STATS_INC(throttle_steps);
+	sched_path_trim(p);
+	if (cluster_shared()) {
+		char key[512];
+
+		sched_path_key(p, key, sizeof(key));
+		cluster_throttle_push(key, level,
+				      (int64_t)cfg->throttle_for_ms);
+	}
+	log_warnx(
+	    "destination %s: throttled, step %u of %u: %u "
+	    "connection(s)%s for %llu s, then a step back every %llu s: "
+	    "%s",
+	    p->site->key, level, cfg->throttle_max_steps, sched_limit_conns(p),
+	    cfg->max_messages_per_minute > 0 ||
+		    cfg->max_messages_per_hour > 0 || p->throttle_base_rate > 0
+		? " and a lower rate"
+		: "",
+	    (unsigned long long)(cfg->throttle_for_ms / 1000),
+	    (unsigned long long)(cfg->throttle_for_ms / 1000),
+	    log_escape(esc, sizeof(esc), why, strlen(why)));
+}
+
+void
+sched_limit_throttle_adopt(struct sched_path *p, unsigned level,
+			   int64_t remain_ms)
+{
+	const struct conf_destination *cfg = p->cfg;
+	int64_t now = util_wall_ms();
+	unsigned cur = sched_limit_throttle_level(p, now);
+
+	if (cfg->throttle_on == 0)
+		return; /* not a destination that throttles here */
+	if (level > cfg->throttle_max_steps)
+		level = cfg->throttle_max_steps;
+	if (level < cur ||
+	    (level == cur && now + remain_ms <= p->throttle_until_ms))
+		return;
+	if (cur == 0)
+		p->throttle_base_rate = p->rate;
+	p->throttle_step_ms = now;
+	p->throttle_until_ms = now + remain_ms;
+	if (level == cur) {
+		p->throttle_level = level;
+		return; /* the same step, lasting longer */
+	}
+	p->throttle_level = level;
+	log_warnx("destination %s: throttled by another node of the cluster, "
+		  "step %u of %u: %u connection(s) for %lld s",
+		  p->site->key, level, cfg->throttle_max_steps,
+		  sched_limit_conns(p), (long long)(remain_ms / 1000));
+	sched_path_trim(p);
+}
+
 unsigned
 sched_limit_conns(const struct sched_path *p)
 {
@@ -172,6 +278,8 @@ sched_limit_conns(const struct sched_path *p)
 	/* Backed off: fewer connections (halved per level, at least 1). */
 	if (p->backoff_level > 0)
 		lim >>= p->backoff_level;
+	if (p->throttle_level > 0)
+		lim = (unsigned)sched_limit_throttled(p, util_wall_ms(), lim);
 	return lim == 0 ? 1 : lim;
 }
 
@@ -222,16 +330,20 @@ sched_limit_intervals(const struct sched_path *p, int64_t now, bool share,
 		day = day > 0 ? cluster_share(day > UINT_MAX ? UINT_MAX
 							     : (unsigned)day)
 			      : 0;
-	iv[0] = share
-		    ? sched_limit_interval(cfg->max_messages_per_minute, 60000)
-		    : (cfg->max_messages_per_minute > 0
-			   ? 60000 / cfg->max_messages_per_minute
-			   : 0);
-	iv[1] = share
-		    ? sched_limit_interval(cfg->max_messages_per_hour, 3600000)
-		    : (cfg->max_messages_per_hour > 0
-			   ? 3600000 / cfg->max_messages_per_hour
-			   : 0);
+	unsigned per_min = cfg->max_messages_per_minute,
+		 per_hour = cfg->max_messages_per_hour;
+
+	if (p->throttle_level > 0) {
+		/* Throttled: its rate, or the rate it had, scaled down. */
+		if (per_min == 0 && per_hour == 0 && p->throttle_base_rate > 0)
+			per_min = (unsigned)(p->throttle_base_rate * 60 + 1);
+		per_min = (unsigned)sched_limit_throttled(p, now, per_min);
+		per_hour = (unsigned)sched_limit_throttled(p, now, per_hour);
+	}
+	iv[0] = share ? sched_limit_interval(per_min, 60000)
+		      : (per_min > 0 ? 60000 / per_min : 0);
+	iv[1] = share ? sched_limit_interval(per_hour, 3600000)
+		      : (per_hour > 0 ? 3600000 / per_hour : 0);
 	/* A budget past 86.4M a day is one a millisecond: no spacing. */
 	iv[2] = day > 0 ? (unsigned)(86400000 / day) : 0;
 }
@@ -276,7 +388,8 @@ sched_limit_rate_ok(struct sched_path *p, int64_t now, int64_t *when)
 
 	if (p->cfg->max_messages_per_minute == 0 &&
 	    p->cfg->max_messages_per_hour == 0 &&
-	    (p->pool == NULL || p->pool->nwarmups == 0))
+	    (p->pool == NULL || p->pool->nwarmups == 0) &&
+	    (p->throttle_level == 0 || p->throttle_base_rate <= 0))
 		return true;
 	if (cluster_on() && (rc = sched_limit_rate_shared(p, now, when)) >= 0)
 		return rc == 1;

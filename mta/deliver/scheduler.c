@@ -77,6 +77,16 @@ sched_path_get(struct sched_site *site, const struct conf_pool *pool,
 	p->rate_ms = util_wall_ms();
 	p->rate_dry = true;
 	site->paths[site->npaths++] = p;
+	if (cluster_on()) {
+		/* A step down the cluster took before this node had P. */
+		char key[512];
+		unsigned level;
+		int64_t remain;
+
+		sched_path_key(p, key, sizeof(key));
+		if (cluster_throttle_lookup(key, &level, &remain))
+			sched_limit_throttle_adopt(p, level, remain);
+	}
 	return p;
 }
 
@@ -156,6 +166,28 @@ sched_path_lease(struct sched_path *p, int64_t now, uint64_t *lease)
 	}
 	p->lease_asking = true;
 	return false;
+}
+
+/* A step down another node took (cluster_throttle_hook): KEY is
+ * "POOL:SITE" (sched_path_key); a path this node does not have is left. */
+static void
+sched_cluster_throttle(const char *key, unsigned level, int64_t remain_ms)
+{
+	const char *colon = strchr(key, ':');
+	struct sched_site *s;
+	unsigned i;
+
+	if (colon == NULL || (s = htab_get(&sched.sites, colon + 1)) == NULL)
+		return;
+	for (i = 0; i < s->npaths; i++) {
+		const struct conf_pool *pool = s->paths[i]->pool;
+		const char *name = pool != NULL ? pool->name : "-";
+
+		if (strlen(name) == (size_t)(colon - key) &&
+		    strncmp(name, key, (size_t)(colon - key)) == 0)
+			sched_limit_throttle_adopt(s->paths[i], level,
+						   remain_ms);
+	}
 }
 
 /* Redis came back or went away: every path with work tries again. */
@@ -308,6 +340,17 @@ sched_path_idle_remove(struct sched_path *p, struct sched_conn *c)
 	}
 }
 
+void
+sched_path_trim(struct sched_path *p)
+{
+	while (p->nidle > 0 && p->nconn - p->nquitting > sched_limit_conns(p)) {
+		struct sched_conn *c = p->idle[p->nidle - 1];
+
+		sched_path_idle_remove(p, c);
+		sched_conn_quit(c);
+	}
+}
+
 /*
  * P needs a connection and delivery.max_connections is reached: it waits
  * its turn for the next slot that ends, and an idle connection of another
@@ -454,9 +497,10 @@ sched_path_kick(struct sched_path *p)
 		}
 		if (p->nidle > 0) {
 			c = p->idle[--p->nidle];
-			/* Parked under the limit of its time: a reload may
-			 * have lowered it since. */
-			if (c->msgs >= p->cfg->max_messages_per_connection) {
+			/* Parked under the limits of its time: a reload, a
+			 * back-off or a throttle may have lowered them. */
+			if (c->msgs >= p->cfg->max_messages_per_connection ||
+			    p->nconn - p->nquitting > sched_limit_conns(p)) {
 				sched_conn_quit(c);
 				continue;
 			}
@@ -497,7 +541,8 @@ sched_path_on_ready(struct sched_conn *c)
 	if (c->quitting)
 		return; /* told to go before it said it was ready */
 	if (sched.stopping || p->paused_until_ms > now ||
-	    c->msgs >= p->cfg->max_messages_per_connection) {
+	    c->msgs >= p->cfg->max_messages_per_connection ||
+	    p->nconn - p->nquitting > sched_limit_conns(p)) {
 		sched_conn_quit(c);
 		return;
 	}
@@ -546,6 +591,8 @@ sched_path_on_closed(struct sched_conn *c)
 	const char *text = c->text;
 
 	sched_path_idle_remove(p, c);
+	if (c->quitting)
+		p->nquitting--;
 	cluster_lease_drop(c->lease);
 	c->lease = 0;
 	p->lease_retry_ms = 0; /* a place the cluster may give again */
@@ -909,6 +956,7 @@ sched_init(const struct sched_config *sc, char *err, size_t errlen)
 	if (cluster_init(l->base, &c->cluster, sched_cluster_changed, err,
 			 errlen) != 0)
 		return -1;
+	cluster_throttle_hook(sched_cluster_throttle);
 	smtp_client_tls_init(sc->ssl_ctx);
 	if (sched_conn_init(sc, c->delivery.threads, err, errlen) != 0)
 		return -1;

@@ -183,6 +183,10 @@ static const struct stats_metric {
 	SM("outpost_deliveries_total", "result=\"deferred\"", NULL, deferred),
 	SM("outpost_deliveries_total", "result=\"bounced\"", NULL, bounced),
 	SM("outpost_deliveries_total", "result=\"expired\"", NULL, expired),
+	SM("outpost_destination_throttle_steps_total", "",
+	   "Steps down a destination took on a reply of one of its "
+	   "throttle_on categories (adaptive back-off).",
+	   throttle_steps),
 	SM("outpost_complaints_total", "",
 	   "Verified complaints from feedback-loop reports.", complaints),
 	SM("outpost_feedback_reports_total", "result=\"ok\"",

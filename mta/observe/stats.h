@@ -40,6 +40,8 @@ struct stats {
 	_Atomic uint64_t deferred;
 	_Atomic uint64_t bounced;
 	_Atomic uint64_t expired;
+	/* adaptive back-off: steps down taken (destination throttle_on) */
+	_Atomic uint64_t throttle_steps;
 	/* feedback-loop reports (mta/receive/arf.h), by result */
 	_Atomic uint64_t complaints;
 	_Atomic uint64_t fb_ok;

@@ -289,6 +289,58 @@ def test_shared_rate_holds_across_nodes():
         redis.stop(kill=True)
 
 
+def test_a_step_down_holds_on_every_node():
+    """throttle_on = rate-limited: a reply "451 4.7.28 ... rate limited"
+    to node a takes the destination a step down (8 -> 4 connections); b,
+    which had not sent there yet, hears of it within a second or so, says
+    so when it does, and keeps to it too."""
+    import tempfile
+    dns, port = setup("127.0.0.71")
+    tmp = tempfile.mkdtemp(prefix="outpost-thr-")
+    rules = os.path.join(tmp, "rules")
+    with open(rules, "w") as f:
+        f.write("tr once 451 4.7.28 Our system has detected an unusual "
+                "rate of mail: rate limited\n")
+    more = ('destination "dest.test" {\n  max_connections = 8\n'
+            '  max_recipients_per_transaction = 1\n'
+            '  max_messages_per_connection = 1000\n'
+            '  throttle_on = { "rate-limited" }\n  throttle_for = 20s\n}\n')
+    with Redis() as redis, dns, \
+            Sink(["127.0.0.71"], port, ["--reply-delay-ms", "40",
+                                         "--rules", rules],
+                 maildir=False) as sink, \
+            Daemon(config=node_config(dns, port, redis, "a", 8) +
+                   more) as a, \
+            Daemon(config=node_config(dns, port, redis, "b", 8) +
+                   more) as b:
+        for d in (a, b):
+            wait_for(lambda: metric(d, "outpost_cluster_redis_up") == 1,
+                     what="node linked to Redis")
+        send(a, "tr", 1)
+        wait_for(lambda: "throttled, step 1 of 4: 4 connection(s)" in
+                 a.log(), 20, "a steps down")
+        wait_for(lambda: sink.stats().get("connections_now", 9) <= 4, 10,
+                 "connections past the step closed")
+        time.sleep(1.5)  # b reads the steps in force every second
+        before = sink.stats()["messages"]
+        peak = [0]
+
+        def watch():
+            while sink.stats()["messages"] < before + 48:
+                peak[0] = max(peak[0], sink.stats()["connections_now"])
+                time.sleep(0.01)
+        import threading
+        t = threading.Thread(target=watch, daemon=True)
+        t.start()
+        send(b, "b", 48)
+        sink.wait_messages(before + 48, timeout=60)
+        t.join(5)
+        check(peak[0] <= 4, "b kept to the step: %d connections" % peak[0])
+        check("throttled by another node of the cluster, step 1 of 4: 4 "
+              "connection(s)" in b.log(), "b says it follows")
+        wait_empty(b)
+
+
 def password_file(tmp, name, text):
     """A password file only the daemon's user reads (it runs as outpost
     when the tests run as root)."""

@@ -1,21 +1,25 @@
 #!/usr/bin/python3
 """Per-destination shaping through the real outpostd, measured at the
 receiver: connection cap, rate limit, MX roll-up, source-address pools,
-421 back-off, reply-pattern suspension, expiry with a DSN, a third-party
-receiver (aiosmtpd with STARTTLS), and a rate-limited destination with a
-backlog that does not starve another one.  Loopback only."""
+421 back-off, reply-pattern suspension, adaptive back-off (throttle_on),
+expiry with a DSN, a third-party receiver (aiosmtpd with STARTTLS), and a
+rate-limited destination with a backlog that does not starve another one.
+Loopback only."""
 
 import os
+import re
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from outpost_test import (SLOW, Daemon, Dns, Sink, check,  # noqa: E402
                           delivery_config, eq, free_port, free_port_on,
-                          pipeline, run_tests, wait_empty, wait_port)
+                          metrics_text, pipeline, run_tests, wait_empty,
+                          wait_for, wait_port)
 
 
 def test_connection_cap_and_mx_rollup():
@@ -109,6 +113,85 @@ destination "*" { max_messages_per_connection = 1 }''')
         helos = {m.split(b"helo=")[1].split(b"\r\n")[0].split(b" ")[0]
                  for m in sink.messages()}
         eq(helos, {b"bulk1.outpost.test"}, "pool EHLO name")
+
+
+class ConnWatch:
+    """The most connections the sink held at once while it ran (sampled
+    every 10 ms from its stats)."""
+
+    def __init__(self, sink):
+        self.sink, self.max, self.stop = sink, 0, threading.Event()
+        self.t = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        while not self.stop.is_set():
+            self.max = max(self.max,
+                           self.sink.stats().get("connections_now", 0))
+            time.sleep(0.01)
+
+    def __enter__(self):
+        self.t.start()
+        return self
+
+    def __exit__(self, *a):
+        self.stop.set()
+        self.t.join()
+
+
+def test_adaptive_backoff_steps_down_and_recovers():
+    """throttle_on = rate-limited, 50 % a step, 2 s a step: 8 connections;
+    one reply "451 4.7.28 ... rate limited" (its retry is accepted) takes
+    the destination to 4, open connections past it close, mail still goes
+    (nothing paused or bounced); once the step is over, 8 again."""
+    hosts = ["127.0.0.38"]
+    port = free_port_on(hosts)
+    dns = Dns(mx=[("thr.test", "mx.thr.test", 10)],
+              a=[("mx.thr.test", hosts[0])])
+    cfg = delivery_config(dns, port, '''
+destination "thr.test" {
+  max_connections = 8
+  max_recipients_per_transaction = 1
+  max_messages_per_connection = 1000
+  throttle_on = { "rate-limited" }
+  throttle_factor = 50
+  throttle_for = 2s
+  throttle_max_steps = 3
+}''')
+    tmp = tempfile.mkdtemp(prefix="outpost-thr-")
+    rules = os.path.join(tmp, "rules")
+    with open(rules, "w") as f:
+        f.write("tr once 451 4.7.28 Our system has detected an unusual "
+                "rate of mail: rate limited\n")
+    with dns, Sink(hosts, port, ["--reply-delay-ms", "40", "--rules",
+                                 rules], maildir=False) as sink, \
+            Daemon(config=cfg) as d:
+
+        def phase(tag, n=64):
+            with ConnWatch(sink) as w:
+                pipeline(d, ["%s%d@thr.test" % (tag, i) for i in range(n)])
+                wait_empty(d)
+            return w.max
+
+        full = phase("a")
+        check(full >= 6, "before: %d connections at most" % full)
+        pipeline(d, ["tr0@thr.test"])
+        wait_for(lambda: "throttled, step 1 of 3: 4 connection(s)" in
+                 d.log(), 10, "the step down logged")
+        # The idle connections past 4 are told to go at once.
+        wait_for(lambda: sink.stats().get("connections_now", 9) <= 4, 5,
+                 "idle connections past the step closed")
+        low = phase("b")
+        check(low <= 4, "throttled: %d connections at once" % low)
+        wait_empty(d)
+        time.sleep(2.5)  # the step is over
+        back = phase("c")
+        check(back >= 6, "recovered: %d connections at most" % back)
+        st = sink.stats()
+        eq(st["messages"], 3 * 64 + 1, "everything delivered")
+        check("suspended" not in d.log() and "paused" not in d.log(),
+              "throttled, not paused")
+        check(re.search(r"outpost_destination_throttle_steps_total 1\b",
+                        metrics_text(d)), "the step counted")
 
 
 def test_421_backs_off_and_pattern_suspends():
@@ -277,8 +360,10 @@ destination "slow.test" { max_messages_per_minute = 60 }''')
         took = time.time() - t0
         print("# fast.test delivered %.1fs after it was queued" % took)
         # The queue first, the sink then: a message gone from the queue
-        # by the first look is at the sink by the second (none lost).
+        # by the first look is at the sink by the second (none lost),
+        # once the sink's stats file (written every 100 ms) shows it.
         left = len(d.queue_ids())
+        time.sleep(0.3)
         slow = sink.stats().get("messages", 0) - 1
         check(slow <= 3 + (time.time() - t0 + 3 * SLOW + 2) * 1.2,
               "slow.test went over its rate: %d" % slow)

@@ -95,6 +95,10 @@ check_deliver_defaults(const struct conf *c)
 	assert_true(d->suspend_for_ms == 600000);
 	assert_true(d->backoff_pause_ms == 60000);
 	assert_true(d->backoff_max_ms == 1800000);
+	assert_int_equal(d->throttle_on, 0);
+	assert_int_equal(d->throttle_factor, 50);
+	assert_true(d->throttle_for_ms == 600000);
+	assert_int_equal(d->throttle_max_steps, 4);
 	assert_int_equal(d->max_mx_addresses, 5);
 	assert_int_equal(d->max_mx_sessions, 2);
 	assert_int_equal(d->attempt_timeout_ms, 300000);
@@ -500,6 +504,20 @@ static const struct conf_error_row deliver_error_rows[] = {
 	  L "destination \"a.example\" { suspend_for = 8d }\n",
 	  "2: destination \"a.example\".suspend_for: \"8d\" is more than the "
 	  "maximum, 7d" },
+	{ "destination.throttle_on: not a category",
+	  L "destination \"*\" { throttle_on = { \"rate-limited\", "
+	    "\"slow\" } }\n",
+	  "2: destination \"*\".throttle_on: \"slow\" is not a bounce category "
+	  "(rate-limited, spam-related, policy-related, connection, "
+	  "transient-other, ...)" },
+	{ "destination.throttle_factor: 100",
+	  L "destination \"*\" { throttle_factor = 100 }\n",
+	  "2: destination \"*\".throttle_factor: \"100\" is more than the "
+	  "maximum, 99" },
+	{ "destination.throttle_max_steps: zero",
+	  L "destination \"x.example\" { throttle_max_steps = 0 }\n",
+	  "2: destination \"x.example\".throttle_max_steps: \"0\" is less "
+	  "than the minimum, 1" },
 	{ "destination.backoff_pause: above maximum",
 	  L "destination \"*\" { backoff_pause = 25h }\n",
 	  "2: destination \"*\".backoff_pause: \"25h\" is more than the "
@@ -1282,6 +1300,39 @@ test_example_deliver(void **state)
 }
 
 static void
+test_throttle(void **state)
+{
+	char err[1024], path[PATH_MAX];
+	struct conf *c = NULL;
+	const struct conf_destination *d;
+
+	(void)state;
+	assert_int_equal(
+	    load_text(LISTENER
+		      "destination \"*\" {\n"
+		      "  throttle_on = { \"rate-limited\", "
+		      "\"Spam-Related\" }\n"
+		      "  throttle_factor = 25 throttle_for = 90s\n}\n"
+		      "destination \"gmail.com\" { throttle_max_steps = "
+		      "16 }\n"
+		      "destination \"other.example\" { throttle_on = "
+		      "{ \"connection\" } }\n",
+		      &c, err, sizeof(err), path, sizeof(path)),
+	    0);
+	d = conf_destination_find(c, "gmail.com");
+	/* Inherited from "*", one key of its own. */
+	assert_int_equal(d->throttle_on,
+			 (UINT32_C(1) << CONF_BC_RATE_LIMITED) |
+			     (UINT32_C(1) << CONF_BC_SPAM_RELATED));
+	assert_int_equal(d->throttle_factor, 25);
+	assert_true(d->throttle_for_ms == 90000);
+	assert_int_equal(d->throttle_max_steps, 16);
+	d = conf_destination_find(c, "other.example");
+	assert_int_equal(d->throttle_on, UINT32_C(1) << CONF_BC_CONNECTION);
+	conf_free(c);
+}
+
+static void
 test_warmup(void **state)
 {
 	/* 2026-12-01T00:00:00Z */
@@ -1376,6 +1427,7 @@ main(void)
 		cmocka_unit_test(test_deliver_good),
 		cmocka_unit_test(test_cluster),
 		cmocka_unit_test(test_warmup),
+		cmocka_unit_test(test_throttle),
 		cmocka_unit_test(test_deliver_hostport),
 		cmocka_unit_test(test_deliver_dns_servers),
 		cmocka_unit_test(test_destinations),

@@ -24,6 +24,7 @@
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <openssl/sha.h>
 #include <sodium.h>
 
 #include "conf/conf.h"
@@ -85,9 +86,9 @@ static const char cluster_lua_renew[] =
     "redis.call('PEXPIRE', KEYS[1], 2 * tonumber(ARGV[2]))\n"
     "return 1\n";
 
-/* One message under the limits of KEYS[i] (one every ARGV[i] ms; 0:
- * off): 0 when it may go now (each limit's next time moved on), else the
- * ms until it may. */
+/* ARGV[#KEYS + 1] messages under the limits of KEYS[i] (one every ARGV[i]
+ * ms; 0: off): their number when they may go now (each limit's next time
+ * moved on by as many intervals), else minus the ms until they may. */
 static const char cluster_lua_rate[] =
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
@@ -101,14 +102,15 @@ static const char cluster_lua_rate[] =
     "    tat[i] = v\n"
     "  end\n"
     "end\n"
-    "if wait > 0 then return wait end\n"
+    "if wait > 0 then return -wait end\n"
+    "local n = tonumber(ARGV[#KEYS + 1]) or 1\n"
     "for i = 1, #KEYS do\n"
     "  local iv = tonumber(ARGV[i])\n"
     "  if iv > 0 then\n"
-    "    redis.call('SET', KEYS[i], tat[i] + iv, 'PX', iv + 60000)\n"
+    "    redis.call('SET', KEYS[i], tat[i] + n * iv, 'PX', n * iv + 60000)\n"
     "  end\n"
     "end\n"
-    "return 0\n";
+    "return n\n";
 
 /* Add ARGV[1] to a user's quota window KEYS[1] (kept ARGV[2] ms): its
  * total, all nodes together. */
@@ -151,6 +153,28 @@ static const char cluster_lua_throttle_read[] =
     "end\n"
     "return out\n";
 
+/* The scripts, loaded at each connection (SCRIPT LOAD, before the link
+ * counts as up) and run by their SHA-1 (EVALSHA): a message's rate costs
+ * its arguments, not the script's text. */
+enum cl_lua {
+	LUA_TAKE,
+	LUA_RENEW,
+	LUA_RATE,
+	LUA_QUOTA,
+	LUA_THROTTLE_PUSH,
+	LUA_THROTTLE_READ,
+	LUA__COUNT
+};
+static const char *const cluster_lua[LUA__COUNT] = {
+	[LUA_TAKE] = cluster_lua_take,
+	[LUA_RENEW] = cluster_lua_renew,
+	[LUA_RATE] = cluster_lua_rate,
+	[LUA_QUOTA] = cluster_lua_quota,
+	[LUA_THROTTLE_PUSH] = cluster_lua_throttle_push,
+	[LUA_THROTTLE_READ] = cluster_lua_throttle_read,
+};
+static char cluster_lua_sha[LUA__COUNT][41];
+
 /* Quotas are given to Redis and read back this often. */
 #define CLUSTER_QUOTA_SYNC_MS 1000
 
@@ -162,7 +186,8 @@ enum cl_kind {
 	CL_RATE,
 	CL_QUOTA,
 	CL_THROTTLE_PUSH,
-	CL_THROTTLE_READ
+	CL_THROTTLE_READ,
+	CL_LOAD
 };
 
 struct cl_req {
@@ -177,6 +202,7 @@ struct cl_req {
 	int64_t window;
 	uint64_t delta;
 	struct cl_lease *lease; /* CL_TAKE: granted as this */
+	int lua;                /* CL_LOAD: which script */
 	TAILQ_ENTRY(cl_req) link;
 };
 
@@ -403,6 +429,11 @@ cluster_reply_cb(redisAsyncContext *ac, void *reply, void *priv)
 	}
 	if (ok && (r->kind == CL_TAKE || r->kind == CL_RATE))
 		cl.refusal_said = false;
+	if (rep != NULL && rep->type == REDIS_REPLY_ERROR && rep->str != NULL &&
+	    strncmp(rep->str, "NOSCRIPT", 8) == 0 && ac == cl.ac) {
+		/* The scripts were flushed: a new link loads them again. */
+		cluster_drop_link("its scripts were flushed (NOSCRIPT)");
+	}
 	switch (r->kind) {
 	case CL_AUTH:
 		if (!ok) {
@@ -412,8 +443,26 @@ cluster_reply_cb(redisAsyncContext *ac, void *reply, void *priv)
 						  : "PING refused");
 			if (rep != NULL && cl.ac != NULL)
 				redisAsyncDisconnect(cl.ac);
-		} else {
-			cluster_set_up(true, NULL);
+		}
+		/* else: up once the scripts are loaded (CL_LOAD) */
+		break;
+	case CL_LOAD:
+		if (ok && rep->type == REDIS_REPLY_STRING &&
+		    strcmp(rep->str, cluster_lua_sha[r->lua]) == 0) {
+			if (r->lua == LUA__COUNT - 1)
+				cluster_set_up(true, NULL);
+			break;
+		}
+		if (rep != NULL) {
+			log_warnx(
+			    "cluster: Redis did not load a script: %.200s",
+			    rep->type == REDIS_REPLY_STRING ||
+				    rep->type == REDIS_REPLY_ERROR
+				? rep->str
+				: "?");
+			cluster_set_up(false, "SCRIPT LOAD refused");
+			if (cl.ac != NULL)
+				redisAsyncDisconnect(cl.ac);
 		}
 		break;
 	case CL_TAKE:
@@ -450,11 +499,15 @@ cluster_reply_cb(redisAsyncContext *ac, void *reply, void *priv)
 		break;
 	case CL_RATE:
 		if (ok && rep->type == REDIS_REPLY_INTEGER &&
-		    rep->integer >= 0) {
-			atomic_fetch_add(rep->integer == 0 ? &cl.n_rate_now
-							   : &cl.n_rate_wait,
+		    rep->integer != 0 && rep->integer < 1000000 &&
+		    rep->integer > -86400000) {
+			atomic_fetch_add(rep->integer > 0 ? &cl.n_rate_now
+							  : &cl.n_rate_wait,
 					 1);
-			r->rate_fn((int64_t)rep->integer, r->arg);
+			if (rep->integer > 0)
+				r->rate_fn((unsigned)rep->integer, 0, r->arg);
+			else
+				r->rate_fn(0, -(int64_t)rep->integer, r->arg);
 			break;
 		}
 		if (rep != NULL && !cl.refusal_said) {
@@ -463,7 +516,7 @@ cluster_reply_cb(redisAsyncContext *ac, void *reply, void *priv)
 				  rep->str != NULL ? rep->str : "?");
 		}
 		atomic_fetch_add(&cl.n_rate_away, 1);
-		r->rate_fn(-1, r->arg);
+		r->rate_fn(0, -1, r->arg);
 		break;
 	case CL_QUOTA:
 		if (ok && rep->type == REDIS_REPLY_INTEGER && rep->integer >= 0)
@@ -530,8 +583,9 @@ static void
 cluster_renew(struct cl_lease *l)
 {
 	char ttl[24];
-	const char *argv[] = { "EVAL", cluster_lua_renew, "1",
-			       l->key, l->member,         ttl };
+	const char *argv[] = { "EVALSHA", cluster_lua_sha[LUA_RENEW],
+			       "1",       l->key,
+			       l->member, ttl };
 	struct cl_req *r;
 
 	snprintf(ttl, sizeof(ttl), "%u", cl.lease_ms);
@@ -600,8 +654,8 @@ cluster_lease_ask(const char *key, unsigned limit, cluster_lease_fn *fn,
 	snprintf(stale, sizeof(stale), "%u", CLUSTER_WAIT_STALE_MS);
 	snprintf(kw, sizeof(kw), "%swait:%s", cl.prefix, key);
 	snprintf(ks, sizeof(ks), "%sseen:%s", cl.prefix, key);
-	argv[0] = "EVAL";
-	argv[1] = cluster_lua_take;
+	argv[0] = "EVALSHA";
+	argv[1] = cluster_lua_sha[LUA_TAKE];
 	argv[2] = "3";
 	argv[3] = l->key;
 	argv[4] = kw;
@@ -620,11 +674,12 @@ cluster_lease_ask(const char *key, unsigned limit, cluster_lease_fn *fn,
 
 int
 cluster_rate_ask(const char *key, const unsigned iv[CLUSTER_RATES],
-		 cluster_rate_fn *fn, void *arg)
+		 unsigned want, cluster_rate_fn *fn, void *arg)
 {
 	static const char tag[CLUSTER_RATES] = { 'm', 'h', 'd' };
-	char k[CLUSTER_RATES][600], v[CLUSTER_RATES][24], n[8];
-	const char *argv[3 + 2 * CLUSTER_RATES] = { "EVAL", cluster_lua_rate,
+	char k[CLUSTER_RATES][600], v[CLUSTER_RATES][24], n[8], w[24];
+	const char *argv[4 + 2 * CLUSTER_RATES] = { "EVALSHA",
+						    cluster_lua_sha[LUA_RATE],
 						    n };
 	struct cl_req *r;
 	int i;
@@ -639,11 +694,13 @@ cluster_rate_ask(const char *key, const unsigned iv[CLUSTER_RATES],
 		argv[3 + i] = k[i];
 		argv[3 + CLUSTER_RATES + i] = v[i];
 	}
+	snprintf(w, sizeof(w), "%u", want > 0 ? want : 1);
+	argv[3 + 2 * CLUSTER_RATES] = w;
 	if ((r = cluster_req_new(CL_RATE)) == NULL)
 		return -1;
 	r->rate_fn = fn;
 	r->arg = arg;
-	return cluster_send(r, 3 + 2 * CLUSTER_RATES, argv);
+	return cluster_send(r, 4 + 2 * CLUSTER_RATES, argv);
 }
 
 uint64_t
@@ -693,9 +750,9 @@ cluster_quota_cb(const char *user, enum quota_period period, int64_t window,
 {
 	struct cl_quota_unsent *u = arg;
 	char key[700], add[24], keep[24];
-	const char *argv[6] = {
-		"EVAL", cluster_lua_quota, "1", key, add, keep
-	};
+	const char *argv[6] = { "EVALSHA", cluster_lua_sha[LUA_QUOTA],
+				"1",       key,
+				add,       keep };
 	struct cl_req *r = calloc(1, sizeof(*r)), **nv;
 
 	if (r == NULL || (r->user = strdup(user)) == NULL) {
@@ -742,9 +799,10 @@ void
 cluster_throttle_push(const char *key, unsigned level, int64_t remain_ms)
 {
 	char hk[128], lv[24], ms[24];
-	const char *argv[] = {
-		"EVAL", cluster_lua_throttle_push, "1", hk, key, lv, ms
-	};
+	const char *argv[] = { "EVALSHA", cluster_lua_sha[LUA_THROTTLE_PUSH],
+			       "1",       hk,
+			       key,       lv,
+			       ms };
 	struct cl_req *r;
 
 	if (!cl.up || cl.ac == NULL || cl.stopping)
@@ -761,7 +819,8 @@ static void
 cluster_throttle_read(void)
 {
 	char hk[128];
-	const char *argv[] = { "EVAL", cluster_lua_throttle_read, "1", hk };
+	const char *argv[] = { "EVALSHA", cluster_lua_sha[LUA_THROTTLE_READ],
+			       "1", hk };
 	struct cl_req *r;
 
 	if (cl.throttle_fn == NULL)
@@ -824,6 +883,7 @@ static void
 cluster_connect(void)
 {
 	redisAsyncContext *ac;
+	int i;
 
 	cl.next_connect_ms = util_mono_ms() + CLUSTER_RETRY_MS;
 	if ((ac = redisAsyncConnect(cl.host, (int)cl.port)) == NULL) {
@@ -849,8 +909,24 @@ cluster_connect(void)
 				       cl.password };
 
 		if (r == NULL ||
-		    cluster_send(r, cl.has_password ? 2 : 1, argv) != 0)
+		    cluster_send(r, cl.has_password ? 2 : 1, argv) != 0) {
 			cluster_drop_link("cannot send its first command");
+			return;
+		}
+	}
+	for (i = 0; i < LUA__COUNT; i++) {
+		struct cl_req *r = cluster_req_new(CL_LOAD);
+		const char *argv[] = { "SCRIPT", "LOAD", cluster_lua[i] };
+
+		if (r == NULL) {
+			cluster_drop_link("out of memory");
+			return;
+		}
+		r->lua = i;
+		if (cluster_send(r, 3, argv) != 0) {
+			cluster_drop_link("cannot send SCRIPT LOAD");
+			return;
+		}
 	}
 }
 
@@ -902,6 +978,7 @@ cluster_init(struct event_base *base, const struct conf_cluster *cc,
 	static const struct timeval first = { 0, 0 };
 	struct timeval tv;
 	unsigned step;
+	int i;
 
 	memset(&cl, 0, sizeof(cl));
 	TAILQ_INIT(&cl.reqs);
@@ -914,6 +991,15 @@ cluster_init(struct event_base *base, const struct conf_cluster *cc,
 	cl.timeout_ms = cc->timeout_ms;
 	cl.lease_ms = cc->lease_ms;
 	cl.boot = randombytes_random();
+	for (i = 0; i < LUA__COUNT; i++) {
+		unsigned char md[SHA_DIGEST_LENGTH];
+		int k;
+
+		SHA1((const unsigned char *)cluster_lua[i],
+		     strlen(cluster_lua[i]), md);
+		for (k = 0; k < SHA_DIGEST_LENGTH; k++)
+			snprintf(cluster_lua_sha[i] + 2 * k, 3, "%02x", md[k]);
+	}
 	if ((cl.host = strdup(cc->redis_host)) == NULL ||
 	    (cl.node = strdup(cc->node)) == NULL ||
 	    (cl.prefix = strdup(cc->prefix)) == NULL ||

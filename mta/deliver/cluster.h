@@ -78,13 +78,13 @@ uint64_t cluster_lease_local(const char *key);
 /* cluster_lease_drop — LEASE (from either call; 0 is ignored) is over. */
 void cluster_lease_drop(uint64_t lease);
 
-/* The answer to cluster_rate_ask: 0 (a message may go now), or how many
- * ms to wait before asking again; < 0: Redis went away (keep to the
- * share).  Runs on the scheduler's loop. */
-typedef void cluster_rate_fn(int64_t wait_ms, void *arg);
+/* The answer to cluster_rate_ask: GRANTED messages may go now (> 0), or
+ * none and the ms to wait before asking again (WAIT_MS > 0), or Redis went
+ * away (WAIT_MS < 0: keep to the share).  On the scheduler's loop. */
+typedef void cluster_rate_fn(unsigned granted, int64_t wait_ms, void *arg);
 
 /*
- * cluster_rate_ask — may one message go under KEY now, at most one every
+ * cluster_rate_ask — may WANT messages go under KEY now, at most one every
  * IV[0] ms on the minute limit, IV[1] on the hour limit and IV[2] on the
  * day's (a warm-up's) budget (0: that limit is off), counted across the
  * cluster?  0: FN follows with ARG (never from within this call); -1: Redis
@@ -92,7 +92,7 @@ typedef void cluster_rate_fn(int64_t wait_ms, void *arg);
  */
 #define CLUSTER_RATES 3
 int cluster_rate_ask(const char *key, const unsigned iv[CLUSTER_RATES],
-		     cluster_rate_fn *fn, void *arg);
+		     unsigned want, cluster_rate_fn *fn, void *arg);
 
 /*
  * Adaptive back-off shared by the nodes: a node that takes a destination a

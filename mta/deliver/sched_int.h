@@ -287,7 +287,8 @@ struct sched_path {
 	int64_t lease_retry_ms;
 	/* cluster { }, with a rate: a message asked of Redis, one granted
 	 * and not yet sent, none before rate_wait_ms (Redis said so) */
-	bool rate_asking, rate_token;
+	bool rate_asking;
+	unsigned rate_tokens;
 	int64_t rate_wait_ms;
 	/* Waiting for a slot under delivery.max_connections (sched.waiting),
 	 * and holding idle connections (sched.idlers): scheduler.c. */

@@ -285,13 +285,13 @@ sched_limit_conns(const struct sched_path *p)
 
 /* Redis' answer for P's next message (cluster_rate_ask). */
 static void
-sched_limit_rate_cb(int64_t wait_ms, void *arg)
+sched_limit_rate_cb(unsigned granted, int64_t wait_ms, void *arg)
 {
 	struct sched_path *p = arg;
 
 	p->rate_asking = false;
-	if (wait_ms == 0)
-		p->rate_token = true;
+	if (granted > 0)
+		p->rate_tokens += granted;
 	else if (wait_ms > 0)
 		p->rate_wait_ms = util_wall_ms() + wait_ms;
 	/* < 0: Redis went away, the share applies (sched_limit_rate_ok) */
@@ -348,6 +348,29 @@ sched_limit_intervals(const struct sched_path *p, int64_t now, bool share,
 	iv[2] = day > 0 ? (unsigned)(86400000 / day) : 0;
 }
 
+/* Messages asked of Redis at once: what the tightest of IV lets go in
+ * SCHED_RATE_BATCH_MS, so that a fast rate costs a round trip per batch,
+ * not per message (a batch goes at once: within the batch's time, the
+ * rate may hold in bursts), never more than P has waiting. */
+#define SCHED_RATE_BATCH_MS  50
+#define SCHED_RATE_BATCH_MAX 64
+static unsigned
+sched_limit_rate_want(const struct sched_path *p,
+		      const unsigned iv[CLUSTER_RATES])
+{
+	unsigned widest = 0, n, i;
+
+	for (i = 0; i < CLUSTER_RATES; i++)
+		if (iv[i] > widest)
+			widest = iv[i];
+	n = widest > 0 ? SCHED_RATE_BATCH_MS / widest : SCHED_RATE_BATCH_MAX;
+	if (n > SCHED_RATE_BATCH_MAX)
+		n = SCHED_RATE_BATCH_MAX;
+	if (n > p->njobs)
+		n = p->njobs;
+	return n > 0 ? n : 1;
+}
+
 /*
  * With a cluster whose Redis answers, P's messages are counted in Redis:
  * true when one was granted (or P has no rate); false while asking (the
@@ -361,7 +384,7 @@ sched_limit_rate_shared(struct sched_path *p, int64_t now, int64_t *when)
 
 	if (!cluster_shared())
 		return -1;
-	if (p->rate_token)
+	if (p->rate_tokens > 0)
 		return 1;
 	if (p->rate_asking) {
 		*when = now + SCHED_LEASE_RETRY_MS;
@@ -373,7 +396,8 @@ sched_limit_rate_shared(struct sched_path *p, int64_t now, int64_t *when)
 	}
 	sched_path_key(p, key, sizeof(key));
 	sched_limit_intervals(p, now, false, iv);
-	if (cluster_rate_ask(key, iv, sched_limit_rate_cb, p) != 0)
+	if (cluster_rate_ask(key, iv, sched_limit_rate_want(p, iv),
+			     sched_limit_rate_cb, p) != 0)
 		return -1;
 	p->rate_asking = true;
 	*when = now + SCHED_LEASE_RETRY_MS;
@@ -422,8 +446,8 @@ sched_limit_rate_take(struct sched_path *p, int64_t now)
 {
 	unsigned iv[CLUSTER_RATES];
 
-	if (p->rate_token) {
-		p->rate_token = false; /* counted in Redis */
+	if (p->rate_tokens > 0) {
+		p->rate_tokens--; /* counted in Redis */
 		return;
 	}
 	/* Smooth spacing: N per minute is one every 60/N s; a warm-up's

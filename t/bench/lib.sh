@@ -122,7 +122,8 @@ PYEOF
 }
 
 # dns_start DIR ADDR DOMAIN...: dnsmasq on a free 127.0.0.1 port answering
-# "DOMAIN MX 10 mx.sink.test" for each DOMAIN and "mx.sink.test A ADDR",
+# "DOMAIN MX 10 mx.sink.test" for each DOMAIN and "mx.sink.test A ADDR"
+# (DNS_MX_PER_DOMAIN=1: "DOMAIN MX 10 mx.DOMAIN", each at ADDR),
 # NXDOMAIN for anything else under .test; it never forwards (--no-resolv)
 # and never reads /etc/hosts.  Flags as t/integration/outpost_test.py's Dns.
 # Sets DNS_PID and DNS_PORT; log in DIR/dnsmasq.log.  Retries on a port
@@ -137,7 +138,13 @@ dns_start() {
 	[ "$(id -u)" = 0 ] && user=(--user=root)
 	args=()
 	for d in "$@"; do
-		args+=("--mx-host=$d,mx.sink.test,10")
+		if [ "${DNS_MX_PER_DOMAIN:-0}" = 1 ]; then
+			# An MX host of its own: a site (connections, limits)
+			# of its own in Outpost, at the same address.
+			args+=("--mx-host=$d,mx.$d,10" "--host-record=mx.$d,$addr")
+		else
+			args+=("--mx-host=$d,mx.sink.test,10")
+		fi
 	done
 	for _ in 1 2 3 4 5 6 7 8; do
 		DNS_PORT=${DNS_FIXED_PORT:-$(free_dns_port)}

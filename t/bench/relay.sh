@@ -15,7 +15,8 @@
 #                an outpost-sink (BENCH_PEERS=0 skips it; needs root)
 # End to end = N / (the sink's time of the last of the N measured messages
 # - the moment the measured load started).
-# Env in: BENCH_BUILD, BENCH_OUT (run.sh sets both).  Writes
+# Env in: BENCH_BUILD, BENCH_OUT (run.sh sets both), BENCH_RELAY_RUNS (the
+# runs, default "outpost outpost_tls postfix").  Writes
 # BENCH_OUT/relay.json and relay.md.  Loopback only; every process it starts
 # is stopped by PID (or the adapter's stop) on exit.
 set -eu
@@ -230,9 +231,12 @@ $POSTFIX_EXTRA_MAIN_CF}" "$PF_ADAPTER" start "$PF_W" "$lp" "$sp" 0 0 >"$work/pos
 
 cut -d' ' -f1-3 /proc/loadavg >"$work/loadavg"
 status=0
-outpost_run outpost || status=1
-outpost_run outpost_tls --starttls || status=1
-postfix_run || status=1
+# BENCH_RELAY_RUNS: which of the three to run (cluster.sh runs outpost
+# alone, with and without a cluster).
+RUNS=" ${BENCH_RELAY_RUNS:-outpost outpost_tls postfix} "
+case $RUNS in *" outpost "*) outpost_run outpost || status=1 ;; esac
+case $RUNS in *" outpost_tls "*) outpost_run outpost_tls --starttls || status=1 ;; esac
+case $RUNS in *" postfix "*) postfix_run || status=1 ;; esac
 
 # ------------------------------------------------------------ report
 "$PY" - "$work" "$OUT" "$N" "$SESSIONS" "$SIZE" "$WARMUP" "$DOMAINS" <<'EOF'

@@ -45,6 +45,7 @@ control_watchdog_sel_arg(const char *identity)
  * late comer, ID not 0). */
 struct control_watchdog_hold {
 	uint64_t id;
+	bool release; /* another node released it: its held mail goes */
 	char name[];
 };
 
@@ -67,6 +68,20 @@ control_watchdog_hold(void *arg)
 	s->pid = getpid();
 	s->audit = true;
 	evlog_hash(h->name, hex);
+	if (h->release) {
+		s->sel = SAS_USER;
+		snprintf(s->arg, sizeof(s->arg), "%s",
+			 control_watchdog_sel_arg(h->name));
+		snprintf(s->command, sizeof(s->command),
+			 "release user hash:%s (watchdog release on another "
+			 "node)",
+			 hex);
+		snprintf(s->reason, sizeof(s->reason), "watchdog release");
+		free(h);
+		control_enter(s, CS_RUN);
+		sched_admin(SA_RELEASE, s->sel, s->arg, control_admin_cb, s);
+		return;
+	}
 	if (h->id != 0) {
 		s->sel = SAS_ID;
 		s->id = h->id;
@@ -104,6 +119,26 @@ control_watchdog_on_stop(const char *identity, const char *signals, uint64_t id,
 		return;
 	}
 	h->id = id;
+	h->release = false;
+	memcpy(h->name, identity, n + 1);
+	loop_post(control_server.loop, control_watchdog_hold, h);
+}
+
+/* Another node released IDENTITY (watchdog_remote): any thread; hands the
+ * release of its held mail to the loop. */
+static void
+control_watchdog_on_release(const char *identity)
+{
+	struct control_watchdog_hold *h;
+	size_t n = strlen(identity);
+
+	if (control_server.loop == NULL ||
+	    (h = malloc(sizeof(*h) + n + 1)) == NULL) {
+		log_warnx("watchdog: %s: its held mail not released", identity);
+		return;
+	}
+	h->id = 0;
+	h->release = true;
 	memcpy(h->name, identity, n + 1);
 	loop_post(control_server.loop, control_watchdog_hold, h);
 }
@@ -112,6 +147,7 @@ void
 control_watchdog_start(void)
 {
 	watchdog_stop_hook(control_watchdog_on_stop, NULL);
+	watchdog_release_hook(control_watchdog_on_release);
 }
 
 /* The commands ------------------------------------------------------------- */

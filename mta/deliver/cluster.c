@@ -11,6 +11,7 @@
  */
 #include <sys/queue.h>
 #include <sys/stat.h>
+#include <pthread.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -33,6 +34,12 @@
 #include "mta/core/util.h"
 #include "mta/deliver/cluster.h"
 #include "mta/observe/quota.h"
+#include "mta/observe/suppress.h"
+#include "mta/observe/watchdog.h"
+
+/* The shared lists: the suppression list, the watchdog's stops (enum
+ * cl_stream_id). */
+#define CS_COUNT 2
 
 /* While away, a new link is tried this often. */
 #define CLUSTER_RETRY_MS     1000
@@ -175,6 +182,13 @@ static const char *const cluster_lua[LUA__COUNT] = {
 };
 static char cluster_lua_sha[LUA__COUNT][41];
 
+/* The shared lists' streams: at most this many changes kept (a node away
+ * for longer than that many changes misses the oldest), read by pages of
+ * CLUSTER_STREAM_READ; changes kept here while Redis is away. */
+#define CLUSTER_STREAM_MAXLEN "1000000"
+#define CLUSTER_STREAM_READ   "1000"
+#define CLUSTER_OUTBOX_MAX    100000
+
 /* Quotas are given to Redis and read back this often. */
 #define CLUSTER_QUOTA_SYNC_MS 1000
 
@@ -187,7 +201,9 @@ enum cl_kind {
 	CL_QUOTA,
 	CL_THROTTLE_PUSH,
 	CL_THROTTLE_READ,
-	CL_LOAD
+	CL_LOAD,
+	CL_STREAM_ADD,
+	CL_STREAM_READ
 };
 
 struct cl_req {
@@ -229,6 +245,15 @@ static struct {
 	cluster_changed_fn *changed;
 	cluster_throttle_fn *throttle_fn;
 	struct htab throttles; /* key -> struct cl_step, as last read */
+	/* the shared lists' changes made here, on their way to Redis (any
+	 * thread adds, under out_mu), and per list the last change read */
+	pthread_mutex_t out_mu;
+	struct cl_change *out;
+	size_t nout, capout;
+	struct cl_stream {
+		char last[64]; /* a stream id; "" for the start */
+		bool reading;
+	} streams[CS_COUNT];
 	redisAsyncContext *ac;
 	bool up;     /* connected and authenticated */
 	bool was_up; /* up once since start (for "back") */
@@ -250,6 +275,7 @@ static struct {
 } cl;
 
 static void cluster_connect(void);
+static void cluster_stream_read_done(int id, const redisReply *rep);
 
 bool
 cluster_on(void)
@@ -551,6 +577,10 @@ cluster_reply_cb(redisAsyncContext *ac, void *reply, void *priv)
 			}
 		}
 		break;
+	case CL_STREAM_READ:
+		cluster_stream_read_done(r->lua, ok ? rep : NULL);
+		break;
+	case CL_STREAM_ADD:
 	case CL_THROTTLE_PUSH:
 	case CL_RENEW:
 	case CL_DROP:
@@ -830,6 +860,287 @@ cluster_throttle_read(void)
 		(void)cluster_send(r, 4, argv);
 }
 
+/* Shared lists: the suppression list, the watchdog's stops -------------- */
+
+/*
+ * Each is a Redis stream of changes (XADD, MAXLEN ~ CLUSTER_STREAM_MAXLEN):
+ * a change made here goes out at the next tick (any thread queues it,
+ * formatted, under out_mu); every tick each node reads what was added since
+ * the last change it saw (XRANGE from there; from the start at start-up,
+ * so that a node started later learns the list) and applies what other
+ * nodes made.
+ */
+enum cl_stream_id { CS_SUPPRESS, CS_WATCHDOG, CS__COUNT };
+_Static_assert(CS__COUNT == CS_COUNT, "CS_COUNT: the shared lists");
+
+#define CL_CHANGE_FIELDS 12
+
+struct cl_change {
+	enum cl_stream_id stream;
+	unsigned nf;
+	char *f[CL_CHANGE_FIELDS]; /* field, value, …; malloc'd */
+};
+
+static void cluster_suppress_apply(const redisReply *fields);
+static void cluster_watchdog_apply(const redisReply *fields);
+
+static const struct cl_stream_def {
+	const char *name;
+	void (*apply)(const redisReply *fields);
+} cluster_streams[CS__COUNT] = {
+	[CS_SUPPRESS] = { "suppress", cluster_suppress_apply },
+	[CS_WATCHDOG] = { "watchdog", cluster_watchdog_apply },
+};
+
+static void
+cluster_change_free(struct cl_change *c)
+{
+	unsigned i;
+
+	for (i = 0; i < c->nf; i++)
+		free(c->f[i]);
+	c->nf = 0;
+}
+
+/* Queue a change to STREAM: N field/value strings (any thread). */
+static void
+cluster_change_add(enum cl_stream_id stream, unsigned n, const char **fv)
+{
+	struct cl_change c = { .stream = stream }, *nv;
+	unsigned i;
+
+	for (i = 0; i < n && i < CL_CHANGE_FIELDS; i++) {
+		if ((c.f[i] = strdup(fv[i])) == NULL) {
+			cluster_change_free(&c);
+			return;
+		}
+		c.nf = i + 1;
+	}
+	pthread_mutex_lock(&cl.out_mu);
+	if (cl.nout == cl.capout && cl.capout < CLUSTER_OUTBOX_MAX) {
+		size_t cap = cl.capout ? 2 * cl.capout : 64;
+
+		if ((nv = realloc(cl.out, cap * sizeof(*nv))) != NULL) {
+			cl.out = nv;
+			cl.capout = cap;
+		}
+	}
+	if (cl.nout < cl.capout) {
+		cl.out[cl.nout++] = c;
+		c.nf = 0;
+	}
+	/* Else: more than the outbox holds while Redis is away: this node
+	 * keeps the change, the others do not hear of it. */
+	pthread_mutex_unlock(&cl.out_mu);
+	cluster_change_free(&c);
+}
+
+/* The changes made here since the last tick, to their streams. */
+static void
+cluster_changes_send(void)
+{
+	struct cl_change *v;
+	size_t n, i;
+	char who[96];
+
+	pthread_mutex_lock(&cl.out_mu);
+	v = cl.out;
+	n = cl.nout;
+	cl.out = NULL;
+	cl.nout = cl.capout = 0;
+	pthread_mutex_unlock(&cl.out_mu);
+	snprintf(who, sizeof(who), "%s:%08" PRIx32, cl.node, cl.boot);
+	for (i = 0; i < n; i++) {
+		const char *argv[8 + CL_CHANGE_FIELDS];
+		char key[128];
+		struct cl_req *r;
+		unsigned k, argc = 0;
+
+		snprintf(key, sizeof(key), "%s%s", cl.prefix,
+			 cluster_streams[v[i].stream].name);
+		argv[argc++] = "XADD";
+		argv[argc++] = key;
+		argv[argc++] = "MAXLEN";
+		argv[argc++] = "~";
+		argv[argc++] = CLUSTER_STREAM_MAXLEN;
+		argv[argc++] = "*";
+		argv[argc++] = "n";
+		argv[argc++] = who;
+		for (k = 0; k < v[i].nf; k++)
+			argv[argc++] = v[i].f[k];
+		if ((r = cluster_req_new(CL_STREAM_ADD)) == NULL ||
+		    cluster_send(r, (int)argc, argv) != 0)
+			/* Again at the next tick. */
+			cluster_change_add(v[i].stream, v[i].nf,
+					   (const char **)v[i].f);
+		cluster_change_free(&v[i]);
+	}
+	free(v);
+}
+
+/* FIELDS' value of NAME (an XRANGE entry's field list), or NULL. */
+static const char *
+cluster_field(const redisReply *fields, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i + 1 < fields->elements; i += 2) {
+		const redisReply *k = fields->element[i],
+				 *v = fields->element[i + 1];
+
+		if (k->type == REDIS_REPLY_STRING &&
+		    v->type == REDIS_REPLY_STRING && strcmp(k->str, name) == 0)
+			return v->str;
+	}
+	return NULL;
+}
+
+/* Is FIELDS a change another node made? */
+static bool
+cluster_field_other(const redisReply *fields)
+{
+	const char *who = cluster_field(fields, "n");
+	char me[96];
+
+	snprintf(me, sizeof(me), "%s:%08" PRIx32, cl.node, cl.boot);
+	return who != NULL && strcmp(who, me) != 0;
+}
+
+static void
+cluster_stream_read(enum cl_stream_id id)
+{
+	struct cl_stream *st = &cl.streams[id];
+	char key[128], from[80];
+	const char *argv[] = { "XRANGE", key,     from,
+			       "+",      "COUNT", CLUSTER_STREAM_READ };
+	struct cl_req *r;
+
+	if (st->reading)
+		return;
+	snprintf(key, sizeof(key), "%s%s", cl.prefix, cluster_streams[id].name);
+	if (st->last[0] == '\0')
+		snprintf(from, sizeof(from), "-");
+	else
+		snprintf(from, sizeof(from), "(%s", st->last);
+	if ((r = cluster_req_new(CL_STREAM_READ)) == NULL)
+		return;
+	r->lua = (int)id;
+	if (cluster_send(r, 6, argv) == 0)
+		st->reading = true;
+}
+
+static void
+cluster_stream_read_done(int id, const redisReply *rep)
+{
+	struct cl_stream *st = &cl.streams[id];
+	size_t i;
+
+	st->reading = false;
+	if (rep == NULL || rep->type != REDIS_REPLY_ARRAY)
+		return;
+	for (i = 0; i < rep->elements; i++) {
+		const redisReply *it = rep->element[i];
+
+		if (it->type != REDIS_REPLY_ARRAY || it->elements != 2 ||
+		    it->element[0]->type != REDIS_REPLY_STRING ||
+		    it->element[1]->type != REDIS_REPLY_ARRAY)
+			continue;
+		if (cluster_field_other(it->element[1]))
+			cluster_streams[id].apply(it->element[1]);
+		snprintf(st->last, sizeof(st->last), "%s", it->element[0]->str);
+	}
+	/* A full page: more to read at once. */
+	if (rep->elements == (size_t)atoi(CLUSTER_STREAM_READ) && cl.up &&
+	    cl.ac != NULL)
+		cluster_stream_read(id);
+}
+
+static void
+cluster_hex(const uint8_t *b, size_t n, char *out)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		snprintf(out + 2 * i, 3, "%02x", b[i]);
+}
+
+static bool
+cluster_unhex(const char *s, uint8_t *b, size_t n)
+{
+	size_t i;
+	unsigned v;
+
+	if (s == NULL || strlen(s) != 2 * n)
+		return false;
+	for (i = 0; i < n; i++) {
+		if (sscanf(s + 2 * i, "%2x", &v) != 1)
+			return false;
+		b[i] = (uint8_t)v;
+	}
+	return true;
+}
+
+/* The suppression list's hook: a change made here (any thread). */
+static void
+cluster_suppress_note(const struct queue_suppress_entry *e, bool removed)
+{
+	char sc[2 * QUEUE_SUPPRESS_HASH_BYTES + 1],
+	    rc[2 * QUEUE_SUPPRESS_HASH_BYTES + 1], why[8], t[24];
+	const char *fv[] = {
+		"op", removed ? "-" : "+", "s", sc, "r", rc, "why", why, "t", t
+	};
+
+	cluster_hex(e->scope, sizeof(e->scope), sc);
+	cluster_hex(e->rcpt, sizeof(e->rcpt), rc);
+	snprintf(why, sizeof(why), "%d", (int)e->reason);
+	snprintf(t, sizeof(t), "%" PRId64, e->time_ms);
+	cluster_change_add(CS_SUPPRESS, 10, fv);
+}
+
+static void
+cluster_suppress_apply(const redisReply *fields)
+{
+	struct queue_suppress_entry e;
+	const char *op = cluster_field(fields, "op"),
+		   *why = cluster_field(fields, "why"),
+		   *t = cluster_field(fields, "t");
+
+	memset(&e, 0, sizeof(e));
+	if (op == NULL || why == NULL || t == NULL ||
+	    !cluster_unhex(cluster_field(fields, "s"), e.scope,
+			   sizeof(e.scope)) ||
+	    !cluster_unhex(cluster_field(fields, "r"), e.rcpt, sizeof(e.rcpt)))
+		return;
+	e.reason = (enum queue_suppress_reason)atoi(why);
+	e.time_ms = strtoll(t, NULL, 10);
+	if (e.reason < QSR_BAD_MAILBOX || e.reason > QSR_OPERATOR)
+		e.reason = QSR_OPERATOR;
+	(void)suppress_apply(&e, strcmp(op, "-") == 0);
+}
+
+/* The watchdog's hook: a stop, or an operator's release, made here. */
+static void
+cluster_watchdog_note(const char *identity, bool stopped, const char *signals)
+{
+	const char *fv[] = { "op",  stopped ? "stop" : "release",
+			     "id",  identity,
+			     "sig", signals != NULL ? signals : "{}" };
+
+	cluster_change_add(CS_WATCHDOG, 6, fv);
+}
+
+static void
+cluster_watchdog_apply(const redisReply *fields)
+{
+	const char *op = cluster_field(fields, "op"),
+		   *id = cluster_field(fields, "id");
+
+	if (op == NULL || id == NULL)
+		return;
+	watchdog_remote(id, strcmp(op, "stop") == 0,
+			cluster_field(fields, "sig"));
+}
+
 /* Every user's counts to Redis, and its totals back. */
 static void
 cluster_quota_sync(void)
@@ -876,6 +1187,11 @@ cluster_tick_cb(evutil_socket_t fd, short what, void *arg)
 		cl.next_quota_ms = now + CLUSTER_QUOTA_SYNC_MS;
 		cluster_quota_sync();
 		cluster_throttle_read();
+	}
+	if (cl.up && cl.ac != NULL) {
+		cluster_changes_send();
+		cluster_stream_read(CS_SUPPRESS);
+		cluster_stream_read(CS_WATCHDOG);
 	}
 }
 
@@ -991,6 +1307,7 @@ cluster_init(struct event_base *base, const struct conf_cluster *cc,
 	cl.timeout_ms = cc->timeout_ms;
 	cl.lease_ms = cc->lease_ms;
 	cl.boot = randombytes_random();
+	pthread_mutex_init(&cl.out_mu, NULL);
 	for (i = 0; i < LUA__COUNT; i++) {
 		unsigned char md[SHA_DIGEST_LENGTH];
 		int k;
@@ -1024,6 +1341,8 @@ cluster_init(struct event_base *base, const struct conf_cluster *cc,
 	}
 	/* The first link as soon as the loop runs. */
 	event_base_once(base, -1, EV_TIMEOUT, cluster_tick_cb, NULL, &first);
+	suppress_share_hook(cluster_suppress_note);
+	watchdog_share_hook(cluster_watchdog_note);
 	cl.on = true;
 	return 0;
 }
@@ -1081,6 +1400,13 @@ cluster_free(void)
 	idmap_free(&cl.leases);
 	cluster_steps_clear();
 	htab_free(&cl.throttles);
+	suppress_share_hook(NULL);
+	watchdog_share_hook(NULL);
+	for (k = 0; k < cl.nout; k++)
+		cluster_change_free(&cl.out[k]);
+	free(cl.out);
+	cl.out = NULL;
+	cl.nout = cl.capout = 0;
 	if (cl.tick != NULL)
 		event_free(cl.tick);
 	sodium_memzero(cl.password, sizeof(cl.password));

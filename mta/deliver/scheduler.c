@@ -123,6 +123,14 @@ sched_path_lease_cb(enum cluster_answer a, uint64_t lease, void *arg)
 	/* Granted, or Redis went away (the share applies): go on. */
 	if (p->njobs > 0)
 		sched_path_kick(p);
+	/* A place P did not take (its jobs went on the connections it had,
+	 * or it must wait for another reason) goes back at once: kept, it
+	 * would be renewed for as long as this node runs, a place of the
+	 * cluster's limit that no connection uses. */
+	if (p->lease_spare != 0) {
+		cluster_lease_drop(p->lease_spare);
+		p->lease_spare = 0;
+	}
 }
 
 /*

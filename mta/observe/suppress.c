@@ -163,13 +163,35 @@ suppress_check(const char *identity, const char *rcpt, struct suppress_hit *hit)
 	return SUPPRESS_REFUSE;
 }
 
+/* Set once at start-up (before any thread could change the list). */
+static suppress_share_fn *suppress_share;
+
+void
+suppress_share_hook(suppress_share_fn *fn)
+{
+	suppress_share = fn;
+}
+
+int
+suppress_apply(const struct queue_suppress_entry *e, bool removed)
+{
+	if (S.q == NULL)
+		return -1;
+	return removed ? queue_suppress_del(S.q, e->scope, e->rcpt, NULL, NULL)
+		       : queue_suppress_put(S.q, e, NULL, NULL);
+}
+
 int
 suppress_add(const struct queue_suppress_entry *e, queue_suppress_done_fn *done,
 	     void *arg)
 {
 	if (S.q == NULL)
 		return -1;
-	return queue_suppress_put(S.q, e, done, arg);
+	if (queue_suppress_put(S.q, e, done, arg) != 0)
+		return -1;
+	if (suppress_share != NULL)
+		suppress_share(e, false);
+	return 0;
 }
 
 int
@@ -177,9 +199,19 @@ suppress_remove(const uint8_t scope[QUEUE_SUPPRESS_HASH_BYTES],
 		const uint8_t rcpt[QUEUE_SUPPRESS_HASH_BYTES],
 		queue_suppress_done_fn *done, void *arg)
 {
+	struct queue_suppress_entry e = { .reason = QSR_OPERATOR };
+
 	if (S.q == NULL)
 		return -1;
-	return queue_suppress_del(S.q, scope, rcpt, done, arg);
+	if (queue_suppress_del(S.q, scope, rcpt, done, arg) != 0)
+		return -1;
+	if (suppress_share != NULL) {
+		memcpy(e.scope, scope, sizeof(e.scope));
+		memcpy(e.rcpt, rcpt, sizeof(e.rcpt));
+		e.time_ms = util_wall_ms();
+		suppress_share(&e, true);
+	}
+	return 0;
 }
 
 int
@@ -210,6 +242,8 @@ suppress_auto_add(const char *identity, const char *rcpt, uint64_t id,
 	e.time_ms = util_wall_ms();
 	if (queue_suppress_put(S.q, &e, NULL, NULL) != 0)
 		return -1;
+	if (suppress_share != NULL)
+		suppress_share(&e, false);
 	ev.nrcpts = ev.attempt = ev.count = -1;
 	ev.queue_time_ms = -1;
 	ev.tls_verified = -1;

@@ -127,6 +127,19 @@ void suppress_event(const char *identity, const char *rcpt, const char *session,
 		    const char *client, const char *action,
 		    const struct suppress_hit *hit);
 
+/*
+ * Sharing with a cluster (mta/deliver/cluster.c): FN hears every change
+ * made on this node (an operator's add or remove, an automatic add: E,
+ * REMOVED), from whatever thread made it; suppress_apply makes a change
+ * another node made, without telling FN again.  Both hashes of an entry
+ * are keyed with the delivery log's key: nodes that share a list share
+ * log.hash_key_file.
+ */
+typedef void suppress_share_fn(const struct queue_suppress_entry *e,
+			       bool removed);
+void suppress_share_hook(suppress_share_fn *fn);
+int suppress_apply(const struct queue_suppress_entry *e, bool removed);
+
 /* suppress_metrics_text — outpost_suppressed_total{action} and
  * outpost_suppression_entries (metrics_text_fn). */
 size_t suppress_metrics_text(char *buf, size_t len);

@@ -56,6 +56,8 @@ static struct {
 	uint32_t pend_day;
 	int64_t pend_since_ms;
 	watchdog_stop_fn *stop_fn;
+	watchdog_share_fn *share_fn; /* cluster: set before the loops */
+	watchdog_release_fn *release_fn;
 	void *stop_arg;
 	atomic_uint_fast64_t stops_total;
 	int64_t full_warned_ms;
@@ -65,6 +67,7 @@ static struct {
 /* A stop or release to act on once the lock is given back. */
 struct wd_after {
 	bool persist, stopped;
+	bool remote; /* another node's stop: not shared again, no alert */
 	char name[WD_NAME_MAX + 1];
 	struct wd_profile p;
 	int64_t keep_ms;  /* retention.history */
@@ -352,7 +355,8 @@ wd_after_run(struct wd_after *a)
 	if (a->persist && wd.q != NULL)
 		wd_persist(wd.q, a->name, &a->p, a->keep_ms);
 	if (a->stopped) {
-		atomic_fetch_add(&wd.stops_total, 1);
+		if (!a->remote)
+			atomic_fetch_add(&wd.stops_total, 1);
 		off = (size_t)snprintf(reason, sizeof(reason), "stopped:");
 		for (i = 0; i < WS__COUNT && off < sizeof(reason); i++)
 			if (a->p.tripped & (1u << i))
@@ -361,10 +365,15 @@ wd_after_run(struct wd_after *a)
 				    wd_signal_name((enum watchdog_signal)i));
 		log_warnx("watchdog: %s %s: its new mail is refused (451), "
 			  "its queued mail held",
-			  a->name, reason);
+			  a->name,
+			  a->remote ? "stopped by another node of the cluster"
+				    : reason);
 		wd_event_log(a->name, reason,
 			     a->signals != NULL ? a->signals : "{}");
-		if (a->conf->watchdog.alert_command != NULL)
+		if (!a->remote && wd.share_fn != NULL)
+			wd.share_fn(a->name, true,
+				    a->signals != NULL ? a->signals : "{}");
+		if (!a->remote && a->conf->watchdog.alert_command != NULL)
 			wd_alert_run(
 			    a->conf->watchdog.alert_command,
 			    (int64_t)a->conf->watchdog.alert_timeout_ms,
@@ -668,7 +677,72 @@ watchdog_release(const char *identity, bool learn)
 	log_info("watchdog: %s released%s", a.name,
 		 learn ? "; its current pattern is its baseline now" : "");
 	wd_after_run(&a);
+	if (rc == 0 && wd.share_fn != NULL)
+		wd.share_fn(a.name, false, NULL);
 	return rc;
+}
+
+void
+watchdog_share_hook(watchdog_share_fn *share)
+{
+	wd.share_fn = share;
+}
+
+void
+watchdog_release_hook(watchdog_release_fn *release)
+{
+	wd.release_fn = release;
+}
+
+void
+watchdog_remote(const char *identity, bool stopped, const char *signals)
+{
+	int64_t now = util_wall_ms();
+	struct wd_ident *id;
+	struct wd_after a;
+	struct wd_eval e;
+	bool was;
+
+	memset(&a, 0, sizeof(a));
+	pthread_mutex_lock(&wd.mu);
+	if (!wd.open || (id = wd_ident_get(identity, now, stopped)) == NULL) {
+		pthread_mutex_unlock(&wd.mu);
+		return; /* released: nothing stopped here to release */
+	}
+	was = id->p.stopped != 0;
+	if (stopped == was) {
+		pthread_mutex_unlock(&wd.mu);
+		return;
+	}
+	memset(&e, 0, sizeof(e));
+	if (stopped) {
+		id->p.stopped = 1;
+		id->p.stopped_ms = now;
+		wd_event_add(&id->p, now, WDE_STOP, &e);
+		a.stopped = true;
+		a.remote = true;
+		a.signals = strdup(signals != NULL ? signals : "{}");
+		a.conf = conf_ref(wd.conf);
+	} else {
+		id->p.stopped = 0;
+		id->p.tripped = 0;
+		wd_reset_windows(&id->p);
+		wd_event_add(&id->p, now, WDE_RELEASE, &e);
+	}
+	a.persist = true;
+	a.keep_ms = (int64_t)wd.conf->retention.history_ms;
+	snprintf(a.name, sizeof(a.name), "%s", id->name);
+	a.p = id->p;
+	pthread_mutex_unlock(&wd.mu);
+	if (!stopped) {
+		wd_event_log(a.name, "released by another node of the cluster",
+			     "{}");
+		log_info("watchdog: %s released by another node of the cluster",
+			 a.name);
+	}
+	wd_after_run(&a);
+	if (!stopped && wd.release_fn != NULL)
+		wd.release_fn(a.name);
 }
 
 char *

@@ -138,6 +138,22 @@ typedef void watchdog_stop_fn(const char *identity, const char *signals,
 void watchdog_stop_hook(watchdog_stop_fn *fn, void *arg);
 
 /*
+ * Sharing with a cluster (mta/deliver/cluster.c): SHARE hears each stop
+ * and each operator's release made on this node (IDENTITY, STOPPED, the
+ * stop's SIGNALS or NULL), from the thread that made it;
+ * watchdog_remote applies one another node made (a stop holds this
+ * node's queued mail through the stop hook; a release then calls RELEASE,
+ * which lets the identity's held mail go).  Hooks set before the loops
+ * run.
+ */
+typedef void watchdog_share_fn(const char *identity, bool stopped,
+			       const char *signals);
+typedef void watchdog_release_fn(const char *identity);
+void watchdog_share_hook(watchdog_share_fn *share);
+void watchdog_release_hook(watchdog_release_fn *release);
+void watchdog_remote(const char *identity, bool stopped, const char *signals);
+
+/*
  * watchdog_release — IDENTITY goes again (its held mail is the caller's to
  * release); its windows start again, with LEARN its current pattern
  * becomes its baseline.  Logged as a "watchdog" event.  0; 1 when it was

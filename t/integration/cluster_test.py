@@ -6,7 +6,8 @@ both, seen at the receiver; with Redis killed each node keeps to its share
 (the limit / nodes) and every message is still delivered; Redis back, the
 limit is shared again; a node killed with -9 frees its leases when they
 expire; a destination's rate holds across both, and with Redis away each
-keeps to its share of it.  Loopback only."""
+keeps to its share of it; a step down of the adaptive back-off and the
+suppression list are shared.  Loopback only."""
 
 import os
 import signal
@@ -339,6 +340,103 @@ def test_a_step_down_holds_on_every_node():
         check("throttled by another node of the cluster, step 1 of 4: 4 "
               "connection(s)" in b.log(), "b says it follows")
         wait_empty(b)
+
+
+def rcpt_code(d, addr):
+    """The reply to RCPT TO:<ADDR> at D (then RSET): 250, or 550 when the
+    address is on the suppression list."""
+    import smtplib
+    s = d.smtp()
+    try:
+        s.ehlo("client.test")
+        s.mail("news@sender.test")
+        code = s.rcpt(addr)[0]
+        s.rset()
+        s.quit()
+    finally:
+        s.close()
+    return code
+
+
+def test_suppression_list_is_shared():
+    """Nodes that share Redis and the delivery log's key share the
+    suppression list: `outpost suppress add` on a makes b refuse the
+    address within a second or so; `suppress remove` on a lets it through
+    on b again; b, started after the add, learns it at start."""
+    import tempfile
+    from outpost_test import ControlDaemon
+    gone = "gone.away@dest.test"
+    keydir = tempfile.mkdtemp(prefix="outpost-key-")
+    os.chmod(keydir, 0o755)
+    key = 'hash_key_file = "%s"\n' % os.path.join(keydir, "loghash.key")
+    with Redis() as redis:
+        def node(name):
+            return ControlDaemon(config=key + (
+                'cluster {\n  redis = "%s"\n  node = "%s"\n'
+                '  nodes = 2\n  lease = 3s\n  timeout = 300ms\n}\n'
+                % (redis.addr, name)))
+        a = node("a")
+        with a:
+            wait_for(lambda: metric(a, "outpost_cluster_redis_up") == 1,
+                     what="a linked")
+            eq(rcpt_code(a, gone), 250, "not suppressed yet")
+            a.cli("suppress", "add", gone)
+            eq(rcpt_code(a, gone), 550, "suppressed on a")
+            b = node("b")
+            with b:
+                wait_for(lambda: rcpt_code(b, gone) == 550, 10,
+                         "b refuses it (learnt at start)")
+                a.cli("suppress", "remove", gone)
+                wait_for(lambda: rcpt_code(b, gone) == 250, 10,
+                         "b lets it through again")
+                b.cli("suppress", "add", gone)
+                wait_for(lambda: rcpt_code(a, gone) == 550, 10,
+                         "a hears of b's add")
+                check(gone not in a.log() and gone not in b.log(),
+                      "an address in the diagnostics")
+        stream = redis.cmd("XRANGE", "outpost:suppress", "-", "+")
+        eq(len(stream), 3, "three changes in the stream")
+        check(gone not in repr(stream), "the address in Redis in clear")
+
+
+def test_watchdog_stop_holds_on_every_node():
+    """A trap hit on node a stops the relay identity there; node b (no
+    trap list of its own) stops it too within a second or so: 451 at MAIL,
+    its queued mail of that identity held.  `outpost watchdog release` on
+    a lets it go on b as well, held mail included."""
+    from watchdog_test import WatchDaemon, held, send
+    with Redis() as redis:
+        def node(name, extra=""):
+            return WatchDaemon(extra=(
+                'watchdog {\n  enabled = yes\n%s}\n'
+                'cluster {\n  redis = "%s"\n  node = "%s"\n'
+                '  nodes = 2\n  lease = 3s\n  timeout = 300ms\n}\n'
+                % (extra, redis.addr, name)))
+        a = node("a", '  traps = "../traps.txt"\n')
+        with open(os.path.join(a.tmp, "traps.txt"), "w") as f:
+            f.write("trap@dest.test\n")
+        b = node("b")
+        with a, b:
+            for d in (a, b):
+                wait_for(lambda: metric(d, "outpost_cluster_redis_up") == 1,
+                         what="linked")
+            eq(send(b, None, ["x@dest.test", "y@dest.test"]), (2, None),
+               "b queues relay mail (no DNS: it waits)")
+            eq(send(a, None, ["trap@dest.test", "z@dest.test"])[0], 1,
+               "a stops at the trap")
+            wait_for(lambda: send(b, None, ["w@dest.test"])[0] == 0, 10,
+                     "b refuses the relay identity too")
+            check("stopped by another node of the cluster" in b.log(),
+                  "b says why")
+            # Every relay message b had queued (2, and any the loop above
+            # got in before the stop reached b) is held.
+            wait_for(lambda: held(b) >= 2 and held(b) == len(b.queue_ids()),
+                     10, "b's queued mail held")
+            a.cli("watchdog", "release", "relay")
+            wait_for(lambda: held(b) == 0, 10, "b's mail released")
+            check("released by another node of the cluster" in b.log(),
+                  "b says so")
+            eq(send(b, None, ["v@dest.test"]), (1, None), "b takes it again")
 
 
 def password_file(tmp, name, text):

@@ -280,6 +280,9 @@ sched_limit_conns(const struct sched_path *p)
 		lim >>= p->backoff_level;
 	if (p->throttle_level > 0)
 		lim = (unsigned)sched_limit_throttled(p, util_wall_ms(), lim);
+	/* The cluster's Redis away: this node's share of the limit. */
+	if (cluster_on() && !cluster_shared())
+		lim = cluster_share(lim);
 	return lim == 0 ? 1 : lim;
 }
 

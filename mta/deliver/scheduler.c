@@ -155,8 +155,7 @@ sched_path_lease(struct sched_path *p, int64_t now, uint64_t *lease)
 		return false;
 	sched_path_key(p, key, sizeof(key));
 	if (!cluster_shared()) {
-		if (p->nconn >= cluster_share(sched_limit_conns(p)))
-			return false;
+		/* Away: sched_limit_conns is the share already. */
 		*lease = cluster_lease_local(key);
 		return true;
 	}
@@ -167,7 +166,7 @@ sched_path_lease(struct sched_path *p, int64_t now, uint64_t *lease)
 	if (cluster_lease_ask(key, sched_limit_conns(p), sched_path_lease_cb,
 			      p) != 0) {
 		/* Away since the check: the share, now. */
-		if (p->nconn >= cluster_share(sched_limit_conns(p)))
+		if (p->nconn >= sched_limit_conns(p))
 			return false;
 		*lease = cluster_lease_local(key);
 		return true;
@@ -212,6 +211,8 @@ sched_cluster_changed(void)
 
 		for (i = 0; i < s->npaths; i++) {
 			s->paths[i]->lease_retry_ms = 0;
+			/* Away: idle connections past the share go now. */
+			sched_path_trim(s->paths[i]);
 			if (s->paths[i]->njobs > 0)
 				sched_path_kick(s->paths[i]);
 		}

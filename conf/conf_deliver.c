@@ -183,22 +183,29 @@ conf_category_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	return 0;
 }
 
-/* relay_host, route host: "HOST[:PORT]". */
+/* "HOST[:PORT]" as it is read: HOST a name too when NAMES. */
 static int
-conf_hostport_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+conf_hostport_check(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result,
+		    bool names)
 {
 	char host[CONF_HOST_MAX];
 	struct sockaddr_storage ss;
 	const char *why;
 	unsigned port;
 
-	if (conf_hostport_scan(value, true, host, sizeof(host), &port, &ss,
-			       &why) != 0) {
+	if (conf_hostport_scan(value, names, host, sizeof(host), &port, &ss,
+			       &why) != 0)
 		return conf_value_fail(cfg, opt, value, why);
-	}
 	conf_line_note(conf_cur, cfg, opt->name, conf_cfg_line(cfg));
 	*(const char **)result = value;
 	return 0;
+}
+
+/* relay_host, route host: "HOST[:PORT]". */
+static int
+conf_hostport_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	return conf_hostport_check(cfg, opt, value, result, true);
 }
 
 /* tls_ca_file, tls_ca_path: a path, or "" for the system store. */
@@ -333,17 +340,7 @@ cfg_opt_t conf_dns_opts[] = {
 static int
 conf_redis_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
-	char host[CONF_HOST_MAX];
-	struct sockaddr_storage ss;
-	const char *why;
-	unsigned port;
-
-	if (conf_hostport_scan(value, false, host, sizeof(host), &port, &ss,
-			       &why) != 0)
-		return conf_value_fail(cfg, opt, value, why);
-	conf_line_note(conf_cur, cfg, opt->name, conf_cfg_line(cfg));
-	*(const char **)result = value;
-	return 0;
+	return conf_hostport_check(cfg, opt, value, result, false);
 }
 
 /* cluster.prefix: printable, no space (it starts every key). */

@@ -293,6 +293,17 @@ wd_json(const struct wd_eval *e)
 	return buf;
 }
 
+/* A: ID's profile to keep (its state record), once the lock is given
+ * back.  wd.mu held. */
+static void
+wd_after_persist(struct wd_after *a, const struct wd_ident *id)
+{
+	a->persist = true;
+	a->keep_ms = (int64_t)wd.conf->retention.history_ms;
+	snprintf(a->name, sizeof(a->name), "%s", id->name);
+	a->p = id->p;
+}
+
 /*
  * After a change of ID's profile (HOUR_BEFORE: its hour before it): stop
  * it when a signal trips (TRAPS: trap hits just noted), and say in A what
@@ -321,12 +332,8 @@ wd_check(struct wd_ident *id, int64_t now, int64_t hour_before, uint32_t traps,
 			a->conf = conf_ref(wd.conf);
 		}
 	}
-	if (a->stopped || id->p.hour != hour_before) {
-		a->persist = true;
-		a->keep_ms = (int64_t)wd.conf->retention.history_ms;
-		snprintf(a->name, sizeof(a->name), "%s", id->name);
-		a->p = id->p;
-	}
+	if (a->stopped || id->p.hour != hour_before)
+		wd_after_persist(a, id);
 }
 
 static void
@@ -666,10 +673,7 @@ watchdog_release(const char *identity, bool learn)
 	else
 		wd_reset_windows(&id->p);
 	wd_event_add(&id->p, now, learn ? WDE_LEARN : WDE_RELEASE, &e);
-	a.persist = true;
-	a.keep_ms = (int64_t)wd.conf->retention.history_ms;
-	snprintf(a.name, sizeof(a.name), "%s", id->name);
-	a.p = id->p;
+	wd_after_persist(&a, id);
 	a.signals = wd_json(&e);
 	pthread_mutex_unlock(&wd.mu);
 	wd_event_log(a.name, learn ? "released, pattern learnt" : "released",
@@ -729,10 +733,7 @@ watchdog_remote(const char *identity, bool stopped, const char *signals)
 		wd_reset_windows(&id->p);
 		wd_event_add(&id->p, now, WDE_RELEASE, &e);
 	}
-	a.persist = true;
-	a.keep_ms = (int64_t)wd.conf->retention.history_ms;
-	snprintf(a.name, sizeof(a.name), "%s", id->name);
-	a.p = id->p;
+	wd_after_persist(&a, id);
 	pthread_mutex_unlock(&wd.mu);
 	if (!stopped) {
 		wd_event_log(a.name, "released by another node of the cluster",

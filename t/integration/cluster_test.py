@@ -42,6 +42,14 @@ def metric(d, name):
     return None
 
 
+def wait_linked(*nodes):
+    """Each of NODES has its link to Redis up (its first command answered,
+    its scripts loaded)."""
+    for d in nodes:
+        wait_for(lambda: metric(d, "outpost_cluster_redis_up") == 1,
+                 what="node linked to Redis")
+
+
 def leases(redis):
     """Live leases in Redis: {key: members}."""
     out = {}
@@ -70,9 +78,7 @@ def test_connection_limit_holds_across_nodes():
                  maildir=False) as sink, \
             Daemon(config=node_config(dns, port, redis, "a", 3)) as a, \
             Daemon(config=node_config(dns, port, redis, "b", 3)) as b:
-        for d in (a, b):
-            wait_for(lambda: metric(d, "outpost_cluster_redis_up") == 1,
-                     what="node linked to Redis")
+        wait_linked(a, b)
         send(a, "a", 30)
         send(b, "b", 30)
         st = sink.wait_messages(60, timeout=120)
@@ -106,9 +112,7 @@ def test_a_waiting_node_gets_the_next_free_place():
                  maildir=False) as sink, \
             Daemon(config=node_config(dns, port, redis, "a", 2)) as a, \
             Daemon(config=node_config(dns, port, redis, "b", 2)) as b:
-        for d in (a, b):
-            wait_for(lambda: metric(d, "outpost_cluster_redis_up") == 1,
-                     what="node linked to Redis")
+        wait_linked(a, b)
         send(a, "a", 60)
         wait_for(lambda: sink.stats().get("connections_now", 0) == 2,
                  what="a holds both places")
@@ -132,9 +136,7 @@ def test_redis_away_each_node_keeps_to_its_share():
                        maildir=False) as sink, \
                 Daemon(config=node_config(dns, port, redis, "a", 4)) as a, \
                 Daemon(config=node_config(dns, port, redis, "b", 4)) as b:
-            for d in (a, b):
-                wait_for(lambda: metric(d, "outpost_cluster_redis_up") == 1,
-                         what="node linked to Redis")
+            wait_linked(a, b)
             # Killed mid-run: once the connections opened before have
             # made way (a second), each node holds at most its share.
             send(a, "a", 60)
@@ -162,8 +164,7 @@ def test_redis_away_each_node_keeps_to_its_share():
             for d in (a, b):
                 wait_for(lambda: "Redis %s back" % redis.addr in d.log(),
                          20, "back logged")
-                wait_for(lambda: metric(d, "outpost_cluster_redis_up") == 1,
-                         what="up again")
+                wait_linked(d)
             before = sink.stats()["messages"]
             send(a, "c", 20)
             send(b, "d", 20)
@@ -186,8 +187,7 @@ def test_slow_redis_counts_as_away():
             Sink(["127.0.0.70"], port, ["--reply-delay-ms", "20"],
                  maildir=False) as sink, \
             Daemon(config=node_config(dns, port, redis, "a", 4)) as a:
-        wait_for(lambda: metric(a, "outpost_cluster_redis_up") == 1,
-                 what="linked")
+        wait_linked(a)
         redis.cmd("CLIENT", "PAUSE", "3000", "ALL")
         t0 = time.time()
         send(a, "a", 30)
@@ -216,8 +216,7 @@ def test_killed_node_frees_its_leases():
                                       idle="60s", per_conn=100)) as a, \
             Daemon(config=node_config(dns, port, redis, "b", 2,
                                       idle="60s", per_conn=100)) as b:
-        wait_for(lambda: metric(a, "outpost_cluster_redis_up") == 1,
-                 what="a linked")
+        wait_linked(a)
         send(a, "a", 6)
         sink.wait_messages(6, timeout=60)
         wait_empty(a)
@@ -323,9 +322,7 @@ def test_a_step_down_holds_on_every_node():
                    more) as a, \
             Daemon(config=node_config(dns, port, redis, "b", 8) +
                    more) as b:
-        for d in (a, b):
-            wait_for(lambda: metric(d, "outpost_cluster_redis_up") == 1,
-                     what="node linked to Redis")
+        wait_linked(a, b)
         send(a, "tr", 1)
         wait_for(lambda: "throttled, step 1 of 4: 4 connection(s)" in
                  a.log(), 20, "a steps down")
@@ -386,8 +383,7 @@ def test_suppression_list_is_shared():
                 % (redis.addr, name)))
         a = node("a")
         with a:
-            wait_for(lambda: metric(a, "outpost_cluster_redis_up") == 1,
-                     what="a linked")
+            wait_linked(a)
             eq(rcpt_code(a, gone), 250, "not suppressed yet")
             a.cli("suppress", "add", gone)
             eq(rcpt_code(a, gone), 550, "suppressed on a")
@@ -426,9 +422,7 @@ def test_watchdog_stop_holds_on_every_node():
             f.write("trap@dest.test\n")
         b = node("b")
         with a, b:
-            for d in (a, b):
-                wait_for(lambda: metric(d, "outpost_cluster_redis_up") == 1,
-                         what="linked")
+            wait_linked(a, b)
             eq(send(b, None, ["x@dest.test", "y@dest.test"]), (2, None),
                "b queues relay mail (no DNS: it waits)")
             eq(send(a, None, ["trap@dest.test", "z@dest.test"])[0], 1,
@@ -476,8 +470,7 @@ def test_password_and_refusal():
                                                          "s3cret-pw")
         with Daemon(config=node_config(dns, port, redis, "a", 2,
                                        more=more)) as good:
-            wait_for(lambda: metric(good, "outpost_cluster_redis_up") == 1,
-                     what="linked with AUTH")
+            wait_linked(good)
             send(good, "a", 4)
             sink.wait_messages(4, timeout=60)
             wait_empty(good)

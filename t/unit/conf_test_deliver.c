@@ -336,36 +336,36 @@ static const struct conf_error_row deliver_error_rows[] = {
 
 	/* warmup */
 	{ "pool.warmup: no warmup_start",
-	  L "pool \"p\" {\n source = \"192.0.2.1\"\n"
+	  L "pool \"p\" {\n source = \"127.0.0.12\"\n"
 	    " warmup \"*\" { daily = { 10 } }\n}\n",
 	  "2: pool \"p\": warmup needs warmup_start = \"YYYY-MM-DD\" (the UTC "
 	  "day that is day 1)" },
 	{ "pool.warmup_start: bad date",
-	  L "pool \"p\" {\n source = \"192.0.2.1\"\n"
+	  L "pool \"p\" {\n source = \"127.0.0.12\"\n"
 	    " warmup_start = \"2026-1-01\"\n"
 	    " warmup \"*\" { daily = { 10 } }\n}\n",
 	  "4: pool \"p\": warmup needs warmup_start = \"YYYY-MM-DD\" (the UTC "
 	  "day that is day 1), not \"2026-1-01\"" },
 	{ "pool.warmup: daily zero",
-	  L "pool \"p\" {\n source = \"192.0.2.1\"\n"
+	  L "pool \"p\" {\n source = \"127.0.0.12\"\n"
 	    " warmup_start = \"2026-12-01\"\n"
 	    " warmup \"*\" {\n daily = { 10, 0 }\n }\n}\n",
 	  "6: pool \"p\": warmup \"*\".daily: \"0\" is not a whole number of "
 	  "1..100000000" },
 	{ "pool.warmup: no daily",
-	  L "pool \"p\" {\n source = \"192.0.2.1\"\n"
+	  L "pool \"p\" {\n source = \"127.0.0.12\"\n"
 	    " warmup_start = \"2026-12-01\"\n"
 	    " warmup \"gmail.com\" { }\n}\n",
 	  "5: pool \"p\": warmup \"gmail.com\": daily is missing or empty "
 	  "(messages per address on day 1, 2, ...)" },
 	{ "pool.warmup: bad class",
-	  L "pool \"p\" {\n source = \"192.0.2.1\"\n"
+	  L "pool \"p\" {\n source = \"127.0.0.12\"\n"
 	    " warmup_start = \"2026-12-01\"\n"
 	    " warmup \"gm ail.com\" { daily = 1 }\n}\n",
 	  "5: pool \"p\": warmup \"gm ail.com\": may hold only letters, "
 	  "digits, '-' and '.' (use the xn-- form for international names)" },
 	{ "pool.warmup_start without warmup",
-	  L "pool \"p\" {\n source = \"192.0.2.1\"\n"
+	  L "pool \"p\" {\n source = \"127.0.0.12\"\n"
 	    " warmup_start = \"2026-12-01\"\n}\n",
 	  "4: pool \"p\": warmup_start without a warmup section" },
 
@@ -1345,11 +1345,11 @@ test_warmup(void **state)
 	assert_int_equal(
 	    load_text(LISTENER
 		      "pool \"new\" {\n"
-		      "  source = { \"192.0.2.10\", \"192.0.2.11\" }\n"
+		      "  source = { \"127.0.0.10\", \"127.0.0.11\" }\n"
 		      "  warmup_start = \"2026-12-01\"\n"
 		      "  warmup \"Gmail.com\" { daily = { 50, 100, 200 } }\n"
 		      "  warmup \"*\" { daily = { 500 } }\n}\n"
-		      "pool \"old\" { source = \"192.0.2.1\" }\n",
+		      "pool \"old\" { source = \"127.0.0.12\" }\n",
 		      &c, err, sizeof(err), path, sizeof(path)),
 	    0);
 	p = &c->pools[0];

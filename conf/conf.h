@@ -241,6 +241,10 @@ struct conf_destination {
 	unsigned max_messages_per_minute; /* 0 = unlimited */
 	unsigned max_messages_per_hour;   /* 0 = unlimited */
 	enum conf_tls_policy tls;
+	/* honour the domain's MTA-STS policy (RFC 8461): enforce raises tls
+	 * "may" or "encrypt" to "verify" and keeps to the policy's MX hosts;
+	 * tls = "none" is never raised */
+	bool mta_sts;
 	char **suspend_on;  /* extended regexes, case-insensitive, matched
 			       against a reply's whole text ("421 4.7.0 …") */
 	size_t nsuspend_on; /* at most CONF_SUSPEND_ON_MAX (more: refused) */

@@ -425,6 +425,7 @@ cfg_opt_t conf_destination_opts[] = {
 	CFG_STR_CB("max_messages_per_minute", "0", CFGF_NONE, conf_num_cb),
 	CFG_STR_CB("max_messages_per_hour", "0", CFGF_NONE, conf_num_cb),
 	CFG_STR_CB("tls", "may", CFGF_NONE, conf_tls_policy_cb),
+	CFG_BOOL("mta_sts", cfg_true, CFGF_NONE),
 	CFG_STR_LIST_CB("suspend_on", NULL, CFGF_NONE, conf_regex_cb),
 	CFG_STR_CB("suspend_for", "10m", CFGF_NONE, conf_num_cb),
 	CFG_STR_CB("backoff_pause", "1m", CFGF_NONE, conf_num_cb),
@@ -844,6 +845,9 @@ conf_dest_fill(struct conf_ctx *x, cfg_t *sec,
 			 : strcmp(s, "verify") == 0  ? CONF_TLSP_VERIFY
 						     : CONF_TLSP_MAY;
 	}
+	d->mta_sts = base != NULL && !conf_is_set(sec, "mta_sts")
+			 ? base->mta_sts
+			 : cfg_getbool(sec, "mta_sts");
 	if (conf_dest_suspend(x, sec, base, d) != 0)
 		return -1;
 	if (base != NULL && !conf_is_set(sec, "throttle_on")) {

@@ -474,6 +474,8 @@ enum queue_state_kind {
 				configured), for its data's retention clock */
 	QS_IMPORTED = 'i',   /* an archive imported: its id, until its
 				messages' latest expiry (no second import) */
+	QS_MTASTS = 'm',     /* a domain's MTA-STS policy, until it expires
+				(mta/deliver/mtasts.c) */
 	QS_WATCHDOG = 'w',   /* a sending identity's watchdog profile and
 				stop (mta/observe/watchdog.c) */
 };

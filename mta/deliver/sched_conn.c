@@ -238,8 +238,8 @@ conn_client_closed(struct smtp_client *c, bool failed, enum outcome_stage stage,
 {
 	struct sched_conn *cn = arg;
 
-	(void)c;
 	cn->c = NULL; /* freed when this returns */
+	cn->tls_failure = c != NULL ? smtp_client_tls_failure(c) : NULL;
 	cn->failed = failed;
 	cn->stage = stage;
 	cn->code = code;

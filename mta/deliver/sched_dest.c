@@ -24,7 +24,7 @@
 
 static struct sched_site *
 sched_dest_site_get(const char *key, const struct dns_mx_host *hosts, size_t n,
-		    unsigned port, bool implicit)
+		    unsigned port, bool implicit, enum mtasts_mode sts_mode)
 {
 	struct sched_site *s = htab_get(&sched.sites, key);
 	size_t i;
@@ -44,6 +44,7 @@ sched_dest_site_get(const char *key, const struct dns_mx_host *hosts, size_t n,
 	}
 	s->port = port;
 	s->implicit = implicit;
+	s->sts_mode = sts_mode;
 	if (htab_put(&sched.sites, key, s) != 0)
 		goto fail;
 	return s;
@@ -100,11 +101,13 @@ sched_dest_flush(struct sched_dest *d)
 	for (; job != NULL; job = next) {
 		next = job->next;
 		job->next = NULL;
-		if (d->state == DEST_READY)
+		if (d->state == DEST_READY) {
 			sched_dest_route_job(d, job);
-		else
-			sched_job_fail(job, OS_LOCAL, d->fail_code,
-				       d->fail_text);
+			continue;
+		}
+		if (d->sts_nomatch)
+			job->cj.tls_failure = "validation-failure";
+		sched_job_fail(job, OS_LOCAL, d->fail_code, d->fail_text);
 	}
 }
 
@@ -120,32 +123,64 @@ static void
 sched_dest_mx_cb(const struct dns_mx_reply *reply, void *arg)
 {
 	struct sched_dest *d = arg;
-	struct dns_mx_host *sorted;
+	struct dns_mx_host *sorted, *allowed;
 	char key[2048];
-	size_t i, off = 0;
+	size_t i, n, off = 0;
 	int64_t now = util_wall_ms();
 	uint32_t ttl;
 
 	d->q = NULL;
+	d->sts_nomatch = false;
 	switch (reply->result) {
 	case DNS_OK:
-		/* The site key is the set of hosts (order-free) and port. */
+		/* The site key is the set of hosts (order-free) and port;
+		 * under an MTA-STS policy, the hosts it allows, the mode and
+		 * the domain (RFC 8461 section 4.1: an MX host the policy
+		 * does not name is not used in enforce mode). */
 		if ((sorted = malloc(reply->nhosts * sizeof(*sorted))) == NULL)
 			goto tempfail;
-		memcpy(sorted, reply->hosts, reply->nhosts * sizeof(*sorted));
-		qsort(sorted, reply->nhosts, sizeof(*sorted),
-		      sched_dest_host_cmp);
-		for (i = 0; i < reply->nhosts && off < sizeof(key); i++)
+		for (i = 0, n = 0; i < reply->nhosts; i++)
+			if (d->sts.mode != MTASTS_ENFORCE ||
+			    mtasts_mx_match(&d->sts, reply->hosts[i].name))
+				sorted[n++] = reply->hosts[i];
+		if (n == 0) {
+			free(sorted);
+			d->sts_nomatch = true;
+			d->state = DEST_FAILED;
+			d->fail_code = 451;
+			snprintf(d->fail_text, sizeof(d->fail_text),
+				 "4.7.5 no MX host of %s is allowed by its "
+				 "MTA-STS policy (enforce)",
+				 d->domain);
+			d->expires_ms = now + SCHED_DEST_FAIL_TTL * 1000;
+			break;
+		}
+		/* kept in preference order for the site's hosts */
+		if ((allowed = malloc(n * sizeof(*allowed))) == NULL) {
+			free(sorted);
+			goto tempfail;
+		}
+		memcpy(allowed, sorted, n * sizeof(*sorted));
+		qsort(sorted, n, sizeof(*sorted), sched_dest_host_cmp);
+		for (i = 0; i < n && off < sizeof(key); i++)
 			off += (size_t)snprintf(key + off, sizeof(key) - off,
 						"%s%s", i ? "," : "",
 						sorted[i].name);
 		free(sorted);
 		if (off < sizeof(key))
-			snprintf(key + off, sizeof(key) - off, ":%u",
-				 sched.conf->delivery.port);
-		d->site = sched_dest_site_get(key, reply->hosts, reply->nhosts,
-					      sched.conf->delivery.port,
-					      reply->implicit);
+			off +=
+			    (size_t)snprintf(key + off, sizeof(key) - off,
+					     ":%u", sched.conf->delivery.port);
+		if (d->sts.mode != MTASTS_NONE && off < sizeof(key))
+			off += (size_t)snprintf(
+			    key + off, sizeof(key) - off, "|sts=%s:%s",
+			    mtasts_mode_name(d->sts.mode), d->domain);
+		d->site = off < sizeof(key)
+			      ? sched_dest_site_get(
+				    key, allowed, n, sched.conf->delivery.port,
+				    reply->implicit, d->sts.mode)
+			      : NULL;
+		free(allowed);
 		if (d->site == NULL)
 			goto tempfail;
 		d->state = DEST_READY;
@@ -216,7 +251,7 @@ sched_dest_route(struct sched_dest *d)
 	h.name = route ? route->host : sched.conf->delivery.relay_host;
 	port = route ? route->port : sched.conf->delivery.relay_port;
 	snprintf(key, sizeof(key), "route:%s:%u", h.name, port);
-	d->site = sched_dest_site_get(key, &h, 1, port, false);
+	d->site = sched_dest_site_get(key, &h, 1, port, false, MTASTS_NONE);
 	if (d->site != NULL) {
 		d->state = DEST_READY;
 		d->expires_ms = INT64_MAX;
@@ -238,8 +273,8 @@ sched_dest_reconf(void)
 		d->cfg = conf_destination_find(sched.conf, d->domain);
 		/* A lookup in flight finishes as it began; its jobs then go
 		 * where it says, the next ones where the route now says. */
-		if (d->state != DEST_RESOLVING && !sched_dest_route(d) &&
-		    d->site != NULL &&
+		if (d->state != DEST_RESOLVING && d->state != DEST_POLICY &&
+		    !sched_dest_route(d) && d->site != NULL &&
 		    strncmp(d->site->key, "route:", 6) == 0) {
 			/* No route any more: the MX answer decides again (one
 			 * got before the reload stays good). */
@@ -286,6 +321,59 @@ sched_dest_get(const char *domain)
 	return d;
 }
 
+/* The MX lookup of D (its policy known). */
+static void
+sched_dest_mx_lookup(struct sched_dest *d)
+{
+	d->state = DEST_RESOLVING;
+	d->q = dns_mx_lookup(sched.dns, d->ace ? d->ace : d->domain,
+			     sched_dest_mx_cb, d);
+}
+
+static void
+sched_dest_sts_cb(const struct mtasts_policy *pol, enum mtasts_fail fail,
+		  void *arg)
+{
+	struct sched_dest *d = arg;
+
+	d->sts_q = NULL;
+	d->sts_fail = fail;
+	mtasts_policy_clear(&d->sts);
+	if (pol != NULL && mtasts_policy_copy(&d->sts, pol) != 0) {
+		/* No memory to keep it: try again in a moment. */
+		d->state = DEST_FAILED;
+		d->fail_code = 451;
+		snprintf(d->fail_text, sizeof(d->fail_text),
+			 "4.3.0 out of memory for the MTA-STS policy");
+		d->expires_ms = util_wall_ms() + 1000;
+		sched_dest_flush(d);
+		return;
+	}
+	sched_dest_mx_lookup(d);
+}
+
+/*
+ * Resolve D: its MTA-STS policy first when one may apply (a destination
+ * with mta_sts, without tls = none, reached by MX, not by a route), then
+ * its MX hosts.
+ */
+static void
+sched_dest_resolve(struct sched_dest *d)
+{
+	if (d->cfg->mta_sts && d->cfg->tls != CONF_TLSP_NONE) {
+		d->state = DEST_POLICY;
+		d->sts_q = mtasts_get(d->ace ? d->ace : d->domain,
+				      sched_dest_sts_cb, d);
+		if (d->sts_q != NULL)
+			return;
+		log_warnx("destination %s: out of memory for its MTA-STS "
+			  "lookup; its MX hosts are used without it",
+			  d->domain);
+	}
+	mtasts_policy_clear(&d->sts);
+	sched_dest_mx_lookup(d);
+}
+
 void
 sched_dest_submit(struct sched_dest *d, struct sched_job *job)
 {
@@ -314,12 +402,11 @@ sched_dest_submit(struct sched_dest *d, struct sched_job *job)
 			    "servers)");
 			return;
 		}
-		d->state = DEST_RESOLVING;
 		job->next = d->waiting;
 		d->waiting = job;
-		d->q = dns_mx_lookup(sched.dns, d->ace ? d->ace : d->domain,
-				     sched_dest_mx_cb, d);
+		sched_dest_resolve(d);
 		return;
+	case DEST_POLICY:
 	case DEST_RESOLVING:
 		job->next = d->waiting;
 		d->waiting = job;

@@ -42,6 +42,7 @@
 #include "queue/queue.h"
 #include "mta/core/htab.h"
 #include "mta/deliver/delivery.h"
+#include "mta/deliver/mtasts.h"
 #include "mta/deliver/outcome.h"
 #include "mta/observe/metrics_top.h"
 #include "mta/deliver/sched_heap.h"
@@ -229,6 +230,7 @@ struct sched_conn {
 	enum outcome_stage stage;
 	int code;
 	char *text;
+	const char *tls_failure; /* smtp_client_tls_failure at the close */
 };
 
 struct sched_site {
@@ -236,7 +238,11 @@ struct sched_site {
 	struct smtp_client_host *hosts; /* MX hosts, or a route's host */
 	unsigned nhosts;
 	unsigned port;
-	bool implicit;             /* the domain itself, no MX */
+	bool implicit; /* the domain itself, no MX */
+	/* an MTA-STS policy's site (its key ends "|sts=MODE:DOMAIN"): its
+	 * hosts are those the policy allows (enforce), its connections verify
+	 * the certificate (enforce) or report it (testing) */
+	enum mtasts_mode sts_mode;
 	struct sched_path **paths; /* one per pool in use */
 	unsigned npaths;
 };
@@ -296,7 +302,14 @@ struct sched_path {
 	bool waiting, idling;
 };
 
-enum sched_dest_state { DEST_NEW, DEST_RESOLVING, DEST_READY, DEST_FAILED };
+/* DEST_POLICY: its MTA-STS policy is asked (mtasts_get), then its MX. */
+enum sched_dest_state {
+	DEST_NEW,
+	DEST_POLICY,
+	DEST_RESOLVING,
+	DEST_READY,
+	DEST_FAILED
+};
 
 struct sched_dest {
 	char *domain;
@@ -313,6 +326,13 @@ struct sched_dest {
 	struct sched_park park; /* messages waiting out the suspension */
 	char *ace; /* the A-label form of an internationalized domain, for
 		      DNS (the U-label form is what the recipient carries) */
+	/* its MTA-STS policy as of the last resolution (mode MTASTS_NONE:
+	 * none in force), what went wrong getting it, and whether no MX
+	 * host matched it (enforce: DEST_FAILED) */
+	struct mtasts_query *sts_q;
+	struct mtasts_policy sts;
+	enum mtasts_fail sts_fail;
+	bool sts_nomatch;
 };
 
 /* The scheduler's state: one, defined in scheduler.c. */

@@ -188,6 +188,35 @@ sched_job_name_stage(struct smtp_client_result *r)
 	r->text = t;
 }
 
+/*
+ * The TLS policy JOB went under and what came of it (RFC 8460's terms):
+ * "success" when the session's certificate verified for an MX host the
+ * policy names; else the session's failure, or "validation-failure" for a
+ * host outside the policy (testing mode lets it be used).  RESULT NULL:
+ * no session was tried (a connection refused, say).
+ */
+static void
+sched_job_tls_policy(const struct sched_job *job, const char **policy,
+		     const char **mode, const char **result)
+{
+	const struct smtp_client_job *cj = &job->cj;
+	const struct sched_dest *d = job->dest;
+
+	*policy = "none";
+	*mode = *result = NULL;
+	if (d->sts.mode == MTASTS_NONE)
+		return;
+	*policy = "mta-sts";
+	*mode = mtasts_mode_name(d->sts.mode);
+	if (cj->tls_failure != NULL)
+		*result = cj->tls_failure;
+	else if (cj->mx_host[0] != '\0' &&
+		 !mtasts_mx_match(&d->sts, cj->mx_host))
+		*result = "validation-failure";
+	else if (cj->tls_verified == 1)
+		*result = "success";
+}
+
 /* The delivery-log event of one recipient's result. */
 static void
 sched_job_log(struct sched_msg *m, const struct sched_job *job, uint32_t ri,
@@ -221,6 +250,10 @@ sched_job_log(struct sched_msg *m, const struct sched_job *job, uint32_t ri,
 	ev.tls_version = cj->tls_version[0] ? cj->tls_version : NULL;
 	ev.tls_cipher = cj->tls_cipher[0] ? cj->tls_cipher : NULL;
 	ev.tls_verified = cj->tls_version[0] ? cj->tls_verified : -1;
+	sched_job_tls_policy(job, &ev.tls_policy, &ev.tls_policy_mode,
+			     &ev.tls_result);
+	if (ri == job->rcpt[0]) /* once per transaction */
+		mtasts_note_result(job->dest->sts.mode, ev.tls_result);
 	ev.count = -1;
 	ev.msgid = env->msgid;
 	ev.msgid_clear = (env->flags & QUEUE_F_MSGID_CLEAR) != 0;

@@ -475,6 +475,11 @@ sched_path_target(struct sched_path *p, struct smtp_client_target *t)
 		t->has_source = true;
 	}
 	t->tls = p->cfg->tls;
+	/* MTA-STS enforce: STARTTLS, and a certificate valid for the MX
+	 * host name (its site holds only hosts the policy names). */
+	if (p->site->sts_mode == MTASTS_ENFORCE &&
+	    (t->tls == CONF_TLSP_MAY || t->tls == CONF_TLSP_ENCRYPT))
+		t->tls = CONF_TLSP_VERIFY;
 	t->max_mx_addresses = p->cfg->max_mx_addresses;
 	t->max_mx_sessions = p->cfg->max_mx_sessions;
 	t->attempt_timeout_ms = p->cfg->attempt_timeout_ms;
@@ -625,6 +630,7 @@ sched_path_on_closed(struct sched_conn *c)
 			while ((job = all) != NULL) {
 				all = job->next;
 				job->next = NULL;
+				job->cj.tls_failure = c->tls_failure;
 				sched_job_fail(job, stage, code,
 					       text ? text
 						    : "connection failed");
@@ -920,6 +926,7 @@ sched_load_queue(void *arg)
 {
 	(void)arg;
 	sched_state_load();
+	mtasts_load();
 	sched_scan_postpone(util_wall_ms());
 	memset(&sched_load, 0, sizeof(sched_load));
 	sched_load_step(-1, 0, NULL);
@@ -966,6 +973,10 @@ sched_init(const struct sched_config *sc, char *err, size_t errlen)
 			 errlen) != 0)
 		return -1;
 	cluster_throttle_hook(sched_cluster_throttle);
+	if (mtasts_init(l->base, sched.dns, sched.queue,
+			c->delivery.tls_ca_file, c->delivery.tls_ca_path,
+			sc->loopback_only, err, errlen) != 0)
+		return -1;
 	smtp_client_tls_init(sc->ssl_ctx);
 	if (sched_conn_init(sc, c->delivery.threads, err, errlen) != 0)
 		return -1;
@@ -1056,6 +1067,9 @@ sched_free(void)
 		}
 		if (d->q != NULL)
 			dns_cancel(d->q);
+		if (d->sts_q != NULL)
+			mtasts_cancel(d->sts_q);
+		mtasts_policy_clear(&d->sts);
 		sched_park_free(&d->park);
 		free(d->suspend_reason);
 		free(d->ace);
@@ -1111,6 +1125,7 @@ sched_free(void)
 	sched_metrics_free();
 	pthread_mutex_destroy(&sched.gauge_mu);
 	sched_conn_free();
+	mtasts_free(); /* its lookups first: they are the resolver's */
 	if (sched.dns != NULL)
 		dns_resolver_free(sched.dns);
 	while (sched_names != NULL) {

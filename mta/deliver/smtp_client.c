@@ -413,6 +413,7 @@ sc_job_finish(struct smtp_client *c)
 	snprintf(job->mx_ip, sizeof(job->mx_ip), "%s", c->ip);
 	sc_local_addr(c, job->source, sizeof(job->source));
 	job->tls_verified = -1;
+	job->tls_failure = c->tls_failure;
 	job->tls_version[0] = job->tls_cipher[0] = '\0';
 	if (c->tls && c->bev != NULL) {
 		SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
@@ -847,6 +848,8 @@ sc_reply(struct smtp_client *c, const struct sc_cmd *cmd,
 			return;
 		}
 		c->caps = 0;
+		if (sc_policy(c) != CONF_TLSP_NONE)
+			c->tls_failure = "starttls-not-supported";
 		if (sc_policy(c) == CONF_TLSP_ENCRYPT ||
 		    sc_policy(c) == CONF_TLSP_VERIFY) {
 			sc_write(c, "QUIT\r\n");
@@ -863,6 +866,7 @@ sc_reply(struct smtp_client *c, const struct sc_cmd *cmd,
 			sc_tls_begin(c);
 			return;
 		}
+		c->tls_failure = "starttls-not-supported";
 		if (sc_policy(c) == CONF_TLSP_MAY) {
 			/* Refused: carry on in clear on this connection. */
 			sc_host_notls_set(&c->t.hosts[c->host_idx]);

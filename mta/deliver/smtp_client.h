@@ -114,6 +114,13 @@ struct smtp_client_job {
 	char mx_host[256], mx_ip[48], source[48];
 	char tls_version[16], tls_cipher[64];
 	int tls_verified; /* -1: no TLS */
+	/* what went wrong with TLS on the session, as RFC 8460 names it
+	 * ("starttls-not-supported", "certificate-host-mismatch",
+	 * "certificate-expired", "certificate-not-trusted",
+	 * "validation-failure"), NULL when nothing did or TLS was not tried
+	 * (tls = none); a static string.  The owner may set it for a job that
+	 * never reached a session. */
+	const char *tls_failure;
 };
 
 /*
@@ -160,6 +167,11 @@ void smtp_client_quit(struct smtp_client *c);
 /* smtp_client_park — keep idle C for reuse: nothing happens until the owner
  * sends or quits, or idle_timeout passes (then it quits itself). */
 void smtp_client_park(struct smtp_client *c);
+
+/* smtp_client_tls_failure — what went wrong with TLS on C's last session
+ * (as struct smtp_client_job.tls_failure); in the closed callback, of the
+ * last host tried. */
+const char *smtp_client_tls_failure(const struct smtp_client *c);
 
 /* smtp_client_msgs — transactions started on C so far. */
 unsigned smtp_client_msgs(const struct smtp_client *c);

@@ -82,6 +82,11 @@ struct smtp_client {
 	char ip[48];
 	char remote[300]; /* "host [ip]" */
 	bool tls, tls_verified, in_clear;
+	/* what went wrong with TLS on this session (RFC 8460's result type:
+	 * "starttls-not-supported", "certificate-host-mismatch", …), NULL
+	 * when nothing did or it was not tried; kept over a tls=may retry in
+	 * clear text */
+	const char *tls_failure;
 	bool usable; /* reached IDLE at least once */
 	bool need_rset;
 	unsigned caps;

@@ -76,6 +76,8 @@ sc_connect_addr(struct smtp_client *c)
 	evutil_socket_t fd;
 	char err[200];
 
+	if (!c->in_clear)
+		c->tls_failure = NULL; /* a new session */
 	if (sa.ss_family == AF_INET) {
 		((struct sockaddr_in *)&sa)->sin_port = htons(c->t.port);
 		len = sizeof(struct sockaddr_in);
@@ -385,6 +387,7 @@ sc_after_ehlo(struct smtp_client *c)
 		return;
 	}
 	if (!(c->caps & CAP_STARTTLS)) {
+		c->tls_failure = "starttls-not-supported";
 		if (pol == CONF_TLSP_MAY) {
 			sc_ready(c);
 			return;
@@ -396,6 +399,8 @@ sc_after_ehlo(struct smtp_client *c)
 		return;
 	}
 	if (pol == CONF_TLSP_MAY && sc_host_notls(h)) {
+		/* TLS failed with this host a moment ago */
+		c->tls_failure = "validation-failure";
 		sc_ready(c);
 		return;
 	}
@@ -503,6 +508,30 @@ smtp_client_tls_init(SSL_CTX *ctx)
 	SSL_CTX_sess_set_new_cb(ctx, sc_tls_session_cb);
 }
 
+/* RFC 8460's result type for a certificate that did not verify (RC from
+ * SSL_get_verify_result), NULL when it did. */
+static const char *
+sc_tls_verify_failure(long rc)
+{
+	switch (rc) {
+	case X509_V_OK:
+		return NULL;
+	case X509_V_ERR_HOSTNAME_MISMATCH:
+		return "certificate-host-mismatch";
+	case X509_V_ERR_CERT_HAS_EXPIRED:
+	case X509_V_ERR_CERT_NOT_YET_VALID:
+		return "certificate-expired";
+	default:
+		return "certificate-not-trusted";
+	}
+}
+
+const char *
+smtp_client_tls_failure(const struct smtp_client *c)
+{
+	return c->tls_failure;
+}
+
 void
 sc_tls_done(struct smtp_client *c)
 {
@@ -510,6 +539,7 @@ sc_tls_done(struct smtp_client *c)
 
 	c->tls = true;
 	c->tls_verified = SSL_get_verify_result(ssl) == X509_V_OK;
+	c->tls_failure = sc_tls_verify_failure(SSL_get_verify_result(ssl));
 	STATS_INC(tls_handshakes);
 	log_debug("smtp-out %s: %s %s%s%s", c->remote, SSL_get_version(ssl),
 		  SSL_get_cipher_name(ssl),
@@ -538,6 +568,7 @@ sc_tls_failed(struct smtp_client *c, const char *why)
 	struct smtp_client_host *h = &c->t.hosts[c->host_idx];
 
 	STATS_INC(tls_failures);
+	c->tls_failure = "validation-failure";
 	if (sc_policy(c) != CONF_TLSP_MAY) {
 		sc_host_failed(c, OS_TLS, 0, why);
 		return;

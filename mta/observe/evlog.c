@@ -568,6 +568,9 @@ evlog_format(const struct evlog_event *ev, const uint8_t *key, char *line,
 	jw_text(&w, "tls_cipher", ev->tls_cipher, NULL, 0);
 	if (ev->tls_verified >= 0)
 		jw_bool(&w, "tls_verified", ev->tls_verified != 0);
+	jw_text(&w, "tls_policy", ev->tls_policy, NULL, 0);
+	jw_text(&w, "tls_policy_mode", ev->tls_policy_mode, NULL, 0);
+	jw_text(&w, "tls_result", ev->tls_result, NULL, 0);
 	jw_text(&w, "dkim", ev->dkim, NULL, 0);
 	jw_text(&w, "dmarc", ev->dmarc, addrs, SCRUB_KNOWN);
 	jw_text(&w, "reason", ev->reason, addrs, SCRUB_KNOWN);

@@ -66,7 +66,13 @@ struct evlog_event {
 	const char *stage;     /* where: "rcpt", "eom", "connect" … */
 	const char *tls_version; /* "TLSv1.3" */
 	const char *tls_cipher;
-	int tls_verified;    /* 1, 0, or -1 unknown */
+	int tls_verified; /* 1, 0, or -1 unknown */
+	/* delivery side: the TLS policy that applied ("mta-sts", "none"), its
+	 * mode ("enforce", "testing") and what came of it ("success", or RFC
+	 * 8460's failure type); NULL: not written */
+	const char *tls_policy;
+	const char *tls_policy_mode;
+	const char *tls_result;
 	const char *dkim;    /* signatures: "d=ex.com s=s1 rsa-sha256, …" */
 	const char *dmarc;   /* DMARC result summary */
 	const char *reason;  /* rejection/admin: short reason */

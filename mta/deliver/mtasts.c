@@ -391,6 +391,7 @@ static struct {
 	char *ca_file, *ca_path;
 	bool loopback_only;
 	bool stopping;
+	uint64_t generation; /* mtasts_generation */
 	struct htab entries; /* domain -> struct mtasts_entry */
 	CURLM *multi;
 	struct event *timer;
@@ -778,6 +779,8 @@ mtasts_fetched(struct mtasts_entry *e, CURLcode rc)
 		return;
 	}
 	memcpy(pol.id, e->txt_id, sizeof(pol.id));
+	if (!e->have || strcmp(e->pol.id, pol.id) != 0)
+		ms.generation++; /* answers given before are out of date */
 	pol.fetched_ms = now;
 	pol.expires_ms = now + (int64_t)pol.max_age_s * 1000;
 	mtasts_policy_clear(&e->pol);
@@ -1035,6 +1038,12 @@ mtasts_get(const char *domain, mtasts_cb *cb, void *arg)
 	return q;
 }
 
+uint64_t
+mtasts_generation(void)
+{
+	return ms.generation;
+}
+
 static bool
 mtasts_unlink(struct mtasts_query **head, struct mtasts_query *q)
 {
@@ -1066,6 +1075,7 @@ mtasts_init(struct event_base *base, struct dns_resolver *dns, struct queue *q,
 	ms.dns = dns;
 	ms.queue = q;
 	ms.loopback_only = loopback_only;
+	ms.generation = 1;
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		snprintf(err, errlen, "mta-sts: curl_global_init failed");
 		return -1;

@@ -130,6 +130,11 @@ struct mtasts_query *mtasts_get(const char *domain, mtasts_cb *cb, void *arg);
 /* mtasts_cancel — Q's callback will not be called.  Q must be pending. */
 void mtasts_cancel(struct mtasts_query *q);
 
+/* mtasts_generation — a number (never 0) that changes whenever a fetch
+ * brought a policy other than the one cached (a new id): whoever keeps an
+ * answer asks again when it has changed.  On the loop. */
+uint64_t mtasts_generation(void);
+
 /* mtasts_note_result — one transaction under a policy of MODE ended with
  * TLS RESULT ("success" or an RFC 8460 failure type): counted for the
  * metrics.  Any thread. */

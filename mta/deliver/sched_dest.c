@@ -256,6 +256,9 @@ sched_dest_route(struct sched_dest *d)
 		d->state = DEST_READY;
 		d->expires_ms = INT64_MAX;
 	}
+	/* An operator's route: no MTA-STS (nor a policy's second look). */
+	mtasts_policy_clear(&d->sts);
+	d->sts_gen = 0;
 	return true;
 }
 
@@ -338,6 +341,7 @@ sched_dest_sts_cb(const struct mtasts_policy *pol, enum mtasts_fail fail,
 
 	d->sts_q = NULL;
 	d->sts_fail = fail;
+	d->sts_gen = mtasts_generation();
 	mtasts_policy_clear(&d->sts);
 	if (pol != NULL && mtasts_policy_copy(&d->sts, pol) != 0) {
 		/* No memory to keep it: try again in a moment. */
@@ -371,6 +375,7 @@ sched_dest_resolve(struct sched_dest *d)
 			  d->domain);
 	}
 	mtasts_policy_clear(&d->sts);
+	d->sts_gen = 0;
 	sched_dest_mx_lookup(d);
 }
 
@@ -385,8 +390,10 @@ sched_dest_submit(struct sched_dest *d, struct sched_job *job)
 		return;
 	}
 	if ((d->state == DEST_READY || d->state == DEST_FAILED) &&
-	    d->expires_ms <= now)
-		d->state = DEST_NEW; /* the answer expired: ask again */
+	    (d->expires_ms <= now ||
+	     (d->sts_gen != 0 && d->sts_gen != mtasts_generation())))
+		d->state = DEST_NEW; /* the answer expired, or a policy came
+					in: ask again */
 	switch (d->state) {
 	case DEST_READY:
 		sched_dest_route_job(d, job);

@@ -333,6 +333,7 @@ struct sched_dest {
 	struct mtasts_policy sts;
 	enum mtasts_fail sts_fail;
 	bool sts_nomatch;
+	uint64_t sts_gen; /* mtasts_generation of the answer; 0: not asked */
 };
 
 /* The scheduler's state: one, defined in scheduler.c. */

@@ -106,3 +106,4 @@ outpost_integration_test(quota t/integration/quota_test.py TIMEOUT 300)
 # IP warm-up: a pool's daily budget by destination class, rising with the
 # test clock, shared in a cluster (redis-server started by the test).
 outpost_integration_test(warmup t/integration/warmup_test.py TIMEOUT 300)
+outpost_integration_test(mta_sts t/integration/mta_sts_test.py)

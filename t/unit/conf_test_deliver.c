@@ -89,6 +89,7 @@ check_deliver_defaults(const struct conf *c)
 	assert_int_equal(d->max_messages_per_minute, 0);
 	assert_int_equal(d->max_messages_per_hour, 0);
 	assert_int_equal(d->tls, CONF_TLSP_MAY);
+	assert_true(d->mta_sts);
 	assert_int_equal(d->nsuspend_on, 0);
 	assert_null(d->suspend_on);
 	assert_null(d->suspend_re);
@@ -1060,17 +1061,23 @@ test_destinations(void **state)
 		"  max_messages_per_minute = 60  max_messages_per_hour = 600\n"
 		"  tls = encrypt  suspend_on = { \"^421.*try again\" }\n"
 		"  suspend_for = 1h  backoff_pause = 2m  backoff_max = 4h\n"
+		"  mta_sts = false\n"
 		"}\n"
 		"destination \".example.com\" {\n"
 		"  suspend_on = { }  tls = NONE  backoff_max = 1d\n"
 		"}\n"
+		"destination \"sts.example.org\" { mta_sts = true }\n"
 		"destination \"Example.COM.\" { max_messages_per_hour = 0 }\n"
 		"destination \".sub.example.com\" { backoff_pause = 4h }\n"
 		"destination \"only.example.com\" { suspend_on += \"x\" }\n"
 		"destination \".example.org\" { }\n",
 		&c, err, sizeof(err), path, sizeof(path)),
 	    0);
-	assert_int_equal(c->ndestinations, 6);
+	assert_int_equal(c->ndestinations, 7);
+	/* mta_sts: set in "*", inherited, set again in a listed one */
+	assert_false(c->dest_default.mta_sts);
+	assert_false(conf_destination_find(c, "gmail.com")->mta_sts);
+	assert_true(conf_destination_find(c, "sts.example.org")->mta_sts);
 
 	/* "*" */
 	d = &c->dest_default;

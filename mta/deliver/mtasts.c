@@ -32,10 +32,12 @@
 #include "queue/queue.h"
 
 #define MTASTS_FETCH_TIMEOUT_MS 15000
-#define MTASTS_FAIL_HOLD_MS                                                    \
-	300000                 /* a failed fetch is not tried again            \
-				  sooner (the TXT still says so) */
-#define MTASTS_ADDRS_MAX     8 /* policy host addresses given curl */
+/* a failed fetch is not tried again sooner (the TXT still says so) */
+#define MTASTS_FAIL_HOLD_MS  300000
+#define MTASTS_ADDRS_MAX     8  /* policy host addresses given curl */
+#define MTASTS_FETCHES_MAX   64 /* transfers at once (more wait) */
+#define MTASTS_SWEEP_MIN_MS  1000
+#define MTASTS_SWEEP_MAX_MS  3600000
 #define MTASTS_STATE_VERSION 1
 
 /* The TLS results counted per mode (RFC 8460's session failure types). */
@@ -397,6 +399,7 @@ static struct {
 	struct event *timer;
 	struct mtasts_query *ready; /* answered on the next turn */
 	struct event *ready_ev;
+	struct event *sweep; /* refreshes and forgets: mtasts_sweep_cb */
 	/* counters (mtasts_metrics_text reads them from any thread) */
 	_Atomic uint64_t n_fetch_ok, n_fetch_error, n_invalid, n_webpki;
 	_Atomic uint64_t n_cached;
@@ -490,6 +493,8 @@ mtasts_entry_get(const char *domain)
 	return e;
 }
 
+static void mtasts_sweep_arm(void);
+
 /* One record of the state database back into the cache. */
 static int
 mtasts_load_one(int64_t until_ms, const uint8_t *d, size_t len, void *arg)
@@ -564,7 +569,8 @@ mtasts_load(void)
 			     mtasts_load_one, NULL, &dropped, err,
 			     sizeof(err)) != 0)
 		log_warnx("mta-sts: the kept policies cannot be read: %s", err);
-	else if (atomic_load(&ms.n_cached) > 0)
+	mtasts_sweep_arm();
+	if (atomic_load(&ms.n_cached) > 0)
 		log_info("mta-sts: %" PRIu64 " kept polic%s loaded",
 			 atomic_load(&ms.n_cached),
 			 atomic_load(&ms.n_cached) == 1 ? "y" : "ies");
@@ -732,6 +738,7 @@ mtasts_fetch_failed(struct mtasts_entry *e, enum mtasts_fail fail,
 	e->failed_ms = util_wall_ms();
 	e->fail = fail;
 	mtasts_fetch_end(e);
+	mtasts_sweep_arm();
 	mtasts_answer(e, mtasts_in_force(e), fail);
 }
 
@@ -795,6 +802,7 @@ mtasts_fetched(struct mtasts_entry *e, CURLcode rc)
 		 pol.nmx, pol.nmx == 1 ? "" : "s");
 	mtasts_persist(e);
 	mtasts_fetch_end(e);
+	mtasts_sweep_arm();
 	mtasts_answer(e, mtasts_in_force(e), MTASTS_OK);
 }
 
@@ -983,6 +991,107 @@ mtasts_txt_cb(const struct dns_txt_reply *r, void *arg)
 	mtasts_fetch(e, id, true);
 }
 
+/* When E needs the sweep next: its policy's half-life (then it is fetched
+ * again), but not before a failed fetch's hold is over; INT64_MAX when it
+ * has nothing to refresh. */
+static int64_t
+mtasts_refresh_at(const struct mtasts_entry *e)
+{
+	int64_t at;
+
+	if (!e->have)
+		return INT64_MAX;
+	at = e->pol.fetched_ms + (int64_t)e->pol.max_age_s * 500;
+	if (e->failed_ms != 0 && at < e->failed_ms + MTASTS_FAIL_HOLD_MS)
+		at = e->failed_ms + MTASTS_FAIL_HOLD_MS;
+	return at;
+}
+
+static void
+mtasts_sweep_arm(void)
+{
+	struct htab_entry *he;
+	int64_t now = util_wall_ms(), next = now + MTASTS_SWEEP_MAX_MS;
+	struct timeval tv;
+	size_t it;
+
+	for (he = htab_first(&ms.entries, &it); he != NULL;
+	     he = htab_next(&ms.entries, he, &it)) {
+		int64_t at = mtasts_refresh_at(he->value);
+
+		if (at < next)
+			next = at;
+	}
+	if (next < now + MTASTS_SWEEP_MIN_MS)
+		next = now + MTASTS_SWEEP_MIN_MS;
+	event_del(ms.sweep);
+	if (ms.stopping)
+		return;
+	tv = util_ms_timeval(next - now);
+	evtimer_add(ms.sweep, &tv);
+}
+
+/* Is a query answered on the next turn about E (so E must stay)? */
+static bool
+mtasts_ready_holds(const struct mtasts_entry *e)
+{
+	const struct mtasts_query *q;
+
+	for (q = ms.ready; q != NULL; q = q->next)
+		if (q->e == e)
+			return true;
+	return false;
+}
+
+static void
+mtasts_entry_free(struct mtasts_entry *e)
+{
+	htab_del(&ms.entries, e->domain);
+	mtasts_policy_clear(&e->pol);
+	free(e->domain);
+	free(e);
+}
+
+/*
+ * The sweep: a policy past its half-life is refreshed (RFC 8461 section
+ * 5.1: before it expires, whether or not mail goes to the domain), by its
+ * TXT record first (a new id, or none, decides as for a delivery); an
+ * entry with nothing in force and nothing under way is forgotten, so that
+ * the cache holds the domains that have a policy.
+ */
+static void
+mtasts_sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct htab_entry *he, *next;
+	int64_t now = util_wall_ms();
+	char name[300];
+	size_t it;
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	for (he = htab_first(&ms.entries, &it); he != NULL; he = next) {
+		struct mtasts_entry *e = he->value;
+
+		next = htab_next(&ms.entries, he, &it);
+		if (e->step != MS_IDLE || e->queries != NULL ||
+		    mtasts_ready_holds(e))
+			continue;
+		if (mtasts_in_force(e) == NULL) {
+			if (e->failed_ms == 0 ||
+			    now - e->failed_ms >= MTASTS_FAIL_HOLD_MS)
+				mtasts_entry_free(e);
+			continue;
+		}
+		if (mtasts_refresh_at(e) > now || ms.dns == NULL)
+			continue;
+		snprintf(name, sizeof(name), "_mta-sts.%s", e->domain);
+		e->step = MS_TXT;
+		e->q = dns_txt_lookup(ms.dns, name, mtasts_txt_cb, e);
+	}
+	mtasts_sweep_arm();
+}
+
 /* Queries answered from what is known, on the next loop turn (never
  * inline): each gets its entry's policy in force. */
 static void
@@ -1087,12 +1196,15 @@ mtasts_init(struct event_base *base, struct dns_resolver *dns, struct queue *q,
 		NULL ||
 	    (ms.ready_ev = event_new(base, -1, 0, mtasts_ready_cb, NULL)) ==
 		NULL ||
+	    (ms.sweep = evtimer_new(base, mtasts_sweep_cb, NULL)) == NULL ||
 	    (ms.multi = curl_multi_init()) == NULL) {
 		snprintf(err, errlen, "mta-sts: out of memory");
 		return -1;
 	}
 	curl_multi_setopt(ms.multi, CURLMOPT_SOCKETFUNCTION, mtasts_sock_cb);
 	curl_multi_setopt(ms.multi, CURLMOPT_TIMERFUNCTION, mtasts_timer_cb);
+	curl_multi_setopt(ms.multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
+			  (long)MTASTS_FETCHES_MAX);
 	return 0;
 }
 
@@ -1123,6 +1235,8 @@ mtasts_stop(void)
 	}
 	if (ms.timer != NULL)
 		evtimer_del(ms.timer);
+	if (ms.sweep != NULL)
+		evtimer_del(ms.sweep);
 }
 
 void
@@ -1149,6 +1263,8 @@ mtasts_free(void)
 		event_free(ms.timer);
 	if (ms.ready_ev != NULL)
 		event_free(ms.ready_ev);
+	if (ms.sweep != NULL)
+		event_free(ms.sweep);
 	free(ms.ca_file);
 	free(ms.ca_path);
 	curl_global_cleanup();

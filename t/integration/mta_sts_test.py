@@ -504,6 +504,40 @@ def test_cache_survives_restart_and_new_id_refetched():
         ca.close()
 
 
+def test_policy_refreshed_before_expiry():
+    """A policy is fetched again once half its max_age has passed, with no
+    mail going to its domain (RFC 8461 section 5.1: refreshed before it
+    expires, so that an attacker who strips the TXT record later finds
+    it still in force)."""
+    if not need_root():
+        return
+    ca = TestCA()
+    paddr = free_addr_443()
+    hosts = ["127.0.3.81"]
+    port = free_port_on(hosts)
+    dns = setup(ca, [("fresh.test", "mx.fresh.test", hosts[0],
+                      "v=STSv1; id=r1;")], paddr)
+    pcert, pkey = ca.leaf("mta-sts.fresh.test")
+    mcert, mkey = ca.leaf("mx.fresh.test")
+    pol = {"mta-sts.fresh.test": (200, "text/plain",
+                                  (ENFORCE % "mx.fresh.test").replace(
+                                      "86400", "4"))}
+    try:
+        with dns, PolicyServer(paddr, pcert, pkey, pol) as ps, \
+                Sink(hosts, port, ["--starttls", "--cert", mcert, "--key",
+                                   mkey]) as sink, \
+                ControlDaemon(config(dns, port, ca),
+                              prefix="outpost-sts-") as d:
+            submit(d, ["a@fresh.test"])
+            sink.wait_messages(1)
+            eq(ps.hits.get("mta-sts.fresh.test"), 1, "fetched")
+            wait_for(lambda: ps.hits.get("mta-sts.fresh.test", 0) >= 3, 15,
+                     "two refreshes without mail")
+            eq(sink.stats()["messages"], 1, "no more mail meanwhile")
+    finally:
+        ca.close()
+
+
 def test_no_policy_no_fetch():
     """A domain without the TXT record is never fetched from, and a
     destination with mta_sts = false ignores a policy that would refuse

@@ -160,6 +160,8 @@ struct conf_dns {
 	uint32_t negative_ttl_max_s; /* NXDOMAIN / NODATA: at most this
 					(0 = not cached) */
 	unsigned max_inflight;       /* questions asked at once, per resolver */
+	bool dnssec; /* the servers validate DNSSEC (all on loopback): their
+			AD bit is trusted, and DANE (RFC 7672) applies */
 };
 
 /*
@@ -221,6 +223,12 @@ enum conf_tls_policy {
 	CONF_TLSP_ENCRYPT, /* STARTTLS required, certificate not checked */
 	CONF_TLSP_VERIFY,  /* STARTTLS required, certificate verified against
 			      the MX host name */
+	/* DANE (RFC 7672; needs dns.dnssec): an MX host with TLSA records in
+	 * a validated answer is reached over TLS that matches them.  With
+	 * dns.dnssec every policy but none does so; these two say what a
+	 * host without them gets: */
+	CONF_TLSP_DANE,      /* … what tls = may gives */
+	CONF_TLSP_DANE_ONLY, /* … nothing: mail waits (dane-required) */
 };
 
 /* suspend_on patterns per destination: more is refused at load, and the

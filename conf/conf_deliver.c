@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "conf/conf_int.h"
+#include "dns/dns.h"
 
 #define CONF_DNS_PORT          53
 #define CONF_DNS_SERVERS_MAX   16
@@ -40,11 +41,13 @@
 /*
  * Check S item by item; with OUT, also write the normalised list there
  * ("ADDR:PORT" with the port always written).  -1 with *why, and the item
- * at fault in BAD (BADLEN bytes, cut short if need be).
+ * at fault in BAD (BADLEN bytes, cut short if need be).  *NONLOOP (may be
+ * NULL): the first item that is not a loopback address, or "".
  */
 static int
 conf_servers_norm(const char *s, char *out, size_t outlen, char *bad,
-		  size_t badlen, const char **why)
+		  size_t badlen, const char **why, char *nonloop,
+		  size_t nonlooplen)
 {
 	char item[CONF_HOST_MAX], host[CONF_HOST_MAX], addr[INET6_ADDRSTRLEN];
 	struct sockaddr_storage ss;
@@ -81,6 +84,9 @@ conf_servers_norm(const char *s, char *out, size_t outlen, char *bad,
 		if (conf_hostport_scan(item, false, host, sizeof(host), &port,
 				       &ss, why) != 0)
 			return -1;
+		if (nonloop != NULL && nonloop[0] == '\0' &&
+		    !dns_addr_is_loopback((const struct sockaddr *)&ss))
+			snprintf(nonloop, nonlooplen, "%s", item);
 		if (++n > CONF_DNS_SERVERS_MAX) {
 			snprintf(bad, badlen, "%s", s);
 			*why = "lists more than 16 servers";
@@ -125,7 +131,8 @@ conf_servers_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	char bad[CONF_HOST_MAX];
 	const char *why;
 
-	if (conf_servers_norm(value, NULL, 0, bad, sizeof(bad), &why) != 0) {
+	if (conf_servers_norm(value, NULL, 0, bad, sizeof(bad), &why, NULL,
+			      0) != 0) {
 		return conf_value_fail(cfg, opt, bad, why);
 	}
 	conf_line_note(conf_cur, cfg, opt->name, conf_cfg_line(cfg));
@@ -220,14 +227,15 @@ conf_ca_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	return conf_text_cb(cfg, opt, value, result);
 }
 
-static const char *const conf_tls_policies[] = { "none", "may", "encrypt",
-						 "verify", NULL };
+static const char *const conf_tls_policies[] = { "none",   "may",  "encrypt",
+						 "verify", "dane", "dane-only",
+						 NULL };
 
 static int
 conf_tls_policy_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
 	return conf_choice_cb(cfg, opt, value, result, conf_tls_policies,
-			      "none, may, encrypt, verify");
+			      "none, may, encrypt, verify, dane, dane-only");
 }
 
 /* suspend_on: compiled here to report a bad one with its line. */
@@ -332,6 +340,7 @@ cfg_opt_t conf_dns_opts[] = {
 	CFG_STR_CB("max_ttl", "1d", CFGF_NONE, conf_num_cb),
 	CFG_STR_CB("negative_ttl_max", "1h", CFGF_NONE, conf_num_cb),
 	CFG_STR_CB("max_inflight", "256", CFGF_NONE, conf_num_cb),
+	CFG_BOOL("dnssec", cfg_false, CFGF_NONE),
 	CFG_END(),
 };
 
@@ -474,11 +483,19 @@ conf_build_dns(struct conf_ctx *x, cfg_t *cfg, struct conf *c)
 	cfg_t *sec = cfg_getsec(cfg, "dns");
 	struct conf_dns *d = &c->dns;
 	char buf[CONF_DNS_SERVERS_BYTES], bad[CONF_HOST_MAX];
+	char nonloop[CONF_HOST_MAX] = "";
 	const char *s = cfg_getstr(sec, "servers"), *why;
 
+	d->dnssec = cfg_getbool(sec, "dnssec");
+	if (d->dnssec && s == NULL) {
+		conf_fail(x, conf_where(x, sec, "dnssec"),
+			  "dns.dnssec: needs dns.servers: validating resolvers "
+			  "on loopback (the AD bit is trusted only from them)");
+		return -1;
+	}
 	if (s != NULL) {
 		if (conf_servers_norm(s, buf, sizeof(buf), bad, sizeof(bad),
-				      &why) != 0) {
+				      &why, nonloop, sizeof(nonloop)) != 0) {
 			/* checked as it was read: only a bug gets here */
 			conf_fail(x, conf_where(x, sec, "servers"),
 				  "dns.servers: \"%s\" cannot be used", bad);
@@ -486,6 +503,15 @@ conf_build_dns(struct conf_ctx *x, cfg_t *cfg, struct conf *c)
 		}
 		if ((d->servers = conf_strdup(x, buf)) == NULL)
 			return -1;
+		if (d->dnssec && nonloop[0] != '\0') {
+			conf_fail(
+			    x, conf_where(x, sec, "dnssec"),
+			    "dns.dnssec: server %s is not on loopback: the "
+			    "AD bit is trusted only from a validating "
+			    "resolver on this host (127.0.0.1, ::1)",
+			    nonloop);
+			return -1;
+		}
 	}
 	d->timeout_ms = (unsigned)conf_num_get(x, sec, "timeout");
 	d->tries = (unsigned)conf_num_get(x, sec, "tries");
@@ -840,10 +866,12 @@ conf_dest_fill(struct conf_ctx *x, cfg_t *sec,
 		d->tls = base->tls;
 	} else {
 		s = cfg_getstr(sec, "tls");
-		d->tls = strcmp(s, "none") == 0      ? CONF_TLSP_NONE
-			 : strcmp(s, "encrypt") == 0 ? CONF_TLSP_ENCRYPT
-			 : strcmp(s, "verify") == 0  ? CONF_TLSP_VERIFY
-						     : CONF_TLSP_MAY;
+		d->tls = strcmp(s, "none") == 0        ? CONF_TLSP_NONE
+			 : strcmp(s, "encrypt") == 0   ? CONF_TLSP_ENCRYPT
+			 : strcmp(s, "verify") == 0    ? CONF_TLSP_VERIFY
+			 : strcmp(s, "dane") == 0      ? CONF_TLSP_DANE
+			 : strcmp(s, "dane-only") == 0 ? CONF_TLSP_DANE_ONLY
+						       : CONF_TLSP_MAY;
 	}
 	d->mta_sts = base != NULL && !conf_is_set(sec, "mta_sts")
 			 ? base->mta_sts

@@ -224,6 +224,7 @@ dns_answer_walk(const unsigned char *buf, size_t len,
 		return -1;
 	info->rcode = flags & 0x0f;
 	info->tc = (flags & 0x0200) != 0;
+	info->ad = (flags & 0x0020) != 0;
 	for (i = 0; i < info->qdcount; i++) {
 		if (dns_rd_skip_name(&b) != 0 || dns_rd_be16(&b, &qtype) != 0 ||
 		    dns_rd_be16(&b, &qclass) != 0)
@@ -370,6 +371,11 @@ dns_entry_data_free(struct dns_entry *e)
 	free(e->addrs);
 	e->addrs = NULL;
 	e->naddrs = 0;
+	for (i = 0; i < e->ntlsa; i++)
+		free((void *)e->tlsa[i].data);
+	free(e->tlsa);
+	e->tlsa = NULL;
+	e->ntlsa = 0;
 }
 
 void
@@ -703,6 +709,63 @@ nomem:
 	return DNS_TEMPFAIL;
 }
 
+/* TLSA (RFC 6698 2.1): usage, selector, matching type, then the data;
+ * records of another type (a CNAME on the way) are passed over. */
+static enum dns_result
+dns_entry_fill_tlsa(struct dns_entry *e, const unsigned char *abuf, int alen)
+{
+	struct dns_answer_info ai;
+	struct dns_rd b;
+	struct dns_rr rr;
+	uint16_t v;
+	unsigned i;
+
+	if (dns_answer_walk(abuf, (size_t)alen, &ai) != 0)
+		goto bad;
+	if (ai.ancount == 0)
+		return DNS_NODATA;
+	if ((e->tlsa = calloc(ai.ancount, sizeof(*e->tlsa))) == NULL) {
+		dns_err_set(e->err, sizeof(e->err), "out of memory");
+		return DNS_TEMPFAIL;
+	}
+	dns_rd_init(&b, abuf, (size_t)alen);
+	for (i = 0; i < 6; i++)
+		if (dns_rd_be16(&b, &v) != 0)
+			goto bad;
+	for (i = 0; i < ai.qdcount; i++)
+		if (dns_rd_skip_name(&b) != 0 || dns_rd_be16(&b, &v) != 0 ||
+		    dns_rd_be16(&b, &v) != 0)
+			goto bad;
+	for (i = 0; i < ai.ancount; i++) {
+		struct dns_tlsa *t = &e->tlsa[e->ntlsa];
+		size_t n;
+		uint8_t *d;
+
+		if (dns_rd_rr(&b, &rr) != 0)
+			goto bad;
+		if (rr.type != DNS_RR_TLSA || rr.class != 1)
+			continue;
+		n = dns_rd_left(&rr.rdata);
+		if (n < 4) /* three octets and at least one of data */
+			goto bad;
+		if ((d = malloc(n - 3)) == NULL) {
+			dns_err_set(e->err, sizeof(e->err), "out of memory");
+			return DNS_TEMPFAIL;
+		}
+		t->usage = rr.rdata.data[rr.rdata.off];
+		t->selector = rr.rdata.data[rr.rdata.off + 1];
+		t->mtype = rr.rdata.data[rr.rdata.off + 2];
+		memcpy(d, rr.rdata.data + rr.rdata.off + 3, n - 3);
+		t->data = d;
+		t->len = n - 3;
+		e->ntlsa++;
+	}
+	return e->ntlsa > 0 ? DNS_OK : DNS_NODATA;
+bad:
+	dns_err_set(e->err, sizeof(e->err), "malformed TLSA answer");
+	return DNS_TEMPFAIL;
+}
+
 static enum dns_result
 dns_entry_fill_addr(struct dns_entry *e, const unsigned char *abuf, int alen)
 {
@@ -811,6 +874,7 @@ dns_entry_decide(struct dns_cache *c, struct dns_entry *e, int status,
 		dns_err_set(e->err, sizeof(e->err), "malformed answer");
 		return DNS_TEMPFAIL;
 	}
+	e->ad = ai.ad;
 	if (status == ARES_ENOTFOUND) {
 		dns_err_set(e->err, sizeof(e->err), "no such domain");
 		*ttl = dns_ttl_negative(&c->pol, &ai);
@@ -824,6 +888,9 @@ dns_entry_decide(struct dns_cache *c, struct dns_entry *e, int status,
 			break;
 		case DNS_RR_TXT:
 			res = dns_entry_fill_txt(e, abuf, alen);
+			break;
+		case DNS_RR_TLSA:
+			res = dns_entry_fill_tlsa(e, abuf, alen);
 			break;
 		default:
 			res = dns_entry_fill_addr(e, abuf, alen);
@@ -872,6 +939,7 @@ dns_cache_complete(struct dns_cache *c, struct dns_entry *e, int status,
 	dns_entry_data_free(e);
 	e->err[0] = '\0';
 	e->implicit = false;
+	e->ad = false;
 	e->result = dns_entry_decide(c, e, status, abuf, alen, &ttl);
 	e->ttl = ttl;
 	e->expires_ms =

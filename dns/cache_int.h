@@ -35,6 +35,7 @@ enum dns_rrtype {
 	DNS_RR_MX = 15,
 	DNS_RR_TXT = 16,
 	DNS_RR_AAAA = 28,
+	DNS_RR_TLSA = 52,
 };
 
 /*
@@ -64,6 +65,7 @@ struct dns_answer_info {
 	bool has_soa;     /* an SOA in the authority section */
 	uint32_t soa_ttl; /* its TTL */
 	uint32_t soa_min; /* its MINIMUM field (RFC 2308 5) */
+	bool ad;          /* the AD bit: the server validated it */
 };
 
 /*
@@ -114,6 +116,11 @@ struct dns_entry {
 	/* DNS_RR_A / DNS_RR_AAAA, result DNS_OK. */
 	struct sockaddr_storage *addrs;
 	size_t naddrs;
+	/* DNS_RR_TLSA, result DNS_OK (each data its own block). */
+	struct dns_tlsa *tlsa;
+	size_t ntlsa;
+	bool ad; /* the answer carried the AD bit (trusted by the resolver
+		    only with dns_config.dnssec) */
 
 	struct dns_waiter *waiters; /* PENDING: lookups sharing this query */
 	/* PENDING and not yet asked: the resolver's FIFO of questions that

@@ -50,6 +50,11 @@ struct dns_config {
 	 * being asked.  Identical questions are asked once, whether waiting
 	 * or in flight, and answered to every lookup that wants them. */
 	unsigned max_inflight;
+	/* The servers validate DNSSEC (a validating resolver on loopback,
+	 * unbound say): every question asks for the AD bit (RFC 6840 5.7)
+	 * and an answer that carries it is reported secure.  Without it no
+	 * answer is ever secure. */
+	bool dnssec;
 };
 
 enum dns_result {
@@ -91,6 +96,7 @@ struct dns_mx_reply {
 	struct dns_mx_host *hosts;
 	size_t nhosts;
 	bool implicit;
+	bool secure;   /* dns_config.dnssec and the answer was validated */
 	uint32_t ttl;  /* seconds the answer stays valid (from the cache) */
 	char err[128]; /* a short reason when result != DNS_OK */
 };
@@ -137,6 +143,34 @@ struct dns_query *dns_txt_lookup(struct dns_resolver *r, const char *name,
 				 void (*cb)(const struct dns_txt_reply *reply,
 					    void *arg),
 				 void *arg);
+
+/* TLSA (RFC 6698) --------------------------------------------------- */
+
+struct dns_tlsa {
+	uint8_t usage, selector, mtype;
+	const uint8_t *data; /* the certificate association data */
+	size_t len;
+};
+
+/*
+ * DNS_OK with at least one record; SECURE whether the answer was validated
+ * (dns_config.dnssec and the AD bit) — a denial (NXDOMAIN, NODATA) carries
+ * it too, which is what tells "no TLSA, for sure" from "no TLSA, unsigned".
+ */
+struct dns_tlsa_reply {
+	enum dns_result result;
+	bool secure;
+	struct dns_tlsa *recs; /* valid during the callback only */
+	size_t nrecs;
+	uint32_t ttl;
+	char err[128];
+};
+
+/* dns_tlsa_lookup — the TLSA records of NAME ("_25._tcp.mx.example.com"). */
+struct dns_query *dns_tlsa_lookup(struct dns_resolver *r, const char *name,
+				  void (*cb)(const struct dns_tlsa_reply *reply,
+					     void *arg),
+				  void *arg);
 
 /* dns_cancel — the callback of Q will not be called.  Q must be pending
  * (not yet called back). */

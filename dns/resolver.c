@@ -38,7 +38,7 @@
 #define DNS_SERVERS_MAX_BYTES    1024
 #define DNS_C_IN                 1
 
-enum dns_query_kind { DQ_MX, DQ_ADDR, DQ_TXT };
+enum dns_query_kind { DQ_MX, DQ_ADDR, DQ_TXT, DQ_TLSA };
 
 struct dns_query {
 	struct dns_resolver *r;
@@ -47,6 +47,7 @@ struct dns_query {
 		void (*mx)(const struct dns_mx_reply *, void *);
 		void (*addr)(const struct dns_addr_reply *, void *);
 		void (*txt)(const struct dns_txt_reply *, void *);
+		void (*tlsa)(const struct dns_tlsa_reply *, void *);
 	} cb;
 	void *arg;
 	int family;
@@ -83,6 +84,7 @@ struct dns_resolver {
 	struct dns_cache cache;
 	struct dns_stats stats;
 	bool loopback_only;
+	bool dnssec; /* ask for and trust the AD bit (dns_config.dnssec) */
 	struct dns_query *all;
 	struct dns_query *rdy_head, *rdy_tail;
 	/* Questions beyond max_inflight, oldest first (dns_entry.fifo_next);
@@ -520,6 +522,31 @@ resolver_entry_finish(struct dns_resolver *r, struct dns_entry *e, int status,
 static void on_ares_answer(void *arg, int status, int timeouts,
 			   unsigned char *abuf, int alen);
 
+/*
+ * resolver_ask_ad — E's question with the AD bit set (RFC 6840 5.7: a
+ * validating server then says in its answer whether it validated it), and
+ * EDNS as every question has; c-ares gives it its own id.
+ */
+static void
+resolver_ask_ad(struct dns_resolver *r, struct dns_entry *e)
+{
+	unsigned char *buf = NULL;
+	int len = 0, rc;
+
+	rc = ares_create_query(e->name, DNS_C_IN, e->type, 0, 1, &buf, &len,
+			       DNS_EDNS_PAYLOAD_BYTES);
+	if (rc != ARES_SUCCESS || buf == NULL || len < 12) {
+		if (buf != NULL)
+			ares_free_string(buf);
+		on_ares_answer(e, rc != ARES_SUCCESS ? rc : ARES_EBADQUERY, 0,
+			       NULL, 0);
+		return;
+	}
+	buf[3] |= 0x20; /* AD */
+	ares_send(r->ch, buf, len, on_ares_answer, e);
+	ares_free_string(buf);
+}
+
 /* resolver_ask — send E's question; the caller's reference to E becomes
  * the one of the question in flight. */
 static void
@@ -529,7 +556,11 @@ resolver_ask(struct dns_resolver *r, struct dns_entry *e)
 	if (++r->stats.inflight > r->stats.inflight_peak)
 		r->stats.inflight_peak = r->stats.inflight;
 	/* c-ares may call on_ares_answer before returning. */
-	ares_query(r->ch, e->name, DNS_C_IN, e->type, on_ares_answer, e);
+	if (r->dnssec)
+		resolver_ask_ad(r, e);
+	else
+		ares_query(r->ch, e->name, DNS_C_IN, e->type, on_ares_answer,
+			   e);
 	resolver_timer_update(r);
 }
 
@@ -757,6 +788,7 @@ resolver_deliver_mx(struct dns_resolver *r, struct dns_query *q)
 	}
 	rep.nhosts = e->nmx;
 	rep.implicit = e->implicit;
+	rep.secure = r->dnssec && e->ad;
 	/* Fisher-Yates within each run of equal preference. */
 	for (i = 0; i < rep.nhosts; i = j) {
 		for (j = i + 1;
@@ -892,6 +924,31 @@ done:
 	free(rep.txts);
 }
 
+static void
+resolver_deliver_tlsa(struct dns_resolver *r, struct dns_query *q)
+{
+	struct dns_tlsa_reply rep;
+	const struct dns_entry *e = q->part[0];
+
+	memset(&rep, 0, sizeof(rep));
+	if (q->early) {
+		rep.result = q->early_result;
+		resolver_err(rep.err, sizeof(rep.err), "%s", q->early_err);
+		goto done;
+	}
+	rep.result = e->result;
+	rep.ttl = resolver_ttl_min(r, q);
+	rep.secure = r->dnssec && e->ad && e->result != DNS_TEMPFAIL;
+	resolver_err(rep.err, sizeof(rep.err), "%s", e->err);
+	if (e->result == DNS_OK) {
+		/* The entry outlives the callback: its records are lent. */
+		rep.recs = e->tlsa;
+		rep.nrecs = e->ntlsa;
+	}
+done:
+	q->cb.tlsa(&rep, q->arg);
+}
+
 static void resolver_destroy(struct dns_resolver *r);
 
 /*
@@ -923,6 +980,9 @@ on_deliver(evutil_socket_t fd, short what, void *arg)
 			break;
 		case DQ_TXT:
 			resolver_deliver_txt(r, q);
+			break;
+		case DQ_TLSA:
+			resolver_deliver_tlsa(r, q);
 			break;
 		}
 		resolver_query_free(q);
@@ -1013,6 +1073,7 @@ dns_resolver_new(struct event_base *base, const struct dns_config *cfg,
 	}
 	r->base = base;
 	r->loopback_only = cfg->loopback_only;
+	r->dnssec = cfg->dnssec;
 	r->now_ms = resolver_clock_real;
 	r->rng = resolver_clock_real(NULL) ^ (uint64_t)getpid() << 32 ^
 		 (uint64_t)(uintptr_t)r;
@@ -1186,6 +1247,25 @@ dns_txt_lookup(struct dns_resolver *r, const char *name,
 	q->cb.txt = cb;
 	if (!q->early)
 		resolver_query_attach(q, DNS_RR_TXT, canon);
+	resolver_query_start(q);
+	return q;
+}
+
+/* dns_tlsa_lookup — see dns.h.  NULL only when out of memory. */
+struct dns_query *
+dns_tlsa_lookup(struct dns_resolver *r, const char *name,
+		void (*cb)(const struct dns_tlsa_reply *reply, void *arg),
+		void *arg)
+{
+	struct dns_query *q;
+	char canon[DNS_NAME_MAX + 1];
+
+	if ((q = resolver_lookup(r, DQ_TLSA, name, cb != NULL, arg, canon)) ==
+	    NULL)
+		return NULL;
+	q->cb.tlsa = cb;
+	if (!q->early)
+		resolver_query_attach(q, DNS_RR_TLSA, canon);
 	resolver_query_start(q);
 	return q;
 }

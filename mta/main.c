@@ -179,6 +179,7 @@ dns_config_from(const struct conf *c, bool loopback_only, struct dns_config *dc)
 	dc->max_ttl = c->dns.max_ttl_s;
 	dc->negative_ttl_max = c->dns.negative_ttl_max_s;
 	dc->max_inflight = c->dns.max_inflight;
+	dc->dnssec = c->dns.dnssec;
 	dc->loopback_only = loopback_only;
 	return !(loopback_only && dc->servers == NULL);
 }

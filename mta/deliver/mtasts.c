@@ -48,6 +48,9 @@ static const char *const mtasts_results[] = {
 	"certificate-expired",
 	"certificate-not-trusted",
 	"validation-failure",
+	"dnssec-invalid",
+	"tlsa-invalid",
+	"dane-required",
 };
 #define MTASTS_RESULTS (sizeof(mtasts_results) / sizeof(mtasts_results[0]))
 
@@ -403,7 +406,8 @@ static struct {
 	/* counters (mtasts_metrics_text reads them from any thread) */
 	_Atomic uint64_t n_fetch_ok, n_fetch_error, n_invalid, n_webpki;
 	_Atomic uint64_t n_cached;
-	_Atomic uint64_t n_result[2][MTASTS_RESULTS]; /* testing, enforce */
+	/* mta-sts testing, mta-sts enforce, dane */
+	_Atomic uint64_t n_result[3][MTASTS_RESULTS];
 } ms;
 
 /* Every waiting query of E gets POL (or none) and FAIL; E forgets them. */
@@ -1272,16 +1276,21 @@ mtasts_free(void)
 }
 
 void
-mtasts_note_result(enum mtasts_mode mode, const char *result)
+mtasts_note_result(const char *policy, const char *mode, const char *result)
 {
-	size_t i;
+	size_t i, row;
 
-	if (mode == MTASTS_NONE || result == NULL)
+	if (policy == NULL || result == NULL)
+		return;
+	if (strcmp(policy, "dane") == 0)
+		row = 2;
+	else if (strcmp(policy, "mta-sts") == 0 && mode != NULL)
+		row = strcmp(mode, "enforce") == 0;
+	else
 		return;
 	for (i = 0; i < MTASTS_RESULTS; i++)
 		if (strcmp(result, mtasts_results[i]) == 0) {
-			atomic_fetch_add(
-			    &ms.n_result[mode == MTASTS_ENFORCE][i], 1);
+			atomic_fetch_add(&ms.n_result[row][i], 1);
 			return;
 		}
 }
@@ -1289,8 +1298,8 @@ mtasts_note_result(enum mtasts_mode mode, const char *result)
 size_t
 mtasts_metrics_text(char *buf, size_t len)
 {
-	size_t off, i;
-	int n, mode;
+	size_t off, i, row;
+	int n;
 
 	n = snprintf(
 	    buf, len,
@@ -1322,15 +1331,18 @@ mtasts_metrics_text(char *buf, size_t len)
 	if (n < 0 || (size_t)n >= len - off)
 		return 0;
 	off += (size_t)n;
-	for (mode = 0; mode < 2; mode++)
+	for (row = 0; row < 3; row++)
 		for (i = 0; i < MTASTS_RESULTS; i++) {
 			n = snprintf(buf + off, len - off,
-				     "outpost_tls_policy_results_total{"
-				     "policy=\"mta-sts\",mode=\"%s\","
+				     "outpost_tls_policy_results_total{%s,"
 				     "result=\"%s\"} %" PRIu64 "\n",
-				     mode ? "enforce" : "testing",
+				     row == 2   ? "policy=\"dane\""
+				     : row == 1 ? "policy=\"mta-sts\","
+						  "mode=\"enforce\""
+						: "policy=\"mta-sts\","
+						  "mode=\"testing\"",
 				     mtasts_results[i],
-				     atomic_load(&ms.n_result[mode][i]));
+				     atomic_load(&ms.n_result[row][i]));
 			if (n < 0 || (size_t)n >= len - off)
 				return 0;
 			off += (size_t)n;

@@ -135,10 +135,13 @@ void mtasts_cancel(struct mtasts_query *q);
  * answer asks again when it has changed.  On the loop. */
 uint64_t mtasts_generation(void);
 
-/* mtasts_note_result — one transaction under a policy of MODE ended with
- * TLS RESULT ("success" or an RFC 8460 failure type): counted for the
- * metrics.  Any thread. */
-void mtasts_note_result(enum mtasts_mode mode, const char *result);
+/* mtasts_note_result — one transaction under TLS policy POLICY ("mta-sts"
+ * with MODE "testing" or "enforce", or "dane") ended with RESULT
+ * ("success" or an RFC 8460 failure type): counted for the metrics
+ * (outpost_tls_policy_results_total).  Other policies, or a NULL RESULT,
+ * are not counted.  Any thread. */
+void mtasts_note_result(const char *policy, const char *mode,
+			const char *result);
 
 /* mtasts_metrics_text — the fetches' counters, Prometheus text (a
  * metrics_text_fn).  Any thread. */

@@ -240,6 +240,7 @@ conn_client_closed(struct smtp_client *c, bool failed, enum outcome_stage stage,
 
 	cn->c = NULL; /* freed when this returns */
 	cn->tls_failure = c != NULL ? smtp_client_tls_failure(c) : NULL;
+	cn->dane = c != NULL && smtp_client_dane(c);
 	cn->failed = failed;
 	cn->stage = stage;
 	cn->code = code;

@@ -24,7 +24,8 @@
 
 static struct sched_site *
 sched_dest_site_get(const char *key, const struct dns_mx_host *hosts, size_t n,
-		    unsigned port, bool implicit, enum mtasts_mode sts_mode)
+		    unsigned port, bool implicit, enum mtasts_mode sts_mode,
+		    bool dane)
 {
 	struct sched_site *s = htab_get(&sched.sites, key);
 	size_t i;
@@ -45,6 +46,7 @@ sched_dest_site_get(const char *key, const struct dns_mx_host *hosts, size_t n,
 	s->port = port;
 	s->implicit = implicit;
 	s->sts_mode = sts_mode;
+	s->dane = dane;
 	if (htab_put(&sched.sites, key, s) != 0)
 		goto fail;
 	return s;
@@ -107,6 +109,10 @@ sched_dest_flush(struct sched_dest *d)
 		}
 		if (d->sts_nomatch)
 			job->cj.tls_failure = "validation-failure";
+		if (d->dane_missing) {
+			job->cj.tls_failure = "dane-required";
+			job->cj.dane = true;
+		}
 		sched_job_fail(job, OS_LOCAL, d->fail_code, d->fail_text);
 	}
 }
@@ -127,10 +133,30 @@ sched_dest_mx_cb(const struct dns_mx_reply *reply, void *arg)
 	char key[2048];
 	size_t i, n, off = 0;
 	int64_t now = util_wall_ms();
+	bool dane;
 	uint32_t ttl;
 
 	d->q = NULL;
-	d->sts_nomatch = false;
+	d->sts_nomatch = d->dane_missing = false;
+	/* DANE (RFC 7672 2.2.1): only for hosts of a validated MX answer;
+	 * it takes precedence over MTA-STS (whose host list then does not
+	 * narrow the validated one: a host without TLSA still follows it). */
+	dane = sched.conf->dns.dnssec && reply->secure &&
+	       d->cfg->tls != CONF_TLSP_NONE;
+	if (reply->result == DNS_OK && !dane &&
+	    d->cfg->tls == CONF_TLSP_DANE_ONLY) {
+		d->dane_missing = true;
+		d->state = DEST_FAILED;
+		d->fail_code = 451;
+		snprintf(d->fail_text, sizeof(d->fail_text),
+			 "4.7.5 tls = dane-only, but the MX answer of %s is "
+			 "not DNSSEC-validated%s",
+			 d->domain,
+			 sched.conf->dns.dnssec ? "" : " (dns.dnssec is off)");
+		d->expires_ms = now + SCHED_DEST_FAIL_TTL * 1000;
+		sched_dest_flush(d);
+		return;
+	}
 	switch (reply->result) {
 	case DNS_OK:
 		/* The site key is the set of hosts (order-free) and port;
@@ -140,7 +166,7 @@ sched_dest_mx_cb(const struct dns_mx_reply *reply, void *arg)
 		if ((sorted = malloc(reply->nhosts * sizeof(*sorted))) == NULL)
 			goto tempfail;
 		for (i = 0, n = 0; i < reply->nhosts; i++)
-			if (d->sts.mode != MTASTS_ENFORCE ||
+			if (d->sts.mode != MTASTS_ENFORCE || dane ||
 			    mtasts_mx_match(&d->sts, reply->hosts[i].name))
 				sorted[n++] = reply->hosts[i];
 		if (n == 0) {
@@ -175,10 +201,13 @@ sched_dest_mx_cb(const struct dns_mx_reply *reply, void *arg)
 			off += (size_t)snprintf(
 			    key + off, sizeof(key) - off, "|sts=%s:%s",
 			    mtasts_mode_name(d->sts.mode), d->domain);
+		if (dane && off < sizeof(key))
+			off += (size_t)snprintf(key + off, sizeof(key) - off,
+						"|dane");
 		d->site = off < sizeof(key)
 			      ? sched_dest_site_get(
 				    key, allowed, n, sched.conf->delivery.port,
-				    reply->implicit, d->sts.mode)
+				    reply->implicit, d->sts.mode, dane)
 			      : NULL;
 		free(allowed);
 		if (d->site == NULL)
@@ -251,7 +280,8 @@ sched_dest_route(struct sched_dest *d)
 	h.name = route ? route->host : sched.conf->delivery.relay_host;
 	port = route ? route->port : sched.conf->delivery.relay_port;
 	snprintf(key, sizeof(key), "route:%s:%u", h.name, port);
-	d->site = sched_dest_site_get(key, &h, 1, port, false, MTASTS_NONE);
+	d->site =
+	    sched_dest_site_get(key, &h, 1, port, false, MTASTS_NONE, false);
 	if (d->site != NULL) {
 		d->state = DEST_READY;
 		d->expires_ms = INT64_MAX;

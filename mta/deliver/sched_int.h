@@ -231,6 +231,7 @@ struct sched_conn {
 	int code;
 	char *text;
 	const char *tls_failure; /* smtp_client_tls_failure at the close */
+	bool dane;               /* smtp_client_dane at the close */
 };
 
 struct sched_site {
@@ -243,6 +244,8 @@ struct sched_site {
 	 * hosts are those the policy allows (enforce), its connections verify
 	 * the certificate (enforce) or report it (testing) */
 	enum mtasts_mode sts_mode;
+	bool dane; /* its MX answer was validated (dns.dnssec): DANE per
+		      host (its key ends "|dane") */
 	struct sched_path **paths; /* one per pool in use */
 	unsigned npaths;
 };
@@ -333,7 +336,9 @@ struct sched_dest {
 	struct mtasts_policy sts;
 	enum mtasts_fail sts_fail;
 	bool sts_nomatch;
-	uint64_t sts_gen; /* mtasts_generation of the answer; 0: not asked */
+	bool dane_missing; /* tls = dane-only and the MX answer was not
+			      validated (DEST_FAILED) */
+	uint64_t sts_gen;  /* mtasts_generation of the answer; 0: not asked */
 };
 
 /* The scheduler's state: one, defined in scheduler.c. */

@@ -204,6 +204,15 @@ sched_job_tls_policy(const struct sched_job *job, const char **policy,
 
 	*policy = "none";
 	*mode = *result = NULL;
+	if (cj->dane) {
+		/* DANE took precedence (RFC 7672 over RFC 8461) */
+		*policy = "dane";
+		if (cj->tls_failure != NULL)
+			*result = cj->tls_failure;
+		else if (cj->tls_verified == 1)
+			*result = "success";
+		return;
+	}
 	if (d->sts.mode == MTASTS_NONE)
 		return;
 	*policy = "mta-sts";
@@ -253,7 +262,8 @@ sched_job_log(struct sched_msg *m, const struct sched_job *job, uint32_t ri,
 	sched_job_tls_policy(job, &ev.tls_policy, &ev.tls_policy_mode,
 			     &ev.tls_result);
 	if (ri == job->rcpt[0]) /* once per transaction */
-		mtasts_note_result(job->dest->sts.mode, ev.tls_result);
+		mtasts_note_result(ev.tls_policy, ev.tls_policy_mode,
+				   ev.tls_result);
 	ev.count = -1;
 	ev.msgid = env->msgid;
 	ev.msgid_clear = (env->flags & QUEUE_F_MSGID_CLEAR) != 0;

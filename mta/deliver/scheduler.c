@@ -478,8 +478,10 @@ sched_path_target(struct sched_path *p, struct smtp_client_target *t)
 	/* MTA-STS enforce: STARTTLS, and a certificate valid for the MX
 	 * host name (its site holds only hosts the policy names). */
 	if (p->site->sts_mode == MTASTS_ENFORCE &&
-	    (t->tls == CONF_TLSP_MAY || t->tls == CONF_TLSP_ENCRYPT))
+	    (t->tls == CONF_TLSP_MAY || t->tls == CONF_TLSP_ENCRYPT ||
+	     t->tls == CONF_TLSP_DANE))
 		t->tls = CONF_TLSP_VERIFY;
+	t->dane = p->site->dane;
 	t->max_mx_addresses = p->cfg->max_mx_addresses;
 	t->max_mx_sessions = p->cfg->max_mx_sessions;
 	t->attempt_timeout_ms = p->cfg->attempt_timeout_ms;
@@ -631,6 +633,7 @@ sched_path_on_closed(struct sched_conn *c)
 				all = job->next;
 				job->next = NULL;
 				job->cj.tls_failure = c->tls_failure;
+				job->cj.dane = c->dane;
 				sched_job_fail(job, stage, code,
 					       text ? text
 						    : "connection failed");

@@ -270,6 +270,7 @@ sc_free(struct smtp_client *c)
 	free(c->addrs);
 	free(c->accepted);
 	free(c->pend);
+	sc_tlsa_free(c);
 	free(c);
 }
 
@@ -414,6 +415,7 @@ sc_job_finish(struct smtp_client *c)
 	sc_local_addr(c, job->source, sizeof(job->source));
 	job->tls_verified = -1;
 	job->tls_failure = c->tls_failure;
+	job->dane = c->dane != SC_DANE_NONE;
 	job->tls_version[0] = job->tls_cipher[0] = '\0';
 	if (c->tls && c->bev != NULL) {
 		SSL *ssl = bufferevent_openssl_get_ssl(c->bev);

@@ -64,6 +64,11 @@ struct smtp_client_target {
 	struct sockaddr_storage source; /* the address to bind, if has_source */
 	bool has_source;
 	enum conf_tls_policy tls;
+	/* DANE (RFC 7672): the hosts came from a validated MX answer; each
+	 * host's TLSA records are looked up (_PORT._tcp.HOST), and a host
+	 * whose validated records are usable is reached over TLS that
+	 * matches them, whatever TLS says for the others */
+	bool dane;
 	/* the attempt's bounds (Postfix smtp_mx_address_limit,
 	 * smtp_mx_session_limit): addresses tried, sessions opened, and the
 	 * time by which a session must be usable */
@@ -121,6 +126,7 @@ struct smtp_client_job {
 	 * (tls = none); a static string.  The owner may set it for a job that
 	 * never reached a session. */
 	const char *tls_failure;
+	bool dane; /* the session's host had TLSA records (DANE applied) */
 };
 
 /*
@@ -172,6 +178,9 @@ void smtp_client_park(struct smtp_client *c);
  * (as struct smtp_client_job.tls_failure); in the closed callback, of the
  * last host tried. */
 const char *smtp_client_tls_failure(const struct smtp_client *c);
+/* smtp_client_dane — did DANE apply to C's last host (as
+ * struct smtp_client_job.dane)? */
+bool smtp_client_dane(const struct smtp_client *c);
 
 /* smtp_client_msgs — transactions started on C so far. */
 unsigned smtp_client_msgs(const struct smtp_client *c);

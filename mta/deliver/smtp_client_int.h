@@ -87,6 +87,12 @@ struct smtp_client {
 	 * when nothing did or it was not tried; kept over a tls=may retry in
 	 * clear text */
 	const char *tls_failure;
+	/* the current host's DANE state (t.dane): its usable TLSA records
+	 * (copied), or a validated TLSA set with none usable (TLS without
+	 * authentication, RFC 7672 2.2) */
+	enum { SC_DANE_NONE, SC_DANE_VERIFY, SC_DANE_ENCRYPT } dane;
+	struct dns_tlsa *tlsa;
+	size_t ntlsa;
 	bool usable; /* reached IDLE at least once */
 	bool need_rset;
 	unsigned caps;
@@ -179,6 +185,8 @@ void sc_host_notls_set(struct smtp_client_host *h);
 const char *sc_helo_name(const struct smtp_client *c);
 /* sc_policy — the target's TLS policy. */
 enum conf_tls_policy sc_policy(const struct smtp_client *c);
+/* sc_tlsa_free — forget the current host's TLSA records (DANE state). */
+void sc_tlsa_free(struct smtp_client *c);
 /* sc_ehlo — send EHLO (capabilities forgotten until its reply). */
 void sc_ehlo(struct smtp_client *c);
 /* sc_ehlo_keyword — one keyword line KW of an EHLO reply. */

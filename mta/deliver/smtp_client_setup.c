@@ -140,6 +140,80 @@ sc_connect_addr(struct smtp_client *c)
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
+static void sc_host_resolve(struct smtp_client *c);
+static void sc_host_skip(struct smtp_client *c, const char *why,
+			 const char *detail);
+
+/*
+ * The current host's TLSA records (RFC 7672 2.2): validated and usable ->
+ * DANE; validated, none usable -> TLS without authentication; a denial or
+ * an answer not validated -> no DANE (the target's policy); a failed
+ * lookup (SERVFAIL: bogus, say) -> the host is not used, since the MX
+ * answer was validated and a downgrade must not be possible.
+ */
+static void
+sc_tlsa_cb(const struct dns_tlsa_reply *reply, void *arg)
+{
+	struct smtp_client *c = arg;
+	size_t i;
+
+	sc_hold(c);
+	c->dq = NULL;
+	if (reply->result == DNS_TEMPFAIL) {
+		c->dane = SC_DANE_VERIFY; /* a DANE host that failed */
+		c->tls_failure = "dnssec-invalid";
+		sc_host_skip(c, "DANE: TLSA lookup failed", reply->err);
+		goto out;
+	}
+	if (reply->secure && reply->result == DNS_OK) {
+		c->dane = SC_DANE_ENCRYPT;
+		c->tlsa = calloc(reply->nrecs, sizeof(*c->tlsa));
+		for (i = 0; c->tlsa != NULL && i < reply->nrecs; i++) {
+			const struct dns_tlsa *t = &reply->recs[i];
+			uint8_t *d;
+
+			/* RFC 7672 3.1: DANE-TA(2) and DANE-EE(3) only */
+			if ((t->usage != 2 && t->usage != 3) ||
+			    t->selector > 1 || t->mtype > 2 ||
+			    (d = malloc(t->len)) == NULL)
+				continue;
+			memcpy(d, t->data, t->len);
+			c->tlsa[c->ntlsa] = *t;
+			c->tlsa[c->ntlsa++].data = d;
+		}
+		if (c->ntlsa > 0)
+			c->dane = SC_DANE_VERIFY;
+	}
+	if (c->dane == SC_DANE_NONE && c->t.tls == CONF_TLSP_DANE_ONLY) {
+		c->tls_failure = "dane-required";
+		sc_host_skip(c,
+			     "DANE required (tls = dane-only), but the host "
+			     "has no validated TLSA record",
+			     NULL);
+		goto out;
+	}
+	sc_host_resolve(c);
+out:
+	sc_release(c);
+}
+
+/* The current host is not used (WHY, DETAIL): the next one. */
+static void
+sc_host_skip(struct smtp_client *c, const char *why, const char *detail)
+{
+	snprintf(c->remote, sizeof(c->remote), "%s", sc_host(c));
+	log_info("smtp-out %s: %s%s%s", sc_host(c), why,
+		 detail != NULL && detail[0] ? ": " : "",
+		 detail != NULL ? detail : "");
+	c->fail_stage = OS_TLS;
+	c->fail_code = 0;
+	snprintf(c->fail_text, sizeof(c->fail_text), "%s%s%s", why,
+		 detail != NULL && detail[0] ? ": " : "",
+		 detail != NULL ? detail : "");
+	c->host_idx++;
+	sc_connect_next(c);
+}
+
 static void
 sc_addr_cb(const struct dns_addr_reply *reply, void *arg)
 {
@@ -284,8 +358,26 @@ sc_connect_next(struct smtp_client *c)
 		return;
 	}
 	c->in_clear = false;
+	sc_tlsa_free(c);
 	if (sc_literal(c, sc_host(c)))
 		return;
+	if (c->t.dane && c->env->dns != NULL) {
+		char name[300];
+
+		snprintf(name, sizeof(name), "_%u._tcp.%s", c->t.port,
+			 sc_host(c));
+		sc_enter(c, SC_RESOLVE);
+		c->dq = dns_tlsa_lookup(c->env->dns, name, sc_tlsa_cb, c);
+		if (c->dq != NULL)
+			return;
+	}
+	sc_host_resolve(c);
+}
+
+/* The current host's addresses (its TLSA records known, if wanted). */
+static void
+sc_host_resolve(struct smtp_client *c)
+{
 	if (c->env->dns == NULL) {
 		c->fail_stage = OS_CONNECT;
 		c->fail_code = 0;
@@ -361,10 +453,39 @@ sc_ehlo_keyword(struct smtp_client *c, const char *kw)
 	}
 }
 
+/* The policy for the current host: DANE's when its TLSA records apply,
+ * else the target's (dane: as may; dane-only never gets here without). */
 enum conf_tls_policy
 sc_policy(const struct smtp_client *c)
 {
+	if (c->dane == SC_DANE_VERIFY)
+		return CONF_TLSP_VERIFY;
+	if (c->dane == SC_DANE_ENCRYPT)
+		return CONF_TLSP_ENCRYPT;
+	if (c->t.tls == CONF_TLSP_DANE)
+		return CONF_TLSP_MAY;
+	if (c->t.tls == CONF_TLSP_DANE_ONLY)
+		return CONF_TLSP_VERIFY;
 	return c->t.tls;
+}
+
+bool
+smtp_client_dane(const struct smtp_client *c)
+{
+	return c->dane != SC_DANE_NONE;
+}
+
+void
+sc_tlsa_free(struct smtp_client *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->ntlsa; i++)
+		free((void *)c->tlsa[i].data);
+	free(c->tlsa);
+	c->tlsa = NULL;
+	c->ntlsa = 0;
+	c->dane = SC_DANE_NONE;
 }
 
 void
@@ -437,6 +558,26 @@ sc_host_notls_set(struct smtp_client_host *h)
 	pthread_mutex_unlock(&sc_host_mu);
 }
 
+/* Enable DANE on SSL for HOST with the host's TLSA records: 0, or -1 when
+ * OpenSSL takes none of them. */
+static int
+sc_tls_dane(struct smtp_client *c, SSL *ssl, const char *host)
+{
+	size_t i;
+	int added = 0;
+
+	if (SSL_dane_enable(ssl, host) <= 0)
+		return -1;
+	for (i = 0; i < c->ntlsa; i++) {
+		const struct dns_tlsa *t = &c->tlsa[i];
+
+		if (SSL_dane_tlsa_add(ssl, t->usage, t->selector, t->mtype,
+				      t->data, t->len) > 0)
+			added++;
+	}
+	return added > 0 ? 0 : -1;
+}
+
 void
 sc_tls_begin(struct smtp_client *c)
 {
@@ -450,11 +591,24 @@ sc_tls_begin(struct smtp_client *c)
 	/* SNI and the name to verify: the MX host name (RFC 7672 style
 	 * would want DANE; here verification is recorded, per policy). */
 	SSL_set_tlsext_host_name(ssl, h->name);
-	SSL_set1_host(ssl, h->name);
-	pthread_mutex_lock(&sc_host_mu);
-	if (h->session != NULL)
-		SSL_set_session(ssl, h->session); /* its own reference */
-	pthread_mutex_unlock(&sc_host_mu);
+	if (c->dane == SC_DANE_VERIFY) {
+		/* DANE: the TLSA records decide (RFC 7672 3); the MX host name
+		 * is the reference for a DANE-TA(2) chain's name check.  No
+		 * resumption: a session does not carry its TLSA match. */
+		if (sc_tls_dane(c, ssl, h->name) != 0) {
+			SSL_free(ssl);
+			c->tls_failure = "tlsa-invalid";
+			sc_host_failed(c, OS_TLS, 0,
+				       "DANE: no TLSA record OpenSSL can use");
+			return;
+		}
+	} else {
+		SSL_set1_host(ssl, h->name);
+		pthread_mutex_lock(&sc_host_mu);
+		if (h->session != NULL)
+			SSL_set_session(ssl, h->session); /* its own ref. */
+		pthread_mutex_unlock(&sc_host_mu);
+	}
 	SSL_set_app_data(ssl, c); /* for sc_tls_session_cb */
 	/* Anything the server sent after 220 and before the handshake is
 	 * dropped with the plain bufferevent (mirror of CVE-2011-0411).  The
@@ -506,6 +660,10 @@ void
 smtp_client_tls_init(SSL_CTX *ctx)
 {
 	SSL_CTX_sess_set_new_cb(ctx, sc_tls_session_cb);
+	/* DANE per connection (sc_tls_dane) needs it enabled here once. */
+	if (SSL_CTX_dane_enable(ctx) <= 0)
+		log_warnx("smtp-out: OpenSSL refused DANE: TLSA records "
+			  "will not be matched");
 }
 
 /* RFC 8460's result type for a certificate that did not verify (RC from
@@ -521,6 +679,8 @@ sc_tls_verify_failure(long rc)
 	case X509_V_ERR_CERT_HAS_EXPIRED:
 	case X509_V_ERR_CERT_NOT_YET_VALID:
 		return "certificate-expired";
+	case X509_V_ERR_DANE_NO_MATCH:
+		return "validation-failure"; /* no TLSA record matched */
 	default:
 		return "certificate-not-trusted";
 	}

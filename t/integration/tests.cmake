@@ -107,3 +107,4 @@ outpost_integration_test(quota t/integration/quota_test.py TIMEOUT 300)
 # test clock, shared in a cluster (redis-server started by the test).
 outpost_integration_test(warmup t/integration/warmup_test.py TIMEOUT 300)
 outpost_integration_test(mta_sts t/integration/mta_sts_test.py)
+outpost_integration_test(dane t/integration/dane_test.py)

@@ -340,7 +340,7 @@ cfg_opt_t conf_dns_opts[] = {
 	CFG_STR_CB("max_ttl", "1d", CFGF_NONE, conf_num_cb),
 	CFG_STR_CB("negative_ttl_max", "1h", CFGF_NONE, conf_num_cb),
 	CFG_STR_CB("max_inflight", "256", CFGF_NONE, conf_num_cb),
-	CFG_BOOL("dnssec", cfg_false, CFGF_NONE),
+	CFG_BOOL_CB("dnssec", cfg_false, CFGF_NONE, conf_bool_cb),
 	CFG_END(),
 };
 
@@ -434,7 +434,7 @@ cfg_opt_t conf_destination_opts[] = {
 	CFG_STR_CB("max_messages_per_minute", "0", CFGF_NONE, conf_num_cb),
 	CFG_STR_CB("max_messages_per_hour", "0", CFGF_NONE, conf_num_cb),
 	CFG_STR_CB("tls", "may", CFGF_NONE, conf_tls_policy_cb),
-	CFG_BOOL("mta_sts", cfg_true, CFGF_NONE),
+	CFG_BOOL_CB("mta_sts", cfg_true, CFGF_NONE, conf_bool_cb),
 	CFG_STR_LIST_CB("suspend_on", NULL, CFGF_NONE, conf_regex_cb),
 	CFG_STR_CB("suspend_for", "10m", CFGF_NONE, conf_num_cb),
 	CFG_STR_CB("backoff_pause", "1m", CFGF_NONE, conf_num_cb),

@@ -328,6 +328,19 @@ static const struct conf_error_row deliver_error_rows[] = {
 	  "1000000" },
 	{ "delivery.threads: above maximum", L "delivery { threads = 65 }\n",
 	  "2: delivery.threads: \"65\" is more than the maximum, 64" },
+	{ "dns.dnssec: no servers", L "dns { dnssec = true }\n",
+	  "2: dns.dnssec: needs dns.servers: validating resolvers on loopback "
+	  "(the AD bit is trusted only from them)" },
+	{ "dns.dnssec: a server off loopback",
+	  L "dns {\n servers = \"127.0.0.1,192.0.2.53:5300\"\n"
+	    " dnssec = true\n}\n",
+	  "4: dns.dnssec: server 192.0.2.53:5300 is not on loopback: the AD "
+	  "bit is trusted only from a validating resolver on this host "
+	  "(127.0.0.1, ::1)" },
+	{ "destination.tls: unknown",
+	  L "destination \"*\" { tls = \"dane-maybe\" }\n",
+	  "2: destination \"*\".tls: \"dane-maybe\" is not one of none, may, "
+	  "encrypt, verify, dane, dane-only" },
 	{ "delivery.tls_ca_file: control character",
 	  L "delivery { tls_ca_file = \"a\\tb\" }\n",
 	  "2: delivery.tls_ca_file: contains a control character" },
@@ -959,8 +972,23 @@ test_deliver_dns_servers(void **state)
 		    0)
 			fail_msg("%s: %s", rows[i].in, err);
 		CHECK_STR(rows[i].in, c->dns.servers, rows[i].want);
+		assert_false(c->dns.dnssec);
 		conf_free(c);
 	}
+	/* dnssec with validating resolvers on loopback; tls dane-only */
+	assert_int_equal(
+	    load_text(LISTENER "dns { servers = \"127.0.0.1:5300,[::1]\" "
+			       "dnssec = true }\n"
+			       "destination \"a.test\" { tls = dane-only }\n"
+			       "destination \"b.test\" { tls = \"dane\" }\n",
+		      &c, err, sizeof(err), path, sizeof(path)),
+	    0);
+	assert_true(c->dns.dnssec);
+	assert_int_equal(conf_destination_find(c, "a.test")->tls,
+			 CONF_TLSP_DANE_ONLY);
+	assert_int_equal(conf_destination_find(c, "b.test")->tls,
+			 CONF_TLSP_DANE);
+	conf_free(c);
 }
 
 static bool

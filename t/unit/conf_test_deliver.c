@@ -492,11 +492,11 @@ static const struct conf_error_row deliver_error_rows[] = {
 	{ "destination.tls: bad policy",
 	  L "destination \"a.example\" { tls = required }\n",
 	  "2: destination \"a.example\".tls: \"required\" is not one of none, "
-	  "may, encrypt, verify" },
+	  "may, encrypt, verify, dane, dane-only" },
 	{ "destination.tls: the listener's word",
 	  L "destination \"*\" { tls = starttls }\n",
 	  "2: destination \"*\".tls: \"starttls\" is not one of none, may, "
-	  "encrypt, verify" },
+	  "encrypt, verify, dane, dane-only" },
 	{ "destination.suspend_on: bad regex",
 	  L "destination \"a.example\" {\n\tsuspend_on = { \"ok\",\n"
 	    "\t\t\"(unclosed\" }\n}\n",

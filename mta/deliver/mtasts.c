@@ -1,41 +1,33 @@
 /*
- * mtasts.c — MTA-STS policies (RFC 8461): TXT lookup, HTTPS fetch with
- * libcurl's multi interface driven by libevent, the cache (memory, and the
- * queue's state database for restarts), and the pure parse and match.
+ * mtasts.c — MTA-STS policies (RFC 8461): TXT lookup, the policy fetched
+ * over HTTPS (https.c), the cache (memory, and the queue's state database
+ * for restarts), its refresh, and the pure parse and match.
  *
  * Owns: the cache entries, their fetches and the waiting queries.
- * Must not: let curl resolve a name (its addresses come from our resolver
- * through CURLOPT_RESOLVE, and CURLOPT_OPENSOCKETFUNCTION refuses any
- * other), follow a redirect, or use a proxy from the environment.
- * Thread: the scheduler's loop, but for the pure functions and
- * mtasts_metrics_text.
+ * Must not: answer a query from within mtasts_get.
+ * Thread: the scheduler's loop, but for the pure functions,
+ * mtasts_note_result and mtasts_metrics_text.
  */
-#include <arpa/inet.h>
 #include <ctype.h>
-#include <errno.h>
 #include <inttypes.h>
-#include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include <curl/curl.h>
 #include <event2/event.h>
 
 #include "dns/dns.h"
 #include "mta/core/htab.h"
 #include "mta/core/log.h"
 #include "mta/core/util.h"
+#include "mta/deliver/https.h"
 #include "mta/deliver/mtasts.h"
 #include "queue/queue.h"
 
-#define MTASTS_FETCH_TIMEOUT_MS 15000
 /* a failed fetch is not tried again sooner (the TXT still says so) */
 #define MTASTS_FAIL_HOLD_MS  300000
-#define MTASTS_ADDRS_MAX     8  /* policy host addresses given curl */
-#define MTASTS_FETCHES_MAX   64 /* transfers at once (more wait) */
 #define MTASTS_SWEEP_MIN_MS  1000
 #define MTASTS_SWEEP_MAX_MS  3600000
 #define MTASTS_STATE_VERSION 1
@@ -365,7 +357,7 @@ struct mtasts_query {
 	struct mtasts_query *next;
 };
 
-enum mtasts_step { MS_IDLE, MS_TXT, MS_ADDR, MS_FETCH };
+enum mtasts_step { MS_IDLE, MS_TXT, MS_FETCH };
 
 struct mtasts_entry {
 	char *domain;
@@ -375,15 +367,8 @@ struct mtasts_entry {
 	bool waiting_fetch; /* the queries wait for this fetch (no policy to
 			       answer with meanwhile) */
 	char txt_id[MTASTS_ID_MAX + 1]; /* the id being fetched */
-	struct dns_query *q;
-	CURL *easy;
-	struct curl_slist *resolve;
-	char errbuf[CURL_ERROR_SIZE];
-	char *body;
-	size_t len;
-	bool too_big;
-	struct sockaddr_storage addrs[MTASTS_ADDRS_MAX];
-	size_t naddrs;
+	struct dns_query *q;            /* MS_TXT */
+	struct https_xfer *x;           /* MS_FETCH */
 	int64_t failed_ms;            /* the last fetch failed then (0: none) */
 	enum mtasts_fail fail;        /* … and how */
 	struct mtasts_query *queries; /* waiting for an answer */
@@ -393,13 +378,9 @@ static struct {
 	struct event_base *base;
 	struct dns_resolver *dns;
 	struct queue *queue;
-	char *ca_file, *ca_path;
-	bool loopback_only;
 	bool stopping;
-	uint64_t generation; /* mtasts_generation */
-	struct htab entries; /* domain -> struct mtasts_entry */
-	CURLM *multi;
-	struct event *timer;
+	uint64_t generation;        /* mtasts_generation */
+	struct htab entries;        /* domain -> struct mtasts_entry */
 	struct mtasts_query *ready; /* answered on the next turn */
 	struct event *ready_ev;
 	struct event *sweep; /* refreshes and forgets: mtasts_sweep_cb */
@@ -580,149 +561,7 @@ mtasts_load(void)
 			 atomic_load(&ms.n_cached) == 1 ? "y" : "ies");
 }
 
-/* curl on libevent ------------------------------------------------------ */
-
-static void mtasts_check_done(void);
-
-static void
-mtasts_sock_event_cb(evutil_socket_t fd, short what, void *arg)
-{
-	int running, flags = 0;
-
-	(void)arg;
-	if (what & EV_READ)
-		flags |= CURL_CSELECT_IN;
-	if (what & EV_WRITE)
-		flags |= CURL_CSELECT_OUT;
-	curl_multi_socket_action(ms.multi, fd, flags, &running);
-	mtasts_check_done();
-}
-
-static int
-mtasts_sock_cb(CURL *easy, curl_socket_t s, int what, void *userp,
-	       void *socketp)
-{
-	struct event *ev = socketp;
-	short kind;
-
-	(void)easy;
-	(void)userp;
-	if (what == CURL_POLL_REMOVE) {
-		if (ev != NULL) {
-			event_free(ev);
-			curl_multi_assign(ms.multi, s, NULL);
-		}
-		return 0;
-	}
-	kind = EV_PERSIST | ((what & CURL_POLL_IN) ? EV_READ : 0) |
-	       ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
-	if (ev != NULL)
-		event_free(ev);
-	ev = event_new(ms.base, s, kind, mtasts_sock_event_cb, NULL);
-	if (ev == NULL || event_add(ev, NULL) != 0)
-		return -1;
-	curl_multi_assign(ms.multi, s, ev);
-	return 0;
-}
-
-static void
-mtasts_timer_event_cb(evutil_socket_t fd, short what, void *arg)
-{
-	int running;
-
-	(void)fd;
-	(void)what;
-	(void)arg;
-	curl_multi_socket_action(ms.multi, CURL_SOCKET_TIMEOUT, 0, &running);
-	mtasts_check_done();
-}
-
-static int
-mtasts_timer_cb(CURLM *multi, long timeout_ms, void *userp)
-{
-	struct timeval tv;
-
-	(void)multi;
-	(void)userp;
-	if (timeout_ms < 0) {
-		evtimer_del(ms.timer);
-		return 0;
-	}
-	tv.tv_sec = timeout_ms / 1000;
-	tv.tv_usec = (timeout_ms % 1000) * 1000;
-	return evtimer_add(ms.timer, &tv);
-}
-
-/* Curl opens only a socket to an address our resolver gave for the
- * policy host (CURLOPT_RESOLVE should leave it no other). */
-static curl_socket_t
-mtasts_open_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
-{
-	struct mtasts_entry *e = clientp;
-	size_t i;
-
-	(void)purpose;
-	for (i = 0; i < e->naddrs; i++) {
-		const struct sockaddr *sa =
-		    (const struct sockaddr *)&e->addrs[i];
-
-		if (sa->sa_family != a->addr.sa_family)
-			continue;
-		if (sa->sa_family == AF_INET &&
-		    memcmp(&((const struct sockaddr_in *)sa)->sin_addr,
-			   &((const struct sockaddr_in *)&a->addr)->sin_addr,
-			   sizeof(struct in_addr)) == 0)
-			break;
-		if (sa->sa_family == AF_INET6 &&
-		    memcmp(&((const struct sockaddr_in6 *)sa)->sin6_addr,
-			   &((const struct sockaddr_in6 *)&a->addr)->sin6_addr,
-			   sizeof(struct in6_addr)) == 0)
-			break;
-	}
-	if (i == e->naddrs) {
-		log_warnx("mta-sts %s: curl wanted an address the resolver did "
-			  "not give; refused",
-			  e->domain);
-		return CURL_SOCKET_BAD;
-	}
-	return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
-}
-
-static size_t
-mtasts_write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
-{
-	struct mtasts_entry *e = userdata;
-	size_t n = size * nmemb;
-	char *b;
-
-	if (e->len + n > MTASTS_BODY_MAX) {
-		e->too_big = true;
-		return 0; /* curl stops: CURLE_WRITE_ERROR */
-	}
-	if ((b = realloc(e->body, e->len + n + 1)) == NULL)
-		return 0;
-	memcpy(b + e->len, ptr, n);
-	e->body = b;
-	e->len += n;
-	return n;
-}
-
-static void
-mtasts_fetch_end(struct mtasts_entry *e)
-{
-	if (e->easy != NULL) {
-		curl_multi_remove_handle(ms.multi, e->easy);
-		curl_easy_cleanup(e->easy);
-		e->easy = NULL;
-	}
-	curl_slist_free_all(e->resolve);
-	e->resolve = NULL;
-	free(e->body);
-	e->body = NULL;
-	e->len = 0;
-	e->too_big = false;
-	e->step = MS_IDLE;
-}
+/* Fetching --------------------------------------------------------- */
 
 /* E's fetch failed (FAIL, WHY): the cached policy, if still in force,
  * stays the answer (RFC 8461 section 5.1); else there is none. */
@@ -741,51 +580,43 @@ mtasts_fetch_failed(struct mtasts_entry *e, enum mtasts_fail fail,
 			 1);
 	e->failed_ms = util_wall_ms();
 	e->fail = fail;
-	mtasts_fetch_end(e);
+	e->x = NULL;
+	e->step = MS_IDLE;
 	mtasts_sweep_arm();
 	mtasts_answer(e, mtasts_in_force(e), fail);
 }
 
-/* A transfer ended: judge the answer and keep the policy. */
+/* The policy host answered: judge the answer and keep the policy. */
 static void
-mtasts_fetched(struct mtasts_entry *e, CURLcode rc)
+mtasts_fetched(const struct https_response *r, void *arg)
 {
+	struct mtasts_entry *e = arg;
 	struct mtasts_policy pol;
-	long status = 0;
-	char *ctype = NULL, why[300];
+	char why[300];
 	int64_t now = util_wall_ms();
 
-	if (rc == CURLE_PEER_FAILED_VERIFICATION ||
-	    rc == CURLE_SSL_CACERT_BADFILE) {
-		mtasts_fetch_failed(e, MTASTS_WEBPKI,
-				    e->errbuf[0] ? e->errbuf
-						 : curl_easy_strerror(rc));
+	if (r->fail != HTTPS_OK) {
+		mtasts_fetch_failed(e,
+				    r->fail == HTTPS_TLS ? MTASTS_WEBPKI
+							 : MTASTS_FETCH_ERROR,
+				    r->err);
 		return;
 	}
-	if (rc != CURLE_OK) {
-		mtasts_fetch_failed(e, MTASTS_FETCH_ERROR,
-				    e->too_big     ? "policy larger than 64 KiB"
-				    : e->errbuf[0] ? e->errbuf
-						   : curl_easy_strerror(rc));
-		return;
-	}
-	curl_easy_getinfo(e->easy, CURLINFO_RESPONSE_CODE, &status);
-	curl_easy_getinfo(e->easy, CURLINFO_CONTENT_TYPE, &ctype);
-	if (status != 200) {
-		snprintf(why, sizeof(why), "HTTP status %ld", status);
+	if (r->status != 200) {
+		snprintf(why, sizeof(why), "HTTP status %ld", r->status);
 		mtasts_fetch_failed(e, MTASTS_FETCH_ERROR, why);
 		return;
 	}
 	/* RFC 8461 section 3.3: the media type is text/plain. */
-	if (ctype == NULL || strncasecmp(ctype, "text/plain", 10) != 0 ||
-	    (ctype[10] != '\0' && ctype[10] != ';' && ctype[10] != ' ')) {
+	if (r->ctype == NULL || strncasecmp(r->ctype, "text/plain", 10) != 0 ||
+	    (r->ctype[10] != '\0' && r->ctype[10] != ';' &&
+	     r->ctype[10] != ' ')) {
 		snprintf(why, sizeof(why), "media type %s, not text/plain",
-			 ctype != NULL ? ctype : "(none)");
+			 r->ctype != NULL ? r->ctype : "(none)");
 		mtasts_fetch_failed(e, MTASTS_INVALID, why);
 		return;
 	}
-	if (mtasts_policy_parse(e->body != NULL ? e->body : "", e->len, &pol,
-				why, sizeof(why)) != 0) {
+	if (mtasts_policy_parse(r->body, r->len, &pol, why, sizeof(why)) != 0) {
 		mtasts_fetch_failed(e, MTASTS_INVALID, why);
 		return;
 	}
@@ -799,146 +630,38 @@ mtasts_fetched(struct mtasts_entry *e, CURLcode rc)
 	e->have = true;
 	e->failed_ms = 0;
 	e->fail = MTASTS_OK;
+	e->x = NULL;
+	e->step = MS_IDLE;
 	atomic_fetch_add(&ms.n_fetch_ok, 1);
 	log_info("mta-sts %s: policy id %s, mode %s, max_age %" PRIu32
 		 " s, %zu mx pattern%s",
 		 e->domain, pol.id, mtasts_mode_name(pol.mode), pol.max_age_s,
 		 pol.nmx, pol.nmx == 1 ? "" : "s");
 	mtasts_persist(e);
-	mtasts_fetch_end(e);
 	mtasts_sweep_arm();
 	mtasts_answer(e, mtasts_in_force(e), MTASTS_OK);
-}
-
-static void
-mtasts_check_done(void)
-{
-	CURLMsg *m;
-	int left;
-
-	while ((m = curl_multi_info_read(ms.multi, &left)) != NULL) {
-		struct mtasts_entry *e = NULL;
-
-		if (m->msg != CURLMSG_DONE)
-			continue;
-		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE,
-				  (char **)&e);
-		if (e != NULL)
-			mtasts_fetched(e, m->data.result);
-	}
-}
-
-/* The policy host's addresses are known: start the HTTPS transfer. */
-static void
-mtasts_fetch_start(struct mtasts_entry *e)
-{
-	char url[600], line[1024], host[300];
-	size_t i, off;
-	int n;
-
-	n = snprintf(host, sizeof(host), "mta-sts.%s", e->domain);
-	if (n < 0 || (size_t)n >= sizeof(host)) {
-		mtasts_fetch_failed(e, MTASTS_FETCH_ERROR, "name too long");
-		return;
-	}
-	snprintf(url, sizeof(url), "https://%s/.well-known/mta-sts.txt", host);
-	off = (size_t)snprintf(line, sizeof(line), "%s:443:", host);
-	for (i = 0; i < e->naddrs && off < sizeof(line); i++) {
-		char a[INET6_ADDRSTRLEN];
-		const struct sockaddr *sa =
-		    (const struct sockaddr *)&e->addrs[i];
-
-		if (sa->sa_family == AF_INET)
-			inet_ntop(AF_INET,
-				  &((const struct sockaddr_in *)sa)->sin_addr,
-				  a, sizeof(a));
-		else
-			inet_ntop(AF_INET6,
-				  &((const struct sockaddr_in6 *)sa)->sin6_addr,
-				  a, sizeof(a));
-		off += (size_t)snprintf(line + off, sizeof(line) - off,
-					sa->sa_family == AF_INET6 ? "%s[%s]"
-								  : "%s%s",
-					i ? "," : "", a);
-	}
-	if (off >= sizeof(line) || (e->easy = curl_easy_init()) == NULL ||
-	    (e->resolve = curl_slist_append(NULL, line)) == NULL) {
-		mtasts_fetch_failed(e, MTASTS_FETCH_ERROR, "out of memory");
-		return;
-	}
-	e->errbuf[0] = '\0';
-	curl_easy_setopt(e->easy, CURLOPT_URL, url);
-	curl_easy_setopt(e->easy, CURLOPT_PRIVATE, e);
-	curl_easy_setopt(e->easy, CURLOPT_RESOLVE, e->resolve);
-	curl_easy_setopt(e->easy, CURLOPT_OPENSOCKETFUNCTION, mtasts_open_cb);
-	curl_easy_setopt(e->easy, CURLOPT_OPENSOCKETDATA, e);
-	curl_easy_setopt(e->easy, CURLOPT_PROTOCOLS_STR, "https");
-	curl_easy_setopt(e->easy, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(e->easy, CURLOPT_PROXY, "");
-	curl_easy_setopt(e->easy, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e->easy, CURLOPT_TIMEOUT_MS,
-			 (long)MTASTS_FETCH_TIMEOUT_MS);
-	curl_easy_setopt(e->easy, CURLOPT_MAXFILESIZE_LARGE,
-			 (curl_off_t)MTASTS_BODY_MAX);
-	curl_easy_setopt(e->easy, CURLOPT_SSLVERSION,
-			 (long)CURL_SSLVERSION_TLSv1_2);
-	curl_easy_setopt(e->easy, CURLOPT_USERAGENT,
-			 "Outpost/" OUTPOST_VERSION);
-	curl_easy_setopt(e->easy, CURLOPT_ERRORBUFFER, e->errbuf);
-	curl_easy_setopt(e->easy, CURLOPT_WRITEFUNCTION, mtasts_write_cb);
-	curl_easy_setopt(e->easy, CURLOPT_WRITEDATA, e);
-	if (ms.ca_file != NULL)
-		curl_easy_setopt(e->easy, CURLOPT_CAINFO, ms.ca_file);
-	if (ms.ca_path != NULL)
-		curl_easy_setopt(e->easy, CURLOPT_CAPATH, ms.ca_path);
-	e->step = MS_FETCH;
-	if (curl_multi_add_handle(ms.multi, e->easy) != CURLM_OK)
-		mtasts_fetch_failed(e, MTASTS_FETCH_ERROR,
-				    "curl_multi_add_handle failed");
-}
-
-static void
-mtasts_addr_cb(const struct dns_addr_reply *r, void *arg)
-{
-	struct mtasts_entry *e = arg;
-	char why[300];
-	size_t i;
-
-	e->q = NULL;
-	e->naddrs = 0;
-	if (r->result != DNS_OK) {
-		snprintf(why, sizeof(why), "mta-sts.%s: %s", e->domain,
-			 r->err[0] ? r->err : dns_result_str(r->result));
-		mtasts_fetch_failed(e, MTASTS_FETCH_ERROR, why);
-		return;
-	}
-	for (i = 0; i < r->naddrs && e->naddrs < MTASTS_ADDRS_MAX; i++) {
-		if (ms.loopback_only &&
-		    !dns_addr_is_loopback(
-			(const struct sockaddr *)&r->addrs[i]))
-			continue;
-		e->addrs[e->naddrs++] = r->addrs[i];
-	}
-	if (e->naddrs == 0) {
-		mtasts_fetch_failed(e, MTASTS_FETCH_ERROR,
-				    "the policy host is not on loopback "
-				    "(loopback_only)");
-		return;
-	}
-	mtasts_fetch_start(e);
 }
 
 /* Fetch E's policy (for the TXT id ID).  WAIT: its queries wait for it. */
 static void
 mtasts_fetch(struct mtasts_entry *e, const char *id, bool wait)
 {
-	char host[300];
+	struct https_request req;
+	char url[400], what[300];
 
 	memcpy(e->txt_id, id, sizeof(e->txt_id));
 	e->waiting_fetch = wait;
-	e->step = MS_ADDR;
-	snprintf(host, sizeof(host), "mta-sts.%s", e->domain);
-	e->q = dns_addr_lookup(ms.dns, host, AF_UNSPEC, mtasts_addr_cb, e);
+	snprintf(url, sizeof(url), "https://mta-sts.%s/.well-known/mta-sts.txt",
+		 e->domain);
+	snprintf(what, sizeof(what), "mta-sts %s", e->domain);
+	memset(&req, 0, sizeof(req));
+	req.url = url;
+	req.max_response = MTASTS_BODY_MAX;
+	req.what = what;
+	e->step = MS_FETCH;
+	if ((e->x = https_start(&req, mtasts_fetched, e)) == NULL)
+		mtasts_fetch_failed(e, MTASTS_FETCH_ERROR,
+				    "cannot start the request (out of memory)");
 }
 
 static void
@@ -1180,35 +903,20 @@ mtasts_cancel(struct mtasts_query *q)
 
 int
 mtasts_init(struct event_base *base, struct dns_resolver *dns, struct queue *q,
-	    const char *ca_file, const char *ca_path, bool loopback_only,
 	    char *err, size_t errlen)
 {
 	memset(&ms, 0, sizeof(ms));
 	ms.base = base;
 	ms.dns = dns;
 	ms.queue = q;
-	ms.loopback_only = loopback_only;
 	ms.generation = 1;
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-		snprintf(err, errlen, "mta-sts: curl_global_init failed");
-		return -1;
-	}
 	if (htab_init(&ms.entries) != 0 ||
-	    (ca_file != NULL && (ms.ca_file = strdup(ca_file)) == NULL) ||
-	    (ca_path != NULL && (ms.ca_path = strdup(ca_path)) == NULL) ||
-	    (ms.timer = evtimer_new(base, mtasts_timer_event_cb, NULL)) ==
-		NULL ||
 	    (ms.ready_ev = event_new(base, -1, 0, mtasts_ready_cb, NULL)) ==
 		NULL ||
-	    (ms.sweep = evtimer_new(base, mtasts_sweep_cb, NULL)) == NULL ||
-	    (ms.multi = curl_multi_init()) == NULL) {
+	    (ms.sweep = evtimer_new(base, mtasts_sweep_cb, NULL)) == NULL) {
 		snprintf(err, errlen, "mta-sts: out of memory");
 		return -1;
 	}
-	curl_multi_setopt(ms.multi, CURLMOPT_SOCKETFUNCTION, mtasts_sock_cb);
-	curl_multi_setopt(ms.multi, CURLMOPT_TIMERFUNCTION, mtasts_timer_cb);
-	curl_multi_setopt(ms.multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
-			  (long)MTASTS_FETCHES_MAX);
 	return 0;
 }
 
@@ -1226,8 +934,11 @@ mtasts_stop(void)
 
 		if (e->q != NULL)
 			dns_cancel(e->q);
+		if (e->x != NULL)
+			https_cancel(e->x);
 		e->q = NULL;
-		mtasts_fetch_end(e);
+		e->x = NULL;
+		e->step = MS_IDLE;
 		while ((q = e->queries) != NULL) {
 			e->queries = q->next;
 			free(q);
@@ -1237,8 +948,6 @@ mtasts_stop(void)
 		ms.ready = q->next;
 		free(q);
 	}
-	if (ms.timer != NULL)
-		evtimer_del(ms.timer);
 	if (ms.sweep != NULL)
 		evtimer_del(ms.sweep);
 }
@@ -1261,17 +970,10 @@ mtasts_free(void)
 		free(e);
 	}
 	htab_free(&ms.entries);
-	if (ms.multi != NULL)
-		curl_multi_cleanup(ms.multi);
-	if (ms.timer != NULL)
-		event_free(ms.timer);
 	if (ms.ready_ev != NULL)
 		event_free(ms.ready_ev);
 	if (ms.sweep != NULL)
 		event_free(ms.sweep);
-	free(ms.ca_file);
-	free(ms.ca_path);
-	curl_global_cleanup();
 	memset(&ms, 0, sizeof(ms));
 }
 

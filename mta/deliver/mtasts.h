@@ -4,10 +4,10 @@
  * for a name its policy lists.
  *
  * The policy's TXT record (_mta-sts.DOMAIN) is asked of the scheduler's
- * resolver, its file fetched over HTTPS (libcurl's multi interface on the
- * scheduler's loop; the policy host's addresses come from the same
- * resolver, never from curl's), kept in memory and in the queue's state
- * database for its max_age, and fetched again before it expires.
+ * resolver, its file fetched over HTTPS (https.h: the policy host's
+ * addresses come from the same resolver), kept in memory and in the
+ * queue's state database for its max_age, and fetched again before it
+ * expires.
  *
  * Everything here runs on the scheduler's loop (loop 0), but for the pure
  * functions (parse, match, names) and mtasts_metrics_text (any thread).
@@ -91,14 +91,12 @@ bool mtasts_mx_match(const struct mtasts_policy *p, const char *host);
 /*
  * mtasts_init — set up on BASE (the scheduler's loop) with its resolver
  * DNS (NULL: every domain has no policy) and queue Q (the cache kept
- * across restarts).  CA_FILE/CA_PATH: the store that checks the policy
- * host's certificate (NULL: the system store).  LOOPBACK_ONLY: a policy
- * host at any other address is not fetched.  0, or -1 with ERR.  Main
+ * across restarts); policies are fetched with https.h (set up first: its
+ * store checks the policy host's certificate).  0, or -1 with ERR.  Main
  * thread, before the loop runs.
  */
 int mtasts_init(struct event_base *base, struct dns_resolver *dns,
-		struct queue *q, const char *ca_file, const char *ca_path,
-		bool loopback_only, char *err, size_t errlen);
+		struct queue *q, char *err, size_t errlen);
 /* mtasts_load — the policies kept in the queue into the cache.  On the
  * loop, at start-up, before the first mtasts_get. */
 void mtasts_load(void);

@@ -24,6 +24,7 @@
 #include "mta/core/loop.h"
 #include "mta/core/util.h"
 #include "mta/deliver/cluster.h"
+#include "mta/deliver/https.h"
 #include "mta/deliver/sched_int.h"
 
 struct sched sched;
@@ -976,9 +977,10 @@ sched_init(const struct sched_config *sc, char *err, size_t errlen)
 			 errlen) != 0)
 		return -1;
 	cluster_throttle_hook(sched_cluster_throttle);
-	if (mtasts_init(l->base, sched.dns, sched.queue,
-			c->delivery.tls_ca_file, c->delivery.tls_ca_path,
-			sc->loopback_only, err, errlen) != 0)
+	if (https_init(l->base, sched.dns, c->delivery.tls_ca_file,
+		       c->delivery.tls_ca_path, sc->loopback_only, err,
+		       errlen) != 0 ||
+	    mtasts_init(l->base, sched.dns, sched.queue, err, errlen) != 0)
 		return -1;
 	smtp_client_tls_init(sc->ssl_ctx);
 	if (sched_conn_init(sc, c->delivery.threads, err, errlen) != 0)
@@ -1129,6 +1131,7 @@ sched_free(void)
 	pthread_mutex_destroy(&sched.gauge_mu);
 	sched_conn_free();
 	mtasts_free(); /* its lookups first: they are the resolver's */
+	https_free();
 	if (sched.dns != NULL)
 		dns_resolver_free(sched.dns);
 	while (sched_names != NULL) {

@@ -66,6 +66,7 @@ static cfg_opt_t conf_opts[] = {
 		CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 	CFG_SEC("dns", conf_dns_opts, CFGF_NONE),
 	CFG_SEC("cluster", conf_cluster_opts, CFGF_NONE),
+	CFG_SEC("tls_report", conf_tls_report_opts, CFGF_NONE),
 	CFG_SEC("delivery", conf_delivery_opts, CFGF_NONE),
 	CFG_SEC("destination", conf_destination_opts,
 		CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),

@@ -165,6 +165,23 @@ struct conf_dns {
 };
 
 /*
+ * `tls_report { … }`: TLS-RPT (RFC 8460).  With ENABLED, the sessions to
+ * domains under a TLS policy (MTA-STS, DANE) are counted per UTC day, and
+ * after the day each such domain that publishes _smtp._tls gets the day's
+ * report (gzipped JSON) at its rua addresses: mailto: through our own
+ * queue, https: by POST.
+ */
+struct conf_tls_report {
+	bool enabled;
+	char *organization; /* organization-name (default: hostname) */
+	char *contact;      /* contact-info (default: postmaster@hostname) */
+	char *from;         /* From: of mailed reports (default:
+			       tlsrpt-noreply@hostname) */
+	uint64_t delay_ms;  /* reports go out at a random moment this long
+			       at most after UTC midnight */
+};
+
+/*
  * `cluster { … }`: limits shared with the other nodes through Redis.  With
  * REDIS set, each destination's max_connections holds across every node
  * (connection leases in Redis that expire when a node dies); while Redis is
@@ -657,6 +674,7 @@ struct conf {
 
 	struct conf_dns dns;
 	struct conf_cluster cluster;
+	struct conf_tls_report tls_report;
 	struct conf_delivery delivery;
 	struct conf_destination dest_default;  /* "*", or built-in defaults */
 	struct conf_destination *destinations; /* listed, in file order */

@@ -372,6 +372,15 @@ conf_prefix_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	return 0;
 }
 
+cfg_opt_t conf_tls_report_opts[] = {
+	CFG_BOOL_CB("enabled", cfg_false, CFGF_NONE, conf_bool_cb),
+	CFG_STR_CB("organization", NULL, CFGF_NONE, conf_text_cb),
+	CFG_STR_CB("contact", NULL, CFGF_NONE, conf_text_cb),
+	CFG_STR_CB("from", NULL, CFGF_NONE, conf_text_cb),
+	CFG_STR_CB("delay", "1h", CFGF_NONE, conf_num_cb),
+	CFG_END(),
+};
+
 cfg_opt_t conf_cluster_opts[] = {
 	CFG_STR_CB("redis", NULL, CFGF_NONE, conf_redis_cb),
 	CFG_STR_CB("password_file", NULL, CFGF_NONE, conf_text_cb),
@@ -573,6 +582,56 @@ conf_build_cluster(struct conf_ctx *x, cfg_t *cfg, struct conf *c)
 		return -1;
 	if (cfg_getstr(sec, "password_file") != NULL &&
 	    conf_path_get(x, c, sec, "password_file", &k->password_file) != 0)
+		return -1;
+	return 0;
+}
+
+/* S is "local@domain": printable ASCII, no space, no angle bracket, one
+ * '@' with something on both sides. */
+static bool
+conf_mailbox_ok(const char *s)
+{
+	const char *at = strchr(s, '@'), *p;
+
+	if (at == NULL || at == s || at[1] == '\0' || strchr(at + 1, '@'))
+		return false;
+	for (p = s; *p != '\0'; p++)
+		if (*p <= ' ' || *p >= 0x7f || *p == '<' || *p == '>' ||
+		    *p == '"' || *p == ',')
+			return false;
+	return true;
+}
+
+static int
+conf_build_tls_report(struct conf_ctx *x, cfg_t *cfg, struct conf *c)
+{
+	cfg_t *sec = cfg_getsec(cfg, "tls_report");
+	struct conf_tls_report *t = &c->tls_report;
+	const char *org = cfg_getstr(sec, "organization");
+	const char *contact = cfg_getstr(sec, "contact");
+	const char *from = cfg_getstr(sec, "from");
+	char def[300];
+
+	t->enabled = cfg_getbool(sec, "enabled");
+	t->delay_ms = conf_num_get(x, sec, "delay");
+	if (x->failed)
+		return -1;
+	if (from != NULL && !conf_mailbox_ok(from)) {
+		conf_fail(x, conf_where(x, sec, "from"),
+			  "tls_report.from: \"%s\" is not an address "
+			  "(local@domain)",
+			  from);
+		return -1;
+	}
+	if ((t->organization =
+		 conf_strdup(x, org != NULL ? org : c->hostname)) == NULL)
+		return -1;
+	snprintf(def, sizeof(def), "postmaster@%s", c->hostname);
+	if ((t->contact = conf_strdup(x, contact != NULL ? contact : def)) ==
+	    NULL)
+		return -1;
+	snprintf(def, sizeof(def), "tlsrpt-noreply@%s", c->hostname);
+	if ((t->from = conf_strdup(x, from != NULL ? from : def)) == NULL)
 		return -1;
 	return 0;
 }
@@ -1261,6 +1320,7 @@ conf_deliver_build(struct conf_ctx *x, cfg_t *cfg, struct conf *c)
 {
 	if (conf_build_dns(x, cfg, c) != 0 ||
 	    conf_build_cluster(x, cfg, c) != 0 ||
+	    conf_build_tls_report(x, cfg, c) != 0 ||
 	    conf_build_delivery(x, cfg, c) != 0 ||
 	    conf_build_pools(x, cfg, c) != 0 ||
 	    conf_build_pool_refs(x, cfg, c) != 0 ||
@@ -1291,6 +1351,9 @@ conf_deliver_free(struct conf *c)
 	size_t i, k;
 
 	free(c->dns.servers);
+	free(c->tls_report.organization);
+	free(c->tls_report.contact);
+	free(c->tls_report.from);
 	free(c->cluster.redis_host);
 	free(c->cluster.password_file);
 	free(c->cluster.node);

@@ -264,6 +264,7 @@ void conf_core_free(struct conf *c);
 /* conf_deliver.c: its sections, the build and the release of its part. */
 extern cfg_opt_t conf_dns_opts[];
 extern cfg_opt_t conf_cluster_opts[];
+extern cfg_opt_t conf_tls_report_opts[];
 extern cfg_opt_t conf_delivery_opts[];
 extern cfg_opt_t conf_destination_opts[];
 extern cfg_opt_t conf_pool_opts[];

@@ -92,6 +92,7 @@ static const struct conf_num {
 	{ "dns", "max_inflight", CK_COUNT, 1, 65536 },
 	{ "user", "max_messages_per_hour", CK_COUNT, 0, 100000000 },
 	{ "user", "max_messages_per_day", CK_COUNT, 0, 1000000000 },
+	{ "tls_report", "delay", CK_MS, 0, US_D(1) },
 	{ "cluster", "nodes", CK_COUNT, 1, 1000 },
 	{ "cluster", "timeout", CK_MS, US_MS(10), US_M(1) },
 	{ "cluster", "lease", CK_MS, US_S(1), US_H(1) },

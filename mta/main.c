@@ -41,6 +41,7 @@
 #include "mta/deliver/cluster.h"
 #include "mta/deliver/delivery.h"
 #include "mta/deliver/mtasts.h"
+#include "mta/deliver/tlsrpt.h"
 #include "mta/observe/evlog.h"
 #include "mta/observe/history.h"
 #include "mta/observe/metrics_top.h"
@@ -1068,6 +1069,7 @@ main(int argc, char *argv[])
 	metrics_add_text(smtp_mem_metrics_text);
 	metrics_add_text(cluster_metrics_text);
 	metrics_add_text(mtasts_metrics_text);
+	metrics_add_text(tlsrpt_metrics_text);
 	queue_commit_hook(queue, commit_observed);
 	ev_usr1 = evsignal_new(main_base, SIGUSR1, reopen_cb, NULL);
 	if (ev_usr1 == NULL || evsignal_add(ev_usr1, NULL) != 0)

@@ -476,6 +476,8 @@ enum queue_state_kind {
 				messages' latest expiry (no second import) */
 	QS_MTASTS = 'm',     /* a domain's MTA-STS policy, until it expires
 				(mta/deliver/mtasts.c) */
+	QS_TLSRPT = 'r',     /* a day's TLS report counts for a policy
+				domain (mta/deliver/tlsrpt.c) */
 	QS_WATCHDOG = 'w',   /* a sending identity's watchdog profile and
 				stop (mta/observe/watchdog.c) */
 };

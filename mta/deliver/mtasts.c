@@ -874,6 +874,17 @@ mtasts_get(const char *domain, mtasts_cb *cb, void *arg)
 	return q;
 }
 
+const struct mtasts_policy *
+mtasts_peek(const char *domain)
+{
+	const struct mtasts_entry *e;
+
+	if (ms.base == NULL || (e = htab_get(&ms.entries, domain)) == NULL ||
+	    !e->have)
+		return NULL;
+	return &e->pol;
+}
+
 uint64_t
 mtasts_generation(void)
 {

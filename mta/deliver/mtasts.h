@@ -128,6 +128,10 @@ struct mtasts_query *mtasts_get(const char *domain, mtasts_cb *cb, void *arg);
 /* mtasts_cancel — Q's callback will not be called.  Q must be pending. */
 void mtasts_cancel(struct mtasts_query *q);
 
+/* mtasts_peek — the policy of DOMAIN in the cache, in force or not (NULL:
+ * none); valid until the loop turns.  For TLS reports.  On the loop. */
+const struct mtasts_policy *mtasts_peek(const char *domain);
+
 /* mtasts_generation — a number (never 0) that changes whenever a fetch
  * brought a policy other than the one cached (a new id): whoever keeps an
  * answer asks again when it has changed.  On the loop. */

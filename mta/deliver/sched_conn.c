@@ -21,6 +21,7 @@
 #include "mta/core/log.h"
 #include "mta/core/loop.h"
 #include "mta/deliver/sched_int.h"
+#include "mta/deliver/tlsrpt.h"
 
 /* The loops made here: sched.cloops[i].loop for i >= 1. */
 static struct loop *conn_loops;
@@ -252,10 +253,41 @@ conn_client_closed(struct smtp_client *c, bool failed, enum outcome_stage stage,
 		conn_closed_on_sched(cn);
 }
 
+/*
+ * A session's TLS outcome: counted for the TLS report of its site's policy
+ * domain (tlsrpt_note locks; the site's policy fields never change once it
+ * is made, so reading them here, on the home loop, is safe).  A session of
+ * a DANE site whose host had no TLSA record falls to the site's MTA-STS
+ * policy, if any.
+ */
+static void
+conn_client_session(struct smtp_client *c, const struct smtp_client_session *s,
+		    void *arg)
+{
+	const struct sched_site *site = ((struct sched_conn *)arg)->path->site;
+	struct tlsrpt_session ts;
+
+	(void)c;
+	if (site->policy_domain == NULL ||
+	    (!s->dane && site->sts_mode == MTASTS_NONE))
+		return;
+	memset(&ts, 0, sizeof(ts));
+	ts.domain = site->policy_domain;
+	ts.dane = s->dane;
+	ts.failure = s->tls_failure;
+	if (ts.failure == NULL && !s->tls_verified)
+		ts.failure = "validation-failure"; /* no TLS at all */
+	ts.mx_host = s->mx_host;
+	ts.mx_ip = s->mx_ip;
+	ts.source_ip = s->source_ip;
+	tlsrpt_note(&ts);
+}
+
 static const struct smtp_client_cb conn_client_cb = {
 	.ready = conn_client_ready,
 	.done = conn_client_done,
 	.closed = conn_client_closed,
+	.session = conn_client_session,
 };
 
 /* Home side: what the scheduler asks -------------------------------------- */

@@ -25,7 +25,7 @@
 static struct sched_site *
 sched_dest_site_get(const char *key, const struct dns_mx_host *hosts, size_t n,
 		    unsigned port, bool implicit, enum mtasts_mode sts_mode,
-		    bool dane)
+		    bool dane, const char *policy_domain)
 {
 	struct sched_site *s = htab_get(&sched.sites, key);
 	size_t i;
@@ -47,6 +47,9 @@ sched_dest_site_get(const char *key, const struct dns_mx_host *hosts, size_t n,
 	s->implicit = implicit;
 	s->sts_mode = sts_mode;
 	s->dane = dane;
+	if ((sts_mode != MTASTS_NONE || dane) &&
+	    (s->policy_domain = strdup(policy_domain)) == NULL)
+		goto fail;
 	if (htab_put(&sched.sites, key, s) != 0)
 		goto fail;
 	return s;
@@ -54,6 +57,7 @@ fail:
 	for (i = 0; i < s->nhosts; i++)
 		free(s->hosts[i].name);
 	free(s->hosts);
+	free(s->policy_domain);
 	free(s->key);
 	free(s);
 	return NULL;
@@ -203,12 +207,13 @@ sched_dest_mx_cb(const struct dns_mx_reply *reply, void *arg)
 			    mtasts_mode_name(d->sts.mode), d->domain);
 		if (dane && off < sizeof(key))
 			off += (size_t)snprintf(key + off, sizeof(key) - off,
-						"|dane");
-		d->site = off < sizeof(key)
-			      ? sched_dest_site_get(
-				    key, allowed, n, sched.conf->delivery.port,
-				    reply->implicit, d->sts.mode, dane)
-			      : NULL;
+						"|dane:%s", d->domain);
+		d->site =
+		    off < sizeof(key)
+			? sched_dest_site_get(
+			      key, allowed, n, sched.conf->delivery.port,
+			      reply->implicit, d->sts.mode, dane, d->domain)
+			: NULL;
 		free(allowed);
 		if (d->site == NULL)
 			goto tempfail;
@@ -280,8 +285,8 @@ sched_dest_route(struct sched_dest *d)
 	h.name = route ? route->host : sched.conf->delivery.relay_host;
 	port = route ? route->port : sched.conf->delivery.relay_port;
 	snprintf(key, sizeof(key), "route:%s:%u", h.name, port);
-	d->site =
-	    sched_dest_site_get(key, &h, 1, port, false, MTASTS_NONE, false);
+	d->site = sched_dest_site_get(key, &h, 1, port, false, MTASTS_NONE,
+				      false, NULL);
 	if (d->site != NULL) {
 		d->state = DEST_READY;
 		d->expires_ms = INT64_MAX;

@@ -245,7 +245,10 @@ struct sched_site {
 	 * the certificate (enforce) or report it (testing) */
 	enum mtasts_mode sts_mode;
 	bool dane; /* its MX answer was validated (dns.dnssec): DANE per
-		      host (its key ends "|dane") */
+		      host (its key ends "|dane:DOMAIN") */
+	char *policy_domain;       /* with a policy (STS or DANE): the recipient
+				      domain whose policy it is (TLS reports);
+				      never changes once made */
 	struct sched_path **paths; /* one per pool in use */
 	unsigned npaths;
 };
@@ -667,5 +670,12 @@ void sched_scan_stop(void);
 void sched_scan_postpone(int64_t now_ms);
 /* sched_scan_free — the last scan's snapshot (at stop, after the loop). */
 void sched_scan_free(void);
+
+/* sched_local_submit — OP (QOP_INSERT, body set) queued as a message of
+ * the daemon's own from the null sender to RCPT (sched_msg.c).  0, or -1
+ * out of memory (OP freed). */
+int sched_local_submit(struct queue_op *op, const char *rcpt);
+/* sched_report_queue — a TLS report mail (a tlsrpt_queue_fn). */
+int sched_report_queue(uint8_t *msg, size_t len, const char *rcpt);
 
 #endif

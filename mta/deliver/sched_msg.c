@@ -212,7 +212,7 @@ sched_write_done_cb(struct queue_op *op, int status, void *arg)
 	loop_post(sched.loop, sched_write_done, arg);
 }
 
-/* Submit OP (taken) about M (NULL: a DSN): counted in flight until its
+/* Submit OP (taken) about M (NULL: a message of our own): in flight until its
  * completion.  0, or -1 when out of memory (OP is still the caller's). */
 static int
 sched_write_submit(struct sched_msg *m, struct queue_op *op)
@@ -401,8 +401,6 @@ sched_dsn_queue(struct sched_msg *m, struct bounce_input *in, const char *qid)
 	const struct queue_envelope *env = &m->r->env;
 	struct queue_op *op;
 	struct sched_dsn_orig orig;
-	int64_t now = util_wall_ms();
-	unsigned i;
 
 	in->hostname = sched.conf->hostname;
 	in->qid = qid;
@@ -420,15 +418,36 @@ sched_dsn_queue(struct sched_msg *m, struct bounce_input *in, const char *qid)
 	op = queue_op_new(QOP_INSERT);
 	if (op == NULL || bounce_dsn_build(in, &op->body, &op->body_len) != 0) {
 		free(orig.p);
+		if (op != NULL)
+			queue_op_free(op);
 		goto oom;
 	}
 	free(orig.p);
 	in->headers = in->full = NULL;
+	if (sched_local_submit(op, env->sender) == 0)
+		return 0;
+oom:
+	log_warnx("%s out of memory building a DSN", qid);
+	return -1;
+}
+
+/*
+ * OP (a QOP_INSERT whose body is set) as a message of the daemon's own,
+ * from the null sender to RCPT: a DSN, a TLS report.  Its envelope is
+ * filled here; 8-bit flags follow the body and RCPT.  0 (OP is the
+ * writer's), or -1 out of memory (OP freed).
+ */
+int
+sched_local_submit(struct queue_op *op, const char *rcpt)
+{
+	int64_t now = util_wall_ms();
+	size_t i;
+
 	op->env.id = queue_id_next(sched.queue);
 	op->env.created_ms = op->env.next_attempt_ms = now;
 	op->env.flags = QUEUE_F_DSN;
-	for (i = 0; env->sender[i] != '\0'; i++)
-		if ((unsigned char)env->sender[i] >= 0x80)
+	for (i = 0; rcpt[i] != '\0'; i++)
+		if ((unsigned char)rcpt[i] >= 0x80)
 			op->env.flags |= QUEUE_F_SMTPUTF8 | QUEUE_F_8BITMIME;
 	for (i = 0; i < op->body_len; i++)
 		if (op->body[i] >= 0x80) {
@@ -445,15 +464,32 @@ sched_dsn_queue(struct sched_msg *m, struct bounce_input *in, const char *qid)
 	    op->env.helo == NULL || op->env.rcpts == NULL)
 		goto oom;
 	op->env.nrcpts = 1;
-	if ((op->env.rcpts[0].addr = strdup(env->sender)) == NULL ||
+	if ((op->env.rcpts[0].addr = strdup(rcpt)) == NULL ||
 	    sched_write_submit(NULL, op) != 0)
 		goto oom;
 	return 0;
 oom:
-	log_warnx("%s out of memory building a DSN", qid);
-	if (op != NULL)
-		queue_op_free(op);
+	queue_op_free(op);
 	return -1;
+}
+
+int
+sched_report_queue(uint8_t *msg, size_t len, const char *rcpt)
+{
+	struct queue_op *op = queue_op_new(QOP_INSERT);
+
+	if (op == NULL) {
+		free(msg);
+		log_warnx("out of memory queueing a TLS report");
+		return -1;
+	}
+	op->body = msg;
+	op->body_len = len;
+	if (sched_local_submit(op, rcpt) != 0) {
+		log_warnx("out of memory queueing a TLS report");
+		return -1;
+	}
+	return 0;
 }
 
 /* Does recipient R want a DSN for ITS outcome (QUEUE_NOTIFY_FAILURE or

@@ -25,6 +25,7 @@
 #include "mta/core/util.h"
 #include "mta/deliver/cluster.h"
 #include "mta/deliver/https.h"
+#include "mta/deliver/tlsrpt.h"
 #include "mta/deliver/sched_int.h"
 
 struct sched sched;
@@ -723,6 +724,7 @@ sched_reconf_on_loop(void *arg)
 		}
 	}
 	sched_dest_reconf();
+	tlsrpt_reconf(c);
 	conf_unref(old);
 }
 
@@ -931,6 +933,7 @@ sched_load_queue(void *arg)
 	(void)arg;
 	sched_state_load();
 	mtasts_load();
+	tlsrpt_load();
 	sched_scan_postpone(util_wall_ms());
 	memset(&sched_load, 0, sizeof(sched_load));
 	sched_load_step(-1, 0, NULL);
@@ -980,7 +983,9 @@ sched_init(const struct sched_config *sc, char *err, size_t errlen)
 	if (https_init(l->base, sched.dns, c->delivery.tls_ca_file,
 		       c->delivery.tls_ca_path, sc->loopback_only, err,
 		       errlen) != 0 ||
-	    mtasts_init(l->base, sched.dns, sched.queue, err, errlen) != 0)
+	    mtasts_init(l->base, sched.dns, sched.queue, err, errlen) != 0 ||
+	    tlsrpt_init(l->base, sched.dns, sched.queue, sched_report_queue, c,
+			err, errlen) != 0)
 		return -1;
 	smtp_client_tls_init(sc->ssl_ctx);
 	if (sched_conn_init(sc, c->delivery.threads, err, errlen) != 0)
@@ -1028,6 +1033,7 @@ sched_shutdown(unsigned deadline_ms)
 
 	sched.stopping = true;
 	sched_scan_stop();
+	tlsrpt_stop();
 	cluster_stop();
 	evtimer_del(sched.retry_timer);
 	evtimer_del(sched.gauge_timer);
@@ -1104,6 +1110,7 @@ sched_free(void)
 		}
 		free(s->hosts);
 		free(s->paths);
+		free(s->policy_domain);
 		free(s->key);
 		free(s);
 	}
@@ -1130,7 +1137,8 @@ sched_free(void)
 	sched_metrics_free();
 	pthread_mutex_destroy(&sched.gauge_mu);
 	sched_conn_free();
-	mtasts_free(); /* its lookups first: they are the resolver's */
+	tlsrpt_free(); /* its lookups first: they are the resolver's */
+	mtasts_free();
 	https_free();
 	if (sched.dns != NULL)
 		dns_resolver_free(sched.dns);

@@ -401,6 +401,27 @@ sc_local_addr(struct smtp_client *c, char *buf, size_t len)
 			  buf, (socklen_t)len);
 }
 
+/* The owner's session callback: what became of TLS on this session. */
+void
+sc_session_report(struct smtp_client *c)
+{
+	struct smtp_client_session s;
+	char src[48];
+
+	if (c->cb->session == NULL)
+		return;
+	sc_local_addr(c, src, sizeof(src));
+	memset(&s, 0, sizeof(s));
+	s.mx_host = sc_host(c);
+	s.mx_ip = c->ip;
+	s.source_ip = src;
+	s.tls_failure = c->tls_failure;
+	s.tls = c->tls;
+	s.tls_verified = c->tls && c->tls_verified;
+	s.dane = c->dane != SC_DANE_NONE;
+	c->cb->session(c, &s, c->cbarg);
+}
+
 /* The transaction is over: hand the job back. */
 static void
 sc_job_finish(struct smtp_client *c)

@@ -129,6 +129,15 @@ struct smtp_client_job {
 	bool dane; /* the session's host had TLSA records (DANE applied) */
 };
 
+/* What became of TLS on one session (one connection to one host). */
+struct smtp_client_session {
+	const char *mx_host; /* valid during the callback only */
+	const char *mx_ip, *source_ip;
+	const char *tls_failure; /* NULL: none (see smtp_client_job) */
+	bool tls, tls_verified;  /* TLS used; its certificate verified */
+	bool dane;               /* the host's TLSA records applied */
+};
+
 /*
  * The owner's callbacks (ARG as given to smtp_client_new), never called
  * from within smtp_client_new():
@@ -146,6 +155,12 @@ struct smtp_client_cb {
 	void (*closed)(struct smtp_client *c, bool failed,
 		       enum outcome_stage stage, int code, const char *text,
 		       void *arg);
+	/* (may be NULL) once per session whose TLS was decided: the
+	 * session is usable (S->tls_failure says what went wrong on the
+	 * way, under tls = may), or TLS made the host fail; for TLS
+	 * reporting (RFC 8460) */
+	void (*session)(struct smtp_client *c,
+			const struct smtp_client_session *s, void *arg);
 };
 
 /*

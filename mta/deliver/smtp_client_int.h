@@ -185,6 +185,8 @@ void sc_host_notls_set(struct smtp_client_host *h);
 const char *sc_helo_name(const struct smtp_client *c);
 /* sc_policy — the target's TLS policy. */
 enum conf_tls_policy sc_policy(const struct smtp_client *c);
+/* sc_session_report — the owner's session callback for this session. */
+void sc_session_report(struct smtp_client *c);
 /* sc_tlsa_free — forget the current host's TLSA records (DANE state). */
 void sc_tlsa_free(struct smtp_client *c);
 /* sc_ehlo — send EHLO (capabilities forgotten until its reply). */

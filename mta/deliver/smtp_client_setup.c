@@ -49,6 +49,9 @@ sc_host_failed(struct smtp_client *c, enum outcome_stage stage, int code,
 	char esc[300];
 	const struct scrub_ctx *prev;
 
+	if (c->tls_failure != NULL &&
+	    (stage == OS_TLS || stage == OS_STARTTLS || stage == OS_HELO))
+		sc_session_report(c); /* TLS made this host fail */
 	prev = sc_log_enter(c);
 	if (code != 0)
 		log_info("smtp-out %s: %s failed: %d %s", c->remote,
@@ -210,6 +213,8 @@ sc_host_skip(struct smtp_client *c, const char *why, const char *detail)
 	snprintf(c->fail_text, sizeof(c->fail_text), "%s%s%s", why,
 		 detail != NULL && detail[0] ? ": " : "",
 		 detail != NULL ? detail : "");
+	c->ip[0] = '\0';
+	sc_session_report(c); /* a DANE host refused before any session */
 	c->host_idx++;
 	sc_connect_next(c);
 }
@@ -491,6 +496,8 @@ sc_tlsa_free(struct smtp_client *c)
 void
 sc_ready(struct smtp_client *c)
 {
+	if (!c->usable)
+		sc_session_report(c);
 	c->usable = true;
 	sc_enter(c, SC_IDLE);
 	c->cb->ready(c, c->cbarg);

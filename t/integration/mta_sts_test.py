@@ -111,15 +111,28 @@ def free_addr_443():
 
 class PolicyServer:
     """HTTPS on ADDR:443.  POLICIES maps a host name ("mta-sts.x.test") to
-    (status, content type, body); every request is counted by host."""
+    (status, content type, body); every request is counted by host.  A
+    POST (a TLS report) is kept in POSTS as (host, path, content type,
+    body) and answered 201."""
 
     def __init__(self, addr, cert, key, policies):
         self.addr = addr
         self.policies = policies
         self.hits = {}
+        self.posts = []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n)
+                server.posts.append(
+                    ((self.headers.get("Host") or "").split(":")[0],
+                     self.path, self.headers.get("Content-Type"), body))
+                self.send_response(201)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
             def do_GET(self):
                 host = (self.headers.get("Host") or "").split(":")[0]
                 server.hits[host] = server.hits.get(host, 0) + 1

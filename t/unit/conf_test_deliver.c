@@ -328,6 +328,13 @@ static const struct conf_error_row deliver_error_rows[] = {
 	  "1000000" },
 	{ "delivery.threads: above maximum", L "delivery { threads = 65 }\n",
 	  "2: delivery.threads: \"65\" is more than the maximum, 64" },
+	{ "tls_report.from: not an address",
+	  L
+	  "tls_report {\n enabled = true\n from = \"Reports <r@x.test>\"\n}\n",
+	  "4: tls_report.from: \"Reports <r@x.test>\" is not an address "
+	  "(local@domain)" },
+	{ "tls_report.delay: above maximum", L "tls_report { delay = 2d }\n",
+	  "2: tls_report.delay: \"2d\" is more than the maximum, 1d" },
 	{ "dns.dnssec: no servers", L "dns { dnssec = true }\n",
 	  "2: dns.dnssec: needs dns.servers: validating resolvers on loopback "
 	  "(the AD bit is trusted only from them)" },
@@ -984,6 +991,12 @@ test_deliver_dns_servers(void **state)
 		      &c, err, sizeof(err), path, sizeof(path)),
 	    0);
 	assert_true(c->dns.dnssec);
+	/* tls_report: off, its defaults from the hostname */
+	assert_false(c->tls_report.enabled);
+	assert_true(c->tls_report.delay_ms == 3600000);
+	snprintf(text, sizeof(text), "tlsrpt-noreply@%s", c->hostname);
+	assert_string_equal(c->tls_report.from, text);
+	assert_string_equal(c->tls_report.organization, c->hostname);
 	assert_int_equal(conf_destination_find(c, "a.test")->tls,
 			 CONF_TLSP_DANE_ONLY);
 	assert_int_equal(conf_destination_find(c, "b.test")->tls,

@@ -462,6 +462,7 @@ def test_cache_survives_restart_and_new_id_refetched():
     selfc, selfk = ca.self_signed("mx.keep.test")
     pol = {"mta-sts.keep.test": (200, "text/plain",
                                  ENFORCE % "mx.keep.test")}
+    d = None
     try:
         dns = setup(ca, dom, paddr)
         with dns, PolicyServer(paddr, pcert, pkey, pol) as ps:
@@ -515,6 +516,11 @@ def test_cache_survives_restart_and_new_id_refetched():
             d.stop()
     finally:
         ca.close()
+        if d is not None:
+            if d.proc is not None:
+                d.stop()
+            if not os.environ.get("OUTPOST_KEEP"):
+                shutil.rmtree(d.tmp, ignore_errors=True)
 
 
 def test_policy_refreshed_before_expiry():

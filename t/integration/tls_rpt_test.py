@@ -17,6 +17,7 @@ import gzip
 import json
 import os
 import re
+import shutil
 import sys
 import time
 
@@ -176,6 +177,8 @@ tls_report {
             finally:
                 if d.proc is not None and d.proc.poll() is None:
                     d.stop()
+                if not os.environ.get("OUTPOST_KEEP"):
+                    shutil.rmtree(d.tmp, ignore_errors=True)
     finally:
         ca.close()
 

@@ -366,6 +366,48 @@ https_transfer(struct https_xfer *x)
 		https_fail_later(x, "curl_multi_add_handle failed");
 }
 
+/*
+ * Is SA an address of the public Internet?  The hosts named by other
+ * people's DNS (a policy host, a report URI) must never make the daemon
+ * reach into its own network (SSRF): loopback, private (RFC 1918, RFC
+ * 4193), shared (RFC 6598), link-local, unspecified and multicast
+ * addresses are refused, and IPv4 mapped into IPv6 is judged as IPv4.
+ */
+bool
+https_addr_public(const struct sockaddr *sa)
+{
+	const uint8_t *a;
+	uint32_t v4;
+
+	if (sa->sa_family == AF_INET6) {
+		const struct in6_addr *in6 =
+		    &((const struct sockaddr_in6 *)sa)->sin6_addr;
+
+		a = in6->s6_addr;
+		if (IN6_IS_ADDR_V4MAPPED(in6)) {
+			a += 12;
+			goto v4;
+		}
+		if ((a[0] & 0xfe) == 0xfc || a[0] == 0xff ||
+		    (a[0] == 0xfe && (a[1] & 0xc0) == 0x80))
+			return false; /* ULA, multicast, link-local */
+		return !IN6_IS_ADDR_UNSPECIFIED(in6) &&
+		       !IN6_IS_ADDR_LOOPBACK(in6);
+	}
+	if (sa->sa_family != AF_INET)
+		return false;
+	a = (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr;
+v4:
+	v4 = (uint32_t)a[0] << 24 | (uint32_t)a[1] << 16 | (uint32_t)a[2] << 8 |
+	     a[3];
+	return !((v4 >> 24) == 0 || (v4 >> 24) == 10 || (v4 >> 24) == 127 ||
+		 (v4 & 0xffc00000u) == 0x64400000u || /* 100.64/10 */
+		 (v4 & 0xffff0000u) == 0xa9fe0000u || /* 169.254/16 */
+		 (v4 & 0xfff00000u) == 0xac100000u || /* 172.16/12 */
+		 (v4 & 0xffff0000u) == 0xc0a80000u || /* 192.168/16 */
+		 (v4 >> 28) >= 0xe);                  /* multicast, 240/4 */
+}
+
 static void
 https_addr_cb(const struct dns_addr_reply *r, void *arg)
 {
@@ -381,15 +423,21 @@ https_addr_cb(const struct dns_addr_reply *r, void *arg)
 		return;
 	}
 	for (i = 0; i < r->naddrs && x->naddrs < HTTPS_ADDRS_MAX; i++) {
-		if (hs.loopback_only &&
-		    !dns_addr_is_loopback(
-			(const struct sockaddr *)&r->addrs[i]))
+		const struct sockaddr *sa =
+		    (const struct sockaddr *)&r->addrs[i];
+
+		if (hs.loopback_only ? !dns_addr_is_loopback(sa)
+				     : !https_addr_public(sa))
 			continue;
 		x->addrs[x->naddrs++] = r->addrs[i];
 	}
 	if (x->naddrs == 0) {
-		https_fail_later(x, "the host is not on loopback "
-				    "(loopback_only)");
+		https_fail_later(x, hs.loopback_only
+					? "the host is not on loopback "
+					  "(loopback_only)"
+					: "the host has no public address (a "
+					  "private, loopback or link-local one "
+					  "is never fetched from)");
 		return;
 	}
 	https_transfer(x);

@@ -8,7 +8,9 @@
  * curl would open is refused.  No redirect is followed, no proxy of the
  * environment is used, only https is spoken, the certificate is checked
  * against the configured store (else the system's).  With loopback_only,
- * a host off loopback is refused.
+ * a host off loopback is refused; without it, a host that has only
+ * private, loopback or link-local addresses is (no request made on
+ * behalf of other people's DNS reaches into the daemon's own network).
  *
  * Thread: the scheduler's loop, but for https_init/https_free (main).
  * Callbacks are never called from within https_start.
@@ -75,5 +77,12 @@ struct https_xfer *https_start(const struct https_request *req, https_cb *cb,
 			       void *arg);
 /* https_cancel — X's callback will not be called.  X must be pending. */
 void https_cancel(struct https_xfer *x);
+
+/* https_addr_public — may a request (without loopback_only) go to SA?
+ * Not to loopback, private (RFC 1918, RFC 4193), shared (RFC 6598),
+ * link-local, unspecified, multicast or reserved addresses (IPv4 mapped
+ * into IPv6 judged as IPv4).  Pure. */
+struct sockaddr;
+bool https_addr_public(const struct sockaddr *sa);
 
 #endif

@@ -479,6 +479,8 @@ mtasts_entry_get(const char *domain)
 }
 
 static void mtasts_sweep_arm(void);
+static bool mtasts_ready_holds(const struct mtasts_entry *e);
+static void mtasts_entry_free(struct mtasts_entry *e);
 
 /* One record of the state database back into the cache. */
 static int
@@ -694,6 +696,13 @@ mtasts_txt_cb(const struct dns_txt_reply *r, void *arg)
 		/* No (usable) record: a policy still in force is kept, else
 		 * there is none (section 5.1). */
 		mtasts_answer(e, pol, MTASTS_OK);
+		/* Nothing to remember of a domain without a policy (a
+		 * campaign to a million domains must not keep a million
+		 * entries): forgotten now, unless its answer is still on the
+		 * way to a query or a new lookup began. */
+		if (!e->have && e->failed_ms == 0 && e->step == MS_IDLE &&
+		    e->queries == NULL && !mtasts_ready_holds(e))
+			mtasts_entry_free(e);
 		return;
 	}
 	if (pol != NULL && strcmp(pol->id, id) == 0) {

@@ -52,9 +52,9 @@ struct tlsrpt_rec {
 	char *domain;
 	bool dane;
 	uint64_t ok, fail;
-	struct tlsrpt_detail d[TLSRPT_DETAILS_MAX];
+	struct tlsrpt_detail *d; /* grown as failures of new kinds come */
 	unsigned nd;
-	char mx[TLSRPT_MX_MAX][256]; /* tlsa: the MX hosts seen */
+	char *mx[TLSRPT_MX_MAX]; /* tlsa: the MX hosts seen */
 	unsigned nmx;
 	bool dirty;
 	struct tlsrpt_rec *next; /* in a report being sent */
@@ -193,8 +193,41 @@ tlsrpt_rec_get(uint32_t day, const char *domain, bool dane)
 static void
 tlsrpt_rec_free(struct tlsrpt_rec *r)
 {
+	unsigned i;
+
+	for (i = 0; i < r->nmx; i++)
+		free(r->mx[i]);
+	free(r->d);
 	free(r->domain);
 	free(r);
+}
+
+/* A new failure-details row of R (NULL: at the cap, or no memory: the
+ * failure is counted in the summary only).  Under tr.mu. */
+static struct tlsrpt_detail *
+tlsrpt_detail_add(struct tlsrpt_rec *r)
+{
+	struct tlsrpt_detail *d;
+
+	if (r->nd == TLSRPT_DETAILS_MAX ||
+	    (d = realloc(r->d, (r->nd + 1) * sizeof(*d))) == NULL)
+		return NULL;
+	r->d = d;
+	memset(&d[r->nd], 0, sizeof(*d));
+	return &d[r->nd++];
+}
+
+/* HOST among R's MX hosts (tlsa).  Under tr.mu. */
+static void
+tlsrpt_mx_add(struct tlsrpt_rec *r, const char *host)
+{
+	unsigned i;
+
+	for (i = 0; i < r->nmx; i++)
+		if (strcmp(r->mx[i], host) == 0)
+			return;
+	if (r->nmx < TLSRPT_MX_MAX && (r->mx[r->nmx] = strdup(host)) != NULL)
+		r->nmx++;
 }
 
 void
@@ -209,14 +242,8 @@ tlsrpt_note(const struct tlsrpt_session *s)
 		goto out;
 	atomic_fetch_add(&tr.n_sessions, 1);
 	r->dirty = true;
-	if (s->dane && s->mx_host != NULL && s->mx_host[0] != '\0') {
-		for (i = 0; i < r->nmx; i++)
-			if (strcmp(r->mx[i], s->mx_host) == 0)
-				break;
-		if (i == r->nmx && r->nmx < TLSRPT_MX_MAX)
-			snprintf(r->mx[r->nmx++], sizeof(r->mx[0]), "%s",
-				 s->mx_host);
-	}
+	if (s->dane && s->mx_host != NULL && s->mx_host[0] != '\0')
+		tlsrpt_mx_add(r, s->mx_host);
 	if (s->failure == NULL) {
 		r->ok++;
 		goto out;
@@ -232,17 +259,16 @@ tlsrpt_note(const struct tlsrpt_session *s)
 			break;
 	}
 	if (i == r->nd) {
-		if (r->nd == TLSRPT_DETAILS_MAX)
+		struct tlsrpt_detail *d = tlsrpt_detail_add(r);
+
+		if (d == NULL)
 			goto out; /* counted in the summary only */
-		snprintf(r->d[i].result, sizeof(r->d[i].result), "%s",
-			 s->failure);
-		snprintf(r->d[i].src, sizeof(r->d[i].src), "%s",
+		snprintf(d->result, sizeof(d->result), "%s", s->failure);
+		snprintf(d->src, sizeof(d->src), "%s",
 			 s->source_ip ? s->source_ip : "");
-		snprintf(r->d[i].mx, sizeof(r->d[i].mx), "%s",
+		snprintf(d->mx, sizeof(d->mx), "%s",
 			 s->mx_host ? s->mx_host : "");
-		snprintf(r->d[i].ip, sizeof(r->d[i].ip), "%s",
-			 s->mx_ip ? s->mx_ip : "");
-		r->nd++;
+		snprintf(d->ip, sizeof(d->ip), "%s", s->mx_ip ? s->mx_ip : "");
 	}
 	r->d[i].n++;
 out:
@@ -303,15 +329,14 @@ tlsrpt_flush(void)
 	pthread_mutex_unlock(&tr.mu);
 }
 
-/* One kept record back (its text as tlsrpt_persist wrote it). */
+/* One kept record back (its text as tlsrpt_persist wrote it): the six
+ * header lines, then mx and failure lines. */
 static int
 tlsrpt_load_one(int64_t until_ms, const uint8_t *data, size_t len, void *arg)
 {
-	char text[QUEUE_STATE_DATA_MAX + 1], *line, *save = NULL, *f[6];
-	char domain[300] = "", kind = 0;
-	uint64_t num[3] = { 0, 0, 0 };
-	struct tlsrpt_rec tmp, *r;
-	unsigned nline = 0, i;
+	char text[QUEUE_STATE_DATA_MAX + 1], *lines[6], *line, *save = NULL;
+	struct tlsrpt_rec *r;
+	unsigned i;
 
 	(void)until_ms;
 	(void)arg;
@@ -319,56 +344,45 @@ tlsrpt_load_one(int64_t until_ms, const uint8_t *data, size_t len, void *arg)
 		return 0;
 	memcpy(text, data, len);
 	text[len] = '\0';
-	memset(&tmp, 0, sizeof(tmp));
-	for (line = strtok_r(text, "\n", &save); line != NULL;
-	     line = strtok_r(NULL, "\n", &save), nline++) {
-		if (nline == 0 && strcmp(line, "v1") != 0)
+	for (i = 0; i < 6; i++) {
+		lines[i] = strtok_r(i == 0 ? text : NULL, "\n", &save);
+		if (lines[i] == NULL)
 			return 0;
-		if (nline == 1 || nline == 4 || nline == 5)
-			num[nline == 1 ? 0 : nline - 3] =
-			    strtoull(line, NULL, 10);
-		else if (nline == 2)
-			snprintf(domain, sizeof(domain), "%s", line);
-		else if (nline == 3)
-			kind = line[0];
-		else if (strncmp(line, "mx\t", 3) == 0 &&
-			 tmp.nmx < TLSRPT_MX_MAX)
-			snprintf(tmp.mx[tmp.nmx++], sizeof(tmp.mx[0]), "%s",
-				 line + 3);
-		else if (strncmp(line, "f\t", 2) == 0 &&
-			 tmp.nd < TLSRPT_DETAILS_MAX) {
-			char *p = line + 2;
-			struct tlsrpt_detail *d = &tmp.d[tmp.nd];
-
-			for (i = 0; i < 5; i++) {
-				f[i] = p;
-				if ((p = strchr(p, '\t')) == NULL && i < 4)
-					break;
-				if (p != NULL)
-					*p++ = '\0';
-			}
-			if (i < 5)
-				continue;
-			snprintf(d->result, sizeof(d->result), "%s", f[0]);
-			snprintf(d->src, sizeof(d->src), "%s", f[1]);
-			snprintf(d->mx, sizeof(d->mx), "%s", f[2]);
-			snprintf(d->ip, sizeof(d->ip), "%s", f[3]);
-			d->n = strtoull(f[4], NULL, 10);
-			tmp.nd++;
-		}
 	}
-	if (nline < 6 || domain[0] == '\0' || (kind != 't' && kind != 's'))
+	if (strcmp(lines[0], "v1") != 0 ||
+	    (strcmp(lines[3], "t") != 0 && strcmp(lines[3], "s") != 0))
 		return 0;
 	pthread_mutex_lock(&tr.mu);
-	r = tlsrpt_rec_get((uint32_t)num[0], domain, kind == 't');
-	if (r != NULL) {
-		r->ok += num[1];
-		r->fail += num[2];
-		memcpy(r->d, tmp.d, sizeof(tmp.d));
-		r->nd = tmp.nd;
-		memcpy(r->mx, tmp.mx, sizeof(tmp.mx));
-		r->nmx = tmp.nmx;
+	r = tlsrpt_rec_get((uint32_t)strtoul(lines[1], NULL, 10), lines[2],
+			   lines[3][0] == 't');
+	if (r == NULL)
+		goto out;
+	r->ok += strtoull(lines[4], NULL, 10);
+	r->fail += strtoull(lines[5], NULL, 10);
+	while ((line = strtok_r(NULL, "\n", &save)) != NULL) {
+		char *f[5], *p = line + 2;
+		struct tlsrpt_detail *d;
+
+		if (strncmp(line, "mx\t", 3) == 0) {
+			tlsrpt_mx_add(r, line + 3);
+			continue;
+		}
+		if (strncmp(line, "f\t", 2) != 0)
+			continue;
+		for (i = 0; i < 5 && p != NULL; i++) {
+			f[i] = p;
+			if ((p = strchr(p, '\t')) != NULL)
+				*p++ = '\0';
+		}
+		if (i < 5 || (d = tlsrpt_detail_add(r)) == NULL)
+			continue;
+		snprintf(d->result, sizeof(d->result), "%s", f[0]);
+		snprintf(d->src, sizeof(d->src), "%s", f[1]);
+		snprintf(d->mx, sizeof(d->mx), "%s", f[2]);
+		snprintf(d->ip, sizeof(d->ip), "%s", f[3]);
+		d->n = strtoull(f[4], NULL, 10);
 	}
+out:
 	pthread_mutex_unlock(&tr.mu);
 	return 0;
 }

@@ -32,6 +32,14 @@ MSG = (b"From: News <news@sender.test>\r\nTo: <someone@dane.test>\r\n"
        b"Hello over DANE.\r\n")
 
 
+def cert_sha256(cert):
+    """The SHA-256 of CERT's DER (TLSA 2 0 1 data, for a trust anchor)."""
+    der = subprocess.run(["openssl", "x509", "-in", cert, "-outform",
+                          "DER"], check=True, capture_output=True).stdout
+    import hashlib
+    return hashlib.sha256(der).hexdigest()
+
+
 def spki_sha256(cert):
     """The SHA-256 of CERT's SubjectPublicKeyInfo (TLSA 3 1 1 data)."""
     pub = subprocess.run(["openssl", "x509", "-in", cert, "-pubkey",
@@ -195,17 +203,26 @@ def zones(port, spec):
 
 
 def test_dane_match_mismatch_and_insecure():
-    """A signed zone whose TLSA matches the receiver's self-signed key:
-    delivered, DANE-verified.  A signed zone whose TLSA does not match:
+    """A signed zone whose TLSA (DANE-EE, 3 1 1) matches the receiver's
+    self-signed key: delivered, DANE-verified.  One whose TLSA (DANE-TA,
+    2 0 1) names the CA of the receiver's chain, the leaf valid for the MX
+    host: delivered, verified.  A signed zone whose TLSA does not match:
     deferred, nothing sent.  An unsigned zone whose TLSA does not match:
     not validated, so no DANE: delivered opportunistically."""
     ca = TestCA()
-    h_ok, h_bad, h_plain = "127.0.4.10", "127.0.4.11", "127.0.4.12"
-    port = free_port_on([h_ok, h_bad, h_plain])
+    h_ok, h_bad, h_plain, h_ta = ("127.0.4.10", "127.0.4.11", "127.0.4.12",
+                                  "127.0.4.13")
+    port = free_port_on([h_ok, h_bad, h_plain, h_ta])
     cert, key = ca.self_signed("mx.good.test")
     good = "3 1 1 " + spki_sha256(cert)
     wrong = "3 1 1 " + "ab" * 32
+    ta_leaf, ta_key = ca.leaf("mx.ta.test")
+    ta_chain = ta_leaf + ".chain"
+    with open(ta_chain, "w") as f:
+        f.write(open(ta_leaf).read() + open(ca.cert).read())
     spec = {"good.test": (mx_zone(h_ok, good), True),
+            "ta.test": (mx_zone(h_ta, "2 0 1 " + cert_sha256(ca.cert)),
+                        True),
             "bad.test": (mx_zone(h_bad, wrong), True),
             "plain.test": (mx_zone(h_plain, wrong), False)}
     tls = ["--starttls", "--cert", cert, "--key", key]
@@ -214,18 +231,26 @@ def test_dane_match_mismatch_and_insecure():
                 Sink([h_ok], port, tls) as s_ok, \
                 Sink([h_bad], port, tls) as s_bad, \
                 Sink([h_plain], port, tls) as s_plain, \
+                Sink([h_ta], port, ["--starttls", "--cert", ta_chain,
+                                    "--key", ta_key]) as s_ta, \
                 ControlDaemon(config(ub, port),
                               prefix="outpost-dane-") as d:
-            submit(d, ["a@good.test", "b@bad.test", "c@plain.test"])
+            submit(d, ["a@good.test", "b@bad.test", "c@plain.test",
+                       "d@ta.test"])
             s_ok.wait_messages(1)
             s_plain.wait_messages(1)
+            s_ta.wait_messages(1)
             dl = {e["rcpt_domain"]: e for e in wait_for(
-                lambda: len(events(d, "delivery")) >= 2 and
-                events(d, "delivery"), 10, "two deliveries")}
+                lambda: len(events(d, "delivery")) >= 3 and
+                events(d, "delivery"), 10, "three deliveries")}
             e = dl["good.test"]
             eq((e.get("tls_policy"), e.get("tls_result"),
                 e.get("tls_verified")), ("dane", "success", True),
                "DANE match: %r" % e)
+            e = dl["ta.test"]
+            eq((e.get("tls_policy"), e.get("tls_result"),
+                e.get("tls_verified")), ("dane", "success", True),
+               "DANE-TA match: %r" % e)
             e = dl["plain.test"]
             eq(e.get("tls_policy"), "none", "unsigned: no DANE: %r" % e)
             eq(e.get("tls_verified"), False, "self-signed, unverified")
@@ -237,7 +262,7 @@ def test_dane_match_mismatch_and_insecure():
             eq(s_bad.stats()["messages"], 0, "nothing sent on a mismatch")
             text = metrics_text(d)
             check('outpost_tls_policy_results_total{policy="dane",'
-                  'result="success"} 1' in text, "success counted")
+                  'result="success"} 2' in text, "successes counted")
     finally:
         ca.close()
 

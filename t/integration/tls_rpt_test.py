@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from outpost_test import (ControlDaemon, Dns, Sink, check,  # noqa
                           delivery_config, eq, free_port_on, metrics_text,
                           run_tests, wait_for)
-from mta_sts_test import (TESTING, PolicyServer, TestCA,  # noqa
+from mta_sts_test import (ENFORCE, TESTING, PolicyServer, TestCA,  # noqa
                           free_addr_443, need_root)
 
 MSG = (b"From: News <news@sender.test>\r\nTo: <someone@rpt.test>\r\n"
@@ -122,16 +122,23 @@ def test_daily_report_mailed_and_posted():
     ca = TestCA()
     paddr = free_addr_443()
     h_ok, h_bad, h_rep = "127.0.5.10", "127.0.5.11", "127.0.5.20"
-    port = free_port_on([h_ok, h_bad, h_rep])
+    h_enf = "127.0.5.12"
+    port = free_port_on([h_ok, h_bad, h_rep, h_enf])
     dns = Dns(mx=[("rpt.test", "mx.rpt.test", 10),
                   ("rpt2.test", "mx.rpt2.test", 10),
+                  ("rpt3.test", "mx.rpt3.test", 10),
                   ("reports.test", "mx.reports.test", 10)],
               a=[("mx.rpt.test", h_ok), ("mx.rpt2.test", h_bad),
+                 ("mx.rpt3.test", h_enf),
                  ("mx.reports.test", h_rep),
                  ("mta-sts.rpt.test", paddr), ("mta-sts.rpt2.test", paddr),
+                 ("mta-sts.rpt3.test", paddr),
                  ("post.reports.test", paddr)],
               txt=[("_mta-sts.rpt.test", "v=STSv1; id=a;"),
                    ("_mta-sts.rpt2.test", "v=STSv1; id=a;"),
+                   ("_mta-sts.rpt3.test", "v=STSv1; id=a;"),
+                   ("_smtp._tls.rpt3.test",
+                    "v=TLSRPTv1;rua=mailto:tls3@reports.test"),
                    # (dnsmasq cuts a text at a comma: one URI each;
                    # lists of URIs are unit/tlsrpt_test's)
                    ("_smtp._tls.rpt.test",
@@ -139,13 +146,15 @@ def test_daily_report_mailed_and_posted():
                    ("_smtp._tls.rpt2.test",
                     "v=TLSRPTv1;rua=mailto:tls@reports.test")])
     pcert, pkey = ca.leaf("mta-sts.rpt.test", "mta-sts.rpt2.test",
-                          "post.reports.test")
+                          "mta-sts.rpt3.test", "post.reports.test")
     good_c, good_k = ca.leaf("mx.rpt.test")
     bad_c, bad_k = ca.self_signed("mx.rpt2.test")
     pol = {"mta-sts.rpt.test": (200, "text/plain",
                                 TESTING % "mx.rpt.test"),
            "mta-sts.rpt2.test": (200, "text/plain",
-                                 TESTING % "mx.rpt2.test")}
+                                 TESTING % "mx.rpt2.test"),
+           "mta-sts.rpt3.test": (200, "text/plain",
+                                 ENFORCE % "mx.rpt3.test")}
     cfg = delivery_config(dns, port, '''
 delivery { tls_ca_file = "%s" }
 tls_report {
@@ -167,13 +176,16 @@ tls_report {
                                     good_k]) as s_ok, \
                 Sink([h_bad], port, ["--starttls", "--cert", bad_c,
                                      "--key", bad_k]) as s_bad, \
+                Sink([h_enf], port, ["--starttls", "--cert", bad_c,
+                                     "--key", bad_k]) as s_enf, \
                 Sink([h_rep], port) as s_rep:
             d = ControlDaemon(cfg, prefix="outpost-rpt-")
             d.clock_offset = offset
             t0 = time.time()
             d.start()
             try:
-                run(d, s_ok, s_bad, s_rep, ps, t0, day_before, offset)
+                run(d, ps, t0, day_before, offset,
+                    dict(ok=s_ok, bad=s_bad, enf=s_enf, rep=s_rep))
             finally:
                 if d.proc is not None and d.proc.poll() is None:
                     d.stop()
@@ -183,71 +195,87 @@ tls_report {
         ca.close()
 
 
-def run(d, s_ok, s_bad, s_rep, ps, t0, day_before, offset):
-    """The test's body, the daemon started (h_bad: see the caller)."""
-    if True:
-        if True:
-            submit(d, ["a@rpt.test"])
-            submit(d, ["b@rpt2.test"])
-            s_ok.wait_messages(1)
-            s_bad.wait_messages(1)
-            # The counts outlive a restart (written at the stop).
-            d.stop()
-            d.clock_offset = offset
-            d.start()
-            check(time.time() - t0 < 11, "sessions before the day ended")
-            reports = {}
+def run(d, ps, t0, day_before, offset, sinks):
+    """The test's body, the daemon started: SINKS the receivers of rpt.test
+    (ok), rpt2.test (bad), rpt3.test (enf) and the reports (rep)."""
+    s_ok, s_bad, s_enf, s_rep = (sinks["ok"], sinks["bad"], sinks["enf"],
+                                 sinks["rep"])
+    submit(d, ["a@rpt.test"])
+    submit(d, ["b@rpt2.test"])
+    submit(d, ["c@rpt3.test"])
+    s_ok.wait_messages(1)
+    s_bad.wait_messages(1)
+    # enforce: the untrusted certificate defers (each attempt a
+    # failed session), nothing is sent
+    wait_for(lambda: s_enf.stats()["tls_connections"] >= 1, 10,
+             "a TLS session refused by the policy")
+    # The counts outlive a restart (written at the stop).
+    d.stop()
+    d.clock_offset = offset
+    d.start()
+    check(time.time() - t0 < 11, "sessions before the day ended")
+    reports = {}
 
-            def got():
-                for raw in s_rep.messages():
-                    msg, rep = report_of(raw)
-                    reports[msg["TLS-Report-Domain"]] = (msg, rep)
-                return reports and ps.posts
-            wait_for(got, 40, "the report mail and the POST")
-            eq(list(reports), ["rpt2.test"], "rpt2.test's by mail")
-            host, path, ctype, body = ps.posts[0]
-            eq((host, path, ctype), ("post.reports.test", "/v1/tlsrpt",
-                                     "application/tlsrpt+gzip"), "POST")
-            reports["rpt.test"] = (None, json.loads(gzip.decompress(body)))
-            for dom, (msg, rep) in reports.items():
-                jsonschema.validate(rep, SCHEMA)
-                if msg is not None:
-                    eq(msg["TLS-Report-Submitter"], "Outpost Test ESP",
-                       "submitter")
-                    check(msg["Subject"].startswith(
-                        "Report Domain: %s Submitter: Outpost Test ESP "
-                        "Report-ID: <" % dom), "subject: %s" % msg["Subject"])
-                    eq(msg["From"], "tlsrpt-noreply@outpost.test", "From")
-                eq(rep["organization-name"], "Outpost Test ESP", "org")
-                eq(rep["date-range"]["start-datetime"], day_before,
-                   "the day before")
-                eq(rep["contact-info"], "tls-admin@outpost.test", "contact")
-                eq(len(rep["policies"]), 1, "one policy")
-                p = rep["policies"][0]
-                eq(p["policy"]["policy-type"], "sts", "sts")
-                eq(p["policy"]["policy-domain"], dom, "domain")
-                check("mode: testing" in p["policy"]["policy-string"],
-                      "policy string: %r" % p["policy"])
-            ok = reports["rpt.test"][1]["policies"][0]
-            eq(ok["summary"], {"total-successful-session-count": 1,
-                               "total-failure-session-count": 0},
-               "rpt.test summary")
-            eq(ok["policy"]["mx-host"], ["mx.rpt.test"], "mx-host")
-            bad = reports["rpt2.test"][1]["policies"][0]
-            eq(bad["summary"], {"total-successful-session-count": 0,
-                                "total-failure-session-count": 1},
-               "rpt2.test summary")
-            eq(bad["failure-details"], [{
-                "result-type": "certificate-not-trusted",
-                "sending-mta-ip": "127.0.0.1",
-                "receiving-mx-hostname": "mx.rpt2.test",
-                "receiving-ip": "127.0.5.11", "failed-session-count": 1}],
-               "failure details")
-            text = metrics_text(d)
-            check('outpost_tls_reports_total{result="mailed"} 1' in text,
-                  "mailed counted")
-            check('outpost_tls_reports_total{result="posted"} 1' in text,
-                  "posted counted")
+    def got():
+        for raw in s_rep.messages():
+            msg, rep = report_of(raw)
+            reports[msg["TLS-Report-Domain"]] = (msg, rep)
+        return len(reports) >= 2 and ps.posts
+    wait_for(got, 40, "the report mails and the POST")
+    eq(sorted(reports), ["rpt2.test", "rpt3.test"], "by mail")
+    eq(s_enf.stats()["messages"], 0, "enforce: nothing sent")
+    host, path, ctype, body = ps.posts[0]
+    eq((host, path, ctype), ("post.reports.test", "/v1/tlsrpt",
+                             "application/tlsrpt+gzip"), "POST")
+    reports["rpt.test"] = (None, json.loads(gzip.decompress(body)))
+    for dom, (msg, rep) in reports.items():
+        jsonschema.validate(rep, SCHEMA)
+        if msg is not None:
+            eq(msg["TLS-Report-Submitter"], "Outpost Test ESP",
+               "submitter")
+            check(msg["Subject"].startswith(
+                "Report Domain: %s Submitter: Outpost Test ESP "
+                "Report-ID: <" % dom), "subject: %s" % msg["Subject"])
+            eq(msg["From"], "tlsrpt-noreply@outpost.test", "From")
+        eq(rep["organization-name"], "Outpost Test ESP", "org")
+        eq(rep["date-range"]["start-datetime"], day_before,
+           "the day before")
+        eq(rep["contact-info"], "tls-admin@outpost.test", "contact")
+        eq(len(rep["policies"]), 1, "one policy")
+        p = rep["policies"][0]
+        eq(p["policy"]["policy-type"], "sts", "sts")
+        eq(p["policy"]["policy-domain"], dom, "domain")
+        check(("mode: enforce" if dom == "rpt3.test" else
+               "mode: testing") in p["policy"]["policy-string"],
+              "policy string: %r" % p["policy"])
+    ok = reports["rpt.test"][1]["policies"][0]
+    eq(ok["summary"], {"total-successful-session-count": 1,
+                       "total-failure-session-count": 0},
+       "rpt.test summary")
+    eq(ok["policy"]["mx-host"], ["mx.rpt.test"], "mx-host")
+    bad = reports["rpt2.test"][1]["policies"][0]
+    eq(bad["summary"], {"total-successful-session-count": 0,
+                        "total-failure-session-count": 1},
+       "rpt2.test summary")
+    eq(bad["failure-details"], [{
+        "result-type": "certificate-not-trusted",
+        "sending-mta-ip": "127.0.0.1",
+        "receiving-mx-hostname": "mx.rpt2.test",
+        "receiving-ip": "127.0.5.11", "failed-session-count": 1}],
+       "failure details")
+    enf = reports["rpt3.test"][1]["policies"][0]
+    eq(enf["summary"]["total-successful-session-count"], 0,
+       "rpt3.test: no success")
+    check(enf["summary"]["total-failure-session-count"] >= 1,
+          "rpt3.test: failures: %r" % enf["summary"])
+    eq([(f["result-type"], f["receiving-mx-hostname"])
+        for f in enf["failure-details"]],
+       [("certificate-not-trusted", "mx.rpt3.test")], "rpt3.test: why")
+    text = metrics_text(d)
+    check('outpost_tls_reports_total{result="mailed"} 2' in text,
+          "mailed counted")
+    check('outpost_tls_reports_total{result="posted"} 1' in text,
+          "posted counted")
 
 
 if __name__ == "__main__":

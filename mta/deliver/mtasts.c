@@ -216,8 +216,13 @@ mtasts_parse_line(const char *line, size_t len, struct mtasts_policy *p,
 				 MTASTS_MX_MAX);
 			return -1;
 		}
-		if ((pat = strndup(v, vlen)) == NULL ||
-		    !mtasts_pattern_ok(pat, vlen)) {
+		/* not strndup: the policy as fetched has no NUL to stop a
+		 * string read, and V + VLEN may be its very end */
+		if ((pat = malloc(vlen + 1)) != NULL) {
+			memcpy(pat, v, vlen);
+			pat[vlen] = '\0';
+		}
+		if (pat == NULL || !mtasts_pattern_ok(pat, vlen)) {
 			free(pat);
 			snprintf(err, errlen,
 				 "an mx pattern is not a host "

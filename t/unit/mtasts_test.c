@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -112,6 +113,27 @@ test_parse_nul_and_size(void **state)
 	assert_non_null(strstr(err, "NUL"));
 }
 
+/* The policy as fetched: LEN bytes exactly, no NUL after them (under
+ * ASan's strict_string_checks a string read past them is an error). */
+static void
+test_parse_unterminated(void **state)
+{
+	static const char t[] = "version: STSv1\r\nmode: enforce\r\n"
+				"max_age: 600\r\nmx: mail.example.com";
+	struct mtasts_policy p;
+	char err[100], *buf = malloc(sizeof(t) - 1);
+
+	(void)state;
+	assert_non_null(buf);
+	memcpy(buf, t, sizeof(t) - 1);
+	assert_int_equal(
+	    mtasts_policy_parse(buf, sizeof(t) - 1, &p, err, sizeof(err)), 0);
+	assert_int_equal(p.nmx, 1);
+	assert_string_equal(p.mx[0], "mail.example.com");
+	mtasts_policy_clear(&p);
+	free(buf);
+}
+
 static const struct txt_case {
 	const char *txt;
 	int rc;
@@ -202,6 +224,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse),
 		cmocka_unit_test(test_parse_nul_and_size),
+		cmocka_unit_test(test_parse_unterminated),
 		cmocka_unit_test(test_txt_id),
 		cmocka_unit_test(test_mx_match),
 		cmocka_unit_test(test_copy),

@@ -1182,6 +1182,26 @@ resolver_lookup(struct dns_resolver *r, enum dns_query_kind kind,
 }
 
 /*
+ * A lookup of one record TYPE for NAME (kind KIND): checked, attached to
+ * the cache or a question, started.  The caller sets its callback after:
+ * no callback runs before the loop turns.  NULL as resolver_lookup.
+ */
+static struct dns_query *
+resolver_lookup_one(struct dns_resolver *r, enum dns_query_kind kind,
+		    uint16_t type, const char *name, bool has_cb, void *arg)
+{
+	struct dns_query *q;
+	char canon[DNS_NAME_MAX + 1];
+
+	if ((q = resolver_lookup(r, kind, name, has_cb, arg, canon)) == NULL)
+		return NULL;
+	if (!q->early)
+		resolver_query_attach(q, type, canon);
+	resolver_query_start(q);
+	return q;
+}
+
+/*
  * dns_mx_lookup — see dns.h.  Returns NULL only when out of memory or
  * called without a callback (no callback then); a bad name is reported
  * through the callback, on the next loop iteration like any reply.
@@ -1192,15 +1212,10 @@ dns_mx_lookup(struct dns_resolver *r, const char *domain,
 	      void *arg)
 {
 	struct dns_query *q;
-	char name[DNS_NAME_MAX + 1];
 
-	if ((q = resolver_lookup(r, DQ_MX, domain, cb != NULL, arg, name)) ==
-	    NULL)
-		return NULL;
-	q->cb.mx = cb;
-	if (!q->early)
-		resolver_query_attach(q, DNS_RR_MX, name);
-	resolver_query_start(q);
+	q = resolver_lookup_one(r, DQ_MX, DNS_RR_MX, domain, cb != NULL, arg);
+	if (q != NULL)
+		q->cb.mx = cb;
 	return q;
 }
 
@@ -1239,15 +1254,10 @@ dns_txt_lookup(struct dns_resolver *r, const char *name,
 	       void *arg)
 {
 	struct dns_query *q;
-	char canon[DNS_NAME_MAX + 1];
 
-	if ((q = resolver_lookup(r, DQ_TXT, name, cb != NULL, arg, canon)) ==
-	    NULL)
-		return NULL;
-	q->cb.txt = cb;
-	if (!q->early)
-		resolver_query_attach(q, DNS_RR_TXT, canon);
-	resolver_query_start(q);
+	q = resolver_lookup_one(r, DQ_TXT, DNS_RR_TXT, name, cb != NULL, arg);
+	if (q != NULL)
+		q->cb.txt = cb;
 	return q;
 }
 
@@ -1258,15 +1268,10 @@ dns_tlsa_lookup(struct dns_resolver *r, const char *name,
 		void *arg)
 {
 	struct dns_query *q;
-	char canon[DNS_NAME_MAX + 1];
 
-	if ((q = resolver_lookup(r, DQ_TLSA, name, cb != NULL, arg, canon)) ==
-	    NULL)
-		return NULL;
-	q->cb.tlsa = cb;
-	if (!q->early)
-		resolver_query_attach(q, DNS_RR_TLSA, canon);
-	resolver_query_start(q);
+	q = resolver_lookup_one(r, DQ_TLSA, DNS_RR_TLSA, name, cb != NULL, arg);
+	if (q != NULL)
+		q->cb.tlsa = cb;
 	return q;
 }
 

@@ -11,7 +11,6 @@ validated MX -> deferred; DANE before MTA-STS (an enforce policy whose CA
 check would refuse the receiver).  unbound refuses every name outside the
 test zones and sends nothing off loopback.  Loopback only."""
 
-import json
 import os
 import shutil
 import socket
@@ -22,8 +21,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from outpost_test import (ControlDaemon, Sink, TestFailure, check,  # noqa
-                          delivery_config, end_process, eq, free_port_on,
-                          free_udp_port, metrics_text, run_tests, wait_for)
+                          delivery_config, delivery_events, end_process, eq,
+                          free_port_on, free_udp_port, metrics_text,
+                          run_tests, wait_for)
 from mta_sts_test import (ENFORCE, PolicyServer, TestCA,  # noqa
                           free_addr_443, need_root)
 
@@ -174,15 +174,6 @@ def config(ub, port, extra=""):
             % ub.servers) + delivery_config(None, port, extra)
 
 
-def events(d, kind):
-    try:
-        with open(d.delivery_log) as f:
-            return [e for e in (json.loads(x) for x in f if x.strip())
-                    if e.get("event") == kind]
-    except FileNotFoundError:
-        return []
-
-
 def submit(d, rcpts):
     s = d.smtp()
     s.sendmail("news@sender.test", rcpts, MSG)
@@ -241,8 +232,8 @@ def test_dane_match_mismatch_and_insecure():
             s_plain.wait_messages(1)
             s_ta.wait_messages(1)
             dl = {e["rcpt_domain"]: e for e in wait_for(
-                lambda: len(events(d, "delivery")) >= 3 and
-                events(d, "delivery"), 10, "three deliveries")}
+                lambda: len(delivery_events(d, "delivery")) >= 3 and
+                delivery_events(d, "delivery"), 10, "three deliveries")}
             e = dl["good.test"]
             eq((e.get("tls_policy"), e.get("tls_result"),
                 e.get("tls_verified")), ("dane", "success", True),
@@ -254,7 +245,7 @@ def test_dane_match_mismatch_and_insecure():
             e = dl["plain.test"]
             eq(e.get("tls_policy"), "none", "unsigned: no DANE: %r" % e)
             eq(e.get("tls_verified"), False, "self-signed, unverified")
-            t = wait_for(lambda: [x for x in events(d, "transient_failure")
+            t = wait_for(lambda: [x for x in delivery_events(d, "transient_failure")
                                   if x["rcpt_domain"] == "bad.test"], 20,
                          "deferral")[0]
             eq((t.get("tls_policy"), t.get("tls_result")),
@@ -294,7 +285,7 @@ def test_dane_bogus_and_dane_only():
 
             def got():
                 g = {e["rcpt_domain"]: e for e in
-                     events(d, "transient_failure")}
+                     delivery_events(d, "transient_failure")}
                 return g if set(want) <= set(g) else None
             g = wait_for(got, 20, "two deferrals")
             for dom, result in want.items():
@@ -336,7 +327,7 @@ def test_dane_before_mta_sts():
                               prefix="outpost-dane-") as d:
             submit(d, ["a@both.test"])
             sink.wait_messages(1)
-            e = wait_for(lambda: events(d, "delivery"), 10, "event")[0]
+            e = wait_for(lambda: delivery_events(d, "delivery"), 10, "event")[0]
             eq((e.get("tls_policy"), e.get("tls_result")),
                ("dane", "success"), "DANE first: %r" % e)
     finally:

@@ -12,7 +12,6 @@ certificate we do not trust -> delivered without it, counted; the cache
 survives a restart with the policy server gone; a new id is fetched again.
 Loopback only (the daemon refuses any other address)."""
 
-import json
 import os
 import random
 import shutil
@@ -22,13 +21,12 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from outpost_test import (ControlDaemon, Dns, Sink, check,  # noqa
-                          delivery_config, eq, free_port_on, metrics_text,
-                          run_tests, wait_for)
+                          delivery_config, delivery_events, eq, free_port_on,
+                          metrics_text, run_tests, wait_for)
 
 MSG = (b"From: News <news@sender.test>\r\nTo: <someone@sts.test>\r\n"
        b"Subject: mta-sts\r\nMessage-ID: <s1@sender.test>\r\n\r\n"
@@ -175,15 +173,6 @@ class PolicyServer:
         return False
 
 
-def events(d, kind=None):
-    try:
-        with open(d.delivery_log) as f:
-            return [e for e in (json.loads(x) for x in f if x.strip())
-                    if kind is None or e.get("event") == kind]
-    except FileNotFoundError:
-        return []
-
-
 def metric(d, line_start):
     for line in metrics_text(d).splitlines():
         if line.startswith(line_start):
@@ -246,7 +235,7 @@ def test_enforce_delivers_over_verified_tls():
             sink.wait_messages(1)
             check(b" tls=TLSv1." in sink.messages()[0].split(b"\r\n")[0],
                   "delivered over TLS")
-            ev = wait_for(lambda: events(d, "delivery"), 10,
+            ev = wait_for(lambda: delivery_events(d, "delivery"), 10,
                           "delivery event")[0]
             eq(ev.get("tls_policy"), "mta-sts", "policy logged: %r" % ev)
             eq(ev.get("tls_policy_mode"), "enforce", "mode logged")
@@ -312,7 +301,7 @@ def test_enforce_defers_bad_tls():
 
             def deferred():
                 got = {}
-                for e in events(d, "transient_failure"):
+                for e in delivery_events(d, "transient_failure"):
                     got[e.get("rcpt_domain")] = e
                 return got if set(want) <= set(got) else None
             got = wait_for(deferred, 20, "three deferrals")
@@ -324,7 +313,7 @@ def test_enforce_defers_bad_tls():
             for s in (s1, s2, s3):
                 eq(s.stats().get("messages", 0), 0, "nothing sent there")
             eq(len(d.queue_ids()), 1, "the message waits for three")
-            nop = [e for e in events(d, "delivery")
+            nop = [e for e in delivery_events(d, "delivery")
                    if e.get("rcpt_domain") == "nopolicy.test"][0]
             eq(nop.get("tls_policy"), "none", "no policy: %r" % nop)
             check("tls_result" not in nop, "no result without a policy")
@@ -354,7 +343,7 @@ def test_enforce_skips_mx_outside_policy():
                 ControlDaemon(config(dns, port, ca),
                               prefix="outpost-sts-") as d:
             submit(d, ["x@other.test"])
-            e = wait_for(lambda: events(d, "transient_failure"), 20, "deferral")[0]
+            e = wait_for(lambda: delivery_events(d, "transient_failure"), 20, "deferral")[0]
             eq(e.get("enhanced_status"), "4.7.5", "status: %r" % e)
             eq(e.get("tls_result"), "validation-failure", "result")
             eq(sink.stats().get("connections_total", 0), 0, "never connected")
@@ -386,7 +375,7 @@ def test_testing_mode_delivers_and_reports():
                               prefix="outpost-sts-") as d:
             submit(d, ["t@trial.test"])
             sink.wait_messages(1)
-            ev = wait_for(lambda: events(d, "delivery"), 10, "event")[0]
+            ev = wait_for(lambda: delivery_events(d, "delivery"), 10, "event")[0]
             eq((ev.get("tls_policy"), ev.get("tls_policy_mode"),
                 ev.get("tls_result")),
                ("mta-sts", "testing", "certificate-not-trusted"),
@@ -432,7 +421,7 @@ def test_policy_failures_fall_back():
                               prefix="outpost-sts-") as d:
             submit(d, ["a@gone.test", "b@html.test", "c@badweb.test"])
             sink.wait_messages(3)
-            for e in events(d, "delivery"):
+            for e in delivery_events(d, "delivery"):
                 eq(e.get("tls_policy"), "none", "no policy: %r" % e)
             eq(metric(d, 'outpost_mta_sts_fetches_total{result='
                       '"sts-policy-fetch-error"}'), 1, "404 counted")
@@ -484,7 +473,7 @@ def test_cache_survives_restart_and_new_id_refetched():
                 eq(metric(d, "outpost_mta_sts_policies_loaded"), 1,
                    "policy loaded from the queue")
                 submit(d, ["second@keep.test"])
-                e = wait_for(lambda: [x for x in events(d, "transient_failure")
+                e = wait_for(lambda: [x for x in delivery_events(d, "transient_failure")
                                       if x.get("rcpt_domain") ==
                                       "keep.test"], 20, "deferral")[0]
                 eq((e.get("tls_policy_mode"), e.get("tls_result")),
@@ -509,7 +498,7 @@ def test_cache_survives_restart_and_new_id_refetched():
             # policy: delivered, reported.
             sink.wait_messages(1, timeout=30)
             eq(ps2.hits.get("mta-sts.keep.test"), 1, "new id fetched")
-            ev = wait_for(lambda: events(d, "delivery")[1:], 10,
+            ev = wait_for(lambda: delivery_events(d, "delivery")[1:], 10,
                           "second delivery")[0]
             eq((ev.get("tls_policy_mode"), ev.get("tls_result")),
                ("testing", "certificate-not-trusted"), "new policy: %r" % ev)

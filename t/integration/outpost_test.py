@@ -857,6 +857,19 @@ def rewrite_config(d, old, new):
         f.write(text.replace(old, new))
 
 
+def delivery_events(d, kind=None):
+    """The delivery log of D (a ControlDaemon) as dicts, those whose event
+    is KIND ("delivery", "transient_failure", ...) or all; [] before the
+    log exists."""
+    import json
+    try:
+        with open(d.delivery_log) as f:
+            return [e for e in (json.loads(x) for x in f if x.strip())
+                    if kind is None or e.get("event") == kind]
+    except FileNotFoundError:
+        return []
+
+
 def metrics_text(d):
     """The daemon's metrics exposition (GET /metrics) as text."""
     url = "http://127.0.0.1:%d/metrics" % d.metrics_port

@@ -186,6 +186,10 @@ destination "thr.test" {
         time.sleep(2.5)  # the step is over
         back = phase("c")
         check(back >= 6, "recovered: %d connections at most" % back)
+        # The queue is empty once the last replies came; the sink counts
+        # what it took every 100 ms: wait for its count, then check it.
+        wait_for(lambda: sink.stats()["messages"] >= 3 * 64 + 1, 5,
+                 "the sink's count")
         st = sink.stats()
         eq(st["messages"], 3 * 64 + 1, "everything delivered")
         check("suspended" not in d.log() and "paused" not in d.log(),

@@ -874,6 +874,16 @@ int conf_parse_size(const char *s, uint64_t *out);
 int conf_parse_duration(const char *s, uint64_t *out_ms);
 
 /*
+ * conf_mailbox_check — is A one mailbox "local@domain": printable ASCII
+ * without space, '<', '>', '"', '\\' or a second '@', 254 octets at most,
+ * the local part 64, the domain LDH labels?  The one check of an address
+ * the configuration names (feedback.address, tls_report.from) and of one
+ * taken from DNS to send to (a TLS report's mailto: rua).  0, or -1 with
+ * *WHY.  Pure.
+ */
+int conf_mailbox_check(const char *a, const char **why);
+
+/*
  * conf_destination_find — the limits for recipient DOMAIN (any case; a
  * trailing dot is ignored): the destination listed with exactly that name,
  * else the one listed as ".PARENT" for the nearest parent domain

@@ -586,22 +586,6 @@ conf_build_cluster(struct conf_ctx *x, cfg_t *cfg, struct conf *c)
 	return 0;
 }
 
-/* S is "local@domain": printable ASCII, no space, no angle bracket, one
- * '@' with something on both sides. */
-static bool
-conf_mailbox_ok(const char *s)
-{
-	const char *at = strchr(s, '@'), *p;
-
-	if (at == NULL || at == s || at[1] == '\0' || strchr(at + 1, '@'))
-		return false;
-	for (p = s; *p != '\0'; p++)
-		if (*p <= ' ' || *p >= 0x7f || *p == '<' || *p == '>' ||
-		    *p == '"' || *p == ',')
-			return false;
-	return true;
-}
-
 static int
 conf_build_tls_report(struct conf_ctx *x, cfg_t *cfg, struct conf *c)
 {
@@ -609,18 +593,16 @@ conf_build_tls_report(struct conf_ctx *x, cfg_t *cfg, struct conf *c)
 	struct conf_tls_report *t = &c->tls_report;
 	const char *org = cfg_getstr(sec, "organization");
 	const char *contact = cfg_getstr(sec, "contact");
-	const char *from = cfg_getstr(sec, "from");
+	const char *from = cfg_getstr(sec, "from"), *why;
 	char def[300];
 
 	t->enabled = cfg_getbool(sec, "enabled");
 	t->delay_ms = conf_num_get(x, sec, "delay");
 	if (x->failed)
 		return -1;
-	if (from != NULL && !conf_mailbox_ok(from)) {
+	if (from != NULL && conf_mailbox_check(from, &why) != 0) {
 		conf_fail(x, conf_where(x, sec, "from"),
-			  "tls_report.from: \"%s\" is not an address "
-			  "(local@domain)",
-			  from);
+			  "tls_report.from: \"%s\" %s", from, why);
 		return -1;
 	}
 	if ((t->organization =

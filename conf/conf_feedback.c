@@ -24,10 +24,8 @@ cfg_opt_t conf_feedback_opts[] = {
 	CFG_END(),
 };
 
-/* "local@domain": printable ASCII without space, '<', '>' or a second
- * '@'; the domain as conf_domain_check takes it.  0, or -1 with *why. */
-static int
-conf_feedback_address_check(const char *a, const char **why)
+int
+conf_mailbox_check(const char *a, const char **why)
 {
 	const char *at = strchr(a, '@'), *p;
 
@@ -56,7 +54,7 @@ conf_feedback_build(struct conf_ctx *x, cfg_t *cfg, struct conf *c)
 	f->identifier = cfg_getbool(sec, "identifier");
 	if (a == NULL || a[0] == '\0')
 		return x->failed ? -1 : 0;
-	if (conf_feedback_address_check(a, &why) != 0) {
+	if (conf_mailbox_check(a, &why) != 0) {
 		conf_fail(x, conf_where(x, sec, "address"),
 			  "feedback.address: \"%s\" %s", a, why);
 		return -1;

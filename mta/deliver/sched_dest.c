@@ -8,6 +8,7 @@
  * (sched_dest_reconf).  Must not: look a route up in DNS.  Delivery loop
  * thread.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,6 +130,22 @@ sched_dest_host_cmp(const void *a, const void *b)
 	return strcmp(x->name, y->name);
 }
 
+/* D cannot be reached as its TLS policy demands: "451 4.7.5 WHY" to its
+ * jobs (retried), for as long as a failed lookup is kept. */
+static void __attribute__((format(printf, 3, 4)))
+sched_dest_tls_failed(struct sched_dest *d, int64_t now, const char *fmt, ...)
+{
+	va_list ap;
+
+	d->state = DEST_FAILED;
+	d->fail_code = 451;
+	memcpy(d->fail_text, "4.7.5 ", 6);
+	va_start(ap, fmt);
+	vsnprintf(d->fail_text + 6, sizeof(d->fail_text) - 6, fmt, ap);
+	va_end(ap);
+	d->expires_ms = now + SCHED_DEST_FAIL_TTL * 1000;
+}
+
 static void
 sched_dest_mx_cb(const struct dns_mx_reply *reply, void *arg)
 {
@@ -150,14 +167,12 @@ sched_dest_mx_cb(const struct dns_mx_reply *reply, void *arg)
 	if (reply->result == DNS_OK && !dane &&
 	    d->cfg->tls == CONF_TLSP_DANE_ONLY) {
 		d->dane_missing = true;
-		d->state = DEST_FAILED;
-		d->fail_code = 451;
-		snprintf(d->fail_text, sizeof(d->fail_text),
-			 "4.7.5 tls = dane-only, but the MX answer of %s is "
-			 "not DNSSEC-validated%s",
-			 d->domain,
-			 sched.conf->dns.dnssec ? "" : " (dns.dnssec is off)");
-		d->expires_ms = now + SCHED_DEST_FAIL_TTL * 1000;
+		sched_dest_tls_failed(
+		    d, now,
+		    "tls = dane-only, but the MX answer of %s "
+		    "is not DNSSEC-validated%s",
+		    d->domain,
+		    sched.conf->dns.dnssec ? "" : " (dns.dnssec is off)");
 		sched_dest_flush(d);
 		return;
 	}
@@ -176,13 +191,10 @@ sched_dest_mx_cb(const struct dns_mx_reply *reply, void *arg)
 		if (n == 0) {
 			free(sorted);
 			d->sts_nomatch = true;
-			d->state = DEST_FAILED;
-			d->fail_code = 451;
-			snprintf(d->fail_text, sizeof(d->fail_text),
-				 "4.7.5 no MX host of %s is allowed by its "
-				 "MTA-STS policy (enforce)",
-				 d->domain);
-			d->expires_ms = now + SCHED_DEST_FAIL_TTL * 1000;
+			sched_dest_tls_failed(d, now,
+					      "no MX host of %s is allowed by "
+					      "its MTA-STS policy (enforce)",
+					      d->domain);
 			break;
 		}
 		/* kept in preference order for the site's hosts */

@@ -636,26 +636,6 @@ tlsrpt_job_free(struct tlsrpt_job *job)
 	free(job);
 }
 
-/* A mailto: rua's address: LOCAL@DOMAIN, the local part printable ASCII
- * without what would need URI decoding or quoting, the domain a host
- * name.  (An address that needs more is not used.) */
-static bool
-tlsrpt_mailbox_ok(const char *a)
-{
-	const char *at = strchr(a, '@'), *p;
-
-	if (at == NULL || at == a || at[1] == '\0' || strlen(a) > 254)
-		return false;
-	for (p = a; p < at; p++)
-		if (*p <= ' ' || *p >= 0x7f || strchr("<>\"(),:;[]\\%?@", *p))
-			return false;
-	for (p = at + 1; *p != '\0'; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-		      (*p >= '0' && *p <= '9') || *p == '-' || *p == '.'))
-			return false;
-	return at[1] != '.' && p[-1] != '.';
-}
-
 static void
 tlsrpt_posted(const struct https_response *r, void *arg)
 {
@@ -685,6 +665,7 @@ static void
 tlsrpt_send(struct tlsrpt_job *job, const char *const *uris, int n)
 {
 	char id[400], fname[600], esc[300];
+	const char *why;
 	uint8_t rnd[8], *gz = NULL, *msg;
 	char hex[17], *json = NULL;
 	size_t jsonlen = 0, gzlen = 0, msglen;
@@ -713,7 +694,10 @@ tlsrpt_send(struct tlsrpt_job *job, const char *const *uris, int n)
 		if (strncmp(uris[i], "mailto:", 7) == 0) {
 			const char *to = uris[i] + 7;
 
-			if (!tlsrpt_mailbox_ok(to) ||
+			/* a mailto: URI's hfields ("?subject=") or
+			 * %-escapes are not decoded: such an address fails
+			 * the check (its domain is no host name) */
+			if (conf_mailbox_check(to, &why) != 0 ||
 			    tlsrpt_mail(job, to, id, fname, gz, gzlen, &msg,
 					&msglen) != 0) {
 				log_info("tls-report %s: rua %s not used",

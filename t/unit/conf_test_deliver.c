@@ -331,8 +331,8 @@ static const struct conf_error_row deliver_error_rows[] = {
 	{ "tls_report.from: not an address",
 	  L
 	  "tls_report {\n enabled = true\n from = \"Reports <r@x.test>\"\n}\n",
-	  "4: tls_report.from: \"Reports <r@x.test>\" is not an address "
-	  "(local@domain)" },
+	  "4: tls_report.from: \"Reports <r@x.test>\" must be one address "
+	  "local@domain" },
 	{ "tls_report.delay: above maximum", L "tls_report { delay = 2d }\n",
 	  "2: tls_report.delay: \"2d\" is more than the maximum, 1d" },
 	{ "dns.dnssec: no servers", L "dns { dnssec = true }\n",

@@ -24,7 +24,7 @@ PACKAGES = python3-lmdb build-essential cmake pkg-config clang libclang-rt-14-de
 	libmail-dkim-perl libcryptx-perl libnet-dns-perl python3-dnspython \
 	swaks dnsmasq-base procps iproute2 curl prometheus mandoc \
 	dpkg-dev lintian valgrind clamav-daemon \
-	libhiredis-dev redis-server libcurl4-openssl-dev unbound ldnsutils \
+	libhiredis-dev redis-server unbound ldnsutils \
 	python3-jsonschema
 
 .PHONY: all deps build test demo bench install package fuzz clean format

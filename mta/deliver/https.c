@@ -1,11 +1,13 @@
 /*
- * https.c — https.h on libcurl's multi interface and libevent: one event
- * per curl socket, one timer for curl's timeouts; each request resolves its
- * host with the scheduler's resolver first.
+ * https.c — https.h on libevent's HTTP client over OpenSSL bufferevents:
+ * each request resolves its host with the scheduler's resolver, then
+ * connects to one of the addresses it gave (the next one when a
+ * connection fails), with SNI, the host name checked, and one request
+ * per connection ("Connection: close").
  *
- * Owns: the multi handle, the requests under way (struct https_xfer).
- * Must not: let curl resolve a name or open a socket to an address the
- * resolver did not give; call a callback from within https_start.
+ * Owns: the client TLS context, the requests under way (struct https_xfer).
+ * Must not: connect to an address the resolver did not give or the policy
+ * refuses; follow a redirect; call a callback from within https_start.
  * Thread: the scheduler's loop (https_init, https_free: main, outside it).
  */
 #include <arpa/inet.h>
@@ -13,54 +15,110 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
-#include <curl/curl.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "dns/dns.h"
 #include "mta/core/log.h"
+#include "mta/core/tls.h"
 #include "mta/deliver/https.h"
 
-#define HTTPS_ADDRS_MAX 8  /* addresses of a host given to curl */
-#define HTTPS_MAX_XFERS 64 /* transfers at once (more wait in curl) */
+#define HTTPS_ADDRS_MAX    8     /* addresses of a host tried in turn */
+#define HTTPS_MAX_XFERS    64    /* connections at once (more wait) */
+#define HTTPS_HEADERS_MAX  16384 /* bytes of an answer's header block */
+#define HTTPS_IO_TIMEOUT_S 10    /* one read or write */
+
+enum https_step {
+	HX_RESOLVE, /* asking the resolver */
+	HX_WAIT,    /* HTTPS_MAX_XFERS connections are busy */
+	HX_HTTP,    /* connected or connecting, request sent or to send */
+	HX_NEXT,    /* that address failed: the next one on the next turn */
+	HX_DONE,    /* answered: the callback runs on the next turn */
+};
 
 struct https_xfer {
+	enum https_step step;
 	https_cb *cb;
 	void *arg;
-	char *url, *host, *ctype_req;
+	char *host, *path, *ctype_req;
 	unsigned port;
+	bool host_is_ip;
 	void *body;
 	size_t body_len, max;
 	char what[200];
 	struct dns_query *q;
-	CURL *easy;
-	struct curl_slist *resolve, *headers;
-	char errbuf[CURL_ERROR_SIZE];
-	char *resp;
-	size_t resp_len;
-	bool too_big;
 	struct sockaddr_storage addrs[HTTPS_ADDRS_MAX];
-	size_t naddrs;
-	struct event *fail_ev; /* a failure answered on the next turn */
-	char fail_err[300];
+	size_t naddrs, ai;
+	struct evhttp_connection *evcon;
+	SSL *ssl;              /* owned by evcon's bufferevent */
+	bool counted;          /* one of hs.nconn */
+	struct event *timer;   /* the whole request's deadline */
+	struct event *done_ev; /* the answer, given on the next turn */
+	char tls_err[200];     /* why the certificate did not verify */
+	char http_err[320];    /* why it failed (evhttp, DNS, timeout) */
+	struct https_response r;
+	char *resp, *resp_ctype;
 	struct https_xfer *prev, *next;
 };
 
 static struct {
 	struct event_base *base;
 	struct dns_resolver *dns;
-	char *ca_file, *ca_path;
+	SSL_CTX *ctx;
+	int ex_idx; /* the SSL's https_xfer */
 	bool loopback_only;
-	CURLM *multi;
-	struct event *timer;
 	struct https_xfer *all;
-	bool curl_init;
+	size_t nconn; /* transfers holding a connection */
+	bool stopping;
 } hs;
+
+static void https_connect(struct https_xfer *x);
+
+static void
+https_conn_close(struct https_xfer *x)
+{
+	if (x->evcon != NULL) {
+		/* frees the bufferevent and its SSL, and the request
+		 * without calling it back */
+		evhttp_connection_free(x->evcon);
+		x->evcon = NULL;
+		x->ssl = NULL;
+	}
+	if (x->counted) {
+		x->counted = false;
+		hs.nconn--;
+	}
+}
+
+/* A connection is free: the oldest waiting transfer takes it. */
+static void
+https_wake_waiting(void)
+{
+	struct https_xfer *x, *oldest = NULL;
+
+	if (hs.stopping || hs.nconn >= HTTPS_MAX_XFERS)
+		return;
+	for (x = hs.all; x != NULL; x = x->next)
+		if (x->step == HX_WAIT)
+			oldest = x; /* the list is newest first */
+	if (oldest != NULL)
+		https_connect(oldest);
+}
 
 static void
 https_xfer_free(struct https_xfer *x)
 {
+	bool had_conn = x->counted;
+
 	if (x->prev != NULL)
 		x->prev->next = x->next;
 	else
@@ -69,301 +127,282 @@ https_xfer_free(struct https_xfer *x)
 		x->next->prev = x->prev;
 	if (x->q != NULL)
 		dns_cancel(x->q);
-	if (x->easy != NULL) {
-		curl_multi_remove_handle(hs.multi, x->easy);
-		curl_easy_cleanup(x->easy);
-	}
-	curl_slist_free_all(x->resolve);
-	curl_slist_free_all(x->headers);
-	if (x->fail_ev != NULL)
-		event_free(x->fail_ev);
-	free(x->url);
+	https_conn_close(x);
+	if (x->timer != NULL)
+		event_free(x->timer);
+	if (x->done_ev != NULL)
+		event_free(x->done_ev);
 	free(x->host);
+	free(x->path);
 	free(x->ctype_req);
 	free(x->body);
 	free(x->resp);
+	free(x->resp_ctype);
 	free(x);
+	if (had_conn)
+		https_wake_waiting();
 }
 
-/* X ends with R: its callback, then it is gone. */
+/* The turn after X ended (or its address failed): its connection goes
+ * (never inside evhttp's own callbacks), then the next address is tried
+ * or the answer given. */
 static void
-https_finish(struct https_xfer *x, const struct https_response *r)
-{
-	https_cb *cb = x->cb;
-	void *arg = x->arg;
-
-	https_xfer_free(x);
-	cb(r, arg);
-}
-
-static void
-https_fail_cb(evutil_socket_t fd, short what, void *arg)
+https_done_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct https_xfer *x = arg;
 	struct https_response r;
 
 	(void)fd;
 	(void)what;
-	memset(&r, 0, sizeof(r));
-	r.fail = HTTPS_FETCH;
-	r.err = x->fail_err;
-	https_finish(x, &r);
+	https_conn_close(x);
+	if (x->step == HX_NEXT) {
+		x->ai++;
+		https_connect(x);
+		https_wake_waiting();
+		return;
+	}
+	r = x->r; /* R points into X: answer before X goes */
+	x->cb(&r, x->arg);
+	https_xfer_free(x);
+	https_wake_waiting();
 }
 
-/* X failed (WHY): answered on the next loop turn. */
+/* X moves to STEP (HX_DONE: its answer is in x->r; HX_NEXT: the next
+ * address), on the next loop turn. */
 static void
-https_fail_later(struct https_xfer *x, const char *why)
+https_later(struct https_xfer *x, enum https_step step)
 {
-	snprintf(x->fail_err, sizeof(x->fail_err), "%s", why);
-	if (x->fail_ev == NULL &&
-	    (x->fail_ev = event_new(hs.base, -1, 0, https_fail_cb, x)) == NULL)
+	x->step = step;
+	if (step == HX_DONE && x->timer != NULL)
+		evtimer_del(x->timer);
+	if (x->done_ev == NULL &&
+	    (x->done_ev = event_new(hs.base, -1, 0, https_done_cb, x)) == NULL)
 		return; /* no memory: it ends with https_free */
-	event_active(x->fail_ev, EV_TIMEOUT, 0);
+	event_active(x->done_ev, EV_TIMEOUT, 0);
 }
 
-/* curl on libevent ---------------------------------------------------- */
-
-static void https_check_done(void);
-
+/* X failed (FAIL, WHY). */
 static void
-https_sock_event_cb(evutil_socket_t fd, short what, void *arg)
+https_fail(struct https_xfer *x, enum https_fail fail, const char *why)
 {
-	int running, flags = 0;
-
-	(void)arg;
-	if (what & EV_READ)
-		flags |= CURL_CSELECT_IN;
-	if (what & EV_WRITE)
-		flags |= CURL_CSELECT_OUT;
-	curl_multi_socket_action(hs.multi, fd, flags, &running);
-	https_check_done();
-}
-
-static int
-https_sock_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
-{
-	struct event *ev = socketp;
-	short kind;
-
-	(void)easy;
-	(void)userp;
-	if (ev != NULL)
-		event_free(ev);
-	if (what == CURL_POLL_REMOVE) {
-		curl_multi_assign(hs.multi, s, NULL);
-		return 0;
-	}
-	kind = EV_PERSIST | ((what & CURL_POLL_IN) ? EV_READ : 0) |
-	       ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
-	ev = event_new(hs.base, s, kind, https_sock_event_cb, NULL);
-	if (ev == NULL || event_add(ev, NULL) != 0) {
-		if (ev != NULL)
-			event_free(ev);
-		curl_multi_assign(hs.multi, s, NULL);
-		return -1;
-	}
-	curl_multi_assign(hs.multi, s, ev);
-	return 0;
+	memset(&x->r, 0, sizeof(x->r));
+	x->r.fail = fail;
+	if (why != x->http_err)
+		snprintf(x->http_err, sizeof(x->http_err), "%s", why);
+	x->r.err = x->http_err;
+	https_later(x, HX_DONE);
 }
 
 static void
-https_timer_event_cb(evutil_socket_t fd, short what, void *arg)
+https_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
-	int running;
+	struct https_xfer *x = arg;
 
 	(void)fd;
 	(void)what;
-	(void)arg;
-	curl_multi_socket_action(hs.multi, CURL_SOCKET_TIMEOUT, 0, &running);
-	https_check_done();
+	if (x->step != HX_DONE)
+		https_fail(x, HTTPS_FETCH, "no answer in time");
 }
 
+/* OpenSSL's verdict on each certificate of the chain: the first reason
+ * it fails is kept for the answer. */
 static int
-https_timer_cb(CURLM *multi, long timeout_ms, void *userp)
+https_verify_cb(int ok, X509_STORE_CTX *sc)
 {
-	struct timeval tv;
+	SSL *ssl = X509_STORE_CTX_get_ex_data(
+	    sc, SSL_get_ex_data_X509_STORE_CTX_idx());
+	struct https_xfer *x =
+	    ssl != NULL ? SSL_get_ex_data(ssl, hs.ex_idx) : NULL;
 
-	(void)multi;
-	(void)userp;
-	if (timeout_ms < 0) {
-		evtimer_del(hs.timer);
-		return 0;
+	if (!ok && x != NULL && x->tls_err[0] == '\0')
+		snprintf(x->tls_err, sizeof(x->tls_err), "certificate: %s",
+			 X509_verify_cert_error_string(
+			     X509_STORE_CTX_get_error(sc)));
+	return ok;
+}
+
+static const char *
+https_req_error_str(enum evhttp_request_error e)
+{
+	switch (e) {
+	case EVREQ_HTTP_TIMEOUT:
+		return "timed out";
+	case EVREQ_HTTP_EOF:
+		return "connection closed before the answer";
+	case EVREQ_HTTP_INVALID_HEADER:
+		return "malformed answer";
+	case EVREQ_HTTP_BUFFER_ERROR:
+		return "read or write error";
+	case EVREQ_HTTP_REQUEST_CANCEL:
+		return "cancelled";
+	case EVREQ_HTTP_DATA_TOO_LONG:
+		return "the answer is too large";
 	}
-	tv.tv_sec = timeout_ms / 1000;
-	tv.tv_usec = (timeout_ms % 1000) * 1000;
-	return evtimer_add(hs.timer, &tv);
-}
-
-static bool
-https_addr_same(const struct sockaddr *a, const struct sockaddr *b)
-{
-	if (a->sa_family != b->sa_family)
-		return false;
-	if (a->sa_family == AF_INET)
-		return memcmp(&((const struct sockaddr_in *)a)->sin_addr,
-			      &((const struct sockaddr_in *)b)->sin_addr,
-			      sizeof(struct in_addr)) == 0;
-	if (a->sa_family == AF_INET6)
-		return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-			      &((const struct sockaddr_in6 *)b)->sin6_addr,
-			      sizeof(struct in6_addr)) == 0;
-	return false;
-}
-
-/* Curl opens only a socket to an address the resolver gave. */
-static curl_socket_t
-https_open_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
-{
-	struct https_xfer *x = clientp;
-	size_t i;
-
-	(void)purpose;
-	for (i = 0; i < x->naddrs; i++)
-		if (https_addr_same((const struct sockaddr *)&x->addrs[i],
-				    &a->addr))
-			return socket(a->family, a->socktype | SOCK_CLOEXEC,
-				      a->protocol);
-	log_warnx("%s: curl wanted an address the resolver did not give; "
-		  "refused",
-		  x->what);
-	return CURL_SOCKET_BAD;
-}
-
-static size_t
-https_write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
-{
-	struct https_xfer *x = userdata;
-	size_t n = size * nmemb;
-	char *b;
-
-	if (x->resp_len + n > x->max) {
-		x->too_big = true;
-		return 0; /* curl stops: CURLE_WRITE_ERROR */
-	}
-	if ((b = realloc(x->resp, x->resp_len + n + 1)) == NULL)
-		return 0;
-	memcpy(b + x->resp_len, ptr, n);
-	x->resp = b;
-	x->resp_len += n;
-	x->resp[x->resp_len] = '\0';
-	return n;
+	return "failed";
 }
 
 static void
-https_done(struct https_xfer *x, CURLcode rc)
+https_req_error_cb(enum evhttp_request_error e, void *arg)
 {
-	struct https_response r;
-	char *ctype = NULL;
+	struct https_xfer *x = arg;
 
-	memset(&r, 0, sizeof(r));
-	if (rc == CURLE_PEER_FAILED_VERIFICATION ||
-	    rc == CURLE_SSL_CACERT_BADFILE) {
-		r.fail = HTTPS_TLS;
-		r.err = x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc);
-	} else if (rc != CURLE_OK) {
-		r.fail = HTTPS_FETCH;
-		r.err = x->too_big     ? "the answer is too large"
-			: x->errbuf[0] ? x->errbuf
-				       : curl_easy_strerror(rc);
-	} else {
-		curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &r.status);
-		curl_easy_getinfo(x->easy, CURLINFO_CONTENT_TYPE, &ctype);
-		r.ctype = ctype;
-		r.body = x->resp != NULL ? x->resp : "";
-		r.len = x->resp_len;
-	}
-	/* R points into X (and its handle): answer before X goes. */
-	x->cb(&r, x->arg);
-	x->cb = NULL;
-	https_xfer_free(x);
+	snprintf(x->http_err, sizeof(x->http_err), "%s",
+		 https_req_error_str(e));
 }
 
+/* The answer, or (REQ NULL, or status 0) none from this address. */
 static void
-https_check_done(void)
+https_req_cb(struct evhttp_request *req, void *arg)
 {
-	CURLMsg *m;
-	int left;
+	struct https_xfer *x = arg;
+	struct evbuffer *in;
+	const char *ct;
+	size_t n;
 
-	while ((m = curl_multi_info_read(hs.multi, &left)) != NULL) {
-		struct https_xfer *x = NULL;
-
-		if (m->msg != CURLMSG_DONE)
-			continue;
-		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE,
-				  (char **)&x);
-		if (x != NULL)
-			https_done(x, m->data.result);
-	}
-}
-
-/* The host's addresses are known: hand the request to curl. */
-static void
-https_transfer(struct https_xfer *x)
-{
-	char line[1024];
-	size_t i, off;
-
-	off = (size_t)snprintf(line, sizeof(line), "%s:%u:", x->host, x->port);
-	for (i = 0; i < x->naddrs && off < sizeof(line); i++) {
-		const struct sockaddr *sa =
-		    (const struct sockaddr *)&x->addrs[i];
-		char a[INET6_ADDRSTRLEN];
-
-		inet_ntop(sa->sa_family,
-			  sa->sa_family == AF_INET
-			      ? (const void *)&((const struct sockaddr_in *)sa)
-				    ->sin_addr
-			      : (const void *)&((const struct sockaddr_in6 *)sa)
-				    ->sin6_addr,
-			  a, sizeof(a));
-		off += (size_t)snprintf(line + off, sizeof(line) - off,
-					sa->sa_family == AF_INET6 ? "%s[%s]"
-								  : "%s%s",
-					i ? "," : "", a);
-	}
-	if (off >= sizeof(line) || (x->easy = curl_easy_init()) == NULL ||
-	    (x->resolve = curl_slist_append(NULL, line)) == NULL) {
-		https_fail_later(x, "out of memory");
+	if (x->step != HX_HTTP)
 		return;
-	}
-	curl_easy_setopt(x->easy, CURLOPT_URL, x->url);
-	curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x);
-	curl_easy_setopt(x->easy, CURLOPT_RESOLVE, x->resolve);
-	curl_easy_setopt(x->easy, CURLOPT_OPENSOCKETFUNCTION, https_open_cb);
-	curl_easy_setopt(x->easy, CURLOPT_OPENSOCKETDATA, x);
-	curl_easy_setopt(x->easy, CURLOPT_PROTOCOLS_STR, "https");
-	curl_easy_setopt(x->easy, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(x->easy, CURLOPT_PROXY, "");
-	curl_easy_setopt(x->easy, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS, (long)HTTPS_TIMEOUT_MS);
-	curl_easy_setopt(x->easy, CURLOPT_MAXFILESIZE_LARGE,
-			 (curl_off_t)x->max);
-	curl_easy_setopt(x->easy, CURLOPT_SSLVERSION,
-			 (long)CURL_SSLVERSION_TLSv1_2);
-	curl_easy_setopt(x->easy, CURLOPT_USERAGENT,
-			 "Outpost/" OUTPOST_VERSION);
-	curl_easy_setopt(x->easy, CURLOPT_ERRORBUFFER, x->errbuf);
-	curl_easy_setopt(x->easy, CURLOPT_WRITEFUNCTION, https_write_cb);
-	curl_easy_setopt(x->easy, CURLOPT_WRITEDATA, x);
-	if (hs.ca_file != NULL)
-		curl_easy_setopt(x->easy, CURLOPT_CAINFO, hs.ca_file);
-	if (hs.ca_path != NULL)
-		curl_easy_setopt(x->easy, CURLOPT_CAPATH, hs.ca_path);
-	if (x->ctype_req != NULL) {
-		char h[300];
-
-		snprintf(h, sizeof(h), "Content-Type: %s", x->ctype_req);
-		if ((x->headers = curl_slist_append(NULL, h)) == NULL) {
-			https_fail_later(x, "out of memory");
+	if (req == NULL || evhttp_request_get_response_code(req) == 0) {
+		if (x->tls_err[0] != '\0') {
+			https_fail(x, HTTPS_TLS, x->tls_err);
 			return;
 		}
-		curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->headers);
-		curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, x->body);
-		curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE_LARGE,
-				 (curl_off_t)x->body_len);
+		/* no answer from this address: the next one, as long as
+		 * nothing but the connection failed */
+		if (x->http_err[0] == '\0' && x->ai + 1 < x->naddrs) {
+			https_later(x, HX_NEXT);
+			return;
+		}
+		https_fail(x, HTTPS_FETCH,
+			   x->http_err[0] ? x->http_err
+					  : "no connection, or it closed");
+		return;
 	}
-	if (curl_multi_add_handle(hs.multi, x->easy) != CURLM_OK)
-		https_fail_later(x, "curl_multi_add_handle failed");
+	in = evhttp_request_get_input_buffer(req);
+	n = evbuffer_get_length(in);
+	if (n > x->max) {
+		https_fail(x, HTTPS_FETCH, "the answer is too large");
+		return;
+	}
+	ct = evhttp_find_header(evhttp_request_get_input_headers(req),
+				"Content-Type");
+	if ((x->resp = malloc(n + 1)) == NULL ||
+	    (ct != NULL && (x->resp_ctype = strdup(ct)) == NULL)) {
+		https_fail(x, HTTPS_FETCH, "out of memory");
+		return;
+	}
+	evbuffer_remove(in, x->resp, n);
+	x->resp[n] = '\0';
+	memset(&x->r, 0, sizeof(x->r));
+	x->r.fail = HTTPS_OK;
+	x->r.status = evhttp_request_get_response_code(req);
+	x->r.ctype = x->resp_ctype;
+	x->r.body = x->resp;
+	x->r.len = n;
+	https_later(x, HX_DONE);
+}
+
+/* The TLS session of X to its current address, checked for its host. */
+static SSL *
+https_ssl_new(struct https_xfer *x)
+{
+	SSL *ssl;
+
+	if ((ssl = SSL_new(hs.ctx)) == NULL)
+		return NULL;
+	SSL_set_ex_data(ssl, hs.ex_idx, x);
+	SSL_set_verify(ssl, SSL_VERIFY_PEER, https_verify_cb);
+	if (x->host_is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl),
+							  x->host) != 1
+			  : (SSL_set_tlsext_host_name(ssl, x->host) != 1 ||
+			     SSL_set1_host(ssl, x->host) != 1)) {
+		SSL_free(ssl);
+		return NULL;
+	}
+	X509_VERIFY_PARAM_set_hostflags(SSL_get0_param(ssl),
+					X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+	return ssl;
+}
+
+/* Connect X to addrs[ai] and send its request (or wait for a place). */
+static void
+https_connect(struct https_xfer *x)
+{
+	const struct sockaddr *sa = (const struct sockaddr *)&x->addrs[x->ai];
+	struct evhttp_request *req = NULL;
+	struct bufferevent *bev;
+	struct evkeyvalq *h;
+	char addr[INET6_ADDRSTRLEN], hosthdr[300];
+	SSL *ssl;
+
+	if (hs.nconn >= HTTPS_MAX_XFERS) {
+		x->step = HX_WAIT;
+		return;
+	}
+	x->step = HX_HTTP;
+	x->counted = true;
+	hs.nconn++;
+	x->tls_err[0] = x->http_err[0] = '\0';
+	inet_ntop(
+	    sa->sa_family,
+	    sa->sa_family == AF_INET
+		? (const void *)&((const struct sockaddr_in *)sa)->sin_addr
+		: (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr,
+	    addr, sizeof(addr));
+	if ((ssl = https_ssl_new(x)) == NULL)
+		goto fail;
+	bev = bufferevent_openssl_socket_new(
+	    hs.base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	if (bev == NULL) {
+		SSL_free(ssl);
+		goto fail;
+	}
+	/* many servers close without close_notify after the answer */
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	/* a numeric address: libevent connects without a lookup */
+	x->evcon = evhttp_connection_base_bufferevent_new(
+	    hs.base, NULL, bev, addr, (ev_uint16_t)x->port);
+	if (x->evcon == NULL) {
+		bufferevent_free(bev);
+		goto fail;
+	}
+	x->ssl = ssl;
+	evhttp_connection_set_timeout(x->evcon, HTTPS_IO_TIMEOUT_S);
+	evhttp_connection_set_retries(x->evcon, 0);
+	evhttp_connection_set_max_headers_size(x->evcon, HTTPS_HEADERS_MAX);
+	evhttp_connection_set_max_body_size(x->evcon, (ev_ssize_t)x->max);
+	if ((req = evhttp_request_new(https_req_cb, x)) == NULL)
+		goto fail;
+	evhttp_request_set_error_cb(req, https_req_error_cb);
+	h = evhttp_request_get_output_headers(req);
+	if (x->port == 443)
+		snprintf(hosthdr, sizeof(hosthdr),
+			 strchr(x->host, ':') ? "[%s]" : "%s", x->host);
+	else
+		snprintf(hosthdr, sizeof(hosthdr),
+			 strchr(x->host, ':') ? "[%s]:%u" : "%s:%u", x->host,
+			 x->port);
+	if (evhttp_add_header(h, "Host", hosthdr) != 0 ||
+	    evhttp_add_header(h, "User-Agent", "Outpost/" OUTPOST_VERSION) !=
+		0 ||
+	    evhttp_add_header(h, "Connection", "close") != 0 ||
+	    (x->ctype_req != NULL &&
+	     (evhttp_add_header(h, "Content-Type", x->ctype_req) != 0 ||
+	      evbuffer_add(evhttp_request_get_output_buffer(req), x->body,
+			   x->body_len) != 0)))
+		goto fail;
+	if (evhttp_make_request(x->evcon, req,
+				x->ctype_req != NULL ? EVHTTP_REQ_POST
+						     : EVHTTP_REQ_GET,
+				x->path) != 0) {
+		req = NULL; /* freed by evhttp_make_request */
+		goto fail;
+	}
+	return;
+fail:
+	if (req != NULL)
+		evhttp_request_free(req);
+	https_fail(x, HTTPS_FETCH, "cannot start the request");
 }
 
 /*
@@ -419,7 +458,7 @@ https_addr_cb(const struct dns_addr_reply *r, void *arg)
 	if (r->result != DNS_OK) {
 		snprintf(why, sizeof(why), "%s: %s", x->host,
 			 r->err[0] ? r->err : dns_result_str(r->result));
-		https_fail_later(x, why);
+		https_fail(x, HTTPS_FETCH, why);
 		return;
 	}
 	for (i = 0; i < r->naddrs && x->naddrs < HTTPS_ADDRS_MAX; i++) {
@@ -432,49 +471,66 @@ https_addr_cb(const struct dns_addr_reply *r, void *arg)
 		x->addrs[x->naddrs++] = r->addrs[i];
 	}
 	if (x->naddrs == 0) {
-		https_fail_later(x, hs.loopback_only
-					? "the host is not on loopback "
-					  "(loopback_only)"
-					: "the host has no public address (a "
-					  "private, loopback or link-local one "
-					  "is never fetched from)");
+		https_fail(x, HTTPS_FETCH,
+			   hs.loopback_only
+			       ? "the host is not on loopback (loopback_only)"
+			       : "the host has no public address (a private, "
+				 "loopback or link-local one is never fetched "
+				 "from)");
 		return;
 	}
-	https_transfer(x);
+	https_connect(x);
 }
 
-/* URL's scheme (https only), host and port into X.  0, or -1. */
+/* URL's host, port and path (with its query) into X: https only, no user
+ * part.  0, or -1. */
 static int
 https_url(struct https_xfer *x, const char *url)
 {
-	CURLU *u = curl_url();
-	char *scheme = NULL, *host = NULL, *port = NULL;
-	int rc = -1;
+	struct evhttp_uri *u;
+	const char *scheme, *host, *path, *query;
+	size_t n;
+	int port, rc = -1;
 
-	if (u == NULL || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-	    strcmp(scheme, "https") != 0 ||
-	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) !=
-		CURLUE_OK)
+	if ((u = evhttp_uri_parse_with_flags(url, 0)) == NULL)
+		return -1;
+	scheme = evhttp_uri_get_scheme(u);
+	host = evhttp_uri_get_host(u);
+	port = evhttp_uri_get_port(u);
+	path = evhttp_uri_get_path(u);
+	query = evhttp_uri_get_query(u);
+	if (scheme == NULL || strcasecmp(scheme, "https") != 0 ||
+	    host == NULL || host[0] == '\0' ||
+	    evhttp_uri_get_userinfo(u) != NULL || port == 0 || port > 65535)
 		goto out;
-	x->port = (unsigned)strtoul(port, NULL, 10);
+	x->port = port < 0 ? 443 : (unsigned)port;
 	/* an IPv6 literal comes in brackets: the resolver wants it bare */
+	n = strlen(host);
 	if (host[0] == '[') {
-		size_t n = strlen(host);
-
-		memmove(host, host + 1, n);
-		if (n >= 2 && host[n - 2] == ']')
-			host[n - 2] = '\0';
+		if (n < 3 || host[n - 1] != ']')
+			goto out;
+		x->host = strndup(host + 1, n - 2);
+	} else {
+		x->host = strdup(host);
 	}
-	if ((x->host = strdup(host)) != NULL && x->port > 0 && x->port < 65536)
-		rc = 0;
+	if (x->host == NULL)
+		goto out;
+	{
+		struct in6_addr a6;
+
+		x->host_is_ip = inet_pton(AF_INET6, x->host, &a6) == 1 ||
+				inet_pton(AF_INET, x->host, &a6) == 1;
+	}
+	if (path == NULL || path[0] == '\0')
+		path = "/";
+	n = strlen(path) + (query != NULL ? strlen(query) + 1 : 0) + 1;
+	if ((x->path = malloc(n)) == NULL)
+		goto out;
+	snprintf(x->path, n, "%s%s%s", path, query != NULL ? "?" : "",
+		 query != NULL ? query : "");
+	rc = 0;
 out:
-	curl_free(scheme);
-	curl_free(host);
-	curl_free(port);
-	if (u != NULL)
-		curl_url_cleanup(u);
+	evhttp_uri_free(u);
 	return rc;
 }
 
@@ -482,21 +538,25 @@ struct https_xfer *
 https_start(const struct https_request *req, https_cb *cb, void *arg)
 {
 	struct https_xfer *x;
+	struct timeval tv;
 
 	if ((x = calloc(1, sizeof(*x))) == NULL)
 		return NULL;
 	x->cb = cb;
 	x->arg = arg;
 	x->max = req->max_response;
+	x->step = HX_RESOLVE;
 	snprintf(x->what, sizeof(x->what), "%s",
 		 req->what != NULL ? req->what : "https");
 	if (https_url(x, req->url) != 0 ||
-	    (x->url = strdup(req->url)) == NULL ||
+	    (x->timer = evtimer_new(hs.base, https_timeout_cb, x)) == NULL ||
 	    (req->ctype != NULL &&
 	     ((x->ctype_req = strdup(req->ctype)) == NULL ||
 	      (x->body = malloc(req->body_len + 1)) == NULL))) {
+		if (x->timer != NULL)
+			event_free(x->timer);
 		free(x->host);
-		free(x->url);
+		free(x->path);
 		free(x->ctype_req);
 		free(x);
 		return NULL;
@@ -510,13 +570,16 @@ https_start(const struct https_request *req, https_cb *cb, void *arg)
 	if (hs.all != NULL)
 		hs.all->prev = x;
 	hs.all = x;
+	tv.tv_sec = HTTPS_TIMEOUT_MS / 1000;
+	tv.tv_usec = (HTTPS_TIMEOUT_MS % 1000) * 1000;
+	evtimer_add(x->timer, &tv);
 	if (hs.dns == NULL) {
-		https_fail_later(x, "no DNS resolver");
+		https_fail(x, HTTPS_FETCH, "no DNS resolver");
 		return x;
 	}
 	x->q = dns_addr_lookup(hs.dns, x->host, AF_UNSPEC, https_addr_cb, x);
 	if (x->q == NULL)
-		https_fail_later(x, "out of memory");
+		https_fail(x, HTTPS_FETCH, "out of memory");
 	return x;
 }
 
@@ -535,38 +598,27 @@ https_init(struct event_base *base, struct dns_resolver *dns,
 	hs.base = base;
 	hs.dns = dns;
 	hs.loopback_only = loopback_only;
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-		snprintf(err, errlen, "https: curl_global_init failed");
+	/* the delivery client's settings (TLS >= 1.2, the trust store);
+	 * every request then requires the certificate to verify */
+	if ((hs.ctx = tls_client_ctx_new(ca_file, ca_path, err, errlen)) ==
+	    NULL)
+		return -1;
+	SSL_CTX_set_session_cache_mode(hs.ctx, SSL_SESS_CACHE_OFF);
+	hs.ex_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	if (hs.ex_idx < 0) {
+		snprintf(err, errlen, "https: SSL_get_ex_new_index failed");
 		return -1;
 	}
-	hs.curl_init = true;
-	if ((ca_file != NULL && (hs.ca_file = strdup(ca_file)) == NULL) ||
-	    (ca_path != NULL && (hs.ca_path = strdup(ca_path)) == NULL) ||
-	    (hs.timer = evtimer_new(base, https_timer_event_cb, NULL)) ==
-		NULL ||
-	    (hs.multi = curl_multi_init()) == NULL) {
-		snprintf(err, errlen, "https: out of memory");
-		return -1;
-	}
-	curl_multi_setopt(hs.multi, CURLMOPT_SOCKETFUNCTION, https_sock_cb);
-	curl_multi_setopt(hs.multi, CURLMOPT_TIMERFUNCTION, https_timer_cb);
-	curl_multi_setopt(hs.multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
-			  (long)HTTPS_MAX_XFERS);
 	return 0;
 }
 
 void
 https_free(void)
 {
+	hs.stopping = true;
 	while (hs.all != NULL)
 		https_xfer_free(hs.all);
-	if (hs.multi != NULL)
-		curl_multi_cleanup(hs.multi);
-	if (hs.timer != NULL)
-		event_free(hs.timer);
-	free(hs.ca_file);
-	free(hs.ca_path);
-	if (hs.curl_init)
-		curl_global_cleanup();
+	if (hs.ctx != NULL)
+		SSL_CTX_free(hs.ctx);
 	memset(&hs, 0, sizeof(hs));
 }

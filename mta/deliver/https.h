@@ -1,12 +1,12 @@
 /*
- * https.h — HTTPS requests on the scheduler's loop: libcurl's multi
- * interface driven by libevent, for MTA-STS policies (GET) and TLS-RPT
- * reports (POST).
+ * https.h — HTTPS requests on the scheduler's loop (libevent's HTTP
+ * client over OpenSSL), for MTA-STS policies (GET) and TLS-RPT reports
+ * (POST).
  *
- * The host's addresses come from the scheduler's resolver, never from
- * curl's: they are handed to curl (CURLOPT_RESOLVE), and any other address
- * curl would open is refused.  No redirect is followed, no proxy of the
- * environment is used, only https is spoken, the certificate is checked
+ * The host's addresses come from the scheduler's resolver, and only those
+ * the rules below allow are connected to.  No redirect is followed, no
+ * proxy of the environment is used, only https is spoken, the certificate
+ * (its chain and the host name) is checked
  * against the configured store (else the system's).  With loopback_only,
  * a host off loopback is refused; without it, a host that has only
  * private, loopback or link-local addresses is (no request made on

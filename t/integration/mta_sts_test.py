@@ -389,38 +389,48 @@ def test_testing_mode_delivers_and_reports():
 
 def test_policy_failures_fall_back():
     """A TXT record whose policy cannot be had (404, HTML, a certificate
-    our CA did not sign) leaves the domain without a policy: delivered
-    opportunistically, each failure counted by its RFC 8460 type."""
+    our CA did not sign, one it signed for another name) leaves the domain
+    without a policy: delivered opportunistically, each failure counted by
+    its RFC 8460 type."""
     if not need_root():
         return
     ca = TestCA()
-    paddr, paddr2 = free_addr_443(), free_addr_443()
+    paddr, paddr2, paddr3 = free_addr_443(), free_addr_443(), \
+        free_addr_443()
     hosts = ["127.0.3.51"]
     port = free_port_on(hosts)
     txt = "v=STSv1; id=f1;"
     doms = [("gone.test", "mx.gone.test", hosts[0], txt),
             ("html.test", "mx.html.test", hosts[0], txt),
-            ("badweb.test", "mx.badweb.test", hosts[0], txt)]
+            ("badweb.test", "mx.badweb.test", hosts[0], txt),
+            ("wrongname.test", "mx.wrongname.test", hosts[0], txt)]
     dns = setup(ca, doms, paddr)
     # badweb's policy host is another server, with a certificate no CA
-    # we trust signed.
+    # we trust signed; wrongname's, one our CA signed for another name.
     dns.spec[1][:] = [x for x in dns.spec[1]
-                      if x[0] != "mta-sts.badweb.test"] + \
-        [("mta-sts.badweb.test", paddr2)]
+                      if x[0] not in ("mta-sts.badweb.test",
+                                      "mta-sts.wrongname.test")] + \
+        [("mta-sts.badweb.test", paddr2),
+         ("mta-sts.wrongname.test", paddr3)]
     pcert, pkey = ca.leaf("mta-sts.gone.test", "mta-sts.html.test")
     bcert, bkey = ca.self_signed("mta-sts.badweb.test")
+    wcert, wkey = ca.leaf("mta-sts.other.test")
     pol = {"mta-sts.html.test": (200, "text/html",
                                  "<html>" + ENFORCE % "mx.html.test")}
     bpol = {"mta-sts.badweb.test": (200, "text/plain",
                                     ENFORCE % "mx.badweb.test")}
+    wpol = {"mta-sts.wrongname.test": (200, "text/plain",
+                                       ENFORCE % "mx.wrongname.test")}
     try:
         with dns, PolicyServer(paddr, pcert, pkey, pol), \
                 PolicyServer(paddr2, bcert, bkey, bpol) as bad, \
+                PolicyServer(paddr3, wcert, wkey, wpol) as wrong, \
                 Sink(hosts, port) as sink, \
                 ControlDaemon(config(dns, port, ca),
                               prefix="outpost-sts-") as d:
-            submit(d, ["a@gone.test", "b@html.test", "c@badweb.test"])
-            sink.wait_messages(3)
+            submit(d, ["a@gone.test", "b@html.test", "c@badweb.test",
+                       "d@wrongname.test"])
+            sink.wait_messages(4)
             for e in delivery_events(d, "delivery"):
                 eq(e.get("tls_policy"), "none", "no policy: %r" % e)
             eq(metric(d, 'outpost_mta_sts_fetches_total{result='
@@ -428,8 +438,11 @@ def test_policy_failures_fall_back():
             eq(metric(d, 'outpost_mta_sts_fetches_total{result='
                       '"sts-policy-invalid"}'), 1, "text/html counted")
             eq(metric(d, 'outpost_mta_sts_fetches_total{result='
-                      '"sts-webpki-invalid"}'), 1, "bad certificate")
+                      '"sts-webpki-invalid"}'), 2,
+               "bad certificate, wrong name")
             eq(bad.hits, {}, "no request past a bad certificate")
+            eq(wrong.hits, {}, "no request past a certificate for another "
+               "name")
             check("policy fetch failed" in d.log(), "failure logged")
     finally:
         ca.close()

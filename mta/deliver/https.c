@@ -29,7 +29,6 @@
 
 #include "dns/dns.h"
 #include "mta/core/log.h"
-#include "mta/core/tls.h"
 #include "mta/deliver/https.h"
 
 #define HTTPS_ADDRS_MAX    8     /* addresses of a host tried in turn */
@@ -590,20 +589,24 @@ https_cancel(struct https_xfer *x)
 }
 
 int
-https_init(struct event_base *base, struct dns_resolver *dns,
-	   const char *ca_file, const char *ca_path, bool loopback_only,
-	   char *err, size_t errlen)
+https_init(struct event_base *base, struct dns_resolver *dns, X509_STORE *store,
+	   bool loopback_only, char *err, size_t errlen)
 {
 	memset(&hs, 0, sizeof(hs));
 	hs.base = base;
 	hs.dns = dns;
 	hs.loopback_only = loopback_only;
-	/* the delivery client's settings (TLS >= 1.2, the trust store);
-	 * every request then requires the certificate to verify */
-	if ((hs.ctx = tls_client_ctx_new(ca_file, ca_path, err, errlen)) ==
-	    NULL)
+	if ((hs.ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
+		snprintf(err, errlen, "https: SSL_CTX_new failed");
 		return -1;
+	}
+	SSL_CTX_set_min_proto_version(hs.ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(hs.ctx,
+			    SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
 	SSL_CTX_set_session_cache_mode(hs.ctx, SSL_SESS_CACHE_OFF);
+	/* one copy of the trust store in memory (the system's is ~0.5 MB) */
+	if (store != NULL)
+		SSL_CTX_set1_cert_store(hs.ctx, store);
 	hs.ex_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 	if (hs.ex_idx < 0) {
 		snprintf(err, errlen, "https: SSL_get_ex_new_index failed");

@@ -24,6 +24,7 @@
 struct event_base;
 struct dns_resolver;
 struct https_xfer;
+struct x509_store_st;
 
 #define HTTPS_TIMEOUT_MS 15000 /* a request, from its DNS question on */
 
@@ -57,13 +58,14 @@ typedef void https_cb(const struct https_response *r, void *arg);
 
 /*
  * https_init — requests on BASE, hosts resolved by DNS (NULL: every
- * request fails), certificates checked against CA_FILE/CA_PATH (NULL: the
- * system store), only loopback hosts with LOOPBACK_ONLY.  0, or -1 with
- * ERR.  Main thread, before the loop runs; once.
+ * request fails), certificates checked against STORE (the delivery
+ * client's trust store, shared: a reference is taken), only loopback
+ * hosts with LOOPBACK_ONLY.  0, or -1 with ERR.  Main thread, before the
+ * loop runs; once.
  */
 int https_init(struct event_base *base, struct dns_resolver *dns,
-	       const char *ca_file, const char *ca_path, bool loopback_only,
-	       char *err, size_t errlen);
+	       struct x509_store_st *store, bool loopback_only, char *err,
+	       size_t errlen);
 /* https_free — cancel what is under way (no callback) and free all.  Main
  * thread, after the loop has ended. */
 void https_free(void);

@@ -980,9 +980,8 @@ sched_init(const struct sched_config *sc, char *err, size_t errlen)
 			 errlen) != 0)
 		return -1;
 	cluster_throttle_hook(sched_cluster_throttle);
-	if (https_init(l->base, sched.dns, c->delivery.tls_ca_file,
-		       c->delivery.tls_ca_path, sc->loopback_only, err,
-		       errlen) != 0 ||
+	if (https_init(l->base, sched.dns, SSL_CTX_get_cert_store(sc->ssl_ctx),
+		       sc->loopback_only, err, errlen) != 0 ||
 	    mtasts_init(l->base, sched.dns, sched.queue, err, errlen) != 0 ||
 	    tlsrpt_init(l->base, sched.dns, sched.queue, sched_report_queue, c,
 			err, errlen) != 0)

@@ -19,7 +19,7 @@ ADD_USER = useradd --system --no-create-home --shell /usr/sbin/nologin outpost
 PACKAGES = python3-lmdb build-essential cmake pkg-config clang libclang-rt-14-dev \
 	libevent-dev libssl-dev openssl libopendkim-dev libc-ares-dev \
 	libsodium-dev liblmdb-dev lmdb-utils libconfuse-dev libpsl-dev libidn2-dev \
-	publicsuffix libcmocka-dev libsystemd-dev zlib1g-dev \
+	publicsuffix libcmocka-dev zlib1g-dev \
 	python3 python3-aiosmtpd python3-dkim python3-nacl \
 	libmail-dkim-perl libcryptx-perl libnet-dns-perl python3-dnspython \
 	swaks dnsmasq-base procps iproute2 curl prometheus mandoc \

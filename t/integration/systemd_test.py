@@ -175,6 +175,34 @@ def test_notify_reloading():
             d.stop()
 
 
+def test_notify_abstract_socket():
+    """NOTIFY_SOCKET may name an abstract socket ("@name", as systemd
+    gives containers and --user managers): READY=1 and STOPPING=1 reach
+    it."""
+    d = ManagedDaemon()
+    name = "outpost-notify-%d-%d" % (os.getpid(), int(time.time() * 1000))
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind("\0" + name)
+    try:
+        d.env = {"NOTIFY_SOCKET": "@" + name}
+        d.start()
+        lines = []
+        deadline = time.time() + 20 * SLOW
+        while "READY=1" not in lines and time.time() < deadline:
+            lines += receive(s, deadline - time.time()) or []
+        check("READY=1" in lines, "READY=1 on @%s: %r" % (name, lines))
+        d.stop()
+        lines = []
+        deadline = time.time() + 5 * SLOW
+        while "STOPPING=1" not in lines and time.time() < deadline:
+            lines += receive(s, deadline - time.time()) or []
+        check("STOPPING=1" in lines, "STOPPING=1: %r" % lines)
+    finally:
+        s.close()
+        if d.proc is not None:
+            d.stop()
+
+
 def test_no_watchdog_for_another_pid():
     """WATCHDOG_PID names another process (the variables leaked to a
     child): no WATCHDOG=1, but READY=1 all the same."""

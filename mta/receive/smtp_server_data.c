@@ -40,6 +40,8 @@
 #include "mta/receive/smtp_server_int.h"
 
 #define SMTP_BODY_INITIAL 8192
+/* What a body holds beyond its SIZE=: the trace header, the last CRLF. */
+#define SMTP_BODY_SIZE_SLACK 1024
 /* SIZE= reserves at most what a session holds of a body that streams into
  * the queue (a header block, SMTP_SPOOL_START_BYTES and one step's feed):
  * a larger claim would be memory the spool never fills. */
@@ -124,12 +126,19 @@ smtp_server_data_stream_cap(const struct smtp_server_session *s)
 
 /* The capacity for NEED bytes: doubling, but never past the largest
  * message (plus room for the last CRLF) when NEED fits in it, nor past a
- * streaming body's needs. */
+ * streaming body's needs.  Within what MAIL's SIZE= declared (and the
+ * trace header's room), exactly NEED: a 100 KB message would otherwise
+ * hold 128 KiB, in the session and then while its body is kept for
+ * delivery. */
 static size_t
 smtp_server_data_cap(const struct smtp_server_session *s, size_t need)
 {
 	size_t cap = s->body_cap ? s->body_cap : SMTP_BODY_INITIAL;
 	size_t top = (size_t)s->conf->limits.max_message_size + 2;
+
+	if (cap < need && s->declared_size > 0 &&
+	    need <= s->declared_size + SMTP_BODY_SIZE_SLACK)
+		cap = need;
 
 	/* Never more than the budget, or the wait could not end. */
 	if (top > s->conf->limits.max_body_memory)
@@ -229,8 +238,9 @@ smtp_server_data_begin(struct smtp_server_session *s, bool dot)
 	 * a claim, and the budget is charged for it now. */
 	if (s->declared_size > 0 &&
 	    s->declared_size <= s->conf->limits.max_message_size)
-		first = s->declared_size + 1024 < SMTP_BODY_FIRST_MAX
-			    ? (size_t)s->declared_size + 1024
+		first = s->declared_size + SMTP_BODY_SIZE_SLACK <
+				SMTP_BODY_FIRST_MAX
+			    ? (size_t)s->declared_size + SMTP_BODY_SIZE_SLACK
 			    : SMTP_BODY_FIRST_MAX;
 	/* The body may go to the queue as it arrives, unless it must be
 	 * whole: a malware scan walks it whole, a report is parsed whole. */

@@ -522,6 +522,34 @@ def test_a_streaming_body_holds_two_chunks():
                  what="the budget given back after the sessions left")
 
 
+def test_a_declared_size_is_held_exactly():
+    """A body that SIZE= declares (and that is held whole) takes what was
+    declared, plus room for the trace header: not the next power of two.
+    Four sessions declare 100,000 octets and stop halfway through DATA;
+    the gauge is at most 4 x (100,000 + 1,024).  (It was 4 x 131,072: the
+    buffer doubled from 8 KiB past the declared size.)"""
+    with Daemon() as d:
+        sessions = []
+        try:
+            for i in range(4):
+                r = open_session(d.port, size=100000)
+                eq(r.cmd("DATA")[0], 354, "DATA with SIZE=")
+                r.send(header("exact%d" % i) + body(50000, seed=i))
+                sessions.append(r)
+            bound = 4 * (100000 + 1024)
+            last = {}
+
+            def held():
+                last["gauge"] = body_memory(d)
+                return last["gauge"] >= 4 * 50000
+            wait_for(held, timeout=15, what="the bodies read")
+            check(last["gauge"] <= bound,
+                  "body memory %d, bound %d" % (last["gauge"], bound))
+        finally:
+            for r in sessions:
+                r.close()
+
+
 def test_thirty_sessions_of_5mb_peak_rss():
     """30 sessions declare SIZE=5000000 and send 5 MB each at once, while
     the sink takes the first ones.  Held whole, each body grows to an 8 MiB

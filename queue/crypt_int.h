@@ -12,6 +12,7 @@
 #ifndef OUTPOST_QUEUE_CRYPT_INT_H
 #define OUTPOST_QUEUE_CRYPT_INT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -52,6 +53,13 @@ int crypt_init(void);
  * affected: either algorithm is always accepted.  Any thread.
  */
 void crypt_alg_force(enum crypt_alg alg);
+/* crypt_ossl_disable — the internal switch for tests: OFF makes every
+ * AES-256-GCM record go through libsodium (records of 4 KiB and more go
+ * through OpenSSL otherwise; the bytes are the same).  Any thread. */
+void crypt_ossl_disable(bool off);
+/* crypt_ossl_available — does OpenSSL seal large records (its AES-256-GCM
+ * was found at crypt_init)?  Any thread, after crypt_init. */
+bool crypt_ossl_available(void);
 
 /*
  * crypt_key_new — copy RAW into locked, read-only memory and compute its key

@@ -159,6 +159,72 @@ test_cross_algorithm(void **state)
 	crypt_key_free(xc);
 }
 
+/* Records of 4 KiB and more go through OpenSSL's AES-256-GCM, smaller ones
+ * through libsodium's: the same bytes, so each opens what the other sealed,
+ * and a changed byte anywhere (header, salt, text, tag) is refused by
+ * both. */
+static void
+test_openssl_and_libsodium_agree(void **state)
+{
+	static const size_t sizes[] = { 4095, 4096, 5000, QUEUE_CHUNK_BYTES };
+	struct crypt_key *k;
+	uint8_t *plain, *sealed, *out;
+	size_t s, n, slen, olen, i, at[6];
+	int by, with;
+	char err[160];
+
+	(void)state;
+	if ((k = key_make(key_a, CRYPT_ALG_AES256GCM)) == NULL)
+		return;
+	assert_true(crypt_ossl_available());
+	for (s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+		n = sizes[s];
+		slen = crypt_sealed_len(n);
+		plain = malloc(n);
+		assert_non_null(plain);
+		randombytes_buf(plain, n);
+		for (by = 0; by < 2; by++) {
+			crypt_ossl_disable(by == 1);
+			sealed = seal(k, CRYPT_DB_BODY, lkey_a, plain, n);
+			for (with = 0; with < 2; with++) {
+				print_message("%zu bytes, sealed by %s, opened "
+					      "by %s\n",
+					      n, by ? "libsodium" : "default",
+					      with ? "libsodium" : "default");
+				crypt_ossl_disable(with == 1);
+				if (open_rec(k, CRYPT_DB_BODY, lkey_a, sealed,
+					     slen, &out, &olen, err,
+					     sizeof(err)) != 0)
+					fail_msg("open: %s", err);
+				assert_int_equal(olen, n);
+				assert_memory_equal(out, plain, n);
+				free(out);
+				at[0] = 0;
+				at[1] = 7;
+				at[2] = CRYPT_HEADER_BYTES + CRYPT_SALT_BYTES;
+				at[3] = slen / 2;
+				at[4] = slen - CRYPT_TAG_BYTES;
+				at[5] = slen - 1;
+				for (i = 0; i < 6; i++) {
+					sealed[at[i]] ^= 0x01;
+					if (open_rec(k, CRYPT_DB_BODY, lkey_a,
+						     sealed, slen, &out, &olen,
+						     err, sizeof(err)) == 0)
+						fail_msg("byte %zu flipped, "
+							 "still opens",
+							 at[i]);
+					free(out);
+					sealed[at[i]] ^= 0x01;
+				}
+			}
+			free(sealed);
+		}
+		crypt_ossl_disable(false);
+		free(plain);
+	}
+	crypt_key_free(k);
+}
+
 /* Every single-byte change, a wrong key, a moved record: all refused. */
 static void
 test_tamper(void **state)
@@ -440,6 +506,7 @@ main(void)
 		cmocka_unit_test(test_key_id),
 		cmocka_unit_test(test_roundtrip),
 		cmocka_unit_test(test_cross_algorithm),
+		cmocka_unit_test(test_openssl_and_libsodium_agree),
 		cmocka_unit_test(test_tamper),
 		cmocka_unit_test_setup_teardown(test_keyfile_create, setup_tmp,
 						teardown_tmp),

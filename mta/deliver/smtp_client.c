@@ -506,29 +506,52 @@ sc_protocol_error(struct smtp_client *c, enum outcome_stage stage, int code,
 
 /* The transaction ----------------------------------------------------- */
 
+/* BODY (LEN octets) into OUT in pieces of at most one of libevent's own
+ * chains (4 KiB): a whole body in one add would get a chain its size,
+ * mapped and unmapped for each message. */
+static void
+sc_out_add(struct evbuffer *out, const uint8_t *p, size_t len)
+{
+	size_t n;
+
+	while (len > 0) {
+		n = len < SC_OUT_PIECE_BYTES ? len : SC_OUT_PIECE_BYTES;
+		evbuffer_add(out, p, n);
+		p += n;
+		len -= n;
+	}
+}
+
 /* One piece of a DATA body, dot-stuffed: a line that starts with '.' gets
  * another, also when the piece before ended the line before (body_bol
- * carries that over, as body_tail carries the last CRLF for the end). */
+ * carries that over, as body_tail carries the last CRLF for the end).  The
+ * runs between such lines go out in large adds: one evbuffer_add per line
+ * cost a lock of the loop's base each (the output's callback). */
 static void
 sc_body_stuff(struct smtp_client *c, const uint8_t *p, size_t len)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
-	const uint8_t *end = p + len, *line = p, *nl;
+	const uint8_t *end = p + len, *run = p, *cur = p, *nl;
 
-	while (line < end) {
-		nl = memchr(line, '\n', (size_t)(end - line));
-		nl = nl == NULL ? end : nl + 1;
-		if (c->body_bol && *line == '.')
+	if (len == 0)
+		return;
+	if (c->body_bol && *p == '.')
+		evbuffer_add(out, ".", 1);
+	while ((nl = memchr(cur, '\n', (size_t)(end - cur))) != NULL) {
+		cur = nl + 1;
+		if (cur < end && *cur == '.') {
+			sc_out_add(out, run, (size_t)(cur - run));
 			evbuffer_add(out, ".", 1);
-		evbuffer_add(out, line, (size_t)(nl - line));
-		c->body_bol = nl[-1] == '\n';
-		line = nl;
+			run = cur; /* the line's own '.' starts the next run */
+		}
 	}
+	sc_out_add(out, run, (size_t)(end - run));
+	c->body_bol = end[-1] == '\n';
 	/* The last two bytes so far, for the end (sc_body_end). */
 	if (len >= 2) {
 		c->body_tail[0] = p[len - 2];
 		c->body_tail[1] = p[len - 1];
-	} else if (len == 1) {
+	} else {
 		c->body_tail[0] = c->body_tail[1];
 		c->body_tail[1] = p[0];
 	}
@@ -588,7 +611,7 @@ sc_body_pump(struct smtp_client *c)
 		}
 		c->body_sent += len;
 		if (c->bdat)
-			evbuffer_add(out, p, len);
+			sc_out_add(out, p, len);
 		else
 			sc_body_stuff(c, p, len);
 	}

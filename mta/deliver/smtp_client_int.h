@@ -26,6 +26,9 @@
  * this, one chunk in the output (two at worst, dot-stuffed) and the chunk
  * in the owner's reader. */
 #define SC_BODY_LOW_BYTES (64 * 1024)
+/* The most of a body added to the output at once (libevent's largest
+ * chain of its own sizing). */
+#define SC_OUT_PIECE_BYTES 4096
 
 struct bufferevent;
 struct dns_query;

@@ -342,10 +342,15 @@ for key, name, fmt in [
         ("load_tool_cpu_s", "load tool CPU s", "{:.2f}")]:
     lines.append("| %s | " % name + " | ".join(cell(res[c], key, fmt) for c, _ in cols) + " |")
 lines.append("")
+# The goals of the issues: 10x at 4 KB (Rooms), 5x at 100 KB (Scale up);
+# none was set for larger messages, whose rate the disk bounds.
+goal = ("≥ 10×" if int(size) <= 16384 else
+        "≥ 5×" if int(size) <= 200000 else "none set")
 for label, what in (("outpost", "Outpost"), ("outpost_tls", "Outpost with STARTTLS to the sink")):
     r = res["ratio_%s_postfix" % label]
-    lines.append("**%s / Postfix end to end: %s** (goal: ≥ 10×)" %
-                 (what, "%.2f×" % r if r is not None else "n/a (one side has no figures)"))
+    lines.append("**%s / Postfix end to end: %s** (goal: %s)" %
+                 (what, "%.2f×" % r if r is not None else "n/a (one side has no figures)",
+                  goal))
 lines += ["", "End to end: N / (the sink's time of the last of the N measured "
           "messages − the moment the measured load started). Outpost routes "
           "by MX (dnsmasq on loopback: dN.sink.test → mx.sink.test → "

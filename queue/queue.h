@@ -198,6 +198,7 @@ struct queue_op {
 	struct queue_envelope env;
 	uint8_t *body; /* QOP_INSERT: owned, freed by queue_op_free() */
 	size_t body_len;
+	size_t body_cap; /* bytes allocated at body (0: body_len) */
 	/* QOP_INSERT of a message that was spooled (it has a spool record):
 	 * with spooled > 0, chunks 1..spooled (spooled_bytes octets) are in
 	 * the queue already, body (1 to QUEUE_CHUNK_MAX_BYTES octets) becomes

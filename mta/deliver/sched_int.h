@@ -126,7 +126,8 @@ struct sched_round {
 	 * while jobs run; wiped and freed with the round */
 	uint8_t *body;
 	size_t body_len;
-	bool tried; /* a recipient got a result (an attempt, a DSN) */
+	size_t body_charge; /* what it counts in sched.body_kept */
+	bool tried;         /* a recipient got a result (an attempt, a DSN) */
 	struct sched_park *park;       /* a job met a paused destination here */
 	char **remote;                 /* per rcpt: the host that answered */
 	uint8_t *category;             /* per rcpt: the bounce category (enum

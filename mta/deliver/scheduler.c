@@ -741,7 +741,7 @@ static void
 sched_op_free(struct queue_op *op)
 {
 	if (op->body != NULL)
-		atomic_fetch_sub(&sched.body_kept, op->body_len);
+		atomic_fetch_sub(&sched.body_kept, op->body_cap);
 	queue_op_free(op);
 }
 
@@ -773,6 +773,7 @@ sched_on_new(void *arg)
 	if (op->body != NULL) {
 		m->r->body = op->body;
 		m->r->body_len = op->body_len;
+		m->r->body_charge = op->body_cap;
 		op->body = NULL;
 		op->body_len = 0;
 	}
@@ -799,7 +800,9 @@ sched_on_new(void *arg)
  * A small body (whole in OP: not spooled) may be kept for the first round.
  * It is counted against SCHED_BODY_KEEP_TOTAL here, on the committing
  * thread, so that bodies on their way to a busy brain count too; past the
- * total it is dropped before the post (delivery reads the queue).
+ * total it is dropped before the post (delivery reads the queue).  It
+ * counts as the memory it holds (its buffer, often larger than the
+ * message), so that the total is memory, not message octets.
  */
 void
 sched_message_add(struct queue_op *op)
@@ -808,18 +811,21 @@ sched_message_add(struct queue_op *op)
 	bool keep =
 	    op->body != NULL && n == op->env.size && n <= SCHED_BODY_KEEP_BYTES;
 
+	if (op->body_cap < n)
+		op->body_cap = n;
 	cur = atomic_load(&sched.body_kept);
 	while (keep) {
-		if (cur + n > SCHED_BODY_KEEP_TOTAL)
+		if (cur + op->body_cap > SCHED_BODY_KEEP_TOTAL)
 			keep = false;
 		else if (atomic_compare_exchange_weak(&sched.body_kept, &cur,
-						      cur + n))
+						      cur + op->body_cap))
 			break;
 	}
 	if (!keep && op->body != NULL) {
 		free(op->body);
 		op->body = NULL;
 		op->body_len = 0;
+		op->body_cap = 0;
 	}
 	loop_post(sched.loop, sched_on_new, op);
 }

@@ -330,7 +330,7 @@ intake_prepend(struct queue_op *op, char *const *sigs, const size_t *lens,
 	memcpy(nb + off, op->body, op->body_len);
 	free(op->body);
 	op->body = nb;
-	op->body_len = total;
+	op->body_len = op->body_cap = total;
 	op->env.size = total;
 	return 0;
 }
@@ -368,6 +368,7 @@ intake_unspool(struct intake_req *req)
 	memcpy(nb, op->body, head);
 	free(op->body);
 	op->body = nb;
+	op->body_cap = whole;
 	if (queue_spool_read(I.queue, op->env.id, op->spooled,
 			     intake_unspool_cb, op, err, sizeof(err)) != 0 ||
 	    op->body_len != head + op->spooled_bytes) {
@@ -435,7 +436,7 @@ intake_reencode(struct intake_req *req)
 	dkim_msg_clear(req->msg);
 	free(op->body);
 	op->body = nb;
-	op->body_len = op->env.size = nlen;
+	op->body_len = op->body_cap = op->env.size = nlen;
 	if (dkim_msg_parse(op->body, op->body_len, req->msg, err,
 			   sizeof(err)) != 0) {
 		/* Cannot happen: the header block was valid and only gained
@@ -525,6 +526,7 @@ intake_fb_add(struct intake_req *req)
 	    intake_fb_strip(req->msg, op->body, op->body_len, nb + n);
 	free(op->body);
 	op->body = nb;
+	op->body_cap = op->body_len;
 	dkim_msg_clear(req->msg);
 	if (dkim_msg_parse(op->body, op->body_len, req->msg, err,
 			   sizeof(err)) != 0) {

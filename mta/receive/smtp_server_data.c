@@ -127,16 +127,16 @@ smtp_server_data_stream_cap(const struct smtp_server_session *s)
 /* The capacity for NEED bytes: doubling, but never past the largest
  * message (plus room for the last CRLF) when NEED fits in it, nor past a
  * streaming body's needs.  Within what MAIL's SIZE= declared (and the
- * trace header's room), exactly NEED: a 100 KB message would otherwise
- * hold 128 KiB, in the session and then while its body is kept for
- * delivery. */
+ * trace header's room), exactly NEED, the first piece too: a 100 KB
+ * message would otherwise hold 128 KiB, and a 4 KB one 8 KiB, in the
+ * session and then while its body is kept for delivery. */
 static size_t
 smtp_server_data_cap(const struct smtp_server_session *s, size_t need)
 {
 	size_t cap = s->body_cap ? s->body_cap : SMTP_BODY_INITIAL;
 	size_t top = (size_t)s->conf->limits.max_message_size + 2;
 
-	if (cap < need && s->declared_size > 0 &&
+	if ((cap < need || s->body_cap == 0) && s->declared_size > 0 &&
 	    need <= s->declared_size + SMTP_BODY_SIZE_SLACK)
 		cap = need;
 
@@ -522,6 +522,7 @@ smtp_server_data_op(struct smtp_server_session *s)
 	}
 	op->body = s->body;
 	op->body_len = s->body_len;
+	op->body_cap = s->body_cap;
 	s->inflight_charge += s->body_cap;
 	s->body = NULL;
 	s->body_len = s->body_cap = 0;

@@ -525,29 +525,33 @@ def test_a_streaming_body_holds_two_chunks():
 def test_a_declared_size_is_held_exactly():
     """A body that SIZE= declares (and that is held whole) takes what was
     declared, plus room for the trace header: not the next power of two.
-    Four sessions declare 100,000 octets and stop halfway through DATA;
-    the gauge is at most 4 x (100,000 + 1,024).  (It was 4 x 131,072: the
-    buffer doubled from 8 KiB past the declared size.)"""
-    with Daemon() as d:
-        sessions = []
-        try:
-            for i in range(4):
-                r = open_session(d.port, size=100000)
-                eq(r.cmd("DATA")[0], 354, "DATA with SIZE=")
-                r.send(header("exact%d" % i) + body(50000, seed=i))
-                sessions.append(r)
-            bound = 4 * (100000 + 1024)
-            last = {}
+    Four sessions declare SIZE octets and stop halfway through DATA; the
+    gauge is at most 4 x (SIZE + 1,024).  (It was 4 x 131,072 for 100,000
+    octets, the buffer doubled from 8 KiB past the declared size, and 4 x
+    8,192 for 4,000.)"""
+    for size in (100000, 4000):
+        with Daemon() as d:
+            sessions = []
+            try:
+                for i in range(4):
+                    r = open_session(d.port, size=size)
+                    eq(r.cmd("DATA")[0], 354, "DATA with SIZE=")
+                    r.send(header("exact%d" % i) +
+                           body(size // 2, seed=i))
+                    sessions.append(r)
+                bound = 4 * (size + 1024)
+                last = {}
 
-            def held():
-                last["gauge"] = body_memory(d)
-                return last["gauge"] >= 4 * 50000
-            wait_for(held, timeout=15, what="the bodies read")
-            check(last["gauge"] <= bound,
-                  "body memory %d, bound %d" % (last["gauge"], bound))
-        finally:
-            for r in sessions:
-                r.close()
+                def held():
+                    last["gauge"] = body_memory(d)
+                    return last["gauge"] >= 4 * (size // 2)
+                wait_for(held, timeout=15, what="the bodies read")
+                check(last["gauge"] <= bound,
+                      "SIZE=%d: body memory %d, bound %d"
+                      % (size, last["gauge"], bound))
+            finally:
+                for r in sessions:
+                    r.close()
 
 
 def test_thirty_sessions_of_5mb_peak_rss():

@@ -21,7 +21,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from outpost_test import (Daemon, Dns, Raw, Sink, check,  # noqa: E402
                           delivery_config, eq, free_port_on, metrics_text,
-                          run_tests, wait_for)
+                          pipeline, run_tests, wait_for)
 
 CHUNK = 64 * 1024  # QUEUE_CHUNK_BYTES (queue/queue.h)
 KEEP = 256 * 1024  # SCHED_BODY_KEEP_BYTES (mta/deliver/sched_int.h)
@@ -215,6 +215,36 @@ def test_first_attempt_from_memory_retry_from_queue():
                           ("large", large)):
             g = got[name]
             eq(g[received_len(g, name):], msg, name + ": byte for byte")
+
+
+def test_kept_bodies_count_their_memory():
+    """A body kept for its first attempt counts as the memory it holds, not
+    its octets.  1,200 small messages without SIZE= (an 8 KiB buffer each)
+    are queued while the destination's one connection waits on a slow
+    recipient: at most 8 MiB / 8 KiB = 1,024 can be kept, the rest go out
+    from the queue.  (Counted by octets, all 1,200 were kept: 9.6 MiB.)"""
+    host = "127.0.0.64"
+    port = free_port_on([host])
+    dns = Dns(mx=[("dest.test", "mx.dest.test", 10)],
+              a=[("mx.dest.test", host)])
+    conf = delivery_config(dns, port, """
+destination "*" { max_connections = 1 }
+""")
+    n = 1200
+    with dns, Sink([host], port, ["--slow-ms", "4000"]) as sink, \
+            Daemon(config=conf) as d:
+        submit(d.port, header("slow") + b"holds the connection\r\n",
+               rcpts=("slow-x@dest.test",))
+        # The slow transaction holds the one connection from here on.
+        wait_for(lambda: sink.stats().get("connections_now") == 1, 10,
+                 "the slow recipient's connection")
+        pipeline(d, ["r%d@dest.test" % i for i in range(n)])
+        sink.wait_messages(n + 1, timeout=120)
+        wait_for(lambda: sum(x or 0 for x in bodies(d)) == n + 1, 10,
+                 "every body counted")
+        memory, queue = bodies(d)
+        check(memory <= 1024 + 1 and queue >= n - 1024,
+              "bodies from memory %d, from the queue %d" % (memory, queue))
 
 
 def rss_anon_kib(pid):

@@ -29,6 +29,7 @@ sched_job_free(struct sched_job *job)
 		for (i = 0; i < job->cj.nrcpt; i++)
 			free(job->cj.res[i].text);
 	free(job->cj.res);
+	free(job->cj.peer);
 	queue_body_close(job->body);
 	free(job->rcpt);
 	free(job->addrs);
@@ -219,8 +220,8 @@ sched_job_tls_policy(const struct sched_job *job, const char **policy,
 	*mode = mtasts_mode_name(d->sts.mode);
 	if (cj->tls_failure != NULL)
 		*result = cj->tls_failure;
-	else if (cj->mx_host[0] != '\0' &&
-		 !mtasts_mx_match(&d->sts, cj->mx_host))
+	else if (cj->peer != NULL && cj->peer->mx_host[0] != '\0' &&
+		 !mtasts_mx_match(&d->sts, cj->peer->mx_host))
 		*result = "validation-failure";
 	else if (cj->tls_verified == 1)
 		*result = "success";
@@ -232,6 +233,7 @@ sched_job_log(struct sched_msg *m, const struct sched_job *job, uint32_t ri,
 	      const struct smtp_client_result *r, const struct outcome *o)
 {
 	const struct smtp_client_job *cj = &job->cj;
+	const struct smtp_client_peer *pe = cj->peer;
 	const struct queue_envelope *env = &m->r->env;
 	struct evlog_event ev;
 
@@ -242,10 +244,10 @@ sched_job_log(struct sched_msg *m, const struct sched_job *job, uint32_t ri,
 	ev.id = m->id;
 	ev.user = env->user;
 	ev.pool = m->r->pool != NULL ? m->r->pool->name : NULL;
-	ev.source_addr = cj->source[0] ? cj->source : NULL;
+	ev.source_addr = pe != NULL && pe->source[0] ? pe->source : NULL;
 	ev.destination = job->dest->domain;
-	ev.mx_host = cj->mx_host[0] ? cj->mx_host : NULL;
-	ev.mx_ip = cj->mx_ip[0] ? cj->mx_ip : NULL;
+	ev.mx_host = pe != NULL && pe->mx_host[0] ? pe->mx_host : NULL;
+	ev.mx_ip = pe != NULL && pe->mx_ip[0] ? pe->mx_ip : NULL;
 	ev.rcpt = env->rcpts[ri].addr;
 	ev.sender = env->sender;
 	ev.size = env->size;
@@ -256,9 +258,10 @@ sched_job_log(struct sched_msg *m, const struct sched_job *job, uint32_t ri,
 	ev.enhanced = o->status;
 	ev.reply = r->text;
 	ev.stage = outcome_stage_name(r->stage);
-	ev.tls_version = cj->tls_version[0] ? cj->tls_version : NULL;
-	ev.tls_cipher = cj->tls_cipher[0] ? cj->tls_cipher : NULL;
-	ev.tls_verified = cj->tls_version[0] ? cj->tls_verified : -1;
+	ev.tls_version =
+	    pe != NULL && pe->tls_version[0] ? pe->tls_version : NULL;
+	ev.tls_cipher = pe != NULL && pe->tls_cipher[0] ? pe->tls_cipher : NULL;
+	ev.tls_verified = ev.tls_version != NULL ? cj->tls_verified : -1;
 	sched_job_tls_policy(job, &ev.tls_policy, &ev.tls_policy_mode,
 			     &ev.tls_result);
 	if (ri == job->rcpt[0]) /* once per transaction */
@@ -308,7 +311,8 @@ sched_job_results(struct sched_job *job)
 	bool delivered = false, backoff = false, suspend = false,
 	     throttle = false;
 	uint64_t suspend_ms = 0;
-	const char *remote = job->cj.remote;
+	const char *remote = job->cj.peer != NULL ? job->cj.peer->remote : "";
+	const char *tls = job->cj.peer != NULL ? job->cj.peer->tls : "";
 	unsigned i, npats;
 	const struct scrub_ctx *prev_ctx;
 
@@ -368,8 +372,7 @@ sched_job_results(struct sched_job *job)
 			log_debug(
 			    "%s rcpt %u to %s via %s: delivered%s%s: %d %s",
 			    qid, job->rcpt[i], job->dest->domain, remote,
-			    job->cj.tls[0] ? " over " : "", job->cj.tls,
-			    r->code,
+			    tls[0] ? " over " : "", tls, r->code,
 			    log_escape(esc, sizeof(esc), r->text,
 				       strlen(r->text)));
 		} else if (o.action == OA_DEFER) {

@@ -427,30 +427,34 @@ static void
 sc_job_finish(struct smtp_client *c)
 {
 	struct smtp_client_job *job = c->job;
+	struct smtp_client_peer *pe;
 
 	c->job = NULL;
 	c->body_on = false; /* nothing more is pulled from a job handed back */
-	snprintf(job->remote, sizeof(job->remote), "%s", c->remote);
-	snprintf(job->mx_host, sizeof(job->mx_host), "%s", sc_host(c));
-	snprintf(job->mx_ip, sizeof(job->mx_ip), "%s", c->ip);
-	sc_local_addr(c, job->source, sizeof(job->source));
 	job->tls_verified = -1;
 	job->tls_failure = c->tls_failure;
 	job->dane = c->dane != SC_DANE_NONE;
-	job->tls_version[0] = job->tls_cipher[0] = '\0';
-	if (c->tls && c->bev != NULL) {
+	if (c->tls && c->bev != NULL)
+		job->tls_verified = c->tls_verified;
+	if (job->peer == NULL)
+		job->peer = calloc(1, sizeof(*job->peer));
+	if ((pe = job->peer) != NULL) {
+		/* without it (no memory) the logs lack the peer's names */
+		snprintf(pe->remote, sizeof(pe->remote), "%s", c->remote);
+		snprintf(pe->mx_host, sizeof(pe->mx_host), "%s", sc_host(c));
+		snprintf(pe->mx_ip, sizeof(pe->mx_ip), "%s", c->ip);
+		sc_local_addr(c, pe->source, sizeof(pe->source));
+		pe->tls_version[0] = pe->tls_cipher[0] = pe->tls[0] = '\0';
+	}
+	if (pe != NULL && c->tls && c->bev != NULL) {
 		SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
 
-		snprintf(job->tls_version, sizeof(job->tls_version), "%s",
+		snprintf(pe->tls_version, sizeof(pe->tls_version), "%s",
 			 SSL_get_version(ssl));
-		snprintf(job->tls_cipher, sizeof(job->tls_cipher), "%s",
+		snprintf(pe->tls_cipher, sizeof(pe->tls_cipher), "%s",
 			 SSL_get_cipher_name(ssl));
-		job->tls_verified = c->tls_verified;
-		snprintf(job->tls, sizeof(job->tls), "%s %s%s",
-			 job->tls_version, job->tls_cipher,
-			 c->tls_verified ? " verified" : "");
-	} else {
-		job->tls[0] = '\0';
+		snprintf(pe->tls, sizeof(pe->tls), "%s %s%s", pe->tls_version,
+			 pe->tls_cipher, c->tls_verified ? " verified" : "");
 	}
 	free(c->accepted);
 	c->accepted = NULL;

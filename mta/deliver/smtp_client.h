@@ -96,6 +96,17 @@ struct smtp_client_result {
 typedef int smtp_client_body_fn(void *arg, const uint8_t **p, size_t *len,
 				char *err, size_t errlen);
 
+/* Who answered a job and how: made by the client when the job's
+ * transaction ends (NULL before, and when there was no memory for it),
+ * freed with the job by its owner.  Apart from the job so that the jobs
+ * waiting for a connection (a backlog of thousands) do not each carry it. */
+struct smtp_client_peer {
+	char remote[300]; /* "host[ip]:port" that answered */
+	char tls[100];    /* "TLSv1.3 TLS_AES_256_GCM_SHA384 verified" or "" */
+	char mx_host[256], mx_ip[48], source[48];
+	char tls_version[16], tls_cipher[64];
+};
+
 /*
  * One transaction: the owner fills the first part and keeps every pointer
  * alive until the done callback; the client fills RES (NRCPT entries, zeroed
@@ -114,11 +125,8 @@ struct smtp_client_job {
 	struct scrub_ctx scrub;
 	struct smtp_client_result *res;
 	/* filled by the client */
-	char remote[300]; /* "host[ip]:port" that answered */
-	char tls[100];    /* "TLSv1.3 TLS_AES_256_GCM_SHA384 verified" or "" */
-	char mx_host[256], mx_ip[48], source[48];
-	char tls_version[16], tls_cipher[64];
-	int tls_verified; /* -1: no TLS */
+	struct smtp_client_peer *peer; /* see above; the owner frees it */
+	int tls_verified;              /* -1: no TLS */
 	/* what went wrong with TLS on the session, as RFC 8460 names it
 	 * ("starttls-not-supported", "certificate-host-mismatch",
 	 * "certificate-expired", "certificate-not-trusted",

@@ -496,16 +496,17 @@ check_case(const struct client_case *k, const struct run *r,
 		outcome_classify(res->stage, res->code, res->text, NULL, 0, &o);
 		assert_int_equal(o.action, k->want[i].action);
 	}
-	assert_non_null(strstr(r->job.remote, "127.0.0.1"));
-	assert_string_equal(r->job.mx_ip, "127.0.0.1");
-	assert_string_equal(r->job.mx_host, "127.0.0.1");
+	assert_non_null(r->job.peer);
+	assert_non_null(strstr(r->job.peer->remote, "127.0.0.1"));
+	assert_string_equal(r->job.peer->mx_ip, "127.0.0.1");
+	assert_string_equal(r->job.peer->mx_host, "127.0.0.1");
 	if (k->tls != NULL) {
-		assert_non_null(strstr(r->job.tls_version, k->tls));
+		assert_non_null(strstr(r->job.peer->tls_version, k->tls));
 		assert_true(r->job.tls_verified == 0 ||
 			    r->job.tls_verified == 1);
 	} else {
 		assert_int_equal(r->job.tls_verified, -1);
-		assert_string_equal(r->job.tls, "");
+		assert_string_equal(r->job.peer->tls, "");
 	}
 	msg = sink_message(s);
 	if (!k->stored) {
@@ -598,6 +599,7 @@ test_case(void **state)
 	assert_int_equal(libevent_warnings, 0);
 	for (i = 0; i < RCPT_MAX; i++)
 		free(r.res[i].text);
+	free(r.job.peer);
 	if (host.session != NULL)
 		SSL_SESSION_free(host.session);
 	SSL_CTX_free(env.ssl_ctx);

@@ -15,6 +15,7 @@
 
 #include "conf/conf.h"
 #include "mta/core/htab.h"
+#include "mta/core/util.h"
 #include "mta/observe/metrics_top.h"
 #include "mta/observe/quota.h"
 
@@ -298,24 +299,20 @@ quota_sync_failed(const char *user, enum quota_period period, int64_t window,
 	pthread_mutex_unlock(&qt.mu);
 }
 
-size_t
-quota_metrics_text(char *buf, size_t len)
+/* One metric family of every user with a quota: NAME's HELP and TYPE,
+ * then a line per user and period with VALUE(w).  Under qt.mu. */
+static size_t
+quota_metrics_family(char *buf, size_t len, size_t off, const char *name,
+		     const char *type, const char *help,
+		     uint64_t (*value)(struct quota_win *w, int p))
 {
 	struct htab_entry *e;
-	size_t off = 0, it;
+	size_t it;
 	int n, p;
 
-	pthread_mutex_lock(&qt.mu);
-	if (!qt.open || qt.users.n == 0) {
-		pthread_mutex_unlock(&qt.mu);
-		return 0;
-	}
-	n = snprintf(buf, len,
-		     "# HELP outpost_quota_refusals_total MAIL commands "
-		     "refused (452 4.7.0) because the user was over its "
-		     "quota, by user and period.\n"
-		     "# TYPE outpost_quota_refusals_total counter\n");
-	off = n > 0 ? (size_t)n : 0;
+	n = snprintf(off < len ? buf + off : NULL, off < len ? len - off : 0,
+		     "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+	off += n > 0 ? (size_t)n : 0;
 	for (e = htab_first(&qt.users, &it); e != NULL;
 	     e = htab_next(&qt.users, e, &it)) {
 		struct quota_ent *q = e->value;
@@ -323,16 +320,65 @@ quota_metrics_text(char *buf, size_t len)
 		for (p = 0; p < QUOTA__COUNT; p++) {
 			if (q->w[p].limit == 0)
 				continue;
-			n = snprintf(
-			    off < len ? buf + off : NULL,
-			    off < len ? len - off : 0,
-			    "outpost_quota_refusals_total{user=\"%s\","
-			    "period=\"%s\"} %llu\n",
-			    q->label, quota_period_name(p),
-			    (unsigned long long)atomic_load(&q->w[p].refused));
+			n = snprintf(off < len ? buf + off : NULL,
+				     off < len ? len - off : 0,
+				     "%s{user=\"%s\",period=\"%s\"} %llu\n",
+				     name, q->label, quota_period_name(p),
+				     (unsigned long long)value(&q->w[p], p));
 			off += n > 0 ? (size_t)n : 0;
 		}
 	}
+	return off;
+}
+
+static uint64_t
+quota_metric_refused(struct quota_win *w, int p)
+{
+	(void)p;
+	return atomic_load(&w->refused);
+}
+
+/* What this node counts as used in the window now: the cluster's total
+ * as Redis last gave it (alone: its own count), plus what is on its way
+ * there. */
+static uint64_t
+quota_metric_used(struct quota_win *w, int p)
+{
+	quota_win_roll(w, (enum quota_period)p, util_wall_ms());
+	return w->known + w->flying + w->pending;
+}
+
+static uint64_t
+quota_metric_limit(struct quota_win *w, int p)
+{
+	(void)p;
+	return w->limit;
+}
+
+size_t
+quota_metrics_text(char *buf, size_t len)
+{
+	size_t off = 0;
+
+	pthread_mutex_lock(&qt.mu);
+	if (!qt.open || qt.users.n == 0) {
+		pthread_mutex_unlock(&qt.mu);
+		return 0;
+	}
+	off = quota_metrics_family(
+	    buf, len, off, "outpost_quota_refusals_total", "counter",
+	    "MAIL commands refused (452 4.7.0) because the user was over its "
+	    "quota, by user and period.",
+	    quota_metric_refused);
+	off = quota_metrics_family(
+	    buf, len, off, "outpost_quota_used", "gauge",
+	    "Messages counted against the user's quota in the current window "
+	    "(in a cluster: the total Redis last gave, plus this node's count "
+	    "not yet added there).",
+	    quota_metric_used);
+	off = quota_metrics_family(buf, len, off, "outpost_quota_limit",
+				   "gauge", "The user's quota for the period.",
+				   quota_metric_limit);
 	pthread_mutex_unlock(&qt.mu);
 	return off;
 }

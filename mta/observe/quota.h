@@ -71,7 +71,8 @@ void quota_sync_failed(const char *user, enum quota_period period,
 /* quota_period_name — "hour" or "day". */
 const char *quota_period_name(enum quota_period p);
 
-/* quota_metrics_text — a metrics_text_fn: refusals by user and period. */
+/* quota_metrics_text — a metrics_text_fn: by user and period, refusals,
+ * the count used in the current window and the quota. */
 size_t quota_metrics_text(char *buf, size_t len);
 
 #endif

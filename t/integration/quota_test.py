@@ -64,13 +64,22 @@ def submit(d, user, n):
     return codes
 
 
-def refusals(d, user, period):
-    pat = ('outpost_quota_refusals_total{user="%s",period="%s"} '
-           % (user, period))
+def quota_metric(d, name, user, period):
+    pat = '%s{user="%s",period="%s"} ' % (name, user, period)
     for line in metrics_text(d).splitlines():
         if line.startswith(pat):
             return float(line.rsplit(" ", 1)[1])
     return None
+
+
+def refusals(d, user, period):
+    return quota_metric(d, "outpost_quota_refusals_total", user, period)
+
+
+def used(d, user="tenant", period="hour"):
+    """What D counts against USER's quota now (in a cluster: the total
+    Redis last gave it, plus its own count on the way there)."""
+    return quota_metric(d, "outpost_quota_used", user, period)
 
 
 def accepted(codes):
@@ -93,6 +102,9 @@ def test_hour_and_day_quotas_alone():
         check(want in text or time.gmtime().tm_min == 59,
               "the window's end (%s): %r" % (want, text))
         eq(refusals(d, "tenant", "hour"), 2.0, "refusals counted")
+        eq(used(d), 5.0, "used: the 5 accepted")
+        eq(quota_metric(d, "outpost_quota_limit", "tenant", "hour"), 5.0,
+           "the quota")
         eq(accepted(submit(d, "free", 8)), 8, "a user without a quota")
         eq(len(d.queue_ids()), 13, "queued: 5 + 8")
         check("over its quota of 5 messages per hour" in d.log(),
@@ -127,13 +139,15 @@ def test_quota_is_the_clusters():
             eq(accepted(submit(a, "tenant", 6)), 6, "a: 6")
             wait_for(lambda: quota_total(redis) == 6, 10,
                      "Redis counts 6 (%s)" % quota_total(redis))
-            time.sleep(1.5)  # b's next sync reads the total
+            wait_for(lambda: used(b) == 6, 10,
+                     "b has read the total (%s)" % used(b))
             codes = submit(b, "tenant", 6)
             eq([c for c, _ in codes], [250] * 4 + [452] * 2,
                "b: the cluster's quota")
             wait_for(lambda: quota_total(redis) == 10, 10,
                      "Redis counts 10 (%s)" % quota_total(redis))
-            time.sleep(2.5)  # a's next sync reads it
+            wait_for(lambda: used(a) == 10, 10,
+                     "a has read the total (%s)" % used(a))
             eq(submit(a, "tenant", 1)[0][0], 452, "a refuses too")
 
 
@@ -160,8 +174,9 @@ def test_redis_away_each_node_keeps_to_its_share():
             wait_for(lambda: quota_total(redis) == 10, 15,
                      "both nodes' counts in Redis (%s)"
                      % quota_total(redis))
-            time.sleep(2.5)  # each node's next sync reads the total
             for d in (a, b):
+                wait_for(lambda: used(d) == 10, 10,
+                         "the node has read the total (%s)" % used(d))
                 eq(submit(d, "tenant", 1)[0][0], 452, "still over")
     finally:
         redis.stop(kill=True)

@@ -20,14 +20,20 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <systemd/sd-daemon.h>
-
 #include "mta/core/log.h"
 #include "mta/core/util.h"
 #include "mta/core/logspace.h"
 #include "mta/core/scrub.h"
 
 #define LOG_LINE_BYTES 2048
+/* The journal's priority prefixes (sd-daemon(3): "<N>" before a line on
+ * stderr), written here rather than taken from libsystemd's header, which
+ * the daemon no longer needs. */
+#define LOG_PRIO_CRIT    "<2>"
+#define LOG_PRIO_ERR     "<3>"
+#define LOG_PRIO_WARNING "<4>"
+#define LOG_PRIO_INFO    "<6>"
+#define LOG_PRIO_DEBUG   "<7>"
 
 static enum log_level log_level = LOG_LEVEL_INFO;
 static unsigned log_trace_mask;
@@ -83,8 +89,8 @@ static void log_vwrite(const char *prio, const char *tag, int errnum,
 		       const char *fmt, va_list ap)
     __attribute__((format(printf, 4, 0)));
 
-/* TAG and the message as one line on stderr, after PRIO (sd-daemon.h's
- * SD_ERR…) for the journal or a time stamp otherwise; unless it is a last
+/* TAG and the message as one line on stderr, after PRIO (LOG_PRIO_ERR…)
+ * for the journal or a time stamp otherwise; unless it is a last
  * word (fatal, panic), only when stderr's file leaves the queue its reserve
  * (mta/core/logspace.h). */
 static void
@@ -149,14 +155,14 @@ log_warn(const char *fmt, ...)
 {
 	int saved = errno;
 
-	LOG_BODY(SD_WARNING, "warning: ", saved);
+	LOG_BODY(LOG_PRIO_WARNING, "warning: ", saved);
 	errno = saved;
 }
 
 void
 log_warnx(const char *fmt, ...)
 {
-	LOG_BODY(SD_WARNING, "warning: ", 0);
+	LOG_BODY(LOG_PRIO_WARNING, "warning: ", 0);
 }
 
 void
@@ -164,7 +170,7 @@ log_info(const char *fmt, ...)
 {
 	if (log_level < LOG_LEVEL_INFO)
 		return;
-	LOG_BODY(SD_INFO, "", 0);
+	LOG_BODY(LOG_PRIO_INFO, "", 0);
 }
 
 void
@@ -172,7 +178,7 @@ log_debug(const char *fmt, ...)
 {
 	if (log_level < LOG_LEVEL_DEBUG)
 		return;
-	LOG_BODY(SD_DEBUG, "debug: ", 0);
+	LOG_BODY(LOG_PRIO_DEBUG, "debug: ", 0);
 }
 
 void
@@ -180,7 +186,7 @@ log_trace(unsigned mask, const char *fmt, ...)
 {
 	if ((log_trace_mask & mask) == 0)
 		return;
-	LOG_BODY(SD_DEBUG, "trace: ", 0);
+	LOG_BODY(LOG_PRIO_DEBUG, "trace: ", 0);
 }
 
 void
@@ -188,14 +194,14 @@ fatal(const char *fmt, ...)
 {
 	int saved = errno;
 
-	LOG_BODY(SD_ERR, "fatal: ", saved);
+	LOG_BODY(LOG_PRIO_ERR, "fatal: ", saved);
 	exit(1);
 }
 
 void
 fatalx(const char *fmt, ...)
 {
-	LOG_BODY(SD_ERR, "fatal: ", 0);
+	LOG_BODY(LOG_PRIO_ERR, "fatal: ", 0);
 	exit(1);
 }
 
@@ -205,7 +211,7 @@ log_panic(const char *func, const char *fmt, ...)
 	char tag[128];
 
 	snprintf(tag, sizeof(tag), "panic: %s: ", func);
-	LOG_BODY(SD_CRIT, tag, 0);
+	LOG_BODY(LOG_PRIO_CRIT, tag, 0);
 	abort();
 }
 

@@ -255,9 +255,10 @@ test_verify(void **state)
 	point_file(path, sizeof(path), pi.name, "mdb");
 	assert_non_null(f = fopen(path, "r+b"));
 	/* Read the byte, then write it back changed at the same place: a
-	 * write straight after a read needs a seek between (C11 7.21.5.3);
-	 * without one glibc wrote the byte one further on, over a byte that
-	 * was already the changed value 1 time in 256 (no change at all). */
+	 * write straight after a read needs a seek between (C11, fopen, on
+	 * update streams); without one glibc wrote the byte one further on,
+	 * over a byte that was already the changed value 1 time in 256 (no
+	 * change at all). */
 	assert_int_equal(fseek(f, (long)(pi.size / 2), SEEK_SET), 0);
 	assert_true((c = fgetc(f)) != EOF);
 	assert_int_equal(fseek(f, (long)(pi.size / 2), SEEK_SET), 0);

@@ -572,6 +572,9 @@ void sched_limit_suspend(struct sched_path *p, uint64_t ms, const char *why);
 void sched_limit_unpause(struct sched_path *p, bool all, const char *why);
 /* sched_limit_timer_cb — P's timer (ARG): a pause or a rate wait is over. */
 void sched_limit_timer_cb(evutil_socket_t fd, short what, void *arg);
+/* sched_limit_sweep — once a second at NOW: a pause past its end with no
+ * timer pending is logged (a broken invariant) and ended. */
+void sched_limit_sweep(int64_t now);
 /* sched_limit_throttle — a reply of one of P's throttle_on categories:
  * one step down (at most one a minute), said once per step. */
 void sched_limit_throttle(struct sched_path *p, const char *why);

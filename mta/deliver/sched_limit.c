@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <event2/event.h>
+
 #include "mta/core/log.h"
 #include "mta/core/util.h"
 
@@ -123,6 +125,10 @@ sched_limit_backoff(struct sched_path *p, const char *why)
 	sched_limit_event(p, true, text, -1);
 	sched_state_path_save(p);
 	sched_limit_defer_queue(p);
+	/* Its end is armed here, not left to a later kick: a failure
+	 * reported with no kick after it would otherwise hold P (and all
+	 * that is parked on it) until something else happened to it. */
+	sched_timer_ms(p->timer, (int64_t)pause);
 }
 
 void
@@ -146,6 +152,7 @@ sched_limit_suspend(struct sched_path *p, uint64_t ms, const char *why)
 	sched_limit_event(p, true, text, -1);
 	sched_state_path_save(p);
 	sched_limit_defer_queue(p);
+	sched_timer_ms(p->timer, (int64_t)ms);
 }
 
 void
@@ -163,6 +170,40 @@ sched_limit_timer_cb(evutil_socket_t fd, short what, void *arg)
 					    "its pause is over");
 	}
 	sched_path_kick(p);
+}
+
+/* A pause this far past its end with no timer to end it is a broken
+ * invariant: said, and ended. */
+#define SCHED_PAUSE_OVERDUE_MS 1000
+
+void
+sched_limit_sweep(int64_t now)
+{
+	struct htab_entry *e;
+	size_t it;
+	unsigned i;
+
+	for (e = htab_first(&sched.sites, &it); e != NULL;
+	     e = htab_next(&sched.sites, e, &it)) {
+		struct sched_site *st = e->value;
+
+		for (i = 0; i < st->npaths; i++) {
+			struct sched_path *p = st->paths[i];
+
+			if (!p->paused ||
+			    p->paused_until_ms + SCHED_PAUSE_OVERDUE_MS > now ||
+			    evtimer_pending(p->timer, NULL))
+				continue;
+			log_warnx("destination %s: its pause ended %" PRId64
+				  " ms ago and nothing was set to end it "
+				  "(jobs %u, connections %u, parked %u): "
+				  "ended now",
+				  p->site->key, now - p->paused_until_ms,
+				  p->njobs, p->nconn, p->park.n);
+			STATS_INC(pauses_overdue);
+			sched_limit_timer_cb(-1, EV_TIMEOUT, p);
+		}
+	}
 }
 
 /* A step down is taken at most this often: a burst of replies to one

@@ -428,6 +428,7 @@ sched_metrics_cb(evutil_socket_t fd, short what, void *arg)
 	sched_metrics_dest_gauges(&t, c->top_destinations);
 	sched_metrics_dns(&t);
 	sched_scan_tick(now);
+	sched_limit_sweep(now);
 	sched_scan_text(&t, now);
 	if (SM.dest != NULL) {
 		/* A reload may have changed N. */

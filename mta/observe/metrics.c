@@ -187,6 +187,10 @@ static const struct stats_metric {
 	   "Steps down a destination took on a reply of one of its "
 	   "throttle_on categories (adaptive back-off).",
 	   throttle_steps),
+	SM("outpost_destination_pauses_overdue_total", "",
+	   "Destination pauses found a second past their end with no timer "
+	   "set to end them, and ended then (a fault: should stay 0).",
+	   pauses_overdue),
 	SM("outpost_complaints_total", "",
 	   "Verified complaints from feedback-loop reports.", complaints),
 	SM("outpost_feedback_reports_total", "result=\"ok\"",

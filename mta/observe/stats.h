@@ -42,6 +42,8 @@ struct stats {
 	_Atomic uint64_t expired;
 	/* adaptive back-off: steps down taken (destination throttle_on) */
 	_Atomic uint64_t throttle_steps;
+	/* pauses found past their end with nothing set to end them */
+	_Atomic uint64_t pauses_overdue;
 	/* feedback-loop reports (mta/receive/arf.h), by result */
 	_Atomic uint64_t complaints;
 	_Atomic uint64_t fb_ok;

@@ -92,6 +92,10 @@ destination "*" { backoff_pause = 3s backoff_max = 3s max_connections = 2 }
               "%d (per message?)" % (tr1 - tr0))
         check(grown <= 12, "deliveries_total{deferred} grew by %d" % grown)
         check(ops <= 12, "queue writes while backed off: %d" % ops)
+        # Every pause ended by its own timer, none by the sweep that
+        # catches one left without (its warning in the log says how).
+        eq(m1["outpost_destination_pauses_overdue_total"], 0,
+           "pauses found past their end")
         row = summary(d)["bo.test"]
         eq(row["deferred"], N, "DEFERRED")
         eq(row["recipients"], N, "recipients")

@@ -200,8 +200,15 @@ def test_slow_redis_counts_as_away():
         wait_empty(a)
         wait_for(lambda: metric(a, "outpost_cluster_redis_up") == 1, 20,
                  "back after the pause")
-        eq(metric(a, "outpost_cluster_redis_away_total"), 1.0,
-           "away once")
+        # Away once for the pause.  A loaded machine may make a later
+        # command miss its 300 ms too: each away is then said once in
+        # the log, and counted once.
+        said = [x for x in a.log().splitlines() if "cluster: Redis" in x
+                and " away (" in x]
+        check(said and "no answer in 300 ms" in said[0],
+              "the pause was the first away: %s" % said[:1])
+        eq(metric(a, "outpost_cluster_redis_away_total"), float(len(said)),
+           "away counted as often as said")
 
 
 def test_killed_node_frees_its_leases():

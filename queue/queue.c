@@ -294,9 +294,14 @@ queue_op_seal(struct queue *q, struct queue_op *op)
 	s->env_len = op->kind == QOP_SPOOL_PUT ? 0 : crypt_sealed_len(plen);
 	total = s->env_len;
 	s->nchunks = queue_op_pieces(op);
+	/* A spool chunk is sealed here so that its plaintext can go at once
+	 * (smtp_spool.c); an insert's body stays with its op until it is
+	 * queued, so the writer seals it where it will lie. */
+	s->at_put = op->kind == QOP_INSERT;
 	for (i = 0; i < s->nchunks; i++) {
 		queue_op_piece(op, i, &idx, &src, &n);
-		total += crypt_sealed_len(n);
+		if (!s->at_put)
+			total += crypt_sealed_len(n);
 		s->body_len += n;
 	}
 	if ((s->buf = malloc(total)) == NULL) {
@@ -312,7 +317,7 @@ queue_op_seal(struct queue *q, struct queue_op *op)
 		goto fail;
 	}
 	p = s->buf + s->env_len;
-	for (i = 0; i < s->nchunks; i++) {
+	for (i = 0; i < s->nchunks && !s->at_put; i++) {
 		queue_op_piece(op, i, &idx, &src, &n);
 		queue_body_key(k, op->env.id, idx);
 		if (crypt_seal(q->key, CRYPT_DB_BODY, k, QUEUE_BODY_KEY_BYTES,

@@ -86,10 +86,14 @@ struct queue {
 /* Records sealed ahead of the write transaction: the envelope, then each
  * body chunk, back to back in one buffer. */
 struct queue_sealed {
-	uint8_t *buf;
+	uint8_t *buf; /* the sealed envelope, then (!at_put) the chunks */
 	size_t env_len;
 	uint32_t nchunks;
 	size_t body_len;
+	/* An insert's chunks are sealed by the writer straight into the
+	 * space LMDB reserves for them (writer_body_put), not into BUF: no
+	 * second copy of the body waits for its transaction. */
+	bool at_put;
 };
 
 /* The "env" key of ID. */

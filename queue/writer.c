@@ -38,14 +38,18 @@ writer_sched_key(uint8_t k[QUEUE_SCHED_KEY_BYTES], int64_t due_ms, uint64_t id)
 /* An error that fails one op without touching the transaction. */
 #define WRITER_OP_LOCAL 1
 
-/* Put every sealed body chunk of an insert (or of a QOP_SPOOL_PUT). */
+/* Put every body chunk of an insert (sealed here, into the space LMDB
+ * reserves for it) or the sealed one of a QOP_SPOOL_PUT.  A chunk that
+ * cannot be sealed fails the batch (ENOMEM, OP->err says why): its
+ * reserved space holds no record. */
 static int
-writer_body_put(struct queue *q, MDB_txn *txn, const struct queue_op *op)
+writer_body_put(struct queue *q, MDB_txn *txn, struct queue_op *op)
 {
 	const struct queue_sealed *s = op->sealed;
 	const uint8_t *p = s->buf + s->env_len, *src;
 	uint8_t k[QUEUE_BODY_KEY_BYTES];
 	MDB_val key = { sizeof(k), k }, val;
+	char why[128];
 	size_t n;
 	uint32_t i, idx;
 	int rc;
@@ -55,11 +59,21 @@ writer_body_put(struct queue *q, MDB_txn *txn, const struct queue_op *op)
 		queue_body_key(k, op->env.id, idx);
 		val.mv_data = (void *)p;
 		val.mv_size = crypt_sealed_len(n);
-		if ((rc = mdb_put(txn, q->db_body, &key, &val,
-				  op->kind == QOP_SPOOL_PUT ? MDB_NOOVERWRITE
-							    : 0)) != 0)
+		if ((rc = mdb_put(
+			 txn, q->db_body, &key, &val,
+			 (op->kind == QOP_SPOOL_PUT ? MDB_NOOVERWRITE : 0) |
+			     (s->at_put ? MDB_RESERVE : 0))) != 0)
 			return rc;
-		p += val.mv_size;
+		if (!s->at_put) {
+			p += val.mv_size;
+			continue;
+		}
+		if (crypt_seal(q->key, CRYPT_DB_BODY, k, QUEUE_BODY_KEY_BYTES,
+			       src, n, val.mv_data, why, sizeof(why)) != 0) {
+			(void)snprintf(op->err, sizeof(op->err), "seal: %s",
+				       why);
+			return ENOMEM;
+		}
 	}
 	return 0;
 }

@@ -639,7 +639,8 @@ intake_work(void *arg)
 		}
 		STATS_ADD(dkim_signatures, n);
 	}
-	/* Seal here, in parallel, rather than on the single writer. */
+	/* The envelope is sealed here, in parallel, rather than on the single
+	 * writer (which seals the body where it will lie). */
 	(void)queue_op_seal(I.queue, req->op);
 	queue_expect(I.queue, -1);
 	queue_submit(I.queue, req->op, intake_queued_cb, req);

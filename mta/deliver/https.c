@@ -58,7 +58,6 @@ struct https_xfer {
 	struct sockaddr_storage addrs[HTTPS_ADDRS_MAX];
 	size_t naddrs, ai;
 	struct evhttp_connection *evcon;
-	SSL *ssl;              /* owned by evcon's bufferevent */
 	bool counted;          /* one of hs.nconn */
 	struct event *timer;   /* the whole request's deadline */
 	struct event *done_ev; /* the answer, given on the next turn */
@@ -90,7 +89,6 @@ https_conn_close(struct https_xfer *x)
 		 * without calling it back */
 		evhttp_connection_free(x->evcon);
 		x->evcon = NULL;
-		x->ssl = NULL;
 	}
 	if (x->counted) {
 		x->counted = false;
@@ -365,7 +363,6 @@ https_connect(struct https_xfer *x)
 		bufferevent_free(bev);
 		goto fail;
 	}
-	x->ssl = ssl;
 	evhttp_connection_set_timeout(x->evcon, HTTPS_IO_TIMEOUT_S);
 	evhttp_connection_set_retries(x->evcon, 0);
 	evhttp_connection_set_max_headers_size(x->evcon, HTTPS_HEADERS_MAX);

@@ -388,8 +388,9 @@ def test_testing_mode_delivers_and_reports():
 
 
 def test_policy_failures_fall_back():
-    """A TXT record whose policy cannot be had (404, HTML, a certificate
-    our CA did not sign, one it signed for another name) leaves the domain
+    """A TXT record whose policy cannot be had (404, HTML, larger than 64
+    KiB, a certificate our CA did not sign, one it signed for another
+    name) leaves the domain
     without a policy: delivered opportunistically, each failure counted by
     its RFC 8460 type."""
     if not need_root():
@@ -403,7 +404,8 @@ def test_policy_failures_fall_back():
     doms = [("gone.test", "mx.gone.test", hosts[0], txt),
             ("html.test", "mx.html.test", hosts[0], txt),
             ("badweb.test", "mx.badweb.test", hosts[0], txt),
-            ("wrongname.test", "mx.wrongname.test", hosts[0], txt)]
+            ("wrongname.test", "mx.wrongname.test", hosts[0], txt),
+            ("big.test", "mx.big.test", hosts[0], txt)]
     dns = setup(ca, doms, paddr)
     # badweb's policy host is another server, with a certificate no CA
     # we trust signed; wrongname's, one our CA signed for another name.
@@ -412,11 +414,17 @@ def test_policy_failures_fall_back():
                                       "mta-sts.wrongname.test")] + \
         [("mta-sts.badweb.test", paddr2),
          ("mta-sts.wrongname.test", paddr3)]
-    pcert, pkey = ca.leaf("mta-sts.gone.test", "mta-sts.html.test")
+    pcert, pkey = ca.leaf("mta-sts.gone.test", "mta-sts.html.test",
+                          "mta-sts.big.test")
     bcert, bkey = ca.self_signed("mta-sts.badweb.test")
     wcert, wkey = ca.leaf("mta-sts.other.test")
+    # big's would be a valid enforce policy (blank lines are skipped),
+    # were it not 80 KB long: read whole, it would stop delivery to a
+    # sink without STARTTLS.
     pol = {"mta-sts.html.test": (200, "text/html",
-                                 "<html>" + ENFORCE % "mx.html.test")}
+                                 "<html>" + ENFORCE % "mx.html.test"),
+           "mta-sts.big.test": (200, "text/plain",
+                                ENFORCE % "mx.big.test" + "\r\n" * 40000)}
     bpol = {"mta-sts.badweb.test": (200, "text/plain",
                                     ENFORCE % "mx.badweb.test")}
     wpol = {"mta-sts.wrongname.test": (200, "text/plain",
@@ -429,12 +437,13 @@ def test_policy_failures_fall_back():
                 ControlDaemon(config(dns, port, ca),
                               prefix="outpost-sts-") as d:
             submit(d, ["a@gone.test", "b@html.test", "c@badweb.test",
-                       "d@wrongname.test"])
-            sink.wait_messages(4)
+                       "d@wrongname.test", "e@big.test"])
+            sink.wait_messages(5)
             for e in delivery_events(d, "delivery"):
                 eq(e.get("tls_policy"), "none", "no policy: %r" % e)
             eq(metric(d, 'outpost_mta_sts_fetches_total{result='
-                      '"sts-policy-fetch-error"}'), 1, "404 counted")
+                      '"sts-policy-fetch-error"}'), 2,
+               "404 and too large counted")
             eq(metric(d, 'outpost_mta_sts_fetches_total{result='
                       '"sts-policy-invalid"}'), 1, "text/html counted")
             eq(metric(d, 'outpost_mta_sts_fetches_total{result='
@@ -444,6 +453,9 @@ def test_policy_failures_fall_back():
             eq(wrong.hits, {}, "no request past a certificate for another "
                "name")
             check("policy fetch failed" in d.log(), "failure logged")
+            check("the answer is too large" in d.log(),
+                  "too large said: %s" % [x for x in d.log().splitlines()
+                                          if "big.test" in x])
     finally:
         ca.close()
 

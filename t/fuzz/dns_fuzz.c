@@ -2,7 +2,8 @@
  * dns_fuzz.c — libFuzzer harness for dns/cache.c on untrusted bytes: the
  * raw-answer walker (dns_answer_walk) and the decoding of an answer into a
  * cache entry (dns_cache_complete: MX, TXT, A, AAAA through c-ares' parsers
- * plus our TTL, SOA, null-MX and IP-literal rules).  An input is one DNS
+ * plus our TTL, SOA, null-MX and IP-literal rules; TLSA through our own
+ * reader, for DANE).  An input is one DNS
  * message as it comes off the wire; the record type and c-ares status are
  * taken from it as c-ares would.  Seeds: t/fuzz/corpus/dns, written by
  * `dns_test --corpus DIR`.
@@ -19,7 +20,8 @@
 #include "t/fuzz/fuzz_check.h"
 
 static const uint16_t fuzz_types[] = { DNS_RR_A, DNS_RR_AAAA, DNS_RR_MX,
-				       DNS_RR_TXT };
+				       DNS_RR_TXT, DNS_RR_TLSA };
+#define FUZZ_NTYPES (sizeof(fuzz_types) / sizeof(fuzz_types[0]))
 
 /* What ares_query() reports for a message it accepted (1.18 qcallback). */
 static int
@@ -41,7 +43,8 @@ static void
 fuzz_check_entry(const struct dns_entry *e, const struct dns_cache_policy *pol)
 {
 	char canon[DNS_NAME_MAX + 1], err[DNS_ERR_MAX];
-	size_t i;
+	volatile unsigned sum = 0;
+	size_t i, j;
 
 	FUZZ_CHECK(e->state == DNS_ENTRY_READY);
 	FUZZ_CHECK(e->result <= DNS_BADNAME && e->result != DNS_BADNAME);
@@ -50,7 +53,8 @@ fuzz_check_entry(const struct dns_entry *e, const struct dns_cache_policy *pol)
 	FUZZ_CHECK(e->ttl <= pol->max_ttl || e->ttl <= pol->negative_ttl_max ||
 		   e->ttl <= pol->tempfail_ttl);
 	if (e->result != DNS_OK) {
-		FUZZ_CHECK(e->nmx == 0 && e->ntxts == 0 && e->naddrs == 0);
+		FUZZ_CHECK(e->nmx == 0 && e->ntxts == 0 && e->naddrs == 0 &&
+			   e->ntlsa == 0);
 		return;
 	}
 	switch (e->type) {
@@ -71,6 +75,16 @@ fuzz_check_entry(const struct dns_entry *e, const struct dns_cache_policy *pol)
 		for (i = 0; i < e->ntxts; i++)
 			FUZZ_CHECK(e->txts[i][e->lens[i]] == '\0');
 		break;
+	case DNS_RR_TLSA:
+		FUZZ_CHECK(e->ntlsa > 0);
+		for (i = 0; i < e->ntlsa; i++) {
+			FUZZ_CHECK(e->tlsa[i].len > 0 &&
+				   e->tlsa[i].data != NULL);
+			/* every octet of the data is ours to read (ASan) */
+			for (j = 0; j < e->tlsa[i].len; j++)
+				sum += e->tlsa[i].data[j];
+		}
+		break;
 	default:
 		FUZZ_CHECK(e->naddrs > 0 && e->naddrs <= DNS_ADDRS_MAX);
 		for (i = 0; i < e->naddrs; i++)
@@ -87,7 +101,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct dns_answer_info ai;
 	struct dns_cache c;
 	struct dns_entry *e;
-	uint16_t type = fuzz_types[size % 4];
+	uint16_t type = fuzz_types[size % FUZZ_NTYPES];
 	int status = ARES_SUCCESS;
 	size_t i;
 
@@ -99,7 +113,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(ai.soa_ttl <= 0x7fffffffu);
 		FUZZ_CHECK(ai.nmatch <= ai.ancount);
 		FUZZ_CHECK(ai.has_ttl == (ai.ancount > 0));
-		for (i = 0; i < sizeof(fuzz_types) / sizeof(fuzz_types[0]); i++)
+		for (i = 0; i < FUZZ_NTYPES; i++)
 			if (ai.qtype == fuzz_types[i])
 				type = ai.qtype;
 		status = fuzz_status(&ai);

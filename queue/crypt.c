@@ -74,6 +74,14 @@ crypt_ossl_disable(bool off)
 	atomic_store(&crypt_ossl_off, off);
 }
 
+static _Atomic int crypt_fail_db = -1;
+
+void
+crypt_seal_fail_next(int db)
+{
+	atomic_store(&crypt_fail_db, db);
+}
+
 /* AES-256-GCM under KEY with the zero nonce (a key per record), through
  * OpenSSL: IN (INLEN) to OUT with the tag in TAG (ENC), or checked against
  * TAG (!ENC; OUT is wiped when it does not match).  0, or -1. */
@@ -249,6 +257,15 @@ crypt_seal(const struct crypt_key *k, uint8_t db, const uint8_t *lkey,
 	size_t adlen;
 	int rc = -1;
 
+	if (atomic_load_explicit(&crypt_fail_db, memory_order_relaxed) == db) {
+		int armed = db;
+
+		if (atomic_compare_exchange_strong(&crypt_fail_db, &armed,
+						   -1)) {
+			(void)snprintf(err, errlen, "failure injected (test)");
+			return -1;
+		}
+	}
 	out[0] = CRYPT_VERSION;
 	out[1] = (uint8_t)k->alg;
 	record_be32_put(out + 2, k->id);

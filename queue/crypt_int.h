@@ -57,6 +57,10 @@ void crypt_alg_force(enum crypt_alg alg);
  * AES-256-GCM record go through libsodium (records of 4 KiB and more go
  * through OpenSSL otherwise; the bytes are the same).  Any thread. */
 void crypt_ossl_disable(bool off);
+/* crypt_seal_fail_next — the internal switch for tests: the next
+ * crypt_seal() of a record of DB (CRYPT_DB_*) fails, as it would out of
+ * memory; -1 disarms it.  Any thread. */
+void crypt_seal_fail_next(int db);
 /* crypt_ossl_available — does OpenSSL seal large records (its AES-256-GCM
  * was found at crypt_init)?  Any thread, after crypt_init. */
 bool crypt_ossl_available(void);

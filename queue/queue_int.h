@@ -83,8 +83,8 @@ struct queue {
 	bool headroom_stop;
 };
 
-/* Records sealed ahead of the write transaction: the envelope, then each
- * body chunk, back to back in one buffer. */
+/* Records sealed ahead of the write transaction: the envelope, then (a
+ * spool chunk) the body chunk, back to back in one buffer. */
 struct queue_sealed {
 	uint8_t *buf; /* the sealed envelope, then (!at_put) the chunks */
 	size_t env_len;

@@ -40,10 +40,12 @@ writer_sched_key(uint8_t k[QUEUE_SCHED_KEY_BYTES], int64_t due_ms, uint64_t id)
 
 /* Put every body chunk of an insert (sealed here, into the space LMDB
  * reserves for it) or the sealed one of a QOP_SPOOL_PUT.  A chunk that
- * cannot be sealed fails the batch (ENOMEM, OP->err says why): its
- * reserved space holds no record. */
+ * cannot be sealed (out of memory) fails the batch with ENOMEM and *WHAT
+ * "seal(body)": its reserved space holds no record, and is never
+ * committed. */
 static int
-writer_body_put(struct queue *q, MDB_txn *txn, struct queue_op *op)
+writer_body_put(struct queue *q, MDB_txn *txn, const struct queue_op *op,
+		const char **what)
 {
 	const struct queue_sealed *s = op->sealed;
 	const uint8_t *p = s->buf + s->env_len, *src;
@@ -54,6 +56,7 @@ writer_body_put(struct queue *q, MDB_txn *txn, struct queue_op *op)
 	uint32_t i, idx;
 	int rc;
 
+	*what = "mdb_put(body)";
 	for (i = 0; i < s->nchunks; i++) {
 		queue_op_piece(op, i, &idx, &src, &n);
 		queue_body_key(k, op->env.id, idx);
@@ -70,8 +73,7 @@ writer_body_put(struct queue *q, MDB_txn *txn, struct queue_op *op)
 		}
 		if (crypt_seal(q->key, CRYPT_DB_BODY, k, QUEUE_BODY_KEY_BYTES,
 			       src, n, val.mv_data, why, sizeof(why)) != 0) {
-			(void)snprintf(op->err, sizeof(op->err), "seal: %s",
-				       why);
+			*what = "seal(body)";
 			return ENOMEM;
 		}
 	}
@@ -202,8 +204,7 @@ writer_op_apply(struct queue *q, MDB_txn *txn, struct queue_op *op,
 	if (op->kind == QOP_SPOOL_PUT) {
 		if ((rc = spool_op_apply(q, txn, op, what)) != 0)
 			return rc;
-		*what = "mdb_put(body)";
-		return writer_body_put(q, txn, op);
+		return writer_body_put(q, txn, op, what);
 	}
 	queue_env_key(k, op->env.id);
 	queue_id_format(op->env.id, qid);
@@ -267,8 +268,7 @@ writer_op_apply(struct queue *q, MDB_txn *txn, struct queue_op *op,
 	if (rc != 0)
 		return rc;
 	if (op->kind == QOP_INSERT) {
-		*what = "mdb_put(body)";
-		if ((rc = writer_body_put(q, txn, op)) != 0)
+		if ((rc = writer_body_put(q, txn, op, what)) != 0)
 			return rc;
 	} else {
 		*what = "mdb_del(sched)";

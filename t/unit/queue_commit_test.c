@@ -23,6 +23,7 @@
 #include <lmdb.h>
 
 #include "queue/queue.h"
+#include "queue/crypt_int.h"
 
 #define NTHREADS    4
 #define PER_THREAD  250
@@ -857,6 +858,53 @@ test_map_full(void **state)
 	queue_close(q);
 }
 
+/* A body sealed into LMDB's reserved space: when its seal fails, the
+ * batch fails whole and nothing of it is committed (no envelope without
+ * its body, no reserved space without its record); the queue goes on. */
+static void
+test_seal_fails_its_batch(void **state)
+{
+	struct queue_op *keep[16];
+	struct queue_stats st;
+	struct waiter w;
+	struct queue *q;
+	unsigned i, n = 0;
+	char err[256];
+
+	(void)state;
+	/* A linger so both ops share one batch. */
+	q = open_queue(64 << 20, 200000);
+	waiter_init(&w, keep);
+	crypt_seal_fail_next(CRYPT_DB_BODY);
+	submit(q, &w, insert_op(q, 10, 100000, now_ms()), 2);
+	submit(q, &w, insert_op(q, 11, 100, now_ms()), 2);
+	wait_all(&w, 2);
+	for (i = 0; i < 2; i++) {
+		if (keep[i]->status != -1 || keep[i]->map_full)
+			fail_msg("op %u: status %d map_full %d err %s", i,
+				 keep[i]->status, keep[i]->map_full,
+				 keep[i]->err);
+		if (strstr(keep[i]->err, "seal(body)") == NULL)
+			fail_msg("op %u: err %s", i, keep[i]->err);
+		queue_op_free(keep[i]);
+	}
+	waiter_fini(&w);
+	assert_int_equal(queue_walk(q, count_cb, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 0);
+	/* The queue goes on, bodies and all. */
+	waiter_init(&w, NULL);
+	for (i = 0; i < 4; i++)
+		submit(q, &w, insert_op(q, 20 + i, 70000, now_ms()), 4);
+	wait_all(&w, 4);
+	assert_int_equal(w.failed, 0);
+	waiter_fini(&w);
+	queue_stats_get(q, &st);
+	assert_int_equal(st.failed_ops, 2);
+	assert_int_equal(queue_walk(q, count_cb, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 4);
+	queue_close(q);
+}
+
 /* Close drains -------------------------------------------------------- */
 
 static void
@@ -1264,6 +1312,8 @@ main(void)
 						setup_tmp, teardown_tmp),
 		cmocka_unit_test_setup_teardown(test_map_full, setup_tmp,
 						teardown_tmp),
+		cmocka_unit_test_setup_teardown(test_seal_fails_its_batch,
+						setup_tmp, teardown_tmp),
 		cmocka_unit_test_setup_teardown(test_expect_wait, setup_tmp,
 						teardown_tmp),
 		cmocka_unit_test_setup_teardown(test_lazy_ops, setup_tmp,

@@ -412,6 +412,9 @@ struct sched_job *sched_path_pop(struct sched_path *p);
 /* sched_path_trim — P's limits went down: its idle connections past them
  * go now (busy ones go when their job is done). */
 void sched_path_trim(struct sched_path *p);
+/* sched_path_each — FN(P, ARG) for every path of every site.  FN may
+ * kick P, not add or drop a site. */
+void sched_path_each(void (*fn)(struct sched_path *p, void *arg), void *arg);
 /* sched_path_kick — start as much work on P as its limits allow. */
 void sched_path_kick(struct sched_path *p);
 /* sched_maybe_stop — stopping, and nothing left in flight: end the loop. */

@@ -176,34 +176,27 @@ sched_limit_timer_cb(evutil_socket_t fd, short what, void *arg)
  * invariant: said, and ended. */
 #define SCHED_PAUSE_OVERDUE_MS 1000
 
+static void
+sched_limit_sweep_path(struct sched_path *p, void *arg)
+{
+	int64_t now = *(const int64_t *)arg;
+
+	if (!p->paused || p->paused_until_ms + SCHED_PAUSE_OVERDUE_MS > now ||
+	    evtimer_pending(p->timer, NULL))
+		return;
+	log_warnx("destination %s: its pause ended %" PRId64
+		  " ms ago and nothing was set to end it (jobs %u, "
+		  "connections %u, parked %u): ended now",
+		  p->site->key, now - p->paused_until_ms, p->njobs, p->nconn,
+		  p->park.n);
+	STATS_INC(pauses_overdue);
+	sched_limit_timer_cb(-1, EV_TIMEOUT, p);
+}
+
 void
 sched_limit_sweep(int64_t now)
 {
-	struct htab_entry *e;
-	size_t it;
-	unsigned i;
-
-	for (e = htab_first(&sched.sites, &it); e != NULL;
-	     e = htab_next(&sched.sites, e, &it)) {
-		struct sched_site *st = e->value;
-
-		for (i = 0; i < st->npaths; i++) {
-			struct sched_path *p = st->paths[i];
-
-			if (!p->paused ||
-			    p->paused_until_ms + SCHED_PAUSE_OVERDUE_MS > now ||
-			    evtimer_pending(p->timer, NULL))
-				continue;
-			log_warnx("destination %s: its pause ended %" PRId64
-				  " ms ago and nothing was set to end it "
-				  "(jobs %u, connections %u, parked %u): "
-				  "ended now",
-				  p->site->key, now - p->paused_until_ms,
-				  p->njobs, p->nconn, p->park.n);
-			STATS_INC(pauses_overdue);
-			sched_limit_timer_cb(-1, EV_TIMEOUT, p);
-		}
-	}
+	sched_path_each(sched_limit_sweep_path, &now);
 }
 
 /* A step down is taken at most this often: a burst of replies to one

@@ -199,9 +199,8 @@ sched_cluster_throttle(const char *key, unsigned level, int64_t remain_ms)
 	}
 }
 
-/* Redis came back or went away: every path with work tries again. */
-static void
-sched_cluster_changed(void)
+void
+sched_path_each(void (*fn)(struct sched_path *p, void *arg), void *arg)
 {
 	struct htab_entry *e;
 	size_t it;
@@ -211,14 +210,27 @@ sched_cluster_changed(void)
 	     e = htab_next(&sched.sites, e, &it)) {
 		struct sched_site *s = e->value;
 
-		for (i = 0; i < s->npaths; i++) {
-			s->paths[i]->lease_retry_ms = 0;
-			/* Away: idle connections past the share go now. */
-			sched_path_trim(s->paths[i]);
-			if (s->paths[i]->njobs > 0)
-				sched_path_kick(s->paths[i]);
-		}
+		for (i = 0; i < s->npaths; i++)
+			fn(s->paths[i], arg);
 	}
+}
+
+static void
+sched_cluster_changed_path(struct sched_path *p, void *arg)
+{
+	(void)arg;
+	p->lease_retry_ms = 0;
+	/* Away: idle connections past the share go now. */
+	sched_path_trim(p);
+	if (p->njobs > 0)
+		sched_path_kick(p);
+}
+
+/* Redis came back or went away: every path with work tries again. */
+static void
+sched_cluster_changed(void)
+{
+	sched_path_each(sched_cluster_changed_path, NULL);
 }
 
 /* Connections that are opening (not yet asked for a job). */
@@ -691,6 +703,16 @@ sched_reconf_cfg(const struct conf *c, const struct conf_destination *old)
 	return &c->dest_default;
 }
 
+/* P's pool and limits, by name, in the new configuration ARG. */
+static void
+sched_reconf_path(struct sched_path *p, void *arg)
+{
+	const struct conf *c = arg;
+
+	p->pool = sched_reconf_pool(c, p->pool);
+	p->cfg = sched_reconf_cfg(c, p->cfg);
+}
+
 /*
  * On the delivery loop, between two callbacks (a safe point: nothing of
  * the scheduler is half done): every pointer into the old configuration
@@ -703,26 +725,13 @@ static void
 sched_reconf_on_loop(void *arg)
 {
 	const struct conf *c = arg, *old = sched.conf;
-	struct htab_entry *e;
 	struct sched_msg *m;
-	size_t it;
-	unsigned i;
 
 	sched.conf = c; /* its reference was taken by sched_reconf */
 	sched_conn_reconf(c);
 	for (m = sched.active; m != NULL; m = m->r->next)
 		m->r->pool = sched_reconf_pool(c, m->r->pool);
-	for (e = htab_first(&sched.sites, &it); e != NULL;
-	     e = htab_next(&sched.sites, e, &it)) {
-		struct sched_site *site = e->value;
-
-		for (i = 0; i < site->npaths; i++) {
-			struct sched_path *p = site->paths[i];
-
-			p->pool = sched_reconf_pool(c, p->pool);
-			p->cfg = sched_reconf_cfg(c, p->cfg);
-		}
-	}
+	sched_path_each(sched_reconf_path, (void *)c);
 	sched_dest_reconf();
 	tlsrpt_reconf(c);
 	conf_unref(old);
@@ -1028,13 +1037,20 @@ sched_stop_deadline_cb(evutil_socket_t fd, short what, void *arg)
 	sched_maybe_stop();
 }
 
+/* Stopping: P's timer off, its idle connections told to quit. */
+static void
+sched_stop_path(struct sched_path *p, void *arg)
+{
+	(void)arg;
+	evtimer_del(p->timer);
+	while (p->nidle > 0)
+		sched_conn_quit(p->idle[--p->nidle]);
+}
+
 void
 sched_shutdown(unsigned deadline_ms)
 {
-	struct htab_entry *e;
 	struct timeval tv;
-	size_t it;
-	unsigned i;
 
 	sched.stopping = true;
 	sched_scan_stop();
@@ -1042,18 +1058,7 @@ sched_shutdown(unsigned deadline_ms)
 	cluster_stop();
 	evtimer_del(sched.retry_timer);
 	evtimer_del(sched.gauge_timer);
-	for (e = htab_first(&sched.sites, &it); e != NULL;
-	     e = htab_next(&sched.sites, e, &it)) {
-		struct sched_site *s = e->value;
-
-		for (i = 0; i < s->npaths; i++) {
-			struct sched_path *p = s->paths[i];
-
-			evtimer_del(p->timer);
-			while (p->nidle > 0)
-				sched_conn_quit(p->idle[--p->nidle]);
-		}
-	}
+	sched_path_each(sched_stop_path, NULL);
 	tv.tv_sec = deadline_ms / 1000;
 	tv.tv_usec = (deadline_ms % 1000) * 1000;
 	event_base_once(sched.loop->base, -1, EV_TIMEOUT,

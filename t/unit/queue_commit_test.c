@@ -813,95 +813,79 @@ test_sched_walk_batch(void **state)
 	queue_close(q);
 }
 
-/* Map full ------------------------------------------------------------ */
+/* A failed batch ---------------------------------------------------------- */
 
+/*
+ * Two inserts (bodies of LEN0 and 100 bytes) in one batch of Q (opened with
+ * a linger) must both fail with WHY in their error (and map_full as
+ * MAP_FULL says); nothing of them is committed.  Then the queue goes on:
+ * N inserts of LEN bytes commit, and they are all it holds.
+ */
 static void
-test_map_full(void **state)
+batch_fails_then_goes_on(struct queue *q, size_t len0, const char *why,
+			 bool map_full, unsigned n, size_t len)
 {
-	struct queue_op *keep[16], *big, *small;
+	struct queue_op *keep[16];
 	struct queue_stats st;
 	struct waiter w;
-	struct queue *q;
-	unsigned i, n = 0;
+	unsigned i, count = 0;
 	char err[256];
 
-	(void)state;
-	/* A 2 MiB map; a linger so both ops share one batch. */
-	q = open_queue(2 << 20, 200000);
 	waiter_init(&w, keep);
-	big = insert_op(q, 10, 4 << 20, now_ms());
-	small = insert_op(q, 11, 100, now_ms());
-	submit(q, &w, big, 2);
-	submit(q, &w, small, 2);
+	submit(q, &w, insert_op(q, 10, len0, now_ms()), 2);
+	submit(q, &w, insert_op(q, 11, 100, now_ms()), 2);
 	wait_all(&w, 2);
 	for (i = 0; i < 2; i++) {
-		if (keep[i]->status != -1 || !keep[i]->map_full)
-			fail_msg("op %u: status %d map_full %d err %s", i,
-				 keep[i]->status, keep[i]->map_full,
-				 keep[i]->err);
-		assert_non_null(strstr(keep[i]->err, "MDB_MAP_FULL"));
+		if (keep[i]->status != -1 || keep[i]->map_full != map_full ||
+		    strstr(keep[i]->err, why) == NULL)
+			fail_msg("op %u: status %d map_full %d err %s (want "
+				 "%s)",
+				 i, keep[i]->status, keep[i]->map_full,
+				 keep[i]->err, why);
 		queue_op_free(keep[i]);
 	}
 	waiter_fini(&w);
-	/* The queue goes on: small messages commit. */
+	assert_int_equal(queue_walk(q, count_cb, &count, err, sizeof(err)), 0);
+	assert_int_equal(count, 0);
 	waiter_init(&w, NULL);
-	for (i = 0; i < 10; i++)
-		submit(q, &w, insert_op(q, 20 + i, 1024, now_ms()), 4);
-	wait_all(&w, 10);
+	for (i = 0; i < n; i++)
+		submit(q, &w, insert_op(q, 20 + i, len, now_ms()), 4);
+	wait_all(&w, n);
 	assert_int_equal(w.failed, 0);
 	waiter_fini(&w);
 	queue_stats_get(q, &st);
 	assert_int_equal(st.failed_ops, 2);
-	assert_int_equal(st.ops, 10);
-	assert_int_equal(queue_walk(q, count_cb, &n, err, sizeof(err)), 0);
-	assert_int_equal(n, 10);
+	assert_int_equal(st.ops, n);
+	assert_int_equal(queue_walk(q, count_cb, &count, err, sizeof(err)), 0);
+	assert_int_equal(count, n);
+}
+
+/* A 2 MiB map and a 4 MiB body: MDB_MAP_FULL fails its batch; small
+ * messages still commit. */
+static void
+test_map_full(void **state)
+{
+	struct queue *q;
+
+	(void)state;
+	q = open_queue(2 << 20, 200000);
+	batch_fails_then_goes_on(q, 4 << 20, "MDB_MAP_FULL", true, 10, 1024);
 	queue_close(q);
 }
 
 /* A body sealed into LMDB's reserved space: when its seal fails, the
  * batch fails whole and nothing of it is committed (no envelope without
- * its body, no reserved space without its record); the queue goes on. */
+ * its body, no reserved space without its record); the queue goes on,
+ * bodies and all. */
 static void
 test_seal_fails_its_batch(void **state)
 {
-	struct queue_op *keep[16];
-	struct queue_stats st;
-	struct waiter w;
 	struct queue *q;
-	unsigned i, n = 0;
-	char err[256];
 
 	(void)state;
-	/* A linger so both ops share one batch. */
 	q = open_queue(64 << 20, 200000);
-	waiter_init(&w, keep);
 	crypt_seal_fail_next(CRYPT_DB_BODY);
-	submit(q, &w, insert_op(q, 10, 100000, now_ms()), 2);
-	submit(q, &w, insert_op(q, 11, 100, now_ms()), 2);
-	wait_all(&w, 2);
-	for (i = 0; i < 2; i++) {
-		if (keep[i]->status != -1 || keep[i]->map_full)
-			fail_msg("op %u: status %d map_full %d err %s", i,
-				 keep[i]->status, keep[i]->map_full,
-				 keep[i]->err);
-		if (strstr(keep[i]->err, "seal(body)") == NULL)
-			fail_msg("op %u: err %s", i, keep[i]->err);
-		queue_op_free(keep[i]);
-	}
-	waiter_fini(&w);
-	assert_int_equal(queue_walk(q, count_cb, &n, err, sizeof(err)), 0);
-	assert_int_equal(n, 0);
-	/* The queue goes on, bodies and all. */
-	waiter_init(&w, NULL);
-	for (i = 0; i < 4; i++)
-		submit(q, &w, insert_op(q, 20 + i, 70000, now_ms()), 4);
-	wait_all(&w, 4);
-	assert_int_equal(w.failed, 0);
-	waiter_fini(&w);
-	queue_stats_get(q, &st);
-	assert_int_equal(st.failed_ops, 2);
-	assert_int_equal(queue_walk(q, count_cb, &n, err, sizeof(err)), 0);
-	assert_int_equal(n, 4);
+	batch_fails_then_goes_on(q, 100000, "seal(body)", false, 4, 70000);
 	queue_close(q);
 }
 

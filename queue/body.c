@@ -8,8 +8,6 @@
  * time per reader (MDB_NOTLS).  Invariant: what it hands out is exactly the
  * envelope's SIZE bytes in its NCHUNKS chunks, or a failure.
  */
-#define _DEFAULT_SOURCE /* madvise(MADV_DONTNEED) */
-#include <sys/mman.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -98,88 +96,6 @@ queue_body_end(struct queue_body_reader *r, MDB_txn *txn, char *err,
 	}
 	r->ended = true;
 	return 1;
-}
-
-bool
-queue_map_has(const struct queue *q, const void *p, size_t len)
-{
-	uintptr_t a = (uintptr_t)p, lo = (uintptr_t)q->map_addr;
-
-	return q->map_addr != NULL && a >= lo && len <= q->map_len &&
-	       a - lo <= q->map_len - len;
-}
-
-/*
- * The pages of the map under [P, P+LEN) leave our page tables:
- * MADV_DONTNEED on a shared file mapping drops only our entries, the pages
- * stay in the page cache and fault back in if anyone reads them again.
- * Without it every chunk read through the map, or freed by LMDB (which
- * reads its first page), would count in the daemon's RSS until the
- * writer's trim (writer_trim): at a few hundred MB/s of bodies, hundreds of
- * MB that are not ours.  The range is widened to 2 MiB boundaries: one
- * fault maps a whole fault-around window (64 KiB) or a large folio, past
- * the record.  Only a range inside Q's map is dropped: a write
- * transaction's own pages are heap memory, which MADV_DONTNEED would zero.
- */
-#define QUEUE_MAP_UNMAP_ALIGN ((uintptr_t)2 << 20)
-
-void
-queue_map_unmap(const struct queue *q, const void *p, size_t len)
-{
-	uintptr_t a = (uintptr_t)p, e = a + len, lo = (uintptr_t)q->map_addr,
-		  hi = lo + q->map_len;
-
-	if (!queue_map_has(q, p, len))
-		return;
-	a &= ~((uintptr_t)QUEUE_MAP_UNMAP_ALIGN - 1);
-	e = (e + QUEUE_MAP_UNMAP_ALIGN - 1) &
-	    ~((uintptr_t)QUEUE_MAP_UNMAP_ALIGN - 1);
-	if (a < lo)
-		a = lo;
-	if (e > hi)
-		e = hi;
-	if (e > a)
-		(void)madvise((void *)a, e - a, MADV_DONTNEED);
-}
-
-int
-queue_map_locate(const void *at, void **addr, size_t *len)
-{
-	unsigned long lo, hi, a = (unsigned long)(uintptr_t)at;
-	char line[512];
-	bool bol = true;
-	int rc = -1;
-	FILE *f;
-
-	if ((f = fopen("/proc/self/maps", "r")) == NULL)
-		return -1;
-	while (fgets(line, sizeof(line), f) != NULL) {
-		/* Only at the start of a line (a long path is read in
-		 * pieces). */
-		if (bol && sscanf(line, "%lx-%lx", &lo, &hi) == 2 && lo <= a &&
-		    a < hi) {
-			*addr = (void *)(uintptr_t)lo;
-			*len = hi - lo;
-			rc = 0;
-			break;
-		}
-		bol = strchr(line, '\n') != NULL;
-	}
-	fclose(f);
-	return rc;
-}
-
-void
-queue_map_release(void *addr, size_t len)
-{
-	(void)madvise(addr, len, MADV_DONTNEED);
-}
-
-void
-queue_map_trim(const struct queue *q)
-{
-	if (q->map_addr != NULL)
-		queue_map_release(q->map_addr, q->map_len);
 }
 
 /*

@@ -25,6 +25,7 @@ from outpost_test import (Daemon, Dns, Raw, Sink, check,  # noqa: E402
 
 CHUNK = 64 * 1024  # QUEUE_CHUNK_BYTES (queue/queue.h)
 KEEP = 256 * 1024  # SCHED_BODY_KEEP_BYTES (mta/deliver/sched_int.h)
+KEEP_TOTAL = 4 << 20  # SCHED_BODY_KEEP_TOTAL
 EHLO = "client.test"
 
 
@@ -221,8 +222,8 @@ def test_kept_bodies_count_their_memory():
     """A body kept for its first attempt counts as the memory it holds, not
     its octets.  1,200 small messages without SIZE= (an 8 KiB buffer each)
     are queued while the destination's one connection waits on a slow
-    recipient: at most 8 MiB / 8 KiB = 1,024 can be kept, the rest go out
-    from the queue.  (Counted by octets, all 1,200 were kept: 9.6 MiB.)"""
+    recipient: at most 4 MiB / 8 KiB = 512 can be kept, the rest go out
+    from the queue.  (Counted by octets, all 1,200 would be kept.)"""
     host = "127.0.0.64"
     port = free_port_on([host])
     dns = Dns(mx=[("dest.test", "mx.dest.test", 10)],
@@ -243,7 +244,8 @@ destination "*" { max_connections = 1 }
         wait_for(lambda: sum(x or 0 for x in bodies(d)) == n + 1, 10,
                  "every body counted")
         memory, queue = bodies(d)
-        check(memory <= 1024 + 1 and queue >= n - 1024,
+        kept = KEEP_TOTAL // (8 << 10)
+        check(memory <= kept + 1 and queue >= n - kept,
               "bodies from memory %d, from the queue %d" % (memory, queue))
 
 

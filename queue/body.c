@@ -157,6 +157,11 @@ queue_body_chunk(struct queue_body_reader *r, MDB_txn *txn, size_t *plen,
 	rc = queue_chunk_open(r->q, &key, &val, r->next, &r->buf, plen, err,
 			      errlen);
 	queue_map_unmap(r->q, val.mv_data, val.mv_size); /* if in the map */
+	/* Sealed octets need no wipe; held only while opened, so that a
+	 * connection waiting on its peer holds one chunk, not two. */
+	free(r->raw.p);
+	r->raw.p = NULL;
+	r->raw.cap = 0;
 	if (rc != 0)
 		return rc;
 	/* A chunk is never empty nor past the limit, and the chunks before

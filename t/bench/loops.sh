@@ -1,0 +1,154 @@
+#!/bin/bash
+# t/bench/loops.sh — what does delivery cost per message with 1, 2, …
+# delivery loops?  (called by run.sh; not in the default BENCHES:
+# `BENCHES=loops`).  For each T in BENCH_LOOPS ("1 2"), BENCH_LOOPS_ROUNDS
+# times (2): one outpostd with `delivery { threads = T }` relaying to
+# outpost-sink (relay_conf: everything to the sink, DNS at a dead loopback
+# port, no DMARC check, unsigned); its 50 destinations d0..d49.sink.test
+# suspended (`outpost suspend`); BENCH_LOOPS_N messages of BENCH_LOOPS_SIZE
+# bytes (50,000 of 4 KB) queued by outpost-load (50 pipelining sessions);
+# then every destination resumed, and the delivery threads' CPU (deliver,
+# deliver1, …: utime + stime from /proc) counted from the first resume to
+# the sink's last message.  Delivery alone, from a backlog: nothing else
+# runs on the two cores meanwhile but the sink, so the figure is the
+# delivery loops' own cost per message, and how it moves with T.
+# Figures per T: delivery CPU µs per message (each round, their mean), the
+# same per thread, the drain's msg/s.  Env in: BENCH_BUILD, BENCH_OUT.
+# Writes BENCH_OUT/loops.json and loops.md.  Loopback only; every process
+# it starts is stopped by PID on exit.
+set -eu
+HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$HERE/lib.sh"
+bench_init
+LOOPS=${BENCH_LOOPS:-1 2}
+ROUNDS=${BENCH_LOOPS_ROUNDS:-2}
+N=${BENCH_LOOPS_N:-50000}
+SIZE=${BENCH_LOOPS_SIZE:-4096}
+DOMAINS=50
+CLI=$(dirname "$OUTPOSTD")/outpost
+
+work=$(mktemp -d /tmp/outpost-bench-loops.XXXXXX)
+# outpostd started as root becomes user outpost: let it reach its data_dir.
+chmod 711 "$work"
+OPD_PID='' OSINK_PID=''
+# shellcheck disable=SC2317 # run by the EXIT trap
+cleanup() {
+	stop_pid "$OPD_PID" 30
+	stop_pid "$OSINK_PID" 5
+	mkdir -p "$OUT/loops-logs"
+	cp "$work"/*.log "$OUT/loops-logs/" 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# The delivery threads' CPU ticks (deliver*), as JSON {name: ticks}.
+deliver_ticks() {
+	"$PY" - "$1" <<'PYEOF'
+import glob, json, sys
+out = {}
+for t in glob.glob("/proc/%s/task/*" % sys.argv[1]):
+    try:
+        name = open(t + "/comm").read().strip()
+        f = open(t + "/stat").read().rsplit(")", 1)[1].split()
+    except OSError:
+        continue
+    if name.startswith("deliver"):
+        out[name] = out.get(name, 0) + int(f[11]) + int(f[12])
+print(json.dumps(out))
+PYEOF
+}
+
+# run T ROUND: one drain; appends a JSON line to $work/runs.jsonl.
+run() {
+	local t=$1 round=$2 d="$work/t$1-r$2" port sp i t0 t1 c0 c1
+	mkdir -p "$d"
+	chmod 755 "$d"
+	port=$(free_port)
+	sp=$(free_port)
+	osink_start "$sp" "$d/sink.json" || {
+		echo "loops: the sink did not start" >&2
+		return 1
+	}
+	relay_conf "$d/outpost.conf" "$d" "$port" "$sp" \
+		"delivery { threads = $t }"
+	"$OUTPOSTD" -c "$d/outpost.conf" >"$work/t$t-r$round-outpostd.log" 2>&1 &
+	OPD_PID=$!
+	wait_port "$port" 30 "$OPD_PID" || {
+		echo "loops: outpostd did not listen" >&2
+		return 1
+	}
+	for ((i = 0; i < DOMAINS; i++)); do
+		"$CLI" -c "$d/outpost.conf" suspend "d$i.sink.test" --for 1h \
+			>/dev/null
+	done
+	"$LOAD" --port "$port" --sessions 50 --count "$N" --size "$SIZE" \
+		--domains "$DOMAINS" --pipelining \
+		>"$work/t$t-r$round-load.log" 2>&1
+	sleep 1 # the last commits' completions reach the scheduler
+	c0=$(deliver_ticks "$OPD_PID")
+	t0=$(date +%s.%N)
+	for ((i = 0; i < DOMAINS; i++)); do
+		"$CLI" -c "$d/outpost.conf" resume "d$i.sink.test" >/dev/null
+	done
+	osink_wait "$d/sink.json" "$N" 600 >/dev/null || {
+		echo "loops: the sink did not get $N messages" >&2
+		return 1
+	}
+	t1=$(date +%s.%N)
+	c1=$(deliver_ticks "$OPD_PID")
+	stop_pid "$OPD_PID" 30
+	OPD_PID=''
+	stop_pid "$OSINK_PID" 5
+	OSINK_PID=''
+	"$PY" - "$t" "$round" "$N" "$t0" "$t1" "$c0" "$c1" \
+		"$(getconf CLK_TCK)" >>"$work/runs.jsonl" <<'PYEOF'
+import json, sys
+t, rnd, n, t0, t1 = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
+c0, c1, hz = json.loads(sys.argv[6]), json.loads(sys.argv[7]), int(sys.argv[8])
+per = {k: round((v - c0.get(k, 0)) * 1e6 / hz / n, 2) for k, v in sorted(c1.items())}
+print(json.dumps({"loops": t, "round": rnd, "messages": n,
+                  "drain_s": round(t1 - t0, 3), "msg_per_s": round(n / (t1 - t0), 1),
+                  "deliver_us_per_msg": round(sum(per.values()), 2),
+                  "thread_us_per_msg": per}))
+PYEOF
+	tail -n 1 "$work/runs.jsonl" >&2
+}
+
+for t in $LOOPS; do
+	for ((r = 1; r <= ROUNDS; r++)); do
+		run "$t" "$r"
+	done
+done
+
+"$PY" - "$work/runs.jsonl" "$OUT" "$N" "$SIZE" <<'PYEOF'
+import json, sys
+runs = [json.loads(l) for l in open(sys.argv[1])]
+out, n, size = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+by = {}
+for r in runs:
+    by.setdefault(r["loops"], []).append(r)
+summary = []
+for t, rs in sorted(by.items()):
+    summary.append({"loops": t,
+                    "deliver_us_per_msg": round(sum(r["deliver_us_per_msg"] for r in rs) / len(rs), 2),
+                    "msg_per_s": round(sum(r["msg_per_s"] for r in rs) / len(rs), 1),
+                    "rounds": rs})
+json.dump({"benchmark": "loops", "messages": n, "size": size, "loops": summary},
+          open(out + "/loops.json", "w"), indent=1)
+lines = ["## Delivery loops: %d messages of %d bytes drained from a backlog to outpost-sink" % (n, size), "",
+         "| delivery loops | delivery CPU µs per message (mean) | each round | per thread (first round) | drain msg/s |",
+         "|---|---|---|---|---|"]
+for s in summary:
+    lines.append("| %d | **%.1f** | %s | %s | %s |" % (
+        s["loops"], s["deliver_us_per_msg"],
+        ", ".join("%.1f" % r["deliver_us_per_msg"] for r in s["rounds"]),
+        ", ".join("%s %.1f" % kv for kv in s["rounds"][0]["thread_us_per_msg"].items()),
+        "{:,.0f}".format(s["msg_per_s"])))
+lines += ["", "Delivery CPU: utime + stime of the threads named deliver* (the scheduler's loop, deliver, "
+          "also drives connections; deliverN drive connections only), from the first `outpost resume` "
+          "to the sink's last message, over the messages.  The drain time includes the 50 resumes."]
+open(out + "/loops.md", "w").write("\n".join(lines) + "\n")
+print("\n".join(lines[:4 + len(summary)]))
+PYEOF

@@ -1,28 +1,11 @@
 /*
  * map.c — the queue's data file in this process: where LMDB's map lies,
  * which of its pages stay in our page tables (queue_map_*), and how LMDB's
- * writes reach the page cache (__wrap_pwrite, __wrap_writev).  Any thread;
- * nothing here holds state.  Must not: change what LMDB sees of a write
- * (its bytes, its file offset afterwards, its failure and errno).
- *
- * Why the writes are wrapped: since Linux 6.x ext4 keeps a file's page
- * cache in folios as large as the write that made them (up to 2 MiB), and
- * a fault on a shared map maps the whole folio.  LMDB writes a commit's
- * pages with one writev per contiguous run, megabytes at a time, and
- * touches committed pages through its map: the first page of each deleted
- * body chunk (mdb_cursor_del reads its length there), the B-tree pages on
- * the way to each chunk (mdb_get).  Each touch then put up to 2 MiB of the
- * file into the daemon's RSS until the next trim: 8-13 MiB of a 43 MiB
- * peak at 100 KB, 1,013 KiB per touched page of a file written in 1 MB
- * writes.  Written in pieces of QUEUE_WRITE_PIECE_BYTES, the file's folios
- * are no larger than that, the kernel's fault-around window (64 KiB), so a
- * touch maps what it would on a kernel without large folios.
- *
- * Every program linking the queue links LMDB statically with
- * `ld --wrap=pwrite --wrap=writev` (CMakeLists.txt): LMDB's calls (and the
- * queue's own, headroom.c) come here, and go to the C library by
- * __real_pwrite and __real_writev.  Calls of less than a piece pass as
- * they are; so does a writev on anything that cannot seek.
+ * writes reach the page cache (__wrap_pwrite, __wrap_writev: every program
+ * linking the queue links LMDB statically with `ld --wrap=pwrite
+ * --wrap=writev`, CMakeLists.txt).  Any thread; nothing here holds state.
+ * Must not: change what LMDB sees of a write (its bytes, its file offset
+ * afterwards, its failure and errno).
  */
 #define _DEFAULT_SOURCE /* madvise(MADV_DONTNEED) */
 #include <sys/mman.h>
@@ -121,9 +104,26 @@ queue_map_trim(const struct queue *q)
 		queue_map_release(q->map_addr, q->map_len);
 }
 
-/* The pieces LMDB's writes are cut into, at offsets that are multiples of
- * it (a folio is aligned to its size: an unaligned piece would straddle
- * two). */
+/*
+ * Why LMDB's writes are cut: since Linux 6.x ext4 keeps a file's page
+ * cache in folios as large as the write that made them (up to 2 MiB), and
+ * a fault on a shared map maps the whole folio.  LMDB writes a commit's
+ * pages with one writev per contiguous run, megabytes at a time, and
+ * touches committed pages through its map: the first page of each deleted
+ * body chunk (mdb_cursor_del reads its length there), the B-tree pages on
+ * the way to each chunk (mdb_get).  Each touch then put up to 2 MiB of the
+ * file into the daemon's RSS until the next trim: 8-13 MiB of a 43 MiB
+ * peak at 100 KB, 1,013 KiB per touched page of a file written in 1 MB
+ * writes.  Written in pieces of QUEUE_WRITE_PIECE_BYTES, the file's folios
+ * are no larger than that, the kernel's fault-around window (64 KiB), so a
+ * touch maps what it would on a kernel without large folios.  LMDB's calls
+ * (and the queue's own, headroom.c) come here and go to the C library by
+ * __real_pwrite and __real_writev; calls of less than a piece pass as they
+ * are, and so does a writev on anything that cannot seek.
+ *
+ * The pieces end on multiples of their size (a folio is aligned to its
+ * size: an unaligned piece would straddle two).
+ */
 #define QUEUE_WRITE_PIECE_BYTES ((off_t)64 * 1024)
 
 ssize_t __real_pwrite(int fd, const void *buf, size_t len, off_t off);

@@ -190,7 +190,7 @@ void queue_map_release(void *addr, size_t len);
 bool queue_map_has(const struct queue *q, const void *p, size_t len);
 
 /* queue_map_unmap — drop our page table entries for [P, P+LEN) if it lies
- * inside Q's map (see body.c); anything else is left alone.  Any thread. */
+ * inside Q's map (see map.c); anything else is left alone.  Any thread. */
 void queue_map_unmap(const struct queue *q, const void *p, size_t len);
 
 /* queue_map_trim — drop our page table entries for the whole map (any

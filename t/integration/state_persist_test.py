@@ -154,6 +154,23 @@ destination "*" { backoff_pause = %ds backoff_max = %ds }
             wait_empty(d)
 
 
+def stored_auth_blocks(d):
+    """The AUTH blocks committed to the queue's "state" database (keys
+    'a' + a keyed hash: queue/state.c), read as another process would."""
+    import lmdb  # python3-lmdb
+    env = lmdb.open(os.path.join(d.data, "queue"), readonly=True,
+                    max_dbs=16, lock=True, subdir=True)
+    try:
+        with env.begin() as txn:
+            try:
+                db = env.open_db(b"state", txn=txn, create=False)
+            except lmdb.NotFoundError:
+                return 0
+            return sum(1 for k, _ in txn.cursor(db) if bytes(k[:1]) == b"a")
+    finally:
+        env.close()
+
+
 def test_auth_block_survives_kill9():
     cfg = al.limits(max_failures=2, block='"1h"', delay_base='"0"',
                     delay_max='"0"')
@@ -168,6 +185,12 @@ def test_auth_block_survives_kill9():
         s.close()
         before = jsonl(al.cli(d, "auth", "blocks", "--json").stdout)
         eq(len(before), 2, "two blocks: %r" % before)
+        # A block is written by the queue's writer in the commit after it
+        # starts, not before the 421: on a loaded machine the CLI can be
+        # faster than that commit.  What must survive is what was
+        # committed, so wait for both records to be.
+        wait_for(lambda: stored_auth_blocks(d) == 2, 10 * SLOW,
+                 "both blocks committed")
         d.kill9()
         d.start()
         after = jsonl(al.cli(d, "auth", "blocks", "--json").stdout)

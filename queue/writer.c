@@ -521,9 +521,9 @@ writer_trim(struct queue *q, struct writer_trim *t)
 	if (now - t->us < WRITER_TRIM_US &&
 	    faults - t->faults < WRITER_TRIM_FAULTS)
 		return;
-	queue_map_trim(q);
+	queue_map_trim(q); /* drops entries: it takes no fault itself */
 	t->us = now;
-	t->faults = writer_faults();
+	t->faults = faults;
 }
 
 /*

@@ -73,6 +73,8 @@ loop_main(void *arg)
 
 	if (l->name[0] != '\0')
 		thread_name_set(l->name);
+	if (l->on_start != NULL)
+		l->on_start(l->on_start_arg);
 	event_base_loop(l->base, EVLOOP_NO_EXIT_ON_EMPTY);
 	dmarc_memo_free(); /* this thread's memo of DMARC policies */
 	return NULL;

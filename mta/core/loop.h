@@ -33,6 +33,9 @@ struct loop {
 	void *sessions; /* owned by smtp_server.c: this loop's sessions */
 	struct dns_resolver *dns; /* this loop's resolver (DMARC), or NULL */
 	char name[16]; /* its thread's name (top -H, perf), set before start */
+	/* run on its thread before its first event, if set (before start) */
+	loop_fn *on_start;
+	void *on_start_arg;
 };
 
 /* thread_name_set — name the calling thread (at most 15 bytes shown). */

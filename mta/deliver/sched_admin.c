@@ -70,7 +70,7 @@ sched_admin_apply(enum sched_admin_op op, struct sched_msg *m)
 			m->flags |= SM_HOLD_REQ;
 			return true;
 		}
-		sched_heap_remove(&sched.heap, m);
+		sched_heap_remove(&sched->heap, m);
 		sched_park_remove(m);
 		sched_write_resched(m, old, true);
 		sched_msg_hold(m);
@@ -92,7 +92,7 @@ sched_admin_apply(enum sched_admin_op op, struct sched_msg *m)
 		 * place: it goes when the pause ends, as asked. */
 		if (sched_admin_busy(m) || m->park != NULL)
 			return true;
-		sched_heap_remove(&sched.heap, m);
+		sched_heap_remove(&sched->heap, m);
 		sched_admin_due_now(m);
 		return true;
 	case SA_RETRY:
@@ -103,7 +103,7 @@ sched_admin_apply(enum sched_admin_op op, struct sched_msg *m)
 		m->flags |= SM_FORCE;
 		if (sched_admin_busy(m))
 			return true; /* being attempted right now */
-		sched_heap_remove(&sched.heap, m);
+		sched_heap_remove(&sched->heap, m);
 		sched_park_remove(m);
 		sched_admin_due_now(m);
 		return true;
@@ -113,7 +113,7 @@ sched_admin_apply(enum sched_admin_op op, struct sched_msg *m)
 			m->flags |= SM_DELETE_REQ;
 			return true;
 		}
-		sched_heap_remove(&sched.heap, m);
+		sched_heap_remove(&sched->heap, m);
 		sched_park_remove(m);
 		sched_msg_unhold(m);
 		sched_write_delete(m);
@@ -125,7 +125,7 @@ sched_admin_apply(enum sched_admin_op op, struct sched_msg *m)
 		if (sched_admin_busy(m))
 			return true;
 		/* Read it back and settle it at once: a DSN, then gone. */
-		sched_heap_remove(&sched.heap, m);
+		sched_heap_remove(&sched->heap, m);
 		sched_park_remove(m);
 		sched_msg_unhold(m);
 		sched_round_start(m);
@@ -152,7 +152,8 @@ struct sched_admin_job {
 	void *cbarg;
 	uint64_t *ids;
 	size_t nids, capids, seen;
-	int64_t give_up_ms; /* answer then, whatever is still in a round */
+	int64_t give_up_ms;  /* answer then, whatever is still in a round */
+	struct queue *queue; /* for the walk, on a worker */
 	int status;
 	char err[200];
 	struct sched_admin_job *next; /* sched_admin_waiting */
@@ -169,7 +170,7 @@ static bool sched_admin_poll_armed;
 static bool
 sched_admin_visible(enum sched_admin_op op, uint64_t id)
 {
-	struct sched_msg *m = idmap_get(&sched.ids, id);
+	struct sched_msg *m = idmap_get(&sched->ids, id);
 
 	if (m == NULL)
 		return true;
@@ -201,7 +202,7 @@ sched_admin_job_visible(struct sched_admin_job *j)
 {
 	while (j->seen < j->nids && sched_admin_visible(j->op, j->ids[j->seen]))
 		j->seen++;
-	return j->seen == j->nids || sched.stopping ||
+	return j->seen == j->nids || sched->stopping ||
 	       util_mono_ms() >= j->give_up_ms;
 }
 
@@ -210,7 +211,7 @@ sched_admin_job_answer(struct sched_admin_job *j)
 {
 	char qid[QUEUE_ID_HEX_BYTES];
 
-	if (j->seen < j->nids && !sched.stopping) {
+	if (j->seen < j->nids && !sched->stopping) {
 		queue_id_format(j->ids[j->seen], qid);
 		log_info("operator's change: %zu message(s), %s the first, "
 			 "still in a delivery attempt after %d s: they take "
@@ -243,7 +244,7 @@ sched_admin_poll_arm(void)
 	if (sched_admin_waiting == NULL || sched_admin_poll_armed)
 		return;
 	/* A one-shot event: nothing to free if the loop ends first. */
-	if (event_base_once(sched.loop->base, -1, EV_TIMEOUT,
+	if (event_base_once(sched->loop->base, -1, EV_TIMEOUT,
 			    sched_admin_poll_cb, NULL, &tv) == 0)
 		sched_admin_poll_armed = true;
 }
@@ -406,8 +407,8 @@ sched_admin_walk_run(void *arg)
 	uint64_t skipped;
 
 	/* A damaged record matches no selector: skipped, not an error. */
-	j->status = queue_walk_skip(sched.queue, sched_admin_walk_cb, j,
-				    &skipped, j->err, sizeof(j->err));
+	j->status = queue_walk_skip(j->queue, sched_admin_walk_cb, j, &skipped,
+				    j->err, sizeof(j->err));
 	if (j->status == -2)
 		snprintf(j->err, sizeof(j->err), "out of memory");
 }
@@ -428,7 +429,7 @@ sched_admin_walk_done(void *arg)
 		return;
 	}
 	for (i = 0; i < j->nids; i++)
-		if ((m = idmap_get(&sched.ids, j->ids[i])) != NULL &&
+		if ((m = idmap_get(&sched->ids, j->ids[i])) != NULL &&
 		    sched_admin_apply(j->op, m)) {
 			j->ids[n++] = j->ids[i];
 			if (j->op == SA_PURGE)
@@ -449,6 +450,7 @@ sched_admin_job_new(enum sched_admin_op op, sched_admin_fn *cb, void *cbarg)
 		return NULL;
 	}
 	j->op = op;
+	j->queue = sched->queue;
 	j->cb = cb;
 	j->cbarg = cbarg;
 	return j;
@@ -477,15 +479,16 @@ sched_admin_all(void *arg)
 	struct sched_admin_job *j = arg;
 	size_t k;
 
-	if ((j->ids = calloc(sched.nmsgs ? sched.nmsgs : 1, sizeof(*j->ids))) ==
-	    NULL) {
+	if ((j->ids = calloc(sched->nmsgs ? sched->nmsgs : 1,
+			     sizeof(*j->ids))) == NULL) {
 		j->status = -1;
 		snprintf(j->err, sizeof(j->err), "out of memory");
 	}
 	for (k = 0;
-	     j->ids != NULL && k < sched.ids.cap && j->nids < sched.nmsgs; k++)
-		if (sched.ids.vals[k] != NULL)
-			j->ids[j->nids++] = sched.ids.keys[k];
+	     j->ids != NULL && k < sched->ids.cap && j->nids < sched->nmsgs;
+	     k++)
+		if (sched->ids.vals[k] != NULL)
+			j->ids[j->nids++] = sched->ids.keys[k];
 	sched_admin_walk_done(j);
 }
 
@@ -498,7 +501,7 @@ sched_admin_id_done(void *arg)
 
 	if (queue_id_parse(j->arg, &id) != 0)
 		j->cb(0, "malformed queue id", j->cbarg);
-	else if ((m = idmap_get(&sched.ids, id)) == NULL ||
+	else if ((m = idmap_get(&sched->ids, id)) == NULL ||
 		 (m->flags & SM_DELETED))
 		j->cb(0, "no such message", j->cbarg);
 	else if (sched_admin_ids_add(j, id) != 0)
@@ -528,11 +531,11 @@ sched_admin(enum sched_admin_op op, enum sched_admin_sel sel, const char *arg,
 	else
 		snprintf(j->arg, sizeof(j->arg), "%s", arg != NULL ? arg : "");
 	if (sel == SAS_ID)
-		loop_post(sched.loop, sched_admin_id_done, j);
+		loop_post(sched->loop, sched_admin_id_done, j);
 	else if (sel == SAS_ALL)
-		loop_post(sched.loop, sched_admin_all, j);
+		loop_post(sched->loop, sched_admin_all, j);
 	else
-		worker_submit(sched.loop, sched_admin_walk_run,
+		worker_submit(sched->loop, sched_admin_walk_run,
 			      sched_admin_walk_done, j);
 }
 
@@ -661,8 +664,8 @@ sched_suspensions(char *buf, size_t len)
 
 	if (len > 0)
 		buf[0] = '\0';
-	for (e = htab_first(&sched.dests, &it); e != NULL;
-	     e = htab_next(&sched.dests, e, &it)) {
+	for (e = htab_first(&sched->dests, &it); e != NULL;
+	     e = htab_next(&sched->dests, e, &it)) {
 		struct sched_dest *d = e->value;
 
 		if (d->suspended_until_ms <= now)
@@ -677,8 +680,8 @@ sched_suspensions(char *buf, size_t len)
 	}
 	/* A paused site: each of its domains (what an operator names),
 	 * once, unless suspended by an operator (listed above). */
-	for (e = htab_first(&sched.dests, &it); e != NULL;
-	     e = htab_next(&sched.dests, e, &it)) {
+	for (e = htab_first(&sched->dests, &it); e != NULL;
+	     e = htab_next(&sched->dests, e, &it)) {
 		struct sched_dest *d = e->value;
 		struct sched_path *p = NULL;
 

@@ -23,13 +23,13 @@
 #include "mta/deliver/sched_int.h"
 #include "mta/deliver/tlsrpt.h"
 
-/* The loops made here: sched.cloops[i].loop for i >= 1. */
+/* The loops made here: sched->cloops[i].loop for i >= 1. */
 static struct loop *conn_loops;
 
 static bool
 conn_is_remote(const struct sched_conn *cn)
 {
-	return cn->home->loop != sched.loop;
+	return cn->home->loop != sched->loop;
 }
 
 /* The hand-off -------------------------------------------------------- */
@@ -319,7 +319,7 @@ conn_send_on_home(void *arg)
 	if (conn_is_remote(cn))
 		conn_outbox_put(cn->home->up, conn_done_on_sched, job);
 	else /* loop 0: its scheduler is in the middle of a kick */
-		loop_post(sched.loop, conn_done_on_sched, job);
+		loop_post(sched->loop, conn_done_on_sched, job);
 }
 
 static void
@@ -368,12 +368,12 @@ conn_do(struct sched_conn *cn, loop_fn *fn, void *arg)
 static struct sched_cloop *
 conn_home_pick(void)
 {
-	struct sched_cloop *best = &sched.cloops[0];
+	struct sched_cloop *best = &sched->cloops[0];
 	unsigned i;
 
-	for (i = 1; i < sched.ncloops; i++)
-		if (sched.cloops[i].nconn < best->nconn)
-			best = &sched.cloops[i];
+	for (i = 1; i < sched->ncloops; i++)
+		if (sched->cloops[i].nconn < best->nconn)
+			best = &sched->cloops[i];
 	return best;
 }
 
@@ -432,8 +432,9 @@ sched_conn_abort_all(void)
 {
 	unsigned i;
 
-	for (i = 1; i < sched.ncloops; i++)
-		conn_outbox_put(sched.cloops[i].down, conn_abort_on_home, NULL);
+	for (i = 1; i < sched->ncloops; i++)
+		conn_outbox_put(sched->cloops[i].down, conn_abort_on_home,
+				NULL);
 	smtp_client_abort_all();
 }
 
@@ -471,8 +472,8 @@ sched_conn_reconf(const struct conf *c)
 	struct conn_reconf *rc;
 	unsigned i;
 
-	conn_env_set(&sched.cloops[0].env, c);
-	for (i = 1; i < sched.ncloops; i++) {
+	conn_env_set(&sched->cloops[0].env, c);
+	for (i = 1; i < sched->ncloops; i++) {
 		/* Without memory that loop keeps its timeouts until the next
 		 * reload: its clients still work. */
 		if ((rc = malloc(sizeof(*rc))) == NULL) {
@@ -481,7 +482,7 @@ sched_conn_reconf(const struct conf *c)
 				  i);
 			continue;
 		}
-		rc->cl = &sched.cloops[i];
+		rc->cl = &sched->cloops[i];
 		rc->c = conf_ref(c);
 		conn_outbox_put(rc->cl->down, conn_reconf_on_home, rc);
 	}
@@ -509,18 +510,18 @@ sched_conn_init(const struct sched_config *sc, unsigned n, char *err,
 
 	if (n == 0)
 		n = 1;
-	sched.cloops = calloc(n, sizeof(*sched.cloops));
+	sched->cloops = calloc(n, sizeof(*sched->cloops));
 	conn_loops = n > 1 ? calloc(n - 1, sizeof(*conn_loops)) : NULL;
-	if (sched.cloops == NULL || (n > 1 && conn_loops == NULL)) {
+	if (sched->cloops == NULL || (n > 1 && conn_loops == NULL)) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
 	for (i = 0; i < n; i++) {
-		struct sched_cloop *cl = &sched.cloops[i];
+		struct sched_cloop *cl = &sched->cloops[i];
 
 		if (i == 0) {
 			cl->loop = sc->loop;
-			cl->env.dns = sched.dns;
+			cl->env.dns = sched->dns;
 		} else {
 			cl->loop = &conn_loops[i - 1];
 			if (loop_init(cl->loop, sc->loop->index + i) != 0) {
@@ -528,7 +529,7 @@ sched_conn_init(const struct sched_config *sc, unsigned n, char *err,
 					 "cannot create delivery loop %u", i);
 				return -1;
 			}
-			sched.ncloops = i + 1; /* made: freed by _free */
+			sched->ncloops = i + 1; /* made: freed by _free */
 			cl->down = conn_outbox_new(sc->loop, cl->loop);
 			cl->up = conn_outbox_new(cl->loop, sc->loop);
 			if (cl->down == NULL || cl->up == NULL) {
@@ -537,6 +538,9 @@ sched_conn_init(const struct sched_config *sc, unsigned n, char *err,
 			}
 			(void)snprintf(cl->loop->name, sizeof(cl->loop->name),
 				       "deliver%u", i % 100u); /* i < 64 */
+			/* its callbacks post to loop 0 through sched */
+			cl->loop->on_start = sched_bind;
+			cl->loop->on_start_arg = sched;
 			/* Its clients resolve MX hosts' addresses here. */
 			if (sc->dns != NULL)
 				sched_dns_share(sc->dns, n, &dc);
@@ -550,7 +554,7 @@ sched_conn_init(const struct sched_config *sc, unsigned n, char *err,
 		cl->env.loopback_only = sc->loopback_only;
 		conn_env_set(&cl->env, sc->conf);
 	}
-	sched.ncloops = n;
+	sched->ncloops = n;
 	return 0;
 }
 
@@ -559,8 +563,8 @@ sched_loops_start(void)
 {
 	unsigned i;
 
-	for (i = 1; i < sched.ncloops; i++)
-		if (loop_start(sched.cloops[i].loop) != 0)
+	for (i = 1; i < sched->ncloops; i++)
+		if (loop_start(sched->cloops[i].loop) != 0)
 			return -1;
 	return 0;
 }
@@ -571,17 +575,17 @@ sched_loops_stop(void)
 	unsigned i;
 
 	/* What loop 0 gathered in its last turn (connections to free). */
-	for (i = 1; i < sched.ncloops; i++)
-		conn_outbox_flush(sched.cloops[i].down);
-	for (i = 1; i < sched.ncloops; i++)
-		loop_stop(sched.cloops[i].loop);
-	for (i = 1; i < sched.ncloops; i++) {
-		loop_join(sched.cloops[i].loop);
-		loop_flush(sched.cloops[i].loop);
+	for (i = 1; i < sched->ncloops; i++)
+		conn_outbox_flush(sched->cloops[i].down);
+	for (i = 1; i < sched->ncloops; i++)
+		loop_stop(sched->cloops[i].loop);
+	for (i = 1; i < sched->ncloops; i++) {
+		loop_join(sched->cloops[i].loop);
+		loop_flush(sched->cloops[i].loop);
 		/* Nothing is left for loop 0 (it ended after every closed
 		 * report); whatever is goes to its mailbox, run by main's
 		 * loop_flush before sched_free. */
-		conn_outbox_flush(sched.cloops[i].up);
+		conn_outbox_flush(sched->cloops[i].up);
 	}
 }
 
@@ -591,28 +595,28 @@ sched_conn_free(void)
 	uint64_t dm = 0, dp = 0, um = 0, up = 0;
 	unsigned i;
 
-	for (i = 1; i < sched.ncloops; i++) {
-		dm += sched.cloops[i].down ? sched.cloops[i].down->nmsgs : 0;
-		dp += sched.cloops[i].down ? sched.cloops[i].down->nposts : 0;
-		um += sched.cloops[i].up ? sched.cloops[i].up->nmsgs : 0;
-		up += sched.cloops[i].up ? sched.cloops[i].up->nposts : 0;
+	for (i = 1; i < sched->ncloops; i++) {
+		dm += sched->cloops[i].down ? sched->cloops[i].down->nmsgs : 0;
+		dp += sched->cloops[i].down ? sched->cloops[i].down->nposts : 0;
+		um += sched->cloops[i].up ? sched->cloops[i].up->nmsgs : 0;
+		up += sched->cloops[i].up ? sched->cloops[i].up->nposts : 0;
 	}
 	/* How well the hand-off batched (a benchmark's figure). */
-	if (sched.ncloops > 1)
+	if (sched->ncloops > 1)
 		log_info("delivery: %u loops; hand-offs to the connection "
 			 "loops: %" PRIu64 " in %" PRIu64
 			 " posts; back: %" PRIu64 " in %" PRIu64 " posts",
-			 sched.ncloops, dm, dp, um, up);
-	for (i = 1; i < sched.ncloops; i++) {
-		conn_outbox_free(sched.cloops[i].down);
-		conn_outbox_free(sched.cloops[i].up);
-		if (sched.cloops[i].env.dns != NULL)
-			dns_resolver_free(sched.cloops[i].env.dns);
-		loop_free(sched.cloops[i].loop);
+			 sched->ncloops, dm, dp, um, up);
+	for (i = 1; i < sched->ncloops; i++) {
+		conn_outbox_free(sched->cloops[i].down);
+		conn_outbox_free(sched->cloops[i].up);
+		if (sched->cloops[i].env.dns != NULL)
+			dns_resolver_free(sched->cloops[i].env.dns);
+		loop_free(sched->cloops[i].loop);
 	}
-	free(sched.cloops);
+	free(sched->cloops);
 	free(conn_loops);
-	sched.cloops = NULL;
-	sched.ncloops = 0;
+	sched->cloops = NULL;
+	sched->ncloops = 0;
 	conn_loops = NULL;
 }

@@ -28,7 +28,7 @@ sched_dest_site_get(const char *key, const struct dns_mx_host *hosts, size_t n,
 		    unsigned port, bool implicit, enum mtasts_mode sts_mode,
 		    bool dane, const char *policy_domain)
 {
-	struct sched_site *s = htab_get(&sched.sites, key);
+	struct sched_site *s = htab_get(&sched->sites, key);
 	size_t i;
 
 	if (s != NULL)
@@ -51,7 +51,7 @@ sched_dest_site_get(const char *key, const struct dns_mx_host *hosts, size_t n,
 	if ((sts_mode != MTASTS_NONE || dane) &&
 	    (s->policy_domain = strdup(policy_domain)) == NULL)
 		goto fail;
-	if (htab_put(&sched.sites, key, s) != 0)
+	if (htab_put(&sched->sites, key, s) != 0)
 		goto fail;
 	return s;
 fail:
@@ -162,7 +162,7 @@ sched_dest_mx_cb(const struct dns_mx_reply *reply, void *arg)
 	/* DANE (RFC 7672 2.2.1): only for hosts of a validated MX answer;
 	 * it takes precedence over MTA-STS (whose host list then does not
 	 * narrow the validated one: a host without TLSA still follows it). */
-	dane = sched.conf->dns.dnssec && reply->secure &&
+	dane = sched->conf->dns.dnssec && reply->secure &&
 	       d->cfg->tls != CONF_TLSP_NONE;
 	if (reply->result == DNS_OK && !dane &&
 	    d->cfg->tls == CONF_TLSP_DANE_ONLY) {
@@ -172,7 +172,7 @@ sched_dest_mx_cb(const struct dns_mx_reply *reply, void *arg)
 		    "tls = dane-only, but the MX answer of %s "
 		    "is not DNSSEC-validated%s",
 		    d->domain,
-		    sched.conf->dns.dnssec ? "" : " (dns.dnssec is off)");
+		    sched->conf->dns.dnssec ? "" : " (dns.dnssec is off)");
 		sched_dest_flush(d);
 		return;
 	}
@@ -212,7 +212,7 @@ sched_dest_mx_cb(const struct dns_mx_reply *reply, void *arg)
 		if (off < sizeof(key))
 			off +=
 			    (size_t)snprintf(key + off, sizeof(key) - off,
-					     ":%u", sched.conf->delivery.port);
+					     ":%u", sched->conf->delivery.port);
 		if (d->sts.mode != MTASTS_NONE && off < sizeof(key))
 			off += (size_t)snprintf(
 			    key + off, sizeof(key) - off, "|sts=%s:%s",
@@ -223,7 +223,7 @@ sched_dest_mx_cb(const struct dns_mx_reply *reply, void *arg)
 		d->site =
 		    off < sizeof(key)
 			? sched_dest_site_get(
-			      key, allowed, n, sched.conf->delivery.port,
+			      key, allowed, n, sched->conf->delivery.port,
 			      reply->implicit, d->sts.mode, dane, d->domain)
 			: NULL;
 		free(allowed);
@@ -287,15 +287,16 @@ sched_dest_mx_cb(const struct dns_mx_reply *reply, void *arg)
 static bool
 sched_dest_route(struct sched_dest *d)
 {
-	const struct conf_route *route = conf_route_find(sched.conf, d->domain);
+	const struct conf_route *route =
+	    conf_route_find(sched->conf, d->domain);
 	struct dns_mx_host h;
 	char key[600];
 	unsigned port;
 
-	if (route == NULL && sched.conf->delivery.relay_host == NULL)
+	if (route == NULL && sched->conf->delivery.relay_host == NULL)
 		return false;
-	h.name = route ? route->host : sched.conf->delivery.relay_host;
-	port = route ? route->port : sched.conf->delivery.relay_port;
+	h.name = route ? route->host : sched->conf->delivery.relay_host;
+	port = route ? route->port : sched->conf->delivery.relay_port;
 	snprintf(key, sizeof(key), "route:%s:%u", h.name, port);
 	d->site = sched_dest_site_get(key, &h, 1, port, false, MTASTS_NONE,
 				      false, NULL);
@@ -315,12 +316,12 @@ sched_dest_reconf(void)
 	struct htab_entry *e;
 	size_t it;
 
-	for (e = htab_first(&sched.dests, &it); e != NULL;
-	     e = htab_next(&sched.dests, e, &it)) {
+	for (e = htab_first(&sched->dests, &it); e != NULL;
+	     e = htab_next(&sched->dests, e, &it)) {
 		struct sched_dest *d = e->value;
 		unsigned i;
 
-		d->cfg = conf_destination_find(sched.conf, d->domain);
+		d->cfg = conf_destination_find(sched->conf, d->domain);
 		/* A lookup in flight finishes as it began; its jobs then go
 		 * where it says, the next ones where the route now says. */
 		if (d->state != DEST_RESOLVING && d->state != DEST_POLICY &&
@@ -341,7 +342,7 @@ sched_dest_reconf(void)
 struct sched_dest *
 sched_dest_get(const char *domain)
 {
-	struct sched_dest *d = htab_get(&sched.dests, domain);
+	struct sched_dest *d = htab_get(&sched->dests, domain);
 	char *ace = NULL;
 	size_t k;
 
@@ -350,12 +351,12 @@ sched_dest_get(const char *domain)
 	if ((d = calloc(1, sizeof(*d))) == NULL)
 		return NULL;
 	if ((d->domain = strdup(domain)) == NULL ||
-	    htab_put(&sched.dests, domain, d) != 0) {
+	    htab_put(&sched->dests, domain, d) != 0) {
 		free(d->domain);
 		free(d);
 		return NULL;
 	}
-	d->cfg = conf_destination_find(sched.conf, domain);
+	d->cfg = conf_destination_find(sched->conf, domain);
 	/* An internationalized domain (SMTPUTF8) is looked up by its
 	 * A-labels (IDNA2008, RFC 5891). */
 	for (k = 0; domain[k] != '\0'; k++) {
@@ -376,7 +377,7 @@ static void
 sched_dest_mx_lookup(struct sched_dest *d)
 {
 	d->state = DEST_RESOLVING;
-	d->q = dns_mx_lookup(sched.dns, d->ace ? d->ace : d->domain,
+	d->q = dns_mx_lookup(sched->dns, d->ace ? d->ace : d->domain,
 			     sched_dest_mx_cb, d);
 }
 
@@ -449,7 +450,7 @@ sched_dest_submit(struct sched_dest *d, struct sched_job *job)
 		sched_job_fail(job, OS_LOCAL, d->fail_code, d->fail_text);
 		return;
 	case DEST_NEW:
-		if (sched.dns == NULL) {
+		if (sched->dns == NULL) {
 			sched_job_fail(
 			    job, OS_LOCAL, 451,
 			    "4.4.3 no DNS resolver (loopback_only without dns "
@@ -471,7 +472,7 @@ sched_dest_submit(struct sched_dest *d, struct sched_job *job)
 const char *
 sched_dest_last_error(const char *domain, const struct conf_pool *pool)
 {
-	struct sched_dest *d = htab_get(&sched.dests, domain);
+	struct sched_dest *d = htab_get(&sched->dests, domain);
 	unsigned i;
 
 	if (d == NULL)

@@ -42,7 +42,7 @@ sched_export_take(struct sched_msg *m, bool remove,
 	m->flags |= SM_EXPORT;
 	if (!out->held) {
 		/* Out of the schedule: no round starts meanwhile. */
-		sched_heap_remove(&sched.heap, m);
+		sched_heap_remove(&sched->heap, m);
 		sched_park_remove(m);
 	}
 	return true;
@@ -55,7 +55,7 @@ sched_export_claim(const uint64_t *ids, size_t n, bool all, bool remove,
 {
 	struct sched_export_item *v;
 	struct sched_msg *m;
-	size_t k, cap = all ? sched.nmsgs : n;
+	size_t k, cap = all ? sched->nmsgs : n;
 
 	*out = NULL;
 	*nout = 0;
@@ -63,8 +63,8 @@ sched_export_claim(const uint64_t *ids, size_t n, bool all, bool remove,
 	if ((v = calloc(cap > 0 ? cap : 1, sizeof(*v))) == NULL)
 		return -1;
 	if (all) {
-		for (k = 0; k < sched.ids.cap && *nout < cap; k++) {
-			if ((m = sched.ids.vals[k]) == NULL)
+		for (k = 0; k < sched->ids.cap && *nout < cap; k++) {
+			if ((m = sched->ids.vals[k]) == NULL)
 				continue;
 			if (sched_export_take(m, remove, &v[*nout]))
 				(*nout)++;
@@ -73,7 +73,7 @@ sched_export_claim(const uint64_t *ids, size_t n, bool all, bool remove,
 		}
 	} else {
 		for (k = 0; k < n; k++) {
-			if ((m = idmap_get(&sched.ids, ids[k])) == NULL)
+			if ((m = idmap_get(&sched->ids, ids[k])) == NULL)
 				(*skipped)++;
 			else if (sched_export_take(m, remove, &v[*nout]))
 				(*nout)++;
@@ -93,7 +93,7 @@ sched_export_release(const struct sched_export_item *items, size_t n)
 	size_t k;
 
 	for (k = 0; k < n; k++) {
-		if ((m = idmap_get(&sched.ids, items[k].id)) == NULL ||
+		if ((m = idmap_get(&sched->ids, items[k].id)) == NULL ||
 		    !(m->flags & SM_EXPORT))
 			continue;
 		m->flags &= ~SM_EXPORT;

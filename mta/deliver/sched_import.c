@@ -109,7 +109,8 @@ sched_import_add(struct sched_import *im, struct queue_envelope *env,
 	char err[160];
 	int rc;
 
-	rc = queue_envelope_get(sched.queue, env->id, &have, err, sizeof(err));
+	rc = queue_envelope_get(sched_main.queue, env->id, &have, err,
+				sizeof(err));
 	if (rc == 0)
 		queue_envelope_clear(&have);
 	if (rc == 0 || rc == QUEUE_CORRUPT) {
@@ -137,7 +138,7 @@ sched_import_add(struct sched_import *im, struct queue_envelope *env,
 		pthread_cond_wait(&im->cv, &im->mu);
 	im->inflight++;
 	pthread_mutex_unlock(&im->mu);
-	queue_submit(sched.queue, op, sched_import_done, im);
+	queue_submit(sched_main.queue, op, sched_import_done, im);
 	return 0;
 }
 
@@ -186,7 +187,7 @@ sched_import_seen(const uint8_t id[16], int64_t *when_ms, char *err,
 	struct sched_import_find f = { id, 0 };
 	int rc;
 
-	rc = queue_state_load(sched.queue, QS_IMPORTED, util_wall_ms(),
+	rc = queue_state_load(sched_main.queue, QS_IMPORTED, util_wall_ms(),
 			      sched_import_seen_cb, &f, NULL, err, errlen);
 	if (rc < 0)
 		return -1;
@@ -204,6 +205,6 @@ sched_import_remember(const uint8_t id[16], int64_t until_ms)
 	memcpy(rec, id, 16);
 	for (i = 0; i < 8; i++)
 		rec[16 + i] = (uint8_t)(now >> (56 - 8 * i));
-	return queue_state_put(sched.queue, QS_IMPORTED, id, 16, until_ms, rec,
-			       sizeof(rec));
+	return queue_state_put(sched_main.queue, QS_IMPORTED, id, 16, until_ms,
+			       rec, sizeof(rec));
 }

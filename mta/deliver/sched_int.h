@@ -51,7 +51,7 @@
 /* Rounds in flight at once (envelopes in memory): a restart with a
  * million due messages must not read them all at once
  * (delivery.max_messages_in_memory). */
-#define SCHED_MAX_ACTIVE (sched.conf->delivery.max_rounds)
+#define SCHED_MAX_ACTIVE (sched->conf->delivery.max_rounds)
 /* A path's line of waiting jobs is held to what it delivered in
  * SCHED_LINE_SECONDS (measured over windows of SCHED_RATE_WINDOW_MS while
  * its line never ran dry), and never below SCHED_LINE_MIN: the messages
@@ -128,7 +128,7 @@ struct sched_round {
 	 * while jobs run; wiped and freed with the round */
 	uint8_t *body;
 	size_t body_len;
-	size_t body_charge; /* what it counts in sched.body_kept */
+	size_t body_charge; /* what it counts in sched->body_kept */
 	bool tried;         /* a recipient got a result (an attempt, a DSN) */
 	struct sched_park *park;       /* a job met a paused destination here */
 	char **remote;                 /* per rcpt: the host that answered */
@@ -194,7 +194,7 @@ struct sched_park {
 
 /*
  * A delivery loop that holds connections (sched_conn.c): loop 0 is the
- * scheduler's own (sched.loop), the others are made for delivery.threads.
+ * scheduler's own (sched->loop), the others are made for delivery.threads.
  */
 struct sched_outbox;
 
@@ -207,7 +207,7 @@ struct sched_cloop {
 	 * loop 0 itself */
 	struct sched_outbox *down, *up;
 	/* its resolver's counters, copied on its own loop once a second
-	 * (sched_metrics_dns asks) and read on loop 0, under sched.gauge_mu */
+	 * (sched_metrics_dns asks) and read on loop 0, under sched->gauge_mu */
 	struct dns_stats dns_snap;
 };
 
@@ -305,8 +305,8 @@ struct sched_path {
 	bool rate_asking;
 	unsigned rate_tokens;
 	int64_t rate_wait_ms;
-	/* Waiting for a slot under delivery.max_connections (sched.waiting),
-	 * and holding idle connections (sched.idlers): scheduler.c. */
+	/* Waiting for a slot under delivery.max_connections (sched->waiting),
+	 * and holding idle connections (sched->idlers): scheduler.c. */
 	TAILQ_ENTRY(sched_path) wait_link, idle_link;
 	bool waiting, idling;
 };
@@ -386,7 +386,20 @@ struct sched {
 	uint64_t bodies_kept, bodies_read;
 };
 
-extern struct sched sched;
+/*
+ * The scheduler's state (sched_main), and the pointer each of its threads
+ * reaches it by: delivery loop 0's and every connection loop's (set as each
+ * starts: sched_bind) and the main thread's (from sched_init on).  Any
+ * other thread has NULL there, so a stray touch faults at once rather than
+ * racing: what runs on a worker or on the writer reaches the state only
+ * through what it was handed, and the entry points that run on any thread
+ * (sched_message_add, sched_metrics_text, imports) through sched_main.
+ */
+extern _Thread_local struct sched *sched;
+extern struct sched sched_main;
+/* sched_bind — a loop_fn: the calling thread is one of the scheduler's
+ * (ARG: its state). */
+void sched_bind(void *arg);
 
 /* sched_dns_share — ALL (dns { }) with its max_inflight shared over the N
  * delivery loops' resolvers (at least 1 each), so the questions in flight
@@ -428,7 +441,7 @@ void sched_path_on_ready(struct sched_conn *cn);
 void sched_path_on_done(struct sched_conn *cn, struct sched_job *job);
 void sched_path_on_closed(struct sched_conn *cn);
 
-/* sched_dest_reconf — sched.conf was replaced: every destination takes its
+/* sched_dest_reconf — sched->conf was replaced: every destination takes its
  * limits and route from it (sched_reconf, scheduler.c). */
 void sched_dest_reconf(void);
 

@@ -99,7 +99,7 @@ sched_job_new(struct sched_msg *m, struct sched_dest *d, unsigned n)
 	job->cj.res = calloc(n, sizeof(*job->cj.res));
 	if (job->rcpt == NULL || job->addrs == NULL || job->cj.res == NULL ||
 	    (m->r->body == NULL &&
-	     queue_body_open(sched.queue, &m->r->env, &job->body) != 0)) {
+	     queue_body_open(sched->queue, &m->r->env, &job->body) != 0)) {
 		sched_job_free(job);
 		return NULL;
 	}
@@ -109,10 +109,10 @@ sched_job_new(struct sched_msg *m, struct sched_dest *d, unsigned n)
 		job->kept = m->r->body;
 		job->kept_len = m->r->body_len;
 		job->cj.body_next = sched_job_body_kept;
-		sched.bodies_kept++;
+		sched->bodies_kept++;
 	} else {
 		job->cj.body_next = sched_job_body_next;
-		sched.bodies_read++;
+		sched->bodies_read++;
 	}
 	job->cj.body_arg = job;
 	job->cj.body_len = (size_t)m->r->env.size;
@@ -339,9 +339,9 @@ sched_job_results(struct sched_job *job)
 		struct smtp_client_result *r = &job->cj.res[i];
 
 		outcome_classify(r->stage, r->code, r->text, pats, npats, &o);
-		outcome_categorize(sched.conf, r->code, r->text, &o);
+		outcome_categorize(sched->conf, r->code, r->text, &o);
 		/* The daemon's own DSNs have no sender to keep a list for. */
-		suppress_note_result(conf_identity(sched.conf, m->r->env.user),
+		suppress_note_result(conf_identity(sched->conf, m->r->env.user),
 				     job->addrs[i], m->id,
 				     o.action == OA_BOUNCE &&
 					 !(m->r->env.flags & QUEUE_F_DSN),
@@ -364,7 +364,7 @@ sched_job_results(struct sched_job *job)
 		sched_job_log(m, job, job->rcpt[i], r, &o);
 		if (!(m->r->env.flags & QUEUE_F_DSN))
 			watchdog_note_result(
-			    conf_identity(sched.conf, m->r->env.user),
+			    conf_identity(sched->conf, m->r->env.user),
 			    m->r->env.rcpts[job->rcpt[i]].addr, o.action,
 			    o.category);
 		if (o.action == OA_DELIVERED) {

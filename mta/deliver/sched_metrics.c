@@ -5,7 +5,7 @@
  * destination, pool and user: sched_scan.c), rendered as text
  * once a second for scrapes on the main thread; sched_totals_get.
  *
- * Owns: the counter tables (SM), the snapshot (sched.gauges, gauge_mu).
+ * Owns: the counter tables (SM), the snapshot (sched->gauges, gauge_mu).
  * Delivery loop thread, but for sched_metrics_text (any).  Must not: put
  * an address in a label (metrics_user_label); take a lock when counting.
  */
@@ -127,7 +127,7 @@ sched_metrics_count(const struct sched_msg *m, const char *domain, unsigned col,
 	const char *user = sched_metrics_user(m);
 
 	if (SM.dest == NULL) {
-		const struct conf_metrics *c = &sched.conf->metrics;
+		const struct conf_metrics *c = &sched->conf->metrics;
 
 		SM.dest = metrics_top_new(COL__COUNT, c->top_destinations, 0);
 		SM.pool = metrics_top_new(COL__COUNT, c->top_destinations, 0);
@@ -200,11 +200,11 @@ sched_metrics_oldest(void)
 {
 	size_t i;
 
-	if (SM.oldest_id != 0 && idmap_get(&sched.ids, SM.oldest_id) != NULL)
+	if (SM.oldest_id != 0 && idmap_get(&sched->ids, SM.oldest_id) != NULL)
 		return SM.oldest_id;
 	SM.oldest_id = 0;
-	for (i = 0; i < sched.ids.cap; i++) {
-		uint64_t k = sched.ids.keys[i];
+	for (i = 0; i < sched->ids.cap; i++) {
+		uint64_t k = sched->ids.keys[i];
 
 		if (k != 0 && k != UINT64_MAX &&
 		    (SM.oldest_id == 0 || k < SM.oldest_id))
@@ -244,7 +244,7 @@ sched_metrics_counters(struct metrics_text *t, struct metrics_top *top,
 static void
 sched_metrics_dest_gauges(struct metrics_text *t, unsigned top)
 {
-	size_t n = sched.sites.n, nc = 0, np = 0, it;
+	size_t n = sched->sites.n, nc = 0, np = 0, it;
 	struct metrics_gauge *conns = calloc(n + 1, sizeof(*conns));
 	struct metrics_gauge *pools = calloc(n + 1, sizeof(*pools));
 	struct htab_entry *e;
@@ -253,8 +253,8 @@ sched_metrics_dest_gauges(struct metrics_text *t, unsigned top)
 
 	if (conns == NULL || pools == NULL)
 		goto done;
-	for (e = htab_first(&sched.sites, &it); e != NULL;
-	     e = htab_next(&sched.sites, e, &it)) {
+	for (e = htab_first(&sched->sites, &it); e != NULL;
+	     e = htab_next(&sched->sites, e, &it)) {
 		struct sched_site *st = e->value;
 		uint64_t c = 0;
 
@@ -298,9 +298,9 @@ sched_metrics_dns_snap(void *arg)
 	struct dns_stats ds;
 
 	dns_stats_get(cl->env.dns, &ds);
-	pthread_mutex_lock(&sched.gauge_mu);
+	pthread_mutex_lock(&sched->gauge_mu);
 	cl->dns_snap = ds;
-	pthread_mutex_unlock(&sched.gauge_mu);
+	pthread_mutex_unlock(&sched->gauge_mu);
 }
 
 /* Delivery's resolvers (loop 0's and each delivery loop's, whose counters
@@ -312,17 +312,17 @@ sched_metrics_dns(struct metrics_text *t)
 	struct dns_stats ds, o;
 	unsigned i;
 
-	if (sched.dns == NULL)
+	if (sched->dns == NULL)
 		return;
-	dns_stats_get(sched.dns, &ds);
-	for (i = 1; i < sched.ncloops; i++) {
-		struct sched_cloop *cl = &sched.cloops[i];
+	dns_stats_get(sched->dns, &ds);
+	for (i = 1; i < sched->ncloops; i++) {
+		struct sched_cloop *cl = &sched->cloops[i];
 
 		if (cl->env.dns == NULL)
 			continue;
-		pthread_mutex_lock(&sched.gauge_mu);
+		pthread_mutex_lock(&sched->gauge_mu);
 		o = cl->dns_snap;
-		pthread_mutex_unlock(&sched.gauge_mu);
+		pthread_mutex_unlock(&sched->gauge_mu);
 		ds.queries += o.queries;
 		ds.inflight += o.inflight;
 		ds.waiting += o.waiting;
@@ -360,10 +360,10 @@ sched_metrics_loops(struct metrics_text *t)
 	    t, "# HELP outpost_delivery_loop_connections Outbound SMTP "
 	       "connections open, by delivery loop.\n# TYPE "
 	       "outpost_delivery_loop_connections gauge\n");
-	for (i = 0; i < sched.ncloops; i++)
+	for (i = 0; i < sched->ncloops; i++)
 		metrics_text_printf(
 		    t, "outpost_delivery_loop_connections{loop=\"%u\"} %u\n", i,
-		    sched.cloops[i].nconn);
+		    sched->cloops[i].nconn);
 }
 
 void
@@ -371,7 +371,7 @@ sched_metrics_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct timeval tv = { 1, 0 };
 	struct metrics_text t = { NULL, 0, 0, false };
-	const struct conf_metrics *c = &sched.conf->metrics;
+	const struct conf_metrics *c = &sched->conf->metrics;
 	int64_t now = util_wall_ms();
 	uint64_t oldest;
 
@@ -384,21 +384,21 @@ sched_metrics_cb(evutil_socket_t fd, short what, void *arg)
 		"by state.\n# TYPE outpost_queue_messages gauge\n");
 	metrics_text_printf(
 	    &t, "outpost_queue_messages{state=\"waiting\"} %" PRIu64 "\n",
-	    (uint64_t)sched.heap.n + sched.nparked);
+	    (uint64_t)sched->heap.n + sched->nparked);
 	metrics_text_printf(&t, "outpost_queue_messages{state=\"active\"} %u\n",
-			    sched.nactive + sched.nloading);
+			    sched->nactive + sched->nloading);
 	metrics_text_printf(
 	    &t, "outpost_queue_messages{state=\"held\"} %" PRIu64 "\n",
-	    sched.nheld - sched.ncorrupt);
+	    sched->nheld - sched->ncorrupt);
 	metrics_text_printf(
 	    &t, "outpost_queue_messages{state=\"corrupt\"} %" PRIu64 "\n",
-	    sched.ncorrupt);
+	    sched->ncorrupt);
 	metrics_text_printf(
 	    &t,
 	    "# HELP outpost_queue_corrupt_total Damaged queue records found "
 	    "(each is held until deleted).\n# TYPE outpost_queue_corrupt_total "
 	    "counter\noutpost_queue_corrupt_total %" PRIu64 "\n",
-	    sched.corrupt_total);
+	    sched->corrupt_total);
 	oldest = sched_metrics_oldest();
 	metrics_text_printf(
 	    &t,
@@ -414,7 +414,7 @@ sched_metrics_cb(evutil_socket_t fd, short what, void *arg)
 	    "# HELP outpost_delivery_connections Outbound SMTP "
 	    "connections open.\n# TYPE outpost_delivery_connections "
 	    "gauge\noutpost_delivery_connections %u\n",
-	    sched.nconn);
+	    sched->nconn);
 	sched_metrics_loops(&t);
 	metrics_text_printf(
 	    &t,
@@ -424,7 +424,7 @@ sched_metrics_cb(evutil_socket_t fd, short what, void *arg)
 	    "outpost_delivery_bodies_total counter\n"
 	    "outpost_delivery_bodies_total{from=\"memory\"} %" PRIu64 "\n"
 	    "outpost_delivery_bodies_total{from=\"queue\"} %" PRIu64 "\n",
-	    sched.bodies_kept, sched.bodies_read);
+	    sched->bodies_kept, sched->bodies_read);
 	sched_metrics_dest_gauges(&t, c->top_destinations);
 	sched_metrics_dns(&t);
 	sched_scan_tick(now);
@@ -444,13 +444,13 @@ sched_metrics_cb(evutil_socket_t fd, short what, void *arg)
 		free(t.buf);
 		goto rearm;
 	}
-	pthread_mutex_lock(&sched.gauge_mu);
-	free(sched.gauges);
-	sched.gauges = t.buf;
-	pthread_mutex_unlock(&sched.gauge_mu);
+	pthread_mutex_lock(&sched->gauge_mu);
+	free(sched->gauges);
+	sched->gauges = t.buf;
+	pthread_mutex_unlock(&sched->gauge_mu);
 rearm:
-	if (!sched.stopping)
-		evtimer_add(sched.gauge_timer, &tv);
+	if (!sched->stopping)
+		evtimer_add(sched->gauge_timer, &tv);
 }
 
 size_t
@@ -458,28 +458,28 @@ sched_metrics_text(char *buf, size_t len)
 {
 	size_t n = 0;
 
-	pthread_mutex_lock(&sched.gauge_mu);
-	if (sched.gauges != NULL) {
-		n = strlen(sched.gauges);
+	pthread_mutex_lock(&sched_main.gauge_mu);
+	if (sched_main.gauges != NULL) {
+		n = strlen(sched_main.gauges);
 		if (n < len)
-			memcpy(buf, sched.gauges, n + 1);
+			memcpy(buf, sched_main.gauges, n + 1);
 	}
-	pthread_mutex_unlock(&sched.gauge_mu);
+	pthread_mutex_unlock(&sched_main.gauge_mu);
 	return n;
 }
 
 void
 sched_totals_get(struct sched_totals *t)
 {
-	t->messages = sched.nmsgs;
-	t->waiting = sched.heap.n;
-	t->active = sched.nactive + sched.nloading;
-	t->held = sched.nheld;
-	t->corrupt = sched.ncorrupt;
+	t->messages = sched->nmsgs;
+	t->waiting = sched->heap.n;
+	t->active = sched->nactive + sched->nloading;
+	t->held = sched->nheld;
+	t->corrupt = sched->ncorrupt;
 }
 
 uint64_t
 sched_queued(void)
 {
-	return sched.nmsgs;
+	return sched->nmsgs;
 }

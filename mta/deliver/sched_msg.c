@@ -76,11 +76,11 @@ sched_msg_new(uint64_t id, int64_t due)
 		m->due_ms = due;
 		m->heap_idx = UINT32_MAX;
 		m->park_idx = UINT32_MAX;
-		if (idmap_put(&sched.ids, id, m) != 0) {
+		if (idmap_put(&sched->ids, id, m) != 0) {
 			free(m);
 			return NULL;
 		}
-		sched.nmsgs++;
+		sched->nmsgs++;
 	}
 	return m;
 }
@@ -88,14 +88,14 @@ sched_msg_new(uint64_t id, int64_t due)
 void
 sched_msg_free(struct sched_msg *m)
 {
-	idmap_del(&sched.ids, m->id);
+	idmap_del(&sched->ids, m->id);
 	sched_park_remove(m);
 	if (m->flags & SM_HELD)
-		sched.nheld--;
+		sched->nheld--;
 	if (m->flags & SM_CORRUPT)
-		sched.ncorrupt--;
+		sched->ncorrupt--;
 	free(m);
-	sched.nmsgs--;
+	sched->nmsgs--;
 }
 
 /* A held message waits here, outside the heap, until released. */
@@ -104,7 +104,7 @@ sched_msg_hold(struct sched_msg *m)
 {
 	if (!(m->flags & SM_HELD)) {
 		m->flags |= SM_HELD;
-		sched.nheld++;
+		sched->nheld++;
 	}
 }
 
@@ -114,11 +114,11 @@ sched_msg_unhold(struct sched_msg *m)
 {
 	if (m->flags & SM_HELD) {
 		m->flags &= ~SM_HELD;
-		sched.nheld--;
+		sched->nheld--;
 	}
 	if (m->flags & SM_CORRUPT) {
 		m->flags &= ~SM_CORRUPT;
-		sched.ncorrupt--;
+		sched->ncorrupt--;
 	}
 }
 
@@ -139,12 +139,12 @@ sched_msg_retry_later(struct sched_msg *m, int64_t ms)
 void
 sched_retry_arm(void)
 {
-	if (sched.heap.n == 0 || sched.stopping) {
-		evtimer_del(sched.retry_timer);
+	if (sched->heap.n == 0 || sched->stopping) {
+		evtimer_del(sched->retry_timer);
 		return;
 	}
-	sched_timer_ms(sched.retry_timer,
-		       sched.heap.v[0]->due_ms - util_wall_ms());
+	sched_timer_ms(sched->retry_timer,
+		       sched->heap.v[0]->due_ms - util_wall_ms());
 }
 
 /* M is due at M->due_ms: into the heap, the timer moved if it comes first. */
@@ -153,7 +153,7 @@ sched_msg_due(struct sched_msg *m)
 {
 	if (m->heap_idx != UINT32_MAX)
 		return;
-	if (sched_heap_push(&sched.heap, m) != 0)
+	if (sched_heap_push(&sched->heap, m) != 0)
 		panic("out of memory growing the retry heap");
 	if (m->heap_idx == 0)
 		sched_retry_arm();
@@ -169,14 +169,14 @@ sched_retry_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	(void)arg;
-	while (sched.heap.n > 0 && sched.heap.v[0]->due_ms <= now &&
-	       n++ < SCHED_ROUND_BATCH && !sched.stopping &&
-	       sched.nactive + sched.nloading < SCHED_MAX_ACTIVE)
-		sched_round_start(sched_heap_pop(&sched.heap));
-	if (sched.heap.n > 0 && sched.heap.v[0]->due_ms <= now &&
-	    sched.nactive + sched.nloading < SCHED_MAX_ACTIVE)
-		sched_timer_ms(sched.retry_timer, 0); /* yield, then go on */
-	else if (sched.heap.n > 0 && sched.heap.v[0]->due_ms <= now)
+	while (sched->heap.n > 0 && sched->heap.v[0]->due_ms <= now &&
+	       n++ < SCHED_ROUND_BATCH && !sched->stopping &&
+	       sched->nactive + sched->nloading < SCHED_MAX_ACTIVE)
+		sched_round_start(sched_heap_pop(&sched->heap));
+	if (sched->heap.n > 0 && sched->heap.v[0]->due_ms <= now &&
+	    sched->nactive + sched->nloading < SCHED_MAX_ACTIVE)
+		sched_timer_ms(sched->retry_timer, 0); /* yield, then go on */
+	else if (sched->heap.n > 0 && sched->heap.v[0]->due_ms <= now)
 		; /* a settling round re-arms (sched_retry_wake) */
 	else
 		sched_retry_arm();
@@ -186,10 +186,10 @@ sched_retry_cb(evutil_socket_t fd, short what, void *arg)
 void
 sched_retry_wake(void)
 {
-	if (!sched.stopping && sched.heap.n > 0 &&
-	    sched.heap.v[0]->due_ms <= util_wall_ms() &&
-	    sched.nactive + sched.nloading < SCHED_MAX_ACTIVE)
-		sched_timer_ms(sched.retry_timer, 0);
+	if (!sched->stopping && sched->heap.n > 0 &&
+	    sched->heap.v[0]->due_ms <= util_wall_ms() &&
+	    sched->nactive + sched->nloading < SCHED_MAX_ACTIVE)
+		sched_timer_ms(sched->retry_timer, 0);
 }
 
 /* Queue writes -------------------------------------------------------- */
@@ -199,6 +199,7 @@ sched_retry_wake(void)
 struct sched_write {
 	struct queue_op *op;
 	struct sched_msg *msg;
+	struct loop *loop; /* the scheduler's, where it completes */
 };
 
 static void sched_write_done(void *arg);
@@ -209,7 +210,7 @@ sched_write_done_cb(struct queue_op *op, int status, void *arg)
 {
 	(void)op;
 	(void)status;
-	loop_post(sched.loop, sched_write_done, arg);
+	loop_post(((struct sched_write *)arg)->loop, sched_write_done, arg);
 }
 
 /* Submit OP (taken) about M (NULL: a message of our own): in flight until its
@@ -223,10 +224,11 @@ sched_write_submit(struct sched_msg *m, struct queue_op *op)
 		return -1;
 	w->op = op;
 	w->msg = m;
+	w->loop = sched->loop;
 	if (m != NULL)
 		m->writes++;
-	sched.writes++;
-	queue_submit(sched.queue, op, sched_write_done_cb, w);
+	sched->writes++;
+	queue_submit(sched->queue, op, sched_write_done_cb, w);
 	return 0;
 }
 
@@ -240,7 +242,7 @@ sched_write_done(void *arg)
 	struct queue_op *op = w->op;
 	char qid[QUEUE_ID_HEX_BYTES];
 
-	sched.writes--;
+	sched->writes--;
 	free(w);
 	queue_id_format(op->env.id, qid);
 	if (op->kind == QOP_INSERT) {
@@ -377,7 +379,7 @@ sched_dsn_original(struct sched_msg *m, struct sched_dsn_orig *o,
 
 	memset(o, 0, sizeof(*o));
 	o->full = (m->r->env.flags & QUEUE_F_RET_FULL) != 0;
-	rc = queue_body_read(sched.queue, m->id, sched_dsn_orig_chunk, o, err,
+	rc = queue_body_read(sched->queue, m->id, sched_dsn_orig_chunk, o, err,
 			     sizeof(err));
 	if (rc == 0 && o->oom)
 		snprintf(err, sizeof(err), "out of memory");
@@ -402,7 +404,7 @@ sched_dsn_queue(struct sched_msg *m, struct bounce_input *in, const char *qid)
 	struct queue_op *op;
 	struct sched_dsn_orig orig;
 
-	in->hostname = sched.conf->hostname;
+	in->hostname = sched->conf->hostname;
 	in->qid = qid;
 	in->sender = env->sender;
 	in->arrival_ms = env->created_ms;
@@ -443,7 +445,7 @@ sched_local_submit(struct queue_op *op, const char *rcpt)
 	int64_t now = util_wall_ms();
 	size_t i;
 
-	op->env.id = queue_id_next(sched.queue);
+	op->env.id = queue_id_next(sched->queue);
 	op->env.created_ms = op->env.next_attempt_ms = now;
 	op->env.flags = QUEUE_F_DSN;
 	for (i = 0; rcpt[i] != '\0'; i++)
@@ -458,7 +460,7 @@ sched_local_submit(struct queue_op *op, const char *rcpt)
 	op->env.size = op->body_len;
 	op->env.sender = strdup("");
 	op->env.client = strdup("127.0.0.1");
-	op->env.helo = strdup(sched.conf->hostname);
+	op->env.helo = strdup(sched->conf->hostname);
 	op->env.rcpts = calloc(1, sizeof(*op->env.rcpts));
 	if (op->env.sender == NULL || op->env.client == NULL ||
 	    op->env.helo == NULL || op->env.rcpts == NULL)

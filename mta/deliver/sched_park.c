@@ -85,7 +85,7 @@ sched_park_take(struct sched_park *pk, uint32_t i)
 	}
 	m->park = NULL;
 	m->park_idx = UINT32_MAX;
-	sched.nparked--;
+	sched->nparked--;
 }
 
 static void
@@ -120,7 +120,7 @@ sched_park_add(struct sched_park *pk, struct sched_msg *m, int64_t expires_ms)
 	uint32_t cap;
 
 	if (pk->timer == NULL &&
-	    (pk->timer = evtimer_new(sched.loop->base, sched_park_timer_cb,
+	    (pk->timer = evtimer_new(sched->loop->base, sched_park_timer_cb,
 				     pk)) == NULL)
 		return -1;
 	if (pk->n == pk->cap) {
@@ -134,7 +134,7 @@ sched_park_add(struct sched_park *pk, struct sched_msg *m, int64_t expires_ms)
 	pk->v[pk->n].expires_ms = expires_ms;
 	m->park = pk;
 	m->park_idx = pk->n++;
-	sched.nparked++;
+	sched->nparked++;
 	sched_park_up(pk, m->park_idx);
 	if (m->park_idx == 0)
 		sched_park_arm(pk); /* the first to expire now */

@@ -29,12 +29,12 @@ sched_pool_for(const struct queue_envelope *env)
 {
 	const struct conf_user *u;
 
-	if (env->user != NULL && (u = conf_user_find(sched.conf, env->user)) &&
+	if (env->user != NULL && (u = conf_user_find(sched->conf, env->user)) &&
 	    u->pool != NULL)
 		return u->pool;
-	if (env->user == NULL && sched.conf->relay_pool != NULL)
-		return sched.conf->relay_pool;
-	return sched.conf->default_pool;
+	if (env->user == NULL && sched->conf->relay_pool != NULL)
+		return sched->conf->relay_pool;
+	return sched->conf->default_pool;
 }
 
 /* Give M a round: ENV (moved in, zeroed at the source). */
@@ -49,11 +49,11 @@ sched_round_new(struct sched_msg *m, struct queue_envelope *env)
 	memset(env, 0, sizeof(*env));
 	r->pool = sched_pool_for(&r->env);
 	m->r = r;
-	r->next = sched.active;
-	if (sched.active != NULL)
-		sched.active->r->prev = m;
-	sched.active = m;
-	sched.nactive++;
+	r->next = sched->active;
+	if (sched->active != NULL)
+		sched->active->r->prev = m;
+	sched->active = m;
+	sched->nactive++;
 	return 0;
 }
 
@@ -76,18 +76,18 @@ sched_round_free(struct sched_msg *m)
 	if (r->body != NULL) {
 		sodium_memzero(r->body, r->body_len);
 		free(r->body);
-		atomic_fetch_sub(&sched.body_kept, r->body_charge);
+		atomic_fetch_sub(&sched->body_kept, r->body_charge);
 	}
 	queue_envelope_clear(&r->env);
 	if (r->prev != NULL)
 		r->prev->r->next = r->next;
 	else
-		sched.active = r->next;
+		sched->active = r->next;
 	if (r->next != NULL)
 		r->next->r->prev = r->prev;
 	free(r);
 	m->r = NULL;
-	sched.nactive--;
+	sched->nactive--;
 }
 
 uint64_t
@@ -107,7 +107,7 @@ sched_retry_interval_ms(const struct conf_delivery *d, unsigned attempts)
 static uint64_t
 sched_round_delay_ms(unsigned attempts)
 {
-	const struct conf_delivery *d = &sched.conf->delivery;
+	const struct conf_delivery *d = &sched->conf->delivery;
 	uint64_t base, jit;
 
 	base = sched_retry_interval_ms(d, attempts);
@@ -191,7 +191,7 @@ sched_round_settle(struct sched_msg *m)
 	struct queue_envelope *env = &m->r->env;
 	int64_t now = util_wall_ms(), old_due = m->due_ms;
 	int64_t expiry =
-	    env->created_ms + (int64_t)sched.conf->delivery.max_age_ms;
+	    env->created_ms + (int64_t)sched->conf->delivery.max_age_ms;
 	unsigned pending = 0, attempts = 0;
 	char qid[QUEUE_ID_HEX_BYTES];
 	uint32_t i;
@@ -313,7 +313,8 @@ sched_round_rcpt_result(struct sched_msg *m, uint32_t ri,
 
 struct sched_load {
 	struct sched_msg *msg;
-	int status; /* as queue_envelope_get() */
+	struct queue *queue; /* for the worker */
+	int status;          /* as queue_envelope_get() */
 	char err[200];
 	struct queue_envelope env;
 };
@@ -325,7 +326,7 @@ sched_round_load_run(void *arg)
 {
 	struct sched_load *l = arg;
 
-	l->status = queue_envelope_get(sched.queue, l->msg->id, &l->env, l->err,
+	l->status = queue_envelope_get(l->queue, l->msg->id, &l->env, l->err,
 				       sizeof(l->err));
 }
 
@@ -356,8 +357,8 @@ sched_round_load_failed(struct sched_msg *m, int status, const char *err)
 			  qid, err, qid);
 		sched_msg_hold(m);
 		m->flags |= SM_CORRUPT;
-		sched.ncorrupt++;
-		sched.corrupt_total++;
+		sched->ncorrupt++;
+		sched->corrupt_total++;
 		return;
 	}
 	log_warnx("%s could not be read from the queue: %s", qid,
@@ -379,7 +380,7 @@ sched_round_load_done(void *arg)
 	char err[sizeof(l->err)];
 
 	m->flags &= ~SM_LOADING;
-	sched.nloading--;
+	sched->nloading--;
 	snprintf(err, sizeof(err), "%s", l->err);
 	if (status == 0 && !(m->flags & SM_DELETED) &&
 	    sched_round_new(m, &l->env) != 0) {
@@ -416,7 +417,7 @@ sched_round_expire(struct sched_msg *m, int64_t now)
 	bool any = false;
 
 	if (now <
-	    m->r->env.created_ms + (int64_t)sched.conf->delivery.max_age_ms)
+	    m->r->env.created_ms + (int64_t)sched->conf->delivery.max_age_ms)
 		return false;
 	for (i = 0; i < m->r->env.nrcpts; i++) {
 		struct queue_rcpt *r = &m->r->env.rcpts[i];
@@ -436,7 +437,7 @@ sched_round_expire(struct sched_msg *m, int64_t now)
 			    sched_rcpt_domain(r->addr, dom, sizeof(dom)),
 			    m->r->pool);
 		/* What kept it from being delivered: its last failure. */
-		cat = outcome_category_last(sched.conf, r->last_code, last);
+		cat = outcome_category_last(sched->conf, r->last_code, last);
 		sched_round_category(m, i, cat);
 		metrics_bounce_category(cat, true);
 		if (r->last_code != 0)
@@ -515,7 +516,7 @@ sched_round_start(struct sched_msg *m)
 	uint32_t i, j, n;
 	unsigned per, k;
 
-	if (sched.stopping) {
+	if (sched->stopping) {
 		if (m->r != NULL)
 			sched_round_free(m);
 		sched_msg_due(m);
@@ -532,9 +533,10 @@ sched_round_start(struct sched_msg *m)
 		if (l == NULL)
 			goto later;
 		l->msg = m;
+		l->queue = sched->queue;
 		m->flags |= SM_LOADING;
-		sched.nloading++;
-		worker_submit(sched.loop, sched_round_load_run,
+		sched->nloading++;
+		worker_submit(sched->loop, sched_round_load_run,
 			      sched_round_load_done, l);
 		return;
 	}

@@ -346,7 +346,7 @@ sched_scan_merge(struct htab *h, const char *label,
 static int
 sched_scan_keep(struct sched_scan_job *j)
 {
-	const struct conf_metrics *c = &sched.conf->metrics;
+	const struct conf_metrics *c = &sched->conf->metrics;
 	struct sched_scan_row *rows[SCAN__DIMS] = { NULL };
 	size_t nrows[SCAN__DIMS] = { 0 };
 	struct htab pools, users;
@@ -437,7 +437,7 @@ sched_scan_postpone(int64_t now_ms)
 void
 sched_scan_tick(int64_t now_ms)
 {
-	const struct conf_metrics *c = &sched.conf->metrics;
+	const struct conf_metrics *c = &sched->conf->metrics;
 	struct sched_scan_job *j;
 
 	if ((c->listen == NULL || c->queue_scan_interval_ms == 0) &&
@@ -460,11 +460,11 @@ sched_scan_tick(int64_t now_ms)
 		sched_scan_job_free(j);
 		return;
 	}
-	j->queue = sched.queue;
+	j->queue = sched->queue;
 	j->start_ms = now_ms;
 	SS.last_start_ms = now_ms;
 	SS.running = j;
-	worker_submit(sched.loop, sched_scan_run, sched_scan_done, j);
+	worker_submit(sched->loop, sched_scan_run, sched_scan_done, j);
 }
 
 /* One family of dimension D: column COL of its rows (0 messages, 1

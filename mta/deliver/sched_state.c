@@ -53,7 +53,7 @@ sched_state_suspend_save(const char *domain, int64_t until_ms,
 	n = snprintf(data, sizeof(data), "%s%c%s", domain, '\0',
 		     reason != NULL ? reason : "");
 	if (n < 0 || (size_t)n >= sizeof(data) ||
-	    queue_state_put(sched.queue, QS_SUSPEND, domain, strlen(domain),
+	    queue_state_put(sched->queue, QS_SUSPEND, domain, strlen(domain),
 			    until_ms, data, (size_t)n) != 0)
 		log_warnx("destination %s: its suspension cannot be kept "
 			  "across a restart (out of memory)",
@@ -63,7 +63,7 @@ sched_state_suspend_save(const char *domain, int64_t until_ms,
 void
 sched_state_suspend_forget(const char *domain)
 {
-	if (queue_state_del(sched.queue, QS_SUSPEND, domain, strlen(domain)) !=
+	if (queue_state_del(sched->queue, QS_SUSPEND, domain, strlen(domain)) !=
 	    0)
 		log_warnx("destination %s: its resume cannot be kept across "
 			  "a restart (out of memory)",
@@ -84,7 +84,7 @@ sched_state_path_save(const struct sched_path *p)
 		     p->site->key, '\0', p->pool != NULL ? p->pool->name : "",
 		     '\0', p->last_error);
 	if (n < 0 || (size_t)n >= sizeof(data) ||
-	    queue_state_put(sched.queue, QS_BACKOFF, name, strlen(name),
+	    queue_state_put(sched->queue, QS_BACKOFF, name, strlen(name),
 			    p->paused_until_ms, data, (size_t)n) != 0)
 		log_warnx("destination %s: its pause cannot be kept across a "
 			  "restart",
@@ -97,7 +97,7 @@ sched_state_path_forget(const struct sched_path *p)
 	char name[2300];
 
 	if (sched_state_path_name(p, name, sizeof(name)) >= 0 &&
-	    queue_state_del(sched.queue, QS_BACKOFF, name, strlen(name)) != 0)
+	    queue_state_del(sched->queue, QS_BACKOFF, name, strlen(name)) != 0)
 		log_warnx("destination %s: the end of its pause cannot be "
 			  "kept across a restart (out of memory)",
 			  p->site->key);
@@ -216,10 +216,10 @@ sched_state_load(void)
 	}
 	/* Read here, on the delivery loop before it serves anything: the
 	 * messages loaded next meet their destinations' state. */
-	if ((rc = queue_state_load(sched.queue, QS_SUSPEND, now,
+	if ((rc = queue_state_load(sched->queue, QS_SUSPEND, now,
 				   sched_state_suspend_cb, &nsus, &dropped, err,
 				   sizeof(err))) == 0)
-		rc = queue_state_load(sched.queue, QS_BACKOFF, now,
+		rc = queue_state_load(sched->queue, QS_BACKOFF, now,
 				      sched_state_backoff_cb, &nbo, &more, err,
 				      sizeof(err));
 	if (rc != 0)

@@ -28,7 +28,14 @@
 #include "mta/deliver/tlsrpt.h"
 #include "mta/deliver/sched_int.h"
 
-struct sched sched;
+struct sched sched_main;
+_Thread_local struct sched *sched;
+
+void
+sched_bind(void *arg)
+{
+	sched = arg;
+}
 
 void
 sched_timer_ms(struct event *ev, int64_t delay_ms)
@@ -62,7 +69,7 @@ sched_path_get(struct sched_site *site, const struct conf_pool *pool,
 	if ((p = calloc(1, sizeof(*p))) == NULL)
 		return NULL;
 	np = realloc(site->paths, (site->npaths + 1) * sizeof(*np));
-	p->timer = evtimer_new(sched.loop->base, sched_limit_timer_cb, p);
+	p->timer = evtimer_new(sched->loop->base, sched_limit_timer_cb, p);
 	if (np == NULL || p->timer == NULL) {
 		if (p->timer != NULL)
 			event_free(p->timer);
@@ -109,7 +116,7 @@ sched_path_lease_cb(enum cluster_answer a, uint64_t lease, void *arg)
 
 	p->lease_asking = false;
 	if (a == CLUSTER_GRANTED) {
-		if (p->lease_spare != 0 || sched.stopping) {
+		if (p->lease_spare != 0 || sched->stopping) {
 			cluster_lease_drop(lease);
 			return;
 		}
@@ -186,7 +193,7 @@ sched_cluster_throttle(const char *key, unsigned level, int64_t remain_ms)
 	struct sched_site *s;
 	unsigned i;
 
-	if (colon == NULL || (s = htab_get(&sched.sites, colon + 1)) == NULL)
+	if (colon == NULL || (s = htab_get(&sched->sites, colon + 1)) == NULL)
 		return;
 	for (i = 0; i < s->npaths; i++) {
 		const struct conf_pool *pool = s->paths[i]->pool;
@@ -206,8 +213,8 @@ sched_path_each(void (*fn)(struct sched_path *p, void *arg), void *arg)
 	size_t it;
 	unsigned i;
 
-	for (e = htab_first(&sched.sites, &it); e != NULL;
-	     e = htab_next(&sched.sites, e, &it)) {
+	for (e = htab_first(&sched->sites, &it); e != NULL;
+	     e = htab_next(&sched->sites, e, &it)) {
 		struct sched_site *s = e->value;
 
 		for (i = 0; i < s->npaths; i++)
@@ -338,7 +345,7 @@ sched_path_idle_add(struct sched_path *p, struct sched_conn *c)
 	}
 	p->idle[p->nidle++] = c;
 	if (!p->idling) {
-		TAILQ_INSERT_TAIL(&sched.idlers, p, idle_link);
+		TAILQ_INSERT_TAIL(&sched->idlers, p, idle_link);
 		p->idling = true;
 	}
 	return 0;
@@ -356,7 +363,7 @@ sched_path_idle_remove(struct sched_path *p, struct sched_conn *c)
 		memmove(&p->idle[i], &p->idle[i + 1],
 			(p->nidle - i - 1) * sizeof(*p->idle));
 		if (--p->nidle == 0 && p->idling) {
-			TAILQ_REMOVE(&sched.idlers, p, idle_link);
+			TAILQ_REMOVE(&sched->idlers, p, idle_link);
 			p->idling = false;
 		}
 		return;
@@ -386,10 +393,10 @@ sched_path_wait_slot(struct sched_path *p)
 	struct sched_path *o;
 
 	if (!p->waiting) {
-		TAILQ_INSERT_TAIL(&sched.waiting, p, wait_link);
+		TAILQ_INSERT_TAIL(&sched->waiting, p, wait_link);
 		p->waiting = true;
 	}
-	TAILQ_FOREACH(o, &sched.idlers, idle_link)
+	TAILQ_FOREACH(o, &sched->idlers, idle_link)
 	{
 		if (o != p && o->nidle > 0) {
 			struct sched_conn *c = o->idle[0]; /* longest idle */
@@ -407,9 +414,9 @@ sched_slots_kick(void)
 {
 	struct sched_path *p;
 
-	while (sched.nconn < sched.conf->delivery.max_connections &&
-	       (p = TAILQ_FIRST(&sched.waiting)) != NULL) {
-		TAILQ_REMOVE(&sched.waiting, p, wait_link);
+	while (sched->nconn < sched->conf->delivery.max_connections &&
+	       (p = TAILQ_FIRST(&sched->waiting)) != NULL) {
+		TAILQ_REMOVE(&sched->waiting, p, wait_link);
 		p->waiting = false;
 		sched_path_kick(p); /* may wait again */
 		if (p->waiting)
@@ -483,7 +490,7 @@ sched_path_target(struct sched_path *p, struct smtp_client_target *t)
 	t->port = p->site->port;
 	t->ehlo = sched_name_keep(pool != NULL && pool->ehlo != NULL
 				      ? pool->ehlo
-				      : sched.conf->delivery.ehlo);
+				      : sched->conf->delivery.ehlo);
 	if (pool != NULL && pool->nsources > 0) {
 		t->source = pool->sources[p->source_next++ % pool->nsources];
 		t->has_source = true;
@@ -511,7 +518,7 @@ sched_path_kick(struct sched_path *p)
 	uint64_t lease;
 	unsigned max;
 
-	if (sched.stopping)
+	if (sched->stopping)
 		return;
 	if (p->paused_until_ms > now) {
 		sched_timer_ms(p->timer, p->paused_until_ms - now);
@@ -540,7 +547,7 @@ sched_path_kick(struct sched_path *p)
 		if (p->njobs <= sched_path_opening(p) ||
 		    p->nconn >= sched_limit_conns(p))
 			return;
-		if (sched.nconn >= sched.conf->delivery.max_connections) {
+		if (sched->nconn >= sched->conf->delivery.max_connections) {
 			sched_path_wait_slot(p);
 			return;
 		}
@@ -557,7 +564,7 @@ sched_path_kick(struct sched_path *p)
 		}
 		c->lease = lease;
 		p->nconn++;
-		sched.nconn++;
+		sched->nconn++;
 	}
 }
 
@@ -570,7 +577,7 @@ sched_path_on_ready(struct sched_conn *c)
 
 	if (c->quitting)
 		return; /* told to go before it said it was ready */
-	if (sched.stopping || p->paused_until_ms > now ||
+	if (sched->stopping || p->paused_until_ms > now ||
 	    c->msgs >= p->cfg->max_messages_per_connection ||
 	    p->nconn - p->nquitting > sched_limit_conns(p)) {
 		sched_conn_quit(c);
@@ -582,7 +589,7 @@ sched_path_on_ready(struct sched_conn *c)
 	}
 	/* Nothing to do now: keep it for a while, unless another path waits
 	 * for a slot under delivery.max_connections. */
-	if (!TAILQ_EMPTY(&sched.waiting) || sched_path_idle_add(p, c) != 0) {
+	if (!TAILQ_EMPTY(&sched->waiting) || sched_path_idle_add(p, c) != 0) {
 		sched_conn_quit(c);
 		return;
 	}
@@ -627,7 +634,7 @@ sched_path_on_closed(struct sched_conn *c)
 	c->lease = 0;
 	p->lease_retry_ms = 0; /* a place the cluster may give again */
 	p->nconn--;
-	sched.nconn--;
+	sched->nconn--;
 	sched_slots_kick();
 	if (failed) {
 		/* No host of the site could be used.  If no other connection
@@ -724,12 +731,12 @@ sched_reconf_path(struct sched_path *p, void *arg)
 static void
 sched_reconf_on_loop(void *arg)
 {
-	const struct conf *c = arg, *old = sched.conf;
+	const struct conf *c = arg, *old = sched->conf;
 	struct sched_msg *m;
 
-	sched.conf = c; /* its reference was taken by sched_reconf */
+	sched->conf = c; /* its reference was taken by sched_reconf */
 	sched_conn_reconf(c);
-	for (m = sched.active; m != NULL; m = m->r->next)
+	for (m = sched->active; m != NULL; m = m->r->next)
 		m->r->pool = sched_reconf_pool(c, m->r->pool);
 	sched_path_each(sched_reconf_path, (void *)c);
 	sched_dest_reconf();
@@ -740,7 +747,7 @@ sched_reconf_on_loop(void *arg)
 void
 sched_reconf(const struct conf *c)
 {
-	loop_post(sched.loop, sched_reconf_on_loop, (void *)conf_ref(c));
+	loop_post(sched->loop, sched_reconf_on_loop, (void *)conf_ref(c));
 }
 
 /* Entry points -------------------------------------------------------- */
@@ -750,7 +757,7 @@ static void
 sched_op_free(struct queue_op *op)
 {
 	if (op->body != NULL)
-		atomic_fetch_sub(&sched.body_kept, op->body_cap);
+		atomic_fetch_sub(&sched->body_kept, op->body_cap);
 	queue_op_free(op);
 }
 
@@ -763,7 +770,7 @@ sched_on_new(void *arg)
 	/* Committed just before the start-up scan read the queue, announced
 	 * after it: the scan has it already (ids are never reused), and a
 	 * second copy would be delivered twice. */
-	if (idmap_get(&sched.ids, op->env.id) != NULL) {
+	if (idmap_get(&sched->ids, op->env.id) != NULL) {
 		sched_op_free(op);
 		return;
 	}
@@ -793,8 +800,8 @@ sched_on_new(void *arg)
 		sched_msg_hold(m);
 		return;
 	}
-	if (sched.stopping ||
-	    sched.nactive + sched.nloading > SCHED_MAX_ACTIVE) {
+	if (sched->stopping ||
+	    sched->nactive + sched->nloading > SCHED_MAX_ACTIVE) {
 		/* Over the limit: wait in the heap, due now, without the
 		 * round (it is read back from the queue when its turn
 		 * comes). */
@@ -822,12 +829,12 @@ sched_message_add(struct queue_op *op)
 
 	if (op->body_cap < n)
 		op->body_cap = n;
-	cur = atomic_load(&sched.body_kept);
+	cur = atomic_load(&sched_main.body_kept);
 	while (keep) {
 		if (cur + op->body_cap > SCHED_BODY_KEEP_TOTAL)
 			keep = false;
-		else if (atomic_compare_exchange_weak(&sched.body_kept, &cur,
-						      cur + op->body_cap))
+		else if (atomic_compare_exchange_weak(&sched_main.body_kept,
+						      &cur, cur + op->body_cap))
 			break;
 	}
 	if (!keep && op->body != NULL) {
@@ -836,7 +843,7 @@ sched_message_add(struct queue_op *op)
 		op->body_len = 0;
 		op->body_cap = 0;
 	}
-	loop_post(sched.loop, sched_on_new, op);
+	loop_post(sched_main.loop, sched_on_new, op);
 }
 
 /*
@@ -852,7 +859,7 @@ sched_walk_dup(struct sched_msg *m, int64_t due_ms, unsigned flags)
 	queue_id_format(m->id, qid);
 	log_warnx("%s has a second schedule entry; merged", qid);
 	if ((flags & QUEUE_F_HELD) && !(m->flags & SM_HELD)) {
-		sched_heap_remove(&sched.heap, m);
+		sched_heap_remove(&sched->heap, m);
 		sched_msg_hold(m);
 	}
 	/* Moves the entry at DUE_MS onto M's own (rewritten, same key). */
@@ -862,7 +869,7 @@ sched_walk_dup(struct sched_msg *m, int64_t due_ms, unsigned flags)
 static int
 sched_walk_cb(int64_t due_ms, uint64_t id, unsigned flags, void *arg)
 {
-	struct sched_msg *m = idmap_get(&sched.ids, id);
+	struct sched_msg *m = idmap_get(&sched->ids, id);
 	uint64_t *n = arg;
 
 	if (m != NULL) {
@@ -914,13 +921,13 @@ sched_load_step(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	(void)arg;
-	if (sched.stopping) {
+	if (sched->stopping) {
 		log_info("scheduler: stopping: %" PRIu64
 			 " queued message(s) loaded, the rest not",
 			 sched_load.n);
 		return;
 	}
-	rc = queue_sched_walk_batch(sched.queue, &sched_load.pos,
+	rc = queue_sched_walk_batch(sched->queue, &sched_load.pos,
 				    SCHED_LOAD_STEP, sched_walk_cb,
 				    &sched_load.n, err, sizeof(err));
 	if (rc != 0) {
@@ -929,7 +936,7 @@ sched_load_step(evutil_socket_t fd, short what, void *arg)
 		sched_load.pos.done = true;
 	}
 	if (!sched_load.pos.done &&
-	    event_base_once(sched.loop->base, -1, EV_TIMEOUT, sched_load_step,
+	    event_base_once(sched->loop->base, -1, EV_TIMEOUT, sched_load_step,
 			    NULL, &now) == 0)
 		return;
 	if (!sched_load.pos.done)
@@ -957,7 +964,7 @@ sched_load_queue(void *arg)
 void
 sched_start(void)
 {
-	loop_post(sched.loop, sched_load_queue, NULL);
+	loop_post(sched->loop, sched_load_queue, NULL);
 }
 
 int
@@ -967,14 +974,17 @@ sched_init(const struct sched_config *sc, char *err, size_t errlen)
 	struct loop *l = sc->loop;
 	struct timeval gauge_now;
 
-	memset(&sched, 0, sizeof(sched));
-	TAILQ_INIT(&sched.waiting);
-	TAILQ_INIT(&sched.idlers);
-	sched.loop = l;
-	sched.conf = conf_ref(c);
-	sched.queue = sc->queue;
-	if (htab_init(&sched.dests) != 0 || htab_init(&sched.sites) != 0 ||
-	    idmap_init(&sched.ids) != 0) {
+	memset(&sched_main, 0, sizeof(sched_main));
+	sched = &sched_main;
+	l->on_start = sched_bind;
+	l->on_start_arg = &sched_main;
+	TAILQ_INIT(&sched->waiting);
+	TAILQ_INIT(&sched->idlers);
+	sched->loop = l;
+	sched->conf = conf_ref(c);
+	sched->queue = sc->queue;
+	if (htab_init(&sched->dests) != 0 || htab_init(&sched->sites) != 0 ||
+	    idmap_init(&sched->ids) != 0) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
@@ -987,30 +997,30 @@ sched_init(const struct sched_config *sc, char *err, size_t errlen)
 		struct dns_config dc;
 
 		sched_dns_share(sc->dns, c->delivery.threads, &dc);
-		if ((sched.dns = dns_resolver_new(l->base, &dc, err, errlen)) ==
-		    NULL)
+		if ((sched->dns =
+			 dns_resolver_new(l->base, &dc, err, errlen)) == NULL)
 			return -1;
 	}
 	if (cluster_init(l->base, &c->cluster, sched_cluster_changed, err,
 			 errlen) != 0)
 		return -1;
 	cluster_throttle_hook(sched_cluster_throttle);
-	if (https_init(l->base, sched.dns, SSL_CTX_get_cert_store(sc->ssl_ctx),
+	if (https_init(l->base, sched->dns, SSL_CTX_get_cert_store(sc->ssl_ctx),
 		       sc->loopback_only, err, errlen) != 0 ||
-	    mtasts_init(l->base, sched.dns, sched.queue, err, errlen) != 0 ||
-	    tlsrpt_init(l->base, sched.dns, sched.queue, sched_report_queue, c,
-			err, errlen) != 0)
+	    mtasts_init(l->base, sched->dns, sched->queue, err, errlen) != 0 ||
+	    tlsrpt_init(l->base, sched->dns, sched->queue, sched_report_queue,
+			c, err, errlen) != 0)
 		return -1;
 	smtp_client_tls_init(sc->ssl_ctx);
 	if (sched_conn_init(sc, c->delivery.threads, err, errlen) != 0)
 		return -1;
-	sched.retry_timer = evtimer_new(l->base, sched_retry_cb, NULL);
+	sched->retry_timer = evtimer_new(l->base, sched_retry_cb, NULL);
 	gauge_now.tv_sec = gauge_now.tv_usec = 0;
-	sched.gauge_timer = evtimer_new(l->base, sched_metrics_cb, NULL);
-	pthread_mutex_init(&sched.gauge_mu, NULL);
-	if (sched.gauge_timer != NULL)
-		evtimer_add(sched.gauge_timer, &gauge_now);
-	if (sched.retry_timer == NULL) {
+	sched->gauge_timer = evtimer_new(l->base, sched_metrics_cb, NULL);
+	pthread_mutex_init(&sched->gauge_mu, NULL);
+	if (sched->gauge_timer != NULL)
+		evtimer_add(sched->gauge_timer, &gauge_now);
+	if (sched->retry_timer == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
@@ -1022,8 +1032,8 @@ sched_init(const struct sched_config *sc, char *err, size_t errlen)
 void
 sched_maybe_stop(void)
 {
-	if (sched.stopping && sched.nconn == 0 && sched.writes == 0)
-		loop_stop(sched.loop);
+	if (sched->stopping && sched->nconn == 0 && sched->writes == 0)
+		loop_stop(sched->loop);
 }
 
 static void
@@ -1052,16 +1062,16 @@ sched_shutdown(unsigned deadline_ms)
 {
 	struct timeval tv;
 
-	sched.stopping = true;
+	sched->stopping = true;
 	sched_scan_stop();
 	tlsrpt_stop();
 	cluster_stop();
-	evtimer_del(sched.retry_timer);
-	evtimer_del(sched.gauge_timer);
+	evtimer_del(sched->retry_timer);
+	evtimer_del(sched->gauge_timer);
 	sched_path_each(sched_stop_path, NULL);
 	tv.tv_sec = deadline_ms / 1000;
 	tv.tv_usec = (deadline_ms % 1000) * 1000;
-	event_base_once(sched.loop->base, -1, EV_TIMEOUT,
+	event_base_once(sched->loop->base, -1, EV_TIMEOUT,
 			sched_stop_deadline_cb, NULL, &tv);
 	sched_maybe_stop();
 }
@@ -1078,8 +1088,8 @@ sched_free(void)
 	/* First: nothing of Redis' may call back into what goes below. */
 	cluster_free();
 	sched_state_free();
-	for (e = htab_first(&sched.dests, &it); e != NULL;
-	     e = htab_next(&sched.dests, e, &it)) {
+	for (e = htab_first(&sched->dests, &it); e != NULL;
+	     e = htab_next(&sched->dests, e, &it)) {
 		struct sched_dest *d = e->value;
 
 		for (job = d->waiting; job != NULL; job = next) {
@@ -1097,8 +1107,8 @@ sched_free(void)
 		free(d->domain);
 		free(d);
 	}
-	for (e = htab_first(&sched.sites, &it); e != NULL;
-	     e = htab_next(&sched.sites, e, &it)) {
+	for (e = htab_first(&sched->sites, &it); e != NULL;
+	     e = htab_next(&sched->sites, e, &it)) {
 		struct sched_site *s = e->value;
 
 		for (i = 0; i < s->npaths; i++) {
@@ -1125,11 +1135,11 @@ sched_free(void)
 		free(s);
 	}
 
-	htab_free(&sched.dests);
-	htab_free(&sched.sites);
+	htab_free(&sched->dests);
+	htab_free(&sched->sites);
 	/* Every message is in the id map, whatever its state. */
-	for (k = 0; k < sched.ids.cap; k++) {
-		struct sched_msg *m = sched.ids.vals[k];
+	for (k = 0; k < sched->ids.cap; k++) {
+		struct sched_msg *m = sched->ids.vals[k];
 
 		if (m == NULL)
 			continue;
@@ -1137,27 +1147,27 @@ sched_free(void)
 			sched_round_free(m);
 		free(m);
 	}
-	idmap_free(&sched.ids);
-	sched_heap_free(&sched.heap);
-	if (sched.retry_timer != NULL)
-		event_free(sched.retry_timer);
-	if (sched.gauge_timer != NULL)
-		event_free(sched.gauge_timer);
-	free(sched.gauges);
+	idmap_free(&sched->ids);
+	sched_heap_free(&sched->heap);
+	if (sched->retry_timer != NULL)
+		event_free(sched->retry_timer);
+	if (sched->gauge_timer != NULL)
+		event_free(sched->gauge_timer);
+	free(sched->gauges);
 	sched_metrics_free();
-	pthread_mutex_destroy(&sched.gauge_mu);
+	pthread_mutex_destroy(&sched->gauge_mu);
 	sched_conn_free();
 	tlsrpt_free(); /* its lookups first: they are the resolver's */
 	mtasts_free();
 	https_free();
-	if (sched.dns != NULL)
-		dns_resolver_free(sched.dns);
+	if (sched->dns != NULL)
+		dns_resolver_free(sched->dns);
 	while (sched_names != NULL) {
 		struct sched_name *n = sched_names;
 
 		sched_names = n->next;
 		free(n);
 	}
-	conf_unref(sched.conf);
-	sched.conf = NULL;
+	conf_unref(sched->conf);
+	sched->conf = NULL;
 }

@@ -4,11 +4,12 @@
  * delete logged message by message); destination
  * suspensions and their list.
  *
- * Owns: the changes waiting to be visible (sched_admin_waiting).  Must
+ * Owns: the changes waiting to be visible (sched->admin_waiting).  Must
  * not: touch a message in a round (the change waits for its settle), or
  * answer before the change is visible to the next reader (its queue
- * writes committed, the memory updated).  Delivery loop thread, but for
- * the selector's queue walk (a worker).
+ * writes committed, the memory updated).  A change is applied by each
+ * shard that owns one of its messages, and answered once (sched_fan).
+ * Delivery loops' threads, but for the selector's queue walk (a worker).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -156,13 +157,8 @@ struct sched_admin_job {
 	struct queue *queue; /* for the walk, on a worker */
 	int status;
 	char err[200];
-	struct sched_admin_job *next; /* sched_admin_waiting */
+	struct sched_admin_job *next; /* sched->admin_waiting */
 };
-
-/* Changes applied whose effect is not visible yet (their writes in flight,
- * or messages of theirs in a round). */
-static struct sched_admin_job *sched_admin_waiting;
-static bool sched_admin_poll_armed;
 
 /* Is OP's change of message ID visible to the next reader?  Gone from
  * memory is final; otherwise no write of its own in flight, and for the
@@ -231,7 +227,7 @@ sched_admin_poll_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	(void)arg;
-	sched_admin_poll_armed = false;
+	sched->admin_poll_armed = false;
 	sched_admin_written();
 	sched_admin_poll_arm();
 }
@@ -241,12 +237,12 @@ sched_admin_poll_arm(void)
 {
 	struct timeval tv = { 0, SCHED_ADMIN_POLL_MS * 1000 };
 
-	if (sched_admin_waiting == NULL || sched_admin_poll_armed)
+	if (sched->admin_waiting == NULL || sched->admin_poll_armed)
 		return;
 	/* A one-shot event: nothing to free if the loop ends first. */
 	if (event_base_once(sched->loop->base, -1, EV_TIMEOUT,
 			    sched_admin_poll_cb, NULL, &tv) == 0)
-		sched_admin_poll_armed = true;
+		sched->admin_poll_armed = true;
 }
 
 void
@@ -254,7 +250,7 @@ sched_admin_written(void)
 {
 	struct sched_admin_job **pp, *j, *done = NULL;
 
-	for (pp = &sched_admin_waiting; (j = *pp) != NULL;) {
+	for (pp = &sched->admin_waiting; (j = *pp) != NULL;) {
 		if (!sched_admin_job_visible(j)) {
 			pp = &j->next;
 			continue;
@@ -281,8 +277,8 @@ sched_admin_job_wait(struct sched_admin_job *j)
 		sched_admin_job_answer(j);
 		return;
 	}
-	j->next = sched_admin_waiting;
-	sched_admin_waiting = j;
+	j->next = sched->admin_waiting;
+	sched->admin_waiting = j;
 	sched_admin_poll_arm();
 }
 
@@ -456,19 +452,95 @@ sched_admin_job_new(enum sched_admin_op op, sched_admin_fn *cb, void *cbarg)
 	return j;
 }
 
+/*
+ * Apply OP (with ARG: a purge's user) to IDS (N; malloc'd, taken over):
+ * each shard to its own, CB (CBARG) told once every shard's part is
+ * visible.  With one shard the ids go as they are; with more, one list
+ * per shard that owns any.
+ */
+static void
+sched_admin_spread(enum sched_admin_op op, const char *arg, uint64_t *ids,
+		   size_t n, sched_admin_fn *cb, void *cbarg)
+{
+	struct sched_admin_job *part[SCHED_SHARDS_MAX] = { NULL };
+	struct sched_fan *f;
+	size_t k, count[SCHED_SHARDS_MAX] = { 0 };
+	unsigned i, parts = 0;
+
+	for (k = 0; sched_nshards > 1 && k < n; k++)
+		count[sched_shard_of(ids[k])->index]++;
+	if (sched_nshards == 1)
+		count[0] = n;
+	for (i = 0; i < sched_nshards; i++)
+		parts += count[i] > 0;
+	if (parts == 0) {
+		free(ids);
+		cb(0, NULL, cbarg);
+		return;
+	}
+	if ((f = sched_fan_new(parts, cb, cbarg)) == NULL) {
+		free(ids);
+		return;
+	}
+	for (i = 0; i < sched_nshards; i++) {
+		struct sched_admin_job *j;
+
+		if (count[i] == 0)
+			continue;
+		/* Never fails here: the fan is told the part's failure. */
+		if ((j = sched_admin_job_new(op, sched_fan_part, f)) == NULL)
+			continue;
+		snprintf(j->arg, sizeof(j->arg), "%s", arg);
+		if (sched_nshards == 1) {
+			j->ids = ids;
+			ids = NULL;
+		} else if ((j->ids = calloc(count[i], sizeof(*j->ids))) ==
+			   NULL) {
+			free(j);
+			sched_fan_part(0, "out of memory", f);
+			continue;
+		}
+		j->capids = count[i];
+		part[i] = j;
+	}
+	for (k = 0; sched_nshards > 1 && k < n; k++) {
+		struct sched_admin_job *j = part[sched_shard_of(ids[k])->index];
+
+		if (j != NULL)
+			j->ids[j->nids++] = ids[k];
+	}
+	free(ids);
+	for (i = 0; i < sched_nshards; i++) {
+		if (part[i] == NULL)
+			continue;
+		part[i]->nids = part[i]->capids;
+		loop_post(sched_shards[i]->loop, sched_admin_walk_done,
+			  part[i]);
+	}
+}
+
 void
 sched_admin_ids(enum sched_admin_op op, uint64_t *ids, size_t n,
 		sched_admin_fn *cb, void *cbarg)
 {
-	struct sched_admin_job *j = sched_admin_job_new(op, cb, cbarg);
+	sched_admin_spread(op, "", ids, n, cb, cbarg);
+}
 
-	if (j == NULL) {
-		free(ids);
-		return;
-	}
-	j->ids = ids;
-	j->nids = j->capids = n;
-	sched_admin_walk_done(j);
+/* The selector's walk is over (on the loop that asked): its ids to the
+ * shards that own them. */
+static void
+sched_admin_selected(void *arg)
+{
+	struct sched_admin_job *j = arg;
+
+	if (j->status != 0)
+		j->cb(0, j->err[0] ? j->err : "queue walk failed", j->cbarg);
+	else
+		sched_admin_spread(j->op, j->arg, j->ids, j->nids, j->cb,
+				   j->cbarg);
+	if (j->status != 0)
+		free(j->ids);
+	free(j);
 }
 
 /* SAS_ALL: every message the scheduler knows is every message queued; no
@@ -519,24 +591,43 @@ void
 sched_admin(enum sched_admin_op op, enum sched_admin_sel sel, const char *arg,
 	    sched_admin_fn *cb, void *cbarg)
 {
-	struct sched_admin_job *j = sched_admin_job_new(op, cb, cbarg);
+	struct sched_admin_job *j;
+	struct sched_fan *f = NULL;
+	uint64_t id;
+	unsigned i;
 
-	if (j == NULL)
-		return;
-	j->sel = sel;
-	/* Domains are compared lower-case (as sched_rcpt_domain gives). */
-	if (sel == SAS_DOMAIN)
-		util_domain_lower(arg != NULL ? arg : "", j->arg,
-				  sizeof(j->arg));
-	else
-		snprintf(j->arg, sizeof(j->arg), "%s", arg != NULL ? arg : "");
-	if (sel == SAS_ID)
-		loop_post(sched->loop, sched_admin_id_done, j);
-	else if (sel == SAS_ALL)
-		loop_post(sched->loop, sched_admin_all, j);
-	else
-		worker_submit(sched->loop, sched_admin_walk_run,
-			      sched_admin_walk_done, j);
+	/* By id: its shard's; all: every shard's, from memory; by domain or
+	 * user: one walk here, then each shard its own (_selected). */
+	if (sel == SAS_ID || sel == SAS_ALL) {
+		f = sched_fan_new(sel == SAS_ID ? 1 : sched_nshards, cb, cbarg);
+		if (f == NULL)
+			return;
+		cb = sched_fan_part;
+		cbarg = f;
+	}
+	for (i = 0; i < (sel == SAS_ALL ? sched_nshards : 1); i++) {
+		if ((j = sched_admin_job_new(op, cb, cbarg)) == NULL)
+			continue;
+		j->sel = sel;
+		/* Domains are compared lower-case (as sched_rcpt_domain
+		 * gives). */
+		if (sel == SAS_DOMAIN)
+			util_domain_lower(arg != NULL ? arg : "", j->arg,
+					  sizeof(j->arg));
+		else
+			snprintf(j->arg, sizeof(j->arg), "%s",
+				 arg != NULL ? arg : "");
+		if (sel == SAS_ID)
+			loop_post(queue_id_parse(j->arg, &id) == 0
+				      ? sched_shard_of(id)->loop
+				      : sched->loop,
+				  sched_admin_id_done, j);
+		else if (sel == SAS_ALL)
+			loop_post(sched_shards[i]->loop, sched_admin_all, j);
+		else
+			worker_submit(sched->loop, sched_admin_walk_run,
+				      sched_admin_selected, j);
+	}
 }
 
 /* The retry a resume starts: nobody waits for its count. */
@@ -566,25 +657,97 @@ sched_admin_dest(const char *domain, char dom[256], char *err, size_t errlen)
 	return d;
 }
 
+/* A suspension or resume of one destination, for the other shards. */
+struct sched_admin_dest_change {
+	char dom[256];
+	int64_t until_ms; /* 0: resume */
+	bool respect_backoff;
+	char *reason;
+};
+
+static void sched_resume_here(struct sched_dest *d, bool respect_backoff);
+static void sched_suspend_here(struct sched_dest *d, int64_t until_ms,
+			       const char *reason);
+
+/* On another shard: the change its caller made on its own. */
+static void
+sched_admin_dest_change_run(void *arg)
+{
+	struct sched_admin_dest_change *c = arg;
+	struct sched_dest *d = sched_dest_get(c->dom);
+
+	if (d == NULL)
+		log_warnx("destination %s: out of memory %s it", c->dom,
+			  c->until_ms ? "suspending" : "resuming");
+	else if (c->until_ms == 0)
+		sched_resume_here(d, c->respect_backoff);
+	else
+		sched_suspend_here(d, c->until_ms, c->reason);
+	free(c->reason);
+	free(c);
+}
+
+/* DOM's change to every other shard (posted: before anything posted to
+ * them after it). */
+static int
+sched_admin_dest_spread(const char *dom, int64_t until_ms, bool respect_backoff,
+			const char *reason, char *err, size_t errlen)
+{
+	unsigned i;
+
+	for (i = 0; i < sched_nshards; i++) {
+		struct sched_admin_dest_change *c;
+
+		if (sched_shards[i] == sched)
+			continue;
+		if ((c = calloc(1, sizeof(*c))) == NULL ||
+		    (reason != NULL && (c->reason = strdup(reason)) == NULL)) {
+			free(c);
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		snprintf(c->dom, sizeof(c->dom), "%s", dom);
+		c->until_ms = until_ms;
+		c->respect_backoff = respect_backoff;
+		loop_post(sched_shards[i]->loop, sched_admin_dest_change_run,
+			  c);
+	}
+	return 0;
+}
+
 int
 sched_resume(const char *domain, bool respect_backoff, sched_admin_fn *cb,
 	     void *cbarg, char *err, size_t errlen)
 {
 	struct sched_dest *d;
 	char dom[256];
-	unsigned i;
 
-	if ((d = sched_admin_dest(domain, dom, err, errlen)) == NULL)
+	if ((d = sched_admin_dest(domain, dom, err, errlen)) == NULL ||
+	    sched_admin_dest_spread(dom, 0, respect_backoff, NULL, err,
+				    errlen) != 0)
 		return -1;
-	free(d->suspend_reason);
-	d->suspend_reason = NULL;
-	/* The operator's suspension; without RESPECT_BACKOFF a reply-pattern
-	 * suspension or back-off of its site as well. */
-	d->suspended_until_ms = 0;
-	d->park.until_ms = 0;
+	sched_resume_here(d, respect_backoff);
 	sched_state_suspend_forget(dom);
 	log_info("destination %s resumed by an operator%s", dom,
 		 respect_backoff ? " (a back-off of its site kept)" : "");
+	/* "Now": those waiting for their next attempt too. */
+	sched_admin(respect_backoff ? SA_DUE : SA_RETRY, SAS_DOMAIN, dom, cb,
+		    cbarg);
+	return 0;
+}
+
+/* D's operator suspension over on this shard; without RESPECT_BACKOFF a
+ * reply-pattern suspension or back-off of its site as well.  Its messages
+ * held here are due again (a paused site holds them in place). */
+static void
+sched_resume_here(struct sched_dest *d, bool respect_backoff)
+{
+	unsigned i;
+
+	free(d->suspend_reason);
+	d->suspend_reason = NULL;
+	d->suspended_until_ms = 0;
+	d->park.until_ms = 0;
 	for (i = 0; !respect_backoff && d->site != NULL && i < d->site->npaths;
 	     i++) {
 		struct sched_path *p = d->site->paths[i];
@@ -595,12 +758,7 @@ sched_resume(const char *domain, bool respect_backoff, sched_admin_fn *cb,
 		sched_limit_unpause(p, true, "resumed by an operator");
 		sched_path_kick(p);
 	}
-	/* Due again; a paused site holds them in place (respect_backoff). */
 	sched_park_release(&d->park, UINT32_MAX);
-	/* "Now": those waiting for their next attempt too. */
-	sched_admin(respect_backoff ? SA_DUE : SA_RETRY, SAS_DOMAIN, dom, cb,
-		    cbarg);
-	return 0;
 }
 
 int
@@ -608,25 +766,37 @@ sched_suspend(const char *domain, uint64_t ms, const char *reason, char *err,
 	      size_t errlen)
 {
 	struct sched_dest *d;
-	struct sched_job *job, **pp;
 	char dom[256];
-	unsigned i;
+	int64_t until_ms = util_wall_ms() + (int64_t)ms;
 
 	if (ms == 0)
 		return sched_resume(domain, false, sched_admin_resume_done,
 				    NULL, err, errlen);
-	if ((d = sched_admin_dest(domain, dom, err, errlen)) == NULL)
+	if ((d = sched_admin_dest(domain, dom, err, errlen)) == NULL ||
+	    sched_admin_dest_spread(dom, until_ms, false,
+				    reason != NULL ? reason : "", err,
+				    errlen) != 0)
 		return -1;
-	free(d->suspend_reason);
-	d->suspend_reason = NULL;
-	d->suspended_until_ms = util_wall_ms() + (int64_t)ms;
-	d->park.until_ms = d->suspended_until_ms;
-	sched_park_release(&d->park, 0); /* its timer moved to the new end */
-	d->suspend_reason = strdup(reason != NULL ? reason : "");
-	sched_state_suspend_save(dom, d->suspended_until_ms, reason);
+	sched_suspend_here(d, until_ms, reason);
+	sched_state_suspend_save(dom, until_ms, reason);
 	log_info("destination %s suspended by an operator for %" PRIu64 " s",
 		 dom, ms / 1000);
-	/* What waits on its site for this domain goes back now. */
+	return 0;
+}
+
+/* D suspended on this shard until UNTIL_MS for REASON: what waits on its
+ * site for this domain goes back now, held with the rest. */
+static void
+sched_suspend_here(struct sched_dest *d, int64_t until_ms, const char *reason)
+{
+	struct sched_job *job, **pp;
+	unsigned i;
+
+	free(d->suspend_reason);
+	d->suspend_reason = strdup(reason != NULL ? reason : "");
+	d->suspended_until_ms = until_ms;
+	d->park.until_ms = until_ms;
+	sched_park_release(&d->park, 0); /* its timer moved to the new end */
 	for (i = 0; d->site != NULL && i < d->site->npaths; i++) {
 		struct sched_path *p = d->site->paths[i];
 		struct sched_job *defer = NULL;
@@ -650,7 +820,6 @@ sched_suspend(const char *domain, uint64_t ms, const char *reason, char *err,
 			sched_job_park(job, &d->park);
 		}
 	}
-	return 0;
 }
 
 size_t

@@ -347,8 +347,12 @@ struct sched_dest {
 	uint64_t sts_gen;  /* mtasts_generation of the answer; 0: not asked */
 };
 
-/* The scheduler's state: one, defined in scheduler.c. */
+struct sched_admin_job;
+
+/* The scheduler's state: one per shard (sched_shard.c), the first
+ * defined in scheduler.c. */
 struct sched {
+	unsigned index; /* in sched_shards */
 	struct loop *loop;
 	const struct conf *conf;
 	struct queue *queue;
@@ -384,6 +388,10 @@ struct sched {
 	/* first attempts' bodies sent from memory, and bodies opened in the
 	 * queue (outpost_delivery_bodies_total{from}) */
 	uint64_t bodies_kept, bodies_read;
+	/* operators' changes applied here whose effect is not visible yet
+	 * (sched_admin.c), and whether their poll is armed */
+	struct sched_admin_job *admin_waiting;
+	bool admin_poll_armed;
 };
 
 /*
@@ -400,6 +408,28 @@ extern struct sched sched_main;
 /* sched_bind — a loop_fn: the calling thread is one of the scheduler's
  * (ARG: its state). */
 void sched_bind(void *arg);
+
+/* sched_shard.c -------------------------------------------------------- */
+
+/* The shards, by index: sched_nshards of them, the first sched_main. */
+#define SCHED_SHARDS_MAX 64
+extern struct sched *sched_shards[SCHED_SHARDS_MAX];
+extern unsigned sched_nshards;
+/* sched_shard_of — the shard that owns queue id ID, for the message's
+ * whole life.  Any thread. */
+struct sched *sched_shard_of(uint64_t id);
+/*
+ * A change spread over PARTS shards (sched_fan_new, on the caller's
+ * shard): each part answers once, through sched_fan_part (a
+ * sched_admin_fn, ARG the fan) on whatever shard it ran; CB (CBARG) hears
+ * the sum of their counts and the first error on the caller's loop, after
+ * the last part, and the fan is freed.  sched_fan_new: NULL when out of
+ * memory, CB told so at once.
+ */
+struct sched_fan;
+struct sched_fan *sched_fan_new(unsigned parts, sched_admin_fn *cb,
+				void *cbarg);
+void sched_fan_part(unsigned count, const char *err, void *arg);
 
 /* sched_dns_share — ALL (dns { }) with its max_inflight shared over the N
  * delivery loops' resolvers (at least 1 each), so the questions in flight

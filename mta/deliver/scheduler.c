@@ -976,6 +976,8 @@ sched_init(const struct sched_config *sc, char *err, size_t errlen)
 
 	memset(&sched_main, 0, sizeof(sched_main));
 	sched = &sched_main;
+	sched_shards[0] = &sched_main;
+	sched_nshards = 1;
 	l->on_start = sched_bind;
 	l->on_start_arg = &sched_main;
 	TAILQ_INIT(&sched->waiting);

@@ -613,6 +613,8 @@ control_xfer_run(struct control_session *s)
 	control_xfer_running = true;
 }
 
+static sched_export_claim_fn control_xfer_claimed;
+
 /* Delivery loop: the selection is known; claim it, then write. */
 static void
 control_xfer_claim(void *arg)
@@ -625,12 +627,27 @@ control_xfer_claim(void *arg)
 		control_xfer_end(s, false);
 		return;
 	}
-	if (sched_export_claim(x->ids, x->nids, s->sel == SAS_ALL, x->remove,
-			       &x->items, &x->nitems, &x->nbusy) != 0) {
+	sched_export_claim(x->ids, x->nids, s->sel == SAS_ALL, x->remove,
+			   control_xfer_claimed, s);
+}
+
+/* Delivery loop: the scheduler's shards have claimed (or copied) what
+ * they own of the selection. */
+static void
+control_xfer_claimed(int rc, struct sched_export_item *items, size_t n,
+		     unsigned skipped, void *arg)
+{
+	struct control_session *s = arg;
+	struct control_xfer *x = s->xfer;
+
+	if (rc != 0) {
 		control_xfer_fail(x, "out of memory");
 		control_xfer_end(s, false);
 		return;
 	}
+	x->items = items;
+	x->nitems = n;
+	x->nbusy = skipped;
 	if (x->nitems == 0) {
 		control_xfer_fail(x,
 				  "no message to export (%u selected but "

@@ -147,14 +147,17 @@ struct sched_export_item {
  * of a delivery attempt, damaged, or being removed already is not taken
  * and is counted in *SKIPPED (it stays here; export it again later).
  * Without REMOVE, a copy: every known message but damaged ones (skipped).
- * *OUT (malloc'd, *NOUT items, in id order) is the caller's.  0, or -1
- * out of memory (nothing claimed).  Delivery loop.
+ * Each shard takes its own; CB (ARG) then hears, on the caller's loop:
+ * RC 0 and OUT (malloc'd, N items, in id order: the callback's), or -1 out
+ * of memory (nothing claimed, OUT NULL).  IDS is copied.  Delivery loop.
  */
-int sched_export_claim(const uint64_t *ids, size_t n, bool all, bool remove,
-		       struct sched_export_item **out, size_t *nout,
-		       unsigned *skipped);
+typedef void sched_export_claim_fn(int rc, struct sched_export_item *out,
+				   size_t n, unsigned skipped, void *arg);
+void sched_export_claim(const uint64_t *ids, size_t n, bool all, bool remove,
+			sched_export_claim_fn *cb, void *arg);
 /* sched_export_release — the export failed: its claimed messages go back
- * as they were (held, or due at their time).  Delivery loop. */
+ * as they were (held, or due at their time), each on its shard.
+ * Delivery loop. */
 void sched_export_release(const struct sched_export_item *items, size_t n);
 /*
  * sched_export_remove — the archive holding ITEMS is on disk: remove them

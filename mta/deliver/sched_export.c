@@ -5,12 +5,15 @@
  * Owns: nothing past a call (the claim is SM_EXPORT on each message).
  * Must not: claim a message in a round (it could be delivered here and
  * by the node that imports it), or remove one before the archive's fsync
- * (the control room calls sched_export_remove only then).
- * Delivery loop thread.
+ * (the control room calls sched_export_remove only then).  Each shard
+ * claims and releases its own messages; a claim is gathered back on the
+ * caller's loop.  Delivery loops' threads.
  */
 #include <stdlib.h>
 #include <string.h>
 
+#include "mta/core/log.h"
+#include "mta/core/loop.h"
 #include "mta/core/util.h"
 #include "mta/deliver/sched_int.h"
 #include "mta/observe/evlog.h"
@@ -48,46 +51,208 @@ sched_export_take(struct sched_msg *m, bool remove,
 	return true;
 }
 
-int
-sched_export_claim(const uint64_t *ids, size_t n, bool all, bool remove,
-		   struct sched_export_item **out, size_t *nout,
-		   unsigned *skipped)
-{
+/* A claim spread over the shards, and one shard's part of it. */
+struct sched_export_claim {
+	struct loop *home;
+	sched_export_claim_fn *cb;
+	void *arg;
+	bool all, remove;
+	unsigned left; /* parts not back */
+	bool failed;
+	unsigned skipped;
 	struct sched_export_item *v;
-	struct sched_msg *m;
-	size_t k, cap = all ? sched->nmsgs : n;
+	size_t n, cap;
+};
 
-	*out = NULL;
-	*nout = 0;
-	*skipped = 0;
-	if ((v = calloc(cap > 0 ? cap : 1, sizeof(*v))) == NULL)
-		return -1;
-	if (all) {
-		for (k = 0; k < sched->ids.cap && *nout < cap; k++) {
-			if ((m = sched->ids.vals[k]) == NULL)
-				continue;
-			if (sched_export_take(m, remove, &v[*nout]))
-				(*nout)++;
-			else
-				(*skipped)++;
-		}
-	} else {
-		for (k = 0; k < n; k++) {
-			if ((m = idmap_get(&sched->ids, ids[k])) == NULL)
-				(*skipped)++;
-			else if (sched_export_take(m, remove, &v[*nout]))
-				(*nout)++;
-			else
-				(*skipped)++;
+struct sched_export_part {
+	struct sched_export_claim *c;
+	uint64_t *ids; /* this shard's (not with all) */
+	size_t nids;
+	struct sched_export_item *v;
+	size_t n;
+	unsigned skipped;
+	bool failed;
+};
+
+static void sched_export_release_here(const struct sched_export_item *items,
+				      size_t n);
+
+/* On the caller's loop: a part is back; after the last, the answer. */
+static void
+sched_export_collect(void *arg)
+{
+	struct sched_export_part *p = arg;
+	struct sched_export_claim *c = p->c;
+	struct sched_export_item *nv;
+
+	c->skipped += p->skipped;
+	if (p->failed)
+		c->failed = true;
+	else if (p->n > 0 && c->n + p->n > c->cap) {
+		if ((nv = realloc(c->v, (c->n + p->n) * sizeof(*nv))) == NULL) {
+			c->failed = true;
+			sched_export_release(p->v, p->n);
+		} else {
+			c->v = nv;
+			c->cap = c->n + p->n;
 		}
 	}
-	qsort(v, *nout, sizeof(*v), sched_export_cmp);
-	*out = v;
-	return 0;
+	if (!p->failed && c->n + p->n <= c->cap) {
+		memcpy(c->v + c->n, p->v, p->n * sizeof(*p->v));
+		c->n += p->n;
+	}
+	free(p->v);
+	free(p->ids);
+	free(p);
+	if (--c->left > 0)
+		return;
+	if (c->failed) {
+		/* Nothing claimed: what the others took goes back. */
+		if (c->remove)
+			sched_export_release(c->v, c->n);
+		free(c->v);
+		c->cb(-1, NULL, 0, 0, c->arg);
+	} else {
+		qsort(c->v, c->n, sizeof(*c->v), sched_export_cmp);
+		c->cb(0, c->v, c->n, c->skipped, c->arg);
+	}
+	free(c);
+}
+
+/* On a shard: its part of the claim. */
+static void
+sched_export_part_run(void *arg)
+{
+	struct sched_export_part *p = arg;
+	struct sched_msg *m;
+	size_t k, cap = p->c->all ? sched->nmsgs : p->nids;
+
+	if ((p->v = calloc(cap > 0 ? cap : 1, sizeof(*p->v))) == NULL) {
+		p->failed = true;
+		loop_post(p->c->home, sched_export_collect, p);
+		return;
+	}
+	if (p->c->all) {
+		for (k = 0; k < sched->ids.cap && p->n < cap; k++) {
+			if ((m = sched->ids.vals[k]) == NULL)
+				continue;
+			if (sched_export_take(m, p->c->remove, &p->v[p->n]))
+				p->n++;
+			else
+				p->skipped++;
+		}
+	} else {
+		for (k = 0; k < p->nids; k++) {
+			if ((m = idmap_get(&sched->ids, p->ids[k])) == NULL)
+				p->skipped++;
+			else if (sched_export_take(m, p->c->remove,
+						   &p->v[p->n]))
+				p->n++;
+			else
+				p->skipped++;
+		}
+	}
+	loop_post(p->c->home, sched_export_collect, p);
+}
+
+void
+sched_export_claim(const uint64_t *ids, size_t n, bool all, bool remove,
+		   sched_export_claim_fn *cb, void *arg)
+{
+	struct sched_export_part *part[SCHED_SHARDS_MAX] = { NULL };
+	struct sched_export_claim *c = calloc(1, sizeof(*c));
+	size_t k, count[SCHED_SHARDS_MAX] = { 0 };
+	unsigned i;
+
+	if (c == NULL) {
+		cb(-1, NULL, 0, 0, arg);
+		return;
+	}
+	c->home = sched->loop;
+	c->cb = cb;
+	c->arg = arg;
+	c->all = all;
+	c->remove = remove;
+	for (k = 0; !all && k < n; k++)
+		count[sched_shard_of(ids[k])->index]++;
+	/* Every shard answers (an empty part at once), so there is one. */
+	c->left = sched_nshards;
+	for (i = 0; i < sched_nshards; i++) {
+		if ((part[i] = calloc(1, sizeof(*part[i]))) == NULL ||
+		    (count[i] > 0 &&
+		     (part[i]->ids = calloc(count[i], sizeof(uint64_t))) ==
+			 NULL)) {
+			/* Nothing posted yet: nothing claimed. */
+			for (k = 0; k <= i; k++)
+				if (part[k] != NULL) {
+					free(part[k]->ids);
+					free(part[k]);
+				}
+			free(c);
+			cb(-1, NULL, 0, 0, arg);
+			return;
+		}
+		part[i]->c = c;
+	}
+	for (k = 0; !all && k < n; k++) {
+		struct sched_export_part *p =
+		    part[sched_shard_of(ids[k])->index];
+
+		p->ids[p->nids++] = ids[k];
+	}
+	for (i = 0; i < sched_nshards; i++)
+		loop_post(sched_shards[i]->loop, sched_export_part_run,
+			  part[i]);
+}
+
+/* On a shard: its part of a release. */
+struct sched_export_release {
+	struct sched_export_item *items;
+	size_t n;
+};
+
+static void
+sched_export_release_run(void *arg)
+{
+	struct sched_export_release *r = arg;
+
+	sched_export_release_here(r->items, r->n);
+	free(r->items);
+	free(r);
 }
 
 void
 sched_export_release(const struct sched_export_item *items, size_t n)
+{
+	unsigned i;
+	size_t k;
+
+	if (sched_nshards == 1) {
+		sched_export_release_here(items, n);
+		return;
+	}
+	for (i = 0; i < sched_nshards; i++) {
+		struct sched_export_release *r = calloc(1, sizeof(*r));
+
+		/* A release lost would keep messages claimed until the next
+		 * start: an invariant, not a reply. */
+		if (r == NULL ||
+		    (r->items = calloc(n > 0 ? n : 1, sizeof(*items))) == NULL)
+			panic("out of memory");
+		for (k = 0; k < n; k++)
+			if (sched_shard_of(items[k].id)->index == i)
+				r->items[r->n++] = items[k];
+		if (r->n == 0) {
+			free(r->items);
+			free(r);
+			continue;
+		}
+		loop_post(sched_shards[i]->loop, sched_export_release_run, r);
+	}
+}
+
+static void
+sched_export_release_here(const struct sched_export_item *items, size_t n)
 {
 	struct sched_msg *m;
 	size_t k;

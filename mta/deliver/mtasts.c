@@ -629,7 +629,8 @@ mtasts_fetched(const struct https_response *r, void *arg)
 	}
 	memcpy(pol.id, e->txt_id, sizeof(pol.id));
 	if (!e->have || strcmp(e->pol.id, pol.id) != 0)
-		ms.generation++; /* answers given before are out of date */
+		/* answers given before are out of date (shards read it) */
+		__atomic_add_fetch(&ms.generation, 1, __ATOMIC_RELAXED);
 	pol.fetched_ms = now;
 	pol.expires_ms = now + (int64_t)pol.max_age_s * 1000;
 	mtasts_policy_clear(&e->pol);
@@ -902,7 +903,7 @@ mtasts_peek(const char *domain)
 uint64_t
 mtasts_generation(void)
 {
-	return ms.generation;
+	return __atomic_load_n(&ms.generation, __ATOMIC_RELAXED);
 }
 
 static bool

@@ -134,7 +134,7 @@ const struct mtasts_policy *mtasts_peek(const char *domain);
 
 /* mtasts_generation — a number (never 0) that changes whenever a fetch
  * brought a policy other than the one cached (a new id): whoever keeps an
- * answer asks again when it has changed.  On the loop. */
+ * answer asks again when it has changed.  Any thread. */
 uint64_t mtasts_generation(void);
 
 /* mtasts_note_result — one transaction under TLS policy POLICY ("mta-sts"

@@ -23,8 +23,11 @@
 #include "mta/deliver/sched_int.h"
 #include "mta/deliver/tlsrpt.h"
 
-/* The loops made here: sched->cloops[i].loop for i >= 1. */
+/* The loops made here (conn_all[i].loop for i >= 1), and every delivery
+ * loop's record, loop 0's first: one brain's cloops, or one to a shard. */
 static struct loop *conn_loops;
+static struct sched_cloop *conn_all;
+static unsigned conn_nall;
 
 static bool
 conn_is_remote(const struct sched_conn *cn)
@@ -502,22 +505,22 @@ sched_dns_share(const struct dns_config *all, unsigned n,
 }
 
 int
-sched_conn_init(const struct sched_config *sc, unsigned n, char *err,
-		size_t errlen)
+sched_conn_init(const struct sched_config *sc, unsigned n, bool sharded,
+		char *err, size_t errlen)
 {
 	struct dns_config dc;
 	unsigned i;
 
 	if (n == 0)
 		n = 1;
-	sched->cloops = calloc(n, sizeof(*sched->cloops));
+	conn_all = calloc(n, sizeof(*conn_all));
 	conn_loops = n > 1 ? calloc(n - 1, sizeof(*conn_loops)) : NULL;
-	if (sched->cloops == NULL || (n > 1 && conn_loops == NULL)) {
+	if (conn_all == NULL || (n > 1 && conn_loops == NULL)) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
 	for (i = 0; i < n; i++) {
-		struct sched_cloop *cl = &sched->cloops[i];
+		struct sched_cloop *cl = &conn_all[i];
 
 		if (i == 0) {
 			cl->loop = sc->loop;
@@ -529,7 +532,7 @@ sched_conn_init(const struct sched_config *sc, unsigned n, char *err,
 					 "cannot create delivery loop %u", i);
 				return -1;
 			}
-			sched->ncloops = i + 1; /* made: freed by _free */
+			conn_nall = i + 1; /* made: freed by _free */
 			cl->down = conn_outbox_new(sc->loop, cl->loop);
 			cl->up = conn_outbox_new(cl->loop, sc->loop);
 			if (cl->down == NULL || cl->up == NULL) {
@@ -538,15 +541,20 @@ sched_conn_init(const struct sched_config *sc, unsigned n, char *err,
 			}
 			(void)snprintf(cl->loop->name, sizeof(cl->loop->name),
 				       "deliver%u", i % 100u); /* i < 64 */
-			/* its callbacks post to loop 0 through sched */
-			cl->loop->on_start = sched_bind;
-			cl->loop->on_start_arg = sched;
-			/* Its clients resolve MX hosts' addresses here. */
+			/* Its clients resolve MX hosts' addresses here (and,
+			 * a shard, its destinations' MX). */
 			if (sc->dns != NULL)
 				sched_dns_share(sc->dns, n, &dc);
 			if (sc->dns != NULL &&
 			    (cl->env.dns = dns_resolver_new(
 				 cl->loop->base, &dc, err, errlen)) == NULL)
+				return -1;
+			/* A shard of its own, or loop 0's connections: its
+			 * callbacks post back through sched. */
+			if (!sharded) {
+				cl->loop->on_start = sched_bind;
+				cl->loop->on_start_arg = sched;
+			} else if (sched_shard_new(cl, sc, err, errlen) != 0)
 				return -1;
 		}
 		cl->env.base = cl->loop->base;
@@ -554,7 +562,11 @@ sched_conn_init(const struct sched_config *sc, unsigned n, char *err,
 		cl->env.loopback_only = sc->loopback_only;
 		conn_env_set(&cl->env, sc->conf);
 	}
-	sched->ncloops = n;
+	conn_nall = n;
+	sched->cloops = conn_all;
+	sched->ncloops = sharded ? 1 : n;
+	if (sharded)
+		log_info("delivery: the scheduler in %u shards, one a loop", n);
 	return 0;
 }
 
@@ -563,8 +575,8 @@ sched_loops_start(void)
 {
 	unsigned i;
 
-	for (i = 1; i < sched->ncloops; i++)
-		if (loop_start(sched->cloops[i].loop) != 0)
+	for (i = 1; i < conn_nall; i++)
+		if (loop_start(conn_all[i].loop) != 0)
 			return -1;
 	return 0;
 }
@@ -575,17 +587,21 @@ sched_loops_stop(void)
 	unsigned i;
 
 	/* What loop 0 gathered in its last turn (connections to free). */
-	for (i = 1; i < sched->ncloops; i++)
-		conn_outbox_flush(sched->cloops[i].down);
-	for (i = 1; i < sched->ncloops; i++)
-		loop_stop(sched->cloops[i].loop);
-	for (i = 1; i < sched->ncloops; i++) {
-		loop_join(sched->cloops[i].loop);
-		loop_flush(sched->cloops[i].loop);
+	for (i = 1; i < conn_nall; i++)
+		conn_outbox_flush(conn_all[i].down);
+	for (i = 1; i < conn_nall; i++)
+		loop_stop(conn_all[i].loop);
+	for (i = 1; i < conn_nall; i++) {
+		loop_join(conn_all[i].loop);
+		/* Its last jobs run here as its own thread would run them:
+		 * with its shard's state (a shard of its own, or loop 0's). */
+		sched = sched_shard_of_loop(conn_all[i].loop);
+		loop_flush(conn_all[i].loop);
+		sched = &sched_main;
 		/* Nothing is left for loop 0 (it ended after every closed
 		 * report); whatever is goes to its mailbox, run by main's
 		 * loop_flush before sched_free. */
-		conn_outbox_flush(sched->cloops[i].up);
+		conn_outbox_flush(conn_all[i].up);
 	}
 }
 
@@ -595,28 +611,28 @@ sched_conn_free(void)
 	uint64_t dm = 0, dp = 0, um = 0, up = 0;
 	unsigned i;
 
-	for (i = 1; i < sched->ncloops; i++) {
-		dm += sched->cloops[i].down ? sched->cloops[i].down->nmsgs : 0;
-		dp += sched->cloops[i].down ? sched->cloops[i].down->nposts : 0;
-		um += sched->cloops[i].up ? sched->cloops[i].up->nmsgs : 0;
-		up += sched->cloops[i].up ? sched->cloops[i].up->nposts : 0;
+	for (i = 1; i < conn_nall; i++) {
+		dm += conn_all[i].down ? conn_all[i].down->nmsgs : 0;
+		dp += conn_all[i].down ? conn_all[i].down->nposts : 0;
+		um += conn_all[i].up ? conn_all[i].up->nmsgs : 0;
+		up += conn_all[i].up ? conn_all[i].up->nposts : 0;
 	}
 	/* How well the hand-off batched (a benchmark's figure). */
-	if (sched->ncloops > 1)
+	if (conn_nall > 1 && sched_nshards == 1)
 		log_info("delivery: %u loops; hand-offs to the connection "
 			 "loops: %" PRIu64 " in %" PRIu64
 			 " posts; back: %" PRIu64 " in %" PRIu64 " posts",
-			 sched->ncloops, dm, dp, um, up);
-	for (i = 1; i < sched->ncloops; i++) {
-		conn_outbox_free(sched->cloops[i].down);
-		conn_outbox_free(sched->cloops[i].up);
-		if (sched->cloops[i].env.dns != NULL)
-			dns_resolver_free(sched->cloops[i].env.dns);
-		loop_free(sched->cloops[i].loop);
+			 conn_nall, dm, dp, um, up);
+	for (i = 1; i < conn_nall; i++) {
+		conn_outbox_free(conn_all[i].down);
+		conn_outbox_free(conn_all[i].up);
+		if (conn_all[i].env.dns != NULL)
+			dns_resolver_free(conn_all[i].env.dns);
+		loop_free(conn_all[i].loop);
 	}
-	free(sched->cloops);
+	free(conn_all);
 	free(conn_loops);
-	sched->cloops = NULL;
-	sched->ncloops = 0;
+	conn_all = NULL;
+	conn_nall = 0;
 	conn_loops = NULL;
 }

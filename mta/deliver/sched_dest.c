@@ -414,8 +414,8 @@ sched_dest_resolve(struct sched_dest *d)
 {
 	if (d->cfg->mta_sts && d->cfg->tls != CONF_TLSP_NONE) {
 		d->state = DEST_POLICY;
-		d->sts_q = mtasts_get(d->ace ? d->ace : d->domain,
-				      sched_dest_sts_cb, d);
+		d->sts_q = sched_sts_get(d->ace ? d->ace : d->domain,
+					 sched_dest_sts_cb, d);
 		if (d->sts_q != NULL)
 			return;
 		log_warnx("destination %s: out of memory for its MTA-STS "

@@ -274,6 +274,7 @@ struct sched_path {
 	unsigned conn_failures; /* consecutive */
 	bool suspended;         /* by a reply pattern */
 	bool paused;            /* a pause was announced (logged) */
+	bool pause_quiet;       /* it was another shard's: it said it */
 	struct sched_park park; /* messages waiting out the pause, or for
 				   room in the line (SCHED_LINE_SECONDS) */
 	/* jobs done since rate_ms; the last full window's rate (a second;
@@ -305,6 +306,9 @@ struct sched_path {
 	bool rate_asking;
 	unsigned rate_tokens;
 	int64_t rate_wait_ms;
+	/* its limits as every shard sees them (sched_share.c), or NULL with
+	 * one shard */
+	struct sched_share *share;
 	/* Waiting for a slot under delivery.max_connections (sched->waiting),
 	 * and holding idle connections (sched->idlers): scheduler.c. */
 	TAILQ_ENTRY(sched_path) wait_link, idle_link;
@@ -338,7 +342,7 @@ struct sched_dest {
 	/* its MTA-STS policy as of the last resolution (mode MTASTS_NONE:
 	 * none in force), what went wrong getting it, and whether no MX
 	 * host matched it (enforce: DEST_FAILED) */
-	struct mtasts_query *sts_q;
+	struct sched_sts *sts_q;
 	struct mtasts_policy sts;
 	enum mtasts_fail sts_fail;
 	bool sts_nomatch;
@@ -348,6 +352,19 @@ struct sched_dest {
 };
 
 struct sched_admin_job;
+
+/* A shard's gauges as of its last second (sched_metrics.c), under its
+ * gauge_mu: loop 0's composes every shard's into the exposition text. */
+struct sched_snap {
+	uint64_t waiting, active, held, corrupt, corrupt_total;
+	uint64_t nconn, bodies_kept, bodies_read;
+	uint64_t oldest_id; /* its oldest message, 0: none */
+	/* connections by destination (a site's first MX host) and by pool,
+	 * the labels its own (malloc'd) */
+	struct metrics_gauge *conns, *pools;
+	size_t nconns, npools;
+	struct dns_stats dns; /* its resolver's (a shard's own) */
+};
 
 /* The scheduler's state: one per shard (sched_shard.c), the first
  * defined in scheduler.c. */
@@ -383,7 +400,7 @@ struct sched {
 	struct sched_msg *active; /* messages in a round (with r) */
 	unsigned nactive, nloading;
 	/* bytes of kept bodies, and of those on their way to the brain
-	 * (SCHED_BODY_KEEP_TOTAL); any thread */
+	 * (SCHED_BODY_KEEP_TOTAL); any thread, sched_main's for all shards */
 	_Atomic size_t body_kept;
 	/* first attempts' bodies sent from memory, and bodies opened in the
 	 * queue (outpost_delivery_bodies_total{from}) */
@@ -392,6 +409,18 @@ struct sched {
 	 * (sched_admin.c), and whether their poll is armed */
 	struct sched_admin_job *admin_waiting;
 	bool admin_poll_armed;
+	/* back-offs read at start-up until their paths exist
+	 * (sched_state.c: "site\npool" -> pause), once read */
+	struct htab state_pending;
+	bool state_ready;
+	/* the start-up load's place in the schedule index, and the messages
+	 * it found for this shard (scheduler.c) */
+	struct queue_sched_pos load_pos;
+	uint64_t load_n;
+	/* stopping, and nothing left in flight here (sched_maybe_stop) */
+	bool stopped;
+	struct sched_snap snap; /* under gauge_mu */
+	uint64_t oldest_id;     /* its oldest message in memory, 0: unknown */
 };
 
 /*
@@ -418,6 +447,79 @@ extern unsigned sched_nshards;
 /* sched_shard_of — the shard that owns queue id ID, for the message's
  * whole life.  Any thread. */
 struct sched *sched_shard_of(uint64_t id);
+/* sched_shard_of_loop — the shard that runs on L (loop 0's when L holds
+ * only its connections). */
+struct sched *sched_shard_of_loop(const struct loop *l);
+/* sched_shard_init — S empty, on loop L (its timers there, its threads
+ * bound to it as L starts), next in the table.  0, or -1 with ERR.  Main
+ * thread (scheduler.c). */
+int sched_shard_init(struct sched *s, struct loop *l,
+		     const struct sched_config *sc, char *err, size_t errlen);
+/* sched_shard_new — a shard of its own for delivery loop CL (its loop and
+ * resolver), freed by sched_free.  0, or -1 with ERR.  Main thread. */
+int sched_shard_new(struct sched_cloop *cl, const struct sched_config *sc,
+		    char *err, size_t errlen);
+/*
+ * MTA-STS from any shard: mtasts.h lives on loop 0, so a shard elsewhere
+ * asks through it and hears the answer on its own loop (the policy copied
+ * for the call).  sched_sts_get: as mtasts_get; sched_sts_cancel: as
+ * mtasts_cancel (Q pending).  sched_sts_stop: at shutdown, on loop 0
+ * (mtasts_stop: asks on their way get no answer); sched_sts_free: main,
+ * after the loops (what no answer came back for).
+ */
+struct sched_sts;
+struct sched_sts *sched_sts_get(const char *domain, mtasts_cb *cb, void *arg);
+void sched_sts_cancel(struct sched_sts *q);
+void sched_sts_stop(void);
+void sched_sts_free(void);
+
+/* sched_share.c -------------------------------------------------------- */
+
+/*
+ * A path's limits as every shard sees them (its "may I send"): the
+ * connections open to it from all shards, and its rate's spacing, under
+ * one lock held for a check.  A shard turned away at the limit is kicked
+ * (its path of that name) when a connection of another ends.  Only with
+ * more than one shard.  Any shard's thread.
+ */
+struct sched_share;
+/* sched_share_get — the record of P's name (made if new), or NULL when
+ * out of memory (P then keeps to its own counts). */
+struct sched_share *sched_share_get(const struct sched_path *p);
+/* sched_share_conn_take — one more connection for S under LIMIT: true,
+ * or false (the calling shard is kicked when one ends). */
+bool sched_share_conn_take(struct sched_share *s, unsigned limit);
+/* sched_share_conn_give — one of S's connections has ended. */
+void sched_share_conn_give(struct sched_share *s);
+/* sched_share_nconn — S's connections from every shard. */
+unsigned sched_share_nconn(const struct sched_share *s);
+/* sched_share_wanted — does another shard wait for one of S's? */
+bool sched_share_wanted(const struct sched_share *s);
+/* sched_share_slot_take / _give — delivery.max_connections (MAX) over
+ * every shard: one more connection at all, or one ended; a shard turned
+ * away is kicked (sched_slots_kick) when one ends. */
+bool sched_share_slot_take(unsigned max);
+void sched_share_slot_give(void);
+/* sched_share_slot_wanted — does another shard wait for a slot? */
+bool sched_share_slot_wanted(void);
+/* sched_share_rate — S's spacing times (next message per minute, hour,
+ * day) under its lock: FN(TIMES, ARG) reads or moves them. */
+void sched_share_rate(struct sched_share *s,
+		      void (*fn)(int64_t times[3], void *arg), void *arg);
+/* sched_share_throttle — a shard took S's path a step down, to LEVEL
+ * until UNTIL_MS: every other shard's path of that name follows, and one
+ * made later (sched_share_throttle_get). */
+void sched_share_throttle(struct sched_share *s, unsigned level,
+			  int64_t until_ms);
+bool sched_share_throttle_get(struct sched_share *s, unsigned *level,
+			      int64_t *until_ms);
+/* sched_share_pause — a shard paused P (its share's path): every other
+ * shard's path of that name follows (sched_limit_pause_follow), and one
+ * made later (sched_share_pause_adopt, on P just made). */
+void sched_share_pause(const struct sched_path *p);
+void sched_share_pause_adopt(struct sched_path *p);
+/* sched_share_free — every record (main, after the loops). */
+void sched_share_free(void);
 /*
  * A change spread over PARTS shards (sched_fan_new, on the caller's
  * shard): each part answers once, through sched_fan_part (a
@@ -452,6 +554,16 @@ struct sched_path *sched_path_get(struct sched_site *site,
 /* sched_path_key — P's name in the cluster (cluster.h): its pool and its
  * MX set, the same on every node with the same DNS and configuration. */
 void sched_path_key(const struct sched_path *p, char *buf, size_t len);
+/* sched_path_find — this shard's path named KEY (sched_path_key), or
+ * NULL. */
+struct sched_path *sched_path_find(const char *key);
+/* sched_path_yield — another shard waits for a connection of the path
+ * named KEY (NULL: for any slot): this shard's longest idle one of it (of
+ * any path) goes. */
+void sched_path_yield(const char *key);
+/* sched_slots_kick — a slot under delivery.max_connections ended: the
+ * paths that waited for one, in turn, while slots last. */
+void sched_slots_kick(void);
 /* sched_path_pop — the first job waiting on P, taken off; NULL if none. */
 struct sched_job *sched_path_pop(struct sched_path *p);
 /* sched_path_trim — P's limits went down: its idle connections past them
@@ -479,9 +591,12 @@ void sched_dest_reconf(void);
 
 /* sched_conn_init — the delivery loops: loop 0 (SC->loop) and N - 1 more,
  * each with its resolver; every client gets SC's SSL_CTX and the
- * delivery timeouts of C.  0, or -1 with err.  Main thread. */
-int sched_conn_init(const struct sched_config *sc, unsigned n, char *err,
-		    size_t errlen);
+ * delivery timeouts of C.  SHARDED: each loop past 0 gets a shard of the
+ * scheduler of its own (sched_shard_new), and every shard keeps its
+ * connections on its own loop; else loop 0's scheduler spreads its
+ * connections over them all.  0, or -1 with err.  Main thread. */
+int sched_conn_init(const struct sched_config *sc, unsigned n, bool sharded,
+		    char *err, size_t errlen);
 /* sched_conn_reconf — the delivery timeouts of DL for new waits, on every
  * loop (each takes them on its own thread). */
 void sched_conn_reconf(const struct conf *c);
@@ -618,6 +733,12 @@ void sched_limit_suspend(struct sched_path *p, uint64_t ms, const char *why);
  * once, and its held messages go again, ALL of them or a few to probe
  * (as many as its connections). */
 void sched_limit_unpause(struct sched_path *p, bool all, const char *why);
+/* sched_limit_pause_follow — another shard paused the path P has the
+ * name of until UNTIL_MS (back-off LEVEL, or SUSPENDED by a reply
+ * pattern) for WHY: P holds its messages in place until then too,
+ * without a word (the other said it). */
+void sched_limit_pause_follow(struct sched_path *p, int64_t until_ms,
+			      unsigned level, bool suspended, const char *why);
 /* sched_limit_timer_cb — P's timer (ARG): a pause or a rate wait is over. */
 void sched_limit_timer_cb(evutil_socket_t fd, short what, void *arg);
 /* sched_limit_sweep — once a second at NOW: a pause past its end with no
@@ -626,10 +747,11 @@ void sched_limit_sweep(int64_t now);
 /* sched_limit_throttle — a reply of one of P's throttle_on categories:
  * one step down (at most one a minute), said once per step. */
 void sched_limit_throttle(struct sched_path *p, const char *why);
-/* sched_limit_throttle_adopt — another node took P to LEVEL, for
- * REMAIN_MS more: P follows if that is deeper or lasts longer. */
+/* sched_limit_throttle_adopt — another node (FROM_CLUSTER: logged) or
+ * another shard took P to LEVEL, for REMAIN_MS more: P follows if that is
+ * deeper or lasts longer. */
 void sched_limit_throttle_adopt(struct sched_path *p, unsigned level,
-				int64_t remain_ms);
+				int64_t remain_ms, bool from_cluster);
 /* sched_limit_throttle_level — P's steps down at NOW (steps whose time
  * is over given back). */
 unsigned sched_limit_throttle_level(const struct sched_path *p, int64_t now);
@@ -702,6 +824,8 @@ void sched_metrics_final(const struct sched_msg *m, const char *addr,
 #define SCHED_METRICS_USER_DSN "_dsn"
 void sched_metrics_user_label(const char *user, bool dsn,
 			      char out[METRICS_LABEL_MAX]);
+/* sched_metrics_shard_free — this shard's snapshot (at stop). */
+void sched_metrics_shard_free(void);
 /* sched_metrics_free — the counter tables (at stop). */
 void sched_metrics_free(void);
 

@@ -77,8 +77,7 @@ sched_limit_unpause(struct sched_path *p, bool all, const char *why)
 {
 	uint32_t few = sched_limit_conns(p);
 
-	if (p->paused) {
-		p->paused = false;
+	if (p->paused && !p->pause_quiet) {
 		sched_state_path_forget(p);
 		log_info("destination %s resumed (%s); %u message(s) held for "
 			 "it go again%s",
@@ -86,6 +85,8 @@ sched_limit_unpause(struct sched_path *p, bool all, const char *why)
 			 all ? "" : ", a few first");
 		sched_limit_event(p, false, why, (int)p->park.n);
 	}
+	p->paused = false;
+	p->pause_quiet = false;
 	/* The few may never reach the path (expired, deleted, their MX
 	 * lookup failed): the rest go anyway after another pause's time,
 	 * unless a new pause comes first. */
@@ -114,6 +115,7 @@ sched_limit_backoff(struct sched_path *p, const char *why)
 		pause = cfg->backoff_max_ms;
 	p->paused_until_ms = util_wall_ms() + (int64_t)pause;
 	p->paused = true;
+	p->pause_quiet = false;
 	p->park.until_ms = 0; /* held until this pause is over */
 	snprintf(p->last_error, sizeof(p->last_error), "%s", why);
 	log_info("destination %s backed off for %" PRIu64 " s (level %u): %s",
@@ -129,6 +131,8 @@ sched_limit_backoff(struct sched_path *p, const char *why)
 	 * reported with no kick after it would otherwise hold P (and all
 	 * that is parked on it) until something else happened to it. */
 	sched_timer_ms(p->timer, (int64_t)pause);
+	if (p->share != NULL)
+		sched_share_pause(p);
 }
 
 void
@@ -139,6 +143,7 @@ sched_limit_suspend(struct sched_path *p, uint64_t ms, const char *why)
 	p->suspended = true;
 	p->paused_until_ms = util_wall_ms() + (int64_t)ms;
 	p->paused = true;
+	p->pause_quiet = false;
 	p->park.until_ms = 0;
 	snprintf(p->last_error, sizeof(p->last_error), "%s", why);
 	log_info("destination %s suspended for %" PRIu64 " s: reply matched a "
@@ -153,6 +158,30 @@ sched_limit_suspend(struct sched_path *p, uint64_t ms, const char *why)
 	sched_state_path_save(p);
 	sched_limit_defer_queue(p);
 	sched_timer_ms(p->timer, (int64_t)ms);
+	if (p->share != NULL)
+		sched_share_pause(p);
+}
+
+void
+sched_limit_pause_follow(struct sched_path *p, int64_t until_ms, unsigned level,
+			 bool suspended, const char *why)
+{
+	int64_t now = util_wall_ms();
+
+	if (until_ms <= now || p->paused_until_ms >= until_ms)
+		return;
+	p->paused_until_ms = until_ms;
+	if (level > p->backoff_level)
+		p->backoff_level = level;
+	p->suspended = suspended;
+	if (!p->paused) {
+		p->paused = true;
+		p->pause_quiet = true;
+	}
+	p->park.until_ms = 0;
+	snprintf(p->last_error, sizeof(p->last_error), "%s", why);
+	sched_limit_defer_queue(p);
+	sched_timer_ms(p->timer, until_ms - now);
 }
 
 void
@@ -259,6 +288,8 @@ sched_limit_throttle(struct sched_path *p, const char *why)
 		cluster_throttle_push(key, level,
 				      (int64_t)cfg->throttle_for_ms);
 	}
+	if (p->share != NULL)
+		sched_share_throttle(p->share, level, p->throttle_until_ms);
 	log_warnx(
 	    "destination %s: throttled, step %u of %u: %u "
 	    "connection(s)%s for %llu s, then a step back every %llu s: "
@@ -275,7 +306,7 @@ sched_limit_throttle(struct sched_path *p, const char *why)
 
 void
 sched_limit_throttle_adopt(struct sched_path *p, unsigned level,
-			   int64_t remain_ms)
+			   int64_t remain_ms, bool from_cluster)
 {
 	const struct conf_destination *cfg = p->cfg;
 	int64_t now = util_wall_ms();
@@ -297,10 +328,11 @@ sched_limit_throttle_adopt(struct sched_path *p, unsigned level,
 		return; /* the same step, lasting longer */
 	}
 	p->throttle_level = level;
-	log_warnx("destination %s: throttled by another node of the cluster, "
-		  "step %u of %u: %u connection(s) for %lld s",
-		  p->site->key, level, cfg->throttle_max_steps,
-		  sched_limit_conns(p), (long long)(remain_ms / 1000));
+	if (from_cluster)
+		log_warnx("destination %s: throttled by another node of the "
+			  "cluster, step %u of %u: %u connection(s) for %lld s",
+			  p->site->key, level, cfg->throttle_max_steps,
+			  sched_limit_conns(p), (long long)(remain_ms / 1000));
 	sched_path_trim(p);
 }
 
@@ -441,6 +473,37 @@ sched_limit_rate_shared(struct sched_path *p, int64_t now, int64_t *when)
 	return 0;
 }
 
+/* A rate check or step on a path's shared spacing (sched_share_rate):
+ * at NOW, the latest time not come yet (WHEN), or IV moved on. */
+struct sched_limit_rate_q {
+	int64_t now;
+	int64_t when;
+	const unsigned *iv;
+};
+
+static void sched_limit_space(int64_t *next, int64_t now, unsigned iv);
+
+static void
+sched_limit_rate_check(int64_t times[3], void *arg)
+{
+	struct sched_limit_rate_q *q = arg;
+	unsigned i;
+
+	for (i = 0; i < 3; i++)
+		if (times[i] > q->now && q->when == 0)
+			q->when = times[i];
+}
+
+static void
+sched_limit_rate_step(int64_t times[3], void *arg)
+{
+	struct sched_limit_rate_q *q = arg;
+	unsigned i;
+
+	for (i = 0; i < 3; i++)
+		sched_limit_space(&times[i], q->now, q->iv[i]);
+}
+
 /* May P send one more message now (rate limits)?  If not, when. */
 bool
 sched_limit_rate_ok(struct sched_path *p, int64_t now, int64_t *when)
@@ -454,6 +517,17 @@ sched_limit_rate_ok(struct sched_path *p, int64_t now, int64_t *when)
 		return true;
 	if (cluster_on() && (rc = sched_limit_rate_shared(p, now, when)) >= 0)
 		return rc == 1;
+	if (p->share != NULL) {
+		/* Every shard's messages to it, spaced as one. */
+		struct sched_limit_rate_q q = { now, 0, NULL };
+
+		sched_share_rate(p->share, sched_limit_rate_check, &q);
+		if (q.when > now) {
+			*when = q.when;
+			return false;
+		}
+		return true;
+	}
 	if (p->next_send_ms > now) {
 		*when = p->next_send_ms;
 		return false;
@@ -490,6 +564,12 @@ sched_limit_rate_take(struct sched_path *p, int64_t now)
 	/* Smooth spacing: N per minute is one every 60/N s; a warm-up's
 	 * budget spreads over the day the same way. */
 	sched_limit_intervals(p, now, true, iv);
+	if (p->share != NULL) {
+		struct sched_limit_rate_q q = { now, 0, iv };
+
+		sched_share_rate(p->share, sched_limit_rate_step, &q);
+		return;
+	}
 	sched_limit_space(&p->next_send_ms, now, iv[0]);
 	sched_limit_space(&p->next_send_hour_ms, now, iv[1]);
 	sched_limit_space(&p->next_send_day_ms, now, iv[2]);

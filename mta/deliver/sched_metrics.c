@@ -5,9 +5,10 @@
  * destination, pool and user: sched_scan.c), rendered as text
  * once a second for scrapes on the main thread; sched_totals_get.
  *
- * Owns: the counter tables (SM), the snapshot (sched->gauges, gauge_mu).
- * Delivery loop thread, but for sched_metrics_text (any).  Must not: put
- * an address in a label (metrics_user_label); take a lock when counting.
+ * Owns: the counter tables (SM, every shard's counts, under SM.mu), the
+ * snapshot (sched->gauges, gauge_mu).  Delivery loops' threads, but for
+ * sched_metrics_text (any).  Must not: put an address in a label
+ * (metrics_user_label); hold SM.mu longer than a count (three adds).
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -59,12 +60,12 @@ static const char *const sched_metrics_reasons[NREASONS] = {
 
 /* The tables, made on first use with the configuration's N. */
 static struct {
+	pthread_mutex_t mu;
 	struct metrics_top *dest, *pool, *user;
 	char user_of[METRICS_LABEL_MAX];    /* the last user name seen … */
 	char user_label[METRICS_LABEL_MAX]; /* … and its label */
 	bool user_set, user_null;
-	uint64_t oldest_id; /* the oldest message in memory, 0: unknown */
-} SM;
+} SM = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 /* The reason class of a deferral, from what outcome_classify() saw. */
 static unsigned
@@ -124,8 +125,10 @@ sched_metrics_count(const struct sched_msg *m, const char *domain, unsigned col,
 		    unsigned reason)
 {
 	const char *pool = m->r->pool != NULL ? m->r->pool->name : "default";
-	const char *user = sched_metrics_user(m);
+	const char *user;
 
+	pthread_mutex_lock(&SM.mu);
+	user = sched_metrics_user(m);
 	if (SM.dest == NULL) {
 		const struct conf_metrics *c = &sched->conf->metrics;
 
@@ -141,6 +144,7 @@ sched_metrics_count(const struct sched_msg *m, const char *domain, unsigned col,
 		metrics_top_add(SM.pool, pool, reason, 1);
 		metrics_top_add(SM.user, user, reason, 1);
 	}
+	pthread_mutex_unlock(&SM.mu);
 }
 
 void
@@ -177,9 +181,13 @@ unsigned
 sched_metrics_user_forget(const char *user)
 {
 	char label[METRICS_LABEL_MAX];
+	unsigned n;
 
 	sched_metrics_user_label(user, false, label);
-	return (unsigned)metrics_top_forget(SM.user, label);
+	pthread_mutex_lock(&SM.mu);
+	n = (unsigned)metrics_top_forget(SM.user, label);
+	pthread_mutex_unlock(&SM.mu);
+	return n;
 }
 
 void
@@ -200,17 +208,18 @@ sched_metrics_oldest(void)
 {
 	size_t i;
 
-	if (SM.oldest_id != 0 && idmap_get(&sched->ids, SM.oldest_id) != NULL)
-		return SM.oldest_id;
-	SM.oldest_id = 0;
+	if (sched->oldest_id != 0 &&
+	    idmap_get(&sched->ids, sched->oldest_id) != NULL)
+		return sched->oldest_id;
+	sched->oldest_id = 0;
 	for (i = 0; i < sched->ids.cap; i++) {
 		uint64_t k = sched->ids.keys[i];
 
 		if (k != 0 && k != UINT64_MAX &&
-		    (SM.oldest_id == 0 || k < SM.oldest_id))
-			SM.oldest_id = k;
+		    (sched->oldest_id == 0 || k < sched->oldest_id))
+			sched->oldest_id = k;
 	}
-	return SM.oldest_id;
+	return sched->oldest_id;
 }
 
 /* The counter families of one table (LABEL: its label name). */
@@ -239,20 +248,20 @@ sched_metrics_counters(struct metrics_text *t, struct metrics_top *top,
 }
 
 /* The connection gauges by destination (a site, named by its first MX
- * host as its connections are) and by pool.  What is queued for each is
- * the queue scan's (sched_scan.c). */
+ * host as its connections are) and by pool, of this shard, into SN (the
+ * labels copied: another thread reads them).  What is queued for each
+ * is the queue scan's (sched_scan.c). */
 static void
-sched_metrics_dest_gauges(struct metrics_text *t, unsigned top)
+sched_metrics_dest_snap(struct sched_snap *sn)
 {
-	size_t n = sched->sites.n, nc = 0, np = 0, it;
-	struct metrics_gauge *conns = calloc(n + 1, sizeof(*conns));
-	struct metrics_gauge *pools = calloc(n + 1, sizeof(*pools));
+	size_t n = sched->sites.n, it, j;
 	struct htab_entry *e;
 	unsigned i;
-	size_t j;
 
-	if (conns == NULL || pools == NULL)
-		goto done;
+	sn->conns = calloc(n + 1, sizeof(*sn->conns));
+	sn->pools = calloc(n + 1, sizeof(*sn->pools));
+	if (sn->conns == NULL || sn->pools == NULL)
+		return;
 	for (e = htab_first(&sched->sites, &it); e != NULL;
 	     e = htab_next(&sched->sites, e, &it)) {
 		struct sched_site *st = e->value;
@@ -265,28 +274,79 @@ sched_metrics_dest_gauges(struct metrics_text *t, unsigned top)
 			const char *pn = p->pool ? p->pool->name : "default";
 
 			c += p->nconn;
-			for (j = 0; j < np && strcmp(pools[j].label, pn); j++)
+			for (j = 0;
+			     j < sn->npools && strcmp(sn->pools[j].label, pn);
+			     j++)
 				;
-			if (j == np && np < n)
-				pools[np++].label = pn;
-			if (j < np)
-				pools[j].value += p->nconn;
+			if (j == sn->npools && sn->npools < n &&
+			    (sn->pools[j].label = strdup(pn)) != NULL)
+				sn->npools++;
+			if (j < sn->npools)
+				sn->pools[j].value += p->nconn;
 		}
-		if (c > 0)
-			conns[nc++] =
-			    (struct metrics_gauge){ st->hosts[0].name, c };
+		if (c > 0 && (sn->conns[sn->nconns].label =
+				  strdup(st->hosts[0].name)) != NULL)
+			sn->conns[sn->nconns++].value = c;
 	}
-	metrics_top_gauges(
-	    t, "outpost_destination_connections",
-	    "Outbound connections open, by destination (the first MX "
-	    "host of a site); the top N, the rest under \"_other\".",
-	    "destination", conns, nc, top, false);
-	metrics_top_gauges(t, "outpost_pool_connections",
-			   "Outbound connections open, by source pool.", "pool",
-			   pools, np, top, false);
-done:
-	free(conns);
-	free(pools);
+}
+
+static void
+sched_snap_clear(struct sched_snap *sn)
+{
+	size_t i;
+
+	for (i = 0; sn->conns != NULL && i < sn->nconns; i++)
+		free((char *)sn->conns[i].label);
+	for (i = 0; sn->pools != NULL && i < sn->npools; i++)
+		free((char *)sn->pools[i].label);
+	free(sn->conns);
+	free(sn->pools);
+	memset(sn, 0, sizeof(*sn));
+}
+
+/* FROM's gauges added into TO (its labels its own copies; a series
+ * there is no memory for is left out). */
+static void
+sched_snap_add_gauges(struct metrics_gauge **to, size_t *nto,
+		      const struct metrics_gauge *from, size_t nfrom)
+{
+	struct metrics_gauge *v;
+	size_t i, j;
+
+	for (i = 0; i < nfrom; i++) {
+		for (j = 0; j < *nto && strcmp((*to)[j].label, from[i].label);
+		     j++)
+			;
+		if (j < *nto) {
+			(*to)[j].value += from[i].value;
+			continue;
+		}
+		if ((v = realloc(*to, (*nto + 1) * sizeof(*v))) == NULL)
+			return;
+		*to = v;
+		if ((v[*nto].label = strdup(from[i].label)) == NULL)
+			return;
+		v[(*nto)++].value = from[i].value;
+	}
+}
+
+/* This shard's gauges now, into SN. */
+static void
+sched_metrics_snap(struct sched_snap *sn)
+{
+	memset(sn, 0, sizeof(*sn));
+	sn->waiting = (uint64_t)sched->heap.n + sched->nparked;
+	sn->active = sched->nactive + sched->nloading;
+	sn->held = sched->nheld - sched->ncorrupt;
+	sn->corrupt = sched->ncorrupt;
+	sn->corrupt_total = sched->corrupt_total;
+	sn->nconn = sched->nconn;
+	sn->bodies_kept = sched->bodies_kept;
+	sn->bodies_read = sched->bodies_read;
+	sn->oldest_id = sched_metrics_oldest();
+	if (sched->dns != NULL)
+		dns_stats_get(sched->dns, &sn->dns);
+	sched_metrics_dest_snap(sn);
 }
 
 /* A delivery loop's resolver's counters, copied on that loop (dns.h locks
@@ -303,19 +363,19 @@ sched_metrics_dns_snap(void *arg)
 	pthread_mutex_unlock(&sched->gauge_mu);
 }
 
-/* Delivery's resolvers (loop 0's and each delivery loop's, whose counters
- * only their own thread reads: each copies them for the next refresh, so
- * theirs are a second old). */
+/* Delivery's resolvers: loop 0's and each delivery loop's (whose
+ * counters only their own thread reads: with one scheduler each copies
+ * them for the next refresh, a shard has them in its snapshot, so theirs
+ * are a second old).  TOTAL: the shards' snapshots' counters, summed. */
 static void
-sched_metrics_dns(struct metrics_text *t)
+sched_metrics_dns(struct metrics_text *t, const struct dns_stats *total)
 {
-	struct dns_stats ds, o;
+	struct dns_stats ds = *total, o;
 	unsigned i;
 
 	if (sched->dns == NULL)
 		return;
-	dns_stats_get(sched->dns, &ds);
-	for (i = 1; i < sched->ncloops; i++) {
+	for (i = 1; sched_nshards == 1 && i < sched->ncloops; i++) {
 		struct sched_cloop *cl = &sched->cloops[i];
 
 		if (cl->env.dns == NULL)
@@ -347,23 +407,61 @@ sched_metrics_dns(struct metrics_text *t)
 	    ds.queries, ds.inflight, ds.waiting, ds.wait_timeouts);
 }
 
-/* Once a second on the loop: the gauges, as exposition text, for scrapes
- * on the main thread (sched_metrics_text). */
 /* Connections by delivery loop (delivery.threads): how evenly they are
- * spread (loop 0 also runs the scheduler). */
+ * spread.  NCONN[i]: shard i's (with shards, a loop each), else read from
+ * loop 0's record of each loop. */
 static void
-sched_metrics_loops(struct metrics_text *t)
+sched_metrics_loops(struct metrics_text *t, const uint64_t *nconn)
 {
-	unsigned i;
+	unsigned i, n = sched_nshards > 1 ? sched_nshards : sched->ncloops;
 
 	metrics_text_printf(
 	    t, "# HELP outpost_delivery_loop_connections Outbound SMTP "
 	       "connections open, by delivery loop.\n# TYPE "
 	       "outpost_delivery_loop_connections gauge\n");
-	for (i = 0; i < sched->ncloops; i++)
+	for (i = 0; i < n; i++)
 		metrics_text_printf(
-		    t, "outpost_delivery_loop_connections{loop=\"%u\"} %u\n", i,
-		    sched->cloops[i].nconn);
+		    t,
+		    "outpost_delivery_loop_connections{loop=\"%u\"} %" PRIu64
+		    "\n",
+		    i, sched_nshards > 1 ? nconn[i] : sched->cloops[i].nconn);
+}
+
+/* Every shard's snapshot summed into TOTAL (its gauges' labels copied
+ * into TOTAL's own; NCONN[i]: shard i's connections).  Loop 0. */
+static void
+sched_metrics_sum(struct sched_snap *total, uint64_t *nconn)
+{
+	unsigned i;
+
+	memset(total, 0, sizeof(*total));
+	for (i = 0; i < sched_nshards; i++) {
+		struct sched *s = sched_shards[i];
+		struct sched_snap *sn = &s->snap;
+
+		pthread_mutex_lock(&s->gauge_mu);
+		total->waiting += sn->waiting;
+		total->active += sn->active;
+		total->held += sn->held;
+		total->corrupt += sn->corrupt;
+		total->corrupt_total += sn->corrupt_total;
+		total->nconn += sn->nconn;
+		total->bodies_kept += sn->bodies_kept;
+		total->bodies_read += sn->bodies_read;
+		if (sn->oldest_id != 0 &&
+		    (total->oldest_id == 0 || sn->oldest_id < total->oldest_id))
+			total->oldest_id = sn->oldest_id;
+		total->dns.queries += sn->dns.queries;
+		total->dns.inflight += sn->dns.inflight;
+		total->dns.waiting += sn->dns.waiting;
+		total->dns.wait_timeouts += sn->dns.wait_timeouts;
+		nconn[i] = sn->nconn;
+		sched_snap_add_gauges(&total->conns, &total->nconns, sn->conns,
+				      sn->nconns);
+		sched_snap_add_gauges(&total->pools, &total->npools, sn->pools,
+				      sn->npools);
+		pthread_mutex_unlock(&s->gauge_mu);
+	}
 }
 
 void
@@ -373,49 +471,59 @@ sched_metrics_cb(evutil_socket_t fd, short what, void *arg)
 	struct metrics_text t = { NULL, 0, 0, false };
 	const struct conf_metrics *c = &sched->conf->metrics;
 	int64_t now = util_wall_ms();
-	uint64_t oldest;
+	uint64_t nconn[SCHED_SHARDS_MAX];
+	struct sched_snap sn, total;
 
 	(void)fd;
 	(void)what;
 	(void)arg;
+	sched_metrics_snap(&sn);
+	pthread_mutex_lock(&sched->gauge_mu);
+	sched_snap_clear(&sched->snap);
+	sched->snap = sn;
+	pthread_mutex_unlock(&sched->gauge_mu);
+	sched_limit_sweep(now);
+	if (sched != &sched_main)
+		goto rearm; /* loop 0's writes every shard's */
+	sched_metrics_sum(&total, nconn);
 	metrics_user_top(c->top_users);
 	metrics_text_printf(
 	    &t, "# HELP outpost_queue_messages Messages in the queue, "
 		"by state.\n# TYPE outpost_queue_messages gauge\n");
 	metrics_text_printf(
 	    &t, "outpost_queue_messages{state=\"waiting\"} %" PRIu64 "\n",
-	    (uint64_t)sched->heap.n + sched->nparked);
-	metrics_text_printf(&t, "outpost_queue_messages{state=\"active\"} %u\n",
-			    sched->nactive + sched->nloading);
+	    total.waiting);
+	metrics_text_printf(
+	    &t, "outpost_queue_messages{state=\"active\"} %" PRIu64 "\n",
+	    total.active);
 	metrics_text_printf(
 	    &t, "outpost_queue_messages{state=\"held\"} %" PRIu64 "\n",
-	    sched->nheld - sched->ncorrupt);
+	    total.held);
 	metrics_text_printf(
 	    &t, "outpost_queue_messages{state=\"corrupt\"} %" PRIu64 "\n",
-	    sched->ncorrupt);
+	    total.corrupt);
 	metrics_text_printf(
 	    &t,
 	    "# HELP outpost_queue_corrupt_total Damaged queue records found "
 	    "(each is held until deleted).\n# TYPE outpost_queue_corrupt_total "
 	    "counter\noutpost_queue_corrupt_total %" PRIu64 "\n",
-	    sched->corrupt_total);
-	oldest = sched_metrics_oldest();
+	    total.corrupt_total);
 	metrics_text_printf(
 	    &t,
 	    "# HELP outpost_queue_oldest_message_age_seconds Age of the "
 	    "oldest message in the queue (0: empty).\n"
 	    "# TYPE outpost_queue_oldest_message_age_seconds gauge\n"
 	    "outpost_queue_oldest_message_age_seconds %" PRIu64 "\n",
-	    oldest != 0 && now > (int64_t)(oldest >> 20)
-		? (uint64_t)(now - (int64_t)(oldest >> 20)) / 1000
+	    total.oldest_id != 0 && now > (int64_t)(total.oldest_id >> 20)
+		? (uint64_t)(now - (int64_t)(total.oldest_id >> 20)) / 1000
 		: 0);
 	metrics_text_printf(
 	    &t,
 	    "# HELP outpost_delivery_connections Outbound SMTP "
 	    "connections open.\n# TYPE outpost_delivery_connections "
-	    "gauge\noutpost_delivery_connections %u\n",
-	    sched->nconn);
-	sched_metrics_loops(&t);
+	    "gauge\noutpost_delivery_connections %" PRIu64 "\n",
+	    total.nconn);
+	sched_metrics_loops(&t, nconn);
 	metrics_text_printf(
 	    &t,
 	    "# HELP outpost_delivery_bodies_total Bodies handed to delivery "
@@ -424,12 +532,22 @@ sched_metrics_cb(evutil_socket_t fd, short what, void *arg)
 	    "outpost_delivery_bodies_total counter\n"
 	    "outpost_delivery_bodies_total{from=\"memory\"} %" PRIu64 "\n"
 	    "outpost_delivery_bodies_total{from=\"queue\"} %" PRIu64 "\n",
-	    sched->bodies_kept, sched->bodies_read);
-	sched_metrics_dest_gauges(&t, c->top_destinations);
-	sched_metrics_dns(&t);
+	    total.bodies_kept, total.bodies_read);
+	metrics_top_gauges(
+	    &t, "outpost_destination_connections",
+	    "Outbound connections open, by destination (the first MX "
+	    "host of a site); the top N, the rest under \"_other\".",
+	    "destination", total.conns, total.nconns, c->top_destinations,
+	    false);
+	metrics_top_gauges(&t, "outpost_pool_connections",
+			   "Outbound connections open, by source pool.", "pool",
+			   total.pools, total.npools, c->top_destinations,
+			   false);
+	sched_metrics_dns(&t, &total.dns);
+	sched_snap_clear(&total);
 	sched_scan_tick(now);
-	sched_limit_sweep(now);
 	sched_scan_text(&t, now);
+	pthread_mutex_lock(&SM.mu);
 	if (SM.dest != NULL) {
 		/* A reload may have changed N. */
 		metrics_top_limit(SM.dest, c->top_destinations);
@@ -440,6 +558,7 @@ sched_metrics_cb(evutil_socket_t fd, short what, void *arg)
 		sched_metrics_counters(&t, SM.pool, "pool", "pool");
 		sched_metrics_counters(&t, SM.user, "user", "user");
 	}
+	pthread_mutex_unlock(&SM.mu);
 	if (t.oom) {
 		free(t.buf);
 		goto rearm;
@@ -468,18 +587,41 @@ sched_metrics_text(char *buf, size_t len)
 	return n;
 }
 
+/* A count of shard S's, read from another shard's thread: each is written
+ * by its own thread only, and an operator's change that moved it was
+ * answered through a post (which orders it before this read). */
+#define SCHED_COUNT(s, f) __atomic_load_n(&(s)->f, __ATOMIC_RELAXED)
+
 void
 sched_totals_get(struct sched_totals *t)
 {
-	t->messages = sched->nmsgs;
-	t->waiting = sched->heap.n;
-	t->active = sched->nactive + sched->nloading;
-	t->held = sched->nheld;
-	t->corrupt = sched->ncorrupt;
+	unsigned i;
+
+	memset(t, 0, sizeof(*t));
+	for (i = 0; i < sched_nshards; i++) {
+		struct sched *s = sched_shards[i];
+
+		t->messages += SCHED_COUNT(s, nmsgs);
+		t->waiting += SCHED_COUNT(s, heap.n);
+		t->active += SCHED_COUNT(s, nactive) + SCHED_COUNT(s, nloading);
+		t->held += SCHED_COUNT(s, nheld);
+		t->corrupt += SCHED_COUNT(s, ncorrupt);
+	}
 }
 
 uint64_t
 sched_queued(void)
 {
-	return sched->nmsgs;
+	uint64_t n = 0;
+	unsigned i;
+
+	for (i = 0; i < sched_nshards; i++)
+		n += SCHED_COUNT(sched_shards[i], nmsgs);
+	return n;
+}
+
+void
+sched_metrics_shard_free(void)
+{
+	sched_snap_clear(&sched->snap);
 }

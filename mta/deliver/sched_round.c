@@ -76,7 +76,7 @@ sched_round_free(struct sched_msg *m)
 	if (r->body != NULL) {
 		sodium_memzero(r->body, r->body_len);
 		free(r->body);
-		atomic_fetch_sub(&sched->body_kept, r->body_charge);
+		atomic_fetch_sub(&sched_main.body_kept, r->body_charge);
 	}
 	queue_envelope_clear(&r->env);
 	if (r->prev != NULL)

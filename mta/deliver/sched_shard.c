@@ -9,6 +9,8 @@
  * thread; a fan is made on its caller's loop, its parts answer on any
  * shard's, its callback runs on the caller's.
  */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +30,17 @@ sched_shard_of(uint64_t id)
 	uint64_t h = (id * UINT64_C(0x9E3779B97F4A7C15)) >> 32;
 
 	return sched_shards[sched_nshards > 1 ? h % sched_nshards : 0];
+}
+
+struct sched *
+sched_shard_of_loop(const struct loop *l)
+{
+	unsigned i;
+
+	for (i = 0; i < sched_nshards; i++)
+		if (sched_shards[i]->loop == l)
+			return sched_shards[i];
+	return &sched_main;
 }
 
 /* A change spread over shards: parts still to answer, their sum, the
@@ -100,4 +113,158 @@ sched_fan_part(unsigned count, const char *err, void *arg)
 		snprintf(a->err, sizeof(a->err), "%s", err);
 	}
 	loop_post(a->f->home, sched_fan_collect, a);
+}
+
+/* MTA-STS from another shard ------------------------------------------ */
+
+/*
+ * One ask of a shard's, from its loop to loop 0 and back: the answer is
+ * copied here on loop 0 and handed to the asker on its own.  Every ask
+ * is on a list until it is freed, so that one whose answer never came
+ * (mtasts_stop at shutdown) is freed at the end.
+ */
+struct sched_sts {
+	struct sched *from;     /* NULL: loop 0's own (q) */
+	struct mtasts_query *q; /* loop 0: the question, while it waits */
+	char domain[256];
+	mtasts_cb *cb;
+	void *arg;
+	_Atomic bool cancelled; /* by the asker */
+	bool has_pol;
+	struct mtasts_policy pol;
+	enum mtasts_fail fail;
+	struct sched_sts *prev, *next; /* sts_all */
+};
+
+static pthread_mutex_t sts_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct sched_sts *sts_all;
+static bool sts_stopped; /* loop 0 answers no more */
+
+static void
+sched_sts_unlink_free(struct sched_sts *a)
+{
+	pthread_mutex_lock(&sts_mu);
+	if (a->prev != NULL)
+		a->prev->next = a->next;
+	else
+		sts_all = a->next;
+	if (a->next != NULL)
+		a->next->prev = a->prev;
+	pthread_mutex_unlock(&sts_mu);
+	mtasts_policy_clear(&a->pol);
+	free(a);
+}
+
+/* On the asker's loop: the answer, unless it was cancelled meanwhile. */
+static void
+sched_sts_answer_run(void *arg)
+{
+	struct sched_sts *a = arg;
+
+	if (!atomic_load(&a->cancelled))
+		a->cb(a->has_pol ? &a->pol : NULL, a->fail, a->arg);
+	sched_sts_unlink_free(a);
+}
+
+/* On loop 0: mtasts' answer, copied for the asker's loop. */
+static void
+sched_sts_answer_cb(const struct mtasts_policy *pol, enum mtasts_fail fail,
+		    void *arg)
+{
+	struct sched_sts *a = arg;
+
+	a->q = NULL;
+	a->fail = fail;
+	if (pol != NULL && mtasts_policy_copy(&a->pol, pol) == 0)
+		a->has_pol = true;
+	else if (pol != NULL)
+		/* No memory for the copy: as a fetch that failed (the
+		 * destination goes on without a policy, and asks again). */
+		a->fail = MTASTS_FETCH_ERROR;
+	loop_post(a->from->loop, sched_sts_answer_run, a);
+}
+
+/* On loop 0: the ask. */
+static void
+sched_sts_ask_run(void *arg)
+{
+	struct sched_sts *a = arg;
+
+	if (sts_stopped || atomic_load(&a->cancelled) ||
+	    (a->q = mtasts_get(a->domain, sched_sts_answer_cb, a)) == NULL) {
+		/* Stopping, cancelled, or no memory: no policy known. */
+		a->fail = MTASTS_FETCH_ERROR;
+		loop_post(a->from->loop, sched_sts_answer_run, a);
+	}
+}
+
+/* Loop 0's own ask: the answer straight to its asker, the ask freed. */
+static void
+sched_sts_local_cb(const struct mtasts_policy *pol, enum mtasts_fail fail,
+		   void *arg)
+{
+	struct sched_sts *a = arg;
+	mtasts_cb *cb = a->cb;
+	void *cbarg = a->arg;
+
+	free(a);
+	cb(pol, fail, cbarg);
+}
+
+struct sched_sts *
+sched_sts_get(const char *domain, mtasts_cb *cb, void *arg)
+{
+	struct sched_sts *a = calloc(1, sizeof(*a));
+
+	if (a == NULL)
+		return NULL;
+	snprintf(a->domain, sizeof(a->domain), "%s", domain);
+	a->cb = cb;
+	a->arg = arg;
+	if (sched == &sched_main) {
+		/* Loop 0: straight to mtasts. */
+		if ((a->q = mtasts_get(domain, sched_sts_local_cb, a)) ==
+		    NULL) {
+			free(a);
+			return NULL;
+		}
+		return a;
+	}
+	a->from = sched;
+	pthread_mutex_lock(&sts_mu);
+	a->next = sts_all;
+	if (sts_all != NULL)
+		sts_all->prev = a;
+	sts_all = a;
+	pthread_mutex_unlock(&sts_mu);
+	loop_post(sched_main.loop, sched_sts_ask_run, a);
+	return a;
+}
+
+void
+sched_sts_cancel(struct sched_sts *a)
+{
+	if (a->from == NULL) {
+		mtasts_cancel(a->q);
+		free(a);
+		return;
+	}
+	/* Its answer is on its way (or will be): dropped there. */
+	atomic_store(&a->cancelled, true);
+}
+
+void
+sched_sts_stop(void)
+{
+	/* Asks mtasts holds now get no answer (mtasts_stop): freed by
+	 * sched_sts_free; later ones are answered "no policy" at once. */
+	sts_stopped = true;
+}
+
+void
+sched_sts_free(void)
+{
+	while (sts_all != NULL)
+		sched_sts_unlink_free(sts_all);
+	sts_stopped = false;
 }

@@ -28,9 +28,6 @@ struct sched_state_pause {
 	char last_error[sizeof(((struct sched_path *)0)->last_error)];
 };
 
-static struct htab sched_state_pending; /* "site\npool" -> pause */
-static bool sched_state_ready;
-
 /* A path's name in "state" and in the pending table: its site's key and
  * its pool's name, apart by a newline (in neither). */
 static int
@@ -110,9 +107,9 @@ sched_state_path_restore(struct sched_path *p)
 	char name[2300];
 	int64_t now = util_wall_ms();
 
-	if (!sched_state_ready || sched_state_pending.n == 0 ||
+	if (!sched->state_ready || sched->state_pending.n == 0 ||
 	    sched_state_path_name(p, name, sizeof(name)) < 0 ||
-	    (sp = htab_del(&sched_state_pending, name)) == NULL)
+	    (sp = htab_del(&sched->state_pending, name)) == NULL)
 		return;
 	if (sp->until_ms > now && p->paused_until_ms < sp->until_ms) {
 		p->paused_until_ms = sp->until_ms;
@@ -188,8 +185,8 @@ sched_state_backoff_cb(int64_t until_ms, const uint8_t *data, size_t len,
 	sp->suspended = data[1] == 'y';
 	snprintf(sp->last_error, sizeof(sp->last_error), "%.*s",
 		 (int)(len - (size_t)(err - (const char *)data)), err);
-	free(htab_del(&sched_state_pending, name));
-	if (htab_put(&sched_state_pending, name, sp) != 0) {
+	free(htab_del(&sched->state_pending, name));
+	if (htab_put(&sched->state_pending, name, sp) != 0) {
 		free(sp);
 		return 1;
 	}
@@ -206,13 +203,13 @@ sched_state_load(void)
 	char err[256] = "out of memory";
 	int rc;
 
-	if (!sched_state_ready) {
-		if (htab_init(&sched_state_pending) != 0) {
+	if (!sched->state_ready) {
+		if (htab_init(&sched->state_pending) != 0) {
 			log_warnx("scheduler: out of memory: suspensions and "
 				  "back-offs of before the restart are lost");
 			return;
 		}
-		sched_state_ready = true;
+		sched->state_ready = true;
 	}
 	/* Read here, on the delivery loop before it serves anything: the
 	 * messages loaded next meet their destinations' state. */
@@ -238,11 +235,11 @@ sched_state_free(void)
 	struct htab_entry *e;
 	size_t it;
 
-	if (!sched_state_ready)
+	if (!sched->state_ready)
 		return;
-	for (e = htab_first(&sched_state_pending, &it); e != NULL;
-	     e = htab_next(&sched_state_pending, e, &it))
+	for (e = htab_first(&sched->state_pending, &it); e != NULL;
+	     e = htab_next(&sched->state_pending, e, &it))
 		free(e->value);
-	htab_free(&sched_state_pending);
-	sched_state_ready = false;
+	htab_free(&sched->state_pending);
+	sched->state_ready = false;
 }

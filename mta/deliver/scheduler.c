@@ -86,6 +86,18 @@ sched_path_get(struct sched_site *site, const struct conf_pool *pool,
 	p->rate_ms = util_wall_ms();
 	p->rate_dry = true;
 	site->paths[site->npaths++] = p;
+	if (sched_nshards > 1 && (p->share = sched_share_get(p)) != NULL) {
+		/* A step down another shard took before this one had P. */
+		unsigned level;
+		int64_t until;
+
+		if (sched_share_throttle_get(p->share, &level, &until))
+			sched_limit_throttle_adopt(
+			    p, level, until - util_wall_ms(), false);
+		/* And a pause (sched_state_path_restore follows, for the one
+		 * kept across a restart). */
+		sched_share_pause_adopt(p);
+	}
 	if (cluster_on()) {
 		/* A step down the cluster took before this node had P. */
 		char key[512];
@@ -94,9 +106,29 @@ sched_path_get(struct sched_site *site, const struct conf_pool *pool,
 
 		sched_path_key(p, key, sizeof(key));
 		if (cluster_throttle_lookup(key, &level, &remain))
-			sched_limit_throttle_adopt(p, level, remain);
+			sched_limit_throttle_adopt(p, level, remain, true);
 	}
 	return p;
+}
+
+struct sched_path *
+sched_path_find(const char *key)
+{
+	const char *colon = strchr(key, ':');
+	struct sched_site *s;
+	unsigned i;
+
+	if (colon == NULL || (s = htab_get(&sched->sites, colon + 1)) == NULL)
+		return NULL;
+	for (i = 0; i < s->npaths; i++) {
+		const struct conf_pool *pool = s->paths[i]->pool;
+		const char *name = pool != NULL ? pool->name : "-";
+
+		if (strlen(name) == (size_t)(colon - key) &&
+		    strncmp(name, key, (size_t)(colon - key)) == 0)
+			return s->paths[i];
+	}
+	return NULL;
 }
 
 /* Cluster leases --------------------------------------------------------- */
@@ -189,21 +221,10 @@ sched_path_lease(struct sched_path *p, int64_t now, uint64_t *lease)
 static void
 sched_cluster_throttle(const char *key, unsigned level, int64_t remain_ms)
 {
-	const char *colon = strchr(key, ':');
-	struct sched_site *s;
-	unsigned i;
+	struct sched_path *p = sched_path_find(key);
 
-	if (colon == NULL || (s = htab_get(&sched->sites, colon + 1)) == NULL)
-		return;
-	for (i = 0; i < s->npaths; i++) {
-		const struct conf_pool *pool = s->paths[i]->pool;
-		const char *name = pool != NULL ? pool->name : "-";
-
-		if (strlen(name) == (size_t)(colon - key) &&
-		    strncmp(name, key, (size_t)(colon - key)) == 0)
-			sched_limit_throttle_adopt(s->paths[i], level,
-						   remain_ms);
-	}
+	if (p != NULL)
+		sched_limit_throttle_adopt(p, level, remain_ms, true);
 }
 
 void
@@ -238,6 +259,17 @@ static void
 sched_cluster_changed(void)
 {
 	sched_path_each(sched_cluster_changed_path, NULL);
+}
+
+/* P's connections open or opening, from every shard (its limit's
+ * count); one shard's own quitting ones are the only ones it can take
+ * off, so a trim may close a few more than the others would have. */
+static unsigned
+sched_path_open(const struct sched_path *p)
+{
+	unsigned n = p->share != NULL ? sched_share_nconn(p->share) : p->nconn;
+
+	return n > p->nquitting ? n : p->nquitting;
 }
 
 /* Connections that are opening (not yet asked for a job). */
@@ -373,7 +405,8 @@ sched_path_idle_remove(struct sched_path *p, struct sched_conn *c)
 void
 sched_path_trim(struct sched_path *p)
 {
-	while (p->nidle > 0 && p->nconn - p->nquitting > sched_limit_conns(p)) {
+	while (p->nidle > 0 &&
+	       sched_path_open(p) - p->nquitting > sched_limit_conns(p)) {
 		struct sched_conn *c = p->idle[p->nidle - 1];
 
 		sched_path_idle_remove(p, c);
@@ -408,8 +441,70 @@ sched_path_wait_slot(struct sched_path *p)
 	}
 }
 
-/* A slot ended: the paths that waited for one, in turn, while slots last. */
+/*
+ * With shards, may P open one more connection as far as the others go
+ * (delivery.max_connections over all, P's limit over all)?  False: P
+ * waits for a slot (its turn in sched->waiting) or is kicked when another
+ * shard's connection to it ends.  sched_path_share_give undoes it.
+ */
+static bool
+sched_path_share_take(struct sched_path *p)
+{
+	if (sched_nshards == 1)
+		return true;
+	if (!sched_share_slot_take(sched->conf->delivery.max_connections)) {
+		sched_path_wait_slot(p);
+		return false;
+	}
+	if (p->share != NULL &&
+	    !sched_share_conn_take(p->share, sched_limit_conns(p))) {
+		sched_share_slot_give();
+		return false;
+	}
+	return true;
+}
+
 static void
+sched_path_share_give(struct sched_path *p)
+{
+	if (sched_nshards == 1)
+		return;
+	if (p->share != NULL)
+		sched_share_conn_give(p->share);
+	sched_share_slot_give();
+}
+
+/* Another shard waits for a connection P holds, or for any slot: an idle
+ * one of P's is worth more closed. */
+static bool
+sched_path_share_wanted(const struct sched_path *p)
+{
+	return sched_nshards > 1 &&
+	       ((p->share != NULL && sched_share_wanted(p->share)) ||
+		sched_share_slot_wanted());
+}
+
+void
+sched_path_yield(const char *key)
+{
+	struct sched_path *p = key != NULL ? sched_path_find(key) : NULL;
+	struct sched_conn *c;
+
+	if (key == NULL) {
+		/* Any path's: the longest idle. */
+		TAILQ_FOREACH(p, &sched->idlers, idle_link)
+		if (p->nidle > 0)
+			break;
+	}
+	if (p == NULL || p->nidle == 0)
+		return;
+	c = p->idle[0]; /* longest idle */
+	sched_path_idle_remove(p, c);
+	sched_conn_quit(c);
+}
+
+/* A slot ended: the paths that waited for one, in turn, while slots last. */
+void
 sched_slots_kick(void)
 {
 	struct sched_path *p;
@@ -447,12 +542,14 @@ sched_path_push_front(struct sched_path *p, struct sched_job *job)
 /*
  * NAME, kept until sched_free: a connection holds its EHLO name for its
  * whole life, and a reload may free the configuration it came from.  The
- * names are few (one per pool), so a list will do.
+ * names are few (one per pool), so a list will do; every shard's, under
+ * sched_names_mu (a connection's start).
  */
 static struct sched_name {
 	struct sched_name *next;
 	char s[];
 } * sched_names;
+static pthread_mutex_t sched_names_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *
 sched_name_keep(const char *name)
@@ -462,16 +559,20 @@ sched_name_keep(const char *name)
 
 	if (name == NULL)
 		return NULL;
+	pthread_mutex_lock(&sched_names_mu);
 	for (n = sched_names; n != NULL; n = n->next)
 		if (strcmp(n->s, name) == 0)
-			return n->s;
+			goto done;
 	len = strlen(name) + 1;
-	if ((n = malloc(sizeof(*n) + len)) == NULL)
-		return NULL; /* the client greets with its default name */
-	memcpy(n->s, name, len);
-	n->next = sched_names;
-	sched_names = n;
-	return n->s;
+	/* NULL: the client greets with its default name */
+	if ((n = malloc(sizeof(*n) + len)) != NULL) {
+		memcpy(n->s, name, len);
+		n->next = sched_names;
+		sched_names = n;
+	}
+done:
+	pthread_mutex_unlock(&sched_names_mu);
+	return n != NULL ? n->s : NULL;
 }
 
 /*
@@ -537,7 +638,8 @@ sched_path_kick(struct sched_path *p)
 			/* Parked under the limits of its time: a reload, a
 			 * back-off or a throttle may have lowered them. */
 			if (c->msgs >= p->cfg->max_messages_per_connection ||
-			    p->nconn - p->nquitting > sched_limit_conns(p)) {
+			    sched_path_open(p) - p->nquitting >
+				sched_limit_conns(p)) {
 				sched_conn_quit(c);
 				continue;
 			}
@@ -546,7 +648,7 @@ sched_path_kick(struct sched_path *p)
 		}
 		if (p->njobs <= sched_path_opening(p) ||
 		    p->nconn >= sched_limit_conns(p))
-			return;
+			return; /* every shard's count: sched_path_share_take */
 		if (sched->nconn >= sched->conf->delivery.max_connections) {
 			sched_path_wait_slot(p);
 			return;
@@ -557,8 +659,13 @@ sched_path_kick(struct sched_path *p)
 		}
 		if (!sched_path_lease(p, now, &lease))
 			return;
+		if (!sched_path_share_take(p)) {
+			cluster_lease_drop(lease);
+			return;
+		}
 		sched_path_target(p, &t);
 		if ((c = sched_conn_open(p, &t)) == NULL) {
+			sched_path_share_give(p);
 			cluster_lease_drop(lease);
 			return;
 		}
@@ -579,7 +686,7 @@ sched_path_on_ready(struct sched_conn *c)
 		return; /* told to go before it said it was ready */
 	if (sched->stopping || p->paused_until_ms > now ||
 	    c->msgs >= p->cfg->max_messages_per_connection ||
-	    p->nconn - p->nquitting > sched_limit_conns(p)) {
+	    sched_path_open(p) - p->nquitting > sched_limit_conns(p)) {
 		sched_conn_quit(c);
 		return;
 	}
@@ -588,8 +695,10 @@ sched_path_on_ready(struct sched_conn *c)
 		return;
 	}
 	/* Nothing to do now: keep it for a while, unless another path waits
-	 * for a slot under delivery.max_connections. */
-	if (!TAILQ_EMPTY(&sched->waiting) || sched_path_idle_add(p, c) != 0) {
+	 * for a slot under delivery.max_connections (or another shard for
+	 * one of P's, or for a slot). */
+	if (!TAILQ_EMPTY(&sched->waiting) || sched_path_share_wanted(p) ||
+	    sched_path_idle_add(p, c) != 0) {
 		sched_conn_quit(c);
 		return;
 	}
@@ -635,6 +744,7 @@ sched_path_on_closed(struct sched_conn *c)
 	p->lease_retry_ms = 0; /* a place the cluster may give again */
 	p->nconn--;
 	sched->nconn--;
+	sched_path_share_give(p);
 	sched_slots_kick();
 	if (failed) {
 		/* No host of the site could be used.  If no other connection
@@ -740,14 +850,19 @@ sched_reconf_on_loop(void *arg)
 		m->r->pool = sched_reconf_pool(c, m->r->pool);
 	sched_path_each(sched_reconf_path, (void *)c);
 	sched_dest_reconf();
-	tlsrpt_reconf(c);
+	if (sched == &sched_main)
+		tlsrpt_reconf(c);
 	conf_unref(old);
 }
 
 void
 sched_reconf(const struct conf *c)
 {
-	loop_post(sched->loop, sched_reconf_on_loop, (void *)conf_ref(c));
+	unsigned i;
+
+	for (i = 0; i < sched_nshards; i++)
+		loop_post(sched_shards[i]->loop, sched_reconf_on_loop,
+			  (void *)conf_ref(c));
 }
 
 /* Entry points -------------------------------------------------------- */
@@ -757,7 +872,7 @@ static void
 sched_op_free(struct queue_op *op)
 {
 	if (op->body != NULL)
-		atomic_fetch_sub(&sched->body_kept, op->body_cap);
+		atomic_fetch_sub(&sched_main.body_kept, op->body_cap);
 	queue_op_free(op);
 }
 
@@ -843,7 +958,7 @@ sched_message_add(struct queue_op *op)
 		op->body_len = 0;
 		op->body_cap = 0;
 	}
-	loop_post(sched_main.loop, sched_on_new, op);
+	loop_post(sched_shard_of(op->env.id)->loop, sched_on_new, op);
 }
 
 /*
@@ -869,10 +984,12 @@ sched_walk_dup(struct sched_msg *m, int64_t due_ms, unsigned flags)
 static int
 sched_walk_cb(int64_t due_ms, uint64_t id, unsigned flags, void *arg)
 {
-	struct sched_msg *m = idmap_get(&sched->ids, id);
+	struct sched_msg *m;
 	uint64_t *n = arg;
 
-	if (m != NULL) {
+	if (sched_shard_of(id) != sched)
+		return 0; /* another shard's (each walks the whole index) */
+	if ((m = idmap_get(&sched->ids, id)) != NULL) {
 		/* Known since an earlier step of the load: its own entry, moved
 		 * ahead of the walk (a retry, a new message), or one its writes
 		 * in flight replace, is not a second entry. */
@@ -891,14 +1008,27 @@ sched_walk_cb(int64_t due_ms, uint64_t id, unsigned flags, void *arg)
 }
 
 /* Entries of the schedule index read per step of the start-up load:
- * about 5 ms of the delivery loop (0.6 us each). */
-#define SCHED_LOAD_STEP 8192
+ * about 1.5 ms of a delivery loop (0.6 us each): deliveries take turns
+ * with them on the same loop. */
+#define SCHED_LOAD_STEP 2048
 
-/* The start-up load's place in the index, and the messages it found. */
-static struct {
-	struct queue_sched_pos pos;
-	uint64_t n;
-} sched_load;
+/* Shards whose load is over, and what they found: the last says it. */
+static _Atomic unsigned sched_loads_done;
+static _Atomic uint64_t sched_loads_n;
+
+static void
+sched_load_done(void)
+{
+	uint64_t n =
+	    atomic_fetch_add(&sched_loads_n, sched->load_n) + sched->load_n;
+
+	if (sched_nshards > 1)
+		log_debug("scheduler: shard %u has its %" PRIu64
+			  " queued message(s)",
+			  sched->index, sched->load_n);
+	if (atomic_fetch_add(&sched_loads_done, 1) + 1 == sched_nshards)
+		log_info("scheduler: %" PRIu64 " queued message(s) loaded", n);
+}
 
 /*
  * One step of the start-up load: SCHED_LOAD_STEP entries of the schedule
@@ -924,27 +1054,26 @@ sched_load_step(evutil_socket_t fd, short what, void *arg)
 	if (sched->stopping) {
 		log_info("scheduler: stopping: %" PRIu64
 			 " queued message(s) loaded, the rest not",
-			 sched_load.n);
+			 sched->load_n);
 		return;
 	}
-	rc = queue_sched_walk_batch(sched->queue, &sched_load.pos,
+	rc = queue_sched_walk_batch(sched->queue, &sched->load_pos,
 				    SCHED_LOAD_STEP, sched_walk_cb,
-				    &sched_load.n, err, sizeof(err));
+				    &sched->load_n, err, sizeof(err));
 	if (rc != 0) {
 		log_warnx("queue scan stopped after %" PRIu64 " messages: %s",
-			  sched_load.n, rc == -1 ? err : "out of memory");
-		sched_load.pos.done = true;
+			  sched->load_n, rc == -1 ? err : "out of memory");
+		sched->load_pos.done = true;
 	}
-	if (!sched_load.pos.done &&
+	if (!sched->load_pos.done &&
 	    event_base_once(sched->loop->base, -1, EV_TIMEOUT, sched_load_step,
 			    NULL, &now) == 0)
 		return;
-	if (!sched_load.pos.done)
+	if (!sched->load_pos.done)
 		log_warnx("queue scan stopped after %" PRIu64
 			  " messages: cannot schedule its next step",
-			  sched_load.n);
-	log_info("scheduler: %" PRIu64 " queued message(s) loaded",
-		 sched_load.n);
+			  sched->load_n);
+	sched_load_done();
 	sched_retry_arm();
 }
 
@@ -954,17 +1083,23 @@ sched_load_queue(void *arg)
 {
 	(void)arg;
 	sched_state_load();
-	mtasts_load();
-	tlsrpt_load();
-	sched_scan_postpone(util_wall_ms());
-	memset(&sched_load, 0, sizeof(sched_load));
+	if (sched == &sched_main) {
+		mtasts_load();
+		tlsrpt_load();
+		sched_scan_postpone(util_wall_ms());
+	}
+	memset(&sched->load_pos, 0, sizeof(sched->load_pos));
+	sched->load_n = 0;
 	sched_load_step(-1, 0, NULL);
 }
 
 void
 sched_start(void)
 {
-	loop_post(sched->loop, sched_load_queue, NULL);
+	unsigned i;
+
+	for (i = 0; i < sched_nshards; i++)
+		loop_post(sched_shards[i]->loop, sched_load_queue, NULL);
 }
 
 int
@@ -972,24 +1107,11 @@ sched_init(const struct sched_config *sc, char *err, size_t errlen)
 {
 	const struct conf *c = sc->conf;
 	struct loop *l = sc->loop;
-	struct timeval gauge_now;
 
-	memset(&sched_main, 0, sizeof(sched_main));
-	sched = &sched_main;
-	sched_shards[0] = &sched_main;
-	sched_nshards = 1;
-	l->on_start = sched_bind;
-	l->on_start_arg = &sched_main;
-	TAILQ_INIT(&sched->waiting);
-	TAILQ_INIT(&sched->idlers);
-	sched->loop = l;
-	sched->conf = conf_ref(c);
-	sched->queue = sc->queue;
-	if (htab_init(&sched->dests) != 0 || htab_init(&sched->sites) != 0 ||
-	    idmap_init(&sched->ids) != 0) {
-		snprintf(err, errlen, "out of memory");
+	sched_nshards = 0;
+	if (sched_shard_init(&sched_main, l, sc, err, errlen) != 0)
 		return -1;
-	}
+	sched = &sched_main;
 	if (sc->dns == NULL) {
 		/* Test mode without a DNS server of its own: never fall back
 		 * to the system resolver; every lookup fails (deferred). */
@@ -1014,28 +1136,96 @@ sched_init(const struct sched_config *sc, char *err, size_t errlen)
 			c, err, errlen) != 0)
 		return -1;
 	smtp_client_tls_init(sc->ssl_ctx);
-	if (sched_conn_init(sc, c->delivery.threads, err, errlen) != 0)
-		return -1;
-	sched->retry_timer = evtimer_new(l->base, sched_retry_cb, NULL);
-	gauge_now.tv_sec = gauge_now.tv_usec = 0;
-	sched->gauge_timer = evtimer_new(l->base, sched_metrics_cb, NULL);
-	pthread_mutex_init(&sched->gauge_mu, NULL);
-	if (sched->gauge_timer != NULL)
-		evtimer_add(sched->gauge_timer, &gauge_now);
-	if (sched->retry_timer == NULL) {
+	/* A cluster's leases and rates are asked from loop 0 only: with
+	 * one, the scheduler stays there and the other loops hold
+	 * connections (sched_conn.c). */
+	return sched_conn_init(sc, c->delivery.threads,
+			       c->delivery.threads > 1 && !cluster_on(), err,
+			       errlen);
+}
+
+int
+sched_shard_new(struct sched_cloop *cl, const struct sched_config *sc,
+		char *err, size_t errlen)
+{
+	struct sched *s = calloc(1, sizeof(*s));
+
+	if (s == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
+	if (sched_shard_init(s, cl->loop, sc, err, errlen) != 0) {
+		if (sched_nshards == 0 ||
+		    sched_shards[sched_nshards - 1] != s) /* not in the table */
+			free(s);
+		return -1;
+	}
+	s->dns = cl->env.dns;
+	s->cloops = cl;
+	s->ncloops = 1;
+	return 0;
+}
+
+int
+sched_shard_init(struct sched *s, struct loop *l, const struct sched_config *sc,
+		 char *err, size_t errlen)
+{
+	struct timeval now = { 0, 0 };
+
+	memset(s, 0, sizeof(*s));
+	if (sched_nshards == SCHED_SHARDS_MAX) {
+		snprintf(err, errlen, "more than %d delivery loops",
+			 SCHED_SHARDS_MAX);
+		return -1;
+	}
+	s->index = sched_nshards;
+	sched_shards[sched_nshards++] = s;
+	l->on_start = sched_bind;
+	l->on_start_arg = s;
+	TAILQ_INIT(&s->waiting);
+	TAILQ_INIT(&s->idlers);
+	s->loop = l;
+	s->conf = conf_ref(sc->conf);
+	s->queue = sc->queue;
+	pthread_mutex_init(&s->gauge_mu, NULL);
+	s->retry_timer = evtimer_new(l->base, sched_retry_cb, NULL);
+	s->gauge_timer = evtimer_new(l->base, sched_metrics_cb, NULL);
+	if (htab_init(&s->dests) != 0 || htab_init(&s->sites) != 0 ||
+	    idmap_init(&s->ids) != 0 || s->retry_timer == NULL ||
+	    s->gauge_timer == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	evtimer_add(s->gauge_timer, &now);
 	return 0;
 }
 
 /* Shutdown ------------------------------------------------------------ */
 
+/* Shards that have stopped (all in flight settled): loop 0's ends with
+ * the last, so that main joins it only when every shard is done. */
+static _Atomic unsigned sched_shards_stopped;
+
+/* On loop 0: one more shard is done; the last one ends loop 0. */
+static void
+sched_shard_stopped(void *arg)
+{
+	(void)arg;
+	if (atomic_fetch_add(&sched_shards_stopped, 1) + 1 == sched_nshards)
+		loop_stop(sched_main.loop);
+}
+
 void
 sched_maybe_stop(void)
 {
-	if (sched->stopping && sched->nconn == 0 && sched->writes == 0)
-		loop_stop(sched->loop);
+	if (!sched->stopping || sched->stopped || sched->nconn != 0 ||
+	    sched->writes != 0)
+		return;
+	sched->stopped = true;
+	if (sched == &sched_main)
+		sched_shard_stopped(NULL);
+	else
+		loop_post(sched_main.loop, sched_shard_stopped, NULL);
 }
 
 static void
@@ -1059,15 +1249,37 @@ sched_stop_path(struct sched_path *p, void *arg)
 		sched_conn_quit(p->idle[--p->nidle]);
 }
 
+static void sched_shutdown_here(unsigned deadline_ms);
+
+static void
+sched_shutdown_run(void *arg)
+{
+	sched_shutdown_here((unsigned)(uintptr_t)arg);
+}
+
 void
 sched_shutdown(unsigned deadline_ms)
+{
+	unsigned i;
+
+	sched_scan_stop();
+	tlsrpt_stop();
+	cluster_stop();
+	sched_sts_stop();
+	for (i = 1; i < sched_nshards; i++)
+		loop_post(sched_shards[i]->loop, sched_shutdown_run,
+			  (void *)(uintptr_t)deadline_ms);
+	sched_shutdown_here(deadline_ms);
+}
+
+/* This shard stops: no new attempt; what is in flight ends, or is cut at
+ * the deadline. */
+static void
+sched_shutdown_here(unsigned deadline_ms)
 {
 	struct timeval tv;
 
 	sched->stopping = true;
-	sched_scan_stop();
-	tlsrpt_stop();
-	cluster_stop();
 	evtimer_del(sched->retry_timer);
 	evtimer_del(sched->gauge_timer);
 	sched_path_each(sched_stop_path, NULL);
@@ -1078,17 +1290,17 @@ sched_shutdown(unsigned deadline_ms)
 	sched_maybe_stop();
 }
 
-/* Main thread, after the delivery loop has ended: free everything. */
-void
-sched_free(void)
+/* Main thread, after the loops have ended: what SHARD holds (with
+ * sched == SHARD, as its own code expects). */
+static void
+sched_shard_free(struct sched *shard)
 {
 	struct htab_entry *e;
 	struct sched_job *job, *next;
 	size_t it;
 	unsigned i, k;
 
-	/* First: nothing of Redis' may call back into what goes below. */
-	cluster_free();
+	sched = shard;
 	sched_state_free();
 	for (e = htab_first(&sched->dests, &it); e != NULL;
 	     e = htab_next(&sched->dests, e, &it)) {
@@ -1101,7 +1313,7 @@ sched_free(void)
 		if (d->q != NULL)
 			dns_cancel(d->q);
 		if (d->sts_q != NULL)
-			mtasts_cancel(d->sts_q);
+			sched_sts_cancel(d->sts_q);
 		mtasts_policy_clear(&d->sts);
 		sched_park_free(&d->park);
 		free(d->suspend_reason);
@@ -1156,20 +1368,40 @@ sched_free(void)
 	if (sched->gauge_timer != NULL)
 		event_free(sched->gauge_timer);
 	free(sched->gauges);
-	sched_metrics_free();
+	sched_metrics_shard_free();
 	pthread_mutex_destroy(&sched->gauge_mu);
+	conf_unref(sched->conf);
+	sched->conf = NULL;
+}
+
+/* Main thread, after the delivery loops have ended: free everything. */
+void
+sched_free(void)
+{
+	unsigned i;
+
+	/* First: nothing of Redis' may call back into what goes below. */
+	cluster_free();
+	for (i = sched_nshards; i-- > 0;) {
+		sched_shard_free(sched_shards[i]);
+		if (i > 0)
+			free(sched_shards[i]);
+	}
+	sched = &sched_main;
+	sched_sts_free();
+	sched_metrics_free();
 	sched_conn_free();
+	smtp_client_tls_free();
 	tlsrpt_free(); /* its lookups first: they are the resolver's */
 	mtasts_free();
 	https_free();
-	if (sched->dns != NULL)
-		dns_resolver_free(sched->dns);
+	if (sched_main.dns != NULL)
+		dns_resolver_free(sched_main.dns);
 	while (sched_names != NULL) {
 		struct sched_name *n = sched_names;
 
 		sched_names = n->next;
 		free(n);
 	}
-	conf_unref(sched->conf);
-	sched->conf = NULL;
+	sched_share_free();
 }

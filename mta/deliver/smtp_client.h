@@ -185,6 +185,9 @@ struct smtp_client *smtp_client_new(const struct smtp_client_env *env,
  * TLS session for resumption (struct smtp_client_host.session).  Once, at
  * start, before any client uses CTX. */
 void smtp_client_tls_init(SSL_CTX *ctx);
+/* smtp_client_tls_free — the sessions kept for hosts by name (main
+ * thread, after every client is gone). */
+void smtp_client_tls_free(void);
 
 /* smtp_client_send — run JOB on C (after ready); done follows. */
 void smtp_client_send(struct smtp_client *c, struct smtp_client_job *job);

@@ -24,6 +24,7 @@
 #include <openssl/x509v3.h>
 
 #include "dns/dns.h"
+#include "mta/core/htab.h"
 #include "mta/core/log.h"
 #include "mta/core/scrub.h"
 #include "mta/core/util.h"
@@ -543,6 +544,64 @@ sc_after_ehlo(struct smtp_client *c)
  * connection, never per message.
  */
 static pthread_mutex_t sc_host_mu = PTHREAD_MUTEX_INITIALIZER;
+/* The last session of each host by "name:port", for a connection whose
+ * site has none yet: the scheduler's shards each have sites of their own
+ * (one reference each, under sc_host_mu). */
+static struct htab sc_sessions;
+static bool sc_sessions_ready;
+
+/* HOST's last session from any site (a reference of the caller's), or
+ * NULL.  Under sc_host_mu. */
+static SSL_SESSION *
+sc_session_shared(const struct smtp_client *c, const char *host)
+{
+	char key[300];
+	SSL_SESSION *s;
+
+	if (!sc_sessions_ready)
+		return NULL;
+	snprintf(key, sizeof(key), "%s:%u", host, c->t.port);
+	if ((s = htab_get(&sc_sessions, key)) != NULL)
+		SSL_SESSION_up_ref(s);
+	return s;
+}
+
+/* SESS (a reference taken here) is HOST's last session.  Under
+ * sc_host_mu. */
+static void
+sc_session_share(const struct smtp_client *c, const char *host,
+		 SSL_SESSION *sess)
+{
+	char key[300];
+	SSL_SESSION *old;
+
+	if (!sc_sessions_ready && htab_init(&sc_sessions) == 0)
+		sc_sessions_ready = true;
+	if (!sc_sessions_ready)
+		return;
+	snprintf(key, sizeof(key), "%s:%u", host, c->t.port);
+	old = htab_del(&sc_sessions, key);
+	SSL_SESSION_up_ref(sess);
+	if (htab_put(&sc_sessions, key, sess) != 0)
+		SSL_SESSION_free(sess);
+	if (old != NULL)
+		SSL_SESSION_free(old);
+}
+
+void
+smtp_client_tls_free(void)
+{
+	struct htab_entry *e;
+	size_t it;
+
+	if (!sc_sessions_ready)
+		return;
+	for (e = htab_first(&sc_sessions, &it); e != NULL;
+	     e = htab_next(&sc_sessions, e, &it))
+		SSL_SESSION_free(e->value);
+	htab_free(&sc_sessions);
+	sc_sessions_ready = false;
+}
 
 bool
 sc_host_notls(const struct smtp_client_host *h)
@@ -611,10 +670,16 @@ sc_tls_begin(struct smtp_client *c)
 		}
 	} else {
 		SSL_set1_host(ssl, h->name);
+		SSL_SESSION *shared = NULL;
+
 		pthread_mutex_lock(&sc_host_mu);
 		if (h->session != NULL)
 			SSL_set_session(ssl, h->session); /* its own ref. */
+		else if ((shared = sc_session_shared(c, h->name)) != NULL)
+			SSL_set_session(ssl, shared);
 		pthread_mutex_unlock(&sc_host_mu);
+		if (shared != NULL)
+			SSL_SESSION_free(shared);
 	}
 	SSL_set_app_data(ssl, c); /* for sc_tls_session_cb */
 	/* Anything the server sent after 220 and before the handshake is
@@ -657,6 +722,7 @@ sc_tls_session_cb(SSL *ssl, SSL_SESSION *sess)
 	pthread_mutex_lock(&sc_host_mu);
 	old = h->session;
 	h->session = sess;
+	sc_session_share(c, h->name, sess);
 	pthread_mutex_unlock(&sc_host_mu);
 	if (old != NULL)
 		SSL_SESSION_free(old);

@@ -168,6 +168,8 @@ def test_cache_size_zero_asks_every_time():
             conf = delivery_config(port=sink.port, extra=(
                 'dns { servers = "%s" cache_size = %s }\n'
                 'destination "*" { max_messages_per_connection = 1 }\n'
+                # one shard: each has a resolver (and a cache) of its own
+                'delivery { threads = 1 }\n'
                 % (proxy.servers, size)))
             with Daemon(conf) as d:
                 pipeline(d, ["a@one.cap.test"])

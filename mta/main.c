@@ -1106,6 +1106,8 @@ main(int argc, char *argv[])
 	}
 	/* The queue is loaded first (its job is the delivery loop's first),
 	 * then the control socket opens; both before root is given up. */
+	atomic_store(&ready_pending, nloops + 1);
+	sched_ready(ready_on_loop, NULL);
 	sched_start();
 	if (control_start(&dloop, conf, queue, err, sizeof(err)) != 0)
 		fatalx("control socket: %s", err);
@@ -1135,14 +1137,13 @@ main(int argc, char *argv[])
 	if (sched_loops_start() != 0)
 		fatal("starting the delivery loops");
 	/* Ready once each loop has run a job: the delivery loop's comes after
-	 * the queue load (its mailbox is FIFO), the others' show them serving
-	 * their listeners. */
-	atomic_store(&ready_pending, nloops + 1);
+	 * every shard's first step of the queue load (sched_ready, counted
+	 * from before any loop starts), the others' show them serving their
+	 * listeners. */
 	for (i = 0; i < nloops; i++) {
 		loop_post(&loops[i], scan_loop_start, &loops[i]);
 		loop_post(&loops[i], ready_on_loop, NULL);
 	}
-	loop_post(&dloop, ready_on_loop, NULL);
 	for (j = 0; j < conf->nlisteners; j++)
 		log_info(
 		    "listening on %s (%s%s)", conf->listeners[j].name,

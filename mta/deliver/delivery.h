@@ -50,13 +50,18 @@ int sched_init(const struct sched_config *sc, char *err, size_t errlen);
  * finish what they started.  Main thread.
  */
 void sched_reconf(const struct conf *c);
-/* sched_start — post the start-up work (load the queue) to the loop. */
+/* sched_start — post the start-up work (load the queue) to every shard's
+ * loop. */
 void sched_start(void);
+/* sched_ready — FN(ARG) is posted to loop 0 once every shard has loaded
+ * the first step of the queue (all of a small one).  Main thread, before
+ * sched_start. */
+void sched_ready(void (*fn)(void *arg), void *arg);
 /*
- * sched_loops_start — start the delivery loops beside the scheduler's own
- * (delivery.threads - 1 threads, named deliverN; connections are spread
- * over them, the scheduler stays on its loop).  0, or -1 (errno).  Main
- * thread, once, with the signal mask the loops should have.
+ * sched_loops_start — start the delivery loops beside loop 0
+ * (delivery.threads - 1 threads, named deliverN: each a shard of the
+ * scheduler, or with a cluster loop 0's connections).  0, or -1 (errno).
+ * Main thread, once, with the signal mask the loops should have.
  */
 int sched_loops_start(void);
 /* sched_loops_stop — stop and join them (their last jobs run).  Main

@@ -1,13 +1,15 @@
 /*
- * sched_conn.c — delivery on N loops (delivery.threads): the scheduler's
- * connections, each on a home loop, and the batched hand-off between them.
+ * sched_conn.c — delivery on N loops (delivery.threads): the loops, and a
+ * scheduler's connections, each on a home loop.  Sharded (no cluster),
+ * every loop is a shard's and its connections are its own: driven
+ * directly, no hand-off.  With a cluster, loop 0's scheduler spreads its
+ * connections over every loop, with a batched hand-off between them.
  * Owns: the loops but loop 0, their clients' settings and resolvers, every
  * struct sched_conn.  Must not: decide anything (limits, slots, which job:
- * scheduler.c on loop 0, so they hold across loops by construction).
- * Threads: sched_conn_* and conn_*_on_sched on loop 0; conn_*_on_home and
- * the client's callbacks on the home loop, the only thread that touches
- * its client.  Loop 0's own connections are driven directly (threads = 1:
- * no hand-off at all).
+ * scheduler.c, and sched_share.c between shards).  Threads: sched_conn_*
+ * and conn_*_on_sched on the scheduler's loop; conn_*_on_home and the
+ * client's callbacks on the home loop, the only thread that touches its
+ * client.
  */
 #include <inttypes.h>
 #include <stdint.h>

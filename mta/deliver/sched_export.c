@@ -97,7 +97,7 @@ sched_export_collect(void *arg)
 			c->cap = c->n + p->n;
 		}
 	}
-	if (!p->failed && c->n + p->n <= c->cap) {
+	if (!p->failed && p->n > 0 && c->n + p->n <= c->cap) {
 		memcpy(c->v + c->n, p->v, p->n * sizeof(*p->v));
 		c->n += p->n;
 	}

@@ -22,8 +22,12 @@
  * heap's array), sched_park.c (messages held in place while their
  * destination is paused).
  *
- * Everything here belongs to the delivery loop's thread, but for
- * sched_metrics_text's snapshot (gauge_mu).
+ * Everything here belongs to its shard's delivery loop thread (sched),
+ * but for the gauges' snapshot (gauge_mu), the counts sched_totals_get
+ * reads and what sched_share.c shares.  Files added for the shards:
+ * sched_shard.c (which shard owns a message; changes spread and gathered;
+ * MTA-STS from any shard), sched_share.c (a destination's limits between
+ * shards).
  */
 #ifndef OUTPOST_MTA_SCHED_INT_H
 #define OUTPOST_MTA_SCHED_INT_H

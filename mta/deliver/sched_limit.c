@@ -104,8 +104,10 @@ sched_limit_backoff(struct sched_path *p, const char *why)
 	uint64_t pause;
 	char esc[200], text[300];
 
-	/* Already paused (another connection failed meanwhile): one
-	 * pause, one announcement. */
+	/* Already paused (another connection failed meanwhile, here or on
+	 * another shard): one pause, one announcement. */
+	if (p->share != NULL)
+		sched_share_pause_adopt(p);
 	if (p->paused_until_ms > util_wall_ms())
 		return;
 	if (p->backoff_level < SCHED_BACKOFF_LEVELS)
@@ -140,6 +142,11 @@ sched_limit_suspend(struct sched_path *p, uint64_t ms, const char *why)
 {
 	char esc[200], text[300];
 
+	/* Another shard's suspension of it, still in force: that one. */
+	if (p->share != NULL)
+		sched_share_pause_adopt(p);
+	if (p->suspended && p->paused_until_ms > util_wall_ms())
+		return;
 	p->suspended = true;
 	p->paused_until_ms = util_wall_ms() + (int64_t)ms;
 	p->paused = true;

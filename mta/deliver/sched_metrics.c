@@ -445,7 +445,6 @@ sched_metrics_sum(struct sched_snap *total, uint64_t *nconn)
 		total->held += sn->held;
 		total->corrupt += sn->corrupt;
 		total->corrupt_total += sn->corrupt_total;
-		total->nconn += sn->nconn;
 		total->bodies_kept += sn->bodies_kept;
 		total->bodies_read += sn->bodies_read;
 		if (sn->oldest_id != 0 &&
@@ -455,7 +454,10 @@ sched_metrics_sum(struct sched_snap *total, uint64_t *nconn)
 		total->dns.inflight += sn->dns.inflight;
 		total->dns.waiting += sn->dns.waiting;
 		total->dns.wait_timeouts += sn->dns.wait_timeouts;
-		nconn[i] = sn->nconn;
+		/* Connections as of now, not of its last second: a short burst
+		 * on a shard shows, as it did on one scheduler's loops. */
+		nconn[i] = __atomic_load_n(&s->nconn, __ATOMIC_RELAXED);
+		total->nconn += nconn[i];
 		sched_snap_add_gauges(&total->conns, &total->nconns, sn->conns,
 				      sn->nconns);
 		sched_snap_add_gauges(&total->pools, &total->npools, sn->pools,

@@ -3,12 +3,14 @@
  * queues in spirit): its state, paths and their connections (the SMTP
  * client's owner, through its callbacks), start-up, shutdown.
  *
- * Owns: struct sched, every path.  Must not: read a client's insides, or
- * touch a client at all (its connection, struct sched_conn, lives on its
- * home loop: sched_conn.c).  Delivery loop 0's thread, but for sched_init
- * and sched_free (main thread, loops not running).  Invariants: a path's
- * nconn counts every connection not yet reported closed, nbusy those with
- * a job.
+ * Owns: struct sched (a shard's: loop 0's is sched_main), every path.
+ * Must not: read a client's insides, or touch a client at all (its
+ * connection, struct sched_conn, lives on its home loop: sched_conn.c).
+ * Each shard's own delivery loop thread, but for sched_init and sched_free
+ * (main thread, loops not running) and sched_message_add (any).
+ * Invariants: a path's nconn counts every connection of its shard not yet
+ * reported closed, nbusy those with a job; its share (other shards too)
+ * never passes its limit.
  */
 #include <inttypes.h>
 #include <limits.h>
@@ -1077,6 +1079,12 @@ sched_load_step(evutil_socket_t fd, short what, void *arg)
 	sched_retry_arm();
 }
 
+/* Shards past the first step of their load, and who hears when all are
+ * (sched_ready). */
+static _Atomic unsigned sched_first_steps;
+static loop_fn *sched_ready_fn;
+static void *sched_ready_arg;
+
 /* Start-up: the destinations' state, then the queue in steps. */
 static void
 sched_load_queue(void *arg)
@@ -1091,6 +1099,17 @@ sched_load_queue(void *arg)
 	memset(&sched->load_pos, 0, sizeof(sched->load_pos));
 	sched->load_n = 0;
 	sched_load_step(-1, 0, NULL);
+	/* Its first step is done: the last shard's says so (sched_ready). */
+	if (atomic_fetch_add(&sched_first_steps, 1) + 1 == sched_nshards &&
+	    sched_ready_fn != NULL)
+		loop_post(sched_main.loop, sched_ready_fn, sched_ready_arg);
+}
+
+void
+sched_ready(loop_fn *fn, void *arg)
+{
+	sched_ready_fn = fn;
+	sched_ready_arg = arg;
 }
 
 void

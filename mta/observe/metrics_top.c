@@ -358,7 +358,8 @@ metrics_top_gauges(struct metrics_text *o, const char *name, const char *help,
 
 	metrics_text_printf(o, "# HELP %s %s\n# TYPE %s gauge\n", name, help,
 			    name);
-	qsort(v, n, sizeof(*v), top_gauge_cmp);
+	if (n > 0) /* V may be NULL then */
+		qsort(v, n, sizeof(*v), top_gauge_cmp);
 	for (i = 0; i < n; i++) {
 		if (i < top_n) {
 			metrics_text_printf(

@@ -476,14 +476,33 @@ sched_path_share_give(struct sched_path *p)
 	sched_share_slot_give();
 }
 
-/* Another shard waits for a connection P holds, or for any slot: an idle
- * one of P's is worth more closed. */
+/* Does this shard hold more than its part (an even split over the
+ * shards) of P's connections (SLOTS: of delivery.max_connections)?  BUSY:
+ * it has work for them, and keeps one whatever the split. */
 static bool
-sched_path_share_wanted(const struct sched_path *p)
+sched_path_over_part(const struct sched_path *p, bool slots, bool busy)
+{
+	unsigned part =
+	    slots ? sched->conf->delivery.max_connections / sched_nshards
+		  : sched_limit_conns(p) / sched_nshards;
+
+	if (busy && part == 0)
+		part = 1;
+	return (slots ? sched->nconn : p->nconn) > part;
+}
+
+/* Another shard waits for a connection P holds, or for any slot, and this
+ * one holds more than its part: one of P's is worth more closed.  (At or
+ * under its part a shard keeps its connections, so that two busy shards
+ * do not hand one back and forth.) */
+static bool
+sched_path_share_wanted(const struct sched_path *p, bool busy)
 {
 	return sched_nshards > 1 &&
-	       ((p->share != NULL && sched_share_wanted(p->share)) ||
-		sched_share_slot_wanted());
+	       ((p->share != NULL && sched_share_wanted(p->share) &&
+		 sched_path_over_part(p, false, busy)) ||
+		(sched_share_slot_wanted() &&
+		 sched_path_over_part(p, true, busy)));
 }
 
 void
@@ -498,7 +517,8 @@ sched_path_yield(const char *key)
 		if (p->nidle > 0)
 			break;
 	}
-	if (p == NULL || p->nidle == 0)
+	if (p == NULL || p->nidle == 0 ||
+	    !sched_path_over_part(p, key == NULL, false))
 		return;
 	c = p->idle[0]; /* longest idle */
 	sched_path_idle_remove(p, c);
@@ -699,7 +719,8 @@ sched_path_on_ready(struct sched_conn *c)
 	/* Nothing to do now: keep it for a while, unless another path waits
 	 * for a slot under delivery.max_connections (or another shard for
 	 * one of P's, or for a slot). */
-	if (!TAILQ_EMPTY(&sched->waiting) || sched_path_share_wanted(p) ||
+	if (!TAILQ_EMPTY(&sched->waiting) ||
+	    sched_path_share_wanted(p, false) ||
 	    sched_path_idle_add(p, c) != 0) {
 		sched_conn_quit(c);
 		return;

@@ -423,6 +423,8 @@ sched_conn_quit(struct sched_conn *cn)
 		return;
 	cn->quitting = true;
 	cn->path->nquitting++;
+	if (cn->path->share != NULL)
+		sched_share_quitting(cn->path->share, 1);
 	conn_do(cn, conn_quit_on_home, cn);
 }
 

@@ -497,6 +497,10 @@ bool sched_share_conn_take(struct sched_share *s, unsigned limit);
 void sched_share_conn_give(struct sched_share *s);
 /* sched_share_nconn — S's connections from every shard. */
 unsigned sched_share_nconn(const struct sched_share *s);
+/* sched_share_quitting — one of S's connections was told to go (1), or
+ * has gone (-1); sched_share_nquitting — how many are going, all shards. */
+void sched_share_quitting(struct sched_share *s, int d);
+unsigned sched_share_nquitting(const struct sched_share *s);
 /* sched_share_wanted — does another shard wait for one of S's? */
 bool sched_share_wanted(const struct sched_share *s);
 /* sched_share_slot_take / _give — delivery.max_connections (MAX) over

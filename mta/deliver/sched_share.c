@@ -38,6 +38,7 @@ struct sched_share {
 	bool pause_suspended;
 	char pause_why[200];
 	_Atomic bool wanted;
+	_Atomic unsigned nquitting; /* of nconn, told to go (all shards) */
 };
 
 static pthread_mutex_t share_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -160,6 +161,21 @@ unsigned
 sched_share_nconn(const struct sched_share *s)
 {
 	return __atomic_load_n(&s->nconn, __ATOMIC_RELAXED);
+}
+
+void
+sched_share_quitting(struct sched_share *s, int d)
+{
+	if (d > 0)
+		atomic_fetch_add(&s->nquitting, 1);
+	else
+		atomic_fetch_sub(&s->nquitting, 1);
+}
+
+unsigned
+sched_share_nquitting(const struct sched_share *s)
+{
+	return atomic_load(&s->nquitting);
 }
 
 bool

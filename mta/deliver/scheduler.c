@@ -271,7 +271,15 @@ sched_path_open(const struct sched_path *p)
 {
 	unsigned n = p->share != NULL ? sched_share_nconn(p->share) : p->nconn;
 
-	return n > p->nquitting ? n : p->nquitting;
+	/* Every shard's quitting ones are off the count too, so that each
+	 * trims only what is past the limit: its own are added back, as
+	 * the callers take them off. */
+	if (p->share != NULL)
+		n -= sched_share_nquitting(p->share) < n
+			 ? sched_share_nquitting(p->share)
+			 : n;
+	n += p->nquitting;
+	return n;
 }
 
 /* Connections that are opening (not yet asked for a job). */
@@ -760,8 +768,11 @@ sched_path_on_closed(struct sched_conn *c)
 	const char *text = c->text;
 
 	sched_path_idle_remove(p, c);
-	if (c->quitting)
+	if (c->quitting) {
 		p->nquitting--;
+		if (p->share != NULL)
+			sched_share_quitting(p->share, -1);
+	}
 	cluster_lease_drop(c->lease);
 	c->lease = 0;
 	p->lease_retry_ms = 0; /* a place the cluster may give again */

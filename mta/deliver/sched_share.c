@@ -237,52 +237,40 @@ sched_share_rate(struct sched_share *s, void (*fn)(int64_t times[3], void *arg),
 	pthread_mutex_unlock(&share_mu);
 }
 
-/* A step down, on its way to another shard. */
-struct sched_share_step {
-	char *key;
-	unsigned level;
-	int64_t until_ms;
-};
+/* Every other shard runs FN(S) on its loop: it reads what changed from S
+ * itself (a record lives until sched_free), so nothing is copied. */
+static void
+sched_share_tell(struct sched_share *s, loop_fn *fn)
+{
+	unsigned i;
 
+	for (i = 0; i < sched_nshards; i++)
+		if (sched_shards[i] != sched)
+			loop_post(sched_shards[i]->loop, fn, s);
+}
+
+/* On another shard: its path of that name takes the step in force. */
 static void
 sched_share_throttle_run(void *arg)
 {
-	struct sched_share_step *st = arg;
-	struct sched_path *p = sched_path_find(st->key);
-	int64_t now = util_wall_ms();
+	struct sched_share *s = arg;
+	struct sched_path *p = sched_path_find(s->key);
+	unsigned level;
+	int64_t until;
 
-	if (p != NULL && st->until_ms > now)
-		sched_limit_throttle_adopt(p, st->level, st->until_ms - now,
+	if (p != NULL && sched_share_throttle_get(s, &level, &until))
+		sched_limit_throttle_adopt(p, level, until - util_wall_ms(),
 					   false);
-	free(st->key);
-	free(st);
 }
 
 void
 sched_share_throttle(struct sched_share *s, unsigned level, int64_t until_ms)
 {
-	struct sched_share_step *st;
-	unsigned i;
-
 	pthread_mutex_lock(&share_mu);
 	s->throttle_level = level;
 	s->throttle_until_ms = until_ms;
 	pthread_mutex_unlock(&share_mu);
-	for (i = 0; i < sched_nshards; i++) {
-		if (sched_shards[i] == sched)
-			continue;
-		/* Lost (no memory), that shard steps down on its own next
-		 * rate-limited reply. */
-		if ((st = calloc(1, sizeof(*st))) == NULL)
-			continue;
-		if ((st->key = strdup(s->key)) == NULL) {
-			free(st);
-			continue;
-		}
-		st->level = level;
-		st->until_ms = until_ms;
-		loop_post(sched_shards[i]->loop, sched_share_throttle_run, st);
-	}
+	sched_share_tell(s, sched_share_throttle_run);
 }
 
 bool
@@ -299,34 +287,21 @@ sched_share_throttle_get(struct sched_share *s, unsigned *level,
 	return on;
 }
 
-/* A pause, on its way to another shard. */
-struct sched_share_pause {
-	char *key;
-	int64_t until_ms;
-	unsigned level;
-	bool suspended;
-	char why[200];
-};
-
+/* On another shard: its path of that name holds its messages too. */
 static void
 sched_share_pause_run(void *arg)
 {
-	struct sched_share_pause *ps = arg;
-	struct sched_path *p = sched_path_find(ps->key);
+	struct sched_share *s = arg;
+	struct sched_path *p = sched_path_find(s->key);
 
-	if (p != NULL)
-		sched_limit_pause_follow(p, ps->until_ms, ps->level,
-					 ps->suspended, ps->why);
-	free(ps->key);
-	free(ps);
+	if (p != NULL && p->share == s)
+		sched_share_pause_adopt(p);
 }
 
 void
 sched_share_pause(const struct sched_path *p)
 {
 	struct sched_share *s = p->share;
-	struct sched_share_pause *ps;
-	unsigned i;
 
 	pthread_mutex_lock(&share_mu);
 	s->pause_until_ms = p->paused_until_ms;
@@ -334,23 +309,7 @@ sched_share_pause(const struct sched_path *p)
 	s->pause_suspended = p->suspended;
 	snprintf(s->pause_why, sizeof(s->pause_why), "%s", p->last_error);
 	pthread_mutex_unlock(&share_mu);
-	for (i = 0; i < sched_nshards; i++) {
-		if (sched_shards[i] == sched)
-			continue;
-		/* Lost (no memory), that shard learns it from its own next
-		 * failure. */
-		if ((ps = calloc(1, sizeof(*ps))) == NULL)
-			continue;
-		if ((ps->key = strdup(s->key)) == NULL) {
-			free(ps);
-			continue;
-		}
-		ps->until_ms = p->paused_until_ms;
-		ps->level = p->backoff_level;
-		ps->suspended = p->suspended;
-		snprintf(ps->why, sizeof(ps->why), "%s", p->last_error);
-		loop_post(sched_shards[i]->loop, sched_share_pause_run, ps);
-	}
+	sched_share_tell(s, sched_share_pause_run);
 }
 
 void

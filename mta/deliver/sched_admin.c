@@ -755,6 +755,8 @@ sched_resume_here(struct sched_dest *d, bool respect_backoff)
 		p->paused_until_ms = 0;
 		p->suspended = false;
 		p->backoff_level = 0;
+		if (p->share != NULL)
+			sched_share_unpause(p->share);
 		sched_limit_unpause(p, true, "resumed by an operator");
 		sched_path_kick(p);
 	}

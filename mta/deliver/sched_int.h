@@ -192,8 +192,10 @@ struct sched_park_ent {
 struct sched_park {
 	struct sched_park_ent *v; /* a min-heap on expires_ms */
 	uint32_t n, cap;
-	int64_t until_ms;    /* 0: only by its owner (sched_park_release) */
-	struct event *timer; /* made on first use */
+	int64_t until_ms;        /* 0: only by its owner (sched_park_release) */
+	struct event *timer;     /* made on first use */
+	_Atomic uint32_t *total; /* N counted over every shard as well (a
+				    path's share record), or NULL */
 };
 
 /*
@@ -526,6 +528,25 @@ bool sched_share_throttle_get(struct sched_share *s, unsigned *level,
  * made later (sched_share_pause_adopt, on P just made). */
 void sched_share_pause(const struct sched_path *p);
 void sched_share_pause_adopt(struct sched_path *p);
+/* sched_share_pause_note — P's pause, kept across a restart, is the one
+ * in force for every shard too (each restores its own: no post). */
+void sched_share_pause_note(const struct sched_path *p);
+/* sched_share_pause_over — the pause ending at UNTIL_MS is over on this
+ * shard, which holds messages for it (HELD) or not.  Of every shard, the
+ * first says so (*SAY, with *NHELD the messages held over them all) and
+ * the first holding messages probes (true).  A pause that is not the one
+ * in force (an operator ended it) leaves *SAY and *NHELD, and probes. */
+bool sched_share_pause_over(struct sched_share *s, int64_t until_ms, bool held,
+			    bool *say, uint32_t *nheld);
+/* sched_share_answers — the path answers again (a delivery after a
+ * back-off): every other shard lets what it holds for it go
+ * (sched_limit_answered), unless a later pause is in force. */
+void sched_share_answers(struct sched_share *s);
+/* sched_share_unpause — an operator ended the pause (every shard is told
+ * by the operator's change itself). */
+void sched_share_unpause(struct sched_share *s);
+/* sched_share_nparked — S's count of messages held over every shard. */
+_Atomic uint32_t *sched_share_nparked(struct sched_share *s);
 /* sched_share_free — every record (main, after the loops). */
 void sched_share_free(void);
 /*
@@ -747,6 +768,9 @@ void sched_limit_unpause(struct sched_path *p, bool all, const char *why);
  * without a word (the other said it). */
 void sched_limit_pause_follow(struct sched_path *p, int64_t until_ms,
 			      unsigned level, bool suspended, const char *why);
+/* sched_limit_answered — another shard's probe of P's name was answered:
+ * its back-off is over, and all P holds goes (unless P paused since). */
+void sched_limit_answered(struct sched_path *p);
 /* sched_limit_timer_cb — P's timer (ARG): a pause or a rate wait is over. */
 void sched_limit_timer_cb(evutil_socket_t fd, short what, void *arg);
 /* sched_limit_sweep — once a second at NOW: a pause past its end with no

@@ -410,6 +410,9 @@ sched_job_results(struct sched_job *job)
 	}
 	scrub_ctx_leave(prev_ctx);
 	if (p != NULL && delivered) {
+		/* Its probe answered: every shard's messages for it go. */
+		if (p->backoff_level > 0 && p->share != NULL)
+			sched_share_answers(p->share);
 		p->backoff_level = 0;
 		p->conn_failures = 0;
 	}

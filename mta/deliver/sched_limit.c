@@ -72,18 +72,21 @@ sched_limit_defer_queue(struct sched_path *p)
 		sched_job_park(job, &p->park);
 }
 
-void
-sched_limit_unpause(struct sched_path *p, bool all, const char *why)
+/* P's pause is over: SAY so (with HELD, the messages held for it), and
+ * let ALL of them go, or a few to PROBE with (as many as its connections)
+ * or none (another shard probes: these wait for its outcome). */
+static void
+sched_limit_resume(struct sched_path *p, bool all, bool probe, bool say,
+		   uint32_t held, const char *why)
 {
-	uint32_t few = sched_limit_conns(p);
+	uint32_t few = probe ? sched_limit_conns(p) : 0;
 
-	if (p->paused && !p->pause_quiet) {
+	if (say) {
 		sched_state_path_forget(p);
 		log_info("destination %s resumed (%s); %u message(s) held for "
 			 "it go again%s",
-			 p->site->key, why, p->park.n,
-			 all ? "" : ", a few first");
-		sched_limit_event(p, false, why, (int)p->park.n);
+			 p->site->key, why, held, all ? "" : ", a few first");
+		sched_limit_event(p, false, why, (int)held);
 	}
 	p->paused = false;
 	p->pause_quiet = false;
@@ -95,6 +98,43 @@ sched_limit_unpause(struct sched_path *p, bool all, const char *why)
 		? 0
 		: util_wall_ms() + (int64_t)p->cfg->backoff_pause_ms;
 	sched_park_release(&p->park, all ? UINT32_MAX : few);
+}
+
+void
+sched_limit_unpause(struct sched_path *p, bool all, const char *why)
+{
+	sched_limit_resume(p, all, true, p->paused && !p->pause_quiet,
+			   p->park.n, why);
+}
+
+/* P's pause came to its end.  Over the shards, its end is said once and
+ * probed once: the others hold their messages for the probe's outcome
+ * (a new pause, or sched_limit_answered), or another pause's time. */
+static void
+sched_limit_pause_over(struct sched_path *p)
+{
+	bool say = p->paused && !p->pause_quiet, probe = true;
+	uint32_t held = p->park.n;
+
+	if (p->paused && p->share != NULL)
+		probe = sched_share_pause_over(p->share, p->paused_until_ms,
+					       p->park.n > 0, &say, &held);
+	sched_limit_resume(p, p->backoff_level == 0, probe, say, held,
+			   "its pause is over");
+}
+
+void
+sched_limit_answered(struct sched_path *p)
+{
+	if (p->paused && p->paused_until_ms > util_wall_ms())
+		return; /* a pause of its own since */
+	p->backoff_level = 0;
+	p->conn_failures = 0;
+	p->connect_after_ms = 0;
+	if (p->paused || p->park.n > 0)
+		sched_limit_resume(p, true, true, false, p->park.n,
+				   "it answers");
+	sched_path_kick(p);
 }
 
 void
@@ -181,10 +221,9 @@ sched_limit_pause_follow(struct sched_path *p, int64_t until_ms, unsigned level,
 	if (level > p->backoff_level)
 		p->backoff_level = level;
 	p->suspended = suspended;
-	if (!p->paused) {
-		p->paused = true;
-		p->pause_quiet = true;
-	}
+	/* The other shard said it, and says its end (or a third). */
+	p->paused = true;
+	p->pause_quiet = true;
 	p->park.until_ms = 0;
 	snprintf(p->last_error, sizeof(p->last_error), "%s", why);
 	sched_limit_defer_queue(p);
@@ -202,8 +241,7 @@ sched_limit_timer_cb(evutil_socket_t fd, short what, void *arg)
 		p->suspended = false;
 		if (p->paused ||
 		    (p->park.n > 0 && p->njobs == 0 && p->nconn == 0))
-			sched_limit_unpause(p, p->backoff_level == 0,
-					    "its pause is over");
+			sched_limit_pause_over(p);
 	}
 	sched_path_kick(p);
 }

@@ -86,6 +86,8 @@ sched_park_take(struct sched_park *pk, uint32_t i)
 	m->park = NULL;
 	m->park_idx = UINT32_MAX;
 	sched->nparked--;
+	if (pk->total != NULL)
+		atomic_fetch_sub_explicit(pk->total, 1, memory_order_relaxed);
 }
 
 static void
@@ -135,6 +137,8 @@ sched_park_add(struct sched_park *pk, struct sched_msg *m, int64_t expires_ms)
 	m->park = pk;
 	m->park_idx = pk->n++;
 	sched->nparked++;
+	if (pk->total != NULL)
+		atomic_fetch_add_explicit(pk->total, 1, memory_order_relaxed);
 	sched_park_up(pk, m->park_idx);
 	if (m->park_idx == 0)
 		sched_park_arm(pk); /* the first to expire now */
@@ -169,6 +173,9 @@ sched_park_free(struct sched_park *pk)
 {
 	if (pk->timer != NULL)
 		event_free(pk->timer);
+	if (pk->total != NULL)
+		atomic_fetch_sub_explicit(pk->total, pk->n,
+					  memory_order_relaxed);
 	free(pk->v);
 	pk->v = NULL;
 	pk->n = pk->cap = 0;

@@ -37,6 +37,10 @@ struct sched_share {
 	unsigned pause_level;
 	bool pause_suspended;
 	char pause_why[200];
+	/* the pause whose end a shard said, and whose probe a shard took */
+	int64_t said_until_ms;
+	int64_t probe_until_ms;
+	_Atomic uint32_t nparked; /* held on its paths, every shard */
 	_Atomic bool wanted;
 	_Atomic unsigned nquitting; /* of nconn, told to go (all shards) */
 };
@@ -329,6 +333,83 @@ sched_share_pause_adopt(struct sched_path *p)
 	pthread_mutex_unlock(&share_mu);
 	if (until > util_wall_ms())
 		sched_limit_pause_follow(p, until, level, suspended, why);
+}
+
+void
+sched_share_pause_note(const struct sched_path *p)
+{
+	struct sched_share *s = p->share;
+
+	pthread_mutex_lock(&share_mu);
+	if (s->pause_until_ms < p->paused_until_ms) {
+		s->pause_until_ms = p->paused_until_ms;
+		s->pause_level = p->backoff_level;
+		s->pause_suspended = p->suspended;
+		snprintf(s->pause_why, sizeof(s->pause_why), "%s",
+			 p->last_error);
+	}
+	pthread_mutex_unlock(&share_mu);
+}
+
+bool
+sched_share_pause_over(struct sched_share *s, int64_t until_ms, bool held,
+		       bool *say, uint32_t *nheld)
+{
+	bool probe = true;
+
+	pthread_mutex_lock(&share_mu);
+	if (s->pause_until_ms == until_ms) {
+		*say = s->said_until_ms != until_ms;
+		s->said_until_ms = until_ms;
+		probe = held && s->probe_until_ms != until_ms;
+		if (probe)
+			s->probe_until_ms = until_ms;
+		*nheld =
+		    atomic_load_explicit(&s->nparked, memory_order_relaxed);
+	}
+	pthread_mutex_unlock(&share_mu);
+	return probe;
+}
+
+/* On another shard: its path of that name answers too. */
+static void
+sched_share_answers_run(void *arg)
+{
+	struct sched_share *s = arg;
+	struct sched_path *p = sched_path_find(s->key);
+
+	if (p != NULL && p->share == s)
+		sched_limit_answered(p);
+}
+
+void
+sched_share_answers(struct sched_share *s)
+{
+	bool later;
+
+	pthread_mutex_lock(&share_mu);
+	later = s->pause_until_ms > util_wall_ms();
+	if (!later)
+		s->pause_level = 0;
+	pthread_mutex_unlock(&share_mu);
+	if (!later)
+		sched_share_tell(s, sched_share_answers_run);
+}
+
+void
+sched_share_unpause(struct sched_share *s)
+{
+	pthread_mutex_lock(&share_mu);
+	s->pause_until_ms = 0;
+	s->pause_level = 0;
+	s->pause_suspended = false;
+	pthread_mutex_unlock(&share_mu);
+}
+
+_Atomic uint32_t *
+sched_share_nparked(struct sched_share *s)
+{
+	return &s->nparked;
 }
 
 void

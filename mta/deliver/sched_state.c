@@ -124,6 +124,8 @@ sched_state_path_restore(struct sched_path *p)
 			 p->site->key, sp->until_ms,
 			 (sp->until_ms - now) / 1000, sp->level);
 		sched_timer_ms(p->timer, sp->until_ms - now);
+		if (p->share != NULL)
+			sched_share_pause_note(p);
 	}
 	free(sp);
 }

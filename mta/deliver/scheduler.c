@@ -93,6 +93,8 @@ sched_path_get(struct sched_site *site, const struct conf_pool *pool,
 		unsigned level;
 		int64_t until;
 
+		p->park.total = sched_share_nparked(p->share);
+
 		if (sched_share_throttle_get(p->share, &level, &until))
 			sched_limit_throttle_adopt(
 			    p, level, until - util_wall_ms(), false);

@@ -2,7 +2,9 @@
 """A destination that refuses connections (its MX port closed on loopback)
 while N messages wait for it: the back-off holds them in place (no
 delivery-log line, counter or queue write per message beyond the real
-attempts), `queue summary` counts them all as deferred with the real cause,
+attempts, and one probe a pause over every delivery loop), `queue summary`
+counts them all as deferred with the real cause, the receiver's answer to
+that probe lets every loop's held messages go at once,
 an expiry DSN gives that cause, and `queue retry` / `resume` deliver them
 at once when the receiver comes back, past the back-off.  DNS is a dnsmasq
 of our own and the receiver an outpost-sink, all on loopback."""
@@ -138,6 +140,15 @@ destination "*" { backoff_pause = 3s backoff_max = 3s max_connections = 2 }
         check(1 <= log.count("resumed (its pause is over)") <= 5,
               "a line when the pause ends: %d" % log.count("resumed ("))
         check(log.count("backed off for") <= 6, "a line per pause")
+        # Each pause is said to end once and probed once over every
+        # delivery loop: at level 1 and up the path's 2 connections halve
+        # to 1, and a loop that did not take the probe waits for its
+        # outcome.
+        after = log[log.index("backed off for"):].split("backed off for")
+        for part in after[1:]:
+            check(part.count("resumed (") <= 1 and
+                  part.count("connect failed") <= 1,
+                  "one pause's end said and probed once: %s" % part)
         paused = events(d, "destination_paused")
         resumed = events(d, "destination_resumed")
         check(1 <= len(paused) <= 6 and 1 <= len(resumed) <= 5,
@@ -145,6 +156,29 @@ destination "*" { backoff_pause = 3s backoff_max = 3s max_connections = 2 }
               % (len(paused), len(resumed)))
         check("Connection refused" in paused[0].get("reason", ""),
               "the pause says why: %s" % paused[0])
+
+
+def test_answer_lets_every_loop_go():
+    """The receiver comes back while backed off: its pause ends, one
+    probe gets through, and every message held for it (over every
+    delivery loop) goes at once, not a pause later."""
+    dns, port, d = refusing("back.test", "127.0.0.55", '''
+destination "*" { backoff_pause = 8s backoff_max = 8s }
+''')
+    with dns, d:
+        pipeline(d, ["r%d@back.test" % i for i in range(N)])
+        wait_for(lambda: "backed off for" in d.log(), 30, "a pause")
+        t0 = time.time()
+        with Sink(["127.0.0.55"], port, maildir=False) as sink:
+            # The pause ends 8 s after it began; another pause's time
+            # later is when held messages go without news of the probe.
+            sink.wait_messages(N, timeout=30)
+            took = time.time() - t0
+            check(took < 8 + 5 * SLOW, "all %d delivered %.1f s after "
+                  "the pause began" % (N, took))
+            wait_empty(d, timeout=30)
+        log = d.log()
+        eq(log.count("resumed (its pause is over)"), 1, "resumed lines")
 
 
 def retry_now(verb):

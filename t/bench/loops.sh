@@ -34,9 +34,10 @@ CLI=$(dirname "$OUTPOSTD")/outpost
 work=$(mktemp -d /tmp/outpost-bench-loops.XXXXXX)
 # outpostd started as root becomes user outpost: let it reach its data_dir.
 chmod 711 "$work"
-OPD_PID='' OSINK_PID=''
+OPD_PID='' OSINK_PID='' PERF_PID=''
 # shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {
+	stop_pid "$PERF_PID" 10
 	stop_pid "$OPD_PID" 30
 	stop_pid "$OSINK_PID" 5
 	mkdir -p "$OUT/loops-logs"
@@ -88,6 +89,13 @@ run() {
 		--pipelining \
 		>"$work/t$t-r$round-load.log" 2>&1
 	sleep 1 # the last commits' completions reach the scheduler
+	if [ -n "${BENCH_LOOPS_PERF:-}" ]; then
+		mkdir -p "$BENCH_LOOPS_PERF"
+		perf record -q -F 4999 -g -p "$OPD_PID" \
+			-o "$BENCH_LOOPS_PERF/t$t-r$round.data" 2>/dev/null &
+		PERF_PID=$!
+		sleep 0.5
+	fi
 	c0=$(deliver_ticks "$OPD_PID")
 	t0=$(date +%s.%N)
 	"$CLI" -c "$d/outpost.conf" resume sink.test >/dev/null
@@ -97,6 +105,11 @@ run() {
 	}
 	t1=$(date +%s.%N)
 	c1=$(deliver_ticks "$OPD_PID")
+	if [ -n "$PERF_PID" ]; then
+		kill -INT "$PERF_PID" 2>/dev/null || true
+		wait "$PERF_PID" 2>/dev/null || true
+		PERF_PID=''
+	fi
 	stop_pid "$OPD_PID" 30
 	OPD_PID=''
 	stop_pid "$OSINK_PID" 5

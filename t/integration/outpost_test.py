@@ -59,16 +59,24 @@ def eq(got, want, what="value"):
         raise TestFailure("%s: got %r, want %r" % (what, got, want))
 
 
+_GIVEN = set()
+
+
 def _random_port(kind, host="127.0.0.1"):
-    """A port that was free a moment ago.  Picked at random below the
-    kernel's ephemeral range (32768+), so the source ports of outgoing
-    connections (ours, c-ares') never take it before its owner binds it."""
+    """A port that was free a moment ago, and not given out before by this
+    test program (two listeners of one daemon must not get the same).
+    Picked at random below the kernel's ephemeral range (32768+), so the
+    source ports of outgoing connections (ours, c-ares') never take it
+    before its owner binds it."""
     import random
     for _ in range(200):
         port = random.randint(10000, 30999)
+        if port in _GIVEN:
+            continue
         with socket.socket(socket.AF_INET, kind) as s:
             try:
                 s.bind((host, port))
+                _GIVEN.add(port)
                 return port
             except OSError:
                 continue

@@ -143,6 +143,8 @@ def test_new_recipients_stop_and_release():
             # Two hours on: past learning; the same list is no news.
             d.restart(2 * HOUR)
             eq(send(d, "alice", listed), (30, None), "the usual list")
+            # Delivered before the suspension: only the fresh ones wait.
+            sink.wait_messages(60)
             st = d.status("alice")
             eq(st["state"], "watching", "after learning: %s" % st)
             d.cli("suspend", "dest.test", "--for", "1h")

@@ -54,8 +54,8 @@
 
 /* Rounds in flight at once (envelopes in memory): a restart with a
  * million due messages must not read them all at once
- * (delivery.max_messages_in_memory). */
-#define SCHED_MAX_ACTIVE (sched->conf->delivery.max_rounds)
+ * (delivery.max_messages_in_memory, over every shard: each its part). */
+#define SCHED_MAX_ACTIVE sched_max_active()
 /* A path's line of waiting jobs is held to what it delivered in
  * SCHED_LINE_SECONDS (measured over windows of SCHED_RATE_WINDOW_MS while
  * its line never ran dry), and never below SCHED_LINE_MIN: the messages
@@ -450,6 +450,26 @@ void sched_bind(void *arg);
 #define SCHED_SHARDS_MAX 64
 extern struct sched *sched_shards[SCHED_SHARDS_MAX];
 extern unsigned sched_nshards;
+
+/* This shard's part of delivery.max_messages_in_memory (SCHED_MAX_ACTIVE),
+ * and of the least line a path keeps (SCHED_LINE_MIN). */
+static inline unsigned
+sched_max_active(void)
+{
+	unsigned n = sched_nshards > 1 ? sched_nshards : 1;
+
+	return sched->conf->delivery.max_rounds / n > 0
+		   ? sched->conf->delivery.max_rounds / n
+		   : 1;
+}
+
+static inline unsigned
+sched_line_min(void)
+{
+	unsigned n = sched_nshards > 1 ? sched_nshards : 1;
+
+	return (SCHED_LINE_MIN + n - 1) / n;
+}
 /* sched_shard_of — the shard that owns queue id ID, for the message's
  * whole life.  Any thread. */
 struct sched *sched_shard_of(uint64_t id);

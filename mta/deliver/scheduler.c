@@ -333,8 +333,8 @@ sched_path_line_max(struct sched_path *p, int64_t now)
 	if (p->rate < 0)
 		return UINT_MAX;
 	n = p->rate * SCHED_LINE_SECONDS;
-	if (n < SCHED_LINE_MIN)
-		return SCHED_LINE_MIN;
+	if (n < sched_line_min())
+		return sched_line_min();
 	return n > (double)(UINT_MAX / 2) ? UINT_MAX / 2 : (unsigned)n;
 }
 

@@ -66,7 +66,7 @@ PYEOF
 
 # run T ROUND: one drain; appends a JSON line to $work/runs.jsonl.
 run() {
-	local t=$1 round=$2 d="$work/t$1-r$2" port sp i t0 t1 c0 c1
+	local t=$1 round=$2 d="$work/t$1-r$2" port sp t0 t1 c0 c1 hwm
 	mkdir -p "$d"
 	chmod 755 "$d"
 	port=$(free_port)
@@ -91,7 +91,8 @@ run() {
 	sleep 1 # the last commits' completions reach the scheduler
 	if [ -n "${BENCH_LOOPS_PERF:-}" ]; then
 		mkdir -p "$BENCH_LOOPS_PERF"
-		perf record -q -F 4999 -g -p "$OPD_PID" \
+		# shellcheck disable=SC2086 # words of perf's options
+		perf record -q ${BENCH_LOOPS_PERF_ARGS:--F 4999 -g} -p "$OPD_PID" \
 			-o "$BENCH_LOOPS_PERF/t$t-r$round.data" 2>/dev/null &
 		PERF_PID=$!
 		sleep 0.5
@@ -105,6 +106,7 @@ run() {
 	}
 	t1=$(date +%s.%N)
 	c1=$(deliver_ticks "$OPD_PID")
+	hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$OPD_PID/status")
 	if [ -n "$PERF_PID" ]; then
 		kill -INT "$PERF_PID" 2>/dev/null || true
 		wait "$PERF_PID" 2>/dev/null || true
@@ -118,14 +120,16 @@ run() {
 	# cost up to a quarter more (the page cache's to reclaim).
 	rm -rf "$d/var"
 	"$PY" - "$t" "$round" "$N" "$t0" "$t1" "$c0" "$c1" \
-		"$(getconf CLK_TCK)" >>"$work/runs.jsonl" <<'PYEOF'
+		"$(getconf CLK_TCK)" "$hwm" >>"$work/runs.jsonl" <<'PYEOF'
 import json, sys
 t, rnd, n, t0, t1 = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
+hwm = int(sys.argv[9] or 0)
 c0, c1, hz = json.loads(sys.argv[6]), json.loads(sys.argv[7]), int(sys.argv[8])
 per = {k: round((v - c0.get(k, 0)) * 1e6 / hz / n, 2) for k, v in sorted(c1.items())}
 print(json.dumps({"loops": t, "round": rnd, "messages": n,
                   "drain_s": round(t1 - t0, 3), "msg_per_s": round(n / (t1 - t0), 1),
                   "deliver_us_per_msg": round(sum(per.values()), 2),
+                  "vmhwm_mib": round(hwm / 1024, 1),
                   "thread_us_per_msg": per}))
 PYEOF
 	tail -n 1 "$work/runs.jsonl" >&2
@@ -155,14 +159,15 @@ for t, rs in sorted(by.items()):
 json.dump({"benchmark": "loops", "messages": n, "size": size, "loops": summary},
           open(out + "/loops.json", "w"), indent=1)
 lines = ["## Delivery loops: %d messages of %d bytes drained from a backlog to outpost-sink" % (n, size), "",
-         "| delivery loops | delivery CPU µs per message (mean) | each round | per thread (first round) | drain msg/s |",
-         "|---|---|---|---|---|"]
+         "| delivery loops | delivery CPU µs per message (mean) | each round | per thread (first round) | drain msg/s | VmHWM MiB (max) |",
+         "|---|---|---|---|---|---|"]
 for s in summary:
-    lines.append("| %d | **%.1f** | %s | %s | %s |" % (
+    lines.append("| %d | **%.1f** | %s | %s | %s | %.1f |" % (
         s["loops"], s["deliver_us_per_msg"],
         ", ".join("%.1f" % r["deliver_us_per_msg"] for r in s["rounds"]),
         ", ".join("%s %.1f" % kv for kv in s["rounds"][0]["thread_us_per_msg"].items()),
-        "{:,.0f}".format(s["msg_per_s"])))
+        "{:,.0f}".format(s["msg_per_s"]),
+        max(r.get("vmhwm_mib", 0) for r in s["rounds"])))
 lines += ["", "Delivery CPU: utime + stime of the threads named deliver* (loop 0, deliver, "
           "drives its connections; deliverN its own shard's, or loop 0's connections with a cluster), "
           "from `outpost resume` to the sink's last message, over the messages.  The drain time "

@@ -13,6 +13,7 @@ import os
 import smtplib
 import sys
 import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from outpost_test import (SLOW, Daemon, Dns, Sink, check,  # noqa: E402
@@ -187,6 +188,38 @@ def test_global_cap_holds_across_loops():
               % st["connections_max"])
         check(len(w.seen) >= 2, "connections on one loop only: %s"
               % sorted(w.seen))
+        wait_empty(d)
+
+
+def messages_active(d):
+    for line in metrics_text(d).splitlines():
+        if line.startswith('outpost_queue_messages{state="active"} '):
+            return int(float(line.rpartition(" ")[2]))
+    raise AssertionError("no active gauge")
+
+
+def test_messages_in_memory_cap_holds_across_loops():
+    """delivery.max_messages_in_memory is the daemon's, not each loop's:
+    400 messages for 8 slow receivers, at most 100 in rounds at once over
+    the 4 loops (each its part), and all delivered."""
+    hosts = ["127.0.0.%d" % (101 + i) for i in range(8)]
+    port = free_port_on(hosts)
+    domains = ["m%d.test" % i for i in range(8)]
+    dns = Dns(mx=[(dom, "mx." + dom, 10) for dom in domains],
+              a=[("mx." + dom, h) for dom, h in zip(domains, hosts)])
+    cfg = loops_config(dns, port, "  max_messages_in_memory = 100\n")
+    with dns, Sink(hosts, port, ["--reply-delay-ms", "200"],
+                   maildir=False) as sink, Daemon(config=cfg) as d:
+        pipeline(d, ["u%d@%s" % (i, domains[i % 8]) for i in range(400)])
+        most = 0
+        deadline = time.time() + 120 * SLOW
+        while sink.stats().get("messages", 0) < 400:
+            check(time.time() < deadline, "400 delivered: %s"
+                  % sink.stats())
+            most = max(most, messages_active(d))
+            time.sleep(0.05)
+        print("# at most %d messages in rounds at once" % most)
+        check(50 <= most <= 100, "messages in rounds at once: %d" % most)
         wait_empty(d)
 
 

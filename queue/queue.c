@@ -661,26 +661,33 @@ queue_close(struct queue *q)
 /* Readers ------------------------------------------------------------- */
 
 /*
- * Before a read transaction: what this thread's earlier reads mapped leaves
- * our page tables, at most every QUEUE_READ_TRIM_US per thread.  On a
+ * Before a read transaction: what earlier reads mapped leaves our page
+ * tables, at most every QUEUE_READ_TRIM_US for the whole process.  On a
  * kernel that maps a whole page-cache folio per fault (6.18: up to 2 MiB),
  * each B-tree page a reader touches right after a commit wrote it maps
  * the megabytes written around it; left to the writer's trim (every
  * 100 ms), a 100 KB relay's readers kept 10-40 MB of the file mapped.
+ * One trim unmaps the file for every thread (and interrupts each CPU that
+ * runs one of them to flush its TLB), so the readers take turns: with a
+ * clock per thread, N delivery loops trimmed N times as often, and each
+ * trim made the others fault their pages in again.
  */
 #define QUEUE_READ_TRIM_US 2000
 void
 queue_read_trim(const struct queue *q)
 {
-	static __thread uint64_t last;
+	/* The clock is the queue's, shared by its readers: not its state. */
+	_Atomic uint64_t *clock = &((struct queue *)q)->read_trim_us;
 	struct timespec ts;
-	uint64_t now;
+	uint64_t now, last;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	now = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-	if (now - last < QUEUE_READ_TRIM_US)
+	last = atomic_load_explicit(clock, memory_order_relaxed);
+	if (now - last < QUEUE_READ_TRIM_US ||
+	    !atomic_compare_exchange_strong_explicit(
+		clock, &last, now, memory_order_relaxed, memory_order_relaxed))
 		return;
-	last = now;
 	queue_map_trim(q);
 }
 

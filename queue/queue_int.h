@@ -39,6 +39,7 @@ struct queue {
 	unsigned lazy_wait_us;
 	void *map_addr; /* the LMDB map, for the trim (writer_map_find) */
 	size_t map_len;
+	_Atomic uint64_t read_trim_us; /* the readers' last trim (any thread) */
 	int map_fd; /* the data file LMDB maps (pread of chunks), or -1 */
 	uintptr_t del_lo, del_hi; /* writer: map span of chunks deleted */
 	unsigned del_n;           /* writer: chunks in it */

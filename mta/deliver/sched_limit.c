@@ -116,9 +116,15 @@ sched_limit_pause_over(struct sched_path *p)
 	bool say = p->paused && !p->pause_quiet, probe = true;
 	uint32_t held = p->park.n;
 
-	if (p->paused && p->share != NULL)
+	if (p->paused && p->share != NULL) {
+		/* A later pause another shard took, its post not here yet:
+		 * that one (it says and probes its own end). */
+		sched_share_pause_adopt(p);
+		if (p->paused_until_ms > util_wall_ms())
+			return;
 		probe = sched_share_pause_over(p->share, p->paused_until_ms,
 					       p->park.n > 0, &say, &held);
+	}
 	sched_limit_resume(p, p->backoff_level == 0, probe, say, held,
 			   "its pause is over");
 }

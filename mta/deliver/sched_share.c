@@ -253,12 +253,21 @@ sched_share_tell(struct sched_share *s, loop_fn *fn)
 			loop_post(sched_shards[i]->loop, fn, s);
 }
 
+/* On the shard told: its path of S's name, or NULL. */
+static struct sched_path *
+sched_share_here(struct sched_share *s)
+{
+	struct sched_path *p = sched_path_find(s->key);
+
+	return p != NULL && p->share == s ? p : NULL;
+}
+
 /* On another shard: its path of that name takes the step in force. */
 static void
 sched_share_throttle_run(void *arg)
 {
 	struct sched_share *s = arg;
-	struct sched_path *p = sched_path_find(s->key);
+	struct sched_path *p = sched_share_here(s);
 	unsigned level;
 	int64_t until;
 
@@ -295,10 +304,9 @@ sched_share_throttle_get(struct sched_share *s, unsigned *level,
 static void
 sched_share_pause_run(void *arg)
 {
-	struct sched_share *s = arg;
-	struct sched_path *p = sched_path_find(s->key);
+	struct sched_path *p = sched_share_here(arg);
 
-	if (p != NULL && p->share == s)
+	if (p != NULL)
 		sched_share_pause_adopt(p);
 }
 
@@ -375,10 +383,9 @@ sched_share_pause_over(struct sched_share *s, int64_t until_ms, bool held,
 static void
 sched_share_answers_run(void *arg)
 {
-	struct sched_share *s = arg;
-	struct sched_path *p = sched_path_find(s->key);
+	struct sched_path *p = sched_share_here(arg);
 
-	if (p != NULL && p->share == s)
+	if (p != NULL)
 		sched_limit_answered(p);
 }
 

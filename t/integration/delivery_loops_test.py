@@ -170,13 +170,20 @@ destination "slow.test" {
             check(n <= 5, "%d messages in one second" % n)
 
 
-def test_global_cap_holds_across_loops():
-    """delivery.max_connections = 3 over 6 destinations on 6 hosts."""
-    hosts = ["127.0.0.%d" % (93 + i) for i in range(6)]
+def receivers(tag, first, n):
+    """N domains TAGi.test, each with its MX on 127.0.0.(FIRST+i), one
+    delivery port for all, and the dnsmasq that says so."""
+    hosts = ["127.0.0.%d" % (first + i) for i in range(n)]
     port = free_port_on(hosts)
-    domains = ["g%d.test" % i for i in range(6)]
+    domains = ["%s%d.test" % (tag, i) for i in range(n)]
     dns = Dns(mx=[(dom, "mx." + dom, 10) for dom in domains],
               a=[("mx." + dom, h) for dom, h in zip(domains, hosts)])
+    return hosts, port, domains, dns
+
+
+def test_global_cap_holds_across_loops():
+    """delivery.max_connections = 3 over 6 destinations on 6 hosts."""
+    hosts, port, domains, dns = receivers("g", 93, 6)
     cfg = loops_config(dns, port, "  max_connections = 3\n")
     with dns, Sink(hosts, port, ["--reply-delay-ms", "30"],
                    maildir=False) as sink, Daemon(config=cfg) as d:
@@ -202,11 +209,7 @@ def test_messages_in_memory_cap_holds_across_loops():
     """delivery.max_messages_in_memory is the daemon's, not each loop's:
     400 messages for 8 slow receivers, at most 100 in rounds at once over
     the 4 loops (each its part), and all delivered."""
-    hosts = ["127.0.0.%d" % (101 + i) for i in range(8)]
-    port = free_port_on(hosts)
-    domains = ["m%d.test" % i for i in range(8)]
-    dns = Dns(mx=[(dom, "mx." + dom, 10) for dom in domains],
-              a=[("mx." + dom, h) for dom, h in zip(domains, hosts)])
+    hosts, port, domains, dns = receivers("m", 101, 8)
     cfg = loops_config(dns, port, "  max_messages_in_memory = 100\n")
     with dns, Sink(hosts, port, ["--reply-delay-ms", "200"],
                    maildir=False) as sink, Daemon(config=cfg) as d:

@@ -340,7 +340,6 @@ sched_metrics_snap(struct sched_snap *sn)
 	sn->held = sched->nheld - sched->ncorrupt;
 	sn->corrupt = sched->ncorrupt;
 	sn->corrupt_total = sched->corrupt_total;
-	sn->nconn = sched->nconn;
 	sn->bodies_kept = sched->bodies_kept;
 	sn->bodies_read = sched->bodies_read;
 	sn->oldest_id = sched_metrics_oldest();

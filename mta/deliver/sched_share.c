@@ -310,18 +310,35 @@ sched_share_pause_run(void *arg)
 		sched_share_pause_adopt(p);
 }
 
-void
-sched_share_pause(const struct sched_path *p)
+/* P's pause is its share's, unless the share holds a later one (LATER:
+ * only then). */
+static void
+sched_share_pause_set(const struct sched_path *p, bool later)
 {
 	struct sched_share *s = p->share;
 
 	pthread_mutex_lock(&share_mu);
-	s->pause_until_ms = p->paused_until_ms;
-	s->pause_level = p->backoff_level;
-	s->pause_suspended = p->suspended;
-	snprintf(s->pause_why, sizeof(s->pause_why), "%s", p->last_error);
+	if (!later || s->pause_until_ms < p->paused_until_ms) {
+		s->pause_until_ms = p->paused_until_ms;
+		s->pause_level = p->backoff_level;
+		s->pause_suspended = p->suspended;
+		snprintf(s->pause_why, sizeof(s->pause_why), "%s",
+			 p->last_error);
+	}
 	pthread_mutex_unlock(&share_mu);
-	sched_share_tell(s, sched_share_pause_run);
+}
+
+void
+sched_share_pause(const struct sched_path *p)
+{
+	sched_share_pause_set(p, false);
+	sched_share_tell(p->share, sched_share_pause_run);
+}
+
+void
+sched_share_pause_note(const struct sched_path *p)
+{
+	sched_share_pause_set(p, true);
 }
 
 void
@@ -341,22 +358,6 @@ sched_share_pause_adopt(struct sched_path *p)
 	pthread_mutex_unlock(&share_mu);
 	if (until > util_wall_ms())
 		sched_limit_pause_follow(p, until, level, suspended, why);
-}
-
-void
-sched_share_pause_note(const struct sched_path *p)
-{
-	struct sched_share *s = p->share;
-
-	pthread_mutex_lock(&share_mu);
-	if (s->pause_until_ms < p->paused_until_ms) {
-		s->pause_until_ms = p->paused_until_ms;
-		s->pause_level = p->backoff_level;
-		s->pause_suspended = p->suspended;
-		snprintf(s->pause_why, sizeof(s->pause_why), "%s",
-			 p->last_error);
-	}
-	pthread_mutex_unlock(&share_mu);
 }
 
 bool

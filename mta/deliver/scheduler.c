@@ -271,17 +271,18 @@ sched_cluster_changed(void)
 static unsigned
 sched_path_open(const struct sched_path *p)
 {
-	unsigned n = p->share != NULL ? sched_share_nconn(p->share) : p->nconn;
+	unsigned n = p->nconn, q;
 
 	/* Every shard's quitting ones are off the count too, so that each
 	 * trims only what is past the limit: its own are added back, as
 	 * the callers take them off. */
-	if (p->share != NULL)
-		n -= sched_share_nquitting(p->share) < n
-			 ? sched_share_nquitting(p->share)
-			 : n;
-	n += p->nquitting;
-	return n;
+	if (p->share != NULL) {
+		n = sched_share_nconn(p->share);
+		q = sched_share_nquitting(p->share);
+		n -= q < n ? q : n;
+		n += p->nquitting;
+	}
+	return n > p->nquitting ? n : p->nquitting;
 }
 
 /* Connections that are opening (not yet asked for a job). */

@@ -1188,7 +1188,7 @@ main(int argc, char *argv[])
 	queue_point_thread_stop(points);
 	/* The scheduler's events live on the delivery loop's base: freed
 	 * after its last completions ran, before the base is. */
-	loop_flush(&dloop);
+	sched_loops_flush();
 	left = sched_queued();
 	sched_free();
 	loop_free(&dloop);

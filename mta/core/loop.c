@@ -15,23 +15,31 @@
 #include "mta/core/log.h"
 #include "mta/core/loop.h"
 
-static void
-loop_wake_cb(evutil_socket_t fd, short what, void *arg)
+/* Run L's mailbox as it is now; how many jobs ran. */
+static size_t
+loop_run_mail(struct loop *l)
 {
-	struct loop *l = arg;
 	struct loop_msg *m, *next;
+	size_t n = 0;
 
-	(void)fd;
-	(void)what;
 	pthread_mutex_lock(&l->mu);
 	m = l->head;
 	l->head = l->tail = NULL;
 	pthread_mutex_unlock(&l->mu);
-	for (; m != NULL; m = next) {
+	for (; m != NULL; m = next, n++) {
 		next = m->next;
 		m->fn(m->arg);
 		free(m);
 	}
+	return n;
+}
+
+static void
+loop_wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)loop_run_mail(arg);
 }
 
 int
@@ -131,10 +139,10 @@ loop_join(struct loop *l)
 	l->threaded = false;
 }
 
-void
+size_t
 loop_flush(struct loop *l)
 {
-	loop_wake_cb(-1, 0, l);
+	return loop_run_mail(l);
 }
 
 void

@@ -54,10 +54,10 @@ void loop_stop(struct loop *l);
 /* loop_join — wait for a threaded loop to end.  Main. */
 void loop_join(struct loop *l);
 /* loop_flush — run what is left in the mailbox (completions must not be
- * lost).  Main, after loop_join() and after every thread that posts to L
- * has stopped; the owner of L's events frees them after it, before
- * loop_free(). */
-void loop_flush(struct loop *l);
+ * lost); how many jobs ran (one may have posted to another loop).  Main,
+ * after loop_join() and after every thread that posts to L has stopped;
+ * the owner of L's events frees them after it, before loop_free(). */
+size_t loop_flush(struct loop *l);
 /* loop_free — loop_flush(), then free L's base: every event made on it
  * must have been freed already.  Main. */
 void loop_free(struct loop *l);

@@ -64,6 +64,11 @@ void sched_ready(void (*fn)(void *arg), void *arg);
  * Main thread, once, with the signal mask the loops should have.
  */
 int sched_loops_start(void);
+/* sched_loops_flush — every delivery loop's mailbox (loop 0's too) run,
+ * each under its own shard, until all are empty: a worker's completion
+ * may reach a loop after it ended.  Main, after worker_stop(); sched_free
+ * does it again, to be safe on every path. */
+void sched_loops_flush(void);
 /* sched_loops_stop — stop and join them (their last jobs run).  Main
  * thread, after the scheduler's loop has ended (every connection closed),
  * before sched_free. */

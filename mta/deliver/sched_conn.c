@@ -610,6 +610,23 @@ sched_loops_stop(void)
 }
 
 void
+sched_loops_flush(void)
+{
+	size_t ran;
+	unsigned i;
+
+	/* Until a whole pass runs nothing: a job may post to another loop. */
+	do {
+		ran = 0;
+		for (i = 0; i < conn_nall; i++) {
+			sched = sched_shard_of_loop(conn_all[i].loop);
+			ran += loop_flush(conn_all[i].loop);
+		}
+	} while (ran > 0);
+	sched = &sched_main;
+}
+
+void
 sched_conn_free(void)
 {
 	uint64_t dm = 0, dp = 0, um = 0, up = 0;

@@ -1436,6 +1436,10 @@ sched_free(void)
 
 	/* First: nothing of Redis' may call back into what goes below. */
 	cluster_free();
+	/* Then the last completions, each on its own shard (a worker's
+	 * envelope load may have come after its loop ended), before any
+	 * shard is freed. */
+	sched_loops_flush();
 	for (i = sched_nshards; i-- > 0;) {
 		sched_shard_free(sched_shards[i]);
 		if (i > 0)

@@ -205,7 +205,7 @@ queue_body_next(struct queue_body_reader *r, const uint8_t **p, size_t *len,
 		rc = queue_body_end(r, txn, err, errlen);
 	else
 		rc = queue_body_chunk(r, txn, &plen, err, errlen);
-	mdb_txn_abort(txn);
+	queue_txn_read_end(r->q, txn);
 	if (rc < 0) {
 		r->failed = rc;
 		return rc;

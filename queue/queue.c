@@ -29,6 +29,9 @@
 #define QUEUE_MAXDBS        9     /* 8 in use; room for one more */
 #define QUEUE_BATCH_DEFAULT 4096  /* commit_max_batch = 0 */
 #define QUEUE_LAZY_US       10000 /* lazy_wait_us = 0 */
+/* Reader slots: each thread that reads keeps one (txn_read.c), and LMDB's
+ * 126 would cap a 32-core daemon's loops and workers. */
+#define QUEUE_MAXREADERS 1024
 
 /*
  * The test clock: OUTPOST_TEST_CLOCK_OFFSET (signed seconds, at most ten
@@ -513,8 +516,10 @@ fail:
 static void
 queue_free(struct queue *q)
 {
-	if (q->env != NULL)
+	if (q->env != NULL) {
+		queue_txn_read_drop(q);
 		mdb_env_close(q->env);
+	}
 	crypt_key_free(q->key);
 	pthread_mutex_destroy(&q->mu);
 	pthread_cond_destroy(&q->cv);
@@ -589,7 +594,8 @@ queue_env_open(struct queue *q, uint64_t map_size, char *err, size_t errlen)
 		q->env = NULL;
 		goto fail;
 	}
-	if ((rc = mdb_env_set_maxdbs(q->env, QUEUE_MAXDBS)) != 0)
+	if ((rc = mdb_env_set_maxdbs(q->env, QUEUE_MAXDBS)) != 0 ||
+	    (rc = mdb_env_set_maxreaders(q->env, QUEUE_MAXREADERS)) != 0)
 		goto fail;
 	if (map_size != 0 &&
 	    (rc = mdb_env_set_mapsize(q->env, (size_t)map_size)) != 0)
@@ -689,26 +695,6 @@ queue_read_trim(const struct queue *q)
 		clock, &last, now, memory_order_relaxed, memory_order_relaxed))
 		return;
 	queue_map_trim(q);
-}
-
-/* A read transaction; adopts a map grown by the writer process. */
-int
-queue_txn_read(struct queue *q, MDB_txn **txn, char *err, size_t errlen)
-{
-	int rc;
-
-	queue_read_trim(q);
-	rc = mdb_txn_begin(q->env, NULL, MDB_RDONLY, txn);
-	if (rc == MDB_MAP_RESIZED) {
-		if ((rc = mdb_env_set_mapsize(q->env, 0)) == 0)
-			rc = mdb_txn_begin(q->env, NULL, MDB_RDONLY, txn);
-	}
-	if (rc != 0) {
-		(void)snprintf(err, errlen, "%s: read transaction: %s", q->path,
-			       mdb_strerror(rc));
-		return -1;
-	}
-	return 0;
 }
 
 int
@@ -872,7 +858,7 @@ queue_walk_checked(struct queue *q, uint64_t first, uint64_t last,
 done:
 	if (cur != NULL)
 		mdb_cursor_close(cur);
-	mdb_txn_abort(txn);
+	queue_txn_read_end(q, txn);
 	queue_plain_free(&buf);
 	if (n >= QUEUE_WALK_TRIM_EVERY)
 		queue_map_trim(q);
@@ -997,7 +983,7 @@ queue_sched_walk_batch(struct queue *q, struct queue_sched_pos *pos, size_t max,
 done:
 	if (cur != NULL)
 		mdb_cursor_close(cur);
-	mdb_txn_abort(txn);
+	queue_txn_read_end(q, txn);
 	if (n >= QUEUE_WALK_TRIM_EVERY)
 		queue_map_trim(q);
 	return ret;
@@ -1047,7 +1033,7 @@ queue_envelope_get(struct queue *q, uint64_t id, struct queue_envelope *env,
 	if (queue_txn_read(q, &txn, err, errlen) != 0)
 		return -1;
 	rc = queue_env_get(q, txn, id, &buf, env, err, errlen);
-	mdb_txn_abort(txn);
+	queue_txn_read_end(q, txn);
 	queue_plain_free(&buf);
 	return rc;
 }
@@ -1159,7 +1145,7 @@ queue_body_read(struct queue *q, uint64_t id, queue_chunk_fn *fn, void *arg,
 done:
 	if (cur != NULL)
 		mdb_cursor_close(cur);
-	mdb_txn_abort(txn);
+	queue_txn_read_end(q, txn);
 	queue_envelope_clear(&env);
 	queue_plain_free(&buf);
 	return ret;

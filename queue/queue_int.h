@@ -129,9 +129,17 @@ int queue_plain_reserve(struct queue_plain *b, size_t n);
 void queue_plain_free(struct queue_plain *b);
 
 /* queue_txn_read — a read transaction on Q (MDB_RDONLY; the environment
- * is opened MDB_NOTLS), adopting a map grown by the writer.  0, or -1 with
- * err.  Any thread; abort it soon (it pins a snapshot). */
+ * is opened MDB_NOTLS), adopting a map grown by the writer: the thread's
+ * kept one renewed, or a new one.  0, or -1 with err.  Any thread; end it
+ * soon with queue_txn_read_end (it pins a snapshot), never with
+ * mdb_txn_abort, on the same thread (txn_read.c). */
 int queue_txn_read(struct queue *q, MDB_txn **txn, char *err, size_t errlen);
+/* queue_txn_read_end — end TXN from queue_txn_read (reset and kept, or
+ * aborted).  Its cursors must be closed first. */
+void queue_txn_read_end(struct queue *q, MDB_txn *txn);
+/* queue_txn_read_drop — abort every thread's kept transaction of Q, before
+ * the environment closes (no thread reads Q any more).  Main thread. */
+void queue_txn_read_drop(struct queue *q);
 
 /* queue_chunk_open — check that KEY (a "body" key) is chunk I and decrypt
  * VAL into BUF (*PLEN bytes).  0, -1 out of memory, or QUEUE_CORRUPT;

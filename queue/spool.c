@@ -225,7 +225,7 @@ queue_spool_read(struct queue *q, uint64_t id, uint32_t n, queue_chunk_fn *fn,
 		if (fn(buf.p, plen, arg) != 0)
 			break;
 	}
-	mdb_txn_abort(txn);
+	queue_txn_read_end(q, txn);
 	queue_plain_free(&buf);
 	return ret;
 }

@@ -136,6 +136,7 @@ struct sched_round {
 	bool tried;         /* a recipient got a result (an attempt, a DSN) */
 	struct sched_park *park;       /* a job met a paused destination here */
 	char **remote;                 /* per rcpt: the host that answered */
+	uint32_t nremote;              /* remote's length (env may be gone) */
 	uint8_t *category;             /* per rcpt: the bounce category (enum
 					  conf_bounce_category) of this round's failure,
 					  for the DSN; NULL until one */
@@ -688,7 +689,8 @@ void sched_retry_cb(evutil_socket_t fd, short what, void *arg);
 /* sched_retry_wake — a round ended: room for one that is due. */
 void sched_retry_wake(void);
 /* sched_write — write M's envelope (QOP_UPDATE) or remove M (QOP_DELETE);
- * OLD_DUE: its key in the schedule index. */
+ * OLD_DUE: its key in the schedule index.  The envelope moves from M's
+ * round to the op (no copy): the caller ends the round next. */
 void sched_write(struct sched_msg *m, enum queue_op_kind kind, int64_t old_due);
 /* sched_write_resched — move M's schedule entry only (due time, held). */
 void sched_write_resched(struct sched_msg *m, int64_t old_due, bool held);

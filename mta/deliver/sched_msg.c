@@ -23,49 +23,6 @@
 
 #define SCHED_ROUND_BATCH 2000 /* rounds started per loop turn */
 
-static char *
-sched_strdup(const char *s)
-{
-	return s == NULL ? NULL : strdup(s);
-}
-
-/* Deep copy of SRC into DST.  0 or -1 (DST then cleared). */
-static int
-sched_env_copy(struct queue_envelope *dst, const struct queue_envelope *src)
-{
-	uint32_t i;
-
-	*dst = *src;
-	dst->sender = sched_strdup(src->sender);
-	dst->user = sched_strdup(src->user);
-	dst->client = sched_strdup(src->client);
-	dst->helo = sched_strdup(src->helo);
-	dst->msgid = sched_strdup(src->msgid);
-	dst->campaign = sched_strdup(src->campaign);
-	dst->envid = sched_strdup(src->envid);
-	dst->rcpts = calloc(src->nrcpts ? src->nrcpts : 1, sizeof(*dst->rcpts));
-	if (dst->rcpts == NULL || (src->sender && !dst->sender) ||
-	    (src->msgid && !dst->msgid) || (src->campaign && !dst->campaign) ||
-	    (src->envid && !dst->envid)) {
-		dst->nrcpts = 0;
-		queue_envelope_clear(dst);
-		return -1;
-	}
-	for (i = 0; i < src->nrcpts; i++) {
-		dst->rcpts[i] = src->rcpts[i];
-		dst->rcpts[i].addr = sched_strdup(src->rcpts[i].addr);
-		dst->rcpts[i].last_reply =
-		    sched_strdup(src->rcpts[i].last_reply);
-		dst->rcpts[i].orcpt = sched_strdup(src->rcpts[i].orcpt);
-		if (dst->rcpts[i].addr == NULL ||
-		    (src->rcpts[i].orcpt && !dst->rcpts[i].orcpt)) {
-			queue_envelope_clear(dst);
-			return -1;
-		}
-	}
-	return 0;
-}
-
 struct sched_msg *
 sched_msg_new(uint64_t id, int64_t due)
 {
@@ -277,8 +234,11 @@ sched_write(struct sched_msg *m, enum queue_op_kind kind, int64_t old_due)
 {
 	struct queue_op *op = queue_op_new(kind);
 
-	if (op == NULL || sched_env_copy(&op->env, &m->r->env) != 0)
+	if (op == NULL)
 		goto oom;
+	/* Moved, not copied: the round ends right after (sched_int.h). */
+	op->env = m->r->env;
+	memset(&m->r->env, 0, sizeof(m->r->env));
 	op->old_due_ms = old_due;
 	/* A settle gates no reply: it may share the next commit.  A crash
 	 * before then delivers the message again (at least once). */

@@ -67,7 +67,7 @@ sched_round_free(struct sched_msg *m)
 	if (r == NULL)
 		return;
 	if (r->remote != NULL)
-		for (i = 0; i < r->env.nrcpts; i++)
+		for (i = 0; i < r->nremote; i++)
 			free(r->remote[i]);
 	free(r->remote);
 	free(r->category);
@@ -286,9 +286,11 @@ sched_round_rcpt_result(struct sched_msg *m, uint32_t ri,
 	free(rc->last_reply);
 	rc->last_reply = r->text != NULL ? strdup(r->text) : NULL;
 	if (remote != NULL && remote[0] != '\0') {
-		if (m->r->remote == NULL)
+		if (m->r->remote == NULL) {
 			m->r->remote =
 			    calloc(m->r->env.nrcpts, sizeof(*m->r->remote));
+			m->r->nremote = m->r->remote ? m->r->env.nrcpts : 0;
+		}
 		if (m->r->remote != NULL) {
 			free(m->r->remote[ri]);
 			m->r->remote[ri] = strdup(remote);

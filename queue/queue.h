@@ -276,6 +276,22 @@ void queue_submit(struct queue *q, struct queue_op *op, queue_done_fn *done,
 		  void *arg);
 
 /*
+ * A batch: ops gathered by one thread and handed to the writer together,
+ * under one lock instead of one per op (a delivery loop's settled messages
+ * of one turn).  Zeroed to start.  queue_batch_add — OP (taken) joins B,
+ * in order, with DONE and ARG as queue_submit takes them.
+ * queue_batch_submit — queue_submit for every op of B, in order; B is
+ * empty after.  The thread that owns B.
+ */
+struct queue_batch {
+	struct queue_op *head, **tailp;
+	size_t n;
+};
+void queue_batch_add(struct queue_batch *b, struct queue_op *op,
+		     queue_done_fn *done, void *arg);
+void queue_batch_submit(struct queue *q, struct queue_batch *b);
+
+/*
  * queue_expect — DELTA = +1: a message is on its way to queue_submit() (a
  * worker is signing or sealing it); -1: it has been submitted (call this
  * just before queue_submit) or given up.  Every +1 needs its -1.  Before a

@@ -641,36 +641,74 @@ writer_main(void *arg)
 }
 
 void
-queue_submit(struct queue *q, struct queue_op *op, queue_done_fn *done,
-	     void *arg)
+queue_batch_add(struct queue_batch *b, struct queue_op *op, queue_done_fn *done,
+		void *arg)
 {
-	bool wake, refused;
-
 	op->done = done;
 	op->arg = arg;
 	op->next = NULL;
+	if (b->tailp == NULL)
+		b->tailp = &b->head;
+	*b->tailp = op;
+	b->tailp = &op->next;
+	b->n++;
+}
+
+/* Does OP, about to join the pending ops, need the writer woken?  q->mu. */
+static bool
+writer_wakes(const struct queue *q, const struct queue_op *op)
+{
+	return q->head == NULL || q->npending + 1 == q->commit_max_batch ||
+	       (q->lingering &&
+		atomic_load(&q->expect_done) >= q->linger_target) ||
+	       (q->lazy_waiting && !op->lazy);
+}
+
+void
+queue_batch_submit(struct queue *q, struct queue_batch *b)
+{
+	struct queue_op *op = b->head, *next;
+	bool wake = false, refused;
+
+	b->head = NULL;
+	b->tailp = &b->head;
+	b->n = 0;
+	if (op == NULL)
+		return;
 	pthread_mutex_lock(&q->mu);
 	refused = !q->writer_started || q->writer_exited;
 	if (!refused) {
-		wake = q->head == NULL ||
-		       q->npending + 1 == q->commit_max_batch ||
-		       (q->lingering &&
-			atomic_load(&q->expect_done) >= q->linger_target) ||
-		       (q->lazy_waiting && !op->lazy);
-		writer_append(q, op);
+		for (; op != NULL; op = next) {
+			next = op->next;
+			op->next = NULL;
+			wake = wake || writer_wakes(q, op);
+			writer_append(q, op);
+		}
 		if (wake)
 			pthread_cond_signal(&q->cv);
 	}
 	pthread_mutex_unlock(&q->mu);
-	if (refused) {
+	for (; op != NULL; op = next) { /* refused: each fails alone */
+		next = op->next;
+		op->next = NULL;
 		op->status = -1;
 		op->map_full = false;
 		(void)snprintf(op->err, sizeof(op->err), "queue %s", "closed");
 		pthread_mutex_lock(&q->stats_mu);
 		q->stats.failed_ops++;
 		pthread_mutex_unlock(&q->stats_mu);
-		done(op, -1, arg);
+		op->done(op, -1, op->arg);
 	}
+}
+
+void
+queue_submit(struct queue *q, struct queue_op *op, queue_done_fn *done,
+	     void *arg)
+{
+	struct queue_batch b = { NULL, NULL, 0 };
+
+	queue_batch_add(&b, op, done, arg);
+	queue_batch_submit(q, &b);
 }
 
 int

@@ -621,6 +621,9 @@ sched_loops_flush(void)
 		for (i = 0; i < conn_nall; i++) {
 			sched = sched_shard_of_loop(conn_all[i].loop);
 			ran += loop_flush(conn_all[i].loop);
+			/* What those jobs wrote goes to the writer now: the
+			 * loop will not end another turn. */
+			sched_write_flush();
 		}
 	} while (ran > 0);
 	sched = &sched_main;

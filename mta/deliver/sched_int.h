@@ -396,6 +396,11 @@ struct sched {
 	char *gauges;           /* exposition text of the scheduler's gauges */
 	struct sched_heap heap; /* messages waiting for their due time */
 	struct event *retry_timer;
+	/* Queue writes of this loop turn, handed to the writer together at
+	 * its end (wq_flush, made active by the first): one lock on the
+	 * writer's list per turn, not one per settled message. */
+	struct queue_batch wq;
+	struct event *wq_flush;
 	unsigned nconn;
 	/* Paths turned away by delivery.max_connections, in turn; paths with
 	 * idle connections, the longest idle first: a slot that ends goes to
@@ -688,6 +693,11 @@ void sched_retry_arm(void);
 void sched_retry_cb(evutil_socket_t fd, short what, void *arg);
 /* sched_retry_wake — a round ended: room for one that is due. */
 void sched_retry_wake(void);
+/* sched_write_flush_cb — the shard's batched queue writes go to the
+ * writer (its loop, at the end of a turn).  sched_write_flush — the same,
+ * now (main thread at shutdown, the shard bound). */
+void sched_write_flush_cb(evutil_socket_t fd, short what, void *arg);
+void sched_write_flush(void);
 /* sched_write — write M's envelope (QOP_UPDATE) or remove M (QOP_DELETE);
  * OLD_DUE: its key in the schedule index.  The envelope moves from M's
  * round to the op (no copy): the caller ends the round next. */

@@ -185,8 +185,25 @@ sched_write_submit(struct sched_msg *m, struct queue_op *op)
 	if (m != NULL)
 		m->writes++;
 	sched->writes++;
-	queue_submit(sched->queue, op, sched_write_done_cb, w);
+	if (sched->wq.n == 0)
+		event_active(sched->wq_flush, EV_TIMEOUT, 1);
+	queue_batch_add(&sched->wq, op, sched_write_done_cb, w);
 	return 0;
+}
+
+void
+sched_write_flush(void)
+{
+	queue_batch_submit(sched->queue, &sched->wq);
+}
+
+void
+sched_write_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	sched_write_flush();
 }
 
 /* A write is committed (or failed): a DSN joins the queue; a message whose

@@ -16,6 +16,8 @@
 # 2026-12-06 the backlog went to 50 destinations, resumed one by one: 50
 # walks of the queue, and the drain ran at the walks' pace, not
 # delivery's.)
+# BENCH_LOOPS_WARM=N (0): a drain of N messages of the same shape first,
+# unmeasured, so that the figure is a daemon's whose heaps have grown.
 # Figures per T: delivery CPU µs per message (each round, their mean), the
 # same per thread, the drain's msg/s.  Env in: BENCH_BUILD, BENCH_OUT.
 # Writes BENCH_OUT/loops.json and loops.md.  Loopback only; every process
@@ -29,6 +31,7 @@ LOOPS=${BENCH_LOOPS:-1 2}
 ROUNDS=${BENCH_LOOPS_ROUNDS:-2}
 N=${BENCH_LOOPS_N:-50000}
 SIZE=${BENCH_LOOPS_SIZE:-4096}
+WARM=${BENCH_LOOPS_WARM:-0}
 CLI=$(dirname "$OUTPOSTD")/outpost
 
 work=$(mktemp -d /tmp/outpost-bench-loops.XXXXXX)
@@ -84,6 +87,22 @@ run() {
 		echo "loops: outpostd did not listen" >&2
 		return 1
 	}
+	if [ "$WARM" -gt 0 ]; then
+		# A drain of the same shape before the measured one: the
+		# delivery threads' heaps grow to their peak here, not in
+		# the figure (a daemon that has run a while has them).
+		"$CLI" -c "$d/outpost.conf" suspend sink.test --for 1h \
+			>/dev/null
+		"$LOAD" --port "$port" --sessions 50 --count "$WARM" \
+			--size "$SIZE" --pipelining \
+			>"$work/t$t-r$round-warm.log" 2>&1
+		sleep 1
+		"$CLI" -c "$d/outpost.conf" resume sink.test >/dev/null
+		osink_wait "$d/sink.json" "$WARM" 600 >/dev/null || {
+			echo "loops: the warm-up did not reach the sink" >&2
+			return 1
+		}
+	fi
 	"$CLI" -c "$d/outpost.conf" suspend sink.test --for 1h >/dev/null
 	"$LOAD" --port "$port" --sessions 50 --count "$N" --size "$SIZE" \
 		--pipelining \
@@ -100,7 +119,7 @@ run() {
 	c0=$(deliver_ticks "$OPD_PID")
 	t0=$(date +%s.%N)
 	"$CLI" -c "$d/outpost.conf" resume sink.test >/dev/null
-	osink_wait "$d/sink.json" "$N" 600 >/dev/null || {
+	osink_wait "$d/sink.json" $((WARM + N)) 600 >/dev/null || {
 		echo "loops: the sink did not get $N messages" >&2
 		return 1
 	}

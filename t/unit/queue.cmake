@@ -3,7 +3,7 @@
 foreach(t queue_record_test queue_crypt_test queue_commit_test
 		queue_state_test queue_archive_test queue_point_test
 		queue_suppress_test queue_body_test queue_spool_test
-		queue_map_test queue_txn_read_test)
+		queue_map_test queue_txn_read_test queue_batch_test)
 	outpost_unit_test(${t} SOURCES ${CMAKE_CURRENT_LIST_DIR}/${t}.c
 		${CMAKE_CURRENT_LIST_DIR}/queue_fixture.c DEPS outpost_queue)
 endforeach()

@@ -27,9 +27,13 @@ loop_run_mail(struct loop *l)
 	l->head = l->tail = NULL;
 	pthread_mutex_unlock(&l->mu);
 	for (; m != NULL; m = next, n++) {
+		loop_fn *fn = m->fn;
+		void *arg = m->arg;
+
 		next = m->next;
-		m->fn(m->arg);
-		free(m);
+		if (m->ours)
+			free(m);
+		fn(arg); /* may free a caller's M (loop_post_msg) */
 	}
 	return n;
 }
@@ -103,12 +107,20 @@ void
 loop_post(struct loop *l, loop_fn *fn, void *arg)
 {
 	struct loop_msg *m;
-	bool first;
 
 	if ((m = malloc(sizeof(*m))) == NULL)
 		panic("out of memory posting to loop %u", l->index);
 	m->fn = fn;
 	m->arg = arg;
+	m->ours = true;
+	loop_post_msg(l, m);
+}
+
+void
+loop_post_msg(struct loop *l, struct loop_msg *m)
+{
+	bool first;
+
 	m->next = NULL;
 	pthread_mutex_lock(&l->mu);
 	first = l->head == NULL;

@@ -20,6 +20,7 @@ struct loop_msg {
 	loop_fn *fn;
 	void *arg;
 	struct loop_msg *next;
+	bool ours; /* loop_post's own: the loop frees it */
 };
 
 struct loop {
@@ -49,6 +50,10 @@ int loop_start(struct loop *l);
  * Never fails (allocation failure aborts: losing a completion would strand
  * a message). */
 void loop_post(struct loop *l, loop_fn *fn, void *arg);
+/* loop_post_msg — loop_post with the caller's M (its fn and arg set): no
+ * allocation.  M stays the caller's: valid until its FN runs, which may
+ * free it (the loop reads nothing of M after calling FN).  Any thread. */
+void loop_post_msg(struct loop *l, struct loop_msg *m);
 /* loop_stop — ask L to leave its event loop.  Any thread. */
 void loop_stop(struct loop *l);
 /* loop_join — wait for a threaded loop to end.  Main. */

@@ -20,6 +20,10 @@ struct worker_job {
 	worker_fn *run, *done;
 	void *arg;
 	struct worker_job *next;
+	/* The completion's post: the job itself goes back and is freed on
+	 * its loop, as a rule the thread that made it (no allocation, and
+	 * no free into another thread's arena). */
+	struct loop_msg post;
 };
 
 static pthread_mutex_t worker_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -53,9 +57,22 @@ worker_main(void *arg)
 		pthread_mutex_unlock(&worker_mu);
 		j->run(j->arg);
 		if (j->done != NULL)
-			loop_post(j->loop, j->done, j->arg);
-		free(j);
+			loop_post_msg(j->loop, &j->post);
+		else
+			free(j);
 	}
+}
+
+/* On the submitting loop: the job's completion, then the job goes. */
+static void
+worker_job_done(void *arg)
+{
+	struct worker_job *j = arg;
+	worker_fn *done = j->done;
+	void *jarg = j->arg;
+
+	free(j);
+	done(jarg);
 }
 
 int
@@ -102,6 +119,9 @@ worker_submit(struct loop *l, worker_fn *run, worker_fn *done, void *arg)
 	j->done = done;
 	j->arg = arg;
 	j->next = NULL;
+	j->post.fn = worker_job_done;
+	j->post.arg = j;
+	j->post.ours = false;
 	pthread_mutex_lock(&worker_mu);
 	if (worker_tail != NULL)
 		worker_tail->next = j;

@@ -156,7 +156,8 @@ sched_retry_wake(void)
 struct sched_write {
 	struct queue_op *op;
 	struct sched_msg *msg;
-	struct loop *loop; /* the scheduler's, where it completes */
+	struct loop *loop;    /* the scheduler's, where it completes */
+	struct loop_msg post; /* its way back there (no allocation) */
 };
 
 static void sched_write_done(void *arg);
@@ -165,9 +166,14 @@ static void sched_write_done(void *arg);
 static void
 sched_write_done_cb(struct queue_op *op, int status, void *arg)
 {
+	struct sched_write *w = arg;
+
 	(void)op;
 	(void)status;
-	loop_post(((struct sched_write *)arg)->loop, sched_write_done, arg);
+	w->post.fn = sched_write_done;
+	w->post.arg = w;
+	w->post.ours = false;
+	loop_post_msg(w->loop, &w->post);
 }
 
 /* Submit OP (taken) about M (NULL: a message of our own): in flight until its

@@ -375,6 +375,8 @@ struct sched_snap {
 
 /* The scheduler's state: one per shard (sched_shard.c), the first
  * defined in scheduler.c. */
+struct sched_load;
+
 struct sched {
 	unsigned index; /* in sched_shards */
 	struct loop *loop;
@@ -401,6 +403,11 @@ struct sched {
 	 * writer's list per turn, not one per settled message. */
 	struct queue_batch wq;
 	struct event *wq_flush;
+	/* Envelope loads of this turn, for the pool in batches (sched_round.c:
+	 * loads_flush, made active by the first, sends the rest). */
+	struct sched_load *loads, **loads_tail;
+	unsigned nloads;
+	struct event *loads_flush;
 	unsigned nconn;
 	/* Paths turned away by delivery.max_connections, in turn; paths with
 	 * idle connections, the longest idle first: a slot that ends goes to
@@ -697,6 +704,11 @@ void sched_retry_wake(void);
  * writer (its loop, at the end of a turn).  sched_write_flush — the same,
  * now (main thread at shutdown, the shard bound). */
 void sched_write_flush_cb(evutil_socket_t fd, short what, void *arg);
+/* sched_round_loads_flush_cb — the shard's gathered envelope loads go to
+ * the pool (its loop, at the end of a turn).  sched_round_loads_free —
+ * drop those never sent (shard's free). */
+void sched_round_loads_flush_cb(evutil_socket_t fd, short what, void *arg);
+void sched_round_loads_free(void);
 void sched_write_flush(void);
 /* sched_write — write M's envelope (QOP_UPDATE) or remove M (QOP_DELETE);
  * OLD_DUE: its key in the schedule index.  The envelope moves from M's

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/event.h>
 #include <sodium.h>
 
 #include "mta/core/log.h"
@@ -319,7 +320,14 @@ struct sched_load {
 	int status;          /* as queue_envelope_get() */
 	char err[200];
 	struct queue_envelope env;
+	struct sched_load *next; /* in its batch (sched->loads) */
 };
+
+/* Envelope loads go to the pool in batches: one job (one lock of the
+ * pool's list, one post back) per SCHED_LOAD_BATCH loads or per loop turn,
+ * whichever comes first; small enough that a turn's loads (up to 2,000)
+ * still spread over the workers. */
+#define SCHED_LOAD_BATCH 64
 
 /* Worker thread: read and decrypt the envelope from the queue (the body
  * is read by each job as it is sent: sched_job.c). */
@@ -330,6 +338,68 @@ sched_round_load_run(void *arg)
 
 	l->status = queue_envelope_get(l->queue, l->msg->id, &l->env, l->err,
 				       sizeof(l->err));
+}
+
+/* Worker thread: every load of a batch, in order. */
+static void
+sched_round_loads_run(void *arg)
+{
+	struct sched_load *l;
+
+	for (l = arg; l != NULL; l = l->next)
+		sched_round_load_run(l);
+}
+
+static void sched_round_load_done(void *arg);
+
+/* Loop thread: every completion of a batch, in order (each frees its
+ * load). */
+static void
+sched_round_loads_done(void *arg)
+{
+	struct sched_load *l, *next;
+
+	for (l = arg; l != NULL; l = next) {
+		next = l->next;
+		sched_round_load_done(l);
+	}
+}
+
+/* The shard's gathered loads go to the pool as one job. */
+static void
+sched_round_loads_submit(void)
+{
+	struct sched_load *head = sched->loads;
+
+	sched->loads = NULL;
+	sched->loads_tail = &sched->loads;
+	sched->nloads = 0;
+	if (head != NULL)
+		worker_submit(sched->loop, sched_round_loads_run,
+			      sched_round_loads_done, head);
+}
+
+void
+sched_round_loads_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	sched_round_loads_submit();
+}
+
+void
+sched_round_loads_free(void)
+{
+	struct sched_load *l, *next;
+
+	for (l = sched->loads; l != NULL; l = next) {
+		next = l->next;
+		free(l);
+	}
+	sched->loads = NULL;
+	sched->loads_tail = &sched->loads;
+	sched->nloads = 0;
 }
 
 /*
@@ -538,8 +608,14 @@ sched_round_start(struct sched_msg *m)
 		l->queue = sched->queue;
 		m->flags |= SM_LOADING;
 		sched->nloading++;
-		worker_submit(sched->loop, sched_round_load_run,
-			      sched_round_load_done, l);
+		if (sched->loads_tail == NULL)
+			sched->loads_tail = &sched->loads;
+		if (sched->nloads == 0)
+			event_active(sched->loads_flush, EV_TIMEOUT, 1);
+		*sched->loads_tail = l;
+		sched->loads_tail = &l->next;
+		if (++sched->nloads == SCHED_LOAD_BATCH)
+			sched_round_loads_submit();
 		return;
 	}
 	/* A round only starts for a message that is not held (a hold set

@@ -1245,9 +1245,13 @@ sched_shard_init(struct sched *s, struct loop *l, const struct sched_config *sc,
 	s->retry_timer = evtimer_new(l->base, sched_retry_cb, NULL);
 	s->gauge_timer = evtimer_new(l->base, sched_metrics_cb, NULL);
 	s->wq_flush = event_new(l->base, -1, 0, sched_write_flush_cb, NULL);
+	s->loads_tail = &s->loads;
+	s->loads_flush =
+	    event_new(l->base, -1, 0, sched_round_loads_flush_cb, NULL);
 	if (htab_init(&s->dests) != 0 || htab_init(&s->sites) != 0 ||
 	    idmap_init(&s->ids) != 0 || s->retry_timer == NULL ||
-	    s->gauge_timer == NULL || s->wq_flush == NULL) {
+	    s->gauge_timer == NULL || s->wq_flush == NULL ||
+	    s->loads_flush == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
@@ -1422,6 +1426,9 @@ sched_shard_free(struct sched *shard)
 		event_free(sched->retry_timer);
 	if (sched->gauge_timer != NULL)
 		event_free(sched->gauge_timer);
+	sched_round_loads_free(); /* none: a stopping shard loads nothing */
+	if (sched->loads_flush != NULL)
+		event_free(sched->loads_flush);
 	if (sched->wq_flush != NULL) {
 		sched_write_flush(); /* sched_loops_flush left it empty */
 		event_free(sched->wq_flush);

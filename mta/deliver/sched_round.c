@@ -608,8 +608,6 @@ sched_round_start(struct sched_msg *m)
 		l->queue = sched->queue;
 		m->flags |= SM_LOADING;
 		sched->nloading++;
-		if (sched->loads_tail == NULL)
-			sched->loads_tail = &sched->loads;
 		if (sched->nloads == 0)
 			event_active(sched->loads_flush, EV_TIMEOUT, 1);
 		*sched->loads_tail = l;

@@ -246,6 +246,7 @@ sc_close_socket(struct smtp_client *c)
 	}
 	c->tls = false;
 	c->tls_verified = false;
+	c->source[0] = '\0';
 	/* Nothing is awaited from a connection that is gone. */
 	c->pend_len = c->pend_head = 0;
 	c->rlines = 0;
@@ -382,23 +383,27 @@ sc_result_reset(struct smtp_client_job *job)
 	}
 }
 
-/* The local address of C's socket, as text ("" if unknown). */
-static void
-sc_local_addr(struct smtp_client *c, char *buf, size_t len)
+/* The local address of C's socket, as text ("" if unknown): asked of the
+ * socket once, then kept until it closes (sc_close_socket). */
+static const char *
+sc_local_addr(struct smtp_client *c)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	evutil_socket_t fd = c->bev != NULL ? bufferevent_getfd(c->bev) : -1;
+	char *buf = c->source;
+	socklen_t len = (socklen_t)sizeof(c->source);
 
-	buf[0] = '\0';
-	if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
-		return;
+	if (buf[0] != '\0' || fd < 0 ||
+	    getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
+		return buf;
 	if (ss.ss_family == AF_INET)
 		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, buf,
-			  (socklen_t)len);
+			  len);
 	else if (ss.ss_family == AF_INET6)
 		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr,
-			  buf, (socklen_t)len);
+			  buf, len);
+	return buf;
 }
 
 /* The owner's session callback: what became of TLS on this session. */
@@ -406,15 +411,13 @@ void
 sc_session_report(struct smtp_client *c)
 {
 	struct smtp_client_session s;
-	char src[48];
 
 	if (c->cb->session == NULL)
 		return;
-	sc_local_addr(c, src, sizeof(src));
 	memset(&s, 0, sizeof(s));
 	s.mx_host = sc_host(c);
 	s.mx_ip = c->ip;
-	s.source_ip = src;
+	s.source_ip = sc_local_addr(c);
 	s.tls_failure = c->tls_failure;
 	s.tls = c->tls;
 	s.tls_verified = c->tls && c->tls_verified;
@@ -443,7 +446,8 @@ sc_job_finish(struct smtp_client *c)
 		snprintf(pe->remote, sizeof(pe->remote), "%s", c->remote);
 		snprintf(pe->mx_host, sizeof(pe->mx_host), "%s", sc_host(c));
 		snprintf(pe->mx_ip, sizeof(pe->mx_ip), "%s", c->ip);
-		sc_local_addr(c, pe->source, sizeof(pe->source));
+		snprintf(pe->source, sizeof(pe->source), "%s",
+			 sc_local_addr(c));
 		pe->tls_version[0] = pe->tls_cipher[0] = pe->tls[0] = '\0';
 	}
 	if (pe != NULL && c->tls && c->bev != NULL) {

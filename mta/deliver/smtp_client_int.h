@@ -84,6 +84,9 @@ struct smtp_client {
 	struct event *timer;
 	char ip[48];
 	char remote[300]; /* "host [ip]" */
+	/* the socket's local address as text, read once per socket (every
+	 * job's log names it); "" until then */
+	char source[48];
 	bool tls, tls_verified, in_clear;
 	/* what went wrong with TLS on this session (RFC 8460's result type:
 	 * "starttls-not-supported", "certificate-host-mismatch", …), NULL

@@ -447,6 +447,23 @@ ready_cb(evutil_socket_t fd, short what, void *arg)
 		evtimer_add(ev_status, &tv);
 }
 
+/* An SMTP loop's first and last steps on its thread: its delivery log
+ * lines (a reception per message) go in batches, one lock a turn. */
+static void
+evlog_batch_on_loop(void *arg)
+{
+	struct loop *l = arg;
+
+	(void)evlog_batch_begin(l->base);
+}
+
+static void
+evlog_batch_off_loop(void *arg)
+{
+	(void)arg;
+	evlog_batch_end();
+}
+
 /* On each loop: it runs; on the delivery loop, after the queue load. */
 static void
 ready_on_loop(void *arg)
@@ -1128,6 +1145,9 @@ main(int argc, char *argv[])
 	for (i = 0; i < nloops; i++) {
 		(void)snprintf(loops[i].name, sizeof(loops[i].name), "smtp%u",
 			       i);
+		loops[i].on_start = evlog_batch_on_loop;
+		loops[i].on_start_arg = &loops[i];
+		loops[i].on_stop = evlog_batch_off_loop;
 		if (loop_start(&loops[i]) != 0)
 			fatal("starting loop thread %u", i);
 	}

@@ -78,16 +78,28 @@ thread_name_set(const char *name)
 	(void)prctl(PR_SET_NAME, (unsigned long)name, 0, 0, 0);
 }
 
+static _Thread_local struct loop *loop_self;
+
+struct loop *
+loop_current(void)
+{
+	return loop_self;
+}
+
 static void *
 loop_main(void *arg)
 {
 	struct loop *l = arg;
+
+	loop_self = l;
 
 	if (l->name[0] != '\0')
 		thread_name_set(l->name);
 	if (l->on_start != NULL)
 		l->on_start(l->on_start_arg);
 	event_base_loop(l->base, EVLOOP_NO_EXIT_ON_EMPTY);
+	if (l->on_stop != NULL)
+		l->on_stop(l->on_stop_arg);
 	dmarc_memo_free(); /* this thread's memo of DMARC policies */
 	return NULL;
 }

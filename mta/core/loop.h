@@ -37,10 +37,16 @@ struct loop {
 	/* run on its thread before its first event, if set (before start) */
 	loop_fn *on_start;
 	void *on_start_arg;
+	/* run on its thread after its last event, if set (before start) */
+	loop_fn *on_stop;
+	void *on_stop_arg;
 };
 
 /* thread_name_set — name the calling thread (at most 15 bytes shown). */
 void thread_name_set(const char *name);
+
+/* loop_current — the loop whose thread calls, or NULL (main, a worker). */
+struct loop *loop_current(void);
 
 /* loop_init — create the base and the mailbox.  0 ok, -1 fail. Main thread. */
 int loop_init(struct loop *l, unsigned index);

@@ -558,6 +558,7 @@ sched_conn_init(const struct sched_config *sc, unsigned n, bool sharded,
 			if (!sharded) {
 				cl->loop->on_start = sched_bind;
 				cl->loop->on_start_arg = sched;
+				cl->loop->on_stop = sched_unbind;
 			} else if (sched_shard_new(cl, sc, err, errlen) != 0)
 				return -1;
 		}

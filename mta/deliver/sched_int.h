@@ -454,8 +454,11 @@ struct sched {
 extern _Thread_local struct sched *sched;
 extern struct sched sched_main;
 /* sched_bind — a loop_fn: the calling thread is one of the scheduler's
- * (ARG: its state). */
+ * (ARG: its state); on a loop's thread, its delivery log lines go in
+ * batches (evlog_batch_begin).  sched_unbind — the loop's on_stop: the
+ * batches end. */
 void sched_bind(void *arg);
+void sched_unbind(void *arg);
 
 /* sched_shard.c -------------------------------------------------------- */
 

@@ -29,6 +29,7 @@
 #include "mta/deliver/https.h"
 #include "mta/deliver/tlsrpt.h"
 #include "mta/deliver/sched_int.h"
+#include "mta/observe/evlog.h"
 
 struct sched sched_main;
 _Thread_local struct sched *sched;
@@ -36,7 +37,20 @@ _Thread_local struct sched *sched;
 void
 sched_bind(void *arg)
 {
+	struct loop *l = loop_current();
+
 	sched = arg;
+	/* A loop logs an event per message: at the end of its turn, all
+	 * together (without the memory, one by one). */
+	if (l != NULL)
+		(void)evlog_batch_begin(l->base);
+}
+
+void
+sched_unbind(void *arg)
+{
+	(void)arg;
+	evlog_batch_end();
 }
 
 void
@@ -1236,6 +1250,7 @@ sched_shard_init(struct sched *s, struct loop *l, const struct sched_config *sc,
 	sched_shards[sched_nshards++] = s;
 	l->on_start = sched_bind;
 	l->on_start_arg = s;
+	l->on_stop = sched_unbind;
 	TAILQ_INIT(&s->waiting);
 	TAILQ_INIT(&s->idlers);
 	s->loop = l;

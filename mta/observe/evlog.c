@@ -4,14 +4,16 @@
  * Owns: the log file, its writer thread, the pending buffer and the address
  * hash key (sodium_malloc'd, read-only once loaded, wiped at close).  Callers
  * (any thread) format a line on their own stack, then append it to the
- * pending buffer under one mutex; the writer thread swaps that buffer out and
- * write(2)s it at least once a second, sooner past EVLOG_FLUSH_BYTES, unless
- * the filesystem is down to the queue's reserve (mta/core/logspace.h: dropped).
- * Must not: write an address, a local part or a VERP form in clear (every text
- * field goes through scrub_text() then scrub_escape(), mta/core/scrub.h; the
- * one '@' allowed is inside a machine-made Message-ID, jw_msgid); make
- * a caller wait for the disk; emit a line that is not one valid JSON object in
- * valid UTF-8.
+ * pending buffer under one mutex; a loop's thread that asked for it
+ * (evlog_batch_begin) formats its lines into a buffer of its own instead and
+ * appends them all at the end of its turn; the writer thread swaps that buffer
+ * out and write(2)s it at least once a second, sooner past EVLOG_FLUSH_BYTES,
+ * unless the filesystem is down to the queue's reserve (mta/core/logspace.h:
+ * dropped). Must not: write an address, a local part or a VERP form in clear
+ * (every text field goes through scrub_text() then scrub_escape(),
+ * mta/core/scrub.h; the one '@' allowed is inside a machine-made Message-ID,
+ * jw_msgid); make a caller wait for the disk; emit a line that is not one valid
+ * JSON object in valid UTF-8.
  */
 /* For PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP (glibc): see evl.mu. */
 #define _GNU_SOURCE
@@ -29,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/event.h>
 #include <sodium.h>
 
 #include "mta/observe/evlog.h"
@@ -49,6 +52,10 @@ _Static_assert(QUEUE_KEY_BYTES == 32, "evlog.h takes a 32-byte hash key");
 #define EVLOG_BUF_INIT_BYTES    (128 * 1024)
 #define EVLOG_BUF_KEEP_BYTES    (1024 * 1024) /* a bigger spare is shrunk */
 #define EVLOG_FLUSH_MS          1000
+/* A batching thread's own buffer: handed over when a line might not fit. */
+#define EVLOG_BATCH_BYTES (64 * 1024)
+_Static_assert(EVLOG_BATCH_BYTES >= 2 * EVLOG_LINE_BYTES,
+	       "a batch holds a few lines at least");
 /* Room always kept at the end of a line: '…', closing '"', "}\n". */
 #define JW_TAIL 8
 
@@ -94,6 +101,22 @@ static _Atomic int evl_state = EVL_CLOSED;
  * waits for none before it tears down. */
 static _Atomic int evl_inflight;
 static _Atomic unsigned evl_key_gen; /* one more at every evlog_open() */
+
+/* One batching thread's lines (evlog_batch_begin).  BUF, LEN and LINES are
+ * its owner's while the log is open; evlog_close takes them, with BUSY
+ * (set by the owner around every use, checked against evl_state in the
+ * order both sides write then read) telling it when the owner is out. */
+struct evlog_batch {
+	struct event *flush; /* active from the first line to the turn's end */
+	char *buf;
+	size_t len;
+	uint64_t lines;
+	_Atomic bool busy;
+	struct evlog_batch *next; /* evl_batches, under evl_batches_mu */
+};
+static _Thread_local struct evlog_batch *evl_batch;
+static pthread_mutex_t evl_batches_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct evlog_batch *evl_batches;
 static pthread_once_t evl_once = PTHREAD_ONCE_INIT;
 
 /* Byte classes, filled once by evlog_once_init(). */
@@ -754,9 +777,9 @@ evlog_writer_main(void *arg)
 	return NULL;
 }
 
-/* Append one formatted line, or count it as dropped. */
+/* Append LINES formatted lines (N bytes), or count them as dropped. */
 static void
-evlog_append(const char *line, size_t n)
+evlog_append(const char *line, size_t n, uint64_t lines)
 {
 	bool wake = false;
 	size_t cap;
@@ -764,7 +787,7 @@ evlog_append(const char *line, size_t n)
 
 	pthread_mutex_lock(&evl.mu);
 	if (evl.len + n > EVLOG_PENDING_MAX_BYTES) {
-		evl.dropped++;
+		evl.dropped += lines;
 		goto out;
 	}
 	if (evl.len + n > evl.cap) {
@@ -773,7 +796,7 @@ evlog_append(const char *line, size_t n)
 		if (cap > EVLOG_PENDING_MAX_BYTES)
 			cap = EVLOG_PENDING_MAX_BYTES;
 		if ((p = realloc(evl.buf, cap)) == NULL) {
-			evl.dropped++;
+			evl.dropped += lines;
 			goto out;
 		}
 		evl.buf = p;
@@ -886,6 +909,112 @@ fail:
 	return -1;
 }
 
+/* Hand B's lines to the shared buffer.  Its owner, with B->busy set and
+ * the log open. */
+static void
+evlog_batch_hand(struct evlog_batch *b)
+{
+	if (b->len > 0)
+		evlog_append(b->buf, b->len, b->lines);
+	b->len = 0;
+	b->lines = 0;
+}
+
+/* The end of the loop's turn: what it logged goes now. */
+static void
+evlog_batch_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct evlog_batch *b = arg;
+
+	(void)fd;
+	(void)what;
+	atomic_store(&b->busy, true);
+	if (atomic_load(&evl_state) == EVL_OPEN)
+		evlog_batch_hand(b);
+	atomic_store(&b->busy, false);
+}
+
+/* EV formatted into the calling thread's batch B. */
+static void
+evlog_batch_write(struct evlog_batch *b, const struct evlog_event *ev)
+{
+	atomic_store(&b->busy, true);
+	if (atomic_load(&evl_state) == EVL_OPEN) {
+		if (EVLOG_BATCH_BYTES - b->len < EVLOG_LINE_BYTES)
+			evlog_batch_hand(b);
+		if (b->len == 0)
+			event_active(b->flush, EV_TIMEOUT, 1);
+		b->len += evlog_format(ev, evl.key, b->buf + b->len,
+				       EVLOG_LINE_BYTES);
+		b->lines++;
+	}
+	atomic_store(&b->busy, false);
+}
+
+int
+evlog_batch_begin(struct event_base *base)
+{
+	struct evlog_batch *b;
+
+	if (evl_batch != NULL)
+		return 0;
+	if ((b = calloc(1, sizeof(*b))) == NULL ||
+	    (b->buf = malloc(EVLOG_BATCH_BYTES)) == NULL ||
+	    (b->flush = event_new(base, -1, 0, evlog_batch_cb, b)) == NULL) {
+		if (b != NULL)
+			free(b->buf);
+		free(b);
+		return -1;
+	}
+	pthread_mutex_lock(&evl_batches_mu);
+	b->next = evl_batches;
+	evl_batches = b;
+	pthread_mutex_unlock(&evl_batches_mu);
+	evl_batch = b;
+	return 0;
+}
+
+void
+evlog_batch_end(void)
+{
+	struct evlog_batch *b = evl_batch, **pp;
+
+	if (b == NULL)
+		return;
+	evl_batch = NULL;
+	evlog_batch_cb(-1, 0, b);
+	pthread_mutex_lock(&evl_batches_mu);
+	for (pp = &evl_batches; *pp != b; pp = &(*pp)->next)
+		;
+	*pp = b->next;
+	pthread_mutex_unlock(&evl_batches_mu);
+	event_free(b->flush);
+	free(b->buf);
+	free(b);
+}
+
+/* At close, the log already marked closed: the lines of every batch whose
+ * owner has not handed them over (its loop still running, or ended without
+ * evlog_batch_end) join the last write.  An owner inside a call finishes it
+ * first; any later call of its sees the log closed and leaves them. */
+static void
+evlog_batches_take(void)
+{
+	struct timespec pause = { 0, 100000 };
+	struct evlog_batch *b;
+
+	pthread_mutex_lock(&evl_batches_mu);
+	for (b = evl_batches; b != NULL; b = b->next) {
+		while (atomic_load(&b->busy))
+			nanosleep(&pause, NULL);
+		if (b->len > 0)
+			evlog_append(b->buf, b->len, b->lines);
+		b->len = 0;
+		b->lines = 0;
+	}
+	pthread_mutex_unlock(&evl_batches_mu);
+}
+
 void
 evlog_write(const struct evlog_event *ev)
 {
@@ -895,10 +1024,14 @@ evlog_write(const struct evlog_event *ev)
 	if (ev == NULL ||
 	    atomic_load_explicit(&evl_state, memory_order_relaxed) != EVL_OPEN)
 		return;
+	if (evl_batch != NULL) {
+		evlog_batch_write(evl_batch, ev);
+		return;
+	}
 	atomic_fetch_add(&evl_inflight, 1);
 	if (atomic_load(&evl_state) == EVL_OPEN) {
 		n = evlog_format(ev, evl.key, line, sizeof(line));
-		evlog_append(line, n);
+		evlog_append(line, n, 1);
 	}
 	atomic_fetch_sub(&evl_inflight, 1);
 }
@@ -968,6 +1101,7 @@ evlog_close(void)
 	while (atomic_load(&evl_inflight) != 0)
 		nanosleep(&pause, NULL);
 	if (state == EVL_OPEN) {
+		evlog_batches_take();
 		pthread_mutex_lock(&evl.mu);
 		evl.stop = true;
 		pthread_mutex_unlock(&evl.mu);

@@ -116,6 +116,23 @@ int evlog_open(const char *path, const uint8_t hash_key[32], char *err,
  * the calling thread's transaction (scrub_ctx_enter). */
 void evlog_write(const struct evlog_event *ev);
 
+/*
+ * evlog_batch_begin — from now on, the calling thread's lines wait in a
+ * buffer of its own and join the shared one together, under one lock, at
+ * the end of BASE's current turn (an event made active by the first line),
+ * or sooner when EVLOG_BATCH_BYTES of them wait.  So a loop that logs an
+ * event per message (a delivery, a reception) does not take the lock that
+ * every other loop takes for each one.  Lines keep their order within the
+ * thread.  0, or -1 (no memory: the thread's lines go one by one, as
+ * before).  The thread that runs BASE, before its first event; once.
+ */
+struct event_base;
+int evlog_batch_begin(struct event_base *base);
+/* evlog_batch_end — hand over the lines that wait, and log one by one from
+ * now on.  The same thread, after its loop has ended, before BASE is
+ * freed.  Nothing if evlog_batch_begin was not called (or failed). */
+void evlog_batch_end(void);
+
 /* evlog_hash — the keyed hash of ADDR (or of any word that must not be
  * written in clear: a user name), as the delivery log writes it (32 hex
  * digits and a NUL into HEX).  "" before evlog_open().  Any thread. */

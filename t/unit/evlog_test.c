@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <event2/event.h>
 
 #include "mta/observe/evlog.h"
 #include "mta/core/log.h"
@@ -1557,6 +1558,211 @@ test_concurrency(void **state)
 	unlink(path);
 }
 
+/* Batches: a loop's lines, handed over at the end of its turn ------------ */
+
+/* Lines in PATH now (the writer having written what was handed to it). */
+static int
+lines_now(const char *path)
+{
+	size_t len;
+	char *s;
+	int n;
+
+	evlog_reopen_wait();
+	s = slurp(path, &len);
+	assert_non_null(s);
+	n = (int)count_char(s, len, '\n');
+	free(s);
+	return n;
+}
+
+/* The "count" of each line of PATH, in order, into OUT (at most MAX). */
+static int
+counts_of(const char *path, int *out, int max)
+{
+	const char *p, *e, *c;
+	size_t len;
+	char *s = slurp(path, &len);
+	int n = 0;
+
+	assert_non_null(s);
+	for (p = s; (e = memchr(p, '\n', len - (size_t)(p - s))) != NULL;
+	     p = e + 1) {
+		c = find_in(p, e, "\"count\":");
+		assert_non_null(c);
+		assert_true(n < max);
+		out[n++] = digits(c + 8);
+	}
+	free(s);
+	return n;
+}
+
+static void
+test_batch_turn(void **state)
+{
+	struct event_base *base = event_base_new();
+	char path[128];
+	int counts[600], n, i, k;
+
+	(void)state;
+	assert_non_null(base);
+	tpath(path, sizeof(path), "batch.log");
+	unlink(path);
+	log_open_at(path, key_a);
+	assert_int_equal(evlog_batch_begin(base), 0);
+	assert_int_equal(evlog_batch_begin(base), 0); /* once: kept */
+	/* Held until the loop's turn ends ... */
+	write_n(10, 7);
+	assert_int_equal(lines_now(path), 0);
+	(void)event_base_loop(base, EVLOOP_NONBLOCK); /* 1: none left */
+	assert_int_equal(lines_now(path), 10);
+	/* ... or until the next line might not fit (64 KiB). */
+	write_n(500, 7);
+	n = lines_now(path);
+	assert_true(n > 10 + 100 && n < 510);
+	(void)event_base_loop(base, EVLOOP_NONBLOCK); /* 1: none left */
+	assert_int_equal(lines_now(path), 510);
+	/* The end hands over what waits; later lines go one by one. */
+	write_n(3, 7);
+	assert_int_equal(lines_now(path), 510);
+	evlog_batch_end();
+	assert_int_equal(lines_now(path), 513);
+	write_n(1, 7);
+	assert_int_equal(lines_now(path), 514);
+	evlog_batch_end(); /* none left: nothing */
+	event_base_free(base);
+	evlog_close();
+	assert_lines_tagged(path, 514, 7);
+	/* In the order written. */
+	n = counts_of(path, counts, 600);
+	assert_int_equal(n, 514);
+	k = 0;
+	for (i = 0; i < 10; i++)
+		assert_int_equal(counts[k++], i);
+	for (i = 0; i < 500; i++)
+		assert_int_equal(counts[k++], i);
+	for (i = 0; i < 3; i++)
+		assert_int_equal(counts[k++], i);
+	assert_int_equal(counts[k], 0);
+	unlink(path);
+}
+
+/* A batching thread: CONC_LINES lines, a loop turn every STEP of them;
+ * the last ones left waiting, for evlog_close to take.  It ends its batch
+ * once the main thread has closed the log (GATE). */
+struct batcher {
+	pthread_t th;
+	int tag, step;
+	pthread_mutex_t *mu;
+	pthread_cond_t *cv;
+	int *ready;
+	bool *closed;
+};
+
+static void *
+batcher_main(void *arg)
+{
+	struct batcher *b = arg;
+	struct event_base *base = event_base_new();
+	struct evlog_event ev = ev_none(EV_DELIVERY);
+	int i;
+
+	assert_non_null(base);
+	assert_int_equal(evlog_batch_begin(base), 0);
+	ev.rcpt = "jane@example.org";
+	ev.attempt = b->tag;
+	for (i = 0; i < CONC_LINES; i++) {
+		ev.count = i;
+		evlog_write(&ev);
+		if (i % b->step == b->step - 1 && i < CONC_LINES - 100)
+			(void)event_base_loop(base, EVLOOP_NONBLOCK);
+	}
+	pthread_mutex_lock(b->mu);
+	(*b->ready)++;
+	pthread_cond_broadcast(b->cv);
+	while (!*b->closed)
+		pthread_cond_wait(b->cv, b->mu);
+	pthread_mutex_unlock(b->mu);
+	/* Closed: the lines were taken; none is written twice. */
+	evlog_write(&ev);
+	evlog_batch_end();
+	event_base_free(base);
+	return NULL;
+}
+
+static void
+test_batch_threads(void **state)
+{
+	pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+	struct batcher b[CONC_THREADS];
+	struct evlog_stats st;
+	int ready = 0, t, i, n, *counts, *next;
+	bool closed = false;
+	char path[128];
+
+	(void)state;
+	tpath(path, sizeof(path), "batch-threads.log");
+	unlink(path);
+	log_open_at(path, key_a);
+	for (t = 0; t < CONC_THREADS; t++) {
+		b[t] = (struct batcher){ .tag = t,
+					 .step = 1 + t * 37,
+					 .mu = &mu,
+					 .cv = &cv,
+					 .ready = &ready,
+					 .closed = &closed };
+		assert_int_equal(
+		    pthread_create(&b[t].th, NULL, batcher_main, &b[t]), 0);
+	}
+	pthread_mutex_lock(&mu);
+	while (ready < CONC_THREADS)
+		pthread_cond_wait(&cv, &mu);
+	pthread_mutex_unlock(&mu);
+	/* Every thread holds lines it never handed over. */
+	evlog_close();
+	pthread_mutex_lock(&mu);
+	closed = true;
+	pthread_cond_broadcast(&cv);
+	pthread_mutex_unlock(&mu);
+	for (t = 0; t < CONC_THREADS; t++)
+		pthread_join(b[t].th, NULL);
+	evlog_stats_get(&st);
+	assert_int_equal(st.lines, CONC_THREADS * CONC_LINES);
+	assert_int_equal(st.dropped, 0);
+	assert_int_equal(json_check(path), CONC_THREADS * CONC_LINES);
+	/* Each thread's lines once each, in its order. */
+	counts = calloc(CONC_THREADS * CONC_LINES, sizeof(*counts));
+	next = calloc(CONC_THREADS, sizeof(*next));
+	assert_true(counts != NULL && next != NULL);
+	{
+		size_t len;
+		char *s = slurp(path, &len);
+		const char *p, *e, *a, *c;
+
+		assert_non_null(s);
+		n = 0;
+		for (p = s;
+		     (e = memchr(p, '\n', len - (size_t)(p - s))) != NULL;
+		     p = e + 1) {
+			a = find_in(p, e, "\"attempt\":");
+			c = find_in(p, e, "\"count\":");
+			assert_true(a != NULL && c != NULL);
+			t = digits(a + 10);
+			i = digits(c + 8);
+			assert_true(t >= 0 && t < CONC_THREADS);
+			assert_int_equal(i, next[t]);
+			next[t]++;
+			n++;
+		}
+		free(s);
+	}
+	assert_int_equal(n, CONC_THREADS * CONC_LINES);
+	free(counts);
+	free(next);
+	unlink(path);
+}
+
 /* Drops: the writer stalls on a FIFO nobody reads ------------------------ */
 
 struct drain {
@@ -1839,6 +2045,8 @@ main(void)
 		cmocka_unit_test(test_flush_without_close),
 		cmocka_unit_test(test_close_flushes),
 		cmocka_unit_test(test_concurrency),
+		cmocka_unit_test(test_batch_turn),
+		cmocka_unit_test(test_batch_threads),
 		cmocka_unit_test(test_drops_when_stalled),
 		cmocka_unit_test(test_write_error),
 		cmocka_unit_test(test_null_path_and_errors),

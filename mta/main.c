@@ -1011,6 +1011,9 @@ main(int argc, char *argv[])
 	qc.prepare_wait_us = conf->queue.prepare_wait_us;
 	if (queue_open(&queue, &qc, err, sizeof(err)) != 0)
 		fatalx("queue: %s", err);
+	/* A commit's completions go to each loop in one post (queue writes
+	 * of the scheduler, acceptance's messages: loop_post_defer). */
+	queue_done_hook(queue, loop_post_flush);
 	if (auth_limit_restore(queue, &conf->auth_limit, util_wall_ms(), err,
 			       sizeof(err)) != 0)
 		log_warnx("auth limit: blocks kept before: %s", err);

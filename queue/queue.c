@@ -356,6 +356,12 @@ queue_commit_hook(struct queue *q, queue_commit_fn *fn)
 }
 
 void
+queue_done_hook(struct queue *q, queue_dones_fn *fn)
+{
+	q->done_hook = fn;
+}
+
+void
 queue_stats_get(struct queue *q, struct queue_stats *st)
 {
 	pthread_mutex_lock(&q->stats_mu);

@@ -427,6 +427,16 @@ typedef void queue_commit_fn(unsigned ops, uint64_t commit_us);
 void queue_commit_hook(struct queue *q, queue_commit_fn *fn);
 
 /*
+ * queue_done_hook — FN() runs after each group of done() calls: every op's
+ * of a committed (or failed) batch, on the writer thread, and those of a
+ * refused submission, on the submitting thread.  For done() callbacks that
+ * gather what they hand on and send it once per group.  Set it before
+ * submitting ops; NULL removes it.
+ */
+typedef void queue_dones_fn(void);
+void queue_done_hook(struct queue *q, queue_dones_fn *fn);
+
+/*
  * Log replay after a restore (replay.c), offline: outpostd must not have
  * the queue open.  The recipients that the delivery log settled after a
  * restore point are marked done in the restored queue, so that a restore

@@ -32,6 +32,7 @@ struct queue {
 	MDB_dbi db_spool;                              /* spool.c */
 	uint64_t spool_swept_msgs, spool_swept_chunks; /* at open (spool.c) */
 	queue_commit_fn *commit_hook; /* set before ops flow; read-only then */
+	queue_dones_fn *done_hook;    /* the same */
 	struct crypt_key *key;
 	char *path;
 	unsigned commit_interval_us;

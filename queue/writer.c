@@ -425,6 +425,8 @@ writer_batch_commit(struct queue *q, struct queue_op *batch)
 		}
 		op->done(op, op->status, op->arg);
 	}
+	if (q->done_hook != NULL)
+		q->done_hook();
 }
 
 /* Wait until DEADLINE_US (CLOCK_MONOTONIC) unless the batch fills first. */
@@ -699,6 +701,8 @@ queue_batch_submit(struct queue *q, struct queue_batch *b)
 		pthread_mutex_unlock(&q->stats_mu);
 		op->done(op, -1, op->arg);
 	}
+	if (refused && q->done_hook != NULL)
+		q->done_hook();
 }
 
 void

@@ -128,25 +128,74 @@ loop_post(struct loop *l, loop_fn *fn, void *arg)
 	loop_post_msg(l, m);
 }
 
-void
-loop_post_msg(struct loop *l, struct loop_msg *m)
+/* Append the chain HEAD..TAIL (linked, TAIL's next NULL) to L's mailbox. */
+static void
+loop_post_chain(struct loop *l, struct loop_msg *head, struct loop_msg *tail)
 {
 	bool first;
 
-	m->next = NULL;
 	pthread_mutex_lock(&l->mu);
 	first = l->head == NULL;
 	if (l->tail != NULL)
-		l->tail->next = m;
+		l->tail->next = head;
 	else
-		l->head = m;
-	l->tail = m;
+		l->head = head;
+	l->tail = tail;
 	pthread_mutex_unlock(&l->mu);
 	/* Only the first message of a batch wakes the loop: the others find
 	 * the wake-up pending (loop_wake_cb empties the whole mailbox), and
 	 * each wake-up costs the base's lock and a write to its eventfd. */
 	if (first)
 		event_active(l->wake, EV_READ, 0);
+}
+
+void
+loop_post_msg(struct loop *l, struct loop_msg *m)
+{
+	m->next = NULL;
+	loop_post_chain(l, m, m);
+}
+
+/* Posts held by the calling thread for loop_post_flush: a chain per loop,
+ * for the few loops one thread's completions go to. */
+#define LOOP_DEFER_MAX 16
+static _Thread_local struct loop_defer {
+	struct loop *l;
+	struct loop_msg *head, *tail;
+} loop_defer[LOOP_DEFER_MAX];
+static _Thread_local unsigned loop_ndefer;
+
+void
+loop_post_defer(struct loop *l, struct loop_msg *m)
+{
+	struct loop_defer *d;
+	unsigned i;
+
+	m->next = NULL;
+	for (i = 0; i < loop_ndefer; i++) {
+		d = &loop_defer[i];
+		if (d->l == l) {
+			d->tail->next = m;
+			d->tail = m;
+			return;
+		}
+	}
+	if (loop_ndefer == LOOP_DEFER_MAX)
+		loop_post_flush();
+	d = &loop_defer[loop_ndefer++];
+	d->l = l;
+	d->head = d->tail = m;
+}
+
+void
+loop_post_flush(void)
+{
+	unsigned i, n = loop_ndefer;
+
+	loop_ndefer = 0;
+	for (i = 0; i < n; i++)
+		loop_post_chain(loop_defer[i].l, loop_defer[i].head,
+				loop_defer[i].tail);
 }
 
 void

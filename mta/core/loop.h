@@ -60,6 +60,13 @@ void loop_post(struct loop *l, loop_fn *fn, void *arg);
  * allocation.  M stays the caller's: valid until its FN runs, which may
  * free it (the loop reads nothing of M after calling FN).  Any thread. */
 void loop_post_msg(struct loop *l, struct loop_msg *m);
+/* loop_post_defer — loop_post_msg, held by the calling thread until its
+ * next loop_post_flush(), which appends each loop's posts in one go: one
+ * lock of a mailbox for a group of completions (a queue commit's: see
+ * queue_done_hook) rather than one each.  In order, per loop.  Any thread
+ * that calls loop_post_flush() before it waits for anything. */
+void loop_post_defer(struct loop *l, struct loop_msg *m);
+void loop_post_flush(void);
 /* loop_stop — ask L to leave its event loop.  Any thread. */
 void loop_stop(struct loop *l);
 /* loop_join — wait for a threaded loop to end.  Main. */

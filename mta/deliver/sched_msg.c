@@ -173,7 +173,8 @@ sched_write_done_cb(struct queue_op *op, int status, void *arg)
 	w->post.fn = sched_write_done;
 	w->post.arg = w;
 	w->post.ours = false;
-	loop_post_msg(w->loop, &w->post);
+	/* With the rest of the commit's, after its last (queue_done_hook). */
+	loop_post_defer(w->loop, &w->post);
 }
 
 /* Submit OP (taken) about M (NULL: a message of our own): in flight until its

@@ -299,7 +299,11 @@ intake_queued_cb(struct queue_op *op, int status, void *arg)
 
 	(void)op;
 	(void)status;
-	loop_post(req->loop, intake_finish, req);
+	req->post.fn = intake_finish;
+	req->post.arg = req;
+	req->post.ours = false;
+	/* With the rest of the commit's, after its last (queue_done_hook). */
+	loop_post_defer(req->loop, &req->post);
 }
 
 /* Signing and submission (worker thread) -------------------------------- */

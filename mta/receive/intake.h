@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mta/core/loop.h"
+
 struct conf;
 struct conf_user;
 struct dkim_bodyhash;
@@ -96,6 +98,7 @@ struct intake_req {
 	char spf_note[16]; /* "pass", "fail", …, "unevaluated", "not-aligned" */
 	struct dkim_msg *msg;
 	struct scan_req *scan; /* the malware scan in flight */
+	struct loop_msg post;  /* the commit's way back to LOOP */
 };
 
 /*

@@ -1,7 +1,8 @@
 /*
  * mta_test.c — unit tests for mta/ pieces that need no socket: SMTP path
  * parsing (addr.c), log escaping and address scrubbing (log.c), SASL
- * decoding (auth.c), the per-client table (client.c).
+ * decoding (auth.c), the per-client table (client.c), posts to a loop's
+ * mailbox held back until a flush (loop.c).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,6 +20,7 @@
 #include "mta/receive/auth.h"
 #include "mta/receive/peer.h"
 #include "mta/core/log.h"
+#include "mta/core/loop.h"
 #include "mta/observe/stats.h"
 
 /* auth.c counts Argon2id runs; outpostd's main.c owns the counters. */
@@ -205,6 +207,86 @@ test_client_limits(void **state)
 	assert_int_equal(peer_sessions_total(), 0);
 }
 
+/* What posted jobs ran, in order: (loop index * 100 + job). */
+static int ran[32];
+static unsigned nran;
+
+static void
+ran_fn(void *arg)
+{
+	assert_true(nran < sizeof(ran) / sizeof(ran[0]));
+	ran[nran++] = (int)(intptr_t)arg;
+}
+
+static void
+test_loop_post_defer(void **state)
+{
+	struct loop a, b;
+	struct loop_msg ma[3], mb[2], now;
+	int i;
+
+	(void)state;
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	assert_int_equal(loop_init(&a, 1), 0);
+	assert_int_equal(loop_init(&b, 2), 0);
+	nran = 0;
+	for (i = 0; i < 3; i++) {
+		ma[i] = (struct loop_msg){ ran_fn, (void *)(intptr_t)(100 + i),
+					   NULL, false };
+		loop_post_defer(&a, &ma[i]);
+		if (i < 2) {
+			mb[i] = (struct loop_msg){ ran_fn,
+						   (void *)(intptr_t)(200 + i),
+						   NULL, false };
+			loop_post_defer(&b, &mb[i]);
+		}
+	}
+	/* Held: neither mailbox has them. */
+	assert_int_equal(loop_flush(&a), 0);
+	assert_int_equal(loop_flush(&b), 0);
+	/* A direct post is not held. */
+	now = (struct loop_msg){ ran_fn, (void *)(intptr_t)199, NULL, false };
+	loop_post_msg(&a, &now);
+	assert_int_equal(loop_flush(&a), 1);
+	assert_int_equal(ran[0], 199);
+	loop_post_flush();
+	assert_int_equal(loop_flush(&b), 2);
+	assert_int_equal(loop_flush(&a), 3);
+	assert_int_equal(nran, 6);
+	assert_int_equal(ran[1], 200);
+	assert_int_equal(ran[2], 201);
+	for (i = 0; i < 3; i++)
+		assert_int_equal(ran[3 + i], 100 + i);
+	/* Flushed: nothing is held any more. */
+	loop_post_flush();
+	assert_int_equal(loop_flush(&a), 0);
+	/* More loops than a thread keeps chains for: the first ones go. */
+	{
+		struct loop many[17];
+		struct loop_msg m[17];
+
+		nran = 0;
+		for (i = 0; i < 17; i++) {
+			memset(&many[i], 0, sizeof(many[i]));
+			assert_int_equal(loop_init(&many[i], (unsigned)i), 0);
+			m[i] = (struct loop_msg){ ran_fn, (void *)(intptr_t)i,
+						  NULL, false };
+			loop_post_defer(&many[i], &m[i]);
+		}
+		assert_int_equal(loop_flush(&many[0]), 1);
+		assert_int_equal(loop_flush(&many[16]), 0);
+		loop_post_flush();
+		for (i = 1; i < 17; i++)
+			assert_int_equal(loop_flush(&many[i]), 1);
+		for (i = 0; i < 17; i++)
+			loop_free(&many[i]);
+		assert_int_equal(nran, 17);
+	}
+	loop_free(&a);
+	loop_free(&b);
+}
+
 int
 main(void)
 {
@@ -213,6 +295,7 @@ main(void)
 		cmocka_unit_test(test_log_escape),
 		cmocka_unit_test(test_auth_decoding),
 		cmocka_unit_test(test_client_limits),
+		cmocka_unit_test(test_loop_post_defer),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -3,7 +3,8 @@
  * (queue_batch_add, queue_batch_submit): each completes once, in the
  * order added, and is committed; an insert and a delete of one message in
  * one batch leave it gone (order kept on disk); the batch is empty after
- * and can be used again.
+ * and can be used again; the done hook runs after every completion of a
+ * commit, not before.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -118,11 +119,62 @@ test_batch(void **state)
 	assert_int_equal(nseen, NOPS + 2);
 }
 
+/* The done hook: how many completions it came after, each time. */
+static size_t hook_saw[2 * NOPS];
+static _Atomic size_t nhooks;
+
+static void
+hook(void)
+{
+	size_t k = atomic_load(&nhooks);
+
+	pthread_mutex_lock(&seen_mu);
+	assert_true(k < sizeof(hook_saw) / sizeof(hook_saw[0]));
+	hook_saw[k] = nseen;
+	pthread_mutex_unlock(&seen_mu);
+	atomic_store(&nhooks, k + 1);
+}
+
+static void
+test_done_hook(void **state)
+{
+	struct queue *q = qfix_open(64 << 20);
+	struct queue_batch b = { 0 };
+	struct timespec ts = { 0, 1000000 };
+	size_t i, k;
+
+	(void)state;
+	nseen = 0;
+	atomic_store(&nhooks, 0);
+	queue_done_hook(q, hook);
+	for (i = 0; i < NOPS; i++)
+		queue_batch_add(&b, qfix_insert_op(queue_id_next(q)), done,
+				(void *)(uintptr_t)(i + 1));
+	queue_batch_submit(q, &b);
+	wait_seen(NOPS);
+	for (i = 0; i < 10000; i++) {
+		k = atomic_load(&nhooks);
+		if (k > 0 && hook_saw[k - 1] == NOPS)
+			break;
+		nanosleep(&ts, NULL);
+	}
+	/* Once per commit (the writer may cut a batch), each after its
+	 * ops' completions: the last after all of them. */
+	k = atomic_load(&nhooks);
+	assert_true(k >= 1 && k <= NOPS);
+	assert_int_equal(hook_saw[k - 1], NOPS);
+	for (i = 1; i < k; i++)
+		assert_true(hook_saw[i] > hook_saw[i - 1]);
+	queue_close(q);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_batch, qfix_setup,
+						qfix_teardown),
+		cmocka_unit_test_setup_teardown(test_done_hook, qfix_setup,
 						qfix_teardown),
 	};
 

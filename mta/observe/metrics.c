@@ -34,6 +34,7 @@
 #include "mta/core/log.h"
 #include "mta/observe/metrics.h"
 #include "mta/observe/metrics_top.h"
+#include "mta/observe/counters.h"
 #include "mta/observe/stats.h"
 
 #ifndef OUTPOST_VERSION
@@ -49,35 +50,36 @@
 /* Histograms --------------------------------------------------------- */
 
 /* HIST(name, help, bound, …): an initialiser that counts its bounds. */
-#define HIST(n, h, ...)                                                        \
+#define HIST(i, n, h, ...)                                                     \
 	{                                                                      \
-		.name = (n), .help = (h),                                      \
+		.name = (n), .help = (h), .idx = (i),                          \
 		.nbounds = sizeof((double[]){ __VA_ARGS__ }) / sizeof(double), \
 		.bounds = { __VA_ARGS__ },                                     \
 	}
 
 struct metrics_hist metrics_accept_latency =
-    HIST("outpost_accept_latency_seconds",
+    HIST(0, "outpost_accept_latency_seconds",
 	 "Time from the end of message data to the 250 reply (DMARC, DKIM "
 	 "signing, queue commit).",
 	 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
 	 2.5, 5, 10);
 struct metrics_hist metrics_delivery_latency =
-    HIST("outpost_delivery_latency_seconds",
+    HIST(1, "outpost_delivery_latency_seconds",
 	 "Time a recipient spent in the queue until it was delivered.", 0.01,
 	 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600, 7200, 14400,
 	 43200, 86400);
 struct metrics_hist metrics_commit_batch =
-    HIST("outpost_queue_commit_batch_ops",
+    HIST(2, "outpost_queue_commit_batch_ops",
 	 "Queue operations per LMDB write transaction.", 1, 2, 4, 8, 16, 32, 64,
 	 128, 256, 512, 1024, 2048, 4096);
 struct metrics_hist metrics_sign_seconds =
-    HIST("outpost_dkim_sign_duration_seconds",
+    HIST(3, "outpost_dkim_sign_duration_seconds",
 	 "DKIM signing time per message, all its signatures.", 0.00005, 0.0001,
 	 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
 	 0.5, 1);
 
-static struct metrics_hist *const hists[] = {
+/* In the order of their idx. */
+struct metrics_hist *const metrics_hists[METRICS_NHISTS] = {
 	&metrics_accept_latency,
 	&metrics_delivery_latency,
 	&metrics_commit_batch,
@@ -87,8 +89,7 @@ static struct metrics_hist *const hists[] = {
 void
 metrics_observe(struct metrics_hist *h, double value)
 {
-	uint64_t old, new;
-	double sum;
+	struct metrics_hist_counts *c;
 	size_t i;
 
 	/* An infinity would stick in _sum for good. */
@@ -99,15 +100,10 @@ metrics_observe(struct metrics_hist *h, double value)
 	/* At most 24 bounds: a linear scan beats a binary search here. */
 	for (i = 0; i < h->nbounds && value > h->bounds[i]; i++)
 		;
-	atomic_fetch_add_explicit(&h->counts[i], 1, memory_order_relaxed);
-	old = atomic_load_explicit(&h->sum_bits, memory_order_relaxed);
-	do {
-		memcpy(&sum, &old, sizeof(sum));
-		sum += value;
-		memcpy(&new, &sum, sizeof(new));
-	} while (!atomic_compare_exchange_weak_explicit(&h->sum_bits, &old, new,
-							memory_order_relaxed,
-							memory_order_relaxed));
+	if ((c = counters_hist_mine(h)) == NULL)
+		c = &h->c;
+	atomic_fetch_add_explicit(&c->counts[i], 1, memory_order_relaxed);
+	counters_sum_add(&c->sum_bits, value);
 }
 
 /* Counters of stats.h ------------------------------------------------ */
@@ -308,10 +304,7 @@ render_stats(struct render *r)
 		m = &stats_metrics[i];
 		if (prev == NULL || strcmp(prev->name, m->name) != 0)
 			render_family(r, m->name, "counter", m->help);
-		render_u64(r, m->name, m->labels,
-			   atomic_load_explicit(
-			       (_Atomic uint64_t *)((char *)&stats + m->off),
-			       memory_order_relaxed));
+		render_u64(r, m->name, m->labels, stats_sum(m->off));
 		prev = m;
 	}
 }
@@ -319,7 +312,7 @@ render_stats(struct render *r)
 static void
 render_hist(struct render *r, struct metrics_hist *h)
 {
-	uint64_t cum = 0, bits;
+	uint64_t cum = 0, counts[METRICS_HIST_BOUNDS_MAX + 1];
 	char b[32];
 	double sum;
 	size_t i;
@@ -327,15 +320,13 @@ render_hist(struct render *r, struct metrics_hist *h)
 	render_family(r, h->name, "histogram", h->help);
 	/* Buckets are read one by one while other threads add: each is a
 	 * consistent counter, and +Inf and _count are the same total. */
+	counters_hist_read(h, counts, &sum);
 	for (i = 0; i <= h->nbounds; i++) {
-		cum +=
-		    atomic_load_explicit(&h->counts[i], memory_order_relaxed);
+		cum += counts[i];
 		render_printf(
 		    r, "%s_bucket{le=\"%s\"} %" PRIu64 "\n", h->name,
 		    i < h->nbounds ? fmt_double(b, h->bounds[i]) : "+Inf", cum);
 	}
-	bits = atomic_load_explicit(&h->sum_bits, memory_order_relaxed);
-	memcpy(&sum, &bits, sizeof(sum));
 	render_printf(r, "%s_sum %s\n%s_count %" PRIu64 "\n", h->name,
 		      fmt_double(b, sum), h->name, cum);
 }
@@ -481,8 +472,8 @@ metrics_render(struct evbuffer *out)
 		   M.sessions != NULL ? M.sessions() : 0);
 	render_queue(&r);
 	render_evlog(&r);
-	for (i = 0; i < sizeof(hists) / sizeof(hists[0]); i++)
-		render_hist(&r, hists[i]);
+	for (i = 0; i < METRICS_NHISTS; i++)
+		render_hist(&r, metrics_hists[i]);
 	render_family(&r, "outpost_build_info", "gauge",
 		      "Build information; the value is always 1.");
 	render_printf(&r, "outpost_build_info{version=\"%s\"} 1\n",

@@ -46,14 +46,21 @@ struct queue;
  * counts[nbounds] those above the last bound.  Each bucket is its own
  * counter and the scrape sums them, so le="+Inf" always equals _count.
  */
-struct metrics_hist {
-	const char *name; /* family name */
-	const char *help;
-	size_t nbounds;
-	double bounds[METRICS_HIST_BOUNDS_MAX]; /* ascending, finite */
+struct metrics_hist_counts {
 	_Atomic uint64_t counts[METRICS_HIST_BOUNDS_MAX + 1];
 	_Atomic uint64_t sum_bits; /* the sum: the bits of a double */
 };
+struct metrics_hist {
+	const char *name; /* family name */
+	const char *help;
+	unsigned idx; /* its place in each thread's block (counters.c) */
+	size_t nbounds;
+	double bounds[METRICS_HIST_BOUNDS_MAX]; /* ascending, finite */
+	/* what threads that ended, or had no block, counted (each thread
+	 * counts in its own block first: mta/observe/stats.h) */
+	struct metrics_hist_counts c;
+};
+#define METRICS_NHISTS 4
 
 /*
  * The histograms the daemon feeds (metrics_observe(&metrics_…, v)):
@@ -87,8 +94,8 @@ size_t metrics_bounce_text(char *buf, size_t len);
 /*
  * metrics_observe — count VALUE (seconds, ops …) in H.  A NaN or an infinity
  * is ignored; a negative value (a clock stepped back) counts as 0.  Any thread;
- * lock-free (relaxed atomics: one add and one compare-and-swap loop), never
- * blocks.
+ * lock-free, and in the calling thread's own block (relaxed atomics that no
+ * other thread writes), never blocks.
  */
 void metrics_observe(struct metrics_hist *h, double value);
 

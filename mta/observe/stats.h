@@ -1,14 +1,22 @@
 /*
- * stats.h — process-wide counters (atomics), read by the metrics endpoint
+ * stats.h — process-wide counters, read by the metrics endpoint
  * (mta/observe/metrics.c renders every field; a new field needs a line in its
  * table) and the shutdown summary.  Increment with STATS_INC(); any thread.
  * Counters only ever grow.  The rejected_* fields are disjoint reasons
  * (outpost_messages_rejected_total{reason=…}): bump exactly one per refusal.
+ *
+ * Each thread counts in a block of its own (mta/observe/counters.c, made at
+ * its first count), so that loops counting every message (a reception, a
+ * delivery) never write to one cache line together; STATS_GET and the
+ * metrics endpoint add the blocks up, and a thread's block is folded into
+ * `stats` when the thread ends.  `stats` also counts for a thread whose
+ * block could not be made, and takes what is stored into it directly.
  */
 #ifndef OUTPOST_MTA_STATS_H
 #define OUTPOST_MTA_STATS_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct stats {
@@ -54,11 +62,21 @@ struct stats {
 
 extern struct stats stats;
 
+/* The calling thread's block (NULL until its first count). */
+extern _Thread_local struct stats *stats_self;
+/* stats_self_make — make the calling thread's block and return it; &stats
+ * when out of memory. */
+struct stats *stats_self_make(void);
+/* stats_sum — the field at byte offset OFF of struct stats, over `stats`
+ * and every thread's block. */
+uint64_t stats_sum(size_t off);
+
+#define STATS_MINE() (stats_self != NULL ? stats_self : stats_self_make())
 #define STATS_INC(field)                                                       \
-	atomic_fetch_add_explicit(&stats.field, 1, memory_order_relaxed)
+	atomic_fetch_add_explicit(&STATS_MINE()->field, 1, memory_order_relaxed)
 #define STATS_ADD(field, n)                                                    \
-	atomic_fetch_add_explicit(&stats.field, (n), memory_order_relaxed)
-#define STATS_GET(field)                                                       \
-	atomic_load_explicit(&stats.field, memory_order_relaxed)
+	atomic_fetch_add_explicit(&STATS_MINE()->field, (n),                   \
+				  memory_order_relaxed)
+#define STATS_GET(field) stats_sum(offsetof(struct stats, field))
 
 #endif

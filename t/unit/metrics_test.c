@@ -481,6 +481,94 @@ test_hist_threads(void **state)
 	free(text);
 }
 
+/* Threads that count in their own blocks: STATS_GET and the scrape add
+ * up live blocks, and a thread's counts stay counted after it ends. */
+struct counter_thread {
+	pthread_t th;
+	struct stats *mine;
+	unsigned n;
+	pthread_barrier_t *counted, *go;
+};
+
+static void *
+counter_main(void *arg)
+{
+	struct counter_thread *t = arg;
+	unsigned i;
+
+	for (i = 0; i < t->n; i++) {
+		STATS_INC(delivered);
+		metrics_observe(&metrics_sign_seconds, 0.001);
+	}
+	STATS_ADD(deferred, 3);
+	t->mine = STATS_MINE();
+	pthread_barrier_wait(t->counted);
+	pthread_barrier_wait(t->go); /* the main thread reads meanwhile */
+	return NULL;
+}
+
+static void
+test_stats_blocks(void **state)
+{
+	struct counter_thread t[4];
+	pthread_barrier_t counted, go;
+	uint64_t d0 = STATS_GET(delivered), f0 = STATS_GET(deferred);
+	char *text, series[128];
+	double c0;
+	size_t i, j;
+
+	(void)state;
+	text = render();
+	c0 = sample(text, "outpost_dkim_sign_duration_seconds_count");
+	free(text);
+	pthread_barrier_init(&counted, NULL, 5);
+	pthread_barrier_init(&go, NULL, 5);
+	for (i = 0; i < 4; i++) {
+		t[i] = (struct counter_thread){ .n = 50000,
+						.counted = &counted,
+						.go = &go };
+		assert_int_equal(
+		    pthread_create(&t[i].th, NULL, counter_main, &t[i]), 0);
+	}
+	pthread_barrier_wait(&counted);
+	/* Each thread counted in a block of its own, on cache lines no
+	 * other thread's block shares, and not in the process-wide one. */
+	for (i = 0; i < 4; i++) {
+		assert_true(t[i].mine != &stats);
+		assert_int_equal((uintptr_t)t[i].mine % 64, 0);
+		for (j = 0; j < i; j++)
+			assert_true((char *)t[i].mine - (char *)t[j].mine >=
+					(ptrdiff_t)sizeof(struct stats) + 64 ||
+				    (char *)t[j].mine - (char *)t[i].mine >=
+					(ptrdiff_t)sizeof(struct stats) + 64);
+	}
+	assert_int_equal(STATS_GET(delivered), d0 + 200000);
+	assert_int_equal(STATS_GET(deferred), f0 + 12);
+	text = render();
+	snprintf(series, sizeof(series),
+		 "outpost_deliveries_total{result=\"delivered\"}");
+	assert_true(sample(text, series) == (double)(d0 + 200000));
+	assert_true(sample(text, "outpost_dkim_sign_duration_seconds_count") ==
+		    c0 + 200000);
+	free(text);
+	pthread_barrier_wait(&go);
+	for (i = 0; i < 4; i++)
+		assert_int_equal(pthread_join(t[i].th, NULL), 0);
+	/* Ended: folded into the process-wide counters, once. */
+	assert_int_equal(STATS_GET(delivered), d0 + 200000);
+	assert_true(atomic_load(&stats.delivered) >= 200000);
+	text = render();
+	assert_true(sample(text, "outpost_dkim_sign_duration_seconds_count") ==
+		    c0 + 200000);
+	assert_true(
+	    sample(text,
+		   "outpost_dkim_sign_duration_seconds_bucket{le=\"0.001\"}") >=
+	    200000);
+	free(text);
+	pthread_barrier_destroy(&counted);
+	pthread_barrier_destroy(&go);
+}
+
 static const struct family_case {
 	const char *name, *type;
 } family_cases[] = {
@@ -801,6 +889,7 @@ main(void)
 		cmocka_unit_test(test_hist_tables),
 		cmocka_unit_test(test_hist_observe),
 		cmocka_unit_test(test_hist_threads),
+		cmocka_unit_test(test_stats_blocks),
 		cmocka_unit_test(test_scrape_values),
 		cmocka_unit_test(test_http_status),
 		cmocka_unit_test(test_promtool),

@@ -25,10 +25,14 @@
 #include "mta/deliver/sched_int.h"
 
 struct sched_share {
-	char *key;        /* the path's name (sched_path_key) */
-	unsigned nconn;   /* every shard's connections under it */
-	uint64_t want;    /* shards turned away at the limit, a bit each */
-	int64_t times[3]; /* the rate's next message: minute, hour, day */
+	char *key;      /* the path's name (sched_path_key) */
+	unsigned nconn; /* every shard's connections under it */
+	uint64_t want;  /* shards turned away at the limit, a bit each */
+	/* the rate's next message: minute, hour, day; under rate_mu, its
+	 * own, since every message to a rate-limited destination takes it
+	 * (twice) and share_mu is every destination's */
+	pthread_mutex_t rate_mu;
+	int64_t times[3];
 	unsigned throttle_level; /* the last step down a shard took */
 	int64_t throttle_until_ms;
 	/* the last pause a shard took: its end, back-off level, whether a
@@ -65,8 +69,12 @@ sched_share_get(const struct sched_path *p)
 		share_ready = true;
 	s = share_ready ? htab_get(&share_tab, key) : NULL;
 	if (s == NULL && share_ready && (s = calloc(1, sizeof(*s))) != NULL) {
-		if ((s->key = strdup(key)) == NULL ||
-		    htab_put(&share_tab, s->key, s) != 0) {
+		if (pthread_mutex_init(&s->rate_mu, NULL) != 0) {
+			free(s);
+			s = NULL;
+		} else if ((s->key = strdup(key)) == NULL ||
+			   htab_put(&share_tab, s->key, s) != 0) {
+			pthread_mutex_destroy(&s->rate_mu);
 			free(s->key);
 			free(s);
 			s = NULL;
@@ -236,9 +244,9 @@ void
 sched_share_rate(struct sched_share *s, void (*fn)(int64_t times[3], void *arg),
 		 void *arg)
 {
-	pthread_mutex_lock(&share_mu);
+	pthread_mutex_lock(&s->rate_mu);
 	fn(s->times, arg);
-	pthread_mutex_unlock(&share_mu);
+	pthread_mutex_unlock(&s->rate_mu);
 }
 
 /* Every other shard runs FN(S) on its loop: it reads what changed from S
@@ -432,6 +440,7 @@ sched_share_free(void)
 	     e = htab_next(&share_tab, e, &it)) {
 		struct sched_share *s = e->value;
 
+		pthread_mutex_destroy(&s->rate_mu);
 		free(s->key);
 		free(s);
 	}

@@ -38,6 +38,75 @@ loop_run_mail(struct loop *l)
 	return n;
 }
 
+/* The loop whose thread this is (loop_main), or NULL. */
+static _Thread_local struct loop *loop_self;
+
+/* Run the turn's queued steps, in the order queued (one queued while
+ * they run waits for the next turn's end). */
+static void
+loop_turns_run(struct loop *l)
+{
+	struct loop_turn *t = l->turns, *prev = NULL, *next;
+
+	l->turns = NULL;
+	/* Queued newest first: reverse. */
+	for (; t != NULL; t = next) {
+		next = t->next;
+		t->next = prev;
+		prev = t;
+	}
+	for (t = prev; t != NULL; t = next) {
+		next = t->next;
+		t->next = NULL;
+		t->queued = false;
+		t->fn(t->arg);
+	}
+}
+
+static void
+loop_turn_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	loop_turns_run(arg);
+}
+
+bool
+loop_turn_end(struct loop_turn *t)
+{
+	struct loop *l = loop_self;
+
+	if (l == NULL)
+		return false;
+	if (t->queued)
+		return true;
+	if (l->turns == NULL)
+		event_active(l->turn_ev, EV_TIMEOUT, 1);
+	t->queued = true;
+	t->next = l->turns;
+	l->turns = t;
+	return true;
+}
+
+void
+loop_turn_cancel(struct loop_turn *t)
+{
+	struct loop *l = loop_self;
+	struct loop_turn **pp;
+
+	if (!t->queued)
+		return;
+	t->queued = false;
+	if (l == NULL)
+		return; /* an ended loop's: loop_main ran or dropped them */
+	for (pp = &l->turns; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == t) {
+			*pp = t->next;
+			break;
+		}
+	t->next = NULL;
+}
+
 static void
 loop_wake_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -69,6 +138,9 @@ loop_init(struct loop *l, unsigned index)
 	l->wake = event_new(l->base, -1, EV_PERSIST, loop_wake_cb, l);
 	if (l->wake == NULL || event_add(l->wake, NULL) != 0)
 		return -1;
+	l->turns = NULL;
+	if ((l->turn_ev = event_new(l->base, -1, 0, loop_turn_cb, l)) == NULL)
+		return -1;
 	return 0;
 }
 
@@ -77,8 +149,6 @@ thread_name_set(const char *name)
 {
 	(void)prctl(PR_SET_NAME, (unsigned long)name, 0, 0, 0);
 }
-
-static _Thread_local struct loop *loop_self;
 
 struct loop *
 loop_current(void)
@@ -98,8 +168,13 @@ loop_main(void *arg)
 	if (l->on_start != NULL)
 		l->on_start(l->on_start_arg);
 	event_base_loop(l->base, EVLOOP_NO_EXIT_ON_EMPTY);
+	/* The last turn's steps (its end may not have come), then the
+	 * owner's; from then on, steps are done where they are asked. */
+	loop_turns_run(l);
 	if (l->on_stop != NULL)
 		l->on_stop(l->on_stop_arg);
+	loop_self = NULL;
+	loop_turns_run(l);
 	dmarc_memo_free(); /* this thread's memo of DMARC policies */
 	return NULL;
 }
@@ -223,6 +298,7 @@ loop_free(struct loop *l)
 {
 	loop_flush(l);
 	event_free(l->wake);
+	event_free(l->turn_ev);
 	event_base_free(l->base);
 	pthread_mutex_destroy(&l->mu);
 }

@@ -23,6 +23,15 @@ struct loop_msg {
 	bool ours; /* loop_post's own: the loop frees it */
 };
 
+/* A step run once at the end of a loop's turn (loop_turn_end): a batch
+ * gathered over the turn's events, handed on in one go. */
+struct loop_turn {
+	loop_fn *fn;
+	void *arg;
+	bool queued; /* for this turn's end */
+	struct loop_turn *next;
+};
+
 struct loop {
 	struct event_base *base;
 	unsigned index;
@@ -31,6 +40,8 @@ struct loop {
 	pthread_mutex_t mu;
 	struct loop_msg *head, *tail; /* mailbox, FIFO */
 	struct event *wake;
+	struct event *turn_ev; /* active while turns is not empty */
+	struct loop_turn *turns;
 	void *sessions; /* owned by smtp_server.c: this loop's sessions */
 	struct dns_resolver *dns; /* this loop's resolver (DMARC), or NULL */
 	char name[16]; /* its thread's name (top -H, perf), set before start */
@@ -67,6 +78,16 @@ void loop_post_msg(struct loop *l, struct loop_msg *m);
  * that calls loop_post_flush() before it waits for anything. */
 void loop_post_defer(struct loop *l, struct loop_msg *m);
 void loop_post_flush(void);
+/* loop_turn_end — T->fn(T->arg) runs at the end of the calling loop's
+ * current turn (after the events active now), once however many times
+ * this is called before it runs.  False when the caller is not a loop's
+ * thread (or its loop has ended): nothing is queued, and the caller does
+ * the step itself.  T stays the caller's; a loop that ends runs what is
+ * queued on its thread, before its on_stop. */
+bool loop_turn_end(struct loop_turn *t);
+/* loop_turn_cancel — T no longer runs at the turn's end (before T is
+ * freed).  The thread that queued it. */
+void loop_turn_cancel(struct loop_turn *t);
 /* loop_stop — ask L to leave its event loop.  Any thread. */
 void loop_stop(struct loop *l);
 /* loop_join — wait for a threaded loop to end.  Main. */

@@ -531,6 +531,11 @@ struct sched_share *sched_share_get(const struct sched_path *p);
 /* sched_share_conn_take — one more connection for S under LIMIT: true,
  * or false (the calling shard is kicked when one ends). */
 bool sched_share_conn_take(struct sched_share *s, unsigned limit);
+/* sched_share_conn_waiting — is S at LIMIT with the calling shard
+ * already waiting for one of its connections to end (and kick it)?  No
+ * lock: a path with more jobs than connections asks at every round it
+ * starts, under a backlog at every message; true means take would fail. */
+bool sched_share_conn_waiting(const struct sched_share *s, unsigned limit);
 /* sched_share_conn_give — one of S's connections has ended. */
 void sched_share_conn_give(struct sched_share *s);
 /* sched_share_nconn — S's connections from every shard. */
@@ -903,6 +908,9 @@ void sched_metrics_final(const struct sched_msg *m, const char *addr,
 #define SCHED_METRICS_USER_DSN "_dsn"
 void sched_metrics_user_label(const char *user, bool dsn,
 			      char out[METRICS_LABEL_MAX]);
+/* sched_metrics_stage_end — what this loop counted in its last turn goes
+ * to the tables, and its stage is freed.  The loop's thread, at its end. */
+void sched_metrics_stage_end(void);
 /* sched_metrics_shard_free — this shard's snapshot (at stop). */
 void sched_metrics_shard_free(void);
 /* sched_metrics_free — the counter tables (at stop). */

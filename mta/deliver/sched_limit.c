@@ -615,6 +615,8 @@ sched_limit_rate_take(struct sched_path *p, int64_t now)
 	/* Smooth spacing: N per minute is one every 60/N s; a warm-up's
 	 * budget spreads over the day the same way. */
 	sched_limit_intervals(p, now, true, iv);
+	if (iv[0] == 0 && iv[1] == 0 && iv[2] == 0)
+		return; /* no limit: nothing to space (nor a lock to take) */
 	if (p->share != NULL) {
 		struct sched_limit_rate_q q = { now, 0, iv };
 

@@ -5,10 +5,12 @@
  * destination, pool and user: sched_scan.c), rendered as text
  * once a second for scrapes on the main thread; sched_totals_get.
  *
- * Owns: the counter tables (SM, every shard's counts, under SM.mu), the
- * snapshot (sched->gauges, gauge_mu).  Delivery loops' threads, but for
- * sched_metrics_text (any).  Must not: put an address in a label
- * (metrics_user_label); hold SM.mu longer than a count (three adds).
+ * Owns: the counter tables (SM, every shard's counts, under SM.mu), each
+ * delivery loop's counts of its turn (sm_stage, added to SM at the turn's
+ * end), the snapshot (sched->gauges, gauge_mu).  Delivery loops' threads,
+ * but for sched_metrics_text (any).  Must not: put an address in a label
+ * (metrics_user_label); hold SM.mu longer than a turn's counts (at most
+ * SM_STAGE_MAX times six adds).
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -62,10 +64,14 @@ static const char *const sched_metrics_reasons[NREASONS] = {
 static struct {
 	pthread_mutex_t mu;
 	struct metrics_top *dest, *pool, *user;
-	char user_of[METRICS_LABEL_MAX];    /* the last user name seen … */
-	char user_label[METRICS_LABEL_MAX]; /* … and its label */
-	bool user_set, user_null;
 } SM = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+/* The last user name seen and its label. */
+struct sm_user_memo {
+	char of[METRICS_LABEL_MAX];
+	char label[METRICS_LABEL_MAX];
+	bool set, null;
+};
 
 /* The reason class of a deferral, from what outcome_classify() saw. */
 static unsigned
@@ -103,32 +109,29 @@ sched_metrics_user_label(const char *user, bool dsn,
 
 /* M's user label (cached: a campaign comes from few users). */
 static const char *
-sched_metrics_user(const struct sched_msg *m)
+sched_metrics_user(const struct sched_msg *m, struct sm_user_memo *memo)
 {
 	const char *user = m->r->env.user;
 
 	if (m->r->env.flags & QUEUE_F_DSN)
 		return SCHED_METRICS_USER_DSN; /* our own bounces */
-	if (!SM.user_set || SM.user_null != (user == NULL) ||
-	    (user != NULL && strncmp(SM.user_of, user, sizeof(SM.user_of)))) {
-		sched_metrics_user_label(user, false, SM.user_label);
-		snprintf(SM.user_of, sizeof(SM.user_of), "%s",
+	if (!memo->set || memo->null != (user == NULL) ||
+	    (user != NULL && strncmp(memo->of, user, sizeof(memo->of)))) {
+		sched_metrics_user_label(user, false, memo->label);
+		snprintf(memo->of, sizeof(memo->of), "%s",
 			 user != NULL ? user : "");
-		SM.user_null = user == NULL;
-		SM.user_set = true;
+		memo->null = user == NULL;
+		memo->set = true;
 	}
-	return SM.user_label;
+	return memo->label;
 }
 
+/* N more in column COL (and REASON, unless COL__COUNT) of each label.
+ * SM.mu held. */
 static void
-sched_metrics_count(const struct sched_msg *m, const char *domain, unsigned col,
-		    unsigned reason)
+sched_metrics_add(const char *domain, const char *pool, const char *user,
+		  unsigned col, unsigned reason, uint64_t n)
 {
-	const char *pool = m->r->pool != NULL ? m->r->pool->name : "default";
-	const char *user;
-
-	pthread_mutex_lock(&SM.mu);
-	user = sched_metrics_user(m);
 	if (SM.dest == NULL) {
 		const struct conf_metrics *c = &sched->conf->metrics;
 
@@ -136,15 +139,105 @@ sched_metrics_count(const struct sched_msg *m, const char *domain, unsigned col,
 		SM.pool = metrics_top_new(COL__COUNT, c->top_destinations, 0);
 		SM.user = metrics_top_new(COL__COUNT, c->top_users, 0);
 	}
-	metrics_top_add(SM.dest, domain, col, 1);
-	metrics_top_add(SM.pool, pool, col, 1);
-	metrics_top_add(SM.user, user, col, 1);
+	metrics_top_add(SM.dest, domain, col, n);
+	metrics_top_add(SM.pool, pool, col, n);
+	metrics_top_add(SM.user, user, col, n);
 	if (reason != COL__COUNT) {
-		metrics_top_add(SM.dest, domain, reason, 1);
-		metrics_top_add(SM.pool, pool, reason, 1);
-		metrics_top_add(SM.user, user, reason, 1);
+		metrics_top_add(SM.dest, domain, reason, n);
+		metrics_top_add(SM.pool, pool, reason, n);
+		metrics_top_add(SM.user, user, reason, n);
 	}
+}
+
+/* What a delivery loop counted this turn, added to the tables at its end
+ * under one lock of SM.mu (a result per recipient would take it each, on
+ * every loop).  The loop's thread's own. */
+#define SM_STAGE_MAX 16
+struct sm_stage {
+	struct loop_turn turn;
+	struct sm_user_memo memo;
+	unsigned n;
+	struct sm_staged {
+		char domain[256], pool[256], user[METRICS_LABEL_MAX];
+		unsigned col, reason;
+		uint64_t n;
+	} e[SM_STAGE_MAX];
+};
+static _Thread_local struct sm_stage *sm_stage;
+
+static void
+sched_metrics_stage_flush(void *arg)
+{
+	struct sm_stage *st = arg;
+	unsigned i;
+
+	if (st->n == 0)
+		return;
+	pthread_mutex_lock(&SM.mu);
+	for (i = 0; i < st->n; i++)
+		sched_metrics_add(st->e[i].domain, st->e[i].pool, st->e[i].user,
+				  st->e[i].col, st->e[i].reason, st->e[i].n);
 	pthread_mutex_unlock(&SM.mu);
+	st->n = 0;
+}
+
+void
+sched_metrics_stage_end(void)
+{
+	if (sm_stage == NULL)
+		return;
+	loop_turn_cancel(&sm_stage->turn);
+	sched_metrics_stage_flush(sm_stage);
+	free(sm_stage);
+	sm_stage = NULL;
+}
+
+static void
+sched_metrics_count(const struct sched_msg *m, const char *domain, unsigned col,
+		    unsigned reason)
+{
+	const char *pool = m->r->pool != NULL ? m->r->pool->name : "default";
+	struct sm_stage *st = sm_stage;
+	struct sm_staged *e;
+	const char *user;
+	unsigned i;
+
+	if (st == NULL && loop_current() != NULL &&
+	    (st = calloc(1, sizeof(*st))) != NULL) {
+		st->turn.fn = sched_metrics_stage_flush;
+		st->turn.arg = st;
+		sm_stage = st;
+	}
+	if (st == NULL) { /* not a loop's thread, or no memory */
+		struct sm_user_memo memo = { 0 };
+
+		pthread_mutex_lock(&SM.mu);
+		sched_metrics_add(domain, pool, sched_metrics_user(m, &memo),
+				  col, reason, 1);
+		pthread_mutex_unlock(&SM.mu);
+		return;
+	}
+	user = sched_metrics_user(m, &st->memo);
+	for (i = 0; i < st->n; i++) {
+		e = &st->e[i];
+		if (e->col == col && e->reason == reason &&
+		    strcmp(e->domain, domain) == 0 &&
+		    strcmp(e->pool, pool) == 0 && strcmp(e->user, user) == 0) {
+			e->n++;
+			return;
+		}
+	}
+	if (st->n == SM_STAGE_MAX)
+		sched_metrics_stage_flush(st);
+	e = &st->e[st->n++];
+	snprintf(e->domain, sizeof(e->domain), "%s", domain);
+	snprintf(e->pool, sizeof(e->pool), "%s", pool);
+	snprintf(e->user, sizeof(e->user), "%s", user);
+	e->col = col;
+	e->reason = reason;
+	e->n = 1;
+	if (!loop_turn_end(&st->turn))
+		sched_metrics_stage_flush(st); /* its loop has ended */
 }
 
 void

@@ -112,6 +112,17 @@ sched_share_yield(const char *key)
 }
 
 bool
+sched_share_conn_waiting(const struct sched_share *s, unsigned limit)
+{
+	uint64_t me = UINT64_C(1) << sched->index;
+
+	/* Read without the lock: a count that has just fallen, or this
+	 * shard's bit just cleared, comes with the kick that follows. */
+	return __atomic_load_n(&s->nconn, __ATOMIC_RELAXED) >= limit &&
+	       (__atomic_load_n(&s->want, __ATOMIC_RELAXED) & me) != 0;
+}
+
+bool
 sched_share_conn_take(struct sched_share *s, unsigned limit)
 {
 	uint64_t me = UINT64_C(1) << sched->index;

@@ -30,6 +30,7 @@
 #include "mta/deliver/tlsrpt.h"
 #include "mta/deliver/sched_int.h"
 #include "mta/observe/evlog.h"
+#include "mta/observe/watchdog.h"
 
 struct sched sched_main;
 _Thread_local struct sched *sched;
@@ -50,6 +51,8 @@ void
 sched_unbind(void *arg)
 {
 	(void)arg;
+	sched_metrics_stage_end();
+	watchdog_stage_end(); /* before the log: it may log a stop */
 	evlog_batch_end();
 }
 
@@ -479,6 +482,12 @@ sched_path_share_take(struct sched_path *p)
 {
 	if (sched_nshards == 1)
 		return true;
+	/* P's own limit first: at it, with this shard waiting already, it
+	 * is a look at two words, not the global slot count's two atomic
+	 * writes and a lock. */
+	if (p->share != NULL &&
+	    sched_share_conn_waiting(p->share, sched_limit_conns(p)))
+		return false;
 	if (!sched_share_slot_take(sched->conf->delivery.max_connections)) {
 		sched_path_wait_slot(p);
 		return false;

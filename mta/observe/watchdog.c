@@ -18,6 +18,7 @@
 #include "queue/queue.h"
 #include "mta/core/htab.h"
 #include "mta/core/log.h"
+#include "mta/core/loop.h"
 #include "mta/core/util.h"
 #include "mta/observe/evlog.h"
 #include "mta/observe/history.h"
@@ -574,14 +575,72 @@ done:
 	memset(m, 0, sizeof(*m));
 }
 
+/* N results of IDENTITY, all hard bounces (HARD) or none, noted at once. */
+static void
+wd_note_results(const char *identity, bool hard, uint32_t n)
+{
+	int64_t now = util_wall_ms(), hour_before;
+	struct wd_ident *id;
+	struct wd_after a;
+
+	pthread_mutex_lock(&wd.mu);
+	if ((id = wd_ident_get(identity, now, true)) == NULL) {
+		pthread_mutex_unlock(&wd.mu);
+		return;
+	}
+	hour_before = id->p.hour;
+	while (n-- > 0)
+		wd_note_result(&id->p, now, hard,
+			       (uint32_t)wd.conf->watchdog.bounce_window);
+	wd_check(id, now, hour_before, 0, &a);
+	pthread_mutex_unlock(&wd.mu);
+	wd_after_run(&a);
+}
+
+/* A delivery loop's results of its turn, in order, noted at its end: a
+ * run of one identity's under one lock of wd.mu, which acceptance takes
+ * for every message, rather than one lock each.  The loop thread's own. */
+#define WD_STAGE_MAX 16
+struct wd_stage {
+	struct loop_turn turn;
+	unsigned n;
+	struct wd_staged {
+		char identity[WD_NAME_MAX + 1];
+		bool hard;
+		uint32_t n;
+	} e[WD_STAGE_MAX];
+};
+static _Thread_local struct wd_stage *wd_stage;
+
+static void
+wd_stage_flush(void *arg)
+{
+	struct wd_stage *st = arg;
+	unsigned i, n = st->n;
+
+	st->n = 0;
+	for (i = 0; i < n; i++)
+		wd_note_results(st->e[i].identity, st->e[i].hard, st->e[i].n);
+}
+
+void
+watchdog_stage_end(void)
+{
+	if (wd_stage == NULL)
+		return;
+	loop_turn_cancel(&wd_stage->turn);
+	wd_stage_flush(wd_stage);
+	free(wd_stage);
+	wd_stage = NULL;
+}
+
 void
 watchdog_note_result(const char *identity, const char *rcpt, int action,
 		     enum conf_bounce_category category)
 {
+	struct wd_stage *st = wd_stage;
+	struct wd_staged *e;
 	bool hard;
-	int64_t now = util_wall_ms(), hour_before;
-	struct wd_ident *id;
-	struct wd_after a;
 
 	(void)rcpt;
 	if (!atomic_load(&wd.enabled) || identity == NULL ||
@@ -591,17 +650,32 @@ watchdog_note_result(const char *identity, const char *rcpt, int action,
 	       (category == CONF_BC_BAD_MAILBOX ||
 		category == CONF_BC_BAD_DOMAIN ||
 		category == CONF_BC_INACTIVE_MAILBOX);
-	pthread_mutex_lock(&wd.mu);
-	if ((id = wd_ident_get(identity, now, true)) == NULL) {
-		pthread_mutex_unlock(&wd.mu);
+	if (st == NULL && loop_current() != NULL &&
+	    (st = calloc(1, sizeof(*st))) != NULL) {
+		st->turn.fn = wd_stage_flush;
+		st->turn.arg = st;
+		wd_stage = st;
+	}
+	if (st == NULL || strlen(identity) > WD_NAME_MAX) {
+		wd_note_results(identity, hard, 1); /* not on a loop */
 		return;
 	}
-	hour_before = id->p.hour;
-	wd_note_result(&id->p, now, hard,
-		       (uint32_t)wd.conf->watchdog.bounce_window);
-	wd_check(id, now, hour_before, 0, &a);
-	pthread_mutex_unlock(&wd.mu);
-	wd_after_run(&a);
+	if (st->n > 0) {
+		e = &st->e[st->n - 1];
+		if (e->hard == hard && e->n < UINT32_MAX &&
+		    strcmp(e->identity, identity) == 0) {
+			e->n++;
+			return;
+		}
+	}
+	if (st->n == WD_STAGE_MAX)
+		wd_stage_flush(st);
+	e = &st->e[st->n++];
+	snprintf(e->identity, sizeof(e->identity), "%s", identity);
+	e->hard = hard;
+	e->n = 1;
+	if (!loop_turn_end(&st->turn))
+		wd_stage_flush(st); /* its loop has ended */
 }
 
 /* One event of IDENTITY that NOTE adds to its profile; may stop it. */

@@ -108,11 +108,16 @@ void watchdog_msg_note(struct watchdog_msg *m);
  * enum outcome_action value (0 delivered, 2 bounced; deferrals are not
  * counted), CATEGORY its bounce category.  A hard bounce is a bounce of
  * category bad-mailbox, bad-domain or inactive-mailbox (the
- * bounce-categories rules).  May stop IDENTITY.  Any thread (the
- * delivery loop).
+ * bounce-categories rules).  May stop IDENTITY (on a loop, at the end of
+ * its turn).  Any thread (the delivery loop).
  */
 void watchdog_note_result(const char *identity, const char *rcpt, int action,
 			  enum conf_bounce_category category);
+/* On a loop's thread, watchdog_note_result's results wait for the end of
+ * the loop's turn and are noted together (one lock for a run of one
+ * identity's).  watchdog_stage_end — note what waits and free the
+ * thread's stage: the loop's thread, at its end. */
+void watchdog_stage_end(void);
 
 /* watchdog_note_complaint — a complaint (feedback loop) about IDENTITY's
  * mail to RCPT.  May stop IDENTITY.  Any thread; never blocks. */

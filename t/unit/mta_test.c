@@ -4,14 +4,17 @@
  * decoding (auth.c), the per-client table (client.c), posts to a loop's
  * mailbox held back until a flush (loop.c).
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
+#include <event2/thread.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -287,6 +290,83 @@ test_loop_post_defer(void **state)
 	loop_free(&b);
 }
 
+/* loop_turn_end: a step asked for three times in one job runs once, after
+ * the job; a cancelled one does not run; off a loop, nothing is queued. */
+static pthread_mutex_t turn_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t turn_cv = PTHREAD_COND_INITIALIZER;
+static int turn_log[16], turn_n;
+static bool turn_done;
+
+static void
+turn_note(int v)
+{
+	pthread_mutex_lock(&turn_mu);
+	if (turn_n < 16)
+		turn_log[turn_n++] = v;
+	pthread_mutex_unlock(&turn_mu);
+}
+
+static void
+turn_step(void *arg)
+{
+	turn_note((int)(intptr_t)arg);
+}
+
+static struct loop_turn turn_a = { turn_step, (void *)(intptr_t)1, false,
+				   NULL };
+static struct loop_turn turn_b = { turn_step, (void *)(intptr_t)2, false,
+				   NULL };
+
+static void
+turn_job(void *arg)
+{
+	(void)arg;
+	assert_true(loop_turn_end(&turn_a));
+	assert_true(loop_turn_end(&turn_b));
+	assert_true(loop_turn_end(&turn_a)); /* already queued */
+	loop_turn_cancel(&turn_b);
+	turn_note(0); /* the job's own end */
+}
+
+static void
+turn_last(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&turn_mu);
+	turn_done = true;
+	pthread_cond_signal(&turn_cv);
+	pthread_mutex_unlock(&turn_mu);
+}
+
+static void
+test_loop_turn_end(void **state)
+{
+	struct loop l;
+
+	(void)state;
+	/* As outpostd does: another thread's post wakes the loop. */
+	assert_int_equal(evthread_use_pthreads(), 0);
+	memset(&l, 0, sizeof(l));
+	assert_false(loop_turn_end(&turn_a)); /* not a loop's thread */
+	assert_false(turn_a.queued);
+	assert_int_equal(loop_init(&l, 7), 0);
+	assert_int_equal(loop_start(&l), 0);
+	loop_post(&l, turn_job, NULL);
+	loop_post(&l, turn_last, NULL);
+	pthread_mutex_lock(&turn_mu);
+	while (!turn_done)
+		pthread_cond_wait(&turn_cv, &turn_mu);
+	pthread_mutex_unlock(&turn_mu);
+	loop_stop(&l);
+	loop_join(&l);
+	loop_free(&l);
+	assert_int_equal(turn_n, 2);
+	assert_int_equal(turn_log[0], 0);
+	assert_int_equal(turn_log[1], 1);
+	assert_false(turn_a.queued);
+	assert_false(turn_b.queued);
+}
+
 int
 main(void)
 {
@@ -296,6 +376,7 @@ main(void)
 		cmocka_unit_test(test_auth_decoding),
 		cmocka_unit_test(test_client_limits),
 		cmocka_unit_test(test_loop_post_defer),
+		cmocka_unit_test(test_loop_turn_end),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -19,7 +19,10 @@
 # BENCH_LOOPS_WARM=N (0): a drain of N messages of the same shape first,
 # unmeasured, so that the figure is a daemon's whose heaps have grown.
 # Figures per T: delivery CPU µs per message (each round, their mean), the
-# same per thread, the drain's msg/s.  Env in: BENCH_BUILD, BENCH_OUT.
+# same per thread, the drain's msg/s; for each T after the first, its
+# difference from the first round by round, with a 95% interval (the
+# machine drifts by more than the difference looked for: only an interval
+# that excludes 0 tells a fall or a rise).  Env in: BENCH_BUILD, BENCH_OUT.
 # Writes BENCH_OUT/loops.json and loops.md.  Loopback only; every process
 # it starts is stopped by PID on exit.
 set -eu
@@ -175,8 +178,6 @@ for t, rs in sorted(by.items()):
                     "deliver_us_per_msg": round(sum(r["deliver_us_per_msg"] for r in rs) / len(rs), 2),
                     "msg_per_s": round(sum(r["msg_per_s"] for r in rs) / len(rs), 1),
                     "rounds": rs})
-json.dump({"benchmark": "loops", "messages": n, "size": size, "loops": summary},
-          open(out + "/loops.json", "w"), indent=1)
 lines = ["## Delivery loops: %d messages of %d bytes drained from a backlog to outpost-sink" % (n, size), "",
          "| delivery loops | delivery CPU µs per message (mean) | each round | per thread (first round) | drain msg/s | VmHWM MiB (max) |",
          "|---|---|---|---|---|---|"]
@@ -187,10 +188,38 @@ for s in summary:
         ", ".join("%s %.1f" % kv for kv in s["rounds"][0]["thread_us_per_msg"].items()),
         "{:,.0f}".format(s["msg_per_s"]),
         max(r.get("vmhwm_mib", 0) for r in s["rounds"])))
+# Each loop count against the first, round by round (the rounds ran in
+# turns, so a pair shares the machine's state of the moment): the mean
+# difference and its 95% interval (Student's t), which says whether the
+# rounds can tell a rise or a fall from the machine's drift.
+T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36,
+       8: 2.31, 9: 2.26, 10: 2.23, 12: 2.18, 15: 2.13, 20: 2.09, 30: 2.04}
+base = summary[0]
+for s in summary[1:]:
+    d = [b["deliver_us_per_msg"] - a["deliver_us_per_msg"]
+         for a, b in zip(base["rounds"], s["rounds"])]
+    if len(d) < 2:
+        continue
+    mean = sum(d) / len(d)
+    sd = (sum((x - mean) ** 2 for x in d) / (len(d) - 1)) ** 0.5
+    t = T95[max(k for k in T95 if k <= len(d) - 1)]
+    half = t * sd / len(d) ** 0.5
+    s["paired_diff_us"] = round(mean, 2)
+    s["paired_ci95_us"] = [round(mean - half, 2), round(mean + half, 2)]
+    verdict = ("falls" if mean + half < 0 else
+               "rises" if mean - half > 0 else
+               "no change the rounds can tell")
+    lines.append("")
+    lines.append("%d loops against %d, round by round: %+.1f µs per message "
+                 "(95%% interval %+.1f to %+.1f, %d pairs): %s." % (
+                     s["loops"], base["loops"], mean, mean - half,
+                     mean + half, len(d), verdict))
+json.dump({"benchmark": "loops", "messages": n, "size": size, "loops": summary},
+          open(out + "/loops.json", "w"), indent=1)
 lines += ["", "Delivery CPU: utime + stime of the threads named deliver* (loop 0, deliver, "
           "drives its connections; deliverN its own shard's, or loop 0's connections with a cluster), "
           "from `outpost resume` to the sink's last message, over the messages.  The drain time "
           "includes the resume's walk of the queue."]
 open(out + "/loops.md", "w").write("\n".join(lines) + "\n")
-print("\n".join(lines[:4 + len(summary)]))
+print("\n".join(l for l in lines if not l.startswith("Delivery CPU:")))
 PYEOF

@@ -1,6 +1,7 @@
 /*
  * sched_shard.c — the scheduler's shards: which one owns a message, and a
- * change spread over several of them gathered back into one answer.
+ * change spread over several of them gathered back into one answer; what
+ * a loop of theirs does as it starts and ends (sched_bind, sched_unbind).
  *
  * Owns: the shard table (sched_shards), each sched_fan.  A message belongs
  * to the shard its queue id hashes to, for its whole life; an operator's
@@ -18,6 +19,8 @@
 #include "mta/core/log.h"
 #include "mta/core/loop.h"
 #include "mta/deliver/sched_int.h"
+#include "mta/observe/evlog.h"
+#include "mta/observe/watchdog.h"
 
 struct sched *sched_shards[SCHED_SHARDS_MAX];
 unsigned sched_nshards;
@@ -30,6 +33,29 @@ sched_shard_of(uint64_t id)
 	uint64_t h = (id * UINT64_C(0x9E3779B97F4A7C15)) >> 32;
 
 	return sched_shards[sched_nshards > 1 ? h % sched_nshards : 0];
+}
+
+/* A loop of the scheduler's starts: its thread reaches ARG's state, and
+ * the events it logs for every message go in batches, at the end of each
+ * turn (without the memory, one by one). */
+void
+sched_bind(void *arg)
+{
+	struct loop *l = loop_current();
+
+	sched = arg;
+	if (l != NULL)
+		(void)evlog_batch_begin(l->base);
+}
+
+/* It ends: what it gathered over its last turn goes. */
+void
+sched_unbind(void *arg)
+{
+	(void)arg;
+	sched_metrics_stage_end();
+	watchdog_stage_end(); /* before the log: it may log a stop */
+	evlog_batch_end();
 }
 
 struct sched *

@@ -29,32 +29,9 @@
 #include "mta/deliver/https.h"
 #include "mta/deliver/tlsrpt.h"
 #include "mta/deliver/sched_int.h"
-#include "mta/observe/evlog.h"
-#include "mta/observe/watchdog.h"
 
 struct sched sched_main;
 _Thread_local struct sched *sched;
-
-void
-sched_bind(void *arg)
-{
-	struct loop *l = loop_current();
-
-	sched = arg;
-	/* A loop logs an event per message: at the end of its turn, all
-	 * together (without the memory, one by one). */
-	if (l != NULL)
-		(void)evlog_batch_begin(l->base);
-}
-
-void
-sched_unbind(void *arg)
-{
-	(void)arg;
-	sched_metrics_stage_end();
-	watchdog_stage_end(); /* before the log: it may log a stop */
-	evlog_batch_end();
-}
 
 void
 sched_timer_ms(struct event *ev, int64_t delay_ms)

@@ -95,6 +95,9 @@ blocks_fold(void *arg)
 		;
 	*pp = c->next;
 	pthread_mutex_unlock(&blocks_mu);
+	/* A later key's destructor that counts makes a block anew (and the
+	 * destructors run again), never writes this one. */
+	stats_self = NULL;
 	free(c);
 }
 

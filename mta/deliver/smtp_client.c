@@ -119,6 +119,59 @@ sc_log_enter(const struct smtp_client *c)
 	return scrub_ctx_enter(c->job != NULL ? &c->job->scrub : NULL);
 }
 
+/* Where C's next bytes go: the scratch buffer while it holds some, or
+ * while the output is empty and the session is in clear text; else the
+ * bufferevent's output (TLS, or bytes already waiting for the socket). */
+static struct evbuffer *
+sc_out(struct smtp_client *c)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+
+	if (c->tls || c->scratch == NULL)
+		return out;
+	if (evbuffer_get_length(c->scratch) > 0 ||
+	    evbuffer_get_length(out) == 0)
+		return c->scratch;
+	return out;
+}
+
+/* Bytes written and not yet taken by the socket. */
+static size_t
+sc_pending(struct smtp_client *c)
+{
+	return evbuffer_get_length(bufferevent_get_output(c->bev)) +
+	       (c->scratch != NULL ? evbuffer_get_length(c->scratch) : 0);
+}
+
+static void sc_body_pump(struct smtp_client *c);
+
+/* The end of an entry point: the scratch buffer to the socket now.  What
+ * the socket does not take (or an error, which the bufferevent then meets
+ * and reports) goes to the output, whose write event sends it; a body
+ * whose pieces all went is pulled on meanwhile. */
+static void
+sc_push(struct smtp_client *c)
+{
+	struct evbuffer *out;
+	int n;
+
+	if (c->scratch == NULL || c->bev == NULL || c->state == SC_DEAD)
+		return;
+	out = bufferevent_get_output(c->bev);
+	while (evbuffer_get_length(c->scratch) > 0) {
+		n = evbuffer_write(c->scratch, bufferevent_getfd(c->bev));
+		if (evbuffer_get_length(c->scratch) > 0 || n <= 0) {
+			evbuffer_add_buffer(out, c->scratch);
+			return;
+		}
+		if (!(c->body_on && c->state == SC_TXN))
+			return;
+		sc_body_pump(c); /* may end the connection */
+		if (c->bev == NULL || c->state == SC_DEAD)
+			return;
+	}
+}
+
 static void sc_vwrite(struct smtp_client *c, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
 
@@ -128,7 +181,7 @@ sc_vwrite(struct smtp_client *c, const char *fmt, va_list ap)
 	va_list ap2;
 
 	va_copy(ap2, ap);
-	evbuffer_add_vprintf(bufferevent_get_output(c->bev), fmt, ap);
+	evbuffer_add_vprintf(sc_out(c), fmt, ap);
 	if (log_trace_enabled(TRACE_SMTP)) {
 		char buf[512], esc[600];
 		const struct scrub_ctx *prev;
@@ -244,6 +297,8 @@ sc_close_socket(struct smtp_client *c)
 		evutil_closesocket(c->fd);
 		c->fd = -1;
 	}
+	if (c->scratch != NULL)
+		evbuffer_drain(c->scratch, evbuffer_get_length(c->scratch));
 	c->tls = false;
 	c->tls_verified = false;
 	c->source[0] = '\0';
@@ -268,6 +323,8 @@ sc_free(struct smtp_client *c)
 		event_free(c->timer);
 	if (c->kick != NULL)
 		event_free(c->kick);
+	if (c->scratch != NULL)
+		evbuffer_free(c->scratch);
 	free(c->addrs);
 	free(c->accepted);
 	free(c->pend);
@@ -289,6 +346,8 @@ sc_hold(struct smtp_client *c)
 void
 sc_release(struct smtp_client *c)
 {
+	if (c->depth == 1)
+		sc_push(c);
 	if (--c->depth == 0 && c->state == SC_DEAD)
 		sc_free(c);
 }
@@ -538,7 +597,7 @@ sc_out_add(struct evbuffer *out, const uint8_t *p, size_t len)
 static void
 sc_body_stuff(struct smtp_client *c, const uint8_t *p, size_t len)
 {
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *out = sc_out(c);
 	const uint8_t *end = p + len, *run = p, *cur = p, *nl;
 
 	if (len == 0)
@@ -571,7 +630,7 @@ sc_body_stuff(struct smtp_client *c, const uint8_t *p, size_t len)
 static void
 sc_body_end(struct smtp_client *c)
 {
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *out = sc_out(c);
 
 	c->body_on = false;
 	if (c->bdat) {
@@ -595,13 +654,12 @@ static void
 sc_body_pump(struct smtp_client *c)
 {
 	struct smtp_client_job *job = c->job;
-	struct evbuffer *out = bufferevent_get_output(c->bev);
 	char err[256], text[320];
 	const uint8_t *p;
 	size_t len;
 	int rc;
 
-	while (c->body_on && evbuffer_get_length(out) < SC_BODY_LOW_BYTES) {
+	while (c->body_on && sc_pending(c) < SC_BODY_LOW_BYTES) {
 		rc = job->body_next(job->body_arg, &p, &len, err, sizeof(err));
 		if (rc < 0) {
 			c->body_on = false;
@@ -619,7 +677,7 @@ sc_body_pump(struct smtp_client *c)
 		}
 		c->body_sent += len;
 		if (c->bdat)
-			sc_out_add(out, p, len);
+			sc_out_add(sc_out(c), p, len);
 		else
 			sc_body_stuff(c, p, len);
 	}
@@ -815,8 +873,7 @@ sc_txn_reply(struct smtp_client *c, const struct sc_cmd *cmd,
 		if (ok) {
 			/* Nobody to deliver to, yet the server wants data:
 			 * an empty message end, its result ignored. */
-			evbuffer_add(bufferevent_get_output(c->bev), ".\r\n",
-				     3);
+			evbuffer_add(sc_out(c), ".\r\n", 3);
 			sc_pend_push(c, OS_EOM, 0);
 			c->need_rset = true;
 			return;
@@ -978,8 +1035,7 @@ sc_reply_done(struct smtp_client *c, struct evbuffer *in)
 		return;
 	}
 	if (cmd.stage == OS_EOM && kind == OR_OK && c->bev != NULL &&
-	    (c->body_on ||
-	     evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)) {
+	    (c->body_on || sc_pending(c) > 0)) {
 		/* Accepted before the end of the message left us. */
 		sc_protocol_error(c, cmd.stage, 0,
 				  "end of data accepted before it was sent");
@@ -1256,7 +1312,10 @@ smtp_client_new(const struct smtp_client_env *env,
 		return NULL;
 	}
 	if ((c->kick = evtimer_new(env->base, sc_kick_cb, c)) == NULL ||
+	    (c->scratch = evbuffer_new()) == NULL ||
 	    sc_pend_reserve(c, 4) != 0) {
+		if (c->scratch != NULL)
+			evbuffer_free(c->scratch);
 		if (c->kick != NULL)
 			event_free(c->kick);
 		event_free(c->timer);

@@ -81,6 +81,12 @@ struct smtp_client {
 	struct dns_query *dq;
 	evutil_socket_t fd;
 	struct bufferevent *bev;
+	/* In clear text, what an entry point writes while the bufferevent's
+	 * output is empty: written to the socket at the entry's end
+	 * (sc_push), in the turn that made it, and only what the socket did
+	 * not take goes to the output.  No write event is added and removed
+	 * for a command group or a small body. */
+	struct evbuffer *scratch;
 	struct event *timer;
 	char ip[48];
 	char remote[300]; /* "host [ip]" */

@@ -606,6 +606,133 @@ test_case(void **state)
 	event_base_free(r.base);
 }
 
+/* A scripted server, in this process: what the client sent so far. */
+static size_t
+peer_read(int fd, char *buf, size_t cap, size_t have)
+{
+	ssize_t n;
+
+	while (have < cap - 1 &&
+	       (n = recv(fd, buf + have, cap - 1 - have, MSG_DONTWAIT)) > 0)
+		have += (size_t)n;
+	buf[have] = '\0';
+	return have;
+}
+
+/* Turns of the client's loop until the server has read WANT (at most
+ * 2,000 turns of 1 ms). */
+static size_t
+peer_wait(struct event_base *base, int fd, char *buf, size_t cap, size_t have,
+	  const char *want)
+{
+	int i;
+
+	for (i = 0; i < 2000; i++) {
+		have = peer_read(fd, buf, cap, have);
+		if (strstr(buf, want) != NULL)
+			return have;
+		event_base_loop(base, EVLOOP_NONBLOCK);
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+	}
+	fail_msg("the client did not send \"%s\" (it sent: %s)", want, buf);
+	return have;
+}
+
+/* In clear text, what a reply makes the client send is on the socket when
+ * the loop's turn that read the reply ends: the body after its 354 (and
+ * the command group after the EHLO reply), not a turn later through a
+ * writable event. */
+static void
+test_same_turn(void **state)
+{
+	static const char *rcpts[] = { "alice@example.test", NULL };
+	struct smtp_client_host host = { .name = "127.0.0.1" };
+	struct sockaddr_in sin;
+	socklen_t sl = sizeof(sin);
+	struct smtp_client_env env;
+	struct smtp_client_target t;
+	struct body_src src = { 0 };
+	struct smtp_client *c;
+	struct run r;
+	char buf[8192];
+	size_t have = 0, mark;
+	int lfd, sfd = -1, i;
+
+	(void)state;
+	lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	assert_true(lfd >= 0);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(listen(lfd, 1), 0);
+	assert_int_equal(getsockname(lfd, (struct sockaddr *)&sin, &sl), 0);
+	memset(&r, 0, sizeof(r));
+	assert_non_null(r.base = event_base_new());
+	memset(&env, 0, sizeof(env));
+	env.base = r.base;
+	env.loopback_only = true;
+	assert_non_null(env.ssl_ctx = SSL_CTX_new(TLS_client_method()));
+	env.connect_timeout_ms = env.greeting_timeout_ms = 5000;
+	env.command_timeout_ms = env.data_timeout_ms = 5000;
+	env.idle_timeout_ms = 5000;
+	memset(&t, 0, sizeof(t));
+	t.hosts = &host;
+	t.nhosts = 1;
+	t.port = ntohs(sin.sin_port);
+	t.ehlo = "client.example.test";
+	t.tls = CONF_TLSP_NONE;
+	t.max_mx_addresses = t.max_mx_sessions = 5;
+	t.attempt_timeout_ms = 10000;
+	r.job.sender = "sender@example.test";
+	r.job.rcpts = rcpts;
+	r.job.nrcpt = 1;
+	r.job.body_next = body_next;
+	r.job.body_arg = &src;
+	r.job.body_len = strlen(body);
+	r.job.res = r.res;
+	r.job.tls_verified = -1;
+	assert_non_null(c = smtp_client_new(&env, &t, &cb, &r));
+	for (i = 0; i < 2000 && sfd < 0; i++) {
+		event_base_loop(r.base, EVLOOP_NONBLOCK);
+		if ((sfd = accept(lfd, NULL, NULL)) < 0)
+			nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+	}
+	assert_true(sfd >= 0);
+	assert_int_equal(send(sfd, "220 test\r\n", 10, 0), 10);
+	have = peer_wait(r.base, sfd, buf, sizeof(buf), have, "EHLO");
+	mark = have;
+	assert_int_equal(send(sfd, "250-test\r\n250 PIPELINING\r\n", 26, 0),
+			 26);
+	have = peer_wait(r.base, sfd, buf, sizeof(buf), have, "DATA\r\n");
+	assert_non_null(strstr(buf + mark, "MAIL FROM:<sender@example.test>"));
+	assert_non_null(strstr(buf + mark, "RCPT TO:<alice@example.test>"));
+	mark = have;
+	assert_int_equal(send(sfd, "250 a\r\n250 b\r\n354 c\r\n", 21, 0), 21);
+	/* One turn: the replies are readable now (loopback). */
+	assert_int_equal(event_base_loop(r.base, EVLOOP_ONCE), 0);
+	have = peer_read(sfd, buf, sizeof(buf), have);
+	assert_true(have - mark >= strlen(body));
+	assert_string_equal(buf + have - 5, "\r\n.\r\n");
+	assert_int_equal(send(sfd, "250 queued\r\n", 12, 0), 12);
+	have = peer_wait(r.base, sfd, buf, sizeof(buf), have, "QUIT");
+	assert_int_equal(r.ndone, 1);
+	assert_int_equal(r.res[0].code, 250);
+	close(sfd);
+	for (i = 0; i < 2000 && r.nclosed == 0; i++) {
+		event_base_loop(r.base, EVLOOP_NONBLOCK);
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+	}
+	assert_int_equal(r.nclosed, 1);
+	event_base_loop(r.base, EVLOOP_NONBLOCK);
+	free(r.res[0].text);
+	free(r.job.peer);
+	SSL_CTX_free(env.ssl_ctx);
+	event_base_free(r.base);
+	close(lfd);
+	assert_int_equal(libevent_warnings, 0);
+}
+
 static int
 teardown(void **state)
 {
@@ -619,7 +746,7 @@ teardown(void **state)
 int
 main(void)
 {
-	struct CMUnitTest tests[sizeof(cases) / sizeof(cases[0])];
+	struct CMUnitTest tests[sizeof(cases) / sizeof(cases[0]) + 1];
 	size_t i;
 
 	signal(SIGPIPE, SIG_IGN);
@@ -631,5 +758,8 @@ main(void)
 		tests[i].teardown_func = teardown;
 		tests[i].initial_state = (void *)&cases[i];
 	}
+	memset(&tests[i], 0, sizeof(tests[i]));
+	tests[i].name = "same turn";
+	tests[i].test_func = test_same_turn;
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

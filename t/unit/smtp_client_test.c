@@ -536,6 +536,38 @@ on_libevent_log(int severity, const char *msg)
 	}
 }
 
+/* One host, 127.0.0.1:PORT, under TLS policy TLS. */
+static void
+target_init(struct smtp_client_target *t, struct smtp_client_host *host,
+	    unsigned port, enum conf_tls_policy tls)
+{
+	memset(t, 0, sizeof(*t));
+	t->hosts = host;
+	t->nhosts = 1;
+	t->port = port;
+	t->ehlo = "client.example.test";
+	t->tls = tls;
+	t->max_mx_addresses = t->max_mx_sessions = 5;
+	t->attempt_timeout_ms = 10000;
+}
+
+/* R's job: RCPTS (NULL-terminated), the test body pulled from SRC. */
+static void
+job_init(struct run *r, const char *const *rcpts, struct body_src *src)
+{
+	r->job.sender = "sender@example.test";
+	r->job.rcpts = rcpts;
+	for (r->job.nrcpt = 0;
+	     r->job.nrcpt < RCPT_MAX && rcpts[r->job.nrcpt] != NULL;
+	     r->job.nrcpt++)
+		;
+	r->job.body_next = body_next;
+	r->job.body_arg = src;
+	r->job.body_len = strlen(body);
+	r->job.res = r->res;
+	r->job.tls_verified = -1;
+}
+
 static void
 test_case(void **state)
 {
@@ -568,25 +600,11 @@ test_case(void **state)
 	    k->greeting_timeout_ms ? k->greeting_timeout_ms : 5000;
 	env.command_timeout_ms = env.data_timeout_ms = 5000;
 	env.idle_timeout_ms = 1000;
-	memset(&t, 0, sizeof(t));
-	t.hosts = &host;
-	t.nhosts = 1;
-	t.port = k->refused ? port_refused() : s->port;
-	t.ehlo = "client.example.test";
-	t.tls = CONF_TLSP_MAY;
-	t.max_mx_addresses = t.max_mx_sessions = 5;
-	t.attempt_timeout_ms = 10000;
-	r.job.sender = "sender@example.test";
-	r.job.rcpts = k->rcpts;
-	for (i = 0; i < RCPT_MAX && k->rcpts[i] != NULL; i++)
-		r.job.nrcpt++;
+	target_init(&t, &host, k->refused ? port_refused() : s->port,
+		    CONF_TLSP_MAY);
 	src.piece = k->piece;
 	src.fail_after = k->fail_after;
-	r.job.body_next = body_next;
-	r.job.body_arg = &src;
-	r.job.body_len = strlen(body);
-	r.job.res = r.res;
-	r.job.tls_verified = -1;
+	job_init(&r, k->rcpts, &src);
 	assert_non_null(c = smtp_client_new(&env, &t, &cb, &r));
 	assert_int_equal(r.nready + r.nclosed, 0); /* never inline */
 	deadline = evtimer_new(r.base, on_deadline, NULL);
@@ -676,22 +694,8 @@ test_same_turn(void **state)
 	env.connect_timeout_ms = env.greeting_timeout_ms = 5000;
 	env.command_timeout_ms = env.data_timeout_ms = 5000;
 	env.idle_timeout_ms = 5000;
-	memset(&t, 0, sizeof(t));
-	t.hosts = &host;
-	t.nhosts = 1;
-	t.port = ntohs(sin.sin_port);
-	t.ehlo = "client.example.test";
-	t.tls = CONF_TLSP_NONE;
-	t.max_mx_addresses = t.max_mx_sessions = 5;
-	t.attempt_timeout_ms = 10000;
-	r.job.sender = "sender@example.test";
-	r.job.rcpts = rcpts;
-	r.job.nrcpt = 1;
-	r.job.body_next = body_next;
-	r.job.body_arg = &src;
-	r.job.body_len = strlen(body);
-	r.job.res = r.res;
-	r.job.tls_verified = -1;
+	target_init(&t, &host, ntohs(sin.sin_port), CONF_TLSP_NONE);
+	job_init(&r, rcpts, &src);
 	assert_non_null(c = smtp_client_new(&env, &t, &cb, &r));
 	for (i = 0; i < 2000 && sfd < 0; i++) {
 		event_base_loop(r.base, EVLOOP_NONBLOCK);

@@ -257,6 +257,18 @@ sc_pend_pop(struct smtp_client *c)
 	return cmd;
 }
 
+/* Our reading of a clear-text socket ends: the socket closes, or TLS
+ * takes it (the TLS bufferevent reads from then on). */
+void
+sc_rd_stop(struct smtp_client *c)
+{
+	if (c->rd != NULL) {
+		event_free(c->rd);
+		c->rd = NULL;
+	}
+	c->rdr.want = 0;
+}
+
 /* Write a command whose reply will be awaited (one line, CRLF in FMT). */
 void
 sc_send(struct smtp_client *c, enum outcome_stage stage, const char *fmt, ...)
@@ -293,6 +305,7 @@ sc_close_socket(struct smtp_client *c)
 		bufferevent_free(c->bev);
 		c->bev = NULL;
 	}
+	sc_rd_stop(c);
 	if (c->fd >= 0) {
 		evutil_closesocket(c->fd);
 		c->fd = -1;
@@ -1142,16 +1155,14 @@ sc_reply_line(struct smtp_client *c, char *line, size_t n, struct evbuffer *in)
 }
 
 /* Read complete reply lines; returns when more input is needed. */
-void
-sc_read_cb(struct bufferevent *bev, void *arg)
+static void
+sc_read_lines(struct smtp_client *c, struct bufferevent *bev)
 {
-	struct smtp_client *c = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 	char line[SC_REPLY_LINE_MAX + 1];
 	struct evbuffer_ptr eol;
 	size_t n;
 
-	sc_hold(c);
 	/* The banner can be read before the "connected" event is seen. */
 	if (c->state == SC_CONNECT)
 		sc_enter(c, SC_GREETING);
@@ -1174,11 +1185,50 @@ sc_read_cb(struct bufferevent *bev, void *arg)
 		if (!sc_reply_line(c, line, n, in))
 			break;
 	}
+}
+
+/* The bufferevent's reading (TLS). */
+void
+sc_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct smtp_client *c = arg;
+
+	sc_hold(c);
+	sc_read_lines(c, bev);
 	sc_release(c);
 }
 
 static void sc_event(struct smtp_client *c, struct bufferevent *bev,
 		     short what);
+
+/* Clear text: the socket is readable (smtp_client_int.h, rd).  One read of
+ * what is there; the end of the stream and an error go where the
+ * bufferevent would report them, reading off first, as it does. */
+void
+sc_rd_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_client *c = arg;
+	struct bufferevent *bev = c->bev;
+	ssize_t n;
+	int e;
+
+	(void)what;
+	if (bev == NULL || c->state == SC_DEAD)
+		return;
+	sc_hold(c);
+	n = sock_read(&c->rdr, bufferevent_get_input(bev), fd, SOCK_READ_MAX);
+	if (n > 0) {
+		sc_read_lines(c, bev);
+	} else if (n == 0 || !sock_read_again(errno)) {
+		e = n == 0 ? 0 : errno;
+		(void)event_del(c->rd);
+		errno = e;
+		sc_event(c, bev,
+			 BEV_EVENT_READING |
+			     (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR));
+	}
+	sc_release(c);
+}
 
 void
 sc_event_cb(struct bufferevent *bev, short what, void *arg)

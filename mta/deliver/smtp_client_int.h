@@ -16,6 +16,7 @@
 #include <event2/util.h>
 
 #include "mta/core/scrub.h"
+#include "mta/core/sockread.h"
 #include "mta/deliver/outcome.h"
 #include "mta/deliver/smtp_client.h"
 
@@ -87,6 +88,11 @@ struct smtp_client {
 	 * not take goes to the output.  No write event is added and removed
 	 * for a command group or a small body. */
 	struct evbuffer *scratch;
+	/* In clear text, the socket is read by this event of ours (sc_rd_cb,
+	 * mta/core/sockread.h), not by the bufferevent, whose reading stays
+	 * off: no ioctl(FIONREAD) before every read.  NULL under TLS. */
+	struct event *rd;
+	struct sock_reader rdr;
 	struct event *timer;
 	char ip[48];
 	char remote[300]; /* "host [ip]" */
@@ -177,6 +183,9 @@ void sc_fail(struct smtp_client *c, enum outcome_stage stage, int code,
 	     const char *text);
 /* The bufferevent callbacks of C's connection (ARG: C). */
 void sc_read_cb(struct bufferevent *bev, void *arg);
+void sc_rd_cb(evutil_socket_t fd, short what, void *arg);
+/* sc_rd_stop — our reading of the clear-text socket ends (rd). */
+void sc_rd_stop(struct smtp_client *c);
 void sc_write_cb(struct bufferevent *bev, void *arg);
 void sc_event_cb(struct bufferevent *bev, short what, void *arg);
 

@@ -128,7 +128,9 @@ sc_connect_addr(struct smtp_client *c)
 			 sizeof(int));
 	c->fd = fd;
 	c->bev = bufferevent_socket_new(c->env->base, fd, 0);
-	if (c->bev == NULL) {
+	/* Clear text is read by our event, not the bufferevent (rd). */
+	c->rd = event_new(c->env->base, fd, EV_READ | EV_PERSIST, sc_rd_cb, c);
+	if (c->bev == NULL || c->rd == NULL) {
 		sc_host_failed(c, OS_CONNECT, 0, "out of memory");
 		return;
 	}
@@ -141,7 +143,11 @@ sc_connect_addr(struct smtp_client *c)
 		sc_host_failed(c, OS_CONNECT, 0, err);
 		return;
 	}
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	bufferevent_enable(c->bev, EV_WRITE);
+	/* Ours to fill from now on (mta/core/sockread.h). */
+	(void)evbuffer_unfreeze(bufferevent_get_input(c->bev), 0);
+	if (event_add(c->rd, NULL) != 0)
+		sc_host_failed(c, OS_CONNECT, 0, "event_add failed");
 }
 
 static void sc_host_resolve(struct smtp_client *c);
@@ -686,6 +692,7 @@ sc_tls_begin(struct smtp_client *c)
 	 * dropped with the plain bufferevent (mirror of CVE-2011-0411).  The
 	 * descriptor is taken from it first, so that its finalization (after
 	 * this callback) leaves the TLS bufferevent's registration alone. */
+	sc_rd_stop(c);
 	(void)bufferevent_setfd(c->bev, -1);
 	bufferevent_free(c->bev);
 	c->bev = bufferevent_openssl_socket_new(c->env->base, c->fd, ssl,

@@ -161,6 +161,57 @@ smtp_server_uncount(struct smtp_server_session *s)
 	atomic_fetch_sub(&smtp_sessions_open, 1);
 }
 
+/* Reading ------------------------------------------------------------- */
+
+/* Our read event pending exactly while reading is on and the input is
+ * under its limit: what the bufferevent's read watermark did. */
+static void
+smtp_server_read_fit(struct smtp_server_session *s)
+{
+	bool want;
+
+	if (s->rd == NULL)
+		return;
+	want =
+	    s->rd_on && s->bev != NULL &&
+	    evbuffer_get_length(bufferevent_get_input(s->bev)) < SMTP_INPUT_MAX;
+	if (want == s->rd_added)
+		return;
+	if (want)
+		(void)event_add(s->rd, NULL);
+	else
+		(void)event_del(s->rd);
+	s->rd_added = want;
+}
+
+void
+smtp_server_read_set(struct smtp_server_session *s, bool on)
+{
+	if (s->bev == NULL)
+		return;
+	if (s->rd == NULL) {
+		if (on)
+			bufferevent_enable(s->bev, EV_READ);
+		else
+			bufferevent_disable(s->bev, EV_READ);
+		return;
+	}
+	s->rd_on = on;
+	smtp_server_read_fit(s);
+}
+
+/* Our reading ends: the socket closes, or TLS takes it. */
+static void
+smtp_server_rd_free(struct smtp_server_session *s)
+{
+	if (s->rd != NULL) {
+		event_free(s->rd);
+		s->rd = NULL;
+	}
+	s->rd_on = s->rd_added = false;
+	s->rdr.want = 0;
+}
+
 /* Close after the reply is flushed. */
 void
 smtp_server_close_after(struct smtp_server_session *s)
@@ -172,7 +223,7 @@ smtp_server_close_after(struct smtp_server_session *s)
 	smtp_server_data_mem_cancel(
 	    s); /* let those behind it have the memory */
 	if (s->bev != NULL) {
-		bufferevent_disable(s->bev, EV_READ);
+		smtp_server_read_set(s, false);
 		if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
 			s->flags |= SF_CLOSE;
 	} else {
@@ -379,7 +430,7 @@ smtp_server_busy(struct smtp_server_session *s)
 {
 	smtp_server_enter(s, SS_BUSY);
 	if (s->bev != NULL && !(s->flags & SF_READ_OFF)) {
-		bufferevent_disable(s->bev, EV_READ);
+		smtp_server_read_set(s, false);
 		s->flags |= SF_READ_OFF;
 	}
 }
@@ -392,7 +443,7 @@ smtp_server_resume(struct smtp_server_session *s)
 		return;
 	if ((s->flags & SF_READ_OFF) && !(s->flags & SF_READ_WAITS)) {
 		s->flags &= ~SF_READ_OFF;
-		bufferevent_enable(s->bev, EV_READ);
+		smtp_server_read_set(s, true);
 	}
 	smtp_server_input(s);
 }
@@ -537,11 +588,12 @@ smtp_server_input(struct smtp_server_session *s)
 		    evbuffer_get_length(bufferevent_get_output(s->bev)) >
 			SMTP_OUTPUT_MAX &&
 		    !(s->flags & SF_READ_OFF)) {
-			bufferevent_disable(s->bev, EV_READ);
+			smtp_server_read_set(s, false);
 			s->flags |= SF_READ_OFF;
 			break;
 		}
 	}
+	smtp_server_read_fit(s);
 }
 
 /* Session lifetime ---------------------------------------------------- */
@@ -573,6 +625,7 @@ smtp_server_list_del(struct smtp_server_session *s)
 static void
 smtp_server_hangup(struct smtp_server_session *s)
 {
+	smtp_server_rd_free(s);
 	if (s->bev != NULL) {
 		bufferevent_free(s->bev);
 		s->bev = NULL;
@@ -675,16 +728,16 @@ smtp_server_write_cb(struct bufferevent *bev, void *arg)
 		   !(s->flags & SF_READ_WAITS)) {
 		/* The client read its replies: read its input again. */
 		s->flags &= ~SF_READ_OFF;
-		bufferevent_enable(bev, EV_READ);
+		smtp_server_read_set(s, true);
 		smtp_server_input(s);
 	}
 	smtp_server_settle(s);
 }
 
 static void
-smtp_server_event_cb(struct bufferevent *bev, short what, void *arg)
+smtp_server_event(struct smtp_server_session *s, struct bufferevent *bev,
+		  short what)
 {
-	struct smtp_server_session *s = arg;
 	char e[256];
 
 	if (what & BEV_EVENT_CONNECTED) {
@@ -726,6 +779,50 @@ smtp_server_event_cb(struct bufferevent *bev, short what, void *arg)
 		smtp_server_close(s, "write timeout");
 	}
 	smtp_server_settle(s);
+}
+
+static void
+smtp_server_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	smtp_server_event(arg, bev, what);
+}
+
+/* Clear text: the socket is readable (smtp_server_int.h, rd).  One read,
+ * up to the input's limit; the end of the stream and an error go where
+ * the bufferevent would report them, reading off first, as it does. */
+static void
+smtp_server_rd_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_server_session *s = arg;
+	struct evbuffer *in;
+	size_t len;
+	ssize_t n;
+	int e;
+
+	(void)what;
+	if (s->bev == NULL)
+		return;
+	in = bufferevent_get_input(s->bev);
+	len = evbuffer_get_length(in);
+	if (len >= SMTP_INPUT_MAX) {
+		smtp_server_read_fit(s);
+		return;
+	}
+	n = sock_read(&s->rdr, in, fd, SMTP_INPUT_MAX - len);
+	if (n > 0) {
+		smtp_server_input(s);
+		smtp_server_settle(s);
+		return;
+	}
+	if (n < 0 && sock_read_again(errno))
+		return;
+	e = n == 0 ? 0 : errno;
+	s->rd_on = false;
+	smtp_server_read_fit(s);
+	errno = e;
+	smtp_server_event(s, s->bev,
+			  BEV_EVENT_READING |
+			      (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR));
 }
 
 /* Message data slower than data_min_rate over the last window? */
@@ -818,7 +915,7 @@ smtp_server_timer_cb(evutil_socket_t fd, short what, void *arg)
 	smtp_server_settle(s);
 }
 
-static void
+static int
 smtp_server_bev_setup(struct smtp_server_session *s)
 {
 	struct timeval wt = util_ms_timeval(s->conf->limits.command_timeout_ms);
@@ -828,7 +925,20 @@ smtp_server_bev_setup(struct smtp_server_session *s)
 	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_INPUT_MAX);
 	bufferevent_setwatermark(s->bev, EV_WRITE, SMTP_OUTPUT_MAX / 4, 0);
 	bufferevent_set_timeouts(s->bev, NULL, &wt);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	if (s->fd < 0) {
+		/* TLS: the bufferevent owns the socket and reads it. */
+		bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+		return 0;
+	}
+	bufferevent_enable(s->bev, EV_WRITE);
+	/* Ours to fill from now on (mta/core/sockread.h). */
+	(void)evbuffer_unfreeze(bufferevent_get_input(s->bev), 0);
+	s->rd = event_new(s->loop->base, s->fd, EV_READ | EV_PERSIST,
+			  smtp_server_rd_cb, s);
+	if (s->rd == NULL)
+		return -1;
+	smtp_server_read_set(s, true);
+	return 0;
 }
 
 /* A TLS bufferevent accepting on S's socket, which it owns from now on.
@@ -860,6 +970,7 @@ smtp_server_tls_begin(struct smtp_server_session *s)
 
 	/* The plain bufferevent does not own the socket; the TLS one will.
 	 * Bytes it had read are discarded with it. */
+	smtp_server_rd_free(s);
 	bufferevent_free(s->bev);
 	s->bev = NULL;
 	if ((why = smtp_server_tls_socket(s)) != NULL) {
@@ -867,7 +978,7 @@ smtp_server_tls_begin(struct smtp_server_session *s)
 		return;
 	}
 	s->flags &= ~SF_READ_OFF;
-	smtp_server_bev_setup(s);
+	(void)smtp_server_bev_setup(s); /* TLS: cannot fail */
 	smtp_server_enter(s, SS_TLS);
 }
 
@@ -935,7 +1046,8 @@ smtp_server_accept(struct loop *l, struct smtp_server_listener *li,
 		(void)smtp_server_tls_socket(s); /* s->bev says */
 	else
 		s->bev = bufferevent_socket_new(l->base, fd, 0);
-	if (s->bev == NULL || s->timer == NULL) {
+	if (s->bev == NULL || s->timer == NULL ||
+	    smtp_server_bev_setup(s) != 0) {
 		log_warnx("smtp cannot set up a session for %s", addr);
 		s->flags |= SF_CLOSE | SF_ZOMBIE;
 		smtp_server_settle(s);
@@ -943,7 +1055,6 @@ smtp_server_accept(struct loop *l, struct smtp_server_listener *li,
 	}
 	log_info("%016" PRIx64 " smtp connect from %s on %s%s", s->id, addr,
 		 li->conf->name, s->client_trusted ? " (relay network)" : "");
-	smtp_server_bev_setup(s);
 	if (li->conf->tls == CONF_TLS_IMPLICIT) {
 		smtp_server_enter(s, SS_TLS);
 	} else {

@@ -517,7 +517,7 @@ smtp_server_cmd_starttls(struct smtp_server_session *s, char *arg)
 	 * (CVE-2011-0411); we read nothing more until the handshake. */
 	evbuffer_drain(bufferevent_get_input(s->bev),
 		       evbuffer_get_length(bufferevent_get_input(s->bev)));
-	bufferevent_disable(s->bev, EV_READ);
+	smtp_server_read_set(s, false);
 	s->flags |= SF_STARTTLS;
 	smtp_server_enter(s, SS_TLS);
 }

@@ -78,8 +78,7 @@ smtp_server_data_mem_wait(struct smtp_server_session *s, size_t cap)
 	s->mem_asked = true;
 	s->pending++; /* the answer, or a cancel while queued, ends it */
 	s->flags |= SF_MEM_WAIT;
-	if (s->bev != NULL)
-		bufferevent_disable(s->bev, EV_READ);
+	smtp_server_read_set(s, false);
 	log_debug("%016" PRIx64 " smtp waits for body memory (%" PRIu64
 		  " bytes)",
 		  s->id, s->mem.want);
@@ -713,7 +712,7 @@ smtp_server_data_on_mem(void *arg)
 		smtp_server_rate_start(s);
 		if (s->bev != NULL && !(s->flags & SF_READ_OFF) &&
 		    s->state != SS_CLOSING)
-			bufferevent_enable(s->bev, EV_READ);
+			smtp_server_read_set(s, true);
 		smtp_server_input(s);
 	}
 	smtp_server_settle(s);
@@ -783,8 +782,7 @@ smtp_server_data_spool(struct smtp_server_session *s)
 	}
 	if (smtp_spool_full(s) && !(s->flags & SF_SPOOL_WAIT)) {
 		s->flags |= SF_SPOOL_WAIT;
-		if (s->bev != NULL)
-			bufferevent_disable(s->bev, EV_READ);
+		smtp_server_read_set(s, false);
 	}
 }
 
@@ -811,7 +809,7 @@ smtp_server_data_spooled(struct smtp_server_session *s)
 			smtp_server_rate_start(s);
 			if (s->bev != NULL && !(s->flags & SF_READ_WAITS) &&
 			    !(s->flags & SF_READ_OFF) && s->state != SS_CLOSING)
-				bufferevent_enable(s->bev, EV_READ);
+				smtp_server_read_set(s, true);
 			smtp_server_input(s);
 		}
 	}

@@ -20,6 +20,7 @@
 
 #include <event2/util.h>
 
+#include "mta/core/sockread.h"
 #include "mta/receive/addr.h"
 #include "mta/receive/confgen.h"
 #include "mta/receive/intake.h"
@@ -104,6 +105,14 @@ struct smtp_server_session {
 	int64_t rate_start_ms; /* message data: this rate window's start */
 	uint64_t rate_bytes;   /* octets read in the window */
 	struct bufferevent *bev;
+	/* In clear text, the socket is read by this event of ours
+	 * (smtp_server_rd_cb, mta/core/sockread.h), not by the bufferevent:
+	 * no ioctl(FIONREAD) and no 4 KiB cap per read.  Pending while
+	 * reading is on (rd_on) and the input is under SMTP_INPUT_MAX
+	 * (rd_added).  NULL under TLS. */
+	struct event *rd;
+	struct sock_reader rdr;
+	bool rd_on, rd_added;
 	struct event *timer; /* the next deadline or check (timer_schedule) */
 	struct event *delay; /* an answer held back (AUTH failure) */
 	enum smtp_server_state state;
@@ -214,6 +223,10 @@ void smtp_server_busy(struct smtp_server_session *s);
 
 /* smtp_server_resume — read again and handle what was pipelined. */
 void smtp_server_resume(struct smtp_server_session *s);
+
+/* smtp_server_read_set — reading of S's input on or off: our event in
+ * clear text, the bufferevent's reading under TLS. */
+void smtp_server_read_set(struct smtp_server_session *s, bool on);
 
 /* smtp_server_input — handle buffered input while the state allows. */
 void smtp_server_input(struct smtp_server_session *s);

@@ -163,25 +163,28 @@ smtp_server_uncount(struct smtp_server_session *s)
 
 /* Reading ------------------------------------------------------------- */
 
-/* Our read event pending exactly while reading is on and the input is
- * under its limit: what the bufferevent's read watermark did. */
+/* Whether S may read now: reading on and the input under its limit (what
+ * the bufferevent's read watermark did). */
+static bool
+smtp_server_read_may(struct smtp_server_session *s)
+{
+	return s->rd_on && s->bev != NULL &&
+	       evbuffer_get_length(bufferevent_get_input(s->bev)) <
+		   SMTP_INPUT_MAX;
+}
+
+/* Our read event pending while S may read.  Turning it off waits for the
+ * event to fire (smtp_server_rd_cb then deletes it and reads nothing): a
+ * session that stops reading while its message commits, and starts again
+ * at the 250, has had no new input meanwhile, and then costs no
+ * epoll_ctl() either way. */
 static void
 smtp_server_read_fit(struct smtp_server_session *s)
 {
-	bool want;
-
-	if (s->rd == NULL)
+	if (s->rd == NULL || s->rd_added || !smtp_server_read_may(s))
 		return;
-	want =
-	    s->rd_on && s->bev != NULL &&
-	    evbuffer_get_length(bufferevent_get_input(s->bev)) < SMTP_INPUT_MAX;
-	if (want == s->rd_added)
-		return;
-	if (want)
-		(void)event_add(s->rd, NULL);
-	else
-		(void)event_del(s->rd);
-	s->rd_added = want;
+	(void)event_add(s->rd, NULL);
+	s->rd_added = true;
 }
 
 void
@@ -802,12 +805,14 @@ smtp_server_rd_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (s->bev == NULL)
 		return;
-	in = bufferevent_get_input(s->bev);
-	len = evbuffer_get_length(in);
-	if (len >= SMTP_INPUT_MAX) {
-		smtp_server_read_fit(s);
+	if (!smtp_server_read_may(s)) {
+		/* Reading went off after the event was added. */
+		(void)event_del(s->rd);
+		s->rd_added = false;
 		return;
 	}
+	in = bufferevent_get_input(s->bev);
+	len = evbuffer_get_length(in);
 	n = sock_read(&s->rdr, in, fd, SMTP_INPUT_MAX - len);
 	if (n > 0) {
 		smtp_server_input(s);
@@ -817,8 +822,8 @@ smtp_server_rd_cb(evutil_socket_t fd, short what, void *arg)
 	if (n < 0 && sock_read_again(errno))
 		return;
 	e = n == 0 ? 0 : errno;
-	s->rd_on = false;
-	smtp_server_read_fit(s);
+	s->rd_on = s->rd_added = false;
+	(void)event_del(s->rd);
 	errno = e;
 	smtp_server_event(s, s->bev,
 			  BEV_EVENT_READING |

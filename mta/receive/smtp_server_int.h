@@ -107,9 +107,9 @@ struct smtp_server_session {
 	struct bufferevent *bev;
 	/* In clear text, the socket is read by this event of ours
 	 * (smtp_server_rd_cb, mta/core/sockread.h), not by the bufferevent:
-	 * no ioctl(FIONREAD) and no 4 KiB cap per read.  Pending while
-	 * reading is on (rd_on) and the input is under SMTP_INPUT_MAX
-	 * (rd_added).  NULL under TLS. */
+	 * no ioctl(FIONREAD) and no 4 KiB cap per read.  Added (rd_added)
+	 * while reading is on (rd_on) and the input under SMTP_INPUT_MAX;
+	 * once reading is off, deleted when it fires.  NULL under TLS. */
 	struct event *rd;
 	struct sock_reader rdr;
 	bool rd_on, rd_added;

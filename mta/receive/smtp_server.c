@@ -100,6 +100,34 @@ smtp_server_init(const struct conf *conf, struct queue *queue,
 			 msgs, chunks);
 }
 
+/* Where S's next reply goes: the scratch buffer while it holds some, or
+ * while the output is empty in clear text (its write then queued for the
+ * end of the turn); else the bufferevent's output (TLS, bytes already
+ * waiting for the socket, or no loop to push it at a turn's end). */
+static struct evbuffer *
+smtp_server_out(struct smtp_server_session *s)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+
+	if (s->scratch == NULL)
+		return out;
+	if (evbuffer_get_length(s->scratch) == 0 && !s->push_turn.queued) {
+		if (evbuffer_get_length(out) > 0 || loop_current() != s->loop ||
+		    !loop_turn_end(&s->push_turn))
+			return out;
+		s->pending++; /* until smtp_server_push_cb */
+	}
+	return s->scratch;
+}
+
+/* Reply bytes S made and the socket has not taken yet. */
+static size_t
+smtp_server_out_len(struct smtp_server_session *s)
+{
+	return evbuffer_get_length(bufferevent_get_output(s->bev)) +
+	       (s->scratch != NULL ? evbuffer_get_length(s->scratch) : 0);
+}
+
 /* Replies ------------------------------------------------------------- */
 
 static void smtp_server_vreply(struct smtp_server_session *s, const char *fmt,
@@ -114,7 +142,7 @@ smtp_server_vreply(struct smtp_server_session *s, const char *fmt, va_list ap)
 
 	if (s->bev == NULL)
 		return;
-	out = bufferevent_get_output(s->bev);
+	out = smtp_server_out(s);
 	va_copy(copy, ap);
 	evbuffer_add_vprintf(out, fmt, copy);
 	va_end(copy);
@@ -227,7 +255,7 @@ smtp_server_close_after(struct smtp_server_session *s)
 	    s); /* let those behind it have the memory */
 	if (s->bev != NULL) {
 		smtp_server_read_set(s, false);
-		if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+		if (smtp_server_out_len(s) == 0)
 			s->flags |= SF_CLOSE;
 	} else {
 		s->flags |= SF_CLOSE;
@@ -588,8 +616,7 @@ smtp_server_input(struct smtp_server_session *s)
 		/* Back-pressure: a client that does not read its replies
 		 * gets no more of its input read. */
 		if (s->bev != NULL &&
-		    evbuffer_get_length(bufferevent_get_output(s->bev)) >
-			SMTP_OUTPUT_MAX &&
+		    smtp_server_out_len(s) > SMTP_OUTPUT_MAX &&
 		    !(s->flags & SF_READ_OFF)) {
 			smtp_server_read_set(s, false);
 			s->flags |= SF_READ_OFF;
@@ -628,6 +655,13 @@ smtp_server_list_del(struct smtp_server_session *s)
 static void
 smtp_server_hangup(struct smtp_server_session *s)
 {
+	/* Replies not yet pushed (a 421 at shutdown): one try, never
+	 * blocking, as the bufferevent's output would have had. */
+	if (s->scratch != NULL && evbuffer_get_length(s->scratch) > 0) {
+		if (s->fd >= 0)
+			(void)evbuffer_write(s->scratch, s->fd);
+		evbuffer_drain(s->scratch, evbuffer_get_length(s->scratch));
+	}
 	smtp_server_rd_free(s);
 	if (s->bev != NULL) {
 		bufferevent_free(s->bev);
@@ -643,6 +677,9 @@ static void
 smtp_server_free(struct smtp_server_session *s)
 {
 	smtp_server_hangup(s);
+	loop_turn_cancel(&s->push_turn); /* not queued: it holds S */
+	if (s->scratch != NULL)
+		evbuffer_free(s->scratch);
 	smtp_server_txn_reset(s);
 	smtp_server_auth_reset(s);
 	free(s->rcpts);
@@ -715,12 +752,11 @@ smtp_server_read_cb(struct bufferevent *bev, void *arg)
 	smtp_server_settle(s);
 }
 
+/* S's output went down to LEFT bytes (from the bufferevent's write, or
+ * all of it from smtp_server_push). */
 static void
-smtp_server_write_cb(struct bufferevent *bev, void *arg)
+smtp_server_out_drained(struct smtp_server_session *s, size_t left)
 {
-	struct smtp_server_session *s = arg;
-	size_t left = evbuffer_get_length(bufferevent_get_output(bev));
-
 	if (left == 0 && (s->flags & SF_STARTTLS)) {
 		s->flags &= ~SF_STARTTLS;
 		smtp_server_tls_begin(s);
@@ -734,6 +770,47 @@ smtp_server_write_cb(struct bufferevent *bev, void *arg)
 		smtp_server_read_set(s, true);
 		smtp_server_input(s);
 	}
+}
+
+static void
+smtp_server_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct smtp_server_session *s = arg;
+
+	smtp_server_out_drained(
+	    s, evbuffer_get_length(bufferevent_get_output(bev)));
+	smtp_server_settle(s);
+}
+
+/* The end of the turn: S's replies in the scratch buffer to the socket.
+ * What the socket does not take (or an error, which the bufferevent then
+ * meets and reports) goes to the output, whose write event sends it. */
+static void
+smtp_server_push(struct smtp_server_session *s)
+{
+	int n;
+
+	if (s->scratch == NULL || evbuffer_get_length(s->scratch) == 0)
+		return;
+	if (s->bev == NULL || (s->flags & SF_ZOMBIE)) {
+		evbuffer_drain(s->scratch, evbuffer_get_length(s->scratch));
+		return;
+	}
+	n = evbuffer_write(s->scratch, s->fd);
+	if (evbuffer_get_length(s->scratch) > 0 || n <= 0) {
+		evbuffer_add_buffer(bufferevent_get_output(s->bev), s->scratch);
+		return;
+	}
+	smtp_server_out_drained(s, 0);
+}
+
+static void
+smtp_server_push_cb(void *arg)
+{
+	struct smtp_server_session *s = arg;
+
+	s->pending--;
+	smtp_server_push(s);
 	smtp_server_settle(s);
 }
 
@@ -940,8 +1017,11 @@ smtp_server_bev_setup(struct smtp_server_session *s)
 	(void)evbuffer_unfreeze(bufferevent_get_input(s->bev), 0);
 	s->rd = event_new(s->loop->base, s->fd, EV_READ | EV_PERSIST,
 			  smtp_server_rd_cb, s);
-	if (s->rd == NULL)
+	s->scratch = evbuffer_new();
+	if (s->rd == NULL || s->scratch == NULL)
 		return -1;
+	s->push_turn.fn = smtp_server_push_cb;
+	s->push_turn.arg = s;
 	smtp_server_read_set(s, true);
 	return 0;
 }
@@ -976,6 +1056,9 @@ smtp_server_tls_begin(struct smtp_server_session *s)
 	/* The plain bufferevent does not own the socket; the TLS one will.
 	 * Bytes it had read are discarded with it. */
 	smtp_server_rd_free(s);
+	/* Empty: the 220 that led here was written whole. */
+	evbuffer_free(s->scratch);
+	s->scratch = NULL;
 	bufferevent_free(s->bev);
 	s->bev = NULL;
 	if ((why = smtp_server_tls_socket(s)) != NULL) {

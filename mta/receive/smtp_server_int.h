@@ -20,6 +20,7 @@
 
 #include <event2/util.h>
 
+#include "mta/core/loop.h"
 #include "mta/core/sockread.h"
 #include "mta/receive/addr.h"
 #include "mta/receive/confgen.h"
@@ -113,6 +114,14 @@ struct smtp_server_session {
 	struct event *rd;
 	struct sock_reader rdr;
 	bool rd_on, rd_added;
+	/* In clear text, replies made while the bufferevent's output is
+	 * empty: written to the socket at the end of the loop's turn
+	 * (smtp_server_push, queued by push_turn, which holds the session
+	 * as one of its pending), and only what the socket does not take
+	 * goes to the output.  No write event is added and removed for a
+	 * reply.  NULL under TLS. */
+	struct evbuffer *scratch;
+	struct loop_turn push_turn;
 	struct event *timer; /* the next deadline or check (timer_schedule) */
 	struct event *delay; /* an answer held back (AUTH failure) */
 	enum smtp_server_state state;

@@ -16,6 +16,8 @@
 # 2026-12-06 the backlog went to 50 destinations, resumed one by one: 50
 # walks of the queue, and the drain ran at the walks' pace, not
 # delivery's.)
+# BENCH_LOOPS_SINK: options added to outpost-sink's ("--starttls": the
+# drain over STARTTLS, which Outpost's default tls = may takes).
 # BENCH_LOOPS_WARM=N (0): a drain of N messages of the same shape first,
 # unmeasured, so that the figure is a daemon's whose heaps have grown.
 # Figures per T: delivery CPU µs per message (each round, their mean), the
@@ -77,7 +79,8 @@ run() {
 	chmod 755 "$d"
 	port=$(free_port)
 	sp=$(free_port)
-	osink_start "$sp" "$d/sink.json" || {
+	# shellcheck disable=SC2086 # words of the sink's options
+	osink_start "$sp" "$d/sink.json" ${BENCH_LOOPS_SINK:-} || {
 		echo "loops: the sink did not start" >&2
 		return 1
 	}

@@ -125,22 +125,18 @@ sc_log_enter(const struct smtp_client *c)
 static struct evbuffer *
 sc_out(struct smtp_client *c)
 {
-	struct evbuffer *out = bufferevent_get_output(c->bev);
-
 	if (c->tls || c->scratch == NULL)
-		return out;
-	if (evbuffer_get_length(c->scratch) > 0 ||
-	    evbuffer_get_length(out) == 0)
-		return c->scratch;
-	return out;
+		return bufferevent_get_output(c->bev);
+	return sock_out(c->scratch, c->bev);
 }
 
 /* Bytes written and not yet taken by the socket. */
 static size_t
 sc_pending(struct smtp_client *c)
 {
-	return evbuffer_get_length(bufferevent_get_output(c->bev)) +
-	       (c->scratch != NULL ? evbuffer_get_length(c->scratch) : 0);
+	if (c->scratch == NULL)
+		return evbuffer_get_length(bufferevent_get_output(c->bev));
+	return sock_pending(c->scratch, c->bev);
 }
 
 static void sc_body_pump(struct smtp_client *c);
@@ -152,18 +148,11 @@ static void sc_body_pump(struct smtp_client *c);
 static void
 sc_push(struct smtp_client *c)
 {
-	struct evbuffer *out;
-	int n;
-
 	if (c->scratch == NULL || c->bev == NULL || c->state == SC_DEAD)
 		return;
-	out = bufferevent_get_output(c->bev);
 	while (evbuffer_get_length(c->scratch) > 0) {
-		n = evbuffer_write(c->scratch, bufferevent_getfd(c->bev));
-		if (evbuffer_get_length(c->scratch) > 0 || n <= 0) {
-			evbuffer_add_buffer(out, c->scratch);
+		if (!sock_flush(c->scratch, c->bev, bufferevent_getfd(c->bev)))
 			return;
-		}
 		if (!(c->body_on && c->state == SC_TXN))
 			return;
 		sc_body_pump(c); /* may end the connection */

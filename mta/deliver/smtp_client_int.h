@@ -16,7 +16,7 @@
 #include <event2/util.h>
 
 #include "mta/core/scrub.h"
-#include "mta/core/sockread.h"
+#include "mta/core/sockio.h"
 #include "mta/deliver/outcome.h"
 #include "mta/deliver/smtp_client.h"
 
@@ -89,7 +89,7 @@ struct smtp_client {
 	 * for a command group or a small body. */
 	struct evbuffer *scratch;
 	/* In clear text, the socket is read by this event of ours (sc_rd_cb,
-	 * mta/core/sockread.h), not by the bufferevent, whose reading stays
+	 * mta/core/sockio.h), not by the bufferevent, whose reading stays
 	 * off: no ioctl(FIONREAD) before every read.  NULL under TLS. */
 	struct event *rd;
 	struct sock_reader rdr;

@@ -144,7 +144,7 @@ sc_connect_addr(struct smtp_client *c)
 		return;
 	}
 	bufferevent_enable(c->bev, EV_WRITE);
-	/* Ours to fill from now on (mta/core/sockread.h). */
+	/* Ours to fill from now on (mta/core/sockio.h). */
 	(void)evbuffer_unfreeze(bufferevent_get_input(c->bev), 0);
 	if (event_add(c->rd, NULL) != 0)
 		sc_host_failed(c, OS_CONNECT, 0, "event_add failed");

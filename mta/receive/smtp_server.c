@@ -107,25 +107,26 @@ smtp_server_init(const struct conf *conf, struct queue *queue,
 static struct evbuffer *
 smtp_server_out(struct smtp_server_session *s)
 {
-	struct evbuffer *out = bufferevent_get_output(s->bev);
+	struct evbuffer *out;
 
 	if (s->scratch == NULL)
-		return out;
-	if (evbuffer_get_length(s->scratch) == 0 && !s->push_turn.queued) {
-		if (evbuffer_get_length(out) > 0 || loop_current() != s->loop ||
-		    !loop_turn_end(&s->push_turn))
-			return out;
+		return bufferevent_get_output(s->bev);
+	out = sock_out(s->scratch, s->bev);
+	if (out == s->scratch && !s->push_turn.queued) {
+		if (loop_current() != s->loop || !loop_turn_end(&s->push_turn))
+			return bufferevent_get_output(s->bev);
 		s->pending++; /* until smtp_server_push_cb */
 	}
-	return s->scratch;
+	return out;
 }
 
 /* Reply bytes S made and the socket has not taken yet. */
 static size_t
 smtp_server_out_len(struct smtp_server_session *s)
 {
-	return evbuffer_get_length(bufferevent_get_output(s->bev)) +
-	       (s->scratch != NULL ? evbuffer_get_length(s->scratch) : 0);
+	if (s->scratch == NULL)
+		return evbuffer_get_length(bufferevent_get_output(s->bev));
+	return sock_pending(s->scratch, s->bev);
 }
 
 /* Replies ------------------------------------------------------------- */
@@ -788,20 +789,14 @@ smtp_server_write_cb(struct bufferevent *bev, void *arg)
 static void
 smtp_server_push(struct smtp_server_session *s)
 {
-	int n;
-
 	if (s->scratch == NULL || evbuffer_get_length(s->scratch) == 0)
 		return;
 	if (s->bev == NULL || (s->flags & SF_ZOMBIE)) {
 		evbuffer_drain(s->scratch, evbuffer_get_length(s->scratch));
 		return;
 	}
-	n = evbuffer_write(s->scratch, s->fd);
-	if (evbuffer_get_length(s->scratch) > 0 || n <= 0) {
-		evbuffer_add_buffer(bufferevent_get_output(s->bev), s->scratch);
-		return;
-	}
-	smtp_server_out_drained(s, 0);
+	if (sock_flush(s->scratch, s->bev, s->fd))
+		smtp_server_out_drained(s, 0);
 }
 
 static void
@@ -1013,7 +1008,7 @@ smtp_server_bev_setup(struct smtp_server_session *s)
 		return 0;
 	}
 	bufferevent_enable(s->bev, EV_WRITE);
-	/* Ours to fill from now on (mta/core/sockread.h). */
+	/* Ours to fill from now on (mta/core/sockio.h). */
 	(void)evbuffer_unfreeze(bufferevent_get_input(s->bev), 0);
 	s->rd = event_new(s->loop->base, s->fd, EV_READ | EV_PERSIST,
 			  smtp_server_rd_cb, s);

@@ -21,7 +21,7 @@
 #include <event2/util.h>
 
 #include "mta/core/loop.h"
-#include "mta/core/sockread.h"
+#include "mta/core/sockio.h"
 #include "mta/receive/addr.h"
 #include "mta/receive/confgen.h"
 #include "mta/receive/intake.h"
@@ -107,7 +107,7 @@ struct smtp_server_session {
 	uint64_t rate_bytes;   /* octets read in the window */
 	struct bufferevent *bev;
 	/* In clear text, the socket is read by this event of ours
-	 * (smtp_server_rd_cb, mta/core/sockread.h), not by the bufferevent:
+	 * (smtp_server_rd_cb, mta/core/sockio.h), not by the bufferevent:
 	 * no ioctl(FIONREAD) and no 4 KiB cap per read.  Added (rd_added)
 	 * while reading is on (rd_on) and the input under SMTP_INPUT_MAX;
 	 * once reading is off, deleted when it fires.  NULL under TLS. */

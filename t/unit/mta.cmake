@@ -9,5 +9,5 @@ outpost_unit_test(json_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/json_test.c
 	DEPS outpost_core)
 outpost_unit_test(control_json_test
 	SOURCES ${CMAKE_CURRENT_LIST_DIR}/control_json_test.c DEPS outpost_control)
-outpost_unit_test(sockread_test
-	SOURCES ${CMAKE_CURRENT_LIST_DIR}/sockread_test.c DEPS outpost_core)
+outpost_unit_test(sockio_test
+	SOURCES ${CMAKE_CURRENT_LIST_DIR}/sockio_test.c DEPS outpost_core)

@@ -1,12 +1,16 @@
 /*
- * sockread_test.c — mta/core/sockread.[ch]: one readv of a socket into an
- * evbuffer, its room growing while reads fill it and shrinking when they
- * do not, capped by the caller; the end of the stream, "nothing now", and
- * the frozen input of a socket bufferevent (which must be unfrozen before
- * sock_read can fill it: the SMTP server and client do so when they take
- * its reading over).
+ * sockio_test.c — mta/core/sockio.[ch].  Reading: one readv of a socket
+ * into an evbuffer, its room growing while reads fill it and shrinking
+ * when they do not, capped by the caller; the end of the stream, "nothing
+ * now", and the frozen input of a socket bufferevent (which must be
+ * unfrozen before sock_read can fill it: the SMTP server and client do so
+ * when they take its reading over).  Writing: the scratch buffer while the
+ * bufferevent's output is empty, flushed whole to the socket, or what the
+ * socket does not take (all of it after an error) to the output, in
+ * order.
  */
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,7 +26,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
-#include "mta/core/sockread.h"
+#include "mta/core/sockio.h"
 
 /* A connected pair, our end (sv[0]) non-blocking. */
 static void
@@ -175,6 +179,101 @@ test_bufferevent_input_frozen(void **state)
 	event_base_free(base);
 }
 
+static void
+test_flush_whole(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct evbuffer *scratch = evbuffer_new();
+	struct bufferevent *bev;
+	char got[64];
+	int sv[2];
+
+	(void)state;
+	pair(sv);
+	bev = bufferevent_socket_new(base, sv[0], BEV_OPT_CLOSE_ON_FREE);
+	assert_non_null(bev);
+	/* Nothing in flight: the scratch buffer takes the bytes. */
+	assert_ptr_equal(sock_out(scratch, bev), scratch);
+	assert_int_equal(evbuffer_add(scratch, "MAIL FROM:<>\r\n", 14), 0);
+	assert_ptr_equal(sock_out(scratch, bev), scratch);
+	assert_int_equal(sock_pending(scratch, bev), 14);
+	assert_true(sock_flush(scratch, bev, sv[0]));
+	assert_int_equal(sock_pending(scratch, bev), 0);
+	assert_int_equal(read(sv[1], got, sizeof(got)), 14);
+	assert_memory_equal(got, "MAIL FROM:<>\r\n", 14);
+	/* An empty scratch buffer: nothing to do, all of it went. */
+	assert_true(sock_flush(scratch, bev, sv[0]));
+	bufferevent_free(bev);
+	evbuffer_free(scratch);
+	close(sv[1]);
+	event_base_free(base);
+}
+
+static void
+test_flush_rest_to_output(void **state)
+{
+	static uint8_t out[1 << 20];
+	struct event_base *base = event_base_new();
+	struct evbuffer *scratch = evbuffer_new();
+	struct bufferevent *bev;
+	size_t left, got = 0;
+	ssize_t n;
+	uint8_t buf[65536];
+	int sv[2];
+
+	(void)state;
+	pair(sv);
+	bev = bufferevent_socket_new(base, sv[0], BEV_OPT_CLOSE_ON_FREE);
+	assert_non_null(bev);
+	fill(out, sizeof(out), 0);
+	assert_int_equal(evbuffer_add(scratch, out, sizeof(out)), 0);
+	/* More than the socket takes: the rest waits in the output. */
+	assert_false(sock_flush(scratch, bev, sv[0]));
+	assert_int_equal(evbuffer_get_length(scratch), 0);
+	left = evbuffer_get_length(bufferevent_get_output(bev));
+	assert_true(left > 0 && left < sizeof(out));
+	/* Bytes in the output: what comes next goes behind them. */
+	assert_ptr_equal(sock_out(scratch, bev), bufferevent_get_output(bev));
+	assert_int_equal(sock_pending(scratch, bev), left);
+	/* What the socket took is the start, in order. */
+	while ((n = read(sv[1], buf, sizeof(buf))) > 0) {
+		assert_memory_equal(buf, out + got, (size_t)n);
+		got += (size_t)n;
+		if (got == sizeof(out) - left)
+			break;
+	}
+	assert_int_equal(got, sizeof(out) - left);
+	bufferevent_free(bev);
+	evbuffer_free(scratch);
+	close(sv[1]);
+	event_base_free(base);
+}
+
+static void
+test_flush_error_to_output(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct evbuffer *scratch = evbuffer_new();
+	struct bufferevent *bev;
+	int sv[2];
+
+	(void)state;
+	signal(SIGPIPE, SIG_IGN);
+	pair(sv);
+	bev = bufferevent_socket_new(base, sv[0], BEV_OPT_CLOSE_ON_FREE);
+	assert_non_null(bev);
+	close(sv[1]);
+	assert_int_equal(evbuffer_add(scratch, "QUIT\r\n", 6), 0);
+	/* The peer is gone: all of it goes to the output, whose write then
+	 * meets the error and reports it. */
+	assert_false(sock_flush(scratch, bev, sv[0]));
+	assert_int_equal(evbuffer_get_length(scratch), 0);
+	assert_int_equal(evbuffer_get_length(bufferevent_get_output(bev)), 6);
+	bufferevent_free(bev);
+	evbuffer_free(scratch);
+	event_base_free(base);
+}
+
 int
 main(void)
 {
@@ -183,6 +282,9 @@ main(void)
 		cmocka_unit_test(test_shrinks_and_caps),
 		cmocka_unit_test(test_end_of_stream),
 		cmocka_unit_test(test_bufferevent_input_frozen),
+		cmocka_unit_test(test_flush_whole),
+		cmocka_unit_test(test_flush_rest_to_output),
+		cmocka_unit_test(test_flush_error_to_output),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,7 +1,8 @@
 /*
- * sockread.c — one readv(2) into an evbuffer's reserved room (sockread.h).
+ * sockio.c — a clear-text socket read and written beside a bufferevent
+ * (sockio.h).
  */
-#include "sockread.h"
+#include "sockio.h"
 
 #include <errno.h>
 #include <sys/uio.h>
@@ -67,4 +68,36 @@ int
 sock_read_again(int err)
 {
 	return err == EAGAIN || err == EWOULDBLOCK || err == EINTR;
+}
+
+struct evbuffer *
+sock_out(struct evbuffer *scratch, struct bufferevent *bev)
+{
+	struct evbuffer *out = bufferevent_get_output(bev);
+
+	if (evbuffer_get_length(scratch) > 0 || evbuffer_get_length(out) == 0)
+		return scratch;
+	return out;
+}
+
+size_t
+sock_pending(struct evbuffer *scratch, struct bufferevent *bev)
+{
+	return evbuffer_get_length(bufferevent_get_output(bev)) +
+	       evbuffer_get_length(scratch);
+}
+
+bool
+sock_flush(struct evbuffer *scratch, struct bufferevent *bev,
+	   evutil_socket_t fd)
+{
+	int n;
+
+	if (evbuffer_get_length(scratch) == 0)
+		return true;
+	n = evbuffer_write(scratch, fd);
+	if (evbuffer_get_length(scratch) == 0 && n > 0)
+		return true;
+	evbuffer_add_buffer(bufferevent_get_output(bev), scratch);
+	return false;
 }

@@ -21,7 +21,10 @@
 # BENCH_LOOPS_WARM=N (0): a drain of N messages of the same shape first,
 # unmeasured, so that the figure is a daemon's whose heaps have grown.
 # Figures per T: delivery CPU µs per message (each round, their mean), the
-# same per thread, the drain's msg/s; for each T after the first, its
+# same per thread, the drain's msg/s, the connections the sink took (in
+# all, and at once: a second loop may open more in all, each a TLS
+# handshake over STARTTLS, while the destination's limit holds at once);
+# for each T after the first, its
 # difference from the first round by round, with a 95% interval (the
 # machine drifts by more than the difference looked for: only an interval
 # that excludes 0 tells a fall or a rise).  Env in: BENCH_BUILD, BENCH_OUT.
@@ -74,7 +77,7 @@ PYEOF
 
 # run T ROUND: one drain; appends a JSON line to $work/runs.jsonl.
 run() {
-	local t=$1 round=$2 d="$work/t$1-r$2" port sp t0 t1 c0 c1 hwm
+	local t=$1 round=$2 d="$work/t$1-r$2" port sp t0 t1 c0 c1 hwm conns
 	mkdir -p "$d"
 	chmod 755 "$d"
 	port=$(free_port)
@@ -131,6 +134,7 @@ run() {
 	}
 	t1=$(date +%s.%N)
 	c1=$(deliver_ticks "$OPD_PID")
+	conns=$(cat "$d/sink.json")
 	hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$OPD_PID/status")
 	if [ -n "$PERF_PID" ]; then
 		kill -INT "$PERF_PID" 2>/dev/null || true
@@ -145,16 +149,23 @@ run() {
 	# cost up to a quarter more (the page cache's to reclaim).
 	rm -rf "$d/var"
 	"$PY" - "$t" "$round" "$N" "$t0" "$t1" "$c0" "$c1" \
-		"$(getconf CLK_TCK)" "$hwm" >>"$work/runs.jsonl" <<'PYEOF'
+		"$(getconf CLK_TCK)" "$hwm" "$conns" >>"$work/runs.jsonl" <<'PYEOF'
 import json, sys
 t, rnd, n, t0, t1 = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
 hwm = int(sys.argv[9] or 0)
+try:
+    sink = json.loads(sys.argv[10])
+except ValueError:
+    sink = {}
 c0, c1, hz = json.loads(sys.argv[6]), json.loads(sys.argv[7]), int(sys.argv[8])
 per = {k: round((v - c0.get(k, 0)) * 1e6 / hz / n, 2) for k, v in sorted(c1.items())}
 print(json.dumps({"loops": t, "round": rnd, "messages": n,
                   "drain_s": round(t1 - t0, 3), "msg_per_s": round(n / (t1 - t0), 1),
                   "deliver_us_per_msg": round(sum(per.values()), 2),
                   "vmhwm_mib": round(hwm / 1024, 1),
+                  "sink_connections": sink.get("connections_total"),
+                  "sink_tls_connections": sink.get("tls_connections"),
+                  "sink_connections_max": sink.get("connections_max"),
                   "thread_us_per_msg": per}))
 PYEOF
 	tail -n 1 "$work/runs.jsonl" >&2
@@ -182,15 +193,17 @@ for t, rs in sorted(by.items()):
                     "msg_per_s": round(sum(r["msg_per_s"] for r in rs) / len(rs), 1),
                     "rounds": rs})
 lines = ["## Delivery loops: %d messages of %d bytes drained from a backlog to outpost-sink" % (n, size), "",
-         "| delivery loops | delivery CPU µs per message (mean) | each round | per thread (first round) | drain msg/s | VmHWM MiB (max) |",
-         "|---|---|---|---|---|---|"]
+         "| delivery loops | delivery CPU µs per message (mean) | each round | per thread (first round) | drain msg/s | VmHWM MiB (max) | connections to the sink, each round (at once, max) |",
+         "|---|---|---|---|---|---|---|"]
 for s in summary:
-    lines.append("| %d | **%.1f** | %s | %s | %s | %.1f |" % (
+    lines.append("| %d | **%.1f** | %s | %s | %s | %.1f | %s (%s) |" % (
         s["loops"], s["deliver_us_per_msg"],
         ", ".join("%.1f" % r["deliver_us_per_msg"] for r in s["rounds"]),
         ", ".join("%s %.1f" % kv for kv in s["rounds"][0]["thread_us_per_msg"].items()),
         "{:,.0f}".format(s["msg_per_s"]),
-        max(r.get("vmhwm_mib", 0) for r in s["rounds"])))
+        max(r.get("vmhwm_mib", 0) for r in s["rounds"]),
+        ", ".join(str(r.get("sink_connections")) for r in s["rounds"]),
+        max((r.get("sink_connections_max") or 0) for r in s["rounds"])))
 # Each loop count against the first, round by round (the rounds ran in
 # turns, so a pair shares the machine's state of the moment): the mean
 # difference and its 95% interval (Student's t), which says whether the

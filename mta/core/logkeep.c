@@ -327,6 +327,42 @@ logkeep_rotate_due(struct logkeep_log *l, int64_t today_ms, bool midnight)
 }
 
 /*
+ * At start, before any loop runs: a log whose lines are of an earlier day
+ * is renamed now, on the caller's thread, so that no line of this run can
+ * land in it (the keeper is a thread that may run late: a message accepted
+ * meanwhile went into yesterday's file).  The keeper compresses it (its
+ * sweep takes files left plain).  A dated name already taken is left to
+ * the keeper, which merges the two days first.
+ */
+static void
+logkeep_rotate_start(struct logkeep_log *l, int64_t today_ms)
+{
+	char dated[PATH_MAX];
+	struct stat st;
+	int64_t day;
+	int fd;
+
+	if ((fd = open(l->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+		return;
+	if (fstat(fd, &st) != 0 || st.st_size == 0) {
+		close(fd);
+		return;
+	}
+	day = logkeep_lines_day(fd, &st);
+	close(fd);
+	if (day >= today_ms || logkeep_dated(l, day, dated) != 0 ||
+	    lstat(dated, &st) == 0)
+		return;
+	if (rename(l->path, dated) != 0) {
+		if (errno != ENOENT)
+			log_warn("%s: rotating %s", l->name, l->path);
+		return;
+	}
+	l->reopen(l->arg);
+	log_info("%s: rotated %s to %s", l->name, l->path, dated);
+}
+
+/*
  * Over the log's rotated files: compress those left plain (a stop during a
  * compression, or a file rotated by hand) and remove those whose day ended
  * more than the lifetime before NOW_MS, each removal logged.
@@ -458,10 +494,13 @@ logkeep_start(char *err, size_t errlen)
 {
 	pthread_condattr_t ca;
 	sigset_t all, old;
-	int rc;
+	int rc, i;
 
 	if (lk.n == 0 || lk.running)
 		return 0;
+	for (i = 0; i < lk.n; i++)
+		logkeep_rotate_start(&lk.logs[i],
+				     logkeep_day_start(util_wall_ms()));
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&lk.wake, &ca);

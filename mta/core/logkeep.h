@@ -56,10 +56,12 @@ int logkeep_add(const char *name, const char *path, int64_t lifetime_ms,
 
 /*
  * logkeep_start — rotate each log whose lines are from an earlier day (the
- * "time" of its last line, else its mtime), compress rotated files left
- * uncompressed, remove expired ones, on the keeper thread, which then
- * wakes at each UTC midnight and hourly.  Returns at once: 0, or -1 with
- * ERR (no thread).  Main thread, once the logs' writers run.
+ * "time" of its last line, else its mtime): renamed before it returns, so
+ * that the lines written after it go to a fresh file; then, on the keeper
+ * thread, compress rotated files left uncompressed and remove expired
+ * ones; the keeper then wakes at each UTC midnight and hourly.  0, or -1
+ * with ERR (no thread).  Main thread, once the logs' writers run and
+ * before anything that writes a line (the loops) starts.
  */
 int logkeep_start(char *err, size_t errlen);
 

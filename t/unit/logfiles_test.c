@@ -4,7 +4,10 @@
  * days, a day caught between compression and removal of its plain file, a
  * .tmp being written, names that only look like ours, and the log itself
  * with a line far longer than one read; --since picks days; the walk stops
- * when asked; damage and absence are errors.  Also logkeep_name_day.
+ * when asked; damage and absence are errors.  Also logkeep_name_day, and
+ * logkeep_start's rotation at start: done before it returns, so that no
+ * line of the new run lands in the day that ended (the keeper thread did
+ * it, and a message accepted before it ran went into yesterday's file).
  */
 #include <sys/stat.h>
 #include <errno.h>
@@ -22,6 +25,7 @@
 #include <zlib.h>
 
 #include "mta/core/logkeep.h"
+#include "mta/core/util.h"
 #include "mta/cli/cli_int.h"
 
 #define LONG_LINE_BYTES (700 * 1024)
@@ -258,6 +262,51 @@ test_name_day(void **state)
 	}
 }
 
+static int reopened;
+
+static void
+reopen_hook(void *arg)
+{
+	(void)arg;
+	reopened++;
+}
+
+static void
+test_start_rotates_before_return(void **state)
+{
+	char d[64], path[256], dated[300], line[128], err[256];
+	char day[LOGKEEP_DAY_BYTES];
+	int64_t yesterday = logkeep_day_start(util_wall_ms()) - LOGKEEP_DAY_MS;
+	struct stat st;
+	FILE *f;
+
+	(void)state;
+	snprintf(d, sizeof(d), "/tmp/logkeep_test.XXXXXX");
+	assert_non_null(mkdtemp(d));
+	snprintf(path, sizeof(path), "%s/delivery.log", d);
+	logkeep_day_format(yesterday, day);
+	snprintf(line, sizeof(line),
+		 "{\"time\":\"%sT23:59:59.000Z\",\"event\":\"x\"}\n", day);
+	assert_non_null(f = fopen(path, "w"));
+	fputs(line, f);
+	assert_int_equal(fclose(f), 0);
+	assert_int_equal(logkeep_add("delivery log", path, 90 * LOGKEEP_DAY_MS,
+				     reopen_hook, NULL, err, sizeof(err)),
+			 0);
+	assert_int_equal(logkeep_start(err, sizeof(err)), 0);
+	/* Yesterday's file was renamed, and its writer told, before
+	 * logkeep_start returned: what the daemon writes next is today's. */
+	assert_int_equal(reopened, 1);
+	assert_int_equal(stat(path, &st), -1);
+	logkeep_stop();
+	/* The keeper compressed it. */
+	snprintf(dated, sizeof(dated), "%s/delivery.log-%s.gz", d, day);
+	assert_int_equal(stat(dated, &st), 0);
+	assert_int_equal(reopened, 1);
+	assert_int_equal(unlink(dated), 0);
+	assert_int_equal(rmdir(d), 0);
+}
+
 int
 main(void)
 {
@@ -268,6 +317,7 @@ main(void)
 		cmocka_unit_test(test_damaged_gz),
 		cmocka_unit_test(test_missing),
 		cmocka_unit_test(test_name_day),
+		cmocka_unit_test(test_start_rotates_before_return),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

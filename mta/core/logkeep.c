@@ -4,8 +4,9 @@
  * Must not: run on an I/O loop or a log writer (a day's file takes seconds
  * to compress); remove anything but FILE-YYYY-MM-DD[.gz] of a kept log;
  * leave a partial .gz under its final name (written as .tmp, renamed).
- * Threads: logkeep_add/start/stop on the main thread; the keeper does the
- * rest; logkeep_lifetime_set from any thread.
+ * Threads: logkeep_add/start/stop on the main thread (start also renames
+ * a log left from an earlier day, before the loops run); the keeper does
+ * the rest; logkeep_lifetime_set from any thread.
  */
 #define _GNU_SOURCE /* timegm, strndup */
 #include <sys/prctl.h>

@@ -5,9 +5,10 @@
  * written), the writer reopens FILE, and the rotated file is compressed to
  * FILE-YYYY-MM-DD.gz; rotated files whose day is past the log's lifetime
  * are removed at start and hourly, each removal logged.  All of this runs on
- * one keeper thread of its own: no I/O loop and no log writer waits for a
- * compression.  The names are shared with the CLI (`outpost log` reads the
- * rotated files: logkeep_name_day).
+ * one keeper thread of its own (but the rename of a log left from an
+ * earlier day, done at start before anything writes): no I/O loop and no
+ * log writer waits for a compression.  The names are shared with the CLI
+ * (`outpost log` reads the rotated files: logkeep_name_day).
  */
 #ifndef OUTPOST_MTA_CORE_LOGKEEP_H
 #define OUTPOST_MTA_CORE_LOGKEEP_H

@@ -273,6 +273,40 @@ fail:
 	return -1;
 }
 
+/* The log renamed DATED, and its writer told to reopen it.  False: not
+ * renamed (said, but for a log that is not there). */
+static bool
+logkeep_rename(struct logkeep_log *l, const char *dated)
+{
+	if (rename(l->path, dated) != 0) {
+		if (errno != ENOENT)
+			log_warn("%s: rotating %s", l->name, l->path);
+		return false;
+	}
+	l->reopen(l->arg);
+	log_info("%s: rotated %s to %s", l->name, l->path, dated);
+	return true;
+}
+
+/* The day of the log's lines into *DAY_MS (logkeep_lines_day).  False: no
+ * log, or an empty one. */
+static bool
+logkeep_file_day(const struct logkeep_log *l, int64_t *day_ms)
+{
+	struct stat st;
+	int fd;
+
+	if ((fd = open(l->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+		return false;
+	if (fstat(fd, &st) != 0 || st.st_size == 0) {
+		close(fd);
+		return false;
+	}
+	*day_ms = logkeep_lines_day(fd, &st);
+	close(fd);
+	return true;
+}
+
 /*
  * Rename the log to its DAY_MS's name and have its writer reopen it, then
  * compress the renamed file.  A name already taken (the clock went back) is
@@ -290,14 +324,8 @@ logkeep_rotate(struct logkeep_log *l, int64_t day_ms)
 	}
 	if (lstat(dated, &st) == 0 && logkeep_compress(l, dated) != 0)
 		return;
-	if (rename(l->path, dated) != 0) {
-		if (errno != ENOENT)
-			log_warn("%s: rotating %s", l->name, l->path);
-		return;
-	}
-	l->reopen(l->arg);
-	log_info("%s: rotated %s to %s", l->name, l->path, dated);
-	(void)logkeep_compress(l, dated);
+	if (logkeep_rename(l, dated))
+		(void)logkeep_compress(l, dated);
 }
 
 /*
@@ -309,18 +337,10 @@ logkeep_rotate(struct logkeep_log *l, int64_t day_ms)
 static void
 logkeep_rotate_due(struct logkeep_log *l, int64_t today_ms, bool midnight)
 {
-	struct stat st;
 	int64_t day;
-	int fd;
 
-	if ((fd = open(l->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+	if (!logkeep_file_day(l, &day))
 		return;
-	if (fstat(fd, &st) != 0 || st.st_size == 0) {
-		close(fd);
-		return;
-	}
-	day = logkeep_lines_day(fd, &st);
-	close(fd);
 	if (midnight && day >= today_ms)
 		day = today_ms - LOGKEEP_DAY_MS;
 	if (day < today_ms)
@@ -341,26 +361,11 @@ logkeep_rotate_start(struct logkeep_log *l, int64_t today_ms)
 	char dated[PATH_MAX];
 	struct stat st;
 	int64_t day;
-	int fd;
 
-	if ((fd = open(l->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+	if (!logkeep_file_day(l, &day) || day >= today_ms ||
+	    logkeep_dated(l, day, dated) != 0 || lstat(dated, &st) == 0)
 		return;
-	if (fstat(fd, &st) != 0 || st.st_size == 0) {
-		close(fd);
-		return;
-	}
-	day = logkeep_lines_day(fd, &st);
-	close(fd);
-	if (day >= today_ms || logkeep_dated(l, day, dated) != 0 ||
-	    lstat(dated, &st) == 0)
-		return;
-	if (rename(l->path, dated) != 0) {
-		if (errno != ENOENT)
-			log_warn("%s: rotating %s", l->name, l->path);
-		return;
-	}
-	l->reopen(l->arg);
-	log_info("%s: rotated %s to %s", l->name, l->path, dated);
+	(void)logkeep_rename(l, dated);
 }
 
 /*

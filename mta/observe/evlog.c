@@ -975,6 +975,13 @@ evlog_batch_begin(struct event_base *base)
 }
 
 void
+evlog_batch_flush(void)
+{
+	if (evl_batch != NULL)
+		evlog_batch_cb(-1, 0, evl_batch);
+}
+
+void
 evlog_batch_end(void)
 {
 	struct evlog_batch *b = evl_batch, **pp;

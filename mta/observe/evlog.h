@@ -128,6 +128,11 @@ void evlog_write(const struct evlog_event *ev);
  */
 struct event_base;
 int evlog_batch_begin(struct event_base *base);
+/* evlog_batch_flush — hand over the lines the calling thread's batch holds
+ * now, under the one lock: for a line that must come before what another
+ * thread logs next (a reception, before its message goes to delivery).
+ * Nothing if the thread does not batch. */
+void evlog_batch_flush(void);
 /* evlog_batch_end — hand over the lines that wait, and log one by one from
  * now on.  The same thread, after its loop has ended, before BASE is
  * freed.  Nothing if evlog_batch_begin was not called (or failed). */

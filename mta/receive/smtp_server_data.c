@@ -390,6 +390,9 @@ smtp_server_data_on_intake(struct intake_req *req)
 			  s->id, qid, op->env.size, op->env.nrcpts, req->result,
 			  req->held ? " (held)" : "");
 		smtp_server_data_log_reception(s, req, op);
+		/* Its reception lines before any line delivery writes of it:
+		 * the batch goes now, not at the turn's end (evlog.h). */
+		evlog_batch_flush();
 		smtp_server_reply(s, "250 2.0.0 %s queued%s", qid,
 				  req->held ? " (held by policy)" : "");
 		smtp_server_idle(s);

@@ -1622,24 +1622,34 @@ test_batch_turn(void **state)
 	assert_true(n > 10 + 100 && n < 510);
 	(void)event_base_loop(base, EVLOOP_NONBLOCK); /* 1: none left */
 	assert_int_equal(lines_now(path), 510);
+	/* A flush hands over what waits at once (a reception line, before
+	 * its message goes to delivery, whose line must follow it). */
+	write_n(4, 7);
+	assert_int_equal(lines_now(path), 510);
+	evlog_batch_flush();
+	assert_int_equal(lines_now(path), 514);
+	(void)event_base_loop(base, EVLOOP_NONBLOCK); /* its event: nothing */
+	assert_int_equal(lines_now(path), 514);
 	/* The end hands over what waits; later lines go one by one. */
 	write_n(3, 7);
-	assert_int_equal(lines_now(path), 510);
-	evlog_batch_end();
-	assert_int_equal(lines_now(path), 513);
-	write_n(1, 7);
 	assert_int_equal(lines_now(path), 514);
+	evlog_batch_end();
+	assert_int_equal(lines_now(path), 517);
+	write_n(1, 7);
+	assert_int_equal(lines_now(path), 518);
 	evlog_batch_end(); /* none left: nothing */
 	event_base_free(base);
 	evlog_close();
-	assert_lines_tagged(path, 514, 7);
+	assert_lines_tagged(path, 518, 7);
 	/* In the order written. */
 	n = counts_of(path, counts, 600);
-	assert_int_equal(n, 514);
+	assert_int_equal(n, 518);
 	k = 0;
 	for (i = 0; i < 10; i++)
 		assert_int_equal(counts[k++], i);
 	for (i = 0; i < 500; i++)
+		assert_int_equal(counts[k++], i);
+	for (i = 0; i < 4; i++)
 		assert_int_equal(counts[k++], i);
 	for (i = 0; i < 3; i++)
 		assert_int_equal(counts[k++], i);
